@@ -1,0 +1,199 @@
+use std::fmt;
+
+use crate::template::TemplateError;
+
+/// Why a deployment file was refused. Nothing has run when this is returned.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The text is not YAML or JSON, or a value has the wrong shape (a list where a map is
+    /// expected, a missing required field). Reported at the first such place.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// Where, as a field path (`targets.prod.constraints`), or `(file)` for the whole text.
+        path: String,
+        /// What the parser said.
+        message: String,
+    },
+    /// The file parsed but breaks the rules of PROTOCOL.md §2. Every problem is listed.
+    #[error("{}", ProblemList(problems))]
+    Invalid {
+        /// Every problem found, in file order.
+        problems: Vec<Problem>,
+    },
+}
+
+impl ConfigError {
+    /// Every problem with its path; a syntax error is one problem of kind
+    /// [`ProblemKind::Shape`].
+    pub fn problems(&self) -> Vec<Problem> {
+        match self {
+            ConfigError::Syntax { path, message } => vec![Problem {
+                path: path.clone(),
+                kind: ProblemKind::Shape {
+                    message: message.clone(),
+                },
+            }],
+            ConfigError::Invalid { problems } => problems.clone(),
+        }
+    }
+}
+
+struct ProblemList<'a>(&'a [Problem]);
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(
+            f,
+            "the deployment file has {n} problem{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in self.0 {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One problem in a deployment file, at a field path such as
+/// `targets.prod.constraints.dependsOn[0]`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{path}: {kind}")]
+#[non_exhaustive]
+pub struct Problem {
+    /// The path of the offending field.
+    pub path: String,
+    /// What is wrong with it.
+    pub kind: ProblemKind,
+}
+
+/// What is wrong with a field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProblemKind {
+    /// The value has the wrong shape.
+    #[error("{message}")]
+    Shape {
+        /// What the parser said.
+        message: String,
+    },
+    /// A required value is missing or empty.
+    #[error("{what} is required")]
+    Missing {
+        /// What is missing.
+        what: &'static str,
+    },
+    /// `runWebhook.name` names no webhook.
+    #[error("unknown webhook \"{name}\": add it under `webhooks` or fix the name")]
+    UnknownWebhook {
+        /// The name used.
+        name: String,
+    },
+    /// Two webhooks share a name.
+    #[error("duplicate webhook name \"{name}\": webhook names must be unique")]
+    DuplicateWebhook {
+        /// The name.
+        name: String,
+    },
+    /// `dependsOn` names an unknown target.
+    #[error("unknown target \"{name}\"")]
+    UnknownTarget {
+        /// The name used.
+        name: String,
+    },
+    /// `dependsOn` forms a cycle.
+    #[error("dependsOn forms a cycle: {}", cycle.join(" -> "))]
+    DependencyCycle {
+        /// The targets on the cycle, the first repeated at the end.
+        cycle: Vec<String>,
+    },
+    /// `strategy` names no strategy.
+    #[error("unknown strategy \"{name}\": add it under `strategies` or fix the name")]
+    UnknownStrategy {
+        /// The name used.
+        name: String,
+    },
+    /// A strategy has neither or both of `canary` and `blueGreen`.
+    #[error("a strategy needs exactly one of `canary` or `blueGreen`")]
+    StrategyKind,
+    /// `setWeight.weight` outside 0–100.
+    #[error("weight {weight} is outside 0-100")]
+    WeightOutOfRange {
+        /// The weight given.
+        weight: i64,
+    },
+    /// A negative duration.
+    #[error("duration {duration} is negative")]
+    NegativeDuration {
+        /// The duration given.
+        duration: i64,
+    },
+    /// A duration unit other than seconds, minutes, hours.
+    #[error("unknown unit \"{unit}\": use seconds, minutes or hours")]
+    UnknownUnit {
+        /// The unit given.
+        unit: String,
+    },
+    /// A duration longer than hookgate supports.
+    #[error("duration is longer than {max_days} days")]
+    DurationTooLong {
+        /// The limit.
+        max_days: u32,
+    },
+    /// A pause that is neither a fixed wait nor `untilApproved: true`, or mixes both.
+    #[error("{message}")]
+    InvalidPause {
+        /// What is wrong.
+        message: &'static str,
+    },
+    /// `agentIdentifier` with `networkMode: direct`.
+    #[error("agentIdentifier is only allowed with networkMode: remoteNetworkAgent")]
+    AgentWithDirectMode,
+    /// A value outside the allowed set.
+    #[error("unknown value \"{value}\": expected {expected}")]
+    UnknownValue {
+        /// The value given.
+        value: String,
+        /// The allowed values.
+        expected: &'static str,
+    },
+    /// A template that does not parse or uses a variable outside PROTOCOL.md §3.
+    #[error("{0}")]
+    Template(TemplateError),
+    /// `armory.preview.*` used where no service can be exposed yet.
+    #[error(
+        "webhook \"{webhook}\" uses {variable}, which has no value before deployment: only strategy steps and afterDeployment can use preview URLs"
+    )]
+    PreviewBeforeDeployment {
+        /// The webhook.
+        webhook: String,
+        /// The preview variable.
+        variable: String,
+    },
+    /// `analysis` in `beforeDeployment`.
+    #[error("analysis is not allowed in beforeDeployment: nothing is deployed yet to analyse")]
+    AnalysisBeforeDeployment,
+    /// Not a valid HTTP method.
+    #[error("\"{method}\" is not an HTTP method")]
+    InvalidMethod {
+        /// The method given.
+        method: String,
+    },
+    /// Not a valid HTTP header name.
+    #[error("\"{name}\" is not a valid header name")]
+    InvalidHeaderName {
+        /// The name given.
+        name: String,
+    },
+    /// A count outside its allowed range.
+    #[error("{value} is outside {min}-{max}")]
+    OutOfRange {
+        /// The value given.
+        value: i64,
+        /// The smallest allowed.
+        min: i64,
+        /// The largest allowed.
+        max: i64,
+    },
+}

@@ -1,0 +1,335 @@
+//! The deployment file as written: serde types for every field hookgate reads (PROTOCOL.md §2).
+//!
+//! These types accept anything that has the right shape, so that [`DeploymentFile::validate`]
+//! can check meaning and report every problem at once with its path. Fields hookgate does not
+//! use (`version`, `kind`, `manifests`, ...) are ignored.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// A whole deployment file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct DeploymentFile {
+    /// `application`: the application's name.
+    pub application: String,
+    /// `context`: deployment-wide template context.
+    #[serde(default)]
+    pub context: Context,
+    /// `deploymentConfig`.
+    #[serde(default)]
+    pub deployment_config: Option<DeploymentConfig>,
+    /// `targets`: environments by name.
+    pub targets: BTreeMap<String, Target>,
+    /// `strategies`: strategies by name.
+    #[serde(default)]
+    pub strategies: BTreeMap<String, Strategy>,
+    /// `webhooks`.
+    #[serde(default)]
+    pub webhooks: Vec<Webhook>,
+}
+
+/// Template context: string keys to string values. Numbers and booleans are accepted and kept
+/// as their text, since YAML writers rarely quote them.
+pub type Context = BTreeMap<String, ContextValue>;
+
+/// One context value: a string, or a number or boolean kept as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ContextValue(pub String);
+
+impl<'de> Deserialize<'de> for ContextValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl Visitor<'_> for ScalarVisitor {
+            type Value = ContextValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ContextValue(v.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(ContextValue(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(ContextValue(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(ContextValue(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(ContextValue(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// `deploymentConfig`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct DeploymentConfig {
+    /// `timeout`: how long a host step may take.
+    #[serde(default)]
+    pub timeout: Option<DurationSpec>,
+    /// `ifDeploymentInProgress`.
+    #[serde(default)]
+    pub if_deployment_in_progress: Option<IfDeploymentInProgress>,
+}
+
+/// `ifDeploymentInProgress`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct IfDeploymentInProgress {
+    /// `strategy`: `reject` or `enqueueOne`.
+    pub strategy: String,
+}
+
+/// A duration as written: `{duration: 30, unit: minutes}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DurationSpec {
+    /// `duration`: a non-negative whole number.
+    pub duration: i64,
+    /// `unit`: `seconds`, `minutes` or `hours`.
+    pub unit: String,
+}
+
+/// One target (environment).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Target {
+    /// `account`.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// `namespace`.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// `strategy`: a key of `strategies`.
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// `constraints`.
+    #[serde(default)]
+    pub constraints: Option<Constraints>,
+}
+
+/// A target's `constraints`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Constraints {
+    /// `dependsOn`: environments that must succeed first.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// `beforeDeployment`: evaluated in parallel before deploying.
+    #[serde(default)]
+    pub before_deployment: Vec<Constraint>,
+    /// `afterDeployment`: evaluated in parallel after deploying.
+    #[serde(default)]
+    pub after_deployment: Vec<Constraint>,
+}
+
+/// One entry of a constraint list (also used for blue/green's lists).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum Constraint {
+    /// `pause`.
+    Pause(Pause),
+    /// `runWebhook`.
+    RunWebhook(RunWebhook),
+    /// `analysis`.
+    Analysis(Analysis),
+}
+
+/// `pause`: a fixed wait, or a wait for manual approval.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Pause {
+    /// `duration`, with `unit`.
+    #[serde(default)]
+    pub duration: Option<i64>,
+    /// `unit`, with `duration`.
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// `untilApproved`.
+    #[serde(default)]
+    pub until_approved: Option<bool>,
+    /// `requiresRoles`: any one of them may approve.
+    #[serde(default)]
+    pub requires_roles: Vec<String>,
+    /// `approvalExpiration`.
+    #[serde(default)]
+    pub approval_expiration: Option<DurationSpec>,
+}
+
+/// `runWebhook`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct RunWebhook {
+    /// `name`: a webhook's name.
+    pub name: String,
+    /// `context`: overrides the file's context for this call.
+    #[serde(default)]
+    pub context: Context,
+}
+
+/// `analysis`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Analysis {
+    /// `queries`: names of the queries the host evaluates.
+    #[serde(default)]
+    pub queries: Vec<String>,
+    /// `rollBackMode`: `automatic` (default) or `manual`.
+    #[serde(default)]
+    pub roll_back_mode: Option<String>,
+    /// `context`: passed to the host with the analysis request.
+    #[serde(default)]
+    pub context: Context,
+}
+
+/// A named strategy: exactly one of `canary` or `blueGreen`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Strategy {
+    /// `canary`.
+    #[serde(default)]
+    pub canary: Option<Canary>,
+    /// `blueGreen`.
+    #[serde(default)]
+    pub blue_green: Option<BlueGreen>,
+}
+
+/// `canary`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Canary {
+    /// `steps`, run one after another.
+    #[serde(default)]
+    pub steps: Vec<CanaryStep>,
+}
+
+/// One canary step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum CanaryStep {
+    /// `setWeight`.
+    SetWeight(SetWeight),
+    /// `pause`.
+    Pause(Pause),
+    /// `runWebhook`.
+    RunWebhook(RunWebhook),
+    /// `analysis`.
+    Analysis(Analysis),
+    /// `exposeServices`.
+    ExposeServices(ExposeServices),
+}
+
+/// `setWeight`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SetWeight {
+    /// `weight`: 0 to 100.
+    pub weight: i64,
+}
+
+/// `exposeServices`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ExposeServices {
+    /// `services`: the services to expose.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// `ttl`: how long the preview stays up.
+    #[serde(default)]
+    pub ttl: Option<DurationSpec>,
+}
+
+/// `blueGreen`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct BlueGreen {
+    /// `activeService`.
+    #[serde(default)]
+    pub active_service: Option<String>,
+    /// `previewService`.
+    #[serde(default)]
+    pub preview_service: Option<String>,
+    /// `redirectTrafficAfter`: evaluated in parallel before traffic moves.
+    #[serde(default)]
+    pub redirect_traffic_after: Vec<Constraint>,
+    /// `shutDownOldVersionAfter`: evaluated in parallel before the old version goes.
+    #[serde(default)]
+    pub shut_down_old_version_after: Vec<Constraint>,
+}
+
+/// One entry of `webhooks`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Webhook {
+    /// `name`: unique among webhooks.
+    pub name: String,
+    /// `method`: default `POST`.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// `uriTemplate`.
+    pub uri_template: String,
+    /// `networkMode`: `direct` (default) or `remoteNetworkAgent`.
+    #[serde(default)]
+    pub network_mode: Option<String>,
+    /// `agentIdentifier`: only with `remoteNetworkAgent`.
+    #[serde(default)]
+    pub agent_identifier: Option<String>,
+    /// `headers`.
+    #[serde(default)]
+    pub headers: Vec<Header>,
+    /// `bodyTemplate`.
+    #[serde(default)]
+    pub body_template: Option<BodyTemplate>,
+    /// `retryCount`: retries of the outbound call, default 0.
+    #[serde(default)]
+    pub retry_count: Option<i64>,
+    /// `disableCallback`: pass as soon as the call succeeds.
+    #[serde(default)]
+    pub disable_callback: Option<bool>,
+    /// hookgate extension: `callbackTimeout`, default 24 hours.
+    #[serde(default)]
+    pub callback_timeout: Option<DurationSpec>,
+    /// hookgate extension: `requestTimeout` of each call, default 30 seconds.
+    #[serde(default)]
+    pub request_timeout: Option<DurationSpec>,
+}
+
+/// One header of a webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Header {
+    /// `key`: the header name.
+    pub key: String,
+    /// `value`: a template.
+    pub value: String,
+}
+
+/// `bodyTemplate`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BodyTemplate {
+    /// `inline`: the body template text.
+    #[serde(default)]
+    pub inline: Option<String>,
+}

@@ -1,0 +1,802 @@
+//! Turning a [`DeploymentFile`] into a [`Plan`], collecting every problem with its path.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::error::{ConfigError, Problem, ProblemKind};
+use super::file::{self, Constraint, Context, DeploymentFile, DurationSpec};
+use super::plan::{
+    AnalysisSpec, CanaryStep, EnvId, Environment, Gate, GateId, GateKind, InProgressPolicy,
+    NetworkMode, Plan, RollBackMode, Stage, Strategy, Webhook, WebhookId,
+};
+use crate::template::{ArmoryVar, Template, Variable};
+
+/// The longest duration accepted anywhere in a file; longer ones are almost certainly typos and
+/// would overflow deadline arithmetic far sooner than any deployment ends.
+const MAX_DURATION_DAYS: u32 = 366;
+/// Retries beyond this would keep a gate busy for hours at the 60 s backoff cap.
+const MAX_RETRY_COUNT: i64 = 100;
+/// Environment and webhook indices are 16-bit to keep per-deployment state small.
+const MAX_TARGETS: usize = 10_000;
+const MAX_WEBHOOKS: usize = 10_000;
+
+impl DeploymentFile {
+    /// Reads a deployment file written in YAML (JSON is YAML too).
+    pub fn from_yaml(source: &str) -> Result<Self, ConfigError> {
+        let value: serde_json::Value =
+            serde_saphyr::from_str(source).map_err(|e| ConfigError::Syntax {
+                path: "(file)".into(),
+                message: e.to_string(),
+            })?;
+        Self::from_value(value)
+    }
+
+    /// Reads a deployment file written in JSON.
+    pub fn from_json(source: &str) -> Result<Self, ConfigError> {
+        let value: serde_json::Value =
+            serde_json::from_str(source).map_err(|e| ConfigError::Syntax {
+                path: "(file)".into(),
+                message: e.to_string(),
+            })?;
+        Self::from_value(value)
+    }
+
+    fn from_value(value: serde_json::Value) -> Result<Self, ConfigError> {
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::Syntax {
+                path: if path == "." { "(file)".into() } else { path },
+                message: e.into_inner().to_string(),
+            }
+        })
+    }
+
+    /// Checks the file against PROTOCOL.md §2 and builds the plan it describes. Every problem
+    /// found is reported, each with the path of its field.
+    pub fn validate(&self) -> Result<Plan, ConfigError> {
+        let mut v = Validator::default();
+        let plan = v.plan(self);
+        if v.problems.is_empty() {
+            Ok(plan)
+        } else {
+            Err(ConfigError::Invalid {
+                problems: v.problems,
+            })
+        }
+    }
+}
+
+impl Plan {
+    /// Reads and validates a YAML (or JSON) deployment file.
+    ///
+    /// ```
+    /// let plan = hookgate::config::Plan::from_yaml(
+    ///     "application: demo\ntargets:\n  dev: {account: k8s, namespace: demo}\n",
+    /// )
+    /// .unwrap();
+    /// assert_eq!(plan.environments()[0].name(), "dev");
+    /// ```
+    pub fn from_yaml(source: &str) -> Result<Plan, ConfigError> {
+        DeploymentFile::from_yaml(source)?.validate()
+    }
+
+    /// Reads and validates a JSON deployment file.
+    pub fn from_json(source: &str) -> Result<Plan, ConfigError> {
+        DeploymentFile::from_json(source)?.validate()
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+    gates: Vec<Gate>,
+}
+
+impl Validator {
+    fn problem(&mut self, path: impl Into<String>, kind: ProblemKind) {
+        self.problems.push(Problem {
+            path: path.into(),
+            kind,
+        });
+    }
+
+    fn plan(&mut self, file: &DeploymentFile) -> Plan {
+        if file.application.trim().is_empty() {
+            self.problem(
+                "application",
+                ProblemKind::Missing {
+                    what: "an application name",
+                },
+            );
+        }
+        if file.targets.is_empty() {
+            self.problem(
+                "targets",
+                ProblemKind::Missing {
+                    what: "at least one target",
+                },
+            );
+        }
+        let config = file.deployment_config.clone().unwrap_or_default();
+        let step_timeout = config
+            .timeout
+            .as_ref()
+            .and_then(|d| self.duration(d, "deploymentConfig.timeout"));
+        let if_in_progress = match config.if_deployment_in_progress.as_ref() {
+            None => InProgressPolicy::default(),
+            Some(p) => match p.strategy.as_str() {
+                "reject" => InProgressPolicy::Reject,
+                "enqueueOne" => InProgressPolicy::EnqueueOne,
+                other => {
+                    self.problem(
+                        "deploymentConfig.ifDeploymentInProgress.strategy",
+                        ProblemKind::UnknownValue {
+                            value: other.to_owned(),
+                            expected: "reject or enqueueOne",
+                        },
+                    );
+                    InProgressPolicy::default()
+                }
+            },
+        };
+        if file.targets.len() > MAX_TARGETS || file.webhooks.len() > MAX_WEBHOOKS {
+            let (path, value, max) = if file.targets.len() > MAX_TARGETS {
+                ("targets", file.targets.len(), MAX_TARGETS)
+            } else {
+                ("webhooks", file.webhooks.len(), MAX_WEBHOOKS)
+            };
+            self.problem(
+                path,
+                ProblemKind::OutOfRange {
+                    value: value as i64,
+                    min: 0,
+                    max: max as i64,
+                },
+            );
+            return Plan::empty(file.application.clone());
+        }
+        let webhooks = self.webhooks(&file.webhooks);
+        let hooks = WebhookNames::new(&webhooks);
+        let order = self.dependency_order(&file.targets);
+        let ids: BTreeMap<&str, EnvId> = order
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (*name, EnvId(i as u16)))
+            .collect();
+        let environments = order
+            .iter()
+            .map(|name| {
+                let target = &file.targets[*name];
+                self.environment(name, target, &ids, file, &hooks)
+            })
+            .collect();
+        Plan {
+            application: file.application.clone(),
+            context: strings(&file.context),
+            step_timeout,
+            if_in_progress,
+            environments,
+            webhooks,
+            gates: std::mem::take(&mut self.gates),
+        }
+    }
+
+    fn webhooks(&mut self, raw: &[file::Webhook]) -> Vec<Webhook> {
+        let mut seen = BTreeSet::new();
+        raw.iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let path = format!("webhooks[{i}]");
+                if w.name.is_empty() {
+                    self.problem(
+                        format!("{path}.name"),
+                        ProblemKind::Missing {
+                            what: "a webhook name",
+                        },
+                    );
+                } else if !seen.insert(w.name.as_str()) {
+                    self.problem(
+                        format!("{path}.name"),
+                        ProblemKind::DuplicateWebhook {
+                            name: w.name.clone(),
+                        },
+                    );
+                }
+                self.webhook(w, &path)
+            })
+            .collect()
+    }
+
+    fn webhook(&mut self, w: &file::Webhook, path: &str) -> Webhook {
+        let method = match w.method.as_deref() {
+            None => "POST".to_owned(),
+            Some(m) => {
+                let upper = m.to_ascii_uppercase();
+                if http::Method::from_bytes(upper.as_bytes()).is_err() || upper.is_empty() {
+                    self.problem(
+                        format!("{path}.method"),
+                        ProblemKind::InvalidMethod {
+                            method: m.to_owned(),
+                        },
+                    );
+                }
+                upper
+            }
+        };
+        let uri = self.template(&w.uri_template, format!("{path}.uriTemplate"));
+        let headers = w
+            .headers
+            .iter()
+            .enumerate()
+            .map(|(j, h)| {
+                if http::HeaderName::from_bytes(h.key.as_bytes()).is_err() {
+                    self.problem(
+                        format!("{path}.headers[{j}].key"),
+                        ProblemKind::InvalidHeaderName {
+                            name: h.key.clone(),
+                        },
+                    );
+                }
+                let value = self.template(&h.value, format!("{path}.headers[{j}].value"));
+                (h.key.clone(), value)
+            })
+            .collect();
+        let body = w
+            .body_template
+            .as_ref()
+            .and_then(|b| b.inline.as_ref())
+            .map(|inline| self.template(inline, format!("{path}.bodyTemplate.inline")));
+        let network = match w.network_mode.as_deref() {
+            None | Some("direct") => {
+                if w.agent_identifier.is_some() {
+                    self.problem(
+                        format!("{path}.agentIdentifier"),
+                        ProblemKind::AgentWithDirectMode,
+                    );
+                }
+                NetworkMode::Direct
+            }
+            Some("remoteNetworkAgent") => NetworkMode::RemoteAgent {
+                agent: w.agent_identifier.clone(),
+            },
+            Some(other) => {
+                self.problem(
+                    format!("{path}.networkMode"),
+                    ProblemKind::UnknownValue {
+                        value: other.to_owned(),
+                        expected: "direct or remoteNetworkAgent",
+                    },
+                );
+                NetworkMode::Direct
+            }
+        };
+        let retry_count = match w.retry_count {
+            None => 0,
+            Some(n) if (0..=MAX_RETRY_COUNT).contains(&n) => n as u32,
+            Some(n) => {
+                self.problem(
+                    format!("{path}.retryCount"),
+                    ProblemKind::OutOfRange {
+                        value: n,
+                        min: 0,
+                        max: MAX_RETRY_COUNT,
+                    },
+                );
+                0
+            }
+        };
+        Webhook {
+            name: w.name.clone(),
+            method,
+            uri,
+            headers,
+            body,
+            network,
+            retry_count,
+            disable_callback: w.disable_callback.unwrap_or(false),
+            callback_timeout: w
+                .callback_timeout
+                .as_ref()
+                .and_then(|d| self.duration(d, &format!("{path}.callbackTimeout"))),
+            request_timeout: w
+                .request_timeout
+                .as_ref()
+                .and_then(|d| self.duration(d, &format!("{path}.requestTimeout"))),
+        }
+    }
+
+    fn template(&mut self, source: &str, path: String) -> Template {
+        Template::parse(source).unwrap_or_else(|e| {
+            self.problem(path, ProblemKind::Template(e));
+            Template::parse("").unwrap_or_else(|_| unreachable!("the empty template parses"))
+        })
+    }
+
+    /// Orders targets so that dependencies come first (Kahn's algorithm: linear in targets plus
+    /// edges), reporting unknown names and one cycle per strongly connected tangle.
+    fn dependency_order<'f>(&mut self, targets: &'f BTreeMap<String, file::Target>) -> Vec<&'f str> {
+        let names: Vec<&str> = targets.keys().map(String::as_str).collect();
+        let index: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+        let mut deps: Vec<Vec<usize>> = vec![Vec::new(); names.len()];
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); names.len()];
+        for (i, (name, target)) in targets.iter().enumerate() {
+            let Some(constraints) = &target.constraints else {
+                continue;
+            };
+            for (j, dep) in constraints.depends_on.iter().enumerate() {
+                match index.get(dep.as_str()) {
+                    Some(&d) if !deps[i].contains(&d) => {
+                        deps[i].push(d);
+                        dependents[d].push(i);
+                    }
+                    Some(_) => {}
+                    None => self.problem(
+                        format!("targets.{name}.constraints.dependsOn[{j}]"),
+                        ProblemKind::UnknownTarget { name: dep.clone() },
+                    ),
+                }
+            }
+        }
+        let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
+        let mut ready: std::collections::BTreeSet<usize> =
+            (0..names.len()).filter(|&i| waiting[i] == 0).collect();
+        let mut order = Vec::with_capacity(names.len());
+        while let Some(i) = ready.pop_first() {
+            order.push(i);
+            for &d in &dependents[i] {
+                waiting[d] -= 1;
+                if waiting[d] == 0 {
+                    ready.insert(d);
+                }
+            }
+        }
+        if order.len() < names.len() {
+            self.report_cycles(&names, &deps, &waiting);
+            let placed: BTreeSet<usize> = order.iter().copied().collect();
+            order.extend((0..names.len()).filter(|i| !placed.contains(i)));
+        }
+        order.into_iter().map(|i| names[i]).collect()
+    }
+
+    fn report_cycles(&mut self, names: &[&str], deps: &[Vec<usize>], waiting: &[usize]) {
+        // Every node left with unmet dependencies either lies on a cycle or depends on one;
+        // walking unmet dependencies from it must therefore revisit a node.
+        let mut reported = vec![false; names.len()];
+        for start in 0..names.len() {
+            if waiting[start] == 0 || reported[start] {
+                continue;
+            }
+            let mut walk = vec![start];
+            let mut position = BTreeMap::from([(start, 0usize)]);
+            let mut at = start;
+            let cycle_start = loop {
+                let Some(&next) = deps[at].iter().find(|&&d| waiting[d] > 0) else {
+                    break None;
+                };
+                if reported[next] {
+                    break None;
+                }
+                if let Some(&p) = position.get(&next) {
+                    break Some(p);
+                }
+                position.insert(next, walk.len());
+                walk.push(next);
+                at = next;
+            };
+            for &n in &walk {
+                reported[n] = true;
+            }
+            let Some(p) = cycle_start else { continue };
+            let on_cycle = &walk[p..];
+            let mut cycle: Vec<String> = on_cycle.iter().map(|&n| names[n].to_owned()).collect();
+            cycle.push(names[on_cycle[0]].to_owned());
+            self.problem(
+                format!("targets.{}.constraints.dependsOn", names[on_cycle[0]]),
+                ProblemKind::DependencyCycle { cycle },
+            );
+        }
+    }
+
+    fn environment(
+        &mut self,
+        name: &str,
+        target: &file::Target,
+        ids: &BTreeMap<&str, EnvId>,
+        file: &DeploymentFile,
+        hooks: &WebhookNames<'_>,
+    ) -> Environment {
+        let env = ids[name];
+        let path = format!("targets.{name}");
+        let constraints = target.constraints.clone().unwrap_or_default();
+        let mut depends_on: Vec<EnvId> = constraints
+            .depends_on
+            .iter()
+            .filter_map(|d| ids.get(d.as_str()).copied())
+            .collect();
+        depends_on.sort();
+        depends_on.dedup();
+        let before = self.constraint_list(
+            env,
+            Stage::BeforeDeployment,
+            &constraints.before_deployment,
+            &format!("{path}.constraints.beforeDeployment"),
+            hooks,
+        );
+        let strategy = match target.strategy.as_deref() {
+            None => Strategy::Direct,
+            Some(s) => match file.strategies.get(s) {
+                None => {
+                    self.problem(
+                        format!("{path}.strategy"),
+                        ProblemKind::UnknownStrategy { name: s.to_owned() },
+                    );
+                    Strategy::Direct
+                }
+                Some(raw) => self.strategy(env, s, raw, hooks),
+            },
+        };
+        let after = self.constraint_list(
+            env,
+            Stage::AfterDeployment,
+            &constraints.after_deployment,
+            &format!("{path}.constraints.afterDeployment"),
+            hooks,
+        );
+        Environment {
+            name: name.to_owned(),
+            account: target.account.clone(),
+            namespace: target.namespace.clone(),
+            depends_on,
+            before,
+            strategy,
+            after,
+        }
+    }
+
+    fn strategy(
+        &mut self,
+        env: EnvId,
+        name: &str,
+        raw: &file::Strategy,
+        hooks: &WebhookNames<'_>,
+    ) -> Strategy {
+        let path = format!("strategies.{name}");
+        match (&raw.canary, &raw.blue_green) {
+            (Some(canary), None) => {
+                let steps = canary
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, step)| {
+                        let step_path = format!("{path}.canary.steps[{i}]");
+                        self.canary_step(env, i, step, &step_path, hooks)
+                    })
+                    .collect();
+                Strategy::Canary {
+                    name: name.to_owned(),
+                    steps,
+                }
+            }
+            (None, Some(bg)) => {
+                let active_service = bg.active_service.clone().unwrap_or_else(|| {
+                    self.problem(
+                        format!("{path}.blueGreen.activeService"),
+                        ProblemKind::Missing {
+                            what: "activeService",
+                        },
+                    );
+                    String::new()
+                });
+                let redirect_after = self.constraint_list(
+                    env,
+                    Stage::RedirectTrafficAfter,
+                    &bg.redirect_traffic_after,
+                    &format!("{path}.blueGreen.redirectTrafficAfter"),
+                    hooks,
+                );
+                let shutdown_after = self.constraint_list(
+                    env,
+                    Stage::ShutDownOldVersionAfter,
+                    &bg.shut_down_old_version_after,
+                    &format!("{path}.blueGreen.shutDownOldVersionAfter"),
+                    hooks,
+                );
+                Strategy::BlueGreen {
+                    name: name.to_owned(),
+                    active_service,
+                    preview_service: bg.preview_service.clone(),
+                    redirect_after,
+                    shutdown_after,
+                }
+            }
+            _ => {
+                self.problem(path, ProblemKind::StrategyKind);
+                Strategy::Direct
+            }
+        }
+    }
+
+    fn canary_step(
+        &mut self,
+        env: EnvId,
+        index: usize,
+        step: &file::CanaryStep,
+        path: &str,
+        hooks: &WebhookNames<'_>,
+    ) -> CanaryStep {
+        let stage = Stage::Strategy(index as u16);
+        let gate = |v: &mut Self, c: Constraint| {
+            let kind = v.gate_kind(stage, &c, path, hooks);
+            CanaryStep::Gate(v.push_gate(env, stage, kind, path))
+        };
+        match step {
+            file::CanaryStep::SetWeight(w) => {
+                if !(0..=100).contains(&w.weight) {
+                    self.problem(
+                        format!("{path}.setWeight.weight"),
+                        ProblemKind::WeightOutOfRange { weight: w.weight },
+                    );
+                }
+                CanaryStep::SetWeight(w.weight.clamp(0, 100) as u8)
+            }
+            file::CanaryStep::ExposeServices(e) => CanaryStep::ExposeServices {
+                services: e.services.clone(),
+                ttl: e
+                    .ttl
+                    .as_ref()
+                    .and_then(|d| self.duration(d, &format!("{path}.exposeServices.ttl"))),
+            },
+            file::CanaryStep::Pause(p) => gate(self, Constraint::Pause(p.clone())),
+            file::CanaryStep::RunWebhook(r) => gate(self, Constraint::RunWebhook(r.clone())),
+            file::CanaryStep::Analysis(a) => gate(self, Constraint::Analysis(a.clone())),
+        }
+    }
+
+    fn constraint_list(
+        &mut self,
+        env: EnvId,
+        stage: Stage,
+        list: &[Constraint],
+        path: &str,
+        hooks: &WebhookNames<'_>,
+    ) -> Vec<GateId> {
+        list.iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let entry = format!("{path}[{i}]");
+                let kind = self.gate_kind(stage, c, &entry, hooks);
+                self.push_gate(env, stage, kind, &entry)
+            })
+            .collect()
+    }
+
+    fn push_gate(&mut self, env: EnvId, stage: Stage, kind: GateKind, path: &str) -> GateId {
+        let id = GateId(self.gates.len() as u32);
+        self.gates.push(Gate {
+            env,
+            stage,
+            kind,
+            path: path.to_owned(),
+        });
+        id
+    }
+
+    fn gate_kind(
+        &mut self,
+        stage: Stage,
+        c: &Constraint,
+        path: &str,
+        hooks: &WebhookNames<'_>,
+    ) -> GateKind {
+        match c {
+            Constraint::Pause(p) => self.pause(p, &format!("{path}.pause")),
+            Constraint::RunWebhook(r) => {
+                let name_path = format!("{path}.runWebhook.name");
+                let webhook = match hooks.find(&r.name) {
+                    Some((id, w)) => {
+                        if stage == Stage::BeforeDeployment {
+                            self.check_no_preview(w, &name_path);
+                        }
+                        id
+                    }
+                    None => {
+                        self.problem(
+                            name_path,
+                            ProblemKind::UnknownWebhook {
+                                name: r.name.clone(),
+                            },
+                        );
+                        WebhookId(0)
+                    }
+                };
+                GateKind::Webhook {
+                    webhook,
+                    context: strings(&r.context),
+                }
+            }
+            Constraint::Analysis(a) => {
+                if stage == Stage::BeforeDeployment {
+                    self.problem(
+                        format!("{path}.analysis"),
+                        ProblemKind::AnalysisBeforeDeployment,
+                    );
+                }
+                let roll_back_mode = match a.roll_back_mode.as_deref() {
+                    None | Some("automatic") => RollBackMode::Automatic,
+                    Some("manual") => RollBackMode::Manual,
+                    Some(other) => {
+                        self.problem(
+                            format!("{path}.analysis.rollBackMode"),
+                            ProblemKind::UnknownValue {
+                                value: other.to_owned(),
+                                expected: "automatic or manual",
+                            },
+                        );
+                        RollBackMode::Automatic
+                    }
+                };
+                GateKind::Analysis(AnalysisSpec {
+                    queries: a.queries.clone(),
+                    roll_back_mode,
+                    context: strings(&a.context),
+                })
+            }
+        }
+    }
+
+    fn check_no_preview(&mut self, w: &Webhook, path: &str) {
+        let templates = std::iter::once(&w.uri)
+            .chain(w.headers.iter().map(|(_, t)| t))
+            .chain(w.body.iter());
+        let preview = templates
+            .flat_map(Template::variables)
+            .find(|v| matches!(v, Variable::Armory(ArmoryVar::Preview(_))));
+        if let Some(variable) = preview {
+            self.problem(
+                path,
+                ProblemKind::PreviewBeforeDeployment {
+                    webhook: w.name.clone(),
+                    variable: variable.to_string(),
+                },
+            );
+        }
+    }
+
+    fn pause(&mut self, p: &file::Pause, path: &str) -> GateKind {
+        let fixed = p.duration.is_some() || p.unit.is_some();
+        let approval = p.until_approved == Some(true);
+        match (fixed, approval) {
+            (true, true) => {
+                self.problem(
+                    path,
+                    ProblemKind::InvalidPause {
+                        message: "a pause is either a fixed duration or untilApproved, not both",
+                    },
+                );
+                GateKind::Pause(Duration::ZERO)
+            }
+            (false, false) => {
+                self.problem(
+                    path,
+                    ProblemKind::InvalidPause {
+                        message: "a pause needs duration and unit, or untilApproved: true",
+                    },
+                );
+                GateKind::Pause(Duration::ZERO)
+            }
+            (true, false) => {
+                if !p.requires_roles.is_empty() || p.approval_expiration.is_some() {
+                    self.problem(
+                        path,
+                        ProblemKind::InvalidPause {
+                            message: "requiresRoles and approvalExpiration need untilApproved: true",
+                        },
+                    );
+                }
+                let spec = match (&p.duration, &p.unit) {
+                    (Some(duration), Some(unit)) => DurationSpec {
+                        duration: *duration,
+                        unit: unit.clone(),
+                    },
+                    _ => {
+                        self.problem(
+                            path,
+                            ProblemKind::InvalidPause {
+                                message: "a fixed pause needs both duration and unit",
+                            },
+                        );
+                        return GateKind::Pause(Duration::ZERO);
+                    }
+                };
+                GateKind::Pause(self.duration(&spec, path).unwrap_or_default())
+            }
+            (false, true) => GateKind::Approval {
+                roles: p.requires_roles.clone(),
+                expiration: p
+                    .approval_expiration
+                    .as_ref()
+                    .and_then(|d| self.duration(d, &format!("{path}.approvalExpiration"))),
+            },
+        }
+    }
+
+    fn duration(&mut self, spec: &DurationSpec, path: &str) -> Option<Duration> {
+        let unit_seconds = match spec.unit.to_ascii_lowercase().as_str() {
+            "seconds" | "second" => 1,
+            "minutes" | "minute" => 60,
+            "hours" | "hour" => 3600,
+            _ => {
+                self.problem(
+                    format!("{path}.unit"),
+                    ProblemKind::UnknownUnit {
+                        unit: spec.unit.clone(),
+                    },
+                );
+                return None;
+            }
+        };
+        if spec.duration < 0 {
+            self.problem(
+                format!("{path}.duration"),
+                ProblemKind::NegativeDuration {
+                    duration: spec.duration,
+                },
+            );
+            return None;
+        }
+        let max = u64::from(MAX_DURATION_DAYS) * 86_400;
+        match (spec.duration as u64).checked_mul(unit_seconds) {
+            Some(secs) if secs <= max => Some(Duration::from_secs(secs)),
+            _ => {
+                self.problem(
+                    format!("{path}.duration"),
+                    ProblemKind::DurationTooLong {
+                        max_days: MAX_DURATION_DAYS,
+                    },
+                );
+                None
+            }
+        }
+    }
+}
+
+struct WebhookNames<'a> {
+    by_name: BTreeMap<&'a str, (WebhookId, &'a Webhook)>,
+}
+
+impl<'a> WebhookNames<'a> {
+    fn new(webhooks: &'a [Webhook]) -> Self {
+        let mut by_name = BTreeMap::new();
+        for (i, w) in webhooks.iter().enumerate() {
+            by_name
+                .entry(w.name.as_str())
+                .or_insert((WebhookId(i as u16), w));
+        }
+        Self { by_name }
+    }
+
+    fn find(&self, name: &str) -> Option<(WebhookId, &'a Webhook)> {
+        self.by_name.get(name).copied()
+    }
+}
+
+impl Plan {
+    fn empty(application: String) -> Plan {
+        Plan {
+            application,
+            context: BTreeMap::new(),
+            step_timeout: None,
+            if_in_progress: InProgressPolicy::default(),
+            environments: Vec::new(),
+            webhooks: Vec::new(),
+            gates: Vec::new(),
+        }
+    }
+}
+
+fn strings(context: &Context) -> BTreeMap<String, String> {
+    context
+        .iter()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect()
+}

@@ -1,0 +1,756 @@
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rand_core::SeedableRng;
+use rand_pcg::Pcg64Mcg;
+
+use super::action::{Action, HostStep, StepRequest};
+use super::backoff;
+use super::error::CoreError;
+use super::event::{Event, EventKind};
+use super::ids::{CallbackId, DeploymentId, IdSource, OpId};
+use super::input::{CallResult, CallbackAck, Decision, StepOutcome};
+use super::machine::{later, work, Work};
+use super::settings::Settings;
+use super::state::{DeploymentState, EnvState, GateState};
+use super::status::{DeploymentStatus, EnvStatus, Resolution};
+use crate::config::{EnvId, GateId, GateKind, Plan, RollBackMode};
+
+/// What a deployment starts with besides its plan and id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StartOptions {
+    /// Context given when the deployment starts; wins over the file's and `runWebhook`'s.
+    pub context: BTreeMap<String, String>,
+    /// Deployment-wide settings.
+    pub settings: Settings,
+    /// Seed of the jitter of retry backoffs. Production hosts pass a random value; tests a fixed
+    /// one, so that runs repeat exactly.
+    pub seed: u64,
+}
+
+impl StartOptions {
+    /// Adds a start-time context value.
+    pub fn with_context(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.context.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the settings.
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Sets the jitter seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+}
+
+/// One deployment's gates and environments: a deterministic state machine with no IO.
+///
+/// Methods come in four families, as in quinn-proto:
+/// - **getters** ([`status`](Self::status), [`env_status`](Self::env_status),
+///   [`gate_state`](Self::gate_state), ...) read the state;
+/// - **inputs** (`handle_*`) report what happened, each with `now`; a refused input returns a
+///   [`CoreError`] and changes nothing;
+/// - **commands** ([`reissue_in_flight`](Self::reissue_in_flight)) ask for something;
+/// - **outputs**: after any input, drain [`poll_action`](Self::poll_action) until `None` and
+///   perform each action, drain [`poll_event`](Self::poll_event) for the history, then call
+///   [`handle_timeout`](Self::handle_timeout) at [`poll_timeout`](Self::poll_timeout).
+///   Calling `handle_timeout` early or twice is harmless.
+///
+/// Time is wall-clock and only ever comes in as an argument, so deadlines keep their meaning
+/// across a restore. The same inputs give the same outputs.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    plan: Arc<Plan>,
+    s: DeploymentState,
+}
+
+impl Deployment {
+    /// Starts a deployment: every webhook gate gets its callback id from `ids`, and the
+    /// environments without dependencies start at once.
+    pub fn start(
+        plan: Arc<Plan>,
+        id: DeploymentId,
+        options: StartOptions,
+        ids: &mut impl IdSource,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let callbacks = plan
+            .gates()
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| matches!(g.kind(), GateKind::Webhook { .. }))
+            .map(|(i, _)| (GateId(i as u32), ids.callback_id()))
+            .collect();
+        let mut s = DeploymentState {
+            id,
+            started_at: now,
+            context: options.context,
+            settings: options.settings,
+            rng: Pcg64Mcg::seed_from_u64(options.seed),
+            next_op: 0,
+            status: DeploymentStatus::Running,
+            canceled: false,
+            envs: vec![EnvState::Waiting; plan.environments().len()],
+            gates: vec![GateState::Idle; plan.gates().len()],
+            callbacks,
+            previews: BTreeMap::new(),
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        s.emit(now, EventKind::DeploymentStarted);
+        for i in 0..s.envs.len() {
+            s.emit(
+                now,
+                EventKind::EnvironmentStatus {
+                    env: EnvId(i as u16),
+                    status: EnvStatus::Pending,
+                },
+            );
+        }
+        s.start_ready(&plan, now);
+        s.check_finished(now);
+        Self { plan, s }
+    }
+
+    /// Continues a stored deployment. `plan` must be the plan it was started with.
+    pub fn restore(plan: Arc<Plan>, state: DeploymentState) -> Result<Self, CoreError> {
+        if state.envs.len() != plan.environments().len() {
+            return Err(CoreError::PlanMismatch {
+                what: "number of environments",
+            });
+        }
+        if state.gates.len() != plan.gates().len() {
+            return Err(CoreError::PlanMismatch {
+                what: "number of gates",
+            });
+        }
+        let webhook_gates = plan
+            .gates()
+            .iter()
+            .filter(|g| matches!(g.kind(), GateKind::Webhook { .. }))
+            .count();
+        if state.callbacks.len() != webhook_gates {
+            return Err(CoreError::PlanMismatch {
+                what: "webhook gates",
+            });
+        }
+        Ok(Self { plan, s: state })
+    }
+
+    // ---- getters -------------------------------------------------------------------------
+
+    /// The deployment's id.
+    pub fn id(&self) -> &DeploymentId {
+        &self.s.id
+    }
+
+    /// The plan it runs.
+    pub fn plan(&self) -> &Arc<Plan> {
+        &self.plan
+    }
+
+    /// When it started.
+    pub fn started_at(&self) -> DateTime<Utc> {
+        self.s.started_at
+    }
+
+    /// The settings it started with.
+    pub fn settings(&self) -> &Settings {
+        &self.s.settings
+    }
+
+    /// Its status; terminal once every environment is.
+    pub fn status(&self) -> DeploymentStatus {
+        self.s.status
+    }
+
+    /// Whether it has finished.
+    pub fn is_finished(&self) -> bool {
+        self.s.status.is_terminal()
+    }
+
+    /// An environment's status.
+    pub fn env_status(&self, env: EnvId) -> EnvStatus {
+        self.s.env_status(env)
+    }
+
+    /// A gate's state.
+    pub fn gate_state(&self, gate: GateId) -> GateState {
+        self.s.gate(gate)
+    }
+
+    /// The callback id of a webhook gate.
+    pub fn callback_id(&self, gate: GateId) -> Option<CallbackId> {
+        self.s.callback_id(gate)
+    }
+
+    /// The gate a callback id belongs to.
+    pub fn gate_for_callback(&self, callback: CallbackId) -> Option<GateId> {
+        self.s
+            .callbacks
+            .iter()
+            .find(|(_, id)| *id == callback)
+            .map(|(g, _)| *g)
+    }
+
+    /// Every webhook gate with its callback id, for indexing by a store.
+    pub fn callback_ids(&self) -> impl Iterator<Item = (GateId, CallbackId)> + '_ {
+        self.s.callbacks.iter().copied()
+    }
+
+    /// The template context of a gate: the file's `context`, overridden by the gate's
+    /// `runWebhook.context`, overridden by the context given at start (PROTOCOL.md §3).
+    pub fn context_for(&self, gate: GateId) -> BTreeMap<String, String> {
+        let mut context = self.plan.context().clone();
+        if let Some(GateKind::Webhook { context: own, .. }) =
+            self.plan.gates().get(gate.0 as usize).map(|g| g.kind())
+        {
+            context.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        context.extend(self.s.context.iter().map(|(k, v)| (k.clone(), v.clone())));
+        context
+    }
+
+    /// Preview URLs reported by `exposeServices` steps of an environment.
+    pub fn preview_urls(&self, env: EnvId) -> Option<&BTreeMap<String, String>> {
+        self.s.previews.get(&env)
+    }
+
+    /// The state to store. Serialize it (it implements `serde::Serialize`) and restore it with
+    /// [`Deployment::restore`].
+    pub fn state(&self) -> &DeploymentState {
+        &self.s
+    }
+
+    // ---- outputs -------------------------------------------------------------------------
+
+    /// The next thing the host must do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.s.actions.pop_front()
+    }
+
+    /// The next event of the history.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.s.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called, if ever.
+    pub fn poll_timeout(&self) -> Option<DateTime<Utc>> {
+        let gates = self.s.gates.iter().filter_map(|g| g.deadline());
+        let envs = self.s.envs.iter().filter_map(|e| match e {
+            EnvState::Running { deadline, .. } => *deadline,
+            _ => None,
+        });
+        gates.chain(envs).min()
+    }
+
+    // ---- inputs --------------------------------------------------------------------------
+
+    /// Fires every deadline at or before `now`, earliest first: retries go out, callback
+    /// timeouts and approval expirations fail their gates, pauses end, host steps that took
+    /// longer than `deploymentConfig.timeout` fail.
+    pub fn handle_timeout(&mut self, now: DateTime<Utc>) {
+        while let Some(due) = self.next_due(now) {
+            match due {
+                Due::Gate(g) => self.fire_gate(now, g),
+                Due::Env(env) => self.fire_env(now, env),
+            }
+        }
+    }
+
+    /// Reports how one attempt of a [`WebhookCall`](super::WebhookCall) ended.
+    ///
+    /// A result for an attempt the gate no longer waits for (a callback already resolved it, the
+    /// deployment was cancelled) returns [`CoreError::Stale`] and changes nothing.
+    pub fn handle_call_result(
+        &mut self,
+        now: DateTime<Utc>,
+        gate: GateId,
+        attempt: u32,
+        result: CallResult,
+    ) -> Result<(), CoreError> {
+        self.check_gate(gate)?;
+        if self.s.gate(gate) != (GateState::Calling { attempt }) {
+            return Err(CoreError::Stale);
+        }
+        let plan = &*self.plan;
+        let GateKind::Webhook { webhook, .. } = plan.gate(gate).kind() else {
+            return Err(CoreError::Stale);
+        };
+        let webhook = plan.webhook(*webhook);
+        match result {
+            CallResult::Sent { status } => {
+                self.s.emit(
+                    now,
+                    EventKind::WebhookSent {
+                        gate,
+                        attempt,
+                        status,
+                    },
+                );
+                if webhook.disable_callback {
+                    self.s
+                        .resolve(plan, now, gate, true, Resolution::CallSucceeded, String::new);
+                } else {
+                    let timeout = webhook
+                        .callback_timeout
+                        .unwrap_or(self.s.settings.callback_timeout);
+                    let deadline = later(now, timeout);
+                    self.s.gates[gate.0 as usize] = GateState::AwaitingCallback { deadline };
+                }
+            }
+            CallResult::Failed(failure) => {
+                let retry = failure.retryable && attempt <= webhook.retry_count;
+                let retry_at = retry.then(|| {
+                    let random = self.s.random();
+                    let delay = backoff::delay(
+                        self.s.settings.backoff_base,
+                        self.s.settings.backoff_cap,
+                        attempt,
+                        failure.retry_after,
+                        random,
+                    );
+                    later(now, delay)
+                });
+                self.s.emit(
+                    now,
+                    EventKind::WebhookFailed {
+                        gate,
+                        attempt,
+                        status: failure.status,
+                        reason: failure.reason.clone(),
+                        retry_at,
+                    },
+                );
+                match retry_at {
+                    Some(at) => {
+                        self.s.gates[gate.0 as usize] = GateState::RetryWaiting {
+                            attempt: attempt + 1,
+                            at,
+                        };
+                    }
+                    None => {
+                        let message = || match attempt {
+                            1 => format!("the call to webhook \"{}\" failed: {}", webhook.name, failure.reason),
+                            n => format!(
+                                "the call to webhook \"{}\" failed after {n} attempts; last: {}",
+                                webhook.name, failure.reason
+                            ),
+                        };
+                        self.s
+                            .resolve(plan, now, gate, false, Resolution::CallFailed, message);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a callback (PROTOCOL.md §5): the first one resolves the gate; a repeat with the
+    /// same outcome is [`CallbackAck::Duplicate`]; the opposite outcome is
+    /// [`CoreError::Conflict`]; a gate closed without a callback is [`CoreError::GateClosed`].
+    /// A callback that arrives before the send's result is accepted.
+    pub fn handle_callback(
+        &mut self,
+        now: DateTime<Utc>,
+        callback: CallbackId,
+        success: bool,
+        message: Option<String>,
+    ) -> Result<CallbackAck, CoreError> {
+        let gate = self
+            .gate_for_callback(callback)
+            .ok_or(CoreError::UnknownCallback)?;
+        match self.s.gate(gate) {
+            GateState::Calling { .. }
+            | GateState::RetryWaiting { .. }
+            | GateState::AwaitingCallback { .. } => {
+                let failure = (!success).then(|| {
+                    let name = self.webhook_name(gate);
+                    match &message {
+                        Some(m) => format!("webhook \"{name}\" reported failure: {m}"),
+                        None => format!("webhook \"{name}\" reported failure"),
+                    }
+                });
+                self.s.emit(
+                    now,
+                    EventKind::CallbackReceived {
+                        gate,
+                        success,
+                        message,
+                    },
+                );
+                let plan = &*self.plan;
+                self.s.resolve(plan, now, gate, success, Resolution::Callback, || {
+                    failure.unwrap_or_default()
+                });
+                Ok(CallbackAck::Applied)
+            }
+            GateState::Passed(Resolution::Callback) if success => Ok(CallbackAck::Duplicate),
+            GateState::Failed(Resolution::Callback) if !success => Ok(CallbackAck::Duplicate),
+            GateState::Passed(Resolution::Callback) | GateState::Failed(Resolution::Callback) => {
+                Err(CoreError::Conflict { first: !success })
+            }
+            GateState::Passed(how) | GateState::Failed(how) | GateState::Closed(how) => {
+                Err(CoreError::GateClosed { how })
+            }
+            _ => Err(CoreError::GateNotOpen),
+        }
+    }
+
+    /// Records a progress note (`"inProgress": true`) for an open webhook gate; the gate stays
+    /// open.
+    pub fn handle_progress(
+        &mut self,
+        now: DateTime<Utc>,
+        callback: CallbackId,
+        message: String,
+    ) -> Result<(), CoreError> {
+        let gate = self
+            .gate_for_callback(callback)
+            .ok_or(CoreError::UnknownCallback)?;
+        match self.s.gate(gate) {
+            GateState::Calling { .. }
+            | GateState::RetryWaiting { .. }
+            | GateState::AwaitingCallback { .. } => {
+                self.s.emit(now, EventKind::Progress { gate, message });
+                Ok(())
+            }
+            GateState::Passed(how) | GateState::Failed(how) | GateState::Closed(how) => {
+                Err(CoreError::GateClosed { how })
+            }
+            _ => Err(CoreError::GateNotOpen),
+        }
+    }
+
+    /// Decides a manual approval, or a failed `rollBackMode: manual` analysis (approve to
+    /// continue, reject to fail the gate). `requiresRoles` is met when the person holds any
+    /// one of the roles.
+    pub fn handle_approval(
+        &mut self,
+        now: DateTime<Utc>,
+        gate: GateId,
+        decision: Decision,
+    ) -> Result<(), CoreError> {
+        self.check_gate(gate)?;
+        let plan = &*self.plan;
+        match (self.s.gate(gate), plan.gate(gate).kind()) {
+            (GateState::AwaitingApproval { .. }, GateKind::Approval { roles, .. }) => {
+                if !roles.is_empty() && !decision.roles.iter().any(|r| roles.contains(r)) {
+                    return Err(CoreError::MissingRole {
+                        required: roles.clone(),
+                    });
+                }
+            }
+            (GateState::AwaitingDecision, _) => {}
+            _ => return Err(CoreError::NotAwaitingDecision(gate)),
+        }
+        let Decision {
+            approve,
+            by,
+            comment,
+            ..
+        } = decision;
+        let message = || match &comment {
+            Some(c) => format!("rejected by {by}: {c}"),
+            None => format!("rejected by {by}"),
+        };
+        let how = if approve {
+            Resolution::Approved
+        } else {
+            Resolution::Rejected
+        };
+        let failure = message();
+        self.s.emit(
+            now,
+            EventKind::ApprovalDecided {
+                gate,
+                approved: approve,
+                by: by.clone(),
+                comment: comment.clone(),
+            },
+        );
+        self.s.resolve(plan, now, gate, approve, how, || failure);
+        Ok(())
+    }
+
+    /// Reports how a host step or rollback ended. A result for an operation the core no longer
+    /// waits for returns [`CoreError::Stale`] and changes nothing.
+    pub fn handle_step_result(
+        &mut self,
+        now: DateTime<Utc>,
+        op: OpId,
+        outcome: StepOutcome,
+    ) -> Result<(), CoreError> {
+        let plan = &*self.plan;
+        let (ok, reason) = match &outcome {
+            StepOutcome::Failed { reason } => (false, Some(reason.clone())),
+            _ => (true, None),
+        };
+        if let Some((i, state)) = self.s.envs.iter().enumerate().find(|(_, e)| match e {
+            EnvState::Running { op: Some(o), .. } | EnvState::RollingBack { op: o } => *o == op,
+            _ => false,
+        }) {
+            let env = EnvId(i as u16);
+            let state = *state;
+            self.s.emit(
+                now,
+                EventKind::StepFinished {
+                    op,
+                    env,
+                    ok,
+                    message: reason,
+                },
+            );
+            match state {
+                EnvState::RollingBack { .. } => {
+                    let status = if ok {
+                        EnvStatus::RolledBack
+                    } else {
+                        EnvStatus::Failed
+                    };
+                    self.s.finish_env(plan, now, env, status);
+                }
+                EnvState::Running { pos, .. } if ok => {
+                    if let StepOutcome::Exposed(urls) = outcome {
+                        self.s.previews.entry(env).or_default().extend(urls);
+                    }
+                    self.s.advance(plan, now, env, pos);
+                }
+                EnvState::Running { pos, .. } => self.s.fail_env(plan, now, env, pos),
+                _ => {}
+            }
+            return Ok(());
+        }
+        let gate = self
+            .s
+            .gates
+            .iter()
+            .position(|g| matches!(g, GateState::Analysing { op: o, .. } if *o == op))
+            .map(|i| GateId(i as u32))
+            .ok_or(CoreError::Stale)?;
+        let env = plan.gate(gate).env();
+        self.s.emit(
+            now,
+            EventKind::StepFinished {
+                op,
+                env,
+                ok,
+                message: reason.clone(),
+            },
+        );
+        let GateKind::Analysis(spec) = plan.gate(gate).kind() else {
+            return Err(CoreError::Stale);
+        };
+        match (ok, spec.roll_back_mode) {
+            (true, _) => self
+                .s
+                .resolve(plan, now, gate, true, Resolution::AnalysisPassed, String::new),
+            (false, RollBackMode::Manual) => {
+                self.s.gates[gate.0 as usize] = GateState::AwaitingDecision;
+                self.s
+                    .actions
+                    .push_back(self.s.approval_request(plan, gate, None));
+            }
+            (false, RollBackMode::Automatic) => {
+                let message = || format!("analysis failed: {}", reason.unwrap_or_default());
+                self.s
+                    .resolve(plan, now, gate, false, Resolution::AnalysisFailed, message);
+            }
+        }
+        Ok(())
+    }
+
+    /// Cancels the deployment: environments not yet deployed are cancelled, environments in
+    /// the middle of their strategy are rolled back, environments already verifying keep the
+    /// new version and are cancelled. The outcome is `canceled`.
+    pub fn handle_cancel(&mut self, now: DateTime<Utc>, by: impl Into<String>) -> Result<(), CoreError> {
+        if self.is_finished() {
+            return Err(CoreError::Finished);
+        }
+        let plan = &*self.plan;
+        self.s.canceled = true;
+        self.s.emit(now, EventKind::CancelRequested { by: by.into() });
+        for i in 0..self.s.envs.len() {
+            let env = EnvId(i as u16);
+            match self.s.envs[i] {
+                EnvState::Waiting => self.s.set_env(now, env, EnvState::Done(EnvStatus::Canceled)),
+                EnvState::Running { pos, .. } => {
+                    self.s.close_gates(plan, now, env, Resolution::Canceled);
+                    if pos.rolls_back() {
+                        self.s.roll_back(now, env);
+                    } else {
+                        self.s.set_env(now, env, EnvState::Done(EnvStatus::Canceled));
+                    }
+                }
+                EnvState::RollingBack { .. } | EnvState::Done(_) => {}
+            }
+        }
+        self.s.check_finished(now);
+        Ok(())
+    }
+
+    // ---- commands ------------------------------------------------------------------------
+
+    /// Asks again for everything in flight: webhook attempts under way (same attempt, same
+    /// idempotency key), host steps and rollbacks (same operation), open approval requests.
+    /// A host calls this once after restoring a deployment, since whatever it was doing when
+    /// it stopped was lost with the process.
+    pub fn reissue_in_flight(&mut self) {
+        let plan = &*self.plan;
+        for (i, state) in self.s.envs.iter().enumerate() {
+            let env = EnvId(i as u16);
+            match *state {
+                EnvState::Running {
+                    pos, op: Some(op), ..
+                } => {
+                    if let Work::Step(step) = work(plan, env, pos) {
+                        self.s
+                            .actions
+                            .push_back(Action::RunStep(StepRequest { op, env, step }));
+                    }
+                }
+                EnvState::RollingBack { op } => self.s.actions.push_back(Action::RollBack { op, env }),
+                _ => {}
+            }
+        }
+        for i in 0..self.s.gates.len() {
+            let gate = GateId(i as u32);
+            let action = match (self.s.gates[i], plan.gate(gate).kind()) {
+                (GateState::Calling { attempt }, _) => self.s.webhook_call(plan, gate, attempt),
+                (GateState::AwaitingApproval { expires }, _) => {
+                    self.s.approval_request(plan, gate, expires)
+                }
+                (GateState::AwaitingDecision, _) => self.s.approval_request(plan, gate, None),
+                (GateState::Analysing { op, .. }, GateKind::Analysis(spec)) => {
+                    Action::RunStep(StepRequest {
+                        op,
+                        env: plan.gate(gate).env(),
+                        step: HostStep::Analysis {
+                            gate,
+                            spec: spec.clone(),
+                        },
+                    })
+                }
+                _ => continue,
+            };
+            self.s.actions.push_back(action);
+        }
+    }
+
+    // ---- internals -----------------------------------------------------------------------
+
+    fn check_gate(&self, gate: GateId) -> Result<(), CoreError> {
+        if (gate.0 as usize) < self.s.gates.len() {
+            Ok(())
+        } else {
+            Err(CoreError::UnknownGate(gate))
+        }
+    }
+
+    fn webhook_name(&self, gate: GateId) -> &str {
+        match self.plan.gate(gate).kind() {
+            GateKind::Webhook { webhook, .. } => &self.plan.webhook(*webhook).name,
+            _ => "",
+        }
+    }
+
+    fn next_due(&self, now: DateTime<Utc>) -> Option<Due> {
+        let gates = self
+            .s
+            .gates
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| g.deadline().map(|d| (d, Due::Gate(GateId(i as u32)))));
+        let envs = self.s.envs.iter().enumerate().filter_map(|(i, e)| match e {
+            EnvState::Running {
+                deadline: Some(d), ..
+            } => Some((*d, Due::Env(EnvId(i as u16)))),
+            _ => None,
+        });
+        gates
+            .chain(envs)
+            .filter(|(d, _)| *d <= now)
+            .min_by_key(|(d, due)| (*d, *due))
+            .map(|(_, due)| due)
+    }
+
+    fn fire_gate(&mut self, now: DateTime<Utc>, gate: GateId) {
+        let plan = &*self.plan;
+        match self.s.gate(gate) {
+            GateState::RetryWaiting { attempt, .. } => {
+                self.s.gates[gate.0 as usize] = GateState::Calling { attempt };
+                let action = self.s.webhook_call(plan, gate, attempt);
+                self.s.actions.push_back(action);
+                self.s.emit(now, EventKind::WebhookAttempt { gate, attempt });
+            }
+            GateState::AwaitingCallback { .. } => {
+                let name = self.webhook_name(gate).to_owned();
+                self.s
+                    .resolve(plan, now, gate, false, Resolution::CallbackTimeout, || {
+                        format!("no callback from webhook \"{name}\" before the callback timeout")
+                    });
+            }
+            GateState::Pausing { .. } => {
+                self.s
+                    .resolve(plan, now, gate, true, Resolution::PauseElapsed, String::new);
+            }
+            GateState::AwaitingApproval { .. } => {
+                self.s
+                    .resolve(plan, now, gate, false, Resolution::ApprovalExpired, || {
+                        "nobody approved before the approval expired".to_owned()
+                    });
+            }
+            GateState::Analysing { .. } => {
+                self.s
+                    .resolve(plan, now, gate, false, Resolution::StepTimeout, || {
+                        "the analysis took longer than deploymentConfig.timeout".to_owned()
+                    });
+            }
+            _ => {}
+        }
+    }
+
+    fn fire_env(&mut self, now: DateTime<Utc>, env: EnvId) {
+        let plan = &*self.plan;
+        if let EnvState::Running {
+            pos, op: Some(op), ..
+        } = self.s.envs[usize::from(env.0)]
+        {
+            let step = match work(plan, env, pos) {
+                Work::Step(step) => step.name(),
+                Work::Gates(_) => "gates",
+            };
+            self.s.emit(
+                now,
+                EventKind::StepFinished {
+                    op,
+                    env,
+                    ok: false,
+                    message: Some(format!(
+                        "{step} took longer than deploymentConfig.timeout"
+                    )),
+                },
+            );
+            self.s.fail_env(plan, now, env, pos);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    Gate(GateId),
+    Env(EnvId),
+}
+
+impl serde::Serialize for Deployment {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.s.serialize(serializer)
+    }
+}

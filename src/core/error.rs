@@ -1,0 +1,57 @@
+use super::status::Resolution;
+use crate::config::GateId;
+
+/// Why the core refused an input. A refused input changes nothing.
+///
+/// The callback refusals map to PROTOCOL.md §5: [`CoreError::UnknownCallback`] and
+/// [`CoreError::GateNotOpen`] → 404, [`CoreError::Conflict`] → 409,
+/// [`CoreError::GateClosed`] → 410.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// No gate of this deployment has that callback id.
+    #[error("no gate of this deployment has that callback id")]
+    UnknownCallback,
+    /// The gate exists but was never called, so nobody can have been given its callback URI.
+    #[error("the gate has not been called yet, so it cannot take a callback")]
+    GateNotOpen,
+    /// A callback already resolved the gate with the other outcome.
+    #[error(
+        "conflict: a callback already reported success={first} for this gate; the first outcome stands"
+    )]
+    Conflict {
+        /// The outcome that stands.
+        first: bool,
+    },
+    /// The gate closed without a callback; callbacks are no longer accepted.
+    #[error("the gate is closed ({how}); callbacks are no longer accepted")]
+    GateClosed {
+        /// How it closed.
+        how: Resolution,
+    },
+    /// The gate id is not in the plan.
+    #[error("{0} is not in this deployment's plan")]
+    UnknownGate(GateId),
+    /// The gate is not waiting for a person's decision.
+    #[error("{0} is not waiting for a decision")]
+    NotAwaitingDecision(GateId),
+    /// The person lacks every role the approval requires.
+    #[error("deciding this approval needs one of the roles {}", required.join(", "))]
+    MissingRole {
+        /// The roles of which one is needed.
+        required: Vec<String>,
+    },
+    /// A result for an attempt or operation the core no longer waits for (a later attempt
+    /// started, the gate was resolved, the environment rolled back). Harmless: ignore it.
+    #[error("stale result: the core no longer waits for it")]
+    Stale,
+    /// The deployment has finished.
+    #[error("the deployment has finished")]
+    Finished,
+    /// A stored state does not fit the plan it was restored with.
+    #[error("the stored state does not match the plan: {what}; restore it with the plan it was saved with")]
+    PlanMismatch {
+        /// What differs.
+        what: &'static str,
+    },
+}

@@ -1,0 +1,139 @@
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A deployment's id, chosen by the host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeploymentId(pub String);
+
+impl fmt::Display for DeploymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for DeploymentId {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+/// The unguessable part of a gate's callback URI: 128 bits, written as 32 lowercase hex digits.
+///
+/// Knowing a callback id is what lets an external system resolve a gate (together with a valid
+/// token), so production ids come from the operating system's randomness
+/// ([`crate::ids::RandomIds`]); tests use predictable ones.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallbackId(pub [u8; 16]);
+
+impl fmt::Display for CallbackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for CallbackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CallbackId({self})")
+    }
+}
+
+/// A string that is not 32 hex digits was given as a callback id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a callback id is 32 hexadecimal digits")]
+pub struct ParseCallbackIdError;
+
+impl FromStr for CallbackId {
+    type Err = ParseCallbackIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bytes = s.as_bytes();
+        if bytes.len() != 32 {
+            return Err(ParseCallbackIdError);
+        }
+        let mut out = [0u8; 16];
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            let hi = hex_digit(pair[0]).ok_or(ParseCallbackIdError)?;
+            let lo = hex_digit(pair[1]).ok_or(ParseCallbackIdError)?;
+            out[i] = hi << 4 | lo;
+        }
+        Ok(Self(out))
+    }
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+impl Serialize for CallbackId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for CallbackId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<str>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where callback ids come from. Passed in, so that the core has no randomness of its own.
+pub trait IdSource {
+    /// A fresh callback id, never returned before.
+    fn callback_id(&mut self) -> CallbackId;
+}
+
+impl<T: IdSource + ?Sized> IdSource for &mut T {
+    fn callback_id(&mut self) -> CallbackId {
+        (**self).callback_id()
+    }
+}
+
+/// Identifies one host operation (a step or a rollback) the core asked for, so that its result
+/// can be matched to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OpId(pub u64);
+
+impl fmt::Display for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "op {}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callback_ids_round_trip_through_text() {
+        let id = CallbackId([0xab; 16]);
+        let s = id.to_string();
+        assert_eq!(s.len(), 32);
+        assert_eq!(s.parse::<CallbackId>(), Ok(id));
+        assert_eq!(
+            s.to_uppercase().parse::<CallbackId>(),
+            Ok(id),
+            "upper case is accepted"
+        );
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(serde_json::from_str::<CallbackId>(&json).unwrap(), id);
+    }
+
+    #[test]
+    fn malformed_callback_ids_are_refused() {
+        for bad in ["", "abc", &"g".repeat(32), &"a".repeat(33), "é".repeat(16).as_str()] {
+            assert_eq!(bad.parse::<CallbackId>(), Err(ParseCallbackIdError), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::backoff::is_retryable_status;
+
+/// How one attempt of an outbound call ended, as reported by the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum CallResult {
+    /// A 2xx answer.
+    Sent {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// Anything else.
+    Failed(CallFailure),
+}
+
+impl CallResult {
+    /// Classifies an HTTP answer: 2xx is sent; otherwise a failure, retryable per
+    /// PROTOCOL.md §4.
+    pub fn from_status(status: u16, retry_after: Option<Duration>) -> Self {
+        if (200..300).contains(&status) {
+            CallResult::Sent { status }
+        } else {
+            CallResult::Failed(CallFailure {
+                retryable: is_retryable_status(status),
+                status: Some(status),
+                reason: format!("HTTP {status}"),
+                retry_after,
+            })
+        }
+    }
+}
+
+/// A failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CallFailure {
+    /// Whether another attempt may succeed (connection errors, timeouts, 408, 429, 5xx).
+    pub retryable: bool,
+    /// The HTTP status, if an answer came.
+    pub status: Option<u16>,
+    /// A short reason for people. Must not contain secrets.
+    pub reason: String,
+    /// The server's `Retry-After`, if any.
+    pub retry_after: Option<Duration>,
+}
+
+impl CallFailure {
+    /// A connection error or timeout: retryable.
+    pub fn transient(reason: impl Into<String>) -> Self {
+        Self {
+            retryable: true,
+            status: None,
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A failure no retry can fix, such as a template that cannot be rendered.
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        Self {
+            retryable: false,
+            status: None,
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// How a host step ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum StepOutcome {
+    /// It succeeded (an analysis: it passed).
+    Succeeded,
+    /// `exposeServices` succeeded; service name to URL, for `{{armory.preview.<service>}}`.
+    Exposed(BTreeMap<String, String>),
+    /// It failed (an analysis: it failed).
+    Failed {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// A person's decision on an approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Decision {
+    /// Approve (continue) or reject.
+    pub approve: bool,
+    /// Who decided.
+    pub by: String,
+    /// Their roles, checked against `requiresRoles`.
+    pub roles: Vec<String>,
+    /// Their comment.
+    pub comment: Option<String>,
+}
+
+impl Decision {
+    /// An approval by `by` holding `roles`.
+    pub fn approve(by: impl Into<String>, roles: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            approve: true,
+            by: by.into(),
+            roles: roles.into_iter().map(Into::into).collect(),
+            comment: None,
+        }
+    }
+
+    /// A rejection by `by` holding `roles`.
+    pub fn reject(by: impl Into<String>, roles: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            approve: false,
+            ..Self::approve(by, roles)
+        }
+    }
+
+    /// Adds a comment.
+    pub fn with_comment(mut self, comment: impl Into<String>) -> Self {
+        self.comment = Some(comment.into());
+        self
+    }
+}
+
+/// Whether a callback changed anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallbackAck {
+    /// The callback resolved the gate.
+    Applied,
+    /// The gate was already resolved by a callback with the same outcome; nothing changed.
+    Duplicate,
+}

@@ -1,0 +1,42 @@
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Deployment-wide settings the file does not carry. Stored with the deployment's state, so a
+/// restored deployment keeps the settings it started with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Settings {
+    /// How long a gate waits for its callback after the first successful send, unless the
+    /// webhook sets its own `callbackTimeout`. Default 24 hours.
+    pub callback_timeout: Duration,
+    /// First retry's upper bound for the backoff of outbound calls. Default 1 second.
+    pub backoff_base: Duration,
+    /// Largest backoff, and the cap on an honoured `Retry-After`. Default 60 seconds.
+    pub backoff_cap: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            callback_timeout: Duration::from_secs(24 * 3600),
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Settings {
+    /// Sets the default callback timeout.
+    pub fn with_callback_timeout(mut self, timeout: Duration) -> Self {
+        self.callback_timeout = timeout;
+        self
+    }
+
+    /// Sets the backoff base and cap.
+    pub fn with_backoff(mut self, base: Duration, cap: Duration) -> Self {
+        self.backoff_base = base;
+        self.backoff_cap = cap;
+        self
+    }
+}

@@ -1,0 +1,181 @@
+use std::collections::{BTreeMap, VecDeque};
+
+use chrono::{DateTime, Utc};
+use rand_pcg::Pcg64Mcg;
+use serde::{Deserialize, Serialize};
+
+use super::action::Action;
+use super::event::Event;
+use super::ids::{CallbackId, DeploymentId, OpId};
+use super::settings::Settings;
+use super::status::{DeploymentStatus, EnvStatus, Resolution};
+use crate::config::{EnvId, GateId};
+
+/// Everything a deployment has decided and still has to do, apart from the plan it shares.
+///
+/// Serialize it to store a deployment; [`Deployment::restore`] with the same plan continues
+/// exactly where it stopped, including actions and events not yet drained.
+///
+/// [`Deployment::restore`]: super::Deployment::restore
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentState {
+    pub(crate) id: DeploymentId,
+    pub(crate) started_at: DateTime<Utc>,
+    pub(crate) context: BTreeMap<String, String>,
+    pub(crate) settings: Settings,
+    pub(crate) rng: Pcg64Mcg,
+    pub(crate) next_op: u64,
+    pub(crate) status: DeploymentStatus,
+    pub(crate) canceled: bool,
+    pub(crate) envs: Vec<EnvState>,
+    pub(crate) gates: Vec<GateState>,
+    pub(crate) callbacks: Vec<(GateId, CallbackId)>,
+    pub(crate) previews: BTreeMap<EnvId, BTreeMap<String, String>>,
+    pub(crate) actions: VecDeque<Action>,
+    pub(crate) events: VecDeque<Event>,
+}
+
+impl std::fmt::Debug for DeploymentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeploymentState")
+            .field("id", &self.id)
+            .field("status", &self.status)
+            .field("envs", &self.envs)
+            .field("gates", &self.gates)
+            .field("pending_actions", &self.actions.len())
+            .field("pending_events", &self.events.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where an environment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum EnvState {
+    /// Waiting for its dependencies.
+    Waiting,
+    /// At a position of its sequence; `op` is the host step it waits on, if the position is one.
+    Running {
+        pos: Pos,
+        op: Option<OpId>,
+        deadline: Option<DateTime<Utc>>,
+    },
+    /// Waiting for a rollback.
+    RollingBack { op: OpId },
+    /// Finished with this (terminal) status.
+    Done(EnvStatus),
+}
+
+/// The positions an environment passes through, in order; positions that do not apply to its
+/// strategy, and empty gate lists, are skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Pos {
+    Before,
+    Deploy,
+    Canary(u16),
+    RedirectGates,
+    Redirect,
+    ShutdownGates,
+    Shutdown,
+    After,
+}
+
+impl Pos {
+    /// Whether a failure here rolls the environment back (PROTOCOL.md §4's table).
+    pub(crate) fn rolls_back(self) -> bool {
+        !matches!(self, Pos::Before | Pos::After)
+    }
+
+    pub(crate) fn status(self) -> EnvStatus {
+        match self {
+            Pos::Before => EnvStatus::Checking,
+            Pos::After => EnvStatus::Verifying,
+            _ => EnvStatus::Deploying,
+        }
+    }
+}
+
+/// Where a gate is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum GateState {
+    /// Not reached yet.
+    Idle,
+    /// An outbound call attempt is under way.
+    Calling {
+        /// The attempt, 1 for the first.
+        attempt: u32,
+    },
+    /// Waiting to retry the outbound call.
+    RetryWaiting {
+        /// The attempt that will go.
+        attempt: u32,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The call went through; waiting for the callback.
+    AwaitingCallback {
+        /// When the callback timeout fails the gate.
+        deadline: DateTime<Utc>,
+    },
+    /// A fixed pause.
+    Pausing {
+        /// When it ends.
+        until: DateTime<Utc>,
+    },
+    /// Waiting for a manual approval.
+    AwaitingApproval {
+        /// When it expires, if ever.
+        expires: Option<DateTime<Utc>>,
+    },
+    /// Waiting for the host's analysis.
+    Analysing {
+        /// The host operation.
+        op: OpId,
+        /// When it times out, if ever.
+        deadline: Option<DateTime<Utc>>,
+    },
+    /// An analysis failed with `rollBackMode: manual`: waiting for a person.
+    AwaitingDecision,
+    /// Passed.
+    Passed(Resolution),
+    /// Failed.
+    Failed(Resolution),
+    /// Closed without a decision.
+    Closed(Resolution),
+}
+
+impl GateState {
+    /// Whether the gate is still waiting on something.
+    pub fn is_open(self) -> bool {
+        !matches!(
+            self,
+            GateState::Idle | GateState::Passed(_) | GateState::Failed(_) | GateState::Closed(_)
+        )
+    }
+
+    /// When the gate next needs the host's attention through `handle_timeout`.
+    pub fn deadline(self) -> Option<DateTime<Utc>> {
+        match self {
+            GateState::RetryWaiting { at, .. } => Some(at),
+            GateState::AwaitingCallback { deadline } => Some(deadline),
+            GateState::Pausing { until } => Some(until),
+            GateState::AwaitingApproval { expires } => expires,
+            GateState::Analysing { deadline, .. } => deadline,
+            _ => None,
+        }
+    }
+}
+
+impl EnvState {
+    pub(crate) fn status(self) -> EnvStatus {
+        match self {
+            EnvState::Waiting => EnvStatus::Pending,
+            EnvState::Running { pos, .. } => pos.status(),
+            EnvState::RollingBack { .. } => EnvStatus::RollingBack,
+            EnvState::Done(s) => s,
+        }
+    }
+}

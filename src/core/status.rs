@@ -1,0 +1,161 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// An environment's status (PROTOCOL.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EnvStatus {
+    /// Waiting for its `dependsOn` environments.
+    Pending,
+    /// Evaluating `beforeDeployment`.
+    Checking,
+    /// Deploying and running the strategy.
+    Deploying,
+    /// Evaluating `afterDeployment`.
+    Verifying,
+    /// Being rolled back.
+    RollingBack,
+    /// Deployed and verified.
+    Succeeded,
+    /// Failed without a rollback (before or after deployment).
+    Failed,
+    /// Rolled back.
+    RolledBack,
+    /// Never finished: a dependency failed or a person cancelled.
+    Canceled,
+}
+
+impl EnvStatus {
+    /// Whether the environment is finished.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            EnvStatus::Succeeded | EnvStatus::Failed | EnvStatus::RolledBack | EnvStatus::Canceled
+        )
+    }
+
+    /// The name used in PROTOCOL.md and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvStatus::Pending => "pending",
+            EnvStatus::Checking => "checking",
+            EnvStatus::Deploying => "deploying",
+            EnvStatus::Verifying => "verifying",
+            EnvStatus::RollingBack => "rolling_back",
+            EnvStatus::Succeeded => "succeeded",
+            EnvStatus::Failed => "failed",
+            EnvStatus::RolledBack => "rolled_back",
+            EnvStatus::Canceled => "canceled",
+        }
+    }
+}
+
+impl fmt::Display for EnvStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A deployment's status (PROTOCOL.md §4). The core produces `running` and the four outcomes;
+/// `queued` and `rejected` belong to the host's `ifDeploymentInProgress` handling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DeploymentStatus {
+    /// Waiting for another deployment of the same application (`enqueueOne`).
+    Queued,
+    /// Running.
+    Running,
+    /// Every environment succeeded.
+    Succeeded,
+    /// Some environment failed and none was rolled back.
+    Failed,
+    /// Some environment was rolled back.
+    RolledBack,
+    /// A person cancelled it.
+    Canceled,
+    /// Refused because another deployment of the application was running (`reject`).
+    Rejected,
+}
+
+impl DeploymentStatus {
+    /// Whether the deployment is finished.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, DeploymentStatus::Queued | DeploymentStatus::Running)
+    }
+
+    /// The name used in PROTOCOL.md and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentStatus::Queued => "queued",
+            DeploymentStatus::Running => "running",
+            DeploymentStatus::Succeeded => "succeeded",
+            DeploymentStatus::Failed => "failed",
+            DeploymentStatus::RolledBack => "rolled_back",
+            DeploymentStatus::Canceled => "canceled",
+            DeploymentStatus::Rejected => "rejected",
+        }
+    }
+}
+
+impl fmt::Display for DeploymentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a gate was resolved or closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Resolution {
+    /// A callback decided it.
+    Callback,
+    /// The call succeeded and `disableCallback` is set.
+    CallSucceeded,
+    /// The outbound call failed for good (retries exhausted, a non-retryable answer, or the
+    /// request could not be rendered).
+    CallFailed,
+    /// No callback within the callback timeout.
+    CallbackTimeout,
+    /// A fixed pause elapsed.
+    PauseElapsed,
+    /// A person approved.
+    Approved,
+    /// A person rejected.
+    Rejected,
+    /// Nobody approved within `approvalExpiration`.
+    ApprovalExpired,
+    /// The host's analysis passed.
+    AnalysisPassed,
+    /// The host's analysis failed (automatic roll-back mode).
+    AnalysisFailed,
+    /// The host step behind the gate took longer than `deploymentConfig.timeout`.
+    StepTimeout,
+    /// Another entry of the same parallel list failed first.
+    Superseded,
+    /// The deployment was cancelled.
+    Canceled,
+}
+
+impl fmt::Display for Resolution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Resolution::Callback => "resolved by a callback",
+            Resolution::CallSucceeded => "passed when the call succeeded (callbacks disabled)",
+            Resolution::CallFailed => "the outbound call failed",
+            Resolution::CallbackTimeout => "timed out waiting for a callback",
+            Resolution::PauseElapsed => "pause elapsed",
+            Resolution::Approved => "approved",
+            Resolution::Rejected => "rejected",
+            Resolution::ApprovalExpired => "approval expired",
+            Resolution::AnalysisPassed => "analysis passed",
+            Resolution::AnalysisFailed => "analysis failed",
+            Resolution::StepTimeout => "timed out waiting for the host",
+            Resolution::Superseded => "closed because another check failed first",
+            Resolution::Canceled => "closed because the deployment was cancelled",
+        })
+    }
+}

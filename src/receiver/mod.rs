@@ -1,0 +1,1 @@
+//! The external-process side: find the callback URI, get a token, call back.

@@ -1,0 +1,86 @@
+//! A redacting wrapper for secret values.
+//!
+//! Client secrets, bearer tokens and rendered `{{secrets.*}}` values travel in [`Secret`]. Its
+//! `Debug` and `Display` print `[redacted]`, so a secret cannot reach a log line, an error
+//! message or a panic message by accident; the only way to the value is the explicit
+//! [`Secret::expose`]. The value is zeroed when dropped (through [`secrecy`]).
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// A secret string whose formatting never shows the value.
+///
+/// ```
+/// use hookgate::Secret;
+/// let token = Secret::new("s3cr3t");
+/// assert_eq!(format!("{token:?} {token}"), "[redacted] [redacted]");
+/// assert_eq!(token.expose(), "s3cr3t");
+/// ```
+#[derive(Clone)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(SecretString::from(value.into()))
+    }
+
+    /// The secret value itself. Call this only where the value must leave the process (an HTTP
+    /// header, a request body); never format it into a message.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// Compares with another secret in constant time (for the length of the shorter value).
+    pub fn ct_eq(&self, other: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.expose().as_bytes().ct_eq(other.as_bytes()).into()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self::new(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self::new(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formatting_never_shows_the_value() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(!format!("{s}").contains("hunter2"));
+        assert!(!format!("{:#?}", Some(&s)).contains("hunter2"));
+    }
+
+    #[test]
+    fn constant_time_comparison_matches_equality() {
+        let s = Secret::new("abc");
+        assert!(s.ct_eq("abc"));
+        assert!(!s.ct_eq("abd"));
+        assert!(!s.ct_eq("ab"));
+        assert!(!s.ct_eq(""));
+    }
+}

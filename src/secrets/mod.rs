@@ -1,0 +1,1 @@
+//! Where `{{secrets.*}}` values come from: the `SecretSource` trait and its implementations.

@@ -1,0 +1,1 @@
+//! Standard Webhooks signing of outbound calls and verification for receivers.

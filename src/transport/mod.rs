@@ -1,0 +1,1 @@
+//! Outbound HTTP: the `HttpTransport` trait and its reqwest implementation.
