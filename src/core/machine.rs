@@ -331,9 +331,9 @@ impl DeploymentState {
     /// A position of `env` failed: roll back or fail, per PROTOCOL.md §4's table.
     pub(crate) fn fail_env(&mut self, plan: &Plan, now: DateTime<Utc>, env: EnvId, pos: Pos) {
         if pos.rolls_back() {
+            // Dependents are cancelled once the rollback ends the environment.
             self.close_gates(plan, now, env, Resolution::Superseded);
             self.roll_back(now, env);
-            self.cancel_dependents(plan, now);
         } else {
             self.finish_env(plan, now, env, EnvStatus::Failed);
         }

@@ -1,0 +1,235 @@
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::{ManualClock, SequentialIds};
+use crate::clock::Clock;
+use crate::config::{GateId, Plan};
+use crate::core::{
+    Action, CallResult, CallbackAck, CoreError, Decision, Deployment, DeploymentId, Event,
+    EventKind, HostStep, StartOptions, StepOutcome, WebhookCall,
+};
+
+/// Drives one [`Deployment`] on simulated time, keeping every action and event it produced.
+///
+/// The harness plays the host: it drains outputs after every input, holds the actions not yet
+/// answered, and jumps its [`ManualClock`] straight to the next deadline, so a 24-hour callback
+/// timeout takes no real time.
+///
+/// ```
+/// use std::sync::Arc;
+/// use chrono::{TimeZone, Utc};
+/// use hookgate::{config::Plan, core::{CallResult, DeploymentStatus, StartOptions}, test_util::Harness};
+///
+/// let plan = Plan::from_yaml(r#"
+/// application: demo
+/// targets: {dev: {constraints: {afterDeployment: [{runWebhook: {name: smoke}}]}}}
+/// webhooks: [{name: smoke, uriTemplate: "https://ci.example/{{armory.deploymentId}}"}]
+/// "#).unwrap();
+/// let mut h = Harness::start(Arc::new(plan), StartOptions::default(), Utc.timestamp_opt(0, 0).unwrap());
+/// h.answer_steps(|_| hookgate::core::StepOutcome::Succeeded);
+/// let call = h.answer_calls(|_| CallResult::Sent { status: 202 }).remove(0);
+/// h.callback(call.gate, true, Some("all green")).unwrap();
+/// assert_eq!(h.deployment.status(), DeploymentStatus::Succeeded);
+/// ```
+#[derive(Debug)]
+pub struct Harness {
+    /// The deployment under test.
+    pub deployment: Deployment,
+    /// The simulated clock.
+    pub clock: ManualClock,
+    pending: Vec<Action>,
+    events: Vec<Event>,
+}
+
+impl Harness {
+    /// Starts a deployment with id `d1` and callback ids 1, 2, 3, ... at `now`.
+    pub fn start(plan: Arc<Plan>, options: StartOptions, now: DateTime<Utc>) -> Self {
+        let deployment = Deployment::start(
+            plan,
+            DeploymentId::from("d1"),
+            options,
+            &mut SequentialIds::default(),
+            now,
+        );
+        Self::resume(deployment, now)
+    }
+
+    /// Drives an existing (for example restored) deployment.
+    pub fn resume(deployment: Deployment, now: DateTime<Utc>) -> Self {
+        let mut h = Self {
+            deployment,
+            clock: ManualClock::new(now),
+            pending: Vec::new(),
+            events: Vec::new(),
+        };
+        h.pump();
+        h
+    }
+
+    /// The simulated time.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    fn pump(&mut self) {
+        while let Some(a) = self.deployment.poll_action() {
+            self.pending.push(a);
+        }
+        while let Some(e) = self.deployment.poll_event() {
+            self.events.push(e);
+        }
+    }
+
+    /// Actions produced and not yet answered.
+    pub fn pending(&self) -> &[Action] {
+        &self.pending
+    }
+
+    /// Every event so far.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// Environment status changes as `name: status` lines, in order.
+    pub fn status_transcript(&self) -> Vec<String> {
+        let plan = Arc::clone(self.deployment.plan());
+        self.events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::EnvironmentStatus { env, status } => {
+                    Some(format!("{}: {status}", plan.environment(*env).name()))
+                }
+                EventKind::DeploymentFinished { status } => Some(format!("deployment: {status}")),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Answers every pending host step and rollback with `outcome`, repeatedly, until none is
+    /// pending; returns the steps answered, rollbacks as `None`.
+    pub fn answer_steps(
+        &mut self,
+        mut outcome: impl FnMut(&HostStep) -> StepOutcome,
+    ) -> Vec<Option<HostStep>> {
+        let mut answered = Vec::new();
+        loop {
+            let now = self.now();
+            let Some(i) = self
+                .pending
+                .iter()
+                .position(|a| matches!(a, Action::RunStep(_) | Action::RollBack { .. }))
+            else {
+                return answered;
+            };
+            let (op, step) = match self.pending.remove(i) {
+                Action::RunStep(r) => (r.op, Some(r.step)),
+                Action::RollBack { op, .. } => (op, None),
+                _ => unreachable!("filtered above"),
+            };
+            let result = step
+                .as_ref()
+                .map_or(StepOutcome::Succeeded, &mut outcome);
+            let _ = self.deployment.handle_step_result(now, op, result);
+            answered.push(step);
+            self.pump();
+        }
+    }
+
+    /// Answers every pending webhook call with `result`; returns the calls answered.
+    pub fn answer_calls(
+        &mut self,
+        mut result: impl FnMut(&WebhookCall) -> CallResult,
+    ) -> Vec<WebhookCall> {
+        let calls: Vec<WebhookCall> = self.take_calls();
+        for call in &calls {
+            let now = self.now();
+            let _ = self
+                .deployment
+                .handle_call_result(now, call.gate, call.attempt, result(call));
+            self.pump();
+        }
+        calls
+    }
+
+    /// Removes and returns the pending webhook calls without answering them.
+    pub fn take_calls(&mut self) -> Vec<WebhookCall> {
+        let (calls, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|a| matches!(a, Action::CallWebhook(_)));
+        self.pending = rest;
+        calls
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::CallWebhook(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Delivers a callback for `gate` now.
+    pub fn callback(
+        &mut self,
+        gate: GateId,
+        success: bool,
+        message: Option<&str>,
+    ) -> Result<CallbackAck, CoreError> {
+        let id = self
+            .deployment
+            .callback_id(gate)
+            .ok_or(CoreError::UnknownGate(gate))?;
+        let now = self.now();
+        let r = self
+            .deployment
+            .handle_callback(now, id, success, message.map(str::to_owned));
+        self.pump();
+        r
+    }
+
+    /// Decides an approval now.
+    pub fn decide(&mut self, gate: GateId, decision: Decision) -> Result<(), CoreError> {
+        let now = self.now();
+        let r = self.deployment.handle_approval(now, gate, decision);
+        self.pending.retain(
+            |a| !matches!(a, Action::RequestApproval(req) if req.gate == gate && r.is_ok()),
+        );
+        self.pump();
+        r
+    }
+
+    /// Cancels the deployment now.
+    pub fn cancel(&mut self, by: &str) -> Result<(), CoreError> {
+        let now = self.now();
+        let r = self.deployment.handle_cancel(now, by);
+        self.pump();
+        r
+    }
+
+    /// Jumps the clock to the next deadline and fires it; `false` when there is none.
+    pub fn advance_to_next_deadline(&mut self) -> bool {
+        let Some(at) = self.deployment.poll_timeout() else {
+            return false;
+        };
+        if at > self.now() {
+            self.clock.set(at);
+        }
+        let now = self.now();
+        self.deployment.handle_timeout(now);
+        self.pump();
+        true
+    }
+
+    /// Moves the clock forward by `by`, firing every deadline on the way at its own time.
+    pub fn advance(&mut self, by: chrono::TimeDelta) {
+        let target = self.now() + by;
+        while let Some(at) = self.deployment.poll_timeout() {
+            if at > target {
+                break;
+            }
+            self.advance_to_next_deadline();
+        }
+        self.clock.set(target);
+        self.deployment.handle_timeout(target);
+        self.pump();
+    }
+}

@@ -1,0 +1,465 @@
+//! Scenario tests of PROTOCOL.md §4's evaluation rules, on simulated time, asserting the
+//! transcript of environment statuses.
+#![cfg(feature = "test-util")]
+
+mod common;
+
+use chrono::TimeDelta;
+use common::*;
+use hookgate::core::{
+    Action, CallResult, DeploymentStatus, EnvStatus, EventKind, GateState, HostStep, Resolution,
+    StepOutcome,
+};
+
+#[test]
+fn environments_wait_for_depends_on_including_after_deployment() {
+    let mut h = start(&format!(
+        r#"
+application: app
+targets:
+  dev: {{constraints: {{afterDeployment: [runWebhook: {{name: smoke}}]}}}}
+  staging: {{constraints: {{dependsOn: [dev]}}}}
+{HOOKS}"#
+    ));
+    steps_ok(&mut h);
+    sent(&mut h);
+    assert_eq!(
+        h.deployment
+            .env_status(h.deployment.plan().environment_by_name("staging").unwrap()),
+        EnvStatus::Pending,
+        "staging waits while dev's afterDeployment is open"
+    );
+    h.callback(gate(&h, "targets.dev.constraints.afterDeployment[0]"), true, None)
+        .unwrap();
+    steps_ok(&mut h);
+    assert_eq!(
+        h.status_transcript(),
+        lines(&[
+            "dev: pending",
+            "staging: pending",
+            "dev: deploying",
+            "dev: verifying",
+            "dev: succeeded",
+            "staging: deploying",
+            "staging: succeeded",
+            "deployment: succeeded",
+        ])
+    );
+}
+
+#[test]
+fn independent_environments_start_at_once_in_parallel() {
+    let mut h = start("application: app\ntargets: {a: {}, b: {}, c: {constraints: {dependsOn: [a, b]}}}");
+    let deploys = h
+        .pending()
+        .iter()
+        .filter(|a| matches!(a, Action::RunStep(r) if r.step == HostStep::Deploy))
+        .count();
+    assert_eq!(deploys, 2, "a and b deploy together; c waits for both");
+    steps_ok(&mut h);
+    assert_eq!(h.deployment.status(), DeploymentStatus::Succeeded);
+}
+
+#[test]
+fn constraint_list_starts_every_entry_together() {
+    let mut h = start(&format!(
+        r#"
+application: app
+targets:
+  prod:
+    constraints:
+      beforeDeployment:
+        - runWebhook: {{name: ticket}}
+        - pause: {{untilApproved: true}}
+        - pause: {{duration: 5, unit: minutes}}
+{HOOKS}"#
+    ));
+    let calls = h.take_calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(approvals(&h).len(), 1);
+    assert!(matches!(
+        h.deployment
+            .gate_state(gate(&h, "targets.prod.constraints.beforeDeployment[2]")),
+        GateState::Pausing { .. }
+    ));
+    assert_eq!(h.deployment.poll_timeout(), Some(t0() + TimeDelta::minutes(5)));
+}
+
+#[test]
+fn constraint_list_passes_when_every_entry_passes() {
+    let mut h = start(&format!(
+        r#"
+application: app
+targets:
+  prod:
+    constraints:
+      beforeDeployment:
+        - runWebhook: {{name: ticket}}
+        - pause: {{duration: 5, unit: minutes}}
+{HOOKS}"#
+    ));
+    let ticket = sent(&mut h)[0];
+    h.callback(ticket, true, None).unwrap();
+    assert_eq!(
+        h.deployment.env_status(hookgate::config::EnvId(0)),
+        EnvStatus::Checking,
+        "the pause is still running"
+    );
+    assert!(h.advance_to_next_deadline());
+    assert_eq!(h.now(), t0() + TimeDelta::minutes(5));
+    steps_ok(&mut h);
+    assert_eq!(h.deployment.status(), DeploymentStatus::Succeeded);
+}
+
+#[test]
+fn failing_webhook_fails_fast_without_waiting_for_pending_manual_approval() {
+    let mut h = start(&format!(
+        r#"
+application: app
+targets:
+  prod:
+    constraints:
+      beforeDeployment:
+        - pause: {{untilApproved: true}}
+        - runWebhook: {{name: ticket}}
+{HOOKS}"#
+    ));
+    let approval = approvals(&h)[0];
+    let ticket = sent(&mut h)[0];
+    h.callback(ticket, false, Some("ticket rejected")).unwrap();
+    assert_eq!(h.deployment.gate_state(approval), GateState::Closed(Resolution::Superseded));
+    assert_eq!(
+        h.status_transcript(),
+        lines(&["prod: pending", "prod: checking", "prod: failed", "deployment: failed"])
+    );
+    assert!(
+        h.decide(approval, hookgate::core::Decision::approve("alice", ["x"]))
+            .is_err(),
+        "a closed approval cannot be decided"
+    );
+    assert!(h.pending().iter().all(|a| !matches!(a, Action::RunStep(_))), "never deployed");
+}
+
+#[test]
+fn failing_webhook_in_strategy_rolls_back_without_waiting_for_pending_approval() {
+    let mut h = start(&format!(
+        r#"
+application: app
+targets: {{prod: {{strategy: bg}}}}
+strategies:
+  bg:
+    blueGreen:
+      activeService: web
+      redirectTrafficAfter:
+        - pause: {{untilApproved: true}}
+        - runWebhook: {{name: tests}}
+{HOOKS}"#
+    ));
+    steps_ok(&mut h);
+    let tests = sent(&mut h)[0];
+    h.callback(tests, false, Some("integration tests failed")).unwrap();
+    assert!(matches!(h.pending().last(), Some(Action::RollBack { .. })));
+    steps_ok(&mut h);
+    assert_eq!(
+        h.status_transcript(),
+        lines(&[
+            "prod: pending",
+            "prod: deploying",
+            "prod: rolling_back",
+            "prod: rolled_back",
+            "deployment: rolled_back",
+        ])
+    );
+}
+
+#[test]
+fn canary_steps_run_one_after_another() {
+    let mut h = start(&format!(
+        r#"
+application: app
+targets: {{prod: {{strategy: canary}}}}
+strategies:
+  canary:
+    canary:
+      steps:
+        - setWeight: {{weight: 25}}
+        - exposeServices: {{services: [web]}}
+        - runWebhook: {{name: tests}}
+        - pause: {{duration: 10, unit: minutes}}
+        - analysis: {{queries: [errors]}}
+        - setWeight: {{weight: 100}}
+{HOOKS}"#
+    ));
+    let mut order = Vec::new();
+    loop {
+        let answered = h.answer_steps(|step| match step {
+            HostStep::ExposeServices { .. } => StepOutcome::Exposed(
+                [("web".to_owned(), "https://preview.example/web".to_owned())].into(),
+            ),
+            _ => StepOutcome::Succeeded,
+        });
+        order.extend(answered.into_iter().flatten().map(|s| s.name().to_owned()));
+        let calls = sent(&mut h);
+        for g in &calls {
+            order.push("runWebhook".into());
+            assert_eq!(h.pending().len(), 0, "nothing else runs while the webhook is open");
+            h.callback(*g, true, None).unwrap();
+        }
+        if calls.is_empty() && !h.advance_to_next_deadline() && h.pending().is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        order,
+        [
+            "deploy",
+            "setWeight",
+            "exposeServices",
+            "runWebhook",
+            "analysis",
+            "setWeight"
+        ]
+    );
+    assert_eq!(h.now(), t0() + TimeDelta::minutes(10), "the pause took its time");
+    assert_eq!(
+        h.deployment.preview_urls(hookgate::config::EnvId(0)).unwrap()["web"],
+        "https://preview.example/web"
+    );
+    assert_eq!(h.deployment.status(), DeploymentStatus::Succeeded);
+}
+
+#[test]
+fn blue_green_moves_traffic_then_shuts_the_old_version_down() {
+    let mut h = start(&format!(
+        r#"
+application: app
+targets: {{prod: {{strategy: bg}}}}
+strategies:
+  bg:
+    blueGreen:
+      activeService: web
+      previewService: web-preview
+      redirectTrafficAfter: [runWebhook: {{name: tests}}]
+      shutDownOldVersionAfter: [pause: {{duration: 30, unit: minutes}}]
+{HOOKS}"#
+    ));
+    let mut order = Vec::new();
+    order.extend(h.answer_steps(|_| StepOutcome::Succeeded).into_iter().flatten());
+    let tests = sent(&mut h)[0];
+    h.callback(tests, true, None).unwrap();
+    order.extend(h.answer_steps(|_| StepOutcome::Succeeded).into_iter().flatten());
+    assert!(h.advance_to_next_deadline());
+    order.extend(h.answer_steps(|_| StepOutcome::Succeeded).into_iter().flatten());
+    assert_eq!(
+        order,
+        [HostStep::Deploy, HostStep::RedirectTraffic, HostStep::ShutDownOldVersion]
+    );
+    assert_eq!(h.deployment.status(), DeploymentStatus::Succeeded);
+}
+
+#[test]
+fn shutdown_gate_failure_rolls_back() {
+    let mut h = start(&format!(
+        r#"
+application: app
+targets: {{prod: {{strategy: bg}}}}
+strategies:
+  bg:
+    blueGreen:
+      activeService: web
+      shutDownOldVersionAfter: [runWebhook: {{name: smoke}}]
+{HOOKS}"#
+    ));
+    steps_ok(&mut h);
+    let smoke = sent(&mut h)[0];
+    h.callback(smoke, false, None).unwrap();
+    steps_ok(&mut h);
+    assert_eq!(h.deployment.status(), DeploymentStatus::RolledBack);
+}
+
+#[test]
+fn outcome_before_failure_is_failed_never_deployed_and_dependents_canceled_transitively() {
+    let mut h = start(&format!(
+        r#"
+application: app
+targets:
+  dev: {{constraints: {{beforeDeployment: [runWebhook: {{name: ticket}}]}}}}
+  staging: {{constraints: {{dependsOn: [dev]}}}}
+  prod: {{constraints: {{dependsOn: [staging]}}}}
+  other: {{}}
+{HOOKS}"#
+    ));
+    let ticket = sent(&mut h)[0];
+    h.callback(ticket, false, None).unwrap();
+    steps_ok(&mut h);
+    let status = |name: &str| {
+        let plan = h.deployment.plan();
+        h.deployment.env_status(plan.environment_by_name(name).unwrap())
+    };
+    assert_eq!(status("dev"), EnvStatus::Failed);
+    assert_eq!(status("staging"), EnvStatus::Canceled);
+    assert_eq!(status("prod"), EnvStatus::Canceled);
+    assert_eq!(status("other"), EnvStatus::Succeeded);
+    assert_eq!(h.deployment.status(), DeploymentStatus::Failed);
+    let rollbacks = h
+        .events()
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::RollbackStarted { .. }))
+        .count();
+    assert_eq!(rollbacks, 0, "nothing was deployed, nothing to roll back");
+}
+
+#[test]
+fn outcome_strategy_failure_rolls_back_and_cancels_dependents() {
+    let mut h = start(&format!(
+        r#"
+application: app
+targets:
+  staging: {{strategy: canary}}
+  prod: {{constraints: {{dependsOn: [staging]}}}}
+strategies:
+  canary: {{canary: {{steps: [setWeight: {{weight: 50}}, runWebhook: {{name: tests}}]}}}}
+{HOOKS}"#
+    ));
+    steps_ok(&mut h);
+    let tests = sent(&mut h)[0];
+    h.callback(tests, false, Some("3 tests failed")).unwrap();
+    steps_ok(&mut h);
+    assert_eq!(
+        h.status_transcript(),
+        lines(&[
+            "staging: pending",
+            "prod: pending",
+            "staging: deploying",
+            "staging: rolling_back",
+            "staging: rolled_back",
+            "prod: canceled",
+            "deployment: rolled_back",
+        ])
+    );
+}
+
+#[test]
+fn outcome_after_failure_is_failed_and_not_rolled_back() {
+    let mut h = start(&format!(
+        r#"
+application: app
+targets:
+  prod: {{constraints: {{afterDeployment: [runWebhook: {{name: smoke}}]}}}}
+  dr: {{constraints: {{dependsOn: [prod]}}}}
+{HOOKS}"#
+    ));
+    steps_ok(&mut h);
+    let smoke = sent(&mut h)[0];
+    h.callback(smoke, false, None).unwrap();
+    assert!(h.pending().is_empty(), "no rollback is asked for");
+    assert_eq!(
+        h.status_transcript(),
+        lines(&[
+            "prod: pending",
+            "dr: pending",
+            "prod: deploying",
+            "prod: verifying",
+            "prod: failed",
+            "dr: canceled",
+            "deployment: failed",
+        ])
+    );
+}
+
+#[test]
+fn failed_host_step_rolls_back() {
+    let mut h = start("application: app\ntargets: {prod: {}}");
+    h.answer_steps(|_| StepOutcome::Failed {
+        reason: "image pull failed".into(),
+    });
+    assert_eq!(h.deployment.status(), DeploymentStatus::RolledBack);
+}
+
+#[test]
+fn host_step_longer_than_deployment_timeout_fails_and_rolls_back() {
+    let mut h = start(
+        "application: app\ndeploymentConfig: {timeout: {duration: 30, unit: minutes}}\ntargets: {prod: {}}",
+    );
+    let deploy = h.pending().to_vec();
+    assert!(h.advance_to_next_deadline());
+    assert_eq!(h.now(), t0() + TimeDelta::minutes(30));
+    let Action::RunStep(late) = &deploy[0] else { panic!() };
+    assert!(
+        h.deployment
+            .handle_step_result(h.now(), late.op, StepOutcome::Succeeded)
+            .is_err(),
+        "the late result is stale"
+    );
+    steps_ok(&mut h);
+    assert_eq!(h.deployment.status(), DeploymentStatus::RolledBack);
+}
+
+#[test]
+fn failed_rollback_leaves_the_environment_failed() {
+    let mut h = start("application: app\ntargets: {prod: {}}");
+    let Some(Action::RunStep(deploy)) = h.pending().first().cloned() else {
+        panic!("the deploy comes first")
+    };
+    h.deployment
+        .handle_step_result(h.now(), deploy.op, StepOutcome::Failed { reason: "boom".into() })
+        .unwrap();
+    let Some(Action::RollBack { op, .. }) = h.deployment.poll_action() else {
+        panic!("a failed deploy is rolled back")
+    };
+    h.deployment
+        .handle_step_result(h.now(), op, StepOutcome::Failed { reason: "stuck".into() })
+        .unwrap();
+    assert_eq!(h.deployment.env_status(hookgate::config::EnvId(0)), EnvStatus::Failed);
+    assert_eq!(h.deployment.status(), DeploymentStatus::Failed);
+}
+
+#[test]
+fn callback_results_drive_the_gate() {
+    let mut h = start(&format!(
+        "application: app\ntargets: {{prod: {{constraints: {{beforeDeployment: [runWebhook: {{name: ticket}}]}}}}}}\n{HOOKS}"
+    ));
+    let ticket = sent(&mut h)[0];
+    assert!(matches!(
+        h.deployment.gate_state(ticket),
+        GateState::AwaitingCallback { .. }
+    ));
+    h.callback(ticket, true, Some("CHG-1 approved")).unwrap();
+    assert!(h.events().iter().any(|e| e.kind
+        == EventKind::CallbackReceived {
+            gate: ticket,
+            success: true,
+            message: Some("CHG-1 approved".into())
+        }));
+    assert_eq!(h.deployment.gate_state(ticket), GateState::Passed(Resolution::Callback));
+}
+
+#[test]
+fn disable_callback_passes_as_soon_as_the_call_succeeds() {
+    let mut h = start(&format!(
+        "application: app\ntargets: {{prod: {{constraints: {{beforeDeployment: [runWebhook: {{name: fire-and-forget}}]}}}}}}\n{HOOKS}"
+    ));
+    let g = sent(&mut h)[0];
+    assert_eq!(h.deployment.gate_state(g), GateState::Passed(Resolution::CallSucceeded));
+    assert!(matches!(
+        h.callback(g, true, None),
+        Err(hookgate::core::CoreError::GateClosed { .. })
+    ));
+    assert_eq!(h.deployment.poll_timeout(), None, "no callback timeout is armed");
+}
+
+#[test]
+fn call_results_for_an_old_attempt_are_stale() {
+    let mut h = start(&format!(
+        "application: app\ntargets: {{prod: {{constraints: {{beforeDeployment: [runWebhook: {{name: tests}}]}}}}}}\n{HOOKS}"
+    ));
+    let call = h.take_calls().remove(0);
+    h.deployment
+        .handle_call_result(h.now(), call.gate, 1, CallResult::from_status(503, None))
+        .unwrap();
+    assert!(
+        h.deployment
+            .handle_call_result(h.now(), call.gate, 1, CallResult::Sent { status: 200 })
+            .is_err()
+    );
+}

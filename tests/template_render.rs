@@ -1,0 +1,156 @@
+//! `Template::render`: value lookup and the four escapings of PROTOCOL.md §3.
+
+use std::collections::BTreeMap;
+
+use hookgate::Secret;
+use hookgate::template::{ArmoryValues, Escape, RenderError, RenderValues, Template};
+use proptest::prelude::*;
+
+fn armory() -> ArmoryValues {
+    ArmoryValues {
+        callback_uri: "https://gate.example.com/callbacks/abc".into(),
+        deployment_id: "dep-1".into(),
+        application_name: "checkout".into(),
+        environment_name: "staging".into(),
+        account_name: "prod-cluster".into(),
+        namespace: "checkout-staging".into(),
+        replica_set_name: None,
+        preview: BTreeMap::from([("checkout".into(), "https://preview.example.com".into())]),
+    }
+}
+
+fn render(source: &str, context: &[(&str, &str)], escape: Escape) -> Result<String, RenderError> {
+    let armory = armory();
+    let context = context
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let secrets = BTreeMap::from([("token".to_owned(), Secret::new("s3cr3t-value"))]);
+    let values = RenderValues {
+        armory: &armory,
+        context: &context,
+        secrets: &secrets,
+    };
+    Template::parse(source).unwrap().render(&values, escape)
+}
+
+#[test]
+fn every_armory_variable_renders() {
+    let source = "{{armory.callbackUri}} {{armory.deploymentId}} {{armory.applicationName}} \
+                  {{armory.environmentName}} {{armory.accountName}} {{armory.namespace}} \
+                  [{{armory.replicaSetName}}] {{armory.preview.checkout}}";
+    assert_eq!(
+        render(source, &[], Escape::None).unwrap(),
+        "https://gate.example.com/callbacks/abc dep-1 checkout staging prod-cluster \
+         checkout-staging [] https://preview.example.com"
+    );
+}
+
+#[test]
+fn json_escaping_keeps_the_document_valid() {
+    let nasty = "say \"hi\"\\ \n\r\t\u{0}\u{1f} ünï \u{2028}";
+    let body = render(
+        r#"{"v": "{{context.v}}", "n": 1}"#,
+        &[("v", nasty)],
+        Escape::Json,
+    )
+    .unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(parsed["v"], nasty);
+    assert_eq!(parsed["n"], 1);
+}
+
+#[test]
+fn uri_values_are_percent_encoded_except_a_leading_base_url() {
+    assert_eq!(
+        render(
+            "https://x.example/items/{{context.p}}?q={{context.p}}",
+            &[("p", "a b/c?d")],
+            Escape::Uri
+        )
+        .unwrap(),
+        "https://x.example/items/a%20b%2Fc%3Fd?q=a%20b%2Fc%3Fd"
+    );
+    assert_eq!(
+        render(
+            "{{context.base}}/hooks/{{context.p}}",
+            &[("base", "https://x.example/a b"), ("p", "é&")],
+            Escape::Uri
+        )
+        .unwrap(),
+        "https://x.example/a b/hooks/%C3%A9%26"
+    );
+}
+
+#[test]
+fn header_values_with_line_breaks_are_refused() {
+    for value in ["a\r\nX-Evil: 1", "a\nb", "a\rb"] {
+        let err = render("Bearer {{context.t}}", &[("t", value)], Escape::Header).unwrap_err();
+        assert_eq!(
+            err,
+            RenderError::LineBreakInHeader {
+                variable: "context.t".into()
+            }
+        );
+    }
+    assert_eq!(
+        render("Bearer {{context.t}}", &[("t", "ok")], Escape::Header).unwrap(),
+        "Bearer ok"
+    );
+}
+
+#[test]
+fn unknown_keys_are_errors_naming_the_key() {
+    let err = render("{{context.owner}}", &[], Escape::None).unwrap_err();
+    assert_eq!(
+        err,
+        RenderError::UnknownContext {
+            key: "owner".into()
+        }
+    );
+    assert!(err.to_string().contains("`owner`"));
+
+    let err = render("{{secrets.github_token}}", &[], Escape::None).unwrap_err();
+    assert_eq!(
+        err,
+        RenderError::UnknownSecret {
+            name: "github_token".into()
+        }
+    );
+    assert!(err.to_string().contains("`github_token`"));
+
+    let err = render("{{armory.preview.cart}}", &[], Escape::None).unwrap_err();
+    assert_eq!(
+        err,
+        RenderError::UnknownPreview {
+            service: "cart".into()
+        }
+    );
+}
+
+#[test]
+fn secrets_render_but_never_reach_error_messages() {
+    assert_eq!(
+        render("{{secrets.token}}", &[], Escape::None).unwrap(),
+        "s3cr3t-value"
+    );
+    let err = render("{{secrets.token}}{{context.nope}}", &[], Escape::None).unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("s3cr3t"));
+}
+
+proptest! {
+    #[test]
+    fn any_context_string_round_trips_through_a_json_body(value in any::<String>(), key in "[a-z]{1,8}") {
+        let source = format!(r#"{{"a": "{{{{context.{key}}}}}", "b": ["{{{{context.{key}}}}}"]}}"#);
+        let body = render(&source, &[(key.as_str(), value.as_str())], Escape::Json).unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        prop_assert_eq!(parsed["a"].as_str(), Some(value.as_str()));
+        prop_assert_eq!(parsed["b"][0].as_str(), Some(value.as_str()));
+    }
+
+    #[test]
+    fn control_characters_round_trip(value in "[\\x00-\\x1f\"\\\\]{0,32}") {
+        let body = render(r#""{{context.v}}""#, &[("v", value.as_str())], Escape::Json).unwrap();
+        prop_assert_eq!(serde_json::from_str::<String>(&body).unwrap(), value);
+    }
+}

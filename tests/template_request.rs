@@ -1,0 +1,262 @@
+//! `RequestTemplate::render`: whole requests, including Armory's documented GitHub example.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use hookgate::Secret;
+use hookgate::template::{
+    ArmoryValues, RenderError, RenderValues, RenderedRequest, RequestTemplate, Template,
+};
+
+const SECRET_VALUE: &str = "ghp_SUPERSECRETVALUE";
+
+fn t(source: &str) -> Template {
+    Template::parse(source).unwrap()
+}
+
+/// Armory's GitHub `repository_dispatch` example (docs: "Webhook-based approvals").
+fn github_dispatch() -> RequestTemplate {
+    RequestTemplate::new(t(
+        "https://api.github.com/repos/{{context.owner}}/{{context.repo}}/dispatches",
+    ))
+    .with_header("Authorization", t("token {{secrets.github_token}}"))
+    .with_header("Content-Type", t("application/json"))
+    .with_body(t(
+        r#"{"event_type": "webhookCallback", "client_payload": {"callbackUri": "{{armory.callbackUri}}/callback"}}"#,
+    ))
+}
+
+struct Values {
+    armory: ArmoryValues,
+    context: BTreeMap<String, String>,
+    secrets: BTreeMap<String, Secret>,
+}
+
+impl Values {
+    fn new(context: &[(&str, &str)]) -> Self {
+        Self {
+            armory: ArmoryValues {
+                callback_uri: "https://gate.example.com/callbacks/7f3a".into(),
+                ..ArmoryValues::default()
+            },
+            context: context
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            secrets: BTreeMap::from([
+                ("github_token".to_owned(), Secret::new(SECRET_VALUE)),
+                (
+                    "base".to_owned(),
+                    Secret::new("https://hooks.example.com/T0/B0"),
+                ),
+            ]),
+        }
+    }
+
+    fn get(&self) -> RenderValues<'_> {
+        RenderValues {
+            armory: &self.armory,
+            context: &self.context,
+            secrets: &self.secrets,
+        }
+    }
+}
+
+fn render(
+    template: &RequestTemplate,
+    context: &[(&str, &str)],
+) -> Result<RenderedRequest, RenderError> {
+    template.render(&Values::new(context).get())
+}
+
+#[test]
+fn github_repository_dispatch_renders_byte_for_byte() {
+    let rendered = render(
+        &github_dispatch(),
+        &[("owner", "acme"), ("repo", "checkout")],
+    )
+    .unwrap();
+    let request: http::Request<Bytes> = rendered.into();
+    assert_eq!(request.method(), http::Method::POST);
+    assert_eq!(
+        request.uri().to_string(),
+        "https://api.github.com/repos/acme/checkout/dispatches"
+    );
+    let headers: Vec<_> = request
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.to_str().unwrap()))
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            ("authorization", "token ghp_SUPERSECRETVALUE"),
+            ("content-type", "application/json"),
+        ]
+    );
+    assert!(request.headers()["authorization"].is_sensitive());
+    assert!(!request.headers()["content-type"].is_sensitive());
+    assert_eq!(
+        request.body().as_ref(),
+        br#"{"event_type": "webhookCallback", "client_payload": {"callbackUri": "https://gate.example.com/callbacks/7f3a/callback"}}"#
+    );
+}
+
+#[test]
+fn secret_names_lists_each_needed_secret_once() {
+    let template =
+        github_dispatch().with_header("X-Again", t("{{secrets.github_token}} {{secrets.other}}"));
+    let names: Vec<_> = template.secret_names().into_iter().collect();
+    assert_eq!(names, ["github_token", "other"]);
+}
+
+#[test]
+fn json_content_types_switch_the_body_to_json_escaping() {
+    let value = "quote \" backslash \\ newline \n end";
+    for content_type in [
+        "application/json",
+        "Application/JSON; charset=utf-8",
+        "application/vnd.github+json",
+    ] {
+        let template = RequestTemplate::new(t("https://x.example/"))
+            .with_header("content-type", t(content_type))
+            .with_body(t(r#"{"v": "{{context.v}}"}"#));
+        let rendered = render(&template, &[("v", value)]).unwrap();
+        let parsed: serde_json::Value = serde_json::from_slice(rendered.body()).unwrap();
+        assert_eq!(parsed["v"], value, "{content_type}");
+    }
+    let plain = RequestTemplate::new(t("https://x.example/"))
+        .with_header("Content-Type", t("text/plain"))
+        .with_body(t("v={{context.v}}"));
+    assert_eq!(
+        render(&plain, &[("v", "a\"b")]).unwrap().body().as_ref(),
+        b"v=a\"b"
+    );
+}
+
+#[test]
+fn uri_values_are_encoded_and_a_leading_secret_base_is_not() {
+    let template = RequestTemplate::new(t("https://x.example/items/{{context.p}}"));
+    let rendered = render(&template, &[("p", "a b/c?d")]).unwrap();
+    assert_eq!(
+        rendered.uri().to_string(),
+        "https://x.example/items/a%20b%2Fc%3Fd"
+    );
+
+    let template = RequestTemplate::new(t("{{secrets.base}}/x?team={{context.team}}"));
+    let rendered = render(&template, &[("team", "a&b")]).unwrap();
+    assert_eq!(
+        rendered.uri().to_string(),
+        "https://hooks.example.com/T0/B0/x?team=a%26b"
+    );
+}
+
+#[test]
+fn relative_and_non_http_uris_are_refused_without_echoing_them() {
+    for source in [
+        "/relative/{{context.p}}",
+        "ftp://files.example/{{context.p}}",
+        "{{secrets.github_token}}",
+    ] {
+        let err = render(&RequestTemplate::new(t(source)), &[("p", "x")]).unwrap_err();
+        assert!(
+            matches!(err, RenderError::InvalidUri { .. }),
+            "{source}: {err}"
+        );
+        let message = err.to_string();
+        assert!(!message.contains(SECRET_VALUE), "{message}");
+        assert!(!message.contains("files.example"), "{message}");
+    }
+    let err = render(&RequestTemplate::new(t("{{secrets.github_token}}")), &[]).unwrap_err();
+    assert!(err.to_string().contains("secrets.github_token"), "{err}");
+}
+
+#[test]
+fn header_injection_and_bad_header_names_are_refused() {
+    let template = RequestTemplate::new(t("https://x.example/"))
+        .with_header("X-Ticket", t("{{context.ticket}}"));
+    let err = render(&template, &[("ticket", "1\r\nX-Admin: yes")]).unwrap_err();
+    assert_eq!(
+        err,
+        RenderError::LineBreakInHeader {
+            variable: "context.ticket".into()
+        }
+    );
+    let err = render(&template, &[("ticket", "nul\0")]).unwrap_err();
+    assert!(
+        matches!(err, RenderError::InvalidHeaderValue { ref header, .. } if header == "X-Ticket")
+    );
+
+    let template = RequestTemplate::new(t("https://x.example/")).with_header("Bad Name", t("v"));
+    assert_eq!(
+        render(&template, &[]).unwrap_err(),
+        RenderError::InvalidHeaderName {
+            name: "Bad Name".into()
+        }
+    );
+}
+
+#[test]
+fn methods_are_upper_cased_and_validated() {
+    let template = RequestTemplate::new(t("https://x.example/")).with_method("put");
+    assert_eq!(render(&template, &[]).unwrap().method(), http::Method::PUT);
+    let template = RequestTemplate::new(t("https://x.example/")).with_method("NO SPACES");
+    assert!(matches!(
+        render(&template, &[]).unwrap_err(),
+        RenderError::InvalidMethod { .. }
+    ));
+}
+
+#[test]
+fn unknown_context_key_and_secret_are_named() {
+    let err = render(&github_dispatch(), &[("owner", "acme")]).unwrap_err();
+    assert_eq!(err, RenderError::UnknownContext { key: "repo".into() });
+
+    let template = RequestTemplate::new(t("https://x.example/"))
+        .with_header("Authorization", t("Bearer {{secrets.ticket_token}}"));
+    let err = render(&template, &[]).unwrap_err();
+    assert!(err.to_string().contains("`ticket_token`"), "{err}");
+}
+
+#[test]
+fn debug_never_shows_secrets_query_or_body() {
+    let template = RequestTemplate::new(t(
+        "https://user:pw@x.example:8443/hooks?token={{secrets.github_token}}",
+    ))
+    .with_header("Authorization", t("token {{secrets.github_token}}"))
+    .with_body(t("{{secrets.github_token}}"));
+    let debug = format!("{:?}", render(&template, &[]).unwrap());
+    assert!(!debug.contains(SECRET_VALUE), "{debug}");
+    assert!(
+        debug.contains("[redacted]") && debug.contains("authorization"),
+        "{debug}"
+    );
+
+    let template = RequestTemplate::new(t(
+        "https://user:pw@x.example:8443/hooks?team={{context.team}}",
+    ))
+    .with_header("Authorization", t("token {{secrets.github_token}}"))
+    .with_body(t("{{secrets.github_token}}"));
+    let debug = format!("{:#?}", render(&template, &[("team", "payments")]).unwrap());
+    assert!(debug.contains("https://x.example:8443/hooks"), "{debug}");
+    for hidden in [SECRET_VALUE, "payments", "pw", "user"] {
+        assert!(!debug.contains(hidden), "{hidden} in {debug}");
+    }
+}
+
+#[test]
+fn errors_never_carry_secret_values() {
+    let values = Values::new(&[]);
+    let templates = [
+        RequestTemplate::new(t("{{secrets.github_token}}")),
+        RequestTemplate::new(t("https://x.example/"))
+            .with_header("A", t("{{secrets.github_token}}\u{1}")),
+        RequestTemplate::new(t("https://x.example/{{secrets.github_token}}"))
+            .with_header("A", t("{{context.missing}}")),
+    ];
+    for template in templates {
+        let err = template.render(&values.get()).unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains(SECRET_VALUE), "{text}");
+    }
+}
