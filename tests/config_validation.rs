@@ -1,0 +1,341 @@
+//! The deployment file: parsing real files and every rejected-file case of PROTOCOL.md §2,
+//! each asserting the reported path.
+
+use std::time::Duration;
+
+use hookgate::config::{
+    CanaryStep, ConfigError, GateKind, InProgressPolicy, NetworkMode, Plan, ProblemKind,
+    RollBackMode, Stage, Strategy,
+};
+
+fn problems(yaml: &str) -> Vec<(String, ProblemKind)> {
+    match Plan::from_yaml(yaml) {
+        Ok(_) => panic!("accepted:\n{yaml}"),
+        Err(e) => e.problems().into_iter().map(|p| (p.path, p.kind)).collect(),
+    }
+}
+
+fn paths(yaml: &str) -> Vec<String> {
+    problems(yaml).into_iter().map(|(p, _)| p).collect()
+}
+
+const WEBHOOK: &str = "webhooks: [{name: hook, uriTemplate: 'https://h.example'}]";
+
+#[test]
+fn parses_an_armory_deploy_file_as_it_is() {
+    let plan = Plan::from_yaml(include_str!("data/armory-deploy.yml")).unwrap();
+    assert_eq!(plan.application(), "potato-facts");
+    assert_eq!(plan.step_timeout(), Some(Duration::from_secs(1800)));
+    assert_eq!(plan.if_in_progress(), InProgressPolicy::EnqueueOne);
+    let names: Vec<_> = plan.environments().iter().map(|e| e.name()).collect();
+    assert_eq!(names, ["staging", "prod-eu", "prod-us"], "dependencies first");
+    let prod_us = plan.environment(plan.environment_by_name("prod-us").unwrap());
+    assert_eq!(prod_us.account(), Some("demo-prod-us-cluster"));
+    assert_eq!(prod_us.before().len(), 2);
+    let Strategy::Canary { steps, .. } = prod_us.strategy() else {
+        panic!()
+    };
+    assert_eq!(steps.len(), 6);
+    assert_eq!(steps[0], CanaryStep::SetWeight(25));
+    let CanaryStep::Gate(analysis) = steps[2] else {
+        panic!()
+    };
+    let GateKind::Analysis(spec) = plan.gate(analysis).kind() else {
+        panic!()
+    };
+    assert_eq!(spec.roll_back_mode, RollBackMode::Manual);
+    assert_eq!(spec.queries, ["avgCPUUsage-pass"]);
+    assert_eq!(plan.gate(analysis).stage(), Stage::Strategy(2));
+    let approval = plan.gate(prod_us.before()[1]);
+    assert!(matches!(
+        approval.kind(),
+        GateKind::Approval { roles, expiration: Some(e) } if roles.is_empty() && *e == Duration::from_secs(86_400)
+    ));
+    let check_logs = &plan.webhooks()[0];
+    assert_eq!(check_logs.retry_count, 3);
+    assert_eq!(check_logs.headers.len(), 2);
+    let slack = &plan.webhooks()[1];
+    assert!(slack.disable_callback);
+    assert!(slack.uri.starts_with_variable());
+    assert_eq!(
+        slack.network,
+        NetworkMode::RemoteAgent {
+            agent: Some("demo-agent".into())
+        }
+    );
+    assert_eq!(plan.remote_agents().collect::<Vec<_>>(), ["demo-agent"]);
+}
+
+#[test]
+fn json_files_work_too_and_scalars_are_accepted_as_context() {
+    let plan = Plan::from_json(
+        r#"{"application": "a", "context": {"replicas": 3, "canary": true, "team": "x"},
+            "targets": {"dev": {}}}"#,
+    )
+    .unwrap();
+    assert_eq!(plan.context()["replicas"], "3");
+    assert_eq!(plan.context()["canary"], "true");
+}
+
+#[test]
+fn not_yaml_is_a_syntax_error() {
+    let e = Plan::from_yaml("application: [unclosed").unwrap_err();
+    assert!(matches!(e, ConfigError::Syntax { ref path, .. } if path == "(file)"), "{e}");
+}
+
+#[test]
+fn wrong_shapes_name_their_path() {
+    assert_eq!(
+        paths("application: a\ntargets: {dev: {constraints: {dependsOn: 5}}}"),
+        ["targets.dev.constraints.dependsOn"]
+    );
+    assert_eq!(paths("targets: {dev: {}}"), ["(file)"], "application is required");
+    assert_eq!(
+        paths("application: a\ntargets: {dev: {}}\nwebhooks: [{name: w}]"),
+        ["webhooks[0]"],
+        "uriTemplate is required"
+    );
+    assert_eq!(
+        paths("application: a\ntargets: {dev: {constraints: {beforeDeployment: [{sleep: 1}]}}}"),
+        ["targets.dev.constraints.beforeDeployment[0]"]
+    );
+}
+
+#[test]
+fn unknown_webhook_is_rejected() {
+    let p = problems("application: a\ntargets: {dev: {constraints: {beforeDeployment: [runWebhook: {name: nope}]}}}");
+    assert_eq!(
+        p,
+        [(
+            "targets.dev.constraints.beforeDeployment[0].runWebhook.name".into(),
+            ProblemKind::UnknownWebhook { name: "nope".into() }
+        )]
+    );
+}
+
+#[test]
+fn duplicate_webhook_names_are_rejected() {
+    assert_eq!(
+        paths("application: a\ntargets: {dev: {}}\nwebhooks: [{name: w, uriTemplate: 'https://a'}, {name: w, uriTemplate: 'https://b'}]"),
+        ["webhooks[1].name"]
+    );
+}
+
+#[test]
+fn unknown_dependency_is_rejected_with_the_example_message() {
+    let e = Plan::from_yaml("application: a\ntargets: {prod: {constraints: {dependsOn: [prdo]}}}")
+        .unwrap_err();
+    assert_eq!(
+        e.problems()[0].to_string(),
+        r#"targets.prod.constraints.dependsOn[0]: unknown target "prdo""#
+    );
+}
+
+#[test]
+fn dependency_cycles_are_rejected_naming_the_cycle() {
+    let p = problems(
+        "application: a\ntargets:\n  a: {constraints: {dependsOn: [c]}}\n  b: {constraints: {dependsOn: [a]}}\n  c: {constraints: {dependsOn: [b]}}\n  d: {constraints: {dependsOn: [c]}}\n  e: {constraints: {dependsOn: [e]}}",
+    );
+    assert_eq!(
+        p,
+        [
+            (
+                "targets.a.constraints.dependsOn".into(),
+                ProblemKind::DependencyCycle {
+                    cycle: vec!["a".into(), "c".into(), "b".into(), "a".into()]
+                }
+            ),
+            (
+                "targets.e.constraints.dependsOn".into(),
+                ProblemKind::DependencyCycle {
+                    cycle: vec!["e".into(), "e".into()]
+                }
+            ),
+        ],
+        "one report per cycle; d, which only depends on one, adds none"
+    );
+}
+
+#[test]
+fn unknown_strategy_is_rejected() {
+    assert_eq!(
+        paths("application: a\ntargets: {dev: {strategy: fast}}"),
+        ["targets.dev.strategy"]
+    );
+}
+
+#[test]
+fn a_strategy_needs_exactly_one_kind() {
+    assert_eq!(
+        paths("application: a\ntargets: {dev: {strategy: s}}\nstrategies: {s: {}}"),
+        ["strategies.s"]
+    );
+}
+
+#[test]
+fn weight_outside_0_to_100_is_rejected() {
+    let p = problems(
+        "application: a\ntargets: {dev: {strategy: s}}\nstrategies: {s: {canary: {steps: [setWeight: {weight: 101}, setWeight: {weight: -1}]}}}",
+    );
+    assert_eq!(
+        p,
+        [
+            (
+                "strategies.s.canary.steps[0].setWeight.weight".into(),
+                ProblemKind::WeightOutOfRange { weight: 101 }
+            ),
+            (
+                "strategies.s.canary.steps[1].setWeight.weight".into(),
+                ProblemKind::WeightOutOfRange { weight: -1 }
+            ),
+        ]
+    );
+}
+
+#[test]
+fn negative_durations_and_unknown_units_are_rejected() {
+    let p = problems(
+        "application: a\ndeploymentConfig: {timeout: {duration: -5, unit: minutes}}\ntargets: {dev: {constraints: {beforeDeployment: [pause: {duration: 5, unit: fortnights}]}}}",
+    );
+    assert_eq!(
+        p,
+        [
+            (
+                "deploymentConfig.timeout.duration".into(),
+                ProblemKind::NegativeDuration { duration: -5 }
+            ),
+            (
+                "targets.dev.constraints.beforeDeployment[0].pause.unit".into(),
+                ProblemKind::UnknownUnit {
+                    unit: "fortnights".into()
+                }
+            ),
+        ]
+    );
+}
+
+#[test]
+fn units_are_case_insensitive_as_armory_writes_them() {
+    let plan = Plan::from_yaml(
+        "application: a\ntargets: {dev: {constraints: {beforeDeployment: [pause: {duration: 2, unit: MINUTES}]}}}",
+    )
+    .unwrap();
+    assert!(matches!(plan.gates()[0].kind(), GateKind::Pause(d) if *d == Duration::from_secs(120)));
+}
+
+#[test]
+fn absurdly_long_durations_are_rejected() {
+    assert_eq!(
+        paths("application: a\ntargets: {dev: {constraints: {beforeDeployment: [pause: {duration: 9223372036854775807, unit: hours}]}}}"),
+        ["targets.dev.constraints.beforeDeployment[0].pause.duration"]
+    );
+}
+
+#[test]
+fn agent_identifier_with_direct_mode_is_rejected() {
+    assert_eq!(
+        paths("application: a\ntargets: {dev: {}}\nwebhooks: [{name: w, uriTemplate: 'https://a', networkMode: direct, agentIdentifier: x}]"),
+        ["webhooks[0].agentIdentifier"]
+    );
+    assert_eq!(
+        paths("application: a\ntargets: {dev: {}}\nwebhooks: [{name: w, uriTemplate: 'https://a', networkMode: carrierPigeon}]"),
+        ["webhooks[0].networkMode"]
+    );
+}
+
+#[test]
+fn templates_with_unknown_variables_or_malformed_braces_are_rejected() {
+    let p = paths(
+        "application: a\ntargets: {dev: {}}\nwebhooks:\n  - name: w\n    uriTemplate: 'https://a/{{armory.nope}}'\n    headers: [{key: X, value: '{{context.x'}]\n    bodyTemplate: {inline: '{{env.HOME}}'}",
+    );
+    assert_eq!(
+        p,
+        [
+            "webhooks[0].uriTemplate",
+            "webhooks[0].headers[0].value",
+            "webhooks[0].bodyTemplate.inline"
+        ]
+    );
+}
+
+#[test]
+fn invalid_header_names_and_methods_are_rejected() {
+    assert_eq!(
+        paths("application: a\ntargets: {dev: {}}\nwebhooks: [{name: w, method: 'PO ST', uriTemplate: 'https://a', headers: [{key: 'Bad Header', value: v}]}]"),
+        ["webhooks[0].method", "webhooks[0].headers[0].key"]
+    );
+}
+
+#[test]
+fn analysis_in_before_deployment_is_rejected() {
+    assert_eq!(
+        paths("application: a\ntargets: {dev: {constraints: {beforeDeployment: [analysis: {queries: [q]}]}}}"),
+        ["targets.dev.constraints.beforeDeployment[0].analysis"]
+    );
+}
+
+#[test]
+fn preview_urls_before_deployment_are_rejected() {
+    assert_eq!(
+        paths("application: a\ntargets: {dev: {constraints: {beforeDeployment: [runWebhook: {name: w}]}}}\nwebhooks: [{name: w, uriTemplate: '{{armory.preview.web}}'}]"),
+        ["targets.dev.constraints.beforeDeployment[0].runWebhook.name"]
+    );
+}
+
+#[test]
+fn pauses_must_be_one_form_or_the_other() {
+    let base = "application: a\ntargets: {dev: {constraints: {beforeDeployment: [pause: ";
+    for bad in [
+        "{}",
+        "{untilApproved: false}",
+        "{duration: 5}",
+        "{duration: 5, unit: seconds, untilApproved: true}",
+        "{duration: 5, unit: seconds, requiresRoles: [x]}",
+    ] {
+        assert_eq!(
+            paths(&format!("{base}{bad}]}}}}}}")),
+            ["targets.dev.constraints.beforeDeployment[0].pause"],
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn out_of_range_values_are_rejected() {
+    assert_eq!(
+        paths(&format!("application: a\ntargets: {{dev: {{}}}}\nwebhooks: [{{name: w, uriTemplate: 'https://a', retryCount: -1}}]")),
+        ["webhooks[0].retryCount"]
+    );
+    assert_eq!(
+        paths("application: a\ndeploymentConfig: {ifDeploymentInProgress: {strategy: queueAll}}\ntargets: {dev: {}}"),
+        ["deploymentConfig.ifDeploymentInProgress.strategy"]
+    );
+    assert_eq!(paths("application: a\ntargets: {}"), ["targets"]);
+    assert_eq!(paths("application: ''\ntargets: {dev: {}}"), ["application"]);
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let yaml = format!(
+        r#"
+application: a
+targets:
+  dev: {{strategy: nope, constraints: {{dependsOn: [ghost], beforeDeployment: [runWebhook: {{name: missing}}]}}}}
+  prod: {{strategy: s}}
+strategies: {{s: {{canary: {{steps: [setWeight: {{weight: 400}}]}}}}}}
+{WEBHOOK}
+"#
+    );
+    let e = Plan::from_yaml(&yaml).unwrap_err();
+    assert_eq!(e.problems().len(), 4);
+    let text = e.to_string();
+    assert!(text.starts_with("the deployment file has 4 problems:"), "{text}");
+    for path in [
+        "targets.dev.constraints.dependsOn[0]",
+        "targets.dev.strategy",
+        "targets.dev.constraints.beforeDeployment[0].runWebhook.name",
+        "strategies.s.canary.steps[0].setWeight.weight",
+    ] {
+        assert!(text.contains(path), "{path} missing from:\n{text}");
+    }
+}

@@ -1,0 +1,442 @@
+//! Scenario tests of each gate kind's rules (PROTOCOL.md §4, §5), on simulated time.
+#![cfg(feature = "test-util")]
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use common::*;
+use hookgate::core::{
+    Action, CallFailure, CallResult, CallbackAck, CoreError, Decision, DeploymentStatus,
+    EventKind, GateState, Resolution, Settings, StartOptions, StepOutcome,
+};
+use hookgate::test_util::Harness;
+
+fn before(entry: &str) -> Harness {
+    start(&format!(
+        "application: app\ntargets: {{prod: {{constraints: {{beforeDeployment: [{entry}]}}}}}}\n{HOOKS}"
+    ))
+}
+
+const FIRST: &str = "targets.prod.constraints.beforeDeployment[0]";
+
+#[test]
+fn retries_up_to_retry_count_with_full_jitter_backoff_then_fail_naming_the_last_status() {
+    let mut h = before("runWebhook: {name: tests}");
+    let mut attempts = Vec::new();
+    let mut waits = Vec::new();
+    loop {
+        let calls = h.answer_calls(|c| {
+            CallResult::from_status(if c.attempt == 3 { 502 } else { 503 }, None)
+        });
+        if calls.is_empty() {
+            break;
+        }
+        attempts.extend(calls.iter().map(|c| (c.attempt, c.idempotency_key.clone())));
+        let before = h.now();
+        if h.advance_to_next_deadline() {
+            waits.push(h.now() - before);
+        }
+    }
+    assert_eq!(
+        attempts,
+        [(1, "d1:0".into()), (2, "d1:0".into()), (3, "d1:0".into())],
+        "retryCount 2 means three attempts, all with one idempotency key"
+    );
+    assert!(waits[0] <= TimeDelta::seconds(1), "first retry within base");
+    assert!(waits[1] <= TimeDelta::seconds(2), "second within 2 x base");
+    let failed = h.events().iter().find_map(|e| match &e.kind {
+        EventKind::GateFailed { how, message, .. } => Some((*how, message.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        failed,
+        Some((
+            Resolution::CallFailed,
+            "the call to webhook \"tests\" failed after 3 attempts; last: HTTP 502".into()
+        ))
+    );
+    assert_eq!(h.deployment.status(), DeploymentStatus::Failed);
+}
+
+#[test]
+fn non_retryable_answers_fail_at_once() {
+    for status in [400, 401, 403, 404, 409, 422] {
+        let mut h = before("runWebhook: {name: tests}");
+        let calls = h.answer_calls(|_| CallResult::from_status(status, None));
+        assert_eq!(calls.len(), 1);
+        assert!(h.take_calls().is_empty());
+        assert_eq!(
+            h.deployment.gate_state(gate(&h, FIRST)),
+            GateState::Failed(Resolution::CallFailed),
+            "HTTP {status}"
+        );
+    }
+}
+
+#[test]
+fn connection_errors_timeouts_408_and_429_are_retried() {
+    let failures = [
+        CallResult::Failed(CallFailure::transient("connection refused")),
+        CallResult::Failed(CallFailure::transient("timed out after 30s")),
+        CallResult::from_status(408, None),
+        CallResult::from_status(429, None),
+    ];
+    for failure in failures {
+        let mut h = before("runWebhook: {name: tests}");
+        h.answer_calls(|_| failure.clone());
+        assert!(
+            matches!(
+                h.deployment.gate_state(gate(&h, FIRST)),
+                GateState::RetryWaiting { attempt: 2, .. }
+            ),
+            "{failure:?}"
+        );
+    }
+}
+
+#[test]
+fn a_template_that_cannot_render_fails_the_gate_without_retrying() {
+    let mut h = before("runWebhook: {name: tests}");
+    h.answer_calls(|_| {
+        CallResult::Failed(CallFailure::permanent("unknown secret \"token\""))
+    });
+    assert_eq!(
+        h.deployment.gate_state(gate(&h, FIRST)),
+        GateState::Failed(Resolution::CallFailed)
+    );
+}
+
+#[test]
+fn retry_after_is_honoured_and_capped() {
+    let mut h = before("runWebhook: {name: tests}");
+    h.answer_calls(|_| CallResult::from_status(429, Some(Duration::from_secs(17))));
+    assert_eq!(h.deployment.poll_timeout(), Some(t0() + TimeDelta::seconds(17)));
+    h.advance_to_next_deadline();
+    h.answer_calls(|_| CallResult::from_status(503, Some(Duration::from_secs(3600))));
+    assert_eq!(
+        h.deployment.poll_timeout(),
+        Some(t0() + TimeDelta::seconds(17 + 60)),
+        "capped at the 60 s backoff cap"
+    );
+}
+
+#[test]
+fn backoff_is_deterministic_for_a_seed() {
+    let run = |seed| {
+        let mut h = Harness::start(
+            plan(&format!(
+                "application: app\ntargets: {{prod: {{constraints: {{beforeDeployment: [runWebhook: {{name: tests}}]}}}}}}\n{HOOKS}"
+            )),
+            StartOptions::default().with_seed(seed),
+            t0(),
+        );
+        h.answer_calls(|_| CallResult::from_status(503, None));
+        h.deployment.poll_timeout()
+    };
+    assert_eq!(run(1), run(1));
+    assert_ne!(run(1), run(2), "different seeds jitter differently");
+}
+
+#[test]
+fn callback_timeout_is_24_hours_from_the_first_successful_send() {
+    let mut h = before("runWebhook: {name: tests}");
+    h.answer_calls(|_| CallResult::from_status(503, None));
+    h.advance_to_next_deadline();
+    let sent_at = h.now();
+    sent(&mut h);
+    assert_eq!(
+        h.deployment.poll_timeout(),
+        Some(sent_at + TimeDelta::hours(24))
+    );
+    h.advance(TimeDelta::hours(24) - TimeDelta::seconds(1));
+    assert!(h.deployment.gate_state(gate(&h, FIRST)).is_open());
+    h.advance(TimeDelta::seconds(1));
+    assert_eq!(
+        h.deployment.gate_state(gate(&h, FIRST)),
+        GateState::Failed(Resolution::CallbackTimeout)
+    );
+    assert_eq!(
+        h.callback(gate(&h, FIRST), true, None),
+        Err(CoreError::GateClosed {
+            how: Resolution::CallbackTimeout
+        }),
+        "a late callback is refused (410)"
+    );
+}
+
+#[test]
+fn callback_timeout_is_configurable_globally_and_per_webhook() {
+    let yaml = "application: app\ntargets: {prod: {constraints: {beforeDeployment: [runWebhook: {name: a}, runWebhook: {name: b}]}}}\nwebhooks:\n  - {name: a, uriTemplate: 'https://a.example'}\n  - {name: b, uriTemplate: 'https://b.example', callbackTimeout: {duration: 5, unit: minutes}}";
+    let mut h = Harness::start(
+        plan(yaml),
+        StartOptions::default()
+            .with_settings(Settings::default().with_callback_timeout(Duration::from_secs(3600))),
+        t0(),
+    );
+    sent(&mut h);
+    let deadline = |h: &Harness, i: usize| {
+        h.deployment.gate_state(gate(
+            h,
+            &format!("targets.prod.constraints.beforeDeployment[{i}]"),
+        ))
+        .deadline()
+    };
+    assert_eq!(deadline(&h, 0), Some(t0() + TimeDelta::hours(1)));
+    assert_eq!(deadline(&h, 1), Some(t0() + TimeDelta::minutes(5)));
+}
+
+#[test]
+fn a_callback_before_the_send_result_is_accepted() {
+    let mut h = before("runWebhook: {name: ticket}");
+    let call = h.take_calls().remove(0);
+    assert_eq!(h.callback(call.gate, true, None), Ok(CallbackAck::Applied));
+    assert_eq!(
+        h.deployment
+            .handle_call_result(h.now(), call.gate, 1, CallResult::Sent { status: 200 }),
+        Err(CoreError::Stale),
+        "the late send result changes nothing"
+    );
+    assert_eq!(h.deployment.gate_state(call.gate), GateState::Passed(Resolution::Callback));
+}
+
+#[test]
+fn a_callback_during_retry_backoff_is_accepted() {
+    let mut h = before("runWebhook: {name: tests}");
+    let g = h.answer_calls(|_| CallResult::from_status(503, None))[0].gate;
+    assert_eq!(h.callback(g, true, None), Ok(CallbackAck::Applied));
+    assert_eq!(h.deployment.poll_timeout(), None, "no retry is left armed");
+}
+
+#[test]
+fn repeated_callbacks_are_idempotent_and_the_opposite_outcome_conflicts() {
+    let mut h = before("runWebhook: {name: ticket}");
+    let g = sent(&mut h)[0];
+    assert_eq!(h.callback(g, true, Some("ok")), Ok(CallbackAck::Applied));
+    let events = h.events().len();
+    assert_eq!(h.callback(g, true, Some("ok again")), Ok(CallbackAck::Duplicate));
+    assert_eq!(h.events().len(), events, "a duplicate records nothing");
+    assert_eq!(h.callback(g, false, None), Err(CoreError::Conflict { first: true }));
+    assert_eq!(h.deployment.gate_state(g), GateState::Passed(Resolution::Callback));
+    steps_ok(&mut h);
+    assert!(h.deployment.is_finished());
+    assert_eq!(
+        h.callback(g, true, None),
+        Ok(CallbackAck::Duplicate),
+        "still idempotent after the deployment finished"
+    );
+}
+
+#[test]
+fn a_failed_callback_repeats_as_duplicate_too() {
+    let mut h = before("runWebhook: {name: ticket}");
+    let g = sent(&mut h)[0];
+    h.callback(g, false, Some("no")).unwrap();
+    assert_eq!(h.callback(g, false, None), Ok(CallbackAck::Duplicate));
+    assert_eq!(h.callback(g, true, None), Err(CoreError::Conflict { first: false }));
+}
+
+#[test]
+fn callbacks_for_unknown_unopened_or_closed_gates_are_refused() {
+    let mut h = start(&format!(
+        r#"
+application: app
+targets:
+  prod:
+    constraints:
+      beforeDeployment: [runWebhook: {{name: ticket}}, runWebhook: {{name: tests}}]
+      afterDeployment: [runWebhook: {{name: smoke}}]
+{HOOKS}"#
+    ));
+    let unknown = "ffffffffffffffffffffffffffffffff".parse().unwrap();
+    assert_eq!(
+        h.deployment.handle_callback(h.now(), unknown, true, None),
+        Err(CoreError::UnknownCallback)
+    );
+    let smoke = gate(&h, "targets.prod.constraints.afterDeployment[0]");
+    assert_eq!(h.callback(smoke, true, None), Err(CoreError::GateNotOpen));
+    let calls = sent(&mut h);
+    h.callback(calls[0], false, None).unwrap();
+    assert_eq!(
+        h.callback(calls[1], true, None),
+        Err(CoreError::GateClosed {
+            how: Resolution::Superseded
+        }),
+        "the sibling closed when the list failed"
+    );
+    assert_eq!(
+        h.callback(smoke, true, None),
+        Err(CoreError::GateClosed {
+            how: Resolution::Superseded
+        }),
+        "never reached, and now never will be"
+    );
+}
+
+#[test]
+fn progress_notes_keep_the_gate_open() {
+    let mut h = before("runWebhook: {name: ticket}");
+    let g = sent(&mut h)[0];
+    let id = h.deployment.callback_id(g).unwrap();
+    h.deployment
+        .handle_progress(h.now(), id, "50% done".into())
+        .unwrap();
+    assert!(h.deployment.gate_state(g).is_open());
+    assert!(h.deployment.poll_event().is_some_and(|e| e.kind
+        == EventKind::Progress {
+            gate: g,
+            message: "50% done".into()
+        }));
+}
+
+#[test]
+fn manual_approval_needs_one_of_the_required_roles() {
+    let mut h = before("pause: {untilApproved: true, requiresRoles: [release-manager, sre]}");
+    let g = approvals(&h)[0];
+    assert_eq!(
+        h.decide(g, Decision::approve("mallory", ["developer"])),
+        Err(CoreError::MissingRole {
+            required: vec!["release-manager".into(), "sre".into()]
+        })
+    );
+    assert!(h.deployment.gate_state(g).is_open());
+    h.decide(g, Decision::approve("alice", ["sre"]).with_comment("go"))
+        .unwrap();
+    assert!(h.events().iter().any(|e| e.kind
+        == EventKind::ApprovalDecided {
+            gate: g,
+            approved: true,
+            by: "alice".into(),
+            comment: Some("go".into())
+        }));
+    assert_eq!(h.deployment.gate_state(g), GateState::Passed(Resolution::Approved));
+}
+
+#[test]
+fn manual_rejection_fails_the_gate_with_who_and_why() {
+    let mut h = before("pause: {untilApproved: true}");
+    let g = approvals(&h)[0];
+    h.decide(g, Decision::reject("bob", Vec::<String>::new()).with_comment("freeze"))
+        .unwrap();
+    assert!(h.events().iter().any(|e| matches!(&e.kind,
+        EventKind::GateFailed { how: Resolution::Rejected, message, .. } if message == "rejected by bob: freeze")));
+    assert_eq!(h.deployment.status(), DeploymentStatus::Failed);
+    assert_eq!(
+        h.decide(g, Decision::approve("bob", Vec::<String>::new())),
+        Err(CoreError::NotAwaitingDecision(g))
+    );
+}
+
+#[test]
+fn approval_expires_after_approval_expiration() {
+    let mut h = before("pause: {untilApproved: true, approvalExpiration: {duration: 2, unit: hours}}");
+    let Some(Action::RequestApproval(req)) = h.pending().first().cloned() else {
+        panic!()
+    };
+    assert_eq!(req.expires_at, Some(t0() + TimeDelta::hours(2)));
+    h.advance(TimeDelta::hours(2));
+    assert_eq!(
+        h.deployment.gate_state(req.gate),
+        GateState::Failed(Resolution::ApprovalExpired)
+    );
+}
+
+#[test]
+fn fixed_pause_passes_when_it_elapses() {
+    let mut h = before("pause: {duration: 0, unit: seconds}");
+    assert_eq!(h.deployment.poll_timeout(), Some(t0()), "a zero pause is due at once");
+    h.advance_to_next_deadline();
+    assert_eq!(
+        h.deployment.gate_state(gate(&h, FIRST)),
+        GateState::Passed(Resolution::PauseElapsed)
+    );
+}
+
+fn analysis(mode: &str) -> Harness {
+    start(&format!(
+        "application: app\ntargets: {{prod: {{constraints: {{afterDeployment: [analysis: {{queries: [errors], rollBackMode: {mode}}}]}}}}}}"
+    ))
+}
+
+#[test]
+fn automatic_analysis_failure_fails_the_gate() {
+    let mut h = analysis("automatic");
+    h.answer_steps(|s| match s {
+        hookgate::core::HostStep::Analysis { .. } => StepOutcome::Failed {
+            reason: "error rate 7%".into(),
+        },
+        _ => StepOutcome::Succeeded,
+    });
+    assert!(h.events().iter().any(|e| matches!(&e.kind,
+        EventKind::GateFailed { how: Resolution::AnalysisFailed, message, .. } if message == "analysis failed: error rate 7%")));
+    assert_eq!(h.deployment.status(), DeploymentStatus::Failed, "afterDeployment: no rollback");
+}
+
+#[test]
+fn manual_analysis_failure_waits_for_a_person_to_continue_or_roll_back() {
+    for (approve, expected) in [(true, DeploymentStatus::Succeeded), (false, DeploymentStatus::RolledBack)] {
+        let mut h = start(
+            "application: app\ntargets: {prod: {strategy: c}}\nstrategies: {c: {canary: {steps: [analysis: {queries: [q], rollBackMode: manual}]}}}",
+        );
+        h.answer_steps(|s| match s {
+            hookgate::core::HostStep::Analysis { .. } => StepOutcome::Failed {
+                reason: "p99 up".into(),
+            },
+            _ => StepOutcome::Succeeded,
+        });
+        let g = approvals(&h)[0];
+        assert_eq!(h.deployment.gate_state(g), GateState::AwaitingDecision);
+        let decision = if approve {
+            Decision::approve("carol", Vec::<String>::new())
+        } else {
+            Decision::reject("carol", Vec::<String>::new())
+        };
+        h.decide(g, decision).unwrap();
+        steps_ok(&mut h);
+        assert_eq!(h.deployment.status(), expected);
+    }
+}
+
+#[test]
+fn cancel_rolls_back_mid_strategy_and_cancels_the_rest() {
+    let mut h = start(&format!(
+        r#"
+application: app
+targets:
+  staging: {{strategy: c}}
+  checks: {{constraints: {{beforeDeployment: [pause: {{untilApproved: true}}]}}}}
+  prod: {{constraints: {{dependsOn: [staging]}}}}
+strategies: {{c: {{canary: {{steps: [setWeight: {{weight: 10}}, runWebhook: {{name: tests}}]}}}}}}
+{HOOKS}"#
+    ));
+    steps_ok(&mut h);
+    let tests = sent(&mut h)[0];
+    h.cancel("dave").unwrap();
+    assert_eq!(
+        h.callback(tests, true, None),
+        Err(CoreError::GateClosed {
+            how: Resolution::Canceled
+        })
+    );
+    steps_ok(&mut h);
+    let status = |name: &str| {
+        let plan = h.deployment.plan();
+        h.deployment
+            .env_status(plan.environment_by_name(name).unwrap())
+    };
+    assert_eq!(status("staging").as_str(), "rolled_back");
+    assert_eq!(status("checks").as_str(), "canceled");
+    assert_eq!(status("prod").as_str(), "canceled");
+    assert_eq!(h.deployment.status(), DeploymentStatus::Canceled);
+    assert_eq!(h.cancel("dave"), Err(CoreError::Finished));
+}
+
+#[test]
+fn extra_timeouts_are_harmless() {
+    let mut h = before("runWebhook: {name: ticket}");
+    let before = h.deployment.state().clone();
+    h.deployment.handle_timeout(t0());
+    h.deployment.handle_timeout(t0() - TimeDelta::days(1));
+    assert_eq!(h.deployment.state(), &before);
+}
