@@ -1,1 +1,116 @@
-fn main() {}
+//! Criterion benchmarks of the sans-IO core and the deployment-file validator.
+//!
+//! `cargo bench --bench core` — see the README's Performance section for the figures.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
+use hookgate::config::Plan;
+use hookgate::core::{
+    Action, CallResult, CallbackId, Deployment, DeploymentId, IdSource, StartOptions,
+};
+
+struct Counter(u128);
+
+impl IdSource for Counter {
+    fn callback_id(&mut self) -> CallbackId {
+        self.0 += 1;
+        CallbackId(self.0.to_be_bytes())
+    }
+}
+
+/// `n` targets in a chain, each with a beforeDeployment webhook and a canary strategy.
+fn chain_file(n: usize) -> String {
+    let mut y = String::from("application: bench\ntargets:\n");
+    for i in 0..n {
+        let deps = if i == 0 {
+            String::new()
+        } else {
+            format!("e{}", i - 1)
+        };
+        y += &format!(
+            "  e{i}:\n    account: cluster-{i}\n    namespace: ns\n    strategy: canary\n    constraints:\n      dependsOn: [{deps}]\n      beforeDeployment:\n        - runWebhook: {{name: ticket}}\n        - pause: {{untilApproved: true, requiresRoles: [ops]}}\n      afterDeployment:\n        - runWebhook: {{name: smoke}}\n"
+        );
+    }
+    y += "strategies:\n  canary: {canary: {steps: [setWeight: {weight: 25}, runWebhook: {name: smoke}, setWeight: {weight: 100}]}}\n";
+    y += "webhooks:\n";
+    y += "  - {name: ticket, uriTemplate: 'https://t.example/{{armory.deploymentId}}', headers: [{key: Authorization, value: 'Bearer {{secrets.t}}'}], bodyTemplate: {inline: '{\"cb\": \"{{armory.callbackUri}}/callback\"}'}}\n";
+    y += "  - {name: smoke, uriTemplate: 'https://s.example/{{armory.environmentName}}', retryCount: 3}\n";
+    y
+}
+
+/// A running deployment of `n` independent environments, each with its beforeDeployment
+/// webhook sent and awaiting its callback.
+fn waiting(n: usize) -> (Deployment, Vec<CallbackId>) {
+    let mut y = String::from("application: bench\ntargets:\n");
+    for i in 0..n {
+        y += &format!(
+            "  e{i}: {{constraints: {{beforeDeployment: [runWebhook: {{name: ticket}}]}}}}\n"
+        );
+    }
+    y += "webhooks: [{name: ticket, uriTemplate: 'https://t.example'}]\n";
+    let plan = Arc::new(Plan::from_yaml(&y).unwrap());
+    let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+    let mut d = Deployment::start(
+        plan,
+        DeploymentId::from("bench"),
+        StartOptions::default(),
+        &mut Counter(0),
+        now,
+    );
+    let mut ids = Vec::new();
+    while let Some(a) = d.poll_action() {
+        if let Action::CallWebhook(c) = a {
+            d.handle_call_result(now, c.gate, c.attempt, CallResult::Sent { status: 202 })
+                .unwrap();
+            ids.push(c.callback_id);
+        }
+    }
+    while d.poll_event().is_some() {}
+    (d, ids)
+}
+
+fn callback(c: &mut Criterion) {
+    let (d, ids) = waiting(10);
+    let now = Utc.timestamp_opt(1_700_000_100, 0).unwrap();
+    c.bench_function("core/callback_10_envs_and_drain", |b| {
+        b.iter_batched(
+            || d.clone(),
+            |mut d| {
+                d.handle_callback(now, ids[3], true, Some("ok".into()))
+                    .unwrap();
+                while let Some(a) = d.poll_action() {
+                    black_box(a);
+                }
+                while let Some(e) = d.poll_event() {
+                    black_box(e);
+                }
+                d
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    c.bench_function("core/clone_10_envs_baseline", |b| {
+        b.iter_batched(|| (), |()| d.clone(), BatchSize::SmallInput)
+    });
+}
+
+fn validate(c: &mut Criterion) {
+    let mut group = c.benchmark_group("config/validate_chain");
+    for n in [50usize, 500, 5000] {
+        let text = chain_file(n);
+        group.bench_with_input(BenchmarkId::new("parse_and_validate", n), &text, |b, t| {
+            b.iter(|| Plan::from_yaml(black_box(t)).unwrap())
+        });
+        let file = hookgate::config::DeploymentFile::from_yaml(&text).unwrap();
+        group.bench_with_input(BenchmarkId::new("validate_only", n), &file, |b, f| {
+            b.iter(|| f.validate().unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, callback, validate);
+criterion_main!(benches);

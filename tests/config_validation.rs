@@ -28,7 +28,11 @@ fn parses_an_armory_deploy_file_as_it_is() {
     assert_eq!(plan.step_timeout(), Some(Duration::from_secs(1800)));
     assert_eq!(plan.if_in_progress(), InProgressPolicy::EnqueueOne);
     let names: Vec<_> = plan.environments().iter().map(|e| e.name()).collect();
-    assert_eq!(names, ["staging", "prod-eu", "prod-us"], "dependencies first");
+    assert_eq!(
+        names,
+        ["staging", "prod-eu", "prod-us"],
+        "dependencies first"
+    );
     let prod_us = plan.environment(plan.environment_by_name("prod-us").unwrap());
     assert_eq!(prod_us.account(), Some("demo-prod-us-cluster"));
     assert_eq!(prod_us.before().len(), 2);
@@ -53,10 +57,10 @@ fn parses_an_armory_deploy_file_as_it_is() {
     ));
     let check_logs = &plan.webhooks()[0];
     assert_eq!(check_logs.retry_count, 3);
-    assert_eq!(check_logs.headers.len(), 2);
+    assert_eq!(check_logs.request.headers().len(), 2);
     let slack = &plan.webhooks()[1];
     assert!(slack.disable_callback);
-    assert!(slack.uri.starts_with_variable());
+    assert!(slack.request.uri().starts_with_variable());
     assert_eq!(
         slack.network,
         NetworkMode::RemoteAgent {
@@ -80,7 +84,10 @@ fn json_files_work_too_and_scalars_are_accepted_as_context() {
 #[test]
 fn not_yaml_is_a_syntax_error() {
     let e = Plan::from_yaml("application: [unclosed").unwrap_err();
-    assert!(matches!(e, ConfigError::Syntax { ref path, .. } if path == "(file)"), "{e}");
+    assert!(
+        matches!(e, ConfigError::Syntax { ref path, .. } if path == "(file)"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -89,7 +96,11 @@ fn wrong_shapes_name_their_path() {
         paths("application: a\ntargets: {dev: {constraints: {dependsOn: 5}}}"),
         ["targets.dev.constraints.dependsOn"]
     );
-    assert_eq!(paths("targets: {dev: {}}"), ["(file)"], "application is required");
+    assert_eq!(
+        paths("targets: {dev: {}}"),
+        ["(file)"],
+        "application is required"
+    );
     assert_eq!(
         paths("application: a\ntargets: {dev: {}}\nwebhooks: [{name: w}]"),
         ["webhooks[0]"],
@@ -103,12 +114,16 @@ fn wrong_shapes_name_their_path() {
 
 #[test]
 fn unknown_webhook_is_rejected() {
-    let p = problems("application: a\ntargets: {dev: {constraints: {beforeDeployment: [runWebhook: {name: nope}]}}}");
+    let p = problems(
+        "application: a\ntargets: {dev: {constraints: {beforeDeployment: [runWebhook: {name: nope}]}}}",
+    );
     assert_eq!(
         p,
         [(
             "targets.dev.constraints.beforeDeployment[0].runWebhook.name".into(),
-            ProblemKind::UnknownWebhook { name: "nope".into() }
+            ProblemKind::UnknownWebhook {
+                name: "nope".into()
+            }
         )]
     );
 }
@@ -116,7 +131,9 @@ fn unknown_webhook_is_rejected() {
 #[test]
 fn duplicate_webhook_names_are_rejected() {
     assert_eq!(
-        paths("application: a\ntargets: {dev: {}}\nwebhooks: [{name: w, uriTemplate: 'https://a'}, {name: w, uriTemplate: 'https://b'}]"),
+        paths(
+            "application: a\ntargets: {dev: {}}\nwebhooks: [{name: w, uriTemplate: 'https://a'}, {name: w, uriTemplate: 'https://b'}]"
+        ),
         ["webhooks[1].name"]
     );
 }
@@ -226,7 +243,9 @@ fn units_are_case_insensitive_as_armory_writes_them() {
 #[test]
 fn absurdly_long_durations_are_rejected() {
     assert_eq!(
-        paths("application: a\ntargets: {dev: {constraints: {beforeDeployment: [pause: {duration: 9223372036854775807, unit: hours}]}}}"),
+        paths(
+            "application: a\ntargets: {dev: {constraints: {beforeDeployment: [pause: {duration: 9223372036854775807, unit: hours}]}}}"
+        ),
         ["targets.dev.constraints.beforeDeployment[0].pause.duration"]
     );
 }
@@ -234,11 +253,15 @@ fn absurdly_long_durations_are_rejected() {
 #[test]
 fn agent_identifier_with_direct_mode_is_rejected() {
     assert_eq!(
-        paths("application: a\ntargets: {dev: {}}\nwebhooks: [{name: w, uriTemplate: 'https://a', networkMode: direct, agentIdentifier: x}]"),
+        paths(
+            "application: a\ntargets: {dev: {}}\nwebhooks: [{name: w, uriTemplate: 'https://a', networkMode: direct, agentIdentifier: x}]"
+        ),
         ["webhooks[0].agentIdentifier"]
     );
     assert_eq!(
-        paths("application: a\ntargets: {dev: {}}\nwebhooks: [{name: w, uriTemplate: 'https://a', networkMode: carrierPigeon}]"),
+        paths(
+            "application: a\ntargets: {dev: {}}\nwebhooks: [{name: w, uriTemplate: 'https://a', networkMode: carrierPigeon}]"
+        ),
         ["webhooks[0].networkMode"]
     );
 }
@@ -261,7 +284,9 @@ fn templates_with_unknown_variables_or_malformed_braces_are_rejected() {
 #[test]
 fn invalid_header_names_and_methods_are_rejected() {
     assert_eq!(
-        paths("application: a\ntargets: {dev: {}}\nwebhooks: [{name: w, method: 'PO ST', uriTemplate: 'https://a', headers: [{key: 'Bad Header', value: v}]}]"),
+        paths(
+            "application: a\ntargets: {dev: {}}\nwebhooks: [{name: w, method: 'PO ST', uriTemplate: 'https://a', headers: [{key: 'Bad Header', value: v}]}]"
+        ),
         ["webhooks[0].method", "webhooks[0].headers[0].key"]
     );
 }
@@ -269,7 +294,9 @@ fn invalid_header_names_and_methods_are_rejected() {
 #[test]
 fn analysis_in_before_deployment_is_rejected() {
     assert_eq!(
-        paths("application: a\ntargets: {dev: {constraints: {beforeDeployment: [analysis: {queries: [q]}]}}}"),
+        paths(
+            "application: a\ntargets: {dev: {constraints: {beforeDeployment: [analysis: {queries: [q]}]}}}"
+        ),
         ["targets.dev.constraints.beforeDeployment[0].analysis"]
     );
 }
@@ -277,7 +304,9 @@ fn analysis_in_before_deployment_is_rejected() {
 #[test]
 fn preview_urls_before_deployment_are_rejected() {
     assert_eq!(
-        paths("application: a\ntargets: {dev: {constraints: {beforeDeployment: [runWebhook: {name: w}]}}}\nwebhooks: [{name: w, uriTemplate: '{{armory.preview.web}}'}]"),
+        paths(
+            "application: a\ntargets: {dev: {constraints: {beforeDeployment: [runWebhook: {name: w}]}}}\nwebhooks: [{name: w, uriTemplate: '{{armory.preview.web}}'}]"
+        ),
         ["targets.dev.constraints.beforeDeployment[0].runWebhook.name"]
     );
 }
@@ -303,15 +332,22 @@ fn pauses_must_be_one_form_or_the_other() {
 #[test]
 fn out_of_range_values_are_rejected() {
     assert_eq!(
-        paths(&format!("application: a\ntargets: {{dev: {{}}}}\nwebhooks: [{{name: w, uriTemplate: 'https://a', retryCount: -1}}]")),
+        paths(&format!(
+            "application: a\ntargets: {{dev: {{}}}}\nwebhooks: [{{name: w, uriTemplate: 'https://a', retryCount: -1}}]"
+        )),
         ["webhooks[0].retryCount"]
     );
     assert_eq!(
-        paths("application: a\ndeploymentConfig: {ifDeploymentInProgress: {strategy: queueAll}}\ntargets: {dev: {}}"),
+        paths(
+            "application: a\ndeploymentConfig: {ifDeploymentInProgress: {strategy: queueAll}}\ntargets: {dev: {}}"
+        ),
         ["deploymentConfig.ifDeploymentInProgress.strategy"]
     );
     assert_eq!(paths("application: a\ntargets: {}"), ["targets"]);
-    assert_eq!(paths("application: ''\ntargets: {dev: {}}"), ["application"]);
+    assert_eq!(
+        paths("application: ''\ntargets: {dev: {}}"),
+        ["application"]
+    );
 }
 
 #[test]
@@ -329,7 +365,10 @@ strategies: {{s: {{canary: {{steps: [setWeight: {{weight: 400}}]}}}}}}
     let e = Plan::from_yaml(&yaml).unwrap_err();
     assert_eq!(e.problems().len(), 4);
     let text = e.to_string();
-    assert!(text.starts_with("the deployment file has 4 problems:"), "{text}");
+    assert!(
+        text.starts_with("the deployment file has 4 problems:"),
+        "{text}"
+    );
     for path in [
         "targets.dev.constraints.dependsOn[0]",
         "targets.dev.strategy",

@@ -29,8 +29,12 @@ targets:
         EnvStatus::Pending,
         "staging waits while dev's afterDeployment is open"
     );
-    h.callback(gate(&h, "targets.dev.constraints.afterDeployment[0]"), true, None)
-        .unwrap();
+    h.callback(
+        gate(&h, "targets.dev.constraints.afterDeployment[0]"),
+        true,
+        None,
+    )
+    .unwrap();
     steps_ok(&mut h);
     assert_eq!(
         h.status_transcript(),
@@ -49,7 +53,8 @@ targets:
 
 #[test]
 fn independent_environments_start_at_once_in_parallel() {
-    let mut h = start("application: app\ntargets: {a: {}, b: {}, c: {constraints: {dependsOn: [a, b]}}}");
+    let mut h =
+        start("application: app\ntargets: {a: {}, b: {}, c: {constraints: {dependsOn: [a, b]}}}");
     let deploys = h
         .pending()
         .iter()
@@ -82,7 +87,10 @@ targets:
             .gate_state(gate(&h, "targets.prod.constraints.beforeDeployment[2]")),
         GateState::Pausing { .. }
     ));
-    assert_eq!(h.deployment.poll_timeout(), Some(t0() + TimeDelta::minutes(5)));
+    assert_eq!(
+        h.deployment.poll_timeout(),
+        Some(t0() + TimeDelta::minutes(5))
+    );
 }
 
 #[test]
@@ -127,17 +135,28 @@ targets:
     let approval = approvals(&h)[0];
     let ticket = sent(&mut h)[0];
     h.callback(ticket, false, Some("ticket rejected")).unwrap();
-    assert_eq!(h.deployment.gate_state(approval), GateState::Closed(Resolution::Superseded));
+    assert_eq!(
+        h.deployment.gate_state(approval),
+        GateState::Closed(Resolution::Superseded)
+    );
     assert_eq!(
         h.status_transcript(),
-        lines(&["prod: pending", "prod: checking", "prod: failed", "deployment: failed"])
+        lines(&[
+            "prod: pending",
+            "prod: checking",
+            "prod: failed",
+            "deployment: failed"
+        ])
     );
     assert!(
         h.decide(approval, hookgate::core::Decision::approve("alice", ["x"]))
             .is_err(),
         "a closed approval cannot be decided"
     );
-    assert!(h.pending().iter().all(|a| !matches!(a, Action::RunStep(_))), "never deployed");
+    assert!(
+        h.pending().iter().all(|a| !matches!(a, Action::RunStep(_))),
+        "never deployed"
+    );
 }
 
 #[test]
@@ -157,7 +176,8 @@ strategies:
     ));
     steps_ok(&mut h);
     let tests = sent(&mut h)[0];
-    h.callback(tests, false, Some("integration tests failed")).unwrap();
+    h.callback(tests, false, Some("integration tests failed"))
+        .unwrap();
     assert!(matches!(h.pending().last(), Some(Action::RollBack { .. })));
     steps_ok(&mut h);
     assert_eq!(
@@ -202,7 +222,11 @@ strategies:
         let calls = sent(&mut h);
         for g in &calls {
             order.push("runWebhook".into());
-            assert_eq!(h.pending().len(), 0, "nothing else runs while the webhook is open");
+            assert_eq!(
+                h.pending().len(),
+                0,
+                "nothing else runs while the webhook is open"
+            );
             h.callback(*g, true, None).unwrap();
         }
         if calls.is_empty() && !h.advance_to_next_deadline() && h.pending().is_empty() {
@@ -220,9 +244,15 @@ strategies:
             "setWeight"
         ]
     );
-    assert_eq!(h.now(), t0() + TimeDelta::minutes(10), "the pause took its time");
     assert_eq!(
-        h.deployment.preview_urls(hookgate::config::EnvId(0)).unwrap()["web"],
+        h.now(),
+        t0() + TimeDelta::minutes(10),
+        "the pause took its time"
+    );
+    assert_eq!(
+        h.deployment
+            .preview_urls(hookgate::config::EnvId(0))
+            .unwrap()["web"],
         "https://preview.example/web"
     );
     assert_eq!(h.deployment.status(), DeploymentStatus::Succeeded);
@@ -244,15 +274,31 @@ strategies:
 {HOOKS}"#
     ));
     let mut order = Vec::new();
-    order.extend(h.answer_steps(|_| StepOutcome::Succeeded).into_iter().flatten());
+    order.extend(
+        h.answer_steps(|_| StepOutcome::Succeeded)
+            .into_iter()
+            .flatten(),
+    );
     let tests = sent(&mut h)[0];
     h.callback(tests, true, None).unwrap();
-    order.extend(h.answer_steps(|_| StepOutcome::Succeeded).into_iter().flatten());
+    order.extend(
+        h.answer_steps(|_| StepOutcome::Succeeded)
+            .into_iter()
+            .flatten(),
+    );
     assert!(h.advance_to_next_deadline());
-    order.extend(h.answer_steps(|_| StepOutcome::Succeeded).into_iter().flatten());
+    order.extend(
+        h.answer_steps(|_| StepOutcome::Succeeded)
+            .into_iter()
+            .flatten(),
+    );
     assert_eq!(
         order,
-        [HostStep::Deploy, HostStep::RedirectTraffic, HostStep::ShutDownOldVersion]
+        [
+            HostStep::Deploy,
+            HostStep::RedirectTraffic,
+            HostStep::ShutDownOldVersion
+        ]
     );
     assert_eq!(h.deployment.status(), DeploymentStatus::Succeeded);
 }
@@ -294,7 +340,8 @@ targets:
     steps_ok(&mut h);
     let status = |name: &str| {
         let plan = h.deployment.plan();
-        h.deployment.env_status(plan.environment_by_name(name).unwrap())
+        h.deployment
+            .env_status(plan.environment_by_name(name).unwrap())
     };
     assert_eq!(status("dev"), EnvStatus::Failed);
     assert_eq!(status("staging"), EnvStatus::Canceled);
@@ -384,7 +431,9 @@ fn host_step_longer_than_deployment_timeout_fails_and_rolls_back() {
     let deploy = h.pending().to_vec();
     assert!(h.advance_to_next_deadline());
     assert_eq!(h.now(), t0() + TimeDelta::minutes(30));
-    let Action::RunStep(late) = &deploy[0] else { panic!() };
+    let Action::RunStep(late) = &deploy[0] else {
+        panic!()
+    };
     assert!(
         h.deployment
             .handle_step_result(h.now(), late.op, StepOutcome::Succeeded)
@@ -402,15 +451,30 @@ fn failed_rollback_leaves_the_environment_failed() {
         panic!("the deploy comes first")
     };
     h.deployment
-        .handle_step_result(h.now(), deploy.op, StepOutcome::Failed { reason: "boom".into() })
+        .handle_step_result(
+            h.now(),
+            deploy.op,
+            StepOutcome::Failed {
+                reason: "boom".into(),
+            },
+        )
         .unwrap();
     let Some(Action::RollBack { op, .. }) = h.deployment.poll_action() else {
         panic!("a failed deploy is rolled back")
     };
     h.deployment
-        .handle_step_result(h.now(), op, StepOutcome::Failed { reason: "stuck".into() })
+        .handle_step_result(
+            h.now(),
+            op,
+            StepOutcome::Failed {
+                reason: "stuck".into(),
+            },
+        )
         .unwrap();
-    assert_eq!(h.deployment.env_status(hookgate::config::EnvId(0)), EnvStatus::Failed);
+    assert_eq!(
+        h.deployment.env_status(hookgate::config::EnvId(0)),
+        EnvStatus::Failed
+    );
     assert_eq!(h.deployment.status(), DeploymentStatus::Failed);
 }
 
@@ -431,7 +495,10 @@ fn callback_results_drive_the_gate() {
             success: true,
             message: Some("CHG-1 approved".into())
         }));
-    assert_eq!(h.deployment.gate_state(ticket), GateState::Passed(Resolution::Callback));
+    assert_eq!(
+        h.deployment.gate_state(ticket),
+        GateState::Passed(Resolution::Callback)
+    );
 }
 
 #[test]
@@ -440,12 +507,19 @@ fn disable_callback_passes_as_soon_as_the_call_succeeds() {
         "application: app\ntargets: {{prod: {{constraints: {{beforeDeployment: [runWebhook: {{name: fire-and-forget}}]}}}}}}\n{HOOKS}"
     ));
     let g = sent(&mut h)[0];
-    assert_eq!(h.deployment.gate_state(g), GateState::Passed(Resolution::CallSucceeded));
+    assert_eq!(
+        h.deployment.gate_state(g),
+        GateState::Passed(Resolution::CallSucceeded)
+    );
     assert!(matches!(
         h.callback(g, true, None),
         Err(hookgate::core::CoreError::GateClosed { .. })
     ));
-    assert_eq!(h.deployment.poll_timeout(), None, "no callback timeout is armed");
+    assert_eq!(
+        h.deployment.poll_timeout(),
+        None,
+        "no callback timeout is armed"
+    );
 }
 
 #[test]

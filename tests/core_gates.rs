@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use common::*;
 use hookgate::core::{
-    Action, CallFailure, CallResult, CallbackAck, CoreError, Decision, DeploymentStatus,
-    EventKind, GateState, Resolution, Settings, StartOptions, StepOutcome,
+    Action, CallFailure, CallResult, CallbackAck, CoreError, Decision, DeploymentStatus, EventKind,
+    GateState, Resolution, Settings, StartOptions, StepOutcome,
 };
 use hookgate::test_util::Harness;
 
@@ -99,9 +99,7 @@ fn connection_errors_timeouts_408_and_429_are_retried() {
 #[test]
 fn a_template_that_cannot_render_fails_the_gate_without_retrying() {
     let mut h = before("runWebhook: {name: tests}");
-    h.answer_calls(|_| {
-        CallResult::Failed(CallFailure::permanent("unknown secret \"token\""))
-    });
+    h.answer_calls(|_| CallResult::Failed(CallFailure::permanent("unknown secret \"token\"")));
     assert_eq!(
         h.deployment.gate_state(gate(&h, FIRST)),
         GateState::Failed(Resolution::CallFailed)
@@ -112,7 +110,10 @@ fn a_template_that_cannot_render_fails_the_gate_without_retrying() {
 fn retry_after_is_honoured_and_capped() {
     let mut h = before("runWebhook: {name: tests}");
     h.answer_calls(|_| CallResult::from_status(429, Some(Duration::from_secs(17))));
-    assert_eq!(h.deployment.poll_timeout(), Some(t0() + TimeDelta::seconds(17)));
+    assert_eq!(
+        h.deployment.poll_timeout(),
+        Some(t0() + TimeDelta::seconds(17))
+    );
     h.advance_to_next_deadline();
     h.answer_calls(|_| CallResult::from_status(503, Some(Duration::from_secs(3600))));
     assert_eq!(
@@ -177,11 +178,12 @@ fn callback_timeout_is_configurable_globally_and_per_webhook() {
     );
     sent(&mut h);
     let deadline = |h: &Harness, i: usize| {
-        h.deployment.gate_state(gate(
-            h,
-            &format!("targets.prod.constraints.beforeDeployment[{i}]"),
-        ))
-        .deadline()
+        h.deployment
+            .gate_state(gate(
+                h,
+                &format!("targets.prod.constraints.beforeDeployment[{i}]"),
+            ))
+            .deadline()
     };
     assert_eq!(deadline(&h, 0), Some(t0() + TimeDelta::hours(1)));
     assert_eq!(deadline(&h, 1), Some(t0() + TimeDelta::minutes(5)));
@@ -198,7 +200,10 @@ fn a_callback_before_the_send_result_is_accepted() {
         Err(CoreError::Stale),
         "the late send result changes nothing"
     );
-    assert_eq!(h.deployment.gate_state(call.gate), GateState::Passed(Resolution::Callback));
+    assert_eq!(
+        h.deployment.gate_state(call.gate),
+        GateState::Passed(Resolution::Callback)
+    );
 }
 
 #[test]
@@ -215,10 +220,19 @@ fn repeated_callbacks_are_idempotent_and_the_opposite_outcome_conflicts() {
     let g = sent(&mut h)[0];
     assert_eq!(h.callback(g, true, Some("ok")), Ok(CallbackAck::Applied));
     let events = h.events().len();
-    assert_eq!(h.callback(g, true, Some("ok again")), Ok(CallbackAck::Duplicate));
+    assert_eq!(
+        h.callback(g, true, Some("ok again")),
+        Ok(CallbackAck::Duplicate)
+    );
     assert_eq!(h.events().len(), events, "a duplicate records nothing");
-    assert_eq!(h.callback(g, false, None), Err(CoreError::Conflict { first: true }));
-    assert_eq!(h.deployment.gate_state(g), GateState::Passed(Resolution::Callback));
+    assert_eq!(
+        h.callback(g, false, None),
+        Err(CoreError::Conflict { first: true })
+    );
+    assert_eq!(
+        h.deployment.gate_state(g),
+        GateState::Passed(Resolution::Callback)
+    );
     steps_ok(&mut h);
     assert!(h.deployment.is_finished());
     assert_eq!(
@@ -234,7 +248,10 @@ fn a_failed_callback_repeats_as_duplicate_too() {
     let g = sent(&mut h)[0];
     h.callback(g, false, Some("no")).unwrap();
     assert_eq!(h.callback(g, false, None), Ok(CallbackAck::Duplicate));
-    assert_eq!(h.callback(g, true, None), Err(CoreError::Conflict { first: false }));
+    assert_eq!(
+        h.callback(g, true, None),
+        Err(CoreError::Conflict { first: false })
+    );
 }
 
 #[test]
@@ -310,15 +327,21 @@ fn manual_approval_needs_one_of_the_required_roles() {
             by: "alice".into(),
             comment: Some("go".into())
         }));
-    assert_eq!(h.deployment.gate_state(g), GateState::Passed(Resolution::Approved));
+    assert_eq!(
+        h.deployment.gate_state(g),
+        GateState::Passed(Resolution::Approved)
+    );
 }
 
 #[test]
 fn manual_rejection_fails_the_gate_with_who_and_why() {
     let mut h = before("pause: {untilApproved: true}");
     let g = approvals(&h)[0];
-    h.decide(g, Decision::reject("bob", Vec::<String>::new()).with_comment("freeze"))
-        .unwrap();
+    h.decide(
+        g,
+        Decision::reject("bob", Vec::<String>::new()).with_comment("freeze"),
+    )
+    .unwrap();
     assert!(h.events().iter().any(|e| matches!(&e.kind,
         EventKind::GateFailed { how: Resolution::Rejected, message, .. } if message == "rejected by bob: freeze")));
     assert_eq!(h.deployment.status(), DeploymentStatus::Failed);
@@ -330,7 +353,8 @@ fn manual_rejection_fails_the_gate_with_who_and_why() {
 
 #[test]
 fn approval_expires_after_approval_expiration() {
-    let mut h = before("pause: {untilApproved: true, approvalExpiration: {duration: 2, unit: hours}}");
+    let mut h =
+        before("pause: {untilApproved: true, approvalExpiration: {duration: 2, unit: hours}}");
     let Some(Action::RequestApproval(req)) = h.pending().first().cloned() else {
         panic!()
     };
@@ -345,7 +369,11 @@ fn approval_expires_after_approval_expiration() {
 #[test]
 fn fixed_pause_passes_when_it_elapses() {
     let mut h = before("pause: {duration: 0, unit: seconds}");
-    assert_eq!(h.deployment.poll_timeout(), Some(t0()), "a zero pause is due at once");
+    assert_eq!(
+        h.deployment.poll_timeout(),
+        Some(t0()),
+        "a zero pause is due at once"
+    );
     h.advance_to_next_deadline();
     assert_eq!(
         h.deployment.gate_state(gate(&h, FIRST)),
@@ -370,12 +398,19 @@ fn automatic_analysis_failure_fails_the_gate() {
     });
     assert!(h.events().iter().any(|e| matches!(&e.kind,
         EventKind::GateFailed { how: Resolution::AnalysisFailed, message, .. } if message == "analysis failed: error rate 7%")));
-    assert_eq!(h.deployment.status(), DeploymentStatus::Failed, "afterDeployment: no rollback");
+    assert_eq!(
+        h.deployment.status(),
+        DeploymentStatus::Failed,
+        "afterDeployment: no rollback"
+    );
 }
 
 #[test]
 fn manual_analysis_failure_waits_for_a_person_to_continue_or_roll_back() {
-    for (approve, expected) in [(true, DeploymentStatus::Succeeded), (false, DeploymentStatus::RolledBack)] {
+    for (approve, expected) in [
+        (true, DeploymentStatus::Succeeded),
+        (false, DeploymentStatus::RolledBack),
+    ] {
         let mut h = start(
             "application: app\ntargets: {prod: {strategy: c}}\nstrategies: {c: {canary: {steps: [analysis: {queries: [q], rollBackMode: manual}]}}}",
         );

@@ -104,7 +104,11 @@ struct Move {
 
 fn moves() -> impl Strategy<Value = Vec<Move>> {
     prop::collection::vec(
-        (0..9u8, any::<u16>(), any::<bool>()).prop_map(|(kind, pick, flag)| Move { kind, pick, flag }),
+        (0..9u8, any::<u16>(), any::<bool>()).prop_map(|(kind, pick, flag)| Move {
+            kind,
+            pick,
+            flag,
+        }),
         0..80,
     )
 }
@@ -194,7 +198,9 @@ impl Sim {
     }
 
     fn take(&mut self, pick: u16, f: impl Fn(&Action) -> bool) -> Option<Action> {
-        let idx: Vec<usize> = (0..self.pending.len()).filter(|&i| f(&self.pending[i])).collect();
+        let idx: Vec<usize> = (0..self.pending.len())
+            .filter(|&i| f(&self.pending[i]))
+            .collect();
         if idx.is_empty() {
             return None;
         }
@@ -205,12 +211,16 @@ impl Sim {
         let now = self.now;
         match m.kind {
             0 | 1 => {
-                if let Some(Action::RunStep(r)) = self.take(m.pick, |a| matches!(a, Action::RunStep(_))) {
+                if let Some(Action::RunStep(r)) =
+                    self.take(m.pick, |a| matches!(a, Action::RunStep(_)))
+                {
                     let outcome = match (&r.step, m.flag || m.kind == 0) {
-                        (_, false) => StepOutcome::Failed { reason: "no".into() },
-                        (HostStep::ExposeServices { .. }, true) => {
-                            StepOutcome::Exposed([("web".into(), "https://p.example".into())].into())
-                        }
+                        (_, false) => StepOutcome::Failed {
+                            reason: "no".into(),
+                        },
+                        (HostStep::ExposeServices { .. }, true) => StepOutcome::Exposed(
+                            [("web".into(), "https://p.example".into())].into(),
+                        ),
                         _ => StepOutcome::Succeeded,
                     };
                     let _ = self.d.handle_step_result(now, r.op, outcome);
@@ -247,7 +257,11 @@ impl Sim {
                 if let Some(Action::RequestApproval(r)) =
                     self.take(m.pick, |a| matches!(a, Action::RequestApproval(_)))
                 {
-                    let roles = if m.pick % 4 == 0 { vec![] } else { vec!["ops".to_owned()] };
+                    let roles = if m.pick.is_multiple_of(4) {
+                        vec![]
+                    } else {
+                        vec!["ops".to_owned()]
+                    };
                     let decision = if m.flag {
                         Decision::approve("p", roles)
                     } else {
@@ -269,7 +283,7 @@ impl Sim {
                 self.d.handle_timeout(self.now);
             }
             _ => {
-                if m.flag && m.pick % 16 == 0 {
+                if m.flag && m.pick.is_multiple_of(16) {
                     let _ = self.d.handle_cancel(now, "p");
                 }
             }
@@ -293,7 +307,12 @@ impl Sim {
                         let _ = self.d.handle_step_result(now, op, StepOutcome::Succeeded);
                     }
                     Action::CallWebhook(c) => {
-                        let _ = self.d.handle_call_result(now, c.gate, c.attempt, CallResult::Sent { status: 200 });
+                        let _ = self.d.handle_call_result(
+                            now,
+                            c.gate,
+                            c.attempt,
+                            CallResult::Sent { status: 200 },
+                        );
                         if let Some(id) = self.d.callback_id(c.gate) {
                             let _ = self.d.handle_callback(now, id, true, None);
                         }
@@ -303,7 +322,9 @@ impl Sim {
                             ApprovalKind::Manual { roles } => roles,
                             _ => vec![],
                         };
-                        let _ = self.d.handle_approval(now, r.gate, Decision::approve("p", roles));
+                        let _ = self
+                            .d
+                            .handle_approval(now, r.gate, Decision::approve("p", roles));
                     }
                     _ => {}
                 }
@@ -379,7 +400,13 @@ proptest! {
 fn restore_refuses_a_state_from_another_plan() {
     let a = Arc::new(Plan::from_yaml("application: a\ntargets: {x: {}, y: {}}").unwrap());
     let b = Arc::new(Plan::from_yaml("application: a\ntargets: {x: {}}").unwrap());
-    let d = Deployment::start(a, "d".into(), StartOptions::default(), &mut SequentialIds::default(), common::t0());
+    let d = Deployment::start(
+        a,
+        "d".into(),
+        StartOptions::default(),
+        &mut SequentialIds::default(),
+        common::t0(),
+    );
     assert!(Deployment::restore(b, d.state().clone()).is_err());
 }
 
@@ -392,7 +419,13 @@ fn reissue_after_restore_repeats_in_flight_work_with_the_same_keys() {
         ))
         .unwrap(),
     );
-    let mut d = Deployment::start(plan, "d".into(), StartOptions::default(), &mut SequentialIds::default(), common::t0());
+    let mut d = Deployment::start(
+        plan,
+        "d".into(),
+        StartOptions::default(),
+        &mut SequentialIds::default(),
+        common::t0(),
+    );
     let mut before = Vec::new();
     while let Some(a) = d.poll_action() {
         before.push(a);

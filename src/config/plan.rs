@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::template::Template;
+use crate::template::RequestTemplate;
 
 /// Index of an environment in [`Plan::environments`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -333,14 +333,9 @@ pub enum RollBackMode {
 pub struct Webhook {
     /// `name`.
     pub name: String,
-    /// `method`, upper-cased; default `POST`.
-    pub method: String,
-    /// `uriTemplate`.
-    pub uri: Template,
-    /// `headers`: names and value templates.
-    pub headers: Vec<(String, Template)>,
-    /// `bodyTemplate.inline`.
-    pub body: Option<Template>,
+    /// `method` (upper-cased; default `POST`), `uriTemplate`, `headers` and
+    /// `bodyTemplate.inline`, parsed.
+    pub request: RequestTemplate,
     /// `networkMode` and `agentIdentifier`.
     pub network: NetworkMode,
     /// `retryCount`.

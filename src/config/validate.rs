@@ -9,7 +9,7 @@ use super::plan::{
     AnalysisSpec, CanaryStep, EnvId, Environment, Gate, GateId, GateKind, InProgressPolicy,
     NetworkMode, Plan, RollBackMode, Stage, Strategy, Webhook, WebhookId,
 };
-use crate::template::{ArmoryVar, Template, Variable};
+use crate::template::{ArmoryVar, RequestTemplate, Template, Variable};
 
 /// The longest duration accepted anywhere in a file; longer ones are almost certainly typos and
 /// would overflow deadline arithmetic far sooner than any deployment ends.
@@ -224,7 +224,7 @@ impl Validator {
             }
         };
         let uri = self.template(&w.uri_template, format!("{path}.uriTemplate"));
-        let headers = w
+        let headers: Vec<(String, Template)> = w
             .headers
             .iter()
             .enumerate()
@@ -285,12 +285,16 @@ impl Validator {
                 0
             }
         };
+        let mut request = RequestTemplate::new(uri).with_method(method);
+        for (name, value) in headers {
+            request = request.with_header(name, value);
+        }
+        if let Some(body) = body {
+            request = request.with_body(body);
+        }
         Webhook {
             name: w.name.clone(),
-            method,
-            uri,
-            headers,
-            body,
+            request,
             network,
             retry_count,
             disable_callback: w.disable_callback.unwrap_or(false),
@@ -314,7 +318,10 @@ impl Validator {
 
     /// Orders targets so that dependencies come first (Kahn's algorithm: linear in targets plus
     /// edges), reporting unknown names and one cycle per strongly connected tangle.
-    fn dependency_order<'f>(&mut self, targets: &'f BTreeMap<String, file::Target>) -> Vec<&'f str> {
+    fn dependency_order<'f>(
+        &mut self,
+        targets: &'f BTreeMap<String, file::Target>,
+    ) -> Vec<&'f str> {
         let names: Vec<&str> = targets.keys().map(String::as_str).collect();
         let index: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
         let mut deps: Vec<Vec<usize>> = vec![Vec::new(); names.len()];
@@ -645,9 +652,10 @@ impl Validator {
     }
 
     fn check_no_preview(&mut self, w: &Webhook, path: &str) {
-        let templates = std::iter::once(&w.uri)
-            .chain(w.headers.iter().map(|(_, t)| t))
-            .chain(w.body.iter());
+        let r = &w.request;
+        let templates = std::iter::once(r.uri())
+            .chain(r.headers().iter().map(|(_, t)| t))
+            .chain(r.body());
         let preview = templates
             .flat_map(Template::variables)
             .find(|v| matches!(v, Variable::Armory(ArmoryVar::Preview(_))));

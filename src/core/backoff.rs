@@ -17,7 +17,9 @@ pub(crate) fn delay(
     }
     let cap_ms = cap.as_millis().min(u128::from(u64::MAX)) as u64;
     let base_ms = base.as_millis().min(u128::from(u64::MAX)) as u64;
-    let growth = 1u64.checked_shl(retry.saturating_sub(1)).unwrap_or(u64::MAX);
+    let growth = 1u64
+        .checked_shl(retry.saturating_sub(1))
+        .unwrap_or(u64::MAX);
     let ceiling = base_ms.saturating_mul(growth).min(cap_ms);
     Duration::from_millis(random % (ceiling.saturating_add(1)))
 }

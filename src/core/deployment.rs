@@ -11,7 +11,7 @@ use super::error::CoreError;
 use super::event::{Event, EventKind};
 use super::ids::{CallbackId, DeploymentId, IdSource, OpId};
 use super::input::{CallResult, CallbackAck, Decision, StepOutcome};
-use super::machine::{later, work, Work};
+use super::machine::{Work, later, work};
 use super::settings::Settings;
 use super::state::{DeploymentState, EnvState, GateState};
 use super::status::{DeploymentStatus, EnvStatus, Resolution};
@@ -296,8 +296,14 @@ impl Deployment {
                     },
                 );
                 if webhook.disable_callback {
-                    self.s
-                        .resolve(plan, now, gate, true, Resolution::CallSucceeded, String::new);
+                    self.s.resolve(
+                        plan,
+                        now,
+                        gate,
+                        true,
+                        Resolution::CallSucceeded,
+                        String::new,
+                    );
                 } else {
                     let timeout = webhook
                         .callback_timeout
@@ -338,7 +344,10 @@ impl Deployment {
                     }
                     None => {
                         let message = || match attempt {
-                            1 => format!("the call to webhook \"{}\" failed: {}", webhook.name, failure.reason),
+                            1 => format!(
+                                "the call to webhook \"{}\" failed: {}",
+                                webhook.name, failure.reason
+                            ),
                             n => format!(
                                 "the call to webhook \"{}\" failed after {n} attempts; last: {}",
                                 webhook.name, failure.reason
@@ -387,9 +396,10 @@ impl Deployment {
                     },
                 );
                 let plan = &*self.plan;
-                self.s.resolve(plan, now, gate, success, Resolution::Callback, || {
-                    failure.unwrap_or_default()
-                });
+                self.s
+                    .resolve(plan, now, gate, success, Resolution::Callback, || {
+                        failure.unwrap_or_default()
+                    });
                 Ok(CallbackAck::Applied)
             }
             GateState::Passed(Resolution::Callback) if success => Ok(CallbackAck::Duplicate),
@@ -549,9 +559,14 @@ impl Deployment {
             return Err(CoreError::Stale);
         };
         match (ok, spec.roll_back_mode) {
-            (true, _) => self
-                .s
-                .resolve(plan, now, gate, true, Resolution::AnalysisPassed, String::new),
+            (true, _) => self.s.resolve(
+                plan,
+                now,
+                gate,
+                true,
+                Resolution::AnalysisPassed,
+                String::new,
+            ),
             (false, RollBackMode::Manual) => {
                 self.s.gates[gate.0 as usize] = GateState::AwaitingDecision;
                 self.s
@@ -570,23 +585,31 @@ impl Deployment {
     /// Cancels the deployment: environments not yet deployed are cancelled, environments in
     /// the middle of their strategy are rolled back, environments already verifying keep the
     /// new version and are cancelled. The outcome is `canceled`.
-    pub fn handle_cancel(&mut self, now: DateTime<Utc>, by: impl Into<String>) -> Result<(), CoreError> {
+    pub fn handle_cancel(
+        &mut self,
+        now: DateTime<Utc>,
+        by: impl Into<String>,
+    ) -> Result<(), CoreError> {
         if self.is_finished() {
             return Err(CoreError::Finished);
         }
         let plan = &*self.plan;
         self.s.canceled = true;
-        self.s.emit(now, EventKind::CancelRequested { by: by.into() });
+        self.s
+            .emit(now, EventKind::CancelRequested { by: by.into() });
         for i in 0..self.s.envs.len() {
             let env = EnvId(i as u16);
             match self.s.envs[i] {
-                EnvState::Waiting => self.s.set_env(now, env, EnvState::Done(EnvStatus::Canceled)),
+                EnvState::Waiting => self
+                    .s
+                    .set_env(now, env, EnvState::Done(EnvStatus::Canceled)),
                 EnvState::Running { pos, .. } => {
                     self.s.close_gates(plan, now, env, Resolution::Canceled);
                     if pos.rolls_back() {
                         self.s.roll_back(now, env);
                     } else {
-                        self.s.set_env(now, env, EnvState::Done(EnvStatus::Canceled));
+                        self.s
+                            .set_env(now, env, EnvState::Done(EnvStatus::Canceled));
                     }
                 }
                 EnvState::RollingBack { .. } | EnvState::Done(_) => {}
@@ -616,7 +639,9 @@ impl Deployment {
                             .push_back(Action::RunStep(StepRequest { op, env, step }));
                     }
                 }
-                EnvState::RollingBack { op } => self.s.actions.push_back(Action::RollBack { op, env }),
+                EnvState::RollingBack { op } => {
+                    self.s.actions.push_back(Action::RollBack { op, env })
+                }
                 _ => {}
             }
         }
@@ -688,7 +713,8 @@ impl Deployment {
                 self.s.gates[gate.0 as usize] = GateState::Calling { attempt };
                 let action = self.s.webhook_call(plan, gate, attempt);
                 self.s.actions.push_back(action);
-                self.s.emit(now, EventKind::WebhookAttempt { gate, attempt });
+                self.s
+                    .emit(now, EventKind::WebhookAttempt { gate, attempt });
             }
             GateState::AwaitingCallback { .. } => {
                 let name = self.webhook_name(gate).to_owned();
@@ -733,9 +759,7 @@ impl Deployment {
                     op,
                     env,
                     ok: false,
-                    message: Some(format!(
-                        "{step} took longer than deploymentConfig.timeout"
-                    )),
+                    message: Some(format!("{step} took longer than deploymentConfig.timeout")),
                 },
             );
             self.s.fail_env(plan, now, env, pos);

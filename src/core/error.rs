@@ -49,7 +49,9 @@ pub enum CoreError {
     #[error("the deployment has finished")]
     Finished,
     /// A stored state does not fit the plan it was restored with.
-    #[error("the stored state does not match the plan: {what}; restore it with the plan it was saved with")]
+    #[error(
+        "the stored state does not match the plan: {what}; restore it with the plan it was saved with"
+    )]
     PlanMismatch {
         /// What differs.
         what: &'static str,

@@ -132,8 +132,18 @@ mod tests {
 
     #[test]
     fn malformed_callback_ids_are_refused() {
-        for bad in ["", "abc", &"g".repeat(32), &"a".repeat(33), "é".repeat(16).as_str()] {
-            assert_eq!(bad.parse::<CallbackId>(), Err(ParseCallbackIdError), "{bad}");
+        for bad in [
+            "",
+            "abc",
+            &"g".repeat(32),
+            &"a".repeat(33),
+            "é".repeat(16).as_str(),
+        ] {
+            assert_eq!(
+                bad.parse::<CallbackId>(),
+                Err(ParseCallbackIdError),
+                "{bad}"
+            );
         }
     }
 }

@@ -102,7 +102,10 @@ pub struct Decision {
 
 impl Decision {
     /// An approval by `by` holding `roles`.
-    pub fn approve(by: impl Into<String>, roles: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    pub fn approve(
+        by: impl Into<String>,
+        roles: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         Self {
             approve: true,
             by: by.into(),
@@ -112,7 +115,10 @@ impl Decision {
     }
 
     /// A rejection by `by` holding `roles`.
-    pub fn reject(by: impl Into<String>, roles: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    pub fn reject(
+        by: impl Into<String>,
+        roles: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         Self {
             approve: false,
             ..Self::approve(by, roles)

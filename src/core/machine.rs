@@ -190,9 +190,9 @@ impl DeploymentState {
             gate: g,
             env: gate.env(),
             webhook: *webhook,
-            callback_id: self.callback_id(g).unwrap_or_else(|| {
-                unreachable!("every webhook gate gets a callback id at start")
-            }),
+            callback_id: self
+                .callback_id(g)
+                .unwrap_or_else(|| unreachable!("every webhook gate gets a callback id at start")),
             attempt,
             idempotency_key: format!("{}:{}", self.id, g.0),
         })
@@ -232,7 +232,13 @@ impl DeploymentState {
             GateKind::Webhook { .. } => {
                 self.set_gate(g, GateState::Calling { attempt: 1 });
                 self.actions.push_back(self.webhook_call(plan, g, 1));
-                self.emit(now, EventKind::WebhookAttempt { gate: g, attempt: 1 });
+                self.emit(
+                    now,
+                    EventKind::WebhookAttempt {
+                        gate: g,
+                        attempt: 1,
+                    },
+                );
             }
             // A zero pause still goes through `handle_timeout`, so that opening a gate never
             // resolves it in the middle of opening its siblings.
@@ -312,7 +318,13 @@ impl DeploymentState {
 
     /// Closes every open gate of `env`, and marks its unreached gates closed so that a leaked
     /// callback id for one of them is answered as closed rather than not yet open.
-    pub(crate) fn close_gates(&mut self, plan: &Plan, now: DateTime<Utc>, env: EnvId, how: Resolution) {
+    pub(crate) fn close_gates(
+        &mut self,
+        plan: &Plan,
+        now: DateTime<Utc>,
+        env: EnvId,
+        how: Resolution,
+    ) {
         for (i, gate) in plan.gates().iter().enumerate() {
             if gate.env() != env {
                 continue;

@@ -1,1 +1,69 @@
-//! The external-process side: find the callback URI, get a token, call back.
+//! The external-process side: find the callback URI, get a token, call back (PROTOCOL.md §6, §7).
+//!
+//! - [`ReceivedRequest`] finds the callback URI in what the webhook call delivered (always
+//!   built, pure).
+//! - [`TokenSource`] hands out bearer tokens; [`ClientCredentials`] (feature `receiver`) gets
+//!   them with OAuth2 client credentials, as Armory does.
+//! - [`CallbackClient`] (feature `receiver`) reports the outcome, retrying what is worth
+//!   retrying.
+//!
+//! ```no_run
+//! # #[cfg(all(feature = "receiver", feature = "reqwest"))]
+//! # async fn handle(
+//! #     webhook: http::Request<bytes::Bytes>,
+//! # ) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use hookgate::receiver::{Callback, CallbackClient, ClientCredentials, ReceivedRequest};
+//! use hookgate::transport::ReqwestTransport;
+//!
+//! let callback_uri = ReceivedRequest::from_http(&webhook).callback_uri()?;
+//! // ... answer the webhook with 2xx, then do the work ...
+//! let transport = Arc::new(ReqwestTransport::new()?);
+//! let tokens = ClientCredentials::builder("client-id", "client-secret").build(transport.clone())?;
+//! CallbackClient::new(transport, tokens).send(&callback_uri, &Callback::success()).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+#[cfg(feature = "receiver")]
+mod backoff;
+#[cfg(feature = "receiver")]
+mod callback;
+#[cfg(feature = "receiver")]
+mod callback_client;
+#[cfg(feature = "receiver")]
+mod callback_outcome;
+mod callback_uri;
+#[cfg(feature = "receiver")]
+mod client_credentials;
+mod token;
+
+#[cfg(feature = "receiver")]
+pub use backoff::Backoff;
+#[cfg(feature = "receiver")]
+pub use callback::Callback;
+#[cfg(feature = "receiver")]
+pub use callback_client::CallbackClient;
+#[cfg(feature = "receiver")]
+pub use callback_outcome::{CallbackError, CallbackOutcome};
+pub use callback_uri::{CALLBACK_URI_HEADER, CALLBACK_URI_KEYS, CallbackUriError, ReceivedRequest};
+#[cfg(feature = "receiver")]
+pub use client_credentials::{
+    ClientCredentials, ClientCredentialsBuilder, DEFAULT_AUDIENCE, DEFAULT_TOKEN_URL,
+};
+pub use token::{StaticToken, TokenError, TokenSource};
+
+/// Text from a server, fit for an error message: `secret` (if not empty) masked, length capped.
+#[cfg(feature = "receiver")]
+fn server_text(text: &str, secret: &str) -> String {
+    const MAX_CHARS: usize = 500;
+    let masked = if secret.is_empty() {
+        text.to_owned()
+    } else {
+        text.replace(secret, "[redacted]")
+    };
+    match masked.char_indices().nth(MAX_CHARS) {
+        Some((end, _)) => format!("{}…", &masked[..end]),
+        None => masked,
+    }
+}

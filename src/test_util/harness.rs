@@ -127,9 +127,7 @@ impl Harness {
                 Action::RollBack { op, .. } => (op, None),
                 _ => unreachable!("filtered above"),
             };
-            let result = step
-                .as_ref()
-                .map_or(StepOutcome::Succeeded, &mut outcome);
+            let result = step.as_ref().map_or(StepOutcome::Succeeded, &mut outcome);
             let _ = self.deployment.handle_step_result(now, op, result);
             answered.push(step);
             self.pump();

@@ -1,0 +1,180 @@
+use std::{future::Future, time::Duration};
+
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, header::RETRY_AFTER};
+
+/// How often and how patiently the receiver retries: exponential backoff with full jitter.
+///
+/// Retry `n` (counting from 1) waits a random time between zero and
+/// `min(max_delay, base * 2^(n-1))`, or what the server asked for in `Retry-After`, capped at
+/// `retry_after_cap`.
+///
+/// ```
+/// use std::time::Duration;
+/// use hookgate::receiver::Backoff;
+/// let quick = Backoff::default().with_max_attempts(3).with_base(Duration::from_millis(10));
+/// assert_eq!(quick.max_attempts, 3);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Backoff {
+    /// Attempts in all, the first included (default 5). Zero counts as one.
+    pub max_attempts: u32,
+    /// The delay ceiling of the first retry (default 1 s).
+    pub base: Duration,
+    /// The largest delay ceiling (default 60 s).
+    pub max_delay: Duration,
+    /// The longest `Retry-After` honoured (default 60 s).
+    pub retry_after_cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            retry_after_cap: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Backoff {
+    /// Sets the number of attempts, the first included.
+    #[must_use]
+    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// Sets the delay ceiling of the first retry.
+    #[must_use]
+    pub fn with_base(mut self, base: Duration) -> Self {
+        self.base = base;
+        self
+    }
+
+    /// Sets the largest delay ceiling.
+    #[must_use]
+    pub fn with_max_delay(mut self, max_delay: Duration) -> Self {
+        self.max_delay = max_delay;
+        self
+    }
+
+    /// Sets the longest `Retry-After` honoured.
+    #[must_use]
+    pub fn with_retry_after_cap(mut self, retry_after_cap: Duration) -> Self {
+        self.retry_after_cap = retry_after_cap;
+        self
+    }
+
+    /// The wait before retry `retry` (1 for the first retry).
+    fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(asked) = retry_after {
+            return asked.min(self.retry_after_cap);
+        }
+        let factor = 1u32
+            .checked_shl(retry.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        let ceiling = self.base.saturating_mul(factor).min(self.max_delay);
+        // Without randomness the full ceiling is a safe, merely less spread-out, wait.
+        let fraction =
+            getrandom::u64().map_or(1.0, |bits| (bits >> 11) as f64 / (1u64 << 53) as f64);
+        ceiling.mul_f64(fraction)
+    }
+}
+
+/// What one attempt came to.
+pub(super) enum Step<T, E> {
+    /// Final: success or a failure not worth retrying.
+    Done(Result<T, E>),
+    /// Worth retrying; `last` is the error to report if no attempt is left.
+    Retry {
+        retry_after: Option<Duration>,
+        last: E,
+    },
+}
+
+/// Runs `attempt(1)`, `attempt(2)`, … until one is final or the attempts run out.
+pub(super) async fn with_retries<T, E, F, Fut>(backoff: &Backoff, attempt: F) -> Result<T, E>
+where
+    F: Fn(u32) -> Fut,
+    Fut: Future<Output = Step<T, E>>,
+{
+    let mut number = 1;
+    loop {
+        match attempt(number).await {
+            Step::Done(result) => return result,
+            Step::Retry { last, .. } if number >= backoff.max_attempts => return Err(last),
+            Step::Retry { retry_after, .. } => {
+                tokio::time::sleep(backoff.delay(number, retry_after)).await;
+                number += 1;
+            }
+        }
+    }
+}
+
+/// The wait a `Retry-After` header asks for, in delta-seconds or as an HTTP date.
+pub(super) fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = DateTime::parse_from_rfc2822(value)
+        .ok()?
+        .with_timezone(&Utc);
+    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn delays_stay_under_the_exponential_ceiling_and_the_cap() {
+        let backoff = Backoff::default()
+            .with_base(Duration::from_millis(100))
+            .with_max_delay(Duration::from_millis(250));
+        for _ in 0..100 {
+            assert!(backoff.delay(1, None) <= Duration::from_millis(100));
+            assert!(backoff.delay(2, None) <= Duration::from_millis(200));
+            assert!(backoff.delay(40, None) <= Duration::from_millis(250));
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_the_cap() {
+        let backoff = Backoff::default().with_retry_after_cap(Duration::from_secs(5));
+        assert_eq!(
+            backoff.delay(1, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            backoff.delay(1, Some(Duration::from_secs(3600))),
+            Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn retry_after_parses_seconds_and_dates() {
+        let now = Utc.with_ymd_and_hms(2015, 10, 21, 7, 28, 0).unwrap();
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers, now), None);
+        headers.insert(RETRY_AFTER, "120".parse().unwrap());
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(120)));
+        headers.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:30 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(30)));
+        headers.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:00:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&headers, now), Some(Duration::ZERO));
+        headers.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers, now), None);
+    }
+}

@@ -1,0 +1,261 @@
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use bytes::Bytes;
+use http::{
+    HeaderValue, Method, Request, Response, StatusCode, Uri,
+    header::{AUTHORIZATION, CONTENT_TYPE},
+};
+use serde_json::Value;
+use url::Url;
+
+use super::{
+    Callback, CallbackError, CallbackOutcome, TokenError, TokenSource,
+    backoff::{Backoff, Step, retry_after, with_retries},
+    server_text,
+};
+use crate::{
+    clock::{Clock, SystemClock},
+    transport::{DynTransport, HttpTransport, RequestOptions, RequestTarget},
+};
+
+/// Sends callbacks to the orchestrator with a bearer token (PROTOCOL.md §1 step 4, §7).
+///
+/// - Connection errors, timeouts, `408`, `429` and `5xx` are retried with [`Backoff`],
+///   honouring `Retry-After` up to its cap.
+/// - A `401` drops the cached token and retries once with a fresh one; a second `401` is
+///   [`CallbackError::Unauthorized`].
+/// - 2xx, `409` and `410` are `Ok(`[`CallbackOutcome`]`)`, final and never retried; every
+///   other answer is a [`CallbackError`].
+///
+/// Cloning is cheap and clones share the transport and token source.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use hookgate::receiver::{Callback, CallbackClient, CallbackOutcome, ClientCredentials};
+/// use hookgate::transport::ReqwestTransport;
+/// # async fn demo(callback_uri: url::Url) -> Result<(), Box<dyn std::error::Error>> {
+/// let transport = Arc::new(ReqwestTransport::new()?);
+/// let tokens = ClientCredentials::builder("id", "secret").build(transport.clone())?;
+/// let client = CallbackClient::new(transport, tokens);
+/// match client.send(&callback_uri, &Callback::success().with_message("all green")).await? {
+///     CallbackOutcome::Delivered => {}
+///     other => eprintln!("the gate had already moved on: {other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct CallbackClient {
+    transport: DynTransport,
+    tokens: Arc<dyn TokenSource>,
+    backoff: Backoff,
+    clock: Arc<dyn Clock>,
+    options: Option<RequestOptions>,
+}
+
+impl CallbackClient {
+    /// A client sending through `transport` with tokens from `tokens`.
+    pub fn new(
+        transport: impl HttpTransport + 'static,
+        tokens: impl TokenSource + 'static,
+    ) -> Self {
+        Self {
+            transport: Arc::new(transport),
+            tokens: Arc::new(tokens),
+            backoff: Backoff::default(),
+            clock: Arc::new(SystemClock),
+            options: None,
+        }
+    }
+
+    /// The retry policy (default [`Backoff::default`]).
+    #[must_use]
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The clock that turns a `Retry-After` date into a wait (default [`SystemClock`]).
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Timeout and response limit of each request (default: the transport's).
+    #[must_use]
+    pub fn with_request_options(mut self, options: RequestOptions) -> Self {
+        self.options = Some(options);
+        self
+    }
+
+    /// Sends `callback` to `url` (the callback URI as received, or with `/callback` appended:
+    /// the orchestrator accepts both).
+    ///
+    /// # Errors
+    ///
+    /// See [`CallbackError`]; `409` and `410` are `Ok`.
+    pub async fn send(
+        &self,
+        url: &Url,
+        callback: &Callback,
+    ) -> Result<CallbackOutcome, CallbackError> {
+        let uri = http_uri(url)?;
+        let body = Bytes::from(callback.to_json().to_string());
+        let refreshed = AtomicBool::new(false);
+        with_retries(&self.backoff, |attempt| {
+            self.attempt(&uri, &body, attempt, &refreshed)
+        })
+        .await
+    }
+
+    async fn attempt(
+        &self,
+        uri: &Uri,
+        body: &Bytes,
+        attempt: u32,
+        refreshed: &AtomicBool,
+    ) -> Step<CallbackOutcome, CallbackError> {
+        let mut response = self.post(uri, body, attempt).await;
+        let unauthorized = matches!(&response, Ok(r) if r.status() == StatusCode::UNAUTHORIZED);
+        if unauthorized && !refreshed.swap(true, Ordering::Relaxed) {
+            tracing::debug!("callback endpoint answered 401; retrying once with a fresh token");
+            self.tokens.invalidate();
+            response = self.post(uri, body, attempt).await;
+        }
+        match response {
+            Ok(response) => self.classify(&response, attempt),
+            Err(CallbackError::Transport { attempts, source }) if source.is_retryable() => {
+                tracing::warn!(attempt, error = %source, "callback not delivered; retrying");
+                Step::Retry {
+                    retry_after: None,
+                    last: CallbackError::Transport { attempts, source },
+                }
+            }
+            Err(error) => Step::Done(Err(error)),
+        }
+    }
+
+    async fn post(
+        &self,
+        uri: &Uri,
+        body: &Bytes,
+        attempt: u32,
+    ) -> Result<Response<Bytes>, CallbackError> {
+        let token = self
+            .tokens
+            .token()
+            .await
+            .map_err(|source| CallbackError::Token { source })?;
+        let mut authorization = HeaderValue::try_from(format!("Bearer {}", token.expose()))
+            .map_err(|_| CallbackError::Token {
+                source: TokenError::InvalidResponse {
+                    reason: "the token holds characters not allowed in an HTTP header".to_owned(),
+                },
+            })?;
+        authorization.set_sensitive(true);
+        let mut request = Request::new(body.clone());
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = uri.clone();
+        request.headers_mut().insert(AUTHORIZATION, authorization);
+        request
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(options) = self.options {
+            request.extensions_mut().insert(options);
+        }
+        tracing::debug!(target = %RequestTarget::of(&request), attempt, "sending callback");
+        self.transport
+            .send(request)
+            .await
+            .map_err(|source| CallbackError::Transport {
+                attempts: attempt,
+                source,
+            })
+    }
+
+    fn classify(
+        &self,
+        response: &Response<Bytes>,
+        attempt: u32,
+    ) -> Step<CallbackOutcome, CallbackError> {
+        let status = response.status();
+        if status.is_success() {
+            return Step::Done(Ok(CallbackOutcome::Delivered));
+        }
+        let (code, message) = error_answer(response.body());
+        let result = match status {
+            StatusCode::CONFLICT => Ok(CallbackOutcome::Conflict { message }),
+            StatusCode::GONE => Ok(CallbackOutcome::GateClosed { message }),
+            StatusCode::NOT_FOUND => Err(CallbackError::UnknownCallback { message }),
+            StatusCode::UNAUTHORIZED => Err(CallbackError::Unauthorized { message }),
+            StatusCode::FORBIDDEN => Err(CallbackError::Forbidden { message }),
+            StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => {
+                return self.retry(response, attempt, message);
+            }
+            status if status.is_server_error() => return self.retry(response, attempt, message),
+            status => Err(CallbackError::Rejected {
+                status,
+                code,
+                message,
+            }),
+        };
+        Step::Done(result)
+    }
+
+    fn retry(
+        &self,
+        response: &Response<Bytes>,
+        attempt: u32,
+        message: Option<String>,
+    ) -> Step<CallbackOutcome, CallbackError> {
+        let status = response.status();
+        tracing::warn!(attempt, %status, "callback endpoint unavailable; retrying");
+        Step::Retry {
+            retry_after: retry_after(response.headers(), self.clock.now()),
+            last: CallbackError::Unavailable {
+                status,
+                attempts: attempt,
+                message,
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for CallbackClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackClient")
+            .field("backoff", &self.backoff)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn http_uri(url: &Url) -> Result<Uri, CallbackError> {
+    let invalid = |reason: &str| CallbackError::InvalidUrl {
+        reason: reason.to_owned(),
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("its scheme is not http or https"));
+    }
+    url.as_str()
+        .parse()
+        .map_err(|_| invalid("it is not a valid HTTP URI"))
+}
+
+/// `(error, message)` of hookgate's JSON error body `{"error": "...", "message": "..."}`.
+fn error_answer(body: &[u8]) -> (Option<String>, Option<String>) {
+    let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body) else {
+        return (None, None);
+    };
+    let text = |key: &str| {
+        answer
+            .get(key)
+            .and_then(Value::as_str)
+            .map(|text| server_text(text, ""))
+    };
+    (text("error"), text("message"))
+}

@@ -1,0 +1,125 @@
+use http::StatusCode;
+
+use super::TokenError;
+use crate::transport::TransportError;
+
+/// The orchestrator's final word on a callback it understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallbackOutcome {
+    /// Any 2xx: recorded, or already recorded with the same outcome (a repeat is answered
+    /// `200` too).
+    Delivered,
+    /// `409`: the gate was already resolved with the opposite outcome, which stands.
+    Conflict {
+        /// The server's `message`, if any.
+        message: Option<String>,
+    },
+    /// `410`: the gate closed without a callback (timed out, cancelled, or its deployment
+    /// ended); nothing more can be reported to it.
+    GateClosed {
+        /// The server's `message`, if any.
+        message: Option<String>,
+    },
+}
+
+/// Why a callback was not delivered.
+///
+/// `409` and `410` are not errors but [`CallbackOutcome`]s: the orchestrator understood the
+/// callback and nothing the sender does can change the answer.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallbackError {
+    /// `404`: no gate has this callback URI.
+    #[error(
+        "the orchestrator knows no gate at this callback URI (HTTP 404){}; check that the whole \
+         URI was extracted",
+        detail(message)
+    )]
+    UnknownCallback {
+        /// The server's `message`, if any.
+        message: Option<String>,
+    },
+    /// `400` (or another unexpected answer): the request itself is wrong; sending it again
+    /// unchanged will not help.
+    #[error(
+        "the orchestrator rejected the callback (HTTP {status}{}){}; fix the request before \
+         sending it again",
+        code.as_deref().map(|c| format!(" {c}")).unwrap_or_default(),
+        detail(message)
+    )]
+    Rejected {
+        /// The answer's status.
+        status: StatusCode,
+        /// The server's `error` code, e.g. `invalid_body`.
+        code: Option<String>,
+        /// The server's `message`, if any.
+        message: Option<String>,
+    },
+    /// `401` again after one retry with a freshly fetched token.
+    #[error(
+        "the orchestrator refused the bearer token even after a fresh one was fetched \
+         (HTTP 401){}; check the client credentials and audience",
+        detail(message)
+    )]
+    Unauthorized {
+        /// The server's `message`, if any.
+        message: Option<String>,
+    },
+    /// `403`: the token is valid but not allowed for this gate.
+    #[error(
+        "the token is not allowed to resolve this gate (HTTP 403){}; check the client's scope \
+         and tenant",
+        detail(message)
+    )]
+    Forbidden {
+        /// The server's `message`, if any.
+        message: Option<String>,
+    },
+    /// `408`, `429` or `5xx` until the attempts ran out.
+    #[error(
+        "the callback endpoint still answered HTTP {status} after {attempts} attempt(s){}; send \
+         the callback again later",
+        detail(message)
+    )]
+    Unavailable {
+        /// The last status received.
+        status: StatusCode,
+        /// How many requests were sent (not counting the one retry after a `401`).
+        attempts: u32,
+        /// The server's last `message`, if any.
+        message: Option<String>,
+    },
+    /// The callback could not be exchanged with the server (connection errors and timeouts
+    /// are retried first).
+    #[error(
+        "could not deliver the callback (attempt {attempts}); check the network, then send it again"
+    )]
+    Transport {
+        /// How many requests were sent.
+        attempts: u32,
+        /// The last transport failure.
+        #[source]
+        source: TransportError,
+    },
+    /// No token could be had for the callback.
+    #[error("could not get a bearer token for the callback")]
+    Token {
+        /// Why.
+        #[source]
+        source: TokenError,
+    },
+    /// The callback URL cannot be sent to.
+    #[error("the callback URL cannot be used: {reason}")]
+    InvalidUrl {
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn detail(message: &Option<String>) -> String {
+    message
+        .as_deref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default()
+}

@@ -1,0 +1,111 @@
+use bytes::Bytes;
+use http::Response;
+use serde_json::Value;
+
+use crate::{
+    Secret,
+    receiver::{TokenError, server_text},
+};
+
+/// The error of a non-2xx answer: RFC 6749 §5.2 when the body says so, else the bare status.
+pub(super) fn refusal(response: &Response<Bytes>, attempts: u32, secret: &str) -> TokenError {
+    let status = response.status();
+    let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(response.body()) else {
+        return TokenError::Status { status, attempts };
+    };
+    let Some(error) = answer.get("error").and_then(Value::as_str) else {
+        return TokenError::Status { status, attempts };
+    };
+    TokenError::Refused {
+        status,
+        error: server_text(error, secret),
+        description: answer
+            .get("error_description")
+            .and_then(Value::as_str)
+            .map(|d| server_text(d, secret)),
+    }
+}
+
+/// Parses `{"access_token", "expires_in", "token_type", "scope"}`; `scope` is not needed.
+///
+/// Reasons are written here rather than taken from serde: its messages may quote the body,
+/// which holds the token.
+pub(super) fn parse_token(body: &[u8]) -> Result<(Secret, Option<u64>), TokenError> {
+    let invalid = |reason: &str| TokenError::InvalidResponse {
+        reason: reason.to_owned(),
+    };
+    let not_seconds = || invalid("`expires_in` is not a whole number of seconds");
+    let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body) else {
+        return Err(invalid("the body is not a JSON object"));
+    };
+    let token = match answer.get("access_token") {
+        Some(Value::String(token)) if !token.is_empty() => token,
+        _ => {
+            return Err(invalid(
+                "`access_token` is missing or not a non-empty string",
+            ));
+        }
+    };
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            "`access_token` holds characters not allowed in an HTTP header",
+        ));
+    }
+    match answer.get("token_type") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(kind)) if kind.eq_ignore_ascii_case("bearer") => {}
+        Some(_) => {
+            return Err(invalid(
+                "`token_type` is not `Bearer`, the only type supported",
+            ));
+        }
+    }
+    let expires_in = match answer.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(not_seconds)?),
+        // Some servers send the number as a string.
+        Some(Value::String(s)) => Some(s.parse().map_err(|_| not_seconds())?),
+        Some(_) => return Err(not_seconds()),
+    };
+    Ok((Secret::new(token.as_str()), expires_in))
+}
+
+#[cfg(test)]
+mod tests {
+    use http::StatusCode;
+
+    use super::*;
+
+    #[test]
+    fn token_answer_parsing() {
+        let answer =
+            br#"{"access_token":"abc","expires_in":86400,"token_type":"Bearer","scope":"x"}"#;
+        let (token, expires) = parse_token(answer).unwrap();
+        assert_eq!((token.expose(), expires), ("abc", Some(86400)));
+        let (_, expires) = parse_token(br#"{"access_token":"abc","expires_in":"60"}"#).unwrap();
+        assert_eq!(expires, Some(60));
+        for bad in [
+            &br#"{"expires_in":1}"#[..],
+            br#"{"access_token":""}"#,
+            br#"{"access_token":"a b"}"#,
+            br#"{"access_token":"abc","token_type":"mac"}"#,
+            br#"{"access_token":"abc","expires_in":-5}"#,
+            b"not json",
+        ] {
+            assert!(matches!(
+                parse_token(bad),
+                Err(TokenError::InvalidResponse { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn refusal_without_an_rfc6749_body_is_the_bare_status() {
+        let mut response = Response::new(Bytes::from_static(b"<html>nope</html>"));
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        assert!(matches!(
+            refusal(&response, 1, "s"),
+            TokenError::Status { attempts: 1, .. }
+        ));
+    }
+}

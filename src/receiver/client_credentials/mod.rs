@@ -1,0 +1,209 @@
+mod answer;
+mod builder;
+
+use std::{
+    fmt,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, TimeDelta, Utc};
+use http::{HeaderValue, Method, Request, StatusCode, Uri, header::CONTENT_TYPE};
+
+pub use builder::ClientCredentialsBuilder;
+
+use super::{
+    TokenError, TokenSource,
+    backoff::{Backoff, Step, retry_after, with_retries},
+};
+use crate::{Secret, clock::Clock, transport::DynTransport};
+
+/// Armory's token endpoint, the default token URL.
+pub const DEFAULT_TOKEN_URL: &str = "https://auth.cloud.armory.io/oauth/token";
+
+/// Armory's API audience, the default audience.
+pub const DEFAULT_AUDIENCE: &str = "https://api.cloud.armory.io";
+
+/// An OAuth2 client-credentials [`TokenSource`] (RFC 6749 §4.4), as Armory issues tokens.
+///
+/// - The token is cached until `refresh_margin` (default 60 s) before its `expires_in` runs
+///   out, measured with the configured [`Clock`]. An answer without `expires_in` is cached until
+///   [`invalidate`](TokenSource::invalidate)d.
+/// - Callers arriving while the cache is cold share one fetch, and its result: a failed fetch
+///   fails every caller that waited for it instead of being repeated by each.
+/// - A fetch retries connection errors, timeouts, 408, 429 and 5xx with [`Backoff`]; an RFC 6749
+///   error answer is final ([`TokenError::Refused`]).
+/// - `Debug` shows neither the client secret nor the token.
+///
+/// ```no_run
+/// use hookgate::receiver::{ClientCredentials, TokenSource};
+/// use hookgate::transport::ReqwestTransport;
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let tokens = ClientCredentials::builder("my-client-id", "my-client-secret")
+///     .build(ReqwestTransport::new()?)?;
+/// let token = tokens.token().await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct ClientCredentials {
+    transport: DynTransport,
+    client_id: String,
+    client_secret: Secret,
+    token_uri: Uri,
+    audience: String,
+    refresh_margin: TimeDelta,
+    clock: Arc<dyn Clock>,
+    backoff: Backoff,
+    cache: Mutex<Option<CachedToken>>,
+    flight: tokio::sync::Mutex<Option<Result<Secret, TokenError>>>,
+    /// Fetches completed so far; lets a caller that waited for the flight lock tell whether a
+    /// fetch finished meanwhile, and take its result.
+    flights: AtomicU64,
+}
+
+struct CachedToken {
+    token: Secret,
+    /// `None`: no `expires_in` was given; valid until invalidated.
+    refresh_at: Option<DateTime<Utc>>,
+}
+
+impl ClientCredentials {
+    fn cached(&self) -> Option<Secret> {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let cached = cache.as_ref()?;
+        match cached.refresh_at {
+            Some(at) if self.clock.now() >= at => None,
+            _ => Some(cached.token.clone()),
+        }
+    }
+
+    async fn fetch(&self) -> Result<Secret, TokenError> {
+        let (token, expires_in) =
+            with_retries(&self.backoff, |attempt| self.attempt(attempt)).await?;
+        let now = self.clock.now();
+        let refresh_at = expires_in.map(|seconds| {
+            i64::try_from(seconds)
+                .ok()
+                .and_then(TimeDelta::try_seconds)
+                .and_then(|lifetime| lifetime.checked_sub(&self.refresh_margin))
+                .and_then(|until_refresh| now.checked_add_signed(until_refresh))
+                // A lifetime too long to represent: refresh on invalidation only.
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        });
+        *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = Some(CachedToken {
+            token: token.clone(),
+            refresh_at,
+        });
+        tracing::debug!(expires_in, "fetched a client-credentials token");
+        Ok(token)
+    }
+
+    async fn attempt(&self, attempt: u32) -> Step<(Secret, Option<u64>), TokenError> {
+        let response = match self.transport.send(self.request()).await {
+            Ok(response) => response,
+            Err(source) if source.is_retryable() => {
+                tracing::warn!(attempt, error = %source, "token request failed; retrying");
+                return Step::Retry {
+                    retry_after: None,
+                    last: TokenError::Transport {
+                        attempts: attempt,
+                        source,
+                    },
+                };
+            }
+            Err(source) => {
+                return Step::Done(Err(TokenError::Transport {
+                    attempts: attempt,
+                    source,
+                }));
+            }
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Step::Done(answer::parse_token(response.body()));
+        }
+        if status.is_server_error()
+            || matches!(
+                status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT
+            )
+        {
+            tracing::warn!(attempt, %status, "token endpoint unavailable; retrying");
+            return Step::Retry {
+                retry_after: retry_after(response.headers(), self.clock.now()),
+                last: TokenError::Status {
+                    status,
+                    attempts: attempt,
+                },
+            };
+        }
+        Step::Done(Err(answer::refusal(
+            &response,
+            attempt,
+            self.client_secret.expose(),
+        )))
+    }
+
+    /// The request of RFC 6749 §4.4.2 with Armory's `audience`.
+    fn request(&self) -> Request<Bytes> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("audience", &self.audience)
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("client_secret", self.client_secret.expose())
+            .finish();
+        let mut request = Request::new(Bytes::from(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.token_uri.clone();
+        request.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        request
+    }
+}
+
+#[async_trait]
+impl TokenSource for ClientCredentials {
+    async fn token(&self) -> Result<Secret, TokenError> {
+        if let Some(token) = self.cached() {
+            return Ok(token);
+        }
+        let seen = self.flights.load(Ordering::Acquire);
+        let mut flight = self.flight.lock().await;
+        if self.flights.load(Ordering::Acquire) != seen
+            && let Some(outcome) = flight.as_ref()
+        {
+            return outcome.clone();
+        }
+        // A fetch may have finished between the cache check and reading `seen`.
+        if let Some(token) = self.cached() {
+            return Ok(token);
+        }
+        let outcome = self.fetch().await;
+        *flight = Some(outcome.clone());
+        self.flights.fetch_add(1, Ordering::Release);
+        outcome
+    }
+
+    fn invalidate(&self) {
+        *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("token_uri", &self.token_uri)
+            .field("audience", &self.audience)
+            .field("refresh_margin", &self.refresh_margin)
+            .field("backoff", &self.backoff)
+            .finish_non_exhaustive()
+    }
+}

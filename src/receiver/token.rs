@@ -1,0 +1,105 @@
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::StatusCode;
+
+use crate::{Secret, transport::TransportError};
+
+/// Where the bearer token for callbacks comes from.
+#[async_trait]
+pub trait TokenSource: Send + Sync {
+    /// A token valid for at least a little while longer; cached where the source can.
+    async fn token(&self) -> Result<Secret, TokenError>;
+
+    /// Drops the cached token, so the next [`token`](Self::token) fetches a fresh one (call it
+    /// after the callback endpoint answered `401`).
+    fn invalidate(&self);
+}
+
+#[async_trait]
+impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
+    async fn token(&self) -> Result<Secret, TokenError> {
+        (**self).token().await
+    }
+
+    fn invalidate(&self) {
+        (**self).invalidate();
+    }
+}
+
+/// A fixed token, for tokens issued out of band (and for tests). Invalidating it does nothing.
+#[derive(Debug, Clone)]
+pub struct StaticToken(Secret);
+
+impl StaticToken {
+    /// Always answers `token`.
+    pub fn new(token: impl Into<Secret>) -> Self {
+        Self(token.into())
+    }
+}
+
+#[async_trait]
+impl TokenSource for StaticToken {
+    async fn token(&self) -> Result<Secret, TokenError> {
+        Ok(self.0.clone())
+    }
+
+    fn invalidate(&self) {}
+}
+
+/// Why no token could be had. Never contains the client secret or a token.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The token endpoint refused the request with an RFC 6749 §5.2 error.
+    #[error(
+        "the token endpoint refused the request (HTTP {status}, `{error}`{}); check the client \
+         id, client secret and audience",
+        description.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+    )]
+    Refused {
+        /// The HTTP status of the answer.
+        status: StatusCode,
+        /// The RFC 6749 error code, e.g. `invalid_client`.
+        error: String,
+        /// The server's `error_description`, if any.
+        description: Option<String>,
+    },
+    /// The token endpoint answered with an unexpected status (after retrying 429 and 5xx).
+    #[error(
+        "the token endpoint answered HTTP {status} (attempt {attempts}); check the token URL, \
+         or try again later if the server is overloaded"
+    )]
+    Status {
+        /// The last status received.
+        status: StatusCode,
+        /// How many requests were sent.
+        attempts: u32,
+    },
+    /// The token endpoint could not be reached (after retrying connection errors and timeouts).
+    #[error(
+        "could not reach the token endpoint (attempt {attempts}); check the token URL and the \
+         network"
+    )]
+    Transport {
+        /// How many requests were sent.
+        attempts: u32,
+        /// The last transport failure.
+        #[source]
+        source: TransportError,
+    },
+    /// The token endpoint answered 2xx with something that is not a usable bearer token.
+    #[error(
+        "the token endpoint's answer is not a usable bearer token: {reason}; check the token URL"
+    )]
+    InvalidResponse {
+        /// What is wrong with the answer.
+        reason: String,
+    },
+    /// The token source is configured in a way that cannot work.
+    #[error("the token source is misconfigured: {reason}")]
+    InvalidConfig {
+        /// What is wrong.
+        reason: String,
+    },
+}

@@ -1,0 +1,211 @@
+use std::{error::Error as StdError, fmt, sync::Arc, time::Duration};
+
+use http::{Method, Request, Uri};
+
+/// A source error shared between clones of a [`TransportError`].
+type Source = Arc<dyn StdError + Send + Sync>;
+
+/// What a request was aimed at, safe to print: the method and the URL without user info, query
+/// string or fragment (any of which may carry a secret).
+///
+/// ```
+/// use hookgate::transport::RequestTarget;
+/// let request = http::Request::post("https://user:pw@hooks.example.com/run?token=s3cr3t")
+///     .body(())
+///     .unwrap();
+/// assert_eq!(
+///     RequestTarget::of(&request).to_string(),
+///     "POST https://hooks.example.com/run"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestTarget {
+    method: Method,
+    url: String,
+}
+
+impl RequestTarget {
+    /// The target of `request`.
+    pub fn of<B>(request: &Request<B>) -> Self {
+        Self::new(request.method().clone(), request.uri())
+    }
+
+    /// The target of a `method` request to `uri`.
+    pub fn new(method: Method, uri: &Uri) -> Self {
+        let mut url = String::new();
+        if let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) {
+            url.push_str(scheme);
+            url.push_str("://");
+            url.push_str(host);
+            if let Some(port) = uri.port_u16() {
+                url.push(':');
+                url.push_str(&port.to_string());
+            }
+        }
+        url.push_str(uri.path());
+        Self { method, url }
+    }
+
+    /// The request method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The URL without user info, query string or fragment.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl fmt::Display for RequestTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.url)
+    }
+}
+
+/// Why a request could not be exchanged with the server.
+///
+/// Messages name the request by its [`RequestTarget`] only: header values, bodies and query
+/// strings never appear, because they may carry secrets. Cloning is cheap; the underlying
+/// source error is shared.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// No connection could be established (refused, DNS failure, TLS handshake failure).
+    #[error(
+        "could not connect for {target}; check that the host is reachable and accepts \
+         connections"
+    )]
+    Connect {
+        /// The request that failed.
+        target: RequestTarget,
+        /// The underlying error.
+        #[source]
+        source: Source,
+    },
+    /// The exchange did not finish within the request timeout.
+    #[error(
+        "{target} timed out after {after:?}; raise the request timeout or find out why the \
+         server is slow"
+    )]
+    Timeout {
+        /// The request that timed out.
+        target: RequestTarget,
+        /// The timeout that ran out.
+        after: Duration,
+    },
+    /// The request cannot be sent as it is (e.g. a relative or non-http(s) URI).
+    #[error("{target} cannot be sent: {reason}")]
+    InvalidRequest {
+        /// The offending request.
+        target: RequestTarget,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The connection broke while the request or response was under way.
+    #[error(
+        "{target} failed while exchanging data with the server; the server may or may not have \
+         seen it"
+    )]
+    Io {
+        /// The request that failed.
+        target: RequestTarget,
+        /// The underlying error.
+        #[source]
+        source: Source,
+    },
+    /// The HTTP client itself could not be built.
+    #[error("the HTTP client could not be built; check the TLS configuration of this machine")]
+    Build {
+        /// The underlying error.
+        #[source]
+        source: Source,
+    },
+    /// Webhooks use remote network agents for which no transport is registered.
+    #[error(
+        "no transport is registered for remote network agent(s) {}; register one with \
+         TransportRegistry::with_agent before starting the deployment",
+        agents.join(", ")
+    )]
+    UnknownAgents {
+        /// The agent identifiers without a transport, in the order they were asked for.
+        agents: Vec<String>,
+    },
+}
+
+impl TransportError {
+    /// A [`TransportError::Connect`] for `target`.
+    pub fn connect(
+        target: RequestTarget,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        Self::Connect {
+            target,
+            source: source.into().into(),
+        }
+    }
+
+    /// A [`TransportError::Timeout`] for `target` after `after`.
+    pub fn timeout(target: RequestTarget, after: Duration) -> Self {
+        Self::Timeout { target, after }
+    }
+
+    /// A [`TransportError::InvalidRequest`] for `target`; `reason` must not quote secrets.
+    pub fn invalid_request(target: RequestTarget, reason: impl Into<String>) -> Self {
+        Self::InvalidRequest {
+            target,
+            reason: reason.into(),
+        }
+    }
+
+    /// A [`TransportError::Io`] for `target`.
+    pub fn io(target: RequestTarget, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Self::Io {
+            target,
+            source: source.into().into(),
+        }
+    }
+
+    /// Whether sending the same request again may succeed: true for connection failures and
+    /// timeouts.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Connect { .. } | Self::Timeout { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_drops_user_info_query_and_fragment() {
+        let uri: Uri = "http://u:p@127.0.0.1:8080/a/b?x=1".parse().unwrap();
+        let target = RequestTarget::new(Method::GET, &uri);
+        assert_eq!(target.to_string(), "GET http://127.0.0.1:8080/a/b");
+    }
+
+    #[test]
+    fn only_connect_and_timeout_are_retryable() {
+        let target = RequestTarget::new(Method::POST, &Uri::from_static("https://h/"));
+        assert!(TransportError::connect(target.clone(), "refused").is_retryable());
+        assert!(TransportError::timeout(target.clone(), Duration::from_secs(1)).is_retryable());
+        assert!(!TransportError::io(target.clone(), "reset").is_retryable());
+        assert!(!TransportError::invalid_request(target, "relative URI").is_retryable());
+        assert!(
+            !TransportError::UnknownAgents {
+                agents: vec!["a".into()]
+            }
+            .is_retryable()
+        );
+    }
+
+    #[test]
+    fn unknown_agents_message_names_them_and_says_what_to_do() {
+        let err = TransportError::UnknownAgents {
+            agents: vec!["a-1".into(), "a-2".into()],
+        };
+        let text = err.to_string();
+        assert!(text.contains("a-1, a-2"), "{text}");
+        assert!(text.contains("register"), "{text}");
+    }
+}

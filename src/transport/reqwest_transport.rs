@@ -1,0 +1,208 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use http::{Method, Request, Response};
+use reqwest::redirect;
+
+use super::{BodyTruncated, HttpTransport, RequestOptions, RequestTarget, TransportError};
+
+/// The production [`HttpTransport`]: reqwest over rustls, HTTP/1.1 and HTTP/2.
+///
+/// - Connections are pooled and reused; clone the transport (cheaply) rather than building
+///   another.
+/// - Each request gets a total timeout (default 30 s) covering connect, send and reading the
+///   body; [`RequestOptions`] in the request's extensions overrides it.
+/// - Redirects are not followed unless
+///   [`max_get_redirects`](ReqwestTransportBuilder::max_get_redirects) is set, and then only
+///   for `GET`: following a redirect of a `POST` would resend (or, for 301–303, silently turn
+///   into a `GET`) a request that carries a callback URI and secrets. A redirect that is not
+///   followed is returned as the response.
+/// - The response body is read up to [`RequestOptions::max_response_bytes`] (default 64 KiB);
+///   the rest is left unread and the response carries [`BodyTruncated`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use hookgate::transport::ReqwestTransport;
+/// # fn demo() -> Result<(), hookgate::transport::TransportError> {
+/// let transport = ReqwestTransport::builder()
+///     .timeout(Duration::from_secs(10))
+///     .max_get_redirects(3)
+///     .build()?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ReqwestTransport {
+    no_redirects: reqwest::Client,
+    get_with_redirects: Option<reqwest::Client>,
+    defaults: RequestOptions,
+}
+
+impl ReqwestTransport {
+    /// A builder with the defaults: 30 s timeout, 64 KiB bodies, no redirects.
+    pub fn builder() -> ReqwestTransportBuilder {
+        ReqwestTransportBuilder {
+            defaults: RequestOptions::default(),
+            max_get_redirects: 0,
+        }
+    }
+
+    /// A transport with the defaults.
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError::Build`] when the TLS backend cannot be set up.
+    pub fn new() -> Result<Self, TransportError> {
+        Self::builder().build()
+    }
+}
+
+/// Configures a [`ReqwestTransport`].
+#[derive(Debug, Clone)]
+pub struct ReqwestTransportBuilder {
+    defaults: RequestOptions,
+    max_get_redirects: usize,
+}
+
+impl ReqwestTransportBuilder {
+    /// The total timeout of a request without [`RequestOptions`] (default 30 s).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.defaults.timeout = timeout;
+        self
+    }
+
+    /// How much of a response body is read for a request without [`RequestOptions`]
+    /// (default 64 KiB).
+    #[must_use]
+    pub fn max_response_bytes(mut self, max_response_bytes: usize) -> Self {
+        self.defaults.max_response_bytes = max_response_bytes;
+        self
+    }
+
+    /// How many redirects a `GET` follows (default 0). Other methods never follow redirects.
+    #[must_use]
+    pub fn max_get_redirects(mut self, max_get_redirects: usize) -> Self {
+        self.max_get_redirects = max_get_redirects;
+        self
+    }
+
+    /// Builds the transport.
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError::Build`] when the TLS backend cannot be set up.
+    pub fn build(self) -> Result<ReqwestTransport, TransportError> {
+        let no_redirects = client(redirect::Policy::none())?;
+        let get_with_redirects = match self.max_get_redirects {
+            0 => None,
+            max => Some(client(redirect::Policy::custom(move |attempt| {
+                // `previous` starts with the original URL, so it holds one more entry than
+                // the number of redirects followed so far.
+                if attempt.previous().len() > max {
+                    attempt.stop()
+                } else {
+                    attempt.follow()
+                }
+            }))?),
+        };
+        Ok(ReqwestTransport {
+            no_redirects,
+            get_with_redirects,
+            defaults: self.defaults,
+        })
+    }
+}
+
+fn client(policy: redirect::Policy) -> Result<reqwest::Client, TransportError> {
+    reqwest::Client::builder()
+        .redirect(policy)
+        // A Referer would hand the previous URL, query string included, to the next host.
+        .referer(false)
+        .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|error| TransportError::Build {
+            source: std::sync::Arc::new(error),
+        })
+}
+
+#[async_trait]
+impl HttpTransport for ReqwestTransport {
+    async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+        let target = RequestTarget::of(&request);
+        if !matches!(request.uri().scheme_str(), Some("http" | "https"))
+            || request.uri().host().is_none()
+        {
+            return Err(TransportError::invalid_request(
+                target,
+                "the URI must be an absolute http or https URL",
+            ));
+        }
+        let options = request
+            .extensions()
+            .get::<RequestOptions>()
+            .copied()
+            .unwrap_or(self.defaults);
+        let client = match (&self.get_with_redirects, request.method()) {
+            (Some(client), &Method::GET) => client,
+            _ => &self.no_redirects,
+        };
+        let mut outgoing = reqwest::Request::try_from(request).map_err(|_| {
+            TransportError::invalid_request(target.clone(), "the URI is not a valid URL")
+        })?;
+        *outgoing.timeout_mut() = Some(options.timeout);
+
+        let mut incoming = client
+            .execute(outgoing)
+            .await
+            .map_err(|e| map_error(e, &target, options.timeout))?;
+        let (body, truncated) = read_limited(&mut incoming, options.max_response_bytes)
+            .await
+            .map_err(|e| map_error(e, &target, options.timeout))?;
+
+        let mut response = Response::new(body);
+        *response.status_mut() = incoming.status();
+        *response.version_mut() = incoming.version();
+        *response.headers_mut() = std::mem::take(incoming.headers_mut());
+        if truncated {
+            response.extensions_mut().insert(BodyTruncated);
+        }
+        Ok(response)
+    }
+}
+
+/// Reads at most `limit` body bytes; `true` when more was on offer.
+async fn read_limited(
+    response: &mut reqwest::Response,
+    limit: usize,
+) -> Result<(Bytes, bool), reqwest::Error> {
+    let expected = response
+        .content_length()
+        .and_then(|len| usize::try_from(len).ok())
+        .unwrap_or(0);
+    let mut body = BytesMut::with_capacity(expected.min(limit));
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body.freeze(), true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body.freeze(), false))
+}
+
+fn map_error(error: reqwest::Error, target: &RequestTarget, timeout: Duration) -> TransportError {
+    // reqwest's message quotes the full URL, query string included.
+    let error = error.without_url();
+    if error.is_timeout() {
+        TransportError::timeout(target.clone(), timeout)
+    } else if error.is_connect() {
+        TransportError::connect(target.clone(), error)
+    } else if error.is_builder() {
+        TransportError::invalid_request(target.clone(), "the HTTP client refused to build it")
+    } else {
+        TransportError::io(target.clone(), error)
+    }
+}

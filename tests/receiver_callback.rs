@@ -1,0 +1,407 @@
+//! `CallbackClient` against a real loopback callback endpoint (PROTOCOL.md §1, §5, §6, §7).
+#![cfg(all(feature = "reqwest", feature = "receiver"))]
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use hookgate::{
+    receiver::{
+        Backoff, Callback, CallbackClient, CallbackError, CallbackOutcome, ClientCredentials,
+        StaticToken,
+    },
+    transport::{ReqwestTransport, TransportError},
+};
+use http::{Request, Response, StatusCode};
+use serde_json::json;
+use url::Url;
+use wiremock::{
+    Mock, MockServer, ResponseTemplate,
+    matchers::{body_json, header, method, path},
+};
+
+const CALLBACK_PATH: &str = "/callbacks/abc/callback";
+
+fn quick() -> Backoff {
+    Backoff::default()
+        .with_max_attempts(4)
+        .with_base(Duration::from_millis(1))
+}
+
+fn callback_url(server: &MockServer) -> Url {
+    Url::parse(&format!("{}{CALLBACK_PATH}", server.uri())).unwrap()
+}
+
+fn token(access_token: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(
+        json!({"access_token": access_token, "expires_in": 86400, "token_type": "Bearer"}),
+    )
+}
+
+fn credentials(server: &MockServer) -> ClientCredentials {
+    ClientCredentials::builder("id", "client-secret")
+        .token_url(Url::parse(&format!("{}/oauth/token", server.uri())).unwrap())
+        .backoff(quick())
+        .build(ReqwestTransport::new().unwrap())
+        .unwrap()
+}
+
+fn static_client() -> CallbackClient {
+    CallbackClient::new(
+        ReqwestTransport::new().unwrap(),
+        StaticToken::new("static-token"),
+    )
+    .with_backoff(quick())
+}
+
+fn error_body(code: &str, message: &str) -> serde_json::Value {
+    json!({"error": code, "message": message})
+}
+
+#[tokio::test]
+async fn callback_carries_bearer_token_json_content_type_and_body() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(CALLBACK_PATH))
+        .and(header("authorization", "Bearer static-token"))
+        .and(header("content-type", "application/json"))
+        .and(body_json(
+            json!({"success": true, "mdMessage": "all **green**"}),
+        ))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(CALLBACK_PATH))
+        .and(body_json(json!({"success": false})))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(CALLBACK_PATH))
+        .and(body_json(
+            json!({"inProgress": true, "mdMessage": "50% done"}),
+        ))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let client = static_client();
+    let url = callback_url(&server);
+    let sent = client
+        .send(&url, &Callback::success().with_message("all **green**"))
+        .await;
+    assert_eq!(sent.unwrap(), CallbackOutcome::Delivered);
+    assert_eq!(
+        client.send(&url, &Callback::failure()).await.unwrap(),
+        CallbackOutcome::Delivered
+    );
+    assert_eq!(
+        client
+            .send(&url, &Callback::progress("50% done"))
+            .await
+            .unwrap(),
+        CallbackOutcome::Delivered
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_sends_with_a_cold_cache_fetch_one_token() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(token("shared").set_delay(Duration::from_millis(200)))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    // The callback endpoint is in-process so that 1,000 simultaneous sends do not need 2,000
+    // sockets; the token endpoint, the subject of this test, is a real server.
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let endpoint = {
+        let delivered = delivered.clone();
+        move |request: Request<Bytes>| {
+            let delivered = delivered.clone();
+            async move {
+                let status = if request.headers()["authorization"] == "Bearer shared" {
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                    StatusCode::OK
+                } else {
+                    StatusCode::UNAUTHORIZED
+                };
+                let mut response = Response::new(Bytes::new());
+                *response.status_mut() = status;
+                Ok::<_, TransportError>(response)
+            }
+        }
+    };
+    let client = CallbackClient::new(endpoint, credentials(&server)).with_backoff(quick());
+    let url = callback_url(&server);
+
+    let sends: Vec<_> = (0..1000)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move { client.send(&url, &Callback::success()).await })
+        })
+        .collect();
+    for send in sends {
+        assert_eq!(send.await.unwrap().unwrap(), CallbackOutcome::Delivered);
+    }
+    assert_eq!(delivered.load(Ordering::Relaxed), 1000);
+}
+
+#[tokio::test]
+async fn unauthorized_refreshes_the_token_once_and_retries_once() {
+    let server = MockServer::start().await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(token("stale"))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(token("fresh"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path(CALLBACK_PATH))
+        .and(header("authorization", "Bearer stale"))
+        .respond_with(ResponseTemplate::new(401).insert_header("www-authenticate", "Bearer"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path(CALLBACK_PATH))
+        .and(header("authorization", "Bearer fresh"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let client = CallbackClient::new(ReqwestTransport::new().unwrap(), credentials(&server))
+        .with_backoff(quick());
+    assert_eq!(
+        client
+            .send(&callback_url(&server), &Callback::success())
+            .await
+            .unwrap(),
+        CallbackOutcome::Delivered
+    );
+}
+
+#[tokio::test]
+async fn a_second_unauthorized_is_an_error_not_a_loop() {
+    let server = MockServer::start().await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(token("tok-xyz-9"))
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(path(CALLBACK_PATH))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(error_body("unauthorized", "token expired")),
+        )
+        .expect(2)
+        .mount(&server)
+        .await;
+
+    let client = CallbackClient::new(ReqwestTransport::new().unwrap(), credentials(&server))
+        .with_backoff(quick());
+    let error = client
+        .send(&callback_url(&server), &Callback::success())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, CallbackError::Unauthorized { message } if message.as_deref() == Some("token expired"))
+    );
+    assert!(
+        !format!("{error} {error:?}").contains("tok-xyz-9"),
+        "token leaked"
+    );
+}
+
+#[tokio::test]
+async fn final_answers_are_typed_and_not_retried() {
+    let cases = [
+        (409, "conflict", "already failed"),
+        (410, "gate_closed", "timed out"),
+        (404, "unknown_callback", "no such gate"),
+        (400, "invalid_body", "success must be a boolean"),
+        (403, "forbidden", "wrong tenant"),
+        (415, "unsupported_media_type", "send JSON"),
+    ];
+    for (status, code, message) in cases {
+        let server = MockServer::start().await;
+        Mock::given(path(CALLBACK_PATH))
+            .respond_with(ResponseTemplate::new(status).set_body_json(error_body(code, message)))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let result = static_client()
+            .send(&callback_url(&server), &Callback::success())
+            .await;
+        let message = Some(message.to_owned());
+        match (status, result) {
+            (409, Ok(CallbackOutcome::Conflict { message: m })) => assert_eq!(m, message),
+            (410, Ok(CallbackOutcome::GateClosed { message: m })) => assert_eq!(m, message),
+            (404, Err(CallbackError::UnknownCallback { message: m })) => assert_eq!(m, message),
+            (403, Err(CallbackError::Forbidden { message: m })) => assert_eq!(m, message),
+            (400 | 415, Err(error @ CallbackError::Rejected { .. })) => {
+                let CallbackError::Rejected {
+                    status: s,
+                    code: c,
+                    message: m,
+                } = &error
+                else {
+                    unreachable!()
+                };
+                assert_eq!(
+                    (s.as_u16(), c.as_deref(), m),
+                    (status, Some(code), &message)
+                );
+                let text = error.to_string();
+                assert!(
+                    text.contains(code) && text.contains(message.as_deref().unwrap()),
+                    "{text}"
+                );
+            }
+            (status, other) => panic!("HTTP {status} gave {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_delivered() {
+    let server = MockServer::start().await;
+    Mock::given(path(CALLBACK_PATH))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(path(CALLBACK_PATH))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let outcome = static_client()
+        .send(&callback_url(&server), &Callback::success())
+        .await
+        .unwrap();
+    assert_eq!(outcome, CallbackOutcome::Delivered);
+}
+
+#[tokio::test]
+async fn retries_give_up_after_the_configured_attempts() {
+    let server = MockServer::start().await;
+    Mock::given(path(CALLBACK_PATH))
+        .respond_with(
+            ResponseTemplate::new(502).set_body_json(error_body("bad_gateway", "upstream down")),
+        )
+        .expect(4)
+        .mount(&server)
+        .await;
+
+    let error = static_client()
+        .send(&callback_url(&server), &Callback::success())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, CallbackError::Unavailable { status, attempts: 4, message }
+            if *status == 502 && message.as_deref() == Some("upstream down")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_instead_of_the_backoff() {
+    let server = MockServer::start().await;
+    Mock::given(path(CALLBACK_PATH))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0"))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path(CALLBACK_PATH))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    // Without Retry-After the wait would be up to an hour.
+    let patient = Backoff::default()
+        .with_base(Duration::from_secs(3600))
+        .with_max_delay(Duration::from_secs(3600));
+    let client = CallbackClient::new(ReqwestTransport::new().unwrap(), StaticToken::new("t"))
+        .with_backoff(patient);
+    let (url, success) = (callback_url(&server), Callback::success());
+    let send = client.send(&url, &success);
+    let outcome = tokio::time::timeout(Duration::from_secs(10), send)
+        .await
+        .expect("Retry-After: 0 was not honoured");
+    assert_eq!(outcome.unwrap(), CallbackOutcome::Delivered);
+}
+
+#[tokio::test]
+async fn connection_errors_are_retried_then_reported() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = Url::parse(&format!("http://127.0.0.1:{port}{CALLBACK_PATH}")).unwrap();
+
+    let error = static_client()
+        .send(&url, &Callback::success())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, CallbackError::Transport { attempts: 4, source } if source.is_retryable()),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn token_failure_is_reported_without_sending_the_callback() {
+    let server = MockServer::start().await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client"})))
+        .mount(&server)
+        .await;
+    Mock::given(path(CALLBACK_PATH))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&server)
+        .await;
+
+    let client = CallbackClient::new(ReqwestTransport::new().unwrap(), credentials(&server))
+        .with_backoff(quick());
+    let error = client
+        .send(&callback_url(&server), &Callback::success())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, CallbackError::Token { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn non_http_callback_url_is_refused() {
+    let error = static_client()
+        .send(
+            &Url::parse("ftp://gate.example/cb").unwrap(),
+            &Callback::success(),
+        )
+        .await;
+    assert!(
+        matches!(error, Err(CallbackError::InvalidUrl { .. })),
+        "{error:?}"
+    );
+}

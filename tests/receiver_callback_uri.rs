@@ -1,0 +1,204 @@
+//! Finding the callback URI in what the external process received (PROTOCOL.md §7).
+
+use bytes::Bytes;
+use hookgate::receiver::{CallbackUriError, ReceivedRequest};
+use http::{HeaderMap, HeaderName, HeaderValue, Request};
+use proptest::prelude::*;
+use serde_json::json;
+
+#[test]
+fn finds_each_common_key_at_the_top_level() {
+    for key in ["callbackUri", "callbackURL", "callback_url", "callbackUrl"] {
+        let body = json!({ key: "https://gate.example/callbacks/abc", "other": 1 }).to_string();
+        let uri = ReceivedRequest::new()
+            .with_body(body.as_bytes())
+            .callback_uri()
+            .unwrap();
+        assert_eq!(
+            uri.as_str(),
+            "https://gate.example/callbacks/abc",
+            "key {key}"
+        );
+    }
+}
+
+#[test]
+fn finds_client_payload_callback_uri_one_level_down() {
+    let body = json!({
+        "event_type": "deploy",
+        "client_payload": { "callbackUri": "https://gate.example/callbacks/xyz/callback" }
+    });
+    let uri = ReceivedRequest::new()
+        .with_json(&body)
+        .callback_uri()
+        .unwrap();
+    assert_eq!(uri.path(), "/callbacks/xyz/callback");
+}
+
+#[test]
+fn finds_it_in_the_query_of_an_http_request() {
+    let request = Request::post("https://receiver.example/hook?env=prod&callback_url=https%3A%2F%2Fgate.example%2Fcb%3Fa%3D1")
+        .body(Bytes::from_static(b"not json at all"))
+        .unwrap();
+    let uri = ReceivedRequest::from_http(&request).callback_uri().unwrap();
+    assert_eq!(uri.as_str(), "https://gate.example/cb?a=1");
+}
+
+#[test]
+fn finds_it_in_the_header_whatever_its_case() {
+    for name in ["CallbackURI", "callbackuri", "CALLBACKURI"] {
+        let request = Request::post("https://receiver.example/hook")
+            .header(name, "http://gate.internal:8080/callbacks/1")
+            .body(Vec::new())
+            .unwrap();
+        let uri = ReceivedRequest::from_http(&request).callback_uri().unwrap();
+        assert_eq!(uri.as_str(), "http://gate.internal:8080/callbacks/1");
+    }
+}
+
+#[test]
+fn finds_it_at_a_json_pointer() {
+    let body =
+        br#"{"data": {"links": [{"rel": "callback", "href": "https://gate.example/cb/9"}]}}"#;
+    let request = ReceivedRequest::new().with_body(body);
+    let uri = request.callback_uri_at("/data/links/0/href").unwrap();
+    assert_eq!(uri.as_str(), "https://gate.example/cb/9");
+
+    let error = request.callback_uri_at("/data/links/1/href").unwrap_err();
+    assert_eq!(
+        error,
+        CallbackUriError::NothingAtPointer {
+            pointer: "/data/links/1/href".into()
+        }
+    );
+    assert!(error.to_string().contains("/data/links/1/href"));
+
+    let error = ReceivedRequest::new()
+        .with_body(b"<xml/>")
+        .callback_uri_at("/x")
+        .unwrap_err();
+    assert!(
+        matches!(error, CallbackUriError::BodyNotJson { .. }),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn not_found_lists_where_it_looked() {
+    let headers = HeaderMap::new();
+    let error = ReceivedRequest::new()
+        .with_body(br#"{"callback": "https://gate.example/x"}"#)
+        .with_query("a=b")
+        .with_headers(&headers)
+        .callback_uri()
+        .unwrap_err();
+    let CallbackUriError::NotFound { looked_in } = &error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(looked_in.len(), 3);
+    let text = error.to_string();
+    for expected in [
+        "callbackUri",
+        "callback_url",
+        "query",
+        "CallbackURI",
+        "JSON pointer",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from: {text}");
+    }
+}
+
+#[test]
+fn not_found_says_when_the_body_is_not_json() {
+    let error = ReceivedRequest::new()
+        .with_body(b"{oops")
+        .callback_uri()
+        .unwrap_err();
+    assert!(error.to_string().contains("not JSON"), "{error}");
+}
+
+#[test]
+fn unusable_values_are_typed_errors_naming_the_place_not_the_value() {
+    let cases: [(&[u8], &str); 5] = [
+        (br#"{"callbackUri": "/relative/path"}"#, "callbackUri"),
+        (br#"{"callbackUri": "ftp://gate.example/x"}"#, "callbackUri"),
+        (br#"{"callbackUri": 42}"#, "callbackUri"),
+        (
+            br#"{"payload": {"callbackURL": ["https://x"]}}"#,
+            "payload.callbackURL",
+        ),
+        (br#"{"callbackUri": "javascript:alert(1)"}"#, "callbackUri"),
+    ];
+    for (body, location) in cases {
+        let error = ReceivedRequest::new()
+            .with_body(body)
+            .callback_uri()
+            .unwrap_err();
+        let CallbackUriError::Invalid {
+            location: found, ..
+        } = &error
+        else {
+            panic!("{error:?}")
+        };
+        assert!(
+            found.contains(location),
+            "{found} for {}",
+            String::from_utf8_lossy(body)
+        );
+        assert!(error.to_string().contains("absolute http(s) URL"));
+    }
+
+    let error = ReceivedRequest::new()
+        .with_query("callbackUri=not%20a%20url")
+        .callback_uri()
+        .unwrap_err();
+    assert!(
+        matches!(&error, CallbackUriError::Invalid { location, .. } if location.contains("query"))
+    );
+    assert!(!error.to_string().contains("not a url"));
+
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "callbackuri",
+        HeaderValue::from_bytes(b"https://h/\xff").unwrap(),
+    );
+    let error = ReceivedRequest::new()
+        .with_headers(&headers)
+        .callback_uri()
+        .unwrap_err();
+    assert!(
+        matches!(&error, CallbackUriError::Invalid { location, .. } if location.contains("header"))
+    );
+}
+
+proptest! {
+    #[test]
+    fn never_panics_on_arbitrary_bytes(
+        body in proptest::collection::vec(any::<u8>(), 0..512),
+        query in proptest::collection::vec(any::<u8>(), 0..128),
+        header in proptest::collection::vec(any::<u8>(), 0..128),
+        pointer in ".{0,16}",
+    ) {
+        let query = String::from_utf8_lossy(&query);
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_bytes(&header) {
+            headers.insert(HeaderName::from_static("callbackuri"), value);
+        }
+        let request = ReceivedRequest::new().with_body(&body).with_query(&query).with_headers(&headers);
+        let _ = request.callback_uri();
+        let _ = request.callback_uri_at(&pointer);
+    }
+
+    #[test]
+    fn never_panics_on_json_shaped_input(
+        key in prop::sample::select(vec!["callbackUri", "callbackURL", "callback_url", "callbackUrl", "x"]),
+        value in ".{0,64}",
+        nested in any::<bool>(),
+    ) {
+        let inner = json!({ key: value });
+        let body = if nested { json!({ "client_payload": inner }) } else { inner };
+        if let Ok(uri) = ReceivedRequest::new().with_json(&body).callback_uri() {
+            prop_assert!(matches!(uri.scheme(), "http" | "https"));
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! `ClientCredentials` against a real loopback token endpoint (PROTOCOL.md §6).
+#![cfg(all(feature = "reqwest", feature = "receiver"))]
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use hookgate::{
+    clock::Clock,
+    receiver::{Backoff, ClientCredentials, TokenError, TokenSource},
+    transport::ReqwestTransport,
+};
+use serde_json::json;
+use url::Url;
+use wiremock::{
+    Mock, MockServer, ResponseTemplate,
+    matchers::{body_string, header, method, path},
+};
+
+const SECRET: &str = "s3cr&t=+/é-hunter2";
+
+/// A clock moved by hand (the crate's `ManualClock` needs the `test-util` feature).
+#[derive(Clone)]
+struct TestClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl TestClock {
+    fn new() -> Self {
+        Self(Arc::new(Mutex::new(
+            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        )))
+    }
+
+    fn advance(&self, by: TimeDelta) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+fn quick() -> Backoff {
+    Backoff::default()
+        .with_max_attempts(4)
+        .with_base(Duration::from_millis(1))
+}
+
+fn token(access_token: &str, expires_in: u64) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "access_token": access_token,
+        "scope": "openid",
+        "expires_in": expires_in,
+        "token_type": "Bearer",
+    }))
+}
+
+fn source(server: &MockServer) -> hookgate::receiver::ClientCredentialsBuilder {
+    ClientCredentials::builder("my client", SECRET)
+        .token_url(Url::parse(&format!("{}/oauth/token", server.uri())).unwrap())
+        .backoff(quick())
+}
+
+fn transport() -> ReqwestTransport {
+    ReqwestTransport::new().unwrap()
+}
+
+#[tokio::test]
+async fn token_request_has_exactly_the_form_of_the_protocol() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .and(header("content-type", "application/x-www-form-urlencoded"))
+        .and(body_string(
+            "audience=https%3A%2F%2Fapi.cloud.armory.io&grant_type=client_credentials\
+             &client_id=my+client&client_secret=s3cr%26t%3D%2B%2F%C3%A9-hunter2",
+        ))
+        .respond_with(token("tok-1", 86400))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let tokens = source(&server).build(transport()).unwrap();
+    assert_eq!(tokens.token().await.unwrap().expose(), "tok-1");
+    assert_eq!(
+        tokens.token().await.unwrap().expose(),
+        "tok-1",
+        "second call is served from the cache"
+    );
+
+    let requests = server.received_requests().await.unwrap();
+    let fields: Vec<(String, String)> = url::form_urlencoded::parse(&requests[0].body)
+        .into_owned()
+        .collect();
+    let expected = [
+        ("audience", "https://api.cloud.armory.io"),
+        ("grant_type", "client_credentials"),
+        ("client_id", "my client"),
+        ("client_secret", SECRET),
+    ];
+    assert_eq!(fields, expected.map(|(k, v)| (k.to_owned(), v.to_owned())));
+}
+
+#[tokio::test]
+async fn audience_is_configurable() {
+    let server = MockServer::start().await;
+    Mock::given(body_string(
+        "audience=urn%3Ahookgate&grant_type=client_credentials&client_id=my+client\
+         &client_secret=s3cr%26t%3D%2B%2F%C3%A9-hunter2",
+    ))
+    .respond_with(token("tok", 60))
+    .expect(1)
+    .mount(&server)
+    .await;
+
+    let tokens = source(&server)
+        .audience("urn:hookgate")
+        .build(transport())
+        .unwrap();
+    tokens.token().await.unwrap();
+}
+
+#[tokio::test]
+async fn token_is_refreshed_once_the_margin_before_expiry_is_reached() {
+    let server = MockServer::start().await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(token("first", 3600))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(token("second", 3600))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let clock = TestClock::new();
+    let tokens = source(&server)
+        .refresh_margin(Duration::from_secs(60))
+        .clock(clock.clone())
+        .build(transport())
+        .unwrap();
+
+    assert_eq!(tokens.token().await.unwrap().expose(), "first");
+    clock.advance(TimeDelta::seconds(3600 - 60 - 1));
+    assert_eq!(
+        tokens.token().await.unwrap().expose(),
+        "first",
+        "still outside the margin"
+    );
+    clock.advance(TimeDelta::seconds(2));
+    assert_eq!(
+        tokens.token().await.unwrap().expose(),
+        "second",
+        "inside the margin: refreshed before use"
+    );
+    assert_eq!(tokens.token().await.unwrap().expose(), "second");
+}
+
+#[tokio::test]
+async fn invalidate_forces_a_fresh_token() {
+    let server = MockServer::start().await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(token("first", 3600))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(token("second", 3600))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let tokens = source(&server).build(transport()).unwrap();
+    assert_eq!(tokens.token().await.unwrap().expose(), "first");
+    tokens.invalidate();
+    assert_eq!(tokens.token().await.unwrap().expose(), "second");
+}
+
+#[tokio::test]
+async fn rfc6749_error_is_typed_final_and_never_shows_the_secret() {
+    let server = MockServer::start().await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({
+            "error": "invalid_client",
+            "error_description": format!("wrong secret {SECRET}"),
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let tokens = source(&server).build(transport()).unwrap();
+    let error = tokens.token().await.unwrap_err();
+
+    let TokenError::Refused {
+        status,
+        error: code,
+        description,
+    } = &error
+    else {
+        panic!("{error:?}")
+    };
+    assert_eq!((status.as_u16(), code.as_str()), (401, "invalid_client"));
+    assert_eq!(description.as_deref(), Some("wrong secret [redacted]"));
+    let shown = format!("{error} {error:?} {tokens:?}");
+    assert!(shown.contains("invalid_client"), "{shown}");
+    assert!(!shown.contains("hunter2"), "secret leaked: {shown}");
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_succeed() {
+    let server = MockServer::start().await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(token("after-retries", 60))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let tokens = source(&server).build(transport()).unwrap();
+    assert_eq!(tokens.token().await.unwrap().expose(), "after-retries");
+}
+
+#[tokio::test]
+async fn retries_stop_after_the_configured_attempts() {
+    let server = MockServer::start().await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(429))
+        .expect(4)
+        .mount(&server)
+        .await;
+
+    let tokens = source(&server).build(transport()).unwrap();
+    let error = tokens.token().await.unwrap_err();
+    assert!(
+        matches!(error, TokenError::Status { status, attempts: 4 } if status == 429),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_endpoint_is_a_retried_transport_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tokens = ClientCredentials::builder("id", SECRET)
+        .token_url(Url::parse(&format!("http://127.0.0.1:{port}/oauth/token")).unwrap())
+        .backoff(quick())
+        .build(transport())
+        .unwrap();
+    let error = tokens.token().await.unwrap_err();
+    assert!(
+        matches!(&error, TokenError::Transport { attempts: 4, source } if source.is_retryable()),
+        "{error:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_share_one_fetch_and_its_failure() {
+    let server = MockServer::start().await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(json!({"error": "unsupported_grant_type"}))
+                .set_delay(Duration::from_millis(200)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let tokens = Arc::new(source(&server).build(transport()).unwrap());
+    let callers: Vec<_> = (0..50)
+        .map(|_| {
+            let tokens = tokens.clone();
+            tokio::spawn(async move { tokens.token().await })
+        })
+        .collect();
+    for caller in callers {
+        let error = caller.await.unwrap().unwrap_err();
+        assert!(
+            matches!(&error, TokenError::Refused { error, .. } if error == "unsupported_grant_type")
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_success_answer_is_an_invalid_response() {
+    let server = MockServer::start().await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"token": "x"})))
+        .mount(&server)
+        .await;
+
+    let error = source(&server)
+        .build(transport())
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, TokenError::InvalidResponse { .. }),
+        "{error:?}"
+    );
+}
