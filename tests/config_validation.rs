@@ -332,9 +332,11 @@ fn pauses_must_be_one_form_or_the_other() {
 #[test]
 fn out_of_range_values_are_rejected() {
     assert_eq!(
-        paths(&format!(
-            "application: a\ntargets: {{dev: {{}}}}\nwebhooks: [{{name: w, uriTemplate: 'https://a', retryCount: -1}}]"
-        )),
+        paths(
+            "application: a
+targets: {dev: {}}
+webhooks: [{name: w, uriTemplate: 'https://a', retryCount: -1}]"
+        ),
         ["webhooks[0].retryCount"]
     );
     assert_eq!(
