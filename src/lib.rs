@@ -1,4 +1,92 @@
 //! hookgate: deployment approval gates driven by webhooks with callbacks.
+//!
+//! A deployment pauses at a gate, calls an external system over HTTP, and waits — minutes or a
+//! whole day — for that system to call back and say yes or no. This is the protocol of Armory
+//! CD-as-a-Service's webhook-based approvals, and hookgate implements both sides of it:
+//!
+//! - the **orchestrator side**: the Armory deployment file ([`config`]), a sans-IO state machine
+//!   that decides every gate ([`core`]), templated outbound calls ([`template`], [`transport`],
+//!   [`secrets`]), and the pieces around them;
+//! - the **external-process side** ([`receiver`]): find the callback URI in the received
+//!   request, get an OAuth2 client-credentials token, post `{"success": bool, "mdMessage": ...}`.
+//!
+//! # The run loop
+//!
+//! The [`core::Deployment`] performs no IO and reads no clock. A host feeds it inputs
+//! (`handle_*`, each with `now`), performs the [`core::Action`]s it drains with
+//! `poll_action`, records the [`core::Event`]s it drains with `poll_event`, and calls
+//! `handle_timeout` when `poll_timeout` says so. Here the host answers everything at once:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use chrono::{TimeDelta, Utc};
+//! use hookgate::config::Plan;
+//! use hookgate::core::{Action, CallResult, Deployment, StartOptions, StepOutcome};
+//! use hookgate::ids::RandomIds;
+//!
+//! let plan = Arc::new(Plan::from_yaml(r#"
+//! application: checkout
+//! targets:
+//!   staging:
+//!     constraints:
+//!       afterDeployment: [runWebhook: {name: smoke-tests}]
+//!   prod:
+//!     constraints: {dependsOn: [staging]}
+//! webhooks:
+//!   - name: smoke-tests
+//!     uriTemplate: https://ci.example.com/run?env={{armory.environmentName}}
+//!     bodyTemplate: {inline: '{"callbackUri": "{{armory.callbackUri}}/callback"}'}
+//! "#)?);
+//!
+//! let mut now = Utc::now();
+//! let mut deployment = Deployment::start(
+//!     plan, "deploy-1".into(), StartOptions::default(), &mut RandomIds, now);
+//!
+//! while !deployment.is_finished() {
+//!     while let Some(action) = deployment.poll_action() {
+//!         match action {
+//!             // A real host deploys to Kubernetes (or wherever) and reports how it went.
+//!             Action::RunStep(step) => {
+//!                 deployment.handle_step_result(now, step.op, StepOutcome::Succeeded)?;
+//!             }
+//!             // A real host renders the webhook's request and sends it (`hookgate::outbound`);
+//!             // the external system later calls back on the gate's callback URI.
+//!             Action::CallWebhook(call) => {
+//!                 deployment.handle_call_result(now, call.gate, call.attempt,
+//!                     CallResult::Sent { status: 202 })?;
+//!                 deployment.handle_callback(now, call.callback_id, true,
+//!                     Some("smoke tests passed".into()))?;
+//!             }
+//!             other => unreachable!("this plan has no {other:?}"),
+//!         }
+//!     }
+//!     while let Some(event) = deployment.poll_event() {
+//!         println!("{} {:?}", event.at, event.kind);
+//!     }
+//!     if let Some(deadline) = deployment.poll_timeout() {
+//!         now = now.max(deadline);
+//!         deployment.handle_timeout(now);
+//!     }
+//!     now += TimeDelta::seconds(1);
+//! }
+//! assert_eq!(deployment.status().as_str(), "succeeded");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Guarantees
+//!
+//! - The core is deterministic: the same inputs give the same actions and events, and a
+//!   deployment restored from its serialized [`core::DeploymentState`] continues exactly as if it
+//!   had never stopped.
+//! - A panic is a bug: input from outside — a deployment file, a callback, a token response —
+//!   gives a typed error and changes no state.
+//! - Secrets ([`Secret`]) print as `[redacted]` and are never stored: the state keeps templates
+//!   and context, and requests are rendered again for every attempt.
+//!
+//! # Features
+//!
+//! See the README's feature table. With `default-features = false` the crate builds the
+//! deployment-file model and the core without tokio, reqwest, hyper, axum or sqlx.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -1,0 +1,276 @@
+//! Runs a deployment file through hookgate's core on simulated time and prints its timeline.
+//!
+//! ```text
+//! cargo run --example simulate -- [FILE] [--fail WEBHOOK]...
+//! ```
+//!
+//! Without FILE it uses a built-in dev → staging → prod file. Host steps succeed, external
+//! systems call back 3 minutes after each webhook call (with `success: false` for the webhooks
+//! named by `--fail`), and manual approvals are granted after 10 minutes. No network, no clock:
+//! this is the core's run loop, with the host's answers scheduled on a simulated timeline.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use hookgate::config::{GateKind, Plan};
+use hookgate::core::{
+    Action, ApprovalKind, CallResult, Decision, Deployment, DeploymentId, EventKind, StartOptions,
+    StepOutcome,
+};
+use hookgate::ids::RandomIds;
+
+const DEFAULT_FILE: &str = r#"
+application: checkout
+targets:
+  dev:
+    account: dev-cluster
+    namespace: checkout
+    constraints:
+      beforeDeployment:
+        - runWebhook: {name: change-ticket}
+  staging:
+    account: prod-cluster
+    namespace: checkout-staging
+    strategy: canary
+    constraints:
+      dependsOn: [dev]
+      afterDeployment:
+        - runWebhook: {name: smoke-tests}
+  prod:
+    account: prod-cluster
+    namespace: checkout
+    strategy: canary
+    constraints:
+      dependsOn: [staging]
+      beforeDeployment:
+        - pause: {untilApproved: true, requiresRoles: [release-manager]}
+strategies:
+  canary:
+    canary:
+      steps:
+        - setWeight: {weight: 25}
+        - runWebhook: {name: integration-tests}
+        - pause: {duration: 5, unit: minutes}
+        - setWeight: {weight: 100}
+webhooks:
+  - name: change-ticket
+    uriTemplate: https://tickets.example.com/hooks?deployment={{armory.deploymentId}}
+    bodyTemplate: {inline: '{"callbackUri": "{{armory.callbackUri}}/callback"}'}
+  - name: integration-tests
+    uriTemplate: https://ci.example.com/run/{{armory.environmentName}}
+    retryCount: 3
+  - name: smoke-tests
+    uriTemplate: https://ci.example.com/smoke/{{armory.environmentName}}
+"#;
+
+/// What the simulated world will do, and when.
+enum Scheduled {
+    Callback { action: Action, success: bool },
+    Approval { action: Action },
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mut file = None;
+    let mut failing = Vec::new();
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--fail", Some(name)) => failing.push(name),
+            ("--fail", None) => return usage("--fail needs a webhook name"),
+            (path, next) => {
+                file = Some(path.to_owned());
+                if let Some(n) = next {
+                    return usage(&format!("unexpected argument {n:?}"));
+                }
+            }
+        }
+    }
+    let text = match &file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => return usage(&format!("cannot read {path}: {e}")),
+        },
+        None => DEFAULT_FILE.to_owned(),
+    };
+    let plan = match Plan::from_yaml(&text) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let start = Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 0).unwrap();
+    let mut deployment = Deployment::start(
+        Arc::clone(&plan),
+        DeploymentId::from("sim-1"),
+        StartOptions::default().with_seed(1),
+        &mut RandomIds,
+        start,
+    );
+    let mut now = start;
+    let mut world: BTreeMap<(DateTime<Utc>, u64), Scheduled> = BTreeMap::new();
+    let mut seq = 0;
+    loop {
+        while let Some(action) = deployment.poll_action() {
+            seq += 1;
+            match &action {
+                Action::RunStep(step) => {
+                    let op = step.op;
+                    deployment
+                        .handle_step_result(now, op, StepOutcome::Succeeded)
+                        .expect("the step was just asked for");
+                }
+                Action::RollBack { op, .. } => {
+                    deployment
+                        .handle_step_result(now, *op, StepOutcome::Succeeded)
+                        .expect("the rollback was just asked for");
+                }
+                Action::CallWebhook(call) => {
+                    let name = &plan.webhook(call.webhook).name;
+                    let success = !failing.contains(name);
+                    deployment
+                        .handle_call_result(
+                            now,
+                            call.gate,
+                            call.attempt,
+                            CallResult::Sent { status: 202 },
+                        )
+                        .expect("the call was just asked for");
+                    world.insert(
+                        (now + TimeDelta::minutes(3), seq),
+                        Scheduled::Callback { action, success },
+                    );
+                }
+                Action::RequestApproval(_) => {
+                    world.insert(
+                        (now + TimeDelta::minutes(10), seq),
+                        Scheduled::Approval { action },
+                    );
+                }
+                _ => {}
+            }
+        }
+        while let Some(event) = deployment.poll_event() {
+            print_event(&plan, start, event.at, &event.kind);
+        }
+        if deployment.is_finished() {
+            break;
+        }
+        let next_world = world.keys().next().map(|(at, _)| *at);
+        let next_core = deployment.poll_timeout();
+        let Some(at) = [next_world, next_core].into_iter().flatten().min() else {
+            eprintln!("the deployment is stuck: nothing left to wait for");
+            return ExitCode::FAILURE;
+        };
+        now = now.max(at);
+        if next_core.is_some_and(|t| t <= now) {
+            deployment.handle_timeout(now);
+        }
+        while let Some(entry) = world.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            match entry.remove() {
+                Scheduled::Callback {
+                    action: Action::CallWebhook(call),
+                    success,
+                } => {
+                    let message = if success {
+                        "all checks passed"
+                    } else {
+                        "checks failed"
+                    };
+                    let _ = deployment.handle_callback(
+                        now,
+                        call.callback_id,
+                        success,
+                        Some(message.into()),
+                    );
+                }
+                Scheduled::Approval {
+                    action: Action::RequestApproval(req),
+                } => {
+                    let roles = match req.kind {
+                        ApprovalKind::Manual { roles } => roles,
+                        _ => Vec::new(),
+                    };
+                    let _ = deployment.handle_approval(
+                        now,
+                        req.gate,
+                        Decision::approve("simulated-approver", roles),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    println!("\noutcome: {}", deployment.status());
+    for (i, env) in plan.environments().iter().enumerate() {
+        let id = hookgate::config::EnvId(i as u16);
+        println!("  {:<12} {}", env.name(), deployment.env_status(id));
+    }
+    if deployment.status().as_str() == "succeeded" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn print_event(plan: &Plan, start: DateTime<Utc>, at: DateTime<Utc>, kind: &EventKind) {
+    let t = at - start;
+    let stamp = format!("+{:02}:{:02}", t.num_hours(), t.num_minutes() % 60);
+    let gate_name = |g: hookgate::config::GateId| {
+        let gate = plan.gate(g);
+        let what = match gate.kind() {
+            GateKind::Webhook { webhook, .. } => format!("webhook {}", plan.webhook(*webhook).name),
+            GateKind::Pause(_) => "pause".to_owned(),
+            GateKind::Approval { .. } => "approval".to_owned(),
+            GateKind::Analysis(_) => "analysis".to_owned(),
+            _ => "gate".to_owned(),
+        };
+        format!("{} {what}", plan.environment(gate.env()).name())
+    };
+    let line = match kind {
+        EventKind::EnvironmentStatus { env, status } => {
+            format!("{}: {status}", plan.environment(*env).name())
+        }
+        EventKind::WebhookAttempt { gate, attempt } => {
+            format!("call {} (attempt {attempt})", gate_name(*gate))
+        }
+        EventKind::CallbackReceived {
+            gate,
+            success,
+            message,
+        } => format!(
+            "callback for {}: success={success} {}",
+            gate_name(*gate),
+            message.as_deref().unwrap_or("")
+        ),
+        EventKind::ApprovalDecided {
+            gate, approved, by, ..
+        } => {
+            format!(
+                "{} {} by {by}",
+                gate_name(*gate),
+                if *approved { "approved" } else { "rejected" }
+            )
+        }
+        EventKind::GatePassed { gate, how } => format!("{} passed ({how})", gate_name(*gate)),
+        EventKind::GateFailed { gate, message, .. } => {
+            format!("{} FAILED: {message}", gate_name(*gate))
+        }
+        EventKind::RollbackStarted { env } => {
+            format!("rolling back {}", plan.environment(*env).name())
+        }
+        EventKind::DeploymentFinished { status } => format!("deployment {status}"),
+        _ => return,
+    };
+    println!("{stamp}  {line}");
+}
+
+fn usage(problem: &str) -> ExitCode {
+    eprintln!("{problem}\nusage: simulate [FILE] [--fail WEBHOOK]...");
+    ExitCode::from(2)
+}
