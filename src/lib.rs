@@ -90,6 +90,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod core;
@@ -97,6 +98,7 @@ pub mod ids;
 pub mod receiver;
 mod secret;
 pub mod secrets;
+pub mod server;
 #[cfg(feature = "signing")]
 pub mod signing;
 pub mod template;

@@ -1,0 +1,164 @@
+//! Callback handling through the axum router with `oneshot`, over `MemoryGates`.
+//!
+//! Two paths, each with a static token and with an HS256 JWT:
+//! - `duplicate`: every iteration repeats the callback of one gate that is already resolved,
+//!   so each request is the idempotent-duplicate path (authorize, parse, look up, compare);
+//! - `first_apply`: every iteration resolves a gate that is still open. `iter_custom` prepares
+//!   as many open gates as criterion asks for iterations (untimed), then times only the
+//!   requests, one per gate.
+//!
+//! Each timed request includes building the `http::Request`, routing, authorization, reading
+//! and parsing the body, applying it, and serializing the answer.
+//!
+//! Run: `cargo bench --bench server --all-features -- --warm-up-time 1 --measurement-time 3`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use chrono::{TimeZone, Utc};
+use criterion::{Criterion, criterion_group, criterion_main};
+use hookgate::auth::{CallbackAuthorizer, JwtAuthorizer, Principal, StaticTokens};
+use hookgate::clock::Clock;
+use hookgate::config::{GateId, Plan};
+use hookgate::core::{CallbackId, Deployment, DeploymentId, StartOptions};
+use hookgate::server::{CallbackHandler, MemoryGates, ServerState, router};
+use hookgate::test_util::{ManualClock, SequentialIds};
+use http::{Request, StatusCode};
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::json;
+use tokio::runtime::Runtime;
+use tower::ServiceExt;
+
+const PLAN: &str = r#"
+application: checkout
+targets:
+  dev:
+    constraints:
+      beforeDeployment: [runWebhook: {name: ticket}, runWebhook: {name: tests}]
+webhooks:
+  - {name: ticket, uriTemplate: "https://tickets.example/x"}
+  - {name: tests, uriTemplate: "https://ci.example/run"}
+"#;
+const STATIC_TOKEN: &str = "5b0a8c3e9d2f4a7b8c1d0e6f3a2b9c8d";
+const JWT_SECRET: &str = "a shared HS256 secret that is long enough";
+const BODY: &str = r#"{"success": true, "mdMessage": "all 412 tests passed"}"#;
+
+struct Setup {
+    clock: ManualClock,
+    router: axum::Router,
+    gates: Arc<MemoryGates>,
+    token: String,
+    plan: Arc<Plan>,
+    next_callback: u128,
+    next_deployment: u64,
+}
+
+impl Setup {
+    fn new(jwt: bool) -> Self {
+        let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap());
+        let gates = Arc::new(MemoryGates::new(clock.clone()));
+        let (authorizer, token): (Arc<dyn CallbackAuthorizer>, String) = if jwt {
+            let claims = json!({"iss": "https://idp.example", "aud": "hookgate", "sub": "ci",
+                                "exp": clock.now().timestamp() + 86_400, "scope": "callbacks"});
+            let key = EncodingKey::from_secret(JWT_SECRET.as_bytes()).unwrap();
+            let authorizer = JwtAuthorizer::builder("https://idp.example", "hookgate")
+                .hs256(JWT_SECRET)
+                .required_scope("callbacks")
+                .clock(clock.clone())
+                .build()
+                .unwrap();
+            (
+                Arc::new(authorizer),
+                jsonwebtoken::encode(&Header::default(), &claims, &key).unwrap(),
+            )
+        } else {
+            let tokens = StaticTokens::new().with_token(STATIC_TOKEN, Principal::new("ci"));
+            (Arc::new(tokens), STATIC_TOKEN.to_owned())
+        };
+        let handler = CallbackHandler::new(gates.clone(), authorizer);
+        Self {
+            clock,
+            router: router(ServerState::new(handler)),
+            gates,
+            token,
+            plan: Arc::new(Plan::from_yaml(PLAN).unwrap()),
+            next_callback: 1,
+            next_deployment: 0,
+        }
+    }
+
+    /// Inserts deployments until `count` more gates are open; returns their callback ids.
+    fn open_gates(&mut self, count: u64) -> Vec<CallbackId> {
+        let mut ids = Vec::with_capacity(count as usize);
+        while (ids.len() as u64) < count {
+            self.next_deployment += 1;
+            let mut source = SequentialIds::starting_at(self.next_callback);
+            self.next_callback += 2;
+            let id = DeploymentId(format!("d{}", self.next_deployment));
+            let mut d = Deployment::start(
+                Arc::clone(&self.plan),
+                id,
+                StartOptions::default(),
+                &mut source,
+                self.clock.now(),
+            );
+            // The host's work, irrelevant here; drained so the queues stay small.
+            while d.poll_action().is_some() {}
+            while d.poll_event().is_some() {}
+            ids.extend(
+                [GateId(0), GateId(1)]
+                    .iter()
+                    .filter_map(|g| d.callback_id(*g)),
+            );
+            self.gates.insert(d);
+        }
+        ids.truncate(count as usize);
+        ids
+    }
+
+    async fn callback(&self, id: CallbackId) -> StatusCode {
+        let request = Request::post(format!("/callbacks/{id}/callback"))
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", "application/json")
+            .body(Body::from(BODY))
+            .unwrap();
+        self.router.clone().oneshot(request).await.unwrap().status()
+    }
+}
+
+fn callbacks(c: &mut Criterion) {
+    let rt = Runtime::new().unwrap();
+    let mut group = c.benchmark_group("callback");
+    for (name, jwt) in [("static", false), ("jwt_hs256", true)] {
+        let mut setup = Setup::new(jwt);
+        let resolved = setup.open_gates(1)[0];
+        assert_eq!(rt.block_on(setup.callback(resolved)), StatusCode::OK);
+        group.bench_function(format!("duplicate/{name}"), |b| {
+            b.iter(|| rt.block_on(setup.callback(resolved)))
+        });
+        group.bench_function(format!("first_apply/{name}"), |b| {
+            b.iter_custom(|iters| {
+                // A fresh store per batch, so deployments do not pile up across batches.
+                let mut setup = Setup::new(jwt);
+                let ids = setup.open_gates(iters);
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for id in ids {
+                        let status = setup.callback(id).await;
+                        debug_assert_eq!(status, StatusCode::OK);
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3));
+    targets = callbacks
+}
+criterion_main!(benches);

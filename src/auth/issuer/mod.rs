@@ -1,0 +1,366 @@
+//! A built-in OAuth2 client-credentials token issuer (feature `issuer`).
+
+mod form;
+mod oauth;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use self::form::TokenForm;
+pub use self::oauth::{OAuthError, TokenResponse};
+use super::{AuthError, CallbackAuthorizer, JwtAuthorizer, Principal};
+use crate::Secret;
+use crate::clock::{Clock, SystemClock};
+
+/// A client allowed to get tokens: its id, the SHA-256 of its secret, and what its tokens grant.
+///
+/// Only the hash of the secret is kept. A single fast hash is enough **because client secrets
+/// must be high-entropy random strings** (32 random bytes, hex- or base64-encoded): guessing
+/// such a secret from its hash is infeasible however fast the hash. Do not use human-chosen
+/// passwords as client secrets.
+#[derive(Clone)]
+pub struct IssuerClient {
+    id: String,
+    secret_sha256: [u8; 32],
+    scopes: Vec<String>,
+    roles: Vec<String>,
+    tenant: Option<String>,
+}
+
+impl fmt::Debug for IssuerClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuerClient")
+            .field("id", &self.id)
+            .field("scopes", &self.scopes)
+            .field("roles", &self.roles)
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IssuerClient {
+    /// A client whose secret hashes to `secret_sha256`.
+    pub fn new(id: impl Into<String>, secret_sha256: [u8; 32]) -> Self {
+        Self {
+            id: id.into(),
+            secret_sha256,
+            scopes: Vec::new(),
+            roles: Vec::new(),
+            tenant: None,
+        }
+    }
+
+    /// A client with this secret; only its hash is kept.
+    pub fn from_secret(id: impl Into<String>, secret: &Secret) -> Self {
+        Self::new(id, sha256(secret.expose()))
+    }
+
+    /// A client whose secret hashes to `hex` (64 hex digits, e.g. from `sha256sum`).
+    pub fn from_hex_hash(id: impl Into<String>, hex: &str) -> Result<Self, AuthError> {
+        let bad = || AuthError::config("a client secret hash is 64 hexadecimal digits (SHA-256)");
+        let bytes = hex.as_bytes();
+        if bytes.len() != 64 {
+            return Err(bad());
+        }
+        let digit = |c: u8| char::from(c).to_digit(16).ok_or_else(bad);
+        let mut hash = [0u8; 32];
+        for (out, pair) in hash.iter_mut().zip(bytes.chunks_exact(2)) {
+            *out = (digit(pair[0])? << 4 | digit(pair[1])?) as u8;
+        }
+        Ok(Self::new(id, hash))
+    }
+
+    /// The scopes its tokens may carry; a request without `scope` gets all of them.
+    #[must_use]
+    pub fn with_scopes(mut self, scopes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The roles its tokens carry.
+    #[must_use]
+    pub fn with_roles(mut self, roles: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The tenant its tokens are limited to.
+    #[must_use]
+    pub fn with_tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
+    }
+}
+
+fn sha256(value: &str) -> [u8; 32] {
+    Sha256::digest(value.as_bytes()).into()
+}
+
+/// Issues short-lived HS256 JWTs to configured clients (PROTOCOL.md §6), and verifies them as
+/// a [`CallbackAuthorizer`] (signature, issuer, audience, expiry).
+///
+/// Tokens carry `iss`, `aud`, `sub` (the client id), `iat`, `exp`, `scope`, `roles` and, if the
+/// client has one, `tenant`. They live for the configured lifetime (default 1 hour), and
+/// `expires_in` tells the client so.
+///
+/// ```
+/// use hookgate::{Secret, auth::{IssuerClient, TokenIssuer}};
+/// let issuer = TokenIssuer::builder("https://hookgate.example.com", "hookgate",
+///         Secret::new("a signing key of at least thirty-two bytes"))
+///     .client(IssuerClient::from_secret("ci", &Secret::new("9f8e...random")).with_scopes(["callbacks"]))
+///     .build()
+///     .unwrap();
+/// let body = b"grant_type=client_credentials&client_id=ci&client_secret=9f8e...random&audience=hookgate";
+/// let answer = issuer.issue(Some("application/x-www-form-urlencoded"), body).unwrap();
+/// assert_eq!(answer.expires_in, 3600);
+/// ```
+pub struct TokenIssuer {
+    issuer: String,
+    audience: String,
+    key: EncodingKey,
+    verifier: JwtAuthorizer,
+    clients: Vec<IssuerClient>,
+    lifetime: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for TokenIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenIssuer")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("clients", &self.clients)
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`TokenIssuer`].
+#[must_use]
+pub struct TokenIssuerBuilder {
+    issuer: String,
+    audience: String,
+    key: Secret,
+    clients: Vec<IssuerClient>,
+    lifetime: Duration,
+    required_scope: Option<String>,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for TokenIssuerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenIssuerBuilder")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenIssuerBuilder {
+    /// Adds a client.
+    pub fn client(mut self, client: IssuerClient) -> Self {
+        self.clients.push(client);
+        self
+    }
+
+    /// How long issued tokens live (default 1 hour).
+    pub fn lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = lifetime;
+        self
+    }
+
+    /// When verifying, refuses tokens without this scope with [`AuthError::Forbidden`].
+    pub fn required_scope(mut self, scope: impl Into<String>) -> Self {
+        self.required_scope = Some(scope.into());
+        self
+    }
+
+    /// The clock for `iat`/`exp` and for verification (default: the system clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Builds the issuer; fails for a signing key shorter than 32 bytes, a lifetime under one
+    /// second, or two clients with the same id.
+    pub fn build(self) -> Result<TokenIssuer, AuthError> {
+        if self.lifetime.as_secs() == 0 {
+            return Err(AuthError::config(
+                "the token lifetime must be at least one second",
+            ));
+        }
+        if let Some(dup) = self
+            .clients
+            .iter()
+            .enumerate()
+            .find(|(i, c)| self.clients[..*i].iter().any(|o| o.id == c.id))
+        {
+            return Err(AuthError::config(format!(
+                "the client id {:?} is configured twice",
+                dup.1.id
+            )));
+        }
+        let mut verifier = JwtAuthorizer::builder(&self.issuer, &self.audience)
+            .hs256(self.key.clone())
+            .tenant_claim("tenant")
+            .clock(Arc::clone(&self.clock));
+        if let Some(scope) = self.required_scope {
+            verifier = verifier.required_scope(scope);
+        }
+        // Builds the verifier first: it refuses a key shorter than 32 bytes.
+        let verifier = verifier.build()?;
+        let key = EncodingKey::from_secret(self.key.expose().as_bytes())
+            .map_err(|_| AuthError::config("the signing key cannot be used for HS256"))?;
+        Ok(TokenIssuer {
+            issuer: self.issuer,
+            audience: self.audience,
+            key,
+            verifier,
+            clients: self.clients,
+            lifetime: self.lifetime,
+            clock: self.clock,
+        })
+    }
+}
+
+impl TokenIssuer {
+    /// A builder: tokens get `iss` = `issuer` and `aud` = `audience`, and are signed with
+    /// `signing_key` (a random value of at least 32 bytes).
+    pub fn builder(
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+        signing_key: impl Into<Secret>,
+    ) -> TokenIssuerBuilder {
+        TokenIssuerBuilder {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            key: signing_key.into(),
+            clients: Vec::new(),
+            lifetime: Duration::from_secs(3600),
+            required_scope: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Answers a token request: `content_type` is the request's `Content-Type`, `body` its
+    /// form (`grant_type=client_credentials`, `client_id`, `client_secret`, optional
+    /// `audience` and `scope`).
+    pub fn issue(
+        &self,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<TokenResponse, OAuthError> {
+        let form = TokenForm::parse(content_type, body)?;
+        match form.grant_type.as_deref() {
+            Some("client_credentials") => {}
+            Some(_) => {
+                return Err(OAuthError::UnsupportedGrantType(
+                    "only grant_type=client_credentials is supported".to_owned(),
+                ));
+            }
+            None => {
+                return Err(OAuthError::InvalidRequest(
+                    "`grant_type` is missing; send grant_type=client_credentials".to_owned(),
+                ));
+            }
+        }
+        let client = self.authenticate(form.client_id.as_deref(), form.client_secret.as_ref())?;
+        if let Some(audience) = form.audience.as_deref()
+            && audience != self.audience
+        {
+            return Err(OAuthError::InvalidRequest(format!(
+                "this issuer only issues tokens for the audience {:?}",
+                self.audience
+            )));
+        }
+        let scopes = match form.scope.as_deref() {
+            None => client.scopes.clone(),
+            Some(requested) => {
+                let requested: Vec<String> =
+                    requested.split_whitespace().map(str::to_owned).collect();
+                if !requested.iter().all(|s| client.scopes.contains(s)) {
+                    return Err(OAuthError::InvalidScope(
+                        "a requested scope is not granted to this client; ask for fewer scopes"
+                            .to_owned(),
+                    ));
+                }
+                requested
+            }
+        };
+        self.sign(client, scopes)
+    }
+
+    /// The client with these credentials. The secret is hashed and compared in constant time
+    /// even for an unknown client id, so timing does not tell which ids exist.
+    fn authenticate(
+        &self,
+        id: Option<&str>,
+        secret: Option<&Secret>,
+    ) -> Result<&IssuerClient, OAuthError> {
+        let refused = || {
+            OAuthError::InvalidClient(
+                "client authentication failed; check client_id and client_secret".to_owned(),
+            )
+        };
+        let (Some(id), Some(secret)) = (id, secret) else {
+            return Err(refused());
+        };
+        let presented = sha256(secret.expose());
+        let client = self.clients.iter().find(|c| c.id == id);
+        let expected = client.map_or([0u8; 32], |c| c.secret_sha256);
+        let matches = bool::from(presented.ct_eq(&expected));
+        match client {
+            Some(client) if matches => Ok(client),
+            _ => {
+                tracing::warn!(
+                    client_id = id,
+                    "refused a token request: bad client credentials"
+                );
+                Err(refused())
+            }
+        }
+    }
+
+    fn sign(
+        &self,
+        client: &IssuerClient,
+        scopes: Vec<String>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let now = self.clock.now().timestamp();
+        let lifetime = self.lifetime.as_secs();
+        let mut claims = json!({
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": client.id,
+            "iat": now,
+            "exp": now.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX)),
+            "scope": scopes.join(" "),
+            "roles": client.roles,
+        });
+        if let Some(tenant) = &client.tenant {
+            claims["tenant"] = json!(tenant);
+        }
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key)
+            .map_err(|_| OAuthError::ServerError("the token could not be signed".to_owned()))?;
+        tracing::info!(client_id = %client.id, "issued an access token");
+        Ok(TokenResponse {
+            access_token: Secret::new(token),
+            scope: scopes.join(" "),
+            expires_in: lifetime,
+        })
+    }
+}
+
+#[async_trait]
+impl CallbackAuthorizer for TokenIssuer {
+    async fn authorize(&self, bearer_token: &str) -> Result<Principal, AuthError> {
+        self.verifier.authorize(bearer_token).await
+    }
+}

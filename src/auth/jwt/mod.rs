@@ -1,0 +1,286 @@
+//! JWT verification of bearer tokens (feature `jwt`).
+
+mod claims;
+mod jwks;
+mod keys;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{Map, Value};
+
+use self::claims::ClaimRules;
+use self::jwks::Jwks;
+use self::keys::VerifyKey;
+use super::{AuthError, CallbackAuthorizer, Principal};
+use crate::Secret;
+use crate::clock::{Clock, SystemClock};
+use crate::transport::{DynTransport, HttpTransport};
+
+/// Verifies JWT bearer tokens: signature, issuer, audience, expiry, optional scope.
+///
+/// Keys are HS256 shared secrets, RS256/ES256 public keys in PEM, or the RS256/ES256 keys of a
+/// JWKS URL. Each key is pinned to its algorithm, so a token cannot choose another. A JWKS is
+/// fetched through an [`HttpTransport`] on first use, cached, and fetched again when a token
+/// names an unknown `kid` — at most once per [`jwks_refresh_interval`] (default 30 s).
+///
+/// `exp` and `nbf` are checked against the injected [`Clock`] with a leeway (default 60 s);
+/// `iss`, `aud`, `exp` and `sub` are required. The [`Principal`] gets `sub`, the scopes of the
+/// space-separated `scope` claim and the `scp` array, the roles of the roles claim (default
+/// `roles`, an array) and, if configured, the tenant claim. A valid token without the required
+/// scope is [`AuthError::Forbidden`].
+///
+/// ```
+/// use hookgate::auth::JwtAuthorizer;
+/// let authorizer = JwtAuthorizer::builder("https://idp.example.com/", "hookgate")
+///     .hs256("a shared secret of at least thirty-two bytes")
+///     .required_scope("callbacks")
+///     .build()
+///     .unwrap();
+/// ```
+///
+/// [`jwks_refresh_interval`]: JwtAuthorizerBuilder::jwks_refresh_interval
+pub struct JwtAuthorizer {
+    keys: Arc<[VerifyKey]>,
+    jwks: Option<Jwks>,
+    /// For HS256, RS256 and ES256, built once rather than per request.
+    validations: [Validation; 3],
+    rules: ClaimRules,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for JwtAuthorizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtAuthorizer")
+            .field("keys", &self.keys)
+            .field("jwks", &self.jwks.is_some())
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`JwtAuthorizer`].
+#[must_use]
+pub struct JwtAuthorizerBuilder {
+    issuer: String,
+    audience: String,
+    keys: Vec<Result<VerifyKey, AuthError>>,
+    jwks: Option<(String, DynTransport)>,
+    refresh_interval: Duration,
+    leeway: Duration,
+    rules: ClaimRules,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for JwtAuthorizerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtAuthorizerBuilder")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtAuthorizer {
+    /// A builder for tokens whose `iss` is `issuer` and whose `aud` is or contains `audience`.
+    pub fn builder(issuer: impl Into<String>, audience: impl Into<String>) -> JwtAuthorizerBuilder {
+        JwtAuthorizerBuilder {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            keys: Vec::new(),
+            jwks: None,
+            refresh_interval: Duration::from_secs(30),
+            leeway: Duration::from_secs(60),
+            rules: ClaimRules {
+                leeway_secs: 60,
+                required_scope: None,
+                roles_claim: "roles".to_owned(),
+                tenant_claim: None,
+            },
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The keys to try: the configured ones if one fits, else the JWKS's (refreshed if the
+    /// token's `kid` is unknown).
+    async fn key_set(&self, header: &jsonwebtoken::Header) -> Result<Arc<[VerifyKey]>, AuthError> {
+        match &self.jwks {
+            Some(jwks) if !self.keys.iter().any(|k| k.fits(header)) => {
+                jwks.keys(header.kid.as_deref()).await
+            }
+            _ => Ok(Arc::clone(&self.keys)),
+        }
+    }
+
+    fn validation(&self, alg: Algorithm) -> &Validation {
+        // A `VerifyKey` only ever holds one of these three algorithms.
+        match alg {
+            Algorithm::HS256 => &self.validations[0],
+            Algorithm::RS256 => &self.validations[1],
+            _ => &self.validations[2],
+        }
+    }
+}
+
+impl JwtAuthorizerBuilder {
+    /// Accepts HS256 tokens signed with `secret` (at least 32 bytes).
+    pub fn hs256(mut self, secret: impl Into<Secret>) -> Self {
+        let secret = secret.into();
+        self.keys.push(VerifyKey::hs256(secret.expose().as_bytes()));
+        self
+    }
+
+    /// Accepts RS256 tokens signed by the private half of this PEM public key.
+    pub fn rs256_pem(mut self, pem: &[u8]) -> Self {
+        self.keys.push(VerifyKey::rs256_pem(pem));
+        self
+    }
+
+    /// Accepts ES256 tokens signed by the private half of this PEM public key (P-256).
+    pub fn es256_pem(mut self, pem: &[u8]) -> Self {
+        self.keys.push(VerifyKey::es256_pem(pem));
+        self
+    }
+
+    /// Accepts tokens signed by the RS256/ES256 keys published at `url`, fetched through
+    /// `transport`.
+    pub fn jwks(mut self, url: impl Into<String>, transport: impl HttpTransport + 'static) -> Self {
+        self.jwks = Some((url.into(), Arc::new(transport)));
+        self
+    }
+
+    /// The shortest time between two JWKS fetches (default 30 s).
+    pub fn jwks_refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = interval;
+        self
+    }
+
+    /// How far `exp` and `nbf` may be off to allow for clock skew (default 60 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Refuses valid tokens without this scope with [`AuthError::Forbidden`].
+    pub fn required_scope(mut self, scope: impl Into<String>) -> Self {
+        self.rules.required_scope = Some(scope.into());
+        self
+    }
+
+    /// The claim holding the principal's roles (default `roles`).
+    pub fn roles_claim(mut self, claim: impl Into<String>) -> Self {
+        self.rules.roles_claim = claim.into();
+        self
+    }
+
+    /// The claim holding the principal's tenant (default: none).
+    pub fn tenant_claim(mut self, claim: impl Into<String>) -> Self {
+        self.rules.tenant_claim = Some(claim.into());
+        self
+    }
+
+    /// The clock `exp` and `nbf` are checked against (default: the system clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Builds the authorizer; fails if a key does not parse or no key source was given.
+    pub fn build(self) -> Result<JwtAuthorizer, AuthError> {
+        let keys = self.keys.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let jwks = match self.jwks {
+            None => None,
+            Some((url, transport)) => {
+                let uri: http::Uri = url
+                    .parse()
+                    .map_err(|_| AuthError::config("the JWKS URL is not a valid URL"))?;
+                if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                    return Err(AuthError::config(
+                        "the JWKS URL must be an absolute http(s) URL",
+                    ));
+                }
+                Some(Jwks::new(
+                    uri,
+                    transport,
+                    self.refresh_interval,
+                    Arc::clone(&self.clock),
+                ))
+            }
+        };
+        if keys.is_empty() && jwks.is_none() {
+            return Err(AuthError::config(
+                "no key to verify tokens with; configure an HS256 secret, a PEM public key or a JWKS URL",
+            ));
+        }
+        let leeway_secs = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
+        let validations = [Algorithm::HS256, Algorithm::RS256, Algorithm::ES256]
+            .map(|alg| validation(alg, &self.issuer, &self.audience));
+        Ok(JwtAuthorizer {
+            keys: keys.into(),
+            jwks,
+            validations,
+            rules: ClaimRules {
+                leeway_secs,
+                ..self.rules
+            },
+            clock: self.clock,
+        })
+    }
+}
+
+/// Signature, issuer and audience are checked by jsonwebtoken; `exp`/`nbf` by
+/// [`ClaimRules`] against the injected clock, since jsonwebtoken reads the system clock.
+fn validation(alg: Algorithm, issuer: &str, audience: &str) -> Validation {
+    let mut v = Validation::new(alg);
+    v.set_issuer(&[issuer]);
+    v.set_audience(&[audience]);
+    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v
+}
+
+fn refusal(kind: &ErrorKind) -> AuthError {
+    AuthError::invalid(match kind {
+        ErrorKind::InvalidSignature => "its signature does not verify",
+        ErrorKind::InvalidIssuer => "it was issued by another issuer",
+        ErrorKind::InvalidAudience => "it is meant for another audience",
+        ErrorKind::InvalidAlgorithm => "its algorithm does not match the key",
+        ErrorKind::MissingRequiredClaim(claim) => {
+            return AuthError::invalid(format!("it lacks the `{claim}` claim"));
+        }
+        ErrorKind::InvalidClaimFormat(claim) => {
+            return AuthError::invalid(format!("its `{claim}` claim is malformed"));
+        }
+        _ => "it is not a well-formed JWT",
+    })
+}
+
+#[async_trait]
+impl CallbackAuthorizer for JwtAuthorizer {
+    async fn authorize(&self, bearer_token: &str) -> Result<Principal, AuthError> {
+        let header = jsonwebtoken::decode_header(bearer_token)
+            .map_err(|_| AuthError::invalid("it is not a well-formed JWT"))?;
+        let keys = self.key_set(&header).await?;
+        let mut refused = AuthError::invalid(match header.kid {
+            Some(_) => "no configured key has the token's `kid` and algorithm",
+            None => "no configured key fits the token's algorithm",
+        });
+        for key in keys.iter().filter(|k| k.fits(&header)) {
+            let validation = self.validation(key.alg);
+            match jsonwebtoken::decode::<Map<String, Value>>(bearer_token, &key.key, validation) {
+                Ok(data) => return self.rules.principal(&data.claims, self.clock.now()),
+                // Another key (during a rotation) may still verify it.
+                Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => {
+                    refused = refusal(e.kind());
+                }
+                Err(e) => return Err(refusal(e.kind())),
+            }
+        }
+        Err(refused)
+    }
+}

@@ -1,0 +1,200 @@
+use std::error::Error;
+
+use bytes::Bytes;
+use http::HeaderValue;
+use http_body::Body;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::{Map, Value};
+
+use super::CallbackReport;
+
+/// Why a body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadError {
+    /// It is longer than the limit; the rest was left unread.
+    TooLarge,
+    /// The stream failed (e.g. the client went away).
+    Broken,
+}
+
+/// Reads at most `limit` bytes: a declared length over the limit is refused before reading,
+/// and an undeclared one as soon as the bytes read pass it, so an oversized body is never
+/// buffered.
+pub(super) async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, ReadError>
+where
+    B: Body,
+    B::Error: Into<Box<dyn Error + Send + Sync>>,
+{
+    if body.size_hint().lower() > limit as u64 {
+        return Err(ReadError::TooLarge);
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(ReadError::TooLarge),
+        Err(_) => Err(ReadError::Broken),
+    }
+}
+
+/// Whether a `Content-Type` allows a JSON body: absent, `application/json` or
+/// `application/<anything>+json`, parameters such as `charset` allowed.
+pub(super) fn is_json(content_type: Option<&HeaderValue>) -> bool {
+    let Some(value) = content_type else {
+        return true;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    let subtype = subtype.to_ascii_lowercase();
+    kind.eq_ignore_ascii_case("application") && (subtype == "json" || subtype.ends_with("+json"))
+}
+
+/// Parses a callback body (PROTOCOL.md §5, §8). The error says which field is wrong.
+///
+/// With `success` the body is an outcome (an `inProgress` beside it is ignored); without it,
+/// `"inProgress": true` and an `mdMessage` make a progress note. `"mdMessage": null` counts as
+/// absent. Unknown fields are ignored.
+pub(super) fn parse_callback(body: &[u8], message_limit: usize) -> Result<CallbackReport, String> {
+    let object = object(body, r#"{"success": true, "mdMessage": "..."}"#)?;
+    let message = text(&object, "mdMessage", message_limit)?;
+    match object.get("success") {
+        Some(Value::Bool(success)) => Ok(CallbackReport::Outcome {
+            success: *success,
+            message,
+        }),
+        Some(_) => Err("`success` must be the JSON boolean true or false (not a string or null)".to_owned()),
+        None => match object.get("inProgress") {
+            Some(Value::Bool(true)) => message
+                .map(|message| CallbackReport::Progress { message })
+                .ok_or_else(|| "`mdMessage` is missing; a progress note (`\"inProgress\": true`) needs one".to_owned()),
+            Some(Value::Bool(false)) | None => Err(
+                "`success` is missing; send true or false (or `\"inProgress\": true` with an `mdMessage` for a progress note)"
+                    .to_owned(),
+            ),
+            Some(_) => Err("`inProgress` must be the JSON boolean true or false".to_owned()),
+        },
+    }
+}
+
+/// Parses an approval body: empty, or `{"comment": "..."}`.
+pub(super) fn parse_decision(body: &[u8], comment_limit: usize) -> Result<Option<String>, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    text(
+        &object(body, r#"{"comment": "..."}"#)?,
+        "comment",
+        comment_limit,
+    )
+}
+
+fn object(body: &[u8], example: &str) -> Result<Map<String, Value>, String> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(format!("the body must be a JSON object such as {example}")),
+        Err(e) => Err(format!(
+            "the body is not valid UTF-8 JSON ({e}); send a JSON object such as {example}"
+        )),
+    }
+}
+
+/// An optional string field: absent and `null` are `None`.
+fn text(object: &Map<String, Value>, field: &str, limit: usize) -> Result<Option<String>, String> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() <= limit => Ok(Some(s.clone())),
+        Some(Value::String(_)) => Err(format!(
+            "`{field}` is longer than {limit} bytes; shorten it"
+        )),
+        Some(_) => Err(format!("`{field}` must be a string")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<CallbackReport, String> {
+        parse_callback(body.as_bytes(), 16)
+    }
+
+    #[test]
+    fn outcomes_and_progress_notes() {
+        assert_eq!(
+            parse(r#"{"success": false, "mdMessage": "broken", "extra": [1]}"#),
+            Ok(CallbackReport::Outcome {
+                success: false,
+                message: Some("broken".into())
+            })
+        );
+        assert_eq!(
+            parse(r#"{"success": true, "mdMessage": null}"#),
+            Ok(CallbackReport::Outcome {
+                success: true,
+                message: None
+            })
+        );
+        assert_eq!(
+            parse(r#"{"inProgress": true, "mdMessage": "50%"}"#),
+            Ok(CallbackReport::Progress {
+                message: "50%".into()
+            })
+        );
+    }
+
+    #[test]
+    fn each_refusal_names_the_field() {
+        for (body, field) in [
+            (r#"{"success": "true"}"#, "`success`"),
+            (r#"{"success": null}"#, "`success`"),
+            (r#"{}"#, "`success`"),
+            (r#"{"inProgress": false}"#, "`success`"),
+            (r#"{"inProgress": 1}"#, "`inProgress`"),
+            (r#"{"inProgress": true}"#, "`mdMessage`"),
+            (r#"{"success": true, "mdMessage": 5}"#, "`mdMessage`"),
+            (
+                r#"{"success": true, "mdMessage": "seventeen bytes!!"}"#,
+                "`mdMessage`",
+            ),
+            ("[]", "JSON object"),
+            ("", "not valid"),
+        ] {
+            let err = parse(body).unwrap_err();
+            assert!(err.contains(field), "{body}: {err}");
+        }
+        assert!(parse_callback(b"{\"success\": \xff}", 16).is_err());
+    }
+
+    #[test]
+    fn content_types() {
+        let ct = |v: &'static str| Some(HeaderValue::from_static(v));
+        assert!(is_json(None));
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/vnd.x+json",
+        ] {
+            assert!(is_json(ct(ok).as_ref()), "{ok}");
+        }
+        for bad in ["text/plain", "application/jsonx", "json", "text/json", ""] {
+            assert!(!is_json(ct(bad).as_ref()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn decisions_take_an_optional_comment() {
+        assert_eq!(parse_decision(b"", 8), Ok(None));
+        assert_eq!(
+            parse_decision(br#"{"comment": "ok"}"#, 8),
+            Ok(Some("ok".into()))
+        );
+        assert!(
+            parse_decision(br#"{"comment": 1}"#, 8)
+                .unwrap_err()
+                .contains("`comment`")
+        );
+    }
+}

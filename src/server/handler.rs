@@ -1,0 +1,270 @@
+use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body::Body;
+use serde_json::json;
+
+use super::body::{self, ReadError};
+use super::route::{NoRoute, Route};
+use super::{GateService, response};
+use crate::auth::{AuthError, CallbackAuthorizer, Principal};
+use crate::config::GateId;
+use crate::core::{CallbackAck, CallbackId, Decision, DeploymentId};
+
+/// Serves callbacks and approvals over plain `http` types, for any server framework.
+///
+/// Routes, below an optional prefix (all `POST`):
+/// - `/callbacks/<id>` and `/callbacks/<id>/callback`: a callback (PROTOCOL.md §5, §8).
+///   `200 {"status": "applied"}` when it resolved the gate, `{"status": "duplicate"}` for a
+///   repeat of the same outcome, `{"status": "recorded"}` for a progress note.
+/// - `/deployments/<deployment>/gates/<gate>/approve` and `/reject`, body empty or
+///   `{"comment": "..."}`: a decision by the token's principal (its subject and roles).
+///   `200 {"status": "approved"}` or `{"status": "rejected"}`.
+///
+/// Every refusal is `{"error": "<code>", "message": "..."}` with the status of §5's table:
+/// `unknown_callback` 404 (also for a malformed id), `conflict` 409, `gate_closed` 410,
+/// `unauthorized` 401 with `WWW-Authenticate: Bearer`, `forbidden` 403, `invalid_body` 400
+/// naming the field, `body_too_large` 413, `unsupported_media_type` 415, `unavailable` 503;
+/// also `not_found` 404, `unknown_deployment`/`unknown_gate` 404 and `method_not_allowed` 405.
+///
+/// The checks run in this order, so that nothing is read before the sender is known: path,
+/// method, bearer token, `Content-Type`, body size (while reading), body.
+pub struct CallbackHandler {
+    gates: Arc<dyn GateService>,
+    authorizer: Arc<dyn CallbackAuthorizer>,
+    prefix: String,
+    body_limit: usize,
+    message_limit: usize,
+    approval_scope: Option<String>,
+}
+
+impl fmt::Debug for CallbackHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallbackHandler")
+            .field("prefix", &self.prefix)
+            .field("body_limit", &self.body_limit)
+            .field("message_limit", &self.message_limit)
+            .field("approval_scope", &self.approval_scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CallbackHandler {
+    /// The default body limit: 64 KiB.
+    pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+    /// The default longest `mdMessage` or `comment`: 64 KiB.
+    pub const DEFAULT_MESSAGE_LIMIT: usize = 64 * 1024;
+
+    /// A handler applying requests to `gates`, with senders authorized by `authorizer`.
+    pub fn new(gates: Arc<dyn GateService>, authorizer: Arc<dyn CallbackAuthorizer>) -> Self {
+        Self {
+            gates,
+            authorizer,
+            prefix: String::new(),
+            body_limit: Self::DEFAULT_BODY_LIMIT,
+            message_limit: Self::DEFAULT_MESSAGE_LIMIT,
+            approval_scope: None,
+        }
+    }
+
+    /// Serves the routes below `prefix` (e.g. `/hookgate`) in [`handle`](Self::handle).
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// The largest body read; a larger one is refused with 413 without being read.
+    #[must_use]
+    pub fn with_body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// The longest `mdMessage` or approval `comment`, in bytes.
+    #[must_use]
+    pub fn with_message_limit(mut self, bytes: usize) -> Self {
+        self.message_limit = bytes;
+        self
+    }
+
+    /// Requires this scope to approve or reject, so that tokens meant for callbacks cannot
+    /// decide approvals (403 otherwise).
+    #[must_use]
+    pub fn with_approval_scope(mut self, scope: impl Into<String>) -> Self {
+        self.approval_scope = Some(scope.into());
+        self
+    }
+
+    /// Answers one request whose path includes the prefix.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<Bytes>
+    where
+        B: Body + Send,
+        B::Data: Send,
+        B::Error: Into<Box<dyn Error + Send + Sync>>,
+    {
+        let route = match request.uri().path().strip_prefix(self.prefix.as_str()) {
+            Some(rest) => Route::parse(rest),
+            None => Err(NoRoute::NotFound),
+        };
+        self.serve(route, request).await
+    }
+
+    /// Answers one request whose path is already below the mount point (axum's `nest`
+    /// strips it), ignoring the prefix.
+    #[cfg(feature = "axum")]
+    pub(super) async fn handle_unprefixed<B>(&self, request: Request<B>) -> Response<Bytes>
+    where
+        B: Body + Send,
+        B::Data: Send,
+        B::Error: Into<Box<dyn Error + Send + Sync>>,
+    {
+        let route = Route::parse(request.uri().path());
+        self.serve(route, request).await
+    }
+
+    async fn serve<B>(&self, route: Result<Route, NoRoute>, request: Request<B>) -> Response<Bytes>
+    where
+        B: Body + Send,
+        B::Data: Send,
+        B::Error: Into<Box<dyn Error + Send + Sync>>,
+    {
+        let route = match route {
+            Ok(route) => route,
+            Err(why) => return response::no_route(why),
+        };
+        if request.method() != Method::POST {
+            return response::method_not_allowed();
+        }
+        let principal = match self.authorize(request.headers(), &route).await {
+            Ok(principal) => principal,
+            Err(err) => return response::auth(&err),
+        };
+        if !body::is_json(request.headers().get(CONTENT_TYPE)) {
+            return response::error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON; send Content-Type: application/json",
+            );
+        }
+        let bytes = match body::read_limited(request.into_body(), self.body_limit).await {
+            Ok(bytes) => bytes,
+            Err(ReadError::TooLarge) => {
+                return response::error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format_args!("the body is larger than {} bytes", self.body_limit),
+                );
+            }
+            Err(ReadError::Broken) => {
+                return response::error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    "the body could not be read to its end",
+                );
+            }
+        };
+        match route {
+            Route::Callback(id) => self.callback(id, &bytes, &principal).await,
+            Route::Decide {
+                deployment,
+                gate,
+                approve,
+            } => {
+                self.decide(&deployment, gate, approve, &bytes, &principal)
+                    .await
+            }
+        }
+    }
+
+    async fn authorize(&self, headers: &HeaderMap, route: &Route) -> Result<Principal, AuthError> {
+        let principal = self.authorizer.authorize(bearer(headers)?).await?;
+        if let (Route::Decide { .. }, Some(scope)) = (route, &self.approval_scope)
+            && !principal.has_scope(scope)
+        {
+            return Err(AuthError::Forbidden {
+                reason: format!("deciding approvals needs the scope `{scope}`"),
+            });
+        }
+        Ok(principal)
+    }
+
+    async fn callback(&self, id: CallbackId, body: &[u8], by: &Principal) -> Response<Bytes> {
+        let report = match body::parse_callback(body, self.message_limit) {
+            Ok(report) => report,
+            Err(problem) => return invalid_body(problem),
+        };
+        let progress = matches!(report, super::CallbackReport::Progress { .. });
+        match self.gates.callback(id, report, by).await {
+            Ok(ack) => {
+                let status = match ack {
+                    _ if progress => "recorded",
+                    CallbackAck::Duplicate => "duplicate",
+                    _ => "applied",
+                };
+                tracing::info!(callback = %id, subject = %by.subject, status, "callback accepted");
+                response::json(StatusCode::OK, &json!({ "status": status }))
+            }
+            Err(err) => response::gate(&err),
+        }
+    }
+
+    async fn decide(
+        &self,
+        deployment: &DeploymentId,
+        gate: GateId,
+        approve: bool,
+        body: &[u8],
+        by: &Principal,
+    ) -> Response<Bytes> {
+        let comment = match body::parse_decision(body, self.message_limit) {
+            Ok(comment) => comment,
+            Err(problem) => return invalid_body(problem),
+        };
+        let decision = if approve {
+            Decision::approve(&by.subject, &by.roles)
+        } else {
+            Decision::reject(&by.subject, &by.roles)
+        };
+        let decision = match comment {
+            Some(comment) => decision.with_comment(comment),
+            None => decision,
+        };
+        match self.gates.decide(deployment, gate, decision, by).await {
+            Ok(()) => {
+                let status = if approve { "approved" } else { "rejected" };
+                tracing::info!(%deployment, %gate, subject = %by.subject, status, "decision applied");
+                response::json(StatusCode::OK, &json!({ "status": status }))
+            }
+            Err(err) => response::gate(&err),
+        }
+    }
+}
+
+fn invalid_body(problem: String) -> Response<Bytes> {
+    response::error(StatusCode::BAD_REQUEST, "invalid_body", problem)
+}
+
+/// The token of `Authorization: Bearer <token>` (the scheme is case-insensitive).
+fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
+    let value = headers.get(AUTHORIZATION).ok_or(AuthError::MissingToken)?;
+    let value = value.to_str().map_err(|_| AuthError::MalformedToken {
+        reason: "the header holds characters a token cannot have",
+    })?;
+    let (scheme, token) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::MalformedToken {
+            reason: "it uses another scheme than Bearer",
+        });
+    }
+    match token.trim() {
+        "" => Err(AuthError::MalformedToken {
+            reason: "the token is empty",
+        }),
+        token => Ok(token),
+    }
+}

@@ -1,0 +1,92 @@
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::{any, get};
+
+use super::CallbackHandler;
+#[cfg(feature = "issuer")]
+use crate::auth::TokenIssuer;
+
+/// What [`router`] serves: the callback handler and, optionally, a token issuer.
+#[derive(Debug, Clone)]
+pub struct ServerState {
+    handler: Arc<CallbackHandler>,
+    #[cfg(feature = "issuer")]
+    issuer: Option<Arc<TokenIssuer>>,
+}
+
+impl ServerState {
+    /// Serves `handler`'s callbacks and approvals.
+    pub fn new(handler: CallbackHandler) -> Self {
+        Self {
+            handler: Arc::new(handler),
+            #[cfg(feature = "issuer")]
+            issuer: None,
+        }
+    }
+
+    /// Also serves `POST /oauth/token` for `issuer` (feature `issuer`).
+    #[cfg(feature = "issuer")]
+    #[must_use]
+    pub fn with_issuer(mut self, issuer: Arc<TokenIssuer>) -> Self {
+        self.issuer = Some(issuer);
+        self
+    }
+}
+
+/// The axum router (feature `axum`):
+///
+/// - `POST /callbacks/{id}`, `POST /callbacks/{id}/callback`,
+///   `POST /deployments/{deployment}/gates/{gate}/approve` and `/reject`: the
+///   [`CallbackHandler`], which answers every method and error itself;
+/// - `POST /oauth/token`: the token issuer, when one is configured;
+/// - `GET /healthz`: `200 {"status": "ok"}`.
+///
+/// Mount it under a prefix with [`Router::nest`]; the handler's own prefix is not used here.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use hookgate::{auth::StaticTokens, clock::SystemClock, server::*};
+/// let gates = Arc::new(MemoryGates::new(SystemClock));
+/// let handler = CallbackHandler::new(gates, Arc::new(StaticTokens::new()));
+/// let app: axum::Router = axum::Router::new().nest("/hookgate", router(ServerState::new(handler)));
+/// ```
+pub fn router(state: ServerState) -> Router {
+    let router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/callbacks/{id}", any(delegate))
+        .route("/callbacks/{id}/callback", any(delegate))
+        .route(
+            "/deployments/{deployment}/gates/{gate}/{decision}",
+            any(delegate),
+        );
+    #[cfg(feature = "issuer")]
+    let router = match state.issuer.clone() {
+        Some(issuer) => router.route(
+            "/oauth/token",
+            any(move |request: Request| async move {
+                super::token_endpoint(&issuer, request)
+                    .await
+                    .map(Body::from)
+            }),
+        ),
+        None => router,
+    };
+    router.with_state(state)
+}
+
+async fn delegate(State(state): State<ServerState>, request: Request) -> Response {
+    state
+        .handler
+        .handle_unprefixed(request)
+        .await
+        .map(Body::from)
+}
+
+async fn healthz() -> Response {
+    super::response::json(http::StatusCode::OK, &serde_json::json!({"status": "ok"}))
+        .map(Body::from)
+}

@@ -1,0 +1,59 @@
+use std::error::Error;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+
+use super::body::{ReadError, read_limited};
+use crate::auth::{OAuthError, TokenIssuer};
+
+/// A token request is a few hundred bytes of form.
+const TOKEN_BODY_LIMIT: usize = 16 * 1024;
+
+/// Serves `POST <token URL>` for `issuer` (PROTOCOL.md §6): `200` with the token, or an
+/// RFC 6749 §5.2 error (`{"error", "error_description"}`) with its status. Answers are marked
+/// `Cache-Control: no-store` as RFC 6749 §5.1 requires.
+pub async fn token_endpoint<B>(issuer: &TokenIssuer, request: Request<B>) -> Response<Bytes>
+where
+    B: Body + Send,
+    B::Data: Send,
+    B::Error: Into<Box<dyn Error + Send + Sync>>,
+{
+    if request.method() != Method::POST {
+        let error = OAuthError::InvalidRequest("send the token request with POST".to_owned());
+        return answer(StatusCode::METHOD_NOT_ALLOWED, error.to_json());
+    }
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = match read_limited(request.into_body(), TOKEN_BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(ReadError::TooLarge) => {
+            let error = OAuthError::InvalidRequest(format!(
+                "the token request is larger than {TOKEN_BODY_LIMIT} bytes"
+            ));
+            return answer(StatusCode::PAYLOAD_TOO_LARGE, error.to_json());
+        }
+        Err(ReadError::Broken) => {
+            let error = OAuthError::InvalidRequest("the body could not be read".to_owned());
+            return answer(error.status(), error.to_json());
+        }
+    };
+    match issuer.issue(content_type.as_deref(), &body) {
+        Ok(token) => answer(StatusCode::OK, token.to_json()),
+        Err(error) => answer(error.status(), error.to_json()),
+    }
+}
+
+fn answer(status: StatusCode, body: Bytes) -> Response<Bytes> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}

@@ -1,0 +1,232 @@
+//! `TokenIssuer`: PROTOCOL.md §6's token request, RFC 6749 §5.2 errors, and verification of
+//! the tokens it issued.
+#![cfg(all(feature = "issuer", feature = "test-util"))]
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, TimeZone, Utc};
+use hookgate::Secret;
+use hookgate::auth::{AuthError, CallbackAuthorizer, IssuerClient, OAuthError, TokenIssuer};
+use hookgate::test_util::ManualClock;
+use http::StatusCode;
+use serde_json::Value;
+
+const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+const KEY: &str = "signing key: 32+ random bytes in production";
+const SECRET: &str = "c1f0e5d8a7b6c5d4e3f2a1b0c9d8e7f6";
+/// Exactly what the receiver's client-credentials token source sends.
+const REQUEST: &str = "audience=hookgate&grant_type=client_credentials&client_id=ci&client_secret=c1f0e5d8a7b6c5d4e3f2a1b0c9d8e7f6";
+
+fn clock() -> ManualClock {
+    ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap())
+}
+
+fn issuer(clock: &ManualClock) -> TokenIssuer {
+    TokenIssuer::builder("https://hookgate.example", "hookgate", KEY)
+        .client(
+            IssuerClient::from_secret("ci", &Secret::new(SECRET))
+                .with_scopes(["callbacks", "approvals"])
+                .with_roles(["release-manager"])
+                .with_tenant("payments"),
+        )
+        .client(IssuerClient::new("other", [7; 32]))
+        .lifetime(Duration::from_secs(600))
+        .clock(clock.clone())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_issued_token_carries_the_clients_grants_and_verifies_until_it_expires() {
+    let clock = clock();
+    let issuer = issuer(&clock);
+    let answer = issuer.issue(FORM, REQUEST.as_bytes()).unwrap();
+    assert_eq!(
+        (answer.expires_in, answer.scope.as_str()),
+        (600, "callbacks approvals")
+    );
+    let json: Value = serde_json::from_slice(&answer.to_json()).unwrap();
+    assert_eq!(json["token_type"], "Bearer");
+    assert_eq!(json["expires_in"], 600);
+    let token = json["access_token"].as_str().unwrap();
+    assert!(
+        !format!("{answer:?}").contains(token),
+        "Debug redacts the token"
+    );
+
+    let principal = issuer.authorize(token).await.unwrap();
+    assert_eq!(principal.subject, "ci");
+    assert_eq!(principal.scopes, ["callbacks", "approvals"]);
+    assert_eq!(principal.roles, ["release-manager"]);
+    assert_eq!(principal.tenant.as_deref(), Some("payments"));
+
+    clock.advance(TimeDelta::seconds(600 + 61));
+    assert_eq!(issuer.authorize(token).await, Err(AuthError::ExpiredToken));
+}
+
+#[tokio::test]
+async fn a_narrower_scope_may_be_asked_for_and_a_wider_one_is_invalid_scope() {
+    let clock = clock();
+    let issuer = issuer(&clock);
+    let narrow = issuer
+        .issue(FORM, format!("{REQUEST}&scope=callbacks").as_bytes())
+        .unwrap();
+    assert_eq!(narrow.scope, "callbacks");
+    let principal = issuer
+        .authorize(narrow.access_token.expose())
+        .await
+        .unwrap();
+    assert_eq!(principal.scopes, ["callbacks"]);
+    let wide = issuer.issue(
+        FORM,
+        format!("{REQUEST}&scope=callbacks%20admin").as_bytes(),
+    );
+    assert!(matches!(wide, Err(OAuthError::InvalidScope(_))), "{wide:?}");
+}
+
+#[test]
+fn refused_requests_get_rfc_6749_errors() {
+    let clock = clock();
+    let issuer = issuer(&clock);
+    let cases: [(&str, Option<&str>, &str, &str, StatusCode); 10] = [
+        (
+            "json body",
+            Some("application/json"),
+            REQUEST,
+            "invalid_request",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "no content type",
+            None,
+            REQUEST,
+            "invalid_request",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "no grant type",
+            FORM,
+            "client_id=ci&client_secret=x",
+            "invalid_request",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "password grant",
+            FORM,
+            "grant_type=password&client_id=ci&client_secret=x",
+            "unsupported_grant_type",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "wrong secret",
+            FORM,
+            "grant_type=client_credentials&client_id=ci&client_secret=c1f0e5d8a7b6c5d4e3f2a1b0c9d8e7f7",
+            "invalid_client",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "unknown client",
+            FORM,
+            "grant_type=client_credentials&client_id=nobody&client_secret=c1f0e5d8a7b6c5d4e3f2a1b0c9d8e7f6",
+            "invalid_client",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "no secret",
+            FORM,
+            "grant_type=client_credentials&client_id=ci",
+            "invalid_client",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "no client",
+            FORM,
+            "grant_type=client_credentials",
+            "invalid_client",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "repeated parameter",
+            FORM,
+            "grant_type=client_credentials&grant_type=client_credentials&client_id=ci&client_secret=x",
+            "invalid_request",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "other audience",
+            FORM,
+            "audience=other&grant_type=client_credentials&client_id=ci&client_secret=c1f0e5d8a7b6c5d4e3f2a1b0c9d8e7f6",
+            "invalid_request",
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (what, content_type, body, code, status) in cases {
+        let err = issuer.issue(content_type, body.as_bytes()).unwrap_err();
+        assert_eq!((err.code(), err.status()), (code, status), "{what}");
+        let json: Value = serde_json::from_slice(&err.to_json()).unwrap();
+        assert_eq!(json["error"], code, "{what}");
+        let description = json["error_description"].as_str().unwrap();
+        assert!(
+            !description.is_empty() && !description.contains(SECRET),
+            "{what}: {description}"
+        );
+    }
+    assert!(
+        issuer.issue(FORM, b"\xff\xfe=\x00&&==").is_err(),
+        "garbage is refused, not panicked on"
+    );
+}
+
+#[tokio::test]
+async fn tokens_of_another_issuer_or_key_are_refused() {
+    let clock = clock();
+    let ours = issuer(&clock);
+    let theirs = TokenIssuer::builder("https://other.example", "hookgate", KEY)
+        .client(IssuerClient::from_secret("ci", &Secret::new(SECRET)))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let other_key = TokenIssuer::builder(
+        "https://hookgate.example",
+        "hookgate",
+        "another signing key, 32 bytes long!",
+    )
+    .client(IssuerClient::from_secret("ci", &Secret::new(SECRET)))
+    .clock(clock.clone())
+    .build()
+    .unwrap();
+    for foreign in [&theirs, &other_key] {
+        let token = foreign
+            .issue(FORM, REQUEST.as_bytes())
+            .unwrap()
+            .access_token;
+        let err = ours.authorize(token.expose()).await.unwrap_err();
+        assert_eq!(err.status(), StatusCode::UNAUTHORIZED, "{err}");
+    }
+}
+
+#[test]
+fn configuration_is_checked() {
+    let hash = "c5b6a1b0e4a1b4b2a5d3c4e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1";
+    assert!(IssuerClient::from_hex_hash("ci", hash).is_ok());
+    for bad in ["", "zz", &hash[1..], &format!("+{}", &hash[1..])] {
+        assert!(IssuerClient::from_hex_hash("ci", bad).is_err(), "{bad}");
+    }
+    let builder = || TokenIssuer::builder("iss", "aud", KEY);
+    let errors = [
+        TokenIssuer::builder("iss", "aud", "short")
+            .build()
+            .unwrap_err(),
+        builder().lifetime(Duration::ZERO).build().unwrap_err(),
+        builder()
+            .client(IssuerClient::new("ci", [0; 32]))
+            .client(IssuerClient::new("ci", [1; 32]))
+            .build()
+            .unwrap_err(),
+    ];
+    for err in errors {
+        assert!(matches!(err, AuthError::Config { .. }), "{err}");
+    }
+    let debug = format!("{:?}", builder().build().unwrap());
+    assert!(!debug.contains(KEY), "{debug}");
+}

@@ -1,0 +1,405 @@
+//! `JwtAuthorizer`: HS256, RS256 and ES256 keys; issuer, audience, expiry, leeway and scope;
+//! a JWKS served by wiremock, refreshed for unknown `kid`s at a limited rate.
+#![cfg(all(feature = "jwt", feature = "test-util", feature = "reqwest"))]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeDelta, TimeZone, Utc};
+use hookgate::auth::{AuthError, CallbackAuthorizer, JwtAuthorizer};
+use hookgate::clock::Clock;
+use hookgate::test_util::ManualClock;
+use hookgate::transport::ReqwestTransport;
+use http::StatusCode;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const ISS: &str = "https://idp.example";
+const AUD: &str = "hookgate";
+const SECRET: &str = "a shared HS256 secret that is long enough";
+const RSA_PRIVATE: &[u8] = include_bytes!("data/jwt/rsa_private.pem");
+const RSA_PUBLIC: &[u8] = include_bytes!("data/jwt/rsa_public.pem");
+const EC_PRIVATE: &[u8] = include_bytes!("data/jwt/ec_private.pem");
+const EC_PUBLIC: &[u8] = include_bytes!("data/jwt/ec_public.pem");
+
+fn clock() -> ManualClock {
+    ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap())
+}
+
+fn claims(clock: &ManualClock, extra: Value) -> Value {
+    let now = clock.now().timestamp();
+    let mut claims = json!({"iss": ISS, "aud": AUD, "sub": "ci-bot", "iat": now, "exp": now + 300});
+    for (k, v) in extra.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    claims
+}
+
+fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, claims: &Value) -> String {
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    encode(&header, claims, key).unwrap()
+}
+
+fn hs(claims: &Value) -> String {
+    sign(
+        Algorithm::HS256,
+        None,
+        &EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
+        claims,
+    )
+}
+
+fn rsa() -> EncodingKey {
+    EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap()
+}
+
+fn ec() -> EncodingKey {
+    EncodingKey::from_ec_pem(EC_PRIVATE).unwrap()
+}
+
+fn hs_authorizer(clock: &ManualClock) -> JwtAuthorizer {
+    JwtAuthorizer::builder(ISS, AUD)
+        .hs256(SECRET)
+        .tenant_claim("org")
+        .roles_claim("https://hookgate.example/roles")
+        .clock(clock.clone())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn hs256_claims_become_the_principal() {
+    let clock = clock();
+    let token = hs(&claims(
+        &clock,
+        json!({"scope": "callbacks read", "scp": ["extra"],
+        "https://hookgate.example/roles": ["release-manager"], "org": "payments"}),
+    ));
+    let p = hs_authorizer(&clock).authorize(&token).await.unwrap();
+    assert_eq!(p.subject, "ci-bot");
+    assert_eq!(p.scopes, ["callbacks", "read", "extra"]);
+    assert_eq!(p.roles, ["release-manager"]);
+    assert_eq!(p.tenant.as_deref(), Some("payments"));
+}
+
+#[tokio::test]
+async fn rs256_and_es256_public_keys_verify_their_tokens_only() {
+    let clock = clock();
+    let authorizer = JwtAuthorizer::builder(ISS, AUD)
+        .rs256_pem(RSA_PUBLIC)
+        .es256_pem(EC_PUBLIC)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let c = claims(&clock, json!({}));
+    assert!(
+        authorizer
+            .authorize(&sign(Algorithm::RS256, None, &rsa(), &c))
+            .await
+            .is_ok()
+    );
+    assert!(
+        authorizer
+            .authorize(&sign(Algorithm::ES256, Some("any"), &ec(), &c))
+            .await
+            .is_ok()
+    );
+    // HS256 "signed" with the public key as the secret: the classic algorithm confusion.
+    let confused = sign(
+        Algorithm::HS256,
+        None,
+        &EncodingKey::from_secret(RSA_PUBLIC).unwrap(),
+        &c,
+    );
+    let err = authorizer.authorize(&confused).await.unwrap_err();
+    assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
+    // Signed by a key that is not configured.
+    let other = JwtAuthorizer::builder(ISS, AUD)
+        .es256_pem(EC_PUBLIC)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let err = other
+        .authorize(&sign(Algorithm::RS256, None, &rsa(), &c))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn issuer_audience_and_subject_are_required_and_checked() {
+    let clock = clock();
+    let authorizer = hs_authorizer(&clock);
+    for (what, claims, mentions) in [
+        (
+            "other issuer",
+            claims(&clock, json!({"iss": "https://evil.example"})),
+            "issuer",
+        ),
+        (
+            "other audience",
+            claims(&clock, json!({"aud": "other"})),
+            "audience",
+        ),
+        (
+            "audience list without ours",
+            claims(&clock, json!({"aud": ["a", "b"]})),
+            "audience",
+        ),
+        (
+            "no audience",
+            remove(claims(&clock, json!({})), "aud"),
+            "aud",
+        ),
+        ("no issuer", remove(claims(&clock, json!({})), "iss"), "iss"),
+        (
+            "no subject",
+            remove(claims(&clock, json!({})), "sub"),
+            "sub",
+        ),
+        ("no expiry", remove(claims(&clock, json!({})), "exp"), "exp"),
+    ] {
+        let token = hs(&claims);
+        let err = authorizer.authorize(&token).await.unwrap_err();
+        assert_eq!(err.status(), StatusCode::UNAUTHORIZED, "{what}");
+        let text = err.to_string();
+        assert!(text.contains(mentions), "{what}: {text}");
+        assert!(!text.contains(&token), "{what}");
+    }
+    let listed = hs(&claims(&clock, json!({"aud": ["other", AUD]})));
+    assert!(authorizer.authorize(&listed).await.is_ok());
+}
+
+fn remove(mut claims: Value, key: &str) -> Value {
+    claims.as_object_mut().unwrap().remove(key);
+    claims
+}
+
+#[tokio::test]
+async fn expiry_is_checked_against_the_injected_clock_with_leeway() {
+    let clock = clock();
+    let strict = JwtAuthorizer::builder(ISS, AUD)
+        .hs256(SECRET)
+        .leeway(Duration::from_secs(10))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let token = hs(&claims(&clock, json!({"exp": clock.now().timestamp() + 5})));
+    assert!(strict.authorize(&token).await.is_ok());
+    clock.advance(TimeDelta::seconds(15));
+    assert!(strict.authorize(&token).await.is_ok(), "within the leeway");
+    clock.advance(TimeDelta::seconds(1));
+    assert_eq!(strict.authorize(&token).await, Err(AuthError::ExpiredToken));
+
+    let early = hs(&claims(
+        &clock,
+        json!({"nbf": clock.now().timestamp() + 60}),
+    ));
+    let err = strict.authorize(&early).await.unwrap_err();
+    assert!(err.to_string().contains("nbf"), "{err}");
+}
+
+#[tokio::test]
+async fn a_required_scope_comes_from_scope_or_scp_and_its_absence_is_forbidden() {
+    let clock = clock();
+    let authorizer = JwtAuthorizer::builder(ISS, AUD)
+        .hs256(SECRET)
+        .required_scope("callbacks")
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    for ok in [
+        json!({"scope": "read callbacks"}),
+        json!({"scp": ["callbacks"]}),
+    ] {
+        assert!(authorizer.authorize(&hs(&claims(&clock, ok))).await.is_ok());
+    }
+    let err = authorizer
+        .authorize(&hs(&claims(&clock, json!({"scope": "read"}))))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn garbage_is_refused_without_panicking() {
+    let clock = clock();
+    let authorizer = hs_authorizer(&clock);
+    let valid = hs(&claims(&clock, json!({})));
+    let (head, rest) = valid.split_once('.').unwrap();
+    for junk in [
+        "",
+        ".",
+        "..",
+        "a.b.c",
+        "Bearer x",
+        "\u{0}",
+        &format!("{head}.{rest}x"),
+        &format!("{head}..{rest}"),
+        &"e".repeat(10_000),
+        "eyJhbGciOiJub25lIn0.e30.",
+    ] {
+        assert_eq!(
+            authorizer.authorize(junk).await.unwrap_err().status(),
+            StatusCode::UNAUTHORIZED,
+            "{junk:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_configuration_says_what_to_fix() {
+    let cases = [
+        JwtAuthorizer::builder(ISS, AUD).build(),
+        JwtAuthorizer::builder(ISS, AUD).hs256("short").build(),
+        JwtAuthorizer::builder(ISS, AUD)
+            .rs256_pem(b"not a pem")
+            .build(),
+        JwtAuthorizer::builder(ISS, AUD)
+            .es256_pem(RSA_PUBLIC)
+            .build(),
+        JwtAuthorizer::builder(ISS, AUD)
+            .jwks("ftp://idp/keys", ReqwestTransport::new().unwrap())
+            .build(),
+    ];
+    for result in cases {
+        let err = result.unwrap_err();
+        assert!(matches!(err, AuthError::Config { .. }), "{err}");
+    }
+}
+
+/// A JWKS with the test RSA key as `kid` "rsa-1" and, if `with_ec`, the EC key as "ec-1".
+fn jwks(with_ec: bool) -> Value {
+    let mut rsa = Jwk::from_encoding_key(&rsa(), Algorithm::RS256).unwrap();
+    rsa.common.key_id = Some("rsa-1".into());
+    let mut keys = vec![rsa];
+    if with_ec {
+        let mut ec = Jwk::from_encoding_key(&ec(), Algorithm::ES256).unwrap();
+        ec.common.key_id = Some("ec-1".into());
+        keys.push(ec);
+    }
+    serde_json::to_value(JwkSet { keys }).unwrap()
+}
+
+async fn serve_jwks(server: &MockServer, body: Value, expected_fetches: u64) {
+    server.reset().await;
+    Mock::given(method("GET"))
+        .and(path("/.well-known/jwks.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .expect(expected_fetches)
+        .mount(server)
+        .await;
+}
+
+fn jwks_authorizer(server: &MockServer, clock: &ManualClock) -> JwtAuthorizer {
+    JwtAuthorizer::builder(ISS, AUD)
+        .jwks(
+            format!("{}/.well-known/jwks.json", server.uri()),
+            ReqwestTransport::new().unwrap(),
+        )
+        .jwks_refresh_interval(Duration::from_secs(30))
+        .clock(clock.clone())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_jwks_is_fetched_once_and_refreshed_for_an_unknown_kid_at_a_limited_rate() {
+    let server = MockServer::start().await;
+    let clock = clock();
+    let authorizer = jwks_authorizer(&server, &clock);
+    let c = claims(&clock, json!({}));
+    let rsa_token = sign(Algorithm::RS256, Some("rsa-1"), &rsa(), &c);
+    let ec_token = sign(Algorithm::ES256, Some("ec-1"), &ec(), &c);
+
+    serve_jwks(&server, jwks(false), 1).await;
+    for _ in 0..3 {
+        assert!(authorizer.authorize(&rsa_token).await.is_ok());
+    }
+    // Made-up kids right after a fetch do not reach the identity provider.
+    for kid in ["zz-1", "zz-2", "zz-3"] {
+        let forged = sign(Algorithm::RS256, Some(kid), &rsa(), &c);
+        let err = authorizer.authorize(&forged).await.unwrap_err();
+        assert_eq!(err.status(), StatusCode::UNAUTHORIZED, "{kid}");
+    }
+    server.verify().await;
+
+    // The identity provider rotates in a new key; once the interval has passed, a token
+    // naming it triggers one refresh and verifies.
+    serve_jwks(&server, jwks(true), 1).await;
+    clock.advance(TimeDelta::seconds(31));
+    assert!(authorizer.authorize(&ec_token).await.is_ok());
+    assert!(authorizer.authorize(&ec_token).await.is_ok());
+    assert!(authorizer.authorize(&rsa_token).await.is_ok());
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn concurrent_callers_share_one_fetch() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(jwks(false))
+                .set_delay(Duration::from_millis(200)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let clock = clock();
+    let authorizer = Arc::new(jwks_authorizer(&server, &clock));
+    let token = sign(
+        Algorithm::RS256,
+        Some("rsa-1"),
+        &rsa(),
+        &claims(&clock, json!({})),
+    );
+    let callers: Vec<_> = (0..8)
+        .map(|_| {
+            let (authorizer, token) = (Arc::clone(&authorizer), token.clone());
+            tokio::spawn(async move { authorizer.authorize(&token).await })
+        })
+        .collect();
+    for caller in callers {
+        assert!(caller.await.unwrap().is_ok());
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_jwks_is_unavailable_so_senders_retry() {
+    let server = MockServer::start().await;
+    let clock = clock();
+    let authorizer = jwks_authorizer(&server, &clock);
+    let token = sign(
+        Algorithm::RS256,
+        Some("rsa-1"),
+        &rsa(),
+        &claims(&clock, json!({})),
+    );
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(1)
+        .mount(&server)
+        .await;
+    for _ in 0..2 {
+        let err = authorizer.authorize(&token).await.unwrap_err();
+        assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE, "{err}");
+    }
+    server.verify().await;
+    serve_jwks(
+        &server,
+        json!({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "x"}]}),
+        1,
+    )
+    .await;
+    clock.advance(TimeDelta::seconds(31));
+    let err = authorizer.authorize(&token).await.unwrap_err();
+    assert!(
+        err.to_string().contains("RS256 or ES256"),
+        "symmetric keys in a JWKS are not used: {err}"
+    );
+}

@@ -1,0 +1,218 @@
+//! Approvals through the router: roles, comments, scopes, tenants.
+#![cfg(all(feature = "axum", feature = "test-util"))]
+
+mod server_support;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use hookgate::auth::{Principal, StaticTokens};
+use hookgate::core::{DeploymentId, EventKind, GateState, Resolution};
+use hookgate::server::{CallbackHandler, MemoryGates, ServerState, router};
+use http::{Request, StatusCode};
+use server_support::*;
+
+const MANAGER: &str = "manager-token-8d1e2f3a4b5c6d7e8f90";
+const DEVELOPER: &str = "developer-token-0a9b8c7d6e5f4a3b2c1d";
+const OUTSIDER: &str = "outsider-token-1a2b3c4d5e6f7a8b9c0d";
+
+fn setup(approval_scope: Option<&str>) -> (axum::Router, Arc<MemoryGates>) {
+    let gates = Arc::new(MemoryGates::new(clock()));
+    gates.insert_for_tenant(deployment("d1", 1, |_| {}), "payments");
+    let tokens = StaticTokens::new()
+        .with_token(
+            MANAGER,
+            Principal::new("alice")
+                .with_roles(["release-manager"])
+                .with_scopes(["approvals"])
+                .with_tenant("payments"),
+        )
+        .with_token(
+            DEVELOPER,
+            Principal::new("bob")
+                .with_roles(["developer"])
+                .with_tenant("payments"),
+        )
+        .with_token(
+            OUTSIDER,
+            Principal::new("eve")
+                .with_roles(["release-manager"])
+                .with_tenant("other"),
+        );
+    let mut handler = CallbackHandler::new(gates.clone(), Arc::new(tokens));
+    if let Some(scope) = approval_scope {
+        handler = handler.with_approval_scope(scope);
+    }
+    (router(ServerState::new(handler)), gates)
+}
+
+fn decide(action: &str, gate: u32) -> String {
+    format!("/deployments/d1/gates/{gate}/{action}")
+}
+
+#[tokio::test]
+async fn a_principal_with_the_role_approves_and_the_decision_records_who_and_why() {
+    let (router, gates) = setup(None);
+    let answer = send(
+        &router,
+        post(
+            &decide("approve", APPROVAL.0),
+            Some(MANAGER),
+            r#"{"comment": "ship it"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.json["status"].as_str()),
+        (StatusCode::OK, Some("approved"))
+    );
+    assert_eq!(
+        gate_state(&gates, "d1", APPROVAL),
+        GateState::Passed(Resolution::Approved)
+    );
+    let decided = gates.with_deployment(&DeploymentId::from("d1"), |d| {
+        std::iter::from_fn(|| d.poll_event()).find_map(|e| match e.kind {
+            EventKind::ApprovalDecided {
+                by,
+                comment,
+                approved,
+                ..
+            } => Some((by, comment, approved)),
+            _ => None,
+        })
+    });
+    assert_eq!(
+        decided.flatten(),
+        Some(("alice".to_owned(), Some("ship it".to_owned()), true))
+    );
+
+    let again = send(
+        &router,
+        post(&decide("reject", APPROVAL.0), Some(MANAGER), ""),
+    )
+    .await;
+    assert_eq!(
+        (again.status, again.code()),
+        (StatusCode::CONFLICT, "conflict")
+    );
+}
+
+#[tokio::test]
+async fn a_principal_without_the_role_or_of_another_tenant_is_forbidden() {
+    let (router, gates) = setup(None);
+    for token in [DEVELOPER, OUTSIDER] {
+        let answer = send(
+            &router,
+            post(&decide("approve", APPROVAL.0), Some(token), ""),
+        )
+        .await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::FORBIDDEN, "forbidden"),
+            "{token}"
+        );
+    }
+    assert!(matches!(
+        gate_state(&gates, "d1", APPROVAL),
+        GateState::AwaitingApproval { .. }
+    ));
+    let answer = send(
+        &router,
+        post(&decide("reject", APPROVAL.0), Some(MANAGER), ""),
+    )
+    .await;
+    assert_eq!(answer.json["status"], "rejected");
+    assert_eq!(
+        gate_state(&gates, "d1", APPROVAL),
+        GateState::Failed(Resolution::Rejected)
+    );
+}
+
+#[tokio::test]
+async fn the_approval_scope_keeps_callback_tokens_from_deciding() {
+    let (router, _) = setup(Some("approvals"));
+    let answer = send(
+        &router,
+        post(&decide("approve", APPROVAL.0), Some(DEVELOPER), ""),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    assert!(
+        answer.message().contains("approvals"),
+        "{}",
+        answer.message()
+    );
+    let answer = send(
+        &router,
+        post(&decide("approve", APPROVAL.0), Some(MANAGER), ""),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn wrong_targets_and_bodies() {
+    let (router, _) = setup(None);
+    let cases = [
+        (
+            "/deployments/nope/gates/2/approve",
+            r#"{}"#,
+            StatusCode::NOT_FOUND,
+            "unknown_deployment",
+        ),
+        (
+            "/deployments/d1/gates/99/approve",
+            r#"{}"#,
+            StatusCode::NOT_FOUND,
+            "unknown_gate",
+        ),
+        (
+            "/deployments/d1/gates/x/approve",
+            r#"{}"#,
+            StatusCode::NOT_FOUND,
+            "unknown_gate",
+        ),
+        (
+            "/deployments/d1/gates/0/approve",
+            r#"{}"#,
+            StatusCode::CONFLICT,
+            "conflict",
+        ),
+        (
+            "/deployments/d1/gates/2/approve",
+            r#"{"comment": 5}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "/deployments/d1/gates/2/approve",
+            r#"[1]"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "/deployments/d1/gates/2/postpone",
+            r#"{}"#,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    for (path, body, status, code) in cases {
+        let answer = send(&router, post(path, Some(MANAGER), body)).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (status, code),
+            "{path} {body}"
+        );
+    }
+    let unauthenticated = Request::post(decide("approve", 2))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        send(&router, unauthenticated).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}

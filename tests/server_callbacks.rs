@@ -1,0 +1,618 @@
+//! PROTOCOL.md §5's table, row by row, through the axum router with `oneshot`.
+#![cfg(all(feature = "axum", feature = "test-util"))]
+
+mod server_support;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use chrono::TimeDelta;
+use hookgate::auth::{AuthError, CallbackAuthorizer, Principal, StaticTokens};
+use hookgate::config::GateId;
+use hookgate::core::{
+    CallbackAck, CallbackId, Decision, DeploymentId, EventKind, GateState, Resolution,
+};
+use hookgate::server::{
+    CallbackHandler, CallbackReport, GateError, GateService, MemoryGates, ServerState, router,
+};
+use http::{Request, StatusCode};
+use server_support::*;
+
+const TOKEN: &str = "5b0a8c3e9d2f4a7b8c1d0e6f3a2b9c8d";
+const OTHER_TENANT: &str = "1f2e3d4c5b6a79881f2e3d4c5b6a7988";
+
+struct App {
+    router: axum::Router,
+    gates: Arc<MemoryGates>,
+}
+
+/// Deployment `d1` (open gates, callback ids 1 and 2), `late` (timed out, ids 11 and 12) and
+/// `owned` (tenant `payments`, ids 21 and 22).
+fn app() -> App {
+    let gates = Arc::new(MemoryGates::new(clock()));
+    gates.insert(deployment("d1", 1, |_| {}));
+    gates.insert(deployment("late", 11, |h| h.advance(TimeDelta::hours(25))));
+    gates.insert_for_tenant(deployment("owned", 21, |_| {}), "payments");
+    let tokens = StaticTokens::new()
+        .with_token(TOKEN, Principal::new("ci").with_tenant("payments"))
+        .with_token(
+            OTHER_TENANT,
+            Principal::new("intruder").with_tenant("other"),
+        );
+    let handler = CallbackHandler::new(gates.clone(), Arc::new(tokens));
+    App {
+        router: router(ServerState::new(handler)),
+        gates,
+    }
+}
+
+fn uri(id: CallbackId) -> String {
+    format!("/callbacks/{id}/callback")
+}
+
+#[tokio::test]
+async fn a_valid_callback_applies_a_repeat_is_a_duplicate_and_the_opposite_conflicts() {
+    let app = app();
+    let id = callback_id(&app.gates, "d1", TICKET);
+
+    let first = send(
+        &app.router,
+        post(
+            &uri(id),
+            Some(TOKEN),
+            r#"{"success": true, "mdMessage": "ok"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (first.status, first.json["status"].as_str()),
+        (StatusCode::OK, Some("applied"))
+    );
+    assert_eq!(
+        gate_state(&app.gates, "d1", TICKET),
+        GateState::Passed(Resolution::Callback)
+    );
+
+    // Armory's documented form and the bare callback URI are the same gate.
+    let again = send(
+        &app.router,
+        post(
+            &format!("/callbacks/{id}"),
+            Some(TOKEN),
+            r#"{"success": true}"#,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (again.status, again.json["status"].as_str()),
+        (StatusCode::OK, Some("duplicate"))
+    );
+
+    let opposite = send(
+        &app.router,
+        post(&uri(id), Some(TOKEN), r#"{"success": false}"#),
+    )
+    .await;
+    assert_eq!(
+        (opposite.status, opposite.code()),
+        (StatusCode::CONFLICT, "conflict")
+    );
+    assert_eq!(
+        gate_state(&app.gates, "d1", TICKET),
+        GateState::Passed(Resolution::Callback)
+    );
+}
+
+#[tokio::test]
+async fn a_failure_report_fails_the_gate_with_its_message() {
+    let app = app();
+    let id = callback_id(&app.gates, "d1", TESTS);
+    let answer = send(
+        &app.router,
+        post(
+            &uri(id),
+            Some(TOKEN),
+            r#"{"success": false, "mdMessage": "3 tests failed"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        gate_state(&app.gates, "d1", TESTS),
+        GateState::Failed(Resolution::Callback)
+    );
+    let message = app.gates.with_deployment(&DeploymentId::from("d1"), |d| {
+        std::iter::from_fn(|| d.poll_event()).find_map(|e| match e.kind {
+            EventKind::CallbackReceived { message, .. } => message,
+            _ => None,
+        })
+    });
+    assert_eq!(message.flatten().as_deref(), Some("3 tests failed"));
+}
+
+#[tokio::test]
+async fn closed_and_unknown_gates() {
+    let app = app();
+    let late = callback_id(&app.gates, "late", TICKET);
+    let answer = send(
+        &app.router,
+        post(&uri(late), Some(TOKEN), r#"{"success": true}"#),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (StatusCode::GONE, "gate_closed")
+    );
+
+    let unknown = CallbackId([0xee; 16]);
+    let answer = send(
+        &app.router,
+        post(&uri(unknown), Some(TOKEN), r#"{"success": true}"#),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (StatusCode::NOT_FOUND, "unknown_callback")
+    );
+
+    for malformed in [
+        "/callbacks/not-an-id",
+        "/callbacks/123/callback",
+        "/callbacks/%00%00",
+    ] {
+        let answer = send(
+            &app.router,
+            post(malformed, Some(TOKEN), r#"{"success": true}"#),
+        )
+        .await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::NOT_FOUND, "unknown_callback"),
+            "{malformed}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_progress_note_is_recorded_and_keeps_the_gate_open() {
+    let app = app();
+    let id = callback_id(&app.gates, "d1", TICKET);
+    let before = gate_state(&app.gates, "d1", TICKET);
+    let answer = send(
+        &app.router,
+        post(
+            &uri(id),
+            Some(TOKEN),
+            r#"{"inProgress": true, "mdMessage": "halfway"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.json["status"].as_str()),
+        (StatusCode::OK, Some("recorded"))
+    );
+    assert_eq!(gate_state(&app.gates, "d1", TICKET), before);
+    let noted = app.gates.with_deployment(&DeploymentId::from("d1"), |d| {
+        std::iter::from_fn(|| d.poll_event()).any(
+            |e| matches!(e.kind, EventKind::Progress { ref message, .. } if message == "halfway"),
+        )
+    });
+    assert_eq!(noted, Some(true));
+    let done = send(
+        &app.router,
+        post(&uri(id), Some(TOKEN), r#"{"success": true}"#),
+    )
+    .await;
+    assert_eq!(done.json["status"], "applied");
+}
+
+/// Builds a request for a callback path.
+type BuildRequest = Box<dyn Fn(&str) -> Request<Body>>;
+
+/// One refused request: how it is built, and the status and code it must get.
+struct Refused {
+    what: &'static str,
+    request: BuildRequest,
+    status: StatusCode,
+    code: &'static str,
+    /// A word the message must contain (the field at fault, the scheme to use).
+    mentions: &'static str,
+}
+
+fn refused(
+    what: &'static str,
+    status: StatusCode,
+    code: &'static str,
+    mentions: &'static str,
+    request: impl Fn(&str) -> Request<Body> + 'static,
+) -> Refused {
+    Refused {
+        what,
+        request: Box::new(request),
+        status,
+        code,
+        mentions,
+    }
+}
+
+fn with_header(uri: &str, name: &str, value: &str, body: &'static [u8]) -> Request<Body> {
+    Request::post(uri)
+        .header(name, value)
+        .body(Body::from(body))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn refused_requests_leave_the_gate_open_and_a_valid_callback_still_applies() {
+    let app = app();
+    let id = callback_id(&app.gates, "owned", TICKET);
+    let path = uri(id);
+    let before = gate_state(&app.gates, "owned", TICKET);
+    assert!(
+        matches!(before, GateState::AwaitingCallback { .. }),
+        "{before:?}"
+    );
+    let bearer = format!("Bearer {TOKEN}");
+    let cases = [
+        refused(
+            "no Authorization",
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Bearer",
+            |p| {
+                Request::post(p)
+                    .body(Body::from(r#"{"success": true}"#))
+                    .unwrap()
+            },
+        ),
+        refused(
+            "Basic scheme",
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Bearer",
+            |p| {
+                with_header(
+                    p,
+                    "authorization",
+                    "Basic Y2k6c2VjcmV0",
+                    br#"{"success": true}"#,
+                )
+            },
+        ),
+        refused(
+            "empty bearer",
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Bearer",
+            |p| with_header(p, "authorization", "Bearer ", br#"{"success": true}"#),
+        ),
+        refused(
+            "unknown token",
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "refused",
+            |p| post(p, Some("not-a-configured-token"), r#"{"success": true}"#),
+        ),
+        refused(
+            "other tenant",
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "tenant",
+            |p| post(p, Some(OTHER_TENANT), r#"{"success": true}"#),
+        ),
+        refused(
+            "GET",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "POST",
+            |p| Request::get(p).body(Body::empty()).unwrap(),
+        ),
+    ];
+    let authorized = [
+        (
+            "success as a string",
+            r#"{"success": "true"}"#.as_bytes(),
+            "`success`",
+        ),
+        ("success null", br#"{"success": null}"#, "`success`"),
+        ("success missing", br#"{"mdMessage": "hi"}"#, "`success`"),
+        ("an array", b"[]", "object"),
+        ("not JSON", b"success=true", "JSON"),
+        (
+            "invalid UTF-8",
+            b"{\"success\": true, \"mdMessage\": \"\xff\xfe\"}",
+            "UTF-8",
+        ),
+        (
+            "mdMessage a number",
+            br#"{"success": true, "mdMessage": 7}"#,
+            "`mdMessage`",
+        ),
+        (
+            "inProgress without mdMessage",
+            br#"{"inProgress": true}"#,
+            "`mdMessage`",
+        ),
+    ]
+    .map(|(what, body, field)| {
+        let bearer = bearer.clone();
+        refused(
+            what,
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            field,
+            move |p| with_header(p, "authorization", &bearer, body),
+        )
+    });
+    let text = {
+        let bearer = bearer.clone();
+        refused(
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "application/json",
+            move |p| {
+                Request::post(p)
+                    .header("authorization", &bearer)
+                    .header("content-type", "text/plain")
+                    .body(Body::from(r#"{"success": true}"#))
+                    .unwrap()
+            },
+        )
+    };
+    for case in cases.iter().chain(&authorized).chain([&text]) {
+        let answer = send(&app.router, (case.request)(&path)).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (case.status, case.code),
+            "{}",
+            case.what
+        );
+        assert!(
+            answer.message().contains(case.mentions),
+            "{}: {}",
+            case.what,
+            answer.message()
+        );
+        assert!(!answer.message().contains(TOKEN), "{}", case.what);
+        if case.status == StatusCode::UNAUTHORIZED {
+            let challenge = answer.headers["www-authenticate"].to_str().unwrap();
+            assert!(
+                challenge.starts_with("Bearer"),
+                "{}: {challenge}",
+                case.what
+            );
+        }
+        assert_eq!(
+            gate_state(&app.gates, "owned", TICKET),
+            before,
+            "{}",
+            case.what
+        );
+    }
+    let answer = send(
+        &app.router,
+        post(&path, Some(TOKEN), r#"{"success": true}"#),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.json["status"].as_str()),
+        (StatusCode::OK, Some("applied"))
+    );
+}
+
+#[tokio::test]
+async fn json_content_types_with_parameters_or_none_are_accepted_and_unknown_fields_ignored() {
+    let app = app();
+    let ids = [TICKET, TESTS].map(|g| callback_id(&app.gates, "d1", g));
+    for (id, content_type) in ids.iter().zip([
+        "application/json; charset=utf-8",
+        "application/vnd.hook+json",
+    ]) {
+        let request = Request::post(uri(*id))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", content_type)
+            .body(Body::from(
+                r#"{"success": true, "extra": {"nested": [1, 2]}}"#,
+            ))
+            .unwrap();
+        assert_eq!(
+            send(&app.router, request).await.status,
+            StatusCode::OK,
+            "{content_type}"
+        );
+    }
+    let request = Request::post(uri(ids[0]))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::from(r#"{"success": true}"#))
+        .unwrap();
+    assert_eq!(send(&app.router, request).await.json["status"], "duplicate");
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_without_being_read() {
+    let app = app();
+    let id = callback_id(&app.gates, "d1", TICKET);
+    let before = gate_state(&app.gates, "d1", TICKET);
+    for declared in [false, true] {
+        let (body, polled) = CountingBody::new(10 * 1024 * 1024, declared);
+        let request = Request::post(uri(id))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Body::new(body))
+            .unwrap();
+        let answer = send(&app.router, request).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+        );
+        let read = polled.load(Ordering::SeqCst);
+        let limit = CallbackHandler::DEFAULT_BODY_LIMIT;
+        if declared {
+            assert_eq!(
+                read, 0,
+                "a declared oversized length is refused before reading"
+            );
+        } else {
+            assert!(read <= limit + CHUNK, "read {read} bytes of 10 MiB");
+        }
+    }
+    assert_eq!(gate_state(&app.gates, "d1", TICKET), before);
+    let answer = send(
+        &app.router,
+        post(&uri(id), Some(TOKEN), r#"{"success": true}"#),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_body_limit_and_the_message_limit_are_configurable() {
+    let gates = Arc::new(MemoryGates::new(clock()));
+    gates.insert(deployment("d1", 1, |_| {}));
+    let tokens = StaticTokens::new().with_token(TOKEN, Principal::new("ci"));
+    let handler = CallbackHandler::new(gates.clone(), Arc::new(tokens))
+        .with_body_limit(64)
+        .with_message_limit(8);
+    let router = router(ServerState::new(handler));
+    let id = callback_id(&gates, "d1", TICKET);
+    let long = format!(r#"{{"success": true, "mdMessage": "{}"}}"#, "x".repeat(64));
+    assert_eq!(
+        send(&router, post(&uri(id), Some(TOKEN), long))
+            .await
+            .status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    let answer = send(
+        &router,
+        post(
+            &uri(id),
+            Some(TOKEN),
+            r#"{"success": true, "mdMessage": "nine byte"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (StatusCode::BAD_REQUEST, "invalid_body")
+    );
+    assert!(
+        answer.message().contains("`mdMessage`"),
+        "{}",
+        answer.message()
+    );
+}
+
+/// Storage that is down, and an authorizer whose identity provider is down.
+struct Down;
+
+#[async_trait]
+impl GateService for Down {
+    async fn callback(
+        &self,
+        _: CallbackId,
+        _: CallbackReport,
+        _: &Principal,
+    ) -> Result<CallbackAck, GateError> {
+        Err(GateError::Unavailable("the database is unreachable".into()))
+    }
+    async fn decide(
+        &self,
+        _: &DeploymentId,
+        _: GateId,
+        _: Decision,
+        _: &Principal,
+    ) -> Result<(), GateError> {
+        Err(GateError::Unavailable("the database is unreachable".into()))
+    }
+}
+
+#[async_trait]
+impl CallbackAuthorizer for Down {
+    async fn authorize(&self, _: &str) -> Result<Principal, AuthError> {
+        Err(AuthError::Unavailable {
+            reason: "the JWKS could not be fetched".into(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn unavailable_storage_or_identity_provider_is_503() {
+    let tokens = StaticTokens::new().with_token(TOKEN, Principal::new("ci"));
+    let storage_down = router(ServerState::new(CallbackHandler::new(
+        Arc::new(Down),
+        Arc::new(tokens),
+    )));
+    let idp_down = router(ServerState::new(CallbackHandler::new(
+        Arc::new(MemoryGates::new(clock())),
+        Arc::new(Down),
+    )));
+    let path = uri(CallbackId([1; 16]));
+    for router in [storage_down, idp_down] {
+        let answer = send(&router, post(&path, Some(TOKEN), r#"{"success": true}"#)).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        );
+        assert!(answer.message().contains("retry"), "{}", answer.message());
+    }
+}
+
+#[tokio::test]
+async fn the_router_mounts_under_a_prefix_and_the_plain_handler_takes_one() {
+    let app = app();
+    let id = callback_id(&app.gates, "d1", TICKET);
+    let nested = axum::Router::new().nest("/hookgate", app.router.clone());
+    let answer = send(
+        &nested,
+        post(
+            &format!("/hookgate{}", uri(id)),
+            Some(TOKEN),
+            r#"{"success": true}"#,
+        ),
+    )
+    .await;
+    assert_eq!(answer.json["status"], "applied");
+    let health = send(
+        &nested,
+        Request::get("/hookgate/healthz")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (health.status, health.json["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    assert_eq!(
+        send(&nested, post(&uri(id), Some(TOKEN), "{}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    let tokens = StaticTokens::new().with_token(TOKEN, Principal::new("ci"));
+    let handler = CallbackHandler::new(app.gates.clone(), Arc::new(tokens)).with_prefix("/hg/");
+    let second = callback_id(&app.gates, "d1", TESTS);
+    let request = |path: String| {
+        Request::post(path)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                br#"{"success": true}"#,
+            )))
+            .unwrap()
+    };
+    let response = handler
+        .handle(request(format!("/hg/callbacks/{second}")))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.body().as_ref(), br#"{"status":"applied"}"#);
+    assert_eq!(
+        handler
+            .handle(request(format!("/callbacks/{second}")))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+}

@@ -1,0 +1,149 @@
+//! The token endpoint through the router, and a token it issued authorizing a callback.
+#![cfg(all(feature = "axum", feature = "issuer", feature = "test-util"))]
+
+mod server_support;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use hookgate::Secret;
+use hookgate::auth::{IssuerClient, TokenIssuer};
+use hookgate::server::{CallbackHandler, MemoryGates, ServerState, router};
+use http::{Request, StatusCode};
+use server_support::*;
+
+const SECRET: &str = "9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d";
+
+fn setup() -> (axum::Router, Arc<MemoryGates>) {
+    let clock = clock();
+    let gates = Arc::new(MemoryGates::new(clock.clone()));
+    gates.insert(deployment("d1", 1, |_| {}));
+    let issuer = Arc::new(
+        TokenIssuer::builder(
+            "https://hookgate.example",
+            "https://api.cloud.armory.io",
+            "a signing key of at least 32 bytes!",
+        )
+        .client(IssuerClient::from_secret("ci", &Secret::new(SECRET)).with_scopes(["callbacks"]))
+        .required_scope("callbacks")
+        .clock(clock)
+        .build()
+        .unwrap(),
+    );
+    let handler = CallbackHandler::new(gates.clone(), issuer.clone());
+    (router(ServerState::new(handler).with_issuer(issuer)), gates)
+}
+
+fn token_request(content_type: &str, body: String) -> Request<Body> {
+    Request::post("/oauth/token")
+        .header("content-type", content_type)
+        .body(Body::from(body))
+        .unwrap()
+}
+
+fn form(grant: &str, secret: &str) -> String {
+    format!(
+        "audience=https%3A%2F%2Fapi.cloud.armory.io&grant_type={grant}&client_id=ci&client_secret={secret}"
+    )
+}
+
+#[tokio::test]
+async fn an_issued_token_authorizes_a_callback() {
+    let (router, gates) = setup();
+    let answer = send(
+        &router,
+        token_request(
+            "application/x-www-form-urlencoded",
+            form("client_credentials", SECRET),
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.headers["cache-control"], "no-store");
+    assert_eq!(
+        (
+            answer.json["token_type"].as_str(),
+            answer.json["scope"].as_str()
+        ),
+        (Some("Bearer"), Some("callbacks"))
+    );
+    assert_eq!(answer.json["expires_in"], 3600);
+    let token = answer.json["access_token"].as_str().unwrap();
+
+    let path = format!("/callbacks/{}/callback", callback_id(&gates, "d1", TICKET));
+    let applied = send(&router, post(&path, Some(token), r#"{"success": true}"#)).await;
+    assert_eq!(
+        (applied.status, applied.json["status"].as_str()),
+        (StatusCode::OK, Some("applied"))
+    );
+}
+
+#[tokio::test]
+async fn the_token_endpoint_answers_rfc_6749_errors() {
+    let (router, _) = setup();
+    let cases = [
+        (
+            token_request(
+                "application/x-www-form-urlencoded",
+                form("password", SECRET),
+            ),
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+        ),
+        (
+            token_request(
+                "application/x-www-form-urlencoded",
+                form("client_credentials", "wrong"),
+            ),
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            token_request("application/json", form("client_credentials", SECRET)),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            token_request("application/x-www-form-urlencoded", "x".repeat(64 * 1024)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+        ),
+        (
+            Request::get("/oauth/token").body(Body::empty()).unwrap(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let answer = send(&router, request).await;
+        assert_eq!(
+            (answer.status, answer.json["error"].as_str()),
+            (status, Some(code))
+        );
+        assert!(
+            answer.json["error_description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty())
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_an_issuer_there_is_no_token_endpoint() {
+    let gates = Arc::new(MemoryGates::new(clock()));
+    let issuer = Arc::new(
+        TokenIssuer::builder("i", "a", "a signing key of at least 32 bytes!")
+            .build()
+            .unwrap(),
+    );
+    let router = router(ServerState::new(CallbackHandler::new(gates, issuer)));
+    let answer = send(
+        &router,
+        token_request(
+            "application/x-www-form-urlencoded",
+            form("client_credentials", SECRET),
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+}

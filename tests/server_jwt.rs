@@ -1,0 +1,95 @@
+//! JWT-authorized callbacks through the router: expired tokens and tokens for another
+//! audience are 401, a missing scope is 403, and none of them touches the gate.
+#![cfg(all(feature = "axum", feature = "jwt", feature = "test-util"))]
+
+mod server_support;
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use hookgate::auth::JwtAuthorizer;
+use hookgate::clock::Clock;
+use hookgate::core::GateState;
+use hookgate::server::{CallbackHandler, MemoryGates, ServerState, router};
+use hookgate::test_util::ManualClock;
+use http::StatusCode;
+use jsonwebtoken::{EncodingKey, Header, encode};
+use serde_json::json;
+use server_support::*;
+
+const SECRET: &str = "a shared HS256 secret that is long enough";
+
+fn token(clock: &ManualClock, audience: &str, expires_in: TimeDelta, scope: &str) -> String {
+    let now = clock.now().timestamp();
+    let claims = json!({"iss": "https://idp.example", "aud": audience, "sub": "ci",
+                        "exp": now + expires_in.num_seconds(), "scope": scope});
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn expired_wrong_audience_and_unscoped_tokens_are_refused_then_a_good_one_applies() {
+    let clock = clock();
+    let gates = Arc::new(MemoryGates::new(clock.clone()));
+    gates.insert(deployment("d1", 1, |_| {}));
+    let jwt = JwtAuthorizer::builder("https://idp.example", "hookgate")
+        .hs256(SECRET)
+        .required_scope("callbacks")
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let router = router(ServerState::new(CallbackHandler::new(
+        gates.clone(),
+        Arc::new(jwt),
+    )));
+    let path = format!("/callbacks/{}", callback_id(&gates, "d1", TICKET));
+    let before = gate_state(&gates, "d1", TICKET);
+    assert!(matches!(before, GateState::AwaitingCallback { .. }));
+
+    let expired = token(&clock, "hookgate", TimeDelta::seconds(-120), "callbacks");
+    let elsewhere = token(&clock, "another-api", TimeDelta::hours(1), "callbacks");
+    let unscoped = token(&clock, "hookgate", TimeDelta::hours(1), "read");
+    for (what, token, status, mentions) in [
+        ("expired", &expired, StatusCode::UNAUTHORIZED, "expired"),
+        (
+            "wrong audience",
+            &elsewhere,
+            StatusCode::UNAUTHORIZED,
+            "audience",
+        ),
+        (
+            "missing scope",
+            &unscoped,
+            StatusCode::FORBIDDEN,
+            "callbacks",
+        ),
+    ] {
+        let answer = send(&router, post(&path, Some(token), r#"{"success": true}"#)).await;
+        assert_eq!(answer.status, status, "{what}");
+        assert!(
+            answer.message().contains(mentions),
+            "{what}: {}",
+            answer.message()
+        );
+        assert!(!answer.message().contains(token.as_str()), "{what}");
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(
+                answer.headers["www-authenticate"],
+                r#"Bearer error="invalid_token""#
+            );
+        }
+        assert_eq!(gate_state(&gates, "d1", TICKET), before, "{what}");
+    }
+
+    let good = token(&clock, "hookgate", TimeDelta::seconds(30), "callbacks read");
+    let answer = send(&router, post(&path, Some(&good), r#"{"success": true}"#)).await;
+    assert_eq!(answer.json["status"], "applied");
+    // Past its expiry plus the default 60 s leeway, the same token no longer works.
+    clock.advance(TimeDelta::seconds(91));
+    let answer = send(&router, post(&path, Some(&good), r#"{"success": true}"#)).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+}
