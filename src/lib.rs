@@ -101,6 +101,7 @@ pub mod secrets;
 pub mod server;
 #[cfg(feature = "signing")]
 pub mod signing;
+pub mod store;
 pub mod template;
 #[cfg(feature = "test-util")]
 pub mod test_util;

@@ -1,0 +1,120 @@
+use super::fixture::Fixture;
+use crate::core::{DeploymentId, DeploymentStatus};
+use crate::store::{DynStore, StoredDeployment};
+
+/// Each callback id leads to its own deployment, before and after the deployment finishes.
+pub async fn callback_lookup(store: &DynStore) {
+    let mut fx = Fixture::new("callback");
+    let application = fx.name("app");
+    let mut a = fx.start("a", &application);
+    let b = fx.start("b", &application);
+    for d in [&a, &b] {
+        store
+            .create(d.new_deployment(), &d.events)
+            .await
+            .expect("create succeeds");
+    }
+    let events = a.cancel();
+    a.save(store, 1, &events).await.expect("save succeeds");
+    for d in [&a, &b] {
+        let owner = store.find_by_callback(d.callback()).await;
+        assert_eq!(owner.expect("lookup succeeds").as_ref(), Some(d.id()));
+    }
+}
+
+/// `list_unfinished` returns the queued and running deployments, oldest first, and none that
+/// finished, whether at create or by a save.
+pub async fn unfinished_listing(store: &DynStore) {
+    let mut fx = Fixture::new("unfinished");
+    let application = fx.name("app");
+    let running = fx.start("a-running", &application);
+    let queued = fx.start("b-queued", &application);
+    let mut canceled = fx.start("c-canceled", &application);
+    let rejected = fx.start("d-rejected", &application);
+    store
+        .create(running.new_deployment(), &running.events)
+        .await
+        .expect("create succeeds");
+    let queued_new = queued
+        .new_deployment()
+        .with_status(DeploymentStatus::Queued);
+    store
+        .create(queued_new, &queued.events)
+        .await
+        .expect("create succeeds");
+    store
+        .create(canceled.new_deployment(), &canceled.events)
+        .await
+        .expect("create succeeds");
+    let rejected_new = rejected
+        .new_deployment()
+        .with_status(DeploymentStatus::Rejected);
+    store
+        .create(rejected_new, &[])
+        .await
+        .expect("create succeeds");
+    let events = canceled.cancel();
+    canceled
+        .save(store, 1, &events)
+        .await
+        .expect("save succeeds");
+
+    let listed = store.list_unfinished().await.expect("listing succeeds");
+    let ours: Vec<&StoredDeployment> = listed
+        .iter()
+        .filter(|d| d.application == application)
+        .collect();
+    let ids: Vec<&DeploymentId> = ours.iter().map(|d| &d.id).collect();
+    assert_eq!(ids, [running.id(), queued.id()]);
+    assert_eq!(
+        ours[0].state,
+        *running.state(),
+        "listed deployments are whole"
+    );
+    assert_eq!(ours[1].status, DeploymentStatus::Queued);
+}
+
+/// `running_for_application` returns the application's `running` deployments, oldest first:
+/// not queued ones, not finished ones, not another application's.
+pub async fn running_for_application(store: &DynStore) {
+    let mut fx = Fixture::new("running");
+    let (application, other_application) = (fx.name("app"), fx.name("other"));
+    let a = fx.start("a", &application);
+    let queued = fx.start("b-queued", &application);
+    let mut finished = fx.start("c-finished", &application);
+    let d = fx.start("d", &application);
+    let other = fx.start("e-other", &other_application);
+    for started in [&a, &finished, &d, &other] {
+        store
+            .create(started.new_deployment(), &started.events)
+            .await
+            .expect("create succeeds");
+    }
+    let queued_new = queued
+        .new_deployment()
+        .with_status(DeploymentStatus::Queued);
+    store
+        .create(queued_new, &queued.events)
+        .await
+        .expect("create succeeds");
+    let events = finished.cancel();
+    finished
+        .save(store, 1, &events)
+        .await
+        .expect("save succeeds");
+
+    let running = store.running_for_application(&application).await;
+    assert_eq!(
+        running.expect("query succeeds"),
+        [a.id().clone(), d.id().clone()]
+    );
+    let running = store.running_for_application(&other_application).await;
+    assert_eq!(running.expect("query succeeds"), [other.id().clone()]);
+
+    // Dequeued: the host saves it as running.
+    queued.save(store, 1, &[]).await.expect("save succeeds");
+    let running = store.running_for_application(&application).await;
+    let running = running.expect("query succeeds");
+    assert_eq!(running.len(), 3);
+    assert!(running.contains(queued.id()));
+}

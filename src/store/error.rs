@@ -1,0 +1,116 @@
+use std::error::Error as StdError;
+use std::path::PathBuf;
+
+use crate::core::{CallbackId, DeploymentId};
+
+/// Why a store operation failed.
+///
+/// Every backend converts its own errors into this one enum, so the runtime handles a conflict
+/// or a corrupt row the same way whatever the database.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// `create` was given an id that is already stored.
+    #[error(
+        "deployment {id} already exists: pick a fresh id, or load the stored deployment and save it"
+    )]
+    AlreadyExists {
+        /// The id.
+        id: DeploymentId,
+    },
+    /// `create` was given a callback id that another deployment already owns.
+    #[error(
+        "callback id {callback} already belongs to another deployment: callback ids must be \
+         unique, so take them from `hookgate::ids::RandomIds`"
+    )]
+    CallbackTaken {
+        /// The callback id.
+        callback: CallbackId,
+    },
+    /// `save` was given an id that is not stored.
+    #[error("deployment {id} is not stored: create it before saving it")]
+    NotFound {
+        /// The id.
+        id: DeploymentId,
+    },
+    /// `save` expected a version that is no longer the stored one: someone else saved first.
+    #[error(
+        "deployment {id} was saved by someone else (expected version {expected}, stored version \
+         {actual}): load it again, re-apply the input and save with the new version"
+    )]
+    Conflict {
+        /// The deployment.
+        id: DeploymentId,
+        /// The version the caller expected.
+        expected: u64,
+        /// The version stored now.
+        actual: u64,
+    },
+    /// A stored value cannot be read back.
+    #[error(
+        "the stored {what} of deployment {id} cannot be read ({source}): it was edited by hand or \
+         written by an incompatible release; restore it from a backup"
+    )]
+    Corrupt {
+        /// The deployment whose row it is.
+        id: DeploymentId,
+        /// Which value: `state`, `status`, `event`, `version`, ...
+        what: &'static str,
+        /// What is wrong with it.
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// A deployment's state or event could not be written as JSON.
+    #[error(
+        "the {what} of deployment {id} cannot be written as JSON ({source}): please report this bug"
+    )]
+    Encode {
+        /// The deployment.
+        id: DeploymentId,
+        /// `state` or `event`.
+        what: &'static str,
+        /// The serializer's error.
+        source: serde_json::Error,
+    },
+    /// The database could not be opened.
+    #[error(
+        "cannot open the database at {path} ({source}): check that its directory exists and is \
+         writable by this process"
+    )]
+    Open {
+        /// Where.
+        path: PathBuf,
+        /// The driver's error.
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// The database's schema is newer than this release understands.
+    #[error(
+        "the database has schema version {found} but this release knows versions up to \
+         {supported}: run the release that last opened it, or restore a backup"
+    )]
+    SchemaTooNew {
+        /// The version found.
+        found: i64,
+        /// The newest version this release can apply.
+        supported: usize,
+    },
+    /// A schema migration failed; it ran in a transaction, so the database is unchanged.
+    #[error(
+        "schema migration {version} failed ({source}); the database is unchanged: fix the cause \
+         (disk full, read-only file, ...) and open it again"
+    )]
+    Migration {
+        /// The migration's version.
+        version: i64,
+        /// The driver's error.
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// The database failed (locked for longer than the busy timeout, disk full, I/O error, ...).
+    #[error(
+        "the database failed ({source}): check that it is reachable and writable; the operation \
+         changed nothing and can be retried"
+    )]
+    Backend {
+        /// The driver's error.
+        source: Box<dyn StdError + Send + Sync>,
+    },
+}

@@ -1,0 +1,231 @@
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::codec;
+use super::{HistoryEntry, NewDeployment, Store, StoreError, StoredDeployment};
+use crate::clock::{Clock, SystemClock};
+use crate::core::{CallbackId, DeploymentId, DeploymentState, DeploymentStatus, Event};
+
+/// A store in the process's memory, for tests and for hosts that need no durability.
+///
+/// It keeps states and events as the same JSON text the durable stores write, so a state that
+/// does not survive serialization fails here too instead of first failing in production.
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+    clock: Arc<dyn Clock>,
+}
+
+#[derive(Default)]
+struct Tables {
+    deployments: HashMap<DeploymentId, Row>,
+    callbacks: HashMap<CallbackId, DeploymentId>,
+}
+
+struct Row {
+    current: Current,
+    /// Each event's JSON with the version written together with it.
+    history: Vec<(u64, String)>,
+}
+
+/// What `load` returns, still encoded: cloned under the lock and decoded after releasing it, so
+/// that reading a large state does not hold up writers.
+#[derive(Clone)]
+struct Current {
+    application: String,
+    plan_source: String,
+    state: String,
+    status: DeploymentStatus,
+    version: u64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl MemoryStore {
+    /// An empty store stamping rows with the system clock.
+    pub fn new() -> Self {
+        Self::with_clock(SystemClock)
+    }
+
+    /// An empty store stamping `created_at` and `updated_at` with `clock`.
+    pub fn with_clock(clock: impl Clock) -> Self {
+        Self {
+            tables: Mutex::default(),
+            clock: Arc::new(clock),
+        }
+    }
+
+    fn tables(&self) -> MutexGuard<'_, Tables> {
+        // Nothing panics while the lock is held, and every change is made after all checks, so
+        // a poisoned lock still guards consistent tables.
+        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("deployments", &self.tables().deployments.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Current {
+    fn decode(self, id: DeploymentId) -> Result<StoredDeployment, StoreError> {
+        Ok(StoredDeployment {
+            state: codec::decode_state(&id, &self.state)?,
+            id,
+            application: self.application,
+            plan_source: self.plan_source,
+            status: self.status,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+impl Row {
+    fn append(&mut self, version: u64, events: Vec<String>) {
+        self.history
+            .extend(events.into_iter().map(|e| (version, e)));
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create(&self, new: NewDeployment, events: &[Event]) -> Result<u64, StoreError> {
+        let state = codec::encode_state(&new.id, &new.state)?;
+        let events = codec::encode_events(&new.id, events)?;
+        let now = self.clock.now();
+        let mut tables = self.tables();
+        if tables.deployments.contains_key(&new.id) {
+            return Err(StoreError::AlreadyExists { id: new.id });
+        }
+        let mut seen = HashSet::new();
+        if let Some(&callback) = new
+            .callback_ids
+            .iter()
+            .find(|c| tables.callbacks.contains_key(c) || !seen.insert(**c))
+        {
+            return Err(StoreError::CallbackTaken { callback });
+        }
+        for callback in new.callback_ids {
+            tables.callbacks.insert(callback, new.id.clone());
+        }
+        let mut row = Row {
+            current: Current {
+                application: new.application,
+                plan_source: new.plan_source,
+                state,
+                status: new.status,
+                version: 1,
+                created_at: now,
+                updated_at: now,
+            },
+            history: Vec::new(),
+        };
+        row.append(1, events);
+        tables.deployments.insert(new.id, row);
+        Ok(1)
+    }
+
+    async fn save(
+        &self,
+        id: &DeploymentId,
+        expected_version: u64,
+        state: &DeploymentState,
+        status: DeploymentStatus,
+        events: &[Event],
+    ) -> Result<u64, StoreError> {
+        let state = codec::encode_state(id, state)?;
+        let events = codec::encode_events(id, events)?;
+        let now = self.clock.now();
+        let mut tables = self.tables();
+        let row = tables
+            .deployments
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
+        let current = &mut row.current;
+        if current.version != expected_version {
+            return Err(StoreError::Conflict {
+                id: id.clone(),
+                expected: expected_version,
+                actual: current.version,
+            });
+        }
+        current.version += 1;
+        current.state = state;
+        current.status = status;
+        current.updated_at = now;
+        let version = current.version;
+        row.append(version, events);
+        Ok(version)
+    }
+
+    async fn load(&self, id: &DeploymentId) -> Result<Option<StoredDeployment>, StoreError> {
+        let current = self.tables().deployments.get(id).map(|r| r.current.clone());
+        current.map(|c| c.decode(id.clone())).transpose()
+    }
+
+    async fn find_by_callback(
+        &self,
+        callback: CallbackId,
+    ) -> Result<Option<DeploymentId>, StoreError> {
+        Ok(self.tables().callbacks.get(&callback).cloned())
+    }
+
+    async fn list_unfinished(&self) -> Result<Vec<StoredDeployment>, StoreError> {
+        let mut rows: Vec<_> = self
+            .tables()
+            .deployments
+            .iter()
+            .filter(|(_, row)| !row.current.status.is_terminal())
+            .map(|(id, row)| (row.current.created_at, id.clone(), row.current.clone()))
+            .collect();
+        rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        rows.into_iter().map(|(_, id, c)| c.decode(id)).collect()
+    }
+
+    async fn running_for_application(
+        &self,
+        application: &str,
+    ) -> Result<Vec<DeploymentId>, StoreError> {
+        let tables = self.tables();
+        let mut rows: Vec<_> = tables
+            .deployments
+            .iter()
+            .map(|(id, row)| (id, &row.current))
+            .filter(|(_, c)| c.status == DeploymentStatus::Running && c.application == application)
+            .map(|(id, c)| (c.created_at, id))
+            .collect();
+        rows.sort();
+        Ok(rows.into_iter().map(|(_, id)| id.clone()).collect())
+    }
+
+    async fn history(&self, id: &DeploymentId) -> Result<Vec<HistoryEntry>, StoreError> {
+        let history = match self.tables().deployments.get(id) {
+            Some(row) => row.history.clone(),
+            None => return Ok(Vec::new()),
+        };
+        (1..)
+            .zip(history)
+            .map(|(seq, (version, event))| {
+                Ok(HistoryEntry {
+                    seq,
+                    version,
+                    event: codec::decode_event(id, &event)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,198 @@
+//! Durable deployment state: one [`Store`] trait, a [`MemoryStore`] that is always built and a
+//! [`SqliteStore`] (feature `sqlite`), all held to one conformance suite
+//! (`hookgate::store::conformance`, feature `test-util`).
+//!
+//! # What is stored
+//!
+//! Per deployment: the deployment file's text (the runtime validates it again on load), the
+//! core's [`DeploymentState`] as JSON, the host's [`DeploymentStatus`], a version, the index
+//! from each callback id to its deployment, and the history of [`Event`]s as JSON. No secret is
+//! ever stored: the state keeps request templates and context, never a rendered request, and
+//! tokens and signing keys never reach the core.
+//!
+//! # Optimistic concurrency
+//!
+//! [`Store::create`] stores version 1. Each [`Store::save`] names the version it read and
+//! stores the next one, with its events, in one atomic write; if someone saved in between it
+//! changes nothing and returns [`StoreError::Conflict`], and the caller loads again and
+//! re-applies its input:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use chrono::Utc;
+//! use hookgate::config::Plan;
+//! use hookgate::core::{Deployment, DeploymentId, StartOptions};
+//! use hookgate::ids::RandomIds;
+//! use hookgate::store::{MemoryStore, NewDeployment, Store, StoreError};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let source = "application: shop\ntargets: {prod: {}}\n";
+//! let plan = Arc::new(Plan::from_yaml(source)?);
+//! let mut deployment = Deployment::start(
+//!     plan, DeploymentId::from("d1"), StartOptions::default(), &mut RandomIds, Utc::now(),
+//! );
+//! let events: Vec<_> = std::iter::from_fn(|| deployment.poll_event()).collect();
+//! let store = MemoryStore::new();
+//! let v1 = store.create(NewDeployment::new(&deployment, source), &events).await?;
+//!
+//! let id = deployment.id().clone();
+//! let v2 = store.save(&id, v1, deployment.state(), deployment.status(), &[]).await?;
+//! // A second writer still holding version 1 is refused, and the first write stands.
+//! let stale = store.save(&id, v1, deployment.state(), deployment.status(), &[]).await;
+//! assert!(matches!(stale, Err(StoreError::Conflict { expected: 1, actual: 2, .. })));
+//! assert_eq!(store.load(&id).await?.unwrap().version, v2);
+//! # Ok(()) }
+//! ```
+//!
+//! # SQLite durability
+//!
+//! [`SqliteStore`] runs in WAL mode with a busy timeout and foreign keys on, and applies its
+//! embedded schema migrations when it opens a file. Its [`Durability`] decides when a save
+//! returns:
+//!
+//! - [`Durability::ProcessCrash`] (the default, `synchronous=NORMAL`): a save that returned
+//!   `Ok` has been committed to the write-ahead log in the operating system's cache, so it
+//!   survives the process being killed (`kill -9`, a panic, the OOM killer). It does **not**
+//!   survive a power loss or an operating-system crash: the last saves before one may be lost,
+//!   though the database stays consistent (older, never corrupt).
+//! - [`Durability::PowerLoss`] (`synchronous=FULL`): the write-ahead log is synced to disk at
+//!   every commit, so a save that returned `Ok` also survives a power loss or an
+//!   operating-system crash, on storage that honours `fsync`. Each save then waits for one
+//!   `fsync`.
+
+mod codec;
+#[cfg(feature = "test-util")]
+pub mod conformance;
+mod error;
+mod memory;
+mod record;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use error::StoreError;
+pub use memory::MemoryStore;
+pub use record::{HistoryEntry, NewDeployment, StoredDeployment};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{Durability, SqliteOptions, SqliteStore};
+
+use crate::core::{CallbackId, DeploymentId, DeploymentState, DeploymentStatus, Event};
+
+/// A store as a trait object; the runtime holds an `Arc<DynStore>`.
+pub type DynStore = dyn Store;
+
+/// Where deployments, their callback index and their history are kept.
+///
+/// Every method is one atomic operation: a failed call changes nothing.
+#[async_trait]
+pub trait Store: Debug + Send + Sync {
+    /// Stores a new deployment at version 1, indexes its callback ids and appends `events` (the
+    /// events drained after [`Deployment::start`](crate::core::Deployment::start)). Returns 1.
+    ///
+    /// An id already stored is [`StoreError::AlreadyExists`]; a callback id another deployment
+    /// owns is [`StoreError::CallbackTaken`].
+    async fn create(&self, new: NewDeployment, events: &[Event]) -> Result<u64, StoreError>;
+
+    /// Replaces the state and status of deployment `id` and appends `events`, if its stored
+    /// version is still `expected_version`. Returns the new version, `expected_version + 1`.
+    ///
+    /// A stale version is [`StoreError::Conflict`] and an unknown id [`StoreError::NotFound`];
+    /// either way nothing is written.
+    async fn save(
+        &self,
+        id: &DeploymentId,
+        expected_version: u64,
+        state: &DeploymentState,
+        status: DeploymentStatus,
+        events: &[Event],
+    ) -> Result<u64, StoreError>;
+
+    /// The deployment with this id, if stored.
+    async fn load(&self, id: &DeploymentId) -> Result<Option<StoredDeployment>, StoreError>;
+
+    /// The deployment that owns this callback id, if any.
+    async fn find_by_callback(
+        &self,
+        callback: CallbackId,
+    ) -> Result<Option<DeploymentId>, StoreError>;
+
+    /// Every deployment whose status is not terminal (`queued` or `running`), oldest first: what
+    /// the runtime resumes when it starts. A row that cannot be read fails the listing with
+    /// [`StoreError::Corrupt`] naming its deployment.
+    async fn list_unfinished(&self) -> Result<Vec<StoredDeployment>, StoreError>;
+
+    /// The deployments of `application` whose status is `running`, oldest first, for
+    /// `ifDeploymentInProgress`.
+    async fn running_for_application(
+        &self,
+        application: &str,
+    ) -> Result<Vec<DeploymentId>, StoreError>;
+
+    /// The events of deployment `id` in the order appended; empty for an unknown id.
+    async fn history(&self, id: &DeploymentId) -> Result<Vec<HistoryEntry>, StoreError>;
+}
+
+macro_rules! forward_store {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<T: Store + ?Sized> Store for $ty {
+            async fn create(
+                &self,
+                new: NewDeployment,
+                events: &[Event],
+            ) -> Result<u64, StoreError> {
+                (**self).create(new, events).await
+            }
+
+            async fn save(
+                &self,
+                id: &DeploymentId,
+                expected_version: u64,
+                state: &DeploymentState,
+                status: DeploymentStatus,
+                events: &[Event],
+            ) -> Result<u64, StoreError> {
+                (**self)
+                    .save(id, expected_version, state, status, events)
+                    .await
+            }
+
+            async fn load(
+                &self,
+                id: &DeploymentId,
+            ) -> Result<Option<StoredDeployment>, StoreError> {
+                (**self).load(id).await
+            }
+
+            async fn find_by_callback(
+                &self,
+                callback: CallbackId,
+            ) -> Result<Option<DeploymentId>, StoreError> {
+                (**self).find_by_callback(callback).await
+            }
+
+            async fn list_unfinished(&self) -> Result<Vec<StoredDeployment>, StoreError> {
+                (**self).list_unfinished().await
+            }
+
+            async fn running_for_application(
+                &self,
+                application: &str,
+            ) -> Result<Vec<DeploymentId>, StoreError> {
+                (**self).running_for_application(application).await
+            }
+
+            async fn history(&self, id: &DeploymentId) -> Result<Vec<HistoryEntry>, StoreError> {
+                (**self).history(id).await
+            }
+        }
+    };
+}
+
+forward_store!(Arc<T>);
+forward_store!(Box<T>);

@@ -1,0 +1,78 @@
+use chrono::{DateTime, Utc};
+
+use crate::core::{CallbackId, Deployment, DeploymentId, DeploymentState, DeploymentStatus, Event};
+
+/// A deployment to store for the first time; build it with [`NewDeployment::new`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NewDeployment {
+    /// Its id.
+    pub id: DeploymentId,
+    /// The application its plan deploys.
+    pub application: String,
+    /// The deployment file's text, validated again by the runtime when it loads the deployment.
+    pub plan_source: String,
+    /// The core's state.
+    pub state: DeploymentState,
+    /// Its status as the host sees it.
+    pub status: DeploymentStatus,
+    /// Every callback id of its webhook gates. The core assigns them all at start and never
+    /// changes them, so the store indexes them once, here.
+    pub callback_ids: Vec<CallbackId>,
+}
+
+impl NewDeployment {
+    /// Everything about `deployment` a store keeps, with the text its plan was read from.
+    ///
+    /// Taking it all from the deployment means the id, application and callback ids cannot
+    /// disagree with the state.
+    pub fn new(deployment: &Deployment, plan_source: impl Into<String>) -> Self {
+        Self {
+            id: deployment.id().clone(),
+            application: deployment.plan().application().to_owned(),
+            plan_source: plan_source.into(),
+            state: deployment.state().clone(),
+            status: deployment.status(),
+            callback_ids: deployment.callback_ids().map(|(_, id)| id).collect(),
+        }
+    }
+
+    /// Stores it with another status, such as `queued` for a deployment that waits for
+    /// another one of its application (`ifDeploymentInProgress: enqueueOne`).
+    pub fn with_status(mut self, status: DeploymentStatus) -> Self {
+        self.status = status;
+        self
+    }
+}
+
+/// A stored deployment, as [`Store::load`](super::Store::load) returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDeployment {
+    /// Its id.
+    pub id: DeploymentId,
+    /// The application its plan deploys.
+    pub application: String,
+    /// The deployment file's text.
+    pub plan_source: String,
+    /// The core's state; continue with [`Deployment::restore`].
+    pub state: DeploymentState,
+    /// Its status as the host sees it.
+    pub status: DeploymentStatus,
+    /// 1 after `create`, one more after each `save`; pass it to the next `save`.
+    pub version: u64,
+    /// When it was created, by the store's clock.
+    pub created_at: DateTime<Utc>,
+    /// When it was last saved, by the store's clock.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One event of a deployment's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Its position in the deployment's history: 1, 2, 3, ... in the order appended.
+    pub seq: u64,
+    /// The version written together with it: 1 for `create`'s events, and so on.
+    pub version: u64,
+    /// The event.
+    pub event: Event,
+}

@@ -1,0 +1,97 @@
+//! Reading rows back. Whatever a row holds, a bad value is [`StoreError::Corrupt`], never a
+//! panic: the file may have been edited by hand or written by another release.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::backend;
+use crate::core::{DeploymentId, DeploymentStatus};
+use crate::store::{HistoryEntry, StoreError, StoredDeployment, codec};
+
+pub(super) fn deployment(row: &SqliteRow) -> Result<StoredDeployment, StoreError> {
+    let id = DeploymentId(row.try_get("id").map_err(backend)?);
+    let state: String = column(row, &id, "state")?;
+    let status: String = column(row, &id, "status")?;
+    let created_at: String = column(row, &id, "created_at")?;
+    let updated_at: String = column(row, &id, "updated_at")?;
+    Ok(StoredDeployment {
+        application: column(row, &id, "application")?,
+        plan_source: column(row, &id, "plan_source")?,
+        state: codec::decode_state(&id, &state)?,
+        status: decode_status(&id, status)?,
+        version: version(&id, column(row, &id, "version")?)?,
+        created_at: time(&id, "created_at", &created_at)?,
+        updated_at: time(&id, "updated_at", &updated_at)?,
+        id,
+    })
+}
+
+pub(super) fn history_entry(
+    id: &DeploymentId,
+    row: &SqliteRow,
+) -> Result<HistoryEntry, StoreError> {
+    let event: String = column(row, id, "event")?;
+    Ok(HistoryEntry {
+        seq: positive(id, "seq", column(row, id, "seq")?)?,
+        version: version(id, column(row, id, "version")?)?,
+        event: codec::decode_event(id, &event)?,
+    })
+}
+
+/// A stored version; a value that is not positive means the row was tampered with.
+pub(super) fn version(id: &DeploymentId, value: i64) -> Result<u64, StoreError> {
+    positive(id, "version", value)
+}
+
+/// The version after `expected`. Only a version tampered up to `i64::MAX` has none.
+pub(super) fn next_version(id: &DeploymentId, expected: i64) -> Result<i64, StoreError> {
+    expected
+        .checked_add(1)
+        .ok_or_else(|| corrupt(id, "version", format!("{expected} cannot be incremented")))
+}
+
+fn positive(id: &DeploymentId, what: &'static str, value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value)
+        .ok()
+        .filter(|&v| v > 0)
+        .ok_or_else(|| corrupt(id, what, format!("{value} is not a positive number")))
+}
+
+fn column<'r, T>(row: &'r SqliteRow, id: &DeploymentId, name: &'static str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get(name).map_err(|e| StoreError::Corrupt {
+        id: id.clone(),
+        what: name,
+        source: Box::new(e),
+    })
+}
+
+fn decode_status(id: &DeploymentId, text: String) -> Result<DeploymentStatus, StoreError> {
+    // The column holds `DeploymentStatus::as_str`, which is also its serde name.
+    serde_json::from_value(serde_json::Value::String(text)).map_err(|e| StoreError::Corrupt {
+        id: id.clone(),
+        what: "status",
+        source: Box::new(e),
+    })
+}
+
+fn time(id: &DeploymentId, what: &'static str, text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt {
+            id: id.clone(),
+            what,
+            source: Box::new(e),
+        })
+}
+
+fn corrupt(id: &DeploymentId, what: &'static str, message: String) -> StoreError {
+    StoreError::Corrupt {
+        id: id.clone(),
+        what,
+        source: message.into(),
+    }
+}
