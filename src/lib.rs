@@ -95,7 +95,10 @@ pub mod clock;
 pub mod config;
 pub mod core;
 pub mod ids;
+pub mod outbound;
 pub mod receiver;
+#[cfg(feature = "runtime")]
+pub mod runtime;
 mod secret;
 pub mod secrets;
 pub mod server;

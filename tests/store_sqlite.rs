@@ -1,5 +1,5 @@
-//! The SQLite store: the conformance suite, durability across `kill -9`, migrations on reopen,
-//! and typed errors for corrupt rows.
+//! The SQLite store: the conformance suite, durability across `kill -9`, group commit answering
+//! each write on its own, migrations on reopen, and typed errors for corrupt rows.
 #![cfg(all(feature = "sqlite", feature = "test-util"))]
 
 use std::io::{BufRead, BufReader};
@@ -10,6 +10,7 @@ use std::sync::Arc;
 use chrono::{SubsecRound, TimeDelta, Utc};
 use hookgate::config::Plan;
 use hookgate::core::{Deployment, DeploymentId, Event, EventKind, StartOptions};
+use hookgate::ids::RandomIds;
 use hookgate::store::{
     Durability, DynStore, NewDeployment, SqliteOptions, SqliteStore, Store, StoreError, conformance,
 };
@@ -65,6 +66,20 @@ fn start(id: &str) -> (Deployment, Vec<Event>) {
     (d, events)
 }
 
+/// Like [`start`], with random callback ids, so that deployments do not share them.
+fn start_random(id: &str) -> (Deployment, Vec<Event>) {
+    let plan = Arc::new(Plan::from_yaml(PLAN).expect("valid plan"));
+    let mut d = Deployment::start(
+        plan,
+        DeploymentId::from(id),
+        StartOptions::default(),
+        &mut RandomIds,
+        Utc::now(),
+    );
+    let events = drain(&mut d);
+    (d, events)
+}
+
 fn drain(d: &mut Deployment) -> Vec<Event> {
     while d.poll_action().is_some() {}
     std::iter::from_fn(|| d.poll_event()).collect()
@@ -104,6 +119,168 @@ async fn power_loss_durability_passes_the_conformance_suite() {
         .expect("open");
     let store: Arc<DynStore> = Arc::new(store);
     conformance::run_all(&store).await;
+}
+
+/// Many creates and saves at once, some of them refused: the writer groups them into shared
+/// transactions, yet each call gets its own answer and a refused one writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_writes_are_answered_each_on_its_own() {
+    const N: usize = 48;
+    let dir = TempDir::new("group-commit");
+    let store: Arc<DynStore> = Arc::new(SqliteStore::open(dir.db()).await.expect("open"));
+    // `start` takes callback ids from a fresh sequence, so these two share theirs.
+    let (owner, owner_events) = start("owner");
+    store
+        .create(NewDeployment::new(&owner, PLAN), &owner_events)
+        .await
+        .expect("create");
+    let (clash, clash_events) = start("clash");
+
+    let mut creates = Vec::new();
+    let mut deployments = Vec::new();
+    for i in 0..N {
+        let (d, events) = start_random(&format!("d{i}"));
+        let (store, new) = (Arc::clone(&store), NewDeployment::new(&d, PLAN));
+        creates.push(tokio::spawn(
+            async move { store.create(new, &events).await },
+        ));
+        deployments.push(d);
+    }
+    let refused = [
+        NewDeployment::new(&clash, PLAN),
+        NewDeployment::new(&start_random("owner").0, PLAN),
+    ]
+    .map(|new| {
+        let (store, events) = (Arc::clone(&store), clash_events.clone());
+        tokio::spawn(async move { store.create(new, &events).await })
+    });
+    for create in creates {
+        assert_eq!(create.await.expect("create task").expect("create"), 1);
+    }
+    let [taken, exists] = refused;
+    let taken = taken.await.expect("create task");
+    assert!(
+        matches!(taken, Err(StoreError::CallbackTaken { .. })),
+        "{taken:?}"
+    );
+    let exists = exists.await.expect("create task");
+    assert!(
+        matches!(exists, Err(StoreError::AlreadyExists { .. })),
+        "{exists:?}"
+    );
+    assert!(store.load(clash.id()).await.expect("load").is_none());
+    assert!(store.history(clash.id()).await.expect("history").is_empty());
+    let (_, callback) = owner.callback_ids().next().expect("one webhook gate");
+    assert_eq!(
+        store.find_by_callback(callback).await.expect("find"),
+        Some(owner.id().clone())
+    );
+
+    // Every deployment gets a fresh save and a stale one, all at once.
+    let mut saves = Vec::new();
+    for (i, d) in deployments.iter_mut().enumerate() {
+        let events = progress(d, format!("note {i}"));
+        for expected in [1, 7] {
+            let store = Arc::clone(&store);
+            let (id, state, status) = (d.id().clone(), d.state().clone(), d.status());
+            let events = events.clone();
+            saves.push(tokio::spawn(async move {
+                let saved = store.save(&id, expected, &state, status, &events).await;
+                (expected, saved)
+            }));
+        }
+    }
+    for save in saves {
+        match save.await.expect("save task") {
+            (1, saved) => assert_eq!(saved.expect("the fresh save is written"), 2),
+            (_, saved) => assert!(
+                matches!(
+                    saved,
+                    Err(StoreError::Conflict {
+                        expected: 7,
+                        actual: 1 | 2,
+                        ..
+                    })
+                ),
+                "the stale save alone is refused: {saved:?}"
+            ),
+        }
+    }
+    for (i, d) in deployments.iter().enumerate() {
+        let stored = store.load(d.id()).await.expect("load").expect("stored");
+        assert_eq!(stored.version, 2);
+        assert_eq!(stored.state, *d.state());
+        let notes: Vec<_> = store
+            .history(d.id())
+            .await
+            .expect("history")
+            .into_iter()
+            .filter_map(|e| match e.event.kind {
+                EventKind::Progress { message, .. } => Some((e.version, message)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(notes, [(2, format!("note {i}"))]);
+    }
+}
+
+/// Event text goes through the writer's one-statement append unchanged, however it is spelt.
+#[tokio::test]
+async fn events_round_trip_whatever_their_text() {
+    let dir = TempDir::new("event-text");
+    let store = SqliteStore::open(dir.db()).await.expect("open");
+    let (mut d, events) = start("d1");
+    store
+        .create(NewDeployment::new(&d, PLAN), &events)
+        .await
+        .expect("create");
+    let notes = [
+        "plain",
+        "\"quoted\" \\ back\\slash, [brackets], {braces}",
+        "line\nbreak\ttab\r\u{0}nul \u{1f}",
+        "é 日本 🚀 \u{2028}",
+        "",
+    ];
+    let mut all = events;
+    let mut batch = Vec::new();
+    for note in notes {
+        batch.extend(progress(&mut d, note.to_owned()));
+    }
+    store
+        .save(d.id(), 1, d.state(), d.status(), &batch)
+        .await
+        .expect("save");
+    all.extend(batch);
+    let history = store.history(d.id()).await.expect("history");
+    let got: Vec<_> = history.iter().map(|e| (e.seq, &e.event)).collect();
+    let want: Vec<_> = (1..).zip(&all).collect();
+    assert_eq!(got, want);
+}
+
+/// Closing commits and answers the writes queued before it, and refuses later ones.
+#[tokio::test]
+async fn close_finishes_queued_writes_and_refuses_later_ones() {
+    let dir = TempDir::new("close");
+    let store = SqliteStore::open(dir.db()).await.expect("open");
+    let (mut d, events) = start("d1");
+    store
+        .create(NewDeployment::new(&d, PLAN), &events)
+        .await
+        .expect("create");
+    let events = progress(&mut d, "before close".into());
+    let (saved, ()) = tokio::join!(
+        store.save(d.id(), 1, d.state(), d.status(), &events),
+        store.close()
+    );
+    assert_eq!(saved.expect("queued before close"), 2);
+    let late = store.save(d.id(), 2, d.state(), d.status(), &[]).await;
+    assert!(matches!(late, Err(StoreError::Backend { .. })), "{late:?}");
+    store.close().await;
+
+    let store = SqliteStore::open(dir.db()).await.expect("reopen");
+    let stored = store.load(d.id()).await.expect("load").expect("kept");
+    assert_eq!(stored.version, 2);
+    assert_eq!(stored.state, *d.state());
 }
 
 #[tokio::test]

@@ -78,7 +78,7 @@ impl Deployment {
         plan: Arc<Plan>,
         id: DeploymentId,
         options: StartOptions,
-        ids: &mut impl IdSource,
+        ids: &mut (impl IdSource + ?Sized),
         now: DateTime<Utc>,
     ) -> Self {
         let callbacks = plan

@@ -1,11 +1,50 @@
 //! The SQLite store (feature `sqlite`). Durability is documented on the [`store`](super)
-//! module.
+//! module; how writes are grouped into commits, on [`SqliteStore`].
+//!
+//! # Group commit
+//!
+//! Reads (`load`, `find_by_callback`, `list_unfinished`, `running_for_application`,
+//! `history`) run on the connection pool, beside any write. Writes (`create`, `save`) all go
+//! to one writer task, which owns its own connection: it takes every write queued at that
+//! moment (at most [`writer::MAX_BATCH`]), runs them one after the other in one
+//! `BEGIN IMMEDIATE` transaction, and answers each caller only after that transaction's
+//! `COMMIT` returned. SQLite runs one write transaction at a time anyway, so instead of each
+//! save waiting for the lock, committing and (with `synchronous=FULL`) syncing on its own, a
+//! burst of concurrent saves shares one lock, one commit and one `fsync`.
+//!
+//! Each write keeps its own result. A `save` is checked by its guarded
+//! `UPDATE ... WHERE id = ? AND version = ?`: when that matches no row the save wrote nothing,
+//! is answered `Conflict` (or `NotFound`) and the batch goes on. A `create` runs inside a
+//! `SAVEPOINT`, rolled back on its own when its id exists or a callback id is taken. Writes of
+//! one batch run in the order they were queued, so two saves of one version in one batch
+//! behave as they would one after the other: the first wins, the second conflicts. If the
+//! database fails during one write (disk full, I/O error), the transaction is rolled back, that
+//! write gets the error, and the others run again in a new transaction; if `BEGIN` or `COMMIT`
+//! fails, every write of the batch gets the error and none of them was written.
+//!
+//! # Durability
+//!
+//! Unchanged by grouping: a write is acknowledged only after the `COMMIT` that made it durable
+//! returned, under the same `synchronous` setting as before (see [`Durability`]). With
+//! [`Durability::PowerLoss`] the commit's `fsync` covers the whole batch. A write whose caller
+//! stops waiting (its future dropped) after it was queued may still be committed, just as a
+//! write dropped while its `COMMIT` ran could be.
+//!
+//! # Round trips
+//!
+//! A save is two statements inside the batch's transaction: the guarded `UPDATE`, and one
+//! `INSERT ... SELECT` that numbers its events after the deployment's last one (the former
+//! `MAX(seq)` query folded in) and unpacks them all from one JSON array with `json_each`. A
+//! refused save reads the stored version once, to report it. The writer's connection lives as
+//! long as the store, so sqlx prepares each statement once and reuses it from its statement
+//! cache.
 
 mod queries;
 mod rows;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::fmt;
 use std::path::Path;
@@ -13,8 +52,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
 use crate::clock::{Clock, SystemClock};
@@ -39,8 +79,9 @@ pub struct SqliteOptions {
     /// How long a write waits for another connection's write lock before failing with
     /// [`StoreError::Backend`]. Default: 5 seconds.
     pub busy_timeout: Duration,
-    /// The most connections the pool opens. SQLite runs one write at a time whatever this is;
-    /// more connections let reads go on beside it. Default: 8.
+    /// The most connections the read pool opens; the writer task has one more of its own.
+    /// SQLite runs one write at a time whatever this is; more connections let reads go on
+    /// beside it. Default: 8.
     pub max_connections: u32,
     /// Stamps `created_at` and `updated_at`. Default: the system clock.
     pub clock: Arc<dyn Clock>,
@@ -94,8 +135,18 @@ impl SqliteOptions {
 }
 
 /// A [`Store`](super::Store) in one SQLite file.
+///
+/// Reads run on a connection pool. Concurrent `create` and `save` calls are grouped by one
+/// writer task into a single transaction of up to 256 writes (group commit), each write still
+/// checked on its own: a stale version is a [`StoreError::Conflict`] for that call only, and
+/// the others of the batch are written. Every call is answered only after its batch's `COMMIT`
+/// returned, so an acknowledged write is as durable as the [`Durability`] promises.
+///
+/// The writer task is spawned on the Tokio runtime that opens the store, and runs until the
+/// store is closed or dropped; use the store on that runtime.
 pub struct SqliteStore {
     pool: SqlitePool,
+    writes: mpsc::Sender<writer::Write>,
     clock: Arc<dyn Clock>,
 }
 
@@ -134,23 +185,51 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
             .map_err(|e| StoreError::Open {
                 path: path.to_owned(),
                 source: Box::new(e),
             })?;
         schema::migrate(&pool, options.clock.now()).await?;
+        let conn = connect.connect().await.map_err(|e| StoreError::Open {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })?;
+        let (writes, queue) = mpsc::channel(writer::QUEUE);
+        tokio::spawn(writer::Writer::new(connect, conn).run(queue));
         Ok(Self {
             pool,
+            writes,
             clock: options.clock,
         })
     }
 
-    /// Closes every connection, waiting for queries under way. Saves already acknowledged are
-    /// durable without it; closing checkpoints the write-ahead log into the main file.
+    /// Closes every connection, waiting for queries under way and for the writes already
+    /// queued, which are committed and answered first; writes after it fail with
+    /// [`StoreError::Backend`]. Saves already acknowledged are durable without it; closing
+    /// checkpoints the write-ahead log into the main file.
     pub async fn close(&self) {
+        let (ack, closed) = oneshot::channel();
+        if self.writes.send(writer::Write::Close(ack)).await.is_ok() {
+            // An error means the writer already stopped, which is what is waited for.
+            let _ = closed.await;
+        }
         self.pool.close().await;
+    }
+
+    /// Hands a write to the writer task and waits for its answer, given after its batch's
+    /// `COMMIT` returned.
+    async fn write(
+        &self,
+        write: impl FnOnce(writer::Reply) -> writer::Write,
+    ) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send(write(reply))
+            .await
+            .map_err(|_| writer::closed())?;
+        answer.await.map_err(|_| writer::closed())?
     }
 }
 

@@ -1,11 +1,13 @@
-//! The [`Store`] implementation. Every write runs in a `BEGIN IMMEDIATE` transaction: it takes
-//! SQLite's write lock up front (waiting for it under the busy timeout) instead of upgrading a
-//! read snapshot, which in WAL mode fails without waiting when another write got in first.
+//! The [`Store`] implementation. Writes are encoded here and handed to the writer task
+//! (`writer.rs`), which runs each batch in a `BEGIN IMMEDIATE` transaction: it takes SQLite's
+//! write lock up front (waiting for it under the busy timeout) instead of upgrading a read
+//! snapshot, which in WAL mode fails without waiting when another write got in first. Reads run
+//! on the pool.
 
 use async_trait::async_trait;
-use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use super::rows;
+use super::writer::{Create, Save, Write, event_array};
 use super::{SqliteStore, backend, timestamp};
 use crate::core::{CallbackId, DeploymentId, DeploymentState, DeploymentStatus, Event};
 use crate::store::{HistoryEntry, NewDeployment, Store, StoreError, StoredDeployment, codec};
@@ -21,87 +23,22 @@ macro_rules! select_deployments {
     };
 }
 
-impl SqliteStore {
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        self.pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(backend)
-    }
-}
-
-/// Appends events after the deployment's last one. Callers hold the write lock, so no other
-/// writer can take the same sequence numbers.
-async fn append(
-    conn: &mut SqliteConnection,
-    id: &DeploymentId,
-    version: i64,
-    events: Vec<String>,
-) -> Result<(), StoreError> {
-    let last: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events WHERE deployment_id = ?")
-            .bind(&id.0)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(backend)?;
-    for (seq, event) in (last + 1..).zip(events) {
-        sqlx::query("INSERT INTO events (deployment_id, seq, version, event) VALUES (?, ?, ?, ?)")
-            .bind(&id.0)
-            .bind(seq)
-            .bind(version)
-            .bind(event)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend)?;
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn create(&self, new: NewDeployment, events: &[Event]) -> Result<u64, StoreError> {
-        let state = codec::encode_state(&new.id, &new.state)?;
-        let events = codec::encode_events(&new.id, events)?;
-        let now = timestamp(self.clock.now());
-        // An early return drops `tx`, which rolls everything back.
-        let mut tx = self.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO deployments
-                (id, application, plan_source, state, status, finished, version, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&new.id.0)
-        .bind(&new.application)
-        .bind(&new.plan_source)
-        .bind(state)
-        .bind(new.status.as_str())
-        .bind(new.status.is_terminal())
-        .bind(&now)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if inserted.rows_affected() == 0 {
-            return Err(StoreError::AlreadyExists { id: new.id });
-        }
-        for callback in new.callback_ids {
-            let indexed = sqlx::query(
-                "INSERT INTO callbacks (callback_id, deployment_id) VALUES (?, ?)
-                 ON CONFLICT (callback_id) DO NOTHING",
-            )
-            .bind(callback.to_string())
-            .bind(&new.id.0)
-            .execute(&mut *tx)
+        let create = Create {
+            state: codec::encode_state(&new.id, &new.state)?,
+            events: event_array(codec::encode_events(&new.id, events)?),
+            now: timestamp(self.clock.now()),
+            status: new.status.as_str(),
+            finished: new.status.is_terminal(),
+            id: new.id,
+            application: new.application,
+            plan_source: new.plan_source,
+            callback_ids: new.callback_ids,
+        };
+        self.write(|reply| Write::Create(Box::new(create), reply))
             .await
-            .map_err(backend)?;
-            if indexed.rows_affected() == 0 {
-                return Err(StoreError::CallbackTaken { callback });
-            }
-        }
-        append(&mut tx, &new.id, 1, events).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(1)
     }
 
     async fn save(
@@ -112,48 +49,21 @@ impl Store for SqliteStore {
         status: DeploymentStatus,
         events: &[Event],
     ) -> Result<u64, StoreError> {
-        let state = codec::encode_state(id, state)?;
-        let events = codec::encode_events(id, events)?;
-        let now = timestamp(self.clock.now());
         // No stored version exceeds i64::MAX, so a larger expected version is stale: -1 matches
-        // no row, and the conflict is reported below with the stored version.
+        // no row, and the writer reports the conflict with the stored version.
         let expected = i64::try_from(expected_version).unwrap_or(-1);
-        let next = rows::next_version(id, expected)?;
-        let mut tx = self.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE deployments
-             SET state = ?, status = ?, finished = ?, version = ?, updated_at = ?
-             WHERE id = ? AND version = ?",
-        )
-        .bind(state)
-        .bind(status.as_str())
-        .bind(status.is_terminal())
-        .bind(next)
-        .bind(now)
-        .bind(&id.0)
-        .bind(expected)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if updated.rows_affected() == 0 {
-            let actual: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM deployments WHERE id = ?")
-                    .bind(&id.0)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-            return Err(match actual {
-                None => StoreError::NotFound { id: id.clone() },
-                Some(actual) => StoreError::Conflict {
-                    id: id.clone(),
-                    expected: expected_version,
-                    actual: rows::version(id, actual)?,
-                },
-            });
-        }
-        append(&mut tx, id, next, events).await?;
-        tx.commit().await.map_err(backend)?;
-        rows::version(id, next)
+        let save = Save {
+            state: codec::encode_state(id, state)?,
+            events: event_array(codec::encode_events(id, events)?),
+            now: timestamp(self.clock.now()),
+            next: rows::next_version(id, expected)?,
+            id: id.clone(),
+            expected_version,
+            expected,
+            status: status.as_str(),
+            finished: status.is_terminal(),
+        };
+        self.write(|reply| Write::Save(Box::new(save), reply)).await
     }
 
     async fn load(&self, id: &DeploymentId) -> Result<Option<StoredDeployment>, StoreError> {

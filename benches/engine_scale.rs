@@ -1,0 +1,162 @@
+//! Load harness: one engine holding many in-flight deployments, each waiting on a callback.
+//!
+//! `cargo bench --bench engine_scale --features runtime,test-util -- [COUNT]` (default 100000)
+//! starts COUNT deployments of a three-environment plan (in-memory store; webhook calls answered
+//! 202 by an in-process transport), then reports resident memory per deployment, the number of
+//! tokio tasks alive while they wait, and the time to fire COUNT due callback timeouts. The
+//! same-run baselines are the core alone: the resident bytes of COUNT bare `Deployment`s in the
+//! same state, and the time of COUNT `Deployment::handle_timeout` calls on them.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use chrono::{TimeDelta, TimeZone, Utc};
+use hookgate::config::Plan;
+use hookgate::core::{Action, CallResult, Deployment, StartOptions};
+use hookgate::outbound::Dispatcher;
+use hookgate::runtime::{Engine, SimulatedHost};
+use hookgate::secrets::MemorySecrets;
+use hookgate::test_util::{ManualClock, SequentialIds};
+use hookgate::transport::{TransportError, TransportRegistry};
+
+const PLAN: &str = r#"
+application: checkout
+targets:
+  dev:
+    constraints:
+      beforeDeployment: [runWebhook: {name: ticket}]
+  staging:
+    strategy: canary
+    constraints: {dependsOn: [dev], afterDeployment: [runWebhook: {name: smoke}]}
+  prod:
+    strategy: canary
+    constraints:
+      dependsOn: [staging]
+      beforeDeployment: [runWebhook: {name: ticket}, pause: {untilApproved: true}]
+strategies:
+  canary: {canary: {steps: [setWeight: {weight: 25}, runWebhook: {name: smoke}, setWeight: {weight: 100}]}}
+webhooks:
+  - {name: ticket, uriTemplate: 'https://t.example/{{armory.deploymentId}}'}
+  - {name: smoke, uriTemplate: 'https://s.example', retryCount: 3}
+"#;
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+fn main() {
+    let count: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(run(count));
+}
+
+async fn run(count: usize) {
+    let start = Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap();
+    let clock = ManualClock::new(start);
+    let accept = |_request: http::Request<Bytes>| async {
+        Ok::<_, TransportError>(
+            http::Response::builder()
+                .status(202)
+                .body(Bytes::new())
+                .expect("a static response"),
+        )
+    };
+    let dispatcher = Dispatcher::builder(
+        TransportRegistry::new(Arc::new(accept)),
+        Arc::new(MemorySecrets::new()),
+        "https://gates.example",
+    )
+    .build()
+    .expect("a dispatcher");
+    let engine = Engine::builder(dispatcher, SimulatedHost)
+        .clock(clock.clone())
+        .ids(SequentialIds::default())
+        .allow_concurrent_deployments(true)
+        .build();
+
+    let before = resident_bytes();
+    let started = Instant::now();
+    for _ in 0..count {
+        engine
+            .start(PLAN, Default::default())
+            .await
+            .expect("the deployment starts");
+    }
+    while engine.armed_deadlines() < count {
+        tokio::task::yield_now().await;
+    }
+    let start_time = started.elapsed();
+    let after = resident_bytes();
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    let per_deployment = (after - before) as f64 / count as f64;
+
+    clock.advance(TimeDelta::hours(25));
+    let fire = Instant::now();
+    let fired = engine.fire_due().await;
+    let fire_time = fire.elapsed();
+
+    // Baseline: the core alone, in the same state, in the same process.
+    let plan = Arc::new(Plan::from_yaml(PLAN).expect("the plan is valid"));
+    let mut ids = SequentialIds::starting_at(1 << 64);
+    let base_before = resident_bytes();
+    let mut cores: Vec<Deployment> = (0..count)
+        .map(|i| {
+            let mut d = Deployment::start(
+                Arc::clone(&plan),
+                format!("core-{i}").as_str().into(),
+                StartOptions::default(),
+                &mut ids,
+                start,
+            );
+            while let Some(a) = d.poll_action() {
+                if let Action::CallWebhook(c) = a {
+                    let _ = d.handle_call_result(
+                        start,
+                        c.gate,
+                        c.attempt,
+                        CallResult::Sent { status: 202 },
+                    );
+                }
+            }
+            while d.poll_event().is_some() {}
+            d
+        })
+        .collect();
+    let base_after = resident_bytes();
+    let base_per = (base_after - base_before) as f64 / count as f64;
+    let later = start + TimeDelta::hours(25);
+    let base_fire = Instant::now();
+    for d in &mut cores {
+        d.handle_timeout(later);
+    }
+    let base_fire_time = base_fire.elapsed();
+
+    println!("deployments waiting on a callback: {count} (started in {start_time:.2?})");
+    println!(
+        "resident: {:.1} MiB, {per_deployment:.0} bytes per deployment; core alone {base_per:.0} bytes (ratio {:.2})",
+        (after - before) as f64 / (1 << 20) as f64,
+        per_deployment / base_per
+    );
+    println!("tokio tasks alive while waiting: {tasks}");
+    println!(
+        "fired {fired} due callback timeouts in {fire_time:.2?}; core alone {base_fire_time:.2?} (ratio {:.1})",
+        fire_time.as_secs_f64() / base_fire_time.as_secs_f64()
+    );
+    std::hint::black_box(&cores);
+}

@@ -1,0 +1,118 @@
+//! Criterion benchmarks of the outbound path without a network: rendering Armory's GitHub
+//! `repository_dispatch` request, and a whole `Dispatcher::send` into an in-memory transport
+//! (unsigned and signed).
+//!
+//! `cargo bench --bench outbound --features signing`
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::Utc;
+use criterion::{Criterion, criterion_group, criterion_main};
+use hookgate::Secret;
+use hookgate::config::Plan;
+use hookgate::core::{Action, CallResult, Deployment, DeploymentId, StartOptions};
+use hookgate::ids::RandomIds;
+use hookgate::outbound::{Dispatcher, DispatcherBuilder};
+use hookgate::secrets::MemorySecrets;
+use hookgate::signing::{Signer, SigningSecret};
+use hookgate::template::{ArmoryValues, RenderValues};
+use hookgate::transport::{TransportError, TransportRegistry};
+
+const GITHUB: &str = r#"
+application: potato-facts
+context: {owner: armory, repo: docs-cdaas-sample}
+targets: {staging: {account: demo-staging-cluster, constraints: {beforeDeployment: [runWebhook: {name: Check-Logs}]}}}
+webhooks:
+  - name: Check-Logs
+    uriTemplate: "{{secrets.github_base}}/repos/{{context.owner}}/{{context.repo}}/dispatches"
+    headers:
+      - {key: Authorization, value: "token {{secrets.github_token}}"}
+      - {key: Content-Type, value: application/json}
+    bodyTemplate:
+      inline: '{"event_type": "webhookCallback", "client_payload": {"callbackUri": "{{armory.callbackUri}}/callback"}}'
+"#;
+
+const BASE: &str = "https://api.github.com";
+const TOKEN: &str = "ghp_0123456789abcdef0123456789abcdef0123";
+
+fn render(c: &mut Criterion) {
+    let plan = Plan::from_yaml(GITHUB).unwrap();
+    let request = &plan.webhooks()[0].request;
+    let armory = ArmoryValues {
+        callback_uri: format!("https://hookgate.example.com/callbacks/{}", "ab".repeat(16)),
+        deployment_id: "d-42".into(),
+        application_name: "potato-facts".into(),
+        environment_name: "staging".into(),
+        account_name: "demo-staging-cluster".into(),
+        ..ArmoryValues::default()
+    };
+    let secrets: BTreeMap<String, Secret> = [
+        ("github_base".to_owned(), Secret::new(BASE)),
+        ("github_token".to_owned(), Secret::new(TOKEN)),
+    ]
+    .into();
+    let values = RenderValues {
+        armory: &armory,
+        context: plan.context(),
+        secrets: &secrets,
+    };
+    c.bench_function("render_github_dispatch", |b| {
+        b.iter(|| black_box(request.render(black_box(&values)).unwrap()))
+    });
+}
+
+fn send(c: &mut Criterion) {
+    let accept = |_request: http::Request<Bytes>| async {
+        let mut response = http::Response::new(Bytes::new());
+        *response.status_mut() = http::StatusCode::NO_CONTENT;
+        Ok::<_, TransportError>(response)
+    };
+    let builder = || {
+        let secrets = MemorySecrets::new()
+            .with("github_base", BASE)
+            .with("github_token", TOKEN);
+        Dispatcher::builder(
+            TransportRegistry::new(accept),
+            Arc::new(secrets),
+            "https://hookgate.example.com",
+        )
+    };
+    let secret: SigningSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let plan = Arc::new(Plan::from_yaml(GITHUB).unwrap());
+    let mut deployment = Deployment::start(
+        plan,
+        DeploymentId::from("d-42"),
+        StartOptions::default(),
+        &mut RandomIds,
+        Utc::now(),
+    );
+    let Some(Action::CallWebhook(call)) = deployment.poll_action() else {
+        panic!("the plan calls a webhook")
+    };
+    let variants: [(&str, DispatcherBuilder); 2] = [
+        ("send_in_memory", builder()),
+        (
+            "send_in_memory_signed",
+            builder().signer(Signer::new(secret)),
+        ),
+    ];
+    for (name, builder) in variants {
+        let dispatcher = builder.build().unwrap();
+        let prepared = dispatcher.prepare(&deployment, &call, None);
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let result = runtime.block_on(dispatcher.send(black_box(&prepared)));
+                assert_eq!(result, CallResult::Sent { status: 204 });
+            })
+        });
+    }
+}
+
+criterion_group!(benches, render, send);
+criterion_main!(benches);

@@ -1,0 +1,324 @@
+//! A runnable approval-gate server, for trying hookgate against any external system.
+//!
+//! ```text
+//! cargo run --example gate_server --features runtime,axum,issuer,reqwest,sqlite -- \
+//!     --config FILE --listen ADDR [--public-url URL] [--db PATH] \
+//!     [--client-id ID --client-secret SECRET] [--callback-timeout SECONDS] \
+//!     [--context KEY=VALUE]... [--linger SECONDS]
+//! ```
+//!
+//! It serves hookgate's router at `--listen` (port 0 picks a free port), starts one deployment
+//! of the file — or resumes the unfinished one of the same application that `--db` holds —
+//! simulates host steps, and writes one JSON object per line on stdout, each with an `"event"`
+//! field: `listening`, `environment_status`, `webhook_called`, `callback_received`,
+//! `approval_requested`, `rollback_started`, and last `deployment_finished`. External systems get
+//! tokens from `POST /oauth/token` with the client credentials (default: the environment
+//! variables `CDAAS_CLIENT_ID` / `CDAAS_CLIENT_SECRET`).
+//!
+//! Exit status: 0 when the deployment succeeded, 1 for any other outcome, 2 for an invalid
+//! file or arguments (every validation error on stderr).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookgate::Secret;
+use hookgate::auth::{IssuerClient, TokenIssuer};
+use hookgate::config::{GateKind, Plan};
+use hookgate::core::{DeploymentId, EventKind, Settings};
+use hookgate::outbound::Dispatcher;
+use hookgate::runtime::{Engine, EngineEvent, SimulatedHost};
+use hookgate::secrets::EnvSecrets;
+use hookgate::server::{CallbackHandler, ServerState, router};
+use hookgate::store::{DynStore, MemoryStore, SqliteStore, Store};
+use hookgate::transport::{ReqwestTransport, TransportRegistry};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+/// The audience tokens are issued for: Armory's, so Armory-targeting clients work unchanged.
+const AUDIENCE: &str = "https://api.cloud.armory.io";
+
+struct Args {
+    config: String,
+    listen: String,
+    public_url: Option<String>,
+    db: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    callback_timeout: Option<u64>,
+    context: BTreeMap<String, String>,
+    linger: u64,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    let mut parsed = Args {
+        config: String::new(),
+        listen: String::new(),
+        public_url: None,
+        db: None,
+        client_id: std::env::var("CDAAS_CLIENT_ID").ok(),
+        client_secret: std::env::var("CDAAS_CLIENT_SECRET").ok(),
+        callback_timeout: None,
+        context: BTreeMap::new(),
+        linger: 0,
+    };
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--config" => parsed.config = value()?,
+            "--listen" => parsed.listen = value()?,
+            "--public-url" => parsed.public_url = Some(value()?),
+            "--db" => parsed.db = Some(value()?),
+            "--client-id" => parsed.client_id = Some(value()?),
+            "--client-secret" => parsed.client_secret = Some(value()?),
+            "--callback-timeout" => {
+                let v = value()?;
+                parsed.callback_timeout =
+                    Some(v.parse().map_err(|_| {
+                        format!("--callback-timeout takes whole seconds, not {v:?}")
+                    })?);
+            }
+            "--context" => {
+                let v = value()?;
+                let (k, val) = v
+                    .split_once('=')
+                    .ok_or(format!("--context takes KEY=VALUE, not {v:?}"))?;
+                parsed.context.insert(k.to_owned(), val.to_owned());
+            }
+            "--linger" => {
+                let v = value()?;
+                parsed.linger = v
+                    .parse()
+                    .map_err(|_| format!("--linger takes whole seconds, not {v:?}"))?;
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if parsed.config.is_empty() || parsed.listen.is_empty() {
+        return Err("--config and --listen are required".into());
+    }
+    Ok(parsed)
+}
+
+fn emit(line: Value) {
+    println!("{line}");
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("gate_server: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run() -> Result<ExitCode, String> {
+    let args = parse_args()
+        .map_err(|e| format!("{e}\nsee the usage at the top of examples/gate_server.rs"))?;
+    let source = std::fs::read_to_string(&args.config)
+        .map_err(|e| format!("cannot read {}: {e}", args.config))?;
+    let plan = Plan::from_yaml(&source).map_err(|e| e.to_string())?;
+    let (Some(client_id), Some(client_secret)) = (args.client_id, args.client_secret) else {
+        return Err("client credentials are required: --client-id and --client-secret, or CDAAS_CLIENT_ID and CDAAS_CLIENT_SECRET".into());
+    };
+
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let address: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    let public_url = args
+        .public_url
+        .unwrap_or_else(|| format!("http://{address}"));
+
+    let store: Arc<DynStore> = match &args.db {
+        Some(path) => Arc::new(SqliteStore::open(path).await.map_err(|e| e.to_string())?),
+        None => Arc::new(MemoryStore::new()),
+    };
+    let transport = ReqwestTransport::builder()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let dispatcher = Dispatcher::builder(
+        TransportRegistry::new(Arc::new(transport)),
+        Arc::new(EnvSecrets::new()),
+        public_url.clone(),
+    )
+    .build()
+    .map_err(|e| e.to_string())?;
+    let mut settings = Settings::default();
+    if let Some(seconds) = args.callback_timeout {
+        settings = settings.with_callback_timeout(Duration::from_secs(seconds));
+    }
+    let engine = Engine::builder(dispatcher, SimulatedHost)
+        .shared_store(Arc::clone(&store))
+        .settings(settings)
+        .build();
+
+    // The one client may decide every approval of the file, so it holds every role named.
+    let roles: Vec<String> = plan
+        .gates()
+        .iter()
+        .filter_map(|g| match g.kind() {
+            GateKind::Approval { roles, .. } => Some(roles.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| format!("no randomness for the signing key: {e}"))?;
+    let issuer = Arc::new(
+        TokenIssuer::builder(
+            public_url.clone(),
+            AUDIENCE,
+            Secret::new(key.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        )
+        .client(IssuerClient::from_secret(client_id, &Secret::new(client_secret)).with_roles(roles))
+        .build()
+        .map_err(|e| e.to_string())?,
+    );
+    let handler = CallbackHandler::new(Arc::new(engine.clone()), issuer.clone());
+    let app = router(ServerState::new(handler).with_issuer(issuer));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("gate_server: the server stopped: {e}");
+        }
+    });
+    emit(json!({"event": "listening", "address": address.to_string()}));
+
+    let mut events = engine.subscribe();
+    let resumable = store
+        .list_unfinished()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|d| d.application == plan.application())
+        .map(|d| d.id);
+    engine.recover().await.map_err(|e| e.to_string())?;
+    {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.run_scheduler().await });
+    }
+    let id: DeploymentId = match resumable {
+        Some(id) => {
+            eprintln!("gate_server: resuming deployment {id}");
+            id
+        }
+        None => {
+            engine
+                .start(&source, args.context)
+                .await
+                .map_err(|e| e.to_string())?
+                .id
+        }
+    };
+
+    let plan = Arc::new(plan);
+    let outcome = loop {
+        let event = match events.recv().await {
+            Ok(e) => e,
+            Err(RecvError::Lagged(n)) => {
+                eprintln!("gate_server: {n} events were missed");
+                continue;
+            }
+            Err(RecvError::Closed) => return Err("the engine stopped".into()),
+        };
+        if let Some(status) = report(&plan, &id, &public_url, event) {
+            break status;
+        }
+    };
+    let view = engine.view(&id).await.map_err(|e| e.to_string())?;
+    let environments: serde_json::Map<String, Value> = view
+        .environments
+        .iter()
+        .map(|(name, status)| (name.clone(), json!(status.as_str())))
+        .collect();
+    emit(
+        json!({"event": "deployment_finished", "status": outcome.as_str(), "environments": environments}),
+    );
+    tokio::time::sleep(Duration::from_secs(args.linger)).await;
+    engine.shutdown().await;
+    Ok(if outcome.as_str() == "succeeded" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Prints the line for one engine event; returns the outcome when the deployment finished.
+fn report(
+    plan: &Plan,
+    id: &DeploymentId,
+    public_url: &str,
+    event: EngineEvent,
+) -> Option<hookgate::core::DeploymentStatus> {
+    let env_name = |env: hookgate::config::EnvId| plan.environment(env).name().to_owned();
+    let gate_names = |gate: hookgate::config::GateId| {
+        let g = plan.gate(gate);
+        let webhook = match g.kind() {
+            GateKind::Webhook { webhook, .. } => plan.webhook(*webhook).name.clone(),
+            _ => String::new(),
+        };
+        (env_name(g.env()), webhook)
+    };
+    match event {
+        EngineEvent::ApprovalRequested {
+            id: got, gate, env, ..
+        } if &got == id => {
+            let url = format!("{public_url}/deployments/{id}/gates/{}", gate.0);
+            emit(json!({
+                "event": "approval_requested",
+                "environment": env_name(env),
+                "approve_url": format!("{url}/approve"),
+                "reject_url": format!("{url}/reject"),
+            }));
+        }
+        EngineEvent::Deployment { id: got, event } if &got == id => match event.kind {
+            EventKind::EnvironmentStatus { env, status } => emit(json!({
+                "event": "environment_status", "environment": env_name(env), "status": status.as_str(),
+            })),
+            EventKind::WebhookSent {
+                gate,
+                attempt,
+                status,
+            } => {
+                let (environment, webhook) = gate_names(gate);
+                emit(
+                    json!({"event": "webhook_called", "environment": environment, "webhook": webhook, "attempt": attempt, "status_code": status}),
+                );
+            }
+            EventKind::WebhookFailed {
+                gate,
+                attempt,
+                status,
+                ..
+            } => {
+                let (environment, webhook) = gate_names(gate);
+                emit(
+                    json!({"event": "webhook_called", "environment": environment, "webhook": webhook, "attempt": attempt, "status_code": status}),
+                );
+            }
+            EventKind::CallbackReceived {
+                gate,
+                success,
+                message,
+            } => {
+                let (environment, webhook) = gate_names(gate);
+                emit(
+                    json!({"event": "callback_received", "environment": environment, "webhook": webhook, "success": success, "message": message}),
+                );
+            }
+            EventKind::RollbackStarted { env } => {
+                emit(json!({"event": "rollback_started", "environment": env_name(env)}));
+            }
+            EventKind::DeploymentFinished { status } => return Some(status),
+            _ => {}
+        },
+        _ => {}
+    }
+    None
+}

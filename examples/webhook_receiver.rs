@@ -1,0 +1,116 @@
+//! The external-process side as a small service: receives a webhook, answers at once, runs a
+//! (simulated) job, then calls back with the receiver SDK.
+//!
+//! ```text
+//! CDAAS_CLIENT_ID=... CDAAS_CLIENT_SECRET=... \
+//! cargo run --example webhook_receiver --features axum,reqwest,receiver -- \
+//!     --listen 127.0.0.1:8090 [--token-url URL] [--audience AUDIENCE] [--work-ms N] [--fail]
+//! ```
+//!
+//! With no `--token-url` it asks Armory's token endpoint, so pointed at by an Armory webhook
+//! it works against the real service; pointed at by `gate_server`, pass
+//! `--token-url http://<gate_server address>/oauth/token`. It finds the callback URI wherever
+//! Armory's examples put it: in the JSON body (`callbackUri`, `client_payload.callbackUri`, ...),
+//! in a query parameter, or in a `CallbackURI` header.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use hookgate::receiver::{
+    Callback, CallbackClient, ClientCredentials, DEFAULT_AUDIENCE, ReceivedRequest,
+};
+use hookgate::transport::ReqwestTransport;
+
+struct Job {
+    client: CallbackClient,
+    work: Duration,
+    fail: bool,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut listen = "127.0.0.1:8090".to_owned();
+    let mut token_url = None;
+    let mut audience = DEFAULT_AUDIENCE.to_owned();
+    let mut work = Duration::from_secs(2);
+    let mut fail = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--listen" => listen = args.next().ok_or("--listen needs an address")?,
+            "--token-url" => {
+                token_url = Some(args.next().ok_or("--token-url needs a URL")?.parse()?)
+            }
+            "--audience" => audience = args.next().ok_or("--audience needs a value")?,
+            "--work-ms" => {
+                work =
+                    Duration::from_millis(args.next().ok_or("--work-ms needs a number")?.parse()?)
+            }
+            "--fail" => fail = true,
+            other => return Err(format!("unknown argument {other:?}").into()),
+        }
+    }
+    let id = std::env::var("CDAAS_CLIENT_ID").map_err(|_| "set CDAAS_CLIENT_ID")?;
+    let secret = std::env::var("CDAAS_CLIENT_SECRET").map_err(|_| "set CDAAS_CLIENT_SECRET")?;
+    let mut tokens = ClientCredentials::builder(id, secret).audience(audience);
+    if let Some(url) = token_url {
+        tokens = tokens.token_url(url);
+    }
+    let tokens = tokens.build(ReqwestTransport::builder().build()?)?;
+    let job = Arc::new(Job {
+        client: CallbackClient::new(ReqwestTransport::builder().build()?, tokens),
+        work,
+        fail,
+    });
+    let app = axum::Router::new()
+        .route("/", post(receive))
+        .route("/{*path}", post(receive))
+        .with_state(job);
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    println!("webhook_receiver listening on {}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+async fn receive(
+    State(job): State<Arc<Job>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> (StatusCode, String) {
+    let mut received = ReceivedRequest::new()
+        .with_headers(&headers)
+        .with_body(&body);
+    if let Some(q) = query.as_deref() {
+        received = received.with_query(q);
+    }
+    let url = match received.callback_uri() {
+        Ok(url) => url,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")),
+    };
+    println!(
+        "webhook received; calling back at {} after the job",
+        url.path()
+    );
+    tokio::spawn(async move {
+        tokio::time::sleep(job.work / 2).await;
+        let _ = job
+            .client
+            .send(&url, &Callback::progress("job half done"))
+            .await;
+        tokio::time::sleep(job.work / 2).await;
+        let callback = Callback::outcome(!job.fail).with_message(if job.fail {
+            "the job **failed**"
+        } else {
+            "the job **passed**"
+        });
+        match job.client.send(&url, &callback).await {
+            Ok(outcome) => println!("callback answered: {outcome:?}"),
+            Err(e) => eprintln!("callback failed: {e}"),
+        }
+    });
+    (StatusCode::ACCEPTED, "accepted\n".into())
+}

@@ -1,0 +1,185 @@
+//! Turning what came back from the server into a [`CallResult`] (PROTOCOL.md §4).
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use http::header::RETRY_AFTER;
+use http::{HeaderMap, Response};
+
+use super::OutboundError;
+use super::redact::Redactor;
+use crate::core::{CallFailure, CallResult};
+use crate::secrets::SecretError;
+use crate::transport::BodyTruncated;
+
+/// How much of a failed answer's body goes into the reason: enough for an error message,
+/// little enough for the deployment's history.
+const EXCERPT_BYTES: usize = 1024;
+
+/// A 2xx is sent; anything else fails with `HTTP <code>: <start of the body>`.
+pub(super) fn from_response(
+    response: &Response<Bytes>,
+    redactor: &Redactor<'_>,
+    now: DateTime<Utc>,
+) -> CallResult {
+    let status = response.status().as_u16();
+    let result = CallResult::from_status(status, retry_after(response.headers(), now));
+    let CallResult::Failed(mut failure) = result else {
+        return result;
+    };
+    let truncated = response.extensions().get::<BodyTruncated>().is_some();
+    let excerpt = excerpt(response.body(), truncated, redactor);
+    if !excerpt.is_empty() {
+        failure.reason = format!("{}: {excerpt}", failure.reason);
+    }
+    CallResult::Failed(failure)
+}
+
+/// Transport failures that another attempt may fix (connection refused, timeout, an
+/// unreachable secret store) are transient; the rest (a template that cannot render, a
+/// missing secret, an agent without transport) would fail the same way every time.
+pub(super) fn from_error(error: &OutboundError, redactor: &Redactor<'_>) -> CallResult {
+    let retryable = match error {
+        OutboundError::Transport(e) => e.is_retryable(),
+        OutboundError::Secret(SecretError::Backend { .. }) => true,
+        _ => false,
+    };
+    let reason = redactor.redact(&describe(error));
+    CallResult::Failed(if retryable {
+        CallFailure::transient(reason)
+    } else {
+        CallFailure::permanent(reason)
+    })
+}
+
+/// The error's message, plus its root cause when the message does not already say it
+/// (`could not connect ...` gains `Connection refused`).
+fn describe(error: &OutboundError) -> String {
+    let message = error.to_string();
+    let mut root: Option<&(dyn StdError + 'static)> = error.source();
+    while let Some(next) = root.and_then(StdError::source) {
+        root = Some(next);
+    }
+    match root.map(ToString::to_string) {
+        Some(cause) if !message.contains(&cause) => format!("{message} (cause: {cause})"),
+        _ => message,
+    }
+}
+
+/// `Retry-After` as delta-seconds or an HTTP-date (RFC 9110 §10.2.3); a date in the past
+/// means now.
+fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = http_date(value)?;
+    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// The preferred IMF-fixdate and the two obsolete forms recipients must still accept.
+fn http_date(value: &str) -> Option<DateTime<Utc>> {
+    if let Ok(at) = DateTime::parse_from_rfc2822(value) {
+        return Some(at.to_utc());
+    }
+    ["%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"]
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(value, format).ok())
+        .map(|at| at.and_utc())
+}
+
+/// The start of a body for people: lossy UTF-8, line breaks and tabs as spaces, other control
+/// characters dropped (they could forge log lines or garble terminals), secrets redacted, at
+/// most [`EXCERPT_BYTES`].
+fn excerpt(body: &[u8], truncated: bool, redactor: &Redactor<'_>) -> String {
+    let clean: String = String::from_utf8_lossy(body)
+        .chars()
+        .filter_map(|c| match c {
+            '\n' | '\r' | '\t' => Some(' '),
+            c if c.is_control() => None,
+            c => Some(c),
+        })
+        .collect();
+    let mut text = redactor.redact(&clean);
+    if truncated {
+        redactor.cut_partial_tail(&mut text);
+    }
+    let mut end = text.len().min(EXCERPT_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::TimeZone;
+    use http::HeaderValue;
+
+    use super::*;
+    use crate::Secret;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(1994, 11, 6, 8, 49, 0).unwrap()
+    }
+
+    fn after(value: &'static str) -> Option<Duration> {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static(value));
+        retry_after(&headers, now())
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_all_three_date_forms() {
+        assert_eq!(after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(after(" 2 "), Some(Duration::from_secs(2)));
+        let in_37s = Some(Duration::from_secs(37));
+        assert_eq!(after("Sun, 06 Nov 1994 08:49:37 GMT"), in_37s);
+        assert_eq!(after("Sunday, 06-Nov-94 08:49:37 GMT"), in_37s);
+        assert_eq!(after("Sun Nov  6 08:49:37 1994"), in_37s);
+        assert_eq!(after("Sun, 06 Nov 1994 08:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(after("-5"), None);
+        assert_eq!(after("soon"), None);
+        assert_eq!(retry_after(&HeaderMap::new(), now()), None);
+    }
+
+    #[test]
+    fn excerpts_are_clean_short_and_redacted() {
+        let secrets: BTreeMap<String, Secret> = [("t".to_owned(), Secret::new("s3cr3t"))].into();
+        let r = Redactor::new(&secrets, None);
+        assert_eq!(
+            excerpt(b"bad\x1b[31m token s3cr3t\r\nline\xff", false, &r),
+            "bad[31m token [redacted]  line\u{fffd}"
+        );
+        let long = "é".repeat(EXCERPT_BYTES);
+        assert_eq!(excerpt(long.as_bytes(), false, &r).len(), EXCERPT_BYTES);
+        assert_eq!(excerpt(b"echo s3c", true, &r), "echo");
+    }
+
+    #[test]
+    fn statuses_keep_the_protocol_classes_and_gain_the_body() {
+        let secrets = BTreeMap::new();
+        let r = Redactor::new(&secrets, None);
+        let answer = |status: u16, body: &'static str| {
+            let mut response = Response::new(Bytes::from_static(body.as_bytes()));
+            *response.status_mut() = status.try_into().unwrap();
+            from_response(&response, &r, now())
+        };
+        assert_eq!(answer(204, ""), CallResult::Sent { status: 204 });
+        let CallResult::Failed(f) = answer(503, "  down for maintenance\n") else {
+            panic!()
+        };
+        assert!(f.retryable);
+        assert_eq!(f.reason, "HTTP 503: down for maintenance");
+        let CallResult::Failed(f) = answer(404, "") else {
+            panic!()
+        };
+        assert!(!f.retryable);
+        assert_eq!(f.reason, "HTTP 404");
+    }
+}

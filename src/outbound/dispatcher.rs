@@ -1,0 +1,220 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::Url;
+
+use super::OutboundError;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Plan;
+use crate::secrets::DynSecretSource;
+use crate::transport::{RequestOptions, TransportRegistry};
+
+#[cfg(feature = "signing")]
+use super::signers::Signers;
+
+/// Performs [`Action::CallWebhook`](crate::core::Action::CallWebhook): renders a webhook's
+/// request, sends it through the right transport and says how it ended as a
+/// [`CallResult`](crate::core::CallResult).
+///
+/// A call is done in two halves so that a host never holds a deployment's lock across an
+/// `await`: [`prepare`](Self::prepare) copies what the request needs out of the
+/// [`Deployment`](crate::core::Deployment) (synchronously, under the lock), and
+/// [`send`](Self::send) does the IO from that copy alone. Clone it cheaply or share it in an
+/// `Arc`.
+#[derive(Clone)]
+pub struct Dispatcher {
+    pub(super) transports: TransportRegistry,
+    pub(super) secrets: DynSecretSource,
+    /// The public base URL without a trailing `/`, so `/callbacks/<id>` can be appended.
+    pub(super) callback_base: String,
+    pub(super) request_timeout: Duration,
+    pub(super) max_response_bytes: usize,
+    pub(super) clock: Arc<dyn Clock>,
+    #[cfg(feature = "signing")]
+    pub(super) signers: Signers,
+}
+
+impl Dispatcher {
+    /// A builder. `public_base_url` is where this orchestrator's callback endpoint is reached
+    /// from outside: a gate's `{{armory.callbackUri}}` is `<public_base_url>/callbacks/<id>`,
+    /// a path prefix in the base URL included (`https://ci.example/hookgate` gives
+    /// `https://ci.example/hookgate/callbacks/<id>`).
+    pub fn builder(
+        transports: TransportRegistry,
+        secrets: DynSecretSource,
+        public_base_url: impl Into<String>,
+    ) -> DispatcherBuilder {
+        DispatcherBuilder {
+            transports,
+            secrets,
+            public_base_url: public_base_url.into(),
+            options: RequestOptions::default(),
+            clock: Arc::new(SystemClock),
+            #[cfg(feature = "signing")]
+            signers: Signers::default(),
+        }
+    }
+
+    /// Checks that every remote network agent the plan's webhooks use has a transport, so a host
+    /// can refuse to start a deployment instead of failing a gate halfway through.
+    ///
+    /// # Errors
+    ///
+    /// [`OutboundError::Transport`] holding
+    /// [`TransportError::UnknownAgents`](crate::transport::TransportError::UnknownAgents),
+    /// which lists every agent without a transport.
+    pub fn check_agents(&self, plan: &Plan) -> Result<(), OutboundError> {
+        Ok(self.transports.check_agents(plan.remote_agents())?)
+    }
+}
+
+impl fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Dispatcher");
+        d.field("transports", &self.transports)
+            .field("callback_base", &self.callback_base)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_response_bytes", &self.max_response_bytes);
+        #[cfg(feature = "signing")]
+        d.field("signers", &self.signers);
+        d.finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`Dispatcher`]; made by [`Dispatcher::builder`].
+pub struct DispatcherBuilder {
+    transports: TransportRegistry,
+    secrets: DynSecretSource,
+    public_base_url: String,
+    options: RequestOptions,
+    clock: Arc<dyn Clock>,
+    #[cfg(feature = "signing")]
+    signers: Signers,
+}
+
+impl DispatcherBuilder {
+    /// The request timeout of webhooks without `requestTimeout` (default 30 s).
+    #[must_use]
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.options.timeout = timeout;
+        self
+    }
+
+    /// How many bytes of a response body are read (default 64 KiB); the first KiB of a failed
+    /// call's body goes into its reason.
+    #[must_use]
+    pub fn max_response_bytes(mut self, max_response_bytes: usize) -> Self {
+        self.options.max_response_bytes = max_response_bytes;
+        self
+    }
+
+    /// Where signing timestamps and `Retry-After` dates are measured from (default: the system
+    /// clock).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Signs every call whose webhook has no signer of its own (PROTOCOL.md §8).
+    #[cfg(feature = "signing")]
+    #[must_use]
+    pub fn signer(mut self, signer: crate::signing::Signer) -> Self {
+        self.signers.global = Some(signer);
+        self
+    }
+
+    /// Signs the calls of the webhook named `webhook` with `signer` instead of the global one.
+    #[cfg(feature = "signing")]
+    #[must_use]
+    pub fn webhook_signer(
+        mut self,
+        webhook: impl Into<String>,
+        signer: crate::signing::Signer,
+    ) -> Self {
+        self.signers.by_webhook.insert(webhook.into(), signer);
+        self
+    }
+
+    /// Builds the dispatcher.
+    ///
+    /// # Errors
+    ///
+    /// [`OutboundError::InvalidBaseUrl`] when the public base URL is not an absolute http(s)
+    /// URL, or carries credentials, a query or a fragment (which would end up in the middle of
+    /// every callback URI).
+    pub fn build(self) -> Result<Dispatcher, OutboundError> {
+        Ok(Dispatcher {
+            transports: self.transports,
+            secrets: self.secrets,
+            callback_base: callback_base(&self.public_base_url)?,
+            request_timeout: self.options.timeout,
+            max_response_bytes: self.options.max_response_bytes,
+            clock: self.clock,
+            #[cfg(feature = "signing")]
+            signers: self.signers,
+        })
+    }
+}
+
+impl fmt::Debug for DispatcherBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DispatcherBuilder")
+            .field("transports", &self.transports)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn callback_base(text: &str) -> Result<String, OutboundError> {
+    let invalid = |reason| OutboundError::InvalidBaseUrl { reason };
+    let url = Url::parse(text).map_err(|_| invalid("it is not an absolute URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(invalid("it must be an http or https URL with a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // Every external system would receive them inside the callback URI.
+        return Err(invalid("it must not carry a user name or password"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("it must not have a query or fragment"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_keep_their_path_prefix_without_trailing_slash() {
+        let ok = |s: &str| callback_base(s).unwrap();
+        assert_eq!(ok("https://hg.example.com"), "https://hg.example.com");
+        assert_eq!(ok("https://hg.example.com/"), "https://hg.example.com");
+        assert_eq!(
+            ok("http://h:8080/ci/hookgate/"),
+            "http://h:8080/ci/hookgate"
+        );
+    }
+
+    #[test]
+    fn unusable_base_urls_are_refused() {
+        for bad in [
+            "",
+            "hg.example.com",
+            "ftp://hg.example.com",
+            "https://u:p@hg.example.com",
+            "https://hg.example.com/?x=1",
+            "https://hg.example.com/#x",
+        ] {
+            assert!(
+                matches!(
+                    callback_base(bad),
+                    Err(OutboundError::InvalidBaseUrl { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+}

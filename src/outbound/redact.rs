@@ -1,0 +1,144 @@
+//! Keeping secret values out of the texts a call leaves behind: reasons, events, logs.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use crate::Secret;
+
+const REDACTED: &str = "[redacted]";
+
+/// Replaces the secrets of one attempt (and a URL built from them) in texts by `[redacted]`.
+///
+/// A reason ends up in the deployment's stored history, so anything an external server echoes
+/// back, or a transport error quotes, passes through here first.
+pub(super) struct Redactor<'a> {
+    /// Each secret as written and as the request carried it (JSON-escaped in a body,
+    /// percent-encoded in a URL), since a server may echo either; longest first, so a secret
+    /// that contains another is hidden whole.
+    values: Vec<Cow<'a, str>>,
+    url: Option<String>,
+}
+
+impl<'a> Redactor<'a> {
+    /// Hides `secrets`, and `url` as a whole: when the URI template starts with a secret, the
+    /// URL the request went to is that secret after normalisation (lower-cased host, added
+    /// `/`...), so the secret's own text would not match it.
+    pub(super) fn new(secrets: &'a BTreeMap<String, Secret>, url: Option<String>) -> Self {
+        let mut values: Vec<Cow<'a, str>> = Vec::new();
+        for value in secrets.values().map(Secret::expose) {
+            if value.is_empty() {
+                continue;
+            }
+            values.push(Cow::Borrowed(value));
+            for encoded in [json_escaped(value), percent_encoded(value)] {
+                if encoded != value {
+                    values.push(Cow::Owned(encoded));
+                }
+            }
+        }
+        values.sort_unstable_by_key(|v| std::cmp::Reverse(v.len()));
+        values.dedup();
+        Self { values, url }
+    }
+
+    /// `text` with every secret value and the hidden URL replaced.
+    pub(super) fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        if let Some(url) = &self.url {
+            out = out.replace(url.as_str(), REDACTED);
+        }
+        for value in &self.values {
+            if out.contains(value.as_ref()) {
+                out = out.replace(value.as_ref(), REDACTED);
+            }
+        }
+        out
+    }
+
+    /// Cuts a tail of `text` that is the start of a secret: where a body was truncated, the
+    /// rest of the secret was not read, so [`redact`](Self::redact) could not match it.
+    pub(super) fn cut_partial_tail(&self, text: &mut String) {
+        for value in &self.values {
+            let partial = (1..value.len())
+                .rev()
+                .filter(|&n| value.is_char_boundary(n))
+                .find(|&n| text.ends_with(&value[..n]));
+            if let Some(n) = partial {
+                text.truncate(text.len() - n);
+            }
+        }
+    }
+}
+
+/// The value as a JSON string's content, the way a JSON body carries it.
+fn json_escaped(value: &str) -> String {
+    let quoted = serde_json::Value::from(value).to_string();
+    quoted[1..quoted.len() - 1].to_owned()
+}
+
+/// The value percent-encoded as the template renders it inside a URL (RFC 3986 unreserved
+/// characters kept).
+fn percent_encoded(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets(values: &[&str]) -> BTreeMap<String, Secret> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i.to_string(), Secret::new(*v)))
+            .collect()
+    }
+
+    #[test]
+    fn every_occurrence_of_every_secret_is_hidden_longest_first() {
+        let s = secrets(&["abc", "abcdef", ""]);
+        let r = Redactor::new(&s, None);
+        assert_eq!(r.redact("x abcdef y abc z"), "x [redacted] y [redacted] z");
+        assert_eq!(r.redact("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn encoded_forms_of_a_secret_are_hidden_too() {
+        let s = secrets(&["a\"b c/d"]);
+        let r = Redactor::new(&s, None);
+        assert_eq!(
+            r.redact(r#"raw a"b c/d json a\"b c/d url a%22b%20c%2Fd"#),
+            "raw [redacted] json [redacted] url [redacted]"
+        );
+    }
+
+    #[test]
+    fn a_hidden_url_is_replaced_whole() {
+        let s = secrets(&[]);
+        let r = Redactor::new(&s, Some("https://hooks.example.com/T1/B2".to_owned()));
+        assert_eq!(
+            r.redact("POST https://hooks.example.com/T1/B2 timed out"),
+            "POST [redacted] timed out"
+        );
+    }
+
+    #[test]
+    fn a_truncated_tail_holding_the_start_of_a_secret_is_cut() {
+        let s = secrets(&["s3cr3t-value"]);
+        let r = Redactor::new(&s, None);
+        let mut text = "echo: s3cr3".to_owned();
+        r.cut_partial_tail(&mut text);
+        assert_eq!(text, "echo: ");
+        let mut text = "echo: done".to_owned();
+        r.cut_partial_tail(&mut text);
+        assert_eq!(text, "echo: done");
+    }
+}

@@ -1,0 +1,148 @@
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request};
+
+use super::redact::Redactor;
+use super::{Dispatcher, OutboundError, PreparedCall, answer};
+use crate::Secret;
+use crate::config::Webhook;
+use crate::core::CallResult;
+use crate::secrets::fetch_all;
+use crate::template::{RenderValues, Template, Variable};
+use crate::transport::{RequestOptions, RequestTarget};
+
+/// Sent with the call's idempotency key, the same for every attempt of a gate, so the receiver
+/// can tell a retry from a new call.
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+impl Dispatcher {
+    /// Performs one attempt of a prepared call and says how it ended; hand the result to
+    /// [`Deployment::handle_call_result`](crate::core::Deployment::handle_call_result).
+    ///
+    /// Fetches exactly the secrets the webhook's templates name, renders the request, sets
+    /// `Idempotency-Key` to the call's key (replacing any the templates set; the same for every
+    /// attempt), and, when a signer applies, the Standard Webhooks headers with `webhook-id` set
+    /// to that key and the timestamp from the dispatcher's clock; applies the request timeout
+    /// (`requestTimeout`, else the dispatcher's) and sends it through the direct transport or
+    /// the webhook's remote network agent (`agentIdentifier`, else the target's account).
+    ///
+    /// - a 2xx answer is [`CallResult::Sent`];
+    /// - another status fails as [`CallResult::from_status`] says, with `Retry-After` honoured
+    ///   and the reason `HTTP <code>: <first KiB of the body>`;
+    /// - connection errors, timeouts and an unreachable secret store fail retryably;
+    /// - a missing secret, a template that cannot render, an agent without transport fail
+    ///   permanently.
+    ///
+    /// Reasons never contain a secret value: anything the server echoes back is redacted.
+    #[tracing::instrument(
+        name = "webhook_call",
+        skip_all,
+        fields(
+            deployment = %prepared.armory.deployment_id,
+            gate = prepared.call.gate.0,
+            attempt = prepared.call.attempt,
+            webhook = %prepared.webhook_name,
+        )
+    )]
+    pub async fn send(&self, prepared: &PreparedCall) -> CallResult {
+        let no_secrets = BTreeMap::new();
+        let result = match self.exchange(prepared).await {
+            Ok(result) => result,
+            Err(error) => answer::from_error(&error, &Redactor::new(&no_secrets, None)),
+        };
+        match &result {
+            CallResult::Sent { status } => tracing::debug!(status, "webhook call sent"),
+            CallResult::Failed(failure) => tracing::warn!(
+                status = failure.status,
+                retryable = failure.retryable,
+                reason = %failure.reason,
+                "webhook call failed"
+            ),
+        }
+        result
+    }
+
+    /// Errors returned here come before any secret value is known, so they cannot quote one;
+    /// later ones become results through the redactor of the fetched secrets.
+    async fn exchange(&self, prepared: &PreparedCall) -> Result<CallResult, OutboundError> {
+        let plan = &prepared.plan;
+        let webhook = plan
+            .webhooks()
+            .get(usize::from(prepared.webhook.0))
+            .ok_or(OutboundError::NotInPlan { what: "webhook" })?;
+        if plan
+            .environments()
+            .get(usize::from(prepared.call.env.0))
+            .is_none()
+        {
+            return Err(OutboundError::NotInPlan {
+                what: "environment",
+            });
+        }
+        let transport = self.transports.route(prepared.agent.as_deref())?;
+        let secrets = fetch_all(&*self.secrets, webhook.request.secret_names()).await?;
+        let request = match self.request(prepared, webhook, &secrets) {
+            Ok(request) => request,
+            Err(error) => return Ok(answer::from_error(&error, &Redactor::new(&secrets, None))),
+        };
+        // Cheap clones, kept for naming the request should it fail.
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        let outcome = transport.send(request).await;
+        if let Ok(response) = &outcome
+            && response.status().is_success()
+        {
+            return Ok(CallResult::Sent {
+                status: response.status().as_u16(),
+            });
+        }
+        // Only a failure's reason can quote what was sent, so redaction is set up for failures.
+        let hidden_url = secret_before_query(webhook.request.uri())
+            .then(|| RequestTarget::new(method, &uri).url().to_owned());
+        let redactor = Redactor::new(&secrets, hidden_url);
+        Ok(match outcome {
+            Ok(response) => answer::from_response(&response, &redactor, self.clock.now()),
+            Err(error) => answer::from_error(&error.into(), &redactor),
+        })
+    }
+
+    fn request(
+        &self,
+        prepared: &PreparedCall,
+        webhook: &Webhook,
+        secrets: &BTreeMap<String, Secret>,
+    ) -> Result<Request<Bytes>, OutboundError> {
+        let values = RenderValues {
+            armory: &prepared.armory,
+            context: &prepared.context,
+            secrets,
+        };
+        let mut request: Request<Bytes> = webhook.request.render(&values)?.into();
+        let key = &prepared.call.idempotency_key;
+        let value = HeaderValue::from_str(key)
+            .map_err(|_| OutboundError::InvalidIdempotencyKey { key: key.clone() })?;
+        request.headers_mut().insert(IDEMPOTENCY_KEY, value);
+        #[cfg(feature = "signing")]
+        if let Some(signer) = self.signers.for_webhook(&webhook.name) {
+            signer.sign_request(key, self.clock.now().timestamp(), &mut request)?;
+        }
+        let options = RequestOptions::default()
+            .with_timeout(webhook.request_timeout.unwrap_or(self.request_timeout))
+            .with_max_response_bytes(self.max_response_bytes);
+        request.extensions_mut().insert(options);
+        Ok(request)
+    }
+}
+
+/// Whether a secret lands in the scheme, host or path of the URL, which transport errors quote
+/// (they leave the query out). Placeholders cannot contain `?` or `#`, so the first one in the
+/// source ends the part before the query.
+fn secret_before_query(uri: &Template) -> bool {
+    let source = uri.source();
+    let end = source.find(['?', '#']).unwrap_or(source.len());
+    Template::parse(&source[..end]).map_or(true, |before| {
+        before
+            .variables()
+            .any(|variable| matches!(variable, Variable::Secret(_)))
+    })
+}

@@ -1,0 +1,224 @@
+//! The cycle every input goes through: apply to the core, store, then publish and act.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tracing::Instrument;
+
+use super::engine::{Engine, Live, drain, lock};
+use super::error::RuntimeError;
+use super::event::EngineEvent;
+use super::host::StepContext;
+use crate::config::EnvId;
+use crate::core::{Action, CoreError, Deployment, DeploymentId, Event};
+
+/// How often a finished call or step tries to record its result while the store fails.
+const RECORD_ATTEMPTS: u32 = 5;
+
+impl Engine {
+    /// Applies `input` to deployment `id` and commits the result. The outer error is the
+    /// engine's (unknown deployment, store failure: nothing changed); the inner value is what
+    /// `input` returned.
+    pub(crate) async fn apply<R>(
+        &self,
+        id: &DeploymentId,
+        input: impl FnOnce(&mut Deployment, DateTime<Utc>) -> R,
+    ) -> Result<R, RuntimeError> {
+        let entry = self.entry(id).await?;
+        let mut live = entry.lock().await;
+        let before = live.d.clone();
+        let now = self.inner.clock.now();
+        let result = input(&mut live.d, now);
+        self.commit(&mut live, before).await?;
+        Ok(result)
+    }
+
+    /// Stores what changed since `before` and then publishes events and starts actions. On a
+    /// store failure the deployment is put back as it was. Returns whether anything changed.
+    pub(crate) async fn commit(
+        &self,
+        live: &mut Live,
+        before: Deployment,
+    ) -> Result<bool, RuntimeError> {
+        let (actions, events) = drain(&mut live.d);
+        let id = live.d.id().clone();
+        if live.d.state() == before.state() && actions.is_empty() {
+            self.inner.deadlines.set(&id, live.d.poll_timeout());
+            return Ok(false);
+        }
+        if live.d.state() != before.state() || !events.is_empty() {
+            match self
+                .inner
+                .store
+                .save(&id, live.version, live.d.state(), live.d.status(), &events)
+                .await
+            {
+                Ok(version) => live.version = version,
+                Err(e) => {
+                    live.d = before;
+                    self.inner.deadlines.set(&id, live.d.poll_timeout());
+                    return Err(e.into());
+                }
+            }
+        }
+        self.after_commit(live, actions, events);
+        Ok(true)
+    }
+
+    /// Everything that follows a durable write.
+    pub(crate) fn after_commit(&self, live: &Live, actions: Vec<Action>, events: Vec<Event>) {
+        let id = live.d.id().clone();
+        self.inner.deadlines.set(&id, live.d.poll_timeout());
+        for event in events {
+            let _ = self.inner.events.send(EngineEvent::Deployment {
+                id: id.clone(),
+                event,
+            });
+        }
+        for action in actions {
+            self.perform(live, action);
+        }
+        if live.d.is_finished() {
+            self.retire(&live.d);
+        }
+    }
+
+    /// A finished deployment leaves memory (late callbacks load it from the store) and lets a
+    /// queued deployment of its application start.
+    fn retire(&self, d: &Deployment) {
+        lock(&self.inner.live).remove(d.id());
+        {
+            let mut index = lock(&self.inner.callbacks);
+            for (_, callback) in d.callback_ids() {
+                index.remove(&callback);
+            }
+        }
+        let Some(next) = lock(&self.inner.queued).remove(d.plan().application()) else {
+            return;
+        };
+        let engine = self.clone();
+        self.inner.tasks.spawn(async move {
+            let result = match engine.plan_for(&next.source) {
+                Ok(plan) => {
+                    let _serial = engine.inner.start_lock.lock().await;
+                    engine
+                        .launch(next.id.clone(), plan, next.source, next.context)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                tracing::error!(deployment = %next.id, error = %e, "the queued deployment could not start");
+            }
+        });
+    }
+
+    fn perform(&self, live: &Live, action: Action) {
+        let id = live.d.id().clone();
+        match action {
+            Action::CallWebhook(call) => {
+                let prepared = self.inner.dispatcher.prepare(&live.d, &call, None);
+                let span = tracing::info_span!("webhook_call", deployment = %id, gate = call.gate.0, attempt = call.attempt);
+                self.spawn_io(
+                    id,
+                    {
+                        let dispatcher = Arc::clone(&self.inner.dispatcher);
+                        async move { dispatcher.send(&prepared).await }
+                    },
+                    move |d, now, result| {
+                        d.handle_call_result(now, call.gate, call.attempt, result)
+                    },
+                    span,
+                );
+            }
+            Action::RunStep(request) => {
+                let context = step_context(&live.d, request.env);
+                let host = Arc::clone(&self.inner.host);
+                let span = tracing::info_span!("host_step", deployment = %id, env = %context.environment, step = request.step.name());
+                self.spawn_io(
+                    id,
+                    async move { host.run_step(&context, &request.step).await },
+                    move |d, now, outcome| d.handle_step_result(now, request.op, outcome),
+                    span,
+                );
+            }
+            Action::RollBack { op, env } => {
+                let context = step_context(&live.d, env);
+                let host = Arc::clone(&self.inner.host);
+                let span =
+                    tracing::info_span!("rollback", deployment = %id, env = %context.environment);
+                self.spawn_io(
+                    id,
+                    async move { host.roll_back(&context).await },
+                    move |d, now, outcome| d.handle_step_result(now, op, outcome),
+                    span,
+                );
+            }
+            Action::RequestApproval(request) => {
+                let _ = self.inner.events.send(EngineEvent::ApprovalRequested {
+                    id,
+                    gate: request.gate,
+                    env: request.env,
+                    kind: request.kind,
+                    expires_at: request.expires_at,
+                });
+            }
+        }
+    }
+
+    /// Runs `io` in a task and records its result with `record`. Shutdown abandons `io` (the
+    /// work is asked for again on recovery) but never a write already under way.
+    fn spawn_io<T: Clone + Send + 'static>(
+        &self,
+        id: DeploymentId,
+        io: impl Future<Output = T> + Send + 'static,
+        record: impl Fn(&mut Deployment, DateTime<Utc>, T) -> Result<(), CoreError>
+        + Send
+        + Sync
+        + 'static,
+        span: tracing::Span,
+    ) {
+        let engine = self.clone();
+        let shutdown = self.inner.shutdown.clone();
+        self.inner.tasks.spawn(
+            async move {
+                let result = tokio::select! {
+                    result = io => result,
+                    () = shutdown.cancelled() => return,
+                };
+                for attempt in 1..=RECORD_ATTEMPTS {
+                    let value = result.clone();
+                    match engine.apply(&id, |d, now| record(d, now, value)).await {
+                        Ok(Ok(())) | Ok(Err(CoreError::Stale)) => return,
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "the core refused a result");
+                            return;
+                        }
+                        Err(e) if attempt < RECORD_ATTEMPTS => {
+                            tracing::warn!(error = %e, attempt, "could not record a result; retrying");
+                            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "could not record a result; it is asked for again on recovery");
+                        }
+                    }
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+pub(crate) fn step_context(d: &Deployment, env: EnvId) -> StepContext {
+    let plan = d.plan();
+    let e = plan.environment(env);
+    StepContext {
+        deployment: d.id().clone(),
+        application: plan.application().to_owned(),
+        environment: e.name().to_owned(),
+        account: e.account().map(str::to_owned),
+        namespace: e.namespace().map(str::to_owned),
+    }
+}

@@ -1,0 +1,387 @@
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Mutex as AsyncMutex, broadcast};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::error::RuntimeError;
+use super::event::EngineEvent;
+use super::host::Host;
+use super::scheduler::Deadlines;
+use super::view::DeploymentView;
+use crate::clock::Clock;
+use crate::config::{GateId, InProgressPolicy, Plan};
+use crate::core::{
+    CallbackId, Decision, Deployment, DeploymentId, DeploymentStatus, IdSource, Settings,
+    StartOptions,
+};
+use crate::outbound::Dispatcher;
+use crate::store::{DynStore, HistoryEntry, NewDeployment};
+
+/// Drives many deployments: performs their actions, keeps their state durable, fires their
+/// deadlines from one scheduler, and recovers them after a crash.
+///
+/// Every input to a deployment — a callback, an outbound call's result, a host step's result, a
+/// decision, a deadline — goes through one cycle under that deployment's lock: apply it to the
+/// core, store the new state and its events, and only then answer, publish events and start
+/// the actions it produced. A store failure leaves the deployment exactly as it was.
+///
+/// Build one with [`Engine::builder`]; it is cheap to clone (clones share everything).
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<DynStore>,
+    pub(crate) dispatcher: Arc<Dispatcher>,
+    pub(crate) host: Arc<dyn Host>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) ids: Mutex<Box<dyn IdSource + Send>>,
+    pub(crate) settings: Settings,
+    pub(crate) live: Mutex<HashMap<DeploymentId, Arc<AsyncMutex<Live>>>>,
+    pub(crate) callbacks: Mutex<HashMap<CallbackId, DeploymentId>>,
+    /// Deployments of the same file share one plan; weak, so a plan goes with its last
+    /// deployment.
+    pub(crate) plans: Mutex<HashMap<Arc<str>, Weak<Plan>>>,
+    pub(crate) allow_concurrent: bool,
+    pub(crate) queued: Mutex<HashMap<String, Queued>>,
+    pub(crate) start_lock: AsyncMutex<()>,
+    pub(crate) deadlines: Deadlines,
+    pub(crate) events: broadcast::Sender<EngineEvent>,
+    pub(crate) tasks: TaskTracker,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// A deployment the engine is driving, with the store version its state was saved at.
+pub(crate) struct Live {
+    pub(crate) d: Deployment,
+    pub(crate) version: u64,
+}
+
+/// A deployment waiting for another one of its application (`enqueueOne`).
+pub(crate) struct Queued {
+    pub(crate) id: DeploymentId,
+    pub(crate) source: Arc<str>,
+    pub(crate) context: BTreeMap<String, String>,
+}
+
+/// How [`Engine::start`] went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Started {
+    /// The new deployment's id.
+    pub id: DeploymentId,
+    /// `running`, or `queued` behind another deployment of the application (`enqueueOne`).
+    pub status: DeploymentStatus,
+}
+
+/// What [`Engine::recover`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recovered {
+    /// Unfinished deployments loaded and resumed.
+    pub resumed: usize,
+    /// Of those, deployments whose state changed on resuming (a deadline passed while the
+    /// engine was down).
+    pub changed: usize,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Engine {
+    /// Starts a deployment of the deployment file `source` (YAML or JSON) with start-time
+    /// `context`, which wins over the file's context.
+    ///
+    /// With `ifDeploymentInProgress: reject` (the default) a second deployment of a running
+    /// application is refused; with `enqueueOne` it waits, replacing any deployment already
+    /// waiting. The waiting one is kept in memory only: after a restart it is gone.
+    pub async fn start(
+        &self,
+        source: &str,
+        context: BTreeMap<String, String>,
+    ) -> Result<Started, RuntimeError> {
+        let plan = self.plan_for(source)?;
+        self.inner.dispatcher.check_agents(&plan)?;
+        let source: Arc<str> = Arc::from(source);
+        let id = self.new_deployment_id();
+        let _serial = self.inner.start_lock.lock().await;
+        let running = if self.inner.allow_concurrent {
+            Vec::new()
+        } else {
+            self.inner
+                .store
+                .running_for_application(plan.application())
+                .await?
+        };
+        if let Some(running) = running.into_iter().next() {
+            return match plan.if_in_progress() {
+                InProgressPolicy::EnqueueOne => {
+                    let replaced = lock(&self.inner.queued).insert(
+                        plan.application().to_owned(),
+                        Queued {
+                            id: id.clone(),
+                            source,
+                            context,
+                        },
+                    );
+                    if let Some(old) = replaced {
+                        tracing::info!(replaced = %old.id, by = %id, "queued deployment replaced by a newer one");
+                    }
+                    Ok(Started {
+                        id,
+                        status: DeploymentStatus::Queued,
+                    })
+                }
+                _ => Err(RuntimeError::InProgress {
+                    application: plan.application().to_owned(),
+                    running,
+                }),
+            };
+        }
+        self.launch(id.clone(), plan, source, context).await?;
+        Ok(Started {
+            id,
+            status: DeploymentStatus::Running,
+        })
+    }
+
+    pub(crate) async fn launch(
+        &self,
+        id: DeploymentId,
+        plan: Arc<Plan>,
+        source: Arc<str>,
+        context: BTreeMap<String, String>,
+    ) -> Result<(), RuntimeError> {
+        let now = self.inner.clock.now();
+        let seed = {
+            let mut ids = lock(&self.inner.ids);
+            u64::from_be_bytes(ids.callback_id().0[..8].try_into().unwrap_or_default())
+        };
+        let options = StartOptions {
+            context,
+            settings: self.inner.settings.clone(),
+            seed,
+        };
+        let mut d = {
+            let mut ids = lock(&self.inner.ids);
+            Deployment::start(plan, id.clone(), options, &mut **ids, now)
+        };
+        let (actions, events) = drain(&mut d);
+        let version = self
+            .inner
+            .store
+            .create(NewDeployment::new(&d, &*source), &events)
+            .await?;
+        {
+            let mut index = lock(&self.inner.callbacks);
+            for (_, callback) in d.callback_ids() {
+                index.insert(callback, id.clone());
+            }
+        }
+        let entry = Arc::new(AsyncMutex::new(Live { d, version }));
+        lock(&self.inner.live).insert(id.clone(), Arc::clone(&entry));
+        let live = entry.lock().await;
+        self.after_commit(&live, actions, events);
+        Ok(())
+    }
+
+    /// Loads every unfinished deployment from the store and resumes it: deadlines that passed
+    /// while the engine was down fire at once (a callback timeout that expired fails its
+    /// gate), and outbound calls and host steps that were in flight are asked for again (with
+    /// the same idempotency keys and operation ids).
+    pub async fn recover(&self) -> Result<Recovered, RuntimeError> {
+        let mut recovered = Recovered {
+            resumed: 0,
+            changed: 0,
+        };
+        for stored in self.inner.store.list_unfinished().await? {
+            let plan = match self.plan_for(&stored.plan_source) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    tracing::error!(deployment = %stored.id, error = %e, "a stored deployment's file no longer validates; it is left as it is");
+                    continue;
+                }
+            };
+            let mut d = Deployment::restore(plan, stored.state)?;
+            {
+                let mut index = lock(&self.inner.callbacks);
+                for (_, callback) in d.callback_ids() {
+                    index.insert(callback, stored.id.clone());
+                }
+            }
+            let before = d.clone();
+            d.reissue_in_flight();
+            d.handle_timeout(self.inner.clock.now());
+            let entry = Arc::new(AsyncMutex::new(Live {
+                d,
+                version: stored.version,
+            }));
+            lock(&self.inner.live).insert(stored.id.clone(), Arc::clone(&entry));
+            let mut live = entry.lock().await;
+            if self.commit(&mut live, before).await? {
+                recovered.changed += 1;
+            }
+            recovered.resumed += 1;
+        }
+        Ok(recovered)
+    }
+
+    /// Cancels a deployment (see [`Deployment::handle_cancel`]).
+    pub async fn cancel(&self, id: &DeploymentId, by: &str) -> Result<(), RuntimeError> {
+        self.apply(id, |d, now| d.handle_cancel(now, by)).await??;
+        Ok(())
+    }
+
+    /// Decides an approval (see [`Deployment::handle_approval`]).
+    pub async fn decide(
+        &self,
+        id: &DeploymentId,
+        gate: GateId,
+        decision: Decision,
+    ) -> Result<(), RuntimeError> {
+        self.apply(id, |d, now| d.handle_approval(now, gate, decision))
+            .await??;
+        Ok(())
+    }
+
+    /// A deployment's status, its environments' statuses and its open gates.
+    pub async fn view(&self, id: &DeploymentId) -> Result<DeploymentView, RuntimeError> {
+        let entry = self.entry(id).await?;
+        let live = entry.lock().await;
+        Ok(DeploymentView::of(&live.d))
+    }
+
+    /// A deployment's history: every event, with the `mdMessage` of each callback and who
+    /// decided each approval.
+    pub async fn history(&self, id: &DeploymentId) -> Result<Vec<HistoryEntry>, RuntimeError> {
+        Ok(self.inner.store.history(id).await?)
+    }
+
+    /// Events as they are stored: every status change, call, callback, approval and rollback.
+    /// A subscriber that falls behind by more than the channel's capacity misses events (and is
+    /// told so by `broadcast`); the store's history is the complete record.
+    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Fires every deadline that is due by the engine's clock; returns how many deployments
+    /// were visited. The scheduler ([`Engine::run_scheduler`]) calls this; tests on a manual
+    /// clock call it directly.
+    pub async fn fire_due(&self) -> usize {
+        let due = self.inner.deadlines.take_due(self.inner.clock.now());
+        for id in &due {
+            if let Err(e) = self.apply(id, |d, now| d.handle_timeout(now)).await {
+                tracing::warn!(deployment = %id, error = %e, "could not fire a deadline; it stays armed");
+            }
+        }
+        due.len()
+    }
+
+    /// How many deployments the engine holds in memory (unfinished ones).
+    pub fn live_deployments(&self) -> usize {
+        lock(&self.inner.live).len()
+    }
+
+    /// How many deployments have a pending deadline in the scheduler.
+    pub fn armed_deadlines(&self) -> usize {
+        self.inner.deadlines.len()
+    }
+
+    /// Runs the scheduler until [`Engine::shutdown`]: one loop sleeps until the earliest
+    /// deadline of all deployments (or until an earlier one appears) and fires what is due.
+    pub async fn run_scheduler(&self) {
+        loop {
+            self.fire_due().await;
+            let wait = self
+                .inner
+                .deadlines
+                .next()
+                .map(|at| (at - self.inner.clock.now()).to_std().unwrap_or_default())
+                .unwrap_or(std::time::Duration::from_secs(3600));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.inner.deadlines.changed.notified() => {}
+                () = self.inner.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Stops the scheduler, abandons outbound calls and host steps still waiting for an answer
+    /// (they are asked for again by [`Engine::recover`] on the next start), and waits until
+    /// every state write already under way has finished.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+
+    /// The engine's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn plan_for(&self, source: &str) -> Result<Arc<Plan>, RuntimeError> {
+        if let Some(plan) = lock(&self.inner.plans).get(source).and_then(Weak::upgrade) {
+            return Ok(plan);
+        }
+        let plan = Arc::new(Plan::from_yaml(source)?);
+        let mut plans = lock(&self.inner.plans);
+        plans.retain(|_, p| p.strong_count() > 0);
+        plans.insert(Arc::from(source), Arc::downgrade(&plan));
+        Ok(plan)
+    }
+
+    fn new_deployment_id(&self) -> DeploymentId {
+        let id = lock(&self.inner.ids).callback_id();
+        DeploymentId(format!("d-{}", &id.to_string()[16..]))
+    }
+
+    /// The deployment's entry: in memory while unfinished, loaded from the store otherwise.
+    pub(crate) async fn entry(
+        &self,
+        id: &DeploymentId,
+    ) -> Result<Arc<AsyncMutex<Live>>, RuntimeError> {
+        if let Some(entry) = lock(&self.inner.live).get(id) {
+            return Ok(Arc::clone(entry));
+        }
+        let stored = self
+            .inner
+            .store
+            .load(id)
+            .await?
+            .ok_or_else(|| RuntimeError::UnknownDeployment(id.clone()))?;
+        let plan = self.plan_for(&stored.plan_source)?;
+        let d = Deployment::restore(plan, stored.state)?;
+        let live = Live {
+            d,
+            version: stored.version,
+        };
+        // A finished deployment never changes again, so a private copy answers its late
+        // callbacks; an unfinished one must be shared, so the first loader's copy wins.
+        if live.d.is_finished() {
+            return Ok(Arc::new(AsyncMutex::new(live)));
+        }
+        Ok(Arc::clone(
+            lock(&self.inner.live)
+                .entry(id.clone())
+                .or_insert_with(|| Arc::new(AsyncMutex::new(live))),
+        ))
+    }
+}
+
+pub(crate) fn drain(d: &mut Deployment) -> (Vec<crate::core::Action>, Vec<crate::core::Event>) {
+    let mut actions = Vec::new();
+    while let Some(a) = d.poll_action() {
+        actions.push(a);
+    }
+    let mut events = Vec::new();
+    while let Some(e) = d.poll_event() {
+        events.push(e);
+    }
+    (actions, events)
+}

@@ -1,0 +1,31 @@
+use chrono::{DateTime, Utc};
+
+use crate::config::{EnvId, GateId};
+use crate::core::{ApprovalKind, DeploymentId, Event};
+
+/// What the engine publishes to subscribers ([`Engine::subscribe`](super::Engine::subscribe)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EngineEvent {
+    /// An event of a deployment's history, after it was stored.
+    Deployment {
+        /// The deployment.
+        id: DeploymentId,
+        /// The event.
+        event: Event,
+    },
+    /// A person must decide an approval; decide it with
+    /// [`Engine::decide`](super::Engine::decide) or through the approval endpoint.
+    ApprovalRequested {
+        /// The deployment.
+        id: DeploymentId,
+        /// The gate to decide.
+        gate: GateId,
+        /// Its environment.
+        env: EnvId,
+        /// What is asked.
+        kind: ApprovalKind,
+        /// When it expires, if ever.
+        expires_at: Option<DateTime<Utc>>,
+    },
+}

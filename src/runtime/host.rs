@@ -1,0 +1,67 @@
+use async_trait::async_trait;
+
+use crate::core::{DeploymentId, HostStep, StepOutcome};
+
+/// Where a host step runs: the deployment and the target's fields from the deployment file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StepContext {
+    /// The deployment.
+    pub deployment: DeploymentId,
+    /// `application`.
+    pub application: String,
+    /// The target's name.
+    pub environment: String,
+    /// The target's `account`.
+    pub account: Option<String>,
+    /// The target's `namespace`.
+    pub namespace: Option<String>,
+}
+
+/// The host application's side of a deployment: the steps hookgate asks for but cannot do
+/// itself (deploy, shift traffic, expose services, analyse, roll back).
+///
+/// Each call reports how the step ended; a step that cannot be completed returns
+/// [`StepOutcome::Failed`] with a reason for people. The engine calls these concurrently for
+/// different environments and deployments, and again after a restart for a step that was in
+/// flight, so an implementation should be idempotent per (deployment, environment, step).
+#[async_trait]
+pub trait Host: Send + Sync + 'static {
+    /// Performs a step.
+    async fn run_step(&self, context: &StepContext, step: &HostStep) -> StepOutcome;
+
+    /// Rolls the environment back to the version it ran before this deployment.
+    async fn roll_back(&self, context: &StepContext) -> StepOutcome;
+}
+
+/// A host that completes every step at once: `exposeServices` reports
+/// `https://<service>.<environment>.preview.invalid` URLs, everything else succeeds. For trying
+/// hookgate against a real external system without a cluster.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SimulatedHost;
+
+#[async_trait]
+impl Host for SimulatedHost {
+    async fn run_step(&self, context: &StepContext, step: &HostStep) -> StepOutcome {
+        tracing::info!(environment = %context.environment, step = step.name(), "simulated host step");
+        match step {
+            HostStep::ExposeServices { services, .. } => StepOutcome::Exposed(
+                services
+                    .iter()
+                    .map(|s| {
+                        (
+                            s.clone(),
+                            format!("https://{s}.{}.preview.invalid", context.environment),
+                        )
+                    })
+                    .collect(),
+            ),
+            _ => StepOutcome::Succeeded,
+        }
+    }
+
+    async fn roll_back(&self, context: &StepContext) -> StepOutcome {
+        tracing::info!(environment = %context.environment, "simulated rollback");
+        StepOutcome::Succeeded
+    }
+}

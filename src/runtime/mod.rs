@@ -1,0 +1,48 @@
+//! The engine: drives many deployments end to end (feature `runtime`).
+//!
+//! An [`Engine`] owns deployments and everything around their cores: it sends their webhooks
+//! through an [`outbound::Dispatcher`](crate::outbound::Dispatcher), asks the [`Host`] for
+//! host steps, stores every change in a [`Store`](crate::store::Store) before acknowledging it,
+//! keeps one table of deadlines for all deployments, and applies callbacks that arrive through
+//! the HTTP layer (it implements [`GateService`](crate::server::GateService)).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use hookgate::outbound::Dispatcher;
+//! use hookgate::runtime::{Engine, SimulatedHost};
+//! use hookgate::secrets::EnvSecrets;
+//! use hookgate::transport::{ReqwestTransport, TransportRegistry};
+//!
+//! let transports = TransportRegistry::new(Arc::new(ReqwestTransport::builder().build()?));
+//! let dispatcher = Dispatcher::builder(transports, Arc::new(EnvSecrets::new()), "https://gates.example.com")
+//!     .build()?;
+//! let engine = Engine::builder(dispatcher, SimulatedHost).build();
+//! engine.recover().await?;
+//! tokio::spawn({ let engine = engine.clone(); async move { engine.run_scheduler().await } });
+//! let started = engine.start(&std::fs::read_to_string("deploy.yml")?, Default::default()).await?;
+//! println!("started {}", started.id);
+//! # Ok(()) }
+//! ```
+//!
+//! Exactly once: each deployment's inputs are applied one at a time under its lock, so
+//! concurrent duplicate or conflicting callbacks for one gate apply once, and the state is
+//! stored before the answer goes out. Waiting deployments cost memory, not tasks: a task exists
+//! only while an outbound call or host step is under way.
+
+mod apply;
+mod builder;
+mod engine;
+mod error;
+mod event;
+mod gates;
+mod host;
+mod scheduler;
+mod view;
+
+pub use builder::EngineBuilder;
+pub use engine::{Engine, Recovered, Started};
+pub use error::RuntimeError;
+pub use event::EngineEvent;
+pub use host::{Host, SimulatedHost, StepContext};
+pub use view::{DeploymentView, GateView};

@@ -1,0 +1,408 @@
+//! The group-commit writer: one task, one connection, one transaction per batch.
+//!
+//! [`SqliteStore::create`](super::SqliteStore) and `save` encode their input, send it here as
+//! a [`Write`] and wait for the answer. The task takes every write queued at that moment (up to
+//! [`MAX_BATCH`]) and runs them in one `BEGIN IMMEDIATE` ... `COMMIT`, in the order they were
+//! queued, each with its own checks: a stale version or a taken id fails that write alone and
+//! writes nothing of it, while the others of the batch go on. Only once `COMMIT` has returned
+//! does it answer the batch, so an acknowledged write is exactly as durable as one committed on
+//! its own; a batch that fails to commit answers every write of it with the error, and none of
+//! them was written. While one batch commits, the next one queues up.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+use super::rows;
+use crate::core::{CallbackId, DeploymentId};
+use crate::store::StoreError;
+
+/// The most writes one transaction carries.
+pub(super) const MAX_BATCH: usize = 256;
+/// How many writes may wait for the writer before senders wait too.
+pub(super) const QUEUE: usize = 4 * MAX_BATCH;
+
+/// A `create`, already encoded.
+pub(super) struct Create {
+    pub id: DeploymentId,
+    pub application: String,
+    pub plan_source: String,
+    pub state: String,
+    pub status: &'static str,
+    pub finished: bool,
+    pub callback_ids: Vec<CallbackId>,
+    /// The events as a JSON array of strings, each string one event's JSON.
+    pub events: Option<String>,
+    pub now: String,
+}
+
+/// A `save`, already encoded.
+pub(super) struct Save {
+    pub id: DeploymentId,
+    pub expected_version: u64,
+    /// `expected_version` as stored, or -1 (which matches no row) when it exceeds `i64::MAX`.
+    pub expected: i64,
+    pub next: i64,
+    pub state: String,
+    pub status: &'static str,
+    pub finished: bool,
+    /// As for [`Create::events`].
+    pub events: Option<String>,
+    pub now: String,
+}
+
+pub(super) type Reply = oneshot::Sender<Result<u64, StoreError>>;
+
+/// What the writer task is asked to do.
+pub(super) enum Write {
+    Create(Box<Create>, Reply),
+    Save(Box<Save>, Reply),
+    /// Finish the writes queued before, close the connection, stop, then answer.
+    Close(oneshot::Sender<()>),
+}
+
+/// The events of one write as the JSON array of strings the `INSERT` below unpacks with
+/// `json_each`, so that any number of events is one statement; `None` when there are none.
+pub(super) fn event_array(events: Vec<String>) -> Option<String> {
+    (!events.is_empty()).then(|| {
+        // A list of strings always serializes.
+        serde_json::to_string(&events).unwrap_or_default()
+    })
+}
+
+/// Appends events after the deployment's last one, numbering them in one statement. The
+/// writer holds the write lock, so no other writer can take the same sequence numbers.
+const APPEND: &str = "INSERT INTO events (deployment_id, seq, version, event)
+     SELECT ?, last.seq + e.key + 1, ?, e.value
+     FROM (SELECT COALESCE(MAX(seq), 0) AS seq FROM events WHERE deployment_id = ?) AS last,
+          json_each(?) AS e";
+
+/// A batch's failure, shared by every write of it.
+#[derive(Debug, Clone)]
+struct Shared(Arc<sqlx::Error>);
+
+impl fmt::Display for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl StdError for Shared {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.0.source()
+    }
+}
+
+fn shared_backend(e: &Shared) -> StoreError {
+    StoreError::Backend {
+        source: Box::new(e.clone()),
+    }
+}
+
+/// What one write came to inside the batch's transaction.
+enum Outcome {
+    /// Written (or refused without writing anything): answer this once the batch commits.
+    Done(Result<u64, StoreError>),
+    /// The database failed part-way through; the transaction must be rolled back.
+    Failed(sqlx::Error),
+}
+
+/// The writer task's state: its connection, opened again after a failure that may have left
+/// it unusable.
+pub(super) struct Writer {
+    connect: SqliteConnectOptions,
+    conn: Option<SqliteConnection>,
+}
+
+impl Writer {
+    pub(super) fn new(connect: SqliteConnectOptions, conn: SqliteConnection) -> Self {
+        Self {
+            connect,
+            conn: Some(conn),
+        }
+    }
+
+    /// Runs until every sender is dropped or [`Write::Close`] arrives.
+    pub(super) async fn run(mut self, mut queue: mpsc::Receiver<Write>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        loop {
+            if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                break;
+            }
+            let close = batch.iter().position(|w| matches!(w, Write::Close(_)));
+            let rest = close.map(|at| batch.split_off(at));
+            let mut items: Vec<(Write, Option<Result<u64, StoreError>>)> =
+                batch.drain(..).map(|w| (w, None)).collect();
+            if !items.is_empty() {
+                self.batch(&mut items).await;
+            }
+            for (write, result) in items {
+                let result = result.unwrap_or_else(|| Err(closed()));
+                match write {
+                    Write::Create(_, reply) | Write::Save(_, reply) => {
+                        // A caller that stopped waiting no longer wants the answer.
+                        let _ = reply.send(result);
+                    }
+                    Write::Close(_) => {}
+                }
+            }
+            if let Some(rest) = rest {
+                queue.close();
+                if let Some(conn) = self.conn.take() {
+                    let _ = conn.close().await;
+                }
+                let mut acks = Vec::new();
+                let later = rest
+                    .into_iter()
+                    .chain(std::iter::from_fn(|| queue.try_recv().ok()));
+                for write in later {
+                    match write {
+                        Write::Create(_, reply) | Write::Save(_, reply) => {
+                            let _ = reply.send(Err(closed()));
+                        }
+                        Write::Close(ack) => acks.push(ack),
+                    }
+                }
+                for ack in acks {
+                    let _ = ack.send(());
+                }
+                return;
+            }
+        }
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.close().await;
+        }
+    }
+
+    /// Runs `items` in one transaction and fills in each result. A write during which the
+    /// database failed gets that error; the transaction is then rolled back and the others run
+    /// again in a new one, so one write's failure is never another's.
+    async fn batch(&mut self, items: &mut [(Write, Option<Result<u64, StoreError>>)]) {
+        loop {
+            let conn = match self.connection().await {
+                Ok(conn) => conn,
+                Err(e) => return fail_pending(items, &Shared(Arc::new(e))),
+            };
+            if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+                self.rollback().await;
+                return fail_pending(items, &Shared(Arc::new(e)));
+            }
+            let mut done = Vec::with_capacity(items.len());
+            let mut failed = None;
+            for (at, (write, result)) in items.iter().enumerate() {
+                if result.is_some() {
+                    continue;
+                }
+                let outcome = match write {
+                    Write::Create(create, _) => create_one(conn, create).await,
+                    Write::Save(save, _) => save_one(conn, save).await,
+                    Write::Close(_) => continue,
+                };
+                match outcome {
+                    Outcome::Done(result) => done.push((at, result)),
+                    Outcome::Failed(e) => {
+                        failed = Some((at, e));
+                        break;
+                    }
+                }
+            }
+            if let Some((at, e)) = failed {
+                self.rollback().await;
+                items[at].1 = Some(Err(super::backend(e)));
+                continue;
+            }
+            if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
+                self.rollback().await;
+                return fail_pending(items, &Shared(Arc::new(e)));
+            }
+            for (at, result) in done {
+                items[at].1 = Some(result);
+            }
+            return;
+        }
+    }
+
+    async fn connection(&mut self) -> Result<&mut SqliteConnection, sqlx::Error> {
+        if self.conn.is_none() {
+            self.conn = Some(self.connect.connect().await?);
+        }
+        Ok(self.conn.as_mut().expect("connected above"))
+    }
+
+    /// Ends whatever transaction is open. If `ROLLBACK` fails (SQLite may already have rolled
+    /// back after a disk-full or I/O error), the connection is dropped, which rolls back
+    /// anything left, and the next batch opens a new one.
+    async fn rollback(&mut self) {
+        if let Some(conn) = self.conn.as_mut()
+            && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err()
+        {
+            self.conn = None;
+        }
+    }
+}
+
+impl fmt::Debug for Writer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
+    }
+}
+
+fn fail_pending(items: &mut [(Write, Option<Result<u64, StoreError>>)], e: &Shared) {
+    for (_, result) in items.iter_mut().filter(|(_, r)| r.is_none()) {
+        *result = Some(Err(shared_backend(e)));
+    }
+}
+
+pub(super) fn closed() -> StoreError {
+    StoreError::Backend {
+        source: "the SQLite store is closed (its writer task has stopped)".into(),
+    }
+}
+
+/// One `save`: the guarded `UPDATE` is the version check, so a refused save has written
+/// nothing and needs no savepoint; its events follow in one statement.
+async fn save_one(conn: &mut SqliteConnection, save: &Save) -> Outcome {
+    let updated = sqlx::query(
+        "UPDATE deployments
+         SET state = ?, status = ?, finished = ?, version = ?, updated_at = ?
+         WHERE id = ? AND version = ?",
+    )
+    .bind(&save.state)
+    .bind(save.status)
+    .bind(save.finished)
+    .bind(save.next)
+    .bind(&save.now)
+    .bind(&save.id.0)
+    .bind(save.expected)
+    .execute(&mut *conn)
+    .await;
+    match updated {
+        Err(e) => return Outcome::Failed(e),
+        Ok(done) if done.rows_affected() == 0 => {
+            let actual: Result<Option<i64>, _> =
+                sqlx::query_scalar("SELECT version FROM deployments WHERE id = ?")
+                    .bind(&save.id.0)
+                    .fetch_optional(&mut *conn)
+                    .await;
+            return match actual {
+                Err(e) => Outcome::Failed(e),
+                Ok(None) => Outcome::Done(Err(StoreError::NotFound {
+                    id: save.id.clone(),
+                })),
+                Ok(Some(actual)) => {
+                    Outcome::Done(rows::version(&save.id, actual).and_then(|actual| {
+                        Err(StoreError::Conflict {
+                            id: save.id.clone(),
+                            expected: save.expected_version,
+                            actual,
+                        })
+                    }))
+                }
+            };
+        }
+        Ok(_) => {}
+    }
+    if let Some(events) = &save.events
+        && let Err(e) = append(conn, &save.id, save.next, events).await
+    {
+        return Outcome::Failed(e);
+    }
+    Outcome::Done(rows::version(&save.id, save.next))
+}
+
+/// One `create`, inside a savepoint: a callback id found taken after the row was inserted
+/// undoes this create alone.
+async fn create_one(conn: &mut SqliteConnection, create: &Create) -> Outcome {
+    if let Err(e) = sqlx::query("SAVEPOINT hookgate_create")
+        .execute(&mut *conn)
+        .await
+    {
+        return Outcome::Failed(e);
+    }
+    let refused = match create_steps(conn, create).await {
+        Ok(None) => {
+            return match sqlx::query("RELEASE hookgate_create")
+                .execute(&mut *conn)
+                .await
+            {
+                Ok(_) => Outcome::Done(Ok(1)),
+                Err(e) => Outcome::Failed(e),
+            };
+        }
+        Ok(Some(refused)) => refused,
+        Err(e) => return Outcome::Failed(e),
+    };
+    for undo in ["ROLLBACK TO hookgate_create", "RELEASE hookgate_create"] {
+        if let Err(e) = sqlx::query(undo).execute(&mut *conn).await {
+            return Outcome::Failed(e);
+        }
+    }
+    Outcome::Done(Err(refused))
+}
+
+/// The statements of a create; `Ok(Some(_))` is a refusal, to be undone by the caller.
+async fn create_steps(
+    conn: &mut SqliteConnection,
+    create: &Create,
+) -> Result<Option<StoreError>, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO deployments
+            (id, application, plan_source, state, status, finished, version, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&create.id.0)
+    .bind(&create.application)
+    .bind(&create.plan_source)
+    .bind(&create.state)
+    .bind(create.status)
+    .bind(create.finished)
+    .bind(&create.now)
+    .bind(&create.now)
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(Some(StoreError::AlreadyExists {
+            id: create.id.clone(),
+        }));
+    }
+    for callback in &create.callback_ids {
+        let indexed = sqlx::query(
+            "INSERT INTO callbacks (callback_id, deployment_id) VALUES (?, ?)
+             ON CONFLICT (callback_id) DO NOTHING",
+        )
+        .bind(callback.to_string())
+        .bind(&create.id.0)
+        .execute(&mut *conn)
+        .await?;
+        if indexed.rows_affected() == 0 {
+            return Ok(Some(StoreError::CallbackTaken {
+                callback: *callback,
+            }));
+        }
+    }
+    if let Some(events) = &create.events {
+        append(conn, &create.id, 1, events).await?;
+    }
+    Ok(None)
+}
+
+async fn append(
+    conn: &mut SqliteConnection,
+    id: &DeploymentId,
+    version: i64,
+    events: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(APPEND)
+        .bind(&id.0)
+        .bind(version)
+        .bind(&id.0)
+        .bind(events)
+        .execute(&mut *conn)
+        .await
+        .map(drop)
+}

@@ -1,0 +1,166 @@
+//! The request a `Dispatcher` sends arrives as the templates say: Armory's GitHub
+//! `repository_dispatch` example byte for byte, and awkward context values as valid JSON.
+#![cfg(feature = "reqwest")]
+
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use hookgate::config::Plan;
+use hookgate::core::{
+    Action, CallResult, CallbackId, Deployment, DeploymentId, IdSource, StartOptions, WebhookCall,
+};
+use hookgate::outbound::Dispatcher;
+use hookgate::secrets::MemorySecrets;
+use hookgate::transport::{ReqwestTransport, TransportRegistry};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// Callback ids 1, 2, ... so the expected callback URI is known.
+struct Ids(u128);
+
+impl IdSource for Ids {
+    fn callback_id(&mut self) -> CallbackId {
+        self.0 += 1;
+        CallbackId(self.0.to_be_bytes())
+    }
+}
+
+/// Armory's documented GitHub webhook, with the API base taken from a secret so the test can
+/// point it at a local server, and the repository from the context.
+const GITHUB: &str = r#"
+application: potato-facts
+context: {owner: armory, repo: docs-cdaas-sample}
+targets:
+  staging:
+    account: demo-staging-cluster
+    constraints: {afterDeployment: [runWebhook: {name: Check-Logs}]}
+webhooks:
+  - name: Check-Logs
+    method: POST
+    uriTemplate: "{{secrets.github_base}}/repos/{{context.owner}}/{{context.repo}}/dispatches"
+    networkMode: direct
+    headers:
+      - {key: Authorization, value: "token {{secrets.github_token}}"}
+      - {key: Content-Type, value: application/json}
+    bodyTemplate:
+      inline: '{"event_type": "webhookCallback", "client_payload": {"callbackUri": "{{armory.callbackUri}}/callback"}}'
+    retryCount: 3
+"#;
+
+const JSON_CONTEXT: &str = r#"
+application: checkout
+targets: {prod: {constraints: {beforeDeployment: [runWebhook: {name: ticket}]}}}
+webhooks:
+  - name: ticket
+    uriTemplate: "{{secrets.base}}/tickets"
+    headers: [{key: Content-Type, value: application/json; charset=utf-8}]
+    bodyTemplate: {inline: '{"note": "{{context.note}}", "env": "{{armory.environmentName}}"}'}
+"#;
+
+fn dispatcher(secrets: MemorySecrets) -> Dispatcher {
+    let transports = TransportRegistry::new(ReqwestTransport::new().unwrap());
+    Dispatcher::builder(
+        transports,
+        Arc::new(secrets),
+        "https://hookgate.example.com/ci/",
+    )
+    .build()
+    .unwrap()
+}
+
+/// Starts the plan and returns the deployment with its one webhook call.
+fn start(yaml: &str, options: StartOptions) -> (Deployment, WebhookCall) {
+    let plan = Arc::new(Plan::from_yaml(yaml).unwrap());
+    let now = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+    let mut d = Deployment::start(plan, DeploymentId::from("d-42"), options, &mut Ids(0), now);
+    loop {
+        match d.poll_action().expect("the plan calls a webhook") {
+            Action::CallWebhook(call) => return (d, call),
+            Action::RunStep(step) => d
+                .handle_step_result(now, step.op, hookgate::core::StepOutcome::Succeeded)
+                .unwrap(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn github_repository_dispatch_arrives_byte_for_byte() {
+    let github = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/repos/armory/docs-cdaas-sample/dispatches"))
+        .and(header("authorization", "token ghp_example"))
+        .and(header("content-type", "application/json"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&github)
+        .await;
+    let secrets = MemorySecrets::new()
+        .with("github_base", github.uri())
+        .with("github_token", "ghp_example");
+    let dispatcher = dispatcher(secrets);
+    let (deployment, call) = start(GITHUB, StartOptions::default());
+
+    let prepared = dispatcher.prepare(&deployment, &call, None);
+    let result = dispatcher.send(&prepared).await;
+
+    assert_eq!(result, CallResult::Sent { status: 204 });
+    let received = github.received_requests().await.unwrap();
+    let request = &received[0];
+    let callback = format!(
+        "https://hookgate.example.com/ci/callbacks/{:032x}/callback",
+        1
+    );
+    assert_eq!(
+        String::from_utf8(request.body.clone()).unwrap(),
+        format!(
+            r#"{{"event_type": "webhookCallback", "client_payload": {{"callbackUri": "{callback}"}}}}"#
+        )
+    );
+    assert_eq!(request.headers["idempotency-key"], call.idempotency_key);
+    assert_eq!(request.url.query(), None);
+}
+
+#[tokio::test]
+async fn quotes_backslashes_and_newlines_in_context_stay_inside_their_json_string() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&server)
+        .await;
+    let note = "she said \"ship it\" \\o/\nC:\\temp\\new\r\n\ttab \u{1} and } {{braces}}";
+    let options = StartOptions::default().with_context("note", note);
+    let (deployment, call) = start(JSON_CONTEXT, options);
+    let dispatcher = dispatcher(MemorySecrets::new().with("base", server.uri()));
+
+    let prepared = dispatcher.prepare(&deployment, &call, None);
+    assert_eq!(
+        dispatcher.send(&prepared).await,
+        CallResult::Sent { status: 202 }
+    );
+
+    let received = server.received_requests().await.unwrap();
+    let body: serde_json::Value = received[0].body_json().expect("a valid JSON document");
+    assert_eq!(
+        body,
+        serde_json::json!({"note": note, "env": "prod"}),
+        "the value round-trips"
+    );
+}
+
+#[tokio::test]
+async fn a_path_prefix_of_the_public_base_url_is_kept_in_the_callback_uri() {
+    let (deployment, call) = start(GITHUB, StartOptions::default());
+    let prepared = dispatcher(MemorySecrets::new()).prepare(&deployment, &call, Some("rs-7"));
+    let armory = prepared.armory();
+    assert_eq!(
+        armory.callback_uri,
+        format!("https://hookgate.example.com/ci/callbacks/{:032x}", 1)
+    );
+    assert_eq!(armory.deployment_id, "d-42");
+    assert_eq!(armory.application_name, "potato-facts");
+    assert_eq!(armory.environment_name, "staging");
+    assert_eq!(armory.account_name, "demo-staging-cluster");
+    assert_eq!(armory.replica_set_name.as_deref(), Some("rs-7"));
+    assert_eq!(prepared.context()["owner"], "armory");
+}

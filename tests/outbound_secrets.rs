@@ -1,0 +1,262 @@
+//! Secret hygiene of the outbound path: whatever fails, a secret used in the URL, a header and
+//! the body never shows up in a result, an event, a `Debug`, an error or a log line.
+#![cfg(feature = "reqwest")]
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{TimeZone, Utc};
+use hookgate::config::Plan;
+use hookgate::core::{
+    Action, CallResult, CallbackId, Deployment, DeploymentId, IdSource, StartOptions,
+};
+use hookgate::outbound::Dispatcher;
+use hookgate::secrets::{MemorySecrets, SecretSource, fetch_all};
+use hookgate::template::RenderValues;
+use hookgate::transport::{HttpTransport, ReqwestTransport, TransportRegistry};
+use tracing::Level;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const TOKEN: &str = "s3cr3t-Hunter2-token";
+
+/// The token in the query, a header and the body; the server from the context, or (for
+/// `secret_base`) from a secret.
+fn plan(base: &str, extra_header: &str) -> Arc<Plan> {
+    let yaml = format!(
+        r#"
+application: checkout
+context: {{base: "{base}"}}
+targets: {{prod: {{constraints: {{beforeDeployment: [runWebhook: {{name: hook}}]}}}}}}
+webhooks:
+  - name: hook
+    uriTemplate: "{{{{{base_var}}}}}/hook?token={{{{secrets.token}}}}"
+    headers:
+      - {{key: X-Api-Key, value: "{{{{secrets.token}}}}"}}
+      - {{key: Content-Type, value: application/json}}
+      {extra_header}
+    bodyTemplate: {{inline: '{{"token": "{{{{secrets.token}}}}", "cb": "{{{{armory.callbackUri}}}}"}}'}}
+    retryCount: 0
+"#,
+        base_var = if base.is_empty() {
+            "secrets.base"
+        } else {
+            "context.base"
+        },
+    );
+    Arc::new(Plan::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}")))
+}
+
+struct Ids;
+
+impl IdSource for Ids {
+    fn callback_id(&mut self) -> CallbackId {
+        CallbackId([7; 16])
+    }
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Captured {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut buffer = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        buffer.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into()
+    }
+}
+
+/// Everything one failing call leaves behind, as text.
+struct Traces {
+    texts: Vec<String>,
+    log: String,
+}
+
+impl Traces {
+    fn assert_hides(&self, secret: &str) {
+        for text in &self.texts {
+            assert!(!text.contains(secret), "{secret} leaked into: {text}");
+        }
+        assert!(
+            !self.log.contains(secret),
+            "{secret} leaked into the log:\n{}",
+            self.log
+        );
+    }
+}
+
+/// Runs the deployment's one call through a dispatcher with `secrets`, capturing the TRACE
+/// log, and collects every text it produced: the result, the events, the `Debug` of the
+/// prepared call, the dispatcher and the rendered request, and the transport's own error.
+async fn call(plan: Arc<Plan>, secrets: MemorySecrets) -> Traces {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let transport = ReqwestTransport::new().unwrap();
+    let dispatcher = Dispatcher::builder(
+        TransportRegistry::new(transport.clone()),
+        Arc::new(secrets.clone()),
+        "https://hg.example",
+    )
+    .build()
+    .unwrap();
+    let now = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+    let options = StartOptions::default();
+    let mut d = Deployment::start(
+        plan.clone(),
+        DeploymentId::from("d1"),
+        options,
+        &mut Ids,
+        now,
+    );
+    let Some(Action::CallWebhook(call)) = d.poll_action() else {
+        panic!("expected a call")
+    };
+
+    let prepared = dispatcher.prepare(&d, &call, None);
+    let result = dispatcher.send(&prepared).await;
+    let CallResult::Failed(failure) = &result else {
+        panic!("expected a failure, got {result:?}")
+    };
+    d.handle_call_result(now, call.gate, call.attempt, result.clone())
+        .unwrap();
+    let mut texts = vec![
+        failure.reason.clone(),
+        format!("{result:?}"),
+        format!("{prepared:?}"),
+        format!("{dispatcher:?}"),
+        format!("{secrets:?}"),
+    ];
+    texts.extend(std::iter::from_fn(|| d.poll_event()).map(|e| format!("{e:?}")));
+
+    // The layers below, used directly: the secret source, the renderer and the transport.
+    let webhook = &plan.webhooks()[0];
+    let fetched = match fetch_all(&secrets, webhook.request.secret_names()).await {
+        Ok(fetched) => fetched,
+        Err(error) => {
+            texts.push(format!("{error} {error:?}"));
+            BTreeMap::new()
+        }
+    };
+    if let Err(error) = secrets.get("absent").await {
+        texts.push(format!("{error} {error:?}"));
+    }
+    let values = RenderValues {
+        armory: prepared.armory(),
+        context: prepared.context(),
+        secrets: &fetched,
+    };
+    match webhook.request.render(&values) {
+        Ok(rendered) => {
+            texts.push(format!("{rendered:?}"));
+            if let Err(error) = transport.send(rendered.into()).await {
+                texts.push(format!("{error} {error:?}"));
+            }
+        }
+        Err(error) => texts.push(format!("{error} {error:?}")),
+    }
+    let log = captured.text();
+    assert!(
+        log.contains("webhook call failed"),
+        "the log was captured:\n{log}"
+    );
+    Traces { texts, log }
+}
+
+fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", listener.local_addr().unwrap())
+}
+
+#[tokio::test]
+async fn a_refused_connection_leaves_no_trace_of_the_secret() {
+    let secrets = MemorySecrets::new().with("token", TOKEN);
+    let traces = call(plan(&closed_port(), ""), secrets).await;
+    traces.assert_hides(TOKEN);
+    // The token is only in the query, which no message quotes: the URL stays visible.
+    assert!(
+        traces.texts[0].contains("could not connect for POST http://127.0.0.1:"),
+        "{}",
+        traces.texts[0]
+    );
+}
+
+#[tokio::test]
+async fn a_server_echoing_the_secret_has_it_redacted_from_the_reason() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500).set_body_string(format!(
+            "invalid token {TOKEN} (expected a different one than {TOKEN})\n"
+        )))
+        .mount(&server)
+        .await;
+    let secrets = MemorySecrets::new().with("token", TOKEN);
+    let traces = call(plan(&server.uri(), ""), secrets).await;
+    traces.assert_hides(TOKEN);
+    assert!(
+        traces.texts[0].starts_with(
+            "HTTP 500: invalid token [redacted] (expected a different one than [redacted])"
+        ),
+        "{}",
+        traces.texts[0]
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_missing_second_secret_fails_without_the_first_ones_value() {
+    let server = MockServer::start().await;
+    let secrets = MemorySecrets::new().with("token", TOKEN);
+    let extra = r#"- {key: X-Other, value: "{{secrets.other}}"}"#;
+    let traces = call(plan(&server.uri(), extra), secrets).await;
+    traces.assert_hides(TOKEN);
+    assert!(
+        traces.texts[0].contains("secret `other` not found"),
+        "{}",
+        traces.texts[0]
+    );
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_base_url_from_a_secret_is_hidden_when_the_connection_fails() {
+    // Shaped like a Slack incoming-webhook URL, whose path is the secret.
+    let base = format!("{}/services/T0001/B0002/XsecretPath", closed_port());
+    let secrets = MemorySecrets::new()
+        .with("token", TOKEN)
+        .with("base", base.as_str());
+    let traces = call(plan("", ""), secrets).await;
+    // The transport's own error (the last text) names the URL it could not reach; everything
+    // the dispatcher produced hides it.
+    let (transport_error, dispatcher_texts) = traces.texts.split_last().unwrap();
+    assert!(transport_error.contains(&base), "{transport_error}");
+    for text in dispatcher_texts {
+        assert!(
+            !text.contains("XsecretPath"),
+            "the base URL leaked into: {text}"
+        );
+    }
+    assert!(!traces.log.contains("XsecretPath"), "{}", traces.log);
+    assert!(
+        traces.texts[0].contains("could not connect for POST [redacted]"),
+        "{}",
+        traces.texts[0]
+    );
+}

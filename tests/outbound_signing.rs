@@ -1,0 +1,126 @@
+//! Signed webhook calls verify at the receiver, with `webhook-id` equal to the
+//! `Idempotency-Key` (PROTOCOL.md §8).
+#![cfg(all(feature = "reqwest", feature = "signing"))]
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use hookgate::clock::Clock;
+use hookgate::config::Plan;
+use hookgate::core::{
+    Action, CallResult, CallbackId, Deployment, DeploymentId, IdSource, StartOptions, WebhookCall,
+};
+use hookgate::outbound::Dispatcher;
+use hookgate::secrets::MemorySecrets;
+use hookgate::signing::{Signer, SigningSecret, Verifier};
+use hookgate::transport::{ReqwestTransport, TransportRegistry};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const GLOBAL: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const OWN: &str = "whsec_c2VjcmV0LWZvci10aGUtdGlja2V0LXdlYmhvb2s=";
+
+/// Signing time comes from the injected clock.
+struct Fixed;
+
+impl Clock for Fixed {
+    fn now(&self) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5).unwrap()
+    }
+}
+
+struct Ids(u128);
+
+impl IdSource for Ids {
+    fn callback_id(&mut self) -> CallbackId {
+        self.0 += 1;
+        CallbackId(self.0.to_be_bytes())
+    }
+}
+
+/// Two gates in parallel: `smoke` (global signer) and `ticket` (its own signer).
+fn calls() -> (Deployment, Vec<WebhookCall>) {
+    let plan = Plan::from_yaml(
+        r#"
+application: checkout
+targets: {prod: {constraints: {beforeDeployment: [runWebhook: {name: smoke}, runWebhook: {name: ticket}]}}}
+webhooks:
+  - name: smoke
+    uriTemplate: "{{secrets.base}}/smoke"
+    headers: [{key: Content-Type, value: application/json}]
+    bodyTemplate: {inline: '{"callbackUri": "{{armory.callbackUri}}"}'}
+  - {name: ticket, uriTemplate: "{{secrets.base}}/ticket", bodyTemplate: {inline: 'plain text'}}
+"#,
+    )
+    .unwrap();
+    let now = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+    let mut d = Deployment::start(
+        Arc::new(plan),
+        DeploymentId::from("d-7"),
+        StartOptions::default(),
+        &mut Ids(0),
+        now,
+    );
+    let calls = std::iter::from_fn(|| d.poll_action())
+        .filter_map(|a| match a {
+            Action::CallWebhook(call) => Some(call),
+            _ => None,
+        })
+        .collect();
+    (d, calls)
+}
+
+fn secret(text: &str) -> SigningSecret {
+    text.parse().unwrap()
+}
+
+#[tokio::test]
+async fn signed_calls_verify_and_reuse_the_idempotency_key_as_webhook_id() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&server)
+        .await;
+    let dispatcher = Dispatcher::builder(
+        TransportRegistry::new(ReqwestTransport::new().unwrap()),
+        Arc::new(MemorySecrets::new().with("base", server.uri())),
+        "https://hg.example",
+    )
+    .clock(Fixed)
+    .signer(Signer::new(secret(GLOBAL)))
+    .webhook_signer("ticket", Signer::new(secret(OWN)))
+    .build()
+    .unwrap();
+    let (deployment, calls) = calls();
+    assert_eq!(calls.len(), 2);
+
+    for call in &calls {
+        let prepared = dispatcher.prepare(&deployment, call, None);
+        assert_eq!(
+            dispatcher.send(&prepared).await,
+            CallResult::Sent { status: 202 }
+        );
+    }
+
+    for (route, right, wrong) in [("/smoke", GLOBAL, OWN), ("/ticket", OWN, GLOBAL)] {
+        let received = server.received_requests().await.unwrap();
+        let request = received
+            .iter()
+            .find(|r| r.url.path() == route)
+            .unwrap_or_else(|| panic!("no request to {route}"));
+        let headers = &request.headers;
+        assert_eq!(headers["webhook-id"], headers["idempotency-key"], "{route}");
+        assert_eq!(headers["webhook-timestamp"], "1893553445", "{route}");
+        Verifier::new(secret(right))
+            .with_clock(Fixed)
+            .verify(headers, &request.body)
+            .unwrap_or_else(|e| panic!("{route}: {e}"));
+        assert!(
+            Verifier::new(secret(wrong))
+                .with_clock(Fixed)
+                .verify(headers, &request.body)
+                .is_err(),
+            "{route} is signed with its own secret only"
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! The engine end to end on loopback, one test per outcome row of PROTOCOL.md §4: webhooks go
+//! out over HTTP to an external system, which calls back over HTTP through hookgate's router.
+#![cfg(all(
+    feature = "runtime",
+    feature = "axum",
+    feature = "reqwest",
+    feature = "receiver"
+))]
+
+mod support;
+
+use std::sync::Arc;
+
+use hookgate::core::{DeploymentStatus, EnvStatus};
+use support::{file, world};
+
+const TARGETS: &str = r#"
+  dev:
+    constraints:
+      beforeDeployment: [runWebhook: {name: ticket}]
+  staging:
+    strategy: canary
+    constraints:
+      dependsOn: [dev]
+      afterDeployment: [runWebhook: {name: smoke}]
+  prod:
+    strategy: canary
+    constraints:
+      dependsOn: [staging]
+"#;
+const CANARY: &str = "  canary: {canary: {steps: [setWeight: {weight: 50}, runWebhook: {name: tests}, setWeight: {weight: 100}]}}";
+
+async fn run(fail: &'static str) -> (DeploymentStatus, Vec<(String, EnvStatus)>) {
+    let mut w = world(
+        |b| b,
+        Arc::new(move |path: &str| vec![(0, !path.starts_with(fail))]),
+    )
+    .await;
+    let started = w
+        .engine
+        .start(&file(TARGETS, CANARY), w.context())
+        .await
+        .unwrap();
+    let status = w.finished(&started.id).await;
+    let view = w.engine.view(&started.id).await.unwrap();
+    (status, view.environments)
+}
+
+fn statuses(envs: &[(String, EnvStatus)]) -> Vec<String> {
+    envs.iter().map(|(n, s)| format!("{n}: {s}")).collect()
+}
+
+#[tokio::test]
+async fn every_gate_passing_succeeds() {
+    let (status, envs) = run("/nothing").await;
+    assert_eq!(status, DeploymentStatus::Succeeded);
+    assert_eq!(
+        statuses(&envs),
+        ["dev: succeeded", "staging: succeeded", "prod: succeeded"]
+    );
+}
+
+#[tokio::test]
+async fn before_deployment_failure_fails_without_deploying_and_cancels_dependents() {
+    let (status, envs) = run("/ticket/dev").await;
+    assert_eq!(status, DeploymentStatus::Failed);
+    assert_eq!(
+        statuses(&envs),
+        ["dev: failed", "staging: canceled", "prod: canceled"]
+    );
+}
+
+#[tokio::test]
+async fn strategy_failure_rolls_back_and_cancels_dependents() {
+    let (status, envs) = run("/tests/staging").await;
+    assert_eq!(status, DeploymentStatus::RolledBack);
+    assert_eq!(
+        statuses(&envs),
+        ["dev: succeeded", "staging: rolled_back", "prod: canceled"]
+    );
+}
+
+#[tokio::test]
+async fn after_deployment_failure_fails_without_rolling_back() {
+    let (status, envs) = run("/smoke/staging").await;
+    assert_eq!(status, DeploymentStatus::Failed);
+    assert_eq!(
+        statuses(&envs),
+        ["dev: succeeded", "staging: failed", "prod: canceled"]
+    );
+}
+
+#[tokio::test]
+async fn history_keeps_every_callback_message() {
+    let mut w = world(|b| b, Arc::new(|_: &str| vec![(0, true)])).await;
+    let started = w
+        .engine
+        .start(&file(TARGETS, CANARY), w.context())
+        .await
+        .unwrap();
+    w.finished(&started.id).await;
+    let history = w.engine.history(&started.id).await.unwrap();
+    let messages: Vec<String> = history
+        .iter()
+        .filter_map(|h| match &h.event.kind {
+            hookgate::core::EventKind::CallbackReceived { message, .. } => message.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(messages.len(), 4, "{messages:?}");
+    assert!(messages.contains(&"/ticket/dev done".to_owned()));
+}
+
+const ONE_GATE: &str = r#"
+application: solo
+deploymentConfig: {ifDeploymentInProgress: {strategy: POLICY}}
+targets:
+  prod:
+    constraints:
+      beforeDeployment: [runWebhook: {name: ticket}]
+webhooks:
+  - name: ticket
+    uriTemplate: "{{context.external}}/ticket/prod"
+    headers: [{key: Content-Type, value: application/json}]
+    bodyTemplate: {inline: '{"callbackUri": "{{armory.callbackUri}}"}'}
+"#;
+
+#[tokio::test]
+async fn if_deployment_in_progress_reject_refuses_a_second_deployment() {
+    let w = world(|b| b, Arc::new(|_: &str| vec![])).await;
+    let file = ONE_GATE.replace("POLICY", "reject");
+    let first = w.engine.start(&file, w.context()).await.unwrap();
+    let second = w.engine.start(&file, w.context()).await;
+    assert!(
+        matches!(second, Err(hookgate::runtime::RuntimeError::InProgress { ref running, .. }) if *running == first.id),
+        "{second:?}"
+    );
+}
+
+#[tokio::test]
+async fn if_deployment_in_progress_enqueue_one_keeps_only_the_newest_waiting() {
+    let mut w = world(|b| b, Arc::new(|_: &str| vec![])).await;
+    let file = ONE_GATE.replace("POLICY", "enqueueOne");
+    let first = w.engine.start(&file, w.context()).await.unwrap();
+    let second = w.engine.start(&file, w.context()).await.unwrap();
+    let third = w.engine.start(&file, w.context()).await.unwrap();
+    assert_eq!(second.status, DeploymentStatus::Queued);
+    assert_eq!(third.status, DeploymentStatus::Queued);
+    w.engine.cancel(&first.id, "operator").await.unwrap();
+    assert_eq!(w.finished(&first.id).await, DeploymentStatus::Canceled);
+    w.started(&third.id).await;
+    w.engine.cancel(&third.id, "operator").await.unwrap();
+    assert_eq!(w.finished(&third.id).await, DeploymentStatus::Canceled);
+    assert!(
+        w.engine.view(&second.id).await.is_err(),
+        "the replaced one never started"
+    );
+}

@@ -1,0 +1,216 @@
+//! A loopback world for engine tests: hookgate's router on a real socket, an external system
+//! (wiremock) that answers webhooks at once and calls back through the receiver SDK.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookgate::auth::{Principal, StaticTokens};
+use hookgate::core::{DeploymentId, DeploymentStatus, EventKind};
+use hookgate::outbound::Dispatcher;
+use hookgate::receiver::{Callback, CallbackClient, CallbackOutcome, ReceivedRequest, StaticToken};
+use hookgate::runtime::{Engine, EngineBuilder, EngineEvent, SimulatedHost};
+use hookgate::secrets::MemorySecrets;
+use hookgate::server::{CallbackHandler, ServerState, router};
+use hookgate::transport::{ReqwestTransport, TransportRegistry};
+use tokio::sync::{broadcast, mpsc};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+pub const TOKEN: &str = "callback-token-for-tests";
+
+/// What the external system does with a webhook it received at `path`: the callbacks it sends,
+/// each after a delay in milliseconds (none: it never calls back).
+pub type Decide = Arc<dyn Fn(&str) -> Vec<(u64, bool)> + Send + Sync>;
+
+/// Every callback the external system sent: the webhook path, what it said, the answer.
+pub type Sent = Arc<std::sync::Mutex<Vec<(String, bool, CallbackOutcome)>>>;
+
+pub struct World {
+    pub engine: Engine,
+    pub base: String,
+    pub external: MockServer,
+    pub sent: Sent,
+    events: broadcast::Receiver<EngineEvent>,
+}
+
+struct Forward(mpsc::UnboundedSender<(String, Vec<u8>)>);
+
+impl Respond for Forward {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let _ = self
+            .0
+            .send((request.url.path().to_owned(), request.body.clone()));
+        ResponseTemplate::new(202)
+    }
+}
+
+pub fn transport() -> ReqwestTransport {
+    ReqwestTransport::builder()
+        .build()
+        .expect("a reqwest client")
+}
+
+/// Starts the world. `decide` says, per webhook path, whether the external system calls back
+/// with success (`Some(true)`), failure (`Some(false)`) or never (`None`).
+pub async fn world(
+    configure: impl FnOnce(EngineBuilder) -> EngineBuilder,
+    decide: Decide,
+) -> World {
+    let external = MockServer::start().await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    Mock::given(method("POST"))
+        .respond_with(Forward(tx))
+        .mount(&external)
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let dispatcher = Dispatcher::builder(
+        TransportRegistry::new(Arc::new(transport())),
+        Arc::new(MemorySecrets::new()),
+        base.clone(),
+    )
+    .build()
+    .unwrap();
+    let engine = configure(Engine::builder(dispatcher, SimulatedHost)).build();
+    let handler = CallbackHandler::new(
+        Arc::new(engine.clone()),
+        Arc::new(StaticTokens::new().with_token(TOKEN, Principal::new("external-ci"))),
+    );
+    tokio::spawn(async move {
+        axum::serve(listener, router(ServerState::new(handler)))
+            .await
+            .unwrap()
+    });
+    let client = Arc::new(CallbackClient::new(transport(), StaticToken::new(TOKEN)));
+    let sent: Sent = Arc::default();
+    let record = Arc::clone(&sent);
+    tokio::spawn(async move {
+        while let Some((path, body)) = rx.recv().await {
+            let url = ReceivedRequest::new()
+                .with_body(&body)
+                .callback_uri()
+                .expect("the webhook body carries the callback URI");
+            for (delay, success) in decide(&path) {
+                let (client, url, path, record) = (
+                    Arc::clone(&client),
+                    url.clone(),
+                    path.clone(),
+                    Arc::clone(&record),
+                );
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                    let outcome = client
+                        .send(
+                            &url,
+                            &Callback::outcome(success).with_message(format!("{path} done")),
+                        )
+                        .await
+                        .expect("the callback is answered");
+                    record.lock().unwrap().push((path, success, outcome));
+                });
+            }
+        }
+    });
+    let events = engine.subscribe();
+    let scheduler = engine.clone();
+    tokio::spawn(async move { scheduler.run_scheduler().await });
+    World {
+        engine,
+        base,
+        external,
+        sent,
+        events,
+    }
+}
+
+impl World {
+    pub fn context(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([("external".to_owned(), self.external.uri())])
+    }
+
+    /// Waits (at most 20 s of real time) for the deployment to start.
+    pub async fn started(&mut self, id: &DeploymentId) {
+        let wait = async {
+            loop {
+                match self.events.recv().await {
+                    Ok(EngineEvent::Deployment { id: got, event })
+                        if &got == id && event.kind == EventKind::DeploymentStarted =>
+                    {
+                        return;
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(e) => panic!("event stream ended: {e}"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .expect("the deployment started in time");
+    }
+
+    /// Waits (at most 20 s of real time) for the deployment to finish; returns its outcome.
+    pub async fn finished(&mut self, id: &DeploymentId) -> DeploymentStatus {
+        self.all_finished(std::slice::from_ref(id)).await[id]
+    }
+
+    /// Waits (at most 60 s of real time) for every deployment to finish; returns the outcomes.
+    pub async fn all_finished(
+        &mut self,
+        ids: &[DeploymentId],
+    ) -> BTreeMap<DeploymentId, DeploymentStatus> {
+        let mut done = BTreeMap::new();
+        let wait = async {
+            while done.len() < ids.len() {
+                match self.events.recv().await {
+                    Ok(EngineEvent::Deployment { id, event }) if ids.contains(&id) => {
+                        if let EventKind::DeploymentFinished { status } = event.kind {
+                            done.insert(id, status);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        for id in ids {
+                            let view = self.engine.view(id).await.expect("a known deployment");
+                            if view.status.is_terminal() {
+                                done.insert(id.clone(), view.status);
+                            }
+                        }
+                    }
+                    Err(e) => panic!("event stream ended: {e}"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), wait)
+            .await
+            .expect("the deployments finished in time");
+        done
+    }
+}
+
+/// A deployment file whose webhooks post to the external system at `/<webhook>/<env>`.
+pub fn file(targets: &str, strategies: &str) -> String {
+    format!(
+        r#"
+application: shop
+targets:
+{targets}
+strategies:
+{strategies}
+webhooks:
+  - name: ticket
+    uriTemplate: "{{{{context.external}}}}/ticket/{{{{armory.environmentName}}}}"
+    headers: [{{key: Content-Type, value: application/json}}]
+    bodyTemplate: {{inline: '{{"callbackUri": "{{{{armory.callbackUri}}}}/callback"}}'}}
+  - name: tests
+    uriTemplate: "{{{{context.external}}}}/tests/{{{{armory.environmentName}}}}"
+    headers: [{{key: Content-Type, value: application/json}}]
+    bodyTemplate: {{inline: '{{"callbackUri": "{{{{armory.callbackUri}}}}"}}'}}
+  - name: smoke
+    uriTemplate: "{{{{context.external}}}}/smoke/{{{{armory.environmentName}}}}"
+    headers: [{{key: Content-Type, value: application/json}}]
+    bodyTemplate: {{inline: '{{"client_payload": {{"callbackUri": "{{{{armory.callbackUri}}}}/callback"}}}}'}}
+"#
+    )
+}
