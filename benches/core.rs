@@ -97,6 +97,21 @@ fn callback(c: &mut Criterion) {
     });
 }
 
+fn state(c: &mut Criterion) {
+    let (d, _) = waiting(10);
+    let json = serde_json::to_vec(d.state()).unwrap();
+    c.bench_function("core/state_serialize_10_envs", |b| {
+        b.iter(|| serde_json::to_vec(black_box(d.state())).unwrap())
+    });
+    c.bench_function("core/state_restore_10_envs", |b| {
+        b.iter(|| {
+            let state: hookgate::core::DeploymentState =
+                serde_json::from_slice(black_box(&json)).unwrap();
+            Deployment::restore(Arc::clone(d.plan()), state).unwrap()
+        })
+    });
+}
+
 fn validate(c: &mut Criterion) {
     let mut group = c.benchmark_group("config/validate_chain");
     for n in [50usize, 500, 5000] {
@@ -112,5 +127,5 @@ fn validate(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, callback, validate);
+criterion_group!(benches, callback, state, validate);
 criterion_main!(benches);

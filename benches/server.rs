@@ -44,6 +44,27 @@ const STATIC_TOKEN: &str = "5b0a8c3e9d2f4a7b8c1d0e6f3a2b9c8d";
 const JWT_SECRET: &str = "a shared HS256 secret that is long enough";
 const BODY: &str = r#"{"success": true, "mdMessage": "all 412 tests passed"}"#;
 
+/// A static-token or JWT (HS256) authorizer and a token it accepts.
+fn authorizer(jwt: bool, clock: &ManualClock) -> (Arc<dyn CallbackAuthorizer>, String) {
+    if !jwt {
+        let tokens = StaticTokens::new().with_token(STATIC_TOKEN, Principal::new("ci"));
+        return (Arc::new(tokens), STATIC_TOKEN.to_owned());
+    }
+    let claims = json!({"iss": "https://idp.example", "aud": "hookgate", "sub": "ci",
+                        "exp": clock.now().timestamp() + 86_400, "scope": "callbacks"});
+    let key = EncodingKey::from_secret(JWT_SECRET.as_bytes()).unwrap();
+    let authorizer = JwtAuthorizer::builder("https://idp.example", "hookgate")
+        .hs256(JWT_SECRET)
+        .required_scope("callbacks")
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    (
+        Arc::new(authorizer),
+        jsonwebtoken::encode(&Header::default(), &claims, &key).unwrap(),
+    )
+}
+
 struct Setup {
     clock: ManualClock,
     router: axum::Router,
@@ -58,24 +79,7 @@ impl Setup {
     fn new(jwt: bool) -> Self {
         let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap());
         let gates = Arc::new(MemoryGates::new(clock.clone()));
-        let (authorizer, token): (Arc<dyn CallbackAuthorizer>, String) = if jwt {
-            let claims = json!({"iss": "https://idp.example", "aud": "hookgate", "sub": "ci",
-                                "exp": clock.now().timestamp() + 86_400, "scope": "callbacks"});
-            let key = EncodingKey::from_secret(JWT_SECRET.as_bytes()).unwrap();
-            let authorizer = JwtAuthorizer::builder("https://idp.example", "hookgate")
-                .hs256(JWT_SECRET)
-                .required_scope("callbacks")
-                .clock(clock.clone())
-                .build()
-                .unwrap();
-            (
-                Arc::new(authorizer),
-                jsonwebtoken::encode(&Header::default(), &claims, &key).unwrap(),
-            )
-        } else {
-            let tokens = StaticTokens::new().with_token(STATIC_TOKEN, Principal::new("ci"));
-            (Arc::new(tokens), STATIC_TOKEN.to_owned())
-        };
+        let (authorizer, token) = authorizer(jwt, &clock);
         let handler = CallbackHandler::new(gates.clone(), authorizer);
         Self {
             clock,
@@ -156,9 +160,22 @@ fn callbacks(c: &mut Criterion) {
     group.finish();
 }
 
+fn authorization(c: &mut Criterion) {
+    let rt = Runtime::new().unwrap();
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap());
+    let mut group = c.benchmark_group("authorize");
+    for (name, jwt) in [("static", false), ("jwt_hs256", true)] {
+        let (authorizer, token) = authorizer(jwt, &clock);
+        group.bench_function(name, |b| {
+            b.iter(|| rt.block_on(authorizer.authorize(&token)).unwrap())
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3));
-    targets = callbacks
+    targets = callbacks, authorization
 }
 criterion_main!(benches);

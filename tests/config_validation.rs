@@ -380,3 +380,106 @@ strategies: {{s: {{canary: {{steps: [setWeight: {{weight: 400}}]}}}}}}
         assert!(text.contains(path), "{path} missing from:\n{text}");
     }
 }
+
+mod limits {
+    use hookgate::config::{ConfigError, DeploymentFile, Limits, Plan, ProblemKind};
+    use proptest::prelude::*;
+
+    const SMALL: &str = "application: a\ntargets: {a: {}, b: {}, c: {}}\nwebhooks: [{name: w, uriTemplate: 'https://example.com/{{context.x}}'}]";
+
+    #[test]
+    fn a_file_over_the_size_limit_is_refused_before_parsing() {
+        let e =
+            Plan::from_yaml_with(SMALL, &Limits::default().with_max_file_bytes(10)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::TooLarge {
+                    what: "file size in bytes",
+                    limit: 10
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let deep = format!(
+            "application: a\ntargets: {{}}\ncontext: {}{}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let e = Plan::from_yaml(&deep).unwrap_err();
+        assert!(e.to_string().contains("depth"), "{e}");
+        let deep_json = format!(
+            "{{\"application\": \"a\", \"targets\": {{}}, \"x\": {}{}}}",
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        let e = Plan::from_json(&deep_json).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::TooLarge {
+                    what: "nesting depth",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn counts_and_template_sizes_are_limited() {
+        let kinds = |limits: &Limits| -> Vec<(String, ProblemKind)> {
+            Plan::from_yaml_with(SMALL, limits)
+                .unwrap_err()
+                .problems()
+                .into_iter()
+                .map(|p| (p.path, p.kind))
+                .collect()
+        };
+        assert_eq!(
+            kinds(&Limits::default().with_max_targets(2))[0].0,
+            "targets"
+        );
+        assert_eq!(
+            kinds(&Limits::default().with_max_webhooks(0))[0].0,
+            "webhooks"
+        );
+        assert_eq!(
+            kinds(&Limits::default().with_max_template_bytes(8)),
+            [(
+                "webhooks[0].uriTemplate".to_owned(),
+                ProblemKind::TooLarge {
+                    what: "template bytes",
+                    limit: 8
+                }
+            )]
+        );
+        let gates = "application: a\ntargets: {a: {constraints: {beforeDeployment: [pause: {untilApproved: true}, pause: {untilApproved: true}]}}}";
+        let e = Plan::from_yaml_with(gates, &Limits::default().with_max_gates(1)).unwrap_err();
+        assert_eq!(e.problems()[0].path, "targets");
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics_the_reader_or_validator(text in ".{0,400}") {
+            if let Ok(file) = DeploymentFile::from_yaml(&text) {
+                let _ = file.validate();
+            }
+            if let Ok(file) = DeploymentFile::from_json(&text) {
+                let _ = file.validate();
+            }
+        }
+
+        #[test]
+        fn mutated_valid_files_never_panic(cut in 0usize..400, insert in "[\\[\\]{}:,\"' \\n-]{0,8}") {
+            let base = include_str!("data/armory-deploy.yml");
+            let at = base.char_indices().map(|(i, _)| i).nth(cut % base.len()).unwrap_or(0);
+            let text = format!("{}{}{}", &base[..at], insert, &base[at..]);
+            let _ = Plan::from_yaml(&text);
+        }
+    }
+}

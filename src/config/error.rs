@@ -15,6 +15,16 @@ pub enum ConfigError {
         /// What the parser said.
         message: String,
     },
+    /// The file is over one of its [`Limits`](super::Limits); nothing more was read.
+    #[error(
+        "the deployment file exceeds the limit on {what} ({limit}); shrink it or raise the limit with `Limits`"
+    )]
+    TooLarge {
+        /// Which limit.
+        what: &'static str,
+        /// Its value.
+        limit: usize,
+    },
     /// The file parsed but breaks the rules of PROTOCOL.md §2. Every problem is listed.
     #[error("{}", ProblemList(problems))]
     Invalid {
@@ -32,6 +42,13 @@ impl ConfigError {
                 path: path.clone(),
                 kind: ProblemKind::Shape {
                     message: message.clone(),
+                },
+            }],
+            ConfigError::TooLarge { what, limit } => vec![Problem {
+                path: "(file)".into(),
+                kind: ProblemKind::TooLarge {
+                    what,
+                    limit: *limit,
                 },
             }],
             ConfigError::Invalid { problems } => problems.clone(),
@@ -185,6 +202,14 @@ pub enum ProblemKind {
     InvalidHeaderName {
         /// The name given.
         name: String,
+    },
+    /// Over one of the [`Limits`](super::Limits).
+    #[error("over the limit on {what} ({limit}); shrink it or raise the limit with `Limits`")]
+    TooLarge {
+        /// Which limit.
+        what: &'static str,
+        /// Its value.
+        limit: usize,
     },
     /// A count outside its allowed range.
     #[error("{value} is outside {min}-{max}")]

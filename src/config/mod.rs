@@ -26,6 +26,7 @@
 
 mod error;
 mod file;
+mod limits;
 mod plan;
 mod validate;
 
@@ -36,6 +37,7 @@ pub use file::{
     ExposeServices, Header, IfDeploymentInProgress, Pause, RunWebhook, SetWeight,
     Strategy as FileStrategy, Target, Webhook as FileWebhook,
 };
+pub use limits::Limits;
 pub use plan::{
     AnalysisSpec, CanaryStep, EnvId, Environment, Gate, GateId, GateKind, InProgressPolicy,
     NetworkMode, Plan, RollBackMode, Stage, Strategy, Webhook, WebhookId,

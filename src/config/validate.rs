@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::error::{ConfigError, Problem, ProblemKind};
 use super::file::{self, Constraint, Context, DeploymentFile, DurationSpec};
+use super::limits::{self, Limits};
 use super::plan::{
     AnalysisSpec, CanaryStep, EnvId, Environment, Gate, GateId, GateKind, InProgressPolicy,
     NetworkMode, Plan, RollBackMode, Stage, Strategy, Webhook, WebhookId,
@@ -16,32 +17,51 @@ use crate::template::{ArmoryVar, RequestTemplate, Template, Variable};
 const MAX_DURATION_DAYS: u32 = 366;
 /// Retries beyond this would keep a gate busy for hours at the 60 s backoff cap.
 const MAX_RETRY_COUNT: i64 = 100;
-/// Environment and webhook indices are 16-bit to keep per-deployment state small.
-const MAX_TARGETS: usize = 10_000;
-const MAX_WEBHOOKS: usize = 10_000;
 
 impl DeploymentFile {
-    /// Reads a deployment file written in YAML (JSON is YAML too).
+    /// Reads a deployment file written in YAML (JSON is YAML too), within [`Limits::default`].
     pub fn from_yaml(source: &str) -> Result<Self, ConfigError> {
-        let value: serde_json::Value =
-            serde_saphyr::from_str(source).map_err(|e| ConfigError::Syntax {
+        Self::from_yaml_with(source, &Limits::default())
+    }
+
+    /// Reads a deployment file written in YAML within `limits`.
+    pub fn from_yaml_with(source: &str, limits: &Limits) -> Result<Self, ConfigError> {
+        check_size(source, limits)?;
+        let mut budget = serde_saphyr::Budget::default();
+        budget.max_depth = limits.max_depth;
+        let mut options = serde_saphyr::Options::default();
+        options.budget = Some(budget);
+        let value: serde_json::Value = serde_saphyr::from_str_with_options(source, options)
+            .map_err(|e| ConfigError::Syntax {
                 path: "(file)".into(),
                 message: e.to_string(),
             })?;
-        Self::from_value(value)
+        Self::from_value(value, limits)
     }
 
-    /// Reads a deployment file written in JSON.
+    /// Reads a deployment file written in JSON, within [`Limits::default`].
     pub fn from_json(source: &str) -> Result<Self, ConfigError> {
+        Self::from_json_with(source, &Limits::default())
+    }
+
+    /// Reads a deployment file written in JSON within `limits`.
+    pub fn from_json_with(source: &str, limits: &Limits) -> Result<Self, ConfigError> {
+        check_size(source, limits)?;
         let value: serde_json::Value =
             serde_json::from_str(source).map_err(|e| ConfigError::Syntax {
                 path: "(file)".into(),
                 message: e.to_string(),
             })?;
-        Self::from_value(value)
+        Self::from_value(value, limits)
     }
 
-    fn from_value(value: serde_json::Value) -> Result<Self, ConfigError> {
+    fn from_value(value: serde_json::Value, limits: &Limits) -> Result<Self, ConfigError> {
+        if limits::depth(&value) > limits.max_depth {
+            return Err(ConfigError::TooLarge {
+                what: "nesting depth",
+                limit: limits.max_depth,
+            });
+        }
         serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             ConfigError::Syntax {
@@ -51,10 +71,19 @@ impl DeploymentFile {
         })
     }
 
-    /// Checks the file against PROTOCOL.md §2 and builds the plan it describes. Every problem
-    /// found is reported, each with the path of its field.
+    /// Checks the file against PROTOCOL.md §2 and builds the plan it describes, within
+    /// [`Limits::default`]. Every problem found is reported, each with the path of its field.
     pub fn validate(&self) -> Result<Plan, ConfigError> {
-        let mut v = Validator::default();
+        self.validate_with(&Limits::default())
+    }
+
+    /// Checks the file within `limits` and builds the plan it describes.
+    pub fn validate_with(&self, limits: &Limits) -> Result<Plan, ConfigError> {
+        let mut v = Validator {
+            problems: Vec::new(),
+            gates: Vec::new(),
+            limits: limits.clone(),
+        };
         let plan = v.plan(self);
         if v.problems.is_empty() {
             Ok(plan)
@@ -84,12 +113,27 @@ impl Plan {
     pub fn from_json(source: &str) -> Result<Plan, ConfigError> {
         DeploymentFile::from_json(source)?.validate()
     }
+
+    /// Reads and validates a YAML (or JSON) deployment file within `limits`.
+    pub fn from_yaml_with(source: &str, limits: &Limits) -> Result<Plan, ConfigError> {
+        DeploymentFile::from_yaml_with(source, limits)?.validate_with(limits)
+    }
 }
 
-#[derive(Default)]
+fn check_size(source: &str, limits: &Limits) -> Result<(), ConfigError> {
+    if source.len() > limits.max_file_bytes {
+        return Err(ConfigError::TooLarge {
+            what: "file size in bytes",
+            limit: limits.max_file_bytes,
+        });
+    }
+    Ok(())
+}
+
 struct Validator {
     problems: Vec<Problem>,
     gates: Vec<Gate>,
+    limits: Limits,
 }
 
 impl Validator {
@@ -139,11 +183,13 @@ impl Validator {
                 }
             },
         };
-        if file.targets.len() > MAX_TARGETS || file.webhooks.len() > MAX_WEBHOOKS {
-            let (path, value, max) = if file.targets.len() > MAX_TARGETS {
-                ("targets", file.targets.len(), MAX_TARGETS)
+        let max_targets = self.limits.max_targets.min(limits::HARD_MAX_INDEX);
+        let max_webhooks = self.limits.max_webhooks.min(limits::HARD_MAX_INDEX);
+        if file.targets.len() > max_targets || file.webhooks.len() > max_webhooks {
+            let (path, value, max) = if file.targets.len() > max_targets {
+                ("targets", file.targets.len(), max_targets)
             } else {
-                ("webhooks", file.webhooks.len(), MAX_WEBHOOKS)
+                ("webhooks", file.webhooks.len(), max_webhooks)
             };
             self.problem(
                 path,
@@ -170,6 +216,15 @@ impl Validator {
                 self.environment(name, target, &ids, file, &hooks)
             })
             .collect();
+        if self.gates.len() > self.limits.max_gates {
+            self.problem(
+                "targets",
+                ProblemKind::TooLarge {
+                    what: "gates over all targets",
+                    limit: self.limits.max_gates,
+                },
+            );
+        }
         Plan {
             application: file.application.clone(),
             context: strings(&file.context),
@@ -310,6 +365,17 @@ impl Validator {
     }
 
     fn template(&mut self, source: &str, path: String) -> Template {
+        if source.len() > self.limits.max_template_bytes {
+            self.problem(
+                path,
+                ProblemKind::TooLarge {
+                    what: "template bytes",
+                    limit: self.limits.max_template_bytes,
+                },
+            );
+            return Template::parse("")
+                .unwrap_or_else(|_| unreachable!("the empty template parses"));
+        }
         Template::parse(source).unwrap_or_else(|e| {
             self.problem(path, ProblemKind::Template(e));
             Template::parse("").unwrap_or_else(|_| unreachable!("the empty template parses"))

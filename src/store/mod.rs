@@ -58,8 +58,8 @@
 //!   though the database stays consistent (older, never corrupt).
 //! - [`Durability::PowerLoss`] (`synchronous=FULL`): the write-ahead log is synced to disk at
 //!   every commit, so a save that returned `Ok` also survives a power loss or an
-//!   operating-system crash, on storage that honours `fsync`. Each save then waits for one
-//!   `fsync`.
+//!   operating-system crash, on storage that honours `fsync`. Concurrent saves are
+//!   committed together (group commit), so one `fsync` covers a whole batch.
 
 mod codec;
 #[cfg(feature = "test-util")]

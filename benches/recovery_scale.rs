@@ -1,0 +1,114 @@
+//! Load harness: how long an engine takes to resume many unfinished deployments from SQLite.
+//!
+//! `cargo bench --bench recovery_scale --features runtime,sqlite,test-util -- [COUNT]`
+//! (default 100000) starts COUNT deployments of a three-environment plan on a SQLite store in a
+//! temporary directory, each left waiting on a callback, drops that engine, then times
+//! `Engine::recover` on a fresh engine over the same file. The same-run baseline is reading the
+//! same rows back with `Store::list_unfinished` alone.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use hookgate::outbound::Dispatcher;
+use hookgate::runtime::{Engine, SimulatedHost};
+use hookgate::secrets::MemorySecrets;
+use hookgate::store::{SqliteStore, Store};
+use hookgate::test_util::SequentialIds;
+use hookgate::transport::{TransportError, TransportRegistry};
+
+const PLAN: &str = r#"
+application: checkout
+targets:
+  dev:
+    constraints:
+      beforeDeployment: [runWebhook: {name: ticket}]
+  staging:
+    strategy: canary
+    constraints: {dependsOn: [dev], afterDeployment: [runWebhook: {name: smoke}]}
+  prod:
+    strategy: canary
+    constraints: {dependsOn: [staging]}
+strategies:
+  canary: {canary: {steps: [setWeight: {weight: 25}, runWebhook: {name: smoke}, setWeight: {weight: 100}]}}
+webhooks:
+  - {name: ticket, uriTemplate: 'https://t.example/{{armory.deploymentId}}'}
+  - {name: smoke, uriTemplate: 'https://s.example', retryCount: 3}
+"#;
+
+fn engine(store: SqliteStore) -> Engine {
+    let accept = |_request: http::Request<Bytes>| async {
+        Ok::<_, TransportError>(
+            http::Response::builder()
+                .status(202)
+                .body(Bytes::new())
+                .expect("a static response"),
+        )
+    };
+    let dispatcher = Dispatcher::builder(
+        TransportRegistry::new(Arc::new(accept)),
+        Arc::new(MemorySecrets::new()),
+        "https://gates.example",
+    )
+    .build()
+    .expect("a dispatcher");
+    Engine::builder(dispatcher, SimulatedHost)
+        .store(store)
+        .ids(SequentialIds::default())
+        .allow_concurrent_deployments(true)
+        .build()
+}
+
+fn main() {
+    let count: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async move {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("recovery.db");
+        let first = engine(SqliteStore::open(&path).await.expect("the store opens"));
+        let started = Instant::now();
+        let mut pending = tokio::task::JoinSet::new();
+        for _ in 0..count {
+            let first = first.clone();
+            pending.spawn(async move { first.start(PLAN, Default::default()).await.map(|_| ()) });
+            if pending.len() >= 256 {
+                pending.join_next().await.expect("a task").expect("no panic").expect("started");
+            }
+        }
+        while let Some(done) = pending.join_next().await {
+            done.expect("no panic").expect("started");
+        }
+        while first.armed_deadlines() < count {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        first.shutdown().await;
+        println!("{count} deployments waiting on a callback stored in {:.2?}", started.elapsed());
+        drop(first);
+
+        let store = SqliteStore::open(&path).await.expect("the store reopens");
+        let read = Instant::now();
+        let rows = store.list_unfinished().await.expect("the rows read back");
+        let read_time = read.elapsed();
+        assert_eq!(rows.len(), count);
+        drop(rows);
+
+        let second = engine(store);
+        let recover = Instant::now();
+        let recovered = second.recover().await.expect("recovery");
+        let recover_time = recover.elapsed();
+        assert_eq!(recovered.resumed, count);
+        println!(
+            "recovered {} deployments in {recover_time:.2?} ({} changed); reading the rows alone: {read_time:.2?} (ratio {:.1})",
+            recovered.resumed,
+            recovered.changed,
+            recover_time.as_secs_f64() / read_time.as_secs_f64()
+        );
+    });
+}

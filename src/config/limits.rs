@@ -1,0 +1,97 @@
+use serde_json::Value;
+
+/// Resource limits for reading a deployment file, so that a hostile or broken file is refused
+/// before it costs much memory or time. [`Limits::default`] suits hand-written files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Largest file, in bytes. Default 1 MiB.
+    pub max_file_bytes: usize,
+    /// Deepest nesting of maps and lists. Default 64.
+    pub max_depth: usize,
+    /// Most targets. Default 1,000; at most 10,000.
+    pub max_targets: usize,
+    /// Most webhooks. Default 1,000; at most 10,000.
+    pub max_webhooks: usize,
+    /// Most gates (pauses, webhooks, analyses) over all targets, counting a strategy once per
+    /// target that uses it. Default 10,000.
+    pub max_gates: usize,
+    /// Longest template (`uriTemplate`, a header value, `bodyTemplate.inline`), in bytes.
+    /// Default 64 KiB.
+    pub max_template_bytes: usize,
+}
+
+/// Environment and webhook indices are 16-bit to keep per-deployment state small.
+pub(crate) const HARD_MAX_INDEX: usize = 10_000;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 1 << 20,
+            max_depth: 64,
+            max_targets: 1_000,
+            max_webhooks: 1_000,
+            max_gates: 10_000,
+            max_template_bytes: 64 << 10,
+        }
+    }
+}
+
+impl Limits {
+    /// Sets the largest file.
+    pub fn with_max_file_bytes(mut self, bytes: usize) -> Self {
+        self.max_file_bytes = bytes;
+        self
+    }
+
+    /// Sets the deepest nesting.
+    pub fn with_max_depth(mut self, depth: usize) -> Self {
+        self.max_depth = depth;
+        self
+    }
+
+    /// Sets the most targets (capped at 10,000).
+    pub fn with_max_targets(mut self, targets: usize) -> Self {
+        self.max_targets = targets.min(HARD_MAX_INDEX);
+        self
+    }
+
+    /// Sets the most webhooks (capped at 10,000).
+    pub fn with_max_webhooks(mut self, webhooks: usize) -> Self {
+        self.max_webhooks = webhooks.min(HARD_MAX_INDEX);
+        self
+    }
+
+    /// Sets the most gates.
+    pub fn with_max_gates(mut self, gates: usize) -> Self {
+        self.max_gates = gates;
+        self
+    }
+
+    /// Sets the longest template.
+    pub fn with_max_template_bytes(mut self, bytes: usize) -> Self {
+        self.max_template_bytes = bytes;
+        self
+    }
+}
+
+/// How deeply maps and lists nest in `value`; walked with an explicit stack, so a deep value
+/// cannot exhaust the call stack here.
+pub(crate) fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1usize)];
+    while let Some((v, d)) = stack.pop() {
+        match v {
+            Value::Array(items) => {
+                deepest = deepest.max(d);
+                stack.extend(items.iter().map(|i| (i, d + 1)));
+            }
+            Value::Object(map) => {
+                deepest = deepest.max(d);
+                stack.extend(map.values().map(|i| (i, d + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
