@@ -8,18 +8,11 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use hookgate::config::Plan;
-use hookgate::core::{
-    Action, CallResult, CallbackId, Deployment, DeploymentId, IdSource, StartOptions,
-};
+use hookgate::core::{Action, CallResult, CallbackId, Deployment, DeploymentId, StartOptions};
 
-struct Counter(u128);
+mod support;
 
-impl IdSource for Counter {
-    fn callback_id(&mut self) -> CallbackId {
-        self.0 += 1;
-        CallbackId(self.0.to_be_bytes())
-    }
-}
+use support::Counter;
 
 /// `n` targets in a chain, each with a beforeDeployment webhook and a canary strategy.
 fn chain_file(n: usize) -> String {

@@ -8,49 +8,11 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use hookgate::config::Plan;
-use hookgate::core::{
-    Action, CallResult, CallbackId, Deployment, DeploymentId, IdSource, StartOptions,
-};
+use hookgate::core::{Action, CallResult, Deployment, DeploymentId, StartOptions};
 
-struct Counter(u128);
+mod support;
 
-impl IdSource for Counter {
-    fn callback_id(&mut self) -> CallbackId {
-        self.0 += 1;
-        CallbackId(self.0.to_be_bytes())
-    }
-}
-
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
-const PLAN: &str = r#"
-application: checkout
-targets:
-  dev:
-    constraints:
-      beforeDeployment: [runWebhook: {name: ticket}]
-  staging:
-    strategy: canary
-    constraints: {dependsOn: [dev], afterDeployment: [runWebhook: {name: smoke}]}
-  prod:
-    strategy: canary
-    constraints:
-      dependsOn: [staging]
-      beforeDeployment: [runWebhook: {name: ticket}, pause: {untilApproved: true}]
-strategies:
-  canary: {canary: {steps: [setWeight: {weight: 25}, runWebhook: {name: smoke}, setWeight: {weight: 100}]}}
-webhooks:
-  - {name: ticket, uriTemplate: 'https://t.example/{{armory.deploymentId}}'}
-  - {name: smoke, uriTemplate: 'https://s.example', retryCount: 3}
-"#;
+use support::{Counter, THREE_ENVIRONMENTS as PLAN, resident_bytes};
 
 fn main() {
     let count: usize = std::env::args()

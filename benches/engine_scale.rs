@@ -10,46 +10,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use chrono::{TimeDelta, TimeZone, Utc};
 use hookgate::config::Plan;
 use hookgate::core::{Action, CallResult, Deployment, StartOptions};
-use hookgate::outbound::Dispatcher;
 use hookgate::runtime::{Engine, SimulatedHost};
-use hookgate::secrets::MemorySecrets;
 use hookgate::test_util::{ManualClock, SequentialIds};
-use hookgate::transport::{TransportError, TransportRegistry};
 
-const PLAN: &str = r#"
-application: checkout
-targets:
-  dev:
-    constraints:
-      beforeDeployment: [runWebhook: {name: ticket}]
-  staging:
-    strategy: canary
-    constraints: {dependsOn: [dev], afterDeployment: [runWebhook: {name: smoke}]}
-  prod:
-    strategy: canary
-    constraints:
-      dependsOn: [staging]
-      beforeDeployment: [runWebhook: {name: ticket}, pause: {untilApproved: true}]
-strategies:
-  canary: {canary: {steps: [setWeight: {weight: 25}, runWebhook: {name: smoke}, setWeight: {weight: 100}]}}
-webhooks:
-  - {name: ticket, uriTemplate: 'https://t.example/{{armory.deploymentId}}'}
-  - {name: smoke, uriTemplate: 'https://s.example', retryCount: 3}
-"#;
+mod support;
 
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 4096
-}
+use support::{THREE_ENVIRONMENTS as PLAN, accepting_dispatcher, resident_bytes};
 
 fn main() {
     let count: usize = std::env::args()
@@ -67,22 +36,7 @@ fn main() {
 async fn run(count: usize) {
     let start = Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap();
     let clock = ManualClock::new(start);
-    let accept = |_request: http::Request<Bytes>| async {
-        Ok::<_, TransportError>(
-            http::Response::builder()
-                .status(202)
-                .body(Bytes::new())
-                .expect("a static response"),
-        )
-    };
-    let dispatcher = Dispatcher::builder(
-        TransportRegistry::new(Arc::new(accept)),
-        Arc::new(MemorySecrets::new()),
-        "https://gates.example",
-    )
-    .build()
-    .expect("a dispatcher");
-    let engine = Engine::builder(dispatcher, SimulatedHost)
+    let engine = Engine::builder(accepting_dispatcher(), SimulatedHost)
         .clock(clock.clone())
         .ids(SequentialIds::default())
         .allow_concurrent_deployments(true)

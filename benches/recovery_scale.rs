@@ -6,53 +6,18 @@
 //! `Engine::recover` on a fresh engine over the same file. The same-run baseline is reading the
 //! same rows back with `Store::list_unfinished` alone.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-use hookgate::outbound::Dispatcher;
 use hookgate::runtime::{Engine, SimulatedHost};
-use hookgate::secrets::MemorySecrets;
 use hookgate::store::{SqliteStore, Store};
 use hookgate::test_util::SequentialIds;
-use hookgate::transport::{TransportError, TransportRegistry};
 
-const PLAN: &str = r#"
-application: checkout
-targets:
-  dev:
-    constraints:
-      beforeDeployment: [runWebhook: {name: ticket}]
-  staging:
-    strategy: canary
-    constraints: {dependsOn: [dev], afterDeployment: [runWebhook: {name: smoke}]}
-  prod:
-    strategy: canary
-    constraints: {dependsOn: [staging]}
-strategies:
-  canary: {canary: {steps: [setWeight: {weight: 25}, runWebhook: {name: smoke}, setWeight: {weight: 100}]}}
-webhooks:
-  - {name: ticket, uriTemplate: 'https://t.example/{{armory.deploymentId}}'}
-  - {name: smoke, uriTemplate: 'https://s.example', retryCount: 3}
-"#;
+mod support;
+
+use support::{THREE_ENVIRONMENTS as PLAN, accepting_dispatcher};
 
 fn engine(store: SqliteStore) -> Engine {
-    let accept = |_request: http::Request<Bytes>| async {
-        Ok::<_, TransportError>(
-            http::Response::builder()
-                .status(202)
-                .body(Bytes::new())
-                .expect("a static response"),
-        )
-    };
-    let dispatcher = Dispatcher::builder(
-        TransportRegistry::new(Arc::new(accept)),
-        Arc::new(MemorySecrets::new()),
-        "https://gates.example",
-    )
-    .build()
-    .expect("a dispatcher");
-    Engine::builder(dispatcher, SimulatedHost)
+    Engine::builder(accepting_dispatcher(), SimulatedHost)
         .store(store)
         .ids(SequentialIds::default())
         .allow_concurrent_deployments(true)

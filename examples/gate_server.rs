@@ -265,6 +265,13 @@ fn report(
         };
         (env_name(g.env()), webhook)
     };
+    let called = |gate, attempt: u32, status: Option<u16>| {
+        let (environment, webhook) = gate_names(gate);
+        emit(
+            json!({"event": "webhook_called", "environment": environment, "webhook": webhook,
+                    "attempt": attempt, "status_code": status}),
+        );
+    };
     match event {
         EngineEvent::ApprovalRequested {
             id: got, gate, env, ..
@@ -285,23 +292,13 @@ fn report(
                 gate,
                 attempt,
                 status,
-            } => {
-                let (environment, webhook) = gate_names(gate);
-                emit(
-                    json!({"event": "webhook_called", "environment": environment, "webhook": webhook, "attempt": attempt, "status_code": status}),
-                );
-            }
+            } => called(gate, attempt, Some(status)),
             EventKind::WebhookFailed {
                 gate,
                 attempt,
                 status,
                 ..
-            } => {
-                let (environment, webhook) = gate_names(gate);
-                emit(
-                    json!({"event": "webhook_called", "environment": environment, "webhook": webhook, "attempt": attempt, "status_code": status}),
-                );
-            }
+            } => called(gate, attempt, status),
             EventKind::CallbackReceived {
                 gate,
                 success,
