@@ -156,3 +156,44 @@ async fn if_deployment_in_progress_enqueue_one_keeps_only_the_newest_waiting() {
         "the replaced one never started"
     );
 }
+
+#[tokio::test]
+async fn progress_notes_are_stored_in_the_history_and_keep_the_gate_open() {
+    use hookgate::auth::Principal;
+    use hookgate::server::{CallbackReport, GateService};
+    let w = world(|b| b, Arc::new(|_: &str| vec![])).await;
+    let started = w
+        .engine
+        .start(&ONE_GATE.replace("POLICY", "reject"), w.context())
+        .await
+        .unwrap();
+    let callback = loop {
+        if let Some(request) = w.external.received_requests().await.unwrap().first() {
+            let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+            let uri = body["callbackUri"].as_str().unwrap().to_owned();
+            break uri.rsplit('/').next().unwrap().parse().unwrap();
+        }
+        tokio::task::yield_now().await;
+    };
+    let report = CallbackReport::Progress {
+        message: "halfway".into(),
+    };
+    w.engine
+        .callback(callback, report, &Principal::new("ci"))
+        .await
+        .unwrap();
+    let history = w.engine.history(&started.id).await.unwrap();
+    assert!(history.iter().any(|h| matches!(
+        &h.event.kind,
+        hookgate::core::EventKind::Progress { message, .. } if message == "halfway"
+    )));
+    assert_eq!(
+        w.engine
+            .view(&started.id)
+            .await
+            .unwrap()
+            .open_gates()
+            .count(),
+        1
+    );
+}

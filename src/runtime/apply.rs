@@ -44,7 +44,7 @@ impl Engine {
     ) -> Result<bool, RuntimeError> {
         let (actions, events) = drain(&mut live.d);
         let id = live.d.id().clone();
-        if live.d.state() == before.state() && actions.is_empty() {
+        if live.d.state() == before.state() && actions.is_empty() && events.is_empty() {
             self.inner.deadlines.set(&id, live.d.poll_timeout());
             return Ok(false);
         }
