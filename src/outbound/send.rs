@@ -81,7 +81,11 @@ impl Dispatcher {
             });
         }
         let transport = self.transports.route(prepared.agent.as_deref())?;
-        let secrets = fetch_all(&*self.secrets, webhook.request.secret_names()).await?;
+        // The same names in the same order either way; the first way skips building a set.
+        let secrets = match webhook.request.sorted_secret_names() {
+            Some(names) => fetch_all(&*self.secrets, names).await?,
+            None => fetch_all(&*self.secrets, webhook.request.secret_names()).await?,
+        };
         let request = match self.request(prepared, webhook, &secrets) {
             Ok(request) => request,
             Err(error) => return Ok(answer::from_error(&error, &Redactor::new(&secrets, None))),

@@ -203,7 +203,7 @@ impl Template {
             match escape {
                 Escape::Json => push_json_escaped(&mut out, value),
                 Escape::Uri if index > 0 => push_percent_encoded(&mut out, value),
-                Escape::Header if value.contains(['\r', '\n']) => {
+                Escape::Header if value.bytes().any(|b| b == b'\r' || b == b'\n') => {
                     return Err(RenderError::LineBreakInHeader {
                         variable: variable.to_string(),
                     });
@@ -225,31 +225,72 @@ fn push_hex(out: &mut String, byte: u8, digits: &[u8; 16]) {
 
 /// RFC 8259 §7: quote, backslash and U+0000..U+001F must be escaped; everything else may stay.
 fn push_json_escaped(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                out.push_str("\\u00");
-                push_hex(out, c as u8, HEX_LOWER);
-            }
-            c => out.push(c),
+    let bytes = value.as_bytes();
+    // Runs of bytes that stay as they are are copied at once. Every byte escaped is ASCII, so
+    // each run starts and ends on a character boundary.
+    let mut start = 0;
+    for (index, &byte) in bytes.iter().enumerate() {
+        let escaped = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            byte if byte < 0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&value[start..index]);
+        start = index + 1;
+        if escaped.is_empty() {
+            out.push_str("\\u00");
+            push_hex(out, byte, HEX_LOWER);
+        } else {
+            out.push_str(escaped);
         }
     }
+    out.push_str(&value[start..]);
 }
 
 /// Keeps RFC 3986's unreserved characters only, so a value stays inside its path segment or
 /// query parameter whatever it contains (`/`, `?`, `&`, `#`, spaces...).
 fn push_percent_encoded(out: &mut String, value: &str) {
-    for byte in value.bytes() {
+    let bytes = value.as_bytes();
+    // Runs of unreserved (ASCII) characters are copied at once. A byte of a multi-byte
+    // character is encoded on its own, so `start` may fall inside one: only non-empty runs
+    // (which start and end on ASCII, hence on boundaries) are sliced.
+    let mut start = 0;
+    for (index, &byte) in bytes.iter().enumerate() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push('%');
-            push_hex(out, byte, HEX_UPPER);
+            continue;
+        }
+        if start < index {
+            out.push_str(&value[start..index]);
+        }
+        start = index + 1;
+        out.push('%');
+        push_hex(out, byte, HEX_UPPER);
+    }
+    out.push_str(&value[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_copies_runs_and_escapes_the_rest() {
+        let mut out = String::new();
+        push_json_escaped(&mut out, "a\"b\\c\nd\re\tf\u{1}g\u{1f}é🦀");
+        assert_eq!(out, r#"a\"b\\c\nd\re\tf\u0001g\u001fé🦀"#);
+        let mut out = String::new();
+        push_percent_encoded(&mut out, "a b/é🦀-._~Z9?");
+        assert_eq!(out, "a%20b%2F%C3%A9%F0%9F%A6%80-._~Z9%3F");
+        for value in ["", "é", "éé", "\"", "x"] {
+            let (mut json, mut percent) = (String::new(), String::new());
+            push_json_escaped(&mut json, value);
+            push_percent_encoded(&mut percent, value);
+            assert!(!json.is_empty() || value.is_empty());
+            assert!(!percent.is_empty() || value.is_empty());
         }
     }
 }

@@ -8,6 +8,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use url::Url;
 
+use super::parse::Segment;
 use super::{Escape, RenderError, RenderValues, Template, Variable};
 
 /// A webhook's request: method, `uriTemplate`, header templates and `bodyTemplate.inline`.
@@ -101,12 +102,9 @@ impl RequestTemplate {
     /// header renders to `application/json` or `…+json` (parameters allowed), otherwise with
     /// [`Escape::None`]. Header values that use a secret are marked sensitive.
     pub fn render(&self, values: &RenderValues<'_>) -> Result<RenderedRequest, RenderError> {
-        let method =
-            Method::from_bytes(self.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
-                RenderError::InvalidMethod {
-                    method: self.method.clone(),
-                }
-            })?;
+        let method = parse_method(&self.method).ok_or_else(|| RenderError::InvalidMethod {
+            method: self.method.clone(),
+        })?;
         let uri = render_uri(&self.uri, values)?;
         let mut headers = HeaderMap::with_capacity(self.headers.len());
         let mut json_body = false;
@@ -135,7 +133,22 @@ impl RequestTemplate {
         })
     }
 
-    fn templates(&self) -> impl Iterator<Item = &Template> {
+    /// The secret names in the order the templates use them, repeats included, when that order
+    /// is already sorted: then fetching them in it (skipping repeats) reads exactly
+    /// [`secret_names`](Self::secret_names) in the same order, without building the set.
+    pub(crate) fn sorted_secret_names(&self) -> Option<impl Iterator<Item = &str> + Clone> {
+        let names =
+            self.templates()
+                .flat_map(Template::segments)
+                .filter_map(|segment| match segment {
+                    Segment::Var(Variable::Secret(name)) => Some(name.as_str()),
+                    Segment::Var(Variable::Armory(_) | Variable::Context(_))
+                    | Segment::Literal(_) => None,
+                });
+        names.clone().is_sorted().then_some(names)
+    }
+
+    fn templates(&self) -> impl Iterator<Item = &Template> + Clone {
         std::iter::once(&self.uri)
             .chain(self.headers.iter().map(|(_, value)| value))
             .chain(self.body.as_ref())
@@ -147,7 +160,14 @@ fn render_uri(template: &Template, values: &RenderValues<'_>) -> Result<Uri, Ren
         reason,
         variables: variable_names(template),
     };
-    let rendered = template.render(values, Escape::Uri)?;
+    let mut rendered = template.render(values, Escape::Uri)?;
+    let not_a_target = || invalid("not a valid HTTP request target".to_owned());
+    if let Some(end) = canonical_http_url(&rendered) {
+        // `Url::parse` would accept this URL and serialize it byte for byte as it is (fragment
+        // aside), so its checks and serialization can be skipped.
+        rendered.truncate(end);
+        return Uri::from_maybe_shared(Bytes::from(rendered)).map_err(|_| not_a_target());
+    }
     // `url::ParseError`'s messages are fixed texts, so they cannot leak the URL.
     let mut url = Url::parse(&rendered).map_err(|e| invalid(e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -155,7 +175,148 @@ fn render_uri(template: &Template, values: &RenderValues<'_>) -> Result<Uri, Ren
     }
     // Fragments are never sent over HTTP.
     url.set_fragment(None);
-    Uri::try_from(url.as_str()).map_err(|_| invalid("not a valid HTTP request target".to_owned()))
+    Uri::try_from(url.as_str()).map_err(|_| not_a_target())
+}
+
+/// The HTTP method `method` names, compared case-insensitively, without allocating for the
+/// usual ones.
+fn parse_method(method: &str) -> Option<Method> {
+    const COMMON: [Method; 5] = [
+        Method::POST,
+        Method::PUT,
+        Method::GET,
+        Method::PATCH,
+        Method::DELETE,
+    ];
+    if let Some(common) = COMMON
+        .into_iter()
+        .find(|common| common.as_str().eq_ignore_ascii_case(method))
+    {
+        return Some(common);
+    }
+    Method::from_bytes(method.to_ascii_uppercase().as_bytes()).ok()
+}
+
+/// For a URL that [`Url::parse`] accepts as an http(s) URL and serializes unchanged up to
+/// the fragment, the length of that part; `None` for anything else, including URLs that are
+/// fine but need the full parser (upper case, user info, IPv6, default or zero-padded ports,
+/// dot segments, characters it would percent-encode, IDNA labels, numeric hosts other than
+/// plain dotted quads...).
+///
+/// Deliberately conservative: `None` only costs the full parse.
+fn canonical_http_url(url: &str) -> Option<usize> {
+    let end = url.find('#').unwrap_or(url.len());
+    let (rest, default_port) = if let Some(rest) = url[..end].strip_prefix("https://") {
+        (rest, "443")
+    } else if let Some(rest) = url[..end].strip_prefix("http://") {
+        (rest, "80")
+    } else {
+        return None;
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path_and_query) = rest.split_at(authority_end);
+    // An empty path would be serialized as `/`.
+    if !path_and_query.starts_with('/') {
+        return None;
+    }
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    if !canonical_host(host) {
+        return None;
+    }
+    if let Some(port) = port
+        && (port.is_empty()
+            || port.starts_with('0')
+            || port == default_port
+            || !port.bytes().all(|b| b.is_ascii_digit())
+            || port.parse::<u16>().is_err())
+    {
+        return None;
+    }
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path_and_query, None),
+    };
+    if !path.bytes().all(|b| is_plain(b) || b == b'\'') || path.split('/').any(is_dot_segment) {
+        return None;
+    }
+    // In a query, `'` is percent-encoded for http(s) and `?` is kept.
+    if let Some(query) = query
+        && !query.bytes().all(|b| is_plain(b) || b == b'?')
+    {
+        return None;
+    }
+    Some(end)
+}
+
+/// Bytes kept as they are in both a URL path and a query, and valid in an `http::Uri`:
+/// unreserved characters, sub-delimiters but `'`, `:`, `@`, `/` and `%`.
+fn is_plain(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric()
+        || matches!(
+            byte,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+                | b'/'
+                | b'%'
+        )
+}
+
+/// `.` or `..`, also spelled with `%2e`, which the URL parser resolves away. Over-approximated:
+/// any segment made of `.`, `%`, `2`, `e` and `E` only, with a `.` or `%` in it.
+fn is_dot_segment(segment: &str) -> bool {
+    !segment.is_empty()
+        && segment.len() <= 6
+        && segment
+            .bytes()
+            .all(|b| matches!(b, b'.' | b'%' | b'2' | b'e' | b'E'))
+        && segment.bytes().any(|b| matches!(b, b'.' | b'%'))
+}
+
+/// A lower-case ASCII domain name without empty labels or IDNA (`xn--`) labels whose last label
+/// is not numeric, or a dotted-quad IPv4 address without leading zeros: hosts the URL parser
+/// keeps as they are.
+fn canonical_host(host: &str) -> bool {
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    {
+        return false;
+    }
+    let mut labels = host.split('.');
+    if labels
+        .clone()
+        .any(|label| label.is_empty() || label.starts_with("xn--"))
+    {
+        return false;
+    }
+    let last = labels.next_back().unwrap_or_default();
+    if !last.starts_with(|c: char| c.is_ascii_digit()) {
+        return true;
+    }
+    host.split('.').count() == 4
+        && host.split('.').all(|octet| {
+            octet.len() <= 3
+                && octet.bytes().all(|b| b.is_ascii_digit())
+                && (octet.len() == 1 || !octet.starts_with('0'))
+                && octet.parse::<u8>().is_ok()
+        })
 }
 
 fn render_header(
@@ -168,7 +329,7 @@ fn render_header(
             name: name.to_owned(),
         })?;
     let rendered = template.render(values, Escape::Header)?;
-    let mut value = HeaderValue::from_bytes(rendered.as_bytes()).map_err(|_| {
+    let mut value = HeaderValue::from_maybe_shared(Bytes::from(rendered)).map_err(|_| {
         RenderError::InvalidHeaderValue {
             header: name.to_owned(),
             variables: variable_names(template),
@@ -186,8 +347,9 @@ fn is_json(content_type: &HeaderValue) -> bool {
         .split_once(';')
         .map_or(content_type, |(essence, _)| essence)
         .trim()
-        .to_ascii_lowercase();
-    essence == "application/json" || essence.ends_with("+json")
+        .as_bytes();
+    essence.eq_ignore_ascii_case(b"application/json")
+        || essence.len() >= 5 && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json")
 }
 
 fn uses_secret(template: &Template) -> bool {
@@ -267,5 +429,173 @@ impl fmt::Debug for RenderedRequest {
                 &format_args!("[redacted; {} bytes]", self.body.len()),
             )
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the full parser makes of `input`: the serialization sent, fragment removed.
+    fn full_parse(input: &str) -> Option<String> {
+        let mut url = Url::parse(input).ok()?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return None;
+        }
+        url.set_fragment(None);
+        Some(url.as_str().to_owned())
+    }
+
+    /// Every URL the fast path takes must come out of the full parser unchanged.
+    #[test]
+    fn fast_path_only_takes_urls_the_full_parser_keeps_as_they_are() {
+        let schemes = [
+            "http://", "https://", "HTTP://", "ftp://", "", "http:/", "https:",
+        ];
+        let hosts = [
+            "example.com",
+            "api.github.com",
+            "127.0.0.1",
+            "127.1",
+            "0x7f.0.0.1",
+            "1.2.3.04",
+            "256.1.1.1",
+            "1.2.3.4.5",
+            "1.2.3",
+            "a.b.1",
+            "a.123abc",
+            "1password.com",
+            "-a-.example",
+            "ab--cd.example",
+            "xn--nxasmq6b.example",
+            "xn--a.example",
+            "Example.com",
+            "a..b",
+            "a.",
+            ".a",
+            "",
+            "u:p@h",
+            "[::1]",
+            "h_h",
+            "h%41",
+            "localhost",
+        ];
+        let ports = [
+            "", ":", ":0", ":80", ":443", ":8080", ":08080", ":65535", ":65536", ":x",
+        ];
+        let rests = [
+            "",
+            "/",
+            "/a/b",
+            "/a/./b",
+            "/a/../b",
+            "/a/%2e/b",
+            "/a/.%2E/b",
+            "/.well-known/x",
+            "/a..b/...",
+            "/a b",
+            "/a%20b",
+            "/%zz",
+            "/a'b",
+            "/a|b",
+            "/a\\b",
+            "/a\tb",
+            "/é",
+            "//a",
+            "?q=1",
+            "/p?q=1&r='x'",
+            "/p?q=a/b?c:d@e",
+            "/p?",
+            "/p?q=%41",
+            "/p?q={x}",
+            "/p#frag",
+            "/p#",
+            "/p?q#f g",
+            "#f",
+            "/a/b/",
+            "/!$&()*+,;=:@-._~",
+        ];
+        let mut taken = 0;
+        for scheme in schemes {
+            for host in hosts {
+                for port in ports {
+                    for rest in rests {
+                        let input = format!("{scheme}{host}{port}{rest}");
+                        let Some(end) = canonical_http_url(&input) else {
+                            continue;
+                        };
+                        taken += 1;
+                        assert_eq!(
+                            full_parse(&input).as_deref(),
+                            Some(&input[..end]),
+                            "{input}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(taken > 100, "{taken}");
+        for usual in [
+            "http://127.0.0.1:41234/repos/armory/docs-cdaas-sample/dispatches",
+            "https://api.github.com/repos/o/r/dispatches?x=1#top",
+            "https://hooks.example.com/run?token=s3cr3t&next=%2Fa",
+        ] {
+            assert!(canonical_http_url(usual).is_some(), "{usual}");
+        }
+    }
+
+    #[test]
+    fn sorted_secret_names_agree_with_the_set() {
+        let t = |source: &str| Template::parse(source).unwrap();
+        let sorted = RequestTemplate::new(t("{{secrets.a}}/x/{{secrets.a}}"))
+            .with_header("Authorization", t("token {{secrets.b}}"))
+            .with_body(t("{{context.c}} {{secrets.b}} {{secrets.c}}"));
+        let names: Vec<&str> = sorted.sorted_secret_names().unwrap().collect();
+        assert_eq!(names, ["a", "a", "b", "b", "c"]);
+        let mut deduped = names.clone();
+        deduped.dedup();
+        assert_eq!(
+            deduped,
+            sorted.secret_names().into_iter().collect::<Vec<_>>()
+        );
+        let unsorted = RequestTemplate::new(t("{{secrets.b}}/{{secrets.a}}"));
+        assert!(unsorted.sorted_secret_names().is_none());
+        let repeated = RequestTemplate::new(t("{{secrets.a}}/{{secrets.b}}/{{secrets.a}}"));
+        assert!(repeated.sorted_secret_names().is_none());
+        let none = RequestTemplate::new(t("https://h/{{context.p}}"));
+        assert_eq!(none.sorted_secret_names().unwrap().count(), 0);
+    }
+
+    #[test]
+    fn methods_are_case_insensitive() {
+        for (given, expected) in [
+            ("post", Method::POST),
+            ("Put", Method::PUT),
+            ("get", Method::GET),
+            ("PATCH", Method::PATCH),
+            ("delete", Method::DELETE),
+            ("options", Method::OPTIONS),
+            ("purge", Method::from_bytes(b"PURGE").unwrap()),
+        ] {
+            assert_eq!(parse_method(given), Some(expected));
+        }
+        assert_eq!(parse_method("PO ST"), None);
+        assert_eq!(parse_method(""), None);
+    }
+
+    #[test]
+    fn json_content_types() {
+        for (value, json) in [
+            ("application/json", true),
+            ("Application/JSON; charset=utf-8", true),
+            (" application/vnd.api+json ", true),
+            ("application/vnd.api+JSON;x=y", true),
+            ("text/plain", false),
+            ("json", false),
+            ("+json", true),
+            ("application/json-seq", false),
+        ] {
+            assert_eq!(is_json(&HeaderValue::from_static(value)), json, "{value}");
+        }
     }
 }

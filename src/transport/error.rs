@@ -1,3 +1,4 @@
+use std::fmt::Write as _;
 use std::{error::Error as StdError, fmt, sync::Arc, time::Duration};
 
 use http::{Method, Request, Uri};
@@ -32,17 +33,20 @@ impl RequestTarget {
 
     /// The target of a `method` request to `uri`.
     pub fn new(method: Method, uri: &Uri) -> Self {
-        let mut url = String::new();
+        let path = uri.path();
+        let mut url = String::with_capacity(
+            uri.authority().map_or(0, |a| a.as_str().len()) + path.len() + "https://".len(),
+        );
         if let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) {
             url.push_str(scheme);
             url.push_str("://");
             url.push_str(host);
             if let Some(port) = uri.port_u16() {
-                url.push(':');
-                url.push_str(&port.to_string());
+                // Writing to a `String` cannot fail.
+                let _ = write!(url, ":{port}");
             }
         }
-        url.push_str(uri.path());
+        url.push_str(path);
         Self { method, url }
     }
 

@@ -28,6 +28,7 @@
 
 mod error;
 mod options;
+mod policy;
 mod registry;
 #[cfg(feature = "reqwest")]
 mod reqwest_transport;
@@ -40,6 +41,9 @@ use http::{Request, Response};
 
 pub use error::{RequestTarget, TransportError};
 pub use options::{BodyTruncated, RequestOptions};
+pub use policy::{AddressPolicy, Cidr, InvalidCidr, PolicyViolation};
+#[cfg(feature = "reqwest")]
+pub use policy::{PolicyResolver, PolicyTransport};
 pub use registry::TransportRegistry;
 #[cfg(feature = "reqwest")]
 pub use reqwest_transport::{ReqwestTransport, ReqwestTransportBuilder};

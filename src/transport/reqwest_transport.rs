@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -5,7 +6,10 @@ use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response};
 use reqwest::redirect;
 
-use super::{BodyTruncated, HttpTransport, RequestOptions, RequestTarget, TransportError};
+use super::{
+    AddressPolicy, BodyTruncated, HttpTransport, PolicyResolver, RequestOptions, RequestTarget,
+    TransportError,
+};
 
 /// The production [`HttpTransport`]: reqwest over rustls, HTTP/1.1 and HTTP/2.
 ///
@@ -45,6 +49,7 @@ impl ReqwestTransport {
         ReqwestTransportBuilder {
             defaults: RequestOptions::default(),
             max_get_redirects: 0,
+            policy: None,
         }
     }
 
@@ -63,6 +68,7 @@ impl ReqwestTransport {
 pub struct ReqwestTransportBuilder {
     defaults: RequestOptions,
     max_get_redirects: usize,
+    policy: Option<Arc<AddressPolicy>>,
 }
 
 impl ReqwestTransportBuilder {
@@ -88,24 +94,39 @@ impl ReqwestTransportBuilder {
         self
     }
 
+    /// Resolves host names through `policy` ([`PolicyResolver`]), so the addresses the client
+    /// connects to are the ones the policy checked: wrap the transport in a
+    /// [`PolicyTransport`](super::PolicyTransport) with the same policy to cover IP-literal URLs
+    /// too, and close the gap a rebinding name server would otherwise use between the check and
+    /// the connection.
+    #[must_use]
+    pub fn address_policy(mut self, policy: impl Into<Arc<AddressPolicy>>) -> Self {
+        self.policy = Some(policy.into());
+        self
+    }
+
     /// Builds the transport.
     ///
     /// # Errors
     ///
     /// [`TransportError::Build`] when the TLS backend cannot be set up.
     pub fn build(self) -> Result<ReqwestTransport, TransportError> {
-        let no_redirects = client(redirect::Policy::none())?;
+        let policy = self.policy.as_ref();
+        let no_redirects = client(redirect::Policy::none(), policy)?;
         let get_with_redirects = match self.max_get_redirects {
             0 => None,
-            max => Some(client(redirect::Policy::custom(move |attempt| {
-                // `previous` starts with the original URL, so it holds one more entry than
-                // the number of redirects followed so far.
-                if attempt.previous().len() > max {
-                    attempt.stop()
-                } else {
-                    attempt.follow()
-                }
-            }))?),
+            max => Some(client(
+                redirect::Policy::custom(move |attempt| {
+                    // `previous` starts with the original URL, so it holds one more entry than
+                    // the number of redirects followed so far.
+                    if attempt.previous().len() > max {
+                        attempt.stop()
+                    } else {
+                        attempt.follow()
+                    }
+                }),
+                policy,
+            )?),
         };
         Ok(ReqwestTransport {
             no_redirects,
@@ -115,30 +136,38 @@ impl ReqwestTransportBuilder {
     }
 }
 
-fn client(policy: redirect::Policy) -> Result<reqwest::Client, TransportError> {
-    reqwest::Client::builder()
-        .redirect(policy)
+fn client(
+    redirects: redirect::Policy,
+    addresses: Option<&Arc<AddressPolicy>>,
+) -> Result<reqwest::Client, TransportError> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(redirects)
         // A Referer would hand the previous URL, query string included, to the next host.
         .referer(false)
-        .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|error| TransportError::Build {
-            source: std::sync::Arc::new(error),
-        })
+        .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")));
+    if let Some(policy) = addresses {
+        builder = builder.dns_resolver(Arc::new(PolicyResolver::new(Arc::clone(policy))));
+    }
+    builder.build().map_err(|error| TransportError::Build {
+        source: std::sync::Arc::new(error),
+    })
 }
 
 #[async_trait]
 impl HttpTransport for ReqwestTransport {
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
-        let target = RequestTarget::of(&request);
         if !matches!(request.uri().scheme_str(), Some("http" | "https"))
             || request.uri().host().is_none()
         {
             return Err(TransportError::invalid_request(
-                target,
+                RequestTarget::of(&request),
                 "the URI must be an absolute http or https URL",
             ));
         }
+        // Cheap clones (no allocation for standard methods; the URI's parts are shared), from
+        // which the printable target is built only should the request fail.
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        let target = || RequestTarget::new(method.clone(), &uri);
         let options = request
             .extensions()
             .get::<RequestOptions>()
@@ -148,18 +177,17 @@ impl HttpTransport for ReqwestTransport {
             (Some(client), &Method::GET) => client,
             _ => &self.no_redirects,
         };
-        let mut outgoing = reqwest::Request::try_from(request).map_err(|_| {
-            TransportError::invalid_request(target.clone(), "the URI is not a valid URL")
-        })?;
+        let mut outgoing = reqwest::Request::try_from(request)
+            .map_err(|_| TransportError::invalid_request(target(), "the URI is not a valid URL"))?;
         *outgoing.timeout_mut() = Some(options.timeout);
 
         let mut incoming = client
             .execute(outgoing)
             .await
-            .map_err(|e| map_error(e, &target, options.timeout))?;
+            .map_err(|e| map_error(e, target(), options.timeout))?;
         let (body, truncated) = read_limited(&mut incoming, options.max_response_bytes)
             .await
-            .map_err(|e| map_error(e, &target, options.timeout))?;
+            .map_err(|e| map_error(e, target(), options.timeout))?;
 
         let mut response = Response::new(body);
         *response.status_mut() = incoming.status();
@@ -193,16 +221,16 @@ async fn read_limited(
     Ok((body.freeze(), false))
 }
 
-fn map_error(error: reqwest::Error, target: &RequestTarget, timeout: Duration) -> TransportError {
+fn map_error(error: reqwest::Error, target: RequestTarget, timeout: Duration) -> TransportError {
     // reqwest's message quotes the full URL, query string included.
     let error = error.without_url();
     if error.is_timeout() {
-        TransportError::timeout(target.clone(), timeout)
+        TransportError::timeout(target, timeout)
     } else if error.is_connect() {
-        TransportError::connect(target.clone(), error)
+        TransportError::connect(target, error)
     } else if error.is_builder() {
-        TransportError::invalid_request(target.clone(), "the HTTP client refused to build it")
+        TransportError::invalid_request(target, "the HTTP client refused to build it")
     } else {
-        TransportError::io(target.clone(), error)
+        TransportError::io(target, error)
     }
 }

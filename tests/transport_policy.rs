@@ -1,0 +1,297 @@
+//! `AddressPolicy` enforced by `PolicyTransport` (and `PolicyResolver`) against a loopback
+//! server: refused requests never reach it.
+#![cfg(feature = "reqwest")]
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use hookgate::transport::{
+    AddressPolicy, HttpTransport, PolicyResolver, PolicyTransport, RequestOptions,
+    ReqwestTransport, TransportError,
+};
+use http::{Request, Response};
+use wiremock::{Mock, MockServer, ResponseTemplate, matchers::any};
+
+/// A server that answers 200 to anything, and must be called exactly `expect` times.
+async fn server(expect: u64) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .expect(expect)
+        .mount(&server)
+        .await;
+    server
+}
+
+fn post(uri: String) -> Request<Bytes> {
+    Request::post(uri).body(Bytes::new()).unwrap()
+}
+
+fn guarded(policy: AddressPolicy) -> PolicyTransport<ReqwestTransport> {
+    PolicyTransport::new(ReqwestTransport::new().unwrap(), policy)
+}
+
+/// A transport that counts the requests that reach it.
+fn counting(count: Arc<AtomicUsize>) -> impl HttpTransport {
+    move |_request: Request<Bytes>| {
+        count.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, TransportError>(Response::new(Bytes::new())) }
+    }
+}
+
+fn assert_refused(error: &TransportError, needles: &[&str]) {
+    assert!(
+        matches!(error, TransportError::InvalidRequest { .. }),
+        "{error:?}"
+    );
+    assert!(!error.is_retryable());
+    let text = error.to_string();
+    for needle in needles {
+        assert!(text.contains(needle), "{needle:?} not in {text}");
+    }
+}
+
+#[tokio::test]
+async fn denied_network_refuses_the_call_before_it_reaches_the_server() {
+    let server = server(0).await;
+    let policy = AddressPolicy::new().deny("127.0.0.0/8".parse().unwrap());
+    let uri = format!("{}/hook?token=s3cr3t", server.uri());
+    let error = guarded(policy).send(post(uri)).await.unwrap_err();
+    assert_refused(&error, &["127.0.0.1", "`deny 127.0.0.0/8`"]);
+    assert!(!error.to_string().contains("s3cr3t"), "{error}");
+}
+
+#[tokio::test]
+async fn allowed_network_lets_the_call_through() {
+    let server = server(1).await;
+    let policy = AddressPolicy::deny_internal().allow_net("127.0.0.0/8".parse().unwrap());
+    let response = guarded(policy)
+        .send(post(format!("{}/hook", server.uri())))
+        .await
+        .unwrap();
+    assert_eq!(response.body(), "ok");
+}
+
+#[tokio::test]
+async fn allow_list_refuses_what_it_does_not_name() {
+    let server = server(0).await;
+    let policy = AddressPolicy::new().allow_net("10.0.0.0/8".parse().unwrap());
+    let error = guarded(policy)
+        .send(post(format!("{}/hook", server.uri())))
+        .await
+        .unwrap_err();
+    assert_refused(&error, &["127.0.0.1", "allow-list"]);
+}
+
+#[tokio::test]
+async fn metadata_address_is_refused_by_the_default_deny_set_without_traffic() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let transport = PolicyTransport::new(counting(count.clone()), AddressPolicy::deny_internal());
+    for uri in [
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "http://[::ffff:169.254.169.254]/latest/meta-data/",
+        "http://[fd00:ec2::254]/latest/meta-data/",
+        "http://[fe80::1]:8080/",
+    ] {
+        let error = transport.send(post(uri.to_owned())).await.unwrap_err();
+        assert_refused(&error, &["address policy rule `deny "]);
+    }
+    let error = transport
+        .send(post("http://169.254.169.254/".to_owned()))
+        .await
+        .unwrap_err();
+    assert_refused(&error, &["169.254.169.254", "`deny 169.254.0.0/16`"]);
+    assert_eq!(count.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn allow_list_by_host_name() {
+    let server = server(1).await;
+    let port = server.address().port();
+    let transport = guarded(AddressPolicy::deny_internal().allow_host("LocalHost"));
+    // `localhost` is allowed by name; the same server by address is not on the list.
+    let response = transport
+        .send(post(format!("http://localhost:{port}/hook")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let error = transport
+        .send(post(format!("http://127.0.0.1:{port}/hook")))
+        .await
+        .unwrap_err();
+    assert_refused(&error, &["host 127.0.0.1", "allow-list"]);
+}
+
+#[tokio::test]
+async fn host_name_resolving_to_a_denied_address_is_refused() {
+    let server = server(0).await;
+    let port = server.address().port();
+    let policy = AddressPolicy::deny_internal().deny_loopback();
+    let error = guarded(policy)
+        .send(post(format!("http://localhost:{port}/hook?sig=abc")))
+        .await
+        .unwrap_err();
+    // `localhost` may resolve to 127.0.0.1 or ::1 first; either is denied.
+    assert_refused(&error, &["host localhost", "`deny "]);
+    assert!(!error.to_string().contains("sig=abc"), "{error}");
+}
+
+#[tokio::test]
+async fn ipv6_literals_are_checked_as_addresses() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let deny = PolicyTransport::new(
+        counting(count.clone()),
+        AddressPolicy::new().deny_loopback(),
+    );
+    let error = deny
+        .send(post("http://[::1]:8080/hook".to_owned()))
+        .await
+        .unwrap_err();
+    assert_refused(&error, &["host [::1]", "address ::1", "`deny ::1/128`"]);
+    let error = deny
+        .send(post("http://[::ffff:127.0.0.1]/".to_owned()))
+        .await
+        .unwrap_err();
+    assert_refused(&error, &["address 127.0.0.1", "`deny 127.0.0.0/8`"]);
+    assert_eq!(count.load(Ordering::SeqCst), 0);
+
+    let allow = PolicyTransport::new(
+        counting(count.clone()),
+        AddressPolicy::new().allow_net("2001:db8::/32".parse().unwrap()),
+    );
+    allow
+        .send(post("https://[2001:db8::7]/hook".to_owned()))
+        .await
+        .unwrap();
+    let error = allow
+        .send(post("https://[2001:db9::7]/hook".to_owned()))
+        .await
+        .unwrap_err();
+    assert_refused(&error, &["address 2001:db9::7", "allow-list"]);
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn every_attempt_is_checked() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let transport = PolicyTransport::new(counting(count.clone()), AddressPolicy::deny_internal());
+    for _ in 0..3 {
+        assert!(
+            transport
+                .send(post("http://169.254.169.254/".to_owned()))
+                .await
+                .is_err()
+        );
+        transport
+            .send(post("http://192.0.2.1/".to_owned()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn relative_uri_is_refused_without_a_lookup() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let transport = PolicyTransport::new(counting(count.clone()), AddressPolicy::new());
+    let error = transport
+        .send(Request::post("/hook").body(Bytes::new()).unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, TransportError::InvalidRequest { .. }),
+        "{error:?}"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn lookup_time_is_taken_off_the_request_timeout() {
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let inner = {
+        let seen = seen.clone();
+        move |request: Request<Bytes>| {
+            *seen.lock().unwrap() = request.extensions().get::<RequestOptions>().copied();
+            async { Ok::<_, TransportError>(Response::new(Bytes::new())) }
+        }
+    };
+    let transport = PolicyTransport::new(inner, AddressPolicy::deny_internal());
+    let mut request = post("http://localhost:9/".to_owned());
+    let options = RequestOptions::default().with_timeout(Duration::from_secs(5));
+    request.extensions_mut().insert(options);
+    transport.send(request).await.unwrap();
+    let seen = seen.lock().unwrap().expect("options are passed on");
+    assert!(seen.timeout <= Duration::from_secs(5));
+    assert_eq!(seen.max_response_bytes, options.max_response_bytes);
+}
+
+#[tokio::test]
+async fn resolver_refuses_denied_names_inside_reqwest() {
+    let server = server(0).await;
+    let port = server.address().port();
+    let policy = Arc::new(AddressPolicy::new().deny_loopback());
+    let client = reqwest::Client::builder()
+        .dns_resolver(PolicyResolver::new(Arc::clone(&policy)))
+        .no_proxy()
+        .build()
+        .unwrap();
+    let error = client
+        .get(format!("http://localhost:{port}/"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(error.is_connect(), "{error:?}");
+    let mut source: Option<&dyn std::error::Error> = Some(&error);
+    let mut chain = String::new();
+    while let Some(error) = source {
+        chain.push_str(&error.to_string());
+        chain.push('\n');
+        source = error.source();
+    }
+    assert!(chain.contains("`deny "), "{chain}");
+}
+
+#[tokio::test]
+async fn resolver_lets_allowed_names_through() {
+    let server = server(1).await;
+    let port = server.address().port();
+    let client = reqwest::Client::builder()
+        .dns_resolver(PolicyResolver::new(AddressPolicy::deny_internal()))
+        .no_proxy()
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!("http://localhost:{port}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn the_reqwest_transport_resolves_names_through_the_policy() {
+    let server = server(0).await;
+    let policy = Arc::new(AddressPolicy::new().deny_loopback());
+    let transport = ReqwestTransport::builder()
+        .address_policy(Arc::clone(&policy))
+        .build()
+        .unwrap();
+    let port = server.address().port();
+    let refused = transport
+        .send(post(format!("http://localhost:{port}/hook")))
+        .await;
+    assert!(refused.is_err(), "the resolver refuses loopback addresses");
+    // Wrapped with the same policy, the refusal comes before any lookup and is final.
+    let guarded = PolicyTransport::new(transport, policy);
+    let refused = guarded
+        .send(post(format!("http://localhost:{port}/hook")))
+        .await
+        .unwrap_err();
+    assert!(!refused.is_retryable(), "{refused}");
+}
