@@ -9,11 +9,11 @@
 //!
 //! It serves hookgate's router at `--listen` (port 0 picks a free port), starts one deployment
 //! of the file — or resumes the unfinished one of the same application that `--db` holds —
-//! simulates host steps, and writes one JSON object per line on stdout, each with an `"event"`
-//! field: `listening`, `environment_status`, `webhook_called`, `callback_received`,
-//! `approval_requested`, `rollback_started`, and last `deployment_finished`. External systems get
-//! tokens from `POST /oauth/token` with the client credentials (default: the environment
-//! variables `CDAAS_CLIENT_ID` / `CDAAS_CLIENT_SECRET`).
+//! simulates host steps (logged on stderr; `RUST_LOG` filters), and writes one JSON object per
+//! line on stdout, each with an `"event"` field: `listening`, `environment_status`,
+//! `webhook_called`, `callback_received`, `approval_requested`, `rollback_started`, and last
+//! `deployment_finished`. External systems get tokens from `POST /oauth/token` with the client
+//! credentials (default: the environment variables `CDAAS_CLIENT_ID` / `CDAAS_CLIENT_SECRET`).
 //!
 //! Exit status: 0 when the deployment succeeded, 1 for any other outcome, 2 for an invalid
 //! file or arguments (every validation error on stderr).
@@ -109,6 +109,14 @@ fn emit(line: Value) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Logs (simulated host steps among them) go to stderr; stdout carries only the JSON lines.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("hookgate=info")),
+        )
+        .init();
     match run().await {
         Ok(code) => code,
         Err(message) => {
