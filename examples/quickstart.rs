@@ -62,20 +62,20 @@ strategies:
         - setWeight: {weight: 100}
 webhooks:
   - name: change-ticket
-    uriTemplate: "{{context.external}}/hooks/change-ticket"
+    uriTemplate: "{{secrets.external}}/hooks/change-ticket"
     headers:
       - {key: Authorization, value: "Bearer {{secrets.ticket_token}}"}
       - {key: Content-Type, value: application/json}
     bodyTemplate:
       inline: '{"callbackUri": "{{armory.callbackUri}}/callback", "env": "{{armory.environmentName}}"}'
   - name: integration-tests
-    uriTemplate: "{{context.external}}/hooks/integration-tests"
+    uriTemplate: "{{secrets.external}}/hooks/integration-tests"
     headers: [{key: Content-Type, value: application/json}]
     bodyTemplate:
       inline: '{"event_type": "webhookCallback", "client_payload": {"callbackUri": "{{armory.callbackUri}}/callback"}}'
     retryCount: 3
   - name: smoke-tests
-    uriTemplate: "{{context.external}}/hooks/smoke-tests?env={{armory.environmentName}}"
+    uriTemplate: "{{secrets.external}}/hooks/smoke-tests?env={{armory.environmentName}}"
     headers: [{key: Content-Type, value: application/json}]
     bodyTemplate:
       inline: '{"callbackUri": "{{armory.callbackUri}}"}'
@@ -92,9 +92,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // hookgate's side: the router with the callback endpoint and the token issuer.
     let gates_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", gates_listener.local_addr()?);
+    let external_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let external = format!("http://{}", external_listener.local_addr()?);
+    let secrets = MemorySecrets::new()
+        .with("ticket_token", "tickets-api-token")
+        .with("external", external.clone());
     let dispatcher = Dispatcher::builder(
         TransportRegistry::new(Arc::new(ReqwestTransport::builder().build()?)),
-        Arc::new(MemorySecrets::new().with("ticket_token", "tickets-api-token")),
+        Arc::new(secrets),
         base.clone(),
     )
     .build()?;
@@ -118,8 +123,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(async move { axum::serve(gates_listener, app).await });
 
     // The external system: answers each webhook at once, works, then calls back.
-    let external_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let external = format!("http://{}", external_listener.local_addr()?);
     let token_url = format!("{base}/oauth/token").parse()?;
     let tokens = ClientCredentials::builder(CLIENT_ID, CLIENT_SECRET)
         .token_url(token_url)
@@ -164,7 +167,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let engine = engine.clone();
         async move { engine.run_scheduler().await }
     });
-    let context = BTreeMap::from([("external".to_owned(), external)]);
+    let context = BTreeMap::from([("team".to_owned(), "payments".to_owned())]);
     let started = engine.start(DEPLOY_YML, context).await?;
     let plan = Plan::from_yaml(DEPLOY_YML)?;
     let t0 = Instant::now();

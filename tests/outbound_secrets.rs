@@ -21,7 +21,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const TOKEN: &str = "s3cr3t-Hunter2-token";
 
-/// The token in the query, a header and the body; the server from the context, or (for
+/// The token in the query, a header and the body; the server written in the template, or (for
 /// `secret_base`) from a secret.
 fn plan(base: &str, extra_header: &str) -> Arc<Plan> {
     let yaml = format!(
@@ -31,7 +31,7 @@ context: {{base: "{base}"}}
 targets: {{prod: {{constraints: {{beforeDeployment: [runWebhook: {{name: hook}}]}}}}}}
 webhooks:
   - name: hook
-    uriTemplate: "{{{{{base_var}}}}}/hook?token={{{{secrets.token}}}}"
+    uriTemplate: "{uri_base}/hook?token={{{{secrets.token}}}}"
     headers:
       - {{key: X-Api-Key, value: "{{{{secrets.token}}}}"}}
       - {{key: Content-Type, value: application/json}}
@@ -39,10 +39,10 @@ webhooks:
     bodyTemplate: {{inline: '{{"token": "{{{{secrets.token}}}}", "cb": "{{{{armory.callbackUri}}}}"}}'}}
     retryCount: 0
 "#,
-        base_var = if base.is_empty() {
-            "secrets.base"
+        uri_base = if base.is_empty() {
+            "{{secrets.base}}"
         } else {
-            "context.base"
+            base
         },
     );
     Arc::new(Plan::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}")))

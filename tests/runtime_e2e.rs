@@ -120,7 +120,7 @@ targets:
       beforeDeployment: [runWebhook: {name: ticket}]
 webhooks:
   - name: ticket
-    uriTemplate: "{{context.external}}/ticket/prod"
+    uriTemplate: "{{secrets.external}}/ticket/prod"
     headers: [{key: Content-Type, value: application/json}]
     bodyTemplate: {inline: '{"callbackUri": "{{armory.callbackUri}}"}'}
 "#;

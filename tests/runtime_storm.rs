@@ -54,7 +54,7 @@ targets:
       beforeDeployment: [runWebhook: {{name: gate}}]
 webhooks:
   - name: gate
-    uriTemplate: "{{{{context.external}}}}/gate/{i}"
+    uriTemplate: "{{{{secrets.external}}}}/gate/{i}"
     headers: [{{key: Content-Type, value: application/json}}]
     bodyTemplate: {{inline: '{{"callbackUri": "{{{{armory.callbackUri}}}}"}}'}}
 "#

@@ -78,8 +78,22 @@ fn uri_values_are_percent_encoded_except_a_leading_base_url() {
             Escape::Uri
         )
         .unwrap(),
-        "https://x.example/a b/hooks/%C3%A9%26"
+        "https%3A%2F%2Fx.example%2Fa%20b/hooks/%C3%A9%26",
+        "only a secret may supply a whole base URL: context is encoded even when it leads"
     );
+    for dots in [".", ".."] {
+        assert!(
+            matches!(
+                render(
+                    "https://x.example/{{context.p}}/run",
+                    &[("p", dots)],
+                    Escape::Uri
+                ),
+                Err(RenderError::DotSegment { .. })
+            ),
+            "{dots}"
+        );
+    }
 }
 
 #[test]

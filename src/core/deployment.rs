@@ -432,6 +432,9 @@ impl Deployment {
                 self.s.emit(now, EventKind::Progress { gate, message });
                 Ok(())
             }
+            // A callback already decided the gate: §5 keeps 410 for gates closed without one.
+            GateState::Passed(Resolution::Callback) => Err(CoreError::Conflict { first: true }),
+            GateState::Failed(Resolution::Callback) => Err(CoreError::Conflict { first: false }),
             GateState::Passed(how) | GateState::Failed(how) | GateState::Closed(how) => {
                 Err(CoreError::GateClosed { how })
             }
@@ -546,6 +549,9 @@ impl Deployment {
             .map(|i| GateId(i as u32))
             .ok_or(CoreError::Stale)?;
         let env = plan.gate(gate).env();
+        let GateKind::Analysis(spec) = plan.gate(gate).kind() else {
+            return Err(CoreError::Stale);
+        };
         self.s.emit(
             now,
             EventKind::StepFinished {
@@ -555,9 +561,6 @@ impl Deployment {
                 message: reason.clone(),
             },
         );
-        let GateKind::Analysis(spec) = plan.gate(gate).kind() else {
-            return Err(CoreError::Stale);
-        };
         match (ok, spec.roll_back_mode) {
             (true, _) => self.s.resolve(
                 plan,
@@ -600,9 +603,11 @@ impl Deployment {
         for i in 0..self.s.envs.len() {
             let env = EnvId(i as u16);
             match self.s.envs[i] {
-                EnvState::Waiting => self
-                    .s
-                    .set_env(now, env, EnvState::Done(EnvStatus::Canceled)),
+                EnvState::Waiting => {
+                    self.s
+                        .set_env(now, env, EnvState::Done(EnvStatus::Canceled));
+                    self.s.close_gates(plan, now, env, Resolution::Canceled);
+                }
                 EnvState::Running { pos, .. } => {
                     self.s.close_gates(plan, now, env, Resolution::Canceled);
                     if pos.rolls_back() {

@@ -393,6 +393,12 @@ impl DeploymentState {
                 });
             if doomed {
                 self.set_env(now, env, EnvState::Done(EnvStatus::Canceled));
+                let how = if self.canceled {
+                    Resolution::Canceled
+                } else {
+                    Resolution::Superseded
+                };
+                self.close_gates(plan, now, env, how);
             }
         }
     }

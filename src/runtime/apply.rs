@@ -13,9 +13,11 @@ use super::event::EngineEvent;
 use super::host::StepContext;
 use crate::config::EnvId;
 use crate::core::{Action, CoreError, Deployment, DeploymentId, Event};
+use crate::store::StoreError;
 
-/// How often a finished call or step tries to record its result while the store fails.
-const RECORD_ATTEMPTS: u32 = 5;
+/// The longest wait between attempts to record a finished call's or step's result while the
+/// store fails.
+const MAX_RECORD_WAIT: Duration = Duration::from_secs(5);
 
 impl Engine {
     /// Applies `input` to deployment `id` and commits the result. The outer error is the
@@ -58,6 +60,11 @@ impl Engine {
                 Ok(version) => live.version = version,
                 Err(e) => {
                     live.d = before;
+                    if matches!(e, StoreError::Conflict { .. }) {
+                        // Someone else saved first: take their state, so the caller's retry
+                        // applies to what is stored rather than failing forever.
+                        self.reload(live).await;
+                    }
                     self.inner.deadlines.set(&id, live.d.poll_timeout());
                     return Err(e.into());
                 }
@@ -85,6 +92,27 @@ impl Engine {
         }
     }
 
+    async fn reload(&self, live: &mut Live) {
+        let id = live.d.id().clone();
+        match self.inner.store.load(&id).await {
+            Ok(Some(stored)) => {
+                match Deployment::restore(Arc::clone(live.d.plan()), stored.state) {
+                    Ok(d) => {
+                        live.d = d;
+                        live.version = stored.version;
+                    }
+                    Err(e) => {
+                        tracing::error!(deployment = %id, error = %e, "the stored state no longer fits")
+                    }
+                }
+            }
+            Ok(None) => tracing::error!(deployment = %id, "the deployment vanished from the store"),
+            Err(e) => {
+                tracing::warn!(deployment = %id, error = %e, "could not reload the deployment")
+            }
+        }
+    }
+
     /// A finished deployment leaves memory (late callbacks load it from the store) and lets a
     /// queued deployment of its application start.
     fn retire(&self, d: &Deployment) {
@@ -95,14 +123,31 @@ impl Engine {
                 index.remove(&callback);
             }
         }
-        let Some(next) = lock(&self.inner.queued).remove(d.plan().application()) else {
-            return;
-        };
+        let application = d.plan().application().to_owned();
         let engine = self.clone();
         self.inner.tasks.spawn(async move {
+            // The hand-off happens under the start lock, like `start`'s check, so a deployment
+            // queued meanwhile is not missed and two never launch together.
+            let _serial = engine.inner.start_lock.lock().await;
+            if engine.inner.shutdown.is_cancelled() {
+                return;
+            }
+            let Some(next) = lock(&engine.inner.queued).remove(&application) else {
+                return;
+            };
+            match engine.inner.store.running_for_application(&application).await {
+                Ok(running) if running.is_empty() => {}
+                Ok(_) => {
+                    lock(&engine.inner.queued).entry(application).or_insert(next);
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(deployment = %next.id, error = %e, "the queued deployment could not start");
+                    return;
+                }
+            }
             let result = match engine.plan_for(&next.source) {
                 Ok(plan) => {
-                    let _serial = engine.inner.start_lock.lock().await;
                     engine
                         .launch(next.id.clone(), plan, next.source, next.context)
                         .await
@@ -188,7 +233,11 @@ impl Engine {
                     result = io => result,
                     () = shutdown.cancelled() => return,
                 };
-                for attempt in 1..=RECORD_ATTEMPTS {
+                // A result that cannot be stored is kept and tried again until it is, or until
+                // shutdown (recovery then asks for the work again): dropping it would leave the
+                // gate or step waiting with nothing to wake it.
+                let mut wait = Duration::from_millis(100);
+                loop {
                     let value = result.clone();
                     match engine.apply(&id, |d, now| record(d, now, value)).await {
                         Ok(Ok(())) | Ok(Err(CoreError::Stale)) => return,
@@ -196,12 +245,13 @@ impl Engine {
                             tracing::warn!(error = %e, "the core refused a result");
                             return;
                         }
-                        Err(e) if attempt < RECORD_ATTEMPTS => {
-                            tracing::warn!(error = %e, attempt, "could not record a result; retrying");
-                            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-                        }
                         Err(e) => {
-                            tracing::error!(error = %e, "could not record a result; it is asked for again on recovery");
+                            tracing::warn!(error = %e, "could not record a result; retrying");
+                            tokio::select! {
+                                () = tokio::time::sleep(wait) => {}
+                                () = shutdown.cancelled() => return,
+                            }
+                            wait = (wait * 2).min(MAX_RECORD_WAIT);
                         }
                     }
                 }

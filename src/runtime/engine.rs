@@ -105,6 +105,9 @@ impl Engine {
         source: &str,
         context: BTreeMap<String, String>,
     ) -> Result<Started, RuntimeError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(RuntimeError::ShuttingDown);
+        }
         let plan = self.plan_for(source)?;
         self.inner.dispatcher.check_agents(&plan)?;
         let source: Arc<str> = Arc::from(source);
@@ -177,14 +180,15 @@ impl Engine {
             .store
             .create(NewDeployment::new(&d, &*source), &events)
             .await?;
+        let callbacks: Vec<_> = d.callback_ids().map(|(_, c)| c).collect();
+        let entry = Arc::new(AsyncMutex::new(Live { d, version }));
+        lock(&self.inner.live).insert(id.clone(), Arc::clone(&entry));
         {
             let mut index = lock(&self.inner.callbacks);
-            for (_, callback) in d.callback_ids() {
+            for callback in callbacks {
                 index.insert(callback, id.clone());
             }
         }
-        let entry = Arc::new(AsyncMutex::new(Live { d, version }));
-        lock(&self.inner.live).insert(id.clone(), Arc::clone(&entry));
         let live = entry.lock().await;
         self.after_commit(&live, actions, events);
         Ok(())
@@ -207,24 +211,40 @@ impl Engine {
                     continue;
                 }
             };
-            let mut d = Deployment::restore(plan, stored.state)?;
-            {
-                let mut index = lock(&self.inner.callbacks);
-                for (_, callback) in d.callback_ids() {
-                    index.insert(callback, stored.id.clone());
+            let mut d = match Deployment::restore(plan, stored.state) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(deployment = %stored.id, error = %e, "a stored deployment does not fit its file; it is left as it is");
+                    continue;
                 }
-            }
+            };
             let before = d.clone();
-            d.reissue_in_flight();
+            // Deadlines first: whatever they start or end is then in the state, and the reissue
+            // below asks for exactly what is still in flight — never a step and its rollback.
             d.handle_timeout(self.inner.clock.now());
+            while d.poll_action().is_some() {}
+            d.reissue_in_flight();
+            let id = stored.id.clone();
             let entry = Arc::new(AsyncMutex::new(Live {
                 d,
                 version: stored.version,
             }));
-            lock(&self.inner.live).insert(stored.id.clone(), Arc::clone(&entry));
+            let entry = Arc::clone(lock(&self.inner.live).entry(id.clone()).or_insert(entry));
             let mut live = entry.lock().await;
-            if self.commit(&mut live, before).await? {
-                recovered.changed += 1;
+            {
+                let mut index = lock(&self.inner.callbacks);
+                for (_, callback) in live.d.callback_ids() {
+                    index.insert(callback, id.clone());
+                }
+            }
+            match self.commit(&mut live, before).await {
+                Ok(changed) => recovered.changed += usize::from(changed),
+                Err(e) => {
+                    // Out of memory again, so the next input loads it afresh and recovers it.
+                    lock(&self.inner.live).remove(&id);
+                    tracing::error!(deployment = %id, error = %e, "could not resume a deployment");
+                    continue;
+                }
             }
             recovered.resumed += 1;
         }
@@ -276,7 +296,11 @@ impl Engine {
         let due = self.inner.deadlines.take_due(self.inner.clock.now());
         for id in &due {
             if let Err(e) = self.apply(id, |d, now| d.handle_timeout(now)).await {
-                tracing::warn!(deployment = %id, error = %e, "could not fire a deadline; it stays armed");
+                // Tried again a little later rather than at once, so a failing store is not
+                // hammered in a tight loop.
+                let retry = self.inner.clock.now() + chrono::TimeDelta::seconds(1);
+                self.inner.deadlines.set(id, Some(retry));
+                tracing::warn!(deployment = %id, error = %e, "could not fire a deadline; trying again in a second");
             }
         }
         due.len()

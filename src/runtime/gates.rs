@@ -14,7 +14,11 @@ impl From<RuntimeError> for GateError {
         match e {
             RuntimeError::Core(e) => GateError::Core(e),
             RuntimeError::UnknownDeployment(_) => GateError::UnknownDeployment,
-            other => GateError::Unavailable(other.to_string()),
+            // The detail (SQL errors, file paths) is for the operator's log, not the sender.
+            other => {
+                tracing::warn!(error = %other, "a callback or decision could not be applied");
+                GateError::Unavailable("the gates' storage is unavailable".into())
+            }
         }
     }
 }
@@ -28,7 +32,10 @@ impl Engine {
             .store
             .find_by_callback(callback)
             .await
-            .map_err(|e| GateError::Unavailable(e.to_string()))?
+            .map_err(|e| {
+                tracing::warn!(error = %e, "could not look a callback id up");
+                GateError::Unavailable("the gates' storage is unavailable".into())
+            })?
             .ok_or(GateError::Core(CoreError::UnknownCallback))
     }
 }

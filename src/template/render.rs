@@ -109,6 +109,14 @@ pub enum RenderError {
         /// The variables the template uses, e.g. `secrets.base_url`.
         variables: Vec<String>,
     },
+    /// A value rendered into a URI is `.` or `..`, which would change the URL's path.
+    #[error(
+        "the value of `{variable}` is `.` or `..`, which would move the call to another path; give a real path segment"
+    )]
+    DotSegment {
+        /// The variable.
+        variable: String,
+    },
     /// A configured header name is not a valid HTTP header name.
     #[error("`{name}` is not a valid HTTP header name: use letters, digits and `-`")]
     InvalidHeaderName {
@@ -202,17 +210,36 @@ impl Template {
             let value = values.lookup(variable)?;
             match escape {
                 Escape::Json => push_json_escaped(&mut out, value),
-                Escape::Uri if index > 0 => push_percent_encoded(&mut out, value),
+                Escape::Uri if index == 0 && whole_url_allowed(variable) => out.push_str(value),
+                // `.` and `..` survive percent-encoding as they are, and a URL parser would then
+                // resolve them, moving the call (and its secrets) to another path.
+                Escape::Uri if value == "." || value == ".." => {
+                    return Err(RenderError::DotSegment {
+                        variable: variable.to_string(),
+                    });
+                }
+                Escape::Uri => push_percent_encoded(&mut out, value),
                 Escape::Header if value.bytes().any(|b| b == b'\r' || b == b'\n') => {
                     return Err(RenderError::LineBreakInHeader {
                         variable: variable.to_string(),
                     });
                 }
-                Escape::Uri | Escape::Header | Escape::None => out.push_str(value),
+                Escape::Header | Escape::None => out.push_str(value),
             }
         }
         Ok(out)
     }
+}
+
+/// PROTOCOL.md §3: a placeholder that starts a `uriTemplate` is a whole base URL only when it
+/// comes from the host's secrets or from hookgate itself. Context can be given by whoever starts
+/// a deployment, so a leading `context.*` value is encoded like any other and cannot redirect a
+/// call that carries secrets.
+fn whole_url_allowed(variable: &Variable) -> bool {
+    matches!(
+        variable,
+        Variable::Secret(_) | Variable::Armory(ArmoryVar::CallbackUri | ArmoryVar::Preview(_))
+    )
 }
 
 const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";

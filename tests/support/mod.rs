@@ -68,7 +68,7 @@ pub async fn world(
     let base = format!("http://{}", listener.local_addr().unwrap());
     let dispatcher = Dispatcher::builder(
         TransportRegistry::new(Arc::new(transport())),
-        Arc::new(MemorySecrets::new()),
+        Arc::new(MemorySecrets::new().with("external", external.uri())),
         base.clone(),
     )
     .build()
@@ -127,7 +127,7 @@ pub async fn world(
 
 impl World {
     pub fn context(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([("external".to_owned(), self.external.uri())])
+        BTreeMap::from([("team".to_owned(), "payments".to_owned())])
     }
 
     /// Waits (at most 20 s of real time) for the deployment to start.
@@ -189,7 +189,8 @@ impl World {
     }
 }
 
-/// A deployment file whose webhooks post to the external system at `/<webhook>/<env>`.
+/// A deployment file whose webhooks post to the external system (its base URL is the secret
+/// `external`) at `/<webhook>/<env>`.
 pub fn file(targets: &str, strategies: &str) -> String {
     format!(
         r#"
@@ -200,15 +201,15 @@ strategies:
 {strategies}
 webhooks:
   - name: ticket
-    uriTemplate: "{{{{context.external}}}}/ticket/{{{{armory.environmentName}}}}"
+    uriTemplate: "{{{{secrets.external}}}}/ticket/{{{{armory.environmentName}}}}"
     headers: [{{key: Content-Type, value: application/json}}]
     bodyTemplate: {{inline: '{{"callbackUri": "{{{{armory.callbackUri}}}}/callback"}}'}}
   - name: tests
-    uriTemplate: "{{{{context.external}}}}/tests/{{{{armory.environmentName}}}}"
+    uriTemplate: "{{{{secrets.external}}}}/tests/{{{{armory.environmentName}}}}"
     headers: [{{key: Content-Type, value: application/json}}]
     bodyTemplate: {{inline: '{{"callbackUri": "{{{{armory.callbackUri}}}}"}}'}}
   - name: smoke
-    uriTemplate: "{{{{context.external}}}}/smoke/{{{{armory.environmentName}}}}"
+    uriTemplate: "{{{{secrets.external}}}}/smoke/{{{{armory.environmentName}}}}"
     headers: [{{key: Content-Type, value: application/json}}]
     bodyTemplate: {{inline: '{{"client_payload": {{"callbackUri": "{{{{armory.callbackUri}}}}/callback"}}}}'}}
 "#
