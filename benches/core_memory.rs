@@ -12,13 +12,10 @@ use hookgate::core::{Action, CallResult, Deployment, DeploymentId, StartOptions}
 
 mod support;
 
-use support::{Counter, THREE_ENVIRONMENTS as PLAN, resident_bytes};
+use support::{Counter, THREE_ENVIRONMENTS as PLAN, count_arg, resident_bytes};
 
 fn main() {
-    let count: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(100_000);
+    let count = count_arg(100_000);
     let plan = Arc::new(Plan::from_yaml(PLAN).unwrap());
     let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
     let mut ids = Counter(0);

@@ -12,31 +12,18 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
-use chrono::Utc;
-use hookgate::config::Plan;
-use hookgate::core::{Action, CallResult, Deployment, DeploymentId, StartOptions};
-use hookgate::ids::RandomIds;
+use hookgate::core::CallResult;
 use hookgate::outbound::{Dispatcher, PreparedCall};
 use hookgate::secrets::MemorySecrets;
 use hookgate::transport::{HttpTransport, ReqwestTransport, TransportRegistry};
 
+mod support;
+
+use support::{GITHUB_DISPATCH, first_call};
+
 const CONCURRENCY: usize = 64;
 const ROUNDS: usize = 5;
 const TOKEN: &str = "ghp_0123456789abcdef0123456789abcdef0123";
-
-const PLAN: &str = r#"
-application: potato-facts
-context: {owner: armory, repo: docs-cdaas-sample}
-targets: {staging: {constraints: {beforeDeployment: [runWebhook: {name: Check-Logs}]}}}
-webhooks:
-  - name: Check-Logs
-    uriTemplate: "{{secrets.github_base}}/repos/{{context.owner}}/{{context.repo}}/dispatches"
-    headers:
-      - {key: Authorization, value: "token {{secrets.github_token}}"}
-      - {key: Content-Type, value: application/json}
-    bodyTemplate:
-      inline: '{"event_type": "webhookCallback", "client_payload": {"callbackUri": "{{armory.callbackUri}}/callback"}}'
-"#;
 
 fn main() {
     let calls = std::env::args()
@@ -156,17 +143,7 @@ fn dispatcher(sink: &str) -> (Arc<Dispatcher>, Arc<PreparedCall>) {
     let dispatcher = Dispatcher::builder(transports, Arc::new(secrets), "https://hg.example")
         .build()
         .unwrap();
-    let plan = Arc::new(Plan::from_yaml(PLAN).unwrap());
-    let mut deployment = Deployment::start(
-        plan,
-        DeploymentId::from("bench"),
-        StartOptions::default(),
-        &mut RandomIds,
-        Utc::now(),
-    );
-    let Some(Action::CallWebhook(call)) = deployment.poll_action() else {
-        panic!("the plan calls a webhook")
-    };
+    let (deployment, call) = first_call(GITHUB_DISPATCH);
     let prepared = dispatcher.prepare(&deployment, &call, None);
     (Arc::new(dispatcher), Arc::new(prepared))
 }

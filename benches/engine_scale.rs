@@ -18,18 +18,13 @@ use hookgate::test_util::{ManualClock, SequentialIds};
 
 mod support;
 
-use support::{THREE_ENVIRONMENTS as PLAN, accepting_dispatcher, resident_bytes};
+use support::{
+    THREE_ENVIRONMENTS as PLAN, accepting_dispatcher, count_arg, resident_bytes, two_workers,
+};
 
 fn main() {
-    let count: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(100_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let count = count_arg(100_000);
+    let runtime = two_workers();
     runtime.block_on(run(count));
 }
 

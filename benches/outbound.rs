@@ -9,37 +9,25 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hookgate::Secret;
 use hookgate::config::Plan;
-use hookgate::core::{Action, CallResult, Deployment, DeploymentId, StartOptions};
-use hookgate::ids::RandomIds;
+use hookgate::core::CallResult;
 use hookgate::outbound::{Dispatcher, DispatcherBuilder};
 use hookgate::secrets::MemorySecrets;
 use hookgate::signing::{Signer, SigningSecret};
 use hookgate::template::{ArmoryValues, RenderValues};
 use hookgate::transport::{TransportError, TransportRegistry};
 
-const GITHUB: &str = r#"
-application: potato-facts
-context: {owner: armory, repo: docs-cdaas-sample}
-targets: {staging: {account: demo-staging-cluster, constraints: {beforeDeployment: [runWebhook: {name: Check-Logs}]}}}
-webhooks:
-  - name: Check-Logs
-    uriTemplate: "{{secrets.github_base}}/repos/{{context.owner}}/{{context.repo}}/dispatches"
-    headers:
-      - {key: Authorization, value: "token {{secrets.github_token}}"}
-      - {key: Content-Type, value: application/json}
-    bodyTemplate:
-      inline: '{"event_type": "webhookCallback", "client_payload": {"callbackUri": "{{armory.callbackUri}}/callback"}}'
-"#;
+mod support;
+
+use support::{GITHUB_DISPATCH, first_call};
 
 const BASE: &str = "https://api.github.com";
 const TOKEN: &str = "ghp_0123456789abcdef0123456789abcdef0123";
 
 fn render(c: &mut Criterion) {
-    let plan = Plan::from_yaml(GITHUB).unwrap();
+    let plan = Plan::from_yaml(GITHUB_DISPATCH).unwrap();
     let request = &plan.webhooks()[0].request;
     let armory = ArmoryValues {
         callback_uri: format!("https://hookgate.example.com/callbacks/{}", "ab".repeat(16)),
@@ -84,17 +72,7 @@ fn send(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let plan = Arc::new(Plan::from_yaml(GITHUB).unwrap());
-    let mut deployment = Deployment::start(
-        plan,
-        DeploymentId::from("d-42"),
-        StartOptions::default(),
-        &mut RandomIds,
-        Utc::now(),
-    );
-    let Some(Action::CallWebhook(call)) = deployment.poll_action() else {
-        panic!("the plan calls a webhook")
-    };
+    let (deployment, call) = first_call(GITHUB_DISPATCH);
     let variants: [(&str, DispatcherBuilder); 2] = [
         ("send_in_memory", builder()),
         (

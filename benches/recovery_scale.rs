@@ -14,7 +14,7 @@ use hookgate::test_util::SequentialIds;
 
 mod support;
 
-use support::{THREE_ENVIRONMENTS as PLAN, accepting_dispatcher};
+use support::{THREE_ENVIRONMENTS as PLAN, accepting_dispatcher, count_arg, two_workers};
 
 fn engine(store: SqliteStore) -> Engine {
     Engine::builder(accepting_dispatcher(), SimulatedHost)
@@ -25,15 +25,8 @@ fn engine(store: SqliteStore) -> Engine {
 }
 
 fn main() {
-    let count: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(100_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let count = count_arg(100_000);
+    let runtime = two_workers();
     runtime.block_on(async move {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("recovery.db");

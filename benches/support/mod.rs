@@ -71,3 +71,53 @@ pub fn accepting_dispatcher() -> Dispatcher {
     .build()
     .expect("a dispatcher")
 }
+
+/// Armory's GitHub `repository_dispatch` webhook, with the API base URL and token as secrets
+/// `github_base` and `github_token`.
+pub const GITHUB_DISPATCH: &str = r#"
+application: potato-facts
+context: {owner: armory, repo: docs-cdaas-sample}
+targets: {staging: {account: demo-staging-cluster, constraints: {beforeDeployment: [runWebhook: {name: Check-Logs}]}}}
+webhooks:
+  - name: Check-Logs
+    uriTemplate: "{{secrets.github_base}}/repos/{{context.owner}}/{{context.repo}}/dispatches"
+    headers:
+      - {key: Authorization, value: "token {{secrets.github_token}}"}
+      - {key: Content-Type, value: application/json}
+    bodyTemplate:
+      inline: '{"event_type": "webhookCallback", "client_payload": {"callbackUri": "{{armory.callbackUri}}/callback"}}'
+"#;
+
+/// A deployment of `plan` started now, and the webhook call it asks for first.
+pub fn first_call(plan: &str) -> (hookgate::core::Deployment, hookgate::core::WebhookCall) {
+    use hookgate::core::{Action, Deployment, StartOptions};
+    let plan = Arc::new(hookgate::config::Plan::from_yaml(plan).expect("the plan is valid"));
+    let mut deployment = Deployment::start(
+        plan,
+        "d-42".into(),
+        StartOptions::default(),
+        &mut hookgate::ids::RandomIds,
+        chrono::Utc::now(),
+    );
+    let Some(Action::CallWebhook(call)) = deployment.poll_action() else {
+        panic!("the plan calls a webhook first")
+    };
+    (deployment, call)
+}
+
+/// The first numeric command-line argument, or `default`.
+pub fn count_arg(default: usize) -> usize {
+    std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A tokio runtime with two workers, the size of the machines these harnesses run on.
+pub fn two_workers() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}

@@ -161,18 +161,15 @@ impl Engine {
         context: BTreeMap<String, String>,
     ) -> Result<(), RuntimeError> {
         let now = self.inner.clock.now();
-        let seed = {
-            let mut ids = lock(&self.inner.ids);
-            u64::from_be_bytes(ids.callback_id().0[..8].try_into().unwrap_or_default())
-        };
-        let options = StartOptions {
-            context,
-            settings: self.inner.settings.clone(),
-            seed,
-        };
         let mut d = {
             let mut ids = lock(&self.inner.ids);
-            Deployment::start(plan, id.clone(), options, &mut **ids, now)
+            let seed = u64::from_be_bytes(ids.callback_id().0[..8].try_into().unwrap_or_default());
+            let options = StartOptions {
+                context,
+                settings: self.inner.settings.clone(),
+                seed,
+            };
+            Deployment::start(plan, id, options, &mut **ids, now)
         };
         let (actions, events) = drain(&mut d);
         let version = self
@@ -180,15 +177,7 @@ impl Engine {
             .store
             .create(NewDeployment::new(&d, &*source), &events)
             .await?;
-        let callbacks: Vec<_> = d.callback_ids().map(|(_, c)| c).collect();
-        let entry = Arc::new(AsyncMutex::new(Live { d, version }));
-        lock(&self.inner.live).insert(id.clone(), Arc::clone(&entry));
-        {
-            let mut index = lock(&self.inner.callbacks);
-            for callback in callbacks {
-                index.insert(callback, id.clone());
-            }
-        }
+        let entry = self.register(Live { d, version });
         let live = entry.lock().await;
         self.after_commit(&live, actions, events);
         Ok(())
@@ -225,18 +214,11 @@ impl Engine {
             while d.poll_action().is_some() {}
             d.reissue_in_flight();
             let id = stored.id.clone();
-            let entry = Arc::new(AsyncMutex::new(Live {
+            let entry = self.register(Live {
                 d,
                 version: stored.version,
-            }));
-            let entry = Arc::clone(lock(&self.inner.live).entry(id.clone()).or_insert(entry));
+            });
             let mut live = entry.lock().await;
-            {
-                let mut index = lock(&self.inner.callbacks);
-                for (_, callback) in live.d.callback_ids() {
-                    index.insert(callback, id.clone());
-                }
-            }
             match self.commit(&mut live, before).await {
                 Ok(changed) => recovered.changed += usize::from(changed),
                 Err(e) => {
@@ -390,11 +372,25 @@ impl Engine {
         if live.d.is_finished() {
             return Ok(Arc::new(AsyncMutex::new(live)));
         }
-        Ok(Arc::clone(
+        Ok(self.register(live))
+    }
+
+    /// Makes an unfinished deployment the engine's to drive: in memory, its callback ids
+    /// indexed. When another caller registered it first, theirs is kept and returned, so there is
+    /// only ever one copy to apply inputs to.
+    fn register(&self, live: Live) -> Arc<AsyncMutex<Live>> {
+        let id = live.d.id().clone();
+        let callbacks: Vec<_> = live.d.callback_ids().map(|(_, c)| c).collect();
+        let entry = Arc::clone(
             lock(&self.inner.live)
                 .entry(id.clone())
                 .or_insert_with(|| Arc::new(AsyncMutex::new(live))),
-        ))
+        );
+        let mut index = lock(&self.inner.callbacks);
+        for callback in callbacks {
+            index.insert(callback, id.clone());
+        }
+        entry
     }
 }
 
