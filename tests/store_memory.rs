@@ -27,3 +27,12 @@ async fn boxed_and_shared_stores_forward_every_method() {
     let shared: Arc<DynStore> = Arc::new(Arc::new(MemoryStore::new()));
     conformance::run_all(&(Arc::new(shared) as Arc<DynStore>)).await;
 }
+
+#[tokio::test]
+async fn memory_store_passes_the_replica_checks() {
+    let store: Arc<DynStore> = Arc::new(MemoryStore::new());
+    conformance::run_all(&store).await;
+    conformance::run_replica_checks(&store).await;
+    let shared: Arc<DynStore> = Arc::new(Arc::new(MemoryStore::new()));
+    conformance::run_replica_checks(&(Arc::new(shared) as Arc<DynStore>)).await;
+}

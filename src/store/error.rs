@@ -104,6 +104,17 @@ pub enum StoreError {
         /// The driver's error.
         source: Box<dyn StdError + Send + Sync>,
     },
+    /// The store does not offer what several replicas need (leases, change notices): it is
+    /// built for one process.
+    #[error(
+        "this store does not support {what}, which several replicas sharing it need: use one \
+         built for that (`MemoryStore` within one process, `PostgresStore` across processes), \
+         or run a single replica"
+    )]
+    Unsupported {
+        /// What is missing.
+        what: &'static str,
+    },
     /// The database failed (locked for longer than the busy timeout, disk full, I/O error, ...).
     #[error(
         "the database failed ({source}): check that it is reachable and writable; the operation \

@@ -6,16 +6,21 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::codec;
-use super::{HistoryEntry, NewDeployment, Store, StoreError, StoredDeployment};
+use super::{
+    ChangeWatcher, HistoryEntry, Lease, NewDeployment, Store, StoreError, StoredDeployment,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::core::{CallbackId, DeploymentId, DeploymentState, DeploymentStatus, Event};
 
 /// A store in the process's memory, for tests and for hosts that need no durability.
 ///
 /// It keeps states and events as the same JSON text the durable stores write, so a state that
-/// does not survive serialization fails here too instead of first failing in production.
+/// does not survive serialization fails here too instead of first failing in production. It
+/// implements leases and change notices, so several engines in one process can share it as
+/// replicas share a database.
 pub struct MemoryStore {
     tables: Mutex<Tables>,
+    watchers: Mutex<Vec<ChangeWatcher>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -27,6 +32,8 @@ struct Tables {
 
 struct Row {
     current: Current,
+    /// Who holds the lease, and until when.
+    lease: Option<(String, DateTime<Utc>)>,
     /// Each event's JSON with the version written together with it.
     history: Vec<(u64, String)>,
 }
@@ -54,7 +61,21 @@ impl MemoryStore {
     pub fn with_clock(clock: impl Clock) -> Self {
         Self {
             tables: Mutex::default(),
+            watchers: Mutex::default(),
             clock: Arc::new(clock),
+        }
+    }
+
+    /// Tells every watcher of a new version, after the tables' lock is released so that a
+    /// watcher may read the store.
+    fn changed(&self, id: &DeploymentId, version: u64) {
+        let watchers = self
+            .watchers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for watcher in watchers {
+            watcher(id, version);
         }
     }
 
@@ -95,6 +116,15 @@ impl Current {
 }
 
 impl Row {
+    /// Whether `lease` may take or extend this row's lease.
+    fn claimable_by(&self, lease: &Lease) -> bool {
+        !self.current.status.is_terminal()
+            && match &self.lease {
+                None => true,
+                Some((owner, until)) => *owner == lease.owner || *until < lease.now,
+            }
+    }
+
     fn append(&mut self, version: u64, events: Vec<String>) {
         self.history
             .extend(events.into_iter().map(|e| (version, e)));
@@ -132,10 +162,13 @@ impl Store for MemoryStore {
                 created_at: now,
                 updated_at: now,
             },
+            lease: new.lease.map(|l| (l.owner, l.until)),
             history: Vec::new(),
         };
         row.append(1, events);
-        tables.deployments.insert(new.id, row);
+        tables.deployments.insert(new.id.clone(), row);
+        drop(tables);
+        self.changed(&new.id, 1);
         Ok(1)
     }
 
@@ -169,6 +202,8 @@ impl Store for MemoryStore {
         current.updated_at = now;
         let version = current.version;
         row.append(version, events);
+        drop(tables);
+        self.changed(id, version);
         Ok(version)
     }
 
@@ -227,5 +262,85 @@ impl Store for MemoryStore {
                 })
             })
             .collect()
+    }
+
+    async fn claim(&self, id: &DeploymentId, lease: &Lease) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        let row = tables
+            .deployments
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
+        if !row.claimable_by(lease) {
+            return Ok(false);
+        }
+        row.lease = Some((lease.owner.clone(), lease.until));
+        Ok(true)
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<Vec<(DeploymentId, u64)>, StoreError> {
+        let mut tables = self.tables();
+        let mut held = Vec::new();
+        for (id, row) in &mut tables.deployments {
+            if let Some((owner, until)) = &mut row.lease
+                && *owner == lease.owner
+                && !row.current.status.is_terminal()
+            {
+                *until = lease.until;
+                held.push((id.clone(), row.current.version));
+            }
+        }
+        held.sort();
+        Ok(held)
+    }
+
+    async fn claim_orphans(
+        &self,
+        lease: &Lease,
+        limit: usize,
+    ) -> Result<Vec<StoredDeployment>, StoreError> {
+        let mut tables = self.tables();
+        let mut orphans: Vec<_> = tables
+            .deployments
+            .iter()
+            .filter(|(_, row)| {
+                row.claimable_by(lease)
+                    && row
+                        .lease
+                        .as_ref()
+                        .is_none_or(|(owner, _)| *owner != lease.owner)
+            })
+            .map(|(id, row)| (row.current.created_at, id.clone()))
+            .collect();
+        orphans.sort();
+        orphans.truncate(limit);
+        let mut taken = Vec::with_capacity(orphans.len());
+        for (_, id) in orphans {
+            if let Some(row) = tables.deployments.get_mut(&id) {
+                row.lease = Some((lease.owner.clone(), lease.until));
+                taken.push((id, row.current.clone()));
+            }
+        }
+        drop(tables);
+        taken.into_iter().map(|(id, c)| c.decode(id)).collect()
+    }
+
+    async fn release(&self, owner: &str) -> Result<usize, StoreError> {
+        let mut tables = self.tables();
+        let mut released = 0;
+        for row in tables.deployments.values_mut() {
+            if row.lease.as_ref().is_some_and(|(o, _)| o == owner) {
+                row.lease = None;
+                released += 1;
+            }
+        }
+        Ok(released)
+    }
+
+    async fn watch(&self, watcher: ChangeWatcher) -> Result<(), StoreError> {
+        self.watchers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(watcher);
+        Ok(())
     }
 }

@@ -65,6 +65,7 @@ mod codec;
 #[cfg(feature = "test-util")]
 pub mod conformance;
 mod error;
+mod lease;
 mod memory;
 mod record;
 #[cfg(feature = "sqlite")]
@@ -76,6 +77,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use error::StoreError;
+pub use lease::{ChangeWatcher, Lease};
 pub use memory::MemoryStore;
 pub use record::{HistoryEntry, NewDeployment, StoredDeployment};
 #[cfg(feature = "sqlite")]
@@ -135,6 +137,54 @@ pub trait Store: Debug + Send + Sync {
 
     /// The events of deployment `id` in the order appended; empty for an unknown id.
     async fn history(&self, id: &DeploymentId) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// Takes the lease on unfinished deployment `id` for `lease.owner`, or extends it, if no
+    /// one holds it, its holder's lease ended before `lease.now`, or `lease.owner` holds it
+    /// already. Returns whether `lease.owner` holds it now; `false` also for a finished
+    /// deployment, and [`StoreError::NotFound`] for an unknown one.
+    ///
+    /// Stores built for one process only do not implement leases and return
+    /// [`StoreError::Unsupported`], as every lease method does by default.
+    async fn claim(&self, id: &DeploymentId, lease: &Lease) -> Result<bool, StoreError> {
+        let _ = (id, lease);
+        Err(StoreError::Unsupported { what: "leases" })
+    }
+
+    /// Extends to `lease.until` every lease `lease.owner` still holds on an unfinished
+    /// deployment, and returns those deployments with their stored versions. A deployment
+    /// missing from the answer is no longer the owner's to drive.
+    async fn renew(&self, lease: &Lease) -> Result<Vec<(DeploymentId, u64)>, StoreError> {
+        let _ = lease;
+        Err(StoreError::Unsupported { what: "leases" })
+    }
+
+    /// Takes, for `lease.owner`, up to `limit` unfinished deployments that no one holds or
+    /// whose lease ended before `lease.now`, oldest first, and returns them. Concurrent callers
+    /// never take the same deployment: each is handed to exactly one of them.
+    async fn claim_orphans(
+        &self,
+        lease: &Lease,
+        limit: usize,
+    ) -> Result<Vec<StoredDeployment>, StoreError> {
+        let _ = (lease, limit);
+        Err(StoreError::Unsupported { what: "leases" })
+    }
+
+    /// Gives up every lease `owner` holds, so other replicas may take its deployments at
+    /// once; returns how many. A replica calls it when it shuts down.
+    async fn release(&self, owner: &str) -> Result<usize, StoreError> {
+        let _ = owner;
+        Err(StoreError::Unsupported { what: "leases" })
+    }
+
+    /// Calls `watcher` after every later `create` and `save`, including those of other
+    /// processes sharing the store (see [`ChangeWatcher`] for what it may rely on).
+    async fn watch(&self, watcher: ChangeWatcher) -> Result<(), StoreError> {
+        let _ = watcher;
+        Err(StoreError::Unsupported {
+            what: "change notices",
+        })
+    }
 }
 
 macro_rules! forward_store {
@@ -189,6 +239,30 @@ macro_rules! forward_store {
 
             async fn history(&self, id: &DeploymentId) -> Result<Vec<HistoryEntry>, StoreError> {
                 (**self).history(id).await
+            }
+
+            async fn claim(&self, id: &DeploymentId, lease: &Lease) -> Result<bool, StoreError> {
+                (**self).claim(id, lease).await
+            }
+
+            async fn renew(&self, lease: &Lease) -> Result<Vec<(DeploymentId, u64)>, StoreError> {
+                (**self).renew(lease).await
+            }
+
+            async fn claim_orphans(
+                &self,
+                lease: &Lease,
+                limit: usize,
+            ) -> Result<Vec<StoredDeployment>, StoreError> {
+                (**self).claim_orphans(lease, limit).await
+            }
+
+            async fn release(&self, owner: &str) -> Result<usize, StoreError> {
+                (**self).release(owner).await
+            }
+
+            async fn watch(&self, watcher: ChangeWatcher) -> Result<(), StoreError> {
+                (**self).watch(watcher).await
             }
         }
     };

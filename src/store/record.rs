@@ -1,5 +1,6 @@
 use chrono::{DateTime, Utc};
 
+use super::Lease;
 use crate::core::{CallbackId, Deployment, DeploymentId, DeploymentState, DeploymentStatus, Event};
 
 /// A deployment to store for the first time; build it with [`NewDeployment::new`].
@@ -19,6 +20,9 @@ pub struct NewDeployment {
     /// Every callback id of its webhook gates. The core assigns them all at start and never
     /// changes them, so the store indexes them once, here.
     pub callback_ids: Vec<CallbackId>,
+    /// The lease to store it under, for a replica that creates a deployment and drives it;
+    /// stores without leases refuse a deployment that has one.
+    pub lease: Option<Lease>,
 }
 
 impl NewDeployment {
@@ -34,7 +38,15 @@ impl NewDeployment {
             state: deployment.state().clone(),
             status: deployment.status(),
             callback_ids: deployment.callback_ids().map(|(_, id)| id).collect(),
+            lease: None,
         }
+    }
+
+    /// Stores it leased to the replica creating it, so no other replica takes it as an orphan
+    /// between its creation and its first lease.
+    pub fn leased(mut self, lease: Lease) -> Self {
+        self.lease = Some(lease);
+        self
     }
 
     /// Stores it with another status, such as `queued` for a deployment that waits for

@@ -20,6 +20,7 @@
 //! [`Store`]: super::Store
 
 mod fixture;
+mod leases;
 mod lifecycle;
 mod queries;
 mod versions;
@@ -29,6 +30,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
+pub use leases::{change_notices, lease_claims, lease_release, lease_renewal, orphan_claims};
 pub use lifecycle::{duplicate_create_refused, large_state, round_trip, unknown_ids};
 pub use queries::{callback_lookup, running_for_application, unfinished_listing};
 pub use versions::{concurrent_saves, history_order_and_atomicity, stale_version_conflicts};
@@ -51,6 +53,16 @@ pub async fn run_all(store: &Arc<DynStore>) {
     callback_lookup(&**store).await;
     unfinished_listing(&**store).await;
     running_for_application(&**store).await;
+}
+
+/// Runs every check of what several replicas need: leases and change notices. Run it on a
+/// store no engine is using, since [`orphan_claims`] takes every unleased deployment.
+pub async fn run_replica_checks(store: &Arc<DynStore>) {
+    lease_claims(&**store).await;
+    lease_renewal(&**store).await;
+    orphan_claims(&**store).await;
+    lease_release(&**store).await;
+    change_notices(&**store).await;
 }
 
 /// Polls every task whenever one may progress, so that they all run at once without a

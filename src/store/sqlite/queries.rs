@@ -26,6 +26,9 @@ macro_rules! select_deployments {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create(&self, new: NewDeployment, events: &[Event]) -> Result<u64, StoreError> {
+        if new.lease.is_some() {
+            return Err(StoreError::Unsupported { what: "leases" });
+        }
         let create = Create {
             state: codec::encode_state(&new.id, &new.state)?,
             events: event_array(codec::encode_events(&new.id, events)?),
