@@ -19,35 +19,62 @@ use crate::store::StoreError;
 /// store fails.
 const MAX_RECORD_WAIT: Duration = Duration::from_secs(5);
 
+/// How many times an input is applied before a run of conflicting saves is reported to the
+/// caller (who may retry: a callback's sender gets a 503).
+const MAX_CONFLICT_RETRIES: u32 = 5;
+
 impl Engine {
     /// Applies `input` to deployment `id` and commits the result. The outer error is the
     /// engine's (unknown deployment, store failure: nothing changed); the inner value is what
     /// `input` returned.
+    ///
+    /// When someone else saved the deployment first (another replica, or a write racing this
+    /// one), `input` is applied again to what they stored, a few times at most.
     pub(crate) async fn apply<R>(
         &self,
         id: &DeploymentId,
-        input: impl FnOnce(&mut Deployment, DateTime<Utc>) -> R,
+        mut input: impl FnMut(&mut Deployment, DateTime<Utc>) -> R,
     ) -> Result<R, RuntimeError> {
-        let entry = self.entry(id).await?;
-        let mut live = entry.lock().await;
-        let before = live.d.clone();
-        let now = self.inner.clock.now();
-        let result = input(&mut live.d, now);
-        self.commit(&mut live, before).await?;
-        Ok(result)
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let entry = self.entry(id, true).await?;
+            let mut live = entry.lock().await;
+            let before = live.d.clone();
+            let now = self.inner.clock.now();
+            let result = input(&mut live.d, now);
+            match self.commit(&mut live, before).await {
+                Ok(_) => return Ok(result),
+                Err(RuntimeError::Store(StoreError::Conflict { .. }))
+                    if attempts < MAX_CONFLICT_RETRIES => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Stores what changed since `before` and then publishes events and starts actions. On a
     /// store failure the deployment is put back as it was. Returns whether anything changed.
+    ///
+    /// A copy of a deployment another replica drives keeps the actions in its state, for that
+    /// replica to perform once the store's notice reaches it.
     pub(crate) async fn commit(
         &self,
         live: &mut Live,
         before: Deployment,
     ) -> Result<bool, RuntimeError> {
-        let (actions, events) = drain(&mut live.d);
+        let (actions, events) = if live.owned {
+            drain(&mut live.d)
+        } else {
+            (
+                Vec::new(),
+                std::iter::from_fn(|| live.d.poll_event()).collect(),
+            )
+        };
         let id = live.d.id().clone();
         if live.d.state() == before.state() && actions.is_empty() && events.is_empty() {
-            self.inner.deadlines.set(&id, live.d.poll_timeout());
+            if live.owned {
+                self.inner.deadlines.set(&id, live.d.poll_timeout());
+            }
             return Ok(false);
         }
         if live.d.state() != before.state() || !events.is_empty() {
@@ -65,12 +92,18 @@ impl Engine {
                         // applies to what is stored rather than failing forever.
                         self.reload(live).await;
                     }
-                    self.inner.deadlines.set(&id, live.d.poll_timeout());
+                    if live.owned {
+                        self.inner.deadlines.set(&id, live.d.poll_timeout());
+                    }
                     return Err(e.into());
                 }
             }
         }
-        self.after_commit(live, actions, events);
+        if live.owned {
+            self.after_commit(live, actions, events);
+        } else {
+            self.publish(&id, events);
+        }
         Ok(true)
     }
 
@@ -78,17 +111,21 @@ impl Engine {
     pub(crate) fn after_commit(&self, live: &Live, actions: Vec<Action>, events: Vec<Event>) {
         let id = live.d.id().clone();
         self.inner.deadlines.set(&id, live.d.poll_timeout());
-        for event in events {
-            let _ = self.inner.events.send(EngineEvent::Deployment {
-                id: id.clone(),
-                event,
-            });
-        }
+        self.publish(&id, events);
         for action in actions {
             self.perform(live, action);
         }
         if live.d.is_finished() {
             self.retire(&live.d);
+        }
+    }
+
+    fn publish(&self, id: &DeploymentId, events: Vec<Event>) {
+        for event in events {
+            let _ = self.inner.events.send(EngineEvent::Deployment {
+                id: id.clone(),
+                event,
+            });
         }
     }
 
@@ -215,7 +252,7 @@ impl Engine {
 
     /// Runs `io` in a task and records its result with `record`. Shutdown abandons `io` (the
     /// work is asked for again on recovery) but never a write already under way.
-    fn spawn_io<T: Clone + Send + 'static>(
+    fn spawn_io<T: Clone + Send + Sync + 'static>(
         &self,
         id: DeploymentId,
         io: impl Future<Output = T> + Send + 'static,
@@ -238,8 +275,10 @@ impl Engine {
                 // gate or step waiting with nothing to wake it.
                 let mut wait = Duration::from_millis(100);
                 loop {
-                    let value = result.clone();
-                    match engine.apply(&id, |d, now| record(d, now, value)).await {
+                    match engine
+                        .apply(&id, |d, now| record(d, now, result.clone()))
+                        .await
+                    {
                         Ok(Ok(())) | Ok(Err(CoreError::Stale)) => return,
                         Ok(Err(e)) => {
                             tracing::warn!(error = %e, "the core refused a result");

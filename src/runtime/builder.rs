@@ -7,6 +7,7 @@ use tokio_util::task::TaskTracker;
 
 use super::engine::{Engine, Inner};
 use super::host::Host;
+use super::replica::{Replica, ReplicaOptions};
 use super::scheduler::Deadlines;
 use crate::clock::{Clock, SystemClock};
 use crate::core::{IdSource, Settings};
@@ -26,6 +27,7 @@ pub struct EngineBuilder {
     settings: Settings,
     event_capacity: usize,
     allow_concurrent: bool,
+    replica: Option<ReplicaOptions>,
 }
 
 impl Engine {
@@ -41,6 +43,7 @@ impl Engine {
             settings: Settings::default(),
             event_capacity: 4096,
             allow_concurrent: false,
+            replica: None,
         }
     }
 }
@@ -90,6 +93,20 @@ impl EngineBuilder {
         self
     }
 
+    /// Makes the engine one of several replicas sharing its store (which must implement
+    /// leases and change notices: `PostgresStore` across processes, [`MemoryStore`] within
+    /// one). Each replica drives the deployments it holds leases on, applies any input it
+    /// receives, and takes over the deployments of a replica that stopped; see
+    /// [`Engine::maintain_leases`]. Without it the engine assumes it is the store's only user.
+    ///
+    /// `ifDeploymentInProgress` is checked by each replica on its own, so two replicas starting
+    /// the same application at the same moment may both start it, and an `enqueueOne`
+    /// deployment waits in the memory of the replica that was asked to start it.
+    pub fn replica(mut self, options: ReplicaOptions) -> Self {
+        self.replica = Some(options);
+        self
+    }
+
     /// The engine. Call [`Engine::recover`] before serving, and run [`Engine::run_scheduler`]
     /// in a task.
     pub fn build(self) -> Engine {
@@ -112,6 +129,7 @@ impl EngineBuilder {
                 events,
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
+                replica: self.replica.map(Replica::new),
             }),
         }
     }

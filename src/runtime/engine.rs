@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 use super::error::RuntimeError;
 use super::event::EngineEvent;
 use super::host::Host;
+use super::replica::Replica;
 use super::scheduler::Deadlines;
 use super::view::DeploymentView;
 use crate::clock::Clock;
@@ -53,12 +54,17 @@ pub(crate) struct Inner {
     pub(crate) events: broadcast::Sender<EngineEvent>,
     pub(crate) tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
+    /// Set when the engine is one of several replicas sharing its store.
+    pub(crate) replica: Option<Replica>,
 }
 
-/// A deployment the engine is driving, with the store version its state was saved at.
+/// A deployment with the store version its state was saved at.
 pub(crate) struct Live {
     pub(crate) d: Deployment,
     pub(crate) version: u64,
+    /// Whether this engine drives it (performs its actions, fires its deadlines), or only
+    /// applies an input to a copy: a finished deployment, or one another replica drives.
+    pub(crate) owned: bool,
 }
 
 /// A deployment waiting for another one of its application (`enqueueOne`).
@@ -172,12 +178,16 @@ impl Engine {
             Deployment::start(plan, id, options, &mut **ids, now)
         };
         let (actions, events) = drain(&mut d);
-        let version = self
-            .inner
-            .store
-            .create(NewDeployment::new(&d, &*source), &events)
-            .await?;
-        let entry = self.register(Live { d, version });
+        let mut new = NewDeployment::new(&d, &*source);
+        if let Some(lease) = self.lease() {
+            new = new.leased(lease);
+        }
+        let version = self.inner.store.create(new, &events).await?;
+        let entry = self.register(Live {
+            d,
+            version,
+            owned: true,
+        });
         let live = entry.lock().await;
         self.after_commit(&live, actions, events);
         Ok(())
@@ -187,44 +197,41 @@ impl Engine {
     /// while the engine was down fire at once (a callback timeout that expired fails its
     /// gate), and outbound calls and host steps that were in flight are asked for again (with
     /// the same idempotency keys and operation ids).
+    ///
+    /// A replica ([`EngineBuilder::replica`](super::EngineBuilder::replica)) resumes only the
+    /// deployments it held itself before it restarted and those no live replica holds, and
+    /// starts hearing of the other replicas' writes.
     pub async fn recover(&self) -> Result<Recovered, RuntimeError> {
         let mut recovered = Recovered {
             resumed: 0,
             changed: 0,
         };
-        for stored in self.inner.store.list_unfinished().await? {
-            let plan = match self.plan_for(&stored.plan_source) {
-                Ok(plan) => plan,
-                Err(e) => {
-                    tracing::error!(deployment = %stored.id, error = %e, "a stored deployment's file no longer validates; it is left as it is");
-                    continue;
+        let stored = match self.lease() {
+            None => self.inner.store.list_unfinished().await?,
+            Some(lease) => {
+                self.watch_store().await?;
+                let mut stored = Vec::new();
+                for (id, _) in self.inner.store.renew(&lease).await? {
+                    stored.extend(self.inner.store.load(&id).await?);
                 }
-            };
-            let mut d = match Deployment::restore(plan, stored.state) {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::error!(deployment = %stored.id, error = %e, "a stored deployment does not fit its file; it is left as it is");
-                    continue;
+                loop {
+                    let orphans = self.inner.store.claim_orphans(&lease, 1000).await?;
+                    if orphans.is_empty() {
+                        break;
+                    }
+                    stored.extend(orphans);
                 }
-            };
-            let before = d.clone();
-            // Deadlines first: whatever they start or end is then in the state, and the reissue
-            // below asks for exactly what is still in flight — never a step and its rollback.
-            d.handle_timeout(self.inner.clock.now());
-            while d.poll_action().is_some() {}
-            d.reissue_in_flight();
+                stored
+            }
+        };
+        for stored in stored {
             let id = stored.id.clone();
-            let entry = self.register(Live {
-                d,
-                version: stored.version,
-            });
-            let mut live = entry.lock().await;
-            match self.commit(&mut live, before).await {
+            match self.resume(stored).await {
                 Ok(changed) => recovered.changed += usize::from(changed),
                 Err(e) => {
-                    // Out of memory again, so the next input loads it afresh and recovers it.
-                    lock(&self.inner.live).remove(&id);
-                    tracing::error!(deployment = %id, error = %e, "could not resume a deployment");
+                    // A file that no longer validates or a state that does not fit it stays
+                    // stored as it is, for an operator to look at; the rest still resume.
+                    tracing::error!(deployment = %id, error = %e, "could not resume a deployment; it is left as it is");
                     continue;
                 }
             }
@@ -246,14 +253,14 @@ impl Engine {
         gate: GateId,
         decision: Decision,
     ) -> Result<(), RuntimeError> {
-        self.apply(id, |d, now| d.handle_approval(now, gate, decision))
+        self.apply(id, |d, now| d.handle_approval(now, gate, decision.clone()))
             .await??;
         Ok(())
     }
 
     /// A deployment's status, its environments' statuses and its open gates.
     pub async fn view(&self, id: &DeploymentId) -> Result<DeploymentView, RuntimeError> {
-        let entry = self.entry(id).await?;
+        let entry = self.entry(id, false).await?;
         let live = entry.lock().await;
         Ok(DeploymentView::of(&live.d))
     }
@@ -300,7 +307,20 @@ impl Engine {
 
     /// Runs the scheduler until [`Engine::shutdown`]: one loop sleeps until the earliest
     /// deadline of all deployments (or until an earlier one appears) and fires what is due.
+    ///
+    /// A replica's loop also keeps its leases ([`Engine::maintain_leases`], every third of the
+    /// lease time) and takes up at once the changes other replicas make to the deployments it
+    /// drives, as the store's notices report them.
     pub async fn run_scheduler(&self) {
+        let mut notices = self.take_notices().await;
+        let upkeep_every = self
+            .replica()
+            .map_or(std::time::Duration::from_secs(3600), |r| {
+                r.options.lease / 3
+            })
+            .max(std::time::Duration::from_millis(10));
+        let mut upkeep = tokio::time::interval(upkeep_every);
+        upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.fire_due().await;
             let wait = self
@@ -312,6 +332,23 @@ impl Engine {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = self.inner.deadlines.changed.notified() => {}
+                _ = upkeep.tick(), if self.replica().is_some() => {
+                    if let Err(e) = self.maintain_leases().await {
+                        tracing::warn!(error = %e, "could not keep the leases; trying again at the next round");
+                    }
+                }
+                Some((id, version)) = async {
+                    match notices.as_mut() {
+                        Some(n) => n.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    // In a task, so a slow store or a busy deployment never holds up deadlines.
+                    if lock(&self.inner.live).contains_key(&id) {
+                        let engine = self.clone();
+                        self.inner.tasks.spawn(async move { engine.sync(&id, version).await });
+                    }
+                }
                 () = self.inner.shutdown.cancelled() => return,
             }
         }
@@ -320,10 +357,18 @@ impl Engine {
     /// Stops the scheduler, abandons outbound calls and host steps still waiting for an answer
     /// (they are asked for again by [`Engine::recover`] on the next start), and waits until
     /// every state write already under way has finished.
+    ///
+    /// A replica then gives up its leases, so the other replicas take its deployments over at
+    /// once rather than when the leases end.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
+        if let Some(replica) = self.replica()
+            && let Err(e) = self.inner.store.release(&replica.options.id).await
+        {
+            tracing::warn!(error = %e, "could not give up the leases; other replicas take over when they end");
+        }
     }
 
     /// The engine's clock.
@@ -347,10 +392,14 @@ impl Engine {
         DeploymentId(format!("d-{}", &id.to_string()[16..]))
     }
 
-    /// The deployment's entry: in memory while unfinished, loaded from the store otherwise.
+    /// The deployment's entry: in memory while this engine drives it, loaded from the store
+    /// otherwise. An unfinished deployment loaded from the store becomes this engine's to
+    /// drive if it is the only one, or, for a replica, if `take_over` and no live replica
+    /// holds it; otherwise the entry is a copy that only records an input.
     pub(crate) async fn entry(
         &self,
         id: &DeploymentId,
+        take_over: bool,
     ) -> Result<Arc<AsyncMutex<Live>>, RuntimeError> {
         if let Some(entry) = lock(&self.inner.live).get(id) {
             return Ok(Arc::clone(entry));
@@ -361,15 +410,30 @@ impl Engine {
             .load(id)
             .await?
             .ok_or_else(|| RuntimeError::UnknownDeployment(id.clone()))?;
+        let finished = stored.status.is_terminal();
+        let owned = !finished
+            && match self.lease() {
+                None => true,
+                Some(lease) => take_over && self.inner.store.claim(id, &lease).await?,
+            };
+        if owned && self.replica().is_some() {
+            // Taken over from a replica that stopped: resumed as a restart would.
+            self.resume(stored).await?;
+            return lock(&self.inner.live)
+                .get(id)
+                .cloned()
+                .ok_or_else(|| RuntimeError::UnknownDeployment(id.clone()));
+        }
         let plan = self.plan_for(&stored.plan_source)?;
-        let d = Deployment::restore(plan, stored.state)?;
         let live = Live {
-            d,
+            d: Deployment::restore(plan, stored.state)?,
             version: stored.version,
+            owned,
         };
-        // A finished deployment never changes again, so a private copy answers its late
-        // callbacks; an unfinished one must be shared, so the first loader's copy wins.
-        if live.d.is_finished() {
+        // A copy is private: a finished deployment never changes again, and an input applied
+        // to another replica's deployment is stored for that replica to act on. A deployment
+        // this engine drives must be shared, so the first loader's copy wins.
+        if !owned {
             return Ok(Arc::new(AsyncMutex::new(live)));
         }
         Ok(self.register(live))
@@ -378,7 +442,7 @@ impl Engine {
     /// Makes an unfinished deployment the engine's to drive: in memory, its callback ids
     /// indexed. When another caller registered it first, theirs is kept and returned, so there is
     /// only ever one copy to apply inputs to.
-    fn register(&self, live: Live) -> Arc<AsyncMutex<Live>> {
+    pub(crate) fn register(&self, live: Live) -> Arc<AsyncMutex<Live>> {
         let id = live.d.id().clone();
         let callbacks: Vec<_> = live.d.callback_ids().map(|(_, c)| c).collect();
         let entry = Arc::clone(

@@ -50,7 +50,7 @@ impl GateService for Engine {
     ) -> Result<CallbackAck, GateError> {
         let deployment = self.deployment_for(id).await?;
         let applied = self
-            .apply(&deployment, |d, now| match report {
+            .apply(&deployment, |d, now| match report.clone() {
                 CallbackReport::Outcome { success, message } => {
                     d.handle_callback(now, id, success, message)
                 }
@@ -69,8 +69,10 @@ impl GateService for Engine {
         decision: Decision,
         _by: &Principal,
     ) -> Result<(), GateError> {
-        self.apply(deployment, |d, now| d.handle_approval(now, gate, decision))
-            .await??;
+        self.apply(deployment, |d, now| {
+            d.handle_approval(now, gate, decision.clone())
+        })
+        .await??;
         Ok(())
     }
 }

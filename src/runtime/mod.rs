@@ -37,6 +37,7 @@ mod error;
 mod event;
 mod gates;
 mod host;
+mod replica;
 mod scheduler;
 mod view;
 
@@ -45,4 +46,5 @@ pub use engine::{Engine, Recovered, Started};
 pub use error::RuntimeError;
 pub use event::EngineEvent;
 pub use host::{Host, SimulatedHost, StepContext};
+pub use replica::{ReplicaOptions, Upkeep};
 pub use view::{DeploymentView, GateView};

@@ -1,0 +1,261 @@
+//! Several engines sharing one store (replicas): who drives which deployment, and how a change
+//! made by one replica reaches the one driving it.
+//!
+//! Each unfinished deployment is driven by one replica at a time, the holder of its lease in
+//! the store: only the holder performs its outbound calls and host steps and fires its
+//! deadlines. Any replica may apply an input (a callback reaching it through the load
+//! balancer, a decision): it loads the deployment, applies the input and saves it with the
+//! version it read, leaving the actions the input produced in the stored state for the holder;
+//! the store's change notice wakes the holder, which reloads the deployment, stores it without
+//! those actions and performs them. Every action therefore comes out of exactly one successful
+//! versioned save, which is what makes it happen once however replicas race.
+//!
+//! Leases are renewed every third of their time. A replica that stops renewing (it died, or
+//! lost the database) loses its deployments when its leases end: another replica takes them
+//! over as a restarted engine would, firing the deadlines that passed and asking again for the
+//! calls and steps that were under way (with the same idempotency keys and operation ids).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::engine::{Engine, Live, lock};
+use super::error::RuntimeError;
+use crate::core::{Deployment, DeploymentId};
+use crate::store::{ChangeWatcher, Lease, StoredDeployment};
+
+/// How an engine takes part as one of several replicas sharing a store; see
+/// [`EngineBuilder::replica`](super::EngineBuilder::replica).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplicaOptions {
+    /// This replica's name, unique among the replicas sharing the store. A replica restarted
+    /// under the same name takes its own deployments back at once instead of waiting for its
+    /// leases to end.
+    pub id: String,
+    /// How long a lease lasts without renewal: how long a dead replica's deployments wait
+    /// before another replica takes them over. Renewed every third of it.
+    pub lease: Duration,
+    /// How many orphaned deployments one round of lease upkeep takes over at most, so a
+    /// replica that finds many does not take them all before the others look.
+    pub takeover_batch: usize,
+}
+
+impl ReplicaOptions {
+    /// Replica `id` with 30-second leases, taking over at most 100 deployments per round.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            lease: Duration::from_secs(30),
+            takeover_batch: 100,
+        }
+    }
+
+    /// Leases of `lease` instead of 30 seconds.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// At most `batch` orphaned deployments taken over per round of upkeep.
+    pub fn takeover_batch(mut self, batch: usize) -> Self {
+        self.takeover_batch = batch.max(1);
+        self
+    }
+}
+
+/// What one round of lease upkeep ([`Engine::maintain_leases`]) did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Upkeep {
+    /// Leases renewed.
+    pub renewed: usize,
+    /// Deployments changed by another replica and reloaded.
+    pub reloaded: usize,
+    /// Deployments whose lease another replica took: no longer driven here.
+    pub lost: usize,
+    /// Orphaned deployments taken over from a replica whose lease ended.
+    pub taken_over: usize,
+}
+
+/// The replica part of an engine's shared state.
+pub(crate) struct Replica {
+    pub(crate) options: ReplicaOptions,
+    /// Change notices from the store, for the scheduler loop.
+    pub(crate) notices: tokio::sync::Mutex<Option<mpsc::UnboundedReceiver<(DeploymentId, u64)>>>,
+    notify: mpsc::UnboundedSender<(DeploymentId, u64)>,
+}
+
+impl Replica {
+    pub(crate) fn new(options: ReplicaOptions) -> Self {
+        let (notify, notices) = mpsc::unbounded_channel();
+        Self {
+            options,
+            notices: tokio::sync::Mutex::new(Some(notices)),
+            notify,
+        }
+    }
+}
+
+impl Engine {
+    pub(crate) fn replica(&self) -> Option<&Replica> {
+        self.inner.replica.as_ref()
+    }
+
+    /// A lease from now for this replica, if it is one.
+    pub(crate) fn lease(&self) -> Option<Lease> {
+        self.replica().map(|r| {
+            Lease::new(
+                r.options.id.clone(),
+                self.inner.clock.now(),
+                r.options.lease,
+            )
+        })
+    }
+
+    /// Starts hearing of other replicas' writes.
+    pub(crate) async fn watch_store(&self) -> Result<(), RuntimeError> {
+        let Some(replica) = self.replica() else {
+            return Ok(());
+        };
+        let notify = replica.notify.clone();
+        let watcher: ChangeWatcher = Arc::new(move |id: &DeploymentId, version| {
+            let _ = notify.send((id.clone(), version));
+        });
+        self.inner.store.watch(watcher).await?;
+        Ok(())
+    }
+
+    /// One round of lease upkeep: renews this replica's leases, reloads what other replicas
+    /// changed, lets go of what another replica took, and takes over deployments whose
+    /// replica stopped renewing. [`Engine::run_scheduler`] runs it every third of the lease
+    /// time; tests on a manual clock call it directly. Does nothing on an engine that is not a
+    /// replica.
+    pub async fn maintain_leases(&self) -> Result<Upkeep, RuntimeError> {
+        let mut upkeep = Upkeep::default();
+        let Some(lease) = self.lease() else {
+            return Ok(upkeep);
+        };
+        let held: HashMap<DeploymentId, u64> =
+            self.inner.store.renew(&lease).await?.into_iter().collect();
+        upkeep.renewed = held.len();
+        let live: Vec<DeploymentId> = lock(&self.inner.live).keys().cloned().collect();
+        for id in live {
+            match held.get(&id) {
+                Some(&version) => upkeep.reloaded += usize::from(self.sync(&id, version).await),
+                None => {
+                    self.lose(&id).await;
+                    upkeep.lost += 1;
+                }
+            }
+        }
+        let batch = self.replica().map_or(1, |r| r.options.takeover_batch);
+        for stored in self.inner.store.claim_orphans(&lease, batch).await? {
+            let id = stored.id.clone();
+            match self.resume(stored).await {
+                Ok(_) => upkeep.taken_over += 1,
+                Err(e) => {
+                    tracing::error!(deployment = %id, error = %e, "could not take over a deployment")
+                }
+            }
+        }
+        Ok(upkeep)
+    }
+
+    /// Catches up with a write another replica made to a deployment driven here: reloads it,
+    /// stores it without the actions that write left for the driver, and performs them.
+    /// Returns whether it reloaded.
+    pub(crate) async fn sync(&self, id: &DeploymentId, version: u64) -> bool {
+        let Some(entry) = lock(&self.inner.live).get(id).cloned() else {
+            return false;
+        };
+        let mut live = entry.lock().await;
+        if live.version >= version {
+            return false;
+        }
+        let stored = match self.inner.store.load(id).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(deployment = %id, error = %e, "could not reload a deployment another replica changed");
+                return false;
+            }
+        };
+        let d = match Deployment::restore(Arc::clone(live.d.plan()), stored.state) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(deployment = %id, error = %e, "the stored state no longer fits");
+                return false;
+            }
+        };
+        live.d = d;
+        live.version = stored.version;
+        let before = live.d.clone();
+        if let Err(e) = self.commit(&mut live, before).await {
+            // The actions stay in the stored state; the next notice or upkeep round tries again.
+            tracing::warn!(deployment = %id, error = %e, "could not take up another replica's change");
+        }
+        true
+    }
+
+    /// Another replica took the deployment's lease: it is no longer driven here. A deployment
+    /// that finished meanwhile has its last actions taken up first.
+    async fn lose(&self, id: &DeploymentId) {
+        if let Ok(Some(stored)) = self.inner.store.load(id).await
+            && stored.status.is_terminal()
+        {
+            self.sync(id, stored.version).await;
+        }
+        let Some(entry) = lock(&self.inner.live).remove(id) else {
+            return;
+        };
+        let live = entry.lock().await;
+        let mut index = lock(&self.inner.callbacks);
+        for (_, callback) in live.d.callback_ids() {
+            index.remove(&callback);
+        }
+        self.inner.deadlines.set(id, None);
+        tracing::info!(deployment = %id, "another replica drives this deployment now");
+    }
+
+    /// Makes a stored deployment this engine's to drive, as after a restart: deadlines that
+    /// passed fire, and calls and steps that were under way are asked for again. Returns
+    /// whether its state changed.
+    pub(crate) async fn resume(&self, stored: StoredDeployment) -> Result<bool, RuntimeError> {
+        if lock(&self.inner.live).contains_key(&stored.id) {
+            return Ok(false);
+        }
+        let plan = self.plan_for(&stored.plan_source)?;
+        let mut d = Deployment::restore(plan, stored.state)?;
+        let before = d.clone();
+        // Deadlines first: whatever they start or end is then in the state, and the reissue
+        // below asks for exactly what is still in flight — never a step and its rollback. The
+        // pending actions a write left for the previous driver are among what is reissued.
+        d.handle_timeout(self.inner.clock.now());
+        while d.poll_action().is_some() {}
+        d.reissue_in_flight();
+        let id = stored.id.clone();
+        let entry = self.register(Live {
+            d,
+            version: stored.version,
+            owned: true,
+        });
+        let mut live = entry.lock().await;
+        self.commit(&mut live, before).await.inspect_err(|_| {
+            // Out of memory again, so the next input loads it afresh and resumes it.
+            lock(&self.inner.live).remove(&id);
+        })
+    }
+
+    /// The receiving end of the store's change notices, for the scheduler loop.
+    pub(crate) async fn take_notices(
+        &self,
+    ) -> Option<mpsc::UnboundedReceiver<(DeploymentId, u64)>> {
+        match self.replica() {
+            Some(r) => r.notices.lock().await.take(),
+            None => None,
+        }
+    }
+}
