@@ -60,6 +60,14 @@
 //!   every commit, so a save that returned `Ok` also survives a power loss or an
 //!   operating-system crash, on storage that honours `fsync`. Concurrent saves are
 //!   committed together (group commit), so one `fsync` covers a whole batch.
+//!
+//! # PostgreSQL
+//!
+//! `PostgresStore` (feature `postgres`) keeps the same tables in a PostgreSQL schema, for
+//! several replicas sharing one database: it implements leases and change notices
+//! (`LISTEN`/`NOTIFY`), applies its migrations under an advisory lock when it connects, and
+//! acknowledges a write after its `COMMIT`. Lease times come from each replica's clock, so
+//! those clocks must agree to well within the lease time.
 
 mod codec;
 #[cfg(feature = "test-util")]
@@ -67,6 +75,8 @@ pub mod conformance;
 mod error;
 mod lease;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod record;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -79,6 +89,8 @@ use async_trait::async_trait;
 pub use error::StoreError;
 pub use lease::{ChangeWatcher, Lease};
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use record::{HistoryEntry, NewDeployment, StoredDeployment};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SqliteOptions, SqliteStore};

@@ -27,9 +27,12 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 pub const TOKEN: &str = "replica-callback-token";
 
-/// Every host step any replica ran: (deployment, environment, step) → how many times.
+/// A host step: deployment, environment, step name.
+type StepKey = (DeploymentId, String, String);
+
+/// Every host step any replica ran, with how many times.
 #[derive(Clone, Default)]
-pub struct CountingHost(Arc<Mutex<HashMap<(DeploymentId, String, String), usize>>>);
+pub struct CountingHost(Arc<Mutex<HashMap<StepKey, usize>>>);
 
 #[async_trait]
 impl Host for CountingHost {
@@ -55,7 +58,7 @@ impl Host for CountingHost {
 }
 
 impl CountingHost {
-    pub fn runs(&self) -> HashMap<(DeploymentId, String, String), usize> {
+    pub fn runs(&self) -> HashMap<StepKey, usize> {
         self.0.lock().unwrap().clone()
     }
 }
