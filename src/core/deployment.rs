@@ -28,9 +28,18 @@ pub struct StartOptions {
     /// Seed of the jitter of retry backoffs. Production hosts pass a random value; tests a fixed
     /// one, so that runs repeat exactly.
     pub seed: u64,
+    /// The tenant that owns the deployment, kept with its state for hosts that let only that
+    /// tenant's principals act on it. The core does nothing else with it.
+    pub tenant: Option<String>,
 }
 
 impl StartOptions {
+    /// Sets the owning tenant.
+    pub fn with_tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
     /// Adds a start-time context value.
     pub fn with_context(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.context.insert(key.into(), value.into());
@@ -92,6 +101,7 @@ impl Deployment {
             id,
             started_at: now,
             context: options.context,
+            tenant: options.tenant,
             settings: options.settings,
             rng: Pcg64Mcg::seed_from_u64(options.seed),
             next_op: 0,
@@ -159,6 +169,11 @@ impl Deployment {
     /// When it started.
     pub fn started_at(&self) -> DateTime<Utc> {
         self.s.started_at
+    }
+
+    /// The tenant that owns the deployment, if it was started for one.
+    pub fn tenant(&self) -> Option<&str> {
+        self.s.tenant.as_deref()
     }
 
     /// The settings it started with.

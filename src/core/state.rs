@@ -22,6 +22,10 @@ pub struct DeploymentState {
     pub(crate) id: DeploymentId,
     pub(crate) started_at: DateTime<Utc>,
     pub(crate) context: BTreeMap<String, String>,
+    /// The tenant that owns the deployment, for hosts that scope callers by tenant; the core
+    /// only keeps it. Absent in states written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) tenant: Option<String>,
     pub(crate) settings: Settings,
     pub(crate) rng: Pcg64Mcg,
     pub(crate) next_op: u64,

@@ -186,7 +186,7 @@ impl Engine {
             let result = match engine.plan_for(&next.source) {
                 Ok(plan) => {
                     engine
-                        .launch(next.id.clone(), plan, next.source, next.context)
+                        .launch(next.id.clone(), plan, next.source, next.context, next.tenant)
                         .await
                 }
                 Err(e) => Err(e),

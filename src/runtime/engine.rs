@@ -72,6 +72,7 @@ pub(crate) struct Queued {
     pub(crate) id: DeploymentId,
     pub(crate) source: Arc<str>,
     pub(crate) context: BTreeMap<String, String>,
+    pub(crate) tenant: Option<String>,
 }
 
 /// How [`Engine::start`] went.
@@ -111,6 +112,27 @@ impl Engine {
         source: &str,
         context: BTreeMap<String, String>,
     ) -> Result<Started, RuntimeError> {
+        self.start_owned(source, context, None).await
+    }
+
+    /// Starts a deployment as [`Engine::start`] does, owned by `tenant`: callbacks and
+    /// decisions through the HTTP layer are then accepted only from principals of that tenant
+    /// ([`Principal::tenant`](crate::auth::Principal::tenant)); others get `403`.
+    pub async fn start_for_tenant(
+        &self,
+        source: &str,
+        context: BTreeMap<String, String>,
+        tenant: impl Into<String>,
+    ) -> Result<Started, RuntimeError> {
+        self.start_owned(source, context, Some(tenant.into())).await
+    }
+
+    async fn start_owned(
+        &self,
+        source: &str,
+        context: BTreeMap<String, String>,
+        tenant: Option<String>,
+    ) -> Result<Started, RuntimeError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(RuntimeError::ShuttingDown);
         }
@@ -136,6 +158,7 @@ impl Engine {
                             id: id.clone(),
                             source,
                             context,
+                            tenant,
                         },
                     );
                     if let Some(old) = replaced {
@@ -152,7 +175,8 @@ impl Engine {
                 }),
             };
         }
-        self.launch(id.clone(), plan, source, context).await?;
+        self.launch(id.clone(), plan, source, context, tenant)
+            .await?;
         Ok(Started {
             id,
             status: DeploymentStatus::Running,
@@ -165,6 +189,7 @@ impl Engine {
         plan: Arc<Plan>,
         source: Arc<str>,
         context: BTreeMap<String, String>,
+        tenant: Option<String>,
     ) -> Result<(), RuntimeError> {
         let now = self.inner.clock.now();
         let mut d = {
@@ -172,6 +197,7 @@ impl Engine {
             let seed = u64::from_be_bytes(ids.callback_id().0[..8].try_into().unwrap_or_default());
             let options = StartOptions {
                 context,
+                tenant,
                 settings: self.inner.settings.clone(),
                 seed,
             };

@@ -6,7 +6,7 @@ use super::engine::{Engine, lock};
 use super::error::RuntimeError;
 use crate::auth::Principal;
 use crate::config::GateId;
-use crate::core::{CallbackAck, CallbackId, CoreError, Decision, DeploymentId};
+use crate::core::{CallbackAck, CallbackId, CoreError, Decision, Deployment, DeploymentId};
 use crate::server::{CallbackReport, GateError, GateService};
 
 impl From<RuntimeError> for GateError {
@@ -46,20 +46,22 @@ impl GateService for Engine {
         &self,
         id: CallbackId,
         report: CallbackReport,
-        _by: &Principal,
+        by: &Principal,
     ) -> Result<CallbackAck, GateError> {
         let deployment = self.deployment_for(id).await?;
-        let applied = self
-            .apply(&deployment, |d, now| match report.clone() {
+        self.apply(&deployment, |d, now| {
+            check_tenant(d, by)?;
+            Ok(match report.clone() {
                 CallbackReport::Outcome { success, message } => {
-                    d.handle_callback(now, id, success, message)
+                    d.handle_callback(now, id, success, message)?
                 }
-                CallbackReport::Progress { message } => d
-                    .handle_progress(now, id, message)
-                    .map(|()| CallbackAck::Applied),
+                CallbackReport::Progress { message } => {
+                    d.handle_progress(now, id, message)?;
+                    CallbackAck::Applied
+                }
             })
-            .await?;
-        Ok(applied?)
+        })
+        .await?
     }
 
     async fn decide(
@@ -67,12 +69,24 @@ impl GateService for Engine {
         deployment: &DeploymentId,
         gate: GateId,
         decision: Decision,
-        _by: &Principal,
+        by: &Principal,
     ) -> Result<(), GateError> {
         self.apply(deployment, |d, now| {
-            d.handle_approval(now, gate, decision.clone())
+            check_tenant(d, by)?;
+            Ok(d.handle_approval(now, gate, decision.clone())?)
         })
-        .await??;
-        Ok(())
+        .await?
+    }
+}
+
+/// A deployment started for a tenant takes callbacks and decisions only from that tenant's
+/// principals. Checked inside the deployment's cycle, before the input, so a refused caller
+/// changes nothing.
+fn check_tenant(d: &Deployment, by: &Principal) -> Result<(), GateError> {
+    match d.tenant() {
+        Some(tenant) if by.tenant.as_deref() != Some(tenant) => Err(GateError::Forbidden(
+            "the token's tenant does not own this deployment".to_owned(),
+        )),
+        _ => Ok(()),
     }
 }

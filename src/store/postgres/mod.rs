@@ -1,0 +1,371 @@
+//! The PostgreSQL store (feature `postgres`): one database shared by several replicas.
+//!
+//! # What it guarantees
+//!
+//! - **Durability.** `create` and `save` run in one transaction each and return only after its
+//!   `COMMIT` returned, so an acknowledged write is as durable as the server makes a commit:
+//!   with PostgreSQL's defaults (`fsync=on`, `synchronous_commit=on`) it survives a crash of
+//!   the server or of its machine. The state, the status, the new version and the events are
+//!   written together or not at all.
+//! - **Isolation.** Transactions run at `READ COMMITTED` (PostgreSQL's default; the store
+//!   asks for it explicitly). Correctness rests on row locks, not on snapshots: a `save` is a
+//!   guarded `UPDATE ... SET version = version + 1 WHERE id = $1 AND version = $2`, so of two
+//!   saves of one version the second waits for the first, finds the version changed and is a
+//!   [`StoreError::Conflict`] carrying the stored version. The events are numbered after the
+//!   deployment's last one while its row is locked, so no two writers take the same numbers.
+//! - **Leases.** `claim` is one conditional `UPDATE`; `claim_orphans` locks its candidates
+//!   with `FOR UPDATE SKIP LOCKED`, so concurrent callers on any replica never take the same
+//!   deployment. Every lease time comes from the caller's [`Lease`](super::Lease) (`now`,
+//!   `until`), never from the database's `now()`: replicas compare times from their own
+//!   clocks, which must agree to well within the lease time (NTP does that), and tests can
+//!   drive leases on a manual clock. `created_at` and `updated_at` come from
+//!   [`PostgresOptions::clock`].
+//! - **Change notices.** Every `create` and `save` calls `pg_notify` inside its transaction,
+//!   so the notice is delivered at commit, to every store on the same database and schema
+//!   (the channel is named after the schema, so stores on other schemas do not hear it).
+//!   [`Store::watch`](super::Store::watch) listens on a dedicated connection in a Tokio task,
+//!   which reconnects after the connection drops; notices sent while it is down are lost,
+//!   which [`ChangeWatcher`](super::ChangeWatcher) allows for. The task ends when the store
+//!   is closed or its last clone dropped.
+//! - **Migrations.** The embedded schema migrations are applied when a store connects, in
+//!   one transaction holding a transaction-level advisory lock, so replicas starting together
+//!   apply each migration once; a database migrated by a newer release is refused with
+//!   [`StoreError::SchemaTooNew`].
+//! - **Secrets.** A connection URL's password never appears in an error, a `Debug` output or
+//!   a log line: [`StoreError::Open`] shows the URL without password and query, and the
+//!   driver's message with any password text replaced.
+//!
+//! Tables live in the schema [`PostgresOptions::schema`] (default `public`), created if
+//! missing, and every statement names it, so one database can hold several independent
+//! hookgate installations (or test runs) side by side.
+
+mod listen;
+mod queries;
+mod rows;
+mod schema;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Executor, PgPool};
+
+use super::StoreError;
+use crate::clock::{Clock, SystemClock};
+use queries::Statements;
+
+/// The longest schema name accepted: PostgreSQL's identifier limit (63 bytes) less the
+/// prefix of the change-notice channel named after it.
+const MAX_SCHEMA_LEN: usize = 63 - CHANNEL_PREFIX.len();
+const CHANNEL_PREFIX: &str = "hookgate.";
+
+/// How [`PostgresStore::connect_with`] and [`PostgresStore::from_pool`] set up a store.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct PostgresOptions {
+    /// The schema holding hookgate's tables, created if missing. Stores with different
+    /// schemas share nothing, change notices included. At most 54 bytes. Default: `public`.
+    pub schema: String,
+    /// The most connections the pool opens; a store that watches for changes opens one more
+    /// of its own. Ignored by [`PostgresStore::from_pool`], whose pool is already sized.
+    /// Default: 10.
+    pub max_connections: u32,
+    /// How long connecting, or waiting for a free connection, may take before the operation
+    /// fails. Default: 10 seconds.
+    pub connect_timeout: Duration,
+    /// Stamps `created_at` and `updated_at`. Default: the system clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            schema: "public".to_owned(),
+            max_connections: 10,
+            connect_timeout: Duration::from_secs(10),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("schema", &self.schema)
+            .field("max_connections", &self.max_connections)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresOptions {
+    /// Sets the schema.
+    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// Sets the pool size.
+    pub fn with_max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// Sets the connect timeout.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the clock.
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+}
+
+/// A [`Store`](super::Store) in a PostgreSQL database, for one process or for several
+/// replicas sharing the database: it implements leases and change notices.
+///
+/// Cloning it is cheap and shares the pool. Use it on a Tokio runtime; [`watch`] spawns its
+/// listener task on the runtime it is called on.
+///
+/// [`watch`]: super::Store::watch
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    schema: String,
+    sql: Statements,
+    clock: Arc<dyn Clock>,
+    notices: listen::Notices,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.inner.schema)
+            .field("connections", &self.inner.pool.size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`, with
+    /// libpq's query parameters such as `sslmode`) with the default options, and applies any
+    /// schema migration it lacks.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, PostgresOptions::default()).await
+    }
+
+    /// Connects to the database at `url` with a pool of `options.max_connections`, and
+    /// applies any schema migration it lacks. A server that cannot be reached within
+    /// `options.connect_timeout`, or that refuses the credentials, is [`StoreError::Open`].
+    pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let target = Target::from_url(url);
+        let connect = PgConnectOptions::from_str(url).map_err(|e| target.open_error(&e))?;
+        let connect = match connect.get_application_name() {
+            Some(_) => connect,
+            None => connect.application_name("hookgate"),
+        };
+        let schema = valid_schema(&options.schema).map_err(|e| target.open_error(&e))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.connect_timeout)
+            // The server's default may have been changed; the guarantees rest on this level.
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("SET default_transaction_isolation = 'read committed'")
+                        .await
+                        .map(drop)
+                })
+            })
+            .connect_with(connect)
+            .await
+            .map_err(|e| target.open_error(&e))?;
+        Self::start(pool, schema, options).await
+    }
+
+    /// A store on a pool the host built, and applies any schema migration the database
+    /// lacks. The pool's sessions must use `READ COMMITTED` (PostgreSQL's default), which
+    /// `create` and `save` ask for themselves and the lease statements rely on.
+    pub async fn from_pool(pool: PgPool, options: PostgresOptions) -> Result<Self, StoreError> {
+        let schema = valid_schema(&options.schema)
+            .map_err(|e| Target::from_options(&pool.connect_options()).open_error(&e))?;
+        Self::start(pool, schema, options).await
+    }
+
+    async fn start(
+        pool: PgPool,
+        schema: String,
+        options: PostgresOptions,
+    ) -> Result<Self, StoreError> {
+        let quoted = quote_identifier(&schema);
+        schema::migrate(&pool, &schema, &quoted, options.clock.now()).await?;
+        let channel = format!("{CHANNEL_PREFIX}{schema}");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                notices: listen::Notices::new(channel, options.connect_timeout),
+                sql: Statements::new(&quoted),
+                pool,
+                schema,
+                clock: options.clock,
+            }),
+        })
+    }
+
+    /// Stops the change-notice task and closes every connection, waiting for the queries
+    /// under way; later operations fail with [`StoreError::Backend`]. Writes already
+    /// acknowledged are committed without it. It closes the pool for every clone.
+    pub async fn close(&self) {
+        self.inner.notices.stop().await;
+        self.inner.pool.close().await;
+    }
+}
+
+fn backend(e: sqlx::Error) -> StoreError {
+    StoreError::Backend {
+        source: Box::new(e),
+    }
+}
+
+fn valid_schema(schema: &str) -> Result<String, String> {
+    if schema.is_empty() || schema.len() > MAX_SCHEMA_LEN || schema.contains('\0') {
+        return Err(format!(
+            "the schema name {schema:?} is not 1 to {MAX_SCHEMA_LEN} bytes without NUL"
+        ));
+    }
+    Ok(schema.to_owned())
+}
+
+/// `name` as a quoted SQL identifier, so any schema name is taken literally.
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Where a store connects, as [`StoreError::Open`] shows it, and the secrets its messages
+/// must not show.
+struct Target {
+    shown: PathBuf,
+    secrets: Vec<String>,
+}
+
+impl Target {
+    fn from_url(url: &str) -> Self {
+        let mut secrets = Vec::new();
+        let shown = match url::Url::parse(url) {
+            Ok(mut parsed) => {
+                if let Some(password) = parsed.password() {
+                    secrets.push(percent_decode(password));
+                    secrets.push(password.to_owned());
+                }
+                secrets.extend(
+                    parsed
+                        .query_pairs()
+                        .filter(|(key, _)| key == "password")
+                        .map(|(_, value)| value.into_owned()),
+                );
+                // Neither fails on a URL with a host, which is all a PostgreSQL URL can be.
+                let _ = parsed.set_password(None);
+                parsed.set_query(None);
+                parsed.set_fragment(None);
+                parsed.to_string()
+            }
+            Err(_) => "(a PostgreSQL URL that cannot be parsed)".to_owned(),
+        };
+        Self::with_secrets(shown, secrets)
+    }
+
+    fn from_options(options: &PgConnectOptions) -> Self {
+        let shown = format!(
+            "postgres://{}@{}:{}/{}",
+            options.get_username(),
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or_default()
+        );
+        Self::with_secrets(shown, Vec::new())
+    }
+
+    fn with_secrets(shown: String, mut secrets: Vec<String>) -> Self {
+        // libpq's variable, which the driver reads when the URL has no password.
+        secrets.extend(std::env::var("PGPASSWORD").ok());
+        secrets.retain(|s| !s.is_empty());
+        Self {
+            shown: PathBuf::from(shown),
+            secrets,
+        }
+    }
+
+    /// The error for failing to connect: the driver's message, as text so that no source
+    /// chain can carry a secret past the redaction.
+    fn open_error(&self, error: &dyn fmt::Display) -> StoreError {
+        let mut message = error.to_string();
+        for secret in &self.secrets {
+            message = message.replace(secret.as_str(), "[redacted]");
+        }
+        StoreError::Open {
+            path: self.shown.clone(),
+            source: message.into(),
+        }
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| {
+            std::str::from_utf8(h)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        });
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_errors_show_the_url_without_its_secrets() {
+        let target = Target::from_url(
+            "postgres://app:p%40ss@db.example:6543/gates?password=q&sslmode=require",
+        );
+        let error = target.open_error(&"auth failed for p@ss, p%40ss and q");
+        let text = format!("{error} {error:?}");
+        assert!(
+            text.contains("postgres://app@db.example:6543/gates"),
+            "{text}"
+        );
+        assert!(!text.contains("p@ss") && !text.contains("p%40ss"), "{text}");
+        assert!(!text.contains("=q") && !text.contains(" q"), "{text}");
+    }
+
+    #[test]
+    fn schema_names_are_quoted_and_bounded() {
+        assert_eq!(quote_identifier("a\"b"), "\"a\"\"b\"");
+        assert!(valid_schema("public").is_ok());
+        assert!(valid_schema("").is_err());
+        assert!(valid_schema(&"s".repeat(MAX_SCHEMA_LEN)).is_ok());
+        assert!(valid_schema(&"s".repeat(MAX_SCHEMA_LEN + 1)).is_err());
+    }
+}

@@ -1,0 +1,412 @@
+//! The [`Store`] implementation: every statement, each naming the store's schema.
+//!
+//! `create` and `save` are transactions of a few statements; every other operation is one
+//! statement, so it is atomic on its own.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use sqlx::PgConnection;
+
+use super::rows::{self, DEPLOYMENT_COLUMNS};
+use super::{PostgresStore, backend};
+use crate::core::{CallbackId, DeploymentId, DeploymentState, DeploymentStatus, Event};
+use crate::store::{
+    ChangeWatcher, HistoryEntry, Lease, NewDeployment, Store, StoreError, StoredDeployment, codec,
+};
+
+/// A notice's payload is limited to 8000 bytes; a longer one would fail the write it belongs
+/// to, so it is left out (notices are hints that may be lost).
+const MAX_NOTICE: i32 = 8000;
+
+/// Every statement, with the schema written in once when the store is built. sqlx prepares
+/// each one per connection and keeps it in its statement cache.
+pub(super) struct Statements {
+    insert_deployment: String,
+    insert_callbacks: String,
+    append: String,
+    update: String,
+    version_of: String,
+    load: String,
+    find_by_callback: String,
+    list_unfinished: String,
+    running: String,
+    history: String,
+    claim: String,
+    renew: String,
+    claim_orphans: String,
+    release: String,
+}
+
+impl Statements {
+    /// The statements for the schema `s`, a quoted identifier.
+    pub(super) fn new(s: &str) -> Self {
+        let cols = DEPLOYMENT_COLUMNS;
+        Self {
+            insert_deployment: format!(
+                "INSERT INTO {s}.deployments (id, application, plan_source, state, status,
+                     finished, version, created_at, updated_at, lease_owner, lease_until)
+                 VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8, $9)
+                 ON CONFLICT (id) DO NOTHING"
+            ),
+            // A callback id already indexed (or listed twice) is skipped, and missing from
+            // what is returned.
+            insert_callbacks: format!(
+                "INSERT INTO {s}.callbacks (callback_id, deployment_id)
+                 SELECT c, $2 FROM unnest($1::text[]) AS c
+                 ON CONFLICT (callback_id) DO NOTHING
+                 RETURNING callback_id"
+            ),
+            // Numbers the events after the deployment's last one, which is safe because the
+            // caller holds the deployment's row lock; then queues the change notice, which
+            // PostgreSQL delivers at commit.
+            append: format!(
+                "WITH appended AS (
+                     INSERT INTO {s}.events (deployment_id, seq, version, event)
+                     SELECT $1, last.seq + e.ord, $2, e.event
+                     FROM (SELECT COALESCE(MAX(seq), 0) AS seq
+                           FROM {s}.events WHERE deployment_id = $1) AS last,
+                          unnest($3::text[]) WITH ORDINALITY AS e (event, ord)
+                 )
+                 SELECT pg_notify($4, $5) WHERE octet_length($5) < {MAX_NOTICE}"
+            ),
+            update: format!(
+                "UPDATE {s}.deployments
+                 SET state = $3, status = $4, finished = $5, version = version + 1,
+                     updated_at = $6
+                 WHERE id = $1 AND version = $2
+                 RETURNING version"
+            ),
+            version_of: format!("SELECT version FROM {s}.deployments WHERE id = $1"),
+            load: format!("SELECT {cols} FROM {s}.deployments WHERE id = $1"),
+            find_by_callback: format!(
+                "SELECT deployment_id FROM {s}.callbacks WHERE callback_id = $1"
+            ),
+            list_unfinished: format!(
+                "SELECT {cols} FROM {s}.deployments WHERE NOT finished ORDER BY created_at, id"
+            ),
+            running: format!(
+                "SELECT id FROM {s}.deployments WHERE application = $1 AND status = $2
+                 ORDER BY created_at, id"
+            ),
+            history: format!(
+                "SELECT seq, version, event FROM {s}.events WHERE deployment_id = $1 ORDER BY seq"
+            ),
+            // The second EXISTS reads the snapshot from before the update, where the row is
+            // either way, so it tells "not claimable" from "unknown" in the same round trip.
+            claim: format!(
+                "WITH taken AS (
+                     UPDATE {s}.deployments SET lease_owner = $2, lease_until = $3
+                     WHERE id = $1 AND NOT finished
+                       AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < $4)
+                     RETURNING 1
+                 )
+                 SELECT EXISTS (SELECT 1 FROM taken),
+                        EXISTS (SELECT 1 FROM {s}.deployments WHERE id = $1)"
+            ),
+            renew: format!(
+                "WITH renewed AS (
+                     UPDATE {s}.deployments SET lease_until = $2
+                     WHERE lease_owner = $1 AND NOT finished
+                     RETURNING id, version
+                 )
+                 SELECT id, version FROM renewed ORDER BY id"
+            ),
+            // SKIP LOCKED: a deployment another caller is taking at this moment is left to
+            // it, so concurrent callers never take the same one and never wait on each other.
+            claim_orphans: format!(
+                "WITH taken AS (
+                     UPDATE {s}.deployments SET lease_owner = $1, lease_until = $2
+                     WHERE id IN (
+                         SELECT id FROM {s}.deployments
+                         WHERE NOT finished
+                           AND (lease_owner IS NULL
+                                OR (lease_owner <> $1 AND lease_until < $3))
+                         ORDER BY created_at, id
+                         LIMIT $4
+                         FOR UPDATE SKIP LOCKED
+                     )
+                     RETURNING {cols}
+                 )
+                 SELECT {cols} FROM taken ORDER BY created_at, id"
+            ),
+            release: format!(
+                "UPDATE {s}.deployments SET lease_owner = NULL, lease_until = NULL
+                 WHERE lease_owner = $1"
+            ),
+        }
+    }
+}
+
+impl PostgresStore {
+    /// A transaction at the isolation level the guarantees rest on, whatever the session's
+    /// default.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        self.inner
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await
+            .map_err(backend)
+    }
+
+    /// Appends `events` to deployment `id` as written with `version`, and queues the notice
+    /// of that version.
+    async fn append(
+        &self,
+        conn: &mut PgConnection,
+        id: &DeploymentId,
+        version: i64,
+        events: Vec<String>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&self.inner.sql.append)
+            .bind(&id.0)
+            .bind(version)
+            .bind(events)
+            .bind(self.inner.notices.channel())
+            .bind(format!("{version} {id}"))
+            .execute(conn)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+/// The first callback id of `wanted` that was not indexed for the new deployment: taken by
+/// another one, or listed twice.
+fn first_taken(wanted: &[CallbackId], indexed: &HashSet<String>) -> Option<CallbackId> {
+    let mut seen = HashSet::new();
+    wanted
+        .iter()
+        .find(|c| !seen.insert(**c) || !indexed.contains(&c.to_string()))
+        .copied()
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create(&self, new: NewDeployment, events: &[Event]) -> Result<u64, StoreError> {
+        let state = codec::encode_state(&new.id, &new.state)?;
+        let events = codec::encode_events(&new.id, events)?;
+        let now = self.inner.clock.now();
+        let (lease_owner, lease_until) = match new.lease {
+            Some(lease) => (Some(lease.owner), Some(lease.until)),
+            None => (None, None),
+        };
+        let sql = &self.inner.sql;
+        let mut tx = self.begin().await?;
+        let inserted = sqlx::query(&sql.insert_deployment)
+            .bind(&new.id.0)
+            .bind(&new.application)
+            .bind(&new.plan_source)
+            .bind(state)
+            .bind(new.status.as_str())
+            .bind(new.status.is_terminal())
+            .bind(now)
+            .bind(lease_owner)
+            .bind(lease_until)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        // Dropping `tx` on the way out rolls back whatever this create wrote.
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::AlreadyExists { id: new.id });
+        }
+        if !new.callback_ids.is_empty() {
+            let callbacks: Vec<String> = new.callback_ids.iter().map(ToString::to_string).collect();
+            let indexed: Vec<String> = sqlx::query_scalar(&sql.insert_callbacks)
+                .bind(callbacks)
+                .bind(&new.id.0)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+            if let Some(callback) = first_taken(&new.callback_ids, &indexed.into_iter().collect()) {
+                return Err(StoreError::CallbackTaken { callback });
+            }
+        }
+        self.append(&mut tx, &new.id, 1, events).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(1)
+    }
+
+    async fn save(
+        &self,
+        id: &DeploymentId,
+        expected_version: u64,
+        state: &DeploymentState,
+        status: DeploymentStatus,
+        events: &[Event],
+    ) -> Result<u64, StoreError> {
+        let state = codec::encode_state(id, state)?;
+        let events = codec::encode_events(id, events)?;
+        let now = self.inner.clock.now();
+        // No stored version exceeds i64::MAX, so a larger expected version is stale: -1
+        // matches no row, and the conflict reports the stored version.
+        let expected = i64::try_from(expected_version).unwrap_or(-1);
+        let sql = &self.inner.sql;
+        let mut tx = self.begin().await?;
+        let updated: Option<i64> = sqlx::query_scalar(&sql.update)
+            .bind(&id.0)
+            .bind(expected)
+            .bind(state)
+            .bind(status.as_str())
+            .bind(status.is_terminal())
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| save_error(id, e))?;
+        let Some(version) = updated else {
+            let actual: Option<i64> = sqlx::query_scalar(&sql.version_of)
+                .bind(&id.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+            return Err(match actual {
+                None => StoreError::NotFound { id: id.clone() },
+                Some(actual) => StoreError::Conflict {
+                    id: id.clone(),
+                    expected: expected_version,
+                    actual: rows::version(id, actual)?,
+                },
+            });
+        };
+        self.append(&mut tx, id, version, events).await?;
+        tx.commit().await.map_err(backend)?;
+        rows::version(id, version)
+    }
+
+    async fn load(&self, id: &DeploymentId) -> Result<Option<StoredDeployment>, StoreError> {
+        let row = sqlx::query(&self.inner.sql.load)
+            .bind(&id.0)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(rows::deployment).transpose()
+    }
+
+    async fn find_by_callback(
+        &self,
+        callback: CallbackId,
+    ) -> Result<Option<DeploymentId>, StoreError> {
+        let owner: Option<String> = sqlx::query_scalar(&self.inner.sql.find_by_callback)
+            .bind(callback.to_string())
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        Ok(owner.map(DeploymentId))
+    }
+
+    async fn list_unfinished(&self) -> Result<Vec<StoredDeployment>, StoreError> {
+        sqlx::query(&self.inner.sql.list_unfinished)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(rows::deployment)
+            .collect()
+    }
+
+    async fn running_for_application(
+        &self,
+        application: &str,
+    ) -> Result<Vec<DeploymentId>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(&self.inner.sql.running)
+            .bind(application)
+            .bind(DeploymentStatus::Running.as_str())
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        Ok(ids.into_iter().map(DeploymentId).collect())
+    }
+
+    async fn history(&self, id: &DeploymentId) -> Result<Vec<HistoryEntry>, StoreError> {
+        sqlx::query(&self.inner.sql.history)
+            .bind(&id.0)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|row| rows::history_entry(id, row))
+            .collect()
+    }
+
+    async fn claim(&self, id: &DeploymentId, lease: &Lease) -> Result<bool, StoreError> {
+        let (taken, known): (bool, bool) = sqlx::query_as(&self.inner.sql.claim)
+            .bind(&id.0)
+            .bind(&lease.owner)
+            .bind(lease.until)
+            .bind(lease.now)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        if known {
+            Ok(taken)
+        } else {
+            Err(StoreError::NotFound { id: id.clone() })
+        }
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<Vec<(DeploymentId, u64)>, StoreError> {
+        let held: Vec<(String, i64)> = sqlx::query_as(&self.inner.sql.renew)
+            .bind(&lease.owner)
+            .bind(lease.until)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        held.into_iter()
+            .map(|(id, version)| {
+                let id = DeploymentId(id);
+                let version = rows::version(&id, version)?;
+                Ok((id, version))
+            })
+            .collect()
+    }
+
+    async fn claim_orphans(
+        &self,
+        lease: &Lease,
+        limit: usize,
+    ) -> Result<Vec<StoredDeployment>, StoreError> {
+        sqlx::query(&self.inner.sql.claim_orphans)
+            .bind(&lease.owner)
+            .bind(lease.until)
+            .bind(lease.now)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(rows::deployment)
+            .collect()
+    }
+
+    async fn release(&self, owner: &str) -> Result<usize, StoreError> {
+        let released = sqlx::query(&self.inner.sql.release)
+            .bind(owner)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        // Never more rows than fit in memory's address space, let alone in a table.
+        Ok(usize::try_from(released.rows_affected()).unwrap_or(usize::MAX))
+    }
+
+    async fn watch(&self, watcher: ChangeWatcher) -> Result<(), StoreError> {
+        self.inner.notices.watch(&self.inner.pool, watcher).await
+    }
+}
+
+/// A failed guarded `UPDATE`: the only value it computes is `version + 1`, so an
+/// out-of-range number means a version tampered up to `i64::MAX`.
+fn save_error(id: &DeploymentId, e: sqlx::Error) -> StoreError {
+    let out_of_range = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "22003");
+    if out_of_range {
+        StoreError::Corrupt {
+            id: id.clone(),
+            what: "version",
+            source: Box::new(e),
+        }
+    } else {
+        backend(e)
+    }
+}
