@@ -199,6 +199,39 @@ async fn client_errors_fail_at_once() {
 }
 
 #[tokio::test]
+async fn a_request_rendered_larger_than_the_limit_fails_the_gate_unsent() {
+    let server = server_answering(&[200]).await;
+    let mut host = Host::start(
+        plan(r#"bodyTemplate: {inline: "{{context.note}}"}, retryCount: 3"#),
+        direct(),
+        &server.uri(),
+    );
+    host.deployment = Deployment::start(
+        Arc::clone(host.deployment.plan()),
+        DeploymentId::from("d1"),
+        StartOptions::default()
+            .with_seed(7)
+            .with_context("note", "n".repeat(100_000)),
+        &mut Ids(0),
+        host.now,
+    );
+    let secrets = MemorySecrets::new().with("base", server.uri());
+    host.dispatcher = Dispatcher::builder(direct(), Arc::new(secrets), "https://hg.example")
+        .max_request_bytes(64 * 1024)
+        .build()
+        .unwrap();
+
+    host.run().await;
+
+    assert!(
+        idempotency_keys(&server).await.is_empty(),
+        "nothing was sent"
+    );
+    let message = host.failure_message();
+    assert!(message.contains("larger than 65536 bytes"), "{message}");
+}
+
+#[tokio::test]
 async fn retry_after_sets_the_next_attempts_deadline() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))

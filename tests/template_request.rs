@@ -260,3 +260,48 @@ fn errors_never_carry_secret_values() {
         assert!(!text.contains(SECRET_VALUE), "{text}");
     }
 }
+
+#[test]
+fn a_request_larger_than_the_limit_is_refused_wherever_the_bytes_are() {
+    let template = github_dispatch();
+    let values = Values::new(&[("owner", "acme"), ("repo", "shop")]);
+    let exact = template.render(&values.get()).unwrap();
+    let size = exact.uri().to_string().len()
+        + exact.headers().values().map(|v| v.len()).sum::<usize>()
+        + exact.body().len();
+    assert!(
+        template.render_limited(&values.get(), size).is_ok(),
+        "exactly at the limit is fine"
+    );
+    assert_eq!(
+        template
+            .render_limited(&values.get(), size - 1)
+            .unwrap_err(),
+        RenderError::TooLarge { limit: size - 1 }
+    );
+    // Each part alone can pass the limit: a long value in the URI, in a header, in the body.
+    let long = "x".repeat(4096);
+    for (where_, template) in [
+        (
+            "uri",
+            RequestTemplate::new(t("https://h.example/{{context.v}}")),
+        ),
+        (
+            "header",
+            RequestTemplate::new(t("https://h.example/")).with_header("X-V", t("{{context.v}}")),
+        ),
+        (
+            "body",
+            RequestTemplate::new(t("https://h.example/")).with_body(t("{{context.v}}")),
+        ),
+    ] {
+        let values = Values::new(&[("v", &long)]);
+        assert!(
+            template.render_limited(&values.get(), 8192).is_ok(),
+            "{where_}"
+        );
+        let refused = template.render_limited(&values.get(), 1024).unwrap_err();
+        assert_eq!(refused, RenderError::TooLarge { limit: 1024 }, "{where_}");
+        assert!(refused.to_string().contains("1024 bytes"), "{refused}");
+    }
+}

@@ -30,6 +30,7 @@ pub struct Dispatcher {
     pub(super) callback_base: String,
     pub(super) request_timeout: Duration,
     pub(super) max_response_bytes: usize,
+    pub(super) max_request_bytes: usize,
     pub(super) clock: Arc<dyn Clock>,
     #[cfg(feature = "signing")]
     pub(super) signers: Signers,
@@ -50,6 +51,7 @@ impl Dispatcher {
             secrets,
             public_base_url: public_base_url.into(),
             options: RequestOptions::default(),
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             clock: Arc::new(SystemClock),
             #[cfg(feature = "signing")]
             signers: Signers::default(),
@@ -75,7 +77,8 @@ impl fmt::Debug for Dispatcher {
         d.field("transports", &self.transports)
             .field("callback_base", &self.callback_base)
             .field("request_timeout", &self.request_timeout)
-            .field("max_response_bytes", &self.max_response_bytes);
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_request_bytes", &self.max_request_bytes);
         #[cfg(feature = "signing")]
         d.field("signers", &self.signers);
         d.finish_non_exhaustive()
@@ -88,10 +91,14 @@ pub struct DispatcherBuilder {
     secrets: DynSecretSource,
     public_base_url: String,
     options: RequestOptions,
+    max_request_bytes: usize,
     clock: Arc<dyn Clock>,
     #[cfg(feature = "signing")]
     signers: Signers,
 }
+
+/// The default of [`DispatcherBuilder::max_request_bytes`].
+const DEFAULT_MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
 impl DispatcherBuilder {
     /// The request timeout of webhooks without `requestTimeout` (default 30 s).
@@ -106,6 +113,17 @@ impl DispatcherBuilder {
     #[must_use]
     pub fn max_response_bytes(mut self, max_response_bytes: usize) -> Self {
         self.options.max_response_bytes = max_response_bytes;
+        self
+    }
+
+    /// How large a rendered request (URI, header values and body together) may be (default
+    /// 1 MiB). A request that renders larger fails its gate with
+    /// [`RenderError::TooLarge`](crate::template::RenderError::TooLarge) instead of being
+    /// sent: context values given at start could otherwise make hookgate build and send
+    /// requests of any size.
+    #[must_use]
+    pub fn max_request_bytes(mut self, max_request_bytes: usize) -> Self {
+        self.max_request_bytes = max_request_bytes;
         self
     }
 
@@ -151,6 +169,7 @@ impl DispatcherBuilder {
             callback_base: callback_base(&self.public_base_url)?,
             request_timeout: self.options.timeout,
             max_response_bytes: self.options.max_response_bytes,
+            max_request_bytes: self.max_request_bytes,
             clock: self.clock,
             #[cfg(feature = "signing")]
             signers: self.signers,

@@ -121,7 +121,10 @@ impl Dispatcher {
             context: &prepared.context,
             secrets,
         };
-        let mut request: Request<Bytes> = webhook.request.render(&values)?.into();
+        let mut request: Request<Bytes> = webhook
+            .request
+            .render_limited(&values, self.max_request_bytes)?
+            .into();
         let key = &prepared.call.idempotency_key;
         let value = HeaderValue::from_str(key)
             .map_err(|_| OutboundError::InvalidIdempotencyKey { key: key.clone() })?;

@@ -117,6 +117,15 @@ pub enum RenderError {
         /// The variable.
         variable: String,
     },
+    /// The rendered request would be larger than the limit: values inserted into it are
+    /// too long.
+    #[error(
+        "the rendered request is larger than {limit} bytes: shorten the context or secret values inserted into it, or raise the limit (`DispatcherBuilder::max_request_bytes`)"
+    )]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// A configured header name is not a valid HTTP header name.
     #[error("`{name}` is not a valid HTTP header name: use letters, digits and `-`")]
     InvalidHeaderName {
@@ -198,7 +207,19 @@ impl Template {
     /// assert!(Template::parse("{{context.missing}}").unwrap().render(&values, Escape::None).is_err());
     /// ```
     pub fn render(&self, values: &RenderValues<'_>, escape: Escape) -> Result<String, RenderError> {
-        let mut out = String::with_capacity(self.source().len());
+        self.render_limited(values, escape, usize::MAX)
+    }
+
+    /// Renders the template as [`render`](Self::render) does, failing with
+    /// [`RenderError::TooLarge`] once the output passes `limit` bytes, so values that are too
+    /// long cannot make hookgate build an unbounded request.
+    pub fn render_limited(
+        &self,
+        values: &RenderValues<'_>,
+        escape: Escape,
+        limit: usize,
+    ) -> Result<String, RenderError> {
+        let mut out = String::with_capacity(self.source().len().min(limit));
         for (index, segment) in self.segments().iter().enumerate() {
             let variable = match segment {
                 Segment::Literal(text) => {
@@ -226,6 +247,12 @@ impl Template {
                 }
                 Escape::Header | Escape::None => out.push_str(value),
             }
+            if out.len() > limit {
+                return Err(RenderError::TooLarge { limit });
+            }
+        }
+        if out.len() > limit {
+            return Err(RenderError::TooLarge { limit });
         }
         Ok(out)
     }

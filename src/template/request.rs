@@ -102,14 +102,33 @@ impl RequestTemplate {
     /// header renders to `application/json` or `…+json` (parameters allowed), otherwise with
     /// [`Escape::None`]. Header values that use a secret are marked sensitive.
     pub fn render(&self, values: &RenderValues<'_>) -> Result<RenderedRequest, RenderError> {
+        self.render_limited(values, usize::MAX)
+    }
+
+    /// Renders the request as [`render`](Self::render) does, failing with
+    /// [`RenderError::TooLarge`] when the URI, header values and body together pass `limit`
+    /// bytes.
+    pub fn render_limited(
+        &self,
+        values: &RenderValues<'_>,
+        limit: usize,
+    ) -> Result<RenderedRequest, RenderError> {
         let method = parse_method(&self.method).ok_or_else(|| RenderError::InvalidMethod {
             method: self.method.clone(),
         })?;
-        let uri = render_uri(&self.uri, values)?;
+        // Each part is rendered within what the parts before it left, and a part that passes
+        // it reports the whole request's limit.
+        let whole = |e| match e {
+            RenderError::TooLarge { .. } => RenderError::TooLarge { limit },
+            other => other,
+        };
+        let (uri, uri_len) = render_uri(&self.uri, values, limit)?;
+        let mut left = limit - uri_len;
         let mut headers = HeaderMap::with_capacity(self.headers.len());
         let mut json_body = false;
         for (name, template) in &self.headers {
-            let (header, value) = render_header(name, template, values)?;
+            let (header, value) = render_header(name, template, values, left).map_err(whole)?;
+            left -= value.len();
             json_body |= header == CONTENT_TYPE && is_json(&value);
             headers.append(header, value);
         }
@@ -120,7 +139,11 @@ impl RequestTemplate {
                 } else {
                     Escape::None
                 };
-                Bytes::from(template.render(values, escape)?)
+                Bytes::from(
+                    template
+                        .render_limited(values, escape, left)
+                        .map_err(whole)?,
+                )
             }
             None => Bytes::new(),
         };
@@ -155,18 +178,24 @@ impl RequestTemplate {
     }
 }
 
-fn render_uri(template: &Template, values: &RenderValues<'_>) -> Result<Uri, RenderError> {
+fn render_uri(
+    template: &Template,
+    values: &RenderValues<'_>,
+    limit: usize,
+) -> Result<(Uri, usize), RenderError> {
     let invalid = |reason: String| RenderError::InvalidUri {
         reason,
         variables: variable_names(template),
     };
-    let mut rendered = template.render(values, Escape::Uri)?;
+    let mut rendered = template.render_limited(values, Escape::Uri, limit)?;
     let not_a_target = || invalid("not a valid HTTP request target".to_owned());
     if let Some(end) = canonical_http_url(&rendered) {
         // `Url::parse` would accept this URL and serialize it byte for byte as it is (fragment
         // aside), so its checks and serialization can be skipped.
         rendered.truncate(end);
-        return Uri::from_maybe_shared(Bytes::from(rendered)).map_err(|_| not_a_target());
+        return Uri::from_maybe_shared(Bytes::from(rendered))
+            .map(|uri| (uri, end))
+            .map_err(|_| not_a_target());
     }
     // `url::ParseError`'s messages are fixed texts, so they cannot leak the URL.
     let mut url = Url::parse(&rendered).map_err(|e| invalid(e.to_string()))?;
@@ -175,7 +204,13 @@ fn render_uri(template: &Template, values: &RenderValues<'_>) -> Result<Uri, Ren
     }
     // Fragments are never sent over HTTP.
     url.set_fragment(None);
-    Uri::try_from(url.as_str()).map_err(|_| not_a_target())
+    // Parsing may percent-encode and so lengthen the URL.
+    if url.as_str().len() > limit {
+        return Err(RenderError::TooLarge { limit });
+    }
+    Uri::try_from(url.as_str())
+        .map(|uri| (uri, url.as_str().len()))
+        .map_err(|_| not_a_target())
 }
 
 /// The HTTP method `method` names, compared case-insensitively, without allocating for the
@@ -323,12 +358,13 @@ fn render_header(
     name: &str,
     template: &Template,
     values: &RenderValues<'_>,
+    limit: usize,
 ) -> Result<(HeaderName, HeaderValue), RenderError> {
     let header =
         HeaderName::from_bytes(name.as_bytes()).map_err(|_| RenderError::InvalidHeaderName {
             name: name.to_owned(),
         })?;
-    let rendered = template.render(values, Escape::Header)?;
+    let rendered = template.render_limited(values, Escape::Header, limit)?;
     let mut value = HeaderValue::from_maybe_shared(Bytes::from(rendered)).map_err(|_| {
         RenderError::InvalidHeaderValue {
             header: name.to_owned(),
