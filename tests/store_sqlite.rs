@@ -12,7 +12,8 @@ use hookgate::config::Plan;
 use hookgate::core::{Deployment, DeploymentId, Event, EventKind, StartOptions};
 use hookgate::ids::RandomIds;
 use hookgate::store::{
-    Durability, DynStore, NewDeployment, SqliteOptions, SqliteStore, Store, StoreError, conformance,
+    Durability, DynStore, Lease, NewDeployment, SqliteOptions, SqliteStore, Store, StoreError,
+    conformance,
 };
 use hookgate::test_util::{ManualClock, SequentialIds};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
@@ -598,4 +599,37 @@ fn acknowledged_saves_survive_kill_9() {
             "every stored version has its events, and no other"
         );
     });
+}
+
+#[tokio::test]
+async fn leases_and_notices_are_refused_as_unsupported_and_change_nothing() {
+    let dir = TempDir::new("no-leases");
+    let store = SqliteStore::open(dir.db()).await.expect("open");
+    let (d, events) = start("d1");
+    let lease = Lease::new("replica-a", Utc::now(), std::time::Duration::from_secs(30));
+    let leased = store
+        .create(NewDeployment::new(&d, PLAN).leased(lease.clone()), &events)
+        .await;
+    assert!(
+        matches!(leased, Err(StoreError::Unsupported { what: "leases" })),
+        "{leased:?}"
+    );
+    assert!(
+        store.load(d.id()).await.expect("load").is_none(),
+        "nothing was created"
+    );
+    store
+        .create(NewDeployment::new(&d, PLAN), &events)
+        .await
+        .expect("create");
+    let unsupported = |r: Result<(), StoreError>| {
+        let e = r.expect_err("refused");
+        assert!(matches!(e, StoreError::Unsupported { .. }), "{e:?}");
+        assert!(e.to_string().contains("PostgresStore"), "{e}");
+    };
+    unsupported(store.claim(d.id(), &lease).await.map(drop));
+    unsupported(store.renew(&lease).await.map(drop));
+    unsupported(store.claim_orphans(&lease, 10).await.map(drop));
+    unsupported(store.release("replica-a").await.map(drop));
+    unsupported(store.watch(Arc::new(|_: &DeploymentId, _| {})).await);
 }
