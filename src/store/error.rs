@@ -82,6 +82,17 @@ pub enum StoreError {
         /// The driver's error.
         source: Box<dyn StdError + Send + Sync>,
     },
+    /// The database server could not be reached or refused the connection.
+    #[error(
+        "cannot connect to the database at {server} ({source}): check that the server runs and \
+         is reachable from here, and that the user, password and database are right"
+    )]
+    Connect {
+        /// Where, without password or query.
+        server: String,
+        /// The driver's error, as text with any password removed.
+        source: Box<dyn StdError + Send + Sync>,
+    },
     /// The database's schema is newer than this release understands.
     #[error(
         "the database has schema version {found} but this release knows versions up to \

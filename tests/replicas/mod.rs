@@ -433,6 +433,8 @@ pub async fn failover(store: Arc<DynStore>) {
     let upkeep = b.maintain_leases().await.unwrap();
     assert_eq!(upkeep.taken_over, 10, "every deployment of A is taken over");
     eventually(|| async { (0..5).all(|i| b_transport.count(&format!("/hang/{i}")) == 1) }).await;
+    // Every gate waits for its callback again, each with its deadline armed at B.
+    eventually(|| async { b.armed_deadlines() == 10 }).await;
     for i in 0..5 {
         assert_eq!(
             a_transport.count(&format!("/hang/{i}")),

@@ -178,7 +178,10 @@ pub async fn orphan_claims(store: &DynStore) {
     }
 
     assert!(
-        store.claim(own.id(), &lease(&c, 0)).await.expect("claim succeeds"),
+        store
+            .claim(own.id(), &lease(&c, 0))
+            .await
+            .expect("claim succeeds"),
         "the owner renews its own ended lease"
     );
     let mut many = HashSet::new();

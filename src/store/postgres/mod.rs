@@ -26,13 +26,15 @@
 //!   [`Store::watch`](super::Store::watch) listens on a dedicated connection in a Tokio task,
 //!   which reconnects after the connection drops; notices sent while it is down are lost,
 //!   which [`ChangeWatcher`](super::ChangeWatcher) allows for. The task ends when the store
-//!   is closed or its last clone dropped.
+//!   is closed or its last clone dropped. PostgreSQL queues the notices of committing
+//!   transactions under one server-wide lock, so writes that notify commit one at a time,
+//!   which can bound the rate of many concurrent saves.
 //! - **Migrations.** The embedded schema migrations are applied when a store connects, in
 //!   one transaction holding a transaction-level advisory lock, so replicas starting together
 //!   apply each migration once; a database migrated by a newer release is refused with
 //!   [`StoreError::SchemaTooNew`].
 //! - **Secrets.** A connection URL's password never appears in an error, a `Debug` output or
-//!   a log line: [`StoreError::Open`] shows the URL without password and query, and the
+//!   a log line: [`StoreError::Connect`] shows the URL without password and query, and the
 //!   driver's message with any password text replaced.
 //!
 //! Tables live in the schema [`PostgresOptions::schema`] (default `public`), created if
@@ -45,7 +47,6 @@ mod rows;
 mod schema;
 
 use std::fmt;
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,7 +167,7 @@ impl PostgresStore {
 
     /// Connects to the database at `url` with a pool of `options.max_connections`, and
     /// applies any schema migration it lacks. A server that cannot be reached within
-    /// `options.connect_timeout`, or that refuses the credentials, is [`StoreError::Open`].
+    /// `options.connect_timeout`, or that refuses the credentials, is [`StoreError::Connect`].
     pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
         let target = Target::from_url(url);
         let connect = PgConnectOptions::from_str(url).map_err(|e| target.open_error(&e))?;
@@ -249,10 +250,10 @@ fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Where a store connects, as [`StoreError::Open`] shows it, and the secrets its messages
+/// Where a store connects, as [`StoreError::Connect`] shows it, and the secrets its messages
 /// must not show.
 struct Target {
-    shown: PathBuf,
+    shown: String,
     secrets: Vec<String>,
 }
 
@@ -262,7 +263,11 @@ impl Target {
         let shown = match url::Url::parse(url) {
             Ok(mut parsed) => {
                 if let Some(password) = parsed.password() {
-                    secrets.push(percent_decode(password));
+                    secrets.push(
+                        percent_encoding::percent_decode_str(password)
+                            .decode_utf8_lossy()
+                            .into_owned(),
+                    );
                     secrets.push(password.to_owned());
                 }
                 secrets.extend(
@@ -297,10 +302,7 @@ impl Target {
         // libpq's variable, which the driver reads when the URL has no password.
         secrets.extend(std::env::var("PGPASSWORD").ok());
         secrets.retain(|s| !s.is_empty());
-        Self {
-            shown: PathBuf::from(shown),
-            secrets,
-        }
+        Self { shown, secrets }
     }
 
     /// The error for failing to connect: the driver's message, as text so that no source
@@ -310,35 +312,11 @@ impl Target {
         for secret in &self.secrets {
             message = message.replace(secret.as_str(), "[redacted]");
         }
-        StoreError::Open {
-            path: self.shown.clone(),
+        StoreError::Connect {
+            server: self.shown.clone(),
             source: message.into(),
         }
     }
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| {
-            std::str::from_utf8(h)
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        });
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

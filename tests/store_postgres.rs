@@ -1,0 +1,1074 @@
+//! The PostgreSQL store against a real server: the conformance suite and the replica checks,
+//! migrations (idempotent, concurrent, upgrading, too new, failing), connection errors that
+//! never show the password, notices confined to their schema, and a server restart.
+//!
+//! The server is the one at `HOOKGATE_TEST_POSTGRES_URL`; `source .ci/postgres.sh` starts a
+//! throw-away one and sets it. Without it every test is skipped with a note on stderr, except
+//! under `CI=true`, where a skip is a failure. Each test works in a schema of its own, so the
+//! tests run in parallel and leave nothing behind when they pass.
+//!
+//! The restart is simulated in two ways, the real server being shared and not the tests' to
+//! restart: a TCP proxy between the store and the server drops every connection and refuses
+//! new ones while "down" (what clients see while a server restarts), and
+//! `pg_terminate_backend` ends the store's server processes (what a server shutdown does to
+//! them).
+#![cfg(all(feature = "postgres", feature = "test-util"))]
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{SubsecRound, TimeDelta, Utc};
+use hookgate::config::Plan;
+use hookgate::core::{Deployment, DeploymentId, Event, IdSource, StartOptions};
+use hookgate::ids::RandomIds;
+use hookgate::store::{
+    ChangeWatcher, DynStore, Lease, NewDeployment, PostgresOptions, PostgresStore, Store,
+    StoreError, conformance,
+};
+use hookgate::test_util::ManualClock;
+use sqlx::PgPool;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+const PLAN: &str = r#"
+application: shop
+targets:
+  prod:
+    constraints:
+      beforeDeployment:
+        - runWebhook: {name: ticket}
+webhooks:
+  - name: ticket
+    uriTemplate: "https://tickets.example/{{armory.deploymentId}}"
+"#;
+
+const MIGRATION_1: &str = include_str!("../src/store/postgres/migrations/0001_initial.sql");
+
+/// The server's URL, or `None` (after saying why on stderr) when there is none to test on.
+fn server_url() -> Option<String> {
+    match std::env::var("HOOKGATE_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").as_deref() == Ok("true") => panic!(
+            "HOOKGATE_TEST_POSTGRES_URL is not set and CI=true: the PostgreSQL tests must run \
+             in CI; .ci/run sources .ci/postgres.sh to start a server"
+        ),
+        _ => {
+            eprintln!(
+                "skipping the PostgreSQL store tests: HOOKGATE_TEST_POSTGRES_URL is not set. \
+                 Run `source .ci/postgres.sh` to start a throw-away server and set it, or set it \
+                 to a database where this user may create schemas."
+            );
+            None
+        }
+    }
+}
+
+/// A schema of the test's own on the test server.
+struct TestDb {
+    url: String,
+    schema: String,
+}
+
+impl TestDb {
+    fn new(test: &str) -> Option<Self> {
+        let url = server_url()?;
+        let tag = RandomIds.callback_id().to_string();
+        Some(Self {
+            url,
+            schema: format!("hookgate_test_{test}_{}", &tag[..12]),
+        })
+    }
+
+    /// The server's URL with this test's `application_name`, which finds its connections in
+    /// `pg_stat_activity`.
+    fn url(&self) -> String {
+        let mut url = url::Url::parse(&self.url).expect("HOOKGATE_TEST_POSTGRES_URL is a URL");
+        url.query_pairs_mut()
+            .append_pair("application_name", &self.schema);
+        url.to_string()
+    }
+
+    fn options(&self) -> PostgresOptions {
+        PostgresOptions::default()
+            .with_schema(&self.schema)
+            .with_max_connections(8)
+    }
+
+    async fn connect(&self) -> PostgresStore {
+        PostgresStore::connect_with(&self.url(), self.options())
+            .await
+            .expect("connect")
+    }
+
+    /// A pool of its own for looking at and tampering with the tables, outside the store.
+    async fn raw(&self) -> PgPool {
+        PgPool::connect(&self.url).await.expect("connect directly")
+    }
+
+    fn table(&self, name: &str) -> String {
+        format!("\"{}\".{name}", self.schema)
+    }
+
+    async fn drop_schema(self) {
+        let pool = self.raw().await;
+        sqlx::raw_sql(&format!(
+            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            self.schema
+        ))
+        .execute(&pool)
+        .await
+        .expect("drop the test schema");
+        pool.close().await;
+    }
+}
+
+fn start(id: &str) -> (Deployment, Vec<Event>) {
+    let plan = Arc::new(Plan::from_yaml(PLAN).expect("valid plan"));
+    let mut d = Deployment::start(
+        plan,
+        DeploymentId::from(id),
+        StartOptions::default(),
+        &mut RandomIds,
+        Utc::now(),
+    );
+    let events = drain(&mut d);
+    (d, events)
+}
+
+fn drain(d: &mut Deployment) -> Vec<Event> {
+    while d.poll_action().is_some() {}
+    std::iter::from_fn(|| d.poll_event()).collect()
+}
+
+fn progress(d: &mut Deployment, note: &str) -> Vec<Event> {
+    let (_, callback) = d.callback_ids().next().expect("one webhook gate");
+    d.handle_progress(Utc::now(), callback, note.to_owned())
+        .expect("the gate is open");
+    drain(d)
+}
+
+/// What a watcher heard: each deployment and version, in order.
+type Heard = Arc<Mutex<Vec<(DeploymentId, u64)>>>;
+
+/// A watcher that records what it hears.
+fn recorder() -> (ChangeWatcher, Heard) {
+    let heard: Heard = Arc::default();
+    let watcher: ChangeWatcher = {
+        let heard = Arc::clone(&heard);
+        Arc::new(move |id: &DeploymentId, version| {
+            heard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((id.clone(), version));
+        })
+    };
+    (watcher, heard)
+}
+
+fn has_heard(heard: &Mutex<Vec<(DeploymentId, u64)>>, id: &DeploymentId, version: u64) -> bool {
+    heard
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .any(|(i, v)| i == id && *v == version)
+}
+
+/// Waits up to ten seconds for `done`.
+async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    for _ in 0..100 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not within ten seconds: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_store_passes_the_conformance_suite_and_the_replica_checks() {
+    let Some(db) = TestDb::new("conformance") else {
+        return;
+    };
+    let store = db.connect().await;
+    let shared: Arc<DynStore> = Arc::new(store.clone());
+    conformance::run_all(&shared).await;
+    conformance::concurrent_saves(&shared, |task| {
+        Box::pin(async { tokio::spawn(task).await.expect("the save task panicked") })
+    })
+    .await;
+    conformance::run_replica_checks(&shared).await;
+
+    // Two replicas, each with a pool and a listener of its own, on one schema.
+    let other: Arc<DynStore> = Arc::new(db.connect().await);
+    conformance::concurrent_saves(&other, |task| {
+        Box::pin(async { tokio::spawn(task).await.expect("the save task panicked") })
+    })
+    .await;
+    let (watcher, heard) = recorder();
+    other.watch(watcher).await.expect("watch");
+    let (d, events) = start("written-by-the-first-replica");
+    let lease = Lease::new("first", Utc::now(), Duration::from_secs(30));
+    store
+        .create(NewDeployment::new(&d, PLAN).leased(lease), &events)
+        .await
+        .expect("create");
+    let taken = other
+        .claim(
+            d.id(),
+            &Lease::new("second", Utc::now(), Duration::from_secs(30)),
+        )
+        .await
+        .expect("claim");
+    assert!(
+        !taken,
+        "the first replica's live lease is kept from the second"
+    );
+    eventually(
+        "the second replica hears the first one's create",
+        async || has_heard(&heard, d.id(), 1),
+    )
+    .await;
+    store.close().await;
+    drop(other);
+    db.drop_schema().await;
+}
+
+/// A host that already has a pool hands it over; the store migrates through it and takes no
+/// connection options of its own but the listener's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_on_the_hosts_own_pool_passes_the_conformance_suite() {
+    let Some(db) = TestDb::new("from_pool") else {
+        return;
+    };
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&db.url())
+        .await
+        .expect("the host's pool");
+    let store = PostgresStore::from_pool(pool.clone(), db.options())
+        .await
+        .expect("a store on the pool");
+    let store: Arc<DynStore> = Arc::new(store);
+    conformance::run_all(&store).await;
+    conformance::run_replica_checks(&store).await;
+    drop(store);
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1",
+    )
+    .bind(&db.schema)
+    .fetch_one(&pool)
+    .await
+    .expect("the host's pool still works");
+    assert_eq!(
+        tables, 4,
+        "deployments, callbacks, events, hookgate_migrations"
+    );
+    pool.close().await;
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_run_once_when_replicas_connect_together_and_again() {
+    let Some(db) = TestDb::new("migrate_concurrently") else {
+        return;
+    };
+    let (a, b, c) = tokio::join!(db.connect(), db.connect(), db.connect());
+    let raw = db.raw().await;
+    let applied_sql = format!(
+        "SELECT version, applied_at FROM {} ORDER BY version",
+        db.table("hookgate_migrations")
+    );
+    let applied =
+        || sqlx::query_as::<_, (i64, chrono::DateTime<Utc>)>(&applied_sql).fetch_all(&raw);
+    let before = applied().await.expect("read the migrations");
+    assert_eq!(
+        before.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
+        [1, 2],
+        "each migration applied once"
+    );
+
+    let (d, events) = start("d1");
+    a.create(NewDeployment::new(&d, PLAN), &events)
+        .await
+        .expect("create");
+    for store in [&a, &b, &c] {
+        store.close().await;
+    }
+    // A later clock would stamp a migration applied again with another time.
+    let later = ManualClock::new(Utc::now() + TimeDelta::days(1));
+    let again = PostgresStore::connect_with(&db.url(), db.options().with_clock(later))
+        .await
+        .expect("connect again");
+    assert_eq!(applied().await.expect("read the migrations"), before);
+    let stored = again.load(d.id()).await.expect("load").expect("kept");
+    assert_eq!(stored.state, *d.state());
+    again.close().await;
+    raw.close().await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_version_1_database_is_upgraded_and_keeps_its_rows() {
+    let Some(db) = TestDb::new("upgrade") else {
+        return;
+    };
+    let raw = db.raw().await;
+    // Version 1 as the first release left it: the first migration and its record.
+    let mut tx = raw.begin().await.expect("begin");
+    sqlx::raw_sql(&format!(
+        "CREATE SCHEMA \"{0}\"; SET LOCAL search_path TO \"{0}\"; {MIGRATION_1}
+         CREATE TABLE hookgate_migrations (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL);
+         INSERT INTO hookgate_migrations VALUES (1, now());",
+        db.schema
+    ))
+    .execute(&mut *tx)
+    .await
+    .expect("create a version 1 schema");
+    let (mut d, events) = start("from-v1");
+    let created = Utc::now();
+    sqlx::query(
+        "INSERT INTO deployments (id, application, plan_source, state, status, finished,
+             version, created_at, updated_at)
+         VALUES ($1, 'shop', $2, $3, 'running', false, 1, $4, $4)",
+    )
+    .bind(&d.id().0)
+    .bind(PLAN)
+    .bind(serde_json::to_string(d.state()).expect("state as JSON"))
+    .bind(created)
+    .execute(&mut *tx)
+    .await
+    .expect("insert a deployment");
+    let (_, callback) = d.callback_ids().next().expect("one webhook gate");
+    sqlx::query("INSERT INTO callbacks VALUES ($1, $2)")
+        .bind(callback.to_string())
+        .bind(&d.id().0)
+        .execute(&mut *tx)
+        .await
+        .expect("index its callback");
+    for (seq, event) in (1i64..).zip(&events) {
+        sqlx::query("INSERT INTO events VALUES ($1, $2, 1, $3)")
+            .bind(&d.id().0)
+            .bind(seq)
+            .bind(serde_json::to_string(event).expect("event as JSON"))
+            .execute(&mut *tx)
+            .await
+            .expect("append an event");
+    }
+    tx.commit().await.expect("commit version 1");
+
+    let store = db.connect().await;
+    let versions: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT version FROM {} ORDER BY version",
+        db.table("hookgate_migrations")
+    ))
+    .fetch_all(&raw)
+    .await
+    .expect("read the migrations");
+    assert_eq!(versions, [1, 2], "migration 2 applied on top of 1");
+    let stored = store.load(d.id()).await.expect("load").expect("kept");
+    assert_eq!(stored.state, *d.state());
+    assert_eq!(stored.version, 1);
+    assert_eq!(
+        stored.created_at,
+        created.trunc_subsecs(6),
+        "stored to the microsecond"
+    );
+    let history = store.history(d.id()).await.expect("history");
+    assert_eq!(
+        history.iter().map(|e| &e.event).collect::<Vec<_>>(),
+        events.iter().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store.find_by_callback(callback).await.expect("find"),
+        Some(d.id().clone())
+    );
+    // The new columns work on the old row.
+    let lease = Lease::new("replica", Utc::now(), Duration::from_secs(30));
+    assert!(store.claim(d.id(), &lease).await.expect("claim"));
+    assert_eq!(
+        store.renew(&lease).await.expect("renew"),
+        [(d.id().clone(), 1)]
+    );
+    let events = progress(&mut d, "after the upgrade");
+    assert_eq!(
+        store
+            .save(d.id(), 1, d.state(), d.status(), &events)
+            .await
+            .expect("save"),
+        2
+    );
+    assert_eq!(
+        store.history(d.id()).await.expect("history").len(),
+        history.len() + events.len()
+    );
+    store.close().await;
+    raw.close().await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_schema_newer_than_this_release_is_refused() {
+    let Some(db) = TestDb::new("too_new") else {
+        return;
+    };
+    db.connect().await.close().await;
+    let raw = db.raw().await;
+    sqlx::query(&format!(
+        "INSERT INTO {} (version, applied_at) VALUES (99, now())",
+        db.table("hookgate_migrations")
+    ))
+    .execute(&raw)
+    .await
+    .expect("pretend a newer release migrated");
+    let refused = PostgresStore::connect_with(&db.url(), db.options()).await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::SchemaTooNew {
+                found: 99,
+                supported: 2
+            })
+        ),
+        "{refused:?}"
+    );
+    raw.close().await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_failed_migration_is_reported_and_changes_nothing() {
+    let Some(db) = TestDb::new("failed_migration") else {
+        return;
+    };
+    let raw = db.raw().await;
+    // A table in the way of the first migration.
+    sqlx::raw_sql(&format!(
+        "CREATE SCHEMA \"{0}\"; CREATE TABLE \"{0}\".deployments (id integer)",
+        db.schema
+    ))
+    .execute(&raw)
+    .await
+    .expect("create the obstacle");
+    let refused = PostgresStore::connect_with(&db.url(), db.options()).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Migration { version: 1, .. })),
+        "{refused:?}"
+    );
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
+    )
+    .bind(&db.schema)
+    .fetch_all(&raw)
+    .await
+    .expect("list the tables");
+    assert_eq!(
+        tables,
+        ["deployments"],
+        "the migration was rolled back whole"
+    );
+    raw.close().await;
+    db.drop_schema().await;
+}
+
+/// Everything the `tracing` events of a test print, to check that no secret is logged.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn connection_failures_are_connect_errors_without_the_password() {
+    let Some(db) = TestDb::new("open_errors") else {
+        return;
+    };
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .finish();
+    // The test's runtime runs on this thread only, so this sees every event of the store.
+    let _logging = tracing::subscriber::set_default(subscriber);
+
+    let secret = format!("not-the-password-{}", RandomIds.callback_id());
+    let mut url = url::Url::parse(&db.url()).expect("a URL");
+    let real_password = url.password().map(str::to_owned);
+    url.set_password(Some(&secret)).expect("set the password");
+    let options = db.options().with_connect_timeout(Duration::from_secs(3));
+    match PostgresStore::connect_with(url.as_str(), options.clone()).await {
+        Err(error) => {
+            assert!(matches!(error, StoreError::Connect { .. }), "{error:?}");
+            let text = format!("{error} {error:?}");
+            assert!(!text.contains(&secret), "the password shows: {text}");
+            assert!(text.contains("password authentication failed"), "{text}");
+            let shown = format!("{}@{}", url.username(), url.host_str().unwrap_or_default());
+            assert!(text.contains(&shown), "the error names the server: {text}");
+        }
+        Ok(store) => {
+            store.close().await;
+            let message = "the server accepted a wrong password (trust authentication), so \
+                           the wrong-password check cannot run; .ci/postgres.sh starts one \
+                           with password authentication";
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+            eprintln!("{message}");
+        }
+    }
+
+    // Nothing listens on a port just freed: the connection is refused until the timeout.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = free.local_addr().expect("address").port();
+    drop(free);
+    url.set_port(Some(port)).expect("set the port");
+    url.set_host(Some("127.0.0.1")).expect("set the host");
+    let refused = PostgresStore::connect_with(
+        url.as_str(),
+        options.with_connect_timeout(Duration::from_secs(1)),
+    )
+    .await;
+    let error = refused.expect_err("nothing listens there");
+    assert!(matches!(error, StoreError::Connect { .. }), "{error:?}");
+    let text = format!("{error} {error:?}");
+    assert!(!text.contains(&secret), "the password shows: {text}");
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+
+    let malformed = PostgresStore::connect(&format!("postgres://user:{secret}@host:notaport/db"))
+        .await
+        .expect_err("a malformed URL");
+    let text = format!("{malformed} {malformed:?}");
+    assert!(matches!(malformed, StoreError::Connect { .. }), "{text}");
+    assert!(!text.contains(&secret), "the password shows: {text}");
+
+    let logged = String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(PoisonError::into_inner))
+        .into_owned();
+    assert!(
+        !logged.contains(&secret),
+        "the password was logged: {logged}"
+    );
+    if let Some(real) = real_password.filter(|p| !p.is_empty()) {
+        assert!(!logged.contains(&real), "the real password was logged");
+    }
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_stay_within_their_schema_and_end_with_the_store() {
+    let Some(db) = TestDb::new("notices") else {
+        return;
+    };
+    let Some(elsewhere) = TestDb::new("notices_elsewhere") else {
+        return;
+    };
+    let store = db.connect().await;
+    let other = elsewhere.connect().await;
+    let (watcher, heard) = recorder();
+    store.watch(watcher).await.expect("watch");
+    let (on_other, events) = start("on-the-other-schema");
+    other
+        .create(NewDeployment::new(&on_other, PLAN), &events)
+        .await
+        .expect("create");
+    let (mine, events) = start("on-this-schema");
+    store
+        .create(NewDeployment::new(&mine, PLAN), &events)
+        .await
+        .expect("create");
+    eventually("the store hears its own schema's write", async || {
+        has_heard(&heard, mine.id(), 1)
+    })
+    .await;
+    // Notices of one connection arrive in commit order, so the other schema's is not late.
+    assert!(
+        !has_heard(&heard, on_other.id(), 1),
+        "a store hears nothing of another schema"
+    );
+
+    let raw = db.raw().await;
+    let listening = |schema: String| {
+        let raw = raw.clone();
+        async move {
+            // `PgListener` repeats the LISTEN after reconnecting, then with a semicolon.
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity WHERE left(query, length($1)) = $1",
+            )
+            .bind(format!("LISTEN \"hookgate.{schema}\""))
+            .fetch_one(&raw)
+            .await
+            .expect("read pg_stat_activity")
+        }
+    };
+    assert_eq!(
+        listening(db.schema.clone()).await,
+        1,
+        "one listener, however many watchers"
+    );
+    let (again, _) = recorder();
+    store.watch(again).await.expect("watch again");
+    assert_eq!(listening(db.schema.clone()).await, 1);
+
+    // Dropping the last clone ends the listener, as closing does.
+    let (watcher, _) = recorder();
+    other.watch(watcher).await.expect("watch");
+    assert_eq!(listening(elsewhere.schema.clone()).await, 1);
+    let clone = other.clone();
+    drop(other);
+    assert_eq!(
+        listening(elsewhere.schema.clone()).await,
+        1,
+        "a clone keeps it"
+    );
+    drop(clone);
+    eventually("dropping the store ends its listener", async || {
+        listening(elsewhere.schema.clone()).await == 0
+    })
+    .await;
+    store.close().await;
+    eventually("closing ends the listener", async || {
+        listening(db.schema.clone()).await == 0
+    })
+    .await;
+    let closed = store.load(mine.id()).await;
+    assert!(
+        matches!(closed, Err(StoreError::Backend { .. })),
+        "{closed:?}"
+    );
+    raw.close().await;
+    db.drop_schema().await;
+    elsewhere.drop_schema().await;
+}
+
+#[tokio::test]
+async fn corrupt_rows_are_typed_errors() {
+    let Some(db) = TestDb::new("corrupt") else {
+        return;
+    };
+    let store = db.connect().await;
+    let (d, events) = start("d1");
+    store
+        .create(NewDeployment::new(&d, PLAN), &events)
+        .await
+        .expect("create");
+    let raw = db.raw().await;
+    let deployments = db.table("deployments");
+    for (column, value) in [
+        ("state", "'{\"truncated\": '"),
+        ("state", "'{}'"),
+        ("status", "'paused'"),
+    ] {
+        sqlx::query(&format!("UPDATE {deployments} SET {column} = {value}"))
+            .execute(&raw)
+            .await
+            .expect("tamper");
+        let loaded = store.load(d.id()).await;
+        assert!(
+            matches!(&loaded, Err(StoreError::Corrupt { id, what, .. }) if id == d.id() && *what == column),
+            "{column} = {value}: {loaded:?}"
+        );
+        let listed = store.list_unfinished().await;
+        assert!(
+            matches!(listed, Err(StoreError::Corrupt { .. })),
+            "{listed:?}"
+        );
+        sqlx::query(&format!(
+            "UPDATE {deployments} SET state = $1, status = 'running'"
+        ))
+        .bind(serde_json::to_string(d.state()).expect("state as JSON"))
+        .execute(&raw)
+        .await
+        .expect("repair");
+        assert!(store.load(d.id()).await.expect("repaired").is_some());
+    }
+
+    sqlx::query(&format!(
+        "UPDATE {deployments} SET version = 9223372036854775807"
+    ))
+    .execute(&raw)
+    .await
+    .expect("tamper");
+    let stored = store.load(d.id()).await.expect("load").expect("found");
+    let saved = store
+        .save(d.id(), stored.version, d.state(), d.status(), &[])
+        .await;
+    assert!(
+        matches!(
+            &saved,
+            Err(StoreError::Corrupt {
+                what: "version",
+                ..
+            })
+        ),
+        "the largest version cannot advance: {saved:?}"
+    );
+
+    sqlx::query(&format!(
+        "UPDATE {} SET event = '[1, 2]' WHERE seq = 1",
+        db.table("events")
+    ))
+    .execute(&raw)
+    .await
+    .expect("tamper");
+    let history = store.history(d.id()).await;
+    assert!(
+        matches!(&history, Err(StoreError::Corrupt { what: "event", .. })),
+        "{history:?}"
+    );
+    store.close().await;
+    raw.close().await;
+    db.drop_schema().await;
+}
+
+/// A TCP proxy in front of the server that can go down: it then drops every connection and
+/// refuses new ones, as a restarting server does, and comes back on the same port.
+/// A store connected to the test server through a [`Proxy`] that can play the server down.
+async fn through_proxy(db: &TestDb) -> (Proxy, PostgresStore) {
+    let server = url::Url::parse(&db.url).expect("a URL");
+    let host = server.host_str().unwrap_or("localhost");
+    let port = server.port().unwrap_or(5432);
+    let upstream = tokio::net::lookup_host((host, port))
+        .await
+        .expect("resolve the server")
+        .next()
+        .expect("the server has an address");
+    let proxy = Proxy::start(upstream).await;
+    let mut via_proxy = url::Url::parse(&db.url()).expect("a URL");
+    via_proxy.set_host(Some("127.0.0.1")).expect("set the host");
+    via_proxy
+        .set_port(Some(proxy.addr.port()))
+        .expect("set the port");
+    let options = db.options().with_connect_timeout(Duration::from_secs(2));
+    let store = PostgresStore::connect_with(via_proxy.as_str(), options)
+        .await
+        .expect("connect through the proxy");
+    (proxy, store)
+}
+
+struct Proxy {
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut proxy = Self {
+            addr: listener.local_addr().expect("address"),
+            upstream,
+            tasks: Arc::default(),
+            accept: None,
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let (tasks, upstream) = (Arc::clone(&self.tasks), self.upstream);
+        self.accept = Some(tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let forward = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(forward);
+            }
+        }));
+    }
+
+    fn down(&mut self) {
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+        }
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+
+    async fn up(&mut self) {
+        // The aborted accept task drops its socket when the runtime gets to it.
+        for _ in 0..50 {
+            if let Ok(listener) = TcpListener::bind(self.addr).await {
+                self.serve(listener);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("cannot listen on {} again", self.addr);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_survives_a_server_restart_without_being_rebuilt() {
+    let Some(db) = TestDb::new("restart") else {
+        return;
+    };
+    let (mut proxy, store) = through_proxy(&db).await;
+    let (watcher, heard) = recorder();
+    store.watch(watcher).await.expect("watch");
+    let (mut d, events) = start("d1");
+    store
+        .create(NewDeployment::new(&d, PLAN), &events)
+        .await
+        .expect("create");
+    let mut version = 1;
+
+    proxy.down();
+    let loaded = store.load(d.id()).await;
+    assert!(
+        matches!(loaded, Err(StoreError::Backend { .. })),
+        "{loaded:?}"
+    );
+    let events = progress(&mut d, "while the server is down");
+    let saved = store
+        .save(d.id(), version, d.state(), d.status(), &events)
+        .await;
+    assert!(
+        matches!(saved, Err(StoreError::Backend { .. })),
+        "{saved:?}"
+    );
+    let lease = Lease::new("replica", Utc::now(), Duration::from_secs(30));
+    let claimed = store.claim(d.id(), &lease).await;
+    assert!(
+        matches!(claimed, Err(StoreError::Backend { .. })),
+        "{claimed:?}"
+    );
+    proxy.up().await;
+
+    // The save that failed wrote nothing; the same save now succeeds on the same store.
+    assert_eq!(
+        store
+            .load(d.id())
+            .await
+            .expect("load")
+            .expect("kept")
+            .version,
+        1
+    );
+    version = store
+        .save(d.id(), version, d.state(), d.status(), &events)
+        .await
+        .expect("save after the restart");
+    assert!(store.claim(d.id(), &lease).await.expect("claim"));
+    heard_after_reconnecting(&store, &mut d, &mut version, &heard).await;
+
+    // The server ends the store's processes, as a shutdown does.
+    let raw = db.raw().await;
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&db.schema)
+    .fetch_all(&raw)
+    .await
+    .expect("terminate the store's connections");
+    assert!(
+        terminated.len() >= 2,
+        "the pool's and the listener's: {terminated:?}"
+    );
+    heard_after_reconnecting(&store, &mut d, &mut version, &heard).await;
+    let history = store.history(d.id()).await.expect("history");
+    assert_eq!(
+        history.last().map(|e| e.version),
+        Some(version),
+        "the last save's events are the last of the history"
+    );
+
+    store.close().await;
+    raw.close().await;
+    proxy.down();
+    db.drop_schema().await;
+}
+
+/// Saves until the watcher hears one of the saves: the listener reconnects on its own, and
+/// notices sent before it did are lost.
+async fn heard_after_reconnecting(
+    store: &PostgresStore,
+    d: &mut Deployment,
+    version: &mut u64,
+    heard: &Mutex<Vec<(DeploymentId, u64)>>,
+) {
+    let first = *version + 1;
+    for _ in 0..100 {
+        let events = progress(d, "after the restart");
+        // The first save after connections dropped may find its pooled connection dead.
+        match store
+            .save(d.id(), *version, d.state(), d.status(), &events)
+            .await
+        {
+            Ok(saved) => *version = saved,
+            Err(StoreError::Backend { .. }) => continue,
+            // A save whose answer was lost with its connection may have been committed.
+            Err(StoreError::Conflict { actual, .. }) => *version = actual,
+            Err(other) => panic!("{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if (first..=*version).any(|v| has_heard(heard, d.id(), v)) {
+            return;
+        }
+    }
+    panic!("the watcher heard none of the saves after the connections dropped");
+}
+
+#[cfg(all(
+    feature = "runtime",
+    feature = "axum",
+    feature = "reqwest",
+    feature = "receiver"
+))]
+mod replicas;
+
+/// The replica scenarios of `tests/runtime_replicas.rs`, on PostgreSQL: two engines as
+/// replicas sharing one schema, their callbacks sent to either at random; and fail-over.
+#[cfg(all(
+    feature = "runtime",
+    feature = "axum",
+    feature = "reqwest",
+    feature = "receiver"
+))]
+mod replica_scenarios {
+    use super::*;
+    use crate::replicas;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_replicas_apply_each_callback_once_and_run_each_step_once() {
+        let Some(db) = TestDb::new("replica_storm") else {
+            return;
+        };
+        let store: Arc<DynStore> = Arc::new(
+            PostgresStore::connect_with(&db.url(), db.options().with_max_connections(20))
+                .await
+                .expect("connect"),
+        );
+        replicas::two_replica_storm(Arc::clone(&store), 500).await;
+        db.drop_schema().await;
+    }
+
+    /// A callback that arrives while the database is down is answered `503` and changes
+    /// nothing, so its sender retries; the retry after the server is back applies.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_callback_during_an_outage_gets_503_and_its_retry_applies() {
+        use axum::body::Body;
+        use hookgate::auth::{Principal, StaticTokens};
+        use hookgate::core::GateState;
+        use hookgate::outbound::Dispatcher;
+        use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
+        use hookgate::secrets::MemorySecrets;
+        use hookgate::server::{CallbackHandler, ServerState, router};
+        use hookgate::transport::{TransportError, TransportRegistry};
+        use tower::ServiceExt;
+
+        let Some(db) = TestDb::new("outage") else {
+            return;
+        };
+        let (mut proxy, store) = through_proxy(&db).await;
+        let bodies: Arc<Mutex<Vec<bytes::Bytes>>> = Arc::default();
+        let seen = Arc::clone(&bodies);
+        let transport = move |request: http::Request<bytes::Bytes>| {
+            seen.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(request.body().clone());
+            async {
+                Ok::<_, TransportError>(
+                    http::Response::builder()
+                        .status(202)
+                        .body(bytes::Bytes::new())
+                        .expect("a response"),
+                )
+            }
+        };
+        let dispatcher = Dispatcher::builder(
+            TransportRegistry::new(Arc::new(transport)),
+            Arc::new(MemorySecrets::new()),
+            "https://gates.example",
+        )
+        .build()
+        .expect("a dispatcher");
+        let engine = Engine::builder(dispatcher, SimulatedHost)
+            .store(store)
+            .replica(ReplicaOptions::new("replica"))
+            .build();
+        engine.recover().await.expect("recover");
+        let plan = PLAN.replace(
+            r#"uriTemplate: "https://tickets.example/{{armory.deploymentId}}""#,
+            r#"uriTemplate: "https://tickets.example/open"
+    bodyTemplate: {inline: '{{armory.callbackUri}}'}"#,
+        );
+        let id = engine
+            .start(&plan, Default::default())
+            .await
+            .expect("start")
+            .id;
+        let waiting = || async {
+            matches!(
+                engine.view(&id).await.expect("view").gates[0].state,
+                GateState::AwaitingCallback { .. }
+            )
+        };
+        eventually("the gate waits for its callback", waiting).await;
+        let callback =
+            String::from_utf8(bodies.lock().unwrap_or_else(PoisonError::into_inner)[0].to_vec())
+                .expect("the body is the callback URI");
+        let path = url::Url::parse(&callback).expect("a URL").path().to_owned();
+        let app = router(ServerState::new(CallbackHandler::new(
+            Arc::new(engine.clone()),
+            Arc::new(StaticTokens::new().with_token("outage-token", Principal::new("ci"))),
+        )));
+        let post = || {
+            http::Request::post(&path)
+                .header("authorization", "Bearer outage-token")
+                .header("content-type", "application/json")
+                .body(Body::from(r#"{"success": true}"#))
+                .expect("a request")
+        };
+
+        proxy.down();
+        let answer = app.clone().oneshot(post()).await.expect("an answer");
+        assert_eq!(answer.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(waiting().await, "the gate still waits");
+        proxy.up().await;
+
+        let answer = app.oneshot(post()).await.expect("an answer");
+        assert_eq!(answer.status(), http::StatusCode::OK);
+        let view = engine.view(&id).await.expect("view");
+        assert!(
+            matches!(view.gates[0].state, GateState::Passed(_)),
+            "{:?}",
+            view.gates[0].state
+        );
+        engine.shutdown().await;
+        db.drop_schema().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_replicas_deployments_are_taken_over_after_its_leases_end() {
+        let Some(db) = TestDb::new("failover") else {
+            return;
+        };
+        let store: Arc<DynStore> = Arc::new(db.connect().await);
+        replicas::failover(store).await;
+        db.drop_schema().await;
+    }
+}
