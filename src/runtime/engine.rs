@@ -19,7 +19,7 @@ use crate::core::{
     StartOptions,
 };
 use crate::outbound::Dispatcher;
-use crate::store::{DynStore, HistoryEntry, NewDeployment};
+use crate::store::{DynStore, HistoryEntry, NewDeployment, StoredDeployment};
 
 /// Drives many deployments: performs their actions, keeps their state durable, fires their
 /// deadlines from one scheduler, and recovers them after a crash.
@@ -430,14 +430,8 @@ impl Engine {
         if let Some(entry) = lock(&self.inner.live).get(id) {
             return Ok(Arc::clone(entry));
         }
-        let stored = self
-            .inner
-            .store
-            .load(id)
-            .await?
-            .ok_or_else(|| RuntimeError::UnknownDeployment(id.clone()))?;
-        let finished = stored.status.is_terminal();
-        let owned = !finished
+        let mut stored = self.load_stored(id).await?;
+        let owned = !stored.status.is_terminal()
             && match self.lease() {
                 None => true,
                 Some(lease) => take_over && self.inner.store.claim(id, &lease).await?,
@@ -445,24 +439,33 @@ impl Engine {
         if owned && self.replica().is_some() {
             // Taken over from a replica that stopped: resumed as a restart would.
             self.resume(stored).await?;
-            return lock(&self.inner.live)
-                .get(id)
-                .cloned()
-                .ok_or_else(|| RuntimeError::UnknownDeployment(id.clone()));
+            if let Some(entry) = lock(&self.inner.live).get(id) {
+                return Ok(Arc::clone(entry));
+            }
+            // Resuming finished it (a deadline that passed ended it): a copy answers now.
+            stored = self.load_stored(id).await?;
         }
         let plan = self.plan_for(&stored.plan_source)?;
         let live = Live {
             d: Deployment::restore(plan, stored.state)?,
             version: stored.version,
-            owned,
+            owned: owned && self.replica().is_none(),
         };
         // A copy is private: a finished deployment never changes again, and an input applied
         // to another replica's deployment is stored for that replica to act on. A deployment
         // this engine drives must be shared, so the first loader's copy wins.
-        if !owned {
+        if !live.owned {
             return Ok(Arc::new(AsyncMutex::new(live)));
         }
         Ok(self.register(live))
+    }
+
+    async fn load_stored(&self, id: &DeploymentId) -> Result<StoredDeployment, RuntimeError> {
+        self.inner
+            .store
+            .load(id)
+            .await?
+            .ok_or_else(|| RuntimeError::UnknownDeployment(id.clone()))
     }
 
     /// Makes an unfinished deployment the engine's to drive: in memory, its callback ids

@@ -151,6 +151,28 @@ impl Engine {
                 }
             }
         }
+        // Held here but not in memory: a resume that failed earlier (say, on a store error)
+        // is tried again, since no other replica will take a deployment whose lease is kept.
+        let missing: Vec<DeploymentId> = {
+            let live = lock(&self.inner.live);
+            held.keys()
+                .filter(|id| !live.contains_key(*id))
+                .cloned()
+                .collect()
+        };
+        for id in missing {
+            match self.inner.store.load(&id).await {
+                Ok(Some(stored)) => {
+                    if let Err(e) = self.resume(stored).await {
+                        tracing::error!(deployment = %id, error = %e, "could not resume a deployment this replica holds");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(deployment = %id, error = %e, "could not load a deployment this replica holds")
+                }
+            }
+        }
         let batch = self.replica().map_or(1, |r| r.options.takeover_batch);
         for stored in self.inner.store.claim_orphans(&lease, batch).await? {
             let id = stored.id.clone();
@@ -224,7 +246,7 @@ impl Engine {
     /// passed fire, and calls and steps that were under way are asked for again. Returns
     /// whether its state changed.
     pub(crate) async fn resume(&self, stored: StoredDeployment) -> Result<bool, RuntimeError> {
-        if lock(&self.inner.live).contains_key(&stored.id) {
+        if stored.status.is_terminal() || lock(&self.inner.live).contains_key(&stored.id) {
             return Ok(false);
         }
         let plan = self.plan_for(&stored.plan_source)?;
