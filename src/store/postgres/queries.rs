@@ -25,7 +25,7 @@ pub(super) struct Statements {
     insert_deployment: String,
     insert_callbacks: String,
     append: String,
-    update: String,
+    save: String,
     version_of: String,
     load: String,
     find_by_callback: String,
@@ -70,12 +70,35 @@ impl Statements {
                  )
                  SELECT pg_notify($4, $5) WHERE octet_length($5) < {MAX_NOTICE}"
             ),
-            update: format!(
-                "UPDATE {s}.deployments
-                 SET state = $3, status = $4, finished = $5, version = version + 1,
-                     updated_at = $6
-                 WHERE id = $1 AND version = $2
-                 RETURNING version"
+            // One statement, so one round trip and its own transaction: the guarded update, the
+            // events numbered after the deployment's last one, and the change notice. A
+            // concurrent save of the same deployment waits on the row lock and then finds the
+            // version changed, so it updates, appends and notifies nothing; the winner's
+            // `MAX(seq)` therefore never misses events.
+            save: format!(
+                "WITH updated AS (
+                     UPDATE {s}.deployments
+                     SET state = $3, status = $4, finished = $5, version = version + 1,
+                         updated_at = $6
+                     WHERE id = $1 AND version = $2
+                     RETURNING version
+                 ),
+                 appended AS (
+                     INSERT INTO {s}.events (deployment_id, seq, version, event)
+                     SELECT $1, last.seq + e.ord, u.version, e.event
+                     FROM updated AS u,
+                          (SELECT COALESCE(MAX(seq), 0) AS seq
+                           FROM {s}.events WHERE deployment_id = $1) AS last,
+                          unnest($7::text[]) WITH ORDINALITY AS e (event, ord)
+                 ),
+                 -- A plain SELECT in a WITH runs only when read, hence the count below.
+                 notified AS (
+                     SELECT pg_notify($8, u.version || ' ' || $1)
+                     FROM updated AS u
+                     WHERE octet_length($1) < {MAX_NOTICE} - 24
+                 )
+                 SELECT u.version, (SELECT count(*) FROM notified) AS notices
+                 FROM updated AS u"
             ),
             version_of: format!("SELECT version FROM {s}.deployments WHERE id = $1"),
             load: format!("SELECT {cols} FROM {s}.deployments WHERE id = $1"),
@@ -242,35 +265,34 @@ impl Store for PostgresStore {
         // matches no row, and the conflict reports the stored version.
         let expected = i64::try_from(expected_version).unwrap_or(-1);
         let sql = &self.inner.sql;
-        let mut tx = self.begin().await?;
-        let updated: Option<i64> = sqlx::query_scalar(&sql.update)
+        let updated: Option<i64> = sqlx::query_scalar(&sql.save)
             .bind(&id.0)
             .bind(expected)
             .bind(state)
             .bind(status.as_str())
             .bind(status.is_terminal())
             .bind(now)
-            .fetch_optional(&mut *tx)
+            .bind(events)
+            .bind(self.inner.notices.channel())
+            .fetch_optional(&self.inner.pool)
             .await
             .map_err(|e| save_error(id, e))?;
-        let Some(version) = updated else {
-            let actual: Option<i64> = sqlx::query_scalar(&sql.version_of)
-                .bind(&id.0)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-            return Err(match actual {
-                None => StoreError::NotFound { id: id.clone() },
-                Some(actual) => StoreError::Conflict {
-                    id: id.clone(),
-                    expected: expected_version,
-                    actual: rows::version(id, actual)?,
-                },
-            });
-        };
-        self.append(&mut tx, id, version, events).await?;
-        tx.commit().await.map_err(backend)?;
-        rows::version(id, version)
+        if let Some(version) = updated {
+            return rows::version(id, version);
+        }
+        let actual: Option<i64> = sqlx::query_scalar(&sql.version_of)
+            .bind(&id.0)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        Err(match actual {
+            None => StoreError::NotFound { id: id.clone() },
+            Some(actual) => StoreError::Conflict {
+                id: id.clone(),
+                expected: expected_version,
+                actual: rows::version(id, actual)?,
+            },
+        })
     }
 
     async fn load(&self, id: &DeploymentId) -> Result<Option<StoredDeployment>, StoreError> {
