@@ -10,6 +10,7 @@
 ))]
 
 mod replicas;
+mod support;
 
 use std::sync::Arc;
 

@@ -13,8 +13,6 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use hookgate::core::DeploymentStatus;
-use hookgate::receiver::CallbackOutcome;
 use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use support::world;
@@ -76,45 +74,9 @@ webhooks:
     for (i, id) in ids.iter().enumerate() {
         let path = format!("/gate/{i}");
         let mine: Vec<_> = sent.iter().filter(|(p, _, _)| *p == path).collect();
-        let accepted: Vec<bool> = mine
-            .iter()
-            .filter(|(_, _, o)| *o == CallbackOutcome::Delivered)
-            .map(|(_, s, _)| *s)
-            .collect();
-        assert!(!accepted.is_empty(), "{id}: some callback was accepted");
-        assert!(
-            accepted.iter().all(|s| *s == accepted[0]),
-            "{id}: 200 was only ever answered for one outcome: {mine:?}"
-        );
-        for (_, success, outcome) in &mine {
-            if *success != accepted[0] {
-                assert!(
-                    matches!(outcome, CallbackOutcome::Conflict { .. }),
-                    "{id}: the opposite outcome is 409, not {outcome:?}"
-                );
-            }
-        }
-        let expected = if accepted[0] {
-            DeploymentStatus::Succeeded
-        } else {
-            DeploymentStatus::Failed
-        };
-        assert_eq!(
-            outcomes[id], expected,
-            "{id}: the first accepted callback decides"
-        );
+        let history = w.engine.history(id).await.unwrap();
+        support::check_first_accepted_decides(id, &mine, outcomes[id], &history);
         let view = w.engine.view(id).await.unwrap();
         assert_eq!(view.open_gates().count(), 0);
-        let history = w.engine.history(id).await.unwrap();
-        let applied = history
-            .iter()
-            .filter(|h| {
-                matches!(
-                    h.event.kind,
-                    hookgate::core::EventKind::CallbackReceived { .. }
-                )
-            })
-            .count();
-        assert_eq!(applied, 1, "{id}: exactly one callback was applied");
     }
 }

@@ -939,6 +939,13 @@ async fn heard_after_reconnecting(
     feature = "receiver"
 ))]
 mod replicas;
+#[cfg(all(
+    feature = "runtime",
+    feature = "axum",
+    feature = "reqwest",
+    feature = "receiver"
+))]
+mod support;
 
 /// The replica scenarios of `tests/runtime_replicas.rs`, on PostgreSQL: two engines as
 /// replicas sharing one schema, their callbacks sent to either at random; and fail-over.

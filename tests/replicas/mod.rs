@@ -18,12 +18,14 @@ use hookgate::secrets::MemorySecrets;
 use hookgate::server::{CallbackHandler, ServerState, router};
 use hookgate::store::DynStore;
 use hookgate::test_util::ManualClock;
-use hookgate::transport::{ReqwestTransport, TransportError, TransportRegistry};
+use hookgate::transport::{TransportError, TransportRegistry};
 use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use tokio::sync::mpsc;
 use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{Mock, MockServer};
+
+use crate::support::{Forward, check_first_accepted_decides, transport};
 
 pub const TOKEN: &str = "replica-callback-token";
 
@@ -61,23 +63,6 @@ impl CountingHost {
     pub fn runs(&self) -> HashMap<StepKey, usize> {
         self.0.lock().unwrap().clone()
     }
-}
-
-struct Forward(mpsc::UnboundedSender<(String, Vec<u8>)>);
-
-impl Respond for Forward {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let _ = self
-            .0
-            .send((request.url.path().to_owned(), request.body.clone()));
-        ResponseTemplate::new(202)
-    }
-}
-
-fn transport() -> ReqwestTransport {
-    ReqwestTransport::builder()
-        .build()
-        .expect("a reqwest client")
 }
 
 /// A deployment file with a webhook gate before deploying, posting to `/gate/<i>`.
@@ -231,39 +216,8 @@ pub async fn two_replica_storm(store: Arc<DynStore>, deployments: usize) {
     for (i, id) in ids.iter().enumerate() {
         let path = format!("/gate/{i}");
         let mine: Vec<_> = sent.iter().filter(|(p, _, _)| *p == path).collect();
-        let accepted: Vec<bool> = mine
-            .iter()
-            .filter(|(_, _, o)| *o == CallbackOutcome::Delivered)
-            .map(|(_, s, _)| *s)
-            .collect();
-        assert!(!accepted.is_empty(), "{id}: some callback was accepted");
-        assert!(
-            accepted.iter().all(|s| *s == accepted[0]),
-            "{id}: 200 was only ever answered for one outcome: {mine:?}"
-        );
-        for (_, success, outcome) in &mine {
-            if *success != accepted[0] {
-                assert!(
-                    matches!(outcome, CallbackOutcome::Conflict { .. }),
-                    "{id}: the opposite outcome is 409, not {outcome:?}"
-                );
-            }
-        }
-        let expected = if accepted[0] {
-            DeploymentStatus::Succeeded
-        } else {
-            DeploymentStatus::Failed
-        };
-        assert_eq!(
-            outcomes[id], expected,
-            "{id}: the first accepted callback decides"
-        );
         let history = store.history(id).await.unwrap();
-        let applied = history
-            .iter()
-            .filter(|h| matches!(h.event.kind, EventKind::CallbackReceived { .. }))
-            .count();
-        assert_eq!(applied, 1, "{id}: exactly one callback was applied");
+        let expected = check_first_accepted_decides(id, &mine, outcomes[id], &history);
         let deployed = runs
             .iter()
             .filter(|((d, _, _), _)| d == id)

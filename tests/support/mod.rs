@@ -13,6 +13,7 @@ use hookgate::receiver::{Callback, CallbackClient, CallbackOutcome, ReceivedRequ
 use hookgate::runtime::{Engine, EngineBuilder, EngineEvent, SimulatedHost};
 use hookgate::secrets::MemorySecrets;
 use hookgate::server::{CallbackHandler, ServerState, router};
+use hookgate::store::HistoryEntry;
 use hookgate::transport::{ReqwestTransport, TransportRegistry};
 use tokio::sync::{broadcast, mpsc};
 use wiremock::matchers::method;
@@ -35,7 +36,8 @@ pub struct World {
     events: broadcast::Receiver<EngineEvent>,
 }
 
-struct Forward(mpsc::UnboundedSender<(String, Vec<u8>)>);
+/// A wiremock responder that answers 202 and hands each request's path and body on.
+pub struct Forward(pub mpsc::UnboundedSender<(String, Vec<u8>)>);
 
 impl Respond for Forward {
     fn respond(&self, request: &Request) -> ResponseTemplate {
@@ -214,4 +216,49 @@ webhooks:
     bodyTemplate: {{inline: '{{"client_payload": {{"callbackUri": "{{{{armory.callbackUri}}}}/callback"}}}}'}}
 "#
     )
+}
+
+/// The storm's promises for one deployment, given the callbacks the external system sent for
+/// its gate, the outcome it reached and its history: 200 was answered for one outcome only, the
+/// opposite one got 409, the first accepted callback decided, exactly one callback was applied.
+/// Returns the outcome.
+pub fn check_first_accepted_decides(
+    id: &DeploymentId,
+    mine: &[&(String, bool, CallbackOutcome)],
+    outcome: DeploymentStatus,
+    history: &[HistoryEntry],
+) -> DeploymentStatus {
+    let accepted: Vec<bool> = mine
+        .iter()
+        .filter(|(_, _, o)| *o == CallbackOutcome::Delivered)
+        .map(|(_, s, _)| *s)
+        .collect();
+    assert!(!accepted.is_empty(), "{id}: some callback was accepted");
+    assert!(
+        accepted.iter().all(|s| *s == accepted[0]),
+        "{id}: 200 was only ever answered for one outcome: {mine:?}"
+    );
+    for (_, success, answer) in mine {
+        if *success != accepted[0] {
+            assert!(
+                matches!(answer, CallbackOutcome::Conflict { .. }),
+                "{id}: the opposite outcome is 409, not {answer:?}"
+            );
+        }
+    }
+    let expected = if accepted[0] {
+        DeploymentStatus::Succeeded
+    } else {
+        DeploymentStatus::Failed
+    };
+    assert_eq!(
+        outcome, expected,
+        "{id}: the first accepted callback decides"
+    );
+    let applied = history
+        .iter()
+        .filter(|h| matches!(h.event.kind, EventKind::CallbackReceived { .. }))
+        .count();
+    assert_eq!(applied, 1, "{id}: exactly one callback was applied");
+    expected
 }
