@@ -1,4 +1,6 @@
-//! The JSON form of states and events, shared by every backend so that they store the same text.
+//! What every backend stores the same way: the JSON form of states and events, and the checks
+//! on the values read back (versions, statuses, the schema version) that turn a row edited by
+//! hand or written by another release into [`StoreError`], never a panic.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -50,4 +52,53 @@ fn decode<T: DeserializeOwned>(
         what,
         source: Box::new(e),
     })
+}
+
+/// A stored version; a value that is not positive means the row was tampered with.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn version(id: &DeploymentId, value: i64) -> Result<u64, StoreError> {
+    positive(id, "version", value)
+}
+
+/// A stored count that starts at 1 (versions, history positions).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn positive(
+    id: &DeploymentId,
+    what: &'static str,
+    value: i64,
+) -> Result<u64, StoreError> {
+    u64::try_from(value)
+        .ok()
+        .filter(|&v| v > 0)
+        .ok_or_else(|| StoreError::Corrupt {
+            id: id.clone(),
+            what,
+            source: format!("{value} is not a positive number").into(),
+        })
+}
+
+/// A stored status: the column holds `DeploymentStatus::as_str`, which is also its serde name.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn status(
+    id: &DeploymentId,
+    text: String,
+) -> Result<crate::core::DeploymentStatus, StoreError> {
+    serde_json::from_value(serde_json::Value::String(text)).map_err(|e| StoreError::Corrupt {
+        id: id.clone(),
+        what: "status",
+        source: Box::new(e),
+    })
+}
+
+/// How many of the `known` migrations a database whose newest applied one is `found` already
+/// has; a database newer than this release is [`StoreError::SchemaTooNew`].
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn migrations_applied(found: i64, known: usize) -> Result<usize, StoreError> {
+    usize::try_from(found)
+        .ok()
+        .filter(|&n| n <= known)
+        .ok_or(StoreError::SchemaTooNew {
+            found,
+            supported: known,
+        })
 }

@@ -278,7 +278,7 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| save_error(id, e))?;
         if let Some(version) = updated {
-            return rows::version(id, version);
+            return codec::version(id, version);
         }
         let actual: Option<i64> = sqlx::query_scalar(&sql.version_of)
             .bind(&id.0)
@@ -290,7 +290,7 @@ impl Store for PostgresStore {
             Some(actual) => StoreError::Conflict {
                 id: id.clone(),
                 expected: expected_version,
-                actual: rows::version(id, actual)?,
+                actual: codec::version(id, actual)?,
             },
         })
     }
@@ -376,7 +376,7 @@ impl Store for PostgresStore {
         held.into_iter()
             .map(|(id, version)| {
                 let id = DeploymentId(id);
-                let version = rows::version(&id, version)?;
+                let version = codec::version(&id, version)?;
                 Ok((id, version))
             })
             .collect()

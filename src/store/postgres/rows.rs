@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::backend;
-use crate::core::{DeploymentId, DeploymentStatus};
+use crate::core::DeploymentId;
 use crate::store::{HistoryEntry, StoreError, StoredDeployment, codec};
 
 /// The columns [`deployment`] reads, for `SELECT` and `RETURNING` lists.
@@ -20,8 +20,8 @@ pub(super) fn deployment(row: &PgRow) -> Result<StoredDeployment, StoreError> {
         application: column(row, &id, "application")?,
         plan_source: column(row, &id, "plan_source")?,
         state: codec::decode_state(&id, &state)?,
-        status: decode_status(&id, status)?,
-        version: version(&id, column(row, &id, "version")?)?,
+        status: codec::status(&id, status)?,
+        version: codec::version(&id, column(row, &id, "version")?)?,
         created_at: column(row, &id, "created_at")?,
         updated_at: column(row, &id, "updated_at")?,
         id,
@@ -31,26 +31,10 @@ pub(super) fn deployment(row: &PgRow) -> Result<StoredDeployment, StoreError> {
 pub(super) fn history_entry(id: &DeploymentId, row: &PgRow) -> Result<HistoryEntry, StoreError> {
     let event: String = column(row, id, "event")?;
     Ok(HistoryEntry {
-        seq: positive(id, "seq", column(row, id, "seq")?)?,
-        version: version(id, column(row, id, "version")?)?,
+        seq: codec::positive(id, "seq", column(row, id, "seq")?)?,
+        version: codec::version(id, column(row, id, "version")?)?,
         event: codec::decode_event(id, &event)?,
     })
-}
-
-/// A stored version; a value that is not positive means the row was tampered with.
-pub(super) fn version(id: &DeploymentId, value: i64) -> Result<u64, StoreError> {
-    positive(id, "version", value)
-}
-
-fn positive(id: &DeploymentId, what: &'static str, value: i64) -> Result<u64, StoreError> {
-    u64::try_from(value)
-        .ok()
-        .filter(|&v| v > 0)
-        .ok_or_else(|| StoreError::Corrupt {
-            id: id.clone(),
-            what,
-            source: format!("{value} is not a positive number").into(),
-        })
 }
 
 pub(super) fn column<'r, T>(
@@ -64,15 +48,6 @@ where
     row.try_get(name).map_err(|e| StoreError::Corrupt {
         id: id.clone(),
         what: name,
-        source: Box::new(e),
-    })
-}
-
-fn decode_status(id: &DeploymentId, text: String) -> Result<DeploymentStatus, StoreError> {
-    // The column holds `DeploymentStatus::as_str`, which is also its serde name.
-    serde_json::from_value(serde_json::Value::String(text)).map_err(|e| StoreError::Corrupt {
-        id: id.clone(),
-        what: "status",
         source: Box::new(e),
     })
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::backend;
-use crate::store::StoreError;
+use crate::store::{StoreError, codec};
 
 /// Migration `i` brings the schema to version `i + 1`. Append only: a released migration is
 /// never edited, since databases that applied it would not apply it again.
@@ -75,13 +75,7 @@ pub(super) async fn migrate(
             .fetch_one(&mut *tx)
             .await
             .map_err(backend)?;
-    let applied = usize::try_from(found)
-        .ok()
-        .filter(|&n| n <= MIGRATIONS.len())
-        .ok_or(StoreError::SchemaTooNew {
-            found,
-            supported: MIGRATIONS.len(),
-        })?;
+    let applied = codec::migrations_applied(found, MIGRATIONS.len())?;
     for (version, sql) in (1i64..).zip(MIGRATIONS).skip(applied) {
         let failed = |e: sqlx::Error| StoreError::Migration {
             version,

@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::backend;
-use crate::core::{DeploymentId, DeploymentStatus};
+use crate::core::DeploymentId;
 use crate::store::{HistoryEntry, StoreError, StoredDeployment, codec};
 
 pub(super) fn deployment(row: &SqliteRow) -> Result<StoredDeployment, StoreError> {
@@ -19,8 +19,8 @@ pub(super) fn deployment(row: &SqliteRow) -> Result<StoredDeployment, StoreError
         application: column(row, &id, "application")?,
         plan_source: column(row, &id, "plan_source")?,
         state: codec::decode_state(&id, &state)?,
-        status: decode_status(&id, status)?,
-        version: version(&id, column(row, &id, "version")?)?,
+        status: codec::status(&id, status)?,
+        version: codec::version(&id, column(row, &id, "version")?)?,
         created_at: time(&id, "created_at", &created_at)?,
         updated_at: time(&id, "updated_at", &updated_at)?,
         id,
@@ -33,15 +33,10 @@ pub(super) fn history_entry(
 ) -> Result<HistoryEntry, StoreError> {
     let event: String = column(row, id, "event")?;
     Ok(HistoryEntry {
-        seq: positive(id, "seq", column(row, id, "seq")?)?,
-        version: version(id, column(row, id, "version")?)?,
+        seq: codec::positive(id, "seq", column(row, id, "seq")?)?,
+        version: codec::version(id, column(row, id, "version")?)?,
         event: codec::decode_event(id, &event)?,
     })
-}
-
-/// A stored version; a value that is not positive means the row was tampered with.
-pub(super) fn version(id: &DeploymentId, value: i64) -> Result<u64, StoreError> {
-    positive(id, "version", value)
 }
 
 /// The version after `expected`. Only a version tampered up to `i64::MAX` has none.
@@ -51,13 +46,6 @@ pub(super) fn next_version(id: &DeploymentId, expected: i64) -> Result<i64, Stor
         .ok_or_else(|| corrupt(id, "version", format!("{expected} cannot be incremented")))
 }
 
-fn positive(id: &DeploymentId, what: &'static str, value: i64) -> Result<u64, StoreError> {
-    u64::try_from(value)
-        .ok()
-        .filter(|&v| v > 0)
-        .ok_or_else(|| corrupt(id, what, format!("{value} is not a positive number")))
-}
-
 fn column<'r, T>(row: &'r SqliteRow, id: &DeploymentId, name: &'static str) -> Result<T, StoreError>
 where
     T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
@@ -65,15 +53,6 @@ where
     row.try_get(name).map_err(|e| StoreError::Corrupt {
         id: id.clone(),
         what: name,
-        source: Box::new(e),
-    })
-}
-
-fn decode_status(id: &DeploymentId, text: String) -> Result<DeploymentStatus, StoreError> {
-    // The column holds `DeploymentStatus::as_str`, which is also its serde name.
-    serde_json::from_value(serde_json::Value::String(text)).map_err(|e| StoreError::Corrupt {
-        id: id.clone(),
-        what: "status",
         source: Box::new(e),
     })
 }

@@ -17,9 +17,8 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::rows;
 use crate::core::{CallbackId, DeploymentId};
-use crate::store::StoreError;
+use crate::store::{StoreError, codec};
 
 /// The most writes one transaction carries.
 pub(super) const MAX_BATCH: usize = 256;
@@ -294,7 +293,7 @@ async fn save_one(conn: &mut SqliteConnection, save: &Save) -> Outcome {
                     id: save.id.clone(),
                 })),
                 Ok(Some(actual)) => {
-                    Outcome::Done(rows::version(&save.id, actual).and_then(|actual| {
+                    Outcome::Done(codec::version(&save.id, actual).and_then(|actual| {
                         Err(StoreError::Conflict {
                             id: save.id.clone(),
                             expected: save.expected_version,
@@ -311,7 +310,7 @@ async fn save_one(conn: &mut SqliteConnection, save: &Save) -> Outcome {
     {
         return Outcome::Failed(e);
     }
-    Outcome::Done(rows::version(&save.id, save.next))
+    Outcome::Done(codec::version(&save.id, save.next))
 }
 
 /// One `create`, inside a savepoint: a callback id found taken after the row was inserted
