@@ -89,6 +89,8 @@
 //! deployment-file model and the core without tokio, reqwest, hyper, axum or sqlx.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+// docs.rs builds with `--cfg docsrs` on nightly: mark each item with the features it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod auth;
 pub mod clock;
