@@ -27,3 +27,99 @@ async fn a_stopped_replicas_deployments_are_taken_over_after_its_leases_end() {
     let store: Arc<DynStore> = Arc::new(MemoryStore::new());
     replicas::failover(store).await;
 }
+
+/// A replica that shut down gives its leases up and refuses inputs (`503`, so the sender
+/// retries); another replica takes its deployments over at once and applies the retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_shut_down_refuses_inputs_and_another_takes_over_at_once() {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use bytes::Bytes;
+    use hookgate::auth::Principal;
+    use hookgate::core::{CallbackAck, CallbackId, GateState};
+    use hookgate::outbound::Dispatcher;
+    use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
+    use hookgate::secrets::MemorySecrets;
+    use hookgate::server::{CallbackReport, GateError, GateService};
+    use hookgate::transport::{TransportError, TransportRegistry};
+
+    let store: Arc<DynStore> = Arc::new(MemoryStore::new());
+    let bodies: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+    let replica = |name: &str| {
+        let seen = Arc::clone(&bodies);
+        let transport = move |request: http::Request<Bytes>| {
+            seen.lock().unwrap().push(request.body().clone());
+            async {
+                Ok::<_, TransportError>(
+                    http::Response::builder()
+                        .status(202)
+                        .body(Bytes::new())
+                        .unwrap(),
+                )
+            }
+        };
+        let dispatcher = Dispatcher::builder(
+            TransportRegistry::new(Arc::new(transport)),
+            Arc::new(MemorySecrets::new()),
+            "https://gates.example",
+        )
+        .build()
+        .unwrap();
+        Engine::builder(dispatcher, SimulatedHost)
+            .shared_store(Arc::clone(&store))
+            // Long leases: only the release at shutdown lets the other replica in this soon.
+            .replica(ReplicaOptions::new(name).lease(std::time::Duration::from_secs(3600)))
+            .build()
+    };
+    let a = replica("a");
+    a.recover().await.unwrap();
+    let file = r#"
+application: shutdown
+targets:
+  prod:
+    constraints:
+      beforeDeployment: [runWebhook: {name: gate}]
+webhooks:
+  - name: gate
+    uriTemplate: https://external.example/run
+    bodyTemplate: {inline: '{{armory.callbackUri}}'}
+"#;
+    let id = a.start(file, BTreeMap::new()).await.unwrap().id;
+    replicas::eventually(|| async {
+        matches!(
+            a.view(&id).await.unwrap().gates[0].state,
+            GateState::AwaitingCallback { .. }
+        )
+    })
+    .await;
+    let uri = String::from_utf8(bodies.lock().unwrap()[0].to_vec()).unwrap();
+    let callback: CallbackId = uri.rsplit('/').next().unwrap().parse().unwrap();
+    let outcome = || CallbackReport::Outcome {
+        success: true,
+        message: None,
+    };
+    let by = Principal::new("external");
+
+    a.shutdown().await;
+    let refused = a.callback(callback, outcome(), &by).await;
+    assert!(
+        matches!(refused, Err(GateError::Unavailable(_))),
+        "{refused:?}"
+    );
+
+    let b = replica("b");
+    let recovered = b.recover().await.unwrap();
+    assert_eq!(
+        recovered.resumed, 1,
+        "the released deployment is taken over at once"
+    );
+    assert_eq!(
+        b.callback(callback, outcome(), &by).await.unwrap(),
+        CallbackAck::Applied
+    );
+    let outcomes =
+        replicas::wait_finished(&store, &[id.clone()], std::time::Duration::from_secs(20)).await;
+    assert_eq!(outcomes[&id], hookgate::core::DeploymentStatus::Succeeded);
+    b.shutdown().await;
+}

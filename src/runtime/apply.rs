@@ -37,6 +37,12 @@ impl Engine {
     ) -> Result<R, RuntimeError> {
         let mut attempts = 0;
         loop {
+            // After shutdown nothing may be acted on here (calls and steps would be abandoned
+            // while the input is acknowledged); the sender retries, reaching another replica
+            // or this engine's next start.
+            if self.inner.shutdown.is_cancelled() {
+                return Err(RuntimeError::ShuttingDown);
+            }
             attempts += 1;
             let entry = self.entry(id, true).await?;
             let mut live = entry.lock().await;
@@ -120,7 +126,7 @@ impl Engine {
         }
     }
 
-    fn publish(&self, id: &DeploymentId, events: Vec<Event>) {
+    pub(crate) fn publish(&self, id: &DeploymentId, events: Vec<Event>) {
         for event in events {
             let _ = self.inner.events.send(EngineEvent::Deployment {
                 id: id.clone(),
@@ -152,7 +158,7 @@ impl Engine {
 
     /// A finished deployment leaves memory (late callbacks load it from the store) and lets a
     /// queued deployment of its application start.
-    fn retire(&self, d: &Deployment) {
+    pub(crate) fn retire(&self, d: &Deployment) {
         lock(&self.inner.live).remove(d.id());
         {
             let mut index = lock(&self.inner.callbacks);

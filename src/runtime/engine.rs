@@ -209,13 +209,19 @@ impl Engine {
             new = new.leased(lease);
         }
         let version = self.inner.store.create(new, &events).await?;
-        let entry = self.register(Live {
+        let (entry, inserted) = self.register(Live {
             d,
             version,
             owned: true,
         });
         let live = entry.lock().await;
-        self.after_commit(&live, actions, events);
+        if inserted {
+            self.after_commit(&live, actions, events);
+        } else {
+            // A replica's upkeep found the new lease first and resumed the deployment, asking
+            // for the same work itself.
+            self.publish(&live.d.id().clone(), events);
+        }
         Ok(())
     }
 
@@ -240,16 +246,28 @@ impl Engine {
                 for (id, _) in self.inner.store.renew(&lease).await? {
                     stored.extend(self.inner.store.load(&id).await?);
                 }
-                loop {
-                    let orphans = self.inner.store.claim_orphans(&lease, 1000).await?;
-                    if orphans.is_empty() {
-                        break;
-                    }
-                    stored.extend(orphans);
-                }
                 stored
             }
         };
+        self.resume_all(stored, &mut recovered).await;
+        // Orphans a batch at a time, each resumed before the next is claimed and the leases
+        // renewed in between, so a long recovery does not let its first leases lapse.
+        let batch = self.replica().map_or(0, |r| r.options.takeover_batch);
+        while let Some(lease) = self.lease() {
+            let orphans = self.inner.store.claim_orphans(&lease, batch).await?;
+            if orphans.is_empty() {
+                break;
+            }
+            self.resume_all(orphans, &mut recovered).await;
+            self.inner
+                .store
+                .renew(&self.lease().unwrap_or(lease))
+                .await?;
+        }
+        Ok(recovered)
+    }
+
+    async fn resume_all(&self, stored: Vec<StoredDeployment>, recovered: &mut Recovered) {
         for stored in stored {
             let id = stored.id.clone();
             match self.resume(stored).await {
@@ -263,7 +281,6 @@ impl Engine {
             }
             recovered.resumed += 1;
         }
-        Ok(recovered)
     }
 
     /// Cancels a deployment (see [`Deployment::handle_cancel`]).
@@ -437,7 +454,9 @@ impl Engine {
                 Some(lease) => take_over && self.inner.store.claim(id, &lease).await?,
             };
         if owned && self.replica().is_some() {
-            // Taken over from a replica that stopped: resumed as a restart would.
+            // Taken over from a replica that stopped: resumed as a restart would, from what is
+            // stored now that the lease keeps others out.
+            stored = self.load_stored(id).await?;
             self.resume(stored).await?;
             if let Some(entry) = lock(&self.inner.live).get(id) {
                 return Ok(Arc::clone(entry));
@@ -457,7 +476,7 @@ impl Engine {
         if !live.owned {
             return Ok(Arc::new(AsyncMutex::new(live)));
         }
-        Ok(self.register(live))
+        Ok(self.register(live).0)
     }
 
     async fn load_stored(&self, id: &DeploymentId) -> Result<StoredDeployment, RuntimeError> {
@@ -470,20 +489,20 @@ impl Engine {
 
     /// Makes an unfinished deployment the engine's to drive: in memory, its callback ids
     /// indexed. When another caller registered it first, theirs is kept and returned, so there is
-    /// only ever one copy to apply inputs to.
-    pub(crate) fn register(&self, live: Live) -> Arc<AsyncMutex<Live>> {
+    /// only ever one copy to apply inputs to; the flag says whether `live` was the one kept.
+    pub(crate) fn register(&self, live: Live) -> (Arc<AsyncMutex<Live>>, bool) {
         let id = live.d.id().clone();
         let callbacks: Vec<_> = live.d.callback_ids().map(|(_, c)| c).collect();
-        let entry = Arc::clone(
-            lock(&self.inner.live)
-                .entry(id.clone())
-                .or_insert_with(|| Arc::new(AsyncMutex::new(live))),
-        );
+        let mut inserted = false;
+        let entry = Arc::clone(lock(&self.inner.live).entry(id.clone()).or_insert_with(|| {
+            inserted = true;
+            Arc::new(AsyncMutex::new(live))
+        }));
         let mut index = lock(&self.inner.callbacks);
         for callback in callbacks {
             index.insert(callback, id.clone());
         }
-        entry
+        (entry, inserted)
     }
 }
 

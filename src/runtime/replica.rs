@@ -24,7 +24,11 @@ use tokio::sync::mpsc;
 use super::engine::{Engine, Live, lock};
 use super::error::RuntimeError;
 use crate::core::{Deployment, DeploymentId};
-use crate::store::{ChangeWatcher, Lease, StoredDeployment};
+use crate::store::{ChangeWatcher, Lease, StoreError, StoredDeployment};
+
+/// How many times a catch-up with the store is tried at once before it is left to the next
+/// notice or upkeep round.
+const MAX_SYNC_ATTEMPTS: u32 = 5;
 
 /// How an engine takes part as one of several replicas sharing a store; see
 /// [`EngineBuilder::replica`](super::EngineBuilder::replica).
@@ -138,6 +142,9 @@ impl Engine {
         let Some(lease) = self.lease() else {
             return Ok(upkeep);
         };
+        if self.inner.shutdown.is_cancelled() {
+            return Ok(upkeep);
+        }
         let held: HashMap<DeploymentId, u64> =
             self.inner.store.renew(&lease).await?.into_iter().collect();
         upkeep.renewed = held.len();
@@ -146,6 +153,12 @@ impl Engine {
             match held.get(&id) {
                 Some(&version) => upkeep.reloaded += usize::from(self.sync(&id, version).await),
                 None => {
+                    // Registered after `renew` read the leases (a launch, a takeover by an
+                    // input) is still this replica's: only a failed claim means it is lost.
+                    let lease = self.lease().unwrap_or_else(|| lease.clone());
+                    if matches!(self.inner.store.claim(&id, &lease).await, Ok(true)) {
+                        continue;
+                    }
                     self.lose(&id).await;
                     upkeep.lost += 1;
                 }
@@ -173,7 +186,12 @@ impl Engine {
                 }
             }
         }
+        if self.inner.shutdown.is_cancelled() {
+            return Ok(upkeep);
+        }
         let batch = self.replica().map_or(1, |r| r.options.takeover_batch);
+        // A fresh lease: the round so far may have taken a while.
+        let lease = self.lease().unwrap_or(lease);
         for stored in self.inner.store.claim_orphans(&lease, batch).await? {
             let id = stored.id.clone();
             match self.resume(stored).await {
@@ -186,18 +204,48 @@ impl Engine {
         Ok(upkeep)
     }
 
-    /// Catches up with a write another replica made to a deployment driven here: reloads it,
-    /// stores it without the actions that write left for the driver, and performs them.
-    /// Returns whether it reloaded.
+    /// Takes up what a write by another replica (or a save that lost a race here) left for the
+    /// driver of a deployment driven here: reloads it if the store is ahead, stores it without
+    /// the pending actions and performs them. A deployment that is finished leaves memory.
+    /// Returns whether it did anything.
     pub(crate) async fn sync(&self, id: &DeploymentId, version: u64) -> bool {
         let Some(entry) = lock(&self.inner.live).get(id).cloned() else {
             return false;
         };
         let mut live = entry.lock().await;
-        if live.version >= version {
-            return false;
+        let mut acted = false;
+        for _ in 0..MAX_SYNC_ATTEMPTS {
+            let behind = live.version < version;
+            if !behind && live.d.state().actions.is_empty() {
+                break;
+            }
+            if behind && !self.reload_into(&mut live).await {
+                break;
+            }
+            acted = true;
+            let before = live.d.clone();
+            match self.commit(&mut live, before).await {
+                Ok(_) => break,
+                // `commit` reloaded what was stored: take that up in the next attempt.
+                Err(RuntimeError::Store(StoreError::Conflict { .. })) => {}
+                Err(e) => {
+                    // The actions stay pending here and in the store; the next upkeep round
+                    // takes them up.
+                    tracing::warn!(deployment = %id, error = %e, "could not take up another replica's change");
+                    break;
+                }
+            }
         }
-        let stored = match self.inner.store.load(id).await {
+        if live.d.is_finished() {
+            self.retire(&live.d);
+        }
+        acted
+    }
+
+    /// Replaces the entry's deployment with the stored one; whether it could.
+    async fn reload_into(&self, live: &mut Live) -> bool {
+        let id = live.d.id().clone();
+        let stored = match self.inner.store.load(&id).await {
             Ok(Some(stored)) => stored,
             Ok(None) => return false,
             Err(e) => {
@@ -205,21 +253,17 @@ impl Engine {
                 return false;
             }
         };
-        let d = match Deployment::restore(Arc::clone(live.d.plan()), stored.state) {
-            Ok(d) => d,
+        match Deployment::restore(Arc::clone(live.d.plan()), stored.state) {
+            Ok(d) => {
+                live.d = d;
+                live.version = stored.version;
+                true
+            }
             Err(e) => {
                 tracing::error!(deployment = %id, error = %e, "the stored state no longer fits");
-                return false;
+                false
             }
-        };
-        live.d = d;
-        live.version = stored.version;
-        let before = live.d.clone();
-        if let Err(e) = self.commit(&mut live, before).await {
-            // The actions stay in the stored state; the next notice or upkeep round tries again.
-            tracing::warn!(deployment = %id, error = %e, "could not take up another replica's change");
         }
-        true
     }
 
     /// Another replica took the deployment's lease: it is no longer driven here. A deployment
@@ -230,12 +274,28 @@ impl Engine {
         {
             self.sync(id, stored.version).await;
         }
-        let Some(entry) = lock(&self.inner.live).remove(id) else {
+        let Some(entry) = lock(&self.inner.live).get(id).cloned() else {
             return;
         };
-        let live = entry.lock().await;
+        let callbacks: Vec<_> = entry
+            .lock()
+            .await
+            .d
+            .callback_ids()
+            .map(|(_, c)| c)
+            .collect();
+        // Only the entry looked at above is forgotten: one registered since (taken back by an
+        // input) keeps its deadline and callback index.
+        let mut live = lock(&self.inner.live);
+        if !live
+            .get(id)
+            .is_some_and(|current| Arc::ptr_eq(current, &entry))
+        {
+            return;
+        }
+        live.remove(id);
         let mut index = lock(&self.inner.callbacks);
-        for (_, callback) in live.d.callback_ids() {
+        for callback in callbacks {
             index.remove(&callback);
         }
         self.inner.deadlines.set(id, None);
@@ -259,15 +319,24 @@ impl Engine {
         while d.poll_action().is_some() {}
         d.reissue_in_flight();
         let id = stored.id.clone();
-        let entry = self.register(Live {
+        let callbacks: Vec<_> = d.callback_ids().map(|(_, c)| c).collect();
+        let (entry, inserted) = self.register(Live {
             d,
             version: stored.version,
             owned: true,
         });
+        if !inserted {
+            // Registered meanwhile by someone who drives it already.
+            return Ok(false);
+        }
         let mut live = entry.lock().await;
         self.commit(&mut live, before).await.inspect_err(|_| {
-            // Out of memory again, so the next input loads it afresh and resumes it.
+            // Out of memory again, so the next input or upkeep round resumes it afresh.
             lock(&self.inner.live).remove(&id);
+            let mut index = lock(&self.inner.callbacks);
+            for callback in &callbacks {
+                index.remove(callback);
+            }
         })
     }
 
