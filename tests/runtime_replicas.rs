@@ -118,8 +118,12 @@ webhooks:
         b.callback(callback, outcome(), &by).await.unwrap(),
         CallbackAck::Applied
     );
-    let outcomes =
-        replicas::wait_finished(&store, &[id.clone()], std::time::Duration::from_secs(20)).await;
+    let outcomes = replicas::wait_finished(
+        &store,
+        std::slice::from_ref(&id),
+        std::time::Duration::from_secs(20),
+    )
+    .await;
     assert_eq!(outcomes[&id], hookgate::core::DeploymentStatus::Succeeded);
     b.shutdown().await;
 }
