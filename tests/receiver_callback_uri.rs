@@ -202,3 +202,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_untrusted_key_named_in_an_error_is_cut_short_and_escaped() {
+    let hostile = format!("line\n\u{1b}[31m{}", "k".repeat(100_000));
+    let body =
+        serde_json::to_vec(&json!({ hostile: {"callbackUri": "ftp://x.example/cb"} })).unwrap();
+    let error = ReceivedRequest::new()
+        .with_body(&body)
+        .callback_uri()
+        .unwrap_err();
+    assert!(
+        matches!(error, CallbackUriError::Invalid { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.len() < 400, "{} bytes", message.len());
+    assert!(
+        !message.contains('\n') && !message.contains('\u{1b}'),
+        "{message}"
+    );
+    assert!(message.contains("line\\n"), "{message}");
+}

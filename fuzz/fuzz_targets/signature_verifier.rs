@@ -65,7 +65,8 @@ fuzz_target!(|input: Input<'_>| {
 
     // Round trip: a request the signer signed verifies (with every timestamp allowed), and a
     // changed body does not.
-    let signed = Signer::new(secret.clone()).sign(input.signed_id, input.signed_timestamp, input.body);
+    let signed =
+        Signer::new(secret.clone()).sign(input.signed_id, input.signed_timestamp, input.body);
     let mut headers = HeaderMap::new();
     if let Err(error) = signed.apply(&mut headers) {
         return check_error(&error);

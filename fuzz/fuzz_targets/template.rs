@@ -100,7 +100,9 @@ fuzz_target!(|input: Input<'_>| {
     match request.render(&values) {
         Ok(rendered) => {
             // The fast path for canonical URLs must give what the URL parser gives.
-            let text = uri.render(&values, Escape::Uri).expect("rendered once already");
+            let text = uri
+                .render(&values, Escape::Uri)
+                .expect("rendered once already");
             let mut url = url::Url::parse(&text).expect("an accepted URI parses");
             url.set_fragment(None);
             assert_eq!(rendered.uri().to_string(), url.as_str(), "from {text:?}");

@@ -72,14 +72,23 @@ fuzz_target!(|input: Input<'_>| {
                 let token = token.expose().to_owned();
                 assert!(!token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()));
                 // The same answer again (from the cache or a new fetch) gives the same token.
-                let again = tokens.token().await.expect("the same answer succeeds again");
+                let again = tokens
+                    .token()
+                    .await
+                    .expect("the same answer succeeds again");
                 assert_eq!(again.expose(), token);
             }
             Err(error) => {
                 let message = error.to_string();
                 assert!(!message.is_empty(), "{error:?}");
-                assert!(!message.contains(CLIENT_SECRET), "the secret leaked: {message}");
-                assert!(calls.load(Ordering::SeqCst) <= 2, "more attempts than allowed");
+                assert!(
+                    !message.contains(CLIENT_SECRET),
+                    "the secret leaked: {message}"
+                );
+                assert!(
+                    calls.load(Ordering::SeqCst) <= 2,
+                    "more attempts than allowed"
+                );
             }
         }
     });

@@ -203,8 +203,23 @@ fn find_in_json(json: &Value) -> Option<(String, &Value)> {
     }
     object.iter().find_map(|(outer, nested)| {
         let (key, value) = known_key(nested.as_object()?)?;
-        Some((format!("body at `{outer}.{key}`"), value))
+        Some((format!("body at `{}.{key}`", shown_key(outer)), value))
     })
+}
+
+/// A key of the received body as an error message may show it: the body is untrusted, so the
+/// key is cut short and its control characters escaped, and it cannot bloat or forge log lines.
+fn shown_key(key: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    let mut shown: String = key
+        .chars()
+        .take(MAX_CHARS)
+        .flat_map(char::escape_debug)
+        .collect();
+    if key.chars().nth(MAX_CHARS).is_some() {
+        shown.push('…');
+    }
+    shown
 }
 
 fn known_key(object: &serde_json::Map<String, Value>) -> Option<(&'static str, &Value)> {
