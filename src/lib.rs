@@ -10,6 +10,11 @@
 //! - the **external-process side** ([`receiver`]): find the callback URI in the received
 //!   request, get an OAuth2 client-credentials token, post `{"success": bool, "mdMessage": ...}`.
 //!
+//! Around the core: the callback and approval endpoint (`server`, an axum router with feature
+//! `axum`), callback authorization (`auth`), durable state (`store`: memory, SQLite with feature
+//! `sqlite`, PostgreSQL shared by several replicas with feature `postgres`), and an engine that
+//! drives many deployments with all of them (`runtime`, feature `runtime`).
+//!
 //! # The run loop
 //!
 //! The [`core::Deployment`] performs no IO and reads no clock. A host feeds it inputs

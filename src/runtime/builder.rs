@@ -99,6 +99,9 @@ impl EngineBuilder {
     /// receives, and takes over the deployments of a replica that stopped; see
     /// [`Engine::maintain_leases`]. Without it the engine assumes it is the store's only user.
     ///
+    /// Run [`Engine::run_scheduler`] in a task: besides deadlines it renews the leases and
+    /// takes up the store's change notices, which queue in memory until it does.
+    ///
     /// `ifDeploymentInProgress` is checked by each replica on its own, so two replicas starting
     /// the same application at the same moment may both start it, and an `enqueueOne`
     /// deployment waits in the memory of the replica that was asked to start it.
