@@ -33,34 +33,21 @@ async fn a_stopped_replicas_deployments_are_taken_over_after_its_leases_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_shut_down_refuses_inputs_and_another_takes_over_at_once() {
     use std::collections::BTreeMap;
-    use std::sync::Mutex;
 
-    use bytes::Bytes;
     use hookgate::auth::Principal;
     use hookgate::core::{CallbackAck, CallbackId, GateState};
     use hookgate::outbound::Dispatcher;
     use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
     use hookgate::secrets::MemorySecrets;
     use hookgate::server::{CallbackReport, GateError, GateService};
-    use hookgate::transport::{TransportError, TransportRegistry};
+    use hookgate::test_util::RecordingTransport;
+    use hookgate::transport::TransportRegistry;
 
     let store: Arc<DynStore> = Arc::new(MemoryStore::new());
-    let bodies: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+    let external = RecordingTransport::new();
     let replica = |name: &str| {
-        let seen = Arc::clone(&bodies);
-        let transport = move |request: http::Request<Bytes>| {
-            seen.lock().unwrap().push(request.body().clone());
-            async {
-                Ok::<_, TransportError>(
-                    http::Response::builder()
-                        .status(202)
-                        .body(Bytes::new())
-                        .unwrap(),
-                )
-            }
-        };
         let dispatcher = Dispatcher::builder(
-            TransportRegistry::new(Arc::new(transport)),
+            TransportRegistry::new(Arc::new(external.clone())),
             Arc::new(MemorySecrets::new()),
             "https://gates.example",
         )
@@ -93,7 +80,7 @@ webhooks:
         )
     })
     .await;
-    let uri = String::from_utf8(bodies.lock().unwrap()[0].to_vec()).unwrap();
+    let uri = String::from_utf8(external.requests()[0].body.to_vec()).unwrap();
     let callback: CallbackId = uri.rsplit('/').next().unwrap().parse().unwrap();
     let outcome = || CallbackReport::Outcome {
         success: true,

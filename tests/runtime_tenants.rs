@@ -5,10 +5,9 @@
 mod server_support;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use hookgate::auth::{Principal, StaticTokens};
 use hookgate::core::{DeploymentId, EventKind, GateState};
 use hookgate::outbound::Dispatcher;
@@ -16,7 +15,8 @@ use hookgate::receiver::ReceivedRequest;
 use hookgate::runtime::{Engine, SimulatedHost};
 use hookgate::secrets::MemorySecrets;
 use hookgate::server::{CallbackHandler, ServerState, router};
-use hookgate::transport::{TransportError, TransportRegistry};
+use hookgate::test_util::RecordingTransport;
+use hookgate::transport::TransportRegistry;
 use http::StatusCode;
 use server_support::{post, send};
 
@@ -42,25 +42,13 @@ webhooks:
 struct Setup {
     engine: Engine,
     router: axum::Router,
-    bodies: Arc<Mutex<Vec<Bytes>>>,
+    external: RecordingTransport,
 }
 
 fn setup() -> Setup {
-    let bodies: Arc<Mutex<Vec<Bytes>>> = Arc::default();
-    let seen = Arc::clone(&bodies);
-    let transport = move |request: http::Request<Bytes>| {
-        seen.lock().unwrap().push(request.body().clone());
-        async {
-            Ok::<_, TransportError>(
-                http::Response::builder()
-                    .status(202)
-                    .body(Bytes::new())
-                    .unwrap(),
-            )
-        }
-    };
+    let external = RecordingTransport::new();
     let dispatcher = Dispatcher::builder(
-        TransportRegistry::new(Arc::new(transport)),
+        TransportRegistry::new(Arc::new(external.clone())),
         Arc::new(MemorySecrets::new()),
         "https://gates.example",
     )
@@ -77,7 +65,7 @@ fn setup() -> Setup {
     Setup {
         router: router(ServerState::new(handler)),
         engine,
-        bodies,
+        external,
     }
 }
 
@@ -85,9 +73,9 @@ fn setup() -> Setup {
 async fn callback_path(s: &Setup, nth: usize) -> String {
     let wait = async {
         loop {
-            if let Some(body) = s.bodies.lock().unwrap().get(nth) {
+            if let Some(request) = s.external.requests().get(nth) {
                 let uri = ReceivedRequest::new()
-                    .with_body(body)
+                    .with_body(&request.body)
                     .callback_uri()
                     .unwrap();
                 return uri.path().to_owned();

@@ -984,30 +984,17 @@ mod replica_scenarios {
         use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
         use hookgate::secrets::MemorySecrets;
         use hookgate::server::{CallbackHandler, ServerState, router};
-        use hookgate::transport::{TransportError, TransportRegistry};
+        use hookgate::test_util::RecordingTransport;
+        use hookgate::transport::TransportRegistry;
         use tower::ServiceExt;
 
         let Some(db) = TestDb::new("outage") else {
             return;
         };
         let (mut proxy, store) = through_proxy(&db).await;
-        let bodies: Arc<Mutex<Vec<bytes::Bytes>>> = Arc::default();
-        let seen = Arc::clone(&bodies);
-        let transport = move |request: http::Request<bytes::Bytes>| {
-            seen.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(request.body().clone());
-            async {
-                Ok::<_, TransportError>(
-                    http::Response::builder()
-                        .status(202)
-                        .body(bytes::Bytes::new())
-                        .expect("a response"),
-                )
-            }
-        };
+        let external = RecordingTransport::new();
         let dispatcher = Dispatcher::builder(
-            TransportRegistry::new(Arc::new(transport)),
+            TransportRegistry::new(Arc::new(external.clone())),
             Arc::new(MemorySecrets::new()),
             "https://gates.example",
         )
@@ -1035,9 +1022,8 @@ mod replica_scenarios {
             )
         };
         eventually("the gate waits for its callback", waiting).await;
-        let callback =
-            String::from_utf8(bodies.lock().unwrap_or_else(PoisonError::into_inner)[0].to_vec())
-                .expect("the body is the callback URI");
+        let callback = String::from_utf8(external.requests()[0].body.to_vec())
+            .expect("the body is the callback URI");
         let path = url::Url::parse(&callback).expect("a URL").path().to_owned();
         let app = router(ServerState::new(CallbackHandler::new(
             Arc::new(engine.clone()),

@@ -7,15 +7,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use hookgate::auth::{Principal, StaticTokens};
 use hookgate::outbound::Dispatcher;
 use hookgate::runtime::{Engine, EngineBuilder, SimulatedHost};
 use hookgate::secrets::MemorySecrets;
 use hookgate::server::{CallbackHandler, ServerState, router};
 use hookgate::store::DynStore;
-use hookgate::test_util::SequentialIds;
-use hookgate::transport::{TransportError, TransportRegistry};
+use hookgate::test_util::{RecordingTransport, SequentialIds};
+use hookgate::transport::TransportRegistry;
 
 pub const TOKEN: &str = "load-test-token";
 pub const PLAN: &str = r#"
@@ -120,24 +119,9 @@ pub async fn serve_engine(
 ) -> (Engine, String, Vec<String>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let urls = Arc::new(Mutex::new(Vec::new()));
-    let capture = Arc::clone(&urls);
-    let external = move |request: http::Request<Bytes>| {
-        let body: serde_json::Value = serde_json::from_slice(request.body()).unwrap_or_default();
-        if let Some(url) = body["callbackUri"].as_str() {
-            capture.lock().unwrap().push(url.to_owned());
-        }
-        async {
-            Ok::<_, TransportError>(
-                http::Response::builder()
-                    .status(202)
-                    .body(Bytes::new())
-                    .unwrap(),
-            )
-        }
-    };
+    let external = RecordingTransport::new();
     let dispatcher = Dispatcher::builder(
-        TransportRegistry::new(Arc::new(external)),
+        TransportRegistry::new(Arc::new(external.clone())),
         Arc::new(MemorySecrets::new()),
         base.clone(),
     )
@@ -152,7 +136,7 @@ pub async fn serve_engine(
     for _ in 0..requests {
         engine.start(PLAN, BTreeMap::new()).await.unwrap();
     }
-    while urls.lock().unwrap().len() < requests || engine.armed_deadlines() < requests {
+    while external.count() < requests || engine.armed_deadlines() < requests {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let handler = CallbackHandler::new(
@@ -160,7 +144,14 @@ pub async fn serve_engine(
         Arc::new(StaticTokens::new().with_token(TOKEN, Principal::new("load"))),
     );
     tokio::spawn(async move { axum::serve(listener, router(ServerState::new(handler))).await });
-    let urls = urls.lock().unwrap().clone();
+    let urls = external
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+            body["callbackUri"].as_str().map(str::to_owned)
+        })
+        .collect();
     (engine, base, urls)
 }
 
