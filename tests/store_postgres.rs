@@ -14,14 +14,15 @@
 //! them).
 #![cfg(all(feature = "postgres", feature = "test-util"))]
 
+mod store_support;
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{SubsecRound, TimeDelta, Utc};
-use hookgate::config::Plan;
-use hookgate::core::{Deployment, DeploymentId, Event, IdSource, StartOptions};
+use hookgate::core::{Deployment, DeploymentId, IdSource};
 use hookgate::ids::RandomIds;
 use hookgate::store::{
     ChangeWatcher, DynStore, Lease, NewDeployment, PostgresOptions, PostgresStore, Store,
@@ -29,20 +30,9 @@ use hookgate::store::{
 };
 use hookgate::test_util::ManualClock;
 use sqlx::PgPool;
+use store_support::{PLAN, progress, start_random};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-
-const PLAN: &str = r#"
-application: shop
-targets:
-  prod:
-    constraints:
-      beforeDeployment:
-        - runWebhook: {name: ticket}
-webhooks:
-  - name: ticket
-    uriTemplate: "https://tickets.example/{{armory.deploymentId}}"
-"#;
 
 const MIGRATION_1: &str = include_str!("../src/store/postgres/migrations/0001_initial.sql");
 
@@ -124,31 +114,6 @@ impl TestDb {
     }
 }
 
-fn start(id: &str) -> (Deployment, Vec<Event>) {
-    let plan = Arc::new(Plan::from_yaml(PLAN).expect("valid plan"));
-    let mut d = Deployment::start(
-        plan,
-        DeploymentId::from(id),
-        StartOptions::default(),
-        &mut RandomIds,
-        Utc::now(),
-    );
-    let events = drain(&mut d);
-    (d, events)
-}
-
-fn drain(d: &mut Deployment) -> Vec<Event> {
-    while d.poll_action().is_some() {}
-    std::iter::from_fn(|| d.poll_event()).collect()
-}
-
-fn progress(d: &mut Deployment, note: &str) -> Vec<Event> {
-    let (_, callback) = d.callback_ids().next().expect("one webhook gate");
-    d.handle_progress(Utc::now(), callback, note.to_owned())
-        .expect("the gate is open");
-    drain(d)
-}
-
 /// What a watcher heard: each deployment and version, in order.
 type Heard = Arc<Mutex<Vec<(DeploymentId, u64)>>>;
 
@@ -208,7 +173,7 @@ async fn postgres_store_passes_the_conformance_suite_and_the_replica_checks() {
     .await;
     let (watcher, heard) = recorder();
     other.watch(watcher).await.expect("watch");
-    let (d, events) = start("written-by-the-first-replica");
+    let (d, events) = start_random("written-by-the-first-replica");
     let lease = Lease::new("first", Utc::now(), Duration::from_secs(30));
     store
         .create(NewDeployment::new(&d, PLAN).leased(lease), &events)
@@ -289,7 +254,7 @@ async fn migrations_run_once_when_replicas_connect_together_and_again() {
         "each migration applied once"
     );
 
-    let (d, events) = start("d1");
+    let (d, events) = start_random("d1");
     a.create(NewDeployment::new(&d, PLAN), &events)
         .await
         .expect("create");
@@ -326,7 +291,7 @@ async fn a_version_1_database_is_upgraded_and_keeps_its_rows() {
     .execute(&mut *tx)
     .await
     .expect("create a version 1 schema");
-    let (mut d, events) = start("from-v1");
+    let (mut d, events) = start_random("from-v1");
     let created = Utc::now();
     sqlx::query(
         "INSERT INTO deployments (id, application, plan_source, state, status, finished,
@@ -578,12 +543,12 @@ async fn notices_stay_within_their_schema_and_end_with_the_store() {
     let other = elsewhere.connect().await;
     let (watcher, heard) = recorder();
     store.watch(watcher).await.expect("watch");
-    let (on_other, events) = start("on-the-other-schema");
+    let (on_other, events) = start_random("on-the-other-schema");
     other
         .create(NewDeployment::new(&on_other, PLAN), &events)
         .await
         .expect("create");
-    let (mine, events) = start("on-this-schema");
+    let (mine, events) = start_random("on-this-schema");
     store
         .create(NewDeployment::new(&mine, PLAN), &events)
         .await
@@ -658,7 +623,7 @@ async fn corrupt_rows_are_typed_errors() {
         return;
     };
     let store = db.connect().await;
-    let (d, events) = start("d1");
+    let (d, events) = start_random("d1");
     store
         .create(NewDeployment::new(&d, PLAN), &events)
         .await
@@ -829,7 +794,7 @@ async fn the_store_survives_a_server_restart_without_being_rebuilt() {
     let (mut proxy, store) = through_proxy(&db).await;
     let (watcher, heard) = recorder();
     store.watch(watcher).await.expect("watch");
-    let (mut d, events) = start("d1");
+    let (mut d, events) = start_random("d1");
     store
         .create(NewDeployment::new(&d, PLAN), &events)
         .await

@@ -2,33 +2,22 @@
 //! each write on its own, migrations on reopen, and typed errors for corrupt rows.
 #![cfg(all(feature = "sqlite", feature = "test-util"))]
 
+mod store_support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use chrono::{SubsecRound, TimeDelta, Utc};
-use hookgate::config::Plan;
-use hookgate::core::{Deployment, DeploymentId, Event, EventKind, StartOptions};
-use hookgate::ids::RandomIds;
+use hookgate::core::{DeploymentId, EventKind};
 use hookgate::store::{
     Durability, DynStore, Lease, NewDeployment, SqliteOptions, SqliteStore, Store, StoreError,
     conformance,
 };
-use hookgate::test_util::{ManualClock, SequentialIds};
+use hookgate::test_util::ManualClock;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
-
-const PLAN: &str = r#"
-application: shop
-targets:
-  prod:
-    constraints:
-      beforeDeployment:
-        - runWebhook: {name: ticket}
-webhooks:
-  - name: ticket
-    uriTemplate: "https://tickets.example/{{armory.deploymentId}}"
-"#;
+use store_support::{PLAN, progress, start, start_random};
 
 /// A directory under Cargo's temporary directory for tests, removed when dropped.
 struct TempDir(PathBuf);
@@ -51,47 +40,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// Starts deployment `id` of [`PLAN`] and returns it with its plan text and first events.
-fn start(id: &str) -> (Deployment, Vec<Event>) {
-    let plan = Arc::new(Plan::from_yaml(PLAN).expect("valid plan"));
-    let mut d = Deployment::start(
-        plan,
-        DeploymentId::from(id),
-        StartOptions::default(),
-        &mut SequentialIds::default(),
-        Utc::now(),
-    );
-    let events = drain(&mut d);
-    (d, events)
-}
-
-/// Like [`start`], with random callback ids, so that deployments do not share them.
-fn start_random(id: &str) -> (Deployment, Vec<Event>) {
-    let plan = Arc::new(Plan::from_yaml(PLAN).expect("valid plan"));
-    let mut d = Deployment::start(
-        plan,
-        DeploymentId::from(id),
-        StartOptions::default(),
-        &mut RandomIds,
-        Utc::now(),
-    );
-    let events = drain(&mut d);
-    (d, events)
-}
-
-fn drain(d: &mut Deployment) -> Vec<Event> {
-    while d.poll_action().is_some() {}
-    std::iter::from_fn(|| d.poll_event()).collect()
-}
-
-/// A progress note whose message is `note`.
-fn progress(d: &mut Deployment, note: String) -> Vec<Event> {
-    let (_, callback) = d.callback_ids().next().expect("one webhook gate");
-    d.handle_progress(Utc::now(), callback, note)
-        .expect("the gate is open");
-    drain(d)
 }
 
 async fn raw(path: &Path) -> SqlitePool {
@@ -268,7 +216,7 @@ async fn close_finishes_queued_writes_and_refuses_later_ones() {
         .create(NewDeployment::new(&d, PLAN), &events)
         .await
         .expect("create");
-    let events = progress(&mut d, "before close".into());
+    let events = progress(&mut d, "before close");
     let (saved, ()) = tokio::join!(
         store.save(d.id(), 1, d.state(), d.status(), &events),
         store.close()
@@ -297,7 +245,7 @@ async fn two_stores_on_one_file_see_each_others_versions() {
         .await
         .expect("create");
     let loaded = second.load(d.id()).await.expect("load").expect("found");
-    let events = progress(&mut d, "first".into());
+    let events = progress(&mut d, "first");
     first
         .save(d.id(), 1, d.state(), d.status(), &events)
         .await

@@ -135,23 +135,29 @@ impl Engine {
         }
     }
 
-    async fn reload(&self, live: &mut Live) {
+    /// Replaces the entry's deployment with the stored one; whether it could.
+    pub(crate) async fn reload(&self, live: &mut Live) -> bool {
         let id = live.d.id().clone();
-        match self.inner.store.load(&id).await {
-            Ok(Some(stored)) => {
-                match Deployment::restore(Arc::clone(live.d.plan()), stored.state) {
-                    Ok(d) => {
-                        live.d = d;
-                        live.version = stored.version;
-                    }
-                    Err(e) => {
-                        tracing::error!(deployment = %id, error = %e, "the stored state no longer fits")
-                    }
-                }
+        let stored = match self.inner.store.load(&id).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => {
+                tracing::error!(deployment = %id, "the deployment vanished from the store");
+                return false;
             }
-            Ok(None) => tracing::error!(deployment = %id, "the deployment vanished from the store"),
             Err(e) => {
-                tracing::warn!(deployment = %id, error = %e, "could not reload the deployment")
+                tracing::warn!(deployment = %id, error = %e, "could not reload the deployment");
+                return false;
+            }
+        };
+        match Deployment::restore(Arc::clone(live.d.plan()), stored.state) {
+            Ok(d) => {
+                live.d = d;
+                live.version = stored.version;
+                true
+            }
+            Err(e) => {
+                tracing::error!(deployment = %id, error = %e, "the stored state no longer fits");
+                false
             }
         }
     }

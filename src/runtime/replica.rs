@@ -219,7 +219,7 @@ impl Engine {
             if !behind && live.d.state().actions.is_empty() {
                 break;
             }
-            if behind && !self.reload_into(&mut live).await {
+            if behind && !self.reload(&mut live).await {
                 break;
             }
             acted = true;
@@ -240,30 +240,6 @@ impl Engine {
             self.retire(&live.d);
         }
         acted
-    }
-
-    /// Replaces the entry's deployment with the stored one; whether it could.
-    async fn reload_into(&self, live: &mut Live) -> bool {
-        let id = live.d.id().clone();
-        let stored = match self.inner.store.load(&id).await {
-            Ok(Some(stored)) => stored,
-            Ok(None) => return false,
-            Err(e) => {
-                tracing::warn!(deployment = %id, error = %e, "could not reload a deployment another replica changed");
-                return false;
-            }
-        };
-        match Deployment::restore(Arc::clone(live.d.plan()), stored.state) {
-            Ok(d) => {
-                live.d = d;
-                live.version = stored.version;
-                true
-            }
-            Err(e) => {
-                tracing::error!(deployment = %id, error = %e, "the stored state no longer fits");
-                false
-            }
-        }
     }
 
     /// Another replica took the deployment's lease: it is no longer driven here. A deployment

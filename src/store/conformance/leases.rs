@@ -5,6 +5,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 
 use super::fixture::{Fixture, t0};
+use super::join_all;
 use crate::core::DeploymentId;
 use crate::store::{ChangeWatcher, DynStore, Lease, StoreError};
 
@@ -195,8 +196,15 @@ pub async fn orphan_claims(store: &DynStore) {
     }
     let (x, y) = (fx.name("x"), fx.name("y"));
     let (lx, ly) = (lease(&x, 0), lease(&y, 0));
-    let (got_x, got_y) =
-        futures_join(store.claim_orphans(&lx, 15), store.claim_orphans(&ly, 15)).await;
+    let mut got = join_all(vec![
+        store.claim_orphans(&lx, 15),
+        store.claim_orphans(&ly, 15),
+    ])
+    .await;
+    let (got_y, got_x) = (
+        got.pop().expect("two results"),
+        got.pop().expect("two results"),
+    );
     let got_x: HashSet<_> = got_x
         .expect("claim_orphans succeeds")
         .into_iter()
@@ -303,35 +311,4 @@ async fn pause(duration: Duration) {
         std::task::Poll::Pending
     })
     .await;
-}
-
-/// Polls both futures until both are done, without a runtime.
-async fn futures_join<A: std::future::Future, B: std::future::Future>(
-    a: A,
-    b: B,
-) -> (A::Output, B::Output) {
-    let (mut a, mut b) = (Box::pin(a), Box::pin(b));
-    let (mut ra, mut rb) = (None, None);
-    std::future::poll_fn(|cx| {
-        if ra.is_none()
-            && let std::task::Poll::Ready(v) = a.as_mut().poll(cx)
-        {
-            ra = Some(v);
-        }
-        if rb.is_none()
-            && let std::task::Poll::Ready(v) = b.as_mut().poll(cx)
-        {
-            rb = Some(v);
-        }
-        if ra.is_some() && rb.is_some() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    (
-        ra.expect("polled to completion"),
-        rb.expect("polled to completion"),
-    )
 }

@@ -66,10 +66,10 @@ pub async fn run_replica_checks(store: &Arc<DynStore>) {
 }
 
 /// Polls every task whenever one may progress, so that they all run at once without a
-/// runtime: each save of a pooled store then holds its own connection, and the database, not
+/// runtime: each call of a pooled store then holds its own connection, and the database, not
 /// the order of the list, decides which one wins.
-async fn join_all(mut tasks: Vec<SaveTask>) -> Vec<Result<u64, StoreError>> {
-    let mut results: Vec<Option<Result<u64, StoreError>>> = tasks.iter().map(|_| None).collect();
+async fn join_all<T>(mut tasks: Vec<Pin<Box<dyn Future<Output = T> + Send + '_>>>) -> Vec<T> {
+    let mut results: Vec<Option<T>> = tasks.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
         let mut pending = false;
         for (task, result) in tasks.iter_mut().zip(&mut results) {
