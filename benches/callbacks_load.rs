@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench callbacks_load --features runtime,axum,sqlite,test-util -- \
-//!     [--requests N] [--concurrency C] [--rounds R]
+//!     [--requests N] [--concurrency C] [--rounds R] [--only memory|sqlite]
 //! ```
 //!
 //! For each store it opens N gates (N deployments, each waiting on a callback), then sends the N
@@ -13,6 +13,7 @@
 //! alternate between hookgate and its baseline; the best round of each is reported.
 
 mod load;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,27 +85,38 @@ fn main() {
             "{} callbacks per round, concurrency {}, {} rounds, best round shown",
             o.requests, o.concurrency, o.rounds
         );
-        let (mut ours, mut base) = (Vec::new(), Vec::new());
-        for _ in 0..o.rounds {
-            let (_, _, urls) = serve_engine(Arc::new(MemoryStore::new()), o.requests, |b| b).await;
-            ours.push(drive(urls, o.concurrency).await);
-            let urls = baseline(None, o.requests).await;
-            base.push(drive(urls, o.concurrency).await);
+        if o.runs("memory") {
+            memory(&o).await;
         }
-        report("memory", best(&ours), best(&base));
-
-        let dir = tempfile::tempdir().unwrap();
-        let (mut ours, mut base) = (Vec::new(), Vec::new());
-        for round in 0..o.rounds {
-            let store = SqliteStore::open(dir.path().join(format!("hookgate-{round}.db")))
-                .await
-                .unwrap();
-            let (_, _, urls) = serve_engine(Arc::new(store), o.requests, |b| b).await;
-            ours.push(drive(urls, o.concurrency).await);
-            let pool = sqlite_baseline_pool(dir.path()).await;
-            let urls = baseline(Some(pool), o.requests).await;
-            base.push(drive(urls, o.concurrency).await);
+        if o.runs("sqlite") {
+            sqlite(&o).await;
         }
-        report("sqlite", best(&ours), best(&base));
     });
+}
+
+async fn memory(o: &load::Options) {
+    let (mut ours, mut base) = (Vec::new(), Vec::new());
+    for _ in 0..o.rounds {
+        let (_, _, urls) = serve_engine(Arc::new(MemoryStore::new()), o.requests, |b| b).await;
+        ours.push(drive(urls, o.concurrency).await);
+        let urls = baseline(None, o.requests).await;
+        base.push(drive(urls, o.concurrency).await);
+    }
+    report("memory", best(&ours), best(&base));
+}
+
+async fn sqlite(o: &load::Options) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut ours, mut base) = (Vec::new(), Vec::new());
+    for round in 0..o.rounds {
+        let store = SqliteStore::open(dir.path().join(format!("hookgate-{round}.db")))
+            .await
+            .unwrap();
+        let (_, _, urls) = serve_engine(Arc::new(store), o.requests, |b| b).await;
+        ours.push(drive(urls, o.concurrency).await);
+        let pool = sqlite_baseline_pool(dir.path()).await;
+        let urls = baseline(Some(pool), o.requests).await;
+        base.push(drive(urls, o.concurrency).await);
+    }
+    report("sqlite", best(&ours), best(&base));
 }

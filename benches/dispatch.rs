@@ -19,7 +19,7 @@ use hookgate::transport::{HttpTransport, ReqwestTransport, TransportRegistry};
 
 mod support;
 
-use support::{GITHUB_DISPATCH, first_call};
+use support::{GITHUB_DISPATCH, cpu_time, first_call};
 
 const CONCURRENCY: usize = 64;
 const ROUNDS: usize = 5;
@@ -123,16 +123,6 @@ impl std::fmt::Display for Measured {
             None => Ok(()),
         }
     }
-}
-
-/// User + system CPU time of this process, from `/proc` (Linux only).
-fn cpu_time() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name start at field 3; utime and stime are 14, 15.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // The kernel reports in USER_HZ, which is 100 on every Linux ABI in use.
-    Some(ticks / 100.0)
 }
 
 fn dispatcher(sink: &str) -> (Arc<Dispatcher>, Arc<PreparedCall>) {

@@ -13,6 +13,7 @@
 //! the best round of each is reported. Without the variable it prints why and exits 0.
 
 mod load;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;

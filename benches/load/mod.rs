@@ -16,6 +16,8 @@ use hookgate::store::DynStore;
 use hookgate::test_util::{RecordingTransport, SequentialIds};
 use hookgate::transport::TransportRegistry;
 
+use super::support::cpu_time;
+
 pub const TOKEN: &str = "load-test-token";
 pub const PLAN: &str = r#"
 application: load
@@ -34,17 +36,33 @@ pub struct Options {
     pub requests: usize,
     pub concurrency: usize,
     pub rounds: usize,
+    /// Which parts to run, comma-separated (for example `memory` alone, to profile it).
+    pub only: Option<String>,
 }
 
-/// `--requests N` (default 5000), `--concurrency C` (64), `--rounds R` (3).
+impl Options {
+    /// Whether `--only` selects the part `name` (every part when it is absent).
+    pub fn runs(&self, name: &str) -> bool {
+        self.only
+            .as_deref()
+            .is_none_or(|only| only.split(',').any(|part| part == name))
+    }
+}
+
+/// `--requests N` (default 5000), `--concurrency C` (64), `--rounds R` (3), `--only PARTS`.
 pub fn options() -> Options {
     let mut o = Options {
         requests: 5000,
         concurrency: 64,
         rounds: 3,
+        only: None,
     };
     let args: Vec<String> = std::env::args().collect();
     for pair in args.windows(2) {
+        if pair[0] == "--only" {
+            o.only = Some(pair[1].clone());
+            continue;
+        }
         let value = pair[1].parse().ok();
         match (pair[0].as_str(), value) {
             ("--requests", Some(v)) => o.requests = v,
@@ -61,6 +79,8 @@ pub struct Round {
     pub per_second: f64,
     pub p50: Duration,
     pub p99: Duration,
+    /// The whole process's CPU time (client included) per request, in seconds.
+    pub cpu_per_request: Option<f64>,
 }
 
 /// Sends one POST per URL at `concurrency`, each with the callback body and token.
@@ -72,6 +92,7 @@ pub async fn drive(urls: Vec<String>, concurrency: usize) -> Round {
     let urls = Arc::new(urls);
     let next = Arc::new(AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(urls.len())));
+    let cpu_before = cpu_time();
     let start = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
@@ -101,12 +122,16 @@ pub async fn drive(urls: Vec<String>, concurrency: usize) -> Round {
     }
     while workers.join_next().await.is_some() {}
     let elapsed = start.elapsed();
+    let cpu_per_request = cpu_time()
+        .zip(cpu_before)
+        .map(|(after, before)| (after - before) / urls.len() as f64);
     let mut l = latencies.lock().unwrap().clone();
     l.sort();
     Round {
         per_second: urls.len() as f64 / elapsed.as_secs_f64(),
         p50: l[l.len() / 2],
         p99: l[l.len() * 99 / 100],
+        cpu_per_request,
     }
 }
 
@@ -161,9 +186,15 @@ pub fn rand_start() -> u128 {
     u128::from_be_bytes(b) >> 1
 }
 
+/// Prints the best rounds and their ratio; the CPU ratio is hookgate's CPU time per request
+/// over the baseline's (client included on both sides).
 pub fn report(name: &str, ours: Round, base: Round) {
+    let cpu = match (ours.cpu_per_request, base.cpu_per_request) {
+        (Some(a), Some(b)) => format!(" | CPU/request {:.1} µs vs {:.1} µs", a * 1e6, b * 1e6),
+        _ => String::new(),
+    };
     println!(
-        "{name:<8} hookgate {:>8.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}) | baseline {:>8.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}) | ratio {:.2}",
+        "{name:<8} hookgate {:>8.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}) | baseline {:>8.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}) | ratio {:.2}{cpu}",
         ours.per_second,
         ours.p50,
         ours.p99,

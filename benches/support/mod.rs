@@ -121,3 +121,13 @@ pub fn two_workers() -> tokio::runtime::Runtime {
         .build()
         .expect("a tokio runtime")
 }
+
+/// User + system CPU time of this process, from `/proc` (Linux only).
+pub fn cpu_time() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name start at field 3; utime and stime are 14, 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // The kernel reports in USER_HZ, which is 100 on every Linux ABI in use.
+    Some(ticks / 100.0)
+}

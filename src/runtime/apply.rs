@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -22,6 +23,11 @@ const MAX_RECORD_WAIT: Duration = Duration::from_secs(5);
 /// How many times an input is applied before a run of conflicting saves is reported to the
 /// caller (who may retry: a callback's sender gets a 503).
 const MAX_CONFLICT_RETRIES: u32 = 5;
+
+/// How many rounds of results that were ready at once [`Engine::settle`] records under one
+/// lock hold before handing the rest to tasks, so that a host answering every step at once
+/// cannot keep one caller waiting for a whole deployment.
+const MAX_INLINE_ROUNDS: usize = 8;
 
 impl Engine {
     /// Applies `input` to deployment `id` and commits the result. The outer error is the
@@ -68,6 +74,17 @@ impl Engine {
         live: &mut Live,
         before: Deployment,
     ) -> Result<bool, RuntimeError> {
+        let (changed, ready) = self.commit_once(live, before).await?;
+        self.settle(live, ready).await;
+        Ok(changed)
+    }
+
+    /// [`Engine::commit`] without recording the results that were ready at once.
+    async fn commit_once(
+        &self,
+        live: &mut Live,
+        before: Deployment,
+    ) -> Result<(bool, Vec<Ready>), RuntimeError> {
         let (actions, events) = if live.owned {
             drain(&mut live.d)
         } else {
@@ -81,7 +98,7 @@ impl Engine {
             if live.owned {
                 self.inner.deadlines.set(&id, live.d.poll_timeout());
             }
-            return Ok(false);
+            return Ok((false, Vec::new()));
         }
         if live.d.state() != before.state() || !events.is_empty() {
             match self
@@ -106,24 +123,60 @@ impl Engine {
             }
         }
         if live.owned {
-            self.after_commit(live, actions, events);
-        } else {
-            self.publish(&id, events);
+            return Ok((true, self.after_commit(live, actions, events)));
         }
-        Ok(true)
+        self.publish(&id, events);
+        Ok((true, Vec::new()))
     }
 
-    /// Everything that follows a durable write.
-    pub(crate) fn after_commit(&self, live: &Live, actions: Vec<Action>, events: Vec<Event>) {
+    /// Records the results of calls and steps that finished as soon as they were started,
+    /// still under the deployment's lock: a host or transport that answers at once then costs
+    /// no task, wake-up or second lock, and the write that follows is the next in line. What
+    /// these results start may be ready at once too; after [`MAX_INLINE_ROUNDS`] rounds, or
+    /// when a write fails, the rest is recorded by tasks, as a result that took time would be.
+    pub(crate) async fn settle(&self, live: &mut Live, mut ready: Vec<Ready>) {
+        for _ in 0..MAX_INLINE_ROUNDS {
+            if ready.is_empty() {
+                return;
+            }
+            let before = live.d.clone();
+            let now = self.inner.clock.now();
+            for r in &ready {
+                let _entered = r.span.enter();
+                note_refusal((r.record)(&mut live.d, now));
+            }
+            match self.commit_once(live, before).await {
+                Ok((_, more)) => ready = more,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not record a result; retrying");
+                    break;
+                }
+            }
+        }
+        for r in ready {
+            self.record_later(live.d.id().clone(), r);
+        }
+    }
+
+    /// Everything that follows a durable write. Returns the results that were ready at once,
+    /// for [`Engine::settle`].
+    pub(crate) fn after_commit(
+        &self,
+        live: &Live,
+        actions: Vec<Action>,
+        events: Vec<Event>,
+    ) -> Vec<Ready> {
         let id = live.d.id().clone();
         self.inner.deadlines.set(&id, live.d.poll_timeout());
         self.publish(&id, events);
-        for action in actions {
-            self.perform(live, action);
-        }
+        let ready = actions
+            .into_iter()
+            .filter_map(|action| self.perform(live, action))
+            .collect();
         if live.d.is_finished() {
             self.retire(&live.d);
         }
+        ready
     }
 
     pub(crate) fn publish(&self, id: &DeploymentId, events: Vec<Event>) {
@@ -173,6 +226,14 @@ impl Engine {
             }
         }
         let application = d.plan().application().to_owned();
+        // Usually nothing waits: seen under the start lock, that settles it without a task,
+        // since a `start` that finds the lock free has either queued its deployment already
+        // or will find this one finished in the store.
+        if let Ok(_serial) = self.inner.start_lock.try_lock()
+            && !lock(&self.inner.queued).contains_key(&application)
+        {
+            return;
+        }
         let engine = self.clone();
         self.inner.tasks.spawn(async move {
             // The hand-off happens under the start lock, like `start`'s check, so a deployment
@@ -209,13 +270,14 @@ impl Engine {
         });
     }
 
-    fn perform(&self, live: &Live, action: Action) {
+    /// Starts an action; a call or step that finished at once comes back as its result.
+    fn perform(&self, live: &Live, action: Action) -> Option<Ready> {
         let id = live.d.id().clone();
         match action {
             Action::CallWebhook(call) => {
                 let prepared = self.inner.dispatcher.prepare(&live.d, &call, None);
                 let span = tracing::info_span!("webhook_call", deployment = %id, gate = call.gate.0, attempt = call.attempt);
-                self.spawn_io(
+                self.start_io(
                     id,
                     {
                         let dispatcher = Arc::clone(&self.inner.dispatcher);
@@ -225,30 +287,30 @@ impl Engine {
                         d.handle_call_result(now, call.gate, call.attempt, result)
                     },
                     span,
-                );
+                )
             }
             Action::RunStep(request) => {
                 let context = step_context(&live.d, request.env);
                 let host = Arc::clone(&self.inner.host);
                 let span = tracing::info_span!("host_step", deployment = %id, env = %context.environment, step = request.step.name());
-                self.spawn_io(
+                self.start_io(
                     id,
                     async move { host.run_step(&context, &request.step).await },
                     move |d, now, outcome| d.handle_step_result(now, request.op, outcome),
                     span,
-                );
+                )
             }
             Action::RollBack { op, env } => {
                 let context = step_context(&live.d, env);
                 let host = Arc::clone(&self.inner.host);
                 let span =
                     tracing::info_span!("rollback", deployment = %id, env = %context.environment);
-                self.spawn_io(
+                self.start_io(
                     id,
                     async move { host.roll_back(&context).await },
                     move |d, now, outcome| d.handle_step_result(now, op, outcome),
                     span,
-                );
+                )
             }
             Action::RequestApproval(request) => {
                 let _ = self.inner.events.send(EngineEvent::ApprovalRequested {
@@ -258,13 +320,16 @@ impl Engine {
                     kind: request.kind,
                     expires_at: request.expires_at,
                 });
+                None
             }
         }
     }
 
-    /// Runs `io` in a task and records its result with `record`. Shutdown abandons `io` (the
-    /// work is asked for again on recovery) but never a write already under way.
-    fn spawn_io<T: Clone + Send + Sync + 'static>(
+    /// Polls `io` once where it is started; its result, if ready, is returned for recording
+    /// under the lock already held. Otherwise a task finishes `io` and records the result.
+    /// Shutdown abandons `io` (the work is asked for again on recovery) but never a write
+    /// already under way.
+    fn start_io<T: Clone + Send + Sync + 'static>(
         &self,
         id: DeploymentId,
         io: impl Future<Output = T> + Send + 'static,
@@ -273,42 +338,96 @@ impl Engine {
         + Sync
         + 'static,
         span: tracing::Span,
-    ) {
-        let engine = self.clone();
-        let shutdown = self.inner.shutdown.clone();
-        self.inner.tasks.spawn(
-            async move {
-                let result = tokio::select! {
-                    result = io => result,
-                    () = shutdown.cancelled() => return,
-                };
-                // A result that cannot be stored is kept and tried again until it is, or until
-                // shutdown (recovery then asks for the work again): dropping it would leave the
-                // gate or step waiting with nothing to wake it.
-                let mut wait = Duration::from_millis(100);
-                loop {
-                    match engine
-                        .apply(&id, |d, now| record(d, now, result.clone()))
-                        .await
-                    {
-                        Ok(Ok(())) | Ok(Err(CoreError::Stale)) => return,
-                        Ok(Err(e)) => {
-                            tracing::warn!(error = %e, "the core refused a result");
-                            return;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "could not record a result; retrying");
-                            tokio::select! {
-                                () = tokio::time::sleep(wait) => {}
-                                () = shutdown.cancelled() => return,
-                            }
-                            wait = (wait * 2).min(MAX_RECORD_WAIT);
-                        }
+    ) -> Option<Ready> {
+        let mut io = Box::pin(io);
+        // A waker that does nothing is enough: a future still pending is polled again by its
+        // task below, which registers the task's own waker.
+        let first = {
+            let _entered = span.enter();
+            io.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+        };
+        let result = match first {
+            Poll::Ready(result) => result,
+            Poll::Pending => {
+                let engine = self.clone();
+                let shutdown = self.inner.shutdown.clone();
+                self.inner.tasks.spawn(
+                    async move {
+                        let result = tokio::select! {
+                            result = io => result,
+                            () = shutdown.cancelled() => return,
+                        };
+                        let ready = Ready::new(result, record, tracing::Span::current());
+                        engine.record_until_stored(&id, &ready).await;
                     }
+                    .instrument(span),
+                );
+                return None;
+            }
+        };
+        Some(Ready::new(result, record, span))
+    }
+
+    /// Records `ready` in a task of its own (see [`Engine::record_until_stored`]).
+    fn record_later(&self, id: DeploymentId, ready: Ready) {
+        let engine = self.clone();
+        let span = ready.span.clone();
+        self.inner
+            .tasks
+            .spawn(async move { engine.record_until_stored(&id, &ready).await }.instrument(span));
+    }
+
+    /// Applies a finished call's or step's result. A result that cannot be stored is kept and
+    /// tried again until it is, or until shutdown (recovery then asks for the work again):
+    /// dropping it would leave the gate or step waiting with nothing to wake it.
+    async fn record_until_stored(&self, id: &DeploymentId, ready: &Ready) {
+        let shutdown = self.inner.shutdown.clone();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.apply(id, |d, now| (ready.record)(d, now)).await {
+                Ok(result) => return note_refusal(result),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not record a result; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                    wait = (wait * 2).min(MAX_RECORD_WAIT);
                 }
             }
-            .instrument(span),
-        );
+        }
+    }
+}
+
+/// A finished call's or step's result, with how to apply it to its deployment (again, if a
+/// write of it failed).
+pub(crate) struct Ready {
+    record: Box<dyn Fn(&mut Deployment, DateTime<Utc>) -> Result<(), CoreError> + Send + Sync>,
+    span: tracing::Span,
+}
+
+impl Ready {
+    fn new<T: Clone + Send + Sync + 'static>(
+        result: T,
+        record: impl Fn(&mut Deployment, DateTime<Utc>, T) -> Result<(), CoreError>
+        + Send
+        + Sync
+        + 'static,
+        span: tracing::Span,
+    ) -> Self {
+        Self {
+            record: Box::new(move |d, now| record(d, now, result.clone())),
+            span,
+        }
+    }
+}
+
+/// A result the core refuses is dropped: it is stale (the gate or step moved on, which is
+/// normal after a timeout or a cancel), or it no longer fits, which is worth a warning.
+fn note_refusal(result: Result<(), CoreError>) {
+    match result {
+        Ok(()) | Err(CoreError::Stale) => {}
+        Err(e) => tracing::warn!(error = %e, "the core refused a result"),
     }
 }
 

@@ -214,9 +214,10 @@ impl Engine {
             version,
             owned: true,
         });
-        let live = entry.lock().await;
+        let mut live = entry.lock().await;
         if inserted {
-            self.after_commit(&live, actions, events);
+            let ready = self.after_commit(&live, actions, events);
+            self.settle(&mut live, ready).await;
         } else {
             // A replica's upkeep found the new lease first and resumed the deployment, asking
             // for the same work itself.

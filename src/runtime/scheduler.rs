@@ -26,6 +26,9 @@ impl Deadlines {
     /// Records the next deadline of a deployment (`None`: it has none).
     pub(crate) fn set(&self, id: &DeploymentId, at: Option<DateTime<Utc>>) {
         let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        if t.by_id.get(id).copied() == at {
+            return;
+        }
         if let Some(old) = t.by_id.remove(id) {
             t.by_time.remove(&(old, id.clone()));
         }

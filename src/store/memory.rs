@@ -14,8 +14,10 @@ use crate::core::{CallbackId, DeploymentId, DeploymentState, DeploymentStatus, E
 
 /// A store in the process's memory, for tests and for hosts that need no durability.
 ///
-/// It keeps states and events as the same JSON text the durable stores write, so a state that
-/// does not survive serialization fails here too instead of first failing in production. It
+/// It keeps states and events as values. In debug builds (tests) it also puts every state and
+/// event it is given through the JSON the durable stores write and checks that it comes back
+/// equal, so a state that does not survive serialization fails here first rather than in
+/// production; release builds skip that, since encoding was most of a callback's cost here. It
 /// implements leases and change notices, so several engines in one process can share it as
 /// replicas share a database.
 pub struct MemoryStore {
@@ -34,17 +36,17 @@ struct Row {
     current: Current,
     /// Who holds the lease, and until when.
     lease: Option<(String, DateTime<Utc>)>,
-    /// Each event's JSON with the version written together with it.
-    history: Vec<(u64, String)>,
+    /// The events of each write, with the version it wrote: one allocation per write, so a
+    /// long history is never copied to grow.
+    history: Vec<(u64, Box<[Event]>)>,
 }
 
-/// What `load` returns, still encoded: cloned under the lock and decoded after releasing it, so
-/// that reading a large state does not hold up writers.
+/// What `load` returns.
 #[derive(Clone)]
 struct Current {
     application: String,
     plan_source: String,
-    state: String,
+    state: DeploymentState,
     status: DeploymentStatus,
     version: u64,
     created_at: DateTime<Utc>,
@@ -101,9 +103,9 @@ impl fmt::Debug for MemoryStore {
 }
 
 impl Current {
-    fn decode(self, id: DeploymentId) -> Result<StoredDeployment, StoreError> {
-        Ok(StoredDeployment {
-            state: codec::decode_state(&id, &self.state)?,
+    fn stored(self, id: DeploymentId) -> StoredDeployment {
+        StoredDeployment {
+            state: self.state,
             id,
             application: self.application,
             plan_source: self.plan_source,
@@ -111,7 +113,7 @@ impl Current {
             version: self.version,
             created_at: self.created_at,
             updated_at: self.updated_at,
-        })
+        }
     }
 }
 
@@ -125,17 +127,17 @@ impl Row {
             }
     }
 
-    fn append(&mut self, version: u64, events: Vec<String>) {
-        self.history
-            .extend(events.into_iter().map(|e| (version, e)));
+    fn append(&mut self, version: u64, events: &[Event]) {
+        if !events.is_empty() {
+            self.history.push((version, events.into()));
+        }
     }
 }
 
 #[async_trait]
 impl Store for MemoryStore {
     async fn create(&self, new: NewDeployment, events: &[Event]) -> Result<u64, StoreError> {
-        let state = codec::encode_state(&new.id, &new.state)?;
-        let events = codec::encode_events(&new.id, events)?;
+        check_round_trip(&new.id, &new.state, events)?;
         let now = self.clock.now();
         let mut tables = self.tables();
         if tables.deployments.contains_key(&new.id) {
@@ -156,7 +158,7 @@ impl Store for MemoryStore {
             current: Current {
                 application: new.application,
                 plan_source: new.plan_source,
-                state,
+                state: new.state,
                 status: new.status,
                 version: 1,
                 created_at: now,
@@ -180,8 +182,7 @@ impl Store for MemoryStore {
         status: DeploymentStatus,
         events: &[Event],
     ) -> Result<u64, StoreError> {
-        let state = codec::encode_state(id, state)?;
-        let events = codec::encode_events(id, events)?;
+        check_round_trip(id, state, events)?;
         let now = self.clock.now();
         let mut tables = self.tables();
         let row = tables
@@ -197,7 +198,7 @@ impl Store for MemoryStore {
             });
         }
         current.version += 1;
-        current.state = state;
+        current.state.clone_from(state);
         current.status = status;
         current.updated_at = now;
         let version = current.version;
@@ -209,7 +210,7 @@ impl Store for MemoryStore {
 
     async fn load(&self, id: &DeploymentId) -> Result<Option<StoredDeployment>, StoreError> {
         let current = self.tables().deployments.get(id).map(|r| r.current.clone());
-        current.map(|c| c.decode(id.clone())).transpose()
+        Ok(current.map(|c| c.stored(id.clone())))
     }
 
     async fn find_by_callback(
@@ -228,7 +229,7 @@ impl Store for MemoryStore {
             .map(|(id, row)| (row.current.created_at, id.clone(), row.current.clone()))
             .collect();
         rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        rows.into_iter().map(|(_, id, c)| c.decode(id)).collect()
+        Ok(rows.into_iter().map(|(_, id, c)| c.stored(id)).collect())
     }
 
     async fn running_for_application(
@@ -252,16 +253,18 @@ impl Store for MemoryStore {
             Some(row) => row.history.clone(),
             None => return Ok(Vec::new()),
         };
-        (1..)
-            .zip(history)
-            .map(|(seq, (version, event))| {
-                Ok(HistoryEntry {
-                    seq,
-                    version,
-                    event: codec::decode_event(id, &event)?,
-                })
+        Ok((1..)
+            .zip(
+                history
+                    .into_iter()
+                    .flat_map(|(version, events)| events.into_iter().map(move |e| (version, e))),
+            )
+            .map(|(seq, (version, event))| HistoryEntry {
+                seq,
+                version,
+                event,
             })
-            .collect()
+            .collect())
     }
 
     async fn claim(&self, id: &DeploymentId, lease: &Lease) -> Result<bool, StoreError> {
@@ -321,7 +324,7 @@ impl Store for MemoryStore {
             }
         }
         drop(tables);
-        taken.into_iter().map(|(id, c)| c.decode(id)).collect()
+        Ok(taken.into_iter().map(|(id, c)| c.stored(id)).collect())
     }
 
     async fn release(&self, owner: &str) -> Result<usize, StoreError> {
@@ -343,4 +346,22 @@ impl Store for MemoryStore {
             .push(watcher);
         Ok(())
     }
+}
+
+/// In debug builds, fails a write whose state or events cannot be written as JSON or read
+/// back, and stops on one that reads back different: the durable stores would lose it.
+fn check_round_trip(
+    id: &DeploymentId,
+    state: &DeploymentState,
+    events: &[Event],
+) -> Result<(), StoreError> {
+    if cfg!(debug_assertions) {
+        let back = codec::decode_state(id, &codec::encode_state(id, state)?)?;
+        debug_assert!(back == *state, "the state of {id} changes through JSON");
+        for (event, text) in events.iter().zip(codec::encode_events(id, events)?) {
+            let back = codec::decode_event(id, &text)?;
+            debug_assert_eq!(back, *event, "an event of {id} changes through JSON");
+        }
+    }
+    Ok(())
 }
