@@ -17,7 +17,7 @@ use crate::config::{EnvId, GateId};
 /// exactly where it stopped, including actions and events not yet drained.
 ///
 /// [`Deployment::restore`]: super::Deployment::restore
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(PartialEq, Serialize, Deserialize)]
 pub struct DeploymentState {
     pub(crate) id: DeploymentId,
     pub(crate) started_at: DateTime<Utc>,
@@ -37,6 +37,83 @@ pub struct DeploymentState {
     pub(crate) previews: BTreeMap<EnvId, BTreeMap<String, String>>,
     pub(crate) actions: VecDeque<Action>,
     pub(crate) events: VecDeque<Event>,
+}
+
+/// By hand for `clone_from`, which reuses the target's allocations: stores that keep a copy of
+/// each state they are given (the memory store) copy one per write. The destructuring lists
+/// every field, so a new field cannot be forgotten here.
+impl Clone for DeploymentState {
+    fn clone(&self) -> Self {
+        let Self {
+            id,
+            started_at,
+            context,
+            tenant,
+            settings,
+            rng,
+            next_op,
+            status,
+            canceled,
+            envs,
+            gates,
+            callbacks,
+            previews,
+            actions,
+            events,
+        } = self;
+        Self {
+            id: id.clone(),
+            started_at: *started_at,
+            context: context.clone(),
+            tenant: tenant.clone(),
+            settings: settings.clone(),
+            rng: rng.clone(),
+            next_op: *next_op,
+            status: *status,
+            canceled: *canceled,
+            envs: envs.clone(),
+            gates: gates.clone(),
+            callbacks: callbacks.clone(),
+            previews: previews.clone(),
+            actions: actions.clone(),
+            events: events.clone(),
+        }
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        let Self {
+            id,
+            started_at,
+            context,
+            tenant,
+            settings,
+            rng,
+            next_op,
+            status,
+            canceled,
+            envs,
+            gates,
+            callbacks,
+            previews,
+            actions,
+            events,
+        } = source;
+        self.id.clone_from(id);
+        self.started_at = *started_at;
+        self.context.clone_from(context);
+        self.tenant.clone_from(tenant);
+        self.settings.clone_from(settings);
+        self.rng.clone_from(rng);
+        self.next_op = *next_op;
+        self.status = *status;
+        self.canceled = *canceled;
+        self.envs.clone_from(envs);
+        self.gates.clone_from(gates);
+        self.callbacks.clone_from(callbacks);
+        self.previews.clone_from(previews);
+        self.actions.clone_from(actions);
+        self.events.clone_from(events);
+    }
 }
 
 impl std::fmt::Debug for DeploymentState {

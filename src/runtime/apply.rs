@@ -93,20 +93,25 @@ impl Engine {
                 std::iter::from_fn(|| live.d.poll_event()).collect(),
             )
         };
-        let id = live.d.id().clone();
         if live.d.state() == before.state() && actions.is_empty() && events.is_empty() {
             if live.owned {
-                self.inner.deadlines.set(&id, live.d.poll_timeout());
+                self.inner.deadlines.set(live.d.id(), live.d.poll_timeout());
             }
             return Ok((false, Vec::new()));
         }
         if live.d.state() != before.state() || !events.is_empty() {
-            match self
+            let saved = self
                 .inner
                 .store
-                .save(&id, live.version, live.d.state(), live.d.status(), &events)
-                .await
-            {
+                .save(
+                    live.d.id(),
+                    live.version,
+                    live.d.state(),
+                    live.d.status(),
+                    &events,
+                )
+                .await;
+            match saved {
                 Ok(version) => live.version = version,
                 Err(e) => {
                     live.d = before;
@@ -116,7 +121,7 @@ impl Engine {
                         self.reload(live).await;
                     }
                     if live.owned {
-                        self.inner.deadlines.set(&id, live.d.poll_timeout());
+                        self.inner.deadlines.set(live.d.id(), live.d.poll_timeout());
                     }
                     return Err(e.into());
                 }
@@ -125,7 +130,7 @@ impl Engine {
         if live.owned {
             return Ok((true, self.after_commit(live, actions, events)));
         }
-        self.publish(&id, events);
+        self.publish(live.d.id(), events);
         Ok((true, Vec::new()))
     }
 
@@ -166,9 +171,9 @@ impl Engine {
         actions: Vec<Action>,
         events: Vec<Event>,
     ) -> Vec<Ready> {
-        let id = live.d.id().clone();
-        self.inner.deadlines.set(&id, live.d.poll_timeout());
-        self.publish(&id, events);
+        let id = live.d.id();
+        self.inner.deadlines.set(id, live.d.poll_timeout());
+        self.publish(id, events);
         let ready = actions
             .into_iter()
             .filter_map(|action| self.perform(live, action))
@@ -180,6 +185,9 @@ impl Engine {
     }
 
     pub(crate) fn publish(&self, id: &DeploymentId, events: Vec<Event>) {
+        if self.inner.events.receiver_count() == 0 {
+            return;
+        }
         for event in events {
             let _ = self.inner.events.send(EngineEvent::Deployment {
                 id: id.clone(),
@@ -399,10 +407,13 @@ impl Engine {
     }
 }
 
+/// Applies one finished call's or step's result to its deployment.
+type Record = dyn Fn(&mut Deployment, DateTime<Utc>) -> Result<(), CoreError> + Send + Sync;
+
 /// A finished call's or step's result, with how to apply it to its deployment (again, if a
 /// write of it failed).
 pub(crate) struct Ready {
-    record: Box<dyn Fn(&mut Deployment, DateTime<Utc>) -> Result<(), CoreError> + Send + Sync>,
+    record: Box<Record>,
     span: tracing::Span,
 }
 

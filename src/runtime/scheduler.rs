@@ -1,7 +1,7 @@
 //! One table of deadlines for every deployment, so that waiting deployments cost an entry each,
 //! not a task or a timer each.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
@@ -18,24 +18,33 @@ pub(crate) struct Deadlines {
 
 #[derive(Debug, Default)]
 struct Table {
-    by_time: BTreeSet<(DateTime<Utc>, DeploymentId)>,
-    by_id: HashMap<DeploymentId, DateTime<Utc>>,
+    /// Ordered by time, then by when the deadline was set: integer keys, so that moving a
+    /// deadline (every input does) compares and copies no ids.
+    by_time: BTreeMap<(DateTime<Utc>, u64), DeploymentId>,
+    by_id: HashMap<DeploymentId, (DateTime<Utc>, u64)>,
+    next_seq: u64,
 }
 
 impl Deadlines {
     /// Records the next deadline of a deployment (`None`: it has none).
     pub(crate) fn set(&self, id: &DeploymentId, at: Option<DateTime<Utc>>) {
         let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        if t.by_id.get(id).copied() == at {
+        let old = t.by_id.get(id).map(|&(old, _)| old);
+        if old == at {
             return;
         }
-        if let Some(old) = t.by_id.remove(id) {
-            t.by_time.remove(&(old, id.clone()));
+        if let Some(key) = t.by_id.remove(id) {
+            t.by_time.remove(&key);
         }
         let Some(at) = at else { return };
-        let earliest = t.by_time.first().is_none_or(|(first, _)| at < *first);
-        t.by_time.insert((at, id.clone()));
-        t.by_id.insert(id.clone(), at);
+        let earliest = t
+            .by_time
+            .first_key_value()
+            .is_none_or(|(first, _)| at < first.0);
+        let key = (at, t.next_seq);
+        t.next_seq += 1;
+        t.by_time.insert(key, id.clone());
+        t.by_id.insert(id.clone(), key);
         drop(t);
         if earliest {
             self.changed.notify_one();
@@ -45,17 +54,19 @@ impl Deadlines {
     /// The earliest deadline, if any.
     pub(crate) fn next(&self) -> Option<DateTime<Utc>> {
         let t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        t.by_time.first().map(|(at, _)| *at)
+        t.by_time.first_key_value().map(|((at, _), _)| *at)
     }
 
-    /// Removes and returns every deployment whose deadline is at or before `now`.
+    /// Removes and returns every deployment whose deadline is at or before `now`, earliest
+    /// first.
     pub(crate) fn take_due(&self, now: DateTime<Utc>) -> Vec<DeploymentId> {
         let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         let mut due = Vec::new();
-        while let Some((at, _)) = t.by_time.first() {
-            if *at > now {
-                break;
-            }
+        while t
+            .by_time
+            .first_key_value()
+            .is_some_and(|((at, _), _)| *at <= now)
+        {
             let Some((_, id)) = t.by_time.pop_first() else {
                 break;
             };
