@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use chrono::{SubsecRound, TimeDelta, Utc};
-use hookgate::core::{DeploymentId, EventKind};
+use hookgate::core::{Deployment, DeploymentId, Event, EventKind};
 use hookgate::store::{
     Durability, DynStore, Lease, NewDeployment, SqliteOptions, SqliteStore, Store, StoreError,
     conformance,
@@ -170,6 +170,348 @@ async fn grouped_writes_are_answered_each_on_its_own() {
             })
             .collect();
         assert_eq!(notes, [(2, format!("note {i}"))]);
+    }
+}
+
+/// A deployment's progress notes as (version, message), after checking that its history is
+/// numbered 1, 2, 3, ... with no gap or duplicate, and that versions never go back.
+async fn notes(store: &SqliteStore, id: &DeploymentId) -> Vec<(u64, String)> {
+    let history = store.history(id).await.expect("history");
+    let seqs: Vec<u64> = history.iter().map(|e| e.seq).collect();
+    let want: Vec<u64> = (1..).take(history.len()).collect();
+    assert_eq!(seqs, want, "{id}: numbered without gap or duplicate");
+    assert!(
+        history.windows(2).all(|w| w[0].version <= w[1].version),
+        "{id}: versions in order"
+    );
+    history
+        .into_iter()
+        .filter_map(|e| match e.event.kind {
+            EventKind::Progress { message, .. } => Some((e.version, message)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What a save in one of the batches below must come to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    Saved(u64),
+    Conflict { expected: u64, actual: u64 },
+    NotFound,
+}
+
+fn check(what: &str, saved: Result<u64, StoreError>, expect: Expect) {
+    let ok = match (&saved, expect) {
+        (Ok(version), Expect::Saved(want)) => *version == want,
+        (
+            Err(StoreError::Conflict {
+                expected, actual, ..
+            }),
+            Expect::Conflict {
+                expected: e,
+                actual: a,
+            },
+        ) => (*expected, *actual) == (e, a),
+        (Err(StoreError::NotFound { .. }), Expect::NotFound) => true,
+        _ => false,
+    };
+    assert!(ok, "{what}: expected {expect:?}, got {saved:?}");
+}
+
+/// Saves of many deployments in one batch, some deployments saved two or three times in a
+/// row, some stale, one unknown: the writer runs them in shared statements, yet each comes to
+/// what it would have alone, in the order queued.
+#[tokio::test]
+async fn one_batch_of_many_saves_runs_as_if_one_after_the_other() {
+    const N: usize = 40;
+    let dir = TempDir::new("layers");
+    let store = Arc::new(SqliteStore::open(dir.db()).await.expect("open"));
+    let mut deployments = Vec::new();
+    for i in 0..N {
+        let (d, events) = start_random(&format!("d{i}"));
+        store
+            .create(NewDeployment::new(&d, PLAN), &events)
+            .await
+            .expect("create");
+        deployments.push(d);
+    }
+
+    // This runtime has one thread: the spawned saves all queue before the writer task runs
+    // again, so they form one batch (fewer than `MAX_BATCH`).
+    let mut saves = Vec::new();
+    let mut finals = Vec::new();
+    for (i, d) in deployments.iter_mut().enumerate() {
+        let times = 1 + i as u64 % 3;
+        for version in 1..=times {
+            let events = progress(d, format!("d{i} v{}", version + 1));
+            saves.push((Expect::Saved(version + 1), save(&store, d, version, events)));
+        }
+        finals.push(d.state().clone());
+        if i % 4 == 0 {
+            let events = progress(d, format!("d{i} stale"));
+            let expect = Expect::Conflict {
+                expected: 1,
+                actual: times + 1,
+            };
+            saves.push((expect, save(&store, d, 1, events)));
+        }
+    }
+    let (ghost, ghost_events) = start_random("ghost");
+    saves.push((Expect::NotFound, save(&store, &ghost, 1, ghost_events)));
+    for (n, (expect, saved)) in saves.into_iter().enumerate() {
+        check(
+            &format!("save {n}"),
+            saved.await.expect("save task"),
+            expect,
+        );
+    }
+
+    for (i, (d, state)) in deployments.iter().zip(finals).enumerate() {
+        let times = 1 + i as u64 % 3;
+        let stored = store.load(d.id()).await.expect("load").expect("stored");
+        assert_eq!(stored.version, times + 1, "d{i}");
+        assert_eq!(stored.state, state, "d{i}: the last save's state");
+        let want: Vec<_> = (2..=times + 1).map(|v| (v, format!("d{i} v{v}"))).collect();
+        assert_eq!(notes(&store, d.id()).await, want, "d{i}");
+    }
+    assert!(store.load(ghost.id()).await.expect("load").is_none());
+    assert!(store.history(ghost.id()).await.expect("history").is_empty());
+}
+
+fn save(
+    store: &Arc<SqliteStore>,
+    d: &Deployment,
+    expected: u64,
+    events: Vec<Event>,
+) -> tokio::task::JoinHandle<Result<u64, StoreError>> {
+    let store = Arc::clone(store);
+    let (id, state, status) = (d.id().clone(), d.state().clone(), d.status());
+    tokio::spawn(async move { store.save(&id, expected, &state, status, &events).await })
+}
+
+/// A save to version 2 and one to version 3 of the same deployment, queued together (`join!`
+/// polls both before the writer task runs): both are written, their events numbered in order.
+#[tokio::test]
+async fn two_saves_of_one_deployment_in_one_batch_both_succeed_in_order() {
+    let dir = TempDir::new("same-batch-in-order");
+    let store = SqliteStore::open(dir.db()).await.expect("open");
+    let (mut d, events) = start("d1");
+    store
+        .create(NewDeployment::new(&d, PLAN), &events)
+        .await
+        .expect("create");
+    let second = progress(&mut d, "second");
+    let at_2 = d.state().clone();
+    let third = progress(&mut d, "third");
+    let at_3 = d.state().clone();
+    let (to_2, to_3) = tokio::join!(
+        store.save(d.id(), 1, &at_2, d.status(), &second),
+        store.save(d.id(), 2, &at_3, d.status(), &third),
+    );
+    assert_eq!(to_2.expect("save to 2"), 2);
+    assert_eq!(to_3.expect("save to 3"), 3);
+    let stored = store.load(d.id()).await.expect("load").expect("stored");
+    assert_eq!((stored.version, stored.state), (3, at_3));
+    assert_eq!(
+        notes(&store, d.id()).await,
+        [(2, "second".to_owned()), (3, "third".to_owned())]
+    );
+    let history = store.history(d.id()).await.expect("history");
+    assert_eq!(history.len(), events.len() + 2, "every event once");
+}
+
+/// Two saves of the same version queued together: the first is written, the second conflicts
+/// with the version the first wrote and writes nothing.
+#[tokio::test]
+async fn two_saves_of_one_version_in_one_batch_first_wins() {
+    let dir = TempDir::new("same-batch-same-version");
+    let store = SqliteStore::open(dir.db()).await.expect("open");
+    // The same start twice: two replicas of one deployment, each moving it its own way.
+    let (mut first, events) = start("d1");
+    let (mut second, _) = start("d1");
+    store
+        .create(NewDeployment::new(&first, PLAN), &events)
+        .await
+        .expect("create");
+    let first_events = progress(&mut first, "first");
+    let second_events = progress(&mut second, "second");
+    let (won, lost) = tokio::join!(
+        store.save(first.id(), 1, first.state(), first.status(), &first_events),
+        store.save(
+            second.id(),
+            1,
+            second.state(),
+            second.status(),
+            &second_events
+        ),
+    );
+    assert_eq!(won.expect("the first save is written"), 2);
+    check(
+        "the second save",
+        lost,
+        Expect::Conflict {
+            expected: 1,
+            actual: 2,
+        },
+    );
+    let stored = store.load(first.id()).await.expect("load").expect("stored");
+    assert_eq!(stored.state, *first.state());
+    assert_eq!(notes(&store, first.id()).await, [(2, "first".to_owned())]);
+}
+
+/// A save of a deployment that does not exist is `NotFound`; the saves queued around it are
+/// written.
+#[tokio::test]
+async fn an_unknown_deployment_in_a_batch_is_not_found_and_the_rest_is_written() {
+    let dir = TempDir::new("same-batch-not-found");
+    let store = SqliteStore::open(dir.db()).await.expect("open");
+    let (mut a, a_events) = start_random("a");
+    let (mut b, b_events) = start_random("b");
+    let (mut ghost, _) = start_random("ghost");
+    for (d, events) in [(&a, &a_events), (&b, &b_events)] {
+        store
+            .create(NewDeployment::new(d, PLAN), events)
+            .await
+            .expect("create");
+    }
+    let (a_note, b_note, ghost_note) = (
+        progress(&mut a, "a"),
+        progress(&mut b, "b"),
+        progress(&mut ghost, "ghost"),
+    );
+    let (a_saved, ghost_saved, b_saved) = tokio::join!(
+        store.save(a.id(), 1, a.state(), a.status(), &a_note),
+        store.save(ghost.id(), 1, ghost.state(), ghost.status(), &ghost_note),
+        store.save(b.id(), 1, b.state(), b.status(), &b_note),
+    );
+    assert_eq!(a_saved.expect("a is written"), 2);
+    assert_eq!(b_saved.expect("b is written"), 2);
+    assert!(
+        matches!(&ghost_saved, Err(StoreError::NotFound { id }) if id == ghost.id()),
+        "{ghost_saved:?}"
+    );
+    assert_eq!(notes(&store, a.id()).await, [(2, "a".to_owned())]);
+    assert_eq!(notes(&store, b.id()).await, [(2, "b".to_owned())]);
+    assert!(store.history(ghost.id()).await.expect("history").is_empty());
+}
+
+/// Creates and saves queued together keep their order: a save queued before its deployment's
+/// create is `NotFound`, one queued after it is written.
+#[tokio::test]
+async fn creates_and_saves_in_one_batch_run_in_queue_order() {
+    let dir = TempDir::new("same-batch-create");
+    let store = SqliteStore::open(dir.db()).await.expect("open");
+    let (mut d, events) = start("d1");
+    let before = progress(&mut d, "too early");
+    let after = progress(&mut d, "after create");
+    let (early, created, saved, again) = tokio::join!(
+        store.save(d.id(), 1, d.state(), d.status(), &before),
+        store.create(NewDeployment::new(&d, PLAN), &events),
+        store.save(d.id(), 1, d.state(), d.status(), &after),
+        store.save(d.id(), 1, d.state(), d.status(), &[]),
+    );
+    check("the save before the create", early, Expect::NotFound);
+    assert_eq!(created.expect("create"), 1);
+    assert_eq!(saved.expect("the save after the create"), 2);
+    check(
+        "the stale save",
+        again,
+        Expect::Conflict {
+            expected: 1,
+            actual: 2,
+        },
+    );
+    assert_eq!(
+        notes(&store, d.id()).await,
+        [(2, "after create".to_owned())]
+    );
+}
+
+/// When the database fails one save of a batch (a trigger stands in for a full disk), in its
+/// `UPDATE` or in appending its events, that save alone gets the error: the others of the
+/// batch are written.
+#[tokio::test]
+async fn a_database_failure_in_a_batch_fails_only_its_own_save() {
+    let dir = TempDir::new("same-batch-failure");
+    let store = SqliteStore::open(dir.db()).await.expect("open");
+    let mut deployments = Vec::new();
+    for id in ["good-1", "bad-update", "bad-events", "good-2"] {
+        let (d, events) = start_random(id);
+        store
+            .create(NewDeployment::new(&d, PLAN), &events)
+            .await
+            .expect("create");
+        deployments.push(d);
+    }
+    let pool = raw(&dir.db()).await;
+    sqlx::raw_sql(
+        "CREATE TRIGGER fail_update BEFORE UPDATE ON deployments WHEN NEW.id = 'bad-update'
+         BEGIN SELECT RAISE(ABORT, 'injected update failure'); END;
+         CREATE TRIGGER fail_events BEFORE INSERT ON events WHEN NEW.deployment_id = 'bad-events'
+         BEGIN SELECT RAISE(ABORT, 'injected append failure'); END;",
+    )
+    .execute(&pool)
+    .await
+    .expect("install the failing triggers");
+
+    let notes_of: Vec<_> = deployments
+        .iter_mut()
+        .map(|d| progress(d, format!("{} saved", d.id())))
+        .collect();
+    let [good_1, bad_update, bad_events, good_2] = &deployments[..] else {
+        unreachable!("four deployments")
+    };
+    let saved = tokio::join!(
+        store.save(
+            good_1.id(),
+            1,
+            good_1.state(),
+            good_1.status(),
+            &notes_of[0]
+        ),
+        store.save(
+            bad_update.id(),
+            1,
+            bad_update.state(),
+            bad_update.status(),
+            &notes_of[1]
+        ),
+        store.save(
+            bad_events.id(),
+            1,
+            bad_events.state(),
+            bad_events.status(),
+            &notes_of[2]
+        ),
+        store.save(
+            good_2.id(),
+            1,
+            good_2.state(),
+            good_2.status(),
+            &notes_of[3]
+        ),
+    );
+    assert_eq!(saved.0.expect("good-1 is written"), 2);
+    assert_eq!(saved.3.expect("good-2 is written"), 2);
+    for (failed, what) in [
+        (saved.1, "injected update failure"),
+        (saved.2, "injected append failure"),
+    ] {
+        let e = failed.expect_err("the failing save gets an error");
+        assert!(matches!(e, StoreError::Backend { .. }), "{e:?}");
+        assert!(format!("{e:?}").contains(what), "its own error: {e:?}");
+    }
+    for d in [good_1, good_2] {
+        assert_eq!(
+            notes(&store, d.id()).await,
+            [(2, format!("{} saved", d.id()))]
+        );
+    }
+    for d in [bad_update, bad_events] {
+        let stored = store.load(d.id()).await.expect("load").expect("stored");
+        assert_eq!(stored.version, 1, "{}: nothing of it was written", d.id());
+        assert!(notes(&store, d.id()).await.is_empty());
     }
 }
 

@@ -6,21 +6,23 @@
 //! Reads (`load`, `find_by_callback`, `list_unfinished`, `running_for_application`,
 //! `history`) run on the connection pool, beside any write. Writes (`create`, `save`) all go
 //! to one writer task, which owns its own connection: it takes every write queued at that
-//! moment (at most [`writer::MAX_BATCH`]), runs them one after the other in one
+//! moment (at most [`writer::MAX_BATCH`]), runs them in queue order in one
 //! `BEGIN IMMEDIATE` transaction, and answers each caller only after that transaction's
 //! `COMMIT` returned. SQLite runs one write transaction at a time anyway, so instead of each
 //! save waiting for the lock, committing and (with `synchronous=FULL`) syncing on its own, a
 //! burst of concurrent saves shares one lock, one commit and one `fsync`.
 //!
-//! Each write keeps its own result. A `save` is checked by its guarded
-//! `UPDATE ... WHERE id = ? AND version = ?`: when that matches no row the save wrote nothing,
-//! is answered `Conflict` (or `NotFound`) and the batch goes on. A `create` runs inside a
-//! `SAVEPOINT`, rolled back on its own when its id exists or a callback id is taken. Writes of
-//! one batch run in the order they were queued, so two saves of one version in one batch
-//! behave as they would one after the other: the first wins, the second conflicts. If the
-//! database fails during one write (disk full, I/O error), the transaction is rolled back, that
-//! write gets the error, and the others run again in a new transaction; if `BEGIN` or `COMMIT`
-//! fails, every write of the batch gets the error and none of them was written.
+//! Each write keeps its own result. A `save` is checked by its guarded `UPDATE`: when that
+//! matches no row the save wrote nothing, is answered `Conflict` (or `NotFound`) and the batch
+//! goes on. A `create` runs inside a `SAVEPOINT`, rolled back on its own when its id exists or
+//! a callback id is taken. Writes of one batch run in the order they were queued, so two saves
+//! of one version in one batch behave as they would one after the other: the first wins, the
+//! second conflicts; a save to version 3 queued after one to version 2 is written too. If the
+//! database fails during one of the statements the saves share (disk full, I/O error), the
+//! transaction is rolled back and the batch runs again one write at a time. If it fails during
+//! one write then, the transaction is rolled back, that write gets the error, and the others
+//! run again in a new transaction; if `BEGIN` or `COMMIT` fails, every write of the batch gets
+//! the error and none of them was written.
 //!
 //! # Durability
 //!
@@ -32,11 +34,20 @@
 //!
 //! # Round trips
 //!
-//! A save is two statements inside the batch's transaction: the guarded `UPDATE`, and one
-//! `INSERT ... SELECT` that numbers its events after the deployment's last one (the former
-//! `MAX(seq)` query folded in) and unpacks them all from one JSON array with `json_each`. A
-//! refused save reads the stored version once, to report it. The writer's connection lives as
-//! long as the store, so sqlx prepares each statement once and reuses it from its statement
+//! sqlx runs each connection's SQLite calls on a worker thread of its own, so a statement costs a
+//! cross-thread hop whatever its work; the writer therefore spends a constant number of statements
+//! on a batch's saves, not a few per save. The saves queued between two creates are cut into
+//! layers, each holding at most one save per deployment (a deployment's second save of the batch
+//! goes to the second layer, and so on). Each layer is one guarded `UPDATE deployments ... FROM
+//! json_each(?) ... RETURNING id` for all its saves, matching each row by id and expected version,
+//! one `INSERT ... SELECT` of the events of those it updated, each numbered after its deployment's
+//! last one, and, only when some saves were refused, one `SELECT` of their stored versions to
+//! report. A burst of saves of different deployments is thus two statements besides `BEGIN` and
+//! `COMMIT`. Each statement takes its saves as one JSON array, in which states and events are JSON
+//! strings that SQLite stores as the text they were. A `create` is still a few statements of its
+//! own. Run one at a time after a failure, a save is its guarded `UPDATE`, one `INSERT ... SELECT`
+//! of its events, and for a refused one a read of the stored version. The writer's connection lives
+//! as long as the store, so sqlx prepares each statement once and reuses it from its statement
 //! cache.
 
 mod queries;

@@ -4,10 +4,18 @@
 //! a [`Write`] and wait for the answer. The task takes every write queued at that moment (up to
 //! [`MAX_BATCH`]) and runs them in one `BEGIN IMMEDIATE` ... `COMMIT`, in the order they were
 //! queued, each with its own checks: a stale version or a taken id fails that write alone and
-//! writes nothing of it, while the others of the batch go on. Only once `COMMIT` has returned
-//! does it answer the batch, so an acknowledged write is exactly as durable as one committed on
-//! its own; a batch that fails to commit answers every write of it with the error, and none of
-//! them was written. While one batch commits, the next one queues up.
+//! writes nothing of it, while the others of the batch go on. Consecutive saves share their
+//! statements ([`layers`]); a create runs on its own, between the saves queued before and after
+//! it. Only once `COMMIT` has returned does it answer the batch, so an acknowledged write is
+//! exactly as durable as one committed on its own; a batch that fails to commit answers every
+//! write of it with the error, and none of them was written. While one batch commits, the next
+//! one queues up.
+//!
+//! When a shared statement fails (disk full, I/O error), it cannot say which save it failed
+//! for, so the transaction is rolled back and the batch runs again one write at a time, where a
+//! failure is that write's alone.
+
+mod layers;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -177,10 +185,13 @@ impl Writer {
         }
     }
 
-    /// Runs `items` in one transaction and fills in each result. A write during which the
-    /// database failed gets that error; the transaction is then rolled back and the others run
-    /// again in a new one, so one write's failure is never another's.
+    /// Runs `items` in one transaction and fills in each result. The first attempt shares
+    /// statements between saves; if one of those fails, the transaction is rolled back and the
+    /// batch runs again one write at a time. A write during which the database failed gets that
+    /// error; the transaction is then rolled back and the others run again in a new one, so one
+    /// write's failure is never another's.
     async fn batch(&mut self, items: &mut [(Write, Option<Result<u64, StoreError>>)]) {
+        let mut grouped = true;
         loop {
             let conn = match self.connection().await {
                 Ok(conn) => conn,
@@ -190,30 +201,27 @@ impl Writer {
                 self.rollback().await;
                 return fail_pending(items, &Shared(Arc::new(e)));
             }
-            let mut done = Vec::with_capacity(items.len());
-            let mut failed = None;
-            for (at, (write, result)) in items.iter().enumerate() {
-                if result.is_some() {
+            let run = if grouped {
+                layers::run(conn, items).await.map_err(|e| (None, e))
+            } else {
+                one_by_one(conn, items)
+                    .await
+                    .map_err(|(at, e)| (Some(at), e))
+            };
+            let done = match run {
+                Ok(done) => done,
+                Err((Some(at), e)) => {
+                    self.rollback().await;
+                    items[at].1 = Some(Err(super::backend(e)));
                     continue;
                 }
-                let outcome = match write {
-                    Write::Create(create, _) => create_one(conn, create).await,
-                    Write::Save(save, _) => save_one(conn, save).await,
-                    Write::Close(_) => continue,
-                };
-                match outcome {
-                    Outcome::Done(result) => done.push((at, result)),
-                    Outcome::Failed(e) => {
-                        failed = Some((at, e));
-                        break;
-                    }
+                Err((None, e)) => {
+                    self.rollback().await;
+                    tracing::debug!(error = %e, "grouped writes failed; running them one by one");
+                    grouped = false;
+                    continue;
                 }
-            }
-            if let Some((at, e)) = failed {
-                self.rollback().await;
-                items[at].1 = Some(Err(super::backend(e)));
-                continue;
-            }
+            };
             if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
                 self.rollback().await;
                 return fail_pending(items, &Shared(Arc::new(e)));
@@ -248,6 +256,33 @@ impl fmt::Debug for Writer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Writer").finish_non_exhaustive()
     }
+}
+
+/// The answers of one attempt at a batch, by position, to be given once it commits.
+type Answers = Vec<(usize, Result<u64, StoreError>)>;
+
+/// Runs the writes not yet answered one at a time; on a database failure, says which write met
+/// it.
+async fn one_by_one(
+    conn: &mut SqliteConnection,
+    items: &[(Write, Option<Result<u64, StoreError>>)],
+) -> Result<Answers, (usize, sqlx::Error)> {
+    let mut done = Vec::with_capacity(items.len());
+    for (at, (write, result)) in items.iter().enumerate() {
+        if result.is_some() {
+            continue;
+        }
+        let outcome = match write {
+            Write::Create(create, _) => create_one(conn, create).await,
+            Write::Save(save, _) => save_one(conn, save).await,
+            Write::Close(_) => continue,
+        };
+        match outcome {
+            Outcome::Done(result) => done.push((at, result)),
+            Outcome::Failed(e) => return Err((at, e)),
+        }
+    }
+    Ok(done)
 }
 
 fn fail_pending(items: &mut [(Write, Option<Result<u64, StoreError>>)], e: &Shared) {
@@ -289,18 +324,7 @@ async fn save_one(conn: &mut SqliteConnection, save: &Save) -> Outcome {
                     .await;
             return match actual {
                 Err(e) => Outcome::Failed(e),
-                Ok(None) => Outcome::Done(Err(StoreError::NotFound {
-                    id: save.id.clone(),
-                })),
-                Ok(Some(actual)) => {
-                    Outcome::Done(codec::version(&save.id, actual).and_then(|actual| {
-                        Err(StoreError::Conflict {
-                            id: save.id.clone(),
-                            expected: save.expected_version,
-                            actual,
-                        })
-                    }))
-                }
+                Ok(actual) => Outcome::Done(refused(save, actual)),
             };
         }
         Ok(_) => {}
@@ -310,7 +334,27 @@ async fn save_one(conn: &mut SqliteConnection, save: &Save) -> Outcome {
     {
         return Outcome::Failed(e);
     }
-    Outcome::Done(codec::version(&save.id, save.next))
+    Outcome::Done(written(save))
+}
+
+/// The answer to a save whose `UPDATE` went through: its new version.
+fn written(save: &Save) -> Result<u64, StoreError> {
+    codec::version(&save.id, save.next)
+}
+
+/// The answer to a save whose guarded `UPDATE` matched no row, given the version stored under
+/// its id (`None`: no such deployment).
+fn refused(save: &Save, actual: Option<i64>) -> Result<u64, StoreError> {
+    let Some(actual) = actual else {
+        return Err(StoreError::NotFound {
+            id: save.id.clone(),
+        });
+    };
+    Err(StoreError::Conflict {
+        id: save.id.clone(),
+        expected: save.expected_version,
+        actual: codec::version(&save.id, actual)?,
+    })
 }
 
 /// One `create`, inside a savepoint: a callback id found taken after the row was inserted

@@ -1,0 +1,183 @@
+//! [`run`] on its own, without the writer's fallback: a batch whose shared statements failed
+//! would still be answered rightly by running it again one write at a time, so only here does a
+//! wrong layering show.
+
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, SqliteConnection};
+use tokio::sync::oneshot;
+
+use super::run;
+use crate::core::DeploymentId;
+use crate::store::StoreError;
+use crate::store::sqlite::SqliteStore;
+use crate::store::sqlite::writer::{Create, Save, Write, event_array};
+
+const NOW: &str = "2030-01-01T00:00:00.000000Z";
+
+/// A state whose text JSON would spell otherwise if it were parsed and printed again.
+fn state(id: &str, version: i64) -> String {
+    format!(r#"{{"at": {version}, "note": "\"{id}\" \\ \u00e9"}}"#)
+}
+
+fn events(texts: &[&str]) -> Option<String> {
+    event_array(texts.iter().map(|t| (*t).to_owned()).collect())
+}
+
+fn save(id: &str, expected: i64, texts: &[&str]) -> Write {
+    let save = Save {
+        id: DeploymentId::from(id),
+        expected_version: expected.unsigned_abs(),
+        expected,
+        next: expected + 1,
+        state: state(id, expected + 1),
+        status: "running",
+        finished: false,
+        events: events(texts),
+        now: NOW.to_owned(),
+    };
+    Write::Save(Box::new(save), oneshot::channel().0)
+}
+
+fn create(id: &str, texts: &[&str]) -> Write {
+    let create = Create {
+        id: DeploymentId::from(id),
+        application: "shop".to_owned(),
+        plan_source: "plan".to_owned(),
+        state: state(id, 1),
+        status: "running",
+        finished: false,
+        callback_ids: Vec::new(),
+        events: events(texts),
+        now: NOW.to_owned(),
+    };
+    Write::Create(Box::new(create), oneshot::channel().0)
+}
+
+/// An answer, comparable: `Err(Some(actual))` is a conflict, `Err(None)` not found.
+fn answer(result: &Result<u64, StoreError>) -> Result<u64, Option<u64>> {
+    match result {
+        Ok(version) => Ok(*version),
+        Err(StoreError::Conflict { actual, .. }) => Err(Some(*actual)),
+        Err(StoreError::NotFound { .. }) => Err(None),
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+async fn connect(dir: &tempfile::TempDir) -> SqliteConnection {
+    let path = dir.path().join("layers.db");
+    SqliteStore::open(&path).await.expect("open").close().await;
+    SqliteConnectOptions::new()
+        .filename(&path)
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// Saves of one deployment queued several times in a row go to successive layers, interleaved
+/// with stale saves, an unknown id and a create: every answer is the one-at-a-time answer, no
+/// shared statement fails, and the rows and numbered events are those written one at a time.
+#[tokio::test]
+async fn layers_answer_as_one_write_at_a_time() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut conn = connect(&dir).await;
+    sqlx::raw_sql(
+        "INSERT INTO deployments VALUES
+            ('a', 'shop', 'plan', '{}', 'running', 0, 1, 't', 't'),
+            ('b', 'shop', 'plan', '{}', 'running', 0, 1, 't', 't'),
+            ('c', 'shop', 'plan', '{}', 'running', 0, 3, 't', 't');
+         INSERT INTO events VALUES ('a', 1, 1, 'a1'), ('a', 2, 1, 'a1 again');",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("seed");
+
+    let mut last = save("a", 3, &[]);
+    if let Write::Save(save, _) = &mut last {
+        save.status = "succeeded";
+        save.finished = true;
+    }
+    let batch = [
+        (save("a", 1, &["a2 \"x\"", "a2 y\n"]), Ok(2)),
+        (save("b", 1, &["b2"]), Ok(2)),
+        (save("a", 2, &["a3"]), Ok(3)),
+        (save("c", 1, &["stale c"]), Err(Some(3))),
+        (save("ghost", 1, &["ghost"]), Err(None)),
+        (save("a", 2, &["stale a"]), Err(Some(3))),
+        (save("b", 1, &[]), Err(Some(2))),
+        (save("c", 3, &["c4"]), Ok(4)),
+        (save("n", 1, &["too early"]), Err(None)),
+        (create("n", &["n1"]), Ok(1)),
+        (save("n", 1, &["n2"]), Ok(2)),
+        (last, Ok(4)),
+    ];
+    let (items, want): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .map(|(write, want)| ((write, None), want))
+        .unzip();
+
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut conn)
+        .await
+        .expect("begin");
+    let mut answers = run(&mut conn, &items)
+        .await
+        .expect("no shared statement fails");
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut conn)
+        .await
+        .expect("commit");
+    answers.sort_by_key(|(at, _)| *at);
+    let got: Vec<_> = answers.iter().map(|(_, result)| answer(result)).collect();
+    assert_eq!(got, want);
+    let answered: Vec<usize> = answers.iter().map(|(at, _)| *at).collect();
+    assert_eq!(answered, (0..items.len()).collect::<Vec<_>>(), "each once");
+
+    let rows: Vec<(String, String, String, bool, i64, String)> = sqlx::query_as(
+        "SELECT id, state, status, finished, version, updated_at FROM deployments ORDER BY id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("read the deployments");
+    let row = |id: &str, version, status: &str, finished| {
+        let updated = if id == "n" || version > 1 { NOW } else { "t" };
+        (
+            id.to_owned(),
+            state(id, version),
+            status.to_owned(),
+            finished,
+            version,
+            updated.to_owned(),
+        )
+    };
+    assert_eq!(
+        rows,
+        [
+            row("a", 4, "succeeded", true),
+            row("b", 2, "running", false),
+            row("c", 4, "running", false),
+            row("n", 2, "running", false),
+        ]
+    );
+
+    let history: Vec<(String, i64, i64, String)> = sqlx::query_as(
+        "SELECT deployment_id, seq, version, event FROM events ORDER BY deployment_id, seq",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("read the events");
+    let event = |id: &str, seq, version, text: &str| (id.to_owned(), seq, version, text.to_owned());
+    assert_eq!(
+        history,
+        [
+            event("a", 1, 1, "a1"),
+            event("a", 2, 1, "a1 again"),
+            event("a", 3, 2, "a2 \"x\""),
+            event("a", 4, 2, "a2 y\n"),
+            event("a", 5, 3, "a3"),
+            event("b", 1, 2, "b2"),
+            event("c", 1, 4, "c4"),
+            event("n", 1, 1, "n1"),
+            event("n", 2, 2, "n2"),
+        ]
+    );
+}
