@@ -3,14 +3,17 @@
 //!
 //! ```text
 //! cargo bench --bench callbacks_load --features runtime,axum,sqlite,test-util -- \
-//!     [--requests N] [--concurrency C] [--rounds R] [--only memory|sqlite]
+//!     [--requests N] [--concurrency C] [--rounds R] [--only memory,sqlite,sqlite-fsync]
 //! ```
 //!
 //! For each store it opens N gates (N deployments, each waiting on a callback), then sends the N
 //! callbacks over HTTP at concurrency C with a static bearer token, and compares with a bare
 //! axum handler that reads the same body and answers 200 (memory), or that also writes one row
-//! per request to SQLite with the same durability settings as the store (SQLite). Runs
-//! alternate between hookgate and its baseline; the best round of each is reported.
+//! per request to SQLite with the same durability settings as the store (SQLite): `sqlite` with
+//! the default `Durability::ProcessCrash` (`synchronous=NORMAL`, no sync per commit), and
+//! `sqlite-fsync` with `Durability::PowerLoss` (`synchronous=FULL`, a sync per commit, which
+//! group commit shares between the writes of a batch). Runs alternate between hookgate and its
+//! baseline; the best round of each is reported.
 
 mod load;
 mod support;
@@ -20,7 +23,7 @@ use std::time::Duration;
 
 use axum::routing::post;
 use bytes::Bytes;
-use hookgate::store::{MemoryStore, SqliteStore};
+use hookgate::store::{Durability, MemoryStore, SqliteOptions, SqliteStore};
 use load::{best, drive, options, report, serve_engine};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
@@ -55,12 +58,16 @@ async fn baseline(pool: Option<sqlx::SqlitePool>, requests: usize) -> Vec<String
         .collect()
 }
 
-async fn sqlite_baseline_pool(dir: &std::path::Path) -> sqlx::SqlitePool {
+async fn sqlite_baseline_pool(dir: &std::path::Path, durability: Durability) -> sqlx::SqlitePool {
+    let synchronous = match durability {
+        Durability::PowerLoss => SqliteSynchronous::Full,
+        _ => SqliteSynchronous::Normal,
+    };
     let options = SqliteConnectOptions::new()
         .filename(dir.join("baseline.db"))
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
+        .synchronous(synchronous)
         .busy_timeout(Duration::from_secs(5));
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
@@ -89,7 +96,10 @@ fn main() {
             memory(&o).await;
         }
         if o.runs("sqlite") {
-            sqlite(&o).await;
+            sqlite(&o, Durability::ProcessCrash, "sqlite").await;
+        }
+        if o.runs("sqlite-fsync") {
+            sqlite(&o, Durability::PowerLoss, "sqlite-fsync").await;
         }
     });
 }
@@ -105,18 +115,21 @@ async fn memory(o: &load::Options) {
     report("memory", best(&ours), best(&base));
 }
 
-async fn sqlite(o: &load::Options) {
+/// The SQLite store against one row per request, both with `durability`.
+async fn sqlite(o: &load::Options, durability: Durability, name: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (mut ours, mut base) = (Vec::new(), Vec::new());
     for round in 0..o.rounds {
-        let store = SqliteStore::open(dir.path().join(format!("hookgate-{round}.db")))
-            .await
-            .unwrap();
+        let options = SqliteOptions::default().with_durability(durability);
+        let store =
+            SqliteStore::open_with(dir.path().join(format!("hookgate-{round}.db")), options)
+                .await
+                .unwrap();
         let (_, _, urls) = serve_engine(Arc::new(store), o.requests, |b| b).await;
         ours.push(drive(urls, o.concurrency).await);
-        let pool = sqlite_baseline_pool(dir.path()).await;
+        let pool = sqlite_baseline_pool(dir.path(), durability).await;
         let urls = baseline(Some(pool), o.requests).await;
         base.push(drive(urls, o.concurrency).await);
     }
-    report("sqlite", best(&ours), best(&base));
+    report(name, best(&ours), best(&base));
 }

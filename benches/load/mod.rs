@@ -194,7 +194,7 @@ pub fn report(name: &str, ours: Round, base: Round) {
         _ => String::new(),
     };
     println!(
-        "{name:<8} hookgate {:>8.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}) | baseline {:>8.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}) | ratio {:.2}{cpu}",
+        "{name:<12} hookgate {:>8.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}) | baseline {:>8.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}) | ratio {:.2}{cpu}",
         ours.per_second,
         ours.p50,
         ours.p99,

@@ -6,6 +6,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::OwnedMutexGuard;
 use tracing::Instrument;
 
 use super::engine::{Engine, Live, drain, lock};
@@ -51,12 +52,15 @@ impl Engine {
             }
             attempts += 1;
             let entry = self.entry(id, true).await?;
-            let mut live = entry.lock().await;
+            let mut live = entry.lock_owned().await;
             let before = live.d.clone();
             let now = self.inner.clock.now();
             let result = input(&mut live.d, now);
-            match self.commit(&mut live, before).await {
-                Ok(_) => return Ok(result),
+            match self.commit_once(&mut live, before).await {
+                Ok((_, ready)) => {
+                    self.settle_soon(live, ready);
+                    return Ok(result);
+                }
                 Err(RuntimeError::Store(StoreError::Conflict { .. }))
                     if attempts < MAX_CONFLICT_RETRIES => {}
                 Err(e) => return Err(e),
@@ -80,7 +84,7 @@ impl Engine {
     }
 
     /// [`Engine::commit`] without recording the results that were ready at once.
-    async fn commit_once(
+    pub(crate) async fn commit_once(
         &self,
         live: &mut Live,
         before: Deployment,
@@ -132,6 +136,28 @@ impl Engine {
         }
         self.publish(live.d.id(), events);
         Ok((true, Vec::new()))
+    }
+
+    /// [`Engine::settle`], without keeping the caller waiting on the store: the deployment stays
+    /// locked until the results are recorded, but a write that has to wait (a durable store)
+    /// goes on in a task while the input that led to it is answered.
+    pub(crate) fn settle_soon(&self, live: OwnedMutexGuard<Live>, ready: Vec<Ready>) {
+        if ready.is_empty() {
+            return;
+        }
+        let engine = self.clone();
+        let mut settle = Box::pin(async move {
+            let mut live = live;
+            engine.settle(&mut live, ready).await;
+        });
+        // As in `start_io`: a future still pending is polled again by its task, with its waker.
+        if settle
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+        {
+            self.inner.tasks.spawn(settle);
+        }
     }
 
     /// Records the results of calls and steps that finished as soon as they were started,

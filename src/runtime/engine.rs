@@ -214,10 +214,10 @@ impl Engine {
             version,
             owned: true,
         });
-        let mut live = entry.lock().await;
+        let live = entry.lock_owned().await;
         if inserted {
             let ready = self.after_commit(&live, actions, events);
-            self.settle(&mut live, ready).await;
+            self.settle_soon(live, ready);
         } else {
             // A replica's upkeep found the new lease first and resumed the deployment, asking
             // for the same work itself.

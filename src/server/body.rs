@@ -48,8 +48,10 @@ pub(super) fn is_json(content_type: Option<&HeaderValue>) -> bool {
     let Some((kind, subtype)) = essence.split_once('/') else {
         return false;
     };
-    let subtype = subtype.to_ascii_lowercase();
-    kind.eq_ignore_ascii_case("application") && (subtype == "json" || subtype.ends_with("+json"))
+    let subtype = subtype.as_bytes();
+    let suffixed =
+        subtype.len() >= 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case(b"+json");
+    kind.eq_ignore_ascii_case("application") && (subtype.eq_ignore_ascii_case(b"json") || suffixed)
 }
 
 /// Parses a callback body (PROTOCOL.md §5, §8). The error says which field is wrong.

@@ -6,7 +6,6 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::Body;
-use serde_json::json;
 
 use super::body::{self, ReadError};
 use super::route::{NoRoute, Route};
@@ -207,7 +206,7 @@ impl CallbackHandler {
                     _ => "applied",
                 };
                 tracing::info!(callback = %id, subject = %by.subject, status, "callback accepted");
-                response::json(StatusCode::OK, &json!({ "status": status }))
+                response::done(status)
             }
             Err(err) => response::gate(&err),
         }
@@ -238,7 +237,7 @@ impl CallbackHandler {
             Ok(()) => {
                 let status = if approve { "approved" } else { "rejected" };
                 tracing::info!(%deployment, %gate, subject = %by.subject, status, "decision applied");
-                response::json(StatusCode::OK, &json!({ "status": status }))
+                response::done(status)
             }
             Err(err) => response::gate(&err),
         }
