@@ -1,0 +1,168 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+
+use crate::core::{CallbackId, DeploymentId, DeploymentState, DeploymentStatus, Event};
+use crate::store::{
+    ChangeWatcher, HistoryEntry, Lease, MemoryStore, NewDeployment, Store, StoreError,
+    StoredDeployment,
+};
+
+/// A [`Store`] for tests of what happens when writes are slow or fail: it passes everything to
+/// the store it wraps ([`MemoryStore`] unless told otherwise), except that saves can be made to
+/// fail on demand ([`fail_saves`](Self::fail_saves)) or to wait once before going on, as a
+/// durable store's do ([`slow_saves`](Self::slow_saves)).
+///
+/// ```
+/// use hookgate::test_util::FaultyStore;
+///
+/// let store = FaultyStore::default();
+/// store.fail_saves(1, 2); // the next save goes through, the two after it fail
+/// store.slow_saves(true);
+/// ```
+#[derive(Debug, Default)]
+pub struct FaultyStore<S = MemoryStore> {
+    inner: S,
+    /// Saves to let through before failing any.
+    pass: AtomicUsize,
+    /// Saves to fail once `pass` is used up.
+    fail: AtomicUsize,
+    slow: AtomicBool,
+}
+
+impl<S: Store> FaultyStore<S> {
+    /// Wraps `inner`; nothing fails and nothing waits until told to.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            pass: AtomicUsize::new(0),
+            fail: AtomicUsize::new(0),
+            slow: AtomicBool::new(false),
+        }
+    }
+
+    /// The wrapped store, to look at what was written without going through the faults.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Lets the next `pass` saves through, then fails the `fail` saves that follow with
+    /// [`StoreError::Backend`] (writing nothing), then lets every save through again.
+    pub fn fail_saves(&self, pass: usize, fail: usize) {
+        self.pass.store(pass, Ordering::SeqCst);
+        self.fail.store(fail, Ordering::SeqCst);
+    }
+
+    /// Whether each save first returns to the runtime once (is pending on its first poll), as
+    /// a save that waits for a database does.
+    pub fn slow_saves(&self, slow: bool) {
+        self.slow.store(slow, Ordering::SeqCst);
+    }
+
+    /// Whether this save is one to fail, using up the counts.
+    fn injected_failure(&self) -> bool {
+        let take = |n: &AtomicUsize| {
+            n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        };
+        !take(&self.pass) && take(&self.fail)
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for FaultyStore<S> {
+    async fn create(&self, new: NewDeployment, events: &[Event]) -> Result<u64, StoreError> {
+        self.inner.create(new, events).await
+    }
+
+    async fn save(
+        &self,
+        id: &DeploymentId,
+        expected_version: u64,
+        state: &DeploymentState,
+        status: DeploymentStatus,
+        events: &[Event],
+    ) -> Result<u64, StoreError> {
+        if self.slow.load(Ordering::SeqCst) {
+            YieldOnce(false).await;
+        }
+        if self.injected_failure() {
+            return Err(StoreError::Backend {
+                source: "a failure injected by FaultyStore".into(),
+            });
+        }
+        self.inner
+            .save(id, expected_version, state, status, events)
+            .await
+    }
+
+    async fn load(&self, id: &DeploymentId) -> Result<Option<StoredDeployment>, StoreError> {
+        self.inner.load(id).await
+    }
+
+    async fn find_by_callback(
+        &self,
+        callback: CallbackId,
+    ) -> Result<Option<DeploymentId>, StoreError> {
+        self.inner.find_by_callback(callback).await
+    }
+
+    async fn list_unfinished(&self) -> Result<Vec<StoredDeployment>, StoreError> {
+        self.inner.list_unfinished().await
+    }
+
+    async fn running_for_application(
+        &self,
+        application: &str,
+    ) -> Result<Vec<DeploymentId>, StoreError> {
+        self.inner.running_for_application(application).await
+    }
+
+    async fn history(&self, id: &DeploymentId) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.inner.history(id).await
+    }
+
+    async fn claim(&self, id: &DeploymentId, lease: &Lease) -> Result<bool, StoreError> {
+        self.inner.claim(id, lease).await
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<Vec<(DeploymentId, u64)>, StoreError> {
+        self.inner.renew(lease).await
+    }
+
+    async fn claim_orphans(
+        &self,
+        lease: &Lease,
+        limit: usize,
+    ) -> Result<Vec<StoredDeployment>, StoreError> {
+        self.inner.claim_orphans(lease, limit).await
+    }
+
+    async fn release(&self, owner: &str) -> Result<usize, StoreError> {
+        self.inner.release(owner).await
+    }
+
+    async fn watch(&self, watcher: ChangeWatcher) -> Result<(), StoreError> {
+        self.inner.watch(watcher).await
+    }
+}
+
+/// Pending once (asking to be polled again at once), then ready: a yield to whatever runtime
+/// polls it.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

@@ -1,0 +1,174 @@
+//! Results that are ready as soon as they are asked for (a host or transport that answers at
+//! once) are recorded under the lock the input already holds; when the store makes that write
+//! wait, the input is answered first and a task records them; when that write fails, a task
+//! records them once the store works again.
+#![cfg(all(feature = "runtime", feature = "test-util", feature = "receiver"))]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookgate::auth::Principal;
+use hookgate::core::{
+    CallbackAck, CallbackId, DeploymentId, DeploymentStatus, EventKind, GateState,
+};
+use hookgate::outbound::Dispatcher;
+use hookgate::receiver::ReceivedRequest;
+use hookgate::runtime::{Engine, SimulatedHost};
+use hookgate::secrets::MemorySecrets;
+use hookgate::server::{CallbackReport, GateService};
+use hookgate::store::Store;
+use hookgate::test_util::{FaultyStore, RecordingTransport, SequentialIds};
+use hookgate::transport::TransportRegistry;
+
+const PLAN: &str = r#"
+application: settle
+targets:
+  prod:
+    constraints:
+      beforeDeployment: [runWebhook: {name: gate}]
+webhooks:
+  - name: gate
+    uriTemplate: https://external.example/run
+    bodyTemplate: {inline: '{"callbackUri": "{{armory.callbackUri}}"}'}
+"#;
+
+struct Setup {
+    engine: Engine,
+    store: Arc<FaultyStore>,
+    external: RecordingTransport,
+}
+
+fn setup() -> Setup {
+    let external = RecordingTransport::new();
+    let dispatcher = Dispatcher::builder(
+        TransportRegistry::new(Arc::new(external.clone())),
+        Arc::new(MemorySecrets::new()),
+        "https://hookgate.example",
+    )
+    .build()
+    .expect("a dispatcher");
+    let store = Arc::new(FaultyStore::default());
+    let engine = Engine::builder(dispatcher, SimulatedHost)
+        .shared_store(store.clone())
+        .ids(SequentialIds::starting_at(1))
+        .build();
+    Setup {
+        engine,
+        store,
+        external,
+    }
+}
+
+/// Starts a deployment, and returns it with the callback id its webhook was sent.
+async fn started(s: &Setup) -> (DeploymentId, CallbackId) {
+    let id = s
+        .engine
+        .start(PLAN, BTreeMap::new())
+        .await
+        .expect("started")
+        .id;
+    let requests = s.external.requests();
+    let sent = requests.last().expect("the webhook was called at once");
+    let uri = ReceivedRequest::new()
+        .with_body(&sent.body)
+        .callback_uri()
+        .expect("the body carries the callback URI");
+    let callback = uri
+        .path_segments()
+        .and_then(|mut segments| segments.next_back())
+        .and_then(|last| last.parse().ok())
+        .expect("the URI ends with the callback id");
+    (id, callback)
+}
+
+async fn pass(s: &Setup, callback: CallbackId) -> CallbackAck {
+    let report = CallbackReport::Outcome {
+        success: true,
+        message: None,
+    };
+    GateService::callback(&s.engine, callback, report, &Principal::new("ci"))
+        .await
+        .expect("the callback is applied")
+}
+
+async fn stored_status(s: &Setup, id: &DeploymentId) -> DeploymentStatus {
+    s.store
+        .inner()
+        .load(id)
+        .await
+        .expect("the memory store reads")
+        .expect("the deployment is stored")
+        .status
+}
+
+// A current-thread runtime runs no other task until the test awaits something that waits, so
+// what is stored right after a call returns is what that call did itself.
+#[tokio::test(flavor = "current_thread")]
+async fn results_ready_at_once_are_recorded_before_the_input_is_answered() {
+    let s = setup();
+    let (id, callback) = started(&s).await;
+    let view = s.engine.view(&id).await.expect("a view");
+    assert!(
+        matches!(view.gates[0].state, GateState::AwaitingCallback { .. }),
+        "the call's answer was recorded by `start` itself: {:?}",
+        view.gates[0].state
+    );
+
+    assert_eq!(pass(&s, callback).await, CallbackAck::Applied);
+    assert_eq!(
+        stored_status(&s, &id).await,
+        DeploymentStatus::Succeeded,
+        "the host step the callback started answered at once and was recorded by the callback's own call"
+    );
+    assert_eq!(s.engine.live_deployments(), 0);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_store_that_waits_gets_the_input_answered_first_and_the_deployment_stays_locked() {
+    let s = setup();
+    let (id, callback) = started(&s).await;
+    s.store.slow_saves(true);
+
+    assert_eq!(pass(&s, callback).await, CallbackAck::Applied);
+    assert_eq!(
+        stored_status(&s, &id).await,
+        DeploymentStatus::Running,
+        "answered after its own write, before the step's result was written"
+    );
+    let view = s.engine.view(&id).await.expect("a view");
+    assert_eq!(
+        view.status,
+        DeploymentStatus::Succeeded,
+        "the next look at the deployment waited for the step's result to be recorded"
+    );
+    assert_eq!(stored_status(&s, &id).await, DeploymentStatus::Succeeded);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_result_whose_write_fails_is_recorded_once_the_store_works_again() {
+    let s = setup();
+    let (id, callback) = started(&s).await;
+    // The callback's own save goes through; the step result's fails twice.
+    s.store.fail_saves(1, 2);
+
+    assert_eq!(pass(&s, callback).await, CallbackAck::Applied);
+    assert_eq!(stored_status(&s, &id).await, DeploymentStatus::Running);
+    let mut events = s.engine.subscribe();
+    // Paused time: the retry's back-off passes as soon as nothing else can run, and so would
+    // this limit if the result were dropped.
+    tokio::time::timeout(Duration::from_secs(3600), async {
+        while stored_status(&s, &id).await != DeploymentStatus::Succeeded {
+            let event = events.recv().await;
+            event.expect("the engine publishes the step's events");
+        }
+    })
+    .await
+    .expect("the step's result is recorded after the store recovers");
+    let history = s.store.inner().history(&id).await.expect("a history");
+    let finished = history
+        .iter()
+        .filter(|h| matches!(h.event.kind, EventKind::DeploymentFinished { .. }))
+        .count();
+    assert_eq!(finished, 1, "the result was recorded once: {history:#?}");
+}
