@@ -28,7 +28,11 @@
 //!
 //! Unchanged by grouping: a write is acknowledged only after the `COMMIT` that made it durable
 //! returned, under the same `synchronous` setting as before (see [`Durability`]). With
-//! [`Durability::PowerLoss`] the commit's `fsync` covers the whole batch. A write whose caller
+//! [`Durability::PowerLoss`] the commit's `fsync` covers the whole batch. Checkpoints, which
+//! copy the write-ahead log into the database file, run beside the writer rather than inside
+//! its `COMMIT` (the writer's connection has `wal_autocheckpoint=0`); in WAL mode a commit is
+//! durable once its frames are in the log, so this changes no acknowledgement, and the log
+//! stays bounded because the writer checkpoints itself when it grows too long. A write whose caller
 //! stops waiting (its future dropped) after it was queued may still be committed, just as a
 //! write dropped while its `COMMIT` ran could be.
 //!
@@ -38,17 +42,17 @@
 //! cross-thread hop whatever its work; the writer therefore spends a constant number of statements
 //! on a batch's saves, not a few per save. The saves queued between two creates are cut into
 //! layers, each holding at most one save per deployment (a deployment's second save of the batch
-//! goes to the second layer, and so on). Each layer is one guarded `UPDATE deployments ... FROM
-//! json_each(?) ... RETURNING id` for all its saves, matching each row by id and expected version,
-//! one `INSERT ... SELECT` of the events of those it updated, each numbered after its deployment's
-//! last one, and, only when some saves were refused, one `SELECT` of their stored versions to
-//! report. A burst of saves of different deployments is thus two statements besides `BEGIN` and
-//! `COMMIT`. Each statement takes its saves as one JSON array, in which states and events are JSON
-//! strings that SQLite stores as the text they were. A `create` is still a few statements of its
-//! own. Run one at a time after a failure, a save is its guarded `UPDATE`, one `INSERT ... SELECT`
-//! of its events, and for a refused one a read of the stored version. The writer's connection lives
-//! as long as the store, so sqlx prepares each statement once and reuses it from its statement
-//! cache.
+//! goes to the second layer, and so on). Each layer is a guarded `WITH s(...) AS (VALUES ...)
+//! UPDATE deployments ... FROM s ... RETURNING id` for its saves, matching each row by id and
+//! expected version, an `INSERT ... SELECT` of the events of those it updated, each numbered after
+//! its deployment's last one, and, only when some saves were refused, a `SELECT` of their stored
+//! versions to report. Rows are bound as plain parameters, in statements of 1, 4, 16, 64 or 256
+//! rows (the last one padded with rows that match nothing), so a burst of up to 256 saves of
+//! different deployments is usually two statements besides `BEGIN` and `COMMIT`, and SQLite parses
+//! no JSON to read them. A `create` is still a few statements of its own. Run one at a time after a
+//! failure, a save is its guarded `UPDATE`, an `INSERT ... SELECT` of its events, and for a refused
+//! one a read of the stored version. The writer's connection lives as long as the store, so sqlx
+//! prepares each of these few statement texts once and reuses it from its statement cache.
 
 mod queries;
 mod rows;
@@ -203,12 +207,13 @@ impl SqliteStore {
                 source: Box::new(e),
             })?;
         schema::migrate(&pool, options.clock.now()).await?;
+        let connect = writer::Writer::options(connect);
         let conn = connect.connect().await.map_err(|e| StoreError::Open {
             path: path.to_owned(),
             source: Box::new(e),
         })?;
         let (writes, queue) = mpsc::channel(writer::QUEUE);
-        tokio::spawn(writer::Writer::new(connect, conn).run(queue));
+        tokio::spawn(writer::Writer::new(connect, conn, pool.clone()).run(queue));
         Ok(Self {
             pool,
             writes,

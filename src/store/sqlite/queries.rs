@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 
 use super::rows;
-use super::writer::{Create, Save, Write, event_array};
+use super::writer::{Create, Save, Write};
 use super::{SqliteStore, backend, timestamp};
 use crate::core::{CallbackId, DeploymentId, DeploymentState, DeploymentStatus, Event};
 use crate::store::{HistoryEntry, NewDeployment, Store, StoreError, StoredDeployment, codec};
@@ -31,7 +31,7 @@ impl Store for SqliteStore {
         }
         let create = Create {
             state: codec::encode_state(&new.id, &new.state)?,
-            events: event_array(codec::encode_events(&new.id, events)?),
+            events: codec::encode_events(&new.id, events)?,
             now: timestamp(self.clock.now()),
             status: new.status.as_str(),
             finished: new.status.is_terminal(),
@@ -57,7 +57,7 @@ impl Store for SqliteStore {
         let expected = i64::try_from(expected_version).unwrap_or(-1);
         let save = Save {
             state: codec::encode_state(id, state)?,
-            events: event_array(codec::encode_events(id, events)?),
+            events: codec::encode_events(id, events)?,
             now: timestamp(self.clock.now()),
             next: rows::next_version(id, expected)?,
             id: id.clone(),

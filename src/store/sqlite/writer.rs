@@ -14,7 +14,11 @@
 //! When a shared statement fails (disk full, I/O error), it cannot say which save it failed
 //! for, so the transaction is rolled back and the batch runs again one write at a time, where a
 //! failure is that write's alone.
+//!
+//! The writer's `COMMIT` does not checkpoint the write-ahead log; [`checkpoint`] does, beside it.
 
+mod checkpoint;
+mod chunks;
 mod layers;
 
 use std::error::Error as StdError;
@@ -22,7 +26,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection, SqliteConnection};
+use sqlx::{ConnectOptions, Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::core::{CallbackId, DeploymentId};
@@ -42,8 +46,8 @@ pub(super) struct Create {
     pub status: &'static str,
     pub finished: bool,
     pub callback_ids: Vec<CallbackId>,
-    /// The events as a JSON array of strings, each string one event's JSON.
-    pub events: Option<String>,
+    /// The events, each as its JSON.
+    pub events: Vec<String>,
     pub now: String,
 }
 
@@ -58,7 +62,7 @@ pub(super) struct Save {
     pub status: &'static str,
     pub finished: bool,
     /// As for [`Create::events`].
-    pub events: Option<String>,
+    pub events: Vec<String>,
     pub now: String,
 }
 
@@ -71,22 +75,6 @@ pub(super) enum Write {
     /// Finish the writes queued before, close the connection, stop, then answer.
     Close(oneshot::Sender<()>),
 }
-
-/// The events of one write as the JSON array of strings the `INSERT` below unpacks with
-/// `json_each`, so that any number of events is one statement; `None` when there are none.
-pub(super) fn event_array(events: Vec<String>) -> Option<String> {
-    (!events.is_empty()).then(|| {
-        // A list of strings always serializes.
-        serde_json::to_string(&events).unwrap_or_default()
-    })
-}
-
-/// Appends events after the deployment's last one, numbering them in one statement. The
-/// writer holds the write lock, so no other writer can take the same sequence numbers.
-const APPEND: &str = "INSERT INTO events (deployment_id, seq, version, event)
-     SELECT ?, last.seq + e.key + 1, ?, e.value
-     FROM (SELECT COALESCE(MAX(seq), 0) AS seq FROM events WHERE deployment_id = ?) AS last,
-          json_each(?) AS e";
 
 /// A batch's failure, shared by every write of it.
 #[derive(Debug, Clone)]
@@ -123,13 +111,27 @@ enum Outcome {
 pub(super) struct Writer {
     connect: SqliteConnectOptions,
     conn: Option<SqliteConnection>,
+    checkpoints: checkpoint::Checkpoints,
 }
 
 impl Writer {
-    pub(super) fn new(connect: SqliteConnectOptions, conn: SqliteConnection) -> Self {
+    /// The options the writer's connection is opened with: `connect`'s, without automatic
+    /// checkpoints, which [`checkpoint`] runs instead.
+    pub(super) fn options(connect: SqliteConnectOptions) -> SqliteConnectOptions {
+        connect.pragma("wal_autocheckpoint", "0")
+    }
+
+    /// A writer on `conn`, opened with [`Writer::options`] (as are those it opens again);
+    /// `pool` runs its checkpoints.
+    pub(super) fn new(
+        connect: SqliteConnectOptions,
+        conn: SqliteConnection,
+        pool: SqlitePool,
+    ) -> Self {
         Self {
             connect,
             conn: Some(conn),
+            checkpoints: checkpoint::Checkpoints::spawn(pool),
         }
     }
 
@@ -145,6 +147,7 @@ impl Writer {
             let mut items: Vec<(Write, Option<Result<u64, StoreError>>)> =
                 batch.drain(..).map(|w| (w, None)).collect();
             if !items.is_empty() {
+                tracing::debug!(writes = items.len(), "SQLite writer batch");
                 self.batch(&mut items).await;
             }
             for (write, result) in items {
@@ -162,6 +165,7 @@ impl Writer {
                 if let Some(conn) = self.conn.take() {
                     let _ = conn.close().await;
                 }
+                self.checkpoints.stop().await;
                 let mut acks = Vec::new();
                 let later = rest
                     .into_iter()
@@ -225,6 +229,15 @@ impl Writer {
             if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
                 self.rollback().await;
                 return fail_pending(items, &Shared(Arc::new(e)));
+            }
+            if self.checkpoints.committed(done.len())
+                && let Some(conn) = self.conn.as_mut()
+                && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&mut *conn)
+                    .await
+            {
+                // The batch is committed whatever this says; the next checkpoint copies the log.
+                tracing::debug!(error = %e, "SQLite checkpoint failed");
             }
             for (at, result) in done {
                 items[at].1 = Some(result);
@@ -298,7 +311,7 @@ pub(super) fn closed() -> StoreError {
 }
 
 /// One `save`: the guarded `UPDATE` is the version check, so a refused save has written
-/// nothing and needs no savepoint; its events follow in one statement.
+/// nothing and needs no savepoint; its events follow (see [`chunks::append`]).
 async fn save_one(conn: &mut SqliteConnection, save: &Save) -> Outcome {
     let updated = sqlx::query(
         "UPDATE deployments
@@ -329,9 +342,7 @@ async fn save_one(conn: &mut SqliteConnection, save: &Save) -> Outcome {
         }
         Ok(_) => {}
     }
-    if let Some(events) = &save.events
-        && let Err(e) = append(conn, &save.id, save.next, events).await
-    {
+    if let Err(e) = append(conn, &save.id, save.next, &save.events).await {
         return Outcome::Failed(e);
     }
     Outcome::Done(written(save))
@@ -428,24 +439,24 @@ async fn create_steps(
             }));
         }
     }
-    if let Some(events) = &create.events {
-        append(conn, &create.id, 1, events).await?;
-    }
+    append(conn, &create.id, 1, &create.events).await?;
     Ok(None)
 }
 
+/// Appends one write's events, numbered after its deployment's last one.
 async fn append(
     conn: &mut SqliteConnection,
     id: &DeploymentId,
     version: i64,
-    events: &str,
+    events: &[String],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(APPEND)
-        .bind(&id.0)
-        .bind(version)
-        .bind(&id.0)
-        .bind(events)
-        .execute(&mut *conn)
-        .await
-        .map(drop)
+    let rows: Vec<_> = events
+        .iter()
+        .map(|event| chunks::EventRow {
+            id: &id.0,
+            version,
+            event,
+        })
+        .collect();
+    chunks::append(conn, &rows).await
 }

@@ -7,70 +7,49 @@
 //! deployments touch different rows, so running a layer at once is running its saves one after
 //! the other; saves of one deployment stay in queue order, one layer apart. A layer is one
 //! guarded `UPDATE ... FROM` over all its saves, one `INSERT` of the events of those it
-//! updated, and, only if some were refused, one `SELECT` of their stored versions to report.
-//! Each statement takes its saves as one JSON array, unpacked by `json_each`.
+//! updated, and, only if some were refused, one `SELECT` of their stored versions to report;
+//! each takes its rows as bound parameters, in chunks of the sizes [`chunks`] allows, so a
+//! large layer may need a few statements of each kind.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
-use serde::Serialize;
 use sqlx::SqliteConnection;
 
+use super::chunks::{self, EventRow, SIZES, plan, texts, values};
 use super::{Answers, Outcome, Save, StoreError, Write, create_one, refused, written};
 
-/// Applies every save of a layer whose expected version is the stored one, and names them.
-/// The layer holds one save per id, so no row matches twice.
-const UPDATE: &str = "UPDATE deployments
-     SET state = s.state, status = s.status, finished = s.finished, version = s.next,
-         updated_at = s.now
-     FROM (SELECT json_extract(value, '$.id') AS id,
-                  json_extract(value, '$.expected') AS expected,
-                  json_extract(value, '$.next') AS next,
-                  json_extract(value, '$.state') AS state,
-                  json_extract(value, '$.status') AS status,
-                  json_extract(value, '$.finished') AS finished,
-                  json_extract(value, '$.now') AS now
-           FROM json_each(?)) AS s
-     WHERE deployments.id = s.id AND deployments.version = s.expected
-     RETURNING deployments.id";
+/// Applies every save of a chunk whose expected version is the stored one, and names them.
+/// The layer holds one save per id, so no row matches twice; padding rows have a `NULL` id,
+/// which matches none.
+static UPDATE: LazyLock<[String; SIZES.len()]> = LazyLock::new(|| {
+    texts(|rows| {
+        format!(
+            "WITH s(id, expected, next, state, status, finished, now) AS (VALUES {})
+             UPDATE deployments
+             SET state = s.state, status = s.status, finished = s.finished, version = s.next,
+                 updated_at = s.now
+             FROM s
+             WHERE deployments.id = s.id AND deployments.version = s.expected
+             RETURNING deployments.id",
+            values(rows, UPDATE_COLUMNS)
+        )
+    })
+});
 
-/// Appends the events of several saves, each numbered after its deployment's last event as
-/// the one-save append does. Each save's events arrive as the JSON text of an array, which the
-/// inner `json_each` unpacks.
-const APPEND: &str = "INSERT INTO events (deployment_id, seq, version, event)
-     SELECT s.id, s.last + e.key + 1, s.version, e.value
-     FROM (SELECT json_extract(j.value, '$.id') AS id,
-                  json_extract(j.value, '$.version') AS version,
-                  json_extract(j.value, '$.events') AS events,
-                  (SELECT COALESCE(MAX(seq), 0) FROM events
-                   WHERE deployment_id = json_extract(j.value, '$.id')) AS last
-           FROM json_each(?) AS j) AS s,
-          json_each(s.events) AS e";
+/// The parameters of one row of [`UPDATE`].
+const UPDATE_COLUMNS: usize = 7;
 
-/// The stored versions of the deployments whose saves were refused, to report them.
-const VERSIONS: &str =
-    "SELECT id, version FROM deployments WHERE id IN (SELECT value FROM json_each(?))";
-
-/// One save, as an element of the array [`UPDATE`] unpacks. The state is embedded as a string,
-/// which `json_extract` returns as the text it was, not parsed into JSON.
-#[derive(Serialize)]
-struct SaveRow<'a> {
-    id: &'a str,
-    expected: i64,
-    next: i64,
-    state: &'a str,
-    status: &'a str,
-    finished: bool,
-    now: &'a str,
-}
-
-/// One updated save's events, as an element of the array [`APPEND`] unpacks.
-#[derive(Serialize)]
-struct EventsRow<'a> {
-    id: &'a str,
-    version: i64,
-    /// The JSON array of [`Save::events`], as a string.
-    events: &'a str,
-}
+/// The stored versions of the deployments whose saves were refused, to report them; padding
+/// is `NULL`, which no id equals.
+static VERSIONS: LazyLock<[String; SIZES.len()]> = LazyLock::new(|| {
+    texts(|rows| {
+        format!(
+            "SELECT id, version FROM deployments WHERE id IN ({})",
+            vec!["?"; rows].join(", ")
+        )
+    })
+});
 
 /// Runs the writes of `items` not yet answered, in queue order: each run of consecutive saves
 /// in layers, each create on its own. Any database failure is returned for the whole attempt,
@@ -130,69 +109,76 @@ async fn run_layer(
     layer: &[(usize, &Save)],
     done: &mut Answers,
 ) -> Result<(), sqlx::Error> {
-    let rows: Vec<_> = layer
-        .iter()
-        .map(|(_, save)| SaveRow {
-            id: &save.id.0,
-            expected: save.expected,
-            next: save.next,
-            state: &save.state,
-            status: save.status,
-            finished: save.finished,
-            now: &save.now,
-        })
-        .collect();
-    let updated: Vec<String> = sqlx::query_scalar(UPDATE)
-        .bind(json(&rows)?)
-        .fetch_all(&mut *conn)
-        .await?;
-    let updated: HashSet<String> = updated.into_iter().collect();
+    let mut updated = HashSet::with_capacity(layer.len());
+    let mut rest = layer;
+    while !rest.is_empty() {
+        let (size, taken) = plan(rest.len());
+        let (chunk, after) = rest.split_at(taken);
+        let Some(text) = UPDATE.get(size) else {
+            break;
+        };
+        let mut query = sqlx::query_scalar(text);
+        for (_, save) in chunk {
+            query = query
+                .bind(&save.id.0)
+                .bind(save.expected)
+                .bind(save.next)
+                .bind(&save.state)
+                .bind(save.status)
+                .bind(save.finished)
+                .bind(&save.now);
+        }
+        for _ in taken..SIZES.get(size).copied().unwrap_or(taken) {
+            for _ in 0..UPDATE_COLUMNS {
+                query = query.bind(None::<i64>);
+            }
+        }
+        let ids: Vec<String> = query.fetch_all(&mut *conn).await?;
+        updated.extend(ids);
+        rest = after;
+    }
 
     let (written_saves, refused_saves): (Vec<_>, Vec<_>) = layer
         .iter()
         .partition(|(_, save)| updated.contains(&save.id.0));
     let events: Vec<_> = written_saves
         .iter()
-        .filter_map(|(_, save)| {
-            save.events.as_deref().map(|events| EventsRow {
+        .flat_map(|(_, save)| {
+            save.events.iter().map(|event| EventRow {
                 id: &save.id.0,
                 version: save.next,
-                events,
+                event,
             })
         })
         .collect();
-    if !events.is_empty() {
-        sqlx::query(APPEND)
-            .bind(json(&events)?)
-            .execute(&mut *conn)
-            .await?;
-    }
+    chunks::append(conn, &events).await?;
     done.extend(written_saves.iter().map(|(at, save)| (*at, written(save))));
 
-    if refused_saves.is_empty() {
-        return Ok(());
+    let mut stored = HashMap::with_capacity(refused_saves.len());
+    let mut rest = refused_saves.as_slice();
+    while !rest.is_empty() {
+        let (size, taken) = plan(rest.len());
+        let (chunk, after) = rest.split_at(taken);
+        let Some(text) = VERSIONS.get(size) else {
+            break;
+        };
+        let mut query = sqlx::query_as(text);
+        for (_, save) in chunk {
+            query = query.bind(&save.id.0);
+        }
+        for _ in taken..SIZES.get(size).copied().unwrap_or(taken) {
+            query = query.bind(None::<&str>);
+        }
+        let found: Vec<(String, i64)> = query.fetch_all(&mut *conn).await?;
+        stored.extend(found);
+        rest = after;
     }
-    let ids: Vec<&str> = refused_saves
-        .iter()
-        .map(|(_, save)| save.id.0.as_str())
-        .collect();
-    let stored: Vec<(String, i64)> = sqlx::query_as(VERSIONS)
-        .bind(json(&ids)?)
-        .fetch_all(&mut *conn)
-        .await?;
-    let stored: HashMap<String, i64> = stored.into_iter().collect();
     done.extend(
         refused_saves
             .iter()
             .map(|(at, save)| (*at, refused(save, stored.get(&save.id.0).copied()))),
     );
     Ok(())
-}
-
-/// A statement's JSON parameter. Serializing plain strings and numbers does not fail; were it
-/// to, the error is the attempt's like any other and the batch runs one write at a time.
-fn json(value: &impl Serialize) -> Result<String, sqlx::Error> {
-    serde_json::to_string(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use super::run;
 use crate::core::DeploymentId;
 use crate::store::StoreError;
 use crate::store::sqlite::SqliteStore;
-use crate::store::sqlite::writer::{Create, Save, Write, event_array};
+use crate::store::sqlite::writer::{Create, Save, Write};
 
 const NOW: &str = "2030-01-01T00:00:00.000000Z";
 
@@ -19,8 +19,8 @@ fn state(id: &str, version: i64) -> String {
     format!(r#"{{"at": {version}, "note": "\"{id}\" \\ \u00e9"}}"#)
 }
 
-fn events(texts: &[&str]) -> Option<String> {
-    event_array(texts.iter().map(|t| (*t).to_owned()).collect())
+fn events(texts: &[&str]) -> Vec<String> {
+    texts.iter().map(|t| (*t).to_owned()).collect()
 }
 
 fn save(id: &str, expected: i64, texts: &[&str]) -> Write {
@@ -180,4 +180,75 @@ async fn layers_answer_as_one_write_at_a_time() {
             event("n", 2, 2, "n2"),
         ]
     );
+}
+
+/// Layers of 1, 4, 16, 64 and 65 saves, around every chunk size, with one stale save in five
+/// and one save whose 70 events take several statements: each answer and every event number is
+/// the one-at-a-time one.
+#[tokio::test]
+async fn layers_of_every_chunk_size_answer_as_one_write_at_a_time() {
+    for n in [1usize, 4, 16, 64, 65] {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut conn = connect(&dir).await;
+        for i in 0..n {
+            sqlx::query(
+                "INSERT INTO deployments VALUES (?, 'shop', 'plan', '{}', 'running', 0, 1, 't', 't');
+                 INSERT INTO events VALUES (?, 1, 1, 'first')",
+            )
+            .bind(format!("d{i}"))
+            .bind(format!("d{i}"))
+            .execute(&mut conn)
+            .await
+            .expect("seed");
+        }
+        let many: Vec<String> = (0..70).map(|k| format!("e{k}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let mut items = Vec::new();
+        let mut want = Vec::new();
+        for i in 0..n {
+            let id = format!("d{i}");
+            let stale = i % 5 == 4;
+            let texts: &[&str] = if i == 0 { &many } else { &["x", "y", "z"] };
+            items.push((save(&id, if stale { 7 } else { 1 }, texts), None));
+            want.push(if stale { Err(Some(1)) } else { Ok(2) });
+        }
+
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut conn)
+            .await
+            .expect("begin");
+        let mut answers = run(&mut conn, &items).await.expect("no statement fails");
+        sqlx::raw_sql("COMMIT")
+            .execute(&mut conn)
+            .await
+            .expect("commit");
+        answers.sort_by_key(|(at, _)| *at);
+        let got: Vec<_> = answers.iter().map(|(_, result)| answer(result)).collect();
+        assert_eq!(got, want, "{n} saves");
+
+        for i in 0..n {
+            let id = format!("d{i}");
+            let history: Vec<(i64, i64, String)> = sqlx::query_as(
+                "SELECT seq, version, event FROM events WHERE deployment_id = ? ORDER BY seq",
+            )
+            .bind(&id)
+            .fetch_all(&mut conn)
+            .await
+            .expect("read the events");
+            let mut expect = vec![(1, 1, "first".to_owned())];
+            if i % 5 != 4 {
+                let texts: Vec<&str> = if i == 0 {
+                    many.clone()
+                } else {
+                    vec!["x", "y", "z"]
+                };
+                expect.extend(
+                    (2..)
+                        .zip(texts)
+                        .map(|(seq, text)| (seq, 2, text.to_owned())),
+                );
+            }
+            assert_eq!(history, expect, "{n} saves: {id}");
+        }
+    }
 }

@@ -1,0 +1,66 @@
+//! The SQLite store's write-ahead log: checkpointed beside the writer, it stays bounded under a
+//! steady stream of batches, and closing the store checkpoints it.
+#![cfg(all(feature = "sqlite", feature = "test-util"))]
+
+mod store_support;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use hookgate::store::{NewDeployment, SqliteStore, Store};
+use store_support::{PLAN, progress, start_random};
+
+/// The log's size in bytes; 0 when there is none.
+fn wal_size(db: &Path) -> u64 {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).map_or(0, |m| m.len())
+}
+
+/// Batches that write far more than the log may hold (about 100 MB of pages, against a limit
+/// of 4000 pages of 4 KiB) leave it well under that: checkpoints keep up, or the writer runs
+/// one itself. After `close` the log is empty.
+#[tokio::test]
+async fn the_log_stays_bounded_and_close_checkpoints_it() {
+    const DEPLOYMENTS: usize = 32;
+    const BATCHES: usize = 200;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let db = dir.path().join("hookgate.db");
+    let store = Arc::new(SqliteStore::open(&db).await.expect("open"));
+    let mut deployments = Vec::new();
+    for i in 0..DEPLOYMENTS {
+        let (d, events) = start_random(&format!("d{i}"));
+        store
+            .create(NewDeployment::new(&d, PLAN), &events)
+            .await
+            .expect("create");
+        deployments.push(d);
+    }
+
+    // Each event note spans several pages, so every batch writes a few hundred of them.
+    let note = "x".repeat(12_000);
+    let mut largest = 0;
+    for batch in 0..BATCHES {
+        let mut saves = Vec::new();
+        for d in &mut deployments {
+            let events = progress(d, note.clone());
+            let store = Arc::clone(&store);
+            let (id, state, status) = (d.id().clone(), d.state().clone(), d.status());
+            let expected = 1 + batch as u64;
+            saves.push(tokio::spawn(async move {
+                store.save(&id, expected, &state, status, &events).await
+            }));
+        }
+        for saved in saves {
+            saved.await.expect("save task").expect("saved");
+        }
+        largest = largest.max(wal_size(&db));
+    }
+    assert!(
+        largest < 48 << 20,
+        "the log reached {largest} bytes after about 100 MB of writes"
+    );
+
+    store.close().await;
+    assert_eq!(wal_size(&db), 0, "closing checkpoints the log");
+}
