@@ -17,9 +17,10 @@ use crate::store::{
 /// durable store's do ([`slow_saves`](Self::slow_saves)).
 ///
 /// ```
+/// use hookgate::store::MemoryStore;
 /// use hookgate::test_util::FaultyStore;
 ///
-/// let store = FaultyStore::default();
+/// let store = FaultyStore::new(MemoryStore::new());
 /// store.fail_saves(1, 2); // the next save goes through, the two after it fail
 /// store.slow_saves(true);
 /// ```
