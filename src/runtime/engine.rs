@@ -29,6 +29,11 @@ use crate::store::{DynStore, HistoryEntry, NewDeployment, StoredDeployment};
 /// core, store the new state and its events, and only then answer, publish events and start
 /// the actions it produced. A store failure leaves the deployment exactly as it was.
 ///
+/// A call or host step whose result is ready as soon as it is started (a host or transport that
+/// answers at once) is recorded in a cycle of its own that follows at once, still under the
+/// lock: without a task of its own when the store answers at once too, and in a task that holds
+/// the lock when the store makes the write wait, so that the input is answered first.
+///
 /// Build one with [`Engine::builder`]; it is cheap to clone (clones share everything).
 #[derive(Clone)]
 pub struct Engine {
