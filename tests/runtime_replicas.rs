@@ -36,23 +36,14 @@ async fn a_replica_that_shut_down_refuses_inputs_and_another_takes_over_at_once(
 
     use hookgate::auth::Principal;
     use hookgate::core::{CallbackAck, CallbackId, GateState};
-    use hookgate::outbound::Dispatcher;
     use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
-    use hookgate::secrets::MemorySecrets;
     use hookgate::server::{CallbackReport, GateError, GateService};
     use hookgate::test_util::RecordingTransport;
-    use hookgate::transport::TransportRegistry;
 
     let store: Arc<DynStore> = Arc::new(MemoryStore::new());
     let external = RecordingTransport::new();
     let replica = |name: &str| {
-        let dispatcher = Dispatcher::builder(
-            TransportRegistry::new(Arc::new(external.clone())),
-            Arc::new(MemorySecrets::new()),
-            "https://gates.example",
-        )
-        .build()
-        .unwrap();
+        let dispatcher = external.dispatcher("https://gates.example").unwrap();
         Engine::builder(dispatcher, SimulatedHost)
             .shared_store(Arc::clone(&store))
             // Long leases: only the release at shutdown lets the other replica in this soon.

@@ -12,14 +12,11 @@ use hookgate::auth::Principal;
 use hookgate::core::{
     CallbackAck, CallbackId, DeploymentId, DeploymentStatus, EventKind, GateState,
 };
-use hookgate::outbound::Dispatcher;
 use hookgate::receiver::ReceivedRequest;
 use hookgate::runtime::{Engine, SimulatedHost};
-use hookgate::secrets::MemorySecrets;
 use hookgate::server::{CallbackReport, GateService};
 use hookgate::store::Store;
 use hookgate::test_util::{FaultyStore, RecordingTransport, SequentialIds};
-use hookgate::transport::TransportRegistry;
 
 const PLAN: &str = r#"
 application: settle
@@ -41,13 +38,9 @@ struct Setup {
 
 fn setup() -> Setup {
     let external = RecordingTransport::new();
-    let dispatcher = Dispatcher::builder(
-        TransportRegistry::new(Arc::new(external.clone())),
-        Arc::new(MemorySecrets::new()),
-        "https://hookgate.example",
-    )
-    .build()
-    .expect("a dispatcher");
+    let dispatcher = external
+        .dispatcher("https://hookgate.example")
+        .expect("a dispatcher");
     let store = Arc::new(FaultyStore::default());
     let engine = Engine::builder(dispatcher, SimulatedHost)
         .shared_store(store.clone())

@@ -10,13 +10,10 @@ use std::time::Duration;
 
 use hookgate::auth::{Principal, StaticTokens};
 use hookgate::core::{DeploymentId, EventKind, GateState};
-use hookgate::outbound::Dispatcher;
 use hookgate::receiver::ReceivedRequest;
 use hookgate::runtime::{Engine, SimulatedHost};
-use hookgate::secrets::MemorySecrets;
 use hookgate::server::{CallbackHandler, ServerState, router};
 use hookgate::test_util::RecordingTransport;
-use hookgate::transport::TransportRegistry;
 use http::StatusCode;
 use server_support::{post, send};
 
@@ -47,13 +44,7 @@ struct Setup {
 
 fn setup() -> Setup {
     let external = RecordingTransport::new();
-    let dispatcher = Dispatcher::builder(
-        TransportRegistry::new(Arc::new(external.clone())),
-        Arc::new(MemorySecrets::new()),
-        "https://gates.example",
-    )
-    .build()
-    .unwrap();
+    let dispatcher = external.dispatcher("https://gates.example").unwrap();
     let engine = Engine::builder(dispatcher, SimulatedHost)
         .allow_concurrent_deployments(true)
         .build();

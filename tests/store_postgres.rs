@@ -945,12 +945,9 @@ mod replica_scenarios {
         use axum::body::Body;
         use hookgate::auth::{Principal, StaticTokens};
         use hookgate::core::GateState;
-        use hookgate::outbound::Dispatcher;
         use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
-        use hookgate::secrets::MemorySecrets;
         use hookgate::server::{CallbackHandler, ServerState, router};
         use hookgate::test_util::RecordingTransport;
-        use hookgate::transport::TransportRegistry;
         use tower::ServiceExt;
 
         let Some(db) = TestDb::new("outage") else {
@@ -958,13 +955,9 @@ mod replica_scenarios {
         };
         let (mut proxy, store) = through_proxy(&db).await;
         let external = RecordingTransport::new();
-        let dispatcher = Dispatcher::builder(
-            TransportRegistry::new(Arc::new(external.clone())),
-            Arc::new(MemorySecrets::new()),
-            "https://gates.example",
-        )
-        .build()
-        .expect("a dispatcher");
+        let dispatcher = external
+            .dispatcher("https://gates.example")
+            .expect("a dispatcher");
         let engine = Engine::builder(dispatcher, SimulatedHost)
             .store(store)
             .replica(ReplicaOptions::new("replica"))

@@ -8,13 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hookgate::auth::{Principal, StaticTokens};
-use hookgate::outbound::Dispatcher;
 use hookgate::runtime::{Engine, EngineBuilder, SimulatedHost};
-use hookgate::secrets::MemorySecrets;
 use hookgate::server::{CallbackHandler, ServerState, router};
 use hookgate::store::DynStore;
 use hookgate::test_util::{RecordingTransport, SequentialIds};
-use hookgate::transport::TransportRegistry;
 
 use super::support::cpu_time;
 
@@ -145,13 +142,7 @@ pub async fn serve_engine(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let external = RecordingTransport::new();
-    let dispatcher = Dispatcher::builder(
-        TransportRegistry::new(Arc::new(external.clone())),
-        Arc::new(MemorySecrets::new()),
-        base.clone(),
-    )
-    .build()
-    .unwrap();
+    let dispatcher = external.dispatcher(base.clone()).unwrap();
     let builder = Engine::builder(dispatcher, SimulatedHost)
         .shared_store(store)
         .ids(SequentialIds::starting_at(rand_start()))

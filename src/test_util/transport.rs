@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 
-use crate::transport::{HttpTransport, TransportError};
+use crate::outbound::{Dispatcher, OutboundError};
+use crate::secrets::MemorySecrets;
+use crate::transport::{HttpTransport, TransportError, TransportRegistry};
 
 /// An [`HttpTransport`] for tests: answers every request at once with one status (202 unless
 /// told otherwise) and an empty body, and keeps what it was sent. Clones share the record.
@@ -47,6 +49,24 @@ impl RecordingTransport {
     /// A transport answering 202 Accepted, as an external system that took the call does.
     pub fn new() -> Self {
         Self::answering(StatusCode::ACCEPTED)
+    }
+
+    /// A [`Dispatcher`] that sends every webhook to this transport (a clone sharing its
+    /// record), with no secrets, and builds callback URIs on `public_base_url`: the outbound
+    /// side of an engine under test. Fails as [`DispatcherBuilder::build`] does on a base URL
+    /// that is not an absolute `http(s)` URL.
+    ///
+    /// [`DispatcherBuilder::build`]: crate::outbound::DispatcherBuilder::build
+    pub fn dispatcher(
+        &self,
+        public_base_url: impl Into<String>,
+    ) -> Result<Dispatcher, OutboundError> {
+        Dispatcher::builder(
+            TransportRegistry::new(Arc::new(self.clone())),
+            Arc::new(MemorySecrets::new()),
+            public_base_url,
+        )
+        .build()
     }
 
     /// A transport answering `status`.
