@@ -290,17 +290,24 @@ fn save(
     tokio::spawn(async move { store.save(&id, expected, &state, status, &events).await })
 }
 
-/// A save to version 2 and one to version 3 of the same deployment, queued together (`join!`
-/// polls both before the writer task runs): both are written, their events numbered in order.
-#[tokio::test]
-async fn two_saves_of_one_deployment_in_one_batch_both_succeed_in_order() {
-    let dir = TempDir::new("same-batch-in-order");
+/// A store in a new directory named after `test`, holding deployment `d1` as created, with
+/// the events of its creation.
+async fn with_one_deployment(test: &str) -> (TempDir, SqliteStore, Deployment, Vec<Event>) {
+    let dir = TempDir::new(test);
     let store = SqliteStore::open(dir.db()).await.expect("open");
-    let (mut d, events) = start("d1");
+    let (d, events) = start("d1");
     store
         .create(NewDeployment::new(&d, PLAN), &events)
         .await
         .expect("create");
+    (dir, store, d, events)
+}
+
+/// A save to version 2 and one to version 3 of the same deployment, queued together (`join!`
+/// polls both before the writer task runs): both are written, their events numbered in order.
+#[tokio::test]
+async fn two_saves_of_one_deployment_in_one_batch_both_succeed_in_order() {
+    let (_dir, store, mut d, events) = with_one_deployment("same-batch-in-order").await;
     let second = progress(&mut d, "second");
     let at_2 = d.state().clone();
     let third = progress(&mut d, "third");
@@ -518,13 +525,7 @@ async fn a_database_failure_in_a_batch_fails_only_its_own_save() {
 /// Event text goes through the writer's one-statement append unchanged, however it is spelt.
 #[tokio::test]
 async fn events_round_trip_whatever_their_text() {
-    let dir = TempDir::new("event-text");
-    let store = SqliteStore::open(dir.db()).await.expect("open");
-    let (mut d, events) = start("d1");
-    store
-        .create(NewDeployment::new(&d, PLAN), &events)
-        .await
-        .expect("create");
+    let (_dir, store, mut d, events) = with_one_deployment("event-text").await;
     let notes = [
         "plain",
         "\"quoted\" \\ back\\slash, [brackets], {braces}",
@@ -551,13 +552,7 @@ async fn events_round_trip_whatever_their_text() {
 /// Closing commits and answers the writes queued before it, and refuses later ones.
 #[tokio::test]
 async fn close_finishes_queued_writes_and_refuses_later_ones() {
-    let dir = TempDir::new("close");
-    let store = SqliteStore::open(dir.db()).await.expect("open");
-    let (mut d, events) = start("d1");
-    store
-        .create(NewDeployment::new(&d, PLAN), &events)
-        .await
-        .expect("create");
+    let (dir, store, mut d, _) = with_one_deployment("close").await;
     let events = progress(&mut d, "before close");
     let (saved, ()) = tokio::join!(
         store.save(d.id(), 1, d.state(), d.status(), &events),
@@ -655,13 +650,7 @@ async fn reopening_applies_no_migration_and_keeps_the_data() {
 
 #[tokio::test]
 async fn corrupt_rows_are_typed_errors() {
-    let dir = TempDir::new("corrupt");
-    let store = SqliteStore::open(dir.db()).await.expect("open");
-    let (d, events) = start("d1");
-    store
-        .create(NewDeployment::new(&d, PLAN), &events)
-        .await
-        .expect("create");
+    let (dir, store, d, _) = with_one_deployment("corrupt").await;
     let pool = raw(&dir.db()).await;
     let corrupt = |column: &'static str, value: &'static str| {
         let pool = pool.clone();
