@@ -84,7 +84,7 @@ impl Engine {
     }
 
     /// [`Engine::commit`] without recording the results that were ready at once.
-    pub(crate) async fn commit_once(
+    async fn commit_once(
         &self,
         live: &mut Live,
         before: Deployment,
@@ -165,7 +165,7 @@ impl Engine {
     /// no task, wake-up or second lock, and the write that follows is the next in line. What
     /// these results start may be ready at once too; after [`MAX_INLINE_ROUNDS`] rounds, or
     /// when a write fails, the rest is recorded by tasks, as a result that took time would be.
-    pub(crate) async fn settle(&self, live: &mut Live, mut ready: Vec<Ready>) {
+    async fn settle(&self, live: &mut Live, mut ready: Vec<Ready>) {
         for _ in 0..MAX_INLINE_ROUNDS {
             if ready.is_empty() {
                 return;
