@@ -83,15 +83,7 @@ async fn sqlite_baseline_pool(dir: &std::path::Path, durability: Durability) -> 
 
 fn main() {
     let o = options();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        println!(
-            "{} callbacks per round, concurrency {}, {} rounds, best round shown",
-            o.requests, o.concurrency, o.rounds
-        );
+    load::runtime(&o).block_on(async {
         if o.runs("memory") {
             memory(&o).await;
         }

@@ -170,15 +170,7 @@ fn main() {
         return;
     };
     let o = options();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        println!(
-            "{} callbacks per round, concurrency {}, {} rounds, best round shown",
-            o.requests, o.concurrency, o.rounds
-        );
+    load::runtime(&o).block_on(async {
         let (mut one, mut two, mut naive, mut schemas) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..o.rounds {

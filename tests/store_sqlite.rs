@@ -17,7 +17,7 @@ use hookgate::store::{
 };
 use hookgate::test_util::ManualClock;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
-use store_support::{PLAN, progress, start, start_random};
+use store_support::{PLAN, created, progress, start, start_random};
 
 /// A directory under Cargo's temporary directory for tests, removed when dropped.
 struct TempDir(PathBuf);
@@ -227,15 +227,7 @@ async fn one_batch_of_many_saves_runs_as_if_one_after_the_other() {
     const N: usize = 40;
     let dir = TempDir::new("layers");
     let store = Arc::new(SqliteStore::open(dir.db()).await.expect("open"));
-    let mut deployments = Vec::new();
-    for i in 0..N {
-        let (d, events) = start_random(&format!("d{i}"));
-        store
-            .create(NewDeployment::new(&d, PLAN), &events)
-            .await
-            .expect("create");
-        deployments.push(d);
-    }
+    let mut deployments = created(&*store, N).await;
 
     // This runtime has one thread: the spawned saves all queue before the writer task runs
     // again, so they form one batch (fewer than `MAX_BATCH`).

@@ -7,8 +7,8 @@ mod store_support;
 use std::path::Path;
 use std::sync::Arc;
 
-use hookgate::store::{NewDeployment, SqliteStore, Store};
-use store_support::{PLAN, progress, start_random};
+use hookgate::store::{SqliteStore, Store};
+use store_support::{created, progress};
 
 /// The log's size in bytes; 0 when there is none.
 fn wal_size(db: &Path) -> u64 {
@@ -27,15 +27,7 @@ async fn the_log_stays_bounded_and_close_checkpoints_it() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let db = dir.path().join("hookgate.db");
     let store = Arc::new(SqliteStore::open(&db).await.expect("open"));
-    let mut deployments = Vec::new();
-    for i in 0..DEPLOYMENTS {
-        let (d, events) = start_random(&format!("d{i}"));
-        store
-            .create(NewDeployment::new(&d, PLAN), &events)
-            .await
-            .expect("create");
-        deployments.push(d);
-    }
+    let mut deployments = created(&*store, DEPLOYMENTS).await;
 
     // Each event note spans several pages, so every batch writes a few hundred of them.
     let note = "x".repeat(12_000);

@@ -71,6 +71,18 @@ pub fn options() -> Options {
     o
 }
 
+/// The multi-threaded runtime a harness runs on, after printing what its rounds are.
+pub fn runtime(o: &Options) -> tokio::runtime::Runtime {
+    println!(
+        "{} callbacks per round, concurrency {}, {} rounds, best round shown",
+        o.requests, o.concurrency, o.rounds
+    );
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 #[derive(Clone, Copy)]
 pub struct Round {
     pub per_second: f64,

@@ -8,6 +8,7 @@ use chrono::Utc;
 use hookgate::config::Plan;
 use hookgate::core::{Deployment, DeploymentId, Event, IdSource, StartOptions};
 use hookgate::ids::RandomIds;
+use hookgate::store::{NewDeployment, Store};
 use hookgate::test_util::SequentialIds;
 
 pub const PLAN: &str = r#"
@@ -44,6 +45,21 @@ fn start_with(id: &str, ids: &mut impl IdSource) -> (Deployment, Vec<Event>) {
     );
     let events = drain(&mut d);
     (d, events)
+}
+
+/// Creates deployments `d0`, `d1`, ... (`count` of them, random callback ids) in `store`, and
+/// returns them as created.
+pub async fn created(store: &impl Store, count: usize) -> Vec<Deployment> {
+    let mut deployments = Vec::with_capacity(count);
+    for i in 0..count {
+        let (d, events) = start_random(&format!("d{i}"));
+        store
+            .create(NewDeployment::new(&d, PLAN), &events)
+            .await
+            .expect("create");
+        deployments.push(d);
+    }
+    deployments
 }
 
 /// Drops the actions (nothing is performed here) and returns the events.
