@@ -53,7 +53,7 @@ impl Engine {
             attempts += 1;
             let entry = self.entry(id, true).await?;
             let mut live = entry.lock_owned().await;
-            let before = live.d.clone();
+            let before = Box::new(live.d.clone());
             let now = self.inner.clock.now();
             let result = input(&mut live.d, now);
             match self.commit_once(&mut live, before).await {
@@ -70,13 +70,15 @@ impl Engine {
 
     /// Stores what changed since `before` and then publishes events and starts actions. On a
     /// store failure the deployment is put back as it was. Returns whether anything changed.
+    /// `before` is boxed to keep the futures of every input's cycle small: larger ones are
+    /// allocated outside the allocator's per-thread caches.
     ///
     /// A copy of a deployment another replica drives keeps the actions in its state, for that
     /// replica to perform once the store's notice reaches it.
     pub(crate) async fn commit(
         &self,
         live: &mut Live,
-        before: Deployment,
+        before: Box<Deployment>,
     ) -> Result<bool, RuntimeError> {
         let (changed, ready) = self.commit_once(live, before).await?;
         self.settle(live, ready).await;
@@ -87,7 +89,7 @@ impl Engine {
     async fn commit_once(
         &self,
         live: &mut Live,
-        before: Deployment,
+        before: Box<Deployment>,
     ) -> Result<(bool, Vec<Ready>), RuntimeError> {
         let (actions, events) = if live.owned {
             drain(&mut live.d)
@@ -118,11 +120,12 @@ impl Engine {
             match saved {
                 Ok(version) => live.version = version,
                 Err(e) => {
-                    live.d = before;
+                    live.d = *before;
                     if matches!(e, StoreError::Conflict { .. }) {
                         // Someone else saved first: take their state, so the caller's retry
-                        // applies to what is stored rather than failing forever.
-                        self.reload(live).await;
+                        // applies to what is stored rather than failing forever. Boxed, as
+                        // rare and large: every commit's future would otherwise carry it.
+                        Box::pin(self.reload(live)).await;
                     }
                     if live.owned {
                         self.inner.deadlines.set(live.d.id(), live.d.poll_timeout());
@@ -170,7 +173,7 @@ impl Engine {
             if ready.is_empty() {
                 return;
             }
-            let before = live.d.clone();
+            let before = Box::new(live.d.clone());
             let now = self.inner.clock.now();
             for r in &ready {
                 let _entered = r.span.enter();

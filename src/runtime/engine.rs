@@ -453,6 +453,17 @@ impl Engine {
         if let Some(entry) = lock(&self.inner.live).get(id) {
             return Ok(Arc::clone(entry));
         }
+        // Boxed: its future holds whole stored deployments, and every input's future would
+        // otherwise be as large, allocated outside the allocator's per-thread caches.
+        Box::pin(self.entry_from_store(id, take_over)).await
+    }
+
+    /// [`Engine::entry`] for a deployment not in memory.
+    async fn entry_from_store(
+        &self,
+        id: &DeploymentId,
+        take_over: bool,
+    ) -> Result<Arc<AsyncMutex<Live>>, RuntimeError> {
         let mut stored = self.load_stored(id).await?;
         let owned = !stored.status.is_terminal()
             && match self.lease() {

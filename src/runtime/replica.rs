@@ -223,7 +223,7 @@ impl Engine {
                 break;
             }
             acted = true;
-            let before = live.d.clone();
+            let before = Box::new(live.d.clone());
             match self.commit(&mut live, before).await {
                 Ok(_) => break,
                 // `commit` reloaded what was stored: take that up in the next attempt.
@@ -287,7 +287,7 @@ impl Engine {
         }
         let plan = self.plan_for(&stored.plan_source)?;
         let mut d = Deployment::restore(plan, stored.state)?;
-        let before = d.clone();
+        let before = Box::new(d.clone());
         // Deadlines first: whatever they start or end is then in the state, and the reissue
         // below asks for exactly what is still in flight — never a step and its rollback. The
         // pending actions a write left for the previous driver are among what is reissued.

@@ -4,9 +4,10 @@ use bytes::Bytes;
 use http::HeaderValue;
 use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::CallbackReport;
+use super::fields::{Fields, NotFields};
 
 /// Why a body could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,15 +61,12 @@ pub(super) fn is_json(content_type: Option<&HeaderValue>) -> bool {
 /// `"inProgress": true` and an `mdMessage` make a progress note. `"mdMessage": null` counts as
 /// absent. Unknown fields are ignored.
 pub(super) fn parse_callback(body: &[u8], message_limit: usize) -> Result<CallbackReport, String> {
-    let object = object(body, r#"{"success": true, "mdMessage": "..."}"#)?;
-    let message = text(&object, "mdMessage", message_limit)?;
-    match object.get("success") {
-        Some(Value::Bool(success)) => Ok(CallbackReport::Outcome {
-            success: *success,
-            message,
-        }),
+    let fields = object(body, r#"{"success": true, "mdMessage": "..."}"#)?;
+    let message = text(fields.md_message, "mdMessage", message_limit)?;
+    match fields.success {
+        Some(Value::Bool(success)) => Ok(CallbackReport::Outcome { success, message }),
         Some(_) => Err("`success` must be the JSON boolean true or false (not a string or null)".to_owned()),
-        None => match object.get("inProgress") {
+        None => match fields.in_progress {
             Some(Value::Bool(true)) => message
                 .map(|message| CallbackReport::Progress { message })
                 .ok_or_else(|| "`mdMessage` is missing; a progress note (`\"inProgress\": true`) needs one".to_owned()),
@@ -87,27 +85,26 @@ pub(super) fn parse_decision(body: &[u8], comment_limit: usize) -> Result<Option
         return Ok(None);
     }
     text(
-        &object(body, r#"{"comment": "..."}"#)?,
+        object(body, r#"{"comment": "..."}"#)?.comment,
         "comment",
         comment_limit,
     )
 }
 
-fn object(body: &[u8], example: &str) -> Result<Map<String, Value>, String> {
-    match serde_json::from_slice(body) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(format!("the body must be a JSON object such as {example}")),
-        Err(e) => Err(format!(
-            "the body is not valid UTF-8 JSON ({e}); send a JSON object such as {example}"
-        )),
-    }
+fn object(body: &[u8], example: &str) -> Result<Fields, String> {
+    Fields::read(body).map_err(|e| match e {
+        NotFields::NotAnObject => format!("the body must be a JSON object such as {example}"),
+        NotFields::Invalid(e) => {
+            format!("the body is not valid UTF-8 JSON ({e}); send a JSON object such as {example}")
+        }
+    })
 }
 
 /// An optional string field: absent and `null` are `None`.
-fn text(object: &Map<String, Value>, field: &str, limit: usize) -> Result<Option<String>, String> {
-    match object.get(field) {
+fn text(value: Option<Value>, field: &str, limit: usize) -> Result<Option<String>, String> {
+    match value {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.len() <= limit => Ok(Some(s.clone())),
+        Some(Value::String(s)) if s.len() <= limit => Ok(Some(s)),
         Some(Value::String(_)) => Err(format!(
             "`{field}` is longer than {limit} bytes; shorten it"
         )),

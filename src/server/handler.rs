@@ -8,6 +8,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::Body;
 
 use super::body::{self, ReadError};
+use super::response::Done;
 use super::route::{NoRoute, Route};
 use super::{GateService, response};
 use crate::auth::{AuthError, CallbackAuthorizer, Principal};
@@ -200,13 +201,13 @@ impl CallbackHandler {
         let progress = matches!(report, super::CallbackReport::Progress { .. });
         match self.gates.callback(id, report, by).await {
             Ok(ack) => {
-                let status = match ack {
-                    _ if progress => "recorded",
-                    CallbackAck::Duplicate => "duplicate",
-                    _ => "applied",
+                let done = match ack {
+                    _ if progress => Done::Recorded,
+                    CallbackAck::Duplicate => Done::Duplicate,
+                    _ => Done::Applied,
                 };
-                tracing::info!(callback = %id, subject = %by.subject, status, "callback accepted");
-                response::done(status)
+                tracing::info!(callback = %id, subject = %by.subject, status = done.as_str(), "callback accepted");
+                response::done(done)
             }
             Err(err) => response::gate(&err),
         }
@@ -235,9 +236,13 @@ impl CallbackHandler {
         };
         match self.gates.decide(deployment, gate, decision, by).await {
             Ok(()) => {
-                let status = if approve { "approved" } else { "rejected" };
-                tracing::info!(%deployment, %gate, subject = %by.subject, status, "decision applied");
-                response::done(status)
+                let done = if approve {
+                    Done::Approved
+                } else {
+                    Done::Rejected
+                };
+                tracing::info!(%deployment, %gate, subject = %by.subject, status = done.as_str(), "decision applied");
+                response::done(done)
             }
             Err(err) => response::gate(&err),
         }

@@ -27,6 +27,7 @@
 //! ```
 
 mod body;
+mod fields;
 mod handler;
 mod memory;
 mod response;

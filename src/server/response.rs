@@ -20,11 +20,49 @@ pub(super) fn json(status: StatusCode, body: &Value) -> Response<Bytes> {
     response
 }
 
-/// `200 {"status": "<status>"}`, written directly: this answers every accepted callback, and a
-/// `Value` built for it costs a map and its allocations.
-pub(super) fn done(status: &'static str) -> Response<Bytes> {
-    debug_assert!(status.bytes().all(|b| b.is_ascii_lowercase()), "{status}");
-    let mut response = Response::new(Bytes::from(format!(r#"{{"status":"{status}"}}"#)));
+/// What an accepted request did, as its `200` answer names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Done {
+    /// A callback's outcome was applied.
+    Applied,
+    /// The callback repeated one already applied.
+    Duplicate,
+    /// A progress note was recorded.
+    Recorded,
+    /// A manual approval was approved.
+    Approved,
+    /// A manual approval was rejected.
+    Rejected,
+}
+
+impl Done {
+    /// The status, as the log and the answer name it.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Duplicate => "duplicate",
+            Self::Recorded => "recorded",
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    /// The answer's body, written out: this answers every accepted callback, and a body
+    /// built for each costs allocations that a constant does not.
+    fn body(self) -> &'static str {
+        match self {
+            Self::Applied => r#"{"status":"applied"}"#,
+            Self::Duplicate => r#"{"status":"duplicate"}"#,
+            Self::Recorded => r#"{"status":"recorded"}"#,
+            Self::Approved => r#"{"status":"approved"}"#,
+            Self::Rejected => r#"{"status":"rejected"}"#,
+        }
+    }
+}
+
+/// `200 {"status": "<status>"}`.
+pub(super) fn done(done: Done) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from_static(done.body().as_bytes()));
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -116,4 +154,23 @@ pub(super) fn gate(err: &GateError) -> Response<Bytes> {
         tracing::warn!(error = %err, "the gates could not apply a request");
     }
     error(status, code, err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_done_body_is_its_status_as_json() {
+        for done in [
+            Done::Applied,
+            Done::Duplicate,
+            Done::Recorded,
+            Done::Approved,
+            Done::Rejected,
+        ] {
+            let body: Value = serde_json::from_str(done.body()).unwrap();
+            assert_eq!(body, json!({"status": done.as_str()}));
+        }
+    }
 }
