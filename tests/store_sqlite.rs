@@ -447,7 +447,7 @@ async fn a_database_failure_in_a_batch_fails_only_its_own_save() {
     sqlx::raw_sql(
         "CREATE TRIGGER fail_update BEFORE UPDATE ON deployments WHEN NEW.id = 'bad-update'
          BEGIN SELECT RAISE(ABORT, 'injected update failure'); END;
-         CREATE TRIGGER fail_events BEFORE INSERT ON events WHEN NEW.deployment_id = 'bad-events'
+         CREATE TRIGGER fail_events BEFORE INSERT ON history WHEN NEW.deployment_id = 'bad-events'
          BEGIN SELECT RAISE(ABORT, 'injected append failure'); END;",
     )
     .execute(&pool)
@@ -618,7 +618,7 @@ async fn reopening_applies_no_migration_and_keeps_the_data() {
         .fetch_all(&pool)
     };
     let before = applied().await.expect("read the migrations");
-    assert_eq!(before.len(), 1, "one migration: {before:?}");
+    assert_eq!(before.len(), 2, "two migrations: {before:?}");
 
     // A later clock would stamp any migration applied again with another time.
     let later = ManualClock::new(start_time + TimeDelta::days(1));
@@ -702,15 +702,101 @@ async fn corrupt_rows_are_typed_errors() {
         "the largest version cannot advance: {saved:?}"
     );
 
-    sqlx::query("UPDATE events SET event = '[1, 2]' WHERE seq = 1")
+    let good_events: String = sqlx::query_scalar("SELECT events FROM history")
+        .fetch_one(&pool)
+        .await
+        .expect("the events as stored");
+    for (column, value) in [("events", "'[1, 2]'"), ("events", "'{}'"), ("count", "99")] {
+        let sql = format!("UPDATE history SET {column} = {value}");
+        sqlx::query(&sql).execute(&pool).await.expect("tamper");
+        let history = store.history(d.id()).await;
+        assert!(
+            matches!(&history, Err(StoreError::Corrupt { what: "event", .. })),
+            "{column} = {value}: {history:?}"
+        );
+        sqlx::query("UPDATE history SET events = ?, count = json_array_length(?)")
+            .bind(&good_events)
+            .bind(&good_events)
+            .execute(&pool)
+            .await
+            .expect("repair");
+        assert!(store.history(d.id()).await.is_ok(), "repaired");
+    }
+}
+
+/// A file of the first schema, one row per event, is migrated with its history numbered as
+/// it was, and the next save's events follow on.
+#[tokio::test]
+async fn a_first_schema_history_is_kept_by_the_migration() {
+    let dir = TempDir::new("first-schema");
+    let pool = SqlitePool::connect_with(
+        SqliteConnectOptions::new()
+            .filename(dir.db())
+            .create_if_missing(true),
+    )
+    .await
+    .expect("create the file");
+    sqlx::raw_sql(concat!(
+        "CREATE TABLE hookgate_migrations (version INTEGER PRIMARY KEY NOT NULL, applied_at TEXT NOT NULL);
+         INSERT INTO hookgate_migrations VALUES (1, 'then');\n",
+        include_str!("../src/store/sqlite/migrations/0001_initial.sql")
+    ))
+    .execute(&pool)
+    .await
+    .expect("the first schema");
+    let (mut d, mut events) = start("d1");
+    let created = events.len();
+    events.extend(progress(&mut d, "one"));
+    events.extend(progress(&mut d, "two"));
+    let at = "2030-01-01T00:00:00.000000Z";
+    sqlx::query("INSERT INTO deployments VALUES ('d1', 'shop', ?, ?, 'running', 0, 3, ?, ?)")
+        .bind(PLAN)
+        .bind(serde_json::to_string(d.state()).expect("state as JSON"))
+        .bind(at)
+        .bind(at)
         .execute(&pool)
         .await
-        .expect("tamper");
-    let history = store.history(d.id()).await;
-    assert!(
-        matches!(&history, Err(StoreError::Corrupt { what: "event", .. })),
-        "{history:?}"
+        .expect("a deployment of the first schema");
+    for (seq, event) in (1i64..).zip(&events) {
+        let version = if seq as usize <= created {
+            1
+        } else {
+            seq - created as i64 + 1
+        };
+        sqlx::query("INSERT INTO events VALUES ('d1', ?, ?, ?)")
+            .bind(seq)
+            .bind(version)
+            .bind(serde_json::to_string(event).expect("event as JSON"))
+            .execute(&pool)
+            .await
+            .expect("an event of the first schema");
+    }
+    pool.close().await;
+
+    let store = SqliteStore::open(dir.db()).await.expect("open and migrate");
+    let history = store.history(d.id()).await.expect("history");
+    let numbered: Vec<_> = history.iter().map(|h| (h.seq, h.version)).collect();
+    let mut want: Vec<(u64, u64)> = (1..=created as u64).map(|seq| (seq, 1)).collect();
+    want.extend([(created as u64 + 1, 2), (created as u64 + 2, 3)]);
+    assert_eq!(numbered, want);
+    assert_eq!(
+        history.into_iter().map(|h| h.event).collect::<Vec<_>>(),
+        events
     );
+
+    let three = progress(&mut d, "three");
+    store
+        .save(d.id(), 3, d.state(), d.status(), &three)
+        .await
+        .expect("save after the migration");
+    let last = store
+        .history(d.id())
+        .await
+        .expect("history")
+        .pop()
+        .expect("an event");
+    assert_eq!((last.seq, last.version), (created as u64 + 3, 4));
+    assert_eq!(last.event, three[0]);
 }
 
 #[tokio::test]
@@ -732,7 +818,7 @@ async fn a_schema_newer_than_this_release_is_refused() {
             refused,
             Err(StoreError::SchemaTooNew {
                 found: 99,
-                supported: 1
+                supported: 2
             })
         ),
         "{refused:?}"

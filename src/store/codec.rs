@@ -30,6 +30,18 @@ pub(crate) fn decode_event(id: &DeploymentId, text: &str) -> Result<Event, Store
     decode(id, "event", text)
 }
 
+/// A write's events as one JSON array, for a store that keeps them in one row.
+#[cfg(feature = "sqlite")]
+pub(crate) fn encode_event_list(id: &DeploymentId, events: &[Event]) -> Result<String, StoreError> {
+    encode(id, "event", &events)
+}
+
+/// The events of [`encode_event_list`].
+#[cfg(feature = "sqlite")]
+pub(crate) fn decode_event_list(id: &DeploymentId, text: &str) -> Result<Vec<Event>, StoreError> {
+    decode(id, "event", text)
+}
+
 fn encode<T: Serialize>(
     id: &DeploymentId,
     what: &'static str,

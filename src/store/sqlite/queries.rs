@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 
 use super::rows;
-use super::writer::{Create, Save, Write};
+use super::writer::{Create, EventList, Save, Write};
 use super::{SqliteStore, backend, timestamp};
 use crate::core::{CallbackId, DeploymentId, DeploymentState, DeploymentStatus, Event};
 use crate::store::{HistoryEntry, NewDeployment, Store, StoreError, StoredDeployment, codec};
@@ -31,7 +31,7 @@ impl Store for SqliteStore {
         }
         let create = Create {
             state: codec::encode_state(&new.id, &new.state)?,
-            events: codec::encode_events(&new.id, events)?,
+            events: EventList::encode(&new.id, events)?,
             now: timestamp(self.clock.now()),
             status: new.status.as_str(),
             finished: new.status.is_terminal(),
@@ -57,7 +57,7 @@ impl Store for SqliteStore {
         let expected = i64::try_from(expected_version).unwrap_or(-1);
         let save = Save {
             state: codec::encode_state(id, state)?,
-            events: codec::encode_events(id, events)?,
+            events: EventList::encode(id, events)?,
             now: timestamp(self.clock.now()),
             next: rows::next_version(id, expected)?,
             id: id.clone(),
@@ -120,13 +120,18 @@ impl Store for SqliteStore {
     }
 
     async fn history(&self, id: &DeploymentId) -> Result<Vec<HistoryEntry>, StoreError> {
-        sqlx::query("SELECT seq, version, event FROM events WHERE deployment_id = ? ORDER BY seq")
-            .bind(&id.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?
-            .iter()
-            .map(|row| rows::history_entry(id, row))
-            .collect()
+        let rows = sqlx::query(
+            "SELECT first_seq, count, version, events FROM history
+             WHERE deployment_id = ? ORDER BY first_seq",
+        )
+        .bind(&id.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut history = Vec::new();
+        for row in &rows {
+            rows::history_entries(id, row, &mut history)?;
+        }
+        Ok(history)
     }
 }

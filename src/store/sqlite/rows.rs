@@ -27,16 +27,32 @@ pub(super) fn deployment(row: &SqliteRow) -> Result<StoredDeployment, StoreError
     })
 }
 
-pub(super) fn history_entry(
+/// The entries of one row of `history`: a write's events, numbered from its `first_seq`.
+pub(super) fn history_entries(
     id: &DeploymentId,
     row: &SqliteRow,
-) -> Result<HistoryEntry, StoreError> {
-    let event: String = column(row, id, "event")?;
-    Ok(HistoryEntry {
-        seq: codec::positive(id, "seq", column(row, id, "seq")?)?,
-        version: codec::version(id, column(row, id, "version")?)?,
-        event: codec::decode_event(id, &event)?,
-    })
+    into: &mut Vec<HistoryEntry>,
+) -> Result<(), StoreError> {
+    let first = codec::positive(id, "seq", column(row, id, "first_seq")?)?;
+    let count: i64 = column(row, id, "count")?;
+    let version = codec::version(id, column(row, id, "version")?)?;
+    let events: String = column(row, id, "events")?;
+    let events = codec::decode_event_list(id, &events)?;
+    if i64::try_from(events.len()).ok() != Some(count) {
+        return Err(corrupt(
+            id,
+            "event",
+            format!("a row holds {} events but says {count}", events.len()),
+        ));
+    }
+    for (seq, event) in (first..).zip(events) {
+        into.push(HistoryEntry {
+            seq,
+            version,
+            event,
+        });
+    }
+    Ok(())
 }
 
 /// The version after `expected`. Only a version tampered up to `i64::MAX` has none.

@@ -14,7 +14,10 @@ use crate::store::{StoreError, codec};
 
 /// Migration `i` brings the schema to version `i + 1`. Append only: a released migration is
 /// never edited, since databases that applied it would not apply it again.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_history_rows.sql"),
+];
 
 pub(super) async fn migrate(pool: &SqlitePool, now: DateTime<Utc>) -> Result<(), StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;

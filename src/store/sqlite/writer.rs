@@ -21,6 +21,8 @@ mod checkpoint;
 mod chunks;
 mod layers;
 
+pub(super) use chunks::EventList;
+
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
@@ -46,8 +48,8 @@ pub(super) struct Create {
     pub status: &'static str,
     pub finished: bool,
     pub callback_ids: Vec<CallbackId>,
-    /// The events, each as its JSON.
-    pub events: Vec<String>,
+    /// The events, if any.
+    pub events: Option<EventList>,
     pub now: String,
 }
 
@@ -62,7 +64,7 @@ pub(super) struct Save {
     pub status: &'static str,
     pub finished: bool,
     /// As for [`Create::events`].
-    pub events: Vec<String>,
+    pub events: Option<EventList>,
     pub now: String,
 }
 
@@ -342,7 +344,7 @@ async fn save_one(conn: &mut SqliteConnection, save: &Save) -> Outcome {
         }
         Ok(_) => {}
     }
-    if let Err(e) = append(conn, &save.id, save.next, &save.events).await {
+    if let Err(e) = append(conn, &save.id, save.next, save.events.as_ref()).await {
         return Outcome::Failed(e);
     }
     Outcome::Done(written(save))
@@ -439,7 +441,7 @@ async fn create_steps(
             }));
         }
     }
-    append(conn, &create.id, 1, &create.events).await?;
+    append(conn, &create.id, 1, create.events.as_ref()).await?;
     Ok(None)
 }
 
@@ -448,15 +450,18 @@ async fn append(
     conn: &mut SqliteConnection,
     id: &DeploymentId,
     version: i64,
-    events: &[String],
+    events: Option<&EventList>,
 ) -> Result<(), sqlx::Error> {
-    let rows: Vec<_> = events
-        .iter()
-        .map(|event| chunks::EventRow {
+    let Some(list) = events else {
+        return Ok(());
+    };
+    chunks::append(
+        conn,
+        &[chunks::ListRow {
             id: &id.0,
             version,
-            event,
-        })
-        .collect();
-    chunks::append(conn, &rows).await
+            list,
+        }],
+    )
+    .await
 }

@@ -14,6 +14,9 @@ use std::sync::LazyLock;
 use sqlx::SqliteConnection;
 use sqlx::sqlite::{Sqlite, SqliteArguments};
 
+use crate::core::{DeploymentId, Event};
+use crate::store::{StoreError, codec};
+
 /// The numbers of rows a statement may carry, smallest first.
 pub(super) const SIZES: [usize; 5] = [1, 4, 16, 64, 256];
 
@@ -58,39 +61,88 @@ pub(super) fn pad(mut query: Query<'_>, columns: usize) -> Query<'_> {
     query
 }
 
-/// One event to append: its deployment, the version that wrote it and its JSON.
-pub(super) struct EventRow<'a> {
-    pub id: &'a str,
-    pub version: i64,
-    pub event: &'a str,
+/// One write's events: a JSON array of them, and how many it holds.
+#[derive(Debug)]
+pub(in crate::store::sqlite) struct EventList {
+    pub json: String,
+    pub count: i64,
 }
 
-/// Appends events, each numbered after its deployment's last one. `k` is the event's place
-/// among its deployment's events of the same statement, counted from 1: SQLite evaluates the
-/// whole `SELECT` before inserting, because it reads the table inserted into, so every
-/// `MAX(seq)` of a statement is the one before it. Padding rows have a `NULL` id and are
-/// skipped. The writer holds the write lock, so no other writer can take the same numbers.
+impl EventList {
+    /// The list of `events`, or `None` for none.
+    pub(in crate::store::sqlite) fn encode(
+        id: &DeploymentId,
+        events: &[Event],
+    ) -> Result<Option<Self>, StoreError> {
+        let Some(count) = i64::try_from(events.len()).ok().filter(|&n| n > 0) else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            json: codec::encode_event_list(id, events)?,
+            count,
+        }))
+    }
+
+    /// The list of `events` (each already JSON), or `None` for none.
+    #[cfg(test)]
+    pub(in crate::store::sqlite) fn join<'a>(
+        events: impl ExactSizeIterator<Item = &'a str>,
+    ) -> Option<Self> {
+        let count = i64::try_from(events.len()).ok().filter(|&n| n > 0)?;
+        let mut json = String::from("[");
+        for (at, event) in events.enumerate() {
+            if at > 0 {
+                json.push(',');
+            }
+            json.push_str(event);
+        }
+        json.push(']');
+        Some(Self { json, count })
+    }
+}
+
+/// One write's events to append: its deployment, the version that wrote them, and them.
+pub(super) struct ListRow<'a> {
+    pub id: &'a str,
+    pub version: i64,
+    pub list: &'a EventList,
+}
+
+/// Appends each write's events as one row, numbered after its deployment's last event.
+/// SQLite evaluates the whole `SELECT` before inserting, because it reads the table inserted
+/// into, so a statement holds at most one row per deployment: a second would be numbered from
+/// the same last event. Padding rows have a `NULL` id and are skipped. The writer holds the
+/// write lock, so no other writer can take the same numbers.
 static APPEND: LazyLock<[String; SIZES.len()]> = LazyLock::new(|| {
     texts(|rows| {
         format!(
-            "WITH e(id, version, k, event) AS (VALUES {})
-             INSERT INTO events (deployment_id, seq, version, event)
+            "WITH e(id, version, count, events) AS (VALUES {})
+             INSERT INTO history (deployment_id, first_seq, count, version, events)
              SELECT e.id,
-                    (SELECT COALESCE(MAX(seq), 0) FROM events WHERE deployment_id = e.id) + e.k,
-                    e.version, e.event
+                    COALESCE((SELECT first_seq + count FROM history WHERE deployment_id = e.id
+                              ORDER BY first_seq DESC LIMIT 1), 1),
+                    e.count, e.version, e.events
              FROM e WHERE e.id IS NOT NULL",
             values(rows, 4)
         )
     })
 });
 
-/// Appends `events`, in order, in as few statements as [`plan`] allows. The events of one
-/// deployment must be consecutive, as they are when each deployment has one save among them.
+/// Appends `lists`, in as few statements as [`plan`] allows. No deployment may appear twice,
+/// as none does among the saves of one layer.
 pub(super) async fn append(
     conn: &mut SqliteConnection,
-    events: &[EventRow<'_>],
+    lists: &[ListRow<'_>],
 ) -> Result<(), sqlx::Error> {
-    let mut rest = events;
+    debug_assert!(
+        {
+            let mut ids: Vec<&str> = lists.iter().map(|row| row.id).collect();
+            ids.sort_unstable();
+            ids.windows(2).all(|pair| pair[0] != pair[1])
+        },
+        "a deployment appears twice among the event lists of one append"
+    );
+    let mut rest = lists;
     while !rest.is_empty() {
         let (size, taken) = plan(rest.len());
         let (chunk, after) = rest.split_at(taken);
@@ -98,18 +150,12 @@ pub(super) async fn append(
             break;
         };
         let mut query = sqlx::query(text);
-        let mut previous: Option<&str> = None;
-        let mut k = 0i64;
-        for event in chunk {
-            // Numbering restarts with each deployment and with each statement, which reads
-            // the deployment's last number again.
-            k = if previous == Some(event.id) { k + 1 } else { 1 };
-            previous = Some(event.id);
+        for row in chunk {
             query = query
-                .bind(event.id)
-                .bind(event.version)
-                .bind(k)
-                .bind(event.event);
+                .bind(row.id)
+                .bind(row.version)
+                .bind(row.list.count)
+                .bind(row.list.json.as_str());
         }
         for _ in taken..SIZES.get(size).copied().unwrap_or(taken) {
             query = pad(query, 4);

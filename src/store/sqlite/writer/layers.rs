@@ -16,7 +16,7 @@ use std::sync::LazyLock;
 
 use sqlx::SqliteConnection;
 
-use super::chunks::{self, EventRow, SIZES, plan, texts, values};
+use super::chunks::{self, ListRow, SIZES, plan, texts, values};
 use super::{Answers, Outcome, Save, StoreError, Write, create_one, refused, written};
 
 /// Applies every save of a chunk whose expected version is the stored one, and names them.
@@ -143,11 +143,11 @@ async fn run_layer(
         .partition(|(_, save)| updated.contains(&save.id.0));
     let events: Vec<_> = written_saves
         .iter()
-        .flat_map(|(_, save)| {
-            save.events.iter().map(|event| EventRow {
+        .filter_map(|(_, save)| {
+            save.events.as_ref().map(|list| ListRow {
                 id: &save.id.0,
                 version: save.next,
-                event,
+                list,
             })
         })
         .collect();

@@ -10,7 +10,7 @@ use super::run;
 use crate::core::DeploymentId;
 use crate::store::StoreError;
 use crate::store::sqlite::SqliteStore;
-use crate::store::sqlite::writer::{Create, Save, Write};
+use crate::store::sqlite::writer::{Create, EventList, Save, Write};
 
 const NOW: &str = "2030-01-01T00:00:00.000000Z";
 
@@ -19,8 +19,37 @@ fn state(id: &str, version: i64) -> String {
     format!(r#"{{"at": {version}, "note": "\"{id}\" \\ \u00e9"}}"#)
 }
 
-fn events(texts: &[&str]) -> Vec<String> {
-    texts.iter().map(|t| (*t).to_owned()).collect()
+/// The event list of `texts`, each event the JSON string of its text.
+fn events(texts: &[&str]) -> Option<EventList> {
+    let json: Vec<String> = texts
+        .iter()
+        .map(|t| serde_json::to_string(t).expect("a string is JSON"))
+        .collect();
+    EventList::join(json.iter().map(String::as_str))
+}
+
+/// Every event stored for `id` (every deployment's, for `None`), numbered: (id, seq, version,
+/// text).
+async fn history(conn: &mut SqliteConnection, id: Option<&str>) -> Vec<(String, i64, i64, String)> {
+    let rows: Vec<(String, i64, i64, i64, String)> = sqlx::query_as(
+        "SELECT deployment_id, first_seq, count, version, events FROM history
+         WHERE ?1 IS NULL OR deployment_id = ?1 ORDER BY deployment_id, first_seq",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await
+    .expect("read the events");
+    let mut history = Vec::new();
+    for (id, first, count, version, events) in rows {
+        let texts: Vec<String> = serde_json::from_str(&events).expect("a JSON array of strings");
+        assert_eq!(texts.len() as i64, count, "{id} {first}: {events}");
+        history.extend(
+            (first..)
+                .zip(texts)
+                .map(|(seq, text)| (id.clone(), seq, version, text)),
+        );
+    }
+    history
 }
 
 fn save(id: &str, expected: i64, texts: &[&str]) -> Write {
@@ -81,11 +110,11 @@ async fn layers_answer_as_one_write_at_a_time() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut conn = connect(&dir).await;
     sqlx::raw_sql(
-        "INSERT INTO deployments VALUES
+        r#"INSERT INTO deployments VALUES
             ('a', 'shop', 'plan', '{}', 'running', 0, 1, 't', 't'),
             ('b', 'shop', 'plan', '{}', 'running', 0, 1, 't', 't'),
             ('c', 'shop', 'plan', '{}', 'running', 0, 3, 't', 't');
-         INSERT INTO events VALUES ('a', 1, 1, 'a1'), ('a', 2, 1, 'a1 again');",
+         INSERT INTO history VALUES ('a', 1, 2, 1, '["a1", "a1 again"]');"#,
     )
     .execute(&mut conn)
     .await
@@ -159,12 +188,7 @@ async fn layers_answer_as_one_write_at_a_time() {
         ]
     );
 
-    let history: Vec<(String, i64, i64, String)> = sqlx::query_as(
-        "SELECT deployment_id, seq, version, event FROM events ORDER BY deployment_id, seq",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .expect("read the events");
+    let history = history(&mut conn, None).await;
     let event = |id: &str, seq, version, text: &str| (id.to_owned(), seq, version, text.to_owned());
     assert_eq!(
         history,
@@ -183,7 +207,7 @@ async fn layers_answer_as_one_write_at_a_time() {
 }
 
 /// Layers of 1, 4, 16, 64 and 65 saves, around every chunk size, with one stale save in five
-/// and one save whose 70 events take several statements: each answer and every event number is
+/// and one save of 70 events: each answer and every event number is
 /// the one-at-a-time one.
 #[tokio::test]
 async fn layers_of_every_chunk_size_answer_as_one_write_at_a_time() {
@@ -192,8 +216,8 @@ async fn layers_of_every_chunk_size_answer_as_one_write_at_a_time() {
         let mut conn = connect(&dir).await;
         for i in 0..n {
             sqlx::query(
-                "INSERT INTO deployments VALUES (?, 'shop', 'plan', '{}', 'running', 0, 1, 't', 't');
-                 INSERT INTO events VALUES (?, 1, 1, 'first')",
+                r#"INSERT INTO deployments VALUES (?, 'shop', 'plan', '{}', 'running', 0, 1, 't', 't');
+                 INSERT INTO history VALUES (?, 1, 1, 1, '["first"]')"#,
             )
             .bind(format!("d{i}"))
             .bind(format!("d{i}"))
@@ -228,14 +252,8 @@ async fn layers_of_every_chunk_size_answer_as_one_write_at_a_time() {
 
         for i in 0..n {
             let id = format!("d{i}");
-            let history: Vec<(i64, i64, String)> = sqlx::query_as(
-                "SELECT seq, version, event FROM events WHERE deployment_id = ? ORDER BY seq",
-            )
-            .bind(&id)
-            .fetch_all(&mut conn)
-            .await
-            .expect("read the events");
-            let mut expect = vec![(1, 1, "first".to_owned())];
+            let history = history(&mut conn, Some(&id)).await;
+            let mut expect = vec![(id.clone(), 1, 1, "first".to_owned())];
             if i % 5 != 4 {
                 let texts: Vec<&str> = if i == 0 {
                     many.clone()
@@ -245,7 +263,7 @@ async fn layers_of_every_chunk_size_answer_as_one_write_at_a_time() {
                 expect.extend(
                     (2..)
                         .zip(texts)
-                        .map(|(seq, text)| (seq, 2, text.to_owned())),
+                        .map(|(seq, text)| (id.clone(), seq, 2, text.to_owned())),
                 );
             }
             assert_eq!(history, expect, "{n} saves: {id}");

@@ -1,0 +1,19 @@
+-- Each write's events in one row, as a JSON array, instead of one row per event: a callback's
+-- writes carry several events, and every row is one more key to place in the table's index
+-- inside the writer's transaction.
+
+CREATE TABLE history (
+    deployment_id TEXT    NOT NULL REFERENCES deployments (id),
+    -- The number of the row's first event in its deployment's history; the others follow.
+    first_seq     INTEGER NOT NULL CHECK (first_seq > 0),
+    count         INTEGER NOT NULL CHECK (count > 0),
+    -- The version written together with them.
+    version       INTEGER NOT NULL CHECK (version > 0),
+    events        TEXT    NOT NULL,
+    PRIMARY KEY (deployment_id, first_seq)
+) WITHOUT ROWID;
+
+INSERT INTO history (deployment_id, first_seq, count, version, events)
+SELECT deployment_id, seq, 1, version, '[' || event || ']' FROM events;
+
+DROP TABLE events;
