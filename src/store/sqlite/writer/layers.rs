@@ -5,8 +5,9 @@
 //! one save per deployment, in the order they were queued: the first save of each deployment
 //! goes to the first layer, its second to the second, and so on. Saves of different
 //! deployments touch different rows, so running a layer at once is running its saves one after
-//! the other; saves of one deployment stay in queue order, one layer apart. A layer is one
-//! guarded `UPDATE ... FROM` over all its saves, one `INSERT` of the events of those it
+//! the other; saves of one deployment stay in queue order, one layer apart. A layer is a
+//! guarded `UPDATE ... FROM` over all its saves that keep their deployment's status (it leaves
+//! the indexes on the status alone), another over the rest, one `INSERT` of the events of those
 //! updated, and, only if some were refused, one `SELECT` of their stored versions to report;
 //! each takes its rows as bound parameters, in chunks of the sizes [`chunks`] allows, so a
 //! large layer may need a few statements of each kind.
@@ -19,9 +20,29 @@ use sqlx::SqliteConnection;
 use super::chunks::{self, ListRow, SIZES, plan, texts, values};
 use super::{Answers, Outcome, Save, StoreError, Write, create_one, refused, written};
 
+/// Applies every save of a chunk whose expected version is the stored one and whose status is
+/// the stored one, and names them. It leaves `status` and `finished` alone, so SQLite leaves
+/// the indexes on them alone too, where setting them to the same values would rewrite their
+/// entries: most saves do not change the status. The layer holds one save per id, so no row
+/// matches twice; padding rows have a `NULL` id, which matches none.
+static UPDATE_SAME_STATUS: LazyLock<[String; SIZES.len()]> = LazyLock::new(|| {
+    texts(|rows| {
+        format!(
+            "WITH s(id, expected, next, state, status, finished, now) AS (VALUES {})
+             UPDATE deployments
+             SET state = s.state, version = s.next, updated_at = s.now
+             FROM s
+             WHERE deployments.id = s.id AND deployments.version = s.expected
+                 AND deployments.status = s.status
+             RETURNING deployments.id",
+            values(rows, UPDATE_COLUMNS)
+        )
+    })
+});
+
 /// Applies every save of a chunk whose expected version is the stored one, and names them.
-/// The layer holds one save per id, so no row matches twice; padding rows have a `NULL` id,
-/// which matches none.
+/// Run after [`UPDATE_SAME_STATUS`] on the same rows, it finds only those that change the
+/// status: the others' versions have moved on.
 static UPDATE: LazyLock<[String; SIZES.len()]> = LazyLock::new(|| {
     texts(|rows| {
         format!(
@@ -37,7 +58,7 @@ static UPDATE: LazyLock<[String; SIZES.len()]> = LazyLock::new(|| {
     })
 });
 
-/// The parameters of one row of [`UPDATE`].
+/// The parameters of one row of [`UPDATE`] and [`UPDATE_SAME_STATUS`].
 const UPDATE_COLUMNS: usize = 7;
 
 /// The stored versions of the deployments whose saves were refused, to report them; padding
@@ -114,27 +135,15 @@ async fn run_layer(
     while !rest.is_empty() {
         let (size, taken) = plan(rest.len());
         let (chunk, after) = rest.split_at(taken);
-        let Some(text) = UPDATE.get(size) else {
+        let (Some(same), Some(any)) = (UPDATE_SAME_STATUS.get(size), UPDATE.get(size)) else {
             break;
         };
-        let mut query = sqlx::query_scalar(text);
-        for (_, save) in chunk {
-            query = query
-                .bind(&save.id.0)
-                .bind(save.expected)
-                .bind(save.next)
-                .bind(&save.state)
-                .bind(save.status)
-                .bind(save.finished)
-                .bind(&save.now);
-        }
-        for _ in taken..SIZES.get(size).copied().unwrap_or(taken) {
-            for _ in 0..UPDATE_COLUMNS {
-                query = query.bind(None::<i64>);
-            }
-        }
-        let ids: Vec<String> = query.fetch_all(&mut *conn).await?;
+        let ids = update(conn, same, chunk, size).await?;
+        let all = ids.len() == chunk.len();
         updated.extend(ids);
+        if !all {
+            updated.extend(update(conn, any, chunk, size).await?);
+        }
         rest = after;
     }
 
@@ -179,6 +188,33 @@ async fn run_layer(
             .map(|(at, save)| (*at, refused(save, stored.get(&save.id.0).copied()))),
     );
     Ok(())
+}
+
+/// Runs `text`, one of the `UPDATE`s of [`SIZES`]`[size]` rows, over `chunk`; returns the ids
+/// it updated.
+async fn update(
+    conn: &mut SqliteConnection,
+    text: &str,
+    chunk: &[(usize, &Save)],
+    size: usize,
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut query = sqlx::query_scalar(text);
+    for (_, save) in chunk {
+        query = query
+            .bind(&save.id.0)
+            .bind(save.expected)
+            .bind(save.next)
+            .bind(&save.state)
+            .bind(save.status)
+            .bind(save.finished)
+            .bind(&save.now);
+    }
+    for _ in chunk.len()..SIZES.get(size).copied().unwrap_or(chunk.len()) {
+        for _ in 0..UPDATE_COLUMNS {
+            query = query.bind(None::<i64>);
+        }
+    }
+    query.fetch_all(&mut *conn).await
 }
 
 #[cfg(test)]
