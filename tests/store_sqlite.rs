@@ -724,8 +724,9 @@ async fn corrupt_rows_are_typed_errors() {
     }
 }
 
-/// A file of the first schema, one row per event, is migrated with its history numbered as
-/// it was, and the next save's events follow on.
+/// A file of the first schema, with the deployment file in the deployment's row and one row
+/// per event, is migrated with its deployment as it was and its history numbered as it was,
+/// and the next save's events follow on.
 #[tokio::test]
 async fn a_first_schema_history_is_kept_by_the_migration() {
     let dir = TempDir::new("first-schema");
@@ -774,6 +775,9 @@ async fn a_first_schema_history_is_kept_by_the_migration() {
     pool.close().await;
 
     let store = SqliteStore::open(dir.db()).await.expect("open and migrate");
+    let stored = store.load(d.id()).await.expect("load").expect("kept");
+    assert_eq!((stored.plan_source.as_str(), stored.version), (PLAN, 3));
+    assert_eq!(stored.state, *d.state());
     let history = store.history(d.id()).await.expect("history");
     let numbered: Vec<_> = history.iter().map(|h| (h.seq, h.version)).collect();
     let mut want: Vec<(u64, u64)> = (1..=created as u64).map(|seq| (seq, 1)).collect();

@@ -17,7 +17,7 @@ macro_rules! select_deployments {
     ($rest:literal) => {
         concat!(
             "SELECT id, application, plan_source, state, status, version, created_at, updated_at
-             FROM deployments ",
+             FROM deployments JOIN plans ON plans.deployment_id = deployments.id ",
             $rest
         )
     };

@@ -16,7 +16,7 @@ use crate::store::{StoreError, codec};
 /// never edited, since databases that applied it would not apply it again.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
-    include_str!("migrations/0002_history_rows.sql"),
+    include_str!("migrations/0002_history_and_plans.sql"),
 ];
 
 pub(super) async fn migrate(pool: &SqlitePool, now: DateTime<Utc>) -> Result<(), StoreError> {

@@ -407,13 +407,12 @@ async fn create_steps(
 ) -> Result<Option<StoreError>, sqlx::Error> {
     let inserted = sqlx::query(
         "INSERT INTO deployments
-            (id, application, plan_source, state, status, finished, version, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)
+            (id, application, state, status, finished, version, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, 1, ?, ?)
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(&create.id.0)
     .bind(&create.application)
-    .bind(&create.plan_source)
     .bind(&create.state)
     .bind(create.status)
     .bind(create.finished)
@@ -426,6 +425,11 @@ async fn create_steps(
             id: create.id.clone(),
         }));
     }
+    sqlx::query("INSERT INTO plans (deployment_id, plan_source) VALUES (?, ?)")
+        .bind(&create.id.0)
+        .bind(&create.plan_source)
+        .execute(&mut *conn)
+        .await?;
     for callback in &create.callback_ids {
         let indexed = sqlx::query(
             "INSERT INTO callbacks (callback_id, deployment_id) VALUES (?, ?)

@@ -1,3 +1,5 @@
+-- Less to write per save, which is most of what the store does.
+--
 -- Each write's events in one row, as a JSON array, instead of one row per event: a callback's
 -- writes carry several events, and every row is one more key to place in the table's index
 -- inside the writer's transaction.
@@ -17,3 +19,14 @@ INSERT INTO history (deployment_id, first_seq, count, version, events)
 SELECT deployment_id, seq, 1, version, '[' || event || ']' FROM events;
 
 DROP TABLE events;
+
+-- The deployment file's text, written once when the deployment is created, out of the
+-- deployments row, which every save rewrites whole.
+CREATE TABLE plans (
+    deployment_id TEXT PRIMARY KEY NOT NULL REFERENCES deployments (id),
+    plan_source   TEXT NOT NULL
+);
+
+INSERT INTO plans (deployment_id, plan_source) SELECT id, plan_source FROM deployments;
+
+ALTER TABLE deployments DROP COLUMN plan_source;
