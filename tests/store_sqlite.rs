@@ -724,6 +724,28 @@ async fn corrupt_rows_are_typed_errors() {
     }
 }
 
+/// A deployment whose last event number was tampered down cannot append over its history: the
+/// save fails, and nothing of it is written.
+#[tokio::test]
+async fn a_tampered_event_number_fails_the_save_and_writes_nothing() {
+    let (dir, store, mut d, _) = with_one_deployment("tampered-last-seq").await;
+    let pool = raw(&dir.db()).await;
+    sqlx::query("UPDATE deployments SET last_seq = 0")
+        .execute(&pool)
+        .await
+        .expect("tamper");
+    let before = store.history(d.id()).await.expect("history");
+    let note = progress(&mut d, "over the first event");
+    let saved = store.save(d.id(), 1, d.state(), d.status(), &note).await;
+    assert!(
+        matches!(saved, Err(StoreError::Backend { .. })),
+        "{saved:?}"
+    );
+    let stored = store.load(d.id()).await.expect("load").expect("kept");
+    assert_eq!(stored.version, 1);
+    assert_eq!(store.history(d.id()).await.expect("history"), before);
+}
+
 /// A file of the first schema, with the deployment file in the deployment's row and one row
 /// per event, is migrated with its deployment as it was and its history numbered as it was,
 /// and the next save's events follow on.

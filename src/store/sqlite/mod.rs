@@ -44,17 +44,18 @@
 //! layers, each holding at most one save per deployment (a deployment's second save of the batch
 //! goes to the second layer, and so on). Each layer is a guarded `WITH s(...) AS (VALUES ...)
 //! UPDATE deployments ... FROM s ... RETURNING id` for its saves that keep their deployment's
-//! status, matching each row by id, expected version and status and leaving the status columns
-//! (and so their indexes) alone; the same for the saves left, setting the status too; an
-//! `INSERT ... SELECT` of the events of those updated, one row per save holding its events as a
-//! JSON array, numbered after its deployment's last event; and, only when some saves were
-//! refused, a `SELECT` of their stored versions to report. Rows are bound as plain parameters, in
-//! statements of 1, 4, 16, 64 or 256 rows (the last one padded with rows that match nothing), so
-//! a burst of up to 256 saves of different deployments is usually three statements besides
-//! `BEGIN` and `COMMIT`, and SQLite parses no JSON to write them. A `create` is still a few
-//! statements of its own. Run one at a time after a failure, a save is its guarded `UPDATE`, an
-//! `INSERT ... SELECT` of its events, and for a refused one a read of the stored version. The writer's connection lives as long as the store, so sqlx
-//! prepares each of these few statement texts once and reuses it from its statement cache.
+//! status, matching each row by id, expected version and status and leaving the status columns (and
+//! so their indexes) alone; the same for the saves left, setting the status too; an `INSERT` of the
+//! events of those updated, one row per save holding its events as a JSON array, numbered after its
+//! deployment's last event (a column of its row, which the `UPDATE` advances and returns); and,
+//! only when some saves were refused, a `SELECT` of their stored versions to report. Rows are bound
+//! as plain parameters, in statements of 1, 4, 16, 64 or 256 rows (the last one padded with rows
+//! that match nothing), so a burst of up to 256 saves of different deployments is usually three
+//! statements besides `BEGIN` and `COMMIT`, and SQLite parses no JSON to write them. A `create` is
+//! still a few statements of its own. Run one at a time after a failure, a save is its guarded
+//! `UPDATE`, an `INSERT` of its events, and for a refused one a read of the stored version. The
+//! writer's connection lives as long as the store, so sqlx prepares each of these few statement
+//! texts once and reuses it from its statement cache.
 
 mod queries;
 mod rows;

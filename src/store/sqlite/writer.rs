@@ -315,23 +315,28 @@ pub(super) fn closed() -> StoreError {
 /// One `save`: the guarded `UPDATE` is the version check, so a refused save has written
 /// nothing and needs no savepoint; its events follow (see [`chunks::append`]).
 async fn save_one(conn: &mut SqliteConnection, save: &Save) -> Outcome {
-    let updated = sqlx::query(
+    let count = save.events.as_ref().map_or(0, |list| list.count);
+    let updated: Result<Option<i64>, _> = sqlx::query_scalar(
         "UPDATE deployments
-         SET state = ?, status = ?, finished = ?, version = ?, updated_at = ?
-         WHERE id = ? AND version = ?",
+         SET state = ?, status = ?, finished = ?, version = ?, updated_at = ?,
+             last_seq = last_seq + ?
+         WHERE id = ? AND version = ?
+         RETURNING last_seq",
     )
     .bind(&save.state)
     .bind(save.status)
     .bind(save.finished)
     .bind(save.next)
     .bind(&save.now)
+    .bind(count)
     .bind(&save.id.0)
     .bind(save.expected)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await;
-    match updated {
+    let last = match updated {
         Err(e) => return Outcome::Failed(e),
-        Ok(done) if done.rows_affected() == 0 => {
+        Ok(Some(last)) => last,
+        Ok(None) => {
             let actual: Result<Option<i64>, _> =
                 sqlx::query_scalar("SELECT version FROM deployments WHERE id = ?")
                     .bind(&save.id.0)
@@ -342,9 +347,16 @@ async fn save_one(conn: &mut SqliteConnection, save: &Save) -> Outcome {
                 Ok(actual) => Outcome::Done(refused(save, actual)),
             };
         }
-        Ok(_) => {}
-    }
-    if let Err(e) = append(conn, &save.id, save.next, save.events.as_ref()).await {
+    };
+    if let Err(e) = append(
+        conn,
+        &save.id,
+        last - count + 1,
+        save.next,
+        save.events.as_ref(),
+    )
+    .await
+    {
         return Outcome::Failed(e);
     }
     Outcome::Done(written(save))
@@ -407,8 +419,8 @@ async fn create_steps(
 ) -> Result<Option<StoreError>, sqlx::Error> {
     let inserted = sqlx::query(
         "INSERT INTO deployments
-            (id, application, state, status, finished, version, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, 1, ?, ?)
+            (id, application, state, status, finished, version, created_at, updated_at, last_seq)
+         VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(&create.id.0)
@@ -418,6 +430,7 @@ async fn create_steps(
     .bind(create.finished)
     .bind(&create.now)
     .bind(&create.now)
+    .bind(create.events.as_ref().map_or(0, |list| list.count))
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 0 {
@@ -445,14 +458,15 @@ async fn create_steps(
             }));
         }
     }
-    append(conn, &create.id, 1, create.events.as_ref()).await?;
+    append(conn, &create.id, 1, 1, create.events.as_ref()).await?;
     Ok(None)
 }
 
-/// Appends one write's events, numbered after its deployment's last one.
+/// Appends one write's events, numbered from `first_seq`.
 async fn append(
     conn: &mut SqliteConnection,
     id: &DeploymentId,
+    first_seq: i64,
     version: i64,
     events: Option<&EventList>,
 ) -> Result<(), sqlx::Error> {
@@ -463,6 +477,7 @@ async fn append(
         conn,
         &[chunks::ListRow {
             id: &id.0,
+            first_seq,
             version,
             list,
         }],

@@ -18,6 +18,13 @@ CREATE TABLE history (
 INSERT INTO history (deployment_id, first_seq, count, version, events)
 SELECT deployment_id, seq, 1, version, '[' || event || ']' FROM events;
 
+-- The number of each deployment's last event, kept beside its version so that a save numbers
+-- its events from the row it updates, without looking the history up.
+ALTER TABLE deployments ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0 CHECK (last_seq >= 0);
+
+UPDATE deployments
+SET last_seq = COALESCE((SELECT MAX(seq) FROM events WHERE deployment_id = deployments.id), 0);
+
 DROP TABLE events;
 
 -- The deployment file's text, written once when the deployment is created, out of the

@@ -101,47 +101,35 @@ impl EventList {
     }
 }
 
-/// One write's events to append: its deployment, the version that wrote them, and them.
+/// One write's events to append: its deployment, the number of the first of them in its
+/// history, the version that wrote them, and them.
 pub(super) struct ListRow<'a> {
     pub id: &'a str,
+    pub first_seq: i64,
     pub version: i64,
     pub list: &'a EventList,
 }
 
-/// Appends each write's events as one row, numbered after its deployment's last event.
-/// SQLite evaluates the whole `SELECT` before inserting, because it reads the table inserted
-/// into, so a statement holds at most one row per deployment: a second would be numbered from
-/// the same last event. Padding rows have a `NULL` id and are skipped. The writer holds the
-/// write lock, so no other writer can take the same numbers.
+/// Appends each write's events as one row. Padding rows have a `NULL` id and are skipped.
 static APPEND: LazyLock<[String; SIZES.len()]> = LazyLock::new(|| {
     texts(|rows| {
         format!(
-            "WITH e(id, version, count, events) AS (VALUES {})
+            "WITH e(id, first_seq, count, version, events) AS (VALUES {})
              INSERT INTO history (deployment_id, first_seq, count, version, events)
-             SELECT e.id,
-                    COALESCE((SELECT first_seq + count FROM history WHERE deployment_id = e.id
-                              ORDER BY first_seq DESC LIMIT 1), 1),
-                    e.count, e.version, e.events
-             FROM e WHERE e.id IS NOT NULL",
-            values(rows, 4)
+             SELECT * FROM e WHERE e.id IS NOT NULL",
+            values(rows, APPEND_COLUMNS)
         )
     })
 });
 
-/// Appends `lists`, in as few statements as [`plan`] allows. No deployment may appear twice,
-/// as none does among the saves of one layer.
+/// The parameters of one row of [`APPEND`].
+const APPEND_COLUMNS: usize = 5;
+
+/// Appends `lists`, in as few statements as [`plan`] allows.
 pub(super) async fn append(
     conn: &mut SqliteConnection,
     lists: &[ListRow<'_>],
 ) -> Result<(), sqlx::Error> {
-    debug_assert!(
-        {
-            let mut ids: Vec<&str> = lists.iter().map(|row| row.id).collect();
-            ids.sort_unstable();
-            ids.windows(2).all(|pair| pair[0] != pair[1])
-        },
-        "a deployment appears twice among the event lists of one append"
-    );
     let mut rest = lists;
     while !rest.is_empty() {
         let (size, taken) = plan(rest.len());
@@ -153,12 +141,13 @@ pub(super) async fn append(
         for row in chunk {
             query = query
                 .bind(row.id)
-                .bind(row.version)
+                .bind(row.first_seq)
                 .bind(row.list.count)
+                .bind(row.version)
                 .bind(row.list.json.as_str());
         }
         for _ in taken..SIZES.get(size).copied().unwrap_or(taken) {
-            query = pad(query, 4);
+            query = pad(query, APPEND_COLUMNS);
         }
         query.execute(&mut *conn).await?;
         rest = after;

@@ -12,7 +12,7 @@
 //! each takes its rows as bound parameters, in chunks of the sizes [`chunks`] allows, so a
 //! large layer may need a few statements of each kind.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use sqlx::SqliteConnection;
@@ -21,45 +21,47 @@ use super::chunks::{self, ListRow, SIZES, plan, texts, values};
 use super::{Answers, Outcome, Save, StoreError, Write, create_one, refused, written};
 
 /// Applies every save of a chunk whose expected version is the stored one and whose status is
-/// the stored one, and names them. It leaves `status` and `finished` alone, so SQLite leaves
-/// the indexes on them alone too, where setting them to the same values would rewrite their
+/// the stored one, and names them with their deployments' new last event numbers (advanced by
+/// each save's number of events). It leaves `status` and `finished` alone, so SQLite leaves the
+/// indexes on them alone too, where setting them to the same values would rewrite their
 /// entries: most saves do not change the status. The layer holds one save per id, so no row
 /// matches twice; padding rows have a `NULL` id, which matches none.
 static UPDATE_SAME_STATUS: LazyLock<[String; SIZES.len()]> = LazyLock::new(|| {
     texts(|rows| {
         format!(
-            "WITH s(id, expected, next, state, status, finished, now) AS (VALUES {})
+            "WITH s(id, expected, next, state, status, finished, now, events) AS (VALUES {})
              UPDATE deployments
-             SET state = s.state, version = s.next, updated_at = s.now
+             SET state = s.state, version = s.next, updated_at = s.now,
+                 last_seq = last_seq + s.events
              FROM s
              WHERE deployments.id = s.id AND deployments.version = s.expected
                  AND deployments.status = s.status
-             RETURNING deployments.id",
+             RETURNING deployments.id, deployments.last_seq",
             values(rows, UPDATE_COLUMNS)
         )
     })
 });
 
-/// Applies every save of a chunk whose expected version is the stored one, and names them.
-/// Run after [`UPDATE_SAME_STATUS`] on the same rows, it finds only those that change the
-/// status: the others' versions have moved on.
+/// Applies every save of a chunk whose expected version is the stored one, and names them with
+/// their deployments' new last event numbers. Run after [`UPDATE_SAME_STATUS`] on the same
+/// rows, it finds only those that change the status: the others' versions have moved on.
 static UPDATE: LazyLock<[String; SIZES.len()]> = LazyLock::new(|| {
     texts(|rows| {
         format!(
-            "WITH s(id, expected, next, state, status, finished, now) AS (VALUES {})
+            "WITH s(id, expected, next, state, status, finished, now, events) AS (VALUES {})
              UPDATE deployments
              SET state = s.state, status = s.status, finished = s.finished, version = s.next,
-                 updated_at = s.now
+                 updated_at = s.now, last_seq = last_seq + s.events
              FROM s
              WHERE deployments.id = s.id AND deployments.version = s.expected
-             RETURNING deployments.id",
+             RETURNING deployments.id, deployments.last_seq",
             values(rows, UPDATE_COLUMNS)
         )
     })
 });
 
 /// The parameters of one row of [`UPDATE`] and [`UPDATE_SAME_STATUS`].
-const UPDATE_COLUMNS: usize = 7;
+const UPDATE_COLUMNS: usize = 8;
 
 /// The stored versions of the deployments whose saves were refused, to report them; padding
 /// is `NULL`, which no id equals.
@@ -130,7 +132,7 @@ async fn run_layer(
     layer: &[(usize, &Save)],
     done: &mut Answers,
 ) -> Result<(), sqlx::Error> {
-    let mut updated = HashSet::with_capacity(layer.len());
+    let mut updated = HashMap::with_capacity(layer.len());
     let mut rest = layer;
     while !rest.is_empty() {
         let (size, taken) = plan(rest.len());
@@ -149,12 +151,15 @@ async fn run_layer(
 
     let (written_saves, refused_saves): (Vec<_>, Vec<_>) = layer
         .iter()
-        .partition(|(_, save)| updated.contains(&save.id.0));
+        .partition(|(_, save)| updated.contains_key(&save.id.0));
     let events: Vec<_> = written_saves
         .iter()
         .filter_map(|(_, save)| {
-            save.events.as_ref().map(|list| ListRow {
+            let list = save.events.as_ref()?;
+            let last = updated.get(&save.id.0)?;
+            Some(ListRow {
                 id: &save.id.0,
+                first_seq: last - list.count + 1,
                 version: save.next,
                 list,
             })
@@ -191,14 +196,14 @@ async fn run_layer(
 }
 
 /// Runs `text`, one of the `UPDATE`s of [`SIZES`]`[size]` rows, over `chunk`; returns the ids
-/// it updated.
+/// it updated, each with its deployment's new last event number.
 async fn update(
     conn: &mut SqliteConnection,
     text: &str,
     chunk: &[(usize, &Save)],
     size: usize,
-) -> Result<Vec<String>, sqlx::Error> {
-    let mut query = sqlx::query_scalar(text);
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let mut query = sqlx::query_as(text);
     for (_, save) in chunk {
         query = query
             .bind(&save.id.0)
@@ -207,7 +212,8 @@ async fn update(
             .bind(&save.state)
             .bind(save.status)
             .bind(save.finished)
-            .bind(&save.now);
+            .bind(&save.now)
+            .bind(save.events.as_ref().map_or(0, |list| list.count));
     }
     for _ in chunk.len()..SIZES.get(size).copied().unwrap_or(chunk.len()) {
         for _ in 0..UPDATE_COLUMNS {

@@ -111,9 +111,9 @@ async fn layers_answer_as_one_write_at_a_time() {
     let mut conn = connect(&dir).await;
     sqlx::raw_sql(
         r#"INSERT INTO deployments VALUES
-            ('a', 'shop', '{}', 'running', 0, 1, 't', 't'),
-            ('b', 'shop', '{}', 'running', 0, 1, 't', 't'),
-            ('c', 'shop', '{}', 'running', 0, 3, 't', 't');
+            ('a', 'shop', '{}', 'running', 0, 1, 't', 't', 2),
+            ('b', 'shop', '{}', 'running', 0, 1, 't', 't', 0),
+            ('c', 'shop', '{}', 'running', 0, 3, 't', 't', 0);
          INSERT INTO history VALUES ('a', 1, 2, 1, '["a1", "a1 again"]');"#,
     )
     .execute(&mut conn)
@@ -216,7 +216,7 @@ async fn layers_of_every_chunk_size_answer_as_one_write_at_a_time() {
         let mut conn = connect(&dir).await;
         for i in 0..n {
             sqlx::query(
-                r#"INSERT INTO deployments VALUES (?, 'shop', '{}', 'running', 0, 1, 't', 't');
+                r#"INSERT INTO deployments VALUES (?, 'shop', '{}', 'running', 0, 1, 't', 't', 1);
                  INSERT INTO history VALUES (?, 1, 1, 1, '["first"]')"#,
             )
             .bind(format!("d{i}"))
