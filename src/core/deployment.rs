@@ -98,7 +98,7 @@ impl Deployment {
             .map(|(i, _)| (GateId(i as u32), ids.callback_id()))
             .collect();
         let mut s = DeploymentState {
-            id,
+            id: Arc::new(id),
             started_at: now,
             context: options.context,
             tenant: options.tenant,

@@ -1,4 +1,5 @@
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rand_pcg::Pcg64Mcg;
@@ -19,7 +20,9 @@ use crate::config::{EnvId, GateId};
 /// [`Deployment::restore`]: super::Deployment::restore
 #[derive(PartialEq, Serialize, Deserialize)]
 pub struct DeploymentState {
-    pub(crate) id: DeploymentId,
+    /// Shared between copies, as are the callback ids: neither changes after the start, and a
+    /// copy is taken at every input (to roll back to) and by the memory store at every write.
+    pub(crate) id: Arc<DeploymentId>,
     pub(crate) started_at: DateTime<Utc>,
     pub(crate) context: BTreeMap<String, String>,
     /// The tenant that owns the deployment, for hosts that scope callers by tenant; the core
@@ -33,7 +36,7 @@ pub struct DeploymentState {
     pub(crate) canceled: bool,
     pub(crate) envs: Vec<EnvState>,
     pub(crate) gates: Vec<GateState>,
-    pub(crate) callbacks: Vec<(GateId, CallbackId)>,
+    pub(crate) callbacks: Arc<[(GateId, CallbackId)]>,
     pub(crate) previews: BTreeMap<EnvId, BTreeMap<String, String>>,
     pub(crate) actions: VecDeque<Action>,
     pub(crate) events: VecDeque<Event>,
