@@ -101,7 +101,7 @@ impl Engine {
         };
         if live.d.state() == before.state() && actions.is_empty() && events.is_empty() {
             if live.owned {
-                self.inner.deadlines.set(live.d.id(), live.d.poll_timeout());
+                live.arm(&self.inner.deadlines);
             }
             return Ok((false, Vec::new()));
         }
@@ -128,7 +128,7 @@ impl Engine {
                         Box::pin(self.reload(live)).await;
                     }
                     if live.owned {
-                        self.inner.deadlines.set(live.d.id(), live.d.poll_timeout());
+                        live.arm(&self.inner.deadlines);
                     }
                     return Err(e.into());
                 }
@@ -196,13 +196,12 @@ impl Engine {
     /// for [`Engine::settle`].
     pub(crate) fn after_commit(
         &self,
-        live: &Live,
+        live: &mut Live,
         actions: Vec<Action>,
         events: Vec<Event>,
     ) -> Vec<Ready> {
-        let id = live.d.id();
-        self.inner.deadlines.set(id, live.d.poll_timeout());
-        self.publish(id, events);
+        live.arm(&self.inner.deadlines);
+        self.publish(live.d.id(), events);
         let ready = actions
             .into_iter()
             .filter_map(|action| self.perform(live, action))

@@ -10,7 +10,7 @@ use super::error::RuntimeError;
 use super::event::EngineEvent;
 use super::host::Host;
 use super::replica::Replica;
-use super::scheduler::Deadlines;
+use super::scheduler::{Deadlines, Slot};
 use super::view::DeploymentView;
 use crate::clock::Clock;
 use crate::config::{GateId, InProgressPolicy, Plan};
@@ -70,6 +70,24 @@ pub(crate) struct Live {
     /// Whether this engine drives it (performs its actions, fires its deadlines), or only
     /// applies an input to a copy: a finished deployment, or one another replica drives.
     pub(crate) owned: bool,
+    /// Where its deadline is in the scheduler's table.
+    pub(crate) deadline: Slot,
+}
+
+impl Live {
+    pub(crate) fn new(d: Deployment, version: u64, owned: bool) -> Self {
+        Self {
+            d,
+            version,
+            owned,
+            deadline: None,
+        }
+    }
+
+    /// Records its next deadline with the scheduler.
+    pub(crate) fn arm(&mut self, deadlines: &Deadlines) {
+        deadlines.set(self.d.id(), &mut self.deadline, self.d.poll_timeout());
+    }
 }
 
 /// A deployment waiting for another one of its application (`enqueueOne`).
@@ -214,14 +232,10 @@ impl Engine {
             new = new.leased(lease);
         }
         let version = self.inner.store.create(new, &events).await?;
-        let (entry, inserted) = self.register(Live {
-            d,
-            version,
-            owned: true,
-        });
-        let live = entry.lock_owned().await;
+        let (entry, inserted) = self.register(Live::new(d, version, true));
+        let mut live = entry.lock_owned().await;
         if inserted {
-            let ready = self.after_commit(&live, actions, events);
+            let ready = self.after_commit(&mut live, actions, events);
             self.settle_soon(live, ready);
         } else {
             // A replica's upkeep found the new lease first and resumed the deployment, asking
@@ -337,7 +351,7 @@ impl Engine {
                 // Tried again a little later rather than at once, so a failing store is not
                 // hammered in a tight loop.
                 let retry = self.inner.clock.now() + chrono::TimeDelta::seconds(1);
-                self.inner.deadlines.set(id, Some(retry));
+                self.inner.deadlines.add(id, retry);
                 tracing::warn!(deployment = %id, error = %e, "could not fire a deadline; trying again in a second");
             }
         }
@@ -482,11 +496,11 @@ impl Engine {
             stored = self.load_stored(id).await?;
         }
         let plan = self.plan_for(&stored.plan_source)?;
-        let live = Live {
-            d: Deployment::restore(plan, stored.state)?,
-            version: stored.version,
-            owned: owned && self.replica().is_none(),
-        };
+        let live = Live::new(
+            Deployment::restore(plan, stored.state)?,
+            stored.version,
+            owned && self.replica().is_none(),
+        );
         // A copy is private: a finished deployment never changes again, and an input applied
         // to another replica's deployment is stored for that replica to act on. A deployment
         // this engine drives must be shared, so the first loader's copy wins.

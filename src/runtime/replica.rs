@@ -253,13 +253,13 @@ impl Engine {
         let Some(entry) = lock(&self.inner.live).get(id).cloned() else {
             return;
         };
-        let callbacks: Vec<_> = entry
-            .lock()
-            .await
-            .d
-            .callback_ids()
-            .map(|(_, c)| c)
-            .collect();
+        let (callbacks, mut deadline) = {
+            let mut live = entry.lock().await;
+            let callbacks: Vec<_> = live.d.callback_ids().map(|(_, c)| c).collect();
+            (callbacks, live.deadline.take())
+        };
+        // The deadline is this entry's own, whoever holds the deployment now.
+        self.inner.deadlines.set(id, &mut deadline, None);
         // Only the entry looked at above is forgotten: one registered since (taken back by an
         // input) keeps its deadline and callback index.
         let mut live = lock(&self.inner.live);
@@ -274,7 +274,6 @@ impl Engine {
         for callback in callbacks {
             index.remove(&callback);
         }
-        self.inner.deadlines.set(id, None);
         tracing::info!(deployment = %id, "another replica drives this deployment now");
     }
 
@@ -296,11 +295,7 @@ impl Engine {
         d.reissue_in_flight();
         let id = stored.id.clone();
         let callbacks: Vec<_> = d.callback_ids().map(|(_, c)| c).collect();
-        let (entry, inserted) = self.register(Live {
-            d,
-            version: stored.version,
-            owned: true,
-        });
+        let (entry, inserted) = self.register(Live::new(d, stored.version, true));
         if !inserted {
             // Registered meanwhile by someone who drives it already.
             return Ok(false);

@@ -1,7 +1,7 @@
 //! One table of deadlines for every deployment, so that waiting deployments cost an entry each,
 //! not a task or a timer each.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
@@ -16,24 +16,30 @@ pub(crate) struct Deadlines {
     pub(crate) changed: Notify,
 }
 
+/// Where a deployment's deadline is in the table. Its deployment's entry keeps it (see
+/// [`Deadlines::set`]), so that moving a deadline, which every input does, needs no look-up
+/// by id. A place is never used twice, so one taken out of the table when it came due is only
+/// stale, never another deployment's.
+pub(crate) type Slot = Option<(DateTime<Utc>, u64)>;
+
 #[derive(Debug, Default)]
 struct Table {
     /// Ordered by time, then by when the deadline was set: integer keys, so that moving a
-    /// deadline (every input does) compares and copies no ids.
+    /// deadline compares and copies no ids.
     by_time: BTreeMap<(DateTime<Utc>, u64), DeploymentId>,
-    by_id: HashMap<DeploymentId, (DateTime<Utc>, u64)>,
     next_seq: u64,
 }
 
 impl Deadlines {
-    /// Records the next deadline of a deployment (`None`: it has none).
-    pub(crate) fn set(&self, id: &DeploymentId, at: Option<DateTime<Utc>>) {
+    /// Records the next deadline of a deployment (`None`: it has none), in place of the one at
+    /// `slot`, which it updates.
+    pub(crate) fn set(&self, id: &DeploymentId, slot: &mut Slot, at: Option<DateTime<Utc>>) {
         let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        let old = t.by_id.get(id).map(|&(old, _)| old);
-        if old == at {
-            return;
-        }
-        if let Some(key) = t.by_id.remove(id) {
+        if let Some(key) = slot.take() {
+            if Some(key.0) == at && t.by_time.contains_key(&key) {
+                *slot = Some(key);
+                return;
+            }
             t.by_time.remove(&key);
         }
         let Some(at) = at else { return };
@@ -44,11 +50,17 @@ impl Deadlines {
         let key = (at, t.next_seq);
         t.next_seq += 1;
         t.by_time.insert(key, id.clone());
-        t.by_id.insert(id.clone(), key);
+        *slot = Some(key);
         drop(t);
         if earliest {
             self.changed.notify_one();
         }
+    }
+
+    /// Adds a deadline that no entry keeps: it fires once, and firing a deployment with
+    /// nothing due changes nothing.
+    pub(crate) fn add(&self, id: &DeploymentId, at: DateTime<Utc>) {
+        self.set(id, &mut None, Some(at));
     }
 
     /// The earliest deadline, if any.
@@ -70,18 +82,17 @@ impl Deadlines {
             let Some((_, id)) = t.by_time.pop_first() else {
                 break;
             };
-            t.by_id.remove(&id);
             due.push(id);
         }
         due
     }
 
-    /// How many deployments have a deadline.
+    /// How many deadlines are pending.
     pub(crate) fn len(&self) -> usize {
         self.table
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .by_id
+            .by_time
             .len()
     }
 }
@@ -96,11 +107,13 @@ mod tests {
     fn due_deadlines_come_out_in_order_and_replacements_move_them() {
         let d = Deadlines::default();
         let t = |s| Utc.timestamp_opt(s, 0).unwrap();
-        d.set(&"a".into(), Some(t(30)));
-        d.set(&"b".into(), Some(t(10)));
-        d.set(&"c".into(), Some(t(20)));
-        d.set(&"a".into(), Some(t(5)));
-        d.set(&"c".into(), None);
+        let (mut a, mut b, mut c) = (None, None, None);
+        d.set(&"a".into(), &mut a, Some(t(30)));
+        d.set(&"b".into(), &mut b, Some(t(10)));
+        d.set(&"c".into(), &mut c, Some(t(20)));
+        d.set(&"a".into(), &mut a, Some(t(5)));
+        d.set(&"c".into(), &mut c, None);
+        assert_eq!(c, None);
         assert_eq!(d.next(), Some(t(5)));
         assert_eq!(
             d.take_due(t(10)),
@@ -108,5 +121,26 @@ mod tests {
         );
         assert_eq!(d.len(), 0);
         assert!(d.take_due(t(100)).is_empty());
+    }
+
+    /// A slot whose deadline was taken when due is stale: setting the same time again arms it
+    /// again, and clearing it removes nothing else.
+    #[test]
+    fn a_slot_taken_when_due_is_armed_again() {
+        let d = Deadlines::default();
+        let t = |s| Utc.timestamp_opt(s, 0).unwrap();
+        let (mut a, mut b) = (None, None);
+        d.set(&"a".into(), &mut a, Some(t(10)));
+        d.set(&"b".into(), &mut b, Some(t(10)));
+        d.set(&"a".into(), &mut a, Some(t(10)));
+        assert_eq!(d.len(), 2, "an unchanged deadline is not added twice");
+        assert_eq!(d.take_due(t(10)).len(), 2);
+        d.set(&"a".into(), &mut a, Some(t(10)));
+        assert_eq!(d.take_due(t(10)), vec![DeploymentId::from("a")]);
+        d.set(&"b".into(), &mut b, Some(t(30)));
+        d.set(&"a".into(), &mut a, None);
+        assert_eq!(d.next(), Some(t(30)), "b's deadline is kept");
+        d.add(&"b".into(), t(20));
+        assert_eq!(d.take_due(t(30)).len(), 2);
     }
 }
