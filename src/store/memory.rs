@@ -12,6 +12,10 @@ use super::{
 use crate::clock::{Clock, SystemClock};
 use crate::core::{CallbackId, DeploymentId, DeploymentState, DeploymentStatus, Event};
 
+mod log;
+
+use log::{Log, Place};
+
 /// A store in the process's memory, for tests and for hosts that need no durability.
 ///
 /// It keeps states and events as values. In debug builds (tests) it also puts every state and
@@ -30,15 +34,15 @@ pub struct MemoryStore {
 struct Tables {
     deployments: HashMap<DeploymentId, Row>,
     callbacks: HashMap<CallbackId, DeploymentId>,
+    log: Log,
 }
 
 struct Row {
     current: Current,
     /// Who holds the lease, and until when.
     lease: Option<(String, DateTime<Utc>)>,
-    /// The events of each write, with the version it wrote: one allocation per write, so a
-    /// long history is never copied to grow.
-    history: Vec<(u64, Box<[Event]>)>,
+    /// Where the events of each write are in the log, with the version it wrote.
+    history: Vec<(u64, Place)>,
 }
 
 /// What `load` returns.
@@ -127,9 +131,9 @@ impl Row {
             }
     }
 
-    fn append(&mut self, version: u64, events: &[Event]) {
+    fn append(&mut self, log: &mut Log, version: u64, events: &[Event]) {
         if !events.is_empty() {
-            self.history.push((version, events.into()));
+            self.history.push((version, log.append(events)));
         }
     }
 }
@@ -167,7 +171,7 @@ impl Store for MemoryStore {
             lease: new.lease.map(|l| (l.owner, l.until)),
             history: Vec::new(),
         };
-        row.append(1, events);
+        row.append(&mut tables.log, 1, events);
         tables.deployments.insert(new.id.clone(), row);
         drop(tables);
         self.changed(&new.id, 1);
@@ -185,8 +189,10 @@ impl Store for MemoryStore {
         check_round_trip(id, state, events)?;
         let now = self.clock.now();
         let mut tables = self.tables();
-        let row = tables
-            .deployments
+        let Tables {
+            deployments, log, ..
+        } = &mut *tables;
+        let row = deployments
             .get_mut(id)
             .ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
         let current = &mut row.current;
@@ -202,7 +208,7 @@ impl Store for MemoryStore {
         current.status = status;
         current.updated_at = now;
         let version = current.version;
-        row.append(version, events);
+        row.append(log, version, events);
         drop(tables);
         self.changed(id, version);
         Ok(version)
@@ -249,20 +255,23 @@ impl Store for MemoryStore {
     }
 
     async fn history(&self, id: &DeploymentId) -> Result<Vec<HistoryEntry>, StoreError> {
-        let history = match self.tables().deployments.get(id) {
-            Some(row) => row.history.clone(),
-            None => return Ok(Vec::new()),
+        let tables = self.tables();
+        let Some(row) = tables.deployments.get(id) else {
+            return Ok(Vec::new());
         };
+        let events = row.history.iter().flat_map(|(version, place)| {
+            tables
+                .log
+                .get(place)
+                .iter()
+                .map(move |event| (*version, event))
+        });
         Ok((1..)
-            .zip(
-                history
-                    .into_iter()
-                    .flat_map(|(version, events)| events.into_iter().map(move |e| (version, e))),
-            )
+            .zip(events)
             .map(|(seq, (version, event))| HistoryEntry {
                 seq,
                 version,
-                event,
+                event: event.clone(),
             })
             .collect())
     }
