@@ -13,22 +13,9 @@ use hookgate::server::{CallbackHandler, ServerState, router};
 use hookgate::store::DynStore;
 use hookgate::test_util::{RecordingTransport, SequentialIds};
 
-use super::support::cpu_time;
+use super::support::{ONE_GATE, cpu_time};
 
 pub const TOKEN: &str = "load-test-token";
-pub const PLAN: &str = r#"
-application: load
-targets:
-  prod:
-    constraints:
-      beforeDeployment: [runWebhook: {name: gate}]
-webhooks:
-  - name: gate
-    uriTemplate: https://external.example/run
-    headers: [{key: Content-Type, value: application/json}]
-    bodyTemplate: {inline: '{"callbackUri": "{{armory.callbackUri}}"}'}
-"#;
-
 pub struct Options {
     pub requests: usize,
     pub concurrency: usize,
@@ -162,7 +149,7 @@ pub async fn serve_engine(
     let engine = configure(builder).build();
     engine.recover().await.unwrap();
     for _ in 0..requests {
-        engine.start(PLAN, BTreeMap::new()).await.unwrap();
+        engine.start(ONE_GATE, BTreeMap::new()).await.unwrap();
     }
     while external.count() < requests || engine.armed_deadlines() < requests {
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -9,6 +9,21 @@ use hookgate::outbound::Dispatcher;
 use hookgate::secrets::MemorySecrets;
 use hookgate::transport::{TransportError, TransportRegistry};
 
+/// One target with one webhook gate before deploying: each callback opens the way to one
+/// deploy step, which finishes the deployment.
+pub const ONE_GATE: &str = r#"
+application: load
+targets:
+  prod:
+    constraints:
+      beforeDeployment: [runWebhook: {name: gate}]
+webhooks:
+  - name: gate
+    uriTemplate: https://external.example/run
+    headers: [{key: Content-Type, value: application/json}]
+    bodyTemplate: {inline: '{"callbackUri": "{{armory.callbackUri}}"}'}
+"#;
+
 /// A three-environment plan: dev (a webhook before deploying) → staging (canary with a webhook
 /// step, a webhook after deploying) → prod (a webhook and an approval before deploying).
 pub const THREE_ENVIRONMENTS: &str = r#"

@@ -1,0 +1,147 @@
+//! The engine's own cost per callback, without HTTP or threads: what hookgate adds to a
+//! callback beyond the server in front of it.
+//!
+//! `cargo bench --bench engine_callbacks --features runtime,test-util -- [COUNT]` (default
+//! 20000) opens COUNT gates (deployments of a one-gate plan, in-memory store, webhook calls
+//! answered 202 by an in-process transport) on a current-thread runtime, then applies one
+//! approving callback to each through [`GateService::callback`], which records the callback,
+//! runs the simulated host's deploy step and finishes the deployment. The same-run baseline is
+//! the core alone: the same transitions on COUNT bare `Deployment`s, with their actions and
+//! events drained. Five rounds each, alternating; the fastest of each is reported.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use hookgate::auth::Principal;
+use hookgate::config::Plan;
+use hookgate::core::{Action, CallResult, CallbackId, Deployment, StartOptions, StepOutcome};
+use hookgate::runtime::{Engine, SimulatedHost};
+use hookgate::server::{CallbackReport, GateService};
+use hookgate::test_util::{RecordingTransport, SequentialIds};
+
+mod support;
+
+use support::{ONE_GATE as PLAN, count_arg};
+
+const ROUNDS: usize = 5;
+
+fn main() {
+    let count = count_arg(20_000);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let (mut ours, mut base) = (Duration::MAX, Duration::MAX);
+    for _ in 0..ROUNDS {
+        ours = ours.min(runtime.block_on(engine_round(count)));
+        base = base.min(core_round(count));
+    }
+    let per = |d: Duration| d.as_nanos() as f64 / count as f64;
+    println!(
+        "{count} callbacks, each recorded, its deploy step run and the deployment finished: engine {:.0} ns per callback; core alone {:.0} ns (ratio {:.1})",
+        per(ours),
+        per(base),
+        per(ours) / per(base)
+    );
+}
+
+/// Opens `count` gates on a fresh engine and times one approving callback to each.
+async fn engine_round(count: usize) -> Duration {
+    let external = RecordingTransport::new();
+    let dispatcher = external
+        .dispatcher("http://127.0.0.1:9".to_owned())
+        .expect("a dispatcher");
+    let engine = Engine::builder(dispatcher, SimulatedHost)
+        .ids(SequentialIds::default())
+        .allow_concurrent_deployments(true)
+        .build();
+    for _ in 0..count {
+        engine
+            .start(PLAN, BTreeMap::new())
+            .await
+            .expect("the deployment starts");
+    }
+    while external.count() < count || engine.armed_deadlines() < count {
+        tokio::task::yield_now().await;
+    }
+    let callbacks: Vec<CallbackId> = external
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+            body["callbackUri"]
+                .as_str()?
+                .rsplit('/')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(callbacks.len(), count, "every gate called out");
+    let by = Principal::new("bench");
+    let started = Instant::now();
+    for callback in callbacks {
+        let report = CallbackReport::Outcome {
+            success: true,
+            message: None,
+        };
+        engine
+            .callback(callback, report, &by)
+            .await
+            .expect("the callback is applied");
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(engine.live_deployments(), 0, "every deployment finished");
+    elapsed
+}
+
+/// The same transitions on the core alone: the gate's call answered, then timed: the callback,
+/// the deploy step's result, every action and event drained.
+fn core_round(count: usize) -> Duration {
+    let plan = Arc::new(Plan::from_yaml(PLAN).expect("the plan is valid"));
+    let mut ids = SequentialIds::default();
+    let now = Utc::now();
+    let mut open: Vec<(Deployment, CallbackId)> = (0..count)
+        .map(|i| {
+            let mut d = Deployment::start(
+                Arc::clone(&plan),
+                format!("core-{i}").as_str().into(),
+                StartOptions::default(),
+                &mut ids,
+                now,
+            );
+            while let Some(action) = d.poll_action() {
+                if let Action::CallWebhook(call) = action {
+                    d.handle_call_result(
+                        now,
+                        call.gate,
+                        call.attempt,
+                        CallResult::Sent { status: 202 },
+                    )
+                    .expect("the call is answered");
+                }
+            }
+            while d.poll_event().is_some() {}
+            let (_, callback) = d.callback_ids().next().expect("one webhook gate");
+            (d, callback)
+        })
+        .collect();
+    let started = Instant::now();
+    for (d, callback) in &mut open {
+        d.handle_callback(now, *callback, true, None)
+            .expect("the callback is applied");
+        while let Some(action) = d.poll_action() {
+            if let Action::RunStep(step) = action {
+                d.handle_step_result(now, step.op, StepOutcome::Succeeded)
+                    .expect("the step result is recorded");
+            }
+        }
+        while d.poll_event().is_some() {}
+        assert!(d.is_finished());
+    }
+    let elapsed = started.elapsed();
+    std::hint::black_box(&open);
+    elapsed
+}
