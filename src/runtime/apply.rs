@@ -6,7 +6,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use tracing::Instrument;
 
 use super::engine::{Engine, Live, drain, lock};
@@ -40,6 +40,23 @@ impl Engine {
     pub(crate) async fn apply<R>(
         &self,
         id: &DeploymentId,
+        input: impl FnMut(&mut Deployment, DateTime<Utc>) -> R,
+    ) -> Result<R, RuntimeError> {
+        self.apply_from(Target::Id(id.clone()), input).await
+    }
+
+    /// [`Engine::apply`] to an entry already found, as the callback index finds a callback's.
+    pub(crate) async fn apply_to<R>(
+        &self,
+        entry: Arc<AsyncMutex<Live>>,
+        input: impl FnMut(&mut Deployment, DateTime<Utc>) -> R,
+    ) -> Result<R, RuntimeError> {
+        self.apply_from(Target::Entry(entry), input).await
+    }
+
+    async fn apply_from<R>(
+        &self,
+        mut target: Target,
         mut input: impl FnMut(&mut Deployment, DateTime<Utc>) -> R,
     ) -> Result<R, RuntimeError> {
         let mut attempts = 0;
@@ -51,7 +68,10 @@ impl Engine {
                 return Err(RuntimeError::ShuttingDown);
             }
             attempts += 1;
-            let entry = self.entry(id, true).await?;
+            let entry = match target {
+                Target::Entry(entry) => entry,
+                Target::Id(ref id) => self.entry(id, true).await?,
+            };
             let mut live = entry.lock_owned().await;
             let before = Box::new(live.d.clone());
             let now = self.inner.clock.now();
@@ -61,8 +81,13 @@ impl Engine {
                     self.settle_soon(live, ready);
                     return Ok(result);
                 }
+                // The next attempt looks the deployment up again: the entry may have left
+                // memory meanwhile.
                 Err(RuntimeError::Store(StoreError::Conflict { .. }))
-                    if attempts < MAX_CONFLICT_RETRIES => {}
+                    if attempts < MAX_CONFLICT_RETRIES =>
+                {
+                    target = Target::Id(live.d.id().clone());
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -433,6 +458,12 @@ impl Engine {
             }
         }
     }
+}
+
+/// What an input is applied to: a deployment to look up, or its entry, already found.
+enum Target {
+    Id(DeploymentId),
+    Entry(Arc<AsyncMutex<Live>>),
 }
 
 /// Applies one finished call's or step's result to its deployment.

@@ -48,7 +48,9 @@ pub(crate) struct Inner {
     pub(crate) ids: Mutex<Box<dyn IdSource + Send>>,
     pub(crate) settings: Settings,
     pub(crate) live: Mutex<HashMap<DeploymentId, Arc<AsyncMutex<Live>>>>,
-    pub(crate) callbacks: Mutex<HashMap<CallbackId, DeploymentId>>,
+    /// The entries of the deployments in memory, by callback id: a callback finds its
+    /// deployment's entry in one look-up.
+    pub(crate) callbacks: Mutex<HashMap<CallbackId, Arc<AsyncMutex<Live>>>>,
     /// Deployments of the same file share one plan; weak, so a plan goes with its last
     /// deployment.
     pub(crate) plans: Mutex<HashMap<Arc<str>, Weak<Plan>>>,
@@ -531,7 +533,7 @@ impl Engine {
         }));
         let mut index = lock(&self.inner.callbacks);
         for callback in callbacks {
-            index.insert(callback, id.clone());
+            index.insert(callback, Arc::clone(&entry));
         }
         (entry, inserted)
     }

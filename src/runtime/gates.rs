@@ -1,8 +1,11 @@
 //! The engine as the HTTP layer's [`GateService`].
 
-use async_trait::async_trait;
+use std::sync::Arc;
 
-use super::engine::{Engine, lock};
+use async_trait::async_trait;
+use tokio::sync::Mutex as AsyncMutex;
+
+use super::engine::{Engine, Live, lock};
 use super::error::RuntimeError;
 use crate::auth::Principal;
 use crate::config::GateId;
@@ -23,10 +26,16 @@ impl From<RuntimeError> for GateError {
     }
 }
 
+/// Where a callback goes: the entry of a deployment in memory, or a deployment to load.
+enum Owner {
+    Live(Arc<AsyncMutex<Live>>),
+    Stored(DeploymentId),
+}
+
 impl Engine {
-    async fn deployment_for(&self, callback: CallbackId) -> Result<DeploymentId, GateError> {
-        if let Some(id) = lock(&self.inner.callbacks).get(&callback) {
-            return Ok(id.clone());
+    async fn owner_of(&self, callback: CallbackId) -> Result<Owner, GateError> {
+        if let Some(entry) = lock(&self.inner.callbacks).get(&callback) {
+            return Ok(Owner::Live(Arc::clone(entry)));
         }
         self.inner
             .store
@@ -36,6 +45,7 @@ impl Engine {
                 tracing::warn!(error = %e, "could not look a callback id up");
                 GateError::Unavailable("the gates' storage is unavailable".into())
             })?
+            .map(Owner::Stored)
             .ok_or(GateError::Core(CoreError::UnknownCallback))
     }
 }
@@ -48,8 +58,7 @@ impl GateService for Engine {
         report: CallbackReport,
         by: &Principal,
     ) -> Result<CallbackAck, GateError> {
-        let deployment = self.deployment_for(id).await?;
-        self.apply(&deployment, |d, now| {
+        let input = |d: &mut Deployment, now| {
             check_tenant(d, by)?;
             Ok(match report.clone() {
                 CallbackReport::Outcome { success, message } => {
@@ -60,8 +69,11 @@ impl GateService for Engine {
                     CallbackAck::Applied
                 }
             })
-        })
-        .await?
+        };
+        match self.owner_of(id).await? {
+            Owner::Live(entry) => self.apply_to(entry, input).await?,
+            Owner::Stored(deployment) => self.apply(&deployment, input).await?,
+        }
     }
 
     async fn decide(
