@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use hookgate::auth::Principal;
 use hookgate::config::Plan;
-use hookgate::core::{Action, CallResult, CallbackId, Deployment, StartOptions, StepOutcome};
+use hookgate::core::{Action, CallbackId, Deployment, StepOutcome};
 use hookgate::runtime::{Engine, SimulatedHost};
 use hookgate::server::{CallbackReport, GateService};
 use hookgate::test_util::{RecordingTransport, SequentialIds};
 
 mod support;
 
-use support::{ONE_GATE as PLAN, count_arg};
+use support::{ONE_GATE as PLAN, core_waiting, count_arg};
 
 const ROUNDS: usize = 5;
 
@@ -105,25 +105,7 @@ fn core_round(count: usize) -> Duration {
     let now = Utc::now();
     let mut open: Vec<(Deployment, CallbackId)> = (0..count)
         .map(|i| {
-            let mut d = Deployment::start(
-                Arc::clone(&plan),
-                format!("core-{i}").as_str().into(),
-                StartOptions::default(),
-                &mut ids,
-                now,
-            );
-            while let Some(action) = d.poll_action() {
-                if let Action::CallWebhook(call) = action {
-                    d.handle_call_result(
-                        now,
-                        call.gate,
-                        call.attempt,
-                        CallResult::Sent { status: 202 },
-                    )
-                    .expect("the call is answered");
-                }
-            }
-            while d.poll_event().is_some() {}
+            let d = core_waiting(&plan, i, &mut ids, now);
             let (_, callback) = d.callback_ids().next().expect("one webhook gate");
             (d, callback)
         })

@@ -12,14 +12,15 @@ use std::time::Instant;
 
 use chrono::{TimeDelta, TimeZone, Utc};
 use hookgate::config::Plan;
-use hookgate::core::{Action, CallResult, Deployment, StartOptions};
+use hookgate::core::Deployment;
 use hookgate::runtime::{Engine, SimulatedHost};
 use hookgate::test_util::{ManualClock, SequentialIds};
 
 mod support;
 
 use support::{
-    THREE_ENVIRONMENTS as PLAN, accepting_dispatcher, count_arg, resident_bytes, two_workers,
+    THREE_ENVIRONMENTS as PLAN, accepting_dispatcher, core_waiting, count_arg, resident_bytes,
+    two_workers,
 };
 
 fn main() {
@@ -65,27 +66,7 @@ async fn run(count: usize) {
     let mut ids = SequentialIds::starting_at(1 << 64);
     let base_before = resident_bytes();
     let mut cores: Vec<Deployment> = (0..count)
-        .map(|i| {
-            let mut d = Deployment::start(
-                Arc::clone(&plan),
-                format!("core-{i}").as_str().into(),
-                StartOptions::default(),
-                &mut ids,
-                start,
-            );
-            while let Some(a) = d.poll_action() {
-                if let Action::CallWebhook(c) = a {
-                    let _ = d.handle_call_result(
-                        start,
-                        c.gate,
-                        c.attempt,
-                        CallResult::Sent { status: 202 },
-                    );
-                }
-            }
-            while d.poll_event().is_some() {}
-            d
-        })
+        .map(|i| core_waiting(&plan, i, &mut ids, start))
         .collect();
     let base_after = resident_bytes();
     let base_per = (base_after - base_before) as f64 / count as f64;

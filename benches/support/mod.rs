@@ -103,6 +103,37 @@ webhooks:
       inline: '{"event_type": "webhookCallback", "client_payload": {"callbackUri": "{{armory.callbackUri}}/callback"}}'
 "#;
 
+/// A bare core deployment `core-{i}` of `plan` started at `now`, its webhook calls answered
+/// 202 and its events drained: the core alone waiting on callbacks, as an engine's would.
+pub fn core_waiting(
+    plan: &Arc<hookgate::config::Plan>,
+    i: usize,
+    ids: &mut impl IdSource,
+    now: chrono::DateTime<chrono::Utc>,
+) -> hookgate::core::Deployment {
+    use hookgate::core::{Action, CallResult, Deployment, StartOptions};
+    let mut d = Deployment::start(
+        Arc::clone(plan),
+        format!("core-{i}").as_str().into(),
+        StartOptions::default(),
+        ids,
+        now,
+    );
+    while let Some(action) = d.poll_action() {
+        if let Action::CallWebhook(call) = action {
+            d.handle_call_result(
+                now,
+                call.gate,
+                call.attempt,
+                CallResult::Sent { status: 202 },
+            )
+            .expect("the call is answered");
+        }
+    }
+    while d.poll_event().is_some() {}
+    d
+}
+
 /// A deployment of `plan` started now, and the webhook call it asks for first.
 pub fn first_call(plan: &str) -> (hookgate::core::Deployment, hookgate::core::WebhookCall) {
     use hookgate::core::{Action, Deployment, StartOptions};
