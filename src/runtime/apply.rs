@@ -1,5 +1,6 @@
 //! The cycle every input goes through: apply to the core, store, then publish and act.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -42,21 +43,14 @@ impl Engine {
         id: &DeploymentId,
         input: impl FnMut(&mut Deployment, DateTime<Utc>) -> R,
     ) -> Result<R, RuntimeError> {
-        self.apply_from(Target::Id(id.clone()), input).await
+        self.apply_at(Target::Id(Cow::Borrowed(id)), input).await
     }
 
-    /// [`Engine::apply`] to an entry already found, as the callback index finds a callback's.
-    pub(crate) async fn apply_to<R>(
+    /// [`Engine::apply`] to `target`: a deployment to look up, or its entry, already found (as
+    /// the callback index finds a callback's).
+    pub(crate) async fn apply_at<R>(
         &self,
-        entry: Arc<AsyncMutex<Live>>,
-        input: impl FnMut(&mut Deployment, DateTime<Utc>) -> R,
-    ) -> Result<R, RuntimeError> {
-        self.apply_from(Target::Entry(entry), input).await
-    }
-
-    async fn apply_from<R>(
-        &self,
-        mut target: Target,
+        mut target: Target<'_>,
         mut input: impl FnMut(&mut Deployment, DateTime<Utc>) -> R,
     ) -> Result<R, RuntimeError> {
         let mut attempts = 0;
@@ -86,7 +80,7 @@ impl Engine {
                 Err(RuntimeError::Store(StoreError::Conflict { .. }))
                     if attempts < MAX_CONFLICT_RETRIES =>
                 {
-                    target = Target::Id(live.d.id().clone());
+                    target = Target::Id(Cow::Owned(live.d.id().clone()));
                 }
                 Err(e) => return Err(e),
             }
@@ -461,8 +455,8 @@ impl Engine {
 }
 
 /// What an input is applied to: a deployment to look up, or its entry, already found.
-enum Target {
-    Id(DeploymentId),
+pub(crate) enum Target<'a> {
+    Id(Cow<'a, DeploymentId>),
     Entry(Arc<AsyncMutex<Live>>),
 }
 

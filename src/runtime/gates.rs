@@ -1,11 +1,12 @@
 //! The engine as the HTTP layer's [`GateService`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::Mutex as AsyncMutex;
 
-use super::engine::{Engine, Live, lock};
+use super::apply::Target;
+use super::engine::{Engine, lock};
 use super::error::RuntimeError;
 use crate::auth::Principal;
 use crate::config::GateId;
@@ -26,16 +27,12 @@ impl From<RuntimeError> for GateError {
     }
 }
 
-/// Where a callback goes: the entry of a deployment in memory, or a deployment to load.
-enum Owner {
-    Live(Arc<AsyncMutex<Live>>),
-    Stored(DeploymentId),
-}
-
 impl Engine {
-    async fn owner_of(&self, callback: CallbackId) -> Result<Owner, GateError> {
+    /// Where a callback goes: the entry of its deployment in memory, or its deployment to
+    /// load.
+    async fn owner_of(&self, callback: CallbackId) -> Result<Target<'static>, GateError> {
         if let Some(entry) = lock(&self.inner.callbacks).get(&callback) {
-            return Ok(Owner::Live(Arc::clone(entry)));
+            return Ok(Target::Entry(Arc::clone(entry)));
         }
         self.inner
             .store
@@ -45,7 +42,7 @@ impl Engine {
                 tracing::warn!(error = %e, "could not look a callback id up");
                 GateError::Unavailable("the gates' storage is unavailable".into())
             })?
-            .map(Owner::Stored)
+            .map(|id| Target::Id(Cow::Owned(id)))
             .ok_or(GateError::Core(CoreError::UnknownCallback))
     }
 }
@@ -58,7 +55,8 @@ impl GateService for Engine {
         report: CallbackReport,
         by: &Principal,
     ) -> Result<CallbackAck, GateError> {
-        let input = |d: &mut Deployment, now| {
+        let target = self.owner_of(id).await?;
+        self.apply_at(target, |d, now| {
             check_tenant(d, by)?;
             Ok(match report.clone() {
                 CallbackReport::Outcome { success, message } => {
@@ -69,11 +67,8 @@ impl GateService for Engine {
                     CallbackAck::Applied
                 }
             })
-        };
-        match self.owner_of(id).await? {
-            Owner::Live(entry) => self.apply_to(entry, input).await?,
-            Owner::Stored(deployment) => self.apply(&deployment, input).await?,
-        }
+        })
+        .await?
     }
 
     async fn decide(

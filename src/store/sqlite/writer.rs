@@ -315,7 +315,7 @@ pub(super) fn closed() -> StoreError {
 /// One `save`: the guarded `UPDATE` is the version check, so a refused save has written
 /// nothing and needs no savepoint; its events follow (see [`chunks::append`]).
 async fn save_one(conn: &mut SqliteConnection, save: &Save) -> Outcome {
-    let count = save.events.as_ref().map_or(0, |list| list.count);
+    let count = EventList::count(save.events.as_ref());
     let updated: Result<Option<i64>, _> = sqlx::query_scalar(
         "UPDATE deployments
          SET state = ?, status = ?, finished = ?, version = ?, updated_at = ?,
@@ -430,7 +430,7 @@ async fn create_steps(
     .bind(create.finished)
     .bind(&create.now)
     .bind(&create.now)
-    .bind(create.events.as_ref().map_or(0, |list| list.count))
+    .bind(EventList::count(create.events.as_ref()))
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 0 {

@@ -39,6 +39,24 @@ pub(super) fn plan(rest: usize) -> (usize, usize) {
     (fits, rest.min(size))
 }
 
+/// `rows` cut into the chunks [`plan`] makes, in order: each with the index in [`SIZES`] of
+/// the statement that carries it and the number of padding rows that statement needs after it.
+pub(super) fn each<T>(rows: &[T]) -> impl Iterator<Item = (usize, &[T], usize)> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (size, taken) = plan(rest.len());
+        let (chunk, after) = rest.split_at(taken);
+        rest = after;
+        let padding = SIZES
+            .get(size)
+            .map_or(0, |&rows| rows.saturating_sub(taken));
+        Some((size, chunk, padding))
+    })
+}
+
 /// The text of `rows` rows of `columns` parameters each, for a `VALUES` list.
 pub(super) fn values(rows: usize, columns: usize) -> String {
     let row = format!("({})", vec!["?"; columns].join(", "));
@@ -81,6 +99,11 @@ impl EventList {
             json: codec::encode_event_list(id, events)?,
             count,
         }))
+    }
+
+    /// How many events `list` holds: none for no list.
+    pub(in crate::store::sqlite) fn count(list: Option<&Self>) -> i64 {
+        list.map_or(0, |list| list.count)
     }
 
     /// The list of `events` (each already JSON), or `None` for none.
@@ -130,10 +153,7 @@ pub(super) async fn append(
     conn: &mut SqliteConnection,
     lists: &[ListRow<'_>],
 ) -> Result<(), sqlx::Error> {
-    let mut rest = lists;
-    while !rest.is_empty() {
-        let (size, taken) = plan(rest.len());
-        let (chunk, after) = rest.split_at(taken);
+    for (size, chunk, padding) in each(lists) {
         let Some(text) = APPEND.get(size) else {
             break;
         };
@@ -146,11 +166,10 @@ pub(super) async fn append(
                 .bind(row.version)
                 .bind(row.list.json.as_str());
         }
-        for _ in taken..SIZES.get(size).copied().unwrap_or(taken) {
+        for _ in 0..padding {
             query = pad(query, APPEND_COLUMNS);
         }
         query.execute(&mut *conn).await?;
-        rest = after;
     }
     Ok(())
 }

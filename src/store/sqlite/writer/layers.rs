@@ -17,7 +17,7 @@ use std::sync::LazyLock;
 
 use sqlx::SqliteConnection;
 
-use super::chunks::{self, ListRow, SIZES, plan, texts, values};
+use super::chunks::{self, EventList, ListRow, SIZES, texts, values};
 use super::{Answers, Outcome, Save, StoreError, Write, create_one, refused, written};
 
 /// Applies every save of a chunk whose expected version is the stored one and whose status is
@@ -133,20 +133,16 @@ async fn run_layer(
     done: &mut Answers,
 ) -> Result<(), sqlx::Error> {
     let mut updated = HashMap::with_capacity(layer.len());
-    let mut rest = layer;
-    while !rest.is_empty() {
-        let (size, taken) = plan(rest.len());
-        let (chunk, after) = rest.split_at(taken);
+    for (size, chunk, padding) in chunks::each(layer) {
         let (Some(same), Some(any)) = (UPDATE_SAME_STATUS.get(size), UPDATE.get(size)) else {
             break;
         };
-        let ids = update(conn, same, chunk, size).await?;
+        let ids = update(conn, same, chunk, padding).await?;
         let all = ids.len() == chunk.len();
         updated.extend(ids);
         if !all {
-            updated.extend(update(conn, any, chunk, size).await?);
+            updated.extend(update(conn, any, chunk, padding).await?);
         }
-        rest = after;
     }
 
     let (written_saves, refused_saves): (Vec<_>, Vec<_>) = layer
@@ -169,10 +165,7 @@ async fn run_layer(
     done.extend(written_saves.iter().map(|(at, save)| (*at, written(save))));
 
     let mut stored = HashMap::with_capacity(refused_saves.len());
-    let mut rest = refused_saves.as_slice();
-    while !rest.is_empty() {
-        let (size, taken) = plan(rest.len());
-        let (chunk, after) = rest.split_at(taken);
+    for (size, chunk, padding) in chunks::each(&refused_saves) {
         let Some(text) = VERSIONS.get(size) else {
             break;
         };
@@ -180,12 +173,11 @@ async fn run_layer(
         for (_, save) in chunk {
             query = query.bind(&save.id.0);
         }
-        for _ in taken..SIZES.get(size).copied().unwrap_or(taken) {
+        for _ in 0..padding {
             query = query.bind(None::<&str>);
         }
         let found: Vec<(String, i64)> = query.fetch_all(&mut *conn).await?;
         stored.extend(found);
-        rest = after;
     }
     done.extend(
         refused_saves
@@ -195,13 +187,13 @@ async fn run_layer(
     Ok(())
 }
 
-/// Runs `text`, one of the `UPDATE`s of [`SIZES`]`[size]` rows, over `chunk`; returns the ids
-/// it updated, each with its deployment's new last event number.
+/// Runs `text`, one of the `UPDATE`s, over `chunk` and `padding` rows that match nothing;
+/// returns the ids it updated, each with its deployment's new last event number.
 async fn update(
     conn: &mut SqliteConnection,
     text: &str,
     chunk: &[(usize, &Save)],
-    size: usize,
+    padding: usize,
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
     let mut query = sqlx::query_as(text);
     for (_, save) in chunk {
@@ -213,9 +205,9 @@ async fn update(
             .bind(save.status)
             .bind(save.finished)
             .bind(&save.now)
-            .bind(save.events.as_ref().map_or(0, |list| list.count));
+            .bind(EventList::count(save.events.as_ref()));
     }
-    for _ in chunk.len()..SIZES.get(size).copied().unwrap_or(chunk.len()) {
+    for _ in 0..padding {
         for _ in 0..UPDATE_COLUMNS {
             query = query.bind(None::<i64>);
         }

@@ -102,6 +102,25 @@ async fn connect(dir: &tempfile::TempDir) -> SqliteConnection {
         .expect("connect")
 }
 
+/// [`run`] in a transaction of its own, as the writer runs it; its answers in queue order. No
+/// shared statement may fail, which would hide a layering mistake behind the fallback.
+async fn run_in_transaction(
+    conn: &mut SqliteConnection,
+    items: &[(Write, Option<Result<u64, StoreError>>)],
+) -> super::Answers {
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut *conn)
+        .await
+        .expect("begin");
+    let mut answers = run(conn, items).await.expect("no shared statement fails");
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut *conn)
+        .await
+        .expect("commit");
+    answers.sort_by_key(|(at, _)| *at);
+    answers
+}
+
 /// Saves of one deployment queued several times in a row go to successive layers, interleaved
 /// with stale saves, an unknown id and a create: every answer is the one-at-a-time answer, no
 /// shared statement fails, and the rows and numbered events are those written one at a time.
@@ -144,18 +163,7 @@ async fn layers_answer_as_one_write_at_a_time() {
         .map(|(write, want)| ((write, None), want))
         .unzip();
 
-    sqlx::raw_sql("BEGIN IMMEDIATE")
-        .execute(&mut conn)
-        .await
-        .expect("begin");
-    let mut answers = run(&mut conn, &items)
-        .await
-        .expect("no shared statement fails");
-    sqlx::raw_sql("COMMIT")
-        .execute(&mut conn)
-        .await
-        .expect("commit");
-    answers.sort_by_key(|(at, _)| *at);
+    let answers = run_in_transaction(&mut conn, &items).await;
     let got: Vec<_> = answers.iter().map(|(_, result)| answer(result)).collect();
     assert_eq!(got, want);
     let answered: Vec<usize> = answers.iter().map(|(at, _)| *at).collect();
@@ -237,16 +245,7 @@ async fn layers_of_every_chunk_size_answer_as_one_write_at_a_time() {
             want.push(if stale { Err(Some(1)) } else { Ok(2) });
         }
 
-        sqlx::raw_sql("BEGIN IMMEDIATE")
-            .execute(&mut conn)
-            .await
-            .expect("begin");
-        let mut answers = run(&mut conn, &items).await.expect("no statement fails");
-        sqlx::raw_sql("COMMIT")
-            .execute(&mut conn)
-            .await
-            .expect("commit");
-        answers.sort_by_key(|(at, _)| *at);
+        let answers = run_in_transaction(&mut conn, &items).await;
         let got: Vec<_> = answers.iter().map(|(_, result)| answer(result)).collect();
         assert_eq!(got, want, "{n} saves");
 
