@@ -234,6 +234,15 @@ impl SqliteStore {
             // An error means the writer already stopped, which is what is waited for.
             let _ = closed.await;
         }
+        // SQLite checkpoints by itself only in the connection that closes last, and skips it
+        // when another one is closing at the same moment, as the pool's may: so the log is
+        // copied and emptied here, while one connection is sure to be open.
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::debug!(error = %e, "SQLite checkpoint on close failed");
+        }
         self.pool.close().await;
     }
 
