@@ -12,17 +12,19 @@
 //! save waiting for the lock, committing and (with `synchronous=FULL`) syncing on its own, a
 //! burst of concurrent saves shares one lock, one commit and one `fsync`.
 //!
-//! Each write keeps its own result. A `save` is checked by its guarded `UPDATE`: when that
-//! matches no row the save wrote nothing, is answered `Conflict` (or `NotFound`) and the batch
-//! goes on. A `create` runs inside a `SAVEPOINT`, rolled back on its own when its id exists or
-//! a callback id is taken. Writes of one batch run in the order they were queued, so two saves
-//! of one version in one batch behave as they would one after the other: the first wins, the
-//! second conflicts; a save to version 3 queued after one to version 2 is written too. If the
-//! database fails during one of the statements the saves share (disk full, I/O error), the
-//! transaction is rolled back and the batch runs again one write at a time. If it fails during
-//! one write then, the transaction is rolled back, that write gets the error, and the others
-//! run again in a new transaction; if `BEGIN` or `COMMIT` fails, every write of the batch gets
-//! the error and none of them was written.
+//! Each write keeps its own result. A `save` is checked by its guarded statements: when the
+//! stored version is not the one it expects, it writes nothing, is answered `Conflict` (or
+//! `NotFound`) and the batch goes on. A `create` runs inside a `SAVEPOINT`, rolled back on its
+//! own when its id exists or a callback id is taken. Writes of one batch run in the order they
+//! were queued, so two saves of one version in one batch behave as they would one after the
+//! other: the first wins, the second conflicts; a save to version 3 queued after one to
+//! version 2 is written too. If the database fails during one of the statements the saves
+//! share (disk full, I/O error), the transaction is rolled back and the batch runs again one
+//! write at a time. If it fails during one write then, the transaction is rolled back, that
+//! write gets the error, and the others run again in a new transaction. If `BEGIN` or `COMMIT`
+//! fails on its own, every write of the batch gets the error and none of them was written; in
+//! a batch sent as one command (below) they are statements it shares, so it runs again one
+//! write at a time.
 //!
 //! # Durability
 //!
@@ -38,24 +40,26 @@
 //!
 //! # Round trips
 //!
-//! sqlx runs each connection's SQLite calls on a worker thread of its own, so a statement costs a
-//! cross-thread hop whatever its work; the writer therefore spends a constant number of statements
-//! on a batch's saves, not a few per save. The saves queued between two creates are cut into
-//! layers, each holding at most one save per deployment (a deployment's second save of the batch
-//! goes to the second layer, and so on). Each layer is a guarded `WITH s(...) AS (VALUES ...)
-//! UPDATE deployments ... FROM s ... RETURNING id` for its saves that keep their deployment's
-//! status, matching each row by id, expected version and status and leaving the status columns (and
-//! so their indexes) alone; the same for the saves left, setting the status too; an `INSERT` of the
-//! events of those updated, one row per save holding its events as a JSON array, numbered after its
-//! deployment's last event (a column of its row, which the `UPDATE` advances and returns); and,
-//! only when some saves were refused, a `SELECT` of their stored versions to report. Rows are bound
-//! as plain parameters, in statements of 1, 4, 16, 64 or 256 rows (the last one padded with rows
-//! that match nothing), so a burst of up to 256 saves of different deployments is usually three
-//! statements besides `BEGIN` and `COMMIT`, and SQLite parses no JSON to write them. A `create` is
-//! still a few statements of its own. Run one at a time after a failure, a save is its guarded
-//! `UPDATE`, an `INSERT` of its events, and for a refused one a read of the stored version. The
-//! writer's connection lives as long as the store, so sqlx prepares each of these few statement
-//! texts once and reuses it from its statement cache.
+//! sqlx runs each connection's SQLite calls on a worker thread of its own, so every command
+//! sent to it costs a cross-thread hop whatever its work; the writer therefore spends a
+//! constant number of commands on a batch's saves, not a few per save. sqlx runs a command of
+//! several statements in one hop and stops at the first that fails. The saves queued between
+//! two creates are cut into layers, each holding at most one save per deployment (a
+//! deployment's second save of the batch goes to the second layer, and so on). A layer is one
+//! command of four statements, each guarded by the same test on the rows as they stood before
+//! it (the stored version is the expected one), so all four agree on which saves apply: a
+//! `SELECT` naming the saves refused with their stored versions; an `INSERT` of the events of
+//! the others, one row per save holding its events as a JSON array, numbered after its
+//! deployment's last event (a column of its row); a `WITH s(...) AS (VALUES ...) UPDATE
+//! deployments ... FROM s` of those that keep their deployment's status, which leaves the
+//! status columns (and so their indexes) alone; and the same for the rest, setting the status
+//! too. Rows are bound as plain parameters, in commands of 1, 4, 16, 64 or 256 rows (the last
+//! one padded with rows that match nothing), so SQLite parses no JSON to write them. A batch
+//! that is one such command (up to 256 saves of different deployments, no create) runs with
+//! its `BEGIN IMMEDIATE` and `COMMIT` in the same command: one hop for the whole batch. A
+//! `create` is still a few statements of its own, and run one at a time after a failure, a
+//! save is a layer of one. The writer's connection lives as long as the store, so sqlx
+//! prepares each of these few statement texts once and reuses it from its statement cache.
 
 mod queries;
 mod rows;

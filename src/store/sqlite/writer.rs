@@ -8,8 +8,10 @@
 //! statements ([`layers`]); a create runs on its own, between the saves queued before and after
 //! it. Only once `COMMIT` has returned does it answer the batch, so an acknowledged write is
 //! exactly as durable as one committed on its own; a batch that fails to commit answers every
-//! write of it with the error, and none of them was written. While one batch commits, the next
-//! one queues up.
+//! write of it with the error, and none of them was written. A batch of saves that fits one
+//! [`layers::Whole`] command carries its `BEGIN IMMEDIATE` and `COMMIT` in that command, so
+//! its failure to commit is a shared statement's, below. While one batch commits, the next one
+//! queues up.
 //!
 //! When a shared statement fails (disk full, I/O error), it cannot say which save it failed
 //! for, so the transaction is rolled back and the batch runs again one write at a time, where a
@@ -203,6 +205,17 @@ impl Writer {
                 Ok(conn) => conn,
                 Err(e) => return fail_pending(items, &Shared(Arc::new(e))),
             };
+            if let Some(whole) = layers::Whole::of(items).filter(|_| grouped) {
+                match whole.run(conn).await {
+                    Ok(done) => return self.committed(items, done).await,
+                    Err(e) => {
+                        self.rollback().await;
+                        tracing::debug!(error = %e, "a batch in one command failed; running it one write at a time");
+                        grouped = false;
+                        continue;
+                    }
+                }
+            }
             if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
                 self.rollback().await;
                 return fail_pending(items, &Shared(Arc::new(e)));
@@ -232,19 +245,27 @@ impl Writer {
                 self.rollback().await;
                 return fail_pending(items, &Shared(Arc::new(e)));
             }
-            if self.checkpoints.committed(done.len())
-                && let Some(conn) = self.conn.as_mut()
-                && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                    .execute(&mut *conn)
-                    .await
-            {
-                // The batch is committed whatever this says; the next checkpoint copies the log.
-                tracing::debug!(error = %e, "SQLite checkpoint failed");
-            }
-            for (at, result) in done {
-                items[at].1 = Some(result);
-            }
-            return;
+            return self.committed(items, done).await;
+        }
+    }
+
+    /// Records the answers of a batch just committed, after a checkpoint if one is due.
+    async fn committed(
+        &mut self,
+        items: &mut [(Write, Option<Result<u64, StoreError>>)],
+        done: Answers,
+    ) {
+        if self.checkpoints.committed(done.len())
+            && let Some(conn) = self.conn.as_mut()
+            && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&mut *conn)
+                .await
+        {
+            // The batch is committed whatever this says; the next checkpoint copies the log.
+            tracing::debug!(error = %e, "SQLite checkpoint failed");
+        }
+        for (at, result) in done {
+            items[at].1 = Some(result);
         }
     }
 
@@ -289,7 +310,7 @@ async fn one_by_one(
         }
         let outcome = match write {
             Write::Create(create, _) => create_one(conn, create).await,
-            Write::Save(save, _) => save_one(conn, save).await,
+            Write::Save(save, _) => layers::save_one(conn, save).await,
             Write::Close(_) => continue,
         };
         match outcome {
@@ -310,56 +331,6 @@ pub(super) fn closed() -> StoreError {
     StoreError::Backend {
         source: "the SQLite store is closed (its writer task has stopped)".into(),
     }
-}
-
-/// One `save`: the guarded `UPDATE` is the version check, so a refused save has written
-/// nothing and needs no savepoint; its events follow (see [`chunks::append`]).
-async fn save_one(conn: &mut SqliteConnection, save: &Save) -> Outcome {
-    let count = EventList::count(save.events.as_ref());
-    let updated: Result<Option<i64>, _> = sqlx::query_scalar(
-        "UPDATE deployments
-         SET state = ?, status = ?, finished = ?, version = ?, updated_at = ?,
-             last_seq = last_seq + ?
-         WHERE id = ? AND version = ?
-         RETURNING last_seq",
-    )
-    .bind(&save.state)
-    .bind(save.status)
-    .bind(save.finished)
-    .bind(save.next)
-    .bind(&save.now)
-    .bind(count)
-    .bind(&save.id.0)
-    .bind(save.expected)
-    .fetch_optional(&mut *conn)
-    .await;
-    let last = match updated {
-        Err(e) => return Outcome::Failed(e),
-        Ok(Some(last)) => last,
-        Ok(None) => {
-            let actual: Result<Option<i64>, _> =
-                sqlx::query_scalar("SELECT version FROM deployments WHERE id = ?")
-                    .bind(&save.id.0)
-                    .fetch_optional(&mut *conn)
-                    .await;
-            return match actual {
-                Err(e) => Outcome::Failed(e),
-                Ok(actual) => Outcome::Done(refused(save, actual)),
-            };
-        }
-    };
-    if let Err(e) = append(
-        conn,
-        &save.id,
-        last - count + 1,
-        save.next,
-        save.events.as_ref(),
-    )
-    .await
-    {
-        return Outcome::Failed(e);
-    }
-    Outcome::Done(written(save))
 }
 
 /// The answer to a save whose `UPDATE` went through: its new version.

@@ -1,78 +1,77 @@
-//! A batch's saves in a constant number of statements rather than two per save.
+//! A batch's saves in one statement per layer rather than several per save.
 //!
-//! sqlx hands every statement to SQLite on another thread, so a statement's cost is mostly the
+//! sqlx hands every command to SQLite on another thread, so a command's cost is mostly the
 //! trip, not the work. Consecutive saves are therefore cut into layers, each holding at most
 //! one save per deployment, in the order they were queued: the first save of each deployment
 //! goes to the first layer, its second to the second, and so on. Saves of different
 //! deployments touch different rows, so running a layer at once is running its saves one after
-//! the other; saves of one deployment stay in queue order, one layer apart. A layer is a
-//! guarded `UPDATE ... FROM` over all its saves that keep their deployment's status (it leaves
-//! the indexes on the status alone), another over the rest, one `INSERT` of the events of those
-//! updated, and, only if some were refused, one `SELECT` of their stored versions to report;
-//! each takes its rows as bound parameters, in chunks of the sizes [`chunks`] allows, so a
-//! large layer may need a few statements of each kind.
+//! the other; saves of one deployment stay in queue order, one layer apart.
+//!
+//! A layer goes to SQLite as one command of four statements ([`LAYER`]), each taking the
+//! layer's rows as bound parameters, in chunks of the sizes [`chunks`] allows (a large layer
+//! may need a few commands). Every statement is guarded by the same test, run on the rows as
+//! they stood before the layer: a save is applied if and only if its expected version is the
+//! stored one. So the first statement, which names the saves that fail the test with their
+//! stored versions, also tells which the other three apply; the second appends the events of
+//! those applied, numbered on from their deployments' last event before the `UPDATE`s move
+//! it; the third applies those that keep their deployment's status, without setting `status`
+//! or `finished`, so SQLite leaves the indexes on them alone, where setting them to the same
+//! values would rewrite their entries (most saves do not change the status); the fourth
+//! applies the rest, whose versions the third has not moved on. Padding rows have a `NULL` id,
+//! which matches nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
-use sqlx::SqliteConnection;
+use sqlx::{Row, SqliteConnection};
 
-use super::chunks::{self, EventList, ListRow, SIZES, texts, values};
+use super::chunks::{self, EventList, Query, SIZES, pad, texts, values};
 use super::{Answers, Outcome, Save, StoreError, Write, create_one, refused, written};
 
-/// Applies every save of a chunk whose expected version is the stored one and whose status is
-/// the stored one, and names them with their deployments' new last event numbers (advanced by
-/// each save's number of events). It leaves `status` and `finished` alone, so SQLite leaves the
-/// indexes on them alone too, where setting them to the same values would rewrite their
-/// entries: most saves do not change the status. The layer holds one save per id, so no row
-/// matches twice; padding rows have a `NULL` id, which matches none.
-static UPDATE_SAME_STATUS: LazyLock<[String; SIZES.len()]> = LazyLock::new(|| {
+/// The four statements of a layer's chunk, described in the [module docs](self).
+static LAYER: LazyLock<[String; SIZES.len()]> = LazyLock::new(|| {
     texts(|rows| {
         format!(
-            "WITH s(id, expected, next, state, status, finished, now, events) AS (VALUES {})
+            "WITH s(id, expected) AS (VALUES {refused})
+             SELECT s.id, d.version FROM s LEFT JOIN deployments d ON d.id = s.id
+             WHERE s.id IS NOT NULL AND d.version IS NOT s.expected;
+             WITH s(id, expected, next, count, events) AS (VALUES {append})
+             INSERT INTO history (deployment_id, first_seq, count, version, events)
+             SELECT s.id, d.last_seq + 1, s.count, s.next, s.events
+             FROM s JOIN deployments d ON d.id = s.id AND d.version = s.expected
+             WHERE s.events IS NOT NULL;
+             WITH s(id, expected, next, state, status, finished, now, count) AS (VALUES {update})
              UPDATE deployments
              SET state = s.state, version = s.next, updated_at = s.now,
-                 last_seq = last_seq + s.events
+                 last_seq = last_seq + s.count
              FROM s
              WHERE deployments.id = s.id AND deployments.version = s.expected
-                 AND deployments.status = s.status
-             RETURNING deployments.id, deployments.last_seq",
-            values(rows, UPDATE_COLUMNS)
-        )
-    })
-});
-
-/// Applies every save of a chunk whose expected version is the stored one, and names them with
-/// their deployments' new last event numbers. Run after [`UPDATE_SAME_STATUS`] on the same
-/// rows, it finds only those that change the status: the others' versions have moved on.
-static UPDATE: LazyLock<[String; SIZES.len()]> = LazyLock::new(|| {
-    texts(|rows| {
-        format!(
-            "WITH s(id, expected, next, state, status, finished, now, events) AS (VALUES {})
+                 AND deployments.status = s.status;
+             WITH s(id, expected, next, state, status, finished, now, count) AS (VALUES {update})
              UPDATE deployments
              SET state = s.state, status = s.status, finished = s.finished, version = s.next,
-                 updated_at = s.now, last_seq = last_seq + s.events
+                 updated_at = s.now, last_seq = last_seq + s.count
              FROM s
-             WHERE deployments.id = s.id AND deployments.version = s.expected
-             RETURNING deployments.id, deployments.last_seq",
-            values(rows, UPDATE_COLUMNS)
+             WHERE deployments.id = s.id AND deployments.version = s.expected",
+            refused = values(rows, REFUSED_COLUMNS),
+            append = values(rows, APPEND_COLUMNS),
+            update = values(rows, UPDATE_COLUMNS),
         )
     })
 });
 
-/// The parameters of one row of [`UPDATE`] and [`UPDATE_SAME_STATUS`].
+/// [`LAYER`] as a transaction of its own, for a batch that is one chunk of one layer: the
+/// whole batch in one command.
+static WHOLE: LazyLock<[String; SIZES.len()]> = LazyLock::new(|| {
+    LAYER
+        .each_ref()
+        .map(|layer| format!("BEGIN IMMEDIATE;\n{layer};\nCOMMIT"))
+});
+
+/// The parameters of one row of each statement of [`LAYER`].
+const REFUSED_COLUMNS: usize = 2;
+const APPEND_COLUMNS: usize = 5;
 const UPDATE_COLUMNS: usize = 8;
-
-/// The stored versions of the deployments whose saves were refused, to report them; padding
-/// is `NULL`, which no id equals.
-static VERSIONS: LazyLock<[String; SIZES.len()]> = LazyLock::new(|| {
-    texts(|rows| {
-        format!(
-            "SELECT id, version FROM deployments WHERE id IN ({})",
-            vec!["?"; rows].join(", ")
-        )
-    })
-});
 
 /// Runs the writes of `items` not yet answered, in queue order: each run of consecutive saves
 /// in layers, each create on its own. Any database failure is returned for the whole attempt,
@@ -104,6 +103,64 @@ pub(super) async fn run(
     Ok(done)
 }
 
+/// The saves of a batch that are one chunk of one layer, with the text to run them as a
+/// transaction of their own ([`WHOLE`]): those not yet answered, if every one is a save, of a
+/// deployment of its own, and few enough for one statement.
+pub(super) struct Whole<'a> {
+    text: &'a str,
+    saves: Vec<(usize, &'a Save)>,
+    padding: usize,
+}
+
+impl<'a> Whole<'a> {
+    /// The batch `items` as one command, or `None` if it is not one chunk of one layer.
+    pub(super) fn of(items: &'a [(Write, Option<Result<u64, StoreError>>)]) -> Option<Self> {
+        let mut saves = Vec::with_capacity(items.len());
+        let mut ids = HashSet::with_capacity(items.len());
+        for (at, (write, result)) in items.iter().enumerate() {
+            match (write, result) {
+                (_, Some(_)) | (Write::Close(_), None) => {}
+                (Write::Save(save, _), None) if ids.insert(save.id.0.as_str()) => {
+                    saves.push((at, &**save));
+                }
+                (Write::Save(..) | Write::Create(..), None) => return None,
+            }
+        }
+        let (size, padding) = {
+            let mut chunks = chunks::each(&saves);
+            let (size, _, padding) = chunks.next()?;
+            chunks.next().is_none().then_some((size, padding))?
+        };
+        Some(Self {
+            text: WHOLE.get(size)?,
+            saves,
+            padding,
+        })
+    }
+
+    /// Runs the batch, committed once this returns `Ok`; on `Err` the transaction may still
+    /// be open.
+    pub(super) async fn run(self, conn: &mut SqliteConnection) -> Result<Answers, sqlx::Error> {
+        let mut done = Vec::with_capacity(self.saves.len());
+        run_chunk(conn, self.text, &self.saves, self.padding, &mut done).await?;
+        Ok(done)
+    }
+}
+
+/// One save on its own: a layer of one.
+pub(super) async fn save_one(conn: &mut SqliteConnection, save: &Save) -> Outcome {
+    let mut done = Vec::with_capacity(1);
+    match run_layer(conn, &[(0, save)], &mut done).await {
+        Err(e) => Outcome::Failed(e),
+        Ok(()) => match done.pop() {
+            Some((_, result)) => Outcome::Done(result),
+            None => Outcome::Failed(sqlx::Error::Protocol(
+                "a layer of one save gave no answer".into(),
+            )),
+        },
+    }
+}
+
 /// Runs consecutive saves, layer after layer.
 async fn run_saves(
     conn: &mut SqliteConnection,
@@ -126,93 +183,85 @@ async fn run_saves(
     Ok(())
 }
 
-/// Runs one layer: saves of distinct deployments.
+/// Runs one layer, saves of distinct deployments, one [`LAYER`] command per chunk.
 async fn run_layer(
     conn: &mut SqliteConnection,
     layer: &[(usize, &Save)],
     done: &mut Answers,
 ) -> Result<(), sqlx::Error> {
-    let mut updated = HashMap::with_capacity(layer.len());
     for (size, chunk, padding) in chunks::each(layer) {
-        let (Some(same), Some(any)) = (UPDATE_SAME_STATUS.get(size), UPDATE.get(size)) else {
+        let Some(text) = LAYER.get(size) else {
             break;
         };
-        let ids = update(conn, same, chunk, padding).await?;
-        let all = ids.len() == chunk.len();
-        updated.extend(ids);
-        if !all {
-            updated.extend(update(conn, any, chunk, padding).await?);
-        }
+        run_chunk(conn, text, chunk, padding, done).await?;
     }
-
-    let (written_saves, refused_saves): (Vec<_>, Vec<_>) = layer
-        .iter()
-        .partition(|(_, save)| updated.contains_key(&save.id.0));
-    let events: Vec<_> = written_saves
-        .iter()
-        .filter_map(|(_, save)| {
-            let list = save.events.as_ref()?;
-            let last = updated.get(&save.id.0)?;
-            Some(ListRow {
-                id: &save.id.0,
-                first_seq: last - list.count + 1,
-                version: save.next,
-                list,
-            })
-        })
-        .collect();
-    chunks::append(conn, &events).await?;
-    done.extend(written_saves.iter().map(|(at, save)| (*at, written(save))));
-
-    let mut stored = HashMap::with_capacity(refused_saves.len());
-    for (size, chunk, padding) in chunks::each(&refused_saves) {
-        let Some(text) = VERSIONS.get(size) else {
-            break;
-        };
-        let mut query = sqlx::query_as(text);
-        for (_, save) in chunk {
-            query = query.bind(&save.id.0);
-        }
-        for _ in 0..padding {
-            query = query.bind(None::<&str>);
-        }
-        let found: Vec<(String, i64)> = query.fetch_all(&mut *conn).await?;
-        stored.extend(found);
-    }
-    done.extend(
-        refused_saves
-            .iter()
-            .map(|(at, save)| (*at, refused(save, stored.get(&save.id.0).copied()))),
-    );
     Ok(())
 }
 
-/// Runs `text`, one of the `UPDATE`s, over `chunk` and `padding` rows that match nothing;
-/// returns the ids it updated, each with its deployment's new last event number.
-async fn update(
+/// Runs `text`, [`LAYER`] or [`WHOLE`], over `chunk` and `padding` rows that match nothing.
+async fn run_chunk(
     conn: &mut SqliteConnection,
     text: &str,
     chunk: &[(usize, &Save)],
     padding: usize,
-) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    let mut query = sqlx::query_as(text);
-    for (_, save) in chunk {
-        query = query
-            .bind(&save.id.0)
+    done: &mut Answers,
+) -> Result<(), sqlx::Error> {
+    let mut query = sqlx::query(text);
+    query = bind(query, chunk, padding, REFUSED_COLUMNS, |q, save| {
+        q.bind(&save.id.0).bind(save.expected)
+    });
+    query = bind(query, chunk, padding, APPEND_COLUMNS, |q, save| {
+        q.bind(&save.id.0)
             .bind(save.expected)
             .bind(save.next)
-            .bind(&save.state)
-            .bind(save.status)
-            .bind(save.finished)
-            .bind(&save.now)
-            .bind(EventList::count(save.events.as_ref()));
+            .bind(EventList::count(save.events.as_ref()))
+            .bind(save.events.as_ref().map(|list| list.json.as_str()))
+    });
+    for _ in 0..2 {
+        query = bind(query, chunk, padding, UPDATE_COLUMNS, |q, save| {
+            q.bind(&save.id.0)
+                .bind(save.expected)
+                .bind(save.next)
+                .bind(&save.state)
+                .bind(save.status)
+                .bind(save.finished)
+                .bind(&save.now)
+                .bind(EventList::count(save.events.as_ref()))
+        });
+    }
+    let mut stored = HashMap::new();
+    for row in query.fetch_all(&mut *conn).await? {
+        stored.insert(
+            row.try_get::<String, _>(0)?,
+            row.try_get::<Option<i64>, _>(1)?,
+        );
+    }
+    done.extend(chunk.iter().map(|(at, save)| {
+        let answer = match stored.get(&save.id.0) {
+            None => written(save),
+            Some(&actual) => refused(save, actual),
+        };
+        (*at, answer)
+    }));
+    Ok(())
+}
+
+/// Binds a statement's rows: `row` binds one save's parameters, then `padding` rows of
+/// `columns` `NULL`s follow.
+fn bind<'q>(
+    mut query: Query<'q>,
+    chunk: &[(usize, &'q Save)],
+    padding: usize,
+    columns: usize,
+    row: impl Fn(Query<'q>, &'q Save) -> Query<'q>,
+) -> Query<'q> {
+    for (_, save) in chunk {
+        query = row(query, save);
     }
     for _ in 0..padding {
-        for _ in 0..UPDATE_COLUMNS {
-            query = query.bind(None::<i64>);
-        }
+        query = pad(query, columns);
     }
-    query.fetch_all(&mut *conn).await
+    query
 }
 
 #[cfg(test)]

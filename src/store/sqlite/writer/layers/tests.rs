@@ -6,7 +6,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, SqliteConnection};
 use tokio::sync::oneshot;
 
-use super::run;
+use super::{Whole, run};
 use crate::core::DeploymentId;
 use crate::store::StoreError;
 use crate::store::sqlite::SqliteStore;
@@ -268,4 +268,99 @@ async fn layers_of_every_chunk_size_answer_as_one_write_at_a_time() {
             assert_eq!(history, expect, "{n} saves: {id}");
         }
     }
+}
+
+/// Only a batch of saves of distinct deployments, few enough for one statement, is sent as one
+/// command; writes already answered and the close are not part of it.
+#[test]
+fn a_whole_batch_is_one_chunk_of_one_layer() {
+    let saves = |n: usize| -> Vec<_> {
+        (0..n)
+            .map(|i| (save(&format!("d{i}"), 1, &[]), None))
+            .collect()
+    };
+    let whole = |items: &[(Write, Option<Result<u64, StoreError>>)]| {
+        Whole::of(items).map(|whole| whole.saves.iter().map(|(at, _)| *at).collect::<Vec<_>>())
+    };
+    assert_eq!(whole(&saves(1)), Some(vec![0]));
+    assert_eq!(whole(&saves(64)), Some((0..64).collect()));
+    assert_eq!(whole(&saves(100)), None, "64 + 36: two statements");
+    assert_eq!(whole(&saves(256)), Some((0..256).collect()));
+
+    let mut items = saves(3);
+    items[1].1 = Some(Ok(2));
+    items.push((Write::Close(oneshot::channel().0), None));
+    assert_eq!(
+        whole(&items),
+        Some(vec![0, 2]),
+        "answered and close left out"
+    );
+
+    let mut twice = saves(2);
+    twice.push((save("d0", 2, &[]), None));
+    assert_eq!(whole(&twice), None, "a second save of d0 is a second layer");
+
+    let mut with_create = saves(2);
+    with_create.push((create("n", &[]), None));
+    assert_eq!(whole(&with_create), None);
+}
+
+/// A batch sent as one command commits itself and answers as one write at a time would: the
+/// fresh save is written with its events, the stale one and the unknown id are refused with
+/// nothing written, and no transaction is left open.
+#[tokio::test]
+async fn a_whole_batch_commits_in_one_command() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut conn = connect(&dir).await;
+    sqlx::raw_sql(
+        r#"INSERT INTO deployments VALUES
+            ('a', 'shop', '{}', 'running', 0, 1, 't', 't', 1),
+            ('c', 'shop', '{}', 'running', 0, 3, 't', 't', 0);
+         INSERT INTO history VALUES ('a', 1, 1, 1, '["a1"]');"#,
+    )
+    .execute(&mut conn)
+    .await
+    .expect("seed");
+    let mut done = save("c", 1, &["stale c"]);
+    if let Write::Save(save, _) = &mut done {
+        save.status = "failed";
+        save.finished = true;
+    }
+    let items = [
+        (save("a", 1, &["a2", "a2 again"]), None),
+        (done, None),
+        (save("ghost", 1, &["ghost"]), None),
+    ];
+
+    let whole = Whole::of(&items).expect("one chunk of one layer");
+    let mut answers = whole.run(&mut conn).await.expect("the batch commits");
+    answers.sort_by_key(|(at, _)| *at);
+    let got: Vec<_> = answers.iter().map(|(_, result)| answer(result)).collect();
+    assert_eq!(got, [Ok(2), Err(Some(3)), Err(None)]);
+
+    sqlx::raw_sql("BEGIN IMMEDIATE; ROLLBACK")
+        .execute(&mut conn)
+        .await
+        .expect("no transaction was left open");
+    let rows: Vec<(String, String, i64, i64)> =
+        sqlx::query_as("SELECT id, status, version, last_seq FROM deployments ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .expect("read the deployments");
+    assert_eq!(
+        rows,
+        [
+            ("a".to_owned(), "running".to_owned(), 2, 3),
+            ("c".to_owned(), "running".to_owned(), 3, 0),
+        ]
+    );
+    let event = |id: &str, seq, version, text: &str| (id.to_owned(), seq, version, text.to_owned());
+    assert_eq!(
+        history(&mut conn, None).await,
+        [
+            event("a", 1, 1, "a1"),
+            event("a", 2, 2, "a2"),
+            event("a", 3, 2, "a2 again"),
+        ]
+    );
 }
