@@ -276,9 +276,10 @@ impl Writer {
         Ok(self.conn.as_mut().expect("connected above"))
     }
 
-    /// Ends whatever transaction is open. If `ROLLBACK` fails (SQLite may already have rolled
-    /// back after a disk-full or I/O error), the connection is dropped, which rolls back
-    /// anything left, and the next batch opens a new one.
+    /// Ends whatever transaction is open. If `ROLLBACK` fails (SQLite has already rolled back
+    /// after a failed `OR ROLLBACK` statement, and may have after a disk-full or I/O error),
+    /// the connection is dropped, which rolls back anything left, and the next batch opens a
+    /// new one.
     async fn rollback(&mut self) {
         if let Some(conn) = self.conn.as_mut()
             && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err()

@@ -4,8 +4,10 @@
 -- writes carry several events, and every row is one more key to place in the table's index
 -- inside the writer's transaction.
 
+-- The reference to the deployment is checked at COMMIT: checked within the writer's
+-- multi-row INSERT, it would make SQLite keep a statement journal to undo that statement alone.
 CREATE TABLE history (
-    deployment_id TEXT    NOT NULL REFERENCES deployments (id),
+    deployment_id TEXT    NOT NULL REFERENCES deployments (id) DEFERRABLE INITIALLY DEFERRED,
     -- The number of the row's first event in its deployment's history; the others follow.
     first_seq     INTEGER NOT NULL CHECK (first_seq > 0),
     count         INTEGER NOT NULL CHECK (count > 0),

@@ -29,6 +29,12 @@ use super::chunks::{self, EventList, Query, SIZES, pad, texts, values};
 use super::{Answers, Outcome, Save, StoreError, Write, create_one, refused, written};
 
 /// The four statements of a layer's chunk, described in the [module docs](self).
+///
+/// The writes are `OR ROLLBACK`, and the history's reference to its deployment is checked at
+/// `COMMIT`: otherwise SQLite keeps a statement journal for each of these multi-row statements,
+/// to undo that statement alone if a constraint failed half-way, and writing it was a twentieth
+/// of the store's work. Nothing is lost by it: a statement the batch shares that fails makes
+/// the writer roll back and run the batch again one write at a time anyway.
 static LAYER: LazyLock<[String; SIZES.len()]> = LazyLock::new(|| {
     texts(|rows| {
         format!(
@@ -36,19 +42,19 @@ static LAYER: LazyLock<[String; SIZES.len()]> = LazyLock::new(|| {
              SELECT s.id, d.version FROM s LEFT JOIN deployments d ON d.id = s.id
              WHERE s.id IS NOT NULL AND d.version IS NOT s.expected;
              WITH s(id, expected, next, count, events) AS (VALUES {append})
-             INSERT INTO history (deployment_id, first_seq, count, version, events)
+             INSERT OR ROLLBACK INTO history (deployment_id, first_seq, count, version, events)
              SELECT s.id, d.last_seq + 1, s.count, s.next, s.events
              FROM s JOIN deployments d ON d.id = s.id AND d.version = s.expected
              WHERE s.events IS NOT NULL;
              WITH s(id, expected, next, state, status, finished, now, count) AS (VALUES {update})
-             UPDATE deployments
+             UPDATE OR ROLLBACK deployments
              SET state = s.state, version = s.next, updated_at = s.now,
                  last_seq = last_seq + s.count
              FROM s
              WHERE deployments.id = s.id AND deployments.version = s.expected
                  AND deployments.status = s.status;
              WITH s(id, expected, next, state, status, finished, now, count) AS (VALUES {update})
-             UPDATE deployments
+             UPDATE OR ROLLBACK deployments
              SET state = s.state, status = s.status, finished = s.finished, version = s.next,
                  updated_at = s.now, last_seq = last_seq + s.count
              FROM s
