@@ -74,10 +74,25 @@ impl StartOptions {
 ///
 /// Time is wall-clock and only ever comes in as an argument, so deadlines keep their meaning
 /// across a restore. The same inputs give the same outputs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Deployment {
     plan: Arc<Plan>,
     s: DeploymentState,
+}
+
+/// By hand for `clone_from`, which reuses the target's allocations (see [`DeploymentState`]'s).
+impl Clone for Deployment {
+    fn clone(&self) -> Self {
+        Self {
+            plan: Arc::clone(&self.plan),
+            s: self.s.clone(),
+        }
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        self.plan.clone_from(&source.plan);
+        self.s.clone_from(&source.s);
+    }
 }
 
 impl Deployment {

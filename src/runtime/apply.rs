@@ -14,6 +14,7 @@ use super::engine::{Engine, Live, drain, lock};
 use super::error::RuntimeError;
 use super::event::EngineEvent;
 use super::host::StepContext;
+use super::spare;
 use crate::config::EnvId;
 use crate::core::{Action, CoreError, Deployment, DeploymentId, Event};
 use crate::store::StoreError;
@@ -67,7 +68,7 @@ impl Engine {
                 Target::Id(ref id) => self.entry(id, true).await?,
             };
             let mut live = entry.lock_owned().await;
-            let before = Box::new(live.d.clone());
+            let before = spare::copy(&live.d);
             let now = self.inner.clock.now();
             let result = input(&mut live.d, now);
             match self.commit_once(&mut live, before).await {
@@ -108,7 +109,7 @@ impl Engine {
     async fn commit_once(
         &self,
         live: &mut Live,
-        before: Box<Deployment>,
+        mut before: Box<Deployment>,
     ) -> Result<(bool, Vec<Ready>), RuntimeError> {
         let (actions, events) = if live.owned {
             drain(&mut live.d)
@@ -118,13 +119,15 @@ impl Engine {
                 std::iter::from_fn(|| live.d.poll_event()).collect(),
             )
         };
-        if live.d.state() == before.state() && actions.is_empty() && events.is_empty() {
+        let same = live.d.state() == before.state();
+        if same && actions.is_empty() && events.is_empty() {
+            spare::give_back(before);
             if live.owned {
                 live.arm(&self.inner.deadlines);
             }
             return Ok((false, Vec::new()));
         }
-        if live.d.state() != before.state() || !events.is_empty() {
+        if !same || !events.is_empty() {
             let saved = self
                 .inner
                 .store
@@ -139,7 +142,8 @@ impl Engine {
             match saved {
                 Ok(version) => live.version = version,
                 Err(e) => {
-                    live.d = *before;
+                    std::mem::swap(&mut live.d, &mut before);
+                    spare::give_back(before);
                     if matches!(e, StoreError::Conflict { .. }) {
                         // Someone else saved first: take their state, so the caller's retry
                         // applies to what is stored rather than failing forever. Boxed, as
@@ -153,6 +157,7 @@ impl Engine {
                 }
             }
         }
+        spare::give_back(before);
         if live.owned {
             return Ok((true, self.after_commit(live, actions, events)));
         }
@@ -192,7 +197,7 @@ impl Engine {
             if ready.is_empty() {
                 return;
             }
-            let before = Box::new(live.d.clone());
+            let before = spare::copy(&live.d);
             let now = self.inner.clock.now();
             for r in &ready {
                 let _entered = r.span.enter();
@@ -280,15 +285,15 @@ impl Engine {
                 index.remove(&callback);
             }
         }
-        let application = d.plan().application().to_owned();
         // Usually nothing waits: seen under the start lock, that settles it without a task,
         // since a `start` that finds the lock free has either queued its deployment already
         // or will find this one finished in the store.
         if let Ok(_serial) = self.inner.start_lock.try_lock()
-            && !lock(&self.inner.queued).contains_key(&application)
+            && !lock(&self.inner.queued).contains_key(d.plan().application())
         {
             return;
         }
+        let application = d.plan().application().to_owned();
         let engine = self.clone();
         self.inner.tasks.spawn(async move {
             // The hand-off happens under the start lock, like `start`'s check, so a deployment

@@ -39,6 +39,7 @@ mod gates;
 mod host;
 mod replica;
 mod scheduler;
+mod spare;
 mod view;
 
 pub use builder::EngineBuilder;

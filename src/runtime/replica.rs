@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 use super::engine::{Engine, Live, lock};
 use super::error::RuntimeError;
+use super::spare;
 use crate::core::{Deployment, DeploymentId};
 use crate::store::{ChangeWatcher, Lease, StoreError, StoredDeployment};
 
@@ -223,7 +224,7 @@ impl Engine {
                 break;
             }
             acted = true;
-            let before = Box::new(live.d.clone());
+            let before = spare::copy(&live.d);
             match self.commit(&mut live, before).await {
                 Ok(_) => break,
                 // `commit` reloaded what was stored: take that up in the next attempt.
@@ -286,7 +287,7 @@ impl Engine {
         }
         let plan = self.plan_for(&stored.plan_source)?;
         let mut d = Deployment::restore(plan, stored.state)?;
-        let before = Box::new(d.clone());
+        let before = spare::copy(&d);
         // Deadlines first: whatever they start or end is then in the state, and the reissue
         // below asks for exactly what is still in flight — never a step and its rollback. The
         // pending actions a write left for the previous driver are among what is reissued.
