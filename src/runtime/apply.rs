@@ -285,6 +285,10 @@ impl Engine {
                 index.remove(&callback);
             }
         }
+        // An engine that runs deployments side by side never queues one.
+        if self.inner.allow_concurrent {
+            return;
+        }
         // Usually nothing waits: seen under the start lock, that settles it without a task,
         // since a `start` that finds the lock free has either queued its deployment already
         // or will find this one finished in the store.

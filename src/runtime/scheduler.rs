@@ -34,6 +34,11 @@ impl Deadlines {
     /// Records the next deadline of a deployment (`None`: it has none), in place of the one at
     /// `slot`, which it updates.
     pub(crate) fn set(&self, id: &DeploymentId, slot: &mut Slot, at: Option<DateTime<Utc>>) {
+        // Nothing to move: spares every input of a deployment without deadlines the table's
+        // lock, which all inputs share.
+        if slot.is_none() && at.is_none() {
+            return;
+        }
         let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(key) = slot.take() {
             if Some(key.0) == at && t.by_time.contains_key(&key) {

@@ -1,5 +1,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
@@ -27,6 +28,9 @@ use log::{Log, Place};
 pub struct MemoryStore {
     tables: Mutex<Tables>,
     watchers: Mutex<Vec<ChangeWatcher>>,
+    /// Whether `watchers` has any, read by every write without taking the lock all writes
+    /// would share.
+    watched: AtomicBool,
     clock: Arc<dyn Clock>,
 }
 
@@ -68,6 +72,7 @@ impl MemoryStore {
         Self {
             tables: Mutex::default(),
             watchers: Mutex::default(),
+            watched: AtomicBool::new(false),
             clock: Arc::new(clock),
         }
     }
@@ -75,6 +80,9 @@ impl MemoryStore {
     /// Tells every watcher of a new version, after the tables' lock is released so that a
     /// watcher may read the store.
     fn changed(&self, id: &DeploymentId, version: u64) {
+        if !self.watched.load(Ordering::Acquire) {
+            return;
+        }
         let watchers = self
             .watchers
             .lock()
@@ -353,6 +361,7 @@ impl Store for MemoryStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(watcher);
+        self.watched.store(true, Ordering::Release);
         Ok(())
     }
 }
