@@ -1,5 +1,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -26,7 +27,11 @@ use log::{Log, Place};
 /// implements leases and change notices, so several engines in one process can share it as
 /// replicas share a database.
 pub struct MemoryStore {
-    tables: Mutex<Tables>,
+    /// The deployments, each in the shard its id hashes to.
+    shards: Box<[Mutex<Shard>]>,
+    /// Which shard an id is in.
+    hasher: RandomState,
+    callbacks: Mutex<HashMap<CallbackId, DeploymentId>>,
     watchers: Mutex<Vec<ChangeWatcher>>,
     /// Whether `watchers` has any, read by every write without taking the lock all writes
     /// would share.
@@ -34,10 +39,15 @@ pub struct MemoryStore {
     clock: Arc<dyn Clock>,
 }
 
+/// How many shards the deployments are spread over. With one lock for all of them, writes from
+/// a few threads at once queued for it, and a thread that waited slept: a write holds it while
+/// it looks its row up, which is usually a cache miss.
+const SHARDS: usize = 16;
+
+/// Some of the deployments, and the events written to them.
 #[derive(Default)]
-struct Tables {
+struct Shard {
     deployments: HashMap<DeploymentId, Row>,
-    callbacks: HashMap<CallbackId, DeploymentId>,
     log: Log,
 }
 
@@ -70,33 +80,39 @@ impl MemoryStore {
     /// An empty store stamping `created_at` and `updated_at` with `clock`.
     pub fn with_clock(clock: impl Clock) -> Self {
         Self {
-            tables: Mutex::default(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            callbacks: Mutex::default(),
             watchers: Mutex::default(),
             watched: AtomicBool::new(false),
             clock: Arc::new(clock),
         }
     }
 
-    /// Tells every watcher of a new version, after the tables' lock is released so that a
+    /// Tells every watcher of a new version, after the shard's lock is released so that a
     /// watcher may read the store.
     fn changed(&self, id: &DeploymentId, version: u64) {
         if !self.watched.load(Ordering::Acquire) {
             return;
         }
-        let watchers = self
-            .watchers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let watchers = locked(&self.watchers).clone();
         for watcher in watchers {
             watcher(id, version);
         }
     }
 
-    fn tables(&self) -> MutexGuard<'_, Tables> {
-        // Nothing panics while the lock is held, and every change is made after all checks, so
-        // a poisoned lock still guards consistent tables.
-        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The shard `id` is in, locked.
+    fn shard(&self, id: &DeploymentId) -> MutexGuard<'_, Shard> {
+        // The hash only picks a shard, so truncating it to `usize` loses nothing that matters.
+        let at = self.hasher.hash_one(id) as usize % SHARDS;
+        locked(&self.shards[at])
+    }
+
+    /// Every shard, one after the other, each locked while `f` reads or changes it.
+    fn each_shard(&self, mut f: impl FnMut(&mut Shard)) {
+        for shard in &self.shards {
+            f(&mut locked(shard));
+        }
     }
 }
 
@@ -108,10 +124,18 @@ impl Default for MemoryStore {
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut deployments = 0;
+        self.each_shard(|shard| deployments += shard.deployments.len());
         f.debug_struct("MemoryStore")
-            .field("deployments", &self.tables().deployments.len())
+            .field("deployments", &deployments)
             .finish_non_exhaustive()
     }
+}
+
+/// `mutex`, locked. Nothing panics while a lock is held, and every change is made after all
+/// checks, so a poisoned lock still guards consistent tables.
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Current {
@@ -151,21 +175,24 @@ impl Store for MemoryStore {
     async fn create(&self, new: NewDeployment, events: &[Event]) -> Result<u64, StoreError> {
         check_round_trip(&new.id, &new.state, events)?;
         let now = self.clock.now();
-        let mut tables = self.tables();
-        if tables.deployments.contains_key(&new.id) {
+        // Callbacks before the shard, as everywhere both are held.
+        let mut callbacks = locked(&self.callbacks);
+        let mut shard = self.shard(&new.id);
+        if shard.deployments.contains_key(&new.id) {
             return Err(StoreError::AlreadyExists { id: new.id });
         }
         let mut seen = HashSet::new();
         if let Some(&callback) = new
             .callback_ids
             .iter()
-            .find(|c| tables.callbacks.contains_key(c) || !seen.insert(**c))
+            .find(|c| callbacks.contains_key(c) || !seen.insert(**c))
         {
             return Err(StoreError::CallbackTaken { callback });
         }
         for callback in new.callback_ids {
-            tables.callbacks.insert(callback, new.id.clone());
+            callbacks.insert(callback, new.id.clone());
         }
+        drop(callbacks);
         let mut row = Row {
             current: Current {
                 application: new.application,
@@ -179,9 +206,9 @@ impl Store for MemoryStore {
             lease: new.lease.map(|l| (l.owner, l.until)),
             history: Vec::new(),
         };
-        row.append(&mut tables.log, 1, events);
-        tables.deployments.insert(new.id.clone(), row);
-        drop(tables);
+        row.append(&mut shard.log, 1, events);
+        shard.deployments.insert(new.id.clone(), row);
+        drop(shard);
         self.changed(&new.id, 1);
         Ok(1)
     }
@@ -196,10 +223,8 @@ impl Store for MemoryStore {
     ) -> Result<u64, StoreError> {
         check_round_trip(id, state, events)?;
         let now = self.clock.now();
-        let mut tables = self.tables();
-        let Tables {
-            deployments, log, ..
-        } = &mut *tables;
+        let mut shard = self.shard(id);
+        let Shard { deployments, log } = &mut *shard;
         let row = deployments
             .get_mut(id)
             .ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
@@ -217,13 +242,17 @@ impl Store for MemoryStore {
         current.updated_at = now;
         let version = current.version;
         row.append(log, version, events);
-        drop(tables);
+        drop(shard);
         self.changed(id, version);
         Ok(version)
     }
 
     async fn load(&self, id: &DeploymentId) -> Result<Option<StoredDeployment>, StoreError> {
-        let current = self.tables().deployments.get(id).map(|r| r.current.clone());
+        let current = self
+            .shard(id)
+            .deployments
+            .get(id)
+            .map(|r| r.current.clone());
         Ok(current.map(|c| c.stored(id.clone())))
     }
 
@@ -231,17 +260,20 @@ impl Store for MemoryStore {
         &self,
         callback: CallbackId,
     ) -> Result<Option<DeploymentId>, StoreError> {
-        Ok(self.tables().callbacks.get(&callback).cloned())
+        Ok(locked(&self.callbacks).get(&callback).cloned())
     }
 
     async fn list_unfinished(&self) -> Result<Vec<StoredDeployment>, StoreError> {
-        let mut rows: Vec<_> = self
-            .tables()
-            .deployments
-            .iter()
-            .filter(|(_, row)| !row.current.status.is_terminal())
-            .map(|(id, row)| (row.current.created_at, id.clone(), row.current.clone()))
-            .collect();
+        let mut rows = Vec::new();
+        self.each_shard(|shard| {
+            rows.extend(
+                shard
+                    .deployments
+                    .iter()
+                    .filter(|(_, row)| !row.current.status.is_terminal())
+                    .map(|(id, row)| (row.current.created_at, id.clone(), row.current.clone())),
+            );
+        });
         rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         Ok(rows.into_iter().map(|(_, id, c)| c.stored(id)).collect())
     }
@@ -250,25 +282,30 @@ impl Store for MemoryStore {
         &self,
         application: &str,
     ) -> Result<Vec<DeploymentId>, StoreError> {
-        let tables = self.tables();
-        let mut rows: Vec<_> = tables
-            .deployments
-            .iter()
-            .map(|(id, row)| (id, &row.current))
-            .filter(|(_, c)| c.status == DeploymentStatus::Running && c.application == application)
-            .map(|(id, c)| (c.created_at, id))
-            .collect();
+        let mut rows = Vec::new();
+        self.each_shard(|shard| {
+            rows.extend(
+                shard
+                    .deployments
+                    .iter()
+                    .filter(|(_, row)| {
+                        row.current.status == DeploymentStatus::Running
+                            && row.current.application == application
+                    })
+                    .map(|(id, row)| (row.current.created_at, id.clone())),
+            );
+        });
         rows.sort();
-        Ok(rows.into_iter().map(|(_, id)| id.clone()).collect())
+        Ok(rows.into_iter().map(|(_, id)| id).collect())
     }
 
     async fn history(&self, id: &DeploymentId) -> Result<Vec<HistoryEntry>, StoreError> {
-        let tables = self.tables();
-        let Some(row) = tables.deployments.get(id) else {
+        let shard = self.shard(id);
+        let Some(row) = shard.deployments.get(id) else {
             return Ok(Vec::new());
         };
         let events = row.history.iter().flat_map(|(version, place)| {
-            tables
+            shard
                 .log
                 .get(place)
                 .iter()
@@ -285,8 +322,8 @@ impl Store for MemoryStore {
     }
 
     async fn claim(&self, id: &DeploymentId, lease: &Lease) -> Result<bool, StoreError> {
-        let mut tables = self.tables();
-        let row = tables
+        let mut shard = self.shard(id);
+        let row = shard
             .deployments
             .get_mut(id)
             .ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
@@ -298,17 +335,18 @@ impl Store for MemoryStore {
     }
 
     async fn renew(&self, lease: &Lease) -> Result<Vec<(DeploymentId, u64)>, StoreError> {
-        let mut tables = self.tables();
         let mut held = Vec::new();
-        for (id, row) in &mut tables.deployments {
-            if let Some((owner, until)) = &mut row.lease
-                && *owner == lease.owner
-                && !row.current.status.is_terminal()
-            {
-                *until = lease.until;
-                held.push((id.clone(), row.current.version));
+        self.each_shard(|shard| {
+            for (id, row) in &mut shard.deployments {
+                if let Some((owner, until)) = &mut row.lease
+                    && *owner == lease.owner
+                    && !row.current.status.is_terminal()
+                {
+                    *until = lease.until;
+                    held.push((id.clone(), row.current.version));
+                }
             }
-        }
+        });
         held.sort();
         Ok(held)
     }
@@ -318,49 +356,56 @@ impl Store for MemoryStore {
         lease: &Lease,
         limit: usize,
     ) -> Result<Vec<StoredDeployment>, StoreError> {
-        let mut tables = self.tables();
-        let mut orphans: Vec<_> = tables
-            .deployments
-            .iter()
-            .filter(|(_, row)| {
-                row.claimable_by(lease)
-                    && row
-                        .lease
-                        .as_ref()
-                        .is_none_or(|(owner, _)| *owner != lease.owner)
-            })
-            .map(|(id, row)| (row.current.created_at, id.clone()))
-            .collect();
+        let orphan = |row: &Row| {
+            row.claimable_by(lease)
+                && row
+                    .lease
+                    .as_ref()
+                    .is_none_or(|(owner, _)| *owner != lease.owner)
+        };
+        let mut orphans = Vec::new();
+        self.each_shard(|shard| {
+            orphans.extend(
+                shard
+                    .deployments
+                    .iter()
+                    .filter(|(_, row)| orphan(row))
+                    .map(|(id, row)| (row.current.created_at, id.clone())),
+            );
+        });
         orphans.sort();
         orphans.truncate(limit);
         let mut taken = Vec::with_capacity(orphans.len());
         for (_, id) in orphans {
-            if let Some(row) = tables.deployments.get_mut(&id) {
+            // Looked at again under its shard's lock: another replica may have taken it since.
+            let mut shard = self.shard(&id);
+            if let Some(row) = shard.deployments.get_mut(&id)
+                && orphan(row)
+            {
                 row.lease = Some((lease.owner.clone(), lease.until));
-                taken.push((id, row.current.clone()));
+                let current = row.current.clone();
+                drop(shard);
+                taken.push(current.stored(id));
             }
         }
-        drop(tables);
-        Ok(taken.into_iter().map(|(id, c)| c.stored(id)).collect())
+        Ok(taken)
     }
 
     async fn release(&self, owner: &str) -> Result<usize, StoreError> {
-        let mut tables = self.tables();
         let mut released = 0;
-        for row in tables.deployments.values_mut() {
-            if row.lease.as_ref().is_some_and(|(o, _)| o == owner) {
-                row.lease = None;
-                released += 1;
+        self.each_shard(|shard| {
+            for row in shard.deployments.values_mut() {
+                if row.lease.as_ref().is_some_and(|(o, _)| o == owner) {
+                    row.lease = None;
+                    released += 1;
+                }
             }
-        }
+        });
         Ok(released)
     }
 
     async fn watch(&self, watcher: ChangeWatcher) -> Result<(), StoreError> {
-        self.watchers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(watcher);
+        locked(&self.watchers).push(watcher);
         self.watched.store(true, Ordering::Release);
         Ok(())
     }
