@@ -7,10 +7,13 @@
 //! approving callback to each through [`GateService::callback`], which records the callback,
 //! runs the simulated host's deploy step and finishes the deployment. The same-run baseline is
 //! the core alone: the same transitions on COUNT bare `Deployment`s, with their actions and
-//! events drained. Five rounds each, alternating; the fastest of each is reported.
+//! events drained. Five rounds each, alternating; the fastest of each is reported, with the
+//! allocations per callback counted by a global allocator that wraps the system's.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -27,28 +30,86 @@ use support::{ONE_GATE as PLAN, core_waiting, count_arg};
 
 const ROUNDS: usize = 5;
 
+/// The system allocator, counting allocations (a `realloc` counts as one).
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is passed on unchanged to `System`, which upholds the contract.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as for `System`; the caller upholds `alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System` through this allocator, with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as for `System`; the caller upholds `realloc`'s contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// One round's time and allocations, over all its callbacks.
+#[derive(Clone, Copy)]
+struct Round {
+    time: Duration,
+    allocations: usize,
+}
+
+impl Round {
+    /// Where the counts stand when a round starts.
+    fn start() -> (Instant, usize) {
+        (Instant::now(), ALLOCATIONS.load(Ordering::Relaxed))
+    }
+
+    /// The round since `start`.
+    fn since((started, allocations): (Instant, usize)) -> Self {
+        Self {
+            time: started.elapsed(),
+            allocations: ALLOCATIONS.load(Ordering::Relaxed) - allocations,
+        }
+    }
+
+    fn fastest(self, other: Self) -> Self {
+        if other.time < self.time { other } else { self }
+    }
+}
+
 fn main() {
     let count = count_arg(20_000);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
-    let (mut ours, mut base) = (Duration::MAX, Duration::MAX);
-    for _ in 0..ROUNDS {
-        ours = ours.min(runtime.block_on(engine_round(count)));
-        base = base.min(core_round(count));
-    }
-    let per = |d: Duration| d.as_nanos() as f64 / count as f64;
+    let mut rounds =
+        (0..ROUNDS).map(|_| (runtime.block_on(engine_round(count)), core_round(count)));
+    let (first_ours, first_base) = rounds.next().expect("at least one round");
+    let (ours, base) = rounds.fold((first_ours, first_base), |(ours, base), (o, b)| {
+        (ours.fastest(o), base.fastest(b))
+    });
+    let per = |r: Round| r.time.as_nanos() as f64 / count as f64;
+    let allocations = |r: Round| r.allocations as f64 / count as f64;
     println!(
-        "{count} callbacks, each recorded, its deploy step run and the deployment finished: engine {:.0} ns per callback; core alone {:.0} ns (ratio {:.1})",
+        "{count} callbacks, each recorded, its deploy step run and the deployment finished: engine {:.0} ns and {:.1} allocations per callback; core alone {:.0} ns and {:.1} allocations (ratio {:.1})",
         per(ours),
+        allocations(ours),
         per(base),
+        allocations(base),
         per(ours) / per(base)
     );
 }
 
 /// Opens `count` gates on a fresh engine and times one approving callback to each.
-async fn engine_round(count: usize) -> Duration {
+async fn engine_round(count: usize) -> Round {
     let external = RecordingTransport::new();
     let dispatcher = external
         .dispatcher("http://127.0.0.1:9".to_owned())
@@ -81,7 +142,7 @@ async fn engine_round(count: usize) -> Duration {
         .collect();
     assert_eq!(callbacks.len(), count, "every gate called out");
     let by = Principal::new("bench");
-    let started = Instant::now();
+    let started = Round::start();
     for callback in callbacks {
         let report = CallbackReport::Outcome {
             success: true,
@@ -92,14 +153,14 @@ async fn engine_round(count: usize) -> Duration {
             .await
             .expect("the callback is applied");
     }
-    let elapsed = started.elapsed();
+    let round = Round::since(started);
     assert_eq!(engine.live_deployments(), 0, "every deployment finished");
-    elapsed
+    round
 }
 
 /// The same transitions on the core alone: the gate's call answered, then timed: the callback,
 /// the deploy step's result, every action and event drained.
-fn core_round(count: usize) -> Duration {
+fn core_round(count: usize) -> Round {
     let plan = Arc::new(Plan::from_yaml(PLAN).expect("the plan is valid"));
     let mut ids = SequentialIds::default();
     let now = Utc::now();
@@ -110,7 +171,7 @@ fn core_round(count: usize) -> Duration {
             (d, callback)
         })
         .collect();
-    let started = Instant::now();
+    let started = Round::start();
     for (d, callback) in &mut open {
         d.handle_callback(now, *callback, true, None)
             .expect("the callback is applied");
@@ -123,7 +184,7 @@ fn core_round(count: usize) -> Duration {
         while d.poll_event().is_some() {}
         assert!(d.is_finished());
     }
-    let elapsed = started.elapsed();
+    let round = Round::since(started);
     std::hint::black_box(&open);
-    elapsed
+    round
 }
