@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use tracing::Instrument;
 
-use super::engine::{Engine, Live, drain, lock};
+use super::engine::{Engine, Live, drain, drain_events, lock};
 use super::error::RuntimeError;
 use super::event::EngineEvent;
 use super::host::StepContext;
@@ -114,14 +114,13 @@ impl Engine {
         let (actions, events) = if live.owned {
             drain(&mut live.d)
         } else {
-            (
-                Vec::new(),
-                std::iter::from_fn(|| live.d.poll_event()).collect(),
-            )
+            (Vec::new(), drain_events(&mut live.d))
         };
         let same = live.d.state() == before.state();
         if same && actions.is_empty() && events.is_empty() {
             spare::give_back(before);
+            spare::give_back_actions(actions);
+            spare::give_back_events(events);
             if live.owned {
                 live.arm(&self.inner.deadlines);
             }
@@ -226,26 +225,29 @@ impl Engine {
     ) -> Vec<Ready> {
         live.arm(&self.inner.deadlines);
         self.publish(live.d.id(), events);
+        let mut actions = actions;
         let ready = actions
-            .into_iter()
+            .drain(..)
             .filter_map(|action| self.perform(live, action))
             .collect();
+        spare::give_back_actions(actions);
         if live.d.is_finished() {
             self.retire(&live.d);
         }
         ready
     }
 
-    pub(crate) fn publish(&self, id: &DeploymentId, events: Vec<Event>) {
-        if self.inner.events.receiver_count() == 0 {
-            return;
+    /// Sends `events` to the engine's subscribers, if it has any.
+    pub(crate) fn publish(&self, id: &DeploymentId, mut events: Vec<Event>) {
+        if self.inner.events.receiver_count() > 0 {
+            for event in events.drain(..) {
+                let _ = self.inner.events.send(EngineEvent::Deployment {
+                    id: id.clone(),
+                    event,
+                });
+            }
         }
-        for event in events {
-            let _ = self.inner.events.send(EngineEvent::Deployment {
-                id: id.clone(),
-                event,
-            });
-        }
+        spare::give_back_events(events);
     }
 
     /// Replaces the entry's deployment with the stored one; whether it could.
@@ -336,7 +338,7 @@ impl Engine {
 
     /// Starts an action; a call or step that finished at once comes back as its result.
     fn perform(&self, live: &Live, action: Action) -> Option<Ready> {
-        let id = live.d.id().clone();
+        let id = live.d.id();
         match action {
             Action::CallWebhook(call) => {
                 let prepared = self.inner.dispatcher.prepare(&live.d, &call, None);
@@ -378,7 +380,7 @@ impl Engine {
             }
             Action::RequestApproval(request) => {
                 let _ = self.inner.events.send(EngineEvent::ApprovalRequested {
-                    id,
+                    id: id.clone(),
                     gate: request.gate,
                     env: request.env,
                     kind: request.kind,
@@ -395,7 +397,7 @@ impl Engine {
     /// already under way.
     fn start_io<T: Clone + Send + Sync + 'static>(
         &self,
-        id: DeploymentId,
+        id: &DeploymentId,
         io: impl Future<Output = T> + Send + 'static,
         record: impl Fn(&mut Deployment, DateTime<Utc>, T) -> Result<(), CoreError>
         + Send
@@ -413,6 +415,7 @@ impl Engine {
         let result = match first {
             Poll::Ready(result) => result,
             Poll::Pending => {
+                let id = id.clone();
                 let engine = self.clone();
                 let shutdown = self.inner.shutdown.clone();
                 self.inner.tasks.spawn(
