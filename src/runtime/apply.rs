@@ -116,8 +116,10 @@ impl Engine {
         } else {
             (Vec::new(), drain_events(&mut live.d))
         };
-        let same = live.d.state() == before.state();
-        if same && actions.is_empty() && events.is_empty() {
+        // An input that produced events changed the deployment: comparing the whole state is
+        // left for those that did not.
+        let changed = !events.is_empty() || live.d.state() != before.state();
+        if !changed && actions.is_empty() {
             spare::give_back(before);
             spare::give_back_actions(actions);
             spare::give_back_events(events);
@@ -126,7 +128,7 @@ impl Engine {
             }
             return Ok((false, Vec::new()));
         }
-        if !same || !events.is_empty() {
+        if changed {
             let saved = self
                 .inner
                 .store
