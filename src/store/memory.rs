@@ -108,6 +108,20 @@ impl MemoryStore {
         locked(&self.shards[at])
     }
 
+    /// What `pick` takes from each deployment, over every shard.
+    fn pick<T>(&self, mut pick: impl FnMut(&DeploymentId, &Row) -> Option<T>) -> Vec<T> {
+        let mut picked = Vec::new();
+        self.each_shard(|shard| {
+            picked.extend(
+                shard
+                    .deployments
+                    .iter()
+                    .filter_map(|(id, row)| pick(id, row)),
+            );
+        });
+        picked
+    }
+
     /// Every shard, one after the other, each locked while `f` reads or changes it.
     fn each_shard(&self, mut f: impl FnMut(&mut Shard)) {
         for shard in &self.shards {
@@ -264,15 +278,10 @@ impl Store for MemoryStore {
     }
 
     async fn list_unfinished(&self) -> Result<Vec<StoredDeployment>, StoreError> {
-        let mut rows = Vec::new();
-        self.each_shard(|shard| {
-            rows.extend(
-                shard
-                    .deployments
-                    .iter()
-                    .filter(|(_, row)| !row.current.status.is_terminal())
-                    .map(|(id, row)| (row.current.created_at, id.clone(), row.current.clone())),
-            );
+        let mut rows = self.pick(|id, row| {
+            let current = &row.current;
+            (!current.status.is_terminal())
+                .then(|| (current.created_at, id.clone(), current.clone()))
         });
         rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         Ok(rows.into_iter().map(|(_, id, c)| c.stored(id)).collect())
@@ -282,18 +291,10 @@ impl Store for MemoryStore {
         &self,
         application: &str,
     ) -> Result<Vec<DeploymentId>, StoreError> {
-        let mut rows = Vec::new();
-        self.each_shard(|shard| {
-            rows.extend(
-                shard
-                    .deployments
-                    .iter()
-                    .filter(|(_, row)| {
-                        row.current.status == DeploymentStatus::Running
-                            && row.current.application == application
-                    })
-                    .map(|(id, row)| (row.current.created_at, id.clone())),
-            );
+        let mut rows = self.pick(|id, row| {
+            let current = &row.current;
+            (current.status == DeploymentStatus::Running && current.application == application)
+                .then(|| (current.created_at, id.clone()))
         });
         rows.sort();
         Ok(rows.into_iter().map(|(_, id)| id).collect())
@@ -363,16 +364,8 @@ impl Store for MemoryStore {
                     .as_ref()
                     .is_none_or(|(owner, _)| *owner != lease.owner)
         };
-        let mut orphans = Vec::new();
-        self.each_shard(|shard| {
-            orphans.extend(
-                shard
-                    .deployments
-                    .iter()
-                    .filter(|(_, row)| orphan(row))
-                    .map(|(id, row)| (row.current.created_at, id.clone())),
-            );
-        });
+        let mut orphans =
+            self.pick(|id, row| orphan(row).then(|| (row.current.created_at, id.clone())));
         orphans.sort();
         orphans.truncate(limit);
         let mut taken = Vec::with_capacity(orphans.len());
