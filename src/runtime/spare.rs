@@ -95,7 +95,7 @@ mod tests {
     use super::{KEPT, copy, give_back};
     use crate::config::Plan;
     use crate::core::{Deployment, DeploymentId, StartOptions};
-    use crate::test_util::SequentialIds;
+    use crate::ids::RandomIds;
 
     fn started(id: &str, source: &str) -> Deployment {
         let plan = Arc::new(Plan::from_yaml(source).expect("a valid plan"));
@@ -103,7 +103,7 @@ mod tests {
             plan,
             DeploymentId::from(id),
             StartOptions::default(),
-            &mut SequentialIds::default(),
+            &mut RandomIds,
             Utc::now(),
         )
     }
