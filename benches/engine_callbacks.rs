@@ -90,12 +90,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    let mut rounds =
-        (0..ROUNDS).map(|_| (runtime.block_on(engine_round(count)), core_round(count)));
-    let (first_ours, first_base) = rounds.next().expect("at least one round");
-    let (ours, base) = rounds.fold((first_ours, first_base), |(ours, base), (o, b)| {
-        (ours.fastest(o), base.fastest(b))
-    });
+    let (ours, base) = (0..ROUNDS)
+        .map(|_| (runtime.block_on(engine_round(count)), core_round(count)))
+        .reduce(|(ours, base), (o, b)| (ours.fastest(o), base.fastest(b)))
+        .expect("at least one round");
     let per = |r: Round| r.time.as_nanos() as f64 / count as f64;
     let allocations = |r: Round| r.allocations as f64 / count as f64;
     println!(

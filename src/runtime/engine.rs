@@ -243,7 +243,7 @@ impl Engine {
         } else {
             // A replica's upkeep found the new lease first and resumed the deployment, asking
             // for the same work itself.
-            self.publish(&live.d.id().clone(), events);
+            self.publish(live.d.id(), events);
         }
         Ok(())
     }

@@ -205,7 +205,7 @@ impl Writer {
                 Ok(conn) => conn,
                 Err(e) => return fail_pending(items, &Shared(Arc::new(e))),
             };
-            if let Some(whole) = layers::Whole::of(items).filter(|_| grouped) {
+            if grouped && let Some(whole) = layers::Whole::of(items) {
                 match whole.run(conn).await {
                     Ok(done) => return self.committed(items, done).await,
                     Err(e) => {
