@@ -176,6 +176,12 @@ impl Deployment {
         &self.s.id
     }
 
+    /// The deployment's id, as the state shares it between copies: tables that index
+    /// deployments by id keep this rather than a copy of the text.
+    pub(crate) fn shared_id(&self) -> &Arc<DeploymentId> {
+        &self.s.id
+    }
+
     /// The plan it runs.
     pub fn plan(&self) -> &Arc<Plan> {
         &self.plan

@@ -48,7 +48,8 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) ids: Mutex<Box<dyn IdSource + Send>>,
     pub(crate) settings: Settings,
-    pub(crate) live: Mutex<HashMap<DeploymentId, Arc<AsyncMutex<Live>>>>,
+    /// Keyed by the deployments' own shared ids, so an entry costs no copy of its id's text.
+    pub(crate) live: Mutex<HashMap<Arc<DeploymentId>, Arc<AsyncMutex<Live>>>>,
     /// The entries of the deployments in memory, by callback id: a callback finds its
     /// deployment's entry in one look-up.
     pub(crate) callbacks: Mutex<HashMap<CallbackId, Arc<AsyncMutex<Live>>>>,
@@ -89,7 +90,11 @@ impl Live {
 
     /// Records its next deadline with the scheduler.
     pub(crate) fn arm(&mut self, deadlines: &Deadlines) {
-        deadlines.set(self.d.id(), &mut self.deadline, self.d.poll_timeout());
+        deadlines.set(
+            self.d.shared_id(),
+            &mut self.deadline,
+            self.d.poll_timeout(),
+        );
     }
 }
 
@@ -525,10 +530,10 @@ impl Engine {
     /// indexed. When another caller registered it first, theirs is kept and returned, so there is
     /// only ever one copy to apply inputs to; the flag says whether `live` was the one kept.
     pub(crate) fn register(&self, live: Live) -> (Arc<AsyncMutex<Live>>, bool) {
-        let id = live.d.id().clone();
+        let id = Arc::clone(live.d.shared_id());
         let callbacks: Vec<_> = live.d.callback_ids().map(|(_, c)| c).collect();
         let mut inserted = false;
-        let entry = Arc::clone(lock(&self.inner.live).entry(id.clone()).or_insert_with(|| {
+        let entry = Arc::clone(lock(&self.inner.live).entry(id).or_insert_with(|| {
             inserted = true;
             Arc::new(AsyncMutex::new(live))
         }));

@@ -149,7 +149,7 @@ impl Engine {
         let held: HashMap<DeploymentId, u64> =
             self.inner.store.renew(&lease).await?.into_iter().collect();
         upkeep.renewed = held.len();
-        let live: Vec<DeploymentId> = lock(&self.inner.live).keys().cloned().collect();
+        let live: Vec<Arc<DeploymentId>> = lock(&self.inner.live).keys().cloned().collect();
         for id in live {
             match held.get(&id) {
                 Some(&version) => upkeep.reloaded += usize::from(self.sync(&id, version).await),
@@ -260,7 +260,7 @@ impl Engine {
             (callbacks, live.deadline.take())
         };
         // The deadline is this entry's own, whoever holds the deployment now.
-        self.inner.deadlines.set(id, &mut deadline, None);
+        self.inner.deadlines.clear(&mut deadline);
         // Only the entry looked at above is forgotten: one registered since (taken back by an
         // input) keeps its deadline and callback index.
         let mut live = lock(&self.inner.live);

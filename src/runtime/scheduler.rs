@@ -2,7 +2,7 @@
 //! not a task or a timer each.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
@@ -25,15 +25,16 @@ pub(crate) type Slot = Option<(DateTime<Utc>, u64)>;
 #[derive(Debug, Default)]
 struct Table {
     /// Ordered by time, then by when the deadline was set: integer keys, so that moving a
-    /// deadline compares and copies no ids.
-    by_time: BTreeMap<(DateTime<Utc>, u64), DeploymentId>,
+    /// deadline compares and copies no ids. The ids are the deployments' own, shared: moving a
+    /// deadline then allocates and frees no text.
+    by_time: BTreeMap<(DateTime<Utc>, u64), Arc<DeploymentId>>,
     next_seq: u64,
 }
 
 impl Deadlines {
     /// Records the next deadline of a deployment (`None`: it has none), in place of the one at
     /// `slot`, which it updates.
-    pub(crate) fn set(&self, id: &DeploymentId, slot: &mut Slot, at: Option<DateTime<Utc>>) {
+    pub(crate) fn set(&self, id: &Arc<DeploymentId>, slot: &mut Slot, at: Option<DateTime<Utc>>) {
         // Nothing to move: spares every input of a deployment without deadlines the table's
         // lock, which all inputs share.
         if slot.is_none() && at.is_none() {
@@ -54,7 +55,7 @@ impl Deadlines {
             .is_none_or(|(first, _)| at < first.0);
         let key = (at, t.next_seq);
         t.next_seq += 1;
-        t.by_time.insert(key, id.clone());
+        t.by_time.insert(key, Arc::clone(id));
         *slot = Some(key);
         drop(t);
         if earliest {
@@ -64,8 +65,16 @@ impl Deadlines {
 
     /// Adds a deadline that no entry keeps: it fires once, and firing a deployment with
     /// nothing due changes nothing.
-    pub(crate) fn add(&self, id: &DeploymentId, at: DateTime<Utc>) {
+    pub(crate) fn add(&self, id: &Arc<DeploymentId>, at: DateTime<Utc>) {
         self.set(id, &mut None, Some(at));
+    }
+
+    /// Removes the deadline at `slot`, if it is still in the table.
+    pub(crate) fn clear(&self, slot: &mut Slot) {
+        if let Some(key) = slot.take() {
+            let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+            t.by_time.remove(&key);
+        }
     }
 
     /// The earliest deadline, if any.
@@ -76,7 +85,7 @@ impl Deadlines {
 
     /// Removes and returns every deployment whose deadline is at or before `now`, earliest
     /// first.
-    pub(crate) fn take_due(&self, now: DateTime<Utc>) -> Vec<DeploymentId> {
+    pub(crate) fn take_due(&self, now: DateTime<Utc>) -> Vec<Arc<DeploymentId>> {
         let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         let mut due = Vec::new();
         while t
@@ -108,22 +117,23 @@ mod tests {
 
     use super::*;
 
+    fn id(text: &str) -> Arc<DeploymentId> {
+        Arc::new(text.into())
+    }
+
     #[test]
     fn due_deadlines_come_out_in_order_and_replacements_move_them() {
         let d = Deadlines::default();
         let t = |s| Utc.timestamp_opt(s, 0).unwrap();
         let (mut a, mut b, mut c) = (None, None, None);
-        d.set(&"a".into(), &mut a, Some(t(30)));
-        d.set(&"b".into(), &mut b, Some(t(10)));
-        d.set(&"c".into(), &mut c, Some(t(20)));
-        d.set(&"a".into(), &mut a, Some(t(5)));
-        d.set(&"c".into(), &mut c, None);
+        d.set(&id("a"), &mut a, Some(t(30)));
+        d.set(&id("b"), &mut b, Some(t(10)));
+        d.set(&id("c"), &mut c, Some(t(20)));
+        d.set(&id("a"), &mut a, Some(t(5)));
+        d.set(&id("c"), &mut c, None);
         assert_eq!(c, None);
         assert_eq!(d.next(), Some(t(5)));
-        assert_eq!(
-            d.take_due(t(10)),
-            vec!["a".into(), "b".into()] as Vec<DeploymentId>
-        );
+        assert_eq!(d.take_due(t(10)), vec![id("a"), id("b")]);
         assert_eq!(d.len(), 0);
         assert!(d.take_due(t(100)).is_empty());
     }
@@ -135,17 +145,33 @@ mod tests {
         let d = Deadlines::default();
         let t = |s| Utc.timestamp_opt(s, 0).unwrap();
         let (mut a, mut b) = (None, None);
-        d.set(&"a".into(), &mut a, Some(t(10)));
-        d.set(&"b".into(), &mut b, Some(t(10)));
-        d.set(&"a".into(), &mut a, Some(t(10)));
+        d.set(&id("a"), &mut a, Some(t(10)));
+        d.set(&id("b"), &mut b, Some(t(10)));
+        d.set(&id("a"), &mut a, Some(t(10)));
         assert_eq!(d.len(), 2, "an unchanged deadline is not added twice");
         assert_eq!(d.take_due(t(10)).len(), 2);
-        d.set(&"a".into(), &mut a, Some(t(10)));
-        assert_eq!(d.take_due(t(10)), vec![DeploymentId::from("a")]);
-        d.set(&"b".into(), &mut b, Some(t(30)));
-        d.set(&"a".into(), &mut a, None);
+        d.set(&id("a"), &mut a, Some(t(10)));
+        assert_eq!(d.take_due(t(10)), vec![id("a")]);
+        d.set(&id("b"), &mut b, Some(t(30)));
+        d.set(&id("a"), &mut a, None);
         assert_eq!(d.next(), Some(t(30)), "b's deadline is kept");
-        d.add(&"b".into(), t(20));
+        d.add(&id("b"), t(20));
         assert_eq!(d.take_due(t(30)).len(), 2);
+    }
+
+    #[test]
+    fn clearing_a_slot_removes_only_its_deadline() {
+        let d = Deadlines::default();
+        let t = |s| Utc.timestamp_opt(s, 0).unwrap();
+        let (mut a, mut b) = (None, None);
+        d.set(&id("a"), &mut a, Some(t(10)));
+        d.set(&id("b"), &mut b, Some(t(20)));
+        d.clear(&mut a);
+        assert_eq!(a, None);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d.next(), Some(t(20)));
+        d.clear(&mut a);
+        assert_eq!(d.len(), 1, "clearing an empty slot changes nothing");
+        assert_eq!(d.take_due(t(30)), vec![id("b")]);
     }
 }
