@@ -222,12 +222,11 @@ impl Engine {
     pub(crate) fn after_commit(
         &self,
         live: &mut Live,
-        actions: Vec<Action>,
+        mut actions: Vec<Action>,
         events: Vec<Event>,
     ) -> Vec<Ready> {
         live.arm(&self.inner.deadlines);
         self.publish(live.d.id(), events);
-        let mut actions = actions;
         let ready = actions
             .drain(..)
             .filter_map(|action| self.perform(live, action))

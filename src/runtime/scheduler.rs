@@ -35,20 +35,17 @@ impl Deadlines {
     /// Records the next deadline of a deployment (`None`: it has none), in place of the one at
     /// `slot`, which it updates.
     pub(crate) fn set(&self, id: &Arc<DeploymentId>, slot: &mut Slot, at: Option<DateTime<Utc>>) {
-        // Nothing to move: spares every input of a deployment without deadlines the table's
-        // lock, which all inputs share.
-        if slot.is_none() && at.is_none() {
-            return;
-        }
+        let Some(at) = at else {
+            return self.clear(slot);
+        };
         let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(key) = slot.take() {
-            if Some(key.0) == at && t.by_time.contains_key(&key) {
+            if key.0 == at && t.by_time.contains_key(&key) {
                 *slot = Some(key);
                 return;
             }
             t.by_time.remove(&key);
         }
-        let Some(at) = at else { return };
         let earliest = t
             .by_time
             .first_key_value()
@@ -69,7 +66,9 @@ impl Deadlines {
         self.set(id, &mut None, Some(at));
     }
 
-    /// Removes the deadline at `slot`, if it is still in the table.
+    /// Removes the deadline at `slot`, if it is still in the table. An empty slot spares the
+    /// table's lock, which all inputs share: most inputs of a deployment without deadlines
+    /// come here.
     pub(crate) fn clear(&self, slot: &mut Slot) {
         if let Some(key) = slot.take() {
             let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);

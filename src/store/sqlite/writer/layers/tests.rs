@@ -67,6 +67,20 @@ fn save(id: &str, expected: i64, texts: &[&str]) -> Write {
     Write::Save(Box::new(save), oneshot::channel().0)
 }
 
+/// `write`, a save, changed to end its deployment with `status`.
+fn finishing(mut write: Write, status: &'static str) -> Write {
+    if let Write::Save(save, _) = &mut write {
+        save.status = status;
+        save.finished = true;
+    }
+    write
+}
+
+/// Runs `sql`, rows to start a test from.
+async fn seed(conn: &mut SqliteConnection, sql: &str) {
+    sqlx::raw_sql(sql).execute(conn).await.expect("seed");
+}
+
 fn create(id: &str, texts: &[&str]) -> Write {
     let create = Create {
         id: DeploymentId::from(id),
@@ -128,22 +142,17 @@ async fn run_in_transaction(
 async fn layers_answer_as_one_write_at_a_time() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut conn = connect(&dir).await;
-    sqlx::raw_sql(
+    seed(
+        &mut conn,
         r#"INSERT INTO deployments VALUES
             ('a', 'shop', '{}', 'running', 0, 1, 't', 't', 2),
             ('b', 'shop', '{}', 'running', 0, 1, 't', 't', 0),
             ('c', 'shop', '{}', 'running', 0, 3, 't', 't', 0);
          INSERT INTO history VALUES ('a', 1, 2, 1, '["a1", "a1 again"]');"#,
     )
-    .execute(&mut conn)
-    .await
-    .expect("seed");
+    .await;
 
-    let mut last = save("a", 3, &[]);
-    if let Write::Save(save, _) = &mut last {
-        save.status = "succeeded";
-        save.finished = true;
-    }
+    let last = finishing(save("a", 3, &[]), "succeeded");
     let batch = [
         (save("a", 1, &["a2 \"x\"", "a2 y\n"]), Ok(2)),
         (save("b", 1, &["b2"]), Ok(2)),
@@ -312,20 +321,15 @@ fn a_whole_batch_is_one_chunk_of_one_layer() {
 async fn a_whole_batch_commits_in_one_command() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut conn = connect(&dir).await;
-    sqlx::raw_sql(
+    seed(
+        &mut conn,
         r#"INSERT INTO deployments VALUES
             ('a', 'shop', '{}', 'running', 0, 1, 't', 't', 1),
             ('c', 'shop', '{}', 'running', 0, 3, 't', 't', 0);
          INSERT INTO history VALUES ('a', 1, 1, 1, '["a1"]');"#,
     )
-    .execute(&mut conn)
-    .await
-    .expect("seed");
-    let mut done = save("c", 1, &["stale c"]);
-    if let Write::Save(save, _) = &mut done {
-        save.status = "failed";
-        save.finished = true;
-    }
+    .await;
+    let done = finishing(save("c", 1, &["stale c"]), "failed");
     let items = [
         (save("a", 1, &["a2", "a2 again"]), None),
         (done, None),
