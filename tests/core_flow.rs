@@ -537,3 +537,51 @@ fn call_results_for_an_old_attempt_are_stale() {
             .is_err()
     );
 }
+
+#[test]
+fn copies_share_preview_urls_only_until_they_change() {
+    let mut h = start(
+        "application: app\ntargets: {prod: {strategy: canary}}\nstrategies: {canary: {canary: {steps: [exposeServices: {services: [web]}]}}}",
+    );
+    let mut written = h.deployment.clone();
+    let Some(Action::RunStep(deploy)) = h.pending().first().cloned() else {
+        panic!("the deploy step is asked for first");
+    };
+    let now = h.now();
+    h.deployment
+        .handle_step_result(now, deploy.op, StepOutcome::Succeeded)
+        .unwrap();
+    let expose = std::iter::from_fn(|| h.deployment.poll_action())
+        .find_map(|a| match a {
+            Action::RunStep(r) if matches!(r.step, HostStep::ExposeServices { .. }) => Some(r),
+            _ => None,
+        })
+        .expect("exposeServices is asked for next");
+    let kept = h.deployment.clone();
+    written.clone_from(&h.deployment);
+    h.deployment
+        .handle_step_result(
+            now,
+            expose.op,
+            StepOutcome::Exposed(
+                [("web".to_owned(), "https://preview.example/web".to_owned())].into(),
+            ),
+        )
+        .unwrap();
+    let env = hookgate::config::EnvId(0);
+    assert_eq!(
+        h.deployment.preview_urls(env).unwrap()["web"],
+        "https://preview.example/web"
+    );
+    assert_eq!(
+        kept.preview_urls(env),
+        None,
+        "a copy taken before keeps none"
+    );
+    assert_eq!(
+        written.preview_urls(env),
+        None,
+        "nor does one written over before"
+    );
+    assert_eq!(kept.state(), written.state());
+}

@@ -90,7 +90,7 @@ impl Clone for Deployment {
     }
 
     fn clone_from(&mut self, source: &Self) {
-        self.plan.clone_from(&source.plan);
+        super::state::share(&mut self.plan, &source.plan);
         self.s.clone_from(&source.s);
     }
 }
@@ -115,8 +115,8 @@ impl Deployment {
         let mut s = DeploymentState {
             id: Arc::new(id),
             started_at: now,
-            context: options.context,
-            tenant: options.tenant,
+            context: Arc::new(options.context),
+            tenant: options.tenant.map(Arc::from),
             settings: options.settings,
             rng: Pcg64Mcg::seed_from_u64(options.seed),
             next_op: 0,
@@ -125,7 +125,7 @@ impl Deployment {
             envs: vec![EnvState::Waiting; plan.environments().len()],
             gates: vec![GateState::Idle; plan.gates().len()],
             callbacks,
-            previews: BTreeMap::new(),
+            previews: Arc::default(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -568,7 +568,10 @@ impl Deployment {
                 }
                 EnvState::Running { pos, .. } if ok => {
                     if let StepOutcome::Exposed(urls) = outcome {
-                        self.s.previews.entry(env).or_default().extend(urls);
+                        Arc::make_mut(&mut self.s.previews)
+                            .entry(env)
+                            .or_default()
+                            .extend(urls);
                     }
                     self.s.advance(plan, now, env, pos);
                 }

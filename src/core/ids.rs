@@ -4,9 +4,25 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A deployment's id, chosen by the host.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct DeploymentId(pub String);
+
+/// An id compared with itself is equal without reading its text: tables keyed by the id a
+/// deployment's state shares (the engine's, the memory store's) are then searched with that
+/// same id, and comparing the text would read it from memory once more.
+impl PartialEq for DeploymentId {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other) || self.0 == other.0
+    }
+}
+
+/// By hand beside the hand-written `PartialEq`: the text, as equality compares it.
+impl std::hash::Hash for DeploymentId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 impl fmt::Display for DeploymentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -145,5 +161,18 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn deployment_ids_are_equal_by_their_text() {
+        let id = DeploymentId::from("d-1");
+        assert_eq!(id, id, "the same value");
+        assert_eq!(
+            id,
+            DeploymentId::from("d-1"),
+            "another value, the same text"
+        );
+        assert_ne!(id, DeploymentId::from("d-2"));
+        assert_ne!(id, DeploymentId::from("d-10"));
     }
 }

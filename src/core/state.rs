@@ -24,11 +24,12 @@ pub struct DeploymentState {
     /// copy is taken at every input (to roll back to) and by the memory store at every write.
     pub(crate) id: Arc<DeploymentId>,
     pub(crate) started_at: DateTime<Utc>,
-    pub(crate) context: BTreeMap<String, String>,
+    /// Shared between copies too: it is fixed at the start.
+    pub(crate) context: Arc<BTreeMap<String, String>>,
     /// The tenant that owns the deployment, for hosts that scope callers by tenant; the core
     /// only keeps it. Absent in states written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) tenant: Option<String>,
+    pub(crate) tenant: Option<Arc<str>>,
     pub(crate) settings: Settings,
     pub(crate) rng: Pcg64Mcg,
     pub(crate) next_op: u64,
@@ -37,7 +38,9 @@ pub struct DeploymentState {
     pub(crate) envs: Vec<EnvState>,
     pub(crate) gates: Vec<GateState>,
     pub(crate) callbacks: Arc<[(GateId, CallbackId)]>,
-    pub(crate) previews: BTreeMap<EnvId, BTreeMap<String, String>>,
+    /// Shared between copies until it changes, which only a finished `exposeServices` step
+    /// does.
+    pub(crate) previews: Arc<BTreeMap<EnvId, BTreeMap<String, String>>>,
     pub(crate) actions: VecDeque<Action>,
     pub(crate) events: VecDeque<Event>,
 }
@@ -101,9 +104,9 @@ impl Clone for DeploymentState {
             actions,
             events,
         } = source;
-        self.id.clone_from(id);
+        share(&mut self.id, id);
         self.started_at = *started_at;
-        self.context.clone_from(context);
+        share(&mut self.context, context);
         self.tenant.clone_from(tenant);
         self.settings.clone_from(settings);
         self.rng.clone_from(rng);
@@ -112,10 +115,30 @@ impl Clone for DeploymentState {
         self.canceled = *canceled;
         self.envs.clone_from(envs);
         self.gates.clone_from(gates);
-        self.callbacks.clone_from(callbacks);
-        self.previews.clone_from(previews);
-        self.actions.clone_from(actions);
-        self.events.clone_from(events);
+        share(&mut self.callbacks, callbacks);
+        share(&mut self.previews, previews);
+        copy_queue(&mut self.actions, actions);
+        copy_queue(&mut self.events, events);
+    }
+}
+
+/// Points `target` at what `source` points to. `Arc::clone_from` writes both counts even when
+/// they already share it; the counts of a plan or id shared between threads are then written by
+/// every copy, and each write takes the count's cache line (and whatever sits beside it) from
+/// the other cores.
+pub(crate) fn share<T: ?Sized>(target: &mut Arc<T>, source: &Arc<T>) {
+    if !Arc::ptr_eq(target, source) {
+        *target = Arc::clone(source);
+    }
+}
+
+/// `target.clone_from(source)`, but at once for an empty `source`, which is how the queues of a
+/// state at rest are: `VecDeque::clone_from` empties and extends through its iterators even then.
+fn copy_queue<T: Clone>(target: &mut VecDeque<T>, source: &VecDeque<T>) {
+    if source.is_empty() {
+        target.clear();
+    } else {
+        target.clone_from(source);
     }
 }
 

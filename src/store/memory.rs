@@ -47,7 +47,9 @@ const SHARDS: usize = 16;
 /// Some of the deployments, and the events written to them.
 #[derive(Default)]
 struct Shard {
-    deployments: HashMap<DeploymentId, Row>,
+    /// Keyed by the id the row's state shares with the engine's copy, which looks rows up with
+    /// that same id: the keys are then found equal without reading their text.
+    deployments: HashMap<Arc<DeploymentId>, Row>,
     log: Log,
 }
 
@@ -221,7 +223,12 @@ impl Store for MemoryStore {
             history: Vec::new(),
         };
         row.append(&mut shard.log, 1, events);
-        shard.deployments.insert(new.id.clone(), row);
+        let key = if *row.current.state.id == new.id {
+            Arc::clone(&row.current.state.id)
+        } else {
+            Arc::new(new.id.clone())
+        };
+        shard.deployments.insert(key, row);
         drop(shard);
         self.changed(&new.id, 1);
         Ok(1)
@@ -344,7 +351,7 @@ impl Store for MemoryStore {
                     && !row.current.status.is_terminal()
                 {
                     *until = lease.until;
-                    held.push((id.clone(), row.current.version));
+                    held.push((DeploymentId::clone(id), row.current.version));
                 }
             }
         });
