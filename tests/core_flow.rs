@@ -7,8 +7,8 @@ mod common;
 use chrono::TimeDelta;
 use common::*;
 use hookgate::core::{
-    Action, CallResult, DeploymentStatus, EnvStatus, EventKind, GateState, HostStep, Resolution,
-    StepOutcome,
+    Action, CallResult, DeploymentState, DeploymentStatus, EnvStatus, EventKind, GateState,
+    HostStep, Resolution, StartOptions, StepOutcome,
 };
 
 #[test]
@@ -540,8 +540,14 @@ fn call_results_for_an_old_attempt_are_stale() {
 
 #[test]
 fn copies_share_preview_urls_only_until_they_change() {
-    let mut h = start(
-        "application: app\ntargets: {prod: {strategy: canary}}\nstrategies: {canary: {canary: {steps: [exposeServices: {services: [web]}]}}}",
+    let mut h = hookgate::test_util::Harness::start(
+        plan(
+            "application: app\ntargets: {prod: {strategy: canary}}\nstrategies: {canary: {canary: {steps: [exposeServices: {services: [web]}]}}}",
+        ),
+        StartOptions::default()
+            .with_context("ticket", "T-1")
+            .with_tenant("acme"),
+        t0(),
     );
     let mut written = h.deployment.clone();
     let Some(Action::RunStep(deploy)) = h.pending().first().cloned() else {
@@ -584,4 +590,16 @@ fn copies_share_preview_urls_only_until_they_change() {
         "nor does one written over before"
     );
     assert_eq!(kept.state(), written.state());
+
+    // Shared or not, these fields are stored as plain JSON values, as before.
+    let json = serde_json::to_string(h.deployment.state()).unwrap();
+    for field in [
+        r#""context":{"ticket":"T-1"}"#,
+        r#""tenant":"acme""#,
+        r#""previews":{"0":{"web":"https://preview.example/web"}}"#,
+    ] {
+        assert!(json.contains(field), "{field} in {json}");
+    }
+    let back: DeploymentState = serde_json::from_str(&json).unwrap();
+    assert_eq!(&back, h.deployment.state());
 }
