@@ -120,10 +120,13 @@ mod tests {
         Arc::new(text.into())
     }
 
+    fn t(seconds: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(seconds, 0).unwrap()
+    }
+
     #[test]
     fn due_deadlines_come_out_in_order_and_replacements_move_them() {
         let d = Deadlines::default();
-        let t = |s| Utc.timestamp_opt(s, 0).unwrap();
         let (mut a, mut b, mut c) = (None, None, None);
         d.set(&id("a"), &mut a, Some(t(30)));
         d.set(&id("b"), &mut b, Some(t(10)));
@@ -142,7 +145,6 @@ mod tests {
     #[test]
     fn a_slot_taken_when_due_is_armed_again() {
         let d = Deadlines::default();
-        let t = |s| Utc.timestamp_opt(s, 0).unwrap();
         let (mut a, mut b) = (None, None);
         d.set(&id("a"), &mut a, Some(t(10)));
         d.set(&id("b"), &mut b, Some(t(10)));
@@ -161,7 +163,6 @@ mod tests {
     #[test]
     fn clearing_a_slot_removes_only_its_deadline() {
         let d = Deadlines::default();
-        let t = |s| Utc.timestamp_opt(s, 0).unwrap();
         let (mut a, mut b) = (None, None);
         d.set(&id("a"), &mut a, Some(t(10)));
         d.set(&id("b"), &mut b, Some(t(20)));

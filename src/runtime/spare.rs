@@ -8,8 +8,8 @@
 //! the engine's allocations per callback. A few of each are kept per thread instead: a copy is
 //! written over with `clone_from`, which reuses its vectors, and a vector is emptied. One given
 //! back on another thread than the one it came from simply stays there. A kept copy holds on
-//! to the plan and ids of the deployment it last copied until it is written over or its thread
-//! ends.
+//! to what the deployment it last copied shares between its copies (its plan, ids, context and
+//! preview URLs) until it is written over or its thread ends.
 
 use std::cell::RefCell;
 use std::thread::LocalKey;
