@@ -190,6 +190,43 @@ fn a_strategy_needs_exactly_one_kind() {
 }
 
 #[test]
+fn strategies_no_target_uses_are_checked_too() {
+    let p = problems(
+        "application: a\ntargets: {dev: {}}\nstrategies: {unused: {canary: {steps: [setWeight: {weight: 500}, runWebhook: {name: nope}]}}}",
+    );
+    assert_eq!(
+        p,
+        [
+            (
+                "strategies.unused.canary.steps[0].setWeight.weight".into(),
+                ProblemKind::WeightOutOfRange { weight: 500 }
+            ),
+            (
+                "strategies.unused.canary.steps[1].runWebhook.name".into(),
+                ProblemKind::UnknownWebhook {
+                    name: "nope".into()
+                }
+            ),
+        ]
+    );
+    let plan = Plan::from_yaml(
+        "application: a\ntargets: {dev: {}}\nstrategies: {unused: {canary: {steps: [pause: {untilApproved: true}]}}}",
+    )
+    .expect("a valid strategy no target uses is accepted");
+    assert_eq!(plan.gates().len(), 0, "its gates are not part of the plan");
+}
+
+#[test]
+fn a_strategy_used_by_several_targets_reports_each_problem_once() {
+    assert_eq!(
+        paths(
+            "application: a\ntargets: {dev: {strategy: s}, prod: {strategy: s}}\nstrategies: {s: {canary: {steps: [setWeight: {weight: 101}]}}}"
+        ),
+        ["strategies.s.canary.steps[0].setWeight.weight"]
+    );
+}
+
+#[test]
 fn weight_outside_0_to_100_is_rejected() {
     let p = problems(
         "application: a\ntargets: {dev: {strategy: s}}\nstrategies: {s: {canary: {steps: [setWeight: {weight: 101}, setWeight: {weight: -1}]}}}",
@@ -461,6 +498,61 @@ mod limits {
         let gates = "application: a\ntargets: {a: {constraints: {beforeDeployment: [pause: {untilApproved: true}, pause: {untilApproved: true}]}}}";
         let e = Plan::from_yaml_with(gates, &Limits::default().with_max_gates(1)).unwrap_err();
         assert_eq!(e.problems()[0].path, "targets");
+    }
+
+    fn path_kinds(e: ConfigError) -> Vec<(String, ProblemKind)> {
+        e.problems().into_iter().map(|p| (p.path, p.kind)).collect()
+    }
+
+    /// A strategy named by many targets multiplies its gates: the file is refused by counting
+    /// them, before any is built (each built gate would cost an allocation and a path).
+    #[test]
+    fn the_gate_limit_counts_a_shared_strategy_for_every_target_before_building_it() {
+        let steps = vec!["{pause: {duration: 1, unit: seconds}}, {setWeight: {weight: 1}}"; 100];
+        let targets: Vec<String> = (0..101).map(|i| format!("t{i}: {{strategy: s}}")).collect();
+        let file = format!(
+            "application: a\ntargets: {{{}}}\nstrategies: {{s: {{canary: {{steps: [{}]}}}}}}",
+            targets.join(", "),
+            steps.join(", ")
+        );
+        assert_eq!(
+            path_kinds(Plan::from_yaml(&file).unwrap_err()),
+            [(
+                "targets".to_owned(),
+                ProblemKind::TooLarge {
+                    what: "gates over all targets",
+                    limit: 10_000
+                }
+            )],
+            "100 pauses for each of 101 targets are over the limit, and nothing else is checked"
+        );
+        let limits = Limits::default().with_max_gates(10_100);
+        assert_eq!(
+            Plan::from_yaml_with(&file, &limits)
+                .expect("within a raised limit")
+                .gates()
+                .len(),
+            10_100
+        );
+    }
+
+    /// Positions in a canary are 16-bit in the state: a longer one is refused, not wrapped.
+    #[test]
+    fn a_canary_with_more_steps_than_the_index_limit_is_refused() {
+        let steps = vec![r#"{"setWeight": {"weight": 1}}"#; 10_001].join(",");
+        let file = format!(
+            r#"{{"application": "a", "targets": {{"dev": {{"strategy": "s"}}}}, "strategies": {{"s": {{"canary": {{"steps": [{steps}]}}}}}}}}"#
+        );
+        assert_eq!(
+            path_kinds(Plan::from_json(&file).unwrap_err()),
+            [(
+                "strategies.s.canary.steps".to_owned(),
+                ProblemKind::TooLarge {
+                    what: "steps in one canary",
+                    limit: 10_000
+                }
+            )]
+        );
     }
 
     proptest! {

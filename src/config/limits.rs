@@ -2,6 +2,9 @@ use serde_json::Value;
 
 /// Resource limits for reading a deployment file, so that a hostile or broken file is refused
 /// before it costs much memory or time. [`Limits::default`] suits hand-written files.
+///
+/// Whatever the limits, a file has at most 10,000 targets and 10,000 webhooks, and a canary at
+/// most 10,000 steps: positions are 16-bit in each deployment's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {

@@ -88,9 +88,12 @@ impl DeploymentFile {
         if v.problems.is_empty() {
             Ok(plan)
         } else {
-            Err(ConfigError::Invalid {
-                problems: v.problems,
-            })
+            // A strategy is checked once for every target that uses it: its problems are the
+            // same each time, and are reported once.
+            let mut seen = BTreeSet::new();
+            let mut problems = v.problems;
+            problems.retain(|p| seen.insert(p.to_string()));
+            Err(ConfigError::Invalid { problems })
         }
     }
 }
@@ -201,6 +204,17 @@ impl Validator {
             );
             return Plan::empty(file.application.clone());
         }
+        let gates = gate_count(file);
+        if gates > self.limits.max_gates {
+            self.problem(
+                "targets",
+                ProblemKind::TooLarge {
+                    what: "gates over all targets",
+                    limit: self.limits.max_gates,
+                },
+            );
+            return Plan::empty(file.application.clone());
+        }
         let webhooks = self.webhooks(&file.webhooks);
         let hooks = WebhookNames::new(&webhooks);
         let order = self.dependency_order(&file.targets);
@@ -216,15 +230,7 @@ impl Validator {
                 self.environment(name, target, &ids, file, &hooks)
             })
             .collect();
-        if self.gates.len() > self.limits.max_gates {
-            self.problem(
-                "targets",
-                ProblemKind::TooLarge {
-                    what: "gates over all targets",
-                    limit: self.limits.max_gates,
-                },
-            );
-        }
+        self.unused_strategies(file, &hooks);
         Plan {
             application: file.application.clone(),
             context: strings(&file.context),
@@ -526,6 +532,23 @@ impl Validator {
         }
     }
 
+    /// Checks the strategies no target uses, as a file with a broken one is still wrong; their
+    /// gates are not part of the plan.
+    fn unused_strategies(&mut self, file: &DeploymentFile, hooks: &WebhookNames<'_>) {
+        let used: BTreeSet<&str> = file
+            .targets
+            .values()
+            .filter_map(|t| t.strategy.as_deref())
+            .collect();
+        for (name, raw) in &file.strategies {
+            if !used.contains(name.as_str()) {
+                let kept = self.gates.len();
+                self.strategy(EnvId(0), name, raw, hooks);
+                self.gates.truncate(kept);
+            }
+        }
+    }
+
     fn strategy(
         &mut self,
         env: EnvId,
@@ -535,6 +558,16 @@ impl Validator {
     ) -> Strategy {
         let path = format!("strategies.{name}");
         match (&raw.canary, &raw.blue_green) {
+            (Some(canary), None) if canary.steps.len() > limits::HARD_MAX_INDEX => {
+                self.problem(
+                    format!("{path}.canary.steps"),
+                    ProblemKind::TooLarge {
+                        what: "steps in one canary",
+                        limit: limits::HARD_MAX_INDEX,
+                    },
+                );
+                Strategy::Direct
+            }
             (Some(canary), None) => {
                 let steps = canary
                     .steps
@@ -866,6 +899,40 @@ impl Plan {
             gates: Vec::new(),
         }
     }
+}
+
+/// How many gates the plan of `file` has: every entry of a constraint list, and a strategy's
+/// gates once for each target that uses it. Counted from the file alone, so that one naming a
+/// large strategy from many targets is refused before its gates are built.
+fn gate_count(file: &DeploymentFile) -> usize {
+    let strategy_gates = |name: &str| {
+        file.strategies.get(name).map_or(0, |raw| {
+            let canary = raw.canary.iter().flat_map(|c| &c.steps).filter(|step| {
+                matches!(
+                    step,
+                    file::CanaryStep::Pause(_)
+                        | file::CanaryStep::RunWebhook(_)
+                        | file::CanaryStep::Analysis(_)
+                )
+            });
+            let blue_green = raw
+                .blue_green
+                .iter()
+                .map(|bg| bg.redirect_traffic_after.len() + bg.shut_down_old_version_after.len());
+            canary.count().saturating_add(blue_green.sum())
+        })
+    };
+    file.targets
+        .values()
+        .map(|target| {
+            let constraints = target
+                .constraints
+                .iter()
+                .map(|c| c.before_deployment.len() + c.after_deployment.len());
+            let strategy = target.strategy.as_deref().map_or(0, strategy_gates);
+            constraints.sum::<usize>().saturating_add(strategy)
+        })
+        .fold(0, usize::saturating_add)
 }
 
 fn strings(context: &Context) -> BTreeMap<String, String> {
