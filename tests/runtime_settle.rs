@@ -5,7 +5,9 @@
 #![cfg(all(feature = "runtime", feature = "test-util", feature = "receiver"))]
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use hookgate::auth::Principal;
@@ -164,4 +166,27 @@ async fn a_result_whose_write_fails_is_recorded_once_the_store_works_again() {
         .filter(|h| matches!(h.event.kind, EventKind::DeploymentFinished { .. }))
         .count();
     assert_eq!(finished, 1, "the result was recorded once: {history:#?}");
+}
+
+/// A caller that stops waiting (a client that hangs up, a timeout around the handler) once the
+/// callback is applied in memory leaves the write to go on: the callback is stored and acted on,
+/// and the sender's retry is then a duplicate of what is stored.
+#[tokio::test(flavor = "current_thread")]
+async fn a_callback_whose_caller_goes_away_during_its_write_is_still_stored_and_acted_on() {
+    let s = setup();
+    let (id, callback) = started(&s).await;
+    s.store.slow_saves(true);
+
+    let mut call = Box::pin(pass(&s, callback));
+    let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+    assert!(first.is_pending(), "the write waits");
+    drop(call);
+    let view = s.engine.view(&id).await.expect("a view");
+    assert_eq!(
+        view.status,
+        DeploymentStatus::Succeeded,
+        "the write and the deploy step it started went on without the caller"
+    );
+    assert_eq!(stored_status(&s, &id).await, DeploymentStatus::Succeeded);
+    assert_eq!(pass(&s, callback).await, CallbackAck::Duplicate);
 }

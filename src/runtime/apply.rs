@@ -2,12 +2,15 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::runtime::Handle;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::engine::{Engine, Live, drain, drain_events, lock};
@@ -71,21 +74,41 @@ impl Engine {
             let before = spare::copy(&live.d);
             let now = self.inner.clock.now();
             let result = input(&mut live.d, now);
-            match self.commit_once(&mut live, before).await {
-                Ok((_, ready)) => {
-                    self.settle_soon(live, ready);
-                    return Ok(result);
-                }
+            match self.commit_detached(live, before).await {
+                Ok(()) => return Ok(result),
                 // The next attempt looks the deployment up again: the entry may have left
                 // memory meanwhile.
-                Err(RuntimeError::Store(StoreError::Conflict { .. }))
+                Err(RuntimeError::Store(StoreError::Conflict { id, .. }))
                     if attempts < MAX_CONFLICT_RETRIES =>
                 {
-                    target = Target::Id(Cow::Owned(live.d.id().clone()));
+                    target = Target::Id(Cow::Owned(id));
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// [`Engine::commit_once`] and then [`Engine::settle_soon`], carried to their end even when
+    /// the caller stops waiting (a client that hangs up, a timeout around a callback): the input
+    /// is applied to the deployment in memory by then, so it has to be stored and acted on, or
+    /// put back.
+    async fn commit_detached(
+        &self,
+        mut live: OwnedMutexGuard<Live>,
+        before: Box<Deployment>,
+    ) -> Result<(), RuntimeError> {
+        let engine = self.clone();
+        let commit = Detached {
+            commit: Some(Box::pin(async move {
+                let done = engine.commit_once(&mut live, before).await;
+                (engine, live, done)
+            })),
+            tasks: self.inner.tasks.clone(),
+        };
+        let (engine, live, done) = commit.await;
+        let (_, ready) = done?;
+        engine.settle_soon(live, ready);
+        Ok(())
     }
 
     /// Stores what changed since `before` and then publishes events and starts actions. On a
@@ -152,7 +175,7 @@ impl Engine {
                         Box::pin(self.reload(live)).await;
                     }
                     if live.owned {
-                        live.arm(&self.inner.deadlines);
+                        live.arm_after_failure(&self.inner.deadlines, self.inner.clock.now());
                     }
                     return Err(e.into());
                 }
@@ -471,6 +494,51 @@ impl Engine {
 pub(crate) enum Target<'a> {
     Id(Cow<'a, DeploymentId>),
     Entry(Arc<AsyncMutex<Live>>),
+}
+
+/// What an input's write hands back: the engine, the deployment still locked, and how the
+/// write went.
+type Committed = (
+    Engine,
+    OwnedMutexGuard<Live>,
+    Result<(bool, Vec<Ready>), RuntimeError>,
+);
+
+/// An input's write, finished by a task if the caller stops waiting for it. Only a caller that
+/// goes away costs a task; one that waits polls the write itself.
+struct Detached {
+    commit: Option<Pin<Box<dyn Future<Output = Committed> + Send>>>,
+    tasks: TaskTracker,
+}
+
+impl Future for Detached {
+    type Output = Committed;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Committed> {
+        let Some(commit) = self.commit.as_mut() else {
+            return Poll::Pending;
+        };
+        let committed = std::task::ready!(commit.as_mut().poll(cx));
+        self.commit = None;
+        Poll::Ready(committed)
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        let (Some(commit), Ok(runtime)) = (self.commit.take(), Handle::try_current()) else {
+            return;
+        };
+        self.tasks.spawn_on(
+            async move {
+                let (engine, live, done) = commit.await;
+                if let Ok((_, ready)) = done {
+                    engine.settle_soon(live, ready);
+                }
+            },
+            &runtime,
+        );
+    }
 }
 
 /// Applies one finished call's or step's result to its deployment.

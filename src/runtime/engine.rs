@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::{Mutex as AsyncMutex, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -94,6 +94,18 @@ impl Live {
             self.d.shared_id(),
             &mut self.deadline,
             self.d.poll_timeout(),
+        );
+    }
+
+    /// Records its next deadline after a write failed and the deployment was put back as it
+    /// was: one already due (the write may have been its firing) is tried again a second after
+    /// `now`, so a store that fails at once is not retried in a tight loop.
+    pub(crate) fn arm_after_failure(&mut self, deadlines: &Deadlines, now: DateTime<Utc>) {
+        let retry = now + TimeDelta::seconds(1);
+        deadlines.set(
+            self.d.shared_id(),
+            &mut self.deadline,
+            self.d.poll_timeout().map(|at| at.max(retry)),
         );
     }
 }
@@ -356,10 +368,13 @@ impl Engine {
         let due = self.inner.deadlines.take_due(self.inner.clock.now());
         for id in &due {
             if let Err(e) = self.apply(id, |d, now| d.handle_timeout(now)).await {
-                // Tried again a little later rather than at once, so a failing store is not
-                // hammered in a tight loop.
-                let retry = self.inner.clock.now() + chrono::TimeDelta::seconds(1);
-                self.inner.deadlines.add(id, retry);
+                // A deployment in memory was armed again when its write failed; one that could
+                // not be loaded is tried again here. Either way a second later rather than at
+                // once, so a failing store is not hammered in a tight loop.
+                if !lock(&self.inner.live).contains_key(&**id) {
+                    let retry = self.inner.clock.now() + TimeDelta::seconds(1);
+                    self.inner.deadlines.add(id, retry);
+                }
                 tracing::warn!(deployment = %id, error = %e, "could not fire a deadline; trying again in a second");
             }
         }
@@ -492,10 +507,15 @@ impl Engine {
                 None => true,
                 Some(lease) => take_over && self.inner.store.claim(id, &lease).await?,
             };
-        if owned && self.replica().is_some() {
-            // Taken over from a replica that stopped: resumed as a restart would, from what is
-            // stored now that the lease keeps others out.
-            stored = self.load_stored(id).await?;
+        if owned {
+            if self.replica().is_some() {
+                // Taken over from a replica that stopped: read again now that the lease keeps
+                // others out.
+                stored = self.load_stored(id).await?;
+            }
+            // Resumed as a restart would (deadlines that passed fire, work in flight is asked
+            // for again): a single engine comes here for a deployment whose resumption at
+            // recovery failed.
             self.resume(stored).await?;
             if let Some(entry) = lock(&self.inner.live).get(id) {
                 return Ok(Arc::clone(entry));
@@ -503,19 +523,15 @@ impl Engine {
             // Resuming finished it (a deadline that passed ended it): a copy answers now.
             stored = self.load_stored(id).await?;
         }
+        // A copy is private: a finished deployment never changes again, and an input applied
+        // to another replica's deployment is stored for that replica to act on.
         let plan = self.plan_for(&stored.plan_source)?;
         let live = Live::new(
             Deployment::restore(plan, stored.state)?,
             stored.version,
-            owned && self.replica().is_none(),
+            false,
         );
-        // A copy is private: a finished deployment never changes again, and an input applied
-        // to another replica's deployment is stored for that replica to act on. A deployment
-        // this engine drives must be shared, so the first loader's copy wins.
-        if !live.owned {
-            return Ok(Arc::new(AsyncMutex::new(live)));
-        }
-        Ok(self.register(live).0)
+        Ok(Arc::new(AsyncMutex::new(live)))
     }
 
     async fn load_stored(&self, id: &DeploymentId) -> Result<StoredDeployment, RuntimeError> {

@@ -1,0 +1,135 @@
+//! What the engine does when its store fails under it, or when the caller of an input goes
+//! away before the input's write is done.
+#![cfg(all(feature = "runtime", feature = "test-util"))]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{TimeDelta, TimeZone, Utc};
+use hookgate::runtime::{Engine, SimulatedHost};
+use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport, SequentialIds};
+
+const PAUSE: &str = r#"
+application: pause
+targets:
+  prod:
+    constraints:
+      beforeDeployment: [pause: {duration: 1, unit: minutes}]
+"#;
+
+struct Setup {
+    engine: Engine,
+    store: Arc<FaultyStore>,
+    clock: ManualClock,
+}
+
+fn setup() -> Setup {
+    let external = RecordingTransport::new();
+    let dispatcher = external
+        .dispatcher("https://hookgate.example")
+        .expect("a dispatcher");
+    let store = Arc::new(FaultyStore::default());
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap());
+    let engine = Engine::builder(dispatcher, SimulatedHost)
+        .shared_store(store.clone())
+        .clock(clock.clone())
+        .ids(SequentialIds::starting_at(1))
+        .build();
+    Setup {
+        engine,
+        store,
+        clock,
+    }
+}
+
+#[tokio::test]
+async fn a_deadline_whose_write_fails_is_tried_again_a_second_later_not_at_once() {
+    let s = setup();
+    s.engine
+        .start(PAUSE, BTreeMap::new())
+        .await
+        .expect("started");
+    s.clock.advance(TimeDelta::minutes(2));
+    s.store.fail_saves(0, 100);
+
+    assert_eq!(s.engine.fire_due().await, 1, "the pause's end is due");
+    assert_eq!(
+        s.engine.fire_due().await,
+        0,
+        "nothing is due again until a second has passed"
+    );
+    let armed = s.engine.armed_deadlines();
+    s.clock.advance(TimeDelta::seconds(1));
+    assert!(s.engine.fire_due().await >= 1, "tried again after a second");
+    assert_eq!(
+        s.engine.armed_deadlines(),
+        armed,
+        "each failed try leaves as many deadlines as the one before"
+    );
+
+    s.store.fail_saves(0, 0);
+    s.clock.advance(TimeDelta::seconds(1));
+    s.engine.fire_due().await;
+    assert_eq!(s.engine.live_deployments(), 0, "the deployment finished");
+}
+
+const CALL_AND_PAUSE: &str = r#"
+application: resume
+targets:
+  prod:
+    constraints:
+      beforeDeployment:
+        - runWebhook: {name: gate}
+        - pause: {duration: 1, unit: minutes}
+webhooks:
+  - name: gate
+    uriTemplate: https://external.example/run
+"#;
+
+fn engine(store: &Arc<FaultyStore>, clock: &ManualClock, external: &RecordingTransport) -> Engine {
+    let dispatcher = external
+        .dispatcher("https://hookgate.example")
+        .expect("a dispatcher");
+    Engine::builder(dispatcher, SimulatedHost)
+        .shared_store(store.clone())
+        .clock(clock.clone())
+        .ids(SequentialIds::starting_at(1))
+        .build()
+}
+
+/// A deployment whose resumption at recovery failed is resumed when it is next needed: the call
+/// that was in flight when the engine stopped is sent again.
+#[tokio::test]
+async fn a_deployment_whose_resumption_failed_is_resumed_when_next_needed() {
+    let s = setup();
+    let first = RecordingTransport::new();
+    let stopped = engine(&s.store, &s.clock, &first);
+    // The call's answer is never stored: the engine stops with the call in flight.
+    s.store.fail_saves(0, 1);
+    stopped
+        .start(CALL_AND_PAUSE, BTreeMap::new())
+        .await
+        .expect("started");
+    assert_eq!(first.count(), 1);
+    stopped.shutdown().await;
+    drop(stopped);
+
+    s.clock.advance(TimeDelta::minutes(2));
+    let second = RecordingTransport::new();
+    let restarted = engine(&s.store, &s.clock, &second);
+    // Its first write, of the pause that ended while it was down, fails.
+    s.store.fail_saves(0, 1);
+    restarted
+        .recover()
+        .await
+        .expect("recovery goes on past one deployment");
+    assert_eq!(second.count(), 0, "nothing was sent while its write failed");
+
+    s.clock.advance(TimeDelta::seconds(1));
+    restarted.fire_due().await;
+    assert_eq!(
+        second.count(),
+        1,
+        "the call in flight was sent again once the deployment was resumed"
+    );
+}
