@@ -22,6 +22,8 @@ const AUD: &str = "hookgate";
 const SECRET: &str = "a shared HS256 secret that is long enough";
 const RSA_PRIVATE: &[u8] = include_bytes!("data/jwt/rsa_private.pem");
 const RSA_PUBLIC: &[u8] = include_bytes!("data/jwt/rsa_public.pem");
+/// The identity provider's next RSA key, for rotations.
+const RSA2_PRIVATE: &[u8] = include_bytes!("data/jwt/rsa2_private.pem");
 const EC_PRIVATE: &[u8] = include_bytes!("data/jwt/ec_private.pem");
 const EC_PUBLIC: &[u8] = include_bytes!("data/jwt/ec_public.pem");
 
@@ -55,6 +57,10 @@ fn hs(claims: &Value) -> String {
 
 fn rsa() -> EncodingKey {
     EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap()
+}
+
+fn rsa2() -> EncodingKey {
+    EncodingKey::from_rsa_pem(RSA2_PRIVATE).unwrap()
 }
 
 fn ec() -> EncodingKey {
@@ -402,4 +408,113 @@ async fn an_unreachable_jwks_is_unavailable_so_senders_retry() {
         err.to_string().contains("RS256 or ES256"),
         "symmetric keys in a JWKS are not used: {err}"
     );
+}
+
+/// A JWKS holding `key` (RS256) as `kid`.
+fn rsa_jwks(key: &EncodingKey, kid: &str) -> Value {
+    let mut jwk = Jwk::from_encoding_key(key, Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some(kid.into());
+    serde_json::to_value(JwkSet { keys: vec![jwk] }).unwrap()
+}
+
+#[tokio::test]
+async fn a_key_rotated_without_a_new_kid_is_fetched_at_the_limited_rate() {
+    let server = MockServer::start().await;
+    let clock = clock();
+    let authorizer = jwks_authorizer(&server, &clock);
+    let c = claims(&clock, json!({}));
+
+    serve_jwks(&server, rsa_jwks(&rsa(), "rsa-1"), 1).await;
+    let old = sign(Algorithm::RS256, None, &rsa(), &c);
+    assert!(authorizer.authorize(&old).await.is_ok());
+    // The provider rotates to a new key under the same `kid`. Right after a fetch, tokens no
+    // cached key verifies do not reach it, whether they name no `kid` or the reused one.
+    serve_jwks(&server, rsa_jwks(&rsa2(), "rsa-1"), 0).await;
+    let without_kid = sign(Algorithm::RS256, None, &rsa2(), &c);
+    let reused_kid = sign(Algorithm::RS256, Some("rsa-1"), &rsa2(), &c);
+    for token in [&without_kid, &reused_kid] {
+        let err = authorizer.authorize(token).await.unwrap_err();
+        assert_eq!(err.status(), StatusCode::UNAUTHORIZED, "{err}");
+        assert!(err.to_string().contains("signature"), "{err}");
+    }
+    server.verify().await;
+
+    // Once the interval has passed, one refresh picks up the new key.
+    serve_jwks(&server, rsa_jwks(&rsa2(), "rsa-1"), 1).await;
+    clock.advance(TimeDelta::seconds(31));
+    for token in [&without_kid, &reused_kid, &without_kid] {
+        assert!(authorizer.authorize(token).await.is_ok());
+    }
+    // The old key is gone with the rotation, and forgeries do not refetch.
+    let err = authorizer.authorize(&old).await.unwrap_err();
+    assert_eq!(err.status(), StatusCode::UNAUTHORIZED, "{err}");
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_removed_key_stops_verifying_once_the_cache_is_older_than_its_max_age() {
+    let server = MockServer::start().await;
+    let clock = clock();
+    let authorizer = jwks_authorizer(&server, &clock);
+    let token = |clock: &ManualClock| {
+        sign(
+            Algorithm::RS256,
+            Some("rsa-1"),
+            &rsa(),
+            &claims(clock, json!({})),
+        )
+    };
+
+    serve_jwks(&server, jwks(false), 1).await;
+    assert!(authorizer.authorize(&token(&clock)).await.is_ok());
+    server.verify().await;
+    // The provider removes the key. Within the default max age of an hour the cache is used.
+    serve_jwks(&server, json!({"keys": [jwks(true)["keys"][1]]}), 0).await;
+    clock.advance(TimeDelta::minutes(59));
+    assert!(authorizer.authorize(&token(&clock)).await.is_ok());
+    server.verify().await;
+    // After it, the JWKS is fetched again before use, once, and the key no longer verifies.
+    serve_jwks(&server, json!({"keys": [jwks(true)["keys"][1]]}), 1).await;
+    clock.advance(TimeDelta::minutes(2));
+    for _ in 0..2 {
+        let err = authorizer.authorize(&token(&clock)).await.unwrap_err();
+        assert_eq!(err.status(), StatusCode::UNAUTHORIZED, "{err}");
+    }
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn the_max_age_is_configurable_and_a_failed_refetch_keeps_the_known_keys() {
+    let server = MockServer::start().await;
+    let clock = clock();
+    let authorizer = JwtAuthorizer::builder(ISS, AUD)
+        .jwks(
+            format!("{}/.well-known/jwks.json", server.uri()),
+            ReqwestTransport::new().unwrap(),
+        )
+        .jwks_max_age(Duration::from_secs(120))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let token = |clock: &ManualClock| {
+        sign(
+            Algorithm::RS256,
+            Some("rsa-1"),
+            &rsa(),
+            &claims(clock, json!({})),
+        )
+    };
+    serve_jwks(&server, jwks(false), 1).await;
+    assert!(authorizer.authorize(&token(&clock)).await.is_ok());
+    server.verify().await;
+
+    server.reset().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(1)
+        .mount(&server)
+        .await;
+    clock.advance(TimeDelta::seconds(121));
+    assert!(authorizer.authorize(&token(&clock)).await.is_ok());
+    server.verify().await;
 }

@@ -17,7 +17,9 @@ const MAX_JWKS_BYTES: usize = 256 * 1024;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The keys of a JWKS URL, cached, and fetched again when a token names a `kid` the cache does
-/// not hold.
+/// not hold, when none of the cached keys verifies a token ([`Jwks::refresh`]), and before use
+/// once the cache is older than `max_age` (so a key the provider removed stops verifying). When
+/// such a fetch fails, the keys known so far stay in use until one succeeds.
 ///
 /// Fetches start at most once per `min_interval` (so tokens with made-up `kid`s cannot make
 /// hookgate hammer the identity provider), and callers arriving while a fetch is under way wait
@@ -26,6 +28,7 @@ pub(super) struct Jwks {
     url: Uri,
     transport: DynTransport,
     min_interval: TimeDelta,
+    max_age: TimeDelta,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
 }
@@ -33,7 +36,8 @@ pub(super) struct Jwks {
 #[derive(Default)]
 struct State {
     keys: Arc<[VerifyKey]>,
-    loaded: bool,
+    /// When the fetch that got `keys` started; `None` until one succeeded.
+    loaded_at: Option<DateTime<Utc>>,
     /// When the last fetch started; the rate limit counts from here.
     last_fetch: Option<DateTime<Utc>>,
     /// Why the last fetch failed, if it did.
@@ -46,7 +50,8 @@ struct State {
 
 impl State {
     fn holds(&self, kid: Option<&str>) -> bool {
-        self.loaded && kid.is_none_or(|kid| self.keys.iter().any(|k| k.kid.as_deref() == Some(kid)))
+        self.loaded_at.is_some()
+            && kid.is_none_or(|kid| self.keys.iter().any(|k| k.kid.as_deref() == Some(kid)))
     }
 
     /// The keys to try now: the cache, unless it is unusable and the last fetch said why.
@@ -58,7 +63,7 @@ impl State {
             Some(reason) => Err(AuthError::Unavailable {
                 reason: reason.clone(),
             }),
-            None if !self.loaded => Err(AuthError::Unavailable {
+            None if self.loaded_at.is_none() => Err(AuthError::Unavailable {
                 reason: "the JWKS has not been fetched yet".to_owned(),
             }),
             None => Ok(Arc::clone(&self.keys)),
@@ -71,12 +76,14 @@ impl Jwks {
         url: Uri,
         transport: DynTransport,
         min_interval: Duration,
+        max_age: Duration,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             url,
             transport,
             min_interval: TimeDelta::from_std(min_interval).unwrap_or(TimeDelta::MAX),
+            max_age: TimeDelta::from_std(max_age).unwrap_or(TimeDelta::MAX),
             clock,
             state: Mutex::default(),
         }
@@ -88,12 +95,36 @@ impl Jwks {
 
     /// The keys to verify a token naming `kid` with; the caller still checks that one fits.
     pub(super) async fn keys(&self, kid: Option<&str>) -> Result<Arc<[VerifyKey]>, AuthError> {
+        self.load(kid, None).await
+    }
+
+    /// Newer keys than `tried`, none of which verified a token naming `kid`: the provider may
+    /// have rotated its keys without a new `kid`, or reused one. Fetches again, subject to the
+    /// rate limit; answers `tried` itself when that limit allows no fetch.
+    pub(super) async fn refresh(
+        &self,
+        kid: Option<&str>,
+        tried: &Arc<[VerifyKey]>,
+    ) -> Result<Arc<[VerifyKey]>, AuthError> {
+        self.load(kid, Some(tried)).await
+    }
+
+    async fn load(
+        &self,
+        kid: Option<&str>,
+        tried: Option<&Arc<[VerifyKey]>>,
+    ) -> Result<Arc<[VerifyKey]>, AuthError> {
         let now = self.clock.now();
         // Decided under the lock, acted on after it is released: it must not be held across
         // an await.
         let next = {
             let mut s = self.lock();
-            if s.holds(kid) {
+            let usable = match tried {
+                // Another caller fetched since `tried` was handed out: try its keys first.
+                Some(tried) => !Arc::ptr_eq(&s.keys, tried),
+                None => s.holds(kid) && s.loaded_at.is_some_and(|at| now - at < self.max_age),
+            };
+            if usable {
                 return Ok(Arc::clone(&s.keys));
             }
             if s.fetching {
@@ -217,7 +248,7 @@ impl Flight<'_> {
             Ok(keys) => {
                 tracing::debug!(keys = keys.len(), "fetched the JWKS");
                 s.keys = keys.into();
-                s.loaded = true;
+                s.loaded_at = s.last_fetch;
                 s.last_error = None;
             }
             Err(reason) => {

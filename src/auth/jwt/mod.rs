@@ -26,7 +26,10 @@ use crate::transport::{DynTransport, HttpTransport};
 /// Keys are HS256 shared secrets, RS256/ES256 public keys in PEM, or the RS256/ES256 keys of a
 /// JWKS URL. Each key is pinned to its algorithm, so a token cannot choose another. A JWKS is
 /// fetched through an [`HttpTransport`] on first use, cached, and fetched again when a token
-/// names an unknown `kid` — at most once per [`jwks_refresh_interval`] (default 30 s).
+/// names an unknown `kid` or none of its keys verifies a token (the provider may have rotated
+/// keys without a new `kid`) — at most once per [`jwks_refresh_interval`] (default 30 s) — and
+/// before use once the cached keys are older than [`jwks_max_age`] (default 1 hour), so keys the
+/// provider removed stop verifying.
 ///
 /// `exp` and `nbf` are checked against the injected [`Clock`] with a leeway (default 60 s);
 /// `iss`, `aud`, `exp` and `sub` are required. The [`Principal`] gets `sub`, the scopes of the
@@ -44,6 +47,7 @@ use crate::transport::{DynTransport, HttpTransport};
 /// ```
 ///
 /// [`jwks_refresh_interval`]: JwtAuthorizerBuilder::jwks_refresh_interval
+/// [`jwks_max_age`]: JwtAuthorizerBuilder::jwks_max_age
 pub struct JwtAuthorizer {
     keys: Arc<[VerifyKey]>,
     jwks: Option<Jwks>,
@@ -71,6 +75,7 @@ pub struct JwtAuthorizerBuilder {
     keys: Vec<Result<VerifyKey, AuthError>>,
     jwks: Option<(String, DynTransport)>,
     refresh_interval: Duration,
+    max_age: Duration,
     leeway: Duration,
     rules: ClaimRules,
     clock: Arc<dyn Clock>,
@@ -94,6 +99,7 @@ impl JwtAuthorizer {
             keys: Vec::new(),
             jwks: None,
             refresh_interval: Duration::from_secs(30),
+            max_age: Duration::from_secs(60 * 60),
             leeway: Duration::from_secs(60),
             rules: ClaimRules {
                 leeway_secs: 60,
@@ -105,15 +111,30 @@ impl JwtAuthorizer {
         }
     }
 
-    /// The keys to try: the configured ones if one fits, else the JWKS's (refreshed if the
-    /// token's `kid` is unknown).
-    async fn key_set(&self, header: &jsonwebtoken::Header) -> Result<Arc<[VerifyKey]>, AuthError> {
-        match &self.jwks {
-            Some(jwks) if !self.keys.iter().any(|k| k.fits(header)) => {
-                jwks.keys(header.kid.as_deref()).await
+    /// The JWKS to take keys from: none if a configured key fits the token.
+    fn jwks_for(&self, header: &jsonwebtoken::Header) -> Option<&Jwks> {
+        self.jwks
+            .as_ref()
+            .filter(|_| !self.keys.iter().any(|k| k.fits(header)))
+    }
+
+    /// Checks `token` with the keys that fit it: `None` if no key verifies its signature.
+    fn verify(
+        &self,
+        token: &str,
+        header: &jsonwebtoken::Header,
+        keys: &[VerifyKey],
+    ) -> Option<Result<Principal, AuthError>> {
+        for key in keys.iter().filter(|k| k.fits(header)) {
+            let validation = self.validation(key.alg);
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
+                Ok(data) => return Some(self.rules.principal(&data.claims, self.clock.now())),
+                // Another key (during a rotation) may still verify it.
+                Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => {}
+                Err(e) => return Some(Err(refusal(e.kind()))),
             }
-            _ => Ok(Arc::clone(&self.keys)),
         }
+        None
     }
 
     fn validation(&self, alg: Algorithm) -> &Validation {
@@ -156,6 +177,15 @@ impl JwtAuthorizerBuilder {
     /// The shortest time between two JWKS fetches (default 30 s).
     pub fn jwks_refresh_interval(mut self, interval: Duration) -> Self {
         self.refresh_interval = interval;
+        self
+    }
+
+    /// How long fetched JWKS keys are used before the JWKS is fetched again (default 1 hour),
+    /// so that a key the identity provider removed stops verifying tokens. If that fetch fails,
+    /// the keys fetched before stay in use until a fetch succeeds. Fetches still start at most
+    /// once per [`jwks_refresh_interval`](Self::jwks_refresh_interval).
+    pub fn jwks_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
         self
     }
 
@@ -207,6 +237,7 @@ impl JwtAuthorizerBuilder {
                     uri,
                     transport,
                     self.refresh_interval,
+                    self.max_age,
                     Arc::clone(&self.clock),
                 ))
             }
@@ -265,22 +296,33 @@ impl CallbackAuthorizer for JwtAuthorizer {
     async fn authorize(&self, bearer_token: &str) -> Result<Principal, AuthError> {
         let header = jsonwebtoken::decode_header(bearer_token)
             .map_err(|_| AuthError::invalid("it is not a well-formed JWT"))?;
-        let keys = self.key_set(&header).await?;
-        let mut refused = AuthError::invalid(match header.kid {
-            Some(_) => "no configured key has the token's `kid` and algorithm",
-            None => "no configured key fits the token's algorithm",
-        });
-        for key in keys.iter().filter(|k| k.fits(&header)) {
-            let validation = self.validation(key.alg);
-            match jsonwebtoken::decode::<Map<String, Value>>(bearer_token, &key.key, validation) {
-                Ok(data) => return self.rules.principal(&data.claims, self.clock.now()),
-                // Another key (during a rotation) may still verify it.
-                Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => {
-                    refused = refusal(e.kind());
+        let kid = header.kid.as_deref();
+        let jwks = self.jwks_for(&header);
+        let mut keys = match jwks {
+            Some(jwks) => jwks.keys(kid).await?,
+            None => Arc::clone(&self.keys),
+        };
+        if let Some(verdict) = self.verify(bearer_token, &header, &keys) {
+            return verdict;
+        }
+        // No cached key verifies it: the provider may have rotated its keys without a new
+        // `kid`, or reused one, so fetch them again (at the limited rate) and try once more.
+        if let Some(jwks) = jwks {
+            let fresh = jwks.refresh(kid, &keys).await?;
+            if !Arc::ptr_eq(&fresh, &keys) {
+                if let Some(verdict) = self.verify(bearer_token, &header, &fresh) {
+                    return verdict;
                 }
-                Err(e) => return Err(refusal(e.kind())),
+                keys = fresh;
             }
         }
-        Err(refused)
+        Err(if keys.iter().any(|k| k.fits(&header)) {
+            refusal(&ErrorKind::InvalidSignature)
+        } else {
+            AuthError::invalid(match kid {
+                Some(_) => "no configured key has the token's `kid` and algorithm",
+                None => "no configured key fits the token's algorithm",
+            })
+        })
     }
 }
