@@ -162,6 +162,43 @@ async fn token_is_refreshed_once_the_margin_before_expiry_is_reached() {
 }
 
 #[tokio::test]
+async fn a_token_living_no_longer_than_the_margin_is_cached_for_half_its_lifetime() {
+    let server = MockServer::start().await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(token("first", 60))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(token("second", 60))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    // The default margin of 60 s would leave a 60 s token no time in the cache at all.
+    let clock = TestClock::new();
+    let tokens = source(&server)
+        .clock(clock.clone())
+        .build(transport())
+        .unwrap();
+    assert_eq!(tokens.token().await.unwrap().expose(), "first");
+    assert_eq!(
+        tokens.token().await.unwrap().expose(),
+        "first",
+        "served from the cache"
+    );
+    clock.advance(TimeDelta::seconds(29));
+    assert_eq!(tokens.token().await.unwrap().expose(), "first");
+    clock.advance(TimeDelta::seconds(1));
+    assert_eq!(
+        tokens.token().await.unwrap().expose(),
+        "second",
+        "half its lifetime gone: refreshed before use"
+    );
+}
+
+#[tokio::test]
 async fn invalidate_forces_a_fresh_token() {
     let server = MockServer::start().await;
     Mock::given(path("/oauth/token"))

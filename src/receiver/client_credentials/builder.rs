@@ -60,7 +60,8 @@ impl ClientCredentialsBuilder {
         self
     }
 
-    /// How long before `expires_in` runs out the token is refreshed (default 60 s).
+    /// How long before `expires_in` runs out the token is refreshed (default 60 s); capped at
+    /// half the token's lifetime, so that short-lived tokens are still cached.
     #[must_use]
     pub fn refresh_margin(mut self, refresh_margin: Duration) -> Self {
         self.refresh_margin = refresh_margin;

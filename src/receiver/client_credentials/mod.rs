@@ -30,9 +30,9 @@ pub const DEFAULT_AUDIENCE: &str = "https://api.cloud.armory.io";
 
 /// An OAuth2 client-credentials [`TokenSource`] (RFC 6749 §4.4), as Armory issues tokens.
 ///
-/// - The token is cached until `refresh_margin` (default 60 s) before its `expires_in` runs
-///   out, measured with the configured [`Clock`]. An answer without `expires_in` is cached until
-///   [`invalidate`](TokenSource::invalidate)d.
+/// - The token is cached until `refresh_margin` (default 60 s), but at most half its lifetime,
+///   before its `expires_in` runs out, measured with the configured [`Clock`]. An answer without
+///   `expires_in` is cached until [`invalidate`](TokenSource::invalidate)d.
 /// - Callers arriving while the cache is cold share one fetch, and its result: a failed fetch
 ///   fails every caller that waited for it instead of being repeated by each.
 /// - A fetch retries connection errors, timeouts, 408, 429 and 5xx with [`Backoff`]; an RFC 6749
@@ -89,7 +89,9 @@ impl ClientCredentials {
             i64::try_from(seconds)
                 .ok()
                 .and_then(TimeDelta::try_seconds)
-                .and_then(|lifetime| lifetime.checked_sub(&self.refresh_margin))
+                // A margin as long as the lifetime would refetch on every call: short-lived
+                // tokens are kept for at least half their lifetime instead.
+                .and_then(|lifetime| lifetime.checked_sub(&self.refresh_margin.min(lifetime / 2)))
                 .and_then(|until_refresh| now.checked_add_signed(until_refresh))
                 // A lifetime too long to represent: refresh on invalidation only.
                 .unwrap_or(DateTime::<Utc>::MAX_UTC)
