@@ -395,6 +395,11 @@ async fn token_failure_is_reported_without_sending_the_callback() {
         .await
         .unwrap_err();
     assert!(matches!(error, CallbackError::Token { .. }), "{error:?}");
+    // The message says why, so that the cause shows where only `Display` is logged.
+    let shown = error.to_string();
+    assert!(shown.contains("invalid_client"), "{shown}");
+    assert!(shown.contains("check the client id"), "{shown}");
+    assert!(!shown.contains("client-secret"), "secret leaked: {shown}");
 }
 
 #[tokio::test]

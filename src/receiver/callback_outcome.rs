@@ -103,7 +103,9 @@ pub enum CallbackError {
         source: TransportError,
     },
     /// No token could be had for the callback.
-    #[error("could not get a bearer token for the callback")]
+    // The cause is in the message too: its reason (such as `invalid_client`) is what the
+    // operator must act on, and many loggers show only `Display`. It never holds the secret.
+    #[error("could not get a bearer token for the callback: {source}")]
     Token {
         /// Why.
         #[source]
