@@ -616,3 +616,28 @@ async fn the_router_mounts_under_a_prefix_and_the_plain_handler_takes_one() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn near_miss_paths_get_the_json_not_found_body() {
+    let app = app();
+    let id = callback_id(&app.gates, "d1", TICKET);
+    let nested = axum::Router::new().nest("/hookgate", app.router.clone());
+    for (router, path) in [
+        (&app.router, format!("/callbacks/{id}/")),
+        (&app.router, format!("/callbacks/{id}/other")),
+        (&app.router, "/elsewhere".to_owned()),
+        (&nested, format!("/hookgate/callbacks/{id}/other")),
+    ] {
+        let answer = send(router, post(&path, Some(TOKEN), r#"{"success": true}"#)).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{path}"
+        );
+        assert!(!answer.message().is_empty(), "{path}");
+    }
+    assert!(matches!(
+        gate_state(&app.gates, "d1", TICKET),
+        GateState::AwaitingCallback { .. }
+    ));
+}

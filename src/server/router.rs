@@ -43,7 +43,8 @@ impl ServerState {
 ///   `POST /deployments/{deployment}/gates/{gate}/approve` and `/reject`: the
 ///   [`CallbackHandler`], which answers every method and error itself;
 /// - `POST /oauth/token`: the token issuer, when one is configured;
-/// - `GET /healthz`: `200 {"status": "ok"}`.
+/// - `GET /healthz`: `200 {"status": "ok"}`;
+/// - any other path: the [`CallbackHandler`] too, which answers `404` with its JSON error body.
 ///
 /// Mount it under a prefix with [`Router::nest`]; the handler's own prefix is not used here.
 ///
@@ -62,7 +63,10 @@ pub fn router(state: ServerState) -> Router {
         .route(
             "/deployments/{deployment}/gates/{gate}/{decision}",
             any(delegate),
-        );
+        )
+        // So that near misses (`/callbacks/<id>/`, `/callbacks/<id>/other`) get the JSON error
+        // body of PROTOCOL.md §5, not axum's empty 404.
+        .fallback(delegate);
     #[cfg(feature = "issuer")]
     let router = match state.issuer.clone() {
         Some(issuer) => router.route(
