@@ -147,3 +147,22 @@ async fn without_an_issuer_there_is_no_token_endpoint() {
     .await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_token_endpoint_names_post_as_the_allowed_method() {
+    let (router, _) = setup();
+    for method in ["GET", "PUT", "DELETE"] {
+        let request = Request::builder()
+            .method(method)
+            .uri("/oauth/token")
+            .body(Body::empty())
+            .unwrap();
+        let answer = send(&router, request).await;
+        assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(
+            answer.headers.get("allow").and_then(|v| v.to_str().ok()),
+            Some("POST"),
+            "{method}"
+        );
+    }
+}

@@ -1,7 +1,7 @@
 use std::error::Error;
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 
@@ -22,7 +22,12 @@ where
 {
     if request.method() != Method::POST {
         let error = OAuthError::InvalidRequest("send the token request with POST".to_owned());
-        return answer(StatusCode::METHOD_NOT_ALLOWED, error.to_json());
+        let mut response = answer(StatusCode::METHOD_NOT_ALLOWED, error.to_json());
+        // RFC 9110 §15.5.6: a 405 lists the methods that are allowed.
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST"));
+        return response;
     }
     let content_type = request
         .headers()
