@@ -216,3 +216,23 @@ async fn wrong_targets_and_bodies() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn an_empty_deployment_id_is_named_as_such() {
+    let (router, _) = setup(None);
+    let answer = send(
+        &router,
+        post("/deployments//gates/2/approve", Some(MANAGER), "{}"),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (StatusCode::NOT_FOUND, "unknown_deployment")
+    );
+    assert!(answer.message().contains("empty"), "{}", answer.message());
+    assert!(
+        !answer.message().contains("percent-encoded"),
+        "{}",
+        answer.message()
+    );
+}

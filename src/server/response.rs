@@ -89,6 +89,10 @@ pub(super) fn no_route(why: NoRoute) -> Response<Bytes> {
             "unknown_deployment",
             "the deployment id in the URL is not valid percent-encoded UTF-8",
         ),
+        NoRoute::EmptyDeployment => (
+            "unknown_deployment",
+            "the deployment id in the URL is empty",
+        ),
         NoRoute::UnknownGate => ("unknown_gate", "the gate in the URL is not a gate number"),
     };
     error(StatusCode::NOT_FOUND, code, message)

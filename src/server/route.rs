@@ -23,6 +23,8 @@ pub(super) enum NoRoute {
     UnknownCallback,
     /// An approval path whose deployment id is not valid percent-encoded UTF-8.
     UnknownDeployment,
+    /// An approval path whose deployment id is empty.
+    EmptyDeployment,
     /// An approval path whose gate is not a gate number.
     UnknownGate,
 }
@@ -46,9 +48,10 @@ impl Route {
                 gate,
                 action @ ("approve" | "reject"),
             ] => {
-                let deployment = percent_decode(deployment)
-                    .filter(|d| !d.is_empty())
-                    .ok_or(NoRoute::UnknownDeployment)?;
+                let deployment = percent_decode(deployment).ok_or(NoRoute::UnknownDeployment)?;
+                if deployment.is_empty() {
+                    return Err(NoRoute::EmptyDeployment);
+                }
                 let gate = gate.parse().map_err(|_| NoRoute::UnknownGate)?;
                 Ok(Route::Decide {
                     deployment: DeploymentId(deployment),
@@ -132,7 +135,7 @@ mod tests {
                 "/deployments/%ff/gates/1/approve",
                 NoRoute::UnknownDeployment,
             ),
-            ("/deployments//gates/1/approve", NoRoute::UnknownDeployment),
+            ("/deployments//gates/1/approve", NoRoute::EmptyDeployment),
             ("/deployments/d/gates/1/maybe", NoRoute::NotFound),
         ] {
             assert_eq!(Route::parse(path), Err(why), "{path}");
