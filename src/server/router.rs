@@ -47,6 +47,8 @@ impl ServerState {
 /// - any other path: the [`CallbackHandler`] too, which answers `404` with its JSON error body.
 ///
 /// Mount it under a prefix with [`Router::nest`]; the handler's own prefix is not used here.
+/// Because it has a fallback, [`Router::merge`] it only into a router without one: axum panics
+/// when both routers of a merge have a fallback.
 ///
 /// ```
 /// # use std::sync::Arc;
