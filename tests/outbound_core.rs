@@ -19,6 +19,9 @@ use http::{Request, Uri};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+mod raw_peer;
+use raw_peer::{ACCEPTED, OK_CUT_SHORT, RawPeer, Turn};
+
 struct Ids(u128);
 
 impl IdSource for Ids {
@@ -376,6 +379,59 @@ async fn a_refused_connection_is_retried() {
         "{}",
         failures[1].1
     );
+}
+
+#[tokio::test]
+async fn a_connection_reset_mid_request_is_retried_and_sent_on_the_second_attempt() {
+    for broken in [Turn::Reset, Turn::Close] {
+        let peer = RawPeer::start(&[broken, Turn::Write(ACCEPTED)]).await;
+        let mut host = Host::start(plan("retryCount: 1"), direct(), &peer.base);
+
+        host.run().await;
+
+        assert_eq!(peer.accepted(), 2, "{broken:?}");
+        let failures: Vec<(bool, &str)> = host
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                EventKind::WebhookFailed {
+                    reason, retry_at, ..
+                } => Some((retry_at.is_some(), reason.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(failures.len(), 1, "{broken:?}: {failures:?}");
+        assert!(failures[0].0, "{broken:?}: the first attempt is retried");
+        assert!(
+            failures[0].1.contains("closed or reset"),
+            "{}",
+            failures[0].1
+        );
+        assert!(
+            matches!(
+                host.deployment.gate_state(GATE),
+                GateState::AwaitingCallback { .. }
+            ),
+            "{broken:?}: {:?}",
+            host.deployment.gate_state(GATE)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_2xx_whose_body_breaks_off_counts_as_sent() {
+    let peer = RawPeer::start(&[Turn::Write(OK_CUT_SHORT)]).await;
+    let mut host = Host::start(plan("retryCount: 3"), direct(), &peer.base);
+    let Some(Action::CallWebhook(call)) = host.deployment.poll_action() else {
+        panic!("expected a call")
+    };
+    let prepared = host.dispatcher.prepare(&host.deployment, &call, None);
+
+    assert_eq!(
+        host.dispatcher.send(&prepared).await,
+        CallResult::Sent { status: 200 }
+    );
+    assert_eq!(peer.accepted(), 1);
 }
 
 #[tokio::test]

@@ -25,6 +25,9 @@ use wiremock::{
     matchers::{body_json, header, method, path},
 };
 
+mod raw_peer;
+use raw_peer::{OK_CUT_SHORT, RawPeer, Turn};
+
 const CALLBACK_PATH: &str = "/callbacks/abc/callback";
 
 fn quick() -> Backoff {
@@ -373,6 +376,37 @@ async fn connection_errors_are_retried_then_reported() {
         matches!(&error, CallbackError::Transport { attempts: 4, source } if source.is_retryable()),
         "{error:?}"
     );
+}
+
+#[tokio::test]
+async fn a_connection_reset_mid_request_is_retried_then_delivered() {
+    for broken in [Turn::Reset, Turn::Close] {
+        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+        let peer = RawPeer::start(&[broken, Turn::Write(ok)]).await;
+        let url = Url::parse(&format!("{}{CALLBACK_PATH}", peer.base)).unwrap();
+
+        let outcome = static_client()
+            .send(&url, &Callback::success())
+            .await
+            .unwrap_or_else(|e| panic!("{broken:?}: {e}"));
+
+        assert_eq!(outcome, CallbackOutcome::Delivered);
+        assert_eq!(peer.accepted(), 2, "{broken:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_2xx_whose_body_breaks_off_is_delivered_without_a_retry() {
+    let peer = RawPeer::start(&[Turn::Write(OK_CUT_SHORT)]).await;
+    let url = Url::parse(&format!("{}{CALLBACK_PATH}", peer.base)).unwrap();
+
+    let outcome = static_client()
+        .send(&url, &Callback::failure())
+        .await
+        .unwrap();
+
+    assert_eq!(outcome, CallbackOutcome::Delivered);
+    assert_eq!(peer.accepted(), 1);
 }
 
 #[tokio::test]

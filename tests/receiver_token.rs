@@ -19,6 +19,9 @@ use wiremock::{
     matchers::{body_string, header, method, path},
 };
 
+mod raw_peer;
+use raw_peer::{OK_CUT_SHORT, RawPeer, Turn};
+
 const SECRET: &str = "s3cr&t=+/é-hunter2";
 
 /// A clock moved by hand (the crate's `ManualClock` needs the `test-util` feature).
@@ -301,6 +304,23 @@ async fn unreachable_endpoint_is_a_retried_transport_error() {
         matches!(&error, TokenError::Transport { attempts: 4, source } if source.is_retryable()),
         "{error:?}"
     );
+}
+
+#[tokio::test]
+async fn a_connection_reset_or_a_token_cut_short_is_retried() {
+    let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 38\r\n\
+                  connection: close\r\n\r\n{\"access_token\":\"t-1\",\"expires_in\":60}";
+    let peer = RawPeer::start(&[Turn::Reset, Turn::Write(OK_CUT_SHORT), Turn::Write(answer)]).await;
+    let tokens = ClientCredentials::builder("id", SECRET)
+        .token_url(Url::parse(&format!("{}/oauth/token", peer.base)).unwrap())
+        .backoff(quick())
+        .build(transport())
+        .unwrap();
+
+    let token = tokens.token().await.unwrap_or_else(|e| panic!("{e:?}"));
+
+    assert_eq!(token.expose(), "t-1");
+    assert_eq!(peer.accepted(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

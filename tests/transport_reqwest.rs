@@ -14,6 +14,9 @@ use wiremock::{
     matchers::{body_string, header, method, path, query_param},
 };
 
+mod raw_peer;
+use raw_peer::{GARBAGE, OK_CUT_SHORT, RawPeer, Turn};
+
 fn post(uri: String, body: &'static str) -> Request<Bytes> {
     Request::post(uri)
         .body(Bytes::from_static(body.as_bytes()))
@@ -252,6 +255,66 @@ async fn connection_refused_is_a_retryable_connect_error() {
     assert!(error.is_retryable());
     let shown = format!("{error} {error:?}");
     assert!(!shown.contains("s3cr3t"), "secret leaked: {shown}");
+}
+
+#[tokio::test]
+async fn a_connection_reset_or_closed_before_the_answer_is_a_retryable_disconnect() {
+    for turn in [Turn::Reset, Turn::Close] {
+        let peer = RawPeer::start(&[turn]).await;
+        let error = ReqwestTransport::new()
+            .unwrap()
+            .send(post(format!("{}/hook?token=s3cr3t", peer.base), "{}"))
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(error, TransportError::Disconnected { .. }),
+            "{turn:?}: {error:?}"
+        );
+        assert!(error.is_retryable(), "{turn:?}");
+        assert_eq!(error.status(), None);
+        let text = error.to_string();
+        assert!(text.contains("closed or reset"), "{text}");
+        assert!(
+            !format!("{error} {error:?}").contains("s3cr3t"),
+            "{error:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_body_cut_short_keeps_the_status_and_is_a_retryable_disconnect() {
+    let peer = RawPeer::start(&[Turn::Write(OK_CUT_SHORT)]).await;
+    let error = ReqwestTransport::new()
+        .unwrap()
+        .send(post(format!("{}/hook", peer.base), "{}"))
+        .await
+        .unwrap_err();
+
+    let TransportError::ResponseBody { status, source, .. } = &error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(*status, StatusCode::OK);
+    assert_eq!(error.status(), Some(StatusCode::OK));
+    assert!(
+        matches!(**source, TransportError::Disconnected { .. }),
+        "{source:?}"
+    );
+    assert!(error.is_retryable());
+    assert!(error.to_string().contains("200"), "{error}");
+}
+
+#[tokio::test]
+async fn an_answer_that_is_not_http_is_an_io_error_and_not_retried() {
+    let peer = RawPeer::start(&[Turn::Write(GARBAGE)]).await;
+    let error = ReqwestTransport::new()
+        .unwrap()
+        .send(post(format!("{}/hook", peer.base), "{}"))
+        .await
+        .unwrap_err();
+
+    assert!(matches!(error, TransportError::Io { .. }), "{error:?}");
+    assert!(!error.is_retryable());
 }
 
 #[tokio::test]

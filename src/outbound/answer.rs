@@ -37,10 +37,23 @@ pub(super) fn from_response(
     CallResult::Failed(failure)
 }
 
-/// Transport failures that another attempt may fix (connection refused, timeout, an
-/// unreachable secret store) are transient; the rest (a template that cannot render, a
-/// missing secret, an agent without transport) would fail the same way every time.
+/// Transport failures that another attempt may fix (connection refused, closed or reset, a
+/// timeout, an unreachable secret store) are transient; the rest (a template that cannot
+/// render, a missing secret, an agent without transport) would fail the same way every time.
+///
+/// An answer whose body could not be read is judged by its status: a 2xx is sent, since any
+/// 2xx counts as sent (the body is never needed then), and other statuses keep their classes.
 pub(super) fn from_error(error: &OutboundError, redactor: &Redactor<'_>) -> CallResult {
+    if let OutboundError::Transport(e) = error
+        && let Some(status) = e.status()
+    {
+        let result = CallResult::from_status(status.as_u16(), None);
+        let CallResult::Failed(mut failure) = result else {
+            return result;
+        };
+        failure.reason = format!("{} ({})", failure.reason, redactor.redact(&describe(error)));
+        return CallResult::Failed(failure);
+    }
     let retryable = match error {
         OutboundError::Transport(e) => e.is_retryable(),
         OutboundError::Secret(SecretError::Backend { .. }) => true,

@@ -23,8 +23,10 @@ use crate::{
 
 /// Sends callbacks to the orchestrator with a bearer token (PROTOCOL.md §1 step 4, §7).
 ///
-/// - Connection errors, timeouts, `408`, `429` and `5xx` are retried with [`Backoff`],
-///   honouring `Retry-After` up to its cap.
+/// - Connection errors (refused, closed or reset mid-exchange), timeouts, `408`, `429` and
+///   `5xx` are retried with [`Backoff`], honouring `Retry-After` up to its cap; a repeated
+///   callback is harmless (PROTOCOL.md §5).
+/// - An answer whose body could not be read is judged by its status alone: a 2xx is delivered.
 /// - A `401` drops the cached token and retries once with a fresh one; a second `401` is
 ///   [`CallbackError::Unauthorized`].
 /// - 2xx, `409` and `410` are `Ok(`[`CallbackOutcome`]`)`, final and never retried; every
@@ -168,13 +170,23 @@ impl CallbackClient {
             request.extensions_mut().insert(options);
         }
         tracing::debug!(target = %RequestTarget::of(&request), attempt, "sending callback");
-        self.transport
-            .send(request)
-            .await
-            .map_err(|source| CallbackError::Transport {
-                attempts: attempt,
-                source,
-            })
+        match self.transport.send(request).await {
+            Ok(response) => Ok(response),
+            // The answer's status arrived but its body did not: the status decides (a 2xx is
+            // delivered), the body only ever feeds error messages.
+            Err(source) => match source.status() {
+                Some(status) => {
+                    tracing::warn!(attempt, %status, error = %source, "callback answer lost its body");
+                    let mut response = Response::new(Bytes::new());
+                    *response.status_mut() = status;
+                    Ok(response)
+                }
+                None => Err(CallbackError::Transport {
+                    attempts: attempt,
+                    source,
+                }),
+            },
+        }
     }
 
     fn classify(

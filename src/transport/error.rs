@@ -1,7 +1,7 @@
 use std::fmt::Write as _;
 use std::{error::Error as StdError, fmt, sync::Arc, time::Duration};
 
-use http::{Method, Request, Uri};
+use http::{Method, Request, StatusCode, Uri};
 
 /// A source error shared between clones of a [`TransportError`].
 type Source = Arc<dyn StdError + Send + Sync>;
@@ -106,10 +106,26 @@ pub enum TransportError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The connection broke while the request or response was under way.
+    /// The connection was closed or reset before the exchange finished: the server hung up,
+    /// the connection was reset, or it ended before a message was complete. Sending again may
+    /// succeed. When the response head had already arrived, this is the source of a
+    /// [`ResponseBody`](Self::ResponseBody) error.
+    #[error(
+        "the connection for {target} was closed or reset before the exchange finished; the \
+         server may or may not have seen the request, and sending it again may succeed"
+    )]
+    Disconnected {
+        /// The request that failed.
+        target: RequestTarget,
+        /// The underlying error.
+        #[source]
+        source: Source,
+    },
+    /// The exchange failed for a reason other than a broken connection or a timeout, such as
+    /// an answer that is not valid HTTP. Sending again would most likely fail the same way.
     #[error(
         "{target} failed while exchanging data with the server; the server may or may not have \
-         seen it"
+         seen it; check what the server answers"
     )]
     Io {
         /// The request that failed.
@@ -117,6 +133,22 @@ pub enum TransportError {
         /// The underlying error.
         #[source]
         source: Source,
+    },
+    /// The server answered with `status`, but reading the response body then failed (`source`
+    /// says how: a broken connection, a timeout, a malformed body). The status stands: a caller
+    /// that does not need the body can act on it, e.g. count a 2xx as accepted.
+    #[error(
+        "{target} was answered with {status}, but reading the response body failed; the status \
+         stands, the body is lost"
+    )]
+    ResponseBody {
+        /// The request that was answered.
+        target: RequestTarget,
+        /// The status of the answer.
+        status: StatusCode,
+        /// Why the body could not be read.
+        #[source]
+        source: Box<TransportError>,
     },
     /// The HTTP client itself could not be built.
     #[error("the HTTP client could not be built; check the TLS configuration of this machine")]
@@ -162,6 +194,27 @@ impl TransportError {
         }
     }
 
+    /// A [`TransportError::Disconnected`] for `target`.
+    pub fn disconnected(
+        target: RequestTarget,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        Self::Disconnected {
+            target,
+            source: source.into().into(),
+        }
+    }
+
+    /// A [`TransportError::ResponseBody`]: `target` was answered with `status`, then reading
+    /// the body failed with `cause`.
+    pub fn response_body(target: RequestTarget, status: StatusCode, cause: TransportError) -> Self {
+        Self::ResponseBody {
+            target,
+            status,
+            source: Box::new(cause),
+        }
+    }
+
     /// A [`TransportError::Io`] for `target`.
     pub fn io(target: RequestTarget, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
         Self::Io {
@@ -170,10 +223,27 @@ impl TransportError {
         }
     }
 
-    /// Whether sending the same request again may succeed: true for connection failures and
-    /// timeouts.
+    /// Whether sending the same request again may succeed: true for connection failures
+    /// (refused, closed or reset), timeouts, and a body lost to either of them.
+    ///
+    /// A [`ResponseBody`](Self::ResponseBody) carries the status the server answered with
+    /// ([`status`](Self::status)): look at it first, since a 2xx that lost its body was still
+    /// accepted.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Connect { .. } | Self::Timeout { .. })
+        match self {
+            Self::Connect { .. } | Self::Timeout { .. } | Self::Disconnected { .. } => true,
+            Self::ResponseBody { source, .. } => source.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// The status the server answered with before the failure: `Some` only for
+    /// [`ResponseBody`](Self::ResponseBody).
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::ResponseBody { status, .. } => Some(*status),
+            _ => None,
+        }
     }
 }
 
@@ -189,11 +259,12 @@ mod tests {
     }
 
     #[test]
-    fn only_connect_and_timeout_are_retryable() {
+    fn only_connection_failures_and_timeouts_are_retryable() {
         let target = RequestTarget::new(Method::POST, &Uri::from_static("https://h/"));
         assert!(TransportError::connect(target.clone(), "refused").is_retryable());
         assert!(TransportError::timeout(target.clone(), Duration::from_secs(1)).is_retryable());
-        assert!(!TransportError::io(target.clone(), "reset").is_retryable());
+        assert!(TransportError::disconnected(target.clone(), "reset").is_retryable());
+        assert!(!TransportError::io(target.clone(), "bad chunk").is_retryable());
         assert!(!TransportError::invalid_request(target, "relative URI").is_retryable());
         assert!(
             !TransportError::UnknownAgents {
@@ -201,6 +272,31 @@ mod tests {
             }
             .is_retryable()
         );
+    }
+
+    #[test]
+    fn a_lost_body_keeps_the_status_and_the_retryability_of_its_cause() {
+        let target = RequestTarget::new(Method::POST, &Uri::from_static("https://h/x?k=s3cr3t"));
+        let lost = TransportError::response_body(
+            target.clone(),
+            StatusCode::ACCEPTED,
+            TransportError::disconnected(target.clone(), "reset"),
+        );
+        assert_eq!(lost.status(), Some(StatusCode::ACCEPTED));
+        assert!(lost.is_retryable());
+        let text = lost.to_string();
+        assert!(
+            text.contains("POST https://h/x") && text.contains("202"),
+            "{text}"
+        );
+        assert!(!text.contains("s3cr3t"), "{text}");
+        let malformed = TransportError::response_body(
+            target.clone(),
+            StatusCode::OK,
+            TransportError::io(target.clone(), "bad chunk"),
+        );
+        assert!(!malformed.is_retryable());
+        assert_eq!(TransportError::disconnected(target, "reset").status(), None);
     }
 
     #[test]

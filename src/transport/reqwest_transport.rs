@@ -1,3 +1,5 @@
+use std::error::Error as StdError;
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -185,12 +187,21 @@ impl HttpTransport for ReqwestTransport {
             .execute(outgoing)
             .await
             .map_err(|e| map_error(e, target(), options.timeout))?;
+        let status = incoming.status();
+        // The head has arrived: a failure now loses the body but not the status, which the
+        // caller may still act on (a 2xx was accepted whatever became of its body).
         let (body, truncated) = read_limited(&mut incoming, options.max_response_bytes)
             .await
-            .map_err(|e| map_error(e, target(), options.timeout))?;
+            .map_err(|e| {
+                TransportError::response_body(
+                    target(),
+                    status,
+                    map_error(e, target(), options.timeout),
+                )
+            })?;
 
         let mut response = Response::new(body);
-        *response.status_mut() = incoming.status();
+        *response.status_mut() = status;
         *response.version_mut() = incoming.version();
         *response.headers_mut() = std::mem::take(incoming.headers_mut());
         if truncated {
@@ -230,7 +241,37 @@ fn map_error(error: reqwest::Error, target: RequestTarget, timeout: Duration) ->
         TransportError::connect(target, error)
     } else if error.is_builder() {
         TransportError::invalid_request(target, "the HTTP client refused to build it")
+    } else if is_disconnect(&error) {
+        TransportError::disconnected(target, error)
     } else {
         TransportError::io(target, error)
     }
+}
+
+/// Whether `error` comes from a connection that broke under the exchange: hyper saw it close
+/// before a message was complete, or the connection task went away, or the socket was reset,
+/// aborted or ended early. Malformed answers and other failures are not.
+fn is_disconnect(error: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn StdError + 'static)> = error.source();
+    while let Some(err) = source {
+        if let Some(hyper) = err.downcast_ref::<hyper::Error>()
+            && (hyper.is_incomplete_message() || hyper.is_closed() || hyper.is_canceled())
+        {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<io::Error>()
+            && matches!(
+                io.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+                    | io::ErrorKind::NotConnected
+            )
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
