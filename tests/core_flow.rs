@@ -603,3 +603,115 @@ fn copies_share_preview_urls_only_until_they_change() {
     let back: DeploymentState = serde_json::from_str(&json).unwrap();
     assert_eq!(&back, h.deployment.state());
 }
+
+/// A canary whose only gate is a webhook that fails at once, so a rollback is asked for at t0.
+fn failing_canary(config: &str) -> hookgate::test_util::Harness {
+    let mut h = start(&format!(
+        r#"
+application: app
+{config}
+targets:
+  prod: {{strategy: canary}}
+  dr: {{constraints: {{dependsOn: [prod]}}}}
+strategies:
+  canary: {{canary: {{steps: [runWebhook: {{name: tests}}]}}}}
+{HOOKS}"#
+    ));
+    steps_ok(&mut h);
+    let tests = sent(&mut h)[0];
+    h.callback(tests, false, Some("red")).unwrap();
+    assert_eq!(
+        h.deployment.env_status(hookgate::config::EnvId(0)),
+        EnvStatus::RollingBack
+    );
+    h
+}
+
+fn rollback_op(h: &hookgate::test_util::Harness) -> hookgate::core::OpId {
+    h.pending()
+        .iter()
+        .find_map(|a| match a {
+            Action::RollBack { op, .. } => Some(*op),
+            _ => None,
+        })
+        .expect("a rollback is asked for")
+}
+
+#[test]
+fn rollback_longer_than_deployment_timeout_fails_the_environment() {
+    let mut h = failing_canary("deploymentConfig: {timeout: {duration: 1, unit: minutes}}");
+    let op = rollback_op(&h);
+    assert_eq!(
+        h.deployment.poll_timeout(),
+        Some(t0() + TimeDelta::minutes(1)),
+        "the rollback has the step deadline"
+    );
+    let now = t0() + TimeDelta::minutes(2);
+    h.clock.set(now);
+    h.deployment.handle_timeout(now);
+    let prod = hookgate::config::EnvId(0);
+    assert_eq!(h.deployment.env_status(prod), EnvStatus::Failed);
+    assert_eq!(h.deployment.status(), DeploymentStatus::Failed);
+    assert!(h.deployment.is_finished());
+    assert_eq!(h.deployment.poll_timeout(), None);
+    let mut finished = false;
+    while let Some(e) = h.deployment.poll_event() {
+        if let EventKind::StepFinished {
+            op: o, ok, message, ..
+        } = e.kind
+        {
+            assert_eq!((o, ok), (op, false));
+            assert!(message.unwrap().contains("rollback took longer"));
+            finished = true;
+        }
+    }
+    assert!(
+        finished,
+        "the timed-out rollback is reported like a failed one"
+    );
+    assert_eq!(
+        h.deployment
+            .handle_step_result(now, op, StepOutcome::Succeeded),
+        Err(hookgate::core::CoreError::Stale),
+        "a late rollback result is stale"
+    );
+    assert_eq!(h.deployment.env_status(prod), EnvStatus::Failed);
+}
+
+#[test]
+fn rollback_answered_in_time_still_rolls_back() {
+    let mut h = failing_canary("deploymentConfig: {timeout: {duration: 1, unit: minutes}}");
+    h.advance(TimeDelta::seconds(30));
+    steps_ok(&mut h);
+    assert_eq!(h.deployment.status(), DeploymentStatus::RolledBack);
+    assert_eq!(h.deployment.poll_timeout(), None);
+}
+
+#[test]
+fn rollback_without_a_configured_timeout_has_no_deadline_and_keeps_its_stored_form() {
+    let h = failing_canary("");
+    assert_eq!(h.deployment.poll_timeout(), None);
+    let op = rollback_op(&h);
+    let json = serde_json::to_string(h.deployment.state()).unwrap();
+    let stored = format!(r#"{{"rolling_back":{{"op":{}}}}}"#, op.0);
+    assert!(json.contains(&stored), "{stored} in {json}");
+
+    // A state stored before rollbacks had deadlines reads back without one.
+    let h = failing_canary("deploymentConfig: {timeout: {duration: 1, unit: minutes}}");
+    let op = rollback_op(&h);
+    let json = serde_json::to_string(h.deployment.state()).unwrap();
+    let prefix = format!(r#"{{"rolling_back":{{"op":{},"deadline":""#, op.0);
+    let at = json
+        .find(&prefix)
+        .unwrap_or_else(|| panic!("{prefix} in {json}"));
+    let end = at + prefix.len() + json[at + prefix.len()..].find('"').unwrap() + 1;
+    let old = format!(
+        r#"{}{{"rolling_back":{{"op":{}{}"#,
+        &json[..at],
+        op.0,
+        &json[end..]
+    );
+    let state: DeploymentState = serde_json::from_str(&old).unwrap();
+    let d = hookgate::core::Deployment::restore(h.deployment.plan().clone(), state).unwrap();
+    assert_eq!(d.poll_timeout(), None);
+}

@@ -281,7 +281,9 @@ impl Deployment {
     pub fn poll_timeout(&self) -> Option<DateTime<Utc>> {
         let gates = self.s.gates.iter().filter_map(|g| g.deadline());
         let envs = self.s.envs.iter().filter_map(|e| match e {
-            EnvState::Running { deadline, .. } => *deadline,
+            EnvState::Running { deadline, .. } | EnvState::RollingBack { deadline, .. } => {
+                *deadline
+            }
             _ => None,
         });
         gates.chain(envs).min()
@@ -291,12 +293,15 @@ impl Deployment {
 
     /// Fires every deadline at or before `now`, earliest first: retries go out, callback
     /// timeouts and approval expirations fail their gates, pauses end, host steps that took
-    /// longer than `deploymentConfig.timeout` fail.
+    /// longer than `deploymentConfig.timeout` fail, and so do rollbacks (the environment ends
+    /// `failed`, as when the host reports a failed rollback).
     pub fn handle_timeout(&mut self, now: DateTime<Utc>) {
         while let Some(due) = self.next_due(now) {
             match due {
                 Due::Gate(g) => self.fire_gate(now, g),
-                Due::Env(env) => self.fire_env(now, env),
+                Due::Env(env) => {
+                    self.fire_env(now, env);
+                }
             }
         }
     }
@@ -543,7 +548,7 @@ impl Deployment {
             _ => (true, None),
         };
         if let Some((i, state)) = self.s.envs.iter().enumerate().find(|(_, e)| match e {
-            EnvState::Running { op: Some(o), .. } | EnvState::RollingBack { op: o } => *o == op,
+            EnvState::Running { op: Some(o), .. } | EnvState::RollingBack { op: o, .. } => *o == op,
             _ => false,
         }) {
             let env = EnvId(i as u16);
@@ -650,7 +655,7 @@ impl Deployment {
                 EnvState::Running { pos, .. } => {
                     self.s.close_gates(plan, now, env, Resolution::Canceled);
                     if pos.rolls_back() {
-                        self.s.roll_back(now, env);
+                        self.s.roll_back(plan, now, env);
                     } else {
                         self.s
                             .set_env(now, env, EnvState::Done(EnvStatus::Canceled));
@@ -683,7 +688,7 @@ impl Deployment {
                             .push_back(Action::RunStep(StepRequest { op, env, step }));
                     }
                 }
-                EnvState::RollingBack { op } => {
+                EnvState::RollingBack { op, .. } => {
                     self.s.actions.push_back(Action::RollBack { op, env })
                 }
                 _ => {}
@@ -740,6 +745,9 @@ impl Deployment {
         let envs = self.s.envs.iter().enumerate().filter_map(|(i, e)| match e {
             EnvState::Running {
                 deadline: Some(d), ..
+            }
+            | EnvState::RollingBack {
+                deadline: Some(d), ..
             } => Some((*d, Due::Env(EnvId(i as u16)))),
             _ => None,
         });
@@ -787,26 +795,50 @@ impl Deployment {
         }
     }
 
-    fn fire_env(&mut self, now: DateTime<Utc>, env: EnvId) {
+    /// Fails the host step or rollback of `env` that took longer than
+    /// `deploymentConfig.timeout`. Returns whether it did anything.
+    fn fire_env(&mut self, now: DateTime<Utc>, env: EnvId) -> bool {
         let plan = &*self.plan;
-        if let EnvState::Running {
-            pos, op: Some(op), ..
-        } = self.s.envs[usize::from(env.0)]
-        {
-            let step = match work(plan, env, pos) {
-                Work::Step(step) => step.name(),
-                Work::Gates(_) => "gates",
-            };
-            self.s.emit(
-                now,
-                EventKind::StepFinished {
-                    op,
-                    env,
-                    ok: false,
-                    message: Some(format!("{step} took longer than deploymentConfig.timeout")),
-                },
-            );
-            self.s.fail_env(plan, now, env, pos);
+        match self.s.envs[usize::from(env.0)] {
+            EnvState::Running {
+                pos, op: Some(op), ..
+            } => {
+                let step = match work(plan, env, pos) {
+                    Work::Step(step) => step.name(),
+                    Work::Gates(_) => "gates",
+                };
+                self.s.emit(
+                    now,
+                    EventKind::StepFinished {
+                        op,
+                        env,
+                        ok: false,
+                        message: Some(format!("{step} took longer than deploymentConfig.timeout")),
+                    },
+                );
+                self.s.fail_env(plan, now, env, pos);
+                true
+            }
+            // As a failed rollback: the environment ends failed (the host must look at it).
+            EnvState::RollingBack {
+                op,
+                deadline: Some(_),
+            } => {
+                self.s.emit(
+                    now,
+                    EventKind::StepFinished {
+                        op,
+                        env,
+                        ok: false,
+                        message: Some(
+                            "rollback took longer than deploymentConfig.timeout".to_owned(),
+                        ),
+                    },
+                );
+                self.s.finish_env(plan, now, env, EnvStatus::Failed);
+                true
+            }
+            _ => false,
         }
     }
 }

@@ -345,15 +345,18 @@ impl DeploymentState {
         if pos.rolls_back() {
             // Dependents are cancelled once the rollback ends the environment.
             self.close_gates(plan, now, env, Resolution::Superseded);
-            self.roll_back(now, env);
+            self.roll_back(plan, now, env);
         } else {
             self.finish_env(plan, now, env, EnvStatus::Failed);
         }
     }
 
-    pub(crate) fn roll_back(&mut self, now: DateTime<Utc>, env: EnvId) {
+    /// Asks for a rollback of `env`, which like every host step may take at most
+    /// `deploymentConfig.timeout`.
+    pub(crate) fn roll_back(&mut self, plan: &Plan, now: DateTime<Utc>, env: EnvId) {
         let op = self.new_op();
-        self.set_env(now, env, EnvState::RollingBack { op });
+        let deadline = plan.step_timeout().map(|d| later(now, d));
+        self.set_env(now, env, EnvState::RollingBack { op, deadline });
         self.emit(now, EventKind::RollbackStarted { env });
         self.actions.push_back(Action::RollBack { op, env });
     }

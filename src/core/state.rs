@@ -167,8 +167,15 @@ pub(crate) enum EnvState {
         op: Option<OpId>,
         deadline: Option<DateTime<Utc>>,
     },
-    /// Waiting for a rollback.
-    RollingBack { op: OpId },
+    /// Waiting for a rollback; past `deadline` (`deploymentConfig.timeout`, as for every host
+    /// step) the rollback counts as failed.
+    RollingBack {
+        op: OpId,
+        /// Absent in states written before rollbacks had a deadline, and when no timeout is
+        /// configured; left out of the JSON then, so such states keep their stored form.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline: Option<DateTime<Utc>>,
+    },
     /// Finished with this (terminal) status.
     Done(EnvStatus),
 }
