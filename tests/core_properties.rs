@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use hookgate::config::{EnvId, GateId, GateKind, Plan};
 use hookgate::core::{
-    Action, ApprovalKind, CallFailure, CallResult, Decision, Deployment, DeploymentId,
+    Action, ApprovalKind, CallFailure, CallResult, CoreError, Decision, Deployment, DeploymentId,
     DeploymentState, EnvStatus, EventKind, HostStep, StartOptions, StepOutcome,
 };
 use hookgate::test_util::SequentialIds;
@@ -394,6 +394,270 @@ proptest! {
         prop_assert_eq!(&restored.transcript, &straight.transcript);
         prop_assert_eq!(restored.d.state(), straight.d.state());
     }
+}
+
+/// Plan B for a state of plan A: A's file with one change that keeps (or not) the numbers of
+/// environments and gates but moves what the state's positions and gate states point at.
+fn other_plan(yaml: &str, mutation: usize) -> String {
+    const MUTATIONS: &[(&str, &str)] = &[
+        ("steps: [setWeight: {weight: 20}, ", "steps: ["),
+        (
+            "steps: [setWeight: {weight: 20}, ",
+            "steps: [setWeight: {weight: 20}, setWeight: {weight: 30}, setWeight: {weight: 40}, ",
+        ),
+        ("strategy: can\n", "strategy: bg\n"),
+        ("strategy: bg\n", "strategy: can\n"),
+        (
+            "pause: {untilApproved: true}",
+            "pause: {duration: 1, unit: minutes}",
+        ),
+        (
+            "pause: {duration: 0, unit: minutes}",
+            "pause: {untilApproved: true}",
+        ),
+        (
+            "pause: {duration: 1, unit: minutes}",
+            "analysis: {queries: [q]}",
+        ),
+        ("runWebhook: {name: w1}", "pause: {untilApproved: true}"),
+        ("rollBackMode: manual", "rollBackMode: automatic"),
+        ("runWebhook: {name: w0}", "runWebhook: {name: w3}"),
+    ];
+    let (from, to) = MUTATIONS[mutation % MUTATIONS.len()];
+    yaml.replacen(from, to, 1 + mutation / MUTATIONS.len())
+}
+
+/// Plays a host on a restored deployment: reads everything, answers every action, fires every
+/// deadline. Only that nothing panics or spins is asked of it.
+fn drive(mut d: Deployment, flag: bool) {
+    d.reissue_in_flight();
+    let mut now = common::t0();
+    let plan = Arc::clone(d.plan());
+    for step in 0..300 {
+        let _ = (
+            d.status(),
+            d.is_finished(),
+            d.poll_timeout(),
+            d.callback_ids().count(),
+        );
+        for i in 0..plan.environments().len() {
+            let env = EnvId(i as u16);
+            let _ = (d.env_status(env), d.preview_urls(env));
+        }
+        for i in 0..plan.gates().len() {
+            let gate = GateId(i as u32);
+            let _ = (d.gate_state(gate), d.context_for(gate), d.callback_id(gate));
+        }
+        while d.poll_event().is_some() {}
+        if step == 150 && flag {
+            let _ = d.handle_cancel(now, "p");
+        }
+        match d.poll_action() {
+            Some(Action::RunStep(r)) => {
+                let outcome = if flag {
+                    StepOutcome::Succeeded
+                } else {
+                    StepOutcome::Failed {
+                        reason: "no".into(),
+                    }
+                };
+                let _ = d.handle_step_result(now, r.op, outcome);
+            }
+            Some(Action::RollBack { op, .. }) => {
+                let _ = d.handle_step_result(now, op, StepOutcome::Succeeded);
+            }
+            Some(Action::CallWebhook(c)) => {
+                let _ =
+                    d.handle_call_result(now, c.gate, c.attempt, CallResult::Sent { status: 200 });
+                let _ = d.handle_call_result(
+                    now,
+                    c.gate,
+                    c.attempt,
+                    CallResult::from_status(503, None),
+                );
+                if let Some(id) = d.callback_id(c.gate) {
+                    let _ = d.handle_progress(now, id, "m".into());
+                    let _ = d.handle_callback(now, id, flag, None);
+                }
+            }
+            Some(Action::RequestApproval(r)) => {
+                let decision = if flag {
+                    Decision::approve("p", vec!["ops".to_owned()])
+                } else {
+                    Decision::reject("p", vec!["ops".to_owned()])
+                };
+                let _ = d.handle_approval(now, r.gate, decision);
+            }
+            Some(_) => {}
+            None => match d.poll_timeout() {
+                Some(at) => {
+                    now = now.max(at);
+                    d.handle_timeout(now);
+                }
+                None => return,
+            },
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn restoring_a_state_with_another_plan_never_panics(
+        yaml in plan_yaml(),
+        other in plan_yaml(),
+        independent in any::<bool>(),
+        mutation in 0..30usize,
+        moves in moves(),
+        flag in any::<bool>(),
+    ) {
+        let a = Arc::new(Plan::from_yaml(&yaml).unwrap());
+        let b = if independent { other } else { other_plan(&yaml, mutation) };
+        let Ok(b) = Plan::from_yaml(&b) else {
+            return Ok(());
+        };
+        let b = Arc::new(b);
+        let mut sim = Sim::new(a, common::t0());
+        // Every state the run passes through, restored with plan B.
+        for m in moves {
+            sim.apply(m);
+            match Deployment::restore(Arc::clone(&b), sim.d.state().clone()) {
+                Ok(d) => drive(d, flag),
+                Err(e) => prop_assert!(matches!(e, CoreError::PlanMismatch { .. }), "{e:?}"),
+            }
+        }
+    }
+}
+
+/// A state of `d` with its JSON edited: `from` (which must occur) becomes `to`.
+fn edited(d: &Deployment, from: &str, to: &str) -> DeploymentState {
+    let json = serde_json::to_string(d).unwrap();
+    assert!(json.contains(from), "{from} in {json}");
+    serde_json::from_str(&json.replacen(from, to, 1)).unwrap()
+}
+
+fn start(yaml: &str) -> Deployment {
+    Deployment::start(
+        Arc::new(Plan::from_yaml(yaml).unwrap()),
+        "d".into(),
+        StartOptions::default(),
+        &mut SequentialIds::default(),
+        common::t0(),
+    )
+}
+
+fn mismatch(d: &Deployment, state: DeploymentState) -> &'static str {
+    match Deployment::restore(Arc::clone(d.plan()), state) {
+        Err(CoreError::PlanMismatch { what }) => what,
+        other => panic!("expected PlanMismatch, got {other:?}"),
+    }
+}
+
+/// Answers the first pending action of `d`, a host step, as succeeded.
+fn first_step_ok(d: &mut Deployment) {
+    let Some(Action::RunStep(r)) = d.poll_action() else {
+        panic!("a host step is asked for first")
+    };
+    d.handle_step_result(common::t0(), r.op, StepOutcome::Succeeded)
+        .unwrap();
+}
+
+#[test]
+fn restore_refuses_a_canary_position_beyond_the_steps() {
+    let canary = |steps: &str| {
+        format!(
+            "application: a\ntargets: {{x: {{strategy: can}}}}\nstrategies: {{can: {{canary: {{steps: [{steps}]}}}}}}"
+        )
+    };
+    let mut d = start(&canary("setWeight: {weight: 20}, setWeight: {weight: 60}"));
+    first_step_ok(&mut d); // the deploy; now at the first setWeight
+    let state = edited(&d, r#""pos":{"canary":0}"#, r#""pos":{"canary":7}"#);
+    assert_eq!(
+        mismatch(&d, state),
+        "an environment at a position its strategy does not have"
+    );
+
+    // The same state restored with a layout of the plan with fewer steps.
+    let mut d = start(&canary("setWeight: {weight: 20}, setWeight: {weight: 60}"));
+    while let Some(Action::RunStep(r)) = d.poll_action() {
+        if matches!(r.step, HostStep::SetWeight(60)) {
+            break;
+        }
+        d.handle_step_result(common::t0(), r.op, StepOutcome::Succeeded)
+            .unwrap();
+    }
+    let fewer = Arc::new(Plan::from_yaml(&canary("setWeight: {weight: 60}")).unwrap());
+    assert!(matches!(
+        Deployment::restore(fewer, d.state().clone()),
+        Err(CoreError::PlanMismatch { .. })
+    ));
+}
+
+#[test]
+fn restore_refuses_a_gate_state_its_kind_never_takes() {
+    let d = start(&format!(
+        "application: a\ntargets: {{x: {{constraints: {{beforeDeployment: [pause: {{duration: 1, unit: minutes}}, runWebhook: {{name: ticket}}, pause: {{untilApproved: true}}]}}}}}}\n{}",
+        common::HOOKS
+    ));
+    let pausing = r#"{"pausing":{"until":"2026-11-01T12:01:00Z"}}"#;
+    let calling = r#"{"calling":{"attempt":1}}"#;
+    let approval = r#"{"awaiting_approval":{"expires":null}}"#;
+    let kinds = "a gate in a state its kind of gate never takes";
+    // A pause that is being called, and a webhook that pauses.
+    let swapped = edited(
+        &d,
+        &format!("{pausing},{calling}"),
+        &format!("{calling},{pausing}"),
+    );
+    assert_eq!(mismatch(&d, swapped), kinds);
+    // An approval waiting for a callback, or for an analysis' decision.
+    for other in [
+        r#"{"awaiting_callback":{"deadline":"2026-11-02T12:00:00Z"}}"#,
+        r#""awaiting_decision""#,
+        r#"{"retry_waiting":{"attempt":2,"at":"2026-11-01T12:00:01Z"}}"#,
+    ] {
+        assert_eq!(mismatch(&d, edited(&d, approval, other)), kinds);
+    }
+    // A webhook attempt that the webhook's retries never reach (`ticket` has none).
+    assert_eq!(
+        mismatch(&d, edited(&d, calling, r#"{"calling":{"attempt":2}}"#)),
+        kinds
+    );
+    assert!(Deployment::restore(Arc::clone(d.plan()), d.state().clone()).is_ok());
+}
+
+#[test]
+fn restore_refuses_a_deadline_on_a_gate_list() {
+    let d = start(
+        "application: a\ntargets: {x: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}}",
+    );
+    let state = edited(
+        &d,
+        r#""op":null,"deadline":null"#,
+        r#""op":null,"deadline":"2026-11-01T11:00:00Z""#,
+    );
+    assert_eq!(
+        mismatch(&d, state),
+        "an environment waiting on gates with a host step's operation or deadline"
+    );
+}
+
+#[test]
+fn restore_refuses_callback_ids_out_of_gate_order() {
+    let d = start(&format!(
+        "application: a\ntargets: {{x: {{constraints: {{beforeDeployment: [runWebhook: {{name: ticket}}, runWebhook: {{name: smoke}}]}}}}}}\n{}",
+        common::HOOKS
+    ));
+    let state = edited(
+        &d,
+        r#""callbacks":[[0,"00000000000000000000000000000001"],[1,"00000000000000000000000000000002"]]"#,
+        r#""callbacks":[[1,"00000000000000000000000000000002"],[0,"00000000000000000000000000000001"]]"#,
+    );
+    assert_eq!(
+        mismatch(&d, state),
+        "callback ids not listed once per webhook gate, in gate order"
+    );
 }
 
 #[test]

@@ -145,27 +145,13 @@ impl Deployment {
     }
 
     /// Continues a stored deployment. `plan` must be the plan it was started with.
+    ///
+    /// Returns [`CoreError::PlanMismatch`] for a state that does not fit `plan`: other numbers
+    /// of environments, gates or webhook gates, an environment at a position its strategy does
+    /// not have, a gate in a state its kind of gate never takes, and so on. Such a state (an
+    /// edited row, another layout of the plan) is refused here rather than met later.
     pub fn restore(plan: Arc<Plan>, state: DeploymentState) -> Result<Self, CoreError> {
-        if state.envs.len() != plan.environments().len() {
-            return Err(CoreError::PlanMismatch {
-                what: "number of environments",
-            });
-        }
-        if state.gates.len() != plan.gates().len() {
-            return Err(CoreError::PlanMismatch {
-                what: "number of gates",
-            });
-        }
-        let webhook_gates = plan
-            .gates()
-            .iter()
-            .filter(|g| matches!(g.kind(), GateKind::Webhook { .. }))
-            .count();
-        if state.callbacks.len() != webhook_gates {
-            return Err(CoreError::PlanMismatch {
-                what: "webhook gates",
-            });
-        }
+        super::fit::check(&plan, &state).map_err(|what| CoreError::PlanMismatch { what })?;
         Ok(Self { plan, s: state })
     }
 
@@ -296,12 +282,17 @@ impl Deployment {
     /// longer than `deploymentConfig.timeout` fail, and so do rollbacks (the environment ends
     /// `failed`, as when the host reports a failed rollback).
     pub fn handle_timeout(&mut self, now: DateTime<Utc>) {
-        while let Some(due) = self.next_due(now) {
-            match due {
+        // A deadline whose firing changes nothing would be due again at once; it is passed
+        // over from then on, so that this ends whatever the state (restore refuses the states
+        // known to have one).
+        let mut inert = Vec::new();
+        while let Some(due) = self.next_due(now, &inert) {
+            let fired = match due {
                 Due::Gate(g) => self.fire_gate(now, g),
-                Due::Env(env) => {
-                    self.fire_env(now, env);
-                }
+                Due::Env(env) => self.fire_env(now, env),
+            };
+            if !fired {
+                inert.push(due);
             }
         }
     }
@@ -735,7 +726,7 @@ impl Deployment {
         }
     }
 
-    fn next_due(&self, now: DateTime<Utc>) -> Option<Due> {
+    fn next_due(&self, now: DateTime<Utc>, inert: &[Due]) -> Option<Due> {
         let gates = self
             .s
             .gates
@@ -753,12 +744,13 @@ impl Deployment {
         });
         gates
             .chain(envs)
-            .filter(|(d, _)| *d <= now)
+            .filter(|(d, due)| *d <= now && !inert.contains(due))
             .min_by_key(|(d, due)| (*d, *due))
             .map(|(_, due)| due)
     }
 
-    fn fire_gate(&mut self, now: DateTime<Utc>, gate: GateId) {
+    /// Fires the deadline of a gate. Returns whether it did anything.
+    fn fire_gate(&mut self, now: DateTime<Utc>, gate: GateId) -> bool {
         let plan = &*self.plan;
         match self.s.gate(gate) {
             GateState::RetryWaiting { attempt, .. } => {
@@ -791,8 +783,9 @@ impl Deployment {
                         "the analysis took longer than deploymentConfig.timeout".to_owned()
                     });
             }
-            _ => {}
+            _ => return false,
         }
+        true
     }
 
     /// Fails the host step or rollback of `env` that took longer than
@@ -852,5 +845,51 @@ enum Due {
 impl serde::Serialize for Deployment {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.s.serialize(serializer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::core::state::Pos;
+
+    struct NoIds;
+
+    impl IdSource for NoIds {
+        fn callback_id(&mut self) -> CallbackId {
+            unreachable!("the plan has no webhooks")
+        }
+    }
+
+    /// A state `restore` refuses, built here without it: the timeout loop must still end, and
+    /// still fire the other deadlines due.
+    #[test]
+    fn handle_timeout_ends_on_a_deadline_whose_firing_changes_nothing() {
+        let plan = Plan::from_yaml(
+            "application: a\ntargets:\n  x: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}\n  y: {constraints: {beforeDeployment: [pause: {duration: 1, unit: minutes}]}}",
+        )
+        .unwrap();
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+        let mut d = Deployment::start(
+            Arc::new(plan),
+            DeploymentId::from("d"),
+            StartOptions::default(),
+            &mut NoIds,
+            t0,
+        );
+        d.s.envs[0] = EnvState::Running {
+            pos: Pos::Before,
+            op: None,
+            deadline: Some(t0),
+        };
+        d.handle_timeout(t0 + chrono::TimeDelta::minutes(2));
+        assert_eq!(
+            d.env_status(EnvId(1)),
+            EnvStatus::Deploying,
+            "y's pause, due after x's inert deadline, still ends"
+        );
+        assert_eq!(d.env_status(EnvId(0)), EnvStatus::Checking);
     }
 }

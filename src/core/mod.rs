@@ -12,6 +12,7 @@ mod backoff;
 mod deployment;
 mod error;
 mod event;
+mod fit;
 mod ids;
 mod input;
 mod machine;

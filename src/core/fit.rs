@@ -1,0 +1,186 @@
+//! Whether a stored state fits the plan it is restored with.
+//!
+//! The transitions index the plan by what the state says (a canary position is an index into
+//! the strategy's steps, a gate's state says which kind of gate it is, callback ids are found by
+//! binary search) and do not check again; a state that came from elsewhere (a hand-edited row,
+//! another layout of the plan) is checked here once, so that it is refused rather than making
+//! the core panic or spin.
+
+use std::collections::BTreeSet;
+
+use super::action::{Action, HostStep};
+use super::event::EventKind;
+use super::machine::{Work, work};
+use super::state::{DeploymentState, EnvState, GateState, Pos};
+use crate::config::{EnvId, GateId, GateKind, Plan, Strategy};
+
+/// `Err` says what does not fit, for [`CoreError::PlanMismatch`](super::CoreError).
+pub(crate) fn check(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str> {
+    if s.envs.len() != plan.environments().len() {
+        return Err("number of environments");
+    }
+    if s.gates.len() != plan.gates().len() {
+        return Err("number of gates");
+    }
+    callbacks(plan, s)?;
+    let mut ops = Vec::new();
+    for (i, &state) in s.envs.iter().enumerate() {
+        env(plan, EnvId(i as u16), state)?;
+        match state {
+            EnvState::Running { op: Some(op), .. } | EnvState::RollingBack { op, .. } => {
+                ops.push(op)
+            }
+            _ => {}
+        }
+    }
+    for (i, &state) in s.gates.iter().enumerate() {
+        gate(plan, GateId(i as u32), state)?;
+        if let GateState::Analysing { op, .. } = state {
+            ops.push(op);
+        }
+    }
+    // Operations are found by id: each must be one the counter issued, and only once.
+    if ops.iter().any(|op| op.0 > s.next_op) || s.next_op == u64::MAX {
+        return Err("an operation id the operation counter has not issued");
+    }
+    ops.sort_unstable();
+    if ops.windows(2).any(|w| w[0] == w[1]) {
+        return Err("an operation id in use twice");
+    }
+    outputs(s)
+}
+
+fn callbacks(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str> {
+    let webhook_gates = plan
+        .gates()
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| matches!(g.kind(), GateKind::Webhook { .. }))
+        .map(|(i, _)| GateId(i as u32));
+    if s.callbacks.len() != webhook_gates.clone().count() {
+        return Err("webhook gates");
+    }
+    // Looked up by binary search on the gate, and every webhook gate needs one.
+    if !s.callbacks.iter().map(|(g, _)| *g).eq(webhook_gates) {
+        return Err("callback ids not listed once per webhook gate, in gate order");
+    }
+    let distinct: BTreeSet<_> = s.callbacks.iter().map(|(_, id)| *id).collect();
+    if distinct.len() != s.callbacks.len() {
+        return Err("a callback id shared by two gates");
+    }
+    Ok(())
+}
+
+fn env(plan: &Plan, env: EnvId, state: EnvState) -> Result<(), &'static str> {
+    match state {
+        EnvState::Waiting | EnvState::RollingBack { .. } => Ok(()),
+        EnvState::Done(status) if status.is_terminal() => Ok(()),
+        EnvState::Done(_) => Err("an environment done with a status that is not terminal"),
+        EnvState::Running { pos, op, deadline } => {
+            let in_strategy = match (pos, plan.environment(env).strategy()) {
+                (Pos::Before | Pos::Deploy | Pos::After, _) => true,
+                (Pos::Canary(k), Strategy::Canary { steps, .. }) => usize::from(k) < steps.len(),
+                (
+                    Pos::RedirectGates | Pos::Redirect | Pos::ShutdownGates | Pos::Shutdown,
+                    Strategy::BlueGreen { .. },
+                ) => true,
+                _ => false,
+            };
+            if !in_strategy {
+                return Err("an environment at a position its strategy does not have");
+            }
+            match work(plan, env, pos) {
+                Work::Step(_) if op.is_none() => {
+                    Err("an environment at a host step with no operation")
+                }
+                Work::Step(_) => Ok(()),
+                // Entering a position skips empty gate lists, so nothing would move it on.
+                Work::Gates([]) => Err("an environment waiting on an empty gate list"),
+                Work::Gates(_) if op.is_some() || deadline.is_some() => {
+                    Err("an environment waiting on gates with a host step's operation or deadline")
+                }
+                Work::Gates(_) => Ok(()),
+            }
+        }
+    }
+}
+
+fn gate(plan: &Plan, g: GateId, state: GateState) -> Result<(), &'static str> {
+    let kind = plan.gate(g).kind();
+    // The last attempt a webhook gate makes: the first plus `retryCount` retries.
+    let last_attempt = match kind {
+        GateKind::Webhook { webhook, .. } => plan.webhook(*webhook).retry_count.saturating_add(1),
+        _ => 0,
+    };
+    let fits = match (state, kind) {
+        (
+            GateState::Idle | GateState::Passed(_) | GateState::Failed(_) | GateState::Closed(_),
+            _,
+        ) => true,
+        (GateState::Calling { attempt }, GateKind::Webhook { .. }) => {
+            (1..=last_attempt).contains(&attempt)
+        }
+        (GateState::RetryWaiting { attempt, .. }, GateKind::Webhook { .. }) => {
+            (2..=last_attempt).contains(&attempt)
+        }
+        (GateState::AwaitingCallback { .. }, GateKind::Webhook { .. })
+        | (GateState::Pausing { .. }, GateKind::Pause(_))
+        | (GateState::AwaitingApproval { .. }, GateKind::Approval { .. })
+        | (GateState::Analysing { .. } | GateState::AwaitingDecision, GateKind::Analysis(_)) => {
+            true
+        }
+        _ => false,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err("a gate in a state its kind of gate never takes")
+    }
+}
+
+/// Actions and events not yet drained name environments and gates the host looks up in the
+/// plan.
+fn outputs(s: &DeploymentState) -> Result<(), &'static str> {
+    let env_ok = |e: EnvId| usize::from(e.0) < s.envs.len();
+    let gate_ok = |g: GateId| (g.0 as usize) < s.gates.len();
+    let actions_fit = s.actions.iter().all(|a| match a {
+        Action::RunStep(r) => {
+            env_ok(r.env)
+                && match &r.step {
+                    HostStep::Analysis { gate, .. } => gate_ok(*gate),
+                    _ => true,
+                }
+        }
+        Action::RollBack { env, .. } => env_ok(*env),
+        Action::CallWebhook(c) => env_ok(c.env) && gate_ok(c.gate),
+        Action::RequestApproval(r) => env_ok(r.env) && gate_ok(r.gate),
+    });
+    if !actions_fit {
+        return Err("a pending action for an environment or gate the plan does not have");
+    }
+    let events_fit = s.events.iter().all(|e| match &e.kind {
+        EventKind::EnvironmentStatus { env, .. }
+        | EventKind::StepFinished { env, .. }
+        | EventKind::RollbackStarted { env } => env_ok(*env),
+        EventKind::GateOpened { gate }
+        | EventKind::WebhookAttempt { gate, .. }
+        | EventKind::WebhookSent { gate, .. }
+        | EventKind::WebhookFailed { gate, .. }
+        | EventKind::CallbackReceived { gate, .. }
+        | EventKind::Progress { gate, .. }
+        | EventKind::ApprovalDecided { gate, .. }
+        | EventKind::GatePassed { gate, .. }
+        | EventKind::GateFailed { gate, .. }
+        | EventKind::GateClosed { gate, .. } => gate_ok(*gate),
+        EventKind::DeploymentStarted
+        | EventKind::CancelRequested { .. }
+        | EventKind::DeploymentFinished { .. } => true,
+    });
+    if !events_fit {
+        return Err("a pending event for an environment or gate the plan does not have");
+    }
+    if s.previews.keys().any(|e| !env_ok(*e)) {
+        return Err("preview URLs for an environment the plan does not have");
+    }
+    Ok(())
+}
