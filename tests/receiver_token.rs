@@ -323,6 +323,25 @@ async fn a_connection_reset_or_a_token_cut_short_is_retried() {
     assert_eq!(peer.accepted(), 3);
 }
 
+/// A refusal is final even when its body is lost: the lost body is no reason to ask again.
+#[tokio::test]
+async fn a_refusal_cut_short_is_not_retried() {
+    let refused = "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n\
+                   content-length: 64\r\nconnection: close\r\n\r\n{\"error\":";
+    let peer = RawPeer::start(&[Turn::Write(refused), Turn::Write(refused)]).await;
+    let tokens = ClientCredentials::builder("id", SECRET)
+        .token_url(Url::parse(&format!("{}/oauth/token", peer.base)).unwrap())
+        .backoff(quick())
+        .build(transport())
+        .unwrap();
+
+    let error = tokens.token().await.unwrap_err();
+
+    assert!(!matches!(error, TokenError::Transport { .. }), "{error:?}");
+    assert!(error.to_string().contains("401"), "{error}");
+    assert_eq!(peer.accepted(), 1, "asked once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_callers_share_one_fetch_and_its_failure() {
     let server = MockServer::start().await;

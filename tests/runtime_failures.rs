@@ -24,22 +24,24 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let external = RecordingTransport::new();
-    let dispatcher = external
-        .dispatcher("https://hookgate.example")
-        .expect("a dispatcher");
     let store = Arc::new(FaultyStore::default());
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap());
-    let engine = Engine::builder(dispatcher, SimulatedHost)
-        .shared_store(store.clone())
-        .clock(clock.clone())
-        .ids(SequentialIds::starting_at(1))
-        .build();
     Setup {
-        engine,
+        engine: engine(&store, &clock, &RecordingTransport::new()),
         store,
         clock,
     }
+}
+
+fn engine(store: &Arc<FaultyStore>, clock: &ManualClock, external: &RecordingTransport) -> Engine {
+    let dispatcher = external
+        .dispatcher("https://hookgate.example")
+        .expect("a dispatcher");
+    Engine::builder(dispatcher, SimulatedHost)
+        .shared_store(store.clone())
+        .clock(clock.clone())
+        .ids(SequentialIds::starting_at(1))
+        .build()
 }
 
 #[tokio::test]
@@ -86,17 +88,6 @@ webhooks:
     uriTemplate: https://external.example/run
 "#;
 
-fn engine(store: &Arc<FaultyStore>, clock: &ManualClock, external: &RecordingTransport) -> Engine {
-    let dispatcher = external
-        .dispatcher("https://hookgate.example")
-        .expect("a dispatcher");
-    Engine::builder(dispatcher, SimulatedHost)
-        .shared_store(store.clone())
-        .clock(clock.clone())
-        .ids(SequentialIds::starting_at(1))
-        .build()
-}
-
 /// A deployment whose resumption at recovery failed is resumed when it is next needed: the call
 /// that was in flight when the engine stopped is sent again.
 #[tokio::test]
@@ -124,6 +115,19 @@ async fn a_deployment_whose_resumption_failed_is_resumed_when_next_needed() {
         .await
         .expect("recovery goes on past one deployment");
     assert_eq!(second.count(), 0, "nothing was sent while its write failed");
+    assert_eq!(restarted.live_deployments(), 0);
+
+    s.store.fail_saves(0, 3);
+    for _ in 0..3 {
+        s.clock.advance(TimeDelta::seconds(1));
+        assert_eq!(restarted.fire_due().await, 1, "tried again once a second");
+        assert_eq!(
+            restarted.armed_deadlines(),
+            1,
+            "each failed try leaves one deadline"
+        );
+    }
+    assert_eq!(second.count(), 0);
 
     s.clock.advance(TimeDelta::seconds(1));
     restarted.fire_due().await;

@@ -24,7 +24,8 @@ pub struct Limits {
     pub max_template_bytes: usize,
 }
 
-/// Environment and webhook indices are 16-bit to keep per-deployment state small.
+/// The most targets, webhooks and steps in one canary, whatever the limits: their indices are
+/// 16-bit to keep per-deployment state small.
 pub(crate) const HARD_MAX_INDEX: usize = 10_000;
 
 impl Default for Limits {

@@ -102,6 +102,15 @@ impl Plan {
         &self.gates
     }
 
+    /// The webhook gates, in gate order: each has a callback id in a deployment's state.
+    pub(crate) fn webhook_gates(&self) -> impl Iterator<Item = GateId> + Clone + '_ {
+        self.gates
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| matches!(g.kind(), GateKind::Webhook { .. }))
+            .map(|(i, _)| GateId(i as u32))
+    }
+
     /// One gate.
     pub fn gate(&self, id: GateId) -> &Gate {
         &self.gates[id.0 as usize]

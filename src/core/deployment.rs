@@ -106,11 +106,8 @@ impl Deployment {
         now: DateTime<Utc>,
     ) -> Self {
         let callbacks = plan
-            .gates()
-            .iter()
-            .enumerate()
-            .filter(|(_, g)| matches!(g.kind(), GateKind::Webhook { .. }))
-            .map(|(i, _)| (GateId(i as u32), ids.callback_id()))
+            .webhook_gates()
+            .map(|gate| (gate, ids.callback_id()))
             .collect();
         let mut s = DeploymentState {
             id: Arc::new(id),
@@ -164,6 +161,7 @@ impl Deployment {
 
     /// The deployment's id, as the state shares it between copies: tables that index
     /// deployments by id keep this rather than a copy of the text.
+    #[cfg(feature = "runtime")]
     pub(crate) fn shared_id(&self) -> &Arc<DeploymentId> {
         &self.s.id
     }
@@ -266,12 +264,7 @@ impl Deployment {
     /// When [`handle_timeout`](Self::handle_timeout) must next be called, if ever.
     pub fn poll_timeout(&self) -> Option<DateTime<Utc>> {
         let gates = self.s.gates.iter().filter_map(|g| g.deadline());
-        let envs = self.s.envs.iter().filter_map(|e| match e {
-            EnvState::Running { deadline, .. } | EnvState::RollingBack { deadline, .. } => {
-                *deadline
-            }
-            _ => None,
-        });
+        let envs = self.s.envs.iter().filter_map(|e| e.deadline());
         gates.chain(envs).min()
     }
 
@@ -733,15 +726,12 @@ impl Deployment {
             .iter()
             .enumerate()
             .filter_map(|(i, g)| g.deadline().map(|d| (d, Due::Gate(GateId(i as u32)))));
-        let envs = self.s.envs.iter().enumerate().filter_map(|(i, e)| match e {
-            EnvState::Running {
-                deadline: Some(d), ..
-            }
-            | EnvState::RollingBack {
-                deadline: Some(d), ..
-            } => Some((*d, Due::Env(EnvId(i as u16)))),
-            _ => None,
-        });
+        let envs = self
+            .s
+            .envs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.deadline().map(|d| (d, Due::Env(EnvId(i as u16)))));
         gates
             .chain(envs)
             .filter(|(d, due)| *d <= now && !inert.contains(due))

@@ -51,12 +51,7 @@ pub(crate) fn check(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str
 }
 
 fn callbacks(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str> {
-    let webhook_gates = plan
-        .gates()
-        .iter()
-        .enumerate()
-        .filter(|(_, g)| matches!(g.kind(), GateKind::Webhook { .. }))
-        .map(|(i, _)| GateId(i as u32));
+    let webhook_gates = plan.webhook_gates();
     if s.callbacks.len() != webhook_gates.clone().count() {
         return Err("webhook gates");
     }

@@ -284,6 +284,14 @@ impl GateState {
 }
 
 impl EnvState {
+    /// When the host step or rollback under way took too long, if a timeout is configured.
+    pub(crate) fn deadline(self) -> Option<DateTime<Utc>> {
+        match self {
+            EnvState::Running { deadline, .. } | EnvState::RollingBack { deadline, .. } => deadline,
+            _ => None,
+        }
+    }
+
     pub(crate) fn status(self) -> EnvStatus {
         match self {
             EnvState::Waiting => EnvStatus::Pending,

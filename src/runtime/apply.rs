@@ -111,6 +111,24 @@ impl Engine {
         Ok(())
     }
 
+    /// Runs `work` to its end even if the caller stops waiting: polled here once, and
+    /// finished by a task if it has to wait.
+    pub(crate) async fn to_the_end<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T, RuntimeError> {
+        let mut work = Box::pin(work);
+        // As in `start_io`: a future still pending is polled again by its task, with its waker.
+        if let Poll::Ready(done) = work.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            return Ok(done);
+        }
+        match self.inner.tasks.spawn(work).await {
+            Ok(done) => Ok(done),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(RuntimeError::ShuttingDown),
+        }
+    }
+
     /// Stores what changed since `before` and then publishes events and starts actions. On a
     /// store failure the deployment is put back as it was. Returns whether anything changed.
     /// `before` is boxed to keep the futures of every input's cycle small: larger ones are
@@ -526,7 +544,14 @@ impl Future for Detached {
 
 impl Drop for Detached {
     fn drop(&mut self) {
-        let (Some(commit), Ok(runtime)) = (self.commit.take(), Handle::try_current()) else {
+        let Some(commit) = self.commit.take() else {
+            return;
+        };
+        let Ok(runtime) = Handle::try_current() else {
+            tracing::error!(
+                "an input's write was dropped outside a tokio runtime, where no task can finish \
+                 it: the input is not stored"
+            );
             return;
         };
         self.tasks.spawn_on(

@@ -101,7 +101,7 @@ impl Live {
     /// was: one already due (the write may have been its firing) is tried again a second after
     /// `now`, so a store that fails at once is not retried in a tight loop.
     pub(crate) fn arm_after_failure(&mut self, deadlines: &Deadlines, now: DateTime<Utc>) {
-        let retry = now + TimeDelta::seconds(1);
+        let retry = now + RETRY_AFTER_FAILURE;
         deadlines.set(
             self.d.shared_id(),
             &mut self.deadline,
@@ -109,6 +109,10 @@ impl Live {
         );
     }
 }
+
+/// How long after a failed write a deadline is tried again: soon, but not in a tight loop
+/// against a store that fails at once.
+const RETRY_AFTER_FAILURE: TimeDelta = TimeDelta::seconds(1);
 
 /// A deployment waiting for another one of its application (`enqueueOne`).
 pub(crate) struct Queued {
@@ -312,6 +316,15 @@ impl Engine {
             let id = stored.id.clone();
             match self.resume(stored).await {
                 Ok(changed) => recovered.changed += usize::from(changed),
+                // A store that failed the write may work in a moment; a replica's upkeep
+                // rounds try again on their own.
+                Err(e @ RuntimeError::Store(_)) => {
+                    tracing::error!(deployment = %id, error = %e, "could not resume a deployment; trying again in a second");
+                    if self.replica().is_none() {
+                        self.retry_soon(&Arc::new(id));
+                    }
+                    continue;
+                }
                 Err(e) => {
                     // A file that no longer validates or a state that does not fit it stays
                     // stored as it is, for an operator to look at; the rest still resume.
@@ -372,13 +385,18 @@ impl Engine {
                 // not be loaded is tried again here. Either way a second later rather than at
                 // once, so a failing store is not hammered in a tight loop.
                 if !lock(&self.inner.live).contains_key(&**id) {
-                    let retry = self.inner.clock.now() + TimeDelta::seconds(1);
-                    self.inner.deadlines.add(id, retry);
+                    self.retry_soon(id);
                 }
                 tracing::warn!(deployment = %id, error = %e, "could not fire a deadline; trying again in a second");
             }
         }
         due.len()
+    }
+
+    /// Fires `id` again a moment from now: a deployment not in memory, whose write failed.
+    fn retry_soon(&self, id: &Arc<DeploymentId>) {
+        let retry = self.inner.clock.now() + RETRY_AFTER_FAILURE;
+        self.inner.deadlines.add(id, retry);
     }
 
     /// How many deployments the engine holds in memory (unfinished ones).
@@ -515,8 +533,10 @@ impl Engine {
             }
             // Resumed as a restart would (deadlines that passed fire, work in flight is asked
             // for again): a single engine comes here for a deployment whose resumption at
-            // recovery failed.
-            self.resume(stored).await?;
+            // recovery failed. Its write goes on if the caller stops waiting, as an input's does.
+            let engine = self.clone();
+            self.to_the_end(async move { engine.resume(stored).await })
+                .await??;
             if let Some(entry) = lock(&self.inner.live).get(id) {
                 return Ok(Arc::clone(entry));
             }

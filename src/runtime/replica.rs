@@ -302,14 +302,18 @@ impl Engine {
             return Ok(false);
         }
         let mut live = entry.lock().await;
-        self.commit(&mut live, before).await.inspect_err(|_| {
-            // Out of memory again, so the next input or upkeep round resumes it afresh.
+        let committed = self.commit(&mut live, before).await;
+        if committed.is_err() {
+            // Out of memory again, deadline and all, so the next input, upkeep round or retry
+            // resumes it afresh.
+            self.inner.deadlines.clear(&mut live.deadline);
             lock(&self.inner.live).remove(&id);
             let mut index = lock(&self.inner.callbacks);
             for callback in &callbacks {
                 index.remove(callback);
             }
-        })
+        }
+        committed
     }
 
     /// The receiving end of the store's change notices, for the scheduler loop.
