@@ -483,6 +483,58 @@ async fn a_removed_key_stops_verifying_once_the_cache_is_older_than_its_max_age(
     server.verify().await;
 }
 
+/// Once the keys are older than the max age, one caller fetches them again; the callers that
+/// arrive meanwhile use the old keys rather than wait for a slow identity provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_keys_serve_other_callers_while_one_fetches_them_again() {
+    let server = MockServer::start().await;
+    let clock = clock();
+    let authorizer = Arc::new(jwks_authorizer(&server, &clock));
+    let token = |clock: &ManualClock| {
+        sign(
+            Algorithm::RS256,
+            Some("rsa-1"),
+            &rsa(),
+            &claims(clock, json!({})),
+        )
+    };
+    serve_jwks(&server, jwks(false), 1).await;
+    assert!(authorizer.authorize(&token(&clock)).await.is_ok());
+
+    server.reset().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(jwks(false))
+                .set_delay(Duration::from_secs(3600)),
+        )
+        .mount(&server)
+        .await;
+    clock.advance(TimeDelta::minutes(61));
+    let fetching = tokio::spawn({
+        let (authorizer, token) = (Arc::clone(&authorizer), token(&clock));
+        async move { authorizer.authorize(&token).await }
+    });
+    while server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    {
+        tokio::task::yield_now().await;
+    }
+
+    let other_token = token(&clock);
+    let mut other = std::pin::pin!(authorizer.authorize(&other_token));
+    let answered = std::future::poll_fn(|cx| std::task::Poll::Ready(other.as_mut().poll(cx))).await;
+    assert!(
+        matches!(answered, std::task::Poll::Ready(Ok(_))),
+        "answered at once with the old keys: {answered:?}"
+    );
+    assert!(!fetching.is_finished(), "the fetching caller still waits");
+    fetching.abort();
+}
+
 #[tokio::test]
 async fn the_max_age_is_configurable_and_a_failed_refetch_keeps_the_known_keys() {
     let server = MockServer::start().await;

@@ -19,7 +19,8 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The keys of a JWKS URL, cached, and fetched again when a token names a `kid` the cache does
 /// not hold, when none of the cached keys verifies a token ([`Jwks::refresh`]), and before use
 /// once the cache is older than `max_age` (so a key the provider removed stops verifying). When
-/// such a fetch fails, the keys known so far stay in use until one succeeds.
+/// such a fetch fails, the keys known so far stay in use until one succeeds; while it is under
+/// way, callers other than the one that started it use them too.
 ///
 /// Fetches start at most once per `min_interval` (so tokens with made-up `kid`s cannot make
 /// hookgate hammer the identity provider), and callers arriving while a fetch is under way wait
@@ -128,6 +129,11 @@ impl Jwks {
                 return Ok(Arc::clone(&s.keys));
             }
             if s.fetching {
+                // Keys that are only old stay good while the fetch that replaces them is under
+                // way: only the caller that started it waits for it, not every caller behind it.
+                if tried.is_none() && s.holds(kid) {
+                    return Ok(Arc::clone(&s.keys));
+                }
                 Next::Wait(s.generation)
             } else if s.last_fetch.is_some_and(|at| now - at < self.min_interval) {
                 return s.settle(kid);
