@@ -301,6 +301,16 @@ async fn serve_jwks(server: &MockServer, body: Value, expected_fetches: u64) {
         .await;
 }
 
+/// A token signed with the JWKS's key `rsa-1`, valid at `clock`'s time.
+fn rsa_token(clock: &ManualClock) -> String {
+    sign(
+        Algorithm::RS256,
+        Some("rsa-1"),
+        &rsa(),
+        &claims(clock, json!({})),
+    )
+}
+
 fn jwks_authorizer(server: &MockServer, clock: &ManualClock) -> JwtAuthorizer {
     JwtAuthorizer::builder(ISS, AUD)
         .jwks(
@@ -456,28 +466,20 @@ async fn a_removed_key_stops_verifying_once_the_cache_is_older_than_its_max_age(
     let server = MockServer::start().await;
     let clock = clock();
     let authorizer = jwks_authorizer(&server, &clock);
-    let token = |clock: &ManualClock| {
-        sign(
-            Algorithm::RS256,
-            Some("rsa-1"),
-            &rsa(),
-            &claims(clock, json!({})),
-        )
-    };
 
     serve_jwks(&server, jwks(false), 1).await;
-    assert!(authorizer.authorize(&token(&clock)).await.is_ok());
+    assert!(authorizer.authorize(&rsa_token(&clock)).await.is_ok());
     server.verify().await;
     // The provider removes the key. Within the default max age of an hour the cache is used.
     serve_jwks(&server, json!({"keys": [jwks(true)["keys"][1]]}), 0).await;
     clock.advance(TimeDelta::minutes(59));
-    assert!(authorizer.authorize(&token(&clock)).await.is_ok());
+    assert!(authorizer.authorize(&rsa_token(&clock)).await.is_ok());
     server.verify().await;
     // After it, the JWKS is fetched again before use, once, and the key no longer verifies.
     serve_jwks(&server, json!({"keys": [jwks(true)["keys"][1]]}), 1).await;
     clock.advance(TimeDelta::minutes(2));
     for _ in 0..2 {
-        let err = authorizer.authorize(&token(&clock)).await.unwrap_err();
+        let err = authorizer.authorize(&rsa_token(&clock)).await.unwrap_err();
         assert_eq!(err.status(), StatusCode::UNAUTHORIZED, "{err}");
     }
     server.verify().await;
@@ -490,16 +492,8 @@ async fn old_keys_serve_other_callers_while_one_fetches_them_again() {
     let server = MockServer::start().await;
     let clock = clock();
     let authorizer = Arc::new(jwks_authorizer(&server, &clock));
-    let token = |clock: &ManualClock| {
-        sign(
-            Algorithm::RS256,
-            Some("rsa-1"),
-            &rsa(),
-            &claims(clock, json!({})),
-        )
-    };
     serve_jwks(&server, jwks(false), 1).await;
-    assert!(authorizer.authorize(&token(&clock)).await.is_ok());
+    assert!(authorizer.authorize(&rsa_token(&clock)).await.is_ok());
 
     server.reset().await;
     Mock::given(method("GET"))
@@ -512,7 +506,7 @@ async fn old_keys_serve_other_callers_while_one_fetches_them_again() {
         .await;
     clock.advance(TimeDelta::minutes(61));
     let fetching = tokio::spawn({
-        let (authorizer, token) = (Arc::clone(&authorizer), token(&clock));
+        let (authorizer, token) = (Arc::clone(&authorizer), rsa_token(&clock));
         async move { authorizer.authorize(&token).await }
     });
     while server
@@ -524,7 +518,7 @@ async fn old_keys_serve_other_callers_while_one_fetches_them_again() {
         tokio::task::yield_now().await;
     }
 
-    let other_token = token(&clock);
+    let other_token = rsa_token(&clock);
     let mut other = std::pin::pin!(authorizer.authorize(&other_token));
     let answered = std::future::poll_fn(|cx| std::task::Poll::Ready(other.as_mut().poll(cx))).await;
     assert!(
@@ -548,16 +542,8 @@ async fn the_max_age_is_configurable_and_a_failed_refetch_keeps_the_known_keys()
         .clock(clock.clone())
         .build()
         .unwrap();
-    let token = |clock: &ManualClock| {
-        sign(
-            Algorithm::RS256,
-            Some("rsa-1"),
-            &rsa(),
-            &claims(clock, json!({})),
-        )
-    };
     serve_jwks(&server, jwks(false), 1).await;
-    assert!(authorizer.authorize(&token(&clock)).await.is_ok());
+    assert!(authorizer.authorize(&rsa_token(&clock)).await.is_ok());
     server.verify().await;
 
     server.reset().await;
@@ -567,6 +553,6 @@ async fn the_max_age_is_configurable_and_a_failed_refetch_keeps_the_known_keys()
         .mount(&server)
         .await;
     clock.advance(TimeDelta::seconds(121));
-    assert!(authorizer.authorize(&token(&clock)).await.is_ok());
+    assert!(authorizer.authorize(&rsa_token(&clock)).await.is_ok());
     server.verify().await;
 }

@@ -122,6 +122,19 @@ impl Host {
     }
 }
 
+/// Each failed attempt's event: whether it is retried, and why it failed.
+fn failures(events: &[EventKind]) -> Vec<(bool, &str)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::WebhookFailed {
+                reason, retry_at, ..
+            } => Some((retry_at.is_some(), reason.as_str())),
+            _ => None,
+        })
+        .collect()
+}
+
 fn direct() -> TransportRegistry {
     TransportRegistry::new(ReqwestTransport::new().unwrap())
 }
@@ -362,16 +375,7 @@ async fn a_refused_connection_is_retried() {
 
     host.run().await;
 
-    let failures: Vec<(bool, &str)> = host
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            EventKind::WebhookFailed {
-                reason, retry_at, ..
-            } => Some((retry_at.is_some(), reason.as_str())),
-            _ => None,
-        })
-        .collect();
+    let failures = failures(&host.events);
     assert_eq!(failures.len(), 2);
     assert!(failures[0].0, "the first attempt is retried");
     assert!(
@@ -390,16 +394,7 @@ async fn a_connection_reset_mid_request_is_retried_and_sent_on_the_second_attemp
         host.run().await;
 
         assert_eq!(peer.accepted(), 2, "{broken:?}");
-        let failures: Vec<(bool, &str)> = host
-            .events
-            .iter()
-            .filter_map(|e| match e {
-                EventKind::WebhookFailed {
-                    reason, retry_at, ..
-                } => Some((retry_at.is_some(), reason.as_str())),
-                _ => None,
-            })
-            .collect();
+        let failures = failures(&host.events);
         assert_eq!(failures.len(), 1, "{broken:?}: {failures:?}");
         assert!(failures[0].0, "{broken:?}: the first attempt is retried");
         assert!(

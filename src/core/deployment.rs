@@ -782,47 +782,35 @@ impl Deployment {
     /// `deploymentConfig.timeout`. Returns whether it did anything.
     fn fire_env(&mut self, now: DateTime<Utc>, env: EnvId) -> bool {
         let plan = &*self.plan;
-        match self.s.envs[usize::from(env.0)] {
+        let state = self.s.envs[usize::from(env.0)];
+        let (op, step) = match state {
             EnvState::Running {
                 pos, op: Some(op), ..
-            } => {
-                let step = match work(plan, env, pos) {
-                    Work::Step(step) => step.name(),
-                    Work::Gates(_) => "gates",
-                };
-                self.s.emit(
-                    now,
-                    EventKind::StepFinished {
-                        op,
-                        env,
-                        ok: false,
-                        message: Some(format!("{step} took longer than deploymentConfig.timeout")),
-                    },
-                );
-                self.s.fail_env(plan, now, env, pos);
-                true
-            }
-            // As a failed rollback: the environment ends failed (the host must look at it).
+            } => match work(plan, env, pos) {
+                Work::Step(step) => (op, step.name()),
+                Work::Gates(_) => (op, "gates"),
+            },
             EnvState::RollingBack {
                 op,
                 deadline: Some(_),
-            } => {
-                self.s.emit(
-                    now,
-                    EventKind::StepFinished {
-                        op,
-                        env,
-                        ok: false,
-                        message: Some(
-                            "rollback took longer than deploymentConfig.timeout".to_owned(),
-                        ),
-                    },
-                );
-                self.s.finish_env(plan, now, env, EnvStatus::Failed);
-                true
-            }
-            _ => false,
+            } => (op, "rollback"),
+            _ => return false,
+        };
+        self.s.emit(
+            now,
+            EventKind::StepFinished {
+                op,
+                env,
+                ok: false,
+                message: Some(format!("{step} took longer than deploymentConfig.timeout")),
+            },
+        );
+        match state {
+            EnvState::Running { pos, .. } => self.s.fail_env(plan, now, env, pos),
+            // As a failed rollback: the environment ends failed (the host must look at it).
+            _ => self.s.finish_env(plan, now, env, EnvStatus::Failed),
         }
+        true
     }
 }
 
