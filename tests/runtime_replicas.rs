@@ -1,6 +1,6 @@
 //! Several engines sharing one in-memory store as replicas: exactly-once callbacks and host
 //! steps whichever replica a callback reaches, and fail-over when a replica stops. The same
-//! scenarios run on PostgreSQL in `tests/store_postgres_replicas.rs`.
+//! scenarios run on PostgreSQL from `tests/store_postgres.rs` (its `replicas` module).
 #![cfg(all(
     feature = "runtime",
     feature = "axum",

@@ -156,6 +156,7 @@ async fn closed_and_unknown_gates() {
         (answer.status, answer.code()),
         (StatusCode::NOT_FOUND, "unknown_callback")
     );
+    let unknown_body = answer.json.clone();
 
     for malformed in [
         "/callbacks/not-an-id",
@@ -171,6 +172,10 @@ async fn closed_and_unknown_gates() {
             (answer.status, answer.code()),
             (StatusCode::NOT_FOUND, "unknown_callback"),
             "{malformed}"
+        );
+        assert_eq!(
+            answer.json, unknown_body,
+            "{malformed}: answered exactly as an unknown id"
         );
     }
 }

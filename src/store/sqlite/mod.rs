@@ -88,7 +88,8 @@ pub enum Durability {
     /// `synchronous=NORMAL`: survives the process being killed, not a power loss.
     #[default]
     ProcessCrash,
-    /// `synchronous=FULL`: survives a power loss too, at one `fsync` per save.
+    /// `synchronous=FULL`: survives a power loss too, at one `fsync` per commit, which the
+    /// saves batched into it share.
     PowerLoss,
 }
 

@@ -1,4 +1,4 @@
-//! A batch's saves in one statement per layer rather than several per save.
+//! A batch's saves in one command per layer rather than several per save.
 //!
 //! sqlx hands every command to SQLite on another thread, so a command's cost is mostly the
 //! trip, not the work. Consecutive saves are therefore cut into layers, each holding at most
