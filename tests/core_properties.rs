@@ -428,7 +428,8 @@ fn other_plan(yaml: &str, mutation: usize) -> String {
 }
 
 /// Plays a host on a restored deployment: reads everything, answers every action, fires every
-/// deadline. Only that nothing panics or spins is asked of it.
+/// deadline, for at most 300 steps. Only that nothing panics is asked of it (a state another
+/// plan accepted may never finish); `handle_timeout` returning each time shows it does not spin.
 fn drive(mut d: Deployment, flag: bool) {
     d.reissue_in_flight();
     let mut now = common::t0();

@@ -185,8 +185,11 @@ proptest! {
             headers.insert(HeaderName::from_static("callbackuri"), value);
         }
         let request = ReceivedRequest::new().with_body(&body).with_query(&query).with_headers(&headers);
-        let _ = request.callback_uri();
-        let _ = request.callback_uri_at(&pointer);
+        // Whatever is found is an absolute http(s) URL; anything else is an error.
+        for found in [request.callback_uri(), request.callback_uri_at(&pointer)].into_iter().flatten() {
+            prop_assert!(matches!(found.scheme(), "http" | "https"), "{found}");
+            prop_assert!(found.has_host(), "{found}");
+        }
     }
 
     #[test]
