@@ -174,12 +174,10 @@ impl CallbackClient {
             Ok(response) => Ok(response),
             // The answer's status arrived but its body did not: the status decides (a 2xx is
             // delivered), the body only ever feeds error messages.
-            Err(source) => match source.status() {
-                Some(status) => {
-                    tracing::warn!(attempt, %status, error = %source, "callback answer lost its body");
-                    let mut response = Response::new(Bytes::new());
-                    *response.status_mut() = status;
-                    Ok(response)
+            Err(source) => match source.bodiless_answer() {
+                Some(answer) => {
+                    tracing::warn!(attempt, error = %source, "callback answer lost its body");
+                    Ok(answer)
                 }
                 None => Err(CallbackError::Transport {
                     attempts: attempt,

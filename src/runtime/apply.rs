@@ -98,34 +98,22 @@ impl Engine {
         before: Box<Deployment>,
     ) -> Result<(), RuntimeError> {
         let engine = self.clone();
-        let commit = Detached {
-            commit: Some(Box::pin(async move {
-                let done = engine.commit_once(&mut live, before).await;
-                (engine, live, done)
-            })),
-            tasks: self.inner.tasks.clone(),
-        };
-        let (engine, live, done) = commit.await;
-        let (_, ready) = done?;
-        engine.settle_soon(live, ready);
-        Ok(())
+        self.detached(async move {
+            let (_, ready) = engine.commit_once(&mut live, before).await?;
+            engine.settle_soon(live, ready);
+            Ok(())
+        })
+        .await
     }
 
-    /// Runs `work` to its end even if the caller stops waiting: polled here once, and
-    /// finished by a task if it has to wait.
-    pub(crate) async fn to_the_end<T: Send + 'static>(
+    /// `work`, which the caller polls, and which a task finishes if the caller stops waiting.
+    pub(crate) fn detached<T: Send + 'static>(
         &self,
         work: impl Future<Output = T> + Send + 'static,
-    ) -> Result<T, RuntimeError> {
-        let mut work = Box::pin(work);
-        // As in `start_io`: a future still pending is polled again by its task, with its waker.
-        if let Poll::Ready(done) = work.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            return Ok(done);
-        }
-        match self.inner.tasks.spawn(work).await {
-            Ok(done) => Ok(done),
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Err(RuntimeError::ShuttingDown),
+    ) -> Detached<T> {
+        Detached {
+            work: Some(Box::pin(work)),
+            tasks: self.inner.tasks.clone(),
         }
     }
 
@@ -514,52 +502,42 @@ pub(crate) enum Target<'a> {
     Entry(Arc<AsyncMutex<Live>>),
 }
 
-/// What an input's write hands back: the engine, the deployment still locked, and how the
-/// write went.
-type Committed = (
-    Engine,
-    OwnedMutexGuard<Live>,
-    Result<(bool, Vec<Ready>), RuntimeError>,
-);
-
-/// An input's write, finished by a task if the caller stops waiting for it. Only a caller that
-/// goes away costs a task; one that waits polls the write itself.
-struct Detached {
-    commit: Option<Pin<Box<dyn Future<Output = Committed> + Send>>>,
+/// Work that has to end once begun (an input applied in memory has to be stored and acted on):
+/// polled by its caller, and finished by a task if the caller stops waiting. Only a caller that
+/// goes away costs a task.
+pub(crate) struct Detached<T: Send + 'static> {
+    work: Option<Pin<Box<dyn Future<Output = T> + Send>>>,
     tasks: TaskTracker,
 }
 
-impl Future for Detached {
-    type Output = Committed;
+impl<T: Send + 'static> Future for Detached<T> {
+    type Output = T;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Committed> {
-        let Some(commit) = self.commit.as_mut() else {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let Some(work) = self.work.as_mut() else {
             return Poll::Pending;
         };
-        let committed = std::task::ready!(commit.as_mut().poll(cx));
-        self.commit = None;
-        Poll::Ready(committed)
+        let done = std::task::ready!(work.as_mut().poll(cx));
+        self.work = None;
+        Poll::Ready(done)
     }
 }
 
-impl Drop for Detached {
+impl<T: Send + 'static> Drop for Detached<T> {
     fn drop(&mut self) {
-        let Some(commit) = self.commit.take() else {
+        let Some(work) = self.work.take() else {
             return;
         };
         let Ok(runtime) = Handle::try_current() else {
             tracing::error!(
-                "an input's write was dropped outside a tokio runtime, where no task can finish \
-                 it: the input is not stored"
+                "work that has to end (an input's write, a resumption) was dropped outside a \
+                 tokio runtime, where no task can finish it"
             );
             return;
         };
         self.tasks.spawn_on(
             async move {
-                let (engine, live, done) = commit.await;
-                if let Ok((_, ready)) = done {
-                    engine.settle_soon(live, ready);
-                }
+                work.await;
             },
             &runtime,
         );

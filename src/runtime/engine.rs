@@ -535,8 +535,8 @@ impl Engine {
             // for again): a single engine comes here for a deployment whose resumption at
             // recovery failed. Its write goes on if the caller stops waiting, as an input's does.
             let engine = self.clone();
-            self.to_the_end(async move { engine.resume(stored).await })
-                .await??;
+            self.detached(async move { engine.resume(stored).await })
+                .await?;
             if let Some(entry) = lock(&self.inner.live).get(id) {
                 return Ok(Arc::clone(entry));
             }

@@ -245,6 +245,18 @@ impl TransportError {
             _ => None,
         }
     }
+
+    /// The answer as far as it arrived, for a caller that can act on its status alone: the
+    /// status of a [`ResponseBody`](Self::ResponseBody) with an empty body, `None` for every
+    /// other failure.
+    #[cfg(feature = "receiver")]
+    pub(crate) fn bodiless_answer(&self) -> Option<http::Response<bytes::Bytes>> {
+        self.status().map(|status| {
+            let mut answer = http::Response::new(bytes::Bytes::new());
+            *answer.status_mut() = status;
+            answer
+        })
+    }
 }
 
 #[cfg(test)]

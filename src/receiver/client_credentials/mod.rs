@@ -12,7 +12,7 @@ use std::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, Utc};
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header::CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, StatusCode, Uri, header::CONTENT_TYPE};
 
 pub use builder::ClientCredentialsBuilder;
 
@@ -105,16 +105,23 @@ impl ClientCredentials {
     }
 
     async fn attempt(&self, attempt: u32) -> Step<(Secret, Option<u64>), TokenError> {
-        let response = match self.transport.send(self.request()).await {
-            Ok(response) => response,
-            // An answer other than a success that lost its body is judged by its status, as
-            // below: a refusal such as `invalid_client` is not retried for the lost body.
-            Err(source) if source.status().is_some_and(|status| !status.is_success()) => {
-                tracing::warn!(attempt, error = %source, "token answer lost its body");
-                let mut response = Response::new(Bytes::new());
-                *response.status_mut() = source.status().unwrap_or_default();
-                response
+        let sent = self.transport.send(self.request()).await;
+        // An answer other than a success that lost its body is judged by its status, as below:
+        // a refusal such as `invalid_client` is not retried for the lost body.
+        let sent = sent.or_else(|source| {
+            match source
+                .bodiless_answer()
+                .filter(|a| !a.status().is_success())
+            {
+                Some(answer) => {
+                    tracing::warn!(attempt, error = %source, "token answer lost its body");
+                    Ok(answer)
+                }
+                None => Err(source),
             }
+        });
+        let response = match sent {
+            Ok(response) => response,
             Err(source) if source.is_retryable() => {
                 tracing::warn!(attempt, error = %source, "token request failed; retrying");
                 return Step::Retry {
