@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeDelta, TimeZone, Utc};
-use hookgate::auth::{AuthError, CallbackAuthorizer, JwtAuthorizer};
+use hookgate::auth::{AuthError, CallbackAuthorizer, JwtAuthorizer, JwtAuthorizerBuilder};
 use hookgate::clock::Clock;
 use hookgate::test_util::ManualClock;
 use hookgate::transport::ReqwestTransport;
@@ -311,14 +311,19 @@ fn rsa_token(clock: &ManualClock) -> String {
     )
 }
 
-fn jwks_authorizer(server: &MockServer, clock: &ManualClock) -> JwtAuthorizer {
+/// A builder taking keys from `server`'s JWKS, on `clock`.
+fn jwks_builder(server: &MockServer, clock: &ManualClock) -> JwtAuthorizerBuilder {
     JwtAuthorizer::builder(ISS, AUD)
         .jwks(
             format!("{}/.well-known/jwks.json", server.uri()),
             ReqwestTransport::new().unwrap(),
         )
-        .jwks_refresh_interval(Duration::from_secs(30))
         .clock(clock.clone())
+}
+
+fn jwks_authorizer(server: &MockServer, clock: &ManualClock) -> JwtAuthorizer {
+    jwks_builder(server, clock)
+        .jwks_refresh_interval(Duration::from_secs(30))
         .build()
         .unwrap()
 }
@@ -533,13 +538,8 @@ async fn old_keys_serve_other_callers_while_one_fetches_them_again() {
 async fn the_max_age_is_configurable_and_a_failed_refetch_keeps_the_known_keys() {
     let server = MockServer::start().await;
     let clock = clock();
-    let authorizer = JwtAuthorizer::builder(ISS, AUD)
-        .jwks(
-            format!("{}/.well-known/jwks.json", server.uri()),
-            ReqwestTransport::new().unwrap(),
-        )
+    let authorizer = jwks_builder(&server, &clock)
         .jwks_max_age(Duration::from_secs(120))
-        .clock(clock.clone())
         .build()
         .unwrap();
     serve_jwks(&server, jwks(false), 1).await;

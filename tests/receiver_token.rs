@@ -61,6 +61,24 @@ fn token(access_token: &str, expires_in: u64) -> ResponseTemplate {
     }))
 }
 
+/// An endpoint answering token `first` once, then `second`, each living `expires_in` seconds;
+/// each is fetched exactly once.
+async fn first_then_second(expires_in: u64) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(token("first", expires_in))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(token("second", expires_in))
+        .expect(1)
+        .mount(&server)
+        .await;
+    server
+}
+
 fn source(server: &MockServer) -> hookgate::receiver::ClientCredentialsBuilder {
     ClientCredentials::builder("my client", SECRET)
         .token_url(Url::parse(&format!("{}/oauth/token", server.uri())).unwrap())
@@ -128,18 +146,7 @@ async fn audience_is_configurable() {
 
 #[tokio::test]
 async fn token_is_refreshed_once_the_margin_before_expiry_is_reached() {
-    let server = MockServer::start().await;
-    Mock::given(path("/oauth/token"))
-        .respond_with(token("first", 3600))
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/oauth/token"))
-        .respond_with(token("second", 3600))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = first_then_second(3600).await;
 
     let clock = TestClock::new();
     let tokens = source(&server)
@@ -166,18 +173,7 @@ async fn token_is_refreshed_once_the_margin_before_expiry_is_reached() {
 
 #[tokio::test]
 async fn a_token_living_no_longer_than_the_margin_is_cached_for_half_its_lifetime() {
-    let server = MockServer::start().await;
-    Mock::given(path("/oauth/token"))
-        .respond_with(token("first", 60))
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/oauth/token"))
-        .respond_with(token("second", 60))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = first_then_second(60).await;
 
     // The default margin of 60 s would leave a 60 s token no time in the cache at all.
     let clock = TestClock::new();
@@ -203,17 +199,7 @@ async fn a_token_living_no_longer_than_the_margin_is_cached_for_half_its_lifetim
 
 #[tokio::test]
 async fn invalidate_forces_a_fresh_token() {
-    let server = MockServer::start().await;
-    Mock::given(path("/oauth/token"))
-        .respond_with(token("first", 3600))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/oauth/token"))
-        .respond_with(token("second", 3600))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = first_then_second(3600).await;
 
     let tokens = source(&server).build(transport()).unwrap();
     assert_eq!(tokens.token().await.unwrap().expose(), "first");

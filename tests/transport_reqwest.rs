@@ -23,6 +23,15 @@ fn post(uri: String, body: &'static str) -> Request<Bytes> {
         .unwrap()
 }
 
+/// How a default transport fails to send `request`.
+async fn failure(request: Request<Bytes>) -> TransportError {
+    ReqwestTransport::new()
+        .unwrap()
+        .send(request)
+        .await
+        .unwrap_err()
+}
+
 #[tokio::test]
 async fn request_arrives_with_exact_method_headers_and_body() {
     let server = MockServer::start().await;
@@ -75,11 +84,7 @@ async fn slow_server_times_out_with_the_per_request_timeout() {
     request
         .extensions_mut()
         .insert(RequestOptions::default().with_timeout(timeout));
-    let error = ReqwestTransport::new()
-        .unwrap()
-        .send(request)
-        .await
-        .unwrap_err();
+    let error = failure(request).await;
 
     assert!(
         matches!(error, TransportError::Timeout { after, .. } if after == timeout),
@@ -245,11 +250,7 @@ async fn connection_refused_is_a_retryable_connect_error() {
         format!("http://127.0.0.1:{port}/hook?token=s3cr3t"),
         "body-s3cr3t",
     );
-    let error = ReqwestTransport::new()
-        .unwrap()
-        .send(request)
-        .await
-        .unwrap_err();
+    let error = failure(request).await;
 
     assert!(matches!(error, TransportError::Connect { .. }), "{error:?}");
     assert!(error.is_retryable());
@@ -261,11 +262,7 @@ async fn connection_refused_is_a_retryable_connect_error() {
 async fn a_connection_reset_or_closed_before_the_answer_is_a_retryable_disconnect() {
     for turn in [Turn::Reset, Turn::Close] {
         let peer = RawPeer::start(&[turn]).await;
-        let error = ReqwestTransport::new()
-            .unwrap()
-            .send(post(format!("{}/hook?token=s3cr3t", peer.base), "{}"))
-            .await
-            .unwrap_err();
+        let error = failure(post(format!("{}/hook?token=s3cr3t", peer.base), "{}")).await;
 
         assert!(
             matches!(error, TransportError::Disconnected { .. }),
@@ -285,11 +282,7 @@ async fn a_connection_reset_or_closed_before_the_answer_is_a_retryable_disconnec
 #[tokio::test]
 async fn a_body_cut_short_keeps_the_status_and_is_a_retryable_disconnect() {
     let peer = RawPeer::start(&[Turn::Write(OK_CUT_SHORT)]).await;
-    let error = ReqwestTransport::new()
-        .unwrap()
-        .send(post(format!("{}/hook", peer.base), "{}"))
-        .await
-        .unwrap_err();
+    let error = failure(post(format!("{}/hook", peer.base), "{}")).await;
 
     let TransportError::ResponseBody { status, source, .. } = &error else {
         panic!("{error:?}")
@@ -307,11 +300,7 @@ async fn a_body_cut_short_keeps_the_status_and_is_a_retryable_disconnect() {
 #[tokio::test]
 async fn an_answer_that_is_not_http_is_an_io_error_and_not_retried() {
     let peer = RawPeer::start(&[Turn::Write(GARBAGE)]).await;
-    let error = ReqwestTransport::new()
-        .unwrap()
-        .send(post(format!("{}/hook", peer.base), "{}"))
-        .await
-        .unwrap_err();
+    let error = failure(post(format!("{}/hook", peer.base), "{}")).await;
 
     assert!(matches!(error, TransportError::Io { .. }), "{error:?}");
     assert!(!error.is_retryable());
@@ -320,11 +309,7 @@ async fn an_answer_that_is_not_http_is_an_io_error_and_not_retried() {
 #[tokio::test]
 async fn non_http_uri_is_an_invalid_request() {
     let request = Request::post("/relative").body(Bytes::new()).unwrap();
-    let error = ReqwestTransport::new()
-        .unwrap()
-        .send(request)
-        .await
-        .unwrap_err();
+    let error = failure(request).await;
     assert!(
         matches!(error, TransportError::InvalidRequest { .. }),
         "{error:?}"

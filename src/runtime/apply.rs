@@ -310,13 +310,7 @@ impl Engine {
     /// A finished deployment leaves memory (late callbacks load it from the store) and lets a
     /// queued deployment of its application start.
     pub(crate) fn retire(&self, d: &Deployment) {
-        lock(&self.inner.live).remove(d.id());
-        {
-            let mut index = lock(&self.inner.callbacks);
-            for (_, callback) in d.callback_ids() {
-                index.remove(&callback);
-            }
-        }
+        self.unregister(d);
         // An engine that runs deployments side by side never queues one.
         if self.inner.allow_concurrent {
             return;

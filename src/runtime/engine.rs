@@ -579,6 +579,16 @@ impl Engine {
         }
         (entry, inserted)
     }
+
+    /// Takes `d` out of memory: its entry and its callback index. Its deadline is its entry's
+    /// to clear.
+    pub(crate) fn unregister(&self, d: &Deployment) {
+        lock(&self.inner.live).remove(d.id());
+        let mut index = lock(&self.inner.callbacks);
+        for (_, callback) in d.callback_ids() {
+            index.remove(&callback);
+        }
+    }
 }
 
 /// `d`'s actions and events, drained into vectors kept for the purpose (see [`spare`]).

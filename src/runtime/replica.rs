@@ -294,8 +294,6 @@ impl Engine {
         d.handle_timeout(self.inner.clock.now());
         while d.poll_action().is_some() {}
         d.reissue_in_flight();
-        let id = stored.id.clone();
-        let callbacks: Vec<_> = d.callback_ids().map(|(_, c)| c).collect();
         let (entry, inserted) = self.register(Live::new(d, stored.version, true));
         if !inserted {
             // Registered meanwhile by someone who drives it already.
@@ -307,11 +305,7 @@ impl Engine {
             // Out of memory again, deadline and all, so the next input, upkeep round or retry
             // resumes it afresh.
             self.inner.deadlines.clear(&mut live.deadline);
-            lock(&self.inner.live).remove(&id);
-            let mut index = lock(&self.inner.callbacks);
-            for callback in &callbacks {
-                index.remove(callback);
-            }
+            self.unregister(&live.d);
         }
         committed
     }

@@ -81,7 +81,10 @@ pub(super) fn error(status: StatusCode, code: &str, message: impl Display) -> Re
 pub(super) fn no_route(why: NoRoute) -> Response<Bytes> {
     let (code, message) = match why {
         NoRoute::NotFound => ("not_found", "nothing is served at this path"),
-        NoRoute::UnknownCallback => ("unknown_callback", UNKNOWN_CALLBACK),
+        NoRoute::UnknownCallback => (
+            "unknown_callback",
+            "no gate has this callback id; check the callback URI",
+        ),
         NoRoute::UnknownDeployment => (
             "unknown_deployment",
             "the deployment id in the URL is not valid percent-encoded UTF-8",
@@ -132,15 +135,13 @@ pub(super) fn auth(err: &AuthError) -> Response<Bytes> {
     response
 }
 
-/// What a callback id no open gate has is answered, whether malformed, unknown or of a gate not
-/// called yet: the same answer for each, so that it tells a token holder nothing about the id.
-const UNKNOWN_CALLBACK: &str = "no gate has this callback id; check the callback URI";
-
 /// The answer of PROTOCOL.md §5's table for a refusal by the gates.
 pub(super) fn gate(err: &GateError) -> Response<Bytes> {
     let (status, code) = match err {
+        // The same answer as a malformed id's, so that it tells a token holder nothing about
+        // the id: unknown or of a gate not called yet.
         GateError::Core(CoreError::UnknownCallback | CoreError::GateNotOpen) => {
-            return error(StatusCode::NOT_FOUND, "unknown_callback", UNKNOWN_CALLBACK);
+            return no_route(NoRoute::UnknownCallback);
         }
         GateError::Core(core) => match core {
             CoreError::Conflict { .. } | CoreError::NotAwaitingDecision(_) => {
