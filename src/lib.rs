@@ -104,6 +104,7 @@ pub mod core;
 pub mod ids;
 pub mod outbound;
 pub mod receiver;
+mod retry_after;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 mod secret;

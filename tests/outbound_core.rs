@@ -20,7 +20,7 @@ use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 mod raw_peer;
-use raw_peer::{ACCEPTED, OK_CUT_SHORT, RawPeer, Turn};
+use raw_peer::{ACCEPTED, OK_CUT_SHORT, RawPeer, Turn, UNAVAILABLE_CUT_SHORT};
 
 struct Ids(u128);
 
@@ -427,6 +427,23 @@ async fn a_2xx_whose_body_breaks_off_counts_as_sent() {
         CallResult::Sent { status: 200 }
     );
     assert_eq!(peer.accepted(), 1);
+}
+
+#[tokio::test]
+async fn a_503_whose_body_breaks_off_keeps_its_retry_after() {
+    let peer = RawPeer::start(&[Turn::Write(UNAVAILABLE_CUT_SHORT)]).await;
+    let mut host = Host::start(plan("retryCount: 3"), direct(), &peer.base);
+    let Some(Action::CallWebhook(call)) = host.deployment.poll_action() else {
+        panic!("expected a call")
+    };
+    let prepared = host.dispatcher.prepare(&host.deployment, &call, None);
+
+    let CallResult::Failed(failure) = host.dispatcher.send(&prepared).await else {
+        panic!("expected a failure")
+    };
+    assert!(failure.retryable);
+    assert_eq!(failure.status, Some(503));
+    assert_eq!(failure.retry_after, Some(Duration::from_secs(7)));
 }
 
 #[tokio::test]

@@ -26,7 +26,7 @@ use wiremock::{
 };
 
 mod raw_peer;
-use raw_peer::{OK_CUT_SHORT, RawPeer, Turn};
+use raw_peer::{OK_CUT_SHORT, OK_EMPTY, RawPeer, Turn, UNAVAILABLE_CUT_SHORT};
 
 const CALLBACK_PATH: &str = "/callbacks/abc/callback";
 
@@ -359,6 +359,61 @@ async fn retry_after_is_honoured_instead_of_the_backoff() {
     assert_eq!(outcome.unwrap(), CallbackOutcome::Delivered);
 }
 
+/// A client whose own backoff would wait up to an hour, and that honours a `Retry-After` of at
+/// most 10 ms: a retry that comes quickly was timed by the server.
+fn patient_but_obedient() -> CallbackClient {
+    let backoff = Backoff::default()
+        .with_base(Duration::from_secs(3600))
+        .with_max_delay(Duration::from_secs(3600))
+        .with_retry_after_cap(Duration::from_millis(10));
+    CallbackClient::new(ReqwestTransport::new().unwrap(), StaticToken::new("t"))
+        .with_backoff(backoff)
+}
+
+#[tokio::test]
+async fn retry_after_in_the_obsolete_date_forms_is_honoured() {
+    for date in [
+        "Sunday, 06-Nov-94 08:49:37 GMT",
+        "Sun Nov  6 08:49:37 1994",
+        "Sun, 06 Nov 1994 08:49:37 GMT",
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(path(CALLBACK_PATH))
+            .respond_with(ResponseTemplate::new(503).insert_header("retry-after", date))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(path(CALLBACK_PATH))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&server)
+            .await;
+
+        let (url, success) = (callback_url(&server), Callback::success());
+        let client = patient_but_obedient();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), client.send(&url, &success))
+            .await
+            .unwrap_or_else(|_| panic!("Retry-After: {date} was not honoured"));
+        assert_eq!(outcome.unwrap(), CallbackOutcome::Delivered, "{date}");
+    }
+}
+
+#[tokio::test]
+async fn a_503_whose_body_breaks_off_is_retried_when_its_retry_after_says() {
+    let peer = RawPeer::start(&[Turn::Write(UNAVAILABLE_CUT_SHORT), Turn::Write(OK_EMPTY)]).await;
+    let url = Url::parse(&format!("{}{CALLBACK_PATH}", peer.base)).unwrap();
+
+    let client = patient_but_obedient();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.send(&url, &Callback::success()),
+    )
+    .await
+    .expect("the lost body's Retry-After was not honoured");
+
+    assert_eq!(outcome.unwrap(), CallbackOutcome::Delivered);
+    assert_eq!(peer.accepted(), 2);
+}
+
 #[tokio::test]
 async fn connection_errors_are_retried_then_reported() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -381,8 +436,7 @@ async fn connection_errors_are_retried_then_reported() {
 #[tokio::test]
 async fn a_connection_reset_mid_request_is_retried_then_delivered() {
     for broken in [Turn::Reset, Turn::Close] {
-        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
-        let peer = RawPeer::start(&[broken, Turn::Write(ok)]).await;
+        let peer = RawPeer::start(&[broken, Turn::Write(OK_EMPTY)]).await;
         let url = Url::parse(&format!("{}{CALLBACK_PATH}", peer.base)).unwrap();
 
         let outcome = static_client()

@@ -20,9 +20,13 @@ use wiremock::{
 };
 
 mod raw_peer;
-use raw_peer::{OK_CUT_SHORT, RawPeer, Turn};
+use raw_peer::{OK_CUT_SHORT, RawPeer, Turn, UNAVAILABLE_CUT_SHORT};
 
 const SECRET: &str = "s3cr&t=+/é-hunter2";
+
+/// A raw answer carrying token `t-1`, valid for a minute.
+const TOKEN_T1: &str = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 38\r\n\
+                        connection: close\r\n\r\n{\"access_token\":\"t-1\",\"expires_in\":60}";
 
 /// A clock moved by hand (the crate's `ManualClock` needs the `test-util` feature).
 #[derive(Clone)]
@@ -294,9 +298,12 @@ async fn unreachable_endpoint_is_a_retried_transport_error() {
 
 #[tokio::test]
 async fn a_connection_reset_or_a_token_cut_short_is_retried() {
-    let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 38\r\n\
-                  connection: close\r\n\r\n{\"access_token\":\"t-1\",\"expires_in\":60}";
-    let peer = RawPeer::start(&[Turn::Reset, Turn::Write(OK_CUT_SHORT), Turn::Write(answer)]).await;
+    let peer = RawPeer::start(&[
+        Turn::Reset,
+        Turn::Write(OK_CUT_SHORT),
+        Turn::Write(TOKEN_T1),
+    ])
+    .await;
     let tokens = ClientCredentials::builder("id", SECRET)
         .token_url(Url::parse(&format!("{}/oauth/token", peer.base)).unwrap())
         .backoff(quick())
@@ -307,6 +314,30 @@ async fn a_connection_reset_or_a_token_cut_short_is_retried() {
 
     assert_eq!(token.expose(), "t-1");
     assert_eq!(peer.accepted(), 3);
+}
+
+/// A 503 that loses its body still says when to ask again: the backoff here would wait an hour,
+/// the `Retry-After` (7 s, capped at 10 ms) hardly at all.
+#[tokio::test]
+async fn an_unavailable_answer_cut_short_is_retried_when_its_retry_after_says() {
+    let peer = RawPeer::start(&[Turn::Write(UNAVAILABLE_CUT_SHORT), Turn::Write(TOKEN_T1)]).await;
+    let patient = Backoff::default()
+        .with_base(Duration::from_secs(3600))
+        .with_max_delay(Duration::from_secs(3600))
+        .with_retry_after_cap(Duration::from_millis(10));
+    let tokens = ClientCredentials::builder("id", SECRET)
+        .token_url(Url::parse(&format!("{}/oauth/token", peer.base)).unwrap())
+        .backoff(patient)
+        .build(transport())
+        .unwrap();
+
+    let token = tokio::time::timeout(Duration::from_secs(10), tokens.token())
+        .await
+        .expect("the lost body's Retry-After was not honoured")
+        .unwrap_or_else(|e| panic!("{e:?}"));
+
+    assert_eq!(token.expose(), "t-1");
+    assert_eq!(peer.accepted(), 2);
 }
 
 /// A refusal is final even when its body is lost: the lost body is no reason to ask again.

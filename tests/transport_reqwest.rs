@@ -15,7 +15,7 @@ use wiremock::{
 };
 
 mod raw_peer;
-use raw_peer::{GARBAGE, OK_CUT_SHORT, RawPeer, Turn};
+use raw_peer::{GARBAGE, OK_CUT_SHORT, RawPeer, Turn, UNAVAILABLE_CUT_SHORT};
 
 fn post(uri: String, body: &'static str) -> Request<Bytes> {
     Request::post(uri)
@@ -295,6 +295,23 @@ async fn a_body_cut_short_keeps_the_status_and_is_a_retryable_disconnect() {
     );
     assert!(error.is_retryable());
     assert!(error.to_string().contains("200"), "{error}");
+}
+
+#[tokio::test]
+async fn a_body_cut_short_keeps_the_retry_after_of_its_head() {
+    let peer = RawPeer::start(&[Turn::Write(UNAVAILABLE_CUT_SHORT)]).await;
+    let error = failure(post(format!("{}/hook", peer.base), "{}")).await;
+
+    let TransportError::ResponseBody {
+        status,
+        retry_after,
+        ..
+    } = &error
+    else {
+        panic!("{error:?}")
+    };
+    assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry_after.as_ref().map(|v| v.as_bytes()), Some(&b"7"[..]));
 }
 
 #[tokio::test]

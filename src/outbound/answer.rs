@@ -1,16 +1,15 @@
 //! Turning what came back from the server into a [`CallResult`] (PROTOCOL.md §4).
 
 use std::error::Error as StdError;
-use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::{DateTime, NaiveDateTime, Utc};
-use http::header::RETRY_AFTER;
-use http::{HeaderMap, Response};
+use chrono::{DateTime, Utc};
+use http::Response;
 
 use super::OutboundError;
 use super::redact::Redactor;
 use crate::core::{CallFailure, CallResult};
+use crate::retry_after::retry_after;
 use crate::secrets::SecretError;
 use crate::transport::BodyTruncated;
 
@@ -42,12 +41,18 @@ pub(super) fn from_response(
 /// render, a missing secret, an agent without transport) would fail the same way every time.
 ///
 /// An answer whose body could not be read is judged by its status: a 2xx is sent, since any
-/// 2xx counts as sent (the body is never needed then), and other statuses keep their classes.
-pub(super) fn from_error(error: &OutboundError, redactor: &Redactor<'_>) -> CallResult {
+/// 2xx counts as sent (the body is never needed then), and other statuses keep their classes
+/// and their `Retry-After`.
+pub(super) fn from_error(
+    error: &OutboundError,
+    redactor: &Redactor<'_>,
+    now: DateTime<Utc>,
+) -> CallResult {
     if let OutboundError::Transport(e) = error
-        && let Some(status) = e.status()
+        && let Some(answer) = e.bodiless_answer()
     {
-        let result = CallResult::from_status(status.as_u16(), None);
+        let status = answer.status().as_u16();
+        let result = CallResult::from_status(status, retry_after(answer.headers(), now));
         let CallResult::Failed(mut failure) = result else {
             return result;
         };
@@ -81,28 +86,6 @@ fn describe(error: &OutboundError) -> String {
     }
 }
 
-/// `Retry-After` as delta-seconds or an HTTP-date (RFC 9110 §10.2.3); a date in the past
-/// means now.
-fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = http_date(value)?;
-    Some((at - now).to_std().unwrap_or(Duration::ZERO))
-}
-
-/// The preferred IMF-fixdate and the two obsolete forms recipients must still accept.
-fn http_date(value: &str) -> Option<DateTime<Utc>> {
-    if let Ok(at) = DateTime::parse_from_rfc2822(value) {
-        return Some(at.to_utc());
-    }
-    ["%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"]
-        .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(value, format).ok())
-        .map(|at| at.and_utc())
-}
-
 /// The start of a body for people: lossy UTF-8, line breaks and tabs as spaces, other control
 /// characters dropped (they could forge log lines or garble terminals), secrets redacted, at
 /// most [`EXCERPT_BYTES`].
@@ -132,33 +115,12 @@ mod tests {
     use std::collections::BTreeMap;
 
     use chrono::TimeZone;
-    use http::HeaderValue;
 
     use super::*;
     use crate::Secret;
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(1994, 11, 6, 8, 49, 0).unwrap()
-    }
-
-    fn after(value: &'static str) -> Option<Duration> {
-        let mut headers = HeaderMap::new();
-        headers.insert(RETRY_AFTER, HeaderValue::from_static(value));
-        retry_after(&headers, now())
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_all_three_date_forms() {
-        assert_eq!(after("120"), Some(Duration::from_secs(120)));
-        assert_eq!(after(" 2 "), Some(Duration::from_secs(2)));
-        let in_37s = Some(Duration::from_secs(37));
-        assert_eq!(after("Sun, 06 Nov 1994 08:49:37 GMT"), in_37s);
-        assert_eq!(after("Sunday, 06-Nov-94 08:49:37 GMT"), in_37s);
-        assert_eq!(after("Sun Nov  6 08:49:37 1994"), in_37s);
-        assert_eq!(after("Sun, 06 Nov 1994 08:00:00 GMT"), Some(Duration::ZERO));
-        assert_eq!(after("-5"), None);
-        assert_eq!(after("soon"), None);
-        assert_eq!(retry_after(&HeaderMap::new(), now()), None);
     }
 
     #[test]

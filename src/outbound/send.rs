@@ -49,7 +49,9 @@ impl Dispatcher {
         let no_secrets = BTreeMap::new();
         let result = match self.exchange(prepared).await {
             Ok(result) => result,
-            Err(error) => answer::from_error(&error, &Redactor::new(&no_secrets, None)),
+            Err(error) => {
+                answer::from_error(&error, &Redactor::new(&no_secrets, None), self.clock.now())
+            }
         };
         match &result {
             CallResult::Sent { status } => tracing::debug!(status, "webhook call sent"),
@@ -88,7 +90,10 @@ impl Dispatcher {
         };
         let request = match self.request(prepared, webhook, &secrets) {
             Ok(request) => request,
-            Err(error) => return Ok(answer::from_error(&error, &Redactor::new(&secrets, None))),
+            Err(error) => {
+                let redactor = Redactor::new(&secrets, None);
+                return Ok(answer::from_error(&error, &redactor, self.clock.now()));
+            }
         };
         // Cheap clones, kept for naming the request should it fail.
         let (method, uri) = (request.method().clone(), request.uri().clone());
@@ -106,7 +111,7 @@ impl Dispatcher {
         let redactor = Redactor::new(&secrets, hidden_url);
         Ok(match outcome {
             Ok(response) => answer::from_response(&response, &redactor, self.clock.now()),
-            Err(error) => answer::from_error(&error.into(), &redactor),
+            Err(error) => answer::from_error(&error.into(), &redactor, self.clock.now()),
         })
     }
 

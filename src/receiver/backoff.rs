@@ -1,8 +1,5 @@
 use std::{future::Future, time::Duration};
 
-use chrono::{DateTime, Utc};
-use http::{HeaderMap, header::RETRY_AFTER};
-
 /// How often and how patiently the receiver retries: exponential backoff with full jitter.
 ///
 /// Retry `n` (counting from 1) waits a random time between zero and
@@ -114,22 +111,8 @@ where
     }
 }
 
-/// The wait a `Retry-After` header asks for, in delta-seconds or as an HTTP date.
-pub(super) fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = DateTime::parse_from_rfc2822(value)
-        .ok()?
-        .with_timezone(&Utc);
-    Some((at - now).to_std().unwrap_or(Duration::ZERO))
-}
-
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
-
     use super::*;
 
     #[test]
@@ -155,26 +138,5 @@ mod tests {
             backoff.delay(1, Some(Duration::from_secs(3600))),
             Duration::from_secs(5)
         );
-    }
-
-    #[test]
-    fn retry_after_parses_seconds_and_dates() {
-        let now = Utc.with_ymd_and_hms(2015, 10, 21, 7, 28, 0).unwrap();
-        let mut headers = HeaderMap::new();
-        assert_eq!(retry_after(&headers, now), None);
-        headers.insert(RETRY_AFTER, "120".parse().unwrap());
-        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(120)));
-        headers.insert(
-            RETRY_AFTER,
-            "Wed, 21 Oct 2015 07:28:30 GMT".parse().unwrap(),
-        );
-        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(30)));
-        headers.insert(
-            RETRY_AFTER,
-            "Wed, 21 Oct 2015 07:00:00 GMT".parse().unwrap(),
-        );
-        assert_eq!(retry_after(&headers, now), Some(Duration::ZERO));
-        headers.insert(RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(retry_after(&headers, now), None);
     }
 }

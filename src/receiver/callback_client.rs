@@ -13,11 +13,12 @@ use url::Url;
 
 use super::{
     Callback, CallbackError, CallbackOutcome, TokenError, TokenSource,
-    backoff::{Backoff, Step, retry_after, with_retries},
+    backoff::{Backoff, Step, with_retries},
     server_text,
 };
 use crate::{
     clock::{Clock, SystemClock},
+    retry_after::retry_after,
     transport::{DynTransport, HttpTransport, RequestOptions, RequestTarget},
 };
 

@@ -1,7 +1,8 @@
 use std::fmt::Write as _;
 use std::{error::Error as StdError, fmt, sync::Arc, time::Duration};
 
-use http::{Method, Request, StatusCode, Uri};
+use http::header::RETRY_AFTER;
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 
 /// A source error shared between clones of a [`TransportError`].
 type Source = Arc<dyn StdError + Send + Sync>;
@@ -136,7 +137,8 @@ pub enum TransportError {
     },
     /// The server answered with `status`, but reading the response body then failed (`source`
     /// says how: a broken connection, a timeout, a malformed body). The status stands: a caller
-    /// that does not need the body can act on it, e.g. count a 2xx as accepted.
+    /// that does not need the body can act on it, e.g. count a 2xx as accepted, or retry a 503
+    /// when its `Retry-After` says.
     #[error(
         "{target} was answered with {status}, but reading the response body failed; the status \
          stands, the body is lost"
@@ -146,6 +148,8 @@ pub enum TransportError {
         target: RequestTarget,
         /// The status of the answer.
         status: StatusCode,
+        /// The answer's `Retry-After` header, if it had one.
+        retry_after: Option<HeaderValue>,
         /// Why the body could not be read.
         #[source]
         source: Box<TransportError>,
@@ -205,12 +209,19 @@ impl TransportError {
         }
     }
 
-    /// A [`TransportError::ResponseBody`]: `target` was answered with `status`, then reading
-    /// the body failed with `cause`.
-    pub fn response_body(target: RequestTarget, status: StatusCode, cause: TransportError) -> Self {
+    /// A [`TransportError::ResponseBody`]: `target` was answered with `status` and `headers`,
+    /// then reading the body failed with `cause`. Of the headers, only `Retry-After` is kept:
+    /// the others are no use without the body and may carry what should not be logged.
+    pub fn response_body(
+        target: RequestTarget,
+        status: StatusCode,
+        headers: &HeaderMap,
+        cause: TransportError,
+    ) -> Self {
         Self::ResponseBody {
             target,
             status,
+            retry_after: headers.get(RETRY_AFTER).cloned(),
             source: Box::new(cause),
         }
     }
@@ -247,15 +258,23 @@ impl TransportError {
     }
 
     /// The answer as far as it arrived, for a caller that can act on its status alone: the
-    /// status of a [`ResponseBody`](Self::ResponseBody) with an empty body, `None` for every
-    /// other failure.
-    #[cfg(feature = "receiver")]
+    /// status and `Retry-After` of a [`ResponseBody`](Self::ResponseBody) with an empty body,
+    /// `None` for every other failure.
     pub(crate) fn bodiless_answer(&self) -> Option<http::Response<bytes::Bytes>> {
-        self.status().map(|status| {
-            let mut answer = http::Response::new(bytes::Bytes::new());
-            *answer.status_mut() = status;
-            answer
-        })
+        let Self::ResponseBody {
+            status,
+            retry_after,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let mut answer = http::Response::new(bytes::Bytes::new());
+        *answer.status_mut() = *status;
+        if let Some(value) = retry_after {
+            answer.headers_mut().insert(RETRY_AFTER, value.clone());
+        }
+        Some(answer)
     }
 }
 
@@ -292,6 +311,7 @@ mod tests {
         let lost = TransportError::response_body(
             target.clone(),
             StatusCode::ACCEPTED,
+            &HeaderMap::new(),
             TransportError::disconnected(target.clone(), "reset"),
         );
         assert_eq!(lost.status(), Some(StatusCode::ACCEPTED));
@@ -305,10 +325,31 @@ mod tests {
         let malformed = TransportError::response_body(
             target.clone(),
             StatusCode::OK,
+            &HeaderMap::new(),
             TransportError::io(target.clone(), "bad chunk"),
         );
         assert!(!malformed.is_retryable());
         assert_eq!(TransportError::disconnected(target, "reset").status(), None);
+    }
+
+    #[test]
+    fn a_lost_body_keeps_retry_after_and_no_other_header() {
+        let target = RequestTarget::new(Method::POST, &Uri::from_static("https://h/"));
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        headers.insert("set-cookie", HeaderValue::from_static("session=s3cr3t"));
+        let lost = TransportError::response_body(
+            target.clone(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            &headers,
+            TransportError::disconnected(target, "reset"),
+        );
+
+        let answer = lost.bodiless_answer().expect("the head arrived");
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.headers().len(), 1, "{:?}", answer.headers());
+        assert_eq!(answer.headers()[RETRY_AFTER], "7");
+        assert!(!format!("{lost:?}").contains("s3cr3t"), "{lost:?}");
     }
 
     #[test]

@@ -196,6 +196,7 @@ impl HttpTransport for ReqwestTransport {
                 TransportError::response_body(
                     target(),
                     status,
+                    incoming.headers(),
                     map_error(e, target(), options.timeout),
                 )
             })?;

@@ -29,6 +29,14 @@ pub const ACCEPTED: &str =
 pub const OK_CUT_SHORT: &str =
     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"ok\":";
 
+/// A 503 asking to come back in 7 seconds, promising 100 body bytes and sending 9 before hanging
+/// up.
+pub const UNAVAILABLE_CUT_SHORT: &str = "HTTP/1.1 503 Service Unavailable\r\nretry-after: 7\r\n\
+     content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"busy\":";
+
+/// A 200 with an empty body, closing the connection.
+pub const OK_EMPTY: &str = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+
 /// Not an HTTP answer at all.
 pub const GARBAGE: &str = "SMTP ready\r\n\r\n";
 

@@ -18,9 +18,9 @@ pub use builder::ClientCredentialsBuilder;
 
 use super::{
     TokenError, TokenSource,
-    backoff::{Backoff, Step, retry_after, with_retries},
+    backoff::{Backoff, Step, with_retries},
 };
-use crate::{Secret, clock::Clock, transport::DynTransport};
+use crate::{Secret, clock::Clock, retry_after::retry_after, transport::DynTransport};
 
 /// Armory's token endpoint, the default token URL.
 pub const DEFAULT_TOKEN_URL: &str = "https://auth.cloud.armory.io/oauth/token";
