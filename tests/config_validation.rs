@@ -81,6 +81,62 @@ fn json_files_work_too_and_scalars_are_accepted_as_context() {
     assert_eq!(plan.context()["canary"], "true");
 }
 
+/// Armory's files are read as text where text is wanted: an unquoted scalar keeps the
+/// spelling it was written with, rather than the number or YAML 1.1 boolean a reader of untyped
+/// YAML would take it for.
+#[test]
+fn yaml_scalars_keep_their_spelling_where_text_is_wanted() {
+    let plan = Plan::from_yaml(
+        r#"
+application: 2024
+context: {version: 1.10, release: 1.0, country: NO, build: 007, enabled: yes, big: 12345678901234567890123}
+targets:
+  prod: {account: 123456789012, namespace: off, constraints: {dependsOn: [n]}}
+  n: {}
+webhooks:
+  - name: w
+    uriTemplate: https://example.com
+    headers: [{key: X-Api-Version, value: 2}]
+"#,
+    )
+    .unwrap();
+
+    assert_eq!(plan.application(), "2024");
+    let context = plan.context();
+    for (key, text) in [
+        ("version", "1.10"),
+        ("release", "1.0"),
+        ("country", "NO"),
+        ("build", "007"),
+        ("enabled", "yes"),
+        ("big", "12345678901234567890123"),
+    ] {
+        assert_eq!(context[key], text, "context.{key}");
+    }
+    let prod = plan
+        .environments()
+        .iter()
+        .find(|e| e.name() == "prod")
+        .unwrap();
+    assert_eq!(prod.account(), Some("123456789012"));
+    assert_eq!(prod.namespace(), Some("off"));
+    assert_eq!(plan.webhooks()[0].request.headers()[0].1.source(), "2");
+}
+
+#[test]
+fn json_numbers_keep_their_spelling_as_context_and_yaml_is_not_json() {
+    let tab_indented = "{\n\t\"application\": \"a\",\n\t\"context\": {\n\t\t\"v\": 1.10,\n\t\t\"e\": \"\\ud83d\\ude00 a\\/b \\u00e9\\t\"\n\t},\n\t\"targets\": {\"dev\": {}}\n}";
+    let plan = Plan::from_json(tab_indented).unwrap();
+    assert_eq!(plan.context()["v"], "1.10");
+    assert_eq!(
+        plan.context()["e"],
+        "\u{1f600} a/b \u{e9}\t",
+        "JSON's escapes"
+    );
+    let e = Plan::from_json("application: a\ntargets: {dev: {}}").unwrap_err();
+    assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");
+}
+
 #[test]
 fn not_yaml_is_a_syntax_error() {
     let e = Plan::from_yaml("application: [unclosed").unwrap_err();

@@ -33,11 +33,13 @@ pub struct DeploymentFile {
     pub webhooks: Vec<Webhook>,
 }
 
-/// Template context: string keys to string values. Numbers and booleans are accepted and kept
-/// as their text, since YAML writers rarely quote them.
+/// Template context: string keys to string values. Unquoted numbers and booleans are accepted
+/// and kept as written, since YAML writers rarely quote them.
 pub type Context = BTreeMap<String, ContextValue>;
 
-/// One context value: a string, or a number or boolean kept as text.
+/// One context value: a string, or a number or boolean kept as text. It asks for text, which
+/// [`DeploymentFile::from_yaml`] and [`DeploymentFile::from_json`] give as written (`1.10`
+/// stays `1.10`); formats that answer with a number or boolean instead have it written out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct ContextValue(pub String);
@@ -66,7 +68,7 @@ impl<'de> Deserialize<'de> for ContextValue {
                 Ok(ContextValue(v.to_string()))
             }
         }
-        deserializer.deserialize_any(ScalarVisitor)
+        deserializer.deserialize_string(ScalarVisitor)
     }
 }
 

@@ -27,16 +27,12 @@ impl DeploymentFile {
     /// Reads a deployment file written in YAML within `limits`.
     pub fn from_yaml_with(source: &str, limits: &Limits) -> Result<Self, ConfigError> {
         check_size(source, limits)?;
-        let mut budget = serde_saphyr::Budget::default();
-        budget.max_depth = limits.max_depth;
-        let mut options = serde_saphyr::Options::default();
-        options.budget = Some(budget);
-        let value: serde_json::Value = serde_saphyr::from_str_with_options(source, options)
+        let value: serde_json::Value = serde_saphyr::from_str_with_options(source, options(limits))
             .map_err(|e| ConfigError::Syntax {
                 path: "(file)".into(),
                 message: e.to_string(),
             })?;
-        Self::from_value(value, limits)
+        Self::read(&value, source, limits)
     }
 
     /// Reads a deployment file written in JSON, within [`Limits::default`].
@@ -52,22 +48,39 @@ impl DeploymentFile {
                 path: "(file)".into(),
                 message: e.to_string(),
             })?;
-        Self::from_value(value, limits)
+        Self::read(&value, source, limits)
     }
 
-    fn from_value(value: serde_json::Value, limits: &Limits) -> Result<Self, ConfigError> {
-        if limits::depth(&value) > limits.max_depth {
+    /// Reads `source`, whose syntax its format's own reader has accepted as `value`: a file
+    /// that is not well formed, or too deep, is refused as such before its fields are read.
+    /// JSON is read as YAML then, of which it is a subset.
+    fn read(value: &serde_json::Value, source: &str, limits: &Limits) -> Result<Self, ConfigError> {
+        if limits::depth(value) > limits.max_depth {
             return Err(ConfigError::TooLarge {
                 what: "nesting depth",
                 limit: limits.max_depth,
             });
         }
-        serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            ConfigError::Syntax {
-                path: if path == "." { "(file)".into() } else { path },
-                message: e.into_inner().to_string(),
-            }
+        Self::typed(source, limits)
+    }
+
+    /// The file read straight into its types, so that a field wanting text gets an unquoted
+    /// scalar as it was written (`1.10`, `007`, `NO`), not the number or boolean that reading
+    /// untyped YAML would make of it.
+    fn typed(source: &str, limits: &Limits) -> Result<Self, ConfigError> {
+        let mut path = None;
+        serde_saphyr::with_deserializer_from_str_with_options(source, options(limits), |yaml| {
+            serde_path_to_error::deserialize(yaml).map_err(|e| {
+                path = Some(e.path().to_string());
+                e.into_inner()
+            })
+        })
+        .map_err(|e| ConfigError::Syntax {
+            path: match path {
+                Some(path) if path != "." => path,
+                _ => "(file)".into(),
+            },
+            message: e.to_string(),
         })
     }
 
@@ -96,6 +109,15 @@ impl DeploymentFile {
             Err(ConfigError::Invalid { problems })
         }
     }
+}
+
+/// The YAML reader's settings: its nesting budget is the file's.
+fn options(limits: &Limits) -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = limits.max_depth;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
 }
 
 impl Plan {
