@@ -135,6 +135,12 @@ fn json_numbers_keep_their_spelling_as_context_and_yaml_is_not_json() {
     );
     let e = Plan::from_json("application: a\ntargets: {dev: {}}").unwrap_err();
     assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");
+    let e = Plan::from_json(r#"{"application": "a", "application": "b", "targets": {"dev": {}}}"#)
+        .unwrap_err();
+    assert!(
+        matches!(e, ConfigError::Syntax { .. }),
+        "a repeated key: {e}"
+    );
 }
 
 #[test]

@@ -164,6 +164,12 @@ async fn wrong_targets_and_bodies() {
             "unknown_deployment",
         ),
         (
+            "/deployments/d%001/gates/2/approve",
+            r#"{}"#,
+            StatusCode::NOT_FOUND,
+            "unknown_deployment",
+        ),
+        (
             "/deployments/d1/gates/99/approve",
             r#"{}"#,
             StatusCode::NOT_FOUND,

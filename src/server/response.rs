@@ -87,7 +87,8 @@ pub(super) fn no_route(why: NoRoute) -> Response<Bytes> {
         ),
         NoRoute::UnknownDeployment => (
             "unknown_deployment",
-            "the deployment id in the URL is not valid percent-encoded UTF-8",
+            "the deployment id in the URL is not valid percent-encoded UTF-8, or holds a control \
+             character",
         ),
         NoRoute::EmptyDeployment => (
             "unknown_deployment",

@@ -21,7 +21,8 @@ pub(super) enum NoRoute {
     NotFound,
     /// A callback path whose id cannot be a callback id.
     UnknownCallback,
-    /// An approval path whose deployment id is not valid percent-encoded UTF-8.
+    /// An approval path whose deployment id is not valid percent-encoded UTF-8, or holds a
+    /// control character, which no deployment id has.
     UnknownDeployment,
     /// An approval path whose deployment id is empty.
     EmptyDeployment,
@@ -48,7 +49,9 @@ impl Route {
                 gate,
                 action @ ("approve" | "reject"),
             ] => {
-                let deployment = percent_decode(deployment).ok_or(NoRoute::UnknownDeployment)?;
+                let deployment = percent_decode(deployment)
+                    .filter(|id| !id.contains(char::is_control))
+                    .ok_or(NoRoute::UnknownDeployment)?;
                 if deployment.is_empty() {
                     return Err(NoRoute::EmptyDeployment);
                 }
@@ -133,6 +136,14 @@ mod tests {
             ("/deployments/%/gates/1/approve", NoRoute::UnknownDeployment),
             (
                 "/deployments/%ff/gates/1/approve",
+                NoRoute::UnknownDeployment,
+            ),
+            (
+                "/deployments/a%00b/gates/1/approve",
+                NoRoute::UnknownDeployment,
+            ),
+            (
+                "/deployments/a%0A/gates/1/approve",
                 NoRoute::UnknownDeployment,
             ),
             ("/deployments//gates/1/approve", NoRoute::EmptyDeployment),

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use super::fixture::Fixture;
 use crate::config::Plan;
-use crate::core::{Deployment, DeploymentStatus, IdSource, StartOptions};
+use crate::core::{Deployment, DeploymentId, DeploymentStatus, IdSource, StartOptions};
 use crate::ids::RandomIds;
 use crate::store::{DynStore, StoreError};
 
@@ -123,6 +123,16 @@ pub async fn unknown_ids(store: &DynStore) {
     assert!(store.load(d.id()).await.expect("load succeeds").is_none());
     let running = store.running_for_application(&fx.name("app")).await;
     assert!(running.expect("query succeeds").is_empty());
+    // An id from outside (an approval URL) may hold what no stored id does.
+    let odd = DeploymentId::from("a\0b\n");
+    assert!(store.load(&odd).await.expect("load succeeds").is_none());
+    assert!(
+        store
+            .history(&odd)
+            .await
+            .expect("history succeeds")
+            .is_empty()
+    );
 }
 
 /// A state with a 1 MiB context value and a save of 2,000 events round-trip.

@@ -194,8 +194,11 @@ impl PostgresStore {
     }
 
     /// A store on a pool the host built, and applies any schema migration the database
-    /// lacks. The pool's sessions must use `READ COMMITTED` (PostgreSQL's default), which
-    /// `create` and `save` ask for themselves and the lease statements rely on.
+    /// lacks. The pool's sessions must use `READ COMMITTED` (PostgreSQL's default): `create`
+    /// asks for it itself, but `save` is one statement run at the session's level, and so are
+    /// the lease statements, which rely on it. At a stricter level two racing saves of one
+    /// deployment end in a serialization failure, reported as a database error rather than a
+    /// [`StoreError::Conflict`].
     pub async fn from_pool(pool: PgPool, options: PostgresOptions) -> Result<Self, StoreError> {
         let schema = valid_schema(&options.schema)
             .map_err(|e| Target::from_options(&pool.connect_options()).open_error(&e))?;
