@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use serde::de::IgnoredAny;
+
 use super::error::{ConfigError, Problem, ProblemKind};
 use super::file::{self, Constraint, Context, DeploymentFile, DurationSpec};
 use super::limits::{self, Limits};
@@ -27,12 +29,17 @@ impl DeploymentFile {
     /// Reads a deployment file written in YAML within `limits`.
     pub fn from_yaml_with(source: &str, limits: &Limits) -> Result<Self, ConfigError> {
         check_size(source, limits)?;
-        let value: serde_json::Value = serde_saphyr::from_str_with_options(source, options(limits))
-            .map_err(|e| ConfigError::Syntax {
-                path: "(file)".into(),
-                message: e.to_string(),
-            })?;
-        Self::read(&value, source, limits)
+        Self::typed(source, limits).map_err(|field| {
+            // A file that is not well formed is reported as such, rather than as the field
+            // its reading stopped at.
+            match serde_saphyr::from_str_with_options::<IgnoredAny>(source, options(limits)) {
+                Ok(_) => field,
+                Err(e) => ConfigError::Syntax {
+                    path: "(file)".into(),
+                    message: e.to_string(),
+                },
+            }
+        })
     }
 
     /// Reads a deployment file written in JSON, within [`Limits::default`].
@@ -43,19 +50,14 @@ impl DeploymentFile {
     /// Reads a deployment file written in JSON within `limits`.
     pub fn from_json_with(source: &str, limits: &Limits) -> Result<Self, ConfigError> {
         check_size(source, limits)?;
+        // JSON's own grammar first, so that YAML is refused here and an over-deep file is
+        // reported as such; then the fields are read as YAML's are, JSON being a subset of it.
         let value: serde_json::Value =
             serde_json::from_str(source).map_err(|e| ConfigError::Syntax {
                 path: "(file)".into(),
                 message: e.to_string(),
             })?;
-        Self::read(&value, source, limits)
-    }
-
-    /// Reads `source`, whose syntax its format's own reader has accepted as `value`: a file
-    /// that is not well formed, or too deep, is refused as such before its fields are read.
-    /// JSON is read as YAML then, of which it is a subset.
-    fn read(value: &serde_json::Value, source: &str, limits: &Limits) -> Result<Self, ConfigError> {
-        if limits::depth(value) > limits.max_depth {
+        if limits::depth(&value) > limits.max_depth {
             return Err(ConfigError::TooLarge {
                 what: "nesting depth",
                 limit: limits.max_depth,
