@@ -86,11 +86,22 @@ fn describe(error: &OutboundError) -> String {
     }
 }
 
-/// The start of a body for people: lossy UTF-8, line breaks and tabs as spaces, other control
-/// characters dropped (they could forge log lines or garble terminals), secrets redacted, at
-/// most [`EXCERPT_BYTES`].
+/// The start of a body for people: lossy UTF-8, secrets redacted, line breaks and tabs as
+/// spaces, other control characters dropped (they could forge log lines or garble terminals),
+/// at most [`EXCERPT_BYTES`]. Secrets are redacted in the text as it came, before it is
+/// cleaned: a secret holding a line break would not be found in the cleaned text.
 fn excerpt(body: &[u8], truncated: bool, redactor: &Redactor<'_>) -> String {
-    let clean: String = String::from_utf8_lossy(body)
+    let mut raw = String::from_utf8_lossy(body).into_owned();
+    if truncated {
+        // A body cut inside a character ends in a replacement character, which would hide a
+        // secret's partial tail from `cut_partial_tail`.
+        raw.truncate(raw.trim_end_matches(char::REPLACEMENT_CHARACTER).len());
+    }
+    let mut text = redactor.redact(&raw);
+    if truncated {
+        redactor.cut_partial_tail(&mut text);
+    }
+    let mut text: String = text
         .chars()
         .filter_map(|c| match c {
             '\n' | '\r' | '\t' => Some(' '),
@@ -98,10 +109,6 @@ fn excerpt(body: &[u8], truncated: bool, redactor: &Redactor<'_>) -> String {
             c => Some(c),
         })
         .collect();
-    let mut text = redactor.redact(&clean);
-    if truncated {
-        redactor.cut_partial_tail(&mut text);
-    }
     let mut end = text.len().min(EXCERPT_BYTES);
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -134,6 +141,17 @@ mod tests {
         let long = "é".repeat(EXCERPT_BYTES);
         assert_eq!(excerpt(long.as_bytes(), false, &r).len(), EXCERPT_BYTES);
         assert_eq!(excerpt(b"echo s3c", true, &r), "echo");
+        let multiline: BTreeMap<String, Secret> = [("t".to_owned(), Secret::new("tok\nén"))].into();
+        let r = Redactor::new(&multiline, None);
+        assert_eq!(
+            excerpt(b"got tok\n\xc3\xa9n ok", false, &r),
+            "got [redacted] ok"
+        );
+        assert_eq!(
+            excerpt(b"got tok\n\xc3", true, &r),
+            "got",
+            "cut inside a character"
+        );
     }
 
     #[test]

@@ -12,9 +12,10 @@ const REDACTED: &str = "[redacted]";
 /// A reason ends up in the deployment's stored history, so anything an external server echoes
 /// back, or a transport error quotes, passes through here first.
 pub(super) struct Redactor<'a> {
-    /// Each secret as written and as the request carried it (JSON-escaped in a body,
-    /// percent-encoded in a URL), since a server may echo either; longest first, so a secret
-    /// that contains another is hidden whole.
+    /// Each secret as written, without the surrounding whitespace a secret read from a file
+    /// often carries, and as the request carried it (JSON-escaped in a body, percent-encoded in
+    /// a URL), in the spellings a server may echo back (`\/` for `/`, lower-case hex); longest
+    /// first, so a secret that contains another is hidden whole.
     values: Vec<Cow<'a, str>>,
     url: Option<String>,
 }
@@ -30,11 +31,24 @@ impl<'a> Redactor<'a> {
                 continue;
             }
             values.push(Cow::Borrowed(value));
-            for encoded in [json_escaped(value), percent_encoded(value)] {
-                if encoded != value {
-                    values.push(Cow::Owned(encoded));
-                }
+            let trimmed = value.trim();
+            if !trimmed.is_empty() && trimmed != value {
+                values.push(Cow::Borrowed(trimmed));
             }
+            let json = json_escaped(value);
+            let percent = percent_encoded(value);
+            let spellings = [
+                json.replace('/', "\\/"),
+                percent.to_ascii_lowercase(),
+                json,
+                percent,
+            ];
+            values.extend(
+                spellings
+                    .into_iter()
+                    .filter(|spelling| spelling != value)
+                    .map(Cow::Owned),
+            );
         }
         values.sort_unstable_by_key(|v| std::cmp::Reverse(v.len()));
         values.dedup();
@@ -117,6 +131,16 @@ mod tests {
         assert_eq!(
             r.redact(r#"raw a"b c/d json a\"b c/d url a%22b%20c%2Fd"#),
             "raw [redacted] json [redacted] url [redacted]"
+        );
+    }
+
+    #[test]
+    fn other_spellings_of_a_secret_are_hidden_too() {
+        let s = secrets(&["ab/c d\n"]);
+        let r = Redactor::new(&s, None);
+        assert_eq!(
+            r.redact("trimmed ab/c d, php ab\\/c d\\n, hex ab%2fc%20d%0a"),
+            "trimmed [redacted], php [redacted], hex [redacted]"
         );
     }
 
