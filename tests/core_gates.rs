@@ -475,3 +475,78 @@ fn extra_timeouts_are_harmless() {
     h.deployment.handle_timeout(t0() - TimeDelta::days(1));
     assert_eq!(h.deployment.state(), &before);
 }
+
+/// The host's timer can run late, or belong to another replica: an input that arrives after a
+/// deadline meets the deployment as that deadline left it, not as the timer's lateness did.
+#[test]
+fn a_callback_after_the_callback_timeout_is_refused_before_the_timer_fires() {
+    let mut h = before("runWebhook: {name: tests}");
+    let g = sent(&mut h)[0];
+    let id = h.deployment.callback_id(g).unwrap();
+    let deadline = h.now() + TimeDelta::hours(24);
+
+    let mut on_time = h.deployment.clone();
+    let just_before = deadline - TimeDelta::seconds(1);
+    assert_eq!(
+        on_time.handle_callback(just_before, id, true, None),
+        Ok(CallbackAck::Applied)
+    );
+    assert_eq!(
+        h.deployment
+            .handle_progress(deadline, id, "still running".into()),
+        Err(CoreError::GateClosed {
+            how: Resolution::CallbackTimeout
+        }),
+        "a progress note at the deadline"
+    );
+    assert_eq!(
+        h.deployment.handle_callback(deadline, id, true, None),
+        Err(CoreError::GateClosed {
+            how: Resolution::CallbackTimeout
+        })
+    );
+    assert_eq!(
+        h.deployment.gate_state(g),
+        GateState::Failed(Resolution::CallbackTimeout)
+    );
+    assert_eq!(h.deployment.status(), DeploymentStatus::Failed);
+}
+
+#[test]
+fn a_decision_after_the_approval_expired_is_refused_before_the_timer_fires() {
+    let mut h =
+        before("pause: {untilApproved: true, approvalExpiration: {duration: 2, unit: hours}}");
+    let g = approvals(&h)[0];
+    let late = h.now() + TimeDelta::hours(2);
+
+    let approved =
+        h.deployment
+            .handle_approval(late, g, Decision::approve("carol", Vec::<String>::new()));
+
+    assert_eq!(approved, Err(CoreError::NotAwaitingDecision(g)));
+    assert_eq!(
+        h.deployment.gate_state(g),
+        GateState::Failed(Resolution::ApprovalExpired)
+    );
+}
+
+#[test]
+fn a_step_result_after_the_step_timeout_is_stale_before_the_timer_fires() {
+    let mut h = start(
+        "application: app\ndeploymentConfig: {timeout: {duration: 30, unit: minutes}}\ntargets: {prod: {}}",
+    );
+    let Some(Action::RunStep(step)) = h.pending().first().cloned() else {
+        panic!("expected the deploy step: {:?}", h.pending())
+    };
+    let late = h.now() + TimeDelta::minutes(30);
+
+    let result = h
+        .deployment
+        .handle_step_result(late, step.op, StepOutcome::Succeeded);
+
+    assert_eq!(result, Err(CoreError::Stale));
+    assert!(
+        matches!(h.deployment.poll_action(), Some(Action::RollBack { .. })),
+        "the timed-out deploy is rolled back"
+    );
+}

@@ -290,6 +290,17 @@ impl Deployment {
         }
     }
 
+    /// Fires the deadlines due by `now` ([`handle_timeout`](Self::handle_timeout)) before a
+    /// callback, progress note, decision or step result is applied, so that the input meets the
+    /// deployment as it stands at `now` even when the host's timer has not fired yet (it runs
+    /// late, or another replica holds it): a callback after the callback timeout is then refused
+    /// as the timeout's, rather than accepted.
+    fn catch_up(&mut self, now: DateTime<Utc>) {
+        if self.poll_timeout().is_some_and(|at| at <= now) {
+            self.handle_timeout(now);
+        }
+    }
+
     /// Reports how one attempt of a [`WebhookCall`](super::WebhookCall) ended.
     ///
     /// A result for an attempt the gate no longer waits for (a callback already resolved it, the
@@ -390,7 +401,9 @@ impl Deployment {
     /// Applies a callback (PROTOCOL.md §5): the first one resolves the gate; a repeat with the
     /// same outcome is [`CallbackAck::Duplicate`]; the opposite outcome is
     /// [`CoreError::Conflict`]; a gate closed without a callback is [`CoreError::GateClosed`].
-    /// A callback that arrives before the send's result is accepted.
+    /// A callback that arrives before the send's result is accepted; one that arrives after the
+    /// callback timeout is refused, whether or not [`handle_timeout`](Self::handle_timeout) was
+    /// called for it (see [`catch_up`](Self::catch_up)).
     pub fn handle_callback(
         &mut self,
         now: DateTime<Utc>,
@@ -401,6 +414,7 @@ impl Deployment {
         let gate = self
             .gate_for_callback(callback)
             .ok_or(CoreError::UnknownCallback)?;
+        self.catch_up(now);
         match self.s.gate(gate) {
             GateState::Calling { .. }
             | GateState::RetryWaiting { .. }
@@ -450,6 +464,7 @@ impl Deployment {
         let gate = self
             .gate_for_callback(callback)
             .ok_or(CoreError::UnknownCallback)?;
+        self.catch_up(now);
         match self.s.gate(gate) {
             GateState::Calling { .. }
             | GateState::RetryWaiting { .. }
@@ -469,7 +484,8 @@ impl Deployment {
 
     /// Decides a manual approval, or a failed `rollBackMode: manual` analysis (approve to
     /// continue, reject to fail the gate). `requiresRoles` is met when the person holds any
-    /// one of the roles.
+    /// one of the roles. A decision after the approval expired is refused, whether or not
+    /// [`handle_timeout`](Self::handle_timeout) was called for it.
     pub fn handle_approval(
         &mut self,
         now: DateTime<Utc>,
@@ -477,6 +493,7 @@ impl Deployment {
         decision: Decision,
     ) -> Result<(), CoreError> {
         self.check_gate(gate)?;
+        self.catch_up(now);
         let plan = &*self.plan;
         match (self.s.gate(gate), plan.gate(gate).kind()) {
             (GateState::AwaitingApproval { .. }, GateKind::Approval { roles, .. }) => {
@@ -519,13 +536,16 @@ impl Deployment {
     }
 
     /// Reports how a host step or rollback ended. A result for an operation the core no longer
-    /// waits for returns [`CoreError::Stale`] and changes nothing.
+    /// waits for returns [`CoreError::Stale`] and changes nothing; so does one that arrives
+    /// after `deploymentConfig.timeout`, which fails the step first (see
+    /// [`catch_up`](Self::catch_up)).
     pub fn handle_step_result(
         &mut self,
         now: DateTime<Utc>,
         op: OpId,
         outcome: StepOutcome,
     ) -> Result<(), CoreError> {
+        self.catch_up(now);
         let plan = &*self.plan;
         let (ok, reason) = match &outcome {
             StepOutcome::Failed { reason } => (false, Some(reason.clone())),
