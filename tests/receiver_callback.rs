@@ -13,7 +13,7 @@ use bytes::Bytes;
 use hookgate::{
     receiver::{
         Backoff, Callback, CallbackClient, CallbackError, CallbackOutcome, ClientCredentials,
-        StaticToken,
+        StaticToken, TokenSource,
     },
     transport::{ReqwestTransport, TransportError},
 };
@@ -163,6 +163,59 @@ async fn a_thousand_concurrent_sends_with_a_cold_cache_fetch_one_token() {
     // The thousand awaits above can leave the task's cooperative budget used up, and then that
     // lock answers "not yet" forever and the drop spins (1 run in 50 here); a yield gives the
     // task a fresh budget.
+    tokio::task::yield_now().await;
+}
+
+/// Two hundred sends turned away with the same stale token, their `401`s arriving over 20 ms,
+/// 50 ms after they were sent (so that most are sent by then): the first to come back refreshes
+/// the token, and the later ones, finding a fresh token already cached, keep it rather than
+/// each fetching another (the fresh token's mock expects one fetch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_401s_for_one_stale_token_fetch_one_fresh_token() {
+    let server = MockServer::start().await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(token("stale"))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(token("fresh"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let refused = Arc::new(AtomicUsize::new(0));
+    let endpoint = {
+        let refused = refused.clone();
+        move |request: Request<Bytes>| {
+            let refused = refused.clone();
+            async move {
+                let mut response = Response::new(Bytes::new());
+                if request.headers()["authorization"] != "Bearer fresh" {
+                    let n = refused.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(50 + n as u64 % 20)).await;
+                    *response.status_mut() = StatusCode::UNAUTHORIZED;
+                }
+                Ok::<_, TransportError>(response)
+            }
+        }
+    };
+    let tokens = Arc::new(credentials(&server));
+    assert_eq!(tokens.token().await.unwrap().expose(), "stale");
+    let client = CallbackClient::new(endpoint, tokens).with_backoff(quick());
+    let url = callback_url(&server);
+
+    let sends: Vec<_> = (0..200)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move { client.send(&url, &Callback::success()).await })
+        })
+        .collect();
+    for send in sends {
+        assert_eq!(send.await.unwrap().unwrap(), CallbackOutcome::Delivered);
+    }
+    let refused = refused.load(Ordering::Relaxed);
+    assert!(refused > 100, "only {refused} sends met the stale token");
     tokio::task::yield_now().await;
 }
 

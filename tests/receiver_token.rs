@@ -8,6 +8,7 @@ use std::{
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use hookgate::{
+    Secret,
     clock::Clock,
     receiver::{Backoff, ClientCredentials, TokenError, TokenSource},
     transport::ReqwestTransport,
@@ -206,8 +207,15 @@ async fn invalidate_forces_a_fresh_token() {
     let server = first_then_second(3600).await;
 
     let tokens = source(&server).build(transport()).unwrap();
-    assert_eq!(tokens.token().await.unwrap().expose(), "first");
-    tokens.invalidate();
+    let first = tokens.token().await.unwrap();
+    assert_eq!(first.expose(), "first");
+    tokens.invalidate(&Secret::new("some other token"));
+    assert_eq!(
+        tokens.token().await.unwrap().expose(),
+        "first",
+        "a token that is not the cached one leaves the cache alone"
+    );
+    tokens.invalidate(&first);
     assert_eq!(tokens.token().await.unwrap().expose(), "second");
 }
 

@@ -17,6 +17,7 @@ use super::{
     server_text,
 };
 use crate::{
+    Secret,
     clock::{Clock, SystemClock},
     retry_after::retry_after,
     transport::{DynTransport, HttpTransport, RequestOptions, RequestTarget},
@@ -123,13 +124,15 @@ impl CallbackClient {
         refreshed: &AtomicBool,
     ) -> Step<CallbackOutcome, CallbackError> {
         let mut response = self.post(uri, body, attempt).await;
-        let unauthorized = matches!(&response, Ok(r) if r.status() == StatusCode::UNAUTHORIZED);
-        if unauthorized && !refreshed.swap(true, Ordering::Relaxed) {
+        if let Ok((answer, token)) = &response
+            && answer.status() == StatusCode::UNAUTHORIZED
+            && !refreshed.swap(true, Ordering::Relaxed)
+        {
             tracing::debug!("callback endpoint answered 401; retrying once with a fresh token");
-            self.tokens.invalidate();
+            self.tokens.invalidate(token);
             response = self.post(uri, body, attempt).await;
         }
-        match response {
+        match response.map(|(answer, _)| answer) {
             Ok(response) => self.classify(&response, attempt),
             Err(CallbackError::Transport { attempts, source }) if source.is_retryable() => {
                 tracing::warn!(attempt, error = %source, "callback not delivered; retrying");
@@ -142,12 +145,13 @@ impl CallbackClient {
         }
     }
 
+    /// Sends the callback with a token from the source; returns the answer with that token.
     async fn post(
         &self,
         uri: &Uri,
         body: &Bytes,
         attempt: u32,
-    ) -> Result<Response<Bytes>, CallbackError> {
+    ) -> Result<(Response<Bytes>, Secret), CallbackError> {
         let token = self
             .tokens
             .token()
@@ -172,13 +176,13 @@ impl CallbackClient {
         }
         tracing::debug!(target = %RequestTarget::of(&request), attempt, "sending callback");
         match self.transport.send(request).await {
-            Ok(response) => Ok(response),
+            Ok(response) => Ok((response, token)),
             // The answer's status arrived but its body did not: the status decides (a 2xx is
             // delivered), the body only ever feeds error messages.
             Err(source) => match source.bodiless_answer() {
                 Some(answer) => {
                     tracing::warn!(attempt, error = %source, "callback answer lost its body");
-                    Ok(answer)
+                    Ok((answer, token))
                 }
                 None => Err(CallbackError::Transport {
                     attempts: attempt,

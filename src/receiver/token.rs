@@ -11,9 +11,11 @@ pub trait TokenSource: Send + Sync {
     /// A token valid for at least a little while longer; cached where the source can.
     async fn token(&self) -> Result<Secret, TokenError>;
 
-    /// Drops the cached token, so the next [`token`](Self::token) fetches a fresh one (call it
-    /// after the callback endpoint answered `401`).
-    fn invalidate(&self);
+    /// Drops the cached token if it is still `rejected`, so that the next
+    /// [`token`](Self::token) fetches a fresh one (call it after the callback endpoint answered
+    /// `401` to `rejected`). A token fetched meanwhile stays: of many callers turned away with
+    /// the same token, only the first causes a fetch.
+    fn invalidate(&self, rejected: &Secret);
 }
 
 #[async_trait]
@@ -22,8 +24,8 @@ impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
         (**self).token().await
     }
 
-    fn invalidate(&self) {
-        (**self).invalidate();
+    fn invalidate(&self, rejected: &Secret) {
+        (**self).invalidate(rejected);
     }
 }
 
@@ -44,7 +46,7 @@ impl TokenSource for StaticToken {
         Ok(self.0.clone())
     }
 
-    fn invalidate(&self) {}
+    fn invalidate(&self, _rejected: &Secret) {}
 }
 
 /// Why no token could be had. Never contains the client secret or a token.

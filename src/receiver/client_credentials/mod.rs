@@ -207,8 +207,14 @@ impl TokenSource for ClientCredentials {
         outcome
     }
 
-    fn invalidate(&self) {
-        *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    fn invalidate(&self, rejected: &Secret) {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache
+            .as_ref()
+            .is_some_and(|cached| cached.token.expose() == rejected.expose())
+        {
+            *cache = None;
+        }
     }
 }
 
