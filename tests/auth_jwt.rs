@@ -556,3 +556,67 @@ async fn the_max_age_is_configurable_and_a_failed_refetch_keeps_the_known_keys()
     assert!(authorizer.authorize(&rsa_token(&clock)).await.is_ok());
     server.verify().await;
 }
+
+/// During a key migration both are configured: a static key (no `kid`, so it fits every RS256
+/// token) and the identity provider's JWKS. A token the static key does not verify is tried
+/// against the JWKS's keys rather than refused.
+#[tokio::test]
+async fn a_static_key_without_a_kid_does_not_hide_the_jwks() {
+    let server = MockServer::start().await;
+    let clock = clock();
+    serve_jwks(&server, rsa_jwks(&rsa2(), "rsa-2"), 1).await;
+    let authorizer = jwks_builder(&server, &clock)
+        .rs256_pem(RSA_PUBLIC)
+        .build()
+        .unwrap();
+    let c = claims(&clock, json!({}));
+
+    let by_static_key = sign(Algorithm::RS256, None, &rsa(), &c);
+    assert!(authorizer.authorize(&by_static_key).await.is_ok());
+    let by_jwks_key = sign(Algorithm::RS256, Some("rsa-2"), &rsa2(), &c);
+    assert!(authorizer.authorize(&by_jwks_key).await.is_ok());
+    let signature_at = by_jwks_key.rfind('.').unwrap() + 10;
+    let flipped = if &by_jwks_key[signature_at..=signature_at] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    let mut by_neither = by_jwks_key.clone();
+    by_neither.replace_range(signature_at..=signature_at, flipped);
+    let err = authorizer.authorize(&by_neither).await.unwrap_err();
+    assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
+    assert!(err.to_string().contains("signature"), "{err}");
+    server.verify().await;
+}
+
+/// A caller that goes away while its fetch is under way (a client hanging up) does not free
+/// the next caller to fetch again at once: otherwise tokens with made-up `kid`s, each sent and
+/// hung up on, would make one fetch apiece.
+#[tokio::test]
+async fn a_fetch_whose_caller_went_away_still_counts_toward_the_rate_limit() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/.well-known/jwks.json"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(jwks(false))
+                .set_delay(Duration::from_millis(300)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let clock = clock();
+    let authorizer = jwks_authorizer(&server, &clock);
+    let c = claims(&clock, json!({}));
+
+    for kid in ["zz-1", "zz-2", "zz-3"] {
+        let forged = sign(Algorithm::RS256, Some(kid), &rsa(), &c);
+        let hung_up =
+            tokio::time::timeout(Duration::from_millis(50), authorizer.authorize(&forged)).await;
+        if let Ok(answer) = hung_up {
+            assert!(answer.is_err(), "{kid}: the JWKS is not loaded yet");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    server.verify().await;
+}

@@ -139,7 +139,8 @@ impl Jwks {
                 return s.settle(kid);
             } else {
                 s.fetching = true;
-                Next::Fetch(s.last_fetch.replace(now))
+                s.last_fetch = Some(now);
+                Next::Fetch
             }
         };
         match next {
@@ -147,12 +148,8 @@ impl Jwks {
                 self.wait(generation).await;
                 self.lock().settle(kid)
             }
-            Next::Fetch(previous) => {
-                let flight = Flight {
-                    jwks: self,
-                    previous,
-                    finished: false,
-                };
+            Next::Fetch => {
+                let flight = Flight { jwks: self };
                 let result = self.fetch().await;
                 flight.finish(result, kid)
             }
@@ -228,26 +225,23 @@ fn parse(body: &[u8]) -> Result<Vec<VerifyKey>, String> {
 enum Next {
     /// Wait for the fetch under way, which started in this generation.
     Wait(u64),
-    /// Fetch; the rate limit counted from this time before.
-    Fetch(Option<DateTime<Utc>>),
+    /// Start a fetch: this caller's.
+    Fetch,
 }
 
 /// One fetch under way. Dropping it unfinished (the caller went away mid-fetch) still wakes
-/// the waiters and lets the next caller fetch at once, so nobody waits forever or is
-/// rate-limited by a fetch that never ended.
+/// the waiters, so nobody waits forever. The fetch still counts toward the rate limit: a
+/// client that hangs up on purpose must not buy itself another fetch each time.
 struct Flight<'a> {
     jwks: &'a Jwks,
-    previous: Option<DateTime<Utc>>,
-    finished: bool,
 }
 
 impl Flight<'_> {
     fn finish(
-        mut self,
+        self,
         result: Result<Vec<VerifyKey>, String>,
         kid: Option<&str>,
     ) -> Result<Arc<[VerifyKey]>, AuthError> {
-        self.finished = true;
         // The lock is released before `self` drops, since dropping takes it again.
         let mut s = self.jwks.lock();
         match result {
@@ -271,9 +265,6 @@ impl Flight<'_> {
 impl Drop for Flight<'_> {
     fn drop(&mut self) {
         let mut s = self.jwks.lock();
-        if !self.finished {
-            s.last_fetch = self.previous;
-        }
         s.fetching = false;
         s.generation += 1;
         for waker in s.waiters.drain(..) {

@@ -111,13 +111,6 @@ impl JwtAuthorizer {
         }
     }
 
-    /// The JWKS to take keys from: none if a configured key fits the token.
-    fn jwks_for(&self, header: &jsonwebtoken::Header) -> Option<&Jwks> {
-        self.jwks
-            .as_ref()
-            .filter(|_| !self.keys.iter().any(|k| k.fits(header)))
-    }
-
     /// Checks `token` with the keys that fit it: `None` if no key verifies its signature.
     fn verify(
         &self,
@@ -168,7 +161,8 @@ impl JwtAuthorizerBuilder {
     }
 
     /// Accepts tokens signed by the RS256/ES256 keys published at `url`, fetched through
-    /// `transport`.
+    /// `transport`. Keys given directly are tried first; a token none of them verifies is tried
+    /// against these.
     pub fn jwks(mut self, url: impl Into<String>, transport: impl HttpTransport + 'static) -> Self {
         self.jwks = Some((url.into(), Arc::new(transport)));
         self
@@ -297,26 +291,29 @@ impl CallbackAuthorizer for JwtAuthorizer {
         let header = jsonwebtoken::decode_header(bearer_token)
             .map_err(|_| AuthError::invalid("it is not a well-formed JWT"))?;
         let kid = header.kid.as_deref();
-        let jwks = self.jwks_for(&header);
-        let mut keys = match jwks {
-            Some(jwks) => jwks.keys(kid).await?,
-            None => Arc::clone(&self.keys),
-        };
-        if let Some(verdict) = self.verify(bearer_token, &header, &keys) {
+        if let Some(verdict) = self.verify(bearer_token, &header, &self.keys) {
             return verdict;
         }
-        // No cached key verifies it: the provider may have rotated its keys without a new
-        // `kid`, or reused one, so fetch them again (at the limited rate) and try once more.
-        if let Some(jwks) = jwks {
-            let fresh = jwks.refresh(kid, &keys).await?;
-            if !Arc::ptr_eq(&fresh, &keys) {
-                if let Some(verdict) = self.verify(bearer_token, &header, &fresh) {
-                    return verdict;
-                }
-                keys = fresh;
+        // No configured key verifies it (a key without a `kid` fits every token of its
+        // algorithm, so a JWKS-signed token may well meet one): the JWKS's keys come next.
+        let static_fit = self.keys.iter().any(|k| k.fits(&header));
+        let mut keys = Arc::clone(&self.keys);
+        if let Some(jwks) = &self.jwks {
+            let cached = jwks.keys(kid).await?;
+            if let Some(verdict) = self.verify(bearer_token, &header, &cached) {
+                return verdict;
             }
+            // No cached key verifies it: the provider may have rotated its keys without a new
+            // `kid`, or reused one, so fetch them again (at the limited rate) and try once more.
+            let fresh = jwks.refresh(kid, &cached).await?;
+            if !Arc::ptr_eq(&fresh, &cached)
+                && let Some(verdict) = self.verify(bearer_token, &header, &fresh)
+            {
+                return verdict;
+            }
+            keys = fresh;
         }
-        Err(if keys.iter().any(|k| k.fits(&header)) {
+        Err(if static_fit || keys.iter().any(|k| k.fits(&header)) {
             refusal(&ErrorKind::InvalidSignature)
         } else {
             AuthError::invalid(match kid {
