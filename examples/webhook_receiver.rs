@@ -4,14 +4,17 @@
 //! ```text
 //! CDAAS_CLIENT_ID=... CDAAS_CLIENT_SECRET=... \
 //! cargo run --example webhook_receiver --features axum,reqwest,receiver -- \
-//!     --listen 127.0.0.1:8090 [--token-url URL] [--audience AUDIENCE] [--work-ms N] [--fail]
+//!     --listen 127.0.0.1:8090 [--token-url URL] [--audience AUDIENCE] [--work-ms N] [--fail] \
+//!     [--callback-origin URL]...
 //! ```
 //!
 //! With no `--token-url` it asks Armory's token endpoint, so pointed at by an Armory webhook
 //! it works against the real service; pointed at by `gate_server`, pass
 //! `--token-url http://<gate_server address>/oauth/token`. It finds the callback URI wherever
 //! Armory's examples put it: in the JSON body (`callbackUri`, `client_payload.callbackUri`, ...),
-//! in a query parameter, or in a `CallbackURI` header.
+//! in a query parameter, or in a `CallbackURI` header. Each `--callback-origin` (such as
+//! `https://api.cloud.armory.io`) limits where callbacks, and so the token, may go; without one,
+//! any callback URI a caller names is used.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut audience = DEFAULT_AUDIENCE.to_owned();
     let mut work = Duration::from_secs(2);
     let mut fail = false;
+    let mut origins = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         match flag.as_str() {
@@ -50,6 +54,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Duration::from_millis(args.next().ok_or("--work-ms needs a number")?.parse()?)
             }
             "--fail" => fail = true,
+            "--callback-origin" => origins.push(
+                args.next()
+                    .ok_or("--callback-origin needs a URL")?
+                    .parse::<url::Url>()?,
+            ),
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
@@ -61,7 +70,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let tokens = tokens.build(ReqwestTransport::builder().build()?)?;
     let job = Arc::new(Job {
-        client: CallbackClient::new(ReqwestTransport::builder().build()?, tokens),
+        client: CallbackClient::new(ReqwestTransport::builder().build()?, tokens)
+            .with_allowed_origins(origins),
         work,
         fail,
     });

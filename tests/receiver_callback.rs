@@ -467,6 +467,41 @@ async fn a_503_whose_body_breaks_off_is_retried_when_its_retry_after_says() {
     assert_eq!(peer.accepted(), 2);
 }
 
+/// A forged webhook call can name any callback URI; a client limited to its orchestrator's
+/// origin sends neither the callback nor its token anywhere else, and never asks for a token.
+#[tokio::test]
+async fn a_callback_uri_outside_the_allowed_origins_is_refused_before_anything_is_sent() {
+    let gate = MockServer::start().await;
+    let elsewhere = MockServer::start().await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(token("t-1"))
+        .expect(1)
+        .mount(&gate)
+        .await;
+    Mock::given(path(CALLBACK_PATH))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&gate)
+        .await;
+    let client = CallbackClient::new(ReqwestTransport::new().unwrap(), credentials(&gate))
+        .with_backoff(quick())
+        .with_allowed_origins([Url::parse(&gate.uri()).unwrap()]);
+
+    let refused = client
+        .send(&callback_url(&elsewhere), &Callback::success())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, CallbackError::InvalidUrl { reason } if reason.contains("origin")),
+        "{refused:?}"
+    );
+    assert!(elsewhere.received_requests().await.unwrap().is_empty());
+    let delivered = client
+        .send(&callback_url(&gate), &Callback::success())
+        .await;
+    assert_eq!(delivered.unwrap(), CallbackOutcome::Delivered);
+}
+
 #[tokio::test]
 async fn connection_errors_are_retried_then_reported() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -9,7 +9,7 @@ use http::{
     header::{AUTHORIZATION, CONTENT_TYPE},
 };
 use serde_json::Value;
-use url::Url;
+use url::{Origin, Url};
 
 use super::{
     Callback, CallbackError, CallbackOutcome, TokenError, TokenSource,
@@ -33,6 +33,11 @@ use crate::{
 ///   [`CallbackError::Unauthorized`].
 /// - 2xx, `409` and `410` are `Ok(`[`CallbackOutcome`]`)`, final and never retried; every
 ///   other answer is a [`CallbackError`].
+///
+/// The callback URI comes from whoever called the external process, and the bearer token goes
+/// wherever it points: an external process reachable by others should name the orchestrators it
+/// answers with [`with_allowed_origins`](Self::with_allowed_origins), so that a forged webhook
+/// call cannot have the token sent elsewhere.
 ///
 /// Cloning is cheap and clones share the transport and token source.
 ///
@@ -58,6 +63,8 @@ pub struct CallbackClient {
     backoff: Backoff,
     clock: Arc<dyn Clock>,
     options: Option<RequestOptions>,
+    /// Where callbacks (and so the token) may go; any origin when empty.
+    allowed: Arc<[Origin]>,
 }
 
 impl CallbackClient {
@@ -72,7 +79,18 @@ impl CallbackClient {
             backoff: Backoff::default(),
             clock: Arc::new(SystemClock),
             options: None,
+            allowed: Arc::new([]),
         }
+    }
+
+    /// Sends callbacks only to these origins (scheme, host and port, e.g.
+    /// `https://gates.example.com`); a callback URI elsewhere is refused with
+    /// [`CallbackError::InvalidUrl`] before a token is asked for. By default any http(s) origin
+    /// is accepted.
+    #[must_use]
+    pub fn with_allowed_origins(mut self, origins: impl IntoIterator<Item = Url>) -> Self {
+        self.allowed = origins.into_iter().map(|url| url.origin()).collect();
+        self
     }
 
     /// The retry policy (default [`Backoff::default`]).
@@ -108,6 +126,13 @@ impl CallbackClient {
         callback: &Callback,
     ) -> Result<CallbackOutcome, CallbackError> {
         let uri = http_uri(url)?;
+        if !self.allowed.is_empty() && !self.allowed.contains(&url.origin()) {
+            return Err(CallbackError::InvalidUrl {
+                reason: "its origin is not one this client sends callbacks to \
+                         (CallbackClient::with_allowed_origins); nothing was sent"
+                    .to_owned(),
+            });
+        }
         let body = Bytes::from(callback.to_json().to_string());
         let refreshed = AtomicBool::new(false);
         with_retries(&self.backoff, |attempt| {
@@ -245,6 +270,7 @@ impl std::fmt::Debug for CallbackClient {
         f.debug_struct("CallbackClient")
             .field("backoff", &self.backoff)
             .field("options", &self.options)
+            .field("allowed", &self.allowed)
             .finish_non_exhaustive()
     }
 }

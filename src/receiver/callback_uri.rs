@@ -89,12 +89,13 @@ impl<'a> ReceivedRequest<'a> {
     ///
     /// # Errors
     ///
-    /// [`CallbackUriError::NotFound`] listing where it looked, or
+    /// [`CallbackUriError::NotFound`] listing where it looked,
+    /// [`CallbackUriError::Ambiguous`] when objects one level down hold different values, or
     /// [`CallbackUriError::Invalid`] when the first value found is not an absolute http(s) URL.
     pub fn callback_uri(&self) -> Result<Url, CallbackUriError> {
         let body = self.json();
         if let Ok(Some(json)) = &body
-            && let Some((location, value)) = find_in_json(json)
+            && let Some((location, value)) = find_in_json(json)?
         {
             return parse_json_value(value, &location);
         }
@@ -195,16 +196,34 @@ impl<'a> ReceivedRequest<'a> {
     }
 }
 
-/// The first non-null value under a known key, at the top level and then one level down.
-fn find_in_json(json: &Value) -> Option<(String, &Value)> {
-    let object = json.as_object()?;
+/// The first non-null value under a known key at the top level, or else the one value under a
+/// known key one level down. Objects one level down come in no meaningful order (a JSON object
+/// is unordered, and the keys are sorted here), so when several hold different values none is
+/// picked: taking the first would let whoever adds an object with an earlier name choose.
+fn find_in_json(json: &Value) -> Result<Option<(String, &Value)>, CallbackUriError> {
+    let Some(object) = json.as_object() else {
+        return Ok(None);
+    };
     if let Some((key, value)) = known_key(object) {
-        return Some((format!("body at `{key}`"), value));
+        return Ok(Some((format!("body at `{key}`"), value)));
     }
-    object.iter().find_map(|(outer, nested)| {
+    let mut found = object.iter().filter_map(|(outer, nested)| {
         let (key, value) = known_key(nested.as_object()?)?;
-        Some((format!("body at `{}.{key}`", shown_key(outer)), value))
-    })
+        Some((format!("{}.{key}", shown_key(outer)), value))
+    });
+    let Some((first, value)) = found.next() else {
+        return Ok(None);
+    };
+    let others: Vec<String> = found
+        .filter(|(_, other)| *other != value)
+        .map(|(place, _)| place)
+        .collect();
+    if others.is_empty() {
+        return Ok(Some((format!("body at `{first}`"), value)));
+    }
+    let mut places = vec![first];
+    places.extend(others);
+    Err(CallbackUriError::Ambiguous { places })
 }
 
 /// A key of the received body as an error message may show it: the body is untrusted, so the
@@ -292,6 +311,16 @@ pub enum CallbackUriError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Objects one level down in the body hold different callback URIs.
+    #[error(
+        "the body holds different callback URIs at {}; name the one to use with a JSON pointer \
+         (ReceivedRequest::callback_uri_at)",
+        places.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+    )]
+    Ambiguous {
+        /// Where they are, e.g. `client_payload.callbackUri`.
+        places: Vec<String>,
+    },
     /// A JSON pointer was given but the body is missing or not JSON.
     #[error("cannot follow JSON pointer `{pointer}`: the body is not JSON ({reason})")]
     BodyNotJson {
@@ -324,6 +353,36 @@ mod tests {
             .callback_uri()
             .unwrap();
         assert_eq!(uri.host_str(), Some("top"));
+    }
+
+    #[test]
+    fn different_nested_uris_are_ambiguous_and_equal_ones_are_not() {
+        let forged = br#"{"a": {"callbackUri": "https://evil/x"},
+                          "client_payload": {"callbackUri": "https://gate/x"}}"#;
+        let err = ReceivedRequest::new()
+            .with_body(forged)
+            .callback_uri()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            CallbackUriError::Ambiguous {
+                places: vec!["a.callbackUri".into(), "client_payload.callbackUri".into()]
+            }
+        );
+        assert!(!err.to_string().contains("evil"), "{err}");
+        let pointer = ReceivedRequest::new()
+            .with_body(forged)
+            .callback_uri_at("/client_payload/callbackUri")
+            .unwrap();
+        assert_eq!(pointer.host_str(), Some("gate"));
+
+        let repeated = br#"{"a": {"callbackUri": "https://gate/x"},
+                            "b": {"callback_url": "https://gate/x"}}"#;
+        let uri = ReceivedRequest::new()
+            .with_body(repeated)
+            .callback_uri()
+            .unwrap();
+        assert_eq!(uri.host_str(), Some("gate"));
     }
 
     #[test]
