@@ -402,8 +402,8 @@ impl Deployment {
     /// same outcome is [`CallbackAck::Duplicate`]; the opposite outcome is
     /// [`CoreError::Conflict`]; a gate closed without a callback is [`CoreError::GateClosed`].
     /// A callback that arrives before the send's result is accepted; one that arrives after the
-    /// callback timeout is refused, whether or not [`handle_timeout`](Self::handle_timeout) was
-    /// called for it (see [`catch_up`](Self::catch_up)).
+    /// callback timeout is refused even if [`handle_timeout`](Self::handle_timeout) was not
+    /// called for it yet, since the deadlines due by `now` fire first.
     pub fn handle_callback(
         &mut self,
         now: DateTime<Utc>,
@@ -537,8 +537,8 @@ impl Deployment {
 
     /// Reports how a host step or rollback ended. A result for an operation the core no longer
     /// waits for returns [`CoreError::Stale`] and changes nothing; so does one that arrives
-    /// after `deploymentConfig.timeout`, which fails the step first (see
-    /// [`catch_up`](Self::catch_up)).
+    /// after `deploymentConfig.timeout`, since the deadlines due by `now` fire first and fail
+    /// the step.
     pub fn handle_step_result(
         &mut self,
         now: DateTime<Utc>,
