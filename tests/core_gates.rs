@@ -550,3 +550,41 @@ fn a_step_result_after_the_step_timeout_is_stale_before_the_timer_fires() {
         "the timed-out deploy is rolled back"
     );
 }
+
+#[test]
+fn an_analysis_result_after_the_step_timeout_is_stale_before_the_timer_fires() {
+    let mut h = start(
+        "application: app\ndeploymentConfig: {timeout: {duration: 10, unit: minutes}}\ntargets: {prod: {strategy: c}}\nstrategies: {c: {canary: {steps: [analysis: {queries: [q]}]}}}",
+    );
+    let Some(Action::RunStep(deploy)) = h.pending().first().cloned() else {
+        panic!("expected the deploy step: {:?}", h.pending())
+    };
+    h.deployment
+        .handle_step_result(h.now(), deploy.op, StepOutcome::Succeeded)
+        .unwrap();
+    let analysis = std::iter::from_fn(|| h.deployment.poll_action())
+        .find_map(|a| match a {
+            Action::RunStep(r) if matches!(r.step, hookgate::core::HostStep::Analysis { .. }) => {
+                Some(r)
+            }
+            _ => None,
+        })
+        .expect("the analysis step follows the deploy");
+    let late = h.now() + TimeDelta::minutes(10);
+
+    let result = h
+        .deployment
+        .handle_step_result(late, analysis.op, StepOutcome::Succeeded);
+
+    assert_eq!(result, Err(CoreError::Stale));
+    let timed_out = std::iter::from_fn(|| h.deployment.poll_event()).any(|e| {
+        matches!(
+            e.kind,
+            EventKind::GateFailed {
+                how: Resolution::StepTimeout,
+                ..
+            }
+        )
+    });
+    assert!(timed_out, "the analysis gate failed on its step timeout");
+}

@@ -290,14 +290,20 @@ impl Deployment {
         }
     }
 
-    /// Fires the deadlines due by `now` ([`handle_timeout`](Self::handle_timeout)) before a
-    /// callback, progress note, decision or step result is applied, so that the input meets the
-    /// deployment as it stands at `now` even when the host's timer has not fired yet (it runs
-    /// late, or another replica holds it): a callback after the callback timeout is then refused
-    /// as the timeout's, rather than accepted.
-    fn catch_up(&mut self, now: DateTime<Utc>) {
-        if self.poll_timeout().is_some_and(|at| at <= now) {
-            self.handle_timeout(now);
+    /// Fires the deadline that closes `gate` (a callback timeout, an approval's expiry, an
+    /// analysis's step timeout) if it passed by `now`, before an input for the gate is applied:
+    /// the input then meets the gate closed even when the host's timer has not fired yet (it
+    /// runs late, or another replica holds it). Only that deadline, and not a due retry, which
+    /// the input may make needless: the others are the timer's.
+    fn expire(&mut self, now: DateTime<Utc>, gate: GateId) {
+        let closing = match self.s.gate(gate) {
+            GateState::AwaitingCallback { deadline } => Some(deadline),
+            GateState::AwaitingApproval { expires } => expires,
+            GateState::Analysing { deadline, .. } => deadline,
+            _ => None,
+        };
+        if closing.is_some_and(|at| at <= now) {
+            self.fire_gate(now, gate);
         }
     }
 
@@ -403,7 +409,7 @@ impl Deployment {
     /// [`CoreError::Conflict`]; a gate closed without a callback is [`CoreError::GateClosed`].
     /// A callback that arrives before the send's result is accepted; one that arrives after the
     /// callback timeout is refused even if [`handle_timeout`](Self::handle_timeout) was not
-    /// called for it yet, since the deadlines due by `now` fire first.
+    /// called for it yet: the timeout fires first.
     pub fn handle_callback(
         &mut self,
         now: DateTime<Utc>,
@@ -414,7 +420,7 @@ impl Deployment {
         let gate = self
             .gate_for_callback(callback)
             .ok_or(CoreError::UnknownCallback)?;
-        self.catch_up(now);
+        self.expire(now, gate);
         match self.s.gate(gate) {
             GateState::Calling { .. }
             | GateState::RetryWaiting { .. }
@@ -464,7 +470,7 @@ impl Deployment {
         let gate = self
             .gate_for_callback(callback)
             .ok_or(CoreError::UnknownCallback)?;
-        self.catch_up(now);
+        self.expire(now, gate);
         match self.s.gate(gate) {
             GateState::Calling { .. }
             | GateState::RetryWaiting { .. }
@@ -484,8 +490,9 @@ impl Deployment {
 
     /// Decides a manual approval, or a failed `rollBackMode: manual` analysis (approve to
     /// continue, reject to fail the gate). `requiresRoles` is met when the person holds any
-    /// one of the roles. A decision after the approval expired is refused, whether or not
-    /// [`handle_timeout`](Self::handle_timeout) was called for it.
+    /// one of the roles. A decision after the approval expired is refused even if
+    /// [`handle_timeout`](Self::handle_timeout) was not called for it yet: the expiry fires
+    /// first.
     pub fn handle_approval(
         &mut self,
         now: DateTime<Utc>,
@@ -493,7 +500,7 @@ impl Deployment {
         decision: Decision,
     ) -> Result<(), CoreError> {
         self.check_gate(gate)?;
-        self.catch_up(now);
+        self.expire(now, gate);
         let plan = &*self.plan;
         match (self.s.gate(gate), plan.gate(gate).kind()) {
             (GateState::AwaitingApproval { .. }, GateKind::Approval { roles, .. }) => {
@@ -536,16 +543,15 @@ impl Deployment {
     }
 
     /// Reports how a host step or rollback ended. A result for an operation the core no longer
-    /// waits for returns [`CoreError::Stale`] and changes nothing; so does one that arrives
-    /// after `deploymentConfig.timeout`, since the deadlines due by `now` fire first and fail
-    /// the step.
+    /// waits for returns [`CoreError::Stale`] and changes nothing. One that arrives after
+    /// `deploymentConfig.timeout` is stale too, even if [`handle_timeout`](Self::handle_timeout)
+    /// was not called for it yet: the timeout fires first and fails the step.
     pub fn handle_step_result(
         &mut self,
         now: DateTime<Utc>,
         op: OpId,
         outcome: StepOutcome,
     ) -> Result<(), CoreError> {
-        self.catch_up(now);
         let plan = &*self.plan;
         let (ok, reason) = match &outcome {
             StepOutcome::Failed { reason } => (false, Some(reason.clone())),
@@ -557,6 +563,10 @@ impl Deployment {
         }) {
             let env = EnvId(i as u16);
             let state = *state;
+            if state.deadline().is_some_and(|at| at <= now) {
+                self.fire_env(now, env);
+                return Err(CoreError::Stale);
+            }
             self.s.emit(
                 now,
                 EventKind::StepFinished {
@@ -596,6 +606,11 @@ impl Deployment {
             .position(|g| matches!(g, GateState::Analysing { op: o, .. } if *o == op))
             .map(|i| GateId(i as u32))
             .ok_or(CoreError::Stale)?;
+        self.expire(now, gate);
+        if !matches!(self.s.gate(gate), GateState::Analysing { .. }) {
+            return Err(CoreError::Stale);
+        }
+        let plan = &*self.plan;
         let env = plan.gate(gate).env();
         let GateKind::Analysis(spec) = plan.gate(gate).kind() else {
             return Err(CoreError::Stale);
