@@ -144,6 +144,40 @@ fn json_numbers_keep_their_spelling_as_context_and_yaml_is_not_json() {
 }
 
 #[test]
+fn a_uri_template_that_can_never_render_a_url_is_refused_at_load() {
+    let problem = |uri: &str| -> Option<ProblemKind> {
+        let file = format!(
+            "application: a\ntargets: {{dev: {{constraints: {{beforeDeployment: [runWebhook: {{name: w}}]}}}}}}\nwebhooks: [{{name: w, uriTemplate: '{uri}'}}]"
+        );
+        let e = Plan::from_yaml(&file).err()?;
+        let problems = e.problems();
+        assert_eq!(problems.len(), 1, "{uri}: {e}");
+        assert_eq!(problems[0].path, "webhooks[0].uriTemplate", "{uri}");
+        Some(problems[0].kind.clone())
+    };
+    for bad in [
+        "",
+        "not a url",
+        "ftp://files.example/x",
+        "https://",
+        "hooks.example.com/{{context.x}}",
+        "ftp://{{context.host}}/x",
+    ] {
+        assert!(
+            matches!(problem(bad), Some(ProblemKind::InvalidUriTemplate { .. })),
+            "{bad:?}"
+        );
+    }
+    for good in [
+        "https://hooks.example.com/run",
+        "HTTP://{{context.host}}/x",
+        "{{secrets.base}}/run",
+    ] {
+        assert_eq!(problem(good), None, "{good:?}");
+    }
+}
+
+#[test]
 fn not_yaml_is_a_syntax_error() {
     let e = Plan::from_yaml("application: [unclosed").unwrap_err();
     assert!(

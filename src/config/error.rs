@@ -191,6 +191,12 @@ pub enum ProblemKind {
     /// `analysis` in `beforeDeployment`.
     #[error("analysis is not allowed in beforeDeployment: nothing is deployed yet to analyse")]
     AnalysisBeforeDeployment,
+    /// A `uriTemplate` that cannot render an absolute http(s) URL.
+    #[error("{reason}; a uriTemplate must render an absolute http(s) URL")]
+    InvalidUriTemplate {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Not a valid HTTP method.
     #[error("\"{method}\" is not an HTTP method")]
     InvalidMethod {

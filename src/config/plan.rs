@@ -69,7 +69,7 @@ impl Plan {
     }
 
     /// The environments, ordered so that every environment comes after its dependencies
-    /// (file order among independent ones).
+    /// (alphabetical order of their names among independent ones).
     pub fn environments(&self) -> &[Environment] {
         &self.environments
     }

@@ -113,6 +113,31 @@ impl DeploymentFile {
     }
 }
 
+/// Why a `uriTemplate` can never render a usable URL, known before any value is rendered: a
+/// fixed one must be an absolute http(s) URL, and one that starts with text rather than a
+/// placeholder must start with the scheme. One starting with a placeholder (a whole base URL
+/// from a secret) is left to the render.
+fn never_a_url(source: &str, template: &Template) -> Option<String> {
+    if template.starts_with_variable() {
+        return None;
+    }
+    if template.variables().next().is_none() {
+        return match url::Url::parse(source) {
+            Err(e) => Some(format!("it is not a URL ({e})")),
+            Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+                Some("its scheme is not http or https".to_owned())
+            }
+            Ok(url) if url.host().is_none() => Some("it has no host".to_owned()),
+            Ok(_) => None,
+        };
+    }
+    let scheme = source.split_once("://").map(|(scheme, _)| scheme);
+    match scheme.map(str::to_ascii_lowercase).as_deref() {
+        Some("http" | "https") => None,
+        _ => Some("it does not start with http:// or https://".to_owned()),
+    }
+}
+
 /// The YAML reader's settings: its nesting budget is the file's.
 fn options(limits: &Limits) -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
@@ -309,6 +334,12 @@ impl Validator {
             }
         };
         let uri = self.template(&w.uri_template, format!("{path}.uriTemplate"));
+        if let Some(reason) = never_a_url(&w.uri_template, &uri) {
+            self.problem(
+                format!("{path}.uriTemplate"),
+                ProblemKind::InvalidUriTemplate { reason },
+            );
+        }
         let headers: Vec<(String, Template)> = w
             .headers
             .iter()
