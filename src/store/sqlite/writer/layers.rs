@@ -237,15 +237,22 @@ async fn run_chunk(
     }
     let mut stored = HashMap::new();
     for row in query.fetch_all(&mut *conn).await? {
-        stored.insert(
-            row.try_get::<String, _>(0)?,
-            row.try_get::<Option<i64>, _>(1)?,
-        );
+        // The id is the save's own, bound as text. A stored version that is not an integer
+        // (a row edited by hand) is that save's answer, not the batch's: in a whole batch the
+        // transaction has committed by now, and failing it would report committed saves as
+        // failed.
+        let actual = row.try_get::<Option<i64>, _>(1).map_err(|e| e.to_string());
+        stored.insert(row.try_get::<String, _>(0)?, actual);
     }
     done.extend(chunk.iter().map(|(at, save)| {
-        let answer = match stored.get(&save.id.0) {
+        let answer = match stored.remove(&save.id.0) {
             None => written(save),
-            Some(&actual) => refused(save, actual),
+            Some(Ok(actual)) => refused(save, actual),
+            Some(Err(reason)) => Err(StoreError::Corrupt {
+                id: save.id.clone(),
+                what: "version",
+                source: reason.into(),
+            }),
         };
         (*at, answer)
     }));

@@ -368,3 +368,42 @@ async fn a_whole_batch_commits_in_one_command() {
         ]
     );
 }
+
+/// A version edited by hand into something other than an integer is that save's answer; the
+/// batch's transaction has committed by the time the refused rows are read, so the other saves
+/// are answered as written, not reported failed.
+#[tokio::test]
+async fn a_stored_version_that_is_not_an_integer_fails_only_its_own_save() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut conn = connect(&dir).await;
+    seed(
+        &mut conn,
+        r#"INSERT INTO deployments VALUES
+            ('a', 'shop', '{}', 'running', 0, 1, 't', 't', 0),
+            ('b', 'shop', '{}', 'running', 0, 1.5, 't', 't', 0);"#,
+    )
+    .await;
+    let items = [(save("a", 1, &["a2"]), None), (save("b", 1, &["b2"]), None)];
+
+    let whole = Whole::of(&items).expect("one chunk of one layer");
+    let mut answers = whole.run(&mut conn).await.expect("the batch commits");
+    answers.sort_by_key(|(at, _)| *at);
+
+    assert_eq!(answer(&answers[0].1), Ok(2));
+    assert!(
+        matches!(
+            &answers[1].1,
+            Err(StoreError::Corrupt {
+                what: "version",
+                ..
+            })
+        ),
+        "{:?}",
+        answers[1].1
+    );
+    let version: i64 = sqlx::query_scalar("SELECT version FROM deployments WHERE id = 'a'")
+        .fetch_one(&mut conn)
+        .await
+        .expect("read a's version");
+    assert_eq!(version, 2, "a's save was committed");
+}
