@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::{TimeDelta, TimeZone, Utc};
 use hookgate::runtime::{Engine, SimulatedHost};
+use hookgate::store::Store;
 use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport, SequentialIds};
 
 const PAUSE: &str = r#"
@@ -136,4 +137,43 @@ async fn a_deployment_whose_resumption_failed_is_resumed_when_next_needed() {
         1,
         "the call in flight was sent again once the deployment was resumed"
     );
+}
+
+/// A deployment queued behind a running one (`enqueueOne`) is started when that one finishes,
+/// even if the store fails at that moment: it stays queued and is tried again, since nothing
+/// else would start it.
+#[tokio::test]
+async fn a_queued_deployment_whose_start_fails_is_started_once_the_store_works() {
+    let s = setup();
+    let queued_plan =
+        format!("{PAUSE}deploymentConfig: {{ifDeploymentInProgress: {{strategy: enqueueOne}}}}\n");
+    s.engine
+        .start(&queued_plan, BTreeMap::new())
+        .await
+        .expect("the first starts");
+    let queued = s
+        .engine
+        .start(&queued_plan, BTreeMap::new())
+        .await
+        .expect("the second is queued");
+    assert_eq!(queued.status, hookgate::core::DeploymentStatus::Queued);
+    s.store.fail_creates(1);
+
+    s.clock.advance(TimeDelta::minutes(2));
+    s.engine.fire_due().await;
+
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while s
+            .store
+            .inner()
+            .load(&queued.id)
+            .await
+            .expect("a load")
+            .is_none()
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the queued deployment started after its first create failed");
 }

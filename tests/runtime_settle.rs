@@ -190,3 +190,40 @@ async fn a_callback_whose_caller_goes_away_during_its_write_is_still_stored_and_
     assert_eq!(stored_status(&s, &id).await, DeploymentStatus::Succeeded);
     assert_eq!(pass(&s, callback).await, CallbackAck::Duplicate);
 }
+
+/// A caller that stops waiting while its deployment is being created (a client that hangs up)
+/// leaves the launch to go on: the deployment is stored and driven (its webhook is called), not
+/// left stored with nobody driving it and its application locked against new deployments.
+#[tokio::test(flavor = "current_thread")]
+async fn a_start_whose_caller_goes_away_during_the_create_is_still_launched() {
+    let s = setup();
+    s.store.slow_creates(true);
+
+    let mut start = Box::pin(s.engine.start(PLAN, BTreeMap::new()));
+    let first = std::future::poll_fn(|cx| Poll::Ready(start.as_mut().poll(cx))).await;
+    assert!(first.is_pending(), "the create waits");
+    drop(start);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while s.external.requests().is_empty() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the launch went on without the caller and called the webhook");
+
+    let running = s
+        .store
+        .inner()
+        .running_for_application("settle")
+        .await
+        .expect("a listing");
+    assert_eq!(running.len(), 1, "{running:?}");
+    let view = s.engine.view(&running[0]).await.expect("a view");
+    assert!(
+        view.gates.iter().any(|g| matches!(
+            g.state,
+            GateState::AwaitingCallback { .. } | GateState::Calling { .. }
+        )),
+        "{view:?}"
+    );
+}

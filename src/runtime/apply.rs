@@ -22,9 +22,9 @@ use crate::config::EnvId;
 use crate::core::{Action, CoreError, Deployment, DeploymentId, Event};
 use crate::store::StoreError;
 
-/// The longest wait between attempts to record a finished call's or step's result while the
-/// store fails.
-const MAX_RECORD_WAIT: Duration = Duration::from_secs(5);
+/// The longest wait between attempts at work the store has to take while it fails (recording a
+/// finished call's or step's result, starting a queued deployment).
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
 
 /// How many times an input is applied before a run of conflicting saves is reported to the
 /// caller (who may retry: a callback's sender gets a 503).
@@ -325,39 +325,9 @@ impl Engine {
         }
         let application = d.plan().application().to_owned();
         let engine = self.clone();
-        self.inner.tasks.spawn(async move {
-            // The hand-off happens under the start lock, like `start`'s check, so a deployment
-            // queued meanwhile is not missed and two never launch together.
-            let _serial = engine.inner.start_lock.lock().await;
-            if engine.inner.shutdown.is_cancelled() {
-                return;
-            }
-            let Some(next) = lock(&engine.inner.queued).remove(&application) else {
-                return;
-            };
-            match engine.inner.store.running_for_application(&application).await {
-                Ok(running) if running.is_empty() => {}
-                Ok(_) => {
-                    lock(&engine.inner.queued).entry(application).or_insert(next);
-                    return;
-                }
-                Err(e) => {
-                    tracing::error!(deployment = %next.id, error = %e, "the queued deployment could not start");
-                    return;
-                }
-            }
-            let result = match engine.plan_for(&next.source) {
-                Ok(plan) => {
-                    engine
-                        .launch(next.id.clone(), plan, next.source, next.context, next.tenant)
-                        .await
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = result {
-                tracing::error!(deployment = %next.id, error = %e, "the queued deployment could not start");
-            }
-        });
+        self.inner
+            .tasks
+            .spawn(async move { engine.hand_off(application).await });
     }
 
     /// Starts an action; a call or step that finished at once comes back as its result.
@@ -472,20 +442,30 @@ impl Engine {
     /// tried again until it is, or until shutdown (recovery then asks for the work again):
     /// dropping it would leave the gate or step waiting with nothing to wake it.
     async fn record_until_stored(&self, id: &DeploymentId, ready: &Ready) {
+        self.until_done("record a result", || async {
+            let result = self.apply(id, |d, now| (ready.record)(d, now)).await?;
+            note_refusal(result);
+            Ok(())
+        })
+        .await;
+    }
+
+    /// Runs `attempt` until it succeeds or the engine shuts down, waiting longer after each
+    /// failure (up to [`MAX_RETRY_WAIT`]): for work that nothing else would do again.
+    pub(crate) async fn until_done<F, Fut>(&self, what: &'static str, mut attempt: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), RuntimeError>>,
+    {
         let shutdown = self.inner.shutdown.clone();
         let mut wait = Duration::from_millis(100);
-        loop {
-            match self.apply(id, |d, now| (ready.record)(d, now)).await {
-                Ok(result) => return note_refusal(result),
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not record a result; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = shutdown.cancelled() => return,
-                    }
-                    wait = (wait * 2).min(MAX_RECORD_WAIT);
-                }
+        while let Err(e) = attempt().await {
+            tracing::warn!(error = %e, "could not {what}; retrying");
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = shutdown.cancelled() => return,
             }
+            wait = (wait * 2).min(MAX_RETRY_WAIT);
         }
     }
 }

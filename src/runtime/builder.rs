@@ -127,7 +127,7 @@ impl EngineBuilder {
                 plans: Mutex::new(HashMap::new()),
                 allow_concurrent: self.allow_concurrent,
                 queued: Mutex::new(HashMap::new()),
-                start_lock: AsyncMutex::new(()),
+                start_lock: Arc::new(AsyncMutex::new(())),
                 deadlines: Deadlines::default(),
                 events,
                 tasks: TaskTracker::new(),

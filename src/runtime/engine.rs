@@ -58,7 +58,9 @@ pub(crate) struct Inner {
     pub(crate) plans: Mutex<HashMap<Arc<str>, Weak<Plan>>>,
     pub(crate) allow_concurrent: bool,
     pub(crate) queued: Mutex<HashMap<String, Queued>>,
-    pub(crate) start_lock: AsyncMutex<()>,
+    /// Held from the check for a running deployment of the application to the end of the
+    /// launch; shared, so that a launch whose caller went away holds it to the end.
+    pub(crate) start_lock: Arc<AsyncMutex<()>>,
     pub(crate) deadlines: Deadlines,
     pub(crate) events: broadcast::Sender<EngineEvent>,
     pub(crate) tasks: TaskTracker,
@@ -187,7 +189,7 @@ impl Engine {
         self.inner.dispatcher.check_agents(&plan)?;
         let source: Arc<str> = Arc::from(source);
         let id = self.new_deployment_id();
-        let _serial = self.inner.start_lock.lock().await;
+        let serial = Arc::clone(&self.inner.start_lock).lock_owned().await;
         let running = if self.inner.allow_concurrent {
             Vec::new()
         } else {
@@ -222,8 +224,16 @@ impl Engine {
                 }),
             };
         }
-        self.launch(id.clone(), plan, source, context, tenant)
-            .await?;
+        // From here the deployment may be stored, so the caller going away (a client hanging
+        // up) must not stop half-way: that would leave a stored deployment nobody drives, and
+        // its application locked against new ones until a restart.
+        let engine = self.clone();
+        let launched = id.clone();
+        self.detached(async move {
+            let _serial = serial;
+            engine.launch(launched, plan, source, context, tenant).await
+        })
+        .await?;
         Ok(Started {
             id,
             status: DeploymentStatus::Running,

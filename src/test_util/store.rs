@@ -12,9 +12,10 @@ use crate::store::{
 };
 
 /// A [`Store`] for tests of what happens when writes are slow or fail: it passes everything to
-/// the store it wraps ([`MemoryStore`] unless told otherwise), except that saves can be made to
-/// fail on demand ([`fail_saves`](Self::fail_saves)) or to wait once before going on, as a
-/// durable store's do ([`slow_saves`](Self::slow_saves)).
+/// the store it wraps ([`MemoryStore`] unless told otherwise), except that saves and creates can
+/// be made to fail on demand ([`fail_saves`](Self::fail_saves),
+/// [`fail_creates`](Self::fail_creates)) or to wait once before going on, as a durable store's
+/// do ([`slow_saves`](Self::slow_saves), [`slow_creates`](Self::slow_creates)).
 ///
 /// ```
 /// use hookgate::store::MemoryStore;
@@ -32,6 +33,9 @@ pub struct FaultyStore<S = MemoryStore> {
     /// Saves to fail once `pass` is used up.
     fail: AtomicUsize,
     slow: AtomicBool,
+    slow_create: AtomicBool,
+    /// Creates to fail.
+    fail_create: AtomicUsize,
 }
 
 impl<S: Store> FaultyStore<S> {
@@ -42,6 +46,8 @@ impl<S: Store> FaultyStore<S> {
             pass: AtomicUsize::new(0),
             fail: AtomicUsize::new(0),
             slow: AtomicBool::new(false),
+            slow_create: AtomicBool::new(false),
+            fail_create: AtomicUsize::new(0),
         }
     }
 
@@ -63,19 +69,40 @@ impl<S: Store> FaultyStore<S> {
         self.slow.store(slow, Ordering::SeqCst);
     }
 
+    /// Fails the next `fail` creates with [`StoreError::Backend`] (writing nothing).
+    pub fn fail_creates(&self, fail: usize) {
+        self.fail_create.store(fail, Ordering::SeqCst);
+    }
+
+    /// Whether each create first returns to the runtime once, as [`slow_saves`](Self::slow_saves)
+    /// makes saves do.
+    pub fn slow_creates(&self, slow: bool) {
+        self.slow_create.store(slow, Ordering::SeqCst);
+    }
+
     /// Whether this save is one to fail, using up the counts.
     fn injected_failure(&self) -> bool {
-        let take = |n: &AtomicUsize| {
-            n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
-        };
         !take(&self.pass) && take(&self.fail)
     }
+}
+
+/// Takes one from `n` if it is not zero; whether it did.
+fn take(n: &AtomicUsize) -> bool {
+    n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 #[async_trait]
 impl<S: Store> Store for FaultyStore<S> {
     async fn create(&self, new: NewDeployment, events: &[Event]) -> Result<u64, StoreError> {
+        if self.slow_create.load(Ordering::SeqCst) {
+            YieldOnce(false).await;
+        }
+        if take(&self.fail_create) {
+            return Err(StoreError::Backend {
+                source: "a failure injected by FaultyStore".into(),
+            });
+        }
         self.inner.create(new, events).await
     }
 
