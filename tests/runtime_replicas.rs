@@ -105,3 +105,62 @@ webhooks:
     assert_eq!(outcomes[&id], hookgate::core::DeploymentStatus::Succeeded);
     b.shutdown().await;
 }
+
+/// A deployment queued on one replica (`enqueueOne`) behind one another replica drives is
+/// started by its own replica's upkeep once that one finished there: the replica it waits on
+/// never hears of it.
+#[tokio::test]
+async fn a_deployment_queued_behind_another_replicas_starts_when_that_one_finishes() {
+    use std::collections::BTreeMap;
+
+    use chrono::{TimeDelta, TimeZone, Utc};
+    use hookgate::core::DeploymentStatus;
+    use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
+    use hookgate::test_util::{ManualClock, RecordingTransport};
+
+    let store: Arc<DynStore> = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap());
+    let external = RecordingTransport::new();
+    let replica = |name: &str| {
+        Engine::builder(
+            external.dispatcher("https://gates.example").unwrap(),
+            SimulatedHost,
+        )
+        .shared_store(Arc::clone(&store))
+        .clock(clock.clone())
+        .replica(ReplicaOptions::new(name))
+        .build()
+    };
+    let (a, b) = (replica("a"), replica("b"));
+    a.recover().await.unwrap();
+    b.recover().await.unwrap();
+    let file = r#"
+application: queued
+deploymentConfig: {ifDeploymentInProgress: {strategy: enqueueOne}}
+targets:
+  prod:
+    constraints:
+      beforeDeployment: [pause: {duration: 1, unit: minutes}]
+"#;
+    let running = a.start(file, BTreeMap::new()).await.unwrap();
+    let queued = b.start(file, BTreeMap::new()).await.unwrap();
+    assert_eq!(queued.status, DeploymentStatus::Queued);
+    assert_eq!(
+        b.maintain_leases().await.unwrap().queued_started,
+        0,
+        "a's still runs"
+    );
+
+    clock.advance(TimeDelta::minutes(2));
+    a.fire_due().await;
+    assert_eq!(
+        a.view(&running.id).await.unwrap().status,
+        DeploymentStatus::Succeeded
+    );
+
+    assert_eq!(b.maintain_leases().await.unwrap().queued_started, 1);
+    assert_eq!(
+        b.view(&queued.id).await.unwrap().status,
+        DeploymentStatus::Running
+    );
+}

@@ -104,7 +104,8 @@ impl EngineBuilder {
     ///
     /// `ifDeploymentInProgress` is checked by each replica on its own, so two replicas starting
     /// the same application at the same moment may both start it, and an `enqueueOne`
-    /// deployment waits in the memory of the replica that was asked to start it.
+    /// deployment waits in the memory of the replica that was asked to start it (which starts
+    /// it at its next lease upkeep after the running one finished, wherever that ran).
     pub fn replica(mut self, options: ReplicaOptions) -> Self {
         self.replica = Some(options);
         self

@@ -8,30 +8,47 @@ impl Engine {
     /// Starts the deployment queued for `application` once none of it runs. While the store
     /// fails, it is kept queued and tried again until shutdown: nothing else would start it.
     pub(crate) async fn hand_off(&self, application: String) {
-        self.until_done("start the queued deployment", || {
-            self.try_hand_off(&application)
+        self.until_done("start the queued deployment", || async {
+            self.try_hand_off(&application).await.map(drop)
         })
         .await;
     }
 
-    /// One attempt of [`Engine::hand_off`]: `Err` only for a failure worth trying again, with
-    /// the deployment queued again unless a newer one took its place meanwhile.
-    async fn try_hand_off(&self, application: &str) -> Result<(), RuntimeError> {
+    /// Starts each deployment queued here whose application no longer runs, and returns how
+    /// many it started. A replica calls it on each round of upkeep: the deployment it waits for
+    /// may run on another replica, and finish there without this one hearing of it.
+    pub(crate) async fn start_queued(&self) -> usize {
+        let applications: Vec<String> = lock(&self.inner.queued).keys().cloned().collect();
+        let mut started = 0;
+        for application in applications {
+            match self.try_hand_off(&application).await {
+                Ok(launched) => started += usize::from(launched),
+                Err(e) => {
+                    tracing::warn!(%application, error = %e, "could not start the queued deployment; trying again next round");
+                }
+            }
+        }
+        started
+    }
+
+    /// One attempt of [`Engine::hand_off`]: whether it launched the queued deployment; `Err`
+    /// only for a failure worth trying again, with the deployment queued again.
+    async fn try_hand_off(&self, application: &str) -> Result<bool, RuntimeError> {
         // Under the start lock, like `start`'s check, so a deployment queued meanwhile is not
         // missed and two never launch together.
         let _serial = self.inner.start_lock.lock().await;
         if self.inner.shutdown.is_cancelled() {
-            return Ok(());
+            return Ok(false);
         }
         let Some(next) = lock(&self.inner.queued).remove(application) else {
-            return Ok(());
+            return Ok(false);
         };
         match self.inner.store.running_for_application(application).await {
             Ok(running) if running.is_empty() => {}
             // Another one runs (started elsewhere): this one waits for it to finish.
             Ok(_) => {
                 self.requeue(application, next);
-                return Ok(());
+                return Ok(false);
             }
             Err(e) => {
                 self.requeue(application, next);
@@ -42,7 +59,7 @@ impl Engine {
             Ok(plan) => plan,
             Err(e) => {
                 tracing::error!(deployment = %next.id, error = %e, "the queued deployment cannot start");
-                return Ok(());
+                return Ok(false);
             }
         };
         let launched = self
@@ -61,9 +78,9 @@ impl Engine {
             }
             Err(e) => {
                 tracing::error!(deployment = %next.id, error = %e, "the queued deployment cannot start");
-                Ok(())
+                Ok(false)
             }
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(true),
         }
     }
 

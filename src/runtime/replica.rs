@@ -83,6 +83,9 @@ pub struct Upkeep {
     pub lost: usize,
     /// Orphaned deployments taken over from a replica whose lease ended.
     pub taken_over: usize,
+    /// Deployments queued here (`enqueueOne`) started because their application no longer
+    /// runs: the deployment they waited for may have finished on another replica.
+    pub queued_started: usize,
 }
 
 /// The replica part of an engine's shared state.
@@ -134,8 +137,8 @@ impl Engine {
     }
 
     /// One round of lease upkeep: renews this replica's leases, reloads what other replicas
-    /// changed, lets go of what another replica took, and takes over deployments whose
-    /// replica stopped renewing. [`Engine::run_scheduler`] runs it every third of the lease
+    /// changed, lets go of what another replica took, takes over deployments whose replica
+    /// stopped renewing, and starts deployments queued here whose application no longer runs. [`Engine::run_scheduler`] runs it every third of the lease
     /// time; tests on a manual clock call it directly. Does nothing on an engine that is not a
     /// replica.
     pub async fn maintain_leases(&self) -> Result<Upkeep, RuntimeError> {
@@ -202,6 +205,7 @@ impl Engine {
                 }
             }
         }
+        upkeep.queued_started = self.start_queued().await;
         Ok(upkeep)
     }
 
