@@ -76,6 +76,16 @@ impl Host {
         }
     }
 
+    /// Sends the first pending action, a webhook call, and returns what came of it without
+    /// recording it.
+    async fn send_first_call(&mut self) -> CallResult {
+        let Some(Action::CallWebhook(call)) = self.deployment.poll_action() else {
+            panic!("expected a call")
+        };
+        let prepared = self.dispatcher.prepare(&self.deployment, &call, None);
+        self.dispatcher.send(&prepared).await
+    }
+
     /// Performs every pending action once: webhook calls through the dispatcher, host steps
     /// as successes.
     async fn perform(&mut self) {
@@ -417,13 +427,9 @@ async fn a_connection_reset_mid_request_is_retried_and_sent_on_the_second_attemp
 async fn a_2xx_whose_body_breaks_off_counts_as_sent() {
     let peer = RawPeer::start(&[Turn::Write(OK_CUT_SHORT)]).await;
     let mut host = Host::start(plan("retryCount: 3"), direct(), &peer.base);
-    let Some(Action::CallWebhook(call)) = host.deployment.poll_action() else {
-        panic!("expected a call")
-    };
-    let prepared = host.dispatcher.prepare(&host.deployment, &call, None);
 
     assert_eq!(
-        host.dispatcher.send(&prepared).await,
+        host.send_first_call().await,
         CallResult::Sent { status: 200 }
     );
     assert_eq!(peer.accepted(), 1);
@@ -433,12 +439,8 @@ async fn a_2xx_whose_body_breaks_off_counts_as_sent() {
 async fn a_503_whose_body_breaks_off_keeps_its_retry_after() {
     let peer = RawPeer::start(&[Turn::Write(UNAVAILABLE_CUT_SHORT)]).await;
     let mut host = Host::start(plan("retryCount: 3"), direct(), &peer.base);
-    let Some(Action::CallWebhook(call)) = host.deployment.poll_action() else {
-        panic!("expected a call")
-    };
-    let prepared = host.dispatcher.prepare(&host.deployment, &call, None);
 
-    let CallResult::Failed(failure) = host.dispatcher.send(&prepared).await else {
+    let CallResult::Failed(failure) = host.send_first_call().await else {
         panic!("expected a failure")
     };
     assert!(failure.retryable);
@@ -461,11 +463,7 @@ async fn results_of_a_closure_transport_map_like_real_ones() {
         TransportRegistry::new(unavailable),
         "https://ci.example",
     );
-    let Some(Action::CallWebhook(call)) = host.deployment.poll_action() else {
-        panic!("expected a call")
-    };
-    let prepared = host.dispatcher.prepare(&host.deployment, &call, None);
-    let CallResult::Failed(failure) = host.dispatcher.send(&prepared).await else {
+    let CallResult::Failed(failure) = host.send_first_call().await else {
         panic!("expected a failure")
     };
     assert!(failure.retryable);

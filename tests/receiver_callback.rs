@@ -46,6 +46,35 @@ fn token(access_token: &str) -> ResponseTemplate {
     )
 }
 
+/// A token endpoint handing out `stale` once, then `fresh` once.
+async fn stale_then_fresh(server: &MockServer) {
+    Mock::given(path("/oauth/token"))
+        .respond_with(token("stale"))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(server)
+        .await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(token("fresh"))
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
+/// Sends `count` success callbacks at once, each from a task of its own, and checks that each
+/// was delivered.
+async fn all_delivered(client: &CallbackClient, url: &Url, count: usize) {
+    let sends: Vec<_> = (0..count)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move { client.send(&url, &Callback::success()).await })
+        })
+        .collect();
+    for send in sends {
+        assert_eq!(send.await.unwrap().unwrap(), CallbackOutcome::Delivered);
+    }
+}
+
 fn credentials(server: &MockServer) -> ClientCredentials {
     ClientCredentials::builder("id", "client-secret")
         .token_url(Url::parse(&format!("{}/oauth/token", server.uri())).unwrap())
@@ -149,15 +178,7 @@ async fn a_thousand_concurrent_sends_with_a_cold_cache_fetch_one_token() {
     let client = CallbackClient::new(endpoint, credentials(&server)).with_backoff(quick());
     let url = callback_url(&server);
 
-    let sends: Vec<_> = (0..1000)
-        .map(|_| {
-            let (client, url) = (client.clone(), url.clone());
-            tokio::spawn(async move { client.send(&url, &Callback::success()).await })
-        })
-        .collect();
-    for send in sends {
-        assert_eq!(send.await.unwrap().unwrap(), CallbackOutcome::Delivered);
-    }
+    all_delivered(&client, &url, 1000).await;
     assert_eq!(delivered.load(Ordering::Relaxed), 1000);
     // wiremock checks its expectations when the server is dropped, blocking on a Tokio lock.
     // The thousand awaits above can leave the task's cooperative budget used up, and then that
@@ -173,17 +194,7 @@ async fn a_thousand_concurrent_sends_with_a_cold_cache_fetch_one_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_401s_for_one_stale_token_fetch_one_fresh_token() {
     let server = MockServer::start().await;
-    Mock::given(path("/oauth/token"))
-        .respond_with(token("stale"))
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/oauth/token"))
-        .respond_with(token("fresh"))
-        .expect(1)
-        .mount(&server)
-        .await;
+    stale_then_fresh(&server).await;
     let refused = Arc::new(AtomicUsize::new(0));
     let endpoint = {
         let refused = refused.clone();
@@ -205,15 +216,7 @@ async fn concurrent_401s_for_one_stale_token_fetch_one_fresh_token() {
     let client = CallbackClient::new(endpoint, tokens).with_backoff(quick());
     let url = callback_url(&server);
 
-    let sends: Vec<_> = (0..200)
-        .map(|_| {
-            let (client, url) = (client.clone(), url.clone());
-            tokio::spawn(async move { client.send(&url, &Callback::success()).await })
-        })
-        .collect();
-    for send in sends {
-        assert_eq!(send.await.unwrap().unwrap(), CallbackOutcome::Delivered);
-    }
+    all_delivered(&client, &url, 200).await;
     let refused = refused.load(Ordering::Relaxed);
     assert!(refused > 100, "only {refused} sends met the stale token");
     tokio::task::yield_now().await;
@@ -222,17 +225,7 @@ async fn concurrent_401s_for_one_stale_token_fetch_one_fresh_token() {
 #[tokio::test]
 async fn unauthorized_refreshes_the_token_once_and_retries_once() {
     let server = MockServer::start().await;
-    Mock::given(path("/oauth/token"))
-        .respond_with(token("stale"))
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/oauth/token"))
-        .respond_with(token("fresh"))
-        .expect(1)
-        .mount(&server)
-        .await;
+    stale_then_fresh(&server).await;
     Mock::given(path(CALLBACK_PATH))
         .and(header("authorization", "Bearer stale"))
         .respond_with(ResponseTemplate::new(401).insert_header("www-authenticate", "Bearer"))
