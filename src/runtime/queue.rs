@@ -3,6 +3,7 @@
 
 use super::engine::{Engine, Queued, lock};
 use super::error::RuntimeError;
+use crate::store::StoreError;
 
 impl Engine {
     /// Starts the deployment queued for `application` once none of it runs. While the store
@@ -72,6 +73,12 @@ impl Engine {
             )
             .await;
         match launched {
+            // Stored by an earlier attempt whose answer was lost: starting it again cannot
+            // succeed, and recovery (or a replica's takeover) resumes it.
+            Err(RuntimeError::Store(e @ StoreError::AlreadyExists { .. })) => {
+                tracing::warn!(deployment = %next.id, error = %e, "the queued deployment is stored already");
+                Ok(false)
+            }
             Err(RuntimeError::Store(e)) => {
                 self.requeue(application, next);
                 Err(e.into())
