@@ -138,9 +138,9 @@ impl Engine {
 
     /// One round of lease upkeep: renews this replica's leases, reloads what other replicas
     /// changed, lets go of what another replica took, takes over deployments whose replica
-    /// stopped renewing, and starts deployments queued here whose application no longer runs. [`Engine::run_scheduler`] runs it every third of the lease
-    /// time; tests on a manual clock call it directly. Does nothing on an engine that is not a
-    /// replica.
+    /// stopped renewing, and starts deployments queued here whose application no longer runs.
+    /// [`Engine::run_scheduler`] runs it every third of the lease time; tests on a manual clock
+    /// call it directly. Does nothing on an engine that is not a replica.
     pub async fn maintain_leases(&self) -> Result<Upkeep, RuntimeError> {
         let mut upkeep = Upkeep::default();
         let Some(lease) = self.lease() else {
