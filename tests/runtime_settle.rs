@@ -87,6 +87,11 @@ async fn pass(s: &Setup, callback: CallbackId) -> CallbackAck {
         .expect("the callback is applied")
 }
 
+/// Polls `future` once, with this task's waker.
+async fn poll_once<F: Future + ?Sized>(mut future: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
+}
+
 async fn stored_status(s: &Setup, id: &DeploymentId) -> DeploymentStatus {
     s.store
         .inner()
@@ -178,7 +183,7 @@ async fn a_callback_whose_caller_goes_away_during_its_write_is_still_stored_and_
     s.store.slow_saves(true);
 
     let mut call = Box::pin(pass(&s, callback));
-    let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+    let first = poll_once(call.as_mut()).await;
     assert!(first.is_pending(), "the write waits");
     drop(call);
     let view = s.engine.view(&id).await.expect("a view");
@@ -200,7 +205,7 @@ async fn a_start_whose_caller_goes_away_during_the_create_is_still_launched() {
     s.store.slow_creates(true);
 
     let mut start = Box::pin(s.engine.start(PLAN, BTreeMap::new()));
-    let first = std::future::poll_fn(|cx| Poll::Ready(start.as_mut().poll(cx))).await;
+    let first = poll_once(start.as_mut()).await;
     assert!(first.is_pending(), "the create waits");
     drop(start);
     tokio::time::timeout(Duration::from_secs(10), async {
@@ -225,5 +230,54 @@ async fn a_start_whose_caller_goes_away_during_the_create_is_still_launched() {
             GateState::AwaitingCallback { .. } | GateState::Calling { .. }
         )),
         "{view:?}"
+    );
+}
+
+/// `shutdown` waits for a write whose caller still waits on it, and an input that was waiting
+/// for the deployment's lock when shutdown began is refused rather than applied: a replica
+/// gives its leases up only once nothing more will be written under them.
+#[tokio::test(flavor = "current_thread")]
+async fn shutdown_waits_for_writes_in_flight_and_refuses_inputs_queued_behind_them() {
+    let s = setup();
+    let (id, callback) = started(&s).await;
+    s.store.slow_saves(true);
+    let by = Principal::new("ci");
+    let note = CallbackReport::Progress {
+        message: "half way".into(),
+    };
+    let outcome = CallbackReport::Outcome {
+        success: true,
+        message: None,
+    };
+    let mut writing = Box::pin(GateService::callback(&s.engine, callback, note, &by));
+    assert!(
+        poll_once(writing.as_mut()).await.is_pending(),
+        "its write waits"
+    );
+    let mut queued = Box::pin(GateService::callback(&s.engine, callback, outcome, &by));
+    assert!(
+        poll_once(queued.as_mut()).await.is_pending(),
+        "it waits for the lock"
+    );
+    let mut shutdown = Box::pin(s.engine.shutdown());
+    assert!(
+        poll_once(shutdown.as_mut()).await.is_pending(),
+        "shutdown waits for the write in flight"
+    );
+
+    assert_eq!(writing.await, Ok(CallbackAck::Applied));
+    assert!(
+        matches!(
+            queued.await,
+            Err(hookgate::server::GateError::Unavailable(_))
+        ),
+        "the input behind it is refused (503), so its sender retries elsewhere"
+    );
+    shutdown.await;
+    let stored = s.store.inner().load(&id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.status,
+        DeploymentStatus::Running,
+        "the gate is still open"
     );
 }

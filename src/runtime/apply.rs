@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::runtime::Handle;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
-use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::Instrument;
 
 use super::engine::{Engine, Live, drain, drain_events, lock};
@@ -71,10 +71,17 @@ impl Engine {
                 Target::Id(ref id) => self.entry(id, true).await?,
             };
             let mut live = entry.lock_owned().await;
+            // Counted by `shutdown` from before the second look, so that a shutdown that began
+            // while this input waited for the lock either refuses it here or waits for its
+            // write: it never gives the leases up under a write still to come.
+            let in_flight = self.inner.tasks.token();
+            if self.inner.shutdown.is_cancelled() {
+                return Err(RuntimeError::ShuttingDown);
+            }
             let before = spare::copy(&live.d);
             let now = self.inner.clock.now();
             let result = input(&mut live.d, now);
-            match self.commit_detached(live, before).await {
+            match self.commit_detached(in_flight, live, before).await {
                 Ok(()) => return Ok(result),
                 // The next attempt looks the deployment up again: the entry may have left
                 // memory meanwhile.
@@ -94,11 +101,12 @@ impl Engine {
     /// put back.
     async fn commit_detached(
         &self,
+        in_flight: TaskTrackerToken,
         mut live: OwnedMutexGuard<Live>,
         before: Box<Deployment>,
     ) -> Result<(), RuntimeError> {
         let engine = self.clone();
-        self.detached(async move {
+        self.detached(in_flight, async move {
             let (_, ready) = engine.commit_once(&mut live, before).await?;
             engine.settle_soon(live, ready);
             Ok(())
@@ -107,13 +115,16 @@ impl Engine {
     }
 
     /// `work`, which the caller polls, and which a task finishes if the caller stops waiting.
+    /// `in_flight`, a token of the engine's tasks, makes [`Engine::shutdown`] wait for it either
+    /// way.
     pub(crate) fn detached<T: Send + 'static>(
         &self,
+        in_flight: TaskTrackerToken,
         work: impl Future<Output = T> + Send + 'static,
     ) -> Detached<T> {
         Detached {
             work: Some(Box::pin(work)),
-            tasks: self.inner.tasks.clone(),
+            in_flight,
         }
     }
 
@@ -481,7 +492,7 @@ pub(crate) enum Target<'a> {
 /// goes away costs a task.
 pub(crate) struct Detached<T: Send + 'static> {
     work: Option<Pin<Box<dyn Future<Output = T> + Send>>>,
-    tasks: TaskTracker,
+    in_flight: TaskTrackerToken,
 }
 
 impl<T: Send + 'static> Future for Detached<T> {
@@ -509,7 +520,7 @@ impl<T: Send + 'static> Drop for Detached<T> {
             );
             return;
         };
-        self.tasks.spawn_on(
+        self.in_flight.task_tracker().spawn_on(
             async move {
                 work.await;
             },

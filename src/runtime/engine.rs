@@ -190,6 +190,11 @@ impl Engine {
         let source: Arc<str> = Arc::from(source);
         let id = self.new_deployment_id();
         let serial = Arc::clone(&self.inner.start_lock).lock_owned().await;
+        // As an input's (see `apply_at`): a shutdown either refuses this start or waits for it.
+        let in_flight = self.inner.tasks.token();
+        if self.inner.shutdown.is_cancelled() {
+            return Err(RuntimeError::ShuttingDown);
+        }
         let running = if self.inner.allow_concurrent {
             Vec::new()
         } else {
@@ -229,7 +234,7 @@ impl Engine {
         // its application locked against new ones until a restart.
         let engine = self.clone();
         let launched = id.clone();
-        self.detached(async move {
+        self.detached(in_flight, async move {
             let _serial = serial;
             engine.launch(launched, plan, source, context, tenant).await
         })
@@ -470,7 +475,9 @@ impl Engine {
 
     /// Stops the scheduler, abandons outbound calls and host steps still waiting for an answer
     /// (they are asked for again by [`Engine::recover`] on the next start), and waits until
-    /// every state write already under way has finished.
+    /// every state write already under way has finished, whether or not its caller still
+    /// waits for it; inputs that arrive from now on are refused with
+    /// [`RuntimeError::ShuttingDown`].
     ///
     /// A replica then gives up its leases, so the other replicas take its deployments over at
     /// once rather than when the leases end.
@@ -544,8 +551,12 @@ impl Engine {
             // Resumed as a restart would (deadlines that passed fire, work in flight is asked
             // for again): a single engine comes here for a deployment whose resumption at
             // recovery failed. Its write goes on if the caller stops waiting, as an input's does.
+            let in_flight = self.inner.tasks.token();
+            if self.inner.shutdown.is_cancelled() {
+                return Err(RuntimeError::ShuttingDown);
+            }
             let engine = self.clone();
-            self.detached(async move { engine.resume(stored).await })
+            self.detached(in_flight, async move { engine.resume(stored).await })
                 .await?;
             if let Some(entry) = lock(&self.inner.live).get(id) {
                 return Ok(Arc::clone(entry));
