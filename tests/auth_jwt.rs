@@ -425,6 +425,29 @@ async fn an_unreachable_jwks_is_unavailable_so_senders_retry() {
     );
 }
 
+/// A token a direct key fits but does not verify is refused (`401`) while the JWKS is down, as
+/// it was before the JWKS was consulted for such tokens: its sender should not retry.
+#[tokio::test]
+async fn a_bad_signature_on_a_direct_keys_token_is_401_while_the_jwks_is_down() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
+    let clock = clock();
+    let authorizer = jwks_builder(&server, &clock).hs256(SECRET).build().unwrap();
+    let forged = sign(
+        Algorithm::HS256,
+        None,
+        &EncodingKey::from_secret(b"another secret of the same length, or so").unwrap(),
+        &claims(&clock, json!({})),
+    );
+
+    let err = authorizer.authorize(&forged).await.unwrap_err();
+
+    assert_eq!(err.status(), StatusCode::UNAUTHORIZED, "{err}");
+}
+
 /// A JWKS holding `key` (RS256) as `kid`.
 fn rsa_jwks(key: &EncodingKey, kid: &str) -> Value {
     let mut jwk = Jwk::from_encoding_key(key, Algorithm::RS256).unwrap();

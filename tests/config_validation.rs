@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use hookgate::config::{
-    CanaryStep, ConfigError, GateKind, InProgressPolicy, NetworkMode, Plan, ProblemKind,
-    RollBackMode, Stage, Strategy,
+    CanaryStep, ConfigError, DeploymentFile, GateKind, InProgressPolicy, NetworkMode, Plan,
+    ProblemKind, RollBackMode, Stage, Strategy,
 };
 
 fn problems(yaml: &str) -> Vec<(String, ProblemKind)> {
@@ -123,6 +123,28 @@ webhooks:
     assert_eq!(plan.webhooks()[0].request.headers()[0].1.source(), "2");
 }
 
+/// A host that reads a `DeploymentFile` with serde itself (inside a payload of its own) still
+/// gets numbers and booleans in the context as text, only not in their original spelling; and
+/// a `runWebhook`'s context keeps its spelling as the file's does.
+#[test]
+fn context_scalars_read_through_other_serde_formats_and_in_run_webhook() {
+    let file: DeploymentFile = serde_json::from_str(
+        r#"{"application": "a", "context": {"n": 5, "v": 1.10, "on": true}, "targets": {}}"#,
+    )
+    .unwrap();
+    let context: Vec<_> = file.context.values().map(|v| v.0.as_str()).collect();
+    assert_eq!(context, ["5", "true", "1.1"]);
+
+    let plan = Plan::from_yaml(
+        "application: a\ntargets: {dev: {constraints: {beforeDeployment: [runWebhook: {name: w, context: {v: 1.10}}]}}}\nwebhooks: [{name: w, uriTemplate: 'https://h/{{context.v}}'}]",
+    )
+    .unwrap();
+    let GateKind::Webhook { context, .. } = plan.gates()[0].kind() else {
+        panic!("{:?}", plan.gates()[0].kind())
+    };
+    assert_eq!(context["v"], "1.10");
+}
+
 #[test]
 fn json_numbers_keep_their_spelling_as_context_and_yaml_is_not_json() {
     let tab_indented = "{\n\t\"application\": \"a\",\n\t\"context\": {\n\t\t\"v\": 1.10,\n\t\t\"e\": \"\\ud83d\\ude00 a\\/b \\u00e9\\t\"\n\t},\n\t\"targets\": {\"dev\": {}}\n}";
@@ -168,6 +190,13 @@ fn a_uri_template_that_can_never_render_a_url_is_refused_at_load() {
             "{bad:?}"
         );
     }
+    let malformed = "application: a\ntargets: {dev: {constraints: {beforeDeployment: [runWebhook: {name: w}]}}}\nwebhooks: [{name: w, uriTemplate: '{{context.x'}]";
+    let e = Plan::from_yaml(malformed).unwrap_err();
+    assert_eq!(
+        e.problems().len(),
+        1,
+        "only the template's own problem: {e}"
+    );
     for good in [
         "https://hooks.example.com/run",
         "HTTP://{{context.host}}/x",

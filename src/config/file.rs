@@ -4,6 +4,7 @@
 //! can check meaning and report every problem at once with its path. Fields hookgate does not
 //! use (`version`, `kind`, `manifests`, ...) are ignored.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -37,12 +38,35 @@ pub struct DeploymentFile {
 /// and kept as written, since YAML writers rarely quote them.
 pub type Context = BTreeMap<String, ContextValue>;
 
-/// One context value: a string, or a number or boolean kept as text. It asks for text, which
-/// [`DeploymentFile::from_yaml`] and [`DeploymentFile::from_json`] give as written (`1.10`
-/// stays `1.10`); formats that answer with a number or boolean instead have it written out.
+/// One context value: a string, or a number or boolean kept as text. Read by
+/// [`DeploymentFile::from_yaml`] or [`DeploymentFile::from_json`], an unquoted scalar keeps the
+/// spelling it was written with (`1.10` stays `1.10`); read through another serde format, a
+/// number or boolean is written out as text (`1.10` becomes `1.1`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct ContextValue(pub String);
+
+thread_local! {
+    /// Set while `from_yaml` or `from_json` reads a file. Their reader answers a request for
+    /// text with a scalar as written, where asking for any value would have it guess a number
+    /// (`1.10` as 1.1); other formats (a host's own serde_json) refuse a number asked for as
+    /// text, so they are asked for any value. The flag, rather than two types, keeps one public
+    /// `DeploymentFile` for both.
+    static SCALARS_AS_WRITTEN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `read` with context values asked for as text (see [`SCALARS_AS_WRITTEN`]).
+pub(super) fn with_scalars_as_written<T>(read: impl FnOnce() -> T) -> T {
+    /// Puts the flag back, even if `read` panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SCALARS_AS_WRITTEN.set(self.0);
+        }
+    }
+    let _restore = Restore(SCALARS_AS_WRITTEN.replace(true));
+    read()
+}
 
 impl<'de> Deserialize<'de> for ContextValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -68,7 +92,11 @@ impl<'de> Deserialize<'de> for ContextValue {
                 Ok(ContextValue(v.to_string()))
             }
         }
-        deserializer.deserialize_string(ScalarVisitor)
+        if SCALARS_AS_WRITTEN.get() {
+            deserializer.deserialize_string(ScalarVisitor)
+        } else {
+            deserializer.deserialize_any(ScalarVisitor)
+        }
     }
 }
 

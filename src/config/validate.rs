@@ -71,10 +71,12 @@ impl DeploymentFile {
     /// untyped YAML would make of it.
     fn typed(source: &str, limits: &Limits) -> Result<Self, ConfigError> {
         let mut path = None;
-        serde_saphyr::with_deserializer_from_str_with_options(source, options(limits), |yaml| {
-            serde_path_to_error::deserialize(yaml).map_err(|e| {
-                path = Some(e.path().to_string());
-                e.into_inner()
+        file::with_scalars_as_written(|| {
+            serde_saphyr::with_deserializer_from_str_with_options(source, options(limits), |yaml| {
+                serde_path_to_error::deserialize(yaml).map_err(|e| {
+                    path = Some(e.path().to_string());
+                    e.into_inner()
+                })
             })
         })
         .map_err(|e| ConfigError::Syntax {
@@ -333,8 +335,12 @@ impl Validator {
                 upper
             }
         };
+        let problems = self.problems.len();
         let uri = self.template(&w.uri_template, format!("{path}.uriTemplate"));
-        if let Some(reason) = never_a_url(&w.uri_template, &uri) {
+        // A template refused already stands in as the empty one, which says nothing of the URL.
+        if self.problems.len() == problems
+            && let Some(reason) = never_a_url(&w.uri_template, &uri)
+        {
             self.problem(
                 format!("{path}.uriTemplate"),
                 ProblemKind::InvalidUriTemplate { reason },

@@ -88,8 +88,9 @@ fn describe(error: &OutboundError) -> String {
 
 /// The start of a body for people: lossy UTF-8, secrets redacted, line breaks and tabs as
 /// spaces, other control characters dropped (they could forge log lines or garble terminals),
-/// at most [`EXCERPT_BYTES`]. Secrets are redacted in the text as it came, before it is
-/// cleaned: a secret holding a line break would not be found in the cleaned text.
+/// at most [`EXCERPT_BYTES`]. Secrets are redacted in the text as it came and again once it is
+/// cleaned: a secret holding a line break is found only in the first, and one that cleaning
+/// puts together (`pass\nword` for `pass word`) only in the second.
 fn excerpt(body: &[u8], truncated: bool, redactor: &Redactor<'_>) -> String {
     let mut raw = String::from_utf8_lossy(body).into_owned();
     if truncated {
@@ -101,7 +102,7 @@ fn excerpt(body: &[u8], truncated: bool, redactor: &Redactor<'_>) -> String {
     if truncated {
         redactor.cut_partial_tail(&mut text);
     }
-    let mut text: String = text
+    let clean: String = text
         .chars()
         .filter_map(|c| match c {
             '\n' | '\r' | '\t' => Some(' '),
@@ -109,6 +110,7 @@ fn excerpt(body: &[u8], truncated: bool, redactor: &Redactor<'_>) -> String {
             c => Some(c),
         })
         .collect();
+    let mut text = redactor.redact(&clean);
     let mut end = text.len().min(EXCERPT_BYTES);
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -152,6 +154,9 @@ mod tests {
             "got",
             "cut inside a character"
         );
+        let spaced: BTreeMap<String, Secret> = [("t".to_owned(), Secret::new("pass word"))].into();
+        let r = Redactor::new(&spaced, None);
+        assert_eq!(excerpt(b"got pass\nword", false, &r), "got [redacted]");
     }
 
     #[test]

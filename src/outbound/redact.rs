@@ -36,12 +36,11 @@ impl<'a> Redactor<'a> {
                 values.push(Cow::Borrowed(trimmed));
             }
             let json = json_escaped(value);
-            let percent = percent_encoded(value);
             let spellings = [
                 json.replace('/', "\\/"),
-                percent.to_ascii_lowercase(),
                 json,
-                percent,
+                percent_encoded(value, Hex::Upper),
+                percent_encoded(value, Hex::Lower),
             ];
             values.extend(
                 spellings
@@ -92,16 +91,27 @@ fn json_escaped(value: &str) -> String {
 
 /// The value percent-encoded as the template renders it inside a URL (RFC 3986 unreserved
 /// characters kept).
-fn percent_encoded(value: &str) -> String {
+fn percent_encoded(value: &str, hex: Hex) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
             out.push(char::from(byte));
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            match hex {
+                Hex::Upper => out.push_str(&format!("%{byte:02X}")),
+                Hex::Lower => out.push_str(&format!("%{byte:02x}")),
+            }
         }
     }
     out
+}
+
+/// The case of a percent-encoding's hex digits: the template writes upper case, a server
+/// echoing it may write lower.
+#[derive(Clone, Copy)]
+enum Hex {
+    Upper,
+    Lower,
 }
 
 #[cfg(test)]
@@ -136,11 +146,11 @@ mod tests {
 
     #[test]
     fn other_spellings_of_a_secret_are_hidden_too() {
-        let s = secrets(&["ab/c d\n"]);
+        let s = secrets(&["Ab/c d\n"]);
         let r = Redactor::new(&s, None);
         assert_eq!(
-            r.redact("trimmed ab/c d, php ab\\/c d\\n, hex ab%2fc%20d%0a"),
-            "trimmed [redacted], php [redacted], hex [redacted]"
+            r.redact("trimmed Ab/c d, php Ab\\/c d\\n, hex Ab%2fc%20d%0a, other ab/c d"),
+            "trimmed [redacted], php [redacted], hex [redacted], other ab/c d"
         );
     }
 

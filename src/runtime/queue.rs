@@ -10,19 +10,23 @@ impl Engine {
     /// fails, it is kept queued and tried again until shutdown: nothing else would start it.
     pub(crate) async fn hand_off(&self, application: String) {
         self.until_done("start the queued deployment", || async {
-            self.try_hand_off(&application).await.map(drop)
+            self.try_hand_off(&application, Wait::ForStarts)
+                .await
+                .map(drop)
         })
         .await;
     }
 
     /// Starts each deployment queued here whose application no longer runs, and returns how
     /// many it started. A replica calls it on each round of upkeep: the deployment it waits for
-    /// may run on another replica, and finish there without this one hearing of it.
+    /// may run on another replica, and finish there without this one hearing of it. While a
+    /// start is under way it leaves the queue to the next round, rather than hold up the
+    /// scheduler loop behind it.
     pub(crate) async fn start_queued(&self) -> usize {
         let applications: Vec<String> = lock(&self.inner.queued).keys().cloned().collect();
         let mut started = 0;
         for application in applications {
-            match self.try_hand_off(&application).await {
+            match self.try_hand_off(&application, Wait::No).await {
                 Ok(launched) => started += usize::from(launched),
                 Err(e) => {
                     tracing::warn!(%application, error = %e, "could not start the queued deployment; trying again next round");
@@ -34,10 +38,16 @@ impl Engine {
 
     /// One attempt of [`Engine::hand_off`]: whether it launched the queued deployment; `Err`
     /// only for a failure worth trying again, with the deployment queued again.
-    async fn try_hand_off(&self, application: &str) -> Result<bool, RuntimeError> {
+    async fn try_hand_off(&self, application: &str, wait: Wait) -> Result<bool, RuntimeError> {
         // Under the start lock, like `start`'s check, so a deployment queued meanwhile is not
         // missed and two never launch together.
-        let _serial = self.inner.start_lock.lock().await;
+        let _serial = match wait {
+            Wait::ForStarts => self.inner.start_lock.lock().await,
+            Wait::No => match self.inner.start_lock.try_lock() {
+                Ok(serial) => serial,
+                Err(_) => return Ok(false),
+            },
+        };
         if self.inner.shutdown.is_cancelled() {
             return Ok(false);
         }
@@ -98,4 +108,11 @@ impl Engine {
             .entry(application.to_owned())
             .or_insert(next);
     }
+}
+
+/// Whether a hand-off waits for starts under way to finish.
+#[derive(Clone, Copy)]
+enum Wait {
+    ForStarts,
+    No,
 }

@@ -297,15 +297,24 @@ impl CallbackAuthorizer for JwtAuthorizer {
         // No configured key verifies it (a key without a `kid` fits every token of its
         // algorithm, so a JWKS-signed token may well meet one): the JWKS's keys come next.
         let static_fit = self.keys.iter().any(|k| k.fits(&header));
+        // A token a direct key fits but does not verify is refused as such (`401`) when the
+        // JWKS cannot be had, rather than sent to retry (`503`) as a JWKS-only setup does.
+        let unavailable = |e: AuthError| {
+            if static_fit {
+                refusal(&ErrorKind::InvalidSignature)
+            } else {
+                e
+            }
+        };
         let mut keys = Arc::clone(&self.keys);
         if let Some(jwks) = &self.jwks {
-            let cached = jwks.keys(kid).await?;
+            let cached = jwks.keys(kid).await.map_err(unavailable)?;
             if let Some(verdict) = self.verify(bearer_token, &header, &cached) {
                 return verdict;
             }
             // No cached key verifies it: the provider may have rotated its keys without a new
             // `kid`, or reused one, so fetch them again (at the limited rate) and try once more.
-            let fresh = jwks.refresh(kid, &cached).await?;
+            let fresh = jwks.refresh(kid, &cached).await.map_err(unavailable)?;
             if !Arc::ptr_eq(&fresh, &cached)
                 && let Some(verdict) = self.verify(bearer_token, &header, &fresh)
             {
