@@ -12,7 +12,7 @@ use super::plan::{
     AnalysisSpec, CanaryStep, EnvId, Environment, Gate, GateId, GateKind, InProgressPolicy,
     NetworkMode, Plan, RollBackMode, Stage, Strategy, Webhook, WebhookId,
 };
-use crate::template::{ArmoryVar, RequestTemplate, Template, Variable};
+use crate::template::{ArmoryVar, RequestTemplate, Template, Variable, fixed_uri_problem};
 
 /// The longest duration accepted anywhere in a file; longer ones are almost certainly typos and
 /// would overflow deadline arithmetic far sooner than any deployment ends.
@@ -116,7 +116,7 @@ impl DeploymentFile {
 }
 
 /// Why a `uriTemplate` can never render a usable URL, known before any value is rendered: a
-/// fixed one must be an absolute http(s) URL, and one that starts with text rather than a
+/// fixed one is checked as its render would be, and one that starts with text rather than a
 /// placeholder must start with the scheme. One starting with a placeholder (a whole base URL
 /// from a secret) is left to the render.
 fn never_a_url(source: &str, template: &Template) -> Option<String> {
@@ -124,14 +124,7 @@ fn never_a_url(source: &str, template: &Template) -> Option<String> {
         return None;
     }
     if template.variables().next().is_none() {
-        return match url::Url::parse(source) {
-            Err(e) => Some(format!("it is not a URL ({e})")),
-            Ok(url) if !matches!(url.scheme(), "http" | "https") => {
-                Some("its scheme is not http or https".to_owned())
-            }
-            Ok(url) if url.host().is_none() => Some("it has no host".to_owned()),
-            Ok(_) => None,
-        };
+        return fixed_uri_problem(template);
     }
     let scheme = source.split_once("://").map(|(scheme, _)| scheme);
     match scheme.map(str::to_ascii_lowercase).as_deref() {

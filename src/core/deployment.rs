@@ -296,13 +296,12 @@ impl Deployment {
     /// runs late, or another replica holds it). Only that deadline, and not a due retry, which
     /// the input may make needless: the others are the timer's.
     fn expire(&mut self, now: DateTime<Utc>, gate: GateId) {
-        let closing = match self.s.gate(gate) {
-            GateState::AwaitingCallback { deadline } => Some(deadline),
-            GateState::AwaitingApproval { expires } => expires,
-            GateState::Analysing { deadline, .. } => deadline,
-            _ => None,
-        };
-        if closing.is_some_and(|at| at <= now) {
+        let state = self.s.gate(gate);
+        let opens_or_passes = matches!(
+            state,
+            GateState::RetryWaiting { .. } | GateState::Pausing { .. }
+        );
+        if !opens_or_passes && state.deadline().is_some_and(|at| at <= now) {
             self.fire_gate(now, gate);
         }
     }

@@ -71,13 +71,8 @@ impl Engine {
                 Target::Id(ref id) => self.entry(id, true).await?,
             };
             let mut live = entry.lock_owned().await;
-            // Counted by `shutdown` from before the second look, so that a shutdown that began
-            // while this input waited for the lock either refuses it here or waits for its
-            // write: it never gives the leases up under a write still to come.
-            let in_flight = self.inner.tasks.token();
-            if self.inner.shutdown.is_cancelled() {
-                return Err(RuntimeError::ShuttingDown);
-            }
+            // A second look: shutdown may have begun while this input waited for the lock.
+            let in_flight = self.in_flight()?;
             let before = spare::copy(&live.d);
             let now = self.inner.clock.now();
             let result = input(&mut live.d, now);
@@ -112,6 +107,18 @@ impl Engine {
             Ok(())
         })
         .await
+    }
+
+    /// A token that makes [`Engine::shutdown`] wait for work about to begin, or
+    /// [`RuntimeError::ShuttingDown`] once shutdown has begun. The token is taken before the
+    /// look, so that a shutdown either refuses the work or waits for it: it never gives the
+    /// leases up under a write still to come.
+    pub(crate) fn in_flight(&self) -> Result<TaskTrackerToken, RuntimeError> {
+        let token = self.inner.tasks.token();
+        if self.inner.shutdown.is_cancelled() {
+            return Err(RuntimeError::ShuttingDown);
+        }
+        Ok(token)
     }
 
     /// `work`, which the caller polls, and which a task finishes if the caller stops waiting.

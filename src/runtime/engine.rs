@@ -190,11 +190,7 @@ impl Engine {
         let source: Arc<str> = Arc::from(source);
         let id = self.new_deployment_id();
         let serial = Arc::clone(&self.inner.start_lock).lock_owned().await;
-        // As an input's (see `apply_at`): a shutdown either refuses this start or waits for it.
-        let in_flight = self.inner.tasks.token();
-        if self.inner.shutdown.is_cancelled() {
-            return Err(RuntimeError::ShuttingDown);
-        }
+        let in_flight = self.in_flight()?;
         let running = if self.inner.allow_concurrent {
             Vec::new()
         } else {
@@ -551,10 +547,7 @@ impl Engine {
             // Resumed as a restart would (deadlines that passed fire, work in flight is asked
             // for again): a single engine comes here for a deployment whose resumption at
             // recovery failed. Its write goes on if the caller stops waiting, as an input's does.
-            let in_flight = self.inner.tasks.token();
-            if self.inner.shutdown.is_cancelled() {
-                return Err(RuntimeError::ShuttingDown);
-            }
+            let in_flight = self.in_flight()?;
             let engine = self.clone();
             self.detached(in_flight, async move { engine.resume(stored).await })
                 .await?;

@@ -14,4 +14,5 @@ mod request;
 
 pub use parse::{ArmoryVar, Template, TemplateError, Variable};
 pub use render::{ArmoryValues, Escape, RenderError, RenderValues};
+pub(crate) use request::fixed_uri_problem;
 pub use request::{RenderedRequest, RequestTemplate};

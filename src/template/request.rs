@@ -1,6 +1,6 @@
 //! A webhook's whole request as templates, and the request rendered from them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use bytes::Bytes;
@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use url::Url;
 
 use super::parse::Segment;
-use super::{Escape, RenderError, RenderValues, Template, Variable};
+use super::{ArmoryValues, Escape, RenderError, RenderValues, Template, Variable};
 
 /// A webhook's request: method, `uriTemplate`, header templates and `bodyTemplate.inline`.
 ///
@@ -175,6 +175,21 @@ impl RequestTemplate {
         std::iter::once(&self.uri)
             .chain(self.headers.iter().map(|(_, value)| value))
             .chain(self.body.as_ref())
+    }
+}
+
+/// Why a `uriTemplate` without placeholders can never be a request's target, as rendering it
+/// would find; `None` if it can be.
+pub(crate) fn fixed_uri_problem(template: &Template) -> Option<String> {
+    let (armory, context, secrets) = (ArmoryValues::default(), BTreeMap::new(), BTreeMap::new());
+    let values = RenderValues {
+        armory: &armory,
+        context: &context,
+        secrets: &secrets,
+    };
+    match render_uri(template, &values, usize::MAX) {
+        Err(RenderError::InvalidUri { reason, .. }) => Some(reason),
+        _ => None,
     }
 }
 
