@@ -97,7 +97,8 @@ impl Dispatcher {
         };
         // Cheap clones, kept for naming the request should it fail.
         let (method, uri) = (request.method().clone(), request.uri().clone());
-        let outcome = transport.send(request).await;
+        // Through the trait object: the blanket impl for `Arc` would box a second future.
+        let outcome = (**transport).send(request).await;
         if let Ok(response) = &outcome
             && response.status().is_success()
         {

@@ -177,8 +177,7 @@ impl CallbackClient {
         body: &Bytes,
         attempt: u32,
     ) -> Result<(Response<Bytes>, Secret), CallbackError> {
-        let token = self
-            .tokens
+        let token = (*self.tokens)
             .token()
             .await
             .map_err(|source| CallbackError::Token { source })?;
@@ -200,7 +199,7 @@ impl CallbackClient {
             request.extensions_mut().insert(options);
         }
         tracing::debug!(target = %RequestTarget::of(&request), attempt, "sending callback");
-        match self.transport.send(request).await {
+        match (*self.transport).send(request).await {
             Ok(response) => Ok((response, token)),
             // The answer's status arrived but its body did not: the status decides (a 2xx is
             // delivered), the body only ever feeds error messages.

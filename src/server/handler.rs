@@ -182,7 +182,9 @@ impl CallbackHandler {
     }
 
     async fn authorize(&self, headers: &HeaderMap, route: &Route) -> Result<Principal, AuthError> {
-        let principal = self.authorizer.authorize(bearer(headers)?).await?;
+        // Through the trait objects themselves: the blanket impls for `Arc` would box a second
+        // future around each call.
+        let principal = (*self.authorizer).authorize(bearer(headers)?).await?;
         if let (Route::Decide { .. }, Some(scope)) = (route, &self.approval_scope)
             && !principal.has_scope(scope)
         {
@@ -199,7 +201,7 @@ impl CallbackHandler {
             Err(problem) => return invalid_body(problem),
         };
         let progress = matches!(report, super::CallbackReport::Progress { .. });
-        match self.gates.callback(id, report, by).await {
+        match (*self.gates).callback(id, report, by).await {
             Ok(ack) => {
                 let done = match ack {
                     _ if progress => Done::Recorded,
@@ -234,7 +236,7 @@ impl CallbackHandler {
             Some(comment) => decision.with_comment(comment),
             None => decision,
         };
-        match self.gates.decide(deployment, gate, decision, by).await {
+        match (*self.gates).decide(deployment, gate, decision, by).await {
             Ok(()) => {
                 let done = if approve {
                     Done::Approved

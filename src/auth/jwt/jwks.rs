@@ -182,8 +182,7 @@ impl Jwks {
                 .with_timeout(FETCH_TIMEOUT)
                 .with_max_response_bytes(MAX_JWKS_BYTES),
         );
-        let response = self
-            .transport
+        let response = (*self.transport)
             .send(request)
             .await
             .map_err(|e| format!("fetching the JWKS failed: {e}"))?;

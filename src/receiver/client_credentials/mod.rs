@@ -105,7 +105,8 @@ impl ClientCredentials {
     }
 
     async fn attempt(&self, attempt: u32) -> Step<(Secret, Option<u64>), TokenError> {
-        let sent = self.transport.send(self.request()).await;
+        // Through the trait object: the blanket impl for `Arc` would box a second future.
+        let sent = (*self.transport).send(self.request()).await;
         // An answer other than a success that lost its body is judged by its status, as below:
         // a refusal such as `invalid_client` is not retried for the lost body.
         let sent = sent.or_else(|source| {
