@@ -19,6 +19,7 @@ use crate::core::{
     CallbackId, Decision, Deployment, DeploymentId, DeploymentStatus, IdSource, Settings,
     StartOptions,
 };
+use crate::ids::IdHasher;
 use crate::outbound::Dispatcher;
 use crate::store::{DynStore, HistoryEntry, NewDeployment, StoredDeployment};
 
@@ -49,10 +50,10 @@ pub(crate) struct Inner {
     pub(crate) ids: Mutex<Box<dyn IdSource + Send>>,
     pub(crate) settings: Settings,
     /// Keyed by the deployments' own shared ids, so an entry costs no copy of its id's text.
-    pub(crate) live: Mutex<HashMap<Arc<DeploymentId>, Arc<AsyncMutex<Live>>>>,
+    pub(crate) live: Mutex<HashMap<Arc<DeploymentId>, Arc<AsyncMutex<Live>>, IdHasher>>,
     /// The entries of the deployments in memory, by callback id: a callback finds its
     /// deployment's entry in one look-up.
-    pub(crate) callbacks: Mutex<HashMap<CallbackId, Arc<AsyncMutex<Live>>>>,
+    pub(crate) callbacks: Mutex<HashMap<CallbackId, Arc<AsyncMutex<Live>>, IdHasher>>,
     /// Deployments of the same file share one plan; weak, so a plan goes with its last
     /// deployment.
     pub(crate) plans: Mutex<HashMap<Arc<str>, Weak<Plan>>>,

@@ -1,6 +1,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -13,6 +13,7 @@ use super::{
 };
 use crate::clock::{Clock, SystemClock};
 use crate::core::{CallbackId, DeploymentId, DeploymentState, DeploymentStatus, Event};
+use crate::ids::IdHasher;
 
 mod log;
 
@@ -30,7 +31,7 @@ pub struct MemoryStore {
     /// The deployments, each in the shard its id hashes to.
     shards: Box<[Mutex<Shard>]>,
     /// Which shard an id is in.
-    hasher: RandomState,
+    hasher: IdHasher,
     callbacks: Mutex<HashMap<CallbackId, DeploymentId>>,
     watchers: Mutex<Vec<ChangeWatcher>>,
     /// Whether `watchers` has any, read by every write without taking the lock all writes
@@ -49,7 +50,7 @@ const SHARDS: usize = 16;
 struct Shard {
     /// Keyed by the id the row's state shares with the engine's copy, which looks rows up with
     /// that same id: the keys are then found equal without reading their text.
-    deployments: HashMap<Arc<DeploymentId>, Row>,
+    deployments: HashMap<Arc<DeploymentId>, Row, IdHasher>,
     log: Log,
 }
 
@@ -83,7 +84,7 @@ impl MemoryStore {
     pub fn with_clock(clock: impl Clock) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::new(),
+            hasher: IdHasher::default(),
             callbacks: Mutex::default(),
             watchers: Mutex::default(),
             watched: AtomicBool::new(false),
