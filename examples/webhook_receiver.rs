@@ -4,13 +4,15 @@
 //! ```text
 //! CDAAS_CLIENT_ID=... CDAAS_CLIENT_SECRET=... \
 //! cargo run --example webhook_receiver --features axum,reqwest,receiver -- \
-//!     --listen 127.0.0.1:8090 [--token-url URL] [--audience AUDIENCE] [--work-ms N] [--fail] \
-//!     [--callback-origin URL]...
+//!     --listen 127.0.0.1:8090 [--token-url URL] [--allow-http-token-url] [--audience AUDIENCE] \
+//!     [--work-ms N] [--fail] [--callback-origin URL]...
 //! ```
 //!
 //! With no `--token-url` it asks Armory's token endpoint, so pointed at by an Armory webhook
 //! it works against the real service; pointed at by `gate_server`, pass
-//! `--token-url http://<gate_server address>/oauth/token`. It finds the callback URI wherever
+//! `--token-url http://<gate_server address>/oauth/token` (plain http is accepted on loopback
+//! only; `--allow-http-token-url` accepts it elsewhere, sending the client secret in the clear).
+//! It finds the callback URI wherever
 //! Armory's examples put it: in the JSON body (`callbackUri`, `client_payload.callbackUri`, ...),
 //! in a query parameter, or in a `CallbackURI` header. Each `--callback-origin` (such as
 //! `https://api.cloud.armory.io`) limits where callbacks, and so the token, may go; without one,
@@ -37,6 +39,7 @@ struct Job {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut listen = "127.0.0.1:8090".to_owned();
     let mut token_url = None;
+    let mut allow_http = false;
     let mut audience = DEFAULT_AUDIENCE.to_owned();
     let mut work = Duration::from_secs(2);
     let mut fail = false;
@@ -54,6 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Duration::from_millis(args.next().ok_or("--work-ms needs a number")?.parse()?)
             }
             "--fail" => fail = true,
+            "--allow-http-token-url" => allow_http = true,
             "--callback-origin" => origins.push(
                 args.next()
                     .ok_or("--callback-origin needs a URL")?
@@ -67,6 +71,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut tokens = ClientCredentials::builder(id, secret).audience(audience);
     if let Some(url) = token_url {
         tokens = tokens.token_url(url);
+    }
+    if allow_http {
+        tokens = tokens.allow_http_token_url();
     }
     let tokens = tokens.build(ReqwestTransport::builder().build()?)?;
     let job = Arc::new(Job {

@@ -278,6 +278,39 @@ fn bad_configuration_says_what_to_fix() {
     }
 }
 
+#[test]
+fn a_plain_http_jwks_url_is_accepted_only_on_loopback_or_when_allowed() {
+    let build = |url: &str, allow: bool| {
+        let builder = JwtAuthorizer::builder(ISS, AUD).jwks(url, ReqwestTransport::new().unwrap());
+        if allow {
+            builder.allow_http_jwks().build()
+        } else {
+            builder.build()
+        }
+    };
+    for url in [
+        "http://idp.example.com/keys",
+        "http://10.0.0.7:8080/keys",
+        "http://localhost.example.com/keys",
+    ] {
+        let err = build(url, false).unwrap_err();
+        assert!(
+            matches!(&err, AuthError::Config { .. }) && err.to_string().contains("https"),
+            "{url}: {err}"
+        );
+        assert!(build(url, true).is_ok(), "{url} with allow_http_jwks");
+    }
+    for url in [
+        "https://idp.example.com/keys",
+        "http://localhost:8080/keys",
+        "http://127.0.0.1:9/keys",
+        "http://127.3.2.1/keys",
+        "http://[::1]:9/keys",
+    ] {
+        assert!(build(url, false).is_ok(), "{url}");
+    }
+}
+
 /// A JWKS with the test RSA key as `kid` "rsa-1" and, if `with_ec`, the EC key as "ec-1".
 fn jwks(with_ec: bool) -> Value {
     let mut rsa = Jwk::from_encoding_key(&rsa(), Algorithm::RS256).unwrap();

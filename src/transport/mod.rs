@@ -66,6 +66,20 @@ pub trait HttpTransport: Send + Sync {
 /// A shared, type-erased transport.
 pub type DynTransport = Arc<dyn HttpTransport>;
 
+/// Whether `uri` names this machine's loopback interface (`localhost`, `127.0.0.0/8`, `::1`),
+/// where plain `http` cannot be read or altered by anyone on a network.
+#[cfg(any(feature = "jwt", feature = "receiver"))]
+pub(crate) fn is_loopback(uri: &http::Uri) -> bool {
+    let Some(host) = uri.host() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 // Lets structs holding a `DynTransport` derive `Debug`.
 impl fmt::Debug for dyn HttpTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

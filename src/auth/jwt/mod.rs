@@ -19,7 +19,7 @@ use self::keys::VerifyKey;
 use super::{AuthError, CallbackAuthorizer, Principal};
 use crate::Secret;
 use crate::clock::{Clock, SystemClock};
-use crate::transport::{DynTransport, HttpTransport};
+use crate::transport::{DynTransport, HttpTransport, is_loopback};
 
 /// Verifies JWT bearer tokens: signature, issuer, audience, expiry, optional scope.
 ///
@@ -74,6 +74,7 @@ pub struct JwtAuthorizerBuilder {
     audience: String,
     keys: Vec<Result<VerifyKey, AuthError>>,
     jwks: Option<(String, DynTransport)>,
+    allow_http_jwks: bool,
     refresh_interval: Duration,
     max_age: Duration,
     leeway: Duration,
@@ -98,6 +99,7 @@ impl JwtAuthorizer {
             audience: audience.into(),
             keys: Vec::new(),
             jwks: None,
+            allow_http_jwks: false,
             refresh_interval: Duration::from_secs(30),
             max_age: Duration::from_secs(60 * 60),
             leeway: Duration::from_secs(60),
@@ -163,8 +165,21 @@ impl JwtAuthorizerBuilder {
     /// Accepts tokens signed by the RS256/ES256 keys published at `url`, fetched through
     /// `transport`. Keys given directly are tried first; a token none of them verifies is tried
     /// against these.
+    ///
+    /// `url` must be `https`, or plain `http` on this machine's loopback (`localhost`,
+    /// `127.0.0.0/8`, `::1`); [`build`](Self::build) refuses any other unless
+    /// [`allow_http_jwks`](Self::allow_http_jwks) is set.
     pub fn jwks(mut self, url: impl Into<String>, transport: impl HttpTransport + 'static) -> Self {
         self.jwks = Some((url.into(), Arc::new(transport)));
+        self
+    }
+
+    /// Accepts a plain `http` JWKS URL on another host than this one. Anyone who can read or
+    /// alter the traffic on the way can then replace the keys and forge tokens that approve
+    /// deployments: set it only where the network encrypts and authenticates below HTTP (a
+    /// service mesh with mutual TLS, say).
+    pub fn allow_http_jwks(mut self) -> Self {
+        self.allow_http_jwks = true;
         self
     }
 
@@ -225,6 +240,13 @@ impl JwtAuthorizerBuilder {
                 if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
                     return Err(AuthError::config(
                         "the JWKS URL must be an absolute http(s) URL",
+                    ));
+                }
+                if uri.scheme_str() == Some("http") && !is_loopback(&uri) && !self.allow_http_jwks {
+                    return Err(AuthError::config(
+                        "the JWKS URL must use https: keys fetched over plain http can be replaced \
+                         by anyone on the network path, who could then forge tokens (plain http is \
+                         accepted on loopback, or with allow_http_jwks)",
                     ));
                 }
                 Some(Jwks::new(

@@ -13,7 +13,7 @@ use crate::{
     Secret,
     clock::{Clock, SystemClock},
     receiver::{Backoff, TokenError},
-    transport::HttpTransport,
+    transport::{HttpTransport, is_loopback},
 };
 
 impl ClientCredentials {
@@ -26,6 +26,7 @@ impl ClientCredentials {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
             token_url: None,
+            allow_http_token_url: false,
             audience: DEFAULT_AUDIENCE.to_owned(),
             refresh_margin: Duration::from_secs(60),
             clock: Arc::new(SystemClock),
@@ -39,6 +40,7 @@ pub struct ClientCredentialsBuilder {
     client_id: String,
     client_secret: Secret,
     token_url: Option<Url>,
+    allow_http_token_url: bool,
     audience: String,
     refresh_margin: Duration,
     clock: Arc<dyn Clock>,
@@ -46,10 +48,22 @@ pub struct ClientCredentialsBuilder {
 }
 
 impl ClientCredentialsBuilder {
-    /// The token endpoint (default [`DEFAULT_TOKEN_URL`]).
+    /// The token endpoint (default [`DEFAULT_TOKEN_URL`]). It must be `https`, or plain `http`
+    /// on this machine's loopback (`localhost`, `127.0.0.0/8`, `::1`);
+    /// [`build`](Self::build) refuses any other unless
+    /// [`allow_http_token_url`](Self::allow_http_token_url) is set.
     #[must_use]
     pub fn token_url(mut self, token_url: Url) -> Self {
         self.token_url = Some(token_url);
+        self
+    }
+
+    /// Accepts a plain `http` token URL on another host than this one. The client secret is
+    /// then sent, and the token returned, readable by anyone on the way: set it only where the
+    /// network encrypts and authenticates below HTTP (a service mesh with mutual TLS, say).
+    #[must_use]
+    pub fn allow_http_token_url(mut self) -> Self {
+        self.allow_http_token_url = true;
         self
     }
 
@@ -86,8 +100,9 @@ impl ClientCredentialsBuilder {
     ///
     /// # Errors
     ///
-    /// [`TokenError::InvalidConfig`] when the token URL is not http(s) or the refresh margin is
-    /// absurdly long.
+    /// [`TokenError::InvalidConfig`] when the token URL is not http(s), is plain http on
+    /// another host than loopback without [`allow_http_token_url`](Self::allow_http_token_url),
+    /// or the refresh margin is absurdly long.
     pub fn build(
         self,
         transport: impl HttpTransport + 'static,
@@ -103,6 +118,16 @@ impl ClientCredentialsBuilder {
                 .map_err(|_| config("the token URL is not a valid HTTP URI"))?,
             Some(_) => return Err(config("the token URL must be an http or https URL")),
         };
+        if token_uri.scheme_str() == Some("http")
+            && !is_loopback(&token_uri)
+            && !self.allow_http_token_url
+        {
+            return Err(config(
+                "the token URL must use https: over plain http the client secret and the token \
+                 can be read by anyone on the network path (plain http is accepted on loopback, \
+                 or with allow_http_token_url)",
+            ));
+        }
         let refresh_margin = TimeDelta::from_std(self.refresh_margin)
             .map_err(|_| config("the refresh margin is too long"))?;
         Ok(ClientCredentials {
@@ -150,6 +175,42 @@ mod tests {
         assert!(!format!("{builder:?}").contains("hunter2"));
         let source = builder.build(never_called).unwrap();
         assert!(!format!("{source:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn plain_http_token_url_is_accepted_only_on_loopback_or_when_allowed() {
+        let build = |url: &str, allow: bool| {
+            let builder = ClientCredentials::builder("id", "s").token_url(Url::parse(url).unwrap());
+            let builder = if allow {
+                builder.allow_http_token_url()
+            } else {
+                builder
+            };
+            builder.build(never_called)
+        };
+        for url in [
+            "http://auth.example.com/oauth/token",
+            "http://10.0.0.7:8080/oauth/token",
+            "http://localhost.example.com/oauth/token",
+        ] {
+            match build(url, false) {
+                Err(TokenError::InvalidConfig { reason }) => {
+                    assert!(reason.contains("https"), "{url}: {reason}");
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+            assert!(build(url, true).is_ok(), "{url} with allow_http_token_url");
+        }
+        for url in [
+            "https://auth.example.com/oauth/token",
+            "http://localhost:8080/oauth/token",
+            "http://LOCALHOST/oauth/token",
+            "http://127.0.0.1:9/oauth/token",
+            "http://127.3.2.1/oauth/token",
+            "http://[::1]:9/oauth/token",
+        ] {
+            assert!(build(url, false).is_ok(), "{url}");
+        }
     }
 
     #[test]
