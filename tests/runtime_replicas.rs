@@ -164,3 +164,59 @@ targets:
         DeploymentStatus::Running
     );
 }
+
+/// A round of lease upkeep under way when shutdown begins ends before the leases are given up:
+/// otherwise it claims them again once released, and another replica cannot take the
+/// deployment over until that lease ends.
+#[tokio::test]
+async fn shutdown_gives_the_leases_up_only_after_a_round_of_upkeep_under_way() {
+    use std::collections::BTreeMap;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
+    use hookgate::store::{Lease, Store};
+    use hookgate::test_util::{FaultyStore, RecordingTransport};
+
+    let faulty = Arc::new(FaultyStore::new(MemoryStore::new()));
+    let store: Arc<DynStore> = faulty.clone();
+    let external = RecordingTransport::new();
+    let a = Engine::builder(
+        external.dispatcher("https://gates.example").unwrap(),
+        SimulatedHost,
+    )
+    .shared_store(Arc::clone(&store))
+    .replica(ReplicaOptions::new("a").lease(std::time::Duration::from_secs(3600)))
+    .build();
+    a.recover().await.unwrap();
+    let file = r#"
+application: upkeep
+targets:
+  prod:
+    constraints:
+      beforeDeployment: [runWebhook: {name: gate}]
+webhooks:
+  - name: gate
+    uriTemplate: https://external.example/run
+    bodyTemplate: {inline: '{{armory.callbackUri}}'}
+"#;
+    let id = a.start(file, BTreeMap::new()).await.unwrap().id;
+
+    faulty.slow_renews(true);
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut round = pin!(a.maintain_leases());
+    assert!(round.as_mut().poll(&mut cx).is_pending(), "renewing");
+    let mut down = pin!(a.shutdown());
+    assert!(
+        matches!(down.as_mut().poll(&mut cx), Poll::Pending),
+        "shutdown waits for the round"
+    );
+    round.await.unwrap();
+    down.await;
+
+    let b = Lease::new("b", a.now(), std::time::Duration::from_secs(3600));
+    assert!(
+        store.claim(&id, &b).await.unwrap(),
+        "the lease was given up after the round, not taken again by it"
+    );
+}

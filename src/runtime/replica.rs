@@ -146,9 +146,12 @@ impl Engine {
         let Some(lease) = self.lease() else {
             return Ok(upkeep);
         };
-        if self.inner.shutdown.is_cancelled() {
+        // Held for the whole round, so that shutdown gives the leases up only after it: a round
+        // still under way would otherwise claim them again once released, and other replicas
+        // would wait a whole lease time to take over.
+        let Ok(_in_flight) = self.in_flight() else {
             return Ok(upkeep);
-        }
+        };
         let held: HashMap<DeploymentId, u64> =
             self.inner.store.renew(&lease).await?.into_iter().collect();
         upkeep.renewed = held.len();

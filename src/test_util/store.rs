@@ -15,7 +15,8 @@ use crate::store::{
 /// the store it wraps ([`MemoryStore`] unless told otherwise), except that saves and creates can
 /// be made to fail on demand ([`fail_saves`](Self::fail_saves),
 /// [`fail_creates`](Self::fail_creates)) or to wait once before going on, as a durable store's
-/// do ([`slow_saves`](Self::slow_saves), [`slow_creates`](Self::slow_creates)).
+/// do ([`slow_saves`](Self::slow_saves), [`slow_creates`](Self::slow_creates),
+/// [`slow_renews`](Self::slow_renews)).
 ///
 /// ```
 /// use hookgate::store::MemoryStore;
@@ -34,6 +35,7 @@ pub struct FaultyStore<S = MemoryStore> {
     fail: AtomicUsize,
     slow: AtomicBool,
     slow_create: AtomicBool,
+    slow_renew: AtomicBool,
     /// Creates to fail.
     fail_create: AtomicUsize,
 }
@@ -47,6 +49,7 @@ impl<S: Store> FaultyStore<S> {
             fail: AtomicUsize::new(0),
             slow: AtomicBool::new(false),
             slow_create: AtomicBool::new(false),
+            slow_renew: AtomicBool::new(false),
             fail_create: AtomicUsize::new(0),
         }
     }
@@ -78,6 +81,12 @@ impl<S: Store> FaultyStore<S> {
     /// makes saves do.
     pub fn slow_creates(&self, slow: bool) {
         self.slow_create.store(slow, Ordering::SeqCst);
+    }
+
+    /// Whether each lease renewal first returns to the runtime once, as
+    /// [`slow_saves`](Self::slow_saves) makes saves do.
+    pub fn slow_renews(&self, slow: bool) {
+        self.slow_renew.store(slow, Ordering::SeqCst);
     }
 
     /// Whether this save is one to fail, using up the counts.
@@ -158,6 +167,9 @@ impl<S: Store> Store for FaultyStore<S> {
     }
 
     async fn renew(&self, lease: &Lease) -> Result<Vec<(DeploymentId, u64)>, StoreError> {
+        if self.slow_renew.load(Ordering::SeqCst) {
+            YieldOnce(false).await;
+        }
         self.inner.renew(lease).await
     }
 
