@@ -177,3 +177,44 @@ async fn a_queued_deployment_whose_start_fails_is_started_once_the_store_works()
     .await
     .expect("the queued deployment started after its first create failed");
 }
+
+/// A round of deadlines stopped part way (the scheduler's future dropped while a write waits)
+/// leaves the deadlines it had not fired yet in the table: the next round fires them.
+#[tokio::test]
+async fn a_round_of_deadlines_stopped_part_way_leaves_the_rest_for_the_next() {
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    let s = setup();
+    let other = PAUSE.replace("application: pause", "application: other");
+    for file in [PAUSE, other.as_str()] {
+        s.engine
+            .start(file, BTreeMap::new())
+            .await
+            .expect("started");
+    }
+    s.clock.advance(TimeDelta::minutes(2));
+    s.store.slow_saves(true);
+    {
+        let mut round = pin!(s.engine.fire_due());
+        assert!(
+            round
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_pending(),
+            "the first pause's end waits for its write"
+        );
+    }
+    assert_eq!(
+        s.engine.fire_due().await,
+        1,
+        "the other pause's end is still due"
+    );
+    for _ in 0..100 {
+        if s.engine.live_deployments() == 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(s.engine.live_deployments(), 0, "both deployments finished");
+}

@@ -390,19 +390,23 @@ impl Engine {
     /// were visited. The scheduler ([`Engine::run_scheduler`]) calls this; tests on a manual
     /// clock call it directly.
     pub async fn fire_due(&self) -> usize {
-        let due = self.inner.deadlines.take_due(self.inner.clock.now());
-        for id in &due {
-            if let Err(e) = self.apply(id, |d, now| d.handle_timeout(now)).await {
+        let mut fired = 0;
+        // The one being fired when the caller stops waiting is armed again by the input holding
+        // its deployment, if any; a deployment not in memory gets its deadlines back when it is
+        // next loaded. The round puts the others back.
+        for id in self.inner.deadlines.take_due(self.inner.clock.now()) {
+            fired += 1;
+            if let Err(e) = self.apply(&id, |d, now| d.handle_timeout(now)).await {
                 // A deployment in memory was armed again when its write failed; one that could
                 // not be loaded is tried again here. Either way a second later rather than at
                 // once, so a failing store is not hammered in a tight loop.
-                if !lock(&self.inner.live).contains_key(&**id) {
-                    self.retry_soon(id);
+                if !lock(&self.inner.live).contains_key(&*id) {
+                    self.retry_soon(&id);
                 }
                 tracing::warn!(deployment = %id, error = %e, "could not fire a deadline; trying again in a second");
             }
         }
-        due.len()
+        fired
     }
 
     /// Fires `id` again a moment from now: a deployment not in memory, whose write failed.

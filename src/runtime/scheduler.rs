@@ -82,9 +82,12 @@ impl Deadlines {
         t.by_time.first_key_value().map(|((at, _), _)| *at)
     }
 
-    /// Removes and returns every deployment whose deadline is at or before `now`, earliest
-    /// first.
-    pub(crate) fn take_due(&self, now: DateTime<Utc>) -> Vec<Arc<DeploymentId>> {
+    /// Removes every deployment whose deadline is at or before `now` and returns them, earliest
+    /// first. Those the round has not handed out when it is dropped are put back, due at `now`:
+    /// a caller that stops part way (a scheduler dropped mid-round) leaves them for the next
+    /// round rather than for their deployments' next input, which for a callback's timeout may
+    /// never come.
+    pub(crate) fn take_due(&self, now: DateTime<Utc>) -> DueRound<'_> {
         let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         let mut due = Vec::new();
         while t
@@ -97,7 +100,11 @@ impl Deadlines {
             };
             due.push(id);
         }
-        due
+        DueRound {
+            deadlines: self,
+            due: due.into_iter(),
+            at: now,
+        }
     }
 
     /// How many deadlines are pending.
@@ -107,6 +114,29 @@ impl Deadlines {
             .unwrap_or_else(PoisonError::into_inner)
             .by_time
             .len()
+    }
+}
+
+/// The deadlines taken out of the table by one round ([`Deadlines::take_due`]).
+pub(crate) struct DueRound<'a> {
+    deadlines: &'a Deadlines,
+    due: std::vec::IntoIter<Arc<DeploymentId>>,
+    at: DateTime<Utc>,
+}
+
+impl Iterator for DueRound<'_> {
+    type Item = Arc<DeploymentId>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.due.next()
+    }
+}
+
+impl Drop for DueRound<'_> {
+    fn drop(&mut self) {
+        for id in self.due.by_ref() {
+            self.deadlines.add(&id, self.at);
+        }
     }
 }
 
@@ -135,9 +165,12 @@ mod tests {
         d.set(&id("c"), &mut c, None);
         assert_eq!(c, None);
         assert_eq!(d.next(), Some(t(5)));
-        assert_eq!(d.take_due(t(10)), vec![id("a"), id("b")]);
+        assert_eq!(
+            d.take_due(t(10)).collect::<Vec<_>>(),
+            vec![id("a"), id("b")]
+        );
         assert_eq!(d.len(), 0);
-        assert!(d.take_due(t(100)).is_empty());
+        assert!(d.take_due(t(100)).next().is_none());
     }
 
     /// A slot whose deadline was taken when due is stale: setting the same time again arms it
@@ -150,14 +183,27 @@ mod tests {
         d.set(&id("b"), &mut b, Some(t(10)));
         d.set(&id("a"), &mut a, Some(t(10)));
         assert_eq!(d.len(), 2, "an unchanged deadline is not added twice");
-        assert_eq!(d.take_due(t(10)).len(), 2);
+        assert_eq!(d.take_due(t(10)).count(), 2);
         d.set(&id("a"), &mut a, Some(t(10)));
-        assert_eq!(d.take_due(t(10)), vec![id("a")]);
+        assert_eq!(d.take_due(t(10)).collect::<Vec<_>>(), vec![id("a")]);
         d.set(&id("b"), &mut b, Some(t(30)));
         d.set(&id("a"), &mut a, None);
         assert_eq!(d.next(), Some(t(30)), "b's deadline is kept");
         d.add(&id("b"), t(20));
-        assert_eq!(d.take_due(t(30)).len(), 2);
+        assert_eq!(d.take_due(t(30)).count(), 2);
+    }
+
+    #[test]
+    fn a_round_dropped_part_way_puts_back_what_it_did_not_hand_out() {
+        let d = Deadlines::default();
+        d.add(&id("a"), t(10));
+        d.add(&id("b"), t(20));
+        d.add(&id("c"), t(40));
+        let mut round = d.take_due(t(30));
+        assert_eq!(round.next(), Some(id("a")));
+        drop(round);
+        assert_eq!(d.len(), 2, "b is back beside c");
+        assert_eq!(d.take_due(t(30)).collect::<Vec<_>>(), vec![id("b")]);
     }
 
     #[test]
@@ -172,6 +218,6 @@ mod tests {
         assert_eq!(d.next(), Some(t(20)));
         d.clear(&mut a);
         assert_eq!(d.len(), 1, "clearing an empty slot changes nothing");
-        assert_eq!(d.take_due(t(30)), vec![id("b")]);
+        assert_eq!(d.take_due(t(30)).collect::<Vec<_>>(), vec![id("b")]);
     }
 }
