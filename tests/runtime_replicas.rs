@@ -220,3 +220,109 @@ webhooks:
         "the lease was given up after the round, not taken again by it"
     );
 }
+
+/// Two replicas starting the same application at the same moment: both find none of it
+/// running, and the store, which checks again as it writes, lets one start it. The other's
+/// start follows `ifDeploymentInProgress`: refused by default, queued with `enqueueOne` and
+/// started by its replica's upkeep once the first one finished.
+#[tokio::test]
+async fn two_replicas_starting_one_application_at_once_start_it_once() {
+    use std::collections::BTreeMap;
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    use chrono::{TimeDelta, TimeZone, Utc};
+    use hookgate::core::DeploymentStatus;
+    use hookgate::runtime::{Engine, ReplicaOptions, RuntimeError, SimulatedHost, Started};
+    use hookgate::store::Store;
+    use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport};
+
+    let faulty = Arc::new(FaultyStore::new(MemoryStore::new()));
+    let store: Arc<DynStore> = faulty.clone();
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap());
+    let external = RecordingTransport::new();
+    let replica = |name: &str| {
+        Engine::builder(
+            external.dispatcher("https://gates.example").unwrap(),
+            SimulatedHost,
+        )
+        .shared_store(Arc::clone(&store))
+        .clock(clock.clone())
+        .replica(ReplicaOptions::new(name))
+        .build()
+    };
+    let (a, b) = (replica("a"), replica("b"));
+    a.recover().await.unwrap();
+    b.recover().await.unwrap();
+    // Each create waits once, so that both starts have looked for a running deployment, and
+    // found none, before either is stored.
+    faulty.slow_creates(true);
+    let both = |file: String| {
+        let (a, b) = (a.clone(), b.clone());
+        async move {
+            let mut cx = Context::from_waker(Waker::noop());
+            let (mut first, mut second) = (
+                pin!(a.start(&file, BTreeMap::new())),
+                pin!(b.start(&file, BTreeMap::new())),
+            );
+            assert!(first.as_mut().poll(&mut cx).is_pending());
+            assert!(second.as_mut().poll(&mut cx).is_pending());
+            (first.await, second.await)
+        }
+    };
+    let winner =
+        |results: &(Result<Started, RuntimeError>, Result<Started, RuntimeError>)| match results {
+            (Ok(won), _) if won.status == DeploymentStatus::Running => won.id.clone(),
+            (_, Ok(won)) if won.status == DeploymentStatus::Running => won.id.clone(),
+            other => panic!("one start runs: {other:?}"),
+        };
+
+    let refused = r#"
+application: once
+targets:
+  prod:
+    constraints:
+      beforeDeployment: [pause: {duration: 1, unit: minutes}]
+"#;
+    let results = both(refused.to_owned()).await;
+    let running = winner(&results);
+    let other = match &results {
+        (Ok(s), other) | (other, Ok(s)) if s.id == running => other,
+        _ => unreachable!(),
+    };
+    assert!(
+        matches!(other, Err(RuntimeError::InProgress { running: r, .. }) if *r == running),
+        "{other:?}"
+    );
+    assert_eq!(
+        store.running_for_application("once").await.unwrap(),
+        [running]
+    );
+
+    let queued = refused.replace(
+        "application: once",
+        "application: queued\ndeploymentConfig: {ifDeploymentInProgress: {strategy: enqueueOne}}",
+    );
+    let results = both(queued).await;
+    let running = winner(&results);
+    let waiting = match &results {
+        (Ok(s), Ok(w)) | (Ok(w), Ok(s)) if s.id == running => w.clone(),
+        other => panic!("the other is queued: {other:?}"),
+    };
+    assert_eq!(waiting.status, DeploymentStatus::Queued);
+    assert_eq!(
+        store.running_for_application("queued").await.unwrap().len(),
+        1
+    );
+
+    clock.advance(TimeDelta::minutes(2));
+    a.fire_due().await;
+    b.fire_due().await;
+    let started = a.maintain_leases().await.unwrap().queued_started
+        + b.maintain_leases().await.unwrap().queued_started;
+    assert_eq!(started, 1, "the queued one starts once the first finished");
+    assert_eq!(
+        store.running_for_application("queued").await.unwrap(),
+        [waiting.id]
+    );
+}

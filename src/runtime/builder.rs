@@ -102,10 +102,12 @@ impl EngineBuilder {
     /// Run [`Engine::run_scheduler`] in a task: besides deadlines it renews the leases and
     /// takes up the store's change notices, which queue in memory until it does.
     ///
-    /// `ifDeploymentInProgress` is checked by each replica on its own, so two replicas starting
-    /// the same application at the same moment may both start it, and an `enqueueOne`
-    /// deployment waits in the memory of the replica that was asked to start it (which starts
-    /// it at its next lease upkeep after the running one finished, wherever that ran).
+    /// Two replicas starting the same application at the same moment start it once: the store
+    /// checks for a running deployment of the application as it writes the new one
+    /// ([`NewDeployment::exclusive`](crate::store::NewDeployment::exclusive)), and the other
+    /// start follows `ifDeploymentInProgress`. An `enqueueOne` deployment waits in the memory of
+    /// the replica that was asked to start it, which starts it at its next lease upkeep after
+    /// the running one finished, wherever that ran.
     pub fn replica(mut self, options: ReplicaOptions) -> Self {
         self.replica = Some(options);
         self

@@ -21,7 +21,7 @@ use crate::core::{
 };
 use crate::ids::IdHasher;
 use crate::outbound::Dispatcher;
-use crate::store::{DynStore, HistoryEntry, NewDeployment, StoredDeployment};
+use crate::store::{DynStore, HistoryEntry, NewDeployment, StoreError, StoredDeployment};
 
 /// Drives many deployments: performs their actions, keeps their state durable, fires their
 /// deadlines from one scheduler, and recovers them after a crash.
@@ -118,6 +118,7 @@ impl Live {
 const RETRY_AFTER_FAILURE: TimeDelta = TimeDelta::seconds(1);
 
 /// A deployment waiting for another one of its application (`enqueueOne`).
+#[derive(Clone)]
 pub(crate) struct Queued {
     pub(crate) id: DeploymentId,
     pub(crate) source: Arc<str>,
@@ -200,46 +201,71 @@ impl Engine {
                 .running_for_application(plan.application())
                 .await?
         };
+        let queued = Queued {
+            id,
+            source,
+            context,
+            tenant,
+        };
         if let Some(running) = running.into_iter().next() {
-            return match plan.if_in_progress() {
-                InProgressPolicy::EnqueueOne => {
-                    let replaced = lock(&self.inner.queued).insert(
-                        plan.application().to_owned(),
-                        Queued {
-                            id: id.clone(),
-                            source,
-                            context,
-                            tenant,
-                        },
-                    );
-                    if let Some(old) = replaced {
-                        tracing::info!(replaced = %old.id, by = %id, "queued deployment replaced by a newer one");
-                    }
-                    Ok(Started {
-                        id,
-                        status: DeploymentStatus::Queued,
-                    })
-                }
-                _ => Err(RuntimeError::InProgress {
-                    application: plan.application().to_owned(),
-                    running,
-                }),
-            };
+            return self.in_progress(&plan, queued, running);
         }
         // From here the deployment may be stored, so the caller going away (a client hanging
         // up) must not stop half-way: that would leave a stored deployment nobody drives, and
-        // its application locked against new ones until a restart.
-        let engine = self.clone();
-        let launched = id.clone();
-        self.detached(in_flight, async move {
-            let _serial = serial;
-            engine.launch(launched, plan, source, context, tenant).await
-        })
-        .await?;
-        Ok(Started {
-            id,
-            status: DeploymentStatus::Running,
-        })
+        // its application locked against new ones until a restart. A copy is kept for the
+        // policy in case another replica started the application since the check above.
+        let (engine, launched, launched_plan) = (self.clone(), queued.clone(), Arc::clone(&plan));
+        let launch = self
+            .detached(in_flight, async move {
+                let _serial = serial;
+                let Queued {
+                    id,
+                    source,
+                    context,
+                    tenant,
+                } = launched;
+                engine
+                    .launch(id, launched_plan, source, context, tenant)
+                    .await
+            })
+            .await;
+        match launch {
+            Ok(()) => Ok(Started {
+                id: queued.id,
+                status: DeploymentStatus::Running,
+            }),
+            Err(RuntimeError::Store(StoreError::ApplicationBusy { running, .. })) => {
+                self.in_progress(&plan, queued, running)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What `ifDeploymentInProgress` says to do with `new` while `running` runs: queue it
+    /// (`enqueueOne`, in place of one queued before) or refuse it.
+    fn in_progress(
+        &self,
+        plan: &Plan,
+        new: Queued,
+        running: DeploymentId,
+    ) -> Result<Started, RuntimeError> {
+        match plan.if_in_progress() {
+            InProgressPolicy::EnqueueOne => {
+                let id = new.id.clone();
+                let replaced = lock(&self.inner.queued).insert(plan.application().to_owned(), new);
+                if let Some(old) = replaced {
+                    tracing::info!(replaced = %old.id, by = %id, "queued deployment replaced by a newer one");
+                }
+                Ok(Started {
+                    id,
+                    status: DeploymentStatus::Queued,
+                })
+            }
+            _ => Err(RuntimeError::InProgress {
+                application: plan.application().to_owned(),
+                running,
+            }),
+        }
     }
 
     pub(crate) async fn launch(
@@ -266,6 +292,11 @@ impl Engine {
         let mut new = NewDeployment::new(&d, &*source);
         if let Some(lease) = self.lease() {
             new = new.leased(lease);
+        }
+        // Checked by the store in the same step as the write: the check of `start` and of a
+        // hand-off holds only for this engine, and a replica may start the application at once.
+        if !self.inner.allow_concurrent {
+            new = new.exclusive();
         }
         let version = self.inner.store.create(new, &events).await?;
         let (entry, inserted) = self.register(Live::new(d, version, true));

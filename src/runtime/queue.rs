@@ -83,6 +83,12 @@ impl Engine {
             )
             .await;
         match launched {
+            // Another replica started the application since the check above: this one waits
+            // for that one to finish, as it would have had the check seen it.
+            Err(RuntimeError::Store(StoreError::ApplicationBusy { .. })) => {
+                self.requeue(application, next);
+                Ok(false)
+            }
             // Stored by an earlier attempt whose answer was lost: starting it again cannot
             // succeed, and recovery (or a replica's takeover) resumes it.
             Err(RuntimeError::Store(e @ StoreError::AlreadyExists { .. })) => {

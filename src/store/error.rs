@@ -27,6 +27,18 @@ pub enum StoreError {
         /// The callback id.
         callback: CallbackId,
     },
+    /// An exclusive `create` ([`NewDeployment::exclusive`](super::NewDeployment::exclusive))
+    /// found another deployment of its application running; nothing was written.
+    #[error(
+        "deployment {running} of application `{application}` is running: wait for it to finish, \
+         or queue the new one (ifDeploymentInProgress: enqueueOne)"
+    )]
+    ApplicationBusy {
+        /// The application.
+        application: String,
+        /// A deployment of it that is running.
+        running: DeploymentId,
+    },
     /// `save` was given an id that is not stored.
     #[error("deployment {id} is not stored: create it before saving it")]
     NotFound {

@@ -125,6 +125,17 @@ impl MemoryStore {
         picked
     }
 
+    /// The running deployments of `application`, oldest first.
+    fn running_of(&self, application: &str) -> Vec<DeploymentId> {
+        let mut rows = self.pick(|id, row| {
+            let current = &row.current;
+            (current.status == DeploymentStatus::Running && current.application == application)
+                .then(|| (current.created_at, id.clone()))
+        });
+        rows.sort();
+        rows.into_iter().map(|(_, id)| id).collect()
+    }
+
     /// Every shard, one after the other, each locked while `f` reads or changes it.
     fn each_shard(&self, mut f: impl FnMut(&mut Shard)) {
         for shard in &self.shards {
@@ -194,6 +205,16 @@ impl Store for MemoryStore {
         let now = self.clock.now();
         // Callbacks before the shard, as everywhere both are held.
         let mut callbacks = locked(&self.callbacks);
+        // Every create holds the callbacks' lock, and only a create makes a deployment
+        // running: what this finds running stays so, or finishes, until the row is in.
+        if new.exclusive
+            && let Some(running) = self.running_of(&new.application).into_iter().next()
+        {
+            return Err(StoreError::ApplicationBusy {
+                application: new.application,
+                running,
+            });
+        }
         let mut shard = self.shard(&new.id);
         if shard.deployments.contains_key(&new.id) {
             return Err(StoreError::AlreadyExists { id: new.id });
@@ -299,13 +320,7 @@ impl Store for MemoryStore {
         &self,
         application: &str,
     ) -> Result<Vec<DeploymentId>, StoreError> {
-        let mut rows = self.pick(|id, row| {
-            let current = &row.current;
-            (current.status == DeploymentStatus::Running && current.application == application)
-                .then(|| (current.created_at, id.clone()))
-        });
-        rows.sort();
-        Ok(rows.into_iter().map(|(_, id)| id).collect())
+        Ok(self.running_of(application))
     }
 
     async fn history(&self, id: &DeploymentId) -> Result<Vec<HistoryEntry>, StoreError> {

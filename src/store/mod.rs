@@ -109,7 +109,11 @@ pub trait Store: Debug + Send + Sync {
     /// events drained after [`Deployment::start`](crate::core::Deployment::start)). Returns 1.
     ///
     /// An id already stored is [`StoreError::AlreadyExists`]; a callback id another deployment
-    /// owns is [`StoreError::CallbackTaken`].
+    /// owns is [`StoreError::CallbackTaken`]. An [`exclusive`](NewDeployment::exclusive) one is
+    /// [`StoreError::ApplicationBusy`] while another deployment of its application is running,
+    /// checked atomically with the write: of two exclusive creates of one application racing,
+    /// at most one succeeds (the engine relies on it to start an application once across
+    /// replicas).
     async fn create(&self, new: NewDeployment, events: &[Event]) -> Result<u64, StoreError>;
 
     /// Replaces the state and status of deployment `id` and appends `events`, if its stored

@@ -23,6 +23,11 @@ pub struct NewDeployment {
     /// The lease to store it under, for a replica that creates a deployment and drives it;
     /// stores without leases refuse a deployment that has one.
     pub lease: Option<Lease>,
+    /// Whether to store it only if no other deployment of its application is running
+    /// ([`StoreError::ApplicationBusy`](super::StoreError::ApplicationBusy) otherwise), checked
+    /// in the same step as the write, so that two replicas starting the application at once
+    /// cannot both succeed.
+    pub exclusive: bool,
 }
 
 impl NewDeployment {
@@ -39,6 +44,7 @@ impl NewDeployment {
             status: deployment.status(),
             callback_ids: deployment.callback_ids().map(|(_, id)| id).collect(),
             lease: None,
+            exclusive: false,
         }
     }
 
@@ -46,6 +52,14 @@ impl NewDeployment {
     /// between its creation and its first lease.
     pub fn leased(mut self, lease: Lease) -> Self {
         self.lease = Some(lease);
+        self
+    }
+
+    /// Stores it only if no other deployment of its application is running: the store checks
+    /// and writes in one step, and refuses with
+    /// [`StoreError::ApplicationBusy`](super::StoreError::ApplicationBusy) otherwise.
+    pub fn exclusive(mut self) -> Self {
+        self.exclusive = true;
         self
     }
 

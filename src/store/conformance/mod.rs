@@ -32,7 +32,9 @@ use std::task::Poll;
 
 pub use leases::{change_notices, lease_claims, lease_release, lease_renewal, orphan_claims};
 pub use lifecycle::{duplicate_create_refused, large_state, round_trip, unknown_ids};
-pub use queries::{callback_lookup, running_for_application, unfinished_listing};
+pub use queries::{
+    callback_lookup, exclusive_creates, running_for_application, unfinished_listing,
+};
 pub use versions::{concurrent_saves, history_order_and_atomicity, stale_version_conflicts};
 
 use super::{DynStore, StoreError};
@@ -53,6 +55,7 @@ pub async fn run_all(store: &Arc<DynStore>) {
     callback_lookup(&**store).await;
     unfinished_listing(&**store).await;
     running_for_application(&**store).await;
+    exclusive_creates(&**store).await;
 }
 
 /// Runs every check of what several replicas need: leases and change notices. Run it on a

@@ -1,6 +1,10 @@
+use std::future::Future;
+use std::pin::Pin;
+
 use super::fixture::Fixture;
+use super::join_all;
 use crate::core::{DeploymentId, DeploymentStatus};
-use crate::store::{DynStore, StoredDeployment};
+use crate::store::{DynStore, StoreError, StoredDeployment};
 
 /// Each callback id leads to its own deployment, before and after the deployment finishes.
 pub async fn callback_lookup(store: &DynStore) {
@@ -117,4 +121,94 @@ pub async fn running_for_application(store: &DynStore) {
     let running = running.expect("query succeeds");
     assert_eq!(running.len(), 3);
     assert!(running.contains(queued.id()));
+}
+
+/// An exclusive create ([`NewDeployment::exclusive`](crate::store::NewDeployment::exclusive))
+/// is refused with [`StoreError::ApplicationBusy`] while another deployment of its application
+/// runs, and writes nothing; it succeeds once that one finished, beside a queued one and beside
+/// another application's. Of several exclusive creates racing for an idle application, one
+/// wins and the others are refused.
+pub async fn exclusive_creates(store: &DynStore) {
+    let mut fx = Fixture::new("exclusive");
+    let (application, other_application) = (fx.name("app"), fx.name("other"));
+    let mut first = fx.start("a-first", &application);
+    let refused = fx.start("b-refused", &application);
+    let after = fx.start("c-after", &application);
+    let queued = fx.start("d-queued", &application);
+    let other = fx.start("e-other", &other_application);
+    store
+        .create(first.new_deployment().exclusive(), &first.events)
+        .await
+        .expect("nothing of the application runs yet");
+    match store
+        .create(refused.new_deployment().exclusive(), &refused.events)
+        .await
+    {
+        Err(StoreError::ApplicationBusy {
+            application: busy,
+            running,
+        }) => {
+            assert_eq!(busy, application);
+            assert_eq!(&running, first.id());
+        }
+        other => panic!("expected ApplicationBusy, got {other:?}"),
+    }
+    assert!(
+        store
+            .load(refused.id())
+            .await
+            .expect("load succeeds")
+            .is_none(),
+        "a refused create writes nothing"
+    );
+    assert_eq!(
+        store
+            .find_by_callback(refused.callback())
+            .await
+            .expect("lookup succeeds"),
+        None,
+        "nor indexes its callbacks"
+    );
+    store
+        .create(other.new_deployment().exclusive(), &other.events)
+        .await
+        .expect("another application's is not held up");
+    store
+        .create(
+            queued
+                .new_deployment()
+                .with_status(DeploymentStatus::Queued),
+            &queued.events,
+        )
+        .await
+        .expect("a queued one does not need the application");
+
+    let events = first.cancel();
+    first.save(store, 1, &events).await.expect("save succeeds");
+    store
+        .create(after.new_deployment().exclusive(), &after.events)
+        .await
+        .expect("the running one finished");
+
+    let racing_application = fx.name("race");
+    let racing: Vec<_> = (0..4)
+        .map(|i| fx.start(&format!("f-race-{i}"), &racing_application))
+        .collect();
+    type Create<'a> = Pin<Box<dyn Future<Output = Result<u64, StoreError>> + Send + 'a>>;
+    let creates: Vec<Create<'_>> = racing
+        .iter()
+        .map(|d| Box::pin(store.create(d.new_deployment().exclusive(), &d.events)) as Create<'_>)
+        .collect();
+    let results = join_all(creates).await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    let busy = results
+        .iter()
+        .filter(|r| matches!(r, Err(StoreError::ApplicationBusy { .. })))
+        .count();
+    assert_eq!((won, busy), (1, 3), "{results:?}");
+    let running = store
+        .running_for_application(&racing_application)
+        .await
+        .expect("query succeeds");
+    assert_eq!(running.len(), 1);
 }

@@ -22,6 +22,10 @@ const MAX_NOTICE: i32 = 8000;
 /// Every statement, with the schema written in once when the store is built. sqlx prepares
 /// each one per connection and keeps it in its statement cache.
 pub(super) struct Statements {
+    lock_application: String,
+    /// What the key of an application's lock is made from, with the application's name
+    /// after it: the schema's name is in it, so stores in other schemas are not held up.
+    application_lock_prefix: String,
     insert_deployment: String,
     insert_callbacks: String,
     append: String,
@@ -43,6 +47,11 @@ impl Statements {
     pub(super) fn new(s: &str) -> Self {
         let cols = DEPLOYMENT_COLUMNS;
         Self {
+            // Held to the end of the transaction: an exclusive create of the same application
+            // waits here, then finds this one's row when it looks for a running deployment,
+            // since at read committed each statement sees what committed before it began.
+            lock_application: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))".to_owned(),
+            application_lock_prefix: format!("hookgate {s} application "),
             insert_deployment: format!(
                 "INSERT INTO {s}.deployments (id, application, plan_source, state, status,
                      finished, version, created_at, updated_at, lease_owner, lease_until)
@@ -222,6 +231,28 @@ impl Store for PostgresStore {
         };
         let sql = &self.inner.sql;
         let mut tx = self.begin().await?;
+        if new.exclusive {
+            sqlx::query(&sql.lock_application)
+                .bind(format!(
+                    "{}{}",
+                    sql.application_lock_prefix, new.application
+                ))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            let running: Option<String> = sqlx::query_scalar(&sql.running)
+                .bind(&new.application)
+                .bind(DeploymentStatus::Running.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+            if let Some(running) = running {
+                return Err(StoreError::ApplicationBusy {
+                    application: new.application,
+                    running: DeploymentId(running),
+                });
+            }
+        }
         let inserted = sqlx::query(&sql.insert_deployment)
             .bind(&new.id.0)
             .bind(&new.application)

@@ -39,6 +39,7 @@ impl Store for SqliteStore {
             application: new.application,
             plan_source: new.plan_source,
             callback_ids: new.callback_ids,
+            exclusive: new.exclusive,
         };
         self.write(|reply| Write::Create(Box::new(create), reply))
             .await

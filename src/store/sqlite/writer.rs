@@ -33,7 +33,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{CallbackId, DeploymentId};
+use crate::core::{CallbackId, DeploymentId, DeploymentStatus};
 use crate::store::{StoreError, codec};
 
 /// The most writes one transaction carries.
@@ -53,6 +53,8 @@ pub(super) struct Create {
     /// The events, if any.
     pub events: Option<EventList>,
     pub now: String,
+    /// Refused if another deployment of the application is running.
+    pub exclusive: bool,
 }
 
 /// A `save`, already encoded.
@@ -389,6 +391,22 @@ async fn create_steps(
     conn: &mut SqliteConnection,
     create: &Create,
 ) -> Result<Option<StoreError>, sqlx::Error> {
+    if create.exclusive {
+        let running: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM deployments WHERE application = ? AND status = ?
+             ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(&create.application)
+        .bind(DeploymentStatus::Running.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(running) = running {
+            return Ok(Some(StoreError::ApplicationBusy {
+                application: create.application.clone(),
+                running: DeploymentId(running),
+            }));
+        }
+    }
     let inserted = sqlx::query(
         "INSERT INTO deployments
             (id, application, state, status, finished, version, created_at, updated_at, last_seq)

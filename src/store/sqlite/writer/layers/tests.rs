@@ -92,6 +92,7 @@ fn create(id: &str, texts: &[&str]) -> Write {
         callback_ids: Vec::new(),
         events: events(texts),
         now: NOW.to_owned(),
+        exclusive: false,
     };
     Write::Create(Box::new(create), oneshot::channel().0)
 }
