@@ -76,15 +76,13 @@ fn main() -> ExitCode {
     let mut file = None;
     let mut failing = Vec::new();
     while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--fail", Some(name)) => failing.push(name),
-            ("--fail", None) => return usage("--fail needs a webhook name"),
-            (path, next) => {
-                file = Some(path.to_owned());
-                if let Some(n) = next {
-                    return usage(&format!("unexpected argument {n:?}"));
-                }
-            }
+        match arg.as_str() {
+            "--fail" => match args.next() {
+                Some(name) => failing.push(name),
+                None => return usage("--fail needs a webhook name"),
+            },
+            path if file.is_none() => file = Some(path.to_owned()),
+            other => return usage(&format!("unexpected argument {other:?}")),
         }
     }
     let text = match &file {

@@ -132,6 +132,86 @@ async fn a_failure_report_fails_the_gate_with_its_message() {
     assert_eq!(message.flatten().as_deref(), Some("3 tests failed"));
 }
 
+/// The id of a gate whose webhook was not called yet is answered exactly as an unknown id: a
+/// sender cannot tell a valid id of a later gate from a made-up one.
+#[tokio::test]
+async fn a_gate_not_called_yet_is_answered_as_an_unknown_id() {
+    use hookgate::config::Plan;
+    use hookgate::core::{CallResult, Deployment, StartOptions};
+    use hookgate::test_util::{Harness, SequentialIds};
+
+    let app = app();
+    let plan = Plan::from_yaml(
+        r#"
+application: later
+targets:
+  dev: {constraints: {beforeDeployment: [runWebhook: {name: first}]}}
+  prod: {constraints: {dependsOn: [dev], beforeDeployment: [runWebhook: {name: second}]}}
+webhooks:
+  - {name: first, uriTemplate: "https://a.example/x"}
+  - {name: second, uriTemplate: "https://b.example/x"}
+"#,
+    )
+    .unwrap();
+    let started = Deployment::start(
+        Arc::new(plan),
+        DeploymentId::from("later"),
+        StartOptions::default(),
+        &mut SequentialIds::starting_at(31),
+        t0(),
+    );
+    let mut h = Harness::resume(started, t0());
+    h.answer_calls(|_| CallResult::Sent { status: 202 });
+    app.gates.insert(h.deployment);
+    let not_called = callback_id(&app.gates, "later", GateId(1));
+    assert_eq!(gate_state(&app.gates, "later", GateId(1)), GateState::Idle);
+
+    let unknown = send(
+        &app.router,
+        post(
+            &uri(CallbackId([0xee; 16])),
+            Some(TOKEN),
+            r#"{"success": true}"#,
+        ),
+    )
+    .await;
+    let answer = send(
+        &app.router,
+        post(&uri(not_called), Some(TOKEN), r#"{"success": true}"#),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (StatusCode::NOT_FOUND, "unknown_callback")
+    );
+    assert_eq!(
+        answer.json, unknown.json,
+        "answered exactly as an unknown id"
+    );
+    assert_eq!(gate_state(&app.gates, "later", GateId(1)), GateState::Idle);
+}
+
+/// A request without a valid token is refused before any of its body is read.
+#[tokio::test]
+async fn a_request_without_a_valid_token_is_refused_before_its_body_is_read() {
+    let app = app();
+    let id = callback_id(&app.gates, "d1", TICKET);
+    for token in [None, Some("not-the-token")] {
+        let (body, polled) = CountingBody::new(1024, false);
+        let mut request = Request::post(uri(id)).header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let answer = send(&app.router, request.body(Body::new(body)).unwrap()).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{token:?}");
+        assert_eq!(
+            polled.load(Ordering::SeqCst),
+            0,
+            "{token:?}: nothing was read"
+        );
+    }
+}
+
 #[tokio::test]
 async fn closed_and_unknown_gates() {
     let app = app();
