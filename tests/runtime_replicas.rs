@@ -325,4 +325,31 @@ targets:
         store.running_for_application("queued").await.unwrap(),
         [waiting.id]
     );
+
+    // The caller of the start that loses goes away before it learns so: the deployment is
+    // queued all the same.
+    let dropped = refused.replace(
+        "application: once",
+        "application: dropped\ndeploymentConfig: {ifDeploymentInProgress: {strategy: enqueueOne}}",
+    );
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut first = pin!(a.start(&dropped, BTreeMap::new()));
+    {
+        let mut second = pin!(b.start(&dropped, BTreeMap::new()));
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+    }
+    assert_eq!(first.await.unwrap().status, DeploymentStatus::Running);
+    // The abandoned start goes on in a task, which these yields let run: it finds the first
+    // one stored, and queues itself.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    clock.advance(TimeDelta::minutes(2));
+    a.fire_due().await;
+    assert_eq!(
+        b.maintain_leases().await.unwrap().queued_started,
+        1,
+        "the dropped start was queued, and starts once the first finished"
+    );
 }

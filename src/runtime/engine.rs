@@ -212,33 +212,35 @@ impl Engine {
         }
         // From here the deployment may be stored, so the caller going away (a client hanging
         // up) must not stop half-way: that would leave a stored deployment nobody drives, and
-        // its application locked against new ones until a restart. A copy is kept for the
-        // policy in case another replica started the application since the check above.
-        let (engine, launched, launched_plan) = (self.clone(), queued.clone(), Arc::clone(&plan));
-        let launch = self
-            .detached(in_flight, async move {
-                let _serial = serial;
-                let Queued {
-                    id,
-                    source,
-                    context,
-                    tenant,
-                } = launched;
-                engine
-                    .launch(id, launched_plan, source, context, tenant)
-                    .await
-            })
-            .await;
-        match launch {
-            Ok(()) => Ok(Started {
-                id: queued.id,
-                status: DeploymentStatus::Running,
-            }),
-            Err(RuntimeError::Store(StoreError::ApplicationBusy { running, .. })) => {
-                self.in_progress(&plan, queued, running)
+        // its application locked against new ones until a restart. Should another replica have
+        // started the application since the check above, the policy is applied here too, still
+        // under the start lock, so that a newer start never loses its place in the queue to
+        // this older one.
+        let engine = self.clone();
+        self.detached(in_flight, async move {
+            let _serial = serial;
+            let launched = queued.clone();
+            let launch = engine
+                .launch(
+                    launched.id,
+                    Arc::clone(&plan),
+                    launched.source,
+                    launched.context,
+                    launched.tenant,
+                )
+                .await;
+            match launch {
+                Ok(()) => Ok(Started {
+                    id: queued.id,
+                    status: DeploymentStatus::Running,
+                }),
+                Err(RuntimeError::Store(StoreError::ApplicationBusy { running, .. })) => {
+                    engine.in_progress(&plan, queued, running)
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
-        }
+        })
+        .await
     }
 
     /// What `ifDeploymentInProgress` says to do with `new` while `running` runs: queue it
@@ -422,12 +424,12 @@ impl Engine {
     /// clock call it directly.
     pub async fn fire_due(&self) -> usize {
         let mut fired = 0;
-        // The one being fired when the caller stops waiting is armed again by the input holding
-        // its deployment, if any; a deployment not in memory gets its deadlines back when it is
-        // next loaded. The round puts the others back.
-        for id in self.inner.deadlines.take_due(self.inner.clock.now()) {
+        let mut round = self.inner.deadlines.take_due(self.inner.clock.now());
+        while let Some(id) = round.next() {
             fired += 1;
-            if let Err(e) = self.apply(&id, |d, now| d.handle_timeout(now)).await {
+            let applied = self.apply(&id, |d, now| d.handle_timeout(now)).await;
+            round.fired();
+            if let Err(e) = applied {
                 // A deployment in memory was armed again when its write failed; one that could
                 // not be loaded is tried again here. Either way a second later rather than at
                 // once, so a failing store is not hammered in a tight loop.

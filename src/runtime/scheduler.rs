@@ -83,10 +83,10 @@ impl Deadlines {
     }
 
     /// Removes every deployment whose deadline is at or before `now` and returns them, earliest
-    /// first. Those the round has not handed out when it is dropped are put back, due at `now`:
-    /// a caller that stops part way (a scheduler dropped mid-round) leaves them for the next
-    /// round rather than for their deployments' next input, which for a callback's timeout may
-    /// never come.
+    /// first. Those the round has not handed out, or handed out but not yet seen
+    /// [`fired`](DueRound::fired), when it is dropped are put back, due at `now`: a caller that
+    /// stops part way (a scheduler dropped mid-round) leaves them for the next round rather than
+    /// for their deployments' next input, which for a callback's timeout may never come.
     pub(crate) fn take_due(&self, now: DateTime<Utc>) -> DueRound<'_> {
         let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         let mut due = Vec::new();
@@ -104,6 +104,7 @@ impl Deadlines {
             deadlines: self,
             due: due.into_iter(),
             at: now,
+            current: None,
         }
     }
 
@@ -122,19 +123,29 @@ pub(crate) struct DueRound<'a> {
     deadlines: &'a Deadlines,
     due: std::vec::IntoIter<Arc<DeploymentId>>,
     at: DateTime<Utc>,
+    /// The one handed out last, until it is [`fired`](Self::fired).
+    current: Option<Arc<DeploymentId>>,
 }
 
-impl Iterator for DueRound<'_> {
-    type Item = Arc<DeploymentId>;
+impl DueRound<'_> {
+    /// The next deployment to fire.
+    pub(crate) fn next(&mut self) -> Option<Arc<DeploymentId>> {
+        let id = self.due.next()?;
+        self.current = Some(Arc::clone(&id));
+        Some(id)
+    }
 
-    fn next(&mut self) -> Option<Self::Item> {
-        self.due.next()
+    /// The one handed out last was fired (or firing it failed, and was dealt with): it is no
+    /// longer put back. One put back after all, because the round was dropped while its input
+    /// was being stored, fires once more and finds nothing due.
+    pub(crate) fn fired(&mut self) {
+        self.current = None;
     }
 }
 
 impl Drop for DueRound<'_> {
     fn drop(&mut self) {
-        for id in self.due.by_ref() {
+        for id in self.current.take().into_iter().chain(self.due.by_ref()) {
             self.deadlines.add(&id, self.at);
         }
     }
@@ -154,6 +165,17 @@ mod tests {
         Utc.timestamp_opt(seconds, 0).unwrap()
     }
 
+    /// Every deployment due by `now`, each fired.
+    fn take_due(d: &Deadlines, now: DateTime<Utc>) -> Vec<Arc<DeploymentId>> {
+        let mut round = d.take_due(now);
+        std::iter::from_fn(|| {
+            let id = round.next();
+            round.fired();
+            id
+        })
+        .collect()
+    }
+
     #[test]
     fn due_deadlines_come_out_in_order_and_replacements_move_them() {
         let d = Deadlines::default();
@@ -165,12 +187,9 @@ mod tests {
         d.set(&id("c"), &mut c, None);
         assert_eq!(c, None);
         assert_eq!(d.next(), Some(t(5)));
-        assert_eq!(
-            d.take_due(t(10)).collect::<Vec<_>>(),
-            vec![id("a"), id("b")]
-        );
+        assert_eq!(take_due(&d, t(10)), vec![id("a"), id("b")]);
         assert_eq!(d.len(), 0);
-        assert!(d.take_due(t(100)).next().is_none());
+        assert!(take_due(&d, t(100)).is_empty());
     }
 
     /// A slot whose deadline was taken when due is stale: setting the same time again arms it
@@ -183,27 +202,29 @@ mod tests {
         d.set(&id("b"), &mut b, Some(t(10)));
         d.set(&id("a"), &mut a, Some(t(10)));
         assert_eq!(d.len(), 2, "an unchanged deadline is not added twice");
-        assert_eq!(d.take_due(t(10)).count(), 2);
+        assert_eq!(take_due(&d, t(10)).len(), 2);
         d.set(&id("a"), &mut a, Some(t(10)));
-        assert_eq!(d.take_due(t(10)).collect::<Vec<_>>(), vec![id("a")]);
+        assert_eq!(take_due(&d, t(10)), vec![id("a")]);
         d.set(&id("b"), &mut b, Some(t(30)));
         d.set(&id("a"), &mut a, None);
         assert_eq!(d.next(), Some(t(30)), "b's deadline is kept");
         d.add(&id("b"), t(20));
-        assert_eq!(d.take_due(t(30)).count(), 2);
+        assert_eq!(take_due(&d, t(30)).len(), 2);
     }
 
     #[test]
-    fn a_round_dropped_part_way_puts_back_what_it_did_not_hand_out() {
+    fn a_round_dropped_part_way_puts_back_what_it_did_not_fire() {
         let d = Deadlines::default();
         d.add(&id("a"), t(10));
         d.add(&id("b"), t(20));
         d.add(&id("c"), t(40));
         let mut round = d.take_due(t(30));
         assert_eq!(round.next(), Some(id("a")));
+        round.fired();
+        assert_eq!(round.next(), Some(id("b")));
         drop(round);
-        assert_eq!(d.len(), 2, "b is back beside c");
-        assert_eq!(d.take_due(t(30)).collect::<Vec<_>>(), vec![id("b")]);
+        assert_eq!(d.len(), 2, "b, handed out but not fired, is back beside c");
+        assert_eq!(take_due(&d, t(30)), vec![id("b")]);
     }
 
     #[test]
@@ -218,6 +239,6 @@ mod tests {
         assert_eq!(d.next(), Some(t(20)));
         d.clear(&mut a);
         assert_eq!(d.len(), 1, "clearing an empty slot changes nothing");
-        assert_eq!(d.take_due(t(30)).collect::<Vec<_>>(), vec![id("b")]);
+        assert_eq!(take_due(&d, t(30)), vec![id("b")]);
     }
 }

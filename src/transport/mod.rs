@@ -67,8 +67,9 @@ pub trait HttpTransport: Send + Sync {
 pub type DynTransport = Arc<dyn HttpTransport>;
 
 /// Whether `uri` names this machine's loopback interface (`localhost`, `127.0.0.0/8`, `::1`),
-/// where plain `http` cannot be read or altered by anyone on a network.
-#[cfg(any(feature = "jwt", feature = "receiver"))]
+/// where plain `http` cannot be read or altered by anyone on a network, as long as no proxy
+/// carries it off the machine: `ReqwestTransport` sends such requests without one.
+#[cfg(any(feature = "jwt", feature = "receiver", feature = "reqwest"))]
 pub(crate) fn is_loopback(uri: &http::Uri) -> bool {
     let Some(host) = uri.host() else {
         return false;

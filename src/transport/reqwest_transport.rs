@@ -1,6 +1,6 @@
 use std::error::Error as StdError;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,7 +10,7 @@ use reqwest::redirect;
 
 use super::{
     AddressPolicy, BodyTruncated, HttpTransport, PolicyResolver, RequestOptions, RequestTarget,
-    TransportError,
+    TransportError, is_loopback,
 };
 
 /// The production [`HttpTransport`]: reqwest over rustls, HTTP/1.1 and HTTP/2.
@@ -40,9 +40,21 @@ use super::{
 /// ```
 #[derive(Debug, Clone)]
 pub struct ReqwestTransport {
+    /// Through the proxies the environment names (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`,
+    /// less `NO_PROXY`), if any.
+    proxied: Clients,
+    /// Without proxies, for this machine's loopback: a proxy would carry a request meant never
+    /// to leave the machine off it, in the clear for plain `http`. Built on first use.
+    loopback: Arc<OnceLock<Result<Clients, TransportError>>>,
+    settings: Arc<ReqwestTransportBuilder>,
+    defaults: RequestOptions,
+}
+
+/// The clients of one proxy setting.
+#[derive(Debug, Clone)]
+struct Clients {
     no_redirects: reqwest::Client,
     get_with_redirects: Option<reqwest::Client>,
-    defaults: RequestOptions,
 }
 
 impl ReqwestTransport {
@@ -113,8 +125,17 @@ impl ReqwestTransportBuilder {
     ///
     /// [`TransportError::Build`] when the TLS backend cannot be set up.
     pub fn build(self) -> Result<ReqwestTransport, TransportError> {
+        Ok(ReqwestTransport {
+            proxied: self.clients(Proxies::FromEnvironment)?,
+            loopback: Arc::default(),
+            defaults: self.defaults,
+            settings: Arc::new(self),
+        })
+    }
+
+    fn clients(&self, proxies: Proxies) -> Result<Clients, TransportError> {
         let policy = self.policy.as_ref();
-        let no_redirects = client(redirect::Policy::none(), policy)?;
+        let no_redirects = client(redirect::Policy::none(), policy, proxies)?;
         let get_with_redirects = match self.max_get_redirects {
             0 => None,
             max => Some(client(
@@ -128,25 +149,36 @@ impl ReqwestTransportBuilder {
                     }
                 }),
                 policy,
+                proxies,
             )?),
         };
-        Ok(ReqwestTransport {
+        Ok(Clients {
             no_redirects,
             get_with_redirects,
-            defaults: self.defaults,
         })
     }
+}
+
+/// Whether a client goes through the environment's proxies.
+#[derive(Clone, Copy)]
+enum Proxies {
+    FromEnvironment,
+    None,
 }
 
 fn client(
     redirects: redirect::Policy,
     addresses: Option<&Arc<AddressPolicy>>,
+    proxies: Proxies,
 ) -> Result<reqwest::Client, TransportError> {
     let mut builder = reqwest::Client::builder()
         .redirect(redirects)
         // A Referer would hand the previous URL, query string included, to the next host.
         .referer(false)
         .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")));
+    if let Proxies::None = proxies {
+        builder = builder.no_proxy();
+    }
     if let Some(policy) = addresses {
         builder = builder.dns_resolver(Arc::new(PolicyResolver::new(Arc::clone(policy))));
     }
@@ -175,9 +207,17 @@ impl HttpTransport for ReqwestTransport {
             .get::<RequestOptions>()
             .copied()
             .unwrap_or(self.defaults);
-        let client = match (&self.get_with_redirects, request.method()) {
+        let clients = if is_loopback(request.uri()) {
+            self.loopback
+                .get_or_init(|| self.settings.clients(Proxies::None))
+                .as_ref()
+                .map_err(Clone::clone)?
+        } else {
+            &self.proxied
+        };
+        let client = match (&clients.get_with_redirects, request.method()) {
             (Some(client), &Method::GET) => client,
-            _ => &self.no_redirects,
+            _ => &clients.no_redirects,
         };
         let mut outgoing = reqwest::Request::try_from(request)
             .map_err(|_| TransportError::invalid_request(target(), "the URI is not a valid URL"))?;
