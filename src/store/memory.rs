@@ -1,4 +1,4 @@
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,12 +33,18 @@ pub struct MemoryStore {
     /// Which shard an id is in.
     hasher: IdHasher,
     callbacks: Mutex<HashMap<CallbackId, DeploymentId>>,
+    /// The running deployments of each application, oldest first: what a start asks for,
+    /// without a look at every row. Kept with the rows, under a shard's lock.
+    running: Mutex<HashMap<String, Running>>,
     watchers: Mutex<Vec<ChangeWatcher>>,
     /// Whether `watchers` has any, read by every write without taking the lock all writes
     /// would share.
     watched: AtomicBool,
     clock: Arc<dyn Clock>,
 }
+
+/// The running deployments of one application, by when they were created (and id).
+type Running = BTreeSet<(DateTime<Utc>, Arc<DeploymentId>)>;
 
 /// How many shards the deployments are spread over. With one lock for all of them, writes from
 /// a few threads at once queued for it, and a thread that waited slept: a write holds it while
@@ -86,6 +92,7 @@ impl MemoryStore {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: IdHasher::default(),
             callbacks: Mutex::default(),
+            running: Mutex::default(),
             watchers: Mutex::default(),
             watched: AtomicBool::new(false),
             clock: Arc::new(clock),
@@ -123,17 +130,6 @@ impl MemoryStore {
             );
         });
         picked
-    }
-
-    /// The running deployments of `application`, oldest first.
-    fn running_of(&self, application: &str) -> Vec<DeploymentId> {
-        let mut rows = self.pick(|id, row| {
-            let current = &row.current;
-            (current.status == DeploymentStatus::Running && current.application == application)
-                .then(|| (current.created_at, id.clone()))
-        });
-        rows.sort();
-        rows.into_iter().map(|(_, id)| id).collect()
     }
 
     /// Every shard, one after the other, each locked while `f` reads or changes it.
@@ -203,18 +199,8 @@ impl Store for MemoryStore {
     async fn create(&self, new: NewDeployment, events: &[Event]) -> Result<u64, StoreError> {
         check_round_trip(&new.id, &new.state, events)?;
         let now = self.clock.now();
-        // Callbacks before the shard, as everywhere both are held.
+        // Callbacks, then the shard, then the running ones, as everywhere they are held together.
         let mut callbacks = locked(&self.callbacks);
-        // Every create holds the callbacks' lock, and only a create makes a deployment
-        // running: what this finds running stays so, or finishes, until the row is in.
-        if new.exclusive
-            && let Some(running) = self.running_of(&new.application).into_iter().next()
-        {
-            return Err(StoreError::ApplicationBusy {
-                application: new.application,
-                running,
-            });
-        }
         let mut shard = self.shard(&new.id);
         if shard.deployments.contains_key(&new.id) {
             return Err(StoreError::AlreadyExists { id: new.id });
@@ -227,6 +213,27 @@ impl Store for MemoryStore {
         {
             return Err(StoreError::CallbackTaken { callback });
         }
+        let mut running = locked(&self.running);
+        if new.exclusive
+            && let Some((_, busy)) = running.get(&new.application).and_then(Running::first)
+        {
+            return Err(StoreError::ApplicationBusy {
+                running: (**busy).clone(),
+                application: new.application,
+            });
+        }
+        let key = if *new.state.id == new.id {
+            Arc::clone(&new.state.id)
+        } else {
+            Arc::new(new.id.clone())
+        };
+        if new.status == DeploymentStatus::Running {
+            running
+                .entry(new.application.clone())
+                .or_default()
+                .insert((now, Arc::clone(&key)));
+        }
+        drop(running);
         for callback in new.callback_ids {
             callbacks.insert(callback, new.id.clone());
         }
@@ -245,11 +252,6 @@ impl Store for MemoryStore {
             history: Vec::new(),
         };
         row.append(&mut shard.log, 1, events);
-        let key = if *row.current.state.id == new.id {
-            Arc::clone(&row.current.state.id)
-        } else {
-            Arc::new(new.id.clone())
-        };
         shard.deployments.insert(key, row);
         drop(shard);
         self.changed(&new.id, 1);
@@ -278,6 +280,21 @@ impl Store for MemoryStore {
                 expected: expected_version,
                 actual: current.version,
             });
+        }
+        if (current.status == DeploymentStatus::Running) != (status == DeploymentStatus::Running) {
+            let mut running = locked(&self.running);
+            let key = (current.created_at, Arc::clone(&current.state.id));
+            if status == DeploymentStatus::Running {
+                running
+                    .entry(current.application.clone())
+                    .or_default()
+                    .insert(key);
+            } else if let Some(of_application) = running.get_mut(&current.application) {
+                of_application.remove(&key);
+                if of_application.is_empty() {
+                    running.remove(&current.application);
+                }
+            }
         }
         current.version += 1;
         current.state.clone_from(state);
@@ -320,7 +337,10 @@ impl Store for MemoryStore {
         &self,
         application: &str,
     ) -> Result<Vec<DeploymentId>, StoreError> {
-        Ok(self.running_of(application))
+        Ok(locked(&self.running)
+            .get(application)
+            .map(|of| of.iter().map(|(_, id)| (**id).clone()).collect())
+            .unwrap_or_default())
     }
 
     async fn history(&self, id: &DeploymentId) -> Result<Vec<HistoryEntry>, StoreError> {
