@@ -16,6 +16,49 @@ use std::sync::Arc;
 
 use hookgate::store::{DynStore, MemoryStore};
 
+/// One webhook gate, whose call the recording transport answers at once.
+const ONE_GATE: &str = r#"
+application: one-gate
+targets:
+  prod:
+    constraints:
+      beforeDeployment: [runWebhook: {name: gate}]
+webhooks:
+  - name: gate
+    uriTemplate: https://external.example/run
+    bodyTemplate: {inline: '{{armory.callbackUri}}'}
+"#;
+
+/// Replicas `a` and `b` on `store` and one manual clock, recovered.
+async fn replicas_on_a_manual_clock(
+    store: &Arc<DynStore>,
+) -> (
+    hookgate::runtime::Engine,
+    hookgate::runtime::Engine,
+    hookgate::test_util::ManualClock,
+) {
+    use chrono::{TimeZone, Utc};
+    use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
+    use hookgate::test_util::{ManualClock, RecordingTransport};
+
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap());
+    let external = RecordingTransport::new();
+    let replica = |name: &str| {
+        Engine::builder(
+            external.dispatcher("https://gates.example").unwrap(),
+            SimulatedHost,
+        )
+        .shared_store(Arc::clone(store))
+        .clock(clock.clone())
+        .replica(ReplicaOptions::new(name))
+        .build()
+    };
+    let (a, b) = (replica("a"), replica("b"));
+    a.recover().await.unwrap();
+    b.recover().await.unwrap();
+    (a, b, clock)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_apply_each_callback_once_and_run_each_step_once() {
     let store: Arc<DynStore> = Arc::new(MemoryStore::new());
@@ -52,18 +95,7 @@ async fn a_replica_that_shut_down_refuses_inputs_and_another_takes_over_at_once(
     };
     let a = replica("a");
     a.recover().await.unwrap();
-    let file = r#"
-application: shutdown
-targets:
-  prod:
-    constraints:
-      beforeDeployment: [runWebhook: {name: gate}]
-webhooks:
-  - name: gate
-    uriTemplate: https://external.example/run
-    bodyTemplate: {inline: '{{armory.callbackUri}}'}
-"#;
-    let id = a.start(file, BTreeMap::new()).await.unwrap().id;
+    let id = a.start(ONE_GATE, BTreeMap::new()).await.unwrap().id;
     replicas::eventually(|| async {
         matches!(
             a.view(&id).await.unwrap().gates[0].state,
@@ -113,27 +145,11 @@ webhooks:
 async fn a_deployment_queued_behind_another_replicas_starts_when_that_one_finishes() {
     use std::collections::BTreeMap;
 
-    use chrono::{TimeDelta, TimeZone, Utc};
+    use chrono::TimeDelta;
     use hookgate::core::DeploymentStatus;
-    use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
-    use hookgate::test_util::{ManualClock, RecordingTransport};
 
     let store: Arc<DynStore> = Arc::new(MemoryStore::new());
-    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap());
-    let external = RecordingTransport::new();
-    let replica = |name: &str| {
-        Engine::builder(
-            external.dispatcher("https://gates.example").unwrap(),
-            SimulatedHost,
-        )
-        .shared_store(Arc::clone(&store))
-        .clock(clock.clone())
-        .replica(ReplicaOptions::new(name))
-        .build()
-    };
-    let (a, b) = (replica("a"), replica("b"));
-    a.recover().await.unwrap();
-    b.recover().await.unwrap();
+    let (a, b, clock) = replicas_on_a_manual_clock(&store).await;
     let file = r#"
 application: queued
 deploymentConfig: {ifDeploymentInProgress: {strategy: enqueueOne}}
@@ -189,18 +205,7 @@ async fn shutdown_gives_the_leases_up_only_after_a_round_of_upkeep_under_way() {
     .replica(ReplicaOptions::new("a").lease(std::time::Duration::from_secs(3600)))
     .build();
     a.recover().await.unwrap();
-    let file = r#"
-application: upkeep
-targets:
-  prod:
-    constraints:
-      beforeDeployment: [runWebhook: {name: gate}]
-webhooks:
-  - name: gate
-    uriTemplate: https://external.example/run
-    bodyTemplate: {inline: '{{armory.callbackUri}}'}
-"#;
-    let id = a.start(file, BTreeMap::new()).await.unwrap().id;
+    let id = a.start(ONE_GATE, BTreeMap::new()).await.unwrap().id;
 
     faulty.slow_renews(true);
     let mut cx = Context::from_waker(Waker::noop());
@@ -231,29 +236,15 @@ async fn two_replicas_starting_one_application_at_once_start_it_once() {
     use std::pin::pin;
     use std::task::{Context, Waker};
 
-    use chrono::{TimeDelta, TimeZone, Utc};
+    use chrono::TimeDelta;
     use hookgate::core::DeploymentStatus;
-    use hookgate::runtime::{Engine, ReplicaOptions, RuntimeError, SimulatedHost, Started};
+    use hookgate::runtime::{RuntimeError, Started};
     use hookgate::store::Store;
-    use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport};
+    use hookgate::test_util::FaultyStore;
 
     let faulty = Arc::new(FaultyStore::new(MemoryStore::new()));
     let store: Arc<DynStore> = faulty.clone();
-    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap());
-    let external = RecordingTransport::new();
-    let replica = |name: &str| {
-        Engine::builder(
-            external.dispatcher("https://gates.example").unwrap(),
-            SimulatedHost,
-        )
-        .shared_store(Arc::clone(&store))
-        .clock(clock.clone())
-        .replica(ReplicaOptions::new(name))
-        .build()
-    };
-    let (a, b) = (replica("a"), replica("b"));
-    a.recover().await.unwrap();
-    b.recover().await.unwrap();
+    let (a, b, clock) = replicas_on_a_manual_clock(&store).await;
     // Each create waits once, so that both starts have looked for a running deployment, and
     // found none, before either is stored.
     faulty.slow_creates(true);
