@@ -156,6 +156,16 @@ impl fmt::Debug for MemoryStore {
     }
 }
 
+/// `id`, shared with `state`'s copy of it when they are the same, as they are unless a
+/// `NewDeployment` was put together by hand.
+fn shared_id(state: &DeploymentState, id: &DeploymentId) -> Arc<DeploymentId> {
+    if *state.id == *id {
+        Arc::clone(&state.id)
+    } else {
+        Arc::new(id.clone())
+    }
+}
+
 /// `mutex`, locked. Nothing panics while a lock is held, and every change is made after all
 /// checks, so a poisoned lock still guards consistent tables.
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -222,11 +232,7 @@ impl Store for MemoryStore {
                 application: new.application,
             });
         }
-        let key = if *new.state.id == new.id {
-            Arc::clone(&new.state.id)
-        } else {
-            Arc::new(new.id.clone())
-        };
+        let key = shared_id(&new.state, &new.id);
         if new.status == DeploymentStatus::Running {
             running
                 .entry(new.application.clone())
@@ -283,7 +289,7 @@ impl Store for MemoryStore {
         }
         if (current.status == DeploymentStatus::Running) != (status == DeploymentStatus::Running) {
             let mut running = locked(&self.running);
-            let key = (current.created_at, Arc::clone(&current.state.id));
+            let key = (current.created_at, shared_id(&current.state, id));
             if status == DeploymentStatus::Running {
                 running
                     .entry(current.application.clone())
