@@ -56,3 +56,39 @@ async fn the_log_stays_bounded_and_close_checkpoints_it() {
     store.close().await;
     assert_eq!(wal_size(&db), 0, "closing checkpoints the log");
 }
+
+/// A `close` whose caller stops waiting (a timeout around shutdown) is carried to its end: the
+/// log is still checkpointed and the store closed.
+#[tokio::test]
+async fn a_close_whose_caller_goes_away_still_checkpoints_the_log() {
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let db = dir.path().join("hookgate.db");
+    let store = SqliteStore::open(&db).await.expect("open");
+    let mut deployments = created(&store, 4).await;
+    assert!(wal_size(&db) > 0, "the writes are in the log");
+
+    {
+        let mut closing = pin!(store.close());
+        assert!(
+            closing
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_pending()
+        );
+    }
+    for _ in 0..500 {
+        if wal_size(&db) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(wal_size(&db), 0, "the log was checkpointed all the same");
+    let d = &mut deployments[0];
+    let events = progress(d, "after close".to_owned());
+    let refused = store.save(d.id(), 1, d.state(), d.status(), &events).await;
+    assert!(refused.is_err(), "the store is closed: {refused:?}");
+}

@@ -232,23 +232,30 @@ impl SqliteStore {
     /// Closes every connection, waiting for queries under way and for the writes already
     /// queued, which are committed and answered first; writes after it fail with
     /// [`StoreError::Backend`]. Saves already acknowledged are durable without it; closing
-    /// checkpoints the write-ahead log into the main file.
+    /// checkpoints the write-ahead log into the main file. A caller that stops waiting (a
+    /// timeout around shutdown) does not stop it half-way: it goes on in a task.
     pub async fn close(&self) {
-        let (ack, closed) = oneshot::channel();
-        if self.writes.send(writer::Write::Close(ack)).await.is_ok() {
-            // An error means the writer already stopped, which is what is waited for.
-            let _ = closed.await;
-        }
-        // SQLite checkpoints by itself only in the connection that closes last, and skips it
-        // when another one is closing at the same moment, as the pool's may: so the log is
-        // copied and emptied here, while one connection is sure to be open.
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.pool)
-            .await
-        {
-            tracing::debug!(error = %e, "SQLite checkpoint on close failed");
-        }
-        self.pool.close().await;
+        let (writes, pool) = (self.writes.clone(), self.pool.clone());
+        let closing = tokio::spawn(async move {
+            let (ack, closed) = oneshot::channel();
+            if writes.send(writer::Write::Close(ack)).await.is_ok() {
+                // An error means the writer already stopped, which is what is waited for.
+                let _ = closed.await;
+            }
+            // SQLite checkpoints by itself only in the connection that closes last, and skips
+            // it when another one is closing at the same moment, as the pool's may: so the log
+            // is copied and emptied here, while one connection is sure to be open.
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&pool)
+                .await
+            {
+                tracing::debug!(error = %e, "SQLite checkpoint on close failed");
+            }
+            pool.close().await;
+        });
+        // An error only if the task panicked or the runtime is shutting down: either way there
+        // is nothing more to wait for.
+        let _ = closing.await;
     }
 
     /// Hands a write to the writer task and waits for its answer, given after its batch's
