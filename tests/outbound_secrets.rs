@@ -235,6 +235,35 @@ async fn a_missing_second_secret_fails_without_the_first_ones_value() {
     assert!(server.received_requests().await.unwrap().is_empty());
 }
 
+/// A server that echoes only part of a secret URL (a 404 page quoting the path) does not leak
+/// it: the parts of the URL the request went to are hidden too, not only the whole.
+#[tokio::test]
+async fn the_parts_of_a_url_from_a_secret_are_hidden_when_a_server_echoes_them() {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(|request: &wiremock::Request| {
+            ResponseTemplate::new(404).set_body_string(format!(
+                "Cannot POST {} (query {})",
+                request.url.path(),
+                request.url.query().unwrap_or_default(),
+            ))
+        })
+        .mount(&server)
+        .await;
+    let base = format!("{}/services/T0001/B0002/XsecretPath", server.uri());
+    let secrets = MemorySecrets::new()
+        .with("token", TOKEN)
+        .with("base", base.as_str());
+    let traces = call(plan("", ""), secrets).await;
+    traces.assert_hides("XsecretPath");
+    traces.assert_hides("services/T0001");
+    assert!(
+        traces.texts[0].contains("404"),
+        "the failure still says what happened: {}",
+        traces.texts[0]
+    );
+}
+
 #[tokio::test]
 async fn a_base_url_from_a_secret_is_hidden_when_the_connection_fails() {
     // Shaped like a Slack incoming-webhook URL, whose path is the secret.

@@ -135,7 +135,7 @@ mod tests {
     #[test]
     fn excerpts_are_clean_short_and_redacted() {
         let secrets: BTreeMap<String, Secret> = [("t".to_owned(), Secret::new("s3cr3t"))].into();
-        let r = Redactor::new(&secrets, None);
+        let r = Redactor::new(&secrets, Vec::new());
         assert_eq!(
             excerpt(b"bad\x1b[31m token s3cr3t\r\nline\xff", false, &r),
             "bad[31m token [redacted]  line\u{fffd}"
@@ -144,7 +144,7 @@ mod tests {
         assert_eq!(excerpt(long.as_bytes(), false, &r).len(), EXCERPT_BYTES);
         assert_eq!(excerpt(b"echo s3c", true, &r), "echo");
         let multiline: BTreeMap<String, Secret> = [("t".to_owned(), Secret::new("tok\nén"))].into();
-        let r = Redactor::new(&multiline, None);
+        let r = Redactor::new(&multiline, Vec::new());
         assert_eq!(
             excerpt(b"got tok\n\xc3\xa9n ok", false, &r),
             "got [redacted] ok"
@@ -155,14 +155,14 @@ mod tests {
             "cut inside a character"
         );
         let spaced: BTreeMap<String, Secret> = [("t".to_owned(), Secret::new("pass word"))].into();
-        let r = Redactor::new(&spaced, None);
+        let r = Redactor::new(&spaced, Vec::new());
         assert_eq!(excerpt(b"got pass\nword", false, &r), "got [redacted]");
     }
 
     #[test]
     fn statuses_keep_the_protocol_classes_and_gain_the_body() {
         let secrets = BTreeMap::new();
-        let r = Redactor::new(&secrets, None);
+        let r = Redactor::new(&secrets, Vec::new());
         let answer = |status: u16, body: &'static str| {
             let mut response = Response::new(Bytes::from_static(body.as_bytes()));
             *response.status_mut() = status.try_into().unwrap();

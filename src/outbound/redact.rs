@@ -17,14 +17,16 @@ pub(super) struct Redactor<'a> {
     /// a URL), in the spellings a server may echo back (`\/` for `/`, lower-case hex); longest
     /// first, so a secret that contains another is hidden whole.
     values: Vec<Cow<'a, str>>,
-    url: Option<String>,
+    /// Other texts hidden whole, longest first: the parts of a URL written by a secret.
+    hidden: Vec<String>,
 }
 
 impl<'a> Redactor<'a> {
-    /// Hides `secrets`, and `url` as a whole: when the URI template starts with a secret, the
-    /// URL the request went to is that secret after normalisation (lower-cased host, added
-    /// `/`...), so the secret's own text would not match it.
-    pub(super) fn new(secrets: &'a BTreeMap<String, Secret>, url: Option<String>) -> Self {
+    /// Hides `secrets`, and each of `hidden` as a whole: when the URI template starts with a
+    /// secret, the URL the request went to, and its parts, are that secret after
+    /// normalisation (lower-cased host, added `/`...), so the secret's own text would not
+    /// match them.
+    pub(super) fn new(secrets: &'a BTreeMap<String, Secret>, mut hidden: Vec<String>) -> Self {
         let mut values: Vec<Cow<'a, str>> = Vec::new();
         for value in secrets.values().map(Secret::expose) {
             if value.is_empty() {
@@ -51,14 +53,18 @@ impl<'a> Redactor<'a> {
         }
         values.sort_unstable_by_key(|v| std::cmp::Reverse(v.len()));
         values.dedup();
-        Self { values, url }
+        hidden.sort_unstable_by_key(|h| std::cmp::Reverse(h.len()));
+        hidden.dedup();
+        Self { values, hidden }
     }
 
     /// `text` with every secret value and the hidden URL replaced.
     pub(super) fn redact(&self, text: &str) -> String {
         let mut out = text.to_owned();
-        if let Some(url) = &self.url {
-            out = out.replace(url.as_str(), REDACTED);
+        for hidden in &self.hidden {
+            if out.contains(hidden.as_str()) {
+                out = out.replace(hidden.as_str(), REDACTED);
+            }
         }
         for value in &self.values {
             if out.contains(value.as_ref()) {
@@ -129,7 +135,7 @@ mod tests {
     #[test]
     fn every_occurrence_of_every_secret_is_hidden_longest_first() {
         let s = secrets(&["abc", "abcdef", ""]);
-        let r = Redactor::new(&s, None);
+        let r = Redactor::new(&s, Vec::new());
         assert_eq!(r.redact("x abcdef y abc z"), "x [redacted] y [redacted] z");
         assert_eq!(r.redact("nothing here"), "nothing here");
     }
@@ -137,7 +143,7 @@ mod tests {
     #[test]
     fn encoded_forms_of_a_secret_are_hidden_too() {
         let s = secrets(&["a\"b c/d"]);
-        let r = Redactor::new(&s, None);
+        let r = Redactor::new(&s, Vec::new());
         assert_eq!(
             r.redact(r#"raw a"b c/d json a\"b c/d url a%22b%20c%2Fd"#),
             "raw [redacted] json [redacted] url [redacted]"
@@ -147,7 +153,7 @@ mod tests {
     #[test]
     fn other_spellings_of_a_secret_are_hidden_too() {
         let s = secrets(&["Ab/c d\n"]);
-        let r = Redactor::new(&s, None);
+        let r = Redactor::new(&s, Vec::new());
         assert_eq!(
             r.redact("trimmed Ab/c d, php Ab\\/c d\\n, hex Ab%2fc%20d%0a, other ab/c d"),
             "trimmed [redacted], php [redacted], hex [redacted], other ab/c d"
@@ -157,7 +163,7 @@ mod tests {
     #[test]
     fn a_hidden_url_is_replaced_whole() {
         let s = secrets(&[]);
-        let r = Redactor::new(&s, Some("https://hooks.example.com/T1/B2".to_owned()));
+        let r = Redactor::new(&s, vec!["https://hooks.example.com/T1/B2".to_owned()]);
         assert_eq!(
             r.redact("POST https://hooks.example.com/T1/B2 timed out"),
             "POST [redacted] timed out"
@@ -167,7 +173,7 @@ mod tests {
     #[test]
     fn a_truncated_tail_holding_the_start_of_a_secret_is_cut() {
         let s = secrets(&["s3cr3t-value"]);
-        let r = Redactor::new(&s, None);
+        let r = Redactor::new(&s, Vec::new());
         let mut text = "echo: s3cr3".to_owned();
         r.cut_partial_tail(&mut text);
         assert_eq!(text, "echo: ");

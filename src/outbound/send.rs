@@ -49,9 +49,11 @@ impl Dispatcher {
         let no_secrets = BTreeMap::new();
         let result = match self.exchange(prepared).await {
             Ok(result) => result,
-            Err(error) => {
-                answer::from_error(&error, &Redactor::new(&no_secrets, None), self.clock.now())
-            }
+            Err(error) => answer::from_error(
+                &error,
+                &Redactor::new(&no_secrets, Vec::new()),
+                self.clock.now(),
+            ),
         };
         match &result {
             CallResult::Sent { status } => tracing::debug!(status, "webhook call sent"),
@@ -91,7 +93,7 @@ impl Dispatcher {
         let request = match self.request(prepared, webhook, &secrets) {
             Ok(request) => request,
             Err(error) => {
-                let redactor = Redactor::new(&secrets, None);
+                let redactor = Redactor::new(&secrets, Vec::new());
                 return Ok(answer::from_error(&error, &redactor, self.clock.now()));
             }
         };
@@ -107,9 +109,12 @@ impl Dispatcher {
             });
         }
         // Only a failure's reason can quote what was sent, so redaction is set up for failures.
-        let hidden_url = secret_before_query(webhook.request.uri())
-            .then(|| RequestTarget::new(method, &uri).url().to_owned());
-        let redactor = Redactor::new(&secrets, hidden_url);
+        let hidden = if secret_before_query(webhook.request.uri()) {
+            url_parts(RequestTarget::new(method, &uri).url(), &uri)
+        } else {
+            Vec::new()
+        };
+        let redactor = Redactor::new(&secrets, hidden);
         Ok(match outcome {
             Ok(response) => answer::from_response(&response, &redactor, self.clock.now()),
             Err(error) => answer::from_error(&error.into(), &redactor, self.clock.now()),
@@ -150,6 +155,28 @@ impl Dispatcher {
 /// Whether a secret lands in the scheme, host or path of the URL, which transport errors quote
 /// (they leave the query out). Placeholders cannot contain `?` or `#`, so the first one in the
 /// source ends the part before the query.
+/// The URL a request went to, `printed` as errors print it, and the parts of it a server may
+/// echo on their own (a 404 page quoting the path, a JSON error's `"path"` field): the path
+/// with and without the query, as sent and decoded, the query and the host. A part shorter
+/// than two characters is left out, since hiding it would hide every `/` of a text.
+fn url_parts(printed: &str, uri: &http::Uri) -> Vec<String> {
+    let path = uri.path();
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    [
+        Some(printed),
+        uri.path_and_query().map(http::uri::PathAndQuery::as_str),
+        Some(path),
+        Some(&*decoded),
+        uri.query(),
+        uri.host(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|part| part.len() >= 2)
+    .map(str::to_owned)
+    .collect()
+}
+
 fn secret_before_query(uri: &Template) -> bool {
     let source = uri.source();
     let end = source.find(['?', '#']).unwrap_or(source.len());
