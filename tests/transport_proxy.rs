@@ -1,10 +1,11 @@
 //! `ReqwestTransport` and the environment's proxies: requests to this machine's loopback never
-//! go through one (a proxy would carry them off the machine, in the clear for plain `http`);
-//! others do. Its own test binary, since it sets the process's environment.
+//! go through one (a proxy would carry them off the machine, in the clear for plain `http`),
+//! nor do those of a transport with an address policy; others do. Its own test binary, since
+//! it sets the process's environment.
 #![cfg(feature = "reqwest")]
 
 use bytes::Bytes;
-use hookgate::transport::{HttpTransport, ReqwestTransport};
+use hookgate::transport::{AddressPolicy, HttpTransport, ReqwestTransport};
 use http::Request;
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -25,7 +26,7 @@ async fn get(transport: &ReqwestTransport, url: &str) -> String {
 }
 
 #[tokio::test]
-async fn loopback_requests_bypass_the_environments_proxy_and_others_use_it() {
+async fn loopback_and_policed_requests_bypass_the_environments_proxy_and_others_use_it() {
     let proxy = answering("through the proxy").await;
     let target = answering("straight to the target").await;
     // SAFETY: this binary's only test, and no other thread of it reads the environment.
@@ -54,5 +55,24 @@ async fn loopback_requests_bypass_the_environments_proxy_and_others_use_it() {
         proxy.received_requests().await.unwrap().len(),
         1,
         "only the request to another host went through the proxy"
+    );
+
+    // With an address policy, the client connects directly: through the proxy the policy
+    // would check the proxy's address, and the proxy would reach the webhook unchecked.
+    let checked = ReqwestTransport::builder()
+        .address_policy(AddressPolicy::deny_internal())
+        .build()
+        .unwrap();
+    let request = Request::get("http://hookgate-proxy-test.invalid/keys")
+        .body(Bytes::new())
+        .unwrap();
+    assert!(
+        checked.send(request).await.is_err(),
+        "the name is resolved here, and does not exist"
+    );
+    assert_eq!(
+        proxy.received_requests().await.unwrap().len(),
+        1,
+        "nothing more went through the proxy"
     );
 }

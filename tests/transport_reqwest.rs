@@ -191,6 +191,36 @@ async fn get_follows_at_most_the_configured_redirects() {
     );
 }
 
+/// A redirect to another origin is answered as it is, not followed: the request's headers
+/// (which a template may have filled from secrets) would go along to that origin.
+#[tokio::test]
+async fn get_does_not_follow_a_redirect_to_another_origin() {
+    let (here, elsewhere) = (MockServer::start().await, MockServer::start().await);
+    let target = format!("{}/keys", elsewhere.uri());
+    Mock::given(method("GET"))
+        .and(path("/keys"))
+        .respond_with(ResponseTemplate::new(302).insert_header("location", target.as_str()))
+        .mount(&here)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&elsewhere)
+        .await;
+
+    let transport = ReqwestTransport::builder()
+        .max_get_redirects(5)
+        .build()
+        .unwrap();
+    let request = Request::get(format!("{}/keys", here.uri()))
+        .header("x-api-key", "s3cret")
+        .body(Bytes::new())
+        .unwrap();
+    let response = transport.send(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(response.headers()["location"], target.as_str());
+}
+
 #[tokio::test]
 async fn large_body_is_truncated_at_the_limit_keeping_status_and_headers() {
     let server = MockServer::start().await;

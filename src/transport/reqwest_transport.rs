@@ -102,6 +102,12 @@ impl ReqwestTransportBuilder {
     }
 
     /// How many redirects a `GET` follows (default 0). Other methods never follow redirects.
+    ///
+    /// Only redirects within the request's origin (scheme, host and port) are followed; one
+    /// elsewhere is answered as it is. A redirect carries the request's headers along, and
+    /// reqwest strips only its own credentials (`Authorization`, `Cookie`) on the way to
+    /// another host, not a header a template filled from a secret; nor would a redirect from
+    /// `https` to `http` keep them from being sent in the clear.
     #[must_use]
     pub fn max_get_redirects(mut self, max_get_redirects: usize) -> Self {
         self.max_get_redirects = max_get_redirects;
@@ -112,7 +118,9 @@ impl ReqwestTransportBuilder {
     /// connects to are the ones the policy checked: wrap the transport in a
     /// [`PolicyTransport`](super::PolicyTransport) with the same policy to cover IP-literal URLs
     /// too, and close the gap a rebinding name server would otherwise use between the check and
-    /// the connection.
+    /// the connection. With a policy the client connects directly, ignoring the environment's
+    /// proxies (`HTTP_PROXY`, ...): through a proxy it would check the proxy's address, and the
+    /// proxy would reach the webhook unchecked.
     #[must_use]
     pub fn address_policy(mut self, policy: impl Into<Arc<AddressPolicy>>) -> Self {
         self.policy = Some(policy.into());
@@ -142,7 +150,11 @@ impl ReqwestTransportBuilder {
                 redirect::Policy::custom(move |attempt| {
                     // `previous` starts with the original URL, so it holds one more entry than
                     // the number of redirects followed so far.
-                    if attempt.previous().len() > max {
+                    let leaves_origin = attempt
+                        .previous()
+                        .first()
+                        .is_some_and(|first| first.origin() != attempt.url().origin());
+                    if leaves_origin || attempt.previous().len() > max {
                         attempt.stop()
                     } else {
                         attempt.follow()
@@ -176,11 +188,13 @@ fn client(
         // A Referer would hand the previous URL, query string included, to the next host.
         .referer(false)
         .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")));
-    if let Proxies::None = proxies {
-        builder = builder.no_proxy();
-    }
     if let Some(policy) = addresses {
-        builder = builder.dns_resolver(Arc::new(PolicyResolver::new(Arc::clone(policy))));
+        // Through a proxy the resolver would check the proxy's address, not the webhook's.
+        builder = builder
+            .dns_resolver(Arc::new(PolicyResolver::new(Arc::clone(policy))))
+            .no_proxy();
+    } else if let Proxies::None = proxies {
+        builder = builder.no_proxy();
     }
     builder.build().map_err(|error| TransportError::Build {
         source: std::sync::Arc::new(error),

@@ -133,16 +133,17 @@ const PRIVATE: [Cidr; 5] = [
 ///   it again to connect. A hostile name server can answer the check with a public address and
 ///   the connection with an internal one (a short TTL is enough). What closes the gap is
 ///   checking the addresses the client actually connects to: `PolicyResolver` is a reqwest
-///   DNS resolver applying the same policy, for a `reqwest::Client` built with
-///   `ClientBuilder::dns_resolver`. `ReqwestTransport` does not accept a resolver yet, so
-///   with it as the inner transport the gap remains: the wrapper stops literal addresses and
-///   honest names, not a hostile name server.
+///   DNS resolver applying the same policy, which `ReqwestTransportBuilder::address_policy`
+///   installs: with both, a name is checked where it is resolved to connect, and a literal
+///   address by the wrapper.
 /// - **Redirects.** The check covers the URL that is sent. `ReqwestTransport` follows
 ///   redirects only for `GET` and only when `max_get_redirects` is set; the hops after the
 ///   first are not seen by the wrapper, so keep that at 0 when a policy matters.
-/// - **Proxies.** When the client goes through an HTTP proxy (reqwest honours the
-///   `HTTPS_PROXY` family of variables), the proxy connects to the webhook; the check still
-///   runs on what this machine resolves.
+/// - **Proxies.** Through an HTTP proxy (reqwest honours the `HTTPS_PROXY` family of
+///   variables), the proxy connects to the webhook, and a resolver in the client would check
+///   the proxy's address instead. So a `ReqwestTransport` with an address policy connects
+///   directly, ignoring those variables; a wrapper around a transport that does use a proxy
+///   still checks what this machine resolves.
 /// - **Addresses, not names.** IPv4-mapped IPv6 addresses are checked as the IPv4 address
 ///   they carry; other encodings (NAT64 prefixes, 6to4) are checked as the IPv6 addresses
 ///   they are.
