@@ -220,3 +220,72 @@ async fn a_round_of_deadlines_stopped_part_way_leaves_the_rest_for_the_next() {
     }
     assert_eq!(s.engine.live_deployments(), 0, "both deployments finished");
 }
+
+/// A secret source that never answers fails the call's attempt after twice its request
+/// timeout, as a retryable failure, instead of holding the gate in its call for good.
+#[tokio::test(start_paused = true)]
+async fn a_secret_source_that_never_answers_fails_the_attempt_after_twice_its_timeout() {
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use hookgate::Secret;
+    use hookgate::core::{DeploymentStatus, EventKind};
+    use hookgate::outbound::Dispatcher;
+    use hookgate::secrets::{SecretError, SecretSource};
+    use hookgate::transport::TransportRegistry;
+
+    struct Silent;
+
+    #[async_trait]
+    impl SecretSource for Silent {
+        async fn get(&self, _name: &str) -> Result<Secret, SecretError> {
+            std::future::pending().await
+        }
+    }
+
+    let external = RecordingTransport::new();
+    let dispatcher = Dispatcher::builder(
+        TransportRegistry::new(Arc::new(external.clone())),
+        Arc::new(Silent),
+        "https://hookgate.example",
+    )
+    .request_timeout(Duration::from_secs(5))
+    .build()
+    .expect("a dispatcher");
+    let engine = Engine::builder(dispatcher, SimulatedHost).build();
+    let file = r#"
+application: silent
+targets:
+  prod:
+    constraints:
+      beforeDeployment: [runWebhook: {name: gate}]
+webhooks:
+  - name: gate
+    uriTemplate: https://external.example/run
+    headers: [{key: X-Api-Key, value: "{{secrets.token}}"}]
+    retryCount: 0
+"#;
+    let id = engine
+        .start(file, BTreeMap::new())
+        .await
+        .expect("started")
+        .id;
+    let mut waited = Duration::ZERO;
+    while engine.view(&id).await.expect("a view").status == DeploymentStatus::Running {
+        assert!(waited < Duration::from_secs(60), "the call still waits");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        waited += Duration::from_secs(1);
+    }
+    assert!(
+        waited >= Duration::from_secs(10),
+        "not before twice the request timeout: {waited:?}"
+    );
+    assert_eq!(external.count(), 0, "nothing was sent");
+    let history = engine.history(&id).await.expect("a history");
+    let failed = history.iter().find_map(|entry| match &entry.event.kind {
+        EventKind::WebhookFailed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    let reason = failed.expect("the attempt failed");
+    assert!(reason.contains("did not finish within 10s"), "{reason}");
+}

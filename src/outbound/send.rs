@@ -17,6 +17,22 @@ use crate::transport::{RequestOptions, RequestTarget};
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 impl Dispatcher {
+    /// The longest one attempt at `prepared` should take as a whole, its secrets fetched
+    /// included: twice its request timeout (the webhook's `requestTimeout`, else the
+    /// dispatcher's). The request itself is bounded by its timeout, but fetching the secrets is
+    /// bounded only by the secret source, and a source that never answers would hold the gate
+    /// in its call for good: a host driving [`send`](Self::send) bounds it by this (the
+    /// runtime's engine does), as a retryable failure.
+    pub fn attempt_limit(&self, prepared: &PreparedCall) -> std::time::Duration {
+        let timeout = prepared
+            .plan
+            .webhooks()
+            .get(usize::from(prepared.webhook.0))
+            .and_then(|webhook| webhook.request_timeout)
+            .unwrap_or(self.request_timeout);
+        timeout.saturating_mul(2)
+    }
+
     /// Performs one attempt of a prepared call and says how it ended; hand the result to
     /// [`Deployment::handle_call_result`](crate::core::Deployment::handle_call_result).
     ///

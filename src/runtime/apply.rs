@@ -19,7 +19,7 @@ use super::event::EngineEvent;
 use super::host::StepContext;
 use super::spare;
 use crate::config::EnvId;
-use crate::core::{Action, CoreError, Deployment, DeploymentId, Event};
+use crate::core::{Action, CallFailure, CallResult, CoreError, Deployment, DeploymentId, Event};
 use crate::store::StoreError;
 
 /// The longest wait between attempts at work the store has to take while it fails (recording a
@@ -359,7 +359,18 @@ impl Engine {
                     id,
                     {
                         let dispatcher = Arc::clone(&self.inner.dispatcher);
-                        async move { dispatcher.send(&prepared).await }
+                        async move {
+                            let limit = dispatcher.attempt_limit(&prepared);
+                            tokio::time::timeout(limit, dispatcher.send(&prepared))
+                                .await
+                                .unwrap_or_else(|_| {
+                                    CallResult::Failed(CallFailure::transient(format!(
+                                        "the call did not finish within {:?} (twice its request \
+                                         timeout): its secrets or its transport did not answer",
+                                        limit
+                                    )))
+                                })
+                        }
                     },
                     move |d, now, result| {
                         d.handle_call_result(now, call.gate, call.attempt, result)
