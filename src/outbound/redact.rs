@@ -58,7 +58,7 @@ impl<'a> Redactor<'a> {
         Self { values, hidden }
     }
 
-    /// `text` with every secret value and the hidden URL replaced.
+    /// `text` with every secret value and every hidden text replaced.
     pub(super) fn redact(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for hidden in &self.hidden {

@@ -168,9 +168,6 @@ impl Dispatcher {
     }
 }
 
-/// Whether a secret lands in the scheme, host or path of the URL, which transport errors quote
-/// (they leave the query out). Placeholders cannot contain `?` or `#`, so the first one in the
-/// source ends the part before the query.
 /// The URL a request went to, `printed` as errors print it, and the parts of it a server may
 /// echo on their own (a 404 page quoting the path, a JSON error's `"path"` field): the path
 /// with and without the query, as sent and decoded, the query and the host. A part shorter
@@ -193,6 +190,9 @@ fn url_parts(printed: &str, uri: &http::Uri) -> Vec<String> {
     .collect()
 }
 
+/// Whether a secret lands in the scheme, host or path of the URL, which transport errors quote
+/// (they leave the query out). Placeholders cannot contain `?` or `#`, so the first one in the
+/// source ends the part before the query.
 fn secret_before_query(uri: &Template) -> bool {
     let source = uri.source();
     let end = source.find(['?', '#']).unwrap_or(source.len());

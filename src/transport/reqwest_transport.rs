@@ -41,7 +41,7 @@ use super::{
 #[derive(Debug, Clone)]
 pub struct ReqwestTransport {
     /// Through the proxies the environment names (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`,
-    /// less `NO_PROXY`), if any.
+    /// less `NO_PROXY`), if any, unless an address policy is set.
     proxied: Clients,
     /// Without proxies, for this machine's loopback: a proxy would carry a request meant never
     /// to leave the machine off it, in the clear for plain `http`. Built on first use.
