@@ -119,14 +119,17 @@ impl DeploymentFile {
 /// fixed one is checked as its render would be, and one that starts with text rather than a
 /// placeholder must start with the scheme. One starting with a placeholder (a whole base URL
 /// from a secret) is left to the render.
-fn never_a_url(source: &str, template: &Template) -> Option<String> {
+fn never_a_url(template: &Template) -> Option<String> {
     if template.starts_with_variable() {
         return None;
     }
     if template.variables().next().is_none() {
         return fixed_uri_problem(template);
     }
-    let scheme = source.split_once("://").map(|(scheme, _)| scheme);
+    let scheme = template
+        .source()
+        .split_once("://")
+        .map(|(scheme, _)| scheme);
     match scheme.map(str::to_ascii_lowercase).as_deref() {
         Some("http" | "https") => None,
         _ => Some("it does not start with http:// or https://".to_owned()),
@@ -332,7 +335,7 @@ impl Validator {
         let uri = self.template(&w.uri_template, format!("{path}.uriTemplate"));
         // A template refused already stands in as the empty one, which says nothing of the URL.
         if self.problems.len() == problems
-            && let Some(reason) = never_a_url(&w.uri_template, &uri)
+            && let Some(reason) = never_a_url(&uri)
         {
             self.problem(
                 format!("{path}.uriTemplate"),

@@ -51,13 +51,15 @@ pub(super) fn from_error(
     if let OutboundError::Transport(e) = error
         && let Some(answer) = e.bodiless_answer()
     {
-        let status = answer.status().as_u16();
-        let result = CallResult::from_status(status, retry_after(answer.headers(), now));
-        let CallResult::Failed(mut failure) = result else {
-            return result;
+        // The answer's body is empty, so the reason gains no excerpt, only what broke off.
+        return match from_response(&answer, redactor, now) {
+            CallResult::Failed(mut failure) => {
+                failure.reason =
+                    format!("{} ({})", failure.reason, redactor.redact(&describe(error)));
+                CallResult::Failed(failure)
+            }
+            sent => sent,
         };
-        failure.reason = format!("{} ({})", failure.reason, redactor.redact(&describe(error)));
-        return CallResult::Failed(failure);
     }
     let retryable = match error {
         OutboundError::Transport(e) => e.is_retryable(),

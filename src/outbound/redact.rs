@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::Secret;
+use crate::template::{HEX_LOWER, HEX_UPPER, push_percent_encoded};
 
 const REDACTED: &str = "[redacted]";
 
@@ -41,8 +42,8 @@ impl<'a> Redactor<'a> {
             let spellings = [
                 json.replace('/', "\\/"),
                 json,
-                percent_encoded(value, Hex::Upper),
-                percent_encoded(value, Hex::Lower),
+                percent_encoded(value, HEX_UPPER),
+                percent_encoded(value, HEX_LOWER),
             ];
             values.extend(
                 spellings
@@ -95,29 +96,11 @@ fn json_escaped(value: &str) -> String {
     quoted[1..quoted.len() - 1].to_owned()
 }
 
-/// The value percent-encoded as the template renders it inside a URL (RFC 3986 unreserved
-/// characters kept).
-fn percent_encoded(value: &str, hex: Hex) -> String {
+/// The value percent-encoded as the template renders it inside a URL, with hex `digits`.
+fn percent_encoded(value: &str, digits: &[u8; 16]) -> String {
     let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            match hex {
-                Hex::Upper => out.push_str(&format!("%{byte:02X}")),
-                Hex::Lower => out.push_str(&format!("%{byte:02x}")),
-            }
-        }
-    }
+    push_percent_encoded(&mut out, value, digits);
     out
-}
-
-/// The case of a percent-encoding's hex digits: the template writes upper case, a server
-/// echoing it may write lower.
-#[derive(Clone, Copy)]
-enum Hex {
-    Upper,
-    Lower,
 }
 
 #[cfg(test)]

@@ -28,9 +28,15 @@ impl Dispatcher {
             .plan
             .webhooks()
             .get(usize::from(prepared.webhook.0))
-            .and_then(|webhook| webhook.request_timeout)
-            .unwrap_or(self.request_timeout);
+            .map_or(self.request_timeout, |webhook| {
+                self.request_timeout_of(webhook)
+            });
         timeout.saturating_mul(2)
+    }
+
+    /// The webhook's `requestTimeout`, else the dispatcher's.
+    fn request_timeout_of(&self, webhook: &Webhook) -> std::time::Duration {
+        webhook.request_timeout.unwrap_or(self.request_timeout)
     }
 
     /// Performs one attempt of a prepared call and says how it ended; hand the result to
@@ -161,7 +167,7 @@ impl Dispatcher {
             signer.sign_request(key, self.clock.now().timestamp(), &mut request)?;
         }
         let options = RequestOptions::default()
-            .with_timeout(webhook.request_timeout.unwrap_or(self.request_timeout))
+            .with_timeout(self.request_timeout_of(webhook))
             .with_max_response_bytes(self.max_response_bytes);
         request.extensions_mut().insert(options);
         Ok(request)

@@ -117,8 +117,7 @@ impl Live {
 /// against a store that fails at once.
 const RETRY_AFTER_FAILURE: TimeDelta = TimeDelta::seconds(1);
 
-/// A deployment waiting for another one of its application (`enqueueOne`).
-#[derive(Clone)]
+/// A deployment waiting for another one of its application (`enqueueOne`), or about to start.
 pub(crate) struct Queued {
     pub(crate) id: DeploymentId,
     pub(crate) source: Arc<str>,
@@ -219,17 +218,7 @@ impl Engine {
         let engine = self.clone();
         self.detached(in_flight, async move {
             let _serial = serial;
-            let launched = queued.clone();
-            let launch = engine
-                .launch(
-                    launched.id,
-                    Arc::clone(&plan),
-                    launched.source,
-                    launched.context,
-                    launched.tenant,
-                )
-                .await;
-            match launch {
+            match engine.launch(Arc::clone(&plan), &queued).await {
                 Ok(()) => Ok(Started {
                     id: queued.id,
                     status: DeploymentStatus::Running,
@@ -270,28 +259,23 @@ impl Engine {
         }
     }
 
-    pub(crate) async fn launch(
-        &self,
-        id: DeploymentId,
-        plan: Arc<Plan>,
-        source: Arc<str>,
-        context: BTreeMap<String, String>,
-        tenant: Option<String>,
-    ) -> Result<(), RuntimeError> {
+    /// Starts and stores `new`, a deployment of `plan`; `new` stays the caller's, for the
+    /// policy to apply should the store find the application busy.
+    pub(crate) async fn launch(&self, plan: Arc<Plan>, new: &Queued) -> Result<(), RuntimeError> {
         let now = self.inner.clock.now();
         let mut d = {
             let mut ids = lock(&self.inner.ids);
             let seed = u64::from_be_bytes(ids.callback_id().0[..8].try_into().unwrap_or_default());
             let options = StartOptions {
-                context,
-                tenant,
+                context: new.context.clone(),
+                tenant: new.tenant.clone(),
                 settings: self.inner.settings.clone(),
                 seed,
             };
-            Deployment::start(plan, id, options, &mut **ids, now)
+            Deployment::start(plan, new.id.clone(), options, &mut **ids, now)
         };
         let (actions, events) = drain(&mut d);
-        let mut new = NewDeployment::new(&d, &*source);
+        let mut new = NewDeployment::new(&d, &*new.source);
         if let Some(lease) = self.lease() {
             new = new.leased(lease);
         }

@@ -73,16 +73,7 @@ impl Engine {
                 return Ok(false);
             }
         };
-        let launched = self
-            .launch(
-                next.id.clone(),
-                plan,
-                next.source.clone(),
-                next.context.clone(),
-                next.tenant.clone(),
-            )
-            .await;
-        match launched {
+        match self.launch(plan, &next).await {
             // Another replica started the application since the check above: this one waits
             // for that one to finish, as it would have had the check seen it.
             Err(RuntimeError::Store(StoreError::ApplicationBusy { .. })) => {

@@ -66,6 +66,13 @@ pub trait HttpTransport: Send + Sync {
 /// A shared, type-erased transport.
 pub type DynTransport = Arc<dyn HttpTransport>;
 
+/// Whether `uri` is plain `http` to another host than this machine's loopback: where a
+/// secret, or keys to verify tokens with, would cross a network in the clear.
+#[cfg(any(feature = "jwt", feature = "receiver"))]
+pub(crate) fn plain_http_off_machine(uri: &http::Uri) -> bool {
+    uri.scheme_str() == Some("http") && !is_loopback(uri)
+}
+
 /// Whether `uri` names this machine's loopback interface (`localhost`, `127.0.0.0/8`, `::1`),
 /// where plain `http` cannot be read or altered by anyone on a network, as long as no proxy
 /// carries it off the machine: `ReqwestTransport` sends such requests without one.

@@ -46,8 +46,9 @@ pub struct ReqwestTransport {
     /// Without proxies, for this machine's loopback: a proxy would carry a request meant never
     /// to leave the machine off it, in the clear for plain `http`. Built on first use.
     loopback: Arc<OnceLock<Result<Clients, TransportError>>>,
+    /// What it was built with: the default request options, and what the loopback clients
+    /// are built from.
     settings: Arc<ReqwestTransportBuilder>,
-    defaults: RequestOptions,
 }
 
 /// The clients of one proxy setting.
@@ -136,7 +137,6 @@ impl ReqwestTransportBuilder {
         Ok(ReqwestTransport {
             proxied: self.clients(Proxies::FromEnvironment)?,
             loopback: Arc::default(),
-            defaults: self.defaults,
             settings: Arc::new(self),
         })
     }
@@ -189,11 +189,10 @@ fn client(
         .referer(false)
         .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")));
     if let Some(policy) = addresses {
-        // Through a proxy the resolver would check the proxy's address, not the webhook's.
-        builder = builder
-            .dns_resolver(Arc::new(PolicyResolver::new(Arc::clone(policy))))
-            .no_proxy();
-    } else if let Proxies::None = proxies {
+        builder = builder.dns_resolver(Arc::new(PolicyResolver::new(Arc::clone(policy))));
+    }
+    // Through a proxy a policy's resolver would check the proxy's address, not the webhook's.
+    if addresses.is_some() || matches!(proxies, Proxies::None) {
         builder = builder.no_proxy();
     }
     builder.build().map_err(|error| TransportError::Build {
@@ -220,8 +219,9 @@ impl HttpTransport for ReqwestTransport {
             .extensions()
             .get::<RequestOptions>()
             .copied()
-            .unwrap_or(self.defaults);
-        let clients = if is_loopback(request.uri()) {
+            .unwrap_or(self.settings.defaults);
+        // With a policy every client goes direct already.
+        let clients = if self.settings.policy.is_none() && is_loopback(request.uri()) {
             self.loopback
                 .get_or_init(|| self.settings.clients(Proxies::None))
                 .as_ref()

@@ -19,7 +19,7 @@ use self::keys::VerifyKey;
 use super::{AuthError, CallbackAuthorizer, Principal};
 use crate::Secret;
 use crate::clock::{Clock, SystemClock};
-use crate::transport::{DynTransport, HttpTransport, is_loopback};
+use crate::transport::{DynTransport, HttpTransport, plain_http_off_machine};
 
 /// Verifies JWT bearer tokens: signature, issuer, audience, expiry, optional scope.
 ///
@@ -242,7 +242,7 @@ impl JwtAuthorizerBuilder {
                         "the JWKS URL must be an absolute http(s) URL",
                     ));
                 }
-                if uri.scheme_str() == Some("http") && !is_loopback(&uri) && !self.allow_http_jwks {
+                if plain_http_off_machine(&uri) && !self.allow_http_jwks {
                     return Err(AuthError::config(
                         "the JWKS URL must use https: keys fetched over plain http can be replaced \
                          by anyone on the network path, who could then forge tokens (plain http is \
@@ -328,7 +328,7 @@ impl CallbackAuthorizer for JwtAuthorizer {
                 e
             }
         };
-        let mut keys = Arc::clone(&self.keys);
+        let mut jwks_fit = false;
         if let Some(jwks) = &self.jwks {
             let cached = jwks.keys(kid).await.map_err(unavailable)?;
             if let Some(verdict) = self.verify(bearer_token, &header, &cached) {
@@ -342,9 +342,9 @@ impl CallbackAuthorizer for JwtAuthorizer {
             {
                 return verdict;
             }
-            keys = fresh;
+            jwks_fit = fresh.iter().any(|k| k.fits(&header));
         }
-        Err(if static_fit || keys.iter().any(|k| k.fits(&header)) {
+        Err(if static_fit || jwks_fit {
             refusal(&ErrorKind::InvalidSignature)
         } else {
             AuthError::invalid(match kid {

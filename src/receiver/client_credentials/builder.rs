@@ -13,7 +13,7 @@ use crate::{
     Secret,
     clock::{Clock, SystemClock},
     receiver::{Backoff, TokenError},
-    transport::{HttpTransport, is_loopback},
+    transport::{HttpTransport, plain_http_off_machine},
 };
 
 impl ClientCredentials {
@@ -118,10 +118,7 @@ impl ClientCredentialsBuilder {
                 .map_err(|_| config("the token URL is not a valid HTTP URI"))?,
             Some(_) => return Err(config("the token URL must be an http or https URL")),
         };
-        if token_uri.scheme_str() == Some("http")
-            && !is_loopback(&token_uri)
-            && !self.allow_http_token_url
-        {
+        if plain_http_off_machine(&token_uri) && !self.allow_http_token_url {
             return Err(config(
                 "the token URL must use https: over plain http the client secret and the token \
                  can be read by anyone on the network path (plain http is accepted on loopback, \

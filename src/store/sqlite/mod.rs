@@ -81,6 +81,11 @@ use tokio::sync::{mpsc, oneshot};
 use super::StoreError;
 use crate::clock::{Clock, SystemClock};
 
+/// The running deployments of an application (`?` then `running`), oldest first: what a
+/// start asks for, and what an exclusive create looks for in its own transaction.
+const RUNNING_OF_APPLICATION: &str =
+    "SELECT id FROM deployments WHERE application = ? AND status = ? ORDER BY created_at, id";
+
 /// Which failure an acknowledged save survives; see the [`store`](super) module.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -108,15 +108,12 @@ impl Store for SqliteStore {
         &self,
         application: &str,
     ) -> Result<Vec<DeploymentId>, StoreError> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM deployments WHERE application = ? AND status = ?
-             ORDER BY created_at, id",
-        )
-        .bind(application)
-        .bind(DeploymentStatus::Running.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        let ids: Vec<String> = sqlx::query_scalar(super::RUNNING_OF_APPLICATION)
+            .bind(application)
+            .bind(DeploymentStatus::Running.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
         Ok(ids.into_iter().map(DeploymentId).collect())
     }
 

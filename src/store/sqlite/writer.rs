@@ -392,14 +392,11 @@ async fn create_steps(
     create: &Create,
 ) -> Result<Option<StoreError>, sqlx::Error> {
     if create.exclusive {
-        let running: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM deployments WHERE application = ? AND status = ?
-             ORDER BY created_at, id LIMIT 1",
-        )
-        .bind(&create.application)
-        .bind(DeploymentStatus::Running.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
+        let running: Option<String> = sqlx::query_scalar(super::RUNNING_OF_APPLICATION)
+            .bind(&create.application)
+            .bind(DeploymentStatus::Running.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
         if let Some(running) = running {
             return Ok(Some(StoreError::ApplicationBusy {
                 application: create.application.clone(),
