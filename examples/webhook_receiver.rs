@@ -5,7 +5,7 @@
 //! CDAAS_CLIENT_ID=... CDAAS_CLIENT_SECRET=... \
 //! cargo run --example webhook_receiver --features axum,reqwest,receiver -- \
 //!     --listen 127.0.0.1:8090 [--token-url URL] [--allow-http-token-url] [--audience AUDIENCE] \
-//!     [--work-ms N] [--fail] [--callback-origin URL]...
+//!     [--work-ms N] [--fail] [--callback-origin URL]... [--allow-http-callbacks]
 //! ```
 //!
 //! With no `--token-url` it asks Armory's token endpoint, so pointed at by an Armory webhook
@@ -16,7 +16,8 @@
 //! Armory's examples put it: in the JSON body (`callbackUri`, `client_payload.callbackUri`, ...),
 //! in a query parameter, or in a `CallbackURI` header. Each `--callback-origin` (such as
 //! `https://api.cloud.armory.io`) limits where callbacks, and so the token, may go; without one,
-//! any callback URI a caller names is used.
+//! any callback URI a caller names is used. A plain `http` callback URI is used on loopback
+//! only; `--allow-http-callbacks` accepts it elsewhere, sending the token in the clear.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut listen = "127.0.0.1:8090".to_owned();
     let mut token_url = None;
     let mut allow_http = false;
+    let mut allow_http_callbacks = false;
     let mut audience = DEFAULT_AUDIENCE.to_owned();
     let mut work = Duration::from_secs(2);
     let mut fail = false;
@@ -58,6 +60,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             "--fail" => fail = true,
             "--allow-http-token-url" => allow_http = true,
+            "--allow-http-callbacks" => allow_http_callbacks = true,
             "--callback-origin" => origins.push(
                 args.next()
                     .ok_or("--callback-origin needs a URL")?
@@ -76,12 +79,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokens = tokens.allow_http_token_url();
     }
     let tokens = tokens.build(ReqwestTransport::builder().build()?)?;
-    let job = Arc::new(Job {
-        client: CallbackClient::new(ReqwestTransport::builder().build()?, tokens)
-            .with_allowed_origins(origins),
-        work,
-        fail,
-    });
+    let mut client = CallbackClient::new(ReqwestTransport::builder().build()?, tokens)
+        .with_allowed_origins(origins);
+    if allow_http_callbacks {
+        client = client.allow_http_callbacks();
+    }
+    let job = Arc::new(Job { client, work, fail });
     let app = axum::Router::new()
         .route("/", post(receive))
         .route("/{*path}", post(receive))

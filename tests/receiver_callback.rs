@@ -260,7 +260,9 @@ async fn a_second_unauthorized_is_an_error_not_a_loop() {
         .await;
     Mock::given(path(CALLBACK_PATH))
         .respond_with(
-            ResponseTemplate::new(401).set_body_json(error_body("unauthorized", "token expired")),
+            // A server (or a proxy in front of it) that echoes the token it refused.
+            ResponseTemplate::new(401)
+                .set_body_json(error_body("unauthorized", "token tok-xyz-9 expired")),
         )
         .expect(2)
         .mount(&server)
@@ -273,7 +275,8 @@ async fn a_second_unauthorized_is_an_error_not_a_loop() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&error, CallbackError::Unauthorized { message } if message.as_deref() == Some("token expired"))
+        matches!(&error, CallbackError::Unauthorized { message } if message.as_deref() == Some("token [redacted] expired")),
+        "{error:?}"
     );
     assert!(
         !format!("{error} {error:?}").contains("tok-xyz-9"),
@@ -546,9 +549,29 @@ async fn a_2xx_whose_body_breaks_off_is_delivered_without_a_retry() {
 
 #[tokio::test]
 async fn token_failure_is_reported_without_sending_the_callback() {
+    const SECRET: &str = "s3cr&t=+/é sp~ce";
     let server = MockServer::start().await;
+    // A token endpoint that quotes the request it refused, secret and all, in the spellings it
+    // may have: as the form body carried it, percent-encoded, raw.
+    let form_encoded: String = url::form_urlencoded::byte_serialize(SECRET.as_bytes()).collect();
+    let percent_encoded: String = SECRET
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let description = format!(
+        "bad body: client_secret={form_encoded}; decoded {SECRET}; as a path {percent_encoded}"
+    );
     Mock::given(path("/oauth/token"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client"})))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(
+                json!({"error": "invalid_client", "error_description": description}),
+            ),
+        )
         .mount(&server)
         .await;
     Mock::given(path(CALLBACK_PATH))
@@ -557,18 +580,60 @@ async fn token_failure_is_reported_without_sending_the_callback() {
         .mount(&server)
         .await;
 
-    let client = CallbackClient::new(ReqwestTransport::new().unwrap(), credentials(&server))
-        .with_backoff(quick());
+    let tokens = ClientCredentials::builder("id", SECRET)
+        .token_url(Url::parse(&format!("{}/oauth/token", server.uri())).unwrap())
+        .backoff(quick())
+        .build(ReqwestTransport::new().unwrap())
+        .unwrap();
+    let client =
+        CallbackClient::new(ReqwestTransport::new().unwrap(), tokens).with_backoff(quick());
     let error = client
         .send(&callback_url(&server), &Callback::success())
         .await
         .unwrap_err();
     assert!(matches!(error, CallbackError::Token { .. }), "{error:?}");
     // The message says why, so that the cause shows where only `Display` is logged.
-    let shown = error.to_string();
+    let shown = format!("{error} {error:?}");
     assert!(shown.contains("invalid_client"), "{shown}");
     assert!(shown.contains("check the client id"), "{shown}");
-    assert!(!shown.contains("client-secret"), "secret leaked: {shown}");
+    for spelling in [
+        SECRET,
+        &form_encoded,
+        &percent_encoded,
+        "s3cr&t",
+        "s3cr%26t",
+    ] {
+        assert!(
+            !shown.contains(spelling),
+            "secret leaked as {spelling}: {shown}"
+        );
+    }
+}
+
+/// The token goes with the callback, so a plain `http` URI on another machine would send it in
+/// the clear: refused before a token is asked for, unless the client allows it.
+#[tokio::test]
+async fn a_plain_http_callback_uri_off_this_machine_is_refused_unless_allowed() {
+    let url = Url::parse("http://gates.example/callbacks/x").unwrap();
+    let error = static_client().send(&url, &Callback::success()).await;
+    assert!(
+        matches!(&error, Err(CallbackError::InvalidUrl { reason }) if reason.contains("allow_http_callbacks")),
+        "{error:?}"
+    );
+
+    // Allowed, it is sent: the unresolvable host fails the attempt instead.
+    let error = static_client()
+        .allow_http_callbacks()
+        .with_backoff(quick())
+        .send(
+            &Url::parse("http://gates.invalid/callbacks/x").unwrap(),
+            &Callback::success(),
+        )
+        .await;
+    assert!(
+        matches!(error, Err(CallbackError::Transport { .. })),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]

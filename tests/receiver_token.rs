@@ -202,6 +202,59 @@ async fn a_token_living_no_longer_than_the_margin_is_cached_for_half_its_lifetim
     );
 }
 
+/// An endpoint that takes its time answering, moving the test clock on by `delay` as it
+/// does: the token's lifetime may have started when it was asked for.
+struct SlowToken {
+    clock: TestClock,
+    delay: TimeDelta,
+    token: &'static str,
+}
+
+impl wiremock::Respond for SlowToken {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        self.clock.advance(self.delay);
+        token(self.token, 3600)
+    }
+}
+
+#[tokio::test]
+async fn a_tokens_lifetime_counts_from_when_it_was_asked_for() {
+    let server = MockServer::start().await;
+    let clock = TestClock::new();
+    let asked_at = clock.now();
+    Mock::given(path("/oauth/token"))
+        .respond_with(SlowToken {
+            clock: clock.clone(),
+            delay: TimeDelta::seconds(30),
+            token: "first",
+        })
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(token("second", 3600))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let tokens = source(&server)
+        .refresh_margin(Duration::from_secs(60))
+        .clock(clock.clone())
+        .build(transport())
+        .unwrap();
+
+    assert_eq!(tokens.token().await.unwrap().expose(), "first");
+    // Refreshed 60 s before an hour after it was asked for, not after it arrived.
+    clock.advance(asked_at + TimeDelta::seconds(3600 - 60 - 1) - clock.now());
+    assert_eq!(tokens.token().await.unwrap().expose(), "first");
+    clock.advance(TimeDelta::seconds(1));
+    assert_eq!(
+        tokens.token().await.unwrap().expose(),
+        "second",
+        "the margin is reached an hour after the request, whenever the answer came"
+    );
+}
+
 #[tokio::test]
 async fn invalidate_forces_a_fresh_token() {
     let server = first_then_second(3600).await;

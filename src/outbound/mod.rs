@@ -62,7 +62,7 @@ mod answer;
 mod dispatcher;
 mod error;
 mod prepared;
-mod redact;
+pub(crate) mod redact;
 mod send;
 #[cfg(feature = "signing")]
 mod signers;

@@ -12,7 +12,7 @@ const REDACTED: &str = "[redacted]";
 ///
 /// A reason ends up in the deployment's stored history, so anything an external server echoes
 /// back, or a transport error quotes, passes through here first.
-pub(super) struct Redactor<'a> {
+pub(crate) struct Redactor<'a> {
     /// Each secret as written, without the surrounding whitespace a secret read from a file
     /// often carries, and as the request carried it (JSON-escaped in a body, percent-encoded in
     /// a URL), in the spellings a server may echo back (`\/` for `/`, lower-case hex); longest
@@ -27,16 +27,25 @@ impl<'a> Redactor<'a> {
     /// secret, the URL the request went to, and its parts, are that secret after
     /// normalisation (lower-cased host, added `/`...), so the secret's own text would not
     /// match them.
-    pub(super) fn new(secrets: &'a BTreeMap<String, Secret>, mut hidden: Vec<String>) -> Self {
-        let mut values: Vec<Cow<'a, str>> = Vec::new();
-        for value in secrets.values().map(Secret::expose) {
+    pub(super) fn new(secrets: &'a BTreeMap<String, Secret>, hidden: Vec<String>) -> Self {
+        Self::of_values(secrets.values().map(Secret::expose), hidden)
+    }
+
+    /// Hides each of `values` in the spellings [`Redactor::new`] hides a secret in, and each
+    /// of `hidden` as a whole.
+    pub(crate) fn of_values(
+        values: impl IntoIterator<Item = &'a str>,
+        mut hidden: Vec<String>,
+    ) -> Self {
+        let mut spelled: Vec<Cow<'a, str>> = Vec::new();
+        for value in values {
             if value.is_empty() {
                 continue;
             }
-            values.push(Cow::Borrowed(value));
+            spelled.push(Cow::Borrowed(value));
             let trimmed = value.trim();
             if !trimmed.is_empty() && trimmed != value {
-                values.push(Cow::Borrowed(trimmed));
+                spelled.push(Cow::Borrowed(trimmed));
             }
             let json = json_escaped(value);
             let spellings = [
@@ -45,22 +54,26 @@ impl<'a> Redactor<'a> {
                 percent_encoded(value, HEX_UPPER),
                 percent_encoded(value, HEX_LOWER),
             ];
-            values.extend(
+            spelled.extend(
                 spellings
                     .into_iter()
                     .filter(|spelling| spelling != value)
                     .map(Cow::Owned),
             );
         }
-        values.sort_unstable_by_key(|v| std::cmp::Reverse(v.len()));
-        values.dedup();
+        spelled.sort_unstable_by_key(|v| std::cmp::Reverse(v.len()));
+        spelled.dedup();
+        hidden.retain(|h| !h.is_empty());
         hidden.sort_unstable_by_key(|h| std::cmp::Reverse(h.len()));
         hidden.dedup();
-        Self { values, hidden }
+        Self {
+            values: spelled,
+            hidden,
+        }
     }
 
     /// `text` with every secret value and every hidden text replaced.
-    pub(super) fn redact(&self, text: &str) -> String {
+    pub(crate) fn redact(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for hidden in &self.hidden {
             if out.contains(hidden.as_str()) {

@@ -20,7 +20,9 @@ use crate::{
     Secret,
     clock::{Clock, SystemClock},
     retry_after::retry_after,
-    transport::{DynTransport, HttpTransport, RequestOptions, RequestTarget},
+    transport::{
+        DynTransport, HttpTransport, RequestOptions, RequestTarget, plain_http_off_machine,
+    },
 };
 
 /// Sends callbacks to the orchestrator with a bearer token (PROTOCOL.md §1 step 4, §7).
@@ -37,7 +39,10 @@ use crate::{
 /// The callback URI comes from whoever called the external process, and the bearer token goes
 /// wherever it points: an external process reachable by others should name the orchestrators it
 /// answers with [`with_allowed_origins`](Self::with_allowed_origins), so that a forged webhook
-/// call cannot have the token sent elsewhere.
+/// call cannot have the token sent elsewhere. A plain `http` callback URI is refused unless it
+/// names this machine's loopback interface, or [`allow_http_callbacks`](Self::allow_http_callbacks)
+/// says to send the token in the clear. A server that echoes the token back does not get it
+/// into an error: it is masked there.
 ///
 /// Cloning is cheap and clones share the transport and token source.
 ///
@@ -65,6 +70,8 @@ pub struct CallbackClient {
     options: Option<RequestOptions>,
     /// Where callbacks (and so the token) may go; any origin when empty.
     allowed: Arc<[Origin]>,
+    /// Whether the token may go over plain `http` to another machine.
+    allow_http: bool,
 }
 
 impl CallbackClient {
@@ -80,6 +87,7 @@ impl CallbackClient {
             clock: Arc::new(SystemClock),
             options: None,
             allowed: Arc::new([]),
+            allow_http: false,
         }
     }
 
@@ -90,6 +98,16 @@ impl CallbackClient {
     #[must_use]
     pub fn with_allowed_origins(mut self, origins: impl IntoIterator<Item = Url>) -> Self {
         self.allowed = origins.into_iter().map(|url| url.origin()).collect();
+        self
+    }
+
+    /// Sends callbacks to plain `http` URIs on other machines too, and so the token in the
+    /// clear, where anyone on the way can read it and use it until it expires. By default a
+    /// plain `http` callback URI is refused with [`CallbackError::InvalidUrl`] unless it names
+    /// this machine's loopback interface (`localhost`, `127.0.0.0/8`, `::1`).
+    #[must_use]
+    pub fn allow_http_callbacks(mut self) -> Self {
+        self.allow_http = true;
         self
     }
 
@@ -133,6 +151,14 @@ impl CallbackClient {
                     .to_owned(),
             });
         }
+        if !self.allow_http && plain_http_off_machine(&uri) {
+            return Err(CallbackError::InvalidUrl {
+                reason: "it is plain http to another machine, which would send the token in \
+                         the clear; use https, or CallbackClient::allow_http_callbacks; \
+                         nothing was sent"
+                    .to_owned(),
+            });
+        }
         let body = Bytes::from(callback.to_json().to_string());
         let refreshed = AtomicBool::new(false);
         with_retries(&self.backoff, |attempt| {
@@ -157,8 +183,8 @@ impl CallbackClient {
             self.tokens.invalidate(token);
             response = self.post(uri, body, attempt).await;
         }
-        match response.map(|(answer, _)| answer) {
-            Ok(response) => self.classify(&response, attempt),
+        match response {
+            Ok((response, token)) => self.classify(&response, attempt, &token),
             Err(CallbackError::Transport { attempts, source }) if source.is_retryable() => {
                 tracing::warn!(attempt, error = %source, "callback not delivered; retrying");
                 Step::Retry {
@@ -216,16 +242,19 @@ impl CallbackClient {
         }
     }
 
+    /// What the answer to a callback sent with `token` means; a server that echoes the token
+    /// back does not get it into the error.
     fn classify(
         &self,
         response: &Response<Bytes>,
         attempt: u32,
+        token: &Secret,
     ) -> Step<CallbackOutcome, CallbackError> {
         let status = response.status();
         if status.is_success() {
             return Step::Done(Ok(CallbackOutcome::Delivered));
         }
-        let (code, message) = error_answer(response.body());
+        let (code, message) = error_answer(response.body(), token.expose());
         let result = match status {
             StatusCode::CONFLICT => Ok(CallbackOutcome::Conflict { message }),
             StatusCode::GONE => Ok(CallbackOutcome::GateClosed { message }),
@@ -270,6 +299,7 @@ impl std::fmt::Debug for CallbackClient {
             .field("backoff", &self.backoff)
             .field("options", &self.options)
             .field("allowed", &self.allowed)
+            .field("allow_http", &self.allow_http)
             .finish_non_exhaustive()
     }
 }
@@ -286,8 +316,9 @@ fn http_uri(url: &Url) -> Result<Uri, CallbackError> {
         .map_err(|_| invalid("it is not a valid HTTP URI"))
 }
 
-/// `(error, message)` of hookgate's JSON error body `{"error": "...", "message": "..."}`.
-fn error_answer(body: &[u8]) -> (Option<String>, Option<String>) {
+/// `(error, message)` of hookgate's JSON error body `{"error": "...", "message": "..."}`, with
+/// `token` masked.
+fn error_answer(body: &[u8], token: &str) -> (Option<String>, Option<String>) {
     let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body) else {
         return (None, None);
     };
@@ -295,7 +326,7 @@ fn error_answer(body: &[u8]) -> (Option<String>, Option<String>) {
         answer
             .get(key)
             .and_then(Value::as_str)
-            .map(|text| server_text(text, ""))
+            .map(|text| server_text(text, &[token]))
     };
     (text("error"), text("message"))
 }

@@ -226,6 +226,22 @@ fn find_in_json(json: &Value) -> Result<Option<(String, &Value)>, CallbackUriErr
     Err(CallbackUriError::Ambiguous { places })
 }
 
+/// The first few of `places`, quoted, and how many more there are: the body is untrusted and
+/// may hold thousands.
+fn shown_places(places: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut shown = places
+        .iter()
+        .take(SHOWN)
+        .map(|p| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if places.len() > SHOWN {
+        shown.push_str(&format!(" and {} more", places.len() - SHOWN));
+    }
+    shown
+}
+
 /// A key of the received body as an error message may show it: the body is untrusted, so the
 /// key is cut short and its control characters escaped, and it cannot bloat or forge log lines.
 fn shown_key(key: &str) -> String {
@@ -315,10 +331,11 @@ pub enum CallbackUriError {
     #[error(
         "the body holds different callback URIs at {}; name the one to use with a JSON pointer \
          (ReceivedRequest::callback_uri_at)",
-        places.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+        shown_places(places)
     )]
     Ambiguous {
-        /// Where they are, e.g. `client_payload.callbackUri`.
+        /// Where they are, e.g. `client_payload.callbackUri`: all of them, though the message
+        /// names only the first few.
         places: Vec<String>,
     },
     /// A JSON pointer was given but the body is missing or not JSON.
@@ -353,6 +370,26 @@ mod tests {
             .callback_uri()
             .unwrap();
         assert_eq!(uri.host_str(), Some("top"));
+    }
+
+    #[test]
+    fn an_ambiguous_body_of_thousands_of_uris_makes_a_short_message() {
+        let objects: Vec<String> = (0..5000)
+            .map(|i| format!(r#""k{i:04}": {{"callbackUri": "https://gate/{i}"}}"#))
+            .collect();
+        let body = format!("{{{}}}", objects.join(","));
+        let err = ReceivedRequest::new()
+            .with_body(body.as_bytes())
+            .callback_uri()
+            .unwrap_err();
+        let CallbackUriError::Ambiguous { places } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(places.len(), 5000, "every place is kept");
+        let shown = err.to_string();
+        assert!(shown.contains("`k0000.callbackUri`"), "{shown}");
+        assert!(shown.contains("and 4995 more"), "{shown}");
+        assert!(shown.len() < 400, "{} bytes: {shown}", shown.len());
     }
 
     #[test]

@@ -53,15 +53,19 @@ pub use client_credentials::{
 };
 pub use token::{StaticToken, TokenError, TokenSource};
 
-/// Text from a server, fit for an error message: `secret` (if not empty) masked, length capped.
+/// Text from a server, fit for an error message: each of `secrets` masked in the spellings a
+/// server may echo it back in (as sent in a form body, JSON-escaped, percent-encoded), length
+/// capped.
 #[cfg(feature = "receiver")]
-fn server_text(text: &str, secret: &str) -> String {
+fn server_text(text: &str, secrets: &[&str]) -> String {
     const MAX_CHARS: usize = 500;
-    let masked = if secret.is_empty() {
-        text.to_owned()
-    } else {
-        text.replace(secret, "[redacted]")
-    };
+    let form_encoded = secrets
+        .iter()
+        .map(|secret| url::form_urlencoded::byte_serialize(secret.as_bytes()).collect())
+        .collect();
+    let masked =
+        crate::outbound::redact::Redactor::of_values(secrets.iter().copied(), form_encoded)
+            .redact(text);
     match masked.char_indices().nth(MAX_CHARS) {
         Some((end, _)) => format!("{}…", &masked[..end]),
         None => masked,

@@ -18,11 +18,11 @@ pub(super) fn refusal(response: &Response<Bytes>, attempts: u32, secret: &str) -
     };
     TokenError::Refused {
         status,
-        error: server_text(error, secret),
+        error: server_text(error, &[secret]),
         description: answer
             .get("error_description")
             .and_then(Value::as_str)
-            .map(|d| server_text(d, secret)),
+            .map(|d| server_text(d, &[secret])),
     }
 }
 

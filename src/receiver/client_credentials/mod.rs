@@ -82,9 +82,8 @@ impl ClientCredentials {
     }
 
     async fn fetch(&self) -> Result<Secret, TokenError> {
-        let (token, expires_in) =
+        let (token, expires_in, sent_at) =
             with_retries(&self.backoff, |attempt| self.attempt(attempt)).await?;
-        let now = self.clock.now();
         let refresh_at = expires_in.map(|seconds| {
             i64::try_from(seconds)
                 .ok()
@@ -92,7 +91,7 @@ impl ClientCredentials {
                 // A margin as long as the lifetime would refetch on every call: short-lived
                 // tokens are kept for at least half their lifetime instead.
                 .and_then(|lifetime| lifetime.checked_sub(&self.refresh_margin.min(lifetime / 2)))
-                .and_then(|until_refresh| now.checked_add_signed(until_refresh))
+                .and_then(|until_refresh| sent_at.checked_add_signed(until_refresh))
                 // A lifetime too long to represent: refresh on invalidation only.
                 .unwrap_or(DateTime::<Utc>::MAX_UTC)
         });
@@ -104,7 +103,13 @@ impl ClientCredentials {
         Ok(token)
     }
 
-    async fn attempt(&self, attempt: u32) -> Step<(Secret, Option<u64>), TokenError> {
+    /// One request for a token; a token comes with `expires_in` and when it was asked for,
+    /// which is when its lifetime may have started: a slow answer does not stretch it.
+    async fn attempt(
+        &self,
+        attempt: u32,
+    ) -> Step<(Secret, Option<u64>, DateTime<Utc>), TokenError> {
+        let sent_at = self.clock.now();
         // Through the trait object: the blanket impl for `Arc` would box a second future.
         let sent = (*self.transport).send(self.request()).await;
         // An answer other than a success that lost its body is judged by its status, as below:
@@ -142,7 +147,10 @@ impl ClientCredentials {
         };
         let status = response.status();
         if status.is_success() {
-            return Step::Done(answer::parse_token(response.body()));
+            return Step::Done(
+                answer::parse_token(response.body())
+                    .map(|(token, expires_in)| (token, expires_in, sent_at)),
+            );
         }
         if status.is_server_error()
             || matches!(
