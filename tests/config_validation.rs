@@ -298,6 +298,29 @@ fn dependency_cycles_are_rejected_naming_the_cycle() {
     );
 }
 
+/// A cycle reached only through a target already walked from another one is reported too:
+/// `a` leads first to the `y`–`z` cycle, and its own cycle with `c` must not be lost.
+#[test]
+fn a_second_cycle_behind_an_already_walked_target_is_reported() {
+    let p = problems(
+        "application: a\ntargets:\n  a: {constraints: {dependsOn: [x, c]}}\n  c: {constraints: {dependsOn: [a]}}\n  x: {constraints: {dependsOn: [y]}}\n  y: {constraints: {dependsOn: [z]}}\n  z: {constraints: {dependsOn: [y]}}",
+    );
+    let cycles: Vec<Vec<String>> = p
+        .into_iter()
+        .map(|(_, kind)| match kind {
+            ProblemKind::DependencyCycle { cycle } => cycle,
+            other => panic!("not a cycle: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        cycles,
+        [
+            vec!["y".to_owned(), "z".into(), "y".into()],
+            vec!["a".to_owned(), "c".into(), "a".into()],
+        ]
+    );
+}
+
 #[test]
 fn unknown_strategy_is_rejected() {
     assert_eq!(

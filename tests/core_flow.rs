@@ -522,6 +522,46 @@ fn disable_callback_passes_as_soon_as_the_call_succeeds() {
     );
 }
 
+/// The call alone decides a `disableCallback` gate: a callback (or a progress note) that
+/// reaches it before the call's result is refused as one after it is, and changes nothing.
+#[test]
+fn disable_callback_ignores_a_callback_that_arrives_before_the_call_result() {
+    let mut h = start(&format!(
+        "application: app\ntargets: {{prod: {{constraints: {{beforeDeployment: [runWebhook: {{name: fire-and-forget}}]}}}}}}\n{HOOKS}"
+    ));
+    let call = h.take_calls().remove(0);
+    let callback = h.deployment.callback_id(call.gate).unwrap();
+    let before = h.deployment.state().clone();
+    let now = h.now();
+    assert_eq!(
+        h.deployment.handle_callback(now, callback, false, None),
+        Err(hookgate::core::CoreError::CallbackDisabled)
+    );
+    assert_eq!(
+        h.deployment
+            .handle_progress(now, callback, "half way".to_owned()),
+        Err(hookgate::core::CoreError::CallbackDisabled)
+    );
+    assert_eq!(
+        h.deployment.state(),
+        &before,
+        "a refused callback changes nothing"
+    );
+
+    h.deployment
+        .handle_call_result(
+            now,
+            call.gate,
+            call.attempt,
+            CallResult::Sent { status: 202 },
+        )
+        .unwrap();
+    assert_eq!(
+        h.deployment.gate_state(call.gate),
+        GateState::Passed(Resolution::CallSucceeded)
+    );
+}
+
 #[test]
 fn call_results_for_an_old_attempt_are_stale() {
     let mut h = start(&format!(

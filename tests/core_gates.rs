@@ -467,13 +467,33 @@ strategies: {{c: {{canary: {{steps: [setWeight: {{weight: 10}}, runWebhook: {{na
     assert_eq!(h.cancel("dave"), Err(CoreError::Finished));
 }
 
+/// A timer that fires early (or twice) fires nothing: the gate's 24 h callback deadline is
+/// armed, and only `now` past it closes the gate.
 #[test]
 fn extra_timeouts_are_harmless() {
     let mut h = before("runWebhook: {name: ticket}");
+    let gate = sent(&mut h)[0];
+    let deadline = h
+        .deployment
+        .poll_timeout()
+        .expect("the callback timeout is armed");
     let before = h.deployment.state().clone();
-    h.deployment.handle_timeout(t0());
-    h.deployment.handle_timeout(t0() - TimeDelta::days(1));
+    for early in [
+        t0() - TimeDelta::days(1),
+        t0(),
+        deadline - TimeDelta::seconds(1),
+        deadline - TimeDelta::seconds(1),
+    ] {
+        h.deployment.handle_timeout(early);
+    }
     assert_eq!(h.deployment.state(), &before);
+    assert_eq!(h.deployment.poll_timeout(), Some(deadline));
+
+    h.deployment.handle_timeout(deadline);
+    assert!(matches!(
+        h.deployment.gate_state(gate),
+        GateState::Failed(Resolution::CallbackTimeout)
+    ));
 }
 
 /// The host's timer can run late, or belong to another replica: an input that arrives after a

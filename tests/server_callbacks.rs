@@ -12,7 +12,7 @@ use chrono::TimeDelta;
 use hookgate::auth::{AuthError, CallbackAuthorizer, Principal, StaticTokens};
 use hookgate::config::GateId;
 use hookgate::core::{
-    CallbackAck, CallbackId, Decision, DeploymentId, EventKind, GateState, Resolution,
+    CallbackAck, CallbackId, CoreError, Decision, DeploymentId, EventKind, GateState, Resolution,
 };
 use hookgate::server::{
     CallbackHandler, CallbackReport, GateError, GateService, MemoryGates, ServerState, router,
@@ -641,6 +641,60 @@ async fn unavailable_storage_or_identity_provider_is_503() {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
         );
         assert!(answer.message().contains("retry"), "{}", answer.message());
+    }
+}
+
+/// Gates whose stored state no longer fits its plan: the core refuses in a way the sender
+/// can do nothing about.
+struct Broken;
+
+#[async_trait]
+impl GateService for Broken {
+    async fn callback(
+        &self,
+        _: CallbackId,
+        _: CallbackReport,
+        _: &Principal,
+    ) -> Result<CallbackAck, GateError> {
+        Err(GateError::Core(CoreError::PlanMismatch {
+            what: "the number of environments",
+        }))
+    }
+    async fn decide(
+        &self,
+        _: &DeploymentId,
+        _: GateId,
+        _: Decision,
+        _: &Principal,
+    ) -> Result<(), GateError> {
+        Err(GateError::Core(CoreError::PlanMismatch {
+            what: "the number of environments",
+        }))
+    }
+}
+
+#[tokio::test]
+async fn an_internal_error_is_500_without_its_detail_in_the_body() {
+    let tokens = StaticTokens::new().with_token(TOKEN, Principal::new("ci"));
+    let router = router(ServerState::new(CallbackHandler::new(
+        Arc::new(Broken),
+        Arc::new(tokens),
+    )));
+    for (path, body) in [
+        (uri(CallbackId([1; 16])), r#"{"success": true}"#),
+        ("/deployments/d1/gates/0/approve".to_owned(), "{}"),
+    ] {
+        let answer = send(&router, post(&path, Some(TOKEN), body)).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            "{path}"
+        );
+        assert!(
+            !answer.message().contains("plan") && !answer.message().contains("environments"),
+            "{path}: {}",
+            answer.message()
+        );
     }
 }
 

@@ -93,3 +93,61 @@ async fn expired_wrong_audience_and_unscoped_tokens_are_refused_then_a_good_one_
     let answer = send(&router, post(&path, Some(&good), r#"{"success": true}"#)).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
 }
+
+/// A JWKS that cannot be fetched is `503`, and the sender, not yet known, is not told where
+/// the keys live or what went wrong: that is in the operator's log.
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn a_jwks_that_cannot_be_fetched_is_503_without_its_address_in_the_body() {
+    use hookgate::transport::ReqwestTransport;
+    use jsonwebtoken::Algorithm;
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
+
+    let jwks = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("idp database down"))
+        .mount(&jwks)
+        .await;
+    let clock = clock();
+    let gates = Arc::new(MemoryGates::new(clock.clone()));
+    gates.insert(deployment("d1", 1, |_| {}));
+    let jwks_url = format!("{}/keys/internal", jwks.uri());
+    let jwt = JwtAuthorizer::builder("https://idp.example", "hookgate")
+        .jwks(jwks_url.clone(), ReqwestTransport::new().unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let router = router(ServerState::new(CallbackHandler::new(
+        gates.clone(),
+        Arc::new(jwt),
+    )));
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-1".to_owned());
+    let claims = json!({"iss": "https://idp.example", "aud": "hookgate", "sub": "ci",
+                        "exp": clock.now().timestamp() + 3600});
+    let key = EncodingKey::from_rsa_pem(include_bytes!("data/jwt/rsa_private.pem")).unwrap();
+    let token = encode(&header, &claims, &key).unwrap();
+    let path = format!("/callbacks/{}", callback_id(&gates, "d1", TICKET));
+
+    let answer = send(&router, post(&path, Some(&token), r#"{"success": true}"#)).await;
+
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.json["error"], "unavailable");
+    assert!(
+        answer.message().contains("retry later"),
+        "{}",
+        answer.message()
+    );
+    let port = jwks.address().port().to_string();
+    for detail in [jwks_url.as_str(), "/keys/internal", port.as_str(), "500"] {
+        assert!(
+            !answer.message().contains(detail),
+            "{detail} in {}",
+            answer.message()
+        );
+    }
+    assert!(matches!(
+        gate_state(&gates, "d1", TICKET),
+        GateState::AwaitingCallback { .. }
+    ));
+}

@@ -495,41 +495,52 @@ impl Validator {
     }
 
     fn report_cycles(&mut self, names: &[&str], deps: &[Vec<usize>], waiting: &[usize]) {
-        // Every node left with unmet dependencies either lies on a cycle or depends on one;
-        // walking unmet dependencies from it must therefore revisit a node.
-        let mut reported = vec![false; names.len()];
+        // Every node left with unmet dependencies lies on a cycle or depends on one. A
+        // depth-first walk over all unmet dependencies meets each cycle as an edge back to a
+        // node still on its path; following only the first dependency would miss a cycle
+        // reached through a node already walked from elsewhere.
+        const NEW: u8 = 0;
+        const ON_PATH: u8 = 1;
+        const DONE: u8 = 2;
+        let mut seen = vec![NEW; names.len()];
         for start in 0..names.len() {
-            if waiting[start] == 0 || reported[start] {
+            if waiting[start] == 0 || seen[start] != NEW {
                 continue;
             }
-            let mut walk = vec![start];
-            let mut position = BTreeMap::from([(start, 0usize)]);
-            let mut at = start;
-            let cycle_start = loop {
-                let Some(&next) = deps[at].iter().find(|&&d| waiting[d] > 0) else {
-                    break None;
+            seen[start] = ON_PATH;
+            // Each node on the path, with the index of its next dependency to follow.
+            let mut path = vec![(start, 0usize)];
+            while let Some((at, i)) = path.last_mut() {
+                let at = *at;
+                let Some(&next) = deps[at].get(*i) else {
+                    seen[at] = DONE;
+                    path.pop();
+                    continue;
                 };
-                if reported[next] {
-                    break None;
+                *i += 1;
+                if waiting[next] == 0 {
+                    continue;
                 }
-                if let Some(&p) = position.get(&next) {
-                    break Some(p);
+                match seen[next] {
+                    NEW => {
+                        seen[next] = ON_PATH;
+                        path.push((next, 0));
+                    }
+                    ON_PATH => {
+                        let from = path.iter().position(|&(n, _)| n == next).unwrap_or(0);
+                        let mut cycle: Vec<String> = path[from..]
+                            .iter()
+                            .map(|&(n, _)| names[n].to_owned())
+                            .collect();
+                        cycle.push(names[next].to_owned());
+                        self.problem(
+                            format!("targets.{}.constraints.dependsOn", names[next]),
+                            ProblemKind::DependencyCycle { cycle },
+                        );
+                    }
+                    _ => {}
                 }
-                position.insert(next, walk.len());
-                walk.push(next);
-                at = next;
-            };
-            for &n in &walk {
-                reported[n] = true;
             }
-            let Some(p) = cycle_start else { continue };
-            let on_cycle = &walk[p..];
-            let mut cycle: Vec<String> = on_cycle.iter().map(|&n| names[n].to_owned()).collect();
-            cycle.push(names[on_cycle[0]].to_owned());
-            self.problem(
-                format!("targets.{}.constraints.dependsOn", names[on_cycle[0]]),
-                ProblemKind::DependencyCycle { cycle },
-            );
         }
     }
 

@@ -65,7 +65,8 @@ impl StartOptions {
 /// - **getters** ([`status`](Self::status), [`env_status`](Self::env_status),
 ///   [`gate_state`](Self::gate_state), ...) read the state;
 /// - **inputs** (`handle_*`) report what happened, each with `now`; a refused input returns a
-///   [`CoreError`] and changes nothing;
+///   [`CoreError`] and changes nothing but firing a deadline of the gate or environment it
+///   is for that `now` had already passed;
 /// - **commands** ([`reissue_in_flight`](Self::reissue_in_flight)) ask for something;
 /// - **outputs**: after any input, drain [`poll_action`](Self::poll_action) until `None` and
 ///   perform each action, drain [`poll_event`](Self::poll_event) for the history, then call
@@ -405,7 +406,8 @@ impl Deployment {
 
     /// Applies a callback (PROTOCOL.md §5): the first one resolves the gate; a repeat with the
     /// same outcome is [`CallbackAck::Duplicate`]; the opposite outcome is
-    /// [`CoreError::Conflict`]; a gate closed without a callback is [`CoreError::GateClosed`].
+    /// [`CoreError::Conflict`]; a gate closed without a callback is [`CoreError::GateClosed`];
+    /// a gate whose webhook has `disableCallback: true` is [`CoreError::CallbackDisabled`].
     /// A callback that arrives before the send's result is accepted; one that arrives after the
     /// callback timeout is refused even if [`handle_timeout`](Self::handle_timeout) was not
     /// called for it yet: the timeout fires first.
@@ -421,6 +423,13 @@ impl Deployment {
             .ok_or(CoreError::UnknownCallback)?;
         self.expire(now, gate);
         match self.s.gate(gate) {
+            GateState::Calling { .. }
+            | GateState::RetryWaiting { .. }
+            | GateState::AwaitingCallback { .. }
+                if self.takes_no_callback(gate) =>
+            {
+                Err(CoreError::CallbackDisabled)
+            }
             GateState::Calling { .. }
             | GateState::RetryWaiting { .. }
             | GateState::AwaitingCallback { .. } => {
@@ -471,6 +480,13 @@ impl Deployment {
             .ok_or(CoreError::UnknownCallback)?;
         self.expire(now, gate);
         match self.s.gate(gate) {
+            GateState::Calling { .. }
+            | GateState::RetryWaiting { .. }
+            | GateState::AwaitingCallback { .. }
+                if self.takes_no_callback(gate) =>
+            {
+                Err(CoreError::CallbackDisabled)
+            }
             GateState::Calling { .. }
             | GateState::RetryWaiting { .. }
             | GateState::AwaitingCallback { .. } => {
@@ -744,6 +760,15 @@ impl Deployment {
         } else {
             Err(CoreError::UnknownGate(gate))
         }
+    }
+
+    /// Whether `gate` is a webhook gate with `disableCallback: true`, which its call alone
+    /// decides.
+    fn takes_no_callback(&self, gate: GateId) -> bool {
+        matches!(
+            self.plan.gate(gate).kind(),
+            GateKind::Webhook { webhook, .. } if self.plan.webhook(*webhook).disable_callback
+        )
     }
 
     fn webhook_name(&self, gate: GateId) -> &str {

@@ -1,11 +1,14 @@
 use super::status::Resolution;
 use crate::config::GateId;
 
-/// Why the core refused an input. A refused input changes nothing.
+/// Why the core refused an input. A refused input changes nothing of its own, but a deadline
+/// of the gate or environment it is for that had passed by its `now` fires first, as the
+/// host's timer would have: a callback after the callback timeout meets the gate timed out,
+/// with what that timeout does.
 ///
 /// The callback refusals map to PROTOCOL.md §5: [`CoreError::UnknownCallback`] and
 /// [`CoreError::GateNotOpen`] → 404, [`CoreError::Conflict`] → 409,
-/// [`CoreError::GateClosed`] → 410.
+/// [`CoreError::GateClosed`] and [`CoreError::CallbackDisabled`] → 410.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CoreError {
@@ -29,6 +32,12 @@ pub enum CoreError {
         /// How it closed.
         how: Resolution,
     },
+    /// The gate's webhook has `disableCallback: true`: the gate passes when its call succeeds,
+    /// and a callback does not decide it, even one that arrives before the call's result.
+    #[error(
+        "the gate's webhook has disableCallback: true; the gate passes when its call succeeds and takes no callback"
+    )]
+    CallbackDisabled,
     /// The gate id is not in the plan.
     #[error("{0} is not in this deployment's plan")]
     UnknownGate(GateId),

@@ -119,7 +119,18 @@ pub(super) fn auth(err: &AuthError) -> Response<Bytes> {
         StatusCode::SERVICE_UNAVAILABLE => "unavailable",
         _ => "internal_error",
     };
-    let mut response = error(status, code, err);
+    // What failed on this side (a JWKS host that cannot be reached, a misconfiguration) is for
+    // the operator's log, not for a sender not yet authenticated.
+    let mut response = if status.is_server_error() {
+        tracing::warn!(error = %err, "a bearer token could not be checked");
+        error(
+            status,
+            code,
+            "bearer tokens cannot be checked right now; retry later",
+        )
+    } else {
+        error(status, code, err)
+    };
     // RFC 6750 §3: say which scheme to use, and that a presented token was refused.
     let challenge = match err {
         AuthError::InvalidToken { .. } | AuthError::ExpiredToken => {
@@ -148,7 +159,9 @@ pub(super) fn gate(err: &GateError) -> Response<Bytes> {
             CoreError::Conflict { .. } | CoreError::NotAwaitingDecision(_) => {
                 (StatusCode::CONFLICT, "conflict")
             }
-            CoreError::GateClosed { .. } | CoreError::Finished => (StatusCode::GONE, "gate_closed"),
+            CoreError::GateClosed { .. } | CoreError::CallbackDisabled | CoreError::Finished => {
+                (StatusCode::GONE, "gate_closed")
+            }
             CoreError::UnknownGate(_) => (StatusCode::NOT_FOUND, "unknown_gate"),
             CoreError::MissingRole { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
@@ -159,6 +172,15 @@ pub(super) fn gate(err: &GateError) -> Response<Bytes> {
     };
     if status.is_server_error() {
         tracing::warn!(error = %err, "the gates could not apply a request");
+    }
+    // An unexpected refusal by the core names this side's state (a stored state that does not
+    // match its plan): the detail is in the log. A `GateService` words its own `Unavailable`.
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        return error(
+            status,
+            code,
+            "the request could not be applied; the server's log says why",
+        );
     }
     error(status, code, err)
 }
