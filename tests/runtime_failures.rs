@@ -289,3 +289,116 @@ webhooks:
     let reason = failed.expect("the attempt failed");
     assert!(reason.contains("did not finish within 10s"), "{reason}");
 }
+
+/// A save the store kept but answered with a failure (a database's connection that dropped
+/// after it committed) is taken for what it was once the engine has looked: the actions it led
+/// to are performed, since nothing would ask for them again.
+#[tokio::test]
+async fn a_save_stored_but_answered_with_a_failure_goes_on_with_its_actions() {
+    let s = setup();
+    let started = s
+        .engine
+        .start(PAUSE, BTreeMap::new())
+        .await
+        .expect("started");
+    s.clock.advance(TimeDelta::minutes(2));
+    s.store.lose_save_answers(1);
+
+    s.engine.fire_due().await;
+    s.clock.advance(TimeDelta::seconds(1));
+    s.engine.fire_due().await;
+
+    assert_eq!(s.engine.live_deployments(), 0, "the deployment finished");
+    let stored = s.store.inner().load(&started.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, hookgate::core::DeploymentStatus::Succeeded);
+}
+
+/// The same for a create: the start succeeds, the deployment runs, and its application is not
+/// left blocked by a running deployment no engine drives.
+#[tokio::test]
+async fn a_create_stored_but_answered_with_a_failure_starts_the_deployment() {
+    let s = setup();
+    s.store.lose_create_answers(1);
+    let started = s
+        .engine
+        .start(PAUSE, BTreeMap::new())
+        .await
+        .expect("the start goes on: its create was stored");
+    assert_eq!(s.engine.live_deployments(), 1);
+
+    s.clock.advance(TimeDelta::minutes(2));
+    s.engine.fire_due().await;
+    let stored = s.store.inner().load(&started.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, hookgate::core::DeploymentStatus::Succeeded);
+    s.engine
+        .start(PAUSE, BTreeMap::new())
+        .await
+        .expect("the application is free again");
+}
+
+/// A save that failed and was not stored stays a failure after the look: the deployment is
+/// put back as it was.
+#[tokio::test]
+async fn a_save_that_failed_unstored_is_still_a_failure_after_the_look() {
+    let s = setup();
+    let started = s
+        .engine
+        .start(PAUSE, BTreeMap::new())
+        .await
+        .expect("started");
+    let before = s.store.inner().load(&started.id).await.unwrap().unwrap();
+    s.clock.advance(TimeDelta::minutes(2));
+    s.store.fail_saves(0, 1);
+
+    s.engine.fire_due().await;
+
+    let after = s.store.inner().load(&started.id).await.unwrap().unwrap();
+    assert_eq!(after.version, before.version, "nothing was stored");
+    assert_eq!(
+        s.engine.live_deployments(),
+        1,
+        "the deployment waits to be tried again"
+    );
+    s.clock.advance(TimeDelta::seconds(1));
+    s.engine.fire_due().await;
+    assert_eq!(
+        s.engine.live_deployments(),
+        0,
+        "and finishes once the store works"
+    );
+}
+
+/// A queued deployment whose create was stored while its answer, and the look at its row, were
+/// lost is resumed by the next hand-off rather than queued behind itself for good.
+#[tokio::test]
+async fn a_queued_deployment_stored_by_a_lost_create_is_resumed_not_queued_behind_itself() {
+    let s = setup();
+    let queued_plan =
+        format!("{PAUSE}deploymentConfig: {{ifDeploymentInProgress: {{strategy: enqueueOne}}}}\n");
+    s.engine
+        .start(&queued_plan, BTreeMap::new())
+        .await
+        .expect("the first starts");
+    let queued = s
+        .engine
+        .start(&queued_plan, BTreeMap::new())
+        .await
+        .expect("the second is queued");
+    s.store.lose_create_answers(1);
+    s.store.fail_loads(1);
+
+    s.clock.advance(TimeDelta::minutes(2));
+    s.engine.fire_due().await;
+
+    tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while s.engine.live_deployments() == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the queued deployment is driven");
+    s.clock.advance(TimeDelta::minutes(2));
+    s.engine.fire_due().await;
+    let stored = s.store.inner().load(&queued.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, hookgate::core::DeploymentStatus::Succeeded);
+}

@@ -697,6 +697,51 @@ async fn corrupt_rows_are_typed_errors() {
     db.drop_schema().await;
 }
 
+/// A row that cannot be read among those a takeover claims is left out of the answer, not
+/// made the answer: the rest of the batch is returned, and the unreadable one stays with the
+/// claimer rather than come first in every later claim.
+#[tokio::test]
+async fn a_corrupt_orphan_is_left_out_of_a_takeover_and_the_rest_is_returned() {
+    let Some(db) = TestDb::new("corrupt_orphan") else {
+        return;
+    };
+    let store = db.connect().await;
+    let (broken, broken_events) = start_random("broken");
+    let (good, good_events) = start_random("good");
+    for (d, events) in [(&broken, &broken_events), (&good, &good_events)] {
+        store
+            .create(NewDeployment::new(d, PLAN), events)
+            .await
+            .expect("create");
+    }
+    let raw = db.raw().await;
+    sqlx::query(&format!(
+        "UPDATE {} SET state = '{{}}' WHERE id = $1",
+        db.table("deployments")
+    ))
+    .bind(&broken.id().0)
+    .execute(&raw)
+    .await
+    .expect("tamper");
+
+    let first = Lease::new("first", Utc::now(), Duration::from_secs(30));
+    let taken = store.claim_orphans(&first, 10).await.expect("a claim");
+    let ids: Vec<&DeploymentId> = taken.iter().map(|t| &t.id).collect();
+    assert_eq!(ids, [good.id()], "the readable one is returned");
+    let second = Lease::new("second", Utc::now(), Duration::from_secs(30));
+    assert!(
+        store
+            .claim_orphans(&second, 10)
+            .await
+            .expect("a claim")
+            .is_empty(),
+        "the unreadable one is not offered to every later claim"
+    );
+    store.close().await;
+    raw.close().await;
+    db.drop_schema().await;
+}
+
 /// A TCP proxy in front of the server that can go down: it then drops every connection and
 /// refuses new ones, as a restarting server does, and comes back on the same port.
 /// A store connected to the test server through a [`Proxy`] that can play the server down.

@@ -683,6 +683,27 @@ async fn corrupt_rows_are_typed_errors() {
         assert!(store.load(d.id()).await.expect("repaired").is_some());
     }
 
+    // A row holding another deployment's state (copied by hand) would be driven as that one.
+    let copied = good_state.replacen("\"id\":\"d1\"", "\"id\":\"d2\"", 1);
+    assert_ne!(copied, good_state, "the state names its deployment");
+    sqlx::query("UPDATE deployments SET state = ?")
+        .bind(&copied)
+        .execute(&pool)
+        .await
+        .expect("tamper");
+    let loaded = store.load(d.id()).await;
+    assert!(
+        matches!(&loaded, Err(StoreError::Corrupt { id, what: "state", .. }) if id == d.id()),
+        "{loaded:?}"
+    );
+    let message = loaded.expect_err("corrupt").to_string();
+    assert!(message.contains("deployment d2"), "{message}");
+    sqlx::query("UPDATE deployments SET state = ?")
+        .bind(&good_state)
+        .execute(&pool)
+        .await
+        .expect("repair");
+
     sqlx::query("UPDATE deployments SET version = 9223372036854775807")
         .execute(&pool)
         .await

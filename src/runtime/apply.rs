@@ -19,7 +19,9 @@ use super::event::EngineEvent;
 use super::host::StepContext;
 use super::spare;
 use crate::config::EnvId;
-use crate::core::{Action, CallFailure, CallResult, CoreError, Deployment, DeploymentId, Event};
+use crate::core::{
+    Action, CallFailure, CallResult, CoreError, Deployment, DeploymentId, DeploymentState, Event,
+};
 use crate::store::StoreError;
 
 /// The longest wait between attempts at work the store has to take while it fails (recording a
@@ -187,6 +189,14 @@ impl Engine {
                     &events,
                 )
                 .await;
+            let saved = match saved {
+                // Boxed, as rare: every commit's future would otherwise carry the look.
+                Err(e @ StoreError::Backend { .. }) => {
+                    Box::pin(self.stored_anyway(live.d.id(), live.version + 1, live.d.state(), e))
+                        .await
+                }
+                other => other,
+            };
             match saved {
                 Ok(version) => live.version = version,
                 Err(e) => {
@@ -211,6 +221,30 @@ impl Engine {
         }
         self.publish(live.d.id(), events);
         Ok((true, Vec::new()))
+    }
+
+    /// `version` if the write that failed with `failure` was stored after all, as `state`:
+    /// a database whose connection dropped after it committed answers with a failure, and
+    /// taking that for a write that changed nothing would drop the actions it led to, which
+    /// nothing would ask for again. Otherwise `failure`, also when the look fails.
+    pub(crate) async fn stored_anyway(
+        &self,
+        id: &DeploymentId,
+        version: u64,
+        state: &DeploymentState,
+        failure: StoreError,
+    ) -> Result<u64, StoreError> {
+        match self.inner.store.load(id).await {
+            Ok(Some(stored)) if stored.version == version && stored.state == *state => {
+                tracing::warn!(
+                    deployment = %id,
+                    error = %failure,
+                    "the store reported a failed write that it had stored; going on"
+                );
+                Ok(version)
+            }
+            _ => Err(failure),
+        }
     }
 
     /// [`Engine::settle`], without keeping the caller waiting on the store: the deployment stays

@@ -284,7 +284,12 @@ impl Engine {
         if !self.inner.allow_concurrent {
             new = new.exclusive();
         }
-        let version = self.inner.store.create(new, &events).await?;
+        let version = match self.inner.store.create(new, &events).await {
+            Err(e @ StoreError::Backend { .. }) => {
+                self.stored_anyway(d.id(), 1, d.state(), e).await?
+            }
+            created => created?,
+        };
         let (entry, inserted) = self.register(Live::new(d, version, true));
         let mut live = entry.lock_owned().await;
         if inserted {

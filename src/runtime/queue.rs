@@ -36,6 +36,24 @@ impl Engine {
         started
     }
 
+    /// Resumes a queued deployment that an earlier hand-off stored although its answer was
+    /// lost: starting it again cannot succeed, and nothing else drives it before a restart.
+    /// A store failure queues it again, to be tried again.
+    async fn resume_stored(&self, application: &str, next: Queued) -> Result<bool, RuntimeError> {
+        tracing::warn!(deployment = %next.id, "the queued deployment is stored already; resuming it");
+        match self.entry(&next.id, true).await {
+            Ok(_) => Ok(true),
+            Err(RuntimeError::Store(e)) => {
+                self.requeue(application, next);
+                Err(e.into())
+            }
+            Err(e) => {
+                tracing::error!(deployment = %next.id, error = %e, "the queued deployment could not be resumed");
+                Ok(false)
+            }
+        }
+    }
+
     /// One attempt of [`Engine::hand_off`]: whether it launched the queued deployment; `Err`
     /// only for a failure worth trying again, with the deployment queued again.
     async fn try_hand_off(&self, application: &str, wait: Wait) -> Result<bool, RuntimeError> {
@@ -55,6 +73,10 @@ impl Engine {
             return Ok(false);
         };
         match self.inner.store.running_for_application(application).await {
+            // Stored by an earlier attempt whose answer was lost: it is not waiting for itself.
+            Ok(running) if running.contains(&next.id) => {
+                return self.resume_stored(application, next).await;
+            }
             Ok(running) if running.is_empty() => {}
             // Another one runs (started elsewhere): this one waits for it to finish.
             Ok(_) => {
@@ -80,11 +102,10 @@ impl Engine {
                 self.requeue(application, next);
                 Ok(false)
             }
-            // Stored by an earlier attempt whose answer was lost: starting it again cannot
-            // succeed, and recovery (or a replica's takeover) resumes it.
-            Err(RuntimeError::Store(e @ StoreError::AlreadyExists { .. })) => {
-                tracing::warn!(deployment = %next.id, error = %e, "the queued deployment is stored already");
-                Ok(false)
+            // Stored by an earlier attempt whose answer was lost, and whose look at the row
+            // failed too.
+            Err(RuntimeError::Store(StoreError::AlreadyExists { .. })) => {
+                self.resume_stored(application, next).await
             }
             Err(RuntimeError::Store(e)) => {
                 self.requeue(application, next);

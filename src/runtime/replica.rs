@@ -161,13 +161,21 @@ impl Engine {
                 Some(&version) => upkeep.reloaded += usize::from(self.sync(&id, version).await),
                 None => {
                     // Registered after `renew` read the leases (a launch, a takeover by an
-                    // input) is still this replica's: only a failed claim means it is lost.
+                    // input) is still this replica's: only a refused claim means it is lost.
+                    // A claim that failed tells nothing, and letting go of a deployment whose
+                    // lease is still ours would have the next round resume it, asking again
+                    // for work still under way: the next round looks again.
                     let lease = self.lease().unwrap_or_else(|| lease.clone());
-                    if matches!(self.inner.store.claim(&id, &lease).await, Ok(true)) {
-                        continue;
+                    match self.inner.store.claim(&id, &lease).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            self.lose(&id).await;
+                            upkeep.lost += 1;
+                        }
+                        Err(e) => {
+                            tracing::warn!(deployment = %id, error = %e, "could not renew the lease of a deployment; trying again next round");
+                        }
                     }
-                    self.lose(&id).await;
-                    upkeep.lost += 1;
                 }
             }
         }

@@ -15,8 +15,19 @@ pub(crate) fn encode_state(
     encode(id, "state", state)
 }
 
+/// The state stored for deployment `id`; one that names another deployment (a row edited or
+/// copied by hand) is [`StoreError::Corrupt`]: resumed, it would be driven, and saved, as that
+/// other deployment.
 pub(crate) fn decode_state(id: &DeploymentId, text: &str) -> Result<DeploymentState, StoreError> {
-    decode(id, "state", text)
+    let state: DeploymentState = decode(id, "state", text)?;
+    if *state.id != *id {
+        return Err(StoreError::Corrupt {
+            id: id.clone(),
+            what: "state",
+            source: format!("it is the state of deployment {}", state.id).into(),
+        });
+    }
+    Ok(state)
 }
 
 pub(crate) fn encode_events(

@@ -139,9 +139,11 @@ pub enum StoreError {
         what: &'static str,
     },
     /// The database failed (locked for longer than the busy timeout, disk full, I/O error, ...).
+    /// Nothing changed, unless the connection to a networked database dropped after it
+    /// committed: a write may then have been stored, which loading the row tells.
     #[error(
         "the database failed ({source}): check that it is reachable and writable; the operation \
-         changed nothing and can be retried"
+         can be retried"
     )]
     Backend {
         /// The driver's error.

@@ -102,7 +102,9 @@ pub type DynStore = dyn Store;
 
 /// Where deployments, their callback index and their history are kept.
 ///
-/// Every method is one atomic operation: a failed call changes nothing.
+/// Every method is one atomic operation: a failed call changes nothing, with one exception a
+/// networked database cannot rule out: a write whose answer was lost with its connection
+/// ([`StoreError::Backend`]) may have been stored. The engine finds out by loading the row.
 #[async_trait]
 pub trait Store: Debug + Send + Sync {
     /// Stores a new deployment at version 1, indexes its callback ids and appends `events` (the
@@ -177,6 +179,11 @@ pub trait Store: Debug + Send + Sync {
     /// Takes, for `lease.owner`, up to `limit` unfinished deployments that no one holds or
     /// whose lease ended before `lease.now`, oldest first, and returns them. Concurrent callers
     /// never take the same deployment: each is handed to exactly one of them.
+    ///
+    /// A row taken that cannot be read ([`StoreError::Corrupt`]) is logged and left out of the
+    /// answer, not made the answer: the others taken with it are returned, and it stays with
+    /// the owner, whose upkeep reports it each round, rather than come first in every later
+    /// claim of every replica.
     async fn claim_orphans(
         &self,
         lease: &Lease,

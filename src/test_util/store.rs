@@ -12,11 +12,15 @@ use crate::store::{
 };
 
 /// A [`Store`] for tests of what happens when writes are slow or fail: it passes everything to
-/// the store it wraps ([`MemoryStore`] unless told otherwise), except that saves and creates can
-/// be made to fail on demand ([`fail_saves`](Self::fail_saves),
-/// [`fail_creates`](Self::fail_creates)) or to wait once before going on, as a durable store's
-/// do ([`slow_saves`](Self::slow_saves), [`slow_creates`](Self::slow_creates),
-/// [`slow_renews`](Self::slow_renews)).
+/// the store it wraps ([`MemoryStore`] unless told otherwise), except that on demand
+/// - saves, creates and loads fail ([`fail_saves`](Self::fail_saves),
+///   [`fail_creates`](Self::fail_creates), [`fail_loads`](Self::fail_loads));
+/// - saves and creates are stored but answered with a failure, as when a database's connection
+///   drops after it committed ([`lose_save_answers`](Self::lose_save_answers),
+///   [`lose_create_answers`](Self::lose_create_answers));
+/// - saves, creates and lease renewals wait once before going on, as a durable store's do
+///   ([`slow_saves`](Self::slow_saves), [`slow_creates`](Self::slow_creates),
+///   [`slow_renews`](Self::slow_renews)).
 ///
 /// ```
 /// use hookgate::store::MemoryStore;
@@ -38,6 +42,12 @@ pub struct FaultyStore<S = MemoryStore> {
     slow_renew: AtomicBool,
     /// Creates to fail.
     fail_create: AtomicUsize,
+    /// Saves to store and then answer with a failure.
+    lost_save: AtomicUsize,
+    /// Creates to store and then answer with a failure.
+    lost_create: AtomicUsize,
+    /// Loads to fail.
+    fail_load: AtomicUsize,
 }
 
 impl<S: Store> FaultyStore<S> {
@@ -51,6 +61,9 @@ impl<S: Store> FaultyStore<S> {
             slow_create: AtomicBool::new(false),
             slow_renew: AtomicBool::new(false),
             fail_create: AtomicUsize::new(0),
+            lost_save: AtomicUsize::new(0),
+            lost_create: AtomicUsize::new(0),
+            fail_load: AtomicUsize::new(0),
         }
     }
 
@@ -77,6 +90,24 @@ impl<S: Store> FaultyStore<S> {
         self.fail_create.store(fail, Ordering::SeqCst);
     }
 
+    /// Stores each of the next `n` saves and then answers it with [`StoreError::Backend`], as a
+    /// database does whose connection drops after it committed: the caller cannot tell that
+    /// from a write that changed nothing.
+    pub fn lose_save_answers(&self, n: usize) {
+        self.lost_save.store(n, Ordering::SeqCst);
+    }
+
+    /// Stores each of the next `n` creates and then answers it with [`StoreError::Backend`],
+    /// as [`lose_save_answers`](Self::lose_save_answers) does saves.
+    pub fn lose_create_answers(&self, n: usize) {
+        self.lost_create.store(n, Ordering::SeqCst);
+    }
+
+    /// Fails the next `n` loads with [`StoreError::Backend`].
+    pub fn fail_loads(&self, n: usize) {
+        self.fail_load.store(n, Ordering::SeqCst);
+    }
+
     /// Whether each create first returns to the runtime once, as [`slow_saves`](Self::slow_saves)
     /// makes saves do.
     pub fn slow_creates(&self, slow: bool) {
@@ -92,6 +123,13 @@ impl<S: Store> FaultyStore<S> {
     /// Whether this save is one to fail, using up the counts.
     fn injected_failure(&self) -> bool {
         !take(&self.pass) && take(&self.fail)
+    }
+}
+
+/// The failure of a write whose answer was lost after it was stored.
+fn lost_answer() -> StoreError {
+    StoreError::Backend {
+        source: "the answer of a stored write, lost by FaultyStore".into(),
     }
 }
 
@@ -112,7 +150,11 @@ impl<S: Store> Store for FaultyStore<S> {
                 source: "a failure injected by FaultyStore".into(),
             });
         }
-        self.inner.create(new, events).await
+        let created = self.inner.create(new, events).await;
+        if created.is_ok() && take(&self.lost_create) {
+            return Err(lost_answer());
+        }
+        created
     }
 
     async fn save(
@@ -131,12 +173,22 @@ impl<S: Store> Store for FaultyStore<S> {
                 source: "a failure injected by FaultyStore".into(),
             });
         }
-        self.inner
+        let saved = self
+            .inner
             .save(id, expected_version, state, status, events)
-            .await
+            .await;
+        if saved.is_ok() && take(&self.lost_save) {
+            return Err(lost_answer());
+        }
+        saved
     }
 
     async fn load(&self, id: &DeploymentId) -> Result<Option<StoredDeployment>, StoreError> {
+        if take(&self.fail_load) {
+            return Err(StoreError::Backend {
+                source: "a failure injected by FaultyStore".into(),
+            });
+        }
         self.inner.load(id).await
     }
 

@@ -161,6 +161,15 @@ pub async fn exclusive_creates(store: &DynStore) {
             .is_none(),
         "a refused create writes nothing"
     );
+    // A create repeated after its answer was lost finds itself stored, not its application
+    // busy with itself: a queue retrying it would otherwise wait behind it for good.
+    match store
+        .create(first.new_deployment().exclusive(), &first.events)
+        .await
+    {
+        Err(StoreError::AlreadyExists { id }) => assert_eq!(&id, first.id()),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
     assert_eq!(
         store
             .find_by_callback(refused.callback())

@@ -22,7 +22,7 @@ pub async fn stale_version_conflicts(store: &DynStore) {
         .await
         .expect("save succeeds");
     let second_events = second.sent(2);
-    for expected in [1, 0, 3, u64::MAX] {
+    for expected in [1, 0, 3, i64::MAX as u64, u64::MAX] {
         let refused = second.save(store, expected, &second_events).await;
         assert!(
             matches!(

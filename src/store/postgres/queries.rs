@@ -35,6 +35,7 @@ pub(super) struct Statements {
     find_by_callback: String,
     list_unfinished: String,
     running: String,
+    stored_or_running: String,
     history: String,
     claim: String,
     renew: String,
@@ -120,6 +121,13 @@ impl Statements {
             running: format!(
                 "SELECT id FROM {s}.deployments WHERE application = $1 AND status = $2
                  ORDER BY created_at, id"
+            ),
+            // For an exclusive create: its own id if it is stored already (a create repeated
+            // after its answer was lost), or else the oldest running one of its application.
+            stored_or_running: format!(
+                "SELECT id FROM {s}.deployments
+                 WHERE id = $3 OR (application = $1 AND status = $2)
+                 ORDER BY id = $3 DESC, created_at, id LIMIT 1"
             ),
             history: format!(
                 "SELECT seq, version, event FROM {s}.events WHERE deployment_id = $1 ORDER BY seq"
@@ -240,13 +248,17 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
-            let running: Option<String> = sqlx::query_scalar(&sql.running)
+            let found: Option<String> = sqlx::query_scalar(&sql.stored_or_running)
                 .bind(&new.application)
                 .bind(DeploymentStatus::Running.as_str())
+                .bind(&new.id.0)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(backend)?;
-            if let Some(running) = running {
+            if found.as_ref() == Some(&new.id.0) {
+                return Err(StoreError::AlreadyExists { id: new.id });
+            }
+            if let Some(running) = found {
                 return Err(StoreError::ApplicationBusy {
                     application: new.application,
                     running: DeploymentId(running),
@@ -430,17 +442,24 @@ impl Store for PostgresStore {
         lease: &Lease,
         limit: usize,
     ) -> Result<Vec<StoredDeployment>, StoreError> {
-        sqlx::query(&self.inner.sql.claim_orphans)
+        let taken = sqlx::query(&self.inner.sql.claim_orphans)
             .bind(&lease.owner)
             .bind(lease.until)
             .bind(lease.now)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.inner.pool)
             .await
-            .map_err(backend)?
+            .map_err(backend)?;
+        Ok(taken
             .iter()
-            .map(rows::deployment)
-            .collect()
+            .filter_map(|row| match rows::deployment(row) {
+                Ok(stored) => Some(stored),
+                Err(error) => {
+                    tracing::error!(%error, "a deployment taken over cannot be read; it is left out");
+                    None
+                }
+            })
+            .collect())
     }
 
     async fn release(&self, owner: &str) -> Result<usize, StoreError> {

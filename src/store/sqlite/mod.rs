@@ -82,9 +82,16 @@ use super::StoreError;
 use crate::clock::{Clock, SystemClock};
 
 /// The running deployments of an application (`?` then `running`), oldest first: what a
-/// start asks for, and what an exclusive create looks for in its own transaction.
+/// start asks for.
 const RUNNING_OF_APPLICATION: &str =
     "SELECT id FROM deployments WHERE application = ? AND status = ? ORDER BY created_at, id";
+
+/// What an exclusive create looks for in its own transaction (the new id, the application,
+/// `running`, the new id again): its own id if it is stored already, as a create repeated
+/// after its answer was lost finds, or else the oldest running deployment of its application.
+const STORED_OR_RUNNING: &str = "SELECT id FROM deployments
+     WHERE id = ? OR (application = ? AND status = ?)
+     ORDER BY id = ? DESC, created_at, id LIMIT 1";
 
 /// Which failure an acknowledged save survives; see the [`store`](super) module.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -56,11 +56,14 @@ impl Store for SqliteStore {
         // No stored version exceeds i64::MAX, so a larger expected version is stale: -1 matches
         // no row, and the writer reports the conflict with the stored version.
         let expected = i64::try_from(expected_version).unwrap_or(-1);
+        let Ok(next) = rows::next_version(id, expected) else {
+            return self.unincrementable(id, expected_version).await;
+        };
         let save = Save {
             state: codec::encode_state(id, state)?,
             events: EventList::encode(id, events)?,
             now: timestamp(self.clock.now()),
-            next: rows::next_version(id, expected)?,
+            next,
             id: id.clone(),
             expected_version,
             expected,
@@ -131,5 +134,28 @@ impl Store for SqliteStore {
             rows::history_entries(id, row, &mut history)?;
         }
         Ok(history)
+    }
+}
+
+impl SqliteStore {
+    /// The answer to a save expecting `i64::MAX`, the one version with no next: the stored
+    /// version tells a stale expectation (a conflict, as the other stores answer it) from a row
+    /// tampered up to it.
+    async fn unincrementable(
+        &self,
+        id: &DeploymentId,
+        expected_version: u64,
+    ) -> Result<u64, StoreError> {
+        let Some(stored) = self.load(id).await? else {
+            return Err(StoreError::NotFound { id: id.clone() });
+        };
+        if stored.version != expected_version {
+            return Err(StoreError::Conflict {
+                id: id.clone(),
+                expected: expected_version,
+                actual: stored.version,
+            });
+        }
+        Err(rows::cannot_increment(id, i64::MAX))
     }
 }

@@ -59,7 +59,12 @@ pub(super) fn history_entries(
 pub(super) fn next_version(id: &DeploymentId, expected: i64) -> Result<i64, StoreError> {
     expected
         .checked_add(1)
-        .ok_or_else(|| corrupt(id, "version", format!("{expected} cannot be incremented")))
+        .ok_or_else(|| cannot_increment(id, expected))
+}
+
+/// The error of a stored `version` with no next.
+pub(super) fn cannot_increment(id: &DeploymentId, version: i64) -> StoreError {
+    corrupt(id, "version", format!("{version} cannot be incremented"))
 }
 
 fn column<'r, T>(row: &'r SqliteRow, id: &DeploymentId, name: &'static str) -> Result<T, StoreError>

@@ -392,12 +392,19 @@ async fn create_steps(
     create: &Create,
 ) -> Result<Option<StoreError>, sqlx::Error> {
     if create.exclusive {
-        let running: Option<String> = sqlx::query_scalar(super::RUNNING_OF_APPLICATION)
+        let found: Option<String> = sqlx::query_scalar(super::STORED_OR_RUNNING)
+            .bind(&create.id.0)
             .bind(&create.application)
             .bind(DeploymentStatus::Running.as_str())
+            .bind(&create.id.0)
             .fetch_optional(&mut *conn)
             .await?;
-        if let Some(running) = running {
+        if found.as_ref() == Some(&create.id.0) {
+            return Ok(Some(StoreError::AlreadyExists {
+                id: create.id.clone(),
+            }));
+        }
+        if let Some(running) = found {
             return Ok(Some(StoreError::ApplicationBusy {
                 application: create.application.clone(),
                 running: DeploymentId(running),
