@@ -15,6 +15,9 @@ use server_support::*;
 const MANAGER: &str = "manager-token-8d1e2f3a4b5c6d7e8f90";
 const DEVELOPER: &str = "developer-token-0a9b8c7d6e5f4a3b2c1d";
 const OUTSIDER: &str = "outsider-token-1a2b3c4d5e6f7a8b9c0d";
+/// A callback token of a principal that holds the role an approval requires, but not the
+/// approval scope.
+const CALLBACK_BOT: &str = "callback-bot-token-5e6f7a8b9c0d1e2f3a4b";
 
 fn setup(approval_scope: Option<&str>) -> (axum::Router, Arc<MemoryGates>) {
     let gates = Arc::new(MemoryGates::new(clock()));
@@ -31,6 +34,13 @@ fn setup(approval_scope: Option<&str>) -> (axum::Router, Arc<MemoryGates>) {
             DEVELOPER,
             Principal::new("bob")
                 .with_roles(["developer"])
+                .with_tenant("payments"),
+        )
+        .with_token(
+            CALLBACK_BOT,
+            Principal::new("ci-bot")
+                .with_roles(["release-manager"])
+                .with_scopes(["callbacks"])
                 .with_tenant("payments"),
         )
         .with_token(
@@ -130,20 +140,42 @@ async fn a_principal_without_the_role_or_of_another_tenant_is_forbidden() {
 
 #[tokio::test]
 async fn the_approval_scope_keeps_callback_tokens_from_deciding() {
-    let (router, _) = setup(Some("approvals"));
+    let (router, gates) = setup(Some("approvals"));
+    // The bot holds the role the approval requires: only the scope refuses it.
+    for token in [CALLBACK_BOT, DEVELOPER] {
+        let answer = send(
+            &router,
+            post(&decide("approve", APPROVAL.0), Some(token), ""),
+        )
+        .await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::FORBIDDEN, "forbidden"),
+            "{token}"
+        );
+        assert!(
+            answer.message().contains("scope `approvals`"),
+            "{token}: {}",
+            answer.message()
+        );
+    }
+    assert!(
+        matches!(
+            gate_state(&gates, "d1", APPROVAL),
+            GateState::AwaitingApproval { .. }
+        ),
+        "refused decisions change nothing"
+    );
+    let (unscoped, _) = setup(None);
     let answer = send(
-        &router,
-        post(&decide("approve", APPROVAL.0), Some(DEVELOPER), ""),
+        &unscoped,
+        post(&decide("approve", APPROVAL.0), Some(CALLBACK_BOT), ""),
     )
     .await;
     assert_eq!(
-        (answer.status, answer.code()),
-        (StatusCode::FORBIDDEN, "forbidden")
-    );
-    assert!(
-        answer.message().contains("approvals"),
-        "{}",
-        answer.message()
+        answer.status,
+        StatusCode::OK,
+        "without an approval scope configured, the role is enough"
     );
     let answer = send(
         &router,
