@@ -138,6 +138,73 @@ async fn a_replica_that_shut_down_refuses_inputs_and_another_takes_over_at_once(
     b.shutdown().await;
 }
 
+/// A callback from another tenant's principal is refused before the replica it reaches takes
+/// over the deployment it names: taking over would act on the deployment (resume it, ask again
+/// for its calls) for a caller then refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_callback_does_not_make_a_replica_take_the_deployment_over() {
+    use std::collections::BTreeMap;
+
+    use hookgate::auth::Principal;
+    use hookgate::core::{CallbackId, GateState};
+    use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
+    use hookgate::server::{CallbackReport, GateError, GateService};
+    use hookgate::store::Lease;
+    use hookgate::test_util::RecordingTransport;
+
+    let store: Arc<DynStore> = Arc::new(MemoryStore::new());
+    let external = RecordingTransport::new();
+    let replica = |name: &str| {
+        let dispatcher = external.dispatcher("https://gates.example").unwrap();
+        Engine::builder(dispatcher, SimulatedHost)
+            .shared_store(Arc::clone(&store))
+            .replica(ReplicaOptions::new(name).lease(std::time::Duration::from_secs(3600)))
+            .build()
+    };
+    let a = replica("a");
+    a.recover().await.unwrap();
+    let id = a
+        .start_for_tenant(ONE_GATE, BTreeMap::new(), "payments")
+        .await
+        .unwrap()
+        .id;
+    replicas::eventually(|| async {
+        matches!(
+            a.view(&id).await.unwrap().gates[0].state,
+            GateState::AwaitingCallback { .. }
+        )
+    })
+    .await;
+    let uri = String::from_utf8(external.requests()[0].body.to_vec()).unwrap();
+    let callback: CallbackId = uri.rsplit('/').next().unwrap().parse().unwrap();
+    a.shutdown().await;
+    let calls = external.count();
+
+    let b = replica("b");
+    let refused = b
+        .callback(
+            callback,
+            CallbackReport::Outcome {
+                success: true,
+                message: None,
+            },
+            &Principal::new("intruder").with_tenant("other"),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(GateError::Forbidden(_))),
+        "{refused:?}"
+    );
+    assert_eq!(b.live_deployments(), 0, "b did not take it over");
+    assert_eq!(external.count(), calls, "nor asked for its call again");
+    let lease = Lease::new("c", chrono::Utc::now(), std::time::Duration::from_secs(60));
+    assert!(
+        store.claim(&id, &lease).await.unwrap(),
+        "its lease is free for whichever replica may drive it"
+    );
+    b.shutdown().await;
+}
+
 /// A deployment queued on one replica (`enqueueOne`) behind one another replica drives is
 /// started by its own replica's upkeep once that one finished there: the replica it waits on
 /// never hears of it.

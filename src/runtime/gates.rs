@@ -21,7 +21,7 @@ impl From<RuntimeError> for GateError {
             // The detail (SQL errors, file paths) is for the operator's log, not the sender.
             other => {
                 tracing::warn!(error = %other, "a callback or decision could not be applied");
-                GateError::Unavailable("the gates' storage is unavailable".into())
+                storage_unavailable()
             }
         }
     }
@@ -40,7 +40,7 @@ impl Engine {
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "could not look a callback id up");
-                GateError::Unavailable("the gates' storage is unavailable".into())
+                storage_unavailable()
             })?
             .map(|id| Target::Id(Cow::Owned(id)))
             .ok_or(GateError::Core(CoreError::UnknownCallback))
@@ -56,6 +56,9 @@ impl GateService for Engine {
         by: &Principal,
     ) -> Result<CallbackAck, GateError> {
         let target = self.owner_of(id).await?;
+        if let Target::Id(deployment) = &target {
+            self.check_stored_tenant(deployment, by).await?;
+        }
         self.apply_at(target, |d, now| {
             check_tenant(d, by)?;
             Ok(match report.clone() {
@@ -78,6 +81,7 @@ impl GateService for Engine {
         decision: Decision,
         by: &Principal,
     ) -> Result<(), GateError> {
+        self.check_stored_tenant(deployment, by).await?;
         self.apply(deployment, |d, now| {
             check_tenant(d, by)?;
             Ok(d.handle_approval(now, gate, decision.clone())?)
@@ -86,11 +90,45 @@ impl GateService for Engine {
     }
 }
 
+impl Engine {
+    /// [`check_tenant`] on the stored deployment, for one not in memory: loading it for an
+    /// input resumes it, or takes it over from a replica that stopped, which acts on it (fires
+    /// its deadlines, asks again for its calls) before the input's own check could refuse it.
+    async fn check_stored_tenant(
+        &self,
+        id: &DeploymentId,
+        by: &Principal,
+    ) -> Result<(), GateError> {
+        if lock(&self.inner.live).contains_key(id) {
+            return Ok(());
+        }
+        match self.inner.store.load(id).await {
+            Ok(Some(stored)) => tenant_allows(stored.state.tenant.as_deref(), by),
+            // Unknown: the input's own look answers it.
+            Ok(None) => Ok(()),
+            Err(e) => {
+                tracing::warn!(deployment = %id, error = %e, "could not load a deployment to check its tenant");
+                Err(storage_unavailable())
+            }
+        }
+    }
+}
+
 /// A deployment started for a tenant takes callbacks and decisions only from that tenant's
 /// principals. Checked inside the deployment's cycle, before the input, so a refused caller
 /// changes nothing.
 fn check_tenant(d: &Deployment, by: &Principal) -> Result<(), GateError> {
-    match d.tenant() {
+    tenant_allows(d.tenant(), by)
+}
+
+/// What a sender is told when the store fails: the detail (SQL errors, file paths) is for the
+/// operator's log.
+fn storage_unavailable() -> GateError {
+    GateError::Unavailable("the gates' storage is unavailable".into())
+}
+
+fn tenant_allows(tenant: Option<&str>, by: &Principal) -> Result<(), GateError> {
+    match tenant {
         Some(tenant) if by.tenant.as_deref() != Some(tenant) => Err(GateError::Forbidden(
             "the token's tenant does not own this deployment".to_owned(),
         )),
