@@ -301,7 +301,7 @@ fn dependency_cycles_are_rejected_naming_the_cycle() {
 /// A cycle reached only through a target already walked from another one is reported too:
 /// `a` leads first to the `y`–`z` cycle, and its own cycle with `c` must not be lost.
 #[test]
-fn a_second_cycle_behind_an_already_walked_target_is_reported() {
+fn a_cycle_behind_another_one_is_reported_too() {
     let p = problems(
         "application: a\ntargets:\n  a: {constraints: {dependsOn: [x, c]}}\n  c: {constraints: {dependsOn: [a]}}\n  x: {constraints: {dependsOn: [y]}}\n  y: {constraints: {dependsOn: [z]}}\n  z: {constraints: {dependsOn: [y]}}",
     );
@@ -315,9 +315,41 @@ fn a_second_cycle_behind_an_already_walked_target_is_reported() {
     assert_eq!(
         cycles,
         [
-            vec!["y".to_owned(), "z".into(), "y".into()],
             vec!["a".to_owned(), "c".into(), "a".into()],
+            vec!["y".to_owned(), "z".into(), "y".into()],
         ]
+    );
+}
+
+/// A tangle of targets holding thousands of cycles is reported once, with one of its cycles:
+/// reporting each would cost far more than the file.
+#[test]
+fn a_tangle_of_many_cycles_is_reported_once() {
+    // A chain t00 → t01 → ... → t59, and each of the last twenty back to each of the first
+    // twenty: four hundred edges closing cycles, all in one tangle.
+    let mut file = String::from("application: a\ntargets:\n");
+    for i in 0..60 {
+        let mut deps = Vec::new();
+        if i < 59 {
+            deps.push(format!("t{:02}", i + 1));
+        }
+        if i >= 40 {
+            deps.extend((0..20).map(|j| format!("t{j:02}")));
+        }
+        file.push_str(&format!(
+            "  t{i:02}: {{constraints: {{dependsOn: [{}]}}}}\n",
+            deps.join(", ")
+        ));
+    }
+    let p = problems(&file);
+    assert_eq!(p.len(), 1, "{p:?}");
+    let ProblemKind::DependencyCycle { cycle } = &p[0].1 else {
+        panic!("{p:?}");
+    };
+    assert_eq!(cycle.first(), cycle.last());
+    assert!(
+        cycle.len() <= 61,
+        "a cycle names each target once: {cycle:?}"
     );
 }
 

@@ -402,3 +402,35 @@ async fn a_queued_deployment_stored_by_a_lost_create_is_resumed_not_queued_behin
     let stored = s.store.inner().load(&queued.id).await.unwrap().unwrap();
     assert_eq!(stored.status, hookgate::core::DeploymentStatus::Succeeded);
 }
+
+/// A create stored but answered with a failure, whose look at the row failed too, fails the
+/// start; a deadline a moment later looks again and resumes the deployment, which nothing else
+/// would drive before a restart. A create that was not stored leaves nothing to retry.
+#[tokio::test]
+async fn a_start_whose_create_and_look_both_failed_is_resumed_a_second_later() {
+    let s = setup();
+    s.store.lose_create_answers(1);
+    s.store.fail_loads(1);
+    let failed = s.engine.start(PAUSE, BTreeMap::new()).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(s.engine.live_deployments(), 0);
+    assert_eq!(s.engine.armed_deadlines(), 1, "a look is armed");
+
+    s.clock.advance(TimeDelta::seconds(1));
+    s.engine.fire_due().await;
+    assert_eq!(s.engine.live_deployments(), 1, "resumed from the store");
+    s.clock.advance(TimeDelta::minutes(2));
+    s.engine.fire_due().await;
+    assert_eq!(s.engine.live_deployments(), 0, "and driven to its end");
+
+    s.store.fail_creates(1);
+    s.store.fail_loads(1);
+    assert!(s.engine.start(PAUSE, BTreeMap::new()).await.is_err());
+    s.clock.advance(TimeDelta::seconds(1));
+    s.engine.fire_due().await;
+    assert_eq!(
+        s.engine.armed_deadlines(),
+        0,
+        "a deployment not stored is not looked for again and again"
+    );
+}

@@ -983,6 +983,55 @@ mod replica_scenarios {
         db.drop_schema().await;
     }
 
+    /// A replica that holds a row it cannot read (left with it by a takeover) still recovers
+    /// when it restarts under the same name: the unreadable row is left as it is, the rest
+    /// resume.
+    #[tokio::test]
+    async fn a_replica_holding_an_unreadable_row_still_recovers() {
+        use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
+        use hookgate::test_util::RecordingTransport;
+
+        let Some(db) = TestDb::new("held_corrupt") else {
+            return;
+        };
+        let store = db.connect().await;
+        let (broken, broken_events) = start_random("broken");
+        let (good, good_events) = start_random("good");
+        for (d, events) in [(&broken, &broken_events), (&good, &good_events)] {
+            let lease = Lease::new("replica", Utc::now(), Duration::from_secs(30));
+            store
+                .create(NewDeployment::new(d, PLAN).leased(lease), events)
+                .await
+                .expect("create");
+        }
+        let raw = db.raw().await;
+        sqlx::query(&format!(
+            "UPDATE {} SET state = '{{}}' WHERE id = $1",
+            db.table("deployments")
+        ))
+        .bind(&broken.id().0)
+        .execute(&raw)
+        .await
+        .expect("tamper");
+
+        let external = RecordingTransport::new();
+        let engine = Engine::builder(
+            external
+                .dispatcher("https://gates.example")
+                .expect("a dispatcher"),
+            SimulatedHost,
+        )
+        .store(store)
+        .replica(ReplicaOptions::new("replica"))
+        .build();
+        let recovered = engine.recover().await.expect("recovery goes on");
+        assert_eq!(recovered.resumed, 1, "the readable one resumes");
+        assert_eq!(engine.live_deployments(), 1);
+        engine.shutdown().await;
+        raw.close().await;
+        db.drop_schema().await;
+    }
+
     /// A callback that arrives while the database is down is answered `503` and changes
     /// nothing, so its sender retries; the retry after the server is back applies.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -494,53 +494,56 @@ impl Validator {
         order.into_iter().map(|i| names[i]).collect()
     }
 
+    /// Reports one cycle in each tangle of targets that depend on one another (a strongly
+    /// connected component of the unmet dependencies): every target left waiting lies in one
+    /// or depends on one. One per tangle, not every cycle in it: a few hundred targets can hold
+    /// more cycles than memory, and naming one is enough to untangle it.
     fn report_cycles(&mut self, names: &[&str], deps: &[Vec<usize>], waiting: &[usize]) {
-        // Every node left with unmet dependencies lies on a cycle or depends on one. A
-        // depth-first walk over all unmet dependencies meets each cycle as an edge back to a
-        // node still on its path; following only the first dependency would miss a cycle
-        // reached through a node already walked from elsewhere.
-        const NEW: u8 = 0;
-        const ON_PATH: u8 = 1;
-        const DONE: u8 = 2;
-        let mut seen = vec![NEW; names.len()];
-        for start in 0..names.len() {
-            if waiting[start] == 0 || seen[start] != NEW {
-                continue;
+        let mut unmet = petgraph::Graph::<(), ()>::with_capacity(names.len(), 0);
+        let nodes: Vec<_> = names.iter().map(|_| unmet.add_node(())).collect();
+        for (from, to) in deps
+            .iter()
+            .enumerate()
+            .filter(|&(from, _)| waiting[from] > 0)
+        {
+            for &to in to.iter().filter(|&&to| waiting[to] > 0) {
+                unmet.add_edge(nodes[from], nodes[to], ());
             }
-            seen[start] = ON_PATH;
-            // Each node on the path, with the index of its next dependency to follow.
-            let mut path = vec![(start, 0usize)];
-            while let Some((at, i)) = path.last_mut() {
-                let at = *at;
-                let Some(&next) = deps[at].get(*i) else {
-                    seen[at] = DONE;
-                    path.pop();
-                    continue;
+        }
+        let mut tangles: Vec<Vec<usize>> = petgraph::algo::tarjan_scc(&unmet)
+            .into_iter()
+            .map(|component| {
+                let mut members: Vec<usize> = component.iter().map(|n| n.index()).collect();
+                members.sort_unstable();
+                members
+            })
+            .filter(|members| members.len() > 1 || deps[members[0]].contains(&members[0]))
+            .collect();
+        tangles.sort_unstable();
+        for tangle in tangles {
+            // Within a tangle every target has a dependency in it: walking those from its
+            // first target must come back to one already walked.
+            let mut walk = vec![tangle[0]];
+            let mut position = BTreeMap::from([(tangle[0], 0usize)]);
+            let cycle_start = loop {
+                let at = walk[walk.len() - 1];
+                let Some(&next) = deps[at].iter().find(|d| tangle.binary_search(d).is_ok()) else {
+                    break None;
                 };
-                *i += 1;
-                if waiting[next] == 0 {
-                    continue;
+                if let Some(&p) = position.get(&next) {
+                    break Some(p);
                 }
-                match seen[next] {
-                    NEW => {
-                        seen[next] = ON_PATH;
-                        path.push((next, 0));
-                    }
-                    ON_PATH => {
-                        let from = path.iter().position(|&(n, _)| n == next).unwrap_or(0);
-                        let mut cycle: Vec<String> = path[from..]
-                            .iter()
-                            .map(|&(n, _)| names[n].to_owned())
-                            .collect();
-                        cycle.push(names[next].to_owned());
-                        self.problem(
-                            format!("targets.{}.constraints.dependsOn", names[next]),
-                            ProblemKind::DependencyCycle { cycle },
-                        );
-                    }
-                    _ => {}
-                }
-            }
+                position.insert(next, walk.len());
+                walk.push(next);
+            };
+            let Some(p) = cycle_start else { continue };
+            let on_cycle = &walk[p..];
+            let mut cycle: Vec<String> = on_cycle.iter().map(|&n| names[n].to_owned()).collect();
+            cycle.push(names[on_cycle[0]].to_owned());
+            self.problem(
+                format!("targets.{}.constraints.dependsOn", names[on_cycle[0]]),
+                ProblemKind::DependencyCycle { cycle },
+            );
         }
     }
 

@@ -192,8 +192,8 @@ impl Engine {
             let saved = match saved {
                 // Boxed, as rare: every commit's future would otherwise carry the look.
                 Err(e @ StoreError::Backend { .. }) => {
-                    Box::pin(self.stored_anyway(live.d.id(), live.version + 1, live.d.state(), e))
-                        .await
+                    let (id, version) = (live.d.id(), live.version + 1);
+                    Box::pin(self.stored_anyway(id, version, live.d.state(), e, || {})).await
                 }
                 other => other,
             };
@@ -226,13 +226,15 @@ impl Engine {
     /// `version` if the write that failed with `failure` was stored after all, as `state`:
     /// a database whose connection dropped after it committed answers with a failure, and
     /// taking that for a write that changed nothing would drop the actions it led to, which
-    /// nothing would ask for again. Otherwise `failure`, also when the look fails.
+    /// nothing would ask for again. Otherwise `failure`; when the look itself fails, `on_unknown`
+    /// is called first, for a caller that can have the deployment looked at again later.
     pub(crate) async fn stored_anyway(
         &self,
         id: &DeploymentId,
         version: u64,
         state: &DeploymentState,
         failure: StoreError,
+        on_unknown: impl FnOnce(),
     ) -> Result<u64, StoreError> {
         match self.inner.store.load(id).await {
             Ok(Some(stored)) if stored.version == version && stored.state == *state => {
@@ -243,7 +245,12 @@ impl Engine {
                 );
                 Ok(version)
             }
-            _ => Err(failure),
+            Ok(_) => Err(failure),
+            Err(look) => {
+                tracing::warn!(deployment = %id, error = %failure, look = %look, "a write failed, and whether it was stored is not known");
+                on_unknown();
+                Err(failure)
+            }
         }
     }
 

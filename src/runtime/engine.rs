@@ -285,8 +285,12 @@ impl Engine {
             new = new.exclusive();
         }
         let version = match self.inner.store.create(new, &events).await {
+            // Not known to be stored or not: a deadline a moment from now looks again, and
+            // resumes it if it is there, since nothing else would before a restart.
             Err(e @ StoreError::Backend { .. }) => {
-                self.stored_anyway(d.id(), 1, d.state(), e).await?
+                let id = d.shared_id();
+                self.stored_anyway(d.id(), 1, d.state(), e, || self.retry_soon(id))
+                    .await?
             }
             created => created?,
         };
@@ -322,7 +326,15 @@ impl Engine {
                 self.watch_store().await?;
                 let mut stored = Vec::new();
                 for (id, _) in self.inner.store.renew(&lease).await? {
-                    stored.extend(self.inner.store.load(&id).await?);
+                    match self.inner.store.load(&id).await {
+                        Ok(found) => stored.extend(found),
+                        // Held, as a row a takeover could not read stays held: left as it is
+                        // for an operator, while the rest resume.
+                        Err(e @ StoreError::Corrupt { .. }) => {
+                            tracing::error!(deployment = %id, error = %e, "a deployment this replica holds cannot be read; it is left as it is");
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 stored
             }
@@ -420,8 +432,13 @@ impl Engine {
             round.fired();
             if let Err(e) = applied {
                 // A deployment in memory was armed again when its write failed; one that could
-                // not be loaded is tried again here. Either way a second later rather than at
-                // once, so a failing store is not hammered in a tight loop.
+                // not be loaded is tried again here, unless it is not stored at all. Either way
+                // a second later rather than at once, so a failing store is not hammered in a
+                // tight loop.
+                if matches!(e, RuntimeError::UnknownDeployment(_)) {
+                    tracing::debug!(deployment = %id, "a deadline of a deployment not stored");
+                    continue;
+                }
                 if !lock(&self.inner.live).contains_key(&*id) {
                     self.retry_soon(&id);
                 }

@@ -182,8 +182,8 @@ pub trait Store: Debug + Send + Sync {
     ///
     /// A row taken that cannot be read ([`StoreError::Corrupt`]) is logged and left out of the
     /// answer, not made the answer: the others taken with it are returned, and it stays with
-    /// the owner, whose upkeep reports it each round, rather than come first in every later
-    /// claim of every replica.
+    /// the owner, whose upkeep (and recovery, when it restarts under the same name) reports it
+    /// and leaves it as it is, rather than come first in every later claim of every replica.
     async fn claim_orphans(
         &self,
         lease: &Lease,
