@@ -191,6 +191,14 @@ pub async fn exclusive_creates(store: &DynStore) {
         )
         .await
         .expect("a queued one does not need the application");
+    // Its own id stored wins over another running deployment of the application.
+    match store
+        .create(queued.new_deployment().exclusive(), &queued.events)
+        .await
+    {
+        Err(StoreError::AlreadyExists { id }) => assert_eq!(&id, queued.id()),
+        other => panic!("expected AlreadyExists while another runs, got {other:?}"),
+    }
 
     let events = first.cancel();
     first.save(store, 1, &events).await.expect("save succeeds");

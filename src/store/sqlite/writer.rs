@@ -259,12 +259,22 @@ impl Writer {
     ) {
         if self.checkpoints.committed(done.len())
             && let Some(conn) = self.conn.as_mut()
-            && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&mut *conn)
-                .await
         {
-            // The batch is committed whatever this says; the next checkpoint copies the log.
-            tracing::debug!(error = %e, "SQLite checkpoint failed");
+            let log: Result<(i64, i64, i64), _> = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&mut *conn)
+                .await;
+            match log {
+                // All of the log copied: the next write starts it over.
+                Ok((0, pages, copied)) if copied >= pages => {}
+                // Blocked by the checkpoint task's own, or by readers still using part of the
+                // log: tried again after the next commit, or the log would grow until the task
+                // next finds it too long. The batch is committed whatever this says.
+                Ok(_) => self.checkpoints.still_overdue(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "SQLite checkpoint failed");
+                    self.checkpoints.still_overdue();
+                }
+            }
         }
         for (at, result) in done {
             items[at].1 = Some(result);

@@ -10,8 +10,8 @@
 //! A checkpoint can only let SQLite start the log again from its beginning once it has copied
 //! all of it, which one running beside a busy writer may never do. So when a checkpoint finds
 //! the log longer than [`LIMIT`] pages, it asks the writer to checkpoint itself after its next
-//! `COMMIT`, between two batches, as SQLite would have: the log then starts over, and stays
-//! bounded. Checkpoints do not make commits durable: in WAL mode a commit is durable once its
+//! `COMMIT`, between two batches, as SQLite would have, and again after each commit until one
+//! copies the whole log: the log then starts over, and stays bounded. Checkpoints do not make commits durable: in WAL mode a commit is durable once its
 //! frames are in the log (synced by the `COMMIT` itself under `synchronous=FULL`), so moving
 //! them changes no acknowledgement. Closing the store checkpoints as before, when the last
 //! connection closes.
@@ -77,6 +77,12 @@ impl Checkpoints {
             // A task that panicked has nothing left to wait for.
             let _ = task.await;
         }
+    }
+
+    /// Has the writer checkpoint again after its next commit: its last one could not copy the
+    /// whole log.
+    pub(super) fn still_overdue(&self) {
+        self.overdue.store(true, Ordering::Relaxed);
     }
 
     /// Counts `writes` just committed; says whether the writer must checkpoint now.
