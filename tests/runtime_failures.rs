@@ -434,3 +434,96 @@ async fn a_start_whose_create_and_look_both_failed_is_resumed_a_second_later() {
         "a deployment not stored is not looked for again and again"
     );
 }
+
+/// A save stored but answered with a failure, whose look at the row failed too: the deployment
+/// is put back, and when a later write finds the stored one ahead and reloads it, the work in
+/// flight there (the deploy step the lost write asked for) is asked for again, rather than left
+/// for no one to perform.
+#[tokio::test]
+async fn a_lost_save_whose_look_failed_too_has_its_work_asked_for_again() {
+    let s = setup();
+    let started = s
+        .engine
+        .start(PAUSE, BTreeMap::new())
+        .await
+        .expect("started");
+    s.clock.advance(TimeDelta::minutes(2));
+    s.store.lose_save_answers(1);
+    s.store.fail_loads(1);
+
+    s.engine.fire_due().await;
+    for _ in 0..3 {
+        s.clock.advance(TimeDelta::seconds(1));
+        s.engine.fire_due().await;
+    }
+
+    let stored = s.store.inner().load(&started.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, hookgate::core::DeploymentStatus::Succeeded);
+    assert_eq!(s.engine.live_deployments(), 0);
+}
+
+/// A replica's `recover` tried again (after a failure, or twice) registers its change watcher
+/// once: stores keep every watcher, and each would start its own reload of every write.
+#[tokio::test]
+async fn a_replica_watches_its_store_once_however_often_it_recovers() {
+    use hookgate::runtime::ReplicaOptions;
+
+    let store: Arc<FaultyStore> = Arc::new(FaultyStore::default());
+    let engine = Engine::builder(
+        RecordingTransport::new()
+            .dispatcher("https://hookgate.example")
+            .expect("a dispatcher"),
+        SimulatedHost,
+    )
+    .shared_store(store.clone())
+    .replica(ReplicaOptions::new("a"))
+    .build();
+    for _ in 0..3 {
+        engine.recover().await.expect("recovered");
+    }
+    assert_eq!(store.watches(), 1);
+    engine.shutdown().await;
+}
+
+/// A `recover` whose caller stops waiting (a timeout around it) while a resumed deployment's
+/// write waits still carries that resumption to its end: the work it asked for again is done,
+/// rather than lost with a deployment already in memory that a second `recover` would skip.
+#[tokio::test]
+async fn a_recover_whose_caller_goes_away_finishes_the_resumption_under_way() {
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    let s = setup();
+    let started = s
+        .engine
+        .start(PAUSE, BTreeMap::new())
+        .await
+        .expect("started");
+    s.engine.shutdown().await;
+
+    // The pause ended while no engine ran: resuming fires it, and its write waits once.
+    s.clock.advance(TimeDelta::minutes(2));
+    let restarted = engine(&s.store, &s.clock, &RecordingTransport::new());
+    s.store.slow_saves(true);
+    {
+        let mut recovering = pin!(restarted.recover());
+        assert!(
+            recovering
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_pending(),
+            "the resumption's write waits"
+        );
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let stored = s.store.inner().load(&started.id).await.unwrap().unwrap();
+            if stored.status == hookgate::core::DeploymentStatus::Succeeded {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the deployment was driven to its end");
+}

@@ -193,12 +193,23 @@ impl Engine {
                 // Boxed, as rare: every commit's future would otherwise carry the look.
                 Err(e @ StoreError::Backend { .. }) => {
                     let (id, version) = (live.d.id(), live.version + 1);
-                    Box::pin(self.stored_anyway(id, version, live.d.state(), e, || {})).await
+                    let mut unknown = false;
+                    let looked =
+                        Box::pin(self.stored_anyway(id, version, live.d.state(), e, || {
+                            unknown = true;
+                        }))
+                        .await;
+                    live.unsure |= unknown;
+                    looked
                 }
                 other => other,
             };
             match saved {
-                Ok(version) => live.version = version,
+                Ok(version) => {
+                    live.version = version;
+                    // Stored after the version the unsure write expected: that one was not.
+                    live.unsure = false;
+                }
                 Err(e) => {
                     std::mem::swap(&mut live.d, &mut before);
                     spare::give_back(before);
@@ -357,6 +368,12 @@ impl Engine {
             Ok(d) => {
                 live.d = d;
                 live.version = stored.version;
+                // A write of ours that may have been stored without its actions performed:
+                // the work in flight in what is stored is asked for again, as after a
+                // restart, and performed by this deployment's next commit.
+                if std::mem::take(&mut live.unsure) && live.owned {
+                    live.d.reissue_in_flight();
+                }
                 true
             }
             Err(e) => {

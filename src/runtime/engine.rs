@@ -79,6 +79,10 @@ pub(crate) struct Live {
     pub(crate) owned: bool,
     /// Where its deadline is in the scheduler's table.
     pub(crate) deadline: Slot,
+    /// Set when a write failed and whether it was stored is not known: if it was, the actions
+    /// it led to were never performed, so the next reload from the store asks again for the
+    /// work in flight there.
+    pub(crate) unsure: bool,
 }
 
 impl Live {
@@ -88,6 +92,7 @@ impl Live {
             version,
             owned,
             deadline: None,
+            unsure: false,
         }
     }
 
@@ -502,8 +507,12 @@ impl Engine {
                         None => std::future::pending().await,
                     }
                 } => {
-                    // In a task, so a slow store or a busy deployment never holds up deadlines.
-                    if lock(&self.inner.live).contains_key(&id) {
+                    // In a task, so a slow store or a busy deployment never holds up deadlines;
+                    // with a token taken first, so none starts once shutdown has begun (it
+                    // would act on a deployment whose lease is being given up).
+                    if let Ok(_in_flight) = self.in_flight()
+                        && lock(&self.inner.live).contains_key(&id)
+                    {
                         let engine = self.clone();
                         self.inner.tasks.spawn(async move { engine.sync(&id, version).await });
                     }
@@ -591,10 +600,7 @@ impl Engine {
             // Resumed as a restart would (deadlines that passed fire, work in flight is asked
             // for again): a single engine comes here for a deployment whose resumption at
             // recovery failed. Its write goes on if the caller stops waiting, as an input's does.
-            let in_flight = self.in_flight()?;
-            let engine = self.clone();
-            self.detached(in_flight, async move { engine.resume(stored).await })
-                .await?;
+            self.resume(stored).await?;
             if let Some(entry) = lock(&self.inner.live).get(id) {
                 return Ok(Arc::clone(entry));
             }

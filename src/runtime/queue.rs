@@ -26,7 +26,15 @@ impl Engine {
         let applications: Vec<String> = lock(&self.inner.queued).keys().cloned().collect();
         let mut started = 0;
         for application in applications {
-            match self.try_hand_off(&application, Wait::No).await {
+            // Carried to its end if the caller stops waiting (an upkeep round under a
+            // timeout): the deployment leaves the queue before it is launched.
+            let Ok(in_flight) = self.in_flight() else {
+                break;
+            };
+            let engine = self.clone();
+            let app = application.clone();
+            let hand_off = async move { engine.try_hand_off(&app, Wait::No).await };
+            match self.detached(in_flight, hand_off).await {
                 Ok(launched) => started += usize::from(launched),
                 Err(e) => {
                     tracing::warn!(%application, error = %e, "could not start the queued deployment; trying again next round");

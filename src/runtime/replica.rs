@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -94,6 +95,9 @@ pub(crate) struct Replica {
     /// Change notices from the store, for the scheduler loop.
     pub(crate) notices: tokio::sync::Mutex<Option<mpsc::UnboundedReceiver<(DeploymentId, u64)>>>,
     notify: mpsc::UnboundedSender<(DeploymentId, u64)>,
+    /// Whether the store has this replica's watcher: stores keep every watcher they are given,
+    /// and a `recover` tried again after a failure must not add a second.
+    watching: AtomicBool,
 }
 
 impl Replica {
@@ -103,6 +107,7 @@ impl Replica {
             options,
             notices: tokio::sync::Mutex::new(Some(notices)),
             notify,
+            watching: AtomicBool::new(false),
         }
     }
 }
@@ -128,11 +133,17 @@ impl Engine {
         let Some(replica) = self.replica() else {
             return Ok(());
         };
+        if replica.watching.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
         let notify = replica.notify.clone();
         let watcher: ChangeWatcher = Arc::new(move |id: &DeploymentId, version| {
             let _ = notify.send((id.clone(), version));
         });
-        self.inner.store.watch(watcher).await?;
+        if let Err(e) = self.inner.store.watch(watcher).await {
+            replica.watching.store(false, Ordering::SeqCst);
+            return Err(e.into());
+        }
         Ok(())
     }
 
@@ -296,7 +307,18 @@ impl Engine {
     /// Makes a stored deployment this engine's to drive, as after a restart: deadlines that
     /// passed fire, and calls and steps that were under way are asked for again. Returns
     /// whether its state changed.
+    ///
+    /// Carried to its end if the caller stops waiting (a `recover` or an upkeep round under a
+    /// timeout): stopped after the deployment is in memory, the work it asked for again would
+    /// be lost, and a second `recover` would skip it as resumed.
     pub(crate) async fn resume(&self, stored: StoredDeployment) -> Result<bool, RuntimeError> {
+        let in_flight = self.in_flight()?;
+        let engine = self.clone();
+        self.detached(in_flight, async move { engine.resume_now(stored).await })
+            .await
+    }
+
+    async fn resume_now(&self, stored: StoredDeployment) -> Result<bool, RuntimeError> {
         if stored.status.is_terminal() || lock(&self.inner.live).contains_key(&stored.id) {
             return Ok(false);
         }

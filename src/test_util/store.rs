@@ -48,6 +48,8 @@ pub struct FaultyStore<S = MemoryStore> {
     lost_create: AtomicUsize,
     /// Loads to fail.
     fail_load: AtomicUsize,
+    /// Watchers registered through it.
+    watches: AtomicUsize,
 }
 
 impl<S: Store> FaultyStore<S> {
@@ -64,6 +66,7 @@ impl<S: Store> FaultyStore<S> {
             lost_save: AtomicUsize::new(0),
             lost_create: AtomicUsize::new(0),
             fail_load: AtomicUsize::new(0),
+            watches: AtomicUsize::new(0),
         }
     }
 
@@ -101,6 +104,11 @@ impl<S: Store> FaultyStore<S> {
     /// as [`lose_save_answers`](Self::lose_save_answers) does saves.
     pub fn lose_create_answers(&self, n: usize) {
         self.lost_create.store(n, Ordering::SeqCst);
+    }
+
+    /// How many change watchers were registered through it ([`Store::watch`]).
+    pub fn watches(&self) -> usize {
+        self.watches.load(Ordering::SeqCst)
     }
 
     /// Fails the next `n` loads with [`StoreError::Backend`].
@@ -238,7 +246,9 @@ impl<S: Store> Store for FaultyStore<S> {
     }
 
     async fn watch(&self, watcher: ChangeWatcher) -> Result<(), StoreError> {
-        self.inner.watch(watcher).await
+        self.inner.watch(watcher).await?;
+        self.watches.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
 }
 
