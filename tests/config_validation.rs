@@ -184,6 +184,8 @@ fn a_uri_template_that_can_never_render_a_url_is_refused_at_load() {
         "https://",
         "hooks.example.com/{{context.x}}",
         "ftp://{{context.host}}/x",
+        // A leading context value is percent-encoded: `https://h` would render `https%3A%2F%2Fh`.
+        "{{context.base}}/hooks",
     ] {
         assert!(
             matches!(problem(bad), Some(ProblemKind::InvalidUriTemplate { .. })),
@@ -201,6 +203,8 @@ fn a_uri_template_that_can_never_render_a_url_is_refused_at_load() {
         "https://hooks.example.com/run",
         "HTTP://{{context.host}}/x",
         "{{secrets.base}}/run",
+        "{{armory.callbackUri}}",
+        "{{context.scheme}}://hooks.example.com/run",
     ] {
         assert_eq!(problem(good), None, "{good:?}");
     }
@@ -754,4 +758,48 @@ mod limits {
             let _ = Plan::from_yaml(&text);
         }
     }
+}
+
+/// Aliases that repeat a large anchored value are charged as the text they stand for: a file
+/// under the size limit that would expand to many times it is refused by the reader.
+#[test]
+fn aliases_that_expand_a_file_far_beyond_its_size_are_refused() {
+    let big = "x".repeat(900_000);
+    let mut file = format!("application: a\ntargets:\n  t: {{}}\ncontext:\n  k0: &a \"{big}\"\n");
+    for i in 1..70 {
+        file.push_str(&format!("  k{i}: *a\n"));
+    }
+    assert!(file.len() < 1 << 20, "under the file limit");
+    // Not `expect_err`: its message would print the whole expanded plan.
+    let Err(err) = Plan::from_yaml(&file) else {
+        panic!("a file expanded 70 times over was accepted");
+    };
+    let shown = err.to_string();
+    assert!(
+        shown.len() < 2_000,
+        "a short message: {} bytes",
+        shown.len()
+    );
+    assert!(shown.contains("limit"), "{shown}");
+}
+
+/// A strategy is written once and built again for every target that uses it: one of thousands
+/// of steps named by a thousand targets is refused before it is built, although it holds no
+/// gate and the file is small.
+#[test]
+fn a_large_strategy_used_by_many_targets_is_refused_before_it_is_built() {
+    let mut file = String::from("application: a\nstrategies:\n  big:\n    canary:\n      steps:\n");
+    for _ in 0..5_000 {
+        file.push_str("        - setWeight: {weight: 1}\n");
+    }
+    file.push_str("targets:\n");
+    for i in 0..1_000 {
+        file.push_str(&format!("  t{i:04}: {{strategy: big}}\n"));
+    }
+    assert!(file.len() < 1 << 20, "under the file limit");
+    let Err(err) = Plan::from_yaml(&file) else {
+        panic!("five million steps were built");
+    };
+    let shown = err.to_string();
+    assert!(shown.contains("bytes of plan"), "{shown}");
 }

@@ -93,6 +93,17 @@ fn uri_values_are_percent_encoded_except_a_leading_base_url() {
             ),
             "{dots}"
         );
+        // In the query or the fragment they move nothing.
+        for template in [
+            "https://x.example/search?q={{context.p}}",
+            "https://x.example/run#{{context.p}}",
+        ] {
+            assert_eq!(
+                render(template, &[("p", dots)], Escape::Uri).unwrap(),
+                template.replace("{{context.p}}", dots),
+                "{template} with {dots}"
+            );
+        }
     }
 }
 

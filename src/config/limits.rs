@@ -8,7 +8,10 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
-    /// Largest file, in bytes. Default 1 MiB.
+    /// Largest file, in bytes. Default 1 MiB. It also bounds what the file may expand to: its
+    /// text with YAML aliases expanded (4 times this), and the plan built from it, where a
+    /// strategy, context or target name is repeated for every target and step using it (16
+    /// times this).
     pub max_file_bytes: usize,
     /// Deepest nesting of maps and lists. Default 64.
     pub max_depth: usize,

@@ -34,6 +34,10 @@ impl DeploymentFile {
             // its reading stopped at.
             match serde_saphyr::from_str_with_options::<IgnoredAny>(source, options(limits)) {
                 Ok(_) => field,
+                Err(e) if expands_too_far(&e) => ConfigError::TooLarge {
+                    what: "bytes of text, aliases expanded",
+                    limit: expanded_limit(limits),
+                },
                 Err(e) => ConfigError::Syntax {
                     path: "(file)".into(),
                     message: e.to_string(),
@@ -100,6 +104,7 @@ impl DeploymentFile {
             problems: Vec::new(),
             gates: Vec::new(),
             limits: limits.clone(),
+            previews: BTreeMap::new(),
         };
         let plan = v.plan(self);
         if v.problems.is_empty() {
@@ -117,10 +122,23 @@ impl DeploymentFile {
 
 /// Why a `uriTemplate` can never render a usable URL, known before any value is rendered: a
 /// fixed one is checked as its render would be, and one that starts with text rather than a
-/// placeholder must start with the scheme. One starting with a placeholder (a whole base URL
-/// from a secret) is left to the render.
+/// placeholder must start with the scheme. One starting with a placeholder that is inserted as
+/// a whole base URL (a secret, the callback URI, a preview URL) is left to the render; one
+/// starting with another (a context value, percent-encoded like any value) must have `://`
+/// further on, after a scheme such a value can spell.
 fn never_a_url(template: &Template) -> Option<String> {
     if template.starts_with_variable() {
+        let encoded = template
+            .variables()
+            .next()
+            .is_some_and(|first| !crate::template::whole_url_allowed(first));
+        if encoded && !template.source().contains("://") {
+            return Some(
+                "it starts with a value that is percent-encoded (only a secret, the callback \
+                 URI or a preview URL is inserted as a whole base URL), and no `://` follows"
+                    .to_owned(),
+            );
+        }
         return None;
     }
     if template.variables().next().is_none() {
@@ -136,10 +154,14 @@ fn never_a_url(template: &Template) -> Option<String> {
     }
 }
 
-/// The YAML reader's settings: its nesting budget is the file's.
+/// The YAML reader's settings: its nesting budget is the file's, and the text it may produce,
+/// aliases expanded, a few times the file's size, so that aliases repeating a large value
+/// cannot make a file under the size limit cost many times it.
 fn options(limits: &Limits) -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_depth = limits.max_depth;
+    budget.max_total_scalar_bytes = expanded_limit(limits);
+    budget.max_recorded_anchor_bytes = expanded_limit(limits);
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     options
@@ -184,6 +206,10 @@ struct Validator {
     problems: Vec<Problem>,
     gates: Vec<Gate>,
     limits: Limits,
+    /// The preview variable each webhook's templates use, if any, found once per webhook:
+    /// a webhook may be named by thousands of gates, and its templates hold thousands of
+    /// variables.
+    previews: BTreeMap<WebhookId, Option<String>>,
 }
 
 impl Validator {
@@ -258,6 +284,21 @@ impl Validator {
                 ProblemKind::TooLarge {
                     what: "gates over all targets",
                     limit: self.limits.max_gates,
+                },
+            );
+            return Plan::empty(file.application.clone());
+        }
+        let plan_limit = self
+            .limits
+            .max_file_bytes
+            .saturating_mul(PLAN_BYTES_PER_FILE_BYTE);
+        if plan_bytes(file) > plan_limit {
+            self.problem(
+                "targets",
+                ProblemKind::TooLarge {
+                    what: "bytes of plan built from the file (a strategy, context or long name \
+                           repeated for many targets)",
+                    limit: plan_limit,
                 },
             );
             return Plan::empty(file.application.clone());
@@ -772,7 +813,7 @@ impl Validator {
                 let webhook = match hooks.find(&r.name) {
                     Some((id, w)) => {
                         if stage == Stage::BeforeDeployment {
-                            self.check_no_preview(w, &name_path);
+                            self.check_no_preview(id, w, &name_path);
                         }
                         id
                     }
@@ -821,20 +862,26 @@ impl Validator {
         }
     }
 
-    fn check_no_preview(&mut self, w: &Webhook, path: &str) {
-        let r = &w.request;
-        let templates = std::iter::once(r.uri())
-            .chain(r.headers().iter().map(|(_, t)| t))
-            .chain(r.body());
-        let preview = templates
-            .flat_map(Template::variables)
-            .find(|v| matches!(v, Variable::Armory(ArmoryVar::Preview(_))));
+    fn check_no_preview(&mut self, id: WebhookId, w: &Webhook, path: &str) {
+        let preview = self
+            .previews
+            .entry(id)
+            .or_insert_with(|| {
+                let r = &w.request;
+                std::iter::once(r.uri())
+                    .chain(r.headers().iter().map(|(_, t)| t))
+                    .chain(r.body())
+                    .flat_map(Template::variables)
+                    .find(|v| matches!(v, Variable::Armory(ArmoryVar::Preview(_))))
+                    .map(|v| v.to_string())
+            })
+            .clone();
         if let Some(variable) = preview {
             self.problem(
                 path,
                 ProblemKind::PreviewBeforeDeployment {
                     webhook: w.name.clone(),
-                    variable: variable.to_string(),
+                    variable,
                 },
             );
         }
@@ -1002,6 +1049,102 @@ fn gate_count(file: &DeploymentFile) -> usize {
                 .map(|c| c.before_deployment.len() + c.after_deployment.len());
             let strategy = target.strategy.as_deref().map_or(0, strategy_gates);
             constraints.sum::<usize>().saturating_add(strategy)
+        })
+        .fold(0, usize::saturating_add)
+}
+
+/// How much text the YAML reader may produce for each byte of the file, aliases expanded.
+const EXPANDED_BYTES_PER_FILE_BYTE: usize = 4;
+
+fn expanded_limit(limits: &Limits) -> usize {
+    limits
+        .max_file_bytes
+        .saturating_mul(EXPANDED_BYTES_PER_FILE_BYTE)
+}
+
+/// Whether the reader stopped at [`expanded_limit`], under the wrappers that add the place in
+/// the file and the alias it was reached through.
+fn expands_too_far(mut e: &serde_saphyr::Error) -> bool {
+    while let serde_saphyr::Error::WithSnippet { error, .. }
+    | serde_saphyr::Error::AliasError { error, .. } = e
+    {
+        e = error;
+    }
+    matches!(
+        e,
+        serde_saphyr::Error::Budget {
+            breach: serde_saphyr::budget::BudgetBreach::ScalarBytes { .. }
+                | serde_saphyr::budget::BudgetBreach::RecordedAnchorBytes { .. },
+            ..
+        }
+    )
+}
+
+/// How much larger than its file a plan may be: a file names a strategy, a context or a long
+/// target name once, and the plan repeats it for every target and step that uses it.
+const PLAN_BYTES_PER_FILE_BYTE: usize = 16;
+
+/// Roughly how many bytes the plan of `file` holds for its targets' gates and steps, counted
+/// from the file alone: each keeps a path naming its target, a webhook or analysis entry its
+/// own copy of its context, and a strategy's steps are built again for every target that uses
+/// it. A file whose plan would be far larger than itself is then refused before it is built.
+fn plan_bytes(file: &DeploymentFile) -> usize {
+    const PER_ENTRY: usize = 64;
+    let context = |context: &Context| {
+        context
+            .iter()
+            .map(|(k, v)| k.len().saturating_add(v.0.len()))
+            .fold(0, usize::saturating_add)
+    };
+    let constraint = |c: &file::Constraint| match c {
+        file::Constraint::RunWebhook(r) => context(&r.context),
+        file::Constraint::Analysis(a) => context(&a.context),
+        file::Constraint::Pause(_) => 0,
+    };
+    let step = |s: &file::CanaryStep| match s {
+        file::CanaryStep::RunWebhook(r) => context(&r.context),
+        file::CanaryStep::Analysis(a) => context(&a.context),
+        file::CanaryStep::ExposeServices(e) => e
+            .services
+            .iter()
+            .map(String::len)
+            .fold(0, usize::saturating_add),
+        file::CanaryStep::SetWeight(_) | file::CanaryStep::Pause(_) => 0,
+    };
+    file.targets
+        .iter()
+        .map(|(name, target)| {
+            let per_entry = PER_ENTRY.saturating_add(name.len());
+            let mut entries = 0usize;
+            let mut bytes = 0usize;
+            let mut add = |extra: usize| {
+                entries = entries.saturating_add(1);
+                bytes = bytes.saturating_add(extra);
+            };
+            for c in target
+                .constraints
+                .iter()
+                .flat_map(|c| c.before_deployment.iter().chain(&c.after_deployment))
+            {
+                add(constraint(c));
+            }
+            if let Some(strategy) = target
+                .strategy
+                .as_deref()
+                .and_then(|s| file.strategies.get(s))
+            {
+                for s in strategy.canary.iter().flat_map(|c| &c.steps) {
+                    add(step(s));
+                }
+                for c in strategy.blue_green.iter().flat_map(|bg| {
+                    bg.redirect_traffic_after
+                        .iter()
+                        .chain(&bg.shut_down_old_version_after)
+                }) {
+                    add(constraint(c));
+                }
+            }
+            entries.saturating_mul(per_entry).saturating_add(bytes)
         })
         .fold(0, usize::saturating_add)
 }

@@ -233,8 +233,10 @@ impl Template {
                 Escape::Json => push_json_escaped(&mut out, value),
                 Escape::Uri if index == 0 && whole_url_allowed(variable) => out.push_str(value),
                 // `.` and `..` survive percent-encoding as they are, and a URL parser would then
-                // resolve them, moving the call (and its secrets) to another path.
-                Escape::Uri if value == "." || value == ".." => {
+                // resolve them in the path, moving the call (and its secrets) to another one.
+                // After a `?` or `#` (written by the template, since values are encoded) they
+                // are query or fragment text.
+                Escape::Uri if (value == "." || value == "..") && !out.contains(['?', '#']) => {
                     return Err(RenderError::DotSegment {
                         variable: variable.to_string(),
                     });
@@ -262,7 +264,7 @@ impl Template {
 /// comes from the host's secrets or from hookgate itself. Context can be given by whoever starts
 /// a deployment, so a leading `context.*` value is encoded like any other and cannot redirect a
 /// call that carries secrets.
-fn whole_url_allowed(variable: &Variable) -> bool {
+pub(crate) fn whole_url_allowed(variable: &Variable) -> bool {
     matches!(
         variable,
         Variable::Secret(_) | Variable::Armory(ArmoryVar::CallbackUri | ArmoryVar::Preview(_))
