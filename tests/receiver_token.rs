@@ -69,15 +69,24 @@ fn token(access_token: &str, expires_in: u64) -> ResponseTemplate {
 /// An endpoint answering token `first` once, then `second`, each living `expires_in` seconds;
 /// each is fetched exactly once.
 async fn first_then_second(expires_in: u64) -> MockServer {
+    answering(token("first", expires_in), 1, token("second", expires_in)).await
+}
+
+/// A token endpoint answering `first` exactly `times` times, then `then` exactly once.
+async fn answering(
+    first: impl wiremock::Respond + 'static,
+    times: u64,
+    then: ResponseTemplate,
+) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(path("/oauth/token"))
-        .respond_with(token("first", expires_in))
-        .up_to_n_times(1)
-        .expect(1)
+        .respond_with(first)
+        .up_to_n_times(times)
+        .expect(times)
         .mount(&server)
         .await;
     Mock::given(path("/oauth/token"))
-        .respond_with(token("second", expires_in))
+        .respond_with(then)
         .expect(1)
         .mount(&server)
         .await;
@@ -219,24 +228,14 @@ impl wiremock::Respond for SlowToken {
 
 #[tokio::test]
 async fn a_tokens_lifetime_counts_from_when_it_was_asked_for() {
-    let server = MockServer::start().await;
     let clock = TestClock::new();
     let asked_at = clock.now();
-    Mock::given(path("/oauth/token"))
-        .respond_with(SlowToken {
-            clock: clock.clone(),
-            delay: TimeDelta::seconds(30),
-            token: "first",
-        })
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/oauth/token"))
-        .respond_with(token("second", 3600))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let slow = SlowToken {
+        clock: clock.clone(),
+        delay: TimeDelta::seconds(30),
+        token: "first",
+    };
+    let server = answering(slow, 1, token("second", 3600)).await;
     let tokens = source(&server)
         .refresh_margin(Duration::from_secs(60))
         .clock(clock.clone())
@@ -304,18 +303,7 @@ async fn rfc6749_error_is_typed_final_and_never_shows_the_secret() {
 
 #[tokio::test]
 async fn server_errors_are_retried_then_succeed() {
-    let server = MockServer::start().await;
-    Mock::given(path("/oauth/token"))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(2)
-        .expect(2)
-        .mount(&server)
-        .await;
-    Mock::given(path("/oauth/token"))
-        .respond_with(token("after-retries", 60))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = answering(ResponseTemplate::new(503), 2, token("after-retries", 60)).await;
 
     let tokens = source(&server).build(transport()).unwrap();
     assert_eq!(tokens.token().await.unwrap().expose(), "after-retries");

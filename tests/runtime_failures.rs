@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{TimeDelta, TimeZone, Utc};
+use hookgate::core::{DeploymentId, DeploymentStatus};
 use hookgate::runtime::{Engine, SimulatedHost};
-use hookgate::store::Store;
+use hookgate::store::{Store, StoredDeployment};
 use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport, SequentialIds};
 
 const PAUSE: &str = r#"
@@ -31,6 +32,46 @@ fn setup() -> Setup {
         engine: engine(&store, &clock, &RecordingTransport::new()),
         store,
         clock,
+    }
+}
+
+impl Setup {
+    /// Starts a deployment of [`PAUSE`].
+    async fn start_pause(&self) -> DeploymentId {
+        self.engine
+            .start(PAUSE, BTreeMap::new())
+            .await
+            .expect("started")
+            .id
+    }
+
+    /// Starts a deployment of [`PAUSE`] (`enqueueOne`) and queues a second one behind it;
+    /// returns the queued one.
+    async fn queue_one_behind_another(&self) -> DeploymentId {
+        let plan = format!(
+            "{PAUSE}deploymentConfig: {{ifDeploymentInProgress: {{strategy: enqueueOne}}}}\n"
+        );
+        self.engine
+            .start(&plan, BTreeMap::new())
+            .await
+            .expect("the first starts");
+        let queued = self
+            .engine
+            .start(&plan, BTreeMap::new())
+            .await
+            .expect("the second is queued");
+        assert_eq!(queued.status, DeploymentStatus::Queued);
+        queued.id
+    }
+
+    /// The deployment as stored, past the store's faults.
+    async fn stored(&self, id: &DeploymentId) -> StoredDeployment {
+        self.store
+            .inner()
+            .load(id)
+            .await
+            .expect("a load")
+            .expect("stored")
     }
 }
 
@@ -145,18 +186,7 @@ async fn a_deployment_whose_resumption_failed_is_resumed_when_next_needed() {
 #[tokio::test]
 async fn a_queued_deployment_whose_start_fails_is_started_once_the_store_works() {
     let s = setup();
-    let queued_plan =
-        format!("{PAUSE}deploymentConfig: {{ifDeploymentInProgress: {{strategy: enqueueOne}}}}\n");
-    s.engine
-        .start(&queued_plan, BTreeMap::new())
-        .await
-        .expect("the first starts");
-    let queued = s
-        .engine
-        .start(&queued_plan, BTreeMap::new())
-        .await
-        .expect("the second is queued");
-    assert_eq!(queued.status, hookgate::core::DeploymentStatus::Queued);
+    let queued = s.queue_one_behind_another().await;
     s.store.fail_creates(1);
 
     s.clock.advance(TimeDelta::minutes(2));
@@ -166,7 +196,7 @@ async fn a_queued_deployment_whose_start_fails_is_started_once_the_store_works()
         while s
             .store
             .inner()
-            .load(&queued.id)
+            .load(&queued)
             .await
             .expect("a load")
             .is_none()
@@ -296,11 +326,7 @@ webhooks:
 #[tokio::test]
 async fn a_save_stored_but_answered_with_a_failure_goes_on_with_its_actions() {
     let s = setup();
-    let started = s
-        .engine
-        .start(PAUSE, BTreeMap::new())
-        .await
-        .expect("started");
+    let started = s.start_pause().await;
     s.clock.advance(TimeDelta::minutes(2));
     s.store.lose_save_answers(1);
 
@@ -309,8 +335,7 @@ async fn a_save_stored_but_answered_with_a_failure_goes_on_with_its_actions() {
     s.engine.fire_due().await;
 
     assert_eq!(s.engine.live_deployments(), 0, "the deployment finished");
-    let stored = s.store.inner().load(&started.id).await.unwrap().unwrap();
-    assert_eq!(stored.status, hookgate::core::DeploymentStatus::Succeeded);
+    assert_eq!(s.stored(&started).await.status, DeploymentStatus::Succeeded);
 }
 
 /// The same for a create: the start succeeds, the deployment runs, and its application is not
@@ -319,21 +344,13 @@ async fn a_save_stored_but_answered_with_a_failure_goes_on_with_its_actions() {
 async fn a_create_stored_but_answered_with_a_failure_starts_the_deployment() {
     let s = setup();
     s.store.lose_create_answers(1);
-    let started = s
-        .engine
-        .start(PAUSE, BTreeMap::new())
-        .await
-        .expect("the start goes on: its create was stored");
-    assert_eq!(s.engine.live_deployments(), 1);
+    let started = s.start_pause().await;
+    assert_eq!(s.engine.live_deployments(), 1, "its create was stored");
 
     s.clock.advance(TimeDelta::minutes(2));
     s.engine.fire_due().await;
-    let stored = s.store.inner().load(&started.id).await.unwrap().unwrap();
-    assert_eq!(stored.status, hookgate::core::DeploymentStatus::Succeeded);
-    s.engine
-        .start(PAUSE, BTreeMap::new())
-        .await
-        .expect("the application is free again");
+    assert_eq!(s.stored(&started).await.status, DeploymentStatus::Succeeded);
+    s.start_pause().await;
 }
 
 /// A save that failed and was not stored stays a failure after the look: the deployment is
@@ -341,18 +358,14 @@ async fn a_create_stored_but_answered_with_a_failure_starts_the_deployment() {
 #[tokio::test]
 async fn a_save_that_failed_unstored_is_still_a_failure_after_the_look() {
     let s = setup();
-    let started = s
-        .engine
-        .start(PAUSE, BTreeMap::new())
-        .await
-        .expect("started");
-    let before = s.store.inner().load(&started.id).await.unwrap().unwrap();
+    let started = s.start_pause().await;
+    let before = s.stored(&started).await;
     s.clock.advance(TimeDelta::minutes(2));
     s.store.fail_saves(0, 1);
 
     s.engine.fire_due().await;
 
-    let after = s.store.inner().load(&started.id).await.unwrap().unwrap();
+    let after = s.stored(&started).await;
     assert_eq!(after.version, before.version, "nothing was stored");
     assert_eq!(
         s.engine.live_deployments(),
@@ -373,17 +386,7 @@ async fn a_save_that_failed_unstored_is_still_a_failure_after_the_look() {
 #[tokio::test]
 async fn a_queued_deployment_stored_by_a_lost_create_is_resumed_not_queued_behind_itself() {
     let s = setup();
-    let queued_plan =
-        format!("{PAUSE}deploymentConfig: {{ifDeploymentInProgress: {{strategy: enqueueOne}}}}\n");
-    s.engine
-        .start(&queued_plan, BTreeMap::new())
-        .await
-        .expect("the first starts");
-    let queued = s
-        .engine
-        .start(&queued_plan, BTreeMap::new())
-        .await
-        .expect("the second is queued");
+    let queued = s.queue_one_behind_another().await;
     s.store.lose_create_answers(1);
     s.store.fail_loads(1);
 
@@ -399,8 +402,7 @@ async fn a_queued_deployment_stored_by_a_lost_create_is_resumed_not_queued_behin
     .expect("the queued deployment is driven");
     s.clock.advance(TimeDelta::minutes(2));
     s.engine.fire_due().await;
-    let stored = s.store.inner().load(&queued.id).await.unwrap().unwrap();
-    assert_eq!(stored.status, hookgate::core::DeploymentStatus::Succeeded);
+    assert_eq!(s.stored(&queued).await.status, DeploymentStatus::Succeeded);
 }
 
 /// A create stored but answered with a failure, whose look at the row failed too, fails the
@@ -442,11 +444,7 @@ async fn a_start_whose_create_and_look_both_failed_is_resumed_a_second_later() {
 #[tokio::test]
 async fn a_lost_save_whose_look_failed_too_has_its_work_asked_for_again() {
     let s = setup();
-    let started = s
-        .engine
-        .start(PAUSE, BTreeMap::new())
-        .await
-        .expect("started");
+    let started = s.start_pause().await;
     s.clock.advance(TimeDelta::minutes(2));
     s.store.lose_save_answers(1);
     s.store.fail_loads(1);
@@ -457,8 +455,7 @@ async fn a_lost_save_whose_look_failed_too_has_its_work_asked_for_again() {
         s.engine.fire_due().await;
     }
 
-    let stored = s.store.inner().load(&started.id).await.unwrap().unwrap();
-    assert_eq!(stored.status, hookgate::core::DeploymentStatus::Succeeded);
+    assert_eq!(s.stored(&started).await.status, DeploymentStatus::Succeeded);
     assert_eq!(s.engine.live_deployments(), 0);
 }
 
@@ -494,11 +491,7 @@ async fn a_recover_whose_caller_goes_away_finishes_the_resumption_under_way() {
     use std::task::{Context, Waker};
 
     let s = setup();
-    let started = s
-        .engine
-        .start(PAUSE, BTreeMap::new())
-        .await
-        .expect("started");
+    let started = s.start_pause().await;
     s.engine.shutdown().await;
 
     // The pause ended while no engine ran: resuming fires it, and its write waits once.
@@ -516,11 +509,7 @@ async fn a_recover_whose_caller_goes_away_finishes_the_resumption_under_way() {
         );
     }
     tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        loop {
-            let stored = s.store.inner().load(&started.id).await.unwrap().unwrap();
-            if stored.status == hookgate::core::DeploymentStatus::Succeeded {
-                break;
-            }
+        while s.stored(&started).await.status != DeploymentStatus::Succeeded {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     })

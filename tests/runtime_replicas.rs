@@ -59,6 +59,57 @@ async fn replicas_on_a_manual_clock(
     (a, b, clock)
 }
 
+/// Replicas with hour-long leases on one memory store, whose webhook calls a recording
+/// transport answers at once: only a release at shutdown lets another replica in soon.
+struct LongLeases {
+    store: Arc<DynStore>,
+    external: hookgate::test_util::RecordingTransport,
+}
+
+impl LongLeases {
+    fn new() -> Self {
+        Self {
+            store: Arc::new(MemoryStore::new()),
+            external: hookgate::test_util::RecordingTransport::new(),
+        }
+    }
+
+    fn replica(&self, name: &str) -> hookgate::runtime::Engine {
+        use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
+
+        let dispatcher = self.external.dispatcher("https://gates.example").unwrap();
+        Engine::builder(dispatcher, SimulatedHost)
+            .shared_store(Arc::clone(&self.store))
+            .replica(ReplicaOptions::new(name).lease(std::time::Duration::from_secs(3600)))
+            .build()
+    }
+
+    /// Starts [`ONE_GATE`] on `replica` (for `tenant`, if one is named) and waits until its
+    /// gate waits for its callback; returns the deployment and the callback id its call
+    /// carried.
+    async fn waiting_gate(
+        &self,
+        replica: &hookgate::runtime::Engine,
+        tenant: Option<&str>,
+    ) -> (hookgate::core::DeploymentId, hookgate::core::CallbackId) {
+        let context = std::collections::BTreeMap::new();
+        let started = match tenant {
+            Some(tenant) => replica.start_for_tenant(ONE_GATE, context, tenant).await,
+            None => replica.start(ONE_GATE, context).await,
+        };
+        let id = started.unwrap().id;
+        replicas::eventually(|| async {
+            matches!(
+                replica.view(&id).await.unwrap().gates[0].state,
+                hookgate::core::GateState::AwaitingCallback { .. }
+            )
+        })
+        .await;
+        let uri = String::from_utf8(self.external.requests()[0].body.to_vec()).unwrap();
+        (id, uri.rsplit('/').next().unwrap().parse().unwrap())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_apply_each_callback_once_and_run_each_step_once() {
     let store: Arc<DynStore> = Arc::new(MemoryStore::new());
@@ -75,36 +126,14 @@ async fn a_stopped_replicas_deployments_are_taken_over_after_its_leases_end() {
 /// retries); another replica takes its deployments over at once and applies the retry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_shut_down_refuses_inputs_and_another_takes_over_at_once() {
-    use std::collections::BTreeMap;
-
     use hookgate::auth::Principal;
-    use hookgate::core::{CallbackAck, CallbackId, GateState};
-    use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
+    use hookgate::core::CallbackAck;
     use hookgate::server::{CallbackReport, GateError, GateService};
-    use hookgate::test_util::RecordingTransport;
 
-    let store: Arc<DynStore> = Arc::new(MemoryStore::new());
-    let external = RecordingTransport::new();
-    let replica = |name: &str| {
-        let dispatcher = external.dispatcher("https://gates.example").unwrap();
-        Engine::builder(dispatcher, SimulatedHost)
-            .shared_store(Arc::clone(&store))
-            // Long leases: only the release at shutdown lets the other replica in this soon.
-            .replica(ReplicaOptions::new(name).lease(std::time::Duration::from_secs(3600)))
-            .build()
-    };
-    let a = replica("a");
+    let world = LongLeases::new();
+    let a = world.replica("a");
     a.recover().await.unwrap();
-    let id = a.start(ONE_GATE, BTreeMap::new()).await.unwrap().id;
-    replicas::eventually(|| async {
-        matches!(
-            a.view(&id).await.unwrap().gates[0].state,
-            GateState::AwaitingCallback { .. }
-        )
-    })
-    .await;
-    let uri = String::from_utf8(external.requests()[0].body.to_vec()).unwrap();
-    let callback: CallbackId = uri.rsplit('/').next().unwrap().parse().unwrap();
+    let (id, callback) = world.waiting_gate(&a, None).await;
     let outcome = || CallbackReport::Outcome {
         success: true,
         message: None,
@@ -118,7 +147,7 @@ async fn a_replica_that_shut_down_refuses_inputs_and_another_takes_over_at_once(
         "{refused:?}"
     );
 
-    let b = replica("b");
+    let b = world.replica("b");
     let recovered = b.recover().await.unwrap();
     assert_eq!(
         recovered.resumed, 1,
@@ -129,7 +158,7 @@ async fn a_replica_that_shut_down_refuses_inputs_and_another_takes_over_at_once(
         CallbackAck::Applied
     );
     let outcomes = replicas::wait_finished(
-        &store,
+        &world.store,
         std::slice::from_ref(&id),
         std::time::Duration::from_secs(20),
     )
@@ -143,44 +172,18 @@ async fn a_replica_that_shut_down_refuses_inputs_and_another_takes_over_at_once(
 /// for its calls) for a caller then refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_tenants_callback_does_not_make_a_replica_take_the_deployment_over() {
-    use std::collections::BTreeMap;
-
     use hookgate::auth::Principal;
-    use hookgate::core::{CallbackId, GateState};
-    use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
     use hookgate::server::{CallbackReport, GateError, GateService};
     use hookgate::store::Lease;
-    use hookgate::test_util::RecordingTransport;
 
-    let store: Arc<DynStore> = Arc::new(MemoryStore::new());
-    let external = RecordingTransport::new();
-    let replica = |name: &str| {
-        let dispatcher = external.dispatcher("https://gates.example").unwrap();
-        Engine::builder(dispatcher, SimulatedHost)
-            .shared_store(Arc::clone(&store))
-            .replica(ReplicaOptions::new(name).lease(std::time::Duration::from_secs(3600)))
-            .build()
-    };
-    let a = replica("a");
+    let world = LongLeases::new();
+    let a = world.replica("a");
     a.recover().await.unwrap();
-    let id = a
-        .start_for_tenant(ONE_GATE, BTreeMap::new(), "payments")
-        .await
-        .unwrap()
-        .id;
-    replicas::eventually(|| async {
-        matches!(
-            a.view(&id).await.unwrap().gates[0].state,
-            GateState::AwaitingCallback { .. }
-        )
-    })
-    .await;
-    let uri = String::from_utf8(external.requests()[0].body.to_vec()).unwrap();
-    let callback: CallbackId = uri.rsplit('/').next().unwrap().parse().unwrap();
+    let (id, callback) = world.waiting_gate(&a, Some("payments")).await;
     a.shutdown().await;
-    let calls = external.count();
+    let calls = world.external.count();
 
-    let b = replica("b");
+    let b = world.replica("b");
     let refused = b
         .callback(
             callback,
@@ -196,10 +199,14 @@ async fn another_tenants_callback_does_not_make_a_replica_take_the_deployment_ov
         "{refused:?}"
     );
     assert_eq!(b.live_deployments(), 0, "b did not take it over");
-    assert_eq!(external.count(), calls, "nor asked for its call again");
+    assert_eq!(
+        world.external.count(),
+        calls,
+        "nor asked for its call again"
+    );
     let lease = Lease::new("c", chrono::Utc::now(), std::time::Duration::from_secs(60));
     assert!(
-        store.claim(&id, &lease).await.unwrap(),
+        world.store.claim(&id, &lease).await.unwrap(),
         "its lease is free for whichever replica may drive it"
     );
     b.shutdown().await;

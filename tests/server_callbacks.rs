@@ -589,18 +589,18 @@ async fn the_body_limit_and_the_message_limit_are_configurable() {
     );
 }
 
-/// Storage that is down, and an authorizer whose identity provider is down.
-struct Down;
+/// Gates that refuse every request with the same error.
+struct Refusing(GateError);
 
 #[async_trait]
-impl GateService for Down {
+impl GateService for Refusing {
     async fn callback(
         &self,
         _: CallbackId,
         _: CallbackReport,
         _: &Principal,
     ) -> Result<CallbackAck, GateError> {
-        Err(GateError::Unavailable("the database is unreachable".into()))
+        Err(self.0.clone())
     }
     async fn decide(
         &self,
@@ -609,9 +609,12 @@ impl GateService for Down {
         _: Decision,
         _: &Principal,
     ) -> Result<(), GateError> {
-        Err(GateError::Unavailable("the database is unreachable".into()))
+        Err(self.0.clone())
     }
 }
+
+/// An authorizer whose identity provider is down.
+struct Down;
 
 #[async_trait]
 impl CallbackAuthorizer for Down {
@@ -626,7 +629,9 @@ impl CallbackAuthorizer for Down {
 async fn unavailable_storage_or_identity_provider_is_503() {
     let tokens = StaticTokens::new().with_token(TOKEN, Principal::new("ci"));
     let storage_down = router(ServerState::new(CallbackHandler::new(
-        Arc::new(Down),
+        Arc::new(Refusing(GateError::Unavailable(
+            "the database is unreachable".into(),
+        ))),
         Arc::new(tokens),
     )));
     let idp_down = router(ServerState::new(CallbackHandler::new(
@@ -644,40 +649,15 @@ async fn unavailable_storage_or_identity_provider_is_503() {
     }
 }
 
-/// Gates whose stored state no longer fits its plan: the core refuses in a way the sender
-/// can do nothing about.
-struct Broken;
-
-#[async_trait]
-impl GateService for Broken {
-    async fn callback(
-        &self,
-        _: CallbackId,
-        _: CallbackReport,
-        _: &Principal,
-    ) -> Result<CallbackAck, GateError> {
-        Err(GateError::Core(CoreError::PlanMismatch {
-            what: "the number of environments",
-        }))
-    }
-    async fn decide(
-        &self,
-        _: &DeploymentId,
-        _: GateId,
-        _: Decision,
-        _: &Principal,
-    ) -> Result<(), GateError> {
-        Err(GateError::Core(CoreError::PlanMismatch {
-            what: "the number of environments",
-        }))
-    }
-}
-
 #[tokio::test]
 async fn an_internal_error_is_500_without_its_detail_in_the_body() {
+    // Gates whose stored state no longer fits its plan: nothing the sender can do about it.
+    let broken = Refusing(GateError::Core(CoreError::PlanMismatch {
+        what: "the number of environments",
+    }));
     let tokens = StaticTokens::new().with_token(TOKEN, Principal::new("ci"));
     let router = router(ServerState::new(CallbackHandler::new(
-        Arc::new(Broken),
+        Arc::new(broken),
         Arc::new(tokens),
     )));
     for (path, body) in [

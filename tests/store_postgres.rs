@@ -697,22 +697,21 @@ async fn corrupt_rows_are_typed_errors() {
     db.drop_schema().await;
 }
 
-/// A row that cannot be read among those a takeover claims is left out of the answer, not
-/// made the answer: the rest of the batch is returned, and the unreadable one stays with the
-/// claimer rather than come first in every later claim.
-#[tokio::test]
-async fn a_corrupt_orphan_is_left_out_of_a_takeover_and_the_rest_is_returned() {
-    let Some(db) = TestDb::new("corrupt_orphan") else {
-        return;
-    };
-    let store = db.connect().await;
+/// Stores two running deployments, leased to `owner` if one is named, and makes the first one's
+/// state unreadable; returns both.
+async fn broken_and_good(
+    db: &TestDb,
+    store: &PostgresStore,
+    owner: Option<&str>,
+) -> (Deployment, Deployment) {
     let (broken, broken_events) = start_random("broken");
     let (good, good_events) = start_random("good");
     for (d, events) in [(&broken, &broken_events), (&good, &good_events)] {
-        store
-            .create(NewDeployment::new(d, PLAN), events)
-            .await
-            .expect("create");
+        let mut new = NewDeployment::new(d, PLAN);
+        if let Some(owner) = owner {
+            new = new.leased(Lease::new(owner, Utc::now(), Duration::from_secs(30)));
+        }
+        store.create(new, events).await.expect("create");
     }
     let raw = db.raw().await;
     sqlx::query(&format!(
@@ -723,6 +722,20 @@ async fn a_corrupt_orphan_is_left_out_of_a_takeover_and_the_rest_is_returned() {
     .execute(&raw)
     .await
     .expect("tamper");
+    raw.close().await;
+    (broken, good)
+}
+
+/// A row that cannot be read among those a takeover claims is left out of the answer, not
+/// made the answer: the rest of the batch is returned, and the unreadable one stays with the
+/// claimer rather than come first in every later claim.
+#[tokio::test]
+async fn a_corrupt_orphan_is_left_out_of_a_takeover_and_the_rest_is_returned() {
+    let Some(db) = TestDb::new("corrupt_orphan") else {
+        return;
+    };
+    let store = db.connect().await;
+    let (_, good) = broken_and_good(&db, &store, None).await;
 
     let first = Lease::new("first", Utc::now(), Duration::from_secs(30));
     let taken = store.claim_orphans(&first, 10).await.expect("a claim");
@@ -738,7 +751,6 @@ async fn a_corrupt_orphan_is_left_out_of_a_takeover_and_the_rest_is_returned() {
         "the unreadable one is not offered to every later claim"
     );
     store.close().await;
-    raw.close().await;
     db.drop_schema().await;
 }
 
@@ -995,24 +1007,7 @@ mod replica_scenarios {
             return;
         };
         let store = db.connect().await;
-        let (broken, broken_events) = start_random("broken");
-        let (good, good_events) = start_random("good");
-        for (d, events) in [(&broken, &broken_events), (&good, &good_events)] {
-            let lease = Lease::new("replica", Utc::now(), Duration::from_secs(30));
-            store
-                .create(NewDeployment::new(d, PLAN).leased(lease), events)
-                .await
-                .expect("create");
-        }
-        let raw = db.raw().await;
-        sqlx::query(&format!(
-            "UPDATE {} SET state = '{{}}' WHERE id = $1",
-            db.table("deployments")
-        ))
-        .bind(&broken.id().0)
-        .execute(&raw)
-        .await
-        .expect("tamper");
+        broken_and_good(&db, &store, Some("replica")).await;
 
         let external = RecordingTransport::new();
         let engine = Engine::builder(
@@ -1028,7 +1023,6 @@ mod replica_scenarios {
         assert_eq!(recovered.resumed, 1, "the readable one resumes");
         assert_eq!(engine.live_deployments(), 1);
         engine.shutdown().await;
-        raw.close().await;
         db.drop_schema().await;
     }
 
