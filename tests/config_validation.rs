@@ -802,4 +802,18 @@ fn a_large_strategy_used_by_many_targets_is_refused_before_it_is_built() {
     };
     let shown = err.to_string();
     assert!(shown.contains("bytes of plan"), "{shown}");
+
+    // A strategy's long name is in the path of each of its steps.
+    let name = "s".repeat(100_000);
+    let mut file =
+        format!("application: a\nstrategies:\n  ? \"{name}\"\n  : canary:\n      steps:\n");
+    for _ in 0..2_000 {
+        file.push_str("        - pause: {untilApproved: true}\n");
+    }
+    file.push_str(&format!("targets:\n  t: {{strategy: \"{name}\"}}\n"));
+    assert!(file.len() < 1 << 20, "under the file limit");
+    let Err(err) = Plan::from_yaml(&file) else {
+        panic!("two thousand copies of a long name were built");
+    };
+    assert!(err.to_string().contains("bytes of plan"), "{err}");
 }

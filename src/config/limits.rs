@@ -10,8 +10,8 @@ use serde_json::Value;
 pub struct Limits {
     /// Largest file, in bytes. Default 1 MiB. It also bounds what the file may expand to: its
     /// text with YAML aliases expanded (4 times this), and the plan built from it, where a
-    /// strategy, context or target name is repeated for every target and step using it (16
-    /// times this).
+    /// strategy, context, query list or name is repeated for every target and step using it
+    /// (16 times this, estimated from the file before the plan is built).
     pub max_file_bytes: usize,
     /// Deepest nesting of maps and lists. Default 64.
     pub max_depth: usize,

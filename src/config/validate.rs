@@ -1085,66 +1085,70 @@ fn expands_too_far(mut e: &serde_saphyr::Error) -> bool {
 const PLAN_BYTES_PER_FILE_BYTE: usize = 16;
 
 /// Roughly how many bytes the plan of `file` holds for its targets' gates and steps, counted
-/// from the file alone: each keeps a path naming its target, a webhook or analysis entry its
-/// own copy of its context, and a strategy's steps are built again for every target that uses
-/// it. A file whose plan would be far larger than itself is then refused before it is built.
+/// from the file alone: each keeps a path naming its target (or its strategy), and its own copy
+/// of what the file wrote for it (a context, analysis queries, required roles, services), and a
+/// strategy's steps are built again for every target that uses it. A file whose plan would be
+/// far larger than itself is then refused before it is built.
 fn plan_bytes(file: &DeploymentFile) -> usize {
     const PER_ENTRY: usize = 64;
+    let texts = |texts: &[String]| texts.iter().map(String::len).fold(0, usize::saturating_add);
     let context = |context: &Context| {
         context
             .iter()
             .map(|(k, v)| k.len().saturating_add(v.0.len()))
             .fold(0, usize::saturating_add)
     };
+    let pause = |p: &file::Pause| texts(&p.requires_roles);
+    let analysis = |a: &file::Analysis| texts(&a.queries).saturating_add(context(&a.context));
     let constraint = |c: &file::Constraint| match c {
         file::Constraint::RunWebhook(r) => context(&r.context),
-        file::Constraint::Analysis(a) => context(&a.context),
-        file::Constraint::Pause(_) => 0,
+        file::Constraint::Analysis(a) => analysis(a),
+        file::Constraint::Pause(p) => pause(p),
     };
     let step = |s: &file::CanaryStep| match s {
         file::CanaryStep::RunWebhook(r) => context(&r.context),
-        file::CanaryStep::Analysis(a) => context(&a.context),
-        file::CanaryStep::ExposeServices(e) => e
-            .services
+        file::CanaryStep::Analysis(a) => analysis(a),
+        file::CanaryStep::Pause(p) => pause(p),
+        file::CanaryStep::ExposeServices(e) => texts(&e.services),
+        file::CanaryStep::SetWeight(_) => 0,
+    };
+    let strategy_bytes = |name: &str, strategy: &file::Strategy| {
+        let per_entry = PER_ENTRY.saturating_add(name.len());
+        let canary = strategy
+            .canary
             .iter()
-            .map(String::len)
-            .fold(0, usize::saturating_add),
-        file::CanaryStep::SetWeight(_) | file::CanaryStep::Pause(_) => 0,
+            .flat_map(|c| &c.steps)
+            .map(|s| per_entry.saturating_add(step(s)));
+        let blue_green = strategy.blue_green.iter().map(|bg| {
+            let services = [&bg.active_service, &bg.preview_service]
+                .into_iter()
+                .flatten()
+                .map(String::len)
+                .fold(0, usize::saturating_add);
+            bg.redirect_traffic_after
+                .iter()
+                .chain(&bg.shut_down_old_version_after)
+                .map(|c| per_entry.saturating_add(constraint(c)))
+                .fold(services, usize::saturating_add)
+        });
+        canary.chain(blue_green).fold(0, usize::saturating_add)
     };
     file.targets
         .iter()
         .map(|(name, target)| {
             let per_entry = PER_ENTRY.saturating_add(name.len());
-            let mut entries = 0usize;
-            let mut bytes = 0usize;
-            let mut add = |extra: usize| {
-                entries = entries.saturating_add(1);
-                bytes = bytes.saturating_add(extra);
-            };
-            for c in target
+            let constraints = target
                 .constraints
                 .iter()
                 .flat_map(|c| c.before_deployment.iter().chain(&c.after_deployment))
-            {
-                add(constraint(c));
-            }
-            if let Some(strategy) = target
+                .map(|c| per_entry.saturating_add(constraint(c)))
+                .fold(0, usize::saturating_add);
+            let strategy = target
                 .strategy
                 .as_deref()
-                .and_then(|s| file.strategies.get(s))
-            {
-                for s in strategy.canary.iter().flat_map(|c| &c.steps) {
-                    add(step(s));
-                }
-                for c in strategy.blue_green.iter().flat_map(|bg| {
-                    bg.redirect_traffic_after
-                        .iter()
-                        .chain(&bg.shut_down_old_version_after)
-                }) {
-                    add(constraint(c));
-                }
-            }
-            entries.saturating_mul(per_entry).saturating_add(bytes)
+                .and_then(|s| file.strategies.get_key_value(s))
+                .map_or(0, |(name, strategy)| strategy_bytes(name, strategy));
+            constraints.saturating_add(strategy)
         })
         .fold(0, usize::saturating_add)
 }

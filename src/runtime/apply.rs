@@ -370,8 +370,11 @@ impl Engine {
                 live.version = stored.version;
                 // A write of ours that may have been stored without its actions performed:
                 // the work in flight in what is stored is asked for again, as after a
-                // restart, and performed by this deployment's next commit.
+                // restart, and performed by this deployment's next commit. Pending actions
+                // a copy stored for its driver are among what is reissued: dropped first, so
+                // none is asked for twice.
                 if std::mem::take(&mut live.unsure) && live.owned {
+                    while live.d.poll_action().is_some() {}
                     live.d.reissue_in_flight();
                 }
                 true

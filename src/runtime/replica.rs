@@ -17,7 +17,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -96,8 +95,9 @@ pub(crate) struct Replica {
     pub(crate) notices: tokio::sync::Mutex<Option<mpsc::UnboundedReceiver<(DeploymentId, u64)>>>,
     notify: mpsc::UnboundedSender<(DeploymentId, u64)>,
     /// Whether the store has this replica's watcher: stores keep every watcher they are given,
-    /// and a `recover` tried again after a failure must not add a second.
-    watching: AtomicBool,
+    /// and a `recover` tried again after a failure must not add a second. Held while the
+    /// watcher is added, so that two `recover`s at once add one between them.
+    watching: tokio::sync::Mutex<bool>,
 }
 
 impl Replica {
@@ -107,7 +107,7 @@ impl Replica {
             options,
             notices: tokio::sync::Mutex::new(Some(notices)),
             notify,
-            watching: AtomicBool::new(false),
+            watching: tokio::sync::Mutex::new(false),
         }
     }
 }
@@ -133,17 +133,16 @@ impl Engine {
         let Some(replica) = self.replica() else {
             return Ok(());
         };
-        if replica.watching.swap(true, Ordering::SeqCst) {
+        let mut watching = replica.watching.lock().await;
+        if *watching {
             return Ok(());
         }
         let notify = replica.notify.clone();
         let watcher: ChangeWatcher = Arc::new(move |id: &DeploymentId, version| {
             let _ = notify.send((id.clone(), version));
         });
-        if let Err(e) = self.inner.store.watch(watcher).await {
-            replica.watching.store(false, Ordering::SeqCst);
-            return Err(e.into());
-        }
+        self.inner.store.watch(watcher).await?;
+        *watching = true;
         Ok(())
     }
 
