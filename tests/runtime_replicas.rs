@@ -300,6 +300,51 @@ async fn shutdown_gives_the_leases_up_only_after_a_round_of_upkeep_under_way() {
     );
 }
 
+/// A deployment that started after a round of upkeep read the leases, and whose claim in that
+/// round then failed on a store error, is still this replica's: a failed claim tells nothing,
+/// and letting go would have the next round resume it, asking again for work under way.
+#[tokio::test]
+async fn a_claim_that_fails_on_a_store_error_does_not_let_the_deployment_go() {
+    use std::collections::BTreeMap;
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
+    use hookgate::test_util::{FaultyStore, RecordingTransport};
+
+    let faulty = Arc::new(FaultyStore::new(MemoryStore::new()));
+    let external = RecordingTransport::new();
+    let a = Engine::builder(
+        external.dispatcher("https://gates.example").unwrap(),
+        SimulatedHost,
+    )
+    .shared_store(faulty.clone())
+    .replica(ReplicaOptions::new("a").lease(std::time::Duration::from_secs(3600)))
+    .build();
+    a.recover().await.unwrap();
+
+    faulty.late_renew_answers(true);
+    let mut round = pin!(a.maintain_leases());
+    assert!(
+        round
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending(),
+        "the round has read the leases"
+    );
+    a.start(ONE_GATE, BTreeMap::new()).await.unwrap();
+    let calls = external.count();
+    faulty.fail_claims(1);
+    let upkeep = round.await.unwrap();
+
+    assert_eq!(upkeep.lost, 0);
+    assert_eq!(a.live_deployments(), 1, "still driven here");
+    faulty.late_renew_answers(false);
+    a.maintain_leases().await.unwrap();
+    assert_eq!(external.count(), calls, "its call was not asked for again");
+    a.shutdown().await;
+}
+
 /// Two replicas starting the same application at the same moment: both find none of it
 /// running, and the store, which checks again as it writes, lets one start it. The other's
 /// start follows `ifDeploymentInProgress`: refused by default, queued with `enqueueOne` and

@@ -13,14 +13,16 @@ use crate::store::{
 
 /// A [`Store`] for tests of what happens when writes are slow or fail: it passes everything to
 /// the store it wraps ([`MemoryStore`] unless told otherwise), except that on demand
-/// - saves, creates and loads fail ([`fail_saves`](Self::fail_saves),
-///   [`fail_creates`](Self::fail_creates), [`fail_loads`](Self::fail_loads));
+/// - saves, creates, loads and lease claims fail ([`fail_saves`](Self::fail_saves),
+///   [`fail_creates`](Self::fail_creates), [`fail_loads`](Self::fail_loads),
+///   [`fail_claims`](Self::fail_claims));
 /// - saves and creates are stored but answered with a failure, as when a database's connection
 ///   drops after it committed ([`lose_save_answers`](Self::lose_save_answers),
 ///   [`lose_create_answers`](Self::lose_create_answers));
 /// - saves, creates and lease renewals wait once before going on, as a durable store's do
 ///   ([`slow_saves`](Self::slow_saves), [`slow_creates`](Self::slow_creates),
-///   [`slow_renews`](Self::slow_renews)).
+///   [`slow_renews`](Self::slow_renews)), or renewals once after reading the leases, as a
+///   database's answer travels back ([`late_renew_answers`](Self::late_renew_answers)).
 ///
 /// ```
 /// use hookgate::store::MemoryStore;
@@ -50,6 +52,9 @@ pub struct FaultyStore<S = MemoryStore> {
     fail_load: AtomicUsize,
     /// Watchers registered through it.
     watches: AtomicUsize,
+    /// Lease claims to fail.
+    fail_claim: AtomicUsize,
+    late_renew: AtomicBool,
 }
 
 impl<S: Store> FaultyStore<S> {
@@ -67,6 +72,8 @@ impl<S: Store> FaultyStore<S> {
             lost_create: AtomicUsize::new(0),
             fail_load: AtomicUsize::new(0),
             watches: AtomicUsize::new(0),
+            fail_claim: AtomicUsize::new(0),
+            late_renew: AtomicBool::new(false),
         }
     }
 
@@ -104,6 +111,17 @@ impl<S: Store> FaultyStore<S> {
     /// as [`lose_save_answers`](Self::lose_save_answers) does saves.
     pub fn lose_create_answers(&self, n: usize) {
         self.lost_create.store(n, Ordering::SeqCst);
+    }
+
+    /// Fails the next `n` lease claims ([`Store::claim`]) with [`StoreError::Backend`].
+    pub fn fail_claims(&self, n: usize) {
+        self.fail_claim.store(n, Ordering::SeqCst);
+    }
+
+    /// Whether each lease renewal, once it has read the leases, returns to the runtime once
+    /// before answering: what happens meanwhile is not in its answer.
+    pub fn late_renew_answers(&self, late: bool) {
+        self.late_renew.store(late, Ordering::SeqCst);
     }
 
     /// How many change watchers were registered through it ([`Store::watch`]).
@@ -223,6 +241,11 @@ impl<S: Store> Store for FaultyStore<S> {
     }
 
     async fn claim(&self, id: &DeploymentId, lease: &Lease) -> Result<bool, StoreError> {
+        if take(&self.fail_claim) {
+            return Err(StoreError::Backend {
+                source: "a failure injected by FaultyStore".into(),
+            });
+        }
         self.inner.claim(id, lease).await
     }
 
@@ -230,7 +253,11 @@ impl<S: Store> Store for FaultyStore<S> {
         if self.slow_renew.load(Ordering::SeqCst) {
             YieldOnce(false).await;
         }
-        self.inner.renew(lease).await
+        let held = self.inner.renew(lease).await;
+        if self.late_renew.load(Ordering::SeqCst) {
+            YieldOnce(false).await;
+        }
+        held
     }
 
     async fn claim_orphans(
