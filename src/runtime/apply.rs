@@ -237,8 +237,9 @@ impl Engine {
     /// `version` if the write that failed with `failure` was stored after all, as `state`:
     /// a database whose connection dropped after it committed answers with a failure, and
     /// taking that for a write that changed nothing would drop the actions it led to, which
-    /// nothing would ask for again. Otherwise `failure`; when the look itself fails, `on_unknown`
-    /// is called first, for a caller that can have the deployment looked at again later.
+    /// nothing would ask for again. Otherwise `failure`; when the look cannot tell (it fails,
+    /// or finds a later version written over what may have been this write), `on_unknown` is
+    /// called first, for a caller that can have the deployment looked at again later.
     pub(crate) async fn stored_anyway(
         &self,
         id: &DeploymentId,
@@ -255,6 +256,12 @@ impl Engine {
                     "the store reported a failed write that it had stored; going on"
                 );
                 Ok(version)
+            }
+            // Written again since: ours may be under that write.
+            Ok(Some(stored)) if stored.version > version => {
+                tracing::warn!(deployment = %id, error = %failure, "a write failed, and whether it was stored under a later one is not known");
+                on_unknown();
+                Err(failure)
             }
             Ok(_) => Err(failure),
             Err(look) => {
