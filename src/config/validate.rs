@@ -277,8 +277,8 @@ impl Validator {
             );
             return Plan::empty(file.application.clone());
         }
-        let gates = gate_count(file);
-        if gates > self.limits.max_gates {
+        let size = PlanSize::of(file);
+        if size.gates > self.limits.max_gates {
             self.problem(
                 "targets",
                 ProblemKind::TooLarge {
@@ -292,7 +292,7 @@ impl Validator {
             .limits
             .max_file_bytes
             .saturating_mul(PLAN_BYTES_PER_FILE_BYTE);
-        if plan_bytes(file) > plan_limit {
+        if size.bytes > plan_limit {
             self.problem(
                 "targets",
                 ProblemKind::TooLarge {
@@ -1019,40 +1019,6 @@ impl Plan {
     }
 }
 
-/// How many gates the plan of `file` has: every entry of a constraint list, and a strategy's
-/// gates once for each target that uses it. Counted from the file alone, so that one naming a
-/// large strategy from many targets is refused before its gates are built.
-fn gate_count(file: &DeploymentFile) -> usize {
-    let strategy_gates = |name: &str| {
-        file.strategies.get(name).map_or(0, |raw| {
-            let canary = raw.canary.iter().flat_map(|c| &c.steps).filter(|step| {
-                matches!(
-                    step,
-                    file::CanaryStep::Pause(_)
-                        | file::CanaryStep::RunWebhook(_)
-                        | file::CanaryStep::Analysis(_)
-                )
-            });
-            let blue_green = raw
-                .blue_green
-                .iter()
-                .map(|bg| bg.redirect_traffic_after.len() + bg.shut_down_old_version_after.len());
-            canary.count().saturating_add(blue_green.sum())
-        })
-    };
-    file.targets
-        .values()
-        .map(|target| {
-            let constraints = target
-                .constraints
-                .iter()
-                .map(|c| c.before_deployment.len() + c.after_deployment.len());
-            let strategy = target.strategy.as_deref().map_or(0, strategy_gates);
-            constraints.sum::<usize>().saturating_add(strategy)
-        })
-        .fold(0, usize::saturating_add)
-}
-
 /// How much text the YAML reader may produce for each byte of the file, aliases expanded.
 const EXPANDED_BYTES_PER_FILE_BYTE: usize = 4;
 
@@ -1084,73 +1050,86 @@ fn expands_too_far(mut e: &serde_saphyr::Error) -> bool {
 /// target name once, and the plan repeats it for every target and step that uses it.
 const PLAN_BYTES_PER_FILE_BYTE: usize = 16;
 
-/// Roughly how many bytes the plan of `file` holds for its targets' gates and steps, counted
-/// from the file alone: each keeps a path naming its target (or its strategy), and its own copy
-/// of what the file wrote for it (a context, analysis queries, required roles, services), and a
-/// strategy's steps are built again for every target that uses it. A file whose plan would be
-/// far larger than itself is then refused before it is built.
-fn plan_bytes(file: &DeploymentFile) -> usize {
-    const PER_ENTRY: usize = 64;
-    let texts = |texts: &[String]| texts.iter().map(String::len).fold(0, usize::saturating_add);
-    let context = |context: &Context| {
-        context
-            .iter()
-            .map(|(k, v)| k.len().saturating_add(v.0.len()))
-            .fold(0, usize::saturating_add)
-    };
-    let pause = |p: &file::Pause| texts(&p.requires_roles);
-    let analysis = |a: &file::Analysis| texts(&a.queries).saturating_add(context(&a.context));
-    let constraint = |c: &file::Constraint| match c {
-        file::Constraint::RunWebhook(r) => context(&r.context),
-        file::Constraint::Analysis(a) => analysis(a),
-        file::Constraint::Pause(p) => pause(p),
-    };
-    let step = |s: &file::CanaryStep| match s {
-        file::CanaryStep::RunWebhook(r) => context(&r.context),
-        file::CanaryStep::Analysis(a) => analysis(a),
-        file::CanaryStep::Pause(p) => pause(p),
-        file::CanaryStep::ExposeServices(e) => texts(&e.services),
-        file::CanaryStep::SetWeight(_) => 0,
-    };
-    let strategy_bytes = |name: &str, strategy: &file::Strategy| {
-        let per_entry = PER_ENTRY.saturating_add(name.len());
-        let canary = strategy
-            .canary
-            .iter()
-            .flat_map(|c| &c.steps)
-            .map(|s| per_entry.saturating_add(step(s)));
-        let blue_green = strategy.blue_green.iter().map(|bg| {
-            let services = [&bg.active_service, &bg.preview_service]
-                .into_iter()
-                .flatten()
-                .map(String::len)
-                .fold(0, usize::saturating_add);
-            bg.redirect_traffic_after
+/// The size of the plan of `file`, counted from the file alone in one walk, so that a file
+/// whose plan would be far larger than itself is refused before it is built. A strategy's
+/// gates and steps are counted once for every target that uses it.
+struct PlanSize {
+    /// Every entry of a constraint list, and a strategy's pauses, webhooks and analyses.
+    gates: usize,
+    /// Roughly the bytes held for its gates and steps: each keeps a path naming its target (or
+    /// its strategy), and its own copy of what the file wrote for it (a context, analysis
+    /// queries, required roles, services).
+    bytes: usize,
+}
+
+impl PlanSize {
+    fn of(file: &DeploymentFile) -> Self {
+        const PER_ENTRY: usize = 64;
+        let texts = |texts: &[String]| texts.iter().map(String::len).fold(0, usize::saturating_add);
+        let context = |context: &Context| {
+            context
                 .iter()
-                .chain(&bg.shut_down_old_version_after)
-                .map(|c| per_entry.saturating_add(constraint(c)))
-                .fold(services, usize::saturating_add)
-        });
-        canary.chain(blue_green).fold(0, usize::saturating_add)
-    };
-    file.targets
-        .iter()
-        .map(|(name, target)| {
-            let per_entry = PER_ENTRY.saturating_add(name.len());
-            let constraints = target
+                .map(|(k, v)| k.len().saturating_add(v.0.len()))
+                .fold(0, usize::saturating_add)
+        };
+        let pause = |p: &file::Pause| texts(&p.requires_roles);
+        let analysis = |a: &file::Analysis| texts(&a.queries).saturating_add(context(&a.context));
+        let constraint = |c: &file::Constraint| match c {
+            file::Constraint::RunWebhook(r) => context(&r.context),
+            file::Constraint::Analysis(a) => analysis(a),
+            file::Constraint::Pause(p) => pause(p),
+        };
+        let mut size = Self { gates: 0, bytes: 0 };
+        let mut add = |gate: bool, name: &str, bytes: usize| {
+            size.gates = size.gates.saturating_add(usize::from(gate));
+            size.bytes = size
+                .bytes
+                .saturating_add(PER_ENTRY)
+                .saturating_add(name.len())
+                .saturating_add(bytes);
+        };
+        for (target_name, target) in &file.targets {
+            for c in target
                 .constraints
                 .iter()
                 .flat_map(|c| c.before_deployment.iter().chain(&c.after_deployment))
-                .map(|c| per_entry.saturating_add(constraint(c)))
-                .fold(0, usize::saturating_add);
-            let strategy = target
+            {
+                add(true, target_name, constraint(c));
+            }
+            let Some((name, strategy)) = target
                 .strategy
                 .as_deref()
                 .and_then(|s| file.strategies.get_key_value(s))
-                .map_or(0, |(name, strategy)| strategy_bytes(name, strategy));
-            constraints.saturating_add(strategy)
-        })
-        .fold(0, usize::saturating_add)
+            else {
+                continue;
+            };
+            for step in strategy.canary.iter().flat_map(|c| &c.steps) {
+                match step {
+                    file::CanaryStep::RunWebhook(r) => add(true, name, context(&r.context)),
+                    file::CanaryStep::Analysis(a) => add(true, name, analysis(a)),
+                    file::CanaryStep::Pause(p) => add(true, name, pause(p)),
+                    file::CanaryStep::ExposeServices(e) => add(false, name, texts(&e.services)),
+                    file::CanaryStep::SetWeight(_) => add(false, name, 0),
+                }
+            }
+            if let Some(bg) = &strategy.blue_green {
+                let services = [&bg.active_service, &bg.preview_service]
+                    .into_iter()
+                    .flatten()
+                    .map(String::len)
+                    .fold(0, usize::saturating_add);
+                add(false, name, services);
+                for c in bg
+                    .redirect_traffic_after
+                    .iter()
+                    .chain(&bg.shut_down_old_version_after)
+                {
+                    add(true, name, constraint(c));
+                }
+            }
+        }
+        size
+    }
 }
 
 fn strings(context: &Context) -> BTreeMap<String, String> {

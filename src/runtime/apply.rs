@@ -22,7 +22,7 @@ use crate::config::EnvId;
 use crate::core::{
     Action, CallFailure, CallResult, CoreError, Deployment, DeploymentId, DeploymentState, Event,
 };
-use crate::store::StoreError;
+use crate::store::{StoreError, StoredDeployment};
 
 /// The longest wait between attempts at work the store has to take while it fails (recording a
 /// finished call's or step's result, starting a queued deployment).
@@ -71,6 +71,7 @@ impl Engine {
             let entry = match target {
                 Target::Entry(entry) => entry,
                 Target::Id(ref id) => self.entry(id, true).await?,
+                Target::Stored(stored) => self.entry_of_stored(*stored, true).await?,
             };
             let mut live = entry.lock_owned().await;
             // A second look: shutdown may have begun while this input waited for the lock.
@@ -567,10 +568,12 @@ impl Engine {
     }
 }
 
-/// What an input is applied to: a deployment to look up, or its entry, already found.
+/// What an input is applied to: a deployment to look up, its entry, already found, or its
+/// stored row, already read (boxed: every input's future would otherwise be as large).
 pub(crate) enum Target<'a> {
     Id(Cow<'a, DeploymentId>),
     Entry(Arc<AsyncMutex<Live>>),
+    Stored(Box<StoredDeployment>),
 }
 
 /// Work that has to end once begun (an input applied in memory has to be stored and acted on):

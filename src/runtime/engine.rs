@@ -585,27 +585,49 @@ impl Engine {
         id: &DeploymentId,
         take_over: bool,
     ) -> Result<Arc<AsyncMutex<Live>>, RuntimeError> {
-        let mut stored = self.load_stored(id).await?;
+        let stored = self.load_stored(id).await?;
+        self.entry_from_row(stored, take_over).await
+    }
+
+    /// [`Engine::entry`] for a deployment whose row the caller has read already.
+    pub(crate) async fn entry_of_stored(
+        &self,
+        stored: StoredDeployment,
+        take_over: bool,
+    ) -> Result<Arc<AsyncMutex<Live>>, RuntimeError> {
+        if let Some(entry) = lock(&self.inner.live).get(&stored.id) {
+            return Ok(Arc::clone(entry));
+        }
+        Box::pin(self.entry_from_row(stored, take_over)).await
+    }
+
+    /// [`Engine::entry`] for a deployment not in memory, from its row.
+    async fn entry_from_row(
+        &self,
+        mut stored: StoredDeployment,
+        take_over: bool,
+    ) -> Result<Arc<AsyncMutex<Live>>, RuntimeError> {
+        let id = stored.id.clone();
         let owned = !stored.status.is_terminal()
             && match self.lease() {
                 None => true,
-                Some(lease) => take_over && self.inner.store.claim(id, &lease).await?,
+                Some(lease) => take_over && self.inner.store.claim(&id, &lease).await?,
             };
         if owned {
             if self.replica().is_some() {
                 // Taken over from a replica that stopped: read again now that the lease keeps
                 // others out.
-                stored = self.load_stored(id).await?;
+                stored = self.load_stored(&id).await?;
             }
             // Resumed as a restart would (deadlines that passed fire, work in flight is asked
             // for again): a single engine comes here for a deployment whose resumption at
             // recovery failed. Its write goes on if the caller stops waiting, as an input's does.
             self.resume(stored).await?;
-            if let Some(entry) = lock(&self.inner.live).get(id) {
+            if let Some(entry) = lock(&self.inner.live).get(&id) {
                 return Ok(Arc::clone(entry));
             }
             // Resuming finished it (a deadline that passed ended it): a copy answers now.
-            stored = self.load_stored(id).await?;
+            stored = self.load_stored(&id).await?;
         }
         // A copy is private: a finished deployment never changes again, and an input applied
         // to another replica's deployment is stored for that replica to act on.

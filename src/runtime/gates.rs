@@ -56,9 +56,7 @@ impl GateService for Engine {
         by: &Principal,
     ) -> Result<CallbackAck, GateError> {
         let target = self.owner_of(id).await?;
-        if let Target::Id(deployment) = &target {
-            self.check_stored_tenant(deployment, by).await?;
-        }
+        let target = self.admitted(target, by).await?;
         self.apply_at(target, |d, now| {
             check_tenant(d, by)?;
             Ok(match report.clone() {
@@ -81,8 +79,10 @@ impl GateService for Engine {
         decision: Decision,
         by: &Principal,
     ) -> Result<(), GateError> {
-        self.check_stored_tenant(deployment, by).await?;
-        self.apply(deployment, |d, now| {
+        let target = self
+            .admitted(Target::Id(Cow::Borrowed(deployment)), by)
+            .await?;
+        self.apply_at(target, |d, now| {
             check_tenant(d, by)?;
             Ok(d.handle_approval(now, gate, decision.clone())?)
         })
@@ -91,21 +91,28 @@ impl GateService for Engine {
 }
 
 impl Engine {
-    /// [`check_tenant`] on the stored deployment, for one not in memory: loading it for an
-    /// input resumes it, or takes it over from a replica that stopped, which acts on it (fires
-    /// its deadlines, asks again for its calls) before the input's own check could refuse it.
-    async fn check_stored_tenant(
+    /// `target`, with [`check_tenant`] done on the row of a deployment not in memory, which
+    /// the input then goes on with rather than reading it again: loading it for an input
+    /// resumes it, or takes it over from a replica that stopped, which acts on it (fires its
+    /// deadlines, asks again for its calls) before the input's own check could refuse it.
+    async fn admitted<'a>(
         &self,
-        id: &DeploymentId,
+        target: Target<'a>,
         by: &Principal,
-    ) -> Result<(), GateError> {
-        if lock(&self.inner.live).contains_key(id) {
-            return Ok(());
+    ) -> Result<Target<'a>, GateError> {
+        let Target::Id(id) = target else {
+            return Ok(target);
+        };
+        if lock(&self.inner.live).contains_key(&*id) {
+            return Ok(Target::Id(id));
         }
-        match self.inner.store.load(id).await {
-            Ok(Some(stored)) => tenant_allows(stored.state.tenant.as_deref(), by),
+        match self.inner.store.load(&id).await {
+            Ok(Some(stored)) => {
+                tenant_allows(stored.state.tenant.as_deref(), by)?;
+                Ok(Target::Stored(Box::new(stored)))
+            }
             // Unknown: the input's own look answers it.
-            Ok(None) => Ok(()),
+            Ok(None) => Ok(Target::Id(id)),
             Err(e) => {
                 tracing::warn!(deployment = %id, error = %e, "could not load a deployment to check its tenant");
                 Err(storage_unavailable())

@@ -80,22 +80,9 @@ impl Engine {
         let Some(next) = lock(&self.inner.queued).remove(application) else {
             return Ok(false);
         };
-        match self.inner.store.running_for_application(application).await {
-            // Stored by an earlier attempt whose answer was lost: it is not waiting for itself.
-            Ok(running) if running.contains(&next.id) => {
-                return self.resume_stored(application, next).await;
-            }
-            Ok(running) if running.is_empty() => {}
-            // Another one runs (started elsewhere): this one waits for it to finish.
-            Ok(_) => {
-                self.requeue(application, next);
-                return Ok(false);
-            }
-            Err(e) => {
-                self.requeue(application, next);
-                return Err(e.into());
-            }
-        }
+        // No look for a running deployment first: the create is exclusive (a queue exists only
+        // where deployments of an application do not run side by side), and the store answers
+        // it in the same step as the write.
         let plan = match self.plan_for(&next.source) {
             Ok(plan) => plan,
             Err(e) => {
@@ -104,14 +91,12 @@ impl Engine {
             }
         };
         match self.launch(plan, &next).await {
-            // Another replica started the application since the check above: this one waits
-            // for that one to finish, as it would have had the check seen it.
+            // Another one runs (started elsewhere): this one waits for it to finish.
             Err(RuntimeError::Store(StoreError::ApplicationBusy { .. })) => {
                 self.requeue(application, next);
                 Ok(false)
             }
-            // Stored by an earlier attempt whose answer was lost, and whose look at the row
-            // failed too.
+            // Stored by an earlier attempt whose answer was lost: it is not waiting for itself.
             Err(RuntimeError::Store(StoreError::AlreadyExists { .. })) => {
                 self.resume_stored(application, next).await
             }

@@ -77,6 +77,26 @@ fn decode<T: DeserializeOwned>(
     })
 }
 
+/// Why an exclusive create of `id` for `application` is refused, given what its look found:
+/// its own id (a create repeated after its answer was lost), or another deployment of the
+/// application running.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn exclusive_refusal(
+    id: &DeploymentId,
+    application: &str,
+    found: Option<String>,
+) -> Option<StoreError> {
+    let found = found?;
+    Some(if found == id.0 {
+        StoreError::AlreadyExists { id: id.clone() }
+    } else {
+        StoreError::ApplicationBusy {
+            application: application.to_owned(),
+            running: DeploymentId(found),
+        }
+    })
+}
+
 /// A stored version; a value that is not positive means the row was tampered with.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn version(id: &DeploymentId, value: i64) -> Result<u64, StoreError> {

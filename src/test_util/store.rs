@@ -152,6 +152,13 @@ impl<S: Store> FaultyStore<S> {
     }
 }
 
+/// A failure injected before the store is asked: nothing was written.
+fn injected() -> StoreError {
+    StoreError::Backend {
+        source: "a failure injected by FaultyStore".into(),
+    }
+}
+
 /// The failure of a write whose answer was lost after it was stored.
 fn lost_answer() -> StoreError {
     StoreError::Backend {
@@ -172,9 +179,7 @@ impl<S: Store> Store for FaultyStore<S> {
             YieldOnce(false).await;
         }
         if take(&self.fail_create) {
-            return Err(StoreError::Backend {
-                source: "a failure injected by FaultyStore".into(),
-            });
+            return Err(injected());
         }
         let created = self.inner.create(new, events).await;
         if created.is_ok() && take(&self.lost_create) {
@@ -195,9 +200,7 @@ impl<S: Store> Store for FaultyStore<S> {
             YieldOnce(false).await;
         }
         if self.injected_failure() {
-            return Err(StoreError::Backend {
-                source: "a failure injected by FaultyStore".into(),
-            });
+            return Err(injected());
         }
         let saved = self
             .inner
@@ -211,9 +214,7 @@ impl<S: Store> Store for FaultyStore<S> {
 
     async fn load(&self, id: &DeploymentId) -> Result<Option<StoredDeployment>, StoreError> {
         if take(&self.fail_load) {
-            return Err(StoreError::Backend {
-                source: "a failure injected by FaultyStore".into(),
-            });
+            return Err(injected());
         }
         self.inner.load(id).await
     }
@@ -242,9 +243,7 @@ impl<S: Store> Store for FaultyStore<S> {
 
     async fn claim(&self, id: &DeploymentId, lease: &Lease) -> Result<bool, StoreError> {
         if take(&self.fail_claim) {
-            return Err(StoreError::Backend {
-                source: "a failure injected by FaultyStore".into(),
-            });
+            return Err(injected());
         }
         self.inner.claim(id, lease).await
     }

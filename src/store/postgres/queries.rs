@@ -255,14 +255,8 @@ impl Store for PostgresStore {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(backend)?;
-            if found.as_ref() == Some(&new.id.0) {
-                return Err(StoreError::AlreadyExists { id: new.id });
-            }
-            if let Some(running) = found {
-                return Err(StoreError::ApplicationBusy {
-                    application: new.application,
-                    running: DeploymentId(running),
-                });
+            if let Some(refusal) = codec::exclusive_refusal(&new.id, &new.application, found) {
+                return Err(refusal);
             }
         }
         let inserted = sqlx::query(&sql.insert_deployment)

@@ -409,16 +409,8 @@ async fn create_steps(
             .bind(&create.id.0)
             .fetch_optional(&mut *conn)
             .await?;
-        if found.as_ref() == Some(&create.id.0) {
-            return Ok(Some(StoreError::AlreadyExists {
-                id: create.id.clone(),
-            }));
-        }
-        if let Some(running) = found {
-            return Ok(Some(StoreError::ApplicationBusy {
-                application: create.application.clone(),
-                running: DeploymentId(running),
-            }));
+        if let Some(refusal) = codec::exclusive_refusal(&create.id, &create.application, found) {
+            return Ok(Some(refusal));
         }
     }
     let inserted = sqlx::query(
