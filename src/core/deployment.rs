@@ -262,6 +262,20 @@ impl Deployment {
         next_or_release(&mut self.s.events)
     }
 
+    /// Every action waiting, at once, in the buffer they were queued in: the engine's drain,
+    /// without moving each one out. The deployment is left holding no buffer for actions, as
+    /// after [`poll_action`](Self::poll_action) answered `None`.
+    #[cfg(feature = "runtime")]
+    pub(crate) fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.s.actions).into()
+    }
+
+    /// Every event waiting, at once, as `take_actions` does actions.
+    #[cfg(feature = "runtime")]
+    pub(crate) fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.s.events).into()
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) must next be called, if ever.
     pub fn poll_timeout(&self) -> Option<DateTime<Utc>> {
         let gates = self.s.gates.iter().filter_map(|g| g.deadline());
@@ -963,5 +977,33 @@ mod tests {
         assert!(actions > 0 && events > 0, "the start asks for the approval");
         assert_eq!(d.s.actions.capacity(), 0);
         assert_eq!(d.s.events.capacity(), 0);
+    }
+
+    /// Taken at once, outputs come in the order polling gives them, and leave no buffer.
+    #[cfg(feature = "runtime")]
+    #[test]
+    fn outputs_taken_at_once_come_in_order_and_leave_no_buffer() {
+        let plan = Plan::from_yaml(
+            "application: a\ntargets:\n  x: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}\n  y: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}",
+        )
+        .unwrap();
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+        let start = || {
+            Deployment::start(
+                Arc::new(plan.clone()),
+                DeploymentId::from("d"),
+                StartOptions::default(),
+                &mut NoIds,
+                t0,
+            )
+        };
+        let (mut polled, mut taken) = (start(), start());
+        let actions: Vec<_> = std::iter::from_fn(|| polled.poll_action()).collect();
+        let events: Vec<_> = std::iter::from_fn(|| polled.poll_event()).collect();
+        assert!(actions.len() > 1 && events.len() > 1);
+        assert_eq!(taken.take_actions(), actions);
+        assert_eq!(taken.take_events(), events);
+        assert_eq!(taken.s.actions.capacity(), 0);
+        assert_eq!(taken.s.events.capacity(), 0);
     }
 }

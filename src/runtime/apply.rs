@@ -13,7 +13,7 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::Instrument;
 
-use super::engine::{Engine, Live, drain, drain_events, lock};
+use super::engine::{Engine, Live, drain, lock};
 use super::error::RuntimeError;
 use super::event::EngineEvent;
 use super::host::StepContext;
@@ -164,15 +164,13 @@ impl Engine {
         let (actions, events) = if live.owned {
             drain(&mut live.d)
         } else {
-            (Vec::new(), drain_events(&mut live.d))
+            (Vec::new(), live.d.take_events())
         };
         // An input that produced events changed the deployment: comparing the whole state is
         // left for those that did not.
         let changed = !events.is_empty() || live.d.state() != before.state();
         if !changed && actions.is_empty() {
             spare::give_back(before);
-            spare::give_back_actions(actions);
-            spare::give_back_events(events);
             if live.owned {
                 live.arm(&self.inner.deadlines);
             }
@@ -329,16 +327,15 @@ impl Engine {
     pub(crate) fn after_commit(
         &self,
         live: &mut Live,
-        mut actions: Vec<Action>,
+        actions: Vec<Action>,
         events: Vec<Event>,
     ) -> Vec<Ready> {
         live.arm(&self.inner.deadlines);
         self.publish(live.d.id(), events);
         let ready = actions
-            .drain(..)
+            .into_iter()
             .filter_map(|action| self.perform(live, action))
             .collect();
-        spare::give_back_actions(actions);
         if live.d.is_finished() {
             self.retire(&live.d);
         }
@@ -346,16 +343,15 @@ impl Engine {
     }
 
     /// Sends `events` to the engine's subscribers, if it has any.
-    pub(crate) fn publish(&self, id: &DeploymentId, mut events: Vec<Event>) {
+    pub(crate) fn publish(&self, id: &DeploymentId, events: Vec<Event>) {
         if self.inner.events.receiver_count() > 0 {
-            for event in events.drain(..) {
+            for event in events {
                 let _ = self.inner.events.send(EngineEvent::Deployment {
                     id: id.clone(),
                     event,
                 });
             }
         }
-        spare::give_back_events(events);
     }
 
     /// Replaces the entry's deployment with the stored one; whether it could.
@@ -382,7 +378,7 @@ impl Engine {
                 // a copy stored for its driver are among what is reissued: dropped first, so
                 // none is asked for twice.
                 if std::mem::take(&mut live.unsure) && live.owned {
-                    while live.d.poll_action().is_some() {}
+                    drop(live.d.take_actions());
                     live.d.reissue_in_flight();
                 }
                 true

@@ -11,7 +11,6 @@ use super::event::EngineEvent;
 use super::host::Host;
 use super::replica::Replica;
 use super::scheduler::{Deadlines, Slot};
-use super::spare;
 use super::view::DeploymentView;
 use crate::clock::Clock;
 use crate::config::{GateId, InProgressPolicy, Plan};
@@ -677,16 +676,7 @@ impl Engine {
     }
 }
 
-/// `d`'s actions and events, drained into vectors kept for the purpose (see [`spare`]).
+/// `d`'s actions and events, drained.
 pub(crate) fn drain(d: &mut Deployment) -> (Vec<crate::core::Action>, Vec<crate::core::Event>) {
-    let mut actions = spare::actions();
-    actions.extend(std::iter::from_fn(|| d.poll_action()));
-    (actions, drain_events(d))
-}
-
-/// `d`'s events, drained.
-pub(crate) fn drain_events(d: &mut Deployment) -> Vec<crate::core::Event> {
-    let mut events = spare::events();
-    events.extend(std::iter::from_fn(|| d.poll_event()));
-    events
+    (d.take_actions(), d.take_events())
 }

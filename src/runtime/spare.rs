@@ -1,33 +1,25 @@
-//! What inputs use for a moment and give back, reused rather than allocated for every input:
-//! the copy of a deployment kept to roll back to, and the vectors its actions and events are
-//! drained into.
+//! The copy of a deployment each input keeps to roll back to, reused rather than allocated for
+//! every input.
 //!
 //! Each input's cycle copies its deployment as it was, to put back if the write fails, and is
-//! done with the copy once the write is; its actions and events are drained into vectors that
-//! are emptied once they are performed and published. Allocating these afresh made up half of
-//! the engine's allocations per callback. A few of each are kept per thread instead: a copy is
-//! written over with `clone_from`, which reuses its vectors, and a vector is emptied. One given
-//! back on another thread than the one it came from simply stays there. A kept copy holds on
-//! to what the deployment it last copied shares between its copies (its plan, ids, context and
-//! preview URLs) until it is written over or its thread ends.
+//! done with the copy once the write is. Allocating these afresh made up a large part of the
+//! engine's allocations per callback. A few are kept per thread instead, each written over with
+//! `clone_from`, which reuses its vectors. One given back on another thread than the one it
+//! came from simply stays there. A kept copy holds on to what the deployment it last copied
+//! shares between its copies (its plan, ids, context and preview URLs) until it is written over
+//! or its thread ends.
 
 use std::cell::RefCell;
-use std::thread::LocalKey;
 
-use crate::core::{Action, Deployment, Event};
+use crate::core::Deployment;
 
-/// How many of each a thread keeps: about as many inputs as it has under way at once.
+/// How many a thread keeps: about as many inputs as it has under way at once.
 const KEPT: usize = 8;
-
-/// The longest vector kept: one that grew for a rare large batch goes back to the allocator.
-const KEPT_CAPACITY: usize = 64;
 
 thread_local! {
     // Boxed, as the copies are handed out and back in the box the input's cycle carries.
     #[allow(clippy::vec_box)]
     static SPARES: RefCell<Vec<Box<Deployment>>> = const { RefCell::new(Vec::new()) };
-    static ACTIONS: RefCell<Vec<Vec<Action>>> = const { RefCell::new(Vec::new()) };
-    static EVENTS: RefCell<Vec<Vec<Event>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A copy of `d`, written over one this thread kept if it has one.
@@ -46,42 +38,6 @@ pub(crate) fn give_back(copy: Box<Deployment>) {
     SPARES.with_borrow_mut(|spares| {
         if spares.len() < KEPT {
             spares.push(copy);
-        }
-    });
-}
-
-/// An empty vector to drain actions into.
-pub(crate) fn actions() -> Vec<Action> {
-    take(&ACTIONS)
-}
-
-/// An empty vector to drain events into.
-pub(crate) fn events() -> Vec<Event> {
-    take(&EVENTS)
-}
-
-/// Empties `actions` and keeps it for this thread's next [`actions`].
-pub(crate) fn give_back_actions(actions: Vec<Action>) {
-    keep(&ACTIONS, actions);
-}
-
-/// Empties `events` and keeps it for this thread's next [`events`].
-pub(crate) fn give_back_events(events: Vec<Event>) {
-    keep(&EVENTS, events);
-}
-
-fn take<T>(pool: &'static LocalKey<RefCell<Vec<Vec<T>>>>) -> Vec<T> {
-    pool.with_borrow_mut(Vec::pop).unwrap_or_default()
-}
-
-fn keep<T>(pool: &'static LocalKey<RefCell<Vec<Vec<T>>>>, mut vec: Vec<T>) {
-    vec.clear();
-    if vec.capacity() == 0 || vec.capacity() > KEPT_CAPACITY {
-        return;
-    }
-    pool.with_borrow_mut(|kept| {
-        if kept.len() < KEPT {
-            kept.push(vec);
         }
     });
 }
@@ -131,24 +87,6 @@ mod tests {
         assert_eq!(second.state(), one.state());
         assert_eq!(second.plan().application(), "cart");
         assert_eq!(second.id(), &DeploymentId::from("one"));
-    }
-
-    /// A vector given back comes back empty with its room; one that grew past the room kept
-    /// goes back to the allocator.
-    #[test]
-    fn vectors_come_back_empty() {
-        let mut d = started("d", "application: shop\ntargets: {prod: {}}\n");
-        let mut events = super::events();
-        events.extend(std::iter::from_fn(|| d.poll_event()));
-        assert!(!events.is_empty(), "a started deployment has events");
-        let room = events.capacity();
-        super::give_back_events(events);
-        let again = super::events();
-        assert!(again.is_empty());
-        assert_eq!(again.capacity(), room);
-
-        super::give_back_actions(Vec::with_capacity(super::KEPT_CAPACITY + 1));
-        assert_eq!(super::actions().capacity(), 0, "too large to keep");
     }
 
     /// A thread keeps at most `KEPT` copies; more given back are dropped.
