@@ -459,6 +459,26 @@ async fn a_lost_save_whose_look_failed_too_has_its_work_asked_for_again() {
     assert_eq!(s.engine.live_deployments(), 0);
 }
 
+/// A save stored but answered with a failure, with another write stored over it before the
+/// look: whether the lost write is under the later one cannot be told, so the deployment is
+/// treated as after a failed look, and its work in flight is asked for again on the reload.
+#[tokio::test]
+async fn a_lost_save_found_under_a_later_write_has_its_work_asked_for_again() {
+    let s = setup();
+    let started = s.start_pause().await;
+    s.clock.advance(TimeDelta::minutes(2));
+    s.store.bury_save_answers(1);
+
+    s.engine.fire_due().await;
+    for _ in 0..3 {
+        s.clock.advance(TimeDelta::seconds(1));
+        s.engine.fire_due().await;
+    }
+
+    assert_eq!(s.stored(&started).await.status, DeploymentStatus::Succeeded);
+    assert_eq!(s.engine.live_deployments(), 0);
+}
+
 /// A replica's `recover` tried again (after a failure, or twice) registers its change watcher
 /// once: stores keep every watcher, and each would start its own reload of every write.
 #[tokio::test]

@@ -18,7 +18,8 @@ use crate::store::{
 ///   [`fail_claims`](Self::fail_claims));
 /// - saves and creates are stored but answered with a failure, as when a database's connection
 ///   drops after it committed ([`lose_save_answers`](Self::lose_save_answers),
-///   [`lose_create_answers`](Self::lose_create_answers));
+///   [`lose_create_answers`](Self::lose_create_answers)), also with a later write stored over
+///   the save before the answer ([`bury_save_answers`](Self::bury_save_answers));
 /// - saves, creates and lease renewals wait once before going on, as a durable store's do
 ///   ([`slow_saves`](Self::slow_saves), [`slow_creates`](Self::slow_creates),
 ///   [`slow_renews`](Self::slow_renews)), or renewals once after reading the leases, as a
@@ -46,6 +47,8 @@ pub struct FaultyStore<S = MemoryStore> {
     fail_create: AtomicUsize,
     /// Saves to store and then answer with a failure.
     lost_save: AtomicUsize,
+    /// Saves to store, write over once more and then answer with a failure.
+    buried_save: AtomicUsize,
     /// Creates to store and then answer with a failure.
     lost_create: AtomicUsize,
     /// Loads to fail.
@@ -69,6 +72,7 @@ impl<S: Store> FaultyStore<S> {
             slow_renew: AtomicBool::new(false),
             fail_create: AtomicUsize::new(0),
             lost_save: AtomicUsize::new(0),
+            buried_save: AtomicUsize::new(0),
             lost_create: AtomicUsize::new(0),
             fail_load: AtomicUsize::new(0),
             watches: AtomicUsize::new(0),
@@ -105,6 +109,14 @@ impl<S: Store> FaultyStore<S> {
     /// from a write that changed nothing.
     pub fn lose_save_answers(&self, n: usize) {
         self.lost_save.store(n, Ordering::SeqCst);
+    }
+
+    /// Stores each of the next `n` saves, then stores the same state over it once more, as
+    /// another writer would, and answers the first with [`StoreError::Backend`]: a look at the
+    /// deployment finds a later version, under which the caller cannot tell whether its own
+    /// write is.
+    pub fn bury_save_answers(&self, n: usize) {
+        self.buried_save.store(n, Ordering::SeqCst);
     }
 
     /// Stores each of the next `n` creates and then answers it with [`StoreError::Backend`],
@@ -207,6 +219,12 @@ impl<S: Store> Store for FaultyStore<S> {
             .save(id, expected_version, state, status, events)
             .await;
         if saved.is_ok() && take(&self.lost_save) {
+            return Err(lost_answer());
+        }
+        if let Ok(version) = saved
+            && take(&self.buried_save)
+        {
+            self.inner.save(id, version, state, status, &[]).await?;
             return Err(lost_answer());
         }
         saved
