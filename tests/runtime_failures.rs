@@ -468,8 +468,14 @@ async fn a_lost_save_found_under_a_later_write_has_its_work_asked_for_again() {
     let started = s.start_pause().await;
     s.clock.advance(TimeDelta::minutes(2));
     s.store.bury_save_answers(1);
+    let version = s.stored(&started).await.version;
 
     s.engine.fire_due().await;
+    assert_eq!(
+        s.stored(&started).await.version,
+        version + 2,
+        "the pause's write is stored, and another over it"
+    );
     for _ in 0..3 {
         s.clock.advance(TimeDelta::seconds(1));
         s.engine.fire_due().await;

@@ -112,9 +112,10 @@ impl<S: Store> FaultyStore<S> {
     }
 
     /// Stores each of the next `n` saves, then stores the same state over it once more, as
-    /// another writer would, and answers the first with [`StoreError::Backend`]: a look at the
-    /// deployment finds a later version, under which the caller cannot tell whether its own
-    /// write is.
+    /// another writer would, and answers the first with [`StoreError::Backend`] (whatever
+    /// became of the second): a look at the deployment finds a later version, under which the
+    /// caller cannot tell whether its own write is. Counts only saves that were stored, after
+    /// those [`lose_save_answers`](Self::lose_save_answers) takes.
     pub fn bury_save_answers(&self, n: usize) {
         self.buried_save.store(n, Ordering::SeqCst);
     }
@@ -224,7 +225,8 @@ impl<S: Store> Store for FaultyStore<S> {
         if let Ok(version) = saved
             && take(&self.buried_save)
         {
-            self.inner.save(id, version, state, status, &[]).await?;
+            // The first write is stored whatever becomes of this one: its answer is lost.
+            let _ = self.inner.save(id, version, state, status, &[]).await;
             return Err(lost_answer());
         }
         saved
