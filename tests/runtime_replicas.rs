@@ -463,3 +463,101 @@ targets:
         "the dropped start was queued, and starts once the first finished"
     );
 }
+
+/// An owner whose write was stored but answered with a failure, and whose look at the row
+/// failed too, reloads the deployment after another replica wrote over it. The steps that
+/// replica left pending for the owner are among the work in flight the owner asks for again:
+/// dropped first, each step is run once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsure_owner_reloading_another_replicas_write_runs_each_step_once() {
+    use std::collections::BTreeMap;
+
+    use hookgate::auth::Principal;
+    use hookgate::core::{CallbackAck, CallbackId, DeploymentStatus};
+    use hookgate::runtime::{Engine, ReplicaOptions};
+    use hookgate::server::{CallbackReport, GateService};
+    use hookgate::test_util::{FaultyStore, RecordingTransport};
+
+    const TWO_GATES: &str = r#"
+application: two-gates
+targets:
+  x: {constraints: {beforeDeployment: [runWebhook: {name: gate}]}}
+  y: {constraints: {beforeDeployment: [runWebhook: {name: gate}]}}
+webhooks:
+  - name: gate
+    uriTemplate: https://external.example/run
+    bodyTemplate: {inline: '{{armory.environmentName}} {{armory.callbackUri}}'}
+"#;
+    let store: Arc<FaultyStore> = Arc::new(FaultyStore::default());
+    let shared: Arc<DynStore> = store.clone();
+    let external = RecordingTransport::new();
+    let host = replicas::CountingHost::default();
+    let replica = |name: &str| {
+        Engine::builder(
+            external.dispatcher("https://gates.example").unwrap(),
+            host.clone(),
+        )
+        .shared_store(Arc::clone(&shared))
+        .replica(ReplicaOptions::new(name).lease(std::time::Duration::from_secs(3600)))
+        .build()
+    };
+    let (a, b) = (replica("a"), replica("b"));
+    a.recover().await.unwrap();
+    b.recover().await.unwrap();
+    let id = a.start(TWO_GATES, BTreeMap::new()).await.unwrap().id;
+    replicas::eventually(|| async { external.count() == 2 }).await;
+    let gate_of = |env: &str| -> CallbackId {
+        let body = external
+            .requests()
+            .iter()
+            .map(|r| String::from_utf8(r.body.to_vec()).unwrap())
+            .find(|b| b.starts_with(&format!("{env} ")))
+            .unwrap();
+        body.rsplit('/').next().unwrap().parse().unwrap()
+    };
+    let passed = || CallbackReport::Outcome {
+        success: true,
+        message: None,
+    };
+    let by = Principal::new("external");
+
+    store.lose_save_answers(1);
+    store.fail_loads(1);
+    assert!(
+        a.callback(gate_of("x"), passed(), &by).await.is_err(),
+        "x's write is stored, but its owner cannot tell"
+    );
+    assert_eq!(
+        b.callback(gate_of("y"), passed(), &by).await.unwrap(),
+        CallbackAck::Applied,
+        "y's step is left pending in the store for the owner"
+    );
+    assert!(host.runs().is_empty());
+
+    let scheduler = tokio::spawn({
+        let a = a.clone();
+        async move { a.run_scheduler().await }
+    });
+    let outcomes = replicas::wait_finished(
+        &shared,
+        std::slice::from_ref(&id),
+        std::time::Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(outcomes[&id], DeploymentStatus::Succeeded);
+    let mut steps: Vec<_> = host
+        .runs()
+        .into_iter()
+        .map(|((_, env, _), runs)| (env, runs))
+        .collect();
+    steps.sort();
+    assert_eq!(
+        steps,
+        [("x".to_owned(), 1), ("y".to_owned(), 1)],
+        "one step each"
+    );
+
+    a.shutdown().await;
+    b.shutdown().await;
+    scheduler.await.unwrap();
+}
