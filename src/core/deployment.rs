@@ -927,22 +927,29 @@ mod tests {
         }
     }
 
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap()
+    }
+
+    /// `source` (a plan without webhooks) started at [`t0`].
+    fn started(source: &str) -> Deployment {
+        Deployment::start(
+            Arc::new(Plan::from_yaml(source).unwrap()),
+            DeploymentId::from("d"),
+            StartOptions::default(),
+            &mut NoIds,
+            t0(),
+        )
+    }
+
     /// A state `restore` refuses, built here without it: the timeout loop must still end, and
     /// still fire the other deadlines due.
     #[test]
     fn handle_timeout_ends_on_a_deadline_whose_firing_changes_nothing() {
-        let plan = Plan::from_yaml(
+        let mut d = started(
             "application: a\ntargets:\n  x: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}\n  y: {constraints: {beforeDeployment: [pause: {duration: 1, unit: minutes}]}}",
-        )
-        .unwrap();
-        let t0 = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
-        let mut d = Deployment::start(
-            Arc::new(plan),
-            DeploymentId::from("d"),
-            StartOptions::default(),
-            &mut NoIds,
-            t0,
         );
+        let t0 = t0();
         d.s.envs[0] = EnvState::Running {
             pos: Pos::Before,
             op: None,
@@ -959,17 +966,8 @@ mod tests {
 
     #[test]
     fn a_drained_deployment_keeps_no_buffer_for_its_outputs() {
-        let plan = Plan::from_yaml(
+        let mut d = started(
             "application: a\ntargets:\n  x: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}",
-        )
-        .unwrap();
-        let t0 = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
-        let mut d = Deployment::start(
-            Arc::new(plan),
-            DeploymentId::from("d"),
-            StartOptions::default(),
-            &mut NoIds,
-            t0,
         );
         assert!(d.s.actions.capacity() > 0 && d.s.events.capacity() > 0);
         let actions = std::iter::from_fn(|| d.poll_action()).count();
@@ -983,21 +981,8 @@ mod tests {
     #[cfg(feature = "runtime")]
     #[test]
     fn outputs_taken_at_once_come_in_order_and_leave_no_buffer() {
-        let plan = Plan::from_yaml(
-            "application: a\ntargets:\n  x: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}\n  y: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}",
-        )
-        .unwrap();
-        let t0 = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
-        let start = || {
-            Deployment::start(
-                Arc::new(plan.clone()),
-                DeploymentId::from("d"),
-                StartOptions::default(),
-                &mut NoIds,
-                t0,
-            )
-        };
-        let (mut polled, mut taken) = (start(), start());
+        let two = "application: a\ntargets:\n  x: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}\n  y: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}";
+        let (mut polled, mut taken) = (started(two), started(two));
         let actions: Vec<_> = std::iter::from_fn(|| polled.poll_action()).collect();
         let events: Vec<_> = std::iter::from_fn(|| polled.poll_event()).collect();
         assert!(actions.len() > 1 && events.len() > 1);
