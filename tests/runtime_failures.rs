@@ -64,6 +64,17 @@ impl Setup {
         queued.id
     }
 
+    /// Fires what is due once a second for `seconds` seconds; `id` has then succeeded and left
+    /// memory.
+    async fn succeeds_within(&self, id: &DeploymentId, seconds: usize) {
+        for _ in 0..seconds {
+            self.clock.advance(TimeDelta::seconds(1));
+            self.engine.fire_due().await;
+        }
+        assert_eq!(self.stored(id).await.status, DeploymentStatus::Succeeded);
+        assert_eq!(self.engine.live_deployments(), 0);
+    }
+
     /// The deployment as stored, past the store's faults.
     async fn stored(&self, id: &DeploymentId) -> StoredDeployment {
         self.store
@@ -450,13 +461,7 @@ async fn a_lost_save_whose_look_failed_too_has_its_work_asked_for_again() {
     s.store.fail_loads(1);
 
     s.engine.fire_due().await;
-    for _ in 0..3 {
-        s.clock.advance(TimeDelta::seconds(1));
-        s.engine.fire_due().await;
-    }
-
-    assert_eq!(s.stored(&started).await.status, DeploymentStatus::Succeeded);
-    assert_eq!(s.engine.live_deployments(), 0);
+    s.succeeds_within(&started, 3).await;
 }
 
 /// A save stored but answered with a failure, with another write stored over it before the
@@ -476,13 +481,7 @@ async fn a_lost_save_found_under_a_later_write_has_its_work_asked_for_again() {
         version + 2,
         "the pause's write is stored, and another over it"
     );
-    for _ in 0..3 {
-        s.clock.advance(TimeDelta::seconds(1));
-        s.engine.fire_due().await;
-    }
-
-    assert_eq!(s.stored(&started).await.status, DeploymentStatus::Succeeded);
-    assert_eq!(s.engine.live_deployments(), 0);
+    s.succeeds_within(&started, 3).await;
 }
 
 /// A replica's `recover` tried again (after a failure, or twice) registers its change watcher

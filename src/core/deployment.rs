@@ -270,6 +270,14 @@ impl Deployment {
         std::mem::take(&mut self.s.actions).into()
     }
 
+    /// [`reissue_in_flight`](Self::reissue_in_flight) in place of the actions still pending,
+    /// which are among what it asks for: kept, they would be asked for twice.
+    #[cfg(feature = "runtime")]
+    pub(crate) fn reissue_afresh(&mut self) {
+        self.s.actions.clear();
+        self.reissue_in_flight();
+    }
+
     /// Every event waiting, at once, as `take_actions` does actions.
     #[cfg(feature = "runtime")]
     pub(crate) fn take_events(&mut self) -> Vec<Event> {

@@ -192,14 +192,10 @@ impl Engine {
                 // Boxed, as rare: every commit's future would otherwise carry the look.
                 Err(e @ StoreError::Backend { .. }) => {
                     let (id, version) = (live.d.id(), live.version + 1);
-                    let mut unknown = false;
-                    let looked =
-                        Box::pin(self.stored_anyway(id, version, live.d.state(), e, || {
-                            unknown = true;
-                        }))
-                        .await;
-                    live.unsure |= unknown;
-                    looked
+                    Box::pin(self.stored_anyway(id, version, live.d.state(), e, || {
+                        live.unsure = true;
+                    }))
+                    .await
                 }
                 other => other,
             };
@@ -378,8 +374,7 @@ impl Engine {
                 // a copy stored for its driver are among what is reissued: dropped first, so
                 // none is asked for twice.
                 if std::mem::take(&mut live.unsure) && live.owned {
-                    drop(live.d.take_actions());
-                    live.d.reissue_in_flight();
+                    live.d.reissue_afresh();
                 }
                 true
             }

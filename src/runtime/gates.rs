@@ -103,8 +103,8 @@ impl Engine {
         let Target::Id(id) = target else {
             return Ok(target);
         };
-        if lock(&self.inner.live).contains_key(&*id) {
-            return Ok(Target::Id(id));
+        if let Some(entry) = lock(&self.inner.live).get(&*id) {
+            return Ok(Target::Entry(Arc::clone(entry)));
         }
         match self.inner.store.load(&id).await {
             Ok(Some(stored)) => {

@@ -51,14 +51,7 @@ impl Engine {
         tracing::warn!(deployment = %next.id, "the queued deployment is stored already; resuming it");
         match self.entry(&next.id, true).await {
             Ok(_) => Ok(true),
-            Err(RuntimeError::Store(e)) => {
-                self.requeue(application, next);
-                Err(e.into())
-            }
-            Err(e) => {
-                tracing::error!(deployment = %next.id, error = %e, "the queued deployment could not be resumed");
-                Ok(false)
-            }
+            Err(e) => self.failed(application, next, e, "could not be resumed"),
         }
     }
 
@@ -100,20 +93,30 @@ impl Engine {
             Err(RuntimeError::Store(StoreError::AlreadyExists { .. })) => {
                 self.resume_stored(application, next).await
             }
-            Err(RuntimeError::Store(e)) => {
-                self.requeue(application, next);
-                Err(e.into())
-            }
-            Err(e) => {
-                tracing::error!(deployment = %next.id, error = %e, "the queued deployment cannot start");
-                Ok(false)
-            }
+            Err(e) => self.failed(application, next, e, "cannot start"),
             Ok(()) => Ok(true),
         }
     }
 
     /// Puts `next` back in the queue of `application`. (The start lock, held meanwhile, kept
     /// any newer deployment from taking its place.)
+    /// After `next` failed to start or resume with `e`: a store failure queues it again, to be
+    /// tried again (`Err`); any other failure is logged as what `it` says, and drops it.
+    fn failed(
+        &self,
+        application: &str,
+        next: Queued,
+        e: RuntimeError,
+        it: &str,
+    ) -> Result<bool, RuntimeError> {
+        if let RuntimeError::Store(e) = e {
+            self.requeue(application, next);
+            return Err(e.into());
+        }
+        tracing::error!(deployment = %next.id, error = %e, "the queued deployment {it}");
+        Ok(false)
+    }
+
     fn requeue(&self, application: &str, next: Queued) {
         lock(&self.inner.queued)
             .entry(application.to_owned())

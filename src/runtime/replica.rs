@@ -328,8 +328,7 @@ impl Engine {
         // below asks for exactly what is still in flight — never a step and its rollback. The
         // pending actions a write left for the previous driver are among what is reissued.
         d.handle_timeout(self.inner.clock.now());
-        drop(d.take_actions());
-        d.reissue_in_flight();
+        d.reissue_afresh();
         let (entry, inserted) = self.register(Live::new(d, stored.version, true));
         if !inserted {
             // Registered meanwhile by someone who drives it already.
