@@ -71,7 +71,9 @@ impl Engine {
             let entry = match target {
                 Target::Entry(entry) => entry,
                 Target::Id(ref id) => self.entry(id, true).await?,
-                Target::Stored(stored) => self.entry_of_stored(*stored, true).await?,
+                // Boxed, as rare and large: every callback's future would otherwise carry it,
+                // and be allocated outside the allocator's per-thread caches.
+                Target::Stored(stored) => Box::pin(self.entry_of_stored(*stored, true)).await?,
             };
             let mut live = entry.lock_owned().await;
             // A second look: shutdown may have begun while this input waited for the lock.

@@ -1,5 +1,6 @@
 use std::error::Error;
 use std::fmt;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -101,7 +102,7 @@ impl CallbackHandler {
     }
 
     /// Answers one request whose path includes the prefix.
-    pub async fn handle<B>(&self, request: Request<B>) -> Response<Bytes>
+    pub fn handle<B>(&self, request: Request<B>) -> impl Future<Output = Response<Bytes>>
     where
         B: Body + Send,
         B::Data: Send,
@@ -111,72 +112,91 @@ impl CallbackHandler {
             Some(rest) => Route::parse(rest),
             None => Err(NoRoute::NotFound),
         };
-        self.serve(route, request).await
+        Self::serve(self, route, request)
     }
 
     /// Answers one request whose path is already below the mount point (axum's `nest`
-    /// strips it), ignoring the prefix.
+    /// strips it), ignoring the prefix. The future owns the handler, as a router's must.
     #[cfg(feature = "axum")]
-    pub(super) async fn handle_unprefixed<B>(&self, request: Request<B>) -> Response<Bytes>
+    pub(super) fn handle_unprefixed<B>(
+        self: &Arc<Self>,
+        request: Request<B>,
+    ) -> impl Future<Output = Response<Bytes>> + use<B>
     where
-        B: Body + Send,
+        B: Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<Box<dyn Error + Send + Sync>>,
     {
         let route = Route::parse(request.uri().path());
-        self.serve(route, request).await
+        Self::serve(Arc::clone(self), route, request)
     }
 
-    async fn serve<B>(&self, route: Result<Route, NoRoute>, request: Request<B>) -> Response<Bytes>
+    /// The answer to a request on `route`. A function returning a block rather than an
+    /// `async fn`: an `async fn`'s future keeps its arguments twice (as passed, and moved into
+    /// its body), and a router allocates this future for every request; under about 1 KiB the
+    /// allocator serves it from its per-thread cache instead of its slow path.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` would keep the request twice in its future"
+    )]
+    fn serve<H, B>(
+        handler: H,
+        route: Result<Route, NoRoute>,
+        request: Request<B>,
+    ) -> impl Future<Output = Response<Bytes>>
     where
+        H: Deref<Target = Self>,
         B: Body + Send,
         B::Data: Send,
         B::Error: Into<Box<dyn Error + Send + Sync>>,
     {
-        let route = match route {
-            Ok(route) => route,
-            Err(why) => return response::no_route(why),
-        };
-        if request.method() != Method::POST {
-            return response::method_not_allowed();
-        }
-        let principal = match self.authorize(request.headers(), &route).await {
-            Ok(principal) => principal,
-            Err(err) => return response::auth(&err),
-        };
-        if !body::is_json(request.headers().get(CONTENT_TYPE)) {
-            return response::error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "the body must be JSON; send Content-Type: application/json",
-            );
-        }
-        let bytes = match body::read_limited(request.into_body(), self.body_limit).await {
-            Ok(bytes) => bytes,
-            Err(ReadError::TooLarge) => {
+        async move {
+            let route = match route {
+                Ok(route) => route,
+                Err(why) => return response::no_route(why),
+            };
+            if request.method() != Method::POST {
+                return response::method_not_allowed();
+            }
+            let principal = match handler.authorize(request.headers(), &route).await {
+                Ok(principal) => principal,
+                Err(err) => return response::auth(&err),
+            };
+            if !body::is_json(request.headers().get(CONTENT_TYPE)) {
                 return response::error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    format_args!("the body is larger than {} bytes", self.body_limit),
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "the body must be JSON; send Content-Type: application/json",
                 );
             }
-            Err(ReadError::Broken) => {
-                return response::error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_body",
-                    "the body could not be read to its end",
-                );
-            }
-        };
-        match route {
-            Route::Callback(id) => self.callback(id, &bytes, &principal).await,
-            Route::Decide {
-                deployment,
-                gate,
-                approve,
-            } => {
-                self.decide(&deployment, gate, approve, &bytes, &principal)
-                    .await
+            let bytes = match body::read_limited(request.into_body(), handler.body_limit).await {
+                Ok(bytes) => bytes,
+                Err(ReadError::TooLarge) => {
+                    return response::error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        format_args!("the body is larger than {} bytes", handler.body_limit),
+                    );
+                }
+                Err(ReadError::Broken) => {
+                    return response::error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_body",
+                        "the body could not be read to its end",
+                    );
+                }
+            };
+            match route {
+                Route::Callback(id) => handler.callback(id, &bytes, &principal).await,
+                Route::Decide {
+                    deployment,
+                    gate,
+                    approve,
+                } => {
+                    handler
+                        .decide(&deployment, gate, approve, &bytes, &principal)
+                        .await
+                }
             }
         }
     }

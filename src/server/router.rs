@@ -5,6 +5,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::routing::{any, get};
+use futures_util::FutureExt;
 
 use super::CallbackHandler;
 #[cfg(feature = "issuer")]
@@ -84,12 +85,16 @@ pub fn router(state: ServerState) -> Router {
     router.with_state(state)
 }
 
-async fn delegate(State(state): State<ServerState>, request: Request) -> Response {
+fn delegate(
+    State(state): State<ServerState>,
+    request: Request,
+) -> impl Future<Output = Response> + Send + 'static {
+    // Not an `async fn`, which would hold the request a second time around the handler's
+    // future, and the router allocates the whole for every request.
     state
         .handler
         .handle_unprefixed(request)
-        .await
-        .map(Body::from)
+        .map(|response| response.map(Body::from))
 }
 
 async fn healthz() -> Response {
