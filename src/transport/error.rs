@@ -108,12 +108,14 @@ pub enum TransportError {
         reason: String,
     },
     /// The connection was closed or reset before the exchange finished: the server hung up,
-    /// the connection was reset, or it ended before a message was complete. Sending again may
-    /// succeed. When the response head had already arrived, this is the source of a
-    /// [`ResponseBody`](Self::ResponseBody) error.
+    /// the connection was reset, or it ended before a message was complete; or, over HTTP/2,
+    /// the server refused, cancelled or reset the request's stream, or went away without
+    /// answering it. Sending again may succeed. When the response head had already arrived,
+    /// this is the source of a [`ResponseBody`](Self::ResponseBody) error.
     #[error(
-        "the connection for {target} was closed or reset before the exchange finished; the \
-         server may or may not have seen the request, and sending it again may succeed"
+        "the connection or stream for {target} was closed or reset before the exchange \
+         finished; the server may or may not have seen the request, and sending it again may \
+         succeed"
     )]
     Disconnected {
         /// The request that failed.

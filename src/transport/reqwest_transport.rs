@@ -305,10 +305,16 @@ fn map_error(error: reqwest::Error, target: RequestTarget, timeout: Duration) ->
 
 /// Whether `error` comes from a connection that broke under the exchange: hyper saw it close
 /// before a message was complete, or the connection task went away, or the socket was reset,
-/// aborted or ended early. Malformed answers and other failures are not.
+/// aborted or ended early, or an HTTP/2 server gave the stream up ([`is_abandoned_stream`]).
+/// Malformed answers and other failures are not.
 fn is_disconnect(error: &reqwest::Error) -> bool {
     let mut source: Option<&(dyn StdError + 'static)> = error.source();
     while let Some(err) = source {
+        if let Some(h2) = err.downcast_ref::<h2::Error>()
+            && is_abandoned_stream(h2)
+        {
+            return true;
+        }
         if let Some(hyper) = err.downcast_ref::<hyper::Error>()
             && (hyper.is_incomplete_message() || hyper.is_closed() || hyper.is_canceled())
         {
@@ -329,4 +335,108 @@ fn is_disconnect(error: &reqwest::Error) -> bool {
         source = err.source();
     }
     false
+}
+
+/// Whether an HTTP/2 server gave the stream up in a way a retry may get past, as PROTOCOL.md
+/// retries a connection error: refused it unprocessed (`REFUSED_STREAM`), went away without
+/// answering it (`GOAWAY` with `NO_ERROR`, as in a graceful restart), cancelled it, failed
+/// inside (`INTERNAL_ERROR`, a 5xx's counterpart) or asked the client to slow down
+/// (`ENHANCE_YOUR_CALM`, a 429's). The other codes say the exchange itself was malformed or
+/// cannot work (a protocol, flow-control or framing error, HTTP/1.1 required), which a retry
+/// repeats.
+fn is_abandoned_stream(error: &h2::Error) -> bool {
+    use h2::Reason;
+    error.is_remote()
+        && matches!(
+            error.reason(),
+            Some(
+                Reason::REFUSED_STREAM
+                    | Reason::NO_ERROR
+                    | Reason::CANCEL
+                    | Reason::INTERNAL_ERROR
+                    | Reason::ENHANCE_YOUR_CALM
+            )
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Uri;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::transport::RequestTarget;
+
+    /// How the HTTP/2 server below treats each stream.
+    #[derive(Clone, Copy)]
+    enum Server {
+        Resets(h2::Reason),
+        /// Goes away (`GOAWAY`, `NO_ERROR`) before answering anything.
+        GoesAway,
+    }
+
+    /// An HTTP/2 server on loopback, without TLS, that never answers a stream.
+    async fn serve(server: Server) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut connection) = h2::server::handshake(socket).await else {
+                        return;
+                    };
+                    if let Server::GoesAway = server {
+                        connection.abrupt_shutdown(h2::Reason::NO_ERROR);
+                    }
+                    while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                        if let Server::Resets(reason) = server {
+                            respond.send_reset(reason);
+                        }
+                    }
+                });
+            }
+        });
+        format!("http://{address}/hook")
+    }
+
+    /// What the transport makes of the error a real reqwest client, speaking HTTP/2 as it does
+    /// with a server that offers it over TLS, gets from `server`.
+    async fn failure(server: Server) -> TransportError {
+        let url = serve(server).await;
+        let client = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let error = client.post(&url).body("{}").send().await.unwrap_err();
+        let target = RequestTarget::new(Method::POST, &url.parse::<Uri>().unwrap());
+        map_error(error, target, Duration::from_secs(10))
+    }
+
+    #[tokio::test]
+    async fn an_http2_stream_the_server_gave_up_is_a_retryable_disconnect() {
+        for server in [
+            Server::Resets(h2::Reason::REFUSED_STREAM),
+            Server::Resets(h2::Reason::INTERNAL_ERROR),
+            Server::Resets(h2::Reason::ENHANCE_YOUR_CALM),
+            Server::GoesAway,
+        ] {
+            let error = failure(server).await;
+            assert!(
+                matches!(error, TransportError::Disconnected { .. }) && error.is_retryable(),
+                "{error}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_http2_stream_reset_as_malformed_is_not_retried() {
+        for reason in [h2::Reason::PROTOCOL_ERROR, h2::Reason::HTTP_1_1_REQUIRED] {
+            let error = failure(Server::Resets(reason)).await;
+            assert!(
+                matches!(error, TransportError::Io { .. }) && !error.is_retryable(),
+                "{error}"
+            );
+        }
+    }
 }
