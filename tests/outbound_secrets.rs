@@ -203,13 +203,15 @@ async fn a_server_echoing_the_secret_has_it_redacted_from_the_reason() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(500).set_body_string(format!(
-            "invalid token {TOKEN} (expected a different one than {TOKEN})\n"
+            "invalid token {TOKEN} (expected a different one than {})\n",
+            TOKEN.to_ascii_uppercase()
         )))
         .mount(&server)
         .await;
     let secrets = MemorySecrets::new().with("token", TOKEN);
     let traces = call(plan(&server.uri(), ""), secrets).await;
     traces.assert_hides(TOKEN);
+    traces.assert_hides(&TOKEN.to_ascii_uppercase());
     assert!(
         traces.texts[0].starts_with(
             "HTTP 500: invalid token [redacted] (expected a different one than [redacted])"
@@ -260,6 +262,34 @@ async fn the_parts_of_a_url_from_a_secret_are_hidden_when_a_server_echoes_them()
     assert!(
         traces.texts[0].contains("404"),
         "the failure still says what happened: {}",
+        traces.texts[0]
+    );
+}
+
+/// Hosts are case-insensitive, and servers and proxies echo URLs in their own spelling: the
+/// parts of a URL from a secret are hidden in any ASCII case.
+#[tokio::test]
+async fn the_parts_of_a_url_from_a_secret_are_hidden_when_echoed_in_another_case() {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(|request: &wiremock::Request| {
+            ResponseTemplate::new(404).set_body_string(format!(
+                "NO ROUTE FOR {}",
+                request.url.as_str().to_ascii_uppercase()
+            ))
+        })
+        .mount(&server)
+        .await;
+    let base = format!("{}/services/T0001/B0002/XsecretPath", server.uri());
+    let secrets = MemorySecrets::new()
+        .with("token", TOKEN)
+        .with("base", base.as_str());
+    let traces = call(plan("", ""), secrets).await;
+    traces.assert_hides("XSECRETPATH");
+    traces.assert_hides("SERVICES/T0001");
+    assert!(
+        traces.texts[0].contains("NO ROUTE FOR"),
+        "{}",
         traces.texts[0]
     );
 }

@@ -16,9 +16,10 @@ pub(crate) struct Redactor<'a> {
     /// Each secret as written, without the surrounding whitespace a secret read from a file
     /// often carries, and as the request carried it (JSON-escaped in a body, percent-encoded in
     /// a URL), in the spellings a server may echo back (`\/` for `/`, lower-case hex); longest
-    /// first, so a secret that contains another is hidden whole.
+    /// first, so a secret that contains another is hidden whole. Matched in any ASCII case.
     values: Vec<Cow<'a, str>>,
-    /// Other texts hidden whole, longest first: the parts of a URL written by a secret.
+    /// Other texts hidden whole and in any ASCII case, longest first: the parts of a URL
+    /// written by a secret, whose scheme and host a server may echo in another case.
     hidden: Vec<String>,
 }
 
@@ -72,17 +73,19 @@ impl<'a> Redactor<'a> {
         }
     }
 
-    /// `text` with every secret value and every hidden text replaced.
+    /// `text` with every secret value and every hidden text replaced, in any ASCII case: an
+    /// echo that changed a token's case (an upper-cased error page, a case-insensitive hex
+    /// digest) still gives it away.
     pub(crate) fn redact(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for hidden in &self.hidden {
-            if out.contains(hidden.as_str()) {
-                out = out.replace(hidden.as_str(), REDACTED);
+            if let Some(replaced) = replace_ignoring_ascii_case(&out, hidden) {
+                out = replaced;
             }
         }
         for value in &self.values {
-            if out.contains(value.as_ref()) {
-                out = out.replace(value.as_ref(), REDACTED);
+            if let Some(replaced) = replace_ignoring_ascii_case(&out, value) {
+                out = replaced;
             }
         }
         out
@@ -95,12 +98,36 @@ impl<'a> Redactor<'a> {
             let partial = (1..value.len())
                 .rev()
                 .filter(|&n| value.is_char_boundary(n))
-                .find(|&n| text.ends_with(&value[..n]));
+                .find(|&n| {
+                    text.len()
+                        .checked_sub(n)
+                        .and_then(|tail| text.get(tail..))
+                        .is_some_and(|tail| tail.eq_ignore_ascii_case(&value[..n]))
+                });
             if let Some(n) = partial {
                 text.truncate(text.len() - n);
             }
         }
     }
+}
+
+/// `text` with each occurrence of `needle`, in any ASCII case, replaced by [`REDACTED`]; `None`
+/// when there is none.
+fn replace_ignoring_ascii_case(text: &str, needle: &str) -> Option<String> {
+    // ASCII lower-casing keeps every byte where it was, so offsets in the lowered text are
+    // offsets in `text`, on the same character boundaries.
+    let (lowered, needle) = (text.to_ascii_lowercase(), needle.to_ascii_lowercase());
+    let mut found = lowered.match_indices(&needle).peekable();
+    found.peek()?;
+    let mut out = String::with_capacity(text.len());
+    let mut rest = 0;
+    for (start, matched) in found {
+        out.push_str(&text[rest..start]);
+        out.push_str(REDACTED);
+        rest = start + matched.len();
+    }
+    out.push_str(&text[rest..]);
+    Some(out)
 }
 
 /// The value as a JSON string's content, the way a JSON body carries it.
@@ -151,9 +178,28 @@ mod tests {
         let s = secrets(&["Ab/c d\n"]);
         let r = Redactor::new(&s, Vec::new());
         assert_eq!(
-            r.redact("trimmed Ab/c d, php Ab\\/c d\\n, hex Ab%2fc%20d%0a, other ab/c d"),
-            "trimmed [redacted], php [redacted], hex [redacted], other ab/c d"
+            r.redact(
+                "trimmed Ab/c d, php Ab\\/c d\\n, hex Ab%2fc%20d%0a, upper AB/C D, other Ab/cd"
+            ),
+            "trimmed [redacted], php [redacted], hex [redacted], upper [redacted], other Ab/cd"
         );
+    }
+
+    #[test]
+    fn a_hidden_url_or_host_is_replaced_in_any_case() {
+        let s = secrets(&[]);
+        let r = Redactor::new(
+            &s,
+            vec![
+                "https://hooks.example.com/T1/b2".to_owned(),
+                "hooks.example.com".to_owned(),
+            ],
+        );
+        assert_eq!(
+            r.redact("HTTPS://Hooks.Example.COM/t1/B2 moved; Host: HOOKS.EXAMPLE.COM, é hooks.example.com"),
+            "[redacted] moved; Host: [redacted], é [redacted]"
+        );
+        assert_eq!(r.redact("hooks.example.org"), "hooks.example.org");
     }
 
     #[test]
@@ -170,9 +216,11 @@ mod tests {
     fn a_truncated_tail_holding_the_start_of_a_secret_is_cut() {
         let s = secrets(&["s3cr3t-value"]);
         let r = Redactor::new(&s, Vec::new());
-        let mut text = "echo: s3cr3".to_owned();
-        r.cut_partial_tail(&mut text);
-        assert_eq!(text, "echo: ");
+        for echoed in ["echo: s3cr3", "echo: S3CR3"] {
+            let mut text = echoed.to_owned();
+            r.cut_partial_tail(&mut text);
+            assert_eq!(text, "echo: ");
+        }
         let mut text = "echo: done".to_owned();
         r.cut_partial_tail(&mut text);
         assert_eq!(text, "echo: done");
