@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::Secret;
-use crate::template::{HEX_LOWER, HEX_UPPER, push_percent_encoded};
+use crate::template::push_percent_encoded;
 
 const REDACTED: &str = "[redacted]";
 
@@ -15,8 +15,9 @@ const REDACTED: &str = "[redacted]";
 pub(crate) struct Redactor<'a> {
     /// Each secret as written, without the surrounding whitespace a secret read from a file
     /// often carries, and as the request carried it (JSON-escaped in a body, percent-encoded in
-    /// a URL), in the spellings a server may echo back (`\/` for `/`, lower-case hex); longest
-    /// first, so a secret that contains another is hidden whole. Matched in any ASCII case.
+    /// a URL), in the spellings a server may echo back (`\/` for `/`); longest first, so a
+    /// secret that contains another is hidden whole. Matched in any ASCII case, which also
+    /// covers lower-case hex in the percent-encoded spelling.
     values: Vec<Cow<'a, str>>,
     /// Other texts hidden whole and in any ASCII case, longest first: the parts of a URL
     /// written by a secret, whose scheme and host a server may echo in another case.
@@ -49,12 +50,7 @@ impl<'a> Redactor<'a> {
                 spelled.push(Cow::Borrowed(trimmed));
             }
             let json = json_escaped(value);
-            let spellings = [
-                json.replace('/', "\\/"),
-                json,
-                percent_encoded(value, HEX_UPPER),
-                percent_encoded(value, HEX_LOWER),
-            ];
+            let spellings = [json.replace('/', "\\/"), json, percent_encoded(value)];
             spelled.extend(
                 spellings
                     .into_iter()
@@ -136,10 +132,10 @@ fn json_escaped(value: &str) -> String {
     quoted[1..quoted.len() - 1].to_owned()
 }
 
-/// The value percent-encoded as the template renders it inside a URL, with hex `digits`.
-fn percent_encoded(value: &str, digits: &[u8; 16]) -> String {
+/// The value percent-encoded as the template renders it inside a URL.
+fn percent_encoded(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
-    push_percent_encoded(&mut out, value, digits);
+    push_percent_encoded(&mut out, value);
     out
 }
 

@@ -241,7 +241,7 @@ impl Template {
                         variable: variable.to_string(),
                     });
                 }
-                Escape::Uri => push_percent_encoded(&mut out, value, HEX_UPPER),
+                Escape::Uri => push_percent_encoded(&mut out, value),
                 Escape::Header if value.bytes().any(|b| b == b'\r' || b == b'\n') => {
                     return Err(RenderError::LineBreakInHeader {
                         variable: variable.to_string(),
@@ -271,8 +271,8 @@ pub(crate) fn whole_url_allowed(variable: &Variable) -> bool {
     )
 }
 
-pub(crate) const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
-pub(crate) const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
 fn push_hex(out: &mut String, byte: u8, digits: &[u8; 16]) {
     out.push(char::from(digits[usize::from(byte >> 4)]));
@@ -308,9 +308,9 @@ fn push_json_escaped(out: &mut String, value: &str) {
 }
 
 /// Keeps RFC 3986's unreserved characters only, so a value stays inside its path segment or
-/// query parameter whatever it contains (`/`, `?`, `&`, `#`, spaces...). Templates write the
-/// hex `digits` in upper case ([`HEX_UPPER`]); the redactor also looks for the lower case.
-pub(crate) fn push_percent_encoded(out: &mut String, value: &str, digits: &[u8; 16]) {
+/// query parameter whatever it contains (`/`, `?`, `&`, `#`, spaces...), with upper-case hex
+/// digits as RFC 3986 recommends.
+pub(crate) fn push_percent_encoded(out: &mut String, value: &str) {
     let bytes = value.as_bytes();
     // Runs of unreserved (ASCII) characters are copied at once. A byte of a multi-byte
     // character is encoded on its own, so `start` may fall inside one: only non-empty runs
@@ -325,7 +325,7 @@ pub(crate) fn push_percent_encoded(out: &mut String, value: &str, digits: &[u8; 
         }
         start = index + 1;
         out.push('%');
-        push_hex(out, byte, digits);
+        push_hex(out, byte, HEX_UPPER);
     }
     out.push_str(&value[start..]);
 }
@@ -340,7 +340,7 @@ mod tests {
         push_json_escaped(&mut out, "a\"b\\c\nd\re\tf\u{1}g\u{1f}é🦀");
         assert_eq!(out, r#"a\"b\\c\nd\re\tf\u0001g\u001fé🦀"#);
         let mut out = String::new();
-        push_percent_encoded(&mut out, "a b/é🦀-._~Z9?", HEX_UPPER);
+        push_percent_encoded(&mut out, "a b/é🦀-._~Z9?");
         assert_eq!(out, "a%20b%2F%C3%A9%F0%9F%A6%80-._~Z9%3F");
         for (value, json_form, uri_form) in [
             ("", "", ""),
@@ -351,7 +351,7 @@ mod tests {
         ] {
             let (mut json, mut percent) = (String::new(), String::new());
             push_json_escaped(&mut json, value);
-            push_percent_encoded(&mut percent, value, HEX_UPPER);
+            push_percent_encoded(&mut percent, value);
             assert_eq!((json.as_str(), percent.as_str()), (json_form, uri_form));
         }
     }
