@@ -400,7 +400,9 @@ mod tests {
     }
 
     /// What the transport makes of the error a real reqwest client, speaking HTTP/2 as it does
-    /// with a server that offers it over TLS, gets from `server`.
+    /// with a server that offers it over TLS, gets from `server`. reqwest itself sends a
+    /// refused stream, and one a server going away left unanswered, twice more at once before
+    /// it gives up; this server treats every attempt alike.
     async fn failure(server: Server) -> TransportError {
         let url = serve(server).await;
         let client = reqwest::Client::builder()
@@ -417,6 +419,8 @@ mod tests {
     async fn an_http2_stream_the_server_gave_up_is_a_retryable_disconnect() {
         for server in [
             Server::Resets(h2::Reason::REFUSED_STREAM),
+            Server::Resets(h2::Reason::NO_ERROR),
+            Server::Resets(h2::Reason::CANCEL),
             Server::Resets(h2::Reason::INTERNAL_ERROR),
             Server::Resets(h2::Reason::ENHANCE_YOUR_CALM),
             Server::GoesAway,
