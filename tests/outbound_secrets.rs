@@ -237,18 +237,13 @@ async fn a_missing_second_secret_fails_without_the_first_ones_value() {
     assert!(server.received_requests().await.unwrap().is_empty());
 }
 
-/// A server that echoes only part of a secret URL (a 404 page quoting the path) does not leak
-/// it: the parts of the URL the request went to are hidden too, not only the whole.
-#[tokio::test]
-async fn the_parts_of_a_url_from_a_secret_are_hidden_when_a_server_echoes_them() {
+/// The traces of the call when its base URL comes from a secret and the server answers `404`
+/// with `page` of the request it got.
+async fn secret_base_url_echoed(page: fn(&wiremock::Request) -> String) -> Traces {
     let server = MockServer::start().await;
     Mock::given(wiremock::matchers::any())
-        .respond_with(|request: &wiremock::Request| {
-            ResponseTemplate::new(404).set_body_string(format!(
-                "Cannot POST {} (query {})",
-                request.url.path(),
-                request.url.query().unwrap_or_default(),
-            ))
+        .respond_with(move |request: &wiremock::Request| {
+            ResponseTemplate::new(404).set_body_string(page(request))
         })
         .mount(&server)
         .await;
@@ -256,7 +251,21 @@ async fn the_parts_of_a_url_from_a_secret_are_hidden_when_a_server_echoes_them()
     let secrets = MemorySecrets::new()
         .with("token", TOKEN)
         .with("base", base.as_str());
-    let traces = call(plan("", ""), secrets).await;
+    call(plan("", ""), secrets).await
+}
+
+/// A server that echoes only part of a secret URL (a 404 page quoting the path) does not leak
+/// it: the parts of the URL the request went to are hidden too, not only the whole.
+#[tokio::test]
+async fn the_parts_of_a_url_from_a_secret_are_hidden_when_a_server_echoes_them() {
+    let traces = secret_base_url_echoed(|request| {
+        format!(
+            "Cannot POST {} (query {})",
+            request.url.path(),
+            request.url.query().unwrap_or_default(),
+        )
+    })
+    .await;
     traces.assert_hides("XsecretPath");
     traces.assert_hides("services/T0001");
     assert!(
@@ -270,21 +279,10 @@ async fn the_parts_of_a_url_from_a_secret_are_hidden_when_a_server_echoes_them()
 /// parts of a URL from a secret are hidden in any ASCII case.
 #[tokio::test]
 async fn the_parts_of_a_url_from_a_secret_are_hidden_when_echoed_in_another_case() {
-    let server = MockServer::start().await;
-    Mock::given(wiremock::matchers::any())
-        .respond_with(|request: &wiremock::Request| {
-            ResponseTemplate::new(404).set_body_string(format!(
-                "NO ROUTE FOR {}",
-                request.url.as_str().to_ascii_uppercase()
-            ))
-        })
-        .mount(&server)
-        .await;
-    let base = format!("{}/services/T0001/B0002/XsecretPath", server.uri());
-    let secrets = MemorySecrets::new()
-        .with("token", TOKEN)
-        .with("base", base.as_str());
-    let traces = call(plan("", ""), secrets).await;
+    let traces = secret_base_url_echoed(|request| {
+        format!("NO ROUTE FOR {}", request.url.as_str().to_ascii_uppercase())
+    })
+    .await;
     traces.assert_hides("XSECRETPATH");
     traces.assert_hides("SERVICES/T0001");
     assert!(
