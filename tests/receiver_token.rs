@@ -415,17 +415,23 @@ async fn concurrent_callers_share_one_fetch_and_its_failure() {
         .respond_with(
             ResponseTemplate::new(400)
                 .set_body_json(json!({"error": "unsupported_grant_type"}))
-                .set_delay(Duration::from_millis(200)),
+                .set_delay(Duration::from_secs(1)),
         )
         .expect(1)
         .mount(&server)
         .await;
 
     let tokens = Arc::new(source(&server).build(transport()).unwrap());
+    // All running before any asks, so that all ask while the one fetch is under way, however
+    // slowly a loaded machine starts them.
+    let ready = Arc::new(tokio::sync::Barrier::new(50));
     let callers: Vec<_> = (0..50)
         .map(|_| {
-            let tokens = tokens.clone();
-            tokio::spawn(async move { tokens.token().await })
+            let (tokens, ready) = (tokens.clone(), ready.clone());
+            tokio::spawn(async move {
+                ready.wait().await;
+                tokens.token().await
+            })
         })
         .collect();
     for caller in callers {

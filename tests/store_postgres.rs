@@ -475,7 +475,8 @@ async fn connection_failures_are_connect_errors_without_the_password() {
     let mut url = url::Url::parse(&db.url()).expect("a URL");
     let real_password = url.password().map(str::to_owned);
     url.set_password(Some(&secret)).expect("set the password");
-    let options = db.options().with_connect_timeout(Duration::from_secs(3));
+    // Long enough for a loaded machine to hear the refusal, which comes at once.
+    let options = db.options().with_connect_timeout(Duration::from_secs(10));
     match PostgresStore::connect_with(url.as_str(), options.clone()).await {
         Err(error) => {
             assert!(matches!(error, StoreError::Connect { .. }), "{error:?}");
