@@ -98,8 +98,6 @@ impl Engine {
         }
     }
 
-    /// Puts `next` back in the queue of `application`. (The start lock, held meanwhile, kept
-    /// any newer deployment from taking its place.)
     /// After `next` failed to start or resume with `e`: a store failure queues it again, to be
     /// tried again (`Err`); any other failure is logged as what `it` says, and drops it.
     fn failed(
@@ -109,14 +107,16 @@ impl Engine {
         e: RuntimeError,
         it: &str,
     ) -> Result<bool, RuntimeError> {
-        if let RuntimeError::Store(e) = e {
+        if matches!(e, RuntimeError::Store(_)) {
             self.requeue(application, next);
-            return Err(e.into());
+            return Err(e);
         }
         tracing::error!(deployment = %next.id, error = %e, "the queued deployment {it}");
         Ok(false)
     }
 
+    /// Puts `next` back in the queue of `application`. (The start lock, held meanwhile, kept
+    /// any newer deployment from taking its place.)
     fn requeue(&self, application: &str, next: Queued) {
         lock(&self.inner.queued)
             .entry(application.to_owned())
