@@ -3,13 +3,14 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
 use common::*;
 use hookgate::core::{
-    Action, CallFailure, CallResult, CallbackAck, CoreError, Decision, DeploymentStatus, EventKind,
-    GateState, Resolution, Settings, StartOptions, StepOutcome,
+    Action, CallFailure, CallResult, CallbackAck, CoreError, Decision, Deployment,
+    DeploymentStatus, EventKind, GateState, Resolution, Settings, StartOptions, StepOutcome,
 };
 use hookgate::test_util::Harness;
 
@@ -305,6 +306,74 @@ fn progress_notes_keep_the_gate_open() {
             gate: g,
             message: "50% done".into()
         }));
+}
+
+/// A gate records `max_progress_notes` notes; later ones are refused without changing
+/// anything, the count survives a restore, and the gate still takes its callback.
+#[test]
+fn progress_notes_stop_at_the_limit_and_the_gate_still_takes_its_callback() {
+    let yaml = format!(
+        "application: app\ntargets: {{prod: {{constraints: {{beforeDeployment: [runWebhook: {{name: ticket}}]}}}}}}\n{HOOKS}"
+    );
+    let settings = Settings::default().with_max_progress_notes(2);
+    let mut h = Harness::start(
+        plan(&yaml),
+        StartOptions::default().with_settings(settings),
+        t0(),
+    );
+    let g = sent(&mut h)[0];
+    let id = h.deployment.callback_id(g).unwrap();
+    for note in ["10%", "20%"] {
+        h.deployment
+            .handle_progress(h.now(), id, note.into())
+            .unwrap();
+    }
+    let restored = Deployment::restore(
+        Arc::clone(h.deployment.plan()),
+        serde_json::from_str(&serde_json::to_string(h.deployment.state()).unwrap()).unwrap(),
+    )
+    .unwrap();
+    let mut h = Harness::resume(restored, h.now());
+    let before = h.deployment.state().clone();
+    assert_eq!(
+        h.deployment.handle_progress(h.now(), id, "30%".into()),
+        Err(CoreError::TooManyProgressNotes { limit: 2 })
+    );
+    assert!(
+        h.deployment.state() == &before,
+        "a refused note changes nothing"
+    );
+    assert_eq!(h.callback(g, true, None), Ok(CallbackAck::Applied));
+    assert_eq!(
+        h.deployment.gate_state(g),
+        GateState::Passed(Resolution::Callback)
+    );
+}
+
+/// States stored before the limit existed have neither the count nor the setting: they read
+/// as no notes yet, and the default limit.
+#[test]
+fn states_without_note_counts_read_as_none_and_the_default_limit() {
+    let mut h = before("runWebhook: {name: ticket}");
+    let g = sent(&mut h)[0];
+    let id = h.deployment.callback_id(g).unwrap();
+    h.deployment
+        .handle_progress(h.now(), id, "half way".into())
+        .unwrap();
+    let json = serde_json::to_string(h.deployment.state()).unwrap();
+    let (count, limit) = (r#","notes":{"0":1}"#, r#","max_progress_notes":1000"#);
+    assert!(json.contains(count) && json.contains(limit), "{json}");
+    let old = Deployment::restore(
+        Arc::clone(h.deployment.plan()),
+        serde_json::from_str(&json.replace(count, "").replace(limit, "")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(old.settings(), &Settings::default());
+    let fresh = serde_json::to_string(old.state()).unwrap();
+    assert!(
+        !fresh.contains(r#""notes":"#),
+        "an empty count is left out: {fresh}"
+    );
 }
 
 #[test]

@@ -595,6 +595,26 @@ fn restore_refuses_a_canary_position_beyond_the_steps() {
     ));
 }
 
+/// Note counts are kept only for webhook gates: one for an approval, or for a gate beyond the
+/// plan, came from elsewhere.
+#[test]
+fn restore_refuses_note_counts_for_gates_that_take_no_callback() {
+    let d = start(
+        "application: a\ntargets: {x: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}}",
+    );
+    for gate in ["0", "5"] {
+        let state = edited(
+            &d,
+            r#""callbacks":"#,
+            &format!(r#""notes":{{"{gate}":1}},"callbacks":"#),
+        );
+        assert_eq!(
+            mismatch(&d, state),
+            "progress notes counted for a gate that is not a webhook gate"
+        );
+    }
+}
+
 #[test]
 fn restore_refuses_a_gate_state_its_kind_never_takes() {
     let d = start(&format!(

@@ -13,6 +13,7 @@ use hookgate::auth::{AuthError, CallbackAuthorizer, Principal, StaticTokens};
 use hookgate::config::GateId;
 use hookgate::core::{
     CallbackAck, CallbackId, CoreError, Decision, DeploymentId, EventKind, GateState, Resolution,
+    Settings, StartOptions,
 };
 use hookgate::server::{
     CallbackHandler, CallbackReport, GateError, GateService, MemoryGates, ServerState, router,
@@ -290,6 +291,53 @@ async fn a_progress_note_is_recorded_and_keeps_the_gate_open() {
         post(&uri(id), Some(TOKEN), r#"{"success": true}"#),
     )
     .await;
+    assert_eq!(done.json["status"], "applied");
+}
+
+/// Past its gate's `max_progress_notes`, a note is refused `422` `too_many_notes`, final
+/// rather than `429` (which senders retry); the gate stays open and its callback applies.
+#[tokio::test]
+async fn a_progress_note_past_the_gate_s_limit_is_refused_and_the_callback_still_applies() {
+    let gates = Arc::new(MemoryGates::new(clock()));
+    let one_note = Settings::default().with_max_progress_notes(1);
+    gates.insert(deployment_with(
+        "d1",
+        1,
+        StartOptions::default().with_settings(one_note),
+        |_| {},
+    ));
+    let tokens = StaticTokens::new().with_token(TOKEN, Principal::new("ci"));
+    let router = router(ServerState::new(CallbackHandler::new(
+        gates.clone(),
+        Arc::new(tokens),
+    )));
+    let id = callback_id(&gates, "d1", TICKET);
+    let note = |text: &str| {
+        post(
+            &uri(id),
+            Some(TOKEN),
+            format!(r#"{{"inProgress": true, "mdMessage": "{text}"}}"#),
+        )
+    };
+    assert_eq!(send(&router, note("10%")).await.json["status"], "recorded");
+    let before = gate_state(&gates, "d1", TICKET);
+
+    let refused = send(&router, note("20%")).await;
+    assert_eq!(
+        (refused.status, refused.json["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("too_many_notes"))
+    );
+    let message = refused.json["message"].as_str().unwrap();
+    assert!(message.contains("limit of 1 progress notes"), "{message}");
+    assert_eq!(gate_state(&gates, "d1", TICKET), before);
+    let notes = gates.with_deployment(&DeploymentId::from("d1"), |d| {
+        std::iter::from_fn(|| d.poll_event())
+            .filter(|e| matches!(e.kind, EventKind::Progress { .. }))
+            .count()
+    });
+    assert_eq!(notes, Some(1), "the refused note is not recorded");
+
+    let done = send(&router, post(&uri(id), Some(TOKEN), r#"{"success": true}"#)).await;
     assert_eq!(done.json["status"], "applied");
 }
 

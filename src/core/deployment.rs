@@ -122,6 +122,7 @@ impl Deployment {
             canceled: false,
             envs: vec![EnvState::Waiting; plan.environments().len()],
             gates: vec![GateState::Idle; plan.gates().len()],
+            notes: BTreeMap::new(),
             callbacks,
             previews: Arc::default(),
             actions: VecDeque::new(),
@@ -490,7 +491,8 @@ impl Deployment {
     }
 
     /// Records a progress note (`"inProgress": true`) for an open webhook gate; the gate stays
-    /// open.
+    /// open. A gate records at most [`Settings::max_progress_notes`]; later notes are refused
+    /// with [`CoreError::TooManyProgressNotes`] and change nothing.
     pub fn handle_progress(
         &mut self,
         now: DateTime<Utc>,
@@ -512,6 +514,12 @@ impl Deployment {
             GateState::Calling { .. }
             | GateState::RetryWaiting { .. }
             | GateState::AwaitingCallback { .. } => {
+                let limit = self.s.settings.max_progress_notes;
+                let recorded = self.s.notes.get(&gate).copied().unwrap_or(0);
+                if recorded >= limit {
+                    return Err(CoreError::TooManyProgressNotes { limit });
+                }
+                self.s.notes.insert(gate, recorded + 1);
                 self.s.emit(now, EventKind::Progress { gate, message });
                 Ok(())
             }

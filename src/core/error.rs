@@ -54,6 +54,17 @@ pub enum CoreError {
     /// started, the gate was resolved, the environment rolled back). Harmless: ignore it.
     #[error("stale result: the core no longer waits for it")]
     Stale,
+    /// The gate has recorded as many progress notes as [`Settings::max_progress_notes`]
+    /// allows; it stays open, and its callback (`success` true or false) is still taken.
+    ///
+    /// [`Settings::max_progress_notes`]: super::Settings::max_progress_notes
+    #[error(
+        "this gate has recorded its limit of {limit} progress notes; it still takes its callback (success true or false)"
+    )]
+    TooManyProgressNotes {
+        /// The limit.
+        limit: u32,
+    },
     /// The deployment has finished.
     #[error("the deployment has finished")]
     Finished,

@@ -63,6 +63,10 @@ fn callbacks(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str> {
     if distinct.len() != s.callbacks.len() {
         return Err("a callback id shared by two gates");
     }
+    let takes_notes = |gate: &GateId| s.callbacks.binary_search_by_key(gate, |(g, _)| *g).is_ok();
+    if !s.notes.keys().all(takes_notes) {
+        return Err("progress notes counted for a gate that is not a webhook gate");
+    }
     Ok(())
 }
 

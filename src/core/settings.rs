@@ -14,6 +14,19 @@ pub struct Settings {
     pub backoff_base: Duration,
     /// Largest backoff, and the cap on an honoured `Retry-After`. Default 60 seconds.
     pub backoff_cap: Duration,
+    /// How many progress notes (`"inProgress": true`) one gate records; later ones are
+    /// refused ([`CoreError::TooManyProgressNotes`](super::CoreError::TooManyProgressNotes))
+    /// while the gate stays open for its callback. Bounds what a sender can add to a
+    /// deployment's history. Default 1000; states stored before the limit existed get it too.
+    #[serde(default = "default_max_progress_notes")]
+    pub max_progress_notes: u32,
+}
+
+/// [`Settings::max_progress_notes`] by default: a note a minute for over 16 hours.
+const DEFAULT_MAX_PROGRESS_NOTES: u32 = 1000;
+
+fn default_max_progress_notes() -> u32 {
+    DEFAULT_MAX_PROGRESS_NOTES
 }
 
 impl Default for Settings {
@@ -22,6 +35,7 @@ impl Default for Settings {
             callback_timeout: Duration::from_secs(24 * 3600),
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(60),
+            max_progress_notes: DEFAULT_MAX_PROGRESS_NOTES,
         }
     }
 }
@@ -37,6 +51,12 @@ impl Settings {
     pub fn with_backoff(mut self, base: Duration, cap: Duration) -> Self {
         self.backoff_base = base;
         self.backoff_cap = cap;
+        self
+    }
+
+    /// Sets how many progress notes one gate records; 0 refuses them all.
+    pub fn with_max_progress_notes(mut self, limit: u32) -> Self {
+        self.max_progress_notes = limit;
         self
     }
 }

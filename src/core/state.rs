@@ -37,6 +37,11 @@ pub struct DeploymentState {
     pub(crate) canceled: bool,
     pub(crate) envs: Vec<EnvState>,
     pub(crate) gates: Vec<GateState>,
+    /// How many progress notes each gate has recorded, for gates with any: what
+    /// `Settings::max_progress_notes` is checked against. Absent in states written before it
+    /// existed, and left out of the JSON while empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) notes: BTreeMap<GateId, u32>,
     pub(crate) callbacks: Arc<[(GateId, CallbackId)]>,
     /// Shared between copies until it changes, which only a finished `exposeServices` step
     /// does.
@@ -62,6 +67,7 @@ impl Clone for DeploymentState {
             canceled,
             envs,
             gates,
+            notes,
             callbacks,
             previews,
             actions,
@@ -79,6 +85,7 @@ impl Clone for DeploymentState {
             canceled: *canceled,
             envs: envs.clone(),
             gates: gates.clone(),
+            notes: notes.clone(),
             callbacks: callbacks.clone(),
             previews: previews.clone(),
             actions: actions.clone(),
@@ -99,6 +106,7 @@ impl Clone for DeploymentState {
             canceled,
             envs,
             gates,
+            notes,
             callbacks,
             previews,
             actions,
@@ -115,6 +123,7 @@ impl Clone for DeploymentState {
         self.canceled = *canceled;
         self.envs.clone_from(envs);
         self.gates.clone_from(gates);
+        self.notes.clone_from(notes);
         share(&mut self.callbacks, callbacks);
         share(&mut self.previews, previews);
         copy_queue(&mut self.actions, actions);

@@ -30,7 +30,9 @@ use crate::core::{CallbackAck, CallbackId, Decision, DeploymentId};
 /// `unknown_callback` 404 (also for a malformed id), `conflict` 409, `gate_closed` 410,
 /// `unauthorized` 401 with `WWW-Authenticate: Bearer`, `forbidden` 403, `invalid_body` 400
 /// naming the field, `body_too_large` 413, `unsupported_media_type` 415, `unavailable` 503;
-/// also `not_found` 404, `unknown_deployment`/`unknown_gate` 404 and `method_not_allowed` 405.
+/// also `not_found` 404, `unknown_deployment`/`unknown_gate` 404, `method_not_allowed` 405,
+/// and `too_many_notes` 422 for a progress note past its gate's
+/// [`Settings::max_progress_notes`](crate::core::Settings::max_progress_notes).
 ///
 /// The checks run in this order, so that nothing is read before the sender is known: path,
 /// method, bearer token, `Content-Type`, body size (while reading), body.

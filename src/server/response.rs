@@ -164,6 +164,10 @@ pub(super) fn gate(err: &GateError) -> Response<Bytes> {
             }
             CoreError::UnknownGate(_) => (StatusCode::NOT_FOUND, "unknown_gate"),
             CoreError::MissingRole { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+            // Final, unlike `429`, which senders retry: no later request gets the note in.
+            CoreError::TooManyProgressNotes { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "too_many_notes")
+            }
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         },
         GateError::UnknownDeployment => (StatusCode::NOT_FOUND, "unknown_deployment"),

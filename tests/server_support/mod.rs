@@ -51,11 +51,21 @@ pub fn deployment(
     first_callback: u128,
     before_insert: impl FnOnce(&mut Harness),
 ) -> Deployment {
+    deployment_with(id, first_callback, StartOptions::default(), before_insert)
+}
+
+/// [`deployment`], started with `options`.
+pub fn deployment_with(
+    id: &str,
+    first_callback: u128,
+    options: StartOptions,
+    before_insert: impl FnOnce(&mut Harness),
+) -> Deployment {
     let plan = Arc::new(Plan::from_yaml(PLAN).unwrap());
     let deployment = Deployment::start(
         plan,
         DeploymentId::from(id),
-        StartOptions::default(),
+        options,
         &mut SequentialIds::starting_at(first_callback),
         t0(),
     );

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use super::fixture::Fixture;
 use crate::config::Plan;
-use crate::core::{Deployment, DeploymentId, DeploymentStatus, IdSource, StartOptions};
+use crate::core::{Deployment, DeploymentId, DeploymentStatus, IdSource, Settings, StartOptions};
 use crate::ids::RandomIds;
 use crate::store::{DynStore, StoreError};
 
@@ -139,7 +139,9 @@ pub async fn unknown_ids(store: &DynStore) {
 pub async fn large_state(store: &DynStore) {
     let mut fx = Fixture::new("large");
     let blob = "é".repeat(512 * 1024);
-    let options = StartOptions::default().with_context("blob", blob.clone());
+    let options = StartOptions::default()
+        .with_context("blob", blob.clone())
+        .with_settings(Settings::default().with_max_progress_notes(2_000));
     let mut d = fx.start_with("d", &fx.name("app"), options);
     store
         .create(d.new_deployment(), &d.events)
