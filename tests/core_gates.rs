@@ -350,6 +350,64 @@ fn progress_notes_stop_at_the_limit_and_the_gate_still_takes_its_callback() {
     );
 }
 
+/// The count is per gate and covers the whole gate: notes sent before the call's result count,
+/// and a retried call does not start the count again. A limit of 0 refuses every note.
+#[test]
+fn progress_notes_are_counted_per_gate_across_retries() {
+    let yaml = format!(
+        "application: app\ntargets: {{prod: {{constraints: {{beforeDeployment: [runWebhook: {{name: tests}}, runWebhook: {{name: smoke}}]}}}}}}\n{HOOKS}"
+    );
+    let with_limit = |limit| {
+        let settings = Settings::default().with_max_progress_notes(limit);
+        Harness::start(
+            plan(&yaml),
+            StartOptions::default().with_settings(settings),
+            t0(),
+        )
+    };
+    let mut h = with_limit(1);
+    let (tests, smoke) = (
+        gate(&h, FIRST),
+        gate(&h, "targets.prod.constraints.beforeDeployment[1]"),
+    );
+    let id = |h: &Harness, g| h.deployment.callback_id(g).unwrap();
+    let (tests_id, smoke_id) = (id(&h, tests), id(&h, smoke));
+    assert!(matches!(
+        h.deployment.gate_state(tests),
+        GateState::Calling { attempt: 1 }
+    ));
+    h.deployment
+        .handle_progress(h.now(), tests_id, "starting".into())
+        .unwrap();
+    h.answer_calls(|c| CallResult::from_status(if c.gate == tests { 503 } else { 202 }, None));
+    h.advance_to_next_deadline();
+    assert!(
+        matches!(
+            h.deployment.gate_state(tests),
+            GateState::Calling { attempt: 2 }
+        ),
+        "{:?}",
+        h.deployment.gate_state(tests)
+    );
+    assert_eq!(
+        h.deployment
+            .handle_progress(h.now(), tests_id, "again".into()),
+        Err(CoreError::TooManyProgressNotes { limit: 1 }),
+        "the retry did not start the count again"
+    );
+    h.deployment
+        .handle_progress(h.now(), smoke_id, "smoke's own".into())
+        .unwrap();
+
+    let mut h = with_limit(0);
+    let tests_id = id(&h, tests);
+    assert_eq!(
+        h.deployment
+            .handle_progress(h.now(), tests_id, "first".into()),
+        Err(CoreError::TooManyProgressNotes { limit: 0 })
+    );
+}
+
 /// States stored before the limit existed have neither the count nor the setting: they read
 /// as no notes yet, and the default limit.
 #[test]
@@ -361,7 +419,7 @@ fn states_without_note_counts_read_as_none_and_the_default_limit() {
         .handle_progress(h.now(), id, "half way".into())
         .unwrap();
     let json = serde_json::to_string(h.deployment.state()).unwrap();
-    let (count, limit) = (r#","notes":{"0":1}"#, r#","max_progress_notes":1000"#);
+    let (count, limit) = (r#","notes":{"0":1}"#, r#","max_progress_notes":2000"#);
     assert!(json.contains(count) && json.contains(limit), "{json}");
     let old = Deployment::restore(
         Arc::clone(h.deployment.plan()),

@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use hookgate::config::{EnvId, GateId, GateKind, Plan};
 use hookgate::core::{
     Action, ApprovalKind, CallFailure, CallResult, CoreError, Decision, Deployment, DeploymentId,
-    DeploymentState, EnvStatus, EventKind, HostStep, StartOptions, StepOutcome,
+    DeploymentState, EnvStatus, EventKind, HostStep, Settings, StartOptions, StepOutcome,
 };
 use hookgate::test_util::SequentialIds;
 use proptest::prelude::*;
@@ -130,7 +130,10 @@ impl Sim {
         let d = Deployment::start(
             plan,
             DeploymentId::from("p"),
-            StartOptions::default().with_seed(3),
+            // A limit random runs reach, so that note counts are copied, stored and checked.
+            StartOptions::default()
+                .with_seed(3)
+                .with_settings(Settings::default().with_max_progress_notes(2)),
             &mut SequentialIds::default(),
             now,
         );
@@ -250,7 +253,17 @@ impl Sim {
                 let ids: Vec<_> = self.d.callback_ids().collect();
                 if !ids.is_empty() {
                     let (_, id) = ids[usize::from(m.pick) % ids.len()];
-                    let _ = self.d.handle_callback(now, id, m.flag, Some("msg".into()));
+                    if m.pick % 4 == 1 {
+                        let before = self.d.state().clone();
+                        if self.d.handle_progress(now, id, "note".into()).is_err() {
+                            assert!(
+                                self.d.state() == &before,
+                                "a refused note changed the state"
+                            );
+                        }
+                    } else {
+                        let _ = self.d.handle_callback(now, id, m.flag, Some("msg".into()));
+                    }
                 }
             }
             5 => {
@@ -595,14 +608,14 @@ fn restore_refuses_a_canary_position_beyond_the_steps() {
     ));
 }
 
-/// Note counts are kept only for webhook gates: one for an approval, or for a gate beyond the
-/// plan, came from elsewhere.
+/// Note counts are kept only for gates that take callbacks: one for an approval, a webhook
+/// with `disableCallback`, or a gate beyond the plan came from elsewhere.
 #[test]
 fn restore_refuses_note_counts_for_gates_that_take_no_callback() {
     let d = start(
-        "application: a\ntargets: {x: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}}",
+        "application: a\ntargets: {x: {constraints: {beforeDeployment: [pause: {untilApproved: true}, runWebhook: {name: w}]}}}\nwebhooks: [{name: w, uriTemplate: 'https://w.example', disableCallback: true}]",
     );
-    for gate in ["0", "5"] {
+    for gate in ["0", "1", "5"] {
         let state = edited(
             &d,
             r#""callbacks":"#,
@@ -610,7 +623,7 @@ fn restore_refuses_note_counts_for_gates_that_take_no_callback() {
         );
         assert_eq!(
             mismatch(&d, state),
-            "progress notes counted for a gate that is not a webhook gate"
+            "progress notes counted for a gate that takes no callback"
         );
     }
 }

@@ -302,6 +302,8 @@ async fn final_answers_are_typed_and_not_retried() {
         (400, "invalid_body", "success must be a boolean"),
         (403, "forbidden", "wrong tenant"),
         (415, "unsupported_media_type", "send JSON"),
+        (422, "too_many_notes", "limit of 2000 progress notes"),
+        (422, "unprocessable", "something else"),
     ];
     for (status, code, message) in cases {
         let server = MockServer::start().await;
@@ -318,9 +320,12 @@ async fn final_answers_are_typed_and_not_retried() {
         match (status, result) {
             (409, Ok(CallbackOutcome::Conflict { message: m })) => assert_eq!(m, message),
             (410, Ok(CallbackOutcome::GateClosed { message: m })) => assert_eq!(m, message),
+            (422, Ok(CallbackOutcome::TooManyNotes { message: m })) if code == "too_many_notes" => {
+                assert_eq!(m, message)
+            }
             (404, Err(CallbackError::UnknownCallback { message: m })) => assert_eq!(m, message),
             (403, Err(CallbackError::Forbidden { message: m })) => assert_eq!(m, message),
-            (400 | 415, Err(error @ CallbackError::Rejected { .. })) => {
+            (400 | 415 | 422, Err(error @ CallbackError::Rejected { .. })) => {
                 let CallbackError::Rejected {
                     status: s,
                     code: c,

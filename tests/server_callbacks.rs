@@ -336,6 +336,12 @@ async fn a_progress_note_past_the_gate_s_limit_is_refused_and_the_callback_still
             .count()
     });
     assert_eq!(notes, Some(1), "the refused note is not recorded");
+    let other_gate = post(
+        &uri(callback_id(&gates, "d1", TESTS)),
+        Some(TOKEN),
+        r#"{"inProgress": true, "mdMessage": "the other gate counts its own"}"#,
+    );
+    assert_eq!(send(&router, other_gate).await.json["status"], "recorded");
 
     let done = send(&router, post(&uri(id), Some(TOKEN), r#"{"success": true}"#)).await;
     assert_eq!(done.json["status"], "applied");

@@ -8,7 +8,8 @@ use crate::config::GateId;
 ///
 /// The callback refusals map to PROTOCOL.md §5: [`CoreError::UnknownCallback`] and
 /// [`CoreError::GateNotOpen`] → 404, [`CoreError::Conflict`] → 409,
-/// [`CoreError::GateClosed`] and [`CoreError::CallbackDisabled`] → 410.
+/// [`CoreError::GateClosed`] and [`CoreError::CallbackDisabled`] → 410; beyond §5,
+/// [`CoreError::TooManyProgressNotes`] → 422.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CoreError {

@@ -17,13 +17,14 @@ pub struct Settings {
     /// How many progress notes (`"inProgress": true`) one gate records; later ones are
     /// refused ([`CoreError::TooManyProgressNotes`](super::CoreError::TooManyProgressNotes))
     /// while the gate stays open for its callback. Bounds what a sender can add to a
-    /// deployment's history. Default 1000; states stored before the limit existed get it too.
+    /// deployment's history. Default 2000; states stored before the limit existed get it too.
     #[serde(default = "default_max_progress_notes")]
     pub max_progress_notes: u32,
 }
 
-/// [`Settings::max_progress_notes`] by default: a note a minute for over 16 hours.
-const DEFAULT_MAX_PROGRESS_NOTES: u32 = 1000;
+/// [`Settings::max_progress_notes`] by default: a note a minute for longer than the default
+/// callback timeout of a day.
+const DEFAULT_MAX_PROGRESS_NOTES: u32 = 2000;
 
 fn default_max_progress_notes() -> u32 {
     DEFAULT_MAX_PROGRESS_NOTES

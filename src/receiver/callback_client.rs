@@ -33,8 +33,9 @@ use crate::{
 /// - An answer whose body could not be read is judged by its status alone: a 2xx is delivered.
 /// - A `401` drops the cached token and retries once with a fresh one; a second `401` is
 ///   [`CallbackError::Unauthorized`].
-/// - 2xx, `409` and `410` are `Ok(`[`CallbackOutcome`]`)`, final and never retried; every
-///   other answer is a [`CallbackError`].
+/// - 2xx, `409`, `410` and a `422` `too_many_notes` (a progress note past the gate's limit)
+///   are `Ok(`[`CallbackOutcome`]`)`, final and never retried; every other answer is a
+///   [`CallbackError`].
 ///
 /// The callback URI comes from whoever called the external process, and the bearer token goes
 /// wherever it points: an external process reachable by others should name the orchestrators it
@@ -258,6 +259,11 @@ impl CallbackClient {
         let result = match status {
             StatusCode::CONFLICT => Ok(CallbackOutcome::Conflict { message }),
             StatusCode::GONE => Ok(CallbackOutcome::GateClosed { message }),
+            // The one `422` the orchestrator answers with: a note past the gate's limit, which
+            // a sender must not take for a reason to stop before reporting the outcome.
+            StatusCode::UNPROCESSABLE_ENTITY if code.as_deref() == Some("too_many_notes") => {
+                Ok(CallbackOutcome::TooManyNotes { message })
+            }
             StatusCode::NOT_FOUND => Err(CallbackError::UnknownCallback { message }),
             StatusCode::UNAUTHORIZED => Err(CallbackError::Unauthorized { message }),
             StatusCode::FORBIDDEN => Err(CallbackError::Forbidden { message }),

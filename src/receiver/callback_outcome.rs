@@ -21,12 +21,20 @@ pub enum CallbackOutcome {
         /// The server's `message`, if any.
         message: Option<String>,
     },
+    /// `422` `too_many_notes`: the gate has recorded as many progress notes as it takes, and
+    /// refused this one. The gate is still open: send no more notes, but do send its outcome
+    /// ([`Callback::success`](super::Callback::success) or
+    /// [`Callback::failure`](super::Callback::failure)).
+    TooManyNotes {
+        /// The server's `message`, if any.
+        message: Option<String>,
+    },
 }
 
 /// Why a callback was not delivered.
 ///
-/// `409` and `410` are not errors but [`CallbackOutcome`]s: the orchestrator understood the
-/// callback and nothing the sender does can change the answer.
+/// `409`, `410` and a `422` `too_many_notes` are not errors but [`CallbackOutcome`]s: the
+/// orchestrator understood the callback and nothing the sender does can change the answer.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallbackError {

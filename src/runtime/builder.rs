@@ -73,7 +73,8 @@ impl EngineBuilder {
         self
     }
 
-    /// Deployment-wide settings for new deployments (callback timeout, backoff).
+    /// Deployment-wide settings for new deployments (callback timeout, backoff, progress-note
+    /// limit).
     pub fn settings(mut self, settings: Settings) -> Self {
         self.settings = settings;
         self

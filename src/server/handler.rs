@@ -26,7 +26,8 @@ use crate::core::{CallbackAck, CallbackId, Decision, DeploymentId};
 ///   `{"comment": "..."}`: a decision by the token's principal (its subject and roles).
 ///   `200 {"status": "approved"}` or `{"status": "rejected"}`.
 ///
-/// Every refusal is `{"error": "<code>", "message": "..."}` with the status of §5's table:
+/// Every refusal is `{"error": "<code>", "message": "..."}` with the status of §5's table
+/// where it has one:
 /// `unknown_callback` 404 (also for a malformed id), `conflict` 409, `gate_closed` 410,
 /// `unauthorized` 401 with `WWW-Authenticate: Bearer`, `forbidden` 403, `invalid_body` 400
 /// naming the field, `body_too_large` 413, `unsupported_media_type` 415, `unavailable` 503;

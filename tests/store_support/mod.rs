@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use hookgate::config::Plan;
-use hookgate::core::{Deployment, DeploymentId, Event, IdSource, StartOptions};
+use hookgate::core::{Deployment, DeploymentId, Event, IdSource, Settings, StartOptions};
 use hookgate::ids::RandomIds;
 use hookgate::store::{NewDeployment, Store};
 use hookgate::test_util::SequentialIds;
@@ -39,7 +39,8 @@ fn start_with(id: &str, ids: &mut impl IdSource) -> (Deployment, Vec<Event>) {
     let mut d = Deployment::start(
         plan,
         DeploymentId::from(id),
-        StartOptions::default(),
+        StartOptions::default()
+            .with_settings(Settings::default().with_max_progress_notes(u32::MAX)),
         ids,
         Utc::now(),
     );
@@ -68,7 +69,8 @@ pub fn drain(d: &mut Deployment) -> Vec<Event> {
     std::iter::from_fn(|| d.poll_event()).collect()
 }
 
-/// A progress note whose message is `note`: one event, no change of state.
+/// A progress note whose message is `note`: one event; the state changes only in the gate's
+/// note count, which deployments started here do not run out of.
 pub fn progress(d: &mut Deployment, note: impl Into<String>) -> Vec<Event> {
     let (_, callback) = d.callback_ids().next().expect("one webhook gate");
     d.handle_progress(Utc::now(), callback, note.into())

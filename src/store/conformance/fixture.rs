@@ -127,7 +127,7 @@ impl Started {
         self.drain()
     }
 
-    /// A progress note: one event, no change of state.
+    /// A progress note: one event; the state changes only in the gate's note count.
     pub(super) fn progress(&mut self, message: &str) -> Vec<Event> {
         self.deployment
             .handle_progress(t0(), self.callback(), message.to_owned())
