@@ -275,6 +275,46 @@ async fn the_parts_of_a_url_from_a_secret_are_hidden_when_a_server_echoes_them()
     );
 }
 
+/// A PHP server escapes `/` in the JSON it answers with: the parts of a URL from a secret,
+/// echoed that way, are hidden too.
+#[tokio::test]
+async fn a_secret_url_echoed_with_escaped_slashes_is_hidden() {
+    let traces = secret_base_url_echoed(|request| {
+        format!(
+            r#"{{"url":"{}"}}"#,
+            request.url.as_str().replace('/', "\\/")
+        )
+    })
+    .await;
+    traces.assert_hides("XsecretPath");
+}
+
+/// A signed URL kept whole in a secret carries its credential percent-encoded in the query; a
+/// server that echoes the query decoded must not give it away.
+#[tokio::test]
+async fn a_secret_url_s_query_is_hidden_when_echoed_decoded() {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(|request: &wiremock::Request| {
+            let query = request.url.query_pairs().map(|(k, v)| format!("{k}={v}"));
+            let page = format!("no such upload: {}", query.collect::<Vec<_>>().join("&"));
+            ResponseTemplate::new(404).set_body_string(page)
+        })
+        .mount(&server)
+        .await;
+    let yaml = r#"
+application: checkout
+targets: {prod: {constraints: {beforeDeployment: [runWebhook: {name: hook}]}}}
+webhooks:
+  - {name: hook, uriTemplate: "{{secrets.upload}}", retryCount: 0}
+"#;
+    let plan = Arc::new(Plan::from_yaml(yaml).unwrap_or_else(|e| panic!("{e}")));
+    let upload = format!("{}/put?sig=Ab%2Bcd%2Fef%3D", server.uri());
+    let traces = call(plan, MemorySecrets::new().with("upload", upload.as_str())).await;
+    traces.assert_hides("Ab+cd/ef=");
+    assert!(traces.texts[0].contains("404"), "{}", traces.texts[0]);
+}
+
 /// Hosts are case-insensitive, and servers and proxies echo URLs in their own spelling: the
 /// parts of a URL from a secret are hidden in any ASCII case.
 #[tokio::test]

@@ -13,15 +13,16 @@ const REDACTED: &str = "[redacted]";
 /// A reason ends up in the deployment's stored history, so anything an external server echoes
 /// back, or a transport error quotes, passes through here first.
 pub(crate) struct Redactor<'a> {
-    /// Each secret as written, without the surrounding whitespace a secret read from a file
-    /// often carries, and as the request carried it (JSON-escaped in a body, percent-encoded in
-    /// a URL), in the spellings a server may echo back (`\/` for `/`); longest first, so a
-    /// secret that contains another is hidden whole. Matched in any ASCII case, which also
-    /// covers lower-case hex in the percent-encoded spelling.
-    values: Vec<Cow<'a, str>>,
-    /// Other texts hidden whole and in any ASCII case, longest first: the parts of a URL
-    /// written by a secret, whose scheme and host a server may echo in another case.
-    hidden: Vec<String>,
+    /// Everything hidden, longest first, so that a text containing another is hidden whole
+    /// rather than broken up by the shorter one first (a host inside a secret URL echoed in a
+    /// spelling only the secret's own needle matches). Matched in any ASCII case, which also
+    /// covers lower-case hex in percent-encoded and `\u` spellings. The needles are:
+    /// - each secret as written, without the surrounding whitespace a secret read from a file
+    ///   often carries, and as the request carried it (JSON-escaped in a body, percent-encoded
+    ///   in a URL), in the spellings servers echo it back in ([`json_spellings`]);
+    /// - the parts of a URL written by a secret, whose scheme and host a server may echo in
+    ///   another case, and in the same JSON spellings.
+    needles: Vec<Cow<'a, str>>,
 }
 
 impl<'a> Redactor<'a> {
@@ -37,36 +38,38 @@ impl<'a> Redactor<'a> {
     /// of `hidden` as a whole.
     pub(crate) fn of_values(
         values: impl IntoIterator<Item = &'a str>,
-        mut hidden: Vec<String>,
+        hidden: Vec<String>,
     ) -> Self {
-        let mut spelled: Vec<Cow<'a, str>> = Vec::new();
+        let mut needles: Vec<Cow<'a, str>> = Vec::new();
         for value in values {
             if value.is_empty() {
                 continue;
             }
-            spelled.push(Cow::Borrowed(value));
+            needles.push(Cow::Borrowed(value));
             let trimmed = value.trim();
             if !trimmed.is_empty() && trimmed != value {
-                spelled.push(Cow::Borrowed(trimmed));
+                needles.push(Cow::Borrowed(trimmed));
             }
-            let json = json_escaped(value);
-            let spellings = [json.replace('/', "\\/"), json, percent_encoded(value)];
-            spelled.extend(
-                spellings
+            needles.extend(
+                json_spellings(value)
                     .into_iter()
+                    .chain([percent_encoded(value)])
                     .filter(|spelling| spelling != value)
                     .map(Cow::Owned),
             );
         }
-        spelled.sort_unstable_by_key(|v| std::cmp::Reverse(v.len()));
-        spelled.dedup();
-        hidden.retain(|h| !h.is_empty());
-        hidden.sort_unstable_by_key(|h| std::cmp::Reverse(h.len()));
-        hidden.dedup();
-        Self {
-            values: spelled,
-            hidden,
+        for part in hidden.into_iter().filter(|h| !h.is_empty()) {
+            needles.extend(
+                json_spellings(&part)
+                    .into_iter()
+                    .filter(|spelling| *spelling != part)
+                    .map(Cow::Owned),
+            );
+            needles.push(Cow::Owned(part));
         }
+        needles.sort_unstable_by_key(|v| std::cmp::Reverse(v.len()));
+        needles.dedup();
+        Self { needles }
     }
 
     /// `text` with every secret value and every hidden text replaced, in any ASCII case: an
@@ -74,31 +77,27 @@ impl<'a> Redactor<'a> {
     /// digest) still gives it away.
     pub(crate) fn redact(&self, text: &str) -> String {
         let mut out = text.to_owned();
-        for hidden in &self.hidden {
-            if let Some(replaced) = replace_ignoring_ascii_case(&out, hidden) {
-                out = replaced;
-            }
-        }
-        for value in &self.values {
-            if let Some(replaced) = replace_ignoring_ascii_case(&out, value) {
+        for needle in &self.needles {
+            if let Some(replaced) = replace_ignoring_ascii_case(&out, needle) {
                 out = replaced;
             }
         }
         out
     }
 
-    /// Cuts a tail of `text` that is the start of a secret: where a body was truncated, the
-    /// rest of the secret was not read, so [`redact`](Self::redact) could not match it.
+    /// Cuts a tail of `text` that is the start of a secret or of a hidden text: where a body
+    /// was truncated, the rest of it was not read, so [`redact`](Self::redact) could not match
+    /// it.
     pub(super) fn cut_partial_tail(&self, text: &mut String) {
-        for value in &self.values {
-            let partial = (1..value.len())
+        for needle in &self.needles {
+            let partial = (1..needle.len())
                 .rev()
-                .filter(|&n| value.is_char_boundary(n))
+                .filter(|&n| needle.is_char_boundary(n))
                 .find(|&n| {
                     text.len()
                         .checked_sub(n)
                         .and_then(|tail| text.get(tail..))
-                        .is_some_and(|tail| tail.eq_ignore_ascii_case(&value[..n]))
+                        .is_some_and(|tail| tail.eq_ignore_ascii_case(&needle[..n]))
                 });
             if let Some(n) = partial {
                 text.truncate(text.len() - n);
@@ -126,10 +125,72 @@ fn replace_ignoring_ascii_case(text: &str, needle: &str) -> Option<String> {
     Some(out)
 }
 
-/// The value as a JSON string's content, the way a JSON body carries it.
-fn json_escaped(value: &str) -> String {
-    let quoted = serde_json::Value::from(value).to_string();
-    quoted[1..quoted.len() - 1].to_owned()
+/// The value as the content of a JSON string, as servers write it back: serde_json's way
+/// (`\b`, `\f`, other control characters as `\u00xx`); with every control character as
+/// `\u00xx` (this crate's body templates); with `<`, `>`, `&`, U+2028 and U+2029 as `\u`
+/// escapes (Go); with everything beyond ASCII as `\u` escapes of its UTF-16 units (Python);
+/// and the first and the last with `\/` for `/` too (PHP, by default the last). Spellings
+/// that come out the same are dropped later.
+fn json_spellings(value: &str) -> [String; 6] {
+    let style = |controls, html, beyond_ascii| JsonStyle {
+        controls,
+        html,
+        beyond_ascii,
+    };
+    let plain = json_escaped(value, style(false, false, false));
+    let ascii = json_escaped(value, style(false, false, true));
+    [
+        plain.replace('/', "\\/"),
+        ascii.replace('/', "\\/"),
+        json_escaped(value, style(true, false, false)),
+        json_escaped(value, style(false, true, false)),
+        ascii,
+        plain,
+    ]
+}
+
+/// Which characters [`json_escaped`] writes as `\u` escapes beyond those JSON requires.
+#[derive(Clone, Copy, Default)]
+struct JsonStyle {
+    /// Every control character, `\b` and `\f` included (but `\n`, `\r`, `\t`).
+    controls: bool,
+    /// `<`, `>`, `&`, U+2028 and U+2029.
+    html: bool,
+    /// Every character beyond ASCII, as its UTF-16 units.
+    beyond_ascii: bool,
+}
+
+fn json_escaped(value: &str, style: JsonStyle) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut units = [0u16; 2];
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' if !style.controls => out.push_str("\\b"),
+            '\u{c}' if !style.controls => out.push_str("\\f"),
+            c if c < ' ' => push_unit_escape(&mut out, c as u16),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' if style.html => {
+                push_unit_escape(&mut out, c as u16);
+            }
+            c if !c.is_ascii() && style.beyond_ascii => {
+                for &unit in c.encode_utf16(&mut units).iter() {
+                    push_unit_escape(&mut out, unit);
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `\u` and the four hex digits of `unit`.
+fn push_unit_escape(out: &mut String, unit: u16) {
+    use std::fmt::Write;
+    let _ = write!(out, "\\u{unit:04x}");
 }
 
 /// The value percent-encoded as the template renders it inside a URL.
@@ -198,6 +259,46 @@ mod tests {
         assert_eq!(r.redact("hooks.example.org"), "hooks.example.org");
     }
 
+    /// The `\u` spellings of Go (`<`, `>`, `&`), PHP and Python (beyond ASCII) and this
+    /// crate's body templates (every control character).
+    #[test]
+    fn escaped_json_spellings_of_other_servers_are_hidden_too() {
+        let s = secrets(&["https://x.example/h?t=1&s=é<>", "a\u{8}b\u{c}c"]);
+        let r = Redactor::new(&s, Vec::new());
+        let echoes = [
+            r"go https://x.example/h?t=1\u0026s=é\u003c\u003e",
+            r"php https:\/\/x.example\/h?t=1&s=\u00e9<>",
+            r"python https://x.example/h?t=1&s=\u00E9<>",
+            r"ours a\u0008b\u000Cc",
+            r"serde a\bb\fc",
+        ];
+        for echo in echoes {
+            let redacted = r.redact(echo);
+            let (server, _) = echo.split_once(' ').unwrap();
+            assert_eq!(redacted, format!("{server} [redacted]"), "{echo}");
+        }
+    }
+
+    /// A secret URL whose host is hidden on its own too, echoed in a spelling only the secret's
+    /// needle matches: the shorter host must not be replaced first, breaking that match.
+    #[test]
+    fn a_secret_is_hidden_before_the_shorter_url_parts_inside_it() {
+        let s = secrets(&["https://hooks.example.com/services/T0/XYZ"]);
+        let hidden = vec![
+            "hooks.example.com".to_owned(),
+            "/services/T0/XYZ".to_owned(),
+        ];
+        let r = Redactor::new(&s, hidden);
+        assert_eq!(
+            r.redact(r#"{"url":"https:\/\/hooks.example.com\/services\/T0\/XYZ"}"#),
+            r#"{"url":"[redacted]"}"#
+        );
+        assert_eq!(
+            r.redact("https%3A%2F%2Fhooks.example.com%2Fservices%2FT0%2FXYZ"),
+            "[redacted]"
+        );
+    }
+
     #[test]
     fn a_hidden_url_is_replaced_whole() {
         let s = secrets(&[]);
@@ -220,5 +321,14 @@ mod tests {
         let mut text = "echo: done".to_owned();
         r.cut_partial_tail(&mut text);
         assert_eq!(text, "echo: done");
+    }
+
+    #[test]
+    fn a_truncated_tail_holding_the_start_of_a_hidden_text_is_cut() {
+        let s = secrets(&[]);
+        let r = Redactor::new(&s, vec!["/services/T0/XYZ".to_owned()]);
+        let mut text = "no such path: /services/T0/X".to_owned();
+        r.cut_partial_tail(&mut text);
+        assert_eq!(text, "no such path: ");
     }
 }

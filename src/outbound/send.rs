@@ -176,17 +176,21 @@ impl Dispatcher {
 
 /// The URL a request went to, `printed` as errors print it, and the parts of it a server may
 /// echo on their own (a 404 page quoting the path, a JSON error's `"path"` field): the path
-/// with and without the query, as sent and decoded, the query and the host. A part shorter
-/// than two characters is left out, since hiding it would hide every `/` of a text.
+/// with and without the query, as sent and decoded, the query as sent and decoded (a signed
+/// URL's `sig=abc%2Bdef` echoed as `sig=abc+def`), and the host. A part shorter than two
+/// characters is left out, since hiding it would hide every `/` of a text.
 fn url_parts(printed: &str, uri: &http::Uri) -> Vec<String> {
+    let decode = |part| percent_encoding::percent_decode_str(part).decode_utf8_lossy();
     let path = uri.path();
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let decoded_path = decode(path);
+    let decoded_query = uri.query().map(decode);
     [
         Some(printed),
         uri.path_and_query().map(http::uri::PathAndQuery::as_str),
         Some(path),
-        Some(&*decoded),
+        Some(&*decoded_path),
         uri.query(),
+        decoded_query.as_deref(),
         uri.host(),
     ]
     .into_iter()

@@ -84,7 +84,9 @@ impl<T: HttpTransport> HttpTransport for PolicyTransport<T> {
             None => resolve(&mut request, &host).await?,
         };
         if let Err(violation) = self.policy.check_all(&host, addrs) {
-            tracing::warn!(%host, addr = %violation.addr(), "address policy refused a request");
+            // Without the host, which a secret may have written (a capability URL); the
+            // refusal's reason, which names it, is redacted by whoever sent the request.
+            tracing::warn!(addr = %violation.addr(), "address policy refused a request");
             return Err(TransportError::invalid_request(
                 RequestTarget::of(&request),
                 violation.to_string(),
