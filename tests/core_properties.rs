@@ -608,6 +608,26 @@ fn restore_refuses_a_canary_position_beyond_the_steps() {
     ));
 }
 
+/// A stored operation counter near its end would overflow as the deployment goes on (each
+/// host step, rollback and analysis takes the next number): refused with a wide margin.
+#[test]
+fn restore_refuses_an_operation_counter_near_its_end() {
+    let d = start("application: a\ntargets: {x: {}, y: {}}");
+    for next_op in [u64::MAX, u64::MAX - 1, u64::MAX / 2 + 1] {
+        let state = edited(&d, r#""next_op":2"#, &format!(r#""next_op":{next_op}"#));
+        assert_eq!(
+            mismatch(&d, state),
+            "an operation counter beyond what a deployment can have issued"
+        );
+    }
+    let state = edited(
+        &d,
+        r#""next_op":2"#,
+        &format!(r#""next_op":{}"#, u64::MAX / 2),
+    );
+    assert!(Deployment::restore(Arc::clone(d.plan()), state).is_ok());
+}
+
 /// Note counts are kept only for gates that take callbacks: one for an approval, a webhook
 /// with `disableCallback`, or a gate beyond the plan came from elsewhere.
 #[test]

@@ -660,6 +660,35 @@ async fn corrupt_rows_are_typed_errors() {
         assert!(store.load(d.id()).await.expect("repaired").is_some());
     }
 
+    // Times PostgreSQL stores but chrono cannot hold: sqlx's own decoder would panic on them.
+    for (column, value) in [
+        ("created_at", "'infinity'"),
+        ("updated_at", "'-infinity'"),
+        ("updated_at", "'290000-01-01Z'"),
+    ] {
+        sqlx::query(&format!("UPDATE {deployments} SET {column} = {value}"))
+            .execute(&raw)
+            .await
+            .expect("tamper");
+        let loaded = store.load(d.id()).await;
+        assert!(
+            matches!(&loaded, Err(StoreError::Corrupt { what, .. }) if *what == column),
+            "{column} = {value}: {loaded:?}"
+        );
+        let listed = store.list_unfinished().await;
+        assert!(
+            matches!(listed, Err(StoreError::Corrupt { .. })),
+            "{listed:?}"
+        );
+        sqlx::query(&format!(
+            "UPDATE {deployments} SET created_at = now(), updated_at = now()"
+        ))
+        .execute(&raw)
+        .await
+        .expect("repair");
+        assert!(store.load(d.id()).await.expect("repaired").is_some());
+    }
+
     sqlx::query(&format!(
         "UPDATE {deployments} SET version = 9223372036854775807"
     ))

@@ -14,6 +14,10 @@ use super::machine::{Work, work};
 use super::state::{DeploymentState, EnvState, GateState, Pos};
 use crate::config::{EnvId, GateId, GateKind, Plan, Strategy};
 
+/// The largest operation counter a restored state may hold: far beyond any deployment's
+/// operations, and far enough below `u64::MAX` that no run of inputs makes it overflow.
+const MAX_NEXT_OP: u64 = u64::MAX / 2;
+
 /// `Err` says what does not fit, for [`CoreError::PlanMismatch`](super::CoreError).
 pub(crate) fn check(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str> {
     if s.envs.len() != plan.environments().len() {
@@ -40,8 +44,13 @@ pub(crate) fn check(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str
         }
     }
     // Operations are found by id: each must be one the counter issued, and only once.
-    if ops.iter().any(|op| op.0 > s.next_op) || s.next_op == u64::MAX {
+    if ops.iter().any(|op| op.0 > s.next_op) {
         return Err("an operation id the operation counter has not issued");
+    }
+    // The counter goes up by one per operation and is never checked again: a stored value
+    // near its end would overflow a few transitions later.
+    if s.next_op > MAX_NEXT_OP {
+        return Err("an operation counter beyond what a deployment can have issued");
     }
     ops.sort_unstable();
     if ops.windows(2).any(|w| w[0] == w[1]) {

@@ -1,6 +1,7 @@
 //! Reading rows back. Whatever a row holds, a bad value is [`StoreError::Corrupt`], never a
 //! panic: the database may have been edited by hand or written by another release.
 
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -8,9 +9,14 @@ use super::backend;
 use crate::core::DeploymentId;
 use crate::store::{HistoryEntry, StoreError, StoredDeployment, codec};
 
-/// The columns [`deployment`] reads, for `SELECT` and `RETURNING` lists.
-pub(super) const DEPLOYMENT_COLUMNS: &str =
-    "id, application, plan_source, state, status, version, created_at, updated_at";
+/// The columns [`deployment`] reads, for `SELECT` and `RETURNING` lists. A time chrono cannot
+/// hold (`infinity`, or a year past 262,000, both of which PostgreSQL stores) comes back as
+/// `NULL`: sqlx's decoder adds it to an epoch unchecked and would panic on it.
+pub(super) const DEPLOYMENT_COLUMNS: &str = "id, application, plan_source, state, status, version, \
+     CASE WHEN isfinite(created_at) AND created_at < '262000-01-01Z' THEN created_at END \
+     AS created_at, \
+     CASE WHEN isfinite(updated_at) AND updated_at < '262000-01-01Z' THEN updated_at END \
+     AS updated_at";
 
 pub(super) fn deployment(row: &PgRow) -> Result<StoredDeployment, StoreError> {
     let id = DeploymentId(row.try_get("id").map_err(backend)?);
@@ -22,8 +28,8 @@ pub(super) fn deployment(row: &PgRow) -> Result<StoredDeployment, StoreError> {
         state: codec::decode_state(&id, &state)?,
         status: codec::status(&id, status)?,
         version: codec::version(&id, column(row, &id, "version")?)?,
-        created_at: column(row, &id, "created_at")?,
-        updated_at: column(row, &id, "updated_at")?,
+        created_at: time(row, &id, "created_at")?,
+        updated_at: time(row, &id, "updated_at")?,
         id,
     })
 }
@@ -34,6 +40,15 @@ pub(super) fn history_entry(id: &DeploymentId, row: &PgRow) -> Result<HistoryEnt
         seq: codec::positive(id, "seq", column(row, id, "seq")?)?,
         version: codec::version(id, column(row, id, "version")?)?,
         event: codec::decode_event(id, &event)?,
+    })
+}
+
+/// A time column of [`DEPLOYMENT_COLUMNS`], `NULL` where the stored time is out of range.
+fn time(row: &PgRow, id: &DeploymentId, name: &'static str) -> Result<DateTime<Utc>, StoreError> {
+    column::<Option<DateTime<Utc>>>(row, id, name)?.ok_or_else(|| StoreError::Corrupt {
+        id: id.clone(),
+        what: name,
+        source: "not a finite time before the year 262000".into(),
     })
 }
 
