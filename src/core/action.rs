@@ -113,6 +113,7 @@ pub struct ApprovalRequest {
     /// What is asked.
     pub kind: ApprovalKind,
     /// When the request expires on its own (a rejection), if ever.
+    #[serde(serialize_with = "super::timestamp::serialize_option")]
     pub expires_at: Option<DateTime<Utc>>,
 }
 

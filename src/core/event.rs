@@ -13,6 +13,7 @@ use crate::config::{EnvId, GateId};
 #[non_exhaustive]
 pub struct Event {
     /// When it happened (the `now` of the input that caused it).
+    #[serde(serialize_with = "super::timestamp::serialize")]
     pub at: DateTime<Utc>,
     /// What happened.
     pub kind: EventKind,
@@ -64,6 +65,7 @@ pub enum EventKind {
         /// What went wrong.
         reason: String,
         /// When the next attempt goes, if one will.
+        #[serde(serialize_with = "super::timestamp::serialize_option")]
         retry_at: Option<DateTime<Utc>>,
     },
     /// A callback was applied.

@@ -44,12 +44,25 @@ impl From<&str> for DeploymentId {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallbackId(pub [u8; 16]);
 
+impl CallbackId {
+    /// The 32 lowercase hex digits, written at once: stores write ids with every save, and
+    /// a write through the formatter per byte made that a visible part of encoding a state.
+    fn hex(&self) -> [u8; 32] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 32];
+        for (pair, b) in out.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0xf)];
+        }
+        out
+    }
+}
+
 impl fmt::Display for CallbackId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        let hex = self.hex();
+        // Hex digits are ASCII.
+        f.write_str(std::str::from_utf8(&hex).unwrap_or_default())
     }
 }
 
@@ -92,7 +105,8 @@ fn hex_digit(c: u8) -> Option<u8> {
 
 impl Serialize for CallbackId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        let hex = self.hex();
+        s.serialize_str(std::str::from_utf8(&hex).unwrap_or_default())
     }
 }
 

@@ -19,6 +19,7 @@ mod machine;
 mod settings;
 mod state;
 mod status;
+mod timestamp;
 
 pub use action::{Action, ApprovalKind, ApprovalRequest, HostStep, StepRequest, WebhookCall};
 pub use backoff::is_retryable_status;

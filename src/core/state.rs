@@ -23,6 +23,7 @@ pub struct DeploymentState {
     /// Shared between copies, as are the callback ids: neither changes after the start, and a
     /// copy is taken at every input (to roll back to) and by the memory store at every write.
     pub(crate) id: Arc<DeploymentId>,
+    #[serde(serialize_with = "super::timestamp::serialize")]
     pub(crate) started_at: DateTime<Utc>,
     /// Shared between copies too: it is fixed at the start.
     pub(crate) context: Arc<BTreeMap<String, String>>,
@@ -174,6 +175,7 @@ pub(crate) enum EnvState {
     Running {
         pos: Pos,
         op: Option<OpId>,
+        #[serde(serialize_with = "super::timestamp::serialize_option")]
         deadline: Option<DateTime<Utc>>,
     },
     /// Waiting for a rollback; past `deadline` (`deploymentConfig.timeout`, as for every host
@@ -182,7 +184,11 @@ pub(crate) enum EnvState {
         op: OpId,
         /// Absent in states written before rollbacks had a deadline, and when no timeout is
         /// configured; left out of the JSON then, so such states keep their stored form.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "super::timestamp::serialize_option"
+        )]
         deadline: Option<DateTime<Utc>>,
     },
     /// Finished with this (terminal) status.
@@ -236,21 +242,25 @@ pub enum GateState {
         /// The attempt that will go.
         attempt: u32,
         /// When.
+        #[serde(serialize_with = "super::timestamp::serialize")]
         at: DateTime<Utc>,
     },
     /// The call went through; waiting for the callback.
     AwaitingCallback {
         /// When the callback timeout fails the gate.
+        #[serde(serialize_with = "super::timestamp::serialize")]
         deadline: DateTime<Utc>,
     },
     /// A fixed pause.
     Pausing {
         /// When it ends.
+        #[serde(serialize_with = "super::timestamp::serialize")]
         until: DateTime<Utc>,
     },
     /// Waiting for a manual approval.
     AwaitingApproval {
         /// When it expires, if ever.
+        #[serde(serialize_with = "super::timestamp::serialize_option")]
         expires: Option<DateTime<Utc>>,
     },
     /// Waiting for the host's analysis.
@@ -258,6 +268,7 @@ pub enum GateState {
         /// The host operation.
         op: OpId,
         /// When it times out, if ever.
+        #[serde(serialize_with = "super::timestamp::serialize_option")]
         deadline: Option<DateTime<Utc>>,
     },
     /// An analysis failed with `rollBackMode: manual`: waiting for a person.
