@@ -67,7 +67,8 @@ impl<'a> Redactor<'a> {
             );
             needles.push(Cow::Owned(part));
         }
-        needles.sort_unstable_by_key(|v| std::cmp::Reverse(v.len()));
+        // Equal needles end up side by side, for `dedup`.
+        needles.sort_unstable_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         needles.dedup();
         Self { needles }
     }
