@@ -631,10 +631,15 @@ async fn corrupt_rows_are_typed_errors() {
         .expect("create");
     let raw = db.raw().await;
     let deployments = db.table("deployments");
+    // The last three are times PostgreSQL stores but chrono cannot hold: sqlx's own decoder
+    // would panic on them.
     for (column, value) in [
         ("state", "'{\"truncated\": '"),
         ("state", "'{}'"),
         ("status", "'paused'"),
+        ("created_at", "'infinity'"),
+        ("updated_at", "'-infinity'"),
+        ("updated_at", "'290000-01-01Z'"),
     ] {
         sqlx::query(&format!("UPDATE {deployments} SET {column} = {value}"))
             .execute(&raw)
@@ -651,38 +656,10 @@ async fn corrupt_rows_are_typed_errors() {
             "{listed:?}"
         );
         sqlx::query(&format!(
-            "UPDATE {deployments} SET state = $1, status = 'running'"
+            "UPDATE {deployments}
+             SET state = $1, status = 'running', created_at = now(), updated_at = now()"
         ))
         .bind(serde_json::to_string(d.state()).expect("state as JSON"))
-        .execute(&raw)
-        .await
-        .expect("repair");
-        assert!(store.load(d.id()).await.expect("repaired").is_some());
-    }
-
-    // Times PostgreSQL stores but chrono cannot hold: sqlx's own decoder would panic on them.
-    for (column, value) in [
-        ("created_at", "'infinity'"),
-        ("updated_at", "'-infinity'"),
-        ("updated_at", "'290000-01-01Z'"),
-    ] {
-        sqlx::query(&format!("UPDATE {deployments} SET {column} = {value}"))
-            .execute(&raw)
-            .await
-            .expect("tamper");
-        let loaded = store.load(d.id()).await;
-        assert!(
-            matches!(&loaded, Err(StoreError::Corrupt { what, .. }) if *what == column),
-            "{column} = {value}: {loaded:?}"
-        );
-        let listed = store.list_unfinished().await;
-        assert!(
-            matches!(listed, Err(StoreError::Corrupt { .. })),
-            "{listed:?}"
-        );
-        sqlx::query(&format!(
-            "UPDATE {deployments} SET created_at = now(), updated_at = now()"
-        ))
         .execute(&raw)
         .await
         .expect("repair");
