@@ -2,6 +2,8 @@
 //! the tokens it issued.
 #![cfg(all(feature = "issuer", feature = "test-util"))]
 
+mod log_capture;
+
 use std::time::Duration;
 
 use chrono::{TimeDelta, TimeZone, Utc};
@@ -9,6 +11,7 @@ use hookgate::Secret;
 use hookgate::auth::{AuthError, CallbackAuthorizer, IssuerClient, OAuthError, TokenIssuer};
 use hookgate::test_util::ManualClock;
 use http::StatusCode;
+use log_capture::Captured;
 use serde_json::Value;
 
 const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
@@ -174,6 +177,27 @@ fn refused_requests_get_rfc_6749_errors() {
     assert!(
         issuer.issue(FORM, b"\xff\xfe=\x00&&==").is_err(),
         "garbage is refused, not panicked on"
+    );
+}
+
+/// A refused token request logs the client id only when it names a client: a client that
+/// swapped its id and secret must not have its secret written to the log.
+#[test]
+fn a_refused_client_id_is_logged_only_when_it_names_a_client() {
+    let issuer = issuer(&clock());
+    let (logs, _guard) = Captured::on_this_thread();
+    let swapped = format!("grant_type=client_credentials&client_id={SECRET}&client_secret=ci");
+    let wrong = "grant_type=client_credentials&client_id=ci&client_secret=wrong";
+    for body in [swapped.as_str(), wrong] {
+        let err = issuer.issue(FORM, body.as_bytes()).unwrap_err();
+        assert_eq!(err.code(), "invalid_client");
+    }
+    let logged = logs.text();
+    assert!(!logged.contains(SECRET), "the secret was logged: {logged}");
+    assert!(logged.contains("unknown client id"), "{logged}");
+    assert!(
+        logged.contains("client_id=\"ci\"") || logged.contains("client_id=ci"),
+        "a known client's id is logged: {logged}"
     );
 }
 

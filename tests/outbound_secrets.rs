@@ -2,9 +2,10 @@
 //! the body never shows up in a result, an event, a `Debug`, an error or a log line.
 #![cfg(feature = "reqwest")]
 
+mod log_capture;
+
 use std::collections::BTreeMap;
-use std::io;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use hookgate::config::Plan;
@@ -15,7 +16,7 @@ use hookgate::outbound::Dispatcher;
 use hookgate::secrets::{MemorySecrets, SecretSource, fetch_all};
 use hookgate::template::RenderValues;
 use hookgate::transport::{HttpTransport, ReqwestTransport, TransportRegistry};
-use tracing::Level;
+use log_capture::Captured;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -56,27 +57,6 @@ impl IdSource for Ids {
     }
 }
 
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let mut buffer = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        buffer.extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into()
-    }
-}
-
 /// Everything one failing call leaves behind, as text.
 struct Traces {
     texts: Vec<String>,
@@ -100,14 +80,7 @@ impl Traces {
 /// log, and collects every text it produced: the result, the events, the `Debug` of the
 /// prepared call, the dispatcher and the rendered request, and the transport's own error.
 async fn call(plan: Arc<Plan>, secrets: MemorySecrets) -> Traces {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::on_this_thread();
 
     let transport = ReqwestTransport::new().unwrap();
     let dispatcher = Dispatcher::builder(

@@ -14,9 +14,9 @@
 //! them).
 #![cfg(all(feature = "postgres", feature = "test-util"))]
 
+mod log_capture;
 mod store_support;
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -29,6 +29,7 @@ use hookgate::store::{
     StoreError, conformance,
 };
 use hookgate::test_util::ManualClock;
+use log_capture::Captured;
 use sqlx::PgPool;
 use store_support::{PLAN, progress, start_random};
 use tokio::net::{TcpListener, TcpStream};
@@ -437,39 +438,13 @@ async fn a_failed_migration_is_reported_and_changes_nothing() {
     db.drop_schema().await;
 }
 
-/// Everything the `tracing` events of a test print, to check that no secret is logged.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn connection_failures_are_connect_errors_without_the_password() {
     let Some(db) = TestDb::new("open_errors") else {
         return;
     };
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer({
-            let logs = logs.clone();
-            move || logs.clone()
-        })
-        .finish();
     // The test's runtime runs on this thread only, so this sees every event of the store.
-    let _logging = tracing::subscriber::set_default(subscriber);
+    let (logs, _logging) = Captured::on_this_thread();
 
     let secret = format!("not-the-password-{}", RandomIds.callback_id());
     let mut url = url::Url::parse(&db.url()).expect("a URL");
@@ -520,8 +495,7 @@ async fn connection_failures_are_connect_errors_without_the_password() {
     assert!(matches!(malformed, StoreError::Connect { .. }), "{text}");
     assert!(!text.contains(&secret), "the password shows: {text}");
 
-    let logged = String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(PoisonError::into_inner))
-        .into_owned();
+    let logged = logs.text();
     assert!(
         !logged.contains(&secret),
         "the password was logged: {logged}"

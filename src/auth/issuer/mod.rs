@@ -318,11 +318,17 @@ impl TokenIssuer {
         let matches = bool::from(presented.ct_eq(&expected));
         match client {
             Some(client) if matches => Ok(client),
-            _ => {
+            Some(client) => {
                 tracing::warn!(
-                    client_id = id,
-                    "refused a token request: bad client credentials"
+                    client_id = client.id.as_str(),
+                    "refused a token request: wrong client secret"
                 );
+                Err(refused())
+            }
+            // An id no client has is not logged: a client that swapped its id and secret would
+            // have its secret written to the log.
+            None => {
+                tracing::warn!("refused a token request: unknown client id");
                 Err(refused())
             }
         }
