@@ -210,9 +210,8 @@ async fn a_missing_second_secret_fails_without_the_first_ones_value() {
     assert!(server.received_requests().await.unwrap().is_empty());
 }
 
-/// The traces of the call when its base URL comes from a secret and the server answers `404`
-/// with `page` of the request it got.
-async fn secret_base_url_echoed(page: fn(&wiremock::Request) -> String) -> Traces {
+/// A server answering every request `404` with `page` of the request it got.
+async fn answering_404(page: fn(&wiremock::Request) -> String) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(wiremock::matchers::any())
         .respond_with(move |request: &wiremock::Request| {
@@ -220,6 +219,13 @@ async fn secret_base_url_echoed(page: fn(&wiremock::Request) -> String) -> Trace
         })
         .mount(&server)
         .await;
+    server
+}
+
+/// The traces of the call when its base URL comes from a secret and the server answers `404`
+/// with `page` of the request it got.
+async fn secret_base_url_echoed(page: fn(&wiremock::Request) -> String) -> Traces {
+    let server = answering_404(page).await;
     let base = format!("{}/services/T0001/B0002/XsecretPath", server.uri());
     let secrets = MemorySecrets::new()
         .with("token", TOKEN)
@@ -266,15 +272,11 @@ async fn a_secret_url_echoed_with_escaped_slashes_is_hidden() {
 /// server that echoes the query decoded must not give it away.
 #[tokio::test]
 async fn a_secret_url_s_query_is_hidden_when_echoed_decoded() {
-    let server = MockServer::start().await;
-    Mock::given(wiremock::matchers::any())
-        .respond_with(|request: &wiremock::Request| {
-            let query = request.url.query_pairs().map(|(k, v)| format!("{k}={v}"));
-            let page = format!("no such upload: {}", query.collect::<Vec<_>>().join("&"));
-            ResponseTemplate::new(404).set_body_string(page)
-        })
-        .mount(&server)
-        .await;
+    let server = answering_404(|request| {
+        let query = request.url.query_pairs().map(|(k, v)| format!("{k}={v}"));
+        format!("no such upload: {}", query.collect::<Vec<_>>().join("&"))
+    })
+    .await;
     let yaml = r#"
 application: checkout
 targets: {prod: {constraints: {beforeDeployment: [runWebhook: {name: hook}]}}}

@@ -111,6 +111,15 @@ impl Plan {
             .map(|(i, _)| GateId(i as u32))
     }
 
+    /// Whether `gate` is a webhook gate with `disableCallback: true`, which its call alone
+    /// decides; false for a gate not in the plan.
+    pub(crate) fn callback_disabled(&self, gate: GateId) -> bool {
+        matches!(
+            self.gates.get(gate.0 as usize).map(Gate::kind),
+            Some(GateKind::Webhook { webhook, .. }) if self.webhook(*webhook).disable_callback
+        )
+    }
+
     /// One gate.
     pub fn gate(&self, id: GateId) -> &Gate {
         &self.gates[id.0 as usize]

@@ -449,7 +449,7 @@ impl Deployment {
             GateState::Calling { .. }
             | GateState::RetryWaiting { .. }
             | GateState::AwaitingCallback { .. }
-                if self.takes_no_callback(gate) =>
+                if self.plan.callback_disabled(gate) =>
             {
                 Err(CoreError::CallbackDisabled)
             }
@@ -507,7 +507,7 @@ impl Deployment {
             GateState::Calling { .. }
             | GateState::RetryWaiting { .. }
             | GateState::AwaitingCallback { .. }
-                if self.takes_no_callback(gate) =>
+                if self.plan.callback_disabled(gate) =>
             {
                 Err(CoreError::CallbackDisabled)
             }
@@ -790,15 +790,6 @@ impl Deployment {
         } else {
             Err(CoreError::UnknownGate(gate))
         }
-    }
-
-    /// Whether `gate` is a webhook gate with `disableCallback: true`, which its call alone
-    /// decides.
-    fn takes_no_callback(&self, gate: GateId) -> bool {
-        matches!(
-            self.plan.gate(gate).kind(),
-            GateKind::Webhook { webhook, .. } if self.plan.webhook(*webhook).disable_callback
-        )
     }
 
     fn webhook_name(&self, gate: GateId) -> &str {

@@ -72,10 +72,10 @@ fn callbacks(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str> {
     if distinct.len() != s.callbacks.len() {
         return Err("a callback id shared by two gates");
     }
+    // The webhook gates are the ones with callback ids, checked above against the plan.
     let takes_notes = |gate: &GateId| {
-        plan.gates().get(gate.0 as usize).is_some_and(|g| {
-            matches!(g.kind(), GateKind::Webhook { webhook, .. } if !plan.webhook(*webhook).disable_callback)
-        })
+        s.callbacks.binary_search_by_key(gate, |(g, _)| *g).is_ok()
+            && !plan.callback_disabled(*gate)
     };
     if !s.notes.keys().all(takes_notes) {
         return Err("progress notes counted for a gate that takes no callback");
