@@ -684,6 +684,43 @@ mod limits {
         assert_eq!(e.problems()[0].path, "targets");
     }
 
+    /// A webhook's headers are counted: past the limit the file is refused at `headers`, and no
+    /// limit lets through more than a request's header map holds (which panicked in `http`
+    /// when the call was sent).
+    #[test]
+    fn headers_per_webhook_are_limited() {
+        let file = |headers: usize| {
+            let list = vec!["{key: X-A, value: b}"; headers].join(", ");
+            format!(
+                "application: a\ntargets: {{a: {{constraints: {{beforeDeployment: [runWebhook: {{name: w}}]}}}}}}\nwebhooks: [{{name: w, uriTemplate: 'https://example.com/', headers: [{list}]}}]"
+            )
+        };
+        let refused = |source: &str, limits: &Limits| {
+            path_kinds(Plan::from_yaml_with(source, limits).unwrap_err())
+        };
+        assert!(Plan::from_yaml(&file(100)).is_ok());
+        assert_eq!(
+            refused(&file(101), &Limits::default()),
+            [(
+                "webhooks[0].headers".to_owned(),
+                ProblemKind::OutOfRange {
+                    value: 101,
+                    min: 0,
+                    max: 100
+                }
+            )]
+        );
+        let unlimited = Limits::default()
+            .with_max_file_bytes(4 << 20)
+            .with_max_headers(usize::MAX);
+        assert_eq!(unlimited.max_headers, 10_000);
+        assert!(Plan::from_yaml_with(&file(10_000), &unlimited).is_ok());
+        assert_eq!(
+            refused(&file(24_577), &unlimited)[0].0,
+            "webhooks[0].headers"
+        );
+    }
+
     fn path_kinds(e: ConfigError) -> Vec<(String, ProblemKind)> {
         e.problems().into_iter().map(|p| (p.path, p.kind)).collect()
     }

@@ -305,3 +305,43 @@ fn a_request_larger_than_the_limit_is_refused_wherever_the_bytes_are() {
         assert!(refused.to_string().contains("1024 bytes"), "{refused}");
     }
 }
+
+/// A URI longer than `http` accepts as a request target, though within the request's limit,
+/// is refused as too long (not as "not an absolute URL"), through both of the URI's parsers.
+#[test]
+fn a_uri_longer_than_a_request_target_may_be_is_named_too_long() {
+    let long = "x".repeat(70_000);
+    for source in [
+        "https://h.example/?q={{context.q}}",
+        // Upper case sends the URL through the full parser.
+        "HTTPS://h.example/?q={{context.q}}",
+    ] {
+        let template = RequestTemplate::new(t(source));
+        let err = render(&template, &[("q", &long)]).unwrap_err();
+        let RenderError::UriTooLong {
+            length,
+            limit,
+            variables,
+        } = &err
+        else {
+            panic!("{source}: {err:?}");
+        };
+        assert_eq!((*limit, *length > *limit), (65_534, true), "{source}");
+        assert_eq!(variables, &["context.q"]);
+        assert!(err.to_string().contains("65534"), "{err}");
+        let fits = "x".repeat(65_000);
+        assert!(render(&template, &[("q", &fits)]).is_ok(), "{source}");
+    }
+}
+
+/// More headers than a header map holds are refused with an error, not a panic inside `http`.
+#[test]
+fn more_headers_than_a_request_can_carry_are_refused() {
+    let template = (0..24_577).fold(RequestTemplate::new(t("https://h.example/")), |r, _| {
+        r.with_header("X-A", t("b"))
+    });
+    assert_eq!(
+        render(&template, &[]).unwrap_err(),
+        RenderError::TooManyHeaders { count: 24_577 }
+    );
+}

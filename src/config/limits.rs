@@ -25,11 +25,18 @@ pub struct Limits {
     /// Longest template (`uriTemplate`, a header value, `bodyTemplate.inline`), in bytes.
     /// Default 64 KiB.
     pub max_template_bytes: usize,
+    /// Most `headers` of one webhook. Default 100; at most 10,000, well within what one HTTP
+    /// request's header map can hold.
+    pub max_headers: usize,
 }
 
 /// The most targets, webhooks and steps in one canary, whatever the limits: their indices are
 /// 16-bit to keep per-deployment state small.
 pub(crate) const HARD_MAX_INDEX: usize = 10_000;
+
+/// The most headers of one webhook, whatever the limits: `http`'s header map refuses a little
+/// over 24,000 entries.
+pub(crate) const HARD_MAX_HEADERS: usize = 10_000;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -40,6 +47,7 @@ impl Default for Limits {
             max_webhooks: 1_000,
             max_gates: 10_000,
             max_template_bytes: 64 << 10,
+            max_headers: 100,
         }
     }
 }
@@ -78,6 +86,12 @@ impl Limits {
     /// Sets the longest template.
     pub fn with_max_template_bytes(mut self, bytes: usize) -> Self {
         self.max_template_bytes = bytes;
+        self
+    }
+
+    /// Sets the most headers of one webhook (capped at 10,000).
+    pub fn with_max_headers(mut self, headers: usize) -> Self {
+        self.max_headers = headers.min(HARD_MAX_HEADERS);
         self
     }
 }

@@ -383,9 +383,21 @@ impl Validator {
                 ProblemKind::InvalidUriTemplate { reason },
             );
         }
+        let max_headers = self.limits.max_headers.min(limits::HARD_MAX_HEADERS);
+        if w.headers.len() > max_headers {
+            self.problem(
+                format!("{path}.headers"),
+                ProblemKind::OutOfRange {
+                    value: i64::try_from(w.headers.len()).unwrap_or(i64::MAX),
+                    min: 0,
+                    max: max_headers as i64,
+                },
+            );
+        }
         let headers: Vec<(String, Template)> = w
             .headers
             .iter()
+            .take(max_headers)
             .enumerate()
             .map(|(j, h)| {
                 if http::HeaderName::from_bytes(h.key.as_bytes()).is_err() {

@@ -143,6 +143,27 @@ pub enum RenderError {
         /// The variables its template uses.
         variables: Vec<String>,
     },
+    /// The rendered `uriTemplate` is longer than an HTTP request target may be.
+    #[error(
+        "the rendered uriTemplate is {length} bytes long, more than the {limit} an HTTP request target may have; values used: {}: shorten them",
+        list(.variables)
+    )]
+    UriTooLong {
+        /// Its length, in bytes.
+        length: usize,
+        /// The longest request target `http` accepts.
+        limit: usize,
+        /// The variables the template uses.
+        variables: Vec<String>,
+    },
+    /// More headers than one request's header map can hold.
+    #[error(
+        "the webhook has {count} headers, more than one request can carry: remove some (a deployment file is limited by `Limits::max_headers`)"
+    )]
+    TooManyHeaders {
+        /// How many the webhook has.
+        count: usize,
+    },
 }
 
 fn list(variables: &[String]) -> String {

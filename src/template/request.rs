@@ -124,13 +124,16 @@ impl RequestTemplate {
         };
         let (uri, uri_len) = render_uri(&self.uri, values, limit)?;
         let mut left = limit - uri_len;
-        let mut headers = HeaderMap::with_capacity(self.headers.len());
+        let too_many = |_| RenderError::TooManyHeaders {
+            count: self.headers.len(),
+        };
+        let mut headers = HeaderMap::try_with_capacity(self.headers.len()).map_err(too_many)?;
         let mut json_body = false;
         for (name, template) in &self.headers {
             let (header, value) = render_header(name, template, values, left).map_err(whole)?;
             left -= value.len();
             json_body |= header == CONTENT_TYPE && is_json(&value);
-            headers.append(header, value);
+            headers.try_append(header, value).map_err(too_many)?;
         }
         let body = match &self.body {
             Some(template) => {
@@ -193,6 +196,9 @@ pub(crate) fn fixed_uri_problem(template: &Template) -> Option<String> {
     }
 }
 
+/// The longest request target `http::Uri` accepts.
+const MAX_URI_BYTES: usize = u16::MAX as usize - 1;
+
 fn render_uri(
     template: &Template,
     values: &RenderValues<'_>,
@@ -204,7 +210,15 @@ fn render_uri(
     };
     let mut rendered = template.render_limited(values, Escape::Uri, limit)?;
     let not_a_target = || invalid("not a valid HTTP request target".to_owned());
+    let too_long = |length| RenderError::UriTooLong {
+        length,
+        limit: MAX_URI_BYTES,
+        variables: variable_names(template),
+    };
     if let Some(end) = canonical_http_url(&rendered) {
+        if end > MAX_URI_BYTES {
+            return Err(too_long(end));
+        }
         // `Url::parse` would accept this URL and serialize it byte for byte as it is (fragment
         // aside), so its checks and serialization can be skipped.
         rendered.truncate(end);
@@ -222,6 +236,9 @@ fn render_uri(
     // Parsing may percent-encode and so lengthen the URL.
     if url.as_str().len() > limit {
         return Err(RenderError::TooLarge { limit });
+    }
+    if url.as_str().len() > MAX_URI_BYTES {
+        return Err(too_long(url.as_str().len()));
     }
     Uri::try_from(url.as_str())
         .map(|uri| (uri, url.as_str().len()))
