@@ -157,6 +157,28 @@ async fn if_deployment_in_progress_enqueue_one_keeps_only_the_newest_waiting() {
     );
 }
 
+/// A start that comes after the running deployment finished but before the hand-off that
+/// starts the waiting one has run does not jump the queue (which would have the older file
+/// deployed over it next): it takes the waiting one's place, as while the first ran.
+#[tokio::test]
+async fn a_start_before_the_hand_off_takes_the_waiting_ones_place() {
+    let mut w = world(|b| b, Arc::new(|_: &str| vec![])).await;
+    let file = ONE_GATE.replace("POLICY", "enqueueOne");
+    let first = w.engine.start(&file, w.context()).await.unwrap();
+    let waiting = w.engine.start(&file, w.context()).await.unwrap();
+    w.engine.cancel(&first.id, "operator").await.unwrap();
+    // Nothing has waited since the cancel, so the hand-off it spawned has not run.
+    let newer = w.engine.start(&file, w.context()).await.unwrap();
+    assert_eq!(newer.status, DeploymentStatus::Queued);
+    w.started(&newer.id).await;
+    w.engine.cancel(&newer.id, "operator").await.unwrap();
+    assert_eq!(w.finished(&newer.id).await, DeploymentStatus::Canceled);
+    assert!(
+        w.engine.view(&waiting.id).await.is_err(),
+        "the replaced one never started"
+    );
+}
+
 #[tokio::test]
 async fn progress_notes_are_stored_in_the_history_and_keep_the_gate_open() {
     use hookgate::auth::Principal;

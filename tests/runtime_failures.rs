@@ -541,3 +541,57 @@ async fn a_recover_whose_caller_goes_away_finishes_the_resumption_under_way() {
     .await
     .expect("the deployment was driven to its end");
 }
+
+/// A deployment's last write stored but answered with a failure, and the look failing too: the
+/// deployment is put back unfinished. The retry meets the finished state in the store, and the
+/// deployment leaves memory then, letting the one queued behind it start: no later input would
+/// change it, so nothing else would retire it.
+#[tokio::test]
+async fn a_deployment_whose_finishing_write_was_lost_leaves_memory_once_it_is_seen_finished() {
+    let s = setup();
+    let plan =
+        format!("{PAUSE}deploymentConfig: {{ifDeploymentInProgress: {{strategy: enqueueOne}}}}\n");
+    let first = s
+        .engine
+        .start(&plan, BTreeMap::new())
+        .await
+        .expect("started")
+        .id;
+    let queued = s
+        .engine
+        .start(&plan, BTreeMap::new())
+        .await
+        .expect("queued")
+        .id;
+    s.store.lose_save_answers(1);
+    s.store.fail_loads(1);
+    assert!(
+        s.engine.cancel(&first, "operator").await.is_err(),
+        "whether the cancel was stored is not known"
+    );
+    assert_eq!(s.stored(&first).await.status, DeploymentStatus::Canceled);
+
+    let again = s.engine.cancel(&first, "operator").await;
+    assert!(
+        matches!(
+            again,
+            Err(hookgate::runtime::RuntimeError::Core(
+                hookgate::core::CoreError::Finished
+            ))
+        ),
+        "{again:?}"
+    );
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        s.stored(&queued).await.status,
+        DeploymentStatus::Running,
+        "the queued deployment started"
+    );
+    assert_eq!(
+        s.engine.live_deployments(),
+        1,
+        "only the queued one is in memory"
+    );
+}

@@ -215,6 +215,12 @@ impl Engine {
                         // applies to what is stored rather than failing forever. Boxed, as
                         // rare and large: every commit's future would otherwise carry it.
                         Box::pin(self.reload(live)).await;
+                        // What was stored may have finished it: an earlier write of ours whose
+                        // answer was lost. No later input would change it, so none would
+                        // retire it, and its application's queue would wait for good.
+                        if live.owned && live.d.is_finished() {
+                            self.retire(&live.d);
+                        }
                     }
                     if live.owned {
                         live.arm_after_failure(&self.inner.deadlines, self.inner.clock.now());

@@ -213,6 +213,16 @@ impl Engine {
         if let Some(running) = running.into_iter().next() {
             return self.in_progress(&plan, queued, running);
         }
+        // One still waits: the last one of its application finished, and the hand-off that
+        // starts the waiting one has not run yet. Started now, this newer one would run first,
+        // and the older file would be deployed over it next; it is queued in the waiting one's
+        // place instead, as while the last one ran.
+        let waiting = lock(&self.inner.queued)
+            .get(plan.application())
+            .map(|w| w.id.clone());
+        if let Some(waiting) = waiting {
+            return self.in_progress(&plan, queued, waiting);
+        }
         // From here the deployment may be stored, so the caller going away (a client hanging
         // up) must not stop half-way: that would leave a stored deployment nobody drives, and
         // its application locked against new ones until a restart. Should another replica have
@@ -236,8 +246,8 @@ impl Engine {
         .await
     }
 
-    /// What `ifDeploymentInProgress` says to do with `new` while `running` runs: queue it
-    /// (`enqueueOne`, in place of one queued before) or refuse it.
+    /// What `ifDeploymentInProgress` says to do with `new` while `running` runs or is about
+    /// to: queue it (`enqueueOne`, in place of one queued before) or refuse it.
     fn in_progress(
         &self,
         plan: &Plan,

@@ -23,14 +23,15 @@ pub enum RuntimeError {
     /// No deployment has this id.
     #[error("no deployment has id {0}")]
     UnknownDeployment(DeploymentId),
-    /// `ifDeploymentInProgress: reject`: another deployment of the application is running.
+    /// `ifDeploymentInProgress: reject`: another deployment of the application is running, or
+    /// queued (by a file with `enqueueOne`) and about to start.
     #[error(
-        "deployment {running} of application {application} is still running and the file says ifDeploymentInProgress: reject; wait for it or cancel it"
+        "deployment {running} of application {application} is still running or about to start, and the file says ifDeploymentInProgress: reject; wait for it to finish"
     )]
     InProgress {
         /// The application.
         application: String,
-        /// The deployment that is running.
+        /// The deployment that is running, or queued to start next.
         running: DeploymentId,
     },
     /// The engine is shutting down.
