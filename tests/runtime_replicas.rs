@@ -300,6 +300,120 @@ async fn shutdown_gives_the_leases_up_only_after_a_round_of_upkeep_under_way() {
     );
 }
 
+/// A replica's `recover` still under way when shutdown begins claims no orphan after it: the
+/// leases shutdown gave up stay given up, rather than be held by the stopped replica until
+/// they end.
+#[tokio::test]
+async fn a_recovery_racing_shutdown_claims_nothing_after_it() {
+    use std::collections::BTreeMap;
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+    use std::time::Duration;
+
+    use chrono::{TimeDelta, TimeZone, Utc};
+    use hookgate::runtime::{Engine, ReplicaOptions, RuntimeError, SimulatedHost};
+    use hookgate::store::{Lease, Store};
+    use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport};
+
+    let faulty = Arc::new(FaultyStore::new(MemoryStore::new()));
+    let store: Arc<DynStore> = faulty.clone();
+    let external = RecordingTransport::new();
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap());
+    let replica = |name: &str| {
+        Engine::builder(
+            external.dispatcher("https://gates.example").unwrap(),
+            SimulatedHost,
+        )
+        .shared_store(Arc::clone(&store))
+        .clock(clock.clone())
+        .replica(ReplicaOptions::new(name).lease(Duration::from_secs(60)))
+        .build()
+    };
+    let b = replica("b");
+    b.recover().await.unwrap();
+    let id = b.start(ONE_GATE, BTreeMap::new()).await.unwrap().id;
+    // `b` stops without giving its lease up: once the lease ends, its deployment is an orphan.
+    drop(b);
+    clock.advance(TimeDelta::minutes(2));
+
+    let a = replica("a");
+    faulty.slow_renews(true);
+    let mut recovery = pin!(a.recover());
+    assert!(
+        recovery
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending(),
+        "renewing"
+    );
+    a.shutdown().await;
+    let recovered = recovery.await;
+    assert!(
+        matches!(recovered, Err(RuntimeError::ShuttingDown)),
+        "{recovered:?}"
+    );
+    let c = Lease::new("c", a.now(), Duration::from_secs(60));
+    assert!(
+        store.claim(&id, &c).await.unwrap(),
+        "the stopped replica claimed nothing"
+    );
+}
+
+/// An input that takes a deployment over from a stopped replica, and whose claim is under way
+/// when shutdown begins, is waited for: the leases are given up after its claim, not before it
+/// (which left the claim holding the lease for the stopped replica until it ended).
+#[tokio::test]
+async fn a_claim_under_way_when_shutdown_begins_is_given_up_after_it() {
+    use std::collections::BTreeMap;
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+    use std::time::Duration;
+
+    use chrono::{TimeDelta, TimeZone, Utc};
+    use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
+    use hookgate::store::{Lease, Store};
+    use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport};
+
+    let faulty = Arc::new(FaultyStore::new(MemoryStore::new()));
+    let store: Arc<DynStore> = faulty.clone();
+    let external = RecordingTransport::new();
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap());
+    let replica = |name: &str| {
+        Engine::builder(
+            external.dispatcher("https://gates.example").unwrap(),
+            SimulatedHost,
+        )
+        .shared_store(Arc::clone(&store))
+        .clock(clock.clone())
+        .replica(ReplicaOptions::new(name).lease(Duration::from_secs(60)))
+        .build()
+    };
+    let a = replica("a");
+    a.recover().await.unwrap();
+    let b = replica("b");
+    b.recover().await.unwrap();
+    let id = b.start(ONE_GATE, BTreeMap::new()).await.unwrap().id;
+    drop(b);
+    clock.advance(TimeDelta::minutes(2));
+
+    faulty.slow_claims(true);
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut cancel = pin!(a.cancel(&id, "operator"));
+    assert!(cancel.as_mut().poll(&mut cx).is_pending(), "claiming");
+    let mut down = pin!(a.shutdown());
+    assert!(
+        down.as_mut().poll(&mut cx).is_pending(),
+        "shutdown waits for the claim"
+    );
+    let _ = cancel.await;
+    down.await;
+    let c = Lease::new("c", a.now(), Duration::from_secs(60));
+    assert!(
+        store.claim(&id, &c).await.unwrap(),
+        "the lease was given up after the claim"
+    );
+}
+
 /// A deployment that started after a round of upkeep read the leases, and whose claim in that
 /// round then failed on a store error, is still this replica's: a failed claim tells nothing,
 /// and letting go would have the next round resume it, asking again for work under way.

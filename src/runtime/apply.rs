@@ -63,10 +63,10 @@ impl Engine {
         loop {
             // After shutdown nothing may be acted on here (calls and steps would be abandoned
             // while the input is acknowledged); the sender retries, reaching another replica
-            // or this engine's next start.
-            if self.inner.shutdown.is_cancelled() {
-                return Err(RuntimeError::ShuttingDown);
-            }
+            // or this engine's next start. The token is taken before the look-up, which may
+            // claim the deployment's lease: a shutdown then gives the leases up only after it,
+            // rather than have this claim one again once they are given up.
+            let in_flight = self.in_flight()?;
             attempts += 1;
             let entry = match target {
                 Target::Entry(entry) => entry,
@@ -77,7 +77,9 @@ impl Engine {
             };
             let mut live = entry.lock_owned().await;
             // A second look: shutdown may have begun while this input waited for the lock.
-            let in_flight = self.in_flight()?;
+            if self.inner.shutdown.is_cancelled() {
+                return Err(RuntimeError::ShuttingDown);
+            }
             let before = spare::copy(&live.d);
             let now = self.inner.clock.now();
             let result = input(&mut live.d, now);

@@ -328,36 +328,50 @@ impl Engine {
     ///
     /// A replica ([`EngineBuilder::replica`](super::EngineBuilder::replica)) resumes only the
     /// deployments it held itself before it restarted and those no live replica holds, and
-    /// starts hearing of the other replicas' writes.
+    /// starts hearing of the other replicas' writes. Once [`Engine::shutdown`] has begun, it
+    /// stops before its next batch with [`RuntimeError::ShuttingDown`], claiming nothing more.
     pub async fn recover(&self) -> Result<Recovered, RuntimeError> {
         let mut recovered = Recovered {
             resumed: 0,
             changed: 0,
         };
-        let stored = match self.lease() {
-            None => self.inner.store.list_unfinished().await?,
-            Some(lease) => {
-                self.watch_store().await?;
-                let mut stored = Vec::new();
-                for (id, _) in self.inner.store.renew(&lease).await? {
-                    match self.inner.store.load(&id).await {
-                        Ok(found) => stored.extend(found),
-                        // Held, as a row a takeover could not read stays held: left as it is
-                        // for an operator, while the rest resume.
-                        Err(e @ StoreError::Corrupt { .. }) => {
-                            tracing::error!(deployment = %id, error = %e, "a deployment this replica holds cannot be read; it is left as it is");
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                stored
-            }
+        let Some(lease) = self.lease() else {
+            let stored = self.inner.store.list_unfinished().await?;
+            self.resume_all(stored, &mut recovered).await;
+            return Ok(recovered);
         };
-        self.resume_all(stored, &mut recovered).await;
-        // Orphans a batch at a time, each resumed before the next is claimed and the leases
-        // renewed in between, so a long recovery does not let its first leases lapse.
-        let batch = self.replica().map_or(0, |r| r.options.takeover_batch);
+        self.watch_store().await?;
+        // A batch at a time, the deployments this replica held first and then orphans, each
+        // batch resumed before the next is read and the leases renewed in between, so a long
+        // recovery does not let its first leases lapse. Each batch holds a token of the
+        // engine's tasks: a shutdown gives the leases up only after the batch under way, and
+        // none is claimed once it has begun.
+        let batch = self
+            .replica()
+            .map_or(1, |r| r.options.takeover_batch.max(1));
+        let held = self.inner.store.renew(&lease).await?;
+        for held in held.chunks(batch) {
+            let _in_flight = self.in_flight()?;
+            let mut stored = Vec::with_capacity(held.len());
+            for (id, _) in held {
+                match self.inner.store.load(id).await {
+                    Ok(found) => stored.extend(found),
+                    // Held, as a row a takeover could not read stays held: left as it is
+                    // for an operator, while the rest resume.
+                    Err(e @ StoreError::Corrupt { .. }) => {
+                        tracing::error!(deployment = %id, error = %e, "a deployment this replica holds cannot be read; it is left as it is");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            self.resume_all(stored, &mut recovered).await;
+            self.inner
+                .store
+                .renew(&self.lease().unwrap_or_else(|| lease.clone()))
+                .await?;
+        }
         while let Some(lease) = self.lease() {
+            let _in_flight = self.in_flight()?;
             let orphans = self.inner.store.claim_orphans(&lease, batch).await?;
             if orphans.is_empty() {
                 break;

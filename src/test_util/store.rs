@@ -22,7 +22,8 @@ use crate::store::{
 ///   the save before the answer ([`bury_save_answers`](Self::bury_save_answers));
 /// - saves, creates and lease renewals wait once before going on, as a durable store's do
 ///   ([`slow_saves`](Self::slow_saves), [`slow_creates`](Self::slow_creates),
-///   [`slow_renews`](Self::slow_renews)), or renewals once after reading the leases, as a
+///   [`slow_renews`](Self::slow_renews)), lease claims too ([`slow_claims`](Self::slow_claims)),
+///   or renewals once after reading the leases, as a
 ///   database's answer travels back ([`late_renew_answers`](Self::late_renew_answers)).
 ///
 /// ```
@@ -43,6 +44,7 @@ pub struct FaultyStore<S = MemoryStore> {
     slow: AtomicBool,
     slow_create: AtomicBool,
     slow_renew: AtomicBool,
+    slow_claim: AtomicBool,
     /// Creates to fail.
     fail_create: AtomicUsize,
     /// Saves to store and then answer with a failure.
@@ -70,6 +72,7 @@ impl<S: Store> FaultyStore<S> {
             slow: AtomicBool::new(false),
             slow_create: AtomicBool::new(false),
             slow_renew: AtomicBool::new(false),
+            slow_claim: AtomicBool::new(false),
             fail_create: AtomicUsize::new(0),
             lost_save: AtomicUsize::new(0),
             buried_save: AtomicUsize::new(0),
@@ -157,6 +160,12 @@ impl<S: Store> FaultyStore<S> {
     /// [`slow_saves`](Self::slow_saves) makes saves do.
     pub fn slow_renews(&self, slow: bool) {
         self.slow_renew.store(slow, Ordering::SeqCst);
+    }
+
+    /// Whether each lease claim ([`Store::claim`]) first returns to the runtime once, as
+    /// [`slow_saves`](Self::slow_saves) makes saves do.
+    pub fn slow_claims(&self, slow: bool) {
+        self.slow_claim.store(slow, Ordering::SeqCst);
     }
 
     /// Whether this save is one to fail, using up the counts.
@@ -264,6 +273,9 @@ impl<S: Store> Store for FaultyStore<S> {
     async fn claim(&self, id: &DeploymentId, lease: &Lease) -> Result<bool, StoreError> {
         if take(&self.fail_claim) {
             return Err(injected());
+        }
+        if self.slow_claim.load(Ordering::SeqCst) {
+            YieldOnce(false).await;
         }
         self.inner.claim(id, lease).await
     }
