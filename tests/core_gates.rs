@@ -677,6 +677,65 @@ fn a_decision_after_the_approval_expired_is_refused_before_the_timer_fires() {
     );
 }
 
+/// A cancel after an approval expired meets the deployment as the expiry left it: failed,
+/// and so finished, rather than cancelled as the timer's lateness would have had it.
+#[test]
+fn a_cancel_after_an_expiry_meets_the_deployment_as_the_expiry_left_it() {
+    let mut h =
+        before("pause: {untilApproved: true, approvalExpiration: {duration: 1, unit: hours}}");
+    let g = approvals(&h)[0];
+    let late = h.now() + TimeDelta::hours(2);
+
+    let mut on_time = h.deployment.clone();
+    assert_eq!(
+        on_time.handle_cancel(
+            late - TimeDelta::hours(1) - TimeDelta::seconds(1),
+            "operator"
+        ),
+        Ok(())
+    );
+    assert_eq!(on_time.status(), DeploymentStatus::Canceled);
+
+    assert_eq!(
+        h.deployment.handle_cancel(late, "operator"),
+        Err(CoreError::Finished)
+    );
+    assert_eq!(
+        h.deployment.gate_state(g),
+        GateState::Failed(Resolution::ApprovalExpired)
+    );
+    assert_eq!(h.deployment.status(), DeploymentStatus::Failed);
+}
+
+/// A retry that fell due is the timer's to fire: a cancel after it closes the gate without the
+/// call being sent once more.
+#[test]
+fn a_cancel_after_a_due_retry_sends_no_call() {
+    let mut h = before("runWebhook: {name: tests}");
+    let g = h.answer_calls(|_| CallResult::from_status(503, None))[0].gate;
+    let GateState::RetryWaiting { at, .. } = h.deployment.gate_state(g) else {
+        panic!("{:?}", h.deployment.gate_state(g))
+    };
+
+    assert_eq!(
+        h.deployment
+            .handle_cancel(at + TimeDelta::minutes(1), "operator"),
+        Ok(())
+    );
+    assert_eq!(
+        h.deployment.gate_state(g),
+        GateState::Closed(Resolution::Canceled)
+    );
+    assert_eq!(h.deployment.status(), DeploymentStatus::Canceled);
+    assert!(
+        h.pending()
+            .iter()
+            .all(|a| !matches!(a, Action::CallWebhook(_))),
+        "{:?}",
+        h.pending()
+    );
+}
+
 #[test]
 fn a_step_result_after_the_step_timeout_is_stale_before_the_timer_fires() {
     let mut h = start(

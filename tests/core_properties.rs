@@ -679,6 +679,18 @@ fn restore_refuses_a_gate_state_its_kind_never_takes() {
         kinds
     );
     assert!(Deployment::restore(Arc::clone(d.plan()), d.state().clone()).is_ok());
+
+    // A webhook with `disableCallback` waiting for a callback it never takes.
+    let d = start(&format!(
+        "application: a\ntargets: {{x: {{constraints: {{beforeDeployment: [runWebhook: {{name: fire-and-forget}}]}}}}}}\n{}",
+        common::HOOKS
+    ));
+    let waiting = edited(
+        &d,
+        calling,
+        r#"{"awaiting_callback":{"deadline":"2026-11-02T12:00:00Z"}}"#,
+    );
+    assert_eq!(mismatch(&d, waiting), kinds);
 }
 
 #[test]

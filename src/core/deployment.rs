@@ -199,11 +199,21 @@ impl Deployment {
     }
 
     /// An environment's status.
+    ///
+    /// # Panics
+    ///
+    /// If `env` is not one of the plan's environments (as indexing a slice out of bounds
+    /// does): take ids from the plan, not from outside input.
     pub fn env_status(&self, env: EnvId) -> EnvStatus {
         self.s.env_status(env)
     }
 
     /// A gate's state.
+    ///
+    /// # Panics
+    ///
+    /// If `gate` is not one of the plan's gates (as indexing a slice out of bounds does):
+    /// take ids from the plan, not from outside input.
     pub fn gate_state(&self, gate: GateId) -> GateState {
         self.s.gate(gate)
     }
@@ -310,6 +320,27 @@ impl Deployment {
             };
             if !fired {
                 inert.push(due);
+            }
+        }
+    }
+
+    /// Fires, earliest first, every deadline passed by `now` that fails something: those
+    /// [`expire`](Self::expire) fires for one gate, over all gates, and the environments' host
+    /// step and rollback timeouts.
+    fn expire_all(&mut self, now: DateTime<Utc>) {
+        let mut left = Vec::new();
+        while let Some(due) = self.next_due(now, &left) {
+            let fired = match due {
+                Due::Gate(g) => {
+                    !matches!(
+                        self.s.gate(g),
+                        GateState::RetryWaiting { .. } | GateState::Pausing { .. }
+                    ) && self.fire_gate(now, g)
+                }
+                Due::Env(env) => self.fire_env(now, env),
+            };
+            if !fired {
+                left.push(due);
             }
         }
     }
@@ -696,11 +727,18 @@ impl Deployment {
     /// Cancels the deployment: environments not yet deployed are cancelled, environments in
     /// the middle of their strategy are rolled back, environments already verifying keep the
     /// new version and are cancelled. The outcome is `canceled`.
+    ///
+    /// As before every input, deadlines that passed by `now` and fail something (a callback
+    /// timeout, an approval's expiry, an analysis's or a host step's timeout) fire first, even
+    /// when the cancel is then refused: it meets the deployment as they left it, possibly
+    /// finished, not as the host's late timer did. A due retry or the end of a pause is left to
+    /// the timer, which the cancel makes needless.
     pub fn handle_cancel(
         &mut self,
         now: DateTime<Utc>,
         by: impl Into<String>,
     ) -> Result<(), CoreError> {
+        self.expire_all(now);
         if self.is_finished() {
             return Err(CoreError::Finished);
         }

@@ -135,8 +135,11 @@ fn gate(plan: &Plan, g: GateId, state: GateState) -> Result<(), &'static str> {
         (GateState::RetryWaiting { attempt, .. }, GateKind::Webhook { .. }) => {
             (2..=last_attempt).contains(&attempt)
         }
-        (GateState::AwaitingCallback { .. }, GateKind::Webhook { .. })
-        | (GateState::Pausing { .. }, GateKind::Pause(_))
+        // A webhook with `disableCallback` passes once its call is sent.
+        (GateState::AwaitingCallback { .. }, GateKind::Webhook { .. }) => {
+            !plan.callback_disabled(g)
+        }
+        (GateState::Pausing { .. }, GateKind::Pause(_))
         | (GateState::AwaitingApproval { .. }, GateKind::Approval { .. })
         | (GateState::Analysing { .. } | GateState::AwaitingDecision, GateKind::Analysis(_)) => {
             true
