@@ -532,6 +532,70 @@ fn preview_urls_before_deployment_are_rejected() {
     );
 }
 
+/// A preview URL has a value only once a step of the target's canary has exposed its service:
+/// a webhook using it anywhere else would fail its render every time it ran.
+#[test]
+fn preview_urls_are_only_used_after_their_service_is_exposed() {
+    let canary = |targets: &str, steps: &str| {
+        format!(
+            "application: a\ntargets: {{{targets}}}\nstrategies: {{can: {{canary: {{steps: [{steps}]}}}}}}\nwebhooks: [{{name: w, uriTemplate: '{{{{armory.preview.web}}}}/smoke'}}]"
+        )
+    };
+    let expose = "exposeServices: {services: [web]}";
+    let hook = "runWebhook: {name: w}";
+    let after = "constraints: {afterDeployment: [runWebhook: {name: w}]}";
+    for fine in [
+        canary("prod: {strategy: can}", &format!("{expose}, {hook}")),
+        canary(&format!("prod: {{strategy: can, {after}}}"), expose),
+    ] {
+        assert!(Plan::from_yaml(&fine).is_ok(), "{fine}");
+    }
+    let blue_green = "application: a\ntargets: {prod: {strategy: bg}}\nstrategies: {bg: {blueGreen: {activeService: web, redirectTrafficAfter: [runWebhook: {name: w}]}}}\nwebhooks: [{name: w, uriTemplate: '{{armory.preview.web}}/smoke'}]";
+    for (refused, path) in [
+        (
+            canary("prod: {strategy: can}", &format!("{hook}, {expose}")),
+            "strategies.can.canary.steps[0].runWebhook.name",
+        ),
+        (
+            canary(
+                &format!("prod: {{strategy: can, {after}}}"),
+                "setWeight: {weight: 50}",
+            ),
+            "targets.prod.constraints.afterDeployment[0].runWebhook.name",
+        ),
+        (
+            canary(&format!("prod: {{{after}}}"), expose),
+            "targets.prod.constraints.afterDeployment[0].runWebhook.name",
+        ),
+        (
+            blue_green.to_owned(),
+            "strategies.bg.blueGreen.redirectTrafficAfter[0].runWebhook.name",
+        ),
+        // Exposed for another target: each target's canary exposes its own services.
+        (
+            canary(
+                &format!("dev: {{strategy: can}}, prod: {{dependsOn: [dev], {after}}}"),
+                expose,
+            ),
+            "targets.prod.constraints.afterDeployment[0].runWebhook.name",
+        ),
+    ] {
+        let problems = Plan::from_yaml(&refused).unwrap_err().problems();
+        assert_eq!(
+            problems.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(),
+            [path],
+            "{refused}"
+        );
+        assert_eq!(
+            problems[0].kind,
+            ProblemKind::PreviewNotExposed {
+                webhook: "w".into(),
+                variable: "armory.preview.web".into()
+            }
+        );
+    }
+}
+
 #[test]
 fn pauses_must_be_one_form_or_the_other() {
     let base = "application: a\ntargets: {dev: {constraints: {beforeDeployment: [pause: ";

@@ -188,6 +188,19 @@ pub enum ProblemKind {
         /// The preview variable.
         variable: String,
     },
+    /// `armory.preview.<service>` used where no `exposeServices` step of the target's canary
+    /// has exposed the service yet: in a canary step before the one exposing it, in
+    /// `afterDeployment` of a target whose canary never exposes it, or in a blue/green
+    /// strategy's gates.
+    #[error(
+        "webhook \"{webhook}\" uses {variable}, but no exposeServices step of this target's canary exposes that service before the webhook runs: expose it in an earlier step"
+    )]
+    PreviewNotExposed {
+        /// The webhook.
+        webhook: String,
+        /// The preview variable.
+        variable: String,
+    },
     /// `analysis` in `beforeDeployment`.
     #[error("analysis is not allowed in beforeDeployment: nothing is deployed yet to analyse")]
     AnalysisBeforeDeployment,

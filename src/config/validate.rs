@@ -105,6 +105,7 @@ impl DeploymentFile {
             gates: Vec::new(),
             limits: limits.clone(),
             previews: BTreeMap::new(),
+            exposed: BTreeSet::new(),
         };
         let plan = v.plan(self);
         if v.problems.is_empty() {
@@ -206,10 +207,13 @@ struct Validator {
     problems: Vec<Problem>,
     gates: Vec<Gate>,
     limits: Limits,
-    /// The preview variable each webhook's templates use, if any, found once per webhook:
+    /// The services whose preview URLs each webhook's templates use, found once per webhook:
     /// a webhook may be named by thousands of gates, and its templates hold thousands of
     /// variables.
-    previews: BTreeMap<WebhookId, Option<String>>,
+    previews: BTreeMap<WebhookId, Vec<String>>,
+    /// The services the canary of the target being read has exposed by the gate being read:
+    /// only those have preview URLs when it runs.
+    exposed: BTreeSet<String>,
 }
 
 impl Validator {
@@ -618,6 +622,7 @@ impl Validator {
             .collect();
         depends_on.sort();
         depends_on.dedup();
+        self.exposed.clear();
         let before = self.constraint_list(
             env,
             Stage::BeforeDeployment,
@@ -666,6 +671,7 @@ impl Validator {
             .collect();
         for (name, raw) in &file.strategies {
             if !used.contains(name.as_str()) {
+                self.exposed.clear();
                 let kept = self.gates.len();
                 self.strategy(EnvId(0), name, raw, hooks);
                 self.gates.truncate(kept);
@@ -770,7 +776,10 @@ impl Validator {
                 CanaryStep::SetWeight(w.weight.clamp(0, 100) as u8)
             }
             file::CanaryStep::ExposeServices(e) => CanaryStep::ExposeServices {
-                services: e.services.clone(),
+                services: {
+                    self.exposed.extend(e.services.iter().cloned());
+                    e.services.clone()
+                },
                 ttl: e
                     .ttl
                     .as_ref()
@@ -824,9 +833,7 @@ impl Validator {
                 let name_path = format!("{path}.runWebhook.name");
                 let webhook = match hooks.find(&r.name) {
                     Some((id, w)) => {
-                        if stage == Stage::BeforeDeployment {
-                            self.check_no_preview(id, w, &name_path);
-                        }
+                        self.check_previews(stage, id, w, &name_path);
                         id
                     }
                     None => {
@@ -874,29 +881,33 @@ impl Validator {
         }
     }
 
-    fn check_no_preview(&mut self, id: WebhookId, w: &Webhook, path: &str) {
-        let preview = self
-            .previews
-            .entry(id)
-            .or_insert_with(|| {
-                let r = &w.request;
-                std::iter::once(r.uri())
-                    .chain(r.headers().iter().map(|(_, t)| t))
-                    .chain(r.body())
-                    .flat_map(Template::variables)
-                    .find(|v| matches!(v, Variable::Armory(ArmoryVar::Preview(_))))
-                    .map(|v| v.to_string())
-            })
-            .clone();
-        if let Some(variable) = preview {
-            self.problem(
-                path,
-                ProblemKind::PreviewBeforeDeployment {
-                    webhook: w.name.clone(),
-                    variable,
-                },
-            );
-        }
+    /// Checks that every preview URL the webhook uses has been exposed where a gate of
+    /// `stage` calls it: the render would fail otherwise, every time, failing or rolling back
+    /// the environment.
+    fn check_previews(&mut self, stage: Stage, id: WebhookId, w: &Webhook, path: &str) {
+        let services = self.previews.entry(id).or_insert_with(|| {
+            let r = &w.request;
+            let services: BTreeSet<String> = std::iter::once(r.uri())
+                .chain(r.headers().iter().map(|(_, t)| t))
+                .chain(r.body())
+                .flat_map(Template::variables)
+                .filter_map(|v| match v {
+                    Variable::Armory(ArmoryVar::Preview(service)) => Some(service.clone()),
+                    _ => None,
+                })
+                .collect();
+            services.into_iter().collect()
+        });
+        let Some(missing) = services.iter().find(|s| !self.exposed.contains(*s)) else {
+            return;
+        };
+        let (webhook, variable) = (w.name.clone(), format!("armory.preview.{missing}"));
+        let kind = if stage == Stage::BeforeDeployment {
+            ProblemKind::PreviewBeforeDeployment { webhook, variable }
+        } else {
+            ProblemKind::PreviewNotExposed { webhook, variable }
+        };
+        self.problem(path, kind);
     }
 
     fn pause(&mut self, p: &file::Pause, path: &str) -> GateKind {
