@@ -748,6 +748,28 @@ mod limits {
         assert_eq!(e.problems()[0].path, "targets");
     }
 
+    /// A file with more YAML nodes than its size allows for is too large, not malformed, and
+    /// a larger size limit lets it through.
+    #[test]
+    fn a_file_of_many_small_values_is_too_large_not_malformed() {
+        let values = vec!["1"; 300_000].join(",");
+        let source = format!("application: a\ntargets: {{a: {{}}}}\nunused: [{values}]\n");
+        assert!(source.len() < 1 << 20);
+        let e = Plan::from_yaml(&source).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::TooLarge {
+                    what: "YAML nodes (maps, lists and values)",
+                    limit: 262_144
+                }
+            ),
+            "{e}"
+        );
+        let larger = Limits::default().with_max_file_bytes(2 << 20);
+        assert!(Plan::from_yaml_with(&source, &larger).is_ok());
+    }
+
     /// A webhook's headers are counted: past the limit the file is refused at `headers`, and no
     /// limit lets through more than a request's header map holds (which panicked in `http`
     /// when the call was sent).

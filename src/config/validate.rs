@@ -34,14 +34,10 @@ impl DeploymentFile {
             // its reading stopped at.
             match serde_saphyr::from_str_with_options::<IgnoredAny>(source, options(limits)) {
                 Ok(_) => field,
-                Err(e) if expands_too_far(&e) => ConfigError::TooLarge {
-                    what: "bytes of text, aliases expanded",
-                    limit: expanded_limit(limits),
-                },
-                Err(e) => ConfigError::Syntax {
+                Err(e) => over_budget(&e, limits).unwrap_or_else(|| ConfigError::Syntax {
                     path: "(file)".into(),
                     message: e.to_string(),
-                },
+                }),
             }
         })
     }
@@ -155,17 +151,26 @@ fn never_a_url(template: &Template) -> Option<String> {
     }
 }
 
-/// The YAML reader's settings: its nesting budget is the file's, and the text it may produce,
-/// aliases expanded, a few times the file's size, so that aliases repeating a large value
-/// cannot make a file under the size limit cost many times it.
+/// The YAML reader's settings, with [`budget`]'s limits.
 fn options(limits: &Limits) -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget(limits));
+    options
+}
+
+/// What the YAML reader may read: the file's nesting depth; the text it may produce, aliases
+/// expanded, a few times the file's size, so that aliases repeating a large value cannot make
+/// a file under the size limit cost many times it; and its nodes and events, which grow with
+/// the text, in proportion to the file's size limit (never below the reader's defaults), so
+/// that raising that limit lets a larger file through.
+fn budget(limits: &Limits) -> serde_saphyr::Budget {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_depth = limits.max_depth;
     budget.max_total_scalar_bytes = expanded_limit(limits);
     budget.max_recorded_anchor_bytes = expanded_limit(limits);
-    let mut options = serde_saphyr::Options::default();
-    options.budget = Some(budget);
-    options
+    budget.max_nodes = budget.max_nodes.max(limits.max_file_bytes / 4);
+    budget.max_events = budget.max_events.max(limits.max_file_bytes);
+    budget
 }
 
 impl Plan {
@@ -1051,22 +1056,31 @@ fn expanded_limit(limits: &Limits) -> usize {
         .saturating_mul(EXPANDED_BYTES_PER_FILE_BYTE)
 }
 
-/// Whether the reader stopped at [`expanded_limit`], under the wrappers that add the place in
-/// the file and the alias it was reached through.
-fn expands_too_far(mut e: &serde_saphyr::Error) -> bool {
+/// The limit the YAML reader stopped at, if `e` (under the wrappers that add the place in the
+/// file and the alias it was reached through) says it stopped at one that grows with the file
+/// or is the file's nesting limit: a file over it is too large rather than malformed.
+fn over_budget(mut e: &serde_saphyr::Error, limits: &Limits) -> Option<ConfigError> {
+    use serde_saphyr::budget::BudgetBreach;
+
     while let serde_saphyr::Error::WithSnippet { error, .. }
     | serde_saphyr::Error::AliasError { error, .. } = e
     {
         e = error;
     }
-    matches!(
-        e,
-        serde_saphyr::Error::Budget {
-            breach: serde_saphyr::budget::BudgetBreach::ScalarBytes { .. }
-                | serde_saphyr::budget::BudgetBreach::RecordedAnchorBytes { .. },
-            ..
+    let serde_saphyr::Error::Budget { breach, .. } = e else {
+        return None;
+    };
+    let budget = budget(limits);
+    let (what, limit) = match breach {
+        BudgetBreach::ScalarBytes { .. } | BudgetBreach::RecordedAnchorBytes { .. } => {
+            ("bytes of text, aliases expanded", expanded_limit(limits))
         }
-    )
+        BudgetBreach::Nodes { .. } => ("YAML nodes (maps, lists and values)", budget.max_nodes),
+        BudgetBreach::Events { .. } => ("YAML parser events", budget.max_events),
+        BudgetBreach::Depth { .. } => ("nesting depth", limits.max_depth),
+        _ => return None,
+    };
+    Some(ConfigError::TooLarge { what, limit })
 }
 
 /// How much larger than its file a plan may be: a file names a strategy, a context or a long
