@@ -179,6 +179,39 @@ async fn a_start_before_the_hand_off_takes_the_waiting_ones_place() {
     );
 }
 
+/// A queued deployment can be looked at (queued, nothing begun) and cancelled: it leaves the
+/// queue and never starts.
+#[tokio::test]
+async fn a_queued_deployment_shows_as_queued_and_can_be_cancelled() {
+    let mut w = world(|b| b, Arc::new(|_: &str| vec![])).await;
+    let file = ONE_GATE.replace("POLICY", "enqueueOne");
+    let first = w.engine.start(&file, w.context()).await.unwrap();
+    let queued = w.engine.start(&file, w.context()).await.unwrap();
+    let view = w.engine.view(&queued.id).await.unwrap();
+    assert_eq!(view.status, DeploymentStatus::Queued);
+    assert!(
+        view.environments
+            .iter()
+            .all(|(_, s)| *s == hookgate::core::EnvStatus::Pending)
+    );
+    assert_eq!(view.open_gates().count(), 0);
+
+    w.engine.cancel(&queued.id, "operator").await.unwrap();
+    assert!(matches!(
+        w.engine.view(&queued.id).await,
+        Err(hookgate::runtime::RuntimeError::UnknownDeployment(_))
+    ));
+    w.engine.cancel(&first.id, "operator").await.unwrap();
+    assert_eq!(w.finished(&first.id).await, DeploymentStatus::Canceled);
+    let next = w.engine.start(&file, w.context()).await.unwrap();
+    assert_eq!(
+        next.status,
+        DeploymentStatus::Running,
+        "nothing waits any more"
+    );
+    assert!(w.engine.view(&queued.id).await.is_err(), "it never started");
+}
+
 #[tokio::test]
 async fn progress_notes_are_stored_in_the_history_and_keep_the_gate_open() {
     use hookgate::auth::Principal;

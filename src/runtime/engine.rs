@@ -410,10 +410,40 @@ impl Engine {
         }
     }
 
-    /// Cancels a deployment (see [`Deployment::handle_cancel`]).
+    /// Cancels a deployment (see [`Deployment::handle_cancel`]). A deployment still queued
+    /// (`enqueueOne`) leaves the queue and never starts.
     pub async fn cancel(&self, id: &DeploymentId, by: &str) -> Result<(), RuntimeError> {
-        self.apply(id, |d, now| d.handle_cancel(now, by)).await??;
+        if self.withdraw(id, by) {
+            return Ok(());
+        }
+        let cancel = |d: &mut Deployment, now| d.handle_cancel(now, by);
+        match self.apply(id, cancel).await {
+            // It may have been leaving the queue to start: once the start lock is free, it is
+            // either stored or still queued.
+            Err(RuntimeError::UnknownDeployment(_)) => {
+                let _serial = self.inner.start_lock.lock().await;
+                if self.withdraw(id, by) {
+                    return Ok(());
+                }
+                self.apply(id, cancel).await??;
+            }
+            applied => applied??,
+        }
         Ok(())
+    }
+
+    /// Takes `id` out of the queue, if it is queued there; whether it was.
+    fn withdraw(&self, id: &DeploymentId, by: &str) -> bool {
+        let mut queued = lock(&self.inner.queued);
+        let Some(application) = queued
+            .iter()
+            .find_map(|(application, q)| (q.id == *id).then(|| application.clone()))
+        else {
+            return false;
+        };
+        queued.remove(&application);
+        tracing::info!(deployment = %id, by, "queued deployment withdrawn");
+        true
     }
 
     /// Decides an approval (see [`Deployment::handle_approval`]).
@@ -428,8 +458,16 @@ impl Engine {
         Ok(())
     }
 
-    /// A deployment's status, its environments' statuses and its open gates.
+    /// A deployment's status, its environments' statuses and its open gates; a deployment
+    /// still queued shows as [`DeploymentStatus::Queued`], nothing of it begun.
     pub async fn view(&self, id: &DeploymentId) -> Result<DeploymentView, RuntimeError> {
+        let queued = lock(&self.inner.queued)
+            .values()
+            .find(|q| q.id == *id)
+            .map(|q| Arc::clone(&q.source));
+        if let Some(source) = queued {
+            return Ok(DeploymentView::queued(id, &*self.plan_for(&source)?));
+        }
         let entry = self.entry(id, false).await?;
         let live = entry.lock().await;
         Ok(DeploymentView::of(&live.d))

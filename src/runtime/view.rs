@@ -1,4 +1,4 @@
-use crate::config::GateId;
+use crate::config::{EnvId, GateId, Plan};
 use crate::core::{Deployment, DeploymentId, DeploymentStatus, EnvStatus, GateState};
 
 /// A deployment as [`Engine::view`](super::Engine::view) shows it.
@@ -33,21 +33,42 @@ pub struct GateView {
 
 impl DeploymentView {
     pub(crate) fn of(d: &Deployment) -> Self {
-        let plan = d.plan();
+        Self::with(
+            d.id(),
+            d.plan(),
+            d.status(),
+            |env| d.env_status(env),
+            |gate| d.gate_state(gate),
+        )
+    }
+
+    /// A deployment waiting to start (`enqueueOne`): nothing of it has begun.
+    pub(crate) fn queued(id: &DeploymentId, plan: &Plan) -> Self {
+        Self::with(
+            id,
+            plan,
+            DeploymentStatus::Queued,
+            |_| EnvStatus::Pending,
+            |_| GateState::Idle,
+        )
+    }
+
+    fn with(
+        id: &DeploymentId,
+        plan: &Plan,
+        status: DeploymentStatus,
+        env_status: impl Fn(EnvId) -> EnvStatus,
+        gate_state: impl Fn(GateId) -> GateState,
+    ) -> Self {
         Self {
-            id: d.id().clone(),
+            id: id.clone(),
             application: plan.application().to_owned(),
-            status: d.status(),
+            status,
             environments: plan
                 .environments()
                 .iter()
                 .enumerate()
-                .map(|(i, e)| {
-                    (
-                        e.name().to_owned(),
-                        d.env_status(crate::config::EnvId(i as u16)),
-                    )
-                })
+                .map(|(i, e)| (e.name().to_owned(), env_status(EnvId(i as u16))))
                 .collect(),
             gates: plan
                 .gates()
@@ -59,7 +80,7 @@ impl DeploymentView {
                         gate,
                         environment: plan.environment(g.env()).name().to_owned(),
                         path: g.path().to_owned(),
-                        state: d.gate_state(gate),
+                        state: gate_state(gate),
                     }
                 })
                 .collect(),
