@@ -513,6 +513,105 @@ fn invalid_header_names_and_methods_are_rejected() {
 }
 
 #[test]
+fn retryable_status_codes_are_kept_sorted_and_absent_means_the_default() {
+    let plan = Plan::from_yaml(
+        "application: a\ntargets: {dev: {}}\nwebhooks:\n  - {name: listed, uriTemplate: 'https://a', retryableStatusCodes: [503, 409, 100, 599]}\n  - {name: none, uriTemplate: 'https://a', retryableStatusCodes: []}\n  - {name: default, uriTemplate: 'https://a'}",
+    )
+    .unwrap();
+    let codes: Vec<_> = plan
+        .webhooks()
+        .iter()
+        .map(|w| w.retryable_status_codes.clone())
+        .collect();
+    assert_eq!(
+        codes,
+        [Some(vec![100, 409, 503, 599]), Some(vec![]), None],
+        "an empty list is kept as such, not read as absent"
+    );
+}
+
+#[test]
+fn retryable_status_codes_outside_http_or_2xx_or_repeated_are_refused_each_at_its_path() {
+    let at = |j: usize| format!("webhooks[1].retryableStatusCodes[{j}]");
+    assert_eq!(
+        problems(
+            "application: a\ntargets: {dev: {}}\nwebhooks:\n  - {name: ok, uriTemplate: 'https://a', retryableStatusCodes: [409]}\n  - {name: w, uriTemplate: 'https://a', retryableStatusCodes: [99, 600, -1, 70000, 200, 204, 299, 503, 409, 503]}",
+        ),
+        [
+            (
+                at(0),
+                ProblemKind::OutOfRange {
+                    value: 99,
+                    min: 100,
+                    max: 599
+                }
+            ),
+            (
+                at(1),
+                ProblemKind::OutOfRange {
+                    value: 600,
+                    min: 100,
+                    max: 599
+                }
+            ),
+            (
+                at(2),
+                ProblemKind::OutOfRange {
+                    value: -1,
+                    min: 100,
+                    max: 599
+                }
+            ),
+            (
+                at(3),
+                ProblemKind::OutOfRange {
+                    value: 70000,
+                    min: 100,
+                    max: 599
+                }
+            ),
+            (at(4), ProblemKind::SuccessStatusRetryable { status: 200 }),
+            (at(5), ProblemKind::SuccessStatusRetryable { status: 204 }),
+            (at(6), ProblemKind::SuccessStatusRetryable { status: 299 }),
+            (at(9), ProblemKind::DuplicateStatus { status: 503 }),
+        ]
+    );
+    let shown = Plan::from_yaml(
+        "application: a\ntargets: {dev: {}}\nwebhooks: [{name: w, uriTemplate: 'https://a', retryableStatusCodes: [201, 429, 429]}]",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        shown.contains(
+            "webhooks[0].retryableStatusCodes[0]: 201 is a success (2xx), which is never retried"
+        ) && shown.contains("webhooks[0].retryableStatusCodes[2]: status 429 is already listed"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn retryable_status_codes_that_are_not_a_list_of_integers_are_shape_errors_at_their_path() {
+    let file = |codes: &str| {
+        format!(
+            "application: a\ntargets: {{dev: {{}}}}\nwebhooks: [{{name: w, uriTemplate: 'https://a', retryableStatusCodes: {codes}}}]"
+        )
+    };
+    for (codes, path) in [
+        ("[409, conflict]", "webhooks[0].retryableStatusCodes[1]"),
+        ("[409, 503.5]", "webhooks[0].retryableStatusCodes[1]"),
+        ("[[409]]", "webhooks[0].retryableStatusCodes[0]"),
+        ("409", "webhooks[0].retryableStatusCodes"),
+        ("{409: true}", "webhooks[0].retryableStatusCodes"),
+    ] {
+        let shape = problems(&file(codes));
+        assert!(
+            matches!(&shape[..], [(p, ProblemKind::Shape { .. })] if p == path),
+            "{codes}: {shape:?}"
+        );
+    }
+}
+
+#[test]
 fn analysis_in_before_deployment_is_rejected() {
     assert_eq!(
         paths(

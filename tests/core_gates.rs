@@ -97,6 +97,79 @@ fn connection_errors_timeouts_408_and_429_are_retried() {
     }
 }
 
+/// A webhook gate whose webhook has `retryCount: 2` and the given extra fields.
+fn retrying(fields: &str) -> Harness {
+    start(&format!(
+        "application: app\ntargets: {{prod: {{constraints: {{beforeDeployment: [runWebhook: {{name: w}}]}}}}}}\nwebhooks: [{{name: w, uriTemplate: 'https://w.example', retryCount: 2{fields}}}]"
+    ))
+}
+
+/// The gate's state after its first attempt ends in `result`.
+fn after_first_attempt(fields: &str, result: CallResult) -> GateState {
+    let mut h = retrying(fields);
+    assert_eq!(h.answer_calls(|_| result.clone()).len(), 1);
+    h.deployment.gate_state(gate(&h, FIRST))
+}
+
+fn retried(state: GateState) -> bool {
+    matches!(state, GateState::RetryWaiting { attempt: 2, .. })
+}
+
+const FAILED_AT_ONCE: GateState = GateState::Failed(Resolution::CallFailed);
+
+#[test]
+fn retryable_status_codes_replace_which_answers_are_retried() {
+    let listed = ", retryableStatusCodes: [409]";
+    assert!(retried(after_first_attempt(
+        listed,
+        CallResult::from_status(409, None)
+    )));
+    assert_eq!(
+        after_first_attempt(listed, CallResult::from_status(503, None)),
+        FAILED_AT_ONCE
+    );
+    assert!(
+        retried(after_first_attempt("", CallResult::from_status(503, None))),
+        "without the field 503 is retried as before"
+    );
+    assert_eq!(
+        after_first_attempt("", CallResult::from_status(409, None)),
+        FAILED_AT_ONCE
+    );
+
+    let mut h = retrying(listed);
+    h.answer_calls(|_| CallResult::from_status(409, None));
+    h.advance_to_next_deadline();
+    sent(&mut h);
+    assert!(matches!(
+        h.deployment.gate_state(gate(&h, FIRST)),
+        GateState::AwaitingCallback { .. }
+    ));
+}
+
+#[test]
+fn an_empty_retryable_status_list_retries_no_answer_but_still_retries_transport_failures() {
+    let none = ", retryableStatusCodes: []";
+    for status in [408, 429, 500, 503] {
+        assert_eq!(
+            after_first_attempt(none, CallResult::from_status(status, None)),
+            FAILED_AT_ONCE,
+            "HTTP {status}"
+        );
+    }
+    assert!(retried(after_first_attempt(
+        none,
+        CallResult::Failed(CallFailure::transient("connection refused"))
+    )));
+    assert_eq!(
+        after_first_attempt(
+            none,
+            CallResult::Failed(CallFailure::permanent("unknown secret \"token\""))
+        ),
+        FAILED_AT_ONCE
+    );
+}
+
 #[test]
 fn a_template_that_cannot_render_fails_the_gate_without_retrying() {
     let mut h = before("runWebhook: {name: tests}");

@@ -87,7 +87,7 @@ fn plan_yaml() -> impl Strategy<Value = String> {
             );
             y += "webhooks:\n";
             y += "  - {name: w0, uriTemplate: 'https://a.example/{{armory.deploymentId}}'}\n";
-            y += "  - {name: w1, uriTemplate: 'https://b.example', retryCount: 2}\n";
+            y += "  - {name: w1, uriTemplate: 'https://b.example', retryCount: 2, retryableStatusCodes: [404, 429]}\n";
             y += "  - {name: w2, uriTemplate: 'https://c.example', disableCallback: true}\n";
             y += "  - {name: w3, uriTemplate: 'https://d.example', retryCount: 1, callbackTimeout: {duration: 10, unit: minutes}}\n";
             y

@@ -1,5 +1,6 @@
 //! A real core deployment driven through a `Dispatcher` against loopback servers: retries,
-//! fail-fast statuses, `Retry-After`, request timeouts and remote-agent routing.
+//! fail-fast statuses, `retryableStatusCodes`, `Retry-After`, request timeouts and
+//! remote-agent routing.
 #![cfg(feature = "reqwest")]
 
 use std::sync::Arc;
@@ -222,6 +223,41 @@ async fn client_errors_fail_at_once() {
             format!("the call to webhook \"hook\" failed: HTTP {status}: try later")
         );
     }
+}
+
+#[tokio::test]
+async fn a_webhooks_retryable_status_codes_decide_which_answers_are_retried() {
+    let server = server_answering(&[409, 503, 200]).await;
+    let mut host = Host::start(
+        plan("retryCount: 3, retryableStatusCodes: [409]"),
+        direct(),
+        &server.uri(),
+    );
+
+    host.run().await;
+
+    assert_eq!(idempotency_keys(&server).await, ["d1:0"; 2]);
+    assert_eq!(
+        failures(&host.events),
+        [
+            (true, "HTTP 409: try later"),
+            (false, "HTTP 503: try later")
+        ]
+    );
+    assert_eq!(
+        host.failure_message(),
+        "the call to webhook \"hook\" failed after 2 attempts; last: HTTP 503: try later"
+    );
+
+    let server = server_answering(&[503]).await;
+    let mut host = Host::start(plan("retryableStatusCodes: []"), direct(), &server.uri());
+    let CallResult::Failed(failure) = host.send_first_call().await else {
+        panic!("expected a failure")
+    };
+    assert!(
+        !failure.retryable,
+        "what the dispatcher returns agrees with the deployment"
+    );
 }
 
 #[tokio::test]

@@ -230,6 +230,18 @@ pub enum ProblemKind {
         /// Its value.
         limit: usize,
     },
+    /// A 2xx in `retryableStatusCodes`: a success, which is never retried.
+    #[error("{status} is a success (2xx), which is never retried")]
+    SuccessStatusRetryable {
+        /// The status given.
+        status: u16,
+    },
+    /// A status listed twice in `retryableStatusCodes`.
+    #[error("status {status} is already listed")]
+    DuplicateStatus {
+        /// The status given.
+        status: u16,
+    },
     /// A count outside its allowed range.
     #[error("{value} is outside {min}-{max}")]
     OutOfRange {

@@ -343,6 +343,11 @@ pub struct Webhook {
     /// hookgate extension: `requestTimeout` of each call, default 30 seconds.
     #[serde(default)]
     pub request_timeout: Option<DurationSpec>,
+    /// hookgate extension: `retryableStatusCodes`, the HTTP statuses whose answers are retried
+    /// (each 100-599, not 2xx, listed once); an empty list retries no answer. Absent: 408, 429
+    /// and 5xx. Connection errors and timeouts are retried either way.
+    #[serde(default)]
+    pub retryable_status_codes: Option<Vec<i64>>,
 }
 
 /// One header of a webhook.

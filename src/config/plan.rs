@@ -364,6 +364,14 @@ pub struct Webhook {
     pub callback_timeout: Option<Duration>,
     /// `requestTimeout` (hookgate extension); `None`: the transport's default.
     pub request_timeout: Option<Duration>,
+    /// `retryableStatusCodes` (hookgate extension), sorted and without repeats: a failed answer
+    /// is retried exactly when its status is listed, whatever its
+    /// [`CallFailure::retryable`](crate::core::CallFailure::retryable) says. `None`: the
+    /// failure's own classification stands ([`CallResult::from_status`] retries 408, 429 and
+    /// 5xx). Failures without a status (connection errors, timeouts) keep their own either way.
+    ///
+    /// [`CallResult::from_status`]: crate::core::CallResult::from_status
+    pub retryable_status_codes: Option<Vec<u16>>,
 }
 
 /// `networkMode`.

@@ -19,6 +19,8 @@ use crate::template::{ArmoryVar, RequestTemplate, Template, Variable, fixed_uri_
 const MAX_DURATION_DAYS: u32 = 366;
 /// Retries beyond this would keep a gate busy for hours at the 60 s backoff cap.
 const MAX_RETRY_COUNT: i64 = 100;
+/// The HTTP statuses an answer can have (RFC 9110 §15).
+const STATUS_CODES: std::ops::RangeInclusive<i64> = 100..=599;
 
 impl DeploymentFile {
     /// Reads a deployment file written in YAML (JSON is YAML too), within [`Limits::default`].
@@ -486,7 +488,39 @@ impl Validator {
                 .request_timeout
                 .as_ref()
                 .and_then(|d| self.duration(d, &format!("{path}.requestTimeout"))),
+            retryable_status_codes: w
+                .retryable_status_codes
+                .as_ref()
+                .map(|codes| self.retryable_statuses(codes, path)),
         }
+    }
+
+    /// `retryableStatusCodes`, sorted. A status listed twice is refused rather than merged: the
+    /// list is short and written by hand, so a repeat is more likely a slip for a neighbouring
+    /// status (`[502, 502]` for `[502, 503]`) than meant, and a slip here is otherwise silent.
+    fn retryable_statuses(&mut self, codes: &[i64], path: &str) -> Vec<u16> {
+        let mut kept = BTreeSet::new();
+        for (j, &code) in codes.iter().enumerate() {
+            let at = || format!("{path}.retryableStatusCodes[{j}]");
+            if !STATUS_CODES.contains(&code) {
+                self.problem(
+                    at(),
+                    ProblemKind::OutOfRange {
+                        value: code,
+                        min: *STATUS_CODES.start(),
+                        max: *STATUS_CODES.end(),
+                    },
+                );
+                continue;
+            }
+            let status = code as u16;
+            if (200..300).contains(&status) {
+                self.problem(at(), ProblemKind::SuccessStatusRetryable { status });
+            } else if !kept.insert(status) {
+                self.problem(at(), ProblemKind::DuplicateStatus { status });
+            }
+        }
+        kept.into_iter().collect()
     }
 
     fn template(&mut self, source: &str, path: String) -> Template {

@@ -25,7 +25,8 @@ pub(crate) fn delay(
 }
 
 /// Whether an HTTP status from the external system is worth retrying (PROTOCOL.md §4: 408, 429
-/// and 5xx are; other non-2xx answers fail the gate at once).
+/// and 5xx are; other non-2xx answers fail the gate at once). The default: a webhook with
+/// `retryableStatusCodes` retries exactly the statuses it lists.
 pub fn is_retryable_status(status: u16) -> bool {
     status == 408 || status == 429 || (500..600).contains(&status)
 }

@@ -409,7 +409,7 @@ impl Deployment {
                 }
             }
             CallResult::Failed(failure) => {
-                let retry = failure.retryable && attempt <= webhook.retry_count;
+                let retry = failure.retryable_for(webhook) && attempt <= webhook.retry_count;
                 let retry_at = retry.then(|| {
                     let random = self.s.random();
                     let delay = backoff::delay(

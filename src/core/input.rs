@@ -4,6 +4,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::backoff::is_retryable_status;
+use crate::config::Webhook;
 
 /// How one attempt of an outbound call ended, as reported by the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,7 +21,8 @@ pub enum CallResult {
 
 impl CallResult {
     /// Classifies an HTTP answer: 2xx is sent; otherwise a failure, retryable per
-    /// PROTOCOL.md §4.
+    /// PROTOCOL.md §4. A webhook's `retryableStatusCodes` replaces that classification when
+    /// the deployment handles the result.
     pub fn from_status(status: u16, retry_after: Option<Duration>) -> Self {
         if (200..300).contains(&status) {
             CallResult::Sent { status }
@@ -39,7 +41,8 @@ impl CallResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct CallFailure {
-    /// Whether another attempt may succeed (connection errors, timeouts, 408, 429, 5xx).
+    /// Whether another attempt may succeed (connection errors, timeouts, 408, 429, 5xx). For a
+    /// failure with a status, a webhook's `retryableStatusCodes` decides instead.
     pub retryable: bool,
     /// The HTTP status, if an answer came.
     pub status: Option<u16>,
@@ -67,6 +70,16 @@ impl CallFailure {
             status: None,
             reason: reason.into(),
             retry_after: None,
+        }
+    }
+
+    /// Whether `webhook` tries again after this failure (retries left aside): an answer by
+    /// the webhook's `retryableStatusCodes` when it has them, since whoever classified the
+    /// answer may not have known the webhook; anything else by its own `retryable`.
+    pub(crate) fn retryable_for(&self, webhook: &Webhook) -> bool {
+        match (self.status, webhook.retryable_status_codes.as_deref()) {
+            (Some(status), Some(codes)) => codes.binary_search(&status).is_ok(),
+            _ => self.retryable,
         }
     }
 }

@@ -50,8 +50,9 @@ impl Dispatcher {
     /// the webhook's remote network agent (`agentIdentifier`, else the target's account).
     ///
     /// - a 2xx answer is [`CallResult::Sent`];
-    /// - another status fails as [`CallResult::from_status`] says, with `Retry-After` honoured
-    ///   and the reason `HTTP <code>: <first KiB of the body>`;
+    /// - another status fails, retryable when the webhook's `retryableStatusCodes` lists it
+    ///   (without them, as [`CallResult::from_status`] says), with `Retry-After` honoured and
+    ///   the reason `HTTP <code>: <first KiB of the body>`;
     /// - connection errors, timeouts and an unreachable secret store fail retryably;
     /// - a missing secret, a template that cannot render, an agent without transport fail
     ///   permanently.
@@ -137,10 +138,16 @@ impl Dispatcher {
             Vec::new()
         };
         let redactor = Redactor::new(&secrets, hidden);
-        Ok(match outcome {
+        let mut result = match outcome {
             Ok(response) => answer::from_response(&response, &redactor, self.clock.now()),
             Err(error) => answer::from_error(&error.into(), &redactor, self.clock.now()),
-        })
+        };
+        // The deployment decides by the webhook's `retryableStatusCodes` anyway; deciding the
+        // same here keeps what `send` returns and logs in step with it.
+        if let CallResult::Failed(failure) = &mut result {
+            failure.retryable = failure.retryable_for(webhook);
+        }
+        Ok(result)
     }
 
     fn request(
