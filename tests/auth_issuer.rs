@@ -180,6 +180,46 @@ fn refused_requests_get_rfc_6749_errors() {
     );
 }
 
+/// RFC 6749 §3.2: "Parameters sent without a value MUST be treated as if they were omitted".
+#[test]
+fn a_parameter_without_a_value_counts_as_omitted() {
+    let issuer = issuer(&clock());
+    let all_scopes = issuer
+        .issue(FORM, format!("{REQUEST}&scope=").as_bytes())
+        .unwrap();
+    assert_eq!(all_scopes.scope, "callbacks approvals");
+    let no_audience = REQUEST.replace("audience=hookgate", "audience=");
+    assert!(issuer.issue(FORM, no_audience.as_bytes()).is_ok());
+
+    let no_grant = REQUEST.replace("grant_type=client_credentials", "grant_type=");
+    let err = issuer.issue(FORM, no_grant.as_bytes()).unwrap_err();
+    assert_eq!(err.code(), "invalid_request");
+    assert!(err.description().contains("missing"), "{err}");
+    let no_id = REQUEST.replace("client_id=ci", "client_id=");
+    let err = issuer.issue(FORM, no_id.as_bytes()).unwrap_err();
+    assert_eq!(err.code(), "invalid_client");
+}
+
+/// Given twice, a parameter is refused even if one of the two is empty: which one the client
+/// meant is unknown either way.
+#[test]
+fn a_parameter_given_twice_is_refused_even_if_one_is_empty() {
+    let issuer = issuer(&clock());
+    for body in [
+        format!("{REQUEST}&scope=&scope=callbacks"),
+        format!("{REQUEST}&scope=callbacks&scope="),
+        format!("{REQUEST}&audience="),
+        format!("grant_type=&{REQUEST}"),
+    ] {
+        let err = issuer.issue(FORM, body.as_bytes()).unwrap_err();
+        assert_eq!(err.code(), "invalid_request", "{body}");
+        assert!(
+            err.description().contains("more than once"),
+            "{body}: {err}"
+        );
+    }
+}
+
 /// A refused token request logs the client id only when it names a client: a client that
 /// swapped its id and secret must not have its secret written to the log.
 #[test]

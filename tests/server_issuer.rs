@@ -128,6 +128,26 @@ async fn the_token_endpoint_answers_rfc_6749_errors() {
     }
 }
 
+/// The receiver SDK sends `audience=` for an empty audience, which RFC 6749 §3.2 makes the same
+/// as no audience: the issuer, served on a loopback socket, gives it a token.
+#[cfg(all(feature = "reqwest", feature = "receiver"))]
+#[tokio::test]
+async fn the_receiver_sdk_with_an_empty_audience_gets_a_token() {
+    use hookgate::receiver::{ClientCredentials, TokenSource};
+    use hookgate::transport::ReqwestTransport;
+
+    let (router, _) = setup();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let tokens = ClientCredentials::builder("ci", SECRET)
+        .audience("")
+        .token_url(format!("http://{address}/oauth/token").parse().unwrap())
+        .build(ReqwestTransport::new().unwrap())
+        .unwrap();
+    assert!(!tokens.token().await.unwrap().expose().is_empty());
+}
+
 #[tokio::test]
 async fn without_an_issuer_there_is_no_token_endpoint() {
     let gates = Arc::new(MemoryGates::new(clock()));

@@ -251,7 +251,8 @@ impl TokenIssuer {
 
     /// Answers a token request: `content_type` is the request's `Content-Type`, `body` its
     /// form (`grant_type=client_credentials`, `client_id`, `client_secret`, optional
-    /// `audience` and `scope`).
+    /// `audience` and `scope`). A parameter sent without a value counts as omitted
+    /// (RFC 6749 §3.2); one sent twice is refused, even if one of them is empty.
     pub fn issue(
         &self,
         content_type: Option<&str>,
