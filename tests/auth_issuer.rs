@@ -20,6 +20,14 @@ const SECRET: &str = "c1f0e5d8a7b6c5d4e3f2a1b0c9d8e7f6";
 /// Exactly what the receiver's client-credentials token source sends.
 const REQUEST: &str = "audience=hookgate&grant_type=client_credentials&client_id=ci&client_secret=c1f0e5d8a7b6c5d4e3f2a1b0c9d8e7f6";
 
+/// RFC 6749 §5.2: an `error_description` is printable ASCII but `"` and `\`.
+fn is_rfc6749_description(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+}
+
 fn clock() -> ManualClock {
     ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap())
 }
@@ -170,7 +178,7 @@ fn refused_requests_get_rfc_6749_errors() {
         assert_eq!(json["error"], code, "{what}");
         let description = json["error_description"].as_str().unwrap();
         assert!(
-            !description.is_empty() && !description.contains(SECRET),
+            is_rfc6749_description(description) && !description.contains(SECRET),
             "{what}: {description}"
         );
     }
@@ -218,6 +226,25 @@ fn a_parameter_given_twice_is_refused_even_if_one_is_empty() {
             "{body}: {err}"
         );
     }
+}
+
+/// The audience is configured text, and may hold what an `error_description` may not.
+#[test]
+fn a_refusal_quoting_the_audience_keeps_to_the_characters_rfc_6749_allows() {
+    let issuer = TokenIssuer::builder("https://hookgate.example", "aud \"x\" \\ é 100%", KEY)
+        .client(IssuerClient::from_secret("ci", &Secret::new(SECRET)))
+        .clock(clock())
+        .build()
+        .unwrap();
+    let err = issuer.issue(FORM, REQUEST.as_bytes()).unwrap_err();
+    assert_eq!(err.code(), "invalid_request");
+    let json: Value = serde_json::from_slice(&err.to_json()).unwrap();
+    let description = json["error_description"].as_str().unwrap();
+    assert!(is_rfc6749_description(description), "{description}");
+    assert!(
+        description.contains("`aud %22x%22 %5C %C3%A9 100%25`"),
+        "{description}"
+    );
 }
 
 /// A refused token request logs the client id only when it names a client: a client that

@@ -120,10 +120,15 @@ async fn the_token_endpoint_answers_rfc_6749_errors() {
             (answer.status, answer.json["error"].as_str()),
             (status, Some(code))
         );
+        // RFC 6749 §5.2: printable ASCII but `"` and `\`.
         assert!(
-            answer.json["error_description"]
-                .as_str()
-                .is_some_and(|d| !d.is_empty())
+            answer.json["error_description"].as_str().is_some_and(|d| {
+                !d.is_empty()
+                    && d.bytes()
+                        .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+            }),
+            "{}",
+            answer.json
         );
     }
 }

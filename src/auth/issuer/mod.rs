@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use percent_encoding::{AsciiSet, CONTROLS, PercentEncode, utf8_percent_encode};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -101,6 +102,16 @@ impl IssuerClient {
 
 fn sha256(value: &str) -> [u8; 32] {
     Sha256::digest(value.as_bytes()).into()
+}
+
+/// Characters RFC 6749 §5.2 does not allow in an `error_description` (it allows printable
+/// ASCII but `"` and `\`), and `%`, so that the percent-encoding is not ambiguous.
+const NOT_IN_DESCRIPTION: &AsciiSet = &CONTROLS.add(b'"').add(b'\\').add(b'%');
+
+/// Configured text, such as the audience, as an `error_description` may quote it: a client
+/// parsing the answer strictly would otherwise reject it, or take the quote for its end.
+fn description_text(text: &str) -> PercentEncode<'_> {
+    utf8_percent_encode(text, NOT_IN_DESCRIPTION)
 }
 
 /// Issues short-lived HS256 JWTs to configured clients (PROTOCOL.md §6), and verifies them as
@@ -277,8 +288,9 @@ impl TokenIssuer {
             && audience != self.audience
         {
             return Err(OAuthError::InvalidRequest(format!(
-                "this issuer only issues tokens for the audience {:?}",
-                self.audience
+                "this issuer only issues tokens for the audience `{}`; send that audience or \
+                 leave audience out",
+                description_text(&self.audience)
             )));
         }
         let scopes = match form.scope.as_deref() {
