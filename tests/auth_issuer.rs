@@ -6,6 +6,8 @@ mod log_capture;
 
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use chrono::{TimeDelta, TimeZone, Utc};
 use hookgate::Secret;
 use hookgate::auth::{AuthError, CallbackAuthorizer, IssuerClient, OAuthError, TokenIssuer};
@@ -26,6 +28,20 @@ fn is_rfc6749_description(text: &str) -> bool {
         && text
             .bytes()
             .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+}
+
+/// An `Authorization: Basic` value as RFC 6749 §2.3.1 has clients send it: the id and the
+/// secret form-urlencoded, then joined by `:` and base64-encoded.
+fn basic(id: &str, secret: &str) -> Vec<u8> {
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", form(id), form(secret)))
+    )
+    .into_bytes()
+}
+
+fn form(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 fn clock() -> ManualClock {
@@ -245,6 +261,131 @@ fn a_refusal_quoting_the_audience_keeps_to_the_characters_rfc_6749_allows() {
         description.contains("`aud %22x%22 %5C %C3%A9 100%25`"),
         "{description}"
     );
+}
+
+#[tokio::test]
+async fn http_basic_authenticates_with_the_form_urlencoded_id_and_secret() {
+    // `:` in either would split the pair at the wrong place if it were not encoded.
+    let (id, secret) = ("ci:east+1 é", "s3:cr+t%2F/é=&");
+    let issuer = TokenIssuer::builder("https://hookgate.example", "hookgate", KEY)
+        .client(IssuerClient::from_secret(id, &Secret::new(secret)).with_scopes(["callbacks"]))
+        .clock(clock())
+        .build()
+        .unwrap();
+    let body = b"grant_type=client_credentials";
+    let header = basic(id, secret);
+    let answer = issuer
+        .issue_with_authorization(Some(&header), FORM, body)
+        .unwrap();
+    let principal = issuer
+        .authorize(answer.access_token.expose())
+        .await
+        .unwrap();
+    assert_eq!(
+        (principal.subject.as_str(), answer.scope.as_str()),
+        (id, "callbacks")
+    );
+
+    // The scheme is case-insensitive and may be followed by several spaces (RFC 9110 §11).
+    let encoded = String::from_utf8(header[b"Basic ".len()..].to_vec()).unwrap();
+    let spelled = format!("bAsIc   {encoded}");
+    assert!(
+        issuer
+            .issue_with_authorization(Some(spelled.as_bytes()), FORM, body)
+            .is_ok()
+    );
+    // Some clients also send their id in the body; the same id is accepted. An empty
+    // client_secret is no second method: it counts as omitted (RFC 6749 §3.2).
+    let with_id = format!("grant_type=client_credentials&client_id={}", form(id));
+    for body in [
+        with_id.as_str(),
+        "grant_type=client_credentials&client_secret=",
+    ] {
+        assert!(
+            issuer
+                .issue_with_authorization(Some(&header), FORM, body.as_bytes())
+                .is_ok(),
+            "{body}"
+        );
+    }
+}
+
+/// RFC 6749 §2.3.1: "The client MUST NOT use more than one authentication method in each
+/// request."
+#[test]
+fn credentials_in_both_the_header_and_the_body_are_invalid_request() {
+    let issuer = issuer(&clock());
+    let header = basic("ci", SECRET);
+    for body in [
+        REQUEST.to_owned(),
+        format!("grant_type=client_credentials&client_secret={SECRET}"),
+        "grant_type=client_credentials&client_id=other".to_owned(),
+    ] {
+        let err = issuer
+            .issue_with_authorization(Some(&header), FORM, body.as_bytes())
+            .unwrap_err();
+        assert_eq!(
+            (err.code(), err.status(), err.www_authenticate()),
+            ("invalid_request", StatusCode::BAD_REQUEST, None),
+            "{body}"
+        );
+        assert!(is_rfc6749_description(err.description()), "{err}");
+    }
+}
+
+#[test]
+fn an_authorization_header_that_fails_is_invalid_client_with_a_basic_challenge() {
+    let issuer = issuer(&clock());
+    let no_colon = format!("Basic {}", STANDARD.encode("ci"));
+    let not_utf8 = format!("Basic {}", STANDARD.encode("ci:%FF%FE"));
+    let other_scheme = format!("Bearer {SECRET}");
+    let cases: [(&str, &[u8]); 9] = [
+        ("wrong secret", &basic("ci", "wrong")),
+        ("unknown client", &basic("nobody", SECRET)),
+        ("no secret", &basic("ci", "")),
+        ("not base64", b"Basic c2VjcmV0!!"),
+        ("no colon", no_colon.as_bytes()),
+        ("not UTF-8 once decoded", not_utf8.as_bytes()),
+        ("not UTF-8", b"Basic \xff\xfe"),
+        ("scheme alone", b"Basic"),
+        ("another scheme", other_scheme.as_bytes()),
+    ];
+    for (what, header) in cases {
+        let err = issuer
+            .issue_with_authorization(Some(header), FORM, b"grant_type=client_credentials")
+            .unwrap_err();
+        assert_eq!(
+            (err.code(), err.status(), err.www_authenticate()),
+            (
+                "invalid_client",
+                StatusCode::UNAUTHORIZED,
+                Some(r#"Basic realm="hookgate""#)
+            ),
+            "{what}"
+        );
+        assert!(
+            is_rfc6749_description(err.description()) && !err.description().contains(SECRET),
+            "{what}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_secret_sent_in_the_authorization_header_is_never_logged() {
+    let issuer = issuer(&clock());
+    let (logs, _guard) = Captured::on_this_thread();
+    let swapped = basic(SECRET, "ci");
+    let malformed = format!("Basic {SECRET}:ci");
+    let other_scheme = format!("Bearer {SECRET}");
+    for header in [&swapped, malformed.as_bytes(), other_scheme.as_bytes()] {
+        let err = issuer
+            .issue_with_authorization(Some(header), FORM, b"grant_type=client_credentials")
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_client");
+    }
+    let logged = logs.text();
+    assert!(!logged.contains(SECRET), "the secret was logged: {logged}");
+    assert!(logged.contains("refused a token request"), "{logged}");
 }
 
 /// A refused token request logs the client id only when it names a client: a client that

@@ -1,5 +1,6 @@
 //! A built-in OAuth2 client-credentials token issuer (feature `issuer`).
 
+mod basic;
 mod form;
 mod oauth;
 
@@ -264,8 +265,34 @@ impl TokenIssuer {
     /// form (`grant_type=client_credentials`, `client_id`, `client_secret`, optional
     /// `audience` and `scope`). A parameter sent without a value counts as omitted
     /// (RFC 6749 §3.2); one sent twice is refused, even if one of them is empty.
+    ///
+    /// For a request that may carry an `Authorization` header, use
+    /// [`issue_with_authorization`](Self::issue_with_authorization).
     pub fn issue(
         &self,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<TokenResponse, OAuthError> {
+        self.issue_with_authorization(None, content_type, body)
+    }
+
+    /// Answers a token request as [`issue`](Self::issue) does, with the value of its
+    /// `Authorization` header, if it had one, as sent (a header value need not be text).
+    ///
+    /// A client authenticates either with HTTP Basic (RFC 6749 §2.3.1: the form-urlencoded
+    /// `client_id` and `client_secret` as user and password) or with `client_id` and
+    /// `client_secret` in the body, not both:
+    /// - an `Authorization` header with `client_secret` in the body is `invalid_request`, as
+    ///   is a body `client_id` naming another client than the header (the same id is
+    ///   accepted: some clients send it in both places);
+    /// - a header that is not Basic credentials is `invalid_client`.
+    ///
+    /// Answer an `invalid_client` with `401` and the
+    /// [`www_authenticate`](OAuthError::www_authenticate) challenge, as RFC 6749 §5.2 requires
+    /// of a client that tried the header; the `token_endpoint` of the `axum` feature does.
+    pub fn issue_with_authorization(
+        &self,
+        authorization: Option<&[u8]>,
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<TokenResponse, OAuthError> {
@@ -283,7 +310,28 @@ impl TokenIssuer {
                 ));
             }
         }
-        let client = self.authenticate(form.client_id.as_deref(), form.client_secret.as_ref())?;
+        let (id, secret) = match authorization {
+            None => (form.client_id, form.client_secret),
+            Some(_) if form.client_secret.is_some() => {
+                return Err(OAuthError::InvalidRequest(
+                    "the client authenticated both with the Authorization header and with \
+                     client_secret in the body; use only one of them"
+                        .to_owned(),
+                ));
+            }
+            Some(header) => {
+                let (id, secret) = basic::credentials(header)?;
+                if form.client_id.is_some() && form.client_id != id {
+                    return Err(OAuthError::InvalidRequest(
+                        "the client_id in the body names another client than the \
+                         Authorization header; leave it out or send the same id"
+                            .to_owned(),
+                    ));
+                }
+                (id, secret)
+            }
+        };
+        let client = self.authenticate(id.as_deref(), secret.as_ref())?;
         if let Some(audience) = form.audience.as_deref()
             && audience != self.audience
         {
