@@ -6,6 +6,8 @@ mod log_capture;
 
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use chrono::{TimeDelta, TimeZone, Utc};
 use hookgate::Secret;
 use hookgate::auth::{AuthError, CallbackAuthorizer, IssuerClient, OAuthError, TokenIssuer};
@@ -19,6 +21,28 @@ const KEY: &str = "signing key: 32+ random bytes in production";
 const SECRET: &str = "c1f0e5d8a7b6c5d4e3f2a1b0c9d8e7f6";
 /// Exactly what the receiver's client-credentials token source sends.
 const REQUEST: &str = "audience=hookgate&grant_type=client_credentials&client_id=ci&client_secret=c1f0e5d8a7b6c5d4e3f2a1b0c9d8e7f6";
+
+/// RFC 6749 §5.2: an `error_description` is printable ASCII but `"` and `\`.
+fn is_rfc6749_description(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+}
+
+/// An `Authorization: Basic` value as RFC 6749 §2.3.1 has clients send it: the id and the
+/// secret form-urlencoded, then joined by `:` and base64-encoded.
+fn basic(id: &str, secret: &str) -> Vec<u8> {
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", form(id), form(secret)))
+    )
+    .into_bytes()
+}
+
+fn form(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
 
 fn clock() -> ManualClock {
     ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap())
@@ -170,7 +194,7 @@ fn refused_requests_get_rfc_6749_errors() {
         assert_eq!(json["error"], code, "{what}");
         let description = json["error_description"].as_str().unwrap();
         assert!(
-            !description.is_empty() && !description.contains(SECRET),
+            is_rfc6749_description(description) && !description.contains(SECRET),
             "{what}: {description}"
         );
     }
@@ -178,6 +202,190 @@ fn refused_requests_get_rfc_6749_errors() {
         issuer.issue(FORM, b"\xff\xfe=\x00&&==").is_err(),
         "garbage is refused, not panicked on"
     );
+}
+
+/// RFC 6749 §3.2: "Parameters sent without a value MUST be treated as if they were omitted".
+#[test]
+fn a_parameter_without_a_value_counts_as_omitted() {
+    let issuer = issuer(&clock());
+    let all_scopes = issuer
+        .issue(FORM, format!("{REQUEST}&scope=").as_bytes())
+        .unwrap();
+    assert_eq!(all_scopes.scope, "callbacks approvals");
+    let no_audience = REQUEST.replace("audience=hookgate", "audience=");
+    assert!(issuer.issue(FORM, no_audience.as_bytes()).is_ok());
+
+    let no_grant = REQUEST.replace("grant_type=client_credentials", "grant_type=");
+    let err = issuer.issue(FORM, no_grant.as_bytes()).unwrap_err();
+    assert_eq!(err.code(), "invalid_request");
+    assert!(err.description().contains("missing"), "{err}");
+    let no_id = REQUEST.replace("client_id=ci", "client_id=");
+    let err = issuer.issue(FORM, no_id.as_bytes()).unwrap_err();
+    assert_eq!(err.code(), "invalid_client");
+}
+
+/// Given twice, a parameter is refused even if one of the two is empty: which one the client
+/// meant is unknown either way.
+#[test]
+fn a_parameter_given_twice_is_refused_even_if_one_is_empty() {
+    let issuer = issuer(&clock());
+    for body in [
+        format!("{REQUEST}&scope=&scope=callbacks"),
+        format!("{REQUEST}&scope=callbacks&scope="),
+        format!("{REQUEST}&audience="),
+        format!("grant_type=&{REQUEST}"),
+    ] {
+        let err = issuer.issue(FORM, body.as_bytes()).unwrap_err();
+        assert_eq!(err.code(), "invalid_request", "{body}");
+        assert!(
+            err.description().contains("more than once"),
+            "{body}: {err}"
+        );
+    }
+}
+
+/// The audience is configured text, and may hold what an `error_description` may not.
+#[test]
+fn a_refusal_quoting_the_audience_keeps_to_the_characters_rfc_6749_allows() {
+    let issuer = TokenIssuer::builder("https://hookgate.example", "aud \"x\" \\ é 100%", KEY)
+        .client(IssuerClient::from_secret("ci", &Secret::new(SECRET)))
+        .clock(clock())
+        .build()
+        .unwrap();
+    let err = issuer.issue(FORM, REQUEST.as_bytes()).unwrap_err();
+    assert_eq!(err.code(), "invalid_request");
+    let json: Value = serde_json::from_slice(&err.to_json()).unwrap();
+    let description = json["error_description"].as_str().unwrap();
+    assert!(is_rfc6749_description(description), "{description}");
+    assert!(
+        description.contains("`aud %22x%22 %5C %C3%A9 100%25`"),
+        "{description}"
+    );
+}
+
+#[tokio::test]
+async fn http_basic_authenticates_with_the_form_urlencoded_id_and_secret() {
+    // `:` in either would split the pair at the wrong place if it were not encoded.
+    let (id, secret) = ("ci:east+1 é", "s3:cr+t%2F/é=&");
+    let issuer = TokenIssuer::builder("https://hookgate.example", "hookgate", KEY)
+        .client(IssuerClient::from_secret(id, &Secret::new(secret)).with_scopes(["callbacks"]))
+        .clock(clock())
+        .build()
+        .unwrap();
+    let body = b"grant_type=client_credentials";
+    let header = basic(id, secret);
+    let answer = issuer
+        .issue_with_authorization(Some(&header), FORM, body)
+        .unwrap();
+    let principal = issuer
+        .authorize(answer.access_token.expose())
+        .await
+        .unwrap();
+    assert_eq!(
+        (principal.subject.as_str(), answer.scope.as_str()),
+        (id, "callbacks")
+    );
+
+    // The scheme is case-insensitive and may be followed by several spaces (RFC 9110 §11).
+    let encoded = String::from_utf8(header[b"Basic ".len()..].to_vec()).unwrap();
+    let spelled = format!("bAsIc   {encoded}");
+    assert!(
+        issuer
+            .issue_with_authorization(Some(spelled.as_bytes()), FORM, body)
+            .is_ok()
+    );
+    // Some clients also send their id in the body; the same id is accepted. An empty
+    // client_secret is no second method: it counts as omitted (RFC 6749 §3.2).
+    let with_id = format!("grant_type=client_credentials&client_id={}", form(id));
+    for body in [
+        with_id.as_str(),
+        "grant_type=client_credentials&client_secret=",
+    ] {
+        assert!(
+            issuer
+                .issue_with_authorization(Some(&header), FORM, body.as_bytes())
+                .is_ok(),
+            "{body}"
+        );
+    }
+}
+
+/// RFC 6749 §2.3.1: "The client MUST NOT use more than one authentication method in each
+/// request."
+#[test]
+fn credentials_in_both_the_header_and_the_body_are_invalid_request() {
+    let issuer = issuer(&clock());
+    let header = basic("ci", SECRET);
+    for body in [
+        REQUEST.to_owned(),
+        format!("grant_type=client_credentials&client_secret={SECRET}"),
+        "grant_type=client_credentials&client_id=other".to_owned(),
+    ] {
+        let err = issuer
+            .issue_with_authorization(Some(&header), FORM, body.as_bytes())
+            .unwrap_err();
+        assert_eq!(
+            (err.code(), err.status(), err.www_authenticate()),
+            ("invalid_request", StatusCode::BAD_REQUEST, None),
+            "{body}"
+        );
+        assert!(is_rfc6749_description(err.description()), "{err}");
+    }
+}
+
+#[test]
+fn an_authorization_header_that_fails_is_invalid_client_with_a_basic_challenge() {
+    let issuer = issuer(&clock());
+    let no_colon = format!("Basic {}", STANDARD.encode("ci"));
+    let not_utf8 = format!("Basic {}", STANDARD.encode("ci:%FF%FE"));
+    let other_scheme = format!("Bearer {SECRET}");
+    let cases: [(&str, &[u8]); 9] = [
+        ("wrong secret", &basic("ci", "wrong")),
+        ("unknown client", &basic("nobody", SECRET)),
+        ("no secret", &basic("ci", "")),
+        ("not base64", b"Basic c2VjcmV0!!"),
+        ("no colon", no_colon.as_bytes()),
+        ("not UTF-8 once decoded", not_utf8.as_bytes()),
+        ("not UTF-8", b"Basic \xff\xfe"),
+        ("scheme alone", b"Basic"),
+        ("another scheme", other_scheme.as_bytes()),
+    ];
+    for (what, header) in cases {
+        let err = issuer
+            .issue_with_authorization(Some(header), FORM, b"grant_type=client_credentials")
+            .unwrap_err();
+        assert_eq!(
+            (err.code(), err.status(), err.www_authenticate()),
+            (
+                "invalid_client",
+                StatusCode::UNAUTHORIZED,
+                Some(r#"Basic realm="hookgate""#)
+            ),
+            "{what}"
+        );
+        assert!(
+            is_rfc6749_description(err.description()) && !err.description().contains(SECRET),
+            "{what}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_secret_sent_in_the_authorization_header_is_never_logged() {
+    let issuer = issuer(&clock());
+    let (logs, _guard) = Captured::on_this_thread();
+    let swapped = basic(SECRET, "ci");
+    let malformed = format!("Basic {SECRET}:ci");
+    let other_scheme = format!("Bearer {SECRET}");
+    for header in [&swapped, malformed.as_bytes(), other_scheme.as_bytes()] {
+        let err = issuer
+            .issue_with_authorization(Some(header), FORM, b"grant_type=client_credentials")
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_client");
+    }
+    let logged = logs.text();
+    assert!(!logged.contains(SECRET), "the secret was logged: {logged}");
+    assert!(logged.contains("refused a token request"), "{logged}");
 }
 
 /// A refused token request logs the client id only when it names a client: a client that

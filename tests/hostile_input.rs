@@ -644,6 +644,8 @@ mod token_answers {
         let message = error.to_string();
         prop_assert!(!message.is_empty());
         prop_assert!(!message.contains(CLIENT_SECRET), "{}", message);
+        // What the server said is escaped: it cannot break or forge a log line.
+        prop_assert!(!message.chars().any(char::is_control), "{:?}", message);
         Ok(())
     }
 

@@ -349,6 +349,39 @@ async fn final_answers_are_typed_and_not_retried() {
     }
 }
 
+/// A hostile server's message must not forge log lines (a newline) or drive a terminal (an
+/// ANSI escape) where the error is shown; it is kept readable, escaped.
+#[tokio::test]
+async fn a_servers_message_cannot_forge_log_lines() {
+    let server = MockServer::start().await;
+    let message = "bad body\nINFO callback delivered \u{1b}[2J\r\u{202e}\"ok\"";
+    Mock::given(path(CALLBACK_PATH))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_json(error_body("invalid_body\nforged", message)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let error = static_client()
+        .send(&callback_url(&server), &Callback::success())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, CallbackError::Rejected { status, .. } if *status == 400),
+        "{error:?}"
+    );
+    let shown = error.to_string();
+    for forbidden in ['\n', '\r', '\u{1b}', '\u{202e}'] {
+        assert!(!shown.contains(forbidden), "{forbidden:?} in {shown:?}");
+    }
+    assert!(
+        shown.contains(r#"bad body\nINFO callback delivered \u{1b}[2J\r\u{202e}"ok""#),
+        "{shown}"
+    );
+    assert!(shown.contains(r"invalid_body\nforged"), "{shown}");
+}
+
 #[tokio::test]
 async fn server_errors_are_retried_then_delivered() {
     let server = MockServer::start().await;

@@ -301,6 +301,36 @@ async fn rfc6749_error_is_typed_final_and_never_shows_the_secret() {
     assert!(!shown.contains("hunter2"), "secret leaked: {shown}");
 }
 
+/// A hostile token endpoint's error must not forge log lines where it is shown.
+#[tokio::test]
+async fn a_token_endpoints_error_cannot_forge_log_lines() {
+    let server = MockServer::start().await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": "invalid_request\r\nINFO token issued",
+            "error_description": "bad\nINFO token issued \u{1b}[2J",
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let error = source(&server)
+        .build(transport())
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
+    assert!(matches!(error, TokenError::Refused { .. }), "{error:?}");
+    let shown = error.to_string();
+    for forbidden in ['\n', '\r', '\u{1b}'] {
+        assert!(!shown.contains(forbidden), "{forbidden:?} in {shown:?}");
+    }
+    assert!(
+        shown.contains(r"bad\nINFO token issued \u{1b}[2J"),
+        "{shown}"
+    );
+}
+
 #[tokio::test]
 async fn server_errors_are_retried_then_succeed() {
     let server = answering(ResponseTemplate::new(503), 2, token("after-retries", 60)).await;

@@ -6,6 +6,8 @@ mod server_support;
 use std::sync::Arc;
 
 use axum::body::Body;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use hookgate::Secret;
 use hookgate::auth::{IssuerClient, TokenIssuer};
 use hookgate::server::{CallbackHandler, MemoryGates, ServerState, router};
@@ -120,12 +122,140 @@ async fn the_token_endpoint_answers_rfc_6749_errors() {
             (answer.status, answer.json["error"].as_str()),
             (status, Some(code))
         );
+        // RFC 6749 §5.2: printable ASCII but `"` and `\`.
         assert!(
-            answer.json["error_description"]
-                .as_str()
-                .is_some_and(|d| !d.is_empty())
+            answer.json["error_description"].as_str().is_some_and(|d| {
+                !d.is_empty()
+                    && d.bytes()
+                        .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+            }),
+            "{}",
+            answer.json
         );
     }
+}
+
+/// `Authorization: Basic` with the form-urlencoded id and secret (RFC 6749 §2.3.1).
+fn basic(id: &str, secret: &str) -> String {
+    let form = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", form(id), form(secret)))
+    )
+}
+
+fn basic_request(authorization: &[&str], body: &str) -> Request<Body> {
+    let mut request =
+        Request::post("/oauth/token").header("content-type", "application/x-www-form-urlencoded");
+    for value in authorization {
+        request = request.header("authorization", *value);
+    }
+    request.body(Body::from(body.to_owned())).unwrap()
+}
+
+#[tokio::test]
+async fn a_token_got_with_http_basic_authorizes_a_callback() {
+    let (router, gates) = setup();
+    let answer = send(
+        &router,
+        basic_request(
+            &[&basic("ci", SECRET)],
+            "grant_type=client_credentials&audience=https%3A%2F%2Fapi.cloud.armory.io",
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
+    let token = answer.json["access_token"].as_str().unwrap();
+    let path = format!("/callbacks/{}/callback", callback_id(&gates, "d1", TICKET));
+    let applied = send(&router, post(&path, Some(token), r#"{"success": true}"#)).await;
+    assert_eq!(applied.status, StatusCode::OK);
+}
+
+/// RFC 6749 §5.2: a client that tried the `Authorization` header and failed gets `401` with a
+/// challenge of its scheme; RFC 9110 §15.5.2: every `401` carries a challenge.
+#[tokio::test]
+async fn a_refused_client_gets_a_basic_challenge_and_two_methods_a_bad_request() {
+    let (router, _) = setup();
+    let grant = "grant_type=client_credentials";
+    let cases = [
+        (
+            "wrong Basic secret",
+            vec![basic("ci", "wrong")],
+            grant.to_owned(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            "malformed Basic",
+            vec!["Basic !!".to_owned()],
+            grant.to_owned(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            "another scheme",
+            vec![format!("Bearer {SECRET}")],
+            grant.to_owned(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            "wrong body secret",
+            vec![],
+            form("client_credentials", "wrong"),
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            "both methods",
+            vec![basic("ci", SECRET)],
+            form("client_credentials", SECRET),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "two headers",
+            vec![basic("ci", SECRET), basic("ci", SECRET)],
+            grant.to_owned(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+    ];
+    for (what, headers, body, status, code) in cases {
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let answer = send(&router, basic_request(&headers, &body)).await;
+        assert_eq!(
+            (answer.status, answer.json["error"].as_str()),
+            (status, Some(code)),
+            "{what}"
+        );
+        let challenge = answer
+            .headers
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok());
+        let expected = (status == StatusCode::UNAUTHORIZED).then_some(r#"Basic realm="hookgate""#);
+        assert_eq!(challenge, expected, "{what}");
+    }
+}
+
+/// The receiver SDK sends `audience=` for an empty audience, which RFC 6749 §3.2 makes the same
+/// as no audience: the issuer, served on a loopback socket, gives it a token.
+#[cfg(all(feature = "reqwest", feature = "receiver"))]
+#[tokio::test]
+async fn the_receiver_sdk_with_an_empty_audience_gets_a_token() {
+    use hookgate::receiver::{ClientCredentials, TokenSource};
+    use hookgate::transport::ReqwestTransport;
+
+    let (router, _) = setup();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let tokens = ClientCredentials::builder("ci", SECRET)
+        .audience("")
+        .token_url(format!("http://{address}/oauth/token").parse().unwrap())
+        .build(ReqwestTransport::new().unwrap())
+        .unwrap();
+    assert!(!tokens.token().await.unwrap().expose().is_empty());
 }
 
 #[tokio::test]

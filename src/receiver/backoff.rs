@@ -77,8 +77,17 @@ impl Backoff {
         // Without randomness the full ceiling is a safe, merely less spread-out, wait.
         let fraction =
             getrandom::u64().map_or(1.0, |bits| (bits >> 11) as f64 / (1u64 << 53) as f64);
-        ceiling.mul_f64(fraction)
+        part_of(ceiling, fraction)
     }
+}
+
+/// `fraction` (in `0.0..=1.0`) of `ceiling`, at most `ceiling`. `Duration::mul_f64` would panic
+/// for a ceiling near `Duration::MAX` (`with_base(Duration::MAX)` and as long a `max_delay`)
+/// and a fraction of 1, as when no randomness is to be had: in `f64` the ceiling rounds up to
+/// 2^64 seconds, which no `Duration` holds.
+fn part_of(ceiling: Duration, fraction: f64) -> Duration {
+    Duration::try_from_secs_f64(ceiling.as_secs_f64() * fraction)
+        .map_or(ceiling, |part| part.min(ceiling))
 }
 
 /// What one attempt came to.
@@ -125,6 +134,16 @@ mod tests {
             assert!(backoff.delay(2, None) <= Duration::from_millis(200));
             assert!(backoff.delay(40, None) <= Duration::from_millis(250));
         }
+    }
+
+    #[test]
+    fn a_ceiling_near_duration_max_saturates_instead_of_panicking() {
+        assert_eq!(part_of(Duration::MAX, 1.0), Duration::MAX);
+        assert!(part_of(Duration::MAX, 0.5) < Duration::MAX);
+        assert_eq!(
+            part_of(Duration::from_secs(10), 0.25),
+            Duration::from_millis(2500)
+        );
     }
 
     #[test]

@@ -4,6 +4,9 @@ use super::TokenError;
 use crate::transport::TransportError;
 
 /// The orchestrator's final word on a callback it understood.
+///
+/// A server's `message` has the token masked, is cut short and has its control characters
+/// escaped, so that it cannot forge log lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CallbackOutcome {
@@ -35,6 +38,9 @@ pub enum CallbackOutcome {
 ///
 /// `409`, `410` and a `422` `too_many_notes` are not errors but [`CallbackOutcome`]s: the
 /// orchestrator understood the callback and nothing the sender does can change the answer.
+///
+/// A server's `code` and `message` have the token masked, are cut short and have their control
+/// characters escaped, so that they cannot forge log lines.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallbackError {

@@ -242,19 +242,10 @@ fn shown_places(places: &[String]) -> String {
     shown
 }
 
-/// A key of the received body as an error message may show it: the body is untrusted, so the
-/// key is cut short and its control characters escaped, and it cannot bloat or forge log lines.
+/// A key of the received body as an error message may show it: the body is untrusted.
 fn shown_key(key: &str) -> String {
     const MAX_CHARS: usize = 64;
-    let mut shown: String = key
-        .chars()
-        .take(MAX_CHARS)
-        .flat_map(char::escape_debug)
-        .collect();
-    if key.chars().nth(MAX_CHARS).is_some() {
-        shown.push('…');
-    }
-    shown
+    super::untrusted_text(key, MAX_CHARS)
 }
 
 fn known_key(object: &serde_json::Map<String, Value>) -> Option<(&'static str, &Value)> {

@@ -54,8 +54,8 @@ pub use client_credentials::{
 pub use token::{StaticToken, TokenError, TokenSource};
 
 /// Text from a server, fit for an error message: each of `secrets` masked in the spellings a
-/// server may echo it back in (as sent in a form body, JSON-escaped, percent-encoded), length
-/// capped.
+/// server may echo it back in (as sent in a form body, JSON-escaped, percent-encoded), then
+/// shown as [`untrusted_text`] shows it.
 #[cfg(feature = "receiver")]
 fn server_text(text: &str, secrets: &[&str]) -> String {
     const MAX_CHARS: usize = 500;
@@ -63,11 +63,29 @@ fn server_text(text: &str, secrets: &[&str]) -> String {
         .iter()
         .map(|secret| url::form_urlencoded::byte_serialize(secret.as_bytes()).collect())
         .collect();
+    // Masked before escaping, which would change the spelling of a secret holding a control
+    // character and let it through.
     let masked =
         crate::outbound::redact::Redactor::of_values(secrets.iter().copied(), form_encoded)
             .redact(text);
-    match masked.char_indices().nth(MAX_CHARS) {
-        Some((end, _)) => format!("{}…", &masked[..end]),
-        None => masked,
+    untrusted_text(&masked, MAX_CHARS)
+}
+
+/// Untrusted text as an error message may show it: its first `max_chars` characters (then
+/// `…`), with what [`char::escape_debug`] escapes (control characters such as newlines and
+/// ANSI escapes, invisible ones such as bidirectional overrides) escaped, so that it can
+/// neither bloat nor forge log lines. Quotes and backslashes are kept: they break no line, and
+/// servers quote JSON in their messages.
+fn untrusted_text(text: &str, max_chars: usize) -> String {
+    let mut shown = String::new();
+    for c in text.chars().take(max_chars) {
+        match c {
+            '"' | '\'' | '\\' => shown.push(c),
+            _ => shown.extend(c.escape_debug()),
+        }
     }
+    if text.chars().nth(max_chars).is_some() {
+        shown.push('…');
+    }
+    shown
 }

@@ -49,7 +49,9 @@ impl TokenSource for StaticToken {
     fn invalidate(&self, _rejected: &Secret) {}
 }
 
-/// Why no token could be had. Never contains the client secret or a token.
+/// Why no token could be had. Never contains the client secret or a token; text from the
+/// token endpoint is cut short and its control characters escaped, so that it cannot forge log
+/// lines.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenError {

@@ -1,7 +1,7 @@
 use std::error::Error;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
+use http::header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 
@@ -14,6 +14,10 @@ const TOKEN_BODY_LIMIT: usize = 16 * 1024;
 /// Serves `POST <token URL>` for `issuer` (PROTOCOL.md §6): `200` with the token, or an
 /// RFC 6749 §5.2 error (`{"error", "error_description"}`) with its status. Answers are marked
 /// `Cache-Control: no-store` as RFC 6749 §5.1 requires.
+///
+/// The client authenticates with HTTP Basic or with credentials in the body
+/// ([`TokenIssuer::issue_with_authorization`]); a `401` carries a `WWW-Authenticate: Basic`
+/// challenge.
 pub async fn token_endpoint<B>(issuer: &TokenIssuer, request: Request<B>) -> Response<Bytes>
 where
     B: Body + Send,
@@ -34,6 +38,16 @@ where
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let mut authorizations = request.headers().get_all(AUTHORIZATION).iter();
+    let authorization = authorizations.next().cloned();
+    // Two headers could each be read as the one by a different hop: refused, as a form
+    // parameter given twice is.
+    if authorizations.next().is_some() {
+        let error = OAuthError::InvalidRequest(
+            "the Authorization header is given more than once; send it once".to_owned(),
+        );
+        return answer(error.status(), error.to_json());
+    }
     let body = match read_limited(request.into_body(), TOKEN_BODY_LIMIT).await {
         Ok(body) => body,
         Err(ReadError::TooLarge) => {
@@ -47,9 +61,22 @@ where
             return answer(error.status(), error.to_json());
         }
     };
-    match issuer.issue(content_type.as_deref(), &body) {
+    let issued = issuer.issue_with_authorization(
+        authorization.as_ref().map(HeaderValue::as_bytes),
+        content_type.as_deref(),
+        &body,
+    );
+    match issued {
         Ok(token) => answer(StatusCode::OK, token.to_json()),
-        Err(error) => answer(error.status(), error.to_json()),
+        Err(error) => {
+            let mut response = answer(error.status(), error.to_json());
+            if let Some(challenge) = error.www_authenticate() {
+                response
+                    .headers_mut()
+                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            }
+            response
+        }
     }
 }
 

@@ -20,8 +20,11 @@ const KNOWN: [&str; 5] = [
 ];
 
 impl TokenForm {
-    /// Parses an `application/x-www-form-urlencoded` body. Unknown parameters are ignored;
-    /// a known one given twice is refused (RFC 6749 §3.2).
+    /// Parses an `application/x-www-form-urlencoded` body. Unknown parameters are ignored. As
+    /// RFC 6749 §3.2 has it, a known parameter given twice is refused, and one without a value
+    /// counts as omitted: `scope=` asks for all the client's scopes, as no `scope` does. Given
+    /// twice, a parameter is refused even if one of the two is empty: which one the client
+    /// meant is unknown either way.
     pub(super) fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Self, OAuthError> {
         let form_type = content_type
             .and_then(|ct| ct.split(';').next())
@@ -47,12 +50,17 @@ impl TokenForm {
                 )));
             }
         }
+        let mut take = |name| {
+            params
+                .remove(name)
+                .filter(|value: &String| !value.is_empty())
+        };
         Ok(Self {
-            grant_type: params.remove("grant_type"),
-            client_id: params.remove("client_id"),
-            client_secret: params.remove("client_secret").map(crate::Secret::new),
-            audience: params.remove("audience"),
-            scope: params.remove("scope"),
+            grant_type: take("grant_type"),
+            client_id: take("client_id"),
+            client_secret: take("client_secret").map(crate::Secret::new),
+            audience: take("audience"),
+            scope: take("scope"),
         })
     }
 }

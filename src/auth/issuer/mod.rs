@@ -1,5 +1,6 @@
 //! A built-in OAuth2 client-credentials token issuer (feature `issuer`).
 
+mod basic;
 mod form;
 mod oauth;
 
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use percent_encoding::{AsciiSet, CONTROLS, PercentEncode, utf8_percent_encode};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -101,6 +103,16 @@ impl IssuerClient {
 
 fn sha256(value: &str) -> [u8; 32] {
     Sha256::digest(value.as_bytes()).into()
+}
+
+/// Characters RFC 6749 §5.2 does not allow in an `error_description` (it allows printable
+/// ASCII but `"` and `\`), and `%`, so that the percent-encoding is not ambiguous.
+const NOT_IN_DESCRIPTION: &AsciiSet = &CONTROLS.add(b'"').add(b'\\').add(b'%');
+
+/// Configured text, such as the audience, as an `error_description` may quote it: a client
+/// parsing the answer strictly would otherwise reject it, or take the quote for its end.
+fn description_text(text: &str) -> PercentEncode<'_> {
+    utf8_percent_encode(text, NOT_IN_DESCRIPTION)
 }
 
 /// Issues short-lived HS256 JWTs to configured clients (PROTOCOL.md §6), and verifies them as
@@ -251,9 +263,36 @@ impl TokenIssuer {
 
     /// Answers a token request: `content_type` is the request's `Content-Type`, `body` its
     /// form (`grant_type=client_credentials`, `client_id`, `client_secret`, optional
-    /// `audience` and `scope`).
+    /// `audience` and `scope`). A parameter sent without a value counts as omitted
+    /// (RFC 6749 §3.2); one sent twice is refused, even if one of them is empty.
+    ///
+    /// For a request that may carry an `Authorization` header, use
+    /// [`issue_with_authorization`](Self::issue_with_authorization).
     pub fn issue(
         &self,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<TokenResponse, OAuthError> {
+        self.issue_with_authorization(None, content_type, body)
+    }
+
+    /// Answers a token request as [`issue`](Self::issue) does, with the value of its
+    /// `Authorization` header, if it had one, as sent (a header value need not be text).
+    ///
+    /// A client authenticates either with HTTP Basic (RFC 6749 §2.3.1: the form-urlencoded
+    /// `client_id` and `client_secret` as user and password) or with `client_id` and
+    /// `client_secret` in the body, not both:
+    /// - an `Authorization` header with `client_secret` in the body is `invalid_request`, as
+    ///   is a body `client_id` naming another client than the header (the same id is
+    ///   accepted: some clients send it in both places);
+    /// - a header that is not Basic credentials is `invalid_client`.
+    ///
+    /// Answer an `invalid_client` with `401` and the
+    /// [`www_authenticate`](OAuthError::www_authenticate) challenge, as RFC 6749 §5.2 requires
+    /// of a client that tried the header; the `token_endpoint` of the `axum` feature does.
+    pub fn issue_with_authorization(
+        &self,
+        authorization: Option<&[u8]>,
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<TokenResponse, OAuthError> {
@@ -271,13 +310,35 @@ impl TokenIssuer {
                 ));
             }
         }
-        let client = self.authenticate(form.client_id.as_deref(), form.client_secret.as_ref())?;
+        let (id, secret) = match authorization {
+            None => (form.client_id, form.client_secret),
+            Some(_) if form.client_secret.is_some() => {
+                return Err(OAuthError::InvalidRequest(
+                    "the client authenticated both with the Authorization header and with \
+                     client_secret in the body; use only one of them"
+                        .to_owned(),
+                ));
+            }
+            Some(header) => {
+                let (id, secret) = basic::credentials(header)?;
+                if form.client_id.is_some() && form.client_id != id {
+                    return Err(OAuthError::InvalidRequest(
+                        "the client_id in the body names another client than the \
+                         Authorization header; leave it out or send the same id"
+                            .to_owned(),
+                    ));
+                }
+                (id, secret)
+            }
+        };
+        let client = self.authenticate(id.as_deref(), secret.as_ref())?;
         if let Some(audience) = form.audience.as_deref()
             && audience != self.audience
         {
             return Err(OAuthError::InvalidRequest(format!(
-                "this issuer only issues tokens for the audience {:?}",
-                self.audience
+                "this issuer only issues tokens for the audience `{}`; send that audience or \
+                 leave audience out",
+                description_text(&self.audience)
             )));
         }
         let scopes = match form.scope.as_deref() {

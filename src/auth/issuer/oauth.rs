@@ -13,10 +13,12 @@ use crate::Secret;
 #[non_exhaustive]
 pub enum OAuthError {
     /// The request is malformed: wrong content type, a missing or repeated parameter, an
-    /// unknown audience. 400.
+    /// unknown audience, credentials both in the `Authorization` header and in the body. 400.
     #[error("invalid_request: {0}")]
     InvalidRequest(String),
-    /// Client authentication failed: unknown client, wrong or missing secret. 401.
+    /// Client authentication failed: unknown client, wrong or missing secret, an
+    /// `Authorization` header that is not Basic credentials. 401, with
+    /// [`www_authenticate`](Self::www_authenticate).
     #[error("invalid_client: {0}")]
     InvalidClient(String),
     /// A `grant_type` other than `client_credentials`. 400.
@@ -59,6 +61,17 @@ impl OAuthError {
             Self::InvalidClient(_) => StatusCode::UNAUTHORIZED,
             Self::ServerError(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge to answer with, if any: `Basic realm="hookgate"` for
+    /// `invalid_client`. Its `401` must carry a challenge (RFC 9110 §15.5.2), of the scheme the
+    /// client tried if it tried the `Authorization` header (RFC 6749 §5.2); Basic is the only
+    /// scheme the issuer takes.
+    pub fn www_authenticate(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidClient(_) => Some(r#"Basic realm="hookgate""#),
+            _ => None,
         }
     }
 
