@@ -465,6 +465,11 @@ async fn refused_requests_leave_the_gate_open_and_a_valid_callback_still_applies
             "UTF-8",
         ),
         (
+            "invalid UTF-8 in a field hookgate does not read",
+            b"{\"success\": true, \"note\": \"\xff\"}",
+            "UTF-8",
+        ),
+        (
             "mdMessage a number",
             br#"{"success": true, "mdMessage": 7}"#,
             "`mdMessage`",

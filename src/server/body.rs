@@ -7,7 +7,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::Value;
 
 use super::CallbackReport;
-use super::fields::{Fields, NotFields};
+use super::fields::{BodyKind, Fields, NotFields};
 
 /// Why a body could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +61,11 @@ pub(super) fn is_json(content_type: Option<&HeaderValue>) -> bool {
 /// `"inProgress": true` and an `mdMessage` make a progress note. `"mdMessage": null` counts as
 /// absent. Unknown fields are ignored.
 pub(super) fn parse_callback(body: &[u8], message_limit: usize) -> Result<CallbackReport, String> {
-    let fields = object(body, r#"{"success": true, "mdMessage": "..."}"#)?;
+    let fields = object(
+        body,
+        BodyKind::Callback,
+        r#"{"success": true, "mdMessage": "..."}"#,
+    )?;
     let message = text(fields.md_message, "mdMessage", message_limit)?;
     match fields.success {
         Some(Value::Bool(success)) => Ok(CallbackReport::Outcome { success, message }),
@@ -85,15 +89,19 @@ pub(super) fn parse_decision(body: &[u8], comment_limit: usize) -> Result<Option
         return Ok(None);
     }
     text(
-        object(body, r#"{"comment": "..."}"#)?.comment,
+        object(body, BodyKind::Decision, r#"{"comment": "..."}"#)?.comment,
         "comment",
         comment_limit,
     )
 }
 
-fn object(body: &[u8], example: &str) -> Result<Fields, String> {
-    Fields::read(body).map_err(|e| match e {
+fn object(body: &[u8], kind: BodyKind, example: &str) -> Result<Fields, String> {
+    Fields::read(body, kind).map_err(|e| match e {
         NotFields::NotAnObject => format!("the body must be a JSON object such as {example}"),
+        NotFields::NotUtf8(e) => format!(
+            "the body is not valid UTF-8 (from byte {}); send a JSON object such as {example}",
+            e.valid_up_to()
+        ),
         NotFields::Invalid(e) => {
             format!("the body is not valid UTF-8 JSON ({e}); send a JSON object such as {example}")
         }

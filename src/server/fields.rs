@@ -1,6 +1,7 @@
 //! The fields of a callback or decision body, read without building a JSON map: the field
 //! names are matched where they lie in the body and every other field is skipped unread, so
-//! a body costs an allocation only for a message or comment it carries.
+//! a body costs an allocation only for a message or comment it carries. The whole body is
+//! checked to be UTF-8 first, since skipping a string does not check it.
 
 use std::fmt;
 
@@ -24,16 +25,29 @@ pub(super) struct Fields {
 pub(super) enum NotFields {
     /// It is JSON, but not an object.
     NotAnObject,
-    /// It is not JSON (or not UTF-8); the parser's description.
+    /// It is not UTF-8 (RFC 8259 §8.1), even if only in a field hookgate does not read.
+    NotUtf8(std::str::Utf8Error),
+    /// It is not JSON; the parser's description.
     Invalid(serde_json::Error),
+}
+
+/// Which body is read: only its own fields are, the others being skipped as any unknown
+/// field is, so that a callback's body is not refused over a `comment` it need not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BodyKind {
+    /// `success`, `mdMessage` and `inProgress`.
+    Callback,
+    /// `comment`.
+    Decision,
 }
 
 impl Fields {
     /// Reads the object `body` holds; nothing may follow it but whitespace.
-    pub(super) fn read(body: &[u8]) -> Result<Self, NotFields> {
-        let mut json = serde_json::Deserializer::from_slice(body);
+    pub(super) fn read(body: &[u8], kind: BodyKind) -> Result<Self, NotFields> {
+        let text = std::str::from_utf8(body).map_err(NotFields::NotUtf8)?;
+        let mut json = serde_json::Deserializer::from_str(text);
         let fields = json
-            .deserialize_map(FieldsVisitor)
+            .deserialize_map(FieldsVisitor(kind))
             .and_then(|fields| json.end().map(|()| fields));
         fields.map_err(|e| match e.classify() {
             serde_json::error::Category::Data => NotFields::NotAnObject,
@@ -42,7 +56,7 @@ impl Fields {
     }
 }
 
-struct FieldsVisitor;
+struct FieldsVisitor(BodyKind);
 
 impl<'de> Visitor<'de> for FieldsVisitor {
     type Value = Fields;
@@ -54,12 +68,12 @@ impl<'de> Visitor<'de> for FieldsVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
         let mut fields = Fields::default();
         while let Some(key) = map.next_key::<Key>()? {
-            let slot = match key {
-                Key::Success => &mut fields.success,
-                Key::MdMessage => &mut fields.md_message,
-                Key::InProgress => &mut fields.in_progress,
-                Key::Comment => &mut fields.comment,
-                Key::Other => {
+            let slot = match (key, self.0) {
+                (Key::Success, BodyKind::Callback) => &mut fields.success,
+                (Key::MdMessage, BodyKind::Callback) => &mut fields.md_message,
+                (Key::InProgress, BodyKind::Callback) => &mut fields.in_progress,
+                (Key::Comment, BodyKind::Decision) => &mut fields.comment,
+                _ => {
                     map.next_value::<IgnoredAny>()?;
                     continue;
                 }
@@ -111,15 +125,40 @@ mod tests {
 
     #[test]
     fn known_fields_are_kept_and_others_skipped() {
-        let fields = Fields::read(
+        let body =
             br#"{"extra": {"deep": [1, 2]}, "success": null, "mdMessage": "a", "mdMessage": "b",
-                 "in\u0050rogress": true, "comment": 3}"#,
-        )
-        .expect("an object");
+                 "in\u0050rogress": true, "comment": 3}"#;
+        let fields = Fields::read(body, BodyKind::Callback).expect("an object");
         assert_eq!(fields.success, Some(Value::Null));
         assert_eq!(fields.md_message, Some(Value::from("b")));
         assert_eq!(fields.in_progress, Some(Value::Bool(true)));
+        assert_eq!(fields.comment, None, "not a callback's field");
+        let fields = Fields::read(body, BodyKind::Decision).expect("an object");
         assert_eq!(fields.comment, Some(Value::from(3)));
+        assert_eq!(fields.success, None, "not a decision's field");
+    }
+
+    /// A field of the other body is skipped like any unknown one, so a value serde_json would
+    /// refuse to read there (a number past `f64`) does not get the body refused.
+    #[test]
+    fn the_other_bodys_fields_are_skipped_unread() {
+        let fields = Fields::read(
+            br#"{"success": true, "comment": 1e400}"#,
+            BodyKind::Callback,
+        )
+        .expect("an object");
+        assert_eq!(fields.success, Some(Value::Bool(true)));
+        assert!(Fields::read(br#"{"success": 1e400}"#, BodyKind::Decision).is_ok());
+    }
+
+    /// A body that is not UTF-8 is not JSON, wherever the bad bytes are.
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_even_in_a_skipped_field() {
+        let body = b"{\"success\": true, \"note\": \"\xff\"}";
+        assert!(matches!(
+            Fields::read(body, BodyKind::Callback),
+            Err(NotFields::NotUtf8(_))
+        ));
     }
 
     #[test]
@@ -131,10 +170,11 @@ mod tests {
             (b"{\"success\": tru}", false),
             (b"", false),
         ] {
-            match Fields::read(body) {
+            match Fields::read(body, BodyKind::Callback) {
                 Ok(_) => panic!("{body:?} was read"),
                 Err(NotFields::NotAnObject) => assert!(object, "{body:?}"),
                 Err(NotFields::Invalid(_)) => assert!(!object, "{body:?}"),
+                Err(NotFields::NotUtf8(_)) => panic!("{body:?} is UTF-8"),
             }
         }
     }
