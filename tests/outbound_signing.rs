@@ -1,5 +1,5 @@
 //! Signed webhook calls verify at the receiver, with `webhook-id` equal to the
-//! `Idempotency-Key` (PROTOCOL.md §8).
+//! `Idempotency-Key` (PROTOCOL.md §8), a dot in it percent-encoded.
 #![cfg(all(feature = "reqwest", feature = "signing"))]
 
 use std::sync::Arc;
@@ -40,6 +40,11 @@ impl IdSource for Ids {
 
 /// Two gates in parallel: `smoke` (global signer) and `ticket` (its own signer).
 fn calls() -> (Deployment, Vec<WebhookCall>) {
+    calls_of("d-7")
+}
+
+/// [`calls`] of a deployment with id `id`.
+fn calls_of(id: &str) -> (Deployment, Vec<WebhookCall>) {
     let plan = Plan::from_yaml(
         r#"
 application: checkout
@@ -56,7 +61,7 @@ webhooks:
     let now = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
     let mut d = Deployment::start(
         Arc::new(plan),
-        DeploymentId::from("d-7"),
+        DeploymentId::from(id),
         StartOptions::default(),
         &mut Ids(0),
         now,
@@ -123,4 +128,41 @@ async fn signed_calls_verify_and_reuse_the_idempotency_key_as_webhook_id() {
             "{route} is signed with its own secret only"
         );
     }
+}
+
+/// A deployment id with a dot (a host's own, such as a version) still signs: the dot, which
+/// Standard Webhooks forbids in `webhook-id`, is percent-encoded there (and `%` with it), and
+/// the call verifies at the receiver.
+#[tokio::test]
+async fn a_deployment_id_with_a_dot_is_encoded_in_the_webhook_id() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&server)
+        .await;
+    let dispatcher = Dispatcher::builder(
+        TransportRegistry::new(ReqwestTransport::new().unwrap()),
+        Arc::new(MemorySecrets::new().with("base", server.uri())),
+        "https://hg.example",
+    )
+    .clock(Fixed)
+    .signer(Signer::new(secret(GLOBAL)))
+    .build()
+    .unwrap();
+    let (deployment, calls) = calls_of("checkout-1.4%");
+    let smoke = calls.iter().find(|c| c.gate.0 == 0).unwrap();
+    let prepared = dispatcher.prepare(&deployment, smoke, None);
+    assert_eq!(
+        dispatcher.send(&prepared).await,
+        CallResult::Sent { status: 202 }
+    );
+
+    let received = server.received_requests().await.unwrap();
+    let headers = &received[0].headers;
+    assert_eq!(headers["idempotency-key"], "checkout-1.4%:0");
+    assert_eq!(headers["webhook-id"], "checkout-1%2E4%25:0");
+    Verifier::new(secret(GLOBAL))
+        .with_clock(Fixed)
+        .verify(headers, &received[0].body)
+        .unwrap();
 }

@@ -303,6 +303,20 @@ fn missing_and_malformed_headers_are_typed_errors() {
     );
 }
 
+/// A signed message split at another dot (`id.ts` as the id, the body's start as the
+/// timestamp) would carry the same signature: an id with a dot, which the signer never sends,
+/// is refused before any signature is looked at.
+#[test]
+fn an_id_with_a_dot_is_refused() {
+    let v = RUST_VECTOR;
+    let mut headers = v.headers(v.signature);
+    headers.insert("webhook-id", HeaderValue::from_static("msg.1614265330"));
+    assert!(matches!(
+        Verifier::new(v.secret()).verify_at(&headers, v.body.as_bytes(), v.at(0)),
+        Err(SignatureError::InvalidMessageId { .. })
+    ));
+}
+
 proptest! {
     #[test]
     fn round_trip_for_any_id_timestamp_and_body(

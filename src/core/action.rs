@@ -42,7 +42,7 @@ pub struct WebhookCall {
     /// 1 for the first attempt.
     pub attempt: u32,
     /// The same for every attempt of this gate: send it as `Idempotency-Key` (and `webhook-id`
-    /// when signing).
+    /// when signing, with `.` and `%` percent-encoded).
     pub idempotency_key: String,
 }
 

@@ -45,7 +45,8 @@ impl Dispatcher {
     /// Fetches exactly the secrets the webhook's templates name, renders the request, sets
     /// `Idempotency-Key` to the call's key (replacing any the templates set; the same for every
     /// attempt), and, when a signer applies, the Standard Webhooks headers with `webhook-id` set
-    /// to that key and the timestamp from the dispatcher's clock; applies the request timeout
+    /// to that key (`.` and `%` percent-encoded, as the spec forbids a dot) and the timestamp
+    /// from the dispatcher's clock; applies the request timeout
     /// (`requestTimeout`, else the dispatcher's) and sends it through the direct transport or
     /// the webhook's remote network agent (`agentIdentifier`, else the target's account).
     ///
@@ -171,13 +172,26 @@ impl Dispatcher {
         request.headers_mut().insert(IDEMPOTENCY_KEY, value);
         #[cfg(feature = "signing")]
         if let Some(signer) = self.signers.for_webhook(&webhook.name) {
-            signer.sign_request(key, self.clock.now().timestamp(), &mut request)?;
+            signer.sign_request(&message_id(key), self.clock.now().timestamp(), &mut request)?;
         }
         let options = RequestOptions::default()
             .with_timeout(self.request_timeout_of(webhook))
             .with_max_response_bytes(self.max_response_bytes);
         request.extensions_mut().insert(options);
         Ok(request)
+    }
+}
+
+/// The `webhook-id` of a signed call: its idempotency key, with `%` and `.` percent-encoded.
+/// Standard Webhooks forbids a dot in the id (the signed text is `id.timestamp.body`), and a
+/// host may give deployments ids with dots (`checkout-1.4.0`); keys without either, such as the
+/// engine's, are sent as they are.
+#[cfg(feature = "signing")]
+fn message_id(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.contains(['.', '%']) {
+        key.replace('%', "%25").replace('.', "%2E").into()
+    } else {
+        key.into()
     }
 }
 
