@@ -3,10 +3,13 @@
 //! Client secrets, bearer tokens and rendered `{{secrets.*}}` values travel in [`Secret`]. Its
 //! `Debug` and `Display` print `[redacted]`, so a secret cannot reach a log line, an error
 //! message or a panic message by accident; the only way to the value is the explicit
-//! [`Secret::expose`]. The value is zeroed when dropped (through [`secrecy`]).
+//! [`Secret::expose`]. The value is zeroed when dropped (through [`secrecy`]), and so is the
+//! string it was made from. Copies the caller made before, and text built from the exposed
+//! value (a rendered header or body), are not.
 
 use std::fmt;
 
+use secrecy::zeroize::Zeroize;
 use secrecy::{ExposeSecret, SecretString};
 
 /// A secret string whose formatting never shows the value.
@@ -23,7 +26,16 @@ pub struct Secret(SecretString);
 impl Secret {
     /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(SecretString::from(value.into()))
+        let mut value = value.into();
+        if value.capacity() == value.len() {
+            return Self(SecretString::from(value));
+        }
+        // `SecretString::from` would shrink the string to fit, which may move it and free the
+        // old buffer with the secret still in it: copied to an exact fit, and the original
+        // zeroed (to its whole capacity).
+        let exact = Box::<str>::from(value.as_str());
+        value.zeroize();
+        Self(SecretString::from(exact))
     }
 
     /// The secret value itself. Call this only where the value must leave the process (an HTTP
@@ -73,6 +85,16 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
         assert!(!format!("{s}").contains("hunter2"));
         assert!(!format!("{:#?}", Some(&s)).contains("hunter2"));
+    }
+
+    /// A string with room to spare is copied to an exact fit (the original zeroed): the value
+    /// is the same either way.
+    #[test]
+    fn a_string_with_spare_room_keeps_its_value() {
+        let mut roomy = String::with_capacity(64);
+        roomy.push_str("hunter2");
+        assert_eq!(Secret::new(roomy).expose(), "hunter2");
+        assert_eq!(Secret::new(String::from("hunter2")).expose(), "hunter2");
     }
 
     #[test]

@@ -819,3 +819,27 @@ async fn near_miss_paths_get_the_json_not_found_body() {
         GateState::AwaitingCallback { .. }
     ));
 }
+
+/// Two deployments given the same callback ids (id sources that repeat) cannot both be
+/// inserted: a callback would reach whichever came last. Replacing a deployment keeps working.
+#[test]
+fn memory_gates_refuse_a_callback_id_another_deployment_has() {
+    let gates = MemoryGates::new(clock());
+    gates.insert(deployment("d1", 1, |_| {}));
+    gates.insert(deployment("d1", 1, |_| {}));
+    let second = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        gates.insert(deployment("d2", 1, |_| {}));
+    }));
+    let message = second.expect_err("d2 repeats d1's callback ids");
+    let message = message
+        .downcast_ref::<String>()
+        .expect("a formatted message");
+    assert!(
+        message.contains("d1") && message.contains("d2"),
+        "{message}"
+    );
+    assert!(
+        gates.with_deployment(&"d2".into(), |_| ()).is_none(),
+        "d2 was not inserted"
+    );
+}

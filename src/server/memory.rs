@@ -59,11 +59,21 @@ impl MemoryGates {
     }
 
     /// Adds (or replaces) a deployment open to every principal.
+    ///
+    /// # Panics
+    ///
+    /// If another deployment here has one of its callback ids: the two were started with id
+    /// sources that repeat ids (two `test_util::SequentialIds` from the same start, say), and a
+    /// callback would otherwise reach whichever came last.
     pub fn insert(&self, deployment: Deployment) {
         self.insert_entry(deployment, None);
     }
 
     /// Adds (or replaces) a deployment that only principals of `tenant` may act on.
+    ///
+    /// # Panics
+    ///
+    /// As [`insert`](Self::insert), if another deployment here has one of its callback ids.
     pub fn insert_for_tenant(&self, deployment: Deployment, tenant: impl Into<String>) {
         self.insert_entry(deployment, Some(tenant.into()));
     }
@@ -71,6 +81,15 @@ impl MemoryGates {
     fn insert_entry(&self, deployment: Deployment, tenant: Option<String>) {
         let mut inner = self.lock();
         let id = deployment.id().clone();
+        for (_, callback) in deployment.callback_ids() {
+            if let Some(other) = inner.callbacks.get(&callback)
+                && *other != id
+            {
+                panic!(
+                    "callback id {callback} of deployment {id} is deployment {other}'s already: give each deployment ids from one source"
+                );
+            }
+        }
         for (_, callback) in deployment.callback_ids() {
             inner.callbacks.insert(callback, id.clone());
         }
