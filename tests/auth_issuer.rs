@@ -224,6 +224,19 @@ fn a_parameter_without_a_value_counts_as_omitted() {
     assert_eq!(err.code(), "invalid_client");
 }
 
+/// A scope of blanks only names no scope (RFC 6749 §3.3): refused, rather than a token with
+/// no scopes.
+#[test]
+fn a_scope_of_blanks_only_is_invalid() {
+    let issuer = issuer(&clock());
+    for blanks in ["%20", "+", "%20%09"] {
+        let err = issuer
+            .issue(FORM, format!("{REQUEST}&scope={blanks}").as_bytes())
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_scope", "{blanks}");
+    }
+}
+
 /// Given twice, a parameter is refused even if one of the two is empty: which one the client
 /// meant is unknown either way.
 #[test]

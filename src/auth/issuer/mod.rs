@@ -346,6 +346,14 @@ impl TokenIssuer {
             Some(requested) => {
                 let requested: Vec<String> =
                     requested.split_whitespace().map(str::to_owned).collect();
+                // RFC 6749 §3.3: a scope is one or more scope tokens. Only blanks would grant
+                // a token with none, which nothing accepts.
+                if requested.is_empty() {
+                    return Err(OAuthError::InvalidScope(
+                        "`scope` holds only blanks; name the scopes, or leave it out for all of the client's"
+                            .to_owned(),
+                    ));
+                }
                 if !requested.iter().all(|s| client.scopes.contains(s)) {
                     return Err(OAuthError::InvalidScope(
                         "a requested scope is not granted to this client; ask for fewer scopes"
