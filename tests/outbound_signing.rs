@@ -79,14 +79,9 @@ fn secret(text: &str) -> SigningSecret {
     text.parse().unwrap()
 }
 
-#[tokio::test]
-async fn signed_calls_verify_and_reuse_the_idempotency_key_as_webhook_id() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(202))
-        .mount(&server)
-        .await;
-    let dispatcher = Dispatcher::builder(
+/// A dispatcher sending to `server`, signing with [`GLOBAL`], and `ticket`'s calls with [`OWN`].
+fn dispatcher(server: &MockServer) -> Dispatcher {
+    Dispatcher::builder(
         TransportRegistry::new(ReqwestTransport::new().unwrap()),
         Arc::new(MemorySecrets::new().with("base", server.uri())),
         "https://hg.example",
@@ -95,7 +90,17 @@ async fn signed_calls_verify_and_reuse_the_idempotency_key_as_webhook_id() {
     .signer(Signer::new(secret(GLOBAL)))
     .webhook_signer("ticket", Signer::new(secret(OWN)))
     .build()
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn signed_calls_verify_and_reuse_the_idempotency_key_as_webhook_id() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&server)
+        .await;
+    let dispatcher = dispatcher(&server);
     let (deployment, calls) = calls();
     assert_eq!(calls.len(), 2);
 
@@ -140,15 +145,7 @@ async fn a_deployment_id_with_a_dot_is_encoded_in_the_webhook_id() {
         .respond_with(ResponseTemplate::new(202))
         .mount(&server)
         .await;
-    let dispatcher = Dispatcher::builder(
-        TransportRegistry::new(ReqwestTransport::new().unwrap()),
-        Arc::new(MemorySecrets::new().with("base", server.uri())),
-        "https://hg.example",
-    )
-    .clock(Fixed)
-    .signer(Signer::new(secret(GLOBAL)))
-    .build()
-    .unwrap();
+    let dispatcher = dispatcher(&server);
     let (deployment, calls) = calls_of("checkout-1.4%");
     let smoke = calls.iter().find(|c| c.gate.0 == 0).unwrap();
     let prepared = dispatcher.prepare(&deployment, smoke, None);

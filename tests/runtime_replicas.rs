@@ -300,44 +300,83 @@ async fn shutdown_gives_the_leases_up_only_after_a_round_of_upkeep_under_way() {
     );
 }
 
+/// Replicas with minute-long leases on one faulty memory store and one manual clock, and a
+/// way to leave deployments orphaned there.
+struct Orphans {
+    faulty: Arc<hookgate::test_util::FaultyStore>,
+    store: Arc<DynStore>,
+    clock: hookgate::test_util::ManualClock,
+    external: hookgate::test_util::RecordingTransport,
+}
+
+impl Orphans {
+    fn new() -> Self {
+        use chrono::{TimeZone, Utc};
+        use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport};
+
+        let faulty = Arc::new(FaultyStore::new(MemoryStore::new()));
+        Self {
+            store: faulty.clone(),
+            faulty,
+            clock: ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap()),
+            external: RecordingTransport::new(),
+        }
+    }
+
+    fn replica(&self, name: &str) -> hookgate::runtime::Engine {
+        use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
+
+        Engine::builder(
+            self.external.dispatcher("https://gates.example").unwrap(),
+            SimulatedHost,
+        )
+        .shared_store(Arc::clone(&self.store))
+        .clock(self.clock.clone())
+        .replica(ReplicaOptions::new(name).lease(std::time::Duration::from_secs(60)))
+        .build()
+    }
+
+    /// A deployment whose replica stopped without giving its lease up, once the lease ended.
+    async fn orphan(&self) -> hookgate::core::DeploymentId {
+        let stopped = self.replica("stopped");
+        stopped.recover().await.unwrap();
+        let id = stopped
+            .start(ONE_GATE, std::collections::BTreeMap::new())
+            .await
+            .unwrap()
+            .id;
+        drop(stopped);
+        self.clock.advance(chrono::TimeDelta::minutes(2));
+        id
+    }
+
+    /// Whether another replica could claim `id` now: nobody holds it.
+    async fn unclaimed(&self, id: &hookgate::core::DeploymentId) -> bool {
+        use hookgate::store::{Lease, Store};
+
+        let lease = Lease::new(
+            "another",
+            hookgate::clock::Clock::now(&self.clock),
+            std::time::Duration::from_secs(60),
+        );
+        self.store.claim(id, &lease).await.unwrap()
+    }
+}
+
 /// A replica's `recover` still under way when shutdown begins claims no orphan after it: the
 /// leases shutdown gave up stay given up, rather than be held by the stopped replica until
 /// they end.
 #[tokio::test]
 async fn a_recovery_racing_shutdown_claims_nothing_after_it() {
-    use std::collections::BTreeMap;
     use std::pin::pin;
     use std::task::{Context, Waker};
-    use std::time::Duration;
 
-    use chrono::{TimeDelta, TimeZone, Utc};
-    use hookgate::runtime::{Engine, ReplicaOptions, RuntimeError, SimulatedHost};
-    use hookgate::store::{Lease, Store};
-    use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport};
+    use hookgate::runtime::RuntimeError;
 
-    let faulty = Arc::new(FaultyStore::new(MemoryStore::new()));
-    let store: Arc<DynStore> = faulty.clone();
-    let external = RecordingTransport::new();
-    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap());
-    let replica = |name: &str| {
-        Engine::builder(
-            external.dispatcher("https://gates.example").unwrap(),
-            SimulatedHost,
-        )
-        .shared_store(Arc::clone(&store))
-        .clock(clock.clone())
-        .replica(ReplicaOptions::new(name).lease(Duration::from_secs(60)))
-        .build()
-    };
-    let b = replica("b");
-    b.recover().await.unwrap();
-    let id = b.start(ONE_GATE, BTreeMap::new()).await.unwrap().id;
-    // `b` stops without giving its lease up: once the lease ends, its deployment is an orphan.
-    drop(b);
-    clock.advance(TimeDelta::minutes(2));
-
-    let a = replica("a");
-    faulty.slow_renews(true);
+    let o = Orphans::new();
+    let id = o.orphan().await;
+    let a = o.replica("a");
+    o.faulty.slow_renews(true);
     let mut recovery = pin!(a.recover());
     assert!(
         recovery
@@ -352,9 +391,8 @@ async fn a_recovery_racing_shutdown_claims_nothing_after_it() {
         matches!(recovered, Err(RuntimeError::ShuttingDown)),
         "{recovered:?}"
     );
-    let c = Lease::new("c", a.now(), Duration::from_secs(60));
     assert!(
-        store.claim(&id, &c).await.unwrap(),
+        o.unclaimed(&id).await,
         "the stopped replica claimed nothing"
     );
 }
@@ -364,39 +402,14 @@ async fn a_recovery_racing_shutdown_claims_nothing_after_it() {
 /// (which left the claim holding the lease for the stopped replica until it ended).
 #[tokio::test]
 async fn a_claim_under_way_when_shutdown_begins_is_given_up_after_it() {
-    use std::collections::BTreeMap;
     use std::pin::pin;
     use std::task::{Context, Waker};
-    use std::time::Duration;
 
-    use chrono::{TimeDelta, TimeZone, Utc};
-    use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
-    use hookgate::store::{Lease, Store};
-    use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport};
-
-    let faulty = Arc::new(FaultyStore::new(MemoryStore::new()));
-    let store: Arc<DynStore> = faulty.clone();
-    let external = RecordingTransport::new();
-    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap());
-    let replica = |name: &str| {
-        Engine::builder(
-            external.dispatcher("https://gates.example").unwrap(),
-            SimulatedHost,
-        )
-        .shared_store(Arc::clone(&store))
-        .clock(clock.clone())
-        .replica(ReplicaOptions::new(name).lease(Duration::from_secs(60)))
-        .build()
-    };
-    let a = replica("a");
+    let o = Orphans::new();
+    let a = o.replica("a");
     a.recover().await.unwrap();
-    let b = replica("b");
-    b.recover().await.unwrap();
-    let id = b.start(ONE_GATE, BTreeMap::new()).await.unwrap().id;
-    drop(b);
-    clock.advance(TimeDelta::minutes(2));
-
-    faulty.slow_claims(true);
+    let id = o.orphan().await;
+    o.faulty.slow_claims(true);
     let mut cx = Context::from_waker(Waker::noop());
     let mut cancel = pin!(a.cancel(&id, "operator"));
     assert!(cancel.as_mut().poll(&mut cx).is_pending(), "claiming");
@@ -407,9 +420,8 @@ async fn a_claim_under_way_when_shutdown_begins_is_given_up_after_it() {
     );
     let _ = cancel.await;
     down.await;
-    let c = Lease::new("c", a.now(), Duration::from_secs(60));
     assert!(
-        store.claim(&id, &c).await.unwrap(),
+        o.unclaimed(&id).await,
         "the lease was given up after the claim"
     );
 }
