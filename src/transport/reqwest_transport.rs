@@ -264,6 +264,10 @@ impl HttpTransport for ReqwestTransport {
         }
         Ok(response)
     }
+
+    fn default_options(&self) -> Option<RequestOptions> {
+        Some(self.settings.defaults)
+    }
 }
 
 /// Reads at most `limit` body bytes; `true` when more was on offer.
