@@ -179,6 +179,40 @@ async fn ipv6_literals_are_checked_as_addresses() {
 }
 
 #[tokio::test]
+async fn deny_loopback_refuses_a_loopback_server_reached_through_the_unspecified_address() {
+    let server = server(1).await;
+    let port = server.address().port();
+    let through_unspecified = format!("http://0.0.0.0:{port}/hook");
+    // Without a policy the call arrives: `0.0.0.0` is this machine.
+    let response = ReqwestTransport::new()
+        .unwrap()
+        .send(post(through_unspecified.clone()))
+        .await
+        .unwrap();
+    assert_eq!(response.body(), "ok");
+
+    let policy = AddressPolicy::deny_internal().deny_loopback();
+    let error = guarded(policy.clone())
+        .send(post(through_unspecified))
+        .await
+        .unwrap_err();
+    assert_refused(&error, &["address 0.0.0.0", "`deny 0.0.0.0/8`"]);
+    let count = Arc::new(AtomicUsize::new(0));
+    let transport = PolicyTransport::new(counting(count.clone()), policy);
+    for (uri, rule) in [
+        (format!("http://[::]:{port}/"), "`deny ::/128`"),
+        (
+            format!("http://[::ffff:0.0.0.0]:{port}/"),
+            "`deny 0.0.0.0/8`",
+        ),
+    ] {
+        let error = transport.send(post(uri)).await.unwrap_err();
+        assert_refused(&error, &[rule]);
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
 async fn every_attempt_is_checked() {
     let count = Arc::new(AtomicUsize::new(0));
     let transport = PolicyTransport::new(counting(count.clone()), AddressPolicy::deny_internal());
