@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use hookgate::core::{DeploymentId, DeploymentStatus};
 use hookgate::runtime::{Engine, SimulatedHost};
 use hookgate::store::{Store, StoredDeployment};
@@ -126,6 +126,43 @@ async fn a_deadline_whose_write_fails_is_tried_again_a_second_later_not_at_once(
     s.clock.advance(TimeDelta::seconds(1));
     s.engine.fire_due().await;
     assert_eq!(s.engine.live_deployments(), 0, "the deployment finished");
+}
+
+/// On a clock at the last time chrono represents, where the core puts deadlines too far away
+/// to represent, a failed write is tried again at once rather than a second later, which does
+/// not exist.
+#[tokio::test]
+async fn a_failed_write_at_the_end_of_time_is_tried_again_without_a_panic() {
+    let s = setup();
+    let id = s.start_pause().await;
+    s.clock.set(DateTime::<Utc>::MAX_UTC);
+    s.store.fail_saves(0, 1);
+    assert_eq!(s.engine.fire_due().await, 1, "the pause's end is due");
+    assert_eq!(s.engine.armed_deadlines(), 1, "and tried again");
+    s.succeeds_within(&id, 3).await;
+}
+
+/// The same for a deployment whose resumption failed, which is not in memory.
+#[tokio::test]
+async fn a_failed_resumption_at_the_end_of_time_is_tried_again_without_a_panic() {
+    let s = setup();
+    let id = s.start_pause().await;
+    s.engine.shutdown().await;
+    s.clock.set(DateTime::<Utc>::MAX_UTC);
+    let restarted = engine(&s.store, &s.clock, &RecordingTransport::new());
+    // Its first write, of the pause that ended while it was down, fails.
+    s.store.fail_saves(0, 1);
+    restarted.recover().await.expect("recovery goes on");
+    assert_eq!(restarted.live_deployments(), 0);
+    assert_eq!(
+        restarted.armed_deadlines(),
+        1,
+        "the resumption is tried again"
+    );
+    for _ in 0..3 {
+        restarted.fire_due().await;
+    }
+    assert_eq!(s.stored(&id).await.status, DeploymentStatus::Succeeded);
 }
 
 const CALL_AND_PAUSE: &str = r#"

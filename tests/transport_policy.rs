@@ -4,12 +4,13 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use hookgate::transport::{
     AddressPolicy, HttpTransport, PolicyResolver, PolicyTransport, RequestOptions,
@@ -178,6 +179,40 @@ async fn ipv6_literals_are_checked_as_addresses() {
 }
 
 #[tokio::test]
+async fn deny_loopback_refuses_a_loopback_server_reached_through_the_unspecified_address() {
+    let server = server(1).await;
+    let port = server.address().port();
+    let through_unspecified = format!("http://0.0.0.0:{port}/hook");
+    // Without a policy the call arrives: `0.0.0.0` is this machine.
+    let response = ReqwestTransport::new()
+        .unwrap()
+        .send(post(through_unspecified.clone()))
+        .await
+        .unwrap();
+    assert_eq!(response.body(), "ok");
+
+    let policy = AddressPolicy::deny_internal().deny_loopback();
+    let error = guarded(policy.clone())
+        .send(post(through_unspecified))
+        .await
+        .unwrap_err();
+    assert_refused(&error, &["address 0.0.0.0", "`deny 0.0.0.0/8`"]);
+    let count = Arc::new(AtomicUsize::new(0));
+    let transport = PolicyTransport::new(counting(count.clone()), policy);
+    for (uri, rule) in [
+        (format!("http://[::]:{port}/"), "`deny ::/128`"),
+        (
+            format!("http://[::ffff:0.0.0.0]:{port}/"),
+            "`deny 0.0.0.0/8`",
+        ),
+    ] {
+        let error = transport.send(post(uri)).await.unwrap_err();
+        assert_refused(&error, &[rule]);
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
 async fn every_attempt_is_checked() {
     let count = Arc::new(AtomicUsize::new(0));
     let transport = PolicyTransport::new(counting(count.clone()), AddressPolicy::deny_internal());
@@ -227,8 +262,94 @@ async fn lookup_time_is_taken_off_the_request_timeout() {
     request.extensions_mut().insert(options);
     transport.send(request).await.unwrap();
     let seen = seen.lock().unwrap().expect("options are passed on");
-    assert!(seen.timeout <= Duration::from_secs(5));
+    assert!(seen.timeout < Duration::from_secs(5), "{seen:?}");
     assert_eq!(seen.max_response_bytes, options.max_response_bytes);
+}
+
+/// A transport reporting `defaults` as its own, which keeps the options each request reached
+/// it with.
+struct WithDefaults {
+    defaults: RequestOptions,
+    seen: Arc<Mutex<Vec<Option<RequestOptions>>>>,
+}
+
+#[async_trait]
+impl HttpTransport for WithDefaults {
+    async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+        let options = request.extensions().get::<RequestOptions>().copied();
+        self.seen.lock().unwrap().push(options);
+        Ok(Response::new(Bytes::new()))
+    }
+
+    fn default_options(&self) -> Option<RequestOptions> {
+        Some(self.defaults)
+    }
+}
+
+#[tokio::test]
+async fn lookup_time_is_taken_off_the_inner_transports_own_timeout_without_options() {
+    let defaults = RequestOptions::default()
+        .with_timeout(Duration::from_secs(5))
+        .with_max_response_bytes(123);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let inner = WithDefaults {
+        defaults,
+        seen: Arc::clone(&seen),
+    };
+    let transport: Arc<dyn HttpTransport> =
+        Arc::new(PolicyTransport::new(inner, AddressPolicy::deny_internal()));
+    assert_eq!(transport.default_options(), Some(defaults));
+
+    transport
+        .send(post("http://localhost:9/".to_owned()))
+        .await
+        .unwrap();
+    // A literal address takes no lookup, so the request goes on as it came.
+    transport
+        .send(post("http://127.0.0.1:9/".to_owned()))
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let looked_up = seen[0].expect("the inner transport's defaults, shortened");
+    assert!(looked_up.timeout < defaults.timeout, "{looked_up:?}");
+    assert_eq!(looked_up.max_response_bytes, defaults.max_response_bytes);
+    assert_eq!(seen[1], None);
+}
+
+#[tokio::test]
+async fn a_transport_that_does_not_report_its_defaults_gets_requests_unchanged() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let inner = {
+        let seen = seen.clone();
+        move |request: Request<Bytes>| {
+            let options = request.extensions().get::<RequestOptions>().copied();
+            seen.lock().unwrap().push(options);
+            async { Ok::<_, TransportError>(Response::new(Bytes::new())) }
+        }
+    };
+    let transport = PolicyTransport::new(inner, AddressPolicy::deny_internal());
+    assert_eq!(transport.default_options(), None);
+    transport
+        .send(post("http://localhost:9/".to_owned()))
+        .await
+        .unwrap();
+    assert_eq!(*seen.lock().unwrap(), [None]);
+}
+
+#[test]
+fn the_reqwest_transport_reports_the_defaults_it_was_built_with() {
+    let transport = ReqwestTransport::builder()
+        .timeout(Duration::from_secs(7))
+        .max_response_bytes(9)
+        .build()
+        .unwrap();
+    let expected = RequestOptions::default()
+        .with_timeout(Duration::from_secs(7))
+        .with_max_response_bytes(9);
+    assert_eq!(transport.default_options(), Some(expected));
+    let shared: Arc<dyn HttpTransport> = Arc::new(transport);
+    let boxed: Box<dyn HttpTransport> = Box::new(Arc::clone(&shared));
+    assert_eq!(boxed.default_options(), Some(expected));
 }
 
 #[tokio::test]

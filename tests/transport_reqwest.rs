@@ -327,6 +327,35 @@ async fn a_body_cut_short_keeps_the_status_and_is_a_retryable_disconnect() {
     assert!(error.to_string().contains("200"), "{error}");
 }
 
+/// A 200 announcing a body of 2⁶² bytes, more than any machine's memory, and sending 7 before
+/// hanging up.
+const OK_ANNOUNCING_TOO_MUCH: &str =
+    "HTTP/1.1 200 OK\r\ncontent-length: 4611686018427387904\r\n\r\n{\"ok\":";
+
+/// An announced length is not set aside in full, even under a limit that would allow it: a
+/// buffer of the announced size would abort the process before the first byte arrived.
+#[tokio::test]
+async fn a_hostile_content_length_is_not_allocated_up_front() {
+    let peer = RawPeer::start(&[Turn::Write(OK_ANNOUNCING_TOO_MUCH)]).await;
+    let transport = ReqwestTransport::builder()
+        .max_response_bytes(usize::MAX)
+        .build()
+        .unwrap();
+    let error = transport
+        .send(post(format!("{}/hook", peer.base), "{}"))
+        .await
+        .unwrap_err();
+
+    let TransportError::ResponseBody { status, source, .. } = &error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(*status, StatusCode::OK);
+    assert!(
+        matches!(**source, TransportError::Disconnected { .. }),
+        "{source:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_body_cut_short_keeps_the_retry_after_of_its_head() {
     let peer = RawPeer::start(&[Turn::Write(UNAVAILABLE_CUT_SHORT)]).await;

@@ -31,3 +31,6 @@ pub use input::{CallFailure, CallResult, CallbackAck, Decision, StepOutcome};
 pub use settings::Settings;
 pub use state::{DeploymentState, GateState};
 pub use status::{DeploymentStatus, EnvStatus, Resolution};
+
+#[cfg(feature = "runtime")]
+pub(crate) use machine::later;

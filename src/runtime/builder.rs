@@ -30,6 +30,11 @@ pub struct EngineBuilder {
     replica: Option<ReplicaOptions>,
 }
 
+/// The largest [`EngineBuilder::event_capacity`]: the channel sets aside every slot as it is
+/// made (and panics beyond `usize::MAX / 2`), and sixteen times the default is room enough for
+/// a subscriber that is only slow.
+const MAX_EVENT_CAPACITY: usize = 1 << 16;
+
 impl Engine {
     /// A builder for an engine that sends webhooks with `dispatcher` and asks `host` for host
     /// steps.
@@ -80,9 +85,16 @@ impl EngineBuilder {
         self
     }
 
-    /// How many unread events a subscriber may fall behind before it misses some.
+    /// How many unread events a subscriber may fall behind before it misses some (default
+    /// 4096): at least 1 and at most 65 536 (2¹⁶), a larger value being taken as that, and
+    /// rounded up to a power of two.
+    ///
+    /// Room for every one of them is set aside when the engine is built, whether or not anyone
+    /// subscribes: about 120 bytes each, so 8 MiB at the most. A subscriber further behind
+    /// than that had better read the deployments' history from the store, which keeps every
+    /// event.
     pub fn event_capacity(mut self, capacity: usize) -> Self {
-        self.event_capacity = capacity.max(1);
+        self.event_capacity = capacity.clamp(1, MAX_EVENT_CAPACITY);
         self
     }
 
@@ -139,5 +151,50 @@ impl EngineBuilder {
                 replica: self.replica.map(Replica::new),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::broadcast::error::TryRecvError;
+
+    use super::*;
+    use crate::core::{DeploymentId, Event, EventKind};
+    use crate::runtime::{EngineEvent, SimulatedHost};
+    use crate::secrets::MemorySecrets;
+    use crate::transport::{TransportError, TransportRegistry};
+
+    #[test]
+    fn a_huge_event_capacity_is_capped() {
+        let answer = |_request: http::Request<bytes::Bytes>| async {
+            Ok::<_, TransportError>(http::Response::new(bytes::Bytes::new()))
+        };
+        let dispatcher = Dispatcher::builder(
+            TransportRegistry::new(Arc::new(answer)),
+            Arc::new(MemorySecrets::new()),
+            "https://hookgate.example",
+        )
+        .build()
+        .unwrap();
+        let engine = Engine::builder(dispatcher, SimulatedHost)
+            .event_capacity(usize::MAX)
+            .build();
+
+        let mut events = engine.subscribe();
+        let event = EngineEvent::Deployment {
+            id: DeploymentId::from("d1"),
+            event: Event {
+                at: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+                kind: EventKind::DeploymentFinished {
+                    status: crate::core::DeploymentStatus::Succeeded,
+                },
+            },
+        };
+        for _ in 0..=MAX_EVENT_CAPACITY {
+            engine.inner.events.send(event.clone()).unwrap();
+        }
+        assert_eq!(events.try_recv(), Err(TryRecvError::Lagged(1)));
     }
 }

@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex as AsyncMutex, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::config::{GateId, InProgressPolicy, Plan};
 use crate::core::{
     CallbackId, Decision, Deployment, DeploymentId, DeploymentStatus, IdSource, Settings,
-    StartOptions,
+    StartOptions, later,
 };
 use crate::ids::IdHasher;
 use crate::outbound::Dispatcher;
@@ -108,7 +108,7 @@ impl Live {
     /// was: one already due (the write may have been its firing) is tried again a second after
     /// `now`, so a store that fails at once is not retried in a tight loop.
     pub(crate) fn arm_after_failure(&mut self, deadlines: &Deadlines, now: DateTime<Utc>) {
-        let retry = now + RETRY_AFTER_FAILURE;
+        let retry = later(now, RETRY_AFTER_FAILURE);
         deadlines.set(
             self.d.shared_id(),
             &mut self.deadline,
@@ -119,7 +119,7 @@ impl Live {
 
 /// How long after a failed write a deadline is tried again: soon, but not in a tight loop
 /// against a store that fails at once.
-const RETRY_AFTER_FAILURE: TimeDelta = TimeDelta::seconds(1);
+const RETRY_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A deployment waiting for another one of its application (`enqueueOne`), or about to start.
 pub(crate) struct Queued {
@@ -516,7 +516,7 @@ impl Engine {
 
     /// Fires `id` again a moment from now: a deployment not in memory, whose write failed.
     fn retry_soon(&self, id: &Arc<DeploymentId>) {
-        let retry = self.inner.clock.now() + RETRY_AFTER_FAILURE;
+        let retry = later(self.inner.clock.now(), RETRY_AFTER_FAILURE);
         self.inner.deadlines.add(id, retry);
     }
 

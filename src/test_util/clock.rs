@@ -22,10 +22,13 @@ impl ManualClock {
         Self(Arc::new(Mutex::new(start)))
     }
 
-    /// Moves the clock forward (or backward, for a negative delta).
+    /// Moves the clock forward (or backward, for a negative delta), stopping at the latest
+    /// time chrono represents, [`DateTime::<Utc>::MAX_UTC`] (or the earliest, `MIN_UTC`),
+    /// instead of panicking: the core puts a deadline too far away to represent at `MAX_UTC`,
+    /// and a test jumping to it must still be able to move on.
     pub fn advance(&self, by: TimeDelta) {
         let mut now = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        *now += by;
+        *now = shifted(*now, by);
     }
 
     /// Sets the clock to `to`.
@@ -37,5 +40,41 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// `at + by`, saturating at [`DateTime::<Utc>::MAX_UTC`] and `MIN_UTC`.
+pub(super) fn shifted(at: DateTime<Utc>, by: TimeDelta) -> DateTime<Utc> {
+    at.checked_add_signed(by)
+        .unwrap_or(if by < TimeDelta::zero() {
+            DateTime::<Utc>::MIN_UTC
+        } else {
+            DateTime::<Utc>::MAX_UTC
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advancing_past_the_representable_range_stops_at_its_ends() {
+        let start = DateTime::from_timestamp(0, 0).unwrap();
+        let clock = ManualClock::new(start);
+        clock.advance(TimeDelta::MAX);
+        assert_eq!(clock.now(), DateTime::<Utc>::MAX_UTC);
+        clock.advance(TimeDelta::seconds(1));
+        assert_eq!(clock.now(), DateTime::<Utc>::MAX_UTC);
+        clock.advance(TimeDelta::seconds(-1));
+        assert_eq!(
+            clock.now(),
+            DateTime::<Utc>::MAX_UTC - TimeDelta::seconds(1)
+        );
+
+        clock.set(start);
+        clock.advance(TimeDelta::MIN);
+        assert_eq!(clock.now(), DateTime::<Utc>::MIN_UTC);
+        clock.advance(-TimeDelta::seconds(1));
+        assert_eq!(clock.now(), DateTime::<Utc>::MIN_UTC);
     }
 }

@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::clock::shifted;
 use super::{ManualClock, SequentialIds};
 use crate::clock::Clock;
 use crate::config::{GateId, Plan};
@@ -217,9 +218,13 @@ impl Harness {
         true
     }
 
-    /// Moves the clock forward by `by`, firing every deadline on the way at its own time.
+    /// Moves the clock forward by `by`, firing every deadline on the way at its own time. Like
+    /// [`ManualClock::advance`], stops at [`DateTime::<Utc>::MAX_UTC`] (where the core puts
+    /// deadlines too far away to represent, and so where
+    /// [`advance_to_next_deadline`](Self::advance_to_next_deadline) may have moved the clock)
+    /// rather than panicking.
     pub fn advance(&mut self, by: chrono::TimeDelta) {
-        let target = self.now() + by;
+        let target = shifted(self.now(), by);
         while let Some(at) = self.deployment.poll_timeout() {
             if at > target {
                 break;
@@ -229,5 +234,45 @@ impl Harness {
         self.clock.set(target);
         self.deployment.handle_timeout(target);
         self.pump();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::TimeDelta;
+
+    use super::*;
+    use crate::core::Settings;
+
+    #[test]
+    fn advancing_beyond_a_deadline_at_the_end_of_time_stays_there() {
+        let plan = Plan::from_yaml(
+            r#"
+application: demo
+targets: {dev: {constraints: {afterDeployment: [{runWebhook: {name: smoke}}]}}}
+webhooks: [{name: smoke, uriTemplate: "https://ci.example/hook"}]
+"#,
+        )
+        .unwrap();
+        // A callback timeout too long to represent: the core puts its deadline at `MAX_UTC`.
+        let options = StartOptions::default()
+            .with_settings(Settings::default().with_callback_timeout(Duration::MAX));
+        let mut h = Harness::start(
+            Arc::new(plan),
+            options,
+            DateTime::from_timestamp(0, 0).unwrap(),
+        );
+        h.answer_steps(|_| StepOutcome::Succeeded);
+        h.answer_calls(|_| CallResult::Sent { status: 202 });
+        assert_eq!(h.deployment.poll_timeout(), Some(DateTime::<Utc>::MAX_UTC));
+        assert!(h.advance_to_next_deadline());
+        assert_eq!(h.now(), DateTime::<Utc>::MAX_UTC);
+
+        h.advance(TimeDelta::seconds(1));
+        assert_eq!(h.now(), DateTime::<Utc>::MAX_UTC);
+        h.advance(TimeDelta::MAX);
+        assert_eq!(h.now(), DateTime::<Utc>::MAX_UTC);
     }
 }

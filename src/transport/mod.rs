@@ -61,6 +61,17 @@ pub use reqwest_transport::{ReqwestTransport, ReqwestTransportBuilder};
 pub trait HttpTransport: Send + Sync {
     /// Sends `request` and returns the response with its body read (up to the size limit).
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError>;
+
+    /// The options this transport applies to a request without [`RequestOptions`], when it
+    /// can tell (`None`, the default, when it cannot).
+    ///
+    /// A wrapper that spends part of a request's time before handing it on, as
+    /// `PolicyTransport` does resolving the host, gives such a request these options less the
+    /// time spent, so that the whole call still keeps to this transport's timeout. A wrapper
+    /// that passes requests on returns its inner transport's.
+    fn default_options(&self) -> Option<RequestOptions> {
+        None
+    }
 }
 
 /// A shared, type-erased transport.
@@ -111,6 +122,10 @@ impl<T: HttpTransport + ?Sized> HttpTransport for Arc<T> {
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
         (**self).send(request).await
     }
+
+    fn default_options(&self) -> Option<RequestOptions> {
+        (**self).default_options()
+    }
 }
 
 // A generic `Box<T>` impl would overlap with the closure impl (a boxed closure is itself `Fn`),
@@ -119,5 +134,9 @@ impl<T: HttpTransport + ?Sized> HttpTransport for Arc<T> {
 impl HttpTransport for Box<dyn HttpTransport> {
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
         (**self).send(request).await
+    }
+
+    fn default_options(&self) -> Option<RequestOptions> {
+        (**self).default_options()
     }
 }

@@ -264,7 +264,17 @@ impl HttpTransport for ReqwestTransport {
         }
         Ok(response)
     }
+
+    fn default_options(&self) -> Option<RequestOptions> {
+        Some(self.settings.defaults)
+    }
 }
+
+/// How much of a body's announced length is set aside before any of it arrives: the
+/// `Content-Length` is the peer's word, and a hostile one would have a generous limit
+/// allocated in full at once (or the process aborted, for more than memory holds). Past it the
+/// buffer grows with what actually arrives.
+const PREALLOCATED_BODY: usize = 64 * 1024;
 
 /// Reads at most `limit` body bytes; `true` when more was on offer.
 async fn read_limited(
@@ -275,7 +285,7 @@ async fn read_limited(
         .content_length()
         .and_then(|len| usize::try_from(len).ok())
         .unwrap_or(0);
-    let mut body = BytesMut::with_capacity(expected.min(limit));
+    let mut body = BytesMut::with_capacity(expected.min(limit).min(PREALLOCATED_BODY));
     while let Some(chunk) = response.chunk().await? {
         let room = limit - body.len();
         if chunk.len() > room {

@@ -2,6 +2,7 @@ use std::{
     fmt,
     net::{IpAddr, SocketAddr},
     sync::Arc,
+    time::Duration,
 };
 
 use async_trait::async_trait;
@@ -15,10 +16,16 @@ use crate::transport::{HttpTransport, RequestOptions, RequestTarget, TransportEr
 /// it to the inner transport.
 ///
 /// The URL's host is used as is when it is an IP literal and resolved otherwise; the request is
-/// refused if any address fails the policy. Resolution is bounded by the request's
-/// [`RequestOptions::timeout`] (the default one when absent), and the time it took is taken off
-/// the timeout the inner transport sees. See [`AddressPolicy`] for what this does and does not
-/// protect against (DNS rebinding, redirects, proxies).
+/// refused if any address fails the policy. Resolution is bounded by the timeout the request
+/// will be sent with, and the time it took is taken off the timeout the inner transport sees,
+/// so the whole call keeps to that timeout: the request's [`RequestOptions::timeout`], or for a
+/// request without [`RequestOptions`] the inner transport's own
+/// ([`HttpTransport::default_options`], which `ReqwestTransport` reports), in which case the
+/// request is handed on with the inner transport's default options, shortened. An inner
+/// transport that does not report its defaults gets such a request unchanged: its own timeout
+/// cannot be shortened without being known, so the lookup is bounded by 10 seconds, which
+/// come on top of it. See [`AddressPolicy`] for what this does and does not protect against
+/// (DNS rebinding, redirects, proxies).
 ///
 /// ```no_run
 /// use hookgate::transport::{AddressPolicy, PolicyTransport, ReqwestTransport};
@@ -81,7 +88,7 @@ impl<T: HttpTransport> HttpTransport for PolicyTransport<T> {
         };
         let addrs = match ip_literal(&host) {
             Some(addr) => vec![addr],
-            None => resolve(&mut request, &host).await?,
+            None => resolve(&mut request, &host, self.inner.default_options()).await?,
         };
         if let Err(violation) = self.policy.check_all(&host, addrs) {
             // Without the host, which a secret may have written (a capability URL); the
@@ -94,6 +101,10 @@ impl<T: HttpTransport> HttpTransport for PolicyTransport<T> {
         }
         self.inner.send(request).await
     }
+
+    fn default_options(&self) -> Option<RequestOptions> {
+        self.inner.default_options()
+    }
 }
 
 /// The address of `host` when it is an IP literal (IPv6 in brackets, as in a URL).
@@ -104,13 +115,26 @@ fn ip_literal(host: &str) -> Option<IpAddr> {
     }
 }
 
-/// Resolves `host` within the request's timeout, and takes the time spent off that timeout.
-async fn resolve(request: &mut Request<Bytes>, host: &str) -> Result<Vec<IpAddr>, TransportError> {
+/// How long a lookup may take when the timeout of the call is not known (a request without
+/// options for an inner transport that does not report its defaults), on top of whatever the
+/// inner transport then allows: a resolver with no answer by then is failing (glibc's default
+/// gives up after two tries of 5 s each), and the caller waits this much longer than it asked.
+const UNTOLD_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Resolves `host` within the timeout the request will be sent with, its own options' or else
+/// `inner_defaults`, and hands the request on with those options less the time spent.
+async fn resolve(
+    request: &mut Request<Bytes>,
+    host: &str,
+    inner_defaults: Option<RequestOptions>,
+) -> Result<Vec<IpAddr>, TransportError> {
     let started = tokio::time::Instant::now();
-    let limit = request
+    let options = request
         .extensions()
         .get::<RequestOptions>()
-        .map_or(RequestOptions::default().timeout, |options| options.timeout);
+        .copied()
+        .or(inner_defaults);
+    let limit = options.map_or(UNTOLD_LOOKUP_TIMEOUT, |options| options.timeout);
     let port = request.uri().port_u16().unwrap_or(0);
     let addrs: Vec<IpAddr> =
         match tokio::time::timeout(limit, tokio::net::lookup_host((host, port))).await {
@@ -126,8 +150,9 @@ async fn resolve(request: &mut Request<Bytes>, host: &str) -> Result<Vec<IpAddr>
             "the host name resolved to no address",
         ));
     }
-    if let Some(options) = request.extensions_mut().get_mut::<RequestOptions>() {
+    if let Some(mut options) = options {
         options.timeout = options.timeout.saturating_sub(started.elapsed());
+        request.extensions_mut().insert(options);
     }
     Ok(addrs)
 }

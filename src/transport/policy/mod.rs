@@ -166,8 +166,8 @@ impl AddressPolicy {
     /// IPv6) and `100.100.100.200` (Alibaba Cloud).
     ///
     /// Loopback, unspecified and private addresses are not denied: add
-    /// [`deny_loopback`](Self::deny_loopback), [`deny_unspecified`](Self::deny_unspecified)
-    /// and [`deny_private`](Self::deny_private) as the deployment calls for.
+    /// [`deny_loopback`](Self::deny_loopback) (which denies the unspecified addresses too) and
+    /// [`deny_private`](Self::deny_private) as the deployment calls for.
     pub fn deny_internal() -> Self {
         Self::new().deny_all(INTERNAL)
     }
@@ -181,14 +181,18 @@ impl AddressPolicy {
         self
     }
 
-    /// Denies loopback addresses: `127.0.0.0/8` and `::1`.
+    /// Denies loopback addresses, `127.0.0.0/8` and `::1`, and the unspecified addresses
+    /// ([`deny_unspecified`](Self::deny_unspecified)): a connection to `0.0.0.0` or `::` goes
+    /// to the local machine on Linux and others, reaching services listening on loopback only,
+    /// so denying loopback without them would leave a way around.
     #[must_use]
     pub fn deny_loopback(self) -> Self {
-        self.deny_all(LOOPBACK)
+        self.deny_all(LOOPBACK).deny_unspecified()
     }
 
     /// Denies unspecified addresses, which reach the local machine on most systems:
-    /// `0.0.0.0/8` and `::`.
+    /// `0.0.0.0/8` and `::` (and `::ffff:0.0.0.0`, checked as `0.0.0.0`).
+    /// [`deny_loopback`](Self::deny_loopback) denies them too.
     #[must_use]
     pub fn deny_unspecified(self) -> Self {
         self.deny_all(UNSPECIFIED)
@@ -451,6 +455,24 @@ mod tests {
         ] {
             assert!(policy.check("h", ip(addr)).is_err(), "{addr}");
         }
+    }
+
+    #[test]
+    fn deny_loopback_covers_the_unspecified_addresses() {
+        let loopback = AddressPolicy::new().deny_loopback();
+        for addr in ["0.0.0.0", "0.1.2.3", "::", "::ffff:0.0.0.0"] {
+            assert!(
+                matches!(
+                    loopback.check("h", ip(addr)),
+                    Err(PolicyViolation::Denied { .. })
+                ),
+                "{addr}"
+            );
+        }
+        let unspecified = AddressPolicy::new().deny_unspecified();
+        assert!(unspecified.check("h", ip("0.0.0.0")).is_err());
+        assert!(unspecified.check("h", ip("::")).is_err());
+        assert!(unspecified.check("h", ip("127.0.0.1")).is_ok());
     }
 
     #[test]
