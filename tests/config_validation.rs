@@ -859,7 +859,7 @@ mod limits {
             matches!(
                 e,
                 ConfigError::TooLarge {
-                    what: "YAML nodes (maps, lists and values)",
+                    what: "nodes (maps, lists and values)",
                     limit: 262_144
                 }
             ),
@@ -867,6 +867,20 @@ mod limits {
         );
         let larger = Limits::default().with_max_file_bytes(2 << 20);
         assert!(Plan::from_yaml_with(&source, &larger).is_ok());
+
+        let json =
+            format!(r#"{{"application": "a", "targets": {{"a": {{}}}}, "unused": [{values}]}}"#);
+        let e = DeploymentFile::from_json(&json).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::TooLarge {
+                    what: "nodes (maps, lists and values)",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     /// A webhook's headers are counted: past the limit the file is refused at `headers`, and no

@@ -1,5 +1,5 @@
 //! Signed webhook calls verify at the receiver, with `webhook-id` equal to the
-//! `Idempotency-Key` (PROTOCOL.md §8), a dot in it percent-encoded.
+//! `Idempotency-Key` (PROTOCOL.md §8), a dot or a space in it percent-encoded.
 #![cfg(all(feature = "reqwest", feature = "signing"))]
 
 use std::sync::Arc;
@@ -135,31 +135,42 @@ async fn signed_calls_verify_and_reuse_the_idempotency_key_as_webhook_id() {
     }
 }
 
-/// A deployment id with a dot (a host's own, such as a version) still signs: the dot, which
-/// Standard Webhooks forbids in `webhook-id`, is percent-encoded there (and `%` with it), and
-/// the call verifies at the receiver.
+/// A deployment id with a dot or a space (a host's own, such as a version) still signs: what
+/// Standard Webhooks or the signer refuse in `webhook-id` is percent-encoded there (and `%` with
+/// it), and the call verifies at the receiver.
 #[tokio::test]
-async fn a_deployment_id_with_a_dot_is_encoded_in_the_webhook_id() {
+async fn a_deployment_id_with_a_dot_or_a_space_is_encoded_in_the_webhook_id() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(202))
         .mount(&server)
         .await;
     let dispatcher = dispatcher(&server);
-    let (deployment, calls) = calls_of("checkout-1.4%");
-    let smoke = calls.iter().find(|c| c.gate.0 == 0).unwrap();
-    let prepared = dispatcher.prepare(&deployment, smoke, None);
-    assert_eq!(
-        dispatcher.send(&prepared).await,
-        CallResult::Sent { status: 202 }
-    );
+    for (id, webhook_id) in [
+        ("checkout-1.4%", "checkout-1%2E4%25:0"),
+        ("release 42", "release%2042:0"),
+    ] {
+        server.reset().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(202))
+            .mount(&server)
+            .await;
+        let (deployment, calls) = calls_of(id);
+        let smoke = calls.iter().find(|c| c.gate.0 == 0).unwrap();
+        let prepared = dispatcher.prepare(&deployment, smoke, None);
+        assert_eq!(
+            dispatcher.send(&prepared).await,
+            CallResult::Sent { status: 202 },
+            "{id}"
+        );
 
-    let received = server.received_requests().await.unwrap();
-    let headers = &received[0].headers;
-    assert_eq!(headers["idempotency-key"], "checkout-1.4%:0");
-    assert_eq!(headers["webhook-id"], "checkout-1%2E4%25:0");
-    Verifier::new(secret(GLOBAL))
-        .with_clock(Fixed)
-        .verify(headers, &received[0].body)
-        .unwrap();
+        let received = server.received_requests().await.unwrap();
+        let headers = &received[0].headers;
+        assert_eq!(headers["idempotency-key"], format!("{id}:0").as_str());
+        assert_eq!(headers["webhook-id"], webhook_id);
+        Verifier::new(secret(GLOBAL))
+            .with_clock(Fixed)
+            .verify(headers, &received[0].body)
+            .unwrap();
+    }
 }

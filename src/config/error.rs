@@ -193,7 +193,7 @@ pub enum ProblemKind {
     /// `afterDeployment` of a target whose canary never exposes it, or in a blue/green
     /// strategy's gates.
     #[error(
-        "webhook \"{webhook}\" uses {variable}, but no exposeServices step of this target's canary exposes that service before the webhook runs: expose it in an earlier step"
+        "webhook \"{webhook}\" uses {variable}, but no exposeServices step of a canary exposes that service before the webhook runs: preview URLs come only from a canary's exposeServices steps, so use it in a later step of that canary or in afterDeployment of a target whose canary exposes it"
     )]
     PreviewNotExposed {
         /// The webhook.

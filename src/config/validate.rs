@@ -81,12 +81,14 @@ impl DeploymentFile {
                 })
             })
         })
-        .map_err(|e| ConfigError::Syntax {
-            path: match path {
-                Some(path) if path != "." => path,
-                _ => "(file)".into(),
-            },
-            message: e.to_string(),
+        .map_err(|e| {
+            over_budget(&e, limits).unwrap_or_else(|| ConfigError::Syntax {
+                path: match path {
+                    Some(path) if path != "." => path,
+                    _ => "(file)".into(),
+                },
+                message: e.to_string(),
+            })
         })
     }
 
@@ -1109,8 +1111,8 @@ fn over_budget(mut e: &serde_saphyr::Error, limits: &Limits) -> Option<ConfigErr
         BudgetBreach::ScalarBytes { .. } | BudgetBreach::RecordedAnchorBytes { .. } => {
             ("bytes of text, aliases expanded", expanded_limit(limits))
         }
-        BudgetBreach::Nodes { .. } => ("YAML nodes (maps, lists and values)", budget.max_nodes),
-        BudgetBreach::Events { .. } => ("YAML parser events", budget.max_events),
+        BudgetBreach::Nodes { .. } => ("nodes (maps, lists and values)", budget.max_nodes),
+        BudgetBreach::Events { .. } => ("parser events", budget.max_events),
         BudgetBreach::Depth { .. } => ("nesting depth", limits.max_depth),
         _ => return None,
     };

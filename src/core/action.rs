@@ -42,7 +42,7 @@ pub struct WebhookCall {
     /// 1 for the first attempt.
     pub attempt: u32,
     /// The same for every attempt of this gate: send it as `Idempotency-Key` (and `webhook-id`
-    /// when signing, with `.` and `%` percent-encoded).
+    /// when signing, with `.`, `%`, spaces and what is not ASCII percent-encoded).
     pub idempotency_key: String,
 }
 

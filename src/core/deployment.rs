@@ -309,38 +309,29 @@ impl Deployment {
     /// longer than `deploymentConfig.timeout` fail, and so do rollbacks (the environment ends
     /// `failed`, as when the host reports a failed rollback).
     pub fn handle_timeout(&mut self, now: DateTime<Utc>) {
-        // A deadline whose firing changes nothing would be due again at once; it is passed
-        // over from then on, so that this ends whatever the state (restore refuses the states
-        // known to have one).
-        let mut inert = Vec::new();
-        while let Some(due) = self.next_due(now, &inert) {
-            let fired = match due {
-                Due::Gate(g) => self.fire_gate(now, g),
-                Due::Env(env) => self.fire_env(now, env),
-            };
-            if !fired {
-                inert.push(due);
-            }
-        }
+        self.fire_passed(now, |_| true);
     }
 
     /// Fires, earliest first, every deadline passed by `now` that fails something: those
     /// [`expire`](Self::expire) fires for one gate, over all gates, and the environments' host
     /// step and rollback timeouts.
     fn expire_all(&mut self, now: DateTime<Utc>) {
-        let mut left = Vec::new();
-        while let Some(due) = self.next_due(now, &left) {
+        self.fire_passed(now, closes_on_deadline);
+    }
+
+    /// Fires, earliest first, every deadline passed by `now` of an environment, or of a gate in a
+    /// state `fires` accepts. A deadline whose firing changes nothing would be due again at
+    /// once; it is passed over from then on, so that this ends whatever the state (restore
+    /// refuses the states known to have one).
+    fn fire_passed(&mut self, now: DateTime<Utc>, fires: impl Fn(GateState) -> bool) {
+        let mut passed_over = Vec::new();
+        while let Some(due) = self.next_due(now, &passed_over) {
             let fired = match due {
-                Due::Gate(g) => {
-                    !matches!(
-                        self.s.gate(g),
-                        GateState::RetryWaiting { .. } | GateState::Pausing { .. }
-                    ) && self.fire_gate(now, g)
-                }
+                Due::Gate(g) => fires(self.s.gate(g)) && self.fire_gate(now, g),
                 Due::Env(env) => self.fire_env(now, env),
             };
             if !fired {
-                left.push(due);
+                passed_over.push(due);
             }
         }
     }
@@ -352,11 +343,7 @@ impl Deployment {
     /// the input may make needless: the others are the timer's.
     fn expire(&mut self, now: DateTime<Utc>, gate: GateId) {
         let state = self.s.gate(gate);
-        let opens_or_passes = matches!(
-            state,
-            GateState::RetryWaiting { .. } | GateState::Pausing { .. }
-        );
-        if !opens_or_passes && state.deadline().is_some_and(|at| at <= now) {
+        if closes_on_deadline(state) && state.deadline().is_some_and(|at| at <= now) {
             self.fire_gate(now, gate);
         }
     }
@@ -930,6 +917,15 @@ impl Deployment {
         }
         true
     }
+}
+
+/// Whether a gate's deadline in `state` fails or closes it (a callback timeout, an approval's
+/// expiry, an analysis's timeout) rather than move it on (a retry going out, a pause ending).
+fn closes_on_deadline(state: GateState) -> bool {
+    !matches!(
+        state,
+        GateState::RetryWaiting { .. } | GateState::Pausing { .. }
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -45,7 +45,8 @@ impl Dispatcher {
     /// Fetches exactly the secrets the webhook's templates name, renders the request, sets
     /// `Idempotency-Key` to the call's key (replacing any the templates set; the same for every
     /// attempt), and, when a signer applies, the Standard Webhooks headers with `webhook-id` set
-    /// to that key (`.` and `%` percent-encoded, as the spec forbids a dot) and the timestamp
+    /// to that key (`.`, `%`, spaces and what is not ASCII percent-encoded, as the spec forbids a
+    /// dot and the signer takes visible ASCII only) and the timestamp
     /// from the dispatcher's clock; applies the request timeout
     /// (`requestTimeout`, else the dispatcher's) and sends it through the direct transport or
     /// the webhook's remote network agent (`agentIdentifier`, else the target's account).
@@ -182,17 +183,16 @@ impl Dispatcher {
     }
 }
 
-/// The `webhook-id` of a signed call: its idempotency key, with `%` and `.` percent-encoded.
-/// Standard Webhooks forbids a dot in the id (the signed text is `id.timestamp.body`), and a
-/// host may give deployments ids with dots (`checkout-1.4.0`); keys without either, such as the
-/// engine's, are sent as they are.
+/// The `webhook-id` of a signed call: its idempotency key, with `%`, `.` and every byte that is
+/// not visible ASCII percent-encoded. Standard Webhooks forbids a dot in the id (the signed text
+/// is `id.timestamp.body`), the signer takes visible ASCII only, and a host may give
+/// deployments ids with dots or spaces (`checkout-1.4.0`, `release 42`); keys needing none of
+/// it, such as the engine's, are sent as they are.
 #[cfg(feature = "signing")]
 fn message_id(key: &str) -> std::borrow::Cow<'_, str> {
-    if key.contains(['.', '%']) {
-        key.replace('%', "%25").replace('.', "%2E").into()
-    } else {
-        key.into()
-    }
+    const SENT_ENCODED: &percent_encoding::AsciiSet =
+        &percent_encoding::CONTROLS.add(b' ').add(b'%').add(b'.');
+    percent_encoding::utf8_percent_encode(key, SENT_ENCODED).into()
 }
 
 /// The URL a request went to, `printed` as errors print it, and the parts of it a server may

@@ -72,20 +72,46 @@ fn server_text(text: &str, secrets: &[&str]) -> String {
 }
 
 /// Untrusted text as an error message may show it: its first `max_chars` characters (then
-/// `…`), with what [`char::escape_debug`] escapes (control characters such as newlines and
-/// ANSI escapes, invisible ones such as bidirectional overrides) escaped, so that it can
-/// neither bloat nor forge log lines. Quotes and backslashes are kept: they break no line, and
-/// servers quote JSON in their messages.
+/// `…`), with control characters (newlines, ANSI escapes) and invisible format characters
+/// (bidirectional overrides and isolates, zero-width characters, the byte-order mark) escaped
+/// as [`char::escape_unicode`] writes them, so that it can neither bloat nor forge log lines.
+/// Everything else is kept as it is: quotes and backslashes break no line, and combining marks
+/// belong to the letters of many languages (which [`char::escape_debug`] would escape).
 fn untrusted_text(text: &str, max_chars: usize) -> String {
     let mut shown = String::new();
     for c in text.chars().take(max_chars) {
+        let invisible = matches!(
+            c,
+            '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'
+        );
         match c {
-            '"' | '\'' | '\\' => shown.push(c),
-            _ => shown.extend(c.escape_debug()),
+            '\n' => shown.push_str("\\n"),
+            '\r' => shown.push_str("\\r"),
+            '\t' => shown.push_str("\\t"),
+            c if c.is_control() || invisible => shown.extend(c.escape_unicode()),
+            c => shown.push(c),
         }
     }
     if text.chars().nth(max_chars).is_some() {
         shown.push('…');
     }
     shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::untrusted_text;
+
+    /// Letters with combining marks (Thai vowels, a decomposed é) are shown as they are; what
+    /// could break or disguise a log line is escaped.
+    #[test]
+    fn only_control_and_invisible_characters_are_escaped() {
+        let thai = "ข้อผิดพลาด e\u{301} \"quoted\" \\";
+        assert_eq!(untrusted_text(thai, 500), thai);
+        assert_eq!(
+            untrusted_text("a\nb\r\u{1b}[2J\u{202e}\u{200b}\u{feff}", 500),
+            r"a\nb\r\u{1b}[2J\u{202e}\u{200b}\u{feff}"
+        );
+        assert_eq!(untrusted_text("abcdef", 3), "abc…");
+    }
 }

@@ -20,7 +20,7 @@ use crate::core::{
 };
 use crate::ids::IdHasher;
 use crate::outbound::Dispatcher;
-use crate::store::{DynStore, HistoryEntry, NewDeployment, StoreError, StoredDeployment};
+use crate::store::{DynStore, HistoryEntry, Lease, NewDeployment, StoreError, StoredDeployment};
 
 /// Drives many deployments: performs their actions, keeps their state durable, fires their
 /// deadlines from one scheduler, and recovers them after a crash.
@@ -124,6 +124,9 @@ const RETRY_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(
 /// A deployment waiting for another one of its application (`enqueueOne`), or about to start.
 pub(crate) struct Queued {
     pub(crate) id: DeploymentId,
+    /// Kept, as the engine's plan cache holds plans only while something uses them: viewing or
+    /// starting a queued deployment then reads no file again.
+    pub(crate) plan: Arc<Plan>,
     pub(crate) source: Arc<str>,
     pub(crate) context: BTreeMap<String, String>,
     pub(crate) tenant: Option<String>,
@@ -206,6 +209,7 @@ impl Engine {
         };
         let queued = Queued {
             id,
+            plan: Arc::clone(&plan),
             source,
             context,
             tenant,
@@ -232,7 +236,7 @@ impl Engine {
         let engine = self.clone();
         self.detached(in_flight, async move {
             let _serial = serial;
-            match engine.launch(Arc::clone(&plan), &queued).await {
+            match engine.launch(&queued).await {
                 Ok(()) => Ok(Started {
                     id: queued.id,
                     status: DeploymentStatus::Running,
@@ -273,9 +277,10 @@ impl Engine {
         }
     }
 
-    /// Starts and stores `new`, a deployment of `plan`; `new` stays the caller's, for the
-    /// policy to apply should the store find the application busy.
-    pub(crate) async fn launch(&self, plan: Arc<Plan>, new: &Queued) -> Result<(), RuntimeError> {
+    /// Starts and stores `new`; it stays the caller's, for the policy to apply should the store
+    /// find the application busy.
+    pub(crate) async fn launch(&self, new: &Queued) -> Result<(), RuntimeError> {
+        let plan = Arc::clone(&new.plan);
         let now = self.inner.clock.now();
         let mut d = {
             let mut ids = lock(&self.inner.ids);
@@ -364,10 +369,7 @@ impl Engine {
                     Err(e) => return Err(e.into()),
                 }
             }
-            self.resume_all(stored, &mut recovered).await;
-            self.inner
-                .store
-                .renew(&self.lease().unwrap_or_else(|| lease.clone()))
+            self.resume_and_renew(stored, &lease, &mut recovered)
                 .await?;
         }
         while let Some(lease) = self.lease() {
@@ -376,13 +378,24 @@ impl Engine {
             if orphans.is_empty() {
                 break;
             }
-            self.resume_all(orphans, &mut recovered).await;
-            self.inner
-                .store
-                .renew(&self.lease().unwrap_or(lease))
+            self.resume_and_renew(orphans, &lease, &mut recovered)
                 .await?;
         }
         Ok(recovered)
+    }
+
+    /// [`Engine::resume_all`] for one batch of a replica's recovery, then its leases renewed
+    /// (with a fresh lease: the batch may have taken a while).
+    async fn resume_and_renew(
+        &self,
+        batch: Vec<StoredDeployment>,
+        lease: &Lease,
+        recovered: &mut Recovered,
+    ) -> Result<(), RuntimeError> {
+        self.resume_all(batch, recovered).await;
+        let lease = self.lease().unwrap_or_else(|| lease.clone());
+        self.inner.store.renew(&lease).await?;
+        Ok(())
     }
 
     async fn resume_all(&self, stored: Vec<StoredDeployment>, recovered: &mut Recovered) {
@@ -413,23 +426,40 @@ impl Engine {
     /// Cancels a deployment (see [`Deployment::handle_cancel`]). A deployment still queued
     /// (`enqueueOne`) leaves the queue and never starts.
     pub async fn cancel(&self, id: &DeploymentId, by: &str) -> Result<(), RuntimeError> {
-        if self.withdraw(id, by) {
-            return Ok(());
+        self.queued_or_stored(
+            || self.withdraw(id, by).then_some(()),
+            || async {
+                self.apply(id, |d, now| d.handle_cancel(now, by)).await??;
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// `queued()` for a deployment still queued, else `stored()`. One leaving the queue to start
+    /// is in neither for a moment: its hand-off holds the start lock until it is stored, so a
+    /// deployment found nowhere is looked for again once that lock is free.
+    async fn queued_or_stored<R, F>(
+        &self,
+        queued: impl Fn() -> Option<R>,
+        stored: impl Fn() -> F,
+    ) -> Result<R, RuntimeError>
+    where
+        F: Future<Output = Result<R, RuntimeError>>,
+    {
+        if let Some(r) = queued() {
+            return Ok(r);
         }
-        let cancel = |d: &mut Deployment, now| d.handle_cancel(now, by);
-        match self.apply(id, cancel).await {
-            // It may have been leaving the queue to start: once the start lock is free, it is
-            // either stored or still queued.
+        match stored().await {
             Err(RuntimeError::UnknownDeployment(_)) => {
                 let _serial = self.inner.start_lock.lock().await;
-                if self.withdraw(id, by) {
-                    return Ok(());
+                match queued() {
+                    Some(r) => Ok(r),
+                    None => stored().await,
                 }
-                self.apply(id, cancel).await??;
             }
-            applied => applied??,
+            found => found,
         }
-        Ok(())
     }
 
     /// Takes `id` out of the queue, if it is queued there; whether it was.
@@ -461,16 +491,20 @@ impl Engine {
     /// A deployment's status, its environments' statuses and its open gates; a deployment
     /// still queued shows as [`DeploymentStatus::Queued`], nothing of it begun.
     pub async fn view(&self, id: &DeploymentId) -> Result<DeploymentView, RuntimeError> {
-        let queued = lock(&self.inner.queued)
-            .values()
-            .find(|q| q.id == *id)
-            .map(|q| Arc::clone(&q.source));
-        if let Some(source) = queued {
-            return Ok(DeploymentView::queued(id, &*self.plan_for(&source)?));
-        }
-        let entry = self.entry(id, false).await?;
-        let live = entry.lock().await;
-        Ok(DeploymentView::of(&live.d))
+        self.queued_or_stored(
+            || {
+                lock(&self.inner.queued)
+                    .values()
+                    .find(|q| q.id == *id)
+                    .map(|q| DeploymentView::queued(id, &q.plan))
+            },
+            || async {
+                let entry = self.entry(id, false).await?;
+                let live = entry.lock().await;
+                Ok(DeploymentView::of(&live.d))
+            },
+        )
+        .await
     }
 
     /// A deployment's history: every event, with the `mdMessage` of each callback and who

@@ -26,7 +26,7 @@ pub enum RuntimeError {
     /// `ifDeploymentInProgress: reject`: another deployment of the application is running, or
     /// queued (by a file with `enqueueOne`) and about to start.
     #[error(
-        "deployment {running} of application {application} is still running or about to start, and the file says ifDeploymentInProgress: reject; wait for it to finish"
+        "deployment {running} of application {application} is still running or about to start, and the file says ifDeploymentInProgress: reject; wait for it to finish or cancel it"
     )]
     InProgress {
         /// The application.

@@ -76,14 +76,7 @@ impl Engine {
         // No look for a running deployment first: the create is exclusive (a queue exists only
         // where deployments of an application do not run side by side), and the store answers
         // it in the same step as the write.
-        let plan = match self.plan_for(&next.source) {
-            Ok(plan) => plan,
-            Err(e) => {
-                tracing::error!(deployment = %next.id, error = %e, "the queued deployment cannot start");
-                return Ok(false);
-            }
-        };
-        match self.launch(plan, &next).await {
+        match self.launch(&next).await {
             // Another one runs (started elsewhere): this one waits for it to finish.
             Err(RuntimeError::Store(StoreError::ApplicationBusy { .. })) => {
                 self.requeue(application, next);

@@ -44,7 +44,9 @@ pub struct ReplicaOptions {
     /// before another replica takes them over. Renewed every third of it.
     pub lease: Duration,
     /// How many orphaned deployments one round of lease upkeep takes over at most, so a
-    /// replica that finds many does not take them all before the others look.
+    /// replica that finds many does not take them all before the others look. Also the size of
+    /// the batches [`Engine::recover`](super::Engine::recover) resumes, its own deployments and
+    /// orphans alike, renewing its leases between them.
     pub takeover_batch: usize,
 }
 
@@ -64,7 +66,8 @@ impl ReplicaOptions {
         self
     }
 
-    /// At most `batch` orphaned deployments taken over per round of upkeep.
+    /// At most `batch` orphaned deployments taken over per round of upkeep, and resumed per
+    /// batch of a recovery.
     pub fn takeover_batch(mut self, batch: usize) -> Self {
         self.takeover_batch = batch.max(1);
         self
