@@ -79,6 +79,16 @@ fn secret(text: &str) -> SigningSecret {
     text.parse().unwrap()
 }
 
+/// A server answering every POST with 202.
+async fn accepting() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&server)
+        .await;
+    server
+}
+
 /// A dispatcher sending to `server`, signing with [`GLOBAL`], and `ticket`'s calls with [`OWN`].
 fn dispatcher(server: &MockServer) -> Dispatcher {
     Dispatcher::builder(
@@ -95,11 +105,7 @@ fn dispatcher(server: &MockServer) -> Dispatcher {
 
 #[tokio::test]
 async fn signed_calls_verify_and_reuse_the_idempotency_key_as_webhook_id() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(202))
-        .mount(&server)
-        .await;
+    let server = accepting().await;
     let dispatcher = dispatcher(&server);
     let (deployment, calls) = calls();
     assert_eq!(calls.len(), 2);
@@ -140,21 +146,12 @@ async fn signed_calls_verify_and_reuse_the_idempotency_key_as_webhook_id() {
 /// it), and the call verifies at the receiver.
 #[tokio::test]
 async fn a_deployment_id_with_a_dot_or_a_space_is_encoded_in_the_webhook_id() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(202))
-        .mount(&server)
-        .await;
-    let dispatcher = dispatcher(&server);
     for (id, webhook_id) in [
         ("checkout-1.4%", "checkout-1%2E4%25:0"),
         ("release 42", "release%2042:0"),
     ] {
-        server.reset().await;
-        Mock::given(method("POST"))
-            .respond_with(ResponseTemplate::new(202))
-            .mount(&server)
-            .await;
+        let server = accepting().await;
+        let dispatcher = dispatcher(&server);
         let (deployment, calls) = calls_of(id);
         let smoke = calls.iter().find(|c| c.gate.0 == 0).unwrap();
         let prepared = dispatcher.prepare(&deployment, smoke, None);
