@@ -693,6 +693,28 @@ fn restore_refuses_a_gate_state_its_kind_never_takes() {
     assert_eq!(mismatch(&d, waiting), kinds);
 }
 
+/// A deployment's status follows its environments: never `queued` once started, and terminal
+/// only once every environment is done.
+#[test]
+fn restore_refuses_a_status_its_environments_contradict() {
+    let d = start(
+        "application: a\ntargets: {x: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}}",
+    );
+    let running = r#""status":"running""#;
+    assert_eq!(
+        mismatch(&d, edited(&d, running, r#""status":"queued""#)),
+        "a started deployment queued"
+    );
+    for terminal in ["succeeded", "failed", "canceled", "rolled_back"] {
+        let state = edited(&d, running, &format!(r#""status":"{terminal}""#));
+        assert_eq!(
+            mismatch(&d, state),
+            "a finished deployment with an environment under way",
+            "{terminal}"
+        );
+    }
+}
+
 #[test]
 fn restore_refuses_a_deadline_on_a_gate_list() {
     let d = start(

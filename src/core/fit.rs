@@ -12,6 +12,7 @@ use super::action::{Action, HostStep};
 use super::event::EventKind;
 use super::machine::{Work, work};
 use super::state::{DeploymentState, EnvState, GateState, Pos};
+use super::status::DeploymentStatus;
 use crate::config::{EnvId, GateId, GateKind, Plan, Strategy};
 
 /// The largest operation counter a restored state may hold: far beyond any deployment's
@@ -27,6 +28,7 @@ pub(crate) fn check(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str
         return Err("number of gates");
     }
     callbacks(plan, s)?;
+    status(s)?;
     let mut ops = Vec::new();
     for (i, &state) in s.envs.iter().enumerate() {
         env(plan, EnvId(i as u16), state)?;
@@ -79,6 +81,20 @@ fn callbacks(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str> {
     };
     if !s.notes.keys().all(takes_notes) {
         return Err("progress notes counted for a gate that takes no callback");
+    }
+    Ok(())
+}
+
+/// A deployment runs from its start until its last environment is done, when it takes its
+/// terminal status: `queued` is the host's, before a start, and a terminal status beside an
+/// environment still under way would leave inputs moving that environment on while the
+/// deployment refuses a cancel as finished.
+fn status(s: &DeploymentState) -> Result<(), &'static str> {
+    if s.status == DeploymentStatus::Queued {
+        return Err("a started deployment queued");
+    }
+    if s.status.is_terminal() && !s.envs.iter().all(|e| matches!(e, EnvState::Done(_))) {
+        return Err("a finished deployment with an environment under way");
     }
     Ok(())
 }
