@@ -219,7 +219,7 @@ struct Validator {
     /// The services whose preview URLs each webhook's templates use, found once per webhook:
     /// a webhook may be named by thousands of gates, and its templates hold thousands of
     /// variables.
-    previews: BTreeMap<WebhookId, Vec<String>>,
+    previews: BTreeMap<WebhookId, BTreeSet<String>>,
     /// The services the canary of the target being read has exposed by the gate being read:
     /// only those have preview URLs when it runs.
     exposed: BTreeSet<String>,
@@ -928,7 +928,7 @@ impl Validator {
     fn check_previews(&mut self, stage: Stage, id: WebhookId, w: &Webhook, path: &str) {
         let services = self.previews.entry(id).or_insert_with(|| {
             let r = &w.request;
-            let services: BTreeSet<String> = std::iter::once(r.uri())
+            std::iter::once(r.uri())
                 .chain(r.headers().iter().map(|(_, t)| t))
                 .chain(r.body())
                 .flat_map(Template::variables)
@@ -936,13 +936,13 @@ impl Validator {
                     Variable::Armory(ArmoryVar::Preview(service)) => Some(service.clone()),
                     _ => None,
                 })
-                .collect();
-            services.into_iter().collect()
+                .collect()
         });
         let Some(missing) = services.iter().find(|s| !self.exposed.contains(*s)) else {
             return;
         };
-        let (webhook, variable) = (w.name.clone(), format!("armory.preview.{missing}"));
+        let variable = Variable::Armory(ArmoryVar::Preview(missing.clone())).to_string();
+        let webhook = w.name.clone();
         let kind = if stage == Stage::BeforeDeployment {
             ProblemKind::PreviewBeforeDeployment { webhook, variable }
         } else {

@@ -325,9 +325,9 @@ impl Deployment {
     /// refuses the states known to have one).
     fn fire_passed(&mut self, now: DateTime<Utc>, fires: impl Fn(GateState) -> bool) {
         let mut passed_over = Vec::new();
-        while let Some(due) = self.next_due(now, &passed_over) {
+        while let Some(due) = self.next_due(now, &fires, &passed_over) {
             let fired = match due {
-                Due::Gate(g) => fires(self.s.gate(g)) && self.fire_gate(now, g),
+                Due::Gate(g) => self.fire_gate(now, g),
                 Due::Env(env) => self.fire_env(now, env),
             };
             if !fired {
@@ -824,12 +824,18 @@ impl Deployment {
         }
     }
 
-    fn next_due(&self, now: DateTime<Utc>, inert: &[Due]) -> Option<Due> {
+    fn next_due(
+        &self,
+        now: DateTime<Utc>,
+        fires: impl Fn(GateState) -> bool,
+        inert: &[Due],
+    ) -> Option<Due> {
         let gates = self
             .s
             .gates
             .iter()
             .enumerate()
+            .filter(|(_, g)| fires(**g))
             .filter_map(|(i, g)| g.deadline().map(|d| (d, Due::Gate(GateId(i as u32)))));
         let envs = self
             .s

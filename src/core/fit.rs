@@ -93,7 +93,7 @@ fn status(s: &DeploymentState) -> Result<(), &'static str> {
     if s.status == DeploymentStatus::Queued {
         return Err("a started deployment queued");
     }
-    if s.status.is_terminal() && !s.envs.iter().all(|e| matches!(e, EnvState::Done(_))) {
+    if s.status.is_terminal() && !s.all_envs_done() {
         return Err("a finished deployment with an environment under way");
     }
     Ok(())

@@ -406,10 +406,13 @@ impl DeploymentState {
         }
     }
 
+    /// Whether every environment is done: what finishes a deployment.
+    pub(crate) fn all_envs_done(&self) -> bool {
+        self.envs.iter().all(|e| matches!(e, EnvState::Done(_)))
+    }
+
     pub(crate) fn check_finished(&mut self, now: DateTime<Utc>) {
-        if self.status != DeploymentStatus::Running
-            || !self.envs.iter().all(|e| matches!(e, EnvState::Done(_)))
-        {
+        if self.status != DeploymentStatus::Running || !self.all_envs_done() {
             return;
         }
         let statuses = || self.envs.iter().map(|e| e.status());

@@ -79,7 +79,8 @@ fn server_text(text: &str, secrets: &[&str]) -> String {
 /// belong to the letters of many languages (which [`char::escape_debug`] would escape).
 fn untrusted_text(text: &str, max_chars: usize) -> String {
     let mut shown = String::new();
-    for c in text.chars().take(max_chars) {
+    let mut chars = text.chars();
+    for c in chars.by_ref().take(max_chars) {
         let invisible = matches!(
             c,
             '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'
@@ -92,7 +93,7 @@ fn untrusted_text(text: &str, max_chars: usize) -> String {
             c => shown.push(c),
         }
     }
-    if text.chars().nth(max_chars).is_some() {
+    if chars.next().is_some() {
         shown.push('…');
     }
     shown

@@ -215,7 +215,7 @@ impl Engine {
             tenant,
         };
         if let Some(running) = running.into_iter().next() {
-            return self.in_progress(&plan, queued, running);
+            return self.in_progress(queued, running);
         }
         // One still waits: the last one of its application finished, and the hand-off that
         // starts the waiting one has not run yet. Started now, this newer one would run first,
@@ -225,7 +225,7 @@ impl Engine {
             .get(plan.application())
             .map(|w| w.id.clone());
         if let Some(waiting) = waiting {
-            return self.in_progress(&plan, queued, waiting);
+            return self.in_progress(queued, waiting);
         }
         // From here the deployment may be stored, so the caller going away (a client hanging
         // up) must not stop half-way: that would leave a stored deployment nobody drives, and
@@ -242,7 +242,7 @@ impl Engine {
                     status: DeploymentStatus::Running,
                 }),
                 Err(RuntimeError::Store(StoreError::ApplicationBusy { running, .. })) => {
-                    engine.in_progress(&plan, queued, running)
+                    engine.in_progress(queued, running)
                 }
                 Err(e) => Err(e),
             }
@@ -252,16 +252,12 @@ impl Engine {
 
     /// What `ifDeploymentInProgress` says to do with `new` while `running` runs or is about
     /// to: queue it (`enqueueOne`, in place of one queued before) or refuse it.
-    fn in_progress(
-        &self,
-        plan: &Plan,
-        new: Queued,
-        running: DeploymentId,
-    ) -> Result<Started, RuntimeError> {
-        match plan.if_in_progress() {
+    fn in_progress(&self, new: Queued, running: DeploymentId) -> Result<Started, RuntimeError> {
+        let application = new.plan.application().to_owned();
+        match new.plan.if_in_progress() {
             InProgressPolicy::EnqueueOne => {
                 let id = new.id.clone();
-                let replaced = lock(&self.inner.queued).insert(plan.application().to_owned(), new);
+                let replaced = lock(&self.inner.queued).insert(application, new);
                 if let Some(old) = replaced {
                     tracing::info!(replaced = %old.id, by = %id, "queued deployment replaced by a newer one");
                 }
@@ -271,7 +267,7 @@ impl Engine {
                 })
             }
             _ => Err(RuntimeError::InProgress {
-                application: plan.application().to_owned(),
+                application,
                 running,
             }),
         }
@@ -465,9 +461,8 @@ impl Engine {
     /// Takes `id` out of the queue, if it is queued there; whether it was.
     fn withdraw(&self, id: &DeploymentId, by: &str) -> bool {
         let mut queued = lock(&self.inner.queued);
-        let Some(application) = queued
-            .iter()
-            .find_map(|(application, q)| (q.id == *id).then(|| application.clone()))
+        let Some(application) =
+            queued_entry(&queued, id).map(|(application, _)| application.clone())
         else {
             return false;
         };
@@ -493,10 +488,8 @@ impl Engine {
     pub async fn view(&self, id: &DeploymentId) -> Result<DeploymentView, RuntimeError> {
         self.queued_or_stored(
             || {
-                lock(&self.inner.queued)
-                    .values()
-                    .find(|q| q.id == *id)
-                    .map(|q| DeploymentView::queued(id, &q.plan))
+                queued_entry(&lock(&self.inner.queued), id)
+                    .map(|(_, q)| DeploymentView::queued(id, &q.plan))
             },
             || async {
                 let entry = self.entry(id, false).await?;
@@ -770,6 +763,14 @@ impl Engine {
             index.remove(&callback);
         }
     }
+}
+
+/// The queue entry of deployment `id`, if it is queued: its application, and it.
+fn queued_entry<'a>(
+    queued: &'a HashMap<String, Queued>,
+    id: &DeploymentId,
+) -> Option<(&'a String, &'a Queued)> {
+    queued.iter().find(|(_, q)| q.id == *id)
 }
 
 /// `d`'s actions and events, drained.

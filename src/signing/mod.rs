@@ -27,6 +27,19 @@ pub use secret::SigningSecret;
 pub use signer::{SignatureHeaders, Signer};
 pub use verifier::Verifier;
 
+/// Refuses a message id with a dot, for signer and verifier alike: the signed text is
+/// `id.timestamp.body`, so with a dot in the id one signed message could be split into another
+/// id, timestamp and body that the same signature covers (the spec forbids it).
+fn refuse_dotted(id: &str) -> Result<(), SignatureError> {
+    if id.contains('.') {
+        return Err(SignatureError::InvalidMessageId {
+            id: id.to_owned(),
+            reason: "it contains `.`",
+        });
+    }
+    Ok(())
+}
+
 /// The header carrying the message id.
 pub const WEBHOOK_ID: &str = "webhook-id";
 /// The header carrying the signing time, in seconds since the Unix epoch.

@@ -89,9 +89,7 @@ impl SignatureHeaders {
         if self.id.is_empty() {
             return Err(invalid("it is empty"));
         }
-        if self.id.contains('.') {
-            return Err(invalid("it contains `.`"));
-        }
+        super::refuse_dotted(&self.id)?;
         // `HeaderValue` alone would let non-ASCII bytes through, which receivers read differently.
         let id = Some(&self.id)
             .filter(|id| id.bytes().all(|b| b.is_ascii_graphic()))

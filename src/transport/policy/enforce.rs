@@ -88,7 +88,7 @@ impl<T: HttpTransport> HttpTransport for PolicyTransport<T> {
         };
         let addrs = match ip_literal(&host) {
             Some(addr) => vec![addr],
-            None => resolve(&mut request, &host, self.inner.default_options()).await?,
+            None => resolve(&mut request, &host, || self.inner.default_options()).await?,
         };
         if let Err(violation) = self.policy.check_all(&host, addrs) {
             // Without the host, which a secret may have written (a capability URL); the
@@ -126,14 +126,14 @@ const UNTOLD_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 async fn resolve(
     request: &mut Request<Bytes>,
     host: &str,
-    inner_defaults: Option<RequestOptions>,
+    inner_defaults: impl FnOnce() -> Option<RequestOptions>,
 ) -> Result<Vec<IpAddr>, TransportError> {
     let started = tokio::time::Instant::now();
     let options = request
         .extensions()
         .get::<RequestOptions>()
         .copied()
-        .or(inner_defaults);
+        .or_else(inner_defaults);
     let limit = options.map_or(UNTOLD_LOOKUP_TIMEOUT, |options| options.timeout);
     let port = request.uri().port_u16().unwrap_or(0);
     let addrs: Vec<IpAddr> =
