@@ -209,6 +209,29 @@ async fn expiry_is_checked_against_the_injected_clock_with_leeway() {
     assert!(err.to_string().contains("nbf"), "{err}");
 }
 
+/// RFC 7519 §2: a NumericDate is any JSON number, so a negative or fractional `exp` is a time
+/// like another, not a missing claim.
+#[tokio::test]
+async fn an_exp_that_is_not_an_unsigned_integer_is_still_a_time() {
+    let clock = clock();
+    let authorizer = hs_authorizer(&clock);
+    let long_ago = hs(&claims(&clock, json!({"exp": -5})));
+    assert_eq!(
+        authorizer.authorize(&long_ago).await,
+        Err(AuthError::ExpiredToken)
+    );
+    let far_off = hs(&claims(&clock, json!({"exp": 1e20})));
+    assert!(authorizer.authorize(&far_off).await.is_ok());
+    let fractional = hs(&claims(
+        &clock,
+        json!({"exp": clock.now().timestamp() as f64 + 0.5}),
+    ));
+    assert!(authorizer.authorize(&fractional).await.is_ok());
+    let text = hs(&claims(&clock, json!({"exp": "tomorrow"})));
+    let err = authorizer.authorize(&text).await.unwrap_err();
+    assert!(err.to_string().contains("exp"), "{err}");
+}
+
 #[tokio::test]
 async fn a_required_scope_comes_from_scope_or_scp_and_its_absence_is_forbidden() {
     let clock = clock();
