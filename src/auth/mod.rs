@@ -2,7 +2,8 @@
 //!
 //! The HTTP layer ([`crate::server`]) takes the token out of `Authorization: Bearer <token>`
 //! and asks a [`CallbackAuthorizer`] who it belongs to. The answer is a [`Principal`] (subject,
-//! scopes, roles, tenant) or an [`AuthError`] that maps to 401, 403 or 503.
+//! scopes, roles, tenant) or an [`AuthError`] that maps to 401, 403, 503 or, for a
+//! misconfigured authorizer, 500.
 //!
 //! - [`StaticTokens`]: a fixed table of tokens, compared in constant time.
 //! - `JwtAuthorizer` (feature `jwt`): JWTs signed with HS256, RS256 or ES256, keys configured

@@ -362,7 +362,8 @@ pub struct Webhook {
     pub disable_callback: bool,
     /// `callbackTimeout` (hookgate extension); `None`: the deployment's default.
     pub callback_timeout: Option<Duration>,
-    /// `requestTimeout` (hookgate extension); `None`: the transport's default.
+    /// `requestTimeout` (hookgate extension); `None`: the dispatcher's request timeout
+    /// ([`DispatcherBuilder::request_timeout`](crate::outbound::DispatcherBuilder::request_timeout)).
     pub request_timeout: Option<Duration>,
     /// `retryableStatusCodes` (hookgate extension), sorted and without repeats: a failed answer
     /// is retried exactly when its status is listed, whatever its

@@ -138,7 +138,7 @@ impl CallbackClient {
     ///
     /// # Errors
     ///
-    /// See [`CallbackError`]; `409` and `410` are `Ok`.
+    /// See [`CallbackError`]; `409`, `410` and a `422` `too_many_notes` are `Ok`.
     pub async fn send(
         &self,
         url: &Url,

@@ -483,7 +483,8 @@ impl Engine {
         Ok(())
     }
 
-    /// A deployment's status, its environments' statuses and its open gates; a deployment
+    /// A deployment's status, its environments' statuses and every gate's state
+    /// ([`DeploymentView::open_gates`] for those waiting); a deployment
     /// still queued shows as [`DeploymentStatus::Queued`], nothing of it begun.
     pub async fn view(&self, id: &DeploymentId) -> Result<DeploymentView, RuntimeError> {
         self.queued_or_stored(

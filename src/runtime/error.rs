@@ -13,7 +13,9 @@ pub enum RuntimeError {
     /// The core refused the input.
     #[error(transparent)]
     Core(#[from] CoreError),
-    /// The store failed; nothing changed, and the same call may be retried.
+    /// The store failed. A write whose answer was lost may have been stored all the same
+    /// ([`StoreError::Backend`]); the engine looks again and goes on with what it finds, so look
+    /// before retrying a start, which could otherwise start the deployment twice.
     #[error("the store failed: {0}")]
     Store(#[from] StoreError),
     /// The deployment's webhooks cannot be sent (for example a remote network agent has no

@@ -26,7 +26,8 @@ pub enum CallbackReport {
 /// What the HTTP layer asks of the gates: apply a callback, decide an approval.
 ///
 /// Implemented by the runtime's engine and by [`MemoryGates`](super::MemoryGates). An
-/// implementation stores the result durably **before** returning `Ok`, since the HTTP answer
+/// implementation stores the result (durably, in production; `MemoryGates` keeps it in memory)
+/// **before** returning `Ok`, since the HTTP answer
 /// tells the sender it need not retry. It checks that `by` may act on the deployment (e.g. its
 /// tenant) and answers [`GateError::Forbidden`] otherwise.
 #[async_trait]

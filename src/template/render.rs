@@ -47,8 +47,9 @@ pub enum Escape {
     /// As JSON-string content: the template supplies the quotes (`"env": "{{armory.namespace}}"`),
     /// the value's quotes, backslashes and control characters are escaped.
     Json,
-    /// Percent-encoded (everything but `A-Z a-z 0-9 - . _ ~`), except a placeholder that starts
-    /// the template, which is a whole base URL and is inserted as it is.
+    /// Percent-encoded (everything but `A-Z a-z 0-9 - . _ ~`), except a leading
+    /// `{{secrets.*}}`, `{{armory.callbackUri}}` or `{{armory.preview.*}}`, which is a whole base
+    /// URL and is inserted as it is (a leading `{{context.*}}` is encoded like any other).
     Uri,
     /// As it is, but a value containing CR or LF is an error (no header injection).
     Header,

@@ -13,8 +13,9 @@
 //! `COMMIT`, between two batches, as SQLite would have, and again after each commit until one
 //! copies the whole log: the log then starts over, and stays bounded. Checkpoints do not make commits durable: in WAL mode a commit is durable once its
 //! frames are in the log (synced by the `COMMIT` itself under `synchronous=FULL`), so moving
-//! them changes no acknowledgement. Closing the store checkpoints as before, when the last
-//! connection closes.
+//! them changes no acknowledgement. [`SqliteStore::close`](crate::store::SqliteStore::close)
+//! checkpoints and empties the log itself (`wal_checkpoint(TRUNCATE)`), since SQLite's own
+//! checkpoint when the last connection closes can be skipped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
