@@ -663,5 +663,6 @@ pub(crate) fn step_context(d: &Deployment, env: EnvId) -> StepContext {
         environment: e.name().to_owned(),
         account: e.account().map(str::to_owned),
         namespace: e.namespace().map(str::to_owned),
+        strategy: e.strategy().into(),
     }
 }

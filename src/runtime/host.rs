@@ -1,5 +1,6 @@
 use async_trait::async_trait;
 
+use crate::config::Strategy;
 use crate::core::{DeploymentId, HostStep, StepOutcome};
 
 /// Where a host step runs: the deployment and the target's fields from the deployment file.
@@ -16,6 +17,52 @@ pub struct StepContext {
     pub account: Option<String>,
     /// The target's `namespace`.
     pub namespace: Option<String>,
+    /// The target's `strategy`: what [`HostStep::Deploy`] deploys beside, and for blue/green
+    /// the services [`HostStep::RedirectTraffic`] switches.
+    pub strategy: StepStrategy,
+}
+
+/// How a target is deployed, from its `strategy` (PROTOCOL.md §2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StepStrategy {
+    /// No strategy: the new version replaces the old.
+    Direct,
+    /// A canary strategy: the new version runs beside the old, traffic moved by
+    /// [`HostStep::SetWeight`].
+    Canary {
+        /// The strategy's name.
+        name: String,
+    },
+    /// A blue/green strategy: the new version behind the preview service until
+    /// [`HostStep::RedirectTraffic`] points the active service at it.
+    BlueGreen {
+        /// The strategy's name.
+        name: String,
+        /// `activeService`.
+        active_service: String,
+        /// `previewService`.
+        preview_service: Option<String>,
+    },
+}
+
+impl From<&Strategy> for StepStrategy {
+    fn from(strategy: &Strategy) -> Self {
+        match strategy {
+            Strategy::Direct => StepStrategy::Direct,
+            Strategy::Canary { name, .. } => StepStrategy::Canary { name: name.clone() },
+            Strategy::BlueGreen {
+                name,
+                active_service,
+                preview_service,
+                ..
+            } => StepStrategy::BlueGreen {
+                name: name.clone(),
+                active_service: active_service.clone(),
+                preview_service: preview_service.clone(),
+            },
+        }
+    }
 }
 
 /// The host application's side of a deployment: the steps hookgate asks for but cannot do

@@ -47,6 +47,6 @@ pub use builder::EngineBuilder;
 pub use engine::{Engine, Recovered, Started};
 pub use error::RuntimeError;
 pub use event::EngineEvent;
-pub use host::{Host, SimulatedHost, StepContext};
+pub use host::{Host, SimulatedHost, StepContext, StepStrategy};
 pub use replica::{ReplicaOptions, Upkeep};
 pub use view::{DeploymentView, GateView};
