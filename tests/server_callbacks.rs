@@ -421,6 +421,20 @@ async fn refused_requests_leave_the_gate_open_and_a_valid_callback_still_applies
             },
         ),
         refused(
+            "two Authorization headers, both valid",
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "more than once",
+            |p| {
+                Request::post(p)
+                    .header("authorization", format!("Bearer {TOKEN}"))
+                    .header("authorization", format!("Bearer {TOKEN}"))
+                    .header("content-type", "application/json")
+                    .body(Body::from(r#"{"success": true}"#))
+                    .unwrap()
+            },
+        ),
+        refused(
             "empty bearer",
             StatusCode::UNAUTHORIZED,
             "unauthorized",

@@ -280,7 +280,14 @@ fn invalid_body(problem: String) -> Response<Bytes> {
 
 /// The token of `Authorization: Bearer <token>` (the scheme is case-insensitive).
 fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
-    let value = headers.get(AUTHORIZATION).ok_or(AuthError::MissingToken)?;
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next().ok_or(AuthError::MissingToken)?;
+    // A proxy in front could check one header while hookgate reads another.
+    if values.next().is_some() {
+        return Err(AuthError::MalformedToken {
+            reason: "the Authorization header is given more than once",
+        });
+    }
     let value = value.to_str().map_err(|_| AuthError::MalformedToken {
         reason: "the header holds characters a token cannot have",
     })?;

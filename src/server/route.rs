@@ -33,8 +33,10 @@ pub(super) enum NoRoute {
 impl Route {
     /// Parses the part of the path below the prefix (the query is not part of it).
     pub(super) fn parse(path: &str) -> Result<Self, NoRoute> {
+        // At most one segment more than the longest route, which then matches nothing: a path
+        // of many slashes, read before the sender is known, costs no more than a short one.
         let segments: Vec<&str> = match path.strip_prefix('/') {
-            Some(rest) => rest.split('/').collect(),
+            Some(rest) => rest.splitn(6, '/').collect(),
             None => return Err(NoRoute::NotFound),
         };
         match segments[..] {
@@ -148,6 +150,12 @@ mod tests {
             ),
             ("/deployments//gates/1/approve", NoRoute::EmptyDeployment),
             ("/deployments/d/gates/1/maybe", NoRoute::NotFound),
+            ("/deployments/d/gates/1/approve/", NoRoute::NotFound),
+            (
+                "/deployments/d/gates/1/approve/more/still",
+                NoRoute::NotFound,
+            ),
+            (&"/".repeat(65_000), NoRoute::NotFound),
         ] {
             assert_eq!(Route::parse(path), Err(why), "{path}");
         }
