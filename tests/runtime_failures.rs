@@ -521,6 +521,26 @@ async fn a_lost_save_found_under_a_later_write_has_its_work_asked_for_again() {
     s.succeeds_within(&started, 3).await;
 }
 
+/// A save answered with a failure, which a look finds not stored, but which the database
+/// stores a moment later: the deployment is put back, and when a later write finds the stored
+/// one ahead and reloads it, the work in flight there is asked for again.
+#[tokio::test]
+async fn a_save_stored_after_the_look_that_found_it_missing_has_its_work_asked_for_again() {
+    let s = setup();
+    let started = s.start_pause().await;
+    s.clock.advance(TimeDelta::minutes(2));
+    s.store.store_saves_late(1);
+    let version = s.stored(&started).await.version;
+
+    s.engine.fire_due().await;
+    assert_eq!(
+        s.stored(&started).await.version,
+        version + 1,
+        "the pause's write is stored after the look"
+    );
+    s.succeeds_within(&started, 3).await;
+}
+
 /// A replica's `recover` tried again (after a failure, or twice) registers its change watcher
 /// once: stores keep every watcher, and each would start its own reload of every write.
 #[tokio::test]

@@ -242,9 +242,10 @@ impl Engine {
     /// `version` if the write that failed with `failure` was stored after all, as `state`:
     /// a database whose connection dropped after it committed answers with a failure, and
     /// taking that for a write that changed nothing would drop the actions it led to, which
-    /// nothing would ask for again. Otherwise `failure`; when the look cannot tell (it fails,
-    /// or finds a later version written over what may have been this write), `on_unknown` is
-    /// called first, for a caller that can have the deployment looked at again later.
+    /// nothing would ask for again. Otherwise `failure`, with `on_unknown` called first, for a
+    /// caller that can have the deployment looked at again later: no look settles it, since a
+    /// look that fails or finds a later version cannot tell, and one that finds the version
+    /// before may come before a commit still under way on the server.
     pub(crate) async fn stored_anyway(
         &self,
         id: &DeploymentId,
@@ -268,7 +269,11 @@ impl Engine {
                 on_unknown();
                 Err(failure)
             }
-            Ok(_) => Err(failure),
+            Ok(_) => {
+                tracing::warn!(deployment = %id, error = %failure, "a write failed and is not stored yet; it may still be");
+                on_unknown();
+                Err(failure)
+            }
             Err(look) => {
                 tracing::warn!(deployment = %id, error = %failure, look = %look, "a write failed, and whether it was stored is not known");
                 on_unknown();

@@ -1,6 +1,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
@@ -20,6 +21,9 @@ use crate::store::{
 ///   drops after it committed ([`lose_save_answers`](Self::lose_save_answers),
 ///   [`lose_create_answers`](Self::lose_create_answers)), also with a later write stored over
 ///   the save before the answer ([`bury_save_answers`](Self::bury_save_answers));
+/// - saves are answered with a failure and stored only after the caller's next look, as a
+///   database commits a statement whose client has given up on it
+///   ([`store_saves_late`](Self::store_saves_late));
 /// - saves, creates and lease renewals wait once before going on, as a durable store's do
 ///   ([`slow_saves`](Self::slow_saves), [`slow_creates`](Self::slow_creates),
 ///   [`slow_renews`](Self::slow_renews)), lease claims too ([`slow_claims`](Self::slow_claims)),
@@ -60,6 +64,20 @@ pub struct FaultyStore<S = MemoryStore> {
     /// Lease claims to fail.
     fail_claim: AtomicUsize,
     late_renew: AtomicBool,
+    /// Saves to answer with a failure and store after the next load.
+    late_save: AtomicUsize,
+    /// A save answered already, stored at the next load.
+    pending_save: Mutex<Option<LateSave>>,
+}
+
+/// A save [`FaultyStore::store_saves_late`] has answered but not stored yet.
+#[derive(Debug)]
+struct LateSave {
+    id: DeploymentId,
+    expected_version: u64,
+    state: DeploymentState,
+    status: DeploymentStatus,
+    events: Vec<Event>,
 }
 
 impl<S: Store> FaultyStore<S> {
@@ -81,6 +99,8 @@ impl<S: Store> FaultyStore<S> {
             watches: AtomicUsize::new(0),
             fail_claim: AtomicUsize::new(0),
             late_renew: AtomicBool::new(false),
+            late_save: AtomicUsize::new(0),
+            pending_save: Mutex::new(None),
         }
     }
 
@@ -121,6 +141,15 @@ impl<S: Store> FaultyStore<S> {
     /// those [`lose_save_answers`](Self::lose_save_answers) takes.
     pub fn bury_save_answers(&self, n: usize) {
         self.buried_save.store(n, Ordering::SeqCst);
+    }
+
+    /// Answers each of the next `n` saves with [`StoreError::Backend`] at once and stores it
+    /// right after the next load has read the deployment (if the version it expects still
+    /// holds then): a look at the deployment after the failure finds it unchanged, and the
+    /// write is stored all the same a moment later, as a database stores a statement whose
+    /// connection dropped while it ran.
+    pub fn store_saves_late(&self, n: usize) {
+        self.late_save.store(n, Ordering::SeqCst);
     }
 
     /// Stores each of the next `n` creates and then answers it with [`StoreError::Backend`],
@@ -224,6 +253,19 @@ impl<S: Store> Store for FaultyStore<S> {
         if self.injected_failure() {
             return Err(injected());
         }
+        if take(&self.late_save) {
+            *self
+                .pending_save
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(LateSave {
+                id: id.clone(),
+                expected_version,
+                state: state.clone(),
+                status,
+                events: events.to_vec(),
+            });
+            return Err(lost_answer());
+        }
         let saved = self
             .inner
             .save(id, expected_version, state, status, events)
@@ -245,7 +287,20 @@ impl<S: Store> Store for FaultyStore<S> {
         if take(&self.fail_load) {
             return Err(injected());
         }
-        self.inner.load(id).await
+        let loaded = self.inner.load(id).await;
+        let late = self
+            .pending_save
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(s) = late {
+            // Refused as a conflict when another write came first, as the database would.
+            let _ = self
+                .inner
+                .save(&s.id, s.expected_version, &s.state, s.status, &s.events)
+                .await;
+        }
+        loaded
     }
 
     async fn find_by_callback(
