@@ -687,3 +687,69 @@ webhooks:
     b.shutdown().await;
     scheduler.await.unwrap();
 }
+
+/// A host that never answers: its steps stay in flight until the engine stops.
+struct SilentHost;
+
+#[async_trait::async_trait]
+impl hookgate::runtime::Host for SilentHost {
+    async fn run_step(
+        &self,
+        _: &hookgate::runtime::StepContext,
+        _: &hookgate::core::HostStep,
+    ) -> hookgate::core::StepOutcome {
+        std::future::pending().await
+    }
+
+    async fn roll_back(&self, _: &hookgate::runtime::StepContext) -> hookgate::core::StepOutcome {
+        std::future::pending().await
+    }
+}
+
+/// A replica whose lease lapsed while another took its deployment over, moved it on and gave
+/// it up with a step in flight, claims it back without knowing of that step: it resumes the
+/// deployment from the store, which asks for the step again, rather than go on with its own
+/// copy, where nothing would.
+#[tokio::test]
+async fn a_lease_taken_back_after_another_replica_held_it_asks_again_for_its_work() {
+    use hookgate::auth::Principal;
+    use hookgate::core::DeploymentStatus;
+    use hookgate::runtime::{Engine, ReplicaOptions};
+    use hookgate::server::{CallbackReport, GateService};
+
+    let o = Orphans::new();
+    let a = o.replica("a");
+    a.recover().await.unwrap();
+    let id = a
+        .start(ONE_GATE, std::collections::BTreeMap::new())
+        .await
+        .unwrap()
+        .id;
+    o.clock.advance(chrono::TimeDelta::minutes(2));
+
+    let b = Engine::builder(
+        o.external.dispatcher("https://gates.example").unwrap(),
+        SilentHost,
+    )
+    .shared_store(Arc::clone(&o.store))
+    .clock(o.clock.clone())
+    .replica(ReplicaOptions::new("b").lease(std::time::Duration::from_secs(60)))
+    .build();
+    b.recover().await.unwrap();
+    let uri = String::from_utf8(o.external.requests().last().unwrap().body.to_vec()).unwrap();
+    let callback = uri.rsplit('/').next().unwrap().parse().unwrap();
+    let report = CallbackReport::Outcome {
+        success: true,
+        message: None,
+    };
+    GateService::callback(&b, callback, report, &Principal::new("external"))
+        .await
+        .expect("applied by the replica that took it over");
+    b.shutdown().await;
+
+    a.maintain_leases().await.unwrap();
+    replicas::eventually(|| async {
+        a.view(&id).await.unwrap().status == DeploymentStatus::Succeeded
+    })
+    .await;
+}

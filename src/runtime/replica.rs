@@ -15,7 +15,7 @@
 //! over as a restarted engine would, firing the deadlines that passed and asking again for the
 //! calls and steps that were under way (with the same idempotency keys and operation ids).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -165,10 +165,12 @@ impl Engine {
         let Ok(_in_flight) = self.in_flight() else {
             return Ok(upkeep);
         };
+        let before: HashSet<Arc<DeploymentId>> = lock(&self.inner.live).keys().cloned().collect();
         let held: HashMap<DeploymentId, u64> =
             self.inner.store.renew(&lease).await?.into_iter().collect();
         upkeep.renewed = held.len();
         let live: Vec<Arc<DeploymentId>> = lock(&self.inner.live).keys().cloned().collect();
+        let mut retaken = Vec::new();
         for id in live {
             match held.get(&id) {
                 Some(&version) => upkeep.reloaded += usize::from(self.sync(&id, version).await),
@@ -180,6 +182,14 @@ impl Engine {
                     // for work still under way: the next round looks again.
                     let lease = self.lease().unwrap_or_else(|| lease.clone());
                     match self.inner.store.claim(&id, &lease).await {
+                        // Held here before `renew` read the leases, yet not among them: the
+                        // lease lapsed and passed through another replica, whose work in
+                        // flight this copy knows nothing of. Resumed afresh from the store
+                        // below, which asks for that work again.
+                        Ok(true) if before.contains(&id) => {
+                            self.lose(&id).await;
+                            retaken.push(DeploymentId::clone(&id));
+                        }
                         Ok(true) => {}
                         Ok(false) => {
                             self.lose(&id).await;
@@ -199,6 +209,7 @@ impl Engine {
             held.keys()
                 .filter(|id| !live.contains_key(*id))
                 .cloned()
+                .chain(retaken)
                 .collect()
         };
         for id in missing {
