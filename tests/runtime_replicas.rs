@@ -753,3 +753,53 @@ async fn a_lease_taken_back_after_another_replica_held_it_asks_again_for_its_wor
     })
     .await;
 }
+
+/// An upkeep round dropped while it stores a deployment another replica moved on (a timeout
+/// around it) still carries that write to its end: the actions the other replica left for the
+/// owner, taken out of the deployment for the write, are performed rather than lost, which
+/// left the deployment waiting for good.
+#[tokio::test]
+async fn an_upkeep_round_dropped_while_taking_up_another_replicas_change_still_finishes_it() {
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    use hookgate::auth::Principal;
+    use hookgate::core::DeploymentStatus;
+    use hookgate::server::{CallbackReport, GateService};
+
+    let o = Orphans::new();
+    let (a, b) = (o.replica("a"), o.replica("b"));
+    a.recover().await.unwrap();
+    b.recover().await.unwrap();
+    let id = a
+        .start(ONE_GATE, std::collections::BTreeMap::new())
+        .await
+        .unwrap()
+        .id;
+    let uri = String::from_utf8(o.external.requests()[0].body.to_vec()).unwrap();
+    let callback = uri.rsplit('/').next().unwrap().parse().unwrap();
+    let report = CallbackReport::Outcome {
+        success: true,
+        message: None,
+    };
+    GateService::callback(&b, callback, report, &Principal::new("external"))
+        .await
+        .expect("stored by the replica that does not drive it");
+
+    o.faulty.slow_saves(true);
+    {
+        let mut round = pin!(a.maintain_leases());
+        assert!(
+            round
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_pending(),
+            "the round's write of the change waits"
+        );
+    }
+    o.faulty.slow_saves(false);
+    replicas::eventually(|| async {
+        a.view(&id).await.unwrap().status == DeploymentStatus::Succeeded
+    })
+    .await;
+}

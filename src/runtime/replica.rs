@@ -247,8 +247,24 @@ impl Engine {
     /// Takes up what a write by another replica (or a save that lost a race here) left for the
     /// driver of a deployment driven here: reloads it if the store is ahead, stores it without
     /// the pending actions and performs them. A deployment that is finished leaves memory.
-    /// Returns whether it did anything.
+    /// Returns whether it did anything; nothing once shutdown has begun.
+    ///
+    /// Carried to its end if the caller stops waiting, as [`Engine::resume`] is: stopped while
+    /// its write waits, the pending actions it took out of the deployment would be in no one's
+    /// hands, and the next sync would find nothing left to do.
     pub(crate) async fn sync(&self, id: &DeploymentId, version: u64) -> bool {
+        let Ok(in_flight) = self.in_flight() else {
+            return false;
+        };
+        let (engine, id) = (self.clone(), id.clone());
+        self.detached(
+            in_flight,
+            async move { engine.sync_now(&id, version).await },
+        )
+        .await
+    }
+
+    async fn sync_now(&self, id: &DeploymentId, version: u64) -> bool {
         let Some(entry) = lock(&self.inner.live).get(id).cloned() else {
             return false;
         };
