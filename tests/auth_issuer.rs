@@ -472,6 +472,31 @@ fn configuration_is_checked() {
     for err in errors {
         assert!(matches!(err, AuthError::Config { .. }), "{err}");
     }
+    // A scope with a space would be two in the token, granting what was never configured.
+    for scope in [
+        "callbacks approvals",
+        "",
+        "quo\"te",
+        "back\\slash",
+        "tab\t",
+        "é",
+    ] {
+        let with_client = builder()
+            .client(IssuerClient::new("ci", [0; 32]).with_scopes([scope]))
+            .build();
+        let required = builder().required_scope(scope).build();
+        for err in [with_client.unwrap_err(), required.unwrap_err()] {
+            assert!(matches!(err, AuthError::Config { .. }), "{scope:?}: {err}");
+            assert!(err.to_string().contains("scope token"), "{err}");
+        }
+    }
+    assert!(
+        builder()
+            .client(IssuerClient::new("ci", [0; 32]).with_scopes(["callbacks", "a:b/c"]))
+            .required_scope("callbacks")
+            .build()
+            .is_ok()
+    );
     let debug = format!("{:?}", builder().build().unwrap());
     assert!(!debug.contains(KEY), "{debug}");
 }

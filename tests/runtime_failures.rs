@@ -600,6 +600,45 @@ async fn a_recover_whose_caller_goes_away_finishes_the_resumption_under_way() {
 }
 
 /// A deployment's last write stored but answered with a failure, and the look failing too: the
+/// deployment is put back unfinished, and looked at again a second later, with no input to
+/// make it so. Found finished, it leaves memory, and the one queued behind it starts.
+#[tokio::test]
+async fn a_deployment_whose_finishing_write_was_lost_is_looked_at_again_a_second_later() {
+    let s = setup();
+    let plan =
+        format!("{PAUSE}deploymentConfig: {{ifDeploymentInProgress: {{strategy: enqueueOne}}}}\n");
+    let first = s.engine.start(&plan, BTreeMap::new()).await.unwrap().id;
+    let queued = s.engine.start(&plan, BTreeMap::new()).await.unwrap().id;
+    s.store.lose_save_answers(1);
+    s.store.fail_loads(1);
+    assert!(s.engine.cancel(&first, "operator").await.is_err());
+    assert_eq!(s.stored(&first).await.status, DeploymentStatus::Canceled);
+
+    s.clock.advance(TimeDelta::seconds(1));
+    s.engine.fire_due().await;
+    tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while s
+            .store
+            .inner()
+            .load(&queued)
+            .await
+            .unwrap()
+            .map(|d| d.status)
+            != Some(DeploymentStatus::Running)
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the queued deployment started");
+    assert_eq!(
+        s.engine.live_deployments(),
+        1,
+        "only the queued one is in memory"
+    );
+}
+
+/// A deployment's last write stored but answered with a failure, and the look failing too: the
 /// deployment is put back unfinished. The retry meets the finished state in the store, and the
 /// deployment leaves memory then, letting the one queued behind it start: no later input would
 /// change it, so nothing else would retire it.

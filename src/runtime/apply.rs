@@ -176,6 +176,10 @@ impl Engine {
         if !changed && actions.is_empty() {
             spare::give_back(before);
             if live.owned {
+                if live.unsure {
+                    // Boxed, as rare: every commit's future would otherwise carry it.
+                    return Box::pin(self.look_again(live)).await;
+                }
                 live.arm(&self.inner.deadlines);
             }
             return Ok((false, Vec::new()));
@@ -237,6 +241,33 @@ impl Engine {
         }
         self.publish(live.d.id(), events);
         Ok((true, Vec::new()))
+    }
+
+    /// An input that changed nothing, on a deployment one of whose writes may have been stored
+    /// unanswered (the deadline [`Live::arm_after_failure`] set for it, or any other): the
+    /// store is looked at, and a deployment found ahead is reloaded, its work in flight asked
+    /// for again and performed, or retired if it finished. Found as it is here, it stays
+    /// unsure, without being looked at again on its own: the next write settles it.
+    async fn look_again(&self, live: &mut Live) -> Result<(bool, Vec<Ready>), RuntimeError> {
+        let ahead = match self.inner.store.load(live.d.id()).await {
+            Ok(Some(stored)) => stored.version > live.version,
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(deployment = %live.d.id(), error = %e, "could not look at a deployment whose write may have been stored; trying again in a second");
+                live.arm_after_failure(&self.inner.deadlines, self.inner.clock.now());
+                return Ok((false, Vec::new()));
+            }
+        };
+        if !ahead || !self.reload(live).await {
+            live.arm(&self.inner.deadlines);
+            return Ok((false, Vec::new()));
+        }
+        if live.d.is_finished() {
+            self.retire(&live.d);
+            return Ok((true, Vec::new()));
+        }
+        let before = spare::copy(&live.d);
+        Box::pin(self.commit_once(live, before)).await
     }
 
     /// `version` if the write that failed with `failure` was stored after all, as `state`:

@@ -106,14 +106,18 @@ impl Live {
 
     /// Records its next deadline after a write failed and the deployment was put back as it
     /// was: one already due (the write may have been its firing) is tried again a second after
-    /// `now`, so a store that fails at once is not retried in a tight loop.
+    /// `now`, so a store that fails at once is not retried in a tight loop. A write that may
+    /// have been stored has the deployment looked at again then too, whatever its deadline:
+    /// stored, it may have finished the deployment, or asked for work no one performs, and no
+    /// input may come to find out.
     pub(crate) fn arm_after_failure(&mut self, deadlines: &Deadlines, now: DateTime<Utc>) {
         let retry = later(now, RETRY_AFTER_FAILURE);
-        deadlines.set(
-            self.d.shared_id(),
-            &mut self.deadline,
-            self.d.poll_timeout().map(|at| at.max(retry)),
-        );
+        let at = if self.unsure {
+            Some(retry)
+        } else {
+            self.d.poll_timeout().map(|at| at.max(retry))
+        };
+        deadlines.set(self.d.shared_id(), &mut self.deadline, at);
     }
 }
 

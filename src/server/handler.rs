@@ -231,7 +231,8 @@ impl CallbackHandler {
                     CallbackAck::Duplicate => Done::Duplicate,
                     _ => Done::Applied,
                 };
-                tracing::info!(callback = %id, subject = %by.subject, status = done.as_str(), "callback accepted");
+                // Not the id: with a callback token it resolves the gate, which a note keeps open.
+                tracing::info!(subject = %by.subject, status = done.as_str(), "callback accepted");
                 response::done(done)
             }
             Err(err) => response::gate(&err),

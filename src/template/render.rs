@@ -1,13 +1,16 @@
 //! Rendering a parsed [`Template`] with one gate's values (PROTOCOL.md §3).
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use super::parse::Segment;
 use super::{ArmoryVar, Template, Variable};
 use crate::Secret;
 
 /// The `armory.*` values of one gate.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// `Debug` leaves the callback URI out: with a callback token, it resolves the gate.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ArmoryValues {
     /// `armory.callbackUri`: this gate's callback base URI.
     pub callback_uri: String,
@@ -29,8 +32,9 @@ pub struct ArmoryValues {
 
 /// Everything a template may reference, borrowed for one rendering.
 ///
-/// `Debug` shows secret names only ([`Secret`] redacts its value).
-#[derive(Debug, Clone, Copy)]
+/// `Debug` shows context keys and secret names only, and the `armory.*` values as
+/// [`ArmoryValues`] shows them.
+#[derive(Clone, Copy)]
 pub struct RenderValues<'a> {
     /// The `armory.*` values.
     pub armory: &'a ArmoryValues,
@@ -38,6 +42,30 @@ pub struct RenderValues<'a> {
     pub context: &'a BTreeMap<String, String>,
     /// The secrets fetched for this attempt, for `secrets.*`.
     pub secrets: &'a BTreeMap<String, Secret>,
+}
+
+impl fmt::Debug for ArmoryValues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ArmoryValues")
+            .field("deployment_id", &self.deployment_id)
+            .field("application_name", &self.application_name)
+            .field("environment_name", &self.environment_name)
+            .field("account_name", &self.account_name)
+            .field("namespace", &self.namespace)
+            .field("replica_set_name", &self.replica_set_name)
+            .field("preview", &self.preview)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for RenderValues<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RenderValues")
+            .field("armory", self.armory)
+            .field("context_keys", &self.context.keys().collect::<Vec<_>>())
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// How a value is inserted, depending on where the template's output goes (§3).
@@ -355,6 +383,29 @@ pub(crate) fn push_percent_encoded(out: &mut String, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_leaves_out_the_callback_uri_and_context_values() {
+        let armory = ArmoryValues {
+            callback_uri: "https://gates.example/callbacks/0123456789abcdef".into(),
+            deployment_id: "d-1".into(),
+            ..ArmoryValues::default()
+        };
+        let context = BTreeMap::from([("ticket".to_owned(), "private-value".to_owned())]);
+        let secrets = BTreeMap::from([("token".to_owned(), Secret::new("s3cr3t"))]);
+        let values = RenderValues {
+            armory: &armory,
+            context: &context,
+            secrets: &secrets,
+        };
+        let shown = format!("{values:?}");
+        for hidden in ["0123456789abcdef", "private-value", "s3cr3t"] {
+            assert!(!shown.contains(hidden), "{shown}");
+        }
+        for kept in ["d-1", "ticket", "token"] {
+            assert!(shown.contains(kept), "{shown}");
+        }
+    }
 
     #[test]
     fn escaping_copies_runs_and_escapes_the_rest() {

@@ -219,6 +219,18 @@ impl TokenIssuerBuilder {
                 dup.1.id
             )));
         }
+        // Tokens carry their scopes joined by spaces, and verifiers split them there: a scope
+        // with a space in it would grant two.
+        let scopes = self.clients.iter().flat_map(|c| c.scopes.iter());
+        if let Some(bad) = scopes
+            .chain(&self.required_scope)
+            .find(|s| !is_scope_token(s))
+        {
+            return Err(AuthError::config(format!(
+                "the scope {bad:?} is not a scope token (RFC 6749 §3.3): use visible ASCII \
+                 characters other than `\"` and `\\`, and no spaces"
+            )));
+        }
         let mut verifier = JwtAuthorizer::builder(&self.issuer, &self.audience)
             .hs256(self.key.clone())
             .tenant_claim("tenant")
@@ -240,6 +252,14 @@ impl TokenIssuerBuilder {
             clock: self.clock,
         })
     }
+}
+
+/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
 }
 
 impl TokenIssuer {

@@ -148,7 +148,17 @@ impl fmt::Debug for ClientCredentialsBuilder {
         f.debug_struct("ClientCredentialsBuilder")
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
-            .field("token_url", &self.token_url)
+            // Without user information or query, where a URL may carry credentials.
+            .field(
+                "token_url",
+                &self.token_url.as_ref().map(|url| {
+                    format!(
+                        "{}://{}",
+                        url.scheme(),
+                        &url[url::Position::BeforeHost..url::Position::AfterPath]
+                    )
+                }),
+            )
             .field("audience", &self.audience)
             .finish_non_exhaustive()
     }
@@ -167,11 +177,21 @@ mod tests {
     }
 
     #[test]
-    fn debug_hides_the_secret() {
-        let builder = ClientCredentials::builder("id", "hunter2");
-        assert!(!format!("{builder:?}").contains("hunter2"));
+    fn debug_hides_the_secret_and_credentials_in_the_token_url() {
+        let url = "https://user:pa55@auth.example.com/oauth/token?client_secret=q5ecret";
+        let builder =
+            ClientCredentials::builder("id", "hunter2").token_url(Url::parse(url).unwrap());
+        let shown = format!("{builder:?}");
         let source = builder.build(never_called).unwrap();
-        assert!(!format!("{source:?}").contains("hunter2"));
+        for shown in [shown, format!("{source:?}")] {
+            for hidden in ["hunter2", "pa55", "q5ecret"] {
+                assert!(!shown.contains(hidden), "{shown}");
+            }
+            assert!(
+                shown.contains("https://auth.example.com/oauth/token"),
+                "{shown}"
+            );
+        }
     }
 
     #[test]

@@ -20,7 +20,12 @@ use super::{
     TokenError, TokenSource,
     backoff::{Backoff, Step, with_retries},
 };
-use crate::{Secret, clock::Clock, retry_after::retry_after, transport::DynTransport};
+use crate::{
+    Secret,
+    clock::Clock,
+    retry_after::retry_after,
+    transport::{DynTransport, RequestTarget},
+};
 
 /// Armory's token endpoint, the default token URL.
 pub const DEFAULT_TOKEN_URL: &str = "https://auth.cloud.armory.io/oauth/token";
@@ -37,7 +42,8 @@ pub const DEFAULT_AUDIENCE: &str = "https://api.cloud.armory.io";
 ///   fails every caller that waited for it instead of being repeated by each.
 /// - A fetch retries connection errors, timeouts, 408, 429 and 5xx with [`Backoff`]; an RFC 6749
 ///   error answer is final ([`TokenError::Refused`]).
-/// - `Debug` shows neither the client secret nor the token.
+/// - `Debug` shows neither the client secret nor the token, nor the token URL's user
+///   information or query.
 ///
 /// ```no_run
 /// use hookgate::receiver::{ClientCredentials, TokenSource};
@@ -232,7 +238,11 @@ impl fmt::Debug for ClientCredentials {
         f.debug_struct("ClientCredentials")
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
-            .field("token_uri", &self.token_uri)
+            // Without user information or query, where a URL may carry credentials.
+            .field(
+                "token_endpoint",
+                &format_args!("{}", RequestTarget::new(Method::POST, &self.token_uri)),
+            )
             .field("audience", &self.audience)
             .field("refresh_margin", &self.refresh_margin)
             .field("backoff", &self.backoff)
