@@ -735,6 +735,35 @@ async fn a_corrupt_orphan_is_left_out_of_a_takeover_and_the_rest_is_returned() {
     db.drop_schema().await;
 }
 
+/// A held deployment whose version cannot be read is left out of a renewal, not made its
+/// answer: a failed renewal stopped the replica's upkeep while the statement kept extending
+/// every lease it held, so no other replica could take them over either.
+#[tokio::test]
+async fn a_held_deployment_with_an_unreadable_version_is_left_out_of_a_renewal() {
+    let Some(db) = TestDb::new("corrupt_renewal") else {
+        return;
+    };
+    let store = db.connect().await;
+    let (broken, good) = broken_and_good(&db, &store, Some("owner")).await;
+    let raw = db.raw().await;
+    sqlx::query(&format!(
+        "UPDATE {} SET version = 0 WHERE id = $1",
+        db.table("deployments")
+    ))
+    .bind(&broken.id().0)
+    .execute(&raw)
+    .await
+    .expect("tamper");
+    raw.close().await;
+
+    let lease = Lease::new("owner", Utc::now(), Duration::from_secs(30));
+    let held = store.renew(&lease).await.expect("a renewal");
+    let ids: Vec<&DeploymentId> = held.iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, [good.id()], "the readable one is returned");
+    store.close().await;
+    db.drop_schema().await;
+}
+
 /// A TCP proxy in front of the server that can go down: it then drops every connection and
 /// refuses new ones, as a restarting server does, and comes back on the same port.
 /// A store connected to the test server through a [`Proxy`] that can play the server down.
