@@ -522,9 +522,21 @@ impl Engine {
     /// were visited. The scheduler ([`Engine::run_scheduler`]) calls this; tests on a manual
     /// clock call it directly.
     pub async fn fire_due(&self) -> usize {
+        self.fire_due_for(None).await
+    }
+
+    /// [`Engine::fire_due`], stopping once `budget` of real time has passed: the deadlines left
+    /// stay due, for the next round. The scheduler's rounds stop so, so that a backlog (many
+    /// retries due at once after an outage, each a write) cannot hold up its lease upkeep until
+    /// the leases end and other replicas take over deployments still driven here.
+    async fn fire_due_for(&self, budget: Option<std::time::Duration>) -> usize {
+        let started = std::time::Instant::now();
         let mut fired = 0;
         let mut round = self.inner.deadlines.take_due(self.inner.clock.now());
         while let Some(id) = round.next() {
+            if budget.is_some_and(|budget| started.elapsed() > budget) {
+                break;
+            }
             fired += 1;
             let applied = self.apply(&id, |d, now| d.handle_timeout(now)).await;
             round.fired();
@@ -579,7 +591,7 @@ impl Engine {
         let mut upkeep = tokio::time::interval(upkeep_every);
         upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            self.fire_due().await;
+            self.fire_due_for(Some(upkeep_every)).await;
             let wait = self
                 .inner
                 .deadlines
