@@ -10,10 +10,14 @@
 //! It serves hookgate's router at `--listen` (port 0 picks a free port), starts one deployment
 //! of the file — or resumes the unfinished one of the same application that `--db` holds —
 //! simulates host steps (logged on stderr; `RUST_LOG` filters), and writes one JSON object per
-//! line on stdout, each with an `"event"` field: `listening`, `environment_status`,
-//! `webhook_called`, `callback_received`, `approval_requested`, `rollback_started`, and last
-//! `deployment_finished`. External systems get tokens from `POST /oauth/token` with the client
-//! credentials (default: the environment variables `CDAAS_CLIENT_ID` / `CDAAS_CLIENT_SECRET`).
+//! line on stdout, each with an `"event"` field: `listening` (with the bound `address`), once
+//! the router serves; `ready` (with the `deployment` id and whether it was `resumed`), once the
+//! unfinished deployments in `--db` were recovered and this one started or resumed (a client
+//! waits for it before it sends a callback, which would otherwise race recovery); then
+//! `environment_status`, `webhook_called`, `callback_received`, `approval_requested`,
+//! `rollback_started`, and last `deployment_finished`. External systems get tokens from
+//! `POST /oauth/token` with the client credentials (default: the environment variables
+//! `CDAAS_CLIENT_ID` / `CDAAS_CLIENT_SECRET`).
 //!
 //! Exit status: 0 when the deployment succeeded, 1 for any other outcome, 2 for an invalid
 //! file or arguments (every validation error on stderr).
@@ -211,6 +215,7 @@ async fn run() -> Result<ExitCode, String> {
         let engine = engine.clone();
         tokio::spawn(async move { engine.run_scheduler().await });
     }
+    let resumed = resumable.is_some();
     let id: DeploymentId = match resumable {
         Some(id) => {
             eprintln!("gate_server: resuming deployment {id}");
@@ -224,6 +229,10 @@ async fn run() -> Result<ExitCode, String> {
                 .id
         }
     };
+    // Only now, with recovery done and the deployment under way: a client that waits for this
+    // line does not race recovery with its callback. The deployment's own lines wait in
+    // `events` until the loop below prints them, so they all come after this one.
+    emit(json!({"event": "ready", "deployment": id.to_string(), "resumed": resumed}));
 
     let plan = Arc::new(plan);
     let outcome = loop {

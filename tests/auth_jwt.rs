@@ -679,7 +679,10 @@ async fn a_fetch_whose_caller_went_away_still_counts_toward_the_rate_limit() {
         .respond_with(
             ResponseTemplate::new(200)
                 .set_body_json(jwks(false))
-                .set_delay(Duration::from_secs(2)),
+                // Seconds for the test to notice the request before the answer comes, yet
+                // under the 10 s the authorizer gives a JWKS fetch, so the fetch ends with this
+                // answer, not with its timeout.
+                .set_delay(Duration::from_secs(8)),
         )
         .expect(1)
         .mount(&server)
@@ -701,15 +704,22 @@ async fn a_fetch_whose_caller_went_away_still_counts_toward_the_rate_limit() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(30), async {
+    let hung_up = tokio::time::timeout(Duration::from_secs(30), async {
         tokio::select! {
-            // Only on a machine too slow to notice the request in two seconds.
-            _ = authorizer.authorize(&first) => {}
-            () = reached => {}
+            // Checked first: a fetch that reached the server counts, even if its answer came
+            // at the same moment.
+            biased;
+            () = reached => true,
+            _ = authorizer.authorize(&first) => false,
         }
     })
     .await
     .expect("the first caller's fetch reaches the server");
+    assert!(
+        hung_up,
+        "the first caller's fetch was answered before the test saw it reach the server, so \
+         the caller never went away mid-fetch: the test did not exercise what it is about"
+    );
     // Heard out to the end: a fetch either would start reaches the server before its answer.
     for kid in ["zz-2", "zz-3"] {
         let forged = sign(Algorithm::RS256, Some(kid), &rsa(), &c);

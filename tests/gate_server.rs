@@ -9,18 +9,25 @@
     feature = "receiver"
 ))]
 
-use std::io::{BufRead, BufReader, Lines};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
+use hookgate::core::{DeploymentId, EventKind, Resolution};
 use hookgate::receiver::{
     Callback, CallbackClient, CallbackOutcome, ClientCredentials, ReceivedRequest,
 };
+use hookgate::store::{SqliteStore, Store};
 use hookgate::transport::ReqwestTransport;
 use serde_json::Value;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// How long a test waits for gate_server to print a line it expects, or to exit, before it
+/// fails: a missed line fails the test rather than hanging it.
+const DEADLINE: Duration = Duration::from_secs(60);
 
 fn binary() -> PathBuf {
     let deps = std::env::current_exe().expect("the test binary's path");
@@ -31,9 +38,11 @@ fn binary() -> PathBuf {
     target.join("examples").join("gate_server")
 }
 
+/// A running gate_server; killed when dropped (a failing test leaves no process behind).
 struct Server {
     child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
+    /// Its stdout, line by line, read on a thread of its own so that every wait has a deadline.
+    lines: Receiver<String>,
     address: String,
 }
 
@@ -46,26 +55,99 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("gate_server starts (cargo test builds the examples)");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-        assert_eq!(first["event"], "listening");
-        let address = first["address"].as_str().unwrap().to_owned();
-        Server {
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
             child,
             lines,
-            address,
+            address: String::new(),
+        };
+        let first = server.next_line("listening");
+        assert_eq!(first["event"], "listening", "the first line: {first}");
+        server.address = first["address"].as_str().unwrap().to_owned();
+        server
+    }
+
+    /// The next line, read by `deadline`; `waiting_for` names what for, for the panic.
+    fn next_line_by(&mut self, deadline: Instant, waiting_for: &str) -> Value {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(left) {
+            Ok(line) => serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("every line is JSON, not {line:?}: {e}")),
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("gate_server did not print {waiting_for} within {DEADLINE:?}")
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("gate_server ended before printing {waiting_for}")
+            }
         }
     }
 
-    /// Reads lines until one with this event; returns it.
+    fn next_line(&mut self, waiting_for: &str) -> Value {
+        self.next_line_by(Instant::now() + DEADLINE, waiting_for)
+    }
+
+    /// Reads lines until one with this event (within [`DEADLINE`]); returns it.
     fn until(&mut self, event: &str) -> Value {
-        for line in self.lines.by_ref() {
-            let line: Value = serde_json::from_str(&line.unwrap()).expect("every line is JSON");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let line = self.next_line_by(deadline, event);
             if line["event"] == event {
                 return line;
             }
         }
-        panic!("gate_server ended before printing {event}");
+    }
+
+    /// Every line not read yet, up to the end of its output: for a process that was killed.
+    fn rest(&mut self) -> Vec<Value> {
+        let deadline = Instant::now() + DEADLINE;
+        let mut rest = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => rest.push(serde_json::from_str(&line).expect("every line is JSON")),
+                Err(RecvTimeoutError::Disconnected) => return rest,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("gate_server's output did not end within {DEADLINE:?}")
+                }
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Its exit status, once it exits (within [`DEADLINE`]).
+    fn exit_status(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gate_server did not exit within {DEADLINE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Already gone when the test waited for it; otherwise the test failed half-way.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -110,6 +192,11 @@ async fn callback_uri(external: &MockServer) -> url::Url {
         .unwrap()
 }
 
+/// Every request the external system received: a resumed deployment does not call again.
+async fn webhooks_received(external: &MockServer) -> usize {
+    external.received_requests().await.unwrap().len()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn resumes_after_sigkill_and_completes_with_a_fresh_token() {
     let external = external().await;
@@ -125,18 +212,24 @@ async fn resumes_after_sigkill_and_completes_with_a_fresh_token() {
         db.to_str().unwrap(),
     ];
     let mut first = Server::spawn(&args);
+    let ready = first.until("ready");
+    assert_eq!(ready["resumed"], false, "{ready}");
+    let deployment = ready["deployment"].clone();
     let called = first.until("webhook_called");
     assert_eq!(called["environment"], "prod");
     assert_eq!(called["webhook"], "ticket");
     assert_eq!(called["status_code"], 202);
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
+    first.kill();
 
     let address = first.address.clone();
     let mut args = args.to_vec();
     args[3] = &address;
     let mut second = Server::spawn(&args);
     assert_eq!(second.address, address);
+    // `listening` comes before recovery; the callback waits until the deployment is resumed.
+    let ready = second.until("ready");
+    assert_eq!(ready["resumed"], true, "{ready}");
+    assert_eq!(ready["deployment"], deployment);
 
     let url = callback_uri(&external).await;
     let tokens = ClientCredentials::builder("ci", "s3cret-for-tests")
@@ -155,15 +248,22 @@ async fn resumes_after_sigkill_and_completes_with_a_fresh_token() {
     let finished = second.until("deployment_finished");
     assert_eq!(finished["status"], "succeeded");
     assert_eq!(finished["environments"]["prod"], "succeeded");
-    assert!(second.child.wait().unwrap().success());
+    assert!(second.exit_status().success());
+    assert_eq!(
+        webhooks_received(&external).await,
+        1,
+        "the webhook went out once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_callback_timeout_that_passes_while_down_fails_the_gate_on_restart() {
+    const TIMEOUT: Duration = Duration::from_secs(3);
     let external = external().await;
     let dir = tempfile::tempdir().unwrap();
     let file = config(dir.path(), &external.uri());
     let db = dir.path().join("state.db");
+    let timeout = TIMEOUT.as_secs().to_string();
     let args = [
         "--config",
         file.to_str().unwrap(),
@@ -172,18 +272,72 @@ async fn a_callback_timeout_that_passes_while_down_fails_the_gate_on_restart() {
         "--db",
         db.to_str().unwrap(),
         "--callback-timeout",
-        "1",
+        &timeout,
     ];
     let mut first = Server::spawn(&args);
+    let deployment = first.until("ready")["deployment"].clone();
+    // Printed once the webhook's answer and the deadline it set are stored: killed at once,
+    // the process dies seconds before its timer would fire.
     first.until("webhook_called");
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
+    first.kill();
+    let unread = first.rest();
+    assert!(
+        !unread.iter().any(|l| l["event"] == "deployment_finished"
+            || (l["event"] == "environment_status" && l["status"] == "failed")),
+        "the first process failed the gate before it was killed: {unread:?}"
+    );
     // The deadline is wall-clock and stored; it must pass while no process runs.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(TIMEOUT + Duration::from_millis(500)).await;
+
+    let restarted_at = chrono::Utc::now();
     let mut second = Server::spawn(&args);
+    let ready = second.until("ready");
+    assert_eq!(
+        ready["resumed"], true,
+        "the deployment was left unfinished by the kill and resumed, not started anew: {ready}"
+    );
+    assert_eq!(ready["deployment"], deployment);
     let finished = second.until("deployment_finished");
     assert_eq!(finished["status"], "failed");
-    assert_eq!(second.child.wait().unwrap().code(), Some(1));
+    assert_eq!(finished["environments"]["prod"], "failed");
+    assert_eq!(second.exit_status().code(), Some(1));
+    assert_eq!(
+        webhooks_received(&external).await,
+        1,
+        "the webhook went out once, before the kill"
+    );
+
+    // The record says why and when: the callback timeout, its deadline passed before the
+    // restart, and the gate failed by the restarted process.
+    let store = SqliteStore::open(&db).await.unwrap();
+    let id = DeploymentId::from(deployment.as_str().unwrap());
+    let history = store.history(&id).await.unwrap();
+    store.close().await;
+    let sent: Vec<_> = history
+        .iter()
+        .filter(|h| matches!(h.event.kind, EventKind::WebhookSent { .. }))
+        .map(|h| h.event.at)
+        .collect();
+    let failed: Vec<_> = history
+        .iter()
+        .filter_map(|h| match &h.event.kind {
+            EventKind::GateFailed { how, .. } => Some((*how, h.event.at)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 1, "{history:?}");
+    assert_eq!(failed.len(), 1, "{history:?}");
+    let (how, failed_at) = failed[0];
+    assert_eq!(how, Resolution::CallbackTimeout);
+    let deadline = sent[0] + TIMEOUT;
+    assert!(
+        deadline < restarted_at,
+        "the deadline {deadline} passed while down (restarted at {restarted_at})"
+    );
+    assert!(
+        failed_at >= restarted_at,
+        "failed at {failed_at}, by the restarted process (restarted at {restarted_at})"
+    );
 }
 
 #[test]
@@ -275,7 +429,8 @@ webhooks:
     );
 
     let bearer = token(&server.address).await;
-    let http = reqwest::Client::new();
+    // Loopback only: an HTTP_PROXY in the environment must not carry these requests.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let unauthenticated = http.post(&approve).send().await.unwrap();
     assert_eq!(unauthenticated.status(), 401);
     let approved = http
@@ -322,6 +477,5 @@ webhooks:
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill();
 }

@@ -317,7 +317,9 @@ async fn retry_after_sets_the_next_attempts_deadline() {
 async fn a_server_slower_than_the_request_timeout_is_retried_as_a_timeout() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+        // Far beyond the request timeout: the attempt is abandoned at the timeout, so the
+        // test does not wait for this.
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
         .up_to_n_times(1)
         .with_priority(1)
         .mount(&server)
@@ -328,10 +330,16 @@ async fn a_server_slower_than_the_request_timeout_is_retried_as_a_timeout() {
         .mount(&server)
         .await;
     // Room for a loaded machine to carry the retry's quick answer within the same timeout.
-    let webhook = "retryCount: 1, requestTimeout: {duration: 3, unit: seconds}";
+    let webhook = "retryCount: 1, requestTimeout: {duration: 5, unit: seconds}";
     let mut host = Host::start(plan(webhook), direct(), &server.uri());
 
+    let began = std::time::Instant::now();
     host.run().await;
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "the slow attempt was abandoned at the timeout, not waited for: {:?}",
+        began.elapsed()
+    );
 
     let reasons: Vec<&str> = host
         .events
@@ -342,7 +350,7 @@ async fn a_server_slower_than_the_request_timeout_is_retried_as_a_timeout() {
         })
         .collect();
     assert_eq!(reasons.len(), 1);
-    assert!(reasons[0].contains("timed out after 3s"), "{}", reasons[0]);
+    assert!(reasons[0].contains("timed out after 5s"), "{}", reasons[0]);
     assert!(matches!(
         host.deployment.gate_state(GATE),
         GateState::AwaitingCallback { .. }

@@ -445,7 +445,9 @@ async fn concurrent_callers_share_one_fetch_and_its_failure() {
         .respond_with(
             ResponseTemplate::new(400)
                 .set_body_json(json!({"error": "unsupported_grant_type"}))
-                .set_delay(Duration::from_secs(1)),
+                // Long enough that every caller asks while the one fetch is under way, however
+                // slowly a loaded machine runs them; well within the transport's 30 s timeout.
+                .set_delay(Duration::from_secs(5)),
         )
         .expect(1)
         .mount(&server)

@@ -166,9 +166,20 @@ async fn a_start_before_the_hand_off_takes_the_waiting_ones_place() {
     let file = ONE_GATE.replace("POLICY", "enqueueOne");
     let first = w.engine.start(&file, w.context()).await.unwrap();
     let waiting = w.engine.start(&file, w.context()).await.unwrap();
-    w.engine.cancel(&first.id, "operator").await.unwrap();
-    // Nothing has waited since the cancel, so the hand-off it spawned has not run.
-    let newer = w.engine.start(&file, w.context()).await.unwrap();
+    // On this single-threaded runtime the hand-off the cancel spawns runs only once this task
+    // yields. Nothing from there to the start waits for another task (the store is in memory),
+    // and `unconstrained` keeps tokio's cooperative budget from making the task yield all the
+    // same, so the start comes before the hand-off: checked by the waiting one never stored.
+    let newer = tokio::task::unconstrained(async {
+        w.engine.cancel(&first.id, "operator").await.unwrap();
+        let newer = w.engine.start(&file, w.context()).await.unwrap();
+        assert!(
+            w.engine.view(&waiting.id).await.is_err(),
+            "the start took the waiting one's place before the hand-off could start it"
+        );
+        newer
+    })
+    .await;
     assert_eq!(newer.status, DeploymentStatus::Queued);
     w.started(&newer.id).await;
     w.engine.cancel(&newer.id, "operator").await.unwrap();

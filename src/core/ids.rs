@@ -179,8 +179,20 @@ mod tests {
 
     #[test]
     fn deployment_ids_are_equal_by_their_text() {
+        use std::hash::BuildHasher;
+
         let id = DeploymentId::from("d-1");
-        assert_eq!(id, id, "the same value");
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, r#""d-1""#);
+        let back: DeploymentId = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, id, "a copy read back from its JSON");
+        assert_eq!(id.clone(), id, "a clone");
+        let hasher = std::collections::hash_map::RandomState::new();
+        assert_eq!(
+            hasher.hash_one(&back),
+            hasher.hash_one(&id),
+            "equal ids hash alike"
+        );
         assert_eq!(
             id,
             DeploymentId::from("d-1"),
