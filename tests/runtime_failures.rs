@@ -506,18 +506,25 @@ async fn a_lost_save_whose_look_failed_too_has_its_work_asked_for_again() {
 /// treated as after a failed look, and its work in flight is asked for again on the reload.
 #[tokio::test]
 async fn a_lost_save_found_under_a_later_write_has_its_work_asked_for_again() {
+    lost_pause_write(
+        |store| store.bury_save_answers(1),
+        2,
+        "the pause's write is stored, and another over it",
+    )
+    .await;
+}
+
+/// Fires the pause's end with `fault` set on the store, whose write is then stored `written`
+/// versions ahead though answered with a failure; the deployment still runs to its end.
+async fn lost_pause_write(fault: impl FnOnce(&FaultyStore), written: u64, why: &str) {
     let s = setup();
     let started = s.start_pause().await;
     s.clock.advance(TimeDelta::minutes(2));
-    s.store.bury_save_answers(1);
+    fault(&s.store);
     let version = s.stored(&started).await.version;
 
     s.engine.fire_due().await;
-    assert_eq!(
-        s.stored(&started).await.version,
-        version + 2,
-        "the pause's write is stored, and another over it"
-    );
+    assert_eq!(s.stored(&started).await.version, version + written, "{why}");
     s.succeeds_within(&started, 3).await;
 }
 
@@ -526,19 +533,12 @@ async fn a_lost_save_found_under_a_later_write_has_its_work_asked_for_again() {
 /// one ahead and reloads it, the work in flight there is asked for again.
 #[tokio::test]
 async fn a_save_stored_after_the_look_that_found_it_missing_has_its_work_asked_for_again() {
-    let s = setup();
-    let started = s.start_pause().await;
-    s.clock.advance(TimeDelta::minutes(2));
-    s.store.store_saves_late(1);
-    let version = s.stored(&started).await.version;
-
-    s.engine.fire_due().await;
-    assert_eq!(
-        s.stored(&started).await.version,
-        version + 1,
-        "the pause's write is stored after the look"
-    );
-    s.succeeds_within(&started, 3).await;
+    lost_pause_write(
+        |store| store.store_saves_late(1),
+        1,
+        "the pause's write is stored after the look",
+    )
+    .await;
 }
 
 /// A replica's `recover` tried again (after a failure, or twice) registers its change watcher

@@ -685,6 +685,16 @@ async fn broken_and_good(
     store: &PostgresStore,
     owner: Option<&str>,
 ) -> (Deployment, Deployment) {
+    broken_by(db, store, owner, "state = '{}'").await
+}
+
+/// [`broken_and_good`], with the first one broken by the SQL assignment `breakage`.
+async fn broken_by(
+    db: &TestDb,
+    store: &PostgresStore,
+    owner: Option<&str>,
+    breakage: &str,
+) -> (Deployment, Deployment) {
     let (broken, broken_events) = start_random("broken");
     let (good, good_events) = start_random("good");
     for (d, events) in [(&broken, &broken_events), (&good, &good_events)] {
@@ -696,7 +706,7 @@ async fn broken_and_good(
     }
     let raw = db.raw().await;
     sqlx::query(&format!(
-        "UPDATE {} SET state = '{{}}' WHERE id = $1",
+        "UPDATE {} SET {breakage} WHERE id = $1",
         db.table("deployments")
     ))
     .bind(&broken.id().0)
@@ -744,17 +754,7 @@ async fn a_held_deployment_with_an_unreadable_version_is_left_out_of_a_renewal()
         return;
     };
     let store = db.connect().await;
-    let (broken, good) = broken_and_good(&db, &store, Some("owner")).await;
-    let raw = db.raw().await;
-    sqlx::query(&format!(
-        "UPDATE {} SET version = 0 WHERE id = $1",
-        db.table("deployments")
-    ))
-    .bind(&broken.id().0)
-    .execute(&raw)
-    .await
-    .expect("tamper");
-    raw.close().await;
+    let (_, good) = broken_by(&db, &store, Some("owner"), "version = 0").await;
 
     let lease = Lease::new("owner", Utc::now(), Duration::from_secs(30));
     let held = store.renew(&lease).await.expect("a renewal");
