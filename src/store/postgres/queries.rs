@@ -422,22 +422,13 @@ impl Store for PostgresStore {
             .fetch_all(&self.inner.pool)
             .await
             .map_err(backend)?;
-        // A version that cannot be read fails that deployment alone, as in `claim_orphans`:
-        // failing the round would stop the replica's upkeep while its leases, extended by the
-        // statement, kept every other replica away.
-        Ok(held
-            .into_iter()
-            .filter_map(|(id, version)| {
+        held.into_iter()
+            .map(|(id, version)| {
                 let id = DeploymentId(id);
-                match codec::version(&id, version) {
-                    Ok(version) => Some((id, version)),
-                    Err(error) => {
-                        tracing::error!(%error, "a deployment whose lease was renewed cannot be read; it is left out");
-                        None
-                    }
-                }
+                let version = codec::version(&id, version)?;
+                Ok((id, version))
             })
-            .collect())
+            .collect()
     }
 
     async fn claim_orphans(
