@@ -1,6 +1,6 @@
 //! The request a `Dispatcher` sends arrives as the templates say: Armory's GitHub
-//! `repository_dispatch` example byte for byte, awkward context values as valid JSON, and the
-//! context's layers in their order.
+//! `repository_dispatch` example byte for byte, awkward context values as valid JSON, the
+//! context's layers in their order, and `armory.accountName` for a target without an account.
 #![cfg(feature = "reqwest")]
 
 use std::sync::Arc;
@@ -227,5 +227,41 @@ async fn context_layers_win_in_order_file_then_run_webhook_then_start() {
         sent_body(&file_only, StartOptions::default()).await,
         "k=from-file",
         "with only the file's context, the file's value"
+    );
+}
+
+/// A target with no `account` whose webhook goes through a remote network agent.
+const AGENT_WITHOUT_ACCOUNT: &str = r#"
+application: checkout
+targets: {prod: {namespace: checkout-prod, constraints: {beforeDeployment: [runWebhook: {name: hook}]}}}
+webhooks:
+  - name: hook
+    uriTemplate: "{{secrets.base}}/hook"
+    networkMode: remoteNetworkAgent
+    agentIdentifier: agent-7
+    bodyTemplate: {inline: "account={{armory.accountName}}"}
+"#;
+
+/// PROTOCOL.md §3: `armory.accountName` is the target's `account`, or, for a target without
+/// one, the webhook's remote network agent identifier.
+#[tokio::test]
+async fn account_name_is_the_agent_identifier_for_a_target_without_an_account() {
+    let plan =
+        Plan::from_yaml(AGENT_WITHOUT_ACCOUNT).expect("a target without an account is valid");
+    assert_eq!(plan.remote_agents().collect::<Vec<_>>(), ["agent-7"]);
+    let (deployment, call) = start(AGENT_WITHOUT_ACCOUNT, StartOptions::default());
+    let prepared = dispatcher(MemorySecrets::new()).prepare(&deployment, &call, None);
+    assert_eq!(prepared.armory().account_name, "agent-7");
+
+    assert_eq!(
+        sent_body(AGENT_WITHOUT_ACCOUNT, StartOptions::default()).await,
+        "account=agent-7"
+    );
+    // With an account, the account wins over the agent identifier.
+    let with_account = AGENT_WITHOUT_ACCOUNT.replace("{namespace:", "{account: acct-1, namespace:");
+    assert_ne!(with_account, AGENT_WITHOUT_ACCOUNT);
+    assert_eq!(
+        sent_body(&with_account, StartOptions::default()).await,
+        "account=acct-1"
     );
 }
