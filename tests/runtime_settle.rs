@@ -343,7 +343,12 @@ async fn a_callback_whose_own_write_fails_is_refused_with_unavailable_and_applie
     let history = s.store.inner().history(&id).await.expect("a history");
     let received = history
         .iter()
-        .filter(|h| matches!(h.event.kind, EventKind::CallbackReceived { success: true, .. }))
+        .filter(|h| {
+            matches!(
+                h.event.kind,
+                EventKind::CallbackReceived { success: true, .. }
+            )
+        })
         .count();
     assert_eq!(received, 1, "the callback is stored once: {history:#?}");
 }
