@@ -386,6 +386,89 @@ strategies:
     );
 }
 
+/// PROTOCOL.md §4: a deployment that did not succeed and was not cancelled ends `rolled_back`
+/// when any environment was rolled back, else `failed`, whichever environment ended first:
+/// here one independent environment fails its beforeDeployment (failed, never deployed) and
+/// the other a canary step (rolled back).
+#[test]
+fn outcome_is_rolled_back_when_any_environment_rolled_back_even_beside_a_failed_one() {
+    let file = format!(
+        r#"
+application: app
+targets:
+  checks: {{constraints: {{beforeDeployment: [runWebhook: {{name: ticket}}]}}}}
+  web: {{strategy: canary}}
+strategies:
+  canary: {{canary: {{steps: [setWeight: {{weight: 50}}, runWebhook: {{name: tests}}]}}}}
+{HOOKS}"#
+    );
+    for canary_fails_first in [false, true] {
+        let mut h = start(&file);
+        let plan = std::sync::Arc::clone(h.deployment.plan());
+        let env = |name: &str| plan.environment_by_name(name).unwrap();
+        let gate_of = |name: &str| {
+            let i = plan
+                .gates()
+                .iter()
+                .position(|g| g.env() == env(name))
+                .unwrap();
+            hookgate::config::GateId(i as u32)
+        };
+        // Both gates are reached and sent before either fails.
+        steps_ok(&mut h);
+        let mut called = sent(&mut h);
+        called.sort();
+        let mut expected = vec![gate_of("checks"), gate_of("web")];
+        expected.sort();
+        assert_eq!(called, expected);
+
+        let fail_checks = |h: &mut hookgate::test_util::Harness| {
+            h.callback(gate_of("checks"), false, Some("no change ticket"))
+                .unwrap();
+        };
+        let fail_web = |h: &mut hookgate::test_util::Harness| {
+            h.callback(gate_of("web"), false, Some("3 tests failed"))
+                .unwrap();
+            steps_ok(h);
+        };
+        if canary_fails_first {
+            fail_web(&mut h);
+            assert_eq!(h.deployment.status(), DeploymentStatus::Running);
+            fail_checks(&mut h);
+        } else {
+            fail_checks(&mut h);
+            assert_eq!(h.deployment.status(), DeploymentStatus::Running);
+            fail_web(&mut h);
+        }
+
+        assert_eq!(
+            h.deployment.env_status(env("checks")),
+            EnvStatus::Failed,
+            "canary fails first: {canary_fails_first}"
+        );
+        assert_eq!(
+            h.deployment.env_status(env("web")),
+            EnvStatus::RolledBack,
+            "canary fails first: {canary_fails_first}"
+        );
+        let rollbacks = h
+            .events()
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::RollbackStarted { .. }))
+            .count();
+        assert_eq!(rollbacks, 1, "only the canary environment is rolled back");
+        assert_eq!(
+            h.deployment.status(),
+            DeploymentStatus::RolledBack,
+            "canary fails first: {canary_fails_first}"
+        );
+        assert_eq!(
+            h.status_transcript().last().map(String::as_str),
+            Some("deployment: rolled_back")
+        );
+    }
+}
+
 #[test]
 fn outcome_after_failure_is_failed_and_not_rolled_back() {
     let mut h = start(&format!(

@@ -76,6 +76,40 @@ fn non_retryable_answers_fail_at_once() {
     }
 }
 
+/// PROTOCOL.md §2: `retryCount` defaults to 0. A webhook without it gets one attempt: a
+/// retryable answer (503) fails its gate at once, with no second attempt armed.
+#[test]
+fn without_retry_count_a_retryable_answer_fails_the_gate_at_once() {
+    let mut h = before("runWebhook: {name: smoke}");
+    let webhook = &h.deployment.plan().webhooks()[2];
+    assert_eq!(webhook.name, "smoke", "HOOKS' `smoke` has no retryCount");
+    assert_eq!(webhook.retry_count, 0);
+
+    let calls = h.answer_calls(|_| CallResult::from_status(503, None));
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].attempt, 1);
+    assert_eq!(
+        h.deployment.gate_state(gate(&h, FIRST)),
+        FAILED_AT_ONCE,
+        "no RetryWaiting: the 503 was the only attempt"
+    );
+    assert!(
+        !h.advance_to_next_deadline(),
+        "no retry is left armed: {:?}",
+        h.deployment.poll_timeout()
+    );
+    assert!(h.take_calls().is_empty(), "no second attempt");
+    let message = h.events().iter().find_map(|e| match &e.kind {
+        EventKind::GateFailed { message, .. } => Some(message.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        message.as_deref(),
+        Some("the call to webhook \"smoke\" failed: HTTP 503")
+    );
+    assert_eq!(h.deployment.status(), DeploymentStatus::Failed);
+}
+
 #[test]
 fn connection_errors_timeouts_408_and_429_are_retried() {
     let failures = [

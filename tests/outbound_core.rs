@@ -15,7 +15,9 @@ use hookgate::core::{
 };
 use hookgate::outbound::{Dispatcher, OutboundError};
 use hookgate::secrets::MemorySecrets;
-use hookgate::transport::{HttpTransport, ReqwestTransport, TransportError, TransportRegistry};
+use hookgate::transport::{
+    HttpTransport, RequestOptions, ReqwestTransport, TransportError, TransportRegistry,
+};
 use http::{Request, Uri};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -355,6 +357,51 @@ async fn a_server_slower_than_the_request_timeout_is_retried_as_a_timeout() {
         host.deployment.gate_state(GATE),
         GateState::AwaitingCallback { .. }
     ));
+}
+
+/// PROTOCOL.md §4: each call has its own request timeout, 30 s by default. A webhook without
+/// `requestTimeout`, sent by a dispatcher not told otherwise, carries `RequestOptions` with a
+/// 30 s timeout to its transport, and the whole attempt is bounded by twice that.
+#[tokio::test]
+async fn the_request_timeout_defaults_to_30_seconds() {
+    assert_eq!(RequestOptions::default().timeout, Duration::from_secs(30));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let transport = {
+        let seen = Arc::clone(&seen);
+        move |request: Request<Bytes>| {
+            let options = request.extensions().get::<RequestOptions>().copied();
+            seen.lock().unwrap().push(options.map(|o| o.timeout));
+            async {
+                let mut response = http::Response::new(Bytes::new());
+                *response.status_mut() = http::StatusCode::ACCEPTED;
+                Ok::<_, TransportError>(response)
+            }
+        }
+    };
+    let mut host = Host::start(
+        plan(""),
+        TransportRegistry::new(transport),
+        "https://ci.example",
+    );
+    assert_eq!(
+        host.deployment.plan().webhooks()[0].request_timeout,
+        None,
+        "the webhook sets no requestTimeout"
+    );
+    let Some(Action::CallWebhook(call)) = host.deployment.poll_action() else {
+        panic!("expected a call")
+    };
+    let prepared = host.dispatcher.prepare(&host.deployment, &call, None);
+    assert_eq!(
+        host.dispatcher.attempt_limit(&prepared),
+        Duration::from_secs(60)
+    );
+
+    assert_eq!(
+        host.dispatcher.send(&prepared).await,
+        CallResult::Sent { status: 202 }
+    );
+    assert_eq!(*seen.lock().unwrap(), [Some(Duration::from_secs(30))]);
 }
 
 /// Stands in for a remote network agent: whatever the URL says, the request goes to `agent`.

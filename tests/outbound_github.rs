@@ -1,5 +1,6 @@
 //! The request a `Dispatcher` sends arrives as the templates say: Armory's GitHub
-//! `repository_dispatch` example byte for byte, and awkward context values as valid JSON.
+//! `repository_dispatch` example byte for byte, awkward context values as valid JSON, the
+//! context's layers in their order, and `armory.accountName` for a target without an account.
 #![cfg(feature = "reqwest")]
 
 use std::sync::Arc;
@@ -163,4 +164,104 @@ async fn a_path_prefix_of_the_public_base_url_is_kept_in_the_callback_uri() {
     assert_eq!(armory.account_name, "demo-staging-cluster");
     assert_eq!(armory.replica_set_name.as_deref(), Some("rs-7"));
     assert_eq!(prepared.context()["owner"], "armory");
+}
+
+/// Sends `yaml`'s first webhook call through a `Dispatcher` whose direct transport (and remote
+/// network agent `agent-7`'s) reach a local server, and returns the body it received.
+async fn sent_body(yaml: &str, options: StartOptions) -> String {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&server)
+        .await;
+    let transports = TransportRegistry::new(ReqwestTransport::new().unwrap())
+        .with_agent("agent-7", ReqwestTransport::new().unwrap());
+    let dispatcher = Dispatcher::builder(
+        transports,
+        Arc::new(MemorySecrets::new().with("base", server.uri())),
+        "https://hookgate.example.com/ci/",
+    )
+    .build()
+    .unwrap();
+    let (deployment, call) = start(yaml, options);
+    dispatcher.check_agents(deployment.plan()).unwrap();
+    let prepared = dispatcher.prepare(&deployment, &call, None);
+    assert_eq!(
+        dispatcher.send(&prepared).await,
+        CallResult::Sent { status: 202 }
+    );
+    let received = server.received_requests().await.unwrap();
+    assert_eq!(received.len(), 1);
+    String::from_utf8(received[0].body.clone()).unwrap()
+}
+
+/// `k` is given in the file's `context`, the gate's `runWebhook.context` and (below) at start.
+const LAYERED_CONTEXT: &str = r#"
+application: checkout
+context: {k: from-file}
+targets: {prod: {constraints: {beforeDeployment: [runWebhook: {name: hook, context: {k: from-run-webhook}}]}}}
+webhooks:
+  - name: hook
+    uriTemplate: "{{secrets.base}}/hook"
+    bodyTemplate: {inline: "k={{context.k}}"}
+"#;
+
+/// PROTOCOL.md §3: `context.<key>` is looked up with later layers winning: the file's
+/// `context` < `runWebhook.context` < the context given when the deployment starts.
+#[tokio::test]
+async fn context_layers_win_in_order_file_then_run_webhook_then_start() {
+    let at_start = StartOptions::default().with_context("k", "from-start");
+    assert_eq!(
+        sent_body(LAYERED_CONTEXT, at_start).await,
+        "k=from-start",
+        "the context given at start wins over both of the file's"
+    );
+    assert_eq!(
+        sent_body(LAYERED_CONTEXT, StartOptions::default()).await,
+        "k=from-run-webhook",
+        "without it, runWebhook.context wins over the file's context"
+    );
+    let file_only = LAYERED_CONTEXT.replace(", context: {k: from-run-webhook}", "");
+    assert_ne!(file_only, LAYERED_CONTEXT);
+    assert_eq!(
+        sent_body(&file_only, StartOptions::default()).await,
+        "k=from-file",
+        "with only the file's context, the file's value"
+    );
+}
+
+/// A target with no `account` whose webhook goes through a remote network agent.
+const AGENT_WITHOUT_ACCOUNT: &str = r#"
+application: checkout
+targets: {prod: {namespace: checkout-prod, constraints: {beforeDeployment: [runWebhook: {name: hook}]}}}
+webhooks:
+  - name: hook
+    uriTemplate: "{{secrets.base}}/hook"
+    networkMode: remoteNetworkAgent
+    agentIdentifier: agent-7
+    bodyTemplate: {inline: "account={{armory.accountName}}"}
+"#;
+
+/// PROTOCOL.md §3: `armory.accountName` is the target's `account`, or, for a target without
+/// one, the webhook's remote network agent identifier.
+#[tokio::test]
+async fn account_name_is_the_agent_identifier_for_a_target_without_an_account() {
+    let plan =
+        Plan::from_yaml(AGENT_WITHOUT_ACCOUNT).expect("a target without an account is valid");
+    assert_eq!(plan.remote_agents().collect::<Vec<_>>(), ["agent-7"]);
+    let (deployment, call) = start(AGENT_WITHOUT_ACCOUNT, StartOptions::default());
+    let prepared = dispatcher(MemorySecrets::new()).prepare(&deployment, &call, None);
+    assert_eq!(prepared.armory().account_name, "agent-7");
+
+    assert_eq!(
+        sent_body(AGENT_WITHOUT_ACCOUNT, StartOptions::default()).await,
+        "account=agent-7"
+    );
+    // With an account, the account wins over the agent identifier.
+    let with_account = AGENT_WITHOUT_ACCOUNT.replace("{namespace:", "{account: acct-1, namespace:");
+    assert_ne!(with_account, AGENT_WITHOUT_ACCOUNT);
+    assert_eq!(
+        sent_body(&with_account, StartOptions::default()).await,
+        "account=acct-1"
+    );
 }

@@ -281,3 +281,74 @@ async fn shutdown_waits_for_writes_in_flight_and_refuses_inputs_queued_behind_th
         "the gate is still open"
     );
 }
+
+/// PROTOCOL.md §5: a callback is answered `200` only once its outcome is durably stored. When
+/// the callback's own write fails, the engine answers `Unavailable` (which the HTTP layer maps
+/// to `503`, so the sender retries), the gate stays open and nothing of the callback is
+/// stored; the sender's retry is then applied as the first delivery, and the gate passes.
+#[tokio::test(flavor = "current_thread")]
+async fn a_callback_whose_own_write_fails_is_refused_with_unavailable_and_applied_on_retry() {
+    use hookgate::core::Resolution;
+    use hookgate::server::GateError;
+
+    let s = setup();
+    let (id, callback) = started(&s).await;
+    let before = s.store.inner().load(&id).await.unwrap().unwrap();
+    // The callback's own save fails (writing nothing); every save after it goes through.
+    s.store.fail_saves(0, 1);
+
+    let report = CallbackReport::Outcome {
+        success: true,
+        message: Some("tests passed".into()),
+    };
+    let refused =
+        GateService::callback(&s.engine, callback, report.clone(), &Principal::new("ci")).await;
+    assert!(
+        matches!(refused, Err(GateError::Unavailable(_))),
+        "a callback that could not be stored is refused with a retryable 503: {refused:?}"
+    );
+
+    let view = s.engine.view(&id).await.expect("a view");
+    assert_eq!(view.status, DeploymentStatus::Running);
+    assert!(
+        matches!(view.gates[0].state, GateState::AwaitingCallback { .. }),
+        "the gate stays open: {:?}",
+        view.gates[0].state
+    );
+    let after = s.store.inner().load(&id).await.unwrap().unwrap();
+    assert_eq!(after.version, before.version, "nothing was stored");
+    assert_eq!(after.state, before.state, "nothing was stored");
+    let history = s.store.inner().history(&id).await.expect("a history");
+    assert!(
+        !history.iter().any(|h| matches!(
+            h.event.kind,
+            EventKind::CallbackReceived { .. } | EventKind::GatePassed { .. }
+        )),
+        "no callback is recorded as applied: {history:#?}"
+    );
+
+    let retried = GateService::callback(&s.engine, callback, report, &Principal::new("ci")).await;
+    assert_eq!(
+        retried,
+        Ok(CallbackAck::Applied),
+        "the retry is the first delivery that was stored, not a duplicate"
+    );
+    let view = s.engine.view(&id).await.expect("a view");
+    assert_eq!(
+        view.gates[0].state,
+        GateState::Passed(Resolution::Callback),
+        "{view:?}"
+    );
+    assert_eq!(view.status, DeploymentStatus::Succeeded);
+    let history = s.store.inner().history(&id).await.expect("a history");
+    let received = history
+        .iter()
+        .filter(|h| {
+            matches!(
+                h.event.kind,
+                EventKind::CallbackReceived { success: true, .. }
+            )
+        })
+        .count();
+    assert_eq!(received, 1, "the callback is stored once: {history:#?}");
+}
