@@ -638,6 +638,96 @@ async fn a_deployment_whose_finishing_write_was_lost_is_looked_at_again_a_second
     );
 }
 
+/// One webhook gate, whose call the recording transport answers at once, then a deploy step.
+const GATE: &str = r#"
+application: gate
+targets:
+  prod:
+    constraints:
+      beforeDeployment: [runWebhook: {name: gate}]
+webhooks:
+  - name: gate
+    uriTemplate: https://external.example/run
+    bodyTemplate: {inline: '{{armory.callbackUri}}'}
+"#;
+
+/// An engine on `store` and `clock` with a deployment of [`GATE`] waiting for its callback;
+/// returns the engine, the deployment and its gate's callback id.
+async fn waiting_for_a_callback(
+    store: &Arc<FaultyStore>,
+    clock: &ManualClock,
+) -> (Engine, DeploymentId, hookgate::core::CallbackId) {
+    let external = RecordingTransport::new();
+    let engine = engine(store, clock, &external);
+    let id = engine.start(GATE, BTreeMap::new()).await.unwrap().id;
+    let uri = String::from_utf8(external.requests()[0].body.to_vec()).unwrap();
+    (engine, id, uri.rsplit('/').next().unwrap().parse().unwrap())
+}
+
+/// A callback's write stored but answered with a failure, and the look failing too: the
+/// deployment is put back waiting for the callback, which its sender does not send again.
+/// Looked for a second later, it is found ahead, and the deploy step that write asked for is
+/// asked for again rather than left until the callback's timeout a day later.
+#[tokio::test]
+async fn work_asked_for_by_a_write_stored_unanswered_is_asked_for_again_a_second_later() {
+    use hookgate::auth::Principal;
+    use hookgate::server::{CallbackReport, GateService};
+
+    let s = setup();
+    let (engine, id, callback) = waiting_for_a_callback(&s.store, &s.clock).await;
+    s.store.lose_save_answers(1);
+    s.store.fail_loads(1);
+    let report = CallbackReport::Outcome {
+        success: true,
+        message: None,
+    };
+    let answered = GateService::callback(&engine, callback, report, &Principal::new("ci")).await;
+    assert!(answered.is_err(), "{answered:?}");
+    assert_eq!(engine.live_deployments(), 1);
+
+    s.clock.advance(TimeDelta::seconds(1));
+    engine.fire_due().await;
+    assert_eq!(s.stored(&id).await.status, DeploymentStatus::Succeeded);
+    assert_eq!(engine.live_deployments(), 0);
+}
+
+/// A write that may have been stored unanswered, and was not, is looked for in the store at
+/// doubling waits a few times, then left to the deployment's next write: no look for good.
+#[tokio::test]
+async fn a_write_that_was_not_stored_is_looked_for_a_few_times_then_no_more() {
+    use hookgate::auth::Principal;
+    use hookgate::server::{CallbackReport, GateService};
+
+    let s = setup();
+    let (engine, id, callback) = waiting_for_a_callback(&s.store, &s.clock).await;
+    s.store.fail_saves(0, 1);
+    let note = CallbackReport::Progress {
+        message: "half way".into(),
+    };
+    let answered = GateService::callback(&engine, callback, note, &Principal::new("ci")).await;
+    assert!(answered.is_err(), "{answered:?}");
+    let version = s.stored(&id).await.version;
+
+    let mut looks = Vec::new();
+    for second in 1..=600 {
+        s.clock.advance(TimeDelta::seconds(1));
+        if engine.fire_due().await > 0 {
+            looks.push(second);
+        }
+    }
+    assert_eq!(
+        looks,
+        [1, 3, 7, 15, 31, 63, 127],
+        "doubling waits, then none"
+    );
+    assert_eq!(s.stored(&id).await.version, version, "nothing was written");
+    assert_eq!(
+        engine.live_deployments(),
+        1,
+        "still waiting for its callback"
+    );
+}
+
 /// A deployment's last write stored but answered with a failure, and the look failing too: the
 /// deployment is put back unfinished. The retry meets the finished state in the store, and the
 /// deployment leaves memory then, letting the one queued behind it start: no later input would

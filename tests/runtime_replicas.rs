@@ -754,7 +754,8 @@ async fn a_lease_taken_back_after_another_replica_held_it_asks_again_for_its_wor
     o.pass_last_called_gate(&b).await;
     b.shutdown().await;
 
-    a.maintain_leases().await.unwrap();
+    let upkeep = a.maintain_leases().await.unwrap();
+    assert_eq!(upkeep.taken_over, 1, "{upkeep:?}");
     replicas::eventually(|| async {
         a.view(&id).await.unwrap().status == DeploymentStatus::Succeeded
     })

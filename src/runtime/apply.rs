@@ -37,10 +37,16 @@ const MAX_CONFLICT_RETRIES: u32 = 5;
 /// cannot keep one caller waiting for a whole deployment.
 const MAX_INLINE_ROUNDS: usize = 8;
 
+/// How many times a deployment whose write may have been stored unanswered is looked for in
+/// the store with no input to make it so, each look twice as long after the last (1 s to about
+/// a minute; two minutes in all): a database may commit a statement whose client gave up on it
+/// a while after.
+pub(crate) const MAX_LOOKS: u8 = 7;
+
 impl Engine {
     /// Applies `input` to deployment `id` and commits the result. The outer error is the
-    /// engine's (unknown deployment, store failure: nothing changed); the inner value is what
-    /// `input` returned.
+    /// engine's (unknown deployment, store failure: nothing changed in memory); the inner value
+    /// is what `input` returned.
     ///
     /// When someone else saved the deployment first (another replica, or a write racing this
     /// one), `input` is applied again to what they stored, a few times at most.
@@ -176,7 +182,7 @@ impl Engine {
         if !changed && actions.is_empty() {
             spare::give_back(before);
             if live.owned {
-                if live.unsure {
+                if live.unsure && live.looks < MAX_LOOKS {
                     // Boxed, as rare: every commit's future would otherwise carry it.
                     return Box::pin(self.look_again(live)).await;
                 }
@@ -202,6 +208,7 @@ impl Engine {
                     let (id, version) = (live.d.id(), live.version + 1);
                     Box::pin(self.stored_anyway(id, version, live.d.state(), e, || {
                         live.unsure = true;
+                        live.looks = 0;
                     }))
                     .await
                 }
@@ -245,29 +252,36 @@ impl Engine {
 
     /// An input that changed nothing, on a deployment one of whose writes may have been stored
     /// unanswered (the deadline [`Live::arm_after_failure`] set for it, or any other): the
-    /// store is looked at, and a deployment found ahead is reloaded, its work in flight asked
-    /// for again and performed, or retired if it finished. Found as it is here, it stays
-    /// unsure, without being looked at again on its own: the next write settles it.
+    /// store is looked at. Found ahead, the deployment is reloaded as after a conflict (its work
+    /// in flight asked for again, or retired if it finished) and the conflict returned, for the
+    /// input to be applied again to what is stored. Found as it is, the write may still be
+    /// under way on the server: it is looked for again later, [`MAX_LOOKS`] times in all.
     async fn look_again(&self, live: &mut Live) -> Result<(bool, Vec<Ready>), RuntimeError> {
-        let ahead = match self.inner.store.load(live.d.id()).await {
-            Ok(Some(stored)) => stored.version > live.version,
-            Ok(None) => false,
+        live.looks += 1;
+        let id = live.d.id().clone();
+        let stored = match self.inner.store.load(&id).await {
+            Ok(Some(stored)) if stored.version > live.version => stored,
+            Ok(_) => {
+                live.arm_after_failure(&self.inner.deadlines, self.inner.clock.now());
+                return Ok((false, Vec::new()));
+            }
             Err(e) => {
-                tracing::warn!(deployment = %live.d.id(), error = %e, "could not look at a deployment whose write may have been stored; trying again in a second");
+                tracing::warn!(deployment = %id, error = %e, "could not look at a deployment whose write may have been stored; trying again later");
                 live.arm_after_failure(&self.inner.deadlines, self.inner.clock.now());
                 return Ok((false, Vec::new()));
             }
         };
-        if !ahead || !self.reload(live).await {
-            live.arm(&self.inner.deadlines);
-            return Ok((false, Vec::new()));
-        }
-        if live.d.is_finished() {
+        let (expected, actual) = (live.version, stored.version);
+        if self.restore_stored(live, stored) && live.d.is_finished() {
             self.retire(&live.d);
-            return Ok((true, Vec::new()));
         }
-        let before = spare::copy(&live.d);
-        Box::pin(self.commit_once(live, before)).await
+        live.arm_after_failure(&self.inner.deadlines, self.inner.clock.now());
+        Err(StoreError::Conflict {
+            id,
+            expected,
+            actual,
+        }
+        .into())
     }
 
     /// `version` if the write that failed with `failure` was stored after all, as `state`:
@@ -300,6 +314,8 @@ impl Engine {
                 on_unknown();
                 Err(failure)
             }
+            // Another write took the version: this one can never be stored.
+            Ok(Some(stored)) if stored.version == version => Err(failure),
             Ok(_) => {
                 tracing::warn!(deployment = %id, error = %failure, "a write failed and is not stored yet; it may still be");
                 on_unknown();
@@ -398,18 +414,22 @@ impl Engine {
 
     /// Replaces the entry's deployment with the stored one; whether it could.
     pub(crate) async fn reload(&self, live: &mut Live) -> bool {
-        let id = live.d.id().clone();
-        let stored = match self.inner.store.load(&id).await {
-            Ok(Some(stored)) => stored,
+        let id = live.d.id();
+        match self.inner.store.load(id).await {
+            Ok(Some(stored)) => self.restore_stored(live, stored),
             Ok(None) => {
                 tracing::error!(deployment = %id, "the deployment vanished from the store");
-                return false;
+                false
             }
             Err(e) => {
                 tracing::warn!(deployment = %id, error = %e, "could not reload the deployment");
-                return false;
+                false
             }
-        };
+        }
+    }
+
+    /// [`Engine::reload`] from a row already read.
+    fn restore_stored(&self, live: &mut Live, stored: StoredDeployment) -> bool {
         match Deployment::restore(Arc::clone(live.d.plan()), stored.state) {
             Ok(d) => {
                 live.d = d;
@@ -425,7 +445,7 @@ impl Engine {
                 true
             }
             Err(e) => {
-                tracing::error!(deployment = %id, error = %e, "the stored state no longer fits");
+                tracing::error!(deployment = %stored.id, error = %e, "the stored state no longer fits");
                 false
             }
         }

@@ -6,6 +6,7 @@ use tokio::sync::{Mutex as AsyncMutex, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::apply::MAX_LOOKS;
 use super::error::RuntimeError;
 use super::event::EngineEvent;
 use super::host::Host;
@@ -28,7 +29,9 @@ use crate::store::{DynStore, HistoryEntry, Lease, NewDeployment, StoreError, Sto
 /// Every input to a deployment — a callback, an outbound call's result, a host step's result, a
 /// decision, a deadline — goes through one cycle under that deployment's lock: apply it to the
 /// core, store the new state and its events, and only then answer, publish events and start
-/// the actions it produced. A store failure leaves the deployment exactly as it was.
+/// the actions it produced. A store failure leaves the deployment in memory as it was; a
+/// write whose answer was lost is looked for in the store afterwards, and taken up if it was
+/// stored.
 ///
 /// A call or host step whose result is ready as soon as it is started (a host or transport that
 /// answers at once) is recorded in a cycle of its own that follows at once, still under the
@@ -82,6 +85,8 @@ pub(crate) struct Live {
     /// it led to were never performed, so the next reload from the store asks again for the
     /// work in flight there.
     pub(crate) unsure: bool,
+    /// How many times it was looked for in the store since `unsure` was set.
+    pub(crate) looks: u8,
 }
 
 impl Live {
@@ -92,6 +97,7 @@ impl Live {
             owned,
             deadline: None,
             unsure: false,
+            looks: 0,
         }
     }
 
@@ -107,13 +113,14 @@ impl Live {
     /// Records its next deadline after a write failed and the deployment was put back as it
     /// was: one already due (the write may have been its firing) is tried again a second after
     /// `now`, so a store that fails at once is not retried in a tight loop. A write that may
-    /// have been stored has the deployment looked at again then too, whatever its deadline:
-    /// stored, it may have finished the deployment, or asked for work no one performs, and no
-    /// input may come to find out.
+    /// have been stored has the deployment looked for in the store then too, whatever its
+    /// deadline, and again at doubling waits, [`MAX_LOOKS`] times in all: stored, the write may
+    /// have finished the deployment, or asked for work no one performs, and no input may come
+    /// to find out.
     pub(crate) fn arm_after_failure(&mut self, deadlines: &Deadlines, now: DateTime<Utc>) {
         let retry = later(now, RETRY_AFTER_FAILURE);
-        let at = if self.unsure {
-            Some(retry)
+        let at = if self.unsure && self.looks < MAX_LOOKS {
+            Some(later(now, RETRY_AFTER_FAILURE * (1 << self.looks)))
         } else {
             self.d.poll_timeout().map(|at| at.max(retry))
         };
@@ -598,9 +605,12 @@ impl Engine {
                 .next()
                 .map(|at| (at - self.inner.clock.now()).to_std().unwrap_or_default())
                 .unwrap_or(std::time::Duration::from_secs(3600));
+            // Biased, upkeep before the deadlines: a round cut short leaves deadlines due, and a
+            // random pick could pass the upkeep over round after round until the leases ended.
+            // Every turn of the loop fires deadlines first, so they are not starved in turn.
             tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = self.inner.deadlines.changed.notified() => {}
+                biased;
+                () = self.inner.shutdown.cancelled() => return,
                 _ = upkeep.tick(), if self.replica().is_some() => {
                     if let Err(e) = self.maintain_leases().await {
                         tracing::warn!(error = %e, "could not keep the leases; trying again at the next round");
@@ -622,7 +632,8 @@ impl Engine {
                         self.inner.tasks.spawn(async move { engine.sync(&id, version).await });
                     }
                 }
-                () = self.inner.shutdown.cancelled() => return,
+                () = self.inner.deadlines.changed.notified() => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
     }

@@ -13,9 +13,10 @@ pub enum RuntimeError {
     /// The core refused the input.
     #[error(transparent)]
     Core(#[from] CoreError),
-    /// The store failed. A write whose answer was lost may have been stored all the same
-    /// ([`StoreError::Backend`]); the engine looks again and goes on with what it finds, so look
-    /// before retrying a start, which could otherwise start the deployment twice.
+    /// The store failed. The deployment in memory is as it was, but a write whose answer was
+    /// lost ([`StoreError::Backend`]) may have been stored all the same: the engine looks for
+    /// it and goes on with what it finds. A start answered so may still run (resumed a moment
+    /// later), and retrying it may start the application's deployment a second time.
     #[error("the store failed: {0}")]
     Store(#[from] StoreError),
     /// The deployment's webhooks cannot be sent (for example a remote network agent has no

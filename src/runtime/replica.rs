@@ -84,7 +84,8 @@ pub struct Upkeep {
     pub reloaded: usize,
     /// Deployments whose lease another replica took: no longer driven here.
     pub lost: usize,
-    /// Orphaned deployments taken over from a replica whose lease ended.
+    /// Orphaned deployments taken over from a replica whose lease ended, and deployments taken
+    /// back after this replica's own lease lapsed and passed through another.
     pub taken_over: usize,
     /// Deployments queued here (`enqueueOne`) started because their application no longer
     /// runs: the deployment they waited for may have finished on another replica.
@@ -187,7 +188,10 @@ impl Engine {
                         // flight this copy knows nothing of. Resumed afresh from the store
                         // below, which asks for that work again.
                         Ok(true) if before.contains(&id) => {
-                            self.lose(&id).await;
+                            if self.forget(&id).await {
+                                tracing::warn!(deployment = %id, "taken back after its lease lapsed: resumed from the store");
+                            }
+                            upkeep.taken_over += 1;
                             retaken.push(DeploymentId::clone(&id));
                         }
                         Ok(true) => {}
@@ -306,8 +310,16 @@ impl Engine {
         {
             self.sync(id, stored.version).await;
         }
+        if self.forget(id).await {
+            tracing::info!(deployment = %id, "another replica drives this deployment now");
+        }
+    }
+
+    /// Takes the deployment out of memory, with its deadline and callback ids; whether it was
+    /// there.
+    async fn forget(&self, id: &DeploymentId) -> bool {
         let Some(entry) = lock(&self.inner.live).get(id).cloned() else {
-            return;
+            return false;
         };
         let (callbacks, mut deadline) = {
             let mut live = entry.lock().await;
@@ -323,14 +335,14 @@ impl Engine {
             .get(id)
             .is_some_and(|current| Arc::ptr_eq(current, &entry))
         {
-            return;
+            return false;
         }
         live.remove(id);
         let mut index = lock(&self.inner.callbacks);
         for callback in callbacks {
             index.remove(&callback);
         }
-        tracing::info!(deployment = %id, "another replica drives this deployment now");
+        true
     }
 
     /// Makes a stored deployment this engine's to drive, as after a restart: deadlines that

@@ -64,10 +64,10 @@ pub struct FaultyStore<S = MemoryStore> {
     /// Lease claims to fail.
     fail_claim: AtomicUsize,
     late_renew: AtomicBool,
-    /// Saves to answer with a failure and store after the next load.
+    /// Saves to answer with a failure and store after the next load of their deployment.
     late_save: AtomicUsize,
-    /// A save answered already, stored at the next load.
-    pending_save: Mutex<Option<LateSave>>,
+    /// Saves answered already, each stored at the next load of its deployment.
+    pending_saves: Mutex<Vec<LateSave>>,
 }
 
 /// A save [`FaultyStore::store_saves_late`] has answered but not stored yet.
@@ -100,7 +100,7 @@ impl<S: Store> FaultyStore<S> {
             fail_claim: AtomicUsize::new(0),
             late_renew: AtomicBool::new(false),
             late_save: AtomicUsize::new(0),
-            pending_save: Mutex::new(None),
+            pending_saves: Mutex::new(Vec::new()),
         }
     }
 
@@ -144,8 +144,8 @@ impl<S: Store> FaultyStore<S> {
     }
 
     /// Answers each of the next `n` saves with [`StoreError::Backend`] at once and stores it
-    /// right after the next load has read the deployment (if the version it expects still
-    /// holds then): a look at the deployment after the failure finds it unchanged, and the
+    /// right after the next load of its deployment has read it (if the version it expects
+    /// still holds then): a look at the deployment after the failure finds it unchanged, and the
     /// write is stored all the same a moment later, as a database stores a statement whose
     /// connection dropped while it ran.
     pub fn store_saves_late(&self, n: usize) {
@@ -195,6 +195,12 @@ impl<S: Store> FaultyStore<S> {
     /// [`slow_saves`](Self::slow_saves) makes saves do.
     pub fn slow_claims(&self, slow: bool) {
         self.slow_claim.store(slow, Ordering::SeqCst);
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<LateSave>> {
+        self.pending_saves
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether this save is one to fail, using up the counts.
@@ -254,10 +260,7 @@ impl<S: Store> Store for FaultyStore<S> {
             return Err(injected());
         }
         if take(&self.late_save) {
-            *self
-                .pending_save
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some(LateSave {
+            self.pending().push(LateSave {
                 id: id.clone(),
                 expected_version,
                 state: state.clone(),
@@ -288,12 +291,15 @@ impl<S: Store> Store for FaultyStore<S> {
             return Err(injected());
         }
         let loaded = self.inner.load(id).await;
-        let late = self
-            .pending_save
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(s) = late {
+        let late: Vec<LateSave> = {
+            let mut pending = self.pending();
+            let (late, others) = std::mem::take(&mut *pending)
+                .into_iter()
+                .partition(|s| s.id == *id);
+            *pending = others;
+            late
+        };
+        for s in late {
             // Refused as a conflict when another write came first, as the database would.
             let _ = self
                 .inner

@@ -148,16 +148,12 @@ impl fmt::Debug for ClientCredentialsBuilder {
         f.debug_struct("ClientCredentialsBuilder")
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
-            // Without user information or query, where a URL may carry credentials.
             .field(
-                "token_url",
-                &self.token_url.as_ref().map(|url| {
-                    format!(
-                        "{}://{}",
-                        url.scheme(),
-                        &url[url::Position::BeforeHost..url::Position::AfterPath]
-                    )
-                }),
+                "token_endpoint",
+                &self
+                    .token_url
+                    .as_ref()
+                    .map(|url| super::shown_endpoint(url.as_str().parse::<Uri>().ok().as_ref())),
             )
             .field("audience", &self.audience)
             .finish_non_exhaustive()

@@ -233,16 +233,21 @@ impl TokenSource for ClientCredentials {
     }
 }
 
+/// The token endpoint for `Debug`: without user information or query, where a URL may carry
+/// credentials.
+fn shown_endpoint(uri: Option<&Uri>) -> String {
+    uri.map_or_else(
+        || "<not a valid URI>".to_owned(),
+        |uri| RequestTarget::new(Method::POST, uri).to_string(),
+    )
+}
+
 impl fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientCredentials")
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
-            // Without user information or query, where a URL may carry credentials.
-            .field(
-                "token_endpoint",
-                &format_args!("{}", RequestTarget::new(Method::POST, &self.token_uri)),
-            )
+            .field("token_endpoint", &shown_endpoint(Some(&self.token_uri)))
             .field("audience", &self.audience)
             .field("refresh_margin", &self.refresh_margin)
             .field("backoff", &self.backoff)
