@@ -651,15 +651,16 @@ webhooks:
     bodyTemplate: {inline: '{{armory.callbackUri}}'}
 "#;
 
-/// An engine on `store` and `clock` with a deployment of [`GATE`] waiting for its callback;
-/// returns the engine, the deployment and its gate's callback id.
+/// An engine on `store` and `clock` with a deployment of `plan` (one webhook gate) waiting for
+/// its callback; returns the engine, the deployment and its gate's callback id.
 async fn waiting_for_a_callback(
     store: &Arc<FaultyStore>,
     clock: &ManualClock,
+    plan: &str,
 ) -> (Engine, DeploymentId, hookgate::core::CallbackId) {
     let external = RecordingTransport::new();
     let engine = engine(store, clock, &external);
-    let id = engine.start(GATE, BTreeMap::new()).await.unwrap().id;
+    let id = engine.start(plan, BTreeMap::new()).await.unwrap().id;
     let uri = String::from_utf8(external.requests()[0].body.to_vec()).unwrap();
     (engine, id, uri.rsplit('/').next().unwrap().parse().unwrap())
 }
@@ -674,7 +675,7 @@ async fn work_asked_for_by_a_write_stored_unanswered_is_asked_for_again_a_second
     use hookgate::server::{CallbackReport, GateService};
 
     let s = setup();
-    let (engine, id, callback) = waiting_for_a_callback(&s.store, &s.clock).await;
+    let (engine, id, callback) = waiting_for_a_callback(&s.store, &s.clock, GATE).await;
     s.store.lose_save_answers(1);
     s.store.fail_loads(1);
     let report = CallbackReport::Outcome {
@@ -699,7 +700,7 @@ async fn a_write_that_was_not_stored_is_looked_for_a_few_times_then_no_more() {
     use hookgate::server::{CallbackReport, GateService};
 
     let s = setup();
-    let (engine, id, callback) = waiting_for_a_callback(&s.store, &s.clock).await;
+    let (engine, id, callback) = waiting_for_a_callback(&s.store, &s.clock, GATE).await;
     s.store.fail_saves(0, 1);
     let note = CallbackReport::Progress {
         message: "half way".into(),
@@ -726,6 +727,37 @@ async fn a_write_that_was_not_stored_is_looked_for_a_few_times_then_no_more() {
         1,
         "still waiting for its callback"
     );
+    assert_eq!(engine.armed_deadlines(), 1, "its callback timeout");
+    s.clock.advance(TimeDelta::days(1));
+    engine.fire_due().await;
+    assert_eq!(s.stored(&id).await.status, DeploymentStatus::Failed);
+}
+
+/// The looks for a write that may have been stored do not hold up a deadline due before them:
+/// a callback timeout ten seconds on fires at ten seconds, between the looks at seven and
+/// fifteen.
+#[tokio::test]
+async fn looks_for_a_write_hold_up_no_deadline() {
+    use hookgate::auth::Principal;
+    use hookgate::server::{CallbackReport, GateService};
+
+    let plan = GATE.replace(
+        "    uriTemplate:",
+        "    callbackTimeout: {duration: 10, unit: seconds}\n    uriTemplate:",
+    );
+    let s = setup();
+    let (engine, id, callback) = waiting_for_a_callback(&s.store, &s.clock, &plan).await;
+    s.store.fail_saves(0, 1);
+    let note = CallbackReport::Progress {
+        message: "half way".into(),
+    };
+    let answered = GateService::callback(&engine, callback, note, &Principal::new("ci")).await;
+    assert!(answered.is_err(), "{answered:?}");
+    for _ in 0..10 {
+        s.clock.advance(TimeDelta::seconds(1));
+        engine.fire_due().await;
+    }
+    assert_eq!(s.stored(&id).await.status, DeploymentStatus::Failed);
 }
 
 /// A deployment's last write stored but answered with a failure, and the look failing too: the

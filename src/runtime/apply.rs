@@ -183,8 +183,13 @@ impl Engine {
             spare::give_back(before);
             if live.owned {
                 if live.unsure && live.looks < MAX_LOOKS {
-                    // Boxed, as rare: every commit's future would otherwise carry it.
-                    return Box::pin(self.look_again(live)).await;
+                    // An input before the look is due leaves the look armed: only its time
+                    // spends one, however many inputs change nothing meanwhile.
+                    if live.look_due(self.inner.clock.now()) {
+                        // Boxed, as rare: every commit's future would otherwise carry it.
+                        return Box::pin(self.look_again(live)).await;
+                    }
+                    return Ok((false, Vec::new()));
                 }
                 live.arm(&self.inner.deadlines);
             }
@@ -252,10 +257,11 @@ impl Engine {
 
     /// An input that changed nothing, on a deployment one of whose writes may have been stored
     /// unanswered (the deadline [`Live::arm_after_failure`] set for it, or any other): the
-    /// store is looked at. Found ahead, the deployment is reloaded as after a conflict (its work
-    /// in flight asked for again, or retired if it finished) and the conflict returned, for the
-    /// input to be applied again to what is stored. Found as it is, the write may still be
-    /// under way on the server: it is looked for again later, [`MAX_LOOKS`] times in all.
+    /// store is looked at. Found ahead, the deployment is reloaded as after a conflict: retired
+    /// if it finished, its work in flight otherwise asked for again and performed here, since
+    /// the input's caller may not apply it again; the conflict is returned for the input to be
+    /// applied to what is stored. Found as it is, the write may still be under way on the
+    /// server: it is looked for again later, [`MAX_LOOKS`] times in all.
     async fn look_again(&self, live: &mut Live) -> Result<(bool, Vec<Ready>), RuntimeError> {
         live.looks += 1;
         let id = live.d.id().clone();
@@ -272,10 +278,17 @@ impl Engine {
             }
         };
         let (expected, actual) = (live.version, stored.version);
-        if self.restore_stored(live, stored) && live.d.is_finished() {
-            self.retire(&live.d);
+        if !self.restore_stored(live, stored) {
+            live.arm_after_failure(&self.inner.deadlines, self.inner.clock.now());
+            return Ok((false, Vec::new()));
         }
-        live.arm_after_failure(&self.inner.deadlines, self.inner.clock.now());
+        if live.d.is_finished() {
+            self.retire(&live.d);
+            live.arm(&self.inner.deadlines);
+        } else {
+            let before = spare::copy(&live.d);
+            Box::pin(self.commit(live, before)).await?;
+        }
         Err(StoreError::Conflict {
             id,
             expected,
@@ -314,8 +327,13 @@ impl Engine {
                 on_unknown();
                 Err(failure)
             }
-            // Another write took the version: this one can never be stored.
-            Ok(Some(stored)) if stored.version == version => Err(failure),
+            // Another write took the version: this one can never be stored, and the caller
+            // takes the other one up as after any conflict.
+            Ok(Some(stored)) if stored.version == version => Err(StoreError::Conflict {
+                id: id.clone(),
+                expected: version - 1,
+                actual: stored.version,
+            }),
             Ok(_) => {
                 tracing::warn!(deployment = %id, error = %failure, "a write failed and is not stored yet; it may still be");
                 on_unknown();

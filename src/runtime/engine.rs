@@ -119,14 +119,26 @@ impl Live {
     /// to find out.
     pub(crate) fn arm_after_failure(&mut self, deadlines: &Deadlines, now: DateTime<Utc>) {
         let retry = later(now, RETRY_AFTER_FAILURE);
+        let due = self.d.poll_timeout().map(|at| at.max(retry));
         let at = if self.unsure && self.looks < MAX_LOOKS {
-            Some(later(now, RETRY_AFTER_FAILURE * (1 << self.looks)))
+            let look = later(now, RETRY_AFTER_FAILURE * (1 << self.looks));
+            Some(due.map_or(look, |due| due.min(look)))
         } else {
-            self.d.poll_timeout().map(|at| at.max(retry))
+            due
         };
         deadlines.set(self.d.shared_id(), &mut self.deadline, at);
     }
+
+    /// Whether the deadline armed for it has come, which for a deployment looked for in the
+    /// store ([`Live::arm_after_failure`]) is the time of its next look.
+    pub(crate) fn look_due(&self, now: DateTime<Utc>) -> bool {
+        self.deadline.is_none_or(|(at, _)| at <= now)
+    }
 }
+
+/// How many change notices the scheduler takes up at each turn besides the one its `select!`
+/// may pick.
+const MAX_NOTICES_PER_TURN: usize = 1024;
 
 /// How long after a failed write a deadline is tried again: soon, but not in a tight loop
 /// against a store that fails at once.
@@ -621,20 +633,34 @@ impl Engine {
                         Some(n) => n.recv().await,
                         None => std::future::pending().await,
                     }
-                } => {
-                    // In a task, so a slow store or a busy deployment never holds up deadlines;
-                    // with a token taken first, so none starts once shutdown has begun (it
-                    // would act on a deployment whose lease is being given up).
-                    if let Ok(_in_flight) = self.in_flight()
-                        && lock(&self.inner.live).contains_key(&id)
-                    {
-                        let engine = self.clone();
-                        self.inner.tasks.spawn(async move { engine.sync(&id, version).await });
-                    }
-                }
+                } => self.take_up(id, version),
                 () = self.inner.deadlines.changed.notified() => {}
                 () = tokio::time::sleep(wait) => {}
             }
+            // Those that came meanwhile: while a backlog keeps the upkeep due at every turn,
+            // the branch above would not be reached.
+            if let Some(notices) = notices.as_mut() {
+                for _ in 0..MAX_NOTICES_PER_TURN {
+                    let Ok((id, version)) = notices.try_recv() else {
+                        break;
+                    };
+                    self.take_up(id, version);
+                }
+            }
+        }
+    }
+
+    /// Takes up another replica's change to a deployment driven here. In a task, so a slow store
+    /// or a busy deployment never holds up deadlines; with a token taken first, so none starts
+    /// once shutdown has begun (it would act on a deployment whose lease is being given up).
+    fn take_up(&self, id: DeploymentId, version: u64) {
+        if let Ok(_in_flight) = self.in_flight()
+            && lock(&self.inner.live).contains_key(&id)
+        {
+            let engine = self.clone();
+            self.inner
+                .tasks
+                .spawn(async move { engine.sync(&id, version).await });
         }
     }
 
