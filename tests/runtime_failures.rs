@@ -491,14 +491,15 @@ async fn a_start_whose_create_and_look_both_failed_is_resumed_a_second_later() {
 /// for no one to perform.
 #[tokio::test]
 async fn a_lost_save_whose_look_failed_too_has_its_work_asked_for_again() {
-    let s = setup();
-    let started = s.start_pause().await;
-    s.clock.advance(TimeDelta::minutes(2));
-    s.store.lose_save_answers(1);
-    s.store.fail_loads(1);
-
-    s.engine.fire_due().await;
-    s.succeeds_within(&started, 3).await;
+    lost_pause_write(
+        |store| {
+            store.lose_save_answers(1);
+            store.fail_loads(1);
+        },
+        1,
+        "the pause's write is stored",
+    )
+    .await;
 }
 
 /// A save stored but answered with a failure, with another write stored over it before the
