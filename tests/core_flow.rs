@@ -406,29 +406,21 @@ strategies:
         let mut h = start(&file);
         let plan = std::sync::Arc::clone(h.deployment.plan());
         let env = |name: &str| plan.environment_by_name(name).unwrap();
-        let gate_of = |name: &str| {
-            let i = plan
-                .gates()
-                .iter()
-                .position(|g| g.env() == env(name))
-                .unwrap();
-            hookgate::config::GateId(i as u32)
-        };
+        let checks = gate(&h, "targets.checks.constraints.beforeDeployment[0]");
+        let web = gate(&h, "strategies.canary.canary.steps[1]");
         // Both gates are reached and sent before either fails.
         steps_ok(&mut h);
         let mut called = sent(&mut h);
         called.sort();
-        let mut expected = vec![gate_of("checks"), gate_of("web")];
+        let mut expected = vec![checks, web];
         expected.sort();
         assert_eq!(called, expected);
 
         let fail_checks = |h: &mut hookgate::test_util::Harness| {
-            h.callback(gate_of("checks"), false, Some("no change ticket"))
-                .unwrap();
+            h.callback(checks, false, Some("no change ticket")).unwrap();
         };
         let fail_web = |h: &mut hookgate::test_util::Harness| {
-            h.callback(gate_of("web"), false, Some("3 tests failed"))
-                .unwrap();
+            h.callback(web, false, Some("3 tests failed")).unwrap();
             steps_ok(h);
         };
         if canary_fails_first {

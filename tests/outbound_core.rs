@@ -13,7 +13,7 @@ use hookgate::core::{
     Action, CallResult, CallbackId, Deployment, DeploymentId, EventKind, GateState, IdSource,
     StartOptions, StepOutcome,
 };
-use hookgate::outbound::{Dispatcher, OutboundError};
+use hookgate::outbound::{Dispatcher, OutboundError, PreparedCall};
 use hookgate::secrets::MemorySecrets;
 use hookgate::transport::{
     HttpTransport, RequestOptions, ReqwestTransport, TransportError, TransportRegistry,
@@ -79,13 +79,18 @@ impl Host {
         }
     }
 
-    /// Sends the first pending action, a webhook call, and returns what came of it without
-    /// recording it.
-    async fn send_first_call(&mut self) -> CallResult {
+    /// Takes the first pending action, a webhook call, and prepares it.
+    fn prepare_first_call(&mut self) -> PreparedCall {
         let Some(Action::CallWebhook(call)) = self.deployment.poll_action() else {
             panic!("expected a call")
         };
-        let prepared = self.dispatcher.prepare(&self.deployment, &call, None);
+        self.dispatcher.prepare(&self.deployment, &call, None)
+    }
+
+    /// Sends the first pending action, a webhook call, and returns what came of it without
+    /// recording it.
+    async fn send_first_call(&mut self) -> CallResult {
+        let prepared = self.prepare_first_call();
         self.dispatcher.send(&prepared).await
     }
 
@@ -388,10 +393,7 @@ async fn the_request_timeout_defaults_to_30_seconds() {
         None,
         "the webhook sets no requestTimeout"
     );
-    let Some(Action::CallWebhook(call)) = host.deployment.poll_action() else {
-        panic!("expected a call")
-    };
-    let prepared = host.dispatcher.prepare(&host.deployment, &call, None);
+    let prepared = host.prepare_first_call();
     assert_eq!(
         host.dispatcher.attempt_limit(&prepared),
         Duration::from_secs(60)

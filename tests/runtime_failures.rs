@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use hookgate::core::{DeploymentId, DeploymentStatus};
+use hookgate::auth::Principal;
+use hookgate::core::{CallbackId, DeploymentId, DeploymentStatus};
 use hookgate::runtime::{Engine, SimulatedHost};
+use hookgate::server::{CallbackReport, GateService};
 use hookgate::store::{Store, StoredDeployment};
 use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport, SequentialIds};
 
@@ -23,15 +25,18 @@ struct Setup {
     engine: Engine,
     store: Arc<FaultyStore>,
     clock: ManualClock,
+    external: RecordingTransport,
 }
 
 fn setup() -> Setup {
     let store = Arc::new(FaultyStore::default());
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap());
+    let external = RecordingTransport::new();
     Setup {
-        engine: engine(&store, &clock, &RecordingTransport::new()),
+        engine: engine(&store, &clock, &external),
         store,
         clock,
+        external,
     }
 }
 
@@ -46,22 +51,55 @@ impl Setup {
     }
 
     /// Starts a deployment of [`PAUSE`] (`enqueueOne`) and queues a second one behind it;
-    /// returns the queued one.
-    async fn queue_one_behind_another(&self) -> DeploymentId {
+    /// returns both.
+    async fn queue_one_behind_another(&self) -> (DeploymentId, DeploymentId) {
         let plan = format!(
             "{PAUSE}deploymentConfig: {{ifDeploymentInProgress: {{strategy: enqueueOne}}}}\n"
         );
-        self.engine
+        let first = self
+            .engine
             .start(&plan, BTreeMap::new())
             .await
-            .expect("the first starts");
+            .expect("the first starts")
+            .id;
         let queued = self
             .engine
             .start(&plan, BTreeMap::new())
             .await
             .expect("the second is queued");
         assert_eq!(queued.status, DeploymentStatus::Queued);
-        queued.id
+        (first, queued.id)
+    }
+
+    /// Cancels `first` with the cancel's write stored but answered with a failure, and the look
+    /// at the store failing too.
+    async fn cancel_with_its_answer_lost(&self, first: &DeploymentId) {
+        self.store.lose_save_answers(1);
+        self.store.fail_loads(1);
+        assert!(
+            self.engine.cancel(first, "operator").await.is_err(),
+            "whether the cancel was stored is not known"
+        );
+        assert_eq!(self.stored(first).await.status, DeploymentStatus::Canceled);
+    }
+
+    /// [`GATE`] (or `plan`, a variant of it) started and waiting for its callback; returns the
+    /// deployment and its gate's callback id.
+    async fn waiting_for_a_callback(&self, plan: &str) -> (DeploymentId, CallbackId) {
+        let id = self.engine.start(plan, BTreeMap::new()).await.unwrap().id;
+        let uri = String::from_utf8(self.external.requests()[0].body.to_vec()).unwrap();
+        (id, uri.rsplit('/').next().unwrap().parse().unwrap())
+    }
+
+    /// A progress note for `callback` whose write fails, with nothing stored.
+    async fn note_whose_write_fails(&self, callback: CallbackId) {
+        self.store.fail_saves(0, 1);
+        let note = CallbackReport::Progress {
+            message: "half way".into(),
+        };
+        let answered =
+            GateService::callback(&self.engine, callback, note, &Principal::new("ci")).await;
+        assert!(answered.is_err(), "{answered:?}");
     }
 
     /// Fires what is due once a second for `seconds` seconds; `id` has then succeeded and left
@@ -234,7 +272,7 @@ async fn a_deployment_whose_resumption_failed_is_resumed_when_next_needed() {
 #[tokio::test]
 async fn a_queued_deployment_whose_start_fails_is_started_once_the_store_works() {
     let s = setup();
-    let queued = s.queue_one_behind_another().await;
+    let (_, queued) = s.queue_one_behind_another().await;
     s.store.fail_creates(1);
 
     s.clock.advance(TimeDelta::minutes(2));
@@ -434,7 +472,7 @@ async fn a_save_that_failed_unstored_is_still_a_failure_after_the_look() {
 #[tokio::test]
 async fn a_queued_deployment_stored_by_a_lost_create_is_resumed_not_queued_behind_itself() {
     let s = setup();
-    let queued = s.queue_one_behind_another().await;
+    let (_, queued) = s.queue_one_behind_another().await;
     s.store.lose_create_answers(1);
     s.store.fail_loads(1);
 
@@ -606,14 +644,8 @@ async fn a_recover_whose_caller_goes_away_finishes_the_resumption_under_way() {
 #[tokio::test]
 async fn a_deployment_whose_finishing_write_was_lost_is_looked_at_again_a_second_later() {
     let s = setup();
-    let plan =
-        format!("{PAUSE}deploymentConfig: {{ifDeploymentInProgress: {{strategy: enqueueOne}}}}\n");
-    let first = s.engine.start(&plan, BTreeMap::new()).await.unwrap().id;
-    let queued = s.engine.start(&plan, BTreeMap::new()).await.unwrap().id;
-    s.store.lose_save_answers(1);
-    s.store.fail_loads(1);
-    assert!(s.engine.cancel(&first, "operator").await.is_err());
-    assert_eq!(s.stored(&first).await.status, DeploymentStatus::Canceled);
+    let (first, queued) = s.queue_one_behind_another().await;
+    s.cancel_with_its_answer_lost(&first).await;
 
     s.clock.advance(TimeDelta::seconds(1));
     s.engine.fire_due().await;
@@ -652,68 +684,43 @@ webhooks:
     bodyTemplate: {inline: '{{armory.callbackUri}}'}
 "#;
 
-/// An engine on `store` and `clock` with a deployment of `plan` (one webhook gate) waiting for
-/// its callback; returns the engine, the deployment and its gate's callback id.
-async fn waiting_for_a_callback(
-    store: &Arc<FaultyStore>,
-    clock: &ManualClock,
-    plan: &str,
-) -> (Engine, DeploymentId, hookgate::core::CallbackId) {
-    let external = RecordingTransport::new();
-    let engine = engine(store, clock, &external);
-    let id = engine.start(plan, BTreeMap::new()).await.unwrap().id;
-    let uri = String::from_utf8(external.requests()[0].body.to_vec()).unwrap();
-    (engine, id, uri.rsplit('/').next().unwrap().parse().unwrap())
-}
-
 /// A callback's write stored but answered with a failure, and the look failing too: the
 /// deployment is put back waiting for the callback, which its sender does not send again.
 /// Looked for a second later, it is found ahead, and the deploy step that write asked for is
 /// asked for again rather than left until the callback's timeout a day later.
 #[tokio::test]
 async fn work_asked_for_by_a_write_stored_unanswered_is_asked_for_again_a_second_later() {
-    use hookgate::auth::Principal;
-    use hookgate::server::{CallbackReport, GateService};
-
     let s = setup();
-    let (engine, id, callback) = waiting_for_a_callback(&s.store, &s.clock, GATE).await;
+    let (id, callback) = s.waiting_for_a_callback(GATE).await;
     s.store.lose_save_answers(1);
     s.store.fail_loads(1);
     let report = CallbackReport::Outcome {
         success: true,
         message: None,
     };
-    let answered = GateService::callback(&engine, callback, report, &Principal::new("ci")).await;
+    let answered = GateService::callback(&s.engine, callback, report, &Principal::new("ci")).await;
     assert!(answered.is_err(), "{answered:?}");
-    assert_eq!(engine.live_deployments(), 1);
+    assert_eq!(s.engine.live_deployments(), 1);
 
     s.clock.advance(TimeDelta::seconds(1));
-    engine.fire_due().await;
+    s.engine.fire_due().await;
     assert_eq!(s.stored(&id).await.status, DeploymentStatus::Succeeded);
-    assert_eq!(engine.live_deployments(), 0);
+    assert_eq!(s.engine.live_deployments(), 0);
 }
 
 /// A write that may have been stored unanswered, and was not, is looked for in the store at
 /// doubling waits a few times, then left to the deployment's next write: no look for good.
 #[tokio::test]
 async fn a_write_that_was_not_stored_is_looked_for_a_few_times_then_no_more() {
-    use hookgate::auth::Principal;
-    use hookgate::server::{CallbackReport, GateService};
-
     let s = setup();
-    let (engine, id, callback) = waiting_for_a_callback(&s.store, &s.clock, GATE).await;
-    s.store.fail_saves(0, 1);
-    let note = CallbackReport::Progress {
-        message: "half way".into(),
-    };
-    let answered = GateService::callback(&engine, callback, note, &Principal::new("ci")).await;
-    assert!(answered.is_err(), "{answered:?}");
+    let (id, callback) = s.waiting_for_a_callback(GATE).await;
+    s.note_whose_write_fails(callback).await;
     let version = s.stored(&id).await.version;
 
     let mut looks = Vec::new();
     for second in 1..=600 {
         s.clock.advance(TimeDelta::seconds(1));
-        if engine.fire_due().await > 0 {
+        if s.engine.fire_due().await > 0 {
             looks.push(second);
         }
     }
@@ -724,13 +731,13 @@ async fn a_write_that_was_not_stored_is_looked_for_a_few_times_then_no_more() {
     );
     assert_eq!(s.stored(&id).await.version, version, "nothing was written");
     assert_eq!(
-        engine.live_deployments(),
+        s.engine.live_deployments(),
         1,
         "still waiting for its callback"
     );
-    assert_eq!(engine.armed_deadlines(), 1, "its callback timeout");
+    assert_eq!(s.engine.armed_deadlines(), 1, "its callback timeout");
     s.clock.advance(TimeDelta::days(1));
-    engine.fire_due().await;
+    s.engine.fire_due().await;
     assert_eq!(s.stored(&id).await.status, DeploymentStatus::Failed);
 }
 
@@ -739,24 +746,16 @@ async fn a_write_that_was_not_stored_is_looked_for_a_few_times_then_no_more() {
 /// fifteen.
 #[tokio::test]
 async fn looks_for_a_write_hold_up_no_deadline() {
-    use hookgate::auth::Principal;
-    use hookgate::server::{CallbackReport, GateService};
-
     let plan = GATE.replace(
         "    uriTemplate:",
         "    callbackTimeout: {duration: 10, unit: seconds}\n    uriTemplate:",
     );
     let s = setup();
-    let (engine, id, callback) = waiting_for_a_callback(&s.store, &s.clock, &plan).await;
-    s.store.fail_saves(0, 1);
-    let note = CallbackReport::Progress {
-        message: "half way".into(),
-    };
-    let answered = GateService::callback(&engine, callback, note, &Principal::new("ci")).await;
-    assert!(answered.is_err(), "{answered:?}");
+    let (id, callback) = s.waiting_for_a_callback(&plan).await;
+    s.note_whose_write_fails(callback).await;
     for _ in 0..10 {
         s.clock.advance(TimeDelta::seconds(1));
-        engine.fire_due().await;
+        s.engine.fire_due().await;
     }
     assert_eq!(s.stored(&id).await.status, DeploymentStatus::Failed);
 }
@@ -768,27 +767,8 @@ async fn looks_for_a_write_hold_up_no_deadline() {
 #[tokio::test]
 async fn a_deployment_whose_finishing_write_was_lost_leaves_memory_once_it_is_seen_finished() {
     let s = setup();
-    let plan =
-        format!("{PAUSE}deploymentConfig: {{ifDeploymentInProgress: {{strategy: enqueueOne}}}}\n");
-    let first = s
-        .engine
-        .start(&plan, BTreeMap::new())
-        .await
-        .expect("started")
-        .id;
-    let queued = s
-        .engine
-        .start(&plan, BTreeMap::new())
-        .await
-        .expect("queued")
-        .id;
-    s.store.lose_save_answers(1);
-    s.store.fail_loads(1);
-    assert!(
-        s.engine.cancel(&first, "operator").await.is_err(),
-        "whether the cancel was stored is not known"
-    );
-    assert_eq!(s.stored(&first).await.status, DeploymentStatus::Canceled);
+    let (first, queued) = s.queue_one_behind_another().await;
+    s.cancel_with_its_answer_lost(&first).await;
 
     let again = s.engine.cancel(&first, "operator").await;
     assert!(

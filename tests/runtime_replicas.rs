@@ -324,11 +324,20 @@ impl Orphans {
     }
 
     fn replica(&self, name: &str) -> hookgate::runtime::Engine {
-        use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
+        self.replica_with(name, hookgate::runtime::SimulatedHost)
+    }
+
+    /// [`Orphans::replica`], whose host steps `host` performs.
+    fn replica_with(
+        &self,
+        name: &str,
+        host: impl hookgate::runtime::Host,
+    ) -> hookgate::runtime::Engine {
+        use hookgate::runtime::{Engine, ReplicaOptions};
 
         Engine::builder(
             self.external.dispatcher("https://gates.example").unwrap(),
-            SimulatedHost,
+            host,
         )
         .shared_store(Arc::clone(&self.store))
         .clock(self.clock.clone())
@@ -730,7 +739,6 @@ impl hookgate::runtime::Host for SilentHost {
 #[tokio::test]
 async fn a_lease_taken_back_after_another_replica_held_it_asks_again_for_its_work() {
     use hookgate::core::DeploymentStatus;
-    use hookgate::runtime::{Engine, ReplicaOptions};
 
     let o = Orphans::new();
     let a = o.replica("a");
@@ -742,14 +750,7 @@ async fn a_lease_taken_back_after_another_replica_held_it_asks_again_for_its_wor
         .id;
     o.clock.advance(chrono::TimeDelta::minutes(2));
 
-    let b = Engine::builder(
-        o.external.dispatcher("https://gates.example").unwrap(),
-        SilentHost,
-    )
-    .shared_store(Arc::clone(&o.store))
-    .clock(o.clock.clone())
-    .replica(ReplicaOptions::new("b").lease(std::time::Duration::from_secs(60)))
-    .build();
+    let b = o.replica_with("b", SilentHost);
     b.recover().await.unwrap();
     o.pass_last_called_gate(&b).await;
     b.shutdown().await;

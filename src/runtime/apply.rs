@@ -37,12 +37,6 @@ const MAX_CONFLICT_RETRIES: u32 = 5;
 /// cannot keep one caller waiting for a whole deployment.
 const MAX_INLINE_ROUNDS: usize = 8;
 
-/// How many times a deployment whose write may have been stored unanswered is looked for in
-/// the store with no input to make it so, each look twice as long after the last (1 s to about
-/// a minute; two minutes in all): a database may commit a statement whose client gave up on it
-/// a while after.
-pub(crate) const MAX_LOOKS: u8 = 7;
-
 impl Engine {
     /// Applies `input` to deployment `id` and commits the result. The outer error is the
     /// engine's (unknown deployment, store failure: nothing changed in memory); the inner value
@@ -182,7 +176,7 @@ impl Engine {
         if !changed && actions.is_empty() {
             spare::give_back(before);
             if live.owned {
-                if live.unsure && live.looks < MAX_LOOKS {
+                if live.looking() {
                     // An input before the look is due leaves the look armed: only its time
                     // spends one, however many inputs change nothing meanwhile.
                     if live.look_due(self.inner.clock.now()) {
@@ -233,12 +227,6 @@ impl Engine {
                         // applies to what is stored rather than failing forever. Boxed, as
                         // rare and large: every commit's future would otherwise carry it.
                         Box::pin(self.reload(live)).await;
-                        // What was stored may have finished it: an earlier write of ours whose
-                        // answer was lost. No later input would change it, so none would
-                        // retire it, and its application's queue would wait for good.
-                        if live.owned && live.d.is_finished() {
-                            self.retire(&live.d);
-                        }
                     }
                     if live.owned {
                         live.arm_after_failure(&self.inner.deadlines, self.inner.clock.now());
@@ -261,29 +249,27 @@ impl Engine {
     /// if it finished, its work in flight otherwise asked for again and performed here, since
     /// the input's caller may not apply it again; the conflict is returned for the input to be
     /// applied to what is stored. Found as it is, the write may still be under way on the
-    /// server: it is looked for again later, [`MAX_LOOKS`] times in all.
+    /// server: it is looked for again later, [`MAX_LOOKS`](super::engine::MAX_LOOKS) times in
+    /// all.
     async fn look_again(&self, live: &mut Live) -> Result<(bool, Vec<Ready>), RuntimeError> {
         live.looks += 1;
         let id = live.d.id().clone();
-        let stored = match self.inner.store.load(&id).await {
-            Ok(Some(stored)) if stored.version > live.version => stored,
-            Ok(_) => {
-                live.arm_after_failure(&self.inner.deadlines, self.inner.clock.now());
-                return Ok((false, Vec::new()));
-            }
+        let expected = live.version;
+        let ahead = match self.inner.store.load(&id).await {
+            Ok(stored) => stored.filter(|stored| stored.version > expected),
             Err(e) => {
                 tracing::warn!(deployment = %id, error = %e, "could not look at a deployment whose write may have been stored; trying again later");
-                live.arm_after_failure(&self.inner.deadlines, self.inner.clock.now());
-                return Ok((false, Vec::new()));
+                None
             }
         };
-        let (expected, actual) = (live.version, stored.version);
-        if !self.restore_stored(live, stored) {
+        let Some(actual) = ahead.and_then(|stored| {
+            let version = stored.version;
+            self.restore_stored(live, stored).then_some(version)
+        }) else {
             live.arm_after_failure(&self.inner.deadlines, self.inner.clock.now());
             return Ok((false, Vec::new()));
-        }
+        };
         if live.d.is_finished() {
-            self.retire(&live.d);
             live.arm(&self.inner.deadlines);
         } else {
             let before = spare::copy(&live.d);
@@ -446,7 +432,10 @@ impl Engine {
         }
     }
 
-    /// [`Engine::reload`] from a row already read.
+    /// [`Engine::reload`] from a row already read. A deployment driven here that the row shows
+    /// finished is retired: an earlier write of ours whose answer was lost may have finished
+    /// it, and no later input would change it, so none would retire it and its application's
+    /// queue would wait for good.
     fn restore_stored(&self, live: &mut Live, stored: StoredDeployment) -> bool {
         match Deployment::restore(Arc::clone(live.d.plan()), stored.state) {
             Ok(d) => {
@@ -459,6 +448,9 @@ impl Engine {
                 // none is asked for twice.
                 if std::mem::take(&mut live.unsure) && live.owned {
                     live.d.reissue_afresh();
+                }
+                if live.owned && live.d.is_finished() {
+                    self.retire(&live.d);
                 }
                 true
             }

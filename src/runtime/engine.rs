@@ -6,7 +6,6 @@ use tokio::sync::{Mutex as AsyncMutex, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::apply::MAX_LOOKS;
 use super::error::RuntimeError;
 use super::event::EngineEvent;
 use super::host::Host;
@@ -120,13 +119,19 @@ impl Live {
     pub(crate) fn arm_after_failure(&mut self, deadlines: &Deadlines, now: DateTime<Utc>) {
         let retry = later(now, RETRY_AFTER_FAILURE);
         let due = self.d.poll_timeout().map(|at| at.max(retry));
-        let at = if self.unsure && self.looks < MAX_LOOKS {
+        let at = if self.looking() {
             let look = later(now, RETRY_AFTER_FAILURE * (1 << self.looks));
             Some(due.map_or(look, |due| due.min(look)))
         } else {
             due
         };
         deadlines.set(self.d.shared_id(), &mut self.deadline, at);
+    }
+
+    /// Whether a write of it may have been stored unanswered and it is still looked for in the
+    /// store ([`Live::arm_after_failure`]).
+    pub(crate) fn looking(&self) -> bool {
+        self.unsure && self.looks < MAX_LOOKS
     }
 
     /// Whether the deadline armed for it has come, which for a deployment looked for in the
@@ -139,6 +144,12 @@ impl Live {
 /// How many change notices the scheduler takes up at each turn besides the one its `select!`
 /// may pick.
 const MAX_NOTICES_PER_TURN: usize = 1024;
+
+/// How many times a deployment whose write may have been stored unanswered is looked for in
+/// the store with no input to make it so, each look twice as long after the last (1 s to about
+/// a minute; two minutes in all): a database may commit a statement whose client gave up on it
+/// a while after.
+pub(crate) const MAX_LOOKS: u8 = 7;
 
 /// How long after a failed write a deadline is tried again: soon, but not in a tight loop
 /// against a store that fails at once.
@@ -658,9 +669,13 @@ impl Engine {
             && lock(&self.inner.live).contains_key(&id)
         {
             let engine = self.clone();
-            self.inner
-                .tasks
-                .spawn(async move { engine.sync(&id, version).await });
+            // A task of the engine's own, which nobody stops waiting for: `sync`'s carrying
+            // to its end is not needed here, only its refusal once shutdown has begun.
+            self.inner.tasks.spawn(async move {
+                if !engine.inner.shutdown.is_cancelled() {
+                    engine.sync_now(&id, version).await;
+                }
+            });
         }
     }
 

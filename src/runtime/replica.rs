@@ -268,7 +268,7 @@ impl Engine {
         .await
     }
 
-    async fn sync_now(&self, id: &DeploymentId, version: u64) -> bool {
+    pub(crate) async fn sync_now(&self, id: &DeploymentId, version: u64) -> bool {
         let Some(entry) = lock(&self.inner.live).get(id).cloned() else {
             return false;
         };

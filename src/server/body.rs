@@ -61,11 +61,7 @@ pub(super) fn is_json(content_type: Option<&HeaderValue>) -> bool {
 /// `"inProgress": true` and an `mdMessage` make a progress note. `"mdMessage": null` counts as
 /// absent. Unknown fields are ignored.
 pub(super) fn parse_callback(body: &[u8], message_limit: usize) -> Result<CallbackReport, String> {
-    let fields = object(
-        body,
-        BodyKind::Callback,
-        r#"{"success": true, "mdMessage": "..."}"#,
-    )?;
+    let fields = object(body, BodyKind::Callback)?;
     let message = text(fields.md_message, "mdMessage", message_limit)?;
     match fields.success {
         Some(Value::Bool(success)) => Ok(CallbackReport::Outcome { success, message }),
@@ -89,13 +85,14 @@ pub(super) fn parse_decision(body: &[u8], comment_limit: usize) -> Result<Option
         return Ok(None);
     }
     text(
-        object(body, BodyKind::Decision, r#"{"comment": "..."}"#)?.comment,
+        object(body, BodyKind::Decision)?.comment,
         "comment",
         comment_limit,
     )
 }
 
-fn object(body: &[u8], kind: BodyKind, example: &str) -> Result<Fields, String> {
+fn object(body: &[u8], kind: BodyKind) -> Result<Fields, String> {
+    let example = kind.example();
     Fields::read(body, kind).map_err(|e| match e {
         NotFields::NotAnObject => format!("the body must be a JSON object such as {example}"),
         NotFields::NotUtf8(e) => format!(

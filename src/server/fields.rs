@@ -41,6 +41,16 @@ pub(super) enum BodyKind {
     Decision,
 }
 
+impl BodyKind {
+    /// A body of this kind, for error messages.
+    pub(super) fn example(self) -> &'static str {
+        match self {
+            BodyKind::Callback => r#"{"success": true, "mdMessage": "..."}"#,
+            BodyKind::Decision => r#"{"comment": "..."}"#,
+        }
+    }
+}
+
 impl Fields {
     /// Reads the object `body` holds; nothing may follow it but whitespace.
     pub(super) fn read(body: &[u8], kind: BodyKind) -> Result<Self, NotFields> {

@@ -43,10 +43,9 @@ where
     // Two headers could each be read as the one by a different hop: refused, as a form
     // parameter given twice is.
     if authorizations.next().is_some() {
-        let error = OAuthError::InvalidRequest(
+        return refused(&OAuthError::InvalidRequest(
             "the Authorization header is given more than once; send it once".to_owned(),
-        );
-        return answer(error.status(), error.to_json());
+        ));
     }
     let body = match read_limited(request.into_body(), TOKEN_BODY_LIMIT).await {
         Ok(body) => body,
@@ -57,8 +56,9 @@ where
             return answer(StatusCode::PAYLOAD_TOO_LARGE, error.to_json());
         }
         Err(ReadError::Broken) => {
-            let error = OAuthError::InvalidRequest("the body could not be read".to_owned());
-            return answer(error.status(), error.to_json());
+            return refused(&OAuthError::InvalidRequest(
+                "the body could not be read".to_owned(),
+            ));
         }
     };
     let issued = issuer.issue_with_authorization(
@@ -68,16 +68,19 @@ where
     );
     match issued {
         Ok(token) => answer(StatusCode::OK, token.to_json()),
-        Err(error) => {
-            let mut response = answer(error.status(), error.to_json());
-            if let Some(challenge) = error.www_authenticate() {
-                response
-                    .headers_mut()
-                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
-            }
-            response
-        }
+        Err(error) => refused(&error),
     }
+}
+
+/// RFC 6749 §5.2's error answer, with the challenge a `401` carries.
+fn refused(error: &OAuthError) -> Response<Bytes> {
+    let mut response = answer(error.status(), error.to_json());
+    if let Some(challenge) = error.www_authenticate() {
+        response
+            .headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    }
+    response
 }
 
 fn answer(status: StatusCode, body: Bytes) -> Response<Bytes> {

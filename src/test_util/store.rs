@@ -291,14 +291,7 @@ impl<S: Store> Store for FaultyStore<S> {
             return Err(injected());
         }
         let loaded = self.inner.load(id).await;
-        let late: Vec<LateSave> = {
-            let mut pending = self.pending();
-            let (late, others) = std::mem::take(&mut *pending)
-                .into_iter()
-                .partition(|s| s.id == *id);
-            *pending = others;
-            late
-        };
+        let late: Vec<LateSave> = self.pending().extract_if(.., |s| s.id == *id).collect();
         for s in late {
             // Refused as a conflict when another write came first, as the database would.
             let _ = self
