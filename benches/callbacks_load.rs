@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench callbacks_load --features runtime,axum,sqlite,test-util -- \
-//!     [--requests N] [--concurrency C] [--rounds R] [--only memory,sqlite,sqlite-fsync]
+//!     [--requests N] [--concurrency C] [--rounds R] [--only memory,gates,sqlite,sqlite-fsync]
 //! ```
 //!
 //! For each store it opens N gates (N deployments, each waiting on a callback), then sends the N
@@ -14,6 +14,10 @@
 //! `sqlite-fsync` with `Durability::PowerLoss` (`synchronous=FULL`, a sync per commit, which
 //! group commit shares between the writes of a batch). Runs alternate between hookgate and its
 //! baseline; the best round of each is reported.
+//!
+//! `gates` serves the same router over [`MemoryGates`] instead of the engine: the core alone
+//! behind the HTTP layer, with no store, host or runtime, so that the two parts' shares of the
+//! `memory` gap can be told apart.
 
 mod load;
 mod support;
@@ -23,9 +27,17 @@ use std::time::Duration;
 
 use axum::routing::post;
 use bytes::Bytes;
+use chrono::Utc;
+use hookgate::auth::{Principal, StaticTokens};
+use hookgate::clock::SystemClock;
+use hookgate::config::Plan;
+use hookgate::core::{Deployment, DeploymentId, StartOptions};
+use hookgate::server::{CallbackHandler, MemoryGates, ServerState, router};
 use hookgate::store::{Durability, MemoryStore, SqliteOptions, SqliteStore};
-use load::{best, drive, options, report, serve_engine};
+use hookgate::test_util::SequentialIds;
+use load::{TOKEN, best, drive, options, rand_start, report, serve_engine};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use support::ONE_GATE;
 
 /// A bare axum handler reading the same body, optionally writing one row per request.
 async fn baseline(pool: Option<sqlx::SqlitePool>, requests: usize) -> Vec<String> {
@@ -87,6 +99,9 @@ fn main() {
         if o.runs("memory") {
             memory(&o).await;
         }
+        if o.runs("gates") {
+            gates(&o).await;
+        }
         if o.runs("sqlite") {
             sqlite(&o, Durability::ProcessCrash, "sqlite").await;
         }
@@ -105,6 +120,51 @@ async fn memory(o: &load::Options) {
         base.push(drive(urls, o.concurrency).await);
     }
     report("memory", best(&ours), best(&base));
+}
+
+/// The router over `MemoryGates` (no engine) against the same baseline as `memory`.
+async fn gates(o: &load::Options) {
+    let (mut ours, mut base) = (Vec::new(), Vec::new());
+    for _ in 0..o.rounds {
+        ours.push(drive(serve_gates(o.requests).await, o.concurrency).await);
+        let urls = baseline(None, o.requests).await;
+        base.push(drive(urls, o.concurrency).await);
+    }
+    report("gates", best(&ours), best(&base));
+}
+
+/// `requests` deployments of the one-gate plan, each waiting on its callback, in `MemoryGates`
+/// served on loopback; returns the callback URLs.
+async fn serve_gates(requests: usize) -> Vec<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let plan = Arc::new(Plan::from_yaml(ONE_GATE).unwrap());
+    let gates = Arc::new(MemoryGates::new(SystemClock));
+    // One id source for all: each deployment draws its callback ids from it.
+    let mut ids = SequentialIds::starting_at(rand_start());
+    let mut urls = Vec::with_capacity(requests);
+    for i in 0..requests {
+        let id = DeploymentId(format!("gates-{i}"));
+        let mut d = Deployment::start(
+            Arc::clone(&plan),
+            id,
+            StartOptions::default(),
+            &mut ids,
+            Utc::now(),
+        );
+        // The gate's call and the host's work are not this part's: drained unperformed.
+        while d.poll_action().is_some() {}
+        while d.poll_event().is_some() {}
+        let (_, callback) = d.callback_ids().next().expect("one webhook gate");
+        urls.push(format!("{base}/callbacks/{callback}"));
+        gates.insert(d);
+    }
+    let handler = CallbackHandler::new(
+        gates,
+        Arc::new(StaticTokens::new().with_token(TOKEN, Principal::new("load"))),
+    );
+    tokio::spawn(async move { axum::serve(listener, router(ServerState::new(handler))).await });
+    urls
 }
 
 /// The SQLite store against one row per request, both with `durability`.
