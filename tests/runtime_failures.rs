@@ -493,7 +493,8 @@ async fn a_queued_deployment_stored_by_a_lost_create_is_resumed_not_queued_behin
 
 /// A create stored but answered with a failure, whose look at the row failed too, fails the
 /// start; a deadline a moment later looks again and resumes the deployment, which nothing else
-/// would drive before a restart. A create that was not stored leaves nothing to retry.
+/// would drive before a restart. A create that was not stored is looked for at doubling waits,
+/// seven times in all, and then no more.
 #[tokio::test]
 async fn a_start_whose_create_and_look_both_failed_is_resumed_a_second_later() {
     let s = setup();
@@ -514,13 +515,48 @@ async fn a_start_whose_create_and_look_both_failed_is_resumed_a_second_later() {
     s.store.fail_creates(1);
     s.store.fail_loads(1);
     assert!(s.engine.start(PAUSE, BTreeMap::new()).await.is_err());
-    s.clock.advance(TimeDelta::seconds(1));
+    for wait in [1, 2, 4, 8, 16, 32] {
+        s.clock.advance(TimeDelta::seconds(wait));
+        s.engine.fire_due().await;
+        assert_eq!(
+            s.engine.armed_deadlines(),
+            1,
+            "looked for again {wait} s later"
+        );
+    }
+    s.clock.advance(TimeDelta::seconds(64));
     s.engine.fire_due().await;
     assert_eq!(
         s.engine.armed_deadlines(),
         0,
         "a deployment not stored is not looked for again and again"
     );
+}
+
+/// A create answered with a failure and stored only after the look at once and the next two
+/// had found nothing, as a database may commit a statement a while after its connection
+/// dropped, is found by a later look and resumed, rather than left for a restart.
+#[tokio::test]
+async fn a_create_stored_after_a_few_looks_is_found_by_a_later_one() {
+    let s = setup();
+    s.store.store_creates_late(1, 3);
+    let failed = s.engine.start(PAUSE, BTreeMap::new()).await;
+    assert!(failed.is_err(), "{failed:?}");
+    for wait in [1, 2] {
+        s.clock.advance(TimeDelta::seconds(wait));
+        s.engine.fire_due().await;
+        assert_eq!(s.engine.live_deployments(), 0, "not stored when looked for");
+    }
+    assert_eq!(s.engine.armed_deadlines(), 1, "a look is armed after two");
+
+    s.clock.advance(TimeDelta::seconds(4));
+    s.engine.fire_due().await;
+    assert_eq!(s.engine.live_deployments(), 1, "found and resumed");
+    s.clock.advance(TimeDelta::minutes(2));
+    s.engine.fire_due().await;
+    assert_eq!(s.engine.live_deployments(), 0, "and driven to its end");
+    let stored = s.store.inner().list_unfinished().await.expect("a list");
+    assert!(stored.is_empty(), "{stored:?}");
 }
 
 /// A save stored but answered with a failure, whose look at the row failed too: the deployment

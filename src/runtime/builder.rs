@@ -145,6 +145,7 @@ impl EngineBuilder {
                 queued: Mutex::new(HashMap::new()),
                 start_lock: Arc::new(AsyncMutex::new(())),
                 deadlines: Deadlines::default(),
+                unsure_creates: Mutex::default(),
                 events,
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),

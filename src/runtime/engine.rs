@@ -64,6 +64,9 @@ pub(crate) struct Inner {
     /// launch; shared, so that a launch whose caller went away holds it to the end.
     pub(crate) start_lock: Arc<AsyncMutex<()>>,
     pub(crate) deadlines: Deadlines,
+    /// Deployments whose create failed and may have been stored all the same, with how many
+    /// times each was looked for in the store since (see [`Engine::look_for_create`]).
+    pub(crate) unsure_creates: Mutex<HashMap<Arc<DeploymentId>, u8, IdHasher>>,
     pub(crate) events: broadcast::Sender<EngineEvent>,
     pub(crate) tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
@@ -334,11 +337,11 @@ impl Engine {
             new = new.exclusive();
         }
         let version = match self.inner.store.create(new, &events).await {
-            // Not known to be stored or not: a deadline a moment from now looks again, and
-            // resumes it if it is there, since nothing else would before a restart.
+            // Not known to be stored or not: deadlines from a moment from now look again, and
+            // resume it if it is there, since nothing else would before a restart.
             Err(e @ StoreError::Backend { .. }) => {
                 let id = d.shared_id();
-                self.stored_anyway(d.id(), 1, d.state(), e, || self.retry_soon(id))
+                self.stored_anyway(d.id(), 1, d.state(), e, || self.look_for_create(id))
                     .await?
             }
             created => created?,
@@ -570,6 +573,11 @@ impl Engine {
             fired += 1;
             let applied = self.apply(&id, |d, now| d.handle_timeout(now)).await;
             round.fired();
+            match &applied {
+                Ok(_) => self.found_create(&id),
+                Err(RuntimeError::UnknownDeployment(_)) => self.not_found_create(&id),
+                Err(_) => {}
+            }
             if let Err(e) = applied {
                 // A deployment in memory was armed again when its write failed; one that could
                 // not be loaded is tried again here, unless it is not stored at all. Either way
@@ -592,6 +600,39 @@ impl Engine {
     fn retry_soon(&self, id: &Arc<DeploymentId>) {
         let retry = later(self.inner.clock.now(), RETRY_AFTER_FAILURE);
         self.inner.deadlines.add(id, retry);
+    }
+
+    /// Looks for `id`, whose create failed and may have been stored all the same, a second from
+    /// now, and again at doubling waits while it is not found, [`MAX_LOOKS`] times in all, as
+    /// for a write of a deployment in memory ([`Live::arm_after_failure`]): a database may
+    /// commit a statement a while after its client gave up on it. Found, it is resumed.
+    fn look_for_create(&self, id: &Arc<DeploymentId>) {
+        lock(&self.inner.unsure_creates).insert(Arc::clone(id), 0);
+        self.retry_soon(id);
+    }
+
+    /// A look for `id` found it stored (or it was not one looked for).
+    fn found_create(&self, id: &Arc<DeploymentId>) {
+        lock(&self.inner.unsure_creates).remove(id);
+    }
+
+    /// A look for `id` found nothing stored: the next one is armed twice as far off, unless
+    /// that was the last.
+    fn not_found_create(&self, id: &Arc<DeploymentId>) {
+        let mut unsure = lock(&self.inner.unsure_creates);
+        let Some(looks) = unsure.get_mut(id) else {
+            return;
+        };
+        *looks += 1;
+        if *looks >= MAX_LOOKS {
+            unsure.remove(id);
+            return;
+        }
+        let wait = RETRY_AFTER_FAILURE * (1 << *looks);
+        drop(unsure);
+        self.inner
+            .deadlines
+            .add(id, later(self.inner.clock.now(), wait));
     }
 
     /// How many deployments the engine holds in memory (unfinished ones).

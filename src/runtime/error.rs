@@ -15,8 +15,9 @@ pub enum RuntimeError {
     Core(#[from] CoreError),
     /// The store failed. The deployment in memory is as it was, but a write whose answer was
     /// lost ([`StoreError::Backend`]) may have been stored all the same: the engine looks for
-    /// it and goes on with what it finds. A start answered so may still run (resumed a moment
-    /// later), and retrying it may start the application's deployment a second time.
+    /// it and goes on with what it finds. A start answered so may still run (looked for a
+    /// second later and again at doubling waits for about two minutes, and resumed if found),
+    /// and retrying it may start the application's deployment a second time.
     #[error("the store failed: {0}")]
     Store(#[from] StoreError),
     /// The deployment's webhooks cannot be sent (for example a remote network agent has no

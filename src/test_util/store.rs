@@ -23,7 +23,8 @@ use crate::store::{
 ///   the save before the answer ([`bury_save_answers`](Self::bury_save_answers));
 /// - saves are answered with a failure and stored only after the caller's next look, as a
 ///   database commits a statement whose client has given up on it
-///   ([`store_saves_late`](Self::store_saves_late));
+///   ([`store_saves_late`](Self::store_saves_late)), creates after a given number of looks
+///   ([`store_creates_late`](Self::store_creates_late));
 /// - saves, creates and lease renewals wait once before going on, as a durable store's do
 ///   ([`slow_saves`](Self::slow_saves), [`slow_creates`](Self::slow_creates),
 ///   [`slow_renews`](Self::slow_renews)), lease claims too ([`slow_claims`](Self::slow_claims)),
@@ -68,6 +69,20 @@ pub struct FaultyStore<S = MemoryStore> {
     late_save: AtomicUsize,
     /// Saves answered already, each stored at the next load of its deployment.
     pending_saves: Mutex<Vec<LateSave>>,
+    /// Creates to answer with a failure and store after `late_create_loads` loads.
+    late_create: AtomicUsize,
+    late_create_loads: AtomicUsize,
+    /// Creates answered already, each stored once its deployment has been loaded enough.
+    pending_creates: Mutex<Vec<LateCreate>>,
+}
+
+/// A create [`FaultyStore::store_creates_late`] has answered but not stored yet.
+#[derive(Debug)]
+struct LateCreate {
+    new: NewDeployment,
+    events: Vec<Event>,
+    /// Loads of its deployment still to come before it is stored.
+    loads: usize,
 }
 
 /// A save [`FaultyStore::store_saves_late`] has answered but not stored yet.
@@ -101,6 +116,9 @@ impl<S: Store> FaultyStore<S> {
             late_renew: AtomicBool::new(false),
             late_save: AtomicUsize::new(0),
             pending_saves: Mutex::new(Vec::new()),
+            late_create: AtomicUsize::new(0),
+            late_create_loads: AtomicUsize::new(0),
+            pending_creates: Mutex::new(Vec::new()),
         }
     }
 
@@ -152,6 +170,15 @@ impl<S: Store> FaultyStore<S> {
         self.late_save.store(n, Ordering::SeqCst);
     }
 
+    /// Answers each of the next `n` creates with [`StoreError::Backend`] at once and stores it
+    /// right after the `loads`-th load of its deployment has read it (found nothing): the
+    /// caller's looks until then find nothing, as when a database commits a statement a while
+    /// after its connection dropped.
+    pub fn store_creates_late(&self, n: usize, loads: usize) {
+        self.late_create_loads.store(loads, Ordering::SeqCst);
+        self.late_create.store(n, Ordering::SeqCst);
+    }
+
     /// Stores each of the next `n` creates and then answers it with [`StoreError::Backend`],
     /// as [`lose_save_answers`](Self::lose_save_answers) does saves.
     pub fn lose_create_answers(&self, n: usize) {
@@ -197,12 +224,6 @@ impl<S: Store> FaultyStore<S> {
         self.slow_claim.store(slow, Ordering::SeqCst);
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<LateSave>> {
-        self.pending_saves
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Whether this save is one to fail, using up the counts.
     fn injected_failure(&self) -> bool {
         !take(&self.pass) && take(&self.fail)
@@ -223,6 +244,11 @@ fn lost_answer() -> StoreError {
     }
 }
 
+/// `m`, locked; a test that panicked while holding it leaves nothing half-written here.
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Takes one from `n` if it is not zero; whether it did.
 fn take(n: &AtomicUsize) -> bool {
     n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -237,6 +263,15 @@ impl<S: Store> Store for FaultyStore<S> {
         }
         if take(&self.fail_create) {
             return Err(injected());
+        }
+        if take(&self.late_create) {
+            let loads = self.late_create_loads.load(Ordering::SeqCst);
+            locked(&self.pending_creates).push(LateCreate {
+                new,
+                events: events.to_vec(),
+                loads,
+            });
+            return Err(lost_answer());
         }
         let created = self.inner.create(new, events).await;
         if created.is_ok() && take(&self.lost_create) {
@@ -260,7 +295,7 @@ impl<S: Store> Store for FaultyStore<S> {
             return Err(injected());
         }
         if take(&self.late_save) {
-            self.pending().push(LateSave {
+            locked(&self.pending_saves).push(LateSave {
                 id: id.clone(),
                 expected_version,
                 state: state.clone(),
@@ -291,13 +326,27 @@ impl<S: Store> Store for FaultyStore<S> {
             return Err(injected());
         }
         let loaded = self.inner.load(id).await;
-        let late: Vec<LateSave> = self.pending().extract_if(.., |s| s.id == *id).collect();
+        let late: Vec<LateSave> = locked(&self.pending_saves)
+            .extract_if(.., |s| s.id == *id)
+            .collect();
         for s in late {
             // Refused as a conflict when another write came first, as the database would.
             let _ = self
                 .inner
                 .save(&s.id, s.expected_version, &s.state, s.status, &s.events)
                 .await;
+        }
+        let due: Vec<LateCreate> = locked(&self.pending_creates)
+            .extract_if(.., |c| {
+                if c.new.id != *id {
+                    return false;
+                }
+                c.loads = c.loads.saturating_sub(1);
+                c.loads == 0
+            })
+            .collect();
+        for c in due {
+            let _ = self.inner.create(c.new, &c.events).await;
         }
         loaded
     }
