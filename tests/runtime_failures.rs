@@ -707,6 +707,44 @@ async fn a_deployment_whose_finishing_write_was_lost_is_looked_at_again_a_second
     );
 }
 
+/// Subscribers hear of the events a write whose answer was lost stored, once a look finds it
+/// stored: here the cancel's `DeploymentFinished`, which no later write of the deployment would
+/// carry.
+#[tokio::test]
+async fn the_events_of_a_write_found_stored_after_its_answer_was_lost_reach_subscribers() {
+    use hookgate::core::EventKind;
+    use hookgate::runtime::EngineEvent;
+    use tokio::sync::broadcast::Receiver;
+
+    /// The status of `id`'s `DeploymentFinished` among the events received so far, if any.
+    fn finished(events: &mut Receiver<EngineEvent>, id: &DeploymentId) -> Option<DeploymentStatus> {
+        let mut status = None;
+        while let Ok(event) = events.try_recv() {
+            if let EngineEvent::Deployment { id: of, event } = event
+                && of == *id
+                && let EventKind::DeploymentFinished { status: s } = event.kind
+            {
+                status = Some(s);
+            }
+        }
+        status
+    }
+
+    let s = setup();
+    let (first, _) = s.queue_one_behind_another().await;
+    let mut events = s.engine.subscribe();
+    s.cancel_with_its_answer_lost(&first).await;
+    assert_eq!(finished(&mut events, &first), None, "not heard of yet");
+
+    s.clock.advance(TimeDelta::seconds(1));
+    s.engine.fire_due().await;
+    assert_eq!(
+        finished(&mut events, &first),
+        Some(DeploymentStatus::Canceled),
+        "heard of once the look found it stored"
+    );
+}
+
 /// One webhook gate, whose call the recording transport answers at once, then a deploy step.
 const GATE: &str = r#"
 application: gate

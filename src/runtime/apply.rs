@@ -262,10 +262,14 @@ impl Engine {
                 None
             }
         };
-        let Some(actual) = ahead.and_then(|stored| {
-            let version = stored.version;
-            self.restore_stored(live, stored).then_some(version)
-        }) else {
+        let actual = match ahead {
+            Some(stored) => {
+                let version = stored.version;
+                self.restore_stored(live, stored).await.then_some(version)
+            }
+            None => None,
+        };
+        let Some(actual) = actual else {
             live.arm_after_failure(&self.inner.deadlines, self.inner.clock.now());
             return Ok((false, Vec::new()));
         };
@@ -404,6 +408,27 @@ impl Engine {
         ready
     }
 
+    /// Sends the subscribers, if there are any, the events stored after `version` of `id`: those
+    /// of a write whose answer was lost, found stored (and of any stored after it).
+    async fn publish_stored_after(&self, id: &DeploymentId, version: u64) {
+        if self.inner.events.receiver_count() == 0 {
+            return;
+        }
+        match self.inner.store.history(id).await {
+            Ok(history) => {
+                let events = history
+                    .into_iter()
+                    .filter(|entry| entry.version > version)
+                    .map(|entry| entry.event)
+                    .collect();
+                self.publish(id, events);
+            }
+            Err(e) => {
+                tracing::warn!(deployment = %id, error = %e, "could not read the events of a write whose answer was lost; subscribers do not hear of them");
+            }
+        }
+    }
+
     /// Sends `events` to the engine's subscribers, if it has any.
     pub(crate) fn publish(&self, id: &DeploymentId, events: Vec<Event>) {
         if self.inner.events.receiver_count() > 0 {
@@ -420,7 +445,7 @@ impl Engine {
     pub(crate) async fn reload(&self, live: &mut Live) -> bool {
         let id = live.d.id();
         match self.inner.store.load(id).await {
-            Ok(Some(stored)) => self.restore_stored(live, stored),
+            Ok(Some(stored)) => self.restore_stored(live, stored).await,
             Ok(None) => {
                 tracing::error!(deployment = %id, "the deployment vanished from the store");
                 false
@@ -436,18 +461,22 @@ impl Engine {
     /// finished is retired: an earlier write of ours whose answer was lost may have finished
     /// it, and no later input would change it, so none would retire it and its application's
     /// queue would wait for good.
-    fn restore_stored(&self, live: &mut Live, stored: StoredDeployment) -> bool {
+    async fn restore_stored(&self, live: &mut Live, stored: StoredDeployment) -> bool {
         match Deployment::restore(Arc::clone(live.d.plan()), stored.state) {
             Ok(d) => {
                 live.d = d;
-                live.version = stored.version;
+                let published = std::mem::replace(&mut live.version, stored.version);
                 // A write of ours that may have been stored without its actions performed:
                 // the work in flight in what is stored is asked for again, as after a
                 // restart, and performed by this deployment's next commit. Pending actions
                 // a copy stored for its driver are among what is reissued: dropped first, so
-                // none is asked for twice.
-                if std::mem::take(&mut live.unsure) && live.owned {
-                    live.d.reissue_afresh();
+                // none is asked for twice. Its events were dropped with it: subscribers hear
+                // of them from the store's history.
+                if std::mem::take(&mut live.unsure) {
+                    if live.owned {
+                        live.d.reissue_afresh();
+                    }
+                    self.publish_stored_after(live.d.id(), published).await;
                 }
                 if live.owned && live.d.is_finished() {
                     self.retire(&live.d);

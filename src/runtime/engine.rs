@@ -545,8 +545,12 @@ impl Engine {
     }
 
     /// Events as they are stored: every status change, call, callback, approval and rollback.
-    /// A subscriber that falls behind by more than the channel's capacity misses events (and is
-    /// told so by `broadcast`); the store's history is the complete record.
+    /// The events of a write whose answer was lost come once the engine finds the write stored
+    /// (read from the store's history). A replica does not publish the events of other
+    /// replicas' writes, unless they follow a write of its own whose answer was lost. A
+    /// subscriber that falls behind by more than
+    /// the channel's capacity misses events (and is told so by `broadcast`); the store's
+    /// history is the complete record.
     pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
         self.inner.events.subscribe()
     }
