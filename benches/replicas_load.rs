@@ -43,8 +43,6 @@ async fn one_replica(url: &str, requests: usize, concurrency: usize) -> (Round, 
         b.replica(ReplicaOptions::new("replica-1"))
     })
     .await;
-    let scheduler = engine.clone();
-    tokio::spawn(async move { scheduler.run_scheduler().await });
     let round = drive(urls, concurrency).await;
     engine.shutdown().await;
     (round, schema)
@@ -64,8 +62,6 @@ async fn two_replicas(url: &str, requests: usize, concurrency: usize) -> (Round,
             b.replica(ReplicaOptions::new(name))
         })
         .await;
-        let scheduler = engine.clone();
-        tokio::spawn(async move { scheduler.run_scheduler().await });
         engines.push(engine);
         ports.push(url::Url::parse(&base).unwrap().port());
         urls.extend(mine);

@@ -131,8 +131,8 @@ pub async fn drive(urls: Vec<String>, concurrency: usize) -> Round {
     }
 }
 
-/// An engine with `requests` open gates served on loopback, configured by `configure`;
-/// returns it with its base URL and the callback URLs.
+/// An engine with `requests` open gates served on loopback, configured by `configure`, its
+/// scheduler running; returns it with its base URL and the callback URLs.
 pub async fn serve_engine(
     store: Arc<DynStore>,
     requests: usize,
@@ -148,6 +148,9 @@ pub async fn serve_engine(
         .allow_concurrent_deployments(true);
     let engine = configure(builder).build();
     engine.recover().await.unwrap();
+    // As a host runs it: besides deadlines, a replica's lease upkeep and change notices.
+    let scheduler = engine.clone();
+    tokio::spawn(async move { scheduler.run_scheduler().await });
     for _ in 0..requests {
         engine.start(ONE_GATE, BTreeMap::new()).await.unwrap();
     }
