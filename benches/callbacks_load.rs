@@ -112,25 +112,32 @@ fn main() {
 }
 
 async fn memory(o: &load::Options) {
-    let (mut ours, mut base) = (Vec::new(), Vec::new());
-    for _ in 0..o.rounds {
+    against_bare_axum(o, "memory", || async {
         let (_, _, urls) = serve_engine(Arc::new(MemoryStore::new()), o.requests, |b| b).await;
-        ours.push(drive(urls, o.concurrency).await);
-        let urls = baseline(None, o.requests).await;
-        base.push(drive(urls, o.concurrency).await);
-    }
-    report("memory", best(&ours), best(&base));
+        urls
+    })
+    .await;
 }
 
 /// The router over `MemoryGates` (no engine) against the same baseline as `memory`.
 async fn gates(o: &load::Options) {
+    against_bare_axum(o, "gates", || serve_gates(o.requests)).await;
+}
+
+/// Rounds alternating between what `serve` serves afresh each round (its callback URLs) and
+/// the bare axum baseline.
+async fn against_bare_axum<F: Future<Output = Vec<String>>>(
+    o: &load::Options,
+    name: &str,
+    serve: impl Fn() -> F,
+) {
     let (mut ours, mut base) = (Vec::new(), Vec::new());
     for _ in 0..o.rounds {
-        ours.push(drive(serve_gates(o.requests).await, o.concurrency).await);
+        ours.push(drive(serve().await, o.concurrency).await);
         let urls = baseline(None, o.requests).await;
         base.push(drive(urls, o.concurrency).await);
     }
-    report("gates", best(&ours), best(&base));
+    report(name, best(&ours), best(&base));
 }
 
 /// `requests` deployments of the one-gate plan, each waiting on its callback, in `MemoryGates`

@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use hookgate::auth::Principal;
-use hookgate::core::{CallbackId, DeploymentId, DeploymentStatus};
-use hookgate::runtime::{Engine, SimulatedHost};
+use hookgate::core::{CallbackId, DeploymentId, DeploymentStatus, Event, EventKind};
+use hookgate::runtime::{Engine, EngineEvent, SimulatedHost};
 use hookgate::server::{CallbackReport, GateService};
 use hookgate::store::{Store, StoredDeployment};
 use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport, SequentialIds};
+use tokio::sync::broadcast::Receiver;
 
 const PAUSE: &str = r#"
 application: pause
@@ -41,6 +42,20 @@ fn setup() -> Setup {
 }
 
 impl Setup {
+    /// Fires the looks for a create that is never found: each comes at its doubling wait after
+    /// the last, none earlier, seven in all, and none after.
+    async fn looks_come_at_doubling_waits_then_no_more(&self) {
+        for wait in [1, 2, 4, 8, 16, 32, 64] {
+            self.clock.advance(TimeDelta::seconds(wait - 1));
+            assert_eq!(self.engine.fire_due().await, 0, "no look before {wait} s");
+            self.clock.advance(TimeDelta::seconds(1));
+            assert_eq!(self.engine.fire_due().await, 1, "a look {wait} s after");
+        }
+        self.clock.advance(TimeDelta::hours(1));
+        assert_eq!(self.engine.fire_due().await, 0, "and no more");
+        assert_eq!(self.engine.armed_deadlines(), 0);
+    }
+
     /// Starts a deployment of [`PAUSE`].
     async fn start_pause(&self) -> DeploymentId {
         self.engine
@@ -515,43 +530,54 @@ async fn a_start_whose_create_and_look_both_failed_is_resumed_a_second_later() {
     s.store.fail_creates(1);
     s.store.fail_loads(1);
     assert!(s.engine.start(PAUSE, BTreeMap::new()).await.is_err());
-    for wait in [1, 2, 4, 8, 16, 32] {
-        s.clock.advance(TimeDelta::seconds(wait));
-        s.engine.fire_due().await;
-        assert_eq!(
-            s.engine.armed_deadlines(),
-            1,
-            "looked for again {wait} s later"
-        );
-    }
-    s.clock.advance(TimeDelta::seconds(64));
-    s.engine.fire_due().await;
-    assert_eq!(
-        s.engine.armed_deadlines(),
-        0,
-        "a deployment not stored is not looked for again and again"
-    );
+    s.looks_come_at_doubling_waits_then_no_more().await;
+}
+
+/// Looks for a create that may have been stored that fail count as looks that find nothing:
+/// a store that keeps failing is not asked every second for good.
+#[tokio::test]
+async fn failed_looks_for_a_create_count_among_its_looks() {
+    let s = setup();
+    s.store.fail_creates(1);
+    // The look at once, and the next three.
+    s.store.fail_loads(4);
+    assert!(s.engine.start(PAUSE, BTreeMap::new()).await.is_err());
+    s.looks_come_at_doubling_waits_then_no_more().await;
 }
 
 /// A create answered with a failure and stored only after the look at once and the next two
 /// had found nothing, as a database may commit a statement a while after its connection
 /// dropped, is found by a later look and resumed, rather than left for a restart.
+/// Its events, dropped with the create's answer, reach subscribers then.
 #[tokio::test]
 async fn a_create_stored_after_a_few_looks_is_found_by_a_later_one() {
     let s = setup();
+    let mut events = s.engine.subscribe();
     s.store.store_creates_late(1, 3);
     let failed = s.engine.start(PAUSE, BTreeMap::new()).await;
     assert!(failed.is_err(), "{failed:?}");
     for wait in [1, 2] {
         s.clock.advance(TimeDelta::seconds(wait));
-        s.engine.fire_due().await;
+        assert_eq!(s.engine.fire_due().await, 1, "looked for {wait} s later");
         assert_eq!(s.engine.live_deployments(), 0, "not stored when looked for");
     }
-    assert_eq!(s.engine.armed_deadlines(), 1, "a look is armed after two");
+    s.clock.advance(TimeDelta::seconds(3));
+    assert_eq!(
+        s.engine.fire_due().await,
+        0,
+        "the next look comes 4 s later"
+    );
+    assert!(received(&mut events).is_empty(), "nothing heard of yet");
 
-    s.clock.advance(TimeDelta::seconds(4));
-    s.engine.fire_due().await;
+    s.clock.advance(TimeDelta::seconds(1));
+    assert_eq!(s.engine.fire_due().await, 1);
     assert_eq!(s.engine.live_deployments(), 1, "found and resumed");
+    let heard = received(&mut events);
+    let started = heard
+        .iter()
+        .filter(|(_, e)| matches!(e.kind, EventKind::DeploymentStarted))
+        .count();
+    assert_eq!(started, 1, "its start heard of once: {heard:?}");
     s.clock.advance(TimeDelta::minutes(2));
     s.engine.fire_due().await;
     assert_eq!(s.engine.live_deployments(), 0, "and driven to its end");
@@ -712,37 +738,51 @@ async fn a_deployment_whose_finishing_write_was_lost_is_looked_at_again_a_second
 /// carry.
 #[tokio::test]
 async fn the_events_of_a_write_found_stored_after_its_answer_was_lost_reach_subscribers() {
-    use hookgate::core::EventKind;
-    use hookgate::runtime::EngineEvent;
-    use tokio::sync::broadcast::Receiver;
-
-    /// The status of `id`'s `DeploymentFinished` among the events received so far, if any.
-    fn finished(events: &mut Receiver<EngineEvent>, id: &DeploymentId) -> Option<DeploymentStatus> {
-        let mut status = None;
-        while let Ok(event) = events.try_recv() {
-            if let EngineEvent::Deployment { id: of, event } = event
-                && of == *id
-                && let EventKind::DeploymentFinished { status: s } = event.kind
-            {
-                status = Some(s);
-            }
-        }
-        status
-    }
-
     let s = setup();
     let (first, _) = s.queue_one_behind_another().await;
+    let before = s.stored(&first).await.version;
     let mut events = s.engine.subscribe();
     s.cancel_with_its_answer_lost(&first).await;
-    assert_eq!(finished(&mut events, &first), None, "not heard of yet");
+    assert!(received(&mut events).is_empty(), "nothing heard of yet");
 
     s.clock.advance(TimeDelta::seconds(1));
     s.engine.fire_due().await;
-    assert_eq!(
-        finished(&mut events, &first),
-        Some(DeploymentStatus::Canceled),
-        "heard of once the look found it stored"
+    let heard: Vec<Event> = received(&mut events)
+        .into_iter()
+        .filter(|(id, _)| *id == first)
+        .map(|(_, event)| event)
+        .collect();
+    let stored: Vec<Event> = s
+        .store
+        .inner()
+        .history(&first)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|entry| entry.version > before)
+        .map(|entry| entry.event)
+        .collect();
+    assert_eq!(heard, stored, "each event the cancel stored, once");
+    assert!(
+        heard.iter().any(|e| matches!(
+            e.kind,
+            EventKind::DeploymentFinished {
+                status: DeploymentStatus::Canceled
+            }
+        )),
+        "{heard:?}"
     );
+}
+
+/// The deployment events received so far.
+fn received(events: &mut Receiver<EngineEvent>) -> Vec<(DeploymentId, Event)> {
+    let mut heard = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let EngineEvent::Deployment { id, event } = event {
+            heard.push((id, event));
+        }
+    }
+    heard
 }
 
 /// One webhook gate, whose call the recording transport answers at once, then a deploy step.

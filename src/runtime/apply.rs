@@ -408,9 +408,11 @@ impl Engine {
         ready
     }
 
-    /// Sends the subscribers, if there are any, the events stored after `version` of `id`: those
-    /// of a write whose answer was lost, found stored (and of any stored after it).
-    async fn publish_stored_after(&self, id: &DeploymentId, version: u64) {
+    /// Sends the subscribers, if there are any, the events `id`'s writes stored after version
+    /// `after`, through version `through`: those of a write whose answer was lost, found stored
+    /// (and of any stored after it up to the state taken up, not of later ones, whose state
+    /// this engine has not seen).
+    pub(crate) async fn publish_stored(&self, id: &DeploymentId, after: u64, through: u64) {
         if self.inner.events.receiver_count() == 0 {
             return;
         }
@@ -418,7 +420,7 @@ impl Engine {
             Ok(history) => {
                 let events = history
                     .into_iter()
-                    .filter(|entry| entry.version > version)
+                    .filter(|entry| (after + 1..=through).contains(&entry.version))
                     .map(|entry| entry.event)
                     .collect();
                 self.publish(id, events);
@@ -466,6 +468,7 @@ impl Engine {
             Ok(d) => {
                 live.d = d;
                 let published = std::mem::replace(&mut live.version, stored.version);
+                let through = stored.version;
                 // A write of ours that may have been stored without its actions performed:
                 // the work in flight in what is stored is asked for again, as after a
                 // restart, and performed by this deployment's next commit. Pending actions
@@ -476,7 +479,7 @@ impl Engine {
                     if live.owned {
                         live.d.reissue_afresh();
                     }
-                    self.publish_stored_after(live.d.id(), published).await;
+                    self.publish_stored(live.d.id(), published, through).await;
                 }
                 if live.owned && live.d.is_finished() {
                     self.retire(&live.d);

@@ -9,6 +9,7 @@ use super::engine::{Engine, Inner};
 use super::host::Host;
 use super::replica::{Replica, ReplicaOptions};
 use super::scheduler::Deadlines;
+use super::unsure_creates::UnsureCreates;
 use crate::clock::{Clock, SystemClock};
 use crate::core::{IdSource, Settings};
 use crate::ids::RandomIds;
@@ -145,7 +146,7 @@ impl EngineBuilder {
                 queued: Mutex::new(HashMap::new()),
                 start_lock: Arc::new(AsyncMutex::new(())),
                 deadlines: Deadlines::default(),
-                unsure_creates: Mutex::default(),
+                unsure_creates: UnsureCreates::default(),
                 events,
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),

@@ -11,6 +11,7 @@ use super::event::EngineEvent;
 use super::host::Host;
 use super::replica::Replica;
 use super::scheduler::{Deadlines, Slot};
+use super::unsure_creates::UnsureCreates;
 use super::view::DeploymentView;
 use crate::clock::Clock;
 use crate::config::{GateId, InProgressPolicy, Plan};
@@ -64,9 +65,9 @@ pub(crate) struct Inner {
     /// launch; shared, so that a launch whose caller went away holds it to the end.
     pub(crate) start_lock: Arc<AsyncMutex<()>>,
     pub(crate) deadlines: Deadlines,
-    /// Deployments whose create failed and may have been stored all the same, with how many
-    /// times each was looked for in the store since (see [`Engine::look_for_create`]).
-    pub(crate) unsure_creates: Mutex<HashMap<Arc<DeploymentId>, u8, IdHasher>>,
+    /// Deployments whose create failed and may have been stored all the same (see
+    /// [`Engine::look_for_create`]).
+    pub(crate) unsure_creates: UnsureCreates,
     pub(crate) events: broadcast::Sender<EngineEvent>,
     pub(crate) tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
@@ -123,7 +124,7 @@ impl Live {
         let retry = later(now, RETRY_AFTER_FAILURE);
         let due = self.d.poll_timeout().map(|at| at.max(retry));
         let at = if self.looking() {
-            let look = later(now, RETRY_AFTER_FAILURE * (1 << self.looks));
+            let look = later(now, look_wait(self.looks));
             Some(due.map_or(look, |due| due.min(look)))
         } else {
             due
@@ -153,6 +154,11 @@ const MAX_NOTICES_PER_TURN: usize = 1024;
 /// a minute; two minutes in all): a database may commit a statement whose client gave up on it
 /// a while after.
 pub(crate) const MAX_LOOKS: u8 = 7;
+
+/// How long after `looks` looks the next one comes.
+fn look_wait(looks: u8) -> std::time::Duration {
+    RETRY_AFTER_FAILURE * (1 << looks)
+}
 
 /// How long after a failed write a deadline is tried again: soon, but not in a tight loop
 /// against a store that fails at once.
@@ -545,10 +551,11 @@ impl Engine {
     }
 
     /// Events as they are stored: every status change, call, callback, approval and rollback.
-    /// The events of a write whose answer was lost come once the engine finds the write stored
-    /// (read from the store's history). A replica does not publish the events of other
-    /// replicas' writes, unless they follow a write of its own whose answer was lost. A
-    /// subscriber that falls behind by more than
+    /// The events of a write whose answer was lost come when the engine, driving the
+    /// deployment, finds the write stored and takes it up (a look or a conflict after a save, a
+    /// later look after a start), read from the store's history with those of any writes
+    /// stored between; if that read fails, they are not sent. A replica sends no events of
+    /// other replicas' writes but those. A subscriber that falls behind by more than
     /// the channel's capacity misses events (and is told so by `broadcast`); the store's
     /// history is the complete record.
     pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
@@ -577,25 +584,29 @@ impl Engine {
             fired += 1;
             let applied = self.apply(&id, |d, now| d.handle_timeout(now)).await;
             round.fired();
-            match &applied {
-                Ok(_) => self.found_create(&id),
-                Err(RuntimeError::UnknownDeployment(_)) => self.not_found_create(&id),
-                Err(_) => {}
+            let Err(e) = applied else {
+                // Found, if it was a create looked for: resumed (which ends the looks itself)
+                // or finished already.
+                self.inner.unsure_creates.remove(&id);
+                continue;
+            };
+            // A create that may still be stored is looked for again later, whether this look
+            // found nothing or failed.
+            if self.missed_create(&id) {
+                tracing::debug!(deployment = %id, error = %e, "a create that may have been stored is not found yet");
+                continue;
             }
-            if let Err(e) = applied {
-                // A deployment in memory was armed again when its write failed; one that could
-                // not be loaded is tried again here, unless it is not stored at all. Either way
-                // a second later rather than at once, so a failing store is not hammered in a
-                // tight loop.
-                if matches!(e, RuntimeError::UnknownDeployment(_)) {
-                    tracing::debug!(deployment = %id, "a deadline of a deployment not stored");
-                    continue;
-                }
-                if !lock(&self.inner.live).contains_key(&*id) {
-                    self.retry_soon(&id);
-                }
-                tracing::warn!(deployment = %id, error = %e, "could not fire a deadline; trying again in a second");
+            if matches!(e, RuntimeError::UnknownDeployment(_)) {
+                tracing::debug!(deployment = %id, "a deadline of a deployment not stored");
+                continue;
             }
+            // A deployment in memory was armed again when its write failed; one that could not
+            // be loaded is tried again here, a second later rather than at once, so a failing
+            // store is not hammered in a tight loop.
+            if !lock(&self.inner.live).contains_key(&*id) {
+                self.retry_soon(&id);
+            }
+            tracing::warn!(deployment = %id, error = %e, "could not fire a deadline; trying again in a second");
         }
         fired
     }
@@ -607,36 +618,27 @@ impl Engine {
     }
 
     /// Looks for `id`, whose create failed and may have been stored all the same, a second from
-    /// now, and again at doubling waits while it is not found, [`MAX_LOOKS`] times in all, as
-    /// for a write of a deployment in memory ([`Live::arm_after_failure`]): a database may
-    /// commit a statement a while after its client gave up on it. Found, it is resumed.
+    /// now, and again at doubling waits while it is not found or the look fails, [`MAX_LOOKS`]
+    /// times in all, as for a write of a deployment in memory ([`Live::arm_after_failure`]): a
+    /// database may commit a statement a while after its client gave up on it. Found, it is
+    /// resumed, and its events published then.
     fn look_for_create(&self, id: &Arc<DeploymentId>) {
-        lock(&self.inner.unsure_creates).insert(Arc::clone(id), 0);
-        self.retry_soon(id);
-    }
-
-    /// A look for `id` found it stored (or it was not one looked for).
-    fn found_create(&self, id: &Arc<DeploymentId>) {
-        lock(&self.inner.unsure_creates).remove(id);
-    }
-
-    /// A look for `id` found nothing stored: the next one is armed twice as far off, unless
-    /// that was the last.
-    fn not_found_create(&self, id: &Arc<DeploymentId>) {
-        let mut unsure = lock(&self.inner.unsure_creates);
-        let Some(looks) = unsure.get_mut(id) else {
-            return;
-        };
-        *looks += 1;
-        if *looks >= MAX_LOOKS {
-            unsure.remove(id);
-            return;
+        if self.inner.unsure_creates.insert(id) {
+            self.retry_soon(id);
         }
-        let wait = RETRY_AFTER_FAILURE * (1 << *looks);
-        drop(unsure);
-        self.inner
-            .deadlines
-            .add(id, later(self.inner.clock.now(), wait));
+    }
+
+    /// Counts a look for `id` that did not find it, and arms the next unless that was the last;
+    /// whether `id` was a create looked for.
+    fn missed_create(&self, id: &Arc<DeploymentId>) -> bool {
+        let Some(looks) = self.inner.unsure_creates.missed(id) else {
+            return false;
+        };
+        if looks < MAX_LOOKS {
+            let next = later(self.inner.clock.now(), look_wait(looks));
+            self.inner.deadlines.add(id, next);
+        }
+        true
     }
 
     /// How many deployments the engine holds in memory (unfinished ones).

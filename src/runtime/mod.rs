@@ -41,6 +41,7 @@ mod queue;
 mod replica;
 mod scheduler;
 mod spare;
+mod unsure_creates;
 mod view;
 
 pub use builder::EngineBuilder;

@@ -377,6 +377,10 @@ impl Engine {
             return Ok(false);
         }
         let mut live = entry.lock().await;
+        if self.inner.unsure_creates.remove(&stored.id) {
+            // Its create was answered with a failure, and its events dropped with the answer.
+            self.publish_stored(&stored.id, 0, stored.version).await;
+        }
         let committed = self.commit(&mut live, before).await;
         if committed.is_err() {
             // Out of memory again, deadline and all, so the next input, upkeep round or retry

@@ -1,0 +1,103 @@
+//! Starts whose create the store answered with a failure and did not show stored when looked
+//! at: a database may commit a statement a while after its client gave up on it, and such a
+//! deployment, stored and running, is driven by no one until it is found.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::engine::MAX_LOOKS;
+use crate::core::DeploymentId;
+use crate::ids::IdHasher;
+
+#[derive(Debug, Default)]
+pub(crate) struct UnsureCreates {
+    /// How many times each was looked for since its create failed.
+    looks: Mutex<HashMap<Arc<DeploymentId>, u8, IdHasher>>,
+    /// Whether `looks` has any entry: every deadline fired asks, and this spares them the lock
+    /// when, as nearly always, none has.
+    any: AtomicBool,
+}
+
+impl UnsureCreates {
+    /// Starts looking for `id`; false if it is looked for already, as when a hand-off launches
+    /// the same queued deployment again: it keeps one chain of looks, and its count.
+    pub(crate) fn insert(&self, id: &Arc<DeploymentId>) -> bool {
+        let mut looks = self.lock();
+        let new = !looks.contains_key(&**id);
+        if new {
+            looks.insert(Arc::clone(id), 0);
+            self.any.store(true, Ordering::Release);
+        }
+        new
+    }
+
+    /// Stops looking for `id`, found; whether it was looked for.
+    pub(crate) fn remove(&self, id: &DeploymentId) -> bool {
+        if !self.any.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut looks = self.lock();
+        let found = looks.remove(id).is_some();
+        self.any.store(!looks.is_empty(), Ordering::Release);
+        found
+    }
+
+    /// Counts a look for `id` that did not find it (or failed); the looks so far if it is looked
+    /// for, and no longer looked for after the [`MAX_LOOKS`]th.
+    pub(crate) fn missed(&self, id: &DeploymentId) -> Option<u8> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut looks = self.lock();
+        let count = looks.get_mut(id)?;
+        *count += 1;
+        let count = *count;
+        if count >= MAX_LOOKS {
+            looks.remove(id);
+            self.any.store(!looks.is_empty(), Ordering::Release);
+        }
+        Some(count)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<DeploymentId>, u8, IdHasher>> {
+        self.looks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_create_is_looked_for_max_looks_times_then_no_more() {
+        let unsure = UnsureCreates::default();
+        let id = Arc::new(DeploymentId::from("d-1"));
+        assert_eq!(unsure.missed(&id), None, "not looked for");
+        assert!(unsure.insert(&id));
+        assert!(!unsure.insert(&id), "one chain of looks");
+        for look in 1..MAX_LOOKS {
+            assert_eq!(unsure.missed(&id), Some(look));
+        }
+        assert_eq!(unsure.missed(&id), Some(MAX_LOOKS), "the last");
+        assert_eq!(unsure.missed(&id), None, "no longer looked for");
+        assert!(!unsure.remove(&id));
+    }
+
+    #[test]
+    fn a_create_found_is_no_longer_looked_for() {
+        let unsure = UnsureCreates::default();
+        let (a, b) = (
+            Arc::new(DeploymentId::from("a")),
+            Arc::new(DeploymentId::from("b")),
+        );
+        unsure.insert(&a);
+        unsure.insert(&b);
+        assert!(unsure.remove(&a));
+        assert!(!unsure.remove(&a));
+        assert_eq!(unsure.missed(&a), None);
+        assert_eq!(unsure.missed(&b), Some(1), "the other still is");
+        assert!(unsure.remove(&b));
+        assert!(!unsure.any.load(Ordering::Acquire));
+    }
+}
