@@ -572,12 +572,33 @@ async fn a_create_stored_after_a_few_looks_is_found_by_a_later_one() {
     s.clock.advance(TimeDelta::seconds(1));
     assert_eq!(s.engine.fire_due().await, 1);
     assert_eq!(s.engine.live_deployments(), 1, "found and resumed");
-    let heard = received(&mut events);
-    let started = heard
-        .iter()
-        .filter(|(_, e)| matches!(e.kind, EventKind::DeploymentStarted))
-        .count();
-    assert_eq!(started, 1, "its start heard of once: {heard:?}");
+    let [found] = &s.store.inner().list_unfinished().await.unwrap()[..] else {
+        panic!("one deployment stored");
+    };
+    let heard: Vec<Event> = received(&mut events)
+        .into_iter()
+        .map(|(id, event)| {
+            assert_eq!(id, found.id);
+            event
+        })
+        .collect();
+    let stored: Vec<Event> = s
+        .store
+        .inner()
+        .history(&found.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.event)
+        .collect();
+    assert_eq!(
+        heard, stored,
+        "its start, and what resuming it stored, each heard of once"
+    );
+    assert!(
+        matches!(heard[0].kind, EventKind::DeploymentStarted),
+        "{heard:?}"
+    );
     s.clock.advance(TimeDelta::minutes(2));
     s.engine.fire_due().await;
     assert_eq!(s.engine.live_deployments(), 0, "and driven to its end");

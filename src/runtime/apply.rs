@@ -468,7 +468,6 @@ impl Engine {
             Ok(d) => {
                 live.d = d;
                 let published = std::mem::replace(&mut live.version, stored.version);
-                let through = stored.version;
                 // A write of ours that may have been stored without its actions performed:
                 // the work in flight in what is stored is asked for again, as after a
                 // restart, and performed by this deployment's next commit. Pending actions
@@ -479,7 +478,8 @@ impl Engine {
                     if live.owned {
                         live.d.reissue_afresh();
                     }
-                    self.publish_stored(live.d.id(), published, through).await;
+                    self.publish_stored(live.d.id(), published, live.version)
+                        .await;
                 }
                 if live.owned && live.d.is_finished() {
                     self.retire(&live.d);

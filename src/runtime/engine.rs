@@ -352,6 +352,9 @@ impl Engine {
             }
             created => created?,
         };
+        // Stored, so no longer looked for: an earlier launch of it by a hand-off may have
+        // failed unsure.
+        self.inner.unsure_creates.remove(d.id());
         let (entry, inserted) = self.register(Live::new(d, version, true));
         let mut live = entry.lock_owned().await;
         if inserted {
@@ -585,15 +588,19 @@ impl Engine {
             let applied = self.apply(&id, |d, now| d.handle_timeout(now)).await;
             round.fired();
             let Err(e) = applied else {
-                // Found, if it was a create looked for: resumed (which ends the looks itself)
-                // or finished already.
+                // Found, if it was a create looked for: resumed here (which ends the looks
+                // itself), finished already, or driven by another replica.
                 self.inner.unsure_creates.remove(&id);
                 continue;
             };
             // A create that may still be stored is looked for again later, whether this look
             // found nothing or failed.
             if self.missed_create(&id) {
-                tracing::debug!(deployment = %id, error = %e, "a create that may have been stored is not found yet");
+                if matches!(e, RuntimeError::UnknownDeployment(_)) {
+                    tracing::debug!(deployment = %id, "a create that may have been stored is not found yet");
+                } else {
+                    tracing::warn!(deployment = %id, error = %e, "could not look for a create that may have been stored; looking again later");
+                }
                 continue;
             }
             if matches!(e, RuntimeError::UnknownDeployment(_)) {

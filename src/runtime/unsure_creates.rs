@@ -39,7 +39,7 @@ impl UnsureCreates {
         }
         let mut looks = self.lock();
         let found = looks.remove(id).is_some();
-        self.any.store(!looks.is_empty(), Ordering::Release);
+        self.note_removal(&looks);
         found
     }
 
@@ -55,9 +55,14 @@ impl UnsureCreates {
         let count = *count;
         if count >= MAX_LOOKS {
             looks.remove(id);
-            self.any.store(!looks.is_empty(), Ordering::Release);
+            self.note_removal(&looks);
         }
         Some(count)
+    }
+
+    /// Keeps `any` true to what is left in `looks`, under its lock.
+    fn note_removal(&self, looks: &HashMap<Arc<DeploymentId>, u8, IdHasher>) {
+        self.any.store(!looks.is_empty(), Ordering::Release);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<DeploymentId>, u8, IdHasher>> {
