@@ -42,20 +42,6 @@ fn setup() -> Setup {
 }
 
 impl Setup {
-    /// Fires the looks for a create that is never found: each comes at its doubling wait after
-    /// the last, none earlier, seven in all, and none after.
-    async fn looks_come_at_doubling_waits_then_no_more(&self) {
-        for wait in [1, 2, 4, 8, 16, 32, 64] {
-            self.clock.advance(TimeDelta::seconds(wait - 1));
-            assert_eq!(self.engine.fire_due().await, 0, "no look before {wait} s");
-            self.clock.advance(TimeDelta::seconds(1));
-            assert_eq!(self.engine.fire_due().await, 1, "a look {wait} s after");
-        }
-        self.clock.advance(TimeDelta::hours(1));
-        assert_eq!(self.engine.fire_due().await, 0, "and no more");
-        assert_eq!(self.engine.armed_deadlines(), 0);
-    }
-
     /// Starts a deployment of [`PAUSE`].
     async fn start_pause(&self) -> DeploymentId {
         self.engine
@@ -508,8 +494,7 @@ async fn a_queued_deployment_stored_by_a_lost_create_is_resumed_not_queued_behin
 
 /// A create stored but answered with a failure, whose look at the row failed too, fails the
 /// start; a deadline a moment later looks again and resumes the deployment, which nothing else
-/// would drive before a restart. A create that was not stored is looked for at doubling waits,
-/// seven times in all, and then no more.
+/// would drive before a restart.
 #[tokio::test]
 async fn a_start_whose_create_and_look_both_failed_is_resumed_a_second_later() {
     let s = setup();
@@ -526,23 +511,29 @@ async fn a_start_whose_create_and_look_both_failed_is_resumed_a_second_later() {
     s.clock.advance(TimeDelta::minutes(2));
     s.engine.fire_due().await;
     assert_eq!(s.engine.live_deployments(), 0, "and driven to its end");
-
-    s.store.fail_creates(1);
-    s.store.fail_loads(1);
-    assert!(s.engine.start(PAUSE, BTreeMap::new()).await.is_err());
-    s.looks_come_at_doubling_waits_then_no_more().await;
 }
 
-/// Looks for a create that may have been stored that fail count as looks that find nothing:
-/// a store that keeps failing is not asked every second for good.
+/// A create that failed and whose look failed too, not stored, is looked for at doubling
+/// waits, seven times in all, and then no more. Looks that fail count among them: a store that
+/// keeps failing is not asked every second for good.
 #[tokio::test]
-async fn failed_looks_for_a_create_count_among_its_looks() {
-    let s = setup();
-    s.store.fail_creates(1);
-    // The look at once, and the next three.
-    s.store.fail_loads(4);
-    assert!(s.engine.start(PAUSE, BTreeMap::new()).await.is_err());
-    s.looks_come_at_doubling_waits_then_no_more().await;
+async fn a_create_not_stored_is_looked_for_seven_times_then_no_more() {
+    // The look at once failing, then the next three too.
+    for failing_looks in [1, 4] {
+        let s = setup();
+        s.store.fail_creates(1);
+        s.store.fail_loads(failing_looks);
+        assert!(s.engine.start(PAUSE, BTreeMap::new()).await.is_err());
+        for wait in [1, 2, 4, 8, 16, 32, 64] {
+            s.clock.advance(TimeDelta::seconds(wait - 1));
+            assert_eq!(s.engine.fire_due().await, 0, "no look before {wait} s");
+            s.clock.advance(TimeDelta::seconds(1));
+            assert_eq!(s.engine.fire_due().await, 1, "a look {wait} s after");
+        }
+        s.clock.advance(TimeDelta::hours(1));
+        assert_eq!(s.engine.fire_due().await, 0, "and no more");
+        assert_eq!(s.engine.armed_deadlines(), 0);
+    }
 }
 
 /// A create answered with a failure and stored only after the look at once and the next two
