@@ -301,7 +301,6 @@ async fn a_queued_deployment_whose_start_fails_is_started_once_the_store_works()
 #[tokio::test]
 async fn a_round_of_deadlines_stopped_part_way_leaves_the_rest_for_the_next() {
     use std::pin::pin;
-    use std::task::{Context, Waker};
 
     let s = setup();
     let other = PAUSE.replace("application: pause", "application: other");
@@ -316,10 +315,7 @@ async fn a_round_of_deadlines_stopped_part_way_leaves_the_rest_for_the_next() {
     {
         let mut round = pin!(s.engine.fire_due());
         assert!(
-            round
-                .as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()))
-                .is_pending(),
+            futures_util::poll!(round.as_mut()).is_pending(),
             "the first pause's end waits for its write"
         );
     }
@@ -683,7 +679,6 @@ async fn a_replica_watches_its_store_once_however_often_it_recovers() {
 #[tokio::test]
 async fn a_recover_whose_caller_goes_away_finishes_the_resumption_under_way() {
     use std::pin::pin;
-    use std::task::{Context, Waker};
 
     let s = setup();
     let started = s.start_pause().await;
@@ -696,10 +691,7 @@ async fn a_recover_whose_caller_goes_away_finishes_the_resumption_under_way() {
     {
         let mut recovering = pin!(restarted.recover());
         assert!(
-            recovering
-                .as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()))
-                .is_pending(),
+            futures_util::poll!(recovering.as_mut()).is_pending(),
             "the resumption's write waits"
         );
     }

@@ -395,7 +395,6 @@ impl Orphans {
 #[tokio::test]
 async fn a_recovery_racing_shutdown_claims_nothing_after_it() {
     use std::pin::pin;
-    use std::task::{Context, Waker};
 
     use hookgate::runtime::RuntimeError;
 
@@ -405,10 +404,7 @@ async fn a_recovery_racing_shutdown_claims_nothing_after_it() {
     o.faulty.slow_renews(true);
     let mut recovery = pin!(a.recover());
     assert!(
-        recovery
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
-            .is_pending(),
+        futures_util::poll!(recovery.as_mut()).is_pending(),
         "renewing"
     );
     a.shutdown().await;
@@ -459,7 +455,6 @@ async fn a_claim_under_way_when_shutdown_begins_is_given_up_after_it() {
 async fn a_claim_that_fails_on_a_store_error_does_not_let_the_deployment_go() {
     use std::collections::BTreeMap;
     use std::pin::pin;
-    use std::task::{Context, Waker};
 
     use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
     use hookgate::test_util::{FaultyStore, RecordingTransport};
@@ -478,10 +473,7 @@ async fn a_claim_that_fails_on_a_store_error_does_not_let_the_deployment_go() {
     faulty.late_renew_answers(true);
     let mut round = pin!(a.maintain_leases());
     assert!(
-        round
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
-            .is_pending(),
+        futures_util::poll!(round.as_mut()).is_pending(),
         "the round has read the leases"
     );
     a.start(ONE_GATE, BTreeMap::new()).await.unwrap();
@@ -770,7 +762,6 @@ async fn a_lease_taken_back_after_another_replica_held_it_asks_again_for_its_wor
 #[tokio::test]
 async fn an_upkeep_round_dropped_while_taking_up_another_replicas_change_still_finishes_it() {
     use std::pin::pin;
-    use std::task::{Context, Waker};
 
     use hookgate::core::DeploymentStatus;
 
@@ -790,10 +781,7 @@ async fn an_upkeep_round_dropped_while_taking_up_another_replicas_change_still_f
     {
         let mut round = pin!(a.maintain_leases());
         assert!(
-            round
-                .as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()))
-                .is_pending(),
+            futures_util::poll!(round.as_mut()).is_pending(),
             "the round's write of the change waits"
         );
     }

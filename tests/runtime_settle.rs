@@ -5,9 +5,7 @@
 #![cfg(all(feature = "runtime", feature = "test-util", feature = "receiver"))]
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use hookgate::auth::Principal;
@@ -85,11 +83,6 @@ async fn pass(s: &Setup, callback: CallbackId) -> CallbackAck {
     GateService::callback(&s.engine, callback, report, &Principal::new("ci"))
         .await
         .expect("the callback is applied")
-}
-
-/// Polls `future` once, with this task's waker.
-async fn poll_once<F: Future + ?Sized>(mut future: std::pin::Pin<&mut F>) -> Poll<F::Output> {
-    std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
 }
 
 async fn stored_status(s: &Setup, id: &DeploymentId) -> DeploymentStatus {
@@ -183,7 +176,7 @@ async fn a_callback_whose_caller_goes_away_during_its_write_is_still_stored_and_
     s.store.slow_saves(true);
 
     let mut call = Box::pin(pass(&s, callback));
-    let first = poll_once(call.as_mut()).await;
+    let first = futures_util::poll!(call.as_mut());
     assert!(first.is_pending(), "the write waits");
     drop(call);
     let view = s.engine.view(&id).await.expect("a view");
@@ -205,7 +198,7 @@ async fn a_start_whose_caller_goes_away_during_the_create_is_still_launched() {
     s.store.slow_creates(true);
 
     let mut start = Box::pin(s.engine.start(PLAN, BTreeMap::new()));
-    let first = poll_once(start.as_mut()).await;
+    let first = futures_util::poll!(start.as_mut());
     assert!(first.is_pending(), "the create waits");
     drop(start);
     tokio::time::timeout(Duration::from_secs(10), async {
@@ -251,17 +244,17 @@ async fn shutdown_waits_for_writes_in_flight_and_refuses_inputs_queued_behind_th
     };
     let mut writing = Box::pin(GateService::callback(&s.engine, callback, note, &by));
     assert!(
-        poll_once(writing.as_mut()).await.is_pending(),
+        futures_util::poll!(writing.as_mut()).is_pending(),
         "its write waits"
     );
     let mut queued = Box::pin(GateService::callback(&s.engine, callback, outcome, &by));
     assert!(
-        poll_once(queued.as_mut()).await.is_pending(),
+        futures_util::poll!(queued.as_mut()).is_pending(),
         "it waits for the lock"
     );
     let mut shutdown = Box::pin(s.engine.shutdown());
     assert!(
-        poll_once(shutdown.as_mut()).await.is_pending(),
+        futures_util::poll!(shutdown.as_mut()).is_pending(),
         "shutdown waits for the write in flight"
     );
 
