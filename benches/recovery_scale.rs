@@ -54,7 +54,7 @@ fn main() {
         let read = Instant::now();
         let rows = store.list_unfinished().await.expect("the rows read back");
         let read_time = read.elapsed();
-        assert_eq!(rows.len(), count);
+        assert_eq!(rows.deployments.len(), count);
         drop(rows);
 
         let second = engine(store);

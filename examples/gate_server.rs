@@ -207,6 +207,7 @@ async fn run() -> Result<ExitCode, String> {
         .list_unfinished()
         .await
         .map_err(|e| e.to_string())?
+        .deployments
         .into_iter()
         .find(|d| d.application == plan.application())
         .map(|d| d.id);

@@ -559,7 +559,7 @@ async fn a_create_stored_after_a_few_looks_is_found_by_a_later_one() {
     s.clock.advance(TimeDelta::seconds(1));
     assert_eq!(s.engine.fire_due().await, 1);
     assert_eq!(s.engine.live_deployments(), 1, "found and resumed");
-    let [found] = &s.store.inner().list_unfinished().await.unwrap()[..] else {
+    let [found] = &s.store.inner().list_unfinished().await.unwrap().deployments[..] else {
         panic!("one deployment stored");
     };
     let heard: Vec<Event> = received(&mut events)
@@ -589,7 +589,13 @@ async fn a_create_stored_after_a_few_looks_is_found_by_a_later_one() {
     s.clock.advance(TimeDelta::minutes(2));
     s.engine.fire_due().await;
     assert_eq!(s.engine.live_deployments(), 0, "and driven to its end");
-    let stored = s.store.inner().list_unfinished().await.expect("a list");
+    let stored = s
+        .store
+        .inner()
+        .list_unfinished()
+        .await
+        .expect("a list")
+        .deployments;
     assert!(stored.is_empty(), "{stored:?}");
 }
 

@@ -624,10 +624,11 @@ async fn corrupt_rows_are_typed_errors() {
             matches!(&loaded, Err(StoreError::Corrupt { id, what, .. }) if id == d.id() && *what == column),
             "{column} = {value}: {loaded:?}"
         );
-        let listed = store.list_unfinished().await;
+        let listed = store.list_unfinished().await.expect("the listing itself");
+        assert!(listed.deployments.is_empty(), "{listed:?}");
         assert!(
-            matches!(listed, Err(StoreError::Corrupt { .. })),
-            "{listed:?}"
+            matches!(&listed.unreadable[..], [StoreError::Corrupt { id, what, .. }] if id == d.id() && *what == column),
+            "{column} = {value}: {listed:?}"
         );
         sqlx::query(&format!(
             "UPDATE {deployments}
@@ -988,7 +989,7 @@ mod replica_scenarios {
             return;
         };
         let store = db.connect().await;
-        broken_and_good(&db, &store, Some("replica")).await;
+        let (broken, good) = broken_and_good(&db, &store, Some("replica")).await;
 
         let external = RecordingTransport::new();
         let engine = Engine::builder(
@@ -1002,7 +1003,12 @@ mod replica_scenarios {
         .build();
         let recovered = engine.recover().await.expect("recovery goes on");
         assert_eq!(recovered.resumed, 1, "the readable one resumes");
+        assert_eq!(recovered.unreadable, [broken.id().clone()]);
         assert_eq!(engine.live_deployments(), 1);
+        assert!(
+            engine.view(good.id()).await.is_ok(),
+            "the readable one is there"
+        );
         engine.shutdown().await;
         db.drop_schema().await;
     }
@@ -1091,4 +1097,46 @@ mod replica_scenarios {
         replicas::failover(store).await;
         db.drop_schema().await;
     }
+}
+
+/// A single engine (no replicas) recovers every readable deployment past one whose row
+/// cannot be read, and reports that one, which stays as it is.
+#[cfg(feature = "runtime")]
+#[tokio::test]
+async fn an_unreadable_row_does_not_keep_the_others_from_recovering() {
+    use hookgate::runtime::{Engine, SimulatedHost};
+    use hookgate::test_util::RecordingTransport;
+
+    let Some(db) = TestDb::new("list_corrupt") else {
+        return;
+    };
+    let store = db.connect().await;
+    let (broken, good) = broken_and_good(&db, &store, None).await;
+
+    let external = RecordingTransport::new();
+    let engine = Engine::builder(
+        external
+            .dispatcher("https://gates.example")
+            .expect("a dispatcher"),
+        SimulatedHost,
+    )
+    .store(store.clone())
+    .build();
+    let recovered = engine.recover().await.expect("recovery goes on");
+    assert_eq!(recovered.resumed, 1, "the readable one resumes");
+    assert_eq!(recovered.unreadable, [broken.id().clone()]);
+    assert_eq!(engine.live_deployments(), 1);
+    assert!(
+        engine.view(good.id()).await.is_ok(),
+        "the readable one is there"
+    );
+    assert!(
+        matches!(
+            store.load(broken.id()).await,
+            Err(StoreError::Corrupt { .. })
+        ),
+        "left as it is"
+    );
+    engine.shutdown().await;
+    db.drop_schema().await;
 }

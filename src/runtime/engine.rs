@@ -186,7 +186,7 @@ pub struct Started {
 }
 
 /// What [`Engine::recover`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Recovered {
     /// Unfinished deployments loaded and resumed.
@@ -194,6 +194,22 @@ pub struct Recovered {
     /// Of those, deployments whose state changed on resuming (a deadline passed while the
     /// engine was down).
     pub changed: usize,
+    /// Unfinished deployments whose rows could not be read ([`StoreError::Corrupt`], each
+    /// logged at ERROR with what is wrong): left as they are, neither resumed nor changed, for
+    /// an operator to restore from a backup, while the others resume. A replica reports those
+    /// it held; one it claims from a replica that stopped is left out of the claim and logged
+    /// by the store.
+    pub unreadable: Vec<DeploymentId>,
+}
+
+impl Recovered {
+    /// Records a deployment whose row `e` (a [`StoreError::Corrupt`]) could not be read.
+    fn left_unread(&mut self, e: StoreError) {
+        tracing::error!(error = %e, "an unfinished deployment cannot be read; it is left as it is while the others resume");
+        if let StoreError::Corrupt { id, .. } = e {
+            self.unreadable.push(id);
+        }
+    }
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -381,10 +397,14 @@ impl Engine {
         let mut recovered = Recovered {
             resumed: 0,
             changed: 0,
+            unreadable: Vec::new(),
         };
         let Some(lease) = self.lease() else {
-            let stored = self.inner.store.list_unfinished().await?;
-            self.resume_all(stored, &mut recovered).await;
+            let listed = self.inner.store.list_unfinished().await?;
+            for e in listed.unreadable {
+                recovered.left_unread(e);
+            }
+            self.resume_all(listed.deployments, &mut recovered).await;
             return Ok(recovered);
         };
         self.watch_store().await?;
@@ -405,9 +425,7 @@ impl Engine {
                     Ok(found) => stored.extend(found),
                     // Held, as a row a takeover could not read stays held: left as it is
                     // for an operator, while the rest resume.
-                    Err(e @ StoreError::Corrupt { .. }) => {
-                        tracing::error!(deployment = %id, error = %e, "a deployment this replica holds cannot be read; it is left as it is");
-                    }
+                    Err(e @ StoreError::Corrupt { .. }) => recovered.left_unread(e),
                     Err(e) => return Err(e.into()),
                 }
             }

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use super::codec;
 use super::{
     ChangeWatcher, HistoryEntry, Lease, NewDeployment, Store, StoreError, StoredDeployment,
+    Unfinished,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::core::{CallbackId, DeploymentId, DeploymentState, DeploymentStatus, Event};
@@ -329,14 +330,16 @@ impl Store for MemoryStore {
         Ok(locked(&self.callbacks).get(&callback).cloned())
     }
 
-    async fn list_unfinished(&self) -> Result<Vec<StoredDeployment>, StoreError> {
+    async fn list_unfinished(&self) -> Result<Unfinished, StoreError> {
         let mut rows = self.pick(|id, row| {
             let current = &row.current;
             (!current.status.is_terminal())
                 .then(|| (current.created_at, id.clone(), current.clone()))
         });
         rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        Ok(rows.into_iter().map(|(_, id, c)| c.stored(id)).collect())
+        let deployments: Vec<StoredDeployment> =
+            rows.into_iter().map(|(_, id, c)| c.stored(id)).collect();
+        Ok(deployments.into())
     }
 
     async fn running_for_application(

@@ -91,7 +91,7 @@ pub use lease::{ChangeWatcher, Lease};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
-pub use record::{HistoryEntry, NewDeployment, StoredDeployment};
+pub use record::{HistoryEntry, NewDeployment, StoredDeployment, Unfinished};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SqliteOptions, SqliteStore};
 
@@ -142,9 +142,11 @@ pub trait Store: Debug + Send + Sync {
     ) -> Result<Option<DeploymentId>, StoreError>;
 
     /// Every deployment whose status is not terminal (`queued` or `running`), oldest first: what
-    /// the runtime resumes when it starts. A row that cannot be read fails the listing with
-    /// [`StoreError::Corrupt`] naming its deployment.
-    async fn list_unfinished(&self) -> Result<Vec<StoredDeployment>, StoreError>;
+    /// the runtime resumes when it starts. A row that cannot be read is left out of
+    /// [`Unfinished::deployments`] and reported in [`Unfinished::unreadable`] as
+    /// [`StoreError::Corrupt`] naming its deployment; an error is returned only when the
+    /// listing itself fails.
+    async fn list_unfinished(&self) -> Result<Unfinished, StoreError>;
 
     /// The deployments of `application` whose status is `running`, oldest first, for
     /// `ifDeploymentInProgress`.
@@ -249,7 +251,7 @@ macro_rules! forward_store {
                 (**self).find_by_callback(callback).await
             }
 
-            async fn list_unfinished(&self) -> Result<Vec<StoredDeployment>, StoreError> {
+            async fn list_unfinished(&self) -> Result<Unfinished, StoreError> {
                 (**self).list_unfinished().await
             }
 

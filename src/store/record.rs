@@ -1,6 +1,6 @@
 use chrono::{DateTime, Utc};
 
-use super::Lease;
+use super::{Lease, StoreError};
 use crate::core::{CallbackId, Deployment, DeploymentId, DeploymentState, DeploymentStatus, Event};
 
 /// A deployment to store for the first time; build it with [`NewDeployment::new`].
@@ -90,6 +90,47 @@ pub struct StoredDeployment {
     pub created_at: DateTime<Utc>,
     /// When it was last saved, by the store's clock.
     pub updated_at: DateTime<Utc>,
+}
+
+/// What [`Store::list_unfinished`](super::Store::list_unfinished) read: every unfinished
+/// deployment whose row it could read, and an error for each one it could not, so that one
+/// unreadable row does not keep the others from resuming.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Unfinished {
+    /// The deployments read, oldest first.
+    pub deployments: Vec<StoredDeployment>,
+    /// A [`StoreError::Corrupt`] naming the deployment of each row that could not be read.
+    pub unreadable: Vec<StoreError>,
+}
+
+impl Unfinished {
+    /// Sorts the results of reading each unfinished row, in order: a row that is
+    /// [`StoreError::Corrupt`] is set aside, and any other error (the database failed) is
+    /// returned, since the rows after it were not read.
+    pub fn from_rows(
+        rows: impl IntoIterator<Item = Result<StoredDeployment, StoreError>>,
+    ) -> Result<Self, StoreError> {
+        let mut listed = Self::default();
+        for row in rows {
+            match row {
+                Ok(deployment) => listed.deployments.push(deployment),
+                Err(e @ StoreError::Corrupt { .. }) => listed.unreadable.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(listed)
+    }
+}
+
+impl From<Vec<StoredDeployment>> for Unfinished {
+    /// Deployments all read, for a store whose rows are always readable.
+    fn from(deployments: Vec<StoredDeployment>) -> Self {
+        Self {
+            deployments,
+            unreadable: Vec::new(),
+        }
+    }
 }
 
 /// One event of a deployment's history.

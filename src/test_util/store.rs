@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use crate::core::{CallbackId, DeploymentId, DeploymentState, DeploymentStatus, Event};
 use crate::store::{
     ChangeWatcher, HistoryEntry, Lease, MemoryStore, NewDeployment, Store, StoreError,
-    StoredDeployment,
+    StoredDeployment, Unfinished,
 };
 
 /// A [`Store`] for tests of what happens when writes are slow or fail: it passes everything to
@@ -358,7 +358,7 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.find_by_callback(callback).await
     }
 
-    async fn list_unfinished(&self) -> Result<Vec<StoredDeployment>, StoreError> {
+    async fn list_unfinished(&self) -> Result<Unfinished, StoreError> {
         self.inner.list_unfinished().await
     }
 

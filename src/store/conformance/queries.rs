@@ -65,6 +65,7 @@ pub async fn unfinished_listing(store: &DynStore) {
 
     let listed = store.list_unfinished().await.expect("listing succeeds");
     let ours: Vec<&StoredDeployment> = listed
+        .deployments
         .iter()
         .filter(|d| d.application == application)
         .collect();

@@ -12,7 +12,8 @@ use super::rows::{self, DEPLOYMENT_COLUMNS};
 use super::{PostgresStore, backend};
 use crate::core::{CallbackId, DeploymentId, DeploymentState, DeploymentStatus, Event};
 use crate::store::{
-    ChangeWatcher, HistoryEntry, Lease, NewDeployment, Store, StoreError, StoredDeployment, codec,
+    ChangeWatcher, HistoryEntry, Lease, NewDeployment, Store, StoreError, StoredDeployment,
+    Unfinished, codec,
 };
 
 /// A notice's payload is limited to 8000 bytes; a longer one would fail the write it belongs
@@ -362,14 +363,12 @@ impl Store for PostgresStore {
         Ok(owner.map(DeploymentId))
     }
 
-    async fn list_unfinished(&self) -> Result<Vec<StoredDeployment>, StoreError> {
+    async fn list_unfinished(&self) -> Result<Unfinished, StoreError> {
         sqlx::query(&self.inner.sql.list_unfinished)
             .fetch_all(&self.inner.pool)
             .await
-            .map_err(backend)?
-            .iter()
-            .map(rows::deployment)
-            .collect()
+            .map_err(backend)
+            .and_then(|rows| Unfinished::from_rows(rows.iter().map(rows::deployment)))
     }
 
     async fn running_for_application(

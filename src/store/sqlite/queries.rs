@@ -10,7 +10,9 @@ use super::rows;
 use super::writer::{Create, EventList, Save, Write};
 use super::{SqliteStore, backend, timestamp};
 use crate::core::{CallbackId, DeploymentId, DeploymentState, DeploymentStatus, Event};
-use crate::store::{HistoryEntry, NewDeployment, Store, StoreError, StoredDeployment, codec};
+use crate::store::{
+    HistoryEntry, NewDeployment, Store, StoreError, StoredDeployment, Unfinished, codec,
+};
 
 /// A query of whole deployments: the columns [`rows::deployment`] reads, then `$rest`.
 macro_rules! select_deployments {
@@ -95,16 +97,14 @@ impl Store for SqliteStore {
         Ok(owner.map(DeploymentId))
     }
 
-    async fn list_unfinished(&self) -> Result<Vec<StoredDeployment>, StoreError> {
+    async fn list_unfinished(&self) -> Result<Unfinished, StoreError> {
         sqlx::query(select_deployments!(
             "WHERE finished = 0 ORDER BY created_at, id"
         ))
         .fetch_all(&self.pool)
         .await
-        .map_err(backend)?
-        .iter()
-        .map(rows::deployment)
-        .collect()
+        .map_err(backend)
+        .and_then(|rows| Unfinished::from_rows(rows.iter().map(rows::deployment)))
     }
 
     async fn running_for_application(

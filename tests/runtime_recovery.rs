@@ -1,0 +1,67 @@
+//! Recovery from SQLite past a row that cannot be read: the other deployments resume, and the
+//! unreadable one is reported and left as it is.
+#![cfg(all(feature = "runtime", feature = "sqlite", feature = "test-util"))]
+
+mod store_support;
+
+use std::sync::Arc;
+
+use hookgate::runtime::{Engine, SimulatedHost};
+use hookgate::store::{NewDeployment, SqliteStore, Store, StoreError};
+use hookgate::test_util::RecordingTransport;
+use sqlx::sqlite::SqliteConnectOptions;
+use store_support::{PLAN, start_random};
+
+#[tokio::test]
+async fn an_unreadable_row_does_not_keep_the_others_from_recovering() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("hookgate.db");
+    let store = Arc::new(SqliteStore::open(&path).await.expect("the store opens"));
+    let (before, broken, after) = (
+        start_random("a-before"),
+        start_random("b-broken"),
+        start_random("c-after"),
+    );
+    for (d, events) in [&before, &broken, &after] {
+        store
+            .create(NewDeployment::new(d, PLAN), events)
+            .await
+            .expect("create");
+    }
+    let raw = sqlx::SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path))
+        .await
+        .expect("a second connection");
+    sqlx::query("UPDATE deployments SET state = '{}' WHERE id = ?")
+        .bind(&broken.0.id().0)
+        .execute(&raw)
+        .await
+        .expect("tamper");
+    raw.close().await;
+
+    let external = RecordingTransport::new();
+    let engine = Engine::builder(
+        external
+            .dispatcher("https://gates.example")
+            .expect("a dispatcher"),
+        SimulatedHost,
+    )
+    .shared_store(store.clone())
+    .build();
+    let recovered = engine.recover().await.expect("recovery goes on");
+
+    assert_eq!(recovered.resumed, 2, "the rows before and after it resume");
+    assert_eq!(recovered.unreadable, [broken.0.id().clone()]);
+    assert_eq!(engine.live_deployments(), 2);
+    for (d, _) in [&before, &after] {
+        let view = engine.view(d.id()).await.expect("a resumed deployment");
+        assert_eq!(view.status, d.status());
+    }
+    assert!(
+        matches!(
+            store.load(broken.0.id()).await,
+            Err(StoreError::Corrupt { what: "state", .. })
+        ),
+        "the unreadable row is left as it is"
+    );
+    engine.shutdown().await;
+}
