@@ -157,7 +157,7 @@ impl EngineBuilder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use tokio::sync::broadcast::error::TryRecvError;
@@ -168,19 +168,23 @@ mod tests {
     use crate::secrets::MemorySecrets;
     use crate::transport::{TransportError, TransportRegistry};
 
-    #[test]
-    fn a_huge_event_capacity_is_capped() {
+    /// A dispatcher whose transport answers every call `200` at once.
+    pub(crate) fn dispatcher() -> Dispatcher {
         let answer = |_request: http::Request<bytes::Bytes>| async {
             Ok::<_, TransportError>(http::Response::new(bytes::Bytes::new()))
         };
-        let dispatcher = Dispatcher::builder(
+        Dispatcher::builder(
             TransportRegistry::new(Arc::new(answer)),
             Arc::new(MemorySecrets::new()),
             "https://hookgate.example",
         )
         .build()
-        .unwrap();
-        let engine = Engine::builder(dispatcher, SimulatedHost)
+        .unwrap()
+    }
+
+    #[test]
+    fn a_huge_event_capacity_is_capped() {
+        let engine = Engine::builder(dispatcher(), SimulatedHost)
             .event_capacity(usize::MAX)
             .build();
 

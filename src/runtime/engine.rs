@@ -2,7 +2,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Mutex as AsyncMutex, broadcast};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -371,15 +371,17 @@ impl Engine {
         // Stored, so no longer looked for: an earlier launch of it by a hand-off may have
         // failed unsure.
         self.inner.unsure_creates.remove(d.id());
-        let (entry, inserted) = self.register(Live::new(d, version, true));
-        let mut live = entry.lock_owned().await;
-        if inserted {
-            let ready = self.after_commit(&mut live, actions, events);
-            self.settle_soon(live, ready);
-        } else {
-            // A replica's upkeep found the new lease first and resumed the deployment, asking
-            // for the same work itself.
-            self.publish(live.d.id(), events);
+        match self.register(Live::new(d, version, true)) {
+            (_, Some(mut live)) => {
+                let ready = self.after_commit(&mut live, actions, events);
+                self.settle_soon(live, ready);
+            }
+            (entry, None) => {
+                // A replica's upkeep found the new lease first and resumed the deployment,
+                // asking for the same work itself.
+                let live = entry.lock().await;
+                self.publish(live.d.id(), events);
+            }
         }
         Ok(())
     }
@@ -879,20 +881,30 @@ impl Engine {
 
     /// Makes an unfinished deployment the engine's to drive: in memory, its callback ids
     /// indexed. When another caller registered it first, theirs is kept and returned, so there is
-    /// only ever one copy to apply inputs to; the flag says whether `live` was the one kept.
-    pub(crate) fn register(&self, live: Live) -> (Arc<AsyncMutex<Live>>, bool) {
+    /// only ever one copy to apply inputs to. When `live` is the one kept, it comes back locked,
+    /// as it was before anyone could find it: no input reaches it, and no event of one is
+    /// published, before the caller has stored and published what it began with.
+    pub(crate) fn register(
+        &self,
+        live: Live,
+    ) -> (Arc<AsyncMutex<Live>>, Option<OwnedMutexGuard<Live>>) {
         let id = Arc::clone(live.d.shared_id());
         let callbacks: Vec<_> = live.d.callback_ids().map(|(_, c)| c).collect();
-        let mut inserted = false;
+        let mut kept = None;
         let entry = Arc::clone(lock(&self.inner.live).entry(id).or_insert_with(|| {
-            inserted = true;
-            Arc::new(AsyncMutex::new(live))
+            let entry = Arc::new(AsyncMutex::new(live));
+            kept = Some(
+                Arc::clone(&entry)
+                    .try_lock_owned()
+                    .expect("a mutex made here has no other holder"),
+            );
+            entry
         }));
         let mut index = lock(&self.inner.callbacks);
         for callback in callbacks {
             index.insert(callback, Arc::clone(&entry));
         }
-        (entry, inserted)
+        (entry, kept)
     }
 
     /// Takes `d` out of memory: its entry and its callback index. Its deadline is its entry's
@@ -917,4 +929,46 @@ fn queued_entry<'a>(
 /// `d`'s actions and events, drained.
 pub(crate) fn drain(d: &mut Deployment) -> (Vec<crate::core::Action>, Vec<crate::core::Event>) {
     (d.take_actions(), d.take_events())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::core::StartOptions;
+    use crate::ids::RandomIds;
+    use crate::runtime::SimulatedHost;
+    use crate::runtime::builder::tests::dispatcher;
+
+    fn live(id: &str) -> Live {
+        let plan = Arc::new(Plan::from_yaml("application: shop\ntargets: {prod: {}}\n").unwrap());
+        let d = Deployment::start(
+            plan,
+            DeploymentId::from(id),
+            StartOptions::default(),
+            &mut RandomIds,
+            Utc::now(),
+        );
+        Live::new(d, 1, true)
+    }
+
+    /// An input finds a registered deployment by its id or callback id as soon as it is in
+    /// memory, so the one who registered it holds its lock from before then: inputs wait until
+    /// it has stored and published what it began with.
+    #[test]
+    fn a_deployment_is_registered_locked_and_a_second_registration_gets_the_first_entry() {
+        let engine = Engine::builder(dispatcher(), SimulatedHost).build();
+        let (entry, kept) = engine.register(live("d1"));
+        let kept = kept.expect("the first registration is kept");
+        let found = Arc::clone(&lock(&engine.inner.live)[&DeploymentId::from("d1")]);
+        assert!(Arc::ptr_eq(&found, &entry));
+        assert!(found.try_lock().is_err(), "in memory only locked");
+
+        let (again, second) = engine.register(live("d1"));
+        assert!(second.is_none(), "the second registration is not kept");
+        assert!(Arc::ptr_eq(&again, &entry));
+        drop(kept);
+        assert!(entry.try_lock().is_ok());
+    }
 }

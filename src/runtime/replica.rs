@@ -371,12 +371,10 @@ impl Engine {
         // pending actions a write left for the previous driver are among what is reissued.
         d.handle_timeout(self.inner.clock.now());
         d.reissue_afresh();
-        let (entry, inserted) = self.register(Live::new(d, stored.version, true));
-        if !inserted {
+        let (_, Some(mut live)) = self.register(Live::new(d, stored.version, true)) else {
             // Registered meanwhile by someone who drives it already.
             return Ok(false);
-        }
-        let mut live = entry.lock().await;
+        };
         if self.inner.unsure_creates.remove(&stored.id) {
             // Its create was answered with a failure, and its events dropped with the answer.
             self.publish_stored(&stored.id, 0, stored.version).await;
