@@ -693,6 +693,46 @@ fn restore_refuses_a_gate_state_its_kind_never_takes() {
     assert_eq!(mismatch(&d, waiting), kinds);
 }
 
+/// An environment waiting on a gate list is moved on only by its gates: a list with a gate that
+/// never opened or already failed, or with none still open, would wait for ever.
+#[test]
+fn restore_refuses_an_environment_its_gates_can_never_move_on() {
+    let d = start(&format!(
+        "application: a\ntargets: {{x: {{constraints: {{beforeDeployment: [pause: {{duration: 1, unit: minutes}}, runWebhook: {{name: ticket}}]}}}}}}\n{}",
+        common::HOOKS
+    ));
+    let pausing = r#"{"pausing":{"until":"2026-11-01T12:01:00Z"}}"#;
+    let calling = r#"{"calling":{"attempt":1}}"#;
+    let both = format!("{pausing},{calling}");
+    for (gates, what) in [
+        (
+            format!(r#""idle",{calling}"#),
+            "an environment waiting on a gate that is neither open nor passed",
+        ),
+        (
+            format!(r#"{pausing},{{"failed":"call_failed"}}"#),
+            "an environment waiting on a gate that is neither open nor passed",
+        ),
+        (
+            format!(r#"{pausing},{{"closed":"canceled"}}"#),
+            "an environment waiting on a gate that is neither open nor passed",
+        ),
+        (
+            r#"{"passed":"pause_elapsed"},{"passed":"callback"}"#.to_owned(),
+            "an environment waiting on gates none of which is open",
+        ),
+    ] {
+        assert_eq!(mismatch(&d, edited(&d, &both, &gates)), what, "{gates}");
+    }
+    // One passed while the other is still open: the open one moves it on.
+    let one_passed = edited(
+        &d,
+        &both,
+        &format!(r#"{{"passed":"pause_elapsed"}},{calling}"#),
+    );
+    assert!(Deployment::restore(Arc::clone(d.plan()), one_passed).is_ok());
+}
+
 /// A deployment's status follows its environments: never `queued` once started, and terminal
 /// only once every environment is done.
 #[test]

@@ -1,5 +1,5 @@
-//! Recovery from SQLite past a row that cannot be read: the other deployments resume, and the
-//! unreadable one is reported and left as it is.
+//! Recovery from SQLite past a row that cannot be read or does not fit its deployment file: the
+//! other deployments resume, and those are reported and left as they are.
 #![cfg(all(feature = "runtime", feature = "sqlite", feature = "test-util"))]
 
 mod store_support;
@@ -13,16 +13,17 @@ use sqlx::sqlite::SqliteConnectOptions;
 use store_support::{PLAN, start_random};
 
 #[tokio::test]
-async fn an_unreadable_row_does_not_keep_the_others_from_recovering() {
+async fn rows_that_cannot_be_resumed_do_not_keep_the_others_from_recovering() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("hookgate.db");
     let store = Arc::new(SqliteStore::open(&path).await.expect("the store opens"));
-    let (before, broken, after) = (
+    let (before, broken, unfit, after) = (
         start_random("a-before"),
         start_random("b-broken"),
-        start_random("c-after"),
+        start_random("c-unfit"),
+        start_random("d-after"),
     );
-    for (d, events) in [&before, &broken, &after] {
+    for (d, events) in [&before, &broken, &unfit, &after] {
         store
             .create(NewDeployment::new(d, PLAN), events)
             .await
@@ -33,6 +34,13 @@ async fn an_unreadable_row_does_not_keep_the_others_from_recovering() {
         .expect("a second connection");
     sqlx::query("UPDATE deployments SET state = '{}' WHERE id = ?")
         .bind(&broken.0.id().0)
+        .execute(&raw)
+        .await
+        .expect("tamper");
+    // A file of another layout than the state was started with.
+    sqlx::query("UPDATE plans SET plan_source = ? WHERE deployment_id = ?")
+        .bind("application: shop\ntargets: {one: {}, two: {}, three: {}}\n")
+        .bind(&unfit.0.id().0)
         .execute(&raw)
         .await
         .expect("tamper");
@@ -50,7 +58,10 @@ async fn an_unreadable_row_does_not_keep_the_others_from_recovering() {
     let recovered = engine.recover().await.expect("recovery goes on");
 
     assert_eq!(recovered.resumed, 2, "the rows before and after it resume");
-    assert_eq!(recovered.unreadable, [broken.0.id().clone()]);
+    assert_eq!(
+        recovered.not_resumed,
+        [broken.0.id().clone(), unfit.0.id().clone()]
+    );
     assert_eq!(engine.live_deployments(), 2);
     for (d, _) in [&before, &after] {
         let view = engine.view(d.id()).await.expect("a resumed deployment");
@@ -63,5 +74,11 @@ async fn an_unreadable_row_does_not_keep_the_others_from_recovering() {
         ),
         "the unreadable row is left as it is"
     );
+    let left = store
+        .load(unfit.0.id())
+        .await
+        .expect("a load")
+        .expect("stored");
+    assert_eq!(left.version, 1, "the unfit row is left as it is");
     engine.shutdown().await;
 }

@@ -1003,7 +1003,7 @@ mod replica_scenarios {
         .build();
         let recovered = engine.recover().await.expect("recovery goes on");
         assert_eq!(recovered.resumed, 1, "the readable one resumes");
-        assert_eq!(recovered.unreadable, [broken.id().clone()]);
+        assert_eq!(recovered.not_resumed, [broken.id().clone()]);
         assert_eq!(engine.live_deployments(), 1);
         assert!(
             engine.view(good.id()).await.is_ok(),
@@ -1124,7 +1124,7 @@ async fn an_unreadable_row_does_not_keep_the_others_from_recovering() {
     .build();
     let recovered = engine.recover().await.expect("recovery goes on");
     assert_eq!(recovered.resumed, 1, "the readable one resumes");
-    assert_eq!(recovered.unreadable, [broken.id().clone()]);
+    assert_eq!(recovered.not_resumed, [broken.id().clone()]);
     assert_eq!(engine.live_deployments(), 1);
     assert!(
         engine.view(good.id()).await.is_ok(),

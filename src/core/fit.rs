@@ -45,6 +45,7 @@ pub(crate) fn check(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str
             ops.push(op);
         }
     }
+    waiting(plan, s)?;
     // Operations are found by id: each must be one the counter issued, and only once.
     if ops.iter().any(|op| op.0 > s.next_op) {
         return Err("an operation id the operation counter has not issued");
@@ -131,6 +132,30 @@ fn env(plan: &Plan, env: EnvId, state: EnvState) -> Result<(), &'static str> {
             }
         }
     }
+}
+
+/// An environment waiting on a gate list is moved on by its gates: opened together when it got
+/// there, it fails as soon as one fails and goes on once all have passed, in the same
+/// transition. So each gate of the list is open or passed, and one at least is still open; any
+/// other state would wait for ever.
+fn waiting(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str> {
+    for (i, &state) in s.envs.iter().enumerate() {
+        let EnvState::Running { pos, op: None, .. } = state else {
+            continue;
+        };
+        let Work::Gates(list) = work(plan, EnvId(i as u16), pos) else {
+            continue;
+        };
+        // The list's gates are the plan's, and the state has one for each (checked before).
+        let gates = || list.iter().map(|g| s.gates[g.0 as usize]);
+        if gates().any(|g| !g.is_open() && !matches!(g, GateState::Passed(_))) {
+            return Err("an environment waiting on a gate that is neither open nor passed");
+        }
+        if !gates().any(GateState::is_open) {
+            return Err("an environment waiting on gates none of which is open");
+        }
+    }
+    Ok(())
 }
 
 fn gate(plan: &Plan, g: GateId, state: GateState) -> Result<(), &'static str> {

@@ -194,12 +194,13 @@ pub struct Recovered {
     /// Of those, deployments whose state changed on resuming (a deadline passed while the
     /// engine was down).
     pub changed: usize,
-    /// Unfinished deployments whose rows could not be read ([`StoreError::Corrupt`], each
-    /// logged at ERROR with what is wrong): left as they are, neither resumed nor changed, for
-    /// an operator to restore from a backup, while the others resume. A replica reports those
-    /// it held; one it claims from a replica that stopped is left out of the claim and logged
-    /// by the store.
-    pub unreadable: Vec<DeploymentId>,
+    /// Unfinished deployments left as they are, neither resumed nor changed, for an operator
+    /// to look at while the others resume (each logged at ERROR with what is wrong): their row
+    /// could not be read ([`StoreError::Corrupt`]), their deployment file no longer
+    /// validates, or their state does not fit it. A replica lists the unreadable ones it held;
+    /// one it claims from a replica that stopped is left out of the claim and logged by the
+    /// store.
+    pub not_resumed: Vec<DeploymentId>,
 }
 
 impl Recovered {
@@ -207,7 +208,7 @@ impl Recovered {
     fn left_unread(&mut self, e: StoreError) {
         tracing::error!(error = %e, "an unfinished deployment cannot be read; it is left as it is while the others resume");
         if let StoreError::Corrupt { id, .. } = e {
-            self.unreadable.push(id);
+            self.not_resumed.push(id);
         }
     }
 }
@@ -399,7 +400,7 @@ impl Engine {
         let mut recovered = Recovered {
             resumed: 0,
             changed: 0,
-            unreadable: Vec::new(),
+            not_resumed: Vec::new(),
         };
         let Some(lease) = self.lease() else {
             let listed = self.inner.store.list_unfinished().await?;
@@ -478,6 +479,7 @@ impl Engine {
                     // A file that no longer validates or a state that does not fit it stays
                     // stored as it is, for an operator to look at; the rest still resume.
                     tracing::error!(deployment = %id, error = %e, "could not resume a deployment; it is left as it is");
+                    recovered.not_resumed.push(id);
                     continue;
                 }
             }
