@@ -648,6 +648,25 @@ fn restore_refuses_note_counts_for_gates_that_take_no_callback() {
     }
 }
 
+/// A ReplicaSet is kept for an environment of the plan only.
+#[test]
+fn restore_refuses_a_replica_set_for_an_environment_the_plan_does_not_have() {
+    let d = start("application: a\ntargets: {x: {}, y: {}}");
+    let with = |env: &str| {
+        edited(
+            &d,
+            r#""callbacks":"#,
+            &format!(r#""replica_sets":{{"{env}":"rs-1"}},"callbacks":"#),
+        )
+    };
+    assert_eq!(
+        mismatch(&d, with("2")),
+        "a ReplicaSet for an environment the plan does not have"
+    );
+    let kept = Deployment::restore(Arc::clone(d.plan()), with("1")).unwrap();
+    assert_eq!(kept.replica_set_name(EnvId(1)), Some("rs-1"));
+}
+
 #[test]
 fn restore_refuses_a_gate_state_its_kind_never_takes() {
     let d = start(&format!(

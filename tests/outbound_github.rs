@@ -8,7 +8,8 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 use hookgate::config::Plan;
 use hookgate::core::{
-    Action, CallResult, CallbackId, Deployment, DeploymentId, IdSource, StartOptions, WebhookCall,
+    Action, CallResult, CallbackId, Deployment, DeploymentId, IdSource, StartOptions, StepOutcome,
+    WebhookCall,
 };
 use hookgate::outbound::Dispatcher;
 use hookgate::secrets::MemorySecrets;
@@ -71,15 +72,22 @@ fn dispatcher(secrets: MemorySecrets) -> Dispatcher {
 
 /// Starts the plan and returns the deployment with its one webhook call.
 fn start(yaml: &str, options: StartOptions) -> (Deployment, WebhookCall) {
+    start_answering(yaml, options, StepOutcome::Succeeded)
+}
+
+/// [`start`], with every host step before the call answered `outcome`.
+fn start_answering(
+    yaml: &str,
+    options: StartOptions,
+    outcome: StepOutcome,
+) -> (Deployment, WebhookCall) {
     let plan = Arc::new(Plan::from_yaml(yaml).unwrap());
     let now = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
     let mut d = Deployment::start(plan, DeploymentId::from("d-42"), options, &mut Ids(0), now);
     loop {
         match d.poll_action().expect("the plan calls a webhook") {
             Action::CallWebhook(call) => return (d, call),
-            Action::RunStep(step) => d
-                .handle_step_result(now, step.op, hookgate::core::StepOutcome::Succeeded)
-                .unwrap(),
+            Action::RunStep(step) => d.handle_step_result(now, step.op, outcome.clone()).unwrap(),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -164,6 +172,49 @@ async fn a_path_prefix_of_the_public_base_url_is_kept_in_the_callback_uri() {
     assert_eq!(armory.account_name, "demo-staging-cluster");
     assert_eq!(armory.replica_set_name.as_deref(), Some("rs-7"));
     assert_eq!(prepared.context()["owner"], "armory");
+}
+
+/// The ReplicaSet a deploy step reports is the environment's `armory.replicaSetName` from
+/// then on, kept in the state across a restore; one the caller of `prepare` passes wins.
+#[test]
+fn the_replica_set_a_deploy_step_reports_renders_in_later_calls() {
+    let deployed = StepOutcome::Deployed {
+        replica_set_name: "potato-facts-7d9c".to_owned(),
+    };
+    let (deployment, call) = start_answering(GITHUB, StartOptions::default(), deployed);
+    let env = call.env;
+    assert_eq!(deployment.replica_set_name(env), Some("potato-facts-7d9c"));
+    let dispatcher = dispatcher(MemorySecrets::new());
+    let prepared = dispatcher.prepare(&deployment, &call, None);
+    assert_eq!(
+        prepared.armory().replica_set_name.as_deref(),
+        Some("potato-facts-7d9c")
+    );
+    let given = dispatcher.prepare(&deployment, &call, Some("rs-7"));
+    assert_eq!(given.armory().replica_set_name.as_deref(), Some("rs-7"));
+
+    let json = serde_json::to_string(deployment.state()).unwrap();
+    let restored = Deployment::restore(
+        Arc::clone(deployment.plan()),
+        serde_json::from_str(&json).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(restored.replica_set_name(env), Some("potato-facts-7d9c"));
+
+    let (plain, call) = start(GITHUB, StartOptions::default());
+    assert_eq!(plain.replica_set_name(call.env), None);
+    let json = serde_json::to_string(plain.state()).unwrap();
+    assert!(
+        !json.contains("replica_sets"),
+        "left out while empty: {json}"
+    );
+    assert_eq!(
+        dispatcher
+            .prepare(&plain, &call, None)
+            .armory()
+            .replica_set_name,
+        None
+    );
 }
 
 /// Sends `yaml`'s first webhook call through a `Dispatcher` whose direct transport (and remote

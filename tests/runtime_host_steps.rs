@@ -109,3 +109,78 @@ async fn each_step_names_its_targets_strategy_and_services() {
         "{prod:?}"
     );
 }
+
+/// Reports a ReplicaSet named after the environment for each deploy step.
+struct ReplicaSetHost;
+
+#[async_trait]
+impl Host for ReplicaSetHost {
+    async fn run_step(&self, context: &StepContext, step: &HostStep) -> StepOutcome {
+        match step {
+            HostStep::Deploy => StepOutcome::Deployed {
+                replica_set_name: format!("shop-{}-5f7b", context.environment),
+            },
+            _ => StepOutcome::Succeeded,
+        }
+    }
+
+    async fn roll_back(&self, _context: &StepContext) -> StepOutcome {
+        StepOutcome::Succeeded
+    }
+}
+
+/// The ReplicaSet a host reports with its deploy step is what the environment's later webhook
+/// calls render as `{{armory.replicaSetName}}`; a call before the deploy has none to render.
+#[tokio::test]
+async fn the_replica_set_the_host_reports_reaches_the_webhooks_after_the_deploy() {
+    const CHECKED: &str = r#"
+application: shop
+targets:
+  prod:
+    constraints:
+      beforeDeployment: [runWebhook: {name: check}]
+      afterDeployment: [runWebhook: {name: check}]
+webhooks:
+  - name: check
+    uriTemplate: https://checks.example/run
+    headers: [{key: Content-Type, value: application/json}]
+    bodyTemplate: {inline: '{"rs": "{{armory.replicaSetName}}", "callbackUri": "{{armory.callbackUri}}"}'}
+"#;
+    let external = RecordingTransport::new();
+    let engine = Engine::builder(
+        external
+            .dispatcher("https://hookgate.example")
+            .expect("a dispatcher"),
+        ReplicaSetHost,
+    )
+    .build();
+    engine.start(CHECKED, BTreeMap::new()).await.unwrap();
+    let by = hookgate::auth::Principal::new("checks");
+    let mut bodies = Vec::new();
+    for sent in 1..=2 {
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while external.count() < sent {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the check is called");
+        let body: serde_json::Value =
+            serde_json::from_slice(&external.requests()[sent - 1].body).expect("a JSON body");
+        let callback = body["callbackUri"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap();
+        let report = hookgate::server::CallbackReport::Outcome {
+            success: true,
+            message: None,
+        };
+        hookgate::server::GateService::callback(&engine, callback.parse().unwrap(), report, &by)
+            .await
+            .expect("the check passes");
+        bodies.push(body["rs"].clone());
+    }
+    assert_eq!(bodies, ["", "shop-prod-5f7b"]);
+}

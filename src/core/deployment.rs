@@ -125,6 +125,7 @@ impl Deployment {
             notes: BTreeMap::new(),
             callbacks,
             previews: Arc::default(),
+            replica_sets: BTreeMap::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -253,6 +254,12 @@ impl Deployment {
     /// Preview URLs reported by `exposeServices` steps of an environment.
     pub fn preview_urls(&self, env: EnvId) -> Option<&BTreeMap<String, String>> {
         self.s.previews.get(&env)
+    }
+
+    /// The ReplicaSet an environment's deploy step reported ([`StepOutcome::Deployed`]), for
+    /// `{{armory.replicaSetName}}`.
+    pub fn replica_set_name(&self, env: EnvId) -> Option<&str> {
+        self.s.replica_sets.get(&env).map(String::as_str)
     }
 
     /// The state to store. Serialize it (it implements `serde::Serialize`) and restore it with
@@ -649,11 +656,15 @@ impl Deployment {
                     self.s.finish_env(plan, now, env, status);
                 }
                 EnvState::Running { pos, .. } if ok => {
-                    if let StepOutcome::Exposed(urls) = outcome {
-                        Arc::make_mut(&mut self.s.previews)
+                    match outcome {
+                        StepOutcome::Exposed(urls) => Arc::make_mut(&mut self.s.previews)
                             .entry(env)
                             .or_default()
-                            .extend(urls);
+                            .extend(urls),
+                        StepOutcome::Deployed { replica_set_name } => {
+                            self.s.replica_sets.insert(env, replica_set_name);
+                        }
+                        _ => {}
                     }
                     self.s.advance(plan, now, env, pos);
                 }

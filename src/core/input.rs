@@ -92,6 +92,13 @@ pub enum StepOutcome {
     Succeeded,
     /// `exposeServices` succeeded; service name to URL, for `{{armory.preview.<service>}}`.
     Exposed(BTreeMap<String, String>),
+    /// The deploy step succeeded, and the new version runs in this Kubernetes ReplicaSet: the
+    /// environment's later webhook calls render it as `{{armory.replicaSetName}}` (PROTOCOL.md
+    /// §3, "supplied by the host when known").
+    Deployed {
+        /// The ReplicaSet's name.
+        replica_set_name: String,
+    },
     /// It failed (an analysis: it failed).
     Failed {
         /// What went wrong.

@@ -47,6 +47,11 @@ pub struct DeploymentState {
     /// Shared between copies until it changes, which only a finished `exposeServices` step
     /// does.
     pub(crate) previews: Arc<BTreeMap<EnvId, BTreeMap<String, String>>>,
+    /// The ReplicaSet each environment's deploy step reported, for
+    /// `{{armory.replicaSetName}}`. Absent in states written before it existed, and left out
+    /// of the JSON while empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) replica_sets: BTreeMap<EnvId, String>,
     pub(crate) actions: VecDeque<Action>,
     pub(crate) events: VecDeque<Event>,
 }
@@ -71,6 +76,7 @@ impl Clone for DeploymentState {
             notes,
             callbacks,
             previews,
+            replica_sets,
             actions,
             events,
         } = self;
@@ -89,6 +95,7 @@ impl Clone for DeploymentState {
             notes: notes.clone(),
             callbacks: callbacks.clone(),
             previews: previews.clone(),
+            replica_sets: replica_sets.clone(),
             actions: actions.clone(),
             events: events.clone(),
         }
@@ -110,6 +117,7 @@ impl Clone for DeploymentState {
             notes,
             callbacks,
             previews,
+            replica_sets,
             actions,
             events,
         } = source;
@@ -127,6 +135,7 @@ impl Clone for DeploymentState {
         self.notes.clone_from(notes);
         share(&mut self.callbacks, callbacks);
         share(&mut self.previews, previews);
+        self.replica_sets.clone_from(replica_sets);
         copy_queue(&mut self.actions, actions);
         copy_queue(&mut self.events, events);
     }

@@ -57,8 +57,9 @@ impl fmt::Debug for PreparedCall {
 
 impl Dispatcher {
     /// Copies what `call` needs from `deployment`: the `armory.*` values (with this gate's
-    /// callback URI and the host's `replica_set_name`, if known), the gate's merged context,
-    /// the environment's preview URLs, the plan and the route.
+    /// callback URI, and `replica_set_name` if given, else the one the environment's deploy
+    /// step reported with [`StepOutcome::Deployed`](crate::core::StepOutcome::Deployed)), the
+    /// gate's merged context, the environment's preview URLs, the plan and the route.
     ///
     /// Cheap and synchronous: call it while holding the deployment, then release it before
     /// [`send`](Self::send).
@@ -93,7 +94,9 @@ impl Dispatcher {
                 .and_then(|e| e.namespace())
                 .unwrap_or_default()
                 .to_owned(),
-            replica_set_name: replica_set_name.map(str::to_owned),
+            replica_set_name: replica_set_name
+                .or_else(|| deployment.replica_set_name(call.env))
+                .map(str::to_owned),
             preview: deployment
                 .preview_urls(call.env)
                 .cloned()

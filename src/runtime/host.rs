@@ -69,7 +69,9 @@ impl From<&Strategy> for StepStrategy {
 /// itself (deploy, shift traffic, expose services, analyse, roll back).
 ///
 /// Each call reports how the step ended; a step that cannot be completed returns
-/// [`StepOutcome::Failed`] with a reason for people. The engine calls these concurrently for
+/// [`StepOutcome::Failed`] with a reason for people. A deploy step that knows the ReplicaSet the
+/// new version runs in reports it with [`StepOutcome::Deployed`], and the environment's later
+/// webhook calls render it as `{{armory.replicaSetName}}`. The engine calls these concurrently for
 /// different environments and deployments, and again after a restart for a step that was in
 /// flight, so an implementation should be idempotent per (deployment, environment, step).
 #[async_trait]
