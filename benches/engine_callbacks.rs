@@ -124,8 +124,8 @@ fn main() {
 }
 
 /// Opens `count` gates on a fresh engine and applies one approving callback to each,
-/// `concurrency` at a time from as many tasks; returns the process's CPU seconds spent on the
-/// callbacks.
+/// `concurrency` at a time from as many tasks; returns the CPU seconds this process's threads
+/// spent on the callbacks ([`threads_cpu_time`]).
 async fn contended_round(count: usize, concurrency: usize) -> f64 {
     let (engine, callbacks) = open_gates(count).await;
     let engine = Arc::new(engine);

@@ -211,7 +211,13 @@ async fn run() -> Result<ExitCode, String> {
         .into_iter()
         .find(|d| d.application == plan.application())
         .map(|d| d.id);
-    engine.recover().await.map_err(|e| e.to_string())?;
+    let recovered = engine.recover().await.map_err(|e| e.to_string())?;
+    if !recovered.not_resumed.is_empty() {
+        return Err(format!(
+            "deployments {:?} cannot be resumed (see the log); restore them from a backup or remove them",
+            recovered.not_resumed
+        ));
+    }
     {
         let engine = engine.clone();
         tokio::spawn(async move { engine.run_scheduler().await });

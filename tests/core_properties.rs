@@ -224,6 +224,10 @@ impl Sim {
                         (HostStep::ExposeServices { .. }, true) => StepOutcome::Exposed(
                             [("web".into(), "https://p.example".into())].into(),
                         ),
+                        // Both what a deploy step reports and, from any other step, a success.
+                        (_, true) if m.pick.is_multiple_of(2) => StepOutcome::Deployed {
+                            replica_set_name: format!("rs-{}", r.op.0),
+                        },
                         _ => StepOutcome::Succeeded,
                     };
                     let _ = self.d.handle_step_result(now, r.op, outcome);

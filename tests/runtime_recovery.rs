@@ -6,8 +6,8 @@ mod store_support;
 
 use std::sync::Arc;
 
-use hookgate::runtime::{Engine, SimulatedHost};
-use hookgate::store::{NewDeployment, SqliteStore, Store, StoreError};
+use hookgate::runtime::{Engine, RuntimeError, SimulatedHost};
+use hookgate::store::{MemoryStore, NewDeployment, SqliteStore, Store, StoreError};
 use hookgate::test_util::RecordingTransport;
 use sqlx::sqlite::SqliteConnectOptions;
 use store_support::{PLAN, start_random};
@@ -81,4 +81,30 @@ async fn rows_that_cannot_be_resumed_do_not_keep_the_others_from_recovering() {
         .expect("stored");
     assert_eq!(left.version, 1, "the unfit row is left as it is");
     engine.shutdown().await;
+}
+
+/// Once shutdown has begun, recovery resumes nothing and says so, rather than report every
+/// deployment as one that cannot be resumed.
+#[tokio::test]
+async fn a_recovery_after_shutdown_has_begun_is_refused() {
+    let store = Arc::new(MemoryStore::new());
+    let (d, events) = start_random("a");
+    store
+        .create(NewDeployment::new(&d, PLAN), &events)
+        .await
+        .expect("create");
+    let engine = Engine::builder(
+        RecordingTransport::new()
+            .dispatcher("https://gates.example")
+            .expect("a dispatcher"),
+        SimulatedHost,
+    )
+    .shared_store(store)
+    .build();
+    engine.shutdown().await;
+    assert!(
+        matches!(engine.recover().await, Err(RuntimeError::ShuttingDown)),
+        "refused"
+    );
+    assert_eq!(engine.live_deployments(), 0);
 }

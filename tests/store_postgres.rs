@@ -977,42 +977,6 @@ mod replica_scenarios {
         db.drop_schema().await;
     }
 
-    /// A replica that holds a row it cannot read (left with it by a takeover) still recovers
-    /// when it restarts under the same name: the unreadable row is left as it is, the rest
-    /// resume.
-    #[tokio::test]
-    async fn a_replica_holding_an_unreadable_row_still_recovers() {
-        use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
-        use hookgate::test_util::RecordingTransport;
-
-        let Some(db) = TestDb::new("held_corrupt") else {
-            return;
-        };
-        let store = db.connect().await;
-        let (broken, good) = broken_and_good(&db, &store, Some("replica")).await;
-
-        let external = RecordingTransport::new();
-        let engine = Engine::builder(
-            external
-                .dispatcher("https://gates.example")
-                .expect("a dispatcher"),
-            SimulatedHost,
-        )
-        .store(store)
-        .replica(ReplicaOptions::new("replica"))
-        .build();
-        let recovered = engine.recover().await.expect("recovery goes on");
-        assert_eq!(recovered.resumed, 1, "the readable one resumes");
-        assert_eq!(recovered.not_resumed, [broken.id().clone()]);
-        assert_eq!(engine.live_deployments(), 1);
-        assert!(
-            engine.view(good.id()).await.is_ok(),
-            "the readable one is there"
-        );
-        engine.shutdown().await;
-        db.drop_schema().await;
-    }
-
     /// A callback that arrives while the database is down is answered `503` and changes
     /// nothing, so its sender retries; the retry after the server is back applies.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1099,44 +1063,50 @@ mod replica_scenarios {
     }
 }
 
-/// A single engine (no replicas) recovers every readable deployment past one whose row
-/// cannot be read, and reports that one, which stays as it is.
+/// A single engine, and a replica restarting under the name that holds the rows, recover every
+/// readable deployment past one whose row cannot be read, and report that one, which stays as
+/// it is.
 #[cfg(feature = "runtime")]
 #[tokio::test]
 async fn an_unreadable_row_does_not_keep_the_others_from_recovering() {
-    use hookgate::runtime::{Engine, SimulatedHost};
+    use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
     use hookgate::test_util::RecordingTransport;
 
-    let Some(db) = TestDb::new("list_corrupt") else {
-        return;
-    };
-    let store = db.connect().await;
-    let (broken, good) = broken_and_good(&db, &store, None).await;
+    for (schema, owner) in [("list_corrupt", None), ("held_corrupt", Some("replica"))] {
+        let Some(db) = TestDb::new(schema) else {
+            return;
+        };
+        let store = db.connect().await;
+        let (broken, good) = broken_and_good(&db, &store, owner).await;
 
-    let external = RecordingTransport::new();
-    let engine = Engine::builder(
-        external
-            .dispatcher("https://gates.example")
-            .expect("a dispatcher"),
-        SimulatedHost,
-    )
-    .store(store.clone())
-    .build();
-    let recovered = engine.recover().await.expect("recovery goes on");
-    assert_eq!(recovered.resumed, 1, "the readable one resumes");
-    assert_eq!(recovered.not_resumed, [broken.id().clone()]);
-    assert_eq!(engine.live_deployments(), 1);
-    assert!(
-        engine.view(good.id()).await.is_ok(),
-        "the readable one is there"
-    );
-    assert!(
-        matches!(
-            store.load(broken.id()).await,
-            Err(StoreError::Corrupt { .. })
-        ),
-        "left as it is"
-    );
-    engine.shutdown().await;
-    db.drop_schema().await;
+        let external = RecordingTransport::new();
+        let mut engine = Engine::builder(
+            external
+                .dispatcher("https://gates.example")
+                .expect("a dispatcher"),
+            SimulatedHost,
+        )
+        .store(store.clone());
+        if let Some(owner) = owner {
+            engine = engine.replica(ReplicaOptions::new(owner));
+        }
+        let engine = engine.build();
+        let recovered = engine.recover().await.expect("recovery goes on");
+        assert_eq!(recovered.resumed, 1, "{owner:?}: the readable one resumes");
+        assert_eq!(recovered.not_resumed, [broken.id().clone()], "{owner:?}");
+        assert_eq!(engine.live_deployments(), 1, "{owner:?}");
+        assert!(
+            engine.view(good.id()).await.is_ok(),
+            "{owner:?}: the readable one is there"
+        );
+        assert!(
+            matches!(
+                store.load(broken.id()).await,
+                Err(StoreError::Corrupt { .. })
+            ),
+            "{owner:?}: left as it is"
+        );
+        engine.shutdown().await;
+        db.drop_schema().await;
+    }
 }

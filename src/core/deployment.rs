@@ -13,7 +13,7 @@ use super::ids::{CallbackId, DeploymentId, IdSource, OpId};
 use super::input::{CallResult, CallbackAck, Decision, StepOutcome};
 use super::machine::{Work, later, work};
 use super::settings::Settings;
-use super::state::{DeploymentState, EnvState, GateState};
+use super::state::{DeploymentState, EnvState, GateState, Pos};
 use super::status::{DeploymentStatus, EnvStatus, Resolution};
 use crate::config::{EnvId, GateId, GateKind, Plan, RollBackMode};
 
@@ -125,7 +125,7 @@ impl Deployment {
             notes: BTreeMap::new(),
             callbacks,
             previews: Arc::default(),
-            replica_sets: BTreeMap::new(),
+            replica_sets: None,
             actions: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -259,7 +259,7 @@ impl Deployment {
     /// The ReplicaSet an environment's deploy step reported ([`StepOutcome::Deployed`]), for
     /// `{{armory.replicaSetName}}`.
     pub fn replica_set_name(&self, env: EnvId) -> Option<&str> {
-        self.s.replica_sets.get(&env).map(String::as_str)
+        self.s.replica_sets.as_ref()?.get(&env).map(String::as_str)
     }
 
     /// The state to store. Serialize it (it implements `serde::Serialize`) and restore it with
@@ -661,8 +661,9 @@ impl Deployment {
                             .entry(env)
                             .or_default()
                             .extend(urls),
-                        StepOutcome::Deployed { replica_set_name } => {
-                            self.s.replica_sets.insert(env, replica_set_name);
+                        StepOutcome::Deployed { replica_set_name } if pos == Pos::Deploy => {
+                            Arc::make_mut(self.s.replica_sets.get_or_insert_default())
+                                .insert(env, replica_set_name);
                         }
                         _ => {}
                     }
@@ -975,7 +976,6 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::core::state::Pos;
 
     struct NoIds;
 
@@ -1020,6 +1020,41 @@ mod tests {
             "y's pause, due after x's inert deadline, still ends"
         );
         assert_eq!(d.env_status(EnvId(0)), EnvStatus::Checking);
+    }
+
+    /// A ReplicaSet is kept from the deploy step only; from a canary's weight step the same
+    /// outcome is a plain success. Copies share the names until they change.
+    #[test]
+    fn only_the_deploy_step_reports_a_replica_set() {
+        let mut d = started(
+            "application: a\ntargets: {x: {strategy: c}}\nstrategies: {c: {canary: {steps: [setWeight: {weight: 50}]}}}",
+        );
+        let answer = |d: &mut Deployment, name: &str| {
+            let op = std::iter::from_fn(|| d.poll_action())
+                .find_map(|a| match a {
+                    Action::RunStep(r) => Some(r.op),
+                    _ => None,
+                })
+                .expect("a host step");
+            let deployed = StepOutcome::Deployed {
+                replica_set_name: name.to_owned(),
+            };
+            d.handle_step_result(t0(), op, deployed).unwrap();
+        };
+        answer(&mut d, "rs-deploy");
+        assert_eq!(d.replica_set_name(EnvId(0)), Some("rs-deploy"));
+        let copy = d.clone();
+        assert!(Arc::ptr_eq(
+            d.s.replica_sets.as_ref().unwrap(),
+            copy.s.replica_sets.as_ref().unwrap()
+        ));
+        answer(&mut d, "rs-weight");
+        assert_eq!(d.replica_set_name(EnvId(0)), Some("rs-deploy"));
+        assert_eq!(
+            d.status(),
+            DeploymentStatus::Succeeded,
+            "the weight step passed"
+        );
     }
 
     #[test]

@@ -238,7 +238,11 @@ fn outputs(s: &DeploymentState) -> Result<(), &'static str> {
     if s.previews.keys().any(|e| !env_ok(*e)) {
         return Err("preview URLs for an environment the plan does not have");
     }
-    if s.replica_sets.keys().any(|e| !env_ok(*e)) {
+    if s.replica_sets
+        .iter()
+        .flat_map(|sets| sets.keys())
+        .any(|e| !env_ok(*e))
+    {
         return Err("a ReplicaSet for an environment the plan does not have");
     }
     Ok(())

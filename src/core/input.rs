@@ -94,7 +94,8 @@ pub enum StepOutcome {
     Exposed(BTreeMap<String, String>),
     /// The deploy step succeeded, and the new version runs in this Kubernetes ReplicaSet: the
     /// environment's later webhook calls render it as `{{armory.replicaSetName}}` (PROTOCOL.md
-    /// §3, "supplied by the host when known").
+    /// §3, "supplied by the host when known"). For any other step it counts as `Succeeded`,
+    /// and the name is not kept.
     Deployed {
         /// The ReplicaSet's name.
         replica_set_name: String,

@@ -48,10 +48,11 @@ pub struct DeploymentState {
     /// does.
     pub(crate) previews: Arc<BTreeMap<EnvId, BTreeMap<String, String>>>,
     /// The ReplicaSet each environment's deploy step reported, for
-    /// `{{armory.replicaSetName}}`. Absent in states written before it existed, and left out
-    /// of the JSON while empty.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub(crate) replica_sets: BTreeMap<EnvId, String>,
+    /// `{{armory.replicaSetName}}`: none until one does, so that a deployment allocates nothing
+    /// for it before, and then shared between copies like `previews`. Absent in states written
+    /// before it existed, and left out of the JSON while none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) replica_sets: Option<Arc<BTreeMap<EnvId, String>>>,
     pub(crate) actions: VecDeque<Action>,
     pub(crate) events: VecDeque<Event>,
 }
@@ -135,7 +136,10 @@ impl Clone for DeploymentState {
         self.notes.clone_from(notes);
         share(&mut self.callbacks, callbacks);
         share(&mut self.previews, previews);
-        self.replica_sets.clone_from(replica_sets);
+        match (&mut self.replica_sets, replica_sets) {
+            (Some(target), Some(source)) => share(target, source),
+            (target, source) => target.clone_from(source),
+        }
         copy_queue(&mut self.actions, actions);
         copy_queue(&mut self.events, events);
     }

@@ -390,12 +390,15 @@ impl Engine {
     /// Loads every unfinished deployment from the store and resumes it: deadlines that passed
     /// while the engine was down fire at once (a callback timeout that expired fails its
     /// gate), and outbound calls and host steps that were in flight are asked for again (with
-    /// the same idempotency keys and operation ids).
+    /// the same idempotency keys and operation ids). Deployments that cannot be resumed are
+    /// left as they are and listed in [`Recovered::not_resumed`]; one whose write fails is
+    /// tried again a second later. Once [`Engine::shutdown`] has begun, it stops with
+    /// [`RuntimeError::ShuttingDown`] and resumes nothing more.
     ///
     /// A replica ([`EngineBuilder::replica`](super::EngineBuilder::replica)) resumes only the
     /// deployments it held itself before it restarted and those no live replica holds, and
-    /// starts hearing of the other replicas' writes. Once [`Engine::shutdown`] has begun, it
-    /// stops before its next batch with [`RuntimeError::ShuttingDown`], claiming nothing more.
+    /// starts hearing of the other replicas' writes; after shutdown has begun it claims nothing
+    /// more either.
     pub async fn recover(&self) -> Result<Recovered, RuntimeError> {
         let mut recovered = Recovered {
             resumed: 0,
@@ -407,7 +410,7 @@ impl Engine {
             for e in listed.unreadable {
                 recovered.left_unread(e);
             }
-            self.resume_all(listed.deployments, &mut recovered).await;
+            self.resume_all(listed.deployments, &mut recovered).await?;
             return Ok(recovered);
         };
         self.watch_store().await?;
@@ -455,17 +458,23 @@ impl Engine {
         lease: &Lease,
         recovered: &mut Recovered,
     ) -> Result<(), RuntimeError> {
-        self.resume_all(batch, recovered).await;
+        self.resume_all(batch, recovered).await?;
         let lease = self.lease().unwrap_or_else(|| lease.clone());
         self.inner.store.renew(&lease).await?;
         Ok(())
     }
 
-    async fn resume_all(&self, stored: Vec<StoredDeployment>, recovered: &mut Recovered) {
+    async fn resume_all(
+        &self,
+        stored: Vec<StoredDeployment>,
+        recovered: &mut Recovered,
+    ) -> Result<(), RuntimeError> {
         for stored in stored {
             let id = stored.id.clone();
             match self.resume(stored).await {
                 Ok(changed) => recovered.changed += usize::from(changed),
+                // The rest are resumed by the next start, or by another replica.
+                Err(RuntimeError::ShuttingDown) => return Err(RuntimeError::ShuttingDown),
                 // A store that failed the write may work in a moment; a replica's upkeep
                 // rounds try again on their own.
                 Err(e @ RuntimeError::Store(_)) => {
@@ -485,6 +494,7 @@ impl Engine {
             }
             recovered.resumed += 1;
         }
+        Ok(())
     }
 
     /// Cancels a deployment (see [`Deployment::handle_cancel`]). A deployment still queued

@@ -105,9 +105,9 @@ pub struct Unfinished {
 }
 
 impl Unfinished {
-    /// Sorts the results of reading each unfinished row, in order: a row that is
-    /// [`StoreError::Corrupt`] is set aside, and any other error (the database failed) is
-    /// returned, since the rows after it were not read.
+    /// Splits the results of reading each unfinished row, in order, into the deployments read
+    /// and the rows set aside as [`StoreError::Corrupt`]; any other error (the database
+    /// failed) is returned, since the rows after it were not read.
     pub fn from_rows(
         rows: impl IntoIterator<Item = Result<StoredDeployment, StoreError>>,
     ) -> Result<Self, StoreError> {
