@@ -31,7 +31,7 @@ pub(crate) fn check(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str
     status(s)?;
     let mut ops = Vec::new();
     for (i, &state) in s.envs.iter().enumerate() {
-        env(plan, EnvId(i as u16), state)?;
+        env(plan, s, EnvId(i as u16), state)?;
         match state {
             EnvState::Running { op: Some(op), .. } | EnvState::RollingBack { op, .. } => {
                 ops.push(op)
@@ -45,7 +45,6 @@ pub(crate) fn check(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str
             ops.push(op);
         }
     }
-    waiting(plan, s)?;
     // Operations are found by id: each must be one the counter issued, and only once.
     if ops.iter().any(|op| op.0 > s.next_op) {
         return Err("an operation id the operation counter has not issued");
@@ -100,7 +99,7 @@ fn status(s: &DeploymentState) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn env(plan: &Plan, env: EnvId, state: EnvState) -> Result<(), &'static str> {
+fn env(plan: &Plan, s: &DeploymentState, env: EnvId, state: EnvState) -> Result<(), &'static str> {
     match state {
         EnvState::Waiting | EnvState::RollingBack { .. } => Ok(()),
         EnvState::Done(status) if status.is_terminal() => Ok(()),
@@ -128,7 +127,7 @@ fn env(plan: &Plan, env: EnvId, state: EnvState) -> Result<(), &'static str> {
                 Work::Gates(_) if op.is_some() || deadline.is_some() => {
                     Err("an environment waiting on gates with a host step's operation or deadline")
                 }
-                Work::Gates(_) => Ok(()),
+                Work::Gates(list) => waiting_on(s, list),
             }
         }
     }
@@ -138,22 +137,14 @@ fn env(plan: &Plan, env: EnvId, state: EnvState) -> Result<(), &'static str> {
 /// there, it fails as soon as one fails and goes on once all have passed, in the same
 /// transition. So each gate of the list is open or passed, and one at least is still open; any
 /// other state would wait for ever.
-fn waiting(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str> {
-    for (i, &state) in s.envs.iter().enumerate() {
-        let EnvState::Running { pos, op: None, .. } = state else {
-            continue;
-        };
-        let Work::Gates(list) = work(plan, EnvId(i as u16), pos) else {
-            continue;
-        };
-        // The list's gates are the plan's, and the state has one for each (checked before).
-        let gates = || list.iter().map(|g| s.gates[g.0 as usize]);
-        if gates().any(|g| !g.is_open() && !matches!(g, GateState::Passed(_))) {
-            return Err("an environment waiting on a gate that is neither open nor passed");
-        }
-        if !gates().any(GateState::is_open) {
-            return Err("an environment waiting on gates none of which is open");
-        }
+fn waiting_on(s: &DeploymentState, list: &[GateId]) -> Result<(), &'static str> {
+    // The list's gates are the plan's, and the state has one for each (checked first).
+    let gates = || list.iter().map(|g| s.gates[g.0 as usize]);
+    if gates().any(|g| !g.is_open() && !matches!(g, GateState::Passed(_))) {
+        return Err("an environment waiting on a gate that is neither open nor passed");
+    }
+    if !gates().any(GateState::is_open) {
+        return Err("an environment waiting on gates none of which is open");
     }
     Ok(())
 }
