@@ -267,6 +267,78 @@ async fn a_deployment_whose_resumption_failed_is_resumed_when_next_needed() {
     );
 }
 
+/// A webhook gate in one environment beside a pause in another.
+const CALL_BESIDE_PAUSE: &str = r#"
+application: beside
+targets:
+  dev:
+    constraints:
+      beforeDeployment: [runWebhook: {name: gate}]
+  prod:
+    constraints:
+      beforeDeployment: [pause: {duration: 1, unit: minutes}]
+webhooks:
+  - name: gate
+    uriTemplate: https://external.example/run
+    bodyTemplate: {inline: '{{armory.callbackUri}}'}
+"#;
+
+/// An input that waited on a deployment's lock while its resumption's write failed looks the
+/// deployment up again, which resumes it anew: the call that was in flight when the engine
+/// stopped is sent again at once, rather than the input being applied to a copy no longer in
+/// memory and the call left until a deadline next resumes the deployment.
+#[tokio::test]
+async fn an_input_waiting_on_a_failed_resumption_resumes_the_deployment_anew() {
+    use std::pin::pin;
+
+    let s = setup();
+    let first = RecordingTransport::new();
+    let stopped = engine(&s.store, &s.clock, &first);
+    // The call's answer is never stored: the engine stops with the call in flight.
+    s.store.fail_saves(0, 1);
+    stopped
+        .start(CALL_BESIDE_PAUSE, BTreeMap::new())
+        .await
+        .expect("started");
+    let uri = String::from_utf8(first.requests()[0].body.to_vec()).unwrap();
+    let callback: CallbackId = uri.rsplit('/').next().unwrap().parse().unwrap();
+    stopped.shutdown().await;
+    drop(stopped);
+
+    // The pause ended while no engine ran: resuming records that, in a write.
+    s.clock.advance(TimeDelta::minutes(2));
+    let second = RecordingTransport::new();
+    let restarted = engine(&s.store, &s.clock, &second);
+    s.store.slow_saves(true);
+    s.store.fail_saves(0, 1);
+    let mut recovering = pin!(restarted.recover());
+    assert!(
+        futures_util::poll!(recovering.as_mut()).is_pending(),
+        "the resumption's write waits, the deployment in memory and locked"
+    );
+    let note = tokio::spawn({
+        let restarted = restarted.clone();
+        async move {
+            let note = CallbackReport::Progress {
+                message: "half way".into(),
+            };
+            GateService::callback(&restarted, callback, note, &Principal::new("ci")).await
+        }
+    });
+    // The note finds the deployment in memory and waits on its lock.
+    tokio::task::yield_now().await;
+    recovering
+        .await
+        .expect("recovery goes on past one deployment");
+    note.await.unwrap().expect("the note is recorded");
+    assert_eq!(
+        second.count(),
+        1,
+        "the call in flight was sent again by the deployment resumed anew"
+    );
+    assert_eq!(restarted.live_deployments(), 1);
+}
+
 /// A deployment queued behind a running one (`enqueueOne`) is started when that one finishes,
 /// even if the store fails at that moment: it stays queued and is tried again, since nothing
 /// else would start it.

@@ -80,6 +80,13 @@ impl Engine {
             if self.inner.shutdown.is_cancelled() {
                 return Err(RuntimeError::ShuttingDown);
             }
+            // It left memory while this input waited: looked up again, it is in memory anew
+            // (resumed), or a copy from the store. Each pass needs the entry to leave memory
+            // again meanwhile, so this does not go on.
+            if live.gone {
+                target = Target::Id(Cow::Owned(live.d.id().clone()));
+                continue;
+            }
             let before = spare::copy(&live.d);
             let now = self.inner.clock.now();
             let result = input(&mut live.d, now);
@@ -403,7 +410,7 @@ impl Engine {
             .filter_map(|action| self.perform(live, action))
             .collect();
         if live.d.is_finished() {
-            self.retire(&live.d);
+            self.retire(live);
         }
         ready
     }
@@ -482,7 +489,7 @@ impl Engine {
                         .await;
                 }
                 if live.owned && live.d.is_finished() {
-                    self.retire(&live.d);
+                    self.retire(live);
                 }
                 true
             }
@@ -495,8 +502,9 @@ impl Engine {
 
     /// A finished deployment leaves memory (late callbacks load it from the store) and lets a
     /// queued deployment of its application start.
-    pub(crate) fn retire(&self, d: &Deployment) {
-        self.unregister(d);
+    pub(crate) fn retire(&self, live: &mut Live) {
+        self.unregister(live);
+        let d = &live.d;
         // An engine that runs deployments side by side never queues one.
         if self.inner.allow_concurrent {
             return;

@@ -90,6 +90,11 @@ pub(crate) struct Live {
     pub(crate) unsure: bool,
     /// How many times it was looked for in the store since `unsure` was set.
     pub(crate) looks: u8,
+    /// Set when the entry left memory (its deployment finished, another replica took it, or
+    /// its resumption's write failed) while an input may have been waiting on its lock: that
+    /// input looks the deployment up again, since one applied here would be stored but acted on
+    /// by no one, and the work a failed resumption asked for again would wait for the next.
+    pub(crate) gone: bool,
 }
 
 impl Live {
@@ -101,6 +106,7 @@ impl Live {
             deadline: None,
             unsure: false,
             looks: 0,
+            gone: false,
         }
     }
 
@@ -919,12 +925,13 @@ impl Engine {
         (entry, kept)
     }
 
-    /// Takes `d` out of memory: its entry and its callback index. Its deadline is its entry's
-    /// to clear.
-    pub(crate) fn unregister(&self, d: &Deployment) {
-        lock(&self.inner.live).remove(d.id());
+    /// Takes the deployment of `live`, whose lock the caller holds, out of memory: its entry and
+    /// its callback index. Its deadline is its entry's to clear.
+    pub(crate) fn unregister(&self, live: &mut Live) {
+        live.gone = true;
+        lock(&self.inner.live).remove(live.d.id());
         let mut index = lock(&self.inner.callbacks);
-        for (_, callback) in d.callback_ids() {
+        for (_, callback) in live.d.callback_ids() {
             index.remove(&callback);
         }
     }

@@ -273,6 +273,11 @@ impl Engine {
             return false;
         };
         let mut live = entry.lock().await;
+        // Out of memory since it was looked up (finished, or no longer driven here): whoever
+        // drives it now takes the change up.
+        if live.gone {
+            return false;
+        }
         let mut acted = false;
         for _ in 0..MAX_SYNC_ATTEMPTS {
             let behind = live.version < version;
@@ -297,7 +302,7 @@ impl Engine {
             }
         }
         if live.d.is_finished() {
-            self.retire(&live.d);
+            self.retire(&mut live);
         }
         acted
     }
@@ -321,27 +326,16 @@ impl Engine {
         let Some(entry) = lock(&self.inner.live).get(id).cloned() else {
             return false;
         };
-        let (callbacks, mut deadline) = {
-            let mut live = entry.lock().await;
-            let callbacks: Vec<_> = live.d.callback_ids().map(|(_, c)| c).collect();
-            (callbacks, live.deadline.take())
-        };
-        // The deadline is this entry's own, whoever holds the deployment now.
-        self.inner.deadlines.clear(&mut deadline);
-        // Only the entry looked at above is forgotten: one registered since (taken back by an
-        // input) keeps its deadline and callback index.
-        let mut live = lock(&self.inner.live);
-        if !live
-            .get(id)
-            .is_some_and(|current| Arc::ptr_eq(current, &entry))
-        {
+        let mut live = entry.lock().await;
+        // Taken out while this waited: one registered since (taken back by an input) keeps its
+        // deadline and callback index.
+        if live.gone {
             return false;
         }
-        live.remove(id);
-        let mut index = lock(&self.inner.callbacks);
-        for callback in callbacks {
-            index.remove(&callback);
-        }
+        // The deadline is this entry's own, whoever holds the deployment now.
+        self.inner.deadlines.clear(&mut live.deadline);
+        // Under the entry's lock, so that an input waiting on it looks the deployment up again.
+        self.unregister(&mut live);
         true
     }
 
@@ -384,7 +378,7 @@ impl Engine {
             // Out of memory again, deadline and all, so the next input, upkeep round or retry
             // resumes it afresh.
             self.inner.deadlines.clear(&mut live.deadline);
-            self.unregister(&live.d);
+            self.unregister(&mut live);
         }
         committed
     }
