@@ -640,6 +640,54 @@ async fn reopening_applies_no_migration_and_keeps_the_data() {
     );
 }
 
+/// A row whose id is not text (a BLOB, or text that is not UTF-8: only a hand edit writes
+/// either) is set aside by the listing, named as nearly as it can be, and the other rows are
+/// listed.
+#[tokio::test]
+async fn a_row_whose_id_cannot_be_read_is_set_aside_by_the_listing() {
+    let (dir, store, d, _) = with_one_deployment("unreadable-id").await;
+    let (other, events) = start_random("d2");
+    store
+        .create(NewDeployment::new(&other, PLAN), &events)
+        .await
+        .expect("create");
+    // One connection, its foreign keys off: the callback index and the history still name `d1`.
+    let mut raw = raw(&dir.db()).await.acquire().await.expect("a connection");
+    sqlx::query("PRAGMA foreign_keys = OFF")
+        .execute(&mut *raw)
+        .await
+        .expect("foreign keys off");
+    for (value, named) in [
+        ("x'6431ff'", "d1\u{fffd}"),
+        ("CAST(x'6431ff' AS TEXT)", "d1\u{fffd}"),
+    ] {
+        // In both tables the listing joins.
+        for sql in [
+            format!("UPDATE deployments SET id = {value} WHERE id = 'd1'"),
+            format!("UPDATE plans SET deployment_id = {value} WHERE deployment_id = 'd1'"),
+        ] {
+            sqlx::query(&sql).execute(&mut *raw).await.expect("tamper");
+        }
+        let listed = store.list_unfinished().await.expect("the listing itself");
+        assert_eq!(
+            listed.deployments.iter().map(|s| &s.id).collect::<Vec<_>>(),
+            [other.id()],
+            "{value}"
+        );
+        assert!(
+            matches!(&listed.unreadable[..], [StoreError::Corrupt { id, what: "id", .. }] if id.0 == named),
+            "{value}: {listed:?}"
+        );
+        for sql in [
+            "UPDATE deployments SET id = 'd1' WHERE id != 'd2'",
+            "UPDATE plans SET deployment_id = 'd1' WHERE deployment_id != 'd2'",
+        ] {
+            sqlx::query(sql).execute(&mut *raw).await.expect("repair");
+        }
+        assert!(store.load(d.id()).await.expect("repaired").is_some());
+    }
+}
+
 #[tokio::test]
 async fn corrupt_rows_are_typed_errors() {
     let (dir, store, d, _) = with_one_deployment("corrupt").await;

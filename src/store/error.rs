@@ -64,9 +64,10 @@ pub enum StoreError {
          written by an incompatible release; restore it from a backup"
     )]
     Corrupt {
-        /// The deployment whose row it is.
+        /// The deployment whose row it is; for an unreadable `id`, as nearly as it can be
+        /// read (bytes that are not UTF-8 replaced).
         id: DeploymentId,
-        /// Which value: `state`, `status`, `event`, `version`, ...
+        /// Which value: `state`, `status`, `event`, `version`, `id`, ...
         what: &'static str,
         /// What is wrong with it.
         source: Box<dyn StdError + Send + Sync>,

@@ -5,12 +5,20 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::backend;
 use crate::core::DeploymentId;
 use crate::store::{HistoryEntry, StoreError, StoredDeployment, codec};
 
 pub(super) fn deployment(row: &SqliteRow) -> Result<StoredDeployment, StoreError> {
-    let id = DeploymentId(row.try_get("id").map_err(backend)?);
+    let id = match row.try_get("id") {
+        Ok(id) => DeploymentId(id),
+        Err(e) => {
+            return Err(StoreError::Corrupt {
+                id: unreadable_id(row),
+                what: "id",
+                source: Box::new(e),
+            });
+        }
+    };
     let state: String = column(row, &id, "state")?;
     let status: String = column(row, &id, "status")?;
     let created_at: String = column(row, &id, "created_at")?;
@@ -86,6 +94,14 @@ fn time(id: &DeploymentId, what: &'static str, text: &str) -> Result<DateTime<Ut
             what,
             source: Box::new(e),
         })
+}
+
+/// An `id` that is not text (a BLOB, or text that is not UTF-8, which only a hand edit
+/// writes), named as nearly as it can be: its bytes, with what is not UTF-8 replaced. A listing
+/// then sets that row aside like any other it cannot read, rather than fail as a whole.
+fn unreadable_id(row: &SqliteRow) -> DeploymentId {
+    let bytes: Option<Vec<u8>> = row.try_get_unchecked("id").ok().flatten();
+    DeploymentId(String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned())
 }
 
 fn corrupt(id: &DeploymentId, what: &'static str, message: String) -> StoreError {
