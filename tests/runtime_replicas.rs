@@ -489,6 +489,55 @@ async fn a_claim_that_fails_on_a_store_error_does_not_let_the_deployment_go() {
     a.shutdown().await;
 }
 
+/// A round of lease upkeep between a start's create and its start putting the deployment in
+/// memory finds the new lease this replica's and the deployment not in memory: it leaves it to
+/// the start, rather than resume it and perform its first call, whose events would then reach
+/// subscribers before the start's own.
+#[tokio::test]
+async fn upkeep_leaves_a_deployment_being_started_to_its_start() {
+    use std::collections::BTreeMap;
+    use std::pin::pin;
+
+    use hookgate::core::EventKind;
+    use hookgate::runtime::{Engine, EngineEvent, ReplicaOptions, SimulatedHost};
+    use hookgate::test_util::{FaultyStore, RecordingTransport};
+
+    let faulty = Arc::new(FaultyStore::new(MemoryStore::new()));
+    let external = RecordingTransport::new();
+    let a = Engine::builder(
+        external.dispatcher("https://gates.example").unwrap(),
+        SimulatedHost,
+    )
+    .shared_store(faulty.clone())
+    .replica(ReplicaOptions::new("a").lease(std::time::Duration::from_secs(3600)))
+    .build();
+    a.recover().await.unwrap();
+    let mut events = a.subscribe();
+
+    faulty.late_create_answers(true);
+    let mut start = pin!(a.start(ONE_GATE, BTreeMap::new()));
+    assert!(
+        futures_util::poll!(start.as_mut()).is_pending(),
+        "the deployment is stored, its create not yet answered"
+    );
+    let upkeep = a.maintain_leases().await.unwrap();
+    assert_eq!(upkeep.renewed, 1, "its lease is this replica's");
+    assert_eq!(external.count(), 0, "the upkeep performed nothing of it");
+    let id = start.await.unwrap().id;
+
+    assert_eq!(external.count(), 1, "the start performed its call");
+    let mut kinds = Vec::new();
+    while let Ok(EngineEvent::Deployment { id: of, event }) = events.try_recv() {
+        assert_eq!(of, id);
+        kinds.push(event.kind);
+    }
+    assert!(
+        matches!(kinds.first(), Some(EventKind::DeploymentStarted)),
+        "the start's events come first: {kinds:?}"
+    );
+    a.shutdown().await;
+}
+
 /// Two replicas starting the same application at the same moment: both find none of it
 /// running, and the store, which checks again as it writes, lets one start it. The other's
 /// start follows `ifDeploymentInProgress`: refused by default, queued with `enqueueOne` and

@@ -356,6 +356,7 @@ impl Engine {
             Deployment::start(plan, new.id.clone(), options, &mut **ids, now)
         };
         let (actions, events) = drain(&mut d);
+        let _launching = self.replica().map(|r| r.launching(d.id()));
         let mut new = NewDeployment::new(&d, &*new.source);
         if let Some(lease) = self.lease() {
             new = new.leased(lease);
@@ -384,8 +385,9 @@ impl Engine {
                 self.settle_soon(live, ready);
             }
             (entry, None) => {
-                // A replica's upkeep found the new lease first and resumed the deployment,
-                // asking for the same work itself.
+                // Resumed meanwhile (by a `recover` running beside the start, or a look for an
+                // earlier launch of it whose create failed unsure), which asked for the same
+                // work itself.
                 let live = entry.lock().await;
                 self.publish(live.d.id(), events);
             }

@@ -28,8 +28,9 @@ use crate::store::{
 /// - saves, creates and lease renewals wait once before going on, as a durable store's do
 ///   ([`slow_saves`](Self::slow_saves), [`slow_creates`](Self::slow_creates),
 ///   [`slow_renews`](Self::slow_renews)), lease claims too ([`slow_claims`](Self::slow_claims)),
-///   or renewals once after reading the leases, as a
-///   database's answer travels back ([`late_renew_answers`](Self::late_renew_answers)).
+///   or renewals once after reading the leases and creates once after storing, as a
+///   database's answer travels back ([`late_renew_answers`](Self::late_renew_answers),
+///   [`late_create_answers`](Self::late_create_answers)).
 ///
 /// ```
 /// use hookgate::store::MemoryStore;
@@ -65,6 +66,7 @@ pub struct FaultyStore<S = MemoryStore> {
     /// Lease claims to fail.
     fail_claim: AtomicUsize,
     late_renew: AtomicBool,
+    late_create_answer: AtomicBool,
     /// Saves to answer with a failure and store after the next load of their deployment.
     late_save: AtomicUsize,
     /// Saves answered already, each stored at the next load of its deployment.
@@ -114,6 +116,7 @@ impl<S: Store> FaultyStore<S> {
             watches: AtomicUsize::new(0),
             fail_claim: AtomicUsize::new(0),
             late_renew: AtomicBool::new(false),
+            late_create_answer: AtomicBool::new(false),
             late_save: AtomicUsize::new(0),
             pending_saves: Mutex::new(Vec::new()),
             late_create: AtomicUsize::new(0),
@@ -212,6 +215,12 @@ impl<S: Store> FaultyStore<S> {
         self.slow_create.store(slow, Ordering::SeqCst);
     }
 
+    /// Whether each create, once stored, returns to the runtime once before it is answered, as
+    /// a database's answer travels back after its commit.
+    pub fn late_create_answers(&self, late: bool) {
+        self.late_create_answer.store(late, Ordering::SeqCst);
+    }
+
     /// Whether each lease renewal first returns to the runtime once, as
     /// [`slow_saves`](Self::slow_saves) makes saves do.
     pub fn slow_renews(&self, slow: bool) {
@@ -276,6 +285,9 @@ impl<S: Store> Store for FaultyStore<S> {
         let created = self.inner.create(new, events).await;
         if created.is_ok() && take(&self.lost_create) {
             return Err(lost_answer());
+        }
+        if self.late_create_answer.load(Ordering::SeqCst) {
+            YieldOnce(false).await;
         }
         created
     }
