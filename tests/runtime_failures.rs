@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use hookgate::auth::Principal;
-use hookgate::core::{CallbackId, DeploymentId, DeploymentStatus, Event, EventKind};
+use hookgate::core::{CallbackAck, CallbackId, DeploymentId, DeploymentStatus, Event, EventKind};
 use hookgate::runtime::{Engine, EngineEvent, SimulatedHost};
-use hookgate::server::{CallbackReport, GateService};
+use hookgate::server::{CallbackReport, GateError, GateService};
 use hookgate::store::{Store, StoredDeployment};
 use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport, SequentialIds};
 use tokio::sync::broadcast::Receiver;
@@ -289,17 +289,55 @@ webhooks:
 /// memory and the call left until a deadline next resumes the deployment.
 #[tokio::test]
 async fn an_input_waiting_on_a_failed_resumption_resumes_the_deployment_anew() {
+    let s = setup();
+    let (restarted, second, note) =
+        note_waiting_on_a_failed_resumption(&s, None, Principal::new("ci")).await;
+    note.expect("the note is recorded");
+    assert_eq!(
+        second.count(),
+        1,
+        "the call in flight was sent again by the deployment resumed anew"
+    );
+    assert_eq!(restarted.live_deployments(), 1);
+}
+
+/// The same input from another tenant is refused without the look-up, which would resume the
+/// deployment: a refused caller changes nothing.
+#[tokio::test]
+async fn another_tenants_input_waiting_on_a_failed_resumption_resumes_nothing() {
+    let s = setup();
+    let (restarted, second, note) =
+        note_waiting_on_a_failed_resumption(&s, Some("a"), Principal::new("ci-b").with_tenant("b"))
+            .await;
+    assert!(matches!(note, Err(GateError::Forbidden(_))), "{note:?}");
+    assert_eq!(second.count(), 0, "nothing was sent");
+    assert_eq!(restarted.live_deployments(), 0);
+}
+
+/// Starts [`CALL_BESIDE_PAUSE`] (for `tenant`) on an engine that stops with the call in flight,
+/// then recovers it on a second engine whose resumption's write waits and fails, while a
+/// progress note from `by` waits on the deployment's lock. Returns the second engine, its
+/// transport and the note's answer.
+async fn note_waiting_on_a_failed_resumption(
+    s: &Setup,
+    tenant: Option<&str>,
+    by: Principal,
+) -> (Engine, RecordingTransport, Result<CallbackAck, GateError>) {
     use std::pin::pin;
 
-    let s = setup();
     let first = RecordingTransport::new();
     let stopped = engine(&s.store, &s.clock, &first);
     // The call's answer is never stored: the engine stops with the call in flight.
     s.store.fail_saves(0, 1);
-    stopped
-        .start(CALL_BESIDE_PAUSE, BTreeMap::new())
-        .await
-        .expect("started");
+    let started = match tenant {
+        Some(tenant) => {
+            stopped
+                .start_for_tenant(CALL_BESIDE_PAUSE, BTreeMap::new(), tenant)
+                .await
+        }
+        None => stopped.start(CALL_BESIDE_PAUSE, BTreeMap::new()).await,
+    };
+    started.expect("started");
     let uri = String::from_utf8(first.requests()[0].body.to_vec()).unwrap();
     let callback: CallbackId = uri.rsplit('/').next().unwrap().parse().unwrap();
     stopped.shutdown().await;
@@ -311,32 +349,30 @@ async fn an_input_waiting_on_a_failed_resumption_resumes_the_deployment_anew() {
     let restarted = engine(&s.store, &s.clock, &second);
     s.store.slow_saves(true);
     s.store.fail_saves(0, 1);
-    let mut recovering = pin!(restarted.recover());
-    assert!(
-        futures_util::poll!(recovering.as_mut()).is_pending(),
-        "the resumption's write waits, the deployment in memory and locked"
-    );
-    let note = tokio::spawn({
-        let restarted = restarted.clone();
-        async move {
-            let note = CallbackReport::Progress {
-                message: "half way".into(),
-            };
-            GateService::callback(&restarted, callback, note, &Principal::new("ci")).await
-        }
-    });
-    // The note finds the deployment in memory and waits on its lock.
-    tokio::task::yield_now().await;
-    recovering
-        .await
-        .expect("recovery goes on past one deployment");
-    note.await.unwrap().expect("the note is recorded");
-    assert_eq!(
-        second.count(),
-        1,
-        "the call in flight was sent again by the deployment resumed anew"
-    );
-    assert_eq!(restarted.live_deployments(), 1);
+    let note = {
+        let mut recovering = pin!(restarted.recover());
+        assert!(
+            futures_util::poll!(recovering.as_mut()).is_pending(),
+            "the resumption's write waits, the deployment in memory and locked"
+        );
+        let note = tokio::spawn({
+            let restarted = restarted.clone();
+            async move {
+                let note = CallbackReport::Progress {
+                    message: "half way".into(),
+                };
+                GateService::callback(&restarted, callback, note, &by).await
+            }
+        });
+        // The note finds the deployment in memory and waits on its lock.
+        tokio::task::yield_now().await;
+        assert!(!note.is_finished(), "the note waits");
+        recovering
+            .await
+            .expect("recovery goes on past one deployment");
+        note.await.unwrap()
+    };
+    (restarted, second, note)
 }
 
 /// A deployment queued behind a running one (`enqueueOne`) is started when that one finishes,

@@ -49,17 +49,24 @@ impl Engine {
         id: &DeploymentId,
         input: impl FnMut(&mut Deployment, DateTime<Utc>) -> R,
     ) -> Result<R, RuntimeError> {
-        self.apply_at(Target::Id(Cow::Borrowed(id)), input).await
+        self.apply_at(Target::Id(Cow::Borrowed(id)), |_| None, input)
+            .await
     }
 
     /// [`Engine::apply`] to `target`: a deployment to look up, or its entry, already found (as
     /// the callback index finds a callback's).
+    ///
+    /// An input that waited on an entry which then left memory looks the deployment up again,
+    /// which may resume it or take it over from a replica that stopped: acting on it, which a
+    /// caller the deployment refuses (another tenant's) must not make happen. `refuse` answers
+    /// for such a caller instead of `input`, from the copy that left.
     pub(crate) async fn apply_at<R>(
         &self,
         mut target: Target<'_>,
+        refuse: impl Fn(&Deployment) -> Option<R>,
         mut input: impl FnMut(&mut Deployment, DateTime<Utc>) -> R,
     ) -> Result<R, RuntimeError> {
-        let mut attempts = 0;
+        let (mut attempts, mut left) = (0, 0);
         loop {
             // After shutdown nothing may be acted on here (calls and steps would be abandoned
             // while the input is acknowledged); the sender retries, reaching another replica
@@ -67,7 +74,6 @@ impl Engine {
             // claim the deployment's lease: a shutdown then gives the leases up only after it,
             // rather than have this claim one again once they are given up.
             let in_flight = self.in_flight()?;
-            attempts += 1;
             let entry = match target {
                 Target::Entry(entry) => entry,
                 Target::Id(ref id) => self.entry(id, true).await?,
@@ -81,12 +87,28 @@ impl Engine {
                 return Err(RuntimeError::ShuttingDown);
             }
             // It left memory while this input waited: looked up again, it is in memory anew
-            // (resumed), or a copy from the store. Each pass needs the entry to leave memory
-            // again meanwhile, so this does not go on.
+            // (resumed), or a copy from the store. Only a resumption whose write failed leaves
+            // an entry that the look-up finds again, so a deployment that keeps leaving is
+            // reported as the store failing.
             if live.gone {
+                if let Some(refused) = refuse(&live.d) {
+                    return Ok(refused);
+                }
+                left += 1;
+                if left >= MAX_CONFLICT_RETRIES {
+                    return Err(StoreError::Backend {
+                        source: format!(
+                            "deployment {} was resumed and its write failed {left} times while an input waited on it",
+                            live.d.id()
+                        )
+                        .into(),
+                    }
+                    .into());
+                }
                 target = Target::Id(Cow::Owned(live.d.id().clone()));
                 continue;
             }
+            attempts += 1;
             let before = spare::copy(&live.d);
             let now = self.inner.clock.now();
             let result = input(&mut live.d, now);
@@ -503,6 +525,10 @@ impl Engine {
     /// A finished deployment leaves memory (late callbacks load it from the store) and lets a
     /// queued deployment of its application start.
     pub(crate) fn retire(&self, live: &mut Live) {
+        // Retired already (a reload found it finished, and its caller retires it too).
+        if live.gone {
+            return;
+        }
         self.unregister(live);
         let d = &live.d;
         // An engine that runs deployments side by side never queues one.

@@ -90,10 +90,12 @@ pub(crate) struct Live {
     pub(crate) unsure: bool,
     /// How many times it was looked for in the store since `unsure` was set.
     pub(crate) looks: u8,
-    /// Set when the entry left memory (its deployment finished, another replica took it, or
-    /// its resumption's write failed) while an input may have been waiting on its lock: that
-    /// input looks the deployment up again, since one applied here would be stored but acted on
-    /// by no one, and the work a failed resumption asked for again would wait for the next.
+    /// Set when the entry leaves memory (its deployment finished, this replica lost or gave up
+    /// its lease, or its resumption's write failed). An input that was waiting on its lock
+    /// then looks the deployment up again: applied to this copy, it would be stored but acted
+    /// on by no one here, or by this replica while another drives the deployment, and after a
+    /// failed resumption the work it asked for again would wait for the deployment's next
+    /// deadline.
     pub(crate) gone: bool,
 }
 
@@ -110,8 +112,12 @@ impl Live {
         }
     }
 
-    /// Records its next deadline with the scheduler.
+    /// Records its next deadline with the scheduler, unless it left memory: the next look-up
+    /// of it arms its own.
     pub(crate) fn arm(&mut self, deadlines: &Deadlines) {
+        if self.gone {
+            return;
+        }
         deadlines.set(
             self.d.shared_id(),
             &mut self.deadline,
@@ -125,8 +131,11 @@ impl Live {
     /// have been stored has the deployment looked for in the store then too, whatever its
     /// deadline, and again at doubling waits, [`MAX_LOOKS`] times in all: stored, the write may
     /// have finished the deployment, or asked for work no one performs, and no input may come
-    /// to find out.
+    /// to find out. Not for one that left memory, as [`Live::arm`].
     pub(crate) fn arm_after_failure(&mut self, deadlines: &Deadlines, now: DateTime<Utc>) {
+        if self.gone {
+            return;
+        }
         let retry = later(now, RETRY_AFTER_FAILURE);
         let due = self.d.poll_timeout().map(|at| at.max(retry));
         let at = if self.looking() {
@@ -927,10 +936,15 @@ impl Engine {
         (entry, kept)
     }
 
-    /// Takes the deployment of `live`, whose lock the caller holds, out of memory: its entry and
-    /// its callback index. Its deadline is its entry's to clear.
+    /// Takes the deployment of `live`, whose lock the caller holds, out of memory: its entry, its
+    /// callback index and its deadline. Once only: by then the map may hold a newer entry of the
+    /// same deployment.
     pub(crate) fn unregister(&self, live: &mut Live) {
+        if live.gone {
+            return;
+        }
         live.gone = true;
+        self.inner.deadlines.clear(&mut live.deadline);
         lock(&self.inner.live).remove(live.d.id());
         let mut index = lock(&self.inner.callbacks);
         for (_, callback) in live.d.callback_ids() {

@@ -57,7 +57,7 @@ impl GateService for Engine {
     ) -> Result<CallbackAck, GateError> {
         let target = self.owner_of(id).await?;
         let target = self.admitted(target, by).await?;
-        self.apply_at(target, |d, now| {
+        self.apply_at(target, refused(by), |d, now| {
             check_tenant(d, by)?;
             Ok(match report.clone() {
                 CallbackReport::Outcome { success, message } => {
@@ -82,7 +82,7 @@ impl GateService for Engine {
         let target = self
             .admitted(Target::Id(Cow::Borrowed(deployment)), by)
             .await?;
-        self.apply_at(target, |d, now| {
+        self.apply_at(target, refused(by), |d, now| {
             check_tenant(d, by)?;
             Ok(d.handle_approval(now, gate, decision.clone())?)
         })
@@ -119,6 +119,11 @@ impl Engine {
             }
         }
     }
+}
+
+/// The answer to a caller the deployment refuses, for [`Engine::apply_at`].
+fn refused<T>(by: &Principal) -> impl Fn(&Deployment) -> Option<Result<T, GateError>> {
+    move |d| check_tenant(d, by).err().map(Err)
 }
 
 /// A deployment started for a tenant takes callbacks and decisions only from that tenant's

@@ -361,8 +361,6 @@ impl Engine {
         if live.gone {
             return false;
         }
-        // The deadline is this entry's own, whoever holds the deployment now.
-        self.inner.deadlines.clear(&mut live.deadline);
         // Under the entry's lock, so that an input waiting on it looks the deployment up again.
         self.unregister(&mut live);
         true
@@ -406,7 +404,6 @@ impl Engine {
         if committed.is_err() {
             // Out of memory again, deadline and all, so the next input, upkeep round or retry
             // resumes it afresh.
-            self.inner.deadlines.clear(&mut live.deadline);
             self.unregister(&mut live);
         }
         committed

@@ -5,19 +5,21 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use super::backend;
 use crate::core::DeploymentId;
 use crate::store::{HistoryEntry, StoreError, StoredDeployment, codec};
 
 pub(super) fn deployment(row: &SqliteRow) -> Result<StoredDeployment, StoreError> {
     let id = match row.try_get("id") {
         Ok(id) => DeploymentId(id),
-        Err(e) => {
+        Err(e @ sqlx::Error::ColumnDecode { .. }) => {
             return Err(StoreError::Corrupt {
                 id: unreadable_id(row),
                 what: "id",
                 source: Box::new(e),
             });
         }
+        Err(e) => return Err(backend(e)),
     };
     let state: String = column(row, &id, "state")?;
     let status: String = column(row, &id, "status")?;
@@ -100,7 +102,7 @@ fn time(id: &DeploymentId, what: &'static str, text: &str) -> Result<DateTime<Ut
 /// writes), named as nearly as it can be: its bytes, with what is not UTF-8 replaced. A listing
 /// then sets that row aside like any other it cannot read, rather than fail as a whole.
 fn unreadable_id(row: &SqliteRow) -> DeploymentId {
-    let bytes: Option<Vec<u8>> = row.try_get_unchecked("id").ok().flatten();
+    let bytes: Option<Vec<u8>> = row.try_get("id").ok().flatten();
     DeploymentId(String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned())
 }
 
