@@ -375,6 +375,43 @@ async fn note_waiting_on_a_failed_resumption(
     (restarted, second, note)
 }
 
+/// A deployment being started (stored, its create not yet answered) that an input looks up by
+/// id meanwhile, as one can for a queued deployment its hand-off starts, is left to its start:
+/// the look-up waits for it rather than resume it, which would perform its first call, and
+/// publish what follows, before the start's own events.
+#[tokio::test]
+async fn a_deployment_looked_up_while_its_start_is_under_way_is_left_to_the_start() {
+    use std::pin::pin;
+
+    let s = setup();
+    let mut events = s.engine.subscribe();
+    s.store.late_create_answers(true);
+    let mut start = pin!(s.engine.start(GATE, BTreeMap::new()));
+    assert!(
+        futures_util::poll!(start.as_mut()).is_pending(),
+        "stored, its create not yet answered"
+    );
+    let listed = s.store.inner().list_unfinished().await.unwrap().deployments;
+    let [stored] = &listed[..] else {
+        panic!("one deployment stored: {listed:?}")
+    };
+    let id = stored.id.clone();
+
+    // The look-up first, while the start waits for its create's answer.
+    let (view, started) = tokio::join!(s.engine.view(&id), start);
+    assert_eq!(started.expect("started").id, id);
+    assert_eq!(view.expect("a view").status, DeploymentStatus::Running);
+    assert_eq!(s.external.count(), 1, "one call");
+    let mut kinds = Vec::new();
+    while let Ok(EngineEvent::Deployment { event, .. }) = events.try_recv() {
+        kinds.push(event.kind);
+    }
+    assert!(
+        matches!(kinds.first(), Some(EventKind::DeploymentStarted)),
+        "the start's events come first: {kinds:?}"
+    );
+}
+
 /// A deployment queued behind a running one (`enqueueOne`) is started when that one finishes,
 /// even if the store fails at that moment: it stays queued and is tried again, since nothing
 /// else would start it.

@@ -7,6 +7,7 @@ use tokio_util::task::TaskTracker;
 
 use super::engine::{Engine, Inner};
 use super::host::Host;
+use super::launches::Launches;
 use super::replica::{Replica, ReplicaOptions};
 use super::scheduler::Deadlines;
 use super::unsure_creates::UnsureCreates;
@@ -147,6 +148,7 @@ impl EngineBuilder {
                 start_lock: Arc::new(AsyncMutex::new(())),
                 deadlines: Deadlines::default(),
                 unsure_creates: UnsureCreates::default(),
+                launches: Launches::default(),
                 events,
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),

@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 use super::error::RuntimeError;
 use super::event::EngineEvent;
 use super::host::Host;
+use super::launches::Launches;
 use super::replica::Replica;
 use super::scheduler::{Deadlines, Slot};
 use super::unsure_creates::UnsureCreates;
@@ -68,6 +69,7 @@ pub(crate) struct Inner {
     /// Deployments whose create failed and may have been stored all the same (see
     /// [`Engine::look_for_create`]).
     pub(crate) unsure_creates: UnsureCreates,
+    pub(crate) launches: Launches,
     pub(crate) events: broadcast::Sender<EngineEvent>,
     pub(crate) tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
@@ -365,7 +367,7 @@ impl Engine {
             Deployment::start(plan, new.id.clone(), options, &mut **ids, now)
         };
         let (actions, events) = drain(&mut d);
-        let _launching = self.replica().map(|r| r.launching(d.id()));
+        let _launching = self.inner.launches.begin(d.id());
         let mut new = NewDeployment::new(&d, &*new.source);
         if let Some(lease) = self.lease() {
             new = new.leased(lease);
@@ -394,9 +396,8 @@ impl Engine {
                 self.settle_soon(live, ready);
             }
             (entry, None) => {
-                // Resumed meanwhile (by a `recover` running beside the start, or a look for an
-                // earlier launch of it whose create failed unsure), which asked for the same
-                // work itself.
+                // Resumed by a look for an earlier launch of it whose create failed unsure,
+                // which asked for the same work itself.
                 let live = entry.lock().await;
                 self.publish(live.d.id(), events);
             }
@@ -883,6 +884,11 @@ impl Engine {
             // for again): a single engine comes here for a deployment whose resumption at
             // recovery failed. Its write goes on if the caller stops waiting, as an input's does.
             self.resume(stored).await?;
+            if self.inner.launches.contains(&id) {
+                // Left to its start, which holds the start lock until the deployment is in
+                // memory (and which a caller holding that lock never waits on here).
+                drop(self.inner.start_lock.lock().await);
+            }
             if let Some(entry) = lock(&self.inner.live).get(&id) {
                 return Ok(Arc::clone(entry));
             }

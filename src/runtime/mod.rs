@@ -37,6 +37,7 @@ mod error;
 mod event;
 mod gates;
 mod host;
+mod launches;
 mod queue;
 mod replica;
 mod scheduler;

@@ -16,7 +16,7 @@
 //! calls and steps that were under way (with the same idempotency keys and operation ids).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -102,23 +102,6 @@ pub(crate) struct Replica {
     /// and a `recover` tried again after a failure must not add a second. Held while the
     /// watcher is added, so that two `recover`s at once add one between them.
     watching: tokio::sync::Mutex<bool>,
-    /// Deployments this replica is starting, from their create to their registration: their
-    /// lease is this replica's by then, but they are not in memory yet, and lease upkeep would
-    /// otherwise resume them, performing their first work and publishing what follows before
-    /// the start publishes its own events.
-    launching: Mutex<HashSet<DeploymentId>>,
-}
-
-/// Keeps a deployment among those its replica is starting while it lives.
-pub(crate) struct Launching<'a> {
-    replica: &'a Replica,
-    id: DeploymentId,
-}
-
-impl Drop for Launching<'_> {
-    fn drop(&mut self) {
-        lock(&self.replica.launching).remove(&self.id);
-    }
 }
 
 impl Replica {
@@ -129,16 +112,6 @@ impl Replica {
             notices: tokio::sync::Mutex::new(Some(notices)),
             notify,
             watching: tokio::sync::Mutex::new(false),
-            launching: Mutex::default(),
-        }
-    }
-
-    /// Counts `id` among the deployments this replica is starting, until the guard drops.
-    pub(crate) fn launching(&self, id: &DeploymentId) -> Launching<'_> {
-        lock(&self.launching).insert(id.clone());
-        Launching {
-            replica: self,
-            id: id.clone(),
         }
     }
 }
@@ -184,7 +157,7 @@ impl Engine {
     /// call it directly. Does nothing on an engine that is not a replica.
     pub async fn maintain_leases(&self) -> Result<Upkeep, RuntimeError> {
         let mut upkeep = Upkeep::default();
-        let (Some(replica), Some(lease)) = (self.replica(), self.lease()) else {
+        let Some(lease) = self.lease() else {
             return Ok(upkeep);
         };
         // Held for the whole round, so that shutdown gives the leases up only after it: a round
@@ -235,12 +208,10 @@ impl Engine {
         }
         // Held here but not in memory: a resume that failed earlier (say, on a store error)
         // is tried again, since no other replica will take a deployment whose lease is kept.
-        // Those being started here are not missing: their start puts them in memory.
         let missing: Vec<DeploymentId> = {
             let live = lock(&self.inner.live);
-            let launching = lock(&replica.launching);
             held.keys()
-                .filter(|id| !live.contains_key(*id) && !launching.contains(*id))
+                .filter(|id| !live.contains_key(*id))
                 .cloned()
                 .chain(retaken)
                 .collect()
@@ -261,7 +232,7 @@ impl Engine {
         if self.inner.shutdown.is_cancelled() {
             return Ok(upkeep);
         }
-        let batch = replica.options.takeover_batch;
+        let batch = self.replica().map_or(1, |r| r.options.takeover_batch);
         // A fresh lease: the round so far may have taken a while.
         let lease = self.lease().unwrap_or(lease);
         for stored in self.inner.store.claim_orphans(&lease, batch).await? {
@@ -381,7 +352,13 @@ impl Engine {
     }
 
     async fn resume_now(&self, stored: StoredDeployment) -> Result<bool, RuntimeError> {
-        if stored.status.is_terminal() || lock(&self.inner.live).contains_key(&stored.id) {
+        // One being started is stored before it is in memory, where its start puts it: resumed
+        // meanwhile (by lease upkeep, `recover`, or an input by id), its first work would be
+        // performed, and what follows published, before the start's own events.
+        if stored.status.is_terminal()
+            || lock(&self.inner.live).contains_key(&stored.id)
+            || self.inner.launches.contains(&stored.id)
+        {
             return Ok(false);
         }
         let plan = self.plan_for(&stored.plan_source)?;
