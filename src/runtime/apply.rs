@@ -29,7 +29,8 @@ use crate::store::{StoreError, StoredDeployment};
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
 
 /// How many times an input is applied before a run of conflicting saves is reported to the
-/// caller (who may retry: a callback's sender gets a 503).
+/// caller (who may retry: a callback's sender gets a 503); also how many times it may find the
+/// deployment gone from memory before that is reported as the store failing.
 const MAX_CONFLICT_RETRIES: u32 = 5;
 
 /// How many rounds of results that were ready at once [`Engine::settle`] records under one
@@ -88,8 +89,8 @@ impl Engine {
             }
             // It left memory while this input waited: looked up again, it is in memory anew
             // (resumed), or a copy from the store. Only a resumption whose write failed leaves
-            // an entry that the look-up finds again, so a deployment that keeps leaving is
-            // reported as the store failing.
+            // memory again for the next look-up to find gone, so a deployment that keeps
+            // leaving is reported as the store failing.
             if live.gone {
                 if let Some(refused) = refuse(&live.d) {
                     return Ok(refused);
@@ -98,7 +99,7 @@ impl Engine {
                 if left >= MAX_CONFLICT_RETRIES {
                     return Err(StoreError::Backend {
                         source: format!(
-                            "deployment {} was resumed and its write failed {left} times while an input waited on it",
+                            "deployment {} left memory {left} times while an input waited on it (its resumption's write failing)",
                             live.d.id()
                         )
                         .into(),
