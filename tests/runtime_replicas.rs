@@ -448,19 +448,13 @@ async fn a_claim_under_way_when_shutdown_begins_is_given_up_after_it() {
     );
 }
 
-/// A deployment that started after a round of upkeep read the leases, and whose claim in that
-/// round then failed on a store error, is still this replica's: a failed claim tells nothing,
-/// and letting go would have the next round resume it, asking again for work under way.
-#[tokio::test]
-async fn a_claim_that_fails_on_a_store_error_does_not_let_the_deployment_go() {
-    use std::collections::BTreeMap;
-    use std::pin::pin;
-
+/// Replica `a` with hour-long leases on `faulty`, its calls recorded by `external`, recovered.
+async fn hour_lease_replica(
+    faulty: &Arc<hookgate::test_util::FaultyStore>,
+    external: &hookgate::test_util::RecordingTransport,
+) -> hookgate::runtime::Engine {
     use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
-    use hookgate::test_util::{FaultyStore, RecordingTransport};
 
-    let faulty = Arc::new(FaultyStore::new(MemoryStore::new()));
-    let external = RecordingTransport::new();
     let a = Engine::builder(
         external.dispatcher("https://gates.example").unwrap(),
         SimulatedHost,
@@ -469,6 +463,22 @@ async fn a_claim_that_fails_on_a_store_error_does_not_let_the_deployment_go() {
     .replica(ReplicaOptions::new("a").lease(std::time::Duration::from_secs(3600)))
     .build();
     a.recover().await.unwrap();
+    a
+}
+
+/// A deployment that started after a round of upkeep read the leases, and whose claim in that
+/// round then failed on a store error, is still this replica's: a failed claim tells nothing,
+/// and letting go would have the next round resume it, asking again for work under way.
+#[tokio::test]
+async fn a_claim_that_fails_on_a_store_error_does_not_let_the_deployment_go() {
+    use std::collections::BTreeMap;
+    use std::pin::pin;
+
+    use hookgate::test_util::{FaultyStore, RecordingTransport};
+
+    let faulty = Arc::new(FaultyStore::new(MemoryStore::new()));
+    let external = RecordingTransport::new();
+    let a = hour_lease_replica(&faulty, &external).await;
 
     faulty.late_renew_answers(true);
     let mut round = pin!(a.maintain_leases());
@@ -499,19 +509,12 @@ async fn upkeep_leaves_a_deployment_being_started_to_its_start() {
     use std::pin::pin;
 
     use hookgate::core::EventKind;
-    use hookgate::runtime::{Engine, EngineEvent, ReplicaOptions, SimulatedHost};
+    use hookgate::runtime::EngineEvent;
     use hookgate::test_util::{FaultyStore, RecordingTransport};
 
     let faulty = Arc::new(FaultyStore::new(MemoryStore::new()));
     let external = RecordingTransport::new();
-    let a = Engine::builder(
-        external.dispatcher("https://gates.example").unwrap(),
-        SimulatedHost,
-    )
-    .shared_store(faulty.clone())
-    .replica(ReplicaOptions::new("a").lease(std::time::Duration::from_secs(3600)))
-    .build();
-    a.recover().await.unwrap();
+    let a = hour_lease_replica(&faulty, &external).await;
     let mut events = a.subscribe();
 
     faulty.late_create_answers(true);
