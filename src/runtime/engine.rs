@@ -396,8 +396,9 @@ impl Engine {
                 self.settle_soon(live, ready);
             }
             (entry, None) => {
-                // Resumed by a look for an earlier launch of it whose create failed unsure,
-                // which asked for the same work itself.
+                // Put in memory by someone else first, who drives it: only the start's events
+                // are left to publish. Not expected, since resumptions leave a deployment being
+                // started to its start.
                 let live = entry.lock().await;
                 self.publish(live.d.id(), events);
             }
