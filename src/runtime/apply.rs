@@ -527,10 +527,9 @@ impl Engine {
     /// queued deployment of its application start.
     pub(crate) fn retire(&self, live: &mut Live) {
         // Retired already (a reload found it finished, and its caller retires it too).
-        if live.gone {
+        if !self.unregister(live) {
             return;
         }
-        self.unregister(live);
         let d = &live.d;
         // An engine that runs deployments side by side never queues one.
         if self.inner.allow_concurrent {

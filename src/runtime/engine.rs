@@ -944,11 +944,11 @@ impl Engine {
     }
 
     /// Takes the deployment of `live`, whose lock the caller holds, out of memory: its entry, its
-    /// callback index and its deadline. Once only: by then the map may hold a newer entry of the
-    /// same deployment.
-    pub(crate) fn unregister(&self, live: &mut Live) {
+    /// callback index and its deadline; whether it did. Once only: by then the map may hold a
+    /// newer entry of the same deployment.
+    pub(crate) fn unregister(&self, live: &mut Live) -> bool {
         if live.gone {
-            return;
+            return false;
         }
         live.gone = true;
         self.inner.deadlines.clear(&mut live.deadline);
@@ -957,6 +957,7 @@ impl Engine {
         for (_, callback) in live.d.callback_ids() {
             index.remove(&callback);
         }
+        true
     }
 }
 

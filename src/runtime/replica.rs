@@ -326,15 +326,10 @@ impl Engine {
         let Some(entry) = lock(&self.inner.live).get(id).cloned() else {
             return false;
         };
-        let mut live = entry.lock().await;
-        // Taken out while this waited: one registered since (taken back by an input) keeps its
-        // deadline and callback index.
-        if live.gone {
-            return false;
-        }
         // Under the entry's lock, so that an input waiting on it looks the deployment up again.
-        self.unregister(&mut live);
-        true
+        // Taken out already while this waited, it is left as it is: one registered since (taken
+        // back by an input) keeps its deadline and callback index.
+        self.unregister(&mut *entry.lock().await)
     }
 
     /// Makes a stored deployment this engine's to drive, as after a restart: deadlines that
