@@ -10,12 +10,19 @@
 //! Each timed request includes building the `http::Request`, routing, authorization, reading
 //! and parsing the body, applying it, and serializing the answer.
 //!
+//! The baseline, `bare_axum`, sends the same requests through a router with one bare handler
+//! that reads the body into a `serde_json::Value` and answers a fixed JSON body, as the load
+//! harness's baseline does: what the HTTP stack costs before hookgate's layer does anything.
+//!
 //! Run: `cargo bench --bench server --all-features -- --warm-up-time 1 --measurement-time 3`
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use axum::extract::Path;
+use axum::routing::post;
+use bytes::Bytes;
 use chrono::{TimeZone, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use hookgate::auth::{CallbackAuthorizer, JwtAuthorizer, Principal, StaticTokens};
@@ -122,18 +129,44 @@ impl Setup {
     }
 
     async fn callback(&self, id: CallbackId) -> StatusCode {
-        let request = Request::post(format!("/callbacks/{id}/callback"))
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
-            .body(Body::from(BODY))
-            .unwrap();
-        self.router.clone().oneshot(request).await.unwrap().status()
+        send(&self.router, id, &self.token).await
     }
+}
+
+/// One callback request for `id` with `token`, through `router`.
+async fn send(router: &axum::Router, id: CallbackId, token: &str) -> StatusCode {
+    let request = Request::post(format!("/callbacks/{id}/callback"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(BODY))
+        .unwrap();
+    router.clone().oneshot(request).await.unwrap().status()
+}
+
+/// A router with one bare handler reading the body, as the load harness's baseline.
+fn bare_axum() -> axum::Router {
+    axum::Router::new().route(
+        "/callbacks/{id}/callback",
+        post(|Path(_id): Path<String>, body: Bytes| async move {
+            let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            std::hint::black_box(parsed);
+            "{\"status\":\"applied\"}"
+        }),
+    )
 }
 
 fn callbacks(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();
     let mut group = c.benchmark_group("callback");
+    let bare = bare_axum();
+    let any_id = CallbackId([7; 16]);
+    assert_eq!(
+        rt.block_on(send(&bare, any_id, STATIC_TOKEN)),
+        StatusCode::OK
+    );
+    group.bench_function("bare_axum", |b| {
+        b.iter(|| rt.block_on(send(&bare, any_id, STATIC_TOKEN)))
+    });
     for (name, jwt) in [("static", false), ("jwt_hs256", true)] {
         let mut setup = Setup::new(jwt);
         let resolved = setup.open_gates(1)[0];
