@@ -682,7 +682,7 @@ async fn a_fetch_whose_caller_went_away_still_counts_toward_the_rate_limit() {
                 // Seconds for the test to notice the request before the answer comes, yet
                 // under the 10 s the authorizer gives a JWKS fetch, so the fetch ends with this
                 // answer, not with its timeout.
-                .set_delay(Duration::from_secs(8)),
+                .set_delay(Duration::from_secs(3)),
         )
         .expect(1)
         .mount(&server)
@@ -720,13 +720,130 @@ async fn a_fetch_whose_caller_went_away_still_counts_toward_the_rate_limit() {
         "the first caller's fetch was answered before the test saw it reach the server, so \
          the caller never went away mid-fetch: the test did not exercise what it is about"
     );
-    // Heard out to the end: a fetch either would start reaches the server before its answer.
+    // Heard out to the end: they wait for the first fetch, carried on, and find their kids
+    // missing from it; a fetch either started would reach the server before its answer.
     for kid in ["zz-2", "zz-3"] {
         let forged = sign(Algorithm::RS256, Some(kid), &rsa(), &c);
         let answer = tokio::time::timeout(Duration::from_secs(30), authorizer.authorize(&forged))
             .await
             .expect("an answer");
-        assert!(answer.is_err(), "{kid}: the JWKS is not loaded yet");
+        assert!(answer.is_err(), "{kid}: not in the JWKS");
     }
+    server.verify().await;
+}
+
+/// The fetch a caller started and went away from (a client hanging up) is carried on by the
+/// next caller rather than abandoned: its keys are used, so hanging up at every interval cannot
+/// keep the JWKS from loading.
+#[tokio::test]
+async fn a_fetch_whose_caller_went_away_is_carried_on_by_the_next_caller() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/.well-known/jwks.json"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(jwks(false))
+                // Under the 10 s the authorizer gives a JWKS fetch.
+                .set_delay(Duration::from_secs(2)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let clock = clock();
+    let authorizer = jwks_authorizer(&server, &clock);
+    let token = rsa_token(&clock);
+
+    let reached = async {
+        while server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let hung_up = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::select! {
+            biased;
+            () = reached => true,
+            _ = authorizer.authorize(&token) => false,
+        }
+    })
+    .await
+    .expect("the first caller's fetch reaches the server");
+    assert!(
+        hung_up,
+        "the first caller's fetch was answered before the test saw it reach the server"
+    );
+
+    let answer = tokio::time::timeout(Duration::from_secs(30), authorizer.authorize(&token))
+        .await
+        .expect("an answer");
+    assert!(
+        answer.is_ok(),
+        "the keys of the carried-on fetch: {answer:?}"
+    );
+    server.verify().await;
+}
+
+/// A refetch of keys past their max age whose caller went away is moved on by the callers
+/// that keep using the old keys meanwhile: once it ends, a key the provider removed stops
+/// verifying, though no caller waited for it.
+#[tokio::test]
+async fn callers_using_old_keys_carry_on_a_refetch_whose_caller_went_away() {
+    let server = MockServer::start().await;
+    let clock = clock();
+    let authorizer = jwks_authorizer(&server, &clock);
+    serve_jwks(&server, jwks(false), 1).await;
+    assert!(authorizer.authorize(&rsa_token(&clock)).await.is_ok());
+    server.verify().await;
+
+    // The provider removes the key, and answers slowly.
+    server.reset().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"keys": [jwks(true)["keys"][1]]}))
+                .set_delay(Duration::from_millis(500)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    clock.advance(TimeDelta::minutes(61));
+    let token = rsa_token(&clock);
+    let reached = async {
+        while server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::select! {
+            biased;
+            () = reached => {}
+            answer = authorizer.authorize(&token) => {
+                panic!("the refetch was answered before its caller went away: {answer:?}")
+            }
+        }
+    })
+    .await
+    .expect("the refetch reaches the server");
+
+    let refused = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match authorizer.authorize(&token).await {
+                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(err) => return err,
+            }
+        }
+    })
+    .await
+    .expect("the refetch ends while callers use the old keys");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{refused}");
     server.verify().await;
 }

@@ -1,9 +1,10 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, Utc};
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 use http::{Method, Request, Uri, header::ACCEPT};
 use serde::Deserialize;
 
@@ -24,7 +25,9 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// Fetches start at most once per `min_interval` (so tokens with made-up `kid`s cannot make
 /// hookgate hammer the identity provider), and callers arriving while a fetch is under way wait
-/// for it instead of starting their own.
+/// for it instead of starting their own. A fetch belongs to no caller: whichever polls it
+/// drives it, so one whose caller went away (a client hanging up) is carried on by the next
+/// caller rather than abandoned, and its keys are used.
 pub(super) struct Jwks {
     url: Uri,
     transport: DynTransport,
@@ -33,6 +36,9 @@ pub(super) struct Jwks {
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
 }
+
+/// A fetch of the JWKS, shared by every caller that waits for it.
+type Fetch = Shared<BoxFuture<'static, Result<Arc<[VerifyKey]>, String>>>;
 
 #[derive(Default)]
 struct State {
@@ -43,16 +49,49 @@ struct State {
     last_fetch: Option<DateTime<Utc>>,
     /// Why the last fetch failed, if it did.
     last_error: Option<String>,
-    fetching: bool,
-    /// Counts finished fetches, so waiters can tell that theirs has finished.
-    generation: u64,
-    waiters: Vec<Waker>,
+    /// The fetch under way, kept here rather than in the future of the caller that started
+    /// it: a caller that goes away mid-fetch would otherwise take it along, and with the rate
+    /// limit counting from its start, no fetch could begin until the interval passed. A client
+    /// hanging up on purpose at every interval would keep the keys from ever loading.
+    fetching: Option<Fetch>,
 }
 
 impl State {
     fn holds(&self, kid: Option<&str>) -> bool {
         self.loaded_at.is_some()
             && kid.is_none_or(|kid| self.keys.iter().any(|k| k.kid.as_deref() == Some(kid)))
+    }
+
+    /// Takes in the result of `fetch`, unless that fetch is no longer the one under way (another
+    /// caller took its result in first).
+    fn finish(&mut self, fetch: &Fetch, result: Result<Arc<[VerifyKey]>, String>) {
+        if !self.fetching.as_ref().is_some_and(|f| f.ptr_eq(fetch)) {
+            return;
+        }
+        self.fetching = None;
+        match result {
+            Ok(keys) => {
+                tracing::debug!(keys = keys.len(), "fetched the JWKS");
+                self.keys = keys;
+                self.loaded_at = self.last_fetch;
+                self.last_error = None;
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "could not refresh the JWKS; keeping the keys known so far");
+                self.last_error = Some(reason);
+            }
+        }
+    }
+
+    /// Polls the fetch under way once, without waiting: a caller that does not wait for it
+    /// still moves it on, and takes its result in if it has finished while nobody waited.
+    fn drive(&mut self) {
+        let Some(fetch) = self.fetching.clone() else {
+            return;
+        };
+        if let Some(result) = fetch.clone().now_or_never() {
+            self.finish(&fetch, result);
+        }
     }
 
     /// The keys to try now: the cache, unless it is unusable and the last fetch said why.
@@ -116,10 +155,11 @@ impl Jwks {
         tried: Option<&Arc<[VerifyKey]>>,
     ) -> Result<Arc<[VerifyKey]>, AuthError> {
         let now = self.clock.now();
-        // Decided under the lock, acted on after it is released: it must not be held across
+        // Decided under the lock, waited for after it is released: it must not be held across
         // an await.
-        let next = {
+        let fetch = {
             let mut s = self.lock();
+            s.drive();
             let usable = match tried {
                 // Another caller fetched since `tried` was handed out: try its keys first.
                 Some(tried) => !Arc::ptr_eq(&s.keys, tried),
@@ -128,77 +168,66 @@ impl Jwks {
             if usable {
                 return Ok(Arc::clone(&s.keys));
             }
-            if s.fetching {
+            match &s.fetching {
                 // Keys that are only old stay good while the fetch that replaces them is under
-                // way: only the caller that started it waits for it, not every caller behind it.
-                if tried.is_none() && s.holds(kid) {
-                    return Ok(Arc::clone(&s.keys));
+                // way: only callers that need new keys wait for it.
+                Some(_) if tried.is_none() && s.holds(kid) => return Ok(Arc::clone(&s.keys)),
+                Some(fetch) => fetch.clone(),
+                None if s.last_fetch.is_some_and(|at| now - at < self.min_interval) => {
+                    return s.settle(kid);
                 }
-                Next::Wait(s.generation)
-            } else if s.last_fetch.is_some_and(|at| now - at < self.min_interval) {
-                return s.settle(kid);
-            } else {
-                s.fetching = true;
-                s.last_fetch = Some(now);
-                Next::Fetch
+                None => {
+                    let fetch = self.start_fetch();
+                    s.fetching = Some(fetch.clone());
+                    s.last_fetch = Some(now);
+                    fetch
+                }
             }
         };
-        match next {
-            Next::Wait(generation) => {
-                self.wait(generation).await;
-                self.lock().settle(kid)
-            }
-            Next::Fetch => {
-                let flight = Flight { jwks: self };
-                let result = self.fetch().await;
-                flight.finish(result, kid)
-            }
-        }
+        let result = fetch.clone().await;
+        let mut s = self.lock();
+        s.finish(&fetch, result);
+        s.settle(kid)
     }
 
-    async fn wait(&self, generation: u64) {
-        std::future::poll_fn(|cx| {
-            let mut s = self.lock();
-            if s.generation != generation {
-                return Poll::Ready(());
-            }
-            if !s.waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                s.waiters.push(cx.waker().clone());
-            }
-            Poll::Pending
-        })
-        .await;
+    /// A fetch of the JWKS that owns what it needs, so that it outlives the caller starting it.
+    fn start_fetch(&self) -> Fetch {
+        let (url, transport) = (self.url.clone(), Arc::clone(&self.transport));
+        async move { fetch(url, &transport).await.map(Arc::from) }
+            .boxed()
+            .shared()
     }
+}
 
-    async fn fetch(&self) -> Result<Vec<VerifyKey>, String> {
-        let mut request = Request::new(Bytes::new());
-        *request.method_mut() = Method::GET;
-        *request.uri_mut() = self.url.clone();
-        request
-            .headers_mut()
-            .insert(ACCEPT, http::HeaderValue::from_static("application/json"));
-        request.extensions_mut().insert(
-            RequestOptions::default()
-                .with_timeout(FETCH_TIMEOUT)
-                .with_max_response_bytes(MAX_JWKS_BYTES),
-        );
-        let response = (*self.transport)
-            .send(request)
-            .await
-            .map_err(|e| format!("fetching the JWKS failed: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!(
-                "the JWKS endpoint answered HTTP {}",
-                response.status()
-            ));
-        }
-        if response.extensions().get::<BodyTruncated>().is_some() {
-            return Err(format!(
-                "the JWKS is larger than {MAX_JWKS_BYTES} bytes, so it is not used"
-            ));
-        }
-        parse(response.body())
+/// Fetches and parses the JWKS at `url`.
+async fn fetch(url: Uri, transport: &DynTransport) -> Result<Vec<VerifyKey>, String> {
+    let mut request = Request::new(Bytes::new());
+    *request.method_mut() = Method::GET;
+    *request.uri_mut() = url;
+    request
+        .headers_mut()
+        .insert(ACCEPT, http::HeaderValue::from_static("application/json"));
+    request.extensions_mut().insert(
+        RequestOptions::default()
+            .with_timeout(FETCH_TIMEOUT)
+            .with_max_response_bytes(MAX_JWKS_BYTES),
+    );
+    let response = (**transport)
+        .send(request)
+        .await
+        .map_err(|e| format!("fetching the JWKS failed: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!(
+            "the JWKS endpoint answered HTTP {}",
+            response.status()
+        ));
     }
+    if response.extensions().get::<BodyTruncated>().is_some() {
+        return Err(format!(
+            "the JWKS is larger than {MAX_JWKS_BYTES} bytes, so it is not used"
+        ));
+    }
+    parse(response.body())
 }
 
 /// Parses a JWKS, keeping the RS256 and ES256 signing keys that have a `kid`.
@@ -219,55 +248,4 @@ fn parse(body: &[u8]) -> Result<Vec<VerifyKey>, String> {
         return Err("the JWKS holds no RS256 or ES256 signing key with a `kid`".to_owned());
     }
     Ok(keys)
-}
-
-enum Next {
-    /// Wait for the fetch under way, which started in this generation.
-    Wait(u64),
-    /// Start a fetch: this caller's.
-    Fetch,
-}
-
-/// One fetch under way. Dropping it unfinished (the caller went away mid-fetch) still wakes
-/// the waiters, so nobody waits forever. The fetch still counts toward the rate limit: a
-/// client that hangs up on purpose must not buy itself another fetch each time.
-struct Flight<'a> {
-    jwks: &'a Jwks,
-}
-
-impl Flight<'_> {
-    fn finish(
-        self,
-        result: Result<Vec<VerifyKey>, String>,
-        kid: Option<&str>,
-    ) -> Result<Arc<[VerifyKey]>, AuthError> {
-        // The lock is released before `self` drops, since dropping takes it again.
-        let mut s = self.jwks.lock();
-        match result {
-            Ok(keys) => {
-                tracing::debug!(keys = keys.len(), "fetched the JWKS");
-                s.keys = keys.into();
-                s.loaded_at = s.last_fetch;
-                s.last_error = None;
-            }
-            Err(reason) => {
-                tracing::warn!(%reason, "could not refresh the JWKS; keeping the keys known so far");
-                s.last_error = Some(reason);
-            }
-        }
-        let settled = s.settle(kid);
-        drop(s);
-        settled
-    }
-}
-
-impl Drop for Flight<'_> {
-    fn drop(&mut self) {
-        let mut s = self.jwks.lock();
-        s.fetching = false;
-        s.generation += 1;
-        for waker in s.waiters.drain(..) {
-            waker.wake();
-        }
-    }
 }
