@@ -25,7 +25,8 @@ impl ClaimRules {
             .get("exp")
             .and_then(Value::as_f64)
             .ok_or_else(|| AuthError::invalid("the token has no numeric `exp` claim"))?;
-        if exp + leeway < now {
+        // RFC 7519 §4.1.4: valid only before `exp` (here, before `exp` and the leeway).
+        if now >= exp + leeway {
             return Err(AuthError::ExpiredToken);
         }
         if let Some(nbf) = claims.get("nbf") {
@@ -118,10 +119,11 @@ mod tests {
     #[test]
     fn expiry_and_not_before_allow_the_leeway_and_no_more() {
         let c = claims(json!({"sub": "s", "exp": 1000, "nbf": 500}));
-        assert!(rules().principal(&c, at(1060)).is_ok());
+        assert!(rules().principal(&c, at(1059)).is_ok());
         assert_eq!(
-            rules().principal(&c, at(1061)),
-            Err(AuthError::ExpiredToken)
+            rules().principal(&c, at(1060)),
+            Err(AuthError::ExpiredToken),
+            "at `exp` and the leeway it has expired"
         );
         assert!(rules().principal(&c, at(440)).is_ok());
         assert!(rules().principal(&c, at(439)).is_err());
