@@ -332,3 +332,35 @@ async fn a_base_url_from_a_secret_is_hidden_when_the_connection_fails() {
         traces.texts[0]
     );
 }
+
+/// A receiver that refuses the call and echoes the request back does not put the gate's
+/// callback id, which resolves the gate with any callback token, in the reason, the events or
+/// the log: as sent in the body, and percent-encoded.
+#[tokio::test]
+async fn a_callback_uri_echoed_by_a_refusing_receiver_is_hidden() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(|request: &wiremock::Request| {
+            let body = String::from_utf8_lossy(&request.body).into_owned();
+            let encoded: String = url::form_urlencoded::byte_serialize(body.as_bytes()).collect();
+            ResponseTemplate::new(503)
+                .set_body_string(format!("invalid payload: {body} ({encoded})"))
+        })
+        .mount(&server)
+        .await;
+    let secrets = MemorySecrets::new().with("token", TOKEN);
+    let traces = call(plan(&server.uri(), ""), secrets).await;
+    let id = CallbackId([7; 16]).to_string();
+    traces.assert_hides(&id);
+    traces.assert_hides(&id.to_ascii_uppercase());
+    assert!(
+        traces.texts[0].starts_with("HTTP 503: invalid payload: {"),
+        "the failure still says what happened: {}",
+        traces.texts[0]
+    );
+    assert!(
+        traces.texts[0].contains("https://hg.example/callbacks/[redacted]"),
+        "{}",
+        traces.texts[0]
+    );
+}

@@ -21,7 +21,8 @@ pub(crate) struct Redactor<'a> {
     ///   often carries, and as the request carried it (JSON-escaped in a body, percent-encoded
     ///   in a URL), in the spellings servers echo it back in ([`json_spellings`]);
     /// - the parts of a URL written by a secret, whose scheme and host a server may echo in
-    ///   another case, and in the same JSON spellings.
+    ///   another case, and in the same JSON spellings;
+    /// - the gate's callback id, which resolves the gate with any callback token.
     needles: Vec<Cow<'a, str>>,
 }
 

@@ -59,7 +59,8 @@ impl Dispatcher {
     /// - a missing secret, a template that cannot render, an agent without transport fail
     ///   permanently.
     ///
-    /// Reasons never contain a secret value: anything the server echoes back is redacted.
+    /// Reasons never contain a secret value or the gate's callback id: anything the server
+    /// echoes back is redacted.
     #[tracing::instrument(
         name = "webhook_call",
         skip_all,
@@ -118,7 +119,7 @@ impl Dispatcher {
         let request = match self.request(prepared, webhook, &secrets) {
             Ok(request) => request,
             Err(error) => {
-                let redactor = Redactor::new(&secrets, Vec::new());
+                let redactor = Redactor::new(&secrets, callback_id_hidden(prepared, Vec::new()));
                 return Ok(answer::from_error(&error, &redactor, self.clock.now()));
             }
         };
@@ -139,7 +140,7 @@ impl Dispatcher {
         } else {
             Vec::new()
         };
-        let redactor = Redactor::new(&secrets, hidden);
+        let redactor = Redactor::new(&secrets, callback_id_hidden(prepared, hidden));
         let mut result = match outcome {
             Ok(response) => answer::from_response(&response, &redactor, self.clock.now()),
             Err(error) => answer::from_error(&error.into(), &redactor, self.clock.now()),
@@ -219,6 +220,15 @@ fn url_parts(printed: &str, uri: &http::Uri) -> Vec<String> {
     .filter(|part| part.len() >= 2)
     .map(str::to_owned)
     .collect()
+}
+
+/// `hidden` and the gate's callback id: with any callback token, whoever holds it resolves the
+/// gate, and a receiver echoing the request it refused (`{{armory.callbackUri}}` in a body)
+/// would otherwise put it in the stored history and the log. Its 32 hex digits are the same
+/// in every spelling a server echoes them in, JSON-escaped or percent-encoded.
+fn callback_id_hidden(prepared: &PreparedCall, mut hidden: Vec<String>) -> Vec<String> {
+    hidden.push(prepared.call.callback_id.to_string());
+    hidden
 }
 
 /// Whether a secret lands in the scheme, host or path of the URL, which transport errors quote
