@@ -1053,3 +1053,42 @@ fn a_large_strategy_used_by_many_targets_is_refused_before_it_is_built() {
     };
     assert!(err.to_string().contains("bytes of plan"), "{err}");
 }
+
+/// A name written once plain and once quoted (`1` and `"1"`) is one name: refused as a key
+/// given twice, in every map of names, rather than the later entry silently replacing the
+/// earlier (here, a target with an approval gate dropped for one without).
+#[test]
+fn a_key_written_plain_and_quoted_is_given_twice() {
+    for (file, path) in [
+        (
+            "application: a\ntargets:\n  \"1\": {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}\n  1: {}\n",
+            "targets",
+        ),
+        (
+            "application: a\ntargets:\n  '0x1': {}\n  0x1: {}\n",
+            "targets",
+        ),
+        (
+            "application: a\ntargets: {dev: {strategy: '7'}}\nstrategies:\n  '7': {canary: {steps: [setWeight: {weight: 100}]}}\n  7: {canary: {steps: []}}\n",
+            "strategies",
+        ),
+        (
+            "application: a\ncontext:\n  '2': x\n  2: y\ntargets: {dev: {}}\n",
+            "context",
+        ),
+        (
+            "application: a\ntargets: {dev: {constraints: {beforeDeployment: [runWebhook: {name: w, context: {'5': a, 5: b}}]}}}\nwebhooks: [{name: w, uriTemplate: 'https://a'}]\n",
+            "targets.dev.constraints.beforeDeployment[0].runWebhook.context",
+        ),
+    ] {
+        let e = Plan::from_yaml(file).unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { .. }), "{file}: {e}");
+        let text = e.to_string();
+        assert!(text.contains("is given twice"), "{file}: {text}");
+        assert!(text.starts_with(path), "{file}: {text}");
+    }
+    let distinct = "application: a\ntargets:\n  \"1\": {}\n  2: {}\ncontext: {'3': x, 4: y}\n";
+    let plan = Plan::from_yaml(distinct).unwrap();
+    assert_eq!(plan.environments().len(), 2);
+    assert_eq!(plan.context()["4"], "y");
+}

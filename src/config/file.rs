@@ -7,8 +7,9 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
 
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 /// A whole deployment file.
@@ -19,15 +20,16 @@ pub struct DeploymentFile {
     /// `application`: the application's name.
     pub application: String,
     /// `context`: deployment-wide template context.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub context: Context,
     /// `deploymentConfig`.
     #[serde(default)]
     pub deployment_config: Option<DeploymentConfig>,
     /// `targets`: environments by name.
+    #[serde(deserialize_with = "unique_keys")]
     pub targets: BTreeMap<String, Target>,
     /// `strategies`: strategies by name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub strategies: BTreeMap<String, Strategy>,
     /// `webhooks`.
     #[serde(default)]
@@ -66,6 +68,38 @@ pub(super) fn with_scalars_as_written<T>(read: impl FnOnce() -> T) -> T {
     }
     let _restore = Restore(SCALARS_AS_WRITTEN.replace(true));
     read()
+}
+
+/// A map read with each key at most once. The YAML reader refuses a key written twice alike,
+/// but compares keys as the values they spell: a plain `1` (a number) and a quoted `"1"` (text)
+/// pass as two keys, and both arrive here as the text `1`. Kept, the later would silently
+/// replace the earlier: a target with an approval gate dropped for one without.
+fn unique_keys<'de, D, V>(deserializer: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct UniqueKeys<V>(PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for UniqueKeys<V> {
+        type Value = BTreeMap<String, V>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut read = BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if read.contains_key(&key) {
+                    return Err(de::Error::custom(format_args!(
+                        "the key `{key}` is given twice (keys are compared as text: `1` and \"1\" are one key)"
+                    )));
+                }
+                let value = map.next_value()?;
+                read.insert(key, value);
+            }
+            Ok(read)
+        }
+    }
+    deserializer.deserialize_map(UniqueKeys(PhantomData))
 }
 
 impl<'de> Deserialize<'de> for ContextValue {
@@ -209,7 +243,7 @@ pub struct RunWebhook {
     /// `name`: a webhook's name.
     pub name: String,
     /// `context`: overrides the file's context for this call.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub context: Context,
 }
 
@@ -225,7 +259,7 @@ pub struct Analysis {
     #[serde(default)]
     pub roll_back_mode: Option<String>,
     /// `context`: passed to the host with the analysis request.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub context: Context,
 }
 
