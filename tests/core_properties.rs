@@ -150,9 +150,14 @@ impl Sim {
         sim
     }
 
-    /// Drains outputs and checks the invariants that can be seen in them.
+    /// Drains outputs and checks the invariants that can be seen in them, and that the state,
+    /// whatever point of the run it is at, fits its plan: what `restore` refuses, no run
+    /// reaches.
     fn drain(&mut self) {
         let plan = Arc::clone(self.d.plan());
+        if let Err(e) = Deployment::restore(Arc::clone(&plan), self.d.state().clone()) {
+            panic!("a state the run reached does not fit its plan: {e}");
+        }
         let ended_before = self.ended.clone();
         while let Some(a) = self.d.poll_action() {
             if let Action::RunStep(r) = &a {
@@ -857,4 +862,87 @@ fn reissue_after_restore_repeats_in_flight_work_with_the_same_keys() {
         s
     };
     assert_eq!(key(&before), key(&after));
+}
+
+/// An environment starts in the transition in which its dependencies have all succeeded, and is
+/// canceled in the one in which one ends otherwise: a state with one waiting though nothing
+/// holds it back, or on a dependency that can no longer succeed, would stall for good, and one
+/// under way before its dependencies succeeded ran out of order.
+#[test]
+fn restore_refuses_environments_out_of_step_with_their_dependencies() {
+    let one = start("application: a\ntargets: {dev: {}}");
+    let running = r#"{"running":{"pos":"deploy","op":1,"deadline":null}}"#;
+    let state = edited(&one, running, r#""waiting""#);
+    assert_eq!(
+        mismatch(&one, state),
+        "an environment waiting though its dependencies succeeded"
+    );
+
+    let two = start("application: a\ntargets: {dev: {}, prod: {constraints: {dependsOn: [dev]}}}");
+    let state = edited(&two, r#""waiting""#, running.replace("1", "2").as_str());
+    assert_eq!(
+        mismatch(&two, state),
+        "an environment started before its dependencies succeeded"
+    );
+    let state = edited(&two, running, r#"{"done":"failed"}"#);
+    assert_eq!(
+        mismatch(&two, state),
+        "an environment waiting on a dependency that did not succeed"
+    );
+    // A dependant canceled while its dependency runs is what a person's cancel leaves.
+    let state = edited(&two, r#""waiting""#, r#"{"done":"canceled"}"#);
+    assert!(Deployment::restore(Arc::clone(two.plan()), state).is_ok());
+}
+
+/// The transition that finishes the last environment finishes the deployment, and every way
+/// out of a gate list closes what is open in it: a running deployment with nothing left to
+/// do, or a finished one with a webhook gate still calling (its call would be sent again on
+/// recovery, a callback answered 200 instead of 410), fits no run.
+#[test]
+fn restore_refuses_a_finished_deployment_still_running_or_with_a_gate_open() {
+    let mut d = start(&format!(
+        "application: a\ntargets: {{x: {{constraints: {{beforeDeployment: [runWebhook: {{name: ticket}}]}}}}}}\n{}",
+        common::HOOKS
+    ));
+    let Some(Action::CallWebhook(call)) = d.poll_action() else {
+        panic!("the gate's call is asked for first")
+    };
+    let calling = r#"{"calling":{"attempt":1}}"#;
+    // Open while its environment waits on its list: it fits.
+    assert!(Deployment::restore(Arc::clone(d.plan()), d.state().clone()).is_ok());
+    d.handle_call_result(
+        common::t0(),
+        call.gate,
+        call.attempt,
+        CallResult::Failed(CallFailure::permanent("refused")),
+    )
+    .unwrap();
+    assert!(d.is_finished());
+    let finished = serde_json::to_string(&d).unwrap();
+    let status = finished
+        .split(r#""status":"#)
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .unwrap()
+        .to_owned();
+    let state = edited(
+        &d,
+        &format!(r#""status":{status}"#),
+        r#""status":"running""#,
+    );
+    assert_eq!(
+        mismatch(&d, state),
+        "a running deployment with every environment done"
+    );
+    let failed_gate = finished
+        .split(r#""gates":["#)
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .unwrap()
+        .to_owned();
+    let state = edited(&d, &failed_gate, calling);
+    assert_eq!(
+        mismatch(&d, state),
+        "an open gate outside the gate list its environment waits on"
+    );
 }

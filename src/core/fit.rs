@@ -12,7 +12,7 @@ use super::action::{Action, HostStep};
 use super::event::EventKind;
 use super::machine::{Work, work};
 use super::state::{DeploymentState, EnvState, GateState, Pos};
-use super::status::DeploymentStatus;
+use super::status::{DeploymentStatus, EnvStatus};
 use crate::config::{EnvId, GateId, GateKind, Plan, Strategy};
 
 /// The largest operation counter a restored state may hold: far beyond any deployment's
@@ -29,6 +29,8 @@ pub(crate) fn check(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str
     }
     callbacks(plan, s)?;
     status(s)?;
+    dependencies(plan, s)?;
+    open_gates(plan, s)?;
     let mut ops = Vec::new();
     for (i, &state) in s.envs.iter().enumerate() {
         env(plan, s, EnvId(i as u16), state)?;
@@ -95,6 +97,65 @@ fn status(s: &DeploymentState) -> Result<(), &'static str> {
     }
     if s.status.is_terminal() && !s.all_envs_done() {
         return Err("a finished deployment with an environment under way");
+    }
+    // The transition that finishes its last environment finishes the deployment: nothing
+    // would later.
+    if s.status == DeploymentStatus::Running && s.all_envs_done() {
+        return Err("a running deployment with every environment done");
+    }
+    Ok(())
+}
+
+/// An environment starts in the transition in which its last dependency succeeds, and is
+/// canceled in the one in which a dependency ends otherwise: one waiting on nothing, or on a
+/// dependency that can no longer succeed, would wait for ever, and one under way or ended
+/// (but canceled) ran before its dependencies succeeded.
+fn dependencies(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str> {
+    let status = |e: &EnvId| s.envs[usize::from(e.0)].status();
+    for (i, &state) in s.envs.iter().enumerate() {
+        let deps = plan.environment(EnvId(i as u16)).depends_on();
+        let all_succeeded = deps.iter().all(|d| status(d) == EnvStatus::Succeeded);
+        match state {
+            EnvState::Waiting if all_succeeded => {
+                return Err("an environment waiting though its dependencies succeeded");
+            }
+            EnvState::Waiting => {
+                if deps.iter().any(|d| {
+                    let st = status(d);
+                    st.is_terminal() && st != EnvStatus::Succeeded
+                }) {
+                    return Err("an environment waiting on a dependency that did not succeed");
+                }
+            }
+            EnvState::Done(EnvStatus::Canceled) => {}
+            _ if !all_succeeded => {
+                return Err("an environment started before its dependencies succeeded");
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A gate is open only while its environment waits on the gate list it is in: every way out
+/// of a list closes what is still open in it. An open gate elsewhere would be acted on (its
+/// call sent again on recovery, a callback accepted) for an environment that has moved on.
+fn open_gates(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str> {
+    for (i, state) in s.gates.iter().enumerate() {
+        if !state.is_open() {
+            continue;
+        }
+        let g = GateId(i as u32);
+        let env = plan.gate(g).env();
+        let in_list = match s.envs[usize::from(env.0)] {
+            EnvState::Running { pos, .. } => {
+                matches!(work(plan, env, pos), Work::Gates(list) if list.contains(&g))
+            }
+            _ => false,
+        };
+        if !in_list {
+            return Err("an open gate outside the gate list its environment waits on");
+        }
     }
     Ok(())
 }
