@@ -115,19 +115,20 @@ fn dependencies(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str> {
     for (i, &state) in s.envs.iter().enumerate() {
         let deps = plan.environment(EnvId(i as u16)).depends_on();
         let all_succeeded = deps.iter().all(|d| status(d) == EnvStatus::Succeeded);
+        let one_cannot_succeed = || {
+            deps.iter().any(|d| {
+                let st = status(d);
+                st.is_terminal() && st != EnvStatus::Succeeded
+            })
+        };
         match state {
             EnvState::Waiting if all_succeeded => {
                 return Err("an environment waiting though its dependencies succeeded");
             }
-            EnvState::Waiting => {
-                if deps.iter().any(|d| {
-                    let st = status(d);
-                    st.is_terminal() && st != EnvStatus::Succeeded
-                }) {
-                    return Err("an environment waiting on a dependency that did not succeed");
-                }
+            EnvState::Waiting if one_cannot_succeed() => {
+                return Err("an environment waiting on a dependency that did not succeed");
             }
-            EnvState::Done(EnvStatus::Canceled) => {}
+            EnvState::Waiting | EnvState::Done(EnvStatus::Canceled) => {}
             _ if !all_succeeded => {
                 return Err("an environment started before its dependencies succeeded");
             }
