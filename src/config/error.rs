@@ -28,7 +28,10 @@ pub enum ConfigError {
     /// The file parsed but breaks the rules of PROTOCOL.md §2. Every problem is listed.
     #[error("{}", ProblemList(problems))]
     Invalid {
-        /// Every problem found, in file order.
+        /// Every problem found: the file-wide ones (`application`, `deploymentConfig`, sizes)
+        /// first, then the webhooks', then unknown dependencies and cycles, then each target's
+        /// (in dependency order, then by name), then unused strategies. Each names its path in
+        /// the file.
         problems: Vec<Problem>,
     },
 }

@@ -52,8 +52,10 @@ impl DeploymentFile {
     /// Reads a deployment file written in JSON within `limits`.
     pub fn from_json_with(source: &str, limits: &Limits) -> Result<Self, ConfigError> {
         check_size(source, limits)?;
-        // JSON's own grammar first, so that YAML is refused here and an over-deep file is
-        // reported as such; then the fields are read as YAML's are, JSON being a subset of it.
+        // JSON's own grammar first, so that YAML is refused here and a file deeper than
+        // `max_depth` is reported as such (serde_json itself stops at a depth of 128, with a
+        // syntax error, whatever the limit); then the fields are read as YAML's are, JSON being
+        // a subset of it.
         let value: serde_json::Value =
             serde_json::from_str(source).map_err(|e| ConfigError::Syntax {
                 path: "(file)".into(),

@@ -19,7 +19,8 @@ pub enum EnvStatus {
     RollingBack,
     /// Deployed and verified.
     Succeeded,
-    /// Failed without a rollback (before or after deployment).
+    /// Failed without being rolled back: a `beforeDeployment` or `afterDeployment` constraint
+    /// failed, or a rollback itself failed or timed out.
     Failed,
     /// Rolled back.
     RolledBack,

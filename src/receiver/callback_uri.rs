@@ -325,8 +325,9 @@ pub enum CallbackUriError {
         shown_places(places)
     )]
     Ambiguous {
-        /// Where they are, e.g. `client_payload.callbackUri`: all of them, though the message
-        /// names only the first few.
+        /// Where they are, e.g. `client_payload.callbackUri`: the first place in key order,
+        /// then every place whose URI differs from that one's (a place repeating the first
+        /// place's URI is left out). The message names only the first few.
         places: Vec<String>,
     },
     /// A JSON pointer was given but the body is missing or not JSON.

@@ -141,8 +141,10 @@ impl Template {
         })
     }
 
-    /// Whether the template is a placeholder followed by anything: the leading-URL form in which
-    /// a `uriTemplate` value is inserted without percent-encoding (§3).
+    /// Whether the template starts with a placeholder. In a `uriTemplate`, a leading
+    /// `secrets.*`, `armory.callbackUri` or `armory.preview.*` value is inserted as a whole URL,
+    /// without percent-encoding (§3); any other leading value, `context.*` included, is
+    /// percent-encoded like the rest (see [`Escape::Uri`](super::Escape::Uri)).
     pub fn starts_with_variable(&self) -> bool {
         matches!(self.segments.first(), Some(Segment::Var(_)))
     }
