@@ -29,9 +29,12 @@ use crate::transport::{DynTransport, HttpTransport, plain_http_off_machine};
 /// names an unknown `kid` or none of its keys verifies a token (the provider may have rotated
 /// keys without a new `kid`) — at most once per [`jwks_refresh_interval`] (default 30 s) — and
 /// before use once the cached keys are older than [`jwks_max_age`] (default 1 hour), so keys the
-/// provider removed stop verifying.
+/// provider removed stop verifying. A fetch is shared by the callers that need it and carried on
+/// by whichever of them polls it, so a caller that goes away (a client hanging up) does not take
+/// it along.
 ///
-/// `exp` and `nbf` are checked against the injected [`Clock`] with a leeway (default 60 s);
+/// `exp` and `nbf` are checked against the injected [`Clock`] with a leeway (default 60 s): a
+/// token is valid from `nbf` less the leeway, and until, not at, `exp` plus the leeway;
 /// `iss`, `aud`, `exp` and `sub` are required. The [`Principal`] gets `sub`, the scopes of the
 /// space-separated `scope` claim and the `scp` array, the roles of the roles claim (default
 /// `roles`, an array) and, if configured, the tenant claim. A valid token without the required
