@@ -493,6 +493,17 @@ async fn refused_requests_leave_the_gate_open_and_a_valid_callback_still_applies
             br#"{"inProgress": true}"#,
             "`mdMessage`",
         ),
+        // A proxy or log in front that keeps the first value would read another outcome.
+        (
+            "success given twice",
+            br#"{"success": false, "success": true}"#,
+            "`success` is given more than once",
+        ),
+        (
+            "mdMessage given twice, the same",
+            br#"{"success": true, "mdMessage": "a", "mdMessage": "a"}"#,
+            "`mdMessage` is given more than once",
+        ),
     ]
     .map(|(what, body, field)| {
         let bearer = bearer.clone();

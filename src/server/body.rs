@@ -102,6 +102,9 @@ fn object(body: &[u8], kind: BodyKind) -> Result<Fields, String> {
         NotFields::Invalid(e) => {
             format!("the body is not valid UTF-8 JSON ({e}); send a JSON object such as {example}")
         }
+        NotFields::Repeated(name) => {
+            format!("`{name}` is given more than once; give each field once, as in {example}")
+        }
     })
 }
 

@@ -10,14 +10,15 @@ use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 /// The fields hookgate reads from a body, each as the JSON it holds (`null` included, so
-/// that a `null` where a boolean belongs is reported rather than taken as absent). A field
-/// given twice keeps its last value, as a JSON object would.
+/// that a `null` where a boolean belongs is reported rather than taken as absent).
 #[derive(Debug, Default)]
 pub(super) struct Fields {
     pub(super) success: Option<Value>,
     pub(super) md_message: Option<Value>,
     pub(super) in_progress: Option<Value>,
     pub(super) comment: Option<Value>,
+    /// A field hookgate reads that the body gives more than once.
+    repeated: Option<&'static str>,
 }
 
 /// Why a body gave no [`Fields`].
@@ -29,6 +30,10 @@ pub(super) enum NotFields {
     NotUtf8(std::str::Utf8Error),
     /// It is not JSON; the parser's description.
     Invalid(serde_json::Error),
+    /// It gives a field hookgate reads more than once. Parsers keep the first value or the
+    /// last, so a proxy or audit log in front could read `"success": false` where hookgate
+    /// would read `true`.
+    Repeated(&'static str),
 }
 
 /// Which body is read: only its own fields are, the others being skipped as any unknown
@@ -59,10 +64,14 @@ impl Fields {
         let fields = json
             .deserialize_map(FieldsVisitor(kind))
             .and_then(|fields| json.end().map(|()| fields));
-        fields.map_err(|e| match e.classify() {
+        let fields = fields.map_err(|e| match e.classify() {
             serde_json::error::Category::Data => NotFields::NotAnObject,
             _ => NotFields::Invalid(e),
-        })
+        })?;
+        match fields.repeated {
+            Some(name) => Err(NotFields::Repeated(name)),
+            None => Ok(fields),
+        }
     }
 }
 
@@ -78,17 +87,20 @@ impl<'de> Visitor<'de> for FieldsVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
         let mut fields = Fields::default();
         while let Some(key) = map.next_key::<Key>()? {
-            let slot = match (key, self.0) {
-                (Key::Success, BodyKind::Callback) => &mut fields.success,
-                (Key::MdMessage, BodyKind::Callback) => &mut fields.md_message,
-                (Key::InProgress, BodyKind::Callback) => &mut fields.in_progress,
-                (Key::Comment, BodyKind::Decision) => &mut fields.comment,
+            let (slot, name) = match (key, self.0) {
+                (Key::Success, BodyKind::Callback) => (&mut fields.success, "success"),
+                (Key::MdMessage, BodyKind::Callback) => (&mut fields.md_message, "mdMessage"),
+                (Key::InProgress, BodyKind::Callback) => (&mut fields.in_progress, "inProgress"),
+                (Key::Comment, BodyKind::Decision) => (&mut fields.comment, "comment"),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                     continue;
                 }
             };
-            *slot = Some(map.next_value()?);
+            // The rest is still read, so that a body that is not JSON is reported as such.
+            if slot.replace(map.next_value()?).is_some() {
+                fields.repeated.get_or_insert(name);
+            }
         }
         Ok(fields)
     }
