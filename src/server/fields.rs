@@ -147,8 +147,7 @@ mod tests {
 
     #[test]
     fn known_fields_are_kept_and_others_skipped() {
-        let body =
-            br#"{"extra": {"deep": [1, 2]}, "success": null, "mdMessage": "a", "mdMessage": "b",
+        let body = br#"{"extra": {"deep": [1, 2]}, "success": null, "mdMessage": "b", "extra": 1,
                  "in\u0050rogress": true, "comment": 3}"#;
         let fields = Fields::read(body, BodyKind::Callback).expect("an object");
         assert_eq!(fields.success, Some(Value::Null));
@@ -158,6 +157,37 @@ mod tests {
         let fields = Fields::read(body, BodyKind::Decision).expect("an object");
         assert_eq!(fields.comment, Some(Value::from(3)));
         assert_eq!(fields.success, None, "not a decision's field");
+    }
+
+    /// A field hookgate reads, given twice (however spelled), is refused, even with the same
+    /// value twice; an unknown one or the other body's is not.
+    #[test]
+    fn a_field_read_given_twice_is_refused() {
+        for (body, kind, name) in [
+            (
+                &br#"{"success": false, "success": true}"#[..],
+                BodyKind::Callback,
+                "success",
+            ),
+            (
+                br#"{"success": true, "mdMessage": "a", "md\u004dessage": "a"}"#,
+                BodyKind::Callback,
+                "mdMessage",
+            ),
+            (
+                br#"{"comment": "a", "comment": null}"#,
+                BodyKind::Decision,
+                "comment",
+            ),
+        ] {
+            assert!(
+                matches!(Fields::read(body, kind), Err(NotFields::Repeated(n)) if n == name),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let other = br#"{"success": true, "comment": 1, "comment": 2, "x": 1, "x": 2}"#;
+        assert!(Fields::read(other, BodyKind::Callback).is_ok());
     }
 
     /// A field of the other body is skipped like any unknown one, so a value serde_json would
@@ -196,7 +226,9 @@ mod tests {
                 Ok(_) => panic!("{body:?} was read"),
                 Err(NotFields::NotAnObject) => assert!(object, "{body:?}"),
                 Err(NotFields::Invalid(_)) => assert!(!object, "{body:?}"),
-                Err(NotFields::NotUtf8(_)) => panic!("{body:?} is UTF-8"),
+                Err(NotFields::NotUtf8(_) | NotFields::Repeated(_)) => {
+                    panic!("{body:?} is UTF-8 with no field twice")
+                }
             }
         }
     }
