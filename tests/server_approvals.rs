@@ -274,3 +274,76 @@ async fn an_empty_deployment_id_is_named_as_such() {
         answer.message()
     );
 }
+
+/// A deployment started for a tenant keeps to it in `MemoryGates` as in the engine, whether it
+/// is inserted with `insert` or for the same tenant: another tenant's callback and decision
+/// are 403 and change nothing, its own tenant's apply.
+#[tokio::test]
+async fn a_deployment_started_for_a_tenant_takes_only_that_tenant_s_requests() {
+    for for_tenant in [false, true] {
+        let gates = Arc::new(MemoryGates::new(clock()));
+        let d = deployment_with(
+            "d1",
+            1,
+            hookgate::core::StartOptions::default().with_tenant("payments"),
+            |_| {},
+        );
+        if for_tenant {
+            gates.insert_for_tenant(d, "payments");
+        } else {
+            gates.insert(d);
+        }
+        let tokens = StaticTokens::new()
+            .with_token(
+                OUTSIDER,
+                Principal::new("eve")
+                    .with_roles(["release-manager"])
+                    .with_tenant("other"),
+            )
+            .with_token(
+                MANAGER,
+                Principal::new("alice")
+                    .with_roles(["release-manager"])
+                    .with_tenant("payments"),
+            );
+        let router = router(ServerState::new(CallbackHandler::new(
+            gates.clone(),
+            Arc::new(tokens),
+        )));
+        let callback = format!("/callbacks/{}", callback_id(&gates, "d1", TICKET));
+        let before = gate_state(&gates, "d1", TICKET);
+        let answer = send(
+            &router,
+            post(&callback, Some(OUTSIDER), r#"{"success": true}"#),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{for_tenant}");
+        assert_eq!(gate_state(&gates, "d1", TICKET), before, "{for_tenant}");
+        let answer = send(
+            &router,
+            post(&decide("approve", APPROVAL.0), Some(OUTSIDER), ""),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{for_tenant}");
+
+        let answer = send(
+            &router,
+            post(&callback, Some(MANAGER), r#"{"success": true}"#),
+        )
+        .await;
+        assert_eq!(answer.json["status"], "applied", "{for_tenant}");
+    }
+}
+
+/// A deployment started for one tenant cannot be inserted for another.
+#[test]
+#[should_panic(expected = "was started for tenant \"payments\", not \"other\"")]
+fn a_deployment_started_for_a_tenant_is_not_inserted_for_another() {
+    let d = deployment_with(
+        "d1",
+        1,
+        hookgate::core::StartOptions::default().with_tenant("payments"),
+        |_| {},
+    );
+    MemoryGates::new(clock()).insert_for_tenant(d, "other");
+}

@@ -17,8 +17,11 @@ use crate::core::{CallbackAck, CallbackId, CoreError, Decision, Deployment, Depl
 /// durable and nothing drains the deployments' actions: a host that uses this drives them
 /// through [`with_deployment`](Self::with_deployment).
 ///
-/// A deployment inserted with a tenant only takes requests from principals of that tenant;
-/// one inserted without takes them from anyone.
+/// A deployment started for a tenant ([`StartOptions::with_tenant`]), or inserted for one
+/// ([`insert_for_tenant`](Self::insert_for_tenant)), only takes requests from principals of
+/// that tenant, as the engine's do; one with neither takes them from anyone.
+///
+/// [`StartOptions::with_tenant`]: crate::core::StartOptions::with_tenant
 pub struct MemoryGates {
     clock: Arc<dyn Clock>,
     inner: Mutex<Inner>,
@@ -32,6 +35,7 @@ struct Inner {
 
 struct Entry {
     deployment: Deployment,
+    /// The tenant it was inserted for, when the deployment itself names none.
     tenant: Option<String>,
 }
 
@@ -58,7 +62,8 @@ impl MemoryGates {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds (or replaces) a deployment open to every principal.
+    /// Adds (or replaces) a deployment, open to every principal unless it was started for a
+    /// tenant.
     ///
     /// # Panics
     ///
@@ -73,9 +78,19 @@ impl MemoryGates {
     ///
     /// # Panics
     ///
-    /// As [`insert`](Self::insert), if another deployment here has one of its callback ids.
+    /// As [`insert`](Self::insert), if another deployment here has one of its callback ids;
+    /// and if the deployment was started for another tenant, which would leave it two owners.
     pub fn insert_for_tenant(&self, deployment: Deployment, tenant: impl Into<String>) {
-        self.insert_entry(deployment, Some(tenant.into()));
+        let tenant = tenant.into();
+        if let Some(own) = deployment.tenant()
+            && own != tenant
+        {
+            panic!(
+                "deployment {} was started for tenant {own:?}, not {tenant:?}",
+                deployment.id()
+            );
+        }
+        self.insert_entry(deployment, Some(tenant));
     }
 
     fn insert_entry(&self, deployment: Deployment, tenant: Option<String>) {
@@ -110,9 +125,11 @@ impl MemoryGates {
 }
 
 impl Entry {
+    /// As the engine checks it: against the tenant the deployment was started for, or failing
+    /// that the one it was inserted for.
     fn check_tenant(&self, by: &Principal) -> Result<(), GateError> {
-        match &self.tenant {
-            Some(tenant) if by.tenant.as_ref() != Some(tenant) => Err(GateError::Forbidden(
+        match self.deployment.tenant().or(self.tenant.as_deref()) {
+            Some(tenant) if by.tenant.as_deref() != Some(tenant) => Err(GateError::Forbidden(
                 "the token's tenant does not own this deployment".to_owned(),
             )),
             _ => Ok(()),
