@@ -587,6 +587,13 @@ async fn notices_stay_within_their_schema_and_end_with_the_store() {
         matches!(closed, Err(StoreError::Backend { .. })),
         "{closed:?}"
     );
+    // A watcher added after closing would never be called: refused, not taken.
+    let (late, _) = recorder();
+    let refused = store.watch(late).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Backend { source }) if source.to_string().contains("closed")),
+        "{refused:?}"
+    );
     raw.close().await;
     db.drop_schema().await;
     elsewhere.drop_schema().await;

@@ -216,14 +216,7 @@ impl Store for MemoryStore {
         if shard.deployments.contains_key(&new.id) {
             return Err(StoreError::AlreadyExists { id: new.id });
         }
-        let mut seen = HashSet::new();
-        if let Some(&callback) = new
-            .callback_ids
-            .iter()
-            .find(|c| callbacks.contains_key(c) || !seen.insert(**c))
-        {
-            return Err(StoreError::CallbackTaken { callback });
-        }
+        // Refused in the order the SQL stores refuse: the id, the application, the callbacks.
         let mut running = locked(&self.running);
         if new.exclusive
             && let Some((_, busy)) = running.get(&new.application).and_then(Running::first)
@@ -232,6 +225,14 @@ impl Store for MemoryStore {
                 running: (**busy).clone(),
                 application: new.application,
             });
+        }
+        let mut seen = HashSet::new();
+        if let Some(&callback) = new
+            .callback_ids
+            .iter()
+            .find(|c| callbacks.contains_key(c) || !seen.insert(**c))
+        {
+            return Err(StoreError::CallbackTaken { callback });
         }
         let key = shared_id(&new.state, &new.id);
         if new.status == DeploymentStatus::Running {

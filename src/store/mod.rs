@@ -179,8 +179,11 @@ pub trait Store: Debug + Send + Sync {
     }
 
     /// Takes, for `lease.owner`, up to `limit` unfinished deployments that no one holds or
-    /// whose lease ended before `lease.now`, oldest first, and returns them. Concurrent callers
-    /// never take the same deployment: each is handed to exactly one of them.
+    /// whose lease, held by another owner, ended before `lease.now`, oldest first, and returns
+    /// them. The owner's own leases, ended or not, are left out: [`renew`](Self::renew) lists
+    /// (and extends) those.
+    /// Concurrent callers never take the same deployment: each is handed to exactly one of
+    /// them.
     ///
     /// A row taken that cannot be read ([`StoreError::Corrupt`]) is logged and left out of the
     /// answer, not made the answer: the others taken with it are returned, and it stays with

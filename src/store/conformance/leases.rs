@@ -58,12 +58,15 @@ pub async fn lease_claims(store: &DynStore) {
         !on_finished.expect("claim succeeds"),
         "a finished deployment has nothing to drive"
     );
-    let unknown = DeploymentId(fx.name("unknown"));
-    let refused = store.claim(&unknown, &lease(&a, 0)).await;
-    assert!(
-        matches!(&refused, Err(StoreError::NotFound { id }) if *id == unknown),
-        "{refused:?}"
-    );
+    // An id from outside may hold what no stored id does (a NUL): unknown all the same.
+    for unknown in [fx.name("unknown"), fx.name("a\0b")] {
+        let unknown = DeploymentId(unknown);
+        let refused = store.claim(&unknown, &lease(&a, 0)).await;
+        assert!(
+            matches!(&refused, Err(StoreError::NotFound { id }) if *id == unknown),
+            "{refused:?}"
+        );
+    }
 }
 
 /// `renew` extends and lists exactly the unfinished deployments the owner still holds, with

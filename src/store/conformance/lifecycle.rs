@@ -133,6 +133,13 @@ pub async fn unknown_ids(store: &DynStore) {
             .expect("history succeeds")
             .is_empty()
     );
+    // Unknown, as any id never stored: not a failure the caller would retry.
+    let odd = fx.start("a\0b", &fx.name("app"));
+    let saved = odd.save(store, 1, &[]).await;
+    assert!(
+        matches!(&saved, Err(StoreError::NotFound { id }) if id == odd.id()),
+        "saving an id no row can have: {saved:?}"
+    );
 }
 
 /// A state with a 1 MiB context value and a save of 2,000 events round-trip.

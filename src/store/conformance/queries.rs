@@ -154,6 +154,14 @@ pub async fn exclusive_creates(store: &DynStore) {
         }
         other => panic!("expected ApplicationBusy, got {other:?}"),
     }
+    // Refused for both its application and a taken callback id, it is refused as every store
+    // refuses it: for the application, which a host queues behind rather than fails.
+    let mut both = refused.new_deployment().exclusive();
+    both.callback_ids.push(first.callback());
+    match store.create(both, &refused.events).await {
+        Err(StoreError::ApplicationBusy { running, .. }) => assert_eq!(&running, first.id()),
+        other => panic!("expected ApplicationBusy first, got {other:?}"),
+    }
     assert!(
         store
             .load(refused.id())

@@ -55,6 +55,12 @@ impl Notices {
         pool: &PgPool,
         watcher: ChangeWatcher,
     ) -> Result<(), StoreError> {
+        // After `close` no listener runs, or would be kept: the watcher would never be called.
+        if *self.stop.borrow() {
+            return Err(StoreError::Backend {
+                source: "the PostgreSQL store is closed: no change notices can be heard".into(),
+            });
+        }
         self.task.get_or_try_init(|| self.start(pool)).await?;
         self.watchers
             .lock()

@@ -302,6 +302,11 @@ impl Store for PostgresStore {
         status: DeploymentStatus,
         events: &[Event],
     ) -> Result<u64, StoreError> {
+        // No row has it, and the server would refuse it as a parameter: a failure the caller
+        // would take for one that may have been stored.
+        if unstorable(id) {
+            return Err(StoreError::NotFound { id: id.clone() });
+        }
         let state = codec::encode_state(id, state)?;
         let events = codec::encode_events(id, events)?;
         let now = self.inner.clock.now();
@@ -399,6 +404,9 @@ impl Store for PostgresStore {
     }
 
     async fn claim(&self, id: &DeploymentId, lease: &Lease) -> Result<bool, StoreError> {
+        if unstorable(id) {
+            return Err(StoreError::NotFound { id: id.clone() });
+        }
         let (taken, known): (bool, bool) = sqlx::query_as(&self.inner.sql.claim)
             .bind(&id.0)
             .bind(&lease.owner)
