@@ -669,6 +669,37 @@ async fn a_static_key_without_a_kid_does_not_hide_the_jwks() {
     server.verify().await;
 }
 
+/// Sends `token` and hangs up once the JWKS fetch it starts has reached `server` (however long
+/// a loaded machine takes to get it there), before the answer comes.
+async fn hang_up_mid_fetch(server: &MockServer, authorizer: &JwtAuthorizer, token: &str) {
+    let reached = async {
+        while server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let hung_up = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::select! {
+            // Checked first: a fetch that reached the server counts, even if its answer came
+            // at the same moment.
+            biased;
+            () = reached => true,
+            _ = authorizer.authorize(token) => false,
+        }
+    })
+    .await
+    .expect("the fetch reaches the server");
+    assert!(
+        hung_up,
+        "the fetch was answered before the test saw it reach the server, so the caller never \
+         went away mid-fetch: the test did not exercise what it is about"
+    );
+}
+
 /// A caller that goes away while its fetch is under way (a client hanging up) does not free
 /// the next caller to fetch again at once: otherwise tokens with made-up `kid`s, each sent and
 /// hung up on, would make one fetch apiece.
@@ -692,35 +723,8 @@ async fn a_fetch_whose_caller_went_away_still_counts_toward_the_rate_limit() {
     let authorizer = jwks_authorizer(&server, &clock);
     let c = claims(&clock, json!({}));
 
-    // The first caller hangs up once its fetch has reached the server (however long a loaded
-    // machine takes to get it there), before the answer comes.
     let first = sign(Algorithm::RS256, Some("zz-1"), &rsa(), &c);
-    let reached = async {
-        while server
-            .received_requests()
-            .await
-            .unwrap_or_default()
-            .is_empty()
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    let hung_up = tokio::time::timeout(Duration::from_secs(30), async {
-        tokio::select! {
-            // Checked first: a fetch that reached the server counts, even if its answer came
-            // at the same moment.
-            biased;
-            () = reached => true,
-            _ = authorizer.authorize(&first) => false,
-        }
-    })
-    .await
-    .expect("the first caller's fetch reaches the server");
-    assert!(
-        hung_up,
-        "the first caller's fetch was answered before the test saw it reach the server, so \
-         the caller never went away mid-fetch: the test did not exercise what it is about"
-    );
+    hang_up_mid_fetch(&server, &authorizer, &first).await;
     // Heard out to the end: they wait for the first fetch, carried on, and find their kids
     // missing from it; a fetch either started would reach the server before its answer.
     for kid in ["zz-2", "zz-3"] {
@@ -754,29 +758,7 @@ async fn a_fetch_whose_caller_went_away_is_carried_on_by_the_next_caller() {
     let authorizer = jwks_authorizer(&server, &clock);
     let token = rsa_token(&clock);
 
-    let reached = async {
-        while server
-            .received_requests()
-            .await
-            .unwrap_or_default()
-            .is_empty()
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    let hung_up = tokio::time::timeout(Duration::from_secs(30), async {
-        tokio::select! {
-            biased;
-            () = reached => true,
-            _ = authorizer.authorize(&token) => false,
-        }
-    })
-    .await
-    .expect("the first caller's fetch reaches the server");
-    assert!(
-        hung_up,
-        "the first caller's fetch was answered before the test saw it reach the server"
-    );
+    hang_up_mid_fetch(&server, &authorizer, &token).await;
 
     let answer = tokio::time::timeout(Duration::from_secs(30), authorizer.authorize(&token))
         .await
@@ -813,27 +795,7 @@ async fn callers_using_old_keys_carry_on_a_refetch_whose_caller_went_away() {
         .await;
     clock.advance(TimeDelta::minutes(61));
     let token = rsa_token(&clock);
-    let reached = async {
-        while server
-            .received_requests()
-            .await
-            .unwrap_or_default()
-            .is_empty()
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), async {
-        tokio::select! {
-            biased;
-            () = reached => {}
-            answer = authorizer.authorize(&token) => {
-                panic!("the refetch was answered before its caller went away: {answer:?}")
-            }
-        }
-    })
-    .await
-    .expect("the refetch reaches the server");
+    hang_up_mid_fetch(&server, &authorizer, &token).await;
 
     let refused = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
