@@ -669,6 +669,23 @@ async fn a_static_key_without_a_kid_does_not_hide_the_jwks() {
     server.verify().await;
 }
 
+/// Serves `body` as the JWKS for one fetch, answered `delay` late: time for a test to see the
+/// request before the answer comes, yet under the 10 s the authorizer gives a JWKS fetch, so
+/// the fetch ends with this answer, not with its timeout.
+async fn serve_jwks_late(server: &MockServer, body: Value, delay: Duration) {
+    server.reset().await;
+    Mock::given(method("GET"))
+        .and(path("/.well-known/jwks.json"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(body)
+                .set_delay(delay),
+        )
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
 /// Sends `token` and hangs up once the JWKS fetch it starts has reached `server` (however long
 /// a loaded machine takes to get it there), before the answer comes.
 async fn hang_up_mid_fetch(server: &MockServer, authorizer: &JwtAuthorizer, token: &str) {
@@ -706,19 +723,7 @@ async fn hang_up_mid_fetch(server: &MockServer, authorizer: &JwtAuthorizer, toke
 #[tokio::test]
 async fn a_fetch_whose_caller_went_away_still_counts_toward_the_rate_limit() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/.well-known/jwks.json"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(jwks(false))
-                // Seconds for the test to notice the request before the answer comes, yet
-                // under the 10 s the authorizer gives a JWKS fetch, so the fetch ends with this
-                // answer, not with its timeout.
-                .set_delay(Duration::from_secs(3)),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
+    serve_jwks_late(&server, jwks(false), Duration::from_secs(3)).await;
     let clock = clock();
     let authorizer = jwks_authorizer(&server, &clock);
     let c = claims(&clock, json!({}));
@@ -743,17 +748,7 @@ async fn a_fetch_whose_caller_went_away_still_counts_toward_the_rate_limit() {
 #[tokio::test]
 async fn a_fetch_whose_caller_went_away_is_carried_on_by_the_next_caller() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/.well-known/jwks.json"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(jwks(false))
-                // Under the 10 s the authorizer gives a JWKS fetch.
-                .set_delay(Duration::from_secs(2)),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
+    serve_jwks_late(&server, jwks(false), Duration::from_secs(2)).await;
     let clock = clock();
     let authorizer = jwks_authorizer(&server, &clock);
     let token = rsa_token(&clock);
@@ -783,16 +778,8 @@ async fn callers_using_old_keys_carry_on_a_refetch_whose_caller_went_away() {
     server.verify().await;
 
     // The provider removes the key, and answers slowly.
-    server.reset().await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"keys": [jwks(true)["keys"][1]]}))
-                .set_delay(Duration::from_millis(500)),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
+    let removed = json!({"keys": [jwks(true)["keys"][1]]});
+    serve_jwks_late(&server, removed, Duration::from_millis(500)).await;
     clock.advance(TimeDelta::minutes(61));
     let token = rsa_token(&clock);
     hang_up_mid_fetch(&server, &authorizer, &token).await;
