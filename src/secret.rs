@@ -44,7 +44,9 @@ impl Secret {
         self.0.expose_secret()
     }
 
-    /// Compares with another secret in constant time (for the length of the shorter value).
+    /// Compares with another value in time that does not depend on where they differ. Values of
+    /// different lengths are told unequal at once, so the comparison shows the length, never
+    /// the content.
     pub fn ct_eq(&self, other: &str) -> bool {
         use subtle::ConstantTimeEq;
         self.expose().as_bytes().ct_eq(other.as_bytes()).into()

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use common::*;
 use hookgate::core::{
-    Action, CallFailure, CallResult, CallbackAck, CoreError, Decision, Deployment,
+    Action, CallFailure, CallResult, CallbackAck, CoreError, Decision, Deployment, DeploymentState,
     DeploymentStatus, EventKind, GateState, Resolution, Settings, StartOptions, StepOutcome,
 };
 use hookgate::test_util::Harness;
@@ -900,4 +900,35 @@ fn an_analysis_result_after_the_step_timeout_is_stale_before_the_timer_fires() {
         )
     });
     assert!(timed_out, "the analysis gate failed on its step timeout");
+}
+
+/// `Harness::restore` plays the host after a restart: a call in flight when the state was
+/// stored is asked for again (same attempt), where `Harness::resume` leaves the deployment as
+/// it is and has nothing pending.
+#[test]
+fn a_restored_harness_asks_again_for_the_call_in_flight() {
+    let h = Harness::start(
+        plan(&format!(
+            "application: a\ntargets: {{x: {{constraints: {{beforeDeployment: [runWebhook: {{name: ticket}}]}}}}}}\n{}",
+            common::HOOKS
+        )),
+        StartOptions::default(),
+        t0(),
+    );
+    let [Action::CallWebhook(call)] = h.pending() else {
+        panic!("one call pending: {:?}", h.pending())
+    };
+    let stored: DeploymentState =
+        serde_json::from_str(&serde_json::to_string(h.deployment.state()).unwrap()).unwrap();
+    let plan = Arc::clone(h.deployment.plan());
+
+    let restored = Harness::restore(Arc::clone(&plan), stored.clone(), h.now()).unwrap();
+    let [Action::CallWebhook(again)] = restored.pending() else {
+        panic!("the call asked for again: {:?}", restored.pending())
+    };
+    assert_eq!((again.gate, again.attempt), (call.gate, call.attempt));
+    assert_eq!(again.idempotency_key, call.idempotency_key);
+
+    let resumed = Harness::resume(Deployment::restore(plan, stored).unwrap(), h.now());
+    assert!(resumed.pending().is_empty(), "{:?}", resumed.pending());
 }

@@ -7,8 +7,8 @@ use super::{ManualClock, SequentialIds};
 use crate::clock::Clock;
 use crate::config::{GateId, Plan};
 use crate::core::{
-    Action, CallResult, CallbackAck, CoreError, Decision, Deployment, DeploymentId, Event,
-    EventKind, HostStep, StartOptions, StepOutcome, WebhookCall,
+    Action, CallResult, CallbackAck, CoreError, Decision, Deployment, DeploymentId,
+    DeploymentState, Event, EventKind, HostStep, StartOptions, StepOutcome, WebhookCall,
 };
 
 /// Drives one [`Deployment`] on simulated time, keeping every action and event it produced.
@@ -56,7 +56,23 @@ impl Harness {
         Self::resume(deployment, now)
     }
 
-    /// Drives an existing (for example restored) deployment.
+    /// Drives a deployment restored from a stored `state`, as a host does after a restart: what
+    /// was in flight when the state was stored (calls, host steps, rollbacks, approval requests)
+    /// is asked for again ([`Deployment::reissue_in_flight`]) and is [`pending`](Self::pending)
+    /// here. A state that does not fit `plan` is refused, as [`Deployment::restore`] refuses it.
+    pub fn restore(
+        plan: Arc<Plan>,
+        state: DeploymentState,
+        now: DateTime<Utc>,
+    ) -> Result<Self, CoreError> {
+        let mut deployment = Deployment::restore(plan, state)?;
+        deployment.reissue_in_flight();
+        Ok(Self::resume(deployment, now))
+    }
+
+    /// Drives an existing deployment as it is: only the actions and events it has not handed
+    /// out yet become pending. Nothing in flight is asked for again; for a deployment restored
+    /// from a stored state, [`restore`](Self::restore) does that.
     pub fn resume(deployment: Deployment, now: DateTime<Utc>) -> Self {
         let mut h = Self {
             deployment,
@@ -107,8 +123,8 @@ impl Harness {
             .collect()
     }
 
-    /// Answers every pending host step and rollback with `outcome`, repeatedly, until none is
-    /// pending; returns the steps answered, rollbacks as `None`.
+    /// Answers every pending host step with `outcome` and every pending rollback as succeeded,
+    /// repeatedly, until none is pending; returns the steps answered, rollbacks as `None`.
     pub fn answer_steps(
         &mut self,
         mut outcome: impl FnMut(&HostStep) -> StepOutcome,
