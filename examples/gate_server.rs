@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --example gate_server --features runtime,axum,issuer,reqwest,sqlite -- \
 //!     --config FILE --listen ADDR [--public-url URL] [--db PATH] \
-//!     [--client-id ID --client-secret SECRET] [--callback-timeout SECONDS] \
+//!     [--client-id ID --client-secret-file PATH] [--callback-timeout SECONDS] \
 //!     [--context KEY=VALUE]... [--linger SECONDS]
 //! ```
 //!
@@ -17,10 +17,12 @@
 //! `environment_status`, `webhook_called`, `callback_received`, `approval_requested`,
 //! `rollback_started`, and last `deployment_finished`. External systems get tokens from
 //! `POST /oauth/token` with the client credentials (default: the environment variables
-//! `CDAAS_CLIENT_ID` / `CDAAS_CLIENT_SECRET`).
+//! `CDAAS_CLIENT_ID` / `CDAAS_CLIENT_SECRET`). The secret is read from a file or the
+//! environment, never from the command line, where `ps` and the shell's history would show it.
 //!
-//! Exit status: 0 when the deployment succeeded, 1 for any other outcome, 2 for an invalid
-//! file or arguments (every validation error on stderr).
+//! Exit status: 0 when the deployment succeeded, 1 for any other outcome or a failure once
+//! running (the store, the listener, recovery), 2 for an invalid file or arguments (every
+//! validation error on stderr).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -77,7 +79,13 @@ fn parse_args() -> Result<Args, String> {
             "--public-url" => parsed.public_url = Some(value()?),
             "--db" => parsed.db = Some(value()?),
             "--client-id" => parsed.client_id = Some(value()?),
-            "--client-secret" => parsed.client_secret = Some(value()?),
+            "--client-secret-file" => {
+                let path = value()?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read the client secret from {path}: {e}"))?;
+                // The line end an editor or `echo` leaves is not part of the secret.
+                parsed.client_secret = Some(text.trim_end_matches(['\r', '\n']).to_owned());
+            }
             "--callback-timeout" => {
                 let v = value()?;
                 parsed.callback_timeout =
@@ -123,21 +131,42 @@ async fn main() -> ExitCode {
         .init();
     match run().await {
         Ok(code) => code,
-        Err(message) => {
+        Err(Failure::Invalid(message)) => {
             eprintln!("gate_server: {message}");
             ExitCode::from(2)
+        }
+        Err(Failure::Failed(message)) => {
+            eprintln!("gate_server: {message}");
+            ExitCode::from(1)
         }
     }
 }
 
-async fn run() -> Result<ExitCode, String> {
-    let args = parse_args()
-        .map_err(|e| format!("{e}\nsee the usage at the top of examples/gate_server.rs"))?;
+/// Why the server stopped before the deployment finished.
+enum Failure {
+    /// The file or the arguments: exit status 2.
+    Invalid(String),
+    /// Anything once running: exit status 1.
+    Failed(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Failed(message)
+    }
+}
+
+async fn run() -> Result<ExitCode, Failure> {
+    let args = parse_args().map_err(|e| {
+        Failure::Invalid(format!(
+            "{e}\nsee the usage at the top of examples/gate_server.rs"
+        ))
+    })?;
     let source = std::fs::read_to_string(&args.config)
-        .map_err(|e| format!("cannot read {}: {e}", args.config))?;
-    let plan = Plan::from_yaml(&source).map_err(|e| e.to_string())?;
+        .map_err(|e| Failure::Invalid(format!("cannot read {}: {e}", args.config)))?;
+    let plan = Plan::from_yaml(&source).map_err(|e| Failure::Invalid(e.to_string()))?;
     let (Some(client_id), Some(client_secret)) = (args.client_id, args.client_secret) else {
-        return Err("client credentials are required: --client-id and --client-secret, or CDAAS_CLIENT_ID and CDAAS_CLIENT_SECRET".into());
+        return Err(Failure::Invalid("client credentials are required: --client-id and --client-secret-file, or CDAAS_CLIENT_ID and CDAAS_CLIENT_SECRET".into()));
     };
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -213,10 +242,10 @@ async fn run() -> Result<ExitCode, String> {
         .map(|d| d.id);
     let recovered = engine.recover().await.map_err(|e| e.to_string())?;
     if !recovered.not_resumed.is_empty() {
-        return Err(format!(
+        return Err(Failure::Failed(format!(
             "deployments {:?} cannot be resumed (see the log); restore them from a backup or remove them",
             recovered.not_resumed
-        ));
+        )));
     }
     {
         let engine = engine.clone();
@@ -249,7 +278,7 @@ async fn run() -> Result<ExitCode, String> {
                 eprintln!("gate_server: {n} events were missed");
                 continue;
             }
-            Err(RecvError::Closed) => return Err("the engine stopped".into()),
+            Err(RecvError::Closed) => return Err(Failure::Failed("the engine stopped".into())),
         };
         if let Some(status) = report(&plan, &id, &public_url, event) {
             break status;

@@ -5,7 +5,8 @@
 //! CDAAS_CLIENT_ID=... CDAAS_CLIENT_SECRET=... \
 //! cargo run --example webhook_receiver --features axum,reqwest,receiver -- \
 //!     --listen 127.0.0.1:8090 [--token-url URL] [--allow-http-token-url] [--audience AUDIENCE] \
-//!     [--work-ms N] [--fail] [--callback-origin URL]... [--allow-http-callbacks]
+//!     [--work-ms N] [--fail] [--callback-origin URL]... [--any-callback-origin] \
+//!     [--allow-http-callbacks]
 //! ```
 //!
 //! With no `--token-url` it asks Armory's token endpoint, so pointed at by an Armory webhook
@@ -14,10 +15,13 @@
 //! only; `--allow-http-token-url` accepts it elsewhere, sending the client secret in the clear).
 //! It finds the callback URI wherever
 //! Armory's examples put it: in the JSON body (`callbackUri`, `client_payload.callbackUri`, ...),
-//! in a query parameter, or in a `CallbackURI` header. Each `--callback-origin` (such as
-//! `https://api.cloud.armory.io`) limits where callbacks, and so the token, may go; without one,
-//! any callback URI a caller names is used. A plain `http` callback URI is used on loopback
-//! only; `--allow-http-callbacks` accepts it elsewhere, sending the token in the clear.
+//! in a query parameter, or in a `CallbackURI` header. Callbacks, and so the token, go only to
+//! the origins given with `--callback-origin`; without one, only to where the token is for:
+//! Armory's API (`https://api.cloud.armory.io`), or the `--token-url`'s origin when one is
+//! given (as `gate_server` serves both). Anyone who can reach the receiver names the callback
+//! URI, so `--any-callback-origin`, which accepts any, hands the token to whoever asks. A plain
+//! `http` callback URI is used on loopback only; `--allow-http-callbacks` accepts it elsewhere,
+//! sending the token in the clear.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut work = Duration::from_secs(2);
     let mut fail = false;
     let mut origins = Vec::new();
+    let mut any_origin = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         match flag.as_str() {
@@ -61,6 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--fail" => fail = true,
             "--allow-http-token-url" => allow_http = true,
             "--allow-http-callbacks" => allow_http_callbacks = true,
+            "--any-callback-origin" => any_origin = true,
             "--callback-origin" => origins.push(
                 args.next()
                     .ok_or("--callback-origin needs a URL")?
@@ -68,6 +74,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ),
             other => return Err(format!("unknown argument {other:?}").into()),
         }
+    }
+    if origins.is_empty() && !any_origin {
+        origins.push(match &token_url {
+            Some(url) => url::Url::clone(url),
+            None => DEFAULT_AUDIENCE.parse()?,
+        });
     }
     let id = std::env::var("CDAAS_CLIENT_ID").map_err(|_| "set CDAAS_CLIENT_ID")?;
     let secret = std::env::var("CDAAS_CLIENT_SECRET").map_err(|_| "set CDAAS_CLIENT_SECRET")?;
@@ -111,9 +123,10 @@ async fn receive(
         Ok(url) => url,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
+    // Not the path: the callback id in it resolves the gate with any callback token.
     println!(
-        "webhook received; calling back at {} after the job",
-        url.path()
+        "webhook received; calling back to {} after the job",
+        url.host_str().unwrap_or("?")
     );
     tokio::spawn(async move {
         tokio::time::sleep(job.work / 2).await;

@@ -50,7 +50,8 @@ impl Server {
     fn spawn(args: &[&str]) -> Server {
         let mut child = Command::new(binary())
             .args(args)
-            .args(["--client-id", "ci", "--client-secret", "s3cret-for-tests"])
+            .args(["--client-id", "ci"])
+            .env("CDAAS_CLIENT_SECRET", "s3cret-for-tests")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -356,7 +357,8 @@ fn an_invalid_file_exits_2_with_every_problem_on_stderr() {
             "--listen",
             "127.0.0.1:0",
         ])
-        .args(["--client-id", "a", "--client-secret", "b"])
+        .args(["--client-id", "a"])
+        .env("CDAAS_CLIENT_SECRET", "b")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -478,4 +480,60 @@ webhooks:
         .unwrap();
     assert_eq!(unknown.status(), 404);
     server.kill();
+}
+
+/// The client secret comes from a file (its line end dropped) or the environment, never the
+/// command line. A file that cannot be read is an argument error (2), and says which file.
+#[test]
+fn the_client_secret_comes_from_a_file_and_a_missing_one_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing-secret");
+    let out = Command::new(binary())
+        .args(["--config", "unused.yml", "--listen", "127.0.0.1:0"])
+        .args(["--client-id", "a", "--client-secret-file"])
+        .arg(&missing)
+        .env_remove("CDAAS_CLIENT_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("missing-secret"), "{stderr}");
+
+    let out = Command::new(binary())
+        .args(["--config", "unused.yml", "--listen", "127.0.0.1:0"])
+        .args(["--client-id", "a", "--client-secret", "b"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "no secret on the command line");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown argument \"--client-secret\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A failure once running (here, a database that cannot be opened) is not an invalid file or
+/// argument: it exits 1.
+#[test]
+fn a_failure_once_running_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("deploy.yml");
+    std::fs::write(&config, "application: a\ntargets: {dev: {}}\n").unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let out = Command::new(binary())
+        .args(["--listen", "127.0.0.1:0", "--client-id", "a", "--config"])
+        .arg(&config)
+        .arg("--client-secret-file")
+        .arg(&secret)
+        .arg("--db")
+        .arg(dir.path().join("no-such-dir").join("gates.db"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
