@@ -13,6 +13,7 @@
 //!
 //! Tokens never appear in `Debug` output, error messages or traces.
 
+mod constant_time;
 mod error;
 #[cfg(feature = "issuer")]
 mod issuer;

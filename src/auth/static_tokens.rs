@@ -1,7 +1,7 @@
 use std::fmt;
 
+use super::constant_time::position;
 use async_trait::async_trait;
-use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use super::{AuthError, CallbackAuthorizer, Principal};
 use crate::Secret;
@@ -56,19 +56,10 @@ impl CallbackAuthorizer for StaticTokens {
                 reason: "the token is empty",
             });
         }
-        let mut found = Choice::from(0);
-        let mut index = 0u64;
-        for (i, (token, _)) in self.entries.iter().enumerate() {
-            let equal = token.expose().as_bytes().ct_eq(bearer_token.as_bytes());
-            // The first match wins; later ones are compared all the same.
-            index.conditional_assign(&(i as u64), equal & !found);
-            found |= equal;
-        }
-        if bool::from(found) {
-            let (_, principal) = &self.entries[index as usize];
-            Ok(principal.clone())
-        } else {
-            Err(AuthError::invalid("it is not one of the configured tokens"))
+        let tokens = self.entries.iter().map(|(t, _)| t.expose().as_bytes());
+        match position(tokens, bearer_token.as_bytes()) {
+            Some(index) => Ok(self.entries[index].1.clone()),
+            None => Err(AuthError::invalid("it is not one of the configured tokens")),
         }
     }
 }

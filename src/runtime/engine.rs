@@ -22,7 +22,7 @@ use crate::core::{
 };
 use crate::ids::IdHasher;
 use crate::outbound::Dispatcher;
-use crate::store::{DynStore, HistoryEntry, Lease, NewDeployment, StoreError, StoredDeployment};
+use crate::store::{DynStore, HistoryEntry, NewDeployment, StoreError, StoredDeployment};
 
 /// Drives many deployments: performs their actions, keeps their state durable, fires their
 /// deadlines from one scheduler, and recovers them after a crash.
@@ -424,7 +424,7 @@ impl Engine {
             changed: 0,
             not_resumed: Vec::new(),
         };
-        let Some(lease) = self.lease() else {
+        let Some(replica) = self.replica() else {
             let listed = self.inner.store.list_unfinished().await?;
             for e in listed.unreadable {
                 recovered.left_unread(e);
@@ -438,10 +438,9 @@ impl Engine {
         // recovery does not let its first leases lapse. Each batch holds a token of the
         // engine's tasks: a shutdown gives the leases up only after the batch under way, and
         // none is claimed once it has begun.
-        let batch = self
-            .replica()
-            .map_or(1, |r| r.options.takeover_batch.max(1));
-        let held = self.inner.store.renew(&lease).await?;
+        // The field is public: a zero set there would make no batches at all.
+        let batch = replica.options.takeover_batch.max(1);
+        let held = self.inner.store.renew(&self.lease_of(replica)).await?;
         for held in held.chunks(batch) {
             let _in_flight = self.in_flight()?;
             let mut stored = Vec::with_capacity(held.len());
@@ -454,16 +453,20 @@ impl Engine {
                     Err(e) => return Err(e.into()),
                 }
             }
-            self.resume_and_renew(stored, &lease, &mut recovered)
+            self.resume_and_renew(stored, replica, &mut recovered)
                 .await?;
         }
-        while let Some(lease) = self.lease() {
+        loop {
             let _in_flight = self.in_flight()?;
-            let orphans = self.inner.store.claim_orphans(&lease, batch).await?;
+            let orphans = self
+                .inner
+                .store
+                .claim_orphans(&self.lease_of(replica), batch)
+                .await?;
             if orphans.is_empty() {
                 break;
             }
-            self.resume_and_renew(orphans, &lease, &mut recovered)
+            self.resume_and_renew(orphans, replica, &mut recovered)
                 .await?;
         }
         Ok(recovered)
@@ -474,12 +477,11 @@ impl Engine {
     async fn resume_and_renew(
         &self,
         batch: Vec<StoredDeployment>,
-        lease: &Lease,
+        replica: &Replica,
         recovered: &mut Recovered,
     ) -> Result<(), RuntimeError> {
         self.resume_all(batch, recovered).await?;
-        let lease = self.lease().unwrap_or_else(|| lease.clone());
-        self.inner.store.renew(&lease).await?;
+        self.inner.store.renew(&self.lease_of(replica)).await?;
         Ok(())
     }
 

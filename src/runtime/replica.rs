@@ -123,13 +123,17 @@ impl Engine {
 
     /// A lease from now for this replica, if it is one.
     pub(crate) fn lease(&self) -> Option<Lease> {
-        self.replica().map(|r| {
-            Lease::new(
-                r.options.id.clone(),
-                self.inner.clock.now(),
-                r.options.lease,
-            )
-        })
+        self.replica().map(|r| self.lease_of(r))
+    }
+
+    /// A lease from now for `replica`, this engine's: for callers that hold it already, and
+    /// take fresh leases as a long round goes on.
+    pub(crate) fn lease_of(&self, replica: &Replica) -> Lease {
+        Lease::new(
+            replica.options.id.clone(),
+            self.inner.clock.now(),
+            replica.options.lease,
+        )
     }
 
     /// Starts hearing of other replicas' writes.
@@ -157,9 +161,10 @@ impl Engine {
     /// call it directly. Does nothing on an engine that is not a replica.
     pub async fn maintain_leases(&self) -> Result<Upkeep, RuntimeError> {
         let mut upkeep = Upkeep::default();
-        let Some(lease) = self.lease() else {
+        let Some(replica) = self.replica() else {
             return Ok(upkeep);
         };
+        let lease = self.lease_of(replica);
         // Held for the whole round, so that shutdown gives the leases up only after it: a round
         // still under way would otherwise claim them again once released, and other replicas
         // would wait a whole lease time to take over.
@@ -181,7 +186,7 @@ impl Engine {
                     // A claim that failed tells nothing, and letting go of a deployment whose
                     // lease is still ours would have the next round resume it, asking again
                     // for work still under way: the next round looks again.
-                    let lease = self.lease().unwrap_or_else(|| lease.clone());
+                    let lease = self.lease_of(replica);
                     match self.inner.store.claim(&id, &lease).await {
                         // Held here before `renew` read the leases, yet not among them: the
                         // lease lapsed and passed through another replica, whose work in
@@ -232,10 +237,14 @@ impl Engine {
         if self.inner.shutdown.is_cancelled() {
             return Ok(upkeep);
         }
-        let batch = self.replica().map_or(1, |r| r.options.takeover_batch);
         // A fresh lease: the round so far may have taken a while.
-        let lease = self.lease().unwrap_or(lease);
-        for stored in self.inner.store.claim_orphans(&lease, batch).await? {
+        let lease = self.lease_of(replica);
+        for stored in self
+            .inner
+            .store
+            .claim_orphans(&lease, replica.options.takeover_batch)
+            .await?
+        {
             let id = stored.id.clone();
             match self.resume(stored).await {
                 Ok(_) => upkeep.taken_over += 1,

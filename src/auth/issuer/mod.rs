@@ -13,10 +13,11 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use percent_encoding::{AsciiSet, CONTROLS, PercentEncode, utf8_percent_encode};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
+use subtle::ConstantTimeEq;
 
 use self::form::TokenForm;
 pub use self::oauth::{OAuthError, TokenResponse};
+use super::constant_time::position;
 use super::{AuthError, CallbackAuthorizer, JwtAuthorizer, Principal};
 use crate::Secret;
 use crate::clock::{Clock, SystemClock};
@@ -402,16 +403,8 @@ impl TokenIssuer {
             return Err(refused());
         };
         let presented = sha256(secret.expose());
-        // Every client's id is compared, with no early exit: where the id is in the list, or
-        // whether it is in it, takes no different time.
-        let mut found = Choice::from(0);
-        let mut index = 0u64;
-        for (i, c) in self.clients.iter().enumerate() {
-            let equal = c.id.as_bytes().ct_eq(id.as_bytes());
-            index.conditional_assign(&(i as u64), equal & !found);
-            found |= equal;
-        }
-        let client = bool::from(found).then(|| &self.clients[index as usize]);
+        let ids = self.clients.iter().map(|c| c.id.as_bytes());
+        let client = position(ids, id.as_bytes()).map(|i| &self.clients[i]);
         let expected = client.map_or([0u8; 32], |c| c.secret_sha256);
         let matches = bool::from(presented.ct_eq(&expected));
         match client {
