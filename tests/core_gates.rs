@@ -231,6 +231,39 @@ fn retry_after_is_honoured_and_capped() {
     );
 }
 
+/// PROTOCOL.md §4: full jitter over a base of 1 s by default, doubling per attempt. Over many
+/// seeds the waits fill their ranges, so a base other than 1 s shows.
+#[test]
+fn the_default_backoff_base_is_one_second_and_doubles() {
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    for seed in 0..64 {
+        let mut h = Harness::start(
+            plan(&format!(
+                "application: app\ntargets: {{prod: {{constraints: {{beforeDeployment: [runWebhook: {{name: tests}}]}}}}}}\n{HOOKS}"
+            )),
+            StartOptions::default().with_seed(seed),
+            t0(),
+        );
+        for waits in [&mut first, &mut second] {
+            h.answer_calls(|_| CallResult::from_status(503, None));
+            let before = h.now();
+            assert!(h.advance_to_next_deadline(), "seed {seed}: a retry is due");
+            waits.push(h.now() - before);
+        }
+    }
+    let longest = |waits: &[TimeDelta]| *waits.iter().max().unwrap();
+    assert!(
+        longest(&first) <= TimeDelta::seconds(1) && longest(&first) > TimeDelta::milliseconds(500),
+        "first waits up to {:?}",
+        longest(&first)
+    );
+    assert!(
+        longest(&second) <= TimeDelta::seconds(2) && longest(&second) > TimeDelta::seconds(1),
+        "second waits up to {:?}",
+        longest(&second)
+    );
+}
+
 #[test]
 fn backoff_is_deterministic_for_a_seed() {
     let run = |seed| {
@@ -637,6 +670,42 @@ fn automatic_analysis_failure_fails_the_gate() {
         DeploymentStatus::Failed,
         "afterDeployment: no rollback"
     );
+}
+
+/// PROTOCOL.md §4's outcome table wins over its "roll back or continue" for `afterDeployment`:
+/// a person rejecting there fails the environment and leaves the new version, as an automatic
+/// analysis failure there does.
+#[test]
+fn a_manual_analysis_rejected_after_deployment_fails_without_rolling_back() {
+    for (approve, expected) in [
+        (true, DeploymentStatus::Succeeded),
+        (false, DeploymentStatus::Failed),
+    ] {
+        let mut h = analysis("manual");
+        h.answer_steps(|s| match s {
+            hookgate::core::HostStep::Analysis { .. } => StepOutcome::Failed {
+                reason: "error rate 7%".into(),
+            },
+            _ => StepOutcome::Succeeded,
+        });
+        let g = approvals(&h)[0];
+        assert_eq!(h.deployment.gate_state(g), GateState::AwaitingDecision);
+        let decision = if approve {
+            Decision::approve("carol", Vec::<String>::new())
+        } else {
+            Decision::reject("carol", Vec::<String>::new())
+        };
+        h.decide(g, decision).unwrap();
+        assert!(
+            !h.pending()
+                .iter()
+                .any(|a| matches!(a, Action::RollBack { .. })),
+            "no rollback: {:?}",
+            h.pending()
+        );
+        steps_ok(&mut h);
+        assert_eq!(h.deployment.status(), expected);
+    }
 }
 
 #[test]

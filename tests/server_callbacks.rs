@@ -636,6 +636,28 @@ async fn an_oversized_body_is_refused_without_being_read() {
     assert_eq!(answer.status, StatusCode::OK);
 }
 
+/// PROTOCOL.md §5: 64 KiB by default. A body of exactly that size is read; one byte more is
+/// refused and changes nothing.
+#[tokio::test]
+async fn the_default_body_limit_is_64_kib() {
+    let app = app();
+    let id = callback_id(&app.gates, "d1", TICKET);
+    let before = gate_state(&app.gates, "d1", TICKET);
+    let padded = |size: usize| {
+        let body = r#"{"success": true}"#;
+        format!("{body}{}", " ".repeat(size - body.len()))
+    };
+    let answer = send(&app.router, post(&uri(id), Some(TOKEN), padded(65_537))).await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+    );
+    assert_eq!(gate_state(&app.gates, "d1", TICKET), before);
+    let answer = send(&app.router, post(&uri(id), Some(TOKEN), padded(65_536))).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_ne!(gate_state(&app.gates, "d1", TICKET), before);
+}
+
 #[tokio::test]
 async fn the_body_limit_and_the_message_limit_are_configurable() {
     let gates = Arc::new(MemoryGates::new(clock()));
