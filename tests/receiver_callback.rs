@@ -25,7 +25,9 @@ use wiremock::{
     matchers::{body_json, header, method, path},
 };
 
+mod log_capture;
 mod raw_peer;
+use log_capture::Captured;
 use raw_peer::{OK_CUT_SHORT, OK_EMPTY, RawPeer, Turn, UNAVAILABLE_CUT_SHORT};
 
 const CALLBACK_PATH: &str = "/callbacks/abc/callback";
@@ -562,6 +564,39 @@ async fn connection_errors_are_retried_then_reported() {
         matches!(&error, CallbackError::Transport { attempts: 4, source } if source.is_retryable()),
         "{error:?}"
     );
+}
+
+/// A callback id resolves its gate for whoever holds a callback token, so the client keeps it,
+/// with the rest of the path, out of what it returns and logs.
+#[tokio::test]
+async fn a_callback_id_stays_out_of_errors_and_logs() {
+    let (logs, _guard) = Captured::on_this_thread();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let id = "0123456789abcdef0123456789abcdef";
+    let url = Url::parse(&format!("http://127.0.0.1:{port}/callbacks/{id}/callback")).unwrap();
+
+    let error = static_client()
+        .send(&url, &Callback::success())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, CallbackError::Transport { .. }),
+        "{error:?}"
+    );
+    let logged = logs.text();
+    assert!(
+        logged.contains(&format!(
+            "could not connect for POST http://127.0.0.1:{port};"
+        )),
+        "the log names the origin: {logged}"
+    );
+    for shown in [error.to_string(), format!("{error:?}"), logged] {
+        assert!(!shown.contains(id), "{shown}");
+    }
 }
 
 #[tokio::test]

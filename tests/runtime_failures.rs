@@ -7,10 +7,14 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use hookgate::auth::Principal;
-use hookgate::core::{CallbackAck, CallbackId, DeploymentId, DeploymentStatus, Event, EventKind};
+use hookgate::config::Plan;
+use hookgate::core::{
+    Action, CallResult, CallbackAck, CallbackId, Deployment, DeploymentId, DeploymentStatus, Event,
+    EventKind, StartOptions, WebhookCall,
+};
 use hookgate::runtime::{Engine, EngineEvent, SimulatedHost};
 use hookgate::server::{CallbackReport, GateError, GateService};
-use hookgate::store::{Store, StoredDeployment};
+use hookgate::store::{NewDeployment, Store, StoredDeployment};
 use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport, SequentialIds};
 use tokio::sync::broadcast::Receiver;
 
@@ -633,6 +637,45 @@ async fn a_queued_deployment_stored_by_a_lost_create_is_resumed_not_queued_behin
     assert_eq!(s.stored(&queued).await.status, DeploymentStatus::Succeeded);
 }
 
+/// A queued deployment withdrawn while the create of its launch, answered with a failure, is
+/// looked for: found stored later, it is canceled before anything of it is asked for, as the
+/// cancel's caller was told it would never start.
+#[tokio::test]
+async fn a_queued_deployment_canceled_while_its_lost_create_is_looked_for_ends_canceled() {
+    let s = setup();
+    let (_, queued) = s.queue_one_behind_another().await;
+    // The launch's create is answered with a failure and stored once the look that follows
+    // has found nothing.
+    s.store.store_creates_late(1, 1);
+    s.clock.advance(TimeDelta::minutes(2));
+    s.engine.fire_due().await;
+    tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while s.engine.armed_deadlines() == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the create is looked for");
+    s.engine
+        .cancel(&queued, "operator")
+        .await
+        .expect("withdrawn from the queue");
+
+    s.clock.advance(TimeDelta::seconds(1));
+    s.engine.fire_due().await;
+    let stored = s.stored(&queued).await;
+    assert_eq!(stored.status, DeploymentStatus::Canceled);
+    assert_eq!(s.engine.live_deployments(), 0);
+    let history = s.store.inner().history(&queued).await.unwrap();
+    assert!(
+        history.iter().any(|entry| matches!(
+            &entry.event.kind,
+            EventKind::CancelRequested { by } if by == "operator"
+        )),
+        "{history:?}"
+    );
+}
+
 /// A create stored but answered with a failure, whose look at the row failed too, fails the
 /// start; a deadline a moment later looks again and resumes the deployment, which nothing else
 /// would drive before a restart.
@@ -1061,5 +1104,140 @@ async fn a_deployment_whose_finishing_write_was_lost_leaves_memory_once_it_is_se
         s.engine.live_deployments(),
         1,
         "only the queued one is in memory"
+    );
+}
+
+/// Two webhook gates before deploying, for a deployment stored with one call sent and the
+/// other in flight.
+const TWO_CALLS: &str = r#"
+application: two
+targets:
+  prod:
+    constraints:
+      beforeDeployment: [runWebhook: {name: a}, runWebhook: {name: b}]
+webhooks:
+  - name: a
+    uriTemplate: https://external.example/a
+    bodyTemplate: {inline: '{{armory.callbackUri}}'}
+  - name: b
+    uriTemplate: https://external.example/b
+    bodyTemplate: {inline: '{{armory.callbackUri}}'}
+"#;
+
+impl Setup {
+    /// A deployment of [`TWO_CALLS`] stored (not in memory) with `a`'s call sent and `b`'s in
+    /// flight; returns it and the two calls.
+    async fn two_calls_one_in_flight(&self) -> (Deployment, WebhookCall, WebhookCall) {
+        let plan = Arc::new(Plan::from_yaml(TWO_CALLS).expect("a valid file"));
+        let now = hookgate::clock::Clock::now(&self.clock);
+        let mut d = Deployment::start(
+            plan,
+            DeploymentId("d1".into()),
+            StartOptions::default(),
+            &mut SequentialIds::starting_at(7),
+            now,
+        );
+        let mut calls = Vec::new();
+        while let Some(action) = d.poll_action() {
+            if let Action::CallWebhook(call) = action {
+                calls.push(call);
+            }
+        }
+        let [a, b] = <[_; 2]>::try_from(calls).expect("two calls");
+        d.handle_call_result(now, a.gate, a.attempt, CallResult::Sent { status: 200 })
+            .unwrap();
+        let events: Vec<Event> = std::iter::from_fn(|| d.poll_event()).collect();
+        self.store
+            .create(NewDeployment::new(&d, TWO_CALLS), &events)
+            .await
+            .unwrap();
+        (d, a, b)
+    }
+
+    /// How many requests the external system got for `call`'s gate.
+    fn sent_for(&self, call: &WebhookCall) -> usize {
+        let id = call.callback_id.to_string();
+        self.external
+            .requests()
+            .iter()
+            .filter(|r| r.body.ends_with(id.as_bytes()))
+            .count()
+    }
+}
+
+/// A recovery resumes from rows it listed before an input finished one of them: resuming that
+/// row asks for nothing again (the call in flight there, for a deployment already failed), and
+/// leaves nothing in memory.
+#[tokio::test]
+async fn a_recovery_resuming_a_row_an_input_finished_since_asks_for_nothing_again() {
+    use std::pin::pin;
+
+    let s = setup();
+    let (d, a, b) = s.two_calls_one_in_flight().await;
+
+    s.store.late_list_answers(true);
+    let mut recovering = pin!(s.engine.recover());
+    assert!(
+        futures_util::poll!(recovering.as_mut()).is_pending(),
+        "the listing has read the row and not answered yet"
+    );
+    // Meanwhile `a`'s callback fails the deployment, resuming it first: `b`'s call, in flight
+    // at the store, is asked for again once.
+    let failure = CallbackReport::Outcome {
+        success: false,
+        message: None,
+    };
+    GateService::callback(&s.engine, a.callback_id, failure, &Principal::new("ci"))
+        .await
+        .expect("applied");
+    let sent_for_b = || s.sent_for(&b);
+    assert_eq!(sent_for_b(), 1);
+    assert_eq!(
+        s.stored(d.id()).await.status,
+        DeploymentStatus::Failed,
+        "finished"
+    );
+
+    let recovered = recovering.await.expect("recovered");
+    assert_eq!(
+        sent_for_b(),
+        1,
+        "nothing asked for again for a failed deployment"
+    );
+    assert_eq!(recovered.resumed, 0, "{recovered:?}");
+    assert_eq!(s.engine.live_deployments(), 0);
+    s.clock.advance(TimeDelta::seconds(2));
+    s.engine.fire_due().await;
+    assert_eq!(sent_for_b(), 1, "nor when it is looked at again");
+    assert_eq!(s.engine.live_deployments(), 0);
+}
+
+/// `Recovered` counts the deployments a recovery resumed, and of those the ones whose state
+/// changed: asking again for a call in flight changes nothing, and a deployment in memory
+/// already is not resumed again.
+#[tokio::test]
+async fn a_recovery_counts_what_it_resumed_and_what_changed() {
+    let s = setup();
+    let (_, a, b) = s.two_calls_one_in_flight().await;
+    let recovered = s.engine.recover().await.expect("recovered");
+    assert_eq!(
+        (recovered.resumed, recovered.changed),
+        (1, 0),
+        "{recovered:?}"
+    );
+    assert_eq!((s.sent_for(&a), s.sent_for(&b)), (0, 1));
+    let again = s.engine.recover().await.expect("recovered");
+    assert_eq!((again.resumed, again.changed), (0, 0), "{again:?}");
+    assert_eq!(s.sent_for(&b), 1);
+    s.engine.shutdown().await;
+
+    // Both callbacks' timeouts pass while no engine runs: resuming fails the deployment.
+    s.clock.advance(TimeDelta::hours(25));
+    let restarted = engine(&s.store, &s.clock, &s.external);
+    let recovered = restarted.recover().await.expect("recovered");
+    assert_eq!(
+        (recovered.resumed, recovered.changed),
+        (1, 1),
+        "{recovered:?}"
     );
 }

@@ -776,6 +776,31 @@ impl hookgate::runtime::Host for SilentHost {
     }
 }
 
+/// A replica whose `takeover_batch` field was set to zero still takes orphans over in its
+/// upkeep rounds, a deployment at a time, as its recovery does.
+#[tokio::test]
+async fn upkeep_with_a_zero_takeover_batch_still_takes_orphans_over() {
+    use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
+
+    let o = Orphans::new();
+    let mut options = ReplicaOptions::new("a").lease(std::time::Duration::from_secs(60));
+    options.takeover_batch = 0;
+    let a = Engine::builder(
+        o.external.dispatcher("https://gates.example").unwrap(),
+        SimulatedHost,
+    )
+    .shared_store(Arc::clone(&o.store))
+    .clock(o.clock.clone())
+    .replica(options)
+    .build();
+    a.recover().await.unwrap();
+    let id = o.orphan().await;
+
+    let upkeep = a.maintain_leases().await.unwrap();
+    assert_eq!(upkeep.taken_over, 1, "{upkeep:?}");
+    assert!(!o.unclaimed(&id).await, "held by `a`");
+}
+
 /// A replica whose lease lapsed while another took its deployment over, moved it on and gave
 /// it up with a step in flight, claims it back without knowing of that step: it resumes the
 /// deployment from the store, which asks for the step again, rather than go on with its own

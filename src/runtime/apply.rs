@@ -203,7 +203,9 @@ impl Engine {
         // An input that produced events changed the deployment: comparing the whole state is
         // left for those that did not.
         let changed = !events.is_empty() || live.d.state() != before.state();
-        if !changed && actions.is_empty() {
+        let resumed = std::mem::take(&mut live.resumed);
+        let write = changed || (resumed && !actions.is_empty());
+        if !write && actions.is_empty() {
             spare::give_back(before);
             if live.owned {
                 if live.looking() {
@@ -219,7 +221,7 @@ impl Engine {
             }
             return Ok((false, Vec::new()));
         }
-        if changed {
+        if write {
             let saved = self
                 .inner
                 .store
@@ -267,10 +269,10 @@ impl Engine {
         }
         spare::give_back(before);
         if live.owned {
-            return Ok((true, self.after_commit(live, actions, events)));
+            return Ok((changed, self.after_commit(live, actions, events)));
         }
         self.publish(live.d.id(), events);
-        Ok((true, Vec::new()))
+        Ok((changed, Vec::new()))
     }
 
     /// An input that changed nothing, on a deployment one of whose writes may have been stored

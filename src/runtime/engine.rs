@@ -99,6 +99,12 @@ pub(crate) struct Live {
     /// failed resumption the work it asked for again would wait for the deployment's next
     /// deadline.
     pub(crate) gone: bool,
+    /// Set on a deployment just resumed from a row, which may be out of date: read before
+    /// another write finished the deployment or moved it on (a `recover` listing, a replica's
+    /// claim). Its first commit then writes even if nothing changed, when it asks for work
+    /// again, so that such a row fails with a conflict before the work is asked for: every
+    /// action comes out of a successful versioned write.
+    pub(crate) resumed: bool,
 }
 
 impl Live {
@@ -111,6 +117,7 @@ impl Live {
             unsure: false,
             looks: 0,
             gone: false,
+            resumed: false,
         }
     }
 
@@ -493,7 +500,12 @@ impl Engine {
         for stored in stored {
             let id = stored.id.clone();
             match self.resume(stored).await {
-                Ok(changed) => recovered.changed += usize::from(changed),
+                Ok(Some(changed)) => {
+                    recovered.resumed += 1;
+                    recovered.changed += usize::from(changed);
+                }
+                // Driven here already, or its row was out of date.
+                Ok(None) => {}
                 // The rest are resumed by the next start, or by another replica.
                 Err(RuntimeError::ShuttingDown) => return Err(RuntimeError::ShuttingDown),
                 // A store that failed the write may work in a moment; a replica's upkeep
@@ -503,23 +515,22 @@ impl Engine {
                     if self.replica().is_none() {
                         self.retry_soon(&Arc::new(id));
                     }
-                    continue;
                 }
                 Err(e) => {
                     // A file that no longer validates or a state that does not fit it stays
                     // stored as it is, for an operator to look at; the rest still resume.
                     tracing::error!(deployment = %id, error = %e, "could not resume a deployment; it is left as it is");
                     recovered.not_resumed.push(id);
-                    continue;
                 }
             }
-            recovered.resumed += 1;
         }
         Ok(())
     }
 
     /// Cancels a deployment (see [`Deployment::handle_cancel`]). A deployment still queued
-    /// (`enqueueOne`) leaves the queue and never starts.
+    /// (`enqueueOne`) leaves the queue and never starts; one whose launch's create was
+    /// answered with a failure but may still be stored is canceled if it is found stored,
+    /// before anything of it is asked for (unless the looks for it have run out).
     pub async fn cancel(&self, id: &DeploymentId, by: &str) -> Result<(), RuntimeError> {
         self.queued_or_stored(
             || self.withdraw(id, by).then_some(()),
@@ -566,6 +577,8 @@ impl Engine {
             return false;
         };
         queued.remove(&application);
+        // A launch of it whose create failed may still be stored: found, it is canceled then.
+        self.inner.unsure_creates.cancel(id, by);
         tracing::info!(deployment = %id, by, "queued deployment withdrawn");
         true
     }
@@ -672,7 +685,7 @@ impl Engine {
     }
 
     /// Fires `id` again a moment from now: a deployment not in memory, whose write failed.
-    fn retry_soon(&self, id: &Arc<DeploymentId>) {
+    pub(crate) fn retry_soon(&self, id: &Arc<DeploymentId>) {
         let retry = later(self.inner.clock.now(), RETRY_AFTER_FAILURE);
         self.inner.deadlines.add(id, retry);
     }
@@ -706,7 +719,9 @@ impl Engine {
         lock(&self.inner.live).len()
     }
 
-    /// How many deployments have a pending deadline in the scheduler.
+    /// How many deadlines are pending in the scheduler: one for each deployment waiting on
+    /// one, and more while writes or looks are retried (a deployment whose write failed may
+    /// have two).
     pub fn armed_deadlines(&self) -> usize {
         self.inner.deadlines.len()
     }

@@ -242,12 +242,16 @@ impl Engine {
         for stored in self
             .inner
             .store
-            .claim_orphans(&lease, replica.options.takeover_batch)
+            // The field is public: a zero set there would take nothing over, ever.
+            .claim_orphans(&lease, replica.options.takeover_batch.max(1))
             .await?
         {
             let id = stored.id.clone();
             match self.resume(stored).await {
-                Ok(_) => upkeep.taken_over += 1,
+                Ok(Some(_)) => upkeep.taken_over += 1,
+                // Driven here already, or its claimed row was out of date: the change notice
+                // of the write that moved it on, or the next round, takes it up.
+                Ok(None) => {}
                 Err(e) => {
                     tracing::error!(deployment = %id, error = %e, "could not take over a deployment")
                 }
@@ -343,19 +347,24 @@ impl Engine {
 
     /// Makes a stored deployment this engine's to drive, as after a restart: deadlines that
     /// passed fire, and calls and steps that were under way are asked for again. Returns
-    /// whether its state changed.
+    /// whether its state changed, or `None` when it was not resumed here: finished, driven
+    /// here already, being started, or `stored` out of date (another write finished it or
+    /// moved it on since it was read; a single engine then looks at it again a second later).
     ///
     /// Carried to its end if the caller stops waiting (a `recover` or an upkeep round under a
     /// timeout): stopped after the deployment is in memory, the work it asked for again would
     /// be lost, and a second `recover` would skip it as resumed.
-    pub(crate) async fn resume(&self, stored: StoredDeployment) -> Result<bool, RuntimeError> {
+    pub(crate) async fn resume(
+        &self,
+        stored: StoredDeployment,
+    ) -> Result<Option<bool>, RuntimeError> {
         let in_flight = self.in_flight()?;
         let engine = self.clone();
         self.detached(in_flight, async move { engine.resume_now(stored).await })
             .await
     }
 
-    async fn resume_now(&self, stored: StoredDeployment) -> Result<bool, RuntimeError> {
+    async fn resume_now(&self, stored: StoredDeployment) -> Result<Option<bool>, RuntimeError> {
         // One being started is stored before it is in memory, where its start puts it: resumed
         // meanwhile (by lease upkeep, `recover`, or an input by id), its first work would be
         // performed, and what follows published, before the start's own events.
@@ -363,7 +372,7 @@ impl Engine {
             || lock(&self.inner.live).contains_key(&stored.id)
             || self.inner.launches.contains(&stored.id)
         {
-            return Ok(false);
+            return Ok(None);
         }
         let plan = self.plan_for(&stored.plan_source)?;
         let mut d = Deployment::restore(plan, stored.state)?;
@@ -371,12 +380,20 @@ impl Engine {
         // Deadlines first: whatever they start or end is then in the state, and the reissue
         // below asks for exactly what is still in flight — never a step and its rollback. The
         // pending actions a write left for the previous driver are among what is reissued.
-        d.handle_timeout(self.inner.clock.now());
+        let now = self.inner.clock.now();
+        d.handle_timeout(now);
+        // Withdrawn from the queue while its create, answered with a failure, was looked for:
+        // the cancel its caller was told succeeded is applied before anything is asked for.
+        if let Some(by) = self.inner.unsure_creates.canceled_by(&stored.id) {
+            // It is unfinished (checked above), so the cancel applies.
+            let _ = d.handle_cancel(now, &by);
+        }
         d.reissue_afresh();
         let (_, Some(mut live)) = self.register(Live::new(d, stored.version, true)) else {
             // Registered meanwhile by someone who drives it already.
-            return Ok(false);
+            return Ok(None);
         };
+        live.resumed = true;
         if self.inner.unsure_creates.remove(&stored.id) {
             // Its create was answered with a failure, and its events dropped with the answer.
             self.publish_stored(&stored.id, 0, stored.version).await;
@@ -387,7 +404,21 @@ impl Engine {
             // resumes it afresh.
             self.unregister(&mut live);
         }
-        committed
+        match committed {
+            Ok(changed) => Ok(Some(changed)),
+            // Read before another write: nothing was asked for again. A replica hears of that
+            // write, or takes the deployment up in its next round; a single engine looks at
+            // it a second from now, when one that is still unfinished resumes from its
+            // current row.
+            Err(RuntimeError::Store(StoreError::Conflict { .. })) => {
+                tracing::debug!(deployment = %stored.id, "a resumption read an out-of-date row; looking again");
+                if self.replica().is_none() {
+                    self.retry_soon(&Arc::new(stored.id));
+                }
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The receiving end of the store's change notices, for the scheduler loop.

@@ -12,8 +12,8 @@ use crate::ids::IdHasher;
 
 #[derive(Debug, Default)]
 pub(crate) struct UnsureCreates {
-    /// How many times each was looked for since its create failed.
-    looks: Mutex<HashMap<Arc<DeploymentId>, u8, IdHasher>>,
+    /// Each start looked for.
+    looks: Mutex<HashMap<Arc<DeploymentId>, Looked, IdHasher>>,
     /// Whether `looks` has any entry: every deadline fired asks, and this spares them the lock
     /// when, as nearly always, none has.
     any: AtomicBool,
@@ -26,7 +26,7 @@ impl UnsureCreates {
         let mut looks = self.lock();
         let new = !looks.contains_key(&**id);
         if new {
-            looks.insert(Arc::clone(id), 0);
+            looks.insert(Arc::clone(id), Looked::default());
             self.any.store(true, Ordering::Release);
         }
         new
@@ -50,9 +50,9 @@ impl UnsureCreates {
             return None;
         }
         let mut looks = self.lock();
-        let count = looks.get_mut(id)?;
-        *count += 1;
-        let count = *count;
+        let looked = looks.get_mut(id)?;
+        looked.looks += 1;
+        let count = looked.looks;
         if count >= MAX_LOOKS {
             looks.remove(id);
             self.note_removal(&looks);
@@ -60,14 +60,45 @@ impl UnsureCreates {
         Some(count)
     }
 
+    /// Records that `by` canceled `id` while it was queued and looked for: found, it is canceled
+    /// before anything of it is asked for. Whether it was looked for.
+    pub(crate) fn cancel(&self, id: &DeploymentId, by: &str) -> bool {
+        if !self.any.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut looks = self.lock();
+        let Some(looked) = looks.get_mut(id) else {
+            return false;
+        };
+        looked.canceled_by = Some(by.to_owned());
+        true
+    }
+
+    /// Who canceled `id` while it was looked for, if anyone did.
+    pub(crate) fn canceled_by(&self, id: &DeploymentId) -> Option<String> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        self.lock().get(id)?.canceled_by.clone()
+    }
+
     /// Keeps `any` true to what is left in `looks`, under its lock.
-    fn note_removal(&self, looks: &HashMap<Arc<DeploymentId>, u8, IdHasher>) {
+    fn note_removal(&self, looks: &HashMap<Arc<DeploymentId>, Looked, IdHasher>) {
         self.any.store(!looks.is_empty(), Ordering::Release);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<DeploymentId>, u8, IdHasher>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<DeploymentId>, Looked, IdHasher>> {
         self.looks.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// A start looked for.
+#[derive(Debug, Default)]
+struct Looked {
+    /// How many times it was looked for since its create failed.
+    looks: u8,
+    /// Who canceled it meanwhile, while it was queued.
+    canceled_by: Option<String>,
 }
 
 #[cfg(test)]
@@ -104,5 +135,19 @@ mod tests {
         assert_eq!(unsure.missed(&b), Some(1), "the other still is");
         assert!(unsure.remove(&b));
         assert!(!unsure.any.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn a_cancel_is_kept_for_a_create_looked_for_only() {
+        let unsure = UnsureCreates::default();
+        let id = Arc::new(DeploymentId::from("d-1"));
+        assert!(!unsure.cancel(&id, "op"), "not looked for");
+        unsure.insert(&id);
+        assert_eq!(unsure.canceled_by(&id), None);
+        assert!(unsure.cancel(&id, "op"));
+        assert_eq!(unsure.missed(&id), Some(1), "still looked for");
+        assert_eq!(unsure.canceled_by(&id).as_deref(), Some("op"));
+        assert!(unsure.remove(&id));
+        assert_eq!(unsure.canceled_by(&id), None);
     }
 }

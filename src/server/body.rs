@@ -50,8 +50,7 @@ pub(super) fn is_json(content_type: Option<&HeaderValue>) -> bool {
         return false;
     };
     let subtype = subtype.as_bytes();
-    let suffixed =
-        subtype.len() >= 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case(b"+json");
+    let suffixed = subtype.len() > 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case(b"+json");
     kind.eq_ignore_ascii_case("application") && (subtype.eq_ignore_ascii_case(b"json") || suffixed)
 }
 
@@ -186,7 +185,14 @@ mod tests {
         ] {
             assert!(is_json(ct(ok).as_ref()), "{ok}");
         }
-        for bad in ["text/plain", "application/jsonx", "json", "text/json", ""] {
+        for bad in [
+            "text/plain",
+            "application/jsonx",
+            "json",
+            "text/json",
+            "",
+            "application/+json",
+        ] {
             assert!(!is_json(ct(bad).as_ref()), "{bad}");
         }
     }

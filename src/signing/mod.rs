@@ -59,8 +59,8 @@ pub enum SignatureError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A message id cannot be sent in `webhook-id`.
-    #[error("message id `{id}` cannot be signed: {reason}")]
+    /// A message id to sign, or a received `webhook-id`, is not a valid one.
+    #[error("message id `{id}` is not a valid Standard Webhooks `webhook-id`: {reason}")]
     InvalidMessageId {
         /// The id.
         id: String,

@@ -41,7 +41,7 @@ impl SigningSecret {
         let key = LENIENT
             .decode(encoded)
             .map_err(|_| SignatureError::InvalidSecret {
-                reason: "the text after `whsec_` is not standard base64".to_owned(),
+                reason: "the key (after any `whsec_` prefix) is not standard base64".to_owned(),
             })?;
         Self::from_bytes(&key)
     }
@@ -53,9 +53,8 @@ impl SigningSecret {
                 reason: format!("the key is {} bytes long", key.len()),
             });
         }
-        let mac = Hmac::new_from_slice(key).map_err(|_| SignatureError::InvalidSecret {
-            reason: "HMAC-SHA256 refused the key".to_owned(),
-        })?;
+        // HMAC takes a key of any length (a long one is hashed first), so this cannot fail.
+        let mac = Hmac::new_from_slice(key).expect("HMAC-SHA256 takes keys of any length");
         Ok(Self { mac })
     }
 

@@ -13,8 +13,9 @@ use crate::clock::{Clock, SystemClock};
 ///
 /// A request passes when its timestamp is within the tolerance of now (either side) and any
 /// `v1` entry of `webhook-signature` matches the signature made with any of the secrets.
-/// Signatures are compared in constant time. Deduplicating by `webhook-id` is left to the
-/// receiver.
+/// Signatures are compared in constant time. A `webhook-id` holding `.` is refused, as the
+/// signer refuses it: the signed text is `id.timestamp.body`, so a dot would let one message
+/// pass for another. Deduplicating by `webhook-id` is left to the receiver.
 #[derive(Clone)]
 pub struct Verifier {
     secrets: Vec<SigningSecret>,

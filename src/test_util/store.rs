@@ -28,8 +28,10 @@ use crate::store::{
 /// - saves, creates and lease renewals wait once before going on, as a durable store's do
 ///   ([`slow_saves`](Self::slow_saves), [`slow_creates`](Self::slow_creates),
 ///   [`slow_renews`](Self::slow_renews)), lease claims too ([`slow_claims`](Self::slow_claims)),
-///   or renewals once after reading the leases and creates once after storing, as a
-///   database's answer travels back ([`late_renew_answers`](Self::late_renew_answers),
+///   or renewals once after reading the leases, listings once after reading the rows and
+///   creates once after storing, as a database's answer travels back
+///   ([`late_renew_answers`](Self::late_renew_answers),
+///   [`late_list_answers`](Self::late_list_answers),
 ///   [`late_create_answers`](Self::late_create_answers)).
 ///
 /// ```
@@ -66,6 +68,7 @@ pub struct FaultyStore<S = MemoryStore> {
     /// Lease claims to fail.
     fail_claim: AtomicUsize,
     late_renew: AtomicBool,
+    late_list: AtomicBool,
     late_create_answer: AtomicBool,
     /// Saves to answer with a failure and store after the next load of their deployment.
     late_save: AtomicUsize,
@@ -116,6 +119,7 @@ impl<S: Store> FaultyStore<S> {
             watches: AtomicUsize::new(0),
             fail_claim: AtomicUsize::new(0),
             late_renew: AtomicBool::new(false),
+            late_list: AtomicBool::new(false),
             late_create_answer: AtomicBool::new(false),
             late_save: AtomicUsize::new(0),
             pending_saves: Mutex::new(Vec::new()),
@@ -197,6 +201,13 @@ impl<S: Store> FaultyStore<S> {
     /// before answering: what happens meanwhile is not in its answer.
     pub fn late_renew_answers(&self, late: bool) {
         self.late_renew.store(late, Ordering::SeqCst);
+    }
+
+    /// Whether each listing of the unfinished deployments ([`Store::list_unfinished`]), once it
+    /// has read the rows, returns to the runtime once before answering: a write made
+    /// meanwhile is not in its answer, which a recovery then resumes from.
+    pub fn late_list_answers(&self, late: bool) {
+        self.late_list.store(late, Ordering::SeqCst);
     }
 
     /// How many change watchers were registered through it ([`Store::watch`]).
@@ -371,7 +382,11 @@ impl<S: Store> Store for FaultyStore<S> {
     }
 
     async fn list_unfinished(&self) -> Result<Unfinished, StoreError> {
-        self.inner.list_unfinished().await
+        let listed = self.inner.list_unfinished().await;
+        if self.late_list.load(Ordering::SeqCst) {
+            YieldOnce(false).await;
+        }
+        listed
     }
 
     async fn running_for_application(

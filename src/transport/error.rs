@@ -7,23 +7,25 @@ use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 /// A source error shared between clones of a [`TransportError`].
 type Source = Arc<dyn StdError + Send + Sync>;
 
-/// What a request was aimed at, safe to print: the method and the URL without user info, query
-/// string or fragment (any of which may carry a secret).
+/// What a request was aimed at, safe to print: the method and the URL's origin (scheme, host
+/// and port). The rest of the URL is left out: user info, a query string or a fragment may
+/// carry a secret, and so may a path (a chat webhook's key, a gate's callback id, which
+/// resolves the gate for whoever holds a callback token).
 ///
 /// ```
 /// use hookgate::transport::RequestTarget;
-/// let request = http::Request::post("https://user:pw@hooks.example.com/run?token=s3cr3t")
+/// let request = http::Request::post("https://user:pw@hooks.example.com:8443/T0/s3cr3t?token=s3cr3t")
 ///     .body(())
 ///     .unwrap();
 /// assert_eq!(
 ///     RequestTarget::of(&request).to_string(),
-///     "POST https://hooks.example.com/run"
+///     "POST https://hooks.example.com:8443"
 /// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestTarget {
     method: Method,
-    url: String,
+    origin: String,
 }
 
 impl RequestTarget {
@@ -34,21 +36,17 @@ impl RequestTarget {
 
     /// The target of a `method` request to `uri`.
     pub fn new(method: Method, uri: &Uri) -> Self {
-        let path = uri.path();
-        let mut url = String::with_capacity(
-            uri.authority().map_or(0, |a| a.as_str().len()) + path.len() + "https://".len(),
-        );
+        let mut origin = String::new();
         if let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) {
-            url.push_str(scheme);
-            url.push_str("://");
-            url.push_str(host);
+            origin.push_str(scheme);
+            origin.push_str("://");
+            origin.push_str(host);
             if let Some(port) = uri.port_u16() {
                 // Writing to a `String` cannot fail.
-                let _ = write!(url, ":{port}");
+                let _ = write!(origin, ":{port}");
             }
         }
-        url.push_str(path);
-        Self { method, url }
+        Self { method, origin }
     }
 
     /// The request method.
@@ -56,22 +54,26 @@ impl RequestTarget {
         &self.method
     }
 
-    /// The URL without user info, query string or fragment.
-    pub fn url(&self) -> &str {
-        &self.url
+    /// The URL's scheme, host and port (`https://hooks.example.com:8443`); empty for a
+    /// relative URI.
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 }
 
 impl fmt::Display for RequestTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.method, self.url)
+        if self.origin.is_empty() {
+            return write!(f, "{} (a relative URI)", self.method);
+        }
+        write!(f, "{} {}", self.method, self.origin)
     }
 }
 
 /// Why a request could not be exchanged with the server.
 ///
-/// Messages name the request by its [`RequestTarget`] only: header values, bodies and query
-/// strings never appear, because they may carry secrets. Cloning is cheap; the underlying
+/// Messages name the request by its [`RequestTarget`] only: header values, bodies and the URL
+/// past its origin (path, query string) never appear, because they may carry secrets. Cloning is cheap; the underlying
 /// source error is shared.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -285,10 +287,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn target_drops_user_info_query_and_fragment() {
-        let uri: Uri = "http://u:p@127.0.0.1:8080/a/b?x=1".parse().unwrap();
+    fn target_keeps_the_origin_alone() {
+        let uri: Uri = "http://u:p@127.0.0.1:8080/a/b?x=1#f".parse().unwrap();
         let target = RequestTarget::new(Method::GET, &uri);
-        assert_eq!(target.to_string(), "GET http://127.0.0.1:8080/a/b");
+        assert_eq!(target.to_string(), "GET http://127.0.0.1:8080");
+        assert_eq!(target.origin(), "http://127.0.0.1:8080");
+        let relative = RequestTarget::new(Method::POST, &Uri::from_static("/a/b"));
+        assert_eq!(relative.to_string(), "POST (a relative URI)");
     }
 
     #[test]
@@ -320,10 +325,10 @@ mod tests {
         assert!(lost.is_retryable());
         let text = lost.to_string();
         assert!(
-            text.contains("POST https://h/x") && text.contains("202"),
+            text.contains("POST https://h ") && text.contains("202"),
             "{text}"
         );
-        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(!text.contains("s3cr3t") && !text.contains("/x"), "{text}");
         let malformed = TransportError::response_body(
             target.clone(),
             StatusCode::OK,

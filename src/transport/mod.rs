@@ -8,7 +8,8 @@
 //! - [`HttpTransport`]: one async method; closures implement it, so a test can pass one.
 //! - [`RequestOptions`]: per-request timeout and response-size limit, carried in the request's
 //!   extensions.
-//! - [`TransportError`]: what went wrong, without ever showing headers, bodies or query strings.
+//! - [`TransportError`]: what went wrong, without ever showing headers, bodies, or the URL past
+//!   its origin.
 //! - `ReqwestTransport` (feature `reqwest`): the production implementation over reqwest + rustls.
 //! - [`TransportRegistry`]: picks the transport for `networkMode: remoteNetworkAgent` webhooks.
 //!

@@ -174,19 +174,16 @@ mod tests {
 
     #[test]
     fn debug_hides_the_secret_and_credentials_in_the_token_url() {
-        let url = "https://user:pa55@auth.example.com/oauth/token?client_secret=q5ecret";
+        let url = "https://user:pa55@auth.example.com/oauth/p4th?client_secret=q5ecret";
         let builder =
             ClientCredentials::builder("id", "hunter2").token_url(Url::parse(url).unwrap());
         let shown = format!("{builder:?}");
         let source = builder.build(never_called).unwrap();
         for shown in [shown, format!("{source:?}")] {
-            for hidden in ["hunter2", "pa55", "q5ecret"] {
+            for hidden in ["hunter2", "pa55", "q5ecret", "p4th"] {
                 assert!(!shown.contains(hidden), "{shown}");
             }
-            assert!(
-                shown.contains("https://auth.example.com/oauth/token"),
-                "{shown}"
-            );
+            assert!(shown.contains("https://auth.example.com"), "{shown}");
         }
     }
 
