@@ -639,41 +639,55 @@ async fn a_queued_deployment_stored_by_a_lost_create_is_resumed_not_queued_behin
 
 /// A queued deployment withdrawn while the create of its launch, answered with a failure, is
 /// looked for: found stored later, it is canceled before anything of it is asked for, as the
-/// cancel's caller was told it would never start.
+/// cancel's caller was told it would never start; also when the write of that cancel fails
+/// the first time.
 #[tokio::test]
 async fn a_queued_deployment_canceled_while_its_lost_create_is_looked_for_ends_canceled() {
-    let s = setup();
-    let (_, queued) = s.queue_one_behind_another().await;
-    // The launch's create is answered with a failure and stored once the look that follows
-    // has found nothing.
-    s.store.store_creates_late(1, 1);
-    s.clock.advance(TimeDelta::minutes(2));
-    s.engine.fire_due().await;
-    tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        while s.engine.armed_deadlines() == 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-    })
-    .await
-    .expect("the create is looked for");
-    s.engine
-        .cancel(&queued, "operator")
+    for cancel_write_fails in [false, true] {
+        let s = setup();
+        let (_, queued) = s.queue_one_behind_another().await;
+        // The launch's create is answered with a failure and stored once the look that
+        // follows has found nothing.
+        s.store.store_creates_late(1, 1);
+        s.clock.advance(TimeDelta::minutes(2));
+        s.engine.fire_due().await;
+        tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            while s.engine.armed_deadlines() == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        })
         .await
-        .expect("withdrawn from the queue");
+        .expect("the create is looked for");
+        s.engine
+            .cancel(&queued, "operator")
+            .await
+            .expect("withdrawn from the queue");
 
-    s.clock.advance(TimeDelta::seconds(1));
-    s.engine.fire_due().await;
-    let stored = s.stored(&queued).await;
-    assert_eq!(stored.status, DeploymentStatus::Canceled);
-    assert_eq!(s.engine.live_deployments(), 0);
-    let history = s.store.inner().history(&queued).await.unwrap();
-    assert!(
-        history.iter().any(|entry| matches!(
-            &entry.event.kind,
-            EventKind::CancelRequested { by } if by == "operator"
-        )),
-        "{history:?}"
-    );
+        if cancel_write_fails {
+            s.store.fail_saves(0, 1);
+            s.clock.advance(TimeDelta::seconds(1));
+            s.engine.fire_due().await;
+            assert_eq!(s.stored(&queued).await.status, DeploymentStatus::Running);
+            assert_eq!(s.engine.live_deployments(), 0, "{cancel_write_fails}");
+        }
+        s.clock.advance(TimeDelta::seconds(1));
+        s.engine.fire_due().await;
+        let stored = s.stored(&queued).await;
+        assert_eq!(
+            stored.status,
+            DeploymentStatus::Canceled,
+            "{cancel_write_fails}"
+        );
+        assert_eq!(s.engine.live_deployments(), 0);
+        let history = s.store.inner().history(&queued).await.unwrap();
+        assert!(
+            history.iter().any(|entry| matches!(
+                &entry.event.kind,
+                EventKind::CancelRequested { by } if by == "operator"
+            )),
+            "{history:?}"
+        );
+    }
 }
 
 /// A create stored but answered with a failure, whose look at the row failed too, fails the
@@ -1126,8 +1140,8 @@ webhooks:
 
 impl Setup {
     /// A deployment of [`TWO_CALLS`] stored (not in memory) with `a`'s call sent and `b`'s in
-    /// flight; returns it and the two calls.
-    async fn two_calls_one_in_flight(&self) -> (Deployment, WebhookCall, WebhookCall) {
+    /// flight, or sent too; returns it and the two calls.
+    async fn two_calls_stored(&self, b_sent: bool) -> (Deployment, WebhookCall, WebhookCall) {
         let plan = Arc::new(Plan::from_yaml(TWO_CALLS).expect("a valid file"));
         let now = hookgate::clock::Clock::now(&self.clock);
         let mut d = Deployment::start(
@@ -1144,8 +1158,15 @@ impl Setup {
             }
         }
         let [a, b] = <[_; 2]>::try_from(calls).expect("two calls");
-        d.handle_call_result(now, a.gate, a.attempt, CallResult::Sent { status: 200 })
+        for call in if b_sent { vec![&a, &b] } else { vec![&a] } {
+            d.handle_call_result(
+                now,
+                call.gate,
+                call.attempt,
+                CallResult::Sent { status: 200 },
+            )
             .unwrap();
+        }
         let events: Vec<Event> = std::iter::from_fn(|| d.poll_event()).collect();
         self.store
             .create(NewDeployment::new(&d, TWO_CALLS), &events)
@@ -1173,7 +1194,7 @@ async fn a_recovery_resuming_a_row_an_input_finished_since_asks_for_nothing_agai
     use std::pin::pin;
 
     let s = setup();
-    let (d, a, b) = s.two_calls_one_in_flight().await;
+    let (d, a, b) = s.two_calls_stored(false).await;
 
     s.store.late_list_answers(true);
     let mut recovering = pin!(s.engine.recover());
@@ -1218,7 +1239,7 @@ async fn a_recovery_resuming_a_row_an_input_finished_since_asks_for_nothing_agai
 #[tokio::test]
 async fn a_recovery_counts_what_it_resumed_and_what_changed() {
     let s = setup();
-    let (_, a, b) = s.two_calls_one_in_flight().await;
+    let (_, a, b) = s.two_calls_stored(false).await;
     let recovered = s.engine.recover().await.expect("recovered");
     assert_eq!(
         (recovered.resumed, recovered.changed),
@@ -1240,4 +1261,30 @@ async fn a_recovery_counts_what_it_resumed_and_what_changed() {
         (1, 1),
         "{recovered:?}"
     );
+}
+
+/// The same with nothing in flight at the row: its resumption would ask for nothing, but it
+/// would keep an out-of-date copy in memory, shown as running, until its callback timeout.
+#[tokio::test]
+async fn a_recovery_leaves_a_row_an_input_finished_since_out_of_memory() {
+    use std::pin::pin;
+
+    let s = setup();
+    let (d, a, _) = s.two_calls_stored(true).await;
+    s.store.late_list_answers(true);
+    let mut recovering = pin!(s.engine.recover());
+    assert!(futures_util::poll!(recovering.as_mut()).is_pending());
+    let failure = CallbackReport::Outcome {
+        success: false,
+        message: None,
+    };
+    GateService::callback(&s.engine, a.callback_id, failure, &Principal::new("ci"))
+        .await
+        .expect("applied");
+
+    let recovered = recovering.await.expect("recovered");
+    assert_eq!(recovered.resumed, 0, "{recovered:?}");
+    assert_eq!(s.engine.live_deployments(), 0);
+    let view = s.engine.view(d.id()).await.expect("a view");
+    assert_eq!(view.status, DeploymentStatus::Failed);
 }

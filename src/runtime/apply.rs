@@ -528,6 +528,8 @@ impl Engine {
     /// A finished deployment leaves memory (late callbacks load it from the store) and lets a
     /// queued deployment of its application start.
     pub(crate) fn retire(&self, live: &mut Live) {
+        // Before it leaves memory, for a resumption from a row read earlier to see.
+        self.inner.recoveries.finished(live.d.shared_id());
         // Retired already (a reload found it finished, and its caller retires it too).
         if !self.unregister(live) {
             return;

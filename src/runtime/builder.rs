@@ -8,6 +8,7 @@ use tokio_util::task::TaskTracker;
 use super::engine::{Engine, Inner};
 use super::host::Host;
 use super::launches::Launches;
+use super::recoveries::Recoveries;
 use super::replica::{Replica, ReplicaOptions};
 use super::scheduler::Deadlines;
 use super::unsure_creates::UnsureCreates;
@@ -149,6 +150,7 @@ impl EngineBuilder {
                 deadlines: Deadlines::default(),
                 unsure_creates: UnsureCreates::default(),
                 launches: Launches::default(),
+                recoveries: Recoveries::default(),
                 events,
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),

@@ -10,6 +10,7 @@ use super::error::RuntimeError;
 use super::event::EngineEvent;
 use super::host::Host;
 use super::launches::Launches;
+use super::recoveries::Recoveries;
 use super::replica::Replica;
 use super::scheduler::{Deadlines, Slot};
 use super::unsure_creates::UnsureCreates;
@@ -70,6 +71,8 @@ pub(crate) struct Inner {
     /// [`Engine::look_for_create`]).
     pub(crate) unsure_creates: UnsureCreates,
     pub(crate) launches: Launches,
+    /// Deployments that finished while `recover` ran: its rows of them are out of date.
+    pub(crate) recoveries: Recoveries,
     pub(crate) events: broadcast::Sender<EngineEvent>,
     pub(crate) tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
@@ -426,6 +429,7 @@ impl Engine {
     /// starts hearing of the other replicas' writes; after shutdown has begun it claims nothing
     /// more either.
     pub async fn recover(&self) -> Result<Recovered, RuntimeError> {
+        let _recovering = self.inner.recoveries.begin();
         let mut recovered = Recovered {
             resumed: 0,
             changed: 0,
@@ -530,7 +534,9 @@ impl Engine {
     /// Cancels a deployment (see [`Deployment::handle_cancel`]). A deployment still queued
     /// (`enqueueOne`) leaves the queue and never starts; one whose launch's create was
     /// answered with a failure but may still be stored is canceled if it is found stored,
-    /// before anything of it is asked for (unless the looks for it have run out).
+    /// before anything of it is asked for. That cancel is kept in this engine's memory only:
+    /// it is lost if the looks for the create run out, the engine restarts, or another replica
+    /// takes the deployment over first.
     pub async fn cancel(&self, id: &DeploymentId, by: &str) -> Result<(), RuntimeError> {
         self.queued_or_stored(
             || self.withdraw(id, by).then_some(()),
@@ -844,7 +850,9 @@ impl Engine {
     /// The deployment's entry: in memory while this engine drives it, loaded from the store
     /// otherwise. An unfinished deployment loaded from the store becomes this engine's to
     /// drive if it is the only one, or, for a replica, if `take_over` and no live replica
-    /// holds it; otherwise the entry is a copy that only records an input.
+    /// holds it; otherwise the entry is a copy that only records an input. So is the entry of
+    /// one whose resumption found its row out of date (written again meanwhile): what the
+    /// input leads to waits in the store until this engine resumes it from its current row.
     pub(crate) async fn entry(
         &self,
         id: &DeploymentId,
@@ -910,7 +918,8 @@ impl Engine {
             if let Some(entry) = lock(&self.inner.live).get(&id) {
                 return Ok(Arc::clone(entry));
             }
-            // Resuming finished it (a deadline that passed ended it): a copy answers now.
+            // Resuming finished it (a deadline that passed ended it), or found its row out of
+            // date: a copy of the current row answers now.
             stored = self.load_stored(&id).await?;
         }
         // A copy is private: a finished deployment never changes again, and an input applied

@@ -39,6 +39,7 @@ mod gates;
 mod host;
 mod launches;
 mod queue;
+mod recoveries;
 mod replica;
 mod scheduler;
 mod spare;

@@ -249,8 +249,8 @@ impl Engine {
             let id = stored.id.clone();
             match self.resume(stored).await {
                 Ok(Some(_)) => upkeep.taken_over += 1,
-                // Driven here already, or its claimed row was out of date: the change notice
-                // of the write that moved it on, or the next round, takes it up.
+                // Driven here already, or its claimed row was out of date: held, and not in
+                // memory, it is resumed from its current row by the next round.
                 Ok(None) => {}
                 Err(e) => {
                     tracing::error!(deployment = %id, error = %e, "could not take over a deployment")
@@ -384,15 +384,22 @@ impl Engine {
         d.handle_timeout(now);
         // Withdrawn from the queue while its create, answered with a failure, was looked for:
         // the cancel its caller was told succeeded is applied before anything is asked for.
-        if let Some(by) = self.inner.unsure_creates.canceled_by(&stored.id) {
+        let canceled = self.inner.unsure_creates.canceled_by(&stored.id);
+        if let Some(by) = &canceled {
             // It is unfinished (checked above), so the cancel applies.
-            let _ = d.handle_cancel(now, &by);
+            let _ = d.handle_cancel(now, by);
         }
         d.reissue_afresh();
         let (_, Some(mut live)) = self.register(Live::new(d, stored.version, true)) else {
             // Registered meanwhile by someone who drives it already.
             return Ok(None);
         };
+        // Finished since a recovery read `stored`: out of date. Seen only after registering,
+        // since it is noted before it leaves memory.
+        if self.inner.recoveries.saw_finish(&stored.id) {
+            self.unregister(&mut live);
+            return Ok(None);
+        }
         live.resumed = true;
         if self.inner.unsure_creates.remove(&stored.id) {
             // Its create was answered with a failure, and its events dropped with the answer.
@@ -405,11 +412,16 @@ impl Engine {
             self.unregister(&mut live);
         }
         match committed {
-            Ok(changed) => Ok(Some(changed)),
-            // Read before another write: nothing was asked for again. A replica hears of that
-            // write, or takes the deployment up in its next round; a single engine looks at
-            // it a second from now, when one that is still unfinished resumes from its
-            // current row.
+            Ok(changed) => {
+                if canceled.is_some() {
+                    self.inner.unsure_creates.cancel_stored(&stored.id);
+                }
+                Ok(Some(changed))
+            }
+            // Read before another write: nothing was asked for again. A replica's next upkeep
+            // round resumes a deployment it holds that is not in memory; a single engine looks
+            // at it a second from now. Either resumes one still unfinished from its current
+            // row.
             Err(RuntimeError::Store(StoreError::Conflict { .. })) => {
                 tracing::debug!(deployment = %stored.id, "a resumption read an out-of-date row; looking again");
                 if self.replica().is_none() {

@@ -12,11 +12,15 @@ use crate::ids::IdHasher;
 
 #[derive(Debug, Default)]
 pub(crate) struct UnsureCreates {
-    /// Each start looked for.
-    looks: Mutex<HashMap<Arc<DeploymentId>, Looked, IdHasher>>,
+    /// How many times each was looked for since its create failed.
+    looks: Mutex<HashMap<Arc<DeploymentId>, u8, IdHasher>>,
     /// Whether `looks` has any entry: every deadline fired asks, and this spares them the lock
     /// when, as nearly always, none has.
     any: AtomicBool,
+    /// Who canceled each, withdrawing it from the queue while it was looked for: kept until the
+    /// cancel is stored, past the looks, so that a resumption whose write failed applies it
+    /// again.
+    canceled: Mutex<HashMap<Arc<DeploymentId>, String, IdHasher>>,
 }
 
 impl UnsureCreates {
@@ -26,7 +30,7 @@ impl UnsureCreates {
         let mut looks = self.lock();
         let new = !looks.contains_key(&**id);
         if new {
-            looks.insert(Arc::clone(id), Looked::default());
+            looks.insert(Arc::clone(id), 0);
             self.any.store(true, Ordering::Release);
         }
         new
@@ -50,12 +54,14 @@ impl UnsureCreates {
             return None;
         }
         let mut looks = self.lock();
-        let looked = looks.get_mut(id)?;
-        looked.looks += 1;
-        let count = looked.looks;
+        let count = looks.get_mut(id)?;
+        *count += 1;
+        let count = *count;
         if count >= MAX_LOOKS {
             looks.remove(id);
             self.note_removal(&looks);
+            // Never found: nothing is left to cancel.
+            self.canceled().remove(id);
         }
         Some(count)
     }
@@ -66,39 +72,36 @@ impl UnsureCreates {
         if !self.any.load(Ordering::Acquire) {
             return false;
         }
-        let mut looks = self.lock();
-        let Some(looked) = looks.get_mut(id) else {
+        let looks = self.lock();
+        let Some((id, _)) = looks.get_key_value(id) else {
             return false;
         };
-        looked.canceled_by = Some(by.to_owned());
+        self.canceled().insert(Arc::clone(id), by.to_owned());
         true
     }
 
-    /// Who canceled `id` while it was looked for, if anyone did.
+    /// Who canceled `id` while it was looked for, if anyone did and the cancel is not stored.
     pub(crate) fn canceled_by(&self, id: &DeploymentId) -> Option<String> {
-        if !self.any.load(Ordering::Acquire) {
-            return None;
-        }
-        self.lock().get(id)?.canceled_by.clone()
+        self.canceled().get(id).cloned()
+    }
+
+    /// Forgets the cancel of `id`, stored now.
+    pub(crate) fn cancel_stored(&self, id: &DeploymentId) {
+        self.canceled().remove(id);
     }
 
     /// Keeps `any` true to what is left in `looks`, under its lock.
-    fn note_removal(&self, looks: &HashMap<Arc<DeploymentId>, Looked, IdHasher>) {
+    fn note_removal(&self, looks: &HashMap<Arc<DeploymentId>, u8, IdHasher>) {
         self.any.store(!looks.is_empty(), Ordering::Release);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<DeploymentId>, Looked, IdHasher>> {
+    fn canceled(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<DeploymentId>, String, IdHasher>> {
+        self.canceled.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<DeploymentId>, u8, IdHasher>> {
         self.looks.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-/// A start looked for.
-#[derive(Debug, Default)]
-struct Looked {
-    /// How many times it was looked for since its create failed.
-    looks: u8,
-    /// Who canceled it meanwhile, while it was queued.
-    canceled_by: Option<String>,
 }
 
 #[cfg(test)]
@@ -148,6 +151,24 @@ mod tests {
         assert_eq!(unsure.missed(&id), Some(1), "still looked for");
         assert_eq!(unsure.canceled_by(&id).as_deref(), Some("op"));
         assert!(unsure.remove(&id));
+        assert_eq!(
+            unsure.canceled_by(&id).as_deref(),
+            Some("op"),
+            "kept past the looks until stored"
+        );
+        unsure.cancel_stored(&id);
+        assert_eq!(unsure.canceled_by(&id), None);
+    }
+
+    #[test]
+    fn a_cancel_of_a_create_never_found_is_forgotten_with_the_looks() {
+        let unsure = UnsureCreates::default();
+        let id = Arc::new(DeploymentId::from("d-1"));
+        unsure.insert(&id);
+        unsure.cancel(&id, "op");
+        for _ in 0..MAX_LOOKS {
+            unsure.missed(&id);
+        }
         assert_eq!(unsure.canceled_by(&id), None);
     }
 }
