@@ -638,17 +638,22 @@ async fn a_queued_deployment_stored_by_a_lost_create_is_resumed_not_queued_behin
 }
 
 /// A queued deployment withdrawn while the create of its launch, answered with a failure, is
-/// looked for: found stored later, it is canceled before anything of it is asked for, as the
-/// cancel's caller was told it would never start; also when the write of that cancel fails
-/// the first time.
+/// looked for ends canceled, nothing of it asked for, as the cancel's caller was told it would
+/// never start: canceled at once if the create is stored by then, else when it is found
+/// stored, also when the write of that cancel fails the first time.
 #[tokio::test]
 async fn a_queued_deployment_canceled_while_its_lost_create_is_looked_for_ends_canceled() {
-    for cancel_write_fails in [false, true] {
+    for (stored_before_cancel, cancel_write_fails) in [(false, false), (false, true), (true, false)]
+    {
+        let case = format!(
+            "stored before the cancel {stored_before_cancel}, its write failing {cancel_write_fails}"
+        );
         let s = setup();
         let (_, queued) = s.queue_one_behind_another().await;
         // The launch's create is answered with a failure and stored once the look that
-        // follows has found nothing.
-        s.store.store_creates_late(1, 1);
+        // follows (and the cancel's own look, unless stored before it) has found nothing.
+        s.store
+            .store_creates_late(1, if stored_before_cancel { 1 } else { 2 });
         s.clock.advance(TimeDelta::minutes(2));
         s.engine.fire_due().await;
         tokio::time::timeout(std::time::Duration::from_secs(20), async {
@@ -662,31 +667,41 @@ async fn a_queued_deployment_canceled_while_its_lost_create_is_looked_for_ends_c
             .cancel(&queued, "operator")
             .await
             .expect("withdrawn from the queue");
+        if stored_before_cancel {
+            assert_eq!(
+                s.stored(&queued).await.status,
+                DeploymentStatus::Canceled,
+                "{case}"
+            );
+        }
 
         if cancel_write_fails {
             s.store.fail_saves(0, 1);
             s.clock.advance(TimeDelta::seconds(1));
             s.engine.fire_due().await;
-            assert_eq!(s.stored(&queued).await.status, DeploymentStatus::Running);
-            assert_eq!(s.engine.live_deployments(), 0, "{cancel_write_fails}");
+            assert_eq!(
+                s.stored(&queued).await.status,
+                DeploymentStatus::Running,
+                "{case}"
+            );
+            assert_eq!(s.engine.live_deployments(), 0, "{case}");
         }
         s.clock.advance(TimeDelta::seconds(1));
         s.engine.fire_due().await;
         let stored = s.stored(&queued).await;
-        assert_eq!(
-            stored.status,
-            DeploymentStatus::Canceled,
-            "{cancel_write_fails}"
-        );
-        assert_eq!(s.engine.live_deployments(), 0);
+        assert_eq!(stored.status, DeploymentStatus::Canceled, "{case}");
+        assert_eq!(s.engine.live_deployments(), 0, "{case}");
         let history = s.store.inner().history(&queued).await.unwrap();
-        assert!(
-            history.iter().any(|entry| matches!(
-                &entry.event.kind,
-                EventKind::CancelRequested { by } if by == "operator"
-            )),
-            "{history:?}"
-        );
+        let cancels = history
+            .iter()
+            .filter(|entry| {
+                matches!(
+                    &entry.event.kind,
+                    EventKind::CancelRequested { by } if by == "operator"
+                )
+            })
+            .count();
+        assert_eq!(cancels, 1, "{case}: {history:?}");
     }
 }
 

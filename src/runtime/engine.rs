@@ -534,18 +534,33 @@ impl Engine {
     /// Cancels a deployment (see [`Deployment::handle_cancel`]). A deployment still queued
     /// (`enqueueOne`) leaves the queue and never starts; one whose launch's create was
     /// answered with a failure but may still be stored is canceled if it is found stored,
-    /// before anything of it is asked for. That cancel is kept in this engine's memory only:
-    /// it is lost if the looks for the create run out, the engine restarts, or another replica
-    /// takes the deployment over first.
+    /// before anything of it is asked for. That cancel is kept in this engine's memory until
+    /// it is stored: it is lost if the looks for the create run out or the engine restarts
+    /// first.
     pub async fn cancel(&self, id: &DeploymentId, by: &str) -> Result<(), RuntimeError> {
-        self.queued_or_stored(
-            || self.withdraw(id, by).then_some(()),
-            || async {
-                self.apply(id, |d, now| d.handle_cancel(now, by)).await??;
-                Ok(())
-            },
-        )
-        .await
+        let withdrawn = self
+            .queued_or_stored(
+                || self.withdraw(id, by).then_some(true),
+                || async {
+                    self.apply(id, |d, now| d.handle_cancel(now, by)).await??;
+                    Ok(false)
+                },
+            )
+            .await?;
+        if withdrawn && self.inner.unsure_creates.canceled_by(id).is_some() {
+            // Its create may be stored already, and its resumption under way, having looked
+            // for a cancel before this one was recorded: canceled there too.
+            match self.apply(id, |d, now| d.handle_cancel(now, by)).await {
+                // Stored canceled, or found finished (canceled by its resumption first).
+                Ok(_) => self.inner.unsure_creates.cancel_stored(id),
+                // Not stored yet: the record cancels it when it is found.
+                Err(RuntimeError::UnknownDeployment(_)) => {}
+                Err(e) => {
+                    tracing::warn!(deployment = %id, error = %e, "could not look for a withdrawn deployment's stored create; it is canceled when found");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `queued()` for a deployment still queued, else `stored()`. One leaving the queue to start

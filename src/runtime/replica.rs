@@ -377,18 +377,19 @@ impl Engine {
         let plan = self.plan_for(&stored.plan_source)?;
         let mut d = Deployment::restore(plan, stored.state)?;
         let before = spare::copy(&d);
-        // Deadlines first: whatever they start or end is then in the state, and the reissue
-        // below asks for exactly what is still in flight — never a step and its rollback. The
-        // pending actions a write left for the previous driver are among what is reissued.
         let now = self.inner.clock.now();
-        d.handle_timeout(now);
         // Withdrawn from the queue while its create, answered with a failure, was looked for:
-        // the cancel its caller was told succeeded is applied before anything is asked for.
+        // the cancel its caller was told succeeded is applied first, before any deadline can
+        // end it otherwise or anything is asked for. It is unfinished (checked above), so the
+        // cancel applies.
         let canceled = self.inner.unsure_creates.canceled_by(&stored.id);
         if let Some(by) = &canceled {
-            // It is unfinished (checked above), so the cancel applies.
             let _ = d.handle_cancel(now, by);
         }
+        // Deadlines next: whatever they start or end is then in the state, and the reissue
+        // below asks for exactly what is still in flight — never a step and its rollback. The
+        // pending actions a write left for the previous driver are among what is reissued.
+        d.handle_timeout(now);
         d.reissue_afresh();
         let (_, Some(mut live)) = self.register(Live::new(d, stored.version, true)) else {
             // Registered meanwhile by someone who drives it already.

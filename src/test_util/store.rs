@@ -28,8 +28,8 @@ use crate::store::{
 /// - saves, creates and lease renewals wait once before going on, as a durable store's do
 ///   ([`slow_saves`](Self::slow_saves), [`slow_creates`](Self::slow_creates),
 ///   [`slow_renews`](Self::slow_renews)), lease claims too ([`slow_claims`](Self::slow_claims)),
-///   or renewals once after reading the leases, listings once after reading the rows and
-///   creates once after storing, as a database's answer travels back
+///   or renewals once after reading the leases, listings and claims of orphans once after
+///   reading the rows and creates once after storing, as a database's answer travels back
 ///   ([`late_renew_answers`](Self::late_renew_answers),
 ///   [`late_list_answers`](Self::late_list_answers),
 ///   [`late_create_answers`](Self::late_create_answers)).
@@ -203,9 +203,10 @@ impl<S: Store> FaultyStore<S> {
         self.late_renew.store(late, Ordering::SeqCst);
     }
 
-    /// Whether each listing of the unfinished deployments ([`Store::list_unfinished`]), once it
-    /// has read the rows, returns to the runtime once before answering: a write made
-    /// meanwhile is not in its answer, which a recovery then resumes from.
+    /// Whether each listing of the unfinished deployments ([`Store::list_unfinished`]) and
+    /// each claim of orphans ([`Store::claim_orphans`]), once it has read the rows, returns to
+    /// the runtime once before answering: a write made meanwhile is not in its answer, which
+    /// a recovery or an upkeep round then resumes from.
     pub fn late_list_answers(&self, late: bool) {
         self.late_list.store(late, Ordering::SeqCst);
     }
@@ -426,7 +427,11 @@ impl<S: Store> Store for FaultyStore<S> {
         lease: &Lease,
         limit: usize,
     ) -> Result<Vec<StoredDeployment>, StoreError> {
-        self.inner.claim_orphans(lease, limit).await
+        let claimed = self.inner.claim_orphans(lease, limit).await;
+        if self.late_list.load(Ordering::SeqCst) {
+            YieldOnce(false).await;
+        }
+        claimed
     }
 
     async fn release(&self, owner: &str) -> Result<usize, StoreError> {
