@@ -672,51 +672,21 @@ fn automatic_analysis_failure_fails_the_gate() {
     );
 }
 
-/// PROTOCOL.md §4's outcome table wins over its "roll back or continue" for `afterDeployment`:
-/// a person rejecting there fails the environment and leaves the new version, as an automatic
-/// analysis failure there does.
-#[test]
-fn a_manual_analysis_rejected_after_deployment_fails_without_rolling_back() {
-    for (approve, expected) in [
-        (true, DeploymentStatus::Succeeded),
-        (false, DeploymentStatus::Failed),
-    ] {
-        let mut h = analysis("manual");
-        h.answer_steps(|s| match s {
-            hookgate::core::HostStep::Analysis { .. } => StepOutcome::Failed {
-                reason: "error rate 7%".into(),
-            },
-            _ => StepOutcome::Succeeded,
-        });
-        let g = approvals(&h)[0];
-        assert_eq!(h.deployment.gate_state(g), GateState::AwaitingDecision);
-        let decision = if approve {
-            Decision::approve("carol", Vec::<String>::new())
-        } else {
-            Decision::reject("carol", Vec::<String>::new())
-        };
-        h.decide(g, decision).unwrap();
-        assert!(
-            !h.pending()
-                .iter()
-                .any(|a| matches!(a, Action::RollBack { .. })),
-            "no rollback: {:?}",
-            h.pending()
-        );
-        steps_ok(&mut h);
-        assert_eq!(h.deployment.status(), expected);
-    }
-}
-
+/// A failed manual analysis waits for a person. Approving continues; rejecting rolls back in a
+/// canary step, but in `afterDeployment` fails the environment and leaves the new version, as
+/// an automatic analysis failure there does: PROTOCOL.md §4's outcome table wins over its "roll
+/// back or continue" there.
 #[test]
 fn manual_analysis_failure_waits_for_a_person_to_continue_or_roll_back() {
-    for (approve, expected) in [
-        (true, DeploymentStatus::Succeeded),
-        (false, DeploymentStatus::RolledBack),
+    let canary = "application: app\ntargets: {prod: {strategy: c}}\nstrategies: {c: {canary: {steps: [analysis: {queries: [q], rollBackMode: manual}]}}}";
+    let after = "application: app\ntargets: {prod: {constraints: {afterDeployment: [analysis: {queries: [q], rollBackMode: manual}]}}}";
+    for (file, approve, expected) in [
+        (canary, true, DeploymentStatus::Succeeded),
+        (canary, false, DeploymentStatus::RolledBack),
+        (after, true, DeploymentStatus::Succeeded),
+        (after, false, DeploymentStatus::Failed),
     ] {
-        let mut h = start(
-            "application: app\ntargets: {prod: {strategy: c}}\nstrategies: {c: {canary: {steps: [analysis: {queries: [q], rollBackMode: manual}]}}}",
-        );
+        let mut h = start(file);
         h.answer_steps(|s| match s {
             hookgate::core::HostStep::Analysis { .. } => StepOutcome::Failed {
                 reason: "p99 up".into(),
@@ -731,8 +701,18 @@ fn manual_analysis_failure_waits_for_a_person_to_continue_or_roll_back() {
             Decision::reject("carol", Vec::<String>::new())
         };
         h.decide(g, decision).unwrap();
+        let rolls_back = h
+            .pending()
+            .iter()
+            .any(|a| matches!(a, Action::RollBack { .. }));
+        assert_eq!(
+            rolls_back,
+            expected == DeploymentStatus::RolledBack,
+            "{file}: {:?}",
+            h.pending()
+        );
         steps_ok(&mut h);
-        assert_eq!(h.deployment.status(), expected);
+        assert_eq!(h.deployment.status(), expected, "{file}");
     }
 }
 

@@ -7,16 +7,14 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use hookgate::auth::Principal;
-use hookgate::config::Plan;
-use hookgate::core::{
-    Action, CallResult, CallbackAck, CallbackId, Deployment, DeploymentId, DeploymentStatus, Event,
-    EventKind, StartOptions, WebhookCall,
-};
+use hookgate::core::{CallbackAck, CallbackId, DeploymentId, DeploymentStatus, Event, EventKind};
 use hookgate::runtime::{Engine, EngineEvent, SimulatedHost};
 use hookgate::server::{CallbackReport, GateError, GateService};
-use hookgate::store::{NewDeployment, Store, StoredDeployment};
+use hookgate::store::{Store, StoredDeployment};
 use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport, SequentialIds};
 use tokio::sync::broadcast::Receiver;
+
+mod two_calls;
 
 const PAUSE: &str = r#"
 application: pause
@@ -127,6 +125,19 @@ impl Setup {
             .expect("a load")
             .expect("stored")
     }
+}
+
+/// Waits until `done` holds, for work the engine's tasks do; 20 s at most, then fails with
+/// `what`.
+async fn until(done: impl Fn() -> bool, what: &str) {
+    let wait = async {
+        while !done() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), wait)
+        .await
+        .expect(what);
 }
 
 fn engine(store: &Arc<FaultyStore>, clock: &ManualClock, external: &RecordingTransport) -> Engine {
@@ -625,13 +636,11 @@ async fn a_queued_deployment_stored_by_a_lost_create_is_resumed_not_queued_behin
     s.clock.advance(TimeDelta::minutes(2));
     s.engine.fire_due().await;
 
-    tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        while s.engine.live_deployments() == 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the queued deployment is driven");
+    until(
+        || s.engine.live_deployments() > 0,
+        "the queued deployment is driven",
+    )
+    .await;
     s.clock.advance(TimeDelta::minutes(2));
     s.engine.fire_due().await;
     assert_eq!(s.stored(&queued).await.status, DeploymentStatus::Succeeded);
@@ -656,13 +665,11 @@ async fn a_queued_deployment_canceled_while_its_lost_create_is_looked_for_ends_c
             .store_creates_late(1, if stored_before_cancel { 1 } else { 2 });
         s.clock.advance(TimeDelta::minutes(2));
         s.engine.fire_due().await;
-        tokio::time::timeout(std::time::Duration::from_secs(20), async {
-            while s.engine.armed_deadlines() == 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
-        })
-        .await
-        .expect("the create is looked for");
+        until(
+            || s.engine.armed_deadlines() > 0,
+            "the create is looked for",
+        )
+        .await;
         s.engine
             .cancel(&queued, "operator")
             .await
@@ -1136,71 +1143,6 @@ async fn a_deployment_whose_finishing_write_was_lost_leaves_memory_once_it_is_se
     );
 }
 
-/// Two webhook gates before deploying, for a deployment stored with one call sent and the
-/// other in flight.
-const TWO_CALLS: &str = r#"
-application: two
-targets:
-  prod:
-    constraints:
-      beforeDeployment: [runWebhook: {name: a}, runWebhook: {name: b}]
-webhooks:
-  - name: a
-    uriTemplate: https://external.example/a
-    bodyTemplate: {inline: '{{armory.callbackUri}}'}
-  - name: b
-    uriTemplate: https://external.example/b
-    bodyTemplate: {inline: '{{armory.callbackUri}}'}
-"#;
-
-impl Setup {
-    /// A deployment of [`TWO_CALLS`] stored (not in memory) with `a`'s call sent and `b`'s in
-    /// flight, or sent too; returns it and the two calls.
-    async fn two_calls_stored(&self, b_sent: bool) -> (Deployment, WebhookCall, WebhookCall) {
-        let plan = Arc::new(Plan::from_yaml(TWO_CALLS).expect("a valid file"));
-        let now = hookgate::clock::Clock::now(&self.clock);
-        let mut d = Deployment::start(
-            plan,
-            DeploymentId("d1".into()),
-            StartOptions::default(),
-            &mut SequentialIds::starting_at(7),
-            now,
-        );
-        let mut calls = Vec::new();
-        while let Some(action) = d.poll_action() {
-            if let Action::CallWebhook(call) = action {
-                calls.push(call);
-            }
-        }
-        let [a, b] = <[_; 2]>::try_from(calls).expect("two calls");
-        for call in if b_sent { vec![&a, &b] } else { vec![&a] } {
-            d.handle_call_result(
-                now,
-                call.gate,
-                call.attempt,
-                CallResult::Sent { status: 200 },
-            )
-            .unwrap();
-        }
-        let events: Vec<Event> = std::iter::from_fn(|| d.poll_event()).collect();
-        self.store
-            .create(NewDeployment::new(&d, TWO_CALLS), &events)
-            .await
-            .unwrap();
-        (d, a, b)
-    }
-
-    /// How many requests the external system got for `call`'s gate.
-    fn sent_for(&self, call: &WebhookCall) -> usize {
-        let id = call.callback_id.to_string();
-        self.external
-            .requests()
-            .iter()
-            .filter(|r| r.body.ends_with(id.as_bytes()))
-            .count()
-    }
-}
-
 /// A recovery resumes from rows it listed before an input finished one of them: resuming that
 /// row asks for nothing again (the call in flight there, for a deployment already failed), and
 /// leaves nothing in memory.
@@ -1209,7 +1151,8 @@ async fn a_recovery_resuming_a_row_an_input_finished_since_asks_for_nothing_agai
     use std::pin::pin;
 
     let s = setup();
-    let (d, a, b) = s.two_calls_stored(false).await;
+    let (d, a, b) =
+        two_calls::stored(&*s.store, hookgate::clock::Clock::now(&s.clock), false).await;
 
     s.store.late_list_answers(true);
     let mut recovering = pin!(s.engine.recover());
@@ -1226,7 +1169,7 @@ async fn a_recovery_resuming_a_row_an_input_finished_since_asks_for_nothing_agai
     GateService::callback(&s.engine, a.callback_id, failure, &Principal::new("ci"))
         .await
         .expect("applied");
-    let sent_for_b = || s.sent_for(&b);
+    let sent_for_b = || two_calls::sent_for(&s.external, &b);
     assert_eq!(sent_for_b(), 1);
     assert_eq!(
         s.stored(d.id()).await.status,
@@ -1254,17 +1197,24 @@ async fn a_recovery_resuming_a_row_an_input_finished_since_asks_for_nothing_agai
 #[tokio::test]
 async fn a_recovery_counts_what_it_resumed_and_what_changed() {
     let s = setup();
-    let (_, a, b) = s.two_calls_stored(false).await;
+    let (_, a, b) =
+        two_calls::stored(&*s.store, hookgate::clock::Clock::now(&s.clock), false).await;
     let recovered = s.engine.recover().await.expect("recovered");
     assert_eq!(
         (recovered.resumed, recovered.changed),
         (1, 0),
         "{recovered:?}"
     );
-    assert_eq!((s.sent_for(&a), s.sent_for(&b)), (0, 1));
+    assert_eq!(
+        (
+            two_calls::sent_for(&s.external, &a),
+            two_calls::sent_for(&s.external, &b)
+        ),
+        (0, 1)
+    );
     let again = s.engine.recover().await.expect("recovered");
     assert_eq!((again.resumed, again.changed), (0, 0), "{again:?}");
-    assert_eq!(s.sent_for(&b), 1);
+    assert_eq!(two_calls::sent_for(&s.external, &b), 1);
     s.engine.shutdown().await;
 
     // Both callbacks' timeouts pass while no engine runs: resuming fails the deployment.
@@ -1285,7 +1235,7 @@ async fn a_recovery_leaves_a_row_an_input_finished_since_out_of_memory() {
     use std::pin::pin;
 
     let s = setup();
-    let (d, a, _) = s.two_calls_stored(true).await;
+    let (d, a, _) = two_calls::stored(&*s.store, hookgate::clock::Clock::now(&s.clock), true).await;
     s.store.late_list_answers(true);
     let mut recovering = pin!(s.engine.recover());
     assert!(futures_util::poll!(recovering.as_mut()).is_pending());

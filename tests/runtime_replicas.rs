@@ -11,6 +11,7 @@
 
 mod replicas;
 mod support;
+mod two_calls;
 
 use std::sync::Arc;
 
@@ -869,22 +870,6 @@ async fn an_upkeep_round_dropped_while_taking_up_another_replicas_change_still_f
     .await;
 }
 
-/// Two webhook gates before deploying.
-const TWO_CALLS: &str = r#"
-application: two
-targets:
-  prod:
-    constraints:
-      beforeDeployment: [runWebhook: {name: a}, runWebhook: {name: b}]
-webhooks:
-  - name: a
-    uriTemplate: https://external.example/a
-    bodyTemplate: {inline: '{{armory.callbackUri}}'}
-  - name: b
-    uriTemplate: https://external.example/b
-    bodyTemplate: {inline: '{{armory.callbackUri}}'}
-"#;
-
 /// An upkeep round that claims an orphan, whose row another replica writes between the claim's
 /// read and the resumption: resuming that out-of-date row asks for nothing (its write fails on
 /// the version), and the next round resumes the deployment from its current row, asking once
@@ -892,11 +877,8 @@ webhooks:
 #[tokio::test]
 async fn an_orphan_written_again_after_its_claim_read_it_is_resumed_from_its_current_row() {
     use hookgate::auth::Principal;
-    use hookgate::config::Plan;
-    use hookgate::core::{Action, CallResult, Deployment, DeploymentId, StartOptions};
     use hookgate::server::{CallbackReport, GateService};
-    use hookgate::store::{Lease, NewDeployment, Store};
-    use hookgate::test_util::SequentialIds;
+    use hookgate::store::{Lease, Store};
 
     let o = Orphans::new();
     let a = o.replica("a");
@@ -906,43 +888,11 @@ async fn an_orphan_written_again_after_its_claim_read_it_is_resumed_from_its_cur
 
     // Stored by a replica that stopped: `first`'s call sent, `second`'s in flight.
     let now = hookgate::clock::Clock::now(&o.clock);
-    let mut d = Deployment::start(
-        Arc::new(Plan::from_yaml(TWO_CALLS).unwrap()),
-        DeploymentId("d1".into()),
-        StartOptions::default(),
-        &mut SequentialIds::starting_at(7),
-        now,
-    );
-    let mut calls = Vec::new();
-    while let Some(action) = d.poll_action() {
-        if let Action::CallWebhook(call) = action {
-            calls.push(call);
-        }
-    }
-    let [first, second] = <[_; 2]>::try_from(calls).unwrap();
-    d.handle_call_result(
-        now,
-        first.gate,
-        first.attempt,
-        CallResult::Sent { status: 200 },
-    )
-    .unwrap();
-    let events: Vec<_> = std::iter::from_fn(|| d.poll_event()).collect();
-    o.store
-        .create(NewDeployment::new(&d, TWO_CALLS), &events)
-        .await
-        .unwrap();
+    let (d, first, second) = two_calls::stored(&*o.store, now, false).await;
     let stopped = Lease::new("stopped", now, std::time::Duration::from_secs(60));
     assert!(o.store.claim(d.id(), &stopped).await.unwrap());
     o.clock.advance(chrono::TimeDelta::minutes(2));
-    let sent_for_second = || {
-        let id = second.callback_id.to_string();
-        o.external
-            .requests()
-            .iter()
-            .filter(|r| r.body.ends_with(id.as_bytes()))
-            .count()
-    };
+    let sent_for_second = || two_calls::sent_for(&o.external, &second);
 
     o.faulty.late_list_answers(true);
     let mut round = std::pin::pin!(a.maintain_leases());
