@@ -196,8 +196,9 @@ fn message_id(key: &str) -> std::borrow::Cow<'_, str> {
     percent_encoding::utf8_percent_encode(key, SENT_ENCODED).into()
 }
 
-/// The origin of the URL a request went to, `printed` as errors print it, and the parts of it a server may
-/// echo on their own (a 404 page quoting the path, a JSON error's `"path"` field): the path
+/// The origin of the URL a request went to, `printed` as errors print it, and the parts of the
+/// URL a server may echo on their own (a 404 page quoting the path, a JSON error's `"path"`
+/// field): the path
 /// with and without the query, as sent and decoded, the query as sent and decoded (a signed
 /// URL's `sig=abc%2Bdef` echoed as `sig=abc+def`), and the host. A part shorter than two
 /// characters is left out, since hiding it would hide every `/` of a text.
@@ -232,8 +233,8 @@ fn callback_id_hidden(prepared: &PreparedCall, mut hidden: Vec<String>) -> Vec<S
 }
 
 /// Whether a secret lands in the scheme, host or path of the URL: transport errors quote the
-/// origin, and a server's answer may echo the path. Placeholders cannot contain `?` or `#`, so the first one in the
-/// source ends the part before the query.
+/// origin, and a server's answer may echo the path. Placeholders cannot contain `?` or `#`, so
+/// the first one in the source ends the part before the query.
 fn secret_before_query(uri: &Template) -> bool {
     let source = uri.source();
     let end = source.find(['?', '#']).unwrap_or(source.len());

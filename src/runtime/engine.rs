@@ -71,7 +71,8 @@ pub(crate) struct Inner {
     /// [`Engine::look_for_create`]).
     pub(crate) unsure_creates: UnsureCreates,
     pub(crate) launches: Launches,
-    /// Deployments that finished while `recover` ran: its rows of them are out of date.
+    /// Deployments that finished (and were retired) here while `recover` ran: its rows of
+    /// them are out of date.
     pub(crate) recoveries: Recoveries,
     pub(crate) events: broadcast::Sender<EngineEvent>,
     pub(crate) tasks: TaskTracker,
@@ -105,8 +106,8 @@ pub(crate) struct Live {
     /// Set on a deployment just resumed from a row, which may be out of date: read before
     /// another write finished the deployment or moved it on (a `recover` listing, a replica's
     /// claim). Its first commit then writes even if nothing changed, when it asks for work
-    /// again, so that such a row fails with a conflict before the work is asked for: every
-    /// action comes out of a successful versioned write.
+    /// again, so that such a row fails with a conflict before the work is asked for: the work
+    /// a resumption asks for again comes out of a successful versioned write.
     pub(crate) resumed: bool,
 }
 
@@ -534,20 +535,21 @@ impl Engine {
     /// Cancels a deployment (see [`Deployment::handle_cancel`]). A deployment still queued
     /// (`enqueueOne`) leaves the queue and never starts; one whose launch's create was
     /// answered with a failure but may still be stored is canceled if it is found stored,
-    /// before anything of it is asked for. That cancel is kept in this engine's memory until
-    /// it is stored: it is lost if the looks for the create run out or the engine restarts
-    /// first.
+    /// before anything of it is asked for (unless its resumption had begun before the cancel
+    /// was recorded: it is then canceled right after). That cancel is kept in this engine's
+    /// memory until it is stored: it is lost if the looks for the create run out or the
+    /// engine restarts first.
     pub async fn cancel(&self, id: &DeploymentId, by: &str) -> Result<(), RuntimeError> {
-        let withdrawn = self
+        let recorded = self
             .queued_or_stored(
-                || self.withdraw(id, by).then_some(true),
+                || self.withdraw(id, by),
                 || async {
                     self.apply(id, |d, now| d.handle_cancel(now, by)).await??;
                     Ok(false)
                 },
             )
             .await?;
-        if withdrawn && self.inner.unsure_creates.canceled_by(id).is_some() {
+        if recorded {
             // Its create may be stored already, and its resumption under way, having looked
             // for a cancel before this one was recorded: canceled there too.
             match self.apply(id, |d, now| d.handle_cancel(now, by)).await {
@@ -556,7 +558,7 @@ impl Engine {
                 // Not stored yet: the record cancels it when it is found.
                 Err(RuntimeError::UnknownDeployment(_)) => {}
                 Err(e) => {
-                    tracing::warn!(deployment = %id, error = %e, "could not look for a withdrawn deployment's stored create; it is canceled when found");
+                    tracing::warn!(deployment = %id, error = %e, "could not cancel a withdrawn deployment's stored create at once; the cancel is kept and applied when it is next resumed");
                 }
             }
         }
@@ -589,19 +591,16 @@ impl Engine {
         }
     }
 
-    /// Takes `id` out of the queue, if it is queued there; whether it was.
-    fn withdraw(&self, id: &DeploymentId, by: &str) -> bool {
+    /// Takes `id` out of the queue, if it is queued there: `None` if it was not, else whether
+    /// its cancel was recorded for a create that may be stored.
+    fn withdraw(&self, id: &DeploymentId, by: &str) -> Option<bool> {
         let mut queued = lock(&self.inner.queued);
-        let Some(application) =
-            queued_entry(&queued, id).map(|(application, _)| application.clone())
-        else {
-            return false;
-        };
+        let application = queued_entry(&queued, id).map(|(application, _)| application.clone())?;
         queued.remove(&application);
         // A launch of it whose create failed may still be stored: found, it is canceled then.
-        self.inner.unsure_creates.cancel(id, by);
+        let recorded = self.inner.unsure_creates.record_cancel(id, by);
         tracing::info!(deployment = %id, by, "queued deployment withdrawn");
-        true
+        Some(recorded)
     }
 
     /// Decides an approval (see [`Deployment::handle_approval`]).

@@ -1,6 +1,6 @@
-//! Deployments that finished while a recovery was under way. Its rows were read before: one
-//! of them resumed afterwards would be an out-of-date copy, kept in memory and shown as
-//! running until its next deadline's write failed on the version.
+//! Deployments that finished (and were retired) here while a recovery was under way. Its rows
+//! were read before: one of them resumed afterwards would be an out-of-date copy, kept in
+//! memory and shown as running until its next deadline's write failed on the version.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +21,9 @@ pub(crate) struct Recoveries {
 impl Recoveries {
     /// Counts a recovery as under way until the guard drops. Taken before its rows are read.
     pub(crate) fn begin(&self) -> Recovering<'_> {
+        // Under the lock `finished` inserts under after checking again, and the last guard
+        // clears under: a finish is then never inserted into a set being cleared, nor missed
+        // by a recovery counted after the check.
         let _finished = lock(&self.finished);
         self.running.fetch_add(1, Ordering::SeqCst);
         Recovering(self)

@@ -85,7 +85,8 @@ pub struct Upkeep {
     /// Deployments whose lease another replica took: no longer driven here.
     pub lost: usize,
     /// Orphaned deployments taken over from a replica whose lease ended, and deployments taken
-    /// back after this replica's own lease lapsed and passed through another.
+    /// back after this replica's own lease lapsed and passed through another. A claimed orphan
+    /// whose row turned out out of date is held but not counted: the next round resumes it.
     pub taken_over: usize,
     /// Deployments queued here (`enqueueOne`) started because their application no longer
     /// runs: the deployment they waited for may have finished on another replica.
@@ -348,8 +349,10 @@ impl Engine {
     /// Makes a stored deployment this engine's to drive, as after a restart: deadlines that
     /// passed fire, and calls and steps that were under way are asked for again. Returns
     /// whether its state changed, or `None` when it was not resumed here: finished, driven
-    /// here already, being started, or `stored` out of date (another write finished it or
-    /// moved it on since it was read; a single engine then looks at it again a second later).
+    /// here already, being started, finished here during a recovery that read `stored`, or
+    /// `stored` out of date with work to ask for again (its write fails on the version; a
+    /// single engine then looks at it again a second later). A row out of date with nothing
+    /// to ask for again is resumed as it is, until its next write fails on the version.
     ///
     /// Carried to its end if the caller stops waiting (a `recover` or an upkeep round under a
     /// timeout): stopped after the deployment is in memory, the work it asked for again would
@@ -368,8 +371,12 @@ impl Engine {
         // One being started is stored before it is in memory, where its start puts it: resumed
         // meanwhile (by lease upkeep, `recover`, or an input by id), its first work would be
         // performed, and what follows published, before the start's own events.
-        if stored.status.is_terminal()
-            || lock(&self.inner.live).contains_key(&stored.id)
+        if stored.status.is_terminal() {
+            // A cancel recorded for it is moot: it finished.
+            self.inner.unsure_creates.cancel_stored(&stored.id);
+            return Ok(None);
+        }
+        if lock(&self.inner.live).contains_key(&stored.id)
             || self.inner.launches.contains(&stored.id)
         {
             return Ok(None);

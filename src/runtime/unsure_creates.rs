@@ -68,7 +68,7 @@ impl UnsureCreates {
 
     /// Records that `by` canceled `id` while it was queued and looked for: found, it is canceled
     /// before anything of it is asked for. Whether it was looked for.
-    pub(crate) fn cancel(&self, id: &DeploymentId, by: &str) -> bool {
+    pub(crate) fn record_cancel(&self, id: &DeploymentId, by: &str) -> bool {
         if !self.any.load(Ordering::Acquire) {
             return false;
         }
@@ -144,10 +144,10 @@ mod tests {
     fn a_cancel_is_kept_for_a_create_looked_for_only() {
         let unsure = UnsureCreates::default();
         let id = Arc::new(DeploymentId::from("d-1"));
-        assert!(!unsure.cancel(&id, "op"), "not looked for");
+        assert!(!unsure.record_cancel(&id, "op"), "not looked for");
         unsure.insert(&id);
         assert_eq!(unsure.canceled_by(&id), None);
-        assert!(unsure.cancel(&id, "op"));
+        assert!(unsure.record_cancel(&id, "op"));
         assert_eq!(unsure.missed(&id), Some(1), "still looked for");
         assert_eq!(unsure.canceled_by(&id).as_deref(), Some("op"));
         assert!(unsure.remove(&id));
@@ -165,7 +165,7 @@ mod tests {
         let unsure = UnsureCreates::default();
         let id = Arc::new(DeploymentId::from("d-1"));
         unsure.insert(&id);
-        unsure.cancel(&id, "op");
+        unsure.record_cancel(&id, "op");
         for _ in 0..MAX_LOOKS {
             unsure.missed(&id);
         }

@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 type Source = Arc<dyn StdError + Send + Sync>;
 
 /// What a request was aimed at, safe to print: the method and the URL's origin (scheme, host
-/// and port). The rest of the URL is left out: user info, a query string or a fragment may
+/// and port, if given). The rest of the URL is left out: user info, a query string or a fragment may
 /// carry a secret, and so may a path (a chat webhook's key, a gate's callback id, which
 /// resolves the gate for whoever holds a callback token).
 ///
@@ -73,8 +73,8 @@ impl fmt::Display for RequestTarget {
 /// Why a request could not be exchanged with the server.
 ///
 /// Messages name the request by its [`RequestTarget`] only: header values, bodies and the URL
-/// past its origin (path, query string) never appear, because they may carry secrets. Cloning is cheap; the underlying
-/// source error is shared.
+/// past its origin (path, query string) never appear, because they may carry secrets. Cloning
+/// is cheap; the underlying source error is shared.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {

@@ -1,7 +1,6 @@
 //! A deployment with two webhook gates before deploying, stored as a replica or engine that
 //! stopped left it: the first gate's call sent, the second's in flight (or sent too), for
 //! tests of what a resumption asks for again.
-#![allow(dead_code)]
 
 use std::sync::Arc;
 

@@ -233,8 +233,8 @@ impl TokenSource for ClientCredentials {
     }
 }
 
-/// The token endpoint for `Debug`: its origin alone, since user information, a path or a query
-/// may carry credentials.
+/// The token endpoint for `Debug`: `POST` and its origin, since user information, a path or a
+/// query may carry credentials.
 fn shown_endpoint(uri: Option<&Uri>) -> String {
     uri.map_or_else(
         || "<not a valid URI>".to_owned(),
