@@ -24,6 +24,19 @@ use crate::core::{
 };
 use crate::store::{StoreError, StoredDeployment};
 
+/// Where the deployment a commit stores came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// Memory, where this engine keeps it up to date.
+    Memory,
+    /// A row just read and resumed, which may be out of date: read before another write
+    /// finished the deployment or moved it on (a `recover` listing, a replica's claim). The
+    /// commit then writes even if nothing changed, when it asks for work again, so that such a
+    /// row fails with a conflict before the work is asked for: the work a resumption asks for
+    /// again comes out of a successful versioned write.
+    Row,
+}
+
 /// The longest wait between attempts at work the store has to take while it fails (recording a
 /// finished call's or step's result, starting a queued deployment).
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
@@ -139,7 +152,9 @@ impl Engine {
     ) -> Result<(), RuntimeError> {
         let engine = self.clone();
         self.detached(in_flight, async move {
-            let (_, ready) = engine.commit_once(&mut live, before).await?;
+            let (_, ready) = engine
+                .commit_once(&mut live, before, Source::Memory)
+                .await?;
             engine.settle_soon(live, ready);
             Ok(())
         })
@@ -183,8 +198,9 @@ impl Engine {
         &self,
         live: &mut Live,
         before: Box<Deployment>,
+        source: Source,
     ) -> Result<bool, RuntimeError> {
-        let (changed, ready) = self.commit_once(live, before).await?;
+        let (changed, ready) = self.commit_once(live, before, source).await?;
         self.settle(live, ready).await;
         Ok(changed)
     }
@@ -194,6 +210,7 @@ impl Engine {
         &self,
         live: &mut Live,
         mut before: Box<Deployment>,
+        source: Source,
     ) -> Result<(bool, Vec<Ready>), RuntimeError> {
         let (actions, events) = if live.owned {
             drain(&mut live.d)
@@ -203,8 +220,8 @@ impl Engine {
         // An input that produced events changed the deployment: comparing the whole state is
         // left for those that did not.
         let changed = !events.is_empty() || live.d.state() != before.state();
-        let resumed = std::mem::take(&mut live.resumed);
-        let write = changed || (resumed && !actions.is_empty());
+        // A resumption writes before it asks for work again: see `Source::Row`.
+        let write = changed || (source == Source::Row && !actions.is_empty());
         if !write && actions.is_empty() {
             spare::give_back(before);
             if live.owned {
@@ -309,7 +326,7 @@ impl Engine {
             live.arm(&self.inner.deadlines);
         } else {
             let before = spare::copy(&live.d);
-            Box::pin(self.commit(live, before)).await?;
+            Box::pin(self.commit(live, before, Source::Memory)).await?;
         }
         Err(StoreError::Conflict {
             id,
@@ -407,7 +424,7 @@ impl Engine {
                 let _entered = r.span.enter();
                 note_refusal((r.record)(&mut live.d, now));
             }
-            match self.commit_once(live, before).await {
+            match self.commit_once(live, before, Source::Memory).await {
                 Ok((_, more)) => ready = more,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not record a result; retrying");

@@ -103,12 +103,6 @@ pub(crate) struct Live {
     /// failed resumption the work it asked for again would wait for the deployment's next
     /// deadline.
     pub(crate) gone: bool,
-    /// Set on a deployment just resumed from a row, which may be out of date: read before
-    /// another write finished the deployment or moved it on (a `recover` listing, a replica's
-    /// claim). Its first commit then writes even if nothing changed, when it asks for work
-    /// again, so that such a row fails with a conflict before the work is asked for: the work
-    /// a resumption asks for again comes out of a successful versioned write.
-    pub(crate) resumed: bool,
 }
 
 impl Live {
@@ -121,7 +115,6 @@ impl Live {
             unsure: false,
             looks: 0,
             gone: false,
-            resumed: false,
         }
     }
 
@@ -540,11 +533,12 @@ impl Engine {
     /// memory until it is stored: it is lost if the looks for the create run out or the
     /// engine restarts first.
     pub async fn cancel(&self, id: &DeploymentId, by: &str) -> Result<(), RuntimeError> {
+        let cancel = |d: &mut Deployment, now| d.handle_cancel(now, by);
         let recorded = self
             .queued_or_stored(
                 || self.withdraw(id, by),
                 || async {
-                    self.apply(id, |d, now| d.handle_cancel(now, by)).await??;
+                    self.apply(id, cancel).await??;
                     Ok(false)
                 },
             )
@@ -552,7 +546,7 @@ impl Engine {
         if recorded {
             // Its create may be stored already, and its resumption under way, having looked
             // for a cancel before this one was recorded: canceled there too.
-            match self.apply(id, |d, now| d.handle_cancel(now, by)).await {
+            match self.apply(id, cancel).await {
                 // Stored canceled, or found finished (canceled by its resumption first).
                 Ok(_) => self.inner.unsure_creates.cancel_stored(id),
                 // Not stored yet: the record cancels it when it is found.

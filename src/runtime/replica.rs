@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::apply::Source;
 use super::engine::{Engine, Live, lock};
 use super::error::RuntimeError;
 use super::spare;
@@ -303,7 +304,7 @@ impl Engine {
             }
             acted = true;
             let before = spare::copy(&live.d);
-            match self.commit(&mut live, before).await {
+            match self.commit(&mut live, before, Source::Memory).await {
                 Ok(_) => break,
                 // `commit` reloaded what was stored: take that up in the next attempt.
                 Err(RuntimeError::Store(StoreError::Conflict { .. })) => {}
@@ -408,12 +409,11 @@ impl Engine {
             self.unregister(&mut live);
             return Ok(None);
         }
-        live.resumed = true;
         if self.inner.unsure_creates.remove(&stored.id) {
             // Its create was answered with a failure, and its events dropped with the answer.
             self.publish_stored(&stored.id, 0, stored.version).await;
         }
-        let committed = self.commit(&mut live, before).await;
+        let committed = self.commit(&mut live, before, Source::Row).await;
         if committed.is_err() {
             // Out of memory again, deadline and all, so the next input, upkeep round or retry
             // resumes it afresh.
