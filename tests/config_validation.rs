@@ -814,6 +814,55 @@ mod limits {
         );
     }
 
+    /// Reading takes call stack for every level of nesting: a file nested far deeper than 64
+    /// under a limit raised past it is refused, where it could overflow the test thread's
+    /// 2 MiB stack and abort the process.
+    #[test]
+    fn nesting_deeper_than_64_is_refused_whatever_the_limit() {
+        // `depth` levels in all: the file's own map and `x`'s sequences, one per line.
+        let yaml = |depth: usize| {
+            let mut text = "application: a\ntargets: {}\nx:\n".to_owned();
+            for level in 1..depth {
+                text += &format!("{}-\n", "  ".repeat(level));
+            }
+            text + &format!("{}1\n", "  ".repeat(depth))
+        };
+        let json = |depth: usize| {
+            format!(
+                "{{\"application\": \"a\", \"targets\": {{}}, \"x\": {}{}}}",
+                "[".repeat(depth - 1),
+                "]".repeat(depth - 1)
+            )
+        };
+        let too_deep = |e: ConfigError| {
+            assert!(
+                matches!(
+                    e,
+                    ConfigError::TooLarge {
+                        what: "nesting depth",
+                        limit: 64
+                    }
+                ),
+                "{e}"
+            );
+        };
+        // Read to the end: the one problem left is the missing target.
+        let read = |e: ConfigError| assert_eq!(e.problems()[0].path, "targets", "{e}");
+        let mut set_directly = Limits::default();
+        set_directly.max_depth = 10_000;
+        let raised = Limits::default().with_max_depth(10_000);
+        assert_eq!(raised.max_depth, 64);
+        for limits in [raised, set_directly] {
+            too_deep(Plan::from_yaml_with(&yaml(600), &limits).unwrap_err());
+            too_deep(Plan::from_yaml_with(&yaml(65), &limits).unwrap_err());
+            read(Plan::from_yaml_with(&yaml(64), &limits).unwrap_err());
+            // 127 is as deep as serde_json reads at all.
+            too_deep(Plan::from_json_with(&json(127), &limits).unwrap_err());
+            too_deep(Plan::from_json_with(&json(65), &limits).unwrap_err());
+            read(Plan::from_json_with(&json(64), &limits).unwrap_err());
+        }
+    }
+
     #[test]
     fn counts_and_template_sizes_are_limited() {
         let kinds = |limits: &Limits| -> Vec<(String, ProblemKind)> {

@@ -15,7 +15,10 @@ pub struct Limits {
     /// hold at most a quarter of this in nodes (maps, lists and values) and this many parser
     /// events, and never fewer than 250,000 and 1,000,000.
     pub max_file_bytes: usize,
-    /// Deepest nesting of maps and lists. Default 64.
+    /// Deepest nesting of maps and lists. Default 64, which is also the most: reading a file
+    /// takes call stack for every level of nesting (about 4 KiB in an optimised build, 24 KiB
+    /// in a debug build), and 64 levels stay well within the 2 MiB stack of a spawned thread or
+    /// a tokio worker, where a deeper file could overflow it and abort the process.
     pub max_depth: usize,
     /// Most targets. Default 1,000; at most 10,000.
     pub max_targets: usize,
@@ -35,6 +38,9 @@ pub struct Limits {
 /// The most targets, webhooks and steps in one canary, whatever the limits: their indices are
 /// 16-bit to keep per-deployment state small.
 pub(crate) const HARD_MAX_INDEX: usize = 10_000;
+
+/// The deepest nesting, whatever the limits: see [`Limits::max_depth`].
+pub(crate) const HARD_MAX_DEPTH: usize = 64;
 
 /// The most headers of one webhook, whatever the limits: `http`'s header map refuses a little
 /// over 24,000 entries.
@@ -61,10 +67,16 @@ impl Limits {
         self
     }
 
-    /// Sets the deepest nesting.
+    /// Sets the deepest nesting (capped at 64).
     pub fn with_max_depth(mut self, depth: usize) -> Self {
-        self.max_depth = depth;
+        self.max_depth = depth.min(HARD_MAX_DEPTH);
         self
+    }
+
+    /// The deepest nesting a file may have: [`Limits::max_depth`], which is a public field, kept
+    /// within [`HARD_MAX_DEPTH`].
+    pub(crate) fn depth_limit(&self) -> usize {
+        self.max_depth.min(HARD_MAX_DEPTH)
     }
 
     /// Sets the most targets (capped at 10,000).

@@ -52,19 +52,18 @@ impl DeploymentFile {
     /// Reads a deployment file written in JSON within `limits`.
     pub fn from_json_with(source: &str, limits: &Limits) -> Result<Self, ConfigError> {
         check_size(source, limits)?;
-        // JSON's own grammar first, so that YAML is refused here and a file deeper than
-        // `max_depth` is reported as such (serde_json itself stops at a depth of 128, with a
-        // syntax error, whatever the limit); then the fields are read as YAML's are, JSON being
-        // a subset of it.
+        // JSON's own grammar first, so that YAML is refused here and a file deeper than the
+        // limit is reported as such (serde_json itself stops at a depth of 128, with a syntax
+        // error); then the fields are read as YAML's are, JSON being a subset of it.
         let value: serde_json::Value =
             serde_json::from_str(source).map_err(|e| ConfigError::Syntax {
                 path: "(file)".into(),
                 message: e.to_string(),
             })?;
-        if limits::depth(&value) > limits.max_depth {
+        if limits::depth(&value) > limits.depth_limit() {
             return Err(ConfigError::TooLarge {
                 what: "nesting depth",
-                limit: limits.max_depth,
+                limit: limits.depth_limit(),
             });
         }
         Self::typed(source, limits)
@@ -171,7 +170,7 @@ fn options(limits: &Limits) -> serde_saphyr::Options {
 /// that raising that limit lets a larger file through.
 fn budget(limits: &Limits) -> serde_saphyr::Budget {
     let mut budget = serde_saphyr::Budget::default();
-    budget.max_depth = limits.max_depth;
+    budget.max_depth = limits.depth_limit();
     budget.max_total_scalar_bytes = expanded_limit(limits);
     budget.max_recorded_anchor_bytes = expanded_limit(limits);
     budget.max_nodes = budget.max_nodes.max(limits.max_file_bytes / 4);
@@ -201,6 +200,11 @@ impl Plan {
     /// Reads and validates a YAML (or JSON) deployment file within `limits`.
     pub fn from_yaml_with(source: &str, limits: &Limits) -> Result<Plan, ConfigError> {
         DeploymentFile::from_yaml_with(source, limits)?.validate_with(limits)
+    }
+
+    /// Reads and validates a JSON deployment file within `limits`.
+    pub fn from_json_with(source: &str, limits: &Limits) -> Result<Plan, ConfigError> {
+        DeploymentFile::from_json_with(source, limits)?.validate_with(limits)
     }
 }
 
@@ -1115,7 +1119,7 @@ fn over_budget(mut e: &serde_saphyr::Error, limits: &Limits) -> Option<ConfigErr
         }
         BudgetBreach::Nodes { .. } => ("nodes (maps, lists and values)", budget.max_nodes),
         BudgetBreach::Events { .. } => ("parser events", budget.max_events),
-        BudgetBreach::Depth { .. } => ("nesting depth", limits.max_depth),
+        BudgetBreach::Depth { .. } => ("nesting depth", limits.depth_limit()),
         _ => return None,
     };
     Some(ConfigError::TooLarge { what, limit })
