@@ -106,6 +106,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engine = Engine::builder(dispatcher, SimulatedHost)
         .store(store)
         .build();
+    // Nothing to resume in a fresh database; a durable one would hold the deployments of the
+    // last run, which go on from where they were only once recovered.
+    engine.recover().await?;
     let issuer = Arc::new(
         TokenIssuer::builder(
             base.clone(),

@@ -82,9 +82,11 @@
 //!
 //! - The core is deterministic: the same inputs give the same actions and events, and a
 //!   deployment restored from its serialized [`core::DeploymentState`] continues exactly as if it
-//!   had never stopped.
+//!   had never stopped, once its host has asked again for the work that was in flight
+//!   ([`core::Deployment::reissue_in_flight`]; the runtime's engine does it).
 //! - A panic is a bug: input from outside — a deployment file, a callback, a token response —
-//!   gives a typed error and changes no state.
+//!   gives a typed error and changes nothing itself (deadlines already passed by the input's
+//!   `now` fire first, as they would have on their own).
 //! - Secrets ([`Secret`]) print as `[redacted]` and are never stored: the state keeps templates
 //!   and context, and requests are rendered again for every attempt.
 //!

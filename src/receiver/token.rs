@@ -69,7 +69,7 @@ pub enum TokenError {
         /// The server's `error_description`, if any.
         description: Option<String>,
     },
-    /// The token endpoint answered with an unexpected status (after retrying 429 and 5xx).
+    /// The token endpoint answered with an unexpected status (after retrying 408, 429 and 5xx).
     #[error(
         "the token endpoint answered HTTP {status} (attempt {attempts}); check the token URL, \
          or try again later if the server is overloaded"

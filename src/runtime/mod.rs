@@ -6,20 +6,36 @@
 //! keeps one table of deadlines for all deployments, and applies callbacks that arrive through
 //! the HTTP layer (it implements [`GateService`](crate::server::GateService)).
 //!
+//! Wired up end to end, with the callback endpoint (features `runtime`, `reqwest`, `axum`;
+//! `examples/quickstart.rs` runs the whole of it):
+//!
 //! ```no_run
+//! # #[cfg(feature = "axum")]
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
+//! use hookgate::auth::{Principal, StaticTokens};
 //! use hookgate::outbound::Dispatcher;
 //! use hookgate::runtime::{Engine, SimulatedHost};
 //! use hookgate::secrets::EnvSecrets;
+//! use hookgate::server::{CallbackHandler, ServerState, router};
 //! use hookgate::transport::{ReqwestTransport, TransportRegistry};
 //!
+//! // Callback URIs are built on this base: where `router` below is reachable.
 //! let transports = TransportRegistry::new(Arc::new(ReqwestTransport::builder().build()?));
 //! let dispatcher = Dispatcher::builder(transports, Arc::new(EnvSecrets::new()), "https://gates.example.com")
 //!     .build()?;
 //! let engine = Engine::builder(dispatcher, SimulatedHost).build();
+//! // Resume what the store holds before anything else acts on it.
 //! engine.recover().await?;
+//! // Deadlines (callback timeouts, retries) fire only while the scheduler runs.
 //! tokio::spawn({ let engine = engine.clone(); async move { engine.run_scheduler().await } });
+//!
+//! // External processes post their answers here, each with a Bearer token.
+//! let tokens = StaticTokens::new().with_token(std::env::var("CALLBACK_TOKEN")?, Principal::new("ci"));
+//! let handler = CallbackHandler::new(Arc::new(engine.clone()), Arc::new(tokens));
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+//! tokio::spawn(async move { axum::serve(listener, router(ServerState::new(handler))).await });
+//!
 //! let started = engine.start(&std::fs::read_to_string("deploy.yml")?, Default::default()).await?;
 //! println!("started {}", started.id);
 //! # Ok(()) }
