@@ -284,21 +284,40 @@ async fn garbage_is_refused_without_panicking() {
 #[test]
 fn bad_configuration_says_what_to_fix() {
     let cases = [
-        JwtAuthorizer::builder(ISS, AUD).build(),
-        JwtAuthorizer::builder(ISS, AUD).hs256("short").build(),
-        JwtAuthorizer::builder(ISS, AUD)
-            .rs256_pem(b"not a pem")
-            .build(),
-        JwtAuthorizer::builder(ISS, AUD)
-            .es256_pem(RSA_PUBLIC)
-            .build(),
-        JwtAuthorizer::builder(ISS, AUD)
-            .jwks("ftp://idp/keys", ReqwestTransport::new().unwrap())
-            .build(),
+        (
+            JwtAuthorizer::builder(ISS, AUD).build(),
+            "configure an HS256 secret, a PEM public key or a JWKS URL",
+        ),
+        (
+            JwtAuthorizer::builder(ISS, AUD).hs256("short").build(),
+            "at least 32 bytes",
+        ),
+        (
+            JwtAuthorizer::builder(ISS, AUD)
+                .rs256_pem(b"not a pem")
+                .build(),
+            "not a PEM-encoded RSA public key",
+        ),
+        (
+            JwtAuthorizer::builder(ISS, AUD)
+                .es256_pem(RSA_PUBLIC)
+                .build(),
+            "not a PEM-encoded P-256 public key",
+        ),
+        (
+            JwtAuthorizer::builder(ISS, AUD)
+                .jwks("ftp://idp/keys", ReqwestTransport::new().unwrap())
+                .build(),
+            "must be an absolute http(s) URL",
+        ),
     ];
-    for result in cases {
+    for (result, what_to_fix) in cases {
         let err = result.unwrap_err();
         assert!(matches!(err, AuthError::Config { .. }), "{err}");
+        assert!(
+            err.to_string().contains(what_to_fix),
+            "{what_to_fix:?} not in {err}"
+        );
     }
 }
 
@@ -348,7 +367,11 @@ fn jwks(with_ec: bool) -> Value {
     serde_json::to_value(JwkSet { keys }).unwrap()
 }
 
+/// Replaces what `server` serves with `body`, to be fetched `expected_fetches` times; checks
+/// first that what it served before was fetched as often as expected, which the reset would
+/// otherwise forget.
 async fn serve_jwks(server: &MockServer, body: Value, expected_fetches: u64) {
+    server.verify().await;
     server.reset().await;
     Mock::given(method("GET"))
         .and(path("/.well-known/jwks.json"))
@@ -580,6 +603,7 @@ async fn old_keys_serve_other_callers_while_one_fetches_them_again() {
     serve_jwks(&server, jwks(false), 1).await;
     assert!(authorizer.authorize(&rsa_token(&clock)).await.is_ok());
 
+    server.verify().await;
     server.reset().await;
     Mock::given(method("GET"))
         .respond_with(
@@ -671,8 +695,10 @@ async fn a_static_key_without_a_kid_does_not_hide_the_jwks() {
 
 /// Serves `body` as the JWKS for one fetch, answered `delay` late: time for a test to see the
 /// request before the answer comes, yet under the 10 s the authorizer gives a JWKS fetch, so
-/// the fetch ends with this answer, not with its timeout.
+/// the fetch ends with this answer, not with its timeout. Checks what it replaces first, as
+/// [`serve_jwks`] does.
 async fn serve_jwks_late(server: &MockServer, body: Value, delay: Duration) {
+    server.verify().await;
     server.reset().await;
     Mock::given(method("GET"))
         .and(path("/.well-known/jwks.json"))

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use hookgate::core::{DeploymentId, EventKind, Resolution};
 use hookgate::receiver::{
-    Callback, CallbackClient, CallbackOutcome, ClientCredentials, ReceivedRequest,
+    Callback, CallbackClient, CallbackOutcome, ClientCredentials, ReceivedRequest, TokenError,
+    TokenSource,
 };
 use hookgate::store::{SqliteStore, Store};
 use hookgate::transport::ReqwestTransport;
@@ -48,10 +49,18 @@ struct Server {
 
 impl Server {
     fn spawn(args: &[&str]) -> Server {
-        let mut child = Command::new(binary())
+        let mut command = Command::new(binary());
+        command
             .args(args)
+            .env("CDAAS_CLIENT_SECRET", "s3cret-for-tests");
+        Server::start(command)
+    }
+
+    /// Starts `command` (gate_server with its arguments) as client `ci`, and waits for it to
+    /// listen.
+    fn start(mut command: Command) -> Server {
+        let mut child = command
             .args(["--client-id", "ci"])
-            .env("CDAAS_CLIENT_SECRET", "s3cret-for-tests")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -378,12 +387,16 @@ fn missing_arguments_exit_2() {
 }
 
 async fn token(address: &str) -> String {
-    use hookgate::receiver::TokenSource;
-    let tokens = ClientCredentials::builder("ci", "s3cret-for-tests")
+    token_for("s3cret-for-tests", address).await.unwrap()
+}
+
+/// A token from gate_server's token endpoint for client `ci` with `secret`.
+async fn token_for(secret: &str, address: &str) -> Result<String, TokenError> {
+    let tokens = ClientCredentials::builder("ci", secret)
         .token_url(format!("http://{address}/oauth/token").parse().unwrap())
         .build(ReqwestTransport::builder().build().unwrap())
         .unwrap();
-    tokens.token().await.unwrap().expose().to_owned()
+    Ok(tokens.token().await?.expose().to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -510,6 +523,29 @@ fn the_client_secret_comes_from_a_file_and_a_missing_one_exits_2() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A secret file written on Windows, or by `echo`, ends in a line end that the client does not
+/// send: the server drops it, and the secret without it gets a token.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_read_from_a_file_gets_tokens_without_its_line_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("deploy.yml");
+    std::fs::write(&config, "application: a\ntargets: {dev: {}}\n").unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret-from-a-file\r\n").unwrap();
+    let mut command = Command::new(binary());
+    command
+        .args(["--listen", "127.0.0.1:0", "--linger", "30", "--config"])
+        .arg(&config)
+        .arg("--client-secret-file")
+        .arg(&secret)
+        .env_remove("CDAAS_CLIENT_SECRET");
+    let mut server = Server::start(command);
+
+    let issued = token_for("s3cret-from-a-file", &server.address).await;
+    assert!(issued.is_ok(), "{issued:?}");
+    server.kill();
 }
 
 /// A failure once running (here, a database that cannot be opened) is not an invalid file or

@@ -541,6 +541,12 @@ async fn a_callback_uri_outside_the_allowed_origins_is_refused_before_anything_i
         "{refused:?}"
     );
     assert!(elsewhere.received_requests().await.unwrap().is_empty());
+    // Checked before the send below, which fetches the one token the mock expects: a token
+    // fetched for the refused URI would be cached and serve that send too.
+    assert!(
+        gate.received_requests().await.unwrap().is_empty(),
+        "a token was asked for a refused callback URI"
+    );
     let delivered = client
         .send(&callback_url(&gate), &Callback::success())
         .await;
@@ -696,17 +702,27 @@ async fn token_failure_is_reported_without_sending_the_callback() {
 /// the clear: refused before a token is asked for, unless the client allows it.
 #[tokio::test]
 async fn a_plain_http_callback_uri_off_this_machine_is_refused_unless_allowed() {
+    let tokens = MockServer::start().await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(token("t-1"))
+        .mount(&tokens)
+        .await;
+    let client = CallbackClient::new(ReqwestTransport::new().unwrap(), credentials(&tokens))
+        .with_backoff(quick());
     let url = Url::parse("http://gates.example/callbacks/x").unwrap();
-    let error = static_client().send(&url, &Callback::success()).await;
+    let error = client.send(&url, &Callback::success()).await;
     assert!(
         matches!(&error, Err(CallbackError::InvalidUrl { reason }) if reason.contains("allow_http_callbacks")),
         "{error:?}"
     );
+    assert!(
+        tokens.received_requests().await.unwrap().is_empty(),
+        "a token was asked for a callback that was refused"
+    );
 
-    // Allowed, it is sent: the unresolvable host fails the attempt instead.
-    let error = static_client()
+    // Allowed, it is sent, with a token: the unresolvable host fails the attempt instead.
+    let error = client
         .allow_http_callbacks()
-        .with_backoff(quick())
         .send(
             &Url::parse("http://gates.invalid/callbacks/x").unwrap(),
             &Callback::success(),
@@ -716,6 +732,7 @@ async fn a_plain_http_callback_uri_off_this_machine_is_refused_unless_allowed() 
         matches!(error, Err(CallbackError::Transport { .. })),
         "{error:?}"
     );
+    assert_eq!(tokens.received_requests().await.unwrap().len(), 1);
 }
 
 #[tokio::test]

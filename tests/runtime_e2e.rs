@@ -12,7 +12,8 @@ mod support;
 use std::sync::Arc;
 
 use hookgate::core::{DeploymentStatus, EnvStatus};
-use support::{file, world};
+use hookgate::runtime::RuntimeError;
+use support::{StepLog, file, world, world_on};
 
 const TARGETS: &str = r#"
   dev:
@@ -30,8 +31,12 @@ const TARGETS: &str = r#"
 "#;
 const CANARY: &str = "  canary: {canary: {steps: [setWeight: {weight: 50}, runWebhook: {name: tests}, setWeight: {weight: 100}]}}";
 
-async fn run(fail: &'static str) -> (DeploymentStatus, Vec<(String, EnvStatus)>) {
-    let mut w = world(
+/// Runs [`TARGETS`] with every webhook whose path starts with `fail` failing; returns the
+/// outcome, each environment's status and the host steps asked for.
+async fn run(fail: &'static str) -> (DeploymentStatus, Vec<(String, EnvStatus)>, StepLog) {
+    let host = StepLog::default();
+    let mut w = world_on(
+        host.clone(),
         |b| b,
         Arc::new(move |path: &str| vec![(0, !path.starts_with(fail))]),
     )
@@ -43,7 +48,7 @@ async fn run(fail: &'static str) -> (DeploymentStatus, Vec<(String, EnvStatus)>)
         .unwrap();
     let status = w.finished(&started.id).await;
     let view = w.engine.view(&started.id).await.unwrap();
-    (status, view.environments)
+    (status, view.environments, host)
 }
 
 fn statuses(envs: &[(String, EnvStatus)]) -> Vec<String> {
@@ -52,42 +57,54 @@ fn statuses(envs: &[(String, EnvStatus)]) -> Vec<String> {
 
 #[tokio::test]
 async fn every_gate_passing_succeeds() {
-    let (status, envs) = run("/nothing").await;
+    let (status, envs, host) = run("/nothing").await;
     assert_eq!(status, DeploymentStatus::Succeeded);
     assert_eq!(
         statuses(&envs),
         ["dev: succeeded", "staging: succeeded", "prod: succeeded"]
     );
+    assert_eq!(host.of("dev"), ["deploy"]);
+    for canary in ["staging", "prod"] {
+        assert_eq!(host.of(canary), ["deploy", "setWeight", "setWeight"]);
+    }
 }
 
 #[tokio::test]
 async fn before_deployment_failure_fails_without_deploying_and_cancels_dependents() {
-    let (status, envs) = run("/ticket/dev").await;
+    let (status, envs, host) = run("/ticket/dev").await;
     assert_eq!(status, DeploymentStatus::Failed);
     assert_eq!(
         statuses(&envs),
         ["dev: failed", "staging: canceled", "prod: canceled"]
     );
+    for env in ["dev", "staging", "prod"] {
+        assert_eq!(host.of(env), Vec::<&str>::new(), "{env}");
+    }
 }
 
 #[tokio::test]
 async fn strategy_failure_rolls_back_and_cancels_dependents() {
-    let (status, envs) = run("/tests/staging").await;
+    let (status, envs, host) = run("/tests/staging").await;
     assert_eq!(status, DeploymentStatus::RolledBack);
     assert_eq!(
         statuses(&envs),
         ["dev: succeeded", "staging: rolled_back", "prod: canceled"]
     );
+    assert_eq!(host.of("staging"), ["deploy", "setWeight", "rollBack"]);
+    assert_eq!(host.of("prod"), Vec::<&str>::new());
 }
 
 #[tokio::test]
 async fn after_deployment_failure_fails_without_rolling_back() {
-    let (status, envs) = run("/smoke/staging").await;
+    let (status, envs, host) = run("/smoke/staging").await;
     assert_eq!(status, DeploymentStatus::Failed);
     assert_eq!(
         statuses(&envs),
         ["dev: succeeded", "staging: failed", "prod: canceled"]
     );
+    // Deployed and through its canary, then failed after deployment: no rollback.
+    assert_eq!(host.of("staging"), ["deploy", "setWeight", "setWeight"]);
+    assert_eq!(host.of("prod"), Vec::<&str>::new());
 }
 
 #[tokio::test]
@@ -132,7 +149,7 @@ async fn if_deployment_in_progress_reject_refuses_a_second_deployment() {
     let first = w.engine.start(&file, w.context()).await.unwrap();
     let second = w.engine.start(&file, w.context()).await;
     assert!(
-        matches!(second, Err(hookgate::runtime::RuntimeError::InProgress { ref running, .. }) if *running == first.id),
+        matches!(second, Err(RuntimeError::InProgress { ref running, .. }) if *running == first.id),
         "{second:?}"
     );
 }
@@ -152,7 +169,10 @@ async fn if_deployment_in_progress_enqueue_one_keeps_only_the_newest_waiting() {
     w.engine.cancel(&third.id, "operator").await.unwrap();
     assert_eq!(w.finished(&third.id).await, DeploymentStatus::Canceled);
     assert!(
-        w.engine.view(&second.id).await.is_err(),
+        matches!(
+            w.engine.view(&second.id).await,
+            Err(RuntimeError::UnknownDeployment(_))
+        ),
         "the replaced one never started"
     );
 }
@@ -174,7 +194,10 @@ async fn a_start_before_the_hand_off_takes_the_waiting_ones_place() {
         w.engine.cancel(&first.id, "operator").await.unwrap();
         let newer = w.engine.start(&file, w.context()).await.unwrap();
         assert!(
-            w.engine.view(&waiting.id).await.is_err(),
+            matches!(
+                w.engine.view(&waiting.id).await,
+                Err(RuntimeError::UnknownDeployment(_))
+            ),
             "the start took the waiting one's place before the hand-off could start it"
         );
         newer
@@ -185,7 +208,10 @@ async fn a_start_before_the_hand_off_takes_the_waiting_ones_place() {
     w.engine.cancel(&newer.id, "operator").await.unwrap();
     assert_eq!(w.finished(&newer.id).await, DeploymentStatus::Canceled);
     assert!(
-        w.engine.view(&waiting.id).await.is_err(),
+        matches!(
+            w.engine.view(&waiting.id).await,
+            Err(RuntimeError::UnknownDeployment(_))
+        ),
         "the replaced one never started"
     );
 }
@@ -210,7 +236,7 @@ async fn a_queued_deployment_shows_as_queued_and_can_be_cancelled() {
     w.engine.cancel(&queued.id, "operator").await.unwrap();
     assert!(matches!(
         w.engine.view(&queued.id).await,
-        Err(hookgate::runtime::RuntimeError::UnknownDeployment(_))
+        Err(RuntimeError::UnknownDeployment(_))
     ));
     w.engine.cancel(&first.id, "operator").await.unwrap();
     assert_eq!(w.finished(&first.id).await, DeploymentStatus::Canceled);
@@ -220,7 +246,13 @@ async fn a_queued_deployment_shows_as_queued_and_can_be_cancelled() {
         DeploymentStatus::Running,
         "nothing waits any more"
     );
-    assert!(w.engine.view(&queued.id).await.is_err(), "it never started");
+    assert!(
+        matches!(
+            w.engine.view(&queued.id).await,
+            Err(RuntimeError::UnknownDeployment(_))
+        ),
+        "it never started"
+    );
 }
 
 #[tokio::test]

@@ -319,12 +319,18 @@ async fn a_deployment_started_for_a_tenant_takes_only_that_tenant_s_requests() {
         .await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN, "{for_tenant}");
         assert_eq!(gate_state(&gates, "d1", TICKET), before, "{for_tenant}");
+        let awaiting = gate_state(&gates, "d1", APPROVAL);
+        assert!(
+            matches!(awaiting, GateState::AwaitingApproval { .. }),
+            "{for_tenant}: {awaiting:?}"
+        );
         let answer = send(
             &router,
             post(&decide("approve", APPROVAL.0), Some(OUTSIDER), ""),
         )
         .await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN, "{for_tenant}");
+        assert_eq!(gate_state(&gates, "d1", APPROVAL), awaiting, "{for_tenant}");
 
         let answer = send(
             &router,
@@ -332,6 +338,21 @@ async fn a_deployment_started_for_a_tenant_takes_only_that_tenant_s_requests() {
         )
         .await;
         assert_eq!(answer.json["status"], "applied", "{for_tenant}");
+        let answer = send(
+            &router,
+            post(&decide("approve", APPROVAL.0), Some(MANAGER), ""),
+        )
+        .await;
+        assert_eq!(
+            (answer.status, answer.json["status"].as_str()),
+            (StatusCode::OK, Some("approved")),
+            "{for_tenant}"
+        );
+        assert_eq!(
+            gate_state(&gates, "d1", APPROVAL),
+            GateState::Passed(Resolution::Approved),
+            "{for_tenant}"
+        );
     }
 }
 

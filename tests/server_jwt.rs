@@ -101,11 +101,17 @@ async fn expired_wrong_audience_and_unscoped_tokens_are_refused_then_a_good_one_
 async fn a_jwks_that_cannot_be_fetched_is_503_without_its_address_in_the_body() {
     use hookgate::transport::ReqwestTransport;
     use jsonwebtoken::Algorithm;
-    use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
+    use wiremock::{
+        Mock, MockServer, ResponseTemplate,
+        matchers::{method, path},
+    };
 
     let jwks = MockServer::start().await;
+    // Without a fetch that failed there would be no address or status to keep out of the body.
     Mock::given(method("GET"))
+        .and(path("/keys/internal"))
         .respond_with(ResponseTemplate::new(500).set_body_string("idp database down"))
+        .expect(1..)
         .mount(&jwks)
         .await;
     let clock = clock();
@@ -131,6 +137,7 @@ async fn a_jwks_that_cannot_be_fetched_is_503_without_its_address_in_the_body() 
 
     let answer = send(&router, post(&path, Some(&token), r#"{"success": true}"#)).await;
 
+    jwks.verify().await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.json["error"], "unavailable");
     assert!(

@@ -368,13 +368,7 @@ async fn resolver_refuses_denied_names_inside_reqwest() {
         .await
         .unwrap_err();
     assert!(error.is_connect(), "{error:?}");
-    let mut source: Option<&dyn std::error::Error> = Some(&error);
-    let mut chain = String::new();
-    while let Some(error) = source {
-        chain.push_str(&error.to_string());
-        chain.push('\n');
-        source = error.source();
-    }
+    let chain = error_chain(&error);
     assert!(chain.contains("`deny "), "{chain}");
 }
 
@@ -406,13 +400,33 @@ async fn the_reqwest_transport_resolves_names_through_the_policy() {
     let port = server.address().port();
     let refused = transport
         .send(post(format!("http://localhost:{port}/hook")))
-        .await;
-    assert!(refused.is_err(), "the resolver refuses loopback addresses");
+        .await
+        .unwrap_err();
+    // The resolver refuses loopback addresses: the connection is never made, for the policy's
+    // reason.
+    assert!(
+        matches!(refused, TransportError::Connect { .. }),
+        "{refused:?}"
+    );
+    let chain = error_chain(&refused);
+    assert!(chain.contains("`deny "), "{chain}");
     // Wrapped with the same policy, the refusal comes before any lookup and is final.
     let guarded = PolicyTransport::new(transport, policy);
     let refused = guarded
         .send(post(format!("http://localhost:{port}/hook")))
         .await
         .unwrap_err();
-    assert!(!refused.is_retryable(), "{refused}");
+    assert_refused(&refused, &["host localhost", "`deny "]);
+}
+
+/// `error` and its sources, one a line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut source = Some(error);
+    let mut chain = String::new();
+    while let Some(error) = source {
+        chain.push_str(&error.to_string());
+        chain.push('\n');
+        source = error.source();
+    }
+    chain
 }

@@ -136,6 +136,30 @@ mod tests {
         }
     }
 
+    /// Upper bounds alone would pass a backoff that never waits, and then the Retry-After
+    /// tests, whose point is a wait far shorter than the backoff's, would prove nothing.
+    #[test]
+    fn delays_reach_close_to_their_ceiling() {
+        let backoff = Backoff::default()
+            .with_base(Duration::from_millis(100))
+            .with_max_delay(Duration::from_millis(250));
+        // Full jitter draws uniformly below the ceiling, so each sample falls short of 90% of
+        // it with probability 0.9: all 1,000 do with probability 0.9^1000, about 1.7e-46 (less
+        // still for equal jitter, whose samples lie in the upper half).
+        const SAMPLES: usize = 1000;
+        for (retry, ceiling_ms) in [(1, 100), (2, 200), (40, 250)] {
+            let longest = (0..SAMPLES)
+                .map(|_| backoff.delay(retry, None))
+                .max()
+                .unwrap();
+            let floor = Duration::from_millis(ceiling_ms * 9 / 10);
+            assert!(
+                longest >= floor,
+                "retry {retry}: the longest of {SAMPLES} waits was {longest:?}, under {floor:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_ceiling_near_duration_max_saturates_instead_of_panicking() {
         assert_eq!(part_of(Duration::MAX, 1.0), Duration::MAX);

@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use hookgate::auth::{Principal, StaticTokens};
-use hookgate::core::{DeploymentId, DeploymentStatus, EventKind};
+use hookgate::core::{DeploymentId, DeploymentStatus, EventKind, HostStep, StepOutcome};
 use hookgate::outbound::Dispatcher;
 use hookgate::receiver::{Callback, CallbackClient, CallbackOutcome, ReceivedRequest, StaticToken};
-use hookgate::runtime::{Engine, EngineBuilder, EngineEvent, SimulatedHost};
+use hookgate::runtime::{Engine, EngineBuilder, EngineEvent, Host, SimulatedHost, StepContext};
 use hookgate::secrets::MemorySecrets;
 use hookgate::server::{CallbackHandler, ServerState, router};
 use hookgate::store::HistoryEntry;
@@ -54,9 +55,56 @@ pub fn transport() -> ReqwestTransport {
         .expect("a reqwest client")
 }
 
-/// Starts the world. `decide` says, per webhook path, whether the external system calls back
-/// with success (`Some(true)`), failure (`Some(false)`) or never (`None`).
+/// A [`SimulatedHost`] that keeps, in order, every step it was asked for: the environment and
+/// the step's name (`rollBack` for a rollback). The engine's history says what it decided; this
+/// says what reached the host. A step is logged when first polled, which the engine does as it
+/// starts the step, right after publishing the events of the write that asked for it: on a
+/// single-threaded runtime a step is in the log before a test can see the deployment finish.
+#[derive(Clone, Default)]
+pub struct StepLog(Arc<std::sync::Mutex<Vec<(String, &'static str)>>>);
+
+#[async_trait]
+impl Host for StepLog {
+    async fn run_step(&self, context: &StepContext, step: &HostStep) -> StepOutcome {
+        self.record(context, step.name());
+        SimulatedHost.run_step(context, step).await
+    }
+
+    async fn roll_back(&self, context: &StepContext) -> StepOutcome {
+        self.record(context, "rollBack");
+        SimulatedHost.roll_back(context).await
+    }
+}
+
+impl StepLog {
+    fn record(&self, context: &StepContext, step: &'static str) {
+        let mut steps = self.0.lock().unwrap();
+        steps.push((context.environment.clone(), step));
+    }
+
+    /// The steps asked for in `environment`, in order.
+    pub fn of(&self, environment: &str) -> Vec<&'static str> {
+        let steps = self.0.lock().unwrap();
+        steps
+            .iter()
+            .filter(|(env, _)| env == environment)
+            .map(|(_, step)| *step)
+            .collect()
+    }
+}
+
+/// Starts the world with a [`SimulatedHost`]. `decide` says, per webhook path, which callbacks
+/// the external system sends ([`Decide`]).
 pub async fn world(
+    configure: impl FnOnce(EngineBuilder) -> EngineBuilder,
+    decide: Decide,
+) -> World {
+    world_on(SimulatedHost, configure, decide).await
+}
+
+/// Starts the world with `host` doing the host steps; see [`world`].
+pub async fn world_on(
+    host: impl Host,
     configure: impl FnOnce(EngineBuilder) -> EngineBuilder,
     decide: Decide,
 ) -> World {
@@ -75,7 +123,7 @@ pub async fn world(
     )
     .build()
     .unwrap();
-    let engine = configure(Engine::builder(dispatcher, SimulatedHost)).build();
+    let engine = configure(Engine::builder(dispatcher, host)).build();
     let handler = CallbackHandler::new(
         Arc::new(engine.clone()),
         Arc::new(StaticTokens::new().with_token(TOKEN, Principal::new("external-ci"))),
