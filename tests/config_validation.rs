@@ -193,11 +193,13 @@ fn a_uri_template_that_can_never_render_a_url_is_refused_at_load() {
         );
     }
     let malformed = "application: a\ntargets: {dev: {constraints: {beforeDeployment: [runWebhook: {name: w}]}}}\nwebhooks: [{name: w, uriTemplate: '{{context.x'}]";
-    let e = Plan::from_yaml(malformed).unwrap_err();
     assert_eq!(
-        e.problems().len(),
-        1,
-        "only the template's own problem: {e}"
+        problems(malformed),
+        [(
+            "webhooks[0].uriTemplate".to_owned(),
+            ProblemKind::Template(hookgate::template::TemplateError::Unclosed { offset: 0 })
+        )],
+        "only the template's own problem"
     );
     for good in [
         "https://hooks.example.com/run",
@@ -814,6 +816,22 @@ mod limits {
         );
     }
 
+    /// JSON strings may hold characters outside YAML's printable set, which the YAML reader
+    /// the fields go through refuses: they are read as the characters they are, as when written
+    /// as escapes.
+    #[test]
+    fn json_strings_keep_characters_yaml_cannot_print() {
+        for c in [
+            '\u{7f}', '\u{80}', '\u{85}', '\u{9f}', '\u{fffe}', '\u{ffff}',
+        ] {
+            let raw = format!(
+                "{{\"application\": \"a{c}\\\\{c}\", \"targets\": {{\"dev\": {{\"account\": \"k\", \"namespace\": \"n\"}}}}}}"
+            );
+            let plan = Plan::from_json(&raw).unwrap_or_else(|e| panic!("{c:?}: {e}"));
+            assert_eq!(plan.application(), format!("a{c}\\{c}"), "{c:?}");
+        }
+    }
+
     /// Reading takes call stack for every level of nesting: a file nested far deeper than 64
     /// under a limit raised past it is refused, where it could overflow the test thread's
     /// 2 MiB stack and abort the process.
@@ -1035,13 +1053,311 @@ mod limits {
             }
         }
 
+        /// The insertion lands anywhere in the file, strategies, webhooks and their templates
+        /// included.
         #[test]
-        fn mutated_valid_files_never_panic(cut in 0usize..400, insert in "[\\[\\]{}:,\"' \\n-]{0,8}") {
+        fn mutated_valid_files_never_panic(cut in any::<prop::sample::Index>(), insert in "[\\[\\]{}:,\"' \\n-]{0,8}") {
             let base = include_str!("data/armory-deploy.yml");
-            let at = base.char_indices().map(|(i, _)| i).nth(cut % base.len()).unwrap_or(0);
+            let boundaries: Vec<usize> = base.char_indices().map(|(i, _)| i).chain([base.len()]).collect();
+            let at = boundaries[cut.index(boundaries.len())];
             let text = format!("{}{}{}", &base[..at], insert, &base[at..]);
             let _ = Plan::from_yaml(&text);
         }
+    }
+
+    /// Arbitrary text is almost never a deployment file, so the test above rarely gets past the
+    /// reader; these files have the required fields, with arbitrary values built from the
+    /// file's own words, and a good share of them reach the validator.
+    #[test]
+    fn files_with_arbitrary_fragments_never_panic_the_validator() {
+        use std::cell::Cell;
+
+        use proptest::test_runner::{Config, TestRunner};
+
+        let (cases, validated) = (Cell::new(0u32), Cell::new(0u32));
+        let mut runner = TestRunner::new(Config {
+            source_file: Some(file!()),
+            ..Config::default()
+        });
+        runner
+            .run(&file_with_fragments(), |text| {
+                cases.set(cases.get() + 1);
+                if let Ok(file) = DeploymentFile::from_yaml(&text) {
+                    validated.set(validated.get() + 1);
+                    let _ = file.validate();
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert!(
+            validated.get() * 4 >= cases.get(),
+            "only {} of {} files reached the validator",
+            validated.get(),
+            cases.get()
+        );
+    }
+
+    /// Words of the deployment file, as keys and as values.
+    const WORDS: &[&str] = &[
+        "account",
+        "namespace",
+        "strategy",
+        "constraints",
+        "dependsOn",
+        "beforeDeployment",
+        "afterDeployment",
+        "pause",
+        "duration",
+        "unit",
+        "minutes",
+        "hours",
+        "seconds",
+        "untilApproved",
+        "requiresRoles",
+        "approvalExpiration",
+        "runWebhook",
+        "analysis",
+        "queries",
+        "rollBackMode",
+        "name",
+        "context",
+        "canary",
+        "steps",
+        "setWeight",
+        "weight",
+        "exposeServices",
+        "services",
+        "ttl",
+        "blueGreen",
+        "activeService",
+        "previewService",
+        "uriTemplate",
+        "method",
+        "retryCount",
+        "disableCallback",
+        "headers",
+        "key",
+        "value",
+        "bodyTemplate",
+        "inline",
+        "callbackTimeout",
+        "a",
+        "b",
+        "s",
+        "w",
+        "true",
+        "null",
+        "0",
+        "-1",
+        "100",
+    ];
+
+    /// Any YAML flow value: scalars (the file's words, numbers, quoted arbitrary text) in
+    /// sequences and maps keyed by the file's words.
+    fn fragment() -> BoxedStrategy<String> {
+        let word = || prop::sample::select(WORDS).prop_map(str::to_owned);
+        let scalar = prop_oneof![
+            3 => word(),
+            1 => any::<i64>().prop_map(|n| n.to_string()),
+            1 => quoted(),
+        ];
+        scalar
+            .prop_recursive(3, 24, 4, move |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4)
+                        .prop_map(|items| format!("[{}]", items.join(", "))),
+                    prop::collection::vec((word(), inner), 0..4).prop_map(|entries| {
+                        let entries: Vec<String> =
+                            entries.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                        format!("{{{}}}", entries.join(", "))
+                    }),
+                ]
+            })
+            .boxed()
+    }
+
+    /// Arbitrary printable text, single-quoted (YAML refuses control characters anywhere).
+    fn quoted() -> BoxedStrategy<String> {
+        "\\PC{0,16}"
+            .prop_map(|s| format!("'{}'", s.replace('\'', "''")))
+            .boxed()
+    }
+
+    /// Mostly a value of the expected shape, sometimes any fragment.
+    fn slot(typed: impl Strategy<Value = String> + 'static) -> BoxedStrategy<String> {
+        prop_oneof![20 => typed, 1 => fragment()].boxed()
+    }
+
+    /// A string: one of the names used across the file, arbitrary text, or a URI template.
+    fn text() -> BoxedStrategy<String> {
+        slot(prop_oneof![
+            3 => prop::sample::select(&["a", "b", "s", "w", "minutes", "hours", "manual"][..])
+                .prop_map(str::to_owned),
+            1 => quoted(),
+            1 => "https://h\\.example/(\\{\\{[a-z.]{0,16}\\}\\}|[a-z/]){0,3}"
+                .prop_map(|s| format!("'{s}'")),
+        ])
+    }
+
+    fn int() -> BoxedStrategy<String> {
+        slot(prop_oneof![3 => -2i64..120, 1 => any::<i64>()].prop_map(|n| n.to_string()))
+    }
+
+    fn boolean() -> BoxedStrategy<String> {
+        slot(any::<bool>().prop_map(|b| b.to_string()))
+    }
+
+    fn list(item: BoxedStrategy<String>) -> BoxedStrategy<String> {
+        slot(prop::collection::vec(item, 0..3).prop_map(|items| format!("[{}]", items.join(", "))))
+    }
+
+    /// A flow map of the fields present.
+    fn map(fields: Vec<(&'static str, BoxedStrategy<String>)>) -> BoxedStrategy<String> {
+        object(vec![], fields)
+    }
+
+    /// A flow map of the `required` fields and those of `optional` present.
+    fn object(
+        required: Vec<(&'static str, BoxedStrategy<String>)>,
+        optional: Vec<(&'static str, BoxedStrategy<String>)>,
+    ) -> BoxedStrategy<String> {
+        let entry = |(key, value): (&'static str, BoxedStrategy<String>)| {
+            value.prop_map(move |v| format!("{key}: {v}"))
+        };
+        let required: Vec<_> = required.into_iter().map(entry).collect();
+        let optional: Vec<_> = optional
+            .into_iter()
+            .map(|field| prop::option::of(entry(field)))
+            .collect();
+        slot((required, optional).prop_map(|(required, optional)| {
+            let fields: Vec<String> = required
+                .into_iter()
+                .chain(optional.into_iter().flatten())
+                .collect();
+            format!("{{{}}}", fields.join(", "))
+        }))
+    }
+
+    /// A map of one entry, `key: value`, as constraints and canary steps are written.
+    fn tagged(key: &'static str, value: BoxedStrategy<String>) -> BoxedStrategy<String> {
+        value.prop_map(move |v| format!("{{{key}: {v}}}")).boxed()
+    }
+
+    fn duration() -> BoxedStrategy<String> {
+        object(vec![("duration", int()), ("unit", text())], vec![])
+    }
+
+    fn gate() -> BoxedStrategy<String> {
+        prop_oneof![
+            tagged(
+                "pause",
+                map(vec![
+                    ("duration", int()),
+                    ("unit", text()),
+                    ("untilApproved", boolean()),
+                    ("requiresRoles", list(text())),
+                    ("approvalExpiration", duration()),
+                ]),
+            ),
+            tagged("runWebhook", object(vec![("name", text())], vec![])),
+            tagged(
+                "analysis",
+                map(vec![("queries", list(text())), ("rollBackMode", text())]),
+            ),
+        ]
+        .boxed()
+    }
+
+    fn target() -> BoxedStrategy<String> {
+        map(vec![
+            ("account", text()),
+            ("strategy", text()),
+            (
+                "constraints",
+                map(vec![
+                    ("dependsOn", list(text())),
+                    ("beforeDeployment", list(gate())),
+                    ("afterDeployment", list(gate())),
+                ]),
+            ),
+        ])
+    }
+
+    fn strategy() -> BoxedStrategy<String> {
+        let step = prop_oneof![
+            tagged("setWeight", object(vec![("weight", int())], vec![])),
+            tagged(
+                "exposeServices",
+                map(vec![("services", list(text())), ("ttl", duration())]),
+            ),
+            gate(),
+        ]
+        .boxed();
+        prop_oneof![
+            tagged("canary", map(vec![("steps", list(step))])),
+            tagged(
+                "blueGreen",
+                map(vec![
+                    ("activeService", text()),
+                    ("previewService", text()),
+                    ("redirectTrafficAfter", list(gate())),
+                    ("shutDownOldVersionAfter", list(gate())),
+                ]),
+            ),
+        ]
+        .boxed()
+    }
+
+    fn webhook() -> BoxedStrategy<String> {
+        let header = object(vec![("key", text()), ("value", text())], vec![]);
+        object(
+            vec![("name", text()), ("uriTemplate", text())],
+            vec![
+                ("method", text()),
+                ("retryCount", int()),
+                ("disableCallback", boolean()),
+                ("headers", list(header)),
+                ("bodyTemplate", map(vec![("inline", text())])),
+                ("callbackTimeout", duration()),
+            ],
+        )
+    }
+
+    /// `application` and `targets`, perhaps `strategies`, `webhooks` and `deploymentConfig`,
+    /// shaped like a deployment file's but with arbitrary values, names and references.
+    fn file_with_fragments() -> impl Strategy<Value = String> {
+        let names = |value: BoxedStrategy<String>| {
+            prop::collection::btree_map(
+                prop::sample::select(&["a", "b", "s", "w"][..]),
+                value,
+                0..4,
+            )
+            .prop_map(|entries| {
+                let entries: Vec<String> =
+                    entries.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                format!("{{{}}}", entries.join(", "))
+            })
+        };
+        (
+            text(),
+            names(target()),
+            prop::option::of(names(strategy())),
+            prop::option::of(prop::collection::vec(webhook(), 0..3)),
+            prop::option::of(map(vec![("timeout", duration())])),
+        )
+            .prop_map(|(application, targets, strategies, webhooks, config)| {
+                let mut file = format!("application: {application}\ntargets: {targets}\n");
+                if let Some(strategies) = strategies {
+                    file.push_str(&format!("strategies: {strategies}\n"));
+                }
+                if let Some(webhooks) = webhooks {
+                    file.push_str(&format!("webhooks: [{}]\n", webhooks.join(", ")));
+                }
+                if let Some(config) = config {
+                    file.push_str(&format!("deploymentConfig: {config}\n"));
+                }
+                file
+            })
     }
 }
 

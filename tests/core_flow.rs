@@ -148,9 +148,9 @@ targets:
             "deployment: failed"
         ])
     );
-    assert!(
-        h.decide(approval, hookgate::core::Decision::approve("alice", ["x"]))
-            .is_err(),
+    assert_eq!(
+        h.decide(approval, hookgate::core::Decision::approve("alice", ["x"])),
+        Err(hookgate::core::CoreError::NotAwaitingDecision(approval)),
         "a closed approval cannot be decided"
     );
     assert!(
@@ -509,10 +509,10 @@ fn host_step_longer_than_deployment_timeout_fails_and_rolls_back() {
     let Action::RunStep(late) = &deploy[0] else {
         panic!()
     };
-    assert!(
+    assert_eq!(
         h.deployment
-            .handle_step_result(h.now(), late.op, StepOutcome::Succeeded)
-            .is_err(),
+            .handle_step_result(h.now(), late.op, StepOutcome::Succeeded),
+        Err(hookgate::core::CoreError::Stale),
         "the late result is stale"
     );
     steps_ok(&mut h);
@@ -642,17 +642,53 @@ fn call_results_for_an_old_attempt_are_stale() {
     let mut h = start(&format!(
         "application: app\ntargets: {{prod: {{constraints: {{beforeDeployment: [runWebhook: {{name: tests}}]}}}}}}\n{HOOKS}"
     ));
-    let call = h.take_calls().remove(0);
+    let first = h.take_calls().remove(0);
     h.deployment
-        .handle_call_result(h.now(), call.gate, 1, CallResult::from_status(503, None))
+        .handle_call_result(
+            h.now(),
+            first.gate,
+            first.attempt,
+            CallResult::from_status(503, None),
+        )
         .unwrap();
-    assert!(
-        h.deployment
-            .handle_call_result(h.now(), call.gate, 1, CallResult::Sent { status: 200 })
-            .is_err()
+    assert!(h.advance_to_next_deadline(), "the retry is scheduled");
+    let second = h.take_calls().remove(0);
+    assert_eq!(second.gate, first.gate);
+    assert_ne!(second.attempt, first.attempt);
+    assert_eq!(
+        h.deployment.gate_state(first.gate),
+        GateState::Calling {
+            attempt: second.attempt
+        },
+        "the retry is in flight"
+    );
+    // A late success for the first attempt must not be mistaken for the retry's answer.
+    let before = h.deployment.state().clone();
+    let now = h.now();
+    assert_eq!(
+        h.deployment.handle_call_result(
+            now,
+            first.gate,
+            first.attempt,
+            CallResult::Sent { status: 200 }
+        ),
+        Err(hookgate::core::CoreError::Stale)
+    );
+    assert_eq!(
+        h.deployment.gate_state(first.gate),
+        GateState::Calling {
+            attempt: second.attempt
+        }
+    );
+    assert_eq!(
+        h.deployment.state(),
+        &before,
+        "a stale result changes nothing"
     );
 }
 
+/// What copies see of each other's preview URLs. That they share one map until it changes
+/// is not visible from here; the unit test of the same name in `src/core/deployment.rs` checks it.
 #[test]
 fn copies_share_preview_urls_only_until_they_change() {
     let mut h = hookgate::test_util::Harness::start(

@@ -827,7 +827,10 @@ fn restore_refuses_a_state_from_another_plan() {
         &mut SequentialIds::default(),
         common::t0(),
     );
-    assert!(Deployment::restore(b, d.state().clone()).is_err());
+    match Deployment::restore(b, d.state().clone()) {
+        Err(CoreError::PlanMismatch { what }) => assert_eq!(what, "number of environments"),
+        other => panic!("expected PlanMismatch, got {other:?}"),
+    }
 }
 
 #[test]

@@ -265,38 +265,45 @@ fn deeply_nested_and_numeric_callback_bodies_are_bad_requests() {
 // ---------------------------------------------------------------------------------------------
 
 /// A plausible deployment file with hostile values where a person would type text or numbers.
+/// Most cases keep the parts the validator checks (durations, retry counts, the URI's start,
+/// header names) within what it accepts, so that many files give a plan carrying the hostile
+/// strings; the others put hostile values there too.
 fn hostile_plan() -> impl Strategy<Value = Value> {
+    let uri = prop_oneof![
+        4 => hostile_text().prop_map(|t| format!("https://h.example/{t}")),
+        1 => hostile_text(),
+    ];
+    let header = prop_oneof![4 => Just("X-Hostile".to_owned()), 1 => hostile_text()];
+    let duration = prop_oneof![4 => 0i64..=366 * 86_400, 1 => any::<i64>()];
+    let retries = prop_oneof![4 => 0u64..=100, 1 => any::<u64>()];
     (
-        hostile_text(),
-        hostile_text(),
-        hostile_text(),
-        hostile_text(),
-        any::<i64>(),
-        any::<u64>(),
+        (hostile_text(), hostile_text(), hostile_text(), hostile_text()),
+        (uri, header, duration, retries),
     )
-        .prop_map(|(application, target, webhook, template, duration, retries)| {
-            json!({
-                "application": application,
-                "targets": {
-                    target.clone(): {
-                        "constraints": {
-                            "dependsOn": [target],
-                            "beforeDeployment": [
-                                {"runWebhook": {"name": webhook.clone(), "context": {"k": template.clone()}}},
-                                {"pause": {"duration": duration, "unit": "seconds"}},
-                            ],
+        .prop_map(
+            |((application, target, webhook, template), (uri, header, duration, retries))| {
+                json!({
+                    "application": application,
+                    "targets": {
+                        target: {
+                            "constraints": {
+                                "beforeDeployment": [
+                                    {"runWebhook": {"name": webhook.clone(), "context": {"k": template.clone()}}},
+                                    {"pause": {"duration": duration, "unit": "seconds"}},
+                                ],
+                            },
                         },
                     },
-                },
-                "webhooks": [{
-                    "name": webhook,
-                    "uriTemplate": template.clone(),
-                    "headers": [{"key": template.clone(), "value": template.clone()}],
-                    "bodyTemplate": {"inline": template},
-                    "retryCount": retries,
-                }],
-            })
-        })
+                    "webhooks": [{
+                        "name": webhook,
+                        "uriTemplate": uri,
+                        "headers": [{"key": header, "value": template.clone()}],
+                        "bodyTemplate": {"inline": template},
+                        "retryCount": retries,
+                    }],
+                })
+            },
+        )
 }
 
 fn check_plan(result: Result<Plan, hookgate::config::ConfigError>) -> Result<(), TestCaseError> {
@@ -314,16 +321,47 @@ proptest! {
         check_plan(Plan::from_yaml(&source))?;
         check_plan(Plan::from_json(&source))?;
     }
+}
 
-    #[test]
-    fn hostile_values_in_a_plausible_file_give_a_plan_or_an_explained_error(
-        file in hostile_plan(),
-    ) {
-        let text = file.to_string();
-        check_plan(Plan::from_json(&text))?;
-        // JSON is YAML too, and the YAML reader is the one files usually go through.
-        check_plan(Plan::from_yaml(&text))?;
-    }
+/// Counts the files accepted, so that a generator whose every file is refused (the plan
+/// branch never taken) fails here rather than passing unseen.
+#[test]
+fn hostile_values_in_a_plausible_file_give_a_plan_or_an_explained_error() {
+    use std::cell::Cell;
+
+    use proptest::test_runner::TestRunner;
+
+    let (tried, accepted) = (Cell::new(0u32), Cell::new(0u32));
+    let mut runner = TestRunner::new(ProptestConfig {
+        source_file: Some(file!()),
+        ..cases()
+    });
+    runner
+        .run(&hostile_plan(), |file| {
+            tried.set(tried.get() + 1);
+            let text = file.to_string();
+            let from_json = Plan::from_json(&text);
+            if let Ok(plan) = &from_json {
+                accepted.set(accepted.get() + 1);
+                let (application, target) = file["targets"]
+                    .as_object()
+                    .and_then(|t| t.keys().next())
+                    .map(|t| (file["application"].as_str().unwrap_or_default(), t))
+                    .expect("one target");
+                prop_assert_eq!(plan.application(), application, "carried as it is");
+                prop_assert!(plan.environment_by_name(target).is_some(), "{:?}", target);
+            }
+            check_plan(from_json)?;
+            // JSON is YAML too, and the YAML reader is the one files usually go through.
+            check_plan(Plan::from_yaml(&text))
+        })
+        .unwrap();
+    assert!(
+        accepted.get() * 16 >= tried.get(),
+        "only {} of {} files gave a plan",
+        accepted.get(),
+        tried.get()
+    );
 }
 
 #[test]
@@ -343,11 +381,8 @@ fn deep_nesting_and_alias_bombs_are_refused() {
     let too_large = |what: &'static str| move |e: &ConfigError| matches!(e, ConfigError::TooLarge { what: w, .. } if *w == what);
     let too_deep = too_large("nesting depth");
     let too_many_nodes = too_large("nodes (maps, lists and values)");
-    let cases: [(
-        String,
-        &dyn Fn(&ConfigError) -> bool,
-        &dyn Fn(&ConfigError) -> bool,
-    ); 5] = [
+    type Why<'a> = &'a dyn Fn(&ConfigError) -> bool;
+    let cases: [(String, Why, Why); 5] = [
         (nested_json(100_000, false, false), &recursion, &recursion),
         (nested_json(100_000, true, true), &recursion, &too_deep),
         (nested_json(200, false, true), &recursion, &too_deep),

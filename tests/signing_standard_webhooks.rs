@@ -331,22 +331,85 @@ proptest! {
         prop_assert_eq!(Verifier::new(secret).verify_at(request.headers(), request.body(), now), Ok(()));
     }
 
+    /// Most cases carry headers a signer could have sent (a valid id, a timestamp within the
+    /// tolerance, `v1` entries), so that the verifier gets as far as comparing signatures and
+    /// has to refuse on them; the others carry arbitrary bytes in some headers.
     #[test]
     fn arbitrary_headers_never_panic_and_never_pass(
-        id in proptest::collection::vec(any::<u8>(), 0..64),
-        timestamp in proptest::collection::vec(any::<u8>(), 0..24),
-        signature in proptest::collection::vec(any::<u8>(), 0..200),
+        id in header_value("[!-\\-/-~]{1,40}"),
+        timestamp in prop::option::weighted(0.2, proptest::collection::vec(any::<u8>(), 0..24)),
+        skew in -300i64..=300,
+        signature in prop_oneof![
+            4 => proptest::collection::vec(signature_entry(), 1..4).prop_map(Signature::Entries),
+            1 => proptest::collection::vec(any::<u8>(), 0..200).prop_map(Signature::Bytes),
+        ],
         body in proptest::collection::vec(any::<u8>(), 0..64),
         now in any::<i32>(),
     ) {
+        let secret = RUST_VECTOR.secret();
+        let now_seconds = i64::from(now);
+        let signed_id = match &id {
+            Value::Plausible(id) => id.as_str(),
+            Value::Bytes(_) => "msg_x",
+        };
+        let mut near_miss_body = body.clone();
+        near_miss_body.push(b'!');
+        // The signature the same secret gives this id and timestamp with another body.
+        let near_miss = Signer::new(secret.clone())
+            .sign(signed_id, now_seconds + skew, &near_miss_body)
+            .signature()
+            .to_owned();
+        let signature = match &signature {
+            Signature::Entries(entries) => Value::Plausible(
+                entries
+                    .iter()
+                    .map(|e| match e {
+                        Entry::Text(text) => text.as_str(),
+                        Entry::NearMiss => near_miss.as_str(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            Signature::Bytes(bytes) => Value::Bytes(bytes.clone()),
+        };
+        let timestamp = match timestamp {
+            None => Value::Plausible((now_seconds + skew).to_string()),
+            Some(bytes) => Value::Bytes(bytes),
+        };
+        let all_plausible = [&id, &timestamp, &signature]
+            .iter()
+            .all(|v| matches!(v, Value::Plausible(_)));
+
         let mut headers = HeaderMap::new();
         for (name, value) in [("webhook-id", id), ("webhook-timestamp", timestamp), ("webhook-signature", signature)] {
-            if let Ok(value) = HeaderValue::from_bytes(&value) {
+            let bytes = match value {
+                Value::Plausible(text) => text.into_bytes(),
+                Value::Bytes(bytes) => bytes,
+            };
+            if let Ok(value) = HeaderValue::from_bytes(&bytes) {
                 headers.insert(name, value);
             }
         }
-        let now = DateTime::from_timestamp(i64::from(now), 0).unwrap();
-        prop_assert!(Verifier::new(RUST_VECTOR.secret()).verify_at(&headers, &body, now).is_err());
+        let now = DateTime::from_timestamp(now_seconds, 0).unwrap();
+        let verified = Verifier::new(secret).verify_at(&headers, &body, now);
+        if all_plausible {
+            prop_assert_eq!(verified, Err(SignatureError::NoMatchingSignature));
+        } else {
+            prop_assert!(
+                matches!(
+                    verified,
+                    Err(SignatureError::MissingHeader { .. }
+                        | SignatureError::InvalidHeader { .. }
+                        | SignatureError::InvalidMessageId { .. }
+                        | SignatureError::InvalidTimestamp
+                        | SignatureError::TooOld { .. }
+                        | SignatureError::TooNew { .. }
+                        | SignatureError::NoMatchingSignature)
+                ),
+                "{:?}",
+                verified
+            );
+        }
     }
 
     #[test]
@@ -360,4 +423,41 @@ proptest! {
         // The timestamp is signed: any other than the vector's breaks the signature.
         prop_assert_eq!(verified.is_ok(), timestamp == v.timestamp);
     }
+}
+
+/// A header as received: text a signer could have sent, or arbitrary bytes.
+#[derive(Debug, Clone)]
+enum Value {
+    Plausible(String),
+    Bytes(Vec<u8>),
+}
+
+/// Mostly text matching `plausible`, sometimes arbitrary bytes.
+fn header_value(plausible: &'static str) -> impl Strategy<Value = Value> {
+    prop_oneof![
+        4 => plausible.prop_map(Value::Plausible),
+        1 => proptest::collection::vec(any::<u8>(), 0..64).prop_map(Value::Bytes),
+    ]
+}
+
+#[derive(Debug, Clone)]
+enum Signature {
+    Entries(Vec<Entry>),
+    Bytes(Vec<u8>),
+}
+
+/// One entry of a `webhook-signature` list.
+#[derive(Debug, Clone)]
+enum Entry {
+    Text(String),
+    /// A genuine signature by the verifier's secret, of another body.
+    NearMiss,
+}
+
+fn signature_entry() -> impl Strategy<Value = Entry> {
+    prop_oneof![
+        "v1,[A-Za-z0-9+/]{43}=".prop_map(Entry::Text),
+        "(v1|v2|v1a),[!-~]{0,60}".prop_map(Entry::Text),
+        Just(Entry::NearMiss),
+    ]
 }

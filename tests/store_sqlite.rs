@@ -937,10 +937,13 @@ const WRITER: &str = "HOOKGATE_TEST_KILL_9_WRITER";
 /// The parent kills the writer once it has read this many acknowledgements.
 const KILL_AFTER: u64 = 200;
 
-/// Does nothing in a normal run. `acknowledged_saves_survive_kill_9` runs this test binary again
-/// with [`WRITER`] set, and then this saves version after version, printing `acked N` after
-/// each save has returned, until it is killed.
+/// Not a test of its own: `acknowledged_saves_survive_kill_9` runs this test binary again with
+/// [`WRITER`] set and `--ignored`, and then this saves version after version, printing
+/// `acked N` after each save has returned, until it is killed. Ignored so that a normal run
+/// does not count it as a passing test; run without [`WRITER`] (`--include-ignored`), it does
+/// nothing.
 #[tokio::test]
+#[ignore = "the writer process of acknowledged_saves_survive_kill_9, which runs it"]
 async fn kill_9_writer() {
     let Some(path) = std::env::var_os(WRITER) else {
         return;
@@ -977,6 +980,7 @@ fn acknowledged_saves_survive_kill_9() {
         .args([
             "kill_9_writer",
             "--exact",
+            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -1075,14 +1079,30 @@ async fn leases_and_notices_are_refused_as_unsupported_and_change_nothing() {
         .create(NewDeployment::new(&d, PLAN), &events)
         .await
         .expect("create");
-    let unsupported = |r: Result<(), StoreError>| {
+    let stored = store.load(d.id()).await.expect("load").expect("created");
+    let history = store.history(d.id()).await.expect("history");
+    let unsupported = async |call: &str, r: Result<(), StoreError>| {
         let e = r.expect_err("refused");
-        assert!(matches!(e, StoreError::Unsupported { .. }), "{e:?}");
-        assert!(e.to_string().contains("PostgresStore"), "{e}");
+        assert!(matches!(e, StoreError::Unsupported { .. }), "{call}: {e:?}");
+        assert!(e.to_string().contains("PostgresStore"), "{call}: {e}");
+        // The whole row (version, state, status, times) and its history, not just its presence.
+        let now = store
+            .load(d.id())
+            .await
+            .expect("load")
+            .expect("still stored");
+        assert_eq!(now, stored, "{call} changed the row");
+        assert_eq!(
+            store.history(d.id()).await.expect("history"),
+            history,
+            "{call}"
+        );
     };
-    unsupported(store.claim(d.id(), &lease).await.map(drop));
-    unsupported(store.renew(&lease).await.map(drop));
-    unsupported(store.claim_orphans(&lease, 10).await.map(drop));
-    unsupported(store.release("replica-a").await.map(drop));
-    unsupported(store.watch(Arc::new(|_: &DeploymentId, _| {})).await);
+    unsupported("claim", store.claim(d.id(), &lease).await.map(drop)).await;
+    unsupported("renew", store.renew(&lease).await.map(drop)).await;
+    let orphans = store.claim_orphans(&lease, 10).await.map(drop);
+    unsupported("claim_orphans", orphans).await;
+    unsupported("release", store.release("replica-a").await.map(drop)).await;
+    let watched = store.watch(Arc::new(|_: &DeploymentId, _| {})).await;
+    unsupported("watch", watched).await;
 }

@@ -161,6 +161,34 @@ fn secrets_render_but_never_reach_error_messages() {
     );
     let err = render("{{secrets.token}}{{context.nope}}", &[], Escape::None).unwrap_err();
     assert!(!format!("{err} {err:?}").contains("s3cr3t"));
+
+    // A secret that is itself the reason for the error: its name is reported, its value not.
+    let armory = armory();
+    let context = BTreeMap::new();
+    let secrets = BTreeMap::from([(
+        "auth".to_owned(),
+        Secret::new("Bearer s3cr3t-line\r\nX-Injected: yes"),
+    )]);
+    let values = RenderValues {
+        armory: &armory,
+        context: &context,
+        secrets: &secrets,
+    };
+    let err = Template::parse("{{secrets.auth}}")
+        .unwrap()
+        .render(&values, Escape::Header)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        RenderError::LineBreakInHeader {
+            variable: "secrets.auth".into()
+        }
+    );
+    let shown = format!("{err} {err:?}");
+    assert!(shown.contains("secrets.auth"), "{shown}");
+    for part in ["s3cr3t", "X-Injected", "Bearer"] {
+        assert!(!shown.contains(part), "{shown}");
+    }
 }
 
 proptest! {

@@ -1,6 +1,7 @@
 //! Turning a [`DeploymentFile`] into a [`Plan`], collecting every problem with its path.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde::de::IgnoredAny;
@@ -66,7 +67,7 @@ impl DeploymentFile {
                 limit: limits.depth_limit(),
             });
         }
-        Self::typed(source, limits)
+        Self::typed(&escape_unprintable(source), limits)
     }
 
     /// The file read straight into its types, so that a field wanting text gets an unquoted
@@ -206,6 +207,27 @@ impl Plan {
     pub fn from_json_with(source: &str, limits: &Limits) -> Result<Plan, ConfigError> {
         DeploymentFile::from_json_with(source, limits)?.validate_with(limits)
     }
+}
+
+/// `source`, a JSON text, with the characters JSON allows in strings but YAML's reader refuses
+/// anywhere (outside YAML's printable set: DEL, the C1 controls but NEL, U+FFFE, U+FFFF)
+/// written as `\uXXXX` escapes, which both read as the same character. Outside strings they are
+/// not JSON at all, which serde_json has refused by now, so every one is inside a string.
+fn escape_unprintable(source: &str) -> std::borrow::Cow<'_, str> {
+    let unprintable =
+        |c: char| matches!(c, '\u{7f}'..='\u{84}' | '\u{86}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}');
+    if !source.contains(unprintable) {
+        return source.into();
+    }
+    let mut escaped = String::with_capacity(source.len() + 16);
+    for c in source.chars() {
+        if unprintable(c) {
+            write!(escaped, "\\u{:04x}", u32::from(c)).expect("writing to a String cannot fail");
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped.into()
 }
 
 fn check_size(source: &str, limits: &Limits) -> Result<(), ConfigError> {

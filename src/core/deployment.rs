@@ -1057,6 +1057,57 @@ mod tests {
         );
     }
 
+    /// Copies (by `clone` and by `clone_from`) point at one map of preview URLs until the
+    /// deployment they came from records new ones; only then does it get a map of its own.
+    #[test]
+    fn copies_share_preview_urls_only_until_they_change() {
+        let mut d = started(
+            "application: a\ntargets: {x: {strategy: c}}\nstrategies: {c: {canary: {steps: [exposeServices: {services: [web]}]}}}",
+        );
+        let next_op = |d: &mut Deployment| {
+            std::iter::from_fn(|| d.poll_action())
+                .find_map(|a| match a {
+                    Action::RunStep(r) => Some(r.op),
+                    _ => None,
+                })
+                .expect("a host step")
+        };
+        let deploy = next_op(&mut d);
+        d.handle_step_result(t0(), deploy, StepOutcome::Succeeded)
+            .unwrap();
+        let expose = next_op(&mut d);
+        let kept = d.clone();
+        let mut written = started("application: b\ntargets: {y: {}}");
+        written.clone_from(&d);
+        assert!(
+            Arc::ptr_eq(&d.s.previews, &kept.s.previews),
+            "a clone shares"
+        );
+        assert!(
+            Arc::ptr_eq(&d.s.previews, &written.s.previews),
+            "a copy written over shares"
+        );
+
+        let urls = [("web".to_owned(), "https://preview.example/web".to_owned())].into();
+        d.handle_step_result(t0(), expose, StepOutcome::Exposed(urls))
+            .unwrap();
+        assert_eq!(
+            d.preview_urls(EnvId(0)).unwrap()["web"],
+            "https://preview.example/web"
+        );
+        assert!(!Arc::ptr_eq(&d.s.previews, &kept.s.previews));
+        assert_eq!(kept.preview_urls(EnvId(0)), None, "the copies keep none");
+        assert!(
+            Arc::ptr_eq(&kept.s.previews, &written.s.previews),
+            "the copies still share the map they had"
+        );
+        let again = d.clone();
+        assert!(
+            Arc::ptr_eq(&d.s.previews, &again.s.previews),
+            "a later copy shares the new map"
+        );
+    }
+
     #[test]
     fn a_drained_deployment_keeps_no_buffer_for_its_outputs() {
         let mut d = started(

@@ -257,8 +257,13 @@ mod tests {
 
     #[test]
     fn text_without_placeholders_and_lone_closers_are_literal() {
-        let t = Template::parse("plain }} text {").unwrap();
-        assert_eq!(t.variables().count(), 0);
+        for text in ["plain }} text {", "}}", "{", "a } { b", "x}}y}}"] {
+            assert_eq!(
+                Template::parse(text).unwrap().segments(),
+                [Segment::Literal(text.into())],
+                "{text:?}"
+            );
+        }
         assert_eq!(Template::parse("").unwrap().segments(), []);
     }
 

@@ -32,6 +32,26 @@ pub(super) fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_767_225_600, 0).expect("2026-01-01 is a valid time")
 }
 
+/// `ids` oldest first, as the listings promise: by the store's own `created_at`, then by id.
+///
+/// The checks create the older deployment under the id that sorts later (`z-…` before
+/// `a-…`), so that a store ordering by id alone lists them the wrong way round. Their
+/// expected order is read from the rows rather than assumed from the order of the creates:
+/// a store whose clock did not move between two creates rightly breaks the tie by id.
+pub(super) async fn oldest_first(store: &DynStore, ids: &[&DeploymentId]) -> Vec<DeploymentId> {
+    let mut rows = Vec::new();
+    for id in ids {
+        let row = store
+            .load(id)
+            .await
+            .expect("load succeeds")
+            .expect("the deployment is stored");
+        rows.push((row.created_at, row.id));
+    }
+    rows.sort();
+    rows.into_iter().map(|(_, id)| id).collect()
+}
+
 pub(super) struct Fixture {
     tag: String,
     ids: SequentialIds,

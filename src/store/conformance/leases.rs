@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 
-use super::fixture::{Fixture, t0};
+use super::fixture::{Fixture, oldest_first, t0};
 use super::join_all;
 use crate::core::DeploymentId;
 use crate::store::{ChangeWatcher, DynStore, Lease, StoreError};
@@ -134,16 +134,18 @@ pub async fn orphan_claims(store: &DynStore) {
         .is_empty()
     {}
 
+    // Created oldest first under ids that sort newest first.
     let mut ids = Vec::new();
-    for name in ["1-free", "2-expired", "3-free"] {
+    for name in ["z-free", "y-expired", "x-free"] {
         let d = fx.start(name, &application);
         let new = match name {
-            "2-expired" => d.new_deployment().leased(lease(&b, -60)),
+            "y-expired" => d.new_deployment().leased(lease(&b, -60)),
             _ => d.new_deployment(),
         };
         store.create(new, &d.events).await.expect("create succeeds");
         ids.push(d.id().clone());
     }
+    let ids = oldest_first(store, &ids.iter().collect::<Vec<_>>()).await;
     let live = fx.start("live", &application);
     store
         .create(live.new_deployment().leased(lease(&b, 0)), &live.events)

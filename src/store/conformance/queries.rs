@@ -1,7 +1,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use super::fixture::Fixture;
+use super::fixture::{Fixture, oldest_first};
 use super::join_all;
 use crate::core::{DeploymentId, DeploymentStatus};
 use crate::store::{DynStore, StoreError, StoredDeployment};
@@ -31,8 +31,9 @@ pub async fn callback_lookup(store: &DynStore) {
 pub async fn unfinished_listing(store: &DynStore) {
     let mut fx = Fixture::new("unfinished");
     let application = fx.name("app");
-    let running = fx.start("a-running", &application);
-    let queued = fx.start("b-queued", &application);
+    // Created in this order, under ids that sort the other way round.
+    let running = fx.start("z-running", &application);
+    let queued = fx.start("y-queued", &application);
     let mut canceled = fx.start("c-canceled", &application);
     let rejected = fx.start("d-rejected", &application);
     store
@@ -69,14 +70,15 @@ pub async fn unfinished_listing(store: &DynStore) {
         .iter()
         .filter(|d| d.application == application)
         .collect();
-    let ids: Vec<&DeploymentId> = ours.iter().map(|d| &d.id).collect();
-    assert_eq!(ids, [running.id(), queued.id()]);
+    let ids: Vec<DeploymentId> = ours.iter().map(|d| d.id.clone()).collect();
+    assert_eq!(ids, oldest_first(store, &[running.id(), queued.id()]).await);
+    let listed = |id: &DeploymentId| ours.iter().find(|d| d.id == *id).expect("listed");
     assert_eq!(
-        ours[0].state,
+        listed(running.id()).state,
         *running.state(),
         "listed deployments are whole"
     );
-    assert_eq!(ours[1].status, DeploymentStatus::Queued);
+    assert_eq!(listed(queued.id()).status, DeploymentStatus::Queued);
 }
 
 /// `running_for_application` returns the application's `running` deployments, oldest first:
@@ -84,12 +86,13 @@ pub async fn unfinished_listing(store: &DynStore) {
 pub async fn running_for_application(store: &DynStore) {
     let mut fx = Fixture::new("running");
     let (application, other_application) = (fx.name("app"), fx.name("other"));
-    let a = fx.start("a", &application);
+    // The older running deployment under the id that sorts later.
+    let first = fx.start("z-first", &application);
     let queued = fx.start("b-queued", &application);
     let mut finished = fx.start("c-finished", &application);
-    let d = fx.start("d", &application);
+    let second = fx.start("a-second", &application);
     let other = fx.start("e-other", &other_application);
-    for started in [&a, &finished, &d, &other] {
+    for started in [&first, &finished, &second, &other] {
         store
             .create(started.new_deployment(), &started.events)
             .await
@@ -109,9 +112,10 @@ pub async fn running_for_application(store: &DynStore) {
         .expect("save succeeds");
 
     let running = store.running_for_application(&application).await;
+    let running = running.expect("query succeeds");
     assert_eq!(
-        running.expect("query succeeds"),
-        [a.id().clone(), d.id().clone()]
+        running,
+        oldest_first(store, &[first.id(), second.id()]).await
     );
     let running = store.running_for_application(&other_application).await;
     assert_eq!(running.expect("query succeeds"), [other.id().clone()]);
