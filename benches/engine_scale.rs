@@ -6,13 +6,17 @@
 //! tokio tasks alive while they wait, and the time to fire COUNT due callback timeouts. The
 //! same-run baselines are the core alone: the resident bytes of COUNT bare `Deployment`s in the
 //! same state, and the time of COUNT `Deployment::handle_timeout` calls on them.
+//!
+//! With `late` (`-- COUNT late`), the deployments go all the way to prod's approval instead (the
+//! plan's webhooks without callbacks, so each gate passes on the call's answer), and only their
+//! resident memory is measured, against the core alone in the same state.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{TimeDelta, TimeZone, Utc};
 use hookgate::config::Plan;
-use hookgate::core::Deployment;
+use hookgate::core::{Action, CallResult, Deployment, GateState, StepOutcome};
 use hookgate::runtime::{Engine, SimulatedHost};
 use hookgate::test_util::{ManualClock, SequentialIds};
 
@@ -26,7 +30,11 @@ use support::{
 fn main() {
     let count = count_arg(100_000);
     let runtime = two_workers();
-    runtime.block_on(run(count));
+    if std::env::args().any(|a| a == "late") {
+        runtime.block_on(late(count));
+    } else {
+        runtime.block_on(run(count));
+    }
 }
 
 async fn run(count: usize) {
@@ -37,6 +45,18 @@ async fn run(count: usize) {
         .ids(SequentialIds::default())
         .allow_concurrent_deployments(true)
         .build();
+
+    // Baseline: the core alone, in the same state, in the same process. Built first and kept,
+    // so that neither side's figure is made of memory the other freed: built after the engine
+    // fired its timeouts, the cores took the chunks its finished deployments gave back.
+    let plan = Arc::new(Plan::from_yaml(PLAN).expect("the plan is valid"));
+    let mut ids = SequentialIds::starting_at(1 << 64);
+    let base_before = resident_bytes();
+    let mut cores: Vec<Deployment> = (0..count)
+        .map(|i| core_waiting(&plan, i, &mut ids, start))
+        .collect();
+    let base_after = resident_bytes();
+    let base_per = (base_after - base_before) as f64 / count as f64;
 
     let before = resident_bytes();
     let started = Instant::now();
@@ -61,15 +81,6 @@ async fn run(count: usize) {
     let fired = engine.fire_due().await;
     let fire_time = fire.elapsed();
 
-    // Baseline: the core alone, in the same state, in the same process.
-    let plan = Arc::new(Plan::from_yaml(PLAN).expect("the plan is valid"));
-    let mut ids = SequentialIds::starting_at(1 << 64);
-    let base_before = resident_bytes();
-    let mut cores: Vec<Deployment> = (0..count)
-        .map(|i| core_waiting(&plan, i, &mut ids, start))
-        .collect();
-    let base_after = resident_bytes();
-    let base_per = (base_after - base_before) as f64 / count as f64;
     let later = start + TimeDelta::hours(25);
     let base_fire = Instant::now();
     for d in &mut cores {
@@ -89,4 +100,104 @@ async fn run(count: usize) {
         fire_time.as_secs_f64() / base_fire_time.as_secs_f64()
     );
     std::hint::black_box(&cores);
+}
+
+/// [`PLAN`] with its webhooks' callbacks disabled, so that each gate passes on the call's 202:
+/// a deployment goes all the way to prod's approval, the last gate before prod deploys, its
+/// history and state as large as they get while it waits.
+fn late_plan() -> String {
+    PLAN.replace("uriTemplate:", "disableCallback: true, uriTemplate:")
+}
+
+/// `late` mode: COUNT deployments waiting on prod's approval, in a process of their own (freed
+/// memory of the other mode's deployments would otherwise make them look smaller), against
+/// the core alone in the same state.
+async fn late(count: usize) {
+    let start = Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap();
+    let plan_text = late_plan();
+    let plan = Arc::new(Plan::from_yaml(&plan_text).expect("the plan is valid"));
+    let mut ids = SequentialIds::starting_at(1 << 64);
+    let base_before = resident_bytes();
+    let cores: Vec<Deployment> = (0..count)
+        .map(|i| core_at_approval(&plan, i, &mut ids, start))
+        .collect();
+    let base_per = (resident_bytes() - base_before) as f64 / count as f64;
+
+    let engine = Engine::builder(accepting_dispatcher(), SimulatedHost)
+        .clock(ManualClock::new(start))
+        .ids(SequentialIds::default())
+        .allow_concurrent_deployments(true)
+        .build();
+    let before = resident_bytes();
+    let mut started = Vec::with_capacity(count);
+    for _ in 0..count {
+        let deployment = engine
+            .start(&plan_text, Default::default())
+            .await
+            .expect("the deployment starts");
+        started.push(deployment.id);
+    }
+    // Steps and calls answered at once are recorded inline; any left to tasks end here.
+    while tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+        > 0
+    {
+        tokio::task::yield_now().await;
+    }
+    let per_deployment = (resident_bytes() - before) as f64 / count as f64;
+    // Checked after measuring, as looking allocates.
+    for id in &started {
+        let view = engine.view(id).await.expect("in memory");
+        let open: Vec<_> = view.open_gates().collect();
+        assert!(
+            open.len() == 1
+                && open[0].environment == "prod"
+                && matches!(open[0].state, GateState::AwaitingApproval { .. }),
+            "{id} is not waiting on prod's approval: {:?}",
+            view.gates
+        );
+    }
+    println!("deployments waiting on prod's approval: {count}");
+    println!(
+        "resident: {per_deployment:.0} bytes per deployment; core alone {base_per:.0} bytes (ratio {:.2})",
+        per_deployment / base_per
+    );
+    std::hint::black_box(&cores);
+}
+
+/// A core deployment of `plan` driven as the engine drives it with [`SimulatedHost`] and a
+/// transport answering 202, up to its approval.
+fn core_at_approval(
+    plan: &Arc<Plan>,
+    i: usize,
+    ids: &mut SequentialIds,
+    now: chrono::DateTime<Utc>,
+) -> Deployment {
+    let mut d = Deployment::start(
+        Arc::clone(plan),
+        format!("core-{i}").as_str().into(),
+        Default::default(),
+        ids,
+        now,
+    );
+    while let Some(action) = d.poll_action() {
+        match action {
+            Action::CallWebhook(call) => d
+                .handle_call_result(
+                    now,
+                    call.gate,
+                    call.attempt,
+                    CallResult::Sent { status: 202 },
+                )
+                .expect("the call is answered"),
+            Action::RunStep(step) => d
+                .handle_step_result(now, step.op, StepOutcome::Succeeded)
+                .expect("the step is answered"),
+            Action::RequestApproval(_) => {}
+            other => unreachable!("nothing fails or rolls back: {other:?}"),
+        }
+    }
+    while d.poll_event().is_some() {}
+    d
 }

@@ -22,7 +22,7 @@ use axum::routing::post;
 use bytes::Bytes;
 use hookgate::runtime::ReplicaOptions;
 use hookgate::store::{DynStore, PostgresOptions, PostgresStore};
-use load::{Round, best, drive, options, report, serve_engine};
+use load::{Round, drive, options, report, serve_engine};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 /// A schema name no earlier run used.
@@ -184,8 +184,8 @@ fn main() {
             // Let the engines' shutdown and the baseline's pool settle between rounds.
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        report("pg 1 rep", best(&one), best(&naive));
-        report("pg 2 rep", best(&two), best(&naive));
+        report("pg 1 rep", &one, &naive);
+        report("pg 2 rep", &two, &naive);
         drop_schemas(&url, &schemas).await;
     });
 }

@@ -61,7 +61,7 @@ pub fn options() -> Options {
 /// The multi-threaded runtime a harness runs on, after printing what its rounds are.
 pub fn runtime(o: &Options) -> tokio::runtime::Runtime {
     println!(
-        "{} callbacks per round, concurrency {}, {} rounds, best round shown",
+        "{} callbacks per round, concurrency {}, {} rounds, best rounds and each round's ratio shown",
         o.requests, o.concurrency, o.rounds
     );
     tokio::runtime::Builder::new_multi_thread()
@@ -79,7 +79,9 @@ pub struct Round {
     pub cpu_per_request: Option<f64>,
 }
 
-/// Sends one POST per URL at `concurrency`, each with the callback body and token.
+/// Sends one POST per URL at `concurrency`, each with the callback body and token, and reads
+/// each answer whole. Panics unless every answer is `200 {"status": "applied"}`: a failed
+/// request, or one answered by a cheaper path (a duplicate), would otherwise count as served.
 pub async fn drive(urls: Vec<String>, concurrency: usize) -> Round {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
@@ -99,9 +101,12 @@ pub async fn drive(urls: Vec<String>, concurrency: usize) -> Round {
             Arc::clone(&latencies),
         );
         workers.spawn(async move {
+            let mut served = 0;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(url) = urls.get(i) else { return };
+                let Some(url) = urls.get(i) else {
+                    return served;
+                };
                 let sent = Instant::now();
                 let response = client
                     .post(url)
@@ -111,13 +116,24 @@ pub async fn drive(urls: Vec<String>, concurrency: usize) -> Round {
                     .send()
                     .await
                     .expect("the server answers");
-                assert_eq!(response.status(), 200, "{url}");
+                let status = response.status();
+                let body = response.bytes().await.expect("the whole answer");
+                let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                assert!(
+                    status == 200 && answer["status"] == "applied",
+                    "{url}: {status} {}",
+                    String::from_utf8_lossy(&body)
+                );
                 latencies.lock().unwrap().push(sent.elapsed());
+                served += 1;
             }
         });
     }
-    while workers.join_next().await.is_some() {}
+    // A worker that panicked (a refused request) fails the drive rather than leaving its share
+    // of the URLs unsent.
+    let served: usize = workers.join_all().await.into_iter().sum();
     let elapsed = start.elapsed();
+    assert_eq!(served, urls.len(), "every callback served");
     let cpu_per_request = cpu_time()
         .zip(cpu_before)
         .map(|(after, before)| (after - before) / urls.len() as f64);
@@ -125,8 +141,9 @@ pub async fn drive(urls: Vec<String>, concurrency: usize) -> Round {
     l.sort();
     Round {
         per_second: urls.len() as f64 / elapsed.as_secs_f64(),
-        p50: l[l.len() / 2],
-        p99: l[l.len() * 99 / 100],
+        // Nearest rank: the smallest latency at least this share of requests did not exceed.
+        p50: l[(l.len() * 50).div_ceil(100) - 1],
+        p99: l[(l.len() * 99).div_ceil(100) - 1],
         cpu_per_request,
     }
 }
@@ -169,7 +186,8 @@ pub async fn serve_engine(
             let body: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
             body["callbackUri"].as_str().map(str::to_owned)
         })
-        .collect();
+        .collect::<Vec<String>>();
+    assert_eq!(urls.len(), requests, "one callback URL per gate");
     (engine, base, urls)
 }
 
@@ -179,9 +197,23 @@ pub fn rand_start() -> u128 {
     u128::from_be_bytes(b) >> 1
 }
 
-/// Prints the best rounds and their ratio; the CPU ratio is hookgate's CPU time per request
-/// over the baseline's (client included on both sides).
-pub fn report(name: &str, ours: Round, base: Round) {
+/// Prints the best rounds and their ratio, then each round's own ratio (hookgate's round over
+/// the baseline's round run next to it) and their median, which drift on a shared machine
+/// distorts less than a ratio of best rounds taken at different times. The CPU figures are
+/// the best rounds' CPU time per request (client included on both sides).
+pub fn report(name: &str, ours: &[Round], base: &[Round]) {
+    let mut paired: Vec<f64> = ours
+        .iter()
+        .zip(base)
+        .map(|(o, b)| o.per_second / b.per_second)
+        .collect();
+    let per_round = paired
+        .iter()
+        .map(|r| format!("{r:.2}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    paired.sort_by(f64::total_cmp);
+    let (ours, base) = (best(ours), best(base));
     let cpu = match (ours.cpu_per_request, base.cpu_per_request) {
         (Some(a), Some(b)) => format!(" | CPU/request {:.1} µs vs {:.1} µs", a * 1e6, b * 1e6),
         _ => String::new(),
@@ -195,6 +227,11 @@ pub fn report(name: &str, ours: Round, base: Round) {
         base.p50,
         base.p99,
         ours.per_second / base.per_second
+    );
+    println!(
+        "{:<12} per round {per_round} | median {:.2}",
+        "",
+        paired[paired.len() / 2]
     );
 }
 
