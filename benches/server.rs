@@ -29,7 +29,7 @@ use hookgate::auth::{CallbackAuthorizer, JwtAuthorizer, Principal, StaticTokens}
 use hookgate::clock::Clock;
 use hookgate::config::{GateId, Plan};
 use hookgate::core::{CallbackId, Deployment, DeploymentId, StartOptions};
-use hookgate::server::{CallbackHandler, MemoryGates, ServerState, router};
+use hookgate::server::{CallbackHandler, CallbackReport, MemoryGates, ServerState, router};
 use hookgate::test_util::{ManualClock, SequentialIds};
 use http::{Request, StatusCode};
 use jsonwebtoken::{EncodingKey, Header};
@@ -206,9 +206,32 @@ fn authorization(c: &mut Criterion) {
     group.finish();
 }
 
+/// Parsing and checking a callback body, against serde_json reading the same body into a
+/// `Value` (what the bare axum baselines do with it), in the same run.
+fn callback_body(c: &mut Criterion) {
+    let mut group = c.benchmark_group("callback_body");
+    let limit = CallbackHandler::DEFAULT_MESSAGE_LIMIT;
+    for (name, body) in [
+        ("outcome", BODY.as_bytes()),
+        (
+            "progress",
+            &br#"{"inProgress": true, "mdMessage": "halfway: 12 of 24 checks passed", "extra": {"a": [1, 2]}}"#[..],
+        ),
+    ] {
+        assert!(CallbackReport::from_json(body, limit).is_ok(), "{name}");
+        group.bench_function(format!("parse/{name}"), |b| {
+            b.iter(|| CallbackReport::from_json(std::hint::black_box(body), limit))
+        });
+        group.bench_function(format!("serde_json_value/{name}"), |b| {
+            b.iter(|| serde_json::from_slice::<serde_json::Value>(std::hint::black_box(body)))
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3));
-    targets = callbacks, authorization
+    targets = callbacks, callback_body, authorization
 }
 criterion_main!(benches);

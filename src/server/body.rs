@@ -54,6 +54,36 @@ pub(super) fn is_json(content_type: Option<&HeaderValue>) -> bool {
     kind.eq_ignore_ascii_case("application") && (subtype.eq_ignore_ascii_case(b"json") || suffixed)
 }
 
+impl CallbackReport {
+    /// Parses a callback body (PROTOCOL.md §5, §8) as [`CallbackHandler`](super::CallbackHandler)
+    /// does, `mdMessage` at most `message_limit` bytes: for a host that serves callbacks through
+    /// a framework of its own and hands them to a [`GateService`](super::GateService).
+    ///
+    /// ```
+    /// use hookgate::server::{CallbackHandler, CallbackReport};
+    /// let limit = CallbackHandler::DEFAULT_MESSAGE_LIMIT;
+    /// assert_eq!(
+    ///     CallbackReport::from_json(br#"{"success": true, "mdMessage": "all green"}"#, limit),
+    ///     Ok(CallbackReport::Outcome { success: true, message: Some("all green".into()) })
+    /// );
+    /// let refused = CallbackReport::from_json(br#"{"success": "yes"}"#, limit).unwrap_err();
+    /// assert!(refused.to_string().contains("`success` must be the JSON boolean"));
+    /// ```
+    pub fn from_json(body: &[u8], message_limit: usize) -> Result<Self, InvalidBody> {
+        parse_callback(body, message_limit).map_err(|message| InvalidBody { message })
+    }
+}
+
+/// A callback body that cannot be used, which [`CallbackHandler`](super::CallbackHandler)
+/// answers with `400 invalid_body`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+#[non_exhaustive]
+pub struct InvalidBody {
+    /// What is wrong, naming the field, and what to send instead.
+    pub message: String,
+}
+
 /// Parses a callback body (PROTOCOL.md §5, §8). The error says which field is wrong.
 ///
 /// With `success` the body is an outcome (an `inProgress` beside it is ignored); without it,

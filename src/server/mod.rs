@@ -38,6 +38,7 @@ mod service;
 #[cfg(feature = "issuer")]
 mod token;
 
+pub use body::InvalidBody;
 pub use handler::CallbackHandler;
 pub use memory::MemoryGates;
 #[cfg(feature = "axum")]
