@@ -103,6 +103,14 @@ fn state(c: &mut Criterion) {
             Deployment::restore(Arc::clone(d.plan()), state).unwrap()
         })
     });
+    // Baselines: the same JSON document written and read untyped, as `serde_json::Value`.
+    let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    c.bench_function("core/state_serialize_10_envs_value_baseline", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&value)).unwrap())
+    });
+    c.bench_function("core/state_restore_10_envs_value_baseline", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&json)).unwrap())
+    });
 }
 
 fn validate(c: &mut Criterion) {
