@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use chrono::{TimeDelta, TimeZone, Utc};
 use hookgate::config::Plan;
-use hookgate::core::{Action, CallResult, Deployment, GateState, StepOutcome};
+use hookgate::core::{Deployment, GateState};
 use hookgate::runtime::{Engine, SimulatedHost};
 use hookgate::test_util::{ManualClock, SequentialIds};
 
@@ -119,7 +119,7 @@ async fn late(count: usize) {
     let mut ids = SequentialIds::starting_at(1 << 64);
     let base_before = resident_bytes();
     let cores: Vec<Deployment> = (0..count)
-        .map(|i| core_at_approval(&plan, i, &mut ids, start))
+        .map(|i| core_waiting(&plan, i, &mut ids, start))
         .collect();
     let base_per = (resident_bytes() - base_before) as f64 / count as f64;
 
@@ -164,40 +164,4 @@ async fn late(count: usize) {
         per_deployment / base_per
     );
     std::hint::black_box(&cores);
-}
-
-/// A core deployment of `plan` driven as the engine drives it with [`SimulatedHost`] and a
-/// transport answering 202, up to its approval.
-fn core_at_approval(
-    plan: &Arc<Plan>,
-    i: usize,
-    ids: &mut SequentialIds,
-    now: chrono::DateTime<Utc>,
-) -> Deployment {
-    let mut d = Deployment::start(
-        Arc::clone(plan),
-        format!("core-{i}").as_str().into(),
-        Default::default(),
-        ids,
-        now,
-    );
-    while let Some(action) = d.poll_action() {
-        match action {
-            Action::CallWebhook(call) => d
-                .handle_call_result(
-                    now,
-                    call.gate,
-                    call.attempt,
-                    CallResult::Sent { status: 202 },
-                )
-                .expect("the call is answered"),
-            Action::RunStep(step) => d
-                .handle_step_result(now, step.op, StepOutcome::Succeeded)
-                .expect("the step is answered"),
-            Action::RequestApproval(_) => {}
-            other => unreachable!("nothing fails or rolls back: {other:?}"),
-        }
-    }
-    while d.poll_event().is_some() {}
-    d
 }

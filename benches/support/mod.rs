@@ -103,15 +103,16 @@ webhooks:
       inline: '{"event_type": "webhookCallback", "client_payload": {"callbackUri": "{{armory.callbackUri}}/callback"}}'
 "#;
 
-/// A bare core deployment `core-{i}` of `plan` started at `now`, its webhook calls answered
-/// 202 and its events drained: the core alone waiting on callbacks, as an engine's would.
+/// A bare core deployment `core-{i}` of `plan` started at `now`, driven as an engine with
+/// `SimulatedHost` and a transport answering 202 drives it, until it waits on callbacks or an
+/// approval; its events drained.
 pub fn core_waiting(
     plan: &Arc<hookgate::config::Plan>,
     i: usize,
     ids: &mut impl IdSource,
     now: chrono::DateTime<chrono::Utc>,
 ) -> hookgate::core::Deployment {
-    use hookgate::core::{Action, CallResult, Deployment, StartOptions};
+    use hookgate::core::{Action, CallResult, Deployment, StartOptions, StepOutcome};
     let mut d = Deployment::start(
         Arc::clone(plan),
         format!("core-{i}").as_str().into(),
@@ -120,14 +121,20 @@ pub fn core_waiting(
         now,
     );
     while let Some(action) = d.poll_action() {
-        if let Action::CallWebhook(call) = action {
-            d.handle_call_result(
-                now,
-                call.gate,
-                call.attempt,
-                CallResult::Sent { status: 202 },
-            )
-            .expect("the call is answered");
+        match action {
+            Action::CallWebhook(call) => d
+                .handle_call_result(
+                    now,
+                    call.gate,
+                    call.attempt,
+                    CallResult::Sent { status: 202 },
+                )
+                .expect("the call is answered"),
+            Action::RunStep(step) => d
+                .handle_step_result(now, step.op, StepOutcome::Succeeded)
+                .expect("the step is answered"),
+            Action::RequestApproval(_) => {}
+            other => unreachable!("nothing fails or rolls back: {other:?}"),
         }
     }
     while d.poll_event().is_some() {}
