@@ -14,9 +14,9 @@
 //! `sqlite-fsync` with `Durability::PowerLoss` (`synchronous=FULL`, a sync per commit, which
 //! group commit shares between the writes of a batch). Runs alternate between hookgate and its
 //! baseline, each going first in every other round, after a warm-up round of both that is not
-//! measured, and an engine is shut down (its store closed) before the baseline's run; the best round of each side is reported, then each
-//! round's own ratio and their median. Every answer must be `200 {"status": "applied"}`, or
-//! the harness fails.
+//! measured, and an engine is shut down (its store closed) before the baseline's run; the best
+//! round of each side is reported, then each round's own ratio and their median. Every answer
+//! must be `200 {"status": "applied"}`, or the harness fails.
 //!
 //! `gates` serves the same router over [`MemoryGates`] instead of the engine: the core alone
 //! behind the HTTP layer, with no store, host or runtime, so that the two parts' shares of the
@@ -39,12 +39,12 @@ use hookgate::runtime::Engine;
 use hookgate::server::{CallbackHandler, MemoryGates, ServerState, router};
 use hookgate::store::{Durability, MemoryStore, SqliteOptions, SqliteStore};
 use hookgate::test_util::SequentialIds;
-use load::{TOKEN, drive, options, rand_start, report, serve_engine};
+use load::{Serving, TOKEN, drive, options, rand_start, report, serve, serve_engine};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use support::ONE_GATE;
 
 /// A bare axum handler reading the same body, optionally writing one row per request.
-async fn baseline(pool: Option<sqlx::SqlitePool>, requests: usize) -> Vec<String> {
+async fn baseline(pool: Option<sqlx::SqlitePool>, requests: usize) -> (Vec<String>, Serving) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = axum::Router::new().route(
@@ -68,10 +68,11 @@ async fn baseline(pool: Option<sqlx::SqlitePool>, requests: usize) -> Vec<String
             },
         ),
     );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (0..requests)
+    let server = serve(listener, app);
+    let urls = (0..requests)
         .map(|i| format!("{base}/callbacks/{i:032x}"))
-        .collect()
+        .collect();
+    (urls, server)
 }
 
 async fn sqlite_baseline_pool(dir: &std::path::Path, durability: Durability) -> sqlx::SqlitePool {
@@ -86,9 +87,10 @@ async fn sqlite_baseline_pool(dir: &std::path::Path, durability: Durability) -> 
         .synchronous(synchronous)
         .busy_timeout(Duration::from_secs(5));
     let pool = SqlitePoolOptions::new()
-        // Four connections rather than one: as fast without a sync per commit, and faster with
-        // one (one run each way, alternating, 20,000 requests: 3,992 and 4,038 req/s against
-        // 3,505 and 3,406 with `synchronous=FULL`), so the stronger baseline.
+        // Four connections rather than one: about as fast without a sync per commit, faster
+        // with one (two runs each way, alternating, 20,000 requests: 12,730 and 12,295 req/s
+        // against 10,162 and 14,263 with `synchronous=NORMAL`; 3,992 and 4,038 against 3,505
+        // and 3,406 with `FULL`), so the stronger baseline.
         .max_connections(4)
         .connect_with(options)
         .await
@@ -122,8 +124,8 @@ fn main() {
 
 async fn memory(o: &load::Options) {
     against_bare_axum(o, "memory", || async {
-        let (engine, _, urls) = serve_engine(Arc::new(MemoryStore::new()), o.requests, |b| b).await;
-        (urls, Some(engine))
+        let served = serve_engine(Arc::new(MemoryStore::new()), o.requests, |b| b).await;
+        (served.urls, Some(served.engine), served.server)
     })
     .await;
 }
@@ -131,7 +133,8 @@ async fn memory(o: &load::Options) {
 /// The router over `MemoryGates` (no engine) against the same baseline as `memory`.
 async fn gates(o: &load::Options) {
     against_bare_axum(o, "gates", || async {
-        (serve_gates(o.requests).await, None)
+        let (urls, server) = serve_gates(o.requests).await;
+        (urls, None, server)
     })
     .await;
 }
@@ -139,7 +142,7 @@ async fn gates(o: &load::Options) {
 /// Rounds of what `serve` serves afresh each round (its callback URLs, and the engine behind
 /// them, shut down after its drive so that none of its work spills into the baseline's) and of
 /// the bare axum baseline, each going first in every other round.
-async fn against_bare_axum<F: Future<Output = (Vec<String>, Option<Engine>)>>(
+async fn against_bare_axum<F: Future<Output = (Vec<String>, Option<Engine>, Serving)>>(
     o: &load::Options,
     name: &str,
     serve: impl Fn() -> F,
@@ -148,11 +151,11 @@ async fn against_bare_axum<F: Future<Output = (Vec<String>, Option<Engine>)>>(
     for round in 0..=o.rounds {
         for baseline_turn in first_in_turn(round) {
             if baseline_turn {
-                let urls = baseline(None, o.requests).await;
+                let (urls, _server) = baseline(None, o.requests).await;
                 let drove = drive(urls, o.concurrency).await;
                 measured(round, &mut base, drove);
             } else {
-                let (urls, engine) = serve().await;
+                let (urls, engine, _server) = serve().await;
                 let drove = drive(urls, o.concurrency).await;
                 measured(round, &mut ours, drove);
                 if let Some(engine) = engine {
@@ -185,7 +188,7 @@ fn first_in_turn(round: usize) -> [bool; 2] {
 
 /// `requests` deployments of the one-gate plan, each waiting on its callback, in `MemoryGates`
 /// served on loopback; returns the callback URLs.
-async fn serve_gates(requests: usize) -> Vec<String> {
+async fn serve_gates(requests: usize) -> (Vec<String>, Serving) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let plan = Arc::new(Plan::from_yaml(ONE_GATE).unwrap());
@@ -213,8 +216,7 @@ async fn serve_gates(requests: usize) -> Vec<String> {
         gates,
         Arc::new(StaticTokens::new().with_token(TOKEN, Principal::new("load"))),
     );
-    tokio::spawn(async move { axum::serve(listener, router(ServerState::new(handler))).await });
-    urls
+    (urls, serve(listener, router(ServerState::new(handler))))
 }
 
 /// The SQLite store against one row per request, both with `durability`.
@@ -225,7 +227,7 @@ async fn sqlite(o: &load::Options, durability: Durability, name: &str) {
         for baseline_turn in first_in_turn(round) {
             if baseline_turn {
                 let pool = sqlite_baseline_pool(dir.path(), durability).await;
-                let urls = baseline(Some(pool.clone()), o.requests).await;
+                let (urls, _server) = baseline(Some(pool.clone()), o.requests).await;
                 let drove = drive(urls, o.concurrency).await;
                 measured(round, &mut base, drove);
                 pool.close().await;
@@ -233,11 +235,11 @@ async fn sqlite(o: &load::Options, durability: Durability, name: &str) {
                 let options = SqliteOptions::default().with_durability(durability);
                 let path = dir.path().join(format!("hookgate-{round}.db"));
                 let store = Arc::new(SqliteStore::open_with(path, options).await.unwrap());
-                let (engine, _, urls) = serve_engine(store.clone(), o.requests, |b| b).await;
-                let drove = drive(urls, o.concurrency).await;
+                let served = serve_engine(store.clone(), o.requests, |b| b).await;
+                let drove = drive(served.urls, o.concurrency).await;
                 measured(round, &mut ours, drove);
                 // Its writes after the answers and its checkpoint end before the baseline runs.
-                engine.shutdown().await;
+                served.engine.shutdown().await;
                 store.close().await;
             }
         }

@@ -39,12 +39,12 @@ async fn store(url: &str, schema: &str) -> Arc<DynStore> {
 
 async fn one_replica(url: &str, requests: usize, concurrency: usize) -> (Round, String) {
     let schema = fresh_schema("one");
-    let (engine, _, urls) = serve_engine(store(url, &schema).await, requests, |b| {
+    let served = serve_engine(store(url, &schema).await, requests, |b| {
         b.replica(ReplicaOptions::new("replica-1"))
     })
     .await;
-    let round = drive(urls, concurrency).await;
-    engine.shutdown().await;
+    let round = drive(served.urls, concurrency).await;
+    served.engine.shutdown().await;
     (round, schema)
 }
 
@@ -58,13 +58,13 @@ async fn two_replicas(url: &str, requests: usize, concurrency: usize) -> (Round,
         ("replica-a", requests / 2),
         ("replica-b", requests - requests / 2),
     ] {
-        let (engine, base, mine) = serve_engine(Arc::clone(&shared), share, |b| {
+        let served = serve_engine(Arc::clone(&shared), share, |b| {
             b.replica(ReplicaOptions::new(name))
         })
         .await;
-        engines.push(engine);
-        ports.push(url::Url::parse(&base).unwrap().port());
-        urls.extend(mine);
+        ports.push(url::Url::parse(&served.base).unwrap().port());
+        urls.extend(served.urls);
+        engines.push((served.engine, served.server));
     }
     // As a load balancer would: every callback to either replica, whoever drives its gate.
     let urls = urls
@@ -78,7 +78,7 @@ async fn two_replicas(url: &str, requests: usize, concurrency: usize) -> (Round,
         })
         .collect();
     let round = drive(urls, concurrency).await;
-    for engine in &engines {
+    for (engine, _server) in &engines {
         engine.shutdown().await;
     }
     (round, schema)
@@ -138,7 +138,7 @@ async fn baseline(url: &str, requests: usize, concurrency: usize) -> (Round, Str
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let _server = load::serve(listener, app);
     let urls = (0..requests)
         .map(|i| format!("{base}/callbacks/{i:032x}"))
         .collect();

@@ -865,7 +865,10 @@ mod limits {
             );
         };
         // Read to the end: the one problem left is the missing target.
-        let read = |e: ConfigError| assert_eq!(e.problems()[0].path, "targets", "{e}");
+        let read = |e: ConfigError| {
+            let first = e.problems().into_iter().next().map(|p| p.path);
+            assert_eq!(first.as_deref(), Some("targets"), "{e}");
+        };
         let mut set_directly = Limits::default();
         set_directly.max_depth = 10_000;
         let raised = Limits::default().with_max_depth(10_000);
@@ -1089,6 +1092,7 @@ mod limits {
                 Ok(())
             })
             .unwrap();
+        // About 57% reach it (134 to 161 of 256 in six runs): a quarter is far below any run's.
         assert!(
             validated.get() * 4 >= cases.get(),
             "only {} of {} files reached the validator",

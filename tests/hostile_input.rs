@@ -356,6 +356,7 @@ fn hostile_values_in_a_plausible_file_give_a_plan_or_an_explained_error() {
             check_plan(Plan::from_yaml(&text))
         })
         .unwrap();
+    // About 40% are accepted (95 to 115 of 258 in six runs): 1 in 16 is far below any run's.
     assert!(
         accepted.get() * 16 >= tried.get(),
         "only {} of {} files gave a plan",

@@ -4,7 +4,8 @@ use serde_json::Value;
 /// before it costs much memory or time. [`Limits::default`] suits hand-written files.
 ///
 /// Whatever the limits, a file has at most 10,000 targets and 10,000 webhooks, and a canary at
-/// most 10,000 steps: positions are 16-bit in each deployment's state.
+/// most 10,000 steps: positions are 16-bit in each deployment's state. It nests at most 64
+/// levels deep (see [`Limits::max_depth`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
@@ -17,8 +18,9 @@ pub struct Limits {
     pub max_file_bytes: usize,
     /// Deepest nesting of maps and lists. Default 64, which is also the most: reading a file
     /// takes call stack for every level of nesting (about 4 KiB in an optimised build, 24 KiB
-    /// in a debug build), and 64 levels stay well within the 2 MiB stack of a spawned thread or
-    /// a tokio worker, where a deeper file could overflow it and abort the process.
+    /// in a debug build), and 64 levels, about 1.5 MiB in a debug build, fit the 2 MiB stack of
+    /// a spawned thread or a tokio worker, where a deeper file could overflow it and abort the
+    /// process.
     pub max_depth: usize,
     /// Most targets. Default 1,000; at most 10,000.
     pub max_targets: usize,

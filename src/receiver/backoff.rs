@@ -144,8 +144,7 @@ mod tests {
             .with_base(Duration::from_millis(100))
             .with_max_delay(Duration::from_millis(250));
         // Full jitter draws uniformly below the ceiling, so each sample falls short of 90% of
-        // it with probability 0.9: all 1,000 do with probability 0.9^1000, about 1.7e-46 (less
-        // still for equal jitter, whose samples lie in the upper half).
+        // it with probability 0.9: all 1,000 do with probability 0.9^1000, about 1.7e-46.
         const SAMPLES: usize = 1000;
         for (retry, ceiling_ms) in [(1, 100), (2, 200), (40, 250)] {
             let longest = (0..SAMPLES)

@@ -10,7 +10,7 @@
 //! `examples/quickstart.rs` runs the whole of it):
 //!
 //! ```no_run
-//! # #[cfg(feature = "axum")]
+//! # #[cfg(all(feature = "axum", feature = "reqwest"))]
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use hookgate::auth::{Principal, StaticTokens};

@@ -57,7 +57,10 @@ pub(super) fn is_json(content_type: Option<&HeaderValue>) -> bool {
 impl CallbackReport {
     /// Parses a callback body (PROTOCOL.md §5, §8) as [`CallbackHandler`](super::CallbackHandler)
     /// does, `mdMessage` at most `message_limit` bytes: for a host that serves callbacks through
-    /// a framework of its own and hands them to a [`GateService`](super::GateService).
+    /// a framework of its own and hands them to a [`GateService`](super::GateService). The
+    /// handler's checks before it are the host's to make: the bearer token, a JSON
+    /// `Content-Type` (else 415), and the body's size, read no further than a limit (else 413;
+    /// the handler's default is [`CallbackHandler::DEFAULT_BODY_LIMIT`](super::CallbackHandler::DEFAULT_BODY_LIMIT)).
     ///
     /// ```
     /// use hookgate::server::{CallbackHandler, CallbackReport};
