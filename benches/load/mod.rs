@@ -163,11 +163,13 @@ pub fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> Serving {
 
 /// An engine with open gates, served on loopback (see [`serve_engine`]).
 pub struct Served {
+    /// The engine, its scheduler running.
     pub engine: Engine,
     /// Its base URL.
     pub base: String,
     /// The callback URL of each open gate.
     pub urls: Vec<String>,
+    /// The server in front of it, stopped when dropped.
     pub server: Serving,
 }
 
