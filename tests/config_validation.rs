@@ -818,7 +818,8 @@ mod limits {
 
     /// JSON strings may hold characters outside YAML's printable set, which the YAML reader
     /// the fields go through refuses: they are read as the characters they are, as when written
-    /// as escapes.
+    /// as escapes, whether the file is read as JSON or as YAML (as `Engine::start` reads it).
+    /// A file that is YAML alone still may not hold them.
     #[test]
     fn json_strings_keep_characters_yaml_cannot_print() {
         for c in [
@@ -827,9 +828,14 @@ mod limits {
             let raw = format!(
                 "{{\"application\": \"a{c}\\\\{c}\", \"targets\": {{\"dev\": {{\"account\": \"k\", \"namespace\": \"n\"}}}}}}"
             );
-            let plan = Plan::from_json(&raw).unwrap_or_else(|e| panic!("{c:?}: {e}"));
-            assert_eq!(plan.application(), format!("a{c}\\{c}"), "{c:?}");
+            for plan in [Plan::from_json(&raw), Plan::from_yaml(&raw)] {
+                let plan = plan.unwrap_or_else(|e| panic!("{c:?}: {e}"));
+                assert_eq!(plan.application(), format!("a{c}\\{c}"), "{c:?}");
+            }
         }
+        let yaml = "application: \"a\u{7f}\"\ntargets: {dev: {account: k, namespace: n}}\n";
+        let e = Plan::from_yaml(yaml).unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");
     }
 
     /// Reading takes call stack for every level of nesting: a file nested far deeper than 64

@@ -32,6 +32,11 @@ impl DeploymentFile {
     /// Reads a deployment file written in YAML within `limits`.
     pub fn from_yaml_with(source: &str, limits: &Limits) -> Result<Self, ConfigError> {
         check_size(source, limits)?;
+        // A JSON file may hold, in its strings, characters the YAML reader refuses anywhere:
+        // read as JSON, they are escaped for it first. Only such files pay for the look.
+        if source.contains(unprintable) && serde_json::from_str::<IgnoredAny>(source).is_ok() {
+            return Self::from_json_with(source, limits);
+        }
         Self::typed(source, limits).map_err(|field| {
             // A file that is not well formed is reported as such, rather than as the field
             // its reading stopped at.
@@ -209,13 +214,17 @@ impl Plan {
     }
 }
 
+/// Whether YAML's reader refuses `c` anywhere in a file (outside YAML's printable set), where
+/// JSON allows it in strings.
+fn unprintable(c: char) -> bool {
+    matches!(c, '\u{7f}'..='\u{84}' | '\u{86}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}')
+}
+
 /// `source`, a JSON text, with the characters JSON allows in strings but YAML's reader refuses
 /// anywhere (outside YAML's printable set: DEL, the C1 controls but NEL, U+FFFE, U+FFFF)
 /// written as `\uXXXX` escapes, which both read as the same character. Outside strings they are
 /// not JSON at all, which serde_json has refused by now, so every one is inside a string.
 fn escape_unprintable(source: &str) -> std::borrow::Cow<'_, str> {
-    let unprintable =
-        |c: char| matches!(c, '\u{7f}'..='\u{84}' | '\u{86}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}');
     if !source.contains(unprintable) {
         return source.into();
     }
