@@ -35,11 +35,10 @@ use hookgate::auth::{Principal, StaticTokens};
 use hookgate::clock::SystemClock;
 use hookgate::config::Plan;
 use hookgate::core::{Deployment, DeploymentId, StartOptions};
-use hookgate::runtime::Engine;
 use hookgate::server::{CallbackHandler, MemoryGates, ServerState, router};
 use hookgate::store::{Durability, MemoryStore, SqliteOptions, SqliteStore};
 use hookgate::test_util::SequentialIds;
-use load::{Serving, TOKEN, drive, options, rand_start, report, serve, serve_engine};
+use load::{Round, Serving, TOKEN, drive, options, rand_start, report, serve, serve_engine};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use support::ONE_GATE;
 
@@ -123,57 +122,66 @@ fn main() {
 }
 
 async fn memory(o: &load::Options) {
-    against_bare_axum(o, "memory", || async {
-        let served = serve_engine(Arc::new(MemoryStore::new()), o.requests, |b| b).await;
-        (served.urls, Some(served.engine), served.server)
-    })
+    alternate(
+        o,
+        "memory",
+        async |_| {
+            let served = serve_engine(Arc::new(MemoryStore::new()), o.requests, |b| b).await;
+            let drove = drive(served.urls, o.concurrency).await;
+            // None of its work spills into the baseline's drive.
+            served.engine.shutdown().await;
+            drove
+        },
+        async |_| bare(o).await,
+    )
     .await;
 }
 
 /// The router over `MemoryGates` (no engine) against the same baseline as `memory`.
 async fn gates(o: &load::Options) {
-    against_bare_axum(o, "gates", || async {
-        let (urls, server) = serve_gates(o.requests).await;
-        (urls, None, server)
-    })
+    alternate(
+        o,
+        "gates",
+        async |_| {
+            let (urls, _server) = serve_gates(o.requests).await;
+            drive(urls, o.concurrency).await
+        },
+        async |_| bare(o).await,
+    )
     .await;
 }
 
-/// Rounds of what `serve` serves afresh each round (its callback URLs, and the engine behind
-/// them, shut down after its drive so that none of its work spills into the baseline's) and of
-/// the bare axum baseline, each going first in every other round.
-async fn against_bare_axum<F: Future<Output = (Vec<String>, Option<Engine>, Serving)>>(
+/// A drive of the bare axum baseline, served afresh.
+async fn bare(o: &load::Options) -> Round {
+    let (urls, _server) = baseline(None, o.requests).await;
+    drive(urls, o.concurrency).await
+}
+
+/// Rounds of hookgate's side (`ours`) and its baseline (`base`), each given the round and
+/// serving afresh, each going first in every other round, then their report. Round 0 is a
+/// warm-up of both sides and is not measured: the process's first drives pay for what later
+/// ones find ready (connections, the allocator's arenas, the page cache), and whichever side
+/// went first would pay for both.
+async fn alternate(
     o: &load::Options,
     name: &str,
-    serve: impl Fn() -> F,
+    ours: impl AsyncFn(usize) -> Round,
+    base: impl AsyncFn(usize) -> Round,
 ) {
-    let (mut ours, mut base) = (Vec::new(), Vec::new());
+    let (mut our_rounds, mut base_rounds) = (Vec::new(), Vec::new());
     for round in 0..=o.rounds {
         for baseline_turn in first_in_turn(round) {
-            if baseline_turn {
-                let (urls, _server) = baseline(None, o.requests).await;
-                let drove = drive(urls, o.concurrency).await;
-                measured(round, &mut base, drove);
+            let (drove, rounds) = if baseline_turn {
+                (base(round).await, &mut base_rounds)
             } else {
-                let (urls, engine, _server) = serve().await;
-                let drove = drive(urls, o.concurrency).await;
-                measured(round, &mut ours, drove);
-                if let Some(engine) = engine {
-                    engine.shutdown().await;
-                }
+                (ours(round).await, &mut our_rounds)
+            };
+            if round > 0 {
+                rounds.push(drove);
             }
         }
     }
-    report(name, &ours, &base);
-}
-
-/// Keeps `drove` unless it is of round 0, a warm-up of both sides: the process's first drives
-/// pay for what later ones find ready (connections, the allocator's arenas, the page cache),
-/// and whichever side went first would pay for both.
-fn measured(round: usize, rounds: &mut Vec<load::Round>, drove: load::Round) {
-    if round > 0 {
-        rounds.push(drove);
-    }
+    report(name, &our_rounds, &base_rounds);
 }
 
 /// Whether the baseline runs first, then hookgate (`[true, false]`), or the other way round, in
@@ -222,27 +230,27 @@ async fn serve_gates(requests: usize) -> (Vec<String>, Serving) {
 /// The SQLite store against one row per request, both with `durability`.
 async fn sqlite(o: &load::Options, durability: Durability, name: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (mut ours, mut base) = (Vec::new(), Vec::new());
-    for round in 0..=o.rounds {
-        for baseline_turn in first_in_turn(round) {
-            if baseline_turn {
-                let pool = sqlite_baseline_pool(dir.path(), durability).await;
-                let (urls, _server) = baseline(Some(pool.clone()), o.requests).await;
-                let drove = drive(urls, o.concurrency).await;
-                measured(round, &mut base, drove);
-                pool.close().await;
-            } else {
-                let options = SqliteOptions::default().with_durability(durability);
-                let path = dir.path().join(format!("hookgate-{round}.db"));
-                let store = Arc::new(SqliteStore::open_with(path, options).await.unwrap());
-                let served = serve_engine(store.clone(), o.requests, |b| b).await;
-                let drove = drive(served.urls, o.concurrency).await;
-                measured(round, &mut ours, drove);
-                // Its writes after the answers and its checkpoint end before the baseline runs.
-                served.engine.shutdown().await;
-                store.close().await;
-            }
-        }
-    }
-    report(name, &ours, &base);
+    alternate(
+        o,
+        name,
+        async |round| {
+            let options = SqliteOptions::default().with_durability(durability);
+            let path = dir.path().join(format!("hookgate-{round}.db"));
+            let store = Arc::new(SqliteStore::open_with(path, options).await.unwrap());
+            let served = serve_engine(store.clone(), o.requests, |b| b).await;
+            let drove = drive(served.urls, o.concurrency).await;
+            // Its writes after the answers and its checkpoint end before the baseline runs.
+            served.engine.shutdown().await;
+            store.close().await;
+            drove
+        },
+        async |_| {
+            let pool = sqlite_baseline_pool(dir.path(), durability).await;
+            let (urls, _server) = baseline(Some(pool.clone()), o.requests).await;
+            let drove = drive(urls, o.concurrency).await;
+            pool.close().await;
+            drove
+        },
+    )
+    .await;
 }

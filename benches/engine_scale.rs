@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use hookgate::config::Plan;
 use hookgate::core::{Deployment, GateState};
 use hookgate::runtime::{Engine, SimulatedHost};
@@ -40,23 +40,8 @@ fn main() {
 async fn run(count: usize) {
     let start = Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap();
     let clock = ManualClock::new(start);
-    let engine = Engine::builder(accepting_dispatcher(), SimulatedHost)
-        .clock(clock.clone())
-        .ids(SequentialIds::default())
-        .allow_concurrent_deployments(true)
-        .build();
-
-    // Baseline: the core alone, in the same state, in the same process. Built first and kept,
-    // so that neither side's figure is made of memory the other freed: built after the engine
-    // fired its timeouts, the cores took the chunks its finished deployments gave back.
-    let plan = Arc::new(Plan::from_yaml(PLAN).expect("the plan is valid"));
-    let mut ids = SequentialIds::starting_at(1 << 64);
-    let base_before = resident_bytes();
-    let mut cores: Vec<Deployment> = (0..count)
-        .map(|i| core_waiting(&plan, i, &mut ids, start))
-        .collect();
-    let base_after = resident_bytes();
-    let base_per = (base_after - base_before) as f64 / count as f64;
+    let engine = engine(clock.clone());
+    let (mut cores, base_per) = core_baseline(PLAN, count, start);
 
     let before = resident_bytes();
     let started = Instant::now();
@@ -102,6 +87,32 @@ async fn run(count: usize) {
     std::hint::black_box(&cores);
 }
 
+/// An engine on `clock` over the memory store, its webhook calls answered 202 and its host
+/// steps simulated.
+fn engine(clock: ManualClock) -> Engine {
+    Engine::builder(accepting_dispatcher(), SimulatedHost)
+        .clock(clock)
+        .ids(SequentialIds::default())
+        .allow_concurrent_deployments(true)
+        .build()
+}
+
+/// The baseline: the core alone, `count` deployments of `plan` in the state the engine's
+/// reach, in the same process, and their resident bytes each. Built before the engine's
+/// deployments and kept, so that neither side's figure is made of memory the other freed:
+/// built after the engine fired its timeouts, the cores took the chunks its finished
+/// deployments gave back.
+fn core_baseline(plan: &str, count: usize, start: DateTime<Utc>) -> (Vec<Deployment>, f64) {
+    let plan = Arc::new(Plan::from_yaml(plan).expect("the plan is valid"));
+    let mut ids = SequentialIds::starting_at(1 << 64);
+    let before = resident_bytes();
+    let cores: Vec<Deployment> = (0..count)
+        .map(|i| core_waiting(&plan, i, &mut ids, start))
+        .collect();
+    let per = (resident_bytes() - before) as f64 / count as f64;
+    (cores, per)
+}
+
 /// [`PLAN`] with its webhooks' callbacks disabled, so that each gate passes on the call's 202:
 /// a deployment goes all the way to prod's approval, the last gate before prod deploys, its
 /// history and state as large as they get while it waits.
@@ -118,19 +129,8 @@ const SAMPLE_EVERY: usize = 1000;
 async fn late(count: usize) {
     let start = Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap();
     let plan_text = late_plan();
-    let plan = Arc::new(Plan::from_yaml(&plan_text).expect("the plan is valid"));
-    let mut ids = SequentialIds::starting_at(1 << 64);
-    let base_before = resident_bytes();
-    let cores: Vec<Deployment> = (0..count)
-        .map(|i| core_waiting(&plan, i, &mut ids, start))
-        .collect();
-    let base_per = (resident_bytes() - base_before) as f64 / count as f64;
-
-    let engine = Engine::builder(accepting_dispatcher(), SimulatedHost)
-        .clock(ManualClock::new(start))
-        .ids(SequentialIds::default())
-        .allow_concurrent_deployments(true)
-        .build();
+    let (cores, base_per) = core_baseline(&plan_text, count, start);
+    let engine = engine(ManualClock::new(start));
     // Every thousandth id is kept to check on, and its room taken before measuring, so that
     // what is measured is the engine's.
     let mut sample = Vec::with_capacity(count / SAMPLE_EVERY + 1);

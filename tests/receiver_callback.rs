@@ -553,13 +553,18 @@ async fn a_callback_uri_outside_the_allowed_origins_is_refused_before_anything_i
     assert_eq!(delivered.unwrap(), CallbackOutcome::Delivered);
 }
 
-#[tokio::test]
-async fn connection_errors_are_retried_then_reported() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+/// A loopback port nothing listens on: bound, then given back at once.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
+        .port()
+}
+
+#[tokio::test]
+async fn connection_errors_are_retried_then_reported() {
+    let port = closed_port();
     let url = Url::parse(&format!("http://127.0.0.1:{port}{CALLBACK_PATH}")).unwrap();
 
     let error = static_client()
@@ -577,11 +582,7 @@ async fn connection_errors_are_retried_then_reported() {
 #[tokio::test]
 async fn a_callback_id_stays_out_of_errors_and_logs() {
     let (logs, _guard) = Captured::on_this_thread();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let id = "0123456789abcdef0123456789abcdef";
     let url = Url::parse(&format!("http://127.0.0.1:{port}/callbacks/{id}/callback")).unwrap();
 

@@ -34,8 +34,10 @@ impl DeploymentFile {
         check_size(source, limits)?;
         // A JSON file may hold, in its strings, characters the YAML reader refuses anywhere:
         // read as JSON, they are escaped for it first. Only such files pay for the look.
-        if source.contains(unprintable) && serde_json::from_str::<IgnoredAny>(source).is_ok() {
-            return Self::from_json_with(source, limits);
+        if source.contains(unprintable)
+            && let Ok(value) = serde_json::from_str::<serde_json::Value>(source)
+        {
+            return Self::from_json_value(source, &value, limits);
         }
         Self::typed(source, limits).map_err(|field| {
             // A file that is not well formed is reported as such, rather than as the field
@@ -66,7 +68,17 @@ impl DeploymentFile {
                 path: "(file)".into(),
                 message: e.to_string(),
             })?;
-        if limits::depth(&value) > limits.depth_limit() {
+        Self::from_json_value(source, &value, limits)
+    }
+
+    /// [`DeploymentFile::from_json_with`] past the size check, `value` being `source` read as
+    /// JSON.
+    fn from_json_value(
+        source: &str,
+        value: &serde_json::Value,
+        limits: &Limits,
+    ) -> Result<Self, ConfigError> {
+        if limits::depth(value) > limits.depth_limit() {
             return Err(ConfigError::TooLarge {
                 what: "nesting depth",
                 limit: limits.depth_limit(),
