@@ -553,6 +553,29 @@ async fn a_callback_uri_outside_the_allowed_origins_is_refused_before_anything_i
     assert_eq!(delivered.unwrap(), CallbackOutcome::Delivered);
 }
 
+/// An allow-list that came out empty (an unset variable, a filter that matched nothing) sends
+/// nowhere, rather than falling back to the default of sending anywhere.
+#[tokio::test]
+async fn an_empty_allow_list_refuses_every_origin() {
+    let gate = MockServer::start().await;
+    let client = CallbackClient::new(ReqwestTransport::new().unwrap(), credentials(&gate))
+        .with_backoff(quick())
+        .with_allowed_origins([]);
+
+    let refused = client
+        .send(&callback_url(&gate), &Callback::success())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, CallbackError::InvalidUrl { reason } if reason.contains("origin")),
+        "{refused:?}"
+    );
+    assert!(
+        gate.received_requests().await.unwrap().is_empty(),
+        "a token or callback was sent"
+    );
+}
+
 /// A loopback port nothing listens on: bound, then given back at once.
 fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -56,6 +56,32 @@ fn finds_it_in_the_header_whatever_its_case() {
     }
 }
 
+/// A webhook call carries its rendered secrets (`Authorization: Bearer {{secrets.…}}`), and a
+/// received request is easily logged with `{:?}`: it shows sizes, not contents.
+#[test]
+fn debug_output_shows_no_header_body_or_query_content() {
+    let request = Request::post("https://receiver.example/hook?sig=query-secret")
+        .header("authorization", "Bearer header-secret")
+        .body(Bytes::from_static(b"{\"token\": \"body-secret\"}"))
+        .unwrap();
+    let value = json!({"token": "json-secret"});
+    let shown = [
+        format!("{:?}", ReceivedRequest::from_http(&request)),
+        format!("{:?}", ReceivedRequest::new().with_json(&value)),
+    ]
+    .join(" ");
+    for secret in [
+        "query-secret",
+        "header-secret",
+        "body-secret",
+        "json-secret",
+    ] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(shown.contains("24 bytes"), "{shown}");
+    assert!(shown.contains("query_bytes: Some(16)"), "{shown}");
+}
+
 #[test]
 fn finds_it_at_a_json_pointer() {
     let body =

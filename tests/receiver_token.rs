@@ -254,6 +254,61 @@ async fn a_tokens_lifetime_counts_from_when_it_was_asked_for() {
     );
 }
 
+/// A token endpoint down at refresh time does not stop callbacks while the cached token is
+/// still valid; once it has expired, the refresh's error is what callers get.
+#[tokio::test]
+async fn a_failed_refresh_falls_back_to_the_cached_token_until_it_expires() {
+    let server = answering(token("first", 3600), 1, ResponseTemplate::new(503)).await;
+    let clock = TestClock::new();
+    let tokens = source(&server)
+        .refresh_margin(Duration::from_secs(60))
+        .backoff(Backoff::default().with_max_attempts(1))
+        .clock(clock.clone())
+        .build(transport())
+        .unwrap();
+    assert_eq!(tokens.token().await.unwrap().expose(), "first");
+
+    clock.advance(TimeDelta::seconds(3600 - 30));
+    assert_eq!(
+        tokens.token().await.unwrap().expose(),
+        "first",
+        "inside the margin, the refresh failed, and the token has 30 s left"
+    );
+    server.verify().await;
+
+    clock.advance(TimeDelta::seconds(30));
+    server.reset().await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(503))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let expired = tokens.token().await.unwrap_err();
+    assert!(
+        matches!(expired, TokenError::Status { status, .. } if status == 503),
+        "{expired:?}"
+    );
+
+    // An invalidated token is never fallen back on, however long it has left.
+    server.reset().await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(token("third", 3600))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let third = tokens.token().await.unwrap();
+    assert_eq!(third.expose(), "third");
+    tokens.invalidate(&third);
+    assert!(
+        tokens.token().await.is_err(),
+        "the rejected token came back"
+    );
+}
+
 #[tokio::test]
 async fn invalidate_forces_a_fresh_token() {
     let server = first_then_second(3600).await;

@@ -69,8 +69,8 @@ pub struct CallbackClient {
     backoff: Backoff,
     clock: Arc<dyn Clock>,
     options: Option<RequestOptions>,
-    /// Where callbacks (and so the token) may go; any origin when empty.
-    allowed: Arc<[Origin]>,
+    /// Where callbacks (and so the token) may go; any origin when `None`.
+    allowed: Option<Arc<[Origin]>>,
     /// Whether the token may go over plain `http` to another machine.
     allow_http: bool,
 }
@@ -87,7 +87,7 @@ impl CallbackClient {
             backoff: Backoff::default(),
             clock: Arc::new(SystemClock),
             options: None,
-            allowed: Arc::new([]),
+            allowed: None,
             allow_http: false,
         }
     }
@@ -95,10 +95,11 @@ impl CallbackClient {
     /// Sends callbacks only to these origins (scheme, host and port, e.g.
     /// `https://gates.example.com`); a callback URI elsewhere is refused with
     /// [`CallbackError::InvalidUrl`] before a token is asked for. By default any http(s) origin
-    /// is accepted.
+    /// is accepted; an empty list accepts none, so that a configured list that came out empty
+    /// sends nothing rather than sending anywhere.
     #[must_use]
     pub fn with_allowed_origins(mut self, origins: impl IntoIterator<Item = Url>) -> Self {
-        self.allowed = origins.into_iter().map(|url| url.origin()).collect();
+        self.allowed = Some(origins.into_iter().map(|url| url.origin()).collect());
         self
     }
 
@@ -145,7 +146,9 @@ impl CallbackClient {
         callback: &Callback,
     ) -> Result<CallbackOutcome, CallbackError> {
         let uri = http_uri(url)?;
-        if !self.allowed.is_empty() && !self.allowed.contains(&url.origin()) {
+        if let Some(allowed) = &self.allowed
+            && !allowed.contains(&url.origin())
+        {
             return Err(CallbackError::InvalidUrl {
                 reason: "its origin is not one this client sends callbacks to \
                          (CallbackClient::with_allowed_origins); nothing was sent"

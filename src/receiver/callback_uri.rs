@@ -1,4 +1,5 @@
 use std::borrow::Cow;
+use std::fmt;
 
 use http::{HeaderMap, Request};
 use serde_json::Value;
@@ -24,19 +25,37 @@ const MAX_URI_BYTES: usize = 8 * 1024;
 /// let uri = ReceivedRequest::new().with_body(body).callback_uri().unwrap();
 /// assert_eq!(uri.as_str(), "https://gate.example/callbacks/abc");
 /// ```
-#[derive(Debug, Clone, Copy, Default)]
+///
+/// `Debug` shows which parts were given and their sizes, never their contents: the
+/// headers and body of a webhook call may carry its rendered secrets.
+#[derive(Clone, Copy, Default)]
 pub struct ReceivedRequest<'a> {
     body: Body<'a>,
     query: Option<&'a str>,
     headers: Option<&'a HeaderMap>,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Copy, Default)]
 enum Body<'a> {
     #[default]
     Absent,
     Bytes(&'a [u8]),
     Json(&'a Value),
+}
+
+impl fmt::Debug for ReceivedRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let body = match self.body {
+            Body::Absent => "absent".to_owned(),
+            Body::Bytes(bytes) => format!("{} bytes", bytes.len()),
+            Body::Json(_) => "parsed JSON".to_owned(),
+        };
+        f.debug_struct("ReceivedRequest")
+            .field("body", &format_args!("{body}"))
+            .field("query_bytes", &self.query.map(str::len))
+            .field("headers", &self.headers.map(HeaderMap::len))
+            .finish()
+    }
 }
 
 impl<'a> ReceivedRequest<'a> {

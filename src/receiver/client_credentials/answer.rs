@@ -26,6 +26,18 @@ pub(super) fn refusal(response: &Response<Bytes>, attempts: u32, secret: &str) -
     }
 }
 
+/// `n` as a whole, non-negative number of seconds: an integer, or a float without a fraction
+/// (`3600.0`, `1e3`), which some servers send.
+fn whole_seconds(n: &serde_json::Number) -> Option<u64> {
+    if let Some(seconds) = n.as_u64() {
+        return Some(seconds);
+    }
+    let seconds = n.as_f64()?;
+    // Up to 2^53, where every f64 is still exact: a longer lifetime is meaningless anyway.
+    (seconds >= 0.0 && seconds.fract() == 0.0 && seconds <= 9_007_199_254_740_992.0)
+        .then_some(seconds as u64)
+}
+
 /// Parses `{"access_token", "expires_in", "token_type", "scope"}`; `scope` is not needed.
 ///
 /// Reasons are written here rather than taken from serde: its messages may quote the body,
@@ -62,7 +74,7 @@ pub(super) fn parse_token(body: &[u8]) -> Result<(Secret, Option<u64>), TokenErr
     }
     let expires_in = match answer.get("expires_in") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(not_seconds)?),
+        Some(Value::Number(n)) => Some(whole_seconds(n).ok_or_else(not_seconds)?),
         // Some servers send the number as a string.
         Some(Value::String(s)) => Some(s.parse().map_err(|_| not_seconds())?),
         Some(_) => return Err(not_seconds()),
@@ -84,12 +96,20 @@ mod tests {
         assert_eq!((token.expose(), expires), ("abc", Some(86400)));
         let (_, expires) = parse_token(br#"{"access_token":"abc","expires_in":"60"}"#).unwrap();
         assert_eq!(expires, Some(60));
+        for (whole, seconds) in [("3600.0", 3600), ("1e3", 1000), ("0.0", 0)] {
+            let answer = format!(r#"{{"access_token":"abc","expires_in":{whole}}}"#);
+            let (_, expires) = parse_token(answer.as_bytes()).unwrap();
+            assert_eq!(expires, Some(seconds), "{whole}");
+        }
         for bad in [
             &br#"{"expires_in":1}"#[..],
             br#"{"access_token":""}"#,
             br#"{"access_token":"a b"}"#,
             br#"{"access_token":"abc","token_type":"mac"}"#,
             br#"{"access_token":"abc","expires_in":-5}"#,
+            br#"{"access_token":"abc","expires_in":1.5}"#,
+            br#"{"access_token":"abc","expires_in":-1.0}"#,
+            br#"{"access_token":"abc","expires_in":1e300}"#,
             b"not json",
         ] {
             assert!(matches!(

@@ -40,6 +40,10 @@ pub const DEFAULT_AUDIENCE: &str = "https://api.cloud.armory.io";
 ///   `expires_in` is cached until [`invalidate`](TokenSource::invalidate)d.
 /// - Callers arriving while the cache is cold share one fetch, and its result: a failed fetch
 ///   fails every caller that waited for it instead of being repeated by each.
+/// - A refresh that fails while the cached token has not yet expired serves that token (with a
+///   warning), so that the token endpoint being down for less than the margin stops nothing;
+///   each later call tries to refresh again. A token [`invalidate`](TokenSource::invalidate)d
+///   is never served again.
 /// - A fetch retries connection errors, timeouts, 408, 429 and 5xx with [`Backoff`]; an RFC 6749
 ///   error answer is final ([`TokenError::Refused`]).
 /// - `Debug` shows neither the client secret nor the token, nor the token URL's user
@@ -75,6 +79,8 @@ struct CachedToken {
     token: Secret,
     /// `None`: no `expires_in` was given; valid until invalidated.
     refresh_at: Option<DateTime<Utc>>,
+    /// When `expires_in` runs out: until then the token still serves while a refresh fails.
+    expires_at: Option<DateTime<Utc>>,
 }
 
 impl ClientCredentials {
@@ -87,23 +93,54 @@ impl ClientCredentials {
         }
     }
 
+    /// The cached token past its refresh point but not yet expired, for when the refresh
+    /// failed: the token endpoint being down for a while need not stop callbacks that the
+    /// token still authorizes.
+    fn unexpired(&self) -> Option<Secret> {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let cached = cache.as_ref()?;
+        match cached.expires_at {
+            Some(at) if self.clock.now() >= at => None,
+            _ => Some(cached.token.clone()),
+        }
+    }
+
+    /// A fresh token, or while the token endpoint fails, the cached one until it expires.
+    async fn refresh(&self) -> Result<Secret, TokenError> {
+        let error = match self.fetch().await {
+            Ok(token) => return Ok(token),
+            Err(error) => error,
+        };
+        match self.unexpired() {
+            Some(token) => {
+                tracing::warn!(error = %error, "could not refresh the client-credentials token; using the cached one until it expires");
+                Ok(token)
+            }
+            None => Err(error),
+        }
+    }
+
     async fn fetch(&self) -> Result<Secret, TokenError> {
         let (token, expires_in, sent_at) =
             with_retries(&self.backoff, |attempt| self.attempt(attempt)).await?;
-        let refresh_at = expires_in.map(|seconds| {
-            i64::try_from(seconds)
-                .ok()
-                .and_then(TimeDelta::try_seconds)
-                // A margin as long as the lifetime would refetch on every call: short-lived
-                // tokens are kept for at least half their lifetime instead.
-                .and_then(|lifetime| lifetime.checked_sub(&self.refresh_margin.min(lifetime / 2)))
-                .and_then(|until_refresh| sent_at.checked_add_signed(until_refresh))
+        let lifetime =
+            expires_in.map(|seconds| i64::try_from(seconds).ok().and_then(TimeDelta::try_seconds));
+        let at = |after: Option<TimeDelta>| {
+            after
+                .and_then(|after| sent_at.checked_add_signed(after))
                 // A lifetime too long to represent: refresh on invalidation only.
                 .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        };
+        // A margin as long as the lifetime would refetch on every call: short-lived tokens are
+        // kept for at least half their lifetime instead.
+        let refresh_at = lifetime.map(|lifetime| {
+            at(lifetime
+                .and_then(|lifetime| lifetime.checked_sub(&self.refresh_margin.min(lifetime / 2))))
         });
         *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = Some(CachedToken {
             token: token.clone(),
             refresh_at,
+            expires_at: lifetime.map(at),
         });
         tracing::debug!(expires_in, "fetched a client-credentials token");
         Ok(token)
@@ -216,7 +253,7 @@ impl TokenSource for ClientCredentials {
         if let Some(token) = self.cached() {
             return Ok(token);
         }
-        let outcome = self.fetch().await;
+        let outcome = self.refresh().await;
         *flight = Some(outcome.clone());
         self.flights.fetch_add(1, Ordering::Release);
         outcome
