@@ -890,6 +890,36 @@ mod limits {
         }
     }
 
+    /// A `dependsOn` cycle through as many targets as any limits allow is reported, on a thread
+    /// with the 2 MiB stack of a spawned thread or a tokio worker: a cycle check recursing once
+    /// per target overflowed it at 4,500 targets in a debug build, aborting the process.
+    #[test]
+    fn a_cycle_through_every_target_of_the_largest_file_fits_a_threads_stack() {
+        let targets = 10_000;
+        let mut yaml = "application: a\ntargets:\n".to_owned();
+        for t in 0..targets {
+            let next = (t + 1) % targets;
+            yaml += &format!("  t{t}: {{constraints: {{dependsOn: [t{next}]}}}}\n");
+        }
+        let limits = Limits::default()
+            .with_max_targets(targets)
+            .with_max_file_bytes(4 << 20);
+        let problems = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || Plan::from_yaml_with(&yaml, &limits).unwrap_err().problems())
+            .unwrap()
+            .join()
+            .expect("the validating thread failed");
+        let cycles: Vec<_> = problems
+            .iter()
+            .filter_map(|p| match &p.kind {
+                ProblemKind::DependencyCycle { cycle } => Some(cycle.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(cycles, [targets + 1], "{problems:?}");
+    }
+
     #[test]
     fn counts_and_template_sizes_are_limited() {
         let kinds = |limits: &Limits| -> Vec<(String, ProblemKind)> {
