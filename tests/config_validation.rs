@@ -21,6 +21,25 @@ fn paths(yaml: &str) -> Vec<String> {
 
 const WEBHOOK: &str = "webhooks: [{name: hook, uriTemplate: 'https://h.example'}]";
 
+/// The application name is a column of its own in the durable stores, and PostgreSQL text
+/// cannot hold NUL: such a file would fail every start as if the database were down.
+#[test]
+fn an_application_name_with_a_control_character_is_refused() {
+    for name in [r#""a\0b""#, r#""a\nb""#, r#""a\u0085b""#] {
+        let yaml = format!("application: {name}\ntargets: {{dev: {{}}}}\n");
+        assert_eq!(
+            problems(&yaml),
+            [(
+                "application".to_owned(),
+                ProblemKind::ControlCharacter {
+                    what: "the application name"
+                }
+            )],
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn parses_an_armory_deploy_file_as_it_is() {
     let plan = Plan::from_yaml(include_str!("data/armory-deploy.yml")).unwrap();
@@ -826,11 +845,13 @@ mod limits {
             '\u{7f}', '\u{80}', '\u{85}', '\u{9f}', '\u{fffe}', '\u{ffff}',
         ] {
             let raw = format!(
-                "{{\"application\": \"a{c}\\\\{c}\", \"targets\": {{\"dev\": {{\"account\": \"k\", \"namespace\": \"n\"}}}}}}"
+                "{{\"application\": \"a\", \"targets\": {{\"dev\": {{\"account\": \"k{c}\\\\{c}\", \"namespace\": \"n\"}}}}}}"
             );
             for plan in [Plan::from_json(&raw), Plan::from_yaml(&raw)] {
                 let plan = plan.unwrap_or_else(|e| panic!("{c:?}: {e}"));
-                assert_eq!(plan.application(), format!("a{c}\\{c}"), "{c:?}");
+                let dev = plan.environment(plan.environment_by_name("dev").unwrap());
+                let expected = format!("k{c}\\{c}");
+                assert_eq!(dev.account(), Some(expected.as_str()), "{c:?}");
             }
         }
         let yaml = "application: \"a\u{7f}\"\ntargets: {dev: {account: k, namespace: n}}\n";

@@ -204,6 +204,13 @@ pub enum ProblemKind {
         /// The preview variable.
         variable: String,
     },
+    /// A name holding a control character (NUL, a line break, …): a database column of text
+    /// cannot hold NUL, and a name that prints as something else misleads whoever reads it.
+    #[error("{what} holds a control character; use printable characters only")]
+    ControlCharacter {
+        /// Which name.
+        what: &'static str,
+    },
     /// `analysis` in `beforeDeployment`.
     #[error("analysis is not allowed in beforeDeployment: nothing is deployed yet to analyse")]
     AnalysisBeforeDeployment,

@@ -290,6 +290,13 @@ impl Validator {
                     what: "an application name",
                 },
             );
+        } else if file.application.contains(char::is_control) {
+            self.problem(
+                "application",
+                ProblemKind::ControlCharacter {
+                    what: "the application name",
+                },
+            );
         }
         if file.targets.is_empty() {
             self.problem(

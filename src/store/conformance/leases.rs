@@ -156,6 +156,17 @@ pub async fn orphan_claims(store: &DynStore) {
         .create(own.new_deployment().leased(lease(&c, -60)), &own.events)
         .await
         .expect("create succeeds");
+    // Unleased, but finished: nothing to drive.
+    let mut finished = fx.start("finished", &application);
+    store
+        .create(finished.new_deployment(), &finished.events)
+        .await
+        .expect("create succeeds");
+    let events = finished.cancel();
+    finished
+        .save(store, 1, &events)
+        .await
+        .expect("save succeeds");
 
     let first = store
         .claim_orphans(&lease(&c, 0), 2)
@@ -171,7 +182,7 @@ pub async fn orphan_claims(store: &DynStore) {
     assert_eq!(
         rest,
         ids[2..],
-        "the live lease and the owner's own are not orphans"
+        "the live lease, the owner's own and the finished deployment are not orphans"
     );
     for id in &ids {
         assert!(

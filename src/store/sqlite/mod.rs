@@ -193,6 +193,22 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
+/// What every connection to the database at `path` is opened with: the writer's adds its own
+/// ([`writer::Writer::options`]).
+fn connect_options(path: &Path, options: &SqliteOptions) -> SqliteConnectOptions {
+    let synchronous = match options.durability {
+        Durability::ProcessCrash => SqliteSynchronous::Normal,
+        Durability::PowerLoss => SqliteSynchronous::Full,
+    };
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(synchronous)
+        .busy_timeout(options.busy_timeout)
+        .foreign_keys(true)
+}
+
 impl SqliteStore {
     /// Opens (creating it if missing) the database at `path` with the default options, and
     /// applies any schema migration it lacks.
@@ -207,17 +223,7 @@ impl SqliteStore {
         options: SqliteOptions,
     ) -> Result<Self, StoreError> {
         let path = path.as_ref();
-        let synchronous = match options.durability {
-            Durability::ProcessCrash => SqliteSynchronous::Normal,
-            Durability::PowerLoss => SqliteSynchronous::Full,
-        };
-        let connect = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(synchronous)
-            .busy_timeout(options.busy_timeout)
-            .foreign_keys(true);
+        let connect = connect_options(path, &options);
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
             .connect_with(connect.clone())
