@@ -262,6 +262,68 @@ fn wrong_shapes_name_their_path() {
     );
 }
 
+/// Unknown fields are ignored (PROTOCOL.md §2), beside a list entry's kind too; an entry with
+/// two kinds or none is refused at its path, and a problem inside one keeps its full path.
+#[test]
+fn list_entries_ignore_unknown_keys_beside_their_kind() {
+    let yaml = "application: a
+targets:
+  dev:
+    strategy: c
+    constraints:
+      beforeDeployment: [{pause: {untilApproved: true}, note: hi, owner: {team: x}}]
+      afterDeployment: [{runWebhook: {name: hook}, note: 1}]
+strategies:
+  c: {canary: {steps: [{note: first, setWeight: {weight: 50}}, {pause: {duration: 1, unit: seconds}, x: [1]}]}}
+webhooks: [{name: hook, uriTemplate: 'https://h.example'}]
+";
+    let plan = Plan::from_yaml(yaml).unwrap();
+    let json = r#"{"application": "a", "targets": {"dev": {"constraints": {"beforeDeployment": [{"note": "hi", "pause": {"untilApproved": true}}]}}}}"#;
+    let from_json = Plan::from_json(json).unwrap();
+    assert_eq!(from_json.environments()[0].before().len(), 1);
+    let dev = plan.environment(plan.environment_by_name("dev").unwrap());
+    assert_eq!(dev.before().len(), 1);
+    assert_eq!(dev.after().len(), 1);
+    let Strategy::Canary { steps, .. } = dev.strategy() else {
+        panic!("a canary")
+    };
+    assert_eq!(steps.len(), 2);
+
+    let entry = |entry: &str| {
+        problems(&format!(
+            "application: a\ntargets: {{dev: {{constraints: {{beforeDeployment: [{entry}]}}}}}}\n{WEBHOOK}"
+        ))
+    };
+    let [(path, ProblemKind::Shape { message })] =
+        &entry("{pause: {untilApproved: true}, runWebhook: {name: hook}}")[..]
+    else {
+        panic!(
+            "{:?}",
+            entry("{pause: {untilApproved: true}, runWebhook: {name: hook}}")
+        )
+    };
+    assert_eq!(path, "targets.dev.constraints.beforeDeployment[0]");
+    assert!(
+        message.contains("both `pause` and `runWebhook`"),
+        "{message}"
+    );
+    let [(path, ProblemKind::Shape { message })] = &entry("{note: hi}")[..] else {
+        panic!("{:?}", entry("{note: hi}"))
+    };
+    assert_eq!(path, "targets.dev.constraints.beforeDeployment[0]");
+    assert!(
+        message.contains("needs one of `pause`, `runWebhook`, `analysis`"),
+        "{message}"
+    );
+    assert_eq!(
+        entry("{note: hi, pause: {duration: x}}")
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect::<Vec<_>>(),
+        ["targets.dev.constraints.beforeDeployment[0].pause.duration"]
+    );
+}
+
 #[test]
 fn unknown_webhook_is_rejected() {
     let p = problems(

@@ -12,6 +12,8 @@ use std::marker::PhantomData;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+mod entry;
+
 /// A whole deployment file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -201,7 +203,9 @@ pub struct Constraints {
 }
 
 /// One entry of a constraint list (also used for blue/green's lists).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Written as a map holding one of its kinds; other keys beside it are ignored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub enum Constraint {
@@ -286,7 +290,9 @@ pub struct Canary {
 }
 
 /// One canary step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Written as a map holding one of its kinds; other keys beside it are ignored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub enum CanaryStep {

@@ -1,0 +1,113 @@
+//! List entries written as a map holding one kind of entry (`- pause: {...}`), read so that
+//! other keys beside it are ignored, as unknown fields are everywhere else (PROTOCOL.md §2).
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use super::{Analysis, CanaryStep, Constraint, ExposeServices, Pause, RunWebhook, SetWeight};
+
+/// Reads an entry from `map`: the one key among `kinds` read by `read`, every other skipped.
+fn one_of<'de, A, T>(
+    mut map: A,
+    kinds: &'static [&'static str],
+    mut read: impl FnMut(&str, &mut A) -> Result<T, A::Error>,
+) -> Result<T, A::Error>
+where
+    A: MapAccess<'de>,
+{
+    let mut found: Option<(String, T)> = None;
+    while let Some(key) = map.next_key::<String>()? {
+        if !kinds.contains(&key.as_str()) {
+            map.next_value::<IgnoredAny>()?;
+            continue;
+        }
+        if let Some((first, _)) = &found {
+            return Err(de::Error::custom(format_args!(
+                "an entry is exactly one of {}, and this one has both `{first}` and `{key}`",
+                Kinds(kinds)
+            )));
+        }
+        let entry = read(&key, &mut map)?;
+        found = Some((key, entry));
+    }
+    found.map(|(_, entry)| entry).ok_or_else(|| {
+        de::Error::custom(format_args!(
+            "an entry needs one of {}, and this one has none",
+            Kinds(kinds)
+        ))
+    })
+}
+
+/// The kinds of entry, as a message lists them.
+struct Kinds(&'static [&'static str]);
+
+impl fmt::Display for Kinds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, kind) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "`{kind}`")?;
+        }
+        Ok(())
+    }
+}
+
+const CONSTRAINTS: &[&str] = &["pause", "runWebhook", "analysis"];
+
+impl<'de> Deserialize<'de> for Constraint {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Constraint;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a map holding one of {}", Kinds(CONSTRAINTS))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Constraint, A::Error> {
+                one_of(map, CONSTRAINTS, |kind, map| match kind {
+                    "pause" => map.next_value::<Pause>().map(Constraint::Pause),
+                    "runWebhook" => map.next_value::<RunWebhook>().map(Constraint::RunWebhook),
+                    _ => map.next_value::<Analysis>().map(Constraint::Analysis),
+                })
+            }
+        }
+        deserializer.deserialize_map(V)
+    }
+}
+
+const CANARY_STEPS: &[&str] = &[
+    "setWeight",
+    "pause",
+    "runWebhook",
+    "analysis",
+    "exposeServices",
+];
+
+impl<'de> Deserialize<'de> for CanaryStep {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CanaryStep;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a map holding one of {}", Kinds(CANARY_STEPS))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<CanaryStep, A::Error> {
+                one_of(map, CANARY_STEPS, |kind, map| match kind {
+                    "setWeight" => map.next_value::<SetWeight>().map(CanaryStep::SetWeight),
+                    "pause" => map.next_value::<Pause>().map(CanaryStep::Pause),
+                    "runWebhook" => map.next_value::<RunWebhook>().map(CanaryStep::RunWebhook),
+                    "analysis" => map.next_value::<Analysis>().map(CanaryStep::Analysis),
+                    _ => map
+                        .next_value::<ExposeServices>()
+                        .map(CanaryStep::ExposeServices),
+                })
+            }
+        }
+        deserializer.deserialize_map(V)
+    }
+}
