@@ -688,6 +688,31 @@ async fn a_row_whose_id_cannot_be_read_is_set_aside_by_the_listing() {
     }
 }
 
+/// A deployment whose plan row is gone is reported, not taken for absent: it still counts as
+/// running for its application, so a recovery that did not list it would leave the
+/// application blocked with nothing said.
+#[tokio::test]
+async fn a_deployment_without_its_plan_row_is_reported_corrupt() {
+    let (dir, store, d, _) = with_one_deployment("no-plan").await;
+    let pool = raw(&dir.db()).await;
+    sqlx::query("DELETE FROM plans")
+        .execute(&pool)
+        .await
+        .expect("tamper");
+
+    let loaded = store.load(d.id()).await;
+    assert!(
+        matches!(&loaded, Err(StoreError::Corrupt { id, what: "plan_source", .. }) if id == d.id()),
+        "{loaded:?}"
+    );
+    let listed = store.list_unfinished().await.expect("the listing itself");
+    assert!(listed.deployments.is_empty(), "{listed:?}");
+    assert!(
+        matches!(&listed.unreadable[..], [StoreError::Corrupt { id, what: "plan_source", .. }] if id == d.id()),
+        "{listed:?}"
+    );
+}
+
 #[tokio::test]
 async fn corrupt_rows_are_typed_errors() {
     let (dir, store, d, _) = with_one_deployment("corrupt").await;

@@ -14,12 +14,14 @@ use crate::store::{
     HistoryEntry, NewDeployment, Store, StoreError, StoredDeployment, Unfinished, codec,
 };
 
-/// A query of whole deployments: the columns [`rows::deployment`] reads, then `$rest`.
+/// A query of whole deployments: the columns [`rows::deployment`] reads, then `$rest`. A row
+/// whose plan is missing (a hand edit, a partial restore) is read with none, and so reported
+/// corrupt, rather than left out: it still counts as running for its application.
 macro_rules! select_deployments {
     ($rest:literal) => {
         concat!(
             "SELECT id, application, plan_source, state, status, version, created_at, updated_at
-             FROM deployments JOIN plans ON plans.deployment_id = deployments.id ",
+             FROM deployments LEFT JOIN plans ON plans.deployment_id = deployments.id ",
             $rest
         )
     };

@@ -27,7 +27,15 @@ pub(super) fn deployment(row: &SqliteRow) -> Result<StoredDeployment, StoreError
     let updated_at: String = column(row, &id, "updated_at")?;
     Ok(StoredDeployment {
         application: column(row, &id, "application")?,
-        plan_source: column(row, &id, "plan_source")?,
+        // NULL where the row's plan is missing (`select_deployments!`), which decoding as
+        // text would take for an empty plan.
+        plan_source: column::<Option<String>>(row, &id, "plan_source")?.ok_or_else(|| {
+            corrupt(
+                &id,
+                "plan_source",
+                "its row in `plans` is missing".to_owned(),
+            )
+        })?,
         state: codec::decode_state(&id, &state)?,
         status: codec::status(&id, status)?,
         version: codec::version(&id, column(row, &id, "version")?)?,
