@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rand_core::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
-use super::action::{Action, HostStep, StepRequest};
+use super::action::Action;
 use super::backoff;
 use super::error::CoreError;
 use super::event::{Event, EventKind};
@@ -16,6 +16,8 @@ use super::settings::Settings;
 use super::state::{DeploymentState, EnvState, GateState, Pos};
 use super::status::{DeploymentStatus, EnvStatus, Resolution};
 use crate::config::{EnvId, GateId, GateKind, Plan, RollBackMode};
+
+mod in_flight;
 
 /// What a deployment starts with besides its plan and id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -286,14 +288,6 @@ impl Deployment {
     #[cfg(feature = "runtime")]
     pub(crate) fn take_actions(&mut self) -> Vec<Action> {
         std::mem::take(&mut self.s.actions).into()
-    }
-
-    /// [`reissue_in_flight`](Self::reissue_in_flight) in place of the actions still pending,
-    /// which are among what it asks for: kept, they would be asked for twice.
-    #[cfg(feature = "runtime")]
-    pub(crate) fn reissue_afresh(&mut self) {
-        self.s.actions.clear();
-        self.reissue_in_flight();
     }
 
     /// Every event waiting, at once, as `take_actions` does actions.
@@ -770,54 +764,8 @@ impl Deployment {
     }
 
     // ---- commands ------------------------------------------------------------------------
-
-    /// Asks again for everything in flight: webhook attempts under way (same attempt, same
-    /// idempotency key), host steps and rollbacks (same operation), open approval requests.
-    /// A host calls this once after restoring a deployment, since whatever it was doing when
-    /// it stopped was lost with the process.
-    pub fn reissue_in_flight(&mut self) {
-        let plan = &*self.plan;
-        for (i, state) in self.s.envs.iter().enumerate() {
-            let env = EnvId(i as u16);
-            match *state {
-                EnvState::Running {
-                    pos, op: Some(op), ..
-                } => {
-                    if let Work::Step(step) = work(plan, env, pos) {
-                        self.s
-                            .actions
-                            .push_back(Action::RunStep(StepRequest { op, env, step }));
-                    }
-                }
-                EnvState::RollingBack { op, .. } => {
-                    self.s.actions.push_back(Action::RollBack { op, env })
-                }
-                _ => {}
-            }
-        }
-        for i in 0..self.s.gates.len() {
-            let gate = GateId(i as u32);
-            let action = match (self.s.gates[i], plan.gate(gate).kind()) {
-                (GateState::Calling { attempt }, _) => self.s.webhook_call(plan, gate, attempt),
-                (GateState::AwaitingApproval { expires }, _) => {
-                    self.s.approval_request(plan, gate, expires)
-                }
-                (GateState::AwaitingDecision, _) => self.s.approval_request(plan, gate, None),
-                (GateState::Analysing { op, .. }, GateKind::Analysis(spec)) => {
-                    Action::RunStep(StepRequest {
-                        op,
-                        env: plan.gate(gate).env(),
-                        step: HostStep::Analysis {
-                            gate,
-                            spec: spec.clone(),
-                        },
-                    })
-                }
-                _ => continue,
-            };
-            self.s.actions.push_back(action);
-        }
-    }
+    //
+    // `reissue_in_flight` is in `in_flight.rs`.
 
     // ---- internals -----------------------------------------------------------------------
 
