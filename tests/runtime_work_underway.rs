@@ -1,6 +1,7 @@
 //! Work under way in this process when the store turns out to hold a write whose answer was
 //! lost: the work that write asked for is asked for again, and the work already running here
 //! is not started a second time.
+#![cfg(all(feature = "runtime", feature = "test-util"))]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
