@@ -19,9 +19,10 @@ pub(crate) struct Redactor<'a> {
     /// covers lower-case hex in percent-encoded and `\u` spellings. The needles are:
     /// - each secret as written, without the surrounding whitespace a secret read from a file
     ///   often carries, and as the request carried it (JSON-escaped in a body, percent-encoded
-    ///   in a URL), in the spellings servers echo it back in ([`json_spellings`]);
+    ///   in a URL, form-encoded), in the spellings servers echo it back in
+    ///   ([`json_spellings`], [`html_spellings`]);
     /// - the parts of a URL written by a secret, whose scheme and host a server may echo in
-    ///   another case, and in the same JSON spellings;
+    ///   another case, and in the same JSON and HTML spellings;
     /// - the gate's callback id, which resolves the gate with any callback token.
     needles: Vec<Cow<'a, str>>,
 }
@@ -52,17 +53,15 @@ impl<'a> Redactor<'a> {
                 needles.push(Cow::Borrowed(trimmed));
             }
             needles.extend(
-                json_spellings(value)
-                    .into_iter()
-                    .chain([percent_encoded(value)])
+                quoted_spellings(value)
+                    .chain([percent_encoded(value), form_encoded(value)])
                     .filter(|spelling| spelling != value)
                     .map(Cow::Owned),
             );
         }
         for part in hidden.into_iter().filter(|h| !h.is_empty()) {
             needles.extend(
-                json_spellings(&part)
-                    .into_iter()
+                quoted_spellings(&part)
                     .filter(|spelling| *spelling != part)
                     .map(Cow::Owned),
             );
@@ -125,6 +124,46 @@ fn replace_ignoring_ascii_case(text: &str, needle: &str) -> Option<String> {
     }
     out.push_str(&text[rest..]);
     Some(out)
+}
+
+/// The value as servers quote it inside a JSON string or an HTML or XML page.
+fn quoted_spellings(value: &str) -> impl Iterator<Item = String> {
+    json_spellings(value)
+        .into_iter()
+        .chain(html_spellings(value))
+}
+
+/// The value as text of an HTML or XML page, as error pages quote it: `&`, `<` and `>` as
+/// entities, and the quotes as Rails and Java (`&quot;`, `&#39;`), Go (`&#34;`, `&#39;`),
+/// Python (`&quot;`, `&#x27;`) or PHP (`&quot;`, `&#039;`) write them. Spellings that come out
+/// the same are dropped later.
+fn html_spellings(value: &str) -> [String; 4] {
+    let spell = |double: &str, single: &str| {
+        let mut out = String::with_capacity(value.len());
+        for c in value.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '"' => out.push_str(double),
+                '\'' => out.push_str(single),
+                c => out.push(c),
+            }
+        }
+        out
+    };
+    [
+        spell("&quot;", "&#39;"),
+        spell("&#34;", "&#39;"),
+        spell("&quot;", "&#x27;"),
+        spell("&quot;", "&#039;"),
+    ]
+}
+
+/// The value form-encoded (`application/x-www-form-urlencoded`, `+` for a space), as a server
+/// echoes a form it was sent.
+fn form_encoded(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 /// The value as the content of a JSON string, as servers write it back: serde_json's way
@@ -298,6 +337,31 @@ mod tests {
         assert_eq!(
             r.redact("https%3A%2F%2Fhooks.example.com%2Fservices%2FT0%2FXYZ"),
             "[redacted]"
+        );
+    }
+
+    /// Error pages quote what they were sent as HTML, and a form body echoed back is
+    /// form-encoded: a signed URL's query, or a token with quotes, is hidden in those too.
+    #[test]
+    fn html_and_form_spellings_are_hidden_too() {
+        let s = secrets(&["Tok&en<with>\"quotes' and space"]);
+        let r = Redactor::new(&s, Vec::new());
+        for echo in [
+            "rails Tok&amp;en&lt;with&gt;&quot;quotes&#39; and space",
+            "go Tok&amp;en&lt;with&gt;&#34;quotes&#39; and space",
+            "python Tok&amp;en&lt;with&gt;&quot;quotes&#x27; and space",
+            "php Tok&amp;en&lt;with&gt;&quot;quotes&#039; and space",
+            "form Tok%26en%3Cwith%3E%22quotes%27+and+space",
+        ] {
+            let (server, _) = echo.split_once(' ').unwrap();
+            assert_eq!(r.redact(echo), format!("{server} [redacted]"), "{echo}");
+        }
+        let url = "https://blob.example.net/c/b?sv=2021&se=2030&sig=Zm9vYmFy";
+        let none = secrets(&[]);
+        let r = Redactor::new(&none, vec![url.to_owned()]);
+        assert_eq!(
+            r.redact("Not found: https://blob.example.net/c/b?sv=2021&amp;se=2030&amp;sig=Zm9vYmFy"),
+            "Not found: [redacted]"
         );
     }
 
