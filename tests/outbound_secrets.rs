@@ -7,6 +7,7 @@ mod log_capture;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use base64::Engine as _;
 use chrono::{TimeZone, Utc};
 use hookgate::config::Plan;
 use hookgate::core::{
@@ -231,6 +232,51 @@ async fn secret_base_url_echoed(page: fn(&wiremock::Request) -> String) -> Trace
         .with("token", TOKEN)
         .with("base", base.as_str());
     call(plan("", ""), secrets).await
+}
+
+/// Credentials in the URL (`user:token@host`, as Jenkins URLs carry them) go as
+/// `Authorization: Basic`, as HTTP clients send them; a server echoing the header it refused
+/// has them hidden, in the encoding they were sent in.
+#[tokio::test]
+async fn credentials_in_the_url_go_as_basic_auth_and_their_echo_is_hidden() {
+    let server = answering_404(|request| {
+        let sent = request.headers.get("authorization");
+        format!("no job for {:?}", sent.and_then(|v| v.to_str().ok()))
+    })
+    .await;
+    let base = server
+        .uri()
+        .replacen("http://", "http://ci-bot:{{secrets.token}}@", 1);
+    let yaml = format!(
+        r#"
+application: checkout
+targets: {{prod: {{constraints: {{beforeDeployment: [runWebhook: {{name: hook}}]}}}}}}
+webhooks:
+  - name: hook
+    uriTemplate: "{base}/job/deploy"
+    retryCount: 0
+"#
+    );
+    let plan = Arc::new(Plan::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}")));
+    let traces = call(plan, MemorySecrets::new().with("token", TOKEN)).await;
+
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("ci-bot:{TOKEN}"));
+    let sent = server.received_requests().await.unwrap();
+    assert_eq!(sent.len(), 2, "the dispatcher's and the transport's own");
+    for request in &sent {
+        assert_eq!(
+            request.headers.get("authorization").unwrap(),
+            &format!("Basic {basic}")
+        );
+        assert_eq!(request.url.path(), "/job/deploy");
+    }
+    traces.assert_hides(TOKEN);
+    traces.assert_hides(&basic);
+    assert!(
+        traces.texts[0].contains("HTTP 404: no job for"),
+        "{}",
+        traces.texts[0]
+    );
 }
 
 /// A server that echoes only part of a secret URL (a 404 page quoting the path) does not leak

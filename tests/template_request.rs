@@ -102,6 +102,31 @@ fn github_repository_dispatch_renders_byte_for_byte() {
     );
 }
 
+/// Credentials in the URL are sent as HTTP clients send them, `Authorization: Basic` of the
+/// decoded `user:password` (RFC 7617), never in the request line; a header template setting
+/// `Authorization` wins over them.
+#[test]
+fn credentials_in_the_url_become_a_sensitive_basic_authorization() {
+    let in_url = RequestTemplate::new(t("https://ci%2Dbot:p%40ss:w0rd@ci.example/job/x?a=1"));
+    let request: http::Request<Bytes> = render(&in_url, &[]).unwrap().into();
+    assert_eq!(request.uri().to_string(), "https://ci.example/job/x?a=1");
+    let authorization = &request.headers()["authorization"];
+    // base64 of `ci-bot:p@ss:w0rd`.
+    assert_eq!(authorization, "Basic Y2ktYm90OnBAc3M6dzByZA==");
+    assert!(authorization.is_sensitive());
+
+    let user_only = RequestTemplate::new(t("https://ci-bot@ci.example/"));
+    let request: http::Request<Bytes> = render(&user_only, &[]).unwrap().into();
+    assert_eq!(request.uri().to_string(), "https://ci.example/");
+    assert_eq!(request.headers()["authorization"], "Basic Y2ktYm90Og==");
+
+    let both = in_url.with_header("Authorization", t("token {{secrets.github_token}}"));
+    let request: http::Request<Bytes> = render(&both, &[]).unwrap().into();
+    assert_eq!(request.uri().to_string(), "https://ci.example/job/x?a=1");
+    let sent: Vec<_> = request.headers().get_all("authorization").iter().collect();
+    assert_eq!(sent, ["token ghp_SUPERSECRETVALUE"]);
+}
+
 #[test]
 fn secret_names_lists_each_needed_secret_once() {
     let template =

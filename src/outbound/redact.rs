@@ -360,7 +360,9 @@ mod tests {
         let none = secrets(&[]);
         let r = Redactor::new(&none, vec![url.to_owned()]);
         assert_eq!(
-            r.redact("Not found: https://blob.example.net/c/b?sv=2021&amp;se=2030&amp;sig=Zm9vYmFy"),
+            r.redact(
+                "Not found: https://blob.example.net/c/b?sv=2021&amp;se=2030&amp;sig=Zm9vYmFy"
+            ),
             "Not found: [redacted]"
         );
     }

@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use http::header::AUTHORIZATION;
 use http::{HeaderName, HeaderValue, Request};
 
 use super::redact::Redactor;
@@ -125,6 +126,14 @@ impl Dispatcher {
         };
         // Cheap clones, kept for naming the request should it fail.
         let (method, uri) = (request.method().clone(), request.uri().clone());
+        // Credentials a URL carried are sent in this header, encoded: a server echoing the
+        // headers it refused would quote them in a spelling no secret's needle matches.
+        let sent_credentials = request
+            .headers()
+            .get(AUTHORIZATION)
+            .filter(|value| value.is_sensitive())
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
         // Through the trait object: the blanket impl for `Arc` would box a second future.
         let outcome = (**transport).send(request).await;
         if let Ok(response) = &outcome
@@ -135,11 +144,12 @@ impl Dispatcher {
             });
         }
         // Only a failure's reason can quote what was sent, so redaction is set up for failures.
-        let hidden = if secret_before_query(webhook.request.uri()) {
+        let mut hidden = if secret_before_query(webhook.request.uri()) {
             url_parts(RequestTarget::new(method, &uri).origin(), &uri)
         } else {
             Vec::new()
         };
+        hidden.extend(sent_credentials.into_iter().flat_map(credential_parts));
         let redactor = Redactor::new(&secrets, callback_id_hidden(prepared, hidden));
         let mut result = match outcome {
             Ok(response) => answer::from_response(&response, &redactor, self.clock.now()),
@@ -221,6 +231,14 @@ fn url_parts(printed: &str, uri: &http::Uri) -> Vec<String> {
     .filter(|part| part.len() >= 2)
     .map(str::to_owned)
     .collect()
+}
+
+/// A sensitive `Authorization` value, and its credentials after the scheme on their own.
+fn credential_parts(value: String) -> Vec<String> {
+    let credentials = value
+        .split_once(' ')
+        .map(|(_, credentials)| credentials.trim().to_owned());
+    std::iter::once(value).chain(credentials).collect()
 }
 
 /// `hidden` and the gate's callback id: with any callback token, whoever holds it resolves the

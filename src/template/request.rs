@@ -3,8 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use url::Url;
 
@@ -100,7 +102,10 @@ impl RequestTemplate {
     /// The URI is rendered with [`Escape::Uri`] and must be an absolute http(s) URL; header
     /// values with [`Escape::Header`]; the body with [`Escape::Json`] when a `Content-Type`
     /// header renders to `application/json` or `…+json` (parameters allowed), otherwise with
-    /// [`Escape::None`]. Header values that use a secret are marked sensitive.
+    /// [`Escape::None`]. Header values that use a secret are marked sensitive. Credentials in
+    /// the URL (`https://user:password@host/…`, as Jenkins URLs often carry them) are taken
+    /// out of it and sent as `Authorization: Basic`, marked sensitive, as HTTP clients do,
+    /// unless a header template sets `Authorization` itself.
     pub fn render(&self, values: &RenderValues<'_>) -> Result<RenderedRequest, RenderError> {
         self.render_limited(values, usize::MAX)
     }
@@ -122,7 +127,7 @@ impl RequestTemplate {
             RenderError::TooLarge { .. } => RenderError::TooLarge { limit },
             other => other,
         };
-        let (uri, uri_len) = render_uri(&self.uri, values, limit)?;
+        let (uri, uri_len, credentials) = render_uri(&self.uri, values, limit)?;
         let mut left = limit - uri_len;
         let too_many = |_| RenderError::TooManyHeaders {
             count: self.headers.len(),
@@ -134,6 +139,17 @@ impl RequestTemplate {
             left -= value.len();
             json_body |= header == CONTENT_TYPE && is_json(&value);
             headers.try_append(header, value).map_err(too_many)?;
+        }
+        // A header the templates set wins over the URL's credentials.
+        if let Some(credentials) = credentials
+            && !headers.contains_key(AUTHORIZATION)
+        {
+            left = left
+                .checked_sub(credentials.len())
+                .ok_or(RenderError::TooLarge { limit })?;
+            headers
+                .try_insert(AUTHORIZATION, credentials)
+                .map_err(too_many)?;
         }
         let body = match &self.body {
             Some(template) => {
@@ -199,11 +215,13 @@ pub(crate) fn fixed_uri_problem(template: &Template) -> Option<String> {
 /// The longest request target `http::Uri` accepts.
 const MAX_URI_BYTES: usize = u16::MAX as usize - 1;
 
+/// The URL `template` renders, its length, and the `Authorization` value of the credentials it
+/// held (`user:password@`), which are taken out of it: the request line never carries them.
 fn render_uri(
     template: &Template,
     values: &RenderValues<'_>,
     limit: usize,
-) -> Result<(Uri, usize), RenderError> {
+) -> Result<(Uri, usize, Option<HeaderValue>), RenderError> {
     let invalid = |reason: String| RenderError::InvalidUri {
         reason,
         variables: variable_names(template),
@@ -223,7 +241,7 @@ fn render_uri(
         // aside), so its checks and serialization can be skipped.
         rendered.truncate(end);
         return Uri::from_maybe_shared(Bytes::from(rendered))
-            .map(|uri| (uri, end))
+            .map(|uri| (uri, end, None))
             .map_err(|_| not_a_target());
     }
     // `url::ParseError`'s messages are fixed texts, so they cannot leak the URL.
@@ -233,6 +251,7 @@ fn render_uri(
     }
     // Fragments are never sent over HTTP.
     url.set_fragment(None);
+    let credentials = take_credentials(&mut url);
     // Parsing may percent-encode and so lengthen the URL.
     if url.as_str().len() > limit {
         return Err(RenderError::TooLarge { limit });
@@ -241,8 +260,26 @@ fn render_uri(
         return Err(too_long(url.as_str().len()));
     }
     Uri::try_from(url.as_str())
-        .map(|uri| (uri, url.as_str().len()))
+        .map(|uri| (uri, url.as_str().len(), credentials))
         .map_err(|_| not_a_target())
+}
+
+/// The credentials `url` holds (`user:password@`, percent-decoded), taken out of it, as the
+/// `Authorization: Basic` value HTTP clients send for them (RFC 7617), marked sensitive.
+fn take_credentials(url: &mut Url) -> Option<HeaderValue> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decoded = |part: &str| percent_encoding::percent_decode_str(part).collect::<Vec<u8>>();
+    let mut pair = decoded(url.username());
+    pair.push(b':');
+    pair.extend(decoded(url.password().unwrap_or_default()));
+    // Neither fails on an http(s) URL, which always has a host.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let mut value = HeaderValue::try_from(format!("Basic {}", STANDARD.encode(pair))).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 /// The HTTP method `method` names, compared case-insensitively, without allocating for the
