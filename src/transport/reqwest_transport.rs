@@ -9,8 +9,8 @@ use http::{Method, Request, Response};
 use reqwest::redirect;
 
 use super::{
-    AddressPolicy, BodyTruncated, HttpTransport, PolicyResolver, RequestOptions, RequestTarget,
-    TransportError, is_loopback,
+    AddressPolicy, BodyTruncated, HttpTransport, PolicyResolver, PolicyViolation, RequestOptions,
+    RequestTarget, TransportError, is_loopback,
 };
 
 /// The production [`HttpTransport`]: reqwest over rustls, HTTP/1.1 and HTTP/2.
@@ -300,7 +300,10 @@ async fn read_limited(
 fn map_error(error: reqwest::Error, target: RequestTarget, timeout: Duration) -> TransportError {
     // reqwest's message quotes the full URL, query string included.
     let error = error.without_url();
-    if error.is_timeout() {
+    if let Some(violation) = policy_violation(&error) {
+        // Final, as `PolicyTransport`'s refusal is: the next lookup is refused the same way.
+        TransportError::invalid_request(target, violation.to_string())
+    } else if error.is_timeout() {
         TransportError::timeout(target, timeout)
     } else if error.is_connect() {
         TransportError::connect(target, error)
@@ -311,6 +314,19 @@ fn map_error(error: reqwest::Error, target: RequestTarget, timeout: Duration) ->
     } else {
         TransportError::io(target, error)
     }
+}
+
+/// The address policy's refusal that `error` comes from: the resolver refused what a name
+/// resolved to.
+fn policy_violation(error: &reqwest::Error) -> Option<&PolicyViolation> {
+    let mut source: Option<&(dyn StdError + 'static)> = error.source();
+    while let Some(err) = source {
+        if let Some(violation) = err.downcast_ref::<PolicyViolation>() {
+            return Some(violation);
+        }
+        source = err.source();
+    }
+    None
 }
 
 /// Whether `error` comes from a connection that broke under the exchange: hyper saw it close
