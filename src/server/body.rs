@@ -1,9 +1,9 @@
 use std::error::Error;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderValue;
 use http_body::Body;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde_json::Value;
 
 use super::CallbackReport;
@@ -20,7 +20,8 @@ pub(super) enum ReadError {
 
 /// Reads at most `limit` bytes: a declared length over the limit is refused before reading,
 /// and an undeclared one as soon as the bytes read pass it, so an oversized body is never
-/// buffered.
+/// buffered. The chunks are copied into one buffer as they come, rather than kept each in its
+/// own: a body sent a byte at a time would otherwise hold about 50 times its length.
 pub(super) async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, ReadError>
 where
     B: Body,
@@ -29,11 +30,35 @@ where
     if body.size_hint().lower() > limit as u64 {
         return Err(ReadError::TooLarge);
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(ReadError::TooLarge),
-        Err(_) => Err(ReadError::Broken),
+    let mut body = std::pin::pin!(body);
+    // The usual body comes in one chunk, which is kept as it came, uncopied.
+    let mut first: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(mut data) = frame.map_err(|_| ReadError::Broken)?.into_data() else {
+            continue;
+        };
+        let held = first.as_ref().map_or(0, Bytes::len) + joined.len();
+        if held + data.remaining() > limit {
+            return Err(ReadError::TooLarge);
+        }
+        match first.take() {
+            None if joined.is_empty() => first = Some(data.copy_to_bytes(data.remaining())),
+            earlier => {
+                if let Some(earlier) = earlier {
+                    joined.reserve(limit.min(earlier.len() + data.remaining()));
+                    joined.extend_from_slice(&earlier);
+                }
+                while data.has_remaining() {
+                    let chunk = data.chunk();
+                    joined.extend_from_slice(chunk);
+                    let read = chunk.len();
+                    data.advance(read);
+                }
+            }
+        }
     }
+    Ok(first.unwrap_or_else(|| joined.freeze()))
 }
 
 /// Whether a `Content-Type` allows a JSON body: absent, `application/json` or
@@ -154,7 +179,57 @@ fn text(value: Option<Value>, field: &str, limit: usize) -> Result<Option<String
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+    use std::convert::Infallible;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    use http_body::Frame;
+
     use super::*;
+
+    /// A body that arrives in `0`'s chunks, each ready at once.
+    struct Chunks(VecDeque<Bytes>);
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Ready(self.0.pop_front().map(|chunk| Ok(Frame::data(chunk))))
+        }
+    }
+
+    fn read(chunks: impl IntoIterator<Item = Bytes>, limit: usize) -> Result<Bytes, ReadError> {
+        let read = std::pin::pin!(read_limited(Chunks(chunks.into_iter().collect()), limit));
+        match read.poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(result) => result,
+            Poll::Pending => panic!("every chunk is ready at once"),
+        }
+    }
+
+    /// A body sent a byte at a time is joined into one buffer, within the limit; one sent
+    /// whole is kept as it came.
+    #[test]
+    fn chunks_are_joined_within_the_limit_and_one_chunk_is_kept_as_it_came() {
+        let body: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        let bytes = |range: std::ops::Range<usize>| Bytes::copy_from_slice(&body[range]);
+        let one_at_a_time = (0..1000).map(|i| bytes(i..i + 1));
+        assert_eq!(read(one_at_a_time.clone(), 1000).unwrap(), body);
+        assert_eq!(read(one_at_a_time, 999), Err(ReadError::TooLarge));
+        assert_eq!(
+            read([bytes(0..10), Bytes::new(), bytes(10..1000)], 1000).unwrap(),
+            body
+        );
+
+        let whole = bytes(0..1000);
+        let read_whole = read([whole.clone()], 1000).unwrap();
+        assert_eq!(read_whole.as_ptr(), whole.as_ptr(), "copied");
+        assert_eq!(read(std::iter::empty(), 10).unwrap(), Bytes::new());
+    }
 
     fn parse(body: &str) -> Result<CallbackReport, String> {
         parse_callback(body.as_bytes(), 16)
