@@ -231,6 +231,21 @@ fn a_uri_template_that_can_never_render_a_url_is_refused_at_load() {
     }
 }
 
+/// Editors on Windows start files with a byte order mark: YAML's reader ignores it, and so
+/// does the JSON one (RFC 8259 §8.1 allows it).
+#[test]
+fn a_byte_order_mark_is_ignored() {
+    let json = "\u{feff}{\"application\": \"a\", \"targets\": {\"dev\": {}}}";
+    let yaml = "\u{feff}application: a\ntargets: {dev: {}}\n";
+    for plan in [
+        Plan::from_json(json),
+        Plan::from_yaml(json),
+        Plan::from_yaml(yaml),
+    ] {
+        assert_eq!(plan.unwrap().application(), "a");
+    }
+}
+
 #[test]
 fn not_yaml_is_a_syntax_error() {
     let e = Plan::from_yaml("application: [unclosed").unwrap_err();

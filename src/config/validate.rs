@@ -60,6 +60,9 @@ impl DeploymentFile {
     /// Reads a deployment file written in JSON within `limits`.
     pub fn from_json_with(source: &str, limits: &Limits) -> Result<Self, ConfigError> {
         check_size(source, limits)?;
+        // A byte order mark, which editors on Windows write, is ignored as RFC 8259 allows
+        // (serde_json refuses it) and YAML's reader does.
+        let source = source.strip_prefix('\u{feff}').unwrap_or(source);
         // JSON's own grammar first, so that YAML is refused here and a file deeper than the
         // limit is reported as such (serde_json itself stops at a depth of 128, with a syntax
         // error); then the fields are read as YAML's are, JSON being a subset of it.
