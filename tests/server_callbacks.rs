@@ -49,6 +49,46 @@ fn app() -> App {
     }
 }
 
+/// With a callback scope and an approval scope, each kind of token does one thing: an
+/// approver's token cannot resolve a webhook gate, and a callback token still can.
+#[tokio::test]
+async fn the_callback_scope_keeps_approver_tokens_from_resolving_webhook_gates() {
+    const APPROVER: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+    let gates = Arc::new(MemoryGates::new(clock()));
+    gates.insert(deployment("d1", 1, |_| {}));
+    let tokens = StaticTokens::new()
+        .with_token(TOKEN, Principal::new("ci").with_scopes(["callbacks"]))
+        .with_token(APPROVER, Principal::new("alice").with_scopes(["approvals"]));
+    let handler = CallbackHandler::new(gates.clone(), Arc::new(tokens))
+        .with_callback_scope("callbacks")
+        .with_approval_scope("approvals");
+    let router = router(ServerState::new(handler));
+    let id = callback_id(&gates, "d1", TICKET);
+    let body = r#"{"success": false, "mdMessage": "no"}"#;
+
+    let refused = send(&router, post(&uri(id), Some(APPROVER), body)).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    assert!(
+        refused.message().contains("scope `callbacks`"),
+        "{}",
+        refused.message()
+    );
+    let note = r#"{"mdMessage": "still running"}"#;
+    let refused = send(&router, post(&uri(id), Some(APPROVER), note)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(gate_state(&gates, "d1", TICKET).is_open());
+
+    let applied = send(&router, post(&uri(id), Some(TOKEN), body)).await;
+    assert_eq!(applied.status, StatusCode::OK);
+    assert_eq!(
+        gate_state(&gates, "d1", TICKET),
+        GateState::Failed(Resolution::Callback)
+    );
+}
+
 fn uri(id: CallbackId) -> String {
     format!("/callbacks/{id}/callback")
 }

@@ -44,6 +44,7 @@ pub struct CallbackHandler {
     body_limit: usize,
     message_limit: usize,
     approval_scope: Option<String>,
+    callback_scope: Option<String>,
 }
 
 impl fmt::Debug for CallbackHandler {
@@ -53,6 +54,7 @@ impl fmt::Debug for CallbackHandler {
             .field("body_limit", &self.body_limit)
             .field("message_limit", &self.message_limit)
             .field("approval_scope", &self.approval_scope)
+            .field("callback_scope", &self.callback_scope)
             .finish_non_exhaustive()
     }
 }
@@ -72,6 +74,7 @@ impl CallbackHandler {
             body_limit: Self::DEFAULT_BODY_LIMIT,
             message_limit: Self::DEFAULT_MESSAGE_LIMIT,
             approval_scope: None,
+            callback_scope: None,
         }
     }
 
@@ -101,6 +104,18 @@ impl CallbackHandler {
     #[must_use]
     pub fn with_approval_scope(mut self, scope: impl Into<String>) -> Self {
         self.approval_scope = Some(scope.into());
+        self
+    }
+
+    /// Requires this scope to send callbacks and progress notes, so that tokens meant for
+    /// approvers cannot resolve webhook gates (403 otherwise). With
+    /// [`with_approval_scope`](Self::with_approval_scope), each kind of token does one thing
+    /// only, where a scope the authorizer requires of every request (the `jwt` feature's
+    /// `JwtAuthorizerBuilder::required_scope`) would have approvers hold the callback scope
+    /// too.
+    #[must_use]
+    pub fn with_callback_scope(mut self, scope: impl Into<String>) -> Self {
+        self.callback_scope = Some(scope.into());
         self
     }
 
@@ -208,11 +223,15 @@ impl CallbackHandler {
         // Through the trait objects themselves: the blanket impls for `Arc` would box a second
         // future around each call.
         let principal = (*self.authorizer).authorize(bearer(headers)?).await?;
-        if let (Route::Decide { .. }, Some(scope)) = (route, &self.approval_scope)
+        let (needed, doing) = match route {
+            Route::Decide { .. } => (&self.approval_scope, "deciding approvals"),
+            Route::Callback(_) => (&self.callback_scope, "sending callbacks"),
+        };
+        if let Some(scope) = needed
             && !principal.has_scope(scope)
         {
             return Err(AuthError::Forbidden {
-                reason: format!("deciding approvals needs the scope `{scope}`"),
+                reason: format!("{doing} needs the scope `{scope}`"),
             });
         }
         Ok(principal)
