@@ -274,9 +274,15 @@ async fn a_failed_refresh_falls_back_to_the_cached_token_until_it_expires() {
         "first",
         "inside the margin, the refresh failed, and the token has 30 s left"
     );
+    clock.advance(TimeDelta::seconds(4));
+    assert_eq!(
+        tokens.token().await.unwrap().expose(),
+        "first",
+        "served for 5 s after a failed refresh without another"
+    );
     server.verify().await;
 
-    clock.advance(TimeDelta::seconds(30));
+    clock.advance(TimeDelta::seconds(26));
     server.reset().await;
     Mock::given(path("/oauth/token"))
         .respond_with(ResponseTemplate::new(503))

@@ -76,7 +76,7 @@ async fn the_callback_scope_keeps_approver_tokens_from_resolving_webhook_gates()
         "{}",
         refused.message()
     );
-    let note = r#"{"mdMessage": "still running"}"#;
+    let note = r#"{"inProgress": true, "mdMessage": "still running"}"#;
     let refused = send(&router, post(&uri(id), Some(APPROVER), note)).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert!(gate_state(&gates, "d1", TICKET).is_open());

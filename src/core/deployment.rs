@@ -763,10 +763,6 @@ impl Deployment {
         Ok(())
     }
 
-    // ---- commands ------------------------------------------------------------------------
-    //
-    // `reissue_in_flight` is in `in_flight.rs`.
-
     // ---- internals -----------------------------------------------------------------------
 
     fn check_gate(&self, gate: GateId) -> Result<(), CoreError> {

@@ -126,8 +126,9 @@ impl Dispatcher {
         };
         // Cheap clones, kept for naming the request should it fail.
         let (method, uri) = (request.method().clone(), request.uri().clone());
-        // Credentials a URL carried are sent in this header, encoded: a server echoing the
-        // headers it refused would quote them in a spelling no secret's needle matches.
+        // The credentials of a sensitive `Authorization` header: a URL's are sent there
+        // base64-encoded, a spelling no secret's needle matches, which a server echoing the
+        // headers it refused would quote.
         let sent_credentials = request
             .headers()
             .get(AUTHORIZATION)
@@ -233,12 +234,22 @@ fn url_parts(printed: &str, uri: &http::Uri) -> Vec<String> {
     .collect()
 }
 
-/// A sensitive `Authorization` value, and its credentials after the scheme on their own.
+/// A sensitive `Authorization` value, and its credentials after the scheme on their own; none
+/// when the credentials are shorter than two characters (an empty secret's `Bearer `), whose
+/// hiding would hide the scheme's name, or every letter of a text.
 fn credential_parts(value: String) -> Vec<String> {
-    let credentials = value
-        .split_once(' ')
-        .map(|(_, credentials)| credentials.trim().to_owned());
-    std::iter::once(value).chain(credentials).collect()
+    let credentials = match value.split_once(' ') {
+        Some((_, credentials)) => credentials.trim(),
+        None => value.trim(),
+    };
+    if credentials.len() < 2 {
+        Vec::new()
+    } else if credentials == value {
+        vec![value]
+    } else {
+        let credentials = credentials.to_owned();
+        vec![value, credentials]
+    }
 }
 
 /// `hidden` and the gate's callback id: with any callback token, whoever holds it resolves the
@@ -261,4 +272,20 @@ fn secret_before_query(uri: &Template) -> bool {
             .variables()
             .any(|variable| matches!(variable, Variable::Secret(_)))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::credential_parts;
+
+    #[test]
+    fn credentials_are_hidden_whole_and_alone_unless_too_short_to_mean_anything() {
+        assert_eq!(
+            credential_parts("Basic Y2k6dG9r".to_owned()),
+            ["Basic Y2k6dG9r", "Y2k6dG9r"]
+        );
+        assert!(credential_parts("Bearer ".to_owned()).is_empty());
+        assert!(credential_parts("Bearer x".to_owned()).is_empty());
+        assert_eq!(credential_parts("tok3n".to_owned()), ["tok3n"]);
+    }
 }

@@ -3,7 +3,7 @@ use std::error::Error;
 use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderValue;
 use http_body::Body;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, LengthLimitError};
 use serde_json::Value;
 
 use super::CallbackReport;
@@ -35,7 +35,7 @@ where
     let mut first: Option<Bytes> = None;
     let mut joined = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let Ok(mut data) = frame.map_err(|_| ReadError::Broken)?.into_data() else {
+        let Ok(mut data) = frame.map_err(read_error)?.into_data() else {
             continue;
         };
         let held = first.as_ref().map_or(0, Bytes::len) + joined.len();
@@ -46,7 +46,7 @@ where
             None if joined.is_empty() => first = Some(data.copy_to_bytes(data.remaining())),
             earlier => {
                 if let Some(earlier) = earlier {
-                    joined.reserve(limit.min(earlier.len() + data.remaining()));
+                    joined.reserve(earlier.len() + data.remaining());
                     joined.extend_from_slice(&earlier);
                 }
                 while data.has_remaining() {
@@ -59,6 +59,17 @@ where
         }
     }
     Ok(first.unwrap_or_else(|| joined.freeze()))
+}
+
+/// What a body's failure means: a limit of the host's own around the body
+/// (`RequestBodyLimitLayer`, `Limited`) is a body too large, like ours; anything else, a broken
+/// stream.
+fn read_error(error: impl Into<Box<dyn Error + Send + Sync>>) -> ReadError {
+    if error.into().is::<LengthLimitError>() {
+        ReadError::TooLarge
+    } else {
+        ReadError::Broken
+    }
 }
 
 /// Whether a `Content-Type` allows a JSON body: absent, `application/json` or
@@ -182,6 +193,8 @@ mod tests {
     use std::collections::VecDeque;
     use std::convert::Infallible;
     use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::{Context, Poll, Waker};
 
     use http_body::Frame;
@@ -229,6 +242,82 @@ mod tests {
         let read_whole = read([whole.clone()], 1000).unwrap();
         assert_eq!(read_whole.as_ptr(), whole.as_ptr(), "copied");
         assert_eq!(read(std::iter::empty(), 10).unwrap(), Bytes::new());
+    }
+
+    /// A chunk's buffer that counts, in `live`, the chunks whose buffers are alive.
+    struct Counted(Arc<AtomicUsize>);
+
+    impl AsRef<[u8]> for Counted {
+        fn as_ref(&self) -> &[u8] {
+            b"x"
+        }
+    }
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A body of one-byte chunks, each made as it is asked for, noting the most chunk buffers
+    /// alive at once.
+    struct CountedChunks {
+        left: usize,
+        live: Arc<AtomicUsize>,
+        most: usize,
+    }
+
+    impl Body for CountedChunks {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            if self.left == 0 {
+                return Poll::Ready(None);
+            }
+            self.left -= 1;
+            let alive = self.live.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most = self.most.max(alive);
+            let chunk = Bytes::from_owner(Counted(Arc::clone(&self.live)));
+            Poll::Ready(Some(Ok(Frame::data(chunk))))
+        }
+    }
+
+    /// The chunks of a body sent a byte at a time are not kept while the rest comes: each
+    /// would hold an allocation of its own, some 50 times its byte.
+    #[test]
+    fn chunks_are_not_kept_while_the_body_is_read() {
+        let live = Arc::new(AtomicUsize::new(0));
+        let mut body = CountedChunks {
+            left: 1000,
+            live: Arc::clone(&live),
+            most: 0,
+        };
+        let result = {
+            let read = std::pin::pin!(read_limited(&mut body, 1000));
+            read.poll(&mut Context::from_waker(Waker::noop()))
+        };
+        let Poll::Ready(result) = result else {
+            panic!("every chunk is ready at once")
+        };
+        assert_eq!(result.unwrap().len(), 1000);
+        assert!(body.most <= 2, "{} chunks held at once", body.most);
+        assert_eq!(live.load(Ordering::SeqCst), 0);
+    }
+
+    /// A host's own limit around the body is answered as ours is, 413 rather than 400.
+    #[test]
+    fn a_hosts_limit_around_the_body_is_a_body_too_large() {
+        let chunks = Chunks([Bytes::from_static(b"0123456789")].into());
+        let limited = http_body_util::Limited::new(chunks, 4);
+        let read = std::pin::pin!(read_limited(limited, 100));
+        let Poll::Ready(result) = read.poll(&mut Context::from_waker(Waker::noop())) else {
+            panic!("every chunk is ready at once")
+        };
+        assert_eq!(result, Err(ReadError::TooLarge));
     }
 
     fn parse(body: &str) -> Result<CallbackReport, String> {

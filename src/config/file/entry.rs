@@ -70,7 +70,8 @@ impl<'de> Deserialize<'de> for Constraint {
                 one_of(map, CONSTRAINTS, |kind, map| match kind {
                     "pause" => map.next_value::<Pause>().map(Constraint::Pause),
                     "runWebhook" => map.next_value::<RunWebhook>().map(Constraint::RunWebhook),
-                    _ => map.next_value::<Analysis>().map(Constraint::Analysis),
+                    "analysis" => map.next_value::<Analysis>().map(Constraint::Analysis),
+                    other => Err(de::Error::unknown_variant(other, CONSTRAINTS)),
                 })
             }
         }
@@ -102,9 +103,10 @@ impl<'de> Deserialize<'de> for CanaryStep {
                     "pause" => map.next_value::<Pause>().map(CanaryStep::Pause),
                     "runWebhook" => map.next_value::<RunWebhook>().map(CanaryStep::RunWebhook),
                     "analysis" => map.next_value::<Analysis>().map(CanaryStep::Analysis),
-                    _ => map
+                    "exposeServices" => map
                         .next_value::<ExposeServices>()
                         .map(CanaryStep::ExposeServices),
+                    other => Err(de::Error::unknown_variant(other, CANARY_STEPS)),
                 })
             }
         }

@@ -46,11 +46,16 @@ impl Deployment {
 
     /// [`reissue_afresh`](Self::reissue_afresh) for a stored state taken up in place of
     /// `running`, this deployment as driven here, whose work in flight was asked for when it
-    /// was stored and is under way: only the rest is asked for, that of writes whose answers
-    /// were lost. Asked for again, the work under way would run twice at once.
+    /// was stored and is under way, but for the actions it still holds, not yet performed: only
+    /// the rest is asked for, that of writes whose answers were lost. Asked for again, the work
+    /// under way would run twice at once.
     #[cfg(feature = "runtime")]
     pub(crate) fn reissue_afresh_beside(&mut self, running: &Deployment) {
-        let underway: BTreeSet<Underway> = running.in_flight().map(|(work, _)| work).collect();
+        let underway: BTreeSet<Underway> = running
+            .in_flight()
+            .filter(|(_, action)| !running.s.actions.contains(action))
+            .map(|(work, _)| work)
+            .collect();
         let actions = self
             .in_flight()
             .filter(|(work, _)| !underway.contains(work))

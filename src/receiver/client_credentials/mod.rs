@@ -27,6 +27,10 @@ use crate::{
     transport::{DynTransport, RequestTarget},
 };
 
+/// How long a cached token keeps serving, without a refresh, after a refresh failed while it
+/// had not expired.
+const REFRESH_AGAIN_AFTER: TimeDelta = TimeDelta::seconds(5);
+
 /// Armory's token endpoint, the default token URL.
 pub const DEFAULT_TOKEN_URL: &str = "https://auth.cloud.armory.io/oauth/token";
 
@@ -42,8 +46,8 @@ pub const DEFAULT_AUDIENCE: &str = "https://api.cloud.armory.io";
 ///   fails every caller that waited for it instead of being repeated by each.
 /// - A refresh that fails while the cached token has not yet expired serves that token (with a
 ///   warning), so that the token endpoint being down for less than the margin stops nothing;
-///   each later call tries to refresh again. A token [`invalidate`](TokenSource::invalidate)d
-///   is never served again.
+///   a refresh is tried again 5 s later, or at the token's expiry if sooner. A token
+///   [`invalidate`](TokenSource::invalidate)d is never served again.
 /// - A fetch retries connection errors, timeouts, 408, 429 and 5xx with [`Backoff`]; an RFC 6749
 ///   error answer is final ([`TokenError::Refused`]).
 /// - `Debug` shows neither the client secret nor the token, nor the token URL's user
@@ -96,13 +100,21 @@ impl ClientCredentials {
     /// The cached token past its refresh point but not yet expired, for when the refresh
     /// failed: the token endpoint being down for a while need not stop callbacks that the
     /// token still authorizes.
+    /// It is served from the cache for [`REFRESH_AGAIN_AFTER`] more (but not past its expiry),
+    /// so that callers meanwhile do not each wait through a refresh's retries.
     fn unexpired(&self) -> Option<Secret> {
-        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let cached = cache.as_ref()?;
-        match cached.expires_at {
-            Some(at) if self.clock.now() >= at => None,
-            _ => Some(cached.token.clone()),
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let cached = cache.as_mut()?;
+        let now = self.clock.now();
+        if cached.expires_at.is_some_and(|at| now >= at) {
+            return None;
         }
+        let again = now.checked_add_signed(REFRESH_AGAIN_AFTER);
+        cached.refresh_at = match (again, cached.expires_at) {
+            (Some(again), Some(expires)) => Some(again.min(expires)),
+            (again, expires) => again.or(expires),
+        };
+        Some(cached.token.clone())
     }
 
     /// A fresh token, or while the token endpoint fails, the cached one until it expires.
