@@ -190,7 +190,6 @@ fn text(value: Option<Value>, field: &str, limit: usize) -> Result<Option<String
 
 #[cfg(test)]
 mod tests {
-    use std::collections::VecDeque;
     use std::convert::Infallible;
     use std::pin::Pin;
     use std::sync::Arc;
@@ -201,10 +200,10 @@ mod tests {
 
     use super::*;
 
-    /// A body that arrives in `0`'s chunks, each ready at once.
-    struct Chunks(VecDeque<Bytes>);
+    /// A body that arrives in the chunks `0` makes as each is asked for, ready at once.
+    struct Chunks<I>(I);
 
-    impl Body for Chunks {
+    impl<I: Iterator<Item = Bytes> + Unpin> Body for Chunks<I> {
         type Data = Bytes;
         type Error = Infallible;
 
@@ -212,39 +211,23 @@ mod tests {
             mut self: Pin<&mut Self>,
             _: &mut Context<'_>,
         ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-            Poll::Ready(self.0.pop_front().map(|chunk| Ok(Frame::data(chunk))))
+            Poll::Ready(self.0.next().map(|chunk| Ok(Frame::data(chunk))))
         }
     }
 
-    fn read(chunks: impl IntoIterator<Item = Bytes>, limit: usize) -> Result<Bytes, ReadError> {
-        let read = std::pin::pin!(read_limited(Chunks(chunks.into_iter().collect()), limit));
+    fn read<B>(body: B, limit: usize) -> Result<Bytes, ReadError>
+    where
+        B: Body,
+        B::Error: Into<Box<dyn Error + Send + Sync>>,
+    {
+        let read = std::pin::pin!(read_limited(body, limit));
         match read.poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(result) => result,
             Poll::Pending => panic!("every chunk is ready at once"),
         }
     }
 
-    /// A body sent a byte at a time is joined into one buffer, within the limit; one sent
-    /// whole is kept as it came.
-    #[test]
-    fn chunks_are_joined_within_the_limit_and_one_chunk_is_kept_as_it_came() {
-        let body: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
-        let bytes = |range: std::ops::Range<usize>| Bytes::copy_from_slice(&body[range]);
-        let one_at_a_time = (0..1000).map(|i| bytes(i..i + 1));
-        assert_eq!(read(one_at_a_time.clone(), 1000).unwrap(), body);
-        assert_eq!(read(one_at_a_time, 999), Err(ReadError::TooLarge));
-        assert_eq!(
-            read([bytes(0..10), Bytes::new(), bytes(10..1000)], 1000).unwrap(),
-            body
-        );
-
-        let whole = bytes(0..1000);
-        let read_whole = read([whole.clone()], 1000).unwrap();
-        assert_eq!(read_whole.as_ptr(), whole.as_ptr(), "copied");
-        assert_eq!(read(std::iter::empty(), 10).unwrap(), Bytes::new());
-    }
-
-    /// A chunk's buffer that counts, in `live`, the chunks whose buffers are alive.
+    /// Bytes whose buffer counts, in `0`, the buffers alive.
     struct Counted(Arc<AtomicUsize>);
 
     impl AsRef<[u8]> for Counted {
@@ -259,65 +242,46 @@ mod tests {
         }
     }
 
-    /// A body of one-byte chunks, each made as it is asked for, noting the most chunk buffers
-    /// alive at once.
-    struct CountedChunks {
-        left: usize,
-        live: Arc<AtomicUsize>,
-        most: usize,
-    }
+    /// A body sent a byte at a time is joined into one buffer, within the limit; one sent
+    /// whole is kept as it came.
+    #[test]
+    fn chunks_are_joined_within_the_limit_and_one_chunk_is_kept_as_it_came() {
+        let body: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        let bytes = |range: std::ops::Range<usize>| Bytes::copy_from_slice(&body[range]);
+        let one_at_a_time = || Chunks((0..1000).map(|i| bytes(i..i + 1)));
+        assert_eq!(read(one_at_a_time(), 1000).unwrap(), body);
+        assert_eq!(read(one_at_a_time(), 999), Err(ReadError::TooLarge));
+        let split = [bytes(0..10), Bytes::new(), bytes(10..1000)];
+        assert_eq!(read(Chunks(split.into_iter()), 1000).unwrap(), body);
 
-    impl Body for CountedChunks {
-        type Data = Bytes;
-        type Error = Infallible;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-            if self.left == 0 {
-                return Poll::Ready(None);
-            }
-            self.left -= 1;
-            let alive = self.live.fetch_add(1, Ordering::SeqCst) + 1;
-            self.most = self.most.max(alive);
-            let chunk = Bytes::from_owner(Counted(Arc::clone(&self.live)));
-            Poll::Ready(Some(Ok(Frame::data(chunk))))
-        }
+        let whole = bytes(0..1000);
+        let read_whole = read(Chunks(std::iter::once(whole.clone())), 1000).unwrap();
+        assert_eq!(read_whole.as_ptr(), whole.as_ptr(), "copied");
+        assert_eq!(read(Chunks(std::iter::empty()), 10).unwrap(), Bytes::new());
     }
 
     /// The chunks of a body sent a byte at a time are not kept while the rest comes: each
     /// would hold an allocation of its own, some 50 times its byte.
     #[test]
     fn chunks_are_not_kept_while_the_body_is_read() {
-        let live = Arc::new(AtomicUsize::new(0));
-        let mut body = CountedChunks {
-            left: 1000,
-            live: Arc::clone(&live),
-            most: 0,
-        };
-        let result = {
-            let read = std::pin::pin!(read_limited(&mut body, 1000));
-            read.poll(&mut Context::from_waker(Waker::noop()))
-        };
-        let Poll::Ready(result) = result else {
-            panic!("every chunk is ready at once")
-        };
-        assert_eq!(result.unwrap().len(), 1000);
-        assert!(body.most <= 2, "{} chunks held at once", body.most);
+        let (live, most) = (Arc::new(AtomicUsize::new(0)), AtomicUsize::new(0));
+        let counted = (0..1000).map(|_| {
+            let alive = live.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(alive, Ordering::SeqCst);
+            Bytes::from_owner(Counted(Arc::clone(&live)))
+        });
+        assert_eq!(read(Chunks(counted), 1000).unwrap().len(), 1000);
+        let most = most.load(Ordering::SeqCst);
+        assert!(most <= 2, "{most} chunks held at once");
         assert_eq!(live.load(Ordering::SeqCst), 0);
     }
 
     /// A host's own limit around the body is answered as ours is, 413 rather than 400.
     #[test]
     fn a_hosts_limit_around_the_body_is_a_body_too_large() {
-        let chunks = Chunks([Bytes::from_static(b"0123456789")].into());
+        let chunks = Chunks(std::iter::once(Bytes::from_static(b"0123456789")));
         let limited = http_body_util::Limited::new(chunks, 4);
-        let read = std::pin::pin!(read_limited(limited, 100));
-        let Poll::Ready(result) = read.poll(&mut Context::from_waker(Waker::noop())) else {
-            panic!("every chunk is ready at once")
-        };
-        assert_eq!(result, Err(ReadError::TooLarge));
+        assert_eq!(read(limited, 100), Err(ReadError::TooLarge));
     }
 
     fn parse(body: &str) -> Result<CallbackReport, String> {

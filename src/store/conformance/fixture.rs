@@ -164,6 +164,12 @@ impl Started {
         self.drain()
     }
 
+    /// [`cancel`](Self::cancel)s it, and saves that over the version its create wrote.
+    pub(super) async fn cancel_created(&mut self, store: &DynStore) {
+        let events = self.cancel();
+        self.save(store, 1, &events).await.expect("save succeeds");
+    }
+
     /// Saves the current state and status with `events`.
     pub(super) async fn save(
         &self,

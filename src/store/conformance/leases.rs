@@ -48,11 +48,7 @@ pub async fn lease_claims(store: &DynStore) {
     assert!(claim(&b, 41).await, "an ended lease is taken over");
     assert!(!claim(&a, 42).await, "the old holder lost it");
 
-    let events = finished.cancel();
-    finished
-        .save(store, 1, &events)
-        .await
-        .expect("save succeeds");
+    finished.cancel_created(store).await;
     let on_finished = store.claim(finished.id(), &lease(&a, 0)).await;
     assert!(
         !on_finished.expect("claim succeeds"),
@@ -86,11 +82,7 @@ pub async fn lease_renewal(store: &DynStore) {
     }
     let events = kept.sent(1);
     kept.save(store, 1, &events).await.expect("save succeeds");
-    let events = finished.cancel();
-    finished
-        .save(store, 1, &events)
-        .await
-        .expect("save succeeds");
+    finished.cancel_created(store).await;
 
     let held = store.renew(&lease(&a, 20)).await.expect("renew succeeds");
     let mut expected = vec![(kept.id().clone(), 2), (taken.id().clone(), 1)];
@@ -162,11 +154,7 @@ pub async fn orphan_claims(store: &DynStore) {
         .create(finished.new_deployment(), &finished.events)
         .await
         .expect("create succeeds");
-    let events = finished.cancel();
-    finished
-        .save(store, 1, &events)
-        .await
-        .expect("save succeeds");
+    finished.cancel_created(store).await;
 
     let first = store
         .claim_orphans(&lease(&c, 0), 2)

@@ -18,8 +18,7 @@ pub async fn callback_lookup(store: &DynStore) {
             .await
             .expect("create succeeds");
     }
-    let events = a.cancel();
-    a.save(store, 1, &events).await.expect("save succeeds");
+    a.cancel_created(store).await;
     for d in [&a, &b] {
         let owner = store.find_by_callback(d.callback()).await;
         assert_eq!(owner.expect("lookup succeeds").as_ref(), Some(d.id()));
@@ -58,11 +57,7 @@ pub async fn unfinished_listing(store: &DynStore) {
         .create(rejected_new, &[])
         .await
         .expect("create succeeds");
-    let events = canceled.cancel();
-    canceled
-        .save(store, 1, &events)
-        .await
-        .expect("save succeeds");
+    canceled.cancel_created(store).await;
 
     let listed = store.list_unfinished().await.expect("listing succeeds");
     let ours: Vec<&StoredDeployment> = listed
@@ -105,11 +100,7 @@ pub async fn running_for_application(store: &DynStore) {
         .create(queued_new, &queued.events)
         .await
         .expect("create succeeds");
-    let events = finished.cancel();
-    finished
-        .save(store, 1, &events)
-        .await
-        .expect("save succeeds");
+    finished.cancel_created(store).await;
 
     let running = store.running_for_application(&application).await;
     let running = running.expect("query succeeds");
@@ -213,8 +204,7 @@ pub async fn exclusive_creates(store: &DynStore) {
         other => panic!("expected AlreadyExists while another runs, got {other:?}"),
     }
 
-    let events = first.cancel();
-    first.save(store, 1, &events).await.expect("save succeeds");
+    first.cancel_created(store).await;
     store
         .create(after.new_deployment().exclusive(), &after.events)
         .await
