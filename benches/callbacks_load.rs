@@ -36,7 +36,7 @@ use hookgate::clock::SystemClock;
 use hookgate::config::Plan;
 use hookgate::core::{Deployment, DeploymentId, StartOptions};
 use hookgate::server::{CallbackHandler, MemoryGates, ServerState, router};
-use hookgate::store::{Durability, MemoryStore, SqliteOptions, SqliteStore};
+use hookgate::store::{Durability, DynStore, MemoryStore, SqliteOptions, SqliteStore};
 use hookgate::test_util::SequentialIds;
 use load::{Round, Serving, TOKEN, drive, options, rand_start, report, serve, serve_engine};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -125,13 +125,7 @@ async fn memory(o: &load::Options) {
     alternate(
         o,
         "memory",
-        async |_| {
-            let served = serve_engine(Arc::new(MemoryStore::new()), o.requests, |b| b).await;
-            let drove = drive(served.urls, o.concurrency).await;
-            // None of its work spills into the baseline's drive.
-            served.engine.shutdown().await;
-            drove
-        },
+        async |_| engine_round(o, Arc::new(MemoryStore::new())).await,
         async |_| bare(o).await,
     )
     .await;
@@ -149,6 +143,15 @@ async fn gates(o: &load::Options) {
         async |_| bare(o).await,
     )
     .await;
+}
+
+/// A drive of the engine over `store`, served afresh, shut down before the other side runs:
+/// none of its work (writes after the answers) spills into that side's drive.
+async fn engine_round(o: &load::Options, store: Arc<DynStore>) -> Round {
+    let served = serve_engine(store, o.requests, |b| b).await;
+    let drove = drive(served.urls, o.concurrency).await;
+    served.engine.shutdown().await;
+    drove
 }
 
 /// A drive of the bare axum baseline, served afresh.
@@ -170,28 +173,20 @@ async fn alternate(
 ) {
     let (mut our_rounds, mut base_rounds) = (Vec::new(), Vec::new());
     for round in 0..=o.rounds {
-        for baseline_turn in first_in_turn(round) {
-            let (drove, rounds) = if baseline_turn {
-                (base(round).await, &mut base_rounds)
-            } else {
-                (ours(round).await, &mut our_rounds)
-            };
-            if round > 0 {
-                rounds.push(drove);
-            }
+        // Alternately, so that neither side always follows the other.
+        let (drove, base_drove) = if round.is_multiple_of(2) {
+            let drove = ours(round).await;
+            (drove, base(round).await)
+        } else {
+            let base_drove = base(round).await;
+            (ours(round).await, base_drove)
+        };
+        if round > 0 {
+            our_rounds.push(drove);
+            base_rounds.push(base_drove);
         }
     }
     report(name, &our_rounds, &base_rounds);
-}
-
-/// Whether the baseline runs first, then hookgate (`[true, false]`), or the other way round, in
-/// `round`: alternately, so that neither side always follows the other.
-fn first_in_turn(round: usize) -> [bool; 2] {
-    if round.is_multiple_of(2) {
-        [false, true]
-    } else {
-        [true, false]
-    }
 }
 
 /// `requests` deployments of the one-gate plan, each waiting on its callback, in `MemoryGates`
@@ -237,10 +232,8 @@ async fn sqlite(o: &load::Options, durability: Durability, name: &str) {
             let options = SqliteOptions::default().with_durability(durability);
             let path = dir.path().join(format!("hookgate-{round}.db"));
             let store = Arc::new(SqliteStore::open_with(path, options).await.unwrap());
-            let served = serve_engine(store.clone(), o.requests, |b| b).await;
-            let drove = drive(served.urls, o.concurrency).await;
-            // Its writes after the answers and its checkpoint end before the baseline runs.
-            served.engine.shutdown().await;
+            let drove = engine_round(o, store.clone()).await;
+            // Its checkpoint ends before the baseline runs.
             store.close().await;
             drove
         },

@@ -35,7 +35,7 @@ impl DeploymentFile {
         // A JSON file may hold, in its strings, characters the YAML reader refuses anywhere:
         // read as JSON, they are escaped for it first. Only such files pay for the look.
         if source.contains(unprintable)
-            && let Ok(value) = serde_json::from_str::<serde_json::Value>(source)
+            && let Ok((source, value)) = read_json(source)
         {
             return Self::from_json_value(source, &value, limits);
         }
@@ -60,17 +60,13 @@ impl DeploymentFile {
     /// Reads a deployment file written in JSON within `limits`.
     pub fn from_json_with(source: &str, limits: &Limits) -> Result<Self, ConfigError> {
         check_size(source, limits)?;
-        // A byte order mark, which editors on Windows write, is ignored as RFC 8259 allows
-        // (serde_json refuses it) and YAML's reader does.
-        let source = source.strip_prefix('\u{feff}').unwrap_or(source);
         // JSON's own grammar first, so that YAML is refused here and a file deeper than the
         // limit is reported as such (serde_json itself stops at a depth of 128, with a syntax
         // error); then the fields are read as YAML's are, JSON being a subset of it.
-        let value: serde_json::Value =
-            serde_json::from_str(source).map_err(|e| ConfigError::Syntax {
-                path: "(file)".into(),
-                message: e.to_string(),
-            })?;
+        let (source, value) = read_json(source).map_err(|e| ConfigError::Syntax {
+            path: "(file)".into(),
+            message: e.to_string(),
+        })?;
         Self::from_json_value(source, &value, limits)
     }
 
@@ -233,6 +229,13 @@ impl Plan {
 /// JSON allows it in strings.
 fn unprintable(c: char) -> bool {
     matches!(c, '\u{7f}'..='\u{84}' | '\u{86}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}')
+}
+
+/// `source` read as JSON, and its text without a leading byte order mark, which editors on
+/// Windows write: ignored, as RFC 8259 allows (serde_json refuses it) and YAML's reader does.
+fn read_json(source: &str) -> Result<(&str, serde_json::Value), serde_json::Error> {
+    let source = source.strip_prefix('\u{feff}').unwrap_or(source);
+    serde_json::from_str(source).map(|value| (source, value))
 }
 
 /// `source`, a JSON text, with the characters JSON allows in strings but YAML's reader refuses

@@ -966,6 +966,16 @@ mod tests {
         assert_eq!(d.env_status(EnvId(0)), EnvStatus::Checking);
     }
 
+    /// The operation of the next host step `d` asks for.
+    fn next_step_op(d: &mut Deployment) -> OpId {
+        std::iter::from_fn(|| d.poll_action())
+            .find_map(|a| match a {
+                Action::RunStep(r) => Some(r.op),
+                _ => None,
+            })
+            .expect("a host step")
+    }
+
     /// A ReplicaSet is kept from the deploy step only; from a canary's weight step the same
     /// outcome is a plain success. Copies share the names until they change.
     #[test]
@@ -974,12 +984,7 @@ mod tests {
             "application: a\ntargets: {x: {strategy: c}}\nstrategies: {c: {canary: {steps: [setWeight: {weight: 50}]}}}",
         );
         let answer = |d: &mut Deployment, name: &str| {
-            let op = std::iter::from_fn(|| d.poll_action())
-                .find_map(|a| match a {
-                    Action::RunStep(r) => Some(r.op),
-                    _ => None,
-                })
-                .expect("a host step");
+            let op = next_step_op(d);
             let deployed = StepOutcome::Deployed {
                 replica_set_name: name.to_owned(),
             };
@@ -1008,18 +1013,10 @@ mod tests {
         let mut d = started(
             "application: a\ntargets: {x: {strategy: c}}\nstrategies: {c: {canary: {steps: [exposeServices: {services: [web]}]}}}",
         );
-        let next_op = |d: &mut Deployment| {
-            std::iter::from_fn(|| d.poll_action())
-                .find_map(|a| match a {
-                    Action::RunStep(r) => Some(r.op),
-                    _ => None,
-                })
-                .expect("a host step")
-        };
-        let deploy = next_op(&mut d);
+        let deploy = next_step_op(&mut d);
         d.handle_step_result(t0(), deploy, StepOutcome::Succeeded)
             .unwrap();
-        let expose = next_op(&mut d);
+        let expose = next_step_op(&mut d);
         let kept = d.clone();
         let mut written = started("application: b\ntargets: {y: {}}");
         written.clone_from(&d);

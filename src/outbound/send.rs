@@ -133,8 +133,7 @@ impl Dispatcher {
             .headers()
             .get(AUTHORIZATION)
             .filter(|value| value.is_sensitive())
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
+            .cloned();
         // Through the trait object: the blanket impl for `Arc` would box a second future.
         let outcome = (**transport).send(request).await;
         if let Ok(response) = &outcome
@@ -150,7 +149,8 @@ impl Dispatcher {
         } else {
             Vec::new()
         };
-        hidden.extend(sent_credentials.into_iter().flat_map(credential_parts));
+        let sent_credentials = sent_credentials.as_ref().and_then(|v| v.to_str().ok());
+        hidden.extend(sent_credentials.map(credential_parts).unwrap_or_default());
         let redactor = Redactor::new(&secrets, callback_id_hidden(prepared, hidden));
         let mut result = match outcome {
             Ok(response) => answer::from_response(&response, &redactor, self.clock.now()),
@@ -237,18 +237,14 @@ fn url_parts(printed: &str, uri: &http::Uri) -> Vec<String> {
 /// A sensitive `Authorization` value, and its credentials after the scheme on their own; none
 /// when the credentials are shorter than two characters (an empty secret's `Bearer `), whose
 /// hiding would hide the scheme's name, or every letter of a text.
-fn credential_parts(value: String) -> Vec<String> {
-    let credentials = match value.split_once(' ') {
-        Some((_, credentials)) => credentials.trim(),
-        None => value.trim(),
-    };
+fn credential_parts(value: &str) -> Vec<String> {
+    let credentials = value.split_once(' ').map_or(value, |(_, c)| c).trim();
     if credentials.len() < 2 {
         Vec::new()
     } else if credentials == value {
-        vec![value]
+        vec![value.to_owned()]
     } else {
-        let credentials = credentials.to_owned();
-        vec![value, credentials]
+        vec![value.to_owned(), credentials.to_owned()]
     }
 }
 
@@ -281,11 +277,11 @@ mod tests {
     #[test]
     fn credentials_are_hidden_whole_and_alone_unless_too_short_to_mean_anything() {
         assert_eq!(
-            credential_parts("Basic Y2k6dG9r".to_owned()),
+            credential_parts("Basic Y2k6dG9r"),
             ["Basic Y2k6dG9r", "Y2k6dG9r"]
         );
-        assert!(credential_parts("Bearer ".to_owned()).is_empty());
-        assert!(credential_parts("Bearer x".to_owned()).is_empty());
-        assert_eq!(credential_parts("tok3n".to_owned()), ["tok3n"]);
+        assert!(credential_parts("Bearer ").is_empty());
+        assert!(credential_parts("Bearer x").is_empty());
+        assert_eq!(credential_parts("tok3n"), ["tok3n"]);
     }
 }

@@ -1,6 +1,6 @@
 use std::error::Error;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::HeaderValue;
 use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError};
@@ -49,12 +49,7 @@ where
                     joined.reserve(earlier.len() + data.remaining());
                     joined.extend_from_slice(&earlier);
                 }
-                while data.has_remaining() {
-                    let chunk = data.chunk();
-                    joined.extend_from_slice(chunk);
-                    let read = chunk.len();
-                    data.advance(read);
-                }
+                joined.put(data);
             }
         }
     }

@@ -54,62 +54,45 @@ impl fmt::Display for Kinds {
     }
 }
 
-const CONSTRAINTS: &[&str] = &["pause", "runWebhook", "analysis"];
+/// The `Deserialize` of an entry enum read by [`one_of`], and the list of its kinds (named
+/// `$kinds`), both from one list of kinds and the variants they read into.
+macro_rules! entry {
+    ($entry:ident, $kinds:ident: $($kind:literal => $variant:ident($value:ty)),+ $(,)?) => {
+        const $kinds: &[&str] = &[$($kind),+];
 
-impl<'de> Deserialize<'de> for Constraint {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Constraint;
+        impl<'de> Deserialize<'de> for $entry {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = $entry;
 
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "a map holding one of {}", Kinds(CONSTRAINTS))
-            }
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        write!(f, "a map holding one of {}", Kinds($kinds))
+                    }
 
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Constraint, A::Error> {
-                one_of(map, CONSTRAINTS, |kind, map| match kind {
-                    "pause" => map.next_value::<Pause>().map(Constraint::Pause),
-                    "runWebhook" => map.next_value::<RunWebhook>().map(Constraint::RunWebhook),
-                    "analysis" => map.next_value::<Analysis>().map(Constraint::Analysis),
-                    other => Err(de::Error::unknown_variant(other, CONSTRAINTS)),
-                })
-            }
-        }
-        deserializer.deserialize_map(V)
-    }
-}
-
-const CANARY_STEPS: &[&str] = &[
-    "setWeight",
-    "pause",
-    "runWebhook",
-    "analysis",
-    "exposeServices",
-];
-
-impl<'de> Deserialize<'de> for CanaryStep {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = CanaryStep;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "a map holding one of {}", Kinds(CANARY_STEPS))
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<CanaryStep, A::Error> {
-                one_of(map, CANARY_STEPS, |kind, map| match kind {
-                    "setWeight" => map.next_value::<SetWeight>().map(CanaryStep::SetWeight),
-                    "pause" => map.next_value::<Pause>().map(CanaryStep::Pause),
-                    "runWebhook" => map.next_value::<RunWebhook>().map(CanaryStep::RunWebhook),
-                    "analysis" => map.next_value::<Analysis>().map(CanaryStep::Analysis),
-                    "exposeServices" => map
-                        .next_value::<ExposeServices>()
-                        .map(CanaryStep::ExposeServices),
-                    other => Err(de::Error::unknown_variant(other, CANARY_STEPS)),
-                })
+                    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<$entry, A::Error> {
+                        one_of(map, $kinds, |kind, map| match kind {
+                            $($kind => map.next_value::<$value>().map($entry::$variant),)+
+                            other => Err(de::Error::unknown_variant(other, $kinds)),
+                        })
+                    }
+                }
+                deserializer.deserialize_map(V)
             }
         }
-        deserializer.deserialize_map(V)
-    }
+    };
 }
+
+entry!(Constraint, CONSTRAINTS:
+    "pause" => Pause(Pause),
+    "runWebhook" => RunWebhook(RunWebhook),
+    "analysis" => Analysis(Analysis),
+);
+
+entry!(CanaryStep, CANARY_STEPS:
+    "setWeight" => SetWeight(SetWeight),
+    "pause" => Pause(Pause),
+    "runWebhook" => RunWebhook(RunWebhook),
+    "analysis" => Analysis(Analysis),
+    "exposeServices" => ExposeServices(ExposeServices),
+);

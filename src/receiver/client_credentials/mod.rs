@@ -109,11 +109,14 @@ impl ClientCredentials {
         if cached.expires_at.is_some_and(|at| now >= at) {
             return None;
         }
-        let again = now.checked_add_signed(REFRESH_AGAIN_AFTER);
-        cached.refresh_at = match (again, cached.expires_at) {
-            (Some(again), Some(expires)) => Some(again.min(expires)),
-            (again, expires) => again.or(expires),
-        };
+        let again = now
+            .checked_add_signed(REFRESH_AGAIN_AFTER)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        cached.refresh_at = Some(
+            cached
+                .expires_at
+                .map_or(again, |expires| again.min(expires)),
+        );
         Some(cached.token.clone())
     }
 
@@ -135,24 +138,27 @@ impl ClientCredentials {
     async fn fetch(&self) -> Result<Secret, TokenError> {
         let (token, expires_in, sent_at) =
             with_retries(&self.backoff, |attempt| self.attempt(attempt)).await?;
-        let lifetime =
-            expires_in.map(|seconds| i64::try_from(seconds).ok().and_then(TimeDelta::try_seconds));
-        let at = |after: Option<TimeDelta>| {
-            after
-                .and_then(|after| sent_at.checked_add_signed(after))
+        let (refresh_at, expires_at) = match expires_in {
+            None => (None, None),
+            Some(seconds) => {
                 // A lifetime too long to represent: refresh on invalidation only.
-                .unwrap_or(DateTime::<Utc>::MAX_UTC)
+                let after = |span: Option<TimeDelta>| {
+                    span.and_then(|span| sent_at.checked_add_signed(span))
+                        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+                };
+                let lifetime = i64::try_from(seconds).ok().and_then(TimeDelta::try_seconds);
+                // A margin as long as the lifetime would refetch on every call: short-lived
+                // tokens are kept for at least half their lifetime instead.
+                let until_refresh = lifetime.and_then(|lifetime| {
+                    lifetime.checked_sub(&self.refresh_margin.min(lifetime / 2))
+                });
+                (Some(after(until_refresh)), Some(after(lifetime)))
+            }
         };
-        // A margin as long as the lifetime would refetch on every call: short-lived tokens are
-        // kept for at least half their lifetime instead.
-        let refresh_at = lifetime.map(|lifetime| {
-            at(lifetime
-                .and_then(|lifetime| lifetime.checked_sub(&self.refresh_margin.min(lifetime / 2))))
-        });
         *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = Some(CachedToken {
             token: token.clone(),
             refresh_at,
-            expires_at: lifetime.map(at),
+            expires_at,
         });
         tracing::debug!(expires_in, "fetched a client-credentials token");
         Ok(token)
