@@ -615,6 +615,15 @@ fn restore_refuses_a_canary_position_beyond_the_steps() {
         Deployment::restore(fewer, d.state().clone()),
         Err(CoreError::PlanMismatch { .. })
     ));
+
+    // At a gate step, with the gate open: the gate's place is looked up by the position.
+    let mut d = start(&canary("pause: {untilApproved: true}"));
+    first_step_ok(&mut d); // the deploy; now waiting on the approval
+    let state = edited(&d, r#""pos":{"canary":0}"#, r#""pos":{"canary":7}"#);
+    assert_eq!(
+        mismatch(&d, state),
+        "an environment at a position its strategy does not have"
+    );
 }
 
 /// A stored operation counter near its end would overflow as the deployment goes on (each

@@ -70,6 +70,8 @@ async fn each_step_names_its_targets_strategy_and_services() {
             .iter()
             .all(|(c, _)| c.deployment == started.id && c.application == "shop")
     );
+    let ops: std::collections::BTreeSet<_> = steps.iter().map(|(c, _)| c.op).collect();
+    assert_eq!(ops.len(), steps.len(), "each step its own op: {steps:?}");
     let of = |environment: &str| -> Vec<(StepContext, &'static str)> {
         steps
             .iter()
@@ -183,4 +185,97 @@ webhooks:
         bodies.push(body["rs"].clone());
     }
     assert_eq!(bodies, ["", "shop-prod-5f7b"]);
+}
+
+/// A host whose steps never end, recording what it is asked for: an engine stopped with its
+/// steps under way.
+#[derive(Clone, Default)]
+struct Stuck(Arc<Mutex<Vec<StepContext>>>);
+
+#[async_trait]
+impl Host for Stuck {
+    async fn run_step(&self, context: &StepContext, _step: &HostStep) -> StepOutcome {
+        self.0.lock().unwrap().push(context.clone());
+        std::future::pending().await
+    }
+
+    async fn roll_back(&self, context: &StepContext) -> StepOutcome {
+        self.0.lock().unwrap().push(context.clone());
+        std::future::pending().await
+    }
+}
+
+/// A step asked for again by the next engine, after a restart, comes with the op it had: the
+/// key a host makes its steps idempotent by.
+#[tokio::test]
+async fn a_step_asked_for_again_after_a_restart_keeps_its_op() {
+    use hookgate::store::{DynStore, MemoryStore};
+
+    let store: Arc<DynStore> = Arc::new(MemoryStore::new());
+    let dispatcher = || {
+        RecordingTransport::new()
+            .dispatcher("https://hookgate.example")
+            .expect("a dispatcher")
+    };
+    let stuck = Stuck::default();
+    let first = Engine::builder(dispatcher(), stuck.clone())
+        .shared_store(Arc::clone(&store))
+        .ids(SequentialIds::starting_at(1))
+        .build();
+    let id = first
+        .start("application: shop\ntargets: {dev: {}}", BTreeMap::new())
+        .await
+        .unwrap()
+        .id;
+    tokio::task::yield_now().await;
+    let asked = stuck.0.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1, "the deploy is under way: {asked:?}");
+    first.shutdown().await;
+
+    let host = RecordingHost::default();
+    let second = Engine::builder(dispatcher(), host.clone())
+        .shared_store(store)
+        .ids(SequentialIds::starting_at(100))
+        .build();
+    second.recover().await.unwrap();
+    let again = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(step) = host.0.lock().unwrap().first().cloned() {
+                return step;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the deploy is asked for again");
+    assert_eq!(again.1, "deploy");
+    assert_eq!(again.0.deployment, id);
+    assert_eq!(again.0.op, asked[0].op, "the same op as the first time");
+}
+
+/// `Debug` of an engine and its builder: what it is doing, in counts.
+#[tokio::test]
+async fn an_engine_and_its_builder_print_what_they_hold_in_counts() {
+    let stuck = Stuck::default();
+    let builder = Engine::builder(
+        RecordingTransport::new()
+            .dispatcher("https://hookgate.example")
+            .expect("a dispatcher"),
+        stuck.clone(),
+    );
+    let printed = format!("{builder:?}");
+    assert!(
+        printed.starts_with("EngineBuilder") && printed.contains("event_capacity: 4096"),
+        "{printed}"
+    );
+    let engine = builder.build();
+    engine
+        .start("application: shop\ntargets: {dev: {}}", BTreeMap::new())
+        .await
+        .unwrap();
+    let printed = format!("{engine:?}");
+    assert!(
+        printed.contains("live_deployments: 1") && printed.contains("shutting_down: false"),
+        "{printed}"
+    );
 }

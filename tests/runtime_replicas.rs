@@ -390,6 +390,40 @@ impl Orphans {
     }
 }
 
+/// A decision for a gate the plan does not have, on a deployment another replica left, is
+/// refused without taking the deployment over: taking it up would claim its lease and ask
+/// again for its call, which a refused request must not make happen.
+#[tokio::test]
+async fn a_decision_for_a_gate_the_plan_lacks_does_not_take_an_orphan_over() {
+    use hookgate::auth::Principal;
+    use hookgate::config::GateId;
+    use hookgate::core::{CoreError, Decision};
+    use hookgate::server::{GateError, GateService};
+
+    let o = Orphans::new();
+    let id = o.orphan().await;
+    let a = o.replica("a");
+    let calls = o.external.count();
+    let decided = GateService::decide(
+        &a,
+        &id,
+        GateId(u32::MAX),
+        Decision::approve("someone", Vec::<String>::new()),
+        &Principal::new("approver"),
+    )
+    .await;
+    assert!(
+        matches!(
+            decided,
+            Err(GateError::Core(CoreError::UnknownGate(GateId(u32::MAX))))
+        ),
+        "{decided:?}"
+    );
+    assert_eq!(a.live_deployments(), 0, "not taken up");
+    assert_eq!(o.external.count(), calls, "its call not asked for again");
+    assert!(o.unclaimed(&id).await, "its lease not claimed");
+}
+
 /// A replica's `recover` still under way when shutdown begins claims no orphan after it: the
 /// leases shutdown gave up stay given up, rather than be held by the stopped replica until
 /// they end.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use hookgate::auth::{Principal, StaticTokens};
 use hookgate::core::{DeploymentId, EventKind, GateState};
 use hookgate::receiver::ReceivedRequest;
-use hookgate::runtime::{Engine, SimulatedHost};
+use hookgate::runtime::{Engine, EngineEvent, SimulatedHost};
 use hookgate::server::{CallbackHandler, ServerState, router};
 use hookgate::test_util::RecordingTransport;
 use http::StatusCode;
@@ -93,12 +93,18 @@ async fn gate_states(engine: &Engine, id: &DeploymentId) -> Vec<GateState> {
 #[tokio::test]
 async fn another_tenants_token_cannot_resolve_or_decide_a_gate() {
     let s = setup();
+    let mut events = s.engine.subscribe();
     let id = s
         .engine
         .start_for_tenant(FILE, BTreeMap::new(), "a")
         .await
         .unwrap()
         .id;
+    assert_eq!(
+        s.engine.view(&id).await.unwrap().tenant.as_deref(),
+        Some("a"),
+        "a host can check a caller against the deployment's tenant"
+    );
     let path = callback_path(&s, 0).await;
     let before = gate_states(&s.engine, &id).await;
     assert!(
@@ -140,6 +146,21 @@ async fn another_tenants_token_cannot_resolve_or_decide_a_gate() {
             GateState::AwaitingApproval { .. } | GateState::AwaitingDecision
         ),
         "{after:?}"
+    );
+
+    let requested = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let EngineEvent::ApprovalRequested { tenant, .. } = events.recv().await.unwrap() {
+                return tenant;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        requested.as_deref(),
+        Some("a"),
+        "the approval names its tenant"
     );
 
     let approve = format!("/deployments/{id}/gates/1/approve");

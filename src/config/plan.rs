@@ -75,6 +75,11 @@ impl Plan {
     }
 
     /// One environment.
+    ///
+    /// # Panics
+    ///
+    /// For an id that is not this plan's (as slice indexing does): ids come from the plan
+    /// itself, its events and its actions; [`Plan::environments`] has them all.
     pub fn environment(&self, id: EnvId) -> &Environment {
         &self.environments[usize::from(id.0)]
     }
@@ -93,6 +98,11 @@ impl Plan {
     }
 
     /// One webhook.
+    ///
+    /// # Panics
+    ///
+    /// For an id that is not this plan's (as slice indexing does); [`Plan::webhooks`] has
+    /// them all.
     pub fn webhook(&self, id: WebhookId) -> &Webhook {
         &self.webhooks[usize::from(id.0)]
     }
@@ -121,6 +131,11 @@ impl Plan {
     }
 
     /// One gate.
+    ///
+    /// # Panics
+    ///
+    /// For an id that is not this plan's (as slice indexing does); [`Plan::gates`] has them
+    /// all.
     pub fn gate(&self, id: GateId) -> &Gate {
         &self.gates[id.0 as usize]
     }

@@ -30,10 +30,13 @@ pub(crate) fn check(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str
     callbacks(plan, s)?;
     status(s)?;
     dependencies(plan, s)?;
-    open_gates(plan, s)?;
-    let mut ops = Vec::new();
+    // Positions first: the open gates are looked for at them.
     for (i, &state) in s.envs.iter().enumerate() {
         env(plan, s, EnvId(i as u16), state)?;
+    }
+    open_gates(plan, s)?;
+    let mut ops = Vec::new();
+    for &state in &s.envs {
         match state {
             EnvState::Running { op: Some(op), .. } | EnvState::RollingBack { op, .. } => {
                 ops.push(op)

@@ -36,13 +36,18 @@ pub(crate) fn work(plan: &Plan, env: EnvId, pos: Pos) -> Work<'_> {
         (Pos::Before, _) => Work::Gates(e.before()),
         (Pos::After, _) => Work::Gates(e.after()),
         (Pos::Deploy, _) => Work::Step(HostStep::Deploy),
-        (Pos::Canary(k), Strategy::Canary { steps, .. }) => match &steps[usize::from(k)] {
-            CanaryStep::SetWeight(w) => Work::Step(HostStep::SetWeight(*w)),
-            CanaryStep::ExposeServices { services, ttl } => Work::Step(HostStep::ExposeServices {
-                services: services.clone(),
-                ttl: *ttl,
-            }),
-            CanaryStep::Gate(g) => Work::Gates(std::slice::from_ref(g)),
+        (Pos::Canary(k), Strategy::Canary { steps, .. }) => match steps.get(usize::from(k)) {
+            Some(CanaryStep::SetWeight(w)) => Work::Step(HostStep::SetWeight(*w)),
+            Some(CanaryStep::ExposeServices { services, ttl }) => {
+                Work::Step(HostStep::ExposeServices {
+                    services: services.clone(),
+                    ttl: *ttl,
+                })
+            }
+            Some(CanaryStep::Gate(g)) => Work::Gates(std::slice::from_ref(g)),
+            // Never produced by `next_pos`, and refused on restore; no work rather than a
+            // panic, as for the other positions below.
+            None => Work::Gates(&[]),
         },
         (Pos::RedirectGates, Strategy::BlueGreen { redirect_after, .. }) => {
             Work::Gates(redirect_after)

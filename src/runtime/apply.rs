@@ -21,6 +21,7 @@ use super::spare;
 use crate::config::EnvId;
 use crate::core::{
     Action, CallFailure, CallResult, CoreError, Deployment, DeploymentId, DeploymentState, Event,
+    OpId,
 };
 use crate::store::{StoreError, StoredDeployment};
 
@@ -604,7 +605,7 @@ impl Engine {
                 )
             }
             Action::RunStep(request) => {
-                let context = step_context(&live.d, request.env);
+                let context = step_context(&live.d, request.env, request.op);
                 let host = Arc::clone(&self.inner.host);
                 let span = tracing::info_span!("host_step", deployment = %id, env = %context.environment, step = request.step.name());
                 self.start_io(
@@ -615,7 +616,7 @@ impl Engine {
                 )
             }
             Action::RollBack { op, env } => {
-                let context = step_context(&live.d, env);
+                let context = step_context(&live.d, env, op);
                 let host = Arc::clone(&self.inner.host);
                 let span =
                     tracing::info_span!("rollback", deployment = %id, env = %context.environment);
@@ -633,6 +634,7 @@ impl Engine {
                     env: request.env,
                     kind: request.kind,
                     expires_at: request.expires_at,
+                    tenant: live.d.tenant().map(str::to_owned),
                 });
                 None
             }
@@ -809,11 +811,12 @@ fn note_refusal(result: Result<(), CoreError>) {
     }
 }
 
-pub(crate) fn step_context(d: &Deployment, env: EnvId) -> StepContext {
+pub(crate) fn step_context(d: &Deployment, env: EnvId, op: OpId) -> StepContext {
     let plan = d.plan();
     let e = plan.environment(env);
     StepContext {
         deployment: d.id().clone(),
+        op,
         application: plan.application().to_owned(),
         environment: e.name().to_owned(),
         account: e.account().map(str::to_owned),

@@ -33,6 +33,18 @@ pub struct EngineBuilder {
     replica: Option<ReplicaOptions>,
 }
 
+impl std::fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("dispatcher", &self.dispatcher)
+            .field("settings", &self.settings)
+            .field("event_capacity", &self.event_capacity)
+            .field("allow_concurrent", &self.allow_concurrent)
+            .field("replica", &self.replica)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The largest [`EngineBuilder::event_capacity`]: the channel sets aside every slot as it is
 /// made (and panics beyond `usize::MAX / 2`), and sixteen times the default is room enough for
 /// a subscriber that is only slow.

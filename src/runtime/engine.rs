@@ -46,6 +46,21 @@ pub struct Engine {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// What an engine is doing, in counts: its parts (store, host, dispatcher) are the host's own.
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field(
+                "replica",
+                &self.inner.replica.as_ref().map(|r| &r.options.id),
+            )
+            .field("live_deployments", &self.live_deployments())
+            .field("armed_deadlines", &self.armed_deadlines())
+            .field("shutting_down", &self.inner.shutdown.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) store: Arc<DynStore>,
     pub(crate) dispatcher: Arc<Dispatcher>,
@@ -531,7 +546,8 @@ impl Engine {
     /// before anything of it is asked for (unless its resumption had begun before the cancel
     /// was recorded: it is then canceled right after). That cancel is kept in this engine's
     /// memory until it is stored: it is lost if the looks for the create run out or the
-    /// engine restarts first.
+    /// engine restarts first. The host's own call: it checks no tenant (see
+    /// [`Engine::decide`]).
     pub async fn cancel(&self, id: &DeploymentId, by: &str) -> Result<(), RuntimeError> {
         let cancel = |d: &mut Deployment, now| d.handle_cancel(now, by);
         let recorded = self
@@ -598,6 +614,11 @@ impl Engine {
     }
 
     /// Decides an approval (see [`Deployment::handle_approval`]).
+    ///
+    /// This is the host's own call, trusted as the host is: it checks no caller's tenant.
+    /// A host deciding on a caller's behalf checks [`DeploymentView::tenant`] first, or goes
+    /// through [`GateService::decide`](crate::server::GateService::decide), which refuses
+    /// another tenant's principal (the approval endpoint does).
     pub async fn decide(
         &self,
         id: &DeploymentId,
@@ -611,12 +632,14 @@ impl Engine {
 
     /// A deployment's status, its environments' statuses and every gate's state
     /// ([`DeploymentView::open_gates`] for those waiting); a deployment
-    /// still queued shows as [`DeploymentStatus::Queued`], nothing of it begun.
+    /// still queued shows as [`DeploymentStatus::Queued`], nothing of it begun. Like
+    /// [`Engine::cancel`], [`Engine::decide`] and [`Engine::history`], a call of the host's
+    /// own that checks no tenant.
     pub async fn view(&self, id: &DeploymentId) -> Result<DeploymentView, RuntimeError> {
         self.queued_or_stored(
             || {
                 queued_entry(&lock(&self.inner.queued), id)
-                    .map(|(_, q)| DeploymentView::queued(id, &q.plan))
+                    .map(|(_, q)| DeploymentView::queued(id, &q.plan, q.tenant.as_deref()))
             },
             || async {
                 let entry = self.entry(id, false).await?;
@@ -628,7 +651,8 @@ impl Engine {
     }
 
     /// A deployment's history: every event, with the `mdMessage` of each callback and who
-    /// decided each approval.
+    /// decided each approval. The host's own call: it checks no tenant (see
+    /// [`Engine::decide`]).
     pub async fn history(&self, id: &DeploymentId) -> Result<Vec<HistoryEntry>, RuntimeError> {
         Ok(self.inner.store.history(id).await?)
     }

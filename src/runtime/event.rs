@@ -27,5 +27,8 @@ pub enum EngineEvent {
         kind: ApprovalKind,
         /// When it expires, if ever.
         expires_at: Option<DateTime<Utc>>,
+        /// The tenant the deployment was started for, if any: only that tenant's principals
+        /// may decide it through the approval endpoint.
+        tenant: Option<String>,
     },
 }

@@ -82,6 +82,14 @@ impl GateService for Engine {
         let target = self
             .admitted(Target::Id(Cow::Borrowed(deployment)), by)
             .await?;
+        // A gate the plan does not have is refused before a deployment not in memory is taken
+        // up: taking it up acts on it (claims its lease, fires its deadlines, asks again for its
+        // work), which a refused request must not make happen.
+        if let Target::Stored(stored) = &target
+            && !usize::try_from(gate.0).is_ok_and(|g| g < stored.state.gates.len())
+        {
+            return Err(GateError::Core(CoreError::UnknownGate(gate)));
+        }
         self.apply_at(target, refused(by), |d, now| {
             check_tenant(d, by)?;
             Ok(d.handle_approval(now, gate, decision.clone())?)

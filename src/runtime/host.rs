@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 
 use crate::config::Strategy;
-use crate::core::{DeploymentId, HostStep, StepOutcome};
+use crate::core::{DeploymentId, HostStep, OpId, StepOutcome};
 
 /// Where a host step runs: the deployment and the target's fields from the deployment file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,6 +9,11 @@ use crate::core::{DeploymentId, HostStep, StepOutcome};
 pub struct StepContext {
     /// The deployment.
     pub deployment: DeploymentId,
+    /// The step (or rollback) within the deployment: the same when the step is asked for again
+    /// (after a restart, or by the replica that took the deployment over), and different for
+    /// every other step, even one that looks the same (`setWeight` 50, then 20, then 50 again).
+    /// With `deployment`, the key to make a step idempotent by.
+    pub op: OpId,
     /// `application`.
     pub application: String,
     /// The target's name.
@@ -73,7 +78,9 @@ impl From<&Strategy> for StepStrategy {
 /// new version runs in reports it with [`StepOutcome::Deployed`], and the environment's later
 /// webhook calls render it as `{{armory.replicaSetName}}`. The engine calls these concurrently for
 /// different environments and deployments, and again after a restart for a step that was in
-/// flight, so an implementation should be idempotent per (deployment, environment, step).
+/// flight, so an implementation should be idempotent per step: per
+/// ([`StepContext::deployment`], [`StepContext::op`]). The environment and the step's fields are
+/// not enough: a canary strategy may set the same weight twice, with another between.
 #[async_trait]
 pub trait Host: Send + Sync + 'static {
     /// Performs a step.

@@ -9,6 +9,10 @@ pub struct DeploymentView {
     pub id: DeploymentId,
     /// `application`.
     pub application: String,
+    /// The tenant it was started for ([`Engine::start_for_tenant`](super::Engine::start_for_tenant)),
+    /// if any: a host acting on a caller's behalf checks it against the caller's tenant, as
+    /// the engine's [`GateService`](crate::server::GateService) does.
+    pub tenant: Option<String>,
     /// Its status.
     pub status: DeploymentStatus,
     /// Every environment with its status, dependencies first.
@@ -36,6 +40,7 @@ impl DeploymentView {
         Self::with(
             d.id(),
             d.plan(),
+            d.tenant(),
             d.status(),
             |env| d.env_status(env),
             |gate| d.gate_state(gate),
@@ -43,10 +48,11 @@ impl DeploymentView {
     }
 
     /// A deployment waiting to start (`enqueueOne`): nothing of it has begun.
-    pub(crate) fn queued(id: &DeploymentId, plan: &Plan) -> Self {
+    pub(crate) fn queued(id: &DeploymentId, plan: &Plan, tenant: Option<&str>) -> Self {
         Self::with(
             id,
             plan,
+            tenant,
             DeploymentStatus::Queued,
             |_| EnvStatus::Pending,
             |_| GateState::Idle,
@@ -56,6 +62,7 @@ impl DeploymentView {
     fn with(
         id: &DeploymentId,
         plan: &Plan,
+        tenant: Option<&str>,
         status: DeploymentStatus,
         env_status: impl Fn(EnvId) -> EnvStatus,
         gate_state: impl Fn(GateId) -> GateState,
@@ -63,6 +70,7 @@ impl DeploymentView {
         Self {
             id: id.clone(),
             application: plan.application().to_owned(),
+            tenant: tenant.map(str::to_owned),
             status,
             environments: plan
                 .environments()

@@ -5,8 +5,9 @@
 //! # What is stored
 //!
 //! Per deployment: the deployment file's text (the runtime validates it again on load), the
-//! core's [`DeploymentState`] as JSON, the host's [`DeploymentStatus`], a version, the index
-//! from each callback id to its deployment, and the history of [`Event`]s as JSON. No secret is
+//! core's [`DeploymentState`], the host's [`DeploymentStatus`], a version, the index from each
+//! callback id to its deployment, and the history of [`Event`]s. The durable stores write the
+//! state and the events as JSON; [`MemoryStore`] keeps them as values. No secret is
 //! ever stored: the state keeps request templates and context, never a rendered request, and
 //! tokens and signing keys never reach the core.
 //!
