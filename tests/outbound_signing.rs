@@ -171,3 +171,78 @@ async fn a_deployment_id_with_a_dot_or_a_space_is_encoded_in_the_webhook_id() {
             .unwrap();
     }
 }
+
+/// The `ticket` call of [`calls`], sent by a dispatcher whose webhooks' base URL is `base`,
+/// configured by `configure`; returns the headers the server at `base` received.
+async fn ticket_sent_to(
+    server: &MockServer,
+    configure: impl FnOnce(
+        hookgate::outbound::DispatcherBuilder,
+    ) -> hookgate::outbound::DispatcherBuilder,
+) -> http::HeaderMap {
+    let dispatcher = configure(
+        Dispatcher::builder(
+            TransportRegistry::new(ReqwestTransport::new().unwrap()),
+            Arc::new(MemorySecrets::new().with("base", server.uri())),
+            "https://hg.example",
+        )
+        .clock(Fixed),
+    )
+    .build()
+    .unwrap();
+    let (deployment, calls) = calls();
+    let ticket = calls.iter().find(|c| c.gate.0 == 1).unwrap();
+    let prepared = dispatcher.prepare(&deployment, ticket, None);
+    assert_eq!(
+        dispatcher.send(&prepared).await,
+        CallResult::Sent { status: 202 }
+    );
+    let received = server.received_requests().await.unwrap();
+    received.last().unwrap().headers.clone()
+}
+
+/// A key given for a receiver's origin signs calls to that origin only: a deployment file that
+/// points the webhook elsewhere gets nothing signed with it, whatever the webhook is named. At
+/// the origin it wins over the webhook's own signer.
+#[tokio::test]
+async fn an_origin_signer_signs_calls_to_its_origin_only() {
+    let receiver = accepting().await;
+    let elsewhere = accepting().await;
+    let origin = url::Url::parse(&receiver.uri()).unwrap();
+
+    let at_receiver = ticket_sent_to(&receiver, |b| {
+        b.origin_signer(&origin, Signer::new(secret(OWN)))
+    })
+    .await;
+    let body = receiver.received_requests().await.unwrap()[0].body.clone();
+    Verifier::new(secret(OWN))
+        .with_clock(Fixed)
+        .verify(&at_receiver, &body)
+        .expect("signed with the origin's key");
+
+    let sent_elsewhere = ticket_sent_to(&elsewhere, |b| {
+        b.origin_signer(&origin, Signer::new(secret(OWN)))
+    })
+    .await;
+    assert!(
+        !sent_elsewhere.contains_key("webhook-signature"),
+        "a call to another origin is not signed with it: {sent_elsewhere:?}"
+    );
+
+    let both = |b: hookgate::outbound::DispatcherBuilder| {
+        b.webhook_signer("ticket", Signer::new(secret(GLOBAL)))
+            .origin_signer(&origin, Signer::new(secret(OWN)))
+    };
+    let at_receiver = ticket_sent_to(&receiver, both).await;
+    let body = receiver.received_requests().await.unwrap()[1].body.clone();
+    Verifier::new(secret(OWN))
+        .with_clock(Fixed)
+        .verify(&at_receiver, &body)
+        .expect("the origin's key comes first");
+    let sent_elsewhere = ticket_sent_to(&elsewhere, both).await;
+    let body = elsewhere.received_requests().await.unwrap()[1].body.clone();
+    Verifier::new(secret(GLOBAL))
+        .with_clock(Fixed)
+        .verify(&sent_elsewhere, &body)
+        .expect("elsewhere, the webhook's own signer");
+}

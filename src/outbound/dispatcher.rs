@@ -136,6 +136,12 @@ impl DispatcherBuilder {
     }
 
     /// Signs every call whose webhook has no signer of its own (PROTOCOL.md §8).
+    ///
+    /// Whoever writes a deployment file chooses its webhooks' URLs and bodies, so they can have
+    /// this key sign a body of theirs and send it to a server of theirs, then replay it to any
+    /// receiver that trusts the key. Where files come from people who must not hold such
+    /// signatures, give each receiver its own key with
+    /// [`origin_signer`](Self::origin_signer) instead.
     #[cfg(feature = "signing")]
     #[must_use]
     pub fn signer(mut self, signer: crate::signing::Signer) -> Self {
@@ -144,6 +150,11 @@ impl DispatcherBuilder {
     }
 
     /// Signs the calls of the webhook named `webhook` with `signer` instead of the global one.
+    ///
+    /// The name is the deployment file's, as is the URL: a file naming a webhook after another
+    /// team's gets that team's key to sign its calls, wherever they go (see
+    /// [`signer`](Self::signer)); [`origin_signer`](Self::origin_signer) binds a key to where
+    /// calls go instead.
     #[cfg(feature = "signing")]
     #[must_use]
     pub fn webhook_signer(
@@ -152,6 +163,18 @@ impl DispatcherBuilder {
         signer: crate::signing::Signer,
     ) -> Self {
         self.signers.by_webhook.insert(webhook.into(), signer);
+        self
+    }
+
+    /// Signs every call to `origin` (the scheme, host and port of `origin`; its path is not
+    /// looked at) with `signer`, whichever webhook makes it, ahead of the webhook's own signer
+    /// and the global one, and never signs a call elsewhere with it: a deployment file cannot
+    /// have the key sign a request that goes anywhere but `origin`. A URL without a host
+    /// names no origin that a call can go to, and signs nothing.
+    #[cfg(feature = "signing")]
+    #[must_use]
+    pub fn origin_signer(mut self, origin: &url::Url, signer: crate::signing::Signer) -> Self {
+        self.signers.by_origin.insert(origin.origin(), signer);
         self
     }
 

@@ -184,7 +184,7 @@ impl Dispatcher {
             .map_err(|_| OutboundError::InvalidIdempotencyKey { key: key.clone() })?;
         request.headers_mut().insert(IDEMPOTENCY_KEY, value);
         #[cfg(feature = "signing")]
-        if let Some(signer) = self.signers.for_webhook(&webhook.name) {
+        if let Some(signer) = self.signers.for_call(&webhook.name, request.uri()) {
             signer.sign_request(&message_id(key), self.clock.now().timestamp(), &mut request)?;
         }
         let options = RequestOptions::default()

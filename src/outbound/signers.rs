@@ -3,19 +3,31 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use url::{Origin, Url};
+
 use crate::signing::Signer;
 
-/// A global signer and per-webhook overrides.
+/// A global signer, per-webhook overrides, and signers bound to the origin a call goes to.
 #[derive(Clone, Default)]
 pub(super) struct Signers {
     pub(super) global: Option<Signer>,
     pub(super) by_webhook: HashMap<String, Signer>,
+    pub(super) by_origin: HashMap<Origin, Signer>,
 }
 
 impl Signers {
-    /// The webhook's own signer, else the global one; `None`: the call goes unsigned.
-    pub(super) fn for_webhook(&self, name: &str) -> Option<&Signer> {
-        self.by_webhook.get(name).or(self.global.as_ref())
+    /// The signer of the origin `uri` names, else the webhook's own, else the global one;
+    /// `None`: the call goes unsigned. An origin's signer signs nothing sent elsewhere.
+    pub(super) fn for_call(&self, webhook: &str, uri: &http::Uri) -> Option<&Signer> {
+        let by_origin = || {
+            let url = Url::parse(&uri.to_string()).ok()?;
+            self.by_origin.get(&url.origin())
+        };
+        (!self.by_origin.is_empty())
+            .then(by_origin)
+            .flatten()
+            .or_else(|| self.by_webhook.get(webhook))
+            .or(self.global.as_ref())
     }
 }
 
@@ -24,9 +36,16 @@ impl fmt::Debug for Signers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut webhooks: Vec<&str> = self.by_webhook.keys().map(String::as_str).collect();
         webhooks.sort_unstable();
+        let mut origins: Vec<String> = self
+            .by_origin
+            .keys()
+            .map(Origin::ascii_serialization)
+            .collect();
+        origins.sort_unstable();
         f.debug_struct("Signers")
             .field("global", &self.global.is_some())
             .field("webhooks", &webhooks)
+            .field("origins", &origins)
             .finish()
     }
 }
