@@ -390,6 +390,33 @@ impl Orphans {
     }
 }
 
+/// A lease set shorter than `ReplicaOptions::MIN_LEASE` lasts that long: a zero lease would end
+/// as it is taken, and another replica take the deployment over while this one drives it.
+#[tokio::test]
+async fn a_zero_lease_lasts_the_shortest_lease() {
+    use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
+
+    let o = Orphans::new();
+    let a = Engine::builder(
+        o.external.dispatcher("https://gates.example").unwrap(),
+        SimulatedHost,
+    )
+    .shared_store(Arc::clone(&o.store))
+    .clock(o.clock.clone())
+    .replica(ReplicaOptions::new("a").lease(std::time::Duration::ZERO))
+    .build();
+    a.recover().await.unwrap();
+    let id = a
+        .start(ONE_GATE, std::collections::BTreeMap::new())
+        .await
+        .unwrap()
+        .id;
+    o.clock.advance(chrono::TimeDelta::milliseconds(900));
+    assert!(!o.unclaimed(&id).await, "held for the shortest lease");
+    o.clock.advance(chrono::TimeDelta::milliseconds(200));
+    assert!(o.unclaimed(&id).await, "and no longer");
+}
+
 /// A decision for a gate the plan does not have, on a deployment another replica left, is
 /// refused without taking the deployment over: taking it up would claim its lease and ask
 /// again for its call, which a refused request must not make happen.

@@ -136,7 +136,10 @@ impl EngineBuilder {
     /// start follows `ifDeploymentInProgress`. An `enqueueOne` deployment waits in the memory of
     /// the replica that was asked to start it, which starts it at its next lease upkeep after
     /// the running one finished, wherever that ran.
-    pub fn replica(mut self, options: ReplicaOptions) -> Self {
+    ///
+    /// A lease shorter than [`ReplicaOptions::MIN_LEASE`] is taken as that long.
+    pub fn replica(mut self, mut options: ReplicaOptions) -> Self {
+        options.lease = options.lease.max(ReplicaOptions::MIN_LEASE);
         self.replica = Some(options);
         self
     }

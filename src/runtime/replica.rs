@@ -42,7 +42,8 @@ pub struct ReplicaOptions {
     /// leases to end.
     pub id: String,
     /// How long a lease lasts without renewal: how long a dead replica's deployments wait
-    /// before another replica takes them over. Renewed every third of it.
+    /// before another replica takes them over. Renewed every third of it. An engine takes at
+    /// least [`ReplicaOptions::MIN_LEASE`].
     pub lease: Duration,
     /// How many orphaned deployments one round of lease upkeep takes over at most, so a
     /// replica that finds many does not take them all before the others look. Also the size of
@@ -52,6 +53,11 @@ pub struct ReplicaOptions {
 }
 
 impl ReplicaOptions {
+    /// The shortest lease an engine takes: a lease ends before its renewal (every third of it,
+    /// at most every 10 ms) reaches the store when it is much shorter, and another replica then
+    /// takes the deployment over while this one still drives it.
+    pub const MIN_LEASE: Duration = Duration::from_secs(1);
+
     /// Replica `id` with 30-second leases, taking over at most 100 deployments per round.
     pub fn new(id: impl Into<String>) -> Self {
         Self {
@@ -61,7 +67,7 @@ impl ReplicaOptions {
         }
     }
 
-    /// Leases of `lease` instead of 30 seconds.
+    /// Leases of `lease` instead of 30 seconds; at least [`ReplicaOptions::MIN_LEASE`].
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
