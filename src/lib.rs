@@ -121,3 +121,31 @@ pub mod test_util;
 pub mod transport;
 
 pub use secret::Secret;
+
+// Crates whose types are part of hookgate's own API, for users to name them at the versions
+// hookgate was built with rather than keep a matching version of each themselves.
+#[cfg(feature = "axum")]
+#[doc(no_inline)]
+pub use axum;
+#[doc(no_inline)]
+pub use chrono;
+#[doc(no_inline)]
+pub use http;
+#[cfg(feature = "reqwest")]
+#[doc(no_inline)]
+pub use reqwest;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[doc(no_inline)]
+pub use sqlx;
+#[cfg(any(
+    feature = "runtime",
+    feature = "receiver",
+    feature = "axum",
+    feature = "reqwest",
+    feature = "sqlite",
+    feature = "postgres"
+))]
+#[doc(no_inline)]
+pub use tokio;
+#[doc(no_inline)]
+pub use url;
