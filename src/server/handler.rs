@@ -119,8 +119,9 @@ impl CallbackHandler {
         self
     }
 
-    /// Answers one request whose path includes the prefix.
-    pub fn handle<B>(&self, request: Request<B>) -> impl Future<Output = Response<Bytes>>
+    /// Answers one request whose path includes the prefix. The future is `Send`, for hosts
+    /// that spawn it.
+    pub fn handle<B>(&self, request: Request<B>) -> impl Future<Output = Response<Bytes>> + Send
     where
         B: Body + Send,
         B::Data: Send,

@@ -17,8 +17,20 @@ const TOKEN_BODY_LIMIT: usize = 16 * 1024;
 ///
 /// The client authenticates with HTTP Basic or with credentials in the body
 /// ([`TokenIssuer::issue_with_authorization`]); a `401` carries a `WWW-Authenticate: Basic`
-/// challenge.
-pub async fn token_endpoint<B>(issuer: &TokenIssuer, request: Request<B>) -> Response<Bytes>
+/// challenge. The future is `Send`, for hosts that spawn it.
+pub fn token_endpoint<'a, B>(
+    issuer: &'a TokenIssuer,
+    request: Request<B>,
+) -> impl Future<Output = Response<Bytes>> + Send + 'a
+where
+    B: Body + Send + 'a,
+    B::Data: Send,
+    B::Error: Into<Box<dyn Error + Send + Sync>>,
+{
+    answer_token(issuer, request)
+}
+
+async fn answer_token<B>(issuer: &TokenIssuer, request: Request<B>) -> Response<Bytes>
 where
     B: Body + Send,
     B::Data: Send,
