@@ -958,3 +958,20 @@ fn restore_refuses_a_finished_deployment_still_running_or_with_a_gate_open() {
         "an open gate outside the gate list its environment waits on"
     );
 }
+
+/// The jitter generator's state is stored in `rand_pcg`'s own serde form: pinned here, so that
+/// an upgrade of that crate which changes it fails this test instead of leaving stored states
+/// unreadable or their jitter different after a restart.
+#[test]
+fn the_jitter_generators_stored_form_is_pinned() {
+    let d = start("application: a\ntargets: {x: {}}");
+    let json = serde_json::to_string(d.state()).unwrap();
+    let rng = json
+        .split(r#""rng":"#)
+        .nth(1)
+        .and_then(|rest| rest.split_inclusive('}').next())
+        .unwrap();
+    assert_eq!(rng, r#"{"state":230520720699419151020933205007694820077}"#);
+    let back: DeploymentState = serde_json::from_str(&json).unwrap();
+    assert_eq!(&back, d.state(), "read back as written, generator included");
+}
