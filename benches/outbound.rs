@@ -29,24 +29,21 @@ const TOKEN: &str = "ghp_0123456789abcdef0123456789abcdef0123";
 fn render(c: &mut Criterion) {
     let plan = Plan::from_yaml(GITHUB_DISPATCH).unwrap();
     let request = &plan.webhooks()[0].request;
-    let armory = ArmoryValues {
-        callback_uri: format!("https://hookgate.example.com/callbacks/{}", "ab".repeat(16)),
-        deployment_id: "d-42".into(),
-        application_name: "potato-facts".into(),
-        environment_name: "staging".into(),
-        account_name: "demo-staging-cluster".into(),
-        ..ArmoryValues::default()
+    let armory = {
+        let mut armory = ArmoryValues::default();
+        armory.callback_uri = format!("https://hookgate.example.com/callbacks/{}", "ab".repeat(16));
+        armory.deployment_id = "d-42".into();
+        armory.application_name = "potato-facts".into();
+        armory.environment_name = "staging".into();
+        armory.account_name = "demo-staging-cluster".into();
+        armory
     };
     let secrets: BTreeMap<String, Secret> = [
         ("github_base".to_owned(), Secret::new(BASE)),
         ("github_token".to_owned(), Secret::new(TOKEN)),
     ]
     .into();
-    let values = RenderValues {
-        armory: &armory,
-        context: plan.context(),
-        secrets: &secrets,
-    };
+    let values = RenderValues::new(&armory, plan.context(), &secrets);
     c.bench_function("render_github_dispatch", |b| {
         b.iter(|| black_box(request.render(black_box(&values)).unwrap()))
     });

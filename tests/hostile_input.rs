@@ -446,15 +446,17 @@ struct Values {
 impl Values {
     fn new<'a>(templates: impl IntoIterator<Item = &'a Template>, value: &str) -> Self {
         let mut values = Self {
-            armory: ArmoryValues {
-                callback_uri: value.to_owned(),
-                deployment_id: value.to_owned(),
-                application_name: value.to_owned(),
-                environment_name: value.to_owned(),
-                account_name: value.to_owned(),
-                namespace: value.to_owned(),
-                replica_set_name: Some(value.to_owned()),
-                preview: BTreeMap::new(),
+            armory: {
+                let mut armory = ArmoryValues::default();
+                armory.callback_uri = value.to_owned();
+                armory.deployment_id = value.to_owned();
+                armory.application_name = value.to_owned();
+                armory.environment_name = value.to_owned();
+                armory.account_name = value.to_owned();
+                armory.namespace = value.to_owned();
+                armory.replica_set_name = Some(value.to_owned());
+                armory.preview = BTreeMap::new();
+                armory
             },
             context: BTreeMap::new(),
             secrets: BTreeMap::new(),
@@ -480,11 +482,7 @@ impl Values {
     }
 
     fn borrow(&self) -> RenderValues<'_> {
-        RenderValues {
-            armory: &self.armory,
-            context: &self.context,
-            secrets: &self.secrets,
-        }
+        RenderValues::new(&self.armory, &self.context, &self.secrets)
     }
 }
 

@@ -132,11 +132,7 @@ async fn call(plan: Arc<Plan>, secrets: MemorySecrets) -> Traces {
     if let Err(error) = secrets.get("absent").await {
         texts.push(format!("{error} {error:?}"));
     }
-    let values = RenderValues {
-        armory: prepared.armory(),
-        context: prepared.context(),
-        secrets: &fetched,
-    };
+    let values = RenderValues::new(prepared.armory(), prepared.context(), &fetched);
     match webhook.request.render(&values) {
         Ok(rendered) => {
             texts.push(format!("{rendered:?}"));

@@ -7,15 +7,18 @@ use hookgate::template::{ArmoryValues, Escape, RenderError, RenderValues, Templa
 use proptest::prelude::*;
 
 fn armory() -> ArmoryValues {
-    ArmoryValues {
-        callback_uri: "https://gate.example.com/callbacks/abc".into(),
-        deployment_id: "dep-1".into(),
-        application_name: "checkout".into(),
-        environment_name: "staging".into(),
-        account_name: "prod-cluster".into(),
-        namespace: "checkout-staging".into(),
-        replica_set_name: None,
-        preview: BTreeMap::from([("checkout".into(), "https://preview.example.com".into())]),
+    {
+        let mut armory = ArmoryValues::default();
+        armory.callback_uri = "https://gate.example.com/callbacks/abc".into();
+        armory.deployment_id = "dep-1".into();
+        armory.application_name = "checkout".into();
+        armory.environment_name = "staging".into();
+        armory.account_name = "prod-cluster".into();
+        armory.namespace = "checkout-staging".into();
+        armory.replica_set_name = None;
+        armory.preview =
+            BTreeMap::from([("checkout".into(), "https://preview.example.com".into())]);
+        armory
     }
 }
 
@@ -26,11 +29,7 @@ fn render(source: &str, context: &[(&str, &str)], escape: Escape) -> Result<Stri
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let secrets = BTreeMap::from([("token".to_owned(), Secret::new("s3cr3t-value"))]);
-    let values = RenderValues {
-        armory: &armory,
-        context: &context,
-        secrets: &secrets,
-    };
+    let values = RenderValues::new(&armory, &context, &secrets);
     Template::parse(source).unwrap().render(&values, escape)
 }
 
@@ -169,11 +168,7 @@ fn secrets_render_but_never_reach_error_messages() {
         "auth".to_owned(),
         Secret::new("Bearer s3cr3t-line\r\nX-Injected: yes"),
     )]);
-    let values = RenderValues {
-        armory: &armory,
-        context: &context,
-        secrets: &secrets,
-    };
+    let values = RenderValues::new(&armory, &context, &secrets);
     let err = Template::parse("{{secrets.auth}}")
         .unwrap()
         .render(&values, Escape::Header)

@@ -35,9 +35,10 @@ struct Values {
 impl Values {
     fn new(context: &[(&str, &str)]) -> Self {
         Self {
-            armory: ArmoryValues {
-                callback_uri: "https://gate.example.com/callbacks/7f3a".into(),
-                ..ArmoryValues::default()
+            armory: {
+                let mut armory = ArmoryValues::default();
+                armory.callback_uri = "https://gate.example.com/callbacks/7f3a".into();
+                armory
             },
             context: context
                 .iter()
@@ -54,11 +55,7 @@ impl Values {
     }
 
     fn get(&self) -> RenderValues<'_> {
-        RenderValues {
-            armory: &self.armory,
-            context: &self.context,
-            secrets: &self.secrets,
-        }
+        RenderValues::new(&self.armory, &self.context, &self.secrets)
     }
 }
 

@@ -10,7 +10,11 @@ use crate::Secret;
 /// The `armory.*` values of one gate.
 ///
 /// `Debug` leaves the callback URI out: with a callback token, it resolves the gate.
+///
+/// Built from [`Default`] with its fields set one by one, so that the `armory.*` variables
+/// PROTOCOL.md adds can become fields here without breaking code that builds one.
 #[derive(Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ArmoryValues {
     /// `armory.callbackUri`: this gate's callback base URI.
     pub callback_uri: String,
@@ -33,8 +37,9 @@ pub struct ArmoryValues {
 /// Everything a template may reference, borrowed for one rendering.
 ///
 /// `Debug` shows context keys and secret names only, and the `armory.*` values as
-/// [`ArmoryValues`] shows them.
+/// [`ArmoryValues`] shows them. Built with [`RenderValues::new`].
 #[derive(Clone, Copy)]
+#[non_exhaustive]
 pub struct RenderValues<'a> {
     /// The `armory.*` values.
     pub armory: &'a ArmoryValues,
@@ -42,6 +47,21 @@ pub struct RenderValues<'a> {
     pub context: &'a BTreeMap<String, String>,
     /// The secrets fetched for this attempt, for `secrets.*`.
     pub secrets: &'a BTreeMap<String, Secret>,
+}
+
+impl<'a> RenderValues<'a> {
+    /// The values of one rendering: `armory.*`, `context.*` and `secrets.*`.
+    pub fn new(
+        armory: &'a ArmoryValues,
+        context: &'a BTreeMap<String, String>,
+        secrets: &'a BTreeMap<String, Secret>,
+    ) -> Self {
+        Self {
+            armory,
+            context,
+            secrets,
+        }
+    }
 }
 
 impl fmt::Debug for ArmoryValues {
@@ -249,9 +269,10 @@ impl Template {
     /// ```
     /// use std::collections::BTreeMap;
     /// use hookgate::template::{ArmoryValues, Escape, RenderValues, Template};
-    /// let armory = ArmoryValues { namespace: "a\"b".into(), ..Default::default() };
+    /// let mut armory = ArmoryValues::default();
+    /// armory.namespace = "a\"b".into();
     /// let (context, secrets) = (BTreeMap::new(), BTreeMap::new());
-    /// let values = RenderValues { armory: &armory, context: &context, secrets: &secrets };
+    /// let values = RenderValues::new(&armory, &context, &secrets);
     /// let t = Template::parse(r#"{"ns": "{{armory.namespace}}"}"#).unwrap();
     /// assert_eq!(t.render(&values, Escape::Json).unwrap(), r#"{"ns": "a\"b"}"#);
     /// assert!(Template::parse("{{context.missing}}").unwrap().render(&values, Escape::None).is_err());
