@@ -90,6 +90,76 @@ fn callback(c: &mut Criterion) {
     });
 }
 
+/// A deployment of one target waiting on `n` zero-length pauses, one after another (`sequence`:
+/// a canary of pause steps) or all at once (`parallel`: its beforeDeployment list).
+fn zero_pauses(n: usize, layout: &str) -> (Arc<Plan>, Deployment) {
+    let pauses = vec!["pause: {duration: 0, unit: seconds}"; n].join(", ");
+    let source = match layout {
+        "sequence" => format!(
+            "application: bench\ntargets: {{x: {{strategy: c}}}}\nstrategies: {{c: {{canary: {{steps: [{pauses}]}}}}}}\n"
+        ),
+        _ => format!(
+            "application: bench\ntargets: {{x: {{constraints: {{beforeDeployment: [{pauses}]}}}}}}\n"
+        ),
+    };
+    let plan = Arc::new(Plan::from_yaml(&source).unwrap());
+    let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+    let mut d = Deployment::start(
+        Arc::clone(&plan),
+        DeploymentId::from("bench"),
+        StartOptions::default(),
+        &mut Counter(0),
+        now,
+    );
+    // The sequence's canary begins after the deploy step.
+    while let Some(a) = d.poll_action() {
+        if let Action::RunStep(step) = a {
+            d.handle_step_result(now, step.op, hookgate::core::StepOutcome::Succeeded)
+                .unwrap();
+        }
+    }
+    while d.poll_event().is_some() {}
+    (plan, d)
+}
+
+/// Firing every zero-length pause of a deployment at once, against starting a deployment of
+/// the same plan (which opens them): linear in the pauses, as the start is.
+fn timeouts(c: &mut Criterion) {
+    let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+    let mut group = c.benchmark_group("core/timeout_zero_pauses");
+    group.sample_size(20);
+    for layout in ["sequence", "parallel"] {
+        for n in [1_000, 9_999] {
+            let (plan, d) = zero_pauses(n, layout);
+            group.bench_function(BenchmarkId::new(layout, n), |b| {
+                b.iter_batched(
+                    || d.clone(),
+                    |mut d| {
+                        d.handle_timeout(now);
+                        d
+                    },
+                    BatchSize::LargeInput,
+                )
+            });
+            group.bench_function(
+                BenchmarkId::new(format!("{layout}_start_baseline"), n),
+                |b| {
+                    b.iter(|| {
+                        Deployment::start(
+                            Arc::clone(&plan),
+                            DeploymentId::from("bench"),
+                            StartOptions::default(),
+                            &mut Counter(0),
+                            now,
+                        )
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
 fn state(c: &mut Criterion) {
     let (d, _) = waiting(10);
     let json = serde_json::to_vec(d.state()).unwrap();
@@ -128,5 +198,5 @@ fn validate(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, callback, state, validate);
+criterion_group!(benches, callback, timeouts, state, validate);
 criterion_main!(benches);

@@ -9,7 +9,7 @@ use rand_core::Rng;
 use super::action::{Action, ApprovalKind, ApprovalRequest, HostStep, StepRequest, WebhookCall};
 use super::event::{Event, EventKind};
 use super::ids::OpId;
-use super::state::{DeploymentState, EnvState, GateState, Pos};
+use super::state::{DeploymentState, Due, EnvState, GateState, Pos};
 use super::status::{DeploymentStatus, EnvStatus, Resolution};
 use crate::config::{CanaryStep, EnvId, GateId, GateKind, Plan, Strategy};
 
@@ -98,6 +98,7 @@ impl DeploymentState {
     pub(crate) fn set_env(&mut self, now: DateTime<Utc>, env: EnvId, state: EnvState) {
         let before = self.env_status(env);
         self.envs[usize::from(env.0)] = state;
+        self.touched.note(Due::Env(env));
         let status = state.status();
         if status != before {
             self.emit(now, EventKind::EnvironmentStatus { env, status });
@@ -108,8 +109,9 @@ impl DeploymentState {
         self.gates[g.0 as usize]
     }
 
-    fn set_gate(&mut self, g: GateId, state: GateState) {
+    pub(crate) fn set_gate(&mut self, g: GateId, state: GateState) {
         self.gates[g.0 as usize] = state;
+        self.touched.note(Due::Gate(g));
     }
 
     /// Starts every waiting environment whose dependencies have all succeeded.
