@@ -1595,3 +1595,51 @@ fn a_key_written_plain_and_quoted_is_given_twice() {
     assert_eq!(plan.environments().len(), 2);
     assert_eq!(plan.context()["4"], "y");
 }
+
+/// Every gate list is in increasing gate order, whatever the targets and strategies: the core
+/// finds a gate in its list by binary search.
+#[test]
+fn every_gate_list_is_in_increasing_gate_order() {
+    let plan = Plan::from_yaml(
+        r#"
+application: lists
+targets:
+  b:
+    strategy: bg
+    constraints:
+      beforeDeployment: [pause: {untilApproved: true}, pause: {duration: 1, unit: seconds}]
+      afterDeployment: [pause: {duration: 2, unit: seconds}, pause: {untilApproved: true}]
+  a:
+    strategy: can
+    constraints:
+      dependsOn: [b]
+      beforeDeployment: [pause: {duration: 3, unit: seconds}, pause: {untilApproved: true}, pause: {duration: 4, unit: seconds}]
+strategies:
+  can: {canary: {steps: [pause: {duration: 5, unit: seconds}, setWeight: {weight: 50}, pause: {untilApproved: true}]}}
+  bg:
+    blueGreen:
+      activeService: web
+      redirectTrafficAfter: [pause: {duration: 6, unit: seconds}, pause: {untilApproved: true}]
+      shutDownOldVersionAfter: [pause: {untilApproved: true}, pause: {duration: 7, unit: seconds}]
+"#,
+    )
+    .unwrap();
+    let mut lists = 0;
+    for env in plan.environments() {
+        let mut of_env = vec![env.before().to_vec(), env.after().to_vec()];
+        if let Strategy::BlueGreen {
+            redirect_after,
+            shutdown_after,
+            ..
+        } = env.strategy()
+        {
+            of_env.push(redirect_after.clone());
+            of_env.push(shutdown_after.clone());
+        }
+        for list in of_env.into_iter().filter(|l| !l.is_empty()) {
+            assert!(list.is_sorted(), "{}: {list:?}", env.name());
+            lists += 1;
+        }
+    }
+    assert_eq!(lists, 5, "every list of the file was looked at");
+}
