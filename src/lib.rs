@@ -85,8 +85,9 @@
 //!   had never stopped, once its host has asked again for the work that was in flight
 //!   ([`core::Deployment::reissue_in_flight`]; the runtime's engine does it).
 //! - A panic is a bug: input from outside — a deployment file, a callback, a token response —
-//!   gives a typed error and changes nothing itself (a deadline of the gate or step the input is
-//!   for that its `now` has passed fires first, as it would have on its own).
+//!   gives a typed error and changes nothing itself (deadlines its `now` has passed fire first,
+//!   as they would have on their own: that of the gate or step the input is for, or, for a
+//!   cancel, every one that fails something).
 //! - Secrets ([`Secret`]) print as `[redacted]` and are never stored: the state keeps templates
 //!   and context, and requests are rendered again for every attempt.
 //!

@@ -246,3 +246,55 @@ async fn an_origin_signer_signs_calls_to_its_origin_only() {
         .verify(&sent_elsewhere, &body)
         .expect("elsewhere, the webhook's own signer");
 }
+
+/// A call sent through a remote network agent is not signed with the key of the origin its URL
+/// names: the agent's network decides where it goes.
+#[tokio::test]
+async fn an_origin_signer_does_not_sign_calls_sent_through_an_agent() {
+    let receiver = accepting().await;
+    let origin = url::Url::parse(&receiver.uri()).unwrap();
+    let plan = Plan::from_yaml(
+        r#"
+application: checkout
+targets: {prod: {constraints: {beforeDeployment: [runWebhook: {name: ticket}]}}}
+webhooks:
+  - {name: ticket, uriTemplate: "{{secrets.base}}/ticket", networkMode: remoteNetworkAgent, agentIdentifier: a1}
+"#,
+    )
+    .unwrap();
+    let now = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+    let mut deployment = Deployment::start(
+        Arc::new(plan),
+        DeploymentId::from("d-8"),
+        StartOptions::default(),
+        &mut Ids(0),
+        now,
+    );
+    let Some(Action::CallWebhook(call)) = deployment.poll_action() else {
+        panic!("the ticket is called first")
+    };
+    // The agent here passes the request on as it is, to the receiver.
+    let transports = TransportRegistry::new(ReqwestTransport::new().unwrap())
+        .with_agent("a1", ReqwestTransport::new().unwrap());
+    let dispatcher = Dispatcher::builder(
+        transports,
+        Arc::new(MemorySecrets::new().with("base", receiver.uri())),
+        "https://hg.example",
+    )
+    .clock(Fixed)
+    .origin_signer(&origin, Signer::new(secret(OWN)))
+    .build()
+    .unwrap();
+    let prepared = dispatcher.prepare(&deployment, &call, None);
+    assert_eq!(
+        dispatcher.send(&prepared).await,
+        CallResult::Sent { status: 202 }
+    );
+    let received = receiver.received_requests().await.unwrap();
+    assert_eq!(received.len(), 1);
+    assert!(
+        !received[0].headers.contains_key("webhook-signature"),
+        "{:?}",
+        received[0].headers
+    );
+}

@@ -8,9 +8,28 @@ use hookgate::clock::{Clock, SystemClock};
 fn times_and_requests_are_the_reexported_crates_types() {
     let now: DateTime<Utc> = SystemClock.now();
     assert!(now.timestamp() > 0);
-    let _: fn(&hookgate::http::Uri) -> bool = |uri| uri.host().is_some();
-    let url: hookgate::url::Url = "https://gates.example/callbacks".parse().unwrap();
-    assert_eq!(url.host_str(), Some("gates.example"));
+    let request = hookgate::http::Request::post("https://gates.example/callbacks/x")
+        .body(())
+        .unwrap();
+    let target = hookgate::transport::RequestTarget::of(&request);
+    assert_eq!(target.method(), hookgate::http::Method::POST);
+}
+
+#[cfg(feature = "signing")]
+#[test]
+fn origins_are_the_reexported_urls() {
+    use hookgate::signing::{Signer, SigningSecret};
+
+    let origin: hookgate::url::Url = "https://receiver.example".parse().unwrap();
+    let secret: SigningSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".parse().unwrap();
+    let _ = hookgate::outbound::Dispatcher::builder(
+        hookgate::transport::TransportRegistry::new(|_request| async {
+            unreachable!("nothing is sent")
+        }),
+        std::sync::Arc::new(hookgate::secrets::MemorySecrets::new()),
+        "https://gates.example",
+    )
+    .origin_signer(&origin, Signer::new(secret));
 }
 
 #[cfg(feature = "axum")]

@@ -275,7 +275,7 @@ async fn an_engine_and_its_builder_print_what_they_hold_in_counts() {
         .unwrap();
     let printed = format!("{engine:?}");
     assert!(
-        printed.contains("live_deployments: 1") && printed.contains("shutting_down: false"),
+        printed.contains("live_deployments: Some(1)") && printed.contains("shutting_down: false"),
         "{printed}"
     );
 }

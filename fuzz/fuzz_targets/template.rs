@@ -39,16 +39,14 @@ fuzz_target!(|input: Input<'_>| {
     let uri = Template::parse(input.uri_template).ok();
     let header = Template::parse(input.header_template).ok();
 
-    let mut armory = ArmoryValues {
-        callback_uri: input.armory_value.to_owned(),
-        deployment_id: input.armory_value.to_owned(),
-        application_name: input.armory_value.to_owned(),
-        environment_name: input.armory_value.to_owned(),
-        account_name: input.armory_value.to_owned(),
-        namespace: input.armory_value.to_owned(),
-        replica_set_name: Some(input.armory_value.to_owned()),
-        preview: BTreeMap::new(),
-    };
+    let mut armory = ArmoryValues::default();
+    armory.callback_uri = input.armory_value.to_owned();
+    armory.deployment_id = input.armory_value.to_owned();
+    armory.application_name = input.armory_value.to_owned();
+    armory.environment_name = input.armory_value.to_owned();
+    armory.account_name = input.armory_value.to_owned();
+    armory.namespace = input.armory_value.to_owned();
+    armory.replica_set_name = Some(input.armory_value.to_owned());
     let mut context = BTreeMap::new();
     let mut secrets = BTreeMap::new();
     // Every variable any of the templates uses gets a value, so rendering gets past lookup.
@@ -72,11 +70,7 @@ fuzz_target!(|input: Input<'_>| {
             _ => {}
         }
     }
-    let values = RenderValues {
-        armory: &armory,
-        context: &context,
-        secrets: &secrets,
-    };
+    let values = RenderValues::new(&armory, &context, &secrets);
 
     for escape in [Escape::Json, Escape::Uri, Escape::Header, Escape::None] {
         match template.render(&values, escape) {

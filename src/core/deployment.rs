@@ -343,6 +343,7 @@ impl Deployment {
             return;
         }
         let mut passed_over = BTreeSet::new();
+        let mut touched = Vec::new();
         self.s.touched.record();
         while let Some(Reverse((at, due))) = heap.pop() {
             if self.due_at(due, now, &fires) != Some(at) || passed_over.contains(&due) {
@@ -355,9 +356,10 @@ impl Deployment {
             if !fired {
                 passed_over.insert(due);
             }
-            for touched in self.s.touched.take() {
-                if let Some(at) = self.due_at(touched, now, &fires) {
-                    heap.push(Reverse((at, touched)));
+            self.s.touched.swap(&mut touched);
+            for &due in &touched {
+                if let Some(at) = self.due_at(due, now, &fires) {
+                    heap.push(Reverse((at, due)));
                 }
             }
         }
@@ -1095,17 +1097,30 @@ mod tests {
     }
 
     /// Firing as `fire_passed` did before it kept a heap: the earliest deadline due over every
-    /// gate and environment, looked for again after every firing. The oracle of
-    /// [`firing_from_the_heap_keeps_the_order_of_a_full_scan`].
-    fn fire_passed_by_scan(d: &mut Deployment, now: DateTime<Utc>) {
+    /// gate (in a state `fires` accepts) and environment, looked for again after every firing.
+    /// The oracle of [`firing_from_the_heap_keeps_the_order_of_a_full_scan`]; written apart
+    /// from `due_at`, so that a fault there does not show on both sides.
+    fn fire_passed_by_scan(
+        d: &mut Deployment,
+        now: DateTime<Utc>,
+        fires: impl Fn(GateState) -> bool,
+    ) {
         let mut passed_over = Vec::new();
         loop {
-            let gates = (0..d.s.gates.len()).map(|i| Due::Gate(GateId(i as u32)));
-            let envs = (0..d.s.envs.len()).map(|i| Due::Env(EnvId(i as u16)));
+            let gates = d.s.gates.iter().enumerate().filter_map(|(i, g)| {
+                let due = Due::Gate(GateId(i as u32));
+                fires(*g)
+                    .then(|| g.deadline().map(|at| (at, due)))
+                    .flatten()
+            });
+            let envs =
+                d.s.envs
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, e)| e.deadline().map(|at| (at, Due::Env(EnvId(i as u16)))));
             let next = gates
                 .chain(envs)
-                .filter(|due| !passed_over.contains(due))
-                .filter_map(|due| d.due_at(due, now, |_| true).map(|at| (at, due)))
+                .filter(|(at, due)| *at <= now && !passed_over.contains(due))
                 .min();
             let Some((_, due)) = next else { return };
             let fired = match due {
@@ -1118,14 +1133,26 @@ mod tests {
         }
     }
 
-    /// A gate list entry: a pause of 0-2 s, or an approval expiring after 0-2 s.
+    /// A gate list entry: a pause of 0-2 s, an approval expiring after 0-2 s, or a webhook
+    /// whose callback times out after 0-2 s.
     fn gate_entry() -> impl Strategy<Value = String> {
         prop_oneof![
             (0u8..3).prop_map(|s| format!("pause: {{duration: {s}, unit: seconds}}")),
             (0u8..3).prop_map(|s| format!(
                 "pause: {{untilApproved: true, approvalExpiration: {{duration: {s}, unit: seconds}}}}"
             )),
+            (0u8..3).prop_map(|s| format!("runWebhook: {{name: w{s}}}")),
         ]
+    }
+
+    /// Callback ids 1, 2, 3, ...
+    struct Counting(u128);
+
+    impl IdSource for Counting {
+        fn callback_id(&mut self) -> CallbackId {
+            self.0 += 1;
+            CallbackId(self.0.to_be_bytes())
+        }
     }
 
     /// Up to four targets, each after the one before or not, each with a gate list before
@@ -1165,6 +1192,12 @@ mod tests {
                 source.push_str("strategies:\n");
                 source.push_str(&strategies);
             }
+            source.push_str("webhooks:\n");
+            for s in 0..3 {
+                source.push_str(&format!(
+                    "  - {{name: w{s}, uriTemplate: 'https://w.example', retryCount: 2, callbackTimeout: {{duration: {s}, unit: seconds}}}}\n"
+                ));
+            }
             source
         })
     }
@@ -1172,26 +1205,50 @@ mod tests {
     proptest! {
         /// Deadlines fired from the heap fire in the order of a full scan after every firing,
         /// with the same outcome: the same state, actions and events, at every second of a
-        /// deployment whose host answers some steps and lets others time out.
+        /// deployment whose host answers some steps and lets others time out, and whose
+        /// webhook calls are answered or fail and are retried. Every firing is `handle_timeout`'s
+        /// (every deadline) but, at random, a cancel's (those that fail something).
         #[test]
         fn firing_from_the_heap_keeps_the_order_of_a_full_scan(
             source in plan_source(),
             answers in prop::collection::vec(any::<bool>(), 64),
+            cancel_at in 0i64..8,
         ) {
-            let mut d = started(&source);
+            let mut d = Deployment::start(
+                Arc::new(Plan::from_yaml(&source).unwrap()),
+                DeploymentId::from("d"),
+                StartOptions::default(),
+                &mut Counting(0),
+                t0(),
+            );
             let mut answers = answers.into_iter().cycle();
             for second in 0..6 {
                 let now = t0() + chrono::TimeDelta::seconds(second);
                 while let Some(action) = d.poll_action() {
-                    if let Action::RunStep(step) = action
-                        && answers.next().unwrap_or(true)
-                    {
-                        let _ = d.handle_step_result(now, step.op, StepOutcome::Succeeded);
+                    let answered = answers.next().unwrap_or(true);
+                    match action {
+                        Action::RunStep(step) if answered => {
+                            let _ = d.handle_step_result(now, step.op, StepOutcome::Succeeded);
+                        }
+                        Action::CallWebhook(call) => {
+                            let result = if answered {
+                                CallResult::Sent { status: 202 }
+                            } else {
+                                CallResult::Failed(crate::core::CallFailure::transient("down"))
+                            };
+                            let _ = d.handle_call_result(now, call.gate, call.attempt, result);
+                        }
+                        _ => {}
                     }
                 }
                 let mut by_scan = d.clone();
-                d.handle_timeout(now);
-                fire_passed_by_scan(&mut by_scan, now);
+                if second == cancel_at {
+                    d.expire_all(now);
+                    fire_passed_by_scan(&mut by_scan, now, closes_on_deadline);
+                } else {
+                    d.handle_timeout(now);
+                    fire_passed_by_scan(&mut by_scan, now, |_| true);
+                }
                 prop_assert_eq!(d.state(), by_scan.state(), "at {}s of\n{}", second, source);
             }
         }

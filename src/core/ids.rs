@@ -66,14 +66,15 @@ impl fmt::Display for CallbackId {
     }
 }
 
-/// Only the first 8 of the 32 digits: enough to tell ids apart in a log, while the whole id is
-/// half of what resolves a gate (with a callback token), and `Debug` output (an action or a
-/// store record logged whole) reaches logs that the callback URI must not.
+/// Only the last 8 of the 32 digits: enough to tell ids apart in a log (sequential test ids
+/// too, which differ at the end), while the whole id is half of what resolves a gate (with a
+/// callback token), and `Debug` output (an action or a store record logged whole) reaches logs
+/// that the callback URI must not.
 impl fmt::Debug for CallbackId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let hex = self.hex();
-        let prefix = std::str::from_utf8(&hex[..8]).unwrap_or_default();
-        write!(f, "CallbackId({prefix}…)")
+        let suffix = std::str::from_utf8(&hex[24..]).unwrap_or_default();
+        write!(f, "CallbackId(…{suffix})")
     }
 }
 
@@ -166,11 +167,11 @@ mod tests {
     }
 
     #[test]
-    fn debug_output_shows_only_the_start_of_a_callback_id() {
+    fn debug_output_shows_only_the_end_of_a_callback_id() {
         let id: CallbackId = "0123456789abcdef0123456789abcdef".parse().unwrap();
-        assert_eq!(format!("{id:?}"), "CallbackId(01234567…)");
+        assert_eq!(format!("{id:?}"), "CallbackId(…89abcdef)");
         let action = format!("{:?}", Some(id));
-        assert!(!action.contains("89abcdef0123"), "{action}");
+        assert!(!action.contains("0123456789abcdef0"), "{action}");
     }
 
     #[test]

@@ -92,12 +92,14 @@ impl Touched {
         }
     }
 
-    /// What was noted since the last take, in the order noted.
-    pub(crate) fn take(&mut self) -> Vec<Due> {
-        self.0
-            .as_mut()
-            .map(|t| std::mem::take(&mut **t))
-            .unwrap_or_default()
+    /// Puts what was noted since the last swap into `into`, in the order noted, and records on
+    /// into `into`'s buffer, emptied: two buffers taking turns, rather than one allocated for
+    /// each firing.
+    pub(crate) fn swap(&mut self, into: &mut Vec<Due>) {
+        into.clear();
+        if let Some(touched) = &mut self.0 {
+            std::mem::swap(&mut **touched, into);
+        }
     }
 
     /// Stops recording.

@@ -166,11 +166,14 @@ impl DispatcherBuilder {
         self
     }
 
-    /// Signs every call to `origin` (the scheme, host and port of `origin`; its path is not
-    /// looked at) with `signer`, whichever webhook makes it, ahead of the webhook's own signer
-    /// and the global one, and never signs a call elsewhere with it: a deployment file cannot
-    /// have the key sign a request that goes anywhere but `origin`. A URL without a host
-    /// names no origin that a call can go to, and signs nothing.
+    /// Signs every call sent directly to `origin` (the scheme, host and port of `origin`; its
+    /// path is not looked at) with `signer`, whichever webhook makes it, ahead of the webhook's
+    /// own signer and the global one, and never signs a call elsewhere with it: a deployment
+    /// file cannot have the key sign a request that goes anywhere but `origin`. Calls sent
+    /// through an agent (`networkMode`/`agentIdentifier`) are not signed with it, since the
+    /// agent's network decides where they go and sees them on the way; they get the webhook's
+    /// own signer or the global one, if any. A URL without a host names no origin that a call
+    /// can go to, and signs nothing.
     #[cfg(feature = "signing")]
     #[must_use]
     pub fn origin_signer(mut self, origin: &url::Url, signer: crate::signing::Signer) -> Self {

@@ -184,7 +184,10 @@ impl Dispatcher {
             .map_err(|_| OutboundError::InvalidIdempotencyKey { key: key.clone() })?;
         request.headers_mut().insert(IDEMPOTENCY_KEY, value);
         #[cfg(feature = "signing")]
-        if let Some(signer) = self.signers.for_call(&webhook.name, request.uri()) {
+        if let Some(signer) =
+            self.signers
+                .for_call(&webhook.name, request.uri(), prepared.agent.is_none())
+        {
             signer.sign_request(&message_id(key), self.clock.now().timestamp(), &mut request)?;
         }
         let options = RequestOptions::default()

@@ -16,14 +16,16 @@ pub(super) struct Signers {
 }
 
 impl Signers {
-    /// The signer of the origin `uri` names, else the webhook's own, else the global one;
-    /// `None`: the call goes unsigned. An origin's signer signs nothing sent elsewhere.
-    pub(super) fn for_call(&self, webhook: &str, uri: &http::Uri) -> Option<&Signer> {
+    /// The signer of the origin `uri` names, for a call sent `direct`ly, else the webhook's
+    /// own, else the global one; `None`: the call goes unsigned. An origin's signer signs
+    /// nothing sent elsewhere, nor anything sent through an agent, whose network (its DNS, its
+    /// process) decides where the call goes and sees it on the way.
+    pub(super) fn for_call(&self, webhook: &str, uri: &http::Uri, direct: bool) -> Option<&Signer> {
         let by_origin = || {
             let url = Url::parse(&uri.to_string()).ok()?;
             self.by_origin.get(&url.origin())
         };
-        (!self.by_origin.is_empty())
+        (direct && !self.by_origin.is_empty())
             .then(by_origin)
             .flatten()
             .or_else(|| self.by_webhook.get(webhook))

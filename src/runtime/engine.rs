@@ -47,15 +47,19 @@ pub struct Engine {
 }
 
 /// What an engine is doing, in counts: its parts (store, host, dispatcher) are the host's own.
+/// A count whose table is locked at that moment shows as `None`, rather than wait for it (or
+/// never return, on the thread holding it).
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let live = self.inner.live.try_lock().ok().map(|live| live.len());
+        let armed = self.inner.deadlines.try_len();
         f.debug_struct("Engine")
             .field(
                 "replica",
                 &self.inner.replica.as_ref().map(|r| &r.options.id),
             )
-            .field("live_deployments", &self.live_deployments())
-            .field("armed_deadlines", &self.armed_deadlines())
+            .field("live_deployments", &live)
+            .field("armed_deadlines", &armed)
             .field("shutting_down", &self.inner.shutdown.is_cancelled())
             .finish_non_exhaustive()
     }

@@ -16,6 +16,7 @@ pub enum EngineEvent {
     },
     /// A person must decide an approval; decide it with
     /// [`Engine::decide`](super::Engine::decide) or through the approval endpoint.
+    #[non_exhaustive]
     ApprovalRequested {
         /// The deployment.
         id: DeploymentId,

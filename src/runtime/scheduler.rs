@@ -116,6 +116,11 @@ impl Deadlines {
             .by_time
             .len()
     }
+
+    /// [`Deadlines::len`], or `None` while the table is locked.
+    pub(crate) fn try_len(&self) -> Option<usize> {
+        self.table.try_lock().ok().map(|table| table.by_time.len())
+    }
 }
 
 /// The deadlines taken out of the table by one round ([`Deadlines::take_due`]).
