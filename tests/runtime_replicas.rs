@@ -417,11 +417,12 @@ async fn a_zero_lease_lasts_the_shortest_lease() {
     assert!(o.unclaimed(&id).await, "and no longer");
 }
 
-/// A decision for a gate the plan does not have, on a deployment another replica left, is
-/// refused without taking the deployment over: taking it up would claim its lease and ask
-/// again for its call, which a refused request must not make happen.
+/// A decision for a gate that can never take one (one the plan does not have, a webhook gate),
+/// on a deployment another replica left, is refused without taking the deployment over:
+/// taking it up would claim its lease and ask again for its call, which a refused request must
+/// not make happen.
 #[tokio::test]
-async fn a_decision_for_a_gate_the_plan_lacks_does_not_take_an_orphan_over() {
+async fn a_decision_no_gate_could_take_does_not_take_an_orphan_over() {
     use hookgate::auth::Principal;
     use hookgate::config::GateId;
     use hookgate::core::{CoreError, Decision};
@@ -431,21 +432,23 @@ async fn a_decision_for_a_gate_the_plan_lacks_does_not_take_an_orphan_over() {
     let id = o.orphan().await;
     let a = o.replica("a");
     let calls = o.external.count();
-    let decided = GateService::decide(
-        &a,
-        &id,
-        GateId(u32::MAX),
-        Decision::approve("someone", Vec::<String>::new()),
-        &Principal::new("approver"),
-    )
-    .await;
-    assert!(
-        matches!(
-            decided,
-            Err(GateError::Core(CoreError::UnknownGate(GateId(u32::MAX))))
-        ),
-        "{decided:?}"
-    );
+    for (gate, refused) in [
+        (u32::MAX, CoreError::UnknownGate(GateId(u32::MAX))),
+        (0, CoreError::NotAwaitingDecision(GateId(0))),
+    ] {
+        let decided = GateService::decide(
+            &a,
+            &id,
+            GateId(gate),
+            Decision::approve("someone", Vec::<String>::new()),
+            &Principal::new("approver"),
+        )
+        .await;
+        assert!(
+            matches!(&decided, Err(GateError::Core(e)) if *e == refused),
+            "{decided:?}"
+        );
+    }
     assert_eq!(a.live_deployments(), 0, "not taken up");
     assert_eq!(o.external.count(), calls, "its call not asked for again");
     assert!(o.unclaimed(&id).await, "its lease not claimed");

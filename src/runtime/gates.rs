@@ -9,9 +9,10 @@ use super::apply::Target;
 use super::engine::{Engine, lock};
 use super::error::RuntimeError;
 use crate::auth::Principal;
-use crate::config::GateId;
+use crate::config::{GateId, GateKind};
 use crate::core::{CallbackAck, CallbackId, CoreError, Decision, Deployment, DeploymentId};
 use crate::server::{CallbackReport, GateError, GateService};
+use crate::store::StoredDeployment;
 
 impl From<RuntimeError> for GateError {
     fn from(e: RuntimeError) -> Self {
@@ -82,13 +83,8 @@ impl GateService for Engine {
         let target = self
             .admitted(Target::Id(Cow::Borrowed(deployment)), by)
             .await?;
-        // A gate the plan does not have is refused before a deployment not in memory is taken
-        // up: taking it up acts on it (claims its lease, fires its deadlines, asks again for its
-        // work), which a refused request must not make happen.
-        if let Target::Stored(stored) = &target
-            && !usize::try_from(gate.0).is_ok_and(|g| g < stored.state.gates.len())
-        {
-            return Err(GateError::Core(CoreError::UnknownGate(gate)));
+        if let Target::Stored(stored) = &target {
+            self.never_decided(stored, gate)?;
         }
         self.apply_at(target, refused(by), |d, now| {
             check_tenant(d, by)?;
@@ -99,6 +95,25 @@ impl GateService for Engine {
 }
 
 impl Engine {
+    /// Refuses, as the core would, a decision for a gate of `stored` that can never take one
+    /// whatever its state (one the plan lacks, a webhook, a timed pause), before the deployment
+    /// is taken up: taking it up acts on it (claims its lease, fires its deadlines, asks again
+    /// for its work), which a refused request must not make happen. Whether a gate that can
+    /// take one does depends on its state after the take-up, which may fire its deadlines.
+    fn never_decided(&self, stored: &StoredDeployment, gate: GateId) -> Result<(), GateError> {
+        let index = usize::try_from(gate.0).ok();
+        if index.is_none_or(|g| g >= stored.state.gates.len()) {
+            return Err(GateError::Core(CoreError::UnknownGate(gate)));
+        }
+        let plan = self.plan_for(&stored.plan_source)?;
+        match index.and_then(|g| plan.gates().get(g)).map(|g| g.kind()) {
+            Some(GateKind::Webhook { .. } | GateKind::Pause(_)) => {
+                Err(GateError::Core(CoreError::NotAwaitingDecision(gate)))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// `target`, with [`check_tenant`] done on the row of a deployment not in memory, which
     /// the input then goes on with rather than reading it again: loading it for an input
     /// resumes it, or takes it over from a replica that stopped, which acts on it (fires its
