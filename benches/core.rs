@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use hookgate::config::Plan;
 use hookgate::core::{Action, CallResult, CallbackId, Deployment, DeploymentId, StartOptions};
@@ -104,13 +104,7 @@ fn zero_pauses(n: usize, layout: &str) -> (Arc<Plan>, Deployment) {
     };
     let plan = Arc::new(Plan::from_yaml(&source).unwrap());
     let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
-    let mut d = Deployment::start(
-        Arc::clone(&plan),
-        DeploymentId::from("bench"),
-        StartOptions::default(),
-        &mut Counter(0),
-        now,
-    );
+    let mut d = start(&plan, now);
     // The sequence's canary begins after the deploy step.
     while let Some(a) = d.poll_action() {
         if let Action::RunStep(step) = a {
@@ -120,6 +114,17 @@ fn zero_pauses(n: usize, layout: &str) -> (Arc<Plan>, Deployment) {
     }
     while d.poll_event().is_some() {}
     (plan, d)
+}
+
+/// A deployment of `plan` started at `now`.
+fn start(plan: &Arc<Plan>, now: DateTime<Utc>) -> Deployment {
+    Deployment::start(
+        Arc::clone(plan),
+        DeploymentId::from("bench"),
+        StartOptions::default(),
+        &mut Counter(0),
+        now,
+    )
 }
 
 /// Firing every zero-length pause of a deployment at once, against starting a deployment of
@@ -143,17 +148,7 @@ fn timeouts(c: &mut Criterion) {
             });
             group.bench_function(
                 BenchmarkId::new(format!("{layout}_start_baseline"), n),
-                |b| {
-                    b.iter(|| {
-                        Deployment::start(
-                            Arc::clone(&plan),
-                            DeploymentId::from("bench"),
-                            StartOptions::default(),
-                            &mut Counter(0),
-                            now,
-                        )
-                    })
-                },
+                |b| b.iter(|| start(&plan, now)),
             );
         }
     }

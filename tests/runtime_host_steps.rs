@@ -23,6 +23,13 @@ strategies:
   switch: {blueGreen: {activeService: checkout, previewService: checkout-preview}}
 "#;
 
+/// A dispatcher whose calls an in-process transport answers.
+fn dispatcher() -> hookgate::outbound::Dispatcher {
+    RecordingTransport::new()
+        .dispatcher("https://hookgate.example")
+        .expect("a dispatcher")
+}
+
 /// Every step asked for, with the context it came with.
 #[derive(Clone, Default)]
 struct RecordingHost(Arc<Mutex<Vec<(StepContext, &'static str)>>>);
@@ -43,10 +50,7 @@ impl Host for RecordingHost {
 #[tokio::test]
 async fn each_step_names_its_targets_strategy_and_services() {
     let host = RecordingHost::default();
-    let dispatcher = RecordingTransport::new()
-        .dispatcher("https://hookgate.example")
-        .expect("a dispatcher");
-    let engine = Engine::builder(dispatcher, host.clone())
+    let engine = Engine::builder(dispatcher(), host.clone())
         .ids(SequentialIds::starting_at(1))
         .build();
     let mut events = engine.subscribe();
@@ -212,11 +216,6 @@ async fn a_step_asked_for_again_after_a_restart_keeps_its_op() {
     use hookgate::store::{DynStore, MemoryStore};
 
     let store: Arc<DynStore> = Arc::new(MemoryStore::new());
-    let dispatcher = || {
-        RecordingTransport::new()
-            .dispatcher("https://hookgate.example")
-            .expect("a dispatcher")
-    };
     let stuck = Stuck::default();
     let first = Engine::builder(dispatcher(), stuck.clone())
         .shared_store(Arc::clone(&store))
@@ -257,12 +256,7 @@ async fn a_step_asked_for_again_after_a_restart_keeps_its_op() {
 #[tokio::test]
 async fn an_engine_and_its_builder_print_what_they_hold_in_counts() {
     let stuck = Stuck::default();
-    let builder = Engine::builder(
-        RecordingTransport::new()
-            .dispatcher("https://hookgate.example")
-            .expect("a dispatcher"),
-        stuck.clone(),
-    );
+    let builder = Engine::builder(dispatcher(), stuck.clone());
     let printed = format!("{builder:?}");
     assert!(
         printed.starts_with("EngineBuilder") && printed.contains("event_capacity: 4096"),

@@ -334,15 +334,24 @@ impl Orphans {
         name: &str,
         host: impl hookgate::runtime::Host,
     ) -> hookgate::runtime::Engine {
-        use hookgate::runtime::{Engine, ReplicaOptions};
+        let options =
+            hookgate::runtime::ReplicaOptions::new(name).lease(std::time::Duration::from_secs(60));
+        self.replica_of(options, host)
+    }
 
-        Engine::builder(
+    /// A replica with `options` on the store and clock, whose host steps `host` performs.
+    fn replica_of(
+        &self,
+        options: hookgate::runtime::ReplicaOptions,
+        host: impl hookgate::runtime::Host,
+    ) -> hookgate::runtime::Engine {
+        hookgate::runtime::Engine::builder(
             self.external.dispatcher("https://gates.example").unwrap(),
             host,
         )
         .shared_store(Arc::clone(&self.store))
         .clock(self.clock.clone())
-        .replica(ReplicaOptions::new(name).lease(std::time::Duration::from_secs(60)))
+        .replica(options)
         .build()
     }
 
@@ -394,17 +403,13 @@ impl Orphans {
 /// as it is taken, and another replica take the deployment over while this one drives it.
 #[tokio::test]
 async fn a_zero_lease_lasts_the_shortest_lease() {
-    use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
+    use hookgate::runtime::{ReplicaOptions, SimulatedHost};
 
     let o = Orphans::new();
-    let a = Engine::builder(
-        o.external.dispatcher("https://gates.example").unwrap(),
+    let a = o.replica_of(
+        ReplicaOptions::new("a").lease(std::time::Duration::ZERO),
         SimulatedHost,
-    )
-    .shared_store(Arc::clone(&o.store))
-    .clock(o.clock.clone())
-    .replica(ReplicaOptions::new("a").lease(std::time::Duration::ZERO))
-    .build();
+    );
     a.recover().await.unwrap();
     let id = a
         .start(ONE_GATE, std::collections::BTreeMap::new())

@@ -9,7 +9,7 @@ use super::apply::Target;
 use super::engine::{Engine, lock};
 use super::error::RuntimeError;
 use crate::auth::Principal;
-use crate::config::{GateId, GateKind};
+use crate::config::{GateId, GateKind, Plan};
 use crate::core::{CallbackAck, CallbackId, CoreError, Decision, Deployment, DeploymentId};
 use crate::server::{CallbackReport, GateError, GateService};
 use crate::store::StoredDeployment;
@@ -83,9 +83,12 @@ impl GateService for Engine {
         let target = self
             .admitted(Target::Id(Cow::Borrowed(deployment)), by)
             .await?;
-        if let Target::Stored(stored) = &target {
-            self.never_decided(stored, gate)?;
-        }
+        // Held through the take-up, which then finds the plan in the engine's cache (it keeps
+        // plans only while something uses them) rather than reading the file again.
+        let _plan = match &target {
+            Target::Stored(stored) => Some(self.never_decided(stored, gate)?),
+            _ => None,
+        };
         self.apply_at(target, refused(by), |d, now| {
             check_tenant(d, by)?;
             Ok(d.handle_approval(now, gate, decision.clone())?)
@@ -100,7 +103,12 @@ impl Engine {
     /// is taken up: taking it up acts on it (claims its lease, fires its deadlines, asks again
     /// for its work), which a refused request must not make happen. Whether a gate that can
     /// take one does depends on its state after the take-up, which may fire its deadlines.
-    fn never_decided(&self, stored: &StoredDeployment, gate: GateId) -> Result<(), GateError> {
+    /// Returns the deployment's plan.
+    fn never_decided(
+        &self,
+        stored: &StoredDeployment,
+        gate: GateId,
+    ) -> Result<Arc<Plan>, GateError> {
         let index = usize::try_from(gate.0).ok();
         if index.is_none_or(|g| g >= stored.state.gates.len()) {
             return Err(GateError::Core(CoreError::UnknownGate(gate)));
@@ -110,7 +118,7 @@ impl Engine {
             Some(GateKind::Webhook { .. } | GateKind::Pause(_)) => {
                 Err(GateError::Core(CoreError::NotAwaitingDecision(gate)))
             }
-            _ => Ok(()),
+            _ => Ok(plan),
         }
     }
 
