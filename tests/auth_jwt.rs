@@ -310,6 +310,13 @@ fn bad_configuration_says_what_to_fix() {
                 .build(),
             "must be an absolute http(s) URL",
         ),
+        (
+            JwtAuthorizer::builder(ISS, AUD)
+                .jwks("https://idp/keys", ReqwestTransport::new().unwrap())
+                .jwks_refresh_interval(Duration::from_millis(999))
+                .build(),
+            "refresh interval must be at least 1s",
+        ),
     ];
     for (result, what_to_fix) in cases {
         let err = result.unwrap_err();
@@ -319,6 +326,15 @@ fn bad_configuration_says_what_to_fix() {
             "{what_to_fix:?} not in {err}"
         );
     }
+}
+
+#[test]
+fn the_shortest_jwks_refresh_interval_is_accepted() {
+    let built = JwtAuthorizer::builder(ISS, AUD)
+        .jwks("https://idp/keys", ReqwestTransport::new().unwrap())
+        .jwks_refresh_interval(JwtAuthorizerBuilder::MIN_JWKS_REFRESH_INTERVAL)
+        .build();
+    assert!(built.is_ok());
 }
 
 #[test]

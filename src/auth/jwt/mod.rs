@@ -146,6 +146,10 @@ impl JwtAuthorizer {
 }
 
 impl JwtAuthorizerBuilder {
+    /// The shortest [`jwks_refresh_interval`](Self::jwks_refresh_interval)
+    /// [`build`](Self::build) accepts: 1 s.
+    pub const MIN_JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
     /// Accepts HS256 tokens signed with `secret` (at least 32 bytes).
     pub fn hs256(mut self, secret: impl Into<Secret>) -> Self {
         let secret = secret.into();
@@ -186,7 +190,8 @@ impl JwtAuthorizerBuilder {
         self
     }
 
-    /// The shortest time between two JWKS fetches (default 30 s).
+    /// The shortest time between two JWKS fetches (default 30 s, at least
+    /// [`MIN_JWKS_REFRESH_INTERVAL`](Self::MIN_JWKS_REFRESH_INTERVAL)).
     pub fn jwks_refresh_interval(mut self, interval: Duration) -> Self {
         self.refresh_interval = interval;
         self
@@ -236,6 +241,14 @@ impl JwtAuthorizerBuilder {
         let keys = self.keys.into_iter().collect::<Result<Vec<_>, _>>()?;
         let jwks = match self.jwks {
             None => None,
+            Some(_) if self.refresh_interval < Self::MIN_JWKS_REFRESH_INTERVAL => {
+                return Err(AuthError::config(format!(
+                    "the JWKS refresh interval must be at least {:?}: with a shorter one, anyone \
+                     sending tokens that name unknown key ids makes the identity provider serve \
+                     a fetch for each",
+                    Self::MIN_JWKS_REFRESH_INTERVAL
+                )));
+            }
             Some((url, transport)) => {
                 let uri: http::Uri = url
                     .parse()
