@@ -676,6 +676,29 @@ async fn an_oversized_body_is_refused_without_being_read() {
     assert_eq!(answer.status, StatusCode::OK);
 }
 
+/// A limit the host puts in front of the router (as tower-http's `RequestBodyLimitLayer` does,
+/// wrapping the body in `Limited`) is answered as hookgate's own, for a body of no declared
+/// length too: axum wraps the body again, and the limit's error with it.
+#[tokio::test]
+async fn a_hosts_body_limit_in_front_of_the_router_is_a_body_too_large() {
+    let app = app();
+    let id = callback_id(&app.gates, "d1", TICKET);
+    let before = gate_state(&app.gates, "d1", TICKET);
+    let limited = tower::ServiceBuilder::new()
+        .map_request(|request: Request<Body>| {
+            request.map(|body| Body::new(http_body_util::Limited::new(body, 1024)))
+        })
+        .service(app.router);
+    let (body, _) = CountingBody::new(4 * 1024, false);
+    let request = Request::post(uri(id))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::new(body))
+        .unwrap();
+    let answer = tower::ServiceExt::oneshot(limited, request).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(gate_state(&app.gates, "d1", TICKET), before);
+}
+
 /// PROTOCOL.md §5: 64 KiB by default. A body of exactly that size is read; one byte more is
 /// refused and changes nothing.
 #[tokio::test]

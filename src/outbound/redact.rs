@@ -20,7 +20,8 @@ pub(crate) struct Redactor<'a> {
     /// - each secret as written, without the surrounding whitespace a secret read from a file
     ///   often carries, and as the request carried it (JSON-escaped in a body, percent-encoded
     ///   in a URL, form-encoded), in the spellings servers echo it back in
-    ///   ([`json_spellings`], [`html_spellings`]);
+    ///   ([`json_spellings`], [`html_spellings`]), also as the quoted copy of a JSON body
+    ///   that holds it;
     /// - the parts of a URL written by a secret, whose scheme and host a server may echo in
     ///   another case, and in the same JSON and HTML spellings;
     /// - the gate's callback id, which resolves the gate with any callback token.
@@ -58,6 +59,16 @@ impl<'a> Redactor<'a> {
                     .filter(|spelling| spelling != value)
                     .map(Cow::Owned),
             );
+            // A body carries the value JSON-escaped; a server quoting that body back (in a
+            // JSON string, or on an HTML page) escapes the escapes again.
+            let carried = json_escaped(value, JsonStyle::BODY_TEMPLATES);
+            if carried != value {
+                needles.extend(
+                    quoted_spellings(&carried)
+                        .filter(|spelling| *spelling != carried)
+                        .map(Cow::Owned),
+                );
+            }
         }
         for part in hidden.into_iter().filter(|h| !h.is_empty()) {
             needles.extend(
@@ -183,7 +194,7 @@ fn json_spellings(value: &str) -> [String; 6] {
     [
         plain.replace('/', "\\/"),
         ascii.replace('/', "\\/"),
-        json_escaped(value, style(true, false, false)),
+        json_escaped(value, JsonStyle::BODY_TEMPLATES),
         json_escaped(value, style(false, true, false)),
         ascii,
         plain,
@@ -199,6 +210,15 @@ struct JsonStyle {
     html: bool,
     /// Every character beyond ASCII, as its UTF-16 units.
     beyond_ascii: bool,
+}
+
+impl JsonStyle {
+    /// How this crate's body templates escape a value inside a JSON string.
+    const BODY_TEMPLATES: Self = Self {
+        controls: true,
+        html: false,
+        beyond_ascii: false,
+    };
 }
 
 fn json_escaped(value: &str, style: JsonStyle) -> String {
@@ -317,6 +337,27 @@ mod tests {
             let redacted = r.redact(echo);
             let (server, _) = echo.split_once(' ').unwrap();
             assert_eq!(redacted, format!("{server} [redacted]"), "{echo}");
+        }
+    }
+
+    /// A body carries a secret JSON-escaped; a server that quotes the body back escapes it
+    /// again, in a JSON string or on an HTML page.
+    #[test]
+    fn a_secret_quoted_back_inside_an_echoed_json_body_is_hidden() {
+        let s = secrets(&["p\"w\\x\u{1}"]);
+        let r = Redactor::new(&s, Vec::new());
+        let echoes = [
+            (
+                r#"{"error":"bad payload","body":"{\"t\":\"p\\\"w\\\\x\\u0001\"}"}"#,
+                r#"{"error":"bad payload","body":"{\"t\":\"[redacted]\"}"}"#,
+            ),
+            (
+                r#"<pre>{&quot;t&quot;:&quot;p\&quot;w\\x\u0001&quot;}</pre>"#,
+                "<pre>{&quot;t&quot;:&quot;[redacted]&quot;}</pre>",
+            ),
+        ];
+        for (echo, redacted) in echoes {
+            assert_eq!(r.redact(echo), redacted, "{echo}");
         }
     }
 

@@ -58,13 +58,18 @@ where
 
 /// What a body's failure means: a limit of the host's own around the body
 /// (`RequestBodyLimitLayer`, `Limited`) is a body too large, like ours; anything else, a broken
-/// stream.
+/// stream. The limit's error is looked for down the chain of sources: axum wraps every body it
+/// routes, and with it the limit's error.
 fn read_error(error: impl Into<Box<dyn Error + Send + Sync>>) -> ReadError {
-    if error.into().is::<LengthLimitError>() {
-        ReadError::TooLarge
-    } else {
-        ReadError::Broken
+    let error = error.into();
+    let mut link: Option<&(dyn Error + 'static)> = Some(&*error);
+    while let Some(e) = link {
+        if e.is::<LengthLimitError>() {
+            return ReadError::TooLarge;
+        }
+        link = e.source();
     }
+    ReadError::Broken
 }
 
 /// Whether a `Content-Type` allows a JSON body: absent, `application/json` or

@@ -52,7 +52,7 @@ impl ClaimRules {
         Ok(Principal {
             subject,
             scopes,
-            roles: strings(claims.get(&self.roles_claim)),
+            roles: roles(claims.get(&self.roles_claim)),
             tenant: self
                 .tenant_claim
                 .as_ref()
@@ -63,8 +63,19 @@ impl ClaimRules {
     }
 }
 
-/// A space-separated string (`scope`) or an array of strings (`scp`, `roles`); other values
-/// count as none.
+/// An array of strings, or one string naming one role: unlike a scope string, a role's name
+/// may hold spaces (`Release Manager`), and splitting it would grant the roles its words name.
+/// Other values count as none.
+fn roles(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(role)) if role.is_empty() => Vec::new(),
+        Some(Value::String(role)) => vec![role.clone()],
+        other => strings(other),
+    }
+}
+
+/// A space-separated string (`scope`) or an array of strings (`scp`); other values count as
+/// none.
 fn strings(value: Option<&Value>) -> Vec<String> {
     match value {
         Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
@@ -114,6 +125,23 @@ mod tests {
         assert_eq!(p.scopes, ["a", "b", "c"]);
         assert_eq!(p.roles, ["r"]);
         assert_eq!(p.tenant.as_deref(), Some("t"));
+    }
+
+    /// A role given as one string is that role: split like a scope string, `Release Manager`
+    /// would grant `Manager`.
+    #[test]
+    fn a_role_given_as_one_string_is_not_split_at_its_spaces() {
+        let role = |roles: Value| {
+            let c = claims(json!({"sub": "s", "exp": 1000, "roles": roles}));
+            rules().principal(&c, at(0)).unwrap().roles
+        };
+        assert_eq!(role(json!("Release Manager")), ["Release Manager"]);
+        assert_eq!(role(json!("")), Vec::<String>::new());
+        assert_eq!(
+            role(json!(["Release Manager", 7, "ops"])),
+            ["Release Manager", "ops"]
+        );
+        assert_eq!(role(json!({"Manager": true})), Vec::<String>::new());
     }
 
     #[test]

@@ -218,7 +218,8 @@ impl JwtAuthorizerBuilder {
         self
     }
 
-    /// The claim holding the principal's roles (default `roles`).
+    /// The claim holding the principal's roles (default `roles`): an array of strings, or one
+    /// string naming one role (not split at spaces, as a scope string is).
     pub fn roles_claim(mut self, claim: impl Into<String>) -> Self {
         self.rules.roles_claim = claim.into();
         self
