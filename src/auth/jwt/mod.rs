@@ -37,8 +37,8 @@ use crate::transport::{DynTransport, HttpTransport, plain_http_off_machine};
 /// token is valid from `nbf` less the leeway, and until, not at, `exp` plus the leeway;
 /// `iss`, `aud`, `exp` and `sub` are required. The [`Principal`] gets `sub`, the scopes of the
 /// space-separated `scope` claim and the `scp` array, the roles of the roles claim (default
-/// `roles`, an array) and, if configured, the tenant claim. A valid token without the required
-/// scope is [`AuthError::Forbidden`].
+/// `roles`, an array, or one string naming one role) and, if configured, the tenant claim. A
+/// valid token without the required scope is [`AuthError::Forbidden`].
 ///
 /// ```
 /// use hookgate::auth::JwtAuthorizer;
