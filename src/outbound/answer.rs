@@ -161,6 +161,28 @@ mod tests {
         assert_eq!(excerpt(b"got pass\nword", false, &r), "got [redacted]");
     }
 
+    /// A secret store that failed may answer next time; a secret missing or unusable would
+    /// fail the same way every time.
+    #[test]
+    fn only_a_failed_secret_store_is_retried() {
+        let secrets = BTreeMap::new();
+        let r = Redactor::new(&secrets, Vec::new());
+        let retryable = |error: SecretError| match from_error(&error.into(), &r, now()) {
+            CallResult::Failed(failure) => failure.retryable,
+            other => panic!("{other:?}"),
+        };
+        assert!(retryable(SecretError::backend("t", "vault answered 503")));
+        assert!(!retryable(SecretError::NotFound {
+            name: "t".into(),
+            location: "memory".into(),
+        }));
+        assert!(!retryable(SecretError::Unusable {
+            name: "t".into(),
+            location: "environment variable T".into(),
+            reason: "its value is not valid UTF-8",
+        }));
+    }
+
     #[test]
     fn statuses_keep_the_protocol_classes_and_gain_the_body() {
         let secrets = BTreeMap::new();

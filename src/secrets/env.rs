@@ -63,17 +63,50 @@ impl SecretSource for EnvSecrets {
                 reason: "a variable name must be non-empty and contain neither `=` nor NUL",
             });
         }
-        match env::var(&variable) {
-            Ok(value) => Ok(Secret::new(value)),
-            Err(VarError::NotPresent) => Err(SecretError::NotFound {
-                name: name.to_owned(),
-                location: format!("environment variable {variable}"),
-            }),
-            // The OsString in `NotUnicode` is the value itself, so it is dropped unread.
-            Err(VarError::NotUnicode(_)) => Err(SecretError::backend(
-                name,
-                format!("environment variable {variable} is not valid UTF-8"),
-            )),
-        }
+        secret_of(name, &variable, env::var(&variable))
+    }
+}
+
+/// Secret `name` from what reading `variable` gave.
+fn secret_of(
+    name: &str,
+    variable: &str,
+    read: Result<String, VarError>,
+) -> Result<Secret, SecretError> {
+    match read {
+        Ok(value) => Ok(Secret::new(value)),
+        Err(VarError::NotPresent) => Err(SecretError::NotFound {
+            name: name.to_owned(),
+            location: format!("environment variable {variable}"),
+        }),
+        // The OsString in `NotUnicode` is the value itself, so it is dropped unread. The
+        // process's environment does not change under it: asking again gets the same value.
+        Err(VarError::NotUnicode(_)) => Err(SecretError::Unusable {
+            name: name.to_owned(),
+            location: format!("environment variable {variable}"),
+            reason: "its value is not valid UTF-8",
+        }),
+    }
+}
+
+// Building a value that is not UTF-8 takes the platform's own strings.
+#[cfg(all(test, unix))]
+mod tests {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+
+    use super::*;
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_unusable_and_not_shown() {
+        let read = Err(VarError::NotUnicode(OsString::from_vec(
+            b"s3cr3t\xff".to_vec(),
+        )));
+        let err = secret_of("ticket", "HOOKGATE_SECRET_ticket", read).unwrap_err();
+        assert!(matches!(err, SecretError::Unusable { .. }), "{err:?}");
+        let text = format!("{err} {err:?}");
+        assert!(text.contains("HOOKGATE_SECRET_ticket"), "{text}");
+        assert!(text.contains("not valid UTF-8"), "{text}");
+        assert!(!text.contains("s3cr3t"), "{text}");
     }
 }

@@ -100,7 +100,18 @@ pub enum SecretError {
         /// What is wrong with the name.
         reason: &'static str,
     },
-    /// The source failed (unreachable vault, unreadable value...).
+    /// The secret is there but its value cannot be used (an environment variable that is not
+    /// UTF-8): asking again gets the same value, so the call fails rather than retrying.
+    #[error("secret `{name}` in {location} cannot be used: {reason}; fix its value")]
+    Unusable {
+        /// The name after `secrets.` in the template.
+        name: String,
+        /// Where the source looked, e.g. `environment variable HOOKGATE_SECRET_ticket_token`.
+        location: String,
+        /// What is wrong with the value (never the value itself).
+        reason: &'static str,
+    },
+    /// The source failed (unreachable vault...).
     ///
     /// The wrapped error comes from the source's implementation, which must keep values out of
     /// it.
