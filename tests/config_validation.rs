@@ -550,6 +550,29 @@ fn negative_durations_and_unknown_units_are_rejected() {
     );
 }
 
+/// A zero `requestTimeout` (hookgate's extension) would time every call out before it is
+/// sent; a zero wait elsewhere is a wait of nothing, which §2 allows.
+#[test]
+fn a_zero_request_timeout_is_rejected() {
+    let file = |timeout: &str| {
+        format!(
+            "application: a\ntargets: {{dev: {{constraints: {{beforeDeployment: [runWebhook: {{name: hook}}]}}}}}}\nwebhooks: [{{name: hook, uriTemplate: 'https://h.example', requestTimeout: {timeout}}}]"
+        )
+    };
+    assert_eq!(
+        problems(&file("{duration: 0, unit: seconds}")),
+        [(
+            "webhooks[0].requestTimeout.duration".into(),
+            ProblemKind::ZeroRequestTimeout
+        )]
+    );
+    let plan = Plan::from_yaml(&file("{duration: 1, unit: seconds}")).unwrap();
+    assert_eq!(
+        plan.webhooks()[0].request_timeout,
+        Some(Duration::from_secs(1))
+    );
+}
+
 #[test]
 fn units_are_case_insensitive_as_armory_writes_them() {
     let plan = Plan::from_yaml(

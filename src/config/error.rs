@@ -149,6 +149,11 @@ pub enum ProblemKind {
         /// The duration given.
         duration: i64,
     },
+    /// A webhook's `requestTimeout` of zero, which would time every call out before it is sent.
+    #[error(
+        "requestTimeout is zero, which times every call out before it is sent: give at least 1 second, or leave it out for the dispatcher's"
+    )]
+    ZeroRequestTimeout,
     /// A duration unit other than seconds, minutes, hours.
     #[error("unknown unit \"{unit}\": use seconds, minutes or hours")]
     UnknownUnit {

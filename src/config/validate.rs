@@ -548,10 +548,14 @@ impl Validator {
                 .callback_timeout
                 .as_ref()
                 .and_then(|d| self.duration(d, &format!("{path}.callbackTimeout"))),
-            request_timeout: w
-                .request_timeout
-                .as_ref()
-                .and_then(|d| self.duration(d, &format!("{path}.requestTimeout"))),
+            request_timeout: w.request_timeout.as_ref().and_then(|d| {
+                let path = format!("{path}.requestTimeout");
+                let timeout = self.duration(d, &path)?;
+                if timeout.is_zero() {
+                    self.problem(format!("{path}.duration"), ProblemKind::ZeroRequestTimeout);
+                }
+                Some(timeout)
+            }),
             retryable_status_codes: w
                 .retryable_status_codes
                 .as_ref()

@@ -187,8 +187,12 @@ impl DispatcherBuilder {
     ///
     /// [`OutboundError::InvalidBaseUrl`] when the public base URL is not an absolute http(s)
     /// URL, or carries credentials, a query or a fragment (which would end up in the middle of
-    /// every callback URI).
+    /// every callback URI); [`OutboundError::ZeroRequestTimeout`] for a zero
+    /// [`request_timeout`](Self::request_timeout).
     pub fn build(self) -> Result<Dispatcher, OutboundError> {
+        if self.options.timeout.is_zero() {
+            return Err(OutboundError::ZeroRequestTimeout);
+        }
         Ok(Dispatcher {
             transports: self.transports,
             secrets: self.secrets,
@@ -241,6 +245,24 @@ mod tests {
             ok("http://h:8080/ci/hookgate/"),
             "http://h:8080/ci/hookgate"
         );
+    }
+
+    #[test]
+    fn a_zero_request_timeout_is_refused() {
+        let builder = || {
+            let accept = |_: http::Request<bytes::Bytes>| async {
+                Ok::<_, crate::transport::TransportError>(http::Response::new(bytes::Bytes::new()))
+            };
+            Dispatcher::builder(
+                TransportRegistry::new(accept),
+                Arc::new(crate::secrets::MemorySecrets::new()),
+                "https://hg.example.com",
+            )
+        };
+        let refused = builder().request_timeout(Duration::ZERO).build();
+        assert!(matches!(refused, Err(OutboundError::ZeroRequestTimeout)));
+        let built = builder().request_timeout(Duration::from_millis(1)).build();
+        assert!(built.is_ok());
     }
 
     #[test]

@@ -18,6 +18,13 @@ pub enum OutboundError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The builder was given a request timeout of zero, which would time every call out
+    /// before it is sent.
+    #[error(
+        "the request timeout is zero, which times every call out before it is sent; give one \
+         of at least a second (the default is 30 s)"
+    )]
+    ZeroRequestTimeout,
     /// The call names a webhook or environment its deployment's plan does not have.
     #[error(
         "the call does not belong to this deployment: its {what} is not in the plan; prepare \
