@@ -550,6 +550,18 @@ fn negative_durations_and_unknown_units_are_rejected() {
     );
 }
 
+/// A name listed twice in `dependsOn` is one dependency of the environment.
+#[test]
+fn a_dependency_listed_twice_is_one() {
+    let plan = Plan::from_yaml(
+        "application: a\ntargets:\n  prod: {constraints: {dependsOn: [dev, staging, dev]}}\n  staging: {constraints: {dependsOn: [dev]}}\n  dev: {}",
+    )
+    .unwrap();
+    let names: Vec<&str> = plan.environments().iter().map(|e| e.name()).collect();
+    assert_eq!(names, ["dev", "staging", "prod"]);
+    assert_eq!(plan.environments()[2].depends_on().len(), 2);
+}
+
 /// A zero `requestTimeout` (hookgate's extension) would time every call out before it is
 /// sent; a zero wait elsewhere is a wait of nothing, which §2 allows.
 #[test]

@@ -619,13 +619,17 @@ impl Validator {
         let index: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
         let mut deps: Vec<Vec<usize>> = vec![Vec::new(); names.len()];
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); names.len()];
+        // The last target each was found a dependency of: a name listed twice (as an alias of
+        // a long list can make it) is seen in constant time, not by a look along the list.
+        let mut last_dependent = vec![usize::MAX; names.len()];
         for (i, (name, target)) in targets.iter().enumerate() {
             let Some(constraints) = &target.constraints else {
                 continue;
             };
             for (j, dep) in constraints.depends_on.iter().enumerate() {
                 match index.get(dep.as_str()) {
-                    Some(&d) if !deps[i].contains(&d) => {
+                    Some(&d) if last_dependent[d] != i => {
+                        last_dependent[d] = i;
                         deps[i].push(d);
                         dependents[d].push(i);
                     }
