@@ -434,7 +434,7 @@ impl Engine {
     /// gate), and outbound calls and host steps that were in flight are asked for again (with
     /// the same idempotency keys and operation ids). Deployments that cannot be resumed are
     /// left as they are and listed in [`Recovered::not_resumed`]; one whose write fails is
-    /// tried again a second later. Once [`Engine::shutdown`] has begun, it stops with
+    /// tried again a second later (by a replica, at its next lease upkeep). Once [`Engine::shutdown`] has begun, it stops with
     /// [`RuntimeError::ShuttingDown`] and resumes nothing more.
     ///
     /// A replica ([`EngineBuilder::replica`](super::EngineBuilder::replica)) resumes only the
