@@ -403,6 +403,38 @@ async fn a_schema_newer_than_this_release_is_refused() {
     db.drop_schema().await;
 }
 
+/// A database in another encoding than UTF-8 would refuse a save only once a progress note or
+/// a context held a character it lacks, as a failure the runtime retries: it is refused when
+/// the store starts, naming the encoding.
+#[tokio::test]
+async fn a_database_that_is_not_utf8_is_refused_at_connect() {
+    let Some(db) = TestDb::new("latin1") else {
+        return;
+    };
+    let raw = db.raw().await;
+    let database = db.schema.clone();
+    sqlx::raw_sql(&format!(
+        "CREATE DATABASE \"{database}\" ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+    ))
+    .execute(&raw)
+    .await
+    .expect("create a LATIN1 database");
+    let mut url = url::Url::parse(&db.url()).unwrap();
+    url.set_path(&database);
+    let refused = PostgresStore::connect_with(url.as_str(), db.options()).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Encoding { found }) if found == "LATIN1"),
+        "{refused:?}"
+    );
+    let message = refused.unwrap_err().to_string();
+    assert!(message.contains("ENCODING 'UTF8'"), "{message}");
+    sqlx::raw_sql(&format!("DROP DATABASE \"{database}\" WITH (FORCE)"))
+        .execute(&raw)
+        .await
+        .expect("drop the LATIN1 database");
+    raw.close().await;
+}
+
 #[tokio::test]
 async fn a_failed_migration_is_reported_and_changes_nothing() {
     let Some(db) = TestDb::new("failed_migration") else {

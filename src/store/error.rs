@@ -128,6 +128,17 @@ pub enum StoreError {
         /// The driver's error.
         source: Box<dyn StdError + Send + Sync>,
     },
+    /// The database's encoding cannot hold every character a deployment stores: its saves
+    /// would fail on the first progress note or context outside that encoding.
+    #[error(
+        "the database's encoding is {found}, which cannot hold every character deployments \
+         store (progress notes, contexts, deployment files): use a database created with \
+         ENCODING 'UTF8'"
+    )]
+    Encoding {
+        /// The server's encoding (`server_encoding`).
+        found: String,
+    },
     /// The store does not offer what several replicas need (leases, change notices): it is
     /// built for one process.
     #[error(

@@ -167,7 +167,8 @@ impl PostgresStore {
 
     /// Connects to the database at `url` with a pool of `options.max_connections`, and
     /// applies any schema migration it lacks. A server that cannot be reached within
-    /// `options.connect_timeout`, or that refuses the credentials, is [`StoreError::Connect`].
+    /// `options.connect_timeout`, or that refuses the credentials, is [`StoreError::Connect`];
+    /// a database in another encoding than UTF-8 (or `SQL_ASCII`), [`StoreError::Encoding`].
     pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
         let target = Target::from_url(url);
         let connect = PgConnectOptions::from_str(url).map_err(|e| target.open_error(&e))?;
@@ -210,6 +211,17 @@ impl PostgresStore {
         schema: String,
         options: PostgresOptions,
     ) -> Result<Self, StoreError> {
+        // States and events are JSON text holding whatever a sender wrote: a database in
+        // another encoding would refuse them only on the first such save, as a failure the
+        // runtime retries.
+        let encoding: String = sqlx::query_scalar("SELECT current_setting('server_encoding')")
+            .fetch_one(&pool)
+            .await
+            .map_err(backend)?;
+        // SQL_ASCII keeps the bytes it is given, as they are.
+        if !matches!(encoding.as_str(), "UTF8" | "SQL_ASCII") {
+            return Err(StoreError::Encoding { found: encoding });
+        }
         let quoted = quote_identifier(&schema);
         schema::migrate(&pool, &schema, &quoted, options.clock.now()).await?;
         let channel = format!("{CHANNEL_PREFIX}{schema}");
