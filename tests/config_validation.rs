@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hookgate::config::{
-    CanaryStep, ConfigError, DeploymentFile, GateKind, InProgressPolicy, NetworkMode, Plan,
+    CanaryStep, ConfigError, DeploymentFile, GateKind, InProgressPolicy, Limits, NetworkMode, Plan,
     ProblemKind, RollBackMode, Stage, Strategy,
 };
 
@@ -547,6 +547,27 @@ fn negative_durations_and_unknown_units_are_rejected() {
                 }
             ),
         ]
+    );
+}
+
+/// The stores index deployments by application; PostgreSQL's index refuses entries of more than
+/// about 2.7 KB, which would fail every start of the file.
+#[test]
+fn an_application_name_is_at_most_255_bytes() {
+    let file = |application: &str| format!("application: {application}\ntargets: {{dev: {{}}}}");
+    let longest = "é".repeat(127) + "a";
+    assert_eq!(longest.len(), Limits::MAX_APPLICATION_BYTES);
+    assert!(Plan::from_yaml(&file(&longest)).is_ok());
+    assert_eq!(
+        problems(&file(&format!("{longest}b"))),
+        [(
+            "application".into(),
+            ProblemKind::TooLong {
+                what: "the application name",
+                bytes: 256,
+                max: 255
+            }
+        )]
     );
 }
 

@@ -216,6 +216,16 @@ pub enum ProblemKind {
         /// Which name.
         what: &'static str,
     },
+    /// A name longer than hookgate stores.
+    #[error("{what} is {bytes} bytes long; use at most {max}")]
+    TooLong {
+        /// Which name.
+        what: &'static str,
+        /// Its length.
+        bytes: usize,
+        /// The most allowed.
+        max: usize,
+    },
     /// `analysis` in `beforeDeployment`.
     #[error("analysis is not allowed in beforeDeployment: nothing is deployed yet to analyse")]
     AnalysisBeforeDeployment,

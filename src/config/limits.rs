@@ -37,6 +37,14 @@ pub struct Limits {
     pub max_headers: usize,
 }
 
+impl Limits {
+    /// The longest `application`, in bytes, whatever the limits: the stores index deployments
+    /// by it, and an index entry of PostgreSQL's holds at most about 2.7 KB, beyond which every
+    /// start of the file would fail. 255 bytes leaves room for any name a cluster's own limits
+    /// (63 for a label) allow.
+    pub const MAX_APPLICATION_BYTES: usize = 255;
+}
+
 /// The most targets, webhooks and steps in one canary, whatever the limits: their indices are
 /// 16-bit to keep per-deployment state small.
 pub(crate) const HARD_MAX_INDEX: usize = 10_000;

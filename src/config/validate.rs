@@ -303,6 +303,15 @@ impl Validator {
                     what: "the application name",
                 },
             );
+        } else if file.application.len() > Limits::MAX_APPLICATION_BYTES {
+            self.problem(
+                "application",
+                ProblemKind::TooLong {
+                    what: "the application name",
+                    bytes: file.application.len(),
+                    max: Limits::MAX_APPLICATION_BYTES,
+                },
+            );
         }
         if file.targets.is_empty() {
             self.problem(
