@@ -712,6 +712,69 @@ async fn a_queued_deployment_canceled_while_its_lost_create_is_looked_for_ends_c
     }
 }
 
+/// A queued deployment whose lost create was found stored, and which runs while the hand-off's
+/// next attempt waits with it back in the queue, is canceled by a cancel that withdraws it from
+/// the queue: its caller is told it will never start.
+#[tokio::test]
+async fn a_queued_deployment_found_stored_while_still_queued_is_canceled_by_a_cancel() {
+    let s = setup();
+    let (_, queued) = s.queue_one_behind_another().await;
+    // The launch's create is answered with a failure and stored once the look that follows
+    // has found nothing; the hand-off queues the deployment again and waits to retry.
+    s.store.store_creates_late(1, 1);
+    s.clock.advance(TimeDelta::minutes(2));
+    s.engine.fire_due().await;
+    until(
+        || s.engine.armed_deadlines() > 0,
+        "the create is looked for",
+    )
+    .await;
+    // The next look finds it stored and resumes it, while it is still queued.
+    s.clock.advance(TimeDelta::seconds(1));
+    s.engine.fire_due().await;
+    s.engine
+        .cancel(&queued, "operator")
+        .await
+        .expect("the cancel is applied");
+    assert_eq!(s.stored(&queued).await.status, DeploymentStatus::Canceled);
+}
+
+/// The same deployment replaced in the queue by a newer start (`enqueueOne`) is canceled, as a
+/// replaced one is forgotten, and the newer one starts once it has ended.
+#[tokio::test]
+async fn a_queued_deployment_found_stored_while_still_queued_is_canceled_when_replaced() {
+    let s = setup();
+    let (_, queued) = s.queue_one_behind_another().await;
+    s.store.store_creates_late(1, 1);
+    s.clock.advance(TimeDelta::minutes(2));
+    s.engine.fire_due().await;
+    until(
+        || s.engine.armed_deadlines() > 0,
+        "the create is looked for",
+    )
+    .await;
+    s.clock.advance(TimeDelta::seconds(1));
+    s.engine.fire_due().await;
+    let plan =
+        format!("{PAUSE}deploymentConfig: {{ifDeploymentInProgress: {{strategy: enqueueOne}}}}\n");
+    let newer = s
+        .engine
+        .start(&plan, BTreeMap::new())
+        .await
+        .expect("the newer one is queued");
+    assert_eq!(newer.status, DeploymentStatus::Queued);
+    let mut status = s.stored(&queued).await.status;
+    for _ in 0..2000 {
+        if status != DeploymentStatus::Running {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        status = s.stored(&queued).await.status;
+    }
+    assert_eq!(status, DeploymentStatus::Canceled);
+    until(|| s.engine.live_deployments() == 1, "the newer one starts").await;
+}
+
 /// A create stored but answered with a failure, whose look at the row failed too, fails the
 /// start; a deadline a moment later looks again and resumes the deployment, which nothing else
 /// would drive before a restart.

@@ -263,7 +263,9 @@ impl Engine {
     ///
     /// With `ifDeploymentInProgress: reject` (the default) a second deployment of a running
     /// application is refused; with `enqueueOne` it waits, replacing any deployment already
-    /// waiting. The waiting one is kept in memory only: after a restart it is gone.
+    /// waiting, which never starts (one a launch had stored all the same, its create answered
+    /// with a failure, is canceled, as [`Engine::cancel`] cancels one it withdraws). The
+    /// waiting one is kept in memory only: after a restart it is gone.
     pub async fn start(
         &self,
         source: &str,
@@ -360,6 +362,16 @@ impl Engine {
                 let replaced = lock(&self.inner.queued).insert(application, new);
                 if let Some(old) = replaced {
                     tracing::info!(replaced = %old.id, by = %id, "queued deployment replaced by a newer one");
+                    // Forgotten, it never starts: canceled where it is stored all the same, as
+                    // a cancel withdrawing it would.
+                    let by = format!("hookgate (replaced in the queue by {id})");
+                    let recorded = self.inner.unsure_creates.record_cancel(&old.id, &by);
+                    let engine = self.clone();
+                    self.inner.tasks.spawn(async move {
+                        if let Err(e) = engine.cancel_withdrawn(&old.id, &by, recorded).await {
+                            tracing::warn!(deployment = %old.id, error = %e, "could not cancel a queued deployment, replaced by a newer one, that was stored all the same");
+                        }
+                    });
                 }
                 Ok(Started {
                     id,
@@ -554,27 +566,47 @@ impl Engine {
     /// [`Engine::decide`]).
     pub async fn cancel(&self, id: &DeploymentId, by: &str) -> Result<(), RuntimeError> {
         let cancel = |d: &mut Deployment, now| d.handle_cancel(now, by);
-        let recorded = self
+        let withdrawn = self
             .queued_or_stored(
-                || self.withdraw(id, by),
+                || self.withdraw(id, by).map(Some),
                 || async {
                     self.apply(id, cancel).await??;
-                    Ok(false)
+                    Ok(None)
                 },
             )
             .await?;
-        if recorded {
-            // Its create may be stored already, and its resumption under way, having looked
-            // for a cancel before this one was recorded: canceled there too.
-            match self.apply(id, cancel).await {
-                // Stored canceled, or found finished (canceled by its resumption first).
-                Ok(_) => self.inner.unsure_creates.cancel_stored(id),
-                // Not stored yet: the record cancels it when it is found.
-                Err(RuntimeError::UnknownDeployment(_)) => {}
-                Err(e) => {
-                    tracing::warn!(deployment = %id, error = %e, "could not cancel a withdrawn deployment's stored create at once; the cancel is kept and applied when it is next resumed");
+        match withdrawn {
+            Some(recorded) => self.cancel_withdrawn(id, by, recorded).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Cancels `id`, just taken out of the queue, where it is stored all the same: by a launch
+    /// whose create was answered with a failure, still looked for (`recorded`, its cancel
+    /// recorded for when it is found) and perhaps resumed already, having looked for a cancel
+    /// before this one was recorded; or found stored and running while its hand-off waits to
+    /// try again with it queued.
+    async fn cancel_withdrawn(
+        &self,
+        id: &DeploymentId,
+        by: &str,
+        recorded: bool,
+    ) -> Result<(), RuntimeError> {
+        let cancel = |d: &mut Deployment, now| d.handle_cancel(now, by);
+        match self.apply(id, cancel).await {
+            // Stored canceled, or found finished (canceled by its resumption first).
+            Ok(_) => {
+                if recorded {
+                    self.inner.unsure_creates.cancel_stored(id);
                 }
             }
+            // Not stored: it never starts (a recorded cancel cancels it if it is found).
+            Err(RuntimeError::UnknownDeployment(_)) => {}
+            Err(e) if recorded => {
+                tracing::warn!(deployment = %id, error = %e, "could not cancel a withdrawn deployment's stored create at once; the cancel is kept and applied when it is next resumed");
+            }
+            // Out of the queue, but perhaps running: the caller's retry finds it stored.
+            Err(e) => return Err(e),
         }
         Ok(())
     }
