@@ -111,6 +111,43 @@ impl LongLeases {
     }
 }
 
+/// A host that aborts its scheduler's task and starts another: the new loop still hears of
+/// the other replicas' writes, and takes up at once the step another replica's callback left
+/// for it (the hour-long leases keep upkeep from doing it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_scheduler_still_hears_the_other_replicas_writes() {
+    let l = LongLeases::new();
+    let (a, b) = (l.replica("a"), l.replica("b"));
+    a.recover().await.unwrap();
+    b.recover().await.unwrap();
+    // Polled once, which takes the notices, and dropped, as an aborted task's future is.
+    let first = futures_util::FutureExt::now_or_never(a.run_scheduler());
+    assert!(first.is_none(), "the scheduler runs until shutdown");
+    let scheduler = tokio::spawn({
+        let a = a.clone();
+        async move { a.run_scheduler().await }
+    });
+    let (id, callback) = l.waiting_gate(&a, None).await;
+
+    let passed = hookgate::server::CallbackReport::Outcome {
+        success: true,
+        message: None,
+    };
+    let by = hookgate::auth::Principal::new("external");
+    hookgate::server::GateService::callback(&b, callback, passed, &by)
+        .await
+        .unwrap();
+    replicas::eventually(|| async {
+        l.store.load(&id).await.unwrap().unwrap().status
+            == hookgate::core::DeploymentStatus::Succeeded
+    })
+    .await;
+
+    a.shutdown().await;
+    b.shutdown().await;
+    scheduler.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_apply_each_callback_once_and_run_each_step_once() {
     let store: Arc<DynStore> = Arc::new(MemoryStore::new());

@@ -805,9 +805,10 @@ impl Engine {
     ///
     /// A replica's loop also keeps its leases ([`Engine::maintain_leases`], every third of the
     /// lease time) and takes up at once the changes other replicas make to the deployments it
-    /// drives, as the store's notices report them.
+    /// drives, as the store's notices report them. One loop hears them at a time; a loop whose
+    /// future is dropped (its task aborted) gives them back to the next.
     pub async fn run_scheduler(&self) {
-        let mut notices = self.take_notices().await;
+        let mut notices = self.take_notices();
         let upkeep_every = self
             .replica()
             .map_or(std::time::Duration::from_secs(3600), |r| {
@@ -835,24 +836,17 @@ impl Engine {
                         tracing::warn!(error = %e, "could not keep the leases; trying again at the next round");
                     }
                 }
-                Some((id, version)) = async {
-                    match notices.as_mut() {
-                        Some(n) => n.recv().await,
-                        None => std::future::pending().await,
-                    }
-                } => self.take_up(id, version),
+                Some((id, version)) = notices.recv() => self.take_up(id, version),
                 () = self.inner.deadlines.changed.notified() => {}
                 () = tokio::time::sleep(wait) => {}
             }
             // Those that came meanwhile: while a backlog keeps the upkeep due at every turn,
             // the branch above would not be reached.
-            if let Some(notices) = notices.as_mut() {
-                for _ in 0..MAX_NOTICES_PER_TURN {
-                    let Ok((id, version)) = notices.try_recv() else {
-                        break;
-                    };
-                    self.take_up(id, version);
-                }
+            for _ in 0..MAX_NOTICES_PER_TURN {
+                let Some((id, version)) = notices.try_recv() else {
+                    break;
+                };
+                self.take_up(id, version);
             }
         }
     }

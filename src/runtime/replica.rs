@@ -103,8 +103,9 @@ pub struct Upkeep {
 /// The replica part of an engine's shared state.
 pub(crate) struct Replica {
     pub(crate) options: ReplicaOptions,
-    /// Change notices from the store, for the scheduler loop.
-    pub(crate) notices: tokio::sync::Mutex<Option<mpsc::UnboundedReceiver<(DeploymentId, u64)>>>,
+    /// Change notices from the store, for the scheduler loop, which holds them while it runs
+    /// ([`Notices`]).
+    notices: std::sync::Mutex<Option<mpsc::UnboundedReceiver<(DeploymentId, u64)>>>,
     notify: mpsc::UnboundedSender<(DeploymentId, u64)>,
     /// Whether the store has this replica's watcher: stores keep every watcher they are given,
     /// and a `recover` tried again after a failure must not add a second. Held while the
@@ -117,7 +118,7 @@ impl Replica {
         let (notify, notices) = mpsc::unbounded_channel();
         Self {
             options,
-            notices: tokio::sync::Mutex::new(Some(notices)),
+            notices: std::sync::Mutex::new(Some(notices)),
             notify,
             watching: tokio::sync::Mutex::new(false),
         }
@@ -448,12 +449,43 @@ impl Engine {
     }
 
     /// The receiving end of the store's change notices, for the scheduler loop.
-    pub(crate) async fn take_notices(
-        &self,
-    ) -> Option<mpsc::UnboundedReceiver<(DeploymentId, u64)>> {
-        match self.replica() {
-            Some(r) => r.notices.lock().await.take(),
-            None => None,
+    pub(crate) fn take_notices(&self) -> Notices<'_> {
+        let replica = self.replica();
+        Notices {
+            receiver: replica.and_then(|r| lock(&r.notices).take()),
+            replica,
+        }
+    }
+}
+
+/// The store's change notices, held by a scheduler loop and given back to the replica when
+/// the loop ends, its future dropped too (a host that aborts its scheduler's task and starts
+/// another): the next loop hears of the other replicas' writes as this one did.
+pub(crate) struct Notices<'a> {
+    replica: Option<&'a Replica>,
+    receiver: Option<mpsc::UnboundedReceiver<(DeploymentId, u64)>>,
+}
+
+impl Notices<'_> {
+    /// The next notice, or never when there are none to hear (not a replica, or another loop
+    /// holds them).
+    pub(crate) async fn recv(&mut self) -> Option<(DeploymentId, u64)> {
+        match self.receiver.as_mut() {
+            Some(receiver) => receiver.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// A notice that came already, if any.
+    pub(crate) fn try_recv(&mut self) -> Option<(DeploymentId, u64)> {
+        self.receiver.as_mut()?.try_recv().ok()
+    }
+}
+
+impl Drop for Notices<'_> {
+    fn drop(&mut self) {
+        if let (Some(replica), Some(receiver)) = (self.replica, self.receiver.take()) {
+            *lock(&replica.notices) = Some(receiver);
         }
     }
 }
