@@ -595,6 +595,40 @@ async fn two_stores_on_one_file_see_each_others_versions() {
     );
 }
 
+/// A save that finds the database locked by another connection for the whole busy timeout
+/// fails then: it does not wait as long again (its batch retried one write at a time), which
+/// would outlast the lock held here and succeed.
+#[tokio::test]
+async fn a_save_locked_out_for_the_busy_timeout_fails_after_it_once() {
+    let dir = TempDir::new("busy");
+    let options = SqliteOptions::default().with_busy_timeout(std::time::Duration::from_secs(1));
+    let store = SqliteStore::open_with(dir.db(), options)
+        .await
+        .expect("open");
+    let (mut d, events) = start("d1");
+    store
+        .create(NewDeployment::new(&d, PLAN), &events)
+        .await
+        .expect("create");
+    let mut other = raw(&dir.db()).await.acquire().await.expect("a connection");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *other)
+        .await
+        .expect("take the write lock");
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        sqlx::query("ROLLBACK").execute(&mut *other).await.unwrap();
+    });
+    let events = progress(&mut d, "while locked");
+    let saved = store.save(d.id(), 1, d.state(), d.status(), &events).await;
+    assert!(
+        matches!(saved, Err(StoreError::Backend { .. })),
+        "{saved:?}"
+    );
+    release.await.unwrap();
+    assert_eq!(store.load(d.id()).await.unwrap().unwrap().version, 1);
+}
+
 #[tokio::test]
 async fn reopening_applies_no_migration_and_keeps_the_data() {
     let dir = TempDir::new("reopen");

@@ -210,6 +210,12 @@ impl Writer {
             if grouped && let Some(whole) = layers::Whole::of(items) {
                 match whole.run(conn).await {
                     Ok(done) => return self.committed(items, done).await,
+                    // The write lock stayed taken for the whole busy timeout: another try at once
+                    // would wait as long again before failing the same way.
+                    Err(e) if is_busy(&e) => {
+                        self.rollback().await;
+                        return fail_pending(items, &Shared(Arc::new(e)));
+                    }
                     Err(e) => {
                         self.rollback().await;
                         tracing::debug!(error = %e, "a batch in one command failed; running it one write at a time");
@@ -299,6 +305,16 @@ impl Writer {
             self.conn = None;
         }
     }
+}
+
+/// Whether `e` is SQLite's `SQLITE_BUSY` (any of its extended codes): the database stayed
+/// locked for the whole busy timeout.
+fn is_busy(e: &sqlx::Error) -> bool {
+    const SQLITE_BUSY: i32 = 5;
+    e.as_database_error()
+        .and_then(|e| e.code())
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| code & 0xff == SQLITE_BUSY)
 }
 
 impl fmt::Debug for Writer {
