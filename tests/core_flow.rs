@@ -11,6 +11,64 @@ use hookgate::core::{
     HostStep, Resolution, StartOptions, StepOutcome,
 };
 
+/// Inputs given to the harness's deployment directly are taken in by the harness's next
+/// method that answers actions, or by `sync` for `pending` and `events`.
+#[test]
+fn the_harness_takes_in_what_inputs_given_to_its_deployment_directly_produced() {
+    let mut h = start(
+        "application: a\ntargets: {dev: {constraints: {beforeDeployment: [runWebhook: {name: ticket}]}}}\nwebhooks: [{name: ticket, uriTemplate: 'https://t.example'}]",
+    );
+    let call = h.take_calls().remove(0);
+    let now = h.now();
+    h.deployment
+        .handle_call_result(
+            now,
+            call.gate,
+            call.attempt,
+            CallResult::Sent { status: 202 },
+        )
+        .unwrap();
+    let (_, callback) = h.deployment.callback_ids().next().unwrap();
+    h.deployment
+        .handle_callback(now, callback, true, None)
+        .unwrap();
+    assert!(h.pending().is_empty(), "not taken in yet");
+    h.sync();
+    assert!(
+        matches!(h.pending(), [Action::RunStep(_)]),
+        "{:?}",
+        h.pending()
+    );
+    assert!(
+        h.events()
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::GatePassed { .. }))
+    );
+    assert_eq!(h.answer_steps(|_| StepOutcome::Succeeded).len(), 1);
+    assert_eq!(h.deployment.status(), DeploymentStatus::Succeeded);
+
+    // Without `sync`, the next answer takes them in itself.
+    let mut h = start(
+        "application: a\ntargets: {dev: {constraints: {beforeDeployment: [runWebhook: {name: ticket}]}}}\nwebhooks: [{name: ticket, uriTemplate: 'https://t.example'}]",
+    );
+    let call = h.take_calls().remove(0);
+    let now = h.now();
+    h.deployment
+        .handle_call_result(
+            now,
+            call.gate,
+            call.attempt,
+            CallResult::Sent { status: 202 },
+        )
+        .unwrap();
+    let (_, callback) = h.deployment.callback_ids().next().unwrap();
+    h.deployment
+        .handle_callback(now, callback, true, None)
+        .unwrap();
+    assert_eq!(h.answer_steps(|_| StepOutcome::Succeeded).len(), 1);
+    assert_eq!(h.deployment.status(), DeploymentStatus::Succeeded);
+}
+
 #[test]
 fn environments_wait_for_depends_on_including_after_deployment() {
     let mut h = start(&format!(

@@ -15,7 +15,10 @@ use crate::core::{
 ///
 /// The harness plays the host: it drains outputs after every input, holds the actions not yet
 /// answered, and jumps its [`ManualClock`] straight to the next deadline, so a 24-hour callback
-/// timeout takes no real time.
+/// timeout takes no real time. An input given to [`deployment`](Self::deployment) directly (a
+/// progress note, one call's result) is drained by the next method that answers or takes
+/// actions, or by [`sync`](Self::sync), which [`pending`](Self::pending) and
+/// [`events`](Self::events) need first.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -80,7 +83,7 @@ impl Harness {
             pending: Vec::new(),
             events: Vec::new(),
         };
-        h.pump();
+        h.sync();
         h
     }
 
@@ -89,7 +92,9 @@ impl Harness {
         self.clock.now()
     }
 
-    fn pump(&mut self) {
+    /// Takes in the actions and events the deployment produced since the harness last looked:
+    /// those of inputs given to [`deployment`](Self::deployment) directly.
+    pub fn sync(&mut self) {
         while let Some(a) = self.deployment.poll_action() {
             self.pending.push(a);
         }
@@ -98,17 +103,19 @@ impl Harness {
         }
     }
 
-    /// Actions produced and not yet answered.
+    /// Actions produced and not yet answered (as of the last input through the harness, or
+    /// [`sync`](Self::sync)).
     pub fn pending(&self) -> &[Action] {
         &self.pending
     }
 
-    /// Every event so far.
+    /// Every event so far (as of the last input through the harness, or [`sync`](Self::sync)).
     pub fn events(&self) -> &[Event] {
         &self.events
     }
 
-    /// Environment status changes as `name: status` lines, in order.
+    /// Environment status changes as `name: status` lines, in order, and the deployment's end
+    /// as a last `deployment: status` line.
     pub fn status_transcript(&self) -> Vec<String> {
         let plan = Arc::clone(self.deployment.plan());
         self.events
@@ -129,6 +136,7 @@ impl Harness {
         &mut self,
         mut outcome: impl FnMut(&HostStep) -> StepOutcome,
     ) -> Vec<Option<HostStep>> {
+        self.sync();
         let mut answered = Vec::new();
         loop {
             let now = self.now();
@@ -147,7 +155,7 @@ impl Harness {
             let result = step.as_ref().map_or(StepOutcome::Succeeded, &mut outcome);
             let _ = self.deployment.handle_step_result(now, op, result);
             answered.push(step);
-            self.pump();
+            self.sync();
         }
     }
 
@@ -162,13 +170,14 @@ impl Harness {
             let _ = self
                 .deployment
                 .handle_call_result(now, call.gate, call.attempt, result(call));
-            self.pump();
+            self.sync();
         }
         calls
     }
 
     /// Removes and returns the pending webhook calls without answering them.
     pub fn take_calls(&mut self) -> Vec<WebhookCall> {
+        self.sync();
         let (calls, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
             .into_iter()
             .partition(|a| matches!(a, Action::CallWebhook(_)));
@@ -197,7 +206,7 @@ impl Harness {
         let r = self
             .deployment
             .handle_callback(now, id, success, message.map(str::to_owned));
-        self.pump();
+        self.sync();
         r
     }
 
@@ -208,7 +217,7 @@ impl Harness {
         self.pending.retain(
             |a| !matches!(a, Action::RequestApproval(req) if req.gate == gate && r.is_ok()),
         );
-        self.pump();
+        self.sync();
         r
     }
 
@@ -216,7 +225,7 @@ impl Harness {
     pub fn cancel(&mut self, by: &str) -> Result<(), CoreError> {
         let now = self.now();
         let r = self.deployment.handle_cancel(now, by);
-        self.pump();
+        self.sync();
         r
     }
 
@@ -230,7 +239,7 @@ impl Harness {
         }
         let now = self.now();
         self.deployment.handle_timeout(now);
-        self.pump();
+        self.sync();
         true
     }
 
@@ -249,7 +258,7 @@ impl Harness {
         }
         self.clock.set(target);
         self.deployment.handle_timeout(target);
-        self.pump();
+        self.sync();
     }
 }
 

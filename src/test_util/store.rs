@@ -180,7 +180,7 @@ impl<S: Store> FaultyStore<S> {
     /// Answers each of the next `n` creates with [`StoreError::Backend`] at once and stores it
     /// right after the `loads`-th load of its deployment has read it (found nothing): the
     /// caller's looks until then find nothing, as when a database commits a statement a while
-    /// after its connection dropped.
+    /// after its connection dropped. A `loads` of 0 counts as 1.
     pub fn store_creates_late(&self, n: usize, loads: usize) {
         self.late_create_loads.store(loads, Ordering::SeqCst);
         self.late_create.store(n, Ordering::SeqCst);
