@@ -8,7 +8,8 @@
 //! ```
 //!
 //! It serves hookgate's router at `--listen` (port 0 picks a free port), starts one deployment
-//! of the file — or resumes the unfinished one of the same application that `--db` holds —
+//! of the file — or resumes the unfinished one of the same application that `--db` holds, with
+//! the file and context it was started with —
 //! simulates host steps (logged on stderr; `RUST_LOG` filters), and writes one JSON object per
 //! line on stdout, each with an `"event"` field: `listening` (with the bound `address`), once
 //! the router serves; `ready` (with the `deployment` id and whether it was `resumed`), once the
@@ -171,7 +172,15 @@ async fn run() -> Result<ExitCode, Failure> {
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        .map_err(|e| {
+            let message = format!("cannot listen on {}: {e}", args.listen);
+            // An address that does not parse is the arguments' fault, not the machine's.
+            if e.kind() == std::io::ErrorKind::InvalidInput {
+                Failure::Invalid(message)
+            } else {
+                Failure::Failed(message)
+            }
+        })?;
     let address: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
     let public_url = args
         .public_url
@@ -181,6 +190,33 @@ async fn run() -> Result<ExitCode, Failure> {
         Some(path) => Arc::new(SqliteStore::open(path).await.map_err(|e| e.to_string())?),
         None => Arc::new(MemoryStore::new()),
     };
+    // An unfinished deployment of the application goes on with the file it was started with,
+    // which the engine reads from the store: its names and roles come from that file too.
+    let resumable = store
+        .list_unfinished()
+        .await
+        .map_err(|e| e.to_string())?
+        .deployments
+        .into_iter()
+        .find(|d| d.application == plan.application());
+    let plan = match &resumable {
+        Some(stored) => {
+            if stored.plan_source != source {
+                eprintln!(
+                    "gate_server: deployment {} goes on with the file it was started with; the changes to {} apply to the next deployment, and --context is not used",
+                    stored.id, args.config
+                );
+            }
+            Plan::from_yaml(&stored.plan_source).map_err(|e| {
+                format!(
+                    "the file deployment {} was started with no longer validates: {e}",
+                    stored.id
+                )
+            })?
+        }
+        None => plan,
+    };
+    let resumable = resumable.map(|d| d.id);
     let transport = ReqwestTransport::builder()
         .build()
         .map_err(|e| e.to_string())?;
@@ -190,7 +226,7 @@ async fn run() -> Result<ExitCode, Failure> {
         public_url.clone(),
     )
     .build()
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| Failure::Invalid(format!("--public-url: {e}")))?;
     let mut settings = Settings::default();
     if let Some(seconds) = args.callback_timeout {
         settings = settings.with_callback_timeout(Duration::from_secs(seconds));
@@ -220,7 +256,7 @@ async fn run() -> Result<ExitCode, Failure> {
         )
         .client(IssuerClient::from_secret(client_id, &Secret::new(client_secret)).with_roles(roles))
         .build()
-        .map_err(|e| e.to_string())?,
+        .map_err(|e| Failure::Invalid(e.to_string()))?,
     );
     let handler = CallbackHandler::new(Arc::new(engine.clone()), issuer.clone());
     let app = router(ServerState::new(handler).with_issuer(issuer));
@@ -232,14 +268,6 @@ async fn run() -> Result<ExitCode, Failure> {
     emit(json!({"event": "listening", "address": address.to_string()}));
 
     let mut events = engine.subscribe();
-    let resumable = store
-        .list_unfinished()
-        .await
-        .map_err(|e| e.to_string())?
-        .deployments
-        .into_iter()
-        .find(|d| d.application == plan.application())
-        .map(|d| d.id);
     let recovered = engine.recover().await.map_err(|e| e.to_string())?;
     if !recovered.not_resumed.is_empty() {
         return Err(Failure::Failed(format!(

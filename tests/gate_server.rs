@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use hookgate::core::{DeploymentId, EventKind, Resolution};
 use hookgate::receiver::{
-    Callback, CallbackClient, CallbackOutcome, ClientCredentials, ReceivedRequest, TokenError,
-    TokenSource,
+    Callback, CallbackClient, CallbackOutcome, ClientCredentials, ReceivedRequest, StaticToken,
+    TokenError, TokenSource,
 };
 use hookgate::store::{SqliteStore, Store};
 use hookgate::transport::ReqwestTransport;
@@ -264,6 +264,76 @@ async fn resumes_after_sigkill_and_completes_with_a_fresh_token() {
         1,
         "the webhook went out once"
     );
+}
+
+/// A deployment resumed after its file was edited goes on with the file it was started with,
+/// and is reported in that file's names: the edited one's environments and webhooks are other
+/// ones, at other places.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resumed_deployment_is_reported_with_the_file_it_was_started_with() {
+    let external = external().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = config(dir.path(), &external.uri());
+    let db = dir.path().join("state.db");
+    let args = [
+        "--config",
+        file.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        db.to_str().unwrap(),
+    ];
+    let mut first = Server::spawn(&args);
+    first.until("webhook_called");
+    first.kill();
+    // Where the callback URI points.
+    let address = first.address.clone();
+    let mut args = args.to_vec();
+    args[3] = &address;
+
+    std::fs::write(
+        &file,
+        "application: crashy\ntargets:\n  alpha: {}\n  beta: {constraints: {dependsOn: [alpha]}}\n",
+    )
+    .unwrap();
+    let mut second = Server::spawn(&args);
+    assert_eq!(second.until("ready")["resumed"], true);
+    let url = callback_uri(&external).await;
+    let client = CallbackClient::new(
+        ReqwestTransport::builder().build().unwrap(),
+        StaticToken::new(token(&second.address).await),
+    );
+    client.send(&url, &Callback::success()).await.unwrap();
+    let received = second.until("callback_received");
+    assert_eq!(received["environment"], "prod", "{received}");
+    assert_eq!(received["webhook"], "ticket", "{received}");
+    let finished = second.until("deployment_finished");
+    assert_eq!(finished["environments"]["prod"], "succeeded", "{finished}");
+    assert!(second.exit_status().success());
+}
+
+/// An unusable `--public-url` is the arguments' fault: exit status 2.
+#[test]
+fn an_unusable_public_url_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("deploy.yml");
+    std::fs::write(&config, "application: a\ntargets: {dev: {}}\n").unwrap();
+    for public_url in [
+        "not a url",
+        "ftp://gates.example",
+        "https://u:p@gates.example",
+    ] {
+        let out = Command::new(binary())
+            .args(["--listen", "127.0.0.1:0", "--client-id", "a", "--config"])
+            .arg(&config)
+            .args(["--public-url", public_url])
+            .env("CDAAS_CLIENT_SECRET", "b")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{public_url}: {stderr}");
+        assert!(stderr.contains("public"), "{public_url}: {stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
