@@ -15,23 +15,28 @@ use hookgate::core::{
 /// method that answers actions, or by `sync` for `pending` and `events`.
 #[test]
 fn the_harness_takes_in_what_inputs_given_to_its_deployment_directly_produced() {
-    let mut h = start(
-        "application: a\ntargets: {dev: {constraints: {beforeDeployment: [runWebhook: {name: ticket}]}}}\nwebhooks: [{name: ticket, uriTemplate: 'https://t.example'}]",
-    );
-    let call = h.take_calls().remove(0);
-    let now = h.now();
-    h.deployment
-        .handle_call_result(
-            now,
-            call.gate,
-            call.attempt,
-            CallResult::Sent { status: 202 },
-        )
-        .unwrap();
-    let (_, callback) = h.deployment.callback_ids().next().unwrap();
-    h.deployment
-        .handle_callback(now, callback, true, None)
-        .unwrap();
+    // A ticket called and passed through the deployment itself: its deploy step is asked for.
+    let passed_directly = || {
+        let mut h = start(
+            "application: a\ntargets: {dev: {constraints: {beforeDeployment: [runWebhook: {name: ticket}]}}}\nwebhooks: [{name: ticket, uriTemplate: 'https://t.example'}]",
+        );
+        let call = h.take_calls().remove(0);
+        let now = h.now();
+        h.deployment
+            .handle_call_result(
+                now,
+                call.gate,
+                call.attempt,
+                CallResult::Sent { status: 202 },
+            )
+            .unwrap();
+        let (_, callback) = h.deployment.callback_ids().next().unwrap();
+        h.deployment
+            .handle_callback(now, callback, true, None)
+            .unwrap();
+        h
+    };
+    let mut h = passed_directly();
     assert!(h.pending().is_empty(), "not taken in yet");
     h.sync();
     assert!(
@@ -48,23 +53,7 @@ fn the_harness_takes_in_what_inputs_given_to_its_deployment_directly_produced() 
     assert_eq!(h.deployment.status(), DeploymentStatus::Succeeded);
 
     // Without `sync`, the next answer takes them in itself.
-    let mut h = start(
-        "application: a\ntargets: {dev: {constraints: {beforeDeployment: [runWebhook: {name: ticket}]}}}\nwebhooks: [{name: ticket, uriTemplate: 'https://t.example'}]",
-    );
-    let call = h.take_calls().remove(0);
-    let now = h.now();
-    h.deployment
-        .handle_call_result(
-            now,
-            call.gate,
-            call.attempt,
-            CallResult::Sent { status: 202 },
-        )
-        .unwrap();
-    let (_, callback) = h.deployment.callback_ids().next().unwrap();
-    h.deployment
-        .handle_callback(now, callback, true, None)
-        .unwrap();
+    let mut h = passed_directly();
     assert_eq!(h.answer_steps(|_| StepOutcome::Succeeded).len(), 1);
     assert_eq!(h.deployment.status(), DeploymentStatus::Succeeded);
 }

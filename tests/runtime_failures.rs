@@ -56,9 +56,7 @@ impl Setup {
     /// Starts a deployment of [`PAUSE`] (`enqueueOne`) and queues a second one behind it;
     /// returns both.
     async fn queue_one_behind_another(&self) -> (DeploymentId, DeploymentId) {
-        let plan = format!(
-            "{PAUSE}deploymentConfig: {{ifDeploymentInProgress: {{strategy: enqueueOne}}}}\n"
-        );
+        let plan = enqueue_one();
         let first = self
             .engine
             .start(&plan, BTreeMap::new())
@@ -72,6 +70,25 @@ impl Setup {
             .expect("the second is queued");
         assert_eq!(queued.status, DeploymentStatus::Queued);
         (first, queued.id)
+    }
+
+    /// A deployment queued behind another, stored and running while still queued: its launch's
+    /// create, answered with a failure, is stored once the look that follows has found nothing;
+    /// the hand-off queues it again and waits to retry, and the next look finds it stored and
+    /// resumes it.
+    async fn found_stored_while_queued(&self) -> DeploymentId {
+        let (_, queued) = self.queue_one_behind_another().await;
+        self.store.store_creates_late(1, 1);
+        self.clock.advance(TimeDelta::minutes(2));
+        self.engine.fire_due().await;
+        until(
+            || self.engine.armed_deadlines() > 0,
+            "the create is looked for",
+        )
+        .await;
+        self.clock.advance(TimeDelta::seconds(1));
+        self.engine.fire_due().await;
+        queued
     }
 
     /// Cancels `first` with the cancel's write stored but answered with a failure, and the look
@@ -129,6 +146,11 @@ impl Setup {
 
 /// Waits until `done` holds, for work the engine's tasks do; 20 s at most, then fails with
 /// `what`.
+/// [`PAUSE`] with `ifDeploymentInProgress: enqueueOne`.
+fn enqueue_one() -> String {
+    format!("{PAUSE}deploymentConfig: {{ifDeploymentInProgress: {{strategy: enqueueOne}}}}\n")
+}
+
 async fn until(done: impl Fn() -> bool, what: &str) {
     let wait = async {
         while !done() {
@@ -718,20 +740,7 @@ async fn a_queued_deployment_canceled_while_its_lost_create_is_looked_for_ends_c
 #[tokio::test]
 async fn a_queued_deployment_found_stored_while_still_queued_is_canceled_by_a_cancel() {
     let s = setup();
-    let (_, queued) = s.queue_one_behind_another().await;
-    // The launch's create is answered with a failure and stored once the look that follows
-    // has found nothing; the hand-off queues the deployment again and waits to retry.
-    s.store.store_creates_late(1, 1);
-    s.clock.advance(TimeDelta::minutes(2));
-    s.engine.fire_due().await;
-    until(
-        || s.engine.armed_deadlines() > 0,
-        "the create is looked for",
-    )
-    .await;
-    // The next look finds it stored and resumes it, while it is still queued.
-    s.clock.advance(TimeDelta::seconds(1));
-    s.engine.fire_due().await;
+    let queued = s.found_stored_while_queued().await;
     s.engine
         .cancel(&queued, "operator")
         .await
@@ -744,22 +753,10 @@ async fn a_queued_deployment_found_stored_while_still_queued_is_canceled_by_a_ca
 #[tokio::test]
 async fn a_queued_deployment_found_stored_while_still_queued_is_canceled_when_replaced() {
     let s = setup();
-    let (_, queued) = s.queue_one_behind_another().await;
-    s.store.store_creates_late(1, 1);
-    s.clock.advance(TimeDelta::minutes(2));
-    s.engine.fire_due().await;
-    until(
-        || s.engine.armed_deadlines() > 0,
-        "the create is looked for",
-    )
-    .await;
-    s.clock.advance(TimeDelta::seconds(1));
-    s.engine.fire_due().await;
-    let plan =
-        format!("{PAUSE}deploymentConfig: {{ifDeploymentInProgress: {{strategy: enqueueOne}}}}\n");
+    let queued = s.found_stored_while_queued().await;
     let newer = s
         .engine
-        .start(&plan, BTreeMap::new())
+        .start(&enqueue_one(), BTreeMap::new())
         .await
         .expect("the newer one is queued");
     assert_eq!(newer.status, DeploymentStatus::Queued);
