@@ -9,8 +9,8 @@
 //!
 //! It serves hookgate's router at `--listen` (port 0 picks a free port), starts one deployment
 //! of the file — or resumes the unfinished one of the same application that `--db` holds, with
-//! the file and context it was started with —
-//! simulates host steps (logged on stderr; `RUST_LOG` filters), and writes one JSON object per
+//! the file and context it was started with — simulates host steps (logged on stderr;
+//! `RUST_LOG` filters), and writes one JSON object per
 //! line on stdout, each with an `"event"` field: `listening` (with the bound `address`), once
 //! the router serves; `ready` (with the `deployment` id and whether it was `resumed`), once the
 //! unfinished deployments in `--db` were recovered and this one started or resumed (a client
@@ -201,9 +201,9 @@ async fn run() -> Result<ExitCode, Failure> {
         .find(|d| d.application == plan.application());
     let plan = match &resumable {
         Some(stored) => {
-            if stored.plan_source != source {
+            if stored.plan_source != source || !args.context.is_empty() {
                 eprintln!(
-                    "gate_server: deployment {} goes on with the file it was started with; the changes to {} apply to the next deployment, and --context is not used",
+                    "gate_server: deployment {} goes on with the file and context it was started with; {} and --context apply to the next deployment",
                     stored.id, args.config
                 );
             }

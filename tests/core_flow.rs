@@ -56,6 +56,31 @@ fn the_harness_takes_in_what_inputs_given_to_its_deployment_directly_produced() 
     let mut h = passed_directly();
     assert_eq!(h.answer_steps(|_| StepOutcome::Succeeded).len(), 1);
     assert_eq!(h.deployment.status(), DeploymentStatus::Succeeded);
+
+    // A decision takes in the approval's request first, and then takes it out.
+    let mut h = start(
+        "application: a\ntargets:\n  dev: {}\n  prod: {constraints: {dependsOn: [dev], beforeDeployment: [pause: {untilApproved: true}]}}",
+    );
+    let Some(Action::RunStep(deploy)) = h.pending().first().cloned() else {
+        panic!("{:?}", h.pending())
+    };
+    let now = h.now();
+    h.deployment
+        .handle_step_result(now, deploy.op, StepOutcome::Succeeded)
+        .unwrap();
+    let approval = gate(&h, "targets.prod.constraints.beforeDeployment[0]");
+    h.decide(
+        approval,
+        hookgate::core::Decision::approve("alice", Vec::<String>::new()),
+    )
+    .unwrap();
+    assert!(
+        !h.pending()
+            .iter()
+            .any(|a| matches!(a, Action::RequestApproval(_))),
+        "{:?}",
+        h.pending()
+    );
 }
 
 #[test]

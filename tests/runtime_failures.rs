@@ -748,6 +748,24 @@ async fn a_queued_deployment_found_stored_while_still_queued_is_canceled_by_a_ca
     assert_eq!(s.stored(&queued).await.status, DeploymentStatus::Canceled);
 }
 
+/// A queued deployment never launched is canceled by leaving the queue, with no look at the
+/// store, which may be failing meanwhile.
+#[tokio::test]
+async fn a_queued_deployment_never_launched_is_canceled_without_the_store() {
+    let s = setup();
+    let (_, queued) = s.queue_one_behind_another().await;
+    s.store.fail_loads(1);
+    s.engine
+        .cancel(&queued, "operator")
+        .await
+        .expect("withdrawn from the queue");
+    s.store.fail_loads(0);
+    assert!(matches!(
+        s.engine.view(&queued).await,
+        Err(hookgate::runtime::RuntimeError::UnknownDeployment(_))
+    ));
+}
+
 /// The same deployment replaced in the queue by a newer start (`enqueueOne`) is canceled, as a
 /// replaced one is forgotten, and the newer one starts once it has ended.
 #[tokio::test]

@@ -22,7 +22,7 @@ pub enum OutboundError {
     /// before it is sent.
     #[error(
         "the request timeout is zero, which times every call out before it is sent; give one \
-         of at least a second (the default is 30 s)"
+         above zero (the default is 30 s)"
     )]
     ZeroRequestTimeout,
     /// The call names a webhook or environment its deployment's plan does not have.

@@ -213,6 +213,17 @@ pub(crate) struct Queued {
     pub(crate) source: Arc<str>,
     pub(crate) context: BTreeMap<String, String>,
     pub(crate) tenant: Option<String>,
+    /// Whether a launch of it failed on the store: its create may be stored all the same, and
+    /// found by a look, it runs while still queued until the hand-off tries again.
+    pub(crate) maybe_stored: bool,
+}
+
+/// A deployment taken out of the queue, unstarted as far as the queue knows.
+struct Withdrawn {
+    /// Whether its cancel was recorded for a create still looked for.
+    recorded: bool,
+    /// Whether it may be stored and running all the same ([`Queued::maybe_stored`]).
+    maybe_stored: bool,
 }
 
 /// How [`Engine::start`] went.
@@ -315,6 +326,7 @@ impl Engine {
             source,
             context,
             tenant,
+            maybe_stored: false,
         };
         if let Some(running) = running.into_iter().next() {
             return self.in_progress(queued, running);
@@ -363,15 +375,22 @@ impl Engine {
                 if let Some(old) = replaced {
                     tracing::info!(replaced = %old.id, by = %id, "queued deployment replaced by a newer one");
                     // Forgotten, it never starts: canceled where it is stored all the same, as
-                    // a cancel withdrawing it would.
+                    // a cancel withdrawing it would, until that is done (nothing else would).
                     let by = format!("hookgate (replaced in the queue by {id})");
-                    let recorded = self.inner.unsure_creates.record_cancel(&old.id, &by);
-                    let engine = self.clone();
-                    self.inner.tasks.spawn(async move {
-                        if let Err(e) = engine.cancel_withdrawn(&old.id, &by, recorded).await {
-                            tracing::warn!(deployment = %old.id, error = %e, "could not cancel a queued deployment, replaced by a newer one, that was stored all the same");
-                        }
-                    });
+                    let withdrawn = Withdrawn {
+                        recorded: self.inner.unsure_creates.record_cancel(&old.id, &by),
+                        maybe_stored: old.maybe_stored,
+                    };
+                    if withdrawn.recorded || withdrawn.maybe_stored {
+                        let engine = self.clone();
+                        self.inner.tasks.spawn(async move {
+                            engine
+                                .until_done("cancel a replaced queued deployment", || {
+                                    engine.cancel_withdrawn(&old.id, &by, &withdrawn)
+                                })
+                                .await;
+                        });
+                    }
                 }
                 Ok(Started {
                     id,
@@ -446,7 +465,8 @@ impl Engine {
     /// gate), and outbound calls and host steps that were in flight are asked for again (with
     /// the same idempotency keys and operation ids). Deployments that cannot be resumed are
     /// left as they are and listed in [`Recovered::not_resumed`]; one whose write fails is
-    /// tried again a second later (by a replica, at its next lease upkeep). Once [`Engine::shutdown`] has begun, it stops with
+    /// tried again a second later by a single engine, and by a replica at its next lease
+    /// upkeep. Once [`Engine::shutdown`] has begun, it stops with
     /// [`RuntimeError::ShuttingDown`] and resumes nothing more.
     ///
     /// A replica ([`EngineBuilder::replica`](super::EngineBuilder::replica)) resumes only the
@@ -540,9 +560,11 @@ impl Engine {
                 // A store that failed the write may work in a moment; a replica's upkeep
                 // rounds try again on their own.
                 Err(e @ RuntimeError::Store(_)) => {
-                    tracing::error!(deployment = %id, error = %e, "could not resume a deployment; trying again in a second");
                     if self.replica().is_none() {
+                        tracing::error!(deployment = %id, error = %e, "could not resume a deployment; trying again in a second");
                         self.retry_soon(&Arc::new(id));
+                    } else {
+                        tracing::error!(deployment = %id, error = %e, "could not resume a deployment; trying again at the next lease upkeep");
                     }
                 }
                 Err(e) => {
@@ -576,36 +598,38 @@ impl Engine {
             )
             .await?;
         match withdrawn {
-            Some(recorded) => self.cancel_withdrawn(id, by, recorded).await,
-            None => Ok(()),
+            Some(w) if w.recorded || w.maybe_stored => self.cancel_withdrawn(id, by, &w).await,
+            // Never launched: out of the queue, it never starts.
+            _ => Ok(()),
         }
     }
 
     /// Cancels `id`, just taken out of the queue, where it is stored all the same: by a launch
-    /// whose create was answered with a failure, still looked for (`recorded`, its cancel
-    /// recorded for when it is found) and perhaps resumed already, having looked for a cancel
-    /// before this one was recorded; or found stored and running while its hand-off waits to
-    /// try again with it queued.
+    /// whose create was answered with a failure, still looked for (its cancel recorded for
+    /// when it is found) and perhaps resumed already, having looked for a cancel before this
+    /// one was recorded; or found stored and running while its hand-off waits to try again
+    /// with it queued.
     async fn cancel_withdrawn(
         &self,
         id: &DeploymentId,
         by: &str,
-        recorded: bool,
+        withdrawn: &Withdrawn,
     ) -> Result<(), RuntimeError> {
         let cancel = |d: &mut Deployment, now| d.handle_cancel(now, by);
         match self.apply(id, cancel).await {
             // Stored canceled, or found finished (canceled by its resumption first).
             Ok(_) => {
-                if recorded {
+                if withdrawn.recorded {
                     self.inner.unsure_creates.cancel_stored(id);
                 }
             }
             // Not stored: it never starts (a recorded cancel cancels it if it is found).
             Err(RuntimeError::UnknownDeployment(_)) => {}
-            Err(e) if recorded => {
+            Err(e) if withdrawn.recorded => {
                 tracing::warn!(deployment = %id, error = %e, "could not cancel a withdrawn deployment's stored create at once; the cancel is kept and applied when it is next resumed");
             }
-            // Out of the queue, but perhaps running: the caller's retry finds it stored.
+            // Out of the queue, and perhaps running: a retry of the cancel finds it stored, or
+            // nowhere if it never was.
             Err(e) => return Err(e),
         }
         Ok(())
@@ -638,15 +662,19 @@ impl Engine {
     }
 
     /// Takes `id` out of the queue, if it is queued there: `None` if it was not, else whether
-    /// its cancel was recorded for a create that may be stored.
-    fn withdraw(&self, id: &DeploymentId, by: &str) -> Option<bool> {
+    /// it may be stored all the same, and whether its cancel was recorded for a create still
+    /// looked for.
+    fn withdraw(&self, id: &DeploymentId, by: &str) -> Option<Withdrawn> {
         let mut queued = lock(&self.inner.queued);
         let application = queued_entry(&queued, id).map(|(application, _)| application.clone())?;
-        queued.remove(&application);
+        let withdrawn = queued.remove(&application)?;
         // A launch of it whose create failed may still be stored: found, it is canceled then.
         let recorded = self.inner.unsure_creates.record_cancel(id, by);
         tracing::info!(deployment = %id, by, "queued deployment withdrawn");
-        Some(recorded)
+        Some(Withdrawn {
+            recorded,
+            maybe_stored: withdrawn.maybe_stored,
+        })
     }
 
     /// Decides an approval (see [`Deployment::handle_approval`]).

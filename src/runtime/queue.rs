@@ -101,7 +101,13 @@ impl Engine {
         it: &str,
     ) -> Result<bool, RuntimeError> {
         if matches!(e, RuntimeError::Store(_)) {
-            self.requeue(application, next);
+            self.requeue(
+                application,
+                Queued {
+                    maybe_stored: true,
+                    ..next
+                },
+            );
             return Err(e);
         }
         tracing::error!(deployment = %next.id, error = %e, "the queued deployment {it}");

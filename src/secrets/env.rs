@@ -79,8 +79,9 @@ fn secret_of(
             name: name.to_owned(),
             location: format!("environment variable {variable}"),
         }),
-        // The OsString in `NotUnicode` is the value itself, so it is dropped unread. The
-        // process's environment does not change under it: asking again gets the same value.
+        // The OsString in `NotUnicode` is the value itself, so it is dropped unread. Such a
+        // value stays so until someone fixes it: failing now names the variable, where a retry
+        // of the call would spend every attempt on it.
         Err(VarError::NotUnicode(_)) => Err(SecretError::Unusable {
             name: name.to_owned(),
             location: format!("environment variable {variable}"),

@@ -212,6 +212,9 @@ impl Harness {
 
     /// Decides an approval now.
     pub fn decide(&mut self, gate: GateId, decision: Decision) -> Result<(), CoreError> {
+        // The approval's request, if an input given to the deployment directly opened it, is
+        // taken in first, for the decision to take it out.
+        self.sync();
         let now = self.now();
         let r = self.deployment.handle_approval(now, gate, decision);
         self.pending.retain(

@@ -237,7 +237,8 @@ impl JwtAuthorizerBuilder {
         self
     }
 
-    /// Builds the authorizer; fails if a key does not parse or no key source was given.
+    /// Builds the authorizer; fails if a key does not parse, no key source was given, or a JWKS's
+    /// refresh interval is under [`MIN_JWKS_REFRESH_INTERVAL`](Self::MIN_JWKS_REFRESH_INTERVAL).
     pub fn build(self) -> Result<JwtAuthorizer, AuthError> {
         let keys = self.keys.into_iter().collect::<Result<Vec<_>, _>>()?;
         let jwks = match self.jwks {

@@ -199,7 +199,8 @@ impl PostgresStore {
     /// asks for it itself, but `save` is one statement run at the session's level, and so are
     /// the lease statements, which rely on it. At a stricter level two racing saves of one
     /// deployment end in a serialization failure, reported as a database error rather than a
-    /// [`StoreError::Conflict`].
+    /// [`StoreError::Conflict`]. A database in another encoding than UTF-8 (or `SQL_ASCII`) is
+    /// [`StoreError::Encoding`].
     pub async fn from_pool(pool: PgPool, options: PostgresOptions) -> Result<Self, StoreError> {
         let schema = valid_schema(&options.schema)
             .map_err(|e| Target::from_options(&pool.connect_options()).open_error(&e))?;
