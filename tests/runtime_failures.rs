@@ -790,6 +790,59 @@ async fn a_queued_deployment_found_stored_while_still_queued_is_canceled_when_re
     until(|| s.engine.live_deployments() == 1, "the newer one starts").await;
 }
 
+/// A single engine whose resumption of a deployment read a row another write had overtaken
+/// applies the input to a copy of the current row. An input that finishes the deployment
+/// there (a cancel) hands off to the deployment queued behind it, as one finishing it in
+/// memory does: nothing else would start that one.
+#[tokio::test]
+async fn a_deployment_finished_through_a_copy_hands_off_to_the_queued_one() {
+    const TWO_PAUSES: &str = r#"
+application: pauses
+deploymentConfig: {ifDeploymentInProgress: {strategy: enqueueOne}}
+targets:
+  prod:
+    constraints:
+      beforeDeployment: [pause: {duration: 1, unit: minutes}, pause: {duration: 60, unit: minutes}]
+"#;
+    let s = setup();
+    let running = s
+        .engine
+        .start(TWO_PAUSES, BTreeMap::new())
+        .await
+        .expect("started")
+        .id;
+    s.engine.shutdown().await;
+    // The first pause ends while no engine runs: the next one's recovery writes that.
+    s.clock.advance(TimeDelta::minutes(2));
+    let engine = Engine::builder(
+        s.external.dispatcher("https://hookgate.example").unwrap(),
+        SimulatedHost,
+    )
+    .shared_store(s.store.clone())
+    .clock(s.clock.clone())
+    .ids(SequentialIds::starting_at(1_000))
+    .build();
+    // That write is answered with a failure and its look fails too; it is stored right after
+    // the next load reads the row, which is the cancel's, whose resumption then conflicts.
+    s.store.store_saves_late(1);
+    s.store.fail_loads(1);
+    engine.recover().await.expect("recovered");
+    let queued = engine
+        .start(TWO_PAUSES, BTreeMap::new())
+        .await
+        .expect("queued");
+    assert_eq!(queued.status, DeploymentStatus::Queued);
+
+    engine.cancel(&running, "operator").await.expect("canceled");
+    assert_eq!(s.stored(&running).await.status, DeploymentStatus::Canceled);
+    until(
+        || engine.live_deployments() == 1,
+        "the queued deployment starts",
+    )
+    .await;
+    assert_eq!(s.stored(&queued.id).await.status, DeploymentStatus::Running);
+}
+
 /// A create stored but answered with a failure, whose look at the row failed too, fails the
 /// start; a deadline a moment later looks again and resumes the deployment, which nothing else
 /// would drive before a restart.

@@ -285,11 +285,17 @@ impl Engine {
                 }
             }
         }
+        let finished_now = write && !before.is_finished() && live.d.is_finished();
         spare::give_back(before);
         if live.owned {
             return Ok((changed, self.after_commit(live, actions, events)));
         }
         self.publish(live.d.id(), events);
+        // A copy that this write finished: a single engine has no upkeep round that would start
+        // the deployment queued behind it, as a replica's has, and no entry of it to retire.
+        if finished_now && self.replica().is_none() {
+            self.hand_off_soon(live.d.plan().application());
+        }
         Ok((changed, Vec::new()))
     }
 
@@ -554,7 +560,11 @@ impl Engine {
         if !self.unregister(live) {
             return;
         }
-        let d = &live.d;
+        self.hand_off_soon(live.d.plan().application());
+    }
+
+    /// Starts the deployment of `application` queued behind one that just finished, in a task.
+    fn hand_off_soon(&self, application: &str) {
         // An engine that runs deployments side by side never queues one.
         if self.inner.allow_concurrent {
             return;
@@ -563,11 +573,11 @@ impl Engine {
         // since a `start` that finds the lock free has either queued its deployment already
         // or will find this one finished in the store.
         if let Ok(_serial) = self.inner.start_lock.try_lock()
-            && !lock(&self.inner.queued).contains_key(d.plan().application())
+            && !lock(&self.inner.queued).contains_key(application)
         {
             return;
         }
-        let application = d.plan().application().to_owned();
+        let application = application.to_owned();
         let engine = self.clone();
         self.inner
             .tasks
