@@ -48,7 +48,7 @@ struct Server {
 }
 
 impl Server {
-    fn spawn(args: &[&str]) -> Server {
+    fn spawn(args: &[impl AsRef<std::ffi::OsStr>]) -> Server {
         let mut command = Command::new(binary());
         command
             .args(args)
@@ -184,6 +184,23 @@ webhooks:
     path
 }
 
+/// gate_server's arguments on [`config`] in `dir` (its webhook calling `external`), keeping its
+/// state in a database in `dir`: `--config` is at index 1, `--listen` at 3, `--db` at 5.
+fn with_db(dir: &Path, external: &str) -> Vec<String> {
+    let file = config(dir, external);
+    let db = dir.join("state.db");
+    [
+        "--config",
+        file.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        db.to_str().unwrap(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 async fn external() -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -211,16 +228,7 @@ async fn webhooks_received(external: &MockServer) -> usize {
 async fn resumes_after_sigkill_and_completes_with_a_fresh_token() {
     let external = external().await;
     let dir = tempfile::tempdir().unwrap();
-    let file = config(dir.path(), &external.uri());
-    let db = dir.path().join("state.db");
-    let args = [
-        "--config",
-        file.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--db",
-        db.to_str().unwrap(),
-    ];
+    let mut args = with_db(dir.path(), &external.uri());
     let mut first = Server::spawn(&args);
     let ready = first.until("ready");
     assert_eq!(ready["resumed"], false, "{ready}");
@@ -232,8 +240,7 @@ async fn resumes_after_sigkill_and_completes_with_a_fresh_token() {
     first.kill();
 
     let address = first.address.clone();
-    let mut args = args.to_vec();
-    args[3] = &address;
+    args[3].clone_from(&address);
     let mut second = Server::spawn(&args);
     assert_eq!(second.address, address);
     // `listening` comes before recovery; the callback waits until the deployment is resumed.
@@ -273,26 +280,15 @@ async fn resumes_after_sigkill_and_completes_with_a_fresh_token() {
 async fn a_resumed_deployment_is_reported_with_the_file_it_was_started_with() {
     let external = external().await;
     let dir = tempfile::tempdir().unwrap();
-    let file = config(dir.path(), &external.uri());
-    let db = dir.path().join("state.db");
-    let args = [
-        "--config",
-        file.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--db",
-        db.to_str().unwrap(),
-    ];
+    let mut args = with_db(dir.path(), &external.uri());
     let mut first = Server::spawn(&args);
     first.until("webhook_called");
     first.kill();
     // Where the callback URI points.
-    let address = first.address.clone();
-    let mut args = args.to_vec();
-    args[3] = &address;
+    args[3].clone_from(&first.address);
 
     std::fs::write(
-        &file,
+        &args[1],
         "application: crashy\ntargets:\n  alpha: {}\n  beta: {constraints: {dependsOn: [alpha]}}\n",
     )
     .unwrap();
@@ -341,19 +337,11 @@ async fn a_callback_timeout_that_passes_while_down_fails_the_gate_on_restart() {
     const TIMEOUT: Duration = Duration::from_secs(3);
     let external = external().await;
     let dir = tempfile::tempdir().unwrap();
-    let file = config(dir.path(), &external.uri());
-    let db = dir.path().join("state.db");
-    let timeout = TIMEOUT.as_secs().to_string();
-    let args = [
-        "--config",
-        file.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--db",
-        db.to_str().unwrap(),
-        "--callback-timeout",
-        &timeout,
-    ];
+    let mut args = with_db(dir.path(), &external.uri());
+    args.extend([
+        "--callback-timeout".to_owned(),
+        TIMEOUT.as_secs().to_string(),
+    ]);
     let mut first = Server::spawn(&args);
     let deployment = first.until("ready")["deployment"].clone();
     // Printed once the webhook's answer and the deadline it set are stored: killed at once,
@@ -389,7 +377,7 @@ async fn a_callback_timeout_that_passes_while_down_fails_the_gate_on_restart() {
 
     // The record says why and when: the callback timeout, its deadline passed before the
     // restart, and the gate failed by the restarted process.
-    let store = SqliteStore::open(&db).await.unwrap();
+    let store = SqliteStore::open(&args[5]).await.unwrap();
     let id = DeploymentId::from(deployment.as_str().unwrap());
     let history = store.history(&id).await.unwrap();
     store.close().await;

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::Secret;
-use crate::template::push_percent_encoded;
+use crate::template::{push_json_escaped, push_percent_encoded};
 
 const REDACTED: &str = "[redacted]";
 
@@ -61,7 +61,8 @@ impl<'a> Redactor<'a> {
             );
             // A body carries the value JSON-escaped; a server quoting that body back (in a
             // JSON string, or on an HTML page) escapes the escapes again.
-            let carried = json_escaped(value, JsonStyle::BODY_TEMPLATES);
+            let mut carried = String::with_capacity(value.len());
+            push_json_escaped(&mut carried, value);
             if carried != value {
                 needles.extend(
                     quoted_spellings(&carried)
@@ -194,7 +195,7 @@ fn json_spellings(value: &str) -> [String; 6] {
     [
         plain.replace('/', "\\/"),
         ascii.replace('/', "\\/"),
-        json_escaped(value, JsonStyle::BODY_TEMPLATES),
+        json_escaped(value, style(true, false, false)),
         json_escaped(value, style(false, true, false)),
         ascii,
         plain,
@@ -210,15 +211,6 @@ struct JsonStyle {
     html: bool,
     /// Every character beyond ASCII, as its UTF-16 units.
     beyond_ascii: bool,
-}
-
-impl JsonStyle {
-    /// How this crate's body templates escape a value inside a JSON string.
-    const BODY_TEMPLATES: Self = Self {
-        controls: true,
-        html: false,
-        beyond_ascii: false,
-    };
 }
 
 fn json_escaped(value: &str, style: JsonStyle) -> String {

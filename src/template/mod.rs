@@ -14,6 +14,6 @@ mod request;
 
 pub use parse::{ArmoryVar, Template, TemplateError, Variable};
 pub use render::{ArmoryValues, Escape, RenderError, RenderValues};
-pub(crate) use render::{push_percent_encoded, whole_url_allowed};
+pub(crate) use render::{push_json_escaped, push_percent_encoded, whole_url_allowed};
 pub(crate) use request::fixed_uri_problem;
 pub use request::{RenderedRequest, RequestTemplate};

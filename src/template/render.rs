@@ -351,7 +351,7 @@ fn push_hex(out: &mut String, byte: u8, digits: &[u8; 16]) {
 }
 
 /// RFC 8259 §7: quote, backslash and U+0000..U+001F must be escaped; everything else may stay.
-fn push_json_escaped(out: &mut String, value: &str) {
+pub(crate) fn push_json_escaped(out: &mut String, value: &str) {
     let bytes = value.as_bytes();
     // Runs of bytes that stay as they are are copied at once. Every byte escaped is ASCII, so
     // each run starts and ends on a character boundary.
