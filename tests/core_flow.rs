@@ -83,6 +83,48 @@ fn the_harness_takes_in_what_inputs_given_to_its_deployment_directly_produced() 
     );
 }
 
+/// One step's or call's result through the harness takes it out of the pending actions, so
+/// that the answering methods do not answer it a second time; a refused one stays pending.
+#[test]
+fn the_harness_takes_a_step_or_call_it_answered_one_by_one_out_of_pending() {
+    let mut h = start(
+        "application: a\ntargets:\n  dev: {}\n  prod: {constraints: {dependsOn: [dev], beforeDeployment: [runWebhook: {name: ticket}]}}\nwebhooks: [{name: ticket, uriTemplate: 'https://t.example'}]",
+    );
+    let Some(Action::RunStep(deploy)) = h.pending().first().cloned() else {
+        panic!("{:?}", h.pending())
+    };
+    h.step_result(deploy.op, StepOutcome::Succeeded).unwrap();
+    assert!(
+        h.step_result(deploy.op, StepOutcome::Succeeded).is_err(),
+        "a second result for the same step is refused"
+    );
+    let [Action::CallWebhook(call)] = h.pending() else {
+        panic!("only prod's ticket is pending: {:?}", h.pending())
+    };
+    let call = call.clone();
+    assert!(
+        h.call_result(
+            call.gate,
+            call.attempt + 1,
+            CallResult::Sent { status: 202 }
+        )
+        .is_err(),
+        "another attempt's result is refused"
+    );
+    assert_eq!(
+        h.pending().len(),
+        1,
+        "a refused result leaves the call pending"
+    );
+    h.call_result(call.gate, call.attempt, CallResult::Sent { status: 202 })
+        .unwrap();
+    assert!(h.pending().is_empty(), "{:?}", h.pending());
+    assert!(
+        h.answer_calls(|_| CallResult::Sent { status: 202 })
+            .is_empty()
+    );
+}
+
 #[test]
 fn environments_wait_for_depends_on_including_after_deployment() {
     let mut h = start(&format!(

@@ -8,7 +8,7 @@ use crate::clock::Clock;
 use crate::config::{GateId, Plan};
 use crate::core::{
     Action, CallResult, CallbackAck, CoreError, Decision, Deployment, DeploymentId,
-    DeploymentState, Event, EventKind, HostStep, StartOptions, StepOutcome, WebhookCall,
+    DeploymentState, Event, EventKind, HostStep, OpId, StartOptions, StepOutcome, WebhookCall,
 };
 
 /// Drives one [`Deployment`] on simulated time, keeping every action and event it produced.
@@ -16,9 +16,10 @@ use crate::core::{
 /// The harness plays the host: it drains outputs after every input, holds the actions not yet
 /// answered, and jumps its [`ManualClock`] straight to the next deadline, so a 24-hour callback
 /// timeout takes no real time. An input given to [`deployment`](Self::deployment) directly (a
-/// progress note, one call's result) is drained by the next method that answers or takes
-/// actions, or by [`sync`](Self::sync), which [`pending`](Self::pending) and
-/// [`events`](Self::events) need first.
+/// progress note) is drained by the next method that answers or takes actions, or by
+/// [`sync`](Self::sync), which [`pending`](Self::pending) and [`events`](Self::events) need
+/// first. One step's or call's result goes through [`step_result`](Self::step_result) or
+/// [`call_result`](Self::call_result), which also take it out of the pending actions.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -173,6 +174,46 @@ impl Harness {
             self.sync();
         }
         calls
+    }
+
+    /// Answers one host step or rollback now, as a host answering out of order does; on
+    /// success it is no longer [`pending`](Self::pending). A result given to
+    /// [`deployment`](Self::deployment) directly instead leaves the step pending, for
+    /// [`answer_steps`](Self::answer_steps) to answer again and the core to refuse.
+    pub fn step_result(&mut self, op: OpId, outcome: StepOutcome) -> Result<(), CoreError> {
+        self.sync();
+        let now = self.now();
+        let r = self.deployment.handle_step_result(now, op, outcome);
+        if r.is_ok() {
+            self.pending.retain(|a| {
+                !matches!(a, Action::RunStep(run) if run.op == op)
+                    && !matches!(a, Action::RollBack { op: o, .. } if *o == op)
+            });
+        }
+        self.sync();
+        r
+    }
+
+    /// Answers one webhook call now, as [`step_result`](Self::step_result) answers a step: on
+    /// success it is no longer [`pending`](Self::pending).
+    pub fn call_result(
+        &mut self,
+        gate: GateId,
+        attempt: u32,
+        result: CallResult,
+    ) -> Result<(), CoreError> {
+        self.sync();
+        let now = self.now();
+        let r = self
+            .deployment
+            .handle_call_result(now, gate, attempt, result);
+        if r.is_ok() {
+            self.pending.retain(
+                |a| !matches!(a, Action::CallWebhook(c) if c.gate == gate && c.attempt == attempt),
+            );
+        }
+        self.sync();
+        r
     }
 
     /// Removes and returns the pending webhook calls without answering them.
