@@ -747,8 +747,8 @@ async fn broken_and_good(
     (broken, good)
 }
 
-/// A row that cannot be read among those a takeover claims is left out of the answer, not
-/// made the answer: the rest of the batch is returned, and the unreadable one stays with the
+/// A row that cannot be read among those a takeover claims is answered as unreadable, not made
+/// the answer: the rest of the batch is returned, and the unreadable one stays with the
 /// claimer rather than come first in every later claim.
 #[tokio::test]
 async fn a_corrupt_orphan_is_left_out_of_a_takeover_and_the_rest_is_returned() {
@@ -756,18 +756,24 @@ async fn a_corrupt_orphan_is_left_out_of_a_takeover_and_the_rest_is_returned() {
         return;
     };
     let store = db.connect().await;
-    let (_, good) = broken_and_good(&db, &store, None).await;
+    let (broken, good) = broken_and_good(&db, &store, None).await;
 
     let first = Lease::new("first", Utc::now(), Duration::from_secs(30));
     let taken = store.claim_orphans(&first, 10).await.expect("a claim");
-    let ids: Vec<&DeploymentId> = taken.iter().map(|t| &t.id).collect();
+    let ids: Vec<&DeploymentId> = taken.deployments.iter().map(|t| &t.id).collect();
     assert_eq!(ids, [good.id()], "the readable one is returned");
+    assert!(
+        matches!(&taken.unreadable[..], [StoreError::Corrupt { id, .. }] if id == broken.id()),
+        "{:?}",
+        taken.unreadable
+    );
     let second = Lease::new("second", Utc::now(), Duration::from_secs(30));
     assert!(
         store
             .claim_orphans(&second, 10)
             .await
             .expect("a claim")
+            .deployments
             .is_empty(),
         "the unreadable one is not offered to every later claim"
     );
@@ -1102,16 +1108,30 @@ mod replica_scenarios {
     }
 }
 
-/// A single engine, and a replica restarting under the name that holds the rows, recover every
-/// readable deployment past one whose row cannot be read, and report that one, which stays as
-/// it is.
+/// A single engine, a replica restarting under the name that holds the rows, and a replica
+/// taking unleased rows over one at a time recover every readable deployment past one whose row
+/// cannot be read, and report that one, which stays as it is. The last took a batch holding
+/// only the unreadable row first, and read its empty answer as none left.
 #[cfg(feature = "runtime")]
 #[tokio::test]
 async fn an_unreadable_row_does_not_keep_the_others_from_recovering() {
     use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
     use hookgate::test_util::RecordingTransport;
 
-    for (schema, owner) in [("list_corrupt", None), ("held_corrupt", Some("replica"))] {
+    let cases = [
+        ("list_corrupt", None, None),
+        (
+            "held_corrupt",
+            Some("replica"),
+            Some(ReplicaOptions::new("replica")),
+        ),
+        (
+            "orphan_corrupt",
+            None,
+            Some(ReplicaOptions::new("replica").takeover_batch(1)),
+        ),
+    ];
+    for (schema, owner, replica) in cases {
         let Some(db) = TestDb::new(schema) else {
             return;
         };
@@ -1126,24 +1146,24 @@ async fn an_unreadable_row_does_not_keep_the_others_from_recovering() {
             SimulatedHost,
         )
         .store(store.clone());
-        if let Some(owner) = owner {
-            engine = engine.replica(ReplicaOptions::new(owner));
+        if let Some(replica) = replica {
+            engine = engine.replica(replica);
         }
         let engine = engine.build();
         let recovered = engine.recover().await.expect("recovery goes on");
-        assert_eq!(recovered.resumed, 1, "{owner:?}: the readable one resumes");
-        assert_eq!(recovered.not_resumed, [broken.id().clone()], "{owner:?}");
-        assert_eq!(engine.live_deployments(), 1, "{owner:?}");
+        assert_eq!(recovered.resumed, 1, "{schema}: the readable one resumes");
+        assert_eq!(recovered.not_resumed, [broken.id().clone()], "{schema}");
+        assert_eq!(engine.live_deployments(), 1, "{schema}");
         assert!(
             engine.view(good.id()).await.is_ok(),
-            "{owner:?}: the readable one is there"
+            "{schema}: the readable one is there"
         );
         assert!(
             matches!(
                 store.load(broken.id()).await,
                 Err(StoreError::Corrupt { .. })
             ),
-            "{owner:?}: left as it is"
+            "{schema}: left as it is"
         );
         engine.shutdown().await;
         db.drop_schema().await;

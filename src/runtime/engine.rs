@@ -519,10 +519,15 @@ impl Engine {
                 .store
                 .claim_orphans(&self.lease_of(replica), batch)
                 .await?;
-            if orphans.is_empty() {
+            // A batch of rows all unreadable answers no deployment, and readable ones may be
+            // left behind it: only an answer without either says none is left.
+            if orphans.deployments.is_empty() && orphans.unreadable.is_empty() {
                 break;
             }
-            self.resume_and_renew(orphans, replica, &mut recovered)
+            for e in orphans.unreadable {
+                recovered.left_unread(e);
+            }
+            self.resume_and_renew(orphans.deployments, replica, &mut recovered)
                 .await?;
         }
         Ok(recovered)

@@ -248,13 +248,16 @@ impl Engine {
         }
         // A fresh lease: the round so far may have taken a while.
         let lease = self.lease_of(replica);
-        for stored in self
+        let orphans = self
             .inner
             .store
             // The field is public: a zero set there would take nothing over, ever.
             .claim_orphans(&lease, replica.options.takeover_batch.max(1))
-            .await?
-        {
+            .await?;
+        for e in orphans.unreadable {
+            tracing::error!(error = %e, "a deployment taken over cannot be read; it is left as it is, held by this replica");
+        }
+        for stored in orphans.deployments {
             let id = stored.id.clone();
             match self.resume(stored).await {
                 Ok(Some(_)) => upkeep.taken_over += 1,

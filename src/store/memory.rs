@@ -405,11 +405,7 @@ impl Store for MemoryStore {
         Ok(held)
     }
 
-    async fn claim_orphans(
-        &self,
-        lease: &Lease,
-        limit: usize,
-    ) -> Result<Vec<StoredDeployment>, StoreError> {
+    async fn claim_orphans(&self, lease: &Lease, limit: usize) -> Result<Unfinished, StoreError> {
         let orphan = |row: &Row| {
             row.claimable_by(lease)
                 && row
@@ -434,7 +430,7 @@ impl Store for MemoryStore {
                 taken.push(current.stored(id));
             }
         }
-        Ok(taken)
+        Ok(taken.into())
     }
 
     async fn release(&self, owner: &str) -> Result<usize, StoreError> {

@@ -186,15 +186,12 @@ pub trait Store: Debug + Send + Sync {
     /// Concurrent callers never take the same deployment: each is handed to exactly one of
     /// them.
     ///
-    /// A row taken that cannot be read ([`StoreError::Corrupt`]) is logged and left out of the
-    /// answer, not made the answer: the others taken with it are returned, and it stays with
-    /// the owner, whose upkeep (and recovery, when it restarts under the same name) reports it
-    /// and leaves it as it is, rather than come first in every later claim of every replica.
-    async fn claim_orphans(
-        &self,
-        lease: &Lease,
-        limit: usize,
-    ) -> Result<Vec<StoredDeployment>, StoreError> {
+    /// A row taken that cannot be read is answered in [`Unfinished::unreadable`], as a
+    /// [`StoreError::Corrupt`] naming it, not made the whole answer: the others taken with it
+    /// are returned, and it stays with the owner, who reports it and leaves it as it is,
+    /// rather than have it come first in every later claim of every replica. An answer with
+    /// neither deployments nor unreadable rows means none was left to take.
+    async fn claim_orphans(&self, lease: &Lease, limit: usize) -> Result<Unfinished, StoreError> {
         let _ = (lease, limit);
         Err(StoreError::Unsupported { what: "leases" })
     }
@@ -282,7 +279,7 @@ macro_rules! forward_store {
                 &self,
                 lease: &Lease,
                 limit: usize,
-            ) -> Result<Vec<StoredDeployment>, StoreError> {
+            ) -> Result<Unfinished, StoreError> {
                 (**self).claim_orphans(lease, limit).await
             }
 

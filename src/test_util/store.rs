@@ -422,11 +422,7 @@ impl<S: Store> Store for FaultyStore<S> {
         held
     }
 
-    async fn claim_orphans(
-        &self,
-        lease: &Lease,
-        limit: usize,
-    ) -> Result<Vec<StoredDeployment>, StoreError> {
+    async fn claim_orphans(&self, lease: &Lease, limit: usize) -> Result<Unfinished, StoreError> {
         let claimed = self.inner.claim_orphans(lease, limit).await;
         if self.late_list.load(Ordering::SeqCst) {
             YieldOnce(false).await;

@@ -123,6 +123,7 @@ pub async fn orphan_claims(store: &DynStore) {
         .claim_orphans(&lease(&a, 0), 1000)
         .await
         .expect("claim_orphans succeeds")
+        .deployments
         .is_empty()
     {}
 
@@ -160,13 +161,13 @@ pub async fn orphan_claims(store: &DynStore) {
         .claim_orphans(&lease(&c, 0), 2)
         .await
         .expect("claim_orphans succeeds");
-    let first: Vec<_> = first.into_iter().map(|d| d.id).collect();
+    let first: Vec<_> = first.deployments.into_iter().map(|d| d.id).collect();
     assert_eq!(first, ids[..2], "the two oldest orphans, oldest first");
     let rest = store
         .claim_orphans(&lease(&c, 0), 100)
         .await
         .expect("claim_orphans succeeds");
-    let rest: Vec<_> = rest.into_iter().map(|d| d.id).collect();
+    let rest: Vec<_> = rest.deployments.into_iter().map(|d| d.id).collect();
     assert_eq!(
         rest,
         ids[2..],
@@ -211,11 +212,13 @@ pub async fn orphan_claims(store: &DynStore) {
     );
     let got_x: HashSet<_> = got_x
         .expect("claim_orphans succeeds")
+        .deployments
         .into_iter()
         .map(|d| d.id)
         .collect();
     let got_y: HashSet<_> = got_y
         .expect("claim_orphans succeeds")
+        .deployments
         .into_iter()
         .map(|d| d.id)
         .collect();

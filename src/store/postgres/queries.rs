@@ -438,11 +438,7 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    async fn claim_orphans(
-        &self,
-        lease: &Lease,
-        limit: usize,
-    ) -> Result<Vec<StoredDeployment>, StoreError> {
+    async fn claim_orphans(&self, lease: &Lease, limit: usize) -> Result<Unfinished, StoreError> {
         let taken = sqlx::query(&self.inner.sql.claim_orphans)
             .bind(&lease.owner)
             .bind(lease.until)
@@ -451,16 +447,7 @@ impl Store for PostgresStore {
             .fetch_all(&self.inner.pool)
             .await
             .map_err(backend)?;
-        Ok(taken
-            .iter()
-            .filter_map(|row| match rows::deployment(row) {
-                Ok(stored) => Some(stored),
-                Err(error) => {
-                    tracing::error!(%error, "a deployment taken over cannot be read; it is left out");
-                    None
-                }
-            })
-            .collect())
+        Unfinished::from_rows(taken.iter().map(rows::deployment))
     }
 
     async fn release(&self, owner: &str) -> Result<usize, StoreError> {
