@@ -275,6 +275,66 @@ webhooks:
     );
 }
 
+/// An `Authorization` header written in the file, not from a secret, is a credential too: a
+/// server echoing the header it refused has it hidden, and the rendered request does not print
+/// it.
+#[tokio::test]
+async fn an_authorization_header_not_from_a_secret_is_hidden_when_echoed() {
+    const LITERAL: &str = "lit3ral-t0ken-XYZ";
+    let server = answering_404(|request| {
+        let sent = request.headers.get("authorization");
+        format!("refused {:?}", sent.and_then(|v| v.to_str().ok()))
+    })
+    .await;
+    let header = format!(r#"- {{key: Authorization, value: "Bearer {LITERAL}"}}"#);
+    let traces = call(
+        plan(&server.uri(), &header),
+        MemorySecrets::new().with("token", TOKEN),
+    )
+    .await;
+    traces.assert_hides(LITERAL);
+    assert!(
+        traces.texts[0].contains("HTTP 404: refused"),
+        "{}",
+        traces.texts[0]
+    );
+}
+
+/// The user info of a URL a secret gives whole goes as `Authorization: Basic`; a server
+/// quoting the credentials it decoded from it has them hidden, and the password alone.
+#[tokio::test]
+async fn credentials_of_a_secret_url_echoed_as_decoded_are_hidden() {
+    let server = answering_404(|request| {
+        let sent = request
+            .headers
+            .get("authorization")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        let encoded = sent.strip_prefix("Basic ").unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap();
+        let pair = String::from_utf8(decoded).unwrap();
+        let password = pair.split_once(':').unwrap().1.to_owned();
+        format!("bad credentials {pair}; password {password}")
+    })
+    .await;
+    let base = server
+        .uri()
+        .replacen("http://", "http://ci:apit0ken-XYZ@", 1);
+    let secrets = MemorySecrets::new()
+        .with("token", TOKEN)
+        .with("base", base.as_str());
+    let traces = call(plan("", ""), secrets).await;
+    traces.assert_hides("apit0ken-XYZ");
+    assert!(
+        traces.texts[0].contains("HTTP 404: bad credentials"),
+        "{}",
+        traces.texts[0]
+    );
+}
+
 /// A server that echoes only part of a secret URL (a 404 page quoting the path) does not leak
 /// it: the parts of the URL the request went to are hidden too, not only the whole.
 #[tokio::test]

@@ -1,7 +1,9 @@
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, PROXY_AUTHORIZATION};
 use http::{HeaderName, HeaderValue, Request};
 
 use super::redact::Redactor;
@@ -126,14 +128,14 @@ impl Dispatcher {
         };
         // Cheap clones, kept for naming the request should it fail.
         let (method, uri) = (request.method().clone(), request.uri().clone());
-        // The credentials of a sensitive `Authorization` header: a URL's are sent there
-        // base64-encoded, a spelling no secret's needle matches, which a server echoing the
-        // headers it refused would quote.
-        let sent_credentials = request
-            .headers()
-            .get(AUTHORIZATION)
-            .filter(|value| value.is_sensitive())
-            .cloned();
+        // The credentials of every `Authorization` header, wherever they came from (a secret, a
+        // URL's user info, the context, the file): a server echoing the headers it refused
+        // would quote them, a URL's base64-encoded, a spelling no secret's needle matches.
+        let sent_credentials: Vec<HeaderValue> = [AUTHORIZATION, PROXY_AUTHORIZATION]
+            .iter()
+            .flat_map(|name| request.headers().get_all(name))
+            .cloned()
+            .collect();
         // Through the trait object: the blanket impl for `Arc` would box a second future.
         let outcome = (**transport).send(request).await;
         if let Ok(response) = &outcome
@@ -149,8 +151,9 @@ impl Dispatcher {
         } else {
             Vec::new()
         };
-        let sent_credentials = sent_credentials.as_ref().and_then(|v| v.to_str().ok());
-        hidden.extend(sent_credentials.map(credential_parts).unwrap_or_default());
+        for value in &sent_credentials {
+            hidden.extend(value.to_str().map(credential_parts).unwrap_or_default());
+        }
         let redactor = Redactor::new(&secrets, callback_id_hidden(prepared, hidden));
         let mut result = match outcome {
             Ok(response) => answer::from_response(&response, &redactor, self.clock.now()),
@@ -237,18 +240,32 @@ fn url_parts(printed: &str, uri: &http::Uri) -> Vec<String> {
     .collect()
 }
 
-/// A sensitive `Authorization` value, and its credentials after the scheme on their own; none
-/// when the credentials are shorter than two characters (an empty secret's `Bearer `), whose
-/// hiding would hide the scheme's name, or every letter of a text.
+/// An `Authorization` value, its credentials after the scheme on their own, and for `Basic`
+/// their decoded `user:password` and password, which a server may quote as it read them (a
+/// secret URL's user info goes there whole, so no secret's needle matches its parts); none
+/// shorter than two characters (an empty secret's `Bearer `), whose hiding would hide the
+/// scheme's name, or every letter of a text.
 fn credential_parts(value: &str) -> Vec<String> {
-    let credentials = value.split_once(' ').map_or(value, |(_, c)| c).trim();
+    let (scheme, credentials) = value.split_once(' ').unwrap_or(("", value));
+    let credentials = credentials.trim();
     if credentials.len() < 2 {
-        Vec::new()
-    } else if credentials == value {
-        vec![value.to_owned()]
-    } else {
-        vec![value.to_owned(), credentials.to_owned()]
+        return Vec::new();
     }
+    let mut parts = vec![value.to_owned()];
+    if credentials != value {
+        parts.push(credentials.to_owned());
+    }
+    if scheme.eq_ignore_ascii_case("basic")
+        && let Ok(decoded) = STANDARD.decode(credentials)
+        && let Ok(pair) = String::from_utf8(decoded)
+    {
+        let password = pair
+            .split_once(':')
+            .map(|(_, password)| password.to_owned());
+        parts.extend([Some(pair), password].into_iter().flatten());
+        parts.retain(|part| part.len() >= 2);
+    }
+    parts
 }
 
 /// `hidden` and the gate's callback id: with any callback token, whoever holds it resolves the
@@ -281,7 +298,12 @@ mod tests {
     fn credentials_are_hidden_whole_and_alone_unless_too_short_to_mean_anything() {
         assert_eq!(
             credential_parts("Basic Y2k6dG9r"),
-            ["Basic Y2k6dG9r", "Y2k6dG9r"]
+            ["Basic Y2k6dG9r", "Y2k6dG9r", "ci:tok", "tok"]
+        );
+        // `ci:x`: a one-character password is not hidden alone.
+        assert_eq!(
+            credential_parts("basic Y2k6eA=="),
+            ["basic Y2k6eA==", "Y2k6eA==", "ci:x"]
         );
         assert!(credential_parts("Bearer ").is_empty());
         assert!(credential_parts("Bearer x").is_empty());

@@ -6,7 +6,7 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, PROXY_AUTHORIZATION};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use url::Url;
 
@@ -440,7 +440,10 @@ fn render_header(
             variables: variable_names(template),
         }
     })?;
-    value.set_sensitive(uses_secret(template));
+    // Credentials, wherever they come from (the file, the context), are never printed.
+    value.set_sensitive(
+        uses_secret(template) || header == AUTHORIZATION || header == PROXY_AUTHORIZATION,
+    );
     Ok((header, value))
 }
 

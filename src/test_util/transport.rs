@@ -1,3 +1,4 @@
+use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -6,7 +7,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 
 use crate::outbound::{Dispatcher, OutboundError};
 use crate::secrets::MemorySecrets;
-use crate::transport::{HttpTransport, TransportError, TransportRegistry};
+use crate::transport::{HttpTransport, RequestTarget, TransportError, TransportRegistry};
 
 /// An [`HttpTransport`] for tests: answers every request at once with one status (202 unless
 /// told otherwise) and an empty body, and keeps what it was sent. Clones share the record.
@@ -25,14 +26,17 @@ use crate::transport::{HttpTransport, TransportError, TransportRegistry};
 /// assert_eq!(transport.requests()[0].body, "{}");
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RecordingTransport {
     status: StatusCode,
     requests: Arc<Mutex<Vec<RecordedRequest>>>,
 }
 
-/// A request a [`RecordingTransport`] was sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A request a [`RecordingTransport`] was sent. Its `Debug` names the request by its
+/// [`RequestTarget`], header names and body length only: the path, the query, header values
+/// and the body may carry rendered secrets or a client secret, which a failed `assert_eq!`
+/// would print into a test log. The fields hold all of it, for tests to assert on.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RecordedRequest {
     /// Its method.
@@ -43,6 +47,28 @@ pub struct RecordedRequest {
     pub headers: HeaderMap,
     /// Its body.
     pub body: Bytes,
+}
+
+impl fmt::Debug for RecordedRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordedRequest")
+            .field(
+                "target",
+                &format_args!("{}", RequestTarget::new(self.method.clone(), &self.uri)),
+            )
+            .field("header_names", &self.headers.keys().collect::<Vec<_>>())
+            .field("body_bytes", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for RecordingTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordingTransport")
+            .field("status", &self.status)
+            .field("requests", &*self.record())
+            .finish()
+    }
 }
 
 impl RecordingTransport {
@@ -112,5 +138,28 @@ impl HttpTransport for RecordingTransport {
         let mut response = Response::new(Bytes::new());
         *response.status_mut() = self.status;
         Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a request carried past its origin (a secret in the path, the query, a header
+    /// value, the body) stays out of the `Debug` of the record and of the transport.
+    #[tokio::test]
+    async fn debug_names_the_request_without_what_it_carried() {
+        let transport = RecordingTransport::new();
+        let request = Request::post("https://user:pw-s3cret@ci.example:8443/p-s3cret?q=q-s3cret")
+            .header("x-api-key", "h-s3cret")
+            .body(Bytes::from("client_secret=b-s3cret"))
+            .unwrap();
+        transport.send(request).await.unwrap();
+        let printed = format!("{transport:?} {:?}", transport.requests());
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(
+            printed.contains("POST https://ci.example:8443") && printed.contains("x-api-key"),
+            "{printed}"
+        );
     }
 }
