@@ -64,8 +64,10 @@
 //!
 //! # PostgreSQL
 //!
-//! `PostgresStore` (feature `postgres`) keeps the same tables in a PostgreSQL schema, for
-//! several replicas sharing one database: it implements leases and change notices
+//! `PostgresStore` (feature `postgres`) keeps the same data (deployments, the callback index,
+//! the event history) in tables of its own PostgreSQL schema, laid out apart from SQLite's
+//! (one row per event, the deployment file in its deployment's row), for several replicas
+//! sharing one database: it implements leases and change notices
 //! (`LISTEN`/`NOTIFY`), applies its migrations under an advisory lock when it connects, and
 //! acknowledges a write after its `COMMIT`. Lease times come from each replica's clock, so
 //! those clocks must agree to well within the lease time.

@@ -310,7 +310,8 @@ impl TokenIssuer {
     ///
     /// Answer an `invalid_client` with `401` and the
     /// [`www_authenticate`](OAuthError::www_authenticate) challenge, as RFC 6749 §5.2 requires
-    /// of a client that tried the header; the `token_endpoint` of the `axum` feature does.
+    /// of a client that tried the header; `server::token_endpoint` (feature `issuer`, served
+    /// by the `axum` router too) does.
     pub fn issue_with_authorization(
         &self,
         authorization: Option<&[u8]>,
