@@ -599,6 +599,17 @@ fn manual_approval_needs_one_of_the_required_roles() {
         h.deployment.gate_state(g),
         GateState::Passed(Resolution::Approved)
     );
+    // Whatever the approval's state: someone holding none of the roles learns nothing of it.
+    assert_eq!(
+        h.decide(g, Decision::reject("mallory", ["developer"])),
+        Err(CoreError::MissingRole {
+            required: vec!["release-manager".into(), "sre".into()]
+        })
+    );
+    assert_eq!(
+        h.decide(g, Decision::reject("bob", ["sre"])),
+        Err(CoreError::NotAwaitingDecision(g))
+    );
 }
 
 #[test]

@@ -394,10 +394,15 @@ impl Orphans {
 
     /// A deployment whose replica stopped without giving its lease up, once the lease ended.
     async fn orphan(&self) -> hookgate::core::DeploymentId {
+        self.orphan_of(ONE_GATE).await
+    }
+
+    /// [`Orphans::orphan`], of the deployment file `plan`.
+    async fn orphan_of(&self, plan: &str) -> hookgate::core::DeploymentId {
         let stopped = self.replica("stopped");
         stopped.recover().await.unwrap();
         let id = stopped
-            .start(ONE_GATE, std::collections::BTreeMap::new())
+            .start(plan, std::collections::BTreeMap::new())
             .await
             .unwrap()
             .id;
@@ -494,6 +499,50 @@ async fn a_decision_no_gate_could_take_does_not_take_an_orphan_over() {
     assert_eq!(a.live_deployments(), 0, "not taken up");
     assert_eq!(o.external.count(), calls, "its call not asked for again");
     assert!(o.unclaimed(&id).await, "its lease not claimed");
+}
+
+/// A decision by someone holding none of an approval's `requiresRoles`, which that gate refuses
+/// whatever its state, on a deployment another replica left, is refused without taking the
+/// deployment over; one holding a role is applied.
+#[tokio::test]
+async fn a_decision_lacking_the_approvals_roles_does_not_take_an_orphan_over() {
+    use hookgate::auth::Principal;
+    use hookgate::config::GateId;
+    use hookgate::core::{CoreError, Decision};
+    use hookgate::server::{GateError, GateService};
+
+    const ROLE_GATED: &str = "application: g\ntargets: {prod: {constraints: {beforeDeployment: [pause: {untilApproved: true, requiresRoles: [release-manager]}]}}}";
+    let o = Orphans::new();
+    let id = o.orphan_of(ROLE_GATED).await;
+    let a = o.replica("a");
+    let approver = Principal::new("approver");
+    let decide = |roles: &[&str]| {
+        GateService::decide(
+            &a,
+            &id,
+            GateId(0),
+            Decision::approve("someone", roles.to_vec()),
+            &approver,
+        )
+    };
+    let decided = decide(&["developer"]).await;
+    assert!(
+        matches!(&decided, Err(GateError::Core(CoreError::MissingRole { required })) if required == &["release-manager"]),
+        "{decided:?}"
+    );
+    assert_eq!(a.live_deployments(), 0, "not taken up");
+    assert!(o.unclaimed(&id).await, "its lease not claimed");
+
+    decide(&["developer", "release-manager"]).await.unwrap();
+    let view = a.view(&id).await.unwrap();
+    assert!(
+        matches!(
+            view.gates[0].state,
+            hookgate::core::GateState::Passed(hookgate::core::Resolution::Approved)
+        ),
+        "{:?}",
+        view.gates[0].state
+    );
 }
 
 /// A replica's `recover` still under way when shutdown begins claims no orphan after it: the

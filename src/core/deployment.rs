@@ -587,7 +587,9 @@ impl Deployment {
 
     /// Decides a manual approval, or a failed `rollBackMode: manual` analysis (approve to
     /// continue, reject to fail the gate). `requiresRoles` is met when the person holds any
-    /// one of the roles. A decision after the approval expired is refused even if
+    /// one of the roles; a person holding none is refused with [`CoreError::MissingRole`]
+    /// whatever the approval's state, before anything else is looked at, so that they learn
+    /// nothing of it. A decision after the approval expired is refused even if
     /// [`handle_timeout`](Self::handle_timeout) was not called for it yet: the expiry fires
     /// first.
     pub fn handle_approval(
@@ -597,17 +599,17 @@ impl Deployment {
         decision: Decision,
     ) -> Result<(), CoreError> {
         self.check_gate(gate)?;
+        if let GateKind::Approval { roles, .. } = self.plan.gate(gate).kind()
+            && !decision.meets(roles)
+        {
+            return Err(CoreError::MissingRole {
+                required: roles.clone(),
+            });
+        }
         self.expire(now, gate);
         let plan = &*self.plan;
-        match (self.s.gate(gate), plan.gate(gate).kind()) {
-            (GateState::AwaitingApproval { .. }, GateKind::Approval { roles, .. }) => {
-                if !roles.is_empty() && !decision.roles.iter().any(|r| roles.contains(r)) {
-                    return Err(CoreError::MissingRole {
-                        required: roles.clone(),
-                    });
-                }
-            }
-            (GateState::AwaitingDecision, _) => {}
+        match self.s.gate(gate) {
+            GateState::AwaitingApproval { .. } | GateState::AwaitingDecision => {}
             _ => return Err(CoreError::NotAwaitingDecision(gate)),
         }
         let Decision {

@@ -151,6 +151,12 @@ impl Decision {
         self.comment = Some(comment.into());
         self
     }
+
+    /// Whether the decider holds what `requiresRoles` asks: any one of `required`, or nothing
+    /// when it lists none.
+    pub(crate) fn meets(&self, required: &[String]) -> bool {
+        required.is_empty() || self.roles.iter().any(|r| required.contains(r))
+    }
 }
 
 /// Whether a callback changed anything.

@@ -86,7 +86,7 @@ impl GateService for Engine {
         // Held through the take-up, which then finds the plan in the engine's cache (it keeps
         // plans only while something uses them) rather than reading the file again.
         let _plan = match &target {
-            Target::Stored(stored) => Some(self.never_decided(stored, gate)?),
+            Target::Stored(stored) => Some(self.never_decided(stored, gate, &decision)?),
             _ => None,
         };
         self.apply_at(target, refused(by), |d, now| {
@@ -98,16 +98,18 @@ impl GateService for Engine {
 }
 
 impl Engine {
-    /// Refuses, as the core would, a decision for a gate of `stored` that can never take one
-    /// whatever its state (one the plan lacks, a webhook, a timed pause), before the deployment
-    /// is taken up: taking it up acts on it (claims its lease, fires its deadlines, asks again
-    /// for its work), which a refused request must not make happen. Whether a gate that can
-    /// take one does depends on its state after the take-up, which may fire its deadlines.
-    /// Returns the deployment's plan.
+    /// Refuses, as the core would, a decision for a gate of `stored` that can never take it
+    /// whatever its state (one the plan lacks, a webhook, a timed pause, an approval whose
+    /// `requiresRoles` the decider holds none of), before the deployment is taken up: taking
+    /// it up acts on it (claims its lease, fires its deadlines, asks again for its work), which
+    /// a refused request must not make happen. Whether a gate that can take it does depends on
+    /// its state after the take-up, which may fire its deadlines. Returns the deployment's
+    /// plan.
     fn never_decided(
         &self,
         stored: &StoredDeployment,
         gate: GateId,
+        decision: &Decision,
     ) -> Result<Arc<Plan>, GateError> {
         let index = usize::try_from(gate.0).ok();
         if index.is_none_or(|g| g >= stored.state.gates.len()) {
@@ -117,6 +119,12 @@ impl Engine {
         match index.and_then(|g| plan.gates().get(g)).map(|g| g.kind()) {
             Some(GateKind::Webhook { .. } | GateKind::Pause(_)) => {
                 Err(GateError::Core(CoreError::NotAwaitingDecision(gate)))
+            }
+            // The core refuses it so whatever the gate's state.
+            Some(GateKind::Approval { roles, .. }) if !decision.meets(roles) => {
+                Err(GateError::Core(CoreError::MissingRole {
+                    required: roles.clone(),
+                }))
             }
             _ => Ok(plan),
         }
