@@ -216,7 +216,7 @@ impl TokenIssuerBuilder {
             .find(|(i, c)| self.clients[..*i].iter().any(|o| o.id == c.id))
         {
             return Err(AuthError::config(format!(
-                "the client id {:?} is configured twice",
+                "the client id {:?} is configured twice; register each client once",
                 dup.1.id
             )));
         }

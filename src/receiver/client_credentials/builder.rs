@@ -125,8 +125,12 @@ impl ClientCredentialsBuilder {
                  or with allow_http_token_url)",
             ));
         }
-        let refresh_margin = TimeDelta::from_std(self.refresh_margin)
-            .map_err(|_| config("the refresh margin is too long"))?;
+        let refresh_margin = TimeDelta::from_std(self.refresh_margin).map_err(|_| {
+            config(
+                "the refresh margin is too long to represent; use one shorter than the \
+                     tokens' lifetime, such as the default of 60 s",
+            )
+        })?;
         Ok(ClientCredentials {
             transport: Arc::new(transport),
             client_id: self.client_id,
