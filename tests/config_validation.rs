@@ -211,6 +211,16 @@ fn a_uri_template_that_can_never_render_a_url_is_refused_at_load() {
             "{bad:?}"
         );
     }
+    // Longer than a request target may be: 40,018 bytes that percent-encoding triples, and one
+    // byte over the limit as written.
+    for path in ["\u{e9}".repeat(20_000), "a".repeat(65_517)] {
+        let uri = format!("https://h.example/{path}");
+        assert!(
+            matches!(problem(&uri), Some(ProblemKind::InvalidUriTemplate { reason }) if reason.contains("65534")),
+            "{} bytes",
+            uri.len()
+        );
+    }
     let malformed = "application: a\ntargets: {dev: {constraints: {beforeDeployment: [runWebhook: {name: w}]}}}\nwebhooks: [{name: w, uriTemplate: '{{context.x'}]";
     assert_eq!(
         problems(malformed),

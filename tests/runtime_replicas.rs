@@ -988,6 +988,36 @@ async fn a_lease_taken_back_after_another_replica_held_it_asks_again_for_its_wor
     .await;
 }
 
+/// A replica whose lease lapsed, before it learns so, applies a callback and starts the step it
+/// leads to, then stops with the step unfinished. The replica that took the deployment over
+/// takes that write up and asks for the step again, rather than leave it in flight for good:
+/// nobody else would, since the write left it no pending action and it holds the lease.
+#[tokio::test]
+async fn a_step_a_lapsed_replica_started_is_asked_for_again_by_the_holder() {
+    use hookgate::core::DeploymentStatus;
+
+    let o = Orphans::new();
+    let a = o.replica_with("a", SilentHost);
+    a.recover().await.unwrap();
+    let id = a
+        .start(ONE_GATE, std::collections::BTreeMap::new())
+        .await
+        .unwrap()
+        .id;
+    o.clock.advance(chrono::TimeDelta::minutes(2));
+    let b = o.replica("b");
+    assert_eq!(b.recover().await.unwrap().resumed, 1, "b takes it over");
+
+    o.pass_last_called_gate(&a).await;
+    a.shutdown().await;
+
+    b.maintain_leases().await.unwrap();
+    replicas::eventually(|| async {
+        b.view(&id).await.unwrap().status == DeploymentStatus::Succeeded
+    })
+    .await;
+}
+
 /// An upkeep round dropped while it stores a deployment another replica moved on (a timeout
 /// around it) still carries that write to its end: the actions the other replica left for the
 /// owner, taken out of the deployment for the write, are performed rather than lost, which

@@ -524,18 +524,21 @@ impl Engine {
             Ok(d) => {
                 let driven = std::mem::replace(&mut live.d, d);
                 let published = std::mem::replace(&mut live.version, stored.version);
-                // A write of ours that may have been stored without its actions performed:
-                // the work in flight in what is stored is asked for again, as after a
-                // restart, and performed by this deployment's next commit; not the work in
-                // flight in the copy driven here, which was asked for when it was stored and
-                // is under way (a write that failed was undone in memory). Pending actions a
-                // copy stored for its driver are among what is reissued: dropped first, so
-                // none is asked for twice. Its events were dropped with it: subscribers hear
-                // of them from the store's history.
+                // The work in flight in what is stored is asked for again, as after a restart,
+                // and performed by this deployment's next commit; not the work in flight in the
+                // copy driven here, which was asked for when it was stored and is under way (a
+                // write that failed was undone in memory). Such work is another's write's: a
+                // write of ours that may have been stored without its actions performed, or
+                // one by a replica whose lease lapsed before it learnt so, which performs its
+                // actions itself and leaves none for the holder (asked for twice, at least
+                // once). Pending actions a copy stored for its driver are among what is
+                // reissued: dropped first, so none is asked for twice.
+                if live.owned {
+                    live.d.reissue_afresh_beside(&driven);
+                }
+                // Its events were dropped with it: subscribers hear of them from the store's
+                // history.
                 if std::mem::take(&mut live.unsure) {
-                    if live.owned {
-                        live.d.reissue_afresh_beside(&driven);
-                    }
                     self.publish_stored(live.d.id(), published, live.version)
                         .await;
                 }

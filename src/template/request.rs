@@ -208,6 +208,10 @@ pub(crate) fn fixed_uri_problem(template: &Template) -> Option<String> {
     };
     match render_uri(template, &values, usize::MAX) {
         Err(RenderError::InvalidUri { reason, .. }) => Some(reason),
+        Err(RenderError::UriTooLong { length, limit, .. }) => Some(format!(
+            "it is {length} bytes long once percent-encoded, more than the {limit} an HTTP \
+             request target may have"
+        )),
         _ => None,
     }
 }
