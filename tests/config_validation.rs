@@ -676,6 +676,36 @@ fn invalid_header_names_and_methods_are_rejected() {
     );
 }
 
+/// Text written in a header value that no header may carry fails every call: refused at load,
+/// around placeholders too. A tab and text beyond ASCII are fine.
+#[test]
+fn header_values_that_can_never_be_sent_are_rejected() {
+    for value in [
+        r"a\x01b",
+        r"a\r\nX-Injected: 1",
+        r"{{context.x}}\x7f",
+        r"a\0",
+    ] {
+        let yaml = format!(
+            "application: a\ntargets: {{dev: {{}}}}\ncontext: {{x: v}}\nwebhooks: [{{name: w, uriTemplate: 'https://a', headers: [{{key: X-A, value: \"{value}\"}}]}}]"
+        );
+        assert_eq!(
+            problems(&yaml),
+            [(
+                "webhooks[0].headers[0].value".to_owned(),
+                ProblemKind::ControlCharacter {
+                    what: "a header value"
+                }
+            )],
+            "{value}"
+        );
+    }
+    Plan::from_yaml(
+        "application: a\ntargets: {dev: {}}\nwebhooks: [{name: w, uriTemplate: 'https://a', headers: [{key: X-A, value: \"a\\tb \u{e9} {{armory.deploymentId}}\"}]}]",
+    )
+    .unwrap();
+}
+
 #[test]
 fn retryable_status_codes_are_kept_sorted_and_absent_means_the_default() {
     let plan = Plan::from_yaml(

@@ -13,7 +13,7 @@ use super::plan::{
     AnalysisSpec, CanaryStep, EnvId, Environment, Gate, GateId, GateKind, InProgressPolicy,
     NetworkMode, Plan, RollBackMode, Stage, Strategy, Webhook, WebhookId,
 };
-use crate::template::{ArmoryVar, RequestTemplate, Template, Variable, fixed_uri_problem};
+use crate::template::{ArmoryVar, RequestTemplate, Segment, Template, Variable, fixed_uri_problem};
 
 /// The longest duration accepted anywhere in a file; longer ones are almost certainly typos and
 /// would overflow deadline arithmetic far sooner than any deployment ends.
@@ -493,6 +493,19 @@ impl Validator {
                     );
                 }
                 let value = self.template(&h.value, format!("{path}.headers[{j}].value"));
+                // Text the file writes that no header value may carry (a control character but
+                // a tab, DEL) would fail every call; a value inserted is checked as it renders.
+                if value.segments().iter().any(|segment| {
+                    matches!(segment, Segment::Literal(text)
+                        if http::HeaderValue::from_bytes(text.as_bytes()).is_err())
+                }) {
+                    self.problem(
+                        format!("{path}.headers[{j}].value"),
+                        ProblemKind::ControlCharacter {
+                            what: "a header value",
+                        },
+                    );
+                }
                 (h.key.clone(), value)
             })
             .collect();

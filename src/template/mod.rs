@@ -12,6 +12,7 @@ mod parse;
 mod render;
 mod request;
 
+pub(crate) use parse::Segment;
 pub use parse::{ArmoryVar, Template, TemplateError, Variable};
 pub use render::{ArmoryValues, Escape, RenderError, RenderValues};
 pub(crate) use render::{push_json_escaped, push_percent_encoded, whole_url_allowed};
