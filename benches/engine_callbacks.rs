@@ -141,19 +141,24 @@ async fn contended_round(count: usize) -> f64 {
             let engine = Arc::clone(&engine);
             tokio::spawn(async move {
                 let by = Principal::new("bench");
-                for callback in share {
+                for &callback in &share {
                     engine
                         .callback(callback, approving(), &by)
                         .await
                         .expect("the callback is applied");
                 }
+                // Freed after the round is measured: freeing it on a worker consolidated the
+                // allocator's free chunks there, 5% of the round's CPU time in a profile.
+                share
             })
         })
         .collect();
+    let mut shares = Vec::with_capacity(CONCURRENCY);
     for task in tasks {
-        task.await.expect("a task applying callbacks");
+        shares.push(task.await.expect("a task applying callbacks"));
     }
     let spent = threads_cpu_time() - before;
+    drop(shares);
     assert_eq!(engine.live_deployments(), 0, "every deployment finished");
     spent
 }
