@@ -694,7 +694,7 @@ fn header_values_that_can_never_be_sent_are_rejected() {
             [(
                 "webhooks[0].headers[0].value".to_owned(),
                 ProblemKind::ControlCharacter {
-                    what: "a header value"
+                    what: "a header value (tabs aside)"
                 }
             )],
             "{value}"

@@ -123,6 +123,27 @@ fn the_harness_takes_a_step_or_call_it_answered_one_by_one_out_of_pending() {
         h.answer_calls(|_| CallResult::Sent { status: 202 })
             .is_empty()
     );
+
+    // A call the core no longer waits for (the deployment was canceled) leaves pending too.
+    let mut h = start(
+        "application: a\ntargets: {dev: {constraints: {beforeDeployment: [runWebhook: {name: ticket}]}}}\nwebhooks: [{name: ticket, uriTemplate: 'https://t.example'}]",
+    );
+    let [Action::CallWebhook(call)] = h.pending() else {
+        panic!("{:?}", h.pending())
+    };
+    let call = call.clone();
+    h.cancel("ops").unwrap();
+    assert_eq!(
+        h.call_result(call.gate, call.attempt, CallResult::Sent { status: 202 }),
+        Err(hookgate::core::CoreError::Stale)
+    );
+    assert!(
+        !h.pending()
+            .iter()
+            .any(|a| matches!(a, Action::CallWebhook(_))),
+        "{:?}",
+        h.pending()
+    );
 }
 
 #[test]

@@ -79,7 +79,8 @@ impl Traces {
 
 /// Runs the deployment's one call through a dispatcher with `secrets`, capturing the TRACE
 /// log, and collects every text it produced: the result, the events, the `Debug` of the
-/// prepared call, the dispatcher and the rendered request, and the transport's own error.
+/// prepared call, the dispatcher, the rendered request and its header map, and the transport's
+/// own error.
 async fn call(plan: Arc<Plan>, secrets: MemorySecrets) -> Traces {
     let (captured, _guard) = Captured::on_this_thread();
 
@@ -136,7 +137,10 @@ async fn call(plan: Arc<Plan>, secrets: MemorySecrets) -> Traces {
     match webhook.request.render(&values) {
         Ok(rendered) => {
             texts.push(format!("{rendered:?}"));
-            if let Err(error) = transport.send(rendered.into()).await {
+            // As `http` prints it: header values marked sensitive print as `Sensitive`.
+            let request = http::Request::<bytes::Bytes>::from(rendered);
+            texts.push(format!("{:?}", request.headers()));
+            if let Err(error) = transport.send(request).await {
                 texts.push(format!("{error} {error:?}"));
             }
         }
@@ -276,8 +280,8 @@ webhooks:
 }
 
 /// An `Authorization` header written in the file, not from a secret, is a credential too: a
-/// server echoing the header it refused has it hidden, and the rendered request does not print
-/// it.
+/// server echoing the header it refused has it hidden, and the request's header map does not
+/// print it.
 #[tokio::test]
 async fn an_authorization_header_not_from_a_secret_is_hidden_when_echoed() {
     const LITERAL: &str = "lit3ral-t0ken-XYZ";

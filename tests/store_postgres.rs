@@ -751,7 +751,7 @@ async fn broken_and_good(
 /// the answer: the rest of the batch is returned, and the unreadable one stays with the
 /// claimer rather than come first in every later claim.
 #[tokio::test]
-async fn a_corrupt_orphan_is_left_out_of_a_takeover_and_the_rest_is_returned() {
+async fn a_corrupt_orphan_is_answered_apart_from_the_rest_of_a_takeover() {
     let Some(db) = TestDb::new("corrupt_orphan") else {
         return;
     };

@@ -211,9 +211,11 @@ pub enum ProblemKind {
     },
     /// A name holding a control character (NUL, a line break, …): a database column of text
     /// cannot hold NUL, and a name that prints as something else misleads whoever reads it.
+    /// Also the text a header value writes itself holding one no header can carry (any but a
+    /// tab, and DEL), which would fail every call.
     #[error("{what} holds a control character; use printable characters only")]
     ControlCharacter {
-        /// Which name.
+        /// Which name, or `"a header value (tabs aside)"`.
         what: &'static str,
     },
     /// A name longer than hookgate stores.

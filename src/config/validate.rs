@@ -502,7 +502,7 @@ impl Validator {
                     self.problem(
                         format!("{path}.headers[{j}].value"),
                         ProblemKind::ControlCharacter {
-                            what: "a header value",
+                            what: "a header value (tabs aside)",
                         },
                     );
                 }

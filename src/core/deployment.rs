@@ -588,7 +588,7 @@ impl Deployment {
     /// Decides a manual approval, or a failed `rollBackMode: manual` analysis (approve to
     /// continue, reject to fail the gate). `requiresRoles` is met when the person holds any
     /// one of the roles; a person holding none is refused with [`CoreError::MissingRole`]
-    /// whatever the approval's state, before anything else is looked at, so that they learn
+    /// whatever the approval's state, before its state is looked at, so that they learn
     /// nothing of it. A decision after the approval expired is refused even if
     /// [`handle_timeout`](Self::handle_timeout) was not called for it yet: the expiry fires
     /// first.

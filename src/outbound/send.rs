@@ -1,7 +1,9 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use base64::alphabet;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, PROXY_AUTHORIZATION};
 use http::{HeaderName, HeaderValue, Request};
@@ -152,7 +154,8 @@ impl Dispatcher {
             Vec::new()
         };
         for value in &sent_credentials {
-            hidden.extend(value.to_str().map(credential_parts).unwrap_or_default());
+            // Lossily: a value may hold bytes beyond ASCII, and a server quoting it would too.
+            hidden.extend(credential_parts(&String::from_utf8_lossy(value.as_bytes())));
         }
         let redactor = Redactor::new(&secrets, callback_id_hidden(prepared, hidden));
         let mut result = match outcome {
@@ -241,11 +244,17 @@ fn url_parts(printed: &str, uri: &http::Uri) -> Vec<String> {
 }
 
 /// An `Authorization` value, its credentials after the scheme on their own, and for `Basic`
-/// their decoded `user:password` and password, which a server may quote as it read them (a
-/// secret URL's user info goes there whole, so no secret's needle matches its parts); none
-/// shorter than two characters (an empty secret's `Bearer `), whose hiding would hide the
-/// scheme's name, or every letter of a text.
+/// their decoded `user:password` and password (the user instead when there is no password, as
+/// a token given as a URL's user name is), which a server may quote as it read them (a secret
+/// URL's user info goes there whole, so no secret's needle matches its parts); none shorter
+/// than two characters (an empty secret's `Bearer `), whose hiding would hide the scheme's
+/// name, or every letter of a text.
 fn credential_parts(value: &str) -> Vec<String> {
+    // RFC 7617 puts no charset on the pair, and some clients leave the padding out.
+    const BASIC: GeneralPurpose = GeneralPurpose::new(
+        &alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
     let (scheme, credentials) = value.split_once(' ').unwrap_or(("", value));
     let credentials = credentials.trim();
     if credentials.len() < 2 {
@@ -256,14 +265,17 @@ fn credential_parts(value: &str) -> Vec<String> {
         parts.push(credentials.to_owned());
     }
     if scheme.eq_ignore_ascii_case("basic")
-        && let Ok(decoded) = STANDARD.decode(credentials)
-        && let Ok(pair) = String::from_utf8(decoded)
+        && let Ok(pair) = BASIC.decode(credentials)
     {
-        let password = pair
-            .split_once(':')
-            .map(|(_, password)| password.to_owned());
-        parts.extend([Some(pair), password].into_iter().flatten());
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let alone = match pair.iter().position(|&b| b == b':') {
+            Some(colon) if colon + 1 < pair.len() => &pair[colon + 1..],
+            Some(colon) => &pair[..colon],
+            None => &pair[..],
+        };
+        parts.extend([text(&pair), text(alone)]);
         parts.retain(|part| part.len() >= 2);
+        parts.dedup();
     }
     parts
 }
@@ -304,6 +316,21 @@ mod tests {
         assert_eq!(
             credential_parts("basic Y2k6eA=="),
             ["basic Y2k6eA==", "Y2k6eA==", "ci:x"]
+        );
+        // `t0ken:`, a token given as a URL's user name, without padding: the user alone.
+        assert_eq!(
+            credential_parts("Basic dDBrZW46"),
+            ["Basic dDBrZW46", "dDBrZW46", "t0ken:", "t0ken"]
+        );
+        // `ci:p\xe4ss` in Latin-1, unpadded: hidden as a server quotes it, lossily.
+        assert_eq!(
+            credential_parts("Basic Y2k6cORzcw"),
+            [
+                "Basic Y2k6cORzcw",
+                "Y2k6cORzcw",
+                "ci:p\u{fffd}ss",
+                "p\u{fffd}ss"
+            ]
         );
         assert!(credential_parts("Bearer ").is_empty());
         assert!(credential_parts("Bearer x").is_empty());

@@ -110,8 +110,9 @@ pub(crate) struct Live {
     /// Where its deadline is in the scheduler's table.
     pub(crate) deadline: Slot,
     /// Set when a write failed and whether it was stored is not known: if it was, the actions
-    /// it led to were never performed, so the next reload from the store asks again for the
-    /// work in flight there.
+    /// it led to were never performed (the next reload from the store asks again for the work
+    /// in flight there, as every reload of a deployment driven here does), and its events were
+    /// never published, which that reload publishes from the store's history.
     pub(crate) unsure: bool,
     /// How many times it was looked for in the store since `unsure` was set.
     pub(crate) looks: u8,
@@ -248,9 +249,8 @@ pub struct Recovered {
     /// Unfinished deployments left as they are, neither resumed nor changed, for an operator
     /// to look at while the others resume (each logged at ERROR with what is wrong): their row
     /// could not be read ([`StoreError::Corrupt`]), their deployment file no longer
-    /// validates, or their state does not fit it. A replica lists the unreadable ones it held;
-    /// one it claims from a replica that stopped is left out of the claim and logged by the
-    /// store.
+    /// validates, or their state does not fit it. A replica lists the unreadable ones it held
+    /// and those it claimed from a replica that stopped.
     pub not_resumed: Vec<DeploymentId>,
 }
 

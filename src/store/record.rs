@@ -92,9 +92,10 @@ pub struct StoredDeployment {
     pub updated_at: DateTime<Utc>,
 }
 
-/// What [`Store::list_unfinished`](super::Store::list_unfinished) read: every unfinished
-/// deployment whose row it could read, and an error for each one it could not, so that one
-/// unreadable row does not keep the others from resuming.
+/// What [`Store::list_unfinished`](super::Store::list_unfinished) read, or
+/// [`Store::claim_orphans`](super::Store::claim_orphans) took: every unfinished deployment
+/// whose row it could read, and an error for each one it could not, so that one unreadable
+/// row does not keep the others from resuming.
 #[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct Unfinished {

@@ -102,7 +102,8 @@ impl RequestTemplate {
     /// The URI is rendered with [`Escape::Uri`] and must be an absolute http(s) URL; header
     /// values with [`Escape::Header`]; the body with [`Escape::Json`] when a `Content-Type`
     /// header renders to `application/json` or `…+json` (parameters allowed), otherwise with
-    /// [`Escape::None`]. Header values that use a secret are marked sensitive. Credentials in
+    /// [`Escape::None`]. Header values that use a secret, and every `Authorization` and
+    /// `Proxy-Authorization` value, are marked sensitive. Credentials in
     /// the URL (`https://user:password@host/…`, as Jenkins URLs often carry them) are taken
     /// out of it and sent as `Authorization: Basic`, marked sensitive, as HTTP clients do,
     /// unless a header template sets `Authorization` itself.

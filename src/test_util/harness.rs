@@ -176,15 +176,17 @@ impl Harness {
         calls
     }
 
-    /// Answers one host step or rollback now, as a host answering out of order does; on
-    /// success it is no longer [`pending`](Self::pending). A result given to
-    /// [`deployment`](Self::deployment) directly instead leaves the step pending, for
-    /// [`answer_steps`](Self::answer_steps) to answer again and the core to refuse.
+    /// Answers one host step or rollback now, as a host answering out of order does. Once the
+    /// core took it, or answered that it no longer waits for it ([`CoreError::Stale`]: its
+    /// deadline passed, the deployment was canceled), it is no longer
+    /// [`pending`](Self::pending). A result given to [`deployment`](Self::deployment) directly
+    /// instead leaves the step pending, for [`answer_steps`](Self::answer_steps) to answer
+    /// again and the core to refuse.
     pub fn step_result(&mut self, op: OpId, outcome: StepOutcome) -> Result<(), CoreError> {
         self.sync();
         let now = self.now();
         let r = self.deployment.handle_step_result(now, op, outcome);
-        if r.is_ok() {
+        if matches!(r, Ok(()) | Err(CoreError::Stale)) {
             self.pending.retain(|a| {
                 !matches!(a, Action::RunStep(run) if run.op == op)
                     && !matches!(a, Action::RollBack { op: o, .. } if *o == op)
@@ -194,8 +196,9 @@ impl Harness {
         r
     }
 
-    /// Answers one webhook call now, as [`step_result`](Self::step_result) answers a step: on
-    /// success it is no longer [`pending`](Self::pending).
+    /// Answers one webhook call attempt now, as [`step_result`](Self::step_result) answers a
+    /// step: once the core took it or no longer waits for it, it is no longer
+    /// [`pending`](Self::pending).
     pub fn call_result(
         &mut self,
         gate: GateId,
@@ -207,7 +210,7 @@ impl Harness {
         let r = self
             .deployment
             .handle_call_result(now, gate, attempt, result);
-        if r.is_ok() {
+        if matches!(r, Ok(()) | Err(CoreError::Stale)) {
             self.pending.retain(
                 |a| !matches!(a, Action::CallWebhook(c) if c.gate == gate && c.attempt == attempt),
             );

@@ -47,8 +47,9 @@ impl Deployment {
     /// [`reissue_afresh`](Self::reissue_afresh) for a stored state taken up in place of
     /// `running`, this deployment as driven here, whose work in flight was asked for when it
     /// was stored and is under way, but for the actions it still holds, not yet performed: only
-    /// the rest is asked for, that of writes whose answers were lost. Asked for again, the work
-    /// under way would run twice at once.
+    /// the rest is asked for, that of other writes (ours whose answers were lost, a copy's that
+    /// left it pending, a lapsed replica's). Asked for again, the work under way would run
+    /// twice at once.
     #[cfg(feature = "runtime")]
     pub(crate) fn reissue_afresh_beside(&mut self, running: &Deployment) {
         let underway: BTreeSet<Underway> = running
