@@ -36,7 +36,7 @@ pub struct MemoryStore {
     callbacks: Mutex<HashMap<CallbackId, DeploymentId>>,
     /// The running deployments of each application, oldest first: what a start asks for,
     /// without a look at every row. Kept with the rows, under a shard's lock.
-    running: Mutex<HashMap<String, Running>>,
+    running: Mutex<HashMap<String, Running, IdHasher>>,
     watchers: Mutex<Vec<ChangeWatcher>>,
     /// Whether `watchers` has any, read by every write without taking the lock all writes
     /// would share.
