@@ -338,6 +338,18 @@ async fn shutdown_gives_the_leases_up_only_after_a_round_of_upkeep_under_way() {
     );
 }
 
+/// `replica` recovered, and the deployment of [`ONE_GATE`] it then started.
+async fn recovered_and_started(
+    replica: &hookgate::runtime::Engine,
+) -> hookgate::core::DeploymentId {
+    replica.recover().await.unwrap();
+    replica
+        .start(ONE_GATE, std::collections::BTreeMap::new())
+        .await
+        .unwrap()
+        .id
+}
+
 /// Replicas with minute-long leases on one faulty memory store and one manual clock, and a
 /// way to leave deployments orphaned there.
 struct Orphans {
@@ -452,12 +464,7 @@ async fn a_zero_lease_lasts_the_shortest_lease() {
         ReplicaOptions::new("a").lease(std::time::Duration::ZERO),
         SimulatedHost,
     );
-    a.recover().await.unwrap();
-    let id = a
-        .start(ONE_GATE, std::collections::BTreeMap::new())
-        .await
-        .unwrap()
-        .id;
+    let id = recovered_and_started(&a).await;
     o.clock.advance(chrono::TimeDelta::milliseconds(900));
     assert!(!o.unclaimed(&id).await, "held for the shortest lease");
     o.clock.advance(chrono::TimeDelta::milliseconds(200));
@@ -967,12 +974,7 @@ async fn a_lease_taken_back_after_another_replica_held_it_asks_again_for_its_wor
 
     let o = Orphans::new();
     let a = o.replica("a");
-    a.recover().await.unwrap();
-    let id = a
-        .start(ONE_GATE, std::collections::BTreeMap::new())
-        .await
-        .unwrap()
-        .id;
+    let id = recovered_and_started(&a).await;
     o.clock.advance(chrono::TimeDelta::minutes(2));
 
     let b = o.replica_with("b", SilentHost);
@@ -998,12 +1000,7 @@ async fn a_step_a_lapsed_replica_started_is_asked_for_again_by_the_holder() {
 
     let o = Orphans::new();
     let a = o.replica_with("a", SilentHost);
-    a.recover().await.unwrap();
-    let id = a
-        .start(ONE_GATE, std::collections::BTreeMap::new())
-        .await
-        .unwrap()
-        .id;
+    let id = recovered_and_started(&a).await;
     o.clock.advance(chrono::TimeDelta::minutes(2));
     let b = o.replica("b");
     assert_eq!(b.recover().await.unwrap().resumed, 1, "b takes it over");
