@@ -19,7 +19,8 @@
 //! the origins given with `--callback-origin`; without one, only to where the token is for:
 //! Armory's API (`https://api.cloud.armory.io`), or the `--token-url`'s origin when one is
 //! given (as `gate_server` serves both). Anyone who can reach the receiver names the callback
-//! URI, so `--any-callback-origin`, which accepts any, hands the token to whoever asks. A plain
+//! URI, so `--any-callback-origin`, which accepts any (and is refused beside
+//! `--callback-origin`), hands the token to whoever asks. A plain
 //! `http` callback URI is used on loopback only; `--allow-http-callbacks` accepts it elsewhere,
 //! sending the token in the clear.
 
@@ -67,13 +68,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--allow-http-token-url" => allow_http = true,
             "--allow-http-callbacks" => allow_http_callbacks = true,
             "--any-callback-origin" => any_origin = true,
-            "--callback-origin" => origins.push(
-                args.next()
-                    .ok_or("--callback-origin needs a URL")?
-                    .parse::<url::Url>()?,
-            ),
+            "--callback-origin" => {
+                let origin = args.next().ok_or("--callback-origin needs a URL")?;
+                // `localhost:8080` parses as a URL of scheme `localhost`, whose origin no
+                // callback URI ever has: every callback would be refused.
+                match origin.parse::<url::Url>() {
+                    Ok(url) if matches!(url.scheme(), "http" | "https") => origins.push(url),
+                    _ => {
+                        return Err(format!(
+                            "--callback-origin {origin:?} is not an http(s) URL; give one such \
+                             as https://cd.example.com"
+                        )
+                        .into());
+                    }
+                }
+            }
             other => return Err(format!("unknown argument {other:?}").into()),
         }
+    }
+    if any_origin && !origins.is_empty() {
+        return Err("give --callback-origin or --any-callback-origin, not both".into());
     }
     if origins.is_empty() && !any_origin {
         origins.push(match &token_url {
@@ -91,8 +105,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokens = tokens.allow_http_token_url();
     }
     let tokens = tokens.build(ReqwestTransport::builder().build()?)?;
-    let mut client = CallbackClient::new(ReqwestTransport::builder().build()?, tokens)
-        .with_allowed_origins(origins);
+    let mut client = CallbackClient::new(ReqwestTransport::builder().build()?, tokens);
+    // An empty list allows no origin at all, so any origin means no list.
+    if !any_origin {
+        client = client.with_allowed_origins(origins);
+    }
     if allow_http_callbacks {
         client = client.allow_http_callbacks();
     }

@@ -1165,3 +1165,39 @@ async fn leases_and_notices_are_refused_as_unsupported_and_change_nothing() {
     let watched = store.watch(Arc::new(|_: &DeploymentId, _| {})).await;
     unsupported("watch", watched).await;
 }
+
+/// A store opening a new file while another connection holds a lock on it waits for the lock
+/// (up to the busy timeout), as it does for an existing file: switching a new file to WAL
+/// takes a lock SQLite does not wait for, so a store opened beside another store's first
+/// opening failed at once with "database is locked".
+#[tokio::test]
+async fn a_store_opening_a_new_file_another_connection_locks_waits_for_it() {
+    use sqlx::{ConnectOptions, Connection};
+
+    let dir = TempDir::new("first-open-waits");
+    let mut holder = SqliteConnectOptions::new()
+        .filename(dir.db())
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Delete)
+        .connect()
+        .await
+        .expect("a connection creating the file");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .expect("a lock on the new file");
+    let release = async {
+        // Long enough for the opening to meet the lock; it waits up to its 5 s busy timeout.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        sqlx::query("COMMIT")
+            .execute(&mut holder)
+            .await
+            .expect("the lock given up");
+    };
+    let (opened, ()) = tokio::join!(SqliteStore::open(dir.db()), release);
+    opened
+        .expect("the store waited for the lock and opened")
+        .close()
+        .await;
+    holder.close().await.unwrap();
+}

@@ -209,6 +209,45 @@ fn connect_options(path: &Path, options: &SqliteOptions) -> SqliteConnectOptions
         .foreign_keys(true)
 }
 
+/// The pool, once its first connection is open. That connection switches a new file to WAL,
+/// which takes a lock SQLite does not wait for under the busy timeout: another store opening
+/// the same new file at once holds it, and the switch fails at once as busy. It is tried again
+/// until the busy timeout has passed, as every other lock is waited for.
+async fn first_connection(
+    path: &Path,
+    connect: &SqliteConnectOptions,
+    options: &SqliteOptions,
+) -> Result<SqlitePool, StoreError> {
+    const MAX_WAIT: Duration = Duration::from_millis(100);
+    let deadline = tokio::time::Instant::now() + options.busy_timeout;
+    let mut wait = Duration::from_millis(5);
+    loop {
+        let opened = SqlitePoolOptions::new()
+            .max_connections(options.max_connections)
+            .connect_with(connect.clone())
+            .await;
+        match opened {
+            Ok(pool) => return Ok(pool),
+            Err(e) if writer::is_busy(&e) => {
+                if tokio::time::Instant::now() >= deadline {
+                    // Locked for the whole busy timeout: the database's state, not the path's.
+                    return Err(StoreError::Backend {
+                        source: Box::new(e),
+                    });
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_WAIT);
+            }
+            Err(e) => {
+                return Err(StoreError::Open {
+                    path: path.to_owned(),
+                    source: Box::new(e),
+                });
+            }
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating it if missing) the database at `path` with the default options, and
     /// applies any schema migration it lacks.
@@ -217,21 +256,16 @@ impl SqliteStore {
     }
 
     /// Opens (creating it if missing) the database at `path`, and applies any schema migration
-    /// it lacks. Opening a file another store has open is fine.
+    /// it lacks. Opening a file another store has open, or is opening, is fine: a lock another
+    /// connection holds is waited for up to [`SqliteOptions::busy_timeout`], and still held then
+    /// is [`StoreError::Backend`].
     pub async fn open_with(
         path: impl AsRef<Path>,
         options: SqliteOptions,
     ) -> Result<Self, StoreError> {
         let path = path.as_ref();
         let connect = connect_options(path, &options);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(options.max_connections)
-            .connect_with(connect.clone())
-            .await
-            .map_err(|e| StoreError::Open {
-                path: path.to_owned(),
-                source: Box::new(e),
-            })?;
+        let pool = first_connection(path, &connect, &options).await?;
         schema::migrate(&pool, options.clock.now()).await?;
         let connect = writer::Writer::options(connect);
         let conn = connect.connect().await.map_err(|e| StoreError::Open {

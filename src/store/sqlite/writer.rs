@@ -309,7 +309,7 @@ impl Writer {
 
 /// Whether `e` is SQLite's `SQLITE_BUSY` (any of its extended codes): the database stayed
 /// locked for the whole busy timeout.
-fn is_busy(e: &sqlx::Error) -> bool {
+pub(super) fn is_busy(e: &sqlx::Error) -> bool {
     const SQLITE_BUSY: i32 = 5;
     e.as_database_error()
         .and_then(|e| e.code())

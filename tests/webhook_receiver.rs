@@ -1,0 +1,169 @@
+//! The `webhook_receiver` example as a separate process: it receives a webhook and calls back
+//! where the webhook says, within the origins its flags allow.
+#![cfg(all(feature = "axum", feature = "reqwest", feature = "receiver"))]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
+
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// How long a test waits for a line it expects before it fails rather than hang.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn binary() -> PathBuf {
+    let deps = std::env::current_exe().expect("the test binary's path");
+    deps.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join("examples")
+        .join("webhook_receiver")
+}
+
+fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .env("CDAAS_CLIENT_ID", "ci")
+        .env("CDAAS_CLIENT_SECRET", "s3cret-for-tests");
+    command
+}
+
+/// A running webhook_receiver, killed when dropped, and its stdout line by line.
+struct Receiving {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Receiving {
+    fn spawn(args: &[&str]) -> (Receiving, String) {
+        let mut child = command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("webhook_receiver starts (cargo test builds the examples)");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut receiving = Receiving { child, lines };
+        let first = receiving.line();
+        let address = first
+            .strip_prefix("webhook_receiver listening on ")
+            .unwrap_or_else(|| panic!("the first line names the address: {first:?}"))
+            .to_owned();
+        (receiving, address)
+    }
+
+    fn line(&mut self) -> String {
+        self.lines
+            .recv_timeout(DEADLINE)
+            .expect("webhook_receiver prints the line expected")
+    }
+}
+
+/// `--any-callback-origin` calls back to an origin other than the token's: it set an empty
+/// list of allowed origins, which allows none, so every callback was refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn any_callback_origin_calls_back_to_any_origin() {
+    let orchestrator = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"access_token": "t0ken", "token_type": "Bearer", "expires_in": 3600}),
+        ))
+        .mount(&orchestrator)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/callbacks/x/callback"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"status": "applied"})),
+        )
+        .mount(&orchestrator)
+        .await;
+    let port = orchestrator.address().port();
+    let token_url = format!("http://127.0.0.1:{port}/oauth/token");
+    let (mut receiving, address) = Receiving::spawn(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--token-url",
+        &token_url,
+        "--any-callback-origin",
+        "--work-ms",
+        "0",
+    ]);
+
+    // `localhost`, not the token URL's `127.0.0.1`: another origin.
+    let callback_uri = format!("http://localhost:{port}/callbacks/x/callback");
+    let answer = reqwest::Client::new()
+        .post(format!("http://{address}/"))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "callbackUri": callback_uri }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    assert!(receiving.line().starts_with("webhook received"));
+    let answered = receiving.line();
+    assert!(answered.starts_with("callback answered"), "{answered}");
+    let callbacks = orchestrator
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/callbacks/x/callback")
+        .count();
+    assert_eq!(callbacks, 2, "the progress note and the outcome");
+}
+
+/// An origin given without a scheme (`localhost:8080`) is refused at start: it parsed as a URL
+/// whose origin no callback URI has, and every callback was refused.
+#[test]
+fn a_callback_origin_without_a_scheme_is_refused_at_start() {
+    let mut child = command(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--callback-origin",
+        "localhost:8080",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("webhook_receiver starts");
+    // Polled with a deadline: a receiver that starts anyway would never end.
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            panic!("webhook_receiver started and kept running with an unusable origin");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("is not an http(s) URL"), "{stderr}");
+}
