@@ -308,7 +308,8 @@ impl Writer {
 }
 
 /// Whether `e` is SQLite's `SQLITE_BUSY` (any of its extended codes): the database stayed
-/// locked for the whole busy timeout.
+/// locked for the whole busy timeout, or, for a lock SQLite does not wait for (switching a new
+/// file to WAL), was locked at all.
 pub(super) fn is_busy(e: &sqlx::Error) -> bool {
     const SQLITE_BUSY: i32 = 5;
     e.as_database_error()
