@@ -9,10 +9,9 @@
     feature = "receiver"
 ))]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use hookgate::core::{DeploymentId, EventKind, Resolution};
@@ -26,18 +25,11 @@ use serde_json::Value;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+mod example_process;
+
 /// How long a test waits for gate_server to print a line it expects, or to exit, before it
 /// fails: a missed line fails the test rather than hanging it.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-fn binary() -> PathBuf {
-    let deps = std::env::current_exe().expect("the test binary's path");
-    let target = deps
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    target.join("examples").join("gate_server")
-}
 
 /// A running gate_server; killed when dropped (a failing test leaves no process behind).
 struct Server {
@@ -49,7 +41,7 @@ struct Server {
 
 impl Server {
     fn spawn(args: &[impl AsRef<std::ffi::OsStr>]) -> Server {
-        let mut command = Command::new(binary());
+        let mut command = Command::new(example_process::binary("gate_server"));
         command
             .args(args)
             .env("CDAAS_CLIENT_SECRET", "s3cret-for-tests");
@@ -65,16 +57,7 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("gate_server starts (cargo test builds the examples)");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = example_process::stdout_lines(&mut child);
         let mut server = Server {
             child,
             lines,
@@ -319,7 +302,7 @@ fn an_unusable_public_url_exits_2() {
         "ftp://gates.example",
         "https://u:p@gates.example",
     ] {
-        let out = Command::new(binary())
+        let out = Command::new(example_process::binary("gate_server"))
             .args(["--listen", "127.0.0.1:0", "--client-id", "a", "--config"])
             .arg(&config)
             .args(["--public-url", public_url])
@@ -417,7 +400,7 @@ fn an_invalid_file_exits_2_with_every_problem_on_stderr() {
         "application: a\ntargets: {prod: {strategy: nope, constraints: {dependsOn: [ghost]}}}",
     )
     .unwrap();
-    let out = Command::new(binary())
+    let out = Command::new(example_process::binary("gate_server"))
         .args([
             "--config",
             path.to_str().unwrap(),
@@ -440,7 +423,10 @@ fn an_invalid_file_exits_2_with_every_problem_on_stderr() {
 
 #[test]
 fn missing_arguments_exit_2() {
-    let out = Command::new(binary()).arg("--listen").output().unwrap();
+    let out = Command::new(example_process::binary("gate_server"))
+        .arg("--listen")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -559,7 +545,7 @@ webhooks:
 fn the_client_secret_comes_from_a_file_and_a_missing_one_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing-secret");
-    let out = Command::new(binary())
+    let out = Command::new(example_process::binary("gate_server"))
         .args(["--config", "unused.yml", "--listen", "127.0.0.1:0"])
         .args(["--client-id", "a", "--client-secret-file"])
         .arg(&missing)
@@ -570,7 +556,7 @@ fn the_client_secret_comes_from_a_file_and_a_missing_one_exits_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("missing-secret"), "{stderr}");
 
-    let out = Command::new(binary())
+    let out = Command::new(example_process::binary("gate_server"))
         .args(["--config", "unused.yml", "--listen", "127.0.0.1:0"])
         .args(["--client-id", "a", "--client-secret", "b"])
         .output()
@@ -592,7 +578,7 @@ async fn a_secret_read_from_a_file_gets_tokens_without_its_line_end() {
     std::fs::write(&config, "application: a\ntargets: {dev: {}}\n").unwrap();
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "s3cret-from-a-file\r\n").unwrap();
-    let mut command = Command::new(binary());
+    let mut command = Command::new(example_process::binary("gate_server"));
     command
         .args(["--listen", "127.0.0.1:0", "--linger", "30", "--config"])
         .arg(&config)
@@ -615,7 +601,7 @@ fn a_failure_once_running_exits_1() {
     std::fs::write(&config, "application: a\ntargets: {dev: {}}\n").unwrap();
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "s3cret\n").unwrap();
-    let out = Command::new(binary())
+    let out = Command::new(example_process::binary("gate_server"))
         .args(["--listen", "127.0.0.1:0", "--client-id", "a", "--config"])
         .arg(&config)
         .arg("--client-secret-file")

@@ -2,29 +2,21 @@
 //! where the webhook says, within the origins its flags allow.
 #![cfg(all(feature = "axum", feature = "reqwest", feature = "receiver"))]
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::io::Read;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+mod example_process;
+
 /// How long a test waits for a line it expects before it fails rather than hang.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-fn binary() -> PathBuf {
-    let deps = std::env::current_exe().expect("the test binary's path");
-    deps.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .join("examples")
-        .join("webhook_receiver")
-}
-
 fn command(args: &[&str]) -> Command {
-    let mut command = Command::new(binary());
+    let mut command = Command::new(example_process::binary("webhook_receiver"));
     command
         .args(args)
         .env("CDAAS_CLIENT_ID", "ci")
@@ -52,15 +44,7 @@ impl Receiving {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("webhook_receiver starts (cargo test builds the examples)");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = example_process::stdout_lines(&mut child);
         let mut receiving = Receiving { child, lines };
         let first = receiving.line();
         let address = first

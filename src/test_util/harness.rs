@@ -183,17 +183,14 @@ impl Harness {
     /// instead leaves the step pending, for [`answer_steps`](Self::answer_steps) to answer
     /// again and the core to refuse.
     pub fn step_result(&mut self, op: OpId, outcome: StepOutcome) -> Result<(), CoreError> {
-        self.sync();
-        let now = self.now();
-        let r = self.deployment.handle_step_result(now, op, outcome);
-        if matches!(r, Ok(()) | Err(CoreError::Stale)) {
-            self.pending.retain(|a| {
-                !matches!(a, Action::RunStep(run) if run.op == op)
-                    && !matches!(a, Action::RollBack { op: o, .. } if *o == op)
-            });
-        }
-        self.sync();
-        r
+        self.answer_one(
+            |d, now| d.handle_step_result(now, op, outcome),
+            |a| match a {
+                Action::RunStep(run) => run.op == op,
+                Action::RollBack { op: o, .. } => *o == op,
+                _ => false,
+            },
+        )
     }
 
     /// Answers one webhook call attempt now, as [`step_result`](Self::step_result) answers a
@@ -205,15 +202,24 @@ impl Harness {
         attempt: u32,
         result: CallResult,
     ) -> Result<(), CoreError> {
+        self.answer_one(
+            |d, now| d.handle_call_result(now, gate, attempt, result),
+            |a| matches!(a, Action::CallWebhook(c) if c.gate == gate && c.attempt == attempt),
+        )
+    }
+
+    /// Gives `input` now, what inputs given directly produced taken in first, and takes the
+    /// pending action it `answers` out once the core took it or no longer waits for it.
+    fn answer_one(
+        &mut self,
+        input: impl FnOnce(&mut Deployment, DateTime<Utc>) -> Result<(), CoreError>,
+        answers: impl Fn(&Action) -> bool,
+    ) -> Result<(), CoreError> {
         self.sync();
         let now = self.now();
-        let r = self
-            .deployment
-            .handle_call_result(now, gate, attempt, result);
+        let r = input(&mut self.deployment, now);
         if matches!(r, Ok(()) | Err(CoreError::Stale)) {
-            self.pending.retain(
-                |a| !matches!(a, Action::CallWebhook(c) if c.gate == gate && c.attempt == attempt),
-            );
+            self.pending.retain(|a| !answers(a));
         }
         self.sync();
         r
@@ -258,14 +264,10 @@ impl Harness {
     pub fn decide(&mut self, gate: GateId, decision: Decision) -> Result<(), CoreError> {
         // The approval's request, if an input given to the deployment directly opened it, is
         // taken in first, for the decision to take it out.
-        self.sync();
-        let now = self.now();
-        let r = self.deployment.handle_approval(now, gate, decision);
-        self.pending.retain(
-            |a| !matches!(a, Action::RequestApproval(req) if req.gate == gate && r.is_ok()),
-        );
-        self.sync();
-        r
+        self.answer_one(
+            |d, now| d.handle_approval(now, gate, decision),
+            |a| matches!(a, Action::RequestApproval(req) if req.gate == gate),
+        )
     }
 
     /// Cancels the deployment now.
