@@ -315,6 +315,53 @@ async fn a_failed_refresh_falls_back_to_the_cached_token_until_it_expires() {
     );
 }
 
+/// Callers arriving while one refreshes a token that has not expired get that token at once,
+/// rather than wait through the refresh; once it has expired, they wait for the refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_during_a_refresh_are_served_the_unexpired_token() {
+    let server = answering(
+        token("first", 120),
+        1,
+        // Long enough that the callers below ask while the refresh is under way, however
+        // slowly a loaded machine runs them; well within the transport's 30 s timeout.
+        token("second", 120).set_delay(Duration::from_secs(5)),
+    )
+    .await;
+    let clock = TestClock::new();
+    let tokens = Arc::new(
+        source(&server)
+            .refresh_margin(Duration::from_secs(60))
+            .clock(clock.clone())
+            .build(transport())
+            .unwrap(),
+    );
+    assert_eq!(tokens.token().await.unwrap().expose(), "first");
+
+    clock.advance(TimeDelta::seconds(70));
+    let refreshing = tokio::spawn({
+        let tokens = Arc::clone(&tokens);
+        async move { tokens.token().await }
+    });
+    while server.received_requests().await.unwrap_or_default().len() < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        tokens.token().await.unwrap().expose(),
+        "first",
+        "inside the margin, a refresh under way, and the token has 50 s left"
+    );
+    assert!(!refreshing.is_finished(), "the refresh had not ended");
+
+    clock.advance(TimeDelta::seconds(50));
+    assert_eq!(
+        tokens.token().await.unwrap().expose(),
+        "second",
+        "expired: the caller waited for the refresh"
+    );
+    assert_eq!(refreshing.await.unwrap().unwrap().expose(), "second");
+    server.verify().await;
+}
+
 #[tokio::test]
 async fn invalidate_forces_a_fresh_token() {
     let server = first_then_second(3600).await;

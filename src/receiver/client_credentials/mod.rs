@@ -44,6 +44,9 @@ pub const DEFAULT_AUDIENCE: &str = "https://api.cloud.armory.io";
 ///   `expires_in` is cached until [`invalidate`](TokenSource::invalidate)d.
 /// - Callers arriving while the cache is cold share one fetch, and its result: a failed fetch
 ///   fails every caller that waited for it instead of being repeated by each.
+/// - Once the margin is reached, one caller refreshes the token; callers arriving while that
+///   refresh is under way get the cached token at once, as long as it has not expired, rather
+///   than wait through the refresh's retries.
 /// - A refresh that fails while the cached token has not yet expired serves that token (with a
 ///   warning), so that the token endpoint being down for less than the margin stops nothing;
 ///   a refresh is tried again 5 s later, or at the token's expiry if sooner. A token
@@ -92,6 +95,17 @@ impl ClientCredentials {
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let cached = cache.as_ref()?;
         match cached.refresh_at {
+            Some(at) if self.clock.now() >= at => None,
+            _ => Some(cached.token.clone()),
+        }
+    }
+
+    /// The cached token if it has not expired, whatever its refresh point: for callers arriving
+    /// while another refreshes it.
+    fn valid(&self) -> Option<Secret> {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let cached = cache.as_ref()?;
+        match cached.expires_at {
             Some(at) if self.clock.now() >= at => None,
             _ => Some(cached.token.clone()),
         }
@@ -261,7 +275,15 @@ impl TokenSource for ClientCredentials {
             return Ok(token);
         }
         let seen = self.flights.load(Ordering::Acquire);
-        let mut flight = self.flight.lock().await;
+        let mut flight = match self.flight.try_lock() {
+            Ok(flight) => flight,
+            // Another caller is refreshing: a token that still serves spares this one the wait,
+            // and the error if that refresh fails past the token's expiry.
+            Err(_) => match self.valid() {
+                Some(token) => return Ok(token),
+                None => self.flight.lock().await,
+            },
+        };
         if self.flights.load(Ordering::Acquire) != seen
             && let Some(outcome) = flight.as_ref()
         {
