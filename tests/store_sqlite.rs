@@ -1201,3 +1201,43 @@ async fn a_store_opening_a_new_file_another_connection_locks_waits_for_it() {
         .await;
     holder.close().await.unwrap();
 }
+
+/// Paths SQLite opens as a database of each connection's own are refused before any is opened,
+/// rather than opening a store whose writes find no table (the writer's connection would hold
+/// an empty database of its own). A file given as a URI still opens.
+#[tokio::test]
+async fn a_path_naming_no_database_file_is_refused() {
+    for path in [
+        "",
+        ":memory:",
+        "file::memory:",
+        "file::memory:?cache=shared",
+        "file:%3Amemory%3A",
+        "file:hookgate.db?mode=memory",
+        "file:hookgate.db?cache=shared&mode=memor%79",
+    ] {
+        match SqliteStore::open(path).await {
+            Err(e @ StoreError::NotAFile { .. }) => {
+                let message = e.to_string();
+                assert!(
+                    message.contains("give the SQLite store a file path"),
+                    "{message}"
+                );
+            }
+            other => panic!("{path:?}: {:?}", other.map(|_| "opened")),
+        }
+    }
+    let dir = TempDir::new("not-a-file");
+    let uri = format!("file:{}?mode=rwc", dir.db().display());
+    let store = SqliteStore::open(&uri)
+        .await
+        .expect("a file given as a URI");
+    let (d, events) = start("d-uri");
+    store
+        .create(NewDeployment::new(&d, PLAN), &events)
+        .await
+        .expect("create");
+    assert!(store.load(d.id()).await.unwrap().is_some());
+    store.close().await;
+    assert!(dir.db().exists(), "the URI's file holds the database");
+}

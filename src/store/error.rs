@@ -95,6 +95,20 @@ pub enum StoreError {
         /// The driver's error.
         source: Box<dyn StdError + Send + Sync>,
     },
+    /// The path given to the SQLite store names no file: `:memory:`, an in-memory URI
+    /// (`file::memory:`, `mode=memory`) or an empty path, which SQLite opens as a database of
+    /// each connection's own, so that the store's connections would not share one.
+    #[error(
+        "{path:?} names no database file but one each connection opens apart ({why}): give \
+         the SQLite store a file path (a temporary directory's, for tests), or use \
+         `MemoryStore` for a store in memory"
+    )]
+    NotAFile {
+        /// The path given.
+        path: PathBuf,
+        /// What SQLite would open instead of a file.
+        why: &'static str,
+    },
     /// The database server could not be reached or refused the connection.
     #[error(
         "cannot connect to the database at {server} ({source}): check that the server runs and \

@@ -209,6 +209,26 @@ fn connect_options(path: &Path, options: &SqliteOptions) -> SqliteConnectOptions
         .foreign_keys(true)
 }
 
+/// What SQLite opens for `path` when it names no file, each connection its own database (the
+/// store's connections open file names as URIs too).
+fn not_a_file(path: &Path) -> Option<&'static str> {
+    let text = path.to_str()?;
+    if text.is_empty() {
+        return Some("an empty path is a temporary database");
+    }
+    if text == ":memory:" {
+        return Some("an in-memory database");
+    }
+    let uri = text.strip_prefix("file:")?;
+    let uri = uri.split_once('#').map_or(uri, |(uri, _)| uri);
+    let (name, query) = uri.split_once('?').unwrap_or((uri, ""));
+    // SQLite decodes escapes in both parts before reading them.
+    let in_memory = percent_encoding::percent_decode_str(name).eq(*b":memory:")
+        || url::form_urlencoded::parse(query.as_bytes())
+            .any(|(key, value)| key == "mode" && value == "memory");
+    in_memory.then_some("an in-memory database")
+}
+
 /// The pool, once its first connection is open. That connection switches a new file to WAL,
 /// which takes a lock SQLite does not wait for under the busy timeout: another store opening
 /// the same new file at once holds it, and the switch fails at once as busy. It is tried again
@@ -259,11 +279,21 @@ impl SqliteStore {
     /// it lacks. Opening a file another store has open, or is opening, is fine: a lock another
     /// connection holds is waited for up to [`SqliteOptions::busy_timeout`], and still held then
     /// is [`StoreError::Backend`].
+    ///
+    /// `path` may be a `file:` URI. One naming no file (`:memory:`, an in-memory URI, an empty
+    /// path) is [`StoreError::NotAFile`]: SQLite would give each of the store's connections a
+    /// database of its own.
     pub async fn open_with(
         path: impl AsRef<Path>,
         options: SqliteOptions,
     ) -> Result<Self, StoreError> {
         let path = path.as_ref();
+        if let Some(why) = not_a_file(path) {
+            return Err(StoreError::NotAFile {
+                path: path.to_owned(),
+                why,
+            });
+        }
         let connect = connect_options(path, &options);
         let pool = first_connection(path, &connect, &options).await?;
         schema::migrate(&pool, options.clock.now()).await?;
