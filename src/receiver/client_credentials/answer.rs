@@ -27,15 +27,15 @@ pub(super) fn refusal(response: &Response<Bytes>, attempts: u32, secret: &str) -
 }
 
 /// `n` as a whole, non-negative number of seconds: an integer, or a float without a fraction
-/// (`3600.0`, `1e3`), which some servers send.
+/// (`3600.0`, `1e3`), which some servers send. One too large for a `u64` is `u64::MAX`, a
+/// lifetime as unending as the largest integer's.
 fn whole_seconds(n: &serde_json::Number) -> Option<u64> {
     if let Some(seconds) = n.as_u64() {
         return Some(seconds);
     }
     let seconds = n.as_f64()?;
-    // Up to 2^53, where every f64 is still exact: a longer lifetime is meaningless anyway.
-    (seconds >= 0.0 && seconds.fract() == 0.0 && seconds <= 9_007_199_254_740_992.0)
-        .then_some(seconds as u64)
+    // `as` saturates a float beyond `u64::MAX`; every float from 2^53 up is whole.
+    (seconds >= 0.0 && seconds.fract() == 0.0).then_some(seconds as u64)
 }
 
 /// Parses `{"access_token", "expires_in", "token_type", "scope"}`; `scope` is not needed.
@@ -76,7 +76,13 @@ pub(super) fn parse_token(body: &[u8]) -> Result<(Secret, Option<u64>), TokenErr
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => Some(whole_seconds(n).ok_or_else(not_seconds)?),
         // Some servers send the number as a string.
-        Some(Value::String(s)) => Some(s.parse().map_err(|_| not_seconds())?),
+        Some(Value::String(s)) => Some(
+            s.parse::<serde_json::Number>()
+                .ok()
+                .as_ref()
+                .and_then(whole_seconds)
+                .ok_or_else(not_seconds)?,
+        ),
         Some(_) => return Err(not_seconds()),
     };
     Ok((Secret::new(token.as_str()), expires_in))
@@ -94,9 +100,17 @@ mod tests {
             br#"{"access_token":"abc","expires_in":86400,"token_type":"Bearer","scope":"x"}"#;
         let (token, expires) = parse_token(answer).unwrap();
         assert_eq!((token.expose(), expires), ("abc", Some(86400)));
-        let (_, expires) = parse_token(br#"{"access_token":"abc","expires_in":"60"}"#).unwrap();
-        assert_eq!(expires, Some(60));
-        for (whole, seconds) in [("3600.0", 3600), ("1e3", 1000), ("0.0", 0)] {
+        for (whole, seconds) in [
+            ("\"60\"", 60),
+            ("\"3600.0\"", 3600),
+            ("\"18446744073709551616\"", u64::MAX),
+            ("3600.0", 3600),
+            ("1e3", 1000),
+            ("0.0", 0),
+            ("18446744073709551615", u64::MAX),
+            ("18446744073709551616", u64::MAX),
+            ("1e300", u64::MAX),
+        ] {
             let answer = format!(r#"{{"access_token":"abc","expires_in":{whole}}}"#);
             let (_, expires) = parse_token(answer.as_bytes()).unwrap();
             assert_eq!(expires, Some(seconds), "{whole}");
@@ -109,7 +123,10 @@ mod tests {
             br#"{"access_token":"abc","expires_in":-5}"#,
             br#"{"access_token":"abc","expires_in":1.5}"#,
             br#"{"access_token":"abc","expires_in":-1.0}"#,
-            br#"{"access_token":"abc","expires_in":1e300}"#,
+            br#"{"access_token":"abc","expires_in":"-5"}"#,
+            br#"{"access_token":"abc","expires_in":"1.5"}"#,
+            br#"{"access_token":"abc","expires_in":"soon"}"#,
+            br#"{"access_token":"abc","expires_in":" 60"}"#,
             b"not json",
         ] {
             assert!(matches!(
