@@ -827,6 +827,35 @@ fn a_callback_after_the_callback_timeout_is_refused_before_the_timer_fires() {
     assert_eq!(h.deployment.status(), DeploymentStatus::Failed);
 }
 
+/// A sibling's timeout, too: a callback for one gate of a list, after another gate of the list
+/// timed out, meets the list failed and its own gate closed, as it would had the timer fired on
+/// time, rather than resolving its gate and the list failing later with the wrong cause.
+#[test]
+fn a_callback_after_a_siblings_timeout_meets_the_list_failed_before_the_timer_fires() {
+    let yaml = "application: app\ntargets: {prod: {constraints: {beforeDeployment: [runWebhook: {name: a}, runWebhook: {name: b}]}}}\nwebhooks:\n  - {name: a, uriTemplate: 'https://a.example'}\n  - {name: b, uriTemplate: 'https://b.example', callbackTimeout: {duration: 5, unit: minutes}}";
+    let mut h = start(yaml);
+    let gates = sent(&mut h);
+    let (a, b) = (gates[0], gates[1]);
+    let id = h.deployment.callback_id(a).unwrap();
+    let late = h.now() + TimeDelta::minutes(10);
+
+    let mut on_time = h.deployment.clone();
+    on_time.handle_timeout(h.now() + TimeDelta::minutes(5));
+    let expected = on_time.handle_callback(late, id, true, None);
+    assert!(
+        matches!(expected, Err(CoreError::GateClosed { .. })),
+        "{expected:?}"
+    );
+
+    assert_eq!(h.deployment.handle_callback(late, id, true, None), expected);
+    assert_eq!(
+        h.deployment.gate_state(b),
+        GateState::Failed(Resolution::CallbackTimeout)
+    );
+    assert_eq!(h.deployment.gate_state(a), on_time.gate_state(a));
+    assert_eq!(h.deployment.status(), DeploymentStatus::Failed);
+}
+
 #[test]
 fn a_decision_after_the_approval_expired_is_refused_before_the_timer_fires() {
     let mut h =

@@ -315,11 +315,26 @@ impl Deployment {
         self.fire_passed(now, |_| true);
     }
 
-    /// Fires, earliest first, every deadline passed by `now` that fails something: those
-    /// [`expire`](Self::expire) fires for one gate, over all gates, and the environments' host
-    /// step and rollback timeouts.
+    /// Fires, earliest first, every deadline passed by `now` that fails something (a callback
+    /// timeout, an approval's expiry, an analysis's, a host step's or a rollback's timeout),
+    /// before an input is applied: the input then meets the deployment as those deadlines left
+    /// it, even when the host's timer has not fired yet (it runs late, or another replica holds
+    /// it). A callback for one gate of a list meets the list failed by a sibling's timeout, as it
+    /// would had the timer been on time. A due retry or the end of a pause is left to the timer:
+    /// the input may make it needless, and it fails nothing.
     fn expire_all(&mut self, now: DateTime<Utc>) {
-        self.fire_passed(now, closes_on_deadline);
+        let passed = |at: DateTime<Utc>| at <= now;
+        // Every input comes here, and almost always nothing has passed: one pass over the
+        // states finds that for less than building what firing needs.
+        let any = self
+            .s
+            .gates
+            .iter()
+            .any(|g| closes_on_deadline(*g) && g.deadline().is_some_and(passed))
+            || self.s.envs.iter().any(|e| e.deadline().is_some_and(passed));
+        if any {
+            self.fire_passed(now, closes_on_deadline);
+        }
     }
 
     /// Fires, earliest first, every deadline passed by `now` of an environment, or of a gate in a
@@ -364,18 +379,6 @@ impl Deployment {
             }
         }
         self.s.touched.stop();
-    }
-
-    /// Fires the deadline that closes `gate` (a callback timeout, an approval's expiry, an
-    /// analysis's step timeout) if it passed by `now`, before an input for the gate is applied:
-    /// the input then meets the gate closed even when the host's timer has not fired yet (it
-    /// runs late, or another replica holds it). Only that deadline, and not a due retry, which
-    /// the input may make needless: the others are the timer's.
-    fn expire(&mut self, now: DateTime<Utc>, gate: GateId) {
-        let state = self.s.gate(gate);
-        if closes_on_deadline(state) && state.deadline().is_some_and(|at| at <= now) {
-            self.fire_gate(now, gate);
-        }
     }
 
     /// Reports how one attempt of a [`WebhookCall`](super::WebhookCall) ended.
@@ -485,7 +488,8 @@ impl Deployment {
     /// a gate whose webhook has `disableCallback: true` is [`CoreError::CallbackDisabled`].
     /// A callback that arrives before the send's result is accepted; one that arrives after the
     /// callback timeout is refused even if [`handle_timeout`](Self::handle_timeout) was not
-    /// called for it yet: the timeout fires first.
+    /// called for it yet: every deadline passed by `now` that fails something fires first,
+    /// whichever gate or environment it is (another gate's timeout may have closed this one).
     pub fn handle_callback(
         &mut self,
         now: DateTime<Utc>,
@@ -496,7 +500,7 @@ impl Deployment {
         let gate = self
             .gate_for_callback(callback)
             .ok_or(CoreError::UnknownCallback)?;
-        self.expire(now, gate);
+        self.expire_all(now);
         match self.s.gate(gate) {
             GateState::Calling { .. }
             | GateState::RetryWaiting { .. }
@@ -554,7 +558,7 @@ impl Deployment {
         let gate = self
             .gate_for_callback(callback)
             .ok_or(CoreError::UnknownCallback)?;
-        self.expire(now, gate);
+        self.expire_all(now);
         match self.s.gate(gate) {
             GateState::Calling { .. }
             | GateState::RetryWaiting { .. }
@@ -590,8 +594,8 @@ impl Deployment {
     /// one of the roles; a person holding none is refused with [`CoreError::MissingRole`]
     /// whatever the approval's state, before its state is looked at, so that they learn
     /// nothing of it. A decision after the approval expired is refused even if
-    /// [`handle_timeout`](Self::handle_timeout) was not called for it yet: the expiry fires
-    /// first.
+    /// [`handle_timeout`](Self::handle_timeout) was not called for it yet: every deadline passed
+    /// by `now` that fails something fires first, as for a callback.
     pub fn handle_approval(
         &mut self,
         now: DateTime<Utc>,
@@ -606,7 +610,7 @@ impl Deployment {
                 required: roles.clone(),
             });
         }
-        self.expire(now, gate);
+        self.expire_all(now);
         let plan = &*self.plan;
         match self.s.gate(gate) {
             GateState::AwaitingApproval { .. } | GateState::AwaitingDecision => {}
@@ -651,6 +655,7 @@ impl Deployment {
         op: OpId,
         outcome: StepOutcome,
     ) -> Result<(), CoreError> {
+        self.expire_all(now);
         let plan = &*self.plan;
         let (ok, reason) = match &outcome {
             StepOutcome::Failed { reason } => (false, Some(reason.clone())),
@@ -662,10 +667,6 @@ impl Deployment {
         }) {
             let env = EnvId(i as u16);
             let state = *state;
-            if state.deadline().is_some_and(|at| at <= now) {
-                self.fire_env(now, env);
-                return Err(CoreError::Stale);
-            }
             self.s.emit(
                 now,
                 EventKind::StepFinished {
@@ -710,10 +711,6 @@ impl Deployment {
             .position(|g| matches!(g, GateState::Analysing { op: o, .. } if *o == op))
             .map(|i| GateId(i as u32))
             .ok_or(CoreError::Stale)?;
-        self.expire(now, gate);
-        if !matches!(self.s.gate(gate), GateState::Analysing { .. }) {
-            return Err(CoreError::Stale);
-        }
         let plan = &*self.plan;
         let env = plan.gate(gate).env();
         let GateKind::Analysis(spec) = plan.gate(gate).kind() else {
