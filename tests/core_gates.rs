@@ -904,6 +904,32 @@ fn a_cancel_after_an_expiry_meets_the_deployment_as_the_expiry_left_it() {
     assert_eq!(h.deployment.status(), DeploymentStatus::Failed);
 }
 
+/// The end of a pause, too: a cancel after the pause that was the deployment's last wait ended
+/// meets it succeeded, as it would had the timer been on time, rather than cancelled.
+#[test]
+fn a_cancel_after_the_last_pause_ended_meets_the_deployment_succeeded() {
+    let mut h = start(
+        "application: app\ntargets: {prod: {constraints: {afterDeployment: [pause: {duration: 5, unit: minutes}]}}}",
+    );
+    let Some(Action::RunStep(deploy)) = h.pending().first().cloned() else {
+        panic!("expected the deploy step: {:?}", h.pending())
+    };
+    h.deployment
+        .handle_step_result(h.now(), deploy.op, StepOutcome::Succeeded)
+        .unwrap();
+    let late = h.now() + TimeDelta::minutes(6);
+
+    let mut on_time = h.deployment.clone();
+    on_time.handle_timeout(h.now() + TimeDelta::minutes(5));
+    assert_eq!(on_time.status(), DeploymentStatus::Succeeded);
+
+    assert_eq!(
+        h.deployment.handle_cancel(late, "operator"),
+        Err(CoreError::Finished)
+    );
+    assert_eq!(h.deployment.status(), DeploymentStatus::Succeeded);
+}
+
 /// A retry that fell due is the timer's to fire: a cancel after it closes the gate without the
 /// call being sent once more.
 #[test]

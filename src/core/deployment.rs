@@ -753,17 +753,17 @@ impl Deployment {
     /// the middle of their strategy are rolled back, environments already verifying keep the
     /// new version and are cancelled. The outcome is `canceled`.
     ///
-    /// As before every input, deadlines that passed by `now` and fail something (a callback
-    /// timeout, an approval's expiry, an analysis's or a host step's timeout) fire first, even
-    /// when the cancel is then refused: it meets the deployment as they left it, possibly
-    /// finished, not as the host's late timer did. A due retry or the end of a pause is left to
-    /// the timer, which the cancel makes needless.
+    /// Deadlines that passed by `now` fire first, even when the cancel is then refused: those
+    /// that fail something (as before every input) and the ends of pauses, which may finish the
+    /// deployment. The cancel meets the deployment as they left it, possibly finished, not as
+    /// the host's late timer did. A due retry is left to the timer: it would send a call that
+    /// the cancel then makes needless.
     pub fn handle_cancel(
         &mut self,
         now: DateTime<Utc>,
         by: impl Into<String>,
     ) -> Result<(), CoreError> {
-        self.expire_all(now);
+        self.fire_passed(now, |g| !matches!(g, GateState::RetryWaiting { .. }));
         if self.is_finished() {
             return Err(CoreError::Finished);
         }
