@@ -125,16 +125,24 @@ pub use secret::Secret;
 
 // Crates whose types are part of hookgate's own API, for users to name them at the versions
 // hookgate was built with rather than keep a matching version of each themselves.
+#[doc(no_inline)]
+pub use async_trait;
 #[cfg(feature = "axum")]
 #[doc(no_inline)]
 pub use axum;
 #[doc(no_inline)]
+pub use bytes;
+#[doc(no_inline)]
 pub use chrono;
 #[doc(no_inline)]
 pub use http;
+#[doc(no_inline)]
+pub use http_body;
 #[cfg(feature = "reqwest")]
 #[doc(no_inline)]
 pub use reqwest;
+#[doc(no_inline)]
+pub use serde_json;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[doc(no_inline)]
 pub use sqlx;

@@ -15,6 +15,33 @@ fn times_and_requests_are_the_reexported_crates_types() {
     assert_eq!(target.method(), hookgate::http::Method::POST);
 }
 
+/// A transport written against the re-exported `bytes` and `async-trait` alone, and a callback
+/// body built with the re-exported `serde_json`.
+#[tokio::test]
+async fn a_transport_and_a_callback_body_need_no_crates_of_their_own() {
+    use hookgate::async_trait::async_trait;
+    use hookgate::bytes::Bytes;
+    use hookgate::http::{Request, Response};
+    use hookgate::transport::{HttpTransport, TransportError};
+
+    struct Answering;
+
+    #[async_trait]
+    impl HttpTransport for Answering {
+        async fn send(&self, _request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+            Ok(Response::new(Bytes::from_static(b"ok")))
+        }
+    }
+
+    let answer = Answering
+        .send(Request::new(Bytes::from_static(b"{}")))
+        .await
+        .unwrap();
+    assert_eq!(answer.body(), &Bytes::from_static(b"ok"));
+    let body: hookgate::serde_json::Value = hookgate::serde_json::json!({"success": true});
+    assert_eq!(body["success"], true);
+}
+
 #[cfg(feature = "signing")]
 #[test]
 fn origins_are_the_reexported_urls() {

@@ -273,3 +273,47 @@ async fn an_engine_and_its_builder_print_what_they_hold_in_counts() {
         "{printed}"
     );
 }
+
+/// A host behind an `Arc` drives engines as it is: two engines share one, with no wrapper of
+/// the host's own, and it sees both engines' steps.
+#[tokio::test]
+async fn engines_share_one_host_behind_an_arc() {
+    struct Tally(Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl Host for Tally {
+        async fn run_step(&self, context: &StepContext, step: &HostStep) -> StepOutcome {
+            self.0.lock().unwrap().push(context.application.clone());
+            SimulatedHost.run_step(context, step).await
+        }
+
+        async fn roll_back(&self, _context: &StepContext) -> StepOutcome {
+            StepOutcome::Succeeded
+        }
+    }
+
+    let host = Arc::new(Tally(Mutex::default()));
+    for (application, first) in [("shop", 1), ("till", 1_000)] {
+        let engine = Engine::builder(dispatcher(), Arc::clone(&host))
+            .ids(SequentialIds::starting_at(first))
+            .build();
+        let mut events = engine.subscribe();
+        engine
+            .start(
+                &format!("application: {application}\ntargets: {{prod: {{}}}}\n"),
+                BTreeMap::new(),
+            )
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while !matches!(
+                events.recv().await,
+                Ok(EngineEvent::Deployment { event, .. })
+                    if matches!(event.kind, EventKind::DeploymentFinished { .. })
+            ) {}
+        })
+        .await
+        .expect("the deployment finishes");
+    }
+    assert_eq!(*host.0.lock().unwrap(), ["shop", "till"]);
+}

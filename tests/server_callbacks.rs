@@ -903,6 +903,15 @@ async fn the_router_mounts_under_a_prefix_and_the_plain_handler_takes_one() {
             .status(),
         StatusCode::NOT_FOUND
     );
+
+    // A prefix written without its leading slash is the same prefix.
+    let tokens = StaticTokens::new().with_token(TOKEN, Principal::new("ci"));
+    let handler = CallbackHandler::new(app.gates.clone(), Arc::new(tokens)).with_prefix("hg");
+    let response = handler
+        .handle(request(format!("/hg/callbacks/{second}")))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.body().as_ref(), br#"{"status":"duplicate"}"#);
 }
 
 #[tokio::test]

@@ -1241,3 +1241,23 @@ async fn a_path_naming_no_database_file_is_refused() {
     store.close().await;
     assert!(dir.db().exists(), "the URI's file holds the database");
 }
+
+/// A busy timeout longer than SQLite takes ("wait for ever") and an empty pool are taken as
+/// the longest timeout and one connection, rather than panicking or failing to open.
+#[tokio::test]
+async fn out_of_range_options_are_brought_into_range() {
+    let dir = TempDir::new("out-of-range");
+    let options = SqliteOptions::default()
+        .with_busy_timeout(std::time::Duration::MAX)
+        .with_max_connections(0);
+    let store = SqliteStore::open_with(dir.db(), options)
+        .await
+        .expect("opens");
+    let (d, events) = start("d1");
+    store
+        .create(NewDeployment::new(&d, PLAN), &events)
+        .await
+        .expect("create");
+    assert!(store.load(d.id()).await.unwrap().is_some());
+    store.close().await;
+}

@@ -45,13 +45,16 @@ use crate::{
 /// says to send the token in the clear. A server that echoes the token back does not get it
 /// into an error: it is masked there.
 ///
-/// Cloning is cheap and clones share the transport and token source.
+/// Cloning is cheap and clones share the transport and token source. It waits between attempts
+/// with Tokio's timer: call it from within a Tokio runtime with its timer enabled.
 ///
 /// ```no_run
+/// # #[cfg(feature = "reqwest")]
+/// # async fn demo(callback_uri: url::Url) -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
 /// use hookgate::receiver::{Callback, CallbackClient, CallbackOutcome, ClientCredentials};
 /// use hookgate::transport::ReqwestTransport;
-/// # async fn demo(callback_uri: url::Url) -> Result<(), Box<dyn std::error::Error>> {
+///
 /// let transport = Arc::new(ReqwestTransport::new()?);
 /// let tokens = ClientCredentials::builder("id", "secret").build(transport.clone())?;
 /// let client = CallbackClient::new(transport, tokens);

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::config::Strategy;
@@ -88,6 +90,17 @@ pub trait Host: Send + Sync + 'static {
 
     /// Rolls the environment back to the version it ran before this deployment.
     async fn roll_back(&self, context: &StepContext) -> StepOutcome;
+}
+
+#[async_trait]
+impl<T: Host + ?Sized> Host for Arc<T> {
+    async fn run_step(&self, context: &StepContext, step: &HostStep) -> StepOutcome {
+        (**self).run_step(context, step).await
+    }
+
+    async fn roll_back(&self, context: &StepContext) -> StepOutcome {
+        (**self).roll_back(context).await
+    }
 }
 
 /// A host that completes every step at once: `exposeServices` reports

@@ -78,10 +78,18 @@ impl CallbackHandler {
         }
     }
 
-    /// Serves the routes below `prefix` (e.g. `/hookgate`) in [`handle`](Self::handle).
+    /// Serves the routes below `prefix` (e.g. `/hookgate`) in [`handle`](Self::handle). A
+    /// slash it ends with is dropped and one it lacks at its start added: `hookgate/` serves
+    /// `/hookgate/callbacks/…`, since a request's path always starts with one.
     #[must_use]
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into().trim_end_matches('/').to_owned();
+        let prefix = prefix.into();
+        let prefix = prefix.trim_end_matches('/');
+        self.prefix = if prefix.is_empty() || prefix.starts_with('/') {
+            prefix.to_owned()
+        } else {
+            format!("/{prefix}")
+        };
         self
     }
 

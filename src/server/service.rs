@@ -6,8 +6,10 @@ use crate::auth::Principal;
 use crate::config::GateId;
 use crate::core::{CallbackAck, CallbackId, CoreError, Decision, DeploymentId};
 
-/// What a callback reported (PROTOCOL.md §5 and §8).
+/// What a callback reported (PROTOCOL.md §5 and §8). A `GateService` written outside hookgate
+/// matches it with a last arm for reports it does not know: a later release may add one.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CallbackReport {
     /// `{"success": true|false, "mdMessage": "..."}`: the gate passes or fails.
     Outcome {

@@ -55,11 +55,15 @@ pub const DEFAULT_AUDIENCE: &str = "https://api.cloud.armory.io";
 ///   error answer is final ([`TokenError::Refused`]).
 /// - `Debug` shows neither the client secret nor the token, nor the token URL's user
 ///   information or query.
+/// - It waits between attempts, and for a refresh under way, with Tokio: call it from within a
+///   Tokio runtime (with its timer enabled), whatever the transport runs on.
 ///
 /// ```no_run
+/// # #[cfg(feature = "reqwest")]
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use hookgate::receiver::{ClientCredentials, TokenSource};
 /// use hookgate::transport::ReqwestTransport;
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+///
 /// let tokens = ClientCredentials::builder("my-client-id", "my-client-secret")
 ///     .build(ReqwestTransport::new()?)?;
 /// let token = tokens.token().await?;

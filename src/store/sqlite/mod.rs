@@ -112,11 +112,12 @@ pub struct SqliteOptions {
     /// Which failure an acknowledged save survives. Default: [`Durability::ProcessCrash`].
     pub durability: Durability,
     /// How long a write waits for another connection's write lock before failing with
-    /// [`StoreError::Backend`]. Default: 5 seconds.
+    /// [`StoreError::Backend`]. Default: 5 seconds. At most [`SqliteOptions::MAX_BUSY_TIMEOUT`], SQLite's
+    /// limit: a longer one (`Duration::MAX` for "wait for ever") waits that long.
     pub busy_timeout: Duration,
     /// The most connections the read pool opens; the writer task has one more of its own.
     /// SQLite runs one write at a time whatever this is; more connections let reads go on
-    /// beside it. Default: 8.
+    /// beside it. Default: 8. At least 1: 0 opens one.
     pub max_connections: u32,
     /// Stamps `created_at` and `updated_at`. Default: the system clock.
     pub clock: Arc<dyn Clock>,
@@ -144,6 +145,9 @@ impl fmt::Debug for SqliteOptions {
 }
 
 impl SqliteOptions {
+    /// The longest busy timeout SQLite takes: `i32::MAX` milliseconds, about 24.8 days.
+    pub const MAX_BUSY_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
     /// Sets the durability.
     pub fn with_durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
@@ -288,6 +292,11 @@ impl SqliteStore {
         options: SqliteOptions,
     ) -> Result<Self, StoreError> {
         let path = path.as_ref();
+        let options = SqliteOptions {
+            busy_timeout: options.busy_timeout.min(SqliteOptions::MAX_BUSY_TIMEOUT),
+            max_connections: options.max_connections.max(1),
+            ..options
+        };
         if let Some(why) = not_a_file(path) {
             return Err(StoreError::NotAFile {
                 path: path.to_owned(),
