@@ -310,6 +310,9 @@ impl Store for MemoryStore {
         current.version += 1;
         current.state.clone_from(state);
         current.status = status;
+        if status.is_terminal() {
+            row.lease = None;
+        }
         current.updated_at = now;
         let version = current.version;
         row.append(log, version, events);

@@ -199,7 +199,9 @@ pub trait Store: Debug + Send + Sync {
     }
 
     /// Gives up every lease `owner` holds, so other replicas may take its deployments at
-    /// once; returns how many. A replica calls it when it shuts down.
+    /// once; returns how many. A replica calls it when it shuts down. A finished deployment
+    /// holds none: the save that finishes it gives its lease up, so that leases, and what
+    /// `renew` and `release` go over, do not grow with every deployment ever finished.
     async fn release(&self, owner: &str) -> Result<usize, StoreError> {
         let _ = owner;
         Err(StoreError::Unsupported { what: "leases" })

@@ -230,17 +230,24 @@ pub async fn orphan_claims(store: &DynStore) {
     assert_eq!(union, many, "together they took every orphan");
 }
 
-/// `release` gives up the owner's leases and no one else's.
+/// `release` gives up the owner's leases and no one else's; a finished deployment, whose last
+/// save gave its lease up, is not among them.
 pub async fn lease_release(store: &DynStore) {
     let mut fx = Fixture::new("release");
     let application = fx.name("app");
     let (a, b, c) = (fx.name("a"), fx.name("b"), fx.name("c"));
     let mine = fx.start("mine", &application);
     let theirs = fx.start("theirs", &application);
+    let mut done = fx.start("done", &application);
     store
         .create(mine.new_deployment().leased(lease(&a, 0)), &mine.events)
         .await
         .expect("create succeeds");
+    store
+        .create(done.new_deployment().leased(lease(&a, 0)), &done.events)
+        .await
+        .expect("create succeeds");
+    done.cancel_created(store).await;
     store
         .create(theirs.new_deployment().leased(lease(&b, 0)), &theirs.events)
         .await

@@ -90,7 +90,9 @@ impl Statements {
                 "WITH updated AS (
                      UPDATE {s}.deployments
                      SET state = $3, status = $4, finished = $5, version = version + 1,
-                         updated_at = $6
+                         updated_at = $6,
+                         lease_owner = CASE WHEN $5 THEN NULL ELSE lease_owner END,
+                         lease_until = CASE WHEN $5 THEN NULL ELSE lease_until END
                      WHERE id = $1 AND version = $2
                      RETURNING version
                  ),
