@@ -909,15 +909,16 @@ impl Engine {
     /// [`RuntimeError::ShuttingDown`].
     ///
     /// A replica then gives up its leases, so the other replicas take its deployments over at
-    /// once rather than when the leases end.
+    /// once rather than when the leases end, and stops hearing the store's change notices.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
-        if let Some(replica) = self.replica()
-            && let Err(e) = self.inner.store.release(&replica.options.id).await
-        {
-            tracing::warn!(error = %e, "could not give up the leases; other replicas take over when they end");
+        if let Some(replica) = self.replica() {
+            replica.stop_notices();
+            if let Err(e) = self.inner.store.release(&replica.options.id).await {
+                tracing::warn!(error = %e, "could not give up the leases; other replicas take over when they end");
+            }
         }
     }
 

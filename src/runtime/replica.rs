@@ -17,6 +17,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -111,6 +112,10 @@ pub(crate) struct Replica {
     /// and a `recover` tried again after a failure must not add a second. Held while the
     /// watcher is added, so that two `recover`s at once add one between them.
     watching: tokio::sync::Mutex<bool>,
+    /// Set by [`Engine::shutdown`]: the store keeps the watcher, and an engine kept after it
+    /// shut down, whose scheduler no longer drains the notices, would otherwise keep every
+    /// later write of the whole cluster in its queue.
+    stopped: Arc<AtomicBool>,
 }
 
 impl Replica {
@@ -121,6 +126,15 @@ impl Replica {
             notices: std::sync::Mutex::new(Some(notices)),
             notify,
             watching: tokio::sync::Mutex::new(false),
+            stopped: Arc::default(),
+        }
+    }
+
+    /// Stops hearing change notices for good, and drops those heard and not yet taken.
+    pub(crate) fn stop_notices(&self) {
+        self.stopped.store(true, Ordering::Release);
+        if let Some(receiver) = lock(&self.notices).as_mut() {
+            while receiver.try_recv().is_ok() {}
         }
     }
 }
@@ -154,9 +168,11 @@ impl Engine {
         if *watching {
             return Ok(());
         }
-        let notify = replica.notify.clone();
+        let (notify, stopped) = (replica.notify.clone(), Arc::clone(&replica.stopped));
         let watcher: ChangeWatcher = Arc::new(move |id: &DeploymentId, version| {
-            let _ = notify.send((id.clone(), version));
+            if !stopped.load(Ordering::Acquire) {
+                let _ = notify.send((id.clone(), version));
+            }
         });
         self.inner.store.watch(watcher).await?;
         *watching = true;
@@ -490,5 +506,48 @@ impl Drop for Notices<'_> {
         if let (Some(replica), Some(receiver)) = (self.replica, self.receiver.take()) {
             *lock(&replica.notices) = Some(receiver);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::runtime::SimulatedHost;
+    use crate::runtime::builder::tests::dispatcher;
+    use crate::store::MemoryStore;
+
+    fn replica(store: &Arc<MemoryStore>, id: &str) -> Engine {
+        Engine::builder(dispatcher(), SimulatedHost)
+            .shared_store(Arc::clone(store) as _)
+            .replica(ReplicaOptions::new(id))
+            .build()
+    }
+
+    /// The notices waiting for `engine`'s scheduler, taken out.
+    fn queued(engine: &Engine) -> usize {
+        let replica = engine.replica().expect("a replica");
+        let mut notices = lock(&replica.notices);
+        let receiver = notices.as_mut().expect("no scheduler holds them");
+        std::iter::from_fn(|| receiver.try_recv().ok()).count()
+    }
+
+    /// A replica shut down hears no more of the others' writes: kept after it, with no
+    /// scheduler to take them, it would hold every later write of the cluster.
+    #[tokio::test]
+    async fn a_replica_shut_down_queues_no_more_change_notices() {
+        let store = Arc::new(MemoryStore::new());
+        let (a, b) = (replica(&store, "a"), replica(&store, "b"));
+        a.recover().await.unwrap();
+        b.recover().await.unwrap();
+        let file =
+            |application: &str| format!("application: {application}\ntargets: {{prod: {{}}}}\n");
+        b.start(&file("shop"), BTreeMap::new()).await.unwrap();
+        assert!(queued(&a) > 0, "a replica hears the others' writes");
+
+        a.shutdown().await;
+        b.start(&file("till"), BTreeMap::new()).await.unwrap();
+        assert_eq!(queued(&a), 0);
     }
 }
