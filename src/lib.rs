@@ -85,9 +85,9 @@
 //!   had never stopped, once its host has asked again for the work that was in flight
 //!   ([`core::Deployment::reissue_in_flight`]; the runtime's engine does it).
 //! - A panic is a bug: input from outside — a deployment file, a callback, a token response —
-//!   gives a typed error and changes nothing itself (deadlines its `now` has passed fire first,
-//!   as they would have on their own: that of the gate or step the input is for, or, for a
-//!   cancel, every one that fails something).
+//!   gives a typed error and changes nothing itself (deadlines its `now` has passed and that
+//!   fail something fire first, as they would have on their own; for a cancel, also the ends of
+//!   pauses that finish the deployment).
 //! - Secrets ([`Secret`]) print as `[redacted]` and are never stored: the state keeps templates
 //!   and context, and requests are rendered again for every attempt.
 //!

@@ -832,8 +832,7 @@ fn a_callback_after_the_callback_timeout_is_refused_before_the_timer_fires() {
 /// time, rather than resolving its gate and the list failing later with the wrong cause.
 #[test]
 fn a_callback_after_a_siblings_timeout_meets_the_list_failed_before_the_timer_fires() {
-    let yaml = "application: app\ntargets: {prod: {constraints: {beforeDeployment: [runWebhook: {name: a}, runWebhook: {name: b}]}}}\nwebhooks:\n  - {name: a, uriTemplate: 'https://a.example'}\n  - {name: b, uriTemplate: 'https://b.example', callbackTimeout: {duration: 5, unit: minutes}}";
-    let mut h = start(yaml);
+    let mut h = start(SIBLINGS);
     let gates = sent(&mut h);
     let (a, b) = (gates[0], gates[1]);
     let id = h.deployment.callback_id(a).unwrap();
@@ -853,6 +852,84 @@ fn a_callback_after_a_siblings_timeout_meets_the_list_failed_before_the_timer_fi
         GateState::Failed(Resolution::CallbackTimeout)
     );
     assert_eq!(h.deployment.gate_state(a), on_time.gate_state(a));
+    assert_eq!(h.deployment.status(), DeploymentStatus::Failed);
+}
+
+/// Two webhooks in one list, `b` timing out after 5 minutes.
+const SIBLINGS: &str = "application: app\ntargets: {prod: {constraints: {beforeDeployment: [runWebhook: {name: a}, runWebhook: {name: b}]}}}\nwebhooks:\n  - {name: a, uriTemplate: 'https://a.example'}\n  - {name: b, uriTemplate: 'https://b.example', callbackTimeout: {duration: 5, unit: minutes}}";
+
+/// Every input, not a callback alone, meets the list failed by a sibling's timeout that the
+/// host's timer has not fired yet: a progress note, and the result of a call still under way.
+#[test]
+fn other_inputs_after_a_siblings_timeout_meet_the_list_failed_too() {
+    let mut h = start(SIBLINGS);
+    let gates = sent(&mut h);
+    let (a, b) = (gates[0], gates[1]);
+    let late = h.now() + TimeDelta::minutes(10);
+    let id = h.deployment.callback_id(a).unwrap();
+    let mut noted = h.deployment.clone();
+    assert!(
+        matches!(
+            noted.handle_progress(late, id, "still running".into()),
+            Err(CoreError::GateClosed { .. })
+        ),
+        "a progress note"
+    );
+    assert_eq!(
+        noted.gate_state(b),
+        GateState::Failed(Resolution::CallbackTimeout)
+    );
+
+    let mut h = start(SIBLINGS);
+    let calls: Vec<_> = h
+        .pending()
+        .iter()
+        .filter_map(|a| match a {
+            Action::CallWebhook(c) => Some((c.gate, c.attempt)),
+            _ => None,
+        })
+        .collect();
+    let ((a, a_attempt), (b, b_attempt)) = (calls[0], calls[1]);
+    h.call_result(b, b_attempt, CallResult::Sent { status: 202 })
+        .unwrap();
+    let late = h.now() + TimeDelta::minutes(10);
+    assert_eq!(
+        h.deployment
+            .handle_call_result(late, a, a_attempt, CallResult::Sent { status: 202 }),
+        Err(CoreError::Stale),
+        "the result of a's call, still under way when b timed out"
+    );
+    assert_eq!(
+        h.deployment.gate_state(b),
+        GateState::Failed(Resolution::CallbackTimeout)
+    );
+    assert_eq!(h.deployment.status(), DeploymentStatus::Failed);
+}
+
+/// A decision on an approval whose sibling's timeout has passed meets the approval closed; one
+/// by someone without the approval's roles is refused first and changes nothing, the passed
+/// deadline included.
+#[test]
+fn a_decision_after_a_siblings_timeout_meets_the_list_failed_unless_refused_first() {
+    let yaml = "application: app\ntargets: {prod: {constraints: {beforeDeployment: [pause: {untilApproved: true, requiresRoles: [ops]}, runWebhook: {name: b}]}}}\nwebhooks:\n  - {name: b, uriTemplate: 'https://b.example', callbackTimeout: {duration: 5, unit: minutes}}";
+    let mut h = start(yaml);
+    sent(&mut h);
+    let approval = approvals(&h)[0];
+    let late = h.now() + TimeDelta::minutes(10);
+
+    let before = h.deployment.clone();
+    assert!(matches!(
+        h.deployment
+            .handle_approval(late, approval, Decision::approve("eve", ["dev"])),
+        Err(CoreError::MissingRole { .. })
+    ));
+    assert_eq!(h.deployment.state(), before.state(), "nothing fired");
+
+    assert_eq!(
+        h.deployment
+            .handle_approval(late, approval, Decision::approve("carol", ["ops"])),
+        Err(CoreError::NotAwaitingDecision(approval))
+    );
     assert_eq!(h.deployment.status(), DeploymentStatus::Failed);
 }
 
@@ -928,6 +1005,27 @@ fn a_cancel_after_the_last_pause_ended_meets_the_deployment_succeeded() {
         Err(CoreError::Finished)
     );
     assert_eq!(h.deployment.status(), DeploymentStatus::Succeeded);
+}
+
+/// A pause that ended in the middle of a strategy is left to the timer by a cancel: firing it
+/// would ask for the strategy's next step, which the rollback then undoes.
+#[test]
+fn a_cancel_after_a_pause_mid_strategy_ended_asks_for_the_rollback_alone() {
+    let mut h = start(
+        "application: app\ntargets: {prod: {strategy: c}}\nstrategies: {c: {canary: {steps: [pause: {duration: 5, unit: minutes}, setWeight: {weight: 50}]}}}",
+    );
+    let Some(Action::RunStep(deploy)) = h.pending().first().cloned() else {
+        panic!("expected the deploy step: {:?}", h.pending())
+    };
+    h.step_result(deploy.op, StepOutcome::Succeeded).unwrap();
+    let late = h.now() + TimeDelta::minutes(6);
+
+    assert_eq!(h.deployment.handle_cancel(late, "operator"), Ok(()));
+    let asked: Vec<Action> = std::iter::from_fn(|| h.deployment.poll_action()).collect();
+    assert!(
+        matches!(asked.as_slice(), [Action::RollBack { .. }]),
+        "{asked:?}"
+    );
 }
 
 /// A retry that fell due is the timer's to fire: a cancel after it closes the gate without the

@@ -36,6 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 const MIGRATION_1: &str = include_str!("../src/store/postgres/migrations/0001_initial.sql");
+const MIGRATION_2: &str = include_str!("../src/store/postgres/migrations/0002_leases.sql");
 
 /// The server's URL, or `None` (after saying why on stderr) when there is none to test on.
 fn server_url() -> Option<String> {
@@ -251,7 +252,7 @@ async fn migrations_run_once_when_replicas_connect_together_and_again() {
     let before = applied().await.expect("read the migrations");
     assert_eq!(
         before.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
-        [1, 2],
+        [1, 2, 3],
         "each migration applied once"
     );
 
@@ -271,6 +272,63 @@ async fn migrations_run_once_when_replicas_connect_together_and_again() {
     let stored = again.load(d.id()).await.expect("load").expect("kept");
     assert_eq!(stored.state, *d.state());
     again.close().await;
+    raw.close().await;
+    db.drop_schema().await;
+}
+
+/// A version 2 database, whose finished deployments kept their leases, has them given up by
+/// the upgrade; an unfinished deployment keeps its own.
+#[tokio::test]
+async fn upgrading_from_version_2_gives_up_the_leases_of_finished_deployments() {
+    let Some(db) = TestDb::new("upgrade_leases") else {
+        return;
+    };
+    let raw = db.raw().await;
+    let mut tx = raw.begin().await.expect("begin");
+    sqlx::raw_sql(&format!(
+        "CREATE SCHEMA \"{0}\"; SET LOCAL search_path TO \"{0}\"; {MIGRATION_1} {MIGRATION_2}
+         CREATE TABLE hookgate_migrations (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL);
+         INSERT INTO hookgate_migrations VALUES (1, now()), (2, now());",
+        db.schema
+    ))
+    .execute(&mut *tx)
+    .await
+    .expect("create a version 2 schema");
+    let (running, _) = start_random("running");
+    let (done, _) = start_random("done");
+    for (d, status, finished) in [(&running, "running", false), (&done, "succeeded", true)] {
+        sqlx::query(
+            "INSERT INTO deployments (id, application, plan_source, state, status, finished,
+                 version, created_at, updated_at, lease_owner, lease_until)
+             VALUES ($1, 'shop', $2, $3, $4, $5, 1, now(), now(), 'replica', now())",
+        )
+        .bind(&d.id().0)
+        .bind(PLAN)
+        .bind(serde_json::to_string(d.state()).expect("state as JSON"))
+        .bind(status)
+        .bind(finished)
+        .execute(&mut *tx)
+        .await
+        .expect("insert a deployment");
+    }
+    tx.commit().await.expect("commit version 2");
+
+    let store = db.connect().await;
+    let owners: Vec<(String, Option<String>)> = sqlx::query_as(&format!(
+        "SELECT id, lease_owner FROM {} ORDER BY id",
+        db.table("deployments")
+    ))
+    .fetch_all(&raw)
+    .await
+    .expect("read the leases");
+    assert_eq!(
+        owners,
+        [
+            (done.id().0.clone(), None),
+            (running.id().0.clone(), Some("replica".to_owned()))
+        ]
+    );
+    store.close().await;
     raw.close().await;
     db.drop_schema().await;
 }
@@ -332,7 +390,11 @@ async fn a_version_1_database_is_upgraded_and_keeps_its_rows() {
     .fetch_all(&raw)
     .await
     .expect("read the migrations");
-    assert_eq!(versions, [1, 2], "migration 2 applied on top of 1");
+    assert_eq!(
+        versions,
+        [1, 2, 3],
+        "migrations 2 and 3 applied on top of 1"
+    );
     let stored = store.load(d.id()).await.expect("load").expect("kept");
     assert_eq!(stored.state, *d.state());
     assert_eq!(stored.version, 1);
@@ -394,7 +456,7 @@ async fn a_schema_newer_than_this_release_is_refused() {
             refused,
             Err(StoreError::SchemaTooNew {
                 found: 99,
-                supported: 2
+                supported: 3
             })
         ),
         "{refused:?}"

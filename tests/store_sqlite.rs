@@ -1215,6 +1215,10 @@ async fn a_path_naming_no_database_file_is_refused() {
         "file:%3Amemory%3A",
         "file:hookgate.db?mode=memory",
         "file:hookgate.db?cache=shared&mode=memor%79",
+        "file:",
+        "file:?mode=rwc",
+        "file://",
+        "file://localhost",
     ] {
         match SqliteStore::open(path).await {
             Err(e @ StoreError::NotAFile { .. }) => {

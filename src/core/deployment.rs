@@ -68,8 +68,8 @@ impl StartOptions {
 /// - **getters** ([`status`](Self::status), [`env_status`](Self::env_status),
 ///   [`gate_state`](Self::gate_state), ...) read the state;
 /// - **inputs** (`handle_*`) report what happened, each with `now`; a refused input returns a
-///   [`CoreError`] and changes nothing but firing a deadline of the gate or environment it
-///   is for that `now` had already passed;
+///   [`CoreError`] and changes nothing but firing the deadlines that `now` had already passed
+///   and that fail something (of any gate or environment), as the host's timer would have;
 /// - **commands** ([`reissue_in_flight`](Self::reissue_in_flight)) ask for something;
 /// - **outputs**: after any input, drain [`poll_action`](Self::poll_action) until `None` and
 ///   perform each action, drain [`poll_event`](Self::poll_event) for the history, then call
@@ -323,16 +323,14 @@ impl Deployment {
     /// would had the timer been on time. A due retry or the end of a pause is left to the timer:
     /// the input may make it needless, and it fails nothing.
     fn expire_all(&mut self, now: DateTime<Utc>) {
-        let passed = |at: DateTime<Utc>| at <= now;
         // Every input comes here, and almost always nothing has passed: one pass over the
         // states finds that for less than building what firing needs.
-        let any = self
-            .s
-            .gates
-            .iter()
-            .any(|g| closes_on_deadline(*g) && g.deadline().is_some_and(passed))
-            || self.s.envs.iter().any(|e| e.deadline().is_some_and(passed));
-        if any {
+        let gates = (0..self.s.gates.len()).map(|i| Due::Gate(GateId(i as u32)));
+        let envs = (0..self.s.envs.len()).map(|i| Due::Env(EnvId(i as u16)));
+        if gates
+            .chain(envs)
+            .any(|due| self.due_at(due, now, closes_on_deadline).is_some())
+        {
             self.fire_passed(now, closes_on_deadline);
         }
     }
@@ -384,7 +382,8 @@ impl Deployment {
     /// Reports how one attempt of a [`WebhookCall`](super::WebhookCall) ended.
     ///
     /// A result for an attempt the gate no longer waits for (a callback already resolved it, the
-    /// deployment was cancelled) returns [`CoreError::Stale`] and changes nothing.
+    /// deployment was cancelled) returns [`CoreError::Stale`] and changes nothing itself. As
+    /// before every input, the deadlines passed by `now` that fail something fire first.
     pub fn handle_call_result(
         &mut self,
         now: DateTime<Utc>,
@@ -393,6 +392,7 @@ impl Deployment {
         result: CallResult,
     ) -> Result<(), CoreError> {
         self.check_gate(gate)?;
+        self.expire_all(now);
         if self.s.gate(gate) != (GateState::Calling { attempt }) {
             return Err(CoreError::Stale);
         }
@@ -646,9 +646,10 @@ impl Deployment {
     }
 
     /// Reports how a host step or rollback ended. A result for an operation the core no longer
-    /// waits for returns [`CoreError::Stale`] and changes nothing. One that arrives after
+    /// waits for returns [`CoreError::Stale`] and changes nothing itself. One that arrives after
     /// `deploymentConfig.timeout` is stale too, even if [`handle_timeout`](Self::handle_timeout)
-    /// was not called for it yet: the timeout fires first and fails the step.
+    /// was not called for it yet: every deadline passed that fails something fires first, this
+    /// step's timeout among them.
     pub fn handle_step_result(
         &mut self,
         now: DateTime<Utc>,
@@ -753,17 +754,25 @@ impl Deployment {
     /// the middle of their strategy are rolled back, environments already verifying keep the
     /// new version and are cancelled. The outcome is `canceled`.
     ///
-    /// Deadlines that passed by `now` fire first, even when the cancel is then refused: those
-    /// that fail something (as before every input) and the ends of pauses, which may finish the
-    /// deployment. The cancel meets the deployment as they left it, possibly finished, not as
-    /// the host's late timer did. A due retry is left to the timer: it would send a call that
-    /// the cancel then makes needless.
+    /// Deadlines that passed by `now` and fail something fire first, as before every input,
+    /// even when the cancel is then refused; so do the ends of pauses passed, when they finish
+    /// the deployment. The cancel meets the deployment as they left it, possibly finished, not
+    /// as the host's late timer did. Pause ends that would not finish it, and due retries, are
+    /// left to the timer: they would ask for work (a strategy's next step, a call) that the
+    /// cancel then undoes.
     pub fn handle_cancel(
         &mut self,
         now: DateTime<Utc>,
         by: impl Into<String>,
     ) -> Result<(), CoreError> {
-        self.fire_passed(now, |g| !matches!(g, GateState::RetryWaiting { .. }));
+        self.expire_all(now);
+        if !self.is_finished() {
+            let mut ended = self.clone();
+            ended.fire_passed(now, |g| !matches!(g, GateState::RetryWaiting { .. }));
+            if ended.is_finished() {
+                *self = ended;
+            }
+        }
         if self.is_finished() {
             return Err(CoreError::Finished);
         }
@@ -1206,7 +1215,7 @@ mod tests {
         /// with the same outcome: the same state, actions and events, at every second of a
         /// deployment whose host answers some steps and lets others time out, and whose
         /// webhook calls are answered or fail and are retried. Every firing is `handle_timeout`'s
-        /// (every deadline) but, at random, a cancel's (those that fail something).
+        /// (every deadline) but, at random, an input's (those that fail something).
         #[test]
         fn firing_from_the_heap_keeps_the_order_of_a_full_scan(
             source in plan_source(),

@@ -1,10 +1,10 @@
 use super::status::Resolution;
 use crate::config::GateId;
 
-/// Why the core refused an input. A refused input changes nothing of its own, but a deadline
-/// of the gate or environment it is for that had passed by its `now` fires first, as the
-/// host's timer would have: a callback after the callback timeout meets the gate timed out,
-/// with what that timeout does.
+/// Why the core refused an input. A refused input changes nothing of its own, but the
+/// deadlines that had passed by its `now` and fail something (of any gate or environment)
+/// fire first, as the host's timer would have: a callback after the callback timeout meets the
+/// gate timed out, with what that timeout does.
 ///
 /// The callback refusals map to PROTOCOL.md §5: [`CoreError::UnknownCallback`] and
 /// [`CoreError::GateNotOpen`] → 404, [`CoreError::Conflict`] → 409,

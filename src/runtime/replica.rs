@@ -503,7 +503,12 @@ impl Notices<'_> {
 
 impl Drop for Notices<'_> {
     fn drop(&mut self) {
-        if let (Some(replica), Some(receiver)) = (self.replica, self.receiver.take()) {
+        if let (Some(replica), Some(mut receiver)) = (self.replica, self.receiver.take()) {
+            // A loop that ends after shutdown gives back what it had not taken: dropped here,
+            // as `stop_notices` drops what waited in the replica.
+            if replica.stopped.load(Ordering::Acquire) {
+                while receiver.try_recv().is_ok() {}
+            }
             *lock(&replica.notices) = Some(receiver);
         }
     }
@@ -548,6 +553,23 @@ mod tests {
 
         a.shutdown().await;
         b.start(&file("till"), BTreeMap::new()).await.unwrap();
+        assert_eq!(queued(&a), 0);
+    }
+
+    /// What a scheduler loop held at shutdown and had not taken is dropped when the loop ends,
+    /// not handed back to wait for good.
+    #[tokio::test]
+    async fn notices_a_scheduler_held_at_shutdown_are_dropped_when_it_ends() {
+        let store = Arc::new(MemoryStore::new());
+        let (a, b) = (replica(&store, "a"), replica(&store, "b"));
+        a.recover().await.unwrap();
+        b.recover().await.unwrap();
+        let held = a.take_notices();
+        b.start("application: shop\ntargets: {prod: {}}\n", BTreeMap::new())
+            .await
+            .unwrap();
+        a.shutdown().await;
+        drop(held);
         assert_eq!(queued(&a), 0);
     }
 }

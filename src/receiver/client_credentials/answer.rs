@@ -77,10 +77,14 @@ pub(super) fn parse_token(body: &[u8]) -> Result<(Secret, Option<u64>), TokenErr
         Some(Value::Number(n)) => Some(whole_seconds(n).ok_or_else(not_seconds)?),
         // Some servers send the number as a string.
         Some(Value::String(s)) => Some(
-            s.parse::<serde_json::Number>()
+            s.parse::<u64>()
                 .ok()
-                .as_ref()
-                .and_then(whole_seconds)
+                .or_else(|| {
+                    s.parse::<serde_json::Number>()
+                        .ok()
+                        .as_ref()
+                        .and_then(whole_seconds)
+                })
                 .ok_or_else(not_seconds)?,
         ),
         Some(_) => return Err(not_seconds()),
@@ -102,6 +106,8 @@ mod tests {
         assert_eq!((token.expose(), expires), ("abc", Some(86400)));
         for (whole, seconds) in [
             ("\"60\"", 60),
+            ("\"+60\"", 60),
+            ("\"060\"", 60),
             ("\"3600.0\"", 3600),
             ("\"18446744073709551616\"", u64::MAX),
             ("3600.0", 3600),

@@ -95,21 +95,22 @@ struct CachedToken {
 }
 
 impl ClientCredentials {
+    /// The cached token until its refresh point.
     fn cached(&self) -> Option<Secret> {
-        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let cached = cache.as_ref()?;
-        match cached.refresh_at {
-            Some(at) if self.clock.now() >= at => None,
-            _ => Some(cached.token.clone()),
-        }
+        self.cached_until(|cached| cached.refresh_at)
     }
 
-    /// The cached token if it has not expired, whatever its refresh point: for callers arriving
+    /// The cached token until it expires, whatever its refresh point: for callers arriving
     /// while another refreshes it.
     fn valid(&self) -> Option<Secret> {
+        self.cached_until(|cached| cached.expires_at)
+    }
+
+    /// The cached token, unless `end` (`None`: never) has come.
+    fn cached_until(&self, end: impl Fn(&CachedToken) -> Option<DateTime<Utc>>) -> Option<Secret> {
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let cached = cache.as_ref()?;
-        match cached.expires_at {
+        match end(cached) {
             Some(at) if self.clock.now() >= at => None,
             _ => Some(cached.token.clone()),
         }

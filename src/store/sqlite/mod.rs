@@ -226,8 +226,17 @@ fn not_a_file(path: &Path) -> Option<&'static str> {
     let uri = text.strip_prefix("file:")?;
     let uri = uri.split_once('#').map_or(uri, |(uri, _)| uri);
     let (name, query) = uri.split_once('?').unwrap_or((uri, ""));
+    // `file://host/path`: the authority is not part of the path.
+    let name = match name.strip_prefix("//") {
+        Some(rest) => rest.find('/').map_or("", |at| &rest[at..]),
+        None => name,
+    };
     // SQLite decodes escapes in both parts before reading them.
-    let in_memory = percent_encoding::percent_decode_str(name).eq(*b":memory:")
+    let name = percent_encoding::percent_decode_str(name);
+    if name.clone().next().is_none() {
+        return Some("a URI with an empty path is a temporary database");
+    }
+    let in_memory = name.eq(*b":memory:")
         || url::form_urlencoded::parse(query.as_bytes())
             .any(|(key, value)| key == "mode" && value == "memory");
     in_memory.then_some("an in-memory database")
