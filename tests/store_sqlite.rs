@@ -1236,12 +1236,7 @@ async fn a_path_naming_no_database_file_is_refused() {
     let store = SqliteStore::open(&uri)
         .await
         .expect("a file given as a URI");
-    let (d, events) = start("d-uri");
-    store
-        .create(NewDeployment::new(&d, PLAN), &events)
-        .await
-        .expect("create");
-    assert!(store.load(d.id()).await.unwrap().is_some());
+    creates_and_loads(&store).await;
     store.close().await;
     assert!(dir.db().exists(), "the URI's file holds the database");
 }
@@ -1257,11 +1252,16 @@ async fn out_of_range_options_are_brought_into_range() {
     let store = SqliteStore::open_with(dir.db(), options)
         .await
         .expect("opens");
+    creates_and_loads(&store).await;
+    store.close().await;
+}
+
+/// Creates a deployment and reads it back: the store works.
+async fn creates_and_loads(store: &SqliteStore) {
     let (d, events) = start("d1");
     store
         .create(NewDeployment::new(&d, PLAN), &events)
         .await
         .expect("create");
     assert!(store.load(d.id()).await.unwrap().is_some());
-    store.close().await;
 }

@@ -523,11 +523,19 @@ mod tests {
     use crate::runtime::builder::tests::dispatcher;
     use crate::store::MemoryStore;
 
-    fn replica(store: &Arc<MemoryStore>, id: &str) -> Engine {
-        Engine::builder(dispatcher(), SimulatedHost)
-            .shared_store(Arc::clone(store) as _)
-            .replica(ReplicaOptions::new(id))
-            .build()
+    /// Two replicas over one memory store, recovered.
+    async fn two_replicas() -> (Engine, Engine) {
+        let store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+        let replica = |id: &str| {
+            Engine::builder(dispatcher(), SimulatedHost)
+                .shared_store(Arc::clone(&store) as _)
+                .replica(ReplicaOptions::new(id))
+                .build()
+        };
+        let (a, b) = (replica("a"), replica("b"));
+        a.recover().await.unwrap();
+        b.recover().await.unwrap();
+        (a, b)
     }
 
     /// The notices waiting for `engine`'s scheduler, taken out.
@@ -542,10 +550,7 @@ mod tests {
     /// scheduler to take them, it would hold every later write of the cluster.
     #[tokio::test]
     async fn a_replica_shut_down_queues_no_more_change_notices() {
-        let store = Arc::new(MemoryStore::new());
-        let (a, b) = (replica(&store, "a"), replica(&store, "b"));
-        a.recover().await.unwrap();
-        b.recover().await.unwrap();
+        let (a, b) = two_replicas().await;
         let file =
             |application: &str| format!("application: {application}\ntargets: {{prod: {{}}}}\n");
         b.start(&file("shop"), BTreeMap::new()).await.unwrap();
@@ -560,10 +565,7 @@ mod tests {
     /// not handed back to wait for good.
     #[tokio::test]
     async fn notices_a_scheduler_held_at_shutdown_are_dropped_when_it_ends() {
-        let store = Arc::new(MemoryStore::new());
-        let (a, b) = (replica(&store, "a"), replica(&store, "b"));
-        a.recover().await.unwrap();
-        b.recover().await.unwrap();
+        let (a, b) = two_replicas().await;
         let held = a.take_notices();
         b.start("application: shop\ntargets: {prod: {}}\n", BTreeMap::new())
             .await
