@@ -6,7 +6,7 @@
 //! back, the schema's creation included.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{Executor, PgPool};
 
 use super::backend;
 use crate::store::{StoreError, codec};
@@ -49,8 +49,7 @@ pub(super) async fn migrate(
             .await
             .map_err(backend)?;
     if !exists {
-        sqlx::raw_sql(&format!("CREATE SCHEMA {quoted}"))
-            .execute(&mut *tx)
+        tx.execute(sqlx::raw_sql(&format!("CREATE SCHEMA {quoted}")))
             .await
             .map_err(|e| StoreError::Migration {
                 version: 1,
@@ -58,17 +57,15 @@ pub(super) async fn migrate(
             })?;
     }
     // Until the commit only: the migrations' SQL names no schema.
-    sqlx::raw_sql(&format!("SET LOCAL search_path TO {quoted}"))
-        .execute(&mut *tx)
+    tx.execute(sqlx::raw_sql(&format!("SET LOCAL search_path TO {quoted}")))
         .await
         .map_err(backend)?;
-    sqlx::raw_sql(
+    tx.execute(sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS hookgate_migrations (
             version    bigint      PRIMARY KEY,
             applied_at timestamptz NOT NULL
         )",
-    )
-    .execute(&mut *tx)
+    ))
     .await
     .map_err(backend)?;
     let found: i64 =
@@ -82,7 +79,7 @@ pub(super) async fn migrate(
             version,
             source: Box::new(e),
         };
-        sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(failed)?;
+        tx.execute(sqlx::raw_sql(sql)).await.map_err(failed)?;
         sqlx::query("INSERT INTO hookgate_migrations (version, applied_at) VALUES ($1, $2)")
             .bind(version)
             .bind(now)

@@ -7,7 +7,7 @@
 //! then finds nothing to do.
 
 use chrono::{DateTime, Utc};
-use sqlx::SqlitePool;
+use sqlx::{Executor, SqlitePool};
 
 use super::{backend, timestamp};
 use crate::store::{StoreError, codec};
@@ -21,13 +21,12 @@ const MIGRATIONS: &[&str] = &[
 
 pub(super) async fn migrate(pool: &SqlitePool, now: DateTime<Utc>) -> Result<(), StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-    sqlx::raw_sql(
+    tx.execute(sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS hookgate_migrations (
             version    INTEGER PRIMARY KEY NOT NULL,
             applied_at TEXT NOT NULL
         )",
-    )
-    .execute(&mut *tx)
+    ))
     .await
     .map_err(backend)?;
     let found: i64 =
@@ -41,7 +40,7 @@ pub(super) async fn migrate(pool: &SqlitePool, now: DateTime<Utc>) -> Result<(),
             version,
             source: Box::new(e),
         };
-        sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(failed)?;
+        tx.execute(sqlx::raw_sql(sql)).await.map_err(failed)?;
         sqlx::query("INSERT INTO hookgate_migrations (version, applied_at) VALUES (?, ?)")
             .bind(version)
             .bind(timestamp(now))
