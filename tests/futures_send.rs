@@ -81,3 +81,25 @@ async fn the_postgres_stores_futures_are_send() {
         PostgresOptions::default(),
     )));
 }
+
+#[cfg(feature = "receiver")]
+#[test]
+fn the_callback_clients_future_is_send() {
+    use hookgate::receiver::{Callback, CallbackClient, TokenError, TokenSource};
+
+    struct NoTokens;
+
+    #[async_trait::async_trait]
+    impl TokenSource for NoTokens {
+        async fn token(&self) -> Result<hookgate::Secret, TokenError> {
+            unreachable!("nothing is sent")
+        }
+
+        fn invalidate(&self, _rejected: &hookgate::Secret) {}
+    }
+
+    let client = CallbackClient::new(RecordingTransport::new(), NoTokens);
+    let url = "https://gates.example/callbacks/x".parse().expect("a URL");
+    let callback = Callback::success();
+    drop(spawnable(client.send(&url, &callback)));
+}
