@@ -61,9 +61,7 @@ fn the_harness_takes_in_what_inputs_given_to_its_deployment_directly_produced() 
     let mut h = start(
         "application: a\ntargets:\n  dev: {}\n  prod: {constraints: {dependsOn: [dev], beforeDeployment: [pause: {untilApproved: true}]}}",
     );
-    let Some(Action::RunStep(deploy)) = h.pending().first().cloned() else {
-        panic!("{:?}", h.pending())
-    };
+    let deploy = first_step(&h);
     let now = h.now();
     h.deployment
         .handle_step_result(now, deploy.op, StepOutcome::Succeeded)
@@ -90,9 +88,7 @@ fn the_harness_takes_a_step_or_call_it_answered_one_by_one_out_of_pending() {
     let mut h = start(
         "application: a\ntargets:\n  dev: {}\n  prod: {constraints: {dependsOn: [dev], beforeDeployment: [runWebhook: {name: ticket}]}}\nwebhooks: [{name: ticket, uriTemplate: 'https://t.example'}]",
     );
-    let Some(Action::RunStep(deploy)) = h.pending().first().cloned() else {
-        panic!("{:?}", h.pending())
-    };
+    let deploy = first_step(&h);
     h.step_result(deploy.op, StepOutcome::Succeeded).unwrap();
     assert!(
         h.step_result(deploy.op, StepOutcome::Succeeded).is_err(),
@@ -657,9 +653,7 @@ fn host_step_longer_than_deployment_timeout_fails_and_rolls_back() {
 #[test]
 fn failed_rollback_leaves_the_environment_failed() {
     let mut h = start("application: app\ntargets: {prod: {}}");
-    let Some(Action::RunStep(deploy)) = h.pending().first().cloned() else {
-        panic!("the deploy comes first")
-    };
+    let deploy = first_step(&h);
     h.deployment
         .handle_step_result(
             h.now(),
@@ -836,9 +830,7 @@ fn copies_share_preview_urls_only_until_they_change() {
         t0(),
     );
     let mut written = h.deployment.clone();
-    let Some(Action::RunStep(deploy)) = h.pending().first().cloned() else {
-        panic!("the deploy step is asked for first");
-    };
+    let deploy = first_step(&h);
     let now = h.now();
     h.deployment
         .handle_step_result(now, deploy.op, StepOutcome::Succeeded)

@@ -988,9 +988,7 @@ fn a_cancel_after_the_last_pause_ended_meets_the_deployment_succeeded() {
     let mut h = start(
         "application: app\ntargets: {prod: {constraints: {afterDeployment: [pause: {duration: 5, unit: minutes}]}}}",
     );
-    let Some(Action::RunStep(deploy)) = h.pending().first().cloned() else {
-        panic!("expected the deploy step: {:?}", h.pending())
-    };
+    let deploy = first_step(&h);
     h.deployment
         .handle_step_result(h.now(), deploy.op, StepOutcome::Succeeded)
         .unwrap();
@@ -1014,9 +1012,7 @@ fn a_cancel_after_a_pause_mid_strategy_ended_asks_for_the_rollback_alone() {
     let mut h = start(
         "application: app\ntargets: {prod: {strategy: c}}\nstrategies: {c: {canary: {steps: [pause: {duration: 5, unit: minutes}, setWeight: {weight: 50}]}}}",
     );
-    let Some(Action::RunStep(deploy)) = h.pending().first().cloned() else {
-        panic!("expected the deploy step: {:?}", h.pending())
-    };
+    let deploy = first_step(&h);
     h.step_result(deploy.op, StepOutcome::Succeeded).unwrap();
     let late = h.now() + TimeDelta::minutes(6);
 
@@ -1062,9 +1058,7 @@ fn a_step_result_after_the_step_timeout_is_stale_before_the_timer_fires() {
     let mut h = start(
         "application: app\ndeploymentConfig: {timeout: {duration: 30, unit: minutes}}\ntargets: {prod: {}}",
     );
-    let Some(Action::RunStep(step)) = h.pending().first().cloned() else {
-        panic!("expected the deploy step: {:?}", h.pending())
-    };
+    let step = first_step(&h);
     let late = h.now() + TimeDelta::minutes(30);
 
     let result = h
@@ -1083,9 +1077,7 @@ fn an_analysis_result_after_the_step_timeout_is_stale_before_the_timer_fires() {
     let mut h = start(
         "application: app\ndeploymentConfig: {timeout: {duration: 10, unit: minutes}}\ntargets: {prod: {strategy: c}}\nstrategies: {c: {canary: {steps: [analysis: {queries: [q]}]}}}",
     );
-    let Some(Action::RunStep(deploy)) = h.pending().first().cloned() else {
-        panic!("expected the deploy step: {:?}", h.pending())
-    };
+    let deploy = first_step(&h);
     h.deployment
         .handle_step_result(h.now(), deploy.op, StepOutcome::Succeeded)
         .unwrap();

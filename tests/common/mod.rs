@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use hookgate::config::{GateId, Plan};
-use hookgate::core::{Action, CallResult, StartOptions, StepOutcome};
+use hookgate::core::{Action, CallResult, StartOptions, StepOutcome, StepRequest};
 use hookgate::test_util::Harness;
 
 pub fn t0() -> DateTime<Utc> {
@@ -64,3 +64,15 @@ webhooks:
   - {name: smoke, uriTemplate: "https://ci.example/smoke"}
   - {name: fire-and-forget, uriTemplate: "https://hooks.example/x", disableCallback: true}
 "#;
+
+/// The host step asked for first (the first environment's deploy step, when nothing comes
+/// before it).
+pub fn first_step(h: &Harness) -> StepRequest {
+    match h.pending().first() {
+        Some(Action::RunStep(step)) => step.clone(),
+        other => panic!(
+            "expected a host step first, not {other:?}: {:?}",
+            h.pending()
+        ),
+    }
+}
