@@ -323,16 +323,7 @@ impl Deployment {
     /// would had the timer been on time. A due retry or the end of a pause is left to the timer:
     /// the input may make it needless, and it fails nothing.
     fn expire_all(&mut self, now: DateTime<Utc>) {
-        // Every input comes here, and almost always nothing has passed: one pass over the
-        // states finds that for less than building what firing needs.
-        let gates = (0..self.s.gates.len()).map(|i| Due::Gate(GateId(i as u32)));
-        let envs = (0..self.s.envs.len()).map(|i| Due::Env(EnvId(i as u16)));
-        if gates
-            .chain(envs)
-            .any(|due| self.due_at(due, now, closes_on_deadline).is_some())
-        {
-            self.fire_passed(now, closes_on_deadline);
-        }
+        self.fire_passed(now, closes_on_deadline);
     }
 
     /// Fires, earliest first, every deadline passed by `now` of an environment, or of a gate in a

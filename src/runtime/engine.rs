@@ -915,7 +915,7 @@ impl Engine {
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
         if let Some(replica) = self.replica() {
-            replica.stop_notices();
+            replica.drop_notices();
             if let Err(e) = self.inner.store.release(&replica.options.id).await {
                 tracing::warn!(error = %e, "could not give up the leases; other replicas take over when they end");
             }

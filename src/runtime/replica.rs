@@ -17,10 +17,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::apply::Source;
 use super::engine::{Engine, Live, lock};
@@ -112,10 +112,6 @@ pub(crate) struct Replica {
     /// and a `recover` tried again after a failure must not add a second. Held while the
     /// watcher is added, so that two `recover`s at once add one between them.
     watching: tokio::sync::Mutex<bool>,
-    /// Set by [`Engine::shutdown`]: the store keeps the watcher, and an engine kept after it
-    /// shut down, whose scheduler no longer drains the notices, would otherwise keep every
-    /// later write of the whole cluster in its queue.
-    stopped: Arc<AtomicBool>,
 }
 
 impl Replica {
@@ -126,17 +122,21 @@ impl Replica {
             notices: std::sync::Mutex::new(Some(notices)),
             notify,
             watching: tokio::sync::Mutex::new(false),
-            stopped: Arc::default(),
         }
     }
 
-    /// Stops hearing change notices for good, and drops those heard and not yet taken.
-    pub(crate) fn stop_notices(&self) {
-        self.stopped.store(true, Ordering::Release);
+    /// Drops the notices heard and not yet taken, once the engine has shut down: the store
+    /// keeps the watcher, which hears no more from then on, and an engine kept after its
+    /// shutdown has no scheduler left to take them.
+    pub(crate) fn drop_notices(&self) {
         if let Some(receiver) = lock(&self.notices).as_mut() {
-            while receiver.try_recv().is_ok() {}
+            drain(receiver);
         }
     }
+}
+
+fn drain(receiver: &mut mpsc::UnboundedReceiver<(DeploymentId, u64)>) {
+    while receiver.try_recv().is_ok() {}
 }
 
 impl Engine {
@@ -168,9 +168,9 @@ impl Engine {
         if *watching {
             return Ok(());
         }
-        let (notify, stopped) = (replica.notify.clone(), Arc::clone(&replica.stopped));
+        let (notify, shutdown) = (replica.notify.clone(), self.inner.shutdown.clone());
         let watcher: ChangeWatcher = Arc::new(move |id: &DeploymentId, version| {
-            if !stopped.load(Ordering::Acquire) {
+            if !shutdown.is_cancelled() {
                 let _ = notify.send((id.clone(), version));
             }
         });
@@ -473,6 +473,7 @@ impl Engine {
         Notices {
             receiver: replica.and_then(|r| lock(&r.notices).take()),
             replica,
+            shutdown: &self.inner.shutdown,
         }
     }
 }
@@ -483,6 +484,8 @@ impl Engine {
 pub(crate) struct Notices<'a> {
     replica: Option<&'a Replica>,
     receiver: Option<mpsc::UnboundedReceiver<(DeploymentId, u64)>>,
+    /// The engine's: once it is cancelled, no notice is heard or kept any more.
+    shutdown: &'a CancellationToken,
 }
 
 impl Notices<'_> {
@@ -505,9 +508,9 @@ impl Drop for Notices<'_> {
     fn drop(&mut self) {
         if let (Some(replica), Some(mut receiver)) = (self.replica, self.receiver.take()) {
             // A loop that ends after shutdown gives back what it had not taken: dropped here,
-            // as `stop_notices` drops what waited in the replica.
-            if replica.stopped.load(Ordering::Acquire) {
-                while receiver.try_recv().is_ok() {}
+            // as `drop_notices` drops what waited in the replica.
+            if self.shutdown.is_cancelled() {
+                drain(&mut receiver);
             }
             *lock(&replica.notices) = Some(receiver);
         }

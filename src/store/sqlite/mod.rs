@@ -112,8 +112,9 @@ pub struct SqliteOptions {
     /// Which failure an acknowledged save survives. Default: [`Durability::ProcessCrash`].
     pub durability: Durability,
     /// How long a write waits for another connection's write lock before failing with
-    /// [`StoreError::Backend`]. Default: 5 seconds. At most [`SqliteOptions::MAX_BUSY_TIMEOUT`], SQLite's
-    /// limit: a longer one (`Duration::MAX` for "wait for ever") waits that long.
+    /// [`StoreError::Backend`]. Default: 5 seconds. At most
+    /// [`SqliteOptions::MAX_BUSY_TIMEOUT`], SQLite's limit: a longer one (`Duration::MAX` for
+    /// "wait for ever") waits that long.
     pub busy_timeout: Duration,
     /// The most connections the read pool opens; the writer task has one more of its own.
     /// SQLite runs one write at a time whatever this is; more connections let reads go on
