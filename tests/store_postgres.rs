@@ -843,10 +843,13 @@ async fn a_corrupt_orphan_is_answered_apart_from_the_rest_of_a_takeover() {
     db.drop_schema().await;
 }
 
-/// A TCP proxy in front of the server that can go down: it then drops every connection and
-/// refuses new ones, as a restarting server does, and comes back on the same port.
 /// A store connected to the test server through a [`Proxy`] that can play the server down.
 async fn through_proxy(db: &TestDb) -> (Proxy, PostgresStore) {
+    through_proxy_with(db, db.options()).await
+}
+
+/// [`through_proxy`], with `options`.
+async fn through_proxy_with(db: &TestDb, options: PostgresOptions) -> (Proxy, PostgresStore) {
     let server = url::Url::parse(&db.url).expect("a URL");
     let host = server.host_str().unwrap_or("localhost");
     let port = server.port().unwrap_or(5432);
@@ -861,18 +864,24 @@ async fn through_proxy(db: &TestDb) -> (Proxy, PostgresStore) {
     via_proxy
         .set_port(Some(proxy.addr.port()))
         .expect("set the port");
-    let options = db.options().with_connect_timeout(Duration::from_secs(2));
+    let options = options.with_connect_timeout(Duration::from_secs(2));
     let store = PostgresStore::connect_with(via_proxy.as_str(), options)
         .await
         .expect("connect through the proxy");
     (proxy, store)
 }
 
+/// A TCP proxy in front of the server that can go down: it then drops every connection and
+/// refuses new ones, as a restarting server does, and comes back on the same port. It can also
+/// go quiet on the connections it has, as a NAT that dropped them without a reset does.
 struct Proxy {
     addr: SocketAddr,
     upstream: SocketAddr,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: Option<JoinHandle<()>>,
+    /// How many times it went quiet: a connection forwards until this passes what it was when
+    /// the connection came.
+    quiet: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Proxy {
@@ -883,6 +892,7 @@ impl Proxy {
             upstream,
             tasks: Arc::default(),
             accept: None,
+            quiet: Arc::default(),
         };
         proxy.serve(listener);
         proxy
@@ -890,11 +900,21 @@ impl Proxy {
 
     fn serve(&mut self, listener: TcpListener) {
         let (tasks, upstream) = (Arc::clone(&self.tasks), self.upstream);
+        let quiet = Arc::clone(&self.quiet);
         self.accept = Some(tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut quiet = quiet.subscribe();
                 let forward = tokio::spawn(async move {
+                    let came_at = *quiet.borrow_and_update();
                     if let Ok(mut outbound) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        let quieted = tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => false,
+                            quieted = quiet.wait_for(|&now| now > came_at) => quieted.is_ok(),
+                        };
+                        if quieted {
+                            // Both ends stay open, and nothing goes through, until `down`.
+                            std::future::pending::<()>().await;
+                        }
                     }
                 });
                 tasks
@@ -903,6 +923,11 @@ impl Proxy {
                     .push(forward);
             }
         }));
+    }
+
+    /// Forwards nothing more on the connections it has, and keeps them open; new ones forward.
+    fn go_quiet(&self) {
+        self.quiet.send_modify(|times| *times += 1);
     }
 
     fn down(&mut self) {
@@ -1009,6 +1034,76 @@ async fn the_store_survives_a_server_restart_without_being_rebuilt() {
 
     store.close().await;
     raw.close().await;
+    proxy.down();
+    db.drop_schema().await;
+}
+
+/// A change-notice connection that goes quiet without a reset, as behind a NAT that dropped it,
+/// fails its heartbeat and is replaced, and later writes are heard again. Without the
+/// heartbeat the store would wait on it for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_connection_gone_quiet_is_replaced() {
+    let Some(db) = TestDb::new("quiet") else {
+        return;
+    };
+    let writer = db.connect().await;
+    let heartbeat = db
+        .options()
+        .with_notice_heartbeat(Duration::from_millis(200));
+    let (mut proxy, store) = through_proxy_with(&db, heartbeat).await;
+    let (watcher, heard) = recorder();
+    store.watch(watcher).await.expect("watch");
+    let (mut d, events) = start_random("d1");
+    writer
+        .create(NewDeployment::new(&d, PLAN), &events)
+        .await
+        .expect("create");
+    let mut version = 1;
+    heard_after_reconnecting(&writer, &mut d, &mut version, &heard).await;
+    // Quiet for a few heartbeats: the listener's connection asks the server something, and
+    // goes on hearing.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let raw = db.raw().await;
+    let asked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND query = 'SELECT 1'",
+    )
+    .bind(&db.schema)
+    .fetch_one(&raw)
+    .await
+    .expect("look at the store's connections");
+    assert_eq!(
+        asked, 1,
+        "the listener's connection, and no other, asked the server"
+    );
+    raw.close().await;
+    heard_after_reconnecting(&writer, &mut d, &mut version, &heard).await;
+
+    proxy.go_quiet();
+    heard_after_reconnecting(&writer, &mut d, &mut version, &heard).await;
+
+    store.close().await;
+    writer.close().await;
+    proxy.down();
+    db.drop_schema().await;
+}
+
+/// Closing a store whose change-notice connection went quiet before a heartbeat found it out
+/// does not wait for the network to give up on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_does_not_wait_on_a_quiet_notice_connection() {
+    let Some(db) = TestDb::new("quiet_close") else {
+        return;
+    };
+    let no_heartbeat = db
+        .options()
+        .with_notice_heartbeat(Duration::from_secs(3600));
+    let (mut proxy, store) = through_proxy_with(&db, no_heartbeat).await;
+    let (watcher, _) = recorder();
+    store.watch(watcher).await.expect("watch");
+    proxy.go_quiet();
+    tokio::time::timeout(Duration::from_secs(30), store.close())
+        .await
+        .expect("the store closes without an answer from the quiet connection");
     proxy.down();
     db.drop_schema().await;
 }

@@ -4,12 +4,18 @@
 //! options), so it never takes a slot of the store's pool, and `PgListener` opens it again and
 //! repeats the `LISTEN` after it drops. The task ends when [`Notices::stop`] is called or the
 //! store's last clone is dropped, which drops the sending half of the stop signal.
+//!
+//! The connection only reads, so a network device that drops it without a reset (a NAT after
+//! some quiet minutes) would leave it waiting for good. After a heartbeat's time without a
+//! notice the task asks the server something; the traffic keeps such devices from dropping the
+//! connection, and a connection that does not answer within another heartbeat is given up for
+//! one on a pool of its own.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use sqlx::PgPool;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{Executor, PgPool};
 use tokio::sync::{OnceCell, watch};
 use tokio::task::JoinHandle;
 
@@ -21,11 +27,16 @@ use crate::store::{ChangeWatcher, StoreError};
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
 
+/// The shortest heartbeat [`Notices`] keeps to: a shorter one would have it ask the server
+/// something all the time.
+pub(super) const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+
 type Watchers = Arc<Mutex<Vec<ChangeWatcher>>>;
 
 pub(super) struct Notices {
     channel: String,
     connect_timeout: Duration,
+    heartbeat: Duration,
     watchers: Watchers,
     /// The listener task, started by the first `watch`.
     task: OnceCell<Mutex<Option<JoinHandle<()>>>>,
@@ -33,10 +44,13 @@ pub(super) struct Notices {
 }
 
 impl Notices {
-    pub(super) fn new(channel: String, connect_timeout: Duration) -> Self {
+    /// Notices on `channel`, whose connection is asked something after `heartbeat` without a
+    /// notice (at least [`MIN_HEARTBEAT`]).
+    pub(super) fn new(channel: String, connect_timeout: Duration, heartbeat: Duration) -> Self {
         Self {
             channel,
             connect_timeout,
+            heartbeat: heartbeat.max(MIN_HEARTBEAT),
             watchers: Arc::default(),
             task: OnceCell::new(),
             stop: watch::Sender::new(false),
@@ -70,18 +84,19 @@ impl Notices {
     }
 
     async fn start(&self, pool: &PgPool) -> Result<Mutex<Option<JoinHandle<()>>>, StoreError> {
-        let own = PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(self.connect_timeout)
-            // The connection is held for good; these would only close it for nothing.
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_lazy_with(pool.connect_options().as_ref().clone());
-        let mut listener = PgListener::connect_with(&own).await.map_err(backend)?;
-        listener.listen(&self.channel).await.map_err(backend)?;
+        let connection = Connection {
+            options: pool.connect_options().as_ref().clone(),
+            connect_timeout: self.connect_timeout,
+            channel: self.channel.clone(),
+        };
+        let (listener, own) = connection.open().await.map_err(backend)?;
         let task = tokio::spawn(listen(
-            listener,
-            own,
+            Listening {
+                listener,
+                pool: own,
+                connection,
+                heartbeat: self.heartbeat,
+            },
             Arc::clone(&self.watchers),
             self.stop.subscribe(),
         ));
@@ -102,18 +117,78 @@ impl Notices {
     }
 }
 
-async fn listen(
-    mut listener: PgListener,
+/// What opens the `LISTEN` connection, again when one stops answering.
+struct Connection {
+    options: PgConnectOptions,
+    connect_timeout: Duration,
+    channel: String,
+}
+
+impl Connection {
+    /// A listener on a pool of its own, `LISTEN`ing; within the connect timeout, as the
+    /// connection may be opened through the same network that lost the last one.
+    async fn open(&self) -> Result<(PgListener, PgPool), sqlx::Error> {
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(self.connect_timeout)
+            // The connection is held for good; these would only close it for nothing.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_lazy_with(self.options.clone());
+        let listening = async {
+            let mut listener = PgListener::connect_with(&own).await?;
+            listener.listen(&self.channel).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match tokio::time::timeout(self.connect_timeout, listening).await {
+            Ok(listener) => Ok((listener?, own)),
+            Err(_) => Err(sqlx::Error::PoolTimedOut),
+        }
+    }
+}
+
+/// The listener task's connection, and how to replace it.
+struct Listening {
+    listener: PgListener,
     pool: PgPool,
-    watchers: Watchers,
-    mut stop: watch::Receiver<bool>,
-) {
+    connection: Connection,
+    heartbeat: Duration,
+}
+
+async fn listen(mut l: Listening, watchers: Watchers, mut stop: watch::Receiver<bool>) {
     let mut retry = FIRST_RETRY;
     loop {
         // `wait_for` also returns when the sender is dropped with the store.
         let received = tokio::select! {
             _ = stop.wait_for(|&stopped| stopped) => break,
-            received = listener.try_recv() => received,
+            received = tokio::time::timeout(l.heartbeat, l.listener.try_recv()) => received,
+        };
+        // `try_recv` keeps a message read in part for the next call, so giving up on one is
+        // safe.
+        let Ok(received) = received else {
+            let answered = tokio::select! {
+                _ = stop.wait_for(|&stopped| stopped) => break,
+                answered = tokio::time::timeout(l.heartbeat, l.listener.execute("SELECT 1")) => answered,
+            };
+            match answered {
+                Ok(Ok(_)) => {}
+                // Such as a connection that dropped: the next `try_recv` opens it again.
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "the PostgreSQL change-notice connection failed a heartbeat")
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        heartbeat = ?l.heartbeat,
+                        "the PostgreSQL change-notice connection did not answer a heartbeat; \
+                         opening another, and notices sent in between are lost"
+                    );
+                    tokio::select! {
+                        _ = stop.wait_for(|&stopped| stopped) => break,
+                        () = reopen(&mut l) => {}
+                    }
+                }
+            }
+            continue;
         };
         match received {
             Ok(Some(notice)) => {
@@ -135,8 +210,34 @@ async fn listen(
             }
         }
     }
+    let Listening { listener, pool, .. } = l;
     drop(listener);
-    pool.close().await;
+    // A connection that stopped answering is returned to its pool only once the network gives
+    // up on it: the store's `close` does not wait that long.
+    let _ = tokio::time::timeout(MAX_RETRY, pool.close()).await;
+}
+
+/// Replaces the listener's connection, which does not answer, with one on a pool of its own:
+/// the old one holds its pool's only slot until the network gives up on it, which may take many
+/// minutes. Retries until it has one.
+async fn reopen(l: &mut Listening) {
+    let mut retry = FIRST_RETRY;
+    loop {
+        match l.connection.open().await {
+            Ok((listener, pool)) => {
+                // Dropped, the old listener's `UNLISTEN` waits on the old connection in a task
+                // of sqlx's, which then returns it to the old pool, ending both.
+                l.listener = listener;
+                l.pool = pool;
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, ?retry, "cannot open another PostgreSQL change-notice connection; retrying");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(MAX_RETRY);
+            }
+        }
+    }
 }
 
 /// Calls every watcher with the notice's deployment and version; a payload not written by
@@ -156,5 +257,21 @@ fn deliver(watchers: &Watchers, payload: &str) {
         .clone();
     for watcher in watchers {
         watcher(&id, version);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A heartbeat of nothing would have the task ask the server something all the time.
+    #[test]
+    fn a_heartbeat_is_never_shorter_than_the_least() {
+        let notices = |heartbeat| Notices::new("c".into(), Duration::from_secs(1), heartbeat);
+        assert_eq!(notices(Duration::ZERO).heartbeat, MIN_HEARTBEAT);
+        assert_eq!(
+            notices(Duration::from_secs(30)).heartbeat,
+            Duration::from_secs(30)
+        );
     }
 }

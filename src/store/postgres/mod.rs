@@ -24,7 +24,8 @@
 //!   so the notice is delivered at commit, to every store on the same database and schema
 //!   (the channel is named after the schema, so stores on other schemas do not hear it).
 //!   [`Store::watch`](super::Store::watch) listens on a dedicated connection in a Tokio task,
-//!   which reconnects after the connection drops; notices sent while it is down are lost,
+//!   which reconnects after the connection drops, and replaces it when it does not answer a
+//!   heartbeat ([`PostgresOptions::notice_heartbeat`]); notices sent while it is down are lost,
 //!   which [`ChangeWatcher`](super::ChangeWatcher) allows for. The task ends when the store
 //!   is closed or its last clone dropped. PostgreSQL queues the notices of committing
 //!   transactions under one server-wide lock, so writes that notify commit one at a time,
@@ -77,6 +78,12 @@ pub struct PostgresOptions {
     /// How long connecting, or waiting for a free connection, may take before the operation
     /// fails. Default: 10 seconds.
     pub connect_timeout: Duration,
+    /// How long the change-notice connection may go without a notice before the store asks the
+    /// server something on it. That traffic keeps network devices that drop quiet connections
+    /// (a NAT) from dropping it, and a connection that does not answer within another
+    /// heartbeat is replaced; until then, a lease holder hears of other replicas' inputs only
+    /// at its lease upkeep. At least 100 ms. Default: 30 seconds.
+    pub notice_heartbeat: Duration,
     /// Stamps `created_at` and `updated_at`. Default: the system clock.
     pub clock: Arc<dyn Clock>,
 }
@@ -87,6 +94,7 @@ impl Default for PostgresOptions {
             schema: "public".to_owned(),
             max_connections: 10,
             connect_timeout: Duration::from_secs(10),
+            notice_heartbeat: Duration::from_secs(30),
             clock: Arc::new(SystemClock),
         }
     }
@@ -98,6 +106,7 @@ impl fmt::Debug for PostgresOptions {
             .field("schema", &self.schema)
             .field("max_connections", &self.max_connections)
             .field("connect_timeout", &self.connect_timeout)
+            .field("notice_heartbeat", &self.notice_heartbeat)
             .finish_non_exhaustive()
     }
 }
@@ -118,6 +127,12 @@ impl PostgresOptions {
     /// Sets the connect timeout.
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the change-notice heartbeat.
+    pub fn with_notice_heartbeat(mut self, heartbeat: Duration) -> Self {
+        self.notice_heartbeat = heartbeat;
         self
     }
 
@@ -228,7 +243,11 @@ impl PostgresStore {
         let channel = format!("{CHANNEL_PREFIX}{schema}");
         Ok(Self {
             inner: Arc::new(Inner {
-                notices: listen::Notices::new(channel, options.connect_timeout),
+                notices: listen::Notices::new(
+                    channel,
+                    options.connect_timeout,
+                    options.notice_heartbeat,
+                ),
                 sql: Statements::new(&quoted),
                 pool,
                 schema,
@@ -239,7 +258,8 @@ impl PostgresStore {
 
     /// Stops the change-notice task and closes every connection, waiting for the queries
     /// under way; later operations fail with [`StoreError::Backend`]. Writes already
-    /// acknowledged are committed without it. It closes the pool for every clone.
+    /// acknowledged are committed without it. It closes the pool for every clone. A change-notice
+    /// connection that has stopped answering is left to the network after 5 s.
     pub async fn close(&self) {
         self.inner.notices.stop().await;
         self.inner.pool.close().await;
