@@ -1,15 +1,15 @@
 //! Change notices: one `LISTEN` connection per store, shared by all its watchers.
 //!
 //! The connection comes from a pool of its own (at most one connection, same connect
-//! options), so it never takes a slot of the store's pool, and `PgListener` opens it again and
-//! repeats the `LISTEN` after it drops. The task ends when [`Notices::stop`] is called or the
-//! store's last clone is dropped, which drops the sending half of the stop signal.
+//! options), so it never takes a slot of the store's pool. The task ends when
+//! [`Notices::stop`] is called or the store's last clone is dropped, which drops the sending
+//! half of the stop signal.
 //!
 //! The connection only reads, so a network device that drops it without a reset (a NAT after
 //! some quiet minutes) would leave it waiting for good. After a heartbeat's time without a
 //! notice the task asks the server something; the traffic keeps such devices from dropping the
-//! connection, and a connection that does not answer within another heartbeat is given up for
-//! one on a pool of its own.
+//! connection. A connection that drops, fails, or does not answer within another heartbeat is
+//! replaced by a new one on a pool of its own, which repeats the `LISTEN`.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -23,9 +23,14 @@ use super::backend;
 use crate::core::DeploymentId;
 use crate::store::{ChangeWatcher, StoreError};
 
-/// The first wait after the listener failed to reconnect; it doubles up to [`MAX_RETRY`].
+/// The first wait before a new connection replaces one that failed; it doubles up to
+/// [`MAX_RETRY`] while they keep failing.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
+
+/// How long closing waits for the connection to be given back: one that stopped answering is
+/// given back only once the network gives up on it.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// The shortest heartbeat [`Notices`] keeps to: a shorter one would have it ask the server
 /// something all the time.
@@ -103,7 +108,8 @@ impl Notices {
         Ok(Mutex::new(Some(task)))
     }
 
-    /// Ends the listener task, if one runs, and waits for it to close its connection.
+    /// Ends the listener task, if one runs, and waits for it to close its connection, or
+    /// [`CLOSE_WAIT`] for one that stopped answering.
     pub(super) async fn stop(&self) {
         self.stop.send_replace(true);
         let task = self
@@ -137,6 +143,10 @@ impl Connection {
             .connect_lazy_with(self.options.clone());
         let listening = async {
             let mut listener = PgListener::connect_with(&own).await?;
+            // Its own reconnecting would happen inside `try_recv`, where the heartbeat's timeout
+            // could cut it short and leave the listener without its buffer of notices: a lost
+            // connection is replaced here instead.
+            listener.eager_reconnect(false);
             listener.listen(&self.channel).await?;
             Ok::<_, sqlx::Error>(listener)
         };
@@ -163,79 +173,82 @@ async fn listen(mut l: Listening, watchers: Watchers, mut stop: watch::Receiver<
             _ = stop.wait_for(|&stopped| stopped) => break,
             received = tokio::time::timeout(l.heartbeat, l.listener.try_recv()) => received,
         };
-        // `try_recv` keeps a message read in part for the next call, so giving up on one is
-        // safe.
-        let Ok(received) = received else {
-            let answered = tokio::select! {
-                _ = stop.wait_for(|&stopped| stopped) => break,
-                answered = tokio::time::timeout(l.heartbeat, l.listener.execute("SELECT 1")) => answered,
-            };
-            match answered {
-                Ok(Ok(_)) => {}
-                // Such as a connection that dropped: the next `try_recv` opens it again.
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "the PostgreSQL change-notice connection failed a heartbeat")
-                }
-                Err(_) => {
-                    tracing::warn!(
+        match received {
+            Ok(Ok(Some(notice))) => {
+                retry = FIRST_RETRY;
+                deliver(&watchers, notice.payload());
+                continue;
+            }
+            Ok(Ok(None)) => tracing::warn!(
+                "the PostgreSQL change-notice connection dropped; opening another, and notices \
+                 sent in between are lost"
+            ),
+            Ok(Err(error)) => tracing::warn!(
+                %error,
+                "cannot listen for PostgreSQL change notices; opening another connection"
+            ),
+            // Quiet for a heartbeat. Giving up on `try_recv` is safe here: with no reconnecting
+            // of its own (see `Connection::open`) it only waits to read, which keeps a message
+            // read in part for the next call.
+            Err(_) => {
+                let answered = tokio::select! {
+                    _ = stop.wait_for(|&stopped| stopped) => break,
+                    answered = tokio::time::timeout(l.heartbeat, l.listener.execute("SELECT 1")) => answered,
+                };
+                match answered {
+                    Ok(Ok(_)) => {
+                        retry = FIRST_RETRY;
+                        continue;
+                    }
+                    Ok(Err(error)) => tracing::warn!(
+                        %error,
+                        "the PostgreSQL change-notice connection failed a heartbeat; opening \
+                         another, and notices sent in between are lost"
+                    ),
+                    Err(_) => tracing::warn!(
                         heartbeat = ?l.heartbeat,
                         "the PostgreSQL change-notice connection did not answer a heartbeat; \
                          opening another, and notices sent in between are lost"
-                    );
-                    tokio::select! {
-                        _ = stop.wait_for(|&stopped| stopped) => break,
-                        () = reopen(&mut l) => {}
-                    }
+                    ),
                 }
             }
-            continue;
-        };
-        match received {
-            Ok(Some(notice)) => {
-                retry = FIRST_RETRY;
-                deliver(&watchers, notice.payload());
-            }
-            // The connection dropped and `PgListener` has opened it again.
-            Ok(None) => tracing::warn!(
-                "the PostgreSQL change-notice connection dropped and was reopened; notices \
-                 sent in between are lost"
-            ),
-            Err(error) => {
-                tracing::warn!(%error, ?retry, "cannot listen for PostgreSQL change notices; retrying");
-                tokio::select! {
-                    _ = stop.wait_for(|&stopped| stopped) => break,
-                    () = tokio::time::sleep(retry) => {}
-                }
-                retry = (retry * 2).min(MAX_RETRY);
-            }
+        }
+        // A connection that keeps failing at once is opened again less and less often.
+        tokio::select! {
+            _ = stop.wait_for(|&stopped| stopped) => break,
+            () = reopen(&mut l, &mut retry) => {}
         }
     }
     let Listening { listener, pool, .. } = l;
     drop(listener);
     // A connection that stopped answering is returned to its pool only once the network gives
     // up on it: the store's `close` does not wait that long.
-    let _ = tokio::time::timeout(MAX_RETRY, pool.close()).await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, pool.close()).await;
 }
 
-/// Replaces the listener's connection, which does not answer, with one on a pool of its own:
-/// the old one holds its pool's only slot until the network gives up on it, which may take many
-/// minutes. Retries until it has one.
-async fn reopen(l: &mut Listening) {
-    let mut retry = FIRST_RETRY;
+/// Replaces the listener and its connection with new ones, after waiting `retry`, which then
+/// doubles (up to [`MAX_RETRY`]) with every failed attempt and every call. The new connection
+/// is on a pool of its own: the old one may hold its pool's only slot until the network gives
+/// up on it, many minutes later.
+async fn reopen(l: &mut Listening, retry: &mut Duration) {
     loop {
+        tokio::time::sleep(*retry).await;
+        *retry = (*retry * 2).min(MAX_RETRY);
         match l.connection.open().await {
             Ok((listener, pool)) => {
-                // Dropped, the old listener's `UNLISTEN` waits on the old connection in a task
-                // of sqlx's, which then returns it to the old pool, ending both.
+                // Dropped, the old listener sends `UNLISTEN` on its connection, if it still has
+                // one, in a task of sqlx's, which then returns the connection to the old pool,
+                // ending both: at once on a connection that answers, once the network gives up
+                // on one that does not.
                 l.listener = listener;
                 l.pool = pool;
                 return;
             }
-            Err(error) => {
-                tracing::warn!(%error, ?retry, "cannot open another PostgreSQL change-notice connection; retrying");
-                tokio::time::sleep(retry).await;
-                retry = (retry * 2).min(MAX_RETRY);
-            }
+            Err(error) => tracing::warn!(
+                %error,
+                retry = ?*retry,
+                "cannot open a PostgreSQL change-notice connection; retrying"
+            ),
         }
     }
 }

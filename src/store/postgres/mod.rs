@@ -72,8 +72,9 @@ pub struct PostgresOptions {
     /// schemas share nothing, change notices included. At most 54 bytes. Default: `public`.
     pub schema: String,
     /// The most connections the pool opens; a store that watches for changes opens one more
-    /// of its own. Ignored by [`PostgresStore::from_pool`], whose pool is already sized.
-    /// Default: 10.
+    /// of its own (and, after replacing one that stopped answering, keeps the old one until
+    /// the network gives up on it). Ignored by [`PostgresStore::from_pool`], whose pool is
+    /// already sized. Default: 10.
     pub max_connections: u32,
     /// How long connecting, or waiting for a free connection, may take before the operation
     /// fails. Default: 10 seconds.
