@@ -123,7 +123,7 @@ impl Notices {
     }
 }
 
-/// What opens the `LISTEN` connection, again when one stops answering.
+/// What opens the `LISTEN` connection, and a new one when it drops, fails or stops answering.
 struct Connection {
     options: PgConnectOptions,
     connect_timeout: Duration,

@@ -24,8 +24,8 @@
 //!   so the notice is delivered at commit, to every store on the same database and schema
 //!   (the channel is named after the schema, so stores on other schemas do not hear it).
 //!   [`Store::watch`](super::Store::watch) listens on a dedicated connection in a Tokio task,
-//!   which reconnects after the connection drops, and replaces it when it does not answer a
-//!   heartbeat ([`PostgresOptions::notice_heartbeat`]); notices sent while it is down are lost,
+//!   which replaces the connection when it drops, fails or does not answer a heartbeat
+//!   ([`PostgresOptions::notice_heartbeat`]); notices sent while it is down are lost,
 //!   which [`ChangeWatcher`](super::ChangeWatcher) allows for. The task ends when the store
 //!   is closed or its last clone dropped. PostgreSQL queues the notices of committing
 //!   transactions under one server-wide lock, so writes that notify commit one at a time,
