@@ -759,7 +759,7 @@ impl Deployment {
         self.expire_all(now);
         if !self.is_finished() {
             let mut ended = self.clone();
-            ended.fire_passed(now, |g| !matches!(g, GateState::RetryWaiting { .. }));
+            ended.fire_passed(now, ends_on_cancel);
             if ended.is_finished() {
                 *self = ended;
             }
@@ -911,6 +911,12 @@ fn closes_on_deadline(state: GateState) -> bool {
         state,
         GateState::RetryWaiting { .. } | GateState::Pausing { .. }
     )
+}
+
+/// Whether a gate's deadline in `state` is one a cancel fires, on a copy kept only if that
+/// finishes the deployment: every one but a due retry's, whose call the cancel would undo.
+fn ends_on_cancel(state: GateState) -> bool {
+    !matches!(state, GateState::RetryWaiting { .. })
 }
 
 impl serde::Serialize for Deployment {
@@ -1206,11 +1212,13 @@ mod tests {
         /// with the same outcome: the same state, actions and events, at every second of a
         /// deployment whose host answers some steps and lets others time out, and whose
         /// webhook calls are answered or fail and are retried. Every firing is `handle_timeout`'s
-        /// (every deadline) but, at random, an input's (those that fail something).
+        /// (every deadline) but, at random seconds, an input's (those that fail something) and
+        /// a cancel's (every deadline but a retry's).
         #[test]
         fn firing_from_the_heap_keeps_the_order_of_a_full_scan(
             source in plan_source(),
             answers in prop::collection::vec(any::<bool>(), 64),
+            input_at in 0i64..8,
             cancel_at in 0i64..8,
         ) {
             let mut d = Deployment::start(
@@ -1241,9 +1249,12 @@ mod tests {
                     }
                 }
                 let mut by_scan = d.clone();
-                if second == cancel_at {
+                if second == input_at {
                     d.expire_all(now);
                     fire_passed_by_scan(&mut by_scan, now, closes_on_deadline);
+                } else if second == cancel_at {
+                    d.fire_passed(now, ends_on_cancel);
+                    fire_passed_by_scan(&mut by_scan, now, ends_on_cancel);
                 } else {
                     d.handle_timeout(now);
                     fire_passed_by_scan(&mut by_scan, now, |_| true);
