@@ -1104,3 +1104,107 @@ async fn an_orphan_written_again_after_its_claim_read_it_is_resumed_from_its_cur
     assert_eq!(a.live_deployments(), 1);
     assert!(!o.unclaimed(d.id()).await, "held by `a`");
 }
+
+/// A replica's write of a callback is stored but answered with a failure, and its look at the
+/// row fails too: it puts the deployment back as it was, asks for nothing, and answers the
+/// sender that the store is unavailable. It stops before it learns more. The replica that takes
+/// the deployment over resumes it from the row, where the callback is applied, and asks for
+/// the deploy step that write led to; the sender's retry finds the callback applied.
+#[tokio::test]
+async fn a_write_whose_answer_was_lost_is_taken_over_with_its_work_asked_for_again() {
+    let o = Orphans::new();
+    let a = o.replica_with("a", SilentHost);
+    let id = recovered_and_started(&a).await;
+    let before = stored_version(&o, &id).await;
+
+    o.faulty.lose_save_answers(1);
+    o.faulty.fail_loads(1);
+    let ack = callback_to_last_called_gate(&o, &a).await;
+    assert!(
+        matches!(ack, Err(hookgate::server::GateError::Unavailable(_))),
+        "{ack:?}"
+    );
+    assert_eq!(
+        stored_version(&o, &id).await,
+        before + 1,
+        "the callback's write is stored"
+    );
+    drop(a);
+    o.clock.advance(chrono::TimeDelta::minutes(2));
+
+    let b = o.replica("b");
+    assert_eq!(b.recover().await.unwrap().resumed, 1, "b takes it over");
+    finishes_on(&b, &id).await;
+    let retry = callback_to_last_called_gate(&o, &b).await;
+    assert_eq!(retry.unwrap(), hookgate::core::CallbackAck::Duplicate);
+}
+
+/// As above, but the replica whose write lost its answer goes on running: its lease lapses
+/// before it looks at the row again, and another replica takes the deployment over and
+/// finishes it. The first replica's next round of upkeep finds the lease gone and lets its
+/// copy go, with the look it had due a second after the failure: the deploy step is performed
+/// once, by the holder, and the first replica's view is the store's.
+#[tokio::test]
+async fn a_replica_unsure_of_a_write_lets_it_go_to_the_replica_that_took_it_over() {
+    let o = Orphans::new();
+    let host = replicas::CountingHost::default();
+    let a = o.replica_with("a", host.clone());
+    let id = recovered_and_started(&a).await;
+
+    o.faulty.lose_save_answers(1);
+    o.faulty.fail_loads(1);
+    assert!(callback_to_last_called_gate(&o, &a).await.is_err());
+    o.clock.advance(chrono::TimeDelta::minutes(2));
+
+    let b = o.replica_with("b", host.clone());
+    assert_eq!(b.recover().await.unwrap().resumed, 1, "b takes it over");
+    finishes_on(&b, &id).await;
+
+    let upkeep = a.maintain_leases().await.unwrap();
+    assert_eq!(upkeep.lost, 1, "{upkeep:?}");
+    assert_eq!(a.live_deployments(), 0, "a's copy is let go");
+    o.clock.advance(chrono::TimeDelta::seconds(2));
+    a.fire_due().await;
+    assert_eq!(
+        host.runs().into_values().collect::<Vec<_>>(),
+        [1],
+        "the deploy step runs once"
+    );
+    assert_eq!(
+        a.view(&id).await.unwrap().status,
+        hookgate::core::DeploymentStatus::Succeeded
+    );
+}
+
+/// The version of `id`'s row, read past the store's faults.
+async fn stored_version(o: &Orphans, id: &hookgate::core::DeploymentId) -> u64 {
+    use hookgate::store::Store;
+
+    o.faulty.inner().load(id).await.unwrap().unwrap().version
+}
+
+/// The callback, through `replica`, that passes the gate whose call the external system got
+/// last.
+async fn callback_to_last_called_gate(
+    o: &Orphans,
+    replica: &hookgate::runtime::Engine,
+) -> Result<hookgate::core::CallbackAck, hookgate::server::GateError> {
+    use hookgate::auth::Principal;
+    use hookgate::server::{CallbackReport, GateService};
+
+    let uri = String::from_utf8(o.external.requests().last().unwrap().body.to_vec()).unwrap();
+    let callback = uri.rsplit('/').next().unwrap().parse().unwrap();
+    let report = CallbackReport::Outcome {
+        success: true,
+        message: None,
+    };
+    GateService::callback(replica, callback, report, &Principal::new("external")).await
+}
+
+/// Waits until `replica` sees `id` succeeded.
+async fn finishes_on(replica: &hookgate::runtime::Engine, id: &hookgate::core::DeploymentId) {
+    replicas::eventually(|| async {
+        replica.view(id).await.unwrap().status == hookgate::core::DeploymentStatus::Succeeded
+    })
+    .await;
+}
