@@ -425,6 +425,16 @@ impl Orphans {
 
     /// Passes, through `replica`, the gate whose call the external system got last.
     async fn pass_last_called_gate(&self, replica: &hookgate::runtime::Engine) {
+        let ack = self.callback_to_last_called_gate(replica).await;
+        assert!(ack.is_ok(), "{ack:?}");
+    }
+
+    /// The callback, through `replica`, that passes the gate whose call the external system
+    /// got last.
+    async fn callback_to_last_called_gate(
+        &self,
+        replica: &hookgate::runtime::Engine,
+    ) -> Result<hookgate::core::CallbackAck, hookgate::server::GateError> {
         use hookgate::auth::Principal;
         use hookgate::server::{CallbackReport, GateService};
 
@@ -435,9 +445,7 @@ impl Orphans {
             success: true,
             message: None,
         };
-        let ack =
-            GateService::callback(replica, callback, report, &Principal::new("external")).await;
-        assert!(ack.is_ok(), "{ack:?}");
+        GateService::callback(replica, callback, report, &Principal::new("external")).await
     }
 
     /// Whether another replica could claim `id` now: nobody holds it.
@@ -1113,13 +1121,14 @@ async fn an_orphan_written_again_after_its_claim_read_it_is_resumed_from_its_cur
 #[tokio::test]
 async fn a_write_whose_answer_was_lost_is_taken_over_with_its_work_asked_for_again() {
     let o = Orphans::new();
-    let a = o.replica_with("a", SilentHost);
+    let host = replicas::CountingHost::default();
+    let a = o.replica_with("a", host.clone());
     let id = recovered_and_started(&a).await;
     let before = stored_version(&o, &id).await;
 
     o.faulty.lose_save_answers(1);
     o.faulty.fail_loads(1);
-    let ack = callback_to_last_called_gate(&o, &a).await;
+    let ack = o.callback_to_last_called_gate(&a).await;
     assert!(
         matches!(ack, Err(hookgate::server::GateError::Unavailable(_))),
         "{ack:?}"
@@ -1129,13 +1138,15 @@ async fn a_write_whose_answer_was_lost_is_taken_over_with_its_work_asked_for_aga
         before + 1,
         "the callback's write is stored"
     );
+    assert!(host.runs().is_empty(), "a asks for no step");
     drop(a);
     o.clock.advance(chrono::TimeDelta::minutes(2));
 
-    let b = o.replica("b");
+    let b = o.replica_with("b", host.clone());
     assert_eq!(b.recover().await.unwrap().resumed, 1, "b takes it over");
     finishes_on(&b, &id).await;
-    let retry = callback_to_last_called_gate(&o, &b).await;
+    assert_eq!(host.runs().into_values().collect::<Vec<_>>(), [1]);
+    let retry = o.callback_to_last_called_gate(&b).await;
     assert_eq!(retry.unwrap(), hookgate::core::CallbackAck::Duplicate);
 }
 
@@ -1153,7 +1164,7 @@ async fn a_replica_unsure_of_a_write_lets_it_go_to_the_replica_that_took_it_over
 
     o.faulty.lose_save_answers(1);
     o.faulty.fail_loads(1);
-    assert!(callback_to_last_called_gate(&o, &a).await.is_err());
+    assert!(o.callback_to_last_called_gate(&a).await.is_err());
     o.clock.advance(chrono::TimeDelta::minutes(2));
 
     let b = o.replica_with("b", host.clone());
@@ -1181,24 +1192,6 @@ async fn stored_version(o: &Orphans, id: &hookgate::core::DeploymentId) -> u64 {
     use hookgate::store::Store;
 
     o.faulty.inner().load(id).await.unwrap().unwrap().version
-}
-
-/// The callback, through `replica`, that passes the gate whose call the external system got
-/// last.
-async fn callback_to_last_called_gate(
-    o: &Orphans,
-    replica: &hookgate::runtime::Engine,
-) -> Result<hookgate::core::CallbackAck, hookgate::server::GateError> {
-    use hookgate::auth::Principal;
-    use hookgate::server::{CallbackReport, GateService};
-
-    let uri = String::from_utf8(o.external.requests().last().unwrap().body.to_vec()).unwrap();
-    let callback = uri.rsplit('/').next().unwrap().parse().unwrap();
-    let report = CallbackReport::Outcome {
-        success: true,
-        message: None,
-    };
-    GateService::callback(replica, callback, report, &Principal::new("external")).await
 }
 
 /// Waits until `replica` sees `id` succeeded.
