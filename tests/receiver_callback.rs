@@ -598,6 +598,39 @@ async fn connection_errors_are_retried_then_reported() {
         matches!(&error, CallbackError::Transport { attempts: 4, source } if source.is_retryable()),
         "{error:?}"
     );
+    let shown = error.to_string();
+    assert!(
+        shown.contains(&format!(
+            "could not connect for POST http://127.0.0.1:{port}"
+        )),
+        "the message names its cause: {shown}"
+    );
+}
+
+/// A failure that is not retried (an answer that is not HTTP) is reported at once, and its
+/// message says what it was rather than only to send the callback again, which would fail the
+/// same way.
+#[tokio::test]
+async fn a_failure_not_retried_is_reported_with_its_cause() {
+    let peer = RawPeer::start(&[Turn::Write("this is not HTTP\r\n\r\n")]).await;
+    let url = Url::parse(&format!("{}{CALLBACK_PATH}", peer.base)).unwrap();
+
+    let error = static_client()
+        .send(&url, &Callback::success())
+        .await
+        .unwrap_err();
+    let CallbackError::Transport {
+        attempts: 1,
+        source,
+    } = &error
+    else {
+        panic!("{error:?}");
+    };
+    assert!(!source.is_retryable(), "{source:?}");
+    assert_eq!(peer.accepted(), 1);
+    let shown = error.to_string();
+    assert!(shown.ends_with(&source.to_string()), "{shown}");
+    assert!(!shown.contains("send it again"), "{shown}");
 }
 
 /// A callback id resolves its gate for whoever holds a callback token, so the client keeps it,

@@ -481,6 +481,13 @@ async fn unreachable_endpoint_is_a_retried_transport_error() {
         matches!(&error, TokenError::Transport { attempts: 4, source } if source.is_retryable()),
         "{error:?}"
     );
+    let shown = error.to_string();
+    assert!(
+        shown.contains(&format!(
+            "could not connect for POST http://127.0.0.1:{port}"
+        )),
+        "the message names its cause: {shown}"
+    );
 }
 
 #[tokio::test]

@@ -106,9 +106,11 @@ pub enum CallbackError {
     },
     /// The callback could not be exchanged with the server (connection errors and timeouts
     /// are retried first).
-    #[error(
-        "could not deliver the callback (attempt {attempts}); check the network, then send it again"
-    )]
+    // The cause is in the message, with its own advice: a failure that is not retried (an
+    // answer that is not HTTP, a request the transport's policy refuses) would fail the same
+    // way if sent again, and many loggers show only `Display`. It names the request by its
+    // origin only, never the path that holds the callback id.
+    #[error("could not deliver the callback (attempt {attempts}): {source}")]
     Transport {
         /// How many requests were sent.
         attempts: u32,

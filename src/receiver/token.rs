@@ -81,10 +81,9 @@ pub enum TokenError {
         attempts: u32,
     },
     /// The token endpoint could not be reached (after retrying connection errors and timeouts).
-    #[error(
-        "could not reach the token endpoint (attempt {attempts}); check the token URL and the \
-         network"
-    )]
+    // The cause is in the message, with its own advice (see `CallbackError::Transport`); it
+    // names the token endpoint by its origin only.
+    #[error("could not reach the token endpoint (attempt {attempts}): {source}")]
     Transport {
         /// How many requests were sent.
         attempts: u32,
