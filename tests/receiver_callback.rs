@@ -662,6 +662,37 @@ async fn a_callback_id_stays_out_of_errors_and_logs() {
     }
 }
 
+/// A callback endpoint (or a proxy before it) that echoes the path it refused does not put the
+/// callback id into the error: the path, and its segments long enough to be an id, are hidden.
+#[tokio::test]
+async fn a_callback_id_echoed_by_the_callback_endpoint_is_hidden() {
+    let id = "0123456789abcdef0123456789abcdef";
+    let callback_path = format!("/callbacks/{id}/callback");
+    let server = MockServer::start().await;
+    let echo = format!("no route for {callback_path}; unknown callback {id}");
+    Mock::given(path(callback_path.as_str()))
+        .respond_with(ResponseTemplate::new(404).set_body_json(error_body("not_found", &echo)))
+        .mount(&server)
+        .await;
+    let url = Url::parse(&format!("{}{callback_path}", server.uri())).unwrap();
+
+    let error = static_client()
+        .send(&url, &Callback::success())
+        .await
+        .unwrap_err();
+    let CallbackError::UnknownCallback {
+        message: Some(message),
+    } = &error
+    else {
+        panic!("{error:?}");
+    };
+    assert!(message.starts_with("no route for "), "{message}");
+    assert!(message.contains("unknown callback "), "{message}");
+    for shown in [message.clone(), error.to_string(), format!("{error:?}")] {
+        assert!(!shown.contains(id), "{shown}");
+    }
+}
+
 #[tokio::test]
 async fn a_connection_reset_mid_request_is_retried_then_delivered() {
     for broken in [Turn::Reset, Turn::Close] {

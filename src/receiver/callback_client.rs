@@ -191,7 +191,7 @@ impl CallbackClient {
             response = self.post(uri, body, attempt).await;
         }
         match response {
-            Ok((response, token)) => self.classify(&response, attempt, &token),
+            Ok((response, token)) => self.classify(&response, attempt, &token, uri),
             Err(CallbackError::Transport { attempts, source }) if source.is_retryable() => {
                 tracing::warn!(attempt, error = %source, "callback not delivered; retrying");
                 Step::Retry {
@@ -256,12 +256,13 @@ impl CallbackClient {
         response: &Response<Bytes>,
         attempt: u32,
         token: &Secret,
+        uri: &Uri,
     ) -> Step<CallbackOutcome, CallbackError> {
         let status = response.status();
         if status.is_success() {
             return Step::Done(Ok(CallbackOutcome::Delivered));
         }
-        let (code, message) = error_answer(response.body(), token.expose());
+        let (code, message) = error_answer(response.body(), &hidden(token.expose(), uri));
         let result = match status {
             StatusCode::CONFLICT => Ok(CallbackOutcome::Conflict { message }),
             StatusCode::GONE => Ok(CallbackOutcome::GateClosed { message }),
@@ -328,9 +329,29 @@ fn http_uri(url: &Url) -> Result<Uri, CallbackError> {
         .map_err(|_| invalid("it is not a valid HTTP URI"))
 }
 
+/// The shortest path segment or query taken for one that may hold the callback id. Ids are
+/// long (hookgate's are 32 hex digits, Armory's UUIDs 36 characters); the words around them
+/// (`callbacks`, `callback`) are short and are kept, so a message stays readable.
+const MIN_HIDDEN_LEN: usize = 16;
+
+/// What an answer's text must not show: the bearer token, and the parts of the callback URI
+/// that may hold its id, which resolves the gate for any holder of a callback token (see
+/// SECURITY.md). A callback endpoint, or a proxy before it, may echo the path it refused.
+fn hidden<'a>(token: &'a str, uri: &'a Uri) -> Vec<&'a str> {
+    let path = uri.path();
+    let long = path
+        .split('/')
+        .chain(uri.query())
+        .filter(|part| part.len() >= MIN_HIDDEN_LEN);
+    std::iter::once(token)
+        .chain((path.len() > 1).then_some(path))
+        .chain(long)
+        .collect()
+}
+
 /// `(error, message)` of hookgate's JSON error body `{"error": "...", "message": "..."}`, with
-/// `token` masked.
-fn error_answer(body: &[u8], token: &str) -> (Option<String>, Option<String>) {
+/// each of `hidden` masked.
+fn error_answer(body: &[u8], hidden: &[&str]) -> (Option<String>, Option<String>) {
     let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body) else {
         return (None, None);
     };
@@ -338,7 +359,7 @@ fn error_answer(body: &[u8], token: &str) -> (Option<String>, Option<String>) {
         answer
             .get(key)
             .and_then(Value::as_str)
-            .map(|text| server_text(text, &[token]))
+            .map(|text| server_text(text, hidden))
     };
     (text("error"), text("message"))
 }

@@ -5,8 +5,9 @@ use crate::transport::TransportError;
 
 /// The orchestrator's final word on a callback it understood.
 ///
-/// A server's `message` has the token masked, is cut short and has its control characters
-/// escaped, so that it cannot forge log lines.
+/// A server's `message` has the token and the parts of the callback URI that may hold its id
+/// masked (the path, and its segments of 16 characters or more), is cut short and has its
+/// control characters escaped, so that it cannot forge log lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CallbackOutcome {
@@ -39,8 +40,9 @@ pub enum CallbackOutcome {
 /// `409`, `410` and a `422` `too_many_notes` are not errors but [`CallbackOutcome`]s: the
 /// orchestrator understood the callback and nothing the sender does can change the answer.
 ///
-/// A server's `code` and `message` have the token masked, are cut short and have their control
-/// characters escaped, so that they cannot forge log lines.
+/// A server's `code` and `message` have the token and the parts of the callback URI that may
+/// hold its id masked (the path, and its segments of 16 characters or more), are cut short and
+/// have their control characters escaped, so that they cannot forge log lines.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallbackError {
