@@ -608,3 +608,30 @@ async fn malformed_success_answer_is_an_invalid_response() {
         "{error:?}"
     );
 }
+
+/// A caller that waited for another's fetch is not handed its token once that token has been
+/// invalidated meanwhile (the other caller's callback refused it): it fetches a fresh one.
+#[tokio::test]
+async fn a_caller_waiting_on_a_fetch_is_not_handed_a_token_invalidated_meanwhile() {
+    let server = answering(
+        token("first", 3600).set_delay(Duration::from_millis(200)),
+        1,
+        token("second", 3600),
+    )
+    .await;
+    let tokens = source(&server).build(transport()).unwrap();
+
+    let fetcher = async {
+        let first = tokens.token().await.unwrap();
+        tokens.invalidate(&first);
+        first
+    };
+    let waiter = async {
+        // Polled after the fetcher has begun its fetch, so it waits for that one.
+        tokio::task::yield_now().await;
+        tokens.token().await.unwrap()
+    };
+    let (first, waited) = tokio::join!(fetcher, waiter);
+    assert_eq!(first.expose(), "first");
+    assert_eq!(waited.expose(), "second");
+}

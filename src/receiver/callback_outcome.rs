@@ -72,10 +72,12 @@ pub enum CallbackError {
         /// The server's `message`, if any.
         message: Option<String>,
     },
-    /// `401` again after one retry with a freshly fetched token.
+    /// `401` again after one retry with the token source's next token (a freshly fetched one
+    /// for [`ClientCredentials`](super::ClientCredentials); the same one for a
+    /// [`StaticToken`](super::StaticToken), which has no other).
     #[error(
-        "the orchestrator refused the bearer token even after a fresh one was fetched \
-         (HTTP 401){}; check the client credentials and audience",
+        "the orchestrator refused the bearer token (HTTP 401), also when sent again with the \
+         token source's next one{}; check the token or the client credentials and audience",
         detail(message)
     )]
     Unauthorized {

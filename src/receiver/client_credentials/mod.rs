@@ -106,6 +106,19 @@ impl ClientCredentials {
         self.cached_until(|cached| cached.expires_at)
     }
 
+    /// Whether `outcome`, a fetch's that a caller waited for, is a token no longer cached: one
+    /// [`invalidate`](TokenSource::invalidate)d since (a callback refused it), which is never
+    /// served again. A failure is shared with the callers that waited for it as it is.
+    fn invalidated(&self, outcome: &Result<Secret, TokenError>) -> bool {
+        let Ok(token) = outcome else {
+            return false;
+        };
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache
+            .as_ref()
+            .is_none_or(|cached| cached.token.expose() != token.expose())
+    }
+
     /// The cached token, unless `end` (`None`: never) has come.
     fn cached_until(&self, end: impl Fn(&CachedToken) -> Option<DateTime<Utc>>) -> Option<Secret> {
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
@@ -291,6 +304,7 @@ impl TokenSource for ClientCredentials {
         };
         if self.flights.load(Ordering::Acquire) != seen
             && let Some(outcome) = flight.as_ref()
+            && !self.invalidated(outcome)
         {
             return outcome.clone();
         }
