@@ -1382,3 +1382,90 @@ async fn a_recovery_leaves_a_row_an_input_finished_since_out_of_memory() {
     let view = s.engine.view(d.id()).await.expect("a view");
     assert_eq!(view.status, DeploymentStatus::Failed);
 }
+
+/// A transport whose code panics, at once or after it has waited.
+struct PanickingTransport {
+    at_once: bool,
+}
+
+#[async_trait::async_trait]
+impl hookgate::transport::HttpTransport for PanickingTransport {
+    async fn send(
+        &self,
+        _: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, hookgate::transport::TransportError> {
+        if !self.at_once {
+            tokio::task::yield_now().await;
+        }
+        panic!("a bug in the transport");
+    }
+}
+
+/// A webhook call whose transport panics fails its gate at once, as a call refused for good
+/// would (a panic is a bug, which another attempt would meet again): the deployment goes on
+/// to its end rather than wait for good on a call nobody finishes.
+#[tokio::test]
+async fn a_webhook_call_whose_transport_panics_fails_its_gate() {
+    use hookgate::outbound::Dispatcher;
+    use hookgate::secrets::MemorySecrets;
+    use hookgate::transport::TransportRegistry;
+
+    const FILE: &str = r#"
+application: shop
+targets:
+  prod:
+    constraints:
+      beforeDeployment: [runWebhook: {name: gate}]
+webhooks:
+  - name: gate
+    uriTemplate: https://external.example/run
+    retryCount: 3
+"#;
+    for at_once in [true, false] {
+        let transport = Arc::new(PanickingTransport { at_once });
+        let dispatcher = Dispatcher::builder(
+            TransportRegistry::new(transport),
+            Arc::new(MemorySecrets::new()),
+            "https://hookgate.example",
+        )
+        .build()
+        .unwrap();
+        let engine = Engine::builder(dispatcher, SimulatedHost).build();
+        let id = engine.start(FILE, BTreeMap::new()).await.unwrap().id;
+        let status = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                let status = engine.view(&id).await.unwrap().status;
+                if status.is_terminal() {
+                    return status;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("at once {at_once}: the deployment never ends"));
+        assert_eq!(status, DeploymentStatus::Failed, "at once {at_once}");
+        let attempts: Vec<_> = engine
+            .history(&id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|entry| match entry.event.kind {
+                EventKind::WebhookFailed {
+                    reason, retry_at, ..
+                } => Some((reason, retry_at)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            attempts,
+            [(
+                "preparing or sending the call panicked (the message went to the process's \
+                 panic hook)"
+                    .to_owned(),
+                None
+            )],
+            "at once {at_once}: one attempt, not retried"
+        );
+        engine.shutdown().await;
+    }
+}

@@ -317,3 +317,71 @@ async fn engines_share_one_host_behind_an_arc() {
     }
     assert_eq!(*host.0.lock().unwrap(), ["shop", "till"]);
 }
+
+/// A host whose code panics: at once (polled where the step is started, under the
+/// deployment's lock) or after it has waited (finished by a task).
+struct Panicking {
+    at_once: bool,
+}
+
+#[async_trait]
+impl Host for Panicking {
+    async fn run_step(&self, _: &StepContext, _: &HostStep) -> StepOutcome {
+        if !self.at_once {
+            tokio::task::yield_now().await;
+        }
+        panic!("a bug in the host");
+    }
+
+    async fn roll_back(&self, _: &StepContext) -> StepOutcome {
+        StepOutcome::Succeeded
+    }
+}
+
+/// A host whose step panics fails that step, as a host reporting a failure would: the
+/// deployment goes on to its end rather than wait for good on a step nobody finishes, and the
+/// failure says what happened without the panic's message, which the panic hook has.
+#[tokio::test]
+async fn a_host_that_panics_fails_its_step() {
+    for at_once in [true, false] {
+        let engine = Engine::builder(dispatcher(), Panicking { at_once }).build();
+        let id = engine
+            .start("application: shop\ntargets: {dev: {}}", BTreeMap::new())
+            .await
+            .unwrap()
+            .id;
+        let status = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let status = engine.view(&id).await.unwrap().status;
+                if status.is_terminal() {
+                    return status;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("at once {at_once}: the deployment never ends"));
+        assert_ne!(status, DeploymentStatus::Succeeded, "at once {at_once}");
+        let failures: Vec<_> = engine
+            .history(&id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|entry| match entry.event.kind {
+                EventKind::StepFinished {
+                    ok: false, message, ..
+                } => message,
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            failures,
+            [
+                "the host panicked while running the step (the message went to the process's \
+              panic hook)"
+            ],
+            "at once {at_once}"
+        );
+        engine.shutdown().await;
+    }
+}

@@ -2,12 +2,14 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use tokio::runtime::Handle;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -21,7 +23,7 @@ use super::spare;
 use crate::config::EnvId;
 use crate::core::{
     Action, CallFailure, CallResult, CoreError, Deployment, DeploymentId, DeploymentState, Event,
-    OpId,
+    OpId, StepOutcome,
 };
 use crate::store::{StoreError, StoredDeployment};
 
@@ -611,6 +613,13 @@ impl Engine {
                                 })
                         }
                     },
+                    // Not retried: a panic is a bug, which the next attempt would meet again.
+                    || {
+                        CallResult::Failed(CallFailure::permanent(
+                            "preparing or sending the call panicked (the message went to the \
+                             process's panic hook)",
+                        ))
+                    },
                     move |d, now, result| {
                         d.handle_call_result(now, call.gate, call.attempt, result)
                     },
@@ -624,6 +633,7 @@ impl Engine {
                 self.start_io(
                     id,
                     async move { host.run_step(&context, &request.step).await },
+                    || host_panicked("the step"),
                     move |d, now, outcome| d.handle_step_result(now, request.op, outcome),
                     span,
                 )
@@ -636,6 +646,7 @@ impl Engine {
                 self.start_io(
                     id,
                     async move { host.roll_back(&context).await },
+                    || host_panicked("the rollback"),
                     move |d, now, outcome| d.handle_step_result(now, op, outcome),
                     span,
                 )
@@ -658,17 +669,34 @@ impl Engine {
     /// under the lock already held. Otherwise a task finishes `io` and records the result.
     /// Shutdown abandons `io` (the work is asked for again on recovery) but never a write
     /// already under way.
+    ///
+    /// `io` runs the host's or the transport's code, which may panic: its result is then
+    /// `panicked`, a failure recorded as any other. Unwinding would have left the step or call
+    /// under way with nothing to finish it, and, where `io` is polled under the deployment's
+    /// lock, the rest of the write's work undone. The panic's message goes to the process's
+    /// panic hook, not into the failure, which is stored: it may hold what the request held.
     fn start_io<T: Clone + Send + Sync + 'static>(
         &self,
         id: &DeploymentId,
         io: impl Future<Output = T> + Send + 'static,
+        panicked: impl FnOnce() -> T + Send + 'static,
         record: impl Fn(&mut Deployment, DateTime<Utc>, T) -> Result<(), CoreError>
         + Send
         + Sync
         + 'static,
         span: tracing::Span,
     ) -> Option<Ready> {
-        let mut io = Box::pin(io);
+        let mut io = Box::pin(async move {
+            AssertUnwindSafe(io)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    tracing::error!(
+                        "the host's or the transport's code panicked; recording it as a failure"
+                    );
+                    panicked()
+                })
+        });
         // A waker that does nothing is enough: a future still pending is polled again by its
         // task below, which registers the task's own waker.
         let first = {
@@ -786,6 +814,16 @@ impl<T: Send + 'static> Drop for Detached<T> {
             },
             &runtime,
         );
+    }
+}
+
+/// The outcome of a host step or rollback whose code panicked.
+fn host_panicked(what: &str) -> StepOutcome {
+    StepOutcome::Failed {
+        reason: format!(
+            "the host panicked while running {what} (the message went to the process's panic \
+             hook)"
+        ),
     }
 }
 

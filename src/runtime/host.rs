@@ -76,7 +76,8 @@ impl From<&Strategy> for StepStrategy {
 /// itself (deploy, shift traffic, expose services, analyse, roll back).
 ///
 /// Each call reports how the step ended; a step that cannot be completed returns
-/// [`StepOutcome::Failed`] with a reason for people. A deploy step that knows the ReplicaSet the
+/// [`StepOutcome::Failed`] with a reason for people. A call that panics fails its step the same
+/// way, with a reason saying so (the panic's message goes to the process's panic hook only). A deploy step that knows the ReplicaSet the
 /// new version runs in reports it with [`StepOutcome::Deployed`], and the environment's later
 /// webhook calls render it as `{{armory.replicaSetName}}`. The engine calls these concurrently for
 /// different environments and deployments, and again after a restart for a step that was in
