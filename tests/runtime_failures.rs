@@ -1469,3 +1469,64 @@ webhooks:
         engine.shutdown().await;
     }
 }
+
+/// A callback whose write panics (a `Store` implementation's bug) is answered as a store
+/// failure rather than with the panic. The deployment leaves memory, since it may be ahead of
+/// its row with work asked for and never performed; the sender's retry reads it again from the
+/// store and is applied.
+#[tokio::test]
+async fn a_callback_whose_write_panics_is_answered_as_a_store_failure_and_read_again() {
+    let s = setup();
+    let (id, callback) = s.waiting_for_a_callback(GATE).await;
+    let version = s.stored(&id).await.version;
+    let report = || CallbackReport::Outcome {
+        success: true,
+        message: None,
+    };
+
+    s.store.panic_saves(1);
+    let answered =
+        GateService::callback(&s.engine, callback, report(), &Principal::new("ci")).await;
+    assert!(
+        matches!(answered, Err(GateError::Unavailable(_))),
+        "{answered:?}"
+    );
+    assert_eq!(s.engine.live_deployments(), 0, "taken out of memory");
+    assert_eq!(s.stored(&id).await.version, version, "nothing stored");
+
+    let again = GateService::callback(&s.engine, callback, report(), &Principal::new("ci")).await;
+    assert_eq!(again.unwrap(), CallbackAck::Applied);
+    assert_eq!(s.stored(&id).await.status, DeploymentStatus::Succeeded);
+}
+
+/// A write that panics while recording a result that was ready at once (here the deploy step
+/// the start asked for) leaves no deployment in memory ahead of its row: the result is recorded
+/// by a task, which reads the deployment again from the store. The look armed a second later,
+/// for a deployment with no input to come, then finds it finished.
+#[tokio::test]
+async fn a_result_whose_write_panics_is_recorded_after_the_deployment_is_read_again() {
+    let s = setup();
+    s.store.panic_saves(1);
+    let id = s
+        .engine
+        .start("application: shop\ntargets: {dev: {}}", BTreeMap::new())
+        .await
+        .expect("started: the step's result is what failed to be stored")
+        .id;
+    assert_eq!(s.engine.live_deployments(), 0, "taken out of memory");
+
+    let mut status = s.stored(&id).await.status;
+    for _ in 0..1000 {
+        if status.is_terminal() {
+            break;
+        }
+        tokio::task::yield_now().await;
+        status = s.stored(&id).await.status;
+    }
+    assert_eq!(status, DeploymentStatus::Succeeded);
+    assert_eq!(s.engine.armed_deadlines(), 1, "the look a second later");
+    s.clock.advance(TimeDelta::seconds(1));
+    s.engine.fire_due().await;
+    assert_eq!(s.engine.armed_deadlines(), 0);
+    assert_eq!(s.engine.live_deployments(), 0);
+}

@@ -164,6 +164,24 @@ impl Engine {
         .await
     }
 
+    /// After a commit panicked (a `Store` implementation's bug): the deployment in memory may
+    /// be ahead of its row, with the actions it asked for taken out and never performed. It is
+    /// taken out of memory, to be read again from the store by its next input (a result
+    /// recorded by a task, the sender's retry) and resumed from there, asking again for the work
+    /// in flight there, as after a restart. It is looked at a second later in any case: a
+    /// deployment waiting only on work that the panic kept from being asked for gets no input.
+    fn panicked_in_commit(&self, live: &mut Live) -> RuntimeError {
+        let id = live.d.id().clone();
+        tracing::error!(deployment = %id, "storing a deployment panicked; reading it again from the store");
+        if self.unregister(live) {
+            self.retry_soon(live.d.shared_id());
+        }
+        StoreError::Backend {
+            source: format!("storing deployment {id} panicked; send the input again").into(),
+        }
+        .into()
+    }
+
     /// A token that makes [`Engine::shutdown`] wait for work about to begin, or
     /// [`RuntimeError::ShuttingDown`] once shutdown has begun. The token is taken before the
     /// look, so that a shutdown either refuses the work or waits for it: it never gives the
@@ -208,8 +226,24 @@ impl Engine {
         Ok(changed)
     }
 
-    /// [`Engine::commit`] without recording the results that were ready at once.
+    /// [`Engine::commit`] without recording the results that were ready at once. A panic in it
+    /// (a `Store` implementation's bug) is answered as a store failure, with the deployment
+    /// taken out of memory ([`Engine::panicked_in_commit`]), rather than unwound through the
+    /// engine.
     async fn commit_once(
+        &self,
+        live: &mut Live,
+        before: Box<Deployment>,
+        source: Source,
+    ) -> Result<(bool, Vec<Ready>), RuntimeError> {
+        let committed = AssertUnwindSafe(self.store_and_act(live, before, source))
+            .catch_unwind()
+            .await;
+        committed.unwrap_or_else(|_| Err(self.panicked_in_commit(live)))
+    }
+
+    /// [`Engine::commit_once`]'s work.
+    async fn store_and_act(
         &self,
         live: &mut Live,
         mut before: Box<Deployment>,
@@ -686,17 +720,14 @@ impl Engine {
         + 'static,
         span: tracing::Span,
     ) -> Option<Ready> {
-        let mut io = Box::pin(async move {
-            AssertUnwindSafe(io)
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| {
-                    tracing::error!(
-                        "the host's or the transport's code panicked; recording it as a failure"
-                    );
-                    panicked()
-                })
-        });
+        let mut io = Box::pin(AssertUnwindSafe(io).catch_unwind().map(|caught| {
+            caught.unwrap_or_else(|_| {
+                tracing::error!(
+                    "the host's or the transport's code panicked; recording it as a failure"
+                );
+                panicked()
+            })
+        }));
         // A waker that does nothing is enough: a future still pending is polled again by its
         // task below, which registers the task's own waker.
         let first = {

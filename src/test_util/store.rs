@@ -57,6 +57,8 @@ pub struct FaultyStore<S = MemoryStore> {
     fail_create: AtomicUsize,
     /// Saves to store and then answer with a failure.
     lost_save: AtomicUsize,
+    /// Saves to panic in, before writing.
+    panic_save: AtomicUsize,
     /// Saves to store, write over once more and then answer with a failure.
     buried_save: AtomicUsize,
     /// Creates to store and then answer with a failure.
@@ -113,6 +115,7 @@ impl<S: Store> FaultyStore<S> {
             slow_claim: AtomicBool::new(false),
             fail_create: AtomicUsize::new(0),
             lost_save: AtomicUsize::new(0),
+            panic_save: AtomicUsize::new(0),
             buried_save: AtomicUsize::new(0),
             lost_create: AtomicUsize::new(0),
             fail_load: AtomicUsize::new(0),
@@ -157,6 +160,12 @@ impl<S: Store> FaultyStore<S> {
     /// from a write that changed nothing.
     pub fn lose_save_answers(&self, n: usize) {
         self.lost_save.store(n, Ordering::SeqCst);
+    }
+
+    /// Panics in each of the next `n` saves, before writing anything, as a store with a bug
+    /// would.
+    pub fn panic_saves(&self, n: usize) {
+        self.panic_save.store(n, Ordering::SeqCst);
     }
 
     /// Stores each of the next `n` saves, then stores the same state over it once more, as
@@ -317,6 +326,9 @@ impl<S: Store> Store for FaultyStore<S> {
         }
         if self.injected_failure() {
             return Err(injected());
+        }
+        if take(&self.panic_save) {
+            panic!("a panic injected by FaultyStore");
         }
         if take(&self.late_save) {
             locked(&self.pending_saves).push(LateSave {
