@@ -108,6 +108,8 @@ pub type DynStore = dyn Store;
 /// Every method is one atomic operation: a failed call changes nothing, with one exception a
 /// networked database cannot rule out: a write whose answer was lost with its connection
 /// ([`StoreError::Backend`]) may have been stored. The engine finds out by loading the row.
+/// A `save` that panics is taken for such a failure too: the engine reads the deployment again
+/// from its row rather than go on with its own copy.
 #[async_trait]
 pub trait Store: Debug + Send + Sync {
     /// Stores a new deployment at version 1, indexes its callback ids and appends `events` (the

@@ -53,7 +53,8 @@ pub use reqwest_transport::{ReqwestTransport, ReqwestTransportBuilder};
 ///
 /// A non-2xx status is not an error at this level: only failures to exchange bytes are. An
 /// implementation honours the [`RequestOptions`] found in the request's extensions and applies
-/// its own defaults otherwise.
+/// its own defaults otherwise. The engine takes a `send` that panics for a webhook call that
+/// failed for good (not retried), since another attempt would meet the same bug.
 ///
 /// Implemented for closures `Fn(Request<Bytes>) -> impl Future<Output = Result<Response<Bytes>,
 /// TransportError>>` (which also covers boxed closures), for `Arc<T>` and for
