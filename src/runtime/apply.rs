@@ -164,8 +164,8 @@ impl Engine {
         .await
     }
 
-    /// After a commit panicked (a `Store` implementation's bug): the deployment in memory may
-    /// be ahead of its row, with the actions it asked for taken out and never performed. It is
+    /// After a commit panicked (a `Store` implementation's bug, say): the deployment in memory
+    /// may be ahead of its row, with the actions it asked for taken out and never performed. It is
     /// taken out of memory, to be read again from the store by its next input (a result
     /// recorded by a task, the sender's retry) and resumed from there, asking again for the work
     /// in flight there, as after a restart. It is looked at a second later in any case: a
