@@ -14,6 +14,7 @@ use hookgate::store::{Store, StoredDeployment};
 use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport, SequentialIds};
 use tokio::sync::broadcast::Receiver;
 
+mod finish;
 mod two_calls;
 
 const PAUSE: &str = r#"
@@ -1410,17 +1411,8 @@ async fn a_webhook_call_whose_transport_panics_fails_its_gate() {
     use hookgate::secrets::MemorySecrets;
     use hookgate::transport::TransportRegistry;
 
-    const FILE: &str = r#"
-application: shop
-targets:
-  prod:
-    constraints:
-      beforeDeployment: [runWebhook: {name: gate}]
-webhooks:
-  - name: gate
-    uriTemplate: https://external.example/run
-    retryCount: 3
-"#;
+    // Retries allowed, to show that none is made.
+    let file = format!("{GATE}    retryCount: 3\n");
     for at_once in [true, false] {
         let transport = Arc::new(PanickingTransport { at_once });
         let dispatcher = Dispatcher::builder(
@@ -1431,18 +1423,8 @@ webhooks:
         .build()
         .unwrap();
         let engine = Engine::builder(dispatcher, SimulatedHost).build();
-        let id = engine.start(FILE, BTreeMap::new()).await.unwrap().id;
-        let status = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-            loop {
-                let status = engine.view(&id).await.unwrap().status;
-                if status.is_terminal() {
-                    return status;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("at once {at_once}: the deployment never ends"));
+        let id = engine.start(&file, BTreeMap::new()).await.unwrap().id;
+        let status = finish::finished(&engine, &id, &format!("at once {at_once}")).await;
         assert_eq!(status, DeploymentStatus::Failed, "at once {at_once}");
         let attempts: Vec<_> = engine
             .history(&id)

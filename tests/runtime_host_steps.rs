@@ -12,6 +12,8 @@ use hookgate::runtime::Engine;
 use hookgate::runtime::{EngineEvent, Host, SimulatedHost, StepContext, StepStrategy};
 use hookgate::test_util::{RecordingTransport, SequentialIds};
 
+mod finish;
+
 const FILE: &str = r#"
 application: shop
 targets:
@@ -350,17 +352,7 @@ async fn a_host_that_panics_fails_its_step() {
             .await
             .unwrap()
             .id;
-        let status = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                let status = engine.view(&id).await.unwrap().status;
-                if status.is_terminal() {
-                    return status;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("at once {at_once}: the deployment never ends"));
+        let status = finish::finished(&engine, &id, &format!("at once {at_once}")).await;
         assert_ne!(status, DeploymentStatus::Succeeded, "at once {at_once}");
         let failures: Vec<_> = engine
             .history(&id)
