@@ -518,6 +518,129 @@ fn a_strategy_used_by_several_targets_reports_each_problem_once() {
     );
 }
 
+/// A strategy is checked once and copied for the other targets using it: each copy's gates are
+/// its own target's, and the services its canary exposes are exposed for the `afterDeployment`
+/// that follows in each.
+#[test]
+fn a_strategy_shared_by_targets_gives_each_its_own_gates_and_exposed_services() {
+    let plan = Plan::from_yaml(
+        r#"
+application: a
+targets:
+  dev: {strategy: can, constraints: {afterDeployment: [runWebhook: {name: w}]}}
+  prod: {strategy: can, constraints: {dependsOn: [dev], afterDeployment: [runWebhook: {name: w}]}}
+strategies:
+  can: {canary: {steps: [exposeServices: {services: [web]}, pause: {untilApproved: true}, setWeight: {weight: 50}, runWebhook: {name: w}]}}
+webhooks: [{name: w, uriTemplate: '{{armory.preview.web}}/smoke'}]
+"#,
+    )
+    .expect("each target's canary exposes web before its afterDeployment calls w");
+    let mut seen = Vec::new();
+    for name in ["dev", "prod"] {
+        let env = plan.environment_by_name(name).unwrap();
+        let Strategy::Canary { steps, .. } = plan.environment(env).strategy() else {
+            panic!("{name} has no canary");
+        };
+        let gates: Vec<_> = steps
+            .iter()
+            .filter_map(|step| match step {
+                CanaryStep::Gate(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(gates.len(), 2, "{name}");
+        for (id, stage) in gates.iter().zip([Stage::Strategy(1), Stage::Strategy(3)]) {
+            let gate = plan.gate(*id);
+            assert_eq!((gate.env(), gate.stage()), (env, stage), "{name}");
+        }
+        assert!(matches!(plan.gate(gates[0]).kind(), GateKind::Approval { .. }));
+        assert!(matches!(plan.gate(gates[1]).kind(), GateKind::Webhook { .. }));
+        assert_eq!(
+            plan.gate(gates[1]).path(),
+            "strategies.can.canary.steps[3]",
+            "{name}"
+        );
+        seen.extend(gates);
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 4, "each target has gates of its own");
+}
+
+/// §2: a remote network agent defaults to the target's account; a webhook that names none, for
+/// a target with no account, has nowhere to go, which was found only when the deployment
+/// started, as a transport for the agent "" missing.
+#[test]
+fn a_remote_webhook_with_no_agent_to_go_through_is_refused() {
+    let remote = |id: &str| {
+        format!(
+            "webhooks: [{{name: w, uriTemplate: 'https://a', networkMode: remoteNetworkAgent{id}}}]"
+        )
+    };
+    assert_eq!(
+        problems(&format!(
+            "application: a\ntargets: {{dev: {{account: acct}}}}\n{}",
+            remote(", agentIdentifier: ''")
+        )),
+        [(
+            "webhooks[0].agentIdentifier".into(),
+            ProblemKind::NoAgent {
+                webhook: "w".into(),
+                target: None
+            }
+        )]
+    );
+    let calling = |targets: &str| {
+        format!(
+            "application: a\ntargets: {{{targets}}}\nstrategies: {{s: {{canary: {{steps: [runWebhook: {{name: w}}]}}}}}}\n{}",
+            remote("")
+        )
+    };
+    let no_agent = |path: &str, target: &str| {
+        (
+            path.to_owned(),
+            ProblemKind::NoAgent {
+                webhook: "w".into(),
+                target: Some(target.into()),
+            },
+        )
+    };
+    let before = "constraints: {beforeDeployment: [runWebhook: {name: w}]}";
+    assert_eq!(
+        problems(&calling(&format!("dev: {{{before}}}, qa: {{account: ''}}"))),
+        [no_agent(
+            "targets.dev.constraints.beforeDeployment[0].runWebhook.name",
+            "dev"
+        )]
+    );
+    // The strategy is checked for dev, which has an account, and copied for prod.
+    assert_eq!(
+        problems(&calling(
+            "dev: {account: acct, strategy: s}, prod: {strategy: s}"
+        )),
+        [no_agent("strategies.s.canary.steps[0].runWebhook.name", "prod")]
+    );
+    let plan = Plan::from_yaml(&calling(&format!(
+        "dev: {{account: acct, strategy: s, {before}}}"
+    )))
+    .expect("the account is the agent");
+    assert!(plan.remote_agents().all(|agent| agent == "acct"));
+    // A gate naming no webhook is not taken for one calling the first.
+    assert_eq!(
+        paths(&calling(
+            "dev: {constraints: {beforeDeployment: [runWebhook: {name: nope}]}}"
+        )),
+        ["targets.dev.constraints.beforeDeployment[0].runWebhook.name"]
+    );
+    assert!(matches!(
+        &problems(&calling(
+            "dev: {constraints: {beforeDeployment: [runWebhook: {name: nope}]}}"
+        ))[0]
+            .1,
+        ProblemKind::UnknownWebhook { .. }
+    ));
+}
+
 #[test]
 fn weight_outside_0_to_100_is_rejected() {
     let p = problems(
@@ -1651,6 +1774,68 @@ fn a_large_strategy_used_by_many_targets_is_refused_before_it_is_built() {
         panic!("two thousand copies of a long name were built");
     };
     assert!(err.to_string().contains("bytes of plan"), "{err}");
+}
+
+/// A strategy no target uses is checked all the same, its gates built for the check: its long
+/// name, in the path of each, counts towards the plan's size as a used one's does.
+#[test]
+fn a_long_named_strategy_no_target_uses_is_refused_before_it_is_checked() {
+    let name = "s".repeat(100_000);
+    let mut file =
+        format!("application: a\nstrategies:\n  ? \"{name}\"\n  : canary:\n      steps:\n");
+    for _ in 0..2_000 {
+        file.push_str("        - pause: {untilApproved: true}\n");
+    }
+    file.push_str("targets:\n  t: {}\n");
+    assert!(file.len() < 1 << 20, "under the file limit");
+    let Err(err) = Plan::from_yaml(&file) else {
+        panic!("two thousand copies of a long name were built for the check");
+    };
+    assert!(err.to_string().contains("bytes of plan"), "{err}");
+}
+
+/// Problems are listed up to `ConfigError::MAX_LISTED_BYTES` of text and the rest counted: a
+/// hostile file of a long target name depending on thousands of unknown targets would
+/// otherwise build an error of thousands of copies of that name.
+#[test]
+fn problems_past_the_listing_limit_are_counted_not_listed() {
+    let name = "t".repeat(100_000);
+    let deps = vec!["n"; 3_000].join(", ");
+    let file = format!(
+        "application: a\ntargets:\n  ? \"{name}\"\n  : {{constraints: {{dependsOn: [{deps}]}}}}\n"
+    );
+    let Err(ConfigError::Invalid { problems, unlisted }) = Plan::from_yaml(&file) else {
+        panic!("accepted, or refused for another reason");
+    };
+    assert_eq!((problems.len(), unlisted), (1, 2_999));
+    let shown = ConfigError::Invalid { problems, unlisted }.to_string();
+    assert!(shown.len() < 2 * 100_000, "{} bytes", shown.len());
+    assert!(shown.starts_with("the deployment file has 3000 problems:"));
+    assert!(shown.ends_with("and 2999 more, not listed: fix these and read the file again"));
+
+    let deps: Vec<String> = (0..5_000).map(|i| format!("n{i}")).collect();
+    let file = format!(
+        "application: a\ntargets: {{t: {{constraints: {{dependsOn: [{}]}}}}}}\n",
+        deps.join(", ")
+    );
+    let Err(ConfigError::Invalid { problems, unlisted }) = Plan::from_yaml(&file) else {
+        panic!("accepted, or refused for another reason");
+    };
+    assert_eq!(problems.len() + unlisted, 5_000);
+    assert!(unlisted > 0);
+    assert_eq!(
+        problems.last().unwrap().to_string(),
+        format!(
+            "targets.t.constraints.dependsOn[{0}]: unknown target \"n{0}\"",
+            problems.len() - 1
+        ),
+        "the first are listed, in order"
+    );
+    let listed: usize = problems.iter().map(|p| p.to_string().len()).sum();
+    assert!(
+        (ConfigError::MAX_LISTED_BYTES..ConfigError::MAX_LISTED_BYTES + 100).contains(&listed),
+        "{listed} bytes listed"
+    );
 }
 
 /// A name written once plain and once quoted (`1` and `"1"`) is one name: refused as a key

@@ -25,15 +25,28 @@ pub enum ConfigError {
         /// Its value.
         limit: usize,
     },
-    /// The file parsed but breaks the rules of PROTOCOL.md §2. Every problem is listed.
-    #[error("{}", ProblemList(problems))]
+    /// The file parsed but breaks the rules of PROTOCOL.md §2. Every problem is listed, up to
+    /// [`MAX_LISTED_BYTES`](Self::MAX_LISTED_BYTES) of their text; the rest are counted.
+    #[error("{}", ProblemList { problems, unlisted: *unlisted })]
     Invalid {
-        /// Every problem found: the file-wide ones (`application`, `deploymentConfig`, sizes)
+        /// The problems found: the file-wide ones (`application`, `deploymentConfig`, sizes)
         /// first, then the webhooks', then unknown dependencies and cycles, then each target's
         /// (in dependency order, then by name), then unused strategies. Each names its path in
         /// the file.
         problems: Vec<Problem>,
+        /// How many more problems were found after `problems` reached
+        /// [`MAX_LISTED_BYTES`](Self::MAX_LISTED_BYTES) of text. A hostile file can hold
+        /// thousands of problems, each naming a long path, and listing them all would take far
+        /// more memory than the file.
+        unlisted: usize,
     },
+}
+
+impl ConfigError {
+    /// How much text (paths and messages, as displayed) the problems of
+    /// [`ConfigError::Invalid`] hold at most, give or take its last problem: more than anyone
+    /// reads before fixing the first of them.
+    pub const MAX_LISTED_BYTES: usize = 64 * 1024;
 }
 
 impl ConfigError {
@@ -54,23 +67,33 @@ impl ConfigError {
                     limit: *limit,
                 },
             }],
-            ConfigError::Invalid { problems } => problems.clone(),
+            ConfigError::Invalid { problems, .. } => problems.clone(),
         }
     }
 }
 
-struct ProblemList<'a>(&'a [Problem]);
+struct ProblemList<'a> {
+    problems: &'a [Problem],
+    unlisted: usize,
+}
 
 impl fmt::Display for ProblemList<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0.len();
+        let n = self.problems.len().saturating_add(self.unlisted);
         write!(
             f,
             "the deployment file has {n} problem{}:",
             if n == 1 { "" } else { "s" }
         )?;
-        for p in self.0 {
+        for p in self.problems {
             write!(f, "\n  {p}")?;
+        }
+        if self.unlisted > 0 {
+            write!(
+                f,
+                "\n  and {} more, not listed: fix these and read the file again",
+                self.unlisted
+            )?;
         }
         Ok(())
     }
@@ -103,6 +126,16 @@ pub enum ProblemKind {
     Missing {
         /// What is missing.
         what: &'static str,
+    },
+    /// A webhook sent through a remote network agent names no agent: its `agentIdentifier` is
+    /// empty, or it has none and a target calling it has no `account` to default to.
+    #[error("{}", no_agent(webhook, target.as_deref()))]
+    NoAgent {
+        /// The webhook's name.
+        webhook: String,
+        /// The target with no account, when that is why; `None` for an empty
+        /// `agentIdentifier`.
+        target: Option<String>,
     },
     /// `runWebhook.name` names no webhook.
     #[error("unknown webhook \"{name}\": add it under `webhooks` or fix the name")]
@@ -279,4 +312,17 @@ pub enum ProblemKind {
         /// The largest allowed.
         max: i64,
     },
+}
+
+fn no_agent(webhook: &str, target: Option<&str>) -> String {
+    match target {
+        None => format!(
+            "webhook \"{webhook}\" goes through a remote network agent, and an empty \
+             agentIdentifier names none: set it, or leave it out to use the calling target's account"
+        ),
+        Some(target) => format!(
+            "webhook \"{webhook}\" goes through a remote network agent and has no \
+             agentIdentifier, and target \"{target}\" has no account to default to: set one of them"
+        ),
+    }
 }

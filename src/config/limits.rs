@@ -11,8 +11,9 @@ use serde_json::Value;
 pub struct Limits {
     /// Largest file, in bytes. Default 1 MiB. It also bounds what the file may expand to: its
     /// text with YAML aliases expanded (4 times this), and the plan built from it, where a
-    /// strategy, context, query list or name is repeated for every target and step using it
-    /// (16 times this, estimated from the file before the plan is built). A YAML file may also
+    /// strategy, context, query list or name is repeated for every target and step using it,
+    /// with the gates built to check strategies no target uses (16 times this, estimated from
+    /// the file before the plan is built). A YAML file may also
     /// hold at most a quarter of this in nodes (maps, lists and values) and this many parser
     /// events, and never fewer than 250,000 and 1,000,000.
     pub max_file_bytes: usize,

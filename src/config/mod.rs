@@ -16,7 +16,7 @@
 //!       beforeDeployment:
 //!         - runWebhook: {name: ticket}
 //! "#;
-//! let Err(ConfigError::Invalid { problems }) = Plan::from_yaml(file) else { panic!() };
+//! let Err(ConfigError::Invalid { problems, .. }) = Plan::from_yaml(file) else { panic!() };
 //! let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
 //! assert_eq!(shown, [
 //!     r#"targets.prod.constraints.dependsOn[0]: unknown target "prdo""#,

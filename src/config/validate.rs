@@ -1,7 +1,7 @@
 //! Turning a [`DeploymentFile`] into a [`Plan`], collecting every problem with its path.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use serde::de::IgnoredAny;
@@ -120,7 +120,10 @@ impl DeploymentFile {
     pub fn validate_with(&self, limits: &Limits) -> Result<Plan, ConfigError> {
         let mut v = Validator {
             problems: Vec::new(),
+            unlisted: 0,
+            listing_left: ConfigError::MAX_LISTED_BYTES,
             gates: Vec::new(),
+            checked: BTreeMap::new(),
             limits: limits.clone(),
             previews: BTreeMap::new(),
             exposed: BTreeSet::new(),
@@ -129,12 +132,10 @@ impl DeploymentFile {
         if v.problems.is_empty() {
             Ok(plan)
         } else {
-            // A strategy is checked once for every target that uses it: its problems are the
-            // same each time, and are reported once.
-            let mut seen = BTreeSet::new();
-            let mut problems = v.problems;
-            problems.retain(|p| seen.insert(p.to_string()));
-            Err(ConfigError::Invalid { problems })
+            Err(ConfigError::Invalid {
+                problems: v.problems,
+                unlisted: v.unlisted,
+            })
         }
     }
 }
@@ -269,7 +270,16 @@ fn check_size(source: &str, limits: &Limits) -> Result<(), ConfigError> {
 
 struct Validator {
     problems: Vec<Problem>,
+    /// Problems found once `problems` held [`ConfigError::MAX_LISTED_BYTES`] of text.
+    unlisted: usize,
+    /// What is left of that text.
+    listing_left: usize,
     gates: Vec<Gate>,
+    /// Each strategy checked so far, by name. A strategy is the same for every target using
+    /// it but for the environment its gates belong to, so later targets copy it: checking it
+    /// again for each would repeat its problems, and copy what they quote from the file, as
+    /// many times as targets use it.
+    checked: BTreeMap<String, Checked>,
     limits: Limits,
     /// The services whose preview URLs each webhook's templates use, found once per webhook:
     /// a webhook may be named by thousands of gates, and its templates hold thousands of
@@ -280,12 +290,32 @@ struct Validator {
     exposed: BTreeSet<String>,
 }
 
+/// A strategy as a target's check built it.
+struct Checked {
+    strategy: Strategy,
+    /// The gates it pushed.
+    gates: std::ops::Range<usize>,
+    /// The services its canary exposes, for the checks of `afterDeployment` that follow.
+    exposed: BTreeSet<String>,
+}
+
 impl Validator {
-    fn problem(&mut self, path: impl Into<String>, kind: ProblemKind) {
-        self.problems.push(Problem {
-            path: path.into(),
+    /// Lists a problem, or counts it once the list is full. `path` is written out only when
+    /// listed: a hostile file can hold a hundred thousand problems whose paths each repeat a
+    /// long name.
+    fn problem(&mut self, path: impl fmt::Display, kind: ProblemKind) {
+        if self.listing_left == 0 {
+            self.unlisted += 1;
+            return;
+        }
+        let problem = Problem {
+            path: path.to_string(),
             kind,
-        });
+        };
+        let mut shown = Counted(0);
+        let _ = write!(shown, "{problem}");
+        self.listing_left = self.listing_left.saturating_sub(shown.0);
+        self.problems.push(problem);
     }
 
     fn plan(&mut self, file: &DeploymentFile) -> Plan {
@@ -422,14 +452,14 @@ impl Validator {
                 let path = format!("webhooks[{i}]");
                 if w.name.is_empty() {
                     self.problem(
-                        format!("{path}.name"),
+                        format_args!("{path}.name"),
                         ProblemKind::Missing {
                             what: "a webhook name",
                         },
                     );
                 } else if !seen.insert(w.name.as_str()) {
                     self.problem(
-                        format!("{path}.name"),
+                        format_args!("{path}.name"),
                         ProblemKind::DuplicateWebhook {
                             name: w.name.clone(),
                         },
@@ -447,7 +477,7 @@ impl Validator {
                 let upper = m.to_ascii_uppercase();
                 if http::Method::from_bytes(upper.as_bytes()).is_err() || upper.is_empty() {
                     self.problem(
-                        format!("{path}.method"),
+                        format_args!("{path}.method"),
                         ProblemKind::InvalidMethod {
                             method: m.to_owned(),
                         },
@@ -463,14 +493,14 @@ impl Validator {
             && let Some(reason) = never_a_url(&uri)
         {
             self.problem(
-                format!("{path}.uriTemplate"),
+                format_args!("{path}.uriTemplate"),
                 ProblemKind::InvalidUriTemplate { reason },
             );
         }
         let max_headers = self.limits.max_headers.min(limits::HARD_MAX_HEADERS);
         if w.headers.len() > max_headers {
             self.problem(
-                format!("{path}.headers"),
+                format_args!("{path}.headers"),
                 ProblemKind::OutOfRange {
                     value: i64::try_from(w.headers.len()).unwrap_or(i64::MAX),
                     min: 0,
@@ -486,7 +516,7 @@ impl Validator {
             .map(|(j, h)| {
                 if http::HeaderName::from_bytes(h.key.as_bytes()).is_err() {
                     self.problem(
-                        format!("{path}.headers[{j}].key"),
+                        format_args!("{path}.headers[{j}].key"),
                         ProblemKind::InvalidHeaderName {
                             name: h.key.clone(),
                         },
@@ -500,7 +530,7 @@ impl Validator {
                         if http::HeaderValue::from_bytes(text.as_bytes()).is_err())
                 }) {
                     self.problem(
-                        format!("{path}.headers[{j}].value"),
+                        format_args!("{path}.headers[{j}].value"),
                         ProblemKind::ControlCharacter {
                             what: "a header value (tabs aside)",
                         },
@@ -518,18 +548,29 @@ impl Validator {
             None | Some("direct") => {
                 if w.agent_identifier.is_some() {
                     self.problem(
-                        format!("{path}.agentIdentifier"),
+                        format_args!("{path}.agentIdentifier"),
                         ProblemKind::AgentWithDirectMode,
                     );
                 }
                 NetworkMode::Direct
             }
-            Some("remoteNetworkAgent") => NetworkMode::RemoteAgent {
-                agent: w.agent_identifier.clone(),
-            },
+            Some("remoteNetworkAgent") => {
+                if w.agent_identifier.as_deref() == Some("") {
+                    self.problem(
+                        format_args!("{path}.agentIdentifier"),
+                        ProblemKind::NoAgent {
+                            webhook: w.name.clone(),
+                            target: None,
+                        },
+                    );
+                }
+                NetworkMode::RemoteAgent {
+                    agent: w.agent_identifier.clone(),
+                }
+            }
             Some(other) => {
                 self.problem(
-                    format!("{path}.networkMode"),
+                    format_args!("{path}.networkMode"),
                     ProblemKind::UnknownValue {
                         value: other.to_owned(),
                         expected: "direct or remoteNetworkAgent",
@@ -543,7 +584,7 @@ impl Validator {
             Some(n) if (0..=MAX_RETRY_COUNT).contains(&n) => n as u32,
             Some(n) => {
                 self.problem(
-                    format!("{path}.retryCount"),
+                    format_args!("{path}.retryCount"),
                     ProblemKind::OutOfRange {
                         value: n,
                         min: 0,
@@ -574,7 +615,7 @@ impl Validator {
                 let path = format!("{path}.requestTimeout");
                 let timeout = self.duration(d, &path)?;
                 if timeout.is_zero() {
-                    self.problem(format!("{path}.duration"), ProblemKind::ZeroRequestTimeout);
+                    self.problem(format_args!("{path}.duration"), ProblemKind::ZeroRequestTimeout);
                 }
                 Some(timeout)
             }),
@@ -657,7 +698,7 @@ impl Validator {
                     }
                     Some(_) => {}
                     None => self.problem(
-                        format!("targets.{name}.constraints.dependsOn[{j}]"),
+                        format_args!("targets.{name}.constraints.dependsOn[{j}]"),
                         ProblemKind::UnknownTarget { name: dep.clone() },
                     ),
                 }
@@ -733,7 +774,7 @@ impl Validator {
             let mut cycle: Vec<String> = on_cycle.iter().map(|&n| names[n].to_owned()).collect();
             cycle.push(names[on_cycle[0]].to_owned());
             self.problem(
-                format!("targets.{}.constraints.dependsOn", names[on_cycle[0]]),
+                format_args!("targets.{}.constraints.dependsOn", names[on_cycle[0]]),
                 ProblemKind::DependencyCycle { cycle },
             );
         }
@@ -748,6 +789,7 @@ impl Validator {
         hooks: &WebhookNames<'_>,
     ) -> Environment {
         let env = ids[name];
+        let first_gate = self.gates.len();
         let path = format!("targets.{name}");
         let constraints = target.constraints.clone().unwrap_or_default();
         let mut depends_on: Vec<EnvId> = constraints
@@ -770,12 +812,12 @@ impl Validator {
             Some(s) => match file.strategies.get(s) {
                 None => {
                     self.problem(
-                        format!("{path}.strategy"),
+                        format_args!("{path}.strategy"),
                         ProblemKind::UnknownStrategy { name: s.to_owned() },
                     );
                     Strategy::Direct
                 }
-                Some(raw) => self.strategy(env, s, raw, hooks),
+                Some(raw) => self.used_strategy(env, s, raw, hooks),
             },
         };
         let after = self.constraint_list(
@@ -785,6 +827,9 @@ impl Validator {
             &format!("{path}.constraints.afterDeployment"),
             hooks,
         );
+        if target.account.as_deref().is_none_or(str::is_empty) {
+            self.agentless_calls(name, first_gate, hooks);
+        }
         Environment {
             name: name.to_owned(),
             account: target.account.clone(),
@@ -794,6 +839,60 @@ impl Validator {
             strategy,
             after,
         }
+    }
+
+    /// Problems for the gates from `first` on, of a target with no account, that call a webhook
+    /// through a remote network agent with no `agentIdentifier`: the agent defaults to the
+    /// target's account (PROTOCOL.md §2), so there is none to call through. Looked at after the
+    /// target's gates are built, as a strategy's are built once for every target using it.
+    fn agentless_calls(&mut self, target: &str, first: usize, hooks: &WebhookNames<'_>) {
+        for i in first..self.gates.len() {
+            let GateKind::Webhook { webhook, .. } = self.gates[i].kind else {
+                continue;
+            };
+            let Some(w) = hooks.get(webhook) else {
+                continue;
+            };
+            if matches!(w.network, NetworkMode::RemoteAgent { agent: None }) {
+                let path = format!("{}.runWebhook.name", self.gates[i].path);
+                let kind = ProblemKind::NoAgent {
+                    webhook: w.name.clone(),
+                    target: Some(target.to_owned()),
+                };
+                self.problem(path, kind);
+            }
+        }
+    }
+
+    /// `raw`, the strategy `name`, for the target of `env`: checked and built by the first
+    /// target using it, copied for the others (see [`Validator::checked`]).
+    fn used_strategy(
+        &mut self,
+        env: EnvId,
+        name: &str,
+        raw: &file::Strategy,
+        hooks: &WebhookNames<'_>,
+    ) -> Strategy {
+        if let Some(checked) = self.checked.get(name) {
+            let first = self.gates.len();
+            self.gates.extend_from_within(checked.gates.clone());
+            for gate in &mut self.gates[first..] {
+                gate.env = env;
+            }
+            self.exposed.clone_from(&checked.exposed);
+            // Gate ids are positions in `gates`, which `max_gates` keeps within u32.
+            let by = (first - checked.gates.start) as u32;
+            return shifted(&checked.strategy, by);
+        }
+        let first = self.gates.len();
+        let strategy = self.strategy(env, name, raw, hooks);
+        let checked = Checked {
+            strategy: strategy.clone(),
+            gates: first..self.gates.len(),
+            exposed: self.exposed.clone(),
+        };
+        self.checked.insert(name.to_owned(), checked);
+        strategy
     }
 
     /// Checks the strategies no target uses, as a file with a broken one is still wrong; their
@@ -825,7 +924,7 @@ impl Validator {
         match (&raw.canary, &raw.blue_green) {
             (Some(canary), None) if canary.steps.len() > limits::HARD_MAX_INDEX => {
                 self.problem(
-                    format!("{path}.canary.steps"),
+                    format_args!("{path}.canary.steps"),
                     ProblemKind::TooLarge {
                         what: "steps in one canary",
                         limit: limits::HARD_MAX_INDEX,
@@ -851,7 +950,7 @@ impl Validator {
             (None, Some(bg)) => {
                 let active_service = bg.active_service.clone().unwrap_or_else(|| {
                     self.problem(
-                        format!("{path}.blueGreen.activeService"),
+                        format_args!("{path}.blueGreen.activeService"),
                         ProblemKind::Missing {
                             what: "activeService",
                         },
@@ -904,7 +1003,7 @@ impl Validator {
             file::CanaryStep::SetWeight(w) => {
                 if !(0..=100).contains(&w.weight) {
                     self.problem(
-                        format!("{path}.setWeight.weight"),
+                        format_args!("{path}.setWeight.weight"),
                         ProblemKind::WeightOutOfRange { weight: w.weight },
                     );
                 }
@@ -978,7 +1077,7 @@ impl Validator {
                                 name: r.name.clone(),
                             },
                         );
-                        WebhookId(0)
+                        UNKNOWN_WEBHOOK
                     }
                 };
                 GateKind::Webhook {
@@ -989,7 +1088,7 @@ impl Validator {
             Constraint::Analysis(a) => {
                 if stage == Stage::BeforeDeployment {
                     self.problem(
-                        format!("{path}.analysis"),
+                        format_args!("{path}.analysis"),
                         ProblemKind::AnalysisBeforeDeployment,
                     );
                 }
@@ -998,7 +1097,7 @@ impl Validator {
                     Some("manual") => RollBackMode::Manual,
                     Some(other) => {
                         self.problem(
-                            format!("{path}.analysis.rollBackMode"),
+                            format_args!("{path}.analysis.rollBackMode"),
                             ProblemKind::UnknownValue {
                                 value: other.to_owned(),
                                 expected: "automatic or manual",
@@ -1110,7 +1209,7 @@ impl Validator {
             "hours" | "hour" => 3600,
             _ => {
                 self.problem(
-                    format!("{path}.unit"),
+                    format_args!("{path}.unit"),
                     ProblemKind::UnknownUnit {
                         unit: spec.unit.clone(),
                     },
@@ -1120,7 +1219,7 @@ impl Validator {
         };
         if spec.duration < 0 {
             self.problem(
-                format!("{path}.duration"),
+                format_args!("{path}.duration"),
                 ProblemKind::NegativeDuration {
                     duration: spec.duration,
                 },
@@ -1132,7 +1231,7 @@ impl Validator {
             Some(secs) if secs <= max => Some(Duration::from_secs(secs)),
             _ => {
                 self.problem(
-                    format!("{path}.duration"),
+                    format_args!("{path}.duration"),
                     ProblemKind::DurationTooLong {
                         max_days: MAX_DURATION_DAYS,
                     },
@@ -1144,6 +1243,7 @@ impl Validator {
 }
 
 struct WebhookNames<'a> {
+    all: &'a [Webhook],
     by_name: BTreeMap<&'a str, (WebhookId, &'a Webhook)>,
 }
 
@@ -1155,11 +1255,63 @@ impl<'a> WebhookNames<'a> {
                 .entry(w.name.as_str())
                 .or_insert((WebhookId(i as u16), w));
         }
-        Self { by_name }
+        Self {
+            all: webhooks,
+            by_name,
+        }
     }
 
     fn find(&self, name: &str) -> Option<(WebhookId, &'a Webhook)> {
         self.by_name.get(name).copied()
+    }
+
+    fn get(&self, id: WebhookId) -> Option<&'a Webhook> {
+        self.all.get(usize::from(id.0))
+    }
+}
+
+/// `strategy` with its gates `by` places further on in the plan's list.
+fn shifted(strategy: &Strategy, by: u32) -> Strategy {
+    let shift = |ids: &[GateId]| ids.iter().map(|id| GateId(id.0 + by)).collect();
+    match strategy {
+        Strategy::Direct => Strategy::Direct,
+        Strategy::Canary { name, steps } => Strategy::Canary {
+            name: name.clone(),
+            steps: steps
+                .iter()
+                .map(|step| match step {
+                    CanaryStep::Gate(id) => CanaryStep::Gate(GateId(id.0 + by)),
+                    other => other.clone(),
+                })
+                .collect(),
+        },
+        Strategy::BlueGreen {
+            name,
+            active_service,
+            preview_service,
+            redirect_after,
+            shutdown_after,
+        } => Strategy::BlueGreen {
+            name: name.clone(),
+            active_service: active_service.clone(),
+            preview_service: preview_service.clone(),
+            redirect_after: shift(redirect_after),
+            shutdown_after: shift(shutdown_after),
+        },
+    }
+}
+
+/// The webhook of a gate whose `runWebhook.name` names none: no file has this many webhooks, so
+/// later checks of the gate's webhook find none, rather than another's.
+const UNKNOWN_WEBHOOK: WebhookId = WebhookId(u16::MAX);
+
+/// A writer that only counts the bytes written to it.
+struct Counted(usize);
+
+impl fmt::Write for Counted {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0 = self.0.saturating_add(s.len());
+        Ok(())
     }
 }
 
@@ -1219,7 +1371,8 @@ const PLAN_BYTES_PER_FILE_BYTE: usize = 16;
 
 /// The size of the plan of `file`, counted from the file alone in one walk, so that a file
 /// whose plan would be far larger than itself is refused before it is built. A strategy's
-/// gates and steps are counted once for every target that uses it.
+/// gates and steps are counted once for every target that uses it, and those of a strategy no
+/// target uses once, for its check.
 struct PlanSize {
     /// Every entry of a constraint list, and a strategy's pauses, webhooks and analyses.
     gates: usize,
@@ -1231,71 +1384,101 @@ struct PlanSize {
 
 impl PlanSize {
     fn of(file: &DeploymentFile) -> Self {
-        const PER_ENTRY: usize = 64;
-        let texts = |texts: &[String]| texts.iter().map(String::len).fold(0, usize::saturating_add);
-        let context = |context: &Context| {
-            context
-                .iter()
-                .map(|(k, v)| k.len().saturating_add(v.0.len()))
-                .fold(0, usize::saturating_add)
-        };
-        let pause = |p: &file::Pause| texts(&p.requires_roles);
-        let analysis = |a: &file::Analysis| texts(&a.queries).saturating_add(context(&a.context));
-        let constraint = |c: &file::Constraint| match c {
-            file::Constraint::RunWebhook(r) => context(&r.context),
-            file::Constraint::Analysis(a) => analysis(a),
-            file::Constraint::Pause(p) => pause(p),
-        };
         let mut size = Self { gates: 0, bytes: 0 };
-        let mut add = |gate: bool, name: &str, bytes: usize| {
-            size.gates = size.gates.saturating_add(usize::from(gate));
-            size.bytes = size
-                .bytes
-                .saturating_add(PER_ENTRY)
-                .saturating_add(name.len())
-                .saturating_add(bytes);
-        };
         for (target_name, target) in &file.targets {
             for c in target
                 .constraints
                 .iter()
                 .flat_map(|c| c.before_deployment.iter().chain(&c.after_deployment))
             {
-                add(true, target_name, constraint(c));
+                size.add(true, target_name, constraint_bytes(c));
             }
-            let Some((name, strategy)) = target
+            if let Some((name, strategy)) = target
                 .strategy
                 .as_deref()
                 .and_then(|s| file.strategies.get_key_value(s))
-            else {
-                continue;
-            };
-            for step in strategy.canary.iter().flat_map(|c| &c.steps) {
-                match step {
-                    file::CanaryStep::RunWebhook(r) => add(true, name, context(&r.context)),
-                    file::CanaryStep::Analysis(a) => add(true, name, analysis(a)),
-                    file::CanaryStep::Pause(p) => add(true, name, pause(p)),
-                    file::CanaryStep::ExposeServices(e) => add(false, name, texts(&e.services)),
-                    file::CanaryStep::SetWeight(_) => add(false, name, 0),
-                }
-            }
-            if let Some(bg) = &strategy.blue_green {
-                let services = [&bg.active_service, &bg.preview_service]
-                    .into_iter()
-                    .flatten()
-                    .map(String::len)
-                    .fold(0, usize::saturating_add);
-                add(false, name, services);
-                for c in bg
-                    .redirect_traffic_after
-                    .iter()
-                    .chain(&bg.shut_down_old_version_after)
-                {
-                    add(true, name, constraint(c));
-                }
+            {
+                size.strategy(name, strategy);
             }
         }
+        // Checked as well, once each, with gates and paths built for the check and dropped
+        // after it: they count towards the bytes, not towards the plan's gates.
+        let used: BTreeSet<&str> = file
+            .targets
+            .values()
+            .filter_map(|t| t.strategy.as_deref())
+            .collect();
+        let gates = size.gates;
+        for (name, strategy) in &file.strategies {
+            if !used.contains(name.as_str()) {
+                size.strategy(name, strategy);
+            }
+        }
+        size.gates = gates;
         size
+    }
+
+    fn strategy(&mut self, name: &str, strategy: &file::Strategy) {
+        for step in strategy.canary.iter().flat_map(|c| &c.steps) {
+            match step {
+                file::CanaryStep::RunWebhook(r) => self.add(true, name, context_bytes(&r.context)),
+                file::CanaryStep::Analysis(a) => self.add(true, name, analysis_bytes(a)),
+                file::CanaryStep::Pause(p) => self.add(true, name, texts_bytes(&p.requires_roles)),
+                file::CanaryStep::ExposeServices(e) => {
+                    self.add(false, name, texts_bytes(&e.services));
+                }
+                file::CanaryStep::SetWeight(_) => self.add(false, name, 0),
+            }
+        }
+        if let Some(bg) = &strategy.blue_green {
+            let services = [&bg.active_service, &bg.preview_service]
+                .into_iter()
+                .flatten()
+                .map(String::len)
+                .fold(0, usize::saturating_add);
+            self.add(false, name, services);
+            for c in bg
+                .redirect_traffic_after
+                .iter()
+                .chain(&bg.shut_down_old_version_after)
+            {
+                self.add(true, name, constraint_bytes(c));
+            }
+        }
+    }
+
+    /// One more entry, a gate or not, with a path naming `name` and `bytes` of its own.
+    fn add(&mut self, gate: bool, name: &str, bytes: usize) {
+        const PER_ENTRY: usize = 64;
+        self.gates = self.gates.saturating_add(usize::from(gate));
+        self.bytes = self
+            .bytes
+            .saturating_add(PER_ENTRY)
+            .saturating_add(name.len())
+            .saturating_add(bytes);
+    }
+}
+
+fn texts_bytes(texts: &[String]) -> usize {
+    texts.iter().map(String::len).fold(0, usize::saturating_add)
+}
+
+fn context_bytes(context: &Context) -> usize {
+    context
+        .iter()
+        .map(|(k, v)| k.len().saturating_add(v.0.len()))
+        .fold(0, usize::saturating_add)
+}
+
+fn analysis_bytes(a: &file::Analysis) -> usize {
+    texts_bytes(&a.queries).saturating_add(context_bytes(&a.context))
+}
+
+fn constraint_bytes(c: &Constraint) -> usize {
+    match c {
+        Constraint::RunWebhook(r) => context_bytes(&r.context),
+        Constraint::Analysis(a) => analysis_bytes(a),
+        Constraint::Pause(p) => texts_bytes(&p.requires_roles),
     }
 }
 
