@@ -77,7 +77,7 @@ fn server_text(text: &str, secrets: &[&str]) -> String {
 /// as [`char::escape_unicode`] writes them, so that it can neither bloat nor forge log lines.
 /// Everything else is kept as it is: quotes and backslashes break no line, and combining marks
 /// belong to the letters of many languages (which [`char::escape_debug`] would escape).
-fn untrusted_text(text: &str, max_chars: usize) -> String {
+pub(crate) fn untrusted_text(text: &str, max_chars: usize) -> String {
     let mut shown = String::new();
     let mut chars = text.chars();
     for c in chars.by_ref().take(max_chars) {

@@ -31,9 +31,13 @@ pub use verifier::Verifier;
 /// `id.timestamp.body`, so with a dot in the id one signed message could be split into another
 /// id, timestamp and body that the same signature covers (the spec forbids it).
 fn refuse_dotted(id: &str) -> Result<(), SignatureError> {
+    // Senders' ids are a few dozen characters, so this many still tells one apart.
+    const MAX_ID_CHARS: usize = 64;
     if id.contains('.') {
         return Err(SignatureError::InvalidMessageId {
-            id: id.to_owned(),
+            // A received id is checked before its signature, so anyone may have written it: it
+            // must neither bloat nor forge the log line of whoever logs the error.
+            id: crate::receiver::untrusted_text(id, MAX_ID_CHARS),
             reason: "it contains `.`",
         });
     }
@@ -62,7 +66,8 @@ pub enum SignatureError {
     /// A message id to sign, or a received `webhook-id`, is not a valid one.
     #[error("message id `{id}` is not a valid Standard Webhooks `webhook-id`: {reason}")]
     InvalidMessageId {
-        /// The id.
+        /// The id; one refused for its `.` (a received `webhook-id` may be) cut to its first 64
+        /// characters, then `…`, with control and invisible characters escaped.
         id: String,
         /// What is wrong with it.
         reason: &'static str,

@@ -132,3 +132,34 @@ impl fmt::Debug for Verifier {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_received_id_is_cut_short_and_escaped_in_the_error() {
+        let id = format!("\tmsg_{}.x", "a".repeat(60 * 1024));
+        let mut headers = HeaderMap::new();
+        headers.insert(WEBHOOK_ID, id.parse().unwrap());
+        headers.insert(WEBHOOK_TIMESTAMP, "1700000000".parse().unwrap());
+        headers.insert(WEBHOOK_SIGNATURE, "v1,AAAA".parse().unwrap());
+        let secret: SigningSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".parse().unwrap();
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let err = Verifier::new(secret)
+            .verify_at(&headers, b"", now)
+            .unwrap_err();
+        assert!(
+            matches!(err, SignatureError::InvalidMessageId { .. }),
+            "{err:?}"
+        );
+        let shown = err.to_string();
+        assert!(shown.len() < 300, "{} bytes", shown.len());
+        assert!(
+            shown.contains("\\tmsg_aaa") && shown.contains('…'),
+            "{shown}"
+        );
+        assert!(!shown.contains('\t'), "{shown}");
+        assert!(format!("{err:?}").len() < 300);
+    }
+}

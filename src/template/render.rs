@@ -1,7 +1,9 @@
 //! Rendering a parsed [`Template`] with one gate's values (PROTOCOL.md §3).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 
 use super::parse::Segment;
 use super::{ArmoryVar, Template, Variable};
@@ -97,7 +99,9 @@ pub enum Escape {
     Json,
     /// Percent-encoded (everything but `A-Z a-z 0-9 - . _ ~`), except a leading
     /// `{{secrets.*}}`, `{{armory.callbackUri}}` or `{{armory.preview.*}}`, which is a whole base
-    /// URL and is inserted as it is (a leading `{{context.*}}` is encoded like any other).
+    /// URL and is inserted as it is (a leading `{{context.*}}` is encoded like any other). A
+    /// path segment an encoded value is part of or borders may not read as `.` or `..`
+    /// ([`RenderError::DotSegment`]).
     Uri,
     /// As it is, but a value containing CR or LF is an error (no header injection).
     Header,
@@ -158,12 +162,13 @@ pub enum RenderError {
         /// The variables the template uses, e.g. `secrets.base_url`.
         variables: Vec<String>,
     },
-    /// A value rendered into a URI is `.` or `..`, which would change the URL's path.
+    /// A value rendered into a URI makes a path segment `.` or `..` (also spelled with `%2e`),
+    /// alone or with the template's text beside it, which would change the URL's path.
     #[error(
-        "the value of `{variable}` is `.` or `..`, which would move the call to another path; give a real path segment"
+        "the value of `{variable}` makes a path segment `.` or `..`, which would move the call to another path; give a real path segment"
     )]
     DotSegment {
-        /// The variable.
+        /// The variable, the first of those the segment holds or borders.
         variable: String,
     },
     /// The rendered request would be larger than the limit: values inserted into it are
@@ -291,6 +296,7 @@ impl Template {
         limit: usize,
     ) -> Result<String, RenderError> {
         let mut out = String::with_capacity(self.source().len().min(limit));
+        let mut encoded = Vec::new();
         for (index, segment) in self.segments().iter().enumerate() {
             let variable = match segment {
                 Segment::Literal(text) => {
@@ -303,16 +309,11 @@ impl Template {
             match escape {
                 Escape::Json => push_json_escaped(&mut out, value),
                 Escape::Uri if index == 0 && whole_url_allowed(variable) => out.push_str(value),
-                // `.` and `..` survive percent-encoding as they are, and a URL parser would then
-                // resolve them in the path, moving the call (and its secrets) to another one.
-                // After a `?` or `#` (written by the template, since values are encoded) they
-                // are query or fragment text.
-                Escape::Uri if (value == "." || value == "..") && !out.contains(['?', '#']) => {
-                    return Err(RenderError::DotSegment {
-                        variable: variable.to_string(),
-                    });
+                Escape::Uri => {
+                    let start = out.len();
+                    push_percent_encoded(&mut out, value);
+                    encoded.push((start..out.len(), variable));
                 }
-                Escape::Uri => push_percent_encoded(&mut out, value),
                 Escape::Header if value.bytes().any(|b| b == b'\r' || b == b'\n') => {
                     return Err(RenderError::LineBreakInHeader {
                         variable: variable.to_string(),
@@ -327,8 +328,61 @@ impl Template {
         if out.len() > limit {
             return Err(RenderError::TooLarge { limit });
         }
+        refuse_dot_segments(&out, &encoded)?;
         Ok(out)
     }
+}
+
+/// Refuses a segment of `url`'s path that an encoded value is part of or borders (so an empty
+/// one counts too) and that reads as `.` or `..`: `.` survives percent-encoding, and a URL
+/// parser resolves such a segment, moving the call (and its secrets) to another path. Values
+/// alone are not enough to check, as `{{a}}.{{b}}` with both empty makes `.`. A dot segment of
+/// the template's own text (or of a whole base URL the host supplied) is left to the parser, as
+/// its author wrote it. Everything before the first `?` or `#` is checked, the authority too
+/// (a host of `.` is no host either); after it, dots are query or fragment text.
+fn refuse_dot_segments(
+    url: &str,
+    encoded: &[(Range<usize>, &Variable)],
+) -> Result<(), RenderError> {
+    if encoded.is_empty() {
+        return Ok(());
+    }
+    let path_end = url.find(['?', '#']).unwrap_or(url.len());
+    let mut start = 0;
+    // The parser reads `\` as `/` in http(s) URLs.
+    for segment in url[..path_end].split(['/', '\\']) {
+        let end = start + segment.len();
+        if reads_as_dot_segment(segment, end == url.len())
+            && let Some((_, variable)) = encoded
+                .iter()
+                .find(|(range, _)| range.start <= end && range.end >= start)
+        {
+            return Err(RenderError::DotSegment {
+                variable: variable.to_string(),
+            });
+        }
+        start = end + 1;
+    }
+    Ok(())
+}
+
+/// Whether a URL parser reads `segment` as `.` or `..`: it drops tabs and line breaks, and
+/// spaces and control characters that end the URL, and takes `%2e` in either case for `.`.
+fn reads_as_dot_segment(segment: &str, ends_url: bool) -> bool {
+    let segment = if ends_url {
+        segment.trim_end_matches(|c: char| c <= ' ')
+    } else {
+        segment
+    };
+    let segment: Cow<'_, str> = if segment.contains(['\t', '\n', '\r']) {
+        segment.replace(['\t', '\n', '\r'], "").into()
+    } else {
+        segment.into()
+    };
+    let dot = |s: &str| s == "." || s.eq_ignore_ascii_case("%2e");
+    dot(&segment)
+        || (1..segment.len())
+            .any(|i| segment.is_char_boundary(i) && dot(&segment[..i]) && dot(&segment[i..]))
 }
 
 /// PROTOCOL.md §3: a placeholder that starts a `uriTemplate` is a whole base URL only when it
@@ -425,6 +479,96 @@ mod tests {
         }
         for kept in ["d-1", "ticket", "token"] {
             assert!(shown.contains(kept), "{shown}");
+        }
+    }
+
+    fn render_uri(source: &str, context: &[(&str, &str)]) -> Result<String, RenderError> {
+        let armory = ArmoryValues::default();
+        let context = context
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+        let secrets = BTreeMap::from([("base".to_owned(), Secret::new("https://h/api/"))]);
+        Template::parse(source)
+            .unwrap()
+            .render(&RenderValues::new(&armory, &context, &secrets), Escape::Uri)
+    }
+
+    #[test]
+    fn values_that_make_a_dot_segment_with_the_text_around_them_are_refused() {
+        let refused = |source: &str, context: &[(&str, &str)], variable: &str| {
+            assert_eq!(
+                render_uri(source, context),
+                Err(RenderError::DotSegment {
+                    variable: variable.to_owned()
+                }),
+                "{source} with {context:?}"
+            );
+        };
+        let both_empty = [("name", ""), ("ext", "")];
+        refused(
+            "https://h/api/{{context.name}}.{{context.ext}}/delete",
+            &both_empty,
+            "context.name",
+        );
+        refused(
+            "https://h/api/{{context.name}}..{{context.ext}}?x",
+            &both_empty,
+            "context.name",
+        );
+        for dots in ["%2e", "%2E", ".%2e", "%2E.", "%2e%2E", ".\t."] {
+            refused(
+                &format!("https://h/api/{dots}{{{{context.ext}}}}/delete"),
+                &both_empty,
+                "context.ext",
+            );
+        }
+        refused(
+            "https://h/api\\{{context.ext}}.\\x",
+            &both_empty,
+            "context.ext",
+        );
+        refused(
+            "https://h/api/{{context.ext}}. ",
+            &both_empty,
+            "context.ext",
+        );
+        refused(
+            "{{secrets.base}}{{context.name}}.",
+            &both_empty,
+            "context.name",
+        );
+        refused(
+            "https://h/api/{{context.name}}",
+            &[("name", "..")],
+            "context.name",
+        );
+
+        // Values that make no dot segment, a dot segment in the query, and one the
+        // template's own text makes are left as they are.
+        for (source, context, rendered) in [
+            (
+                "https://h/api/{{context.name}}.{{context.ext}}/delete",
+                &[("name", "report"), ("ext", "")][..],
+                "https://h/api/report./delete",
+            ),
+            (
+                "https://h/api/v{{context.name}}/x",
+                &[("name", "..")][..],
+                "https://h/api/v../x",
+            ),
+            (
+                "https://h/api?q={{context.name}}.{{context.ext}}/x",
+                &both_empty[..],
+                "https://h/api?q=./x",
+            ),
+            (
+                "https://h/api/../{{context.name}}/x",
+                &[("name", "a")][..],
+                "https://h/api/../a/x",
+            ),
+        ] {
+            assert_eq!(render_uri(source, context).as_deref(), Ok(rendered));
         }
     }
 

@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use url::Url;
 
 use super::parse::Segment;
-use super::{ArmoryValues, Escape, RenderError, RenderValues, Template, Variable};
+use super::{ArmoryValues, ArmoryVar, Escape, RenderError, RenderValues, Template, Variable};
 
 /// A webhook's request: method, `uriTemplate`, header templates and `bodyTemplate.inline`.
 ///
@@ -101,9 +101,9 @@ impl RequestTemplate {
     ///
     /// The URI is rendered with [`Escape::Uri`] and must be an absolute http(s) URL; header
     /// values with [`Escape::Header`]; the body with [`Escape::Json`] when a `Content-Type`
-    /// header renders to `application/json` or `…+json` (parameters allowed), otherwise with
-    /// [`Escape::None`]. Header values that use a secret, and every `Authorization` and
-    /// `Proxy-Authorization` value, are marked sensitive. Credentials in
+    /// header renders to `application/json` or `…+json` (parameters allowed, in any bytes),
+    /// otherwise with [`Escape::None`]. Header values that use a secret, and every
+    /// `Authorization` and `Proxy-Authorization` value, are marked sensitive. Credentials in
     /// the URL (`https://user:password@host/…`, as Jenkins URLs often carry them) are taken
     /// out of it and sent as `Authorization: Basic`, marked sensitive, as HTTP clients do,
     /// unless a header template sets `Authorization` itself.
@@ -172,7 +172,7 @@ impl RequestTemplate {
             uri,
             headers,
             body,
-            uri_uses_secret: uses_secret(&self.uri),
+            shown_url: ShownUrl::of(&self.uri),
         })
     }
 
@@ -452,17 +452,23 @@ fn render_header(
     Ok((header, value))
 }
 
+/// Whether `content_type` names a JSON media type: `application/json` or a `+json` suffix.
+///
+/// Read from the raw bytes, since a parameter may hold non-ASCII text (`profile="Bestätigung"`)
+/// and the media type alone decides how the receiver reads the body: a value that refused to be
+/// read as text would have the body rendered unescaped, open to injected JSON fields.
 fn is_json(content_type: &HeaderValue) -> bool {
-    let Ok(content_type) = content_type.to_str() else {
-        return false;
-    };
-    let essence = content_type
-        .split_once(';')
-        .map_or(content_type, |(essence, _)| essence)
-        .trim()
-        .as_bytes();
+    let bytes = content_type.as_bytes();
+    let essence = bytes
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or(bytes)
+        .trim_ascii();
     essence.eq_ignore_ascii_case(b"application/json")
-        || essence.len() >= 5 && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json")
+        || essence
+            .len()
+            .checked_sub(5)
+            .is_some_and(|start| essence[start..].eq_ignore_ascii_case(b"+json"))
 }
 
 fn uses_secret(template: &Template) -> bool {
@@ -479,15 +485,43 @@ fn variable_names(template: &Template) -> Vec<String> {
 /// A rendered request, ready to send.
 ///
 /// Header values and the body may hold secrets, so `Debug` shows only the method, the URL
-/// without query (or `[redacted]` when the URI template uses a secret), the header names and
-/// the body's length.
+/// without user info or query, the header names and the body's length. The URL is
+/// `[redacted]` when the URI template uses a secret, and shown without its path when it uses
+/// `armory.callbackUri`.
 #[derive(Clone)]
 pub struct RenderedRequest {
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-    uri_uses_secret: bool,
+    shown_url: ShownUrl,
+}
+
+/// How much of a rendered URL `Debug` may show, decided by what its template inserted.
+#[derive(Clone, Copy)]
+enum ShownUrl {
+    /// Origin and path.
+    Path,
+    /// The origin only: the path may hold the gate's callback id, which resolves the gate for
+    /// whoever holds a callback token.
+    Origin,
+    /// Nothing: a secret may have written any part of it, the host included.
+    Nothing,
+}
+
+impl ShownUrl {
+    fn of(template: &Template) -> Self {
+        if uses_secret(template) {
+            Self::Nothing
+        } else if template
+            .variables()
+            .any(|variable| matches!(variable, Variable::Armory(ArmoryVar::CallbackUri)))
+        {
+            Self::Origin
+        } else {
+            Self::Path
+        }
+    }
 }
 
 impl RenderedRequest {
@@ -524,14 +558,17 @@ impl From<RenderedRequest> for Request<Bytes> {
 
 impl fmt::Debug for RenderedRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let url = if self.uri_uses_secret {
-            "[redacted]".to_owned()
-        } else {
-            // Built from parts so that user info and the query are left out.
+        // Built from parts so that user info and the query are left out.
+        let origin = || {
             let scheme = self.uri.scheme_str().unwrap_or_default();
             let host = self.uri.host().unwrap_or_default();
             let port = self.uri.port().map(|p| format!(":{p}")).unwrap_or_default();
-            format!("{scheme}://{host}{port}{}", self.uri.path())
+            format!("{scheme}://{host}{port}")
+        };
+        let url = match self.shown_url {
+            ShownUrl::Path => format!("{}{}", origin(), self.uri.path()),
+            ShownUrl::Origin => format!("{} (path hidden)", origin()),
+            ShownUrl::Nothing => "[redacted]".to_owned(),
         };
         f.debug_struct("RenderedRequest")
             .field("method", &self.method)
@@ -709,6 +746,66 @@ mod tests {
             ("application/json-seq", false),
         ] {
             assert_eq!(is_json(&HeaderValue::from_static(value)), json, "{value}");
+        }
+    }
+
+    fn render_with(template: &RequestTemplate, armory: &ArmoryValues, ticket: &str) -> String {
+        let context = BTreeMap::from([("ticket".to_owned(), ticket.to_owned())]);
+        let secrets = BTreeMap::new();
+        let rendered = template
+            .render(&RenderValues::new(armory, &context, &secrets))
+            .unwrap();
+        String::from_utf8(rendered.body().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_json_content_type_with_non_ascii_parameters_still_escapes_the_body() {
+        let t = |source: &str| Template::parse(source).unwrap();
+        let injection = r#"x", "approved": true, "y": ""#;
+        for content_type in [
+            "application/json; profile=\"Bestätigung\"",
+            "Application/Vnd.Api+JSON ;  titel=Überprüfung",
+        ] {
+            let template = RequestTemplate::new(t("https://ci.example.com/hooks"))
+                .with_header("Content-Type", t(content_type))
+                .with_body(t(r#"{"ticket": "{{context.ticket}}"}"#));
+            let body = render_with(&template, &ArmoryValues::default(), injection);
+            let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(
+                parsed,
+                serde_json::json!({ "ticket": injection }),
+                "{content_type}"
+            );
+        }
+        // A non-ASCII byte in the media type itself makes it no JSON type.
+        let template = RequestTemplate::new(t("https://ci.example.com/hooks"))
+            .with_header("Content-Type", t("application/jsön"))
+            .with_body(t("{{context.ticket}}"));
+        assert_eq!(render_with(&template, &ArmoryValues::default(), "\""), "\"");
+    }
+
+    #[test]
+    fn debug_leaves_out_the_path_of_a_uri_holding_the_callback_uri() {
+        let t = |source: &str| Template::parse(source).unwrap();
+        let armory = ArmoryValues {
+            callback_uri: "https://gates.example/callbacks/0123456789abcdef".into(),
+            ..ArmoryValues::default()
+        };
+        let context = BTreeMap::new();
+        let secrets = BTreeMap::new();
+        let values = RenderValues::new(&armory, &context, &secrets);
+        for (uri, origin) in [
+            ("{{armory.callbackUri}}/progress", "https://gates.example"),
+            (
+                "https://ci.example.com:8443/run/{{armory.callbackUri}}",
+                "https://ci.example.com:8443",
+            ),
+        ] {
+            let rendered = RequestTemplate::new(t(uri)).render(&values).unwrap();
+            assert!(rendered.uri().path().contains("0123456789abcdef"), "{uri}");
+            let shown = format!("{rendered:?}");
+            assert!(!shown.contains("0123456789abcdef"), "{shown}");
+            assert!(shown.contains(origin), "{shown}");
         }
     }
 }
