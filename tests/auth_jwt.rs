@@ -2,14 +2,18 @@
 //! a JWKS served by wiremock, refreshed for unknown `kid`s at a limited rate.
 #![cfg(all(feature = "jwt", feature = "test-util", feature = "reqwest"))]
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use chrono::{TimeDelta, TimeZone, Utc};
+use futures_util::FutureExt;
 use hookgate::auth::{AuthError, CallbackAuthorizer, JwtAuthorizer, JwtAuthorizerBuilder};
 use hookgate::clock::Clock;
 use hookgate::test_util::ManualClock;
-use hookgate::transport::ReqwestTransport;
+use hookgate::transport::{ReqwestTransport, TransportError};
 use http::StatusCode;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
@@ -833,4 +837,62 @@ async fn callers_using_old_keys_carry_on_a_refetch_whose_caller_went_away() {
     .expect("the refetch ends while callers use the old keys");
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{refused}");
     server.verify().await;
+}
+
+/// A transport whose bug makes it panic mid-fetch fails that one fetch: the sender is told to
+/// retry, rather than having its request panic, and once the refresh interval has passed the
+/// JWKS is fetched again. A panic that stayed in the shared fetch would answer every later
+/// token needing the JWKS with a panic, until a restart.
+#[tokio::test]
+async fn a_jwks_fetch_that_panics_is_an_error_and_the_next_fetch_goes_ahead() {
+    let clock = clock();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let transport = {
+        let calls = Arc::clone(&calls);
+        move |_request: http::Request<Bytes>| {
+            let call = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                assert!(call > 0, "the transport's bug, on its first call only");
+                let body = serde_json::to_vec(&jwks(false)).unwrap();
+                Ok::<_, TransportError>(http::Response::new(Bytes::from(body)))
+            }
+        }
+    };
+    let authorizer = JwtAuthorizer::builder(ISS, AUD)
+        .jwks("https://idp.example/.well-known/jwks.json", transport)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let token = rsa_token(&clock);
+
+    for attempt in ["the fetch", "the rate-limited retry"] {
+        let answer = AssertUnwindSafe(authorizer.authorize(&token))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| panic!("{attempt}: the authorizer panicked"));
+        let err = answer.unwrap_err();
+        assert_eq!(
+            err.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{attempt}: {err}"
+        );
+        assert!(
+            err.to_string().contains("JWKS fetch panicked"),
+            "{attempt}: {err}"
+        );
+        assert!(
+            !err.to_string().contains("first call"),
+            "the panic's message stays out: {err}"
+        );
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the retry waits for the interval"
+    );
+
+    clock.advance(TimeDelta::seconds(31));
+    let answer = authorizer.authorize(&token).await;
+    assert!(answer.is_ok(), "the next fetch's keys: {answer:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }

@@ -121,7 +121,10 @@ fn description_text(text: &str) -> PercentEncode<'_> {
 ///
 /// Tokens carry `iss`, `aud`, `sub` (the client id), `iat`, `exp`, `scope`, `roles` and, if the
 /// client has one, `tenant`. They live for the configured lifetime (default 1 hour), and
-/// `expires_in` tells the client so.
+/// `expires_in` tells the client so: `iat` is the second the token was issued and `exp` that
+/// plus the lifetime, and the issuer accepts the token until, not at, `exp`. Unlike a
+/// [`JwtAuthorizer`], which allows a leeway for another issuer's clock, it allows none: it
+/// reads the clock that wrote `exp`.
 ///
 /// ```
 /// use hookgate::{Secret, auth::{IssuerClient, TokenIssuer}};
@@ -183,7 +186,8 @@ impl TokenIssuerBuilder {
         self
     }
 
-    /// How long issued tokens live (default 1 hour).
+    /// How long issued tokens live (default 1 hour): the issuer accepts a token until, not at,
+    /// the second it was issued plus this, and not a second longer.
     pub fn lifetime(mut self, lifetime: Duration) -> Self {
         self.lifetime = lifetime;
         self
@@ -232,9 +236,13 @@ impl TokenIssuerBuilder {
                  characters other than `\"` and `\\`, and no spaces"
             )));
         }
+        // No leeway: the verifier reads the clock that wrote `exp`, so there is no skew to
+        // allow for, and a leeway would accept tokens past the `expires_in` their clients were
+        // told.
         let mut verifier = JwtAuthorizer::builder(&self.issuer, &self.audience)
             .hs256(self.key.clone())
             .tenant_claim("tenant")
+            .leeway(Duration::ZERO)
             .clock(Arc::clone(&self.clock));
         if let Some(scope) = self.required_scope {
             verifier = verifier.required_scope(scope);

@@ -1,3 +1,4 @@
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -191,9 +192,24 @@ impl Jwks {
     }
 
     /// A fetch of the JWKS that owns what it needs, so that it outlives the caller starting it.
+    ///
+    /// The transport is the user's code and may panic: the fetch then fails as if it had
+    /// answered with an error. A panic unwinding out of the shared future would poison it, so
+    /// that every caller polling it later panicked too and its end was never taken in: each
+    /// token needing the JWKS would panic until a restart. The panic's message goes to the
+    /// process's panic hook, not into the error, which is logged and handed to callers: it may
+    /// hold what the request held.
     fn start_fetch(&self) -> Fetch {
         let (url, transport) = (self.url.clone(), Arc::clone(&self.transport));
-        async move { fetch(url, &transport).await.map(Arc::from) }
+        // Nothing the fetch touched is looked at after a panic but the transport, which the
+        // next fetch uses again as the engine does after a transport's panic.
+        AssertUnwindSafe(async move { fetch(url, &transport).await.map(Arc::from) })
+            .catch_unwind()
+            .map(|caught| {
+                caught.unwrap_or_else(|_| {
+                    Err("the JWKS fetch panicked (a bug in its transport)".to_owned())
+                })
+            })
             .boxed()
             .shared()
     }
