@@ -553,8 +553,14 @@ webhooks: [{name: w, uriTemplate: '{{armory.preview.web}}/smoke'}]
             let gate = plan.gate(*id);
             assert_eq!((gate.env(), gate.stage()), (env, stage), "{name}");
         }
-        assert!(matches!(plan.gate(gates[0]).kind(), GateKind::Approval { .. }));
-        assert!(matches!(plan.gate(gates[1]).kind(), GateKind::Webhook { .. }));
+        assert!(matches!(
+            plan.gate(gates[0]).kind(),
+            GateKind::Approval { .. }
+        ));
+        assert!(matches!(
+            plan.gate(gates[1]).kind(),
+            GateKind::Webhook { .. }
+        ));
         assert_eq!(
             plan.gate(gates[1]).path(),
             "strategies.can.canary.steps[3]",
@@ -618,7 +624,10 @@ fn a_remote_webhook_with_no_agent_to_go_through_is_refused() {
         problems(&calling(
             "dev: {account: acct, strategy: s}, prod: {strategy: s}"
         )),
-        [no_agent("strategies.s.canary.steps[0].runWebhook.name", "prod")]
+        [no_agent(
+            "strategies.s.canary.steps[0].runWebhook.name",
+            "prod"
+        )]
     );
     let plan = Plan::from_yaml(&calling(&format!(
         "dev: {{account: acct, strategy: s, {before}}}"

@@ -615,7 +615,10 @@ impl Validator {
                 let path = format!("{path}.requestTimeout");
                 let timeout = self.duration(d, &path)?;
                 if timeout.is_zero() {
-                    self.problem(format_args!("{path}.duration"), ProblemKind::ZeroRequestTimeout);
+                    self.problem(
+                        format_args!("{path}.duration"),
+                        ProblemKind::ZeroRequestTimeout,
+                    );
                 }
                 Some(timeout)
             }),
