@@ -678,14 +678,19 @@ async fn notices_stay_within_their_schema_and_end_with_the_store() {
     .await;
     let closed = store.load(mine.id()).await;
     assert!(
-        matches!(closed, Err(StoreError::Backend { .. })),
+        matches!(
+            closed,
+            Err(StoreError::Closed {
+                store: "PostgreSQL"
+            })
+        ),
         "{closed:?}"
     );
     // A watcher added after closing would never be called: refused, not taken.
     let (late, _) = recorder();
     let refused = store.watch(late).await;
     assert!(
-        matches!(&refused, Err(StoreError::Backend { source }) if source.to_string().contains("closed")),
+        matches!(&refused, Err(StoreError::Closed { .. })),
         "{refused:?}"
     );
     raw.close().await;

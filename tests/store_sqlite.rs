@@ -552,7 +552,22 @@ async fn close_finishes_queued_writes_and_refuses_later_ones() {
     );
     assert_eq!(saved.expect("queued before close"), 2);
     let late = store.save(d.id(), 2, d.state(), d.status(), &[]).await;
-    assert!(matches!(late, Err(StoreError::Backend { .. })), "{late:?}");
+    let Err(late) = late else {
+        panic!("saved after close");
+    };
+    assert!(
+        matches!(late, StoreError::Closed { store: "SQLite" }),
+        "{late:?}"
+    );
+    let shown = late.to_string();
+    assert!(
+        shown.contains("closed")
+            && shown.contains("open a new store")
+            && !shown.contains("retried"),
+        "{shown}"
+    );
+    let load = store.load(d.id()).await;
+    assert!(matches!(load, Err(StoreError::Closed { .. })), "{load:?}");
     store.close().await;
 
     let store = SqliteStore::open(dir.db()).await.expect("reopen");

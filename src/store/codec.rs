@@ -12,7 +12,20 @@ pub(crate) fn encode_state(
     id: &DeploymentId,
     state: &DeploymentState,
 ) -> Result<String, StoreError> {
+    own_state(id, state)?;
     encode(id, "state", state)
+}
+
+/// Refuses to write `state` under another deployment's id: [`decode_state`] would refuse the
+/// row.
+pub(crate) fn own_state(id: &DeploymentId, state: &DeploymentState) -> Result<(), StoreError> {
+    if *state.id != *id {
+        return Err(StoreError::WrongState {
+            id: id.clone(),
+            state_of: (*state.id).clone(),
+        });
+    }
+    Ok(())
 }
 
 /// The state stored for deployment `id`; one that names another deployment (a row edited or

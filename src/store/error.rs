@@ -19,13 +19,33 @@ pub enum StoreError {
         id: DeploymentId,
     },
     /// `create` was given a callback id that another deployment already owns.
+    // Shown as `Debug` shows it, cut short: a callback id resolves its gate for any holder of
+    // a callback token, and this message may reach a log.
     #[error(
-        "callback id {callback} already belongs to another deployment: callback ids must be \
+        "callback id {callback:?} already belongs to another deployment: callback ids must be \
          unique, so take them from `hookgate::ids::RandomIds`"
     )]
     CallbackTaken {
         /// The callback id.
         callback: CallbackId,
+    },
+    /// `create` or `save` was given the state of another deployment than the one named: the
+    /// row would be refused as [`StoreError::Corrupt`] when read back. Nothing was written.
+    #[error(
+        "the state given for deployment {id} is the state of deployment {state_of}: give each \
+         deployment its own state (build a new one with `NewDeployment::new`)"
+    )]
+    WrongState {
+        /// The deployment named.
+        id: DeploymentId,
+        /// The deployment the state is of.
+        state_of: DeploymentId,
+    },
+    /// The store was closed (`close`): it takes no more operations. Nothing was written.
+    #[error("the {store} store is closed, and nothing was done: open a new store to go on")]
+    Closed {
+        /// Which store: `SQLite` or `PostgreSQL`.
+        store: &'static str,
     },
     /// An exclusive `create` ([`NewDeployment::exclusive`](super::NewDeployment::exclusive))
     /// found another deployment of its application running; nothing was written.

@@ -211,6 +211,7 @@ impl Row {
 #[async_trait]
 impl Store for MemoryStore {
     async fn create(&self, new: NewDeployment, events: &[Event]) -> Result<u64, StoreError> {
+        codec::own_state(&new.id, &new.state)?;
         check_round_trip(&new.id, &new.state, events)?;
         let now = self.clock.now();
         // Callbacks, then the shard, then the running ones, as everywhere they are held together.
@@ -277,6 +278,7 @@ impl Store for MemoryStore {
         status: DeploymentStatus,
         events: &[Event],
     ) -> Result<u64, StoreError> {
+        codec::own_state(id, state)?;
         check_round_trip(id, state, events)?;
         let now = self.clock.now();
         let mut shard = self.shard(id);

@@ -34,7 +34,9 @@ impl NewDeployment {
     /// Everything about `deployment` a store keeps, with the text its plan was read from.
     ///
     /// Taking it all from the deployment means the id, application and callback ids cannot
-    /// disagree with the state.
+    /// disagree with the state. Changed afterwards, they can: a store refuses a state whose id
+    /// is not `id` ([`StoreError::WrongState`](super::StoreError::WrongState)), but takes the
+    /// other fields as given.
     pub fn new(deployment: &Deployment, plan_source: impl Into<String>) -> Self {
         Self {
             id: deployment.id().clone(),

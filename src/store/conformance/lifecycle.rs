@@ -6,6 +6,46 @@ use crate::core::{Deployment, DeploymentId, DeploymentStatus, IdSource, Settings
 use crate::ids::RandomIds;
 use crate::store::{DynStore, StoreError};
 
+/// A state written under another deployment's id would be refused when read back, as
+/// [`StoreError::Corrupt`]: `create` and `save` refuse it, and write nothing.
+pub async fn another_deployments_state_refused(store: &DynStore) {
+    let mut fx = Fixture::new("wrong-state");
+    let application = fx.name("app");
+    let first = fx.start("d", &application);
+    store
+        .create(first.new_deployment(), &first.events)
+        .await
+        .expect("the first create succeeds");
+    let other = fx.start("other", &application);
+    let elsewhere = fx.start("elsewhere", &application);
+    let mut new = other.new_deployment();
+    new.id = elsewhere.id().clone();
+    let refused = store.create(new, &other.events).await;
+    assert!(
+        matches!(&refused, Err(StoreError::WrongState { id, state_of })
+            if id == elsewhere.id() && state_of == other.id()),
+        "a create under another id is refused: {refused:?}"
+    );
+    for id in [elsewhere.id(), other.id()] {
+        let stored = store.load(id).await.expect("load succeeds");
+        assert!(stored.is_none(), "the refused create wrote nothing");
+    }
+    let owner = store.find_by_callback(other.callback()).await;
+    assert_eq!(owner.expect("lookup succeeds"), None);
+
+    let refused = store
+        .save(first.id(), 1, other.state(), DeploymentStatus::Running, &[])
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::WrongState { id, state_of })
+            if id == first.id() && state_of == other.id()),
+        "a save of another's state is refused: {refused:?}"
+    );
+    let stored = store.load(first.id()).await.expect("load succeeds");
+    let stored = stored.expect("still stored");
+    assert_eq!((stored.version, &stored.state), (1, first.state()));
+}
+
 /// A created deployment loads back as given, its stored plan text restores it, and each save
 /// replaces its state and status.
 pub async fn round_trip(store: &DynStore) {
@@ -88,6 +128,11 @@ pub async fn duplicate_create_refused(store: &DynStore) {
     assert!(
         matches!(&refused, Err(StoreError::CallbackTaken { callback }) if *callback == first.callback()),
         "a taken callback id is refused: {refused:?}"
+    );
+    let shown = refused.unwrap_err().to_string();
+    assert!(
+        !shown.contains(&first.callback().to_string()),
+        "the message, which may be logged, does not give the other gate's callback id: {shown}"
     );
     assert!(
         store

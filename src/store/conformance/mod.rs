@@ -31,7 +31,10 @@ use std::sync::Arc;
 use std::task::Poll;
 
 pub use leases::{change_notices, lease_claims, lease_release, lease_renewal, orphan_claims};
-pub use lifecycle::{duplicate_create_refused, large_state, round_trip, unknown_ids};
+pub use lifecycle::{
+    another_deployments_state_refused, duplicate_create_refused, large_state, round_trip,
+    unknown_ids,
+};
 pub use queries::{
     callback_lookup, exclusive_creates, running_for_application, unfinished_listing,
 };
@@ -47,6 +50,7 @@ pub type SaveTask = Pin<Box<dyn Future<Output = Result<u64, StoreError>> + Send 
 pub async fn run_all(store: &Arc<DynStore>) {
     round_trip(&**store).await;
     duplicate_create_refused(&**store).await;
+    another_deployments_state_refused(&**store).await;
     unknown_ids(&**store).await;
     large_state(&**store).await;
     stale_version_conflicts(&**store).await;

@@ -76,8 +76,8 @@ impl Notices {
     ) -> Result<(), StoreError> {
         // After `close` no listener runs, or would be kept: the watcher would never be called.
         if *self.stop.borrow() {
-            return Err(StoreError::Backend {
-                source: "the PostgreSQL store is closed: no change notices can be heard".into(),
+            return Err(StoreError::Closed {
+                store: "PostgreSQL",
             });
         }
         self.task.get_or_try_init(|| self.start(pool)).await?;

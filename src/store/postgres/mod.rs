@@ -258,7 +258,7 @@ impl PostgresStore {
     }
 
     /// Stops the change-notice task and closes every connection, waiting for the queries
-    /// under way; later operations fail with [`StoreError::Backend`]. Writes already
+    /// under way; later operations fail with [`StoreError::Closed`]. Writes already
     /// acknowledged are committed without it. It closes the pool for every clone. A change-notice
     /// connection that has stopped answering is left to the network after 5 s.
     pub async fn close(&self) {
@@ -268,6 +268,11 @@ impl PostgresStore {
 }
 
 fn backend(e: sqlx::Error) -> StoreError {
+    if matches!(e, sqlx::Error::PoolClosed) {
+        return StoreError::Closed {
+            store: "PostgreSQL",
+        };
+    }
     StoreError::Backend {
         source: Box::new(e),
     }

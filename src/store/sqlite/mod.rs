@@ -331,8 +331,8 @@ impl SqliteStore {
     }
 
     /// Closes every connection, waiting for queries under way and for the writes already
-    /// queued, which are committed and answered first; writes after it fail with
-    /// [`StoreError::Backend`]. Saves already acknowledged are durable without it; closing
+    /// queued, which are committed and answered first; operations after it fail with
+    /// [`StoreError::Closed`]. Saves already acknowledged are durable without it; closing
     /// checkpoints the write-ahead log into the main file. A caller that stops waiting (a
     /// timeout around shutdown) does not stop it half-way: it goes on in a task.
     pub async fn close(&self) {
@@ -370,11 +370,14 @@ impl SqliteStore {
             .send(write(reply))
             .await
             .map_err(|_| writer::closed())?;
-        answer.await.map_err(|_| writer::closed())?
+        answer.await.map_err(|_| writer::stopped())?
     }
 }
 
 fn backend(e: sqlx::Error) -> StoreError {
+    if matches!(e, sqlx::Error::PoolClosed) {
+        return StoreError::Closed { store: "SQLite" };
+    }
     StoreError::Backend {
         source: Box::new(e),
     }

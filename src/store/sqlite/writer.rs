@@ -358,8 +358,16 @@ fn fail_pending(items: &mut [(Write, Option<Result<u64, StoreError>>)], e: &Shar
 }
 
 pub(super) fn closed() -> StoreError {
+    StoreError::Closed { store: "SQLite" }
+}
+
+/// The writer stopped (its runtime shut down, or it panicked) with a write handed to it and
+/// unanswered, which it may have committed.
+pub(super) fn stopped() -> StoreError {
     StoreError::Backend {
-        source: "the SQLite store is closed (its writer task has stopped)".into(),
+        source: "the SQLite store's writer task stopped before answering; the write may have \
+                 been stored"
+            .into(),
     }
 }
 
