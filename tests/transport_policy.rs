@@ -103,6 +103,12 @@ async fn metadata_address_is_refused_by_the_default_deny_set_without_traffic() {
         "http://[::ffff:169.254.169.254]/latest/meta-data/",
         "http://[fd00:ec2::254]/latest/meta-data/",
         "http://[fe80::1]:8080/",
+        // Azure's WireServer, Oracle Cloud Classic's metadata, Google's over IPv6, and the EKS
+        // Pod Identity Agent's credentials over IPv6.
+        "http://168.63.129.16/machine?comp=goalstate",
+        "http://192.0.0.192/latest/meta-data/",
+        "http://[fd20:ce::254]/computeMetadata/v1/",
+        "http://[fd00:ec2::23]/v1/credentials",
     ] {
         let error = transport.send(post(uri.to_owned())).await.unwrap_err();
         assert_refused(&error, &["address policy rule `deny "]);

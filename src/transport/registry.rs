@@ -8,7 +8,8 @@ use super::{DynTransport, HttpTransport, TransportError};
 /// the transport registered for their agent identifier (which reaches the agent's network, e.g.
 /// through a tunnel). Check a deployment's agents with [`check_agents`](Self::check_agents)
 /// before it starts, so a missing agent refuses the deployment instead of failing a gate
-/// halfway through.
+/// halfway through. An agent resolves its webhooks' host names in its own network, so an
+/// address policy for them belongs at the agent (see [`AddressPolicy`](super::AddressPolicy)).
 ///
 /// ```
 /// use bytes::Bytes;

@@ -331,13 +331,16 @@ fn policy_violation(error: &reqwest::Error) -> Option<&PolicyViolation> {
 
 /// Whether `error` comes from a connection that broke under the exchange: hyper saw it close
 /// before a message was complete, or the connection task went away, or the socket was reset,
-/// aborted or ended early, or an HTTP/2 server gave the stream up ([`is_abandoned_stream`]).
-/// Malformed answers and other failures are not.
+/// aborted or ended early ([`is_broken_connection`], whether an `io::Error` in the chain or one
+/// an `h2::Error` holds says so), or an HTTP/2 server gave the stream up
+/// ([`is_abandoned_stream`]). Malformed answers and other failures are not.
 fn is_disconnect(error: &reqwest::Error) -> bool {
     let mut source: Option<&(dyn StdError + 'static)> = error.source();
     while let Some(err) = source {
+        // An `h2::Error` does not give its `io::Error` as its source, and hyper passes a body's
+        // h2 error on as it is: a connection lost under an HTTP/2 body is only seen here.
         if let Some(h2) = err.downcast_ref::<h2::Error>()
-            && is_abandoned_stream(h2)
+            && (is_abandoned_stream(h2) || h2.get_io().is_some_and(is_broken_connection))
         {
             return true;
         }
@@ -347,20 +350,27 @@ fn is_disconnect(error: &reqwest::Error) -> bool {
             return true;
         }
         if let Some(io) = err.downcast_ref::<io::Error>()
-            && matches!(
-                io.kind(),
-                io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::UnexpectedEof
-                    | io::ErrorKind::NotConnected
-            )
+            && is_broken_connection(io)
         {
             return true;
         }
         source = err.source();
     }
     false
+}
+
+/// Whether `error` says the connection was reset, aborted or closed under the exchange. h2
+/// reports a connection that closed between frames, which ends every open stream, as a broken
+/// pipe.
+fn is_broken_connection(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::NotConnected
+    )
 }
 
 /// Whether an HTTP/2 server gave the stream up in a way a retry may get past, as PROTOCOL.md
@@ -389,6 +399,7 @@ fn is_abandoned_stream(error: &h2::Error) -> bool {
 mod tests {
     use http::Uri;
     use tokio::net::TcpListener;
+    use tokio::sync::oneshot;
 
     use super::*;
     use crate::transport::RequestTarget;
@@ -468,5 +479,111 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    /// How the HTTP/2 server below ends a stream it has answered with a 200 and part of a body.
+    #[derive(Clone, Copy, Debug)]
+    enum Ending {
+        /// Drops the connection without a frame, as a crashed or killed server does.
+        Drops,
+        /// Sends `GOAWAY` with the reason, which leaves the answered stream alone, and closes
+        /// the connection.
+        GoesAway(h2::Reason),
+        /// Resets the stream with the reason.
+        Resets(h2::Reason),
+    }
+
+    /// An HTTP/2 server on loopback, without TLS, that answers one stream with a 200 and part
+    /// of a body, then ends it as `ending` says once told to: the signal makes sure the client
+    /// has the head and the part first, so the failure is the body's.
+    async fn serve_part(ending: Ending) -> (String, oneshot::Sender<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (end, ended) = oneshot::channel();
+        tokio::spawn(async move {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let Ok(mut connection) = h2::server::handshake(socket).await else {
+                return;
+            };
+            let Some(Ok((_request, mut respond))) = connection.accept().await else {
+                return;
+            };
+            let mut body = respond
+                .send_response(http::Response::new(()), false)
+                .unwrap();
+            body.send_data(Bytes::from_static(b"{\"ok\":"), false)
+                .unwrap();
+            // Frames go out only while the connection is driven.
+            tokio::select! {
+                _ = ended => {}
+                _ = connection.accept() => return,
+            }
+            match ending {
+                // Dropped undriven, the connection sends nothing more and closes its socket.
+                Ending::Drops => return,
+                Ending::GoesAway(reason) => connection.abrupt_shutdown(reason),
+                Ending::Resets(reason) => body.send_reset(reason),
+            }
+            while connection.accept().await.is_some() {}
+        });
+        (format!("http://{address}/hook"), end)
+    }
+
+    /// What the transport makes of the error a real reqwest client speaking HTTP/2 gets while
+    /// reading the body of a 200 that the server ends as `ending` says, read as
+    /// [`ReqwestTransport::send`] reads it.
+    async fn body_failure(ending: Ending) -> TransportError {
+        let (url, end) = serve_part(ending).await;
+        let client = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let mut response = client.post(&url).body("{}").send().await.unwrap();
+        assert_eq!(response.status(), http::StatusCode::OK);
+        assert!(response.chunk().await.unwrap().is_some(), "{ending:?}");
+        end.send(()).unwrap();
+        let error = read_limited(&mut response, 64 * 1024).await.unwrap_err();
+        let target = RequestTarget::new(Method::POST, &url.parse::<Uri>().unwrap());
+        map_error(error, target, Duration::from_secs(10))
+    }
+
+    /// As over HTTP/1.1 (`tests/transport_reqwest.rs`,
+    /// `a_body_cut_short_keeps_the_status_and_is_a_retryable_disconnect`).
+    #[tokio::test]
+    async fn an_http2_body_cut_off_with_its_connection_is_a_retryable_disconnect() {
+        for ending in [
+            Ending::Drops,
+            Ending::GoesAway(h2::Reason::NO_ERROR),
+            Ending::GoesAway(h2::Reason::INTERNAL_ERROR),
+        ] {
+            let error = body_failure(ending).await;
+            assert!(
+                matches!(error, TransportError::Disconnected { .. }) && error.is_retryable(),
+                "{ending:?}: {error:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_http2_body_whose_stream_the_server_gave_up_is_a_retryable_disconnect() {
+        for reason in [
+            h2::Reason::CANCEL,
+            h2::Reason::INTERNAL_ERROR,
+            h2::Reason::REFUSED_STREAM,
+        ] {
+            let error = body_failure(Ending::Resets(reason)).await;
+            assert!(
+                matches!(error, TransportError::Disconnected { .. }) && error.is_retryable(),
+                "{reason:?}: {error:?}"
+            );
+        }
+        let error = body_failure(Ending::Resets(h2::Reason::PROTOCOL_ERROR)).await;
+        assert!(
+            matches!(error, TransportError::Io { .. }) && !error.is_retryable(),
+            "{error:?}"
+        );
     }
 }

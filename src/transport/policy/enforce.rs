@@ -25,7 +25,8 @@ use crate::transport::{HttpTransport, RequestOptions, RequestTarget, TransportEr
 /// transport that does not report its defaults gets such a request unchanged: its own timeout
 /// cannot be shortened without being known, so the lookup is bounded by 10 seconds, which
 /// come on top of it. See [`AddressPolicy`] for what this does and does not protect against
-/// (DNS rebinding, redirects, proxies).
+/// (DNS rebinding, redirects, proxies, remote network agents, whose names this machine
+/// resolves in place of the agent).
 ///
 /// ```no_run
 /// use hookgate::transport::{AddressPolicy, PolicyTransport, ReqwestTransport};

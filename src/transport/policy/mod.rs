@@ -14,16 +14,26 @@ pub use cidr::{Cidr, InvalidCidr};
 pub use enforce::{PolicyResolver, PolicyTransport};
 
 /// IPv4 and IPv6 link-local blocks (which hold most cloud metadata endpoints) and the metadata
-/// addresses outside them.
-const INTERNAL: [Cidr; 4] = [
+/// addresses outside them. Those are single addresses: the blocks around them are private or
+/// public networks that webhooks may legitimately target.
+const INTERNAL: [Cidr; 8] = [
     // IPv4 link-local; AWS, GCP, Azure, OpenStack and others serve metadata at 169.254.169.254.
     Cidr::v4(Ipv4Addr::new(169, 254, 0, 0), 16),
     // IPv6 link-local.
     Cidr::v6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10),
     // AWS instance metadata over IPv6.
     Cidr::v6(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254), 128),
+    // The AWS EKS Pod Identity Agent over IPv6, which hands out the pod's AWS credentials.
+    Cidr::v6(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x23), 128),
+    // Google Cloud instance metadata over IPv6.
+    Cidr::v6(Ipv6Addr::new(0xfd20, 0xce, 0, 0, 0, 0, 0, 0x254), 128),
     // Alibaba Cloud instance metadata.
     Cidr::v4(Ipv4Addr::new(100, 100, 100, 200), 32),
+    // Azure's WireServer, reachable from every Azure VM: goal state, extension settings and
+    // certificates. A public address, so no private or link-local block covers it.
+    Cidr::v4(Ipv4Addr::new(168, 63, 129, 16), 32),
+    // Oracle Cloud Infrastructure Classic instance metadata.
+    Cidr::v4(Ipv4Addr::new(192, 0, 0, 192), 32),
 ];
 
 const LOOPBACK: [Cidr; 2] = [
@@ -127,8 +137,7 @@ const PRIVATE: [Cidr; 5] = [
 ///   Turn a policy on when URL values can be set by less trusted parties (context supplied by
 ///   callers, secrets written by other teams, several tenants on one orchestrator), and use at
 ///   least [`deny_internal`](Self::deny_internal) whenever the orchestrator runs on a cloud
-///   machine with a metadata endpoint. Remote network agents reach other networks: wrap their
-///   transports with policies of their own.
+///   machine with a metadata endpoint.
 /// - **DNS rebinding.** `PolicyTransport` resolves the name, then the inner transport resolves
 ///   it again to connect. A hostile name server can answer the check with a public address and
 ///   the connection with an internal one (a short TTL is enough). What closes the gap is
@@ -144,6 +153,13 @@ const PRIVATE: [Cidr; 5] = [
 ///   the proxy's address instead. So a `ReqwestTransport` with an address policy connects
 ///   directly, ignoring those variables; a wrapper around a transport that does use a proxy
 ///   still checks what this machine resolves.
+/// - **Remote network agents.** `PolicyTransport` resolves names on this machine, but an
+///   agent's transport hands the request on to another network, where the agent resolves the
+///   name again to connect. Around an agent's transport, only URLs holding an IP address are
+///   checked for what they reach: a name only the agent's network knows fails here as one that
+///   does not resolve, and a name that split DNS answers differently there passes on an
+///   address the agent never connects to. Apply the policy at the agent, where its
+///   connections are made; a policy around the `direct` transport does not cover agents.
 /// - **Addresses, not names.** IPv4-mapped IPv6 addresses are checked as the IPv4 address
 ///   they carry; other encodings (NAT64 prefixes, 6to4) are checked as the IPv6 addresses
 ///   they are.
@@ -163,7 +179,9 @@ impl AddressPolicy {
 
     /// A policy denying link-local addresses and cloud metadata endpoints:
     /// `169.254.0.0/16` (including `169.254.169.254`), `fe80::/10`, `fd00:ec2::254` (AWS over
-    /// IPv6) and `100.100.100.200` (Alibaba Cloud).
+    /// IPv6), `fd00:ec2::23` (the AWS EKS Pod Identity Agent over IPv6), `fd20:ce::254` (Google
+    /// Cloud over IPv6), `100.100.100.200` (Alibaba Cloud), `168.63.129.16` (Azure's
+    /// WireServer) and `192.0.0.192` (Oracle Cloud Infrastructure Classic).
     ///
     /// Loopback, unspecified and private addresses are not denied: add
     /// [`deny_loopback`](Self::deny_loopback) (which denies the unspecified addresses too) and
@@ -430,6 +448,40 @@ mod tests {
             );
         }
         for addr in ["127.0.0.1", "::1", "10.0.0.1", "fd00:ec2::253", "8.8.8.8"] {
+            assert!(policy.check("h", ip(addr)).is_ok(), "{addr}");
+        }
+    }
+
+    /// Metadata and credential endpoints outside the link-local blocks are denied one by one,
+    /// and their neighbours, which may be anyone's, are not.
+    #[test]
+    fn deny_internal_covers_metadata_addresses_outside_link_local() {
+        let policy = AddressPolicy::deny_internal();
+        for addr in [
+            "168.63.129.16",
+            "::ffff:168.63.129.16",
+            "192.0.0.192",
+            "100.100.100.200",
+            "fd00:ec2::254",
+            "fd00:ec2::23",
+            "fd20:ce::254",
+        ] {
+            let Err(PolicyViolation::Denied { rule, .. }) = policy.check("h", ip(addr)) else {
+                panic!("{addr} is not denied");
+            };
+            assert!(
+                rule.prefix_len() == 32 || rule.prefix_len() == 128,
+                "{addr}: {rule}"
+            );
+        }
+        for addr in [
+            "168.63.129.15",
+            "168.63.129.17",
+            "192.0.0.191",
+            "192.0.0.193",
+            "fd00:ec2::22",
+            "fd20:ce::253",
+        ] {
             assert!(policy.check("h", ip(addr)).is_ok(), "{addr}");
         }
     }
