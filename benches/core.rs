@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
-use hookgate::config::Plan;
+use hookgate::config::{Limits, Plan};
 use hookgate::core::{Action, CallResult, CallbackId, Deployment, DeploymentId, StartOptions};
 
 mod support;
@@ -32,6 +32,18 @@ fn chain_file(n: usize) -> String {
     y += "  - {name: ticket, uriTemplate: 'https://t.example/{{armory.deploymentId}}', headers: [{key: Authorization, value: 'Bearer {{secrets.t}}'}], bodyTemplate: {inline: '{\"cb\": \"{{armory.callbackUri}}/callback\"}'}}\n";
     y += "  - {name: smoke, uriTemplate: 'https://s.example/{{armory.environmentName}}', retryCount: 3}\n";
     y
+}
+
+/// Limits that let [`chain_file`]`(n)` through: past 1,000 targets it is over the defaults.
+fn chain_limits(n: usize, text: &str) -> Limits {
+    let limits = Limits::default();
+    let bytes = limits.max_file_bytes.max(text.len());
+    let gates = limits.max_gates.max(4 * n);
+    let targets = limits.max_targets.max(n);
+    limits
+        .with_max_targets(targets)
+        .with_max_gates(gates)
+        .with_max_file_bytes(bytes)
 }
 
 /// A running deployment of `n` independent environments, each with its beforeDeployment
@@ -182,12 +194,13 @@ fn validate(c: &mut Criterion) {
     let mut group = c.benchmark_group("config/validate_chain");
     for n in [50usize, 500, 5000] {
         let text = chain_file(n);
+        let limits = chain_limits(n, &text);
         group.bench_with_input(BenchmarkId::new("parse_and_validate", n), &text, |b, t| {
-            b.iter(|| Plan::from_yaml(black_box(t)).unwrap())
+            b.iter(|| Plan::from_yaml_with(black_box(t), &limits).unwrap())
         });
-        let file = hookgate::config::DeploymentFile::from_yaml(&text).unwrap();
+        let file = hookgate::config::DeploymentFile::from_yaml_with(&text, &limits).unwrap();
         group.bench_with_input(BenchmarkId::new("validate_only", n), &file, |b, f| {
-            b.iter(|| f.validate().unwrap())
+            b.iter(|| f.validate_with(&limits).unwrap())
         });
     }
     group.finish();
