@@ -135,7 +135,9 @@ pub enum Resolution {
     AnalysisFailed,
     /// The host step behind the gate took longer than `deploymentConfig.timeout`.
     StepTimeout,
-    /// Another entry of the same parallel list failed first.
+    /// Closed unresolved because its environment ended first: another entry of the same
+    /// parallel list, an earlier check or a host step failed, or a dependency did, which
+    /// cancelled the environment.
     Superseded,
     /// The deployment was cancelled.
     Canceled,
@@ -155,7 +157,10 @@ impl fmt::Display for Resolution {
             Resolution::AnalysisPassed => "analysis passed",
             Resolution::AnalysisFailed => "analysis failed",
             Resolution::StepTimeout => "timed out waiting for the host",
-            Resolution::Superseded => "closed because another check failed first",
+            Resolution::Superseded => {
+                "closed because its environment ended first (another check or a step failed, or \
+                 a dependency did)"
+            }
             Resolution::Canceled => "closed because the deployment was cancelled",
         })
     }

@@ -424,7 +424,7 @@ impl Engine {
         // below asks for exactly what is still in flight — never a step and its rollback. The
         // pending actions a write left for the previous driver are among what is reissued.
         d.handle_timeout(now);
-        d.reissue_afresh();
+        d.reissue_in_flight();
         let (_, Some(mut live)) = self.register(Live::new(d, stored.version, true)) else {
             // Registered meanwhile by someone who drives it already.
             return Ok(None);

@@ -27,24 +27,18 @@ impl Deployment {
     /// Asks again for everything in flight: webhook attempts under way (same attempt, same
     /// idempotency key), host steps and rollbacks (same operation), open approval requests.
     /// A host calls this once after restoring a deployment, since whatever it was doing when
-    /// it stopped was lost with the process.
+    /// it stopped was lost with the process. It takes the place of the actions the state still
+    /// held undrained, which are among what it asks for: kept, they would be asked for twice.
     pub fn reissue_in_flight(&mut self) {
         let actions = self
             .in_flight()
             .map(|(_, action)| action)
             .collect::<Vec<_>>();
+        self.s.actions.clear();
         self.s.actions.extend(actions);
     }
 
-    /// [`reissue_in_flight`](Self::reissue_in_flight) in place of the actions still pending,
-    /// which are among what it asks for: kept, they would be asked for twice.
-    #[cfg(feature = "runtime")]
-    pub(crate) fn reissue_afresh(&mut self) {
-        self.s.actions.clear();
-        self.reissue_in_flight();
-    }
-
-    /// [`reissue_afresh`](Self::reissue_afresh) for a stored state taken up in place of
+    /// [`reissue_in_flight`](Self::reissue_in_flight) for a stored state taken up in place of
     /// `running`, this deployment as driven here, whose work in flight was asked for when it
     /// was stored and is under way, but for the actions it still holds, not yet performed: only
     /// the rest is asked for, that of other writes (ours whose answers were lost, a copy's that
