@@ -50,7 +50,9 @@ impl ConfigError {
 }
 
 impl ConfigError {
-    /// Every problem with its path; a syntax error is one problem of kind
+    /// Every problem listed, with its path (those past
+    /// [`MAX_LISTED_BYTES`](Self::MAX_LISTED_BYTES) are only counted, in
+    /// [`ConfigError::Invalid`]'s `unlisted`); a syntax error is one problem of kind
     /// [`ProblemKind::Shape`].
     pub fn problems(&self) -> Vec<Problem> {
         match self {
