@@ -6,6 +6,11 @@ use crate::clock::Clock;
 
 /// A clock that moves only when told to. Clones share the same time.
 ///
+/// Moving it wakes nothing: a task sleeping until a time this clock reads (the engine's
+/// [`run_scheduler`](crate::runtime::Engine::run_scheduler) sleeps on Tokio's timer) does not
+/// notice. With an engine, call [`Engine::fire_due`](crate::runtime::Engine::fire_due) (and a
+/// replica's lease upkeep) after moving it, rather than running the scheduler.
+///
 /// ```
 /// use chrono::{TimeDelta, TimeZone, Utc};
 /// use hookgate::{clock::Clock, test_util::ManualClock};

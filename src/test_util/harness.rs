@@ -241,17 +241,22 @@ impl Harness {
             .collect()
     }
 
-    /// Delivers a callback for `gate` now.
+    /// Delivers a callback for `gate` now: [`CoreError::UnknownGate`] for a gate not in the
+    /// plan, [`CoreError::UnknownCallback`] for one that takes no callback (a pause, an
+    /// approval, an analysis).
     pub fn callback(
         &mut self,
         gate: GateId,
         success: bool,
         message: Option<&str>,
     ) -> Result<CallbackAck, CoreError> {
+        if gate.0 as usize >= self.deployment.plan().gates().len() {
+            return Err(CoreError::UnknownGate(gate));
+        }
         let id = self
             .deployment
             .callback_id(gate)
-            .ok_or(CoreError::UnknownGate(gate))?;
+            .ok_or(CoreError::UnknownCallback)?;
         let now = self.now();
         let r = self
             .deployment
@@ -292,13 +297,14 @@ impl Harness {
         true
     }
 
-    /// Moves the clock forward by `by`, firing every deadline on the way at its own time. Like
-    /// [`ManualClock::advance`], stops at [`DateTime::<Utc>::MAX_UTC`] (where the core puts
-    /// deadlines too far away to represent, and so where
-    /// [`advance_to_next_deadline`](Self::advance_to_next_deadline) may have moved the clock)
-    /// rather than panicking.
+    /// Moves the clock forward by `by`, firing every deadline on the way at its own time. It
+    /// stops at [`DateTime::<Utc>::MAX_UTC`] (where the core puts deadlines too far away to
+    /// represent, and so where [`advance_to_next_deadline`](Self::advance_to_next_deadline)
+    /// may have moved the clock) rather than panicking. A negative `by` leaves the clock where
+    /// it is: unlike a [`ManualClock`]'s, a deployment's time never runs backwards, and its
+    /// events and deadlines would be out of order.
     pub fn advance(&mut self, by: chrono::TimeDelta) {
-        let target = shifted(self.now(), by);
+        let target = shifted(self.now(), by).max(self.now());
         while let Some(at) = self.deployment.poll_timeout() {
             if at > target {
                 break;
@@ -348,5 +354,30 @@ webhooks: [{name: smoke, uriTemplate: "https://ci.example/hook"}]
         assert_eq!(h.now(), DateTime::<Utc>::MAX_UTC);
         h.advance(TimeDelta::MAX);
         assert_eq!(h.now(), DateTime::<Utc>::MAX_UTC);
+    }
+
+    #[test]
+    fn time_never_runs_backwards_and_only_webhook_gates_take_callbacks() {
+        let plan = Plan::from_yaml(
+            r#"
+application: demo
+targets: {dev: {constraints: {beforeDeployment: [{runWebhook: {name: t}}, {pause: {untilApproved: true}}]}}}
+webhooks: [{name: t, uriTemplate: "https://ci.example/hook"}]
+"#,
+        )
+        .unwrap();
+        let start = DateTime::from_timestamp(1_000_000, 0).unwrap();
+        let mut h = Harness::start(Arc::new(plan), StartOptions::default(), start);
+        h.advance(TimeDelta::hours(-2));
+        assert_eq!(h.now(), start);
+        assert_eq!(
+            h.callback(GateId(1), true, None),
+            Err(CoreError::UnknownCallback),
+            "the approval takes no callback"
+        );
+        assert_eq!(
+            h.callback(GateId(2), true, None),
+            Err(CoreError::UnknownGate(GateId(2)))
+        );
     }
 }

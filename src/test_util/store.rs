@@ -32,7 +32,8 @@ use crate::store::{
 ///   reading the rows and creates once after storing, as a database's answer travels back
 ///   ([`late_renew_answers`](Self::late_renew_answers),
 ///   [`late_list_answers`](Self::late_list_answers),
-///   [`late_create_answers`](Self::late_create_answers)).
+///   [`late_create_answers`](Self::late_create_answers));
+/// - saves panic, as a `Store` implementation's bug may ([`panic_saves`](Self::panic_saves)).
 ///
 /// ```
 /// use hookgate::store::MemoryStore;

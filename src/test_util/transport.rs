@@ -77,9 +77,11 @@ impl RecordingTransport {
         Self::answering(StatusCode::ACCEPTED)
     }
 
-    /// A [`Dispatcher`] that sends every webhook to this transport (a clone sharing its
-    /// record), with no secrets, and builds callback URIs on `public_base_url`: the outbound
-    /// side of an engine under test. Fails as [`DispatcherBuilder::build`] does on a base URL
+    /// A [`Dispatcher`] that sends every `direct` webhook to this transport (a clone sharing
+    /// its record), with no secrets, and builds callback URIs on `public_base_url`: the
+    /// outbound side of an engine under test. It has no remote network agents: for webhooks
+    /// sent through one, build the dispatcher with a [`TransportRegistry`] that names it
+    /// ([`TransportRegistry::with_agent`], this transport's clone for each agent). Fails as [`DispatcherBuilder::build`] does on a base URL
     /// that is not an absolute `http(s)` URL.
     ///
     /// [`DispatcherBuilder::build`]: crate::outbound::DispatcherBuilder::build
