@@ -59,6 +59,11 @@ struct Host {
 
 impl Host {
     fn start(plan: Arc<Plan>, registry: TransportRegistry, base: &str) -> Self {
+        Self::start_as("d1", plan, registry, base)
+    }
+
+    /// [`Host::start`] with the deployment id `id`.
+    fn start_as(id: &str, plan: Arc<Plan>, registry: TransportRegistry, base: &str) -> Self {
         let now = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
         let secrets = MemorySecrets::new().with("base", base);
         let dispatcher = Dispatcher::builder(registry, Arc::new(secrets), "https://hg.example")
@@ -66,7 +71,7 @@ impl Host {
             .unwrap();
         let deployment = Deployment::start(
             plan,
-            DeploymentId::from("d1"),
+            DeploymentId::from(id),
             StartOptions::default().with_seed(7),
             &mut Ids(0),
             now,
@@ -174,7 +179,8 @@ async fn idempotency_keys(server: &MockServer) -> Vec<String> {
     let received = server.received_requests().await.unwrap();
     received
         .iter()
-        .map(|r| r.headers["idempotency-key"].to_str().unwrap().to_owned())
+        // Lossily: a key sent with bytes beyond ASCII is still shown, not a panic.
+        .map(|r| String::from_utf8_lossy(r.headers["idempotency-key"].as_bytes()).into_owned())
         .collect()
 }
 
@@ -196,6 +202,28 @@ async fn unavailable_answers_are_retried_with_one_idempotency_key_until_sent() {
         .filter(|e| matches!(e, EventKind::WebhookFailed { .. }))
         .count();
     assert_eq!(failed, 3);
+}
+
+/// A host's deployment ids may hold spaces, tabs or letters beyond ASCII, which servers read
+/// differently or refuse in a header: the key goes percent-encoded, `%` with it so that no two
+/// ids share a key, and the same on every attempt. Visible ASCII goes as it is.
+#[tokio::test]
+async fn a_deployment_id_beyond_visible_ascii_is_percent_encoded_in_the_idempotency_key() {
+    for (id, key) in [
+        ("déploiement-7", "d%C3%A9ploiement-7:0"),
+        ("release 42", "release%2042:0"),
+        ("tab\tbed", "tab%09bed:0"),
+        ("50%", "50%25:0"),
+        ("50%25", "50%2525:0"),
+        ("checkout-1.4.0+b/7", "checkout-1.4.0+b/7:0"),
+    ] {
+        let server = server_answering(&[503, 200]).await;
+        let mut host = Host::start_as(id, plan("retryCount: 1"), direct(), &server.uri());
+
+        host.run().await;
+
+        assert_eq!(idempotency_keys(&server).await, [key; 2], "{id}");
+    }
 }
 
 #[tokio::test]

@@ -213,14 +213,30 @@ async fn a_missing_second_secret_fails_without_the_first_ones_value() {
 
 /// A server answering every request `404` with `page` of the request it got.
 async fn answering_404(page: fn(&wiremock::Request) -> String) -> MockServer {
+    answering(404, page).await
+}
+
+/// A server answering every request `status` with `page` of the request it got.
+async fn answering(status: u16, page: fn(&wiremock::Request) -> String) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(wiremock::matchers::any())
         .respond_with(move |request: &wiremock::Request| {
-            ResponseTemplate::new(404).set_body_string(page(request))
+            ResponseTemplate::new(status).set_body_string(page(request))
         })
         .mount(&server)
         .await;
     server
+}
+
+/// A webhook whose whole URL is the secret `url`, as Slack-style webhook URLs are given.
+fn secret_url_plan() -> Arc<Plan> {
+    let yaml = r#"
+application: checkout
+targets: {prod: {constraints: {beforeDeployment: [runWebhook: {name: hook}]}}}
+webhooks:
+  - {name: hook, uriTemplate: "{{secrets.url}}", retryCount: 0}
+"#;
+    Arc::new(Plan::from_yaml(yaml).unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// The traces of the call when its base URL comes from a secret and the server answers `404`
@@ -394,6 +410,81 @@ webhooks:
     let traces = call(plan, MemorySecrets::new().with("upload", upload.as_str())).await;
     traces.assert_hides("Ab+cd/ef=");
     assert!(traces.texts[0].contains("404"), "{}", traces.texts[0]);
+}
+
+/// A receiver that names the query value it refused, as FastAPI's `422` does, does not give
+/// away the key that a secret URL carries in its query, though the rest of the URL is not in
+/// the answer.
+#[tokio::test]
+async fn a_query_value_of_a_secret_url_echoed_alone_is_hidden() {
+    let server = answering(422, |request| {
+        let (name, value) = request.url.query_pairs().next().unwrap();
+        format!(r#"{{"detail":[{{"loc":["query","{name}"],"input":"{value}"}}]}}"#)
+    })
+    .await;
+    let url = format!("{}/hook?api_key=k3yABCDEF123456", server.uri());
+    let traces = call(
+        secret_url_plan(),
+        MemorySecrets::new().with("url", url.as_str()),
+    )
+    .await;
+    traces.assert_hides("k3yABCDEF123456");
+    assert!(
+        traces.texts[0].starts_with(
+            r#"HTTP 422: {"detail":[{"loc":["query","api_key"],"input":"[redacted]"}]}"#
+        ),
+        "{}",
+        traces.texts[0]
+    );
+}
+
+/// A Slack-style URL, whose last path segment is its credential: a `401` page that links back
+/// to the path percent-encoded, or names the segment alone, has them hidden, while the short
+/// segments around it (`services`, the team's id) stay readable.
+#[tokio::test]
+async fn a_secret_url_s_path_echoed_encoded_or_its_long_segment_alone_is_hidden() {
+    let server = answering(401, |request| {
+        let path = request.url.path();
+        let next: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
+        let token = path.rsplit('/').next().unwrap();
+        format!(r#"<a href="/login?next={next}">Sign in</a>: no hook {token} for team T0"#)
+    })
+    .await;
+    let url = format!("{}/services/T0/B0/XYZ0123456789abcdef", server.uri());
+    let traces = call(
+        secret_url_plan(),
+        MemorySecrets::new().with("url", url.as_str()),
+    )
+    .await;
+    traces.assert_hides("XYZ0123456789abcdef");
+    assert!(
+        traces.texts[0].starts_with(
+            r#"HTTP 401: <a href="/login?next=[redacted]">Sign in</a>: no hook [redacted] for team T0"#
+        ),
+        "{}",
+        traces.texts[0]
+    );
+}
+
+/// ASP.NET Core's JSON (System.Text.Json's default encoder) writes `+` and the quotes as `\u`
+/// escapes: a secret quoted in its validation error is hidden all the same.
+#[tokio::test]
+async fn a_secret_quoted_by_an_asp_net_core_validation_error_is_hidden() {
+    let server = answering(400, |_| {
+        r#"{"errors":{"Token":["The value \u0027Zm9v\u002BYmFy/abc=\u0027 is not valid."]}}"#
+            .to_owned()
+    })
+    .await;
+    let secrets = MemorySecrets::new().with("token", "Zm9v+YmFy/abc=");
+    let traces = call(plan(&server.uri(), ""), secrets).await;
+    traces.assert_hides("YmFy");
+    assert!(
+        traces.texts[0].starts_with(
+            r#"HTTP 400: {"errors":{"Token":["The value \u0027[redacted]\u0027 is not valid."]}}"#
+        ),
+        "{}",
+        traces.texts[0]
+    );
 }
 
 /// Hosts are case-insensitive, and servers and proxies echo URLs in their own spelling: the

@@ -141,14 +141,20 @@ async fn signed_calls_verify_and_reuse_the_idempotency_key_as_webhook_id() {
     }
 }
 
-/// A deployment id with a dot or a space (a host's own, such as a version) still signs: what
-/// Standard Webhooks or the signer refuse in `webhook-id` is percent-encoded there (and `%` with
-/// it), and the call verifies at the receiver.
+/// A deployment id with a dot, a space or a letter beyond ASCII (a host's own, such as a
+/// version) still signs: what Standard Webhooks or the signer refuse in `webhook-id` is
+/// percent-encoded there (and `%` with it), and the call verifies at the receiver. The
+/// `Idempotency-Key` is encoded the same way, but for the dot, which it may hold.
 #[tokio::test]
 async fn a_deployment_id_with_a_dot_or_a_space_is_encoded_in_the_webhook_id() {
-    for (id, webhook_id) in [
-        ("checkout-1.4%", "checkout-1%2E4%25:0"),
-        ("release 42", "release%2042:0"),
+    for (id, webhook_id, key) in [
+        ("checkout-1.4%", "checkout-1%2E4%25:0", "checkout-1.4%25:0"),
+        ("release 42", "release%2042:0", "release%2042:0"),
+        (
+            "déploiement-7",
+            "d%C3%A9ploiement-7:0",
+            "d%C3%A9ploiement-7:0",
+        ),
     ] {
         let server = accepting().await;
         let dispatcher = dispatcher(&server);
@@ -163,7 +169,7 @@ async fn a_deployment_id_with_a_dot_or_a_space_is_encoded_in_the_webhook_id() {
 
         let received = server.received_requests().await.unwrap();
         let headers = &received[0].headers;
-        assert_eq!(headers["idempotency-key"], format!("{id}:0").as_str());
+        assert_eq!(headers["idempotency-key"], key);
         assert_eq!(headers["webhook-id"], webhook_id);
         Verifier::new(secret(GLOBAL))
             .with_clock(Fixed)

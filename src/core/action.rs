@@ -41,8 +41,10 @@ pub struct WebhookCall {
     pub callback_id: CallbackId,
     /// 1 for the first attempt.
     pub attempt: u32,
-    /// The same for every attempt of this gate: send it as `Idempotency-Key` (and `webhook-id`
-    /// when signing, with `.`, `%`, spaces and what is not ASCII percent-encoded).
+    /// The same for every attempt of this gate: send it as `Idempotency-Key` with `%`, spaces,
+    /// control characters and what is not ASCII percent-encoded (a host's deployment id may
+    /// hold any of them), and as `webhook-id` when signing, with `.` percent-encoded too; the
+    /// [`Dispatcher`](crate::outbound::Dispatcher) does both.
     pub idempotency_key: String,
 }
 

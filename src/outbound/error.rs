@@ -40,15 +40,6 @@ pub enum OutboundError {
     /// The request could not be rendered from its templates.
     #[error("the webhook's request could not be rendered: {0}")]
     Render(#[from] RenderError),
-    /// The idempotency key cannot be sent as a header value.
-    #[error(
-        "the idempotency key `{key}` is not visible ASCII text, so it cannot be sent as \
-         `Idempotency-Key`; use deployment ids made of visible ASCII characters"
-    )]
-    InvalidIdempotencyKey {
-        /// The key (the deployment id and gate, never a secret).
-        key: String,
-    },
     /// The request could not be signed.
     #[cfg(feature = "signing")]
     #[error("the webhook's request could not be signed: {0}")]

@@ -22,9 +22,10 @@ pub(crate) struct Redactor<'a> {
     ///   in a URL, form-encoded), in the spellings servers echo it back in
     ///   ([`json_spellings`], [`html_spellings`]), also as the quoted copy of a JSON body
     ///   that holds it;
-    /// - the parts of a URL written by a secret, whose scheme and host a server may echo in
-    ///   another case, and in the same JSON and HTML spellings;
-    /// - the gate's callback id, which resolves the gate with any callback token.
+    /// - each hidden text in the same spellings: the parts of a URL written by a secret, whose
+    ///   scheme and host a server may echo in another case, an `Authorization` header's
+    ///   credentials, and the gate's callback id, which resolves the gate with any callback
+    ///   token.
     needles: Vec<Cow<'a, str>>,
 }
 
@@ -37,47 +38,20 @@ impl<'a> Redactor<'a> {
         Self::of_values(secrets.values().map(Secret::expose), hidden)
     }
 
-    /// Hides each of `values` in the spellings [`Redactor::new`] hides a secret in, and each
-    /// of `hidden` as a whole.
+    /// Hides each of `values`, and each of `hidden`, in the spellings [`Redactor::new`] hides a
+    /// secret in.
     pub(crate) fn of_values(
         values: impl IntoIterator<Item = &'a str>,
         hidden: Vec<String>,
     ) -> Self {
         let mut needles: Vec<Cow<'a, str>> = Vec::new();
         for value in values {
-            if value.is_empty() {
-                continue;
-            }
-            needles.push(Cow::Borrowed(value));
-            let trimmed = value.trim();
-            if !trimmed.is_empty() && trimmed != value {
-                needles.push(Cow::Borrowed(trimmed));
-            }
-            needles.extend(
-                quoted_spellings(value)
-                    .chain([percent_encoded(value), form_encoded(value)])
-                    .filter(|spelling| spelling != value)
-                    .map(Cow::Owned),
-            );
-            // A body carries the value JSON-escaped; a server quoting that body back (in a
-            // JSON string, or on an HTML page) escapes the escapes again.
-            let mut carried = String::with_capacity(value.len());
-            push_json_escaped(&mut carried, value);
-            if carried != value {
-                needles.extend(
-                    quoted_spellings(&carried)
-                        .filter(|spelling| *spelling != carried)
-                        .map(Cow::Owned),
-                );
-            }
+            push_spellings(&mut needles, Cow::Borrowed(value));
         }
-        for part in hidden.into_iter().filter(|h| !h.is_empty()) {
-            needles.extend(
-                quoted_spellings(&part)
-                    .filter(|spelling| *spelling != part)
-                    .map(Cow::Owned),
-            );
-            needles.push(Cow::Owned(part));
+        // A hidden text is echoed as a secret is: a login page's `?next=` quotes a secret
+        // URL's path percent-encoded, and a form echoed back holds a query value form-encoded.
+        for part in hidden {
+            push_spellings(&mut needles, Cow::Owned(part));
         }
         // Equal needles end up side by side, for `dedup`.
         needles.sort_unstable_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
@@ -119,6 +93,40 @@ impl<'a> Redactor<'a> {
     }
 }
 
+/// Adds `value` to `needles` (unless it is empty), without the whitespace around it, and in
+/// the spellings a request carries it in and servers echo it back in. A secret's own text stays
+/// borrowed, so that no copy of it outlives the attempt unzeroed.
+fn push_spellings<'a>(needles: &mut Vec<Cow<'a, str>>, value: Cow<'a, str>) {
+    if value.is_empty() {
+        return;
+    }
+    let trimmed = value.trim();
+    if !trimmed.is_empty() && trimmed != value {
+        needles.push(match &value {
+            Cow::Borrowed(value) => Cow::Borrowed(value.trim()),
+            Cow::Owned(value) => Cow::Owned(value.trim().to_owned()),
+        });
+    }
+    needles.extend(
+        quoted_spellings(&value)
+            .chain([percent_encoded(&value), form_encoded(&value)])
+            .filter(|spelling| *spelling != *value)
+            .map(Cow::Owned),
+    );
+    // A body carries the value JSON-escaped; a server quoting that body back (in a JSON
+    // string, or on an HTML page) escapes the escapes again.
+    let mut carried = String::with_capacity(value.len());
+    push_json_escaped(&mut carried, &value);
+    if carried != *value {
+        needles.extend(
+            quoted_spellings(&carried)
+                .filter(|spelling| *spelling != carried)
+                .map(Cow::Owned),
+        );
+    }
+    needles.push(value);
+}
+
 /// `text` with each occurrence of `needle`, in any ASCII case, replaced by [`REDACTED`]; `None`
 /// when there is none.
 fn replace_ignoring_ascii_case(text: &str, needle: &str) -> Option<String> {
@@ -146,11 +154,15 @@ fn quoted_spellings(value: &str) -> impl Iterator<Item = String> {
 }
 
 /// The value as text of an HTML or XML page, as error pages quote it: `&`, `<` and `>` as
-/// entities, and the quotes as Rails and Java (`&quot;`, `&#39;`), Go (`&#34;`, `&#39;`),
-/// Python (`&quot;`, `&#x27;`) or PHP (`&quot;`, `&#039;`) write them. Spellings that come out
-/// the same are dropped later.
-fn html_spellings(value: &str) -> [String; 4] {
-    let spell = |double: &str, single: &str| {
+/// entities, and the quotes as Rails and Java (`&quot;`, `&#39;`), Go's `html` (`&#34;`,
+/// `&#39;`), Python (`&quot;`, `&#x27;`) or PHP (`&quot;`, `&#039;`) write them; Go's
+/// `html/template` also writes `+` as `&#43;`, and ASP.NET Core's Razor (`HtmlEncoder`) writes
+/// `+`, `'`, control characters and everything beyond ASCII as `&#x` and the code point's hex
+/// (`&#x2B;`, `&#xE9;`; matched in any case). Spellings that come out the same are dropped
+/// later.
+fn html_spellings(value: &str) -> [String; 6] {
+    let spell = |double: &str, single: &str, plus: &str, numeric: bool| {
+        use std::fmt::Write;
         let mut out = String::with_capacity(value.len());
         for c in value.chars() {
             match c {
@@ -159,16 +171,22 @@ fn html_spellings(value: &str) -> [String; 4] {
                 '>' => out.push_str("&gt;"),
                 '"' => out.push_str(double),
                 '\'' => out.push_str(single),
+                '+' => out.push_str(plus),
+                c if numeric && (c.is_control() || !c.is_ascii()) => {
+                    let _ = write!(out, "&#x{:X};", u32::from(c));
+                }
                 c => out.push(c),
             }
         }
         out
     };
     [
-        spell("&quot;", "&#39;"),
-        spell("&#34;", "&#39;"),
-        spell("&quot;", "&#x27;"),
-        spell("&quot;", "&#039;"),
+        spell("&quot;", "&#39;", "+", false),
+        spell("&#34;", "&#39;", "+", false),
+        spell("&quot;", "&#x27;", "+", false),
+        spell("&quot;", "&#039;", "+", false),
+        spell("&#34;", "&#39;", "&#43;", false),
+        spell("&quot;", "&#x27;", "&#x2B;", true),
     ]
 }
 
@@ -182,33 +200,44 @@ fn form_encoded(value: &str) -> String {
 /// (`\b`, `\f`, other control characters as `\u00xx`); with every control character as
 /// `\u00xx` (this crate's body templates); with `<`, `>`, `&`, U+2028 and U+2029 as `\u`
 /// escapes (Go); with everything beyond ASCII as `\u` escapes of its UTF-16 units (Python);
-/// and the first and the last with `\/` for `/` too (PHP, by default the last). Spellings
-/// that come out the same are dropped later.
-fn json_spellings(value: &str) -> [String; 6] {
-    let style = |controls, html, beyond_ascii| JsonStyle {
+/// with those and [`DOTNET_ESCAPED`] as `\u` escapes (ASP.NET Core's System.Text.Json, by
+/// default); and the first and the last with `\/` for `/` too (PHP, by default the last).
+/// The escapes are written in lower-case hex; matching in any case finds the upper-case ones
+/// .NET writes. Spellings that come out the same are dropped later.
+fn json_spellings(value: &str) -> [String; 7] {
+    let style = |controls, escaped, beyond_ascii| JsonStyle {
         controls,
-        html,
+        escaped,
         beyond_ascii,
     };
-    let plain = json_escaped(value, style(false, false, false));
-    let ascii = json_escaped(value, style(false, false, true));
+    let plain = json_escaped(value, style(false, &[], false));
+    let ascii = json_escaped(value, style(false, &[], true));
     [
         plain.replace('/', "\\/"),
         ascii.replace('/', "\\/"),
-        json_escaped(value, style(true, false, false)),
-        json_escaped(value, style(false, true, false)),
+        json_escaped(value, style(true, &[], false)),
+        json_escaped(value, style(false, GO_ESCAPED, false)),
+        json_escaped(value, style(false, DOTNET_ESCAPED, true)),
         ascii,
         plain,
     ]
 }
 
+/// What Go's `encoding/json` writes as `\u` escapes though JSON does not ask it to.
+const GO_ESCAPED: &[char] = &['<', '>', '&', '\u{2028}', '\u{2029}'];
+
+/// What System.Text.Json's default encoder writes as `\u` escapes among what JSON does not
+/// ask it to, beside everything beyond ASCII: the quotes (`"` too, as `\u0022` rather than
+/// `\"`), `+`, `<`, `>`, `&`, `` ` `` and DEL.
+const DOTNET_ESCAPED: &[char] = &['"', '\'', '+', '<', '>', '&', '`', '\u{7f}'];
+
 /// Which characters [`json_escaped`] writes as `\u` escapes beyond those JSON requires.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct JsonStyle {
     /// Every control character, `\b` and `\f` included (but `\n`, `\r`, `\t`).
     controls: bool,
-    /// `<`, `>`, `&`, U+2028 and U+2029.
-    html: bool,
+    /// Each of these, even where JSON has a shorter escape for it (`\"`).
+    escaped: &'static [char],
     /// Every character beyond ASCII, as its UTF-16 units.
     beyond_ascii: bool,
 }
@@ -218,6 +247,11 @@ fn json_escaped(value: &str, style: JsonStyle) -> String {
     let mut units = [0u16; 2];
     for c in value.chars() {
         match c {
+            c if style.escaped.contains(&c) => {
+                for &unit in c.encode_utf16(&mut units).iter() {
+                    push_unit_escape(&mut out, unit);
+                }
+            }
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
@@ -226,9 +260,6 @@ fn json_escaped(value: &str, style: JsonStyle) -> String {
             '\u{8}' if !style.controls => out.push_str("\\b"),
             '\u{c}' if !style.controls => out.push_str("\\f"),
             c if c < ' ' => push_unit_escape(&mut out, c as u16),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' if style.html => {
-                push_unit_escape(&mut out, c as u16);
-            }
             c if !c.is_ascii() && style.beyond_ascii => {
                 for &unit in c.encode_utf16(&mut units).iter() {
                     push_unit_escape(&mut out, unit);
@@ -397,6 +428,51 @@ mod tests {
                 "Not found: https://blob.example.net/c/b?sv=2021&amp;se=2030&amp;sig=Zm9vYmFy"
             ),
             "Not found: [redacted]"
+        );
+    }
+
+    /// ASP.NET Core writes JSON with System.Text.Json's default encoder, which escapes `+`, the
+    /// quotes, `<`, `>`, `&`, `` ` `` and what is not ASCII, in upper-case hex; Go's
+    /// html/template writes `+` as `&#43;`, Razor as `&#x2B;` (and what is not ASCII as
+    /// `&#xE9;`).
+    #[test]
+    fn dotnet_and_go_template_escapes_of_a_secret_are_hidden_too() {
+        let s = secrets(&["Zm9v+YmFy/abc=", "p\"w'<é>`&"]);
+        let r = Redactor::new(&s, Vec::new());
+        assert_eq!(
+            r.redact(
+                r#"{"errors":{"Token":["The value \u0027Zm9v\u002BYmFy/abc=\u0027 is not valid."]}}"#
+            ),
+            r#"{"errors":{"Token":["The value \u0027[redacted]\u0027 is not valid."]}}"#
+        );
+        for echo in [
+            r"dotnet p\u0022w\u0027\u003C\u00E9\u003E\u0060\u0026",
+            r"lower p\u0022w\u0027\u003c\u00e9\u003e\u0060\u0026",
+            "go Zm9v&#43;YmFy/abc=",
+            "razor Zm9v&#x2B;YmFy/abc=",
+            "lower Zm9v&#x2b;YmFy/abc=",
+            "razor p&quot;w&#x27;&lt;&#xE9;&gt;`&amp;",
+        ] {
+            let (server, _) = echo.split_once(' ').unwrap();
+            assert_eq!(r.redact(echo), format!("{server} [redacted]"), "{echo}");
+        }
+    }
+
+    /// The parts of a secret URL are matched as a server quotes them in a link or a form, as a
+    /// secret is: a login page's `?next=` holds the path percent-encoded.
+    #[test]
+    fn hidden_texts_are_hidden_percent_and_form_encoded_too() {
+        let none = secrets(&[]);
+        let hidden = vec![
+            "/services/T0/B0/XYZ0123456789abcdef".to_owned(),
+            "k3y ABC+DEF".to_owned(),
+        ];
+        let r = Redactor::new(&none, hidden);
+        assert_eq!(
+            r.redact(
+                "next=%2Fservices%2FT0%2FB0%2FXYZ0123456789abcdef, k3y%20ABC%2BDEF, k3y+ABC%2BDEF"
+            ),
+            "next=[redacted], [redacted], [redacted]"
         );
     }
 

@@ -48,13 +48,13 @@ impl Dispatcher {
     /// [`Deployment::handle_call_result`](crate::core::Deployment::handle_call_result).
     ///
     /// Fetches exactly the secrets the webhook's templates name, renders the request, sets
-    /// `Idempotency-Key` to the call's key (replacing any the templates set; the same for every
-    /// attempt), and, when a signer applies, the Standard Webhooks headers with `webhook-id` set
-    /// to that key (`.`, `%`, spaces and what is not ASCII percent-encoded, as the spec forbids a
-    /// dot and the signer takes visible ASCII only) and the timestamp
-    /// from the dispatcher's clock; applies the request timeout
-    /// (`requestTimeout`, else the dispatcher's) and sends it through the direct transport or
-    /// the webhook's remote network agent (`agentIdentifier`, else the target's account).
+    /// `Idempotency-Key` to the call's key with `%`, spaces, control characters and what is
+    /// not ASCII percent-encoded (replacing any the templates set; the same for every
+    /// attempt), and, when a signer applies, the Standard Webhooks headers with `webhook-id`
+    /// set to that header's value with `.` percent-encoded too (the spec forbids a dot) and the
+    /// timestamp from the dispatcher's clock; applies the request timeout (`requestTimeout`,
+    /// else the dispatcher's) and sends it through the direct transport or the webhook's remote
+    /// network agent (`agentIdentifier`, else the target's account).
     ///
     /// - a 2xx answer is [`CallResult::Sent`];
     /// - another status fails, retryable when the webhook's `retryableStatusCodes` lists it
@@ -186,9 +186,9 @@ impl Dispatcher {
             .render_limited(&values, self.max_request_bytes)?
             .into();
         let key = &prepared.call.idempotency_key;
-        let value = HeaderValue::from_str(key)
-            .map_err(|_| OutboundError::InvalidIdempotencyKey { key: key.clone() })?;
-        request.headers_mut().insert(IDEMPOTENCY_KEY, value);
+        request
+            .headers_mut()
+            .insert(IDEMPOTENCY_KEY, idempotency_key(key));
         #[cfg(feature = "signing")]
         if let Some(signer) =
             self.signers
@@ -204,43 +204,89 @@ impl Dispatcher {
     }
 }
 
-/// The `webhook-id` of a signed call: its idempotency key, with `%`, `.` and every byte that is
-/// not visible ASCII percent-encoded. Standard Webhooks forbids a dot in the id (the signed text
-/// is `id.timestamp.body`), the signer takes visible ASCII only, and a host may give
-/// deployments ids with dots or spaces (`checkout-1.4.0`, `release 42`); keys needing none of
-/// it, such as the engine's, are sent as they are.
+/// What an idempotency key has percent-encoded where it is sent, beside every byte beyond
+/// ASCII: spaces and control characters, which servers read differently in a header or
+/// refuse, and `%`, so that no two keys are sent alike (`a b` and `a%20b`).
+const KEY_ENCODED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' ').add(b'%');
+
+/// The `Idempotency-Key` of a call: its idempotency key, with [`KEY_ENCODED`] percent-encoded,
+/// so that any deployment id a host gives (`déploiement-7`, `release 42`) can be sent, and
+/// stays one key per gate. Keys needing none of it, such as the engine's, are sent as they
+/// are.
+fn idempotency_key(key: &str) -> HeaderValue {
+    let sent = percent_encoding::utf8_percent_encode(key, KEY_ENCODED).to_string();
+    HeaderValue::try_from(sent).expect("a percent-encoded key is visible ASCII")
+}
+
+/// The `webhook-id` of a signed call: its idempotency key as `Idempotency-Key` carries it,
+/// with the dot percent-encoded too, since Standard Webhooks forbids it in the id (the signed
+/// text is `id.timestamp.body`) and a host may give deployments ids with dots
+/// (`checkout-1.4.0`); the signer takes visible ASCII only, which the rest of the encoding
+/// sees to.
 #[cfg(feature = "signing")]
 fn message_id(key: &str) -> std::borrow::Cow<'_, str> {
-    const SENT_ENCODED: &percent_encoding::AsciiSet =
-        &percent_encoding::CONTROLS.add(b' ').add(b'%').add(b'.');
+    const SENT_ENCODED: &percent_encoding::AsciiSet = &KEY_ENCODED.add(b'.');
     percent_encoding::utf8_percent_encode(key, SENT_ENCODED).into()
 }
 
+/// The shortest path segment of a secret URL hidden on its own. Credentials in a path are long
+/// (a Slack webhook's token has 24 characters), while the words and ids around them
+/// (`services`, `hooks`, a team's id) are no secret, and hiding those would blank whatever
+/// a message says with them. The receiver hides a callback URI's segments by the same rule
+/// (`MIN_HIDDEN_LEN` in `src/receiver/callback_client.rs`, private to it); keep the two alike.
+const MIN_HIDDEN_SEGMENT_LEN: usize = 16;
+
 /// The origin of the URL a request went to, `printed` as errors print it, and the parts of the
 /// URL a server may echo on their own (a 404 page quoting the path, a JSON error's `"path"`
-/// field): the path
-/// with and without the query, as sent and decoded, the query as sent and decoded (a signed
-/// URL's `sig=abc%2Bdef` echoed as `sig=abc+def`), and the host. A part shorter than two
-/// characters is left out, since hiding it would hide every `/` of a text.
+/// field, a validation error naming the query value it refused): the path with and without
+/// the query, as sent and decoded, the query as sent and decoded (a signed URL's
+/// `sig=abc%2Bdef` echoed as `sig=abc+def`), the host, each path segment of at least
+/// [`MIN_HIDDEN_SEGMENT_LEN`] characters as sent and decoded, and each query value as sent,
+/// percent-decoded and form-decoded (`+` for a space). A part shorter than two characters is
+/// left out, since hiding it would hide every `/` of a text.
 fn url_parts(printed: &str, uri: &http::Uri) -> Vec<String> {
-    let decode = |part| percent_encoding::percent_decode_str(part).decode_utf8_lossy();
+    let decode = |part: &str| {
+        percent_encoding::percent_decode_str(part)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     let path = uri.path();
-    let decoded_path = decode(path);
-    let decoded_query = uri.query().map(decode);
-    [
+    let query = uri.query();
+    let mut parts: Vec<String> = [
         Some(printed),
         uri.path_and_query().map(http::uri::PathAndQuery::as_str),
         Some(path),
-        Some(&*decoded_path),
-        uri.query(),
-        decoded_query.as_deref(),
+        query,
         uri.host(),
     ]
     .into_iter()
     .flatten()
-    .filter(|part| part.len() >= 2)
     .map(str::to_owned)
-    .collect()
+    .collect();
+    parts.push(decode(path));
+    parts.extend(query.map(decode));
+    for segment in path
+        .split('/')
+        .filter(|segment| segment.len() >= MIN_HIDDEN_SEGMENT_LEN)
+    {
+        parts.extend([segment.to_owned(), decode(segment)]);
+    }
+    // A parameter without `=` is a value too: some APIs take a bare key as the query.
+    for parameter in query.into_iter().flat_map(|query| query.split('&')) {
+        let value = parameter
+            .split_once('=')
+            .map_or(parameter, |(_, value)| value);
+        parts.extend([
+            value.to_owned(),
+            decode(value),
+            decode(&value.replace('+', " ")),
+        ]);
+    }
+    parts.retain(|part| part.len() >= 2);
+    // Spellings are worked out for each part: a value that decodes to itself is one part.
+    parts.sort_unstable();
+    parts.dedup();
+    parts
 }
 
 /// An `Authorization` value, its credentials after the scheme on their own, and for `Basic`
@@ -304,7 +350,31 @@ fn secret_before_query(uri: &Template) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::credential_parts;
+    use super::{credential_parts, url_parts};
+
+    /// When a secret wrote the URL, a server may echo one query value (a validation error
+    /// naming the key it refused) or one path segment (a webhook token) on its own. Short
+    /// segments and the query's names are no secret, and hiding them would blank messages.
+    #[test]
+    fn a_secret_url_s_query_values_and_long_segments_are_hidden_on_their_own() {
+        let uri: http::Uri = "https://hooks.example.com/services/T0/B0/XYZ0123456789abcdef\
+                              ?api_key=k3y%2BABC+DEF&v=2&flag"
+            .parse()
+            .unwrap();
+        let parts = url_parts("https://hooks.example.com", &uri);
+        for part in [
+            "XYZ0123456789abcdef",
+            "k3y%2BABC+DEF",
+            "k3y+ABC+DEF",
+            "k3y+ABC DEF",
+            "flag",
+        ] {
+            assert!(parts.iter().any(|p| p == part), "{part} in {parts:?}");
+        }
+        for part in ["services", "T0", "B0", "api_key", "v", "2"] {
+            assert!(!parts.iter().any(|p| p == part), "{part} in {parts:?}");
+        }
+    }
 
     #[test]
     fn credentials_are_hidden_whole_and_alone_unless_too_short_to_mean_anything() {
