@@ -315,6 +315,35 @@ async fn a_failed_refresh_falls_back_to_the_cached_token_until_it_expires() {
     );
 }
 
+/// The caller that passes the refresh point of a token that still serves makes one attempt, not
+/// the retries of a fetch with no token in hand: it would wait through them all (minutes, with
+/// an endpoint that hangs) and fail once the token expired meanwhile.
+#[tokio::test]
+async fn a_refresh_while_the_token_still_serves_makes_one_attempt() {
+    let server = answering(token("first", 3600), 1, ResponseTemplate::new(503)).await;
+    let clock = TestClock::new();
+    let tokens = source(&server)
+        .refresh_margin(Duration::from_secs(60))
+        .clock(clock.clone())
+        .build(transport())
+        .unwrap();
+    assert_eq!(tokens.token().await.unwrap().expose(), "first");
+    clock.advance(TimeDelta::seconds(3600 - 30));
+    assert_eq!(tokens.token().await.unwrap().expose(), "first");
+    server.verify().await;
+
+    // Expired, there is nothing to fall back on: the fetch retries as configured.
+    clock.advance(TimeDelta::seconds(30));
+    server.reset().await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(503))
+        .expect(4)
+        .mount(&server)
+        .await;
+    assert!(tokens.token().await.is_err());
+    server.verify().await;
+}
+
 /// Callers arriving while one refreshes a token that has not expired get that token at once,
 /// rather than wait through the refresh; once it has expired, they wait for the refresh.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,7 +29,9 @@ use crate::{
 ///
 /// - Connection errors (refused, closed or reset mid-exchange), timeouts, `408`, `429` and
 ///   `5xx` are retried with [`Backoff`], honouring `Retry-After` up to its cap; a repeated
-///   callback is harmless (PROTOCOL.md §5).
+///   outcome is harmless (PROTOCOL.md §5). A progress note is not: one the orchestrator
+///   recorded before its answer was lost is recorded again by the retry, and counts twice
+///   towards the gate's limit of notes.
 /// - An answer whose body could not be read is judged by its status alone: a 2xx is delivered.
 /// - A `401` drops the cached token and retries once with a fresh one; a second `401` is
 ///   [`CallbackError::Unauthorized`].

@@ -72,8 +72,10 @@ fn server_text(text: &str, secrets: &[&str]) -> String {
 }
 
 /// Untrusted text as an error message may show it: its first `max_chars` characters (then
-/// `…`), with control characters (newlines, ANSI escapes) and invisible format characters
-/// (bidirectional overrides and isolates, zero-width characters, the byte-order mark) escaped
+/// `…`), with control characters (newlines, ANSI escapes), the line and paragraph separators
+/// (which viewers of logs break lines at) and invisible format characters (bidirectional
+/// marks, overrides and isolates, zero-width characters, word joiners, the byte-order mark)
+/// escaped
 /// as [`char::escape_unicode`] writes them, so that it can neither bloat nor forge log lines.
 /// Everything else is kept as it is: quotes and backslashes break no line, and combining marks
 /// belong to the letters of many languages (which [`char::escape_debug`] would escape).
@@ -83,7 +85,13 @@ pub(crate) fn untrusted_text(text: &str, max_chars: usize) -> String {
     for c in chars.by_ref().take(max_chars) {
         let invisible = matches!(
             c,
-            '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'
+            '\u{061c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{feff}'
         );
         match c {
             '\n' => shown.push_str("\\n"),
@@ -112,6 +120,10 @@ mod tests {
         assert_eq!(
             untrusted_text("a\nb\r\u{1b}[2J\u{202e}\u{200b}\u{feff}", 500),
             r"a\nb\r\u{1b}[2J\u{202e}\u{200b}\u{feff}"
+        );
+        assert_eq!(
+            untrusted_text("x\u{2028}y\u{2029}\u{061c}\u{2060}\u{180e}", 500),
+            r"x\u{2028}y\u{2029}\u{61c}\u{2060}\u{180e}"
         );
         assert_eq!(untrusted_text("abcdef", 3), "abc…");
     }

@@ -47,9 +47,10 @@ pub const DEFAULT_AUDIENCE: &str = "https://api.cloud.armory.io";
 /// - Once the margin is reached, one caller refreshes the token; callers arriving while that
 ///   refresh is under way get the cached token at once, as long as it has not expired, rather
 ///   than wait through the refresh's retries.
-/// - A refresh that fails while the cached token has not yet expired serves that token (with a
-///   warning), so that the token endpoint being down for less than the margin stops nothing;
-///   a refresh is tried again 5 s later, or at the token's expiry if sooner. A token
+/// - A refresh while the cached token has not yet expired makes one attempt, not the
+///   [`Backoff`]'s retries, and when it fails serves that token (with a warning), so that the
+///   token endpoint being down for less than the margin stops nothing; a refresh is tried
+///   again 5 s later, or at the token's expiry if sooner. A token
 ///   [`invalidate`](TokenSource::invalidate)d is never served again.
 /// - A fetch retries connection errors, timeouts, 408, 429 and 5xx with [`Backoff`]; an RFC 6749
 ///   error answer is final ([`TokenError::Refused`]).
@@ -153,8 +154,20 @@ impl ClientCredentials {
     }
 
     /// A fresh token, or while the token endpoint fails, the cached one until it expires.
+    ///
+    /// While the cached token still serves, the refresh makes one attempt: the caller that
+    /// happens to pass the refresh point would otherwise wait through every retry (minutes,
+    /// with an endpoint that hangs), and fail if the token expired meanwhile, when the token in
+    /// hand would have done; a failed attempt is tried again [`REFRESH_AGAIN_AFTER`] later.
     async fn refresh(&self) -> Result<Secret, TokenError> {
-        let error = match self.fetch().await {
+        let once;
+        let backoff = if self.valid().is_some() {
+            once = self.backoff.clone().with_max_attempts(1);
+            &once
+        } else {
+            &self.backoff
+        };
+        let error = match self.fetch(backoff).await {
             Ok(token) => return Ok(token),
             Err(error) => error,
         };
@@ -167,9 +180,9 @@ impl ClientCredentials {
         }
     }
 
-    async fn fetch(&self) -> Result<Secret, TokenError> {
+    async fn fetch(&self, backoff: &Backoff) -> Result<Secret, TokenError> {
         let (token, expires_in, sent_at) =
-            with_retries(&self.backoff, |attempt| self.attempt(attempt)).await?;
+            with_retries(backoff, |attempt| self.attempt(attempt)).await?;
         let (refresh_at, expires_at) = match expires_in {
             None => (None, None),
             Some(seconds) => {
