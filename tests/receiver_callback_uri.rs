@@ -264,3 +264,173 @@ fn an_untrusted_key_named_in_an_error_is_cut_short_and_escaped() {
     );
     assert!(message.contains("line\\n"), "{message}");
 }
+
+fn ambiguous_places(error: CallbackUriError) -> Vec<String> {
+    match error {
+        CallbackUriError::Ambiguous { places } => places,
+        other => panic!("not ambiguous: {other:?}"),
+    }
+}
+
+/// A webhook body rendered without JSON escaping (sent without a JSON `Content-Type`) lets a
+/// context value add keys of its own. A callback URI added so, under another known key, the
+/// same key (which serde_json would keep, being last) or an object of the same name, is refused
+/// rather than picked: the receiver would send its bearer token there.
+#[test]
+fn a_callback_uri_added_by_an_unescaped_context_value_is_refused_as_ambiguous() {
+    let top = r#"{"callback_url": "https://gate.example/cb/abc/callback", "title": "TITLE"}"#;
+    let nested =
+        r#"{"client_payload": {"callbackUri": "https://gate.example/cb/abc", "title": "TITLE"}}"#;
+    let cases = [
+        (
+            top,
+            r#"x", "callbackUri": "EVIL"#,
+            ["callbackUri", "callback_url"],
+        ),
+        (
+            top,
+            r#"x", "callback_url": "EVIL"#,
+            ["callback_url", "callback_url"],
+        ),
+        (
+            nested,
+            r#"x", "callbackUri": "EVIL"#,
+            ["client_payload.callbackUri"; 2],
+        ),
+        (
+            nested,
+            r#"x"}, "client_payload": {"callbackUri": "EVIL"#,
+            ["client_payload.callbackUri"; 2],
+        ),
+    ];
+    for (template, title, places) in cases {
+        let body = template.replace("TITLE", &title.replace("EVIL", "https://evil.example/c"));
+        serde_json::from_str::<serde_json::Value>(&body).expect("the forged body is JSON");
+        let error = ReceivedRequest::new()
+            .with_body(body.as_bytes())
+            .callback_uri()
+            .unwrap_err();
+        for shown in [error.to_string(), format!("{error:?}")] {
+            assert!(!shown.contains("example"), "a URI quoted in {shown}");
+        }
+        let expected: Vec<String> = places.iter().map(|p| format!("body at `{p}`")).collect();
+        assert_eq!(ambiguous_places(error), expected, "{body}");
+    }
+}
+
+/// Known keys of one object are not tried in an order: one the sender did not mean would win
+/// whenever its name comes first.
+#[test]
+fn known_keys_of_one_object_holding_different_uris_are_ambiguous() {
+    let (a, b) = ("https://a.example/cb", "https://b.example/cb");
+    let cases = [
+        (
+            json!({"callbackUrl": a, "callbackURL": b}),
+            ["callbackURL", "callbackUrl"],
+        ),
+        (
+            json!({"event": "deploy", "data": {"callback_url": a, "callbackUri": b}}),
+            ["data.callbackUri", "data.callback_url"],
+        ),
+    ];
+    for (body, places) in cases {
+        let expected: Vec<String> = places.iter().map(|p| format!("body at `{p}`")).collect();
+        let bytes = body.to_string();
+        for request in [
+            ReceivedRequest::new().with_json(&body),
+            ReceivedRequest::new().with_body(bytes.as_bytes()),
+        ] {
+            let error = request.callback_uri().unwrap_err();
+            assert_eq!(ambiguous_places(error), expected, "{body}");
+        }
+    }
+}
+
+/// The same rule holds for the query: a parameter rendered without percent-encoding can add
+/// one of its own. The header found next is not used instead.
+#[test]
+fn query_parameters_holding_different_uris_are_ambiguous() {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "callbackuri",
+        HeaderValue::from_static("https://gate.example/h"),
+    );
+    for (query, places) in [
+        (
+            "callbackUri=https%3A%2F%2Fgate.example%2Fcb&t=x&callbackUri=https://evil.example/c",
+            ["callbackUri", "callbackUri"],
+        ),
+        (
+            "callback_url=https://gate.example/cb&callbackUri=https://evil.example/c",
+            ["callbackUri", "callback_url"],
+        ),
+    ] {
+        let error = ReceivedRequest::new()
+            .with_query(query)
+            .with_headers(&headers)
+            .callback_uri()
+            .unwrap_err();
+        assert!(!error.to_string().contains("example"), "{error}");
+        let expected: Vec<String> = places
+            .iter()
+            .map(|p| format!("query parameter `{p}`"))
+            .collect();
+        assert_eq!(ambiguous_places(error), expected, "{query}");
+    }
+}
+
+#[test]
+fn a_callback_header_given_twice_with_different_uris_is_ambiguous() {
+    let request = Request::post("https://receiver.example/hook")
+        .header("CallbackURI", "https://gate.example/cb")
+        .header("callbackuri", "https://evil.example/c")
+        .body(Vec::new())
+        .unwrap();
+    let error = ReceivedRequest::from_http(&request)
+        .callback_uri()
+        .unwrap_err();
+    assert!(!error.to_string().contains("example"), "{error}");
+    assert_eq!(
+        ambiguous_places(error),
+        vec!["header `CallbackURI`".to_owned(); 2]
+    );
+}
+
+/// Only different URIs are ambiguous: the same one given twice, however it is spelled in JSON
+/// or percent-encoded, is used, and a `null` beside it counts as absent.
+#[test]
+fn the_same_uri_given_twice_is_used() {
+    let gate = "https://gate.example/cb/abc";
+    let bodies: [&[u8]; 5] = [
+        br#"{"callbackUri": "https://gate.example/cb/abc",
+             "callbackUri": "https://gate.example/cb/abc"}"#,
+        br#"{"callback_url": "https://gate.example/cb/abc",
+             "callbackUri": "https:\/\/gate.example\/cb\/abc"}"#,
+        br#"{"p": {"callbackUri": "https://gate.example/cb/abc",
+                   "callbackUrl": "https://gate.example/cb/abc"},
+             "p": {"callbackUri": "https://gate.example/cb/abc"}}"#,
+        br#"{"callbackUri": "https://gate.example/cb/abc", "callbackUri": null}"#,
+        br#"{"callbackUri": null,
+             "p": {"callbackURL": null, "callbackUrl": "https://gate.example/cb/abc"}}"#,
+    ];
+    for body in bodies {
+        let uri = ReceivedRequest::new().with_body(body).callback_uri();
+        assert_eq!(
+            uri.map(String::from),
+            Ok(gate.to_owned()),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    let query =
+        "callbackUri=https%3A%2F%2Fgate.example%2Fcb%2Fabc&callbackUrl=https://gate.example/cb/abc";
+    let uri = ReceivedRequest::new().with_query(query).callback_uri();
+    assert_eq!(uri.map(String::from), Ok(gate.to_owned()));
+    let request = Request::post("https://receiver.example/hook")
+        .header("callbackuri", gate)
+        .header("CALLBACKURI", gate)
+        .body(Vec::new())
+        .unwrap();
+    let uri = ReceivedRequest::from_http(&request).callback_uri();
+    assert_eq!(uri.map(String::from), Ok(gate.to_owned()));
+}

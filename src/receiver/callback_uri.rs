@@ -2,6 +2,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use http::{HeaderMap, Request};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use url::Url;
 
@@ -101,41 +102,48 @@ impl<'a> ReceivedRequest<'a> {
         self
     }
 
-    /// Finds the callback URI in the usual places, first match wins: the JSON body under
-    /// [`CALLBACK_URI_KEYS`] at the top level, then one level down (e.g.
+    /// Finds the callback URI in the first of these places that holds one: the JSON body
+    /// under [`CALLBACK_URI_KEYS`] at the top level, then one level down (e.g.
     /// `client_payload.callbackUri`), then the query parameters of the same names, then the
     /// [`CALLBACK_URI_HEADER`] header. A JSON `null` counts as absent.
+    ///
+    /// Every value in that place must be the same: a key, parameter or header given more than
+    /// once, several of the known keys, or several objects one level down holding different
+    /// values make the request ambiguous, not one of them picked.
     ///
     /// # Errors
     ///
     /// [`CallbackUriError::NotFound`] listing where it looked,
-    /// [`CallbackUriError::Ambiguous`] when objects one level down hold different values, or
-    /// [`CallbackUriError::Invalid`] when the first value found is not an absolute http(s) URL.
+    /// [`CallbackUriError::Ambiguous`] when the place holds different values, or
+    /// [`CallbackUriError::Invalid`] when the value found is not an absolute http(s) URL.
     pub fn callback_uri(&self) -> Result<Url, CallbackUriError> {
-        let body = self.json();
-        if let Ok(Some(json)) = &body
-            && let Some((location, value)) = find_in_json(json)?
+        let body = self.known_values();
+        if let Ok(Some(found)) = &body
+            && let Some((location, value)) = find_in_json(found)?
         {
             return parse_json_value(value, &location);
         }
         if let Some(query) = self.query {
-            for key in CALLBACK_URI_KEYS {
-                let found =
-                    url::form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == key);
-                if let Some((_, value)) = found {
-                    return parse_uri(&value, &format!("query parameter `{key}`"));
-                }
+            let mut found: Vec<_> = url::form_urlencoded::parse(query.as_bytes())
+                .filter_map(|(name, value)| Some((known(&name)?, value)))
+                .collect();
+            found.sort_by_key(|(key, _)| rank(key));
+            if let Some((location, value)) =
+                agreed(found, |key| format!("query parameter `{key}`"))?
+            {
+                return parse_uri(&value, &location);
             }
         }
-        if let Some(value) = self
-            .headers
-            .and_then(|headers| headers.get(CALLBACK_URI_HEADER))
-        {
-            let location = format!("header `{CALLBACK_URI_HEADER}`");
-            let value = value
-                .to_str()
-                .map_err(|_| invalid(&location, "the value is not visible ASCII"))?;
-            return parse_uri(value, &location);
+        if let Some(headers) = self.headers {
+            let found = headers.get_all(CALLBACK_URI_HEADER).iter().map(|v| ((), v));
+            if let Some((location, value)) =
+                agreed(found, |()| format!("header `{CALLBACK_URI_HEADER}`"))?
+            {
+                let value = value
+                    .to_str()
+                    .map_err(|_| invalid(&location, "the value is not visible ASCII"))?;
+                return parse_uri(value, &location);
+            }
         }
         Err(CallbackUriError::NotFound {
             looked_in: self.looked_in(&body),
@@ -180,21 +188,26 @@ impl<'a> ReceivedRequest<'a> {
             Body::Json(value) => Ok(Some(Cow::Borrowed(value))),
             Body::Bytes(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(None),
             // serde_json refuses nesting deeper than 128 levels, so hostile input cannot
-            // exhaust the stack. Its messages are not quoted: they may echo body content.
+            // exhaust the stack.
             Body::Bytes(bytes) => serde_json::from_slice(bytes)
                 .map(|value| Some(Cow::Owned(value)))
-                .map_err(|error| {
-                    format!(
-                        "{:?} error at line {} column {}",
-                        error.classify(),
-                        error.line(),
-                        error.column()
-                    )
-                }),
+                .map_err(|error| not_json(&error)),
         }
     }
 
-    fn looked_in(&self, body: &Result<Option<Cow<'a, Value>>, String>) -> Vec<String> {
+    /// What [`Self::callback_uri`] reads of the body: `Ok(None)` without a body, `Err(reason)`
+    /// when it is not JSON. Parsing into a [`Value`] would keep only the last of a repeated
+    /// key, so raw bytes are read with a visitor instead.
+    fn known_values(&self) -> Result<Option<KnownValues<'a>>, String> {
+        match self.body {
+            Body::Absent => Ok(None),
+            Body::Json(value) => Ok(Some(KnownValues::of_value(value))),
+            Body::Bytes(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(None),
+            Body::Bytes(bytes) => KnownValues::read(bytes).map(Some),
+        }
+    }
+
+    fn looked_in<T>(&self, body: &Result<Option<T>, String>) -> Vec<String> {
         let keys = CALLBACK_URI_KEYS.join(", ");
         let body = match body {
             Ok(Some(_)) => {
@@ -215,44 +228,72 @@ impl<'a> ReceivedRequest<'a> {
     }
 }
 
-/// The first non-null value under a known key at the top level, or else the one value under a
-/// known key one level down. Objects one level down come in no meaningful order (a JSON object
-/// is unordered, and the keys are sorted here), so when several hold different values none is
-/// picked: taking the first would let whoever adds an object with an earlier name choose.
-fn find_in_json(json: &Value) -> Result<Option<(String, &Value)>, CallbackUriError> {
-    let Some(object) = json.as_object() else {
-        return Ok(None);
-    };
-    if let Some((key, value)) = known_key(object) {
-        return Ok(Some((format!("body at `{key}`"), value)));
+/// The value under the known keys at the top level, or else the one under the known keys of
+/// the objects one level down; each must be the same wherever it is given. Objects one level
+/// down come in no meaningful order (a JSON object is unordered), nor do the known keys, so
+/// when several values differ none is picked: taking the first would let whoever adds an
+/// object or key with an earlier name choose, and a repeated key is what a value rendered
+/// without JSON escaping adds.
+fn find_in_json<'v>(
+    found: &'v KnownValues<'_>,
+) -> Result<Option<(String, &'v Value)>, CallbackUriError> {
+    let mut top: Vec<_> = found
+        .top
+        .iter()
+        .map(|(key, value)| (*key, value.as_ref()))
+        .collect();
+    top.sort_by_key(|(key, _)| rank(key));
+    if let Some(found) = agreed(top, |key| format!("body at `{key}`"))? {
+        return Ok(Some(found));
     }
-    let mut found = object.iter().filter_map(|(outer, nested)| {
-        let (key, value) = known_key(nested.as_object()?)?;
-        Some((format!("{}.{key}", shown_key(outer)), value))
+    let mut nested: Vec<_> = found
+        .nested
+        .iter()
+        .flat_map(|(outer, known)| {
+            known
+                .iter()
+                .map(move |(key, value)| ((outer.as_ref(), *key), value.as_ref()))
+        })
+        .collect();
+    // Key order, so that the first place named does not depend on the sender's order.
+    nested.sort_by(|((a, a_key), _), ((b, b_key), _)| {
+        a.cmp(b).then_with(|| rank(a_key).cmp(&rank(b_key)))
     });
+    agreed(nested, |(outer, key)| {
+        format!("body at `{}.{key}`", shown_key(outer))
+    })
+}
+
+/// The value every one of `found` holds, with the place of the first, or
+/// [`CallbackUriError::Ambiguous`]. `place` names a place; only those in an error are named.
+fn agreed<P, V: PartialEq>(
+    found: impl IntoIterator<Item = (P, V)>,
+    place: impl Fn(P) -> String,
+) -> Result<Option<(String, V)>, CallbackUriError> {
+    let mut found = found.into_iter();
     let Some((first, value)) = found.next() else {
         return Ok(None);
     };
     let others: Vec<String> = found
         .filter(|(_, other)| *other != value)
-        .map(|(place, _)| place)
+        .map(|(other, _)| place(other))
         .collect();
     if others.is_empty() {
-        return Ok(Some((format!("body at `{first}`"), value)));
+        return Ok(Some((place(first), value)));
     }
-    let mut places = vec![first];
+    let mut places = vec![place(first)];
     places.extend(others);
     Err(CallbackUriError::Ambiguous { places })
 }
 
-/// The first few of `places`, quoted, and how many more there are: the body is untrusted and
-/// may hold thousands.
+/// The first few of `places` and how many more there are: the body is untrusted and may hold
+/// thousands.
 fn shown_places(places: &[String]) -> String {
     const SHOWN: usize = 5;
     let mut shown = places
         .iter()
         .take(SHOWN)
-        .map(|p| format!("`{p}`"))
+        .cloned()
         .collect::<Vec<_>>()
         .join(", ");
     if places.len() > SHOWN {
@@ -267,13 +308,224 @@ fn shown_key(key: &str) -> String {
     super::untrusted_text(key, MAX_CHARS)
 }
 
-fn known_key(object: &serde_json::Map<String, Value>) -> Option<(&'static str, &Value)> {
-    CALLBACK_URI_KEYS
-        .into_iter()
-        .find_map(|key| match object.get(key) {
-            None | Some(Value::Null) => None,
-            Some(value) => Some((key, value)),
-        })
+/// `key` as the entry of [`CALLBACK_URI_KEYS`] it is, if it is one.
+fn known(key: &str) -> Option<&'static str> {
+    CALLBACK_URI_KEYS.into_iter().find(|known| *known == key)
+}
+
+/// Where a known key stands in [`CALLBACK_URI_KEYS`].
+fn rank(key: &str) -> Option<usize> {
+    CALLBACK_URI_KEYS.iter().position(|known| *known == key)
+}
+
+/// A parser's error as a reason the body is not JSON. Its message is not quoted: it may echo
+/// body content.
+fn not_json(error: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {} column {}",
+        error.classify(),
+        error.line(),
+        error.column()
+    )
+}
+
+/// A non-null value under one of [`CALLBACK_URI_KEYS`].
+type Known<'a> = (&'static str, Cow<'a, Value>);
+
+/// What the finder reads of a JSON body: the non-null values under known keys at the top level,
+/// and those of each object one level down with its key, in the body's order, a repeated key
+/// (which a parsed [`Value`] cannot hold) as often as it is given.
+#[derive(Default)]
+struct KnownValues<'a> {
+    top: Vec<Known<'a>>,
+    nested: Vec<(Cow<'a, str>, Vec<Known<'a>>)>,
+}
+
+impl<'a> KnownValues<'a> {
+    fn of_value(json: &'a Value) -> Self {
+        let mut found = Self::default();
+        for (key, value) in json.as_object().into_iter().flatten() {
+            match (known(key), value) {
+                (_, Value::Null) => {}
+                (Some(known), value) => found.top.push((known, Cow::Borrowed(value))),
+                (None, Value::Object(object)) => {
+                    let values: Vec<Known<'a>> = object
+                        .iter()
+                        .filter(|(_, value)| !value.is_null())
+                        .filter_map(|(key, value)| Some((known(key)?, Cow::Borrowed(value))))
+                        .collect();
+                    if !values.is_empty() {
+                        found.nested.push((Cow::Borrowed(key), values));
+                    }
+                }
+                (None, _) => {}
+            }
+        }
+        found
+    }
+
+    /// Reads only what the finder needs: values under known keys are parsed, every other
+    /// value is skipped unread but for the objects one level down, so a body costs little more
+    /// than its known keys' values. serde_json refuses nesting deeper than 128 levels where it
+    /// parses, and skips deeper nesting without recursion, so hostile input cannot exhaust the
+    /// stack.
+    fn read(bytes: &'a [u8]) -> Result<Self, String> {
+        // Skipping a string does not check that it is UTF-8 (RFC 8259 §8.1).
+        let text = std::str::from_utf8(bytes).map_err(|error| format!("not UTF-8: {error}"))?;
+        let mut json = serde_json::Deserializer::from_str(text);
+        IfObject(TopLevel)
+            .deserialize(&mut json)
+            .and_then(|found| json.end().map(|()| found))
+            .map_err(|error| not_json(&error))
+    }
+}
+
+/// How [`IfObject`] reads an object.
+trait ObjectReader<'de> {
+    /// What it keeps of an object, and the default of any other value.
+    type Kept: Default;
+
+    fn read<A: MapAccess<'de>>(self, map: A) -> Result<Self::Kept, A::Error>;
+}
+
+/// Reads what its [`ObjectReader`] keeps of an object, and skips any other JSON value.
+struct IfObject<R>(R);
+
+impl<'de, R: ObjectReader<'de>> DeserializeSeed<'de> for IfObject<R> {
+    type Value = R::Kept;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<R::Kept, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, R: ObjectReader<'de>> Visitor<'de> for IfObject<R> {
+    type Value = R::Kept;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<R::Kept, A::Error> {
+        self.0.read(map)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<R::Kept, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(R::Kept::default())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<R::Kept, E> {
+        Ok(R::Kept::default())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<R::Kept, E> {
+        Ok(R::Kept::default())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<R::Kept, E> {
+        Ok(R::Kept::default())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<R::Kept, E> {
+        Ok(R::Kept::default())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<R::Kept, E> {
+        Ok(R::Kept::default())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<R::Kept, E> {
+        Ok(R::Kept::default())
+    }
+}
+
+/// The body's top level: its known keys' values, and those of its objects one level down.
+struct TopLevel;
+
+impl<'de> ObjectReader<'de> for TopLevel {
+    type Kept = KnownValues<'de>;
+
+    fn read<A: MapAccess<'de>>(self, mut map: A) -> Result<KnownValues<'de>, A::Error> {
+        let mut found = KnownValues::default();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match key {
+                Key::Known(key) => keep(&mut map, key, &mut found.top)?,
+                Key::Other(outer) => {
+                    let values = map.next_value_seed(IfObject(OneLevelDown))?;
+                    if !values.is_empty() {
+                        found.nested.push((outer, values));
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// An object one level down: its known keys' values.
+struct OneLevelDown;
+
+impl<'de> ObjectReader<'de> for OneLevelDown {
+    type Kept = Vec<Known<'de>>;
+
+    fn read<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<Known<'de>>, A::Error> {
+        let mut found = Vec::new();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match key {
+                Key::Known(key) => keep(&mut map, key, &mut found)?,
+                Key::Other(_) => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Adds the value of the entry `map` is at, under the known `key`, to `found` unless it is
+/// `null`.
+fn keep<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    key: &'static str,
+    found: &mut Vec<Known<'de>>,
+) -> Result<(), A::Error> {
+    match map.next_value()? {
+        Value::Null => {}
+        value => found.push((key, Cow::Owned(value))),
+    }
+    Ok(())
+}
+
+/// A key of the body: one of [`CALLBACK_URI_KEYS`], or another, borrowed from the body where
+/// it has no escapes.
+enum Key<'de> {
+    Known(&'static str),
+    Other(Cow<'de, str>),
+}
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Key<'de>, E> {
+        Ok(known(key).map_or(Key::Other(Cow::Borrowed(key)), Key::Known))
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Key<'de>, E> {
+        Ok(known(key).map_or_else(|| Key::Other(Cow::Owned(key.to_owned())), Key::Known))
+    }
 }
 
 fn parse_json_value(value: &Value, location: &str) -> Result<Url, CallbackUriError> {
@@ -337,16 +589,24 @@ pub enum CallbackUriError {
         /// What is wrong with it.
         reason: String,
     },
-    /// Objects one level down in the body hold different callback URIs.
+    /// The place where the callback URI was found holds different ones: a key, query
+    /// parameter or header given more than once, several of [`CALLBACK_URI_KEYS`], or several
+    /// objects one level down in the body. A value rendered into the body or query without
+    /// escaping can add one of its own, so none is picked.
     #[error(
-        "the body holds different callback URIs at {}; name the one to use with a JSON pointer \
-         (ReceivedRequest::callback_uri_at)",
+        "the request holds different callback URIs ({}); none is picked, as one may be forged: \
+         have the sender send one; a JSON pointer (ReceivedRequest::callback_uri_at) can name \
+         one in the body whose key is given once",
         shown_places(places)
     )]
     Ambiguous {
-        /// Where they are, e.g. `client_payload.callbackUri`: the first place in key order,
-        /// then every place whose URI differs from that one's (a place repeating the first
-        /// place's URI is left out). The message names only the first few.
+        /// Where they are, as [`CallbackUriError::Invalid`] names a location (e.g.
+        /// ``body at `client_payload.callbackUri` ``, ``query parameter `callbackUri` ``): the
+        /// first place in key order (objects by name, then the known keys in the order of
+        /// [`CALLBACK_URI_KEYS`], then as given), then every place whose URI differs from
+        /// that one's (a place repeating the first place's URI is left out). A key,
+        /// parameter or header given twice is named twice. The message names only the first
+        /// few.
         places: Vec<String>,
     },
     /// A JSON pointer was given but the body is missing or not JSON.
@@ -398,7 +658,7 @@ mod tests {
         };
         assert_eq!(places.len(), 5000, "every place is kept");
         let shown = err.to_string();
-        assert!(shown.contains("`k0000.callbackUri`"), "{shown}");
+        assert!(shown.contains("body at `k0000.callbackUri`"), "{shown}");
         assert!(shown.contains("and 4995 more"), "{shown}");
         assert!(shown.len() < 400, "{} bytes: {shown}", shown.len());
     }
@@ -414,7 +674,10 @@ mod tests {
         assert_eq!(
             err,
             CallbackUriError::Ambiguous {
-                places: vec!["a.callbackUri".into(), "client_payload.callbackUri".into()]
+                places: vec![
+                    "body at `a.callbackUri`".into(),
+                    "body at `client_payload.callbackUri`".into()
+                ]
             }
         );
         assert!(!err.to_string().contains("evil"), "{err}");
@@ -431,6 +694,32 @@ mod tests {
             .callback_uri()
             .unwrap();
         assert_eq!(uri.host_str(), Some("gate"));
+    }
+
+    /// Deeper objects, arrays and other values one level down are skipped unread, so a body
+    /// costs no more to search than it did: repeats there are not looked for, and a number
+    /// serde_json would refuse to read there does not make the body unreadable.
+    #[test]
+    fn only_the_top_level_and_objects_one_level_down_are_read() {
+        let body = br#"{"a": {"b": {"callbackUri": "https://x/1", "callbackUri": "https://x/2"},
+                              "c": [1e400, {"callbackUri": "https://x/3"}]},
+                        "callbackUri": "https://gate/x"}"#;
+        let uri = ReceivedRequest::new()
+            .with_body(body)
+            .callback_uri()
+            .unwrap();
+        assert_eq!(uri.host_str(), Some("gate"));
+    }
+
+    /// Skipping a string does not check that it is UTF-8, so the body is checked as a whole.
+    #[test]
+    fn a_body_not_utf8_is_not_json_even_where_it_is_skipped() {
+        let body = b"{\"callbackUri\": \"https://gate/x\", \"a\": {\"b\": \"\xff\"}}";
+        let error = ReceivedRequest::new()
+            .with_body(body)
+            .callback_uri()
+            .unwrap_err();
+        assert!(error.to_string().contains("not JSON"), "{error}");
     }
 
     #[test]

@@ -170,10 +170,14 @@ impl Engine {
     /// recorded by a task, the sender's retry) and resumed from there, asking again for the work
     /// in flight there, as after a restart. It is looked at a second later in any case: a
     /// deployment waiting only on work that the panic kept from being asked for gets no input.
-    fn panicked_in_commit(&self, live: &mut Live) -> RuntimeError {
+    ///
+    /// A copy (of a deployment another replica drives, or a finished one) is private and only
+    /// dropped: it was never registered, and unregistering its id would take out of memory the
+    /// entry this engine may have registered for the deployment since.
+    pub(super) fn panicked_in_commit(&self, live: &mut Live) -> RuntimeError {
         let id = live.d.id().clone();
         tracing::error!(deployment = %id, "storing a deployment panicked; reading it again from the store");
-        if self.unregister(live) {
+        if live.owned && self.unregister(live) {
             self.retry_soon(live.d.shared_id());
         }
         StoreError::Backend {

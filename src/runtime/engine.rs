@@ -1136,4 +1136,22 @@ mod tests {
         drop(kept);
         assert!(entry.try_lock().is_ok());
     }
+
+    /// A copy whose write panicked is dropped: the deployment this engine drives, registered
+    /// under the same id, stays in memory with its callbacks.
+    #[test]
+    fn a_copy_whose_write_panicked_leaves_the_driven_deployment_in_memory() {
+        let engine = Engine::builder(dispatcher(), SimulatedHost).build();
+        let driven = live("d1");
+        let mut copy = Live::new(driven.d.clone(), 1, false);
+        let (_, kept) = engine.register(driven);
+        drop(kept.expect("registered"));
+        let e = engine.panicked_in_commit(&mut copy);
+        assert!(
+            matches!(e, RuntimeError::Store(StoreError::Backend { .. })),
+            "{e:?}"
+        );
+        assert_eq!(engine.live_deployments(), 1);
+        assert!(!copy.gone);
+    }
 }

@@ -162,7 +162,7 @@ impl ClientCredentials {
     async fn refresh(&self) -> Result<Secret, TokenError> {
         let once;
         let backoff = if self.valid().is_some() {
-            once = self.backoff.clone().with_max_attempts(1);
+            once = self.backoff.with_max_attempts(1);
             &once
         } else {
             &self.backoff
