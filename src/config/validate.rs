@@ -295,8 +295,6 @@ struct Checked {
     strategy: Strategy,
     /// The gates it pushed.
     gates: std::ops::Range<usize>,
-    /// The services its canary exposes, for the checks of `afterDeployment` that follow.
-    exposed: BTreeSet<String>,
 }
 
 impl Validator {
@@ -882,7 +880,14 @@ impl Validator {
             for gate in &mut self.gates[first..] {
                 gate.env = env;
             }
-            self.exposed.clone_from(&checked.exposed);
+            // What its canary exposes, for the checks of `afterDeployment` that follow.
+            if let Strategy::Canary { steps, .. } = &checked.strategy {
+                let exposed = steps.iter().flat_map(|step| match step {
+                    CanaryStep::ExposeServices { services, .. } => services.as_slice(),
+                    _ => &[],
+                });
+                self.exposed.extend(exposed.cloned());
+            }
             // Gate ids are positions in `gates`, which `max_gates` keeps within u32.
             let by = (first - checked.gates.start) as u32;
             return shifted(&checked.strategy, by);
@@ -892,7 +897,6 @@ impl Validator {
         let checked = Checked {
             strategy: strategy.clone(),
             gates: first..self.gates.len(),
-            exposed: self.exposed.clone(),
         };
         self.checked.insert(name.to_owned(), checked);
         strategy

@@ -797,7 +797,7 @@ impl Deployment {
 
     // ---- internals -----------------------------------------------------------------------
 
-    fn check_gate(&self, gate: GateId) -> Result<(), CoreError> {
+    pub(crate) fn check_gate(&self, gate: GateId) -> Result<(), CoreError> {
         if (gate.0 as usize) < self.s.gates.len() {
             Ok(())
         } else {

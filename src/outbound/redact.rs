@@ -8,6 +8,13 @@ use crate::template::{push_json_escaped, push_percent_encoded};
 
 const REDACTED: &str = "[redacted]";
 
+/// The shortest part of a URL (a path segment, a query) hidden on its own where the whole URL
+/// must not show: credentials and callback ids are long (a Slack webhook's token has 24
+/// characters, hookgate's callback ids 32 hex digits, Armory's UUIDs 36), while the words
+/// around them (`services`, `hooks`, `callbacks`) are no secret, and hiding those would blank
+/// whatever a message says with them.
+pub(crate) const MIN_HIDDEN_LEN: usize = 16;
+
 /// Replaces the secrets of one attempt (and a URL built from them) in texts by `[redacted]`.
 ///
 /// A reason ends up in the deployment's stored history, so anything an external server echoes

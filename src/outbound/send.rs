@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, PROXY_AUTHORIZATION};
 use http::{HeaderName, HeaderValue, Request};
 
-use super::redact::Redactor;
+use super::redact::{MIN_HIDDEN_LEN, Redactor};
 use super::{Dispatcher, OutboundError, PreparedCall, answer};
 use crate::Secret;
 use crate::config::Webhook;
@@ -229,19 +229,12 @@ fn message_id(key: &str) -> std::borrow::Cow<'_, str> {
     percent_encoding::utf8_percent_encode(key, SENT_ENCODED).into()
 }
 
-/// The shortest path segment of a secret URL hidden on its own. Credentials in a path are long
-/// (a Slack webhook's token has 24 characters), while the words and ids around them
-/// (`services`, `hooks`, a team's id) are no secret, and hiding those would blank whatever
-/// a message says with them. The receiver hides a callback URI's segments by the same rule
-/// (`MIN_HIDDEN_LEN` in `src/receiver/callback_client.rs`, private to it); keep the two alike.
-const MIN_HIDDEN_SEGMENT_LEN: usize = 16;
-
 /// The origin of the URL a request went to, `printed` as errors print it, and the parts of the
 /// URL a server may echo on their own (a 404 page quoting the path, a JSON error's `"path"`
 /// field, a validation error naming the query value it refused): the path with and without
 /// the query, as sent and decoded, the query as sent and decoded (a signed URL's
 /// `sig=abc%2Bdef` echoed as `sig=abc+def`), the host, each path segment of at least
-/// [`MIN_HIDDEN_SEGMENT_LEN`] characters as sent and decoded, and each query value as sent,
+/// [`MIN_HIDDEN_LEN`] characters as sent and decoded, and each query value as sent,
 /// percent-decoded and form-decoded (`+` for a space). A part shorter than two characters is
 /// left out, since hiding it would hide every `/` of a text.
 fn url_parts(printed: &str, uri: &http::Uri) -> Vec<String> {
@@ -267,7 +260,7 @@ fn url_parts(printed: &str, uri: &http::Uri) -> Vec<String> {
     parts.extend(query.map(decode));
     for segment in path
         .split('/')
-        .filter(|segment| segment.len() >= MIN_HIDDEN_SEGMENT_LEN)
+        .filter(|segment| segment.len() >= MIN_HIDDEN_LEN)
     {
         parts.extend([segment.to_owned(), decode(segment)]);
     }

@@ -19,6 +19,7 @@ use super::{
 use crate::{
     Secret,
     clock::{Clock, SystemClock},
+    outbound::redact::MIN_HIDDEN_LEN,
     retry_after::retry_after,
     transport::{
         DynTransport, HttpTransport, RequestOptions, RequestTarget, plain_http_off_machine,
@@ -330,11 +331,6 @@ fn http_uri(url: &Url) -> Result<Uri, CallbackError> {
         .parse()
         .map_err(|_| invalid("it is not a valid HTTP URI"))
 }
-
-/// The shortest path segment or query taken for one that may hold the callback id. Ids are
-/// long (hookgate's are 32 hex digits, Armory's UUIDs 36 characters); the words around them
-/// (`callbacks`, `callback`) are short and are kept, so a message stays readable.
-const MIN_HIDDEN_LEN: usize = 16;
 
 /// What an answer's text must not show: the bearer token, and the parts of the callback URI
 /// that may hold its id, which resolves the gate for any holder of a callback token (see

@@ -250,9 +250,7 @@ impl Harness {
         success: bool,
         message: Option<&str>,
     ) -> Result<CallbackAck, CoreError> {
-        if gate.0 as usize >= self.deployment.plan().gates().len() {
-            return Err(CoreError::UnknownGate(gate));
-        }
+        self.deployment.check_gate(gate)?;
         let id = self
             .deployment
             .callback_id(gate)
