@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --bench callbacks_load --features runtime,axum,sqlite,test-util -- \
 //!     [--requests N] [--concurrency C] [--rounds R] [--only memory,gates,sqlite,sqlite-fsync]
+//!     [--side hookgate|baseline]
 //! ```
 //!
 //! For each store it opens N gates (N deployments, each waiting on a callback), then sends the N
@@ -22,6 +23,9 @@
 //! `gates` serves the same router over [`MemoryGates`] instead of the engine: the core alone
 //! behind the HTTP layer, with no store, host or runtime, so that the two parts' shares of the
 //! `memory` gap can be told apart.
+//!
+//! `--side` makes every drive one side's, for a profiler to see that side's requests alone
+//! (see [`load::Options::side`]); the rounds' rates are printed without a ratio.
 
 mod load;
 mod support;
@@ -39,7 +43,10 @@ use hookgate::core::{Deployment, DeploymentId, StartOptions};
 use hookgate::server::{CallbackHandler, MemoryGates, ServerState, router};
 use hookgate::store::{Durability, DynStore, MemoryStore, SqliteOptions, SqliteStore};
 use hookgate::test_util::SequentialIds;
-use load::{Round, Serving, TOKEN, drive, options, rand_start, report, serve, serve_engine};
+use load::{
+    Round, Serving, Side, TOKEN, drive, options, rand_start, report, report_side, serve,
+    serve_engine,
+};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use support::ONE_GATE;
 
@@ -105,7 +112,7 @@ async fn sqlite_baseline_pool(dir: &std::path::Path, durability: Durability) -> 
 fn main() {
     let o = options();
     let runtime = load::runtime(&o);
-    println!("each part after a warm-up round of both sides, not measured");
+    println!("each part after a warm-up round of each side it drives, not measured");
     runtime.block_on(async {
         if o.runs("memory") {
             memory(&o).await;
@@ -172,6 +179,17 @@ async fn alternate(
     ours: impl AsyncFn(usize) -> Round,
     base: impl AsyncFn(usize) -> Round,
 ) {
+    if let Some(side) = o.side {
+        let mut rounds = Vec::new();
+        for round in 0..=o.rounds {
+            rounds.push(match side {
+                Side::Hookgate => ours(round).await,
+                Side::Baseline => base(round).await,
+            });
+            between_sides().await;
+        }
+        return report_side(name, side, &rounds[1..]);
+    }
     let (mut our_rounds, mut base_rounds) = (Vec::new(), Vec::new());
     for round in 0..=o.rounds {
         // Alternately, so that neither side always follows the other.

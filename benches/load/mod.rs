@@ -22,6 +22,20 @@ pub struct Options {
     pub rounds: usize,
     /// Which parts to run, comma-separated (for example `memory` alone, to profile it).
     pub only: Option<String>,
+    /// `--side hookgate` or `--side baseline` (`callbacks_load`): every drive is of that side
+    /// alone, and no ratio is printed. For a profiler, which then sees one side's requests
+    /// only: `valgrind --tool=callgrind --toggle-collect='*handle_connection*'` counts the
+    /// server's instructions per request, `--toggle-collect='*load::drive*'` the client's.
+    pub side: Option<Side>,
+}
+
+/// One side of a comparison (`--side`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// hookgate's router and engine (or gates).
+    Hookgate,
+    /// The bare handler it is compared with.
+    Baseline,
 }
 
 impl Options {
@@ -33,18 +47,28 @@ impl Options {
     }
 }
 
-/// `--requests N` (default 5000), `--concurrency C` (64), `--rounds R` (3), `--only PARTS`.
+/// `--requests N` (default 5000), `--concurrency C` (64), `--rounds R` (3), `--only PARTS`,
+/// `--side hookgate|baseline`.
 pub fn options() -> Options {
     let mut o = Options {
         requests: 5000,
         concurrency: 64,
         rounds: 3,
         only: None,
+        side: None,
     };
     let args: Vec<String> = std::env::args().collect();
     for pair in args.windows(2) {
         if pair[0] == "--only" {
             o.only = Some(pair[1].clone());
+            continue;
+        }
+        if pair[0] == "--side" {
+            o.side = Some(match pair[1].as_str() {
+                "hookgate" => Side::Hookgate,
+                "baseline" => Side::Baseline,
+                other => panic!("--side takes hookgate or baseline, not {other:?}"),
+            });
             continue;
         }
         let value = pair[1].parse().ok();
@@ -267,6 +291,23 @@ pub fn report(name: &str, ours: &[Round], base: &[Round]) {
         ours.per_second / base.per_second
     );
     println!("{:<12} per round {per_round} | median {median:.2}", "");
+}
+
+/// Prints the best of one side's rounds (`--side`), with no baseline to compare with.
+pub fn report_side(name: &str, side: Side, rounds: &[Round]) {
+    let r = best(rounds);
+    let which = match side {
+        Side::Hookgate => "hookgate",
+        Side::Baseline => "baseline",
+    };
+    let cpu = r
+        .cpu_per_request
+        .map(|c| format!(" | CPU/request {:.1} µs", c * 1e6))
+        .unwrap_or_default();
+    println!(
+        "{name:<12} {which} alone {:>8.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}){cpu}",
+        r.per_second, r.p50, r.p99
+    );
 }
 
 pub fn best(rounds: &[Round]) -> Round {
