@@ -276,6 +276,78 @@ async fn migrations_run_once_when_replicas_connect_together_and_again() {
     db.drop_schema().await;
 }
 
+/// A role that may use the tables but create nothing (the runtime role of a database whose
+/// schema an administrator migrated) connects and works: `CREATE TABLE IF NOT EXISTS` needs
+/// the CREATE privilege on the schema even when the table exists, so it is not run then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_may_not_create_uses_a_schema_already_migrated() {
+    let Some(db) = TestDb::new("no_create") else {
+        return;
+    };
+    db.connect().await.close().await;
+    let raw = db.raw().await;
+    let role = format!(
+        "hookgate_app_{}",
+        &RandomIds.callback_id().to_string()[..12]
+    );
+    let password = RandomIds.callback_id().to_string();
+    let created = sqlx::raw_sql(&format!(
+        "CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'"
+    ))
+    .execute(&raw)
+    .await;
+    if let Err(e) = created {
+        let message = format!(
+            "skipping the check of a role that may not create: the test's user may not create \
+             roles ({e}); .ci/postgres.sh's user may"
+        );
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+        eprintln!("{message}");
+        raw.close().await;
+        db.drop_schema().await;
+        return;
+    }
+    let schema = &db.schema;
+    sqlx::raw_sql(&format!(
+        "GRANT USAGE ON SCHEMA \"{schema}\" TO \"{role}\";
+         GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA \"{schema}\" TO \"{role}\";"
+    ))
+    .execute(&raw)
+    .await
+    .expect("grant the role the use of the tables");
+    let mut url = url::Url::parse(&db.url()).expect("a URL");
+    url.set_username(&role).expect("set the user");
+    url.set_password(Some(&password)).expect("set the password");
+
+    let connected = PostgresStore::connect_with(url.as_str(), db.options()).await;
+    let outcome = match connected {
+        Ok(store) => {
+            let (mut d, events) = start_random("d1");
+            store
+                .create(NewDeployment::new(&d, PLAN), &events)
+                .await
+                .expect("create as the role");
+            let events = progress(&mut d, "half way");
+            store
+                .save(d.id(), 1, d.state(), d.status(), &events)
+                .await
+                .expect("save as the role");
+            let stored = store.load(d.id()).await.expect("load").expect("stored");
+            store.close().await;
+            Ok(stored.version)
+        }
+        Err(e) => Err(e),
+    };
+    sqlx::raw_sql(&format!(
+        "DROP SCHEMA \"{schema}\" CASCADE; DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\";"
+    ))
+    .execute(&raw)
+    .await
+    .expect("drop the schema and the role");
+    raw.close().await;
+    assert_eq!(outcome.expect("the role connects"), 2);
+}
+
 /// A version 2 database, whose finished deployments kept their leases, has them given up by
 /// the upgrade; an unfinished deployment keeps its own.
 #[tokio::test]

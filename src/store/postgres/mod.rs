@@ -33,7 +33,12 @@
 //! - **Migrations.** The embedded schema migrations are applied when a store connects, in
 //!   one transaction holding a transaction-level advisory lock, so replicas starting together
 //!   apply each migration once; a database migrated by a newer release is refused with
-//!   [`StoreError::SchemaTooNew`].
+//!   [`StoreError::SchemaTooNew`]. A schema with every migration applied needs no privilege
+//!   beyond the use of the schema (`USAGE`) and of its tables (`SELECT`, `INSERT`, `UPDATE`),
+//!   so an administrator's role can migrate it and the replicas run as a role that may create
+//!   nothing. Creating or migrating it takes a role that may (the CREATE privilege on the
+//!   database for the schema, on the schema for its tables); another connect fails with
+//!   [`StoreError::Migration`].
 //! - **Secrets.** A connection URL's password never appears in an error, a `Debug` output or
 //!   a log line: [`StoreError::Connect`] shows the URL without password and query, and the
 //!   driver's message with any password text replaced.

@@ -60,14 +60,30 @@ pub(super) async fn migrate(
     tx.execute(sqlx::raw_sql(&format!("SET LOCAL search_path TO {quoted}")))
         .await
         .map_err(backend)?;
-    tx.execute(sqlx::raw_sql(
-        "CREATE TABLE IF NOT EXISTS hookgate_migrations (
-            version    bigint      PRIMARY KEY,
-            applied_at timestamptz NOT NULL
-        )",
-    ))
+    // Looked for rather than `CREATE TABLE IF NOT EXISTS`, which needs the CREATE privilege on
+    // the schema even when the table exists: a role that only uses the tables of a schema an
+    // administrator migrated may lack it.
+    let recorded: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_tables \
+         WHERE schemaname = $1 AND tablename = 'hookgate_migrations')",
+    )
+    .bind(schema)
+    .fetch_one(&mut *tx)
     .await
     .map_err(backend)?;
+    if !recorded {
+        tx.execute(sqlx::raw_sql(
+            "CREATE TABLE hookgate_migrations (
+                version    bigint      PRIMARY KEY,
+                applied_at timestamptz NOT NULL
+            )",
+        ))
+        .await
+        .map_err(|e| StoreError::Migration {
+            version: 1,
+            source: Box::new(e),
+        })?;
+    }
     let found: i64 =
         sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM hookgate_migrations")
             .fetch_one(&mut *tx)
