@@ -1201,3 +1201,99 @@ async fn finishes_on(replica: &hookgate::runtime::Engine, id: &hookgate::core::D
     })
     .await;
 }
+
+/// A host that takes `step` of the clock to take each step on and then never answers, and
+/// before each looks, as replica `b`, for deployments whose lease has ended: what another
+/// replica's upkeep would take over at that moment.
+#[derive(Clone)]
+struct SlowToTakeOn {
+    clock: hookgate::test_util::ManualClock,
+    step: chrono::TimeDelta,
+    store: Arc<DynStore>,
+    taken_by_b: Arc<std::sync::Mutex<Vec<hookgate::core::DeploymentId>>>,
+}
+
+impl SlowToTakeOn {
+    fn new(o: &Orphans, step: chrono::TimeDelta) -> Self {
+        Self {
+            clock: o.clock.clone(),
+            step,
+            store: Arc::clone(&o.store),
+            taken_by_b: Arc::default(),
+        }
+    }
+
+    fn taken_by_b(&self) -> usize {
+        self.taken_by_b.lock().unwrap().len()
+    }
+}
+
+#[async_trait::async_trait]
+impl hookgate::runtime::Host for SlowToTakeOn {
+    async fn run_step(
+        &self,
+        _: &hookgate::runtime::StepContext,
+        _: &hookgate::core::HostStep,
+    ) -> hookgate::core::StepOutcome {
+        use hookgate::clock::Clock;
+        use hookgate::store::Lease;
+
+        let b = Lease::new("b", self.clock.now(), std::time::Duration::from_secs(60));
+        let taken = self.store.claim_orphans(&b, 100).await.unwrap();
+        self.taken_by_b
+            .lock()
+            .unwrap()
+            .extend(taken.deployments.into_iter().map(|stored| stored.id));
+        self.clock.advance(self.step);
+        std::future::pending().await
+    }
+
+    async fn roll_back(&self, _: &hookgate::runtime::StepContext) -> hookgate::core::StepOutcome {
+        std::future::pending().await
+    }
+}
+
+/// Twenty deployments of a replica that stopped, each with its deploy step in flight, once its
+/// lease (a minute) ended.
+async fn twenty_orphans_taking_steps(o: &Orphans) {
+    let stopped = o.replica_with("stopped", SilentHost);
+    stopped.recover().await.unwrap();
+    for i in 0..20 {
+        let plan = format!("application: app-{i}\ntargets: {{prod: {{}}}}\n");
+        stopped
+            .start(&plan, std::collections::BTreeMap::new())
+            .await
+            .unwrap();
+    }
+    drop(stopped);
+    o.clock.advance(chrono::TimeDelta::minutes(2));
+}
+
+/// Deployments an upkeep round takes over keep their leases while it resumes them one after
+/// another, however long that takes: each resumption here asks again for a deploy step, which
+/// the host takes a tenth of the lease to take on, so the twenty take two leases' time. Another
+/// replica looking for ended leases meanwhile finds none of them.
+#[tokio::test]
+async fn leases_taken_over_in_a_round_are_renewed_while_it_resumes_them() {
+    let o = Orphans::new();
+    let host = SlowToTakeOn::new(&o, chrono::TimeDelta::seconds(6));
+    let a = o.replica_with("a", host.clone());
+    a.recover().await.unwrap();
+    twenty_orphans_taking_steps(&o).await;
+
+    let upkeep = a.maintain_leases().await.unwrap();
+    assert_eq!(upkeep.taken_over, 20, "{upkeep:?}");
+    assert_eq!(host.taken_by_b(), 0, "b took deployments a was driving");
+}
+
+/// The same for a recovery, which takes the orphans over in batches.
+#[tokio::test]
+async fn leases_taken_over_in_a_recovery_are_renewed_while_it_resumes_them() {
+    let o = Orphans::new();
+    let host = SlowToTakeOn::new(&o, chrono::TimeDelta::seconds(6));
+    twenty_orphans_taking_steps(&o).await;
+
+    let a = o.replica_with("a", host.clone());
+    assert_eq!(a.recover().await.unwrap().resumed, 20);
+    assert_eq!(host.taken_by_b(), 0, "b took deployments a was driving");
+}

@@ -11,7 +11,7 @@ use super::event::EngineEvent;
 use super::host::Host;
 use super::launches::Launches;
 use super::recoveries::Recoveries;
-use super::replica::Replica;
+use super::replica::{Renewals, Replica};
 use super::scheduler::{Deadlines, Slot};
 use super::unsure_creates::UnsureCreates;
 use super::view::DeploymentView;
@@ -485,18 +485,22 @@ impl Engine {
             for e in listed.unreadable {
                 recovered.left_unread(e);
             }
-            self.resume_all(listed.deployments, &mut recovered).await?;
+            self.resume_all(listed.deployments, &mut recovered, None)
+                .await?;
             return Ok(recovered);
         };
         self.watch_store().await?;
         // A batch at a time, the deployments this replica held first and then orphans, each
-        // batch resumed before the next is read and the leases renewed in between, so a long
-        // recovery does not let its first leases lapse. Each batch holds a token of the
+        // batch resumed before the next is read and the leases renewed in between and, when a
+        // third of the lease has passed, within a batch, so a long recovery does not let its
+        // first leases lapse. Each batch holds a token of the
         // engine's tasks: a shutdown gives the leases up only after the batch under way, and
         // none is claimed once it has begun.
         // The field is public: a zero set there would make no batches at all.
         let batch = replica.options.takeover_batch.max(1);
-        let held = self.inner.store.renew(&self.lease_of(replica)).await?;
+        let lease = self.lease_of(replica);
+        let held = self.inner.store.renew(&lease).await?;
+        let mut renewals = Renewals::since(replica, lease.now);
         for held in held.chunks(batch) {
             let _in_flight = self.in_flight()?;
             let mut stored = Vec::with_capacity(held.len());
@@ -509,7 +513,7 @@ impl Engine {
                     Err(e) => return Err(e.into()),
                 }
             }
-            self.resume_and_renew(stored, replica, &mut recovered)
+            self.resume_and_renew(stored, &mut renewals, &mut recovered)
                 .await?;
         }
         loop {
@@ -527,7 +531,7 @@ impl Engine {
             for e in orphans.unreadable {
                 recovered.left_unread(e);
             }
-            self.resume_and_renew(orphans.deployments, replica, &mut recovered)
+            self.resume_and_renew(orphans.deployments, &mut renewals, &mut recovered)
                 .await?;
         }
         Ok(recovered)
@@ -538,20 +542,27 @@ impl Engine {
     async fn resume_and_renew(
         &self,
         batch: Vec<StoredDeployment>,
-        replica: &Replica,
+        renewals: &mut Renewals<'_>,
         recovered: &mut Recovered,
     ) -> Result<(), RuntimeError> {
-        self.resume_all(batch, recovered).await?;
-        self.inner.store.renew(&self.lease_of(replica)).await?;
+        self.resume_all(batch, recovered, Some(&mut *renewals))
+            .await?;
+        self.renew_leases(renewals).await?;
         Ok(())
     }
 
+    /// Resumes `stored`, one after another; a replica's leases renewed as they go
+    /// (`renewals`).
     async fn resume_all(
         &self,
         stored: Vec<StoredDeployment>,
         recovered: &mut Recovered,
+        mut renewals: Option<&mut Renewals<'_>>,
     ) -> Result<(), RuntimeError> {
         for stored in stored {
+            if let Some(renewals) = renewals.as_deref_mut() {
+                self.renew_leases_when_due(renewals).await;
+            }
             let id = stored.id.clone();
             match self.resume(stored).await {
                 Ok(Some(changed)) => {

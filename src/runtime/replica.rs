@@ -19,6 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -49,7 +50,9 @@ pub struct ReplicaOptions {
     /// How many orphaned deployments one round of lease upkeep takes over at most, so a
     /// replica that finds many does not take them all before the others look. Also the size of
     /// the batches [`Engine::recover`](super::Engine::recover) resumes, its own deployments and
-    /// orphans alike, renewing its leases between them.
+    /// orphans alike, renewing its leases between them. Either renews them within a batch too,
+    /// whenever a third of the lease has passed, so that a batch whose resumptions take longer
+    /// than a lease (a slow store, a host slow to take steps on) keeps what it took over.
     pub takeover_batch: usize,
 }
 
@@ -139,7 +142,44 @@ fn drain(receiver: &mut mpsc::UnboundedReceiver<(DeploymentId, u64)>) {
     while receiver.try_recv().is_ok() {}
 }
 
+/// When a long run of resumptions renews its replica's leases. Each resumption is a write, and
+/// may wait on the host or a call; a hundred of them against a slow store can outlast the
+/// leases claimed or renewed at the run's start, and another replica would take those
+/// deployments over while they are driven here.
+pub(crate) struct Renewals<'a> {
+    replica: &'a Replica,
+    /// When the leases were last renewed (or claimed).
+    last: DateTime<Utc>,
+}
+
+impl<'a> Renewals<'a> {
+    /// Renewals of `replica`'s leases, last renewed at `last`.
+    pub(crate) fn since(replica: &'a Replica, last: DateTime<Utc>) -> Self {
+        Self { replica, last }
+    }
+}
+
 impl Engine {
+    /// Renews the leases of `renewals`' replica.
+    pub(crate) async fn renew_leases(&self, renewals: &mut Renewals<'_>) -> Result<(), StoreError> {
+        let lease = self.lease_of(renewals.replica);
+        self.inner.store.renew(&lease).await?;
+        renewals.last = lease.now;
+        Ok(())
+    }
+
+    /// Renews the leases of `renewals`' replica if a third of the lease has passed since they
+    /// last were, as the upkeep rounds do: called before each resumption of a long run. A
+    /// failure is logged; the next resumption tries again.
+    pub(crate) async fn renew_leases_when_due(&self, renewals: &mut Renewals<'_>) {
+        let passed = (self.inner.clock.now() - renewals.last).to_std();
+        if passed.is_ok_and(|passed| passed >= renewals.replica.options.lease / 3)
+            && let Err(e) = self.renew_leases(renewals).await
+        {
+            tracing::warn!(error = %e, "could not renew this replica's leases while resuming deployments; trying again before the next");
+        }
+    }
+
     pub(crate) fn replica(&self) -> Option<&Replica> {
         self.inner.replica.as_ref()
     }
@@ -199,6 +239,7 @@ impl Engine {
         let before: HashSet<Arc<DeploymentId>> = lock(&self.inner.live).keys().cloned().collect();
         let held: HashMap<DeploymentId, u64> =
             self.inner.store.renew(&lease).await?.into_iter().collect();
+        let mut renewals = Renewals::since(replica, lease.now);
         upkeep.renewed = held.len();
         let live: Vec<Arc<DeploymentId>> = lock(&self.inner.live).keys().cloned().collect();
         let mut retaken = Vec::new();
@@ -247,6 +288,7 @@ impl Engine {
                 .collect()
         };
         for id in missing {
+            self.renew_leases_when_due(&mut renewals).await;
             match self.inner.store.load(&id).await {
                 Ok(Some(stored)) => {
                     if let Err(e) = self.resume(stored).await {
@@ -274,6 +316,7 @@ impl Engine {
             tracing::error!(error = %e, "a deployment taken over cannot be read; it is left as it is, held by this replica");
         }
         for stored in orphans.deployments {
+            self.renew_leases_when_due(&mut renewals).await;
             let id = stored.id.clone();
             match self.resume(stored).await {
                 Ok(Some(_)) => upkeep.taken_over += 1,
