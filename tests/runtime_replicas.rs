@@ -1297,3 +1297,32 @@ async fn leases_taken_over_in_a_recovery_are_renewed_while_it_resumes_them() {
     assert_eq!(a.recover().await.unwrap().resumed, 20);
     assert_eq!(host.taken_by_b(), 0, "b took deployments a was driving");
 }
+
+/// A deployment whose create took longer than a lease (a slow store) has its lease renewed
+/// before it is driven: another replica looking for ended leases right after finds nothing.
+#[tokio::test]
+async fn a_deployment_whose_create_outlasted_its_lease_is_not_taken_over() {
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    use hookgate::store::Lease;
+
+    let o = Orphans::new();
+    let a = o.replica("a");
+    a.recover().await.unwrap();
+    o.faulty.slow_creates(true);
+    let mut start = pin!(a.start(ONE_GATE, std::collections::BTreeMap::new()));
+    assert!(
+        start
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending(),
+        "creating"
+    );
+    o.clock.advance(chrono::TimeDelta::minutes(2));
+    let id = start.await.unwrap().id;
+
+    let b = Lease::new("b", a.now(), std::time::Duration::from_secs(60));
+    let taken = o.store.claim_orphans(&b, 100).await.unwrap();
+    assert!(taken.deployments.is_empty(), "b took {id} over");
+}

@@ -423,8 +423,9 @@ impl Engine {
         let (actions, events) = drain(&mut d);
         let _launching = self.inner.launches.begin(d.id());
         let mut new = NewDeployment::new(&d, &*new.source);
-        if let Some(lease) = self.lease() {
-            new = new.leased(lease);
+        let lease = self.lease();
+        if let Some(lease) = &lease {
+            new = new.leased(lease.clone());
         }
         // Checked by the store in the same step as the write: the check of `start` and of a
         // hand-off holds only for this engine, and a replica may start the application at once.
@@ -441,6 +442,13 @@ impl Engine {
             }
             created => created?,
         };
+        // The new row's lease was taken before the create, which a slow store may have made
+        // last a good part of it (or all of it): another replica would take the deployment
+        // over before this one's next upkeep round renews it.
+        if let (Some(replica), Some(lease)) = (self.replica(), lease) {
+            self.renew_leases_when_due(&mut Renewals::since(replica, lease.now))
+                .await;
+        }
         // Stored, so no longer looked for: an earlier launch of it by a hand-off may have
         // failed unsure.
         self.inner.unsure_creates.remove(d.id());
