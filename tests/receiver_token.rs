@@ -664,3 +664,41 @@ async fn a_caller_waiting_on_a_fetch_is_not_handed_a_token_invalidated_meanwhile
     assert_eq!(first.expose(), "first");
     assert_eq!(waited.expose(), "second");
 }
+
+/// A refresh that begins while the token still serves, and during whose one attempt a callback
+/// refused that token, retries as a fetch with no token in hand would: the callers waiting on it
+/// have no other token to fall back on.
+#[tokio::test]
+async fn a_refresh_whose_token_stops_serving_during_its_attempt_retries() {
+    let server = MockServer::start().await;
+    let unavailable = ResponseTemplate::new(503).set_delay(Duration::from_millis(300));
+    for answer in [token("first", 3600), unavailable, token("second", 3600)] {
+        Mock::given(path("/oauth/token"))
+            .respond_with(answer)
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    let clock = TestClock::new();
+    let tokens = source(&server)
+        .refresh_margin(Duration::from_secs(60))
+        .clock(clock.clone())
+        .build(transport())
+        .unwrap();
+    let first = tokens.token().await.unwrap();
+    // Past the refresh point, not yet expired.
+    clock.advance(TimeDelta::seconds(3600 - 30));
+
+    let refresher = tokens.token();
+    let refused = async {
+        // Polled after the refresher's attempt is under way.
+        tokio::task::yield_now().await;
+        tokens.invalidate(&first);
+        tokens.token().await
+    };
+    let (refreshed, waited) = tokio::join!(refresher, refused);
+    assert_eq!(waited.unwrap().expose(), "second");
+    assert_eq!(refreshed.unwrap().expose(), "second");
+    server.verify().await;
+}

@@ -107,11 +107,26 @@ where
     F: Fn(u32) -> Fut,
     Fut: Future<Output = Step<T, E>>,
 {
+    with_retries_while(backoff, attempt, || true).await
+}
+
+/// [`with_retries`], retrying only while `go_on()` says so when an attempt fails.
+pub(super) async fn with_retries_while<T, E, F, Fut>(
+    backoff: &Backoff,
+    attempt: F,
+    go_on: impl Fn() -> bool,
+) -> Result<T, E>
+where
+    F: Fn(u32) -> Fut,
+    Fut: Future<Output = Step<T, E>>,
+{
     let mut number = 1;
     loop {
         match attempt(number).await {
             Step::Done(result) => return result,
-            Step::Retry { last, .. } if number >= backoff.max_attempts => return Err(last),
+            Step::Retry { last, .. } if number >= backoff.max_attempts || !go_on() => {
+                return Err(last);
+            }
             Step::Retry { retry_after, .. } => {
                 tokio::time::sleep(backoff.delay(number, retry_after)).await;
                 number += 1;

@@ -18,7 +18,7 @@ pub use builder::ClientCredentialsBuilder;
 
 use super::{
     TokenError, TokenSource,
-    backoff::{Backoff, Step, with_retries},
+    backoff::{Backoff, Step, with_retries_while},
 };
 use crate::{
     Secret,
@@ -159,15 +159,12 @@ impl ClientCredentials {
     /// happens to pass the refresh point would otherwise wait through every retry (minutes,
     /// with an endpoint that hangs), and fail if the token expired meanwhile, when the token in
     /// hand would have done; a failed attempt is tried again [`REFRESH_AGAIN_AFTER`] later.
+    /// Once the token stops serving (it expired during the attempt, or a callback it was
+    /// refused invalidated it), the callers waiting on this refresh have no token but the one
+    /// it fetches, and it retries as a fetch with no token in hand would.
     async fn refresh(&self) -> Result<Secret, TokenError> {
-        let once;
-        let backoff = if self.valid().is_some() {
-            once = self.backoff.with_max_attempts(1);
-            &once
-        } else {
-            &self.backoff
-        };
-        let error = match self.fetch(backoff).await {
+        let serving = self.valid().is_some();
+        let error = match self.fetch(|| !serving || self.valid().is_none()).await {
             Ok(token) => return Ok(token),
             Err(error) => error,
         };
@@ -180,9 +177,10 @@ impl ClientCredentials {
         }
     }
 
-    async fn fetch(&self, backoff: &Backoff) -> Result<Secret, TokenError> {
+    /// Fetches a token, retrying a failed attempt while `go_on()` says so.
+    async fn fetch(&self, go_on: impl Fn() -> bool) -> Result<Secret, TokenError> {
         let (token, expires_in, sent_at) =
-            with_retries(backoff, |attempt| self.attempt(attempt)).await?;
+            with_retries_while(&self.backoff, |attempt| self.attempt(attempt), go_on).await?;
         let (refresh_at, expires_at) = match expires_in {
             None => (None, None),
             Some(seconds) => {
