@@ -798,6 +798,52 @@ fn templates_with_unknown_variables_or_malformed_braces_are_rejected() {
     );
 }
 
+/// Headers the HTTP client writes from the request: a `Host` of the file's would send the call,
+/// signed for the URL's origin, to another site behind the same front end; a `Content-Length`
+/// would cut the body its signature covers.
+#[test]
+fn headers_the_client_writes_from_the_request_are_refused() {
+    let reserved = [
+        "Host",
+        "content-length",
+        "Transfer-Encoding",
+        "Connection",
+        "TE",
+        "Trailer",
+        "Upgrade",
+        "Keep-Alive",
+        "Proxy-Connection",
+    ];
+    let headers: Vec<String> = reserved
+        .iter()
+        .map(|name| format!("{{key: {name}, value: v}}"))
+        .chain(["{key: X-Host, value: v}".to_owned()])
+        .collect();
+    let yaml = format!(
+        "application: a\ntargets: {{dev: {{}}}}\nwebhooks: [{{name: w, uriTemplate: 'https://a', headers: [{}]}}]",
+        headers.join(", ")
+    );
+    let found = problems(&yaml);
+    let expected: Vec<(String, ProblemKind)> = reserved
+        .iter()
+        .enumerate()
+        .map(|(j, name)| {
+            (
+                format!("webhooks[0].headers[{j}].key"),
+                ProblemKind::ReservedHeader {
+                    name: (*name).to_owned(),
+                },
+            )
+        })
+        .collect();
+    assert_eq!(found, expected);
+    assert!(
+        found[0].1.to_string().contains("remove it"),
+        "{}",
+        found[0].1
+    );
+}
+
 #[test]
 fn invalid_header_names_and_methods_are_rejected() {
     assert_eq!(

@@ -218,6 +218,18 @@ fn header_injection_and_bad_header_names_are_refused() {
     );
 }
 
+/// A request template built in code cannot set what the client writes from the request either.
+#[test]
+fn headers_the_client_writes_are_refused_at_render() {
+    for name in ["Host", "Content-Length", "transfer-encoding"] {
+        let template = RequestTemplate::new(t("https://x.example/")).with_header(name, t("v"));
+        assert_eq!(
+            render(&template, &[]).unwrap_err(),
+            RenderError::ReservedHeader { name: name.into() }
+        );
+    }
+}
+
 #[test]
 fn methods_are_upper_cased_and_validated() {
     let template = RequestTemplate::new(t("https://x.example/")).with_method("put");

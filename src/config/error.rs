@@ -284,6 +284,15 @@ pub enum ProblemKind {
         /// The name given.
         name: String,
     },
+    /// A header the HTTP client writes from the request itself
+    /// ([`is_reserved_header`](crate::template::is_reserved_header)).
+    #[error(
+        "\"{name}\" is written by the HTTP client from the request's URL and body; remove it from the webhook's headers"
+    )]
+    ReservedHeader {
+        /// The name given.
+        name: String,
+    },
     /// Over one of the [`Limits`](super::Limits).
     #[error("over the limit on {what} ({limit}); shrink it or raise the limit with `Limits`")]
     TooLarge {

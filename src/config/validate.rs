@@ -512,13 +512,20 @@ impl Validator {
             .take(max_headers)
             .enumerate()
             .map(|(j, h)| {
-                if http::HeaderName::from_bytes(h.key.as_bytes()).is_err() {
-                    self.problem(
+                match http::HeaderName::from_bytes(h.key.as_bytes()) {
+                    Err(_) => self.problem(
                         format_args!("{path}.headers[{j}].key"),
                         ProblemKind::InvalidHeaderName {
                             name: h.key.clone(),
                         },
-                    );
+                    ),
+                    Ok(name) if crate::template::is_reserved_header(&name) => self.problem(
+                        format_args!("{path}.headers[{j}].key"),
+                        ProblemKind::ReservedHeader {
+                            name: h.key.clone(),
+                        },
+                    ),
+                    Ok(_) => {}
                 }
                 let value = self.template(&h.value, format!("{path}.headers[{j}].value"));
                 // Text the file writes that no header value may carry (a control character but

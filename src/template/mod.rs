@@ -17,4 +17,4 @@ pub use parse::{ArmoryVar, Template, TemplateError, Variable};
 pub use render::{ArmoryValues, Escape, RenderError, RenderValues};
 pub(crate) use render::{push_json_escaped, push_percent_encoded, whole_url_allowed};
 pub(crate) use request::fixed_uri_problem;
-pub use request::{RenderedRequest, RequestTemplate};
+pub use request::{RenderedRequest, RequestTemplate, is_reserved_header};

@@ -186,6 +186,15 @@ pub enum RenderError {
         /// The name as configured.
         name: String,
     },
+    /// A configured header is one the HTTP client writes from the request itself
+    /// ([`is_reserved_header`](super::is_reserved_header)).
+    #[error(
+        "`{name}` is written by the HTTP client from the request's URL and body: remove it from the headers"
+    )]
+    ReservedHeader {
+        /// The name as configured.
+        name: String,
+    },
     /// A rendered header value is not a valid HTTP header value.
     #[error(
         "header `{header}` is not a valid HTTP header value after rendering; values used: {}: remove control characters from them",

@@ -428,6 +428,28 @@ fn canonical_host(host: &str) -> bool {
         })
 }
 
+/// Whether `name` is a header the HTTP client writes from the request itself, which a webhook's
+/// headers may not set: `Host` would send the call to another site than its URL names (behind
+/// a shared front end), which a signer bound to the URL's origin would vouch for;
+/// `Content-Length` and `Transfer-Encoding` would cut or extend the body a signature covers;
+/// the rest govern the connection rather than the request.
+pub fn is_reserved_header(name: &HeaderName) -> bool {
+    use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+
+    [
+        HOST,
+        CONTENT_LENGTH,
+        TRANSFER_ENCODING,
+        CONNECTION,
+        TE,
+        TRAILER,
+        UPGRADE,
+    ]
+    .contains(name)
+        || name == "keep-alive"
+        || name == "proxy-connection"
+}
+
 fn render_header(
     name: &str,
     template: &Template,
@@ -438,6 +460,11 @@ fn render_header(
         HeaderName::from_bytes(name.as_bytes()).map_err(|_| RenderError::InvalidHeaderName {
             name: name.to_owned(),
         })?;
+    if is_reserved_header(&header) {
+        return Err(RenderError::ReservedHeader {
+            name: name.to_owned(),
+        });
+    }
     let rendered = template.render_limited(values, Escape::Header, limit)?;
     let mut value = HeaderValue::from_maybe_shared(Bytes::from(rendered)).map_err(|_| {
         RenderError::InvalidHeaderValue {
