@@ -487,6 +487,56 @@ async fn a_secret_quoted_by_an_asp_net_core_validation_error_is_hidden() {
     );
 }
 
+/// Encoders differ in which characters they percent-encode: a secret echoed through Python's
+/// `quote` (which keeps `/`) or Go's `url.PathEscape` (which keeps `+` and `=`) is hidden as
+/// well as in hookgate's own spelling.
+#[tokio::test]
+async fn a_secret_echoed_percent_encoded_by_another_encoder_is_hidden() {
+    let pages: [fn(&wiremock::Request) -> String; 2] = [
+        |_| "bad key Zm9v/YmFy%2BYmF6%3d%3D".to_owned(),
+        |_| "bad key Zm9v%2fYmFy+YmF6==".to_owned(),
+    ];
+    for page in pages {
+        let server = answering(401, page).await;
+        let secrets = MemorySecrets::new().with("token", "Zm9v/YmFy+YmF6==");
+        let traces = call(plan(&server.uri(), ""), secrets).await;
+        traces.assert_hides("YmFy");
+        assert!(
+            traces.texts[0].starts_with("HTTP 401: bad key [redacted]"),
+            "{}",
+            traces.texts[0]
+        );
+    }
+}
+
+/// A secret read from a file keeps its line break, which the receiver trims before quoting it
+/// back in its own JSON (PHP escapes `/`): the trimmed value is hidden in every spelling the
+/// whole one is.
+#[tokio::test]
+async fn a_secret_trimmed_by_the_receiver_is_hidden_in_its_escaped_echo() {
+    let server = answering(400, |_| r#"{"error":"bad token tok\/en+1"}"#.to_owned()).await;
+    let yaml = r#"
+application: checkout
+targets: {prod: {constraints: {beforeDeployment: [runWebhook: {name: hook}]}}}
+webhooks:
+  - name: hook
+    uriTemplate: "URI/hook"
+    headers: [{key: Content-Type, value: application/json}]
+    bodyTemplate: {inline: '{"token": "{{secrets.token}}"}'}
+    retryCount: 0
+"#
+    .replace("URI", &server.uri());
+    let plan = Arc::new(Plan::from_yaml(&yaml).unwrap());
+    let secrets = MemorySecrets::new().with("token", "tok/en+1\n");
+    let traces = call(plan, secrets).await;
+    traces.assert_hides(r"tok\/en+1");
+    assert!(
+        traces.texts[0].starts_with(r#"HTTP 400: {"error":"bad token [redacted]"}"#),
+        "{}",
+        traces.texts[0]
+    );
+}
+
 /// Hosts are case-insensitive, and servers and proxies echo URLs in their own spelling: the
 /// parts of a URL from a secret are hidden in any ASCII case.
 #[tokio::test]

@@ -15,6 +15,12 @@ const REDACTED: &str = "[redacted]";
 /// whatever a message says with them.
 pub(crate) const MIN_HIDDEN_LEN: usize = 16;
 
+/// The longest value looked for with any of its bytes percent-encoded ([`percent_spelled`]),
+/// whose cost grows with the value's length times the text's where a server's text nearly
+/// spells it over and over: tokens and passwords are far shorter; a longer value (a key, a
+/// certificate) is looked for in the needles' spellings only.
+const MAX_PERCENT_SPELLED: usize = 256;
+
 /// Replaces the secrets of one attempt (and a URL built from them) in texts by `[redacted]`.
 ///
 /// A reason ends up in the deployment's stored history, so anything an external server echoes
@@ -24,9 +30,9 @@ pub(crate) struct Redactor<'a> {
     /// rather than broken up by the shorter one first (a host inside a secret URL echoed in a
     /// spelling only the secret's own needle matches). Matched in any ASCII case, which also
     /// covers lower-case hex in percent-encoded and `\u` spellings. The needles are:
-    /// - each secret as written, without the surrounding whitespace a secret read from a file
-    ///   often carries, and as the request carried it (JSON-escaped in a body, percent-encoded
-    ///   in a URL, form-encoded), in the spellings servers echo it back in
+    /// - each secret as written and without the surrounding whitespace a secret read from a
+    ///   file often carries, each as the request carried it (JSON-escaped in a body,
+    ///   percent-encoded in a URL, form-encoded), in the spellings servers echo it back in
     ///   ([`json_spellings`], [`html_spellings`]), also as the quoted copy of a JSON body
     ///   that holds it;
     /// - each hidden text in the same spellings: the parts of a URL written by a secret, whose
@@ -34,6 +40,10 @@ pub(crate) struct Redactor<'a> {
     ///   credentials, and the gate's callback id, which resolves the gate with any callback
     ///   token.
     needles: Vec<Cow<'a, str>>,
+    /// Each secret and hidden text as written (and without the whitespace around it), also
+    /// matched with any of its bytes percent-encoded ([`percent_spelled`]): encoders differ in
+    /// which characters they leave alone, so no list of needles covers their spellings.
+    plain: Vec<Cow<'a, str>>,
 }
 
 impl<'a> Redactor<'a> {
@@ -51,19 +61,28 @@ impl<'a> Redactor<'a> {
         values: impl IntoIterator<Item = &'a str>,
         hidden: Vec<String>,
     ) -> Self {
-        let mut needles: Vec<Cow<'a, str>> = Vec::new();
+        let (mut needles, mut plain) = (Vec::new(), Vec::new());
         for value in values {
-            push_spellings(&mut needles, Cow::Borrowed(value));
+            push_spellings(&mut needles, &mut plain, Cow::Borrowed(value));
         }
         // A hidden text is echoed as a secret is: a login page's `?next=` quotes a secret
         // URL's path percent-encoded, and a form echoed back holds a query value form-encoded.
         for part in hidden {
-            push_spellings(&mut needles, Cow::Owned(part));
+            push_spellings(&mut needles, &mut plain, Cow::Owned(part));
         }
         // Equal needles end up side by side, for `dedup`.
         needles.sort_unstable_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         needles.dedup();
-        Self { needles }
+        plain.sort_unstable_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        plain.dedup();
+        // Only a value with a byte outside the unreserved set has spellings the needles miss.
+        plain.retain(|value| {
+            value.len() <= MAX_PERCENT_SPELLED
+                && !value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        });
+        Self { needles, plain }
     }
 
     /// `text` with every secret value and every hidden text replaced, in any ASCII case: an
@@ -74,6 +93,14 @@ impl<'a> Redactor<'a> {
         for needle in &self.needles {
             if let Some(replaced) = replace_ignoring_ascii_case(&out, needle) {
                 out = replaced;
+            }
+        }
+        if out.contains(['%', '+']) {
+            for value in &self.plain {
+                let found = percent_spelled(&out, value);
+                if !found.is_empty() {
+                    out = replace_ranges(&out, &found);
+                }
             }
         }
         out
@@ -100,20 +127,27 @@ impl<'a> Redactor<'a> {
     }
 }
 
-/// Adds `value` to `needles` (unless it is empty), without the whitespace around it, and in
-/// the spellings a request carries it in and servers echo it back in. A secret's own text stays
-/// borrowed, so that no copy of it outlives the attempt unzeroed.
-fn push_spellings<'a>(needles: &mut Vec<Cow<'a, str>>, value: Cow<'a, str>) {
+/// Adds `value` to `needles` (unless it is empty), in the spellings a request carries it in and
+/// servers echo it back in, and to `plain`; the same for `value` without the whitespace around
+/// it. A secret's own text stays borrowed, so that no copy of it outlives the attempt
+/// unzeroed.
+fn push_spellings<'a>(
+    needles: &mut Vec<Cow<'a, str>>,
+    plain: &mut Vec<Cow<'a, str>>,
+    value: Cow<'a, str>,
+) {
     if value.is_empty() {
         return;
     }
     let trimmed = value.trim();
     if !trimmed.is_empty() && trimmed != value {
-        needles.push(match &value {
+        let trimmed = match &value {
             Cow::Borrowed(value) => Cow::Borrowed(value.trim()),
             Cow::Owned(value) => Cow::Owned(value.trim().to_owned()),
-        });
+        };
+        push_spellings(needles, plain, trimmed);
     }
+    plain.push(value.clone());
     needles.extend(
         quoted_spellings(&value)
             .chain([percent_encoded(&value), form_encoded(&value)])
@@ -151,6 +185,68 @@ fn replace_ignoring_ascii_case(text: &str, needle: &str) -> Option<String> {
     }
     out.push_str(&text[rest..]);
     Some(out)
+}
+
+/// The byte ranges of `text` (matches that do not overlap, first first) that spell `value`
+/// with any of its bytes percent-encoded (hex digits in either case), a space also as `+`,
+/// letters in any ASCII case: encoders differ in what they leave alone (Python's `quote` keeps
+/// `/`, JavaScript's `encodeURIComponent` keeps `!'()*`, Go's `url.PathEscape` keeps `+`, `=`
+/// and `@`), and a server may echo a value through any of them.
+fn percent_spelled(text: &str, value: &str) -> Vec<(usize, usize)> {
+    let (text, value) = (text.as_bytes(), value.as_bytes());
+    let mut found = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        match spelled_at(text, start, value) {
+            Some(end) => {
+                found.push((start, end));
+                start = end;
+            }
+            None => start += 1,
+        }
+    }
+    found
+}
+
+/// Where a spelling of `value` ([`percent_spelled`]) starting at `at` in `text` ends, if one
+/// does.
+fn spelled_at(text: &[u8], mut at: usize, value: &[u8]) -> Option<usize> {
+    for &byte in value {
+        let next = *text.get(at)?;
+        if next.eq_ignore_ascii_case(&byte) {
+            at += 1;
+        } else if next == b'%' && text.get(at + 1..at + 3).and_then(hex_byte) == Some(byte) {
+            at += 3;
+        } else if next == b'+' && byte == b' ' {
+            at += 1;
+        } else {
+            return None;
+        }
+    }
+    Some(at)
+}
+
+/// The byte two hex digits (either case) spell.
+fn hex_byte(digits: &[u8]) -> Option<u8> {
+    let digit = |d: u8| char::from(d).to_digit(16);
+    Some((digit(digits[0])? * 16 + digit(digits[1])?) as u8)
+}
+
+/// `text` with each of `ranges` (in order, apart) replaced. A range that would split a
+/// character is left as it is; none does, as a match starts and ends where `value`'s
+/// characters do.
+fn replace_ranges(text: &str, ranges: &[(usize, usize)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = 0;
+    for &(start, end) in ranges {
+        if text.is_char_boundary(start) && text.is_char_boundary(end) {
+            out.push_str(&text[rest..start]);
+            out.push_str(REDACTED);
+            rest = end;
+        }
+    }
+    out.push_str(&text[rest..]);
+    out
 }
 
 /// The value as servers quote it inside a JSON string or an HTML or XML page.
@@ -301,6 +397,27 @@ mod tests {
             .enumerate()
             .map(|(i, v)| (i.to_string(), Secret::new(*v)))
             .collect()
+    }
+
+    #[test]
+    fn a_value_with_any_of_its_bytes_percent_encoded_is_hidden() {
+        let r = Redactor::of_values(["a/b+c é"], Vec::new());
+        for echo in [
+            "a/b%2Bc%20%C3%A9",
+            "a%2fb+c+é",
+            "A%2Fb%2bC%20%c3%a9",
+            "a/b+c%20%C3%A9 and a/b+c é%",
+        ] {
+            let redacted = r.redact(&format!("x {echo} y"));
+            assert!(
+                !redacted.contains("b+c") && !redacted.contains("%2"),
+                "{redacted}"
+            );
+            assert!(redacted.starts_with("x [redacted]"), "{redacted}");
+        }
+        for near in ["a/b+c e", "a/b%2Bc%2", "a/b%2Xc é", "%"] {
+            assert_eq!(r.redact(near), near);
+        }
     }
 
     #[test]
