@@ -546,6 +546,33 @@ async fn a_bad_signature_on_a_direct_keys_token_is_401_while_the_jwks_is_down() 
     assert_eq!(err.status(), StatusCode::UNAUTHORIZED, "{err}");
 }
 
+/// Beside a direct key of the same algorithm (RS256), a token the JWKS signed, while the JWKS
+/// cannot be fetched, is sent to retry (`503`) as in a JWKS-only setup: refused (`401`), its
+/// sender would give up on a valid token.
+#[tokio::test]
+async fn a_jwks_token_is_503_while_the_jwks_is_down_beside_a_direct_key_of_its_algorithm() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
+    let clock = clock();
+    let authorizer = jwks_builder(&server, &clock)
+        .rs256_pem(RSA_PUBLIC)
+        .build()
+        .unwrap();
+    let token = sign(
+        Algorithm::RS256,
+        Some("rsa-2"),
+        &rsa2(),
+        &claims(&clock, json!({})),
+    );
+
+    let err = authorizer.authorize(&token).await.unwrap_err();
+
+    assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE, "{err}");
+}
+
 /// A JWKS holding `key` (RS256) as `kid`.
 fn rsa_jwks(key: &EncodingKey, kid: &str) -> Value {
     let mut jwk = Jwk::from_encoding_key(key, Algorithm::RS256).unwrap();

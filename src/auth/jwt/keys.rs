@@ -24,6 +24,9 @@ impl fmt::Debug for VerifyKey {
     }
 }
 
+/// The algorithms of the keys a JWKS may supply ([`VerifyKey::from_jwk`]).
+pub(super) const JWKS_ALGORITHMS: [Algorithm; 2] = [Algorithm::RS256, Algorithm::ES256];
+
 impl VerifyKey {
     pub(super) fn hs256(secret: &[u8]) -> Result<Self, AuthError> {
         if secret.len() < 32 {
@@ -57,8 +60,8 @@ impl VerifyKey {
         }
     }
 
-    /// A signing key of a JWKS, if it is an RS256 or ES256 key with a `kid`; other keys are
-    /// skipped rather than failing the whole set.
+    /// A signing key of a JWKS, if it is an RS256 or ES256 key ([`JWKS_ALGORITHMS`]) with a
+    /// `kid`; other keys are skipped rather than failing the whole set.
     pub(super) fn from_jwk(jwk: &Jwk) -> Option<Self> {
         let kid = jwk.common.key_id.clone()?;
         if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {

@@ -339,10 +339,12 @@ impl CallbackAuthorizer for JwtAuthorizer {
         // No configured key verifies it (a key without a `kid` fits every token of its
         // algorithm, so a JWKS-signed token may well meet one): the JWKS's keys come next.
         let static_fit = self.keys.iter().any(|k| k.fits(&header));
-        // A token a direct key fits but does not verify is refused as such (`401`) when the
-        // JWKS cannot be had, rather than sent to retry (`503`) as a JWKS-only setup does.
+        // A token a direct key fits but does not verify, of an algorithm no JWKS key has (an
+        // HS256 token), is refused as such (`401`) when the JWKS cannot be had, rather than sent
+        // to retry (`503`). One of a JWKS key's algorithm may be the JWKS's, and waits for it
+        // as in a JWKS-only setup: refused, its sender would give up on a valid token.
         let unavailable = |e: AuthError| {
-            if static_fit {
+            if static_fit && !keys::JWKS_ALGORITHMS.contains(&header.alg) {
                 refusal(&ErrorKind::InvalidSignature)
             } else {
                 e
