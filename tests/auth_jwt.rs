@@ -44,7 +44,15 @@ fn claims(clock: &ManualClock, extra: Value) -> Value {
     claims
 }
 
+/// jsonwebtoken's crypto provider, for this file's own signing: the tests build with both of
+/// its back ends (see Cargo.toml), where it picks none by itself. hookgate's builders install
+/// one (`tests/auth_crypto_provider.rs`), but a test may sign before it builds one.
+fn crypto() {
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+}
+
 fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, claims: &Value) -> String {
+    crypto();
     let mut header = Header::new(alg);
     header.kid = kid.map(str::to_owned);
     encode(&header, claims, key).unwrap()
@@ -376,6 +384,7 @@ fn a_plain_http_jwks_url_is_accepted_only_on_loopback_or_when_allowed() {
 
 /// A JWKS with the test RSA key as `kid` "rsa-1" and, if `with_ec`, the EC key as "ec-1".
 fn jwks(with_ec: bool) -> Value {
+    crypto();
     let mut rsa = Jwk::from_encoding_key(&rsa(), Algorithm::RS256).unwrap();
     rsa.common.key_id = Some("rsa-1".into());
     let mut keys = vec![rsa];
@@ -575,6 +584,7 @@ async fn a_jwks_token_is_503_while_the_jwks_is_down_beside_a_direct_key_of_its_a
 
 /// A JWKS holding `key` (RS256) as `kid`.
 fn rsa_jwks(key: &EncodingKey, kid: &str) -> Value {
+    crypto();
     let mut jwk = Jwk::from_encoding_key(key, Algorithm::RS256).unwrap();
     jwk.common.key_id = Some(kid.into());
     serde_json::to_value(JwkSet { keys: vec![jwk] }).unwrap()

@@ -19,7 +19,15 @@ use server_support::*;
 
 const SECRET: &str = "a shared HS256 secret that is long enough";
 
+/// jsonwebtoken's crypto provider, for this file's own signing: the tests build with both of
+/// its back ends (see Cargo.toml), where it picks none by itself. hookgate's builders install
+/// one (`tests/auth_crypto_provider.rs`), but a test may sign before it builds one.
+fn crypto() {
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+}
+
 fn token(clock: &ManualClock, audience: &str, expires_in: TimeDelta, scope: &str) -> String {
+    crypto();
     let now = clock.now().timestamp();
     let claims = json!({"iss": "https://idp.example", "aud": audience, "sub": "ci",
                         "exp": now + expires_in.num_seconds(), "scope": scope});
@@ -132,6 +140,7 @@ async fn a_jwks_that_cannot_be_fetched_is_503_without_its_address_in_the_body() 
     let claims = json!({"iss": "https://idp.example", "aud": "hookgate", "sub": "ci",
                         "exp": clock.now().timestamp() + 3600});
     let key = EncodingKey::from_rsa_pem(include_bytes!("data/jwt/rsa_private.pem")).unwrap();
+    crypto();
     let token = encode(&header, &claims, &key).unwrap();
     let path = format!("/callbacks/{}", callback_id(&gates, "d1", TICKET));
 

@@ -208,6 +208,7 @@ impl TokenIssuerBuilder {
     /// Builds the issuer; fails for a signing key shorter than 32 bytes, a lifetime under one
     /// second, or two clients with the same id.
     pub fn build(self) -> Result<TokenIssuer, AuthError> {
+        crate::auth::jwt::ensure_crypto_provider();
         if self.lifetime.as_secs() == 0 {
             return Err(AuthError::config(
                 "the token lifetime must be at least one second",

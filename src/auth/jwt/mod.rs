@@ -240,6 +240,7 @@ impl JwtAuthorizerBuilder {
     /// Builds the authorizer; fails if a key does not parse, no key source was given, or a JWKS's
     /// refresh interval is under [`MIN_JWKS_REFRESH_INTERVAL`](Self::MIN_JWKS_REFRESH_INTERVAL).
     pub fn build(self) -> Result<JwtAuthorizer, AuthError> {
+        ensure_crypto_provider();
         let keys = self.keys.into_iter().collect::<Result<Vec<_>, _>>()?;
         let jwks = match self.jwks {
             None => None,
@@ -294,6 +295,20 @@ impl JwtAuthorizerBuilder {
             },
             clock: self.clock,
         })
+    }
+}
+
+/// Makes sure jsonwebtoken has a crypto provider, which it picks by its features: hookgate
+/// enables `aws_lc_rs`, and when another crate in the build enables `rust_crypto` too (Cargo
+/// unifies features across the build), it picks none and panics at the first token checked or
+/// issued. aws-lc-rs's provider then becomes the process's default; one the host installed is
+/// kept.
+pub(crate) fn ensure_crypto_provider() {
+    use jsonwebtoken::crypto::{CryptoProvider, aws_lc};
+
+    if CryptoProvider::try_get_default().is_none() {
+        // Losing a race to another installer leaves that one's, which serves as well.
+        let _ = aws_lc::DEFAULT_PROVIDER.install_default();
     }
 }
 
