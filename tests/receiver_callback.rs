@@ -836,3 +836,37 @@ async fn non_http_callback_url_is_refused() {
         "{error:?}"
     );
 }
+
+/// A message longer than the gate's server takes (hookgate's refuses bodies over 64 KiB, as a
+/// final `413`) is cut to fit, so that the outcome still arrives: eleven thousand control
+/// characters are 11 KB in memory and 66 KB JSON-escaped.
+#[tokio::test]
+async fn a_message_too_long_for_the_gates_server_is_cut_so_the_outcome_arrives() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(CALLBACK_PATH))
+        .respond_with(|request: &wiremock::Request| {
+            if request.body.len() > CallbackClient::DEFAULT_MAX_BODY_BYTES {
+                ResponseTemplate::new(413)
+            } else {
+                ResponseTemplate::new(200).set_body_json(json!({"status": "applied"}))
+            }
+        })
+        .mount(&server)
+        .await;
+    let log = "\u{1}".repeat(11_000);
+
+    let outcome = static_client()
+        .send(
+            &callback_url(&server),
+            &Callback::failure().with_message(log),
+        )
+        .await;
+
+    assert_eq!(outcome.unwrap(), CallbackOutcome::Delivered);
+    let received = server.received_requests().await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&received[0].body).unwrap();
+    assert_eq!(body["success"], false);
+    let message = body["mdMessage"].as_str().unwrap();
+    assert!(message.ends_with('…') && message.starts_with('\u{1}'));
+}

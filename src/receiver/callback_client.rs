@@ -79,6 +79,8 @@ pub struct CallbackClient {
     allowed: Option<Arc<[Origin]>>,
     /// Whether the token may go over plain `http` to another machine.
     allow_http: bool,
+    /// The longest body sent ([`Callback::to_json_within`]).
+    max_body_bytes: usize,
 }
 
 impl CallbackClient {
@@ -95,7 +97,22 @@ impl CallbackClient {
             options: None,
             allowed: None,
             allow_http: false,
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
         }
+    }
+
+    /// The default longest body: the limit of hookgate's own callback endpoint
+    /// (`CallbackHandler::DEFAULT_BODY_LIMIT`).
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+    /// The longest body sent (default [`DEFAULT_MAX_BODY_BYTES`](Self::DEFAULT_MAX_BODY_BYTES)):
+    /// a longer message is cut to fit ([`Callback::to_json_within`]) rather than sent whole to
+    /// a server that refuses it (`413`, final), which would leave the gate waiting until its
+    /// timeout. Set it to the gate's server's limit where that is another.
+    #[must_use]
+    pub fn with_max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
     }
 
     /// Sends callbacks only to these origins (scheme, host and port, e.g.
@@ -169,7 +186,7 @@ impl CallbackClient {
                     .to_owned(),
             });
         }
-        let body = Bytes::from(callback.to_json().to_string());
+        let body = Bytes::from(callback.to_json_within(self.max_body_bytes));
         let refreshed = AtomicBool::new(false);
         with_retries(&self.backoff, |attempt| {
             self.attempt(&uri, &body, attempt, &refreshed)
