@@ -536,11 +536,7 @@ async fn an_unreachable_jwks_is_unavailable_so_senders_retry() {
 /// it was before the JWKS was consulted for such tokens: its sender should not retry.
 #[tokio::test]
 async fn a_bad_signature_on_a_direct_keys_token_is_401_while_the_jwks_is_down() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(500))
-        .mount(&server)
-        .await;
+    let server = jwks_down().await;
     let clock = clock();
     let authorizer = jwks_builder(&server, &clock).hs256(SECRET).build().unwrap();
     let forged = sign(
@@ -560,11 +556,7 @@ async fn a_bad_signature_on_a_direct_keys_token_is_401_while_the_jwks_is_down() 
 /// sender would give up on a valid token.
 #[tokio::test]
 async fn a_jwks_token_is_503_while_the_jwks_is_down_beside_a_direct_key_of_its_algorithm() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(500))
-        .mount(&server)
-        .await;
+    let server = jwks_down().await;
     let clock = clock();
     let authorizer = jwks_builder(&server, &clock)
         .rs256_pem(RSA_PUBLIC)
@@ -580,6 +572,16 @@ async fn a_jwks_token_is_503_while_the_jwks_is_down_beside_a_direct_key_of_its_a
     let err = authorizer.authorize(&token).await.unwrap_err();
 
     assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE, "{err}");
+}
+
+/// A JWKS endpoint that fails every fetch.
+async fn jwks_down() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
+    server
 }
 
 /// A JWKS holding `key` (RS256) as `kid`.

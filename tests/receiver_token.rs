@@ -99,6 +99,15 @@ fn source(server: &MockServer) -> hookgate::receiver::ClientCredentialsBuilder {
         .backoff(quick())
 }
 
+/// The client credentials of `server`, refreshing a minute before expiry by `clock`.
+fn on_clock(server: &MockServer, clock: &TestClock) -> ClientCredentials {
+    source(server)
+        .refresh_margin(Duration::from_secs(60))
+        .clock(clock.clone())
+        .build(transport())
+        .unwrap()
+}
+
 fn transport() -> ReqwestTransport {
     ReqwestTransport::new().unwrap()
 }
@@ -163,11 +172,7 @@ async fn token_is_refreshed_once_the_margin_before_expiry_is_reached() {
     let server = first_then_second(3600).await;
 
     let clock = TestClock::new();
-    let tokens = source(&server)
-        .refresh_margin(Duration::from_secs(60))
-        .clock(clock.clone())
-        .build(transport())
-        .unwrap();
+    let tokens = on_clock(&server, &clock);
 
     assert_eq!(tokens.token().await.unwrap().expose(), "first");
     clock.advance(TimeDelta::seconds(3600 - 60 - 1));
@@ -236,11 +241,7 @@ async fn a_tokens_lifetime_counts_from_when_it_was_asked_for() {
         token: "first",
     };
     let server = answering(slow, 1, token("second", 3600)).await;
-    let tokens = source(&server)
-        .refresh_margin(Duration::from_secs(60))
-        .clock(clock.clone())
-        .build(transport())
-        .unwrap();
+    let tokens = on_clock(&server, &clock);
 
     assert_eq!(tokens.token().await.unwrap().expose(), "first");
     // Refreshed 60 s before an hour after it was asked for, not after it arrived.
@@ -322,11 +323,7 @@ async fn a_failed_refresh_falls_back_to_the_cached_token_until_it_expires() {
 async fn a_refresh_while_the_token_still_serves_makes_one_attempt() {
     let server = answering(token("first", 3600), 1, ResponseTemplate::new(503)).await;
     let clock = TestClock::new();
-    let tokens = source(&server)
-        .refresh_margin(Duration::from_secs(60))
-        .clock(clock.clone())
-        .build(transport())
-        .unwrap();
+    let tokens = on_clock(&server, &clock);
     assert_eq!(tokens.token().await.unwrap().expose(), "first");
     clock.advance(TimeDelta::seconds(3600 - 30));
     assert_eq!(tokens.token().await.unwrap().expose(), "first");
@@ -357,13 +354,7 @@ async fn callers_during_a_refresh_are_served_the_unexpired_token() {
     )
     .await;
     let clock = TestClock::new();
-    let tokens = Arc::new(
-        source(&server)
-            .refresh_margin(Duration::from_secs(60))
-            .clock(clock.clone())
-            .build(transport())
-            .unwrap(),
-    );
+    let tokens = Arc::new(on_clock(&server, &clock));
     assert_eq!(tokens.token().await.unwrap().expose(), "first");
 
     clock.advance(TimeDelta::seconds(70));
@@ -681,11 +672,7 @@ async fn a_refresh_whose_token_stops_serving_during_its_attempt_retries() {
             .await;
     }
     let clock = TestClock::new();
-    let tokens = source(&server)
-        .refresh_margin(Duration::from_secs(60))
-        .clock(clock.clone())
-        .build(transport())
-        .unwrap();
+    let tokens = on_clock(&server, &clock);
     let first = tokens.token().await.unwrap();
     // Past the refresh point, not yet expired.
     clock.advance(TimeDelta::seconds(3600 - 30));
