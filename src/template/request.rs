@@ -52,7 +52,9 @@ impl RequestTemplate {
         self
     }
 
-    /// Adds a header; headers are sent in the order added, repeats included.
+    /// Adds a header; headers are sent in the order added, repeats included. A header the HTTP
+    /// client writes from the request ([`is_reserved_header`]) makes
+    /// [`render`](Self::render) fail with [`RenderError::ReservedHeader`].
     #[must_use]
     pub fn with_header(mut self, name: impl Into<String>, value: Template) -> Self {
         self.headers.push((name.into(), value));

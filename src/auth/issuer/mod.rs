@@ -207,6 +207,9 @@ impl TokenIssuerBuilder {
 
     /// Builds the issuer; fails for a signing key shorter than 32 bytes, a lifetime under one
     /// second, or two clients with the same id.
+    ///
+    /// Installs a jsonwebtoken crypto provider where there is none, as
+    /// [`JwtAuthorizerBuilder::build`](crate::auth::JwtAuthorizerBuilder::build) does.
     pub fn build(self) -> Result<TokenIssuer, AuthError> {
         crate::auth::jwt::ensure_crypto_provider();
         if self.lifetime.as_secs() == 0 {

@@ -239,6 +239,10 @@ impl JwtAuthorizerBuilder {
 
     /// Builds the authorizer; fails if a key does not parse, no key source was given, or a JWKS's
     /// refresh interval is under [`MIN_JWKS_REFRESH_INTERVAL`](Self::MIN_JWKS_REFRESH_INTERVAL).
+    ///
+    /// If jsonwebtoken has no crypto provider (both of its back ends are enabled in the build,
+    /// and it picks neither), installs aws-lc-rs's as the process's default; install another
+    /// (`jsonwebtoken::crypto::CryptoProvider::install_default`) before building to use it.
     pub fn build(self) -> Result<JwtAuthorizer, AuthError> {
         ensure_crypto_provider();
         let keys = self.keys.into_iter().collect::<Result<Vec<_>, _>>()?;

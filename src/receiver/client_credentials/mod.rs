@@ -50,7 +50,9 @@ pub const DEFAULT_AUDIENCE: &str = "https://api.cloud.armory.io";
 /// - A refresh while the cached token has not yet expired makes one attempt, not the
 ///   [`Backoff`]'s retries, and when it fails serves that token (with a warning), so that the
 ///   token endpoint being down for less than the margin stops nothing; a refresh is tried
-///   again 5 s later, or at the token's expiry if sooner. A token
+///   again 5 s later, or at the token's expiry if sooner. If the token expires or is
+///   invalidated during that attempt, the refresh retries as a fetch with no token in hand
+///   does. A token
 ///   [`invalidate`](TokenSource::invalidate)d is never served again.
 /// - A fetch retries connection errors, timeouts, 408, 429 and 5xx with [`Backoff`]; an RFC 6749
 ///   error answer is final ([`TokenError::Refused`]).
