@@ -1230,6 +1230,8 @@ async fn a_path_naming_no_database_file_is_refused() {
         "file:%3Amemory%3A",
         "file:hookgate.db?mode=memory",
         "file:hookgate.db?cache=shared&mode=memor%79",
+        "file:hookgate.db?vfs=memdb",
+        "file:/hookgate.db?vfs=memdb",
         "file:",
         "file:?mode=rwc",
         "file://",
@@ -1272,6 +1274,27 @@ async fn out_of_range_options_are_brought_into_range() {
 }
 
 /// Creates a deployment and reads it back: the store works.
+/// A file SQLite can only read (a `mode=ro` URI here; its permissions for a process not running
+/// as root) is refused as a database that cannot be opened, which says to make it writable,
+/// rather than as a backend failure to retry: SQLite opens it read-only without a word, and the
+/// first write is the migration's.
+#[tokio::test]
+async fn a_database_that_can_only_be_read_is_refused_at_open() {
+    let dir = TempDir::new("read-only");
+    SqliteStore::open(dir.db())
+        .await
+        .expect("open")
+        .close()
+        .await;
+    let uri = format!("file:{}?mode=ro", dir.db().display());
+    match SqliteStore::open(&uri).await {
+        Err(e @ StoreError::Open { .. }) => {
+            assert!(e.to_string().contains("writable"), "{e}");
+        }
+        other => panic!("{:?}", other.map(|_| "opened")),
+    }
+}
+
 async fn creates_and_loads(store: &SqliteStore) {
     let (d, events) = start("d1");
     store

@@ -116,7 +116,7 @@ pub enum StoreError {
         source: Box<dyn StdError + Send + Sync>,
     },
     /// The path given to the SQLite store names no file: `:memory:`, an in-memory URI
-    /// (`file::memory:`, `mode=memory`) or an empty path, which SQLite opens as a database of
+    /// (`file::memory:`, `mode=memory`, `vfs=memdb`) or an empty path, which SQLite opens as a database of
     /// each connection's own, so that the store's connections would not share one.
     #[error(
         "{path:?} names no database file but one each connection opens apart ({why}): give \

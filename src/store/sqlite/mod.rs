@@ -237,9 +237,13 @@ fn not_a_file(path: &Path) -> Option<&'static str> {
     if name.clone().next().is_none() {
         return Some("a URI with an empty path is a temporary database");
     }
+    // The `memdb` VFS keeps the database in memory too: each connection's own under a name
+    // not starting with `/`, or one shared in the process, and gone with it, under one that
+    // does.
     let in_memory = name.eq(*b":memory:")
-        || url::form_urlencoded::parse(query.as_bytes())
-            .any(|(key, value)| key == "mode" && value == "memory");
+        || url::form_urlencoded::parse(query.as_bytes()).any(|(key, value)| {
+            (key == "mode" && value == "memory") || (key == "vfs" && value == "memdb")
+        });
     in_memory.then_some("an in-memory database")
 }
 
@@ -315,7 +319,9 @@ impl SqliteStore {
         }
         let connect = connect_options(path, &options);
         let pool = first_connection(path, &connect, &options).await?;
-        schema::migrate(&pool, options.clock.now()).await?;
+        schema::migrate(&pool, options.clock.now())
+            .await
+            .map_err(|e| read_only_as_open(e, path))?;
         let connect = writer::Writer::options(connect);
         let conn = connect.connect().await.map_err(|e| StoreError::Open {
             path: path.to_owned(),
@@ -371,6 +377,30 @@ impl SqliteStore {
             .await
             .map_err(|_| writer::closed())?;
         answer.await.map_err(|_| writer::stopped())?
+    }
+}
+
+/// A migration refused because the file is read-only (its permissions, a `mode=ro` URI) as
+/// [`StoreError::Open`], which says to make it writable, rather than a `Backend` failure to
+/// retry: SQLite opens a file it may not write read-only without a word, and the first write
+/// is the migration's.
+fn read_only_as_open(e: StoreError, path: &Path) -> StoreError {
+    const SQLITE_READONLY: i64 = 8;
+    let read_only = match &e {
+        StoreError::Backend { source } => source
+            .downcast_ref::<sqlx::Error>()
+            .and_then(sqlx::Error::as_database_error)
+            .and_then(|db| db.code())
+            .and_then(|code| code.parse::<i64>().ok())
+            .is_some_and(|code| code & 0xff == SQLITE_READONLY),
+        _ => false,
+    };
+    match e {
+        StoreError::Backend { source } if read_only => StoreError::Open {
+            path: path.to_owned(),
+            source,
+        },
+        e => e,
     }
 }
 

@@ -34,6 +34,13 @@ pub(super) async fn migrate(pool: &SqlitePool, now: DateTime<Utc>) -> Result<(),
             .fetch_one(&mut *tx)
             .await
             .map_err(backend)?;
+    // A statement that writes, even nothing, fails on a file this process may only read, which
+    // SQLite opens read-only without a word: here rather than at the first save.
+    tx.execute(sqlx::raw_sql(
+        "UPDATE hookgate_migrations SET version = version WHERE 0",
+    ))
+    .await
+    .map_err(backend)?;
     let applied = codec::migrations_applied(found, MIGRATIONS.len())?;
     for (version, sql) in (1i64..).zip(MIGRATIONS).skip(applied) {
         let failed = |e: sqlx::Error| StoreError::Migration {
