@@ -101,9 +101,8 @@ impl CallbackClient {
         }
     }
 
-    /// The default longest body: the limit of hookgate's own callback endpoint
-    /// (`CallbackHandler::DEFAULT_BODY_LIMIT`).
-    pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+    /// The default longest body: the limit of hookgate's own callback endpoint.
+    pub const DEFAULT_MAX_BODY_BYTES: usize = crate::server::CallbackHandler::DEFAULT_BODY_LIMIT;
 
     /// The longest body sent (default [`DEFAULT_MAX_BODY_BYTES`](Self::DEFAULT_MAX_BODY_BYTES)):
     /// a longer message is cut to fit ([`Callback::to_json_within`]) rather than sent whole to

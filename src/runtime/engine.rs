@@ -424,8 +424,9 @@ impl Engine {
         let _launching = self.inner.launches.begin(d.id());
         let mut new = NewDeployment::new(&d, &*new.source);
         let lease = self.lease();
-        if let Some(lease) = &lease {
-            new = new.leased(lease.clone());
+        let leased_at = lease.as_ref().map(|lease| lease.now);
+        if let Some(lease) = lease {
+            new = new.leased(lease);
         }
         // Checked by the store in the same step as the write: the check of `start` and of a
         // hand-off holds only for this engine, and a replica may start the application at once.
@@ -445,8 +446,8 @@ impl Engine {
         // The new row's lease was taken before the create, which a slow store may have made
         // last a good part of it (or all of it): another replica would take the deployment
         // over before this one's next upkeep round renews it.
-        if let (Some(replica), Some(lease)) = (self.replica(), lease) {
-            self.renew_leases_when_due(&mut Renewals::since(replica, lease.now))
+        if let (Some(replica), Some(leased_at)) = (self.replica(), leased_at) {
+            self.renew_leases_when_due(&mut Renewals::since(replica, leased_at))
                 .await;
         }
         // Stored, so no longer looked for: an earlier launch of it by a hand-off may have

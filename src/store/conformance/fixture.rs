@@ -124,6 +124,14 @@ impl Started {
         NewDeployment::new(&self.deployment, &self.source)
     }
 
+    /// Creates it in `store`, with the events its start produced.
+    pub(super) async fn create_in(&self, store: &DynStore) {
+        store
+            .create(self.new_deployment(), &self.events)
+            .await
+            .expect("create succeeds");
+    }
+
     pub(super) fn callback(&self) -> CallbackId {
         self.gate().1
     }

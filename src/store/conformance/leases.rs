@@ -23,14 +23,8 @@ pub async fn lease_claims(store: &DynStore) {
     let application = fx.name("app");
     let d = fx.start("d", &application);
     let mut finished = fx.start("finished", &application);
-    store
-        .create(d.new_deployment(), &d.events)
-        .await
-        .expect("create succeeds");
-    store
-        .create(finished.new_deployment(), &finished.events)
-        .await
-        .expect("create succeeds");
+    d.create_in(store).await;
+    finished.create_in(store).await;
     let (a, b) = (fx.name("replica-a"), fx.name("replica-b"));
 
     let id = d.id();
@@ -151,10 +145,7 @@ pub async fn orphan_claims(store: &DynStore) {
         .expect("create succeeds");
     // Unleased, but finished: nothing to drive.
     let mut finished = fx.start("finished", &application);
-    store
-        .create(finished.new_deployment(), &finished.events)
-        .await
-        .expect("create succeeds");
+    finished.create_in(store).await;
     finished.cancel_created(store).await;
 
     let first = store
@@ -193,10 +184,7 @@ pub async fn orphan_claims(store: &DynStore) {
     let mut many = HashSet::new();
     for i in 0..20 {
         let d = fx.start(&format!("many-{i:02}"), &application);
-        store
-            .create(d.new_deployment(), &d.events)
-            .await
-            .expect("create succeeds");
+        d.create_in(store).await;
         many.insert(d.id().clone());
     }
     let (x, y) = (fx.name("x"), fx.name("y"));
@@ -284,10 +272,7 @@ pub async fn change_notices(store: &DynStore) {
     };
     store.watch(watcher).await.expect("watch succeeds");
     let mut d = fx.start("d", &fx.name("app"));
-    store
-        .create(d.new_deployment(), &d.events)
-        .await
-        .expect("create succeeds");
+    d.create_in(store).await;
     let events = d.sent(1);
     d.save(store, 1, &events).await.expect("save succeeds");
 

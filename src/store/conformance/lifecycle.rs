@@ -12,10 +12,7 @@ pub async fn another_deployments_state_refused(store: &DynStore) {
     let mut fx = Fixture::new("wrong-state");
     let application = fx.name("app");
     let first = fx.start("d", &application);
-    store
-        .create(first.new_deployment(), &first.events)
-        .await
-        .expect("the first create succeeds");
+    first.create_in(store).await;
     let other = fx.start("other", &application);
     let elsewhere = fx.start("elsewhere", &application);
     let mut new = other.new_deployment();
@@ -99,10 +96,7 @@ pub async fn duplicate_create_refused(store: &DynStore) {
     let mut fx = Fixture::new("duplicate");
     let application = fx.name("app");
     let first = fx.start("d", &application);
-    store
-        .create(first.new_deployment(), &first.events)
-        .await
-        .expect("the first create succeeds");
+    first.create_in(store).await;
 
     let again = fx.start("d", &application);
     let refused = store.create(again.new_deployment(), &again.events).await;
@@ -195,10 +189,7 @@ pub async fn large_state(store: &DynStore) {
         .with_context("blob", blob.clone())
         .with_settings(Settings::default().with_max_progress_notes(2_000));
     let mut d = fx.start_with("d", &fx.name("app"), options);
-    store
-        .create(d.new_deployment(), &d.events)
-        .await
-        .expect("create succeeds");
+    d.create_in(store).await;
     let mut events = Vec::new();
     for i in 0..2_000 {
         events.extend(d.progress(&format!("note {i}: {}", "x".repeat(100))));

@@ -13,10 +13,7 @@ pub async fn callback_lookup(store: &DynStore) {
     let mut a = fx.start("a", &application);
     let b = fx.start("b", &application);
     for d in [&a, &b] {
-        store
-            .create(d.new_deployment(), &d.events)
-            .await
-            .expect("create succeeds");
+        d.create_in(store).await;
     }
     a.cancel_created(store).await;
     for d in [&a, &b] {
@@ -35,10 +32,7 @@ pub async fn unfinished_listing(store: &DynStore) {
     let queued = fx.start("y-queued", &application);
     let mut canceled = fx.start("c-canceled", &application);
     let rejected = fx.start("d-rejected", &application);
-    store
-        .create(running.new_deployment(), &running.events)
-        .await
-        .expect("create succeeds");
+    running.create_in(store).await;
     let queued_new = queued
         .new_deployment()
         .with_status(DeploymentStatus::Queued);
@@ -46,10 +40,7 @@ pub async fn unfinished_listing(store: &DynStore) {
         .create(queued_new, &queued.events)
         .await
         .expect("create succeeds");
-    store
-        .create(canceled.new_deployment(), &canceled.events)
-        .await
-        .expect("create succeeds");
+    canceled.create_in(store).await;
     let rejected_new = rejected
         .new_deployment()
         .with_status(DeploymentStatus::Rejected);
@@ -88,10 +79,7 @@ pub async fn running_for_application(store: &DynStore) {
     let second = fx.start("a-second", &application);
     let other = fx.start("e-other", &other_application);
     for started in [&first, &finished, &second, &other] {
-        store
-            .create(started.new_deployment(), &started.events)
-            .await
-            .expect("create succeeds");
+        started.create_in(store).await;
     }
     let queued_new = queued
         .new_deployment()

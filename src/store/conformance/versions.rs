@@ -10,10 +10,7 @@ use crate::store::{DynStore, StoreError};
 pub async fn stale_version_conflicts(store: &DynStore) {
     let mut fx = Fixture::new("stale");
     let mut first = fx.start("d", &fx.name("app"));
-    store
-        .create(first.new_deployment(), &first.events)
-        .await
-        .expect("create succeeds");
+    first.create_in(store).await;
     let mut second = first.clone();
 
     let first_events = first.sent(1);
@@ -63,10 +60,7 @@ pub async fn concurrent_saves(store: &Arc<DynStore>, spawn: impl Fn(SaveTask) ->
     const WRITERS: i64 = 16;
     let mut fx = Fixture::new("concurrent");
     let created = fx.start("d", &fx.name("app"));
-    store
-        .create(created.new_deployment(), &created.events)
-        .await
-        .expect("create succeeds");
+    created.create_in(store).await;
     // Each writer applies its own input to the same version, so its state and events are its
     // own and the stored row shows who won.
     let writers: Vec<(Started, Vec<Event>)> = (0..WRITERS)
@@ -125,10 +119,7 @@ pub async fn concurrent_saves(store: &Arc<DynStore>, spawn: impl Fn(SaveTask) ->
 pub async fn history_order_and_atomicity(store: &DynStore) {
     let mut fx = Fixture::new("history");
     let mut d = fx.start("d", &fx.name("app"));
-    store
-        .create(d.new_deployment(), &d.events)
-        .await
-        .expect("create succeeds");
+    d.create_in(store).await;
     let created = d.events.clone();
     let sent = d.sent(1);
     let notes: Vec<Event> = ["one", "two", "three"]

@@ -319,9 +319,7 @@ impl SqliteStore {
         }
         let connect = connect_options(path, &options);
         let pool = first_connection(path, &connect, &options).await?;
-        schema::migrate(&pool, options.clock.now())
-            .await
-            .map_err(|e| read_only_as_open(e, path))?;
+        schema::migrate(&pool, path, options.clock.now()).await?;
         let connect = writer::Writer::options(connect);
         let conn = connect.connect().await.map_err(|e| StoreError::Open {
             path: path.to_owned(),
@@ -380,27 +378,26 @@ impl SqliteStore {
     }
 }
 
-/// A migration refused because the file is read-only (its permissions, a `mode=ro` URI) as
-/// [`StoreError::Open`], which says to make it writable, rather than a `Backend` failure to
-/// retry: SQLite opens a file it may not write read-only without a word, and the first write
-/// is the migration's.
-fn read_only_as_open(e: StoreError, path: &Path) -> StoreError {
+/// What a failed statement of opening a file means: one SQLite refused as the file is
+/// read-only (its permissions, a `mode=ro` URI) is [`StoreError::Open`], which says to make it
+/// writable, rather than a `Backend` failure to retry: SQLite opens a file it may not write
+/// read-only without a word, and the first write is the migration's.
+fn opening(path: &Path) -> impl Fn(sqlx::Error) -> StoreError + '_ {
     const SQLITE_READONLY: i64 = 8;
-    let read_only = match &e {
-        StoreError::Backend { source } => source
-            .downcast_ref::<sqlx::Error>()
-            .and_then(sqlx::Error::as_database_error)
+    move |e| {
+        let read_only = e
+            .as_database_error()
             .and_then(|db| db.code())
             .and_then(|code| code.parse::<i64>().ok())
-            .is_some_and(|code| code & 0xff == SQLITE_READONLY),
-        _ => false,
-    };
-    match e {
-        StoreError::Backend { source } if read_only => StoreError::Open {
-            path: path.to_owned(),
-            source,
-        },
-        e => e,
+            .is_some_and(|code| code & 0xff == SQLITE_READONLY);
+        if read_only {
+            StoreError::Open {
+                path: path.to_owned(),
+                source: Box::new(e),
+            }
+        } else {
+            backend(e)
+        }
     }
 }
 

@@ -6,10 +6,12 @@
 //! happen in one `BEGIN IMMEDIATE` transaction, so a second opener waits (busy timeout) and
 //! then finds nothing to do.
 
+use std::path::Path;
+
 use chrono::{DateTime, Utc};
 use sqlx::{Executor, SqlitePool};
 
-use super::{backend, timestamp};
+use super::{backend, opening, timestamp};
 use crate::store::{StoreError, codec};
 
 /// Migration `i` brings the schema to version `i + 1`. Append only: a released migration is
@@ -19,8 +21,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_history_and_plans.sql"),
 ];
 
-pub(super) async fn migrate(pool: &SqlitePool, now: DateTime<Utc>) -> Result<(), StoreError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+/// Applies the migrations `path`'s database lacks.
+pub(super) async fn migrate(
+    pool: &SqlitePool,
+    path: &Path,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let opening = opening(path);
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(&opening)?;
     tx.execute(sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS hookgate_migrations (
             version    INTEGER PRIMARY KEY NOT NULL,
@@ -28,7 +36,7 @@ pub(super) async fn migrate(pool: &SqlitePool, now: DateTime<Utc>) -> Result<(),
         )",
     ))
     .await
-    .map_err(backend)?;
+    .map_err(&opening)?;
     let found: i64 =
         sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM hookgate_migrations")
             .fetch_one(&mut *tx)
@@ -40,7 +48,7 @@ pub(super) async fn migrate(pool: &SqlitePool, now: DateTime<Utc>) -> Result<(),
         "UPDATE hookgate_migrations SET version = version WHERE 0",
     ))
     .await
-    .map_err(backend)?;
+    .map_err(&opening)?;
     let applied = codec::migrations_applied(found, MIGRATIONS.len())?;
     for (version, sql) in (1i64..).zip(MIGRATIONS).skip(applied) {
         let failed = |e: sqlx::Error| StoreError::Migration {
