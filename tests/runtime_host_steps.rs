@@ -74,33 +74,34 @@ async fn each_step_names_its_targets_strategy_and_services() {
     assert!(
         steps
             .iter()
-            .all(|(c, _)| c.deployment == started.id && c.application == "shop")
+            .all(|(c, _)| c.deployment() == &started.id && c.application() == "shop")
     );
-    let ops: std::collections::BTreeSet<_> = steps.iter().map(|(c, _)| c.op).collect();
+    let ops: std::collections::BTreeSet<_> = steps.iter().map(|(c, _)| c.op()).collect();
     assert_eq!(ops.len(), steps.len(), "each step its own op: {steps:?}");
     let of = |environment: &str| -> Vec<(StepContext, &'static str)> {
         steps
             .iter()
-            .filter(|(c, _)| c.environment == environment)
+            .filter(|(c, _)| c.environment() == environment)
             .cloned()
             .collect()
     };
     let dev = of("dev");
     assert_eq!(dev.len(), 1, "{dev:?}");
     assert_eq!(dev[0].1, "deploy");
-    assert_eq!(dev[0].0.strategy, StepStrategy::Direct);
-    assert_eq!(dev[0].0.account.as_deref(), Some("dev-cluster"));
-    assert_eq!(dev[0].0.namespace.as_deref(), Some("shop-dev"));
+    assert_eq!(dev[0].0.strategy(), StepStrategy::Direct);
+    assert_eq!(dev[0].0.account(), Some("dev-cluster"));
+    assert_eq!(dev[0].0.namespace(), Some("shop-dev"));
 
     let staging = of("staging");
     assert_eq!(
         staging.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
         ["deploy", "setWeight", "setWeight"]
     );
-    assert!(staging.iter().all(|(c, _)| c.strategy
-        == StepStrategy::Canary {
-            name: "slow".into()
-        }));
+    assert!(
+        staging
+            .iter()
+            .all(|(c, _)| c.strategy() == StepStrategy::Canary { name: "slow" })
+    );
 
     let prod = of("prod");
     assert_eq!(
@@ -108,12 +109,12 @@ async fn each_step_names_its_targets_strategy_and_services() {
         ["deploy", "redirectTraffic", "shutDownOldVersion"]
     );
     let blue_green = StepStrategy::BlueGreen {
-        name: "switch".into(),
-        active_service: "checkout".into(),
-        preview_service: Some("checkout-preview".into()),
+        name: "switch",
+        active_service: "checkout",
+        preview_service: Some("checkout-preview"),
     };
     assert!(
-        prod.iter().all(|(c, _)| c.strategy == blue_green),
+        prod.iter().all(|(c, _)| c.strategy() == blue_green),
         "{prod:?}"
     );
 }
@@ -126,7 +127,7 @@ impl Host for ReplicaSetHost {
     async fn run_step(&self, context: &StepContext, step: &HostStep) -> StepOutcome {
         match step {
             HostStep::Deploy => StepOutcome::Deployed {
-                replica_set_name: format!("shop-{}-5f7b", context.environment),
+                replica_set_name: format!("shop-{}-5f7b", context.environment()),
             },
             _ => StepOutcome::Succeeded,
         }
@@ -250,8 +251,8 @@ async fn a_step_asked_for_again_after_a_restart_keeps_its_op() {
     .await
     .expect("the deploy is asked for again");
     assert_eq!(again.1, "deploy");
-    assert_eq!(again.0.deployment, id);
-    assert_eq!(again.0.op, asked[0].op, "the same op as the first time");
+    assert_eq!(again.0.deployment(), &id);
+    assert_eq!(again.0.op(), asked[0].op(), "the same op as the first time");
 }
 
 /// `Debug` of an engine and its builder: what it is doing, in counts.
@@ -285,7 +286,10 @@ async fn engines_share_one_host_behind_an_arc() {
     #[async_trait]
     impl Host for Tally {
         async fn run_step(&self, context: &StepContext, step: &HostStep) -> StepOutcome {
-            self.0.lock().unwrap().push(context.application.clone());
+            self.0
+                .lock()
+                .unwrap()
+                .push(context.application().to_owned());
             SimulatedHost.run_step(context, step).await
         }
 

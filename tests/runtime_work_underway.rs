@@ -35,8 +35,11 @@ impl SlowA {
 #[async_trait]
 impl Host for SlowA {
     async fn run_step(&self, context: &StepContext, step: &HostStep) -> StepOutcome {
-        self.asked.lock().unwrap().push(context.environment.clone());
-        if context.environment == "a" {
+        self.asked
+            .lock()
+            .unwrap()
+            .push(context.environment().to_owned());
+        if context.environment() == "a" {
             self.release.notified().await;
         }
         SimulatedHost.run_step(context, step).await

@@ -298,6 +298,19 @@ impl Deployment {
         std::mem::take(&mut self.s.events).into()
     }
 
+    /// Hands the deployment empty buffers to queue its next input's outputs in, where it holds
+    /// none (at rest, drained): the engine lends back the buffers its drains took, and the input
+    /// then allocates none for its outputs. Buffers that are not empty are dropped, not lent.
+    #[cfg(feature = "runtime")]
+    pub(crate) fn lend_queues(&mut self, actions: Vec<Action>, events: Vec<Event>) {
+        if self.s.actions.capacity() == 0 && actions.is_empty() {
+            self.s.actions = actions.into();
+        }
+        if self.s.events.capacity() == 0 && events.is_empty() {
+            self.s.events = events.into();
+        }
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) must next be called, if ever.
     pub fn poll_timeout(&self) -> Option<DateTime<Utc>> {
         let gates = self.s.gates.iter().filter_map(|g| g.deadline());
@@ -1099,6 +1112,60 @@ mod tests {
         assert_eq!(taken.take_events(), events);
         assert_eq!(taken.s.actions.capacity(), 0);
         assert_eq!(taken.s.events.capacity(), 0);
+    }
+
+    /// Lent buffers hold the next input's outputs and leave with them; a deployment holding
+    /// buffers of its own keeps them, and a buffer that is not empty is not lent.
+    #[cfg(feature = "runtime")]
+    #[test]
+    fn lent_buffers_take_the_next_outputs_and_leave_with_them() {
+        let two = "application: a\ntargets:\n  x: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}\n  y: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}";
+        let now = Utc::now();
+        let (mut plain, mut lent) = (started(two), started(two));
+        for d in [&mut plain, &mut lent] {
+            d.take_actions();
+            d.take_events();
+        }
+        plain.handle_cancel(now, "ops").unwrap();
+        let (actions, events) = (Vec::with_capacity(16), Vec::with_capacity(16));
+        let event_buffer = events.as_ptr();
+        lent.lend_queues(actions, events);
+        lent.handle_cancel(now, "ops").unwrap();
+        let events = lent.take_events();
+        assert_eq!(
+            events.as_ptr(),
+            event_buffer,
+            "the outputs went to the lent buffer"
+        );
+        assert!(!events.is_empty());
+        assert_eq!(events, plain.take_events());
+        assert_eq!(lent.take_actions(), plain.take_actions());
+        assert_eq!(
+            lent.s.events.capacity(),
+            0,
+            "the buffer left with the outputs"
+        );
+
+        let mut holding = started(two);
+        let held = holding.s.events.as_slices().0.as_ptr();
+        holding.lend_queues(Vec::with_capacity(16), Vec::with_capacity(16));
+        assert_eq!(
+            holding.s.events.as_slices().0.as_ptr(),
+            held,
+            "its own buffer kept"
+        );
+
+        let event = Event {
+            at: now,
+            kind: EventKind::DeploymentStarted,
+        };
+        let mut drained = started(two);
+        drained.take_events();
+        drained.lend_queues(Vec::new(), vec![event]);
+        assert!(
+            drained.take_events().is_empty(),
+            "a buffer holding an event is not lent"
+        );
     }
 
     /// Firing as `fire_passed` did before it kept a heap: the earliest deadline due over every

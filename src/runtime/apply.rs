@@ -127,6 +127,9 @@ impl Engine {
             }
             attempts += 1;
             let before = spare::copy(&live.d);
+            if live.owned {
+                spare::lend_queues(&mut live.d);
+            }
             let now = self.inner.clock.now();
             let result = input(&mut live.d, now);
             match self.commit_detached(in_flight, live, before).await {
@@ -253,7 +256,7 @@ impl Engine {
         mut before: Box<Deployment>,
         source: Source,
     ) -> Result<(bool, Vec<Ready>), RuntimeError> {
-        let (actions, events) = if live.owned {
+        let (actions, mut events) = if live.owned {
             drain(&mut live.d)
         } else {
             (Vec::new(), live.d.take_events())
@@ -265,6 +268,7 @@ impl Engine {
         let write = changed || (source == Source::Row && !actions.is_empty());
         if !write && actions.is_empty() {
             spare::give_back(before);
+            spare::give_back_queues(actions, events);
             if live.owned {
                 if live.looking() {
                     // An input before the look is due leaves the look armed: only its time
@@ -330,7 +334,7 @@ impl Engine {
         if live.owned {
             return Ok((changed, self.after_commit(live, actions, events)));
         }
-        self.publish(live.d.id(), events);
+        self.publish(live.d.id(), &mut events);
         // A copy that this write finished: a single engine has no upkeep round that would start
         // the deployment queued behind it, as a replica's has, and no entry of it to retire.
         if finished_now && self.replica().is_none() {
@@ -466,6 +470,7 @@ impl Engine {
                 return;
             }
             let before = spare::copy(&live.d);
+            spare::lend_queues(&mut live.d);
             let now = self.inner.clock.now();
             for r in &ready {
                 let _entered = r.span.enter();
@@ -489,15 +494,16 @@ impl Engine {
     pub(crate) fn after_commit(
         &self,
         live: &mut Live,
-        actions: Vec<Action>,
-        events: Vec<Event>,
+        mut actions: Vec<Action>,
+        mut events: Vec<Event>,
     ) -> Vec<Ready> {
         live.arm(&self.inner.deadlines);
-        self.publish(live.d.id(), events);
-        let ready = actions
-            .into_iter()
-            .filter_map(|action| self.perform(live, action))
-            .collect();
+        self.publish(live.d.id(), &mut events);
+        let mut ready = Vec::new();
+        for action in actions.drain(..) {
+            ready.extend(self.perform(live, action));
+        }
+        spare::give_back_queues(actions, events);
         if live.d.is_finished() {
             self.retire(live);
         }
@@ -514,12 +520,12 @@ impl Engine {
         }
         match self.inner.store.history(id).await {
             Ok(history) => {
-                let events = history
+                let mut events = history
                     .into_iter()
                     .filter(|entry| (after + 1..=through).contains(&entry.version))
                     .map(|entry| entry.event)
                     .collect();
-                self.publish(id, events);
+                self.publish(id, &mut events);
             }
             Err(e) => {
                 tracing::warn!(deployment = %id, error = %e, "could not read the events of a write whose answer was lost; subscribers do not hear of them");
@@ -527,15 +533,17 @@ impl Engine {
         }
     }
 
-    /// Sends `events` to the engine's subscribers, if it has any.
-    pub(crate) fn publish(&self, id: &DeploymentId, events: Vec<Event>) {
-        if self.inner.events.receiver_count() > 0 {
-            for event in events {
-                let _ = self.inner.events.send(EngineEvent::Deployment {
-                    id: id.clone(),
-                    event,
-                });
-            }
+    /// Sends `events` to the engine's subscribers, if it has any, leaving it empty.
+    pub(crate) fn publish(&self, id: &DeploymentId, events: &mut Vec<Event>) {
+        if self.inner.events.receiver_count() == 0 {
+            events.clear();
+            return;
+        }
+        for event in events.drain(..) {
+            let _ = self.inner.events.send(EngineEvent::Deployment {
+                id: id.clone(),
+                event,
+            });
         }
     }
 
@@ -667,7 +675,7 @@ impl Engine {
             Action::RunStep(request) => {
                 let context = step_context(&live.d, request.env, request.op);
                 let host = Arc::clone(&self.inner.host);
-                let span = tracing::info_span!("host_step", deployment = %id, env = %context.environment, step = request.step.name());
+                let span = tracing::info_span!("host_step", deployment = %id, env = %context.environment(), step = request.step.name());
                 self.start_io(
                     id,
                     async move { host.run_step(&context, &request.step).await },
@@ -680,7 +688,7 @@ impl Engine {
                 let context = step_context(&live.d, env, op);
                 let host = Arc::clone(&self.inner.host);
                 let span =
-                    tracing::info_span!("rollback", deployment = %id, env = %context.environment);
+                    tracing::info_span!("rollback", deployment = %id, env = %context.environment());
                 self.start_io(
                     id,
                     async move { host.roll_back(&context).await },
@@ -898,15 +906,5 @@ fn note_refusal(result: Result<(), CoreError>) {
 }
 
 pub(crate) fn step_context(d: &Deployment, env: EnvId, op: OpId) -> StepContext {
-    let plan = d.plan();
-    let e = plan.environment(env);
-    StepContext {
-        deployment: d.id().clone(),
-        op,
-        application: plan.application().to_owned(),
-        environment: e.name().to_owned(),
-        account: e.account().map(str::to_owned),
-        namespace: e.namespace().map(str::to_owned),
-        strategy: e.strategy().into(),
-    }
+    StepContext::new(Arc::clone(d.shared_id()), op, Arc::clone(d.plan()), env)
 }

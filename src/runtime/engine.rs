@@ -420,7 +420,7 @@ impl Engine {
             };
             Deployment::start(plan, new.id.clone(), options, &mut **ids, now)
         };
-        let (actions, events) = drain(&mut d);
+        let (actions, mut events) = drain(&mut d);
         let _launching = self.inner.launches.begin(d.id());
         let mut new = NewDeployment::new(&d, &*new.source);
         let lease = self.lease();
@@ -463,7 +463,7 @@ impl Engine {
                 // are left to publish. Not expected, since resumptions leave a deployment being
                 // started to its start.
                 let live = entry.lock().await;
-                self.publish(live.d.id(), events);
+                self.publish(live.d.id(), &mut events);
             }
         }
         Ok(())

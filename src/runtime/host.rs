@@ -1,72 +1,152 @@
+use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::config::Strategy;
+use crate::config::{EnvId, Environment, Plan, Strategy};
 use crate::core::{DeploymentId, HostStep, OpId, StepOutcome};
 
 /// Where a host step runs: the deployment and the target's fields from the deployment file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
+///
+/// It shares the deployment's id and plan rather than copying their text: the engine builds one
+/// for every step and rollback it asks for, most of which a host answers at once.
+#[derive(Clone)]
 pub struct StepContext {
+    deployment: Arc<DeploymentId>,
+    op: OpId,
+    plan: Arc<Plan>,
+    env: EnvId,
+}
+
+impl StepContext {
+    pub(crate) fn new(
+        deployment: Arc<DeploymentId>,
+        op: OpId,
+        plan: Arc<Plan>,
+        env: EnvId,
+    ) -> Self {
+        Self {
+            deployment,
+            op,
+            plan,
+            env,
+        }
+    }
+
     /// The deployment.
-    pub deployment: DeploymentId,
+    pub fn deployment(&self) -> &DeploymentId {
+        &self.deployment
+    }
+
     /// The step (or rollback) within the deployment: the same when the step is asked for again
     /// (after a restart, or by the replica that took the deployment over), and different for
     /// every other step, even one that looks the same (`setWeight` 50, then 20, then 50 again).
-    /// With `deployment`, the key to make a step idempotent by.
-    pub op: OpId,
+    /// With [`deployment`](Self::deployment), the key to make a step idempotent by.
+    pub fn op(&self) -> OpId {
+        self.op
+    }
+
     /// `application`.
-    pub application: String,
+    pub fn application(&self) -> &str {
+        self.plan.application()
+    }
+
+    /// The target: its name, `account`, `namespace`, strategy and constraints as the deployment
+    /// file gave them.
+    pub fn target(&self) -> &Environment {
+        self.plan.environment(self.env)
+    }
+
     /// The target's name.
-    pub environment: String,
+    pub fn environment(&self) -> &str {
+        self.target().name()
+    }
+
     /// The target's `account`.
-    pub account: Option<String>,
+    pub fn account(&self) -> Option<&str> {
+        self.target().account()
+    }
+
     /// The target's `namespace`.
-    pub namespace: Option<String>,
+    pub fn namespace(&self) -> Option<&str> {
+        self.target().namespace()
+    }
+
     /// The target's `strategy`: what [`HostStep::Deploy`] deploys beside, and for blue/green
     /// the services [`HostStep::RedirectTraffic`] switches.
-    pub strategy: StepStrategy,
+    pub fn strategy(&self) -> StepStrategy<'_> {
+        self.target().strategy().into()
+    }
 }
 
-/// How a target is deployed, from its `strategy` (PROTOCOL.md §2).
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl fmt::Debug for StepContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StepContext")
+            .field("deployment", self.deployment())
+            .field("op", &self.op)
+            .field("application", &self.application())
+            .field("environment", &self.environment())
+            .field("account", &self.account())
+            .field("namespace", &self.namespace())
+            .field("strategy", &self.strategy())
+            .finish()
+    }
+}
+
+/// Equal when everything a host sees is: the deployment, the step, and the target's fields.
+impl PartialEq for StepContext {
+    fn eq(&self, other: &Self) -> bool {
+        self.deployment() == other.deployment()
+            && self.op == other.op
+            && self.application() == other.application()
+            && self.environment() == other.environment()
+            && self.account() == other.account()
+            && self.namespace() == other.namespace()
+            && self.strategy() == other.strategy()
+    }
+}
+
+impl Eq for StepContext {}
+
+/// How a target is deployed, from its `strategy` (PROTOCOL.md §2), borrowed from the
+/// deployment file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum StepStrategy {
+pub enum StepStrategy<'a> {
     /// No strategy: the new version replaces the old.
     Direct,
     /// A canary strategy: the new version runs beside the old, traffic moved by
     /// [`HostStep::SetWeight`].
     Canary {
         /// The strategy's name.
-        name: String,
+        name: &'a str,
     },
     /// A blue/green strategy: the new version behind the preview service until
     /// [`HostStep::RedirectTraffic`] points the active service at it.
     BlueGreen {
         /// The strategy's name.
-        name: String,
+        name: &'a str,
         /// `activeService`.
-        active_service: String,
+        active_service: &'a str,
         /// `previewService`.
-        preview_service: Option<String>,
+        preview_service: Option<&'a str>,
     },
 }
 
-impl From<&Strategy> for StepStrategy {
-    fn from(strategy: &Strategy) -> Self {
+impl<'a> From<&'a Strategy> for StepStrategy<'a> {
+    fn from(strategy: &'a Strategy) -> Self {
         match strategy {
             Strategy::Direct => StepStrategy::Direct,
-            Strategy::Canary { name, .. } => StepStrategy::Canary { name: name.clone() },
+            Strategy::Canary { name, .. } => StepStrategy::Canary { name },
             Strategy::BlueGreen {
                 name,
                 active_service,
                 preview_service,
                 ..
             } => StepStrategy::BlueGreen {
-                name: name.clone(),
-                active_service: active_service.clone(),
-                preview_service: preview_service.clone(),
+                name,
+                active_service,
+                preview_service: preview_service.as_deref(),
             },
         }
     }
@@ -113,7 +193,7 @@ pub struct SimulatedHost;
 #[async_trait]
 impl Host for SimulatedHost {
     async fn run_step(&self, context: &StepContext, step: &HostStep) -> StepOutcome {
-        tracing::info!(environment = %context.environment, step = step.name(), "simulated host step");
+        tracing::info!(environment = %context.environment(), step = step.name(), "simulated host step");
         match step {
             HostStep::ExposeServices { services, .. } => StepOutcome::Exposed(
                 services
@@ -121,7 +201,7 @@ impl Host for SimulatedHost {
                     .map(|s| {
                         (
                             s.clone(),
-                            format!("https://{s}.{}.preview.invalid", context.environment),
+                            format!("https://{s}.{}.preview.invalid", context.environment()),
                         )
                     })
                     .collect(),
@@ -131,7 +211,58 @@ impl Host for SimulatedHost {
     }
 
     async fn roll_back(&self, context: &StepContext) -> StepOutcome {
-        tracing::info!(environment = %context.environment, "simulated rollback");
+        tracing::info!(environment = %context.environment(), "simulated rollback");
         StepOutcome::Succeeded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Deployment, StartOptions};
+    use crate::ids::RandomIds;
+
+    /// A context reads the target from the plan it shares, equals another of the same step,
+    /// and shows what a host sees in `Debug`.
+    #[test]
+    fn a_context_reads_its_target_from_the_shared_plan() {
+        let plan = Arc::new(
+            Plan::from_yaml(
+                "application: shop\ntargets:\n  prod: {account: main, namespace: web, strategy: fast}\nstrategies:\n  fast: {canary: {steps: [setWeight: {weight: 50}]}}\n",
+            )
+            .expect("a valid plan"),
+        );
+        let d = Deployment::start(
+            Arc::clone(&plan),
+            DeploymentId::from("d-1"),
+            StartOptions::default(),
+            &mut RandomIds,
+            chrono::Utc::now(),
+        );
+        let env = plan.environment_by_name("prod").expect("prod");
+        let context = StepContext::new(Arc::clone(d.shared_id()), OpId(3), plan, env);
+        assert_eq!(context.deployment(), &DeploymentId::from("d-1"));
+        assert_eq!(context.op(), OpId(3));
+        assert_eq!(
+            (context.application(), context.environment()),
+            ("shop", "prod")
+        );
+        assert_eq!(
+            (context.account(), context.namespace()),
+            (Some("main"), Some("web"))
+        );
+        assert_eq!(context.strategy(), StepStrategy::Canary { name: "fast" });
+        assert_eq!(context, context.clone());
+        let other = StepContext::new(
+            Arc::clone(d.shared_id()),
+            OpId(4),
+            Arc::clone(d.plan()),
+            env,
+        );
+        assert_ne!(context, other, "another step");
+        let shown = format!("{context:?}");
+        for part in ["d-1", "shop", "prod", "main", "web", "fast"] {
+            assert!(shown.contains(part), "{part} in {shown}");
+        }
     }
 }

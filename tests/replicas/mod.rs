@@ -40,8 +40,8 @@ pub struct CountingHost(Arc<Mutex<HashMap<StepKey, usize>>>);
 impl Host for CountingHost {
     async fn run_step(&self, context: &StepContext, step: &HostStep) -> StepOutcome {
         let key = (
-            context.deployment.clone(),
-            context.environment.clone(),
+            context.deployment().clone(),
+            context.environment().to_owned(),
             step.name().to_owned(),
         );
         *self.0.lock().unwrap().entry(key).or_default() += 1;
@@ -50,8 +50,8 @@ impl Host for CountingHost {
 
     async fn roll_back(&self, context: &StepContext) -> StepOutcome {
         let key = (
-            context.deployment.clone(),
-            context.environment.clone(),
+            context.deployment().clone(),
+            context.environment().to_owned(),
             "rollback".to_owned(),
         );
         *self.0.lock().unwrap().entry(key).or_default() += 1;

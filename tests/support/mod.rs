@@ -79,7 +79,7 @@ impl Host for StepLog {
 impl StepLog {
     fn record(&self, context: &StepContext, step: &'static str) {
         let mut steps = self.0.lock().unwrap();
-        steps.push((context.environment.clone(), step));
+        steps.push((context.environment().to_owned(), step));
     }
 
     /// The steps asked for in `environment`, in order.
