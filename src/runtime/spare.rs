@@ -10,10 +10,9 @@
 //! or its thread ends.
 //!
 //! A deployment at rest holds no buffers for its outputs (they would double a waiting
-//! deployment's memory), so each input's first action and first event allocated one, and the
-//! engine freed both once it had performed and published them. The engine now keeps those
-//! buffers per thread too, emptied, and lends them to the deployment before an input
-//! ([`lend_queues`]).
+//! deployment's memory), so each input's first action and first event would allocate one, for
+//! the engine to free once it had performed and published them. Those buffers are kept per
+//! thread too, emptied, and lent to the deployment before an input ([`lend_queues`]).
 
 use std::cell::RefCell;
 
@@ -28,7 +27,6 @@ const LARGEST_KEPT: usize = 32;
 
 /// What a thread keeps. One thread-local for all of it: each access to one costs a check that
 /// it is set up, and an input's cycle takes and gives back a copy and both buffers.
-#[derive(Default)]
 struct Kept {
     // Boxed, as the copies are handed out and back in the box the input's cycle carries.
     #[allow(clippy::vec_box)]
