@@ -352,9 +352,12 @@ impl Deployment {
     fn fire_passed(&mut self, now: DateTime<Utc>, fires: impl Fn(GateState) -> bool) {
         // Most inputs find nothing due: a plain look over the states first, as building the
         // heap cost about as much as the input's own work on a one-gate deployment.
-        let passed = |at: Option<DateTime<Utc>>| at.is_some_and(|at| at <= now);
-        let gate_due = |g: &GateState| fires(*g) && passed(g.deadline());
-        if !self.s.gates.iter().any(gate_due) && !self.s.envs.iter().any(|e| passed(e.deadline())) {
+        let gates_due = self
+            .s
+            .gates
+            .iter()
+            .any(|&g| gate_due_at(g, now, &fires).is_some());
+        if !gates_due && !self.s.envs.iter().any(|&e| env_due_at(e, now).is_some()) {
             return;
         }
         let gates = (0..self.s.gates.len()).map(|i| Due::Gate(GateId(i as u32)));
@@ -363,9 +366,6 @@ impl Deployment {
             .chain(envs)
             .filter_map(|due| self.due_at(due, now, &fires).map(|at| Reverse((at, due))))
             .collect();
-        if heap.is_empty() {
-            return;
-        }
         let mut passed_over = BTreeSet::new();
         let mut touched = Vec::new();
         self.s.touched.record();
@@ -840,13 +840,10 @@ impl Deployment {
         now: DateTime<Utc>,
         fires: impl Fn(GateState) -> bool,
     ) -> Option<DateTime<Utc>> {
-        let deadline = match due {
-            Due::Gate(g) => Some(self.s.gate(g))
-                .filter(|state| fires(*state))
-                .and_then(GateState::deadline),
-            Due::Env(env) => self.s.envs[usize::from(env.0)].deadline(),
-        };
-        deadline.filter(|at| *at <= now)
+        match due {
+            Due::Gate(g) => gate_due_at(self.s.gate(g), now, fires),
+            Due::Env(env) => env_due_at(self.s.envs[usize::from(env.0)], now),
+        }
     }
 
     /// Fires the deadline of a gate. Returns whether it did anything.
@@ -922,6 +919,24 @@ impl Deployment {
         }
         true
     }
+}
+
+/// The deadline of a gate in `state`, if it has one passed by `now` and `fires` accepts the
+/// state.
+fn gate_due_at(
+    state: GateState,
+    now: DateTime<Utc>,
+    fires: impl Fn(GateState) -> bool,
+) -> Option<DateTime<Utc>> {
+    Some(state)
+        .filter(|&state| fires(state))
+        .and_then(GateState::deadline)
+        .filter(|at| *at <= now)
+}
+
+/// The deadline of an environment in `state`, if it has one passed by `now`.
+fn env_due_at(state: EnvState, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    state.deadline().filter(|at| *at <= now)
 }
 
 /// Whether a gate's deadline in `state` fails or closes it (a callback timeout, an approval's
