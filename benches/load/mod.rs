@@ -13,7 +13,7 @@ use hookgate::server::{CallbackHandler, ServerState, router};
 use hookgate::store::DynStore;
 use hookgate::test_util::{RecordingTransport, SequentialIds};
 
-use super::support::{ONE_GATE, cpu_time};
+use super::support::{ONE_GATE, cpu_times};
 
 pub const TOKEN: &str = "load-test-token";
 pub struct Options {
@@ -99,8 +99,9 @@ pub struct Round {
     pub per_second: f64,
     pub p50: Duration,
     pub p99: Duration,
-    /// The whole process's CPU time (client included) per request, in seconds.
-    pub cpu_per_request: Option<f64>,
+    /// The whole process's CPU time (client included) per request, in seconds, user and
+    /// system.
+    pub cpu_per_request: Option<(f64, f64)>,
 }
 
 /// Sends one POST per URL at `concurrency`, each with the callback body and token, and reads
@@ -114,7 +115,7 @@ pub async fn drive(urls: Vec<String>, concurrency: usize) -> Round {
     let urls = Arc::new(urls);
     let next = Arc::new(AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(urls.len())));
-    let cpu_before = cpu_time();
+    let cpu_before = cpu_times();
     let start = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
@@ -157,9 +158,10 @@ pub async fn drive(urls: Vec<String>, concurrency: usize) -> Round {
     // panic) rather than leaving its share of the URLs unsent.
     workers.join_all().await;
     let elapsed = start.elapsed();
-    let cpu_per_request = cpu_time()
+    let n = urls.len() as f64;
+    let cpu_per_request = cpu_times()
         .zip(cpu_before)
-        .map(|(after, before)| (after - before) / urls.len() as f64);
+        .map(|(after, before)| ((after.0 - before.0) / n, (after.1 - before.1) / n));
     let mut l = latencies.lock().unwrap().clone();
     l.sort();
     Round {
@@ -277,7 +279,7 @@ pub fn report(name: &str, ours: &[Round], base: &[Round]) {
     };
     let (ours, base) = (best(ours), best(base));
     let cpu = match (ours.cpu_per_request, base.cpu_per_request) {
-        (Some(a), Some(b)) => format!(" | CPU/request {:.1} µs vs {:.1} µs", a * 1e6, b * 1e6),
+        (Some(a), Some(b)) => format!(" | CPU/request {} vs {}", cpu(a), cpu(b)),
         _ => String::new(),
     };
     println!(
@@ -302,12 +304,17 @@ pub fn report_side(name: &str, side: Side, rounds: &[Round]) {
     };
     let cpu = r
         .cpu_per_request
-        .map(|c| format!(" | CPU/request {:.1} µs", c * 1e6))
+        .map(|c| format!(" | CPU/request {}", cpu(c)))
         .unwrap_or_default();
     println!(
         "{name:<12} {which} alone {:>8.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}){cpu}",
         r.per_second, r.p50, r.p99
     );
+}
+
+/// CPU time per request, user and system in seconds, as `63.0 µs (user 41.5)`.
+fn cpu((user, system): (f64, f64)) -> String {
+    format!("{:.1} µs (user {:.1})", (user + system) * 1e6, user * 1e6)
 }
 
 pub fn best(rounds: &[Round]) -> Round {

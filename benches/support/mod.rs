@@ -175,12 +175,18 @@ pub fn two_workers() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
-/// User + system CPU time of this process, from `/proc` (Linux only).
+/// User + system CPU time of this process, in seconds, from `/proc` (Linux only).
 pub fn cpu_time() -> Option<f64> {
+    cpu_times().map(|(user, system)| user + system)
+}
+
+/// User and system CPU time of this process, in seconds, from `/proc` (Linux only): apart, they
+/// tell the work of the process's own code from the kernel's work for it (loopback TCP).
+pub fn cpu_times() -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the parenthesised command name start at field 3; utime and stime are 14, 15.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
     // The kernel reports in USER_HZ, which is 100 on every Linux ABI in use.
-    Some(ticks / 100.0)
+    Some((ticks(11)? / 100.0, ticks(12)? / 100.0))
 }
