@@ -368,3 +368,22 @@ fn a_deployment_started_for_a_tenant_is_not_inserted_for_another() {
     );
     MemoryGates::new(clock()).insert_for_tenant(d, "other");
 }
+
+/// Two deployments with a callback id in common are refused, the id named as its `Debug` shows
+/// it (its last digits): the whole id is a credential for its gate, and a panic message may
+/// end up in a log.
+#[test]
+fn a_repeated_callback_id_is_refused_without_showing_it_whole() {
+    let gates = MemoryGates::new(clock());
+    gates.insert(deployment("d1", 1, |_| {}));
+    let again = deployment("d2", 1, |_| {});
+    let (_, repeated) = again.callback_ids().next().expect("a webhook gate");
+    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| gates.insert(again)))
+        .expect_err("a repeated callback id is refused");
+    let message = refused
+        .downcast_ref::<String>()
+        .expect("a formatted message");
+    assert!(message.contains("is deployment d1's already"), "{message}");
+    assert!(message.contains(&format!("{repeated:?}")), "{message}");
+    assert!(!message.contains(&repeated.to_string()), "{message}");
+}

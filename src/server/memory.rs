@@ -101,7 +101,7 @@ impl MemoryGates {
                 && *other != id
             {
                 panic!(
-                    "callback id {callback} of deployment {id} is deployment {other}'s already: give each deployment ids from one source"
+                    "callback id {callback:?} of deployment {id} is deployment {other}'s already: give each deployment ids from one source"
                 );
             }
         }

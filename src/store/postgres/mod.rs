@@ -82,7 +82,8 @@ pub struct PostgresOptions {
     /// already sized. Default: 10.
     pub max_connections: u32,
     /// How long connecting, or waiting for a free connection, may take before the operation
-    /// fails. Default: 10 seconds.
+    /// fails. Default: 10 seconds. At most [`PostgresOptions::MAX_CONNECT_TIMEOUT`]: a longer
+    /// one (`Duration::MAX` for "wait for ever") waits that long.
     pub connect_timeout: Duration,
     /// How long the change-notice connection may go without a notice before the store asks the
     /// server something on it. That traffic keeps network devices that drop quiet connections
@@ -118,6 +119,10 @@ impl fmt::Debug for PostgresOptions {
 }
 
 impl PostgresOptions {
+    /// The longest connect timeout the store keeps to, a year: the driver adds the timeout to
+    /// the time it starts waiting, which a timeout near `Duration::MAX` overflows (a panic).
+    pub const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
     /// Sets the schema.
     pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = schema.into();
@@ -134,6 +139,14 @@ impl PostgresOptions {
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
+    }
+
+    /// These options with the connect timeout at most [`Self::MAX_CONNECT_TIMEOUT`].
+    fn within_limits(self) -> Self {
+        Self {
+            connect_timeout: self.connect_timeout.min(Self::MAX_CONNECT_TIMEOUT),
+            ..self
+        }
     }
 
     /// Sets the change-notice heartbeat.
@@ -198,6 +211,7 @@ impl PostgresStore {
             None => connect.application_name("hookgate"),
         };
         let schema = valid_schema(&options.schema).map_err(|e| target.open_error(&e))?;
+        let options = options.within_limits();
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.connect_timeout)
@@ -233,6 +247,7 @@ impl PostgresStore {
         schema: String,
         options: PostgresOptions,
     ) -> Result<Self, StoreError> {
+        let options = options.within_limits();
         // States and events are JSON text holding whatever a sender wrote: a database in
         // another encoding would refuse them only on the first such save, as a failure the
         // runtime retries.
@@ -383,6 +398,34 @@ mod tests {
         );
         assert!(!text.contains("p@ss") && !text.contains("p%40ss"), "{text}");
         assert!(!text.contains("=q") && !text.contains(" q"), "{text}");
+    }
+
+    /// A server that hangs up at once fails the connect with a clear error, whatever the
+    /// timeout: one of `Duration::MAX` ("wait for ever") once overflowed the driver's deadline
+    /// arithmetic, a panic.
+    #[tokio::test]
+    async fn a_connect_timeout_of_for_ever_is_kept_to_the_longest() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((hung_up, _)) = listener.accept().await {
+                drop(hung_up);
+            }
+        });
+        let options = PostgresOptions::default().with_connect_timeout(Duration::MAX);
+        let url = format!("postgres://app@127.0.0.1:{port}/gates");
+        let error = PostgresStore::connect_with(&url, options)
+            .await
+            .err()
+            .expect("a server that hangs up is no store");
+        assert!(matches!(error, StoreError::Connect { .. }), "{error:?}");
+        assert_eq!(
+            PostgresOptions::default()
+                .with_connect_timeout(Duration::MAX)
+                .within_limits()
+                .connect_timeout,
+            PostgresOptions::MAX_CONNECT_TIMEOUT
+        );
     }
 
     #[test]
