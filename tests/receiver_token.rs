@@ -429,6 +429,43 @@ async fn rfc6749_error_is_typed_final_and_never_shows_the_secret() {
     assert!(!shown.contains("hunter2"), "secret leaked: {shown}");
 }
 
+/// A token URL may carry a credential in its query (or a long path segment); an endpoint that
+/// quotes the URL back in its error does not show it.
+#[tokio::test]
+async fn a_refusal_never_shows_the_token_urls_credentials() {
+    const IN_QUERY: &str = "q5ecret-in-the-query-0123";
+    const IN_PATH: &str = "tenant-0123456789abcdef";
+    let server = MockServer::start().await;
+    Mock::given(path(format!("/{IN_PATH}/oauth/token")))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": "invalid_request",
+            "error_description": format!(
+                "POST /{IN_PATH}/oauth/token?key={IN_QUERY} refused; key={IN_QUERY}; {}",
+                IN_QUERY.to_uppercase()
+            ),
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let url = format!("{}/{IN_PATH}/oauth/token?key={IN_QUERY}", server.uri());
+    let tokens = ClientCredentials::builder("my client", SECRET)
+        .token_url(Url::parse(&url).unwrap())
+        .build(transport())
+        .unwrap();
+    let error = tokens.token().await.unwrap_err();
+
+    let TokenError::Refused { description, .. } = &error else {
+        panic!("{error:?}")
+    };
+    let description = description.as_deref().unwrap_or_default();
+    assert!(description.contains("refused"), "{description}");
+    let shown = format!("{error} {error:?}");
+    for credential in [IN_QUERY, IN_PATH, &IN_QUERY.to_uppercase()] {
+        assert!(!shown.contains(credential), "{credential} shown: {shown}");
+    }
+}
+
 /// A hostile token endpoint's error must not forge log lines where it is shown.
 #[tokio::test]
 async fn a_token_endpoints_error_cannot_forge_log_lines() {

@@ -7,8 +7,9 @@ use crate::{
     receiver::{TokenError, server_text},
 };
 
-/// The error of a non-2xx answer: RFC 6749 §5.2 when the body says so, else the bare status.
-pub(super) fn refusal(response: &Response<Bytes>, attempts: u32, secret: &str) -> TokenError {
+/// The error of a non-2xx answer: RFC 6749 §5.2 when the body says so, else the bare status;
+/// each of `hidden` masked in its text.
+pub(super) fn refusal(response: &Response<Bytes>, attempts: u32, hidden: &[&str]) -> TokenError {
     let status = response.status();
     let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(response.body()) else {
         return TokenError::Status { status, attempts };
@@ -18,11 +19,11 @@ pub(super) fn refusal(response: &Response<Bytes>, attempts: u32, secret: &str) -
     };
     TokenError::Refused {
         status,
-        error: server_text(error, &[secret]),
+        error: server_text(error, hidden),
         description: answer
             .get("error_description")
             .and_then(Value::as_str)
-            .map(|d| server_text(d, &[secret])),
+            .map(|d| server_text(d, hidden)),
     }
 }
 
@@ -147,7 +148,7 @@ mod tests {
         let mut response = Response::new(Bytes::from_static(b"<html>nope</html>"));
         *response.status_mut() = StatusCode::NOT_FOUND;
         assert!(matches!(
-            refusal(&response, 1, "s"),
+            refusal(&response, 1, &["s"]),
             TokenError::Status { attempts: 1, .. }
         ));
     }

@@ -23,6 +23,7 @@ use super::{
 use crate::{
     Secret,
     clock::Clock,
+    outbound::redact::MIN_HIDDEN_LEN,
     retry_after::retry_after,
     transport::{DynTransport, RequestTarget},
 };
@@ -276,7 +277,7 @@ impl ClientCredentials {
         Step::Done(Err(answer::refusal(
             &response,
             attempt,
-            self.client_secret.expose(),
+            &hidden(self.client_secret.expose(), &self.token_uri),
         )))
     }
 
@@ -340,6 +341,24 @@ impl TokenSource for ClientCredentials {
             *cache = None;
         }
     }
+}
+
+/// What a refusal's text must not show: the client secret, and the token URL's query and long
+/// path segments and query parameters, which may carry credentials (see [`shown_endpoint`]) and
+/// which an endpoint may quote back in its error.
+fn hidden<'a>(secret: &'a str, uri: &'a Uri) -> Vec<&'a str> {
+    let query = uri.query().unwrap_or_default();
+    let parameters = query.split('&').flat_map(|pair| {
+        let value = pair.split_once('=').map(|(_, value)| value);
+        std::iter::once(pair).chain(value)
+    });
+    let long = uri
+        .path()
+        .split('/')
+        .chain([query])
+        .chain(parameters)
+        .filter(|part| part.len() >= MIN_HIDDEN_LEN);
+    std::iter::once(secret).chain(long).collect()
 }
 
 /// The token endpoint for `Debug`: `POST` and its origin, since user information, a path or a
