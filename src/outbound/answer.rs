@@ -92,7 +92,8 @@ fn describe(error: &OutboundError) -> String {
 /// spaces, other control characters dropped (they could forge log lines or garble terminals),
 /// at most [`EXCERPT_BYTES`]. Secrets are redacted in the text as it came and again once it is
 /// cleaned: a secret holding a line break is found only in the first, and one that cleaning
-/// puts together (`pass\nword` for `pass word`) only in the second.
+/// puts together (`pass\nword` for `pass word`) only in the second; the start of one that a
+/// truncated body ends with is cut in both.
 fn excerpt(body: &[u8], truncated: bool, redactor: &Redactor<'_>) -> String {
     let mut raw = String::from_utf8_lossy(body).into_owned();
     if truncated {
@@ -113,6 +114,10 @@ fn excerpt(body: &[u8], truncated: bool, redactor: &Redactor<'_>) -> String {
         })
         .collect();
     let mut text = redactor.redact(&clean);
+    if truncated {
+        // Cleaning too may put a secret's start together (`pass\nwo` for `pass word`).
+        redactor.cut_partial_tail(&mut text);
+    }
     let mut end = text.len().min(EXCERPT_BYTES);
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -159,6 +164,11 @@ mod tests {
         let spaced: BTreeMap<String, Secret> = [("t".to_owned(), Secret::new("pass word"))].into();
         let r = Redactor::new(&spaced, Vec::new());
         assert_eq!(excerpt(b"got pass\nword", false, &r), "got [redacted]");
+        assert_eq!(
+            excerpt(b"got pass\nwo", true, &r),
+            "got",
+            "a start cleaning puts together"
+        );
     }
 
     /// A secret store that failed may answer next time; a secret missing or unusable would
