@@ -416,8 +416,7 @@ mod tests {
         let url = format!("postgres://app@127.0.0.1:{port}/gates");
         let error = PostgresStore::connect_with(&url, options)
             .await
-            .err()
-            .expect("a server that hangs up is no store");
+            .expect_err("a server that hangs up is no store");
         assert!(matches!(error, StoreError::Connect { .. }), "{error:?}");
         assert_eq!(
             PostgresOptions::default()
