@@ -279,7 +279,7 @@ pub fn report(name: &str, ours: &[Round], base: &[Round]) {
     };
     let (ours, base) = (best(ours), best(base));
     let cpu = match (ours.cpu_per_request, base.cpu_per_request) {
-        (Some(a), Some(b)) => format!(" | CPU/request {} vs {}", cpu(a), cpu(b)),
+        (Some(a), Some(b)) => format!(" | CPU/request {} vs {}", cpu_text(a), cpu_text(b)),
         _ => String::new(),
     };
     println!(
@@ -304,7 +304,7 @@ pub fn report_side(name: &str, side: Side, rounds: &[Round]) {
     };
     let cpu = r
         .cpu_per_request
-        .map(|c| format!(" | CPU/request {}", cpu(c)))
+        .map(|c| format!(" | CPU/request {}", cpu_text(c)))
         .unwrap_or_default();
     println!(
         "{name:<12} {which} alone {:>8.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}){cpu}",
@@ -313,7 +313,7 @@ pub fn report_side(name: &str, side: Side, rounds: &[Round]) {
 }
 
 /// CPU time per request, user and system in seconds, as `63.0 µs (user 41.5)`.
-fn cpu((user, system): (f64, f64)) -> String {
+fn cpu_text((user, system): (f64, f64)) -> String {
     format!("{:.1} µs (user {:.1})", (user + system) * 1e6, user * 1e6)
 }
 

@@ -14,12 +14,11 @@ use url::{Origin, Url};
 use super::{
     Callback, CallbackError, CallbackOutcome, TokenError, TokenSource,
     backoff::{Backoff, Step, with_retries},
-    server_text,
+    long_uri_parts, server_text,
 };
 use crate::{
     Secret,
     clock::{Clock, SystemClock},
-    outbound::redact::MIN_HIDDEN_LEN,
     retry_after::retry_after,
     transport::{
         DynTransport, HttpTransport, RequestOptions, RequestTarget, plain_http_off_machine,
@@ -353,13 +352,9 @@ fn http_uri(url: &Url) -> Result<Uri, CallbackError> {
 /// SECURITY.md). A callback endpoint, or a proxy before it, may echo the path it refused.
 fn hidden<'a>(token: &'a str, uri: &'a Uri) -> Vec<&'a str> {
     let path = uri.path();
-    let long = path
-        .split('/')
-        .chain(uri.query())
-        .filter(|part| part.len() >= MIN_HIDDEN_LEN);
     std::iter::once(token)
         .chain((path.len() > 1).then_some(path))
-        .chain(long)
+        .chain(long_uri_parts(uri))
         .collect()
 }
 

@@ -53,6 +53,23 @@ pub use client_credentials::{
 };
 pub use token::{StaticToken, TokenError, TokenSource};
 
+/// The parts of `uri` that may carry a credential on their own and that a server may quote back
+/// in an error: its path segments, its query, and each query parameter and value, each of at
+/// least [`MIN_HIDDEN_LEN`](crate::outbound::redact::MIN_HIDDEN_LEN) characters.
+#[cfg(feature = "receiver")]
+fn long_uri_parts(uri: &http::Uri) -> impl Iterator<Item = &str> {
+    let query = uri.query().unwrap_or_default();
+    let parameters = query.split('&').flat_map(|pair| {
+        let value = pair.split_once('=').map(|(_, value)| value);
+        std::iter::once(pair).chain(value)
+    });
+    uri.path()
+        .split('/')
+        .chain([query])
+        .chain(parameters)
+        .filter(|part| part.len() >= crate::outbound::redact::MIN_HIDDEN_LEN)
+}
+
 /// Text from a server, fit for an error message: each of `secrets` masked in the spellings a
 /// server may echo it back in (as sent in a form body, JSON-escaped, percent-encoded), then
 /// shown as [`untrusted_text`] shows it.

@@ -19,11 +19,11 @@ pub use builder::ClientCredentialsBuilder;
 use super::{
     TokenError, TokenSource,
     backoff::{Backoff, Step, with_retries_while},
+    long_uri_parts,
 };
 use crate::{
     Secret,
     clock::Clock,
-    outbound::redact::MIN_HIDDEN_LEN,
     retry_after::retry_after,
     transport::{DynTransport, RequestTarget},
 };
@@ -343,22 +343,10 @@ impl TokenSource for ClientCredentials {
     }
 }
 
-/// What a refusal's text must not show: the client secret, and the token URL's query and long
-/// path segments and query parameters, which may carry credentials (see [`shown_endpoint`]) and
-/// which an endpoint may quote back in its error.
+/// What a refusal's text must not show: the client secret, and the parts of the token URL that
+/// may carry credentials (see [`shown_endpoint`]), which an endpoint may quote back.
 fn hidden<'a>(secret: &'a str, uri: &'a Uri) -> Vec<&'a str> {
-    let query = uri.query().unwrap_or_default();
-    let parameters = query.split('&').flat_map(|pair| {
-        let value = pair.split_once('=').map(|(_, value)| value);
-        std::iter::once(pair).chain(value)
-    });
-    let long = uri
-        .path()
-        .split('/')
-        .chain([query])
-        .chain(parameters)
-        .filter(|part| part.len() >= MIN_HIDDEN_LEN);
-    std::iter::once(secret).chain(long).collect()
+    std::iter::once(secret).chain(long_uri_parts(uri)).collect()
 }
 
 /// The token endpoint for `Debug`: `POST` and its origin, since user information, a path or a

@@ -237,6 +237,7 @@ impl PostgresStore {
     /// [`StoreError::Conflict`]. A database in another encoding than UTF-8 (or `SQL_ASCII`) is
     /// [`StoreError::Encoding`].
     pub async fn from_pool(pool: PgPool, options: PostgresOptions) -> Result<Self, StoreError> {
+        let options = options.within_limits();
         let schema = valid_schema(&options.schema)
             .map_err(|e| Target::from_options(&pool.connect_options()).open_error(&e))?;
         Self::start(pool, schema, options).await
@@ -247,7 +248,6 @@ impl PostgresStore {
         schema: String,
         options: PostgresOptions,
     ) -> Result<Self, StoreError> {
-        let options = options.within_limits();
         // States and events are JSON text holding whatever a sender wrote: a database in
         // another encoding would refuse them only on the first such save, as a failure the
         // runtime retries.
