@@ -854,6 +854,31 @@ fn invalid_header_names_and_methods_are_rejected() {
     );
 }
 
+/// `CONNECT` would send `CONNECT host:port` and drop the URI's path and query, and take any
+/// 2xx from whatever answers there as the call sent: refused, in any case of spelling, with a
+/// message that says why. Other methods, `TRACE` and made-up ones included, are taken.
+#[test]
+fn connect_is_refused_as_a_webhook_method() {
+    for method in ["CONNECT", "connect"] {
+        let found = problems(&format!(
+            "application: a\ntargets: {{dev: {{}}}}\nwebhooks: [{{name: w, method: {method}, uriTemplate: 'https://a/hook?x=1'}}]"
+        ));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "webhooks[0].method");
+        let message = found[0].1.to_string();
+        assert!(
+            message.contains("tunnel") && message.contains(method),
+            "{message}"
+        );
+    }
+    for method in ["PATCH", "TRACE", "PURGE"] {
+        let file = format!(
+            "application: a\ntargets: {{dev: {{}}}}\nwebhooks: [{{name: w, method: {method}, uriTemplate: 'https://a'}}]"
+        );
+        assert!(Plan::from_yaml(&file).is_ok(), "{method}");
+    }
+}
+
 /// Text written in a header value that no header may carry fails every call: refused at load,
 /// around placeholders too. A tab and text beyond ASCII are fine.
 #[test]

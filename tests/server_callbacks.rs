@@ -533,6 +533,12 @@ async fn refused_requests_leave_the_gate_open_and_a_valid_callback_still_applies
             br#"{"inProgress": true}"#,
             "`mdMessage`",
         ),
+        // PROTOCOL.md §5: "`mdMessage` not a string" is refused; `null` is not one.
+        (
+            "mdMessage null",
+            br#"{"success": true, "mdMessage": null}"#,
+            "`mdMessage`",
+        ),
         // A proxy or log in front that keeps the first value would read another outcome.
         (
             "success given twice",
@@ -571,7 +577,42 @@ async fn refused_requests_leave_the_gate_open_and_a_valid_callback_still_applies
             },
         )
     };
-    for case in cases.iter().chain(&authorized).chain([&text]) {
+    // Which of two headers decides would depend on their order (or on the hop reading them).
+    let twice = [
+        (
+            "two Content-Types, JSON first",
+            "application/json",
+            "text/plain",
+        ),
+        (
+            "two Content-Types, JSON second",
+            "text/plain",
+            "application/json",
+        ),
+        (
+            "two Content-Types, both JSON",
+            "application/json",
+            "application/json",
+        ),
+    ]
+    .map(|(what, first, second)| {
+        let bearer = bearer.clone();
+        refused(
+            what,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "more than once",
+            move |p| {
+                Request::post(p)
+                    .header("authorization", &bearer)
+                    .header("content-type", first)
+                    .header("content-type", second)
+                    .body(Body::from(r#"{"success": true}"#))
+                    .unwrap()
+            },
+        )
+    });
+    for case in cases.iter().chain(&authorized).chain([&text]).chain(&twice) {
         let answer = send(&app.router, (case.request)(&path)).await;
         assert_eq!(
             (answer.status, answer.code()),

@@ -238,6 +238,34 @@ async fn a_refused_client_gets_a_basic_challenge_and_two_methods_a_bad_request()
     }
 }
 
+/// Two `Content-Type` headers could each be read as the one by a different hop: refused
+/// whichever comes first, as two `Authorization` headers are, and no token is issued.
+#[tokio::test]
+async fn two_content_types_are_a_bad_request_in_either_order() {
+    let (router, _) = setup();
+    let urlencoded = "application/x-www-form-urlencoded";
+    for (first, second) in [
+        (urlencoded, "application/json"),
+        ("application/json", urlencoded),
+        (urlencoded, urlencoded),
+    ] {
+        let request = Request::post("/oauth/token")
+            .header("content-type", first)
+            .header("content-type", second)
+            .body(Body::from(form("client_credentials", SECRET)))
+            .unwrap();
+        let answer = send(&router, request).await;
+        assert_eq!(
+            (answer.status, answer.json["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{first}, {second}"
+        );
+        let description = answer.json["error_description"].as_str().unwrap();
+        assert!(description.contains("Content-Type"), "{description}");
+        assert!(answer.json.get("access_token").is_none());
+    }
+}
+
 /// The receiver SDK sends `audience=` for an empty audience, which RFC 6749 §3.2 makes the same
 /// as no audience: the issuer, served on a loopback socket, gives it a token.
 #[cfg(all(feature = "reqwest", feature = "receiver"))]

@@ -278,6 +278,16 @@ pub enum ProblemKind {
         /// The method given.
         method: String,
     },
+    /// `CONNECT`, which asks for a tunnel to the URI's host and port instead of calling the
+    /// URI: its path and query would never be sent, and the call would count as sent on any
+    /// 2xx from whatever answers there.
+    #[error(
+        "\"{method}\" opens a tunnel to the host instead of calling the URI (its path and query would not be sent); use POST or another method"
+    )]
+    TunnelMethod {
+        /// The method given.
+        method: String,
+    },
     /// Not a valid HTTP header name.
     #[error("\"{name}\" is not a valid header name")]
     InvalidHeaderName {

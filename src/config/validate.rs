@@ -480,6 +480,13 @@ impl Validator {
                             method: m.to_owned(),
                         },
                     );
+                } else if upper == "CONNECT" {
+                    self.problem(
+                        format_args!("{path}.method"),
+                        ProblemKind::TunnelMethod {
+                            method: m.to_owned(),
+                        },
+                    );
                 }
                 upper
             }

@@ -133,8 +133,9 @@ pub struct InvalidBody {
 /// Parses a callback body (PROTOCOL.md §5, §8). The error says which field is wrong.
 ///
 /// With `success` the body is an outcome (an `inProgress` beside it is ignored); without it,
-/// `"inProgress": true` and an `mdMessage` make a progress note. `"mdMessage": null` counts as
-/// absent. Unknown fields are ignored.
+/// `"inProgress": true` and an `mdMessage` make a progress note. `"mdMessage": null` is refused
+/// as not a string (§5); a sender with no message leaves the field out. Unknown fields are
+/// ignored.
 pub(super) fn parse_callback(body: &[u8], message_limit: usize) -> Result<CallbackReport, String> {
     let fields = object(body, BodyKind::Callback)?;
     let message = text(fields.md_message, "mdMessage", message_limit)?;
@@ -154,7 +155,7 @@ pub(super) fn parse_callback(body: &[u8], message_limit: usize) -> Result<Callba
     }
 }
 
-/// Parses an approval body: empty, or `{"comment": "..."}`.
+/// Parses an approval body: empty, or `{"comment": "..."}` (the comment left out, never `null`).
 pub(super) fn parse_decision(body: &[u8], comment_limit: usize) -> Result<Option<String>, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
@@ -183,10 +184,14 @@ fn object(body: &[u8], kind: BodyKind) -> Result<Fields, String> {
     })
 }
 
-/// An optional string field: absent and `null` are `None`.
+/// An optional string field: absent is `None`; `null`, like any other JSON that is not a
+/// string, is refused (PROTOCOL.md §5: "`mdMessage` not a string" is `400`).
 fn text(value: Option<Value>, field: &str, limit: usize) -> Result<Option<String>, String> {
     match value {
-        None | Some(Value::Null) => Ok(None),
+        None => Ok(None),
+        Some(Value::Null) => Err(format!(
+            "`{field}` must be a string, not null; leave it out to send none"
+        )),
         Some(Value::String(s)) if s.len() <= limit => Ok(Some(s)),
         Some(Value::String(_)) => Err(format!(
             "`{field}` is longer than {limit} bytes; shorten it"
@@ -305,7 +310,7 @@ mod tests {
             })
         );
         assert_eq!(
-            parse(r#"{"success": true, "mdMessage": null}"#),
+            parse(r#"{"success": true}"#),
             Ok(CallbackReport::Outcome {
                 success: true,
                 message: None
@@ -329,6 +334,8 @@ mod tests {
             (r#"{"inProgress": 1}"#, "`inProgress`"),
             (r#"{"inProgress": true}"#, "`mdMessage`"),
             (r#"{"success": true, "mdMessage": 5}"#, "`mdMessage`"),
+            (r#"{"success": true, "mdMessage": null}"#, "`mdMessage`"),
+            (r#"{"inProgress": true, "mdMessage": null}"#, "`mdMessage`"),
             (
                 r#"{"success": true, "mdMessage": "seventeen bytes!!"}"#,
                 "`mdMessage`",
@@ -382,10 +389,9 @@ mod tests {
             parse_decision(br#"{"comment": "ok"}"#, 8),
             Ok(Some("ok".into()))
         );
-        assert!(
-            parse_decision(br#"{"comment": 1}"#, 8)
-                .unwrap_err()
-                .contains("`comment`")
-        );
+        assert_eq!(parse_decision(b"{}", 8), Ok(None));
+        for body in [&br#"{"comment": 1}"#[..], br#"{"comment": null}"#] {
+            assert!(parse_decision(body, 8).unwrap_err().contains("`comment`"));
+        }
     }
 }

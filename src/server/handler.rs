@@ -189,7 +189,18 @@ impl CallbackHandler {
                 Ok(principal) => principal,
                 Err(err) => return response::auth(&err),
             };
-            if !body::is_json(request.headers().get(CONTENT_TYPE)) {
+            let mut content_types = request.headers().get_all(CONTENT_TYPE).iter();
+            let content_type = content_types.next();
+            // Two headers could each be read as the one by a different hop, as with
+            // `Authorization`: which one decided would depend on their order.
+            if content_types.next().is_some() {
+                return response::error(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "the Content-Type header is given more than once; send it once: application/json",
+                );
+            }
+            if !body::is_json(content_type) {
                 return response::error(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported_media_type",

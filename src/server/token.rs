@@ -45,20 +45,24 @@ where
             .insert(ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
+    // Two headers of either could each be read as the one by a different hop: refused, as a
+    // form parameter given twice is.
+    for (header, name) in [
+        (CONTENT_TYPE, "Content-Type"),
+        (AUTHORIZATION, "Authorization"),
+    ] {
+        if request.headers().get_all(header).iter().nth(1).is_some() {
+            return refused(&OAuthError::InvalidRequest(format!(
+                "the {name} header is given more than once; send it once"
+            )));
+        }
+    }
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let mut authorizations = request.headers().get_all(AUTHORIZATION).iter();
-    let authorization = authorizations.next().cloned();
-    // Two headers could each be read as the one by a different hop: refused, as a form
-    // parameter given twice is.
-    if authorizations.next().is_some() {
-        return refused(&OAuthError::InvalidRequest(
-            "the Authorization header is given more than once; send it once".to_owned(),
-        ));
-    }
+    let authorization = request.headers().get(AUTHORIZATION).cloned();
     let body = match read_limited(request.into_body(), TOKEN_BODY_LIMIT).await {
         Ok(body) => body,
         Err(ReadError::TooLarge) => {
