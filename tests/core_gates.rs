@@ -9,8 +9,9 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use common::*;
 use hookgate::core::{
-    Action, CallFailure, CallResult, CallbackAck, CoreError, Decision, Deployment, DeploymentState,
-    DeploymentStatus, EventKind, GateState, Resolution, Settings, StartOptions, StepOutcome,
+    Action, ApprovalKind, CallFailure, CallResult, CallbackAck, CoreError, Decision, Deployment,
+    DeploymentState, DeploymentStatus, EventKind, GateState, Resolution, Settings, StartOptions,
+    StepOutcome,
 };
 use hookgate::test_util::Harness;
 
@@ -1106,6 +1107,84 @@ fn an_analysis_result_after_the_step_timeout_is_stale_before_the_timer_fires() {
         )
     });
     assert!(timed_out, "the analysis gate failed on its step timeout");
+}
+
+/// PROTOCOL.md §4: an analysis with `rollBackMode: manual` that fails waits for a person; one
+/// that runs past `deploymentConfig.timeout` has failed as surely, and waits the same way
+/// rather than rolling back on its own. Its late result changes nothing; the person decides.
+#[test]
+fn a_manual_analysis_that_times_out_waits_for_a_person() {
+    let file = "application: app\ndeploymentConfig: {timeout: {duration: 10, unit: minutes}}\ntargets: {prod: {strategy: c}}\nstrategies: {c: {canary: {steps: [analysis: {queries: [q], rollBackMode: manual}]}}}";
+    for (approve, expected) in [
+        (true, DeploymentStatus::Succeeded),
+        (false, DeploymentStatus::RolledBack),
+    ] {
+        let mut h = start(file);
+        let deploy = first_step(&h);
+        h.step_result(deploy.op, StepOutcome::Succeeded).unwrap();
+        let analysis = match h.pending() {
+            [Action::RunStep(run)] => run.clone(),
+            other => panic!("the analysis step follows the deploy: {other:?}"),
+        };
+        let hookgate::core::HostStep::Analysis { gate: g, .. } = analysis.step else {
+            panic!("not an analysis: {:?}", analysis.step)
+        };
+
+        h.advance(TimeDelta::minutes(10));
+
+        assert_eq!(h.deployment.gate_state(g), GateState::AwaitingDecision);
+        assert!(
+            h.pending().iter().any(|a| matches!(a,
+                Action::RequestApproval(r) if r.gate == g && r.kind == ApprovalKind::AnalysisFailed)),
+            "{:?}",
+            h.pending()
+        );
+        assert!(
+            !h.pending()
+                .iter()
+                .any(|a| matches!(a, Action::RollBack { .. })),
+            "no rollback before a person decides: {:?}",
+            h.pending()
+        );
+        assert!(h.events().iter().any(|e| matches!(&e.kind,
+            EventKind::StepFinished { op, ok: false, message: Some(m), .. }
+                if *op == analysis.op && m.contains("deploymentConfig.timeout"))));
+        assert_eq!(
+            h.step_result(analysis.op, StepOutcome::Succeeded),
+            Err(CoreError::Stale),
+            "the late result"
+        );
+        assert_eq!(h.deployment.gate_state(g), GateState::AwaitingDecision);
+
+        let decision = if approve {
+            Decision::approve("carol", Vec::<String>::new())
+        } else {
+            Decision::reject("carol", Vec::<String>::new())
+        };
+        h.decide(g, decision).unwrap();
+        steps_ok(&mut h);
+        assert_eq!(h.deployment.status(), expected);
+    }
+}
+
+/// An automatic analysis that runs past `deploymentConfig.timeout` fails its gate at once, and
+/// its canary rolls back.
+#[test]
+fn an_automatic_analysis_that_times_out_rolls_back() {
+    let mut h = start(
+        "application: app\ndeploymentConfig: {timeout: {duration: 10, unit: minutes}}\ntargets: {prod: {strategy: c}}\nstrategies: {c: {canary: {steps: [analysis: {queries: [q]}]}}}",
+    );
+    let deploy = first_step(&h);
+    h.step_result(deploy.op, StepOutcome::Succeeded).unwrap();
+    h.advance(TimeDelta::minutes(10));
+    assert!(
+        h.pending()
+            .iter()
+            .any(|a| matches!(a, Action::RollBack { .. })),
+        "{:?}",
+        h.pending()
+    );
+    assert!(approvals(&h).is_empty());
 }
 
 /// `Harness::restore` plays the host after a restart: a call in flight when the state was

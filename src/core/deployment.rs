@@ -874,11 +874,35 @@ impl Deployment {
                         "nobody approved before the approval expired".to_owned()
                     });
             }
-            GateState::Analysing { .. } => {
-                self.s
-                    .resolve(plan, now, gate, false, Resolution::StepTimeout, || {
-                        "the analysis took longer than deploymentConfig.timeout".to_owned()
-                    });
+            GateState::Analysing { op, .. } => {
+                const TOO_LONG: &str = "the analysis took longer than deploymentConfig.timeout";
+                let manual = matches!(
+                    plan.gate(gate).kind(),
+                    GateKind::Analysis(spec) if spec.roll_back_mode == RollBackMode::Manual
+                );
+                if manual {
+                    // §4: in manual mode an analysis that fails waits for a person, and one
+                    // that never answers has failed as surely as one that says so. Its late
+                    // result finds the gate no longer analysing and changes nothing.
+                    self.s.emit(
+                        now,
+                        EventKind::StepFinished {
+                            op,
+                            env: plan.gate(gate).env(),
+                            ok: false,
+                            message: Some(TOO_LONG.to_owned()),
+                        },
+                    );
+                    self.s.set_gate(gate, GateState::AwaitingDecision);
+                    self.s
+                        .actions
+                        .push_back(self.s.approval_request(plan, gate, None));
+                } else {
+                    self.s
+                        .resolve(plan, now, gate, false, Resolution::StepTimeout, || {
+                            TOO_LONG.to_owned()
+                        });
+                }
             }
             _ => return false,
         }

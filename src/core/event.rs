@@ -118,7 +118,9 @@ pub enum EventKind {
         /// Why.
         how: Resolution,
     },
-    /// A host step finished.
+    /// A host step finished; or an analysis with `rollBackMode: manual` ran past
+    /// `deploymentConfig.timeout` (`ok: false`, the message saying so), which then waits for
+    /// a person's decision as a failed one does.
     StepFinished {
         /// The operation.
         op: OpId,
