@@ -685,6 +685,15 @@ fn automatic_analysis_failure_fails_the_gate() {
     );
 }
 
+/// Carol's decision, with no roles: an analysis's decision needs none.
+fn carol(approve: bool) -> Decision {
+    if approve {
+        Decision::approve("carol", Vec::<String>::new())
+    } else {
+        Decision::reject("carol", Vec::<String>::new())
+    }
+}
+
 /// A failed manual analysis waits for a person. Approving continues; rejecting rolls back in a
 /// canary step, but in `afterDeployment` fails the environment and leaves the new version, as
 /// an automatic analysis failure there does: PROTOCOL.md §4's outcome table wins over its "roll
@@ -708,12 +717,7 @@ fn manual_analysis_failure_waits_for_a_person_to_continue_or_reject() {
         });
         let g = approvals(&h)[0];
         assert_eq!(h.deployment.gate_state(g), GateState::AwaitingDecision);
-        let decision = if approve {
-            Decision::approve("carol", Vec::<String>::new())
-        } else {
-            Decision::reject("carol", Vec::<String>::new())
-        };
-        h.decide(g, decision).unwrap();
+        h.decide(g, carol(approve)).unwrap();
         let rolls_back = h
             .pending()
             .iter()
@@ -1156,12 +1160,7 @@ fn a_manual_analysis_that_times_out_waits_for_a_person() {
         );
         assert_eq!(h.deployment.gate_state(g), GateState::AwaitingDecision);
 
-        let decision = if approve {
-            Decision::approve("carol", Vec::<String>::new())
-        } else {
-            Decision::reject("carol", Vec::<String>::new())
-        };
-        h.decide(g, decision).unwrap();
+        h.decide(g, carol(approve)).unwrap();
         steps_ok(&mut h);
         assert_eq!(h.deployment.status(), expected);
     }
