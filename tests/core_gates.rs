@@ -1113,19 +1113,27 @@ fn an_analysis_result_after_the_step_timeout_is_stale_before_the_timer_fires() {
     assert!(timed_out, "the analysis gate failed on its step timeout");
 }
 
+/// A canary whose only step is an analysis in `mode`, with a 10-minute host step timeout, its
+/// deploy answered: the analysis is the one step pending.
+fn analysing(mode: &str) -> Harness {
+    let mut h = start(&format!(
+        "application: app\ndeploymentConfig: {{timeout: {{duration: 10, unit: minutes}}}}\ntargets: {{prod: {{strategy: c}}}}\nstrategies: {{c: {{canary: {{steps: [analysis: {{queries: [q], rollBackMode: {mode}}}]}}}}}}"
+    ));
+    let deploy = first_step(&h);
+    h.step_result(deploy.op, StepOutcome::Succeeded).unwrap();
+    h
+}
+
 /// PROTOCOL.md §4: an analysis with `rollBackMode: manual` that fails waits for a person; one
 /// that runs past `deploymentConfig.timeout` has failed as surely, and waits the same way
 /// rather than rolling back on its own. Its late result changes nothing; the person decides.
 #[test]
 fn a_manual_analysis_that_times_out_waits_for_a_person() {
-    let file = "application: app\ndeploymentConfig: {timeout: {duration: 10, unit: minutes}}\ntargets: {prod: {strategy: c}}\nstrategies: {c: {canary: {steps: [analysis: {queries: [q], rollBackMode: manual}]}}}";
     for (approve, expected) in [
         (true, DeploymentStatus::Succeeded),
         (false, DeploymentStatus::RolledBack),
     ] {
-        let mut h = start(file);
-        let deploy = first_step(&h);
-        h.step_result(deploy.op, StepOutcome::Succeeded).unwrap();
+        let mut h = analysing("manual");
         let analysis = match h.pending() {
             [Action::RunStep(run)] => run.clone(),
             other => panic!("the analysis step follows the deploy: {other:?}"),
@@ -1170,11 +1178,7 @@ fn a_manual_analysis_that_times_out_waits_for_a_person() {
 /// its canary rolls back.
 #[test]
 fn an_automatic_analysis_that_times_out_rolls_back() {
-    let mut h = start(
-        "application: app\ndeploymentConfig: {timeout: {duration: 10, unit: minutes}}\ntargets: {prod: {strategy: c}}\nstrategies: {c: {canary: {steps: [analysis: {queries: [q]}]}}}",
-    );
-    let deploy = first_step(&h);
-    h.step_result(deploy.op, StepOutcome::Succeeded).unwrap();
+    let mut h = analysing("automatic");
     h.advance(TimeDelta::minutes(10));
     assert!(
         h.pending()

@@ -746,12 +746,7 @@ impl Deployment {
                 Resolution::AnalysisPassed,
                 String::new,
             ),
-            (false, RollBackMode::Manual) => {
-                self.s.set_gate(gate, GateState::AwaitingDecision);
-                self.s
-                    .actions
-                    .push_back(self.s.approval_request(plan, gate, None));
-            }
+            (false, RollBackMode::Manual) => self.s.await_decision(plan, gate),
             (false, RollBackMode::Automatic) => {
                 let message = || format!("analysis failed: {}", reason.unwrap_or_default());
                 self.s
@@ -893,10 +888,7 @@ impl Deployment {
                             message: Some(TOO_LONG.to_owned()),
                         },
                     );
-                    self.s.set_gate(gate, GateState::AwaitingDecision);
-                    self.s
-                        .actions
-                        .push_back(self.s.approval_request(plan, gate, None));
+                    self.s.await_decision(plan, gate);
                 } else {
                     self.s
                         .resolve(plan, now, gate, false, Resolution::StepTimeout, || {

@@ -233,6 +233,12 @@ impl DeploymentState {
         })
     }
 
+    /// Leaves analysis gate `g`, failed in `rollBackMode: manual`, to a person (§4).
+    pub(crate) fn await_decision(&mut self, plan: &Plan, g: GateId) {
+        self.set_gate(g, GateState::AwaitingDecision);
+        self.actions.push_back(self.approval_request(plan, g, None));
+    }
+
     fn open_gate(&mut self, plan: &Plan, now: DateTime<Utc>, g: GateId) {
         self.emit(now, EventKind::GateOpened { gate: g });
         match plan.gate(g).kind() {

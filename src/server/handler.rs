@@ -9,6 +9,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::Body;
 
 use super::body::{self, ReadError};
+use super::headers::{self, Repeated};
 use super::response::Done;
 use super::route::{NoRoute, Route};
 use super::{GateService, response};
@@ -189,22 +190,20 @@ impl CallbackHandler {
                 Ok(principal) => principal,
                 Err(err) => return response::auth(&err),
             };
-            let mut content_types = request.headers().get_all(CONTENT_TYPE).iter();
-            let content_type = content_types.next();
-            // Two headers could each be read as the one by a different hop, as with
-            // `Authorization`: which one decided would depend on their order.
-            if content_types.next().is_some() {
-                return response::error(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
+            let refusal = match headers::single(request.headers(), CONTENT_TYPE) {
+                Err(Repeated) => Some(
                     "the Content-Type header is given more than once; send it once: application/json",
-                );
-            }
-            if !body::is_json(content_type) {
+                ),
+                Ok(content_type) if !body::is_json(content_type) => {
+                    Some("the body must be JSON; send Content-Type: application/json")
+                }
+                Ok(_) => None,
+            };
+            if let Some(refusal) = refusal {
                 return response::error(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported_media_type",
-                    "the body must be JSON; send Content-Type: application/json",
+                    refusal,
                 );
             }
             let bytes = match body::read_limited(request.into_body(), handler.body_limit).await {
@@ -320,14 +319,11 @@ fn invalid_body(problem: String) -> Response<Bytes> {
 
 /// The token of `Authorization: Bearer <token>` (the scheme is case-insensitive).
 fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let value = values.next().ok_or(AuthError::MissingToken)?;
-    // A proxy in front could check one header while hookgate reads another.
-    if values.next().is_some() {
-        return Err(AuthError::MalformedToken {
+    let value = headers::single(headers, AUTHORIZATION)
+        .map_err(|Repeated| AuthError::MalformedToken {
             reason: "the Authorization header is given more than once",
-        });
-    }
+        })?
+        .ok_or(AuthError::MissingToken)?;
     let value = value.to_str().map_err(|_| AuthError::MalformedToken {
         reason: "the header holds characters a token cannot have",
     })?;

@@ -29,6 +29,7 @@
 mod body;
 mod fields;
 mod handler;
+mod headers;
 mod memory;
 mod response;
 mod route;

@@ -1,11 +1,13 @@
 use std::error::Error;
 
 use bytes::Bytes;
+use http::header::HeaderName;
 use http::header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 
 use super::body::{ReadError, read_limited};
+use super::headers::{self, Repeated};
 use crate::auth::{OAuthError, TokenIssuer};
 
 /// A token request is a few hundred bytes of form.
@@ -45,24 +47,14 @@ where
             .insert(ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    // Two headers of either could each be read as the one by a different hop: refused, as a
-    // form parameter given twice is.
-    for (header, name) in [
-        (CONTENT_TYPE, "Content-Type"),
-        (AUTHORIZATION, "Authorization"),
-    ] {
-        if request.headers().get_all(header).iter().nth(1).is_some() {
-            return refused(&OAuthError::InvalidRequest(format!(
-                "the {name} header is given more than once; send it once"
-            )));
-        }
-    }
-    let content_type = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let authorization = request.headers().get(AUTHORIZATION).cloned();
+    let content_type = match once(request.headers(), CONTENT_TYPE, "Content-Type") {
+        Ok(value) => value.and_then(|v| v.to_str().ok()).map(str::to_owned),
+        Err(error) => return refused(&error),
+    };
+    let authorization = match once(request.headers(), AUTHORIZATION, "Authorization") {
+        Ok(value) => value.cloned(),
+        Err(error) => return refused(&error),
+    };
     let body = match read_limited(request.into_body(), TOKEN_BODY_LIMIT).await {
         Ok(body) => body,
         Err(ReadError::TooLarge) => {
@@ -86,6 +78,20 @@ where
         Ok(token) => answer(StatusCode::OK, token.to_json()),
         Err(error) => refused(&error),
     }
+}
+
+/// The value of `header` (`name` in the error); a header given twice is refused, as a form
+/// parameter given twice is.
+fn once<'h>(
+    headers: &'h HeaderMap,
+    header: HeaderName,
+    name: &str,
+) -> Result<Option<&'h HeaderValue>, OAuthError> {
+    headers::single(headers, header).map_err(|Repeated| {
+        OAuthError::InvalidRequest(format!(
+            "the {name} header is given more than once; send it once"
+        ))
+    })
 }
 
 /// RFC 6749 §5.2's error answer, with the challenge a `401` carries.
