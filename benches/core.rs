@@ -8,7 +8,9 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use hookgate::config::{Limits, Plan};
-use hookgate::core::{Action, CallResult, CallbackId, Deployment, DeploymentId, StartOptions};
+use hookgate::core::{
+    Action, CallResult, CallbackId, Deployment, DeploymentId, DeploymentState, StartOptions,
+};
 
 mod support;
 
@@ -80,26 +82,39 @@ fn waiting(n: usize) -> (Deployment, Vec<CallbackId>) {
 fn callback(c: &mut Criterion) {
     let (d, ids) = waiting(10);
     let now = Utc.timestamp_opt(1_700_000_100, 0).unwrap();
+    let apply = |mut d: Deployment| {
+        d.handle_callback(now, ids[3], true, Some("ok".into()))
+            .unwrap();
+        while let Some(a) = d.poll_action() {
+            black_box(a);
+        }
+        while let Some(e) = d.poll_event() {
+            black_box(e);
+        }
+        d
+    };
     c.bench_function("core/callback_10_envs_and_drain", |b| {
+        b.iter_batched(|| own_copy(&d), apply, BatchSize::SmallInput)
+    });
+    // As the engine applies it: to a deployment whose state a copy kept to roll back to (and
+    // the memory store's row) shares, which the input then copies for itself.
+    c.bench_function("core/callback_10_envs_and_drain_shared", |b| {
+        b.iter_batched(|| d.clone(), apply, BatchSize::SmallInput)
+    });
+    c.bench_function("core/clone_10_envs_baseline", |b| {
         b.iter_batched(
-            || d.clone(),
-            |mut d| {
-                d.handle_callback(now, ids[3], true, Some("ok".into()))
-                    .unwrap();
-                while let Some(a) = d.poll_action() {
-                    black_box(a);
-                }
-                while let Some(e) = d.poll_event() {
-                    black_box(e);
-                }
-                d
-            },
+            || (),
+            |()| DeploymentState::clone(d.state()),
             BatchSize::SmallInput,
         )
     });
-    c.bench_function("core/clone_10_envs_baseline", |b| {
-        b.iter_batched(|| (), |()| d.clone(), BatchSize::SmallInput)
-    });
+}
+
+/// A copy of `d` that shares none of its state, so that an input applied to it measures the
+/// input alone, not the copy a shared state takes first.
+fn own_copy(d: &Deployment) -> Deployment {
+    let state = DeploymentState::clone(d.state());
+    Deployment::restore(Arc::clone(d.plan()), Arc::new(state)).unwrap()
 }
 
 /// A deployment of one target waiting on `n` zero-length pauses, one after another (`sequence`:
@@ -150,7 +165,7 @@ fn timeouts(c: &mut Criterion) {
             let (plan, d) = zero_pauses(n, layout);
             group.bench_function(BenchmarkId::new(layout, n), |b| {
                 b.iter_batched(
-                    || d.clone(),
+                    || own_copy(&d),
                     |mut d| {
                         d.handle_timeout(now);
                         d
@@ -175,9 +190,8 @@ fn state(c: &mut Criterion) {
     });
     c.bench_function("core/state_restore_10_envs", |b| {
         b.iter(|| {
-            let state: hookgate::core::DeploymentState =
-                serde_json::from_slice(black_box(&json)).unwrap();
-            Deployment::restore(Arc::clone(d.plan()), state).unwrap()
+            let state: DeploymentState = serde_json::from_slice(black_box(&json)).unwrap();
+            Deployment::restore(Arc::clone(d.plan()), Arc::new(state)).unwrap()
         })
     });
     // Baselines: the same JSON document written and read untyped, as `serde_json::Value`.

@@ -879,7 +879,7 @@ fn copies_share_preview_urls_only_until_they_change() {
         assert!(json.contains(field), "{field} in {json}");
     }
     let back: DeploymentState = serde_json::from_str(&json).unwrap();
-    assert_eq!(&back, h.deployment.state());
+    assert_eq!(&back, &**h.deployment.state());
 }
 
 /// A canary whose only gate is a webhook that fails at once, so a rollback is asked for at t0.
@@ -990,6 +990,6 @@ fn rollback_without_a_configured_timeout_has_no_deadline_and_keeps_its_stored_fo
         &json[end..]
     );
     let state: DeploymentState = serde_json::from_str(&old).unwrap();
-    let d = hookgate::core::Deployment::restore(h.deployment.plan().clone(), state).unwrap();
+    let d = hookgate::core::Deployment::restore(h.deployment.plan().clone(), state.into()).unwrap();
     assert_eq!(d.poll_timeout(), None);
 }

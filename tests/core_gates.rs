@@ -1206,7 +1206,7 @@ fn a_restored_harness_asks_again_for_the_call_in_flight() {
     let [Action::CallWebhook(call)] = h.pending() else {
         panic!("one call pending: {:?}", h.pending())
     };
-    let stored: DeploymentState =
+    let stored: Arc<DeploymentState> =
         serde_json::from_str(&serde_json::to_string(h.deployment.state()).unwrap()).unwrap();
     let plan = Arc::clone(h.deployment.plan());
 

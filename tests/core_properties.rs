@@ -369,7 +369,7 @@ impl Sim {
 fn round_trip(d: &Deployment) -> Deployment {
     let json = serde_json::to_string(d).unwrap();
     let state: DeploymentState = serde_json::from_str(&json).unwrap();
-    Deployment::restore(Arc::clone(d.plan()), state).unwrap()
+    Deployment::restore(Arc::clone(d.plan()), Arc::new(state)).unwrap()
 }
 
 proptest! {
@@ -571,7 +571,7 @@ fn start(yaml: &str) -> Deployment {
 }
 
 fn mismatch(d: &Deployment, state: DeploymentState) -> &'static str {
-    match Deployment::restore(Arc::clone(d.plan()), state) {
+    match Deployment::restore(Arc::clone(d.plan()), Arc::new(state)) {
         Err(CoreError::PlanMismatch { what }) => what,
         other => panic!("expected PlanMismatch, got {other:?}"),
     }
@@ -643,7 +643,7 @@ fn restore_refuses_an_operation_counter_near_its_end() {
         r#""next_op":2"#,
         &format!(r#""next_op":{}"#, u64::MAX / 2),
     );
-    assert!(Deployment::restore(Arc::clone(d.plan()), state).is_ok());
+    assert!(Deployment::restore(Arc::clone(d.plan()), Arc::new(state)).is_ok());
 }
 
 /// Note counts are kept only for gates that take callbacks: one for an approval, a webhook
@@ -681,7 +681,7 @@ fn restore_refuses_a_replica_set_for_an_environment_the_plan_does_not_have() {
         mismatch(&d, with("2")),
         "a ReplicaSet for an environment the plan does not have"
     );
-    let kept = Deployment::restore(Arc::clone(d.plan()), with("1")).unwrap();
+    let kept = Deployment::restore(Arc::clone(d.plan()), Arc::new(with("1"))).unwrap();
     assert_eq!(kept.replica_set_name(EnvId(1)), Some("rs-1"));
 }
 
@@ -767,7 +767,7 @@ fn restore_refuses_an_environment_its_gates_can_never_move_on() {
         &both,
         &format!(r#"{{"passed":"pause_elapsed"}},{calling}"#),
     );
-    assert!(Deployment::restore(Arc::clone(d.plan()), one_passed).is_ok());
+    assert!(Deployment::restore(Arc::clone(d.plan()), Arc::new(one_passed)).is_ok());
 }
 
 /// A deployment's status follows its environments: never `queued` once started, and terminal
@@ -909,7 +909,7 @@ fn restore_refuses_environments_out_of_step_with_their_dependencies() {
     );
     // A dependant canceled while its dependency runs is what a person's cancel leaves.
     let state = edited(&two, r#""waiting""#, r#"{"done":"canceled"}"#);
-    assert!(Deployment::restore(Arc::clone(two.plan()), state).is_ok());
+    assert!(Deployment::restore(Arc::clone(two.plan()), Arc::new(state)).is_ok());
 }
 
 /// The transition that finishes the last environment finishes the deployment, and every way
@@ -979,5 +979,9 @@ fn the_jitter_generators_stored_form_is_pinned() {
         .unwrap();
     assert_eq!(rng, r#"{"state":230520720699419151020933205007694820077}"#);
     let back: DeploymentState = serde_json::from_str(&json).unwrap();
-    assert_eq!(&back, d.state(), "read back as written, generator included");
+    assert_eq!(
+        &back,
+        &**d.state(),
+        "read back as written, generator included"
+    );
 }

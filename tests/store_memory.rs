@@ -3,7 +3,11 @@
 
 use std::sync::Arc;
 
-use hookgate::store::{DynStore, MemoryStore, conformance};
+use chrono::Utc;
+use hookgate::config::Plan;
+use hookgate::core::{Deployment, DeploymentId, DeploymentStatus, StartOptions};
+use hookgate::store::{DynStore, MemoryStore, NewDeployment, Store, conformance};
+use hookgate::test_util::SequentialIds;
 
 #[tokio::test]
 async fn memory_store_passes_the_conformance_suite() {
@@ -41,4 +45,48 @@ async fn memory_store_passes_the_replica_checks() {
     conformance::run_replica_checks(&store).await;
     let shared: Arc<DynStore> = Arc::new(Arc::new(MemoryStore::new()));
     conformance::run_replica_checks(&(Arc::new(shared) as Arc<DynStore>)).await;
+}
+
+/// The memory store keeps the state a save is given, not a copy of it: the deployment shares
+/// it with the row until its next input copies it, and a load hands out the same state.
+#[tokio::test]
+async fn a_save_keeps_the_deployments_state_itself() {
+    let source = "application: shop\ntargets:\n  prod: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}\n";
+    let plan = Arc::new(Plan::from_yaml(source).unwrap());
+    let mut d = Deployment::start(
+        plan,
+        DeploymentId::from("d1"),
+        StartOptions::default(),
+        &mut SequentialIds::default(),
+        Utc::now(),
+    );
+    let events: Vec<_> = std::iter::from_fn(|| d.poll_event()).collect();
+    while d.poll_action().is_some() {}
+    let store = MemoryStore::new();
+    let v1 = store
+        .create(NewDeployment::new(&d, source), &events)
+        .await
+        .unwrap();
+    let stored = store.load(d.id()).await.unwrap().unwrap();
+    assert!(Arc::ptr_eq(&stored.state, d.state()), "created");
+
+    d.handle_cancel(Utc::now(), "ops").unwrap();
+    let events: Vec<_> = std::iter::from_fn(|| d.poll_event()).collect();
+    assert!(
+        !Arc::ptr_eq(&stored.state, d.state()),
+        "the cancel copied the state the row shares"
+    );
+    let v2 = store
+        .save(d.id(), v1, d.state(), d.status(), &events)
+        .await
+        .unwrap();
+    let saved = store.load(d.id()).await.unwrap().unwrap();
+    assert_eq!(saved.version, v2);
+    assert!(Arc::ptr_eq(&saved.state, d.state()), "saved");
+    let first = Deployment::restore(Arc::clone(d.plan()), stored.state).unwrap();
+    assert_eq!(
+        (first.status(), d.status()),
+        (DeploymentStatus::Running, DeploymentStatus::Canceled),
+        "what the first load handed out is as it was"
+    );
 }

@@ -1,5 +1,4 @@
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -7,18 +6,19 @@ use rand_core::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
 use super::action::Action;
-use super::backoff;
 use super::error::CoreError;
 use super::event::{Event, EventKind};
 use super::ids::{CallbackId, DeploymentId, IdSource, OpId};
 use super::input::{CallResult, CallbackAck, Decision, StepOutcome};
-use super::machine::{Work, later, work};
 use super::settings::Settings;
-use super::state::{DeploymentState, Due, EnvState, GateState, Pos, Touched};
-use super::status::{DeploymentStatus, EnvStatus, Resolution};
-use crate::config::{EnvId, GateId, GateKind, Plan, RollBackMode};
+use super::state::{DeploymentState, EnvState, GateState, Touched};
+use super::status::{DeploymentStatus, EnvStatus};
+use crate::config::{EnvId, GateId, GateKind, Plan};
 
 mod in_flight;
+mod inputs;
+
+use inputs::Inputs;
 
 /// What a deployment starts with besides its plan and id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,25 +78,15 @@ impl StartOptions {
 ///
 /// Time is wall-clock and only ever comes in as an argument, so deadlines keep their meaning
 /// across a restore. The same inputs give the same outputs.
-#[derive(Debug)]
+///
+/// A clone shares the state with the deployment it was cloned from, as a store given
+/// [`state`](Self::state) may: the first input to either afterwards copies the state for
+/// itself. A host keeping the deployment as it was before an input, to put it back should
+/// the input's write fail, pays one copy of the state per input, not two.
+#[derive(Debug, Clone)]
 pub struct Deployment {
     plan: Arc<Plan>,
-    s: DeploymentState,
-}
-
-/// By hand for `clone_from`, which reuses the target's allocations (see [`DeploymentState`]'s).
-impl Clone for Deployment {
-    fn clone(&self) -> Self {
-        Self {
-            plan: Arc::clone(&self.plan),
-            s: self.s.clone(),
-        }
-    }
-
-    fn clone_from(&mut self, source: &Self) {
-        super::state::share(&mut self.plan, &source.plan);
-        self.s.clone_from(&source.s);
-    }
+    s: Arc<DeploymentState>,
 }
 
 impl Deployment {
@@ -145,7 +135,10 @@ impl Deployment {
         }
         s.start_ready(&plan, now);
         s.check_finished(now);
-        Self { plan, s }
+        Self {
+            plan,
+            s: Arc::new(s),
+        }
     }
 
     /// Continues a stored deployment. `plan` must be the plan it was started with.
@@ -154,7 +147,7 @@ impl Deployment {
     /// of environments, gates or webhook gates, an environment at a position its strategy does
     /// not have, a gate in a state its kind of gate never takes, and so on. Such a state (an
     /// edited row, another layout of the plan) is refused here rather than met later.
-    pub fn restore(plan: Arc<Plan>, state: DeploymentState) -> Result<Self, CoreError> {
+    pub fn restore(plan: Arc<Plan>, state: Arc<DeploymentState>) -> Result<Self, CoreError> {
         super::fit::check(&plan, &state).map_err(|what| CoreError::PlanMismatch { what })?;
         Ok(Self { plan, s: state })
     }
@@ -230,11 +223,7 @@ impl Deployment {
 
     /// The gate a callback id belongs to.
     pub fn gate_for_callback(&self, callback: CallbackId) -> Option<GateId> {
-        self.s
-            .callbacks
-            .iter()
-            .find(|(_, id)| *id == callback)
-            .map(|(g, _)| *g)
+        self.s.gate_for_callback(callback)
     }
 
     /// Every webhook gate with its callback id, for indexing by a store.
@@ -267,21 +256,28 @@ impl Deployment {
     }
 
     /// The state to store. Serialize it (it implements `serde::Serialize`) and restore it with
-    /// [`Deployment::restore`].
-    pub fn state(&self) -> &DeploymentState {
+    /// [`Deployment::restore`]. A store that keeps values may keep this `Arc`: the deployment
+    /// copies the state before its next input changes it.
+    pub fn state(&self) -> &Arc<DeploymentState> {
         &self.s
+    }
+
+    /// Whether `other` is in the same state, found at once when they still share it.
+    #[cfg(feature = "runtime")]
+    pub(crate) fn same_state(&self, other: &Deployment) -> bool {
+        Arc::ptr_eq(&self.s, &other.s) || self.s == other.s
     }
 
     // ---- outputs -------------------------------------------------------------------------
 
     /// The next thing the host must do. Once none is left, the queue's memory is given back.
     pub fn poll_action(&mut self) -> Option<Action> {
-        next_or_release(&mut self.s.actions)
+        holds(&self.s.actions).then(|| next_or_release(&mut self.state_mut().actions))?
     }
 
     /// The next event of the history. Once none is left, the queue's memory is given back.
     pub fn poll_event(&mut self) -> Option<Event> {
-        next_or_release(&mut self.s.events)
+        holds(&self.s.events).then(|| next_or_release(&mut self.state_mut().events))?
     }
 
     /// Every action waiting, at once, in the buffer they were queued in: the engine's drain,
@@ -289,13 +285,19 @@ impl Deployment {
     /// after [`poll_action`](Self::poll_action) answered `None`.
     #[cfg(feature = "runtime")]
     pub(crate) fn take_actions(&mut self) -> Vec<Action> {
-        std::mem::take(&mut self.s.actions).into()
+        if !holds(&self.s.actions) {
+            return Vec::new();
+        }
+        std::mem::take(&mut self.state_mut().actions).into()
     }
 
     /// Every event waiting, at once, as `take_actions` does actions.
     #[cfg(feature = "runtime")]
     pub(crate) fn take_events(&mut self) -> Vec<Event> {
-        std::mem::take(&mut self.s.events).into()
+        if !holds(&self.s.events) {
+            return Vec::new();
+        }
+        std::mem::take(&mut self.state_mut().events).into()
     }
 
     /// Hands the deployment empty buffers to queue its next input's outputs in, where it holds
@@ -303,11 +305,12 @@ impl Deployment {
     /// then allocates none for its outputs. Buffers that are not empty are dropped, not lent.
     #[cfg(feature = "runtime")]
     pub(crate) fn lend_queues(&mut self, actions: Vec<Action>, events: Vec<Event>) {
-        if self.s.actions.capacity() == 0 && actions.is_empty() {
-            self.s.actions = actions.into();
+        let s = self.state_mut();
+        if s.actions.capacity() == 0 && actions.is_empty() {
+            s.actions = actions.into();
         }
-        if self.s.events.capacity() == 0 && events.is_empty() {
-            self.s.events = events.into();
+        if s.events.capacity() == 0 && events.is_empty() {
+            s.events = events.into();
         }
     }
 
@@ -325,69 +328,7 @@ impl Deployment {
     /// longer than `deploymentConfig.timeout` fail, and so do rollbacks (the environment ends
     /// `failed`, as when the host reports a failed rollback).
     pub fn handle_timeout(&mut self, now: DateTime<Utc>) {
-        self.fire_passed(now, |_| true);
-    }
-
-    /// Fires, earliest first, every deadline passed by `now` that fails something (a callback
-    /// timeout, an approval's expiry, an analysis's, a host step's or a rollback's timeout),
-    /// before an input is applied: the input then meets the deployment as those deadlines left
-    /// it, even when the host's timer has not fired yet (it runs late, or another replica holds
-    /// it). A callback for one gate of a list meets the list failed by a sibling's timeout, as it
-    /// would had the timer been on time. A due retry or the end of a pause is left to the timer:
-    /// the input may make it needless, and it fails nothing.
-    fn expire_all(&mut self, now: DateTime<Utc>) {
-        self.fire_passed(now, closes_on_deadline);
-    }
-
-    /// Fires, earliest first, every deadline passed by `now` of an environment, or of a gate in a
-    /// state `fires` accepts. A deadline whose firing changes nothing would be due again at
-    /// once; it is passed over from then on, so that this ends whatever the state (restore
-    /// refuses the states known to have one).
-    ///
-    /// The deadlines passed are kept in a heap, earliest first, and those a firing sets are
-    /// added as the gates and environments it touched are looked at: the heap holds every
-    /// deadline due, and entries a firing made stale are passed over as they come out, so the
-    /// order is the same as looking for the earliest over every gate after every firing, which
-    /// took quadratic time for thousands of zero-length pauses.
-    fn fire_passed(&mut self, now: DateTime<Utc>, fires: impl Fn(GateState) -> bool) {
-        // Most inputs find nothing due: a plain look over the states first, as building the
-        // heap cost about as much as the input's own work on a one-gate deployment.
-        let gates_due = self
-            .s
-            .gates
-            .iter()
-            .any(|&g| gate_due_at(g, now, &fires).is_some());
-        if !gates_due && !self.s.envs.iter().any(|&e| env_due_at(e, now).is_some()) {
-            return;
-        }
-        let gates = (0..self.s.gates.len()).map(|i| Due::Gate(GateId(i as u32)));
-        let envs = (0..self.s.envs.len()).map(|i| Due::Env(EnvId(i as u16)));
-        let mut heap: BinaryHeap<_> = gates
-            .chain(envs)
-            .filter_map(|due| self.due_at(due, now, &fires).map(|at| Reverse((at, due))))
-            .collect();
-        let mut passed_over = BTreeSet::new();
-        let mut touched = Vec::new();
-        self.s.touched.record();
-        while let Some(Reverse((at, due))) = heap.pop() {
-            if self.due_at(due, now, &fires) != Some(at) || passed_over.contains(&due) {
-                continue;
-            }
-            let fired = match due {
-                Due::Gate(g) => self.fire_gate(now, g),
-                Due::Env(env) => self.fire_env(now, env),
-            };
-            if !fired {
-                passed_over.insert(due);
-            }
-            self.s.touched.swap(&mut touched);
-            for &due in &touched {
-                if let Some(at) = self.due_at(due, now, &fires) {
-                    heap.push(Reverse((at, due)));
-                }
-            }
-        }
-        self.s.touched.stop();
+        self.inputs().handle_timeout(now)
     }
 
     /// Reports how one attempt of a [`WebhookCall`](super::WebhookCall) ended.
@@ -402,95 +343,7 @@ impl Deployment {
         attempt: u32,
         result: CallResult,
     ) -> Result<(), CoreError> {
-        self.check_gate(gate)?;
-        self.expire_all(now);
-        if self.s.gate(gate) != (GateState::Calling { attempt }) {
-            return Err(CoreError::Stale);
-        }
-        let plan = &*self.plan;
-        let GateKind::Webhook { webhook, .. } = plan.gate(gate).kind() else {
-            return Err(CoreError::Stale);
-        };
-        let webhook = plan.webhook(*webhook);
-        match result {
-            CallResult::Sent { status } => {
-                self.s.emit(
-                    now,
-                    EventKind::WebhookSent {
-                        gate,
-                        attempt,
-                        status,
-                    },
-                );
-                if webhook.disable_callback {
-                    self.s.resolve(
-                        plan,
-                        now,
-                        gate,
-                        true,
-                        Resolution::CallSucceeded,
-                        String::new,
-                    );
-                } else {
-                    let timeout = webhook
-                        .callback_timeout
-                        .unwrap_or(self.s.settings.callback_timeout);
-                    let deadline = later(now, timeout);
-                    self.s
-                        .set_gate(gate, GateState::AwaitingCallback { deadline });
-                }
-            }
-            CallResult::Failed(failure) => {
-                let retry = failure.retryable_for(webhook) && attempt <= webhook.retry_count;
-                let retry_at = retry.then(|| {
-                    let random = self.s.random();
-                    let delay = backoff::delay(
-                        self.s.settings.backoff_base,
-                        self.s.settings.backoff_cap,
-                        attempt,
-                        failure.retry_after,
-                        random,
-                    );
-                    later(now, delay)
-                });
-                self.s.emit(
-                    now,
-                    EventKind::WebhookFailed {
-                        gate,
-                        attempt,
-                        status: failure.status,
-                        reason: failure.reason.clone(),
-                        retry_at,
-                    },
-                );
-                match retry_at {
-                    Some(at) => {
-                        self.s.set_gate(
-                            gate,
-                            GateState::RetryWaiting {
-                                attempt: attempt + 1,
-                                at,
-                            },
-                        );
-                    }
-                    None => {
-                        let message = || match attempt {
-                            1 => format!(
-                                "the call to webhook \"{}\" failed: {}",
-                                webhook.name, failure.reason
-                            ),
-                            n => format!(
-                                "the call to webhook \"{}\" failed after {n} attempts; last: {}",
-                                webhook.name, failure.reason
-                            ),
-                        };
-                        self.s
-                            .resolve(plan, now, gate, false, Resolution::CallFailed, message);
-                    }
-                }
-            }
-        }
-        Ok(())
+        self.inputs().handle_call_result(now, gate, attempt, result)
     }
 
     /// Applies a callback (PROTOCOL.md §5): the first one resolves the gate; a repeat with the
@@ -508,53 +361,8 @@ impl Deployment {
         success: bool,
         message: Option<String>,
     ) -> Result<CallbackAck, CoreError> {
-        let gate = self
-            .gate_for_callback(callback)
-            .ok_or(CoreError::UnknownCallback)?;
-        self.expire_all(now);
-        match self.s.gate(gate) {
-            GateState::Calling { .. }
-            | GateState::RetryWaiting { .. }
-            | GateState::AwaitingCallback { .. }
-                if self.plan.callback_disabled(gate) =>
-            {
-                Err(CoreError::CallbackDisabled)
-            }
-            GateState::Calling { .. }
-            | GateState::RetryWaiting { .. }
-            | GateState::AwaitingCallback { .. } => {
-                let failure = (!success).then(|| {
-                    let name = self.webhook_name(gate);
-                    match &message {
-                        Some(m) => format!("webhook \"{name}\" reported failure: {m}"),
-                        None => format!("webhook \"{name}\" reported failure"),
-                    }
-                });
-                self.s.emit(
-                    now,
-                    EventKind::CallbackReceived {
-                        gate,
-                        success,
-                        message,
-                    },
-                );
-                let plan = &*self.plan;
-                self.s
-                    .resolve(plan, now, gate, success, Resolution::Callback, || {
-                        failure.unwrap_or_default()
-                    });
-                Ok(CallbackAck::Applied)
-            }
-            GateState::Passed(Resolution::Callback) if success => Ok(CallbackAck::Duplicate),
-            GateState::Failed(Resolution::Callback) if !success => Ok(CallbackAck::Duplicate),
-            GateState::Passed(Resolution::Callback) | GateState::Failed(Resolution::Callback) => {
-                Err(CoreError::Conflict { first: !success })
-            }
-            GateState::Passed(how) | GateState::Failed(how) | GateState::Closed(how) => {
-                Err(CoreError::GateClosed { how })
-            }
-            _ => Err(CoreError::GateNotOpen),
-        }
+        self.inputs()
+            .handle_callback(now, callback, success, message)
     }
 
     /// Records a progress note (`"inProgress": true`) for an open webhook gate; the gate stays
@@ -566,38 +374,7 @@ impl Deployment {
         callback: CallbackId,
         message: String,
     ) -> Result<(), CoreError> {
-        let gate = self
-            .gate_for_callback(callback)
-            .ok_or(CoreError::UnknownCallback)?;
-        self.expire_all(now);
-        match self.s.gate(gate) {
-            GateState::Calling { .. }
-            | GateState::RetryWaiting { .. }
-            | GateState::AwaitingCallback { .. }
-                if self.plan.callback_disabled(gate) =>
-            {
-                Err(CoreError::CallbackDisabled)
-            }
-            GateState::Calling { .. }
-            | GateState::RetryWaiting { .. }
-            | GateState::AwaitingCallback { .. } => {
-                let limit = self.s.settings.max_progress_notes;
-                let recorded = self.s.notes.get(&gate).copied().unwrap_or(0);
-                if recorded >= limit {
-                    return Err(CoreError::TooManyProgressNotes { limit });
-                }
-                self.s.notes.insert(gate, recorded + 1);
-                self.s.emit(now, EventKind::Progress { gate, message });
-                Ok(())
-            }
-            // A callback already decided the gate: §5 keeps 410 for gates closed without one.
-            GateState::Passed(Resolution::Callback) => Err(CoreError::Conflict { first: true }),
-            GateState::Failed(Resolution::Callback) => Err(CoreError::Conflict { first: false }),
-            GateState::Passed(how) | GateState::Failed(how) | GateState::Closed(how) => {
-                Err(CoreError::GateClosed { how })
-            }
-            _ => Err(CoreError::GateNotOpen),
-        }
+        self.inputs().handle_progress(now, callback, message)
     }
 
     /// Decides a manual approval, or a failed `rollBackMode: manual` analysis (approve to
@@ -613,47 +390,7 @@ impl Deployment {
         gate: GateId,
         decision: Decision,
     ) -> Result<(), CoreError> {
-        self.check_gate(gate)?;
-        if let GateKind::Approval { roles, .. } = self.plan.gate(gate).kind()
-            && !decision.meets(roles)
-        {
-            return Err(CoreError::MissingRole {
-                required: roles.clone(),
-            });
-        }
-        self.expire_all(now);
-        let plan = &*self.plan;
-        match self.s.gate(gate) {
-            GateState::AwaitingApproval { .. } | GateState::AwaitingDecision => {}
-            _ => return Err(CoreError::NotAwaitingDecision(gate)),
-        }
-        let Decision {
-            approve,
-            by,
-            comment,
-            ..
-        } = decision;
-        let message = || match &comment {
-            Some(c) => format!("rejected by {by}: {c}"),
-            None => format!("rejected by {by}"),
-        };
-        let how = if approve {
-            Resolution::Approved
-        } else {
-            Resolution::Rejected
-        };
-        let failure = message();
-        self.s.emit(
-            now,
-            EventKind::ApprovalDecided {
-                gate,
-                approved: approve,
-                by: by.clone(),
-                comment: comment.clone(),
-            },
-        );
-        self.s.resolve(plan, now, gate, approve, how, || failure);
-        Ok(())
+        self.inputs().handle_approval(now, gate, decision)
     }
 
     /// Reports how a host step or rollback ended. A result for an operation the core no longer
@@ -667,93 +404,7 @@ impl Deployment {
         op: OpId,
         outcome: StepOutcome,
     ) -> Result<(), CoreError> {
-        self.expire_all(now);
-        let plan = &*self.plan;
-        let (ok, reason) = match &outcome {
-            StepOutcome::Failed { reason } => (false, Some(reason.clone())),
-            _ => (true, None),
-        };
-        if let Some((i, state)) = self.s.envs.iter().enumerate().find(|(_, e)| match e {
-            EnvState::Running { op: Some(o), .. } | EnvState::RollingBack { op: o, .. } => *o == op,
-            _ => false,
-        }) {
-            let env = EnvId(i as u16);
-            let state = *state;
-            self.s.emit(
-                now,
-                EventKind::StepFinished {
-                    op,
-                    env,
-                    ok,
-                    message: reason,
-                },
-            );
-            match state {
-                EnvState::RollingBack { .. } => {
-                    let status = if ok {
-                        EnvStatus::RolledBack
-                    } else {
-                        EnvStatus::Failed
-                    };
-                    self.s.finish_env(plan, now, env, status);
-                }
-                EnvState::Running { pos, .. } if ok => {
-                    match outcome {
-                        StepOutcome::Exposed(urls) => Arc::make_mut(&mut self.s.previews)
-                            .entry(env)
-                            .or_default()
-                            .extend(urls),
-                        StepOutcome::Deployed { replica_set_name } if pos == Pos::Deploy => {
-                            Arc::make_mut(self.s.replica_sets.get_or_insert_default())
-                                .insert(env, replica_set_name);
-                        }
-                        _ => {}
-                    }
-                    self.s.advance(plan, now, env, pos);
-                }
-                EnvState::Running { pos, .. } => self.s.fail_env(plan, now, env, pos),
-                _ => {}
-            }
-            return Ok(());
-        }
-        let gate = self
-            .s
-            .gates
-            .iter()
-            .position(|g| matches!(g, GateState::Analysing { op: o, .. } if *o == op))
-            .map(|i| GateId(i as u32))
-            .ok_or(CoreError::Stale)?;
-        let plan = &*self.plan;
-        let env = plan.gate(gate).env();
-        let GateKind::Analysis(spec) = plan.gate(gate).kind() else {
-            return Err(CoreError::Stale);
-        };
-        self.s.emit(
-            now,
-            EventKind::StepFinished {
-                op,
-                env,
-                ok,
-                message: reason.clone(),
-            },
-        );
-        match (ok, spec.roll_back_mode) {
-            (true, _) => self.s.resolve(
-                plan,
-                now,
-                gate,
-                true,
-                Resolution::AnalysisPassed,
-                String::new,
-            ),
-            (false, RollBackMode::Manual) => self.s.await_decision(plan, gate),
-            (false, RollBackMode::Automatic) => {
-                let message = || format!("analysis failed: {}", reason.unwrap_or_default());
-                self.s
-                    .resolve(plan, now, gate, false, Resolution::AnalysisFailed, message);
-            }
-        }
-        Ok(())
+        self.inputs().handle_step_result(now, op, outcome)
     }
 
     /// Cancels the deployment: environments not yet deployed are cancelled, environments in
@@ -771,209 +422,34 @@ impl Deployment {
         now: DateTime<Utc>,
         by: impl Into<String>,
     ) -> Result<(), CoreError> {
-        self.expire_all(now);
-        if !self.is_finished() {
-            let mut ended = self.clone();
-            ended.fire_passed(now, ends_on_cancel);
-            if ended.is_finished() {
-                *self = ended;
-            }
-        }
-        if self.is_finished() {
-            return Err(CoreError::Finished);
-        }
-        let plan = &*self.plan;
-        self.s.canceled = true;
-        self.s
-            .emit(now, EventKind::CancelRequested { by: by.into() });
-        for i in 0..self.s.envs.len() {
-            let env = EnvId(i as u16);
-            match self.s.envs[i] {
-                EnvState::Waiting => {
-                    self.s
-                        .set_env(now, env, EnvState::Done(EnvStatus::Canceled));
-                    self.s.close_gates(plan, now, env, Resolution::Canceled);
-                }
-                EnvState::Running { pos, .. } => {
-                    self.s.close_gates(plan, now, env, Resolution::Canceled);
-                    if pos.rolls_back() {
-                        self.s.roll_back(plan, now, env);
-                    } else {
-                        self.s
-                            .set_env(now, env, EnvState::Done(EnvStatus::Canceled));
-                    }
-                }
-                EnvState::RollingBack { .. } | EnvState::Done(_) => {}
-            }
-        }
-        self.s.check_finished(now);
-        Ok(())
+        self.inputs().handle_cancel(now, by)
     }
 
-    // ---- internals -----------------------------------------------------------------------
-
-    pub(crate) fn check_gate(&self, gate: GateId) -> Result<(), CoreError> {
-        if (gate.0 as usize) < self.s.gates.len() {
-            Ok(())
-        } else {
-            Err(CoreError::UnknownGate(gate))
+    /// The deployment's plan and its state for one input, the state copied first if another
+    /// copy of the deployment (or a store) shares it.
+    fn inputs(&mut self) -> Inputs<'_> {
+        Inputs {
+            plan: &self.plan,
+            s: Arc::make_mut(&mut self.s),
         }
     }
 
-    fn webhook_name(&self, gate: GateId) -> &str {
-        match self.plan.gate(gate).kind() {
-            GateKind::Webhook { webhook, .. } => &self.plan.webhook(*webhook).name,
-            _ => "",
-        }
+    /// The state, to change, copied first if it is shared.
+    fn state_mut(&mut self) -> &mut DeploymentState {
+        Arc::make_mut(&mut self.s)
     }
-
-    /// The deadline of `due`, if it has one passed by `now` (for a gate, in a state `fires`
-    /// accepts).
-    fn due_at(
-        &self,
-        due: Due,
-        now: DateTime<Utc>,
-        fires: impl Fn(GateState) -> bool,
-    ) -> Option<DateTime<Utc>> {
-        match due {
-            Due::Gate(g) => gate_due_at(self.s.gate(g), now, fires),
-            Due::Env(env) => env_due_at(self.s.envs[usize::from(env.0)], now),
-        }
-    }
-
-    /// Fires the deadline of a gate. Returns whether it did anything.
-    fn fire_gate(&mut self, now: DateTime<Utc>, gate: GateId) -> bool {
-        let plan = &*self.plan;
-        match self.s.gate(gate) {
-            GateState::RetryWaiting { attempt, .. } => {
-                self.s.set_gate(gate, GateState::Calling { attempt });
-                let action = self.s.webhook_call(plan, gate, attempt);
-                self.s.actions.push_back(action);
-                self.s
-                    .emit(now, EventKind::WebhookAttempt { gate, attempt });
-            }
-            GateState::AwaitingCallback { .. } => {
-                let name = self.webhook_name(gate).to_owned();
-                self.s
-                    .resolve(plan, now, gate, false, Resolution::CallbackTimeout, || {
-                        format!("no callback from webhook \"{name}\" before the callback timeout")
-                    });
-            }
-            GateState::Pausing { .. } => {
-                self.s
-                    .resolve(plan, now, gate, true, Resolution::PauseElapsed, String::new);
-            }
-            GateState::AwaitingApproval { .. } => {
-                self.s
-                    .resolve(plan, now, gate, false, Resolution::ApprovalExpired, || {
-                        "nobody approved before the approval expired".to_owned()
-                    });
-            }
-            GateState::Analysing { op, .. } => {
-                const TOO_LONG: &str = "the analysis took longer than deploymentConfig.timeout";
-                let manual = matches!(
-                    plan.gate(gate).kind(),
-                    GateKind::Analysis(spec) if spec.roll_back_mode == RollBackMode::Manual
-                );
-                if manual {
-                    // §4: in manual mode an analysis that fails waits for a person, and one
-                    // that never answers has failed as surely as one that says so. Its late
-                    // result finds the gate no longer analysing and changes nothing.
-                    self.s.emit(
-                        now,
-                        EventKind::StepFinished {
-                            op,
-                            env: plan.gate(gate).env(),
-                            ok: false,
-                            message: Some(TOO_LONG.to_owned()),
-                        },
-                    );
-                    self.s.await_decision(plan, gate);
-                } else {
-                    self.s
-                        .resolve(plan, now, gate, false, Resolution::StepTimeout, || {
-                            TOO_LONG.to_owned()
-                        });
-                }
-            }
-            _ => return false,
-        }
-        true
-    }
-
-    /// Fails the host step or rollback of `env` that took longer than
-    /// `deploymentConfig.timeout`. Returns whether it did anything.
-    fn fire_env(&mut self, now: DateTime<Utc>, env: EnvId) -> bool {
-        let plan = &*self.plan;
-        let state = self.s.envs[usize::from(env.0)];
-        let (op, step) = match state {
-            EnvState::Running {
-                pos, op: Some(op), ..
-            } => match work(plan, env, pos) {
-                Work::Step(step) => (op, step.name()),
-                Work::Gates(_) => (op, "gates"),
-            },
-            EnvState::RollingBack {
-                op,
-                deadline: Some(_),
-            } => (op, "rollback"),
-            _ => return false,
-        };
-        self.s.emit(
-            now,
-            EventKind::StepFinished {
-                op,
-                env,
-                ok: false,
-                message: Some(format!("{step} took longer than deploymentConfig.timeout")),
-            },
-        );
-        match state {
-            EnvState::Running { pos, .. } => self.s.fail_env(plan, now, env, pos),
-            // As a failed rollback: the environment ends failed (the host must look at it).
-            _ => self.s.finish_env(plan, now, env, EnvStatus::Failed),
-        }
-        true
-    }
-}
-
-/// The deadline of a gate in `state`, if it has one passed by `now` and `fires` accepts the
-/// state.
-fn gate_due_at(
-    state: GateState,
-    now: DateTime<Utc>,
-    fires: impl Fn(GateState) -> bool,
-) -> Option<DateTime<Utc>> {
-    Some(state)
-        .filter(|&state| fires(state))
-        .and_then(GateState::deadline)
-        .filter(|at| *at <= now)
-}
-
-/// The deadline of an environment in `state`, if it has one passed by `now`.
-fn env_due_at(state: EnvState, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    state.deadline().filter(|at| *at <= now)
-}
-
-/// Whether a gate's deadline in `state` fails or closes it (a callback timeout, an approval's
-/// expiry, an analysis's timeout) rather than move it on (a retry going out, a pause ending).
-fn closes_on_deadline(state: GateState) -> bool {
-    !matches!(
-        state,
-        GateState::RetryWaiting { .. } | GateState::Pausing { .. }
-    )
-}
-
-/// Whether a gate's deadline in `state` is one a cancel fires, on a copy kept only if that
-/// finishes the deployment: every one but a due retry's, whose call the cancel would undo.
-fn ends_on_cancel(state: GateState) -> bool {
-    !matches!(state, GateState::RetryWaiting { .. })
 }
 
 impl serde::Serialize for Deployment {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.s.serialize(serializer)
     }
+}
+
+/// Whether `queue` holds anything, or memory to give back: a poll of a queue that holds
+/// neither changes nothing, and need not copy a shared state to do it.
+fn holds<T>(queue: &VecDeque<T>) -> bool {
+    queue.capacity() > 0
 }
 
 /// The front of `queue`, or, once it is empty, `None` with its buffer freed. A deployment at
@@ -994,7 +470,9 @@ mod tests {
     use chrono::TimeZone;
     use proptest::prelude::*;
 
+    use super::inputs::{closes_on_deadline, ends_on_cancel};
     use super::*;
+    use crate::core::state::{Due, Pos};
 
     struct NoIds;
 
@@ -1027,7 +505,7 @@ mod tests {
             "application: a\ntargets:\n  x: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}\n  y: {constraints: {beforeDeployment: [pause: {duration: 1, unit: minutes}]}}",
         );
         let t0 = t0();
-        d.s.envs[0] = EnvState::Running {
+        d.state_mut().envs[0] = EnvState::Running {
             pos: Pos::Before,
             op: None,
             deadline: Some(t0),
@@ -1121,6 +599,45 @@ mod tests {
         assert!(
             Arc::ptr_eq(&d.s.previews, &again.s.previews),
             "a later copy shares the new map"
+        );
+    }
+
+    /// A clone shares the whole state until one of them takes an input, which copies it for
+    /// itself once and leaves the other as it was; an input to a state held alone copies
+    /// nothing, and neither does polling a drained one.
+    #[test]
+    fn a_clone_shares_the_state_until_an_input_copies_it() {
+        let mut d = started(
+            "application: a\ntargets:\n  x: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}",
+        );
+        while d.poll_action().is_some() {}
+        while d.poll_event().is_some() {}
+        let kept = d.clone();
+        assert!(Arc::ptr_eq(&d.s, &kept.s), "a clone shares the state");
+        assert_eq!((d.poll_action(), d.poll_event()), (None, None));
+        assert!(
+            Arc::ptr_eq(&d.s, &kept.s),
+            "a poll of nothing copies nothing"
+        );
+
+        d.handle_cancel(t0(), "ops").unwrap();
+        assert!(!Arc::ptr_eq(&d.s, &kept.s), "the input copied the state");
+        assert_eq!(d.status(), DeploymentStatus::Canceled);
+        assert_eq!(
+            kept.status(),
+            DeploymentStatus::Running,
+            "the clone is as it was"
+        );
+        assert!(
+            kept.state().events.is_empty(),
+            "the cancel's events went to the copy"
+        );
+
+        let copied: *const DeploymentState = &*d.s;
+        d.handle_timeout(t0());
+        assert!(
+            std::ptr::eq(&*d.s, copied),
+            "a state held alone is changed in place"
         );
     }
 
@@ -1234,8 +751,8 @@ mod tests {
                 .min();
             let Some((_, due)) = next else { return };
             let fired = match due {
-                Due::Gate(g) => d.fire_gate(now, g),
-                Due::Env(env) => d.fire_env(now, env),
+                Due::Gate(g) => d.inputs().fire_gate(now, g),
+                Due::Env(env) => d.inputs().fire_env(now, env),
             };
             if !fired {
                 passed_over.push(due);
@@ -1355,10 +872,10 @@ mod tests {
                 }
                 let mut by_scan = d.clone();
                 if second == input_at {
-                    d.expire_all(now);
+                    d.inputs().expire_all(now);
                     fire_passed_by_scan(&mut by_scan, now, closes_on_deadline);
                 } else if second == cancel_at {
-                    d.fire_passed(now, ends_on_cancel);
+                    d.inputs().fire_passed(now, ends_on_cancel);
                     fire_passed_by_scan(&mut by_scan, now, ends_on_cancel);
                 } else {
                     d.handle_timeout(now);

@@ -212,6 +212,24 @@ impl DeploymentState {
             .map(|i| self.callbacks[i].1)
     }
 
+    /// The gate a callback id belongs to.
+    pub(crate) fn gate_for_callback(&self, callback: super::ids::CallbackId) -> Option<GateId> {
+        self.callbacks
+            .iter()
+            .find(|(_, id)| *id == callback)
+            .map(|(g, _)| *g)
+    }
+
+    /// [`CoreError::UnknownGate`](super::error::CoreError::UnknownGate) for a gate the plan
+    /// does not have.
+    pub(crate) fn check_gate(&self, gate: GateId) -> Result<(), super::error::CoreError> {
+        if (gate.0 as usize) < self.gates.len() {
+            Ok(())
+        } else {
+            Err(super::error::CoreError::UnknownGate(gate))
+        }
+    }
+
     pub(crate) fn approval_request(
         &self,
         plan: &Plan,

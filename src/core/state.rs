@@ -20,8 +20,9 @@ use crate::config::{EnvId, GateId};
 /// [`Deployment::restore`]: super::Deployment::restore
 #[derive(PartialEq, Serialize, Deserialize)]
 pub struct DeploymentState {
-    /// Shared between copies, as are the callback ids: neither changes after the start, and a
-    /// copy is taken at every input (to roll back to) and by the memory store at every write.
+    /// Shared between copies, as are the callback ids: neither changes after the start, and an
+    /// engine's deployment copies its state at every input (the copy it keeps to roll back to,
+    /// and the memory store's row, share the state it had).
     pub(crate) id: Arc<DeploymentId>,
     #[serde(serialize_with = "super::timestamp::serialize")]
     pub(crate) started_at: DateTime<Utc>,
@@ -114,9 +115,8 @@ impl PartialEq for Touched {
     }
 }
 
-/// By hand for `clone_from`, which reuses the target's allocations: stores that keep a copy of
-/// each state they are given (the memory store) copy one per write. The destructuring lists
-/// every field, so a new field cannot be forgotten here.
+/// By hand, as the scratch `touched` is not copied. The destructuring lists every field, so a
+/// new field cannot be forgotten here.
 impl Clone for DeploymentState {
     fn clone(&self) -> Self {
         let Self {
@@ -155,74 +155,20 @@ impl Clone for DeploymentState {
             callbacks: callbacks.clone(),
             previews: previews.clone(),
             replica_sets: replica_sets.clone(),
-            actions: actions.clone(),
-            events: events.clone(),
+            actions: copy_queue(actions),
+            events: copy_queue(events),
             touched: Touched::default(),
         }
     }
-
-    fn clone_from(&mut self, source: &Self) {
-        let Self {
-            id,
-            started_at,
-            context,
-            tenant,
-            settings,
-            rng,
-            next_op,
-            status,
-            canceled,
-            envs,
-            gates,
-            notes,
-            callbacks,
-            previews,
-            replica_sets,
-            actions,
-            events,
-            touched: _,
-        } = source;
-        share(&mut self.id, id);
-        self.started_at = *started_at;
-        share(&mut self.context, context);
-        self.tenant.clone_from(tenant);
-        self.settings.clone_from(settings);
-        self.rng.clone_from(rng);
-        self.next_op = *next_op;
-        self.status = *status;
-        self.canceled = *canceled;
-        self.envs.clone_from(envs);
-        self.gates.clone_from(gates);
-        self.notes.clone_from(notes);
-        share(&mut self.callbacks, callbacks);
-        share(&mut self.previews, previews);
-        match (&mut self.replica_sets, replica_sets) {
-            (Some(target), Some(source)) => share(target, source),
-            (target, source) => target.clone_from(source),
-        }
-        copy_queue(&mut self.actions, actions);
-        copy_queue(&mut self.events, events);
-        self.touched.stop();
-    }
 }
 
-/// Points `target` at what `source` points to. `Arc::clone_from` writes both counts even when
-/// they already share it; the counts of a plan or id shared between threads are then written by
-/// every copy, and each write takes the count's cache line (and whatever sits beside it) from
-/// the other cores.
-pub(crate) fn share<T: ?Sized>(target: &mut Arc<T>, source: &Arc<T>) {
-    if !Arc::ptr_eq(target, source) {
-        *target = Arc::clone(source);
-    }
-}
-
-/// `target.clone_from(source)`, but at once for an empty `source`, which is how the queues of a
-/// state at rest are: `VecDeque::clone_from` empties and extends through its iterators even then.
-fn copy_queue<T: Clone>(target: &mut VecDeque<T>, source: &VecDeque<T>) {
-    if source.is_empty() {
-        target.clear();
+/// A copy of `queue`, at once for an empty one, as the queues of a state at rest are (every
+/// input copies one): `VecDeque::clone` goes through its iterators even then.
+fn copy_queue<T: Clone>(queue: &VecDeque<T>) -> VecDeque<T> {
+    if queue.is_empty() {
+        VecDeque::new()
     } else {
-        target.clone_from(source);
+        queue.clone()
     }
 }
 

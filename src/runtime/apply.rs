@@ -126,7 +126,7 @@ impl Engine {
                 continue;
             }
             attempts += 1;
-            let before = spare::copy(&live.d);
+            let before = live.d.clone();
             if live.owned {
                 spare::lend_queues(&mut live.d);
             }
@@ -154,7 +154,7 @@ impl Engine {
         &self,
         in_flight: TaskTrackerToken,
         mut live: OwnedMutexGuard<Live>,
-        before: Box<Deployment>,
+        before: Deployment,
     ) -> Result<(), RuntimeError> {
         let engine = self.clone();
         self.detached(in_flight, async move {
@@ -217,15 +217,15 @@ impl Engine {
 
     /// Stores what changed since `before` and then publishes events and starts actions. On a
     /// store failure the deployment is put back as it was. Returns whether anything changed.
-    /// `before` is boxed to keep the futures of every input's cycle small: larger ones are
-    /// allocated outside the allocator's per-thread caches.
+    /// `before` shares the state the deployment had until the input copied it, as the
+    /// memory store's row does: keeping it costs no copy of its own.
     ///
     /// A copy of a deployment another replica drives keeps the actions in its state, for that
     /// replica to perform once the store's notice reaches it.
     pub(crate) async fn commit(
         &self,
         live: &mut Live,
-        before: Box<Deployment>,
+        before: Deployment,
         source: Source,
     ) -> Result<bool, RuntimeError> {
         let (changed, ready) = self.commit_once(live, before, source).await?;
@@ -240,7 +240,7 @@ impl Engine {
     async fn commit_once(
         &self,
         live: &mut Live,
-        before: Box<Deployment>,
+        before: Deployment,
         source: Source,
     ) -> Result<(bool, Vec<Ready>), RuntimeError> {
         let committed = AssertUnwindSafe(self.store_and_act(live, before, source))
@@ -253,7 +253,7 @@ impl Engine {
     async fn store_and_act(
         &self,
         live: &mut Live,
-        mut before: Box<Deployment>,
+        mut before: Deployment,
         source: Source,
     ) -> Result<(bool, Vec<Ready>), RuntimeError> {
         let (actions, mut events) = if live.owned {
@@ -263,11 +263,10 @@ impl Engine {
         };
         // An input that produced events changed the deployment: comparing the whole state is
         // left for those that did not.
-        let changed = !events.is_empty() || live.d.state() != before.state();
+        let changed = !events.is_empty() || !live.d.same_state(&before);
         // A resumption writes before it asks for work again: see `Source::Row`.
         let write = changed || (source == Source::Row && !actions.is_empty());
         if !write && actions.is_empty() {
-            spare::give_back(before);
             spare::give_back_queues(actions, events);
             if live.owned {
                 if live.looking() {
@@ -315,7 +314,6 @@ impl Engine {
                 }
                 Err(e) => {
                     std::mem::swap(&mut live.d, &mut before);
-                    spare::give_back(before);
                     if matches!(e, StoreError::Conflict { .. }) {
                         // Someone else saved first: take their state, so the caller's retry
                         // applies to what is stored rather than failing forever. Boxed, as
@@ -330,7 +328,6 @@ impl Engine {
             }
         }
         let finished_now = write && !before.is_finished() && live.d.is_finished();
-        spare::give_back(before);
         if live.owned {
             return Ok((changed, self.after_commit(live, actions, events)));
         }
@@ -376,7 +373,7 @@ impl Engine {
         if live.d.is_finished() {
             live.arm(&self.inner.deadlines);
         } else {
-            let before = spare::copy(&live.d);
+            let before = live.d.clone();
             Box::pin(self.commit(live, before, Source::Memory)).await?;
         }
         Err(StoreError::Conflict {
@@ -403,7 +400,7 @@ impl Engine {
         on_unknown: impl FnOnce(),
     ) -> Result<u64, StoreError> {
         match self.inner.store.load(id).await {
-            Ok(Some(stored)) if stored.version == version && stored.state == *state => {
+            Ok(Some(stored)) if stored.version == version && *stored.state == *state => {
                 tracing::warn!(
                     deployment = %id,
                     error = %failure,
@@ -469,7 +466,7 @@ impl Engine {
             if ready.is_empty() {
                 return;
             }
-            let before = spare::copy(&live.d);
+            let before = live.d.clone();
             spare::lend_queues(&mut live.d);
             let now = self.inner.clock.now();
             for r in &ready {

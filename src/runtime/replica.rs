@@ -26,7 +26,6 @@ use tokio_util::sync::CancellationToken;
 use super::apply::Source;
 use super::engine::{Engine, Live, lock};
 use super::error::RuntimeError;
-use super::spare;
 use crate::core::{Deployment, DeploymentId};
 use crate::store::{ChangeWatcher, Lease, StoreError, StoredDeployment};
 
@@ -372,7 +371,7 @@ impl Engine {
                 break;
             }
             acted = true;
-            let before = spare::copy(&live.d);
+            let before = live.d.clone();
             match self.commit(&mut live, before, Source::Memory).await {
                 Ok(_) => break,
                 // `commit` reloaded what was stored: take that up in the next attempt.
@@ -453,7 +452,7 @@ impl Engine {
         }
         let plan = self.plan_for(&stored.plan_source)?;
         let mut d = Deployment::restore(plan, stored.state)?;
-        let before = spare::copy(&d);
+        let before = d.clone();
         let now = self.inner.clock.now();
         // Withdrawn from the queue while its create, answered with a failure, was looked for:
         // the cancel its caller was told succeeded is applied first, before any deadline can

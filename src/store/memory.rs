@@ -77,7 +77,8 @@ struct Row {
 struct Current {
     application: String,
     plan_source: String,
-    state: DeploymentState,
+    /// The engine's own, shared until its next input copies it: a save then stores no copy.
+    state: Arc<DeploymentState>,
     status: DeploymentStatus,
     version: u64,
     created_at: DateTime<Utc>,
@@ -274,7 +275,7 @@ impl Store for MemoryStore {
         &self,
         id: &DeploymentId,
         expected_version: u64,
-        state: &DeploymentState,
+        state: &Arc<DeploymentState>,
         status: DeploymentStatus,
         events: &[Event],
     ) -> Result<u64, StoreError> {
@@ -310,7 +311,7 @@ impl Store for MemoryStore {
             }
         }
         current.version += 1;
-        current.state.clone_from(state);
+        current.state = Arc::clone(state);
         current.status = status;
         if status.is_terminal() {
             row.lease = None;

@@ -126,13 +126,17 @@ pub trait Store: Debug + Send + Sync {
     /// Replaces the state and status of deployment `id` and appends `events`, if its stored
     /// version is still `expected_version`. Returns the new version, `expected_version + 1`.
     ///
+    /// `state` is the deployment's own ([`Deployment::state`](crate::core::Deployment::state)):
+    /// a store that keeps values keeps the `Arc` rather than a copy, and the deployment copies
+    /// the state before its next input changes it.
+    ///
     /// A stale version is [`StoreError::Conflict`] and an unknown id [`StoreError::NotFound`];
     /// either way nothing is written.
     async fn save(
         &self,
         id: &DeploymentId,
         expected_version: u64,
-        state: &DeploymentState,
+        state: &Arc<DeploymentState>,
         status: DeploymentStatus,
         events: &[Event],
     ) -> Result<u64, StoreError>;
@@ -235,7 +239,7 @@ macro_rules! forward_store {
                 &self,
                 id: &DeploymentId,
                 expected_version: u64,
-                state: &DeploymentState,
+                state: &Arc<DeploymentState>,
                 status: DeploymentStatus,
                 events: &[Event],
             ) -> Result<u64, StoreError> {

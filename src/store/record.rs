@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use super::{Lease, StoreError};
@@ -13,8 +15,9 @@ pub struct NewDeployment {
     pub application: String,
     /// The deployment file's text, validated again by the runtime when it loads the deployment.
     pub plan_source: String,
-    /// The core's state.
-    pub state: DeploymentState,
+    /// The core's state, shared with the deployment it was taken from (see
+    /// [`Deployment::state`]).
+    pub state: Arc<DeploymentState>,
     /// Its status as the host sees it.
     pub status: DeploymentStatus,
     /// Every callback id of its webhook gates. The core assigns them all at start and never
@@ -42,7 +45,7 @@ impl NewDeployment {
             id: deployment.id().clone(),
             application: deployment.plan().application().to_owned(),
             plan_source: plan_source.into(),
-            state: deployment.state().clone(),
+            state: Arc::clone(deployment.state()),
             status: deployment.status(),
             callback_ids: deployment.callback_ids().map(|(_, id)| id).collect(),
             lease: None,
@@ -82,8 +85,9 @@ pub struct StoredDeployment {
     pub application: String,
     /// The deployment file's text.
     pub plan_source: String,
-    /// The core's state; continue with [`Deployment::restore`].
-    pub state: DeploymentState,
+    /// The core's state; continue with [`Deployment::restore`], which takes the `Arc` as it
+    /// is (a store that keeps values shares it with its row).
+    pub state: Arc<DeploymentState>,
     /// Its status as the host sees it.
     pub status: DeploymentStatus,
     /// 1 after `create`, one more after each `save`; pass it to the next `save`.

@@ -66,7 +66,7 @@ impl Harness {
     /// here. A state that does not fit `plan` is refused, as [`Deployment::restore`] refuses it.
     pub fn restore(
         plan: Arc<Plan>,
-        state: DeploymentState,
+        state: Arc<DeploymentState>,
         now: DateTime<Utc>,
     ) -> Result<Self, CoreError> {
         let mut deployment = Deployment::restore(plan, state)?;
@@ -250,7 +250,7 @@ impl Harness {
         success: bool,
         message: Option<&str>,
     ) -> Result<CallbackAck, CoreError> {
-        self.deployment.check_gate(gate)?;
+        self.deployment.state().check_gate(gate)?;
         let id = self
             .deployment
             .callback_id(gate)

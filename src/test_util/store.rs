@@ -1,7 +1,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
@@ -98,7 +98,7 @@ struct LateCreate {
 struct LateSave {
     id: DeploymentId,
     expected_version: u64,
-    state: DeploymentState,
+    state: Arc<DeploymentState>,
     status: DeploymentStatus,
     events: Vec<Event>,
 }
@@ -318,7 +318,7 @@ impl<S: Store> Store for FaultyStore<S> {
         &self,
         id: &DeploymentId,
         expected_version: u64,
-        state: &DeploymentState,
+        state: &Arc<DeploymentState>,
         status: DeploymentStatus,
         events: &[Event],
     ) -> Result<u64, StoreError> {

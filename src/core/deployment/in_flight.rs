@@ -34,8 +34,9 @@ impl Deployment {
             .in_flight()
             .map(|(_, action)| action)
             .collect::<Vec<_>>();
-        self.s.actions.clear();
-        self.s.actions.extend(actions);
+        let s = self.state_mut();
+        s.actions.clear();
+        s.actions.extend(actions);
     }
 
     /// [`reissue_in_flight`](Self::reissue_in_flight) for a stored state taken up in place of
@@ -56,8 +57,9 @@ impl Deployment {
             .filter(|(work, _)| !underway.contains(work))
             .map(|(_, action)| action)
             .collect::<Vec<_>>();
-        self.s.actions.clear();
-        self.s.actions.extend(actions);
+        let s = self.state_mut();
+        s.actions.clear();
+        s.actions.extend(actions);
     }
 
     /// The work in flight, and the action asking for each.

@@ -116,7 +116,7 @@ impl Started {
         self.deployment.id()
     }
 
-    pub(super) fn state(&self) -> &DeploymentState {
+    pub(super) fn state(&self) -> &Arc<DeploymentState> {
         self.deployment.state()
     }
 

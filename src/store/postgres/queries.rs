@@ -4,6 +4,7 @@
 //! statement, so it is atomic on its own.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::PgConnection;
@@ -300,7 +301,7 @@ impl Store for PostgresStore {
         &self,
         id: &DeploymentId,
         expected_version: u64,
-        state: &DeploymentState,
+        state: &Arc<DeploymentState>,
         status: DeploymentStatus,
         events: &[Event],
     ) -> Result<u64, StoreError> {

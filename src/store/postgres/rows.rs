@@ -1,6 +1,8 @@
 //! Reading rows back. Whatever a row holds, a bad value is [`StoreError::Corrupt`], never a
 //! panic: the database may have been edited by hand or written by another release.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -25,7 +27,7 @@ pub(super) fn deployment(row: &PgRow) -> Result<StoredDeployment, StoreError> {
     Ok(StoredDeployment {
         application: column(row, &id, "application")?,
         plan_source: column(row, &id, "plan_source")?,
-        state: codec::decode_state(&id, &state)?,
+        state: Arc::new(codec::decode_state(&id, &state)?),
         status: codec::status(&id, status)?,
         version: codec::version(&id, column(row, &id, "version")?)?,
         created_at: time(row, &id, "created_at")?,

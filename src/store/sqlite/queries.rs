@@ -4,6 +4,8 @@
 //! snapshot, which in WAL mode fails without waiting when another write got in first. Reads run
 //! on the pool.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use super::rows;
@@ -53,7 +55,7 @@ impl Store for SqliteStore {
         &self,
         id: &DeploymentId,
         expected_version: u64,
-        state: &DeploymentState,
+        state: &Arc<DeploymentState>,
         status: DeploymentStatus,
         events: &[Event],
     ) -> Result<u64, StoreError> {

@@ -1,6 +1,8 @@
 //! Reading rows back. Whatever a row holds, a bad value is [`StoreError::Corrupt`], never a
 //! panic: the file may have been edited by hand or written by another release.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -36,7 +38,7 @@ pub(super) fn deployment(row: &SqliteRow) -> Result<StoredDeployment, StoreError
                 "its row in `plans` is missing".to_owned(),
             )
         })?,
-        state: codec::decode_state(&id, &state)?,
+        state: Arc::new(codec::decode_state(&id, &state)?),
         status: codec::status(&id, status)?,
         version: codec::version(&id, column(row, &id, "version")?)?,
         created_at: time(&id, "created_at", &created_at)?,
