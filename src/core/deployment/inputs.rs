@@ -197,22 +197,9 @@ impl Inputs<'_> {
         success: bool,
         message: Option<String>,
     ) -> Result<CallbackAck, CoreError> {
-        let gate = self
-            .s
-            .gate_for_callback(callback)
-            .ok_or(CoreError::UnknownCallback)?;
-        self.expire_all(now);
-        match self.s.gate(gate) {
-            GateState::Calling { .. }
-            | GateState::RetryWaiting { .. }
-            | GateState::AwaitingCallback { .. }
-                if self.plan.callback_disabled(gate) =>
-            {
-                Err(CoreError::CallbackDisabled)
-            }
-            GateState::Calling { .. }
-            | GateState::RetryWaiting { .. }
-            | GateState::AwaitingCallback { .. } => {
+        let (gate, state) = self.reported_gate(now, callback)?;
+        match state {
+            state if awaits_report(state) => {
                 let failure = (!success).then(|| {
                     let name = self.webhook_name(gate);
                     match &message {
@@ -253,22 +240,9 @@ impl Inputs<'_> {
         callback: CallbackId,
         message: String,
     ) -> Result<(), CoreError> {
-        let gate = self
-            .s
-            .gate_for_callback(callback)
-            .ok_or(CoreError::UnknownCallback)?;
-        self.expire_all(now);
-        match self.s.gate(gate) {
-            GateState::Calling { .. }
-            | GateState::RetryWaiting { .. }
-            | GateState::AwaitingCallback { .. }
-                if self.plan.callback_disabled(gate) =>
-            {
-                Err(CoreError::CallbackDisabled)
-            }
-            GateState::Calling { .. }
-            | GateState::RetryWaiting { .. }
-            | GateState::AwaitingCallback { .. } => {
+        let (gate, state) = self.reported_gate(now, callback)?;
+        match state {
+            state if awaits_report(state) => {
                 let limit = self.s.settings.max_progress_notes;
                 let recorded = self.s.notes.get(&gate).copied().unwrap_or(0);
                 if recorded >= limit {
@@ -480,6 +454,26 @@ impl Inputs<'_> {
         Ok(())
     }
 
+    /// The gate `callback` names and its state, once the deadlines passed by `now` that fail
+    /// something have fired; [`CoreError::CallbackDisabled`] for one awaiting its webhook's
+    /// answer when that webhook takes no callbacks.
+    fn reported_gate(
+        &mut self,
+        now: DateTime<Utc>,
+        callback: CallbackId,
+    ) -> Result<(GateId, GateState), CoreError> {
+        let gate = self
+            .s
+            .gate_for_callback(callback)
+            .ok_or(CoreError::UnknownCallback)?;
+        self.expire_all(now);
+        let state = self.s.gate(gate);
+        if awaits_report(state) && self.plan.callback_disabled(gate) {
+            return Err(CoreError::CallbackDisabled);
+        }
+        Ok((gate, state))
+    }
+
     fn webhook_name(&self, gate: GateId) -> &str {
         match self.plan.gate(gate).kind() {
             GateKind::Webhook { webhook, .. } => &self.plan.webhook(*webhook).name,
@@ -628,4 +622,15 @@ pub(super) fn closes_on_deadline(state: GateState) -> bool {
 /// finishes the deployment: every one but a due retry's, whose call the cancel would undo.
 pub(super) fn ends_on_cancel(state: GateState) -> bool {
     !matches!(state, GateState::RetryWaiting { .. })
+}
+
+/// Whether a webhook gate in `state` still waits for its webhook's answer (a callback or a
+/// progress note), its call sent, under way or to be retried.
+fn awaits_report(state: GateState) -> bool {
+    matches!(
+        state,
+        GateState::Calling { .. }
+            | GateState::RetryWaiting { .. }
+            | GateState::AwaitingCallback { .. }
+    )
 }
