@@ -22,12 +22,13 @@ use log::{Log, Place};
 
 /// A store in the process's memory, for tests and for hosts that need no durability.
 ///
-/// It keeps states and events as values. In debug builds (tests) it also puts every state and
-/// event it is given through the JSON the durable stores write and checks that it comes back
-/// equal, so a state that does not survive serialization fails here first rather than in
-/// production; release builds skip that, since encoding was most of a callback's cost here. It
-/// implements leases and change notices, so several engines in one process can share it as
-/// replicas share a database.
+/// It keeps states and events as values: a state is the `Arc` it was given, shared with the
+/// deployment until the deployment's next input copies it. In debug builds (tests) it also
+/// puts every state and event it is given through the JSON the durable stores write and checks
+/// that it comes back equal, so a state that does not survive serialization fails here first
+/// rather than in production; release builds skip that, since encoding was most of a
+/// callback's cost here. It implements leases and change notices, so several engines in one
+/// process can share it as replicas share a database.
 pub struct MemoryStore {
     /// The deployments, each in the shard its id hashes to.
     shards: Box<[Mutex<Shard>]>,
