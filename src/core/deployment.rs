@@ -262,6 +262,38 @@ impl Deployment {
         &self.s
     }
 
+    /// Makes the deployment hold its state alone before an input, copying it into `spare`
+    /// (written over, its allocations reused) if another copy shares it. Returns `spare` when
+    /// it was not needed, or not held alone itself.
+    #[cfg(feature = "runtime")]
+    pub(crate) fn unshare_into(
+        &mut self,
+        mut spare: Arc<DeploymentState>,
+    ) -> Option<Arc<DeploymentState>> {
+        if Arc::strong_count(&self.s) == 1 {
+            return Some(spare);
+        }
+        let Some(target) = Arc::get_mut(&mut spare) else {
+            return Some(spare);
+        };
+        target.clone_from(&self.s);
+        self.s = spare;
+        None
+    }
+
+    /// Whether another copy (the one kept to roll back to, the memory store's row) shares the
+    /// deployment's state, which the next input would then copy.
+    #[cfg(feature = "runtime")]
+    pub(crate) fn shares_state(&self) -> bool {
+        Arc::strong_count(&self.s) > 1
+    }
+
+    /// The state, for a spare once the deployment is done with.
+    #[cfg(feature = "runtime")]
+    pub(crate) fn into_state(self) -> Arc<DeploymentState> {
+        self.s
+    }
+
     /// Whether `other` is in the same state, found at once when they still share it.
     #[cfg(feature = "runtime")]
     pub(crate) fn same_state(&self, other: &Deployment) -> bool {

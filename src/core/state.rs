@@ -115,8 +115,9 @@ impl PartialEq for Touched {
     }
 }
 
-/// By hand, as the scratch `touched` is not copied. The destructuring lists every field, so a
-/// new field cannot be forgotten here.
+/// By hand, as the scratch `touched` is not copied, and for `clone_from`, which reuses the
+/// target's allocations: the engine copies each state before an input into one it kept. The
+/// destructurings list every field, so a new field cannot be forgotten here.
 impl Clone for DeploymentState {
     fn clone(&self) -> Self {
         let Self {
@@ -159,6 +160,59 @@ impl Clone for DeploymentState {
             events: copy_queue(events),
             touched: Touched::default(),
         }
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        let Self {
+            id,
+            started_at,
+            context,
+            tenant,
+            settings,
+            rng,
+            next_op,
+            status,
+            canceled,
+            envs,
+            gates,
+            notes,
+            callbacks,
+            previews,
+            replica_sets,
+            actions,
+            events,
+            touched: _,
+        } = source;
+        share(&mut self.id, id);
+        self.started_at = *started_at;
+        share(&mut self.context, context);
+        self.tenant.clone_from(tenant);
+        self.settings.clone_from(settings);
+        self.rng.clone_from(rng);
+        self.next_op = *next_op;
+        self.status = *status;
+        self.canceled = *canceled;
+        self.envs.clone_from(envs);
+        self.gates.clone_from(gates);
+        self.notes.clone_from(notes);
+        share(&mut self.callbacks, callbacks);
+        share(&mut self.previews, previews);
+        match (&mut self.replica_sets, replica_sets) {
+            (Some(target), Some(source)) => share(target, source),
+            (target, source) => target.clone_from(source),
+        }
+        self.actions = copy_queue(actions);
+        self.events = copy_queue(events);
+        self.touched.stop();
+    }
+}
+
+/// Points `target` at what `source` points to. `Arc::clone_from` writes both counts even when
+/// they already share it; the counts of an id shared between threads are then written by every
+/// copy, and each write takes the count's cache line from the other cores.
+fn share<T: ?Sized>(target: &mut Arc<T>, source: &Arc<T>) {
+    if !Arc::ptr_eq(target, source) {
+        *target = Arc::clone(source);
     }
 }
 

@@ -127,6 +127,7 @@ impl Engine {
             }
             attempts += 1;
             let before = live.d.clone();
+            spare::unshare(&mut live.d);
             if live.owned {
                 spare::lend_queues(&mut live.d);
             }
@@ -314,6 +315,7 @@ impl Engine {
                 }
                 Err(e) => {
                     std::mem::swap(&mut live.d, &mut before);
+                    spare::give_back(before);
                     if matches!(e, StoreError::Conflict { .. }) {
                         // Someone else saved first: take their state, so the caller's retry
                         // applies to what is stored rather than failing forever. Boxed, as
@@ -328,6 +330,7 @@ impl Engine {
             }
         }
         let finished_now = write && !before.is_finished() && live.d.is_finished();
+        spare::give_back(before);
         if live.owned {
             return Ok((changed, self.after_commit(live, actions, events)));
         }
@@ -374,6 +377,7 @@ impl Engine {
             live.arm(&self.inner.deadlines);
         } else {
             let before = live.d.clone();
+            spare::unshare(&mut live.d);
             Box::pin(self.commit(live, before, Source::Memory)).await?;
         }
         Err(StoreError::Conflict {
@@ -467,6 +471,7 @@ impl Engine {
                 return;
             }
             let before = live.d.clone();
+            spare::unshare(&mut live.d);
             spare::lend_queues(&mut live.d);
             let now = self.inner.clock.now();
             for r in &ready {

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::apply::Source;
 use super::engine::{Engine, Live, lock};
 use super::error::RuntimeError;
+use super::spare;
 use crate::core::{Deployment, DeploymentId};
 use crate::store::{ChangeWatcher, Lease, StoreError, StoredDeployment};
 
@@ -372,6 +373,7 @@ impl Engine {
             }
             acted = true;
             let before = live.d.clone();
+            spare::unshare(&mut live.d);
             match self.commit(&mut live, before, Source::Memory).await {
                 Ok(_) => break,
                 // `commit` reloaded what was stored: take that up in the next attempt.

@@ -1,17 +1,25 @@
-//! The buffers an input's outputs are queued in, reused rather than allocated for every input.
+//! The state each input copies and the buffers its outputs are queued in, reused rather than
+//! allocated for every input.
+//!
+//! The copy of a deployment each input keeps to roll back to shares its state (`Deployment` is
+//! two `Arc`s), as the memory store's row does, so the input copies the state once before
+//! changing it. Copied into fresh memory, that took three allocations (the state, its
+//! environments, its gates) and their frees at every input. A thread keeps a few states
+//! instead, the copies kept to roll back to once their writes are done with them, and copies
+//! the next input's state over one ([`unshare`]) with `clone_from`, which reuses its vectors. A
+//! kept state holds on to what the deployment it last copied shares between its copies (its
+//! ids, context and preview URLs) until it is written over or its thread ends.
 //!
 //! A deployment at rest holds no buffers for its outputs (they would double a waiting
 //! deployment's memory), so each input's first action and first event would allocate one, for
 //! the engine to free once it had performed and published them. Those buffers are kept per
-//! thread instead, emptied, and lent to the deployment before an input ([`lend_queues`]). One
+//! thread too, emptied, and lent to the deployment before an input ([`lend_queues`]). What is
 //! given back on another thread than the one it came from simply stays there.
-//!
-//! The copy of a deployment each input keeps to roll back to needs no such pool: it shares
-//! the deployment's state (`Deployment` is two `Arc`s), and the input copies the state once.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
-use crate::core::{Action, Deployment, Event};
+use crate::core::{Action, Deployment, DeploymentState, Event};
 
 /// How many of each a thread keeps: about as many inputs as it has under way at once.
 const KEPT: usize = 8;
@@ -20,9 +28,11 @@ const KEPT: usize = 8;
 /// deployment of many environments starting) is freed rather than held by the thread.
 const LARGEST_KEPT: usize = 32;
 
-/// What a thread keeps. One thread-local for both: each access to one costs a check that it
-/// is set up, and an input's cycle takes and gives back both buffers.
+/// What a thread keeps. One thread-local for all of it: each access to one costs a check that
+/// it is set up, and an input's cycle takes and gives back a state and both buffers.
 struct Kept {
+    /// Each held by nothing else.
+    states: Vec<Arc<DeploymentState>>,
     actions: Vec<Vec<Action>>,
     events: Vec<Vec<Event>>,
 }
@@ -30,10 +40,43 @@ struct Kept {
 thread_local! {
     static KEPT_HERE: RefCell<Kept> = const {
         RefCell::new(Kept {
+            states: Vec::new(),
             actions: Vec::new(),
             events: Vec::new(),
         })
     };
+}
+
+/// Makes `d` hold its state alone, copied over a state this thread kept, if another copy (the
+/// one kept to roll back to, the memory store's row) shares it and the thread kept one; the
+/// input copies it into fresh memory otherwise.
+pub(crate) fn unshare(d: &mut Deployment) {
+    if !d.shares_state() {
+        return;
+    }
+    let Some(spare) = KEPT_HERE.with_borrow_mut(|kept| kept.states.pop()) else {
+        return;
+    };
+    if let Some(unused) = d.unshare_into(spare) {
+        keep_state(unused);
+    }
+}
+
+/// Keeps the state of `before`, the copy an input kept to roll back to, once its write is done
+/// with it, if nothing else holds it (the store's row let go of it when the write replaced it).
+pub(crate) fn give_back(before: Deployment) {
+    keep_state(before.into_state());
+}
+
+fn keep_state(mut state: Arc<DeploymentState>) {
+    if Arc::get_mut(&mut state).is_none() {
+        return;
+    }
+    KEPT_HERE.with_borrow_mut(|kept| {
+        if kept.states.len() < KEPT {
+            kept.states.push(state);
+        }
+    });
 }
 
 /// Lends `d` buffers this thread kept for its next input's outputs, if it kept any.
@@ -72,7 +115,7 @@ mod tests {
 
     use super::{KEPT, LARGEST_KEPT, give_back_queues, lend_queues};
     use crate::config::Plan;
-    use crate::core::{Deployment, DeploymentId, StartOptions};
+    use crate::core::{Deployment, DeploymentId, DeploymentState, StartOptions};
     use crate::ids::RandomIds;
 
     fn started(id: &str, source: &str) -> Deployment {
@@ -84,6 +127,41 @@ mod tests {
             &mut RandomIds,
             Utc::now(),
         )
+    }
+
+    /// A state given back once its write is done with it is the one the next shared state is
+    /// copied over, written over whatever it held; one that something else still holds (the
+    /// store's row) is not kept, and a state held alone is not copied.
+    #[test]
+    fn a_kept_state_takes_the_next_copy() {
+        let two = started(
+            "two",
+            "application: shop\ntargets: {staging: {}, prod: {dependsOn: [staging]}}\n",
+        );
+        let held_elsewhere = two.clone();
+        super::give_back(two.clone());
+        super::KEPT_HERE.with_borrow(|kept| assert!(kept.states.is_empty(), "the row holds it"));
+        drop(held_elsewhere);
+        let kept: *const DeploymentState = &**two.state();
+        super::give_back(two);
+        super::KEPT_HERE.with_borrow(|kept| assert_eq!(kept.states.len(), 1));
+
+        let mut one = started("one", "application: cart\ntargets: {prod: {}}\n");
+        let alone: *const DeploymentState = &**one.state();
+        super::unshare(&mut one);
+        assert!(
+            std::ptr::eq(&**one.state(), alone),
+            "held alone: not copied"
+        );
+        let before = one.clone();
+        super::unshare(&mut one);
+        assert!(
+            std::ptr::eq(&**one.state(), kept),
+            "copied over the kept state"
+        );
+        assert_eq!(one.state(), before.state());
+        assert_eq!(one.id(), &DeploymentId::from("one"));
+        super::KEPT_HERE.with_borrow(|kept| assert!(kept.states.is_empty()));
     }
 
     /// Buffers given back are emptied and lent to the next input's deployment; the thread
