@@ -5,10 +5,11 @@
 //! two `Arc`s), as the memory store's row does, so the input copies the state once before
 //! changing it. Copied into fresh memory, that took three allocations (the state, its
 //! environments, its gates) and their frees at every input. A thread keeps a few states
-//! instead, the copies kept to roll back to once their writes are done with them, and copies
-//! the next input's state over one ([`unshare`]) with `clone_from`, which reuses its vectors. A
-//! kept state holds on to what the deployment it last copied shares between its copies (its
-//! ids, context and preview URLs) until it is written over or its thread ends.
+//! instead (none of a deployment of many targets), the copies kept to roll back to once their
+//! writes are done with them, and copies the next input's state over one ([`unshare`]) with
+//! `clone_from`, which reuses its vectors. A kept state holds on to what the deployment it last
+//! copied shares between its copies (its ids, context and preview URLs) until it is written
+//! over or its thread ends.
 //!
 //! A deployment at rest holds no buffers for its outputs (they would double a waiting
 //! deployment's memory), so each input's first action and first event would allocate one, for
@@ -27,6 +28,10 @@ const KEPT: usize = 8;
 /// The largest buffer kept, in elements: one a rare input filled with many outputs (a
 /// deployment of many environments starting) is freed rather than held by the thread.
 const LARGEST_KEPT: usize = 32;
+
+/// The most environments, and gates, of a state kept: the state of a deployment of many
+/// targets is freed rather than held by the thread until a later input writes over it.
+const LARGEST_STATE_KEPT: usize = 64;
 
 /// What a thread keeps. One thread-local for all of it: each access to one costs a check that
 /// it is set up, and an input's cycle takes and gives back a state and both buffers.
@@ -69,7 +74,10 @@ pub(crate) fn give_back(before: Deployment) {
 }
 
 fn keep_state(mut state: Arc<DeploymentState>) {
-    if Arc::get_mut(&mut state).is_none() {
+    let Some(alone) = Arc::get_mut(&mut state) else {
+        return;
+    };
+    if alone.envs.capacity() > LARGEST_STATE_KEPT || alone.gates.capacity() > LARGEST_STATE_KEPT {
         return;
     }
     KEPT_HERE.with_borrow_mut(|kept| {
@@ -113,7 +121,7 @@ mod tests {
 
     use chrono::Utc;
 
-    use super::{KEPT, LARGEST_KEPT, give_back_queues, lend_queues};
+    use super::{KEPT, LARGEST_KEPT, LARGEST_STATE_KEPT, give_back_queues, lend_queues};
     use crate::config::Plan;
     use crate::core::{Deployment, DeploymentId, DeploymentState, StartOptions};
     use crate::ids::RandomIds;
@@ -162,6 +170,24 @@ mod tests {
         assert_eq!(one.state(), before.state());
         assert_eq!(one.id(), &DeploymentId::from("one"));
         super::KEPT_HERE.with_borrow(|kept| assert!(kept.states.is_empty()));
+    }
+
+    /// The state of a deployment of more targets than `LARGEST_STATE_KEPT` is freed, not kept.
+    #[test]
+    fn a_state_of_many_targets_is_not_kept() {
+        let targets: Vec<String> = (0..=LARGEST_STATE_KEPT)
+            .map(|i| format!("t{i}: {{}}"))
+            .collect();
+        let many = started(
+            "many",
+            &format!("application: shop\ntargets: {{{}}}\n", targets.join(", ")),
+        );
+        assert!(many.state().envs.len() > LARGEST_STATE_KEPT);
+        super::give_back(many);
+        super::KEPT_HERE.with_borrow(|kept| assert!(kept.states.is_empty()));
+
+        super::give_back(started("few", "application: shop\ntargets: {prod: {}}\n"));
+        super::KEPT_HERE.with_borrow(|kept| assert_eq!(kept.states.len(), 1));
     }
 
     /// Buffers given back are emptied and lent to the next input's deployment; the thread
