@@ -224,13 +224,7 @@ impl Inputs<'_> {
             }
             GateState::Passed(Resolution::Callback) if success => Ok(CallbackAck::Duplicate),
             GateState::Failed(Resolution::Callback) if !success => Ok(CallbackAck::Duplicate),
-            GateState::Passed(Resolution::Callback) | GateState::Failed(Resolution::Callback) => {
-                Err(CoreError::Conflict { first: !success })
-            }
-            GateState::Passed(how) | GateState::Failed(how) | GateState::Closed(how) => {
-                Err(CoreError::GateClosed { how })
-            }
-            _ => Err(CoreError::GateNotOpen),
+            state => Err(report_refused(state)),
         }
     }
 
@@ -252,13 +246,7 @@ impl Inputs<'_> {
                 self.s.emit(now, EventKind::Progress { gate, message });
                 Ok(())
             }
-            // A callback already decided the gate: §5 keeps 410 for gates closed without one.
-            GateState::Passed(Resolution::Callback) => Err(CoreError::Conflict { first: true }),
-            GateState::Failed(Resolution::Callback) => Err(CoreError::Conflict { first: false }),
-            GateState::Passed(how) | GateState::Failed(how) | GateState::Closed(how) => {
-                Err(CoreError::GateClosed { how })
-            }
-            _ => Err(CoreError::GateNotOpen),
+            state => Err(report_refused(state)),
         }
     }
 
@@ -633,4 +621,18 @@ fn awaits_report(state: GateState) -> bool {
             | GateState::RetryWaiting { .. }
             | GateState::AwaitingCallback { .. }
     )
+}
+
+/// Why a callback or progress note reaching a gate in `state`, which awaits no report, is
+/// refused. A callback already decided the gate: a conflict, whose `first` is that decision,
+/// as §5 keeps 410 for gates closed without one.
+fn report_refused(state: GateState) -> CoreError {
+    match state {
+        GateState::Passed(Resolution::Callback) => CoreError::Conflict { first: true },
+        GateState::Failed(Resolution::Callback) => CoreError::Conflict { first: false },
+        GateState::Passed(how) | GateState::Failed(how) | GateState::Closed(how) => {
+            CoreError::GateClosed { how }
+        }
+        _ => CoreError::GateNotOpen,
+    }
 }
