@@ -35,11 +35,17 @@ impl Route {
     pub(super) fn parse(path: &str) -> Result<Self, NoRoute> {
         // At most one segment more than the longest route, which then matches nothing: a path
         // of many slashes, read before the sender is known, costs no more than a short one.
-        let segments: Vec<&str> = match path.strip_prefix('/') {
-            Some(rest) => rest.splitn(6, '/').collect(),
-            None => return Err(NoRoute::NotFound),
+        // Held on the stack, as every callback's request comes here.
+        let Some(rest) = path.strip_prefix('/') else {
+            return Err(NoRoute::NotFound);
         };
-        match segments[..] {
+        let mut segments = [""; 6];
+        let mut count = 0;
+        for (slot, segment) in segments.iter_mut().zip(rest.splitn(6, '/')) {
+            *slot = segment;
+            count += 1;
+        }
+        match segments[..count] {
             ["callbacks", id] | ["callbacks", id, "callback"] => id
                 .parse()
                 .map(Route::Callback)
