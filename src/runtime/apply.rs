@@ -269,6 +269,10 @@ impl Engine {
         let write = changed || (source == Source::Row && !actions.is_empty());
         if !write && actions.is_empty() {
             spare::give_back_queues(actions, events);
+            // The deployment takes back the state its row shares, rather than keep a copy of it
+            // (its memory twice over) until its next write; the copy is kept for a later input.
+            std::mem::swap(&mut live.d, &mut before);
+            spare::give_back(before);
             if live.owned {
                 if live.looking() {
                     // An input before the look is due leaves the look armed: only its time

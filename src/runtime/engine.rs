@@ -1125,6 +1125,7 @@ mod tests {
     use crate::ids::RandomIds;
     use crate::runtime::SimulatedHost;
     use crate::runtime::builder::tests::dispatcher;
+    use crate::runtime::spare;
 
     fn live(id: &str) -> Live {
         let plan = Arc::new(Plan::from_yaml("application: shop\ntargets: {prod: {}}\n").unwrap());
@@ -1155,6 +1156,27 @@ mod tests {
         assert!(Arc::ptr_eq(&again, &entry));
         drop(kept);
         assert!(entry.try_lock().is_ok());
+    }
+
+    /// An input that changes nothing leaves the deployment sharing its state with the memory
+    /// store's row, as before the input, not holding the copy the input made of it.
+    #[tokio::test]
+    async fn an_input_that_changes_nothing_shares_the_rows_state_again() {
+        let store: Arc<DynStore> = Arc::new(crate::store::MemoryStore::new());
+        let engine = Engine::builder(dispatcher(), SimulatedHost)
+            .shared_store(Arc::clone(&store))
+            .build();
+        let source = "application: shop\ntargets:\n  prod: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}\n";
+        let id = engine.start(source, BTreeMap::new()).await.unwrap().id;
+        // A state this thread kept, which the input copies the shared state over.
+        spare::give_back(live("spare").d);
+
+        engine.apply(&id, |_, _| ()).await.unwrap();
+        let row = store.load(&id).await.unwrap().expect("stored");
+        let entry = Arc::clone(&lock(&engine.inner.live)[&id]);
+        let live = entry.lock().await;
+        assert!(Arc::ptr_eq(live.d.state(), &row.state));
+        assert_eq!(live.version, row.version, "nothing was written");
     }
 
     /// A copy whose write panicked is dropped: the deployment this engine drives, registered

@@ -7,9 +7,11 @@
 //! environments, its gates) and their frees at every input. A thread keeps a few states
 //! instead (none of a deployment of many targets), the copies kept to roll back to once their
 //! writes are done with them, and copies the next input's state over one ([`unshare`]) with
-//! `clone_from`, which reuses its vectors. A kept state holds on to what the deployment it last
-//! copied shares between its copies (its ids, context and preview URLs) until it is written
-//! over or its thread ends.
+//! `clone_from`, which reuses its vectors. Only a state with about the room the copy needs is
+//! used: the copy becomes the deployment's own, and the memory store's row once written, and a
+//! kept state of a larger deployment would lend it vectors far larger than its own for as long
+//! as it waits. A kept state holds on to what the deployment it last copied shares between its
+//! copies (its ids, context and preview URLs) until it is written over or its thread ends.
 //!
 //! A deployment at rest holds no buffers for its outputs (they would double a waiting
 //! deployment's memory), so each input's first action and first event would allocate one, for
@@ -33,6 +35,13 @@ const LARGEST_KEPT: usize = 32;
 /// targets is freed rather than held by the thread until a later input writes over it.
 const LARGEST_STATE_KEPT: usize = 64;
 
+/// The room a kept state may have for a copy of `n` environments, or gates: twice what it
+/// needs, or the four elements a vector takes at its first growth. A vector that grows takes
+/// twice its room (or four at first), so the copy over a smaller state fits too.
+fn fits(room: usize, n: usize) -> bool {
+    room <= (2 * n).max(4)
+}
+
 /// What a thread keeps. One thread-local for all of it: each access to one costs a check that
 /// it is set up, and an input's cycle takes and gives back a state and both buffers.
 struct Kept {
@@ -53,17 +62,39 @@ thread_local! {
 }
 
 /// Makes `d` hold its state alone, copied over a state this thread kept, if another copy (the
-/// one kept to roll back to, the memory store's row) shares it and the thread kept one; the
-/// input copies it into fresh memory otherwise.
+/// one kept to roll back to, the memory store's row) shares it and the thread kept one that
+/// [`fits`] it; the input copies it into fresh memory otherwise.
 pub(crate) fn unshare(d: &mut Deployment) {
     if !d.shares_state() {
         return;
     }
-    let Some(spare) = KEPT_HERE.with_borrow_mut(|kept| kept.states.pop()) else {
+    let (envs, gates) = (d.state().envs.len(), d.state().gates.len());
+    let Some(spare) = KEPT_HERE.with_borrow_mut(|kept| take_fitting(&mut kept.states, envs, gates))
+    else {
         return;
     };
     if let Some(unused) = d.unshare_into(spare) {
         keep_state(unused);
+    }
+}
+
+/// The kept state last given back of those with the room for `envs` environments and `gates`
+/// gates and not much more. When none has, one is freed: a thread whose deployments changed
+/// size keeps states of the sizes it now copies, rather than ones it never uses.
+fn take_fitting(
+    states: &mut Vec<Arc<DeploymentState>>,
+    envs: usize,
+    gates: usize,
+) -> Option<Arc<DeploymentState>> {
+    let fitting = states
+        .iter()
+        .rposition(|s| fits(s.envs.capacity(), envs) && fits(s.gates.capacity(), gates));
+    match fitting {
+        Some(at) => Some(states.swap_remove(at)),
+        None => {
+            states.pop();
+            None
+        }
     }
 }
 
@@ -170,6 +201,45 @@ mod tests {
         assert_eq!(one.state(), before.state());
         assert_eq!(one.id(), &DeploymentId::from("one"));
         super::KEPT_HERE.with_borrow(|kept| assert!(kept.states.is_empty()));
+    }
+
+    /// A kept state with far more room than a copy needs is not copied over, which would lend
+    /// the copy (the deployment's own state, and the memory store's row) vectors many times its
+    /// size for as long as it waits; it is freed, and the next kept state that fits is used.
+    #[test]
+    fn a_kept_state_with_far_more_room_lends_it_to_no_copy() {
+        let targets: Vec<String> = (0..60).map(|i| format!("t{i}: {{}}")).collect();
+        let big = started(
+            "big",
+            &format!("application: shop\ntargets: {{{}}}\n", targets.join(", ")),
+        );
+        super::give_back(big);
+        let mut small = started("small", "application: cart\ntargets: {prod: {}}\n");
+        let row = small.clone();
+        super::unshare(&mut small);
+        assert!(small.state().envs.capacity() <= 4);
+        assert!(small.state().gates.capacity() <= 4);
+        assert_eq!(small.state(), row.state());
+        super::KEPT_HERE.with_borrow(|kept| assert!(kept.states.is_empty(), "freed"));
+
+        let three = "application: shop\ntargets: {a: {}, b: {}, c: {}}\n";
+        super::give_back(started("three", three));
+        let fitting: *const DeploymentState =
+            super::KEPT_HERE.with_borrow(|kept| Arc::as_ptr(kept.states.last().expect("kept")));
+        super::give_back(started(
+            "big again",
+            &format!("application: shop\ntargets: {{{}}}\n", targets.join(", ")),
+        ));
+        let mut two = started("two", "application: cart\ntargets: {a: {}, b: {}}\n");
+        let row = two.clone();
+        super::unshare(&mut two);
+        assert!(
+            std::ptr::eq(&**two.state(), fitting),
+            "copied over the kept state that fits, not the last one kept"
+        );
+        assert_eq!(two.state(), row.state());
+        super::KEPT_HERE
+            .with_borrow(|kept| assert_eq!(kept.states.len(), 1, "the big one is left"));
     }
 
     /// The state of a deployment of more targets than `LARGEST_STATE_KEPT` is freed, not kept.
