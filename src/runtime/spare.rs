@@ -168,6 +168,15 @@ mod tests {
         )
     }
 
+    /// A deployment of `n` targets, each with one environment and no gate.
+    fn of_targets(id: &str, n: usize) -> Deployment {
+        let targets: Vec<String> = (0..n).map(|i| format!("t{i}: {{}}")).collect();
+        started(
+            id,
+            &format!("application: shop\ntargets: {{{}}}\n", targets.join(", ")),
+        )
+    }
+
     /// A state given back once its write is done with it is the one the next shared state is
     /// copied over, written over whatever it held; one that something else still holds (the
     /// store's row) is not kept, and a state held alone is not copied.
@@ -208,12 +217,7 @@ mod tests {
     /// size for as long as it waits; it is freed, and the next kept state that fits is used.
     #[test]
     fn a_kept_state_with_far_more_room_lends_it_to_no_copy() {
-        let targets: Vec<String> = (0..60).map(|i| format!("t{i}: {{}}")).collect();
-        let big = started(
-            "big",
-            &format!("application: shop\ntargets: {{{}}}\n", targets.join(", ")),
-        );
-        super::give_back(big);
+        super::give_back(of_targets("big", 60));
         let mut small = started("small", "application: cart\ntargets: {prod: {}}\n");
         let row = small.clone();
         super::unshare(&mut small);
@@ -226,10 +230,7 @@ mod tests {
         super::give_back(started("three", three));
         let fitting: *const DeploymentState =
             super::KEPT_HERE.with_borrow(|kept| Arc::as_ptr(kept.states.last().expect("kept")));
-        super::give_back(started(
-            "big again",
-            &format!("application: shop\ntargets: {{{}}}\n", targets.join(", ")),
-        ));
+        super::give_back(of_targets("big again", 60));
         let mut two = started("two", "application: cart\ntargets: {a: {}, b: {}}\n");
         let row = two.clone();
         super::unshare(&mut two);
@@ -245,13 +246,7 @@ mod tests {
     /// The state of a deployment of more targets than `LARGEST_STATE_KEPT` is freed, not kept.
     #[test]
     fn a_state_of_many_targets_is_not_kept() {
-        let targets: Vec<String> = (0..=LARGEST_STATE_KEPT)
-            .map(|i| format!("t{i}: {{}}"))
-            .collect();
-        let many = started(
-            "many",
-            &format!("application: shop\ntargets: {{{}}}\n", targets.join(", ")),
-        );
+        let many = of_targets("many", LARGEST_STATE_KEPT + 1);
         assert!(many.state().envs.len() > LARGEST_STATE_KEPT);
         super::give_back(many);
         super::KEPT_HERE.with_borrow(|kept| assert!(kept.states.is_empty()));
