@@ -2,11 +2,12 @@
 #![cfg(feature = "test-util")]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use hookgate::config::Plan;
 use hookgate::core::{Deployment, DeploymentId, DeploymentStatus, StartOptions};
-use hookgate::store::{DynStore, MemoryStore, NewDeployment, Store, conformance};
+use hookgate::store::{DynStore, Lease, MemoryStore, NewDeployment, Store, conformance};
 use hookgate::test_util::SequentialIds;
 
 #[tokio::test]
@@ -89,4 +90,62 @@ async fn a_save_keeps_the_deployments_state_itself() {
         (DeploymentStatus::Running, DeploymentStatus::Canceled),
         "what the first load handed out is as it was"
     );
+}
+
+/// Two replicas taking orphans from one memory store at the same moment: each answer short of
+/// its limit means no orphan was left, as the trait promises (and PostgreSQL's `SKIP LOCKED`
+/// gives), so an engine's recovery that stops at such an answer leaves none waiting for its
+/// next round. The two pick the same oldest candidates; the one that finds them taken takes
+/// the next ones instead. Enough orphans that the two claims overlap in time.
+#[test]
+fn orphans_claimed_at_once_by_two_replicas_are_all_taken() {
+    let source = "application: shop\ntargets: {prod: {}}\n";
+    let plan = Arc::new(Plan::from_yaml(source).unwrap());
+    const ORPHANS: usize = 1000;
+    for round in 0..10 {
+        let store = Arc::new(MemoryStore::new());
+        for i in 0..ORPHANS {
+            let d = Deployment::start(
+                Arc::clone(&plan),
+                DeploymentId::from(format!("d{round}-{i}").as_str()),
+                StartOptions::default(),
+                &mut SequentialIds::default(),
+                Utc::now(),
+            );
+            block_on(store.create(NewDeployment::new(&d, source), &[])).unwrap();
+        }
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let claims: Vec<_> = ["x", "y"]
+            .map(|owner| {
+                let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    let lease = Lease::new(owner, Utc::now(), Duration::from_secs(30));
+                    let runtime = runtime();
+                    barrier.wait();
+                    runtime
+                        .block_on(store.claim_orphans(&lease, ORPHANS / 2))
+                        .unwrap()
+                        .deployments
+                        .len()
+                })
+            })
+            .into_iter()
+            .map(|claim| claim.join().unwrap())
+            .collect();
+        assert_eq!(
+            claims,
+            [ORPHANS / 2; 2],
+            "round {round}: each took its limit, half of them"
+        );
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
+fn block_on<F: Future>(work: F) -> F::Output {
+    runtime().block_on(work)
 }

@@ -426,20 +426,15 @@ impl Store for MemoryStore {
         let mut orphans =
             self.pick(|id, row| orphan(row).then(|| (row.current.created_at, id.clone())));
         orphans.sort();
-        orphans.truncate(limit);
-        let mut taken = Vec::with_capacity(orphans.len());
-        for (_, id) in orphans {
+        let taken = take_first(orphans.into_iter().map(|(_, id)| id), limit, |id| {
             // Looked at again under its shard's lock: another replica may have taken it since.
             let mut shard = self.shard(&id);
-            if let Some(row) = shard.deployments.get_mut(&id)
-                && orphan(row)
-            {
-                row.lease = Some((lease.owner.clone(), lease.until));
-                let current = row.current.clone();
-                drop(shard);
-                taken.push(current.stored(id));
-            }
-        }
+            let row = shard.deployments.get_mut(&id).filter(|row| orphan(row))?;
+            row.lease = Some((lease.owner.clone(), lease.until));
+            let current = row.current.clone();
+            drop(shard);
+            Some(current.stored(id))
+        });
         Ok(taken.into())
     }
 
@@ -463,6 +458,21 @@ impl Store for MemoryStore {
     }
 }
 
+/// What `take` gives for the first `limit` of `candidates` it gives anything for, in order. A
+/// candidate another caller took meanwhile is passed over for the next rather than taking its
+/// place in the count: a claim answered short of `limit` then means no more were left.
+fn take_first<T>(
+    candidates: impl IntoIterator<Item = DeploymentId>,
+    limit: usize,
+    take: impl FnMut(DeploymentId) -> Option<T>,
+) -> Vec<T> {
+    candidates
+        .into_iter()
+        .filter_map(take)
+        .take(limit)
+        .collect()
+}
+
 /// In debug builds, fails a write whose state or events cannot be written as JSON or read
 /// back, and stops on one that reads back different: the durable stores would lose it.
 fn check_round_trip(
@@ -479,4 +489,24 @@ fn check_round_trip(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::take_first;
+    use crate::core::DeploymentId;
+
+    /// Candidates taken by someone else meanwhile do not count: the next ones are taken in
+    /// their place, up to the limit, in order, and none past it is looked at.
+    #[test]
+    fn candidates_gone_meanwhile_are_passed_over_for_the_next() {
+        let ids = ["d0", "d1", "d2", "d3", "d4"].map(DeploymentId::from);
+        let mut looked_at = Vec::new();
+        let taken = take_first(ids, 2, |id| {
+            looked_at.push(id.clone());
+            (id != DeploymentId::from("d0") && id != DeploymentId::from("d2")).then_some(id)
+        });
+        assert_eq!(taken, ["d1", "d3"].map(DeploymentId::from));
+        assert_eq!(looked_at, ["d0", "d1", "d2", "d3"].map(DeploymentId::from));
+    }
 }
