@@ -551,6 +551,42 @@ async fn a_bad_signature_on_a_direct_keys_token_is_401_while_the_jwks_is_down() 
     assert_eq!(err.status(), StatusCode::UNAUTHORIZED, "{err}");
 }
 
+/// A token of an algorithm no JWKS key can have (HS256, HS384) is refused (`401`), not sent to
+/// retry (`503`) while the JWKS is down, and costs no fetch: with the JWKS alone, and beside a
+/// direct key of another algorithm (ES256). Its sender would retry a token that never passes.
+#[tokio::test]
+async fn a_token_no_jwks_key_could_verify_is_401_while_the_jwks_is_down() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let clock = clock();
+    let secret = EncodingKey::from_secret(b"some secret some secret some secret!!").unwrap();
+    for with_es256 in [false, true] {
+        let builder = jwks_builder(&server, &clock);
+        let authorizer = match with_es256 {
+            true => builder.es256_pem(EC_PUBLIC),
+            false => builder,
+        }
+        .build()
+        .unwrap();
+        for alg in [Algorithm::HS256, Algorithm::HS384] {
+            let token = sign(alg, None, &secret, &claims(&clock, json!({})));
+
+            let err = authorizer.authorize(&token).await.unwrap_err();
+
+            assert_eq!(
+                err.status(),
+                StatusCode::UNAUTHORIZED,
+                "{alg:?}, ES256 key: {with_es256}: {err}"
+            );
+            assert!(err.to_string().contains("no configured key fits"), "{err}");
+        }
+    }
+}
+
 /// Beside a direct key of the same algorithm (RS256), a token the JWKS signed, while the JWKS
 /// cannot be fetched, is sent to retry (`503`) as in a JWKS-only setup: refused (`401`), its
 /// sender would give up on a valid token.

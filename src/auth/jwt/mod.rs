@@ -31,7 +31,10 @@ use crate::transport::{DynTransport, HttpTransport, plain_http_off_machine};
 /// before use once the cached keys are older than [`jwks_max_age`] (default 1 hour), so keys the
 /// provider removed stop verifying. A fetch is shared by the callers that need it and carried on
 /// by whichever of them polls it, so a caller that goes away (a client hanging up) does not take
-/// it along.
+/// it along. While the JWKS cannot be fetched, a token it may have signed (RS256, ES256) that no
+/// direct key verifies is [`AuthError::Unavailable`] (`503`, for its sender to retry); a token
+/// of another algorithm, which no JWKS key can verify, is refused as invalid (`401`) without a
+/// fetch.
 ///
 /// `exp` and `nbf` are checked against the injected [`Clock`] with a leeway (default 60 s): a
 /// token is valid from `nbf` less the leeway, and until, not at, `exp` plus the leeway;
@@ -356,28 +359,26 @@ impl CallbackAuthorizer for JwtAuthorizer {
             return verdict;
         }
         // No configured key verifies it (a key without a `kid` fits every token of its
-        // algorithm, so a JWKS-signed token may well meet one): the JWKS's keys come next.
+        // algorithm, so a JWKS-signed token may well meet one): the JWKS's keys come next, for
+        // a token of an algorithm a JWKS key may have. One of another (an HS256 token) no JWKS
+        // key can verify: it is refused (`401`) without a fetch, also while the JWKS cannot be
+        // had, rather than sent to retry (`503`) a token that will never pass. One of a JWKS
+        // key's algorithm waits for the JWKS as in a JWKS-only setup: refused, its sender
+        // would give up on a valid token.
         let static_fit = self.keys.iter().any(|k| k.fits(&header));
-        // A token a direct key fits but does not verify, of an algorithm no JWKS key has (an
-        // HS256 token), is refused as such (`401`) when the JWKS cannot be had, rather than sent
-        // to retry (`503`). One of a JWKS key's algorithm may be the JWKS's, and waits for it
-        // as in a JWKS-only setup: refused, its sender would give up on a valid token.
-        let unavailable = |e: AuthError| {
-            if static_fit && !keys::JWKS_ALGORITHMS.contains(&header.alg) {
-                refusal(&ErrorKind::InvalidSignature)
-            } else {
-                e
-            }
-        };
         let mut jwks_fit = false;
-        if let Some(jwks) = &self.jwks {
-            let cached = jwks.keys(kid).await.map_err(unavailable)?;
+        if let Some(jwks) = self
+            .jwks
+            .as_ref()
+            .filter(|_| keys::JWKS_ALGORITHMS.contains(&header.alg))
+        {
+            let cached = jwks.keys(kid).await?;
             if let Some(verdict) = self.verify(bearer_token, &header, &cached) {
                 return verdict;
             }
             // No cached key verifies it: the provider may have rotated its keys without a new
             // `kid`, or reused one, so fetch them again (at the limited rate) and try once more.
-            let fresh = jwks.refresh(kid, &cached).await.map_err(unavailable)?;
+            let fresh = jwks.refresh(kid, &cached).await?;
             if !Arc::ptr_eq(&fresh, &cached)
                 && let Some(verdict) = self.verify(bearer_token, &header, &fresh)
             {
