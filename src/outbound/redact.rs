@@ -111,19 +111,50 @@ impl<'a> Redactor<'a> {
     /// it.
     pub(super) fn cut_partial_tail(&self, text: &mut String) {
         for needle in &self.needles {
-            let partial = (1..needle.len())
-                .rev()
-                .filter(|&n| needle.is_char_boundary(n))
-                .find(|&n| {
-                    text.len()
-                        .checked_sub(n)
-                        .and_then(|tail| text.get(tail..))
-                        .is_some_and(|tail| tail.eq_ignore_ascii_case(&needle[..n]))
-                });
-            if let Some(n) = partial {
-                text.truncate(text.len() - n);
+            let cut = text.len() - partial_tail_len(text, needle);
+            // The tail is whole characters (`partial_tail_len`); checked all the same, as
+            // truncating inside one would panic.
+            if text.is_char_boundary(cut) {
+                text.truncate(cut);
             }
         }
+    }
+}
+
+/// The length of the longest start of `needle`, shorter than all of it, that `text` ends with,
+/// in any ASCII case: whole characters of both, as ASCII case maps no byte of a longer
+/// character and each ends where its text does. Linear in the needle's
+/// length (Knuth–Morris–Pratt's prefix function): trying each length in turn costs its square,
+/// and a hidden text is as long as the context value that wrote it, so a server answering a
+/// crafted truncated body would hold the attempt for seconds.
+fn partial_tail_len(text: &str, needle: &str) -> usize {
+    let bytes = needle.as_bytes();
+    if bytes.len() < 2 {
+        return 0;
+    }
+    // `border[i]`: the longest start of `needle[..=i]`, short of all of it, that it ends with.
+    let mut border = vec![0; bytes.len()];
+    let mut matched = 0;
+    for (i, &b) in bytes.iter().enumerate().skip(1) {
+        matched = next_match(bytes, &border, matched, b);
+        border[i] = matched;
+    }
+    // A tail shorter than the needle never matches all of it, so `matched` stays an index.
+    let tail = &text.as_bytes()[text.len().saturating_sub(bytes.len() - 1)..];
+    tail.iter()
+        .fold(0, |matched, &b| next_match(bytes, &border, matched, b))
+}
+
+/// How much of `needle` is matched after `b`, where `matched` bytes of it were before, given the
+/// borders of its starts up to that length.
+fn next_match(needle: &[u8], border: &[usize], mut matched: usize, b: u8) -> usize {
+    while matched > 0 && !b.eq_ignore_ascii_case(&needle[matched]) {
+        matched = border[matched - 1];
+    }
+    if b.eq_ignore_ascii_case(&needle[matched]) {
+        matched + 1
+    } else {
+        0
     }
 }
 
@@ -622,6 +653,52 @@ mod tests {
         let mut text = "echo: done".to_owned();
         r.cut_partial_tail(&mut text);
         assert_eq!(text, "echo: done");
+    }
+
+    /// `partial_tail_len` by its definition: each length tried, longest first.
+    fn partial_tail_len_by_trying_each(text: &str, needle: &str) -> usize {
+        (1..needle.len())
+            .rev()
+            .filter(|&n| needle.is_char_boundary(n))
+            .find(|&n| {
+                text.len()
+                    .checked_sub(n)
+                    .and_then(|tail| text.get(tail..))
+                    .is_some_and(|tail| tail.eq_ignore_ascii_case(&needle[..n]))
+            })
+            .unwrap_or(0)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_partial_tail_is_the_longest_start_of_the_needle_the_text_ends_with(
+            // Few letters, so that texts end with long starts of needles and borders repeat.
+            text in "[aAbé<]{0,24}",
+            needle in "[aAbé<]{0,12}",
+        ) {
+            proptest::prop_assert_eq!(
+                partial_tail_len(&text, &needle),
+                partial_tail_len_by_trying_each(&text, &needle)
+            );
+        }
+    }
+
+    #[test]
+    fn a_long_hidden_text_and_a_tail_of_nearly_its_start_are_told_apart() {
+        // The answer a hostile server crafts against a long hidden path: all but the last byte
+        // of every start of the needle, which trying each length compares in full.
+        let hidden = format!("{}<>\"&", "a".repeat(16_000));
+        let r = Redactor::of_values([], vec![hidden]);
+        let mut text = format!("{}{}b", "x".repeat(100), "a".repeat(15_999));
+        r.cut_partial_tail(&mut text);
+        assert_eq!(
+            text.len(),
+            100 + 16_000,
+            "nothing the needle starts with was cut"
+        );
+        let mut text = format!("{}{}", "x".repeat(100), "A".repeat(15_999));
+        r.cut_partial_tail(&mut text);
+        assert_eq!(text, "x".repeat(100));
     }
 
     #[test]
