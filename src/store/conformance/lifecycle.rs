@@ -90,8 +90,8 @@ pub async fn round_trip(store: &DynStore) {
     assert!(saved.updated_at >= saved.created_at);
 }
 
-/// Creating an id twice, or a deployment with a callback id another one owns, is refused and
-/// writes nothing.
+/// Creating an id twice, a deployment with a callback id another one owns, or one listing a
+/// callback id twice, is refused and writes nothing.
 pub async fn duplicate_create_refused(store: &DynStore) {
     let mut fx = Fixture::new("duplicate");
     let application = fx.name("app");
@@ -141,8 +141,35 @@ pub async fn duplicate_create_refused(store: &DynStore) {
         None,
         "nothing of it is indexed"
     );
+    let history = store.history(other.id()).await.expect("history succeeds");
+    assert!(history.is_empty(), "the refused create added no event");
     let owner = store.find_by_callback(first.callback()).await;
     assert_eq!(owner.expect("lookup succeeds").as_ref(), Some(first.id()));
+
+    // One id for two gates would send both gates' callbacks to whichever the store found.
+    let twice = fx.start("twice", &application);
+    let mut new = twice.new_deployment();
+    new.callback_ids.push(twice.callback());
+    let refused = store.create(new, &twice.events).await;
+    assert!(
+        matches!(&refused, Err(StoreError::CallbackTaken { callback }) if *callback == twice.callback()),
+        "a create listing one callback id twice is refused: {refused:?}"
+    );
+    assert!(
+        store
+            .load(twice.id())
+            .await
+            .expect("load succeeds")
+            .is_none()
+    );
+    let history = store.history(twice.id()).await.expect("history succeeds");
+    assert!(history.is_empty(), "the refused create added no event");
+    let owner = store.find_by_callback(twice.callback()).await;
+    assert_eq!(
+        owner.expect("lookup succeeds"),
+        None,
+        "nothing of it is indexed"
+    );
 }
 
 /// Ids never stored are absent, not errors; saving one is [`StoreError::NotFound`].
