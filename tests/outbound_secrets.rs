@@ -82,6 +82,15 @@ impl Traces {
 /// prepared call, the dispatcher, the rendered request and its header map, and the transport's
 /// own error.
 async fn call(plan: Arc<Plan>, secrets: MemorySecrets) -> Traces {
+    call_reading(plan, secrets, 64 * 1024).await
+}
+
+/// [`call`], reading at most `max_response_bytes` of the answer.
+async fn call_reading(
+    plan: Arc<Plan>,
+    secrets: MemorySecrets,
+    max_response_bytes: usize,
+) -> Traces {
     let (captured, _guard) = Captured::on_this_thread();
 
     let transport = ReqwestTransport::new().unwrap();
@@ -90,6 +99,7 @@ async fn call(plan: Arc<Plan>, secrets: MemorySecrets) -> Traces {
         Arc::new(secrets.clone()),
         "https://hg.example",
     )
+    .max_response_bytes(max_response_bytes)
     .build()
     .unwrap();
     let now = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
@@ -194,6 +204,29 @@ async fn a_server_echoing_the_secret_has_it_redacted_from_the_reason() {
         traces.texts[0]
     );
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+/// The read limit cuts the echoed secret: what was read ends with its start, which no whole
+/// spelling of it matches.
+#[tokio::test]
+async fn a_secret_cut_by_the_read_limit_leaves_no_start_of_it_in_the_reason() {
+    let server = MockServer::start().await;
+    let before = "invalid token ";
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(500).set_body_string(format!("{before}{TOKEN} is not ours")),
+        )
+        .mount(&server)
+        .await;
+    let kept = 12;
+    let secrets = MemorySecrets::new().with("token", TOKEN);
+    let traces = call_reading(plan(&server.uri(), ""), secrets, before.len() + kept).await;
+    traces.assert_hides(&TOKEN[..kept]);
+    assert!(
+        traces.texts[0].starts_with("HTTP 500: invalid token"),
+        "{}",
+        traces.texts[0]
+    );
 }
 
 #[tokio::test]
