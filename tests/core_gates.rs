@@ -10,8 +10,8 @@ use chrono::TimeDelta;
 use common::*;
 use hookgate::core::{
     Action, ApprovalKind, CallFailure, CallResult, CallbackAck, CoreError, Decision, Deployment,
-    DeploymentState, DeploymentStatus, EventKind, GateState, Resolution, Settings, StartOptions,
-    StepOutcome,
+    DeploymentState, DeploymentStatus, EnvStatus, EventKind, GateState, Resolution, Settings,
+    StartOptions, StepOutcome,
 };
 use hookgate::test_util::Harness;
 
@@ -1008,6 +1008,72 @@ fn a_cancel_after_the_last_pause_ended_meets_the_deployment_succeeded() {
         Err(CoreError::Finished)
     );
     assert_eq!(h.deployment.status(), DeploymentStatus::Succeeded);
+}
+
+/// Deadlines that follow one another are each fired at their own time by a cancel: two
+/// 5-minute pauses after a deploy have both ended 10 minutes on, and a cancel a minute later
+/// meets the deployment succeeded. Fired at the cancel's time, the first pause's end would have
+/// started the second late, and the deployment would have looked running and been rolled back.
+#[test]
+fn a_cancel_after_two_chained_pauses_ended_meets_the_deployment_succeeded() {
+    let mut h = start(
+        "application: app\ntargets: {prod: {strategy: c}}\nstrategies: {c: {canary: {steps: [pause: {duration: 5, unit: minutes}, pause: {duration: 5, unit: minutes}]}}}",
+    );
+    let deploy = first_step(&h);
+    h.step_result(deploy.op, StepOutcome::Succeeded).unwrap();
+    let started = h.now();
+
+    let mut on_time = h.deployment.clone();
+    on_time.handle_timeout(started + TimeDelta::minutes(5));
+    on_time.handle_timeout(started + TimeDelta::minutes(10));
+    assert_eq!(on_time.status(), DeploymentStatus::Succeeded);
+
+    let late = started + TimeDelta::minutes(11);
+    let answer = h.deployment.handle_cancel(late, "operator");
+    let asked: Vec<Action> = std::iter::from_fn(|| h.deployment.poll_action()).collect();
+    assert_eq!(
+        (answer, h.deployment.status()),
+        (Err(CoreError::Finished), DeploymentStatus::Succeeded),
+        "both pauses had ended by {late}; the core asked instead for {asked:?}"
+    );
+    let events: Vec<_> = std::iter::from_fn(|| h.deployment.poll_event()).collect();
+    let last = events.last().expect("the pauses' ends");
+    assert_eq!(last.at, started + TimeDelta::minutes(10), "{events:?}");
+}
+
+/// The same with a failure at the end of the chain: the strategy's pause ends 5 minutes on, the
+/// afterDeployment approval then expires 5 minutes later, and the environment has failed (not
+/// rolled back, as afterDeployment is past the deploy) before a cancel 11 minutes on.
+#[test]
+fn a_cancel_after_a_pause_and_then_an_expiry_meets_the_deployment_failed() {
+    let mut h = start(
+        "application: app\ntargets: {prod: {strategy: c, constraints: {afterDeployment: [pause: {untilApproved: true, approvalExpiration: {duration: 5, unit: minutes}}]}}}\nstrategies: {c: {canary: {steps: [pause: {duration: 5, unit: minutes}]}}}",
+    );
+    let deploy = first_step(&h);
+    h.step_result(deploy.op, StepOutcome::Succeeded).unwrap();
+    let started = h.now();
+
+    let mut on_time = h.deployment.clone();
+    on_time.handle_timeout(started + TimeDelta::minutes(5));
+    on_time.handle_timeout(started + TimeDelta::minutes(10));
+    assert_eq!(on_time.status(), DeploymentStatus::Failed);
+
+    let late = started + TimeDelta::minutes(11);
+    let env = h.deployment.plan().environment_by_name("prod").unwrap();
+    assert_eq!(
+        h.deployment.handle_cancel(late, "operator"),
+        Err(CoreError::Finished)
+    );
+    assert_eq!(h.deployment.env_status(env), EnvStatus::Failed);
+    assert_eq!(h.deployment.status(), DeploymentStatus::Failed);
+    h.sync();
+    assert!(
+        h.pending()
+            .iter()
+            .all(|a| !matches!(a, Action::RollBack { .. })),
+        "{:?}",
+        h.pending()
+    );
 }
 
 /// A pause that ended in the middle of a strategy is left to the timer by a cancel: firing it

@@ -502,7 +502,7 @@ mod tests {
     use chrono::TimeZone;
     use proptest::prelude::*;
 
-    use super::inputs::{closes_on_deadline, ends_on_cancel};
+    use super::inputs::{FireAt, closes_on_deadline, ends_on_cancel};
     use super::*;
     use crate::core::state::{Due, Pos};
 
@@ -762,6 +762,7 @@ mod tests {
     fn fire_passed_by_scan(
         d: &mut Deployment,
         now: DateTime<Utc>,
+        on_time: bool,
         fires: impl Fn(GateState) -> bool,
     ) {
         let mut passed_over = Vec::new();
@@ -781,10 +782,11 @@ mod tests {
                 .chain(envs)
                 .filter(|(at, due)| *at <= now && !passed_over.contains(due))
                 .min();
-            let Some((_, due)) = next else { return };
+            let Some((at, due)) = next else { return };
+            let when = if on_time { at } else { now };
             let fired = match due {
-                Due::Gate(g) => d.inputs().fire_gate(now, g),
-                Due::Env(env) => d.inputs().fire_env(now, env),
+                Due::Gate(g) => d.inputs().fire_gate(when, g),
+                Due::Env(env) => d.inputs().fire_env(when, env),
             };
             if !fired {
                 passed_over.push(due);
@@ -905,13 +907,13 @@ mod tests {
                 let mut by_scan = d.clone();
                 if second == input_at {
                     d.inputs().expire_all(now);
-                    fire_passed_by_scan(&mut by_scan, now, closes_on_deadline);
+                    fire_passed_by_scan(&mut by_scan, now, false, closes_on_deadline);
                 } else if second == cancel_at {
-                    d.inputs().fire_passed(now, ends_on_cancel);
-                    fire_passed_by_scan(&mut by_scan, now, ends_on_cancel);
+                    d.inputs().fire_passed(now, FireAt::Deadline, ends_on_cancel);
+                    fire_passed_by_scan(&mut by_scan, now, true, ends_on_cancel);
                 } else {
                     d.handle_timeout(now);
-                    fire_passed_by_scan(&mut by_scan, now, |_| true);
+                    fire_passed_by_scan(&mut by_scan, now, false, |_| true);
                 }
                 prop_assert_eq!(d.state(), by_scan.state(), "at {}s of\n{}", second, source);
             }

@@ -27,7 +27,7 @@ pub(super) struct Inputs<'a> {
 
 impl Inputs<'_> {
     pub(super) fn handle_timeout(&mut self, now: DateTime<Utc>) {
-        self.fire_passed(now, |_| true);
+        self.fire_passed(now, FireAt::Input, |_| true);
     }
 
     /// Fires, earliest first, every deadline passed by `now` that fails something (a callback
@@ -38,11 +38,11 @@ impl Inputs<'_> {
     /// would had the timer been on time. A due retry or the end of a pause is left to the timer:
     /// the input may make it needless, and it fails nothing.
     pub(super) fn expire_all(&mut self, now: DateTime<Utc>) {
-        self.fire_passed(now, closes_on_deadline);
+        self.fire_passed(now, FireAt::Input, closes_on_deadline);
     }
 
     /// Fires, earliest first, every deadline passed by `now` of an environment, or of a gate in a
-    /// state `fires` accepts. A deadline whose firing changes nothing would be due again at
+    /// state `fires` accepts, each as if at the time `at` says. A deadline whose firing changes nothing would be due again at
     /// once; it is passed over from then on, so that this ends whatever the state (restore
     /// refuses the states known to have one).
     ///
@@ -51,7 +51,12 @@ impl Inputs<'_> {
     /// deadline due, and entries a firing made stale are passed over as they come out, so the
     /// order is the same as looking for the earliest over every gate after every firing, which
     /// took quadratic time for thousands of zero-length pauses.
-    pub(super) fn fire_passed(&mut self, now: DateTime<Utc>, fires: impl Fn(GateState) -> bool) {
+    pub(super) fn fire_passed(
+        &mut self,
+        now: DateTime<Utc>,
+        at: FireAt,
+        fires: impl Fn(GateState) -> bool,
+    ) {
         // Most inputs find nothing due: a plain look over the states first, as building the
         // heap cost about as much as the input's own work on a one-gate deployment.
         let gates_due = self
@@ -71,13 +76,14 @@ impl Inputs<'_> {
         let mut passed_over = BTreeSet::new();
         let mut touched = Vec::new();
         self.s.touched.record();
-        while let Some(Reverse((at, due))) = heap.pop() {
-            if self.due_at(due, now, &fires) != Some(at) || passed_over.contains(&due) {
+        while let Some(Reverse((deadline, due))) = heap.pop() {
+            if self.due_at(due, now, &fires) != Some(deadline) || passed_over.contains(&due) {
                 continue;
             }
+            let when = at.when(deadline, now);
             let fired = match due {
-                Due::Gate(g) => self.fire_gate(now, g),
-                Due::Env(env) => self.fire_env(now, env),
+                Due::Gate(g) => self.fire_gate(when, g),
+                Due::Env(env) => self.fire_env(when, env),
             };
             if !fired {
                 passed_over.insert(due);
@@ -399,18 +405,21 @@ impl Inputs<'_> {
         now: DateTime<Utc>,
         by: impl Into<String>,
     ) -> Result<(), CoreError> {
-        self.expire_all(now);
         if !self.s.status.is_terminal() {
+            // Each deadline fired at its own time, as a timer on time would have: a pause's end
+            // fired at `now` would start the next pause late, and the deployment a timer on time
+            // had finished would look running.
             let mut ended = self.s.clone();
             let mut on_copy = Inputs {
                 plan: self.plan,
                 s: &mut ended,
             };
-            on_copy.fire_passed(now, ends_on_cancel);
+            on_copy.fire_passed(now, FireAt::Deadline, ends_on_cancel);
             if ended.status.is_terminal() {
                 *self.s = ended;
             }
         }
+        self.expire_all(now);
         if self.s.status.is_terminal() {
             return Err(CoreError::Finished);
         }
@@ -576,6 +585,26 @@ impl Inputs<'_> {
             _ => self.s.finish_env(plan, now, env, EnvStatus::Failed),
         }
         true
+    }
+}
+
+/// The time a deadline found passed is fired at.
+#[derive(Clone, Copy)]
+pub(super) enum FireAt {
+    /// The input's that finds it passed: what follows from it (the next pause, a rollback's
+    /// timeout) runs from the time the deployment learnt of it.
+    Input,
+    /// The deadline's own: the deployment as a timer on time would have left it, for a cancel
+    /// that stands only if the deployment had already finished.
+    Deadline,
+}
+
+impl FireAt {
+    fn when(self, deadline: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Self::Input => now,
+            Self::Deadline => deadline,
+        }
     }
 }
 
