@@ -302,6 +302,16 @@ fn a_callback_uri_added_by_an_unescaped_context_value_is_refused_as_ambiguous() 
             r#"x"}, "client_payload": {"callbackUri": "EVIL"#,
             ["client_payload.callbackUri"; 2],
         ),
+        (
+            nested,
+            r#"x"}, "callbackUri": "EVIL", "z": {"t": "x"#,
+            ["callbackUri", "client_payload.callbackUri"],
+        ),
+        (
+            top,
+            r#"x", "a": {"callbackUri": "EVIL"}, "t": "x"#,
+            ["callback_url", "a.callbackUri"],
+        ),
     ];
     for (template, title, places) in cases {
         let body = template.replace("TITLE", &title.replace("EVIL", "https://evil.example/c"));
@@ -316,6 +326,53 @@ fn a_callback_uri_added_by_an_unescaped_context_value_is_refused_as_ambiguous() 
         let expected: Vec<String> = places.iter().map(|p| format!("body at `{p}`")).collect();
         assert_eq!(ambiguous_places(error), expected, "{body}");
     }
+}
+
+/// The JSON pointer an ambiguous request's error points to does not pick the last of a repeated
+/// key either, where a parsed value would: every key on its path is followed each time given.
+#[test]
+fn a_json_pointer_through_a_repeated_key_holding_different_uris_is_ambiguous() {
+    let pointer = "/client_payload/callbackUri";
+    let forged = [
+        r#"{"client_payload": {"callbackUri": "https://gate.example/cb/abc",
+                               "title": "x", "callbackUri": "https://evil.example/c"}}"#,
+        r#"{"client_payload": {"callbackUri": "https://gate.example/cb/abc", "title": "x"},
+            "client_payload": {"callbackUri": "https://evil.example/c"}}"#,
+    ];
+    for body in forged {
+        let request = ReceivedRequest::new().with_body(body.as_bytes());
+        assert!(
+            request
+                .callback_uri()
+                .unwrap_err()
+                .to_string()
+                .contains("callback_uri_at")
+        );
+        let error = request.callback_uri_at(pointer).unwrap_err();
+        for shown in [error.to_string(), format!("{error:?}")] {
+            assert!(!shown.contains("example"), "a URI quoted in {shown}");
+        }
+        assert_eq!(
+            ambiguous_places(error),
+            vec![format!("body at `{pointer}`"); 2],
+            "{body}"
+        );
+    }
+
+    let agreeing = br#"{"client_payload": {"callbackUri": "https://gate.example/cb/abc",
+                        "callbackUri": null, "callbackUri": "https://gate.example/cb/abc"}}"#;
+    let uri = ReceivedRequest::new()
+        .with_body(agreeing)
+        .callback_uri_at(pointer)
+        .unwrap();
+    assert_eq!(uri.as_str(), "https://gate.example/cb/abc");
+
+    let parsed = json!({"client_payload": {"callbackUri": "https://gate.example/cb/abc"}});
+    let uri = ReceivedRequest::new()
+        .with_json(&parsed)
+        .callback_uri_at(pointer)
+        .unwrap();
+    assert_eq!(uri.as_str(), "https://gate.example/cb/abc");
 }
 
 /// Known keys of one object are not tried in an order: one the sender did not mean would win

@@ -6,6 +6,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::Value;
 use url::Url;
 
+mod pointer;
+
 /// The JSON keys and query parameters that commonly hold the callback URI, in the order they
 /// are tried.
 pub const CALLBACK_URI_KEYS: [&str; 4] =
@@ -103,13 +105,13 @@ impl<'a> ReceivedRequest<'a> {
     }
 
     /// Finds the callback URI in the first of these places that holds one: the JSON body
-    /// under [`CALLBACK_URI_KEYS`] at the top level, then one level down (e.g.
+    /// under [`CALLBACK_URI_KEYS`] at the top level or one level down (e.g.
     /// `client_payload.callbackUri`), then the query parameters of the same names, then the
     /// [`CALLBACK_URI_HEADER`] header. A JSON `null` counts as absent.
     ///
     /// Every value in that place must be the same: a key, parameter or header given more than
-    /// once, several of the known keys, or several objects one level down holding different
-    /// values make the request ambiguous, not one of them picked.
+    /// once, several of the known keys, or the top level and objects one level down holding
+    /// different values make the request ambiguous, not one of them picked.
     ///
     /// # Errors
     ///
@@ -151,47 +153,44 @@ impl<'a> ReceivedRequest<'a> {
     }
 
     /// Finds the callback URI at a JSON pointer (RFC 6901, e.g. `/data/links/callback`) in the
-    /// body, for senders that put it somewhere unusual. Only that place is looked at.
+    /// body, for senders that put it somewhere unusual. Only that place is looked at, and a
+    /// JSON `null` there counts as absent. A key on the pointer's path given more than once is
+    /// followed each time, and every value found must be the same: a value rendered without
+    /// JSON escaping can repeat the key, and a parser keeping the last one would pick its URI.
     ///
     /// # Errors
     ///
-    /// [`CallbackUriError::BodyNotJson`], [`CallbackUriError::NothingAtPointer`] or
-    /// [`CallbackUriError::Invalid`].
+    /// [`CallbackUriError::BodyNotJson`], [`CallbackUriError::NothingAtPointer`],
+    /// [`CallbackUriError::Ambiguous`] or [`CallbackUriError::Invalid`].
     pub fn callback_uri_at(&self, pointer: &str) -> Result<Url, CallbackUriError> {
-        let json = match self.json() {
-            Ok(Some(json)) => json,
-            Ok(None) => {
-                return Err(CallbackUriError::BodyNotJson {
-                    pointer: pointer.to_owned(),
-                    reason: "no body was given".to_owned(),
-                });
-            }
-            Err(reason) => {
-                return Err(CallbackUriError::BodyNotJson {
-                    pointer: pointer.to_owned(),
-                    reason,
-                });
-            }
+        let not_json = |reason| CallbackUriError::BodyNotJson {
+            pointer: pointer.to_owned(),
+            reason,
         };
-        match json.pointer(pointer) {
-            None | Some(Value::Null) => Err(CallbackUriError::NothingAtPointer {
+        let found: Vec<Cow<'_, Value>> = match self.body {
+            Body::Absent => return Err(not_json("no body was given".to_owned())),
+            Body::Bytes(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {
+                return Err(not_json("no body was given".to_owned()));
+            }
+            // A parsed value holds each key once.
+            Body::Json(json) => json
+                .pointer(pointer)
+                .map(Cow::Borrowed)
+                .into_iter()
+                .collect(),
+            Body::Bytes(bytes) => pointer::values_at(bytes, pointer)
+                .map_err(not_json)?
+                .into_iter()
+                .map(Cow::Owned)
+                .collect(),
+        };
+        let location = format!("body at `{pointer}`");
+        let found = found.into_iter().filter(|value| !value.is_null());
+        match agreed(found.map(|value| ((), value)), |()| location.clone())? {
+            Some((location, value)) => parse_json_value(&value, &location),
+            None => Err(CallbackUriError::NothingAtPointer {
                 pointer: pointer.to_owned(),
             }),
-            Some(value) => parse_json_value(value, &format!("body at `{pointer}`")),
-        }
-    }
-
-    /// The parsed body: `Ok(None)` without a body, `Err(reason)` when it is not JSON.
-    fn json(&self) -> Result<Option<Cow<'a, Value>>, String> {
-        match self.body {
-            Body::Absent => Ok(None),
-            Body::Json(value) => Ok(Some(Cow::Borrowed(value))),
-            Body::Bytes(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(None),
-            // serde_json refuses nesting deeper than 128 levels, so hostile input cannot
-            // exhaust the stack.
-            Body::Bytes(bytes) => serde_json::from_slice(bytes)
-                .map(|value| Some(Cow::Owned(value)))
-                .map_err(|error| not_json(&error)),
         }
     }
 
@@ -228,40 +227,63 @@ impl<'a> ReceivedRequest<'a> {
     }
 }
 
-/// The value under the known keys at the top level, or else the one under the known keys of
-/// the objects one level down; each must be the same wherever it is given. Objects one level
-/// down come in no meaningful order (a JSON object is unordered), nor do the known keys, so
-/// when several values differ none is picked: taking the first would let whoever adds an
-/// object or key with an earlier name choose, and a repeated key is what a value rendered
-/// without JSON escaping adds.
+/// The value under the known keys at the top level and of the objects one level down; it must
+/// be the same wherever it is given. Objects one level down come in no meaningful order (a JSON
+/// object is unordered), nor do the known keys, and a top-level key is as easily added as a
+/// nested one (a value rendered without JSON escaping can close the object it is in and add
+/// either), so when values differ none is picked: taking the first, or the top level's, would
+/// let whoever adds a key choose.
 fn find_in_json<'v>(
     found: &'v KnownValues<'_>,
 ) -> Result<Option<(String, &'v Value)>, CallbackUriError> {
     let mut top: Vec<_> = found
         .top
         .iter()
-        .map(|(key, value)| (*key, value.as_ref()))
+        .map(|(key, value)| (BodyPlace::Top(key), value.as_ref()))
         .collect();
-    top.sort_by_key(|(key, _)| rank(key));
-    if let Some(found) = agreed(top, |key| format!("body at `{key}`"))? {
-        return Ok(Some(found));
-    }
+    top.sort_by_key(|(place, _)| place.rank());
     let mut nested: Vec<_> = found
         .nested
         .iter()
         .flat_map(|(outer, known)| {
             known
                 .iter()
-                .map(move |(key, value)| ((outer.as_ref(), *key), value.as_ref()))
+                .map(move |(key, value)| (BodyPlace::Nested(outer.as_ref(), key), value.as_ref()))
         })
         .collect();
     // Key order, so that the first place named does not depend on the sender's order.
-    nested.sort_by(|((a, a_key), _), ((b, b_key), _)| {
-        a.cmp(b).then_with(|| rank(a_key).cmp(&rank(b_key)))
-    });
-    agreed(nested, |(outer, key)| {
-        format!("body at `{}.{key}`", shown_key(outer))
-    })
+    nested.sort_by(|(a, _), (b, _)| (a.outer(), a.rank()).cmp(&(b.outer(), b.rank())));
+    agreed(top.into_iter().chain(nested), BodyPlace::shown)
+}
+
+/// Where in the body a known key was found.
+#[derive(Clone, Copy)]
+enum BodyPlace<'v> {
+    Top(&'static str),
+    Nested(&'v str, &'static str),
+}
+
+impl<'v> BodyPlace<'v> {
+    /// The object one level down holding it; the top level sorts first.
+    fn outer(self) -> Option<&'v str> {
+        match self {
+            Self::Top(_) => None,
+            Self::Nested(outer, _) => Some(outer),
+        }
+    }
+
+    fn rank(self) -> Option<usize> {
+        match self {
+            Self::Top(key) | Self::Nested(_, key) => rank(key),
+        }
+    }
+
+    fn shown(self) -> String {
+        match self {
+            Self::Top(key) => format!("body at `{key}`"),
+            Self::Nested(outer, key) => format!("body at `{}.{key}`", shown_key(outer)),
+        }
+    }
 }
 
 /// The value every one of `found` holds, with the place of the first, or
@@ -590,8 +612,9 @@ pub enum CallbackUriError {
         reason: String,
     },
     /// The place where the callback URI was found holds different ones: a key, query
-    /// parameter or header given more than once, several of [`CALLBACK_URI_KEYS`], or several
-    /// objects one level down in the body. A value rendered into the body or query without
+    /// parameter or header given more than once, several of [`CALLBACK_URI_KEYS`], the body's
+    /// top level and objects one level down, or several such objects, or a key on the path of
+    /// a JSON pointer given more than once. A value rendered into the body or query without
     /// escaping can add one of its own, so none is picked.
     #[error(
         "the request holds different callback URIs ({}); none is picked, as one may be forged: \
@@ -602,8 +625,9 @@ pub enum CallbackUriError {
     Ambiguous {
         /// Where they are, as [`CallbackUriError::Invalid`] names a location (e.g.
         /// ``body at `client_payload.callbackUri` ``, ``query parameter `callbackUri` ``): the
-        /// first place in key order (objects by name, then the known keys in the order of
-        /// [`CALLBACK_URI_KEYS`], then as given), then every place whose URI differs from
+        /// first place in key order (the top level, then objects by name; within each, the
+        /// known keys in the order of [`CALLBACK_URI_KEYS`], then as given), then every
+        /// place whose URI differs from
         /// that one's (a place repeating the first place's URI is left out). A key,
         /// parameter or header given twice is named twice. The message names only the first
         /// few.
@@ -632,15 +656,32 @@ pub enum CallbackUriError {
 mod tests {
     use super::*;
 
+    /// A context value rendered without escaping into a nested object can close it and add a
+    /// top-level key as easily as a key one level down: the top level does not win.
     #[test]
-    fn top_level_wins_over_nested() {
+    fn a_top_level_uri_beside_a_different_nested_one_is_ambiguous() {
         let body =
             br#"{"a": {"callbackUri": "https://nested/x"}, "callback_url": "https://top/x"}"#;
-        let uri = ReceivedRequest::new()
+        let err = ReceivedRequest::new()
             .with_body(body)
             .callback_uri()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            CallbackUriError::Ambiguous {
+                places: vec![
+                    "body at `callback_url`".into(),
+                    "body at `a.callbackUri`".into()
+                ]
+            }
+        );
+
+        let same = br#"{"a": {"callbackUri": "https://gate/x"}, "callback_url": "https://gate/x"}"#;
+        let uri = ReceivedRequest::new()
+            .with_body(same)
+            .callback_uri()
             .unwrap();
-        assert_eq!(uri.host_str(), Some("top"));
+        assert_eq!(uri.host_str(), Some("gate"));
     }
 
     #[test]
