@@ -869,4 +869,53 @@ async fn a_message_too_long_for_the_gates_server_is_cut_so_the_outcome_arrives()
     assert_eq!(body["success"], false);
     let message = body["mdMessage"].as_str().unwrap();
     assert!(message.ends_with('…') && message.starts_with('\u{1}'));
+    let escaped_len = "\\u0001".len();
+    assert!(
+        received[0].body.len() > CallbackClient::DEFAULT_MAX_BODY_BYTES - escaped_len,
+        "one more character would have fit in {} bytes",
+        received[0].body.len()
+    );
+}
+
+/// A 1 MB test log with ANSI colours (each ESC one byte in memory, six escaped) keeps as much
+/// as fits in the body, not an empty message: the cut counts escapes rather than subtracting
+/// the excess in memory bytes, which overshot.
+#[tokio::test]
+async fn a_long_escape_heavy_message_is_cut_to_what_fits_not_to_nothing() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(CALLBACK_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "applied"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let line = "\u{1b}[31mFAILED\u{1b}[0m tests::checkout::pays_with_a_saved_card\n";
+    let log = line.repeat(1_000_000 / line.len());
+
+    let outcome = static_client()
+        .send(
+            &callback_url(&server),
+            &Callback::failure().with_message(log.clone()),
+        )
+        .await;
+
+    assert_eq!(outcome.unwrap(), CallbackOutcome::Delivered);
+    let received = &server.received_requests().await.unwrap()[0];
+    let limit = CallbackClient::DEFAULT_MAX_BODY_BYTES;
+    assert!(
+        (limit - "\\u001b".len()..=limit).contains(&received.body.len()),
+        "{} bytes sent",
+        received.body.len()
+    );
+    let body: serde_json::Value = serde_json::from_slice(&received.body).unwrap();
+    let kept = body["mdMessage"]
+        .as_str()
+        .unwrap()
+        .strip_suffix('…')
+        .unwrap();
+    assert!(
+        log.starts_with(kept) && kept.len() > 50_000,
+        "{} bytes kept",
+        kept.len()
+    );
 }

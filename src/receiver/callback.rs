@@ -64,7 +64,8 @@ impl Callback {
     }
 
     /// The JSON body as text, at most `limit` bytes long where only the message makes it
-    /// longer: the message is then cut (between characters) and ends with `…`, so that the
+    /// longer: the message is then cut to the longest start (between characters) that fits with
+    /// a final `…`, so that the
     /// outcome still reaches a gate whose server refuses larger bodies, as a final `413`
     /// (hookgate's refuses more than 64 KiB; JSON escaping can make a message up to six times
     /// longer in the body than in memory).
@@ -84,24 +85,36 @@ impl Callback {
         if whole.len() <= limit {
             return whole;
         }
-        let mut keep = message.len();
-        let mut excess = whole.len() - limit;
-        loop {
-            // Each character cut makes the body at least one byte shorter.
-            keep = keep.saturating_sub(excess + '…'.len_utf8());
-            while !message.is_char_boundary(keep) {
-                keep -= 1;
-            }
-            let cut = Self {
-                success: self.success,
-                md_message: Some(format!("{}…", &message[..keep])),
-            };
-            let body = cut.to_json().to_string();
-            if body.len() <= limit || keep == 0 {
-                return body;
-            }
-            excess = body.len() - limit;
-        }
+        let with_message = |text: String| Self {
+            success: self.success,
+            md_message: Some(text),
+        };
+        // The body around the message, then the longest start of the message whose escaped
+        // form fits what is left: counting escapes, where cutting the excess in memory bytes
+        // would cut a message of control characters to nothing.
+        let frame = with_message(String::new()).to_json().to_string().len();
+        let budget = limit.saturating_sub(frame + '…'.len_utf8());
+        let mut used = 0;
+        let keep = message
+            .char_indices()
+            .find_map(|(at, c)| {
+                used += escaped_len(c);
+                (used > budget).then_some(at)
+            })
+            .unwrap_or(message.len());
+        with_message(format!("{}…", &message[..keep]))
+            .to_json()
+            .to_string()
+    }
+}
+
+/// The bytes `c` takes in a JSON string as serde_json writes it: `"` and `\\` and the control
+/// characters are escaped, the short forms where JSON has one and `\u00XX` otherwise.
+fn escaped_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\u{8}' | '\u{c}' | '\n' | '\r' | '\t' => 2,
+        '\0'..='\u{1f}' => 6,
+        _ => c.len_utf8(),
     }
 }
 
@@ -122,6 +135,46 @@ mod tests {
                     Some(kept) => assert!(message.starts_with(kept), "{limit}: {cut:?}"),
                     None => assert_eq!(cut, message, "{limit}: whole, as it fits"),
                 }
+            }
+        }
+    }
+
+    /// The longest start of `message` whose body fits, looked for by serialising every start:
+    /// what [`Callback::to_json_within`] must keep, written without its escape count.
+    fn longest_fitting(callback: &Callback, message: &str, limit: usize) -> String {
+        let mut fitting = String::new();
+        for (at, _) in message.char_indices().skip(1).chain([(message.len(), ' ')]) {
+            let body = callback
+                .clone()
+                .with_message(format!("{}…", &message[..at]))
+                .to_json()
+                .to_string();
+            if body.len() > limit {
+                break;
+            }
+            fitting = message[..at].to_owned();
+        }
+        fitting
+    }
+
+    proptest::proptest! {
+        /// Escape-heavy text (control characters are six bytes escaped) keeps as much as fits.
+        #[test]
+        fn a_cut_message_keeps_the_longest_start_that_fits(
+            message in "[\\x00-\\x1f\"\\\\aé€😀]{0,80}",
+            limit in 30usize..300,
+            success in proptest::option::of(proptest::bool::ANY),
+        ) {
+            let callback = Callback { success, md_message: Some(message.clone()) };
+            let body = callback.to_json_within(limit);
+            let parsed: Value = serde_json::from_str(&body).unwrap();
+            let kept = parsed["mdMessage"].as_str().unwrap();
+            if callback.to_json().to_string().len() <= limit {
+                proptest::prop_assert_eq!(kept, message.as_str());
+            } else {
+                let expected = longest_fitting(&callback, &message, limit);
+                proptest::prop_assert_eq!(kept, format!("{expected}…"));
+                proptest::prop_assert!(body.len() <= limit || expected.is_empty());
             }
         }
     }
