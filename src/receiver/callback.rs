@@ -65,10 +65,9 @@ impl Callback {
 
     /// The JSON body as text, at most `limit` bytes long where only the message makes it
     /// longer: the message is then cut to the longest start (between characters) that fits with
-    /// a final `…`, so that the
-    /// outcome still reaches a gate whose server refuses larger bodies, as a final `413`
-    /// (hookgate's refuses more than 64 KiB; JSON escaping can make a message up to six times
-    /// longer in the body than in memory).
+    /// a final `…`, so that the outcome still reaches a gate whose server refuses larger bodies,
+    /// as a final `413` (hookgate's refuses more than 64 KiB; JSON escaping can make a message
+    /// up to six times longer in the body than in memory).
     ///
     /// ```
     /// use hookgate::receiver::Callback;
