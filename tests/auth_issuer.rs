@@ -95,6 +95,28 @@ async fn an_issued_token_carries_the_clients_grants_and_verifies_until_it_expire
     assert_eq!(issuer.authorize(token).await, Err(AuthError::ExpiredToken));
 }
 
+/// `exp` counts from the whole second of `iat`: asked for 900 ms into a second, a token is told
+/// to live a second less, so a client counting `expires_in` from when it asked never uses it
+/// past `exp`.
+#[tokio::test]
+async fn a_token_asked_for_within_a_second_is_told_a_second_less() {
+    let clock = clock();
+    clock.advance(TimeDelta::milliseconds(900));
+    let issuer = issuer(&clock);
+    let answer = issuer.issue(FORM, REQUEST.as_bytes()).unwrap();
+    assert_eq!(answer.expires_in, 599);
+    let json: Value = serde_json::from_slice(&answer.to_json()).unwrap();
+    let token = json["access_token"].as_str().unwrap();
+
+    clock.advance(TimeDelta::seconds(599));
+    assert!(
+        issuer.authorize(token).await.is_ok(),
+        "at the end of expires_in, before exp"
+    );
+    clock.advance(TimeDelta::milliseconds(100));
+    assert_eq!(issuer.authorize(token).await, Err(AuthError::ExpiredToken));
+}
+
 #[tokio::test]
 async fn a_narrower_scope_may_be_asked_for_and_a_wider_one_is_invalid_scope() {
     let clock = clock();

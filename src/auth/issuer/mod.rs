@@ -122,7 +122,8 @@ fn description_text(text: &str) -> PercentEncode<'_> {
 /// Tokens carry `iss`, `aud`, `sub` (the client id), `iat`, `exp`, `scope`, `roles` and, if the
 /// client has one, `tenant`. They live for the configured lifetime (default 1 hour), and
 /// `expires_in` tells the client so: `iat` is the second the token was issued and `exp` that
-/// plus the lifetime, and the issuer accepts the token until, not at, `exp`. Unlike a
+/// plus the lifetime, and the issuer accepts the token until, not at, `exp`. Asked for within
+/// a second, a token has less than its lifetime left, so `expires_in` is then a second shorter. Unlike a
 /// [`JwtAuthorizer`], which allows a leeway for another issuer's clock, it allows none: it
 /// reads the clock that wrote `exp`.
 ///
@@ -443,7 +444,8 @@ impl TokenIssuer {
         client: &IssuerClient,
         scopes: Vec<String>,
     ) -> Result<TokenResponse, OAuthError> {
-        let now = self.clock.now().timestamp();
+        let asked_at = self.clock.now();
+        let now = asked_at.timestamp();
         let lifetime = self.lifetime.as_secs();
         let mut claims = json!({
             "iss": self.issuer,
@@ -463,7 +465,9 @@ impl TokenIssuer {
         Ok(TokenResponse {
             access_token: Secret::new(token),
             scope: scopes.join(" "),
-            expires_in: lifetime,
+            // `exp` counts from the whole second the token was asked in: a client counting
+            // the full lifetime from when it asked would use it past `exp`.
+            expires_in: lifetime - u64::from(asked_at.timestamp_subsec_nanos() > 0),
         })
     }
 }
