@@ -1010,23 +1010,33 @@ fn a_cancel_after_the_last_pause_ended_meets_the_deployment_succeeded() {
     assert_eq!(h.deployment.status(), DeploymentStatus::Succeeded);
 }
 
+/// A deployment of `yaml` with its deploy step answered, and when that was, after checking that
+/// a timer on time, firing 5 and 10 minutes on, leaves it `finished`.
+fn deployed_and_finished_on_time_at_10_minutes(
+    yaml: &str,
+    finished: DeploymentStatus,
+) -> (Harness, chrono::DateTime<chrono::Utc>) {
+    let mut h = start(yaml);
+    let deploy = first_step(&h);
+    h.step_result(deploy.op, StepOutcome::Succeeded).unwrap();
+    let started = h.now();
+    let mut on_time = h.deployment.clone();
+    on_time.handle_timeout(started + TimeDelta::minutes(5));
+    on_time.handle_timeout(started + TimeDelta::minutes(10));
+    assert_eq!(on_time.status(), finished);
+    (h, started)
+}
+
 /// Deadlines that follow one another are each fired at their own time by a cancel: two
 /// 5-minute pauses after a deploy have both ended 10 minutes on, and a cancel a minute later
 /// meets the deployment succeeded. Fired at the cancel's time, the first pause's end would have
 /// started the second late, and the deployment would have looked running and been rolled back.
 #[test]
 fn a_cancel_after_two_chained_pauses_ended_meets_the_deployment_succeeded() {
-    let mut h = start(
+    let (mut h, started) = deployed_and_finished_on_time_at_10_minutes(
         "application: app\ntargets: {prod: {strategy: c}}\nstrategies: {c: {canary: {steps: [pause: {duration: 5, unit: minutes}, pause: {duration: 5, unit: minutes}]}}}",
+        DeploymentStatus::Succeeded,
     );
-    let deploy = first_step(&h);
-    h.step_result(deploy.op, StepOutcome::Succeeded).unwrap();
-    let started = h.now();
-
-    let mut on_time = h.deployment.clone();
-    on_time.handle_timeout(started + TimeDelta::minutes(5));
-    on_time.handle_timeout(started + TimeDelta::minutes(10));
-    assert_eq!(on_time.status(), DeploymentStatus::Succeeded);
 
     let late = started + TimeDelta::minutes(11);
     let answer = h.deployment.handle_cancel(late, "operator");
@@ -1046,17 +1056,10 @@ fn a_cancel_after_two_chained_pauses_ended_meets_the_deployment_succeeded() {
 /// rolled back, as afterDeployment is past the deploy) before a cancel 11 minutes on.
 #[test]
 fn a_cancel_after_a_pause_and_then_an_expiry_meets_the_deployment_failed() {
-    let mut h = start(
+    let (mut h, started) = deployed_and_finished_on_time_at_10_minutes(
         "application: app\ntargets: {prod: {strategy: c, constraints: {afterDeployment: [pause: {untilApproved: true, approvalExpiration: {duration: 5, unit: minutes}}]}}}\nstrategies: {c: {canary: {steps: [pause: {duration: 5, unit: minutes}]}}}",
+        DeploymentStatus::Failed,
     );
-    let deploy = first_step(&h);
-    h.step_result(deploy.op, StepOutcome::Succeeded).unwrap();
-    let started = h.now();
-
-    let mut on_time = h.deployment.clone();
-    on_time.handle_timeout(started + TimeDelta::minutes(5));
-    on_time.handle_timeout(started + TimeDelta::minutes(10));
-    assert_eq!(on_time.status(), DeploymentStatus::Failed);
 
     let late = started + TimeDelta::minutes(11);
     let env = h.deployment.plan().environment_by_name("prod").unwrap();
