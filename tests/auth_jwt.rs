@@ -190,6 +190,14 @@ async fn issuer_audience_and_subject_are_required_and_checked() {
     }
     let listed = hs(&claims(&clock, json!({"aud": ["other", AUD]})));
     assert!(authorizer.authorize(&listed).await.is_ok());
+    // `aud` may list several audiences (RFC 7519 §4.1.3), `iss` names one issuer (§4.1.1).
+    let issuers = hs(&claims(
+        &clock,
+        json!({"iss": [ISS, "https://evil.example"]}),
+    ));
+    let err = authorizer.authorize(&issuers).await.unwrap_err();
+    assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
+    assert!(err.to_string().contains("iss"), "{err}");
 }
 
 fn remove(mut claims: Value, key: &str) -> Value {
@@ -260,11 +268,20 @@ async fn a_required_scope_comes_from_scope_or_scp_and_its_absence_is_forbidden()
     ] {
         assert!(authorizer.authorize(&hs(&claims(&clock, ok))).await.is_ok());
     }
-    let err = authorizer
-        .authorize(&hs(&claims(&clock, json!({"scope": "read"}))))
-        .await
-        .unwrap_err();
-    assert_eq!(err.status(), StatusCode::FORBIDDEN);
+    // Only a space separates scope tokens (RFC 6749 §3.3): one token holding another kind of
+    // space grants nothing of its words.
+    for refused in [
+        "read",
+        "approvals\u{2003}callbacks",
+        "approvals\u{a0}callbacks",
+        "a\tcallbacks",
+    ] {
+        let err = authorizer
+            .authorize(&hs(&claims(&clock, json!({"scope": refused}))))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), StatusCode::FORBIDDEN, "{refused:?}");
+    }
 }
 
 #[tokio::test]

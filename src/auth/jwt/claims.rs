@@ -36,6 +36,13 @@ impl ClaimRules {
                 None => return Err(AuthError::invalid("the token's `nbf` is not a number")),
             }
         }
+        // jsonwebtoken accepts an array `iss` holding ours among others; RFC 7519 §4.1.1
+        // makes it one string, and a token naming other issuers is not only ours.
+        if !matches!(claims.get("iss"), Some(Value::String(_))) {
+            return Err(AuthError::invalid(
+                "the token's `iss` claim is not one string",
+            ));
+        }
         let subject = match claims.get("sub") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             _ => return Err(AuthError::invalid("the token has no `sub` claim")),
@@ -75,10 +82,15 @@ fn roles(value: Option<&Value>) -> Vec<String> {
 }
 
 /// A space-separated string (`scope`) or an array of strings (`scp`); other values count as
-/// none.
+/// none. Only a space separates (RFC 6749 §3.3): split at any whitespace, one token
+/// `approvals<EM SPACE>callbacks` would grant `callbacks`.
 fn strings(value: Option<&Value>) -> Vec<String> {
     match value {
-        Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+        Some(Value::String(s)) => s
+            .split(' ')
+            .filter(|token| !token.is_empty())
+            .map(str::to_owned)
+            .collect(),
         Some(Value::Array(items)) => items
             .iter()
             .filter_map(Value::as_str)
@@ -104,9 +116,14 @@ mod tests {
         }
     }
 
+    /// `v` with an `iss`, which jsonwebtoken has checked before these rules run.
     fn claims(v: Value) -> Map<String, Value> {
         match v {
-            Value::Object(m) => m,
+            Value::Object(mut m) => {
+                m.entry("iss")
+                    .or_insert_with(|| json!("https://idp.example"));
+                m
+            }
             _ => unreachable!(),
         }
     }
@@ -185,6 +202,35 @@ mod tests {
         let extreme = claims(json!({"sub": "s", "exp": 1e308, "nbf": -1e308, "scope": 5}));
         let principal = rules().principal(&extreme, at(0)).expect("valid");
         assert!(principal.scopes.is_empty());
+    }
+
+    #[test]
+    fn a_scope_string_is_split_at_spaces_only() {
+        let scopes = |scope: &str| {
+            let c = claims(json!({"sub": "s", "exp": 1000, "scope": scope}));
+            rules().principal(&c, at(0)).unwrap().scopes
+        };
+        assert_eq!(scopes("  a  b "), ["a", "b"]);
+        for other in ["a\u{2003}b", "a\u{a0}b", "a\tb", "a\nb"] {
+            assert_eq!(scopes(other), [other], "{other:?} is one token");
+        }
+    }
+
+    #[test]
+    fn an_issuer_that_is_not_one_string_is_refused() {
+        for iss in [
+            json!(["https://idp.example", "https://evil.example"]),
+            json!(7),
+        ] {
+            let c = claims(json!({"sub": "s", "exp": 1000, "iss": iss}));
+            assert_eq!(
+                rules().principal(&c, at(0)),
+                Err(AuthError::invalid(
+                    "the token's `iss` claim is not one string"
+                )),
+                "{iss}"
+            );
+        }
     }
 
     #[test]
