@@ -93,6 +93,26 @@ fn uri(id: CallbackId) -> String {
     format!("/callbacks/{id}/callback")
 }
 
+/// An `inProgress` beside `success` is ignored (the body is an outcome), whatever JSON it
+/// holds: a number past `f64` there is valid JSON and does not get the callback refused.
+#[tokio::test]
+async fn an_in_progress_beside_success_is_ignored_whatever_it_holds() {
+    let app = app();
+    let id = callback_id(&app.gates, "d1", TICKET);
+    let body = r#"{"success": true, "inProgress": 1e400, "mdMessage": "done"}"#;
+
+    let applied = send(&app.router, post(&uri(id), Some(TOKEN), body)).await;
+
+    assert_eq!(
+        (applied.status, applied.json),
+        (StatusCode::OK, serde_json::json!({"status": "applied"}))
+    );
+    assert_eq!(
+        gate_state(&app.gates, "d1", TICKET),
+        GateState::Passed(Resolution::Callback)
+    );
+}
+
 #[tokio::test]
 async fn a_valid_callback_applies_a_repeat_is_a_duplicate_and_the_opposite_conflicts() {
     let app = app();
@@ -527,6 +547,17 @@ async fn refused_requests_leave_the_gate_open_and_a_valid_callback_still_applies
             "mdMessage a number",
             br#"{"success": true, "mdMessage": 7}"#,
             "`mdMessage`",
+        ),
+        // Valid JSON (RFC 8259 §6) that no `f64` holds: the field is named, not the body.
+        (
+            "success a number past f64",
+            br#"{"success": 1e400}"#,
+            "`success` must be the JSON boolean",
+        ),
+        (
+            "mdMessage a number past f64",
+            br#"{"success": true, "mdMessage": 1e400}"#,
+            "`mdMessage` must be a string",
         ),
         (
             "inProgress without mdMessage",

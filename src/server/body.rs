@@ -4,10 +4,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::HeaderValue;
 use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError};
-use serde_json::Value;
 
 use super::CallbackReport;
-use super::fields::{BodyKind, Fields, NotFields};
+use super::fields::{BodyKind, Field, Fields, NotFields};
 
 /// Why a body could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,13 +139,13 @@ pub(super) fn parse_callback(body: &[u8], message_limit: usize) -> Result<Callba
     let fields = object(body, BodyKind::Callback)?;
     let message = text(fields.md_message, "mdMessage", message_limit)?;
     match fields.success {
-        Some(Value::Bool(success)) => Ok(CallbackReport::Outcome { success, message }),
+        Some(Field::Bool(success)) => Ok(CallbackReport::Outcome { success, message }),
         Some(_) => Err("`success` must be the JSON boolean true or false (not a string or null)".to_owned()),
         None => match fields.in_progress {
-            Some(Value::Bool(true)) => message
+            Some(Field::Bool(true)) => message
                 .map(|message| CallbackReport::Progress { message })
                 .ok_or_else(|| "`mdMessage` is missing; a progress note (`\"inProgress\": true`) needs one".to_owned()),
-            Some(Value::Bool(false)) | None => Err(
+            Some(Field::Bool(false)) | None => Err(
                 "`success` is missing; send true or false (or `\"inProgress\": true` with an `mdMessage` for a progress note)"
                     .to_owned(),
             ),
@@ -186,14 +185,14 @@ fn object(body: &[u8], kind: BodyKind) -> Result<Fields, String> {
 
 /// An optional string field: absent is `None`; `null`, like any other JSON that is not a
 /// string, is refused (PROTOCOL.md §5: "`mdMessage` not a string" is `400`).
-fn text(value: Option<Value>, field: &str, limit: usize) -> Result<Option<String>, String> {
+fn text(value: Option<Field>, field: &str, limit: usize) -> Result<Option<String>, String> {
     match value {
         None => Ok(None),
-        Some(Value::Null) => Err(format!(
+        Some(Field::Null) => Err(format!(
             "`{field}` must be a string, not null; leave it out to send none"
         )),
-        Some(Value::String(s)) if s.len() <= limit => Ok(Some(s)),
-        Some(Value::String(_)) => Err(format!(
+        Some(Field::String(s)) if s.len() <= limit => Ok(Some(s)),
+        Some(Field::String(_)) => Err(format!(
             "`{field}` is longer than {limit} bytes; shorten it"
         )),
         Some(_) => Err(format!("`{field}` must be a string")),

@@ -7,18 +7,43 @@ use std::fmt;
 
 use serde::Deserializer;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The fields hookgate reads from a body, each as the JSON it holds (`null` included, so
 /// that a `null` where a boolean belongs is reported rather than taken as absent).
 #[derive(Debug, Default)]
 pub(super) struct Fields {
-    pub(super) success: Option<Value>,
-    pub(super) md_message: Option<Value>,
-    pub(super) in_progress: Option<Value>,
-    pub(super) comment: Option<Value>,
+    pub(super) success: Option<Field>,
+    pub(super) md_message: Option<Field>,
+    pub(super) in_progress: Option<Field>,
+    pub(super) comment: Option<Field>,
     /// A field hookgate reads that the body gives more than once.
     repeated: Option<&'static str>,
+}
+
+/// A field's JSON, as far as hookgate tells values apart. Any other value is read as raw
+/// JSON, not parsed: a number past `f64` (`1e400`) is valid JSON, refused where a field must be
+/// a boolean or a string, and ignored where the field is (an `inProgress` beside `success`).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Field {
+    Null,
+    Bool(bool),
+    String(String),
+    /// A number, an array or an object.
+    Other,
+}
+
+impl Field {
+    fn of<E: de::Error>(raw: &RawValue) -> Result<Self, E> {
+        let json = raw.get();
+        Ok(match json.as_bytes().first() {
+            Some(b'n') => Self::Null,
+            Some(b't') => Self::Bool(true),
+            Some(b'f') => Self::Bool(false),
+            Some(b'"') => Self::String(serde_json::from_str(json).map_err(E::custom)?),
+            _ => Self::Other,
+        })
+    }
 }
 
 /// Why a body gave no [`Fields`].
@@ -98,7 +123,8 @@ impl<'de> Visitor<'de> for FieldsVisitor {
                 }
             };
             // The rest is still read, so that a body that is not JSON is reported as such.
-            if slot.replace(map.next_value()?).is_some() {
+            let field = Field::of(map.next_value::<&RawValue>()?)?;
+            if slot.replace(field).is_some() {
                 fields.repeated.get_or_insert(name);
             }
         }
@@ -150,12 +176,12 @@ mod tests {
         let body = br#"{"extra": {"deep": [1, 2]}, "success": null, "mdMessage": "b", "extra": 1,
                  "in\u0050rogress": true, "comment": 3}"#;
         let fields = Fields::read(body, BodyKind::Callback).expect("an object");
-        assert_eq!(fields.success, Some(Value::Null));
-        assert_eq!(fields.md_message, Some(Value::from("b")));
-        assert_eq!(fields.in_progress, Some(Value::Bool(true)));
+        assert_eq!(fields.success, Some(Field::Null));
+        assert_eq!(fields.md_message, Some(Field::String("b".to_owned())));
+        assert_eq!(fields.in_progress, Some(Field::Bool(true)));
         assert_eq!(fields.comment, None, "not a callback's field");
         let fields = Fields::read(body, BodyKind::Decision).expect("an object");
-        assert_eq!(fields.comment, Some(Value::from(3)));
+        assert_eq!(fields.comment, Some(Field::Other));
         assert_eq!(fields.success, None, "not a decision's field");
     }
 
@@ -199,8 +225,27 @@ mod tests {
             BodyKind::Callback,
         )
         .expect("an object");
-        assert_eq!(fields.success, Some(Value::Bool(true)));
+        assert_eq!(fields.success, Some(Field::Bool(true)));
         assert!(Fields::read(br#"{"success": 1e400}"#, BodyKind::Decision).is_ok());
+    }
+
+    /// A field read is read as raw JSON, so a value valid JSON allows but `f64` cannot hold is
+    /// a value of the wrong kind, not a body that is not JSON; a string's escapes are undone.
+    #[test]
+    fn a_field_read_holding_any_json_is_told_apart_without_parsing_numbers() {
+        let body = br#"{"success": 1e400, "inProgress": [1e400, {"a": -0.0e-999}],
+                        "mdMessage": " \"\u00e9\ud83d\ude00\n"}"#;
+        let fields = Fields::read(body, BodyKind::Callback).expect("an object");
+        assert_eq!(fields.success, Some(Field::Other));
+        assert_eq!(fields.in_progress, Some(Field::Other));
+        assert_eq!(
+            fields.md_message,
+            Some(Field::String(" \"\u{e9}\u{1f600}\n".to_owned()))
+        );
+        assert!(matches!(
+            Fields::read(br#"{"success": 1e400x}"#, BodyKind::Callback),
+            Err(NotFields::Invalid(_))
+        ));
     }
 
     /// A body that is not UTF-8 is not JSON, wherever the bad bytes are.
