@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the outbound path without a network: rendering Armory's GitHub
-//! `repository_dispatch` request, and a whole `Dispatcher::send` into an in-memory transport
-//! (unsigned and signed).
+//! `repository_dispatch` request, a whole `Dispatcher::send` into an in-memory transport
+//! (unsigned and signed), and a failed send whose answer nearly spells hundreds of hidden
+//! query values over and over.
 //!
 //! `cargo bench --bench outbound --features signing`
 
@@ -109,5 +110,62 @@ fn send(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, render, send);
+/// A failed call to a URL starting with a secret and carrying 280 query values, each a context
+/// value of 200 `a`s and a space, hidden as a part of the secret URL; the server answers `500`
+/// with 64 KiB of `a`s and a `%`, which nearly spells every one of them at every position. The
+/// baseline is the same call to a URL written in the file, whose query values are not hidden:
+/// the rest of the failed call's work, redaction of its secrets included.
+fn failed_send(c: &mut Criterion) {
+    let crafted = |_request: http::Request<Bytes>| async {
+        let mut body = "a".repeat(64 * 1024 - 1);
+        body.push('%');
+        let mut response = http::Response::new(Bytes::from(body));
+        *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        Ok::<_, TransportError>(response)
+    };
+    let (query, context): (Vec<String>, Vec<String>) = (0..280)
+        .map(|i| {
+            (
+                format!("k{i}={{{{context.v{i}}}}}"),
+                format!("v{i}: '{} {i}'", "a".repeat(200)),
+            )
+        })
+        .unzip();
+    let plan = |base: &str| {
+        format!(
+            "application: a\ncontext: {{{}}}\ntargets: {{prod: {{constraints: {{beforeDeployment: [runWebhook: {{name: hook}}]}}}}}}\nwebhooks:\n  - {{name: hook, uriTemplate: \"{base}/hook?{}\"}}\n",
+            context.join(", "),
+            query.join("&")
+        )
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let secrets = MemorySecrets::new().with("base", "https://hooks.example.com");
+    let dispatcher = Dispatcher::builder(
+        TransportRegistry::new(crafted),
+        Arc::new(secrets),
+        "https://hookgate.example.com",
+    )
+    .build()
+    .unwrap();
+    let mut group = c.benchmark_group("failed_send");
+    group.sample_size(20);
+    for (name, base) in [
+        ("hidden_query_values", "{{secrets.base}}"),
+        ("baseline_written_url", "https://hooks.example.com"),
+    ] {
+        let (deployment, call) = first_call(&plan(base));
+        let prepared = dispatcher.prepare(&deployment, &call, None);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let result = runtime.block_on(dispatcher.send(black_box(&prepared)));
+                assert!(matches!(result, CallResult::Failed(_)), "{result:?}");
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, render, send, failed_send);
 criterion_main!(benches);

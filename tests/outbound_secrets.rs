@@ -283,6 +283,56 @@ async fn secret_base_url_echoed(page: fn(&wiremock::Request) -> String) -> Trace
     call(plan("", ""), secrets).await
 }
 
+/// A URL starting with a secret and carrying hundreds of query values (each a context value,
+/// hidden as a part of the secret URL) has each of them hidden wherever the answer quotes it,
+/// in whichever encoding; they are looked for all at once, so an answer nearly spelling them
+/// over and over costs one pass, not one per value (`benches/outbound.rs`, `failed_send_`).
+#[tokio::test]
+async fn hundreds_of_hidden_query_values_are_each_hidden_in_any_encoding() {
+    let server = answering(500, |request| {
+        let query = request.url.query().unwrap_or_default().to_owned();
+        let values: Vec<&str> = query
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .map(|(_, v)| v)
+            .collect();
+        // As sent, form-decoded, and with only the spaces encoded (Python's `quote` keeps `/`).
+        let form = values[7].replace("%20", "+");
+        let decoded = percent_encoding::percent_decode_str(values[150])
+            .decode_utf8_lossy()
+            .into_owned();
+        let spaces = decoded.replace(' ', "%20");
+        format!(
+            "refused {} and {form} and {spaces} and {decoded}",
+            values[0]
+        )
+    })
+    .await;
+    let (query, context): (Vec<String>, Vec<String>) = (0..300)
+        .map(|i| {
+            (
+                format!("k{i}={{{{context.v{i}}}}}"),
+                format!("v{i}: 'value/{i:03} of the order {}'", "x".repeat(16)),
+            )
+        })
+        .unzip();
+    let yaml = format!(
+        "application: a\ncontext: {{{}}}\ntargets: {{prod: {{constraints: {{beforeDeployment: [runWebhook: {{name: hook}}]}}}}}}\nwebhooks:\n  - {{name: hook, uriTemplate: \"{{{{secrets.base}}}}/hook?{}\", retryCount: 0}}\n",
+        context.join(", "),
+        query.join("&")
+    );
+    let plan = Arc::new(Plan::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}")));
+    let secrets = MemorySecrets::new().with("base", server.uri().as_str());
+
+    let traces = call(plan, secrets).await;
+
+    let reason = &traces.texts[0];
+    assert!(
+        reason.ends_with("refused [redacted] and [redacted] and [redacted] and [redacted]"),
+        "{reason}"
+    );
+}
+
 /// Credentials in the URL (`user:token@host`, as Jenkins URLs carry them) go as
 /// `Authorization: Basic`, as HTTP clients send them; a server echoing the header it refused
 /// has them hidden, in the encoding they were sent in.
