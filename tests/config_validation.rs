@@ -40,6 +40,46 @@ fn an_application_name_with_a_control_character_is_refused() {
     }
 }
 
+/// A target's name is its environment's: written into webhook headers and paths
+/// (`{{armory.environmentName}}`), stored and logged, so it is held to what the application's
+/// name is; a name with a line break would fail every gate rendering it into a header.
+#[test]
+fn a_target_name_empty_or_with_a_control_character_is_refused() {
+    for (name, path, kind) in [
+        (
+            r#""a\nb""#,
+            r"targets.a\nb",
+            ProblemKind::ControlCharacter {
+                what: "a target name",
+            },
+        ),
+        (
+            r#""a\0b""#,
+            r"targets.a\0b",
+            ProblemKind::ControlCharacter {
+                what: "a target name",
+            },
+        ),
+        (
+            r#""""#,
+            "targets",
+            ProblemKind::Missing {
+                what: "a target name",
+            },
+        ),
+        (
+            r#""  ""#,
+            "targets",
+            ProblemKind::Missing {
+                what: "a target name",
+            },
+        ),
+    ] {
+        let yaml = format!("application: app\ntargets: {{{name}: {{}}}}\n");
+        assert_eq!(problems(&yaml), [(path.to_owned(), kind)], "{name}");
+    }
+}
+
 #[test]
 fn parses_an_armory_deploy_file_as_it_is() {
     let plan = Plan::from_yaml(include_str!("data/armory-deploy.yml")).unwrap();

@@ -341,6 +341,25 @@ impl Validator {
                 },
             );
         }
+        // A target's name is its environment's, written into calls as the application's is
+        // (`{{armory.environmentName}}`, in headers too), stored and logged.
+        for name in file.targets.keys() {
+            if name.trim().is_empty() {
+                self.problem(
+                    "targets",
+                    ProblemKind::Missing {
+                        what: "a target name",
+                    },
+                );
+            } else if name.contains(char::is_control) {
+                self.problem(
+                    format_args!("targets.{}", name.escape_debug()),
+                    ProblemKind::ControlCharacter {
+                        what: "a target name",
+                    },
+                );
+            }
+        }
         if file.targets.is_empty() {
             self.problem(
                 "targets",
