@@ -172,22 +172,30 @@ impl<'a> Redactor<'a> {
     /// The ranges of `text` to hide, in order and apart; `None` when all of it must be.
     fn ranges(&self, text: &str) -> Option<Vec<(usize, usize)>> {
         let mut ranges = Vec::new();
-        // ASCII lower-casing keeps every byte where it was, so offsets in the lowered text are
-        // offsets in `text`.
-        let lowered = text.to_ascii_lowercase();
         let long_hidden = self
             .hidden
             .needles
             .iter()
             .map(String::as_str)
             .filter(|needle| needle.len() > MAX_IN_AUTOMATON);
-        for needle in self.needles.iter().map(AsRef::as_ref).chain(long_hidden) {
-            let needle = needle.to_ascii_lowercase();
-            ranges.extend(
-                lowered
-                    .match_indices(&needle)
-                    .map(|(start, found)| (start, start + found.len())),
-            );
+        let mut needles = self
+            .needles
+            .iter()
+            .map(AsRef::as_ref)
+            .chain(long_hidden)
+            .peekable();
+        if needles.peek().is_some() {
+            // ASCII lower-casing keeps every byte where it was, so offsets in the lowered text
+            // are offsets in `text`.
+            let lowered = text.to_ascii_lowercase();
+            for needle in needles {
+                let needle = needle.to_ascii_lowercase();
+                ranges.extend(
+                    lowered
+                        .match_indices(&needle)
+                        .map(|(start, found)| (start, start + found.len())),
+                );
+            }
         }
         let spelled = self
             .hidden
@@ -270,10 +278,11 @@ fn has_spellings_beyond(value: &str) -> bool {
 /// `bytes` with each space as `+`, as [`percent_decoded`] reads a space: a form writes one as
 /// `+`.
 fn space_as_plus(bytes: &[u8]) -> Vec<u8> {
-    bytes
-        .iter()
-        .map(|&b| if b == b' ' { b'+' } else { b })
-        .collect()
+    bytes.iter().copied().map(plus_for_space).collect()
+}
+
+fn plus_for_space(byte: u8) -> u8 {
+    if byte == b' ' { b'+' } else { byte }
 }
 
 /// `text` with each `%XX` decoded and each space as `+` ([`space_as_plus`]), and where each of
@@ -288,7 +297,7 @@ fn percent_decoded(text: &str) -> (Vec<u8>, Vec<usize>) {
             .then(|| bytes.get(at + 1..at + 3).and_then(hex_byte))
             .flatten();
         let (byte, len) = escaped.map_or((bytes[at], 1), |byte| (byte, 3));
-        decoded.push(if byte == b' ' { b'+' } else { byte });
+        decoded.push(plus_for_space(byte));
         at += len;
     }
     starts.push(bytes.len());

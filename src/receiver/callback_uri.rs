@@ -168,21 +168,20 @@ impl<'a> ReceivedRequest<'a> {
             reason,
         };
         let found: Vec<Cow<'_, Value>> = match self.body {
-            Body::Absent => return Err(not_json("no body was given".to_owned())),
-            Body::Bytes(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {
-                return Err(not_json("no body was given".to_owned()));
-            }
             // A parsed value holds each key once.
             Body::Json(json) => json
                 .pointer(pointer)
                 .map(Cow::Borrowed)
                 .into_iter()
                 .collect(),
-            Body::Bytes(bytes) => pointer::values_at(bytes, pointer)
-                .map_err(not_json)?
-                .into_iter()
-                .map(Cow::Owned)
-                .collect(),
+            Body::Bytes(bytes) if !bytes.iter().all(u8::is_ascii_whitespace) => {
+                pointer::values_at(bytes, pointer)
+                    .map_err(not_json)?
+                    .into_iter()
+                    .map(Cow::Owned)
+                    .collect()
+            }
+            Body::Absent | Body::Bytes(_) => return Err(not_json("no body was given".to_owned())),
         };
         let location = format!("body at `{pointer}`");
         let found = found.into_iter().filter(|value| !value.is_null());
@@ -627,10 +626,9 @@ pub enum CallbackUriError {
         /// ``body at `client_payload.callbackUri` ``, ``query parameter `callbackUri` ``): the
         /// first place in key order (the top level, then objects by name; within each, the
         /// known keys in the order of [`CALLBACK_URI_KEYS`], then as given), then every
-        /// place whose URI differs from
-        /// that one's (a place repeating the first place's URI is left out). A key,
-        /// parameter or header given twice is named twice. The message names only the first
-        /// few.
+        /// place whose URI differs from that one's (a place repeating the first place's URI
+        /// is left out). A key, parameter or header given twice is named twice. The message
+        /// names only the first few.
         places: Vec<String>,
     },
     /// A JSON pointer was given but the body is missing or not JSON.

@@ -123,9 +123,9 @@ fn description_text(text: &str) -> PercentEncode<'_> {
 /// client has one, `tenant`. They live for the configured lifetime (default 1 hour), and
 /// `expires_in` tells the client so: `iat` is the second the token was issued and `exp` that
 /// plus the lifetime, and the issuer accepts the token until, not at, `exp`. Asked for within
-/// a second, a token has less than its lifetime left, so `expires_in` is then a second shorter. Unlike a
-/// [`JwtAuthorizer`], which allows a leeway for another issuer's clock, it allows none: it
-/// reads the clock that wrote `exp`.
+/// a second, a token has less than its lifetime left, so `expires_in` is then a second
+/// shorter. Unlike a [`JwtAuthorizer`], which allows a leeway for another issuer's clock, it
+/// allows none: it reads the clock that wrote `exp`.
 ///
 /// ```
 /// use hookgate::{Secret, auth::{IssuerClient, TokenIssuer}};

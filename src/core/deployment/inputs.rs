@@ -42,9 +42,9 @@ impl Inputs<'_> {
     }
 
     /// Fires, earliest first, every deadline passed by `now` of an environment, or of a gate in a
-    /// state `fires` accepts, each as if at the time `at` says. A deadline whose firing changes nothing would be due again at
-    /// once; it is passed over from then on, so that this ends whatever the state (restore
-    /// refuses the states known to have one).
+    /// state `fires` accepts, each as if at the time `at` says. A deadline whose firing changes
+    /// nothing would be due again at once; it is passed over from then on, so that this ends
+    /// whatever the state (restore refuses the states known to have one).
     ///
     /// The deadlines passed are kept in a heap, earliest first, and those a firing sets are
     /// added as the gates and environments it touched are looked at: the heap holds every
