@@ -229,6 +229,26 @@ async fn a_secret_cut_by_the_read_limit_leaves_no_start_of_it_in_the_reason() {
     );
 }
 
+/// Echoed by another encoder (Python's `quote` keeps `/`, escapes `+` and `=`) and cut by the
+/// read limit inside its escapes: the start is cut in that spelling too, with the escape the
+/// limit left unfinished.
+#[tokio::test]
+async fn a_secret_cut_by_the_read_limit_in_another_encoders_spelling_leaves_no_start_of_it() {
+    const SECRET: &str = "Zm9v/YmFyQmF6/cXV4+YmF6==";
+    let before = "bad key ";
+    let server = answering(401, |_| {
+        "bad key Zm9v/YmFyQmF6/cXV4%2BYmF6%3D%3D is not ours".to_owned()
+    })
+    .await;
+    for kept in ["Zm9v/YmFyQmF6/cXV4%2BYm", "Zm9v/YmFyQmF6/cXV4%2BYmF6%3"] {
+        let secrets = MemorySecrets::new().with("token", SECRET);
+        let traces =
+            call_reading(plan(&server.uri(), ""), secrets, before.len() + kept.len()).await;
+        traces.assert_hides("YmFyQmF6");
+        assert_eq!(traces.texts[0], "HTTP 401: bad key", "kept {kept}");
+    }
+}
+
 #[tokio::test]
 async fn a_missing_second_secret_fails_without_the_first_ones_value() {
     let server = MockServer::start().await;
