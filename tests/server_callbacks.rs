@@ -559,6 +559,17 @@ async fn refused_requests_leave_the_gate_open_and_a_valid_callback_still_applies
             br#"{"success": true, "mdMessage": 1e400}"#,
             "`mdMessage` must be a string",
         ),
+        // Valid JSON (RFC 8259 §8.2) that no Rust string holds: the field is named.
+        (
+            "mdMessage a lone surrogate",
+            br#"{"success": true, "mdMessage": "\ud800"}"#,
+            "`mdMessage` must be text",
+        ),
+        (
+            "success a lone surrogate",
+            br#"{"success": "\udc00"}"#,
+            "`success` must be the JSON boolean",
+        ),
         (
             "inProgress without mdMessage",
             br#"{"inProgress": true}"#,
@@ -628,7 +639,30 @@ async fn refused_requests_leave_the_gate_open_and_a_valid_callback_still_applies
             },
         )
     });
-    for case in cases.iter().chain(&authorized).chain(&content_types) {
+    // RFC 9110 §15.5.16: a coded body is not read as JSON, as a hop decoding it would not.
+    let content_codings = ["gzip", "identity, gzip", "br"].map(|coding| {
+        let bearer = bearer.clone();
+        refused(
+            coding,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Content-Encoding",
+            move |p| {
+                Request::post(p)
+                    .header("authorization", &bearer)
+                    .header("content-type", "application/json")
+                    .header("content-encoding", coding)
+                    .body(Body::from(r#"{"success": true}"#))
+                    .unwrap()
+            },
+        )
+    });
+    let cases = cases
+        .iter()
+        .chain(&authorized)
+        .chain(&content_types)
+        .chain(&content_codings);
+    for case in cases {
         let answer = send(&app.router, (case.request)(&path)).await;
         assert_eq!(
             (answer.status, answer.code()),
@@ -643,6 +677,13 @@ async fn refused_requests_leave_the_gate_open_and_a_valid_callback_still_applies
             answer.message()
         );
         assert!(!answer.message().contains(TOKEN), "{}", case.what);
+        if case.mentions == "Content-Encoding" {
+            assert_eq!(
+                answer.headers["accept-encoding"], "identity",
+                "{}",
+                case.what
+            );
+        }
         if case.status == StatusCode::UNAUTHORIZED {
             let challenge = answer.headers["www-authenticate"].to_str().unwrap();
             assert!(

@@ -195,6 +195,10 @@ fn text(value: Option<Field>, field: &str, limit: usize) -> Result<Option<String
         Some(Field::String(_)) => Err(format!(
             "`{field}` is longer than {limit} bytes; shorten it"
         )),
+        Some(Field::NotText) => Err(format!(
+            "`{field}` must be text: it escapes one half of a UTF-16 surrogate pair (such as \
+             `\\ud800`) without the other"
+        )),
         Some(_) => Err(format!("`{field}` must be a string")),
     }
 }

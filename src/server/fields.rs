@@ -29,20 +29,24 @@ pub(super) enum Field {
     Null,
     Bool(bool),
     String(String),
+    /// A string that is not text: it escapes one half of a UTF-16 surrogate pair without the
+    /// other (`"\ud800"`), valid JSON that no Rust string holds.
+    NotText,
     /// A number, an array or an object.
     Other,
 }
 
 impl Field {
-    fn of<E: de::Error>(raw: &RawValue) -> Result<Self, E> {
+    fn of(raw: &RawValue) -> Self {
         let json = raw.get();
-        Ok(match json.as_bytes().first() {
+        match json.as_bytes().first() {
             Some(b'n') => Self::Null,
             Some(b't') => Self::Bool(true),
             Some(b'f') => Self::Bool(false),
-            Some(b'"') => Self::String(serde_json::from_str(json).map_err(E::custom)?),
+            // The raw value is a whole JSON string, so only its escapes can fail to decode.
+            Some(b'"') => serde_json::from_str(json).map_or(Self::NotText, Self::String),
             _ => Self::Other,
-        })
+        }
     }
 }
 
@@ -123,7 +127,7 @@ impl<'de> Visitor<'de> for FieldsVisitor {
                 }
             };
             // The rest is still read, so that a body that is not JSON is reported as such.
-            let field = Field::of(map.next_value::<&RawValue>()?)?;
+            let field = Field::of(map.next_value::<&RawValue>()?);
             if slot.replace(field).is_some() {
                 fields.repeated.get_or_insert(name);
             }

@@ -1,4 +1,4 @@
-//! Request headers that must be given at most once.
+//! Request headers that must be given at most once, or hold only what hookgate reads.
 
 use http::header::AsHeaderName;
 use http::{HeaderMap, HeaderValue};
@@ -18,4 +18,15 @@ pub(super) fn single<K: AsHeaderName>(
         Some(_) => Err(Repeated),
         None => Ok(first),
     }
+}
+
+/// Whether every value of header `name` (a content coding) lists only `identity`, the coding
+/// that changes nothing; an absent header does.
+pub(super) fn all_identity<K: AsHeaderName>(headers: &HeaderMap, name: K) -> bool {
+    headers.get_all(name).iter().all(|value| {
+        value.as_bytes().split(|&b| b == b',').all(|coding| {
+            let coding = coding.trim_ascii();
+            coding.is_empty() || coding.eq_ignore_ascii_case(b"identity")
+        })
+    })
 }
