@@ -516,6 +516,71 @@ async fn a_decision_no_gate_could_take_does_not_take_an_orphan_over() {
     assert!(o.unclaimed(&id).await, "its lease not claimed");
 }
 
+/// A callback to a gate that takes none (its webhook has `disableCallback`), on a deployment
+/// another replica left, is refused as the core refuses it, without taking the deployment over;
+/// once a callback the deployment takes has taken it up, the same callback gets the same answer.
+#[tokio::test]
+async fn a_callback_the_deployment_refuses_does_not_take_an_orphan_over() {
+    use hookgate::auth::Principal;
+    use hookgate::core::CallbackId;
+    use hookgate::server::{CallbackReport, GateError, GateService};
+
+    const QUICK_AND_SLOW: &str = r#"
+application: two-gates
+targets:
+  prod:
+    constraints:
+      beforeDeployment:
+        - runWebhook: {name: quick}
+        - runWebhook: {name: slow}
+webhooks:
+  - name: quick
+    uriTemplate: https://quick.example/run
+    bodyTemplate: {inline: '{{armory.callbackUri}}'}
+    disableCallback: true
+  - name: slow
+    uriTemplate: https://slow.example/run
+    bodyTemplate: {inline: '{{armory.callbackUri}}'}
+"#;
+    let o = Orphans::new();
+    let id = o.orphan_of(QUICK_AND_SLOW).await;
+    let callback_of = |host: &str| -> CallbackId {
+        let requests = o.external.requests();
+        let call = requests
+            .iter()
+            .find(|r| r.uri.host() == Some(host))
+            .expect("the gate was called");
+        let uri = String::from_utf8(call.body.to_vec()).unwrap();
+        uri.rsplit('/').next().unwrap().parse().unwrap()
+    };
+    let (quick, slow) = (callback_of("quick.example"), callback_of("slow.example"));
+    let a = o.replica("a");
+    let calls = o.external.count();
+    let by = Principal::new("external");
+    let report = || CallbackReport::Outcome {
+        success: true,
+        message: None,
+    };
+    let refused = GateService::callback(&a, quick, report(), &by).await;
+    let Err(GateError::Core(refused)) = refused else {
+        panic!("a gate without callbacks takes none: {refused:?}")
+    };
+    assert_eq!(a.live_deployments(), 0, "not taken up");
+    assert_eq!(o.external.count(), calls, "its calls not asked for again");
+    assert!(o.unclaimed(&id).await, "its lease not claimed");
+
+    // The lease `unclaimed` took lapses.
+    o.clock.advance(chrono::TimeDelta::minutes(2));
+    GateService::callback(&a, slow, report(), &by)
+        .await
+        .unwrap();
+    let taken_up = GateService::callback(&a, quick, report(), &by).await;
+    assert!(
+        matches!(&taken_up, Err(GateError::Core(e)) if *e == refused),
+        "{taken_up:?} against {refused:?}"
+    );
+}
+
 /// A decision by someone holding none of an approval's `requiresRoles`, which that gate refuses
 /// whatever its state, on a deployment another replica left, is refused without taking the
 /// deployment over; one holding a role is applied.

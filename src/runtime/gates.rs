@@ -58,6 +58,11 @@ impl GateService for Engine {
     ) -> Result<CallbackAck, GateError> {
         let target = self.owner_of(id).await?;
         let target = self.admitted(target, by).await?;
+        // Held through the take-up, as a decision's is (see `decide`).
+        let _plan = match &target {
+            Target::Stored(stored) => Some(self.never_reported(stored, id, &report)?),
+            _ => None,
+        };
         self.apply_at(target, refused(by), |d, now| {
             check_tenant(d, by)?;
             Ok(match report.clone() {
@@ -127,6 +132,38 @@ impl Engine {
                 }))
             }
             _ => Ok(plan),
+        }
+    }
+
+    /// Refuses, as the core would, a callback or progress note that `stored` refuses, before
+    /// the deployment is taken up, as [`Engine::never_decided`] does for decisions: a report
+    /// to a gate whose webhook takes none, or to a gate already decided, is refused whatever
+    /// taking the deployment up would do. The core's answer is taken from a copy of the row, on
+    /// which the report meets the deadlines passed by now as it would in memory; a report the
+    /// copy accepts is left to the take-up. Returns the deployment's plan.
+    fn never_reported(
+        &self,
+        stored: &StoredDeployment,
+        callback: CallbackId,
+        report: &CallbackReport,
+    ) -> Result<Arc<Plan>, GateError> {
+        let plan = self.plan_for(&stored.plan_source)?;
+        // A row that no longer fits its plan is the take-up's to report.
+        let Ok(mut copy) = Deployment::restore(Arc::clone(&plan), Arc::clone(&stored.state)) else {
+            return Ok(plan);
+        };
+        let now = self.inner.clock.now();
+        let refused = match report.clone() {
+            CallbackReport::Outcome { success, message } => {
+                copy.handle_callback(now, callback, success, message).err()
+            }
+            CallbackReport::Progress { message } => {
+                copy.handle_progress(now, callback, message).err()
+            }
+        };
+        match refused {
+            Some(e) => Err(GateError::Core(e)),
+            None => Ok(plan),
         }
     }
 
