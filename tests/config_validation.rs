@@ -1997,6 +1997,55 @@ fn a_key_written_plain_and_quoted_is_given_twice() {
     assert_eq!(plan.context()["4"], "y");
 }
 
+/// A key written twice alike (a copied target block, a field repeated) is refused at its path,
+/// in the file's terms, not with advice for the reader's settings.
+#[test]
+fn a_key_written_twice_alike_is_refused_at_its_path() {
+    for (file, path) in [
+        (
+            "application: a\ntargets:\n  prod:\n    account: a\n  prod:\n    account: b\n",
+            "targets",
+        ),
+        (
+            "application: a\ntargets: {dev: {constraints: {beforeDeployment: [runWebhook: {name: w}]}}}\nwebhooks:\n  - name: w\n    uriTemplate: https://a.example\n    retryCount: 1\n    retryCount: 2\n",
+            "webhooks[0]",
+        ),
+    ] {
+        let e = Plan::from_yaml(file).unwrap_err();
+        let ConfigError::Syntax { path: at, message } = &e else {
+            panic!("{file}: {e:?}")
+        };
+        assert_eq!(at, path, "{file}: {message}");
+        assert!(message.contains("duplicate"), "{file}: {message}");
+        assert!(!message.contains("DuplicateKeyPolicy"), "{file}: {message}");
+    }
+}
+
+/// A field left empty is refused at its path, in the file's terms rather than Rust's.
+#[test]
+fn an_empty_required_field_is_refused_in_the_files_terms() {
+    let e = Plan::from_yaml("application:\ntargets:\n  dev: {}\n").unwrap_err();
+    let text = e.to_string();
+    assert!(text.starts_with("application"), "{text}");
+    assert!(text.contains("null is not allowed"), "{text}");
+    assert!(!text.contains("Option<String>"), "{text}");
+}
+
+/// A `.nan` or `.inf` is a well-formed scalar, kept as written where text is wanted: a shape
+/// error elsewhere in the file is reported at its own path, not blamed on it.
+#[test]
+fn a_shape_error_is_reported_at_its_path_beside_a_non_finite_scalar() {
+    let fine = "application: a\ncontext: {ratio: .nan, top: .inf}\ntargets: {dev: {}}\n";
+    assert_eq!(Plan::from_yaml(fine).unwrap().context()["ratio"], ".nan");
+    let broken =
+        "application: a\ncontext: {ratio: .nan}\ntargets: {dev: {constraints: {dependsOn: 5}}}\n";
+    let e = Plan::from_yaml(broken).unwrap_err();
+    let ConfigError::Syntax { path, message } = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(path, "targets.dev.constraints.dependsOn", "{message}");
+}
+
 /// Every gate list is in increasing gate order, whatever the targets and strategies: the core
 /// finds a gate in its list by binary search.
 #[test]

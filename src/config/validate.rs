@@ -41,12 +41,17 @@ impl DeploymentFile {
         }
         Self::typed(source, limits).map_err(|field| {
             // A file that is not well formed is reported as such, rather than as the field
-            // its reading stopped at.
-            match serde_saphyr::from_str_with_options::<IgnoredAny>(source, options(limits)) {
+            // its reading stopped at; but a key given twice is the field's own fault, and
+            // reading it found its path. Every scalar is well formed here, `.nan` included,
+            // which only a field wanting a number refuses.
+            let mut well_formed = options(limits);
+            well_formed.non_finite_float_policy = serde_saphyr::NonFiniteFloatPolicy::PassThrough;
+            match serde_saphyr::from_str_with_options::<IgnoredAny>(source, well_formed) {
                 Ok(_) => field,
+                Err(e) if is_duplicate_key(&e) => field,
                 Err(e) => over_budget(&e, limits).unwrap_or_else(|| ConfigError::Syntax {
                     path: "(file)".into(),
-                    message: e.to_string(),
+                    message: for_people(&e),
                 }),
             }
         })
@@ -101,11 +106,12 @@ impl DeploymentFile {
         })
         .map_err(|e| {
             over_budget(&e, limits).unwrap_or_else(|| ConfigError::Syntax {
-                path: match path {
-                    Some(path) if path != "." => path,
+                // The reader names a segment it could not read (a key given twice) `?`.
+                path: match path.as_deref().map(|path| path.trim_end_matches(".?")) {
+                    Some(path) if !path.is_empty() && path != "." && path != "?" => path.to_owned(),
                     _ => "(file)".into(),
                 },
-                message: e.to_string(),
+                message: for_people(&e),
             })
         })
     }
@@ -1381,15 +1387,10 @@ fn expanded_limit(limits: &Limits) -> usize {
 /// The limit the YAML reader stopped at, if `e` (under the wrappers that add the place in the
 /// file and the alias it was reached through) says it stopped at one that grows with the file
 /// or is the file's nesting limit: a file over it is too large rather than malformed.
-fn over_budget(mut e: &serde_saphyr::Error, limits: &Limits) -> Option<ConfigError> {
+fn over_budget(e: &serde_saphyr::Error, limits: &Limits) -> Option<ConfigError> {
     use serde_saphyr::budget::BudgetBreach;
 
-    while let serde_saphyr::Error::WithSnippet { error, .. }
-    | serde_saphyr::Error::AliasError { error, .. } = e
-    {
-        e = error;
-    }
-    let serde_saphyr::Error::Budget { breach, .. } = e else {
+    let serde_saphyr::Error::Budget { breach, .. } = innermost(e) else {
         return None;
     };
     let budget = budget(limits);
@@ -1403,6 +1404,30 @@ fn over_budget(mut e: &serde_saphyr::Error, limits: &Limits) -> Option<ConfigErr
         _ => return None,
     };
     Some(ConfigError::TooLarge { what, limit })
+}
+
+/// The error `e` wraps, with its snippet or alias trail taken off.
+fn innermost(mut e: &serde_saphyr::Error) -> &serde_saphyr::Error {
+    while let serde_saphyr::Error::WithSnippet { error, .. }
+    | serde_saphyr::Error::AliasError { error, .. } = e
+    {
+        e = error;
+    }
+    e
+}
+
+fn is_duplicate_key(e: &serde_saphyr::Error) -> bool {
+    matches!(
+        innermost(e),
+        serde_saphyr::Error::DuplicateMappingKey { .. }
+    )
+}
+
+/// `e` in the file's terms, for its author: the reader's default wording advises Rust types
+/// and reader settings (`use Option<String>`, `set DuplicateKeyPolicy`) that the author cannot
+/// reach.
+fn for_people(e: &serde_saphyr::Error) -> String {
+    e.render_with_formatter(&serde_saphyr::UserMessageFormatter)
 }
 
 /// How much larger than its file a plan may be: a file names a strategy, a context or a long
