@@ -2021,6 +2021,31 @@ fn a_key_written_twice_alike_is_refused_at_its_path() {
     }
 }
 
+/// A JSON file is read as YAML, which limits a key to 1,024 characters as written: a longer one
+/// is refused as such, at the path of the object holding it, not as a value missing beside it.
+#[test]
+fn a_json_key_longer_than_yaml_reads_is_refused_as_such() {
+    let file = |key: &str| {
+        format!(
+            r#"{{"application": "a", "context": {{"{key}": "v"}}, "targets": {{"dev": {{}}}}}}"#
+        )
+    };
+    let longest = "k".repeat(1022);
+    assert_eq!(
+        Plan::from_json(&file(&longest)).unwrap().context()[&longest],
+        "v"
+    );
+    let e = Plan::from_json(&file(&"k".repeat(1023))).unwrap_err();
+    let ConfigError::Syntax { path, message } = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(path, "context");
+    assert!(
+        message.contains("longer than the 1024 characters"),
+        "{message}"
+    );
+}
+
 /// A field left empty is refused at its path, in the file's terms rather than Rust's.
 #[test]
 fn an_empty_required_field_is_refused_in_the_files_terms() {

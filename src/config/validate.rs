@@ -88,6 +88,15 @@ impl DeploymentFile {
                 limit: limits.depth_limit(),
             });
         }
+        if let Some(path) = long_key(value, "") {
+            return Err(ConfigError::Syntax {
+                path,
+                message: format!(
+                    "a key here is longer than the {MAX_KEY_CHARS} characters (quotes and \
+                     escapes included) that a deployment file's key may have; shorten it"
+                ),
+            });
+        }
         Self::typed(&escape_unprintable(source), limits)
     }
 
@@ -262,6 +271,39 @@ fn escape_unprintable(source: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     escaped.into()
+}
+
+/// The longest key a JSON file's reader takes, written with its quotes: the fields are read as
+/// YAML's are, JSON being a subset of it, and YAML limits a key written without `?` to this.
+const MAX_KEY_CHARS: usize = 1024;
+
+/// The path (in [`ConfigError::Syntax`]'s form) of the first object in `value` holding a key
+/// longer, as JSON writes it, than [`MAX_KEY_CHARS`]; `at` is `value`'s own. Refused before the
+/// YAML reader, which would take the key for no key and report a value missing beside it.
+fn long_key(value: &serde_json::Value, at: &str) -> Option<String> {
+    let within = |name: &str| match at {
+        "" => name.to_owned(),
+        _ => format!("{at}.{name}"),
+    };
+    match value {
+        serde_json::Value::Object(map) => map.iter().find_map(|(key, value)| {
+            let written = serde_json::Value::from(key.as_str()).to_string();
+            if written.chars().count() > MAX_KEY_CHARS {
+                Some(if at.is_empty() {
+                    "(file)".to_owned()
+                } else {
+                    at.to_owned()
+                })
+            } else {
+                long_key(value, &within(key))
+            }
+        }),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| long_key(item, &format!("{at}[{i}]"))),
+        _ => None,
+    }
 }
 
 fn check_size(source: &str, limits: &Limits) -> Result<(), ConfigError> {
