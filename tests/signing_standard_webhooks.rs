@@ -286,6 +286,13 @@ fn missing_and_malformed_headers_are_typed_errors() {
         );
     }
     let mut headers = v.headers(v.signature);
+    headers.insert("webhook-id", HeaderValue::from_static(""));
+    assert_eq!(
+        verifier.verify_at(&headers, v.body.as_bytes(), v.at(0)),
+        Err(SignatureError::MissingHeader { name: "webhook-id" }),
+        "an empty id is none, as the Signer signs none"
+    );
+    let mut headers = v.headers(v.signature);
     headers.insert("webhook-timestamp", HeaderValue::from_static("hello"));
     assert_eq!(
         verifier.verify_at(&headers, v.body.as_bytes(), v.at(0)),

@@ -72,7 +72,7 @@ pub enum SignatureError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// A required header is absent.
+    /// A required header is absent (or, for `webhook-id`, empty).
     #[error(
         "the `{name}` header is missing: the request is not a Standard Webhooks signed request"
     )]

@@ -70,6 +70,11 @@ impl Verifier {
         now: DateTime<Utc>,
     ) -> Result<(), SignatureError> {
         let id = header(headers, WEBHOOK_ID)?;
+        // An empty id is no id, as the Signer refuses to sign one and the spec's Python and
+        // JavaScript libraries read it.
+        if id.is_empty() {
+            return Err(SignatureError::MissingHeader { name: WEBHOOK_ID });
+        }
         super::refuse_dotted(id)?;
         let signatures = header(headers, WEBHOOK_SIGNATURE)?;
         let timestamp: i64 = header(headers, WEBHOOK_TIMESTAMP)?
