@@ -767,6 +767,24 @@ fn a_dependency_listed_twice_is_one() {
 
 /// A zero `requestTimeout` (hookgate's extension) would time every call out before it is
 /// sent; a zero wait elsewhere is a wait of nothing, which §2 allows.
+/// A zero `deploymentConfig.timeout` times every host step out as it starts (a deadline at the
+/// step's own start is passed), its rollback too: no deployment of the file could succeed.
+#[test]
+fn a_zero_step_timeout_is_rejected() {
+    let file = |timeout: &str| {
+        format!("application: a\ndeploymentConfig: {{timeout: {timeout}}}\ntargets: {{dev: {{}}}}")
+    };
+    assert_eq!(
+        problems(&file("{duration: 0, unit: minutes}")),
+        [(
+            "deploymentConfig.timeout.duration".into(),
+            ProblemKind::ZeroStepTimeout
+        )]
+    );
+    let plan = Plan::from_yaml(&file("{duration: 1, unit: seconds}")).unwrap();
+    assert_eq!(plan.step_timeout(), Some(Duration::from_secs(1)));
+}
+
 #[test]
 fn a_zero_request_timeout_is_rejected() {
     let file = |timeout: &str| {

@@ -189,6 +189,12 @@ pub enum ProblemKind {
         "requestTimeout is zero, which times every call out before it is sent: give at least 1 second, or leave it out for the dispatcher's"
     )]
     ZeroRequestTimeout,
+    /// A `deploymentConfig.timeout` of zero, which would time every host step out as it
+    /// starts, its rollback too: no deployment of the file could succeed.
+    #[error(
+        "deploymentConfig.timeout is zero, which times every host step out as it starts, so no deployment could succeed: give at least 1 second, or leave it out for none"
+    )]
+    ZeroStepTimeout,
     /// A duration unit other than seconds, minutes, hours.
     #[error("unknown unit \"{unit}\": use seconds, minutes or hours")]
     UnknownUnit {

@@ -417,10 +417,16 @@ impl Validator {
             );
         }
         let config = file.deployment_config.clone().unwrap_or_default();
-        let step_timeout = config
-            .timeout
-            .as_ref()
-            .and_then(|d| self.duration(d, "deploymentConfig.timeout"));
+        let step_timeout = config.timeout.as_ref().and_then(|d| {
+            let timeout = self.duration(d, "deploymentConfig.timeout")?;
+            if timeout.is_zero() {
+                self.problem(
+                    "deploymentConfig.timeout.duration",
+                    ProblemKind::ZeroStepTimeout,
+                );
+            }
+            Some(timeout)
+        });
         let if_in_progress = match config.if_deployment_in_progress.as_ref() {
             None => InProgressPolicy::default(),
             Some(p) => match p.strategy.as_str() {
