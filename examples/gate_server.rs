@@ -182,9 +182,12 @@ async fn run() -> Result<ExitCode, Failure> {
             }
         })?;
     let address: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
-    let public_url = args
-        .public_url
-        .unwrap_or_else(|| format!("http://{address}"));
+    // Without its trailing `/`, as the dispatcher takes a base URL: the approval URLs printed
+    // below are built on it.
+    let public_url = args.public_url.map_or_else(
+        || format!("http://{address}"),
+        |url| url.trim_end_matches('/').to_owned(),
+    );
 
     let store: Arc<DynStore> = match &args.db {
         Some(path) => Arc::new(SqliteStore::open(path).await.map_err(|e| e.to_string())?),

@@ -539,6 +539,35 @@ webhooks:
     server.kill();
 }
 
+/// A `--public-url` given with a trailing `/` (a base URL, as the dispatcher takes it) prints
+/// approval URLs without a doubled `/`, which the router would not serve.
+#[test]
+fn a_public_url_with_a_trailing_slash_prints_approval_urls_the_router_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deploy.yml");
+    std::fs::write(
+        &path,
+        "application: slash\ntargets: {prod: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}}\n",
+    )
+    .unwrap();
+    let mut server = Server::spawn(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--public-url",
+        "https://gates.example/hookgate/",
+    ]);
+    let requested = server.until("approval_requested");
+    let approve = requested["approve_url"].as_str().unwrap();
+    assert!(
+        approve.starts_with("https://gates.example/hookgate/deployments/")
+            && approve.ends_with("/gates/0/approve"),
+        "{approve}"
+    );
+    server.kill();
+}
+
 /// The client secret comes from a file (its line end dropped) or the environment, never the
 /// command line. A file that cannot be read is an argument error (2), and says which file.
 #[test]

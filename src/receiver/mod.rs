@@ -24,6 +24,17 @@
 //! # Ok(())
 //! # }
 //! ```
+// What the docs above link to that feature `receiver` builds: where it is off, the pages
+// docs.rs builds with every feature.
+#![cfg_attr(
+    feature = "receiver",
+    doc = "[`ClientCredentials`]: ClientCredentials\n[`CallbackClient`]: CallbackClient"
+)]
+#![cfg_attr(
+    not(feature = "receiver"),
+    doc = "[`ClientCredentials`]: https://docs.rs/hookgate/latest/hookgate/receiver/struct.ClientCredentials.html\n\
+           [`CallbackClient`]: https://docs.rs/hookgate/latest/hookgate/receiver/struct.CallbackClient.html"
+)]
 
 #[cfg(feature = "receiver")]
 mod backoff;

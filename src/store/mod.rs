@@ -71,6 +71,22 @@
 //! (`LISTEN`/`NOTIFY`), applies its migrations under an advisory lock when it connects, and
 //! acknowledges a write after its `COMMIT`. Lease times come from each replica's clock, so
 //! those clocks must agree to well within the lease time.
+//!
+// What the docs above link to that feature `sqlite` builds: where it is off, the pages docs.rs
+// builds with every feature.
+#![cfg_attr(
+    feature = "sqlite",
+    doc = "[`SqliteStore`]: SqliteStore\n[`Durability`]: Durability\n\
+           [`Durability::ProcessCrash`]: Durability::ProcessCrash\n\
+           [`Durability::PowerLoss`]: Durability::PowerLoss"
+)]
+#![cfg_attr(
+    not(feature = "sqlite"),
+    doc = "[`SqliteStore`]: https://docs.rs/hookgate/latest/hookgate/store/struct.SqliteStore.html\n\
+           [`Durability`]: https://docs.rs/hookgate/latest/hookgate/store/enum.Durability.html\n\
+           [`Durability::ProcessCrash`]: https://docs.rs/hookgate/latest/hookgate/store/enum.Durability.html#variant.ProcessCrash\n\
+           [`Durability::PowerLoss`]: https://docs.rs/hookgate/latest/hookgate/store/enum.Durability.html#variant.PowerLoss"
+)]
 
 mod codec;
 #[cfg(feature = "test-util")]
