@@ -817,14 +817,14 @@ mod tests {
     }
 
     /// Up to four targets, each after the one before or not, each with a gate list before
-    /// deploying and a canary of pauses, host steps timing out after 0-2 s.
+    /// deploying and a canary of pauses, host steps timing out after 1-2 s.
     fn plan_source() -> impl Strategy<Value = String> {
         let target = (
             any::<bool>(),
             prop::collection::vec(gate_entry(), 0..4),
             prop::collection::vec(gate_entry(), 0..3),
         );
-        (prop::collection::vec(target, 1..5), 0u8..3).prop_map(|(targets, timeout)| {
+        (prop::collection::vec(target, 1..5), 1u8..3).prop_map(|(targets, timeout)| {
             let mut source = format!(
                 "application: a\ndeploymentConfig: {{timeout: {{duration: {timeout}, unit: seconds}}}}\ntargets:\n"
             );
