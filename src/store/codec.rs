@@ -5,8 +5,29 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::StoreError;
+use super::{NewDeployment, StoreError};
 use crate::core::{DeploymentId, DeploymentState, Event};
+
+/// Refuses `text`, the store's `what`, if it holds a NUL character, which PostgreSQL's text
+/// cannot: refused by every store, so that the stores take the same writes (and PostgreSQL
+/// never answers one as the database failing, which a caller would retry).
+pub(crate) fn storable(what: &'static str, text: &str) -> Result<(), StoreError> {
+    if text.contains('\0') {
+        return Err(StoreError::Unstorable { what });
+    }
+    Ok(())
+}
+
+/// [`storable`] for each text of a create.
+pub(crate) fn storable_new(new: &NewDeployment) -> Result<(), StoreError> {
+    storable("deployment id", &new.id.0)?;
+    storable("application", &new.application)?;
+    storable("deployment file", &new.plan_source)?;
+    match &new.lease {
+        Some(lease) => storable("lease owner", &lease.owner),
+        None => Ok(()),
+    }
+}
 
 pub(crate) fn encode_state(
     id: &DeploymentId,

@@ -184,6 +184,16 @@ pub enum StoreError {
         /// What is missing.
         what: &'static str,
     },
+    /// A text to store holds a NUL character, which PostgreSQL's text cannot: every store
+    /// refuses it, so that a write one store takes no other store fails. Nothing was written.
+    #[error(
+        "the {what} holds a NUL character, which the PostgreSQL store cannot keep, so no store \
+         takes it; nothing was written: remove the character"
+    )]
+    Unstorable {
+        /// Which text: `deployment id`, `application`, `deployment file` or `lease owner`.
+        what: &'static str,
+    },
     /// The database failed (locked for longer than the busy timeout, disk full, I/O error, ...).
     /// Nothing changed, unless the connection to a networked database dropped after it
     /// committed: a write may then have been stored, which loading the row tells.

@@ -219,7 +219,8 @@ pub async fn orphan_claims(store: &DynStore) {
 }
 
 /// `release` gives up the owner's leases and no one else's; a finished deployment, whose last
-/// save gave its lease up, is not among them.
+/// save gave its lease up, is not among them. An owner holding a NUL character is
+/// [`StoreError::Unstorable`] to every lease call.
 pub async fn lease_release(store: &DynStore) {
     let mut fx = Fixture::new("release");
     let application = fx.name("app");
@@ -254,6 +255,42 @@ pub async fn lease_release(store: &DynStore) {
             .await
             .expect("claim succeeds"),
         "another owner's lease stays"
+    );
+    // An owner no store can keep is refused as such, by every lease call, changing nothing;
+    // never as the database failing, which a replica would retry for good.
+    let odd = lease("replica\0a", 2);
+    let refused = [
+        store.claim(mine.id(), &odd).await.map(|_| ()),
+        store.renew(&odd).await.map(|_| ()),
+        store.claim_orphans(&odd, 10).await.map(|_| ()),
+        store.release("replica\0a").await.map(|_| ()),
+        store
+            .create(
+                fx.start("odd", &application)
+                    .new_deployment()
+                    .leased(odd.clone()),
+                &[],
+            )
+            .await
+            .map(|_| ()),
+    ];
+    for answer in refused {
+        assert!(
+            matches!(
+                answer,
+                Err(StoreError::Unstorable {
+                    what: "lease owner"
+                })
+            ),
+            "{answer:?}"
+        );
+    }
+    assert!(
+        !store
+            .claim(mine.id(), &lease(&a, 2))
+            .await
+            .expect("claim succeeds"),
+        "still held by the owner that claimed it"
     );
 }
 

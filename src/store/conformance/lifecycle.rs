@@ -172,7 +172,9 @@ pub async fn duplicate_create_refused(store: &DynStore) {
     );
 }
 
-/// Ids never stored are absent, not errors; saving one is [`StoreError::NotFound`].
+/// Ids never stored are absent, not errors; saving one is [`StoreError::NotFound`]. An id or
+/// application holding a NUL character, which no store keeps, is unknown too, and creating
+/// one is [`StoreError::Unstorable`].
 pub async fn unknown_ids(store: &DynStore) {
     let mut fx = Fixture::new("unknown");
     let d = fx.start("never-created", &fx.name("app"));
@@ -206,6 +208,24 @@ pub async fn unknown_ids(store: &DynStore) {
         matches!(&saved, Err(StoreError::NotFound { id }) if id == odd.id()),
         "saving an id no row can have: {saved:?}"
     );
+    let running = store.running_for_application("sh\0op").await;
+    assert!(
+        running
+            .expect("an application no row can have runs nothing")
+            .is_empty()
+    );
+    // Refused by every store, as one of them cannot keep it, and nothing is written.
+    let created = store.create(odd.new_deployment(), &odd.events).await;
+    assert!(
+        matches!(
+            created,
+            Err(StoreError::Unstorable {
+                what: "deployment id"
+            })
+        ),
+        "{created:?}"
+    );
+    assert!(store.load(odd.id()).await.expect("load succeeds").is_none());
 }
 
 /// A state with a 1 MiB context value and a save of 2,000 events round-trip.

@@ -234,6 +234,7 @@ fn first_taken(wanted: &[CallbackId], indexed: &HashSet<String>) -> Option<Callb
 #[async_trait]
 impl Store for PostgresStore {
     async fn create(&self, new: NewDeployment, events: &[Event]) -> Result<u64, StoreError> {
+        codec::storable_new(&new)?;
         let state = codec::encode_state(&new.id, &new.state)?;
         let events = codec::encode_events(&new.id, events)?;
         let now = self.inner.clock.now();
@@ -383,6 +384,11 @@ impl Store for PostgresStore {
         &self,
         application: &str,
     ) -> Result<Vec<DeploymentId>, StoreError> {
+        // No stored application has one (`codec::storable_new`), and the server would refuse
+        // it as a parameter, as if the database were failing.
+        if application.contains('\0') {
+            return Ok(Vec::new());
+        }
         let ids: Vec<String> = sqlx::query_scalar(&self.inner.sql.running)
             .bind(application)
             .bind(DeploymentStatus::Running.as_str())
@@ -410,6 +416,7 @@ impl Store for PostgresStore {
         if unstorable(id) {
             return Err(StoreError::NotFound { id: id.clone() });
         }
+        codec::storable("lease owner", &lease.owner)?;
         let (taken, known): (bool, bool) = sqlx::query_as(&self.inner.sql.claim)
             .bind(&id.0)
             .bind(&lease.owner)
@@ -426,6 +433,7 @@ impl Store for PostgresStore {
     }
 
     async fn renew(&self, lease: &Lease) -> Result<Vec<(DeploymentId, u64)>, StoreError> {
+        codec::storable("lease owner", &lease.owner)?;
         let held: Vec<(String, i64)> = sqlx::query_as(&self.inner.sql.renew)
             .bind(&lease.owner)
             .bind(lease.until)
@@ -442,6 +450,7 @@ impl Store for PostgresStore {
     }
 
     async fn claim_orphans(&self, lease: &Lease, limit: usize) -> Result<Unfinished, StoreError> {
+        codec::storable("lease owner", &lease.owner)?;
         let taken = sqlx::query(&self.inner.sql.claim_orphans)
             .bind(&lease.owner)
             .bind(lease.until)
@@ -454,6 +463,7 @@ impl Store for PostgresStore {
     }
 
     async fn release(&self, owner: &str) -> Result<usize, StoreError> {
+        codec::storable("lease owner", owner)?;
         let released = sqlx::query(&self.inner.sql.release)
             .bind(owner)
             .execute(&self.inner.pool)

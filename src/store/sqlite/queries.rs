@@ -35,6 +35,7 @@ impl Store for SqliteStore {
         if new.lease.is_some() {
             return Err(StoreError::Unsupported { what: "leases" });
         }
+        codec::storable_new(&new)?;
         let create = Create {
             state: codec::encode_state(&new.id, &new.state)?,
             events: EventList::encode(&new.id, events)?,
