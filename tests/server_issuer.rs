@@ -266,6 +266,31 @@ async fn two_content_types_are_a_bad_request_in_either_order() {
     }
 }
 
+/// A content-coded form is refused with `415` (RFC 9110 §15.5.16) rather than read as plain,
+/// and no token is issued; `identity` is no coding.
+#[tokio::test]
+async fn a_content_coded_token_request_is_unsupported() {
+    let (router, _) = setup();
+    for (coding, status) in [
+        ("gzip", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        ("identity, br", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        ("identity", StatusCode::OK),
+    ] {
+        let request = Request::post("/oauth/token")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("content-encoding", coding)
+            .body(Body::from(form("client_credentials", SECRET)))
+            .unwrap();
+        let answer = send(&router, request).await;
+        assert_eq!(answer.status, status, "{coding}");
+        if status != StatusCode::OK {
+            assert_eq!(answer.json["error"], "invalid_request", "{coding}");
+            assert_eq!(answer.headers["accept-encoding"], "identity", "{coding}");
+            assert!(answer.json.get("access_token").is_none());
+        }
+    }
+}
+
 /// The receiver SDK sends `audience=` for an empty audience, which RFC 6749 §3.2 makes the same
 /// as no audience: the issuer, served on a loopback socket, gives it a token.
 #[cfg(all(feature = "reqwest", feature = "receiver"))]

@@ -2,7 +2,10 @@ use std::error::Error;
 
 use bytes::Bytes;
 use http::header::HeaderName;
-use http::header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
+use http::header::{
+    ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, PRAGMA,
+    WWW_AUTHENTICATE,
+};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 
@@ -45,6 +48,19 @@ where
         response
             .headers_mut()
             .insert(ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    if !headers::all_identity(request.headers(), CONTENT_ENCODING) {
+        // RFC 9110 §15.5.16, as at the callback endpoint: a coded form is not read as plain.
+        let error = OAuthError::InvalidRequest(
+            "the token request's body must not be content-coded; send it without \
+             Content-Encoding"
+                .to_owned(),
+        );
+        let mut response = answer(StatusCode::UNSUPPORTED_MEDIA_TYPE, error.to_json());
+        response
+            .headers_mut()
+            .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         return response;
     }
     let content_type = match once(request.headers(), CONTENT_TYPE, "Content-Type") {
