@@ -88,9 +88,13 @@ impl DeploymentFile {
                 limit: limits.depth_limit(),
             });
         }
-        if let Some(path) = long_key(value, "") {
+        if let Some(path) = long_key(value) {
             return Err(ConfigError::Syntax {
-                path,
+                path: if path.is_empty() {
+                    "(file)".to_owned()
+                } else {
+                    path
+                },
                 message: format!(
                     "a key here is longer than the {MAX_KEY_CHARS} characters (quotes and \
                      escapes included) that a deployment file's key may have; shorten it"
@@ -277,33 +281,38 @@ fn escape_unprintable(source: &str) -> std::borrow::Cow<'_, str> {
 /// YAML's are, JSON being a subset of it, and YAML limits a key written without `?` to this.
 const MAX_KEY_CHARS: usize = 1024;
 
-/// The path (in [`ConfigError::Syntax`]'s form) of the first object in `value` holding a key
-/// longer, as JSON writes it, than [`MAX_KEY_CHARS`]; `at` is `value`'s own. Refused before the
-/// YAML reader, which would take the key for no key and report a value missing beside it.
-fn long_key(value: &serde_json::Value, at: &str) -> Option<String> {
-    let within = |name: &str| match at {
-        "" => name.to_owned(),
-        _ => format!("{at}.{name}"),
-    };
+/// The path (in [`ConfigError::Syntax`]'s form, empty for the file itself) of the first object
+/// in `value` holding a key longer, as JSON writes it, than [`MAX_KEY_CHARS`]. Refused before
+/// the YAML reader, which would take the key for no key and report a value missing beside it.
+/// The path is built only for such a key, on the way back out.
+fn long_key(value: &serde_json::Value) -> Option<String> {
     match value {
         serde_json::Value::Object(map) => map.iter().find_map(|(key, value)| {
-            let written = serde_json::Value::from(key.as_str()).to_string();
-            if written.chars().count() > MAX_KEY_CHARS {
-                Some(if at.is_empty() {
-                    "(file)".to_owned()
-                } else {
-                    at.to_owned()
-                })
-            } else {
-                long_key(value, &within(key))
+            if too_long(key) {
+                return Some(String::new());
             }
+            long_key(value).map(|within| match within.as_str() {
+                "" => key.clone(),
+                _ if within.starts_with('[') => format!("{key}{within}"),
+                _ => format!("{key}.{within}"),
+            })
         }),
-        serde_json::Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, item)| long_key(item, &format!("{at}[{i}]"))),
+        serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            long_key(item).map(|within| match within.as_str() {
+                "" => format!("[{i}]"),
+                _ if within.starts_with('[') => format!("[{i}]{within}"),
+                _ => format!("[{i}].{within}"),
+            })
+        }),
         _ => None,
     }
+}
+
+/// Whether `key`, written as JSON with its quotes, is longer than [`MAX_KEY_CHARS`]. JSON
+/// writes a character in at most six (`\u001f`), so a short key is told without writing it.
+fn too_long(key: &str) -> bool {
+    6 * key.len() + 2 > MAX_KEY_CHARS
+        && serde_json::Value::from(key).to_string().chars().count() > MAX_KEY_CHARS
 }
 
 fn check_size(source: &str, limits: &Limits) -> Result<(), ConfigError> {

@@ -4,8 +4,8 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::Body;
 
 use super::body::{self, ReadError};
@@ -210,15 +210,11 @@ impl CallbackHandler {
             if !headers::all_identity(request.headers(), CONTENT_ENCODING) {
                 // RFC 9110 §15.5.16: the coding is refused rather than read as JSON, as a hop
                 // in front decoding it would not.
-                let mut refused = response::error(
+                return headers::accepting_identity_only(response::error(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported_media_type",
                     "the body must not be content-coded; send it without Content-Encoding",
-                );
-                refused
-                    .headers_mut()
-                    .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-                return refused;
+                ));
             }
             let bytes = match body::read_limited(request.into_body(), handler.body_limit).await {
                 Ok(bytes) => bytes,
@@ -363,6 +359,8 @@ fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     fn bearer_of(value: &[u8]) -> Result<String, AuthError> {

@@ -1,7 +1,7 @@
 //! Request headers that must be given at most once, or hold only what hookgate reads.
 
-use http::header::AsHeaderName;
-use http::{HeaderMap, HeaderValue};
+use http::header::{ACCEPT_ENCODING, AsHeaderName};
+use http::{HeaderMap, HeaderValue, Response};
 
 /// A header given more than once: a proxy in front, or another hop, could read one value while
 /// hookgate reads another, so which one decided would depend on their order.
@@ -29,4 +29,13 @@ pub(super) fn all_identity<K: AsHeaderName>(headers: &HeaderMap, name: K) -> boo
             coding.is_empty() || coding.eq_ignore_ascii_case(b"identity")
         })
     })
+}
+
+/// `refusal`, the `415` of a body [`all_identity`] refused, naming the one coding taken (RFC 9110
+/// §12.5.3).
+pub(super) fn accepting_identity_only<B>(mut refusal: Response<B>) -> Response<B> {
+    refusal
+        .headers_mut()
+        .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    refusal
 }

@@ -3,8 +3,7 @@ use std::error::Error;
 use bytes::Bytes;
 use http::header::HeaderName;
 use http::header::{
-    ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, PRAGMA,
-    WWW_AUTHENTICATE,
+    ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE,
 };
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
@@ -57,11 +56,10 @@ where
              Content-Encoding"
                 .to_owned(),
         );
-        let mut response = answer(StatusCode::UNSUPPORTED_MEDIA_TYPE, error.to_json());
-        response
-            .headers_mut()
-            .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-        return response;
+        return headers::accepting_identity_only(answer(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            error.to_json(),
+        ));
     }
     let content_type = match once(request.headers(), CONTENT_TYPE, "Content-Type") {
         Ok(value) => value.and_then(|v| v.to_str().ok()).map(str::to_owned),

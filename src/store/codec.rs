@@ -8,11 +8,18 @@ use serde::de::DeserializeOwned;
 use super::{NewDeployment, StoreError};
 use crate::core::{DeploymentId, DeploymentState, Event};
 
-/// Refuses `text`, the store's `what`, if it holds a NUL character, which PostgreSQL's text
-/// cannot: refused by every store, so that the stores take the same writes (and PostgreSQL
-/// never answers one as the database failing, which a caller would retry).
+/// Whether `text` holds a NUL character, which PostgreSQL's text cannot: no store keeps such a
+/// text ([`storable`]), so none has a row under one, and PostgreSQL, which refuses one as a
+/// parameter with a database error (as if it were failing), is not asked.
+pub(crate) fn unstorable(text: &str) -> bool {
+    text.contains('\0')
+}
+
+/// Refuses `text`, the store's `what`, if it is [`unstorable`]: refused by every store, so that
+/// the stores take the same writes (and PostgreSQL never answers one as the database failing,
+/// which a caller would retry).
 pub(crate) fn storable(what: &'static str, text: &str) -> Result<(), StoreError> {
-    if text.contains('\0') {
+    if unstorable(text) {
         return Err(StoreError::Unstorable { what });
     }
     Ok(())

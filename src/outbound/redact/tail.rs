@@ -25,11 +25,7 @@ pub(super) fn spelled_tail_start(text: &[u8], value: &[u8], read: fn(u8) -> u8) 
     let Some(&first) = value.first() else {
         return text.len();
     };
-    let unfinished = match text {
-        [.., b'%'] => 1,
-        [.., b'%', digit] if digit.is_ascii_hexdigit() => 2,
-        _ => 0,
-    };
+    let unfinished = unfinished_escape_len(text);
     let body = &text[..text.len() - unfinished];
     // A spelled byte takes at most three bytes of the text, so a tail shorter than `value`
     // lies within this window; only the window's first two bytes can be read otherwise than
@@ -46,6 +42,15 @@ pub(super) fn spelled_tail_start(text: &[u8], value: &[u8], read: fn(u8) -> u8) 
         from + starts[decoded.len() - matched]
     } else {
         text.len()
+    }
+}
+
+/// The length of the escape `text` ends with unfinished: 1 for `%`, 2 for `%` and a hex digit.
+fn unfinished_escape_len(text: &[u8]) -> usize {
+    match text {
+        [.., b'%'] => 1,
+        [.., b'%', digit] if digit.is_ascii_hexdigit() => 2,
+        _ => 0,
     }
 }
 
@@ -119,11 +124,7 @@ mod tests {
     /// `spelled_tail_start` by its definition: the whole text decoded, each length tried,
     /// longest first.
     fn spelled_tail_start_by_trying_each(text: &[u8], value: &[u8]) -> usize {
-        let unfinished = match text {
-            [.., b'%'] => 1,
-            [.., b'%', digit] if digit.is_ascii_hexdigit() => 2,
-            _ => 0,
-        };
+        let unfinished = unfinished_escape_len(text);
         let body = &text[..text.len() - unfinished];
         let (decoded, starts) = percent_decoded(body);
         let value: Vec<u8> = value.iter().map(|&b| plus_for_space(b)).collect();

@@ -182,12 +182,6 @@ impl Statements {
     }
 }
 
-/// Whether `id` holds a NUL, which PostgreSQL text cannot: no stored id has one, and asking
-/// for it would be refused as a database error, as if the database were failing.
-fn unstorable(id: &DeploymentId) -> bool {
-    id.0.contains('\0')
-}
-
 impl PostgresStore {
     /// A transaction at the isolation level the guarantees rest on, whatever the session's
     /// default.
@@ -308,7 +302,7 @@ impl Store for PostgresStore {
     ) -> Result<u64, StoreError> {
         // No row has it, and the server would refuse it as a parameter: a failure the caller
         // would take for one that may have been stored.
-        if unstorable(id) {
+        if codec::unstorable(&id.0) {
             return Err(StoreError::NotFound { id: id.clone() });
         }
         let state = codec::encode_state(id, state)?;
@@ -349,7 +343,7 @@ impl Store for PostgresStore {
     }
 
     async fn load(&self, id: &DeploymentId) -> Result<Option<StoredDeployment>, StoreError> {
-        if unstorable(id) {
+        if codec::unstorable(&id.0) {
             return Ok(None);
         }
         let row = sqlx::query(&self.inner.sql.load)
@@ -384,9 +378,9 @@ impl Store for PostgresStore {
         &self,
         application: &str,
     ) -> Result<Vec<DeploymentId>, StoreError> {
-        // No stored application has one (`codec::storable_new`), and the server would refuse
-        // it as a parameter, as if the database were failing.
-        if application.contains('\0') {
+        // No stored application has one, and the server would refuse it as a parameter, as if
+        // the database were failing.
+        if codec::unstorable(application) {
             return Ok(Vec::new());
         }
         let ids: Vec<String> = sqlx::query_scalar(&self.inner.sql.running)
@@ -399,7 +393,7 @@ impl Store for PostgresStore {
     }
 
     async fn history(&self, id: &DeploymentId) -> Result<Vec<HistoryEntry>, StoreError> {
-        if unstorable(id) {
+        if codec::unstorable(&id.0) {
             return Ok(Vec::new());
         }
         sqlx::query(&self.inner.sql.history)
@@ -413,7 +407,7 @@ impl Store for PostgresStore {
     }
 
     async fn claim(&self, id: &DeploymentId, lease: &Lease) -> Result<bool, StoreError> {
-        if unstorable(id) {
+        if codec::unstorable(&id.0) {
             return Err(StoreError::NotFound { id: id.clone() });
         }
         codec::storable("lease owner", &lease.owner)?;
