@@ -193,6 +193,30 @@ fn relative_and_non_http_uris_are_refused_without_echoing_them() {
     assert!(err.to_string().contains("secrets.github_token"), "{err}");
 }
 
+/// An empty value in the host would leave `https:///api/…`, which URL parsers read as host
+/// `api`: the call, its credentials with it, would go to a server the template never named.
+#[test]
+fn a_host_rendered_empty_is_refused_not_read_from_the_path() {
+    for source in [
+        "https://{{context.host}}/api/hook",
+        "HTTPS://{{context.host}}//api/hook",
+        "http://{{context.host}}\\api/hook",
+        " https:/{{context.host}}/\t/api/hook",
+    ] {
+        let template = RequestTemplate::new(t(source))
+            .with_header("Authorization", t("token {{secrets.github_token}}"));
+        let err = render(&template, &[("host", "")]).unwrap_err();
+        assert!(
+            matches!(&err, RenderError::InvalidUri { reason, .. } if reason.contains("host is empty")),
+            "{source}: {err}"
+        );
+        assert!(err.to_string().contains("context.host"), "{source}: {err}");
+    }
+    let template = RequestTemplate::new(t("https://{{context.host}}/api/hook"));
+    let rendered = render(&template, &[("host", "ci.example")]).unwrap();
+    assert_eq!(rendered.uri().to_string(), "https://ci.example/api/hook");
+}
+
 #[test]
 fn header_injection_and_bad_header_names_are_refused() {
     let template = RequestTemplate::new(t("https://x.example/"))

@@ -52,7 +52,8 @@ impl RequestTemplate {
         self
     }
 
-    /// Adds a header; headers are sent in the order added, repeats included. A header the HTTP
+    /// Adds a header. Repeats of one name are all sent, in the order added, together where the
+    /// name was first added (an [`http::HeaderMap`] groups them). A header the HTTP
     /// client writes from the request ([`is_reserved_header`]) makes
     /// [`render`](Self::render) fail with [`RenderError::ReservedHeader`].
     #[must_use]
@@ -251,6 +252,11 @@ fn render_uri(
             .map(|uri| (uri, end, None))
             .map_err(|_| not_a_target());
     }
+    if has_empty_authority(&rendered) {
+        return Err(invalid(
+            "the host is empty (a value in it rendered empty?)".to_owned(),
+        ));
+    }
     // `url::ParseError`'s messages are fixed texts, so they cannot leak the URL.
     let mut url = Url::parse(&rendered).map_err(|e| invalid(e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -269,6 +275,24 @@ fn render_uri(
     Uri::try_from(url.as_str())
         .map(|uri| (uri, url.as_str().len(), credentials))
         .map_err(|_| not_a_target())
+}
+
+/// Whether `url` is an http(s) URL with nothing between `//` and the next slash: a value that
+/// rendered empty in its host (`https://{{context.host}}/api`). The URL parser would skip the
+/// extra slash and take the first path segment for the host, sending the call, credentials and
+/// all, to another server than the template names.
+fn has_empty_authority(url: &str) -> bool {
+    // As the parser reads it: leading spaces and controls dropped, tabs and line breaks
+    // ignored everywhere, `\` taken for `/`.
+    let mut chars = url
+        .trim_start_matches(|c: char| c <= ' ')
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'));
+    let scheme: String = chars.by_ref().take(6).take_while(|&c| c != ':').collect();
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return false;
+    }
+    chars.take(3).filter(|c| matches!(c, '/' | '\\')).count() == 3
 }
 
 /// The credentials `url` holds (`user:password@`, percent-decoded), taken out of it, as the
@@ -564,7 +588,8 @@ impl RenderedRequest {
         &self.uri
     }
 
-    /// The headers, in template order.
+    /// The headers: names in the order the template first gives them, each name's values in
+    /// template order.
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
     }
