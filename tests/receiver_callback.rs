@@ -919,3 +919,37 @@ async fn a_long_escape_heavy_message_is_cut_to_what_fits_not_to_nothing() {
         kept.len()
     );
 }
+
+/// Each attempt's failure is logged, and none of the warnings promises a retry: the last one
+/// has none to come (see `receiver_token.rs` for why the debug-level retry line is not
+/// asserted).
+#[tokio::test]
+async fn no_warning_promises_a_retry() {
+    let (logs, _guard) = Captured::on_this_thread();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .expect(4)
+        .mount(&server)
+        .await;
+    let error = static_client()
+        .send(&callback_url(&server), &Callback::success())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, CallbackError::Unavailable { attempts: 4, .. }),
+        "{error:?}"
+    );
+    server.verify().await;
+    let text = logs.text();
+    assert_eq!(
+        text.matches("callback endpoint unavailable").count(),
+        4,
+        "{text}"
+    );
+    let promising: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains(" WARN ") && line.contains("retry"))
+        .collect();
+    assert!(promising.is_empty(), "{promising:?}");
+}

@@ -20,7 +20,9 @@ use wiremock::{
     matchers::{body_string, header, method, path},
 };
 
+mod log_capture;
 mod raw_peer;
+use log_capture::Captured;
 use raw_peer::{OK_CUT_SHORT, RawPeer, Turn, UNAVAILABLE_CUT_SHORT};
 
 const SECRET: &str = "s3cr&t=+/é-hunter2";
@@ -725,4 +727,97 @@ async fn a_refresh_whose_token_stops_serving_during_its_attempt_retries() {
     assert_eq!(waited.unwrap().expose(), "second");
     assert_eq!(refreshed.unwrap().expose(), "second");
     server.verify().await;
+}
+
+/// A `401` or `403` without an RFC 6749 body (a gateway's or an HTTP Basic front's refusal)
+/// points at the credentials, not at the URL or an overloaded server.
+#[tokio::test]
+async fn a_bare_401_or_403_points_at_the_credentials() {
+    for status in [401, 403] {
+        let server = MockServer::start().await;
+        Mock::given(path("/oauth/token"))
+            .respond_with(ResponseTemplate::new(status).insert_header("www-authenticate", "Basic"))
+            .mount(&server)
+            .await;
+        let error = ClientCredentials::builder("id", SECRET)
+            .token_url(Url::parse(&format!("{}/oauth/token", server.uri())).unwrap())
+            .backoff(Backoff::default().with_max_attempts(1))
+            .build(ReqwestTransport::new().unwrap())
+            .unwrap()
+            .token()
+            .await
+            .unwrap_err();
+        let shown = error.to_string();
+        assert!(matches!(error, TokenError::Status { .. }), "{error:?}");
+        assert!(shown.contains("client credentials were refused"), "{shown}");
+        assert!(!shown.contains("overloaded"), "{shown}");
+    }
+}
+
+/// Each attempt's failure is logged, and none of the warnings promises a retry: only the retry
+/// loop knows whether one comes (it says so at debug level, which is not asserted here:
+/// `tracing` caches whether a call site is enabled across the test threads, so a debug event
+/// of code other tests run at once may go unseen).
+#[tokio::test]
+async fn no_warning_promises_a_retry() {
+    for attempts in [1, 2] {
+        let (logs, _guard) = Captured::on_this_thread();
+        let server = MockServer::start().await;
+        Mock::given(path("/oauth/token"))
+            .respond_with(ResponseTemplate::new(503))
+            .expect(u64::from(attempts))
+            .mount(&server)
+            .await;
+        let error = ClientCredentials::builder("id", SECRET)
+            .token_url(Url::parse(&format!("{}/oauth/token", server.uri())).unwrap())
+            .backoff(
+                Backoff::default()
+                    .with_max_attempts(attempts)
+                    .with_base(Duration::from_millis(1)),
+            )
+            .build(ReqwestTransport::new().unwrap())
+            .unwrap()
+            .token()
+            .await
+            .unwrap_err();
+        assert!(matches!(error, TokenError::Status { .. }), "{error:?}");
+        server.verify().await;
+        let text = logs.text();
+        assert_eq!(
+            text.matches("token endpoint unavailable").count(),
+            attempts as usize,
+            "{text}"
+        );
+        let promising: Vec<&str> = text
+            .lines()
+            .filter(|line| line.contains(" WARN ") && line.contains("retry"))
+            .collect();
+        assert!(promising.is_empty(), "{promising:?}");
+    }
+}
+
+/// A well-formed answer longer than the transport's response limit is reported as such, not
+/// as a broken answer from the wrong URL.
+#[tokio::test]
+async fn an_answer_cut_at_the_response_limit_is_reported_as_too_large() {
+    let server = MockServer::start().await;
+    Mock::given(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "a".repeat(2000), "expires_in": 3600, "token_type": "Bearer"
+        })))
+        .mount(&server)
+        .await;
+    let transport = ReqwestTransport::builder()
+        .max_response_bytes(1024)
+        .build()
+        .unwrap();
+    let error = ClientCredentials::builder("id", SECRET)
+        .token_url(Url::parse(&format!("{}/oauth/token", server.uri())).unwrap())
+        .build(transport)
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
+    assert!(matches!(error, TokenError::AnswerTooLarge), "{error:?}");
+    assert!(error.to_string().contains("response limit"), "{error}");
 }

@@ -101,18 +101,25 @@ pub(super) enum Step<T, E> {
     },
 }
 
-/// Runs `attempt(1)`, `attempt(2)`, … until one is final or the attempts run out.
-pub(super) async fn with_retries<T, E, F, Fut>(backoff: &Backoff, attempt: F) -> Result<T, E>
+/// Runs `attempt(1)`, `attempt(2)`, … until one is final or the attempts run out. Each retry
+/// is logged, naming `what` is retried: an attempt logs its own failure without promising a
+/// retry, which only this loop knows will come.
+pub(super) async fn with_retries<T, E, F, Fut>(
+    backoff: &Backoff,
+    what: &str,
+    attempt: F,
+) -> Result<T, E>
 where
     F: Fn(u32) -> Fut,
     Fut: Future<Output = Step<T, E>>,
 {
-    with_retries_while(backoff, attempt, || true).await
+    with_retries_while(backoff, what, attempt, || true).await
 }
 
 /// [`with_retries`], retrying only while `go_on()` says so when an attempt fails.
 pub(super) async fn with_retries_while<T, E, F, Fut>(
     backoff: &Backoff,
+    what: &str,
     attempt: F,
     go_on: impl Fn() -> bool,
 ) -> Result<T, E>
@@ -128,7 +135,9 @@ where
                 return Err(last);
             }
             Step::Retry { retry_after, .. } => {
-                tokio::time::sleep(backoff.delay(number, retry_after)).await;
+                let wait = backoff.delay(number, retry_after);
+                tracing::debug!(after_attempt = number, ?wait, "retrying {what}");
+                tokio::time::sleep(wait).await;
                 number += 1;
             }
         }

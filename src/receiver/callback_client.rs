@@ -186,7 +186,7 @@ impl CallbackClient {
         }
         let body = Bytes::from(callback.to_json_within(self.max_body_bytes));
         let refreshed = AtomicBool::new(false);
-        with_retries(&self.backoff, |attempt| {
+        with_retries(&self.backoff, "the callback", |attempt| {
             self.attempt(&uri, &body, attempt, &refreshed)
         })
         .await
@@ -211,7 +211,7 @@ impl CallbackClient {
         match response {
             Ok((response, token)) => self.classify(&response, attempt, &token, uri),
             Err(CallbackError::Transport { attempts, source }) if source.is_retryable() => {
-                tracing::warn!(attempt, error = %source, "callback not delivered; retrying");
+                tracing::warn!(attempt, error = %source, "callback not delivered");
                 Step::Retry {
                     retry_after: None,
                     last: CallbackError::Transport { attempts, source },
@@ -312,7 +312,7 @@ impl CallbackClient {
         message: Option<String>,
     ) -> Step<CallbackOutcome, CallbackError> {
         let status = response.status();
-        tracing::warn!(attempt, %status, "callback endpoint unavailable; retrying");
+        tracing::warn!(attempt, %status, "callback endpoint unavailable");
         Step::Retry {
             retry_after: retry_after(response.headers(), self.clock.now()),
             last: CallbackError::Unavailable {

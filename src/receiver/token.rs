@@ -71,8 +71,8 @@ pub enum TokenError {
     },
     /// The token endpoint answered with an unexpected status (after retrying 408, 429 and 5xx).
     #[error(
-        "the token endpoint answered HTTP {status} (attempt {attempts}); check the token URL, \
-         or try again later if the server is overloaded"
+        "the token endpoint answered HTTP {status} (attempt {attempts}); {}",
+        status_advice(*status)
     )]
     Status {
         /// The last status received.
@@ -99,10 +99,29 @@ pub enum TokenError {
         /// What is wrong with the answer.
         reason: String,
     },
+    /// The token endpoint answered 2xx with more than the transport's response limit
+    /// ([`RequestOptions::max_response_bytes`](crate::transport::RequestOptions)), which cut
+    /// the answer before it could be read.
+    #[error(
+        "the token endpoint's answer is longer than the transport's response limit, which cut \
+         it; raise the limit of the transport the token source uses"
+    )]
+    AnswerTooLarge,
     /// The token source is configured in a way that cannot work.
     #[error("the token source is misconfigured: {reason}")]
     InvalidConfig {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// What to do about a token endpoint's answer of `status` without an RFC 6749 error body.
+fn status_advice(status: StatusCode) -> &'static str {
+    match status {
+        // A gateway or an HTTP Basic front in front of the endpoint refusing the credentials.
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            "the client credentials were refused: check the client id, client secret and audience"
+        }
+        _ => "check the token URL, or try again later if the server is overloaded",
+    }
 }

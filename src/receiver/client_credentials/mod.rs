@@ -25,7 +25,7 @@ use crate::{
     Secret,
     clock::Clock,
     retry_after::retry_after,
-    transport::{DynTransport, RequestTarget},
+    transport::{BodyTruncated, DynTransport, RequestTarget},
 };
 
 /// How long a cached token keeps serving, without a refresh, after a refresh failed while it
@@ -182,8 +182,13 @@ impl ClientCredentials {
 
     /// Fetches a token, retrying a failed attempt while `go_on()` says so.
     async fn fetch(&self, go_on: impl Fn() -> bool) -> Result<Secret, TokenError> {
-        let (token, expires_in, sent_at) =
-            with_retries_while(&self.backoff, |attempt| self.attempt(attempt), go_on).await?;
+        let (token, expires_in, sent_at) = with_retries_while(
+            &self.backoff,
+            "the token request",
+            |attempt| self.attempt(attempt),
+            go_on,
+        )
+        .await?;
         let (refresh_at, expires_at) = match expires_in {
             None => (None, None),
             Some(seconds) => {
@@ -236,7 +241,7 @@ impl ClientCredentials {
         let response = match sent {
             Ok(response) => response,
             Err(source) if source.is_retryable() => {
-                tracing::warn!(attempt, error = %source, "token request failed; retrying");
+                tracing::warn!(attempt, error = %source, "token request failed");
                 return Step::Retry {
                     retry_after: None,
                     last: TokenError::Transport {
@@ -254,6 +259,9 @@ impl ClientCredentials {
         };
         let status = response.status();
         if status.is_success() {
+            if response.extensions().get::<BodyTruncated>().is_some() {
+                return Step::Done(Err(TokenError::AnswerTooLarge));
+            }
             return Step::Done(
                 answer::parse_token(response.body())
                     .map(|(token, expires_in)| (token, expires_in, sent_at)),
@@ -265,7 +273,7 @@ impl ClientCredentials {
                 StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT
             )
         {
-            tracing::warn!(attempt, %status, "token endpoint unavailable; retrying");
+            tracing::warn!(attempt, %status, "token endpoint unavailable");
             return Step::Retry {
                 retry_after: retry_after(response.headers(), self.clock.now()),
                 last: TokenError::Status {
