@@ -766,7 +766,7 @@ mod tests {
         fires: impl Fn(GateState) -> bool,
     ) {
         let mut passed_over = Vec::new();
-        loop {
+        let due_now = |d: &Deployment| {
             let gates = d.s.gates.iter().enumerate().filter_map(|(i, g)| {
                 let due = Due::Gate(GateId(i as u32));
                 fires(*g)
@@ -778,9 +778,23 @@ mod tests {
                     .iter()
                     .enumerate()
                     .filter_map(|(i, e)| e.deadline().map(|at| (at, Due::Env(EnvId(i as u16)))));
-            let next = gates
+            gates
                 .chain(envs)
-                .filter(|(at, due)| *at <= now && !passed_over.contains(due))
+                .filter(|(at, _)| *at <= now)
+                .collect::<Vec<_>>()
+        };
+        // Only the deadlines passed when the round began fire, and pauses' that a firing sets.
+        let at_start = due_now(d);
+        loop {
+            let next = due_now(d)
+                .into_iter()
+                .filter(|(at, due)| {
+                    let pausing = matches!(
+                        due,
+                        Due::Gate(g) if matches!(d.s.gate(*g), GateState::Pausing { .. })
+                    );
+                    (pausing || at_start.contains(&(*at, *due))) && !passed_over.contains(due)
+                })
                 .min();
             let Some((at, due)) = next else { return };
             let when = if on_time { at } else { now };

@@ -47,7 +47,8 @@ impl Inputs<'_> {
     /// whatever the state (restore refuses the states known to have one).
     ///
     /// The deadlines passed are kept in a heap, earliest first, and those a firing sets are
-    /// added as the gates and environments it touched are looked at: the heap holds every
+    /// added as the gates and environments it touched are looked at (a pause's only: see
+    /// [`Inputs::chains`]): the heap holds every
     /// deadline due, and entries a firing made stale are passed over as they come out, so the
     /// order is the same as looking for the earliest over every gate after every firing, which
     /// took quadratic time for thousands of zero-length pauses.
@@ -90,12 +91,25 @@ impl Inputs<'_> {
             }
             self.s.touched.swap(&mut touched);
             for &due in &touched {
+                if !self.chains(due) {
+                    continue;
+                }
                 if let Some(at) = self.due_at(due, now, &fires) {
                     heap.push(Reverse((at, due)));
                 }
             }
         }
         self.s.touched.stop();
+    }
+
+    /// Whether a deadline a firing in [`Inputs::fire_passed`] has just set for `due` fires in
+    /// the same round. Only a pause's does: a pause ending starts the next at its own time, as a
+    /// timer on time would have. Any other deadline set there times work out (a host step, a
+    /// call, an approval request) that the firing only asked for, which no one has performed
+    /// yet: firing it would fail a step the host was never given, or expire an approval no one
+    /// was asked for. It is armed for later instead.
+    fn chains(&self, due: Due) -> bool {
+        matches!(due, Due::Gate(g) if matches!(self.s.gate(g), GateState::Pausing { .. }))
     }
 
     pub(super) fn handle_call_result(
