@@ -111,7 +111,9 @@ fn a_late_timer_sends_the_call_and_asks_for_the_approval_without_expiring_it() {
     let actions = drain(&mut d);
     assert!(
         actions.iter().any(|a| matches!(a, Action::CallWebhook(_)))
-            && actions.iter().any(|a| matches!(a, Action::RequestApproval(_))),
+            && actions
+                .iter()
+                .any(|a| matches!(a, Action::RequestApproval(_))),
         "{actions:?}"
     );
     assert_eq!(d.status(), DeploymentStatus::Running);

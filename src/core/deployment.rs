@@ -448,7 +448,8 @@ impl Deployment {
     /// the deployment. The cancel meets the deployment as they left it, possibly finished, not
     /// as the host's late timer did. Pause ends that would not finish it, and due retries, are
     /// left to the timer: they would ask for work (a strategy's next step, a call) that the
-    /// cancel then undoes.
+    /// cancel then undoes. The deadlines of such work (a step's timeout, an approval's expiry)
+    /// never count towards finishing it: no one has performed that work yet.
     pub fn handle_cancel(
         &mut self,
         now: DateTime<Utc>,
