@@ -920,9 +920,8 @@ async fn a_long_escape_heavy_message_is_cut_to_what_fits_not_to_nothing() {
     );
 }
 
-/// Each attempt's failure is logged, and none of the warnings promises a retry: the last one
-/// has none to come (see `receiver_token.rs` for why the debug-level retry line is not
-/// asserted).
+/// None of the warnings of failed attempts promises a retry: the last one has none to come
+/// (see `receiver_token.rs` for why only the absence is asserted).
 #[tokio::test]
 async fn no_warning_promises_a_retry() {
     let (logs, _guard) = Captured::on_this_thread();
@@ -942,11 +941,6 @@ async fn no_warning_promises_a_retry() {
     );
     server.verify().await;
     let text = logs.text();
-    assert_eq!(
-        text.matches("callback endpoint unavailable").count(),
-        4,
-        "{text}"
-    );
     let promising: Vec<&str> = text
         .lines()
         .filter(|line| line.contains(" WARN ") && line.contains("retry"))

@@ -754,10 +754,10 @@ async fn a_bare_401_or_403_points_at_the_credentials() {
     }
 }
 
-/// Each attempt's failure is logged, and none of the warnings promises a retry: only the retry
-/// loop knows whether one comes (it says so at debug level, which is not asserted here:
-/// `tracing` caches whether a call site is enabled across the test threads, so a debug event
-/// of code other tests run at once may go unseen).
+/// None of the warnings of failed attempts promises a retry: only the retry loop knows whether
+/// one comes. Only the absence is asserted: `tracing` caches whether a call site is enabled
+/// across the test threads, so an event of code other tests run at once on threads without a
+/// subscriber now and then goes unseen by this thread's (CI saw a run where none was).
 #[tokio::test]
 async fn no_warning_promises_a_retry() {
     for attempts in [1, 2] {
@@ -783,11 +783,6 @@ async fn no_warning_promises_a_retry() {
         assert!(matches!(error, TokenError::Status { .. }), "{error:?}");
         server.verify().await;
         let text = logs.text();
-        assert_eq!(
-            text.matches("token endpoint unavailable").count(),
-            attempts as usize,
-            "{text}"
-        );
         let promising: Vec<&str> = text
             .lines()
             .filter(|line| line.contains(" WARN ") && line.contains("retry"))
