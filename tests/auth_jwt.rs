@@ -541,12 +541,12 @@ async fn an_unreachable_jwks_is_unavailable_so_senders_retry() {
         1,
     )
     .await;
+    // A set with no key hookgate verifies with is the provider's answer, not a failure to
+    // retry: its tokens are refused.
     clock.advance(TimeDelta::seconds(31));
     let err = authorizer.authorize(&token).await.unwrap_err();
-    assert!(
-        err.to_string().contains("RS256 or ES256"),
-        "symmetric keys in a JWKS are not used: {err}"
-    );
+    assert_eq!(err.status(), StatusCode::UNAUTHORIZED, "{err}");
+    assert!(err.to_string().contains("`kid`"), "{err}");
 }
 
 /// A token a direct key fits but does not verify is refused (`401`) while the JWKS is down, as
@@ -987,4 +987,132 @@ async fn a_jwks_fetch_that_panics_is_an_error_and_the_next_fetch_goes_ahead() {
     let answer = authorizer.authorize(&token).await;
     assert!(answer.is_ok(), "the next fetch's keys: {answer:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+/// A provider revoking its only key empties its key set: once the cached keys are older than
+/// the max age, the emptied set replaces them, and the revoked key stops verifying. (An empty
+/// set was once taken for a failed fetch, which kept the keys known so far for good.)
+#[tokio::test]
+async fn an_emptied_jwks_revokes_its_keys_once_they_are_older_than_the_max_age() {
+    let server = MockServer::start().await;
+    let clock = clock();
+    let authorizer = jwks_authorizer(&server, &clock);
+    serve_jwks(&server, jwks(false), 1).await;
+    assert!(authorizer.authorize(&rsa_token(&clock)).await.is_ok());
+
+    serve_jwks(&server, json!({"keys": []}), 1).await;
+    clock.advance(TimeDelta::minutes(61));
+    for _ in 0..2 {
+        let err = authorizer.authorize(&rsa_token(&clock)).await.unwrap_err();
+        assert_eq!(err.status(), StatusCode::UNAUTHORIZED, "{err}");
+    }
+    server.verify().await;
+}
+
+/// RFC 7517 makes `kid` optional: a JWKS key without one verifies the tokens of its algorithm,
+/// with or without a `kid` of their own, as a configured key does.
+#[tokio::test]
+async fn a_jwks_key_without_a_kid_verifies_the_tokens_of_its_algorithm() {
+    let server = MockServer::start().await;
+    let clock = clock();
+    let authorizer = jwks_authorizer(&server, &clock);
+    crypto();
+    let jwk = Jwk::from_encoding_key(&rsa(), Algorithm::RS256).unwrap();
+    assert!(jwk.common.key_id.is_none());
+    serve_jwks(
+        &server,
+        serde_json::to_value(JwkSet { keys: vec![jwk] }).unwrap(),
+        1,
+    )
+    .await;
+    let c = claims(&clock, json!({}));
+    for kid in [None, Some("rsa-1"), None] {
+        let token = sign(Algorithm::RS256, kid, &rsa(), &c);
+        assert!(authorizer.authorize(&token).await.is_ok(), "kid {kid:?}");
+    }
+    let forged = sign(Algorithm::RS256, None, &rsa2(), &c);
+    let err = authorizer.authorize(&forged).await.unwrap_err();
+    assert_eq!(err.status(), StatusCode::UNAUTHORIZED, "{err}");
+    server.verify().await;
+}
+
+/// The rate limit and the max age count on the injected wall clock. Stepped back (an NTP
+/// step, a restored virtual machine), it no longer keeps a new `kid` from being fetched until
+/// it has caught up.
+#[tokio::test]
+async fn a_clock_stepped_back_does_not_hold_fetches_off_until_it_catches_up() {
+    let server = MockServer::start().await;
+    let clock = clock();
+    let authorizer = jwks_authorizer(&server, &clock);
+    serve_jwks(&server, rsa_jwks(&rsa(), "rsa-1"), 1).await;
+    assert!(authorizer.authorize(&rsa_token(&clock)).await.is_ok());
+
+    serve_jwks(&server, rsa_jwks(&rsa2(), "rsa-2"), 1).await;
+    clock.advance(TimeDelta::hours(-1));
+    let token = sign(
+        Algorithm::RS256,
+        Some("rsa-2"),
+        &rsa2(),
+        &claims(&clock, json!({})),
+    );
+    assert!(authorizer.authorize(&token).await.is_ok());
+    server.verify().await;
+}
+
+/// RFC 7519 allows an `exp` with a fraction of a second: the token is expired once that
+/// fraction has passed, not a second later.
+#[tokio::test]
+async fn a_fractional_exp_has_passed_once_its_fraction_has() {
+    let clock = clock();
+    let authorizer = JwtAuthorizer::builder(ISS, AUD)
+        .hs256(SECRET)
+        .leeway(Duration::ZERO)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let now = clock.now().timestamp() as f64;
+    let token = hs(&claims(&clock, json!({"exp": now + 0.5})));
+    clock.advance(TimeDelta::milliseconds(400));
+    assert!(authorizer.authorize(&token).await.is_ok());
+    clock.advance(TimeDelta::milliseconds(200));
+    assert_eq!(
+        authorizer.authorize(&token).await,
+        Err(AuthError::ExpiredToken)
+    );
+}
+
+/// A JWKS larger than its limit (SECURITY.md: 256 KiB) is not used: the fetch fails, and
+/// tokens wait (`503`) for a set that can be.
+#[tokio::test]
+async fn a_jwks_over_its_size_limit_is_not_used() {
+    let server = MockServer::start().await;
+    let clock = clock();
+    let authorizer = jwks_authorizer(&server, &clock);
+    let mut set = jwks(false);
+    set["padding"] = json!("x".repeat(300 * 1024));
+    serve_jwks(&server, set, 1).await;
+    let err = authorizer.authorize(&rsa_token(&clock)).await.unwrap_err();
+    assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE, "{err}");
+    assert!(err.to_string().contains("larger than"), "{err}");
+}
+
+/// A payload naming `iss` twice, another issuer first and ours last, is refused: the token's
+/// signature checker and hookgate's own reading of the claims must not read different issuers.
+#[tokio::test]
+async fn a_payload_naming_its_issuer_twice_is_refused() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    crypto();
+    let clock = clock();
+    let authorizer = hs_authorizer(&clock);
+    let payload = format!(
+        r#"{{"iss":"https://evil.example","aud":"{AUD}","sub":"x","exp":{},"iss":"{ISS}"}}"#,
+        clock.now().timestamp() + 300
+    );
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+    let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(payload));
+    let key = EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
+    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).unwrap();
+    let verdict = authorizer.authorize(&format!("{input}.{signature}")).await;
+    assert!(verdict.is_err(), "{verdict:?}");
 }

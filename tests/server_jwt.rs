@@ -1,5 +1,6 @@
 //! JWT-authorized callbacks through the router: expired tokens and tokens for another
-//! audience are 401, a missing scope is 403, and none of them touches the gate.
+//! audience are 401, a missing scope is 403 with an `insufficient_scope` challenge, and none of
+//! them touches the gate.
 #![cfg(all(feature = "axum", feature = "jwt", feature = "test-util"))]
 
 mod server_support;
@@ -84,12 +85,13 @@ async fn expired_wrong_audience_and_unscoped_tokens_are_refused_then_a_good_one_
             answer.message()
         );
         assert!(!answer.message().contains(token.as_str()), "{what}");
-        if status == StatusCode::UNAUTHORIZED {
-            assert_eq!(
-                answer.headers["www-authenticate"],
-                r#"Bearer error="invalid_token""#
-            );
-        }
+        // RFC 6750 §3 and §3.1: a refused token, or one lacking the scope, is told so.
+        let challenge = if status == StatusCode::UNAUTHORIZED {
+            r#"Bearer error="invalid_token""#
+        } else {
+            r#"Bearer error="insufficient_scope""#
+        };
+        assert_eq!(answer.headers["www-authenticate"], challenge, "{what}");
         assert_eq!(gate_state(&gates, "d1", TICKET), before, "{what}");
     }
 

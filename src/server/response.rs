@@ -136,6 +136,8 @@ pub(super) fn auth(err: &AuthError) -> Response<Bytes> {
         AuthError::InvalidToken { .. } | AuthError::ExpiredToken => {
             Some(r#"Bearer error="invalid_token""#)
         }
+        // §3.1: a valid token lacking what the request needs.
+        AuthError::Forbidden { .. } => Some(r#"Bearer error="insufficient_scope""#),
         _ if status == StatusCode::UNAUTHORIZED => Some("Bearer"),
         _ => None,
     };

@@ -19,7 +19,8 @@ impl ClaimRules {
         claims: &Map<String, Value>,
         now: DateTime<Utc>,
     ) -> Result<Principal, AuthError> {
-        let now = now.timestamp() as f64;
+        // With its fraction of a second: RFC 7519 allows a NumericDate that is not whole.
+        let now = now.timestamp() as f64 + f64::from(now.timestamp_subsec_nanos()) / 1e9;
         let leeway = self.leeway_secs as f64;
         let exp = claims
             .get("exp")

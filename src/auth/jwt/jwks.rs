@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::keys::VerifyKey;
 use crate::auth::AuthError;
 use crate::clock::Clock;
-use crate::transport::{BodyTruncated, DynTransport, RequestOptions};
+use crate::transport::{BodyTruncated, DynTransport, RequestOptions, TransportError};
 
 /// A JWKS is a few kilobytes; anything much larger is not one.
 const MAX_JWKS_BYTES: usize = 256 * 1024;
@@ -58,9 +58,15 @@ struct State {
 }
 
 impl State {
+    /// Whether the cache has a key for a token naming `kid`: one with that `kid`, or one with
+    /// none, which fits every token of its algorithm.
     fn holds(&self, kid: Option<&str>) -> bool {
         self.loaded_at.is_some()
-            && kid.is_none_or(|kid| self.keys.iter().any(|k| k.kid.as_deref() == Some(kid)))
+            && kid.is_none_or(|kid| {
+                self.keys
+                    .iter()
+                    .any(|k| k.kid.as_deref().is_none_or(|own| own == kid))
+            })
     }
 
     /// Takes in the result of `fetch`, unless that fetch is no longer the one under way (another
@@ -164,7 +170,7 @@ impl Jwks {
             let usable = match tried {
                 // Another caller fetched since `tried` was handed out: try its keys first.
                 Some(tried) => !Arc::ptr_eq(&s.keys, tried),
-                None => s.holds(kid) && s.loaded_at.is_some_and(|at| now - at < self.max_age),
+                None => s.holds(kid) && s.loaded_at.is_some_and(|at| within(at, now, self.max_age)),
             };
             if usable {
                 return Ok(Arc::clone(&s.keys));
@@ -174,7 +180,10 @@ impl Jwks {
                 // way: only callers that need new keys wait for it.
                 Some(_) if tried.is_none() && s.holds(kid) => return Ok(Arc::clone(&s.keys)),
                 Some(fetch) => fetch.clone(),
-                None if s.last_fetch.is_some_and(|at| now - at < self.min_interval) => {
+                None if s
+                    .last_fetch
+                    .is_some_and(|at| within(at, now, self.min_interval)) =>
+                {
                     return s.settle(kid);
                 }
                 None => {
@@ -215,6 +224,13 @@ impl Jwks {
     }
 }
 
+/// Whether `now` lies less than `span` after `at`. A wall clock stepped back (an NTP step, a
+/// restored virtual machine) puts `now` before `at`: that counts as the span having passed, or
+/// no fetch would start, and cached keys would not age, until the clock caught up again.
+fn within(at: DateTime<Utc>, now: DateTime<Utc>, span: TimeDelta) -> bool {
+    at <= now && now - at < span
+}
+
 /// Fetches and parses the JWKS at `url`.
 async fn fetch(url: Uri, transport: &DynTransport) -> Result<Vec<VerifyKey>, String> {
     let mut request = Request::new(Bytes::new());
@@ -228,10 +244,15 @@ async fn fetch(url: Uri, transport: &DynTransport) -> Result<Vec<VerifyKey>, Str
             .with_timeout(FETCH_TIMEOUT)
             .with_max_response_bytes(MAX_JWKS_BYTES),
     );
-    let response = (**transport)
-        .send(request)
-        .await
-        .map_err(|e| format!("fetching the JWKS failed: {e}"))?;
+    let response = (**transport).send(request).await.map_err(|e| match e {
+        // Its own advice, to raise the request timeout, is not the operator's to follow:
+        // the JWKS's timeout is fixed.
+        TransportError::Timeout { target, after } => format!(
+            "the JWKS endpoint ({target}) did not answer within {after:?}; find out why the \
+                 identity provider is slow or cannot be reached"
+        ),
+        e => format!("fetching the JWKS failed: {e}"),
+    })?;
     if !response.status().is_success() {
         return Err(format!(
             "the JWKS endpoint answered HTTP {}",
@@ -246,7 +267,9 @@ async fn fetch(url: Uri, transport: &DynTransport) -> Result<Vec<VerifyKey>, Str
     parse(response.body())
 }
 
-/// Parses a JWKS, keeping the RS256 and ES256 signing keys that have a `kid`.
+/// Parses a JWKS, keeping its RS256 and ES256 signing keys. A well-formed set without one is
+/// still the provider's answer, not a failed fetch: a set emptied to revoke a key must replace
+/// the keys cached before, or the revoked key would verify for as long as the set stays empty.
 fn parse(body: &[u8]) -> Result<Vec<VerifyKey>, String> {
     #[derive(Deserialize)]
     struct Set {
@@ -261,7 +284,10 @@ fn parse(body: &[u8]) -> Result<Vec<VerifyKey>, String> {
         .filter_map(|jwk| VerifyKey::from_jwk(&jwk))
         .collect();
     if keys.is_empty() {
-        return Err("the JWKS holds no RS256 or ES256 signing key with a `kid`".to_owned());
+        tracing::warn!(
+            "the JWKS holds no RS256 or ES256 signing key, so no token it signs verifies; \
+             check the identity provider's keys and the JWKS URL"
+        );
     }
     Ok(keys)
 }

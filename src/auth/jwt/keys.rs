@@ -60,10 +60,10 @@ impl VerifyKey {
         }
     }
 
-    /// A signing key of a JWKS, if it is an RS256 or ES256 key ([`JWKS_ALGORITHMS`]) with a
-    /// `kid`; other keys are skipped rather than failing the whole set.
+    /// A signing key of a JWKS, if it is an RS256 or ES256 key ([`JWKS_ALGORITHMS`]); other
+    /// keys are skipped rather than failing the whole set. A key without a `kid` (RFC 7517
+    /// makes it optional) fits every token of its algorithm, as a configured key does.
     pub(super) fn from_jwk(jwk: &Jwk) -> Option<Self> {
-        let kid = jwk.common.key_id.clone()?;
         if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
             return None;
         }
@@ -78,7 +78,7 @@ impl VerifyKey {
         };
         let key = DecodingKey::from_jwk(jwk).ok()?;
         Some(Self {
-            kid: Some(kid),
+            kid: jwk.common.key_id.clone(),
             alg,
             key,
         })
