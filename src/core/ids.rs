@@ -3,7 +3,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A deployment's id, chosen by the host.
+/// A deployment's id, chosen by the host. The stores keep ids of at most
+/// [`MAX_KEY_BYTES`](crate::store::MAX_KEY_BYTES) bytes without a NUL character.
 #[derive(Debug, Clone, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct DeploymentId(pub String);

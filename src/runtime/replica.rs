@@ -41,7 +41,10 @@ const MAX_SYNC_ATTEMPTS: u32 = 5;
 pub struct ReplicaOptions {
     /// This replica's name, unique among the replicas sharing the store. A replica restarted
     /// under the same name takes its own deployments back at once instead of waiting for its
-    /// leases to end.
+    /// leases to end. At most [`MAX_KEY_BYTES`](crate::store::MAX_KEY_BYTES) bytes, without a
+    /// NUL character: the stores refuse every lease of another name
+    /// ([`StoreError::TooLong`](crate::store::StoreError::TooLong),
+    /// [`StoreError::Unstorable`](crate::store::StoreError::Unstorable)).
     pub id: String,
     /// How long a lease lasts without renewal: how long a dead replica's deployments wait
     /// before another replica takes them over. Renewed every third of it. An engine takes at

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{NewDeployment, StoreError};
+use super::{MAX_KEY_BYTES, NewDeployment, StoreError};
 use crate::core::{DeploymentId, DeploymentState, Event};
 
 /// Whether `text` holds a NUL character, which PostgreSQL's text cannot: no store keeps such a
@@ -25,13 +25,34 @@ pub(crate) fn storable(what: &'static str, text: &str) -> Result<(), StoreError>
     Ok(())
 }
 
+/// Whether `text`, a deployment id or a lease owner, is one no store keeps: [`unstorable`], or
+/// longer than [`MAX_KEY_BYTES`].
+pub(crate) fn unstorable_key(text: &str) -> bool {
+    unstorable(text) || text.len() > MAX_KEY_BYTES
+}
+
+/// [`storable`] for a deployment id or a lease owner, which the stores index, and which is
+/// refused too when longer than [`MAX_KEY_BYTES`]: PostgreSQL's indexes take keys of at most
+/// about 2.7 kB, and refuse a longer one as the database failing.
+pub(crate) fn storable_key(what: &'static str, text: &str) -> Result<(), StoreError> {
+    storable(what, text)?;
+    if text.len() > MAX_KEY_BYTES {
+        return Err(StoreError::TooLong {
+            what,
+            len: text.len(),
+            max: MAX_KEY_BYTES,
+        });
+    }
+    Ok(())
+}
+
 /// [`storable`] for each text of a create.
 pub(crate) fn storable_new(new: &NewDeployment) -> Result<(), StoreError> {
-    storable("deployment id", &new.id.0)?;
+    storable_key("deployment id", &new.id.0)?;
     storable("application", &new.application)?;
     storable("deployment file", &new.plan_source)?;
     match &new.lease {
-        Some(lease) => storable("lease owner", &lease.owner),
+        Some(lease) => storable_key("lease owner", &lease.owner),
         None => Ok(()),
     }
 }

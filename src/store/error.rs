@@ -194,6 +194,20 @@ pub enum StoreError {
         /// Which text: `deployment id`, `application`, `deployment file` or `lease owner`.
         what: &'static str,
     },
+    /// A deployment id or lease owner is longer than [`MAX_KEY_BYTES`](super::MAX_KEY_BYTES):
+    /// every store refuses it, as PostgreSQL's indexes cannot take it. Nothing was written.
+    #[error(
+        "the {what} is {len} bytes long, more than the {max} bytes every store keeps; nothing \
+         was written: use a shorter one"
+    )]
+    TooLong {
+        /// Which text: `deployment id` or `lease owner`.
+        what: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The most a store keeps.
+        max: usize,
+    },
     /// The database failed (locked for longer than the busy timeout, disk full, I/O error, ...).
     /// Nothing changed, unless the connection to a networked database dropped after it
     /// committed: a write may then have been stored, which loading the row tells.

@@ -387,7 +387,7 @@ impl Store for MemoryStore {
     }
 
     async fn claim(&self, id: &DeploymentId, lease: &Lease) -> Result<bool, StoreError> {
-        codec::storable("lease owner", &lease.owner)?;
+        codec::storable_key("lease owner", &lease.owner)?;
         let mut shard = self.shard(id);
         let row = shard
             .deployments
@@ -401,7 +401,7 @@ impl Store for MemoryStore {
     }
 
     async fn renew(&self, lease: &Lease) -> Result<Vec<(DeploymentId, u64)>, StoreError> {
-        codec::storable("lease owner", &lease.owner)?;
+        codec::storable_key("lease owner", &lease.owner)?;
         let mut held = Vec::new();
         self.each_shard(|shard| {
             for (id, row) in &mut shard.deployments {
@@ -419,7 +419,7 @@ impl Store for MemoryStore {
     }
 
     async fn claim_orphans(&self, lease: &Lease, limit: usize) -> Result<Unfinished, StoreError> {
-        codec::storable("lease owner", &lease.owner)?;
+        codec::storable_key("lease owner", &lease.owner)?;
         let orphan = |row: &Row| {
             row.claimable_by(lease)
                 && row
@@ -443,7 +443,7 @@ impl Store for MemoryStore {
     }
 
     async fn release(&self, owner: &str) -> Result<usize, StoreError> {
-        codec::storable("lease owner", owner)?;
+        codec::storable_key("lease owner", owner)?;
         let mut released = 0;
         self.each_shard(|shard| {
             for row in shard.deployments.values_mut() {

@@ -106,6 +106,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use error::StoreError;
+
+/// The longest deployment id or lease owner (a replica's name, [`Lease::owner`]) every store
+/// keeps, in bytes. The stores index both, and PostgreSQL's indexes refuse a longer key as the
+/// database failing; every store refuses one with [`StoreError::TooLong`] instead, so that
+/// what one store takes, every store takes.
+pub const MAX_KEY_BYTES: usize = 1024;
 pub use lease::{ChangeWatcher, Lease};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]

@@ -7,7 +7,7 @@ use chrono::TimeDelta;
 use super::fixture::{Fixture, oldest_first, t0};
 use super::join_all;
 use crate::core::DeploymentId;
-use crate::store::{ChangeWatcher, DynStore, Lease, StoreError};
+use crate::store::{ChangeWatcher, DynStore, Lease, MAX_KEY_BYTES, StoreError};
 
 const TTL: Duration = Duration::from_secs(30);
 
@@ -220,7 +220,8 @@ pub async fn orphan_claims(store: &DynStore) {
 
 /// `release` gives up the owner's leases and no one else's; a finished deployment, whose last
 /// save gave its lease up, is not among them. An owner holding a NUL character is
-/// [`StoreError::Unstorable`] to every lease call.
+/// [`StoreError::Unstorable`] to every lease call, and one longer than [`MAX_KEY_BYTES`]
+/// [`StoreError::TooLong`].
 pub async fn lease_release(store: &DynStore) {
     let mut fx = Fixture::new("release");
     let application = fx.name("app");
@@ -285,12 +286,62 @@ pub async fn lease_release(store: &DynStore) {
             "{answer:?}"
         );
     }
+    let long_name = fx.name(&"r".repeat(MAX_KEY_BYTES));
+    let long = lease(&long_name, 2);
+    let refused = [
+        store.claim(mine.id(), &long).await.map(|_| ()),
+        store.renew(&long).await.map(|_| ()),
+        store.claim_orphans(&long, 10).await.map(|_| ()),
+        store.release(&long_name).await.map(|_| ()),
+        store
+            .create(
+                fx.start("long", &application)
+                    .new_deployment()
+                    .leased(long.clone()),
+                &[],
+            )
+            .await
+            .map(|_| ()),
+    ];
+    for answer in refused {
+        assert!(
+            matches!(
+                answer,
+                Err(StoreError::TooLong {
+                    what: "lease owner",
+                    max: MAX_KEY_BYTES,
+                    ..
+                })
+            ),
+            "{answer:?}"
+        );
+    }
     assert!(
         !store
             .claim(mine.id(), &lease(&a, 2))
             .await
             .expect("claim succeeds"),
         "still held by the owner that claimed it"
+    );
+    // The longest name every store keeps holds leases everywhere.
+    let longest = fx.name("r");
+    let longest = lease(
+        &format!("{longest}{}", "r".repeat(MAX_KEY_BYTES - longest.len())),
+        2,
+    );
+    assert_eq!(longest.owner.len(), MAX_KEY_BYTES);
+    store
+        .create(
+            fx.start("longest", &application)
+                .new_deployment()
+                .leased(longest.clone()),
+            &[],
+        )
+        .await
+        .expect("create succeeds");
+    assert_eq!(
+        store.renew(&longest).await.expect("renew succeeds").len(),
+        1
     );
 }
 

@@ -4,7 +4,7 @@ use super::fixture::Fixture;
 use crate::config::Plan;
 use crate::core::{Deployment, DeploymentId, DeploymentStatus, IdSource, Settings, StartOptions};
 use crate::ids::RandomIds;
-use crate::store::{DynStore, StoreError};
+use crate::store::{DynStore, MAX_KEY_BYTES, StoreError};
 
 /// A state written under another deployment's id would be refused when read back, as
 /// [`StoreError::Corrupt`]: `create` and `save` refuse it, and write nothing.
@@ -174,7 +174,8 @@ pub async fn duplicate_create_refused(store: &DynStore) {
 
 /// Ids never stored are absent, not errors; saving one is [`StoreError::NotFound`]. An id or
 /// application holding a NUL character, which no store keeps, is unknown too, and creating
-/// one is [`StoreError::Unstorable`].
+/// one is [`StoreError::Unstorable`]; an id longer than [`MAX_KEY_BYTES`] is
+/// [`StoreError::TooLong`].
 pub async fn unknown_ids(store: &DynStore) {
     let mut fx = Fixture::new("unknown");
     let d = fx.start("never-created", &fx.name("app"));
@@ -226,6 +227,38 @@ pub async fn unknown_ids(store: &DynStore) {
         "{created:?}"
     );
     assert!(store.load(odd.id()).await.expect("load succeeds").is_none());
+    // Longer than the stores' indexes take: refused as such, never as the database failing.
+    let long = fx.start(&"i".repeat(MAX_KEY_BYTES), &fx.name("app"));
+    let created = store.create(long.new_deployment(), &long.events).await;
+    assert!(
+        matches!(
+            created,
+            Err(StoreError::TooLong {
+                what: "deployment id",
+                max: MAX_KEY_BYTES,
+                ..
+            })
+        ),
+        "{created:?}"
+    );
+    assert!(
+        store
+            .load(long.id())
+            .await
+            .expect("load succeeds")
+            .is_none()
+    );
+    let longest = "i".repeat(MAX_KEY_BYTES - fx.name("").len());
+    let longest = fx.start(&longest, &fx.name("app"));
+    assert_eq!(longest.id().0.len(), MAX_KEY_BYTES);
+    longest.create_in(store).await;
+    assert!(
+        store
+            .load(longest.id())
+            .await
+            .expect("load succeeds")
+            .is_some()
+    );
 }
 
 /// A state with a 1 MiB context value and a save of 2,000 events round-trip.

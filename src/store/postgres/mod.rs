@@ -79,7 +79,9 @@ pub struct PostgresOptions {
     /// The most connections the pool opens; a store that watches for changes opens one more
     /// of its own (and, after replacing one that stopped answering, keeps the old one until
     /// the network gives up on it). Ignored by [`PostgresStore::from_pool`], whose pool is
-    /// already sized. Default: 10.
+    /// already sized. Default: 10. At least 1 and at most
+    /// [`PostgresOptions::MAX_CONNECTIONS`]: the driver sets room for every connection aside
+    /// when the pool is built, and panics on a pool of none.
     pub max_connections: u32,
     /// How long connecting, or waiting for a free connection, may take before the operation
     /// fails. Default: 10 seconds. At most [`PostgresOptions::MAX_CONNECT_TIMEOUT`]: a longer
@@ -123,6 +125,10 @@ impl PostgresOptions {
     /// the time it starts waiting, which a timeout near `Duration::MAX` overflows (a panic).
     pub const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
+    /// The largest pool the store opens, far above what a PostgreSQL server serves (its
+    /// `max_connections` defaults to 100).
+    pub const MAX_CONNECTIONS: u32 = 10_000;
+
     /// Sets the schema.
     pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = schema.into();
@@ -141,10 +147,12 @@ impl PostgresOptions {
         self
     }
 
-    /// These options with the connect timeout at most [`Self::MAX_CONNECT_TIMEOUT`].
+    /// These options with the connect timeout at most [`Self::MAX_CONNECT_TIMEOUT`], and the
+    /// pool size between 1 and [`Self::MAX_CONNECTIONS`].
     fn within_limits(self) -> Self {
         Self {
             connect_timeout: self.connect_timeout.min(Self::MAX_CONNECT_TIMEOUT),
+            max_connections: self.max_connections.clamp(1, Self::MAX_CONNECTIONS),
             ..self
         }
     }
@@ -400,11 +408,8 @@ mod tests {
         assert!(!text.contains("=q") && !text.contains(" q"), "{text}");
     }
 
-    /// A server that hangs up at once fails the connect with a clear error, whatever the
-    /// timeout: one of `Duration::MAX` ("wait for ever") once overflowed the driver's deadline
-    /// arithmetic, a panic.
-    #[tokio::test]
-    async fn a_connect_timeout_of_for_ever_is_kept_to_the_longest() {
+    /// The URL of a server on loopback that hangs up on every connection.
+    async fn hanging_up() -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
@@ -412,9 +417,16 @@ mod tests {
                 drop(hung_up);
             }
         });
+        format!("postgres://app@127.0.0.1:{port}/gates")
+    }
+
+    /// A server that hangs up at once fails the connect with a clear error, whatever the
+    /// timeout: one of `Duration::MAX` ("wait for ever") once overflowed the driver's deadline
+    /// arithmetic, a panic.
+    #[tokio::test]
+    async fn a_connect_timeout_of_for_ever_is_kept_to_the_longest() {
         let options = PostgresOptions::default().with_connect_timeout(Duration::MAX);
-        let url = format!("postgres://app@127.0.0.1:{port}/gates");
-        let error = PostgresStore::connect_with(&url, options)
+        let error = PostgresStore::connect_with(&hanging_up().await, options)
             .await
             .expect_err("a server that hangs up is no store");
         assert!(matches!(error, StoreError::Connect { .. }), "{error:?}");
@@ -425,6 +437,22 @@ mod tests {
                 .connect_timeout,
             PostgresOptions::MAX_CONNECT_TIMEOUT
         );
+    }
+
+    /// A pool of no connections once panicked in the driver, which sets room for each
+    /// connection aside when it builds the pool; sizes are kept between one and the most.
+    #[tokio::test]
+    async fn any_pool_size_is_kept_within_its_bounds() {
+        for (asked, kept) in [(0, 1), (1, 1), (u32::MAX, PostgresOptions::MAX_CONNECTIONS)] {
+            let options = PostgresOptions::default()
+                .with_max_connections(asked)
+                .with_connect_timeout(Duration::from_secs(5));
+            assert_eq!(options.clone().within_limits().max_connections, kept);
+            let error = PostgresStore::connect_with(&hanging_up().await, options)
+                .await
+                .expect_err("a server that hangs up is no store");
+            assert!(matches!(error, StoreError::Connect { .. }), "{error:?}");
+        }
     }
 
     #[test]

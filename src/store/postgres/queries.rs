@@ -302,7 +302,7 @@ impl Store for PostgresStore {
     ) -> Result<u64, StoreError> {
         // No row has it, and the server would refuse it as a parameter: a failure the caller
         // would take for one that may have been stored.
-        if codec::unstorable(&id.0) {
+        if codec::unstorable_key(&id.0) {
             return Err(StoreError::NotFound { id: id.clone() });
         }
         let state = codec::encode_state(id, state)?;
@@ -343,7 +343,7 @@ impl Store for PostgresStore {
     }
 
     async fn load(&self, id: &DeploymentId) -> Result<Option<StoredDeployment>, StoreError> {
-        if codec::unstorable(&id.0) {
+        if codec::unstorable_key(&id.0) {
             return Ok(None);
         }
         let row = sqlx::query(&self.inner.sql.load)
@@ -393,7 +393,7 @@ impl Store for PostgresStore {
     }
 
     async fn history(&self, id: &DeploymentId) -> Result<Vec<HistoryEntry>, StoreError> {
-        if codec::unstorable(&id.0) {
+        if codec::unstorable_key(&id.0) {
             return Ok(Vec::new());
         }
         sqlx::query(&self.inner.sql.history)
@@ -407,10 +407,10 @@ impl Store for PostgresStore {
     }
 
     async fn claim(&self, id: &DeploymentId, lease: &Lease) -> Result<bool, StoreError> {
-        if codec::unstorable(&id.0) {
+        if codec::unstorable_key(&id.0) {
             return Err(StoreError::NotFound { id: id.clone() });
         }
-        codec::storable("lease owner", &lease.owner)?;
+        codec::storable_key("lease owner", &lease.owner)?;
         let (taken, known): (bool, bool) = sqlx::query_as(&self.inner.sql.claim)
             .bind(&id.0)
             .bind(&lease.owner)
@@ -427,7 +427,7 @@ impl Store for PostgresStore {
     }
 
     async fn renew(&self, lease: &Lease) -> Result<Vec<(DeploymentId, u64)>, StoreError> {
-        codec::storable("lease owner", &lease.owner)?;
+        codec::storable_key("lease owner", &lease.owner)?;
         let held: Vec<(String, i64)> = sqlx::query_as(&self.inner.sql.renew)
             .bind(&lease.owner)
             .bind(lease.until)
@@ -444,7 +444,7 @@ impl Store for PostgresStore {
     }
 
     async fn claim_orphans(&self, lease: &Lease, limit: usize) -> Result<Unfinished, StoreError> {
-        codec::storable("lease owner", &lease.owner)?;
+        codec::storable_key("lease owner", &lease.owner)?;
         let taken = sqlx::query(&self.inner.sql.claim_orphans)
             .bind(&lease.owner)
             .bind(lease.until)
@@ -457,7 +457,7 @@ impl Store for PostgresStore {
     }
 
     async fn release(&self, owner: &str) -> Result<usize, StoreError> {
-        codec::storable("lease owner", owner)?;
+        codec::storable_key("lease owner", owner)?;
         let released = sqlx::query(&self.inner.sql.release)
             .bind(owner)
             .execute(&self.inner.pool)
