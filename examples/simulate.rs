@@ -109,6 +109,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A misspelt name would otherwise run the happy path it was meant to break.
+    if let Some(unknown) = failing
+        .iter()
+        .find(|name| !plan.webhooks().iter().any(|w| &w.name == *name))
+    {
+        return usage(&format!("--fail {unknown:?} names no webhook of the file"));
+    }
     let start = Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 0).unwrap();
     let mut deployment = Deployment::start(
         Arc::clone(&plan),

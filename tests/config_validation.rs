@@ -765,8 +765,6 @@ fn a_dependency_listed_twice_is_one() {
     assert_eq!(plan.environments()[2].depends_on().len(), 2);
 }
 
-/// A zero `requestTimeout` (hookgate's extension) would time every call out before it is
-/// sent; a zero wait elsewhere is a wait of nothing, which §2 allows.
 /// A zero `deploymentConfig.timeout` times every host step out as it starts (a deadline at the
 /// step's own start is passed), its rollback too: no deployment of the file could succeed.
 #[test]
@@ -785,6 +783,8 @@ fn a_zero_step_timeout_is_rejected() {
     assert_eq!(plan.step_timeout(), Some(Duration::from_secs(1)));
 }
 
+/// A zero `requestTimeout` (hookgate's extension) would time every call out before it is
+/// sent.
 #[test]
 fn a_zero_request_timeout_is_rejected() {
     let file = |timeout: &str| {

@@ -195,6 +195,16 @@ pub enum ProblemKind {
         "deploymentConfig.timeout is zero, which times every host step out as it starts, so no deployment could succeed: give at least 1 second, or leave it out for none"
     )]
     ZeroStepTimeout,
+    /// A wait that fails its gate when it ends, of zero: a webhook's `callbackTimeout` (when it
+    /// takes callbacks) or an approval's `approvalExpiration`. The gate would fail as soon as
+    /// it started waiting, so no deployment could pass it.
+    #[error(
+        "{what} is zero, which fails the gate as soon as it starts waiting, so it never passes: give at least 1 second, or leave it out"
+    )]
+    ZeroWait {
+        /// `callbackTimeout` or `approvalExpiration`.
+        what: &'static str,
+    },
     /// A duration unit other than seconds, minutes, hours.
     #[error("unknown unit \"{unit}\": use seconds, minutes or hours")]
     UnknownUnit {
@@ -250,11 +260,13 @@ pub enum ProblemKind {
         /// The preview variable.
         variable: String,
     },
-    /// A name holding a control character (NUL, a line break, …): a database column of text
-    /// cannot hold NUL, and a name that prints as something else misleads whoever reads it.
-    /// Also the text a header value writes itself holding one no header can carry (any but a
-    /// tab, and DEL), which would fail every call.
-    #[error("{what} holds a control character; use printable characters only")]
+    /// A name holding a control character (NUL, a line break, …) or an invisible format
+    /// character (a zero-width space, a bidirectional override, …): a database column of text
+    /// cannot hold NUL, and a name that prints as something else misleads whoever reads it
+    /// (the names of the application, targets and webhooks). Also the text a header value
+    /// writes itself holding a control character no header can carry (any but a tab, and
+    /// DEL), which would fail every call.
+    #[error("{what} holds a control or invisible character; use printable characters only")]
     ControlCharacter {
         /// Which name, or `"a header value (tabs aside)"`.
         what: &'static str,
@@ -272,6 +284,14 @@ pub enum ProblemKind {
     /// `analysis` in `beforeDeployment`.
     #[error("analysis is not allowed in beforeDeployment: nothing is deployed yet to analyse")]
     AnalysisBeforeDeployment,
+    /// `rollForwardMode: manual` on an `analysis`: Armory has a person approve going on after
+    /// a passing analysis, which hookgate does not do; running the file without that approval
+    /// would skip a sign-off its author asked for.
+    #[error(
+        "rollForwardMode: manual is not supported: put `pause: {{untilApproved: true}}` after the \
+         analysis for a person to approve going on, and leave rollForwardMode out"
+    )]
+    ManualRollForward,
     /// A `uriTemplate` that cannot render an absolute http(s) URL.
     #[error("{reason}; a uriTemplate must render an absolute http(s) URL")]
     InvalidUriTemplate {

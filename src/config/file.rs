@@ -262,6 +262,10 @@ pub struct Analysis {
     /// `rollBackMode`: `automatic` (default) or `manual`.
     #[serde(default)]
     pub roll_back_mode: Option<String>,
+    /// `rollForwardMode`: `automatic` (the default, and the only one hookgate runs; `manual`
+    /// is refused, see [`ProblemKind::ManualRollForward`](super::ProblemKind::ManualRollForward)).
+    #[serde(default)]
+    pub roll_forward_mode: Option<String>,
     /// `context`: passed to the host with the analysis request.
     #[serde(default, deserialize_with = "unique_keys")]
     pub context: Context,

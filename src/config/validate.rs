@@ -381,7 +381,7 @@ impl Validator {
                     what: "an application name",
                 },
             );
-        } else if file.application.contains(char::is_control) {
+        } else if file.application.contains(misleading) {
             self.problem(
                 "application",
                 ProblemKind::ControlCharacter {
@@ -408,7 +408,7 @@ impl Validator {
                         what: "a target name",
                     },
                 );
-            } else if name.contains(char::is_control) {
+            } else if name.contains(misleading) {
                 self.problem(
                     format_args!("targets.{}", name.escape_debug()),
                     ProblemKind::ControlCharacter {
@@ -530,10 +530,18 @@ impl Validator {
             .enumerate()
             .map(|(i, w)| {
                 let path = format!("webhooks[{i}]");
-                if w.name.is_empty() {
+                if w.name.trim().is_empty() {
                     self.problem(
                         format_args!("{path}.name"),
                         ProblemKind::Missing {
+                            what: "a webhook name",
+                        },
+                    );
+                } else if w.name.contains(misleading) {
+                    // It is logged and written into gate failures as a target's name is.
+                    self.problem(
+                        format_args!("{path}.name"),
+                        ProblemKind::ControlCharacter {
                             what: "a webhook name",
                         },
                     );
@@ -701,10 +709,20 @@ impl Validator {
             network,
             retry_count,
             disable_callback: w.disable_callback.unwrap_or(false),
-            callback_timeout: w
-                .callback_timeout
-                .as_ref()
-                .and_then(|d| self.duration(d, &format!("{path}.callbackTimeout"))),
+            callback_timeout: w.callback_timeout.as_ref().and_then(|d| {
+                let path = format!("{path}.callbackTimeout");
+                let timeout = self.duration(d, &path)?;
+                // Unused by a webhook that takes no callbacks.
+                if timeout.is_zero() && !w.disable_callback.unwrap_or(false) {
+                    self.problem(
+                        format_args!("{path}.duration"),
+                        ProblemKind::ZeroWait {
+                            what: "callbackTimeout",
+                        },
+                    );
+                }
+                Some(timeout)
+            }),
             request_timeout: w.request_timeout.as_ref().and_then(|d| {
                 let path = format!("{path}.requestTimeout");
                 let timeout = self.duration(d, &path)?;
@@ -1051,15 +1069,28 @@ impl Validator {
                 }
             }
             (None, Some(bg)) => {
-                let active_service = bg.active_service.clone().unwrap_or_else(|| {
+                let active_service = bg.active_service.clone().unwrap_or_default();
+                // An empty one would ask the host to move traffic to a service with no name.
+                if active_service.trim().is_empty() {
                     self.problem(
                         format_args!("{path}.blueGreen.activeService"),
                         ProblemKind::Missing {
                             what: "activeService",
                         },
                     );
-                    String::new()
-                });
+                }
+                if bg
+                    .preview_service
+                    .as_deref()
+                    .is_some_and(|p| p.trim().is_empty())
+                {
+                    self.problem(
+                        format_args!("{path}.blueGreen.previewService"),
+                        ProblemKind::Missing {
+                            what: "previewService (or leave it out)",
+                        },
+                    );
+                }
                 let redirect_after = self.constraint_list(
                     env,
                     Stage::RedirectTrafficAfter,
@@ -1209,6 +1240,20 @@ impl Validator {
                         RollBackMode::Automatic
                     }
                 };
+                match a.roll_forward_mode.as_deref() {
+                    None | Some("automatic") => {}
+                    Some("manual") => self.problem(
+                        format_args!("{path}.analysis.rollForwardMode"),
+                        ProblemKind::ManualRollForward,
+                    ),
+                    Some(other) => self.problem(
+                        format_args!("{path}.analysis.rollForwardMode"),
+                        ProblemKind::UnknownValue {
+                            value: other.to_owned(),
+                            expected: "automatic (manual is not supported)",
+                        },
+                    ),
+                }
                 GateKind::Analysis(AnalysisSpec {
                     queries: a.queries.clone(),
                     roll_back_mode,
@@ -1297,19 +1342,28 @@ impl Validator {
             }
             (false, true) => GateKind::Approval {
                 roles: p.requires_roles.clone(),
-                expiration: p
-                    .approval_expiration
-                    .as_ref()
-                    .and_then(|d| self.duration(d, &format!("{path}.approvalExpiration"))),
+                expiration: p.approval_expiration.as_ref().and_then(|d| {
+                    let path = format!("{path}.approvalExpiration");
+                    let expiration = self.duration(d, &path)?;
+                    if expiration.is_zero() {
+                        self.problem(
+                            format_args!("{path}.duration"),
+                            ProblemKind::ZeroWait {
+                                what: "approvalExpiration",
+                            },
+                        );
+                    }
+                    Some(expiration)
+                }),
             },
         }
     }
 
     fn duration(&mut self, spec: &DurationSpec, path: &str) -> Option<Duration> {
         let unit_seconds = match spec.unit.to_ascii_lowercase().as_str() {
-            "seconds" | "second" => 1,
-            "minutes" | "minute" => 60,
-            "hours" | "hour" => 3600,
+            "seconds" | "second" => Some(1),
+            "minutes" | "minute" => Some(60),
+            "hours" | "hour" => Some(3600),
             _ => {
                 self.problem(
                     format_args!("{path}.unit"),
@@ -1317,7 +1371,7 @@ impl Validator {
                         unit: spec.unit.clone(),
                     },
                 );
-                return None;
+                None
             }
         };
         if spec.duration < 0 {
@@ -1329,6 +1383,7 @@ impl Validator {
             );
             return None;
         }
+        let unit_seconds = unit_seconds?;
         let max = u64::from(MAX_DURATION_DAYS) * 86_400;
         match (spec.duration as u64).checked_mul(unit_seconds) {
             Some(secs) if secs <= max => Some(Duration::from_secs(secs)),
@@ -1480,11 +1535,54 @@ fn is_duplicate_key(e: &serde_saphyr::Error) -> bool {
     )
 }
 
+/// Whether `c` makes a name print as something else: a control character, or an invisible
+/// format character (a zero-width space or joiner, a bidirectional override or isolate, a
+/// byte order mark, a soft hyphen), with which `prod` and `prod` followed by a zero-width space
+/// read alike though they name two targets.
+fn misleading(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{ad}'
+                | '\u{61c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+                | '\u{e0001}'
+                | '\u{e0020}'..='\u{e007f}'
+        )
+}
+
 /// `e` in the file's terms, for its author: the reader's default wording advises Rust types
 /// and reader settings (`use Option<String>`, `set DuplicateKeyPolicy`) that the author cannot
 /// reach.
 fn for_people(e: &serde_saphyr::Error) -> String {
-    e.render_with_formatter(&serde_saphyr::UserMessageFormatter)
+    e.render_with_formatter(&ForPeople)
+}
+
+/// The reader's wording for people, but for a scalar its field cannot take, which it names by
+/// the Rust type it was read into (`invalid i64` for `weight: 12.5`).
+struct ForPeople;
+
+impl serde_saphyr::MessageFormatter for ForPeople {
+    fn format_message<'a>(&self, err: &'a serde_saphyr::Error) -> std::borrow::Cow<'a, str> {
+        match err {
+            serde_saphyr::Error::InvalidScalar { ty, .. } => match *ty {
+                "i8" | "i16" | "i32" | "i64" | "i128" | "u8" | "u16" | "u32" | "u64" | "u128"
+                | "isize" | "usize" => "expected a whole number written in digits (such as 30), \
+                     without a fraction or exponent and small enough for this field"
+                    .into(),
+                "f32" | "f64" => "expected a number".into(),
+                "bool" | "boolean" => "expected true or false".into(),
+                _ => serde_saphyr::UserMessageFormatter.format_message(err),
+            },
+            _ => serde_saphyr::UserMessageFormatter.format_message(err),
+        }
+    }
 }
 
 /// How much larger than its file a plan may be: a file names a strategy, a context or a long

@@ -27,6 +27,7 @@ pub(crate) fn storable(what: &'static str, text: &str) -> Result<(), StoreError>
 
 /// Whether `text`, a deployment id or a lease owner, is one no store keeps: [`unstorable`], or
 /// longer than [`MAX_KEY_BYTES`].
+#[cfg(feature = "postgres")]
 pub(crate) fn unstorable_key(text: &str) -> bool {
     unstorable(text) || text.len() > MAX_KEY_BYTES
 }
