@@ -137,6 +137,32 @@ async fn a_narrower_scope_may_be_asked_for_and_a_wider_one_is_invalid_scope() {
     assert!(matches!(wide, Err(OAuthError::InvalidScope(_))), "{wide:?}");
 }
 
+/// RFC 6749 §3.3 separates scopes with spaces: other blanks (a tab, a line break, an em
+/// space) are refused, as the verifiers would not split at them either, and a scope asked for
+/// twice is granted once.
+#[test]
+fn scopes_are_separated_by_spaces_alone_and_granted_once() {
+    let issuer = issuer(&clock());
+    for joined in [
+        "callbacks%09approvals",
+        "callbacks%0Aapprovals",
+        "callbacks%E2%80%83approvals",
+    ] {
+        let err = issuer
+            .issue(FORM, format!("{REQUEST}&scope={joined}").as_bytes())
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_scope", "{joined}");
+        assert!(err.to_string().contains("single spaces"), "{err}");
+    }
+    let twice = issuer
+        .issue(
+            FORM,
+            format!("{REQUEST}&scope=approvals+callbacks++approvals").as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(twice.scope, "approvals callbacks");
+}
+
 #[test]
 fn refused_requests_get_rfc_6749_errors() {
     let clock = clock();

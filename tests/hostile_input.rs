@@ -1,6 +1,6 @@
 //! Hostile input at every entry point that takes bytes from outside (issue 8): the callback
-//! endpoint, deployment files, templates, callback-URI extraction, token answers and signature
-//! verification. Arbitrary bytes and structured-but-hostile input (deep nesting, huge numbers,
+//! endpoint, deployment files, templates, callback-URI extraction, token answers, token
+//! requests, JWTs and signature verification. Arbitrary bytes and structured-but-hostile input (deep nesting, huge numbers,
 //! odd unicode, `{{`-heavy text) must give a typed error or a documented HTTP status, never a
 //! panic. The fuzz targets in `fuzz/` explore the same entry points for longer.
 
@@ -879,5 +879,106 @@ mod signatures {
             verifier.verify_at(&headers, b"", at_the_end),
             Err(SignatureError::TooOld { .. })
         ));
+    }
+}
+
+/// The token endpoint's request reading: any `Authorization` header (Basic credentials of any
+/// bytes included), content type and body is answered with a token or an RFC 6749 error.
+#[cfg(feature = "issuer")]
+mod token_requests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use hookgate::auth::{IssuerClient, TokenIssuer};
+
+    use super::*;
+
+    fn issuer() -> TokenIssuer {
+        TokenIssuer::builder(
+            "https://hookgate.example",
+            "hookgate",
+            "signing key: 32+ random bytes in production",
+        )
+        .client(
+            IssuerClient::from_secret("ci", &Secret::new("c1f0e5d8a7b6c5d4e3f2a1b0c9d8e7f6"))
+                .with_scopes(["callbacks", "approvals"]),
+        )
+        .build()
+        .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_request_gets_a_token_or_an_rfc_6749_error(
+            authorization in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..80)),
+            basic in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..60)),
+            content_type in proptest::option::of(".{0,40}"),
+            body in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..200),
+                "(grant_type|client_id|client_secret|scope|audience)=[^&]{0,20}(&[a-z_]{1,14}=[^&]{0,40}){0,5}"
+                    .prop_map(String::into_bytes),
+            ],
+        ) {
+            let authorization = match (authorization, basic) {
+                (_, Some(raw)) => Some(format!("Basic {}", STANDARD.encode(raw)).into_bytes()),
+                (raw, None) => raw,
+            };
+            let content_type =
+                content_type.as_deref().or(Some("application/x-www-form-urlencoded"));
+            if let Err(e) = issuer().issue_with_authorization(authorization.as_deref(), content_type, &body) {
+                prop_assert!(!e.code().is_empty());
+                prop_assert!(!e.to_string().contains("c1f0e5d8a7b6c5d4e3f2a1b0c9d8e7f6"));
+            }
+        }
+    }
+}
+
+/// The JWT verifier: tokens of any header, payload and signature, the well-formed JSON of
+/// out-of-range times and mistyped claims included, are refused with a typed error.
+#[cfg(feature = "jwt")]
+mod jwts {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use hookgate::auth::{CallbackAuthorizer, JwtAuthorizer};
+
+    use super::*;
+
+    fn jwt_like() -> impl Strategy<Value = String> {
+        let header = prop_oneof![
+            Just(r#"{"alg":"RS256","kid":"k1"}"#.to_owned()),
+            Just(r#"{"alg":"HS256"}"#.to_owned()),
+            Just(r#"{"alg":"ES256","crit":["b64"],"b64":false}"#.to_owned()),
+            Just(r#"{"alg":"none"}"#.to_owned()),
+            ".{0,40}",
+        ];
+        let payload = prop_oneof![
+            Just(r#"{"iss":"https://idp.example","aud":"hookgate","sub":"x","exp":1e400}"#.to_owned()),
+            Just(r#"{"iss":"https://idp.example","aud":["hookgate",1,null],"sub":"x","exp":-1e308,"nbf":1e308}"#.to_owned()),
+            Just(r#"{"iss":"https://idp.example","aud":"hookgate","sub":"x","exp":9223372036854775808,"scope":["a"],"scp":"b c"}"#.to_owned()),
+            ".{0,60}",
+        ];
+        let signature = proptest::collection::vec(any::<u8>(), 0..300);
+        (header, payload, signature).prop_map(|(h, p, s)| {
+            let part = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+            format!("{}.{}.{}", part(h.as_bytes()), part(p.as_bytes()), part(&s))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_token_without_a_valid_signature_is_refused(token in prop_oneof![jwt_like(), ".{0,200}"]) {
+            let authorizer = JwtAuthorizer::builder("https://idp.example", "hookgate")
+                .hs256("a shared HS256 secret that is long enough")
+                .rs256_pem(include_bytes!("data/jwt/rsa_public.pem"))
+                .es256_pem(include_bytes!("data/jwt/ec_public.pem"))
+                .build()
+                .unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let verdict = runtime.block_on(authorizer.authorize(&token));
+            prop_assert!(verdict.is_err(), "{verdict:?}");
+        }
     }
 }

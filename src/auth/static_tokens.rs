@@ -32,10 +32,20 @@ impl StaticTokens {
         Self::default()
     }
 
-    /// Adds a token. An empty token never matches.
+    /// Adds a token, without the whitespace around it: a token read from a file often ends
+    /// with a line break, which no bearer token holds (the callback handler drops what
+    /// surrounds the one it is sent), so with it the token could never match. An empty token
+    /// never matches.
     #[must_use]
     pub fn with_token(mut self, token: impl Into<Secret>, principal: Principal) -> Self {
-        self.entries.push((token.into(), principal));
+        let token = token.into();
+        let trimmed = token.expose().trim();
+        let token = if trimmed.len() == token.expose().len() {
+            token
+        } else {
+            Secret::new(trimmed)
+        };
+        self.entries.push((token, principal));
         self
     }
 }
@@ -89,6 +99,16 @@ mod tests {
             let err = t.authorize(bad).await.unwrap_err();
             assert_eq!(err.status(), http::StatusCode::UNAUTHORIZED, "{bad:?}");
         }
+    }
+
+    /// A token read from a file with its line break matches the token sent without it.
+    #[tokio::test]
+    async fn whitespace_around_a_configured_token_is_dropped() {
+        let t = StaticTokens::new().with_token(" token-c\r\n", Principal::new("c"));
+        assert_eq!(t.authorize("token-c").await.unwrap().subject, "c");
+        assert!(t.authorize(" token-c\r\n").await.is_err());
+        let blank = StaticTokens::new().with_token(" \n", Principal::new("blank"));
+        assert!(blank.authorize(" ").await.is_err());
     }
 
     #[test]

@@ -809,12 +809,12 @@ mod tests {
         }
     }
 
-    /// A gate list entry: a pause of 0-2 s, an approval expiring after 0-2 s, or a webhook
-    /// whose callback times out after 0-2 s.
+    /// A gate list entry: a pause of 0-2 s, an approval expiring after 1-2 s (a file may not
+    /// ask for 0), or a webhook whose callback times out after 0-2 s.
     fn gate_entry() -> impl Strategy<Value = String> {
         prop_oneof![
             (0u8..3).prop_map(|s| format!("pause: {{duration: {s}, unit: seconds}}")),
-            (0u8..3).prop_map(|s| format!(
+            (1u8..3).prop_map(|s| format!(
                 "pause: {{untilApproved: true, approvalExpiration: {{duration: {s}, unit: seconds}}}}"
             )),
             (0u8..3).prop_map(|s| format!("runWebhook: {{name: w{s}}}")),
@@ -869,7 +869,10 @@ mod tests {
                 source.push_str(&strategies);
             }
             source.push_str("webhooks:\n");
-            for s in 0..3 {
+            // w0 takes the deployment's default callback timeout, which the test sets to zero:
+            // a file may not ask for a zero one itself.
+            source.push_str("  - {name: w0, uriTemplate: 'https://w.example', retryCount: 2}\n");
+            for s in 1..3 {
                 source.push_str(&format!(
                     "  - {{name: w{s}, uriTemplate: 'https://w.example', retryCount: 2, callbackTimeout: {{duration: {s}, unit: seconds}}}}\n"
                 ));
@@ -895,7 +898,8 @@ mod tests {
             let mut d = Deployment::start(
                 Arc::new(Plan::from_yaml(&source).unwrap()),
                 DeploymentId::from("d"),
-                StartOptions::default(),
+                StartOptions::default()
+                    .with_settings(Settings::default().with_callback_timeout(std::time::Duration::ZERO)),
                 &mut Counting(0),
                 t0(),
             );

@@ -929,7 +929,8 @@ impl Engine {
     /// [`RuntimeError::ShuttingDown`].
     ///
     /// A replica then gives up its leases, so the other replicas take its deployments over at
-    /// once rather than when the leases end, and stops hearing the store's change notices.
+    /// their next round of lease upkeep (every third of a lease) or their next input to one,
+    /// rather than when the leases end, and stops hearing the store's change notices.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
         self.inner.tasks.close();

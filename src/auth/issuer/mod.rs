@@ -380,10 +380,25 @@ impl TokenIssuer {
         let scopes = match form.scope.as_deref() {
             None => client.scopes.clone(),
             Some(requested) => {
-                let requested: Vec<String> =
-                    requested.split_whitespace().map(str::to_owned).collect();
-                // RFC 6749 §3.3: a scope is one or more scope tokens. Only blanks would grant
-                // a token with none, which nothing accepts.
+                // RFC 6749 §3.3: scope tokens are separated by spaces, and hold no other
+                // blank; the verifiers split at spaces alone too. A scope asked for twice is
+                // granted once.
+                let mut pieces = requested.split(' ').filter(|s| !s.is_empty());
+                if pieces.clone().any(|s| !is_scope_token(s)) {
+                    return Err(OAuthError::InvalidScope(
+                        "`scope` holds a character no scope has (a tab, a line break, a quote, \
+                         a backslash, or any beyond ASCII); separate scopes with single spaces"
+                            .to_owned(),
+                    ));
+                }
+                let mut requested: Vec<String> = Vec::new();
+                for scope in pieces.by_ref() {
+                    if !requested.iter().any(|r| r == scope) {
+                        requested.push(scope.to_owned());
+                    }
+                }
+                // A scope is one or more scope tokens. Only blanks would grant a token with
+                // none, which nothing accepts.
                 if requested.is_empty() {
                     return Err(OAuthError::InvalidScope(
                         "`scope` holds only blanks; name the scopes, or leave it out for all of the client's"

@@ -27,7 +27,9 @@ use crate::transport::{DynTransport, HttpTransport, plain_http_off_machine};
 /// JWKS URL. Each key is pinned to its algorithm, so a token cannot choose another. A JWKS is
 /// fetched through an [`HttpTransport`] on first use, cached, and fetched again when a token
 /// names an unknown `kid` or none of its keys verifies a token (the provider may have rotated
-/// keys without a new `kid`) — at most once per [`jwks_refresh_interval`] (default 30 s) — and
+/// keys without a new `kid`) — at most once per [`jwks_refresh_interval`] (default 30 s; a
+/// token naming a `kid` the keys lack before the interval has passed is refused, so an identity
+/// provider should publish a key before it signs with it) — and
 /// before use once the cached keys are older than [`jwks_max_age`] (default 1 hour), so keys the
 /// provider removed stop verifying. A fetch is shared by the callers that need it and carried on
 /// by whichever of them polls it, so a caller that goes away (a client hanging up) does not take
