@@ -259,62 +259,31 @@ pub async fn lease_release(store: &DynStore) {
     );
     // An owner no store can keep is refused as such, by every lease call, changing nothing;
     // never as the database failing, which a replica would retry for good.
-    let odd = lease("replica\0a", 2);
-    let refused = [
-        store.claim(mine.id(), &odd).await.map(|_| ()),
-        store.renew(&odd).await.map(|_| ()),
-        store.claim_orphans(&odd, 10).await.map(|_| ()),
-        store.release("replica\0a").await.map(|_| ()),
-        store
-            .create(
-                fx.start("odd", &application)
-                    .new_deployment()
-                    .leased(odd.clone()),
-                &[],
-            )
-            .await
-            .map(|_| ()),
-    ];
-    for answer in refused {
-        assert!(
-            matches!(
-                answer,
-                Err(StoreError::Unstorable {
-                    what: "lease owner"
-                })
-            ),
-            "{answer:?}"
-        );
-    }
-    let long_name = fx.name(&"r".repeat(MAX_KEY_BYTES));
-    let long = lease(&long_name, 2);
-    let refused = [
-        store.claim(mine.id(), &long).await.map(|_| ()),
-        store.renew(&long).await.map(|_| ()),
-        store.claim_orphans(&long, 10).await.map(|_| ()),
-        store.release(&long_name).await.map(|_| ()),
-        store
-            .create(
-                fx.start("long", &application)
-                    .new_deployment()
-                    .leased(long.clone()),
-                &[],
-            )
-            .await
-            .map(|_| ()),
-    ];
-    for answer in refused {
-        assert!(
-            matches!(
-                answer,
-                Err(StoreError::TooLong {
-                    what: "lease owner",
-                    max: MAX_KEY_BYTES,
-                    ..
-                })
-            ),
-            "{answer:?}"
-        );
+    let nul: fn(&Result<(), StoreError>) -> bool = |answer| {
+        matches!(
+            answer,
+            Err(StoreError::Unstorable {
+                what: "lease owner"
+            })
+        )
+    };
+    let too_long: fn(&Result<(), StoreError>) -> bool = |answer| {
+        matches!(
+            answer,
+            Err(StoreError::TooLong {
+                what: "lease owner",
+                max: MAX_KEY_BYTES,
+                ..
+            })
+        )
+    };
+    for (owner, refused_as_such) in [
+        ("replica\0a".to_owned(), nul),
+        (fx.name(&"r".repeat(MAX_KEY_BYTES)), too_long),
+    ] {
+        for answer in lease_calls(store, &mut fx, mine.id(), &application, &owner).await {
+            assert!(refused_as_such(&answer), "{answer:?}");
+        }
     }
     assert!(
         !store
@@ -343,6 +312,33 @@ pub async fn lease_release(store: &DynStore) {
         store.renew(&longest).await.expect("renew succeeds").len(),
         1
     );
+}
+
+/// What each lease call answers for `owner` (a claim of `id`, a renewal, a look for orphans, a
+/// release) and a create of a deployment of `application` leased to it.
+async fn lease_calls(
+    store: &DynStore,
+    fx: &mut Fixture,
+    id: &DeploymentId,
+    application: &str,
+    owner: &str,
+) -> [Result<(), StoreError>; 5] {
+    let leased = lease(owner, 2);
+    [
+        store.claim(id, &leased).await.map(|_| ()),
+        store.renew(&leased).await.map(|_| ()),
+        store.claim_orphans(&leased, 10).await.map(|_| ()),
+        store.release(owner).await.map(|_| ()),
+        store
+            .create(
+                fx.start("refused", application)
+                    .new_deployment()
+                    .leased(leased.clone()),
+                &[],
+            )
+            .await
+            .map(|_| ()),
+    ]
 }
 
 /// A watcher hears of every create and save with the new version (notices may be delivered
