@@ -135,7 +135,10 @@ impl EngineBuilder {
     /// ([`NewDeployment::exclusive`](crate::store::NewDeployment::exclusive)), and the other
     /// start follows `ifDeploymentInProgress`. An `enqueueOne` deployment waits in the memory of
     /// the replica that was asked to start it, which starts it at its next lease upkeep after
-    /// the running one finished, wherever that ran.
+    /// the running one finished, wherever that ran. Each replica keeps its own queue: a
+    /// deployment queued on one is not replaced by a newer one queued on another, and the two
+    /// start one after the other, in either order. Send the starts of an application that
+    /// uses `enqueueOne` to one replica to keep a newer deployment replacing the one waiting.
     ///
     /// A lease shorter than [`ReplicaOptions::MIN_LEASE`] is taken as that long.
     pub fn replica(mut self, mut options: ReplicaOptions) -> Self {

@@ -154,7 +154,8 @@ pub enum StoreError {
     /// A schema migration failed; it ran in a transaction, so the database is unchanged.
     #[error(
         "schema migration {version} failed ({source}); the database is unchanged: fix the cause \
-         (disk full, read-only file, ...) and open it again"
+         (disk full, a read-only file, a role without the CREATE privilege on the PostgreSQL \
+         schema, ...) and open it again"
     )]
     Migration {
         /// The migration's version.
