@@ -139,6 +139,32 @@ fn blank_blue_green_services_are_refused() {
     assert!(Plan::from_yaml(&file("activeService: web")).is_ok());
 }
 
+/// A blank role in `requiresRoles` is one no decider holds, and a blank service in
+/// `exposeServices` one the host cannot expose.
+#[test]
+fn blank_roles_and_exposed_services_are_refused() {
+    let roles = "application: a\ntargets: {dev: {constraints: {beforeDeployment: [pause: {untilApproved: true, requiresRoles: [release-manager, ' ']}]}}}";
+    assert_eq!(
+        problems(roles),
+        [(
+            "targets.dev.constraints.beforeDeployment[0].pause.requiresRoles[1]".into(),
+            ProblemKind::Missing {
+                what: "a role name"
+            }
+        )]
+    );
+    let services = "application: a\ntargets: {dev: {strategy: s}}\nstrategies: {s: {canary: {steps: [exposeServices: {services: [web, '']}]}}}";
+    assert_eq!(
+        problems(services),
+        [(
+            "strategies.s.canary.steps[0].exposeServices.services[1]".into(),
+            ProblemKind::Missing {
+                what: "a service name"
+            }
+        )]
+    );
+}
+
 /// A gate whose wait fails it when it ends cannot pass a wait of zero: a webhook's
 /// `callbackTimeout` (unless it takes no callbacks) and an approval's `approvalExpiration`.
 /// A zero pause, which passes when it ends, stays a wait of nothing.

@@ -1145,6 +1145,17 @@ impl Validator {
             }
             file::CanaryStep::ExposeServices(e) => CanaryStep::ExposeServices {
                 services: {
+                    // The host would be asked to expose a service with no name.
+                    for (i, service) in e.services.iter().enumerate() {
+                        if service.trim().is_empty() {
+                            self.problem(
+                                format_args!("{path}.exposeServices.services[{i}]"),
+                                ProblemKind::Missing {
+                                    what: "a service name",
+                                },
+                            );
+                        }
+                    }
                     self.exposed.extend(e.services.iter().cloned());
                     e.services.clone()
                 },
@@ -1341,7 +1352,20 @@ impl Validator {
                 GateKind::Pause(self.duration(&spec, path).unwrap_or_default())
             }
             (false, true) => GateKind::Approval {
-                roles: p.requires_roles.clone(),
+                roles: {
+                    // A blank role is one no decider holds, or a slip for a missing entry.
+                    for (i, role) in p.requires_roles.iter().enumerate() {
+                        if role.trim().is_empty() {
+                            self.problem(
+                                format_args!("{path}.requiresRoles[{i}]"),
+                                ProblemKind::Missing {
+                                    what: "a role name",
+                                },
+                            );
+                        }
+                    }
+                    p.requires_roles.clone()
+                },
                 expiration: p.approval_expiration.as_ref().and_then(|d| {
                     let path = format!("{path}.approvalExpiration");
                     let expiration = self.duration(d, &path)?;
