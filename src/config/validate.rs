@@ -1146,16 +1146,8 @@ impl Validator {
             file::CanaryStep::ExposeServices(e) => CanaryStep::ExposeServices {
                 services: {
                     // The host would be asked to expose a service with no name.
-                    for (i, service) in e.services.iter().enumerate() {
-                        if service.trim().is_empty() {
-                            self.problem(
-                                format_args!("{path}.exposeServices.services[{i}]"),
-                                ProblemKind::Missing {
-                                    what: "a service name",
-                                },
-                            );
-                        }
-                    }
+                    let at = format!("{path}.exposeServices.services");
+                    self.no_blank(&e.services, &at, "a service name");
                     self.exposed.extend(e.services.iter().cloned());
                     e.services.clone()
                 },
@@ -1354,16 +1346,8 @@ impl Validator {
             (false, true) => GateKind::Approval {
                 roles: {
                     // A blank role is one no decider holds, or a slip for a missing entry.
-                    for (i, role) in p.requires_roles.iter().enumerate() {
-                        if role.trim().is_empty() {
-                            self.problem(
-                                format_args!("{path}.requiresRoles[{i}]"),
-                                ProblemKind::Missing {
-                                    what: "a role name",
-                                },
-                            );
-                        }
-                    }
+                    let at = format!("{path}.requiresRoles");
+                    self.no_blank(&p.requires_roles, &at, "a role name");
                     p.requires_roles.clone()
                 },
                 expiration: p.approval_expiration.as_ref().and_then(|d| {
@@ -1380,6 +1364,15 @@ impl Validator {
                     Some(expiration)
                 }),
             },
+        }
+    }
+
+    /// Reports each blank entry of the list `names` at `path`, as `what` missing.
+    fn no_blank(&mut self, names: &[String], path: &str, what: &'static str) {
+        for (i, name) in names.iter().enumerate() {
+            if name.trim().is_empty() {
+                self.problem(format_args!("{path}[{i}]"), ProblemKind::Missing { what });
+            }
         }
     }
 
