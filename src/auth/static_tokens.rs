@@ -38,13 +38,7 @@ impl StaticTokens {
     /// never matches.
     #[must_use]
     pub fn with_token(mut self, token: impl Into<Secret>, principal: Principal) -> Self {
-        let token = token.into();
-        let trimmed = token.expose().trim();
-        let token = if trimmed.len() == token.expose().len() {
-            token
-        } else {
-            Secret::new(trimmed)
-        };
+        let token = Secret::new(token.into().expose().trim());
         self.entries.push((token, principal));
         self
     }

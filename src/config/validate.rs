@@ -427,14 +427,11 @@ impl Validator {
         }
         let config = file.deployment_config.clone().unwrap_or_default();
         let step_timeout = config.timeout.as_ref().and_then(|d| {
-            let timeout = self.duration(d, "deploymentConfig.timeout")?;
-            if timeout.is_zero() {
-                self.problem(
-                    "deploymentConfig.timeout.duration",
-                    ProblemKind::ZeroStepTimeout,
-                );
-            }
-            Some(timeout)
+            self.wait(
+                d,
+                "deploymentConfig.timeout",
+                Some(ProblemKind::ZeroStepTimeout),
+            )
         });
         let if_in_progress = match config.if_deployment_in_progress.as_ref() {
             None => InProgressPolicy::default(),
@@ -710,29 +707,16 @@ impl Validator {
             retry_count,
             disable_callback: w.disable_callback.unwrap_or(false),
             callback_timeout: w.callback_timeout.as_ref().and_then(|d| {
-                let path = format!("{path}.callbackTimeout");
-                let timeout = self.duration(d, &path)?;
                 // Unused by a webhook that takes no callbacks.
-                if timeout.is_zero() && !w.disable_callback.unwrap_or(false) {
-                    self.problem(
-                        format_args!("{path}.duration"),
-                        ProblemKind::ZeroWait {
-                            what: "callbackTimeout",
-                        },
-                    );
-                }
-                Some(timeout)
+                let zero =
+                    (!w.disable_callback.unwrap_or(false)).then_some(ProblemKind::ZeroWait {
+                        what: "callbackTimeout",
+                    });
+                self.wait(d, &format!("{path}.callbackTimeout"), zero)
             }),
             request_timeout: w.request_timeout.as_ref().and_then(|d| {
-                let path = format!("{path}.requestTimeout");
-                let timeout = self.duration(d, &path)?;
-                if timeout.is_zero() {
-                    self.problem(
-                        format_args!("{path}.duration"),
-                        ProblemKind::ZeroRequestTimeout,
-                    );
-                }
-                Some(timeout)
+                let zero = Some(ProblemKind::ZeroRequestTimeout);
+                self.wait(d, &format!("{path}.requestTimeout"), zero)
             }),
             retryable_status_codes: w
                 .retryable_status_codes
@@ -1351,20 +1335,28 @@ impl Validator {
                     p.requires_roles.clone()
                 },
                 expiration: p.approval_expiration.as_ref().and_then(|d| {
-                    let path = format!("{path}.approvalExpiration");
-                    let expiration = self.duration(d, &path)?;
-                    if expiration.is_zero() {
-                        self.problem(
-                            format_args!("{path}.duration"),
-                            ProblemKind::ZeroWait {
-                                what: "approvalExpiration",
-                            },
-                        );
-                    }
-                    Some(expiration)
+                    let zero = Some(ProblemKind::ZeroWait {
+                        what: "approvalExpiration",
+                    });
+                    self.wait(d, &format!("{path}.approvalExpiration"), zero)
                 }),
             },
         }
+    }
+
+    /// The duration `spec` at `path`, where a length of zero is the problem `zero`, if any,
+    /// reported at its `duration`: a wait that would fail as soon as it began.
+    fn wait(
+        &mut self,
+        spec: &DurationSpec,
+        path: &str,
+        zero: Option<ProblemKind>,
+    ) -> Option<Duration> {
+        let length = self.duration(spec, path)?;
+        if let Some(kind) = zero.filter(|_| length.is_zero()) {
+            self.problem(format_args!("{path}.duration"), kind);
+        }
+        Some(length)
     }
 
     /// Reports each blank entry of the list `names` at `path`, as `what` missing.

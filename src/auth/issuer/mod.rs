@@ -383,7 +383,7 @@ impl TokenIssuer {
                 // RFC 6749 §3.3: scope tokens are separated by spaces, and hold no other
                 // blank; the verifiers split at spaces alone too. A scope asked for twice is
                 // granted once.
-                let mut pieces = requested.split(' ').filter(|s| !s.is_empty());
+                let pieces = requested.split(' ').filter(|s| !s.is_empty());
                 if pieces.clone().any(|s| !is_scope_token(s)) {
                     return Err(OAuthError::InvalidScope(
                         "`scope` holds a character no scope has (a tab, a line break, a quote, \
@@ -392,7 +392,7 @@ impl TokenIssuer {
                     ));
                 }
                 let mut requested: Vec<String> = Vec::new();
-                for scope in pieces.by_ref() {
+                for scope in pieces {
                     if !requested.iter().any(|r| r == scope) {
                         requested.push(scope.to_owned());
                     }
