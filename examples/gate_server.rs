@@ -89,9 +89,11 @@ fn parse_args() -> Result<Args, String> {
             }
             "--callback-timeout" => {
                 let v = value()?;
+                // Zero is refused as a file's `callbackTimeout: 0` is: every gate would time
+                // out as soon as its call was answered.
                 parsed.callback_timeout =
-                    Some(v.parse().map_err(|_| {
-                        format!("--callback-timeout takes whole seconds, not {v:?}")
+                    Some(v.parse().ok().filter(|&s: &u64| s > 0).ok_or_else(|| {
+                        format!("--callback-timeout takes whole seconds above zero, not {v:?}")
                     })?);
             }
             "--context" => {
@@ -169,18 +171,31 @@ async fn run() -> Result<ExitCode, Failure> {
     let (Some(client_id), Some(client_secret)) = (args.client_id, args.client_secret) else {
         return Err(Failure::Invalid("client credentials are required: --client-id and --client-secret-file, or CDAAS_CLIENT_ID and CDAAS_CLIENT_SECRET".into()));
     };
+    // A variable set but empty (`CDAAS_CLIENT_SECRET=$UNSET`) would serve a token endpoint that
+    // refuses every request.
+    if client_id.is_empty() || client_secret.is_empty() {
+        return Err(Failure::Invalid(
+            "the client id and secret must not be empty (check CDAAS_CLIENT_ID, \
+             CDAAS_CLIENT_SECRET or the secret file)"
+                .into(),
+        ));
+    }
 
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    // Resolved before binding: an address that names nothing (`999.1.1.1:80`, a host name
+    // that does not resolve) is the arguments' fault, one that cannot be bound the machine's.
+    let no_address = |why: &dyn std::fmt::Display| {
+        Failure::Invalid(format!("--listen {} is no address: {why}", args.listen))
+    };
+    let addresses: Vec<SocketAddr> = tokio::net::lookup_host(&args.listen)
         .await
-        .map_err(|e| {
-            let message = format!("cannot listen on {}: {e}", args.listen);
-            // An address that does not parse is the arguments' fault, not the machine's.
-            if e.kind() == std::io::ErrorKind::InvalidInput {
-                Failure::Invalid(message)
-            } else {
-                Failure::Failed(message)
-            }
-        })?;
+        .map_err(|e| no_address(&e))?
+        .collect();
+    if addresses.is_empty() {
+        return Err(no_address(&"it resolves to none"));
+    }
+    let listener = tokio::net::TcpListener::bind(addresses.as_slice())
+        .await
+        .map_err(|e| Failure::Failed(format!("cannot listen on {}: {e}", args.listen)))?;
     let address: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
     // Without its trailing `/`, as the dispatcher takes a base URL: the approval URLs printed
     // below are built on it.

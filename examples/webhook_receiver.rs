@@ -5,9 +5,16 @@
 //! CDAAS_CLIENT_ID=... CDAAS_CLIENT_SECRET=... \
 //! cargo run --example webhook_receiver --features axum,reqwest,receiver -- \
 //!     --listen 127.0.0.1:8090 [--token-url URL] [--allow-http-token-url] [--audience AUDIENCE] \
-//!     [--work-ms N] [--fail] [--callback-origin URL]... [--any-callback-origin] \
+//!     [--work-ms N] [--fail] [--progress] [--callback-origin URL]... [--any-callback-origin] \
 //!     [--allow-http-callbacks]
 //! ```
+//!
+//! `--progress` also sends a progress note (`{"inProgress": true, ...}`) half way through the
+//! job: a hookgate extension (PROTOCOL.md §8) that Armory's service does not take, so leave
+//! it out when Armory sends the webhook.
+//!
+//! Exit status: 1 when the server cannot listen or stops, 2 for invalid arguments or a missing
+//! client id or secret.
 //!
 //! With no `--token-url` it asks Armory's token endpoint, so pointed at by an Armory webhook
 //! it works against the real service; pointed at by `gate_server`, pass
@@ -24,6 +31,7 @@
 //! `http` callback URI is used on loopback only; `--allow-http-callbacks` accepts it elsewhere,
 //! sending the token in the clear.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,37 +47,86 @@ struct Job {
     client: CallbackClient,
     work: Duration,
     fail: bool,
+    progress: bool,
+}
+
+/// Why the receiver stopped.
+enum Failure {
+    /// The arguments or the environment: exit status 2.
+    Invalid(String),
+    /// Listening or serving: exit status 1.
+    Failed(String),
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
+    let (code, message) = match run().await {
+        Ok(()) => return ExitCode::SUCCESS,
+        Err(Failure::Invalid(message)) => (2, message),
+        Err(Failure::Failed(message)) => (1, message),
+    };
+    eprintln!("webhook_receiver: {message}");
+    ExitCode::from(code)
+}
+
+async fn run() -> Result<(), Failure> {
+    let (listen, job) = configure().map_err(Failure::Invalid)?;
+    let app = axum::Router::new()
+        .route("/", post(receive))
+        .route("/{*path}", post(receive))
+        .with_state(Arc::new(job));
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| Failure::Failed(format!("cannot listen on {listen}: {e}")))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    println!("webhook_receiver listening on {address}");
+    axum::serve(listener, app)
+        .await
+        .map_err(|e| Failure::Failed(format!("the server stopped: {e}")))
+}
+
+/// The address to listen on and the job, from the arguments and the environment; errors name
+/// the flag or variable at fault.
+fn configure() -> Result<(String, Job), String> {
     let mut listen = "127.0.0.1:8090".to_owned();
-    let mut token_url = None;
+    let mut token_url: Option<url::Url> = None;
     let mut allow_http = false;
     let mut allow_http_callbacks = false;
     let mut audience = DEFAULT_AUDIENCE.to_owned();
     let mut work = Duration::from_secs(2);
     let mut fail = false;
+    let mut progress = false;
     let mut origins = Vec::new();
     let mut any_origin = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
-            "--listen" => listen = args.next().ok_or("--listen needs an address")?,
+            "--listen" => listen = value()?,
             "--token-url" => {
-                token_url = Some(args.next().ok_or("--token-url needs a URL")?.parse()?)
+                let v = value()?;
+                token_url = Some(
+                    v.parse()
+                        .map_err(|e| format!("--token-url {v:?} is not a URL: {e}"))?,
+                );
             }
-            "--audience" => audience = args.next().ok_or("--audience needs a value")?,
+            "--audience" => audience = value()?,
             "--work-ms" => {
-                work =
-                    Duration::from_millis(args.next().ok_or("--work-ms needs a number")?.parse()?)
+                let v = value()?;
+                work = Duration::from_millis(
+                    v.parse()
+                        .map_err(|_| format!("--work-ms takes whole milliseconds, not {v:?}"))?,
+                );
             }
             "--fail" => fail = true,
+            "--progress" => progress = true,
             "--allow-http-token-url" => allow_http = true,
             "--allow-http-callbacks" => allow_http_callbacks = true,
             "--any-callback-origin" => any_origin = true,
             "--callback-origin" => {
-                let origin = args.next().ok_or("--callback-origin needs a URL")?;
+                let origin = value()?;
                 // `localhost:8080` parses as a URL of scheme `localhost`, whose origin no
                 // callback URI ever has: every callback would be refused.
                 match origin.parse::<url::Url>() {
@@ -78,12 +135,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         return Err(format!(
                             "--callback-origin {origin:?} is not an http(s) URL; give one such \
                              as https://cd.example.com"
-                        )
-                        .into());
+                        ));
                     }
                 }
             }
-            other => return Err(format!("unknown argument {other:?}").into()),
+            other => return Err(format!("unknown argument {other:?}")),
         }
     }
     if any_origin && !origins.is_empty() {
@@ -91,8 +147,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if origins.is_empty() && !any_origin {
         origins.push(match &token_url {
-            Some(url) => url::Url::clone(url),
-            None => DEFAULT_AUDIENCE.parse()?,
+            Some(url) => url.clone(),
+            None => url::Url::parse(DEFAULT_AUDIENCE).map_err(|e| e.to_string())?,
         });
     }
     let id = std::env::var("CDAAS_CLIENT_ID").map_err(|_| "set CDAAS_CLIENT_ID")?;
@@ -104,8 +160,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if allow_http {
         tokens = tokens.allow_http_token_url();
     }
-    let tokens = tokens.build(ReqwestTransport::builder().build()?)?;
-    let mut client = CallbackClient::new(ReqwestTransport::builder().build()?, tokens);
+    let transport = || {
+        ReqwestTransport::builder()
+            .build()
+            .map_err(|e| e.to_string())
+    };
+    let tokens = tokens.build(transport()?).map_err(|e| e.to_string())?;
+    let mut client = CallbackClient::new(transport()?, tokens);
     // An empty list allows no origin at all, so any origin means no list.
     if !any_origin {
         client = client.with_allowed_origins(origins);
@@ -113,17 +174,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if allow_http_callbacks {
         client = client.allow_http_callbacks();
     }
-    let job = Arc::new(Job { client, work, fail });
-    let app = axum::Router::new()
-        .route("/", post(receive))
-        .route("/{*path}", post(receive))
-        .with_state(job);
-    let listener = tokio::net::TcpListener::bind(&listen).await?;
-    println!("webhook_receiver listening on {}", listener.local_addr()?);
-    axum::serve(listener, app).await?;
-    Ok(())
+    let job = Job {
+        client,
+        work,
+        fail,
+        progress,
+    };
+    Ok((listen, job))
 }
-
 async fn receive(
     State(job): State<Arc<Job>>,
     RawQuery(query): RawQuery,
@@ -147,10 +205,14 @@ async fn receive(
     );
     tokio::spawn(async move {
         tokio::time::sleep(job.work / 2).await;
-        let _ = job
-            .client
-            .send(&url, &Callback::progress("job half done"))
-            .await;
+        if job.progress
+            && let Err(e) = job
+                .client
+                .send(&url, &Callback::progress("job half done"))
+                .await
+        {
+            eprintln!("progress note failed: {e}");
+        }
         tokio::time::sleep(job.work / 2).await;
         let callback = Callback::outcome(!job.fail).with_message(if job.fail {
             "the job **failed**"

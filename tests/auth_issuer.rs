@@ -524,6 +524,27 @@ fn configuration_is_checked() {
     for err in errors {
         assert!(matches!(err, AuthError::Config { .. }), "{err}");
     }
+    // A token request's empty `client_id` or `client_secret` counts as omitted: such a client
+    // could never get a token, which would show only as every request of it refused.
+    let empty_sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    for (client, says) in [
+        (
+            IssuerClient::from_secret("", &Secret::new("s3cret")),
+            "empty id",
+        ),
+        (
+            IssuerClient::from_secret("ci", &Secret::new("")),
+            "empty secret",
+        ),
+        (
+            IssuerClient::from_hex_hash("ci", empty_sha256).unwrap(),
+            "empty secret",
+        ),
+    ] {
+        let err = builder().client(client).build().unwrap_err();
+        assert!(matches!(err, AuthError::Config { .. }), "{err}");
+        assert!(err.to_string().contains(says), "{err}");
+    }
     // A scope with a space would be two in the token, granting what was never configured.
     for scope in [
         "callbacks approvals",

@@ -56,7 +56,7 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("gate_server starts (cargo test builds the examples)");
+            .expect("gate_server starts");
         let lines = example_process::stdout_lines(&mut child);
         let mut server = Server {
             child,
@@ -419,6 +419,37 @@ fn an_invalid_file_exits_2_with_every_problem_on_stderr() {
     );
     assert!(stderr.contains("targets.prod.strategy"), "{stderr}");
     assert!(out.stdout.is_empty());
+}
+
+/// Arguments the server could run with but never usefully: an empty secret (a variable set but
+/// empty) makes a token endpoint that refuses every request, a zero callback timeout fails
+/// every gate as soon as its call is answered, and an address that names nothing is no place
+/// to listen. Each is the arguments' fault, 2, not the listener's, 1.
+#[test]
+fn arguments_it_could_only_run_uselessly_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("deploy.yml");
+    std::fs::write(&config, "application: a\ntargets: {dev: {}}\n").unwrap();
+    for (args, secret, says) in [
+        (&["--listen", "127.0.0.1:0"][..], "", "must not be empty"),
+        (
+            &["--listen", "127.0.0.1:0", "--callback-timeout", "0"],
+            "b",
+            "above zero",
+        ),
+        (&["--listen", "999.1.1.1:80"], "b", "is no address"),
+    ] {
+        let out = Command::new(example_process::binary("gate_server"))
+            .args(args)
+            .args(["--client-id", "a", "--config"])
+            .arg(&config)
+            .env("CDAAS_CLIENT_SECRET", secret)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
 }
 
 #[test]

@@ -43,7 +43,7 @@ impl Receiving {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("webhook_receiver starts (cargo test builds the examples)");
+            .expect("webhook_receiver starts");
         let lines = example_process::stdout_lines(&mut child);
         let mut receiving = Receiving { child, lines };
         let first = receiving.line();
@@ -88,6 +88,7 @@ async fn any_callback_origin_calls_back_to_any_origin() {
         "--token-url",
         &token_url,
         "--any-callback-origin",
+        "--progress",
         "--work-ms",
         "0",
     ]);
@@ -113,6 +114,86 @@ async fn any_callback_origin_calls_back_to_any_origin() {
         .filter(|r| r.url.path() == "/callbacks/x/callback")
         .count();
     assert_eq!(callbacks, 2, "the progress note and the outcome");
+}
+
+/// Without `--progress` only the outcome is sent: a body without `success` is hookgate's
+/// extension, which Armory's service does not take.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_outcome_is_sent_without_progress() {
+    let orchestrator = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"access_token": "t0ken", "token_type": "Bearer", "expires_in": 3600}),
+        ))
+        .mount(&orchestrator)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/callbacks/x/callback"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"status": "applied"})),
+        )
+        .mount(&orchestrator)
+        .await;
+    let token_url = format!("{}/oauth/token", orchestrator.uri());
+    let (mut receiving, address) = Receiving::spawn(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--token-url",
+        &token_url,
+        "--work-ms",
+        "0",
+    ]);
+
+    let callback_uri = format!("{}/callbacks/x/callback", orchestrator.uri());
+    let answer = reqwest::Client::new()
+        .post(format!("http://{address}/"))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "callbackUri": callback_uri }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    assert!(receiving.line().starts_with("webhook received"));
+    let answered = receiving.line();
+    assert!(answered.starts_with("callback answered"), "{answered}");
+    let bodies: Vec<serde_json::Value> = orchestrator
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/callbacks/x/callback")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(bodies[0]["success"], true, "{bodies:?}");
+}
+
+/// A flag's unusable value is an argument error, 2, whose message names the flag, as is a
+/// missing or empty credential; an address that cannot be listened on is a failure, 1.
+#[test]
+fn argument_errors_name_their_flag_and_exit_2() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = busy.local_addr().unwrap().to_string();
+    for (args, secret, code, says) in [
+        (&["--work-ms", "abc"][..], "s", 2, "--work-ms"),
+        (&["--token-url", "not-a-url"], "s", 2, "--token-url"),
+        (&["--listen"], "s", 2, "--listen needs a value"),
+        (&[], "", 2, "must not be empty"),
+        (&["--listen", busy.as_str()], "s", 1, "cannot listen on"),
+    ] {
+        let out = command(args)
+            .env("CDAAS_CLIENT_SECRET", secret)
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("webhook_receiver: ") && stderr.contains(says),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 /// An origin given without a scheme (`localhost:8080`) is refused at start: it parsed as a URL

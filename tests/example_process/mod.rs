@@ -5,14 +5,48 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::mpsc::{self, Receiver};
 
-/// The built example `name` (`cargo test` builds the examples next to the test binaries).
+/// The built example `name`. A whole `cargo test` builds the examples next to the test
+/// binaries; a run of one test file (`--test gate_server`) does not, and would run whatever an
+/// earlier build left there. So a binary missing, or older than its source or the library's,
+/// fails the test, naming the command that builds it.
 pub fn binary(name: &str) -> PathBuf {
     let deps = std::env::current_exe().expect("the test binary's path");
-    deps.parent()
+    let path = deps
+        .parent()
         .and_then(Path::parent)
         .expect("target/<profile>/deps")
         .join("examples")
-        .join(name)
+        .join(name);
+    let build = "build it with `cargo build --examples --all-features`, or run the whole \
+                 `cargo test --all-features`";
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("example {name} is not built ({e}): {build}"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = vec![
+        root.join("Cargo.toml"),
+        root.join("examples").join(format!("{name}.rs")),
+    ];
+    rust_files(&root.join("src"), &mut sources);
+    for source in sources {
+        let changed = std::fs::metadata(&source).and_then(|m| m.modified());
+        if changed.is_ok_and(|changed| changed > built) {
+            panic!("example {name} is older than {}: {build}", source.display());
+        }
+    }
+    path
+}
+
+/// The `.rs` files under `dir`, at any depth.
+fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, found);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
 }
 
 /// `child`'s stdout (which it must have piped), line by line, read on a thread of its own so

@@ -208,7 +208,9 @@ impl TokenIssuerBuilder {
     }
 
     /// Builds the issuer; fails for a signing key shorter than 32 bytes, a lifetime under one
-    /// second, or two clients with the same id.
+    /// second, two clients with the same id, or a client with an empty id or secret (a token
+    /// request's empty parameter counts as omitted, RFC 6749 §3.2, so such a client could never
+    /// get a token).
     ///
     /// Installs a jsonwebtoken crypto provider where there is none, as
     /// [`JwtAuthorizerBuilder::build`](crate::auth::JwtAuthorizerBuilder::build) does.
@@ -218,6 +220,23 @@ impl TokenIssuerBuilder {
             return Err(AuthError::config(
                 "the token lifetime must be at least one second",
             ));
+        }
+        let empty_secret = sha256("");
+        if let Some(client) = self
+            .clients
+            .iter()
+            .find(|c| c.id.is_empty() || c.secret_sha256 == empty_secret)
+        {
+            return Err(AuthError::config(if client.id.is_empty() {
+                "a client has an empty id, which no token request can present; give it an id"
+                    .to_owned()
+            } else {
+                format!(
+                    "the client {:?} has an empty secret, which no token request can present; \
+                     give it a secret",
+                    client.id
+                )
+            }));
         }
         if let Some(dup) = self
             .clients

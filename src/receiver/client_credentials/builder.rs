@@ -100,9 +100,11 @@ impl ClientCredentialsBuilder {
     ///
     /// # Errors
     ///
-    /// [`TokenError::InvalidConfig`] when the token URL is not http(s), is plain http on
-    /// another host than loopback without [`allow_http_token_url`](Self::allow_http_token_url),
-    /// or the refresh margin is absurdly long.
+    /// [`TokenError::InvalidConfig`] when the client id or secret is empty (a token endpoint
+    /// reads an empty parameter as omitted, RFC 6749 §3.2, and refuses every request), the token
+    /// URL is not http(s), is plain http on another host than loopback without
+    /// [`allow_http_token_url`](Self::allow_http_token_url), or the refresh margin is absurdly
+    /// long.
     pub fn build(
         self,
         transport: impl HttpTransport + 'static,
@@ -110,6 +112,13 @@ impl ClientCredentialsBuilder {
         let config = |reason: &str| TokenError::InvalidConfig {
             reason: reason.to_owned(),
         };
+        // Most often a variable set but empty: refused here rather than as `invalid_client`
+        // from the token endpoint at the first callback.
+        if self.client_id.is_empty() || self.client_secret.expose().is_empty() {
+            return Err(config(
+                "the client id and secret must not be empty; check where they are read from",
+            ));
+        }
         let token_uri = match &self.token_url {
             None => Uri::from_static(DEFAULT_TOKEN_URL),
             Some(url) if matches!(url.scheme(), "http" | "https") => url
@@ -224,6 +233,20 @@ mod tests {
             "http://[::1]:9/oauth/token",
         ] {
             assert!(build(url, false).is_ok(), "{url}");
+        }
+    }
+
+    /// An empty parameter counts as omitted at the token endpoint: such credentials could
+    /// only ever be refused, so they are refused at once, saying so.
+    #[test]
+    fn an_empty_client_id_or_secret_is_refused() {
+        for (id, secret) in [("", "s"), ("id", ""), ("", "")] {
+            match ClientCredentials::builder(id, secret).build(never_called) {
+                Err(TokenError::InvalidConfig { reason }) => {
+                    assert!(reason.contains("must not be empty"), "{reason}");
+                }
+                other => panic!("{id:?} / {secret:?}: {other:?}"),
+            }
         }
     }
 
