@@ -168,6 +168,12 @@ async fn run() -> Result<ExitCode, Failure> {
     let source = std::fs::read_to_string(&args.config)
         .map_err(|e| Failure::Invalid(format!("cannot read {}: {e}", args.config)))?;
     let plan = Plan::from_yaml(&source).map_err(|e| Failure::Invalid(e.to_string()))?;
+    for field in plan.ignored_fields() {
+        eprintln!(
+            "gate_server: note: {field} in {} is not read by hookgate",
+            args.config
+        );
+    }
     let (Some(client_id), Some(client_secret)) = (args.client_id, args.client_secret) else {
         return Err(Failure::Invalid("client credentials are required: --client-id and --client-secret-file, or CDAAS_CLIENT_ID and CDAAS_CLIENT_SECRET".into()));
     };

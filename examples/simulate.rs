@@ -8,6 +8,8 @@
 //! systems call back 3 minutes after each webhook call (with `success: false` for the webhooks
 //! named by `--fail`), and manual approvals are granted after 10 minutes. No network, no clock:
 //! this is the core's run loop, with the host's answers scheduled on a simulated timeline.
+//! Keys of the file that hookgate does not read are noted on stderr (`note: … is not read by
+//! hookgate`): a misspelt key is among them.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -109,6 +111,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // No error (Armory files carry fields hookgate has no use for), but a misspelt key is one
+    // of them, and what it meant is missing from the timeline below.
+    for field in plan.ignored_fields() {
+        eprintln!("note: {field} is not read by hookgate");
+    }
     // A misspelt name would otherwise run the happy path it was meant to break.
     if let Some(unknown) = failing
         .iter()

@@ -36,6 +36,26 @@ pub struct DeploymentFile {
     /// `webhooks`.
     #[serde(default)]
     pub webhooks: Vec<Webhook>,
+    /// See [`DeploymentFile::ignored_fields`].
+    #[serde(skip)]
+    pub(super) ignored: Vec<String>,
+}
+
+impl DeploymentFile {
+    /// The most keys [`DeploymentFile::ignored_fields`] lists: a file may hold any number,
+    /// and a plan keeps its list for as long as a deployment of it runs.
+    pub const MAX_IGNORED_LISTED: usize = 64;
+
+    /// The paths of the keys the file holds that hookgate does not read, in the order written
+    /// (`targets.prod.constraints.beforDeployment`, `webhooks[0].uriTemplte`), up to
+    /// [`MAX_IGNORED_LISTED`](Self::MAX_IGNORED_LISTED). PROTOCOL.md §2 ignores unknown fields,
+    /// as Armory files carry more than hookgate reads (`kind`, `version`, `manifests`), so they
+    /// are no error; but a misspelt key is one too, and a misspelt `beforeDeployment` drops
+    /// its gates: show these to whoever wrote the file. Empty for a file not read by
+    /// [`from_yaml`](Self::from_yaml) or [`from_json`](Self::from_json).
+    pub fn ignored_fields(&self) -> &[String] {
+        &self.ignored
+    }
 }
 
 /// Template context: string keys to string values. Unquoted numbers and booleans are accepted

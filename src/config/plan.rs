@@ -45,12 +45,20 @@ pub struct Plan {
     pub(crate) environments: Vec<Environment>,
     pub(crate) webhooks: Vec<Webhook>,
     pub(crate) gates: Vec<Gate>,
+    pub(crate) ignored: Vec<String>,
 }
 
 impl Plan {
     /// `application`.
     pub fn application(&self) -> &str {
         &self.application
+    }
+
+    /// The keys of the file that hookgate does not read, as
+    /// [`DeploymentFile::ignored_fields`](super::DeploymentFile::ignored_fields) lists them:
+    /// no error (PROTOCOL.md §2), but a misspelt key is among them.
+    pub fn ignored_fields(&self) -> &[String] {
+        &self.ignored
     }
 
     /// The file's `context`.

@@ -109,14 +109,22 @@ impl DeploymentFile {
     /// untyped YAML would make of it.
     fn typed(source: &str, limits: &Limits) -> Result<Self, ConfigError> {
         let mut path = None;
+        let mut ignored = Vec::new();
+        let note_ignored = |field: serde_ignored::Path<'_>| {
+            if ignored.len() < Self::MAX_IGNORED_LISTED {
+                ignored.push(field_path(&field));
+            }
+        };
         file::with_scalars_as_written(|| {
             serde_saphyr::with_deserializer_from_str_with_options(source, options(limits), |yaml| {
-                serde_path_to_error::deserialize(yaml).map_err(|e| {
-                    path = Some(e.path().to_string());
-                    e.into_inner()
+                let mut track = serde_path_to_error::Track::new();
+                let tracked = serde_path_to_error::Deserializer::new(yaml, &mut track);
+                serde_ignored::deserialize(tracked, note_ignored).inspect_err(|_| {
+                    path = Some(track.path().to_string());
                 })
             })
         })
+        .map(|file: Self| Self { ignored, ..file })
         .map_err(|e| {
             over_budget(&e, limits).unwrap_or_else(|| ConfigError::Syntax {
                 // The reader names a segment it could not read (a key given twice) `?`.
@@ -190,6 +198,23 @@ fn never_a_url(template: &Template) -> Option<String> {
     match scheme.map(str::to_ascii_lowercase).as_deref() {
         Some("http" | "https") => None,
         _ => Some("it does not start with http:// or https://".to_owned()),
+    }
+}
+
+/// `field` written as the paths of [`ConfigError`]'s problems are: `targets.prod.x`,
+/// `webhooks[0].y`.
+fn field_path(field: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match field {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => match field_path(parent) {
+            parent if parent.is_empty() => key.clone(),
+            parent => format!("{parent}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
     }
 }
 
@@ -518,6 +543,7 @@ impl Validator {
             environments,
             webhooks,
             gates: std::mem::take(&mut self.gates),
+            ignored: file.ignored.clone(),
         }
     }
 
@@ -1492,6 +1518,7 @@ impl Plan {
             environments: Vec::new(),
             webhooks: Vec::new(),
             gates: Vec::new(),
+            ignored: Vec::new(),
         }
     }
 }

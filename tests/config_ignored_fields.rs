@@ -1,0 +1,111 @@
+//! The keys of a deployment file that hookgate does not read: ignored (PROTOCOL.md §2), and
+//! listed, so that a misspelt one can be shown to whoever wrote the file.
+
+use hookgate::config::{DeploymentFile, Plan};
+
+/// Armory's own fields that hookgate has no use for are listed, and nothing it reads.
+#[test]
+fn an_armory_file_lists_the_fields_hookgate_does_not_read() {
+    let plan = Plan::from_yaml(include_str!("data/armory-deploy.yml")).unwrap();
+    let canary = "strategies.mycanary.canary.steps[2].analysis";
+    let blue_green = "strategies.myBlueGreen.blueGreen.redirectTrafficAfter[0].analysis";
+    let mut expected = vec!["version".to_owned(), "kind".into(), "manifests".into()];
+    for step in [canary, blue_green] {
+        for field in ["interval", "units", "numberOfJudgmentRuns"] {
+            expected.push(format!("{step}.{field}"));
+        }
+    }
+    expected.push("analysis".into());
+    assert_eq!(plan.ignored_fields(), expected);
+}
+
+/// A misspelt key is no error, and drops what it meant: here the approval before prod. The
+/// list names it where it is, in YAML and in JSON alike.
+#[test]
+fn misspelt_keys_are_listed_with_their_paths() {
+    let yaml = r#"
+application: a
+targets:
+  dev: {}
+  prod:
+    constraints:
+      dependson: [dev]
+      beforDeployment:
+        - pause: {untilApproved: true}
+      afterDeployment:
+        - runWebhook: {name: smoke}
+          note: checks the pods
+webhooks:
+  - {name: smoke, uriTemplate: 'https://s.example', retryCont: 3}
+"#;
+    let expected = [
+        "targets.prod.constraints.dependson",
+        "targets.prod.constraints.beforDeployment",
+        "targets.prod.constraints.afterDeployment[0].note",
+        "webhooks[0].retryCont",
+    ];
+    let plan = Plan::from_yaml(yaml).unwrap();
+    assert!(
+        plan.gates().len() == 1,
+        "only the webhook after deploying is a gate"
+    );
+    assert_eq!(plan.ignored_fields(), expected);
+
+    // Written out, not built with `json!`, whose map sorts the keys.
+    let json = r#"{"application": "a", "targets": {"dev": {}, "prod": {"constraints": {
+        "dependson": ["dev"],
+        "beforDeployment": [{"pause": {"untilApproved": true}}],
+        "afterDeployment": [{"runWebhook": {"name": "smoke"}, "note": "checks the pods"}]}}},
+      "webhooks": [{"name": "smoke", "uriTemplate": "https://s.example", "retryCont": 3}]}"#;
+    let file = DeploymentFile::from_json(json).unwrap();
+    assert_eq!(file.ignored_fields(), expected);
+    assert_eq!(file.validate().unwrap().ignored_fields(), expected);
+}
+
+/// A file may hold any number of keys; a plan keeps the first few, for as long as it runs.
+#[test]
+fn the_list_keeps_the_first_keys_only() {
+    let mut yaml = "application: a\ntargets: {dev: {}}\n".to_owned();
+    for i in 0..DeploymentFile::MAX_IGNORED_LISTED + 10 {
+        yaml.push_str(&format!("extra{i}: {i}\n"));
+    }
+    let plan = Plan::from_yaml(&yaml).unwrap();
+    let listed = plan.ignored_fields();
+    assert_eq!(listed.len(), DeploymentFile::MAX_IGNORED_LISTED);
+    assert_eq!(listed[0], "extra0");
+    assert_eq!(listed.last().unwrap(), "extra63");
+}
+
+/// Read through another serde format, nothing is known of what was ignored.
+#[test]
+fn a_file_read_by_another_reader_lists_nothing() {
+    let file: DeploymentFile =
+        serde_json::from_str(r#"{"application": "a", "targets": {"dev": {}}, "extra": 1}"#)
+            .unwrap();
+    assert!(file.ignored_fields().is_empty());
+    assert!(file.validate().unwrap().ignored_fields().is_empty());
+}
+
+#[allow(dead_code, reason = "only `binary` is used here")]
+mod example_process;
+
+/// The `simulate` example, which runs a file on simulated time to check it, notes each key it
+/// does not read on stderr, and runs the file all the same.
+#[test]
+fn simulate_notes_the_keys_it_does_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deploy.yml");
+    let file = "application: a\ntargets:\n  prod:\n    constraints:\n      beforDeployment: []\n";
+    std::fs::write(&path, file).unwrap();
+    let out = std::process::Command::new(example_process::binary("simulate"))
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr.lines().next(),
+        Some("note: targets.prod.constraints.beforDeployment is not read by hookgate"),
+        "{stderr}"
+    );
+}
