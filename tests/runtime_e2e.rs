@@ -7,12 +7,14 @@
     feature = "receiver"
 ))]
 
+mod log_capture;
 mod support;
 
 use std::sync::Arc;
 
 use hookgate::core::{DeploymentStatus, EnvStatus};
 use hookgate::runtime::RuntimeError;
+use log_capture::Captured;
 use support::{StepLog, file, world, world_on};
 
 const TARGETS: &str = r#"
@@ -53,6 +55,31 @@ async fn run(fail: &'static str) -> (DeploymentStatus, Vec<(String, EnvStatus)>,
 
 fn statuses(envs: &[(String, EnvStatus)]) -> Vec<String> {
     envs.iter().map(|(n, s)| format!("{n}: {s}")).collect()
+}
+
+/// A key the engine does not read is no error (PROTOCOL.md §2), and is logged at the start,
+/// since a misspelt one drops what it meant: here the webhook before deploying to dev.
+#[tokio::test]
+async fn a_start_logs_the_keys_of_the_file_it_does_not_read() {
+    let (log, _guard) = Captured::on_this_thread();
+    let mut w = world(|b| b, Arc::new(|_: &str| vec![(0, true)])).await;
+    let misspelt =
+        "  dev:\n    constraints:\n      beforDeployment: [runWebhook: {name: ticket}]\n";
+    let started = w
+        .engine
+        .start(&file(misspelt, CANARY), w.context())
+        .await
+        .unwrap();
+    assert_eq!(w.finished(&started.id).await, DeploymentStatus::Succeeded);
+    let log = log.text();
+    let line = log
+        .lines()
+        .find(|line| line.contains("keys hookgate does not read"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains("targets.dev.constraints.beforDeployment"),
+        "{line}"
+    );
 }
 
 #[tokio::test]

@@ -308,6 +308,14 @@ impl Engine {
         }
         let plan = self.plan_for(source)?;
         self.inner.dispatcher.check_agents(&plan)?;
+        if !plan.ignored_fields().is_empty() {
+            // No error (PROTOCOL.md §2), but a misspelt key is among them.
+            tracing::info!(
+                application = plan.application(),
+                fields = ?plan.ignored_fields(),
+                "the deployment file holds keys hookgate does not read"
+            );
+        }
         let source: Arc<str> = Arc::from(source);
         let id = self.new_deployment_id();
         let serial = Arc::clone(&self.inner.start_lock).lock_owned().await;
