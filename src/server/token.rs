@@ -21,7 +21,10 @@ const TOKEN_BODY_LIMIT: usize = 16 * 1024;
 ///
 /// The client authenticates with HTTP Basic or with credentials in the body
 /// ([`TokenIssuer::issue_with_authorization`]); a `401` carries a `WWW-Authenticate: Basic`
-/// challenge. The future is `Send`, for hosts that spawn it.
+/// challenge. Before the form is read: a method other than `POST` is `405` with `Allow: POST`,
+/// a content-coded body `415` with `Accept-Encoding: identity`, a `Content-Type` or
+/// `Authorization` header given twice `400`, and a body over 16 KiB `413`, each with an
+/// `invalid_request` error body. The future is `Send`, for hosts that spawn it.
 pub fn token_endpoint<'a, B>(
     issuer: &'a TokenIssuer,
     request: Request<B>,
