@@ -54,6 +54,22 @@ impl Receiving {
         (receiving, address)
     }
 
+    /// Sends the receiver at `address` a webhook naming `callback_uri`, and waits until it
+    /// has called back.
+    async fn call_back_to(&mut self, address: &str, callback_uri: &str) {
+        let answer = reqwest::Client::new()
+            .post(format!("http://{address}/"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "callbackUri": callback_uri }).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 202);
+        assert!(self.line().starts_with("webhook received"));
+        let answered = self.line();
+        assert!(answered.starts_with("callback answered"), "{answered}");
+    }
+
     fn line(&mut self) -> String {
         self.lines
             .recv_timeout(DEADLINE)
@@ -61,10 +77,9 @@ impl Receiving {
     }
 }
 
-/// `--any-callback-origin` calls back to an origin other than the token's: it set an empty
-/// list of allowed origins, which allows none, so every callback was refused.
-#[tokio::test(flavor = "multi_thread")]
-async fn any_callback_origin_calls_back_to_any_origin() {
+/// An orchestrator on loopback: its token endpoint issues a token, and its callback URI
+/// `/callbacks/x/callback` answers `applied`.
+async fn orchestrator() -> MockServer {
     let orchestrator = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/oauth/token"))
@@ -80,6 +95,14 @@ async fn any_callback_origin_calls_back_to_any_origin() {
         )
         .mount(&orchestrator)
         .await;
+    orchestrator
+}
+
+/// `--any-callback-origin` calls back to an origin other than the token's: it set an empty
+/// list of allowed origins, which allows none, so every callback was refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn any_callback_origin_calls_back_to_any_origin() {
+    let orchestrator = orchestrator().await;
     let port = orchestrator.address().port();
     let token_url = format!("http://127.0.0.1:{port}/oauth/token");
     let (mut receiving, address) = Receiving::spawn(&[
@@ -95,17 +118,7 @@ async fn any_callback_origin_calls_back_to_any_origin() {
 
     // `localhost`, not the token URL's `127.0.0.1`: another origin.
     let callback_uri = format!("http://localhost:{port}/callbacks/x/callback");
-    let answer = reqwest::Client::new()
-        .post(format!("http://{address}/"))
-        .header("content-type", "application/json")
-        .body(serde_json::json!({ "callbackUri": callback_uri }).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 202);
-    assert!(receiving.line().starts_with("webhook received"));
-    let answered = receiving.line();
-    assert!(answered.starts_with("callback answered"), "{answered}");
+    receiving.call_back_to(&address, &callback_uri).await;
     let callbacks = orchestrator
         .received_requests()
         .await
@@ -120,21 +133,7 @@ async fn any_callback_origin_calls_back_to_any_origin() {
 /// extension, which Armory's service does not take.
 #[tokio::test(flavor = "multi_thread")]
 async fn only_the_outcome_is_sent_without_progress() {
-    let orchestrator = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/oauth/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            serde_json::json!({"access_token": "t0ken", "token_type": "Bearer", "expires_in": 3600}),
-        ))
-        .mount(&orchestrator)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/callbacks/x/callback"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(serde_json::json!({"status": "applied"})),
-        )
-        .mount(&orchestrator)
-        .await;
+    let orchestrator = orchestrator().await;
     let token_url = format!("{}/oauth/token", orchestrator.uri());
     let (mut receiving, address) = Receiving::spawn(&[
         "--listen",
@@ -146,17 +145,7 @@ async fn only_the_outcome_is_sent_without_progress() {
     ]);
 
     let callback_uri = format!("{}/callbacks/x/callback", orchestrator.uri());
-    let answer = reqwest::Client::new()
-        .post(format!("http://{address}/"))
-        .header("content-type", "application/json")
-        .body(serde_json::json!({ "callbackUri": callback_uri }).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 202);
-    assert!(receiving.line().starts_with("webhook received"));
-    let answered = receiving.line();
-    assert!(answered.starts_with("callback answered"), "{answered}");
+    receiving.call_back_to(&address, &callback_uri).await;
     let bodies: Vec<serde_json::Value> = orchestrator
         .received_requests()
         .await
