@@ -182,6 +182,7 @@ fn configure() -> Result<(String, Job), String> {
     };
     Ok((listen, job))
 }
+
 async fn receive(
     State(job): State<Arc<Job>>,
     RawQuery(query): RawQuery,

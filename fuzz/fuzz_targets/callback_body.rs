@@ -18,7 +18,9 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::Full;
 use libfuzzer_sys::fuzz_target;
-use tokio::runtime::Runtime;
+use shared::runtime;
+
+mod shared;
 
 const TOKEN: &str = "5b0a8c3e9d2f4a7b8c1d0e6f3a2b9c8d";
 
@@ -88,17 +90,6 @@ fn start() -> DateTime<Utc> {
 fn plan() -> Arc<Plan> {
     static PLAN_ONCE: OnceLock<Arc<Plan>> = OnceLock::new();
     Arc::clone(PLAN_ONCE.get_or_init(|| Arc::new(Plan::from_yaml(PLAN).expect("a valid plan"))))
-}
-
-/// One runtime for all runs: building one per input would dominate the time per run.
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("a current-thread runtime")
-    })
 }
 
 /// Deployment `d1` with its webhooks sent, in fresh gates, so runs do not affect each other.

@@ -22,7 +22,9 @@ use http::StatusCode;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
-use tokio::runtime::Runtime;
+use shared::runtime;
+
+mod shared;
 
 const ISS: &str = "https://idp.example";
 const AUD: &str = "hookgate";
@@ -188,16 +190,6 @@ fn authorizer(scoped: bool) -> &'static JwtAuthorizer {
     } else {
         PLAIN.get_or_init(|| build(false))
     }
-}
-
-/// One runtime for all runs: building one per input would dominate the time per run.
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a current-thread runtime")
-    })
 }
 
 fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {

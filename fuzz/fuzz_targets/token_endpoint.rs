@@ -25,7 +25,9 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use http_body_util::Full;
 use libfuzzer_sys::fuzz_target;
-use tokio::runtime::Runtime;
+use shared::runtime;
+
+mod shared;
 
 const ISSUER: &str = "https://hookgate.example";
 const AUDIENCE: &str = "hookgate";
@@ -179,16 +181,6 @@ fn issuer() -> &'static TokenIssuer {
         let debug = format!("{issuer:?}");
         assert!(!debug.contains(SIGNING_KEY) && !debug.contains(CI_SECRET));
         issuer
-    })
-}
-
-/// One runtime for all runs: building one per input would dominate the time per run.
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a current-thread runtime")
     })
 }
 

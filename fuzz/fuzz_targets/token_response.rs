@@ -3,8 +3,8 @@
 //! fuzz-chosen status, `Retry-After` header and body.
 #![no_main]
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
@@ -13,7 +13,9 @@ use hookgate::receiver::{Backoff, ClientCredentials, TokenSource};
 use hookgate::transport::TransportError;
 use http::{HeaderValue, Request, Response, StatusCode, header::RETRY_AFTER};
 use libfuzzer_sys::fuzz_target;
-use tokio::runtime::Runtime;
+use shared::runtime;
+
+mod shared;
 
 /// Contains no character of `[redacted]` or `…`, so masking it cannot form it again.
 const CLIENT_SECRET: &str = "S3CR3T-QZ9-CLIENT";
@@ -23,17 +25,6 @@ struct Input<'a> {
     status: u16,
     retry_after: Option<&'a [u8]>,
     body: &'a [u8],
-}
-
-/// One runtime for all runs: building one per input would dominate the time per run.
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("a current-thread runtime")
-    })
 }
 
 fuzz_target!(|input: Input<'_>| {
