@@ -366,6 +366,13 @@ impl Engine {
                 Err(RuntimeError::Store(StoreError::ApplicationBusy { running, .. })) => {
                     engine.in_progress(queued, running)
                 }
+                // Not found by the look that followed: looked for again, and run if found.
+                Err(RuntimeError::Store(source @ StoreError::Backend { .. })) => {
+                    Err(RuntimeError::MaybeStarted {
+                        id: queued.id,
+                        source,
+                    })
+                }
                 Err(e) => Err(e),
             }
         })
@@ -612,12 +619,13 @@ impl Engine {
     }
 
     /// Cancels a deployment (see [`Deployment::handle_cancel`]). A deployment still queued
-    /// (`enqueueOne`) leaves the queue and never starts; one whose launch's create was
-    /// answered with a failure but may still be stored is canceled if it is found stored,
-    /// before anything of it is asked for (unless its resumption had begun before the cancel
-    /// was recorded: it is then canceled right after). That cancel is kept in this engine's
-    /// memory until it is stored: it is lost if the looks for the create run out or the
-    /// engine restarts first. The host's own call: it checks no tenant (see
+    /// (`enqueueOne`) leaves the queue and never starts. One whose create was answered with a
+    /// failure but may still be stored (a start answered [`RuntimeError::MaybeStarted`], or a
+    /// queued one's launch) is canceled if it is found stored, before anything of it is asked
+    /// for (unless its resumption had begun before the cancel was recorded: it is then
+    /// canceled right after). That cancel is kept in this engine's memory until it is stored:
+    /// it is lost if the looks for the create run out (the deployment was then never stored)
+    /// or the engine restarts first. The host's own call: it checks no tenant (see
     /// [`Engine::decide`]).
     pub async fn cancel(&self, id: &DeploymentId, by: &str) -> Result<(), RuntimeError> {
         let cancel = |d: &mut Deployment, now| d.handle_cancel(now, by);
@@ -625,8 +633,20 @@ impl Engine {
             .queued_or_stored(
                 || self.withdraw(id, by).map(Some),
                 || async {
-                    self.apply(id, cancel).await??;
-                    Ok(None)
+                    match self.apply(id, cancel).await {
+                        Err(RuntimeError::UnknownDeployment(_))
+                            if self.inner.unsure_creates.record_cancel(id, by) =>
+                        {
+                            Ok(Some(Withdrawn {
+                                recorded: true,
+                                maybe_stored: true,
+                            }))
+                        }
+                        applied => {
+                            applied??;
+                            Ok(None)
+                        }
+                    }
                 },
             )
             .await?;

@@ -15,11 +15,28 @@ pub enum RuntimeError {
     Core(#[from] CoreError),
     /// The store failed. The deployment in memory is as it was, but a write whose answer was
     /// lost ([`StoreError::Backend`]) may have been stored all the same: the engine looks for
-    /// it and goes on with what it finds. A start answered so may still run (looked for a
-    /// second later and again at doubling waits for about two minutes, and resumed if found),
-    /// and retrying it may start the application's deployment a second time.
+    /// it and goes on with what it finds. A start answered so is
+    /// [`RuntimeError::MaybeStarted`] instead, which names the deployment.
     #[error("the store failed: {0}")]
     Store(#[from] StoreError),
+    /// A start's write to the store failed in a way that may have stored the deployment all
+    /// the same (its answer lost with the connection, [`StoreError::Backend`]), and a look at
+    /// the store did not find it. The engine looks for it again a second later and at
+    /// doubling waits for about two minutes, and runs it if it is found; until then
+    /// [`Engine::view`](super::Engine::view) answers [`RuntimeError::UnknownDeployment`].
+    ///
+    /// Starting the file again may deploy the application twice. Cancel this one by `id`
+    /// first: [`Engine::cancel`](super::Engine::cancel) records the cancel, and a deployment
+    /// found stored later is canceled before anything of it is asked for.
+    #[error(
+        "the store failed while storing deployment {id}, which may have been stored all the same and would then run; cancel it by that id before starting the file again: {source}"
+    )]
+    MaybeStarted {
+        /// The deployment's id: what it would run as.
+        id: DeploymentId,
+        /// The store's failure.
+        source: StoreError,
+    },
     /// The deployment's webhooks cannot be sent (for example a remote network agent has no
     /// transport).
     #[error(transparent)]
