@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo bench --bench callbacks_load --features runtime,axum,sqlite,test-util -- \
-//!     [--requests N] [--concurrency C] [--rounds R] [--only memory,gates,sqlite,sqlite-fsync]
+//!     [--requests N] [--concurrency C] [--rounds R]
+//!     [--only memory,memory-after,gates,sqlite,sqlite-fsync]
 //!     [--side hookgate|baseline]
 //! ```
 //!
@@ -19,6 +20,12 @@
 //! drive is followed by a pause of 100 ms for what it leaves to end before the next; the best
 //! round of each side is reported, then each round's own ratio and their median. Every answer
 //! must be `200 {"status": "applied"}`, or the harness fails.
+//!
+//! Each gate is before deploying ([`ONE_GATE`]): its callback also opens the way to a deploy
+//! step, which the simulated host runs at once and whose result the engine records, finishing
+//! the deployment, while the drive goes on. `memory-after` is `memory` with the gate after
+//! deploying instead ([`ONE_GATE_AFTER_DEPLOY`]): the callback's own work alone, which
+//! finishes the deployment and asks for nothing more.
 //!
 //! `gates` serves the same router over [`MemoryGates`] instead of the engine: the core alone
 //! behind the HTTP layer, with no store, host or runtime, so that the two parts' shares of the
@@ -48,7 +55,7 @@ use load::{
     serve_engine,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use support::ONE_GATE;
+use support::{ONE_GATE, ONE_GATE_AFTER_DEPLOY};
 
 /// A bare axum handler reading the same body, optionally writing one row per request.
 async fn baseline(pool: Option<sqlx::SqlitePool>, requests: usize) -> (Vec<String>, Serving) {
@@ -117,6 +124,9 @@ fn main() {
         if o.runs("memory") {
             memory(&o).await;
         }
+        if o.runs("memory-after") {
+            memory_after(&o).await;
+        }
         if o.runs("gates") {
             gates(&o).await;
         }
@@ -133,7 +143,18 @@ async fn memory(o: &load::Options) {
     alternate(
         o,
         "memory",
-        async |_| engine_round(o, Arc::new(MemoryStore::new())).await,
+        async |_| engine_round(o, Arc::new(MemoryStore::new()), ONE_GATE).await,
+        async |_| bare(o).await,
+    )
+    .await;
+}
+
+/// `memory` with each gate after deploying: the callbacks' own work, no deploy step behind it.
+async fn memory_after(o: &load::Options) {
+    alternate(
+        o,
+        "memory-after",
+        async |_| engine_round(o, Arc::new(MemoryStore::new()), ONE_GATE_AFTER_DEPLOY).await,
         async |_| bare(o).await,
     )
     .await;
@@ -153,10 +174,11 @@ async fn gates(o: &load::Options) {
     .await;
 }
 
-/// A drive of the engine over `store`, served afresh, shut down before the other side runs:
-/// none of its work (writes after the answers) spills into that side's drive.
-async fn engine_round(o: &load::Options, store: Arc<DynStore>) -> Round {
-    let served = serve_engine(store, o.requests, |b| b).await;
+/// A drive of the engine over `store` with gates of `plan`, served afresh, shut down before
+/// the other side runs: none of its work (writes after the answers) spills into that side's
+/// drive.
+async fn engine_round(o: &load::Options, store: Arc<DynStore>, plan: &str) -> Round {
+    let served = serve_engine(store, plan, o.requests, |b| b).await;
     let drove = drive(served.urls, o.concurrency).await;
     served.engine.shutdown().await;
     drove
@@ -264,7 +286,7 @@ async fn sqlite(o: &load::Options, durability: Durability, name: &str) {
             let options = SqliteOptions::default().with_durability(durability);
             let path = dir.path().join(format!("hookgate-{round}.db"));
             let store = Arc::new(SqliteStore::open_with(path, options).await.unwrap());
-            let drove = engine_round(o, store.clone()).await;
+            let drove = engine_round(o, store.clone(), ONE_GATE).await;
             // Its checkpoint ends before the baseline runs.
             store.close().await;
             drove

@@ -24,6 +24,7 @@ use hookgate::runtime::ReplicaOptions;
 use hookgate::store::{DynStore, PostgresOptions, PostgresStore};
 use load::{Round, drive, options, report, serve_engine};
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use support::ONE_GATE;
 
 /// A schema name no earlier run used.
 fn fresh_schema(what: &str) -> String {
@@ -39,7 +40,7 @@ async fn store(url: &str, schema: &str) -> Arc<DynStore> {
 
 async fn one_replica(url: &str, requests: usize, concurrency: usize) -> (Round, String) {
     let schema = fresh_schema("one");
-    let served = serve_engine(store(url, &schema).await, requests, |b| {
+    let served = serve_engine(store(url, &schema).await, ONE_GATE, requests, |b| {
         b.replica(ReplicaOptions::new("replica-1"))
     })
     .await;
@@ -58,7 +59,7 @@ async fn two_replicas(url: &str, requests: usize, concurrency: usize) -> (Round,
         ("replica-a", requests / 2),
         ("replica-b", requests - requests / 2),
     ] {
-        let served = serve_engine(Arc::clone(&shared), share, |b| {
+        let served = serve_engine(Arc::clone(&shared), ONE_GATE, share, |b| {
             b.replica(ReplicaOptions::new(name))
         })
         .await;

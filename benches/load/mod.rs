@@ -13,7 +13,7 @@ use hookgate::server::{CallbackHandler, ServerState, router};
 use hookgate::store::DynStore;
 use hookgate::test_util::{RecordingTransport, SequentialIds};
 
-use super::support::{ONE_GATE, cpu_times};
+use super::support::cpu_times;
 
 pub const TOKEN: &str = "load-test-token";
 pub struct Options {
@@ -201,10 +201,11 @@ pub struct Served {
     pub server: Serving,
 }
 
-/// An engine with `requests` open gates served on loopback, configured by `configure`, its
-/// scheduler running.
+/// An engine with `requests` deployments of `plan` (one webhook gate) waiting on their
+/// callbacks, served on loopback, configured by `configure`, its scheduler running.
 pub async fn serve_engine(
     store: Arc<DynStore>,
+    plan: &str,
     requests: usize,
     configure: impl FnOnce(EngineBuilder) -> EngineBuilder,
 ) -> Served {
@@ -222,7 +223,7 @@ pub async fn serve_engine(
     let scheduler = engine.clone();
     tokio::spawn(async move { scheduler.run_scheduler().await });
     for _ in 0..requests {
-        engine.start(ONE_GATE, BTreeMap::new()).await.unwrap();
+        engine.start(plan, BTreeMap::new()).await.unwrap();
     }
     while external.count() < requests || engine.armed_deadlines() < requests {
         tokio::time::sleep(Duration::from_millis(5)).await;

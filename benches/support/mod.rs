@@ -24,6 +24,21 @@ webhooks:
     bodyTemplate: {inline: '{"callbackUri": "{{armory.callbackUri}}"}'}
 "#;
 
+/// [`ONE_GATE`] with its gate after deploying: the deploy step has run by the time the gate
+/// waits, and each callback finishes its deployment, asking for nothing more.
+pub const ONE_GATE_AFTER_DEPLOY: &str = r#"
+application: load
+targets:
+  prod:
+    constraints:
+      afterDeployment: [runWebhook: {name: gate}]
+webhooks:
+  - name: gate
+    uriTemplate: https://external.example/run
+    headers: [{key: Content-Type, value: application/json}]
+    bodyTemplate: {inline: '{"callbackUri": "{{armory.callbackUri}}"}'}
+"#;
+
 /// A three-environment plan: dev (a webhook before deploying) → staging (canary with a webhook
 /// step, a webhook after deploying) → prod (a webhook and an approval before deploying).
 pub const THREE_ENVIRONMENTS: &str = r#"
