@@ -108,6 +108,18 @@ fn parses_an_armory_deploy_file_as_it_is() {
     };
     assert_eq!(spec.roll_back_mode, RollBackMode::Manual);
     assert_eq!(spec.queries, ["avgCPUUsage-pass"]);
+    assert_eq!(
+        spec.metric_provider_name.as_deref(),
+        Some("Demo-Prometheus")
+    );
+    assert_eq!(spec.interval, Some(Duration::from_secs(7)));
+    assert_eq!(spec.judgment_runs, Some(1));
+    let query = plan.analysis_query("avgCPUUsage-pass").expect("defined");
+    assert_eq!(
+        (query.lower_limit, query.upper_limit),
+        (Some(0.0), Some(10000.0))
+    );
+    assert!(query.query_template.starts_with("avg (avg_over_time("));
     assert_eq!(plan.gate(analysis).stage(), Stage::Strategy(2));
     let approval = plan.gate(prod_us.before()[1]);
     assert!(matches!(

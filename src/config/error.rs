@@ -151,6 +151,24 @@ pub enum ProblemKind {
         /// The name.
         name: String,
     },
+    /// An analysis step names a query the file's `analysis.queries` does not define.
+    #[error("unknown query \"{name}\": add it under analysis.queries or fix the name")]
+    UnknownQuery {
+        /// The name used.
+        name: String,
+    },
+    /// Two of `analysis.queries` share a name.
+    #[error("duplicate query name \"{name}\": query names must be unique")]
+    DuplicateQuery {
+        /// The name.
+        name: String,
+    },
+    /// An analysis step or query that could never be run as written.
+    #[error("{message}")]
+    InvalidAnalysis {
+        /// What is wrong.
+        message: &'static str,
+    },
     /// `dependsOn` names an unknown target.
     #[error("unknown target \"{name}\"")]
     UnknownTarget {

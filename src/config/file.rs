@@ -36,6 +36,9 @@ pub struct DeploymentFile {
     /// `webhooks`.
     #[serde(default)]
     pub webhooks: Vec<Webhook>,
+    /// `analysis`: the queries the file's analysis steps name, for the host to run.
+    #[serde(default)]
+    pub analysis: Option<AnalysisConfig>,
     /// See [`DeploymentFile::ignored_fields`].
     #[serde(skip)]
     pub(super) ignored: Vec<String>,
@@ -289,6 +292,52 @@ pub struct Analysis {
     /// `context`: passed to the host with the analysis request.
     #[serde(default, deserialize_with = "unique_keys")]
     pub context: Context,
+    /// `metricProviderName`: the metrics provider to query; the file's
+    /// `analysis.defaultMetricProviderName` when absent.
+    #[serde(default)]
+    pub metric_provider_name: Option<String>,
+    /// `interval`: how long each judgment run looks at, in `units`.
+    #[serde(default)]
+    pub interval: Option<i64>,
+    /// `units`: `seconds`, `minutes` or `hours`, the unit of `interval`.
+    #[serde(default)]
+    pub units: Option<String>,
+    /// `numberOfJudgmentRuns`: how many times the queries are judged.
+    #[serde(default)]
+    pub number_of_judgment_runs: Option<i64>,
+}
+
+/// The file's top-level `analysis` section.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct AnalysisConfig {
+    /// `defaultMetricProviderName`: the provider of analysis steps that name none.
+    #[serde(default)]
+    pub default_metric_provider_name: Option<String>,
+    /// `queries`: the queries analysis steps name.
+    #[serde(default)]
+    pub queries: Vec<AnalysisQuery>,
+}
+
+/// One of `analysis.queries`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct AnalysisQuery {
+    /// `name`: what analysis steps call it by.
+    #[serde(default)]
+    pub name: String,
+    /// `upperLimit`: a result above it fails the query.
+    #[serde(default)]
+    pub upper_limit: Option<f64>,
+    /// `lowerLimit`: a result below it fails the query.
+    #[serde(default)]
+    pub lower_limit: Option<f64>,
+    /// `queryTemplate`: the query, in the metrics provider's language, with Armory's
+    /// placeholders for the host to fill in.
+    #[serde(default)]
+    pub query_template: String,
 }
 
 /// A named strategy: exactly one of `canary` or `blueGreen`.

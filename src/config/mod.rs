@@ -32,10 +32,10 @@ mod validate;
 
 pub use error::{ConfigError, Problem, ProblemKind};
 pub use file::{
-    Analysis, BlueGreen, BodyTemplate, Canary, CanaryStep as FileCanaryStep, Constraint,
-    Constraints, Context, ContextValue, DeploymentConfig, DeploymentFile, DurationSpec,
-    ExposeServices, Header, IfDeploymentInProgress, Pause, RunWebhook, SetWeight,
-    Strategy as FileStrategy, Target, Webhook as FileWebhook,
+    Analysis, AnalysisConfig, AnalysisQuery, BlueGreen, BodyTemplate, Canary,
+    CanaryStep as FileCanaryStep, Constraint, Constraints, Context, ContextValue, DeploymentConfig,
+    DeploymentFile, DurationSpec, ExposeServices, Header, IfDeploymentInProgress, Pause,
+    RunWebhook, SetWeight, Strategy as FileStrategy, Target, Webhook as FileWebhook,
 };
 pub use limits::Limits;
 pub use plan::{

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::file::AnalysisQuery;
 use crate::template::RequestTemplate;
 
 /// Index of an environment in [`Plan::environments`].
@@ -45,6 +46,7 @@ pub struct Plan {
     pub(crate) environments: Vec<Environment>,
     pub(crate) webhooks: Vec<Webhook>,
     pub(crate) gates: Vec<Gate>,
+    pub(crate) analysis_queries: Vec<AnalysisQuery>,
     pub(crate) ignored: Vec<String>,
 }
 
@@ -59,6 +61,18 @@ impl Plan {
     /// no error (PROTOCOL.md §2), but a misspelt key is among them.
     pub fn ignored_fields(&self) -> &[String] {
         &self.ignored
+    }
+
+    /// The file's `analysis.queries`, in the order written: what a host running an analysis
+    /// step ([`AnalysisSpec::queries`]) looks its queries up in. Empty when the file has none,
+    /// and the steps' query names are then the host's to know.
+    pub fn analysis_queries(&self) -> &[AnalysisQuery] {
+        &self.analysis_queries
+    }
+
+    /// The query of `analysis.queries` named `name`.
+    pub fn analysis_query(&self, name: &str) -> Option<&AnalysisQuery> {
+        self.analysis_queries.iter().find(|q| q.name == name)
     }
 
     /// The file's `context`.
@@ -354,6 +368,16 @@ pub struct AnalysisSpec {
     pub roll_back_mode: RollBackMode,
     /// The entry's `context`.
     pub context: BTreeMap<String, String>,
+    /// `metricProviderName`, or the file's `analysis.defaultMetricProviderName` when the entry
+    /// names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_provider_name: Option<String>,
+    /// `interval` in its `units`: how long each judgment run looks at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Duration>,
+    /// `numberOfJudgmentRuns`: how many times the queries are judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judgment_runs: Option<u32>,
 }
 
 /// `analysis.rollBackMode`.

@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde::de::IgnoredAny;
 
 use super::error::{ConfigError, Problem, ProblemKind};
-use super::file::{self, Constraint, Context, DeploymentFile, DurationSpec};
+use super::file::{
+    self, AnalysisConfig, AnalysisQuery, Constraint, Context, DeploymentFile, DurationSpec,
+};
 use super::limits::{self, Limits};
 use super::plan::{
     AnalysisSpec, CanaryStep, EnvId, Environment, Gate, GateId, GateKind, InProgressPolicy,
@@ -154,6 +156,8 @@ impl DeploymentFile {
             limits: limits.clone(),
             previews: BTreeMap::new(),
             exposed: BTreeSet::new(),
+            default_metric_provider: None,
+            query_names: BTreeSet::new(),
         };
         let plan = v.plan(self);
         if v.problems.is_empty() {
@@ -370,6 +374,11 @@ struct Validator {
     /// The services the canary of the target being read has exposed by the gate being read:
     /// only those have preview URLs when it runs.
     exposed: BTreeSet<String>,
+    /// The file's `analysis.defaultMetricProviderName`.
+    default_metric_provider: Option<String>,
+    /// The names of the file's `analysis.queries`, which analysis steps must name from when
+    /// the file lists any.
+    query_names: BTreeSet<String>,
 }
 
 /// A strategy as a target's check built it.
@@ -520,6 +529,7 @@ impl Validator {
             return Plan::empty(file.application.clone());
         }
         let webhooks = self.webhooks(&file.webhooks);
+        let analysis_queries = self.analysis_queries(file.analysis.as_ref());
         let hooks = WebhookNames::new(&webhooks);
         let order = self.dependency_order(&file.targets);
         let ids: BTreeMap<&str, EnvId> = order
@@ -543,8 +553,132 @@ impl Validator {
             environments,
             webhooks,
             gates: std::mem::take(&mut self.gates),
+            analysis_queries,
             ignored: file.ignored.clone(),
         }
+    }
+
+    /// Checks the file's `analysis` section and returns its queries; notes its default
+    /// provider and its query names for the analysis steps.
+    fn analysis_queries(&mut self, config: Option<&AnalysisConfig>) -> Vec<AnalysisQuery> {
+        let Some(config) = config else {
+            return Vec::new();
+        };
+        if let Some(provider) = &config.default_metric_provider_name {
+            self.not_blank(
+                provider,
+                "analysis.defaultMetricProviderName",
+                "a metrics provider name",
+            );
+            self.default_metric_provider = Some(provider.clone());
+        }
+        for (i, q) in config.queries.iter().enumerate() {
+            let path = format!("analysis.queries[{i}]");
+            if q.name.trim().is_empty() {
+                self.problem(
+                    format_args!("{path}.name"),
+                    ProblemKind::Missing {
+                        what: "a query name",
+                    },
+                );
+            } else if !self.query_names.insert(q.name.clone()) {
+                self.problem(
+                    format_args!("{path}.name"),
+                    ProblemKind::DuplicateQuery {
+                        name: q.name.clone(),
+                    },
+                );
+            }
+            if q.query_template.trim().is_empty() {
+                self.problem(
+                    format_args!("{path}.queryTemplate"),
+                    ProblemKind::Missing {
+                        what: "a query template",
+                    },
+                );
+            }
+            for (limit, field) in [(q.lower_limit, "lowerLimit"), (q.upper_limit, "upperLimit")] {
+                if limit.is_some_and(|l| !l.is_finite()) {
+                    self.problem(
+                        format_args!("{path}.{field}"),
+                        ProblemKind::InvalidAnalysis {
+                            message: "a limit must be a finite number",
+                        },
+                    );
+                }
+            }
+            if let (Some(lower), Some(upper)) = (q.lower_limit, q.upper_limit)
+                && lower > upper
+            {
+                self.problem(
+                    path,
+                    ProblemKind::InvalidAnalysis {
+                        message: "lowerLimit is above upperLimit, so no result could pass",
+                    },
+                );
+            }
+        }
+        config.queries.clone()
+    }
+
+    /// The parts of analysis step `a` at `path` beyond its queries' names and modes: its
+    /// provider, its judgment runs' interval and their number.
+    fn judgment(
+        &mut self,
+        a: &file::Analysis,
+        path: &str,
+    ) -> (Option<String>, Option<Duration>, Option<u32>) {
+        let provider = match &a.metric_provider_name {
+            Some(name) => {
+                let at = format!("{path}.metricProviderName");
+                self.not_blank(name, &at, "a metrics provider name");
+                Some(name.clone())
+            }
+            None => self.default_metric_provider.clone(),
+        };
+        let interval = match (a.interval, &a.units) {
+            (None, None) => None,
+            (Some(interval), Some(units)) => {
+                let spec = DurationSpec {
+                    duration: interval,
+                    unit: units.clone(),
+                };
+                let length = self.duration_in(&spec, path, ("interval", "units"));
+                if length.is_some_and(|l| l.is_zero()) {
+                    self.problem(
+                        format_args!("{path}.interval"),
+                        ProblemKind::InvalidAnalysis {
+                            message: "an interval of zero judges nothing: give at least 1 second",
+                        },
+                    );
+                }
+                length
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                self.problem(
+                    path,
+                    ProblemKind::InvalidAnalysis {
+                        message: "interval and units go together: give both or neither",
+                    },
+                );
+                None
+            }
+        };
+        let runs = a.number_of_judgment_runs.and_then(|runs| {
+            let fits = u32::try_from(runs).ok().filter(|&r| r >= 1);
+            if fits.is_none() {
+                self.problem(
+                    format_args!("{path}.numberOfJudgmentRuns"),
+                    ProblemKind::OutOfRange {
+                        value: runs,
+                        min: 1,
+                        max: i64::from(u32::MAX),
+                    },
+                );
+            }
+            fits
+        });
+        (provider, interval, runs)
     }
 
     fn webhooks(&mut self, raw: &[file::Webhook]) -> Vec<Webhook> {
@@ -1267,10 +1401,27 @@ impl Validator {
                         },
                     ),
                 }
+                if !self.query_names.is_empty() {
+                    for (i, query) in a.queries.iter().enumerate() {
+                        if !self.query_names.contains(query) {
+                            self.problem(
+                                format_args!("{path}.analysis.queries[{i}]"),
+                                ProblemKind::UnknownQuery {
+                                    name: query.clone(),
+                                },
+                            );
+                        }
+                    }
+                }
+                let (metric_provider_name, interval, judgment_runs) =
+                    self.judgment(a, &format!("{path}.analysis"));
                 GateKind::Analysis(AnalysisSpec {
                     queries: a.queries.clone(),
                     roll_back_mode,
                     context: strings(&a.context),
+                    metric_provider_name,
+                    interval,
+                    judgment_runs,
                 })
             }
         }
@@ -1385,6 +1536,13 @@ impl Validator {
         Some(length)
     }
 
+    /// Reports `name` at `path` as `what` missing if it is blank.
+    fn not_blank(&mut self, name: &str, path: &str, what: &'static str) {
+        if name.trim().is_empty() {
+            self.problem(path, ProblemKind::Missing { what });
+        }
+    }
+
     /// Reports each blank entry of the list `names` at `path`, as `what` missing.
     fn no_blank(&mut self, names: &[String], path: &str, what: &'static str) {
         for (i, name) in names.iter().enumerate() {
@@ -1395,13 +1553,24 @@ impl Validator {
     }
 
     fn duration(&mut self, spec: &DurationSpec, path: &str) -> Option<Duration> {
+        self.duration_in(spec, path, ("duration", "unit"))
+    }
+
+    /// [`Validator::duration`] of a duration whose two fields are named `fields` (length, unit)
+    /// rather than `duration` and `unit`, as an analysis's `interval` and `units` are.
+    fn duration_in(
+        &mut self,
+        spec: &DurationSpec,
+        path: &str,
+        (length, unit): (&str, &str),
+    ) -> Option<Duration> {
         let unit_seconds = match spec.unit.to_ascii_lowercase().as_str() {
             "seconds" | "second" => Some(1),
             "minutes" | "minute" => Some(60),
             "hours" | "hour" => Some(3600),
             _ => {
                 self.problem(
-                    format_args!("{path}.unit"),
+                    format_args!("{path}.{unit}"),
                     ProblemKind::UnknownUnit {
                         unit: spec.unit.clone(),
                     },
@@ -1411,7 +1580,7 @@ impl Validator {
         };
         if spec.duration < 0 {
             self.problem(
-                format_args!("{path}.duration"),
+                format_args!("{path}.{length}"),
                 ProblemKind::NegativeDuration {
                     duration: spec.duration,
                 },
@@ -1424,7 +1593,7 @@ impl Validator {
             Some(secs) if secs <= max => Some(Duration::from_secs(secs)),
             _ => {
                 self.problem(
-                    format_args!("{path}.duration"),
+                    format_args!("{path}.{length}"),
                     ProblemKind::DurationTooLong {
                         max_days: MAX_DURATION_DAYS,
                     },
@@ -1518,6 +1687,7 @@ impl Plan {
             environments: Vec::new(),
             webhooks: Vec::new(),
             gates: Vec::new(),
+            analysis_queries: Vec::new(),
             ignored: Vec::new(),
         }
     }
@@ -1636,18 +1806,30 @@ struct PlanSize {
     /// its strategy), and its own copy of what the file wrote for it (a context, analysis
     /// queries, required roles, services).
     bytes: usize,
+    /// The length of `analysis.defaultMetricProviderName`, which each analysis step naming no
+    /// provider of its own keeps a copy of.
+    default_provider: usize,
 }
 
 impl PlanSize {
     fn of(file: &DeploymentFile) -> Self {
-        let mut size = Self { gates: 0, bytes: 0 };
+        let default_provider = file
+            .analysis
+            .as_ref()
+            .and_then(|a| a.default_metric_provider_name.as_ref())
+            .map_or(0, String::len);
+        let mut size = Self {
+            gates: 0,
+            bytes: 0,
+            default_provider,
+        };
         for (target_name, target) in &file.targets {
             for c in target
                 .constraints
                 .iter()
                 .flat_map(|c| c.before_deployment.iter().chain(&c.after_deployment))
             {
-                size.add(true, target_name, constraint_bytes(c));
+                size.add(true, target_name, constraint_bytes(c, default_provider));
             }
             if let Some((name, strategy)) = target
                 .strategy
@@ -1678,7 +1860,9 @@ impl PlanSize {
         for step in strategy.canary.iter().flat_map(|c| &c.steps) {
             match step {
                 file::CanaryStep::RunWebhook(r) => self.add(true, name, context_bytes(&r.context)),
-                file::CanaryStep::Analysis(a) => self.add(true, name, analysis_bytes(a)),
+                file::CanaryStep::Analysis(a) => {
+                    self.add(true, name, analysis_bytes(a, self.default_provider));
+                }
                 file::CanaryStep::Pause(p) => self.add(true, name, texts_bytes(&p.requires_roles)),
                 file::CanaryStep::ExposeServices(e) => {
                     self.add(false, name, texts_bytes(&e.services));
@@ -1698,7 +1882,7 @@ impl PlanSize {
                 .iter()
                 .chain(&bg.shut_down_old_version_after)
             {
-                self.add(true, name, constraint_bytes(c));
+                self.add(true, name, constraint_bytes(c, self.default_provider));
             }
         }
     }
@@ -1726,14 +1910,22 @@ fn context_bytes(context: &Context) -> usize {
         .fold(0, usize::saturating_add)
 }
 
-fn analysis_bytes(a: &file::Analysis) -> usize {
-    texts_bytes(&a.queries).saturating_add(context_bytes(&a.context))
+/// What analysis step `a` keeps, where the file's default provider name is `default_provider`
+/// bytes long.
+fn analysis_bytes(a: &file::Analysis, default_provider: usize) -> usize {
+    let provider = a
+        .metric_provider_name
+        .as_ref()
+        .map_or(default_provider, String::len);
+    texts_bytes(&a.queries)
+        .saturating_add(context_bytes(&a.context))
+        .saturating_add(provider)
 }
 
-fn constraint_bytes(c: &Constraint) -> usize {
+fn constraint_bytes(c: &Constraint, default_provider: usize) -> usize {
     match c {
         Constraint::RunWebhook(r) => context_bytes(&r.context),
-        Constraint::Analysis(a) => analysis_bytes(a),
+        Constraint::Analysis(a) => analysis_bytes(a, default_provider),
         Constraint::Pause(p) => texts_bytes(&p.requires_roles),
     }
 }
