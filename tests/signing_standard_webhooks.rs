@@ -59,7 +59,9 @@ impl Vector {
 #[test]
 fn signs_the_published_vectors() {
     for v in [RUST_VECTOR, JS_VECTOR] {
-        let headers = Signer::new(v.secret()).sign(v.id, v.timestamp, v.body.as_bytes());
+        let headers = Signer::new(v.secret())
+            .sign(v.id, v.timestamp, v.body.as_bytes())
+            .unwrap();
         assert_eq!(headers.signature(), v.signature);
         assert_eq!(headers.id(), v.id);
         assert_eq!(headers.timestamp(), v.timestamp);
@@ -81,8 +83,9 @@ fn verifies_the_published_vectors() {
 fn secrets_parse_with_or_without_prefix_and_padding() {
     let v = JS_VECTOR;
     let bare = v.secret.strip_prefix("whsec_").unwrap();
-    let headers =
-        Signer::new(SigningSecret::parse(bare).unwrap()).sign(v.id, v.timestamp, v.body.as_bytes());
+    let headers = Signer::new(SigningSecret::parse(bare).unwrap())
+        .sign(v.id, v.timestamp, v.body.as_bytes())
+        .unwrap();
     assert_eq!(headers.signature(), v.signature);
 
     // 25 bytes: base64 with one `=` of padding, accepted with or without it.
@@ -91,12 +94,15 @@ fn secrets_parse_with_or_without_prefix_and_padding() {
     let sign = |s: &str| {
         Signer::new(s.parse().unwrap())
             .sign("m", 1, b"x")
+            .unwrap()
             .signature()
             .to_owned()
     };
     assert_eq!(sign(padded), sign(unpadded));
     let raw: Vec<u8> = (0..25).collect();
-    let from_raw = Signer::new(SigningSecret::from_bytes(&raw).unwrap()).sign("m", 1, b"x");
+    let from_raw = Signer::new(SigningSecret::from_bytes(&raw).unwrap())
+        .sign("m", 1, b"x")
+        .unwrap();
     assert_eq!(from_raw.signature(), sign(padded));
 }
 
@@ -152,6 +158,13 @@ fn message_ids_that_cannot_be_signed_safely_are_refused() {
             "{id:?}"
         );
         assert!(request.headers().is_empty());
+        // Signed alone, to set the headers by hand, it is refused too: no verifier would
+        // accept its signature.
+        let err = signer.sign(id, 1, b"{}").unwrap_err();
+        assert!(
+            matches!(err, SignatureError::InvalidMessageId { .. }),
+            "{id:?}"
+        );
     }
 }
 
@@ -159,11 +172,10 @@ fn message_ids_that_cannot_be_signed_safely_are_refused() {
 fn rotation_signs_with_every_secret_and_verifies_with_any() {
     let (old, new) = (RUST_VECTOR.secret(), JS_VECTOR.secret());
     let v = RUST_VECTOR;
-    let headers = Signer::new(new.clone()).with_secret(old.clone()).sign(
-        v.id,
-        v.timestamp,
-        v.body.as_bytes(),
-    );
+    let headers = Signer::new(new.clone())
+        .with_secret(old.clone())
+        .sign(v.id, v.timestamp, v.body.as_bytes())
+        .unwrap();
     let entries: Vec<_> = headers.signature().split(' ').collect();
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[1], v.signature);
@@ -364,6 +376,7 @@ proptest! {
         // The signature the same secret gives this id and timestamp with another body.
         let near_miss = Signer::new(secret.clone())
             .sign(signed_id, now_seconds + skew, &near_miss_body)
+            .unwrap()
             .signature()
             .to_owned();
         let signature = match &signature {

@@ -27,17 +27,30 @@ impl Signer {
     /// Signs `body` as message `msg_id` sent at `timestamp` (Unix seconds).
     ///
     /// `msg_id` should stay the same across retries of one call, so receivers can deduplicate.
-    pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> SignatureHeaders {
+    ///
+    /// # Errors
+    ///
+    /// [`SignatureError::InvalidMessageId`] when `msg_id` is empty, contains `.` (the spec
+    /// forbids it: the signed text is `id.timestamp.body`, so a dot would let one message pass
+    /// for another), or has anything but visible ASCII: no [`Verifier`](super::Verifier)
+    /// would accept its signature.
+    pub fn sign(
+        &self,
+        msg_id: &str,
+        timestamp: i64,
+        body: &[u8],
+    ) -> Result<SignatureHeaders, SignatureError> {
+        let id = message_id(msg_id)?;
         let signatures: Vec<String> = self
             .secrets
             .iter()
             .map(|secret| format!("v1,{}", secret.signature(msg_id, timestamp, body)))
             .collect();
-        SignatureHeaders {
-            id: msg_id.to_owned(),
+        Ok(SignatureHeaders {
+            id,
             timestamp,
             signature: signatures.join(" "),
-        }
+        })
     }
 
     /// Signs `request`'s body and sets the three headers on it, replacing earlier ones.
@@ -47,15 +60,34 @@ impl Signer {
         timestamp: i64,
         request: &mut Request<Bytes>,
     ) -> Result<(), SignatureError> {
-        let headers = self.sign(msg_id, timestamp, request.body());
-        headers.apply(request.headers_mut())
+        let headers = self.sign(msg_id, timestamp, request.body())?;
+        headers.apply(request.headers_mut());
+        Ok(())
     }
 }
 
-/// The values of the three Standard Webhooks headers for one request.
+/// `id` as the value of a `webhook-id` header, if a verifier could accept it.
+fn message_id(id: &str) -> Result<HeaderValue, SignatureError> {
+    let invalid = |reason| SignatureError::InvalidMessageId {
+        id: id.to_owned(),
+        reason,
+    };
+    if id.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    super::refuse_dotted(id)?;
+    // `HeaderValue` alone would let non-ASCII bytes through, which receivers read differently.
+    Some(id)
+        .filter(|id| id.bytes().all(|b| b.is_ascii_graphic()))
+        .and_then(|id| HeaderValue::from_str(id).ok())
+        .ok_or_else(|| invalid("it is not visible ASCII text without spaces"))
+}
+
+/// The values of the three Standard Webhooks headers for one request, made by
+/// [`Signer::sign`] for a message id a verifier accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignatureHeaders {
-    id: String,
+    id: HeaderValue,
     timestamp: i64,
     signature: String,
 }
@@ -63,7 +95,9 @@ pub struct SignatureHeaders {
 impl SignatureHeaders {
     /// The `webhook-id` value.
     pub fn id(&self) -> &str {
-        &self.id
+        self.id
+            .to_str()
+            .expect("checked to be visible ASCII when signed")
     }
 
     /// The `webhook-timestamp` value, in Unix seconds.
@@ -77,29 +111,11 @@ impl SignatureHeaders {
     }
 
     /// Sets the three headers on `headers`, replacing earlier values.
-    ///
-    /// Fails when the id is empty, contains `.` (the spec forbids it: the signed text is
-    /// `id.timestamp.body`, so a dot would let one message pass for another), or has anything
-    /// but visible ASCII.
-    pub fn apply(&self, headers: &mut HeaderMap) -> Result<(), SignatureError> {
-        let invalid = |reason| SignatureError::InvalidMessageId {
-            id: self.id.clone(),
-            reason,
-        };
-        if self.id.is_empty() {
-            return Err(invalid("it is empty"));
-        }
-        super::refuse_dotted(&self.id)?;
-        // `HeaderValue` alone would let non-ASCII bytes through, which receivers read differently.
-        let id = Some(&self.id)
-            .filter(|id| id.bytes().all(|b| b.is_ascii_graphic()))
-            .and_then(|id| HeaderValue::from_str(id).ok())
-            .ok_or_else(|| invalid("it is not visible ASCII text without spaces"))?;
+    pub fn apply(&self, headers: &mut HeaderMap) {
         let signature = HeaderValue::from_str(&self.signature)
             .expect("`v1,` entries of base64 separated by spaces are visible ASCII");
-        headers.insert(WEBHOOK_ID, id);
+        headers.insert(WEBHOOK_ID, self.id.clone());
         headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(self.timestamp));
         headers.insert(WEBHOOK_SIGNATURE, signature);
-        Ok(())
     }
 }
