@@ -97,6 +97,7 @@
 //! deployment-file model and the core without tokio, reqwest, hyper, axum or sqlx.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+#![warn(clippy::return_self_not_must_use)]
 // docs.rs builds with `--cfg docsrs` on nightly: mark each item with the features it needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

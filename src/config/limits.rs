@@ -73,12 +73,14 @@ impl Default for Limits {
 
 impl Limits {
     /// Sets the largest file.
+    #[must_use]
     pub fn with_max_file_bytes(mut self, bytes: usize) -> Self {
         self.max_file_bytes = bytes;
         self
     }
 
     /// Sets the deepest nesting (capped at 64).
+    #[must_use]
     pub fn with_max_depth(mut self, depth: usize) -> Self {
         self.max_depth = depth.min(HARD_MAX_DEPTH);
         self
@@ -91,30 +93,35 @@ impl Limits {
     }
 
     /// Sets the most targets (capped at 10,000).
+    #[must_use]
     pub fn with_max_targets(mut self, targets: usize) -> Self {
         self.max_targets = targets.min(HARD_MAX_INDEX);
         self
     }
 
     /// Sets the most webhooks (capped at 10,000).
+    #[must_use]
     pub fn with_max_webhooks(mut self, webhooks: usize) -> Self {
         self.max_webhooks = webhooks.min(HARD_MAX_INDEX);
         self
     }
 
     /// Sets the most gates.
+    #[must_use]
     pub fn with_max_gates(mut self, gates: usize) -> Self {
         self.max_gates = gates;
         self
     }
 
     /// Sets the longest template.
+    #[must_use]
     pub fn with_max_template_bytes(mut self, bytes: usize) -> Self {
         self.max_template_bytes = bytes;
         self
     }
 
     /// Sets the most headers of one webhook (capped at 10,000).
+    #[must_use]
     pub fn with_max_headers(mut self, headers: usize) -> Self {
         self.max_headers = headers.min(HARD_MAX_HEADERS);
         self

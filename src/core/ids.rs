@@ -31,9 +31,35 @@ impl fmt::Display for DeploymentId {
     }
 }
 
+impl DeploymentId {
+    /// The id's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl From<&str> for DeploymentId {
     fn from(s: &str) -> Self {
         Self(s.to_owned())
+    }
+}
+
+impl From<String> for DeploymentId {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl AsRef<str> for DeploymentId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Equality, ordering and hash are the text's, so a map keyed by ids is searched by `&str`.
+impl std::borrow::Borrow<str> for DeploymentId {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 
@@ -151,6 +177,18 @@ impl fmt::Display for OpId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_map_keyed_by_deployment_ids_is_searched_by_text() {
+        let mut map = std::collections::HashMap::new();
+        map.insert(DeploymentId::from(String::from("d-1")), 1);
+        let mut sorted = std::collections::BTreeSet::new();
+        sorted.insert(DeploymentId::from("d-2"));
+        assert_eq!(map.get("d-1"), Some(&1));
+        assert!(sorted.contains("d-2"));
+        assert_eq!(DeploymentId::from("d-3").as_str(), "d-3");
+        assert_eq!(AsRef::<str>::as_ref(&DeploymentId::from("d-4")), "d-4");
+    }
 
     #[test]
     fn callback_ids_round_trip_through_text() {

@@ -147,6 +147,7 @@ impl Decision {
     }
 
     /// Adds a comment.
+    #[must_use]
     pub fn with_comment(mut self, comment: impl Into<String>) -> Self {
         self.comment = Some(comment.into());
         self

@@ -43,12 +43,19 @@ impl Default for Settings {
 
 impl Settings {
     /// Sets the default callback timeout.
+    ///
+    /// Nothing refuses zero here, though a file's `callbackTimeout: 0` is refused
+    /// ([`ProblemKind::ZeroWait`](crate::config::ProblemKind::ZeroWait)): with it, every gate
+    /// waiting on a callback without a `callbackTimeout` of its own fails as soon as its call
+    /// is answered. A host taking the value from its operators checks it first.
+    #[must_use]
     pub fn with_callback_timeout(mut self, timeout: Duration) -> Self {
         self.callback_timeout = timeout;
         self
     }
 
     /// Sets the backoff base and cap.
+    #[must_use]
     pub fn with_backoff(mut self, base: Duration, cap: Duration) -> Self {
         self.backoff_base = base;
         self.backoff_cap = cap;
@@ -56,6 +63,7 @@ impl Settings {
     }
 
     /// Sets how many progress notes one gate records; 0 refuses them all.
+    #[must_use]
     pub fn with_max_progress_notes(mut self, limit: u32) -> Self {
         self.max_progress_notes = limit;
         self

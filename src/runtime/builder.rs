@@ -21,6 +21,7 @@ use crate::store::{DynStore, MemoryStore, Store};
 /// Builds an [`Engine`]. Defaults: an in-memory store, the system clock, callback and
 /// deployment ids from the operating system's randomness, [`Settings::default`], room for 4096
 /// unread events per subscriber.
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct EngineBuilder {
     dispatcher: Dispatcher,
     host: Arc<dyn Host>,

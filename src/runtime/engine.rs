@@ -277,6 +277,18 @@ impl Engine {
     /// waiting, which never starts (one a launch had stored all the same, its create answered
     /// with a failure, is canceled, as [`Engine::cancel`] cancels one it withdraws). The
     /// waiting one is kept in memory only: after a restart it is gone.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::Config`]: the file is invalid; nothing was started.
+    /// - [`RuntimeError::Outbound`]: a webhook cannot be sent (a remote network agent with no
+    ///   transport); nothing was started.
+    /// - [`RuntimeError::InProgress`]: `ifDeploymentInProgress: reject` and the application
+    ///   runs.
+    /// - [`RuntimeError::Store`]: the store failed before anything was written.
+    /// - [`RuntimeError::MaybeStarted`]: the store failed writing the deployment, which may
+    ///   run all the same; cancel it by the id it names rather than start the file again.
+    /// - [`RuntimeError::ShuttingDown`].
     pub async fn start(
         &self,
         source: &str,
@@ -497,6 +509,12 @@ impl Engine {
     /// deployments it held itself before it restarted and those no live replica holds, and
     /// starts hearing of the other replicas' writes; after shutdown has begun it claims nothing
     /// more either.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Store`] when the store cannot list the unfinished deployments (or, for
+    /// a replica, claim them), and [`RuntimeError::ShuttingDown`]. A deployment that cannot be
+    /// resumed is no error: it is listed in [`Recovered::not_resumed`].
     pub async fn recover(&self) -> Result<Recovered, RuntimeError> {
         let _recovering = self.inner.recoveries.begin();
         let mut recovered = Recovered {
@@ -627,6 +645,16 @@ impl Engine {
     /// it is lost if the looks for the create run out (the deployment was then never stored)
     /// or the engine restarts first. The host's own call: it checks no tenant (see
     /// [`Engine::decide`]).
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::UnknownDeployment`]: no deployment has this id, queued, stored or
+    ///   looked for.
+    /// - [`RuntimeError::Core`]: the deployment has finished
+    ///   ([`CoreError::Finished`](crate::core::CoreError::Finished)).
+    /// - [`RuntimeError::Store`]: the cancel's write failed; the deployment is as it was, or
+    ///   (its answer lost) canceled: cancel again to find out.
+    /// - [`RuntimeError::ShuttingDown`].
     pub async fn cancel(&self, id: &DeploymentId, by: &str) -> Result<(), RuntimeError> {
         let cancel = |d: &mut Deployment, now| d.handle_cancel(now, by);
         let withdrawn = self
@@ -736,6 +764,15 @@ impl Engine {
     /// A host deciding on a caller's behalf checks [`DeploymentView::tenant`] first, or goes
     /// through [`GateService::decide`](crate::server::GateService::decide), which refuses
     /// another tenant's principal (the approval endpoint does).
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::UnknownDeployment`]: no deployment has this id.
+    /// - [`RuntimeError::Core`]: the core refused the decision: the gate waits for none, the
+    ///   decider lacks a required role, or the deployment has finished (see
+    ///   [`Deployment::handle_approval`]).
+    /// - [`RuntimeError::Store`] and [`RuntimeError::ShuttingDown`], as for
+    ///   [`Engine::cancel`].
     pub async fn decide(
         &self,
         id: &DeploymentId,
@@ -752,6 +789,11 @@ impl Engine {
     /// still queued shows as [`DeploymentStatus::Queued`], nothing of it begun. Like
     /// [`Engine::cancel`], [`Engine::decide`] and [`Engine::history`], a call of the host's
     /// own that checks no tenant.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::UnknownDeployment`] when no deployment has this id, and
+    /// [`RuntimeError::Store`] when the store cannot load it.
     pub async fn view(&self, id: &DeploymentId) -> Result<DeploymentView, RuntimeError> {
         self.queued_or_stored(
             || {
@@ -769,7 +811,13 @@ impl Engine {
 
     /// A deployment's history: every event, with the `mdMessage` of each callback and who
     /// decided each approval. The host's own call: it checks no tenant (see
-    /// [`Engine::decide`]).
+    /// [`Engine::decide`]). An id no deployment has, or one still queued, has an empty history,
+    /// as [`Store::history`](crate::store::Store::history) answers it: use [`Engine::view`] to
+    /// tell an unknown id apart.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Store`] when the store cannot read it.
     pub async fn history(&self, id: &DeploymentId) -> Result<Vec<HistoryEntry>, RuntimeError> {
         Ok(self.inner.store.history(id).await?)
     }

@@ -1,10 +1,14 @@
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use crate::config::{EnvId, GateId};
 use crate::core::{ApprovalKind, DeploymentId, Event};
 
 /// What the engine publishes to subscribers ([`Engine::subscribe`](super::Engine::subscribe)).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialized with a `type` field naming the variant (`deployment`, `approval_requested`) beside
+/// the variant's fields, for a queue or a log to carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EngineEvent {
     /// An event of a deployment's history, after it was stored.

@@ -75,6 +75,7 @@ impl ReplicaOptions {
     }
 
     /// Leases of `lease` instead of 30 seconds; at least [`ReplicaOptions::MIN_LEASE`].
+    #[must_use]
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
@@ -82,6 +83,7 @@ impl ReplicaOptions {
 
     /// At most `batch` orphaned deployments taken over per round of upkeep, and resumed per
     /// batch of a recovery.
+    #[must_use]
     pub fn takeover_batch(mut self, batch: usize) -> Self {
         self.takeover_batch = batch.max(1);
         self
@@ -247,7 +249,7 @@ impl Engine {
         let live: Vec<Arc<DeploymentId>> = lock(&self.inner.live).keys().cloned().collect();
         let mut retaken = Vec::new();
         for id in live {
-            match held.get(&id) {
+            match held.get(&*id) {
                 Some(&version) => upkeep.reloaded += usize::from(self.sync(&id, version).await),
                 None => {
                     // Registered after `renew` read the leases (a launch, a takeover by an

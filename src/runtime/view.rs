@@ -1,8 +1,11 @@
+use serde::Serialize;
+
 use crate::config::{EnvId, GateId, Plan};
 use crate::core::{Deployment, DeploymentId, DeploymentStatus, EnvStatus, GateState};
 
-/// A deployment as [`Engine::view`](super::Engine::view) shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A deployment as [`Engine::view`](super::Engine::view) shows it; serialized with the field
+/// names below, for a status page or API to pass on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct DeploymentView {
     /// Its id.
@@ -22,7 +25,7 @@ pub struct DeploymentView {
 }
 
 /// A gate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct GateView {
     /// The gate.

@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use super::{Lease, StoreError};
 use crate::core::{CallbackId, Deployment, DeploymentId, DeploymentState, DeploymentStatus, Event};
@@ -55,6 +56,7 @@ impl NewDeployment {
 
     /// Stores it leased to the replica creating it, so no other replica takes it as an orphan
     /// between its creation and its first lease.
+    #[must_use]
     pub fn leased(mut self, lease: Lease) -> Self {
         self.lease = Some(lease);
         self
@@ -63,6 +65,7 @@ impl NewDeployment {
     /// Stores it only if no other deployment of its application is running: the store checks
     /// and writes in one step, and refuses with
     /// [`StoreError::ApplicationBusy`](super::StoreError::ApplicationBusy) otherwise.
+    #[must_use]
     pub fn exclusive(mut self) -> Self {
         self.exclusive = true;
         self
@@ -70,6 +73,7 @@ impl NewDeployment {
 
     /// Stores it with another status, such as `queued` for a deployment that waits for
     /// another one of its application (`ifDeploymentInProgress: enqueueOne`).
+    #[must_use]
     pub fn with_status(mut self, status: DeploymentStatus) -> Self {
         self.status = status;
         self
@@ -141,7 +145,7 @@ impl From<Vec<StoredDeployment>> for Unfinished {
 }
 
 /// One event of a deployment's history.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HistoryEntry {
     /// Its position in the deployment's history: 1, 2, 3, ... in the order appended.
     pub seq: u64,

@@ -7,9 +7,9 @@ use crate::clock::Clock;
 /// A clock that moves only when told to. Clones share the same time.
 ///
 /// Moving it wakes nothing: a task sleeping until a time this clock reads (the engine's
-/// [`run_scheduler`](crate::runtime::Engine::run_scheduler) sleeps on Tokio's timer) does not
-/// notice. With an engine, call [`Engine::fire_due`](crate::runtime::Engine::fire_due) (and a
-/// replica's lease upkeep) after moving it, rather than running the scheduler.
+/// [`run_scheduler`] sleeps on Tokio's timer) does not notice. With an engine, call
+/// [`Engine::fire_due`] (and a replica's lease upkeep) after moving it, rather than running the
+/// scheduler.
 ///
 /// ```
 /// use chrono::{TimeDelta, TimeZone, Utc};
@@ -18,6 +18,18 @@ use crate::clock::Clock;
 /// clock.advance(TimeDelta::hours(24));
 /// assert_eq!(clock.now(), Utc.with_ymd_and_hms(2026, 1, 2, 0, 0, 0).unwrap());
 /// ```
+// The engine is built with feature `runtime`: without it, the links go to docs.rs, which
+// builds every feature.
+#[cfg_attr(
+    feature = "runtime",
+    doc = "[`run_scheduler`]: crate::runtime::Engine::run_scheduler\n\
+           [`Engine::fire_due`]: crate::runtime::Engine::fire_due"
+)]
+#[cfg_attr(
+    not(feature = "runtime"),
+    doc = "[`run_scheduler`]: https://docs.rs/hookgate/latest/hookgate/runtime/struct.Engine.html#method.run_scheduler\n\
+           [`Engine::fire_due`]: https://docs.rs/hookgate/latest/hookgate/runtime/struct.Engine.html#method.fire_due"
+)]
 #[derive(Debug, Clone)]
 pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
 

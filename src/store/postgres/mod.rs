@@ -130,18 +130,21 @@ impl PostgresOptions {
     pub const MAX_CONNECTIONS: u32 = 10_000;
 
     /// Sets the schema.
+    #[must_use]
     pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = schema.into();
         self
     }
 
     /// Sets the pool size.
+    #[must_use]
     pub fn with_max_connections(mut self, max: u32) -> Self {
         self.max_connections = max;
         self
     }
 
     /// Sets the connect timeout.
+    #[must_use]
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -158,12 +161,14 @@ impl PostgresOptions {
     }
 
     /// Sets the change-notice heartbeat.
+    #[must_use]
     pub fn with_notice_heartbeat(mut self, heartbeat: Duration) -> Self {
         self.notice_heartbeat = heartbeat;
         self
     }
 
     /// Sets the clock.
+    #[must_use]
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
