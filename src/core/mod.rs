@@ -30,7 +30,7 @@ pub use ids::{CallbackId, DeploymentId, IdSource, OpId, ParseCallbackIdError};
 pub use input::{CallFailure, CallResult, CallbackAck, Decision, StepOutcome};
 pub use settings::Settings;
 pub use state::{DeploymentState, GateState};
-pub use status::{DeploymentStatus, EnvStatus, Resolution};
+pub use status::{DeploymentStatus, EnvStatus, Resolution, UnknownStatus};
 
 #[cfg(feature = "runtime")]
 pub(crate) use machine::later;

@@ -1,4 +1,5 @@
 use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +54,33 @@ impl EnvStatus {
     }
 }
 
+impl EnvStatus {
+    /// Every status, in the order of PROTOCOL.md §4.
+    pub const ALL: [EnvStatus; 9] = [
+        EnvStatus::Pending,
+        EnvStatus::Checking,
+        EnvStatus::Deploying,
+        EnvStatus::Verifying,
+        EnvStatus::RollingBack,
+        EnvStatus::Succeeded,
+        EnvStatus::Failed,
+        EnvStatus::RolledBack,
+        EnvStatus::Canceled,
+    ];
+}
+
+/// Reads what [`EnvStatus::as_str`] writes.
+impl FromStr for EnvStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(text: &str) -> Result<Self, UnknownStatus> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or_else(|| UnknownStatus::new(text, "an environment"))
+    }
+}
+
 impl fmt::Display for EnvStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -97,6 +125,50 @@ impl DeploymentStatus {
             DeploymentStatus::RolledBack => "rolled_back",
             DeploymentStatus::Canceled => "canceled",
             DeploymentStatus::Rejected => "rejected",
+        }
+    }
+}
+
+impl DeploymentStatus {
+    /// Every status, in the order of PROTOCOL.md §4.
+    pub const ALL: [DeploymentStatus; 7] = [
+        DeploymentStatus::Queued,
+        DeploymentStatus::Running,
+        DeploymentStatus::Succeeded,
+        DeploymentStatus::Failed,
+        DeploymentStatus::RolledBack,
+        DeploymentStatus::Canceled,
+        DeploymentStatus::Rejected,
+    ];
+}
+
+/// Reads what [`DeploymentStatus::as_str`] writes.
+impl FromStr for DeploymentStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(text: &str) -> Result<Self, UnknownStatus> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or_else(|| UnknownStatus::new(text, "a deployment"))
+    }
+}
+
+/// Text that names no status of [`EnvStatus`] or [`DeploymentStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not the status of {of}: expected one of the names `as_str` writes")]
+pub struct UnknownStatus {
+    /// The text read, at most its first 64 characters.
+    pub text: String,
+    /// Whose status was read: `an environment` or `a deployment`.
+    pub of: &'static str,
+}
+
+impl UnknownStatus {
+    fn new(text: &str, of: &'static str) -> Self {
+        Self {
+            text: text.chars().take(64).collect(),
+            of,
         }
     }
 }
@@ -163,5 +235,37 @@ impl fmt::Display for Resolution {
             }
             Resolution::Canceled => "closed because the deployment was cancelled",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_reads_back_from_its_name() {
+        for status in EnvStatus::ALL {
+            assert_eq!(status.as_str().parse(), Ok(status));
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(json, format!("\"{status}\""), "the same name as JSON's");
+        }
+        for status in DeploymentStatus::ALL {
+            assert_eq!(status.as_str().parse(), Ok(status));
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(json, format!("\"{status}\""), "the same name as JSON's");
+        }
+        let unknown = "Running".parse::<DeploymentStatus>().unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            "\"Running\" is not the status of a deployment: expected one of the names `as_str` writes"
+        );
+        assert_eq!(
+            "x".repeat(1000)
+                .parse::<EnvStatus>()
+                .unwrap_err()
+                .text
+                .len(),
+            64
+        );
     }
 }

@@ -189,7 +189,7 @@ pub(crate) fn status(
     id: &DeploymentId,
     text: String,
 ) -> Result<crate::core::DeploymentStatus, StoreError> {
-    serde_json::from_value(serde_json::Value::String(text)).map_err(|e| StoreError::Corrupt {
+    text.parse().map_err(|e| StoreError::Corrupt {
         id: id.clone(),
         what: "status",
         source: Box::new(e),
