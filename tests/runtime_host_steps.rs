@@ -119,6 +119,72 @@ async fn each_step_names_its_targets_strategy_and_services() {
     );
 }
 
+/// An analysis step reaches the host with Armory's fields for it, and the queries it names are
+/// the host's to look up in the plan.
+#[tokio::test]
+async fn an_analysis_step_brings_its_judgment_fields_and_its_queries() {
+    const ANALYSED: &str = r#"
+application: shop
+targets:
+  prod:
+    constraints:
+      afterDeployment:
+        - analysis: {queries: [errors], interval: 30, units: seconds, numberOfJudgmentRuns: 4}
+analysis:
+  defaultMetricProviderName: prom
+  queries: [{name: errors, upperLimit: 5, queryTemplate: 'sum(rate(errors[1m]))'}]
+"#;
+    #[derive(Clone, Default)]
+    struct Analyst(Arc<Mutex<Vec<String>>>);
+
+    #[async_trait]
+    impl Host for Analyst {
+        async fn run_step(&self, context: &StepContext, step: &HostStep) -> StepOutcome {
+            if let HostStep::Analysis { spec, .. } = step {
+                for name in &spec.queries {
+                    let query = context.plan().analysis_query(name).expect("defined");
+                    self.0.lock().unwrap().push(format!(
+                        "{} at {:?} x{:?} from {:?} above {:?}",
+                        query.query_template,
+                        spec.interval,
+                        spec.judgment_runs,
+                        spec.metric_provider_name,
+                        query.upper_limit
+                    ));
+                }
+            }
+            SimulatedHost.run_step(context, step).await
+        }
+
+        async fn roll_back(&self, _: &StepContext) -> StepOutcome {
+            StepOutcome::Succeeded
+        }
+    }
+
+    let host = Analyst::default();
+    let engine = Engine::builder(dispatcher(), host.clone()).build();
+    let mut events = engine.subscribe();
+    engine.start(ANALYSED, BTreeMap::new()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Ok(EngineEvent::Deployment { event, .. }) = events.recv().await
+                && let EventKind::DeploymentFinished { .. } = event.kind
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the deployment finishes");
+    assert_eq!(
+        *host.0.lock().unwrap(),
+        [
+            r#"sum(rate(errors[1m])) at Some(30s) x Some(4) from Some("prom") above Some(5.0)"#
+                .replace("x Some", "xSome")
+        ]
+    );
+}
+
 /// Reports a ReplicaSet named after the environment for each deploy step.
 struct ReplicaSetHost;
 

@@ -51,6 +51,12 @@ impl StepContext {
         self.plan.application()
     }
 
+    /// The deployment's whole plan: for an analysis step, the file's queries
+    /// ([`Plan::analysis_query`]) that [`HostStep::Analysis`]'s spec names.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
     /// The target: its name, `account`, `namespace`, strategy and constraints as the deployment
     /// file gave them.
     pub fn target(&self) -> &Environment {
