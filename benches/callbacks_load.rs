@@ -24,7 +24,7 @@
 //! Each gate is before deploying ([`ONE_GATE`]): its callback also opens the way to a deploy
 //! step, which the simulated host runs at once and whose result the engine records, finishing
 //! the deployment, while the drive goes on. `memory-after` is `memory` with the gate after
-//! deploying instead ([`ONE_GATE_AFTER_DEPLOY`]): the callback's own work alone, which
+//! deploying instead ([`one_gate_after_deploy`]): the callback's own work alone, which
 //! finishes the deployment and asks for nothing more.
 //!
 //! `gates` serves the same router over [`MemoryGates`] instead of the engine: the core alone
@@ -55,7 +55,7 @@ use load::{
     serve_engine,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use support::{ONE_GATE, ONE_GATE_AFTER_DEPLOY};
+use support::{ONE_GATE, one_gate_after_deploy};
 
 /// A bare axum handler reading the same body, optionally writing one row per request.
 async fn baseline(pool: Option<sqlx::SqlitePool>, requests: usize) -> (Vec<String>, Serving) {
@@ -154,7 +154,7 @@ async fn memory_after(o: &load::Options) {
     alternate(
         o,
         "memory-after",
-        async |_| engine_round(o, Arc::new(MemoryStore::new()), ONE_GATE_AFTER_DEPLOY).await,
+        async |_| engine_round(o, Arc::new(MemoryStore::new()), &one_gate_after_deploy()).await,
         async |_| bare(o).await,
     )
     .await;

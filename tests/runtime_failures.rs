@@ -5,17 +5,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use hookgate::auth::Principal;
 use hookgate::core::{CallbackAck, CallbackId, DeploymentId, DeploymentStatus, Event, EventKind};
 use hookgate::runtime::{Engine, EngineEvent, SimulatedHost};
 use hookgate::server::{CallbackReport, GateError, GateService};
 use hookgate::store::{Store, StoredDeployment};
-use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport, SequentialIds};
+use hookgate::test_util::{FaultyStore, RecordingTransport, SequentialIds};
 use tokio::sync::broadcast::Receiver;
 
+mod faulty_store;
 mod finish;
 mod two_calls;
+
+use faulty_store::{Setup, engine, setup};
 
 const PAUSE: &str = r#"
 application: pause
@@ -24,25 +27,6 @@ targets:
     constraints:
       beforeDeployment: [pause: {duration: 1, unit: minutes}]
 "#;
-
-struct Setup {
-    engine: Engine,
-    store: Arc<FaultyStore>,
-    clock: ManualClock,
-    external: RecordingTransport,
-}
-
-fn setup() -> Setup {
-    let store = Arc::new(FaultyStore::default());
-    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap());
-    let external = RecordingTransport::new();
-    Setup {
-        engine: engine(&store, &clock, &external),
-        store,
-        clock,
-        external,
-    }
-}
 
 impl Setup {
     /// Starts a deployment of [`PAUSE`].
@@ -161,17 +145,6 @@ async fn until(done: impl Fn() -> bool, what: &str) {
     tokio::time::timeout(std::time::Duration::from_secs(20), wait)
         .await
         .expect(what);
-}
-
-fn engine(store: &Arc<FaultyStore>, clock: &ManualClock, external: &RecordingTransport) -> Engine {
-    let dispatcher = external
-        .dispatcher("https://hookgate.example")
-        .expect("a dispatcher");
-    Engine::builder(dispatcher, SimulatedHost)
-        .shared_store(store.clone())
-        .clock(clock.clone())
-        .ids(SequentialIds::starting_at(1))
-        .build()
 }
 
 #[tokio::test]

@@ -3,13 +3,15 @@
 #![cfg(all(feature = "runtime", feature = "test-util"))]
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use chrono::{TimeDelta, TimeZone, Utc};
+use chrono::TimeDelta;
 use hookgate::core::{DeploymentId, DeploymentStatus, EventKind};
-use hookgate::runtime::{Engine, RuntimeError, SimulatedHost};
+use hookgate::runtime::RuntimeError;
 use hookgate::store::{Store, StoreError};
-use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport, SequentialIds};
+
+mod faulty_store;
+
+use faulty_store::{Setup, setup};
 
 const GATE: &str = r#"
 application: gate
@@ -22,33 +24,6 @@ webhooks:
     uriTemplate: https://external.example/run
     bodyTemplate: {inline: '{{armory.callbackUri}}'}
 "#;
-
-struct Setup {
-    engine: Engine,
-    store: Arc<FaultyStore>,
-    clock: ManualClock,
-    external: RecordingTransport,
-}
-
-fn setup() -> Setup {
-    let store = Arc::new(FaultyStore::default());
-    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap());
-    let external = RecordingTransport::new();
-    let dispatcher = external
-        .dispatcher("https://hookgate.example")
-        .expect("a dispatcher");
-    let engine = Engine::builder(dispatcher, SimulatedHost)
-        .shared_store(store.clone())
-        .clock(clock.clone())
-        .ids(SequentialIds::starting_at(1))
-        .build();
-    Setup {
-        engine,
-        store,
-        clock,
-        external,
-    }
-}
 
 impl Setup {
     /// Starts [`GATE`], expecting [`RuntimeError::MaybeStarted`]; returns the id it names, and

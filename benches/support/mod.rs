@@ -26,18 +26,9 @@ webhooks:
 
 /// [`ONE_GATE`] with its gate after deploying: the deploy step has run by the time the gate
 /// waits, and each callback finishes its deployment, asking for nothing more.
-pub const ONE_GATE_AFTER_DEPLOY: &str = r#"
-application: load
-targets:
-  prod:
-    constraints:
-      afterDeployment: [runWebhook: {name: gate}]
-webhooks:
-  - name: gate
-    uriTemplate: https://external.example/run
-    headers: [{key: Content-Type, value: application/json}]
-    bodyTemplate: {inline: '{"callbackUri": "{{armory.callbackUri}}"}'}
-"#;
+pub fn one_gate_after_deploy() -> String {
+    ONE_GATE.replace("beforeDeployment", "afterDeployment")
+}
 
 /// A three-environment plan: dev (a webhook before deploying) → staging (canary with a webhook
 /// step, a webhook after deploying) → prod (a webhook and an approval before deploying).
