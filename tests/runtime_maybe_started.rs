@@ -3,11 +3,14 @@
 #![cfg(all(feature = "runtime", feature = "test-util"))]
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
-use chrono::TimeDelta;
+use chrono::{TimeDelta, TimeZone, Utc};
 use hookgate::core::{DeploymentId, DeploymentStatus, EventKind};
-use hookgate::runtime::RuntimeError;
+use hookgate::runtime::{Engine, ReplicaOptions, RuntimeError, SimulatedHost};
 use hookgate::store::{Store, StoreError};
+use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport, SequentialIds};
 
 mod faulty_store;
 
@@ -162,4 +165,79 @@ async fn a_cancel_of_an_id_never_started_is_refused() {
             .await,
         Err(RuntimeError::UnknownDeployment(_))
     ));
+}
+
+/// The create lands after the lease it was written with has ended, and another replica takes
+/// the deployment up before this one finds it: that replica knows nothing of the cancel, so
+/// the cancel reaches it through the store when this replica's look finds the row, and the
+/// deployment ends canceled then, not whenever this replica next drives it.
+#[tokio::test]
+async fn a_cancel_taken_here_reaches_the_replica_that_took_the_deployment_up() {
+    let faulty: Arc<FaultyStore> = Arc::new(FaultyStore::default());
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap());
+    let external = RecordingTransport::new();
+    let replica = |name: &str, first_id: u128| {
+        Engine::builder(
+            external.dispatcher("https://hookgate.example").unwrap(),
+            SimulatedHost,
+        )
+        .shared_store(faulty.clone())
+        .clock(clock.clone())
+        .ids(SequentialIds::starting_at(first_id))
+        .replica(ReplicaOptions::new(name).lease(Duration::from_secs(1)))
+        .build()
+    };
+    let (a, b) = (replica("a", 1), replica("b", 1_000_000));
+    a.recover().await.unwrap();
+    b.recover().await.unwrap();
+    // Stored after the fourth load of its row: the look at once, the cancel's two, and the
+    // first scheduled look.
+    faulty.store_creates_late(1, 4);
+    let id = match a.start(GATE, BTreeMap::new()).await {
+        Err(RuntimeError::MaybeStarted { id, .. }) => id,
+        other => panic!("expected MaybeStarted, got {other:?}"),
+    };
+    a.cancel(&id, "operator")
+        .await
+        .expect("the cancel is taken");
+    clock.advance(TimeDelta::seconds(1));
+    a.fire_due().await;
+    let stored = |id: DeploymentId| {
+        let faulty = faulty.clone();
+        async move { faulty.inner().load(&id).await.unwrap().map(|s| s.status) }
+    };
+    assert_eq!(stored(id.clone()).await, Some(DeploymentStatus::Running));
+
+    clock.advance(TimeDelta::seconds(1));
+    assert_eq!(b.maintain_leases().await.unwrap().taken_over, 1);
+    // `a`'s next look, two seconds after the last, finds the row `b` drives.
+    clock.advance(TimeDelta::seconds(1));
+    a.fire_due().await;
+    until(|| async { stored(id.clone()).await == Some(DeploymentStatus::Canceled) }).await;
+    let history = faulty.inner().history(&id).await.unwrap();
+    let cancels = history
+        .iter()
+        .filter(|e| matches!(&e.event.kind, EventKind::CancelRequested { by } if by == "operator"))
+        .count();
+    assert_eq!(cancels, 1, "{history:?}");
+
+    // Nothing of it is left to apply later, when `a` takes over from `b`.
+    clock.advance(TimeDelta::hours(1));
+    b.shutdown().await;
+    a.maintain_leases().await.unwrap();
+    assert_eq!(stored(id.clone()).await, Some(DeploymentStatus::Canceled));
+    let later = faulty.inner().history(&id).await.unwrap();
+    assert_eq!(later.len(), history.len(), "nothing more was written");
+}
+
+/// Waits (at most 10 s of real time) for `done`, while tasks run.
+async fn until<F: Future<Output = bool>>(done: impl Fn() -> F) {
+    let wait = async {
+        while !done().await {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+        .await
+        .expect("in time");
 }

@@ -147,6 +147,12 @@ impl DeploymentFile {
 
     /// Checks the file within `limits` and builds the plan it describes.
     pub fn validate_with(&self, limits: &Limits) -> Result<Plan, ConfigError> {
+        self.validate_as(limits, false)
+    }
+
+    /// [`DeploymentFile::validate_with`], the analysis fields' problems left unreported when
+    /// `stored` (see [`Plan::from_stored_yaml`]).
+    fn validate_as(&self, limits: &Limits, stored: bool) -> Result<Plan, ConfigError> {
         let mut v = Validator {
             problems: Vec::new(),
             unlisted: 0,
@@ -158,6 +164,8 @@ impl DeploymentFile {
             exposed: BTreeSet::new(),
             default_metric_provider: None,
             query_names: BTreeSet::new(),
+            stored,
+            muted: false,
         };
         let plan = v.plan(self);
         if v.problems.is_empty() {
@@ -266,6 +274,17 @@ impl Plan {
     /// Reads and validates a YAML (or JSON) deployment file within `limits`.
     pub fn from_yaml_with(source: &str, limits: &Limits) -> Result<Plan, ConfigError> {
         DeploymentFile::from_yaml_with(source, limits)?.validate_with(limits)
+    }
+
+    /// Reads the file a deployment was stored with, as [`Plan::from_yaml`] does, but without
+    /// the checks of the analysis fields (`analysis.queries`, a step's `metricProviderName`,
+    /// `interval`, `units` and `numberOfJudgmentRuns`), which releases before them ignored: a
+    /// deployment such a release started and stored resumes, its analysis steps reaching the
+    /// host with what of those fields is well formed. A new deployment of the same file is
+    /// refused.
+    pub(crate) fn from_stored_yaml(source: &str) -> Result<Plan, ConfigError> {
+        let limits = Limits::default();
+        DeploymentFile::from_yaml_with(source, &limits)?.validate_as(&limits, true)
     }
 
     /// Reads and validates a JSON deployment file within `limits`.
@@ -379,6 +398,12 @@ struct Validator {
     /// The names of the file's `analysis.queries`, which analysis steps must name from when
     /// the file lists any.
     query_names: BTreeSet<String>,
+    /// Whether the file is one a deployment was stored with, by a release that did not read
+    /// the analysis fields: their problems are not reported (see
+    /// [`Plan::from_stored_yaml`]).
+    stored: bool,
+    /// Whether problems found now go unreported: an analysis field's, in a stored file.
+    muted: bool,
 }
 
 /// A strategy as a target's check built it.
@@ -393,6 +418,9 @@ impl Validator {
     /// listed: a hostile file can hold a hundred thousand problems whose paths each repeat a
     /// long name.
     fn problem(&mut self, path: impl fmt::Display, kind: ProblemKind) {
+        if self.muted {
+            return;
+        }
         if self.listing_left == 0 {
             self.unlisted += 1;
             return;
@@ -529,7 +557,9 @@ impl Validator {
             return Plan::empty(file.application.clone());
         }
         let webhooks = self.webhooks(&file.webhooks);
+        self.muted = self.stored;
         let analysis_queries = self.analysis_queries(file.analysis.as_ref());
+        self.muted = false;
         let hooks = WebhookNames::new(&webhooks);
         let order = self.dependency_order(&file.targets);
         let ids: BTreeMap<&str, EnvId> = order
@@ -1401,6 +1431,7 @@ impl Validator {
                         },
                     ),
                 }
+                self.muted = self.stored;
                 if !self.query_names.is_empty() {
                     for (i, query) in a.queries.iter().enumerate() {
                         if !self.query_names.contains(query) {
@@ -1415,6 +1446,7 @@ impl Validator {
                 }
                 let (metric_provider_name, interval, judgment_runs) =
                     self.judgment(a, &format!("{path}.analysis"));
+                self.muted = false;
                 GateKind::Analysis(AnalysisSpec {
                     queries: a.queries.clone(),
                     roll_back_mode,

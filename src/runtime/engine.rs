@@ -860,6 +860,11 @@ impl Engine {
                 // Found, if it was a create looked for: resumed here (which ends the looks
                 // itself), finished already, or driven by another replica.
                 self.inner.unsure_creates.remove(&id);
+                // A cancel taken while it was looked for, which no resumption here has stored:
+                // another replica drives it, or the resumption's write went unanswered.
+                if let Some(by) = self.inner.unsure_creates.canceled_by(&id) {
+                    self.cancel_found(&id, &by).await;
+                }
                 continue;
             };
             // A create that may still be stored is looked for again later, whether this look
@@ -885,6 +890,22 @@ impl Engine {
             tracing::warn!(deployment = %id, error = %e, "could not fire a deadline; trying again in a second");
         }
         fired
+    }
+
+    /// Applies the cancel `by` took while the create of `id` was looked for, now that it is
+    /// found, as any input is applied: to the deployment this engine drives, or recorded for
+    /// the replica that drives it. Done once it is stored or nothing is left to cancel (the
+    /// deployment finished); a failure tries again a second later.
+    async fn cancel_found(&self, id: &Arc<DeploymentId>, by: &str) {
+        match self.apply(id, |d, now| d.handle_cancel(now, by)).await {
+            Ok(_) | Err(RuntimeError::UnknownDeployment(_)) => {
+                self.inner.unsure_creates.cancel_stored(id);
+            }
+            Err(e) => {
+                tracing::warn!(deployment = %id, error = %e, "could not store a cancel taken while the deployment's create was looked for; trying again in a second");
+                self.retry_soon(id);
+            }
+        }
     }
 
     /// Fires `id` again a moment from now: a deployment not in memory, whose write failed.
@@ -1035,6 +1056,26 @@ impl Engine {
         Ok(plan)
     }
 
+    /// [`Engine::plan_for`] the file a deployment was stored with: one an earlier release
+    /// stored, which the checks of a later one refuse, is read as
+    /// [`Plan::from_stored_yaml`] reads it, so that the deployment goes on.
+    pub(crate) fn stored_plan_for(
+        &self,
+        id: &DeploymentId,
+        source: &str,
+    ) -> Result<Arc<Plan>, RuntimeError> {
+        match self.plan_for(source) {
+            Err(RuntimeError::Config(refused)) => match Plan::from_stored_yaml(source) {
+                Ok(plan) => {
+                    tracing::warn!(deployment = %id, problems = %refused, "the deployment's stored file is refused by this release's checks of analysis fields; it goes on as stored");
+                    Ok(Arc::new(plan))
+                }
+                Err(_) => Err(RuntimeError::Config(refused)),
+            },
+            read => read,
+        }
+    }
+
     fn new_deployment_id(&self) -> DeploymentId {
         let id = lock(&self.inner.ids).callback_id();
         DeploymentId(format!("d-{}", &id.to_string()[16..]))
@@ -1117,7 +1158,7 @@ impl Engine {
         }
         // A copy is private: a finished deployment never changes again, and an input applied
         // to another replica's deployment is stored for that replica to act on.
-        let plan = self.plan_for(&stored.plan_source)?;
+        let plan = self.stored_plan_for(&stored.id, &stored.plan_source)?;
         let live = Live::new(
             Deployment::restore(plan, stored.state)?,
             stored.version,

@@ -26,8 +26,10 @@ pub enum RuntimeError {
     /// [`Engine::view`](super::Engine::view) answers [`RuntimeError::UnknownDeployment`].
     ///
     /// Starting the file again may deploy the application twice. Cancel this one by `id`
-    /// first: [`Engine::cancel`](super::Engine::cancel) records the cancel, and a deployment
-    /// found stored later is canceled before anything of it is asked for.
+    /// first, on the engine that answered: [`Engine::cancel`](super::Engine::cancel) records
+    /// the cancel there, and a deployment found stored later is canceled (before anything of
+    /// it is asked for, when that engine resumes it; through the store, when another replica
+    /// took it up first). Another replica knows the id only once the deployment is stored.
     #[error(
         "the store failed while storing deployment {id}, which may have been stored all the same and would then run; cancel it by that id before starting the file again: {source}"
     )]

@@ -120,7 +120,7 @@ impl Engine {
         if index.is_none_or(|g| g >= stored.state.gates.len()) {
             return Err(GateError::Core(CoreError::UnknownGate(gate)));
         }
-        let plan = self.plan_for(&stored.plan_source)?;
+        let plan = self.stored_plan_for(&stored.id, &stored.plan_source)?;
         match index.and_then(|g| plan.gates().get(g)).map(|g| g.kind()) {
             Some(GateKind::Webhook { .. } | GateKind::Pause(_)) => {
                 Err(GateError::Core(CoreError::NotAwaitingDecision(gate)))
@@ -147,7 +147,7 @@ impl Engine {
         callback: CallbackId,
         report: &CallbackReport,
     ) -> Result<Arc<Plan>, GateError> {
-        let plan = self.plan_for(&stored.plan_source)?;
+        let plan = self.stored_plan_for(&stored.id, &stored.plan_source)?;
         // A row that no longer fits its plan is the take-up's to report.
         let Ok(mut copy) = Deployment::restore(Arc::clone(&plan), Arc::clone(&stored.state)) else {
             return Ok(plan);

@@ -457,7 +457,7 @@ impl Engine {
         {
             return Ok(None);
         }
-        let plan = self.plan_for(&stored.plan_source)?;
+        let plan = self.stored_plan_for(&stored.id, &stored.plan_source)?;
         let mut d = Deployment::restore(plan, stored.state)?;
         let before = d.clone();
         let now = self.inner.clock.now();

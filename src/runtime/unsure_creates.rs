@@ -76,7 +76,10 @@ impl UnsureCreates {
         let Some((id, _)) = looks.get_key_value(id) else {
             return false;
         };
-        self.canceled().insert(Arc::clone(id), by.to_owned());
+        // The first cancel is the one its caller was told of first; a second changes nothing.
+        self.canceled()
+            .entry(Arc::clone(id))
+            .or_insert_with(|| by.to_owned());
         true
     }
 
@@ -148,6 +151,12 @@ mod tests {
         unsure.insert(&id);
         assert_eq!(unsure.canceled_by(&id), None);
         assert!(unsure.record_cancel(&id, "op"));
+        assert!(unsure.record_cancel(&id, "second"));
+        assert_eq!(
+            unsure.canceled_by(&id).as_deref(),
+            Some("op"),
+            "the first stands"
+        );
         assert_eq!(unsure.missed(&id), Some(1), "still looked for");
         assert_eq!(unsure.canceled_by(&id).as_deref(), Some("op"));
         assert!(unsure.remove(&id));
