@@ -706,8 +706,12 @@ impl Engine {
             }
             // Not stored: it never starts (a recorded cancel cancels it if it is found).
             Err(RuntimeError::UnknownDeployment(_)) => {}
+            // Kept, and tried again a second from now as a found create's cancel is: the
+            // deployment may be in memory here, resumed before the cancel was recorded, with
+            // nothing else due for a day.
             Err(e) if withdrawn.recorded => {
-                tracing::warn!(deployment = %id, error = %e, "could not cancel a withdrawn deployment's stored create at once; the cancel is kept and applied when it is next resumed");
+                tracing::warn!(deployment = %id, error = %e, "could not cancel a withdrawn deployment's stored create at once; the cancel is kept and tried again in a second");
+                self.retry_soon(&Arc::new(id.clone()));
             }
             // Out of the queue, and perhaps running: a retry of the cancel finds it stored, or
             // nowhere if it never was.
