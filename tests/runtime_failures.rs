@@ -18,7 +18,7 @@ mod faulty_store;
 mod finish;
 mod two_calls;
 
-use faulty_store::{Setup, engine, setup};
+use faulty_store::{GATE, Setup, engine, setup};
 
 const PAUSE: &str = r#"
 application: pause
@@ -1123,19 +1123,6 @@ fn received(events: &mut Receiver<EngineEvent>) -> Vec<(DeploymentId, Event)> {
     }
     heard
 }
-
-/// One webhook gate, whose call the recording transport answers at once, then a deploy step.
-const GATE: &str = r#"
-application: gate
-targets:
-  prod:
-    constraints:
-      beforeDeployment: [runWebhook: {name: gate}]
-webhooks:
-  - name: gate
-    uriTemplate: https://external.example/run
-    bodyTemplate: {inline: '{{armory.callbackUri}}'}
-"#;
 
 /// A callback's write stored but answered with a failure, and the look failing too: the
 /// deployment is put back waiting for the callback, which its sender does not send again.

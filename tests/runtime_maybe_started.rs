@@ -14,19 +14,7 @@ use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport, Sequenti
 
 mod faulty_store;
 
-use faulty_store::{Setup, setup};
-
-const GATE: &str = r#"
-application: gate
-targets:
-  prod:
-    constraints:
-      beforeDeployment: [runWebhook: {name: gate}]
-webhooks:
-  - name: gate
-    uriTemplate: https://external.example/run
-    bodyTemplate: {inline: '{{armory.callbackUri}}'}
-"#;
+use faulty_store::{GATE, Setup, setup};
 
 impl Setup {
     /// Starts [`GATE`], expecting [`RuntimeError::MaybeStarted`]; returns the id it names, and

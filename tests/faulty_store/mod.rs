@@ -7,6 +7,20 @@ use chrono::{TimeZone, Utc};
 use hookgate::runtime::{Engine, SimulatedHost};
 use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport, SequentialIds};
 
+/// One webhook gate before deploying, whose call the recording transport answers at once (its
+/// body is the callback URI), then a deploy step.
+pub const GATE: &str = r#"
+application: gate
+targets:
+  prod:
+    constraints:
+      beforeDeployment: [runWebhook: {name: gate}]
+webhooks:
+  - name: gate
+    uriTemplate: https://external.example/run
+    bodyTemplate: {inline: '{{armory.callbackUri}}'}
+"#;
+
 pub struct Setup {
     pub engine: Engine,
     pub store: Arc<FaultyStore>,
