@@ -641,10 +641,11 @@ impl Engine {
     /// failure but may still be stored (a start answered [`RuntimeError::MaybeStarted`], or a
     /// queued one's launch) is canceled if it is found stored, before anything of it is asked
     /// for (unless its resumption had begun before the cancel was recorded: it is then
-    /// canceled right after). That cancel is kept in this engine's memory until it is stored:
-    /// it is lost if the looks for the create run out (the deployment was then never stored)
-    /// or the engine restarts first. The host's own call: it checks no tenant (see
-    /// [`Engine::decide`]).
+    /// canceled right after; when another replica took it up first, the cancel reaches that
+    /// replica through the store once this engine's look finds the row). That cancel is kept
+    /// in this engine's memory until it is stored: it is lost if the looks for the create run
+    /// out (the deployment was then never stored) or the engine restarts first. The host's own
+    /// call: it checks no tenant (see [`Engine::decide`]).
     ///
     /// # Errors
     ///
