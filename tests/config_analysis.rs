@@ -5,22 +5,9 @@ use std::time::Duration;
 
 use hookgate::config::{AnalysisSpec, GateKind, Plan, ProblemKind};
 
-/// A canary target whose one analysis step is `step` (a flow mapping's inside), with the
-/// file's top-level `section` after it.
-fn file(step: &str, section: &str) -> String {
-    format!(
-        "application: a
-targets:
-  prod: {{strategy: c}}
-strategies:
-  c:
-    canary:
-      steps:
-        - setWeight: {{weight: 50}}
-        - analysis: {{{step}}}
-{section}"
-    )
-}
+mod analysis_files;
+
+use analysis_files::canary_analysis as file;
 
 const PATH: &str = "strategies.c.canary.steps[1].analysis";
 

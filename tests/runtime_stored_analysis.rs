@@ -12,74 +12,48 @@ use hookgate::runtime::{Engine, RuntimeError, SimulatedHost};
 use hookgate::store::{MemoryStore, NewDeployment, Store};
 use hookgate::test_util::{RecordingTransport, SequentialIds};
 
+mod analysis_files;
 mod finish;
+
+use analysis_files::canary_analysis;
 
 /// Files an earlier release took: the analysis section and `interval` were ignored keys then,
 /// and a step's query names were the host's to know.
-const STORED_BEFORE: [&str; 3] = [
-    // A step naming a query the host knows besides those the section lists.
-    "application: a
-targets:
-  prod: {strategy: c}
-strategies:
-  c:
-    canary:
-      steps:
-        - setWeight: {weight: 50}
-        - analysis: {queries: [cpu, host-known]}
-analysis:
+fn stored_before() -> [String; 3] {
+    let section = "analysis:
   queries:
     - {name: cpu, upperLimit: 1, queryTemplate: 'avg(cpu)'}
-",
-    // `interval` without `units`.
-    "application: a
-targets:
-  prod: {strategy: c}
-strategies:
-  c:
-    canary:
-      steps:
-        - setWeight: {weight: 50}
-        - analysis: {queries: [cpu], interval: 5}
-",
-    // Queries that could never be judged, and no runs at all.
-    "application: a
-targets:
-  prod: {strategy: c}
-strategies:
-  c:
-    canary:
-      steps:
-        - setWeight: {weight: 50}
-        - analysis: {queries: [cpu], numberOfJudgmentRuns: 0, metricProviderName: ''}
-analysis:
+";
+    let unjudgeable = "analysis:
   queries:
     - {name: cpu, lowerLimit: 2, upperLimit: 1}
     - {name: cpu, queryTemplate: 'avg(cpu)'}
-",
-];
-
-/// The same layout, which both releases take.
-const LAYOUT: &str = "application: a
-targets:
-  prod: {strategy: c}
-strategies:
-  c:
-    canary:
-      steps:
-        - setWeight: {weight: 50}
-        - analysis: {queries: [cpu]}
 ";
+    [
+        // A step naming a query the host knows besides those the section lists.
+        canary_analysis("queries: [cpu, host-known]", section),
+        // `interval` without `units`.
+        canary_analysis("queries: [cpu], interval: 5", ""),
+        // Queries that could never be judged, and no runs at all.
+        canary_analysis(
+            "queries: [cpu], numberOfJudgmentRuns: 0, metricProviderName: ''",
+            unjudgeable,
+        ),
+    ]
+}
 
 #[tokio::test]
 async fn a_deployment_stored_with_analysis_fields_this_release_refuses_resumes_and_finishes() {
-    for source in STORED_BEFORE {
+    // The same layout, which both releases take.
+    let layout = canary_analysis("queries: [cpu]", "");
+    for source in stored_before() {
+        let source = source.as_str();
         assert!(
             Plan::from_yaml(source).is_err(),
             "refused when read now:\n{source}"
         );
         let store = Arc::new(MemoryStore::new());
-        let plan = Arc::new(Plan::from_yaml(LAYOUT).unwrap());
+        let plan = Arc::new(Plan::from_yaml(&layout).unwrap());
         let id = DeploymentId::from("d-old");
         let mut d = Deployment::start(
             plan,

@@ -557,9 +557,7 @@ impl Validator {
             return Plan::empty(file.application.clone());
         }
         let webhooks = self.webhooks(&file.webhooks);
-        self.muted = self.stored;
-        let analysis_queries = self.analysis_queries(file.analysis.as_ref());
-        self.muted = false;
+        let analysis_queries = self.analysis_check(|v| v.analysis_queries(file.analysis.as_ref()));
         let hooks = WebhookNames::new(&webhooks);
         let order = self.dependency_order(&file.targets);
         let ids: BTreeMap<&str, EnvId> = order
@@ -651,13 +649,35 @@ impl Validator {
         config.queries.clone()
     }
 
-    /// The parts of analysis step `a` at `path` beyond its queries' names and modes: its
-    /// provider, its judgment runs' interval and their number.
+    /// `check`, with its problems unreported in a stored file (see [`Plan::from_stored_yaml`]):
+    /// the checks of the analysis fields, which releases before them did not make.
+    fn analysis_check<T>(&mut self, check: impl FnOnce(&mut Self) -> T) -> T {
+        self.muted = self.stored;
+        let checked = check(self);
+        self.muted = false;
+        checked
+    }
+
+    /// Checks the names of analysis step `a`'s queries, at `path`, against the file's section,
+    /// and returns the rest beyond its modes: its provider, its judgment runs' interval and
+    /// their number.
     fn judgment(
         &mut self,
         a: &file::Analysis,
         path: &str,
     ) -> (Option<String>, Option<Duration>, Option<u32>) {
+        if !self.query_names.is_empty() {
+            for (i, query) in a.queries.iter().enumerate() {
+                if !self.query_names.contains(query) {
+                    self.problem(
+                        format_args!("{path}.queries[{i}]"),
+                        ProblemKind::UnknownQuery {
+                            name: query.clone(),
+                        },
+                    );
+                }
+            }
+        }
         let provider = match &a.metric_provider_name {
             Some(name) => {
                 let at = format!("{path}.metricProviderName");
@@ -673,16 +693,10 @@ impl Validator {
                     duration: interval,
                     unit: units.clone(),
                 };
-                let length = self.duration_in(&spec, path, ("interval", "units"));
-                if length.is_some_and(|l| l.is_zero()) {
-                    self.problem(
-                        format_args!("{path}.interval"),
-                        ProblemKind::InvalidAnalysis {
-                            message: "an interval of zero judges nothing: give at least 1 second",
-                        },
-                    );
-                }
-                length
+                let zero = ProblemKind::InvalidAnalysis {
+                    message: "an interval of zero judges nothing: give at least 1 second",
+                };
+                self.wait_in(&spec, path, ("interval", "units"), Some(zero))
             }
             (Some(_), None) | (None, Some(_)) => {
                 self.problem(
@@ -1431,22 +1445,9 @@ impl Validator {
                         },
                     ),
                 }
-                self.muted = self.stored;
-                if !self.query_names.is_empty() {
-                    for (i, query) in a.queries.iter().enumerate() {
-                        if !self.query_names.contains(query) {
-                            self.problem(
-                                format_args!("{path}.analysis.queries[{i}]"),
-                                ProblemKind::UnknownQuery {
-                                    name: query.clone(),
-                                },
-                            );
-                        }
-                    }
-                }
+                let at = format!("{path}.analysis");
                 let (metric_provider_name, interval, judgment_runs) =
-                    self.judgment(a, &format!("{path}.analysis"));
-                self.muted = false;
+                    self.analysis_check(|v| v.judgment(a, &at));
                 GateKind::Analysis(AnalysisSpec {
                     queries: a.queries.clone(),
                     roll_back_mode,
@@ -1561,9 +1562,21 @@ impl Validator {
         path: &str,
         zero: Option<ProblemKind>,
     ) -> Option<Duration> {
-        let length = self.duration(spec, path)?;
+        self.wait_in(spec, path, DURATION_FIELDS, zero)
+    }
+
+    /// [`Validator::wait`] of a duration whose fields are named `fields`, as
+    /// [`Validator::duration_in`] reads one.
+    fn wait_in(
+        &mut self,
+        spec: &DurationSpec,
+        path: &str,
+        fields: (&str, &str),
+        zero: Option<ProblemKind>,
+    ) -> Option<Duration> {
+        let length = self.duration_in(spec, path, fields)?;
         if let Some(kind) = zero.filter(|_| length.is_zero()) {
-            self.problem(format_args!("{path}.duration"), kind);
+            self.problem(format_args!("{path}.{}", fields.0), kind);
         }
         Some(length)
     }
@@ -1585,7 +1598,7 @@ impl Validator {
     }
 
     fn duration(&mut self, spec: &DurationSpec, path: &str) -> Option<Duration> {
-        self.duration_in(spec, path, ("duration", "unit"))
+        self.duration_in(spec, path, DURATION_FIELDS)
     }
 
     /// [`Validator::duration`] of a duration whose two fields are named `fields` (length, unit)
@@ -1724,6 +1737,9 @@ impl Plan {
         }
     }
 }
+
+/// The names of a [`DurationSpec`]'s length and unit as most of the file writes them.
+const DURATION_FIELDS: (&str, &str) = ("duration", "unit");
 
 /// How much text the YAML reader may produce for each byte of the file, aliases expanded.
 const EXPANDED_BYTES_PER_FILE_BYTE: usize = 4;

@@ -74,10 +74,7 @@ impl FromStr for EnvStatus {
     type Err = UnknownStatus;
 
     fn from_str(text: &str) -> Result<Self, UnknownStatus> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == text)
-            .ok_or_else(|| UnknownStatus::new(text, "an environment"))
+        named(&Self::ALL, Self::as_str, text, "an environment")
     }
 }
 
@@ -147,10 +144,7 @@ impl FromStr for DeploymentStatus {
     type Err = UnknownStatus;
 
     fn from_str(text: &str) -> Result<Self, UnknownStatus> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == text)
-            .ok_or_else(|| UnknownStatus::new(text, "a deployment"))
+        named(&Self::ALL, Self::as_str, text, "a deployment")
     }
 }
 
@@ -164,13 +158,21 @@ pub struct UnknownStatus {
     pub of: &'static str,
 }
 
-impl UnknownStatus {
-    fn new(text: &str, of: &'static str) -> Self {
-        Self {
+/// The status among `all` whose [`as_str`](DeploymentStatus::as_str) is `text`; else the
+/// error for a status of `of`.
+fn named<S: Copy>(
+    all: &[S],
+    as_str: fn(S) -> &'static str,
+    text: &str,
+    of: &'static str,
+) -> Result<S, UnknownStatus> {
+    all.iter()
+        .copied()
+        .find(|&status| as_str(status) == text)
+        .ok_or_else(|| UnknownStatus {
             text: text.chars().take(64).collect(),
             of,
-        }
-    }
+        })
 }
 
 impl fmt::Display for DeploymentStatus {

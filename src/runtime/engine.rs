@@ -686,11 +686,13 @@ impl Engine {
         }
     }
 
-    /// Cancels `id`, just taken out of the queue, where it is stored all the same: by a launch
-    /// whose create was answered with a failure, still looked for (its cancel recorded for
-    /// when it is found) and perhaps resumed already, having looked for a cancel before this
-    /// one was recorded; or found stored and running while its hand-off waits to try again
-    /// with it queued.
+    /// Cancels `id`, just taken out of the queue (or named by a start's
+    /// [`RuntimeError::MaybeStarted`]), where it is stored all the same: by a launch whose
+    /// create was answered with a failure, still looked for (its cancel recorded for when it
+    /// is found) and perhaps resumed already, having looked for a cancel before this one was
+    /// recorded; or found stored and running while its hand-off waits to try again with it
+    /// queued. A look that finds a create whose recorded cancel no resumption here stored
+    /// applies it the same way.
     async fn cancel_withdrawn(
         &self,
         id: &DeploymentId,
@@ -707,11 +709,11 @@ impl Engine {
             }
             // Not stored: it never starts (a recorded cancel cancels it if it is found).
             Err(RuntimeError::UnknownDeployment(_)) => {}
-            // Kept, and tried again a second from now as a found create's cancel is: the
+            // Kept, and tried again by the deadline that fires a second from now: the
             // deployment may be in memory here, resumed before the cancel was recorded, with
             // nothing else due for a day.
             Err(e) if withdrawn.recorded => {
-                tracing::warn!(deployment = %id, error = %e, "could not cancel a withdrawn deployment's stored create at once; the cancel is kept and tried again in a second");
+                tracing::warn!(deployment = %id, error = %e, "could not store a cancel taken while the deployment's create was looked for; the cancel is kept and tried again in a second");
                 self.retry_soon(&Arc::new(id.clone()));
             }
             // Out of the queue, and perhaps running: a retry of the cancel finds it stored, or
@@ -868,7 +870,12 @@ impl Engine {
                 // A cancel taken while it was looked for, which no resumption here has stored:
                 // another replica drives it, or the resumption's write went unanswered.
                 if let Some(by) = self.inner.unsure_creates.canceled_by(&id) {
-                    self.cancel_found(&id, &by).await;
+                    let recorded = Withdrawn {
+                        recorded: true,
+                        maybe_stored: true,
+                    };
+                    // Never an error for a recorded cancel: a failure is tried again.
+                    let _ = self.cancel_withdrawn(&id, &by, &recorded).await;
                 }
                 continue;
             };
@@ -895,22 +902,6 @@ impl Engine {
             tracing::warn!(deployment = %id, error = %e, "could not fire a deadline; trying again in a second");
         }
         fired
-    }
-
-    /// Applies the cancel `by` took while the create of `id` was looked for, now that it is
-    /// found, as any input is applied: to the deployment this engine drives, or recorded for
-    /// the replica that drives it. Done once it is stored or nothing is left to cancel (the
-    /// deployment finished); a failure tries again a second later.
-    async fn cancel_found(&self, id: &Arc<DeploymentId>, by: &str) {
-        match self.apply(id, |d, now| d.handle_cancel(now, by)).await {
-            Ok(_) | Err(RuntimeError::UnknownDeployment(_)) => {
-                self.inner.unsure_creates.cancel_stored(id);
-            }
-            Err(e) => {
-                tracing::warn!(deployment = %id, error = %e, "could not store a cancel taken while the deployment's create was looked for; trying again in a second");
-                self.retry_soon(id);
-            }
-        }
     }
 
     /// Fires `id` again a moment from now: a deployment not in memory, whose write failed.

@@ -21,6 +21,8 @@ pub(crate) struct UnsureCreates {
     /// cancel is stored, past the looks, so that a resumption whose write failed applies it
     /// again.
     canceled: Mutex<HashMap<Arc<DeploymentId>, String, IdHasher>>,
+    /// Whether `canceled` has any entry, as `any` is for `looks`: every deadline fired asks.
+    any_canceled: AtomicBool,
 }
 
 impl UnsureCreates {
@@ -61,7 +63,7 @@ impl UnsureCreates {
             looks.remove(id);
             self.note_removal(&looks);
             // Never found: nothing is left to cancel.
-            self.canceled().remove(id);
+            self.cancel_stored(id);
         }
         Some(count)
     }
@@ -77,20 +79,32 @@ impl UnsureCreates {
             return false;
         };
         // The first cancel is the one its caller was told of first; a second changes nothing.
-        self.canceled()
+        let mut canceled = self.canceled();
+        canceled
             .entry(Arc::clone(id))
             .or_insert_with(|| by.to_owned());
+        // Under the lock, as `cancel_stored` clears it: the two never cross.
+        self.any_canceled.store(true, Ordering::Release);
         true
     }
 
     /// Who canceled `id` while it was looked for, if anyone did and the cancel is not stored.
     pub(crate) fn canceled_by(&self, id: &DeploymentId) -> Option<String> {
+        if !self.any_canceled.load(Ordering::Acquire) {
+            return None;
+        }
         self.canceled().get(id).cloned()
     }
 
     /// Forgets the cancel of `id`, stored now.
     pub(crate) fn cancel_stored(&self, id: &DeploymentId) {
-        self.canceled().remove(id);
+        if !self.any_canceled.load(Ordering::Acquire) {
+            return;
+        }
+        let mut canceled = self.canceled();
+        canceled.remove(id);
+        self.any_canceled
+            .store(!canceled.is_empty(), Ordering::Release);
     }
 
     /// Keeps `any` true to what is left in `looks`, under its lock.
