@@ -770,7 +770,7 @@ fn restore_refuses_an_environment_its_gates_can_never_move_on() {
     assert!(Deployment::restore(Arc::clone(d.plan()), Arc::new(one_passed)).is_ok());
 }
 
-/// A deployment's status follows its environments: never `queued` once started, and terminal
+/// A deployment's status follows its environments: never `queued` once begun, and terminal
 /// only once every environment is done.
 #[test]
 fn restore_refuses_a_status_its_environments_contradict() {
@@ -780,7 +780,7 @@ fn restore_refuses_a_status_its_environments_contradict() {
     let running = r#""status":"running""#;
     assert_eq!(
         mismatch(&d, edited(&d, running, r#""status":"queued""#)),
-        "a started deployment queued"
+        "a queued deployment with something begun"
     );
     for terminal in ["succeeded", "failed", "canceled", "rolled_back"] {
         let state = edited(&d, running, &format!(r#""status":"{terminal}""#));

@@ -6,6 +6,9 @@ mod store_support;
 
 use std::sync::Arc;
 
+use hookgate::config::Plan;
+use hookgate::core::{Deployment, StartOptions};
+use hookgate::ids::RandomIds;
 use hookgate::runtime::{Engine, RuntimeError, SimulatedHost};
 use hookgate::store::{MemoryStore, NewDeployment, SqliteStore, Store, StoreError};
 use hookgate::test_util::RecordingTransport;
@@ -29,6 +32,19 @@ async fn rows_that_cannot_be_resumed_do_not_keep_the_others_from_recovering() {
             .await
             .expect("create");
     }
+    // A host's own queued deployment: the engine keeps its queue in memory, and would hold a
+    // stored one without ever beginning it.
+    let queued = Deployment::queue(
+        Arc::new(Plan::from_yaml(PLAN).expect("valid plan")),
+        "e-queued".into(),
+        StartOptions::default(),
+        &mut RandomIds,
+        chrono::Utc::now(),
+    );
+    store
+        .create(NewDeployment::new(&queued, PLAN), &[])
+        .await
+        .expect("create");
     let raw = sqlx::SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path))
         .await
         .expect("a second connection");
@@ -60,7 +76,11 @@ async fn rows_that_cannot_be_resumed_do_not_keep_the_others_from_recovering() {
     assert_eq!(recovered.resumed, 2, "the rows before and after it resume");
     assert_eq!(
         recovered.not_resumed,
-        [broken.0.id().clone(), unfit.0.id().clone()]
+        [
+            broken.0.id().clone(),
+            unfit.0.id().clone(),
+            queued.id().clone()
+        ]
     );
     assert_eq!(engine.live_deployments(), 2);
     for (d, _) in [&before, &after] {

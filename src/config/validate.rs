@@ -282,6 +282,7 @@ impl Plan {
     /// deployment such a release started and stored resumes, its analysis steps reaching the
     /// host with what of those fields is well formed. A new deployment of the same file is
     /// refused.
+    #[cfg(feature = "runtime")]
     pub(crate) fn from_stored_yaml(source: &str) -> Result<Plan, ConfigError> {
         let limits = Limits::default();
         DeploymentFile::from_yaml_with(source, &limits)?.validate_as(&limits, true)

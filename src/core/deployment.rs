@@ -7,7 +7,7 @@ use rand_pcg::Pcg64Mcg;
 
 use super::action::Action;
 use super::error::CoreError;
-use super::event::{Event, EventKind};
+use super::event::Event;
 use super::ids::{CallbackId, DeploymentId, IdSource, OpId};
 use super::input::{CallResult, CallbackAck, Decision, StepOutcome};
 use super::settings::Settings;
@@ -103,11 +103,34 @@ impl Deployment {
         ids: &mut (impl IdSource + ?Sized),
         now: DateTime<Utc>,
     ) -> Self {
+        let mut d = Self::queue(plan, id, options, ids, now);
+        d.inputs().begin(now);
+        d
+    }
+
+    /// A deployment waiting for another one of its application to finish
+    /// (`ifDeploymentInProgress: enqueueOne`), to be started later by
+    /// [`handle_begin`](Self::handle_begin). Every webhook gate gets its callback id from
+    /// `ids` now, so a host can store it as it stores a started one (its callback ids
+    /// indexed); until it begins, its status is [`DeploymentStatus::Queued`], nothing is asked
+    /// for, no event is emitted and no deadline is armed. [`started_at`](Self::started_at) is
+    /// `now` until it begins.
+    ///
+    /// A queued deployment refuses the inputs of a started one (a callback meets its gate not
+    /// open, a result is stale) and takes [`handle_cancel`](Self::handle_cancel), which
+    /// finishes it `canceled` without anything of it having run.
+    pub fn queue(
+        plan: Arc<Plan>,
+        id: DeploymentId,
+        options: StartOptions,
+        ids: &mut (impl IdSource + ?Sized),
+        now: DateTime<Utc>,
+    ) -> Self {
         let callbacks = plan
             .webhook_gates()
             .map(|gate| (gate, ids.callback_id()))
             .collect();
-        let mut s = DeploymentState {
+        let s = DeploymentState {
             id: Arc::new(id),
             started_at: now,
             context: Arc::new(options.context),
@@ -115,7 +138,7 @@ impl Deployment {
             settings: options.settings,
             rng: Pcg64Mcg::seed_from_u64(options.seed),
             next_op: 0,
-            status: DeploymentStatus::Running,
+            status: DeploymentStatus::Queued,
             canceled: false,
             envs: vec![EnvState::Waiting; plan.environments().len()],
             gates: vec![GateState::Idle; plan.gates().len()],
@@ -127,18 +150,6 @@ impl Deployment {
             events: VecDeque::new(),
             touched: Touched::default(),
         };
-        s.emit(now, EventKind::DeploymentStarted);
-        for i in 0..s.envs.len() {
-            s.emit(
-                now,
-                EventKind::EnvironmentStatus {
-                    env: EnvId(i as u16),
-                    status: EnvStatus::Pending,
-                },
-            );
-        }
-        s.start_ready(&plan, now);
-        s.check_finished(now);
         Self {
             plan,
             s: Arc::new(s),
@@ -443,6 +454,24 @@ impl Deployment {
         self.inputs().handle_step_result(now, op, outcome)
     }
 
+    /// Starts a [queued](Self::queue) deployment at `now`, as [`start`](Self::start) starts a
+    /// new one: its status becomes `running`, [`started_at`](Self::started_at) becomes `now`,
+    /// and the environments without dependencies start. Its callback ids are those it was
+    /// queued with.
+    ///
+    /// Returns [`CoreError::NotQueued`] for a deployment that has begun already, and
+    /// [`CoreError::Finished`] for one that has finished (a queued one canceled).
+    pub fn handle_begin(&mut self, now: DateTime<Utc>) -> Result<(), CoreError> {
+        match self.s.status {
+            DeploymentStatus::Queued => {
+                self.inputs().begin(now);
+                Ok(())
+            }
+            DeploymentStatus::Running => Err(CoreError::NotQueued),
+            _ => Err(CoreError::Finished),
+        }
+    }
+
     /// Cancels the deployment: environments not yet deployed are cancelled, environments in
     /// the middle of their strategy are rolled back, environments already verifying keep the
     /// new version and are cancelled. The outcome is `canceled`.
@@ -509,6 +538,7 @@ mod tests {
 
     use super::inputs::{FireAt, closes_on_deadline, ends_on_cancel};
     use super::*;
+    use crate::core::event::EventKind;
     use crate::core::state::{Due, Pos};
 
     struct NoIds;

@@ -69,6 +69,10 @@ pub enum CoreError {
     /// The deployment has finished.
     #[error("the deployment has finished")]
     Finished,
+    /// [`Deployment::handle_begin`](super::Deployment::handle_begin) of a deployment that has
+    /// begun already: only a [queued](super::Deployment::queue) one begins.
+    #[error("the deployment is not queued: it has begun already")]
+    NotQueued,
     /// A stored state does not fit the plan it was restored with.
     #[error(
         "the stored state does not match the plan: {what}; restore it with the plan it was saved with"

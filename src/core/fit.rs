@@ -28,6 +28,9 @@ pub(crate) fn check(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str
         return Err("number of gates");
     }
     callbacks(plan, s)?;
+    if s.status == DeploymentStatus::Queued {
+        return queued(s);
+    }
     status(s)?;
     dependencies(plan, s)?;
     // Positions first: the open gates are looked for at them.
@@ -90,14 +93,32 @@ fn callbacks(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// A deployment runs from its start until its last environment is done, when it takes its
-/// terminal status: `queued` is the host's, before a start, and a terminal status beside an
-/// environment still under way would leave inputs moving that environment on while the
-/// deployment refuses a cancel as finished.
-fn status(s: &DeploymentState) -> Result<(), &'static str> {
-    if s.status == DeploymentStatus::Queued {
-        return Err("a started deployment queued");
+/// A queued deployment has begun nothing: [`Deployment::handle_begin`] starts it as
+/// [`Deployment::start`] would, which assumes every environment waiting, every gate idle and
+/// nothing asked for. (A cancel finishes it, so a queued one is never canceled.)
+///
+/// [`Deployment::handle_begin`]: super::Deployment::handle_begin
+/// [`Deployment::start`]: super::Deployment::start
+fn queued(s: &DeploymentState) -> Result<(), &'static str> {
+    let pristine = !s.canceled
+        && s.next_op == 0
+        && s.envs.iter().all(|e| *e == EnvState::Waiting)
+        && s.gates.iter().all(|g| *g == GateState::Idle)
+        && s.notes.is_empty()
+        && s.previews.is_empty()
+        && s.replica_sets.is_none()
+        && s.actions.is_empty();
+    if pristine {
+        Ok(())
+    } else {
+        Err("a queued deployment with something begun")
     }
+}
+
+/// A deployment runs from its start until its last environment is done, when it takes its
+/// terminal status: a terminal status beside an environment still under way would leave
+/// inputs moving that environment on while the deployment refuses a cancel as finished.
+fn status(s: &DeploymentState) -> Result<(), &'static str> {
     if s.status.is_terminal() && !s.all_envs_done() {
         return Err("a finished deployment with an environment under way");
     }

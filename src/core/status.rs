@@ -84,8 +84,9 @@ impl fmt::Display for EnvStatus {
     }
 }
 
-/// A deployment's status (PROTOCOL.md §4). The core produces `running` and the four outcomes;
-/// `queued` and `rejected` belong to the host's `ifDeploymentInProgress` handling.
+/// A deployment's status (PROTOCOL.md §4). The core produces `queued`
+/// ([`Deployment::queue`](super::Deployment::queue)), `running` and the four outcomes;
+/// `rejected` belongs to the host's `ifDeploymentInProgress` handling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]

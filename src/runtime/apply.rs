@@ -20,10 +20,10 @@ use super::error::RuntimeError;
 use super::event::EngineEvent;
 use super::host::StepContext;
 use super::spare;
-use crate::config::EnvId;
+use crate::config::{EnvId, Plan};
 use crate::core::{
-    Action, CallFailure, CallResult, CoreError, Deployment, DeploymentId, DeploymentState, Event,
-    OpId, StepOutcome,
+    Action, CallFailure, CallResult, CoreError, Deployment, DeploymentId, DeploymentState,
+    DeploymentStatus, Event, OpId, StepOutcome,
 };
 use crate::store::{StoreError, StoredDeployment};
 
@@ -574,7 +574,7 @@ impl Engine {
     /// it, and no later input would change it, so none would retire it and its application's
     /// queue would wait for good.
     async fn restore_stored(&self, live: &mut Live, stored: StoredDeployment) -> bool {
-        match Deployment::restore(Arc::clone(live.d.plan()), stored.state) {
+        match restore(Arc::clone(live.d.plan()), stored.state) {
             Ok(d) => {
                 let driven = std::mem::replace(&mut live.d, d);
                 let published = std::mem::replace(&mut live.version, stored.version);
@@ -909,6 +909,22 @@ fn note_refusal(result: Result<(), CoreError>) {
         Ok(()) | Err(CoreError::Stale) => {}
         Err(e) => tracing::warn!(error = %e, "the core refused a result"),
     }
+}
+
+/// [`Deployment::restore`] of a deployment to drive. The engine's `enqueueOne` queue is kept
+/// in memory, and a queued deployment is never stored: a stored one is a host's own, which the
+/// engine would hold without ever beginning it, so it is refused as a state that does not fit.
+pub(crate) fn restore(
+    plan: Arc<Plan>,
+    state: Arc<DeploymentState>,
+) -> Result<Deployment, CoreError> {
+    if state.status == DeploymentStatus::Queued {
+        return Err(CoreError::PlanMismatch {
+            what: "a queued deployment, which this engine does not store or resume (its queue \
+                   is kept in memory)",
+        });
+    }
+    Deployment::restore(plan, state)
 }
 
 pub(crate) fn step_context(d: &Deployment, env: EnvId, op: OpId) -> StepContext {

@@ -6,6 +6,7 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::apply::restore;
 use super::error::RuntimeError;
 use super::event::EngineEvent;
 use super::host::Host;
@@ -1155,11 +1156,7 @@ impl Engine {
         // A copy is private: a finished deployment never changes again, and an input applied
         // to another replica's deployment is stored for that replica to act on.
         let plan = self.stored_plan_for(&stored.id, &stored.plan_source)?;
-        let live = Live::new(
-            Deployment::restore(plan, stored.state)?,
-            stored.version,
-            false,
-        );
+        let live = Live::new(restore(plan, stored.state)?, stored.version, false);
         Ok(Arc::new(AsyncMutex::new(live)))
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::apply::Target;
+use super::apply::{Target, restore};
 use super::engine::{Engine, lock};
 use super::error::RuntimeError;
 use crate::auth::Principal;
@@ -149,7 +149,7 @@ impl Engine {
     ) -> Result<Arc<Plan>, GateError> {
         let plan = self.stored_plan_for(&stored.id, &stored.plan_source)?;
         // A row that no longer fits its plan is the take-up's to report.
-        let Ok(mut copy) = Deployment::restore(Arc::clone(&plan), Arc::clone(&stored.state)) else {
+        let Ok(mut copy) = restore(Arc::clone(&plan), Arc::clone(&stored.state)) else {
             return Ok(plan);
         };
         let now = self.inner.clock.now();

@@ -23,11 +23,11 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::apply::Source;
+use super::apply::{Source, restore};
 use super::engine::{Engine, Live, lock};
 use super::error::RuntimeError;
 use super::spare;
-use crate::core::{Deployment, DeploymentId};
+use crate::core::DeploymentId;
 use crate::store::{ChangeWatcher, Lease, StoreError, StoredDeployment};
 
 /// How many times a catch-up with the store is tried at once before it is left to the next
@@ -458,7 +458,7 @@ impl Engine {
             return Ok(None);
         }
         let plan = self.stored_plan_for(&stored.id, &stored.plan_source)?;
-        let mut d = Deployment::restore(plan, stored.state)?;
+        let mut d = restore(plan, stored.state)?;
         let before = d.clone();
         let now = self.inner.clock.now();
         // Withdrawn from the queue while its create, answered with a failure, was looked for:

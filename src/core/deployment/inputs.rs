@@ -17,7 +17,7 @@ use crate::core::ids::{CallbackId, OpId};
 use crate::core::input::{CallResult, CallbackAck, Decision, StepOutcome};
 use crate::core::machine::{Work, later, work};
 use crate::core::state::{DeploymentState, Due, EnvState, GateState, Pos};
-use crate::core::status::{EnvStatus, Resolution};
+use crate::core::status::{DeploymentStatus, EnvStatus, Resolution};
 
 /// A deployment's plan and its state, held alone, for the length of one input.
 pub(super) struct Inputs<'a> {
@@ -26,6 +26,27 @@ pub(super) struct Inputs<'a> {
 }
 
 impl Inputs<'_> {
+    /// Starts a queued deployment (the end of [`Deployment::start`] too).
+    ///
+    /// [`Deployment::start`]: super::Deployment::start
+    pub(super) fn begin(&mut self, now: DateTime<Utc>) {
+        let s = &mut *self.s;
+        s.status = DeploymentStatus::Running;
+        s.started_at = now;
+        s.emit(now, EventKind::DeploymentStarted);
+        for i in 0..s.envs.len() {
+            s.emit(
+                now,
+                EventKind::EnvironmentStatus {
+                    env: EnvId(i as u16),
+                    status: EnvStatus::Pending,
+                },
+            );
+        }
+        s.start_ready(self.plan, now);
+        s.check_finished(now);
+    }
+
     pub(super) fn handle_timeout(&mut self, now: DateTime<Utc>) {
         self.fire_passed(now, FireAt::Input, |_| true);
     }
@@ -441,6 +462,21 @@ impl Inputs<'_> {
         self.s.canceled = true;
         self.s
             .emit(now, EventKind::CancelRequested { by: by.into() });
+        if self.s.status == DeploymentStatus::Queued {
+            // Nothing of it began, so nothing is undone, and its environments, never pending,
+            // report no status.
+            for env in &mut self.s.envs {
+                *env = EnvState::Done(EnvStatus::Canceled);
+            }
+            self.s.status = DeploymentStatus::Canceled;
+            self.s.emit(
+                now,
+                EventKind::DeploymentFinished {
+                    status: DeploymentStatus::Canceled,
+                },
+            );
+            return Ok(());
+        }
         for i in 0..self.s.envs.len() {
             let env = EnvId(i as u16);
             match self.s.envs[i] {
