@@ -551,6 +551,38 @@ proptest! {
             }
         }
     }
+
+    /// A queued deployment restored with another plan is refused or, begun there, driven
+    /// without a panic; with its own plan it is always taken.
+    #[test]
+    fn restoring_a_queued_state_with_another_plan_never_panics(
+        yaml in plan_yaml(),
+        other in plan_yaml(),
+        independent in any::<bool>(),
+        mutation in 0..30usize,
+        flag in any::<bool>(),
+    ) {
+        let a = Arc::new(Plan::from_yaml(&yaml).unwrap());
+        let b = if independent { other } else { other_plan(&yaml, mutation) };
+        let Ok(b) = Plan::from_yaml(&b) else {
+            return Ok(());
+        };
+        let queued = Deployment::queue(
+            Arc::clone(&a),
+            DeploymentId::from("q"),
+            StartOptions::default(),
+            &mut SequentialIds::default(),
+            common::t0(),
+        );
+        prop_assert!(Deployment::restore(a, queued.state().clone()).is_ok());
+        match Deployment::restore(Arc::new(b), queued.state().clone()) {
+            Ok(mut d) => {
+                d.handle_begin(common::t0()).unwrap();
+                drive(d, flag);
+            }
+            Err(e) => prop_assert!(matches!(e, CoreError::PlanMismatch { .. }), "{e:?}"),
+        }
+    }
 }
 
 /// A state of `d` with its JSON edited: `from` (which must occur) becomes `to`.
