@@ -154,6 +154,11 @@ async fn two_replicas_apply_each_callback_once_and_run_each_step_once() {
     replicas::two_replica_storm(store, 500).await;
 }
 
+#[tokio::test]
+async fn a_second_engine_under_a_replicas_name_makes_the_first_shut_down() {
+    replicas::a_second_engine_under_one_name(Arc::new(MemoryStore::new())).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_replicas_deployments_are_taken_over_after_its_leases_end() {
     let store: Arc<DynStore> = Arc::new(MemoryStore::new());

@@ -235,8 +235,8 @@ async fn a_store_on_the_hosts_own_pool_passes_the_conformance_suite() {
     .await
     .expect("the host's pool still works");
     assert_eq!(
-        tables, 4,
-        "deployments, callbacks, events, hookgate_migrations"
+        tables, 5,
+        "deployments, callbacks, events, replicas, hookgate_migrations"
     );
     pool.close().await;
     db.drop_schema().await;
@@ -258,7 +258,7 @@ async fn migrations_run_once_when_replicas_connect_together_and_again() {
     let before = applied().await.expect("read the migrations");
     assert_eq!(
         before.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
-        [1, 2, 3],
+        [1, 2, 3, 4],
         "each migration applied once"
     );
 
@@ -470,8 +470,8 @@ async fn a_version_1_database_is_upgraded_and_keeps_its_rows() {
     .expect("read the migrations");
     assert_eq!(
         versions,
-        [1, 2, 3],
-        "migrations 2 and 3 applied on top of 1"
+        [1, 2, 3, 4],
+        "migrations 2 to 4 applied on top of 1"
     );
     let stored = store.load(d.id()).await.expect("load").expect("kept");
     assert_eq!(stored.state, *d.state());
@@ -534,7 +534,7 @@ async fn a_schema_newer_than_this_release_is_refused() {
             refused,
             Err(StoreError::SchemaTooNew {
                 found: 99,
-                supported: 3
+                supported: 4
             })
         ),
         "{refused:?}"
@@ -1336,6 +1336,16 @@ mod replica_scenarios {
             view.gates[0].state
         );
         engine.shutdown().await;
+        db.drop_schema().await;
+    }
+
+    #[tokio::test]
+    async fn a_second_engine_under_a_replicas_name_makes_the_first_shut_down() {
+        let Some(db) = TestDb::new("one_name") else {
+            return;
+        };
+        let store: Arc<DynStore> = Arc::new(db.connect().await);
+        replicas::a_second_engine_under_one_name(store).await;
         db.drop_schema().await;
     }
 

@@ -506,7 +506,8 @@ impl Engine {
     /// upkeep. Once [`Engine::shutdown`] has begun, it stops with
     /// [`RuntimeError::ShuttingDown`] and resumes nothing more.
     ///
-    /// A replica ([`EngineBuilder::replica`](super::EngineBuilder::replica)) resumes only the
+    /// A replica ([`EngineBuilder::replica`](super::EngineBuilder::replica)) records its run
+    /// under its name in the store (see [`RuntimeError::ReplicaNameTaken`]), resumes only the
     /// deployments it held itself before it restarted and those no live replica holds, and
     /// starts hearing of the other replicas' writes; after shutdown has begun it claims nothing
     /// more either.
@@ -514,7 +515,7 @@ impl Engine {
     /// # Errors
     ///
     /// [`RuntimeError::Store`] when the store cannot list the unfinished deployments (or, for
-    /// a replica, claim them), and [`RuntimeError::ShuttingDown`]. A deployment that cannot be
+    /// a replica, record its run or claim them), and [`RuntimeError::ShuttingDown`]. A deployment that cannot be
     /// resumed is no error: it is listed in [`Recovered::not_resumed`].
     pub async fn recover(&self) -> Result<Recovered, RuntimeError> {
         let _recovering = self.inner.recoveries.begin();
@@ -532,6 +533,7 @@ impl Engine {
                 .await?;
             return Ok(recovered);
         };
+        self.register_run(replica).await?;
         self.watch_store().await?;
         // A batch at a time, the deployments this replica held first and then orphans, each
         // batch resumed before the next is read and the leases renewed in between and, when a
@@ -979,8 +981,12 @@ impl Engine {
                 biased;
                 () = self.inner.shutdown.cancelled() => return,
                 _ = upkeep.tick(), if self.replica().is_some() => {
-                    if let Err(e) = self.maintain_leases().await {
-                        tracing::warn!(error = %e, "could not keep the leases; trying again at the next round");
+                    match self.maintain_leases().await {
+                        // Logged where it was found; the engine has shut down.
+                        Ok(_) | Err(RuntimeError::ReplicaNameTaken { .. }) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not keep the leases; trying again at the next round");
+                        }
                     }
                 }
                 Some((id, version)) = notices.recv() => self.take_up(id, version),
@@ -1031,6 +1037,9 @@ impl Engine {
         self.inner.tasks.wait().await;
         if let Some(replica) = self.replica() {
             replica.drop_notices();
+            if replica.stood_down() {
+                return;
+            }
             if let Err(e) = self.inner.store.release(&replica.options.id).await {
                 tracing::warn!(error = %e, "could not give up the leases; other replicas take over when they end");
             }

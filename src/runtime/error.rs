@@ -60,4 +60,17 @@ pub enum RuntimeError {
     /// The engine is shutting down.
     #[error("the engine is shutting down")]
     ShuttingDown,
+    /// Another engine recorded itself in the store under this replica's name
+    /// ([`ReplicaOptions::id`](super::ReplicaOptions::id)) after this one did: both held the
+    /// same leases and drove the same deployments. This engine has shut down, keeping the
+    /// leases for the other one.
+    #[error(
+        "another engine runs as replica {name:?}, recorded in the store after this one; this \
+         engine has shut down and left the deployments to it: give every replica a name of its \
+         own"
+    )]
+    ReplicaNameTaken {
+        /// The replica's name.
+        name: String,
+    },
 }

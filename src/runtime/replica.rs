@@ -17,6 +17,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -27,7 +28,8 @@ use super::apply::{Source, restore};
 use super::engine::{Engine, Live, lock};
 use super::error::RuntimeError;
 use super::spare;
-use crate::core::DeploymentId;
+use crate::core::{DeploymentId, IdSource};
+use crate::ids::RandomIds;
 use crate::store::{ChangeWatcher, Lease, StoreError, StoredDeployment};
 
 /// How many times a catch-up with the store is tried at once before it is left to the next
@@ -41,7 +43,10 @@ const MAX_SYNC_ATTEMPTS: u32 = 5;
 pub struct ReplicaOptions {
     /// This replica's name, unique among the replicas sharing the store. A replica restarted
     /// under the same name takes its own deployments back at once instead of waiting for its
-    /// leases to end. At most [`MAX_KEY_BYTES`](crate::store::MAX_KEY_BYTES) bytes, without a
+    /// leases to end. Of two engines running under one name, the one that recovered first
+    /// shuts down at its next round of lease upkeep
+    /// ([`RuntimeError::ReplicaNameTaken`](super::RuntimeError::ReplicaNameTaken)), on a store
+    /// that records replicas' runs ([`Store::register_replica`](crate::store::Store::register_replica)). At most [`MAX_KEY_BYTES`](crate::store::MAX_KEY_BYTES) bytes, without a
     /// NUL character: the stores refuse every lease of another name
     /// ([`StoreError::TooLong`](crate::store::StoreError::TooLong),
     /// [`StoreError::Unstorable`](crate::store::StoreError::Unstorable)).
@@ -112,6 +117,14 @@ pub struct Upkeep {
 /// The replica part of an engine's shared state.
 pub(crate) struct Replica {
     pub(crate) options: ReplicaOptions,
+    /// This run of the engine, recorded in the store under the replica's name
+    /// ([`Store::register_replica`](crate::store::Store::register_replica)).
+    run: String,
+    /// Whether the store recorded `run`: once it has, each round of upkeep looks whether it
+    /// still holds it.
+    registered: AtomicBool,
+    /// Whether this engine stopped on finding another run recorded under its name.
+    stood_down: AtomicBool,
     /// Change notices from the store, for the scheduler loop, which holds them while it runs
     /// ([`Notices`]).
     notices: std::sync::Mutex<Option<mpsc::UnboundedReceiver<(DeploymentId, u64)>>>,
@@ -127,10 +140,21 @@ impl Replica {
         let (notify, notices) = mpsc::unbounded_channel();
         Self {
             options,
+            // Drawn from the system's randomness rather than the engine's id source, which a
+            // test may have give every engine the same ids.
+            run: RandomIds.callback_id().to_string(),
+            registered: AtomicBool::new(false),
+            stood_down: AtomicBool::new(false),
             notices: std::sync::Mutex::new(Some(notices)),
             notify,
             watching: tokio::sync::Mutex::new(false),
         }
+    }
+
+    /// Whether the engine stopped on finding another engine under this replica's name: the
+    /// leases of that name are that engine's to keep, not this one's to give up.
+    pub(crate) fn stood_down(&self) -> bool {
+        self.stood_down.load(Ordering::Acquire)
     }
 
     /// Drops the notices heard and not yet taken, once the engine has shut down: the store
@@ -204,6 +228,55 @@ impl Engine {
         )
     }
 
+    /// Records this run of the engine as replica `replica`'s in the store, once; a store
+    /// without leases is left unchecked.
+    pub(crate) async fn register_run(&self, replica: &Replica) -> Result<(), RuntimeError> {
+        if replica.registered.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match self
+            .inner
+            .store
+            .register_replica(&replica.options.id, &replica.run)
+            .await
+        {
+            Ok(()) => replica.registered.store(true, Ordering::Release),
+            Err(StoreError::Unsupported { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    /// Whether another engine has recorded itself under this replica's name since this one
+    /// did. A store that cannot answer is taken to mean no: the next round looks again.
+    async fn name_taken(&self, replica: &Replica) -> bool {
+        if !replica.registered.load(Ordering::Acquire) {
+            return false;
+        }
+        match self
+            .inner
+            .store
+            .registered_replica(&replica.options.id)
+            .await
+        {
+            Ok(run) => run.is_some_and(|run| run != replica.run),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look whether another engine took this replica's name; looking again next round");
+                false
+            }
+        }
+    }
+
+    /// Shuts this engine down, as [`Engine::shutdown`] does but keeping the leases: the
+    /// engine that took the replica's name holds them under that same name, and drives their
+    /// deployments from now on. Two engines driving them would each perform their work.
+    async fn stand_down(&self, replica: &Replica) {
+        if !replica.stood_down.swap(true, Ordering::AcqRel) {
+            tracing::error!(replica = %replica.options.id, "another engine recorded itself under this replica's name; this one shuts down and leaves the deployments to it: give every replica a name of its own");
+        }
+        self.shutdown().await;
+    }
+
     /// Starts hearing of other replicas' writes.
     pub(crate) async fn watch_store(&self) -> Result<(), RuntimeError> {
         let Some(replica) = self.replica() else {
@@ -229,11 +302,24 @@ impl Engine {
     /// stopped renewing, and starts deployments queued here whose application no longer runs.
     /// [`Engine::run_scheduler`] runs it every third of the lease time; tests on a manual clock
     /// call it directly. Does nothing on an engine that is not a replica.
+    ///
+    /// # Errors
+    ///
+    /// - [`RuntimeError::ReplicaNameTaken`]: another engine recorded itself under this
+    ///   replica's name after this one; this engine has shut down.
+    /// - [`RuntimeError::Store`]: the store failed renewing the leases; the next round tries
+    ///   again.
     pub async fn maintain_leases(&self) -> Result<Upkeep, RuntimeError> {
         let mut upkeep = Upkeep::default();
         let Some(replica) = self.replica() else {
             return Ok(upkeep);
         };
+        if self.name_taken(replica).await {
+            self.stand_down(replica).await;
+            return Err(RuntimeError::ReplicaNameTaken {
+                name: replica.options.id.clone(),
+            });
+        }
         let lease = self.lease_of(replica);
         // Held for the whole round, so that shutdown gives the leases up only after it: a round
         // still under way would otherwise claim them again once released, and other replicas

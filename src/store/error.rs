@@ -192,17 +192,19 @@ pub enum StoreError {
          takes it; nothing was written: remove the character"
     )]
     Unstorable {
-        /// Which text: `deployment id`, `application`, `deployment file` or `lease owner`.
+        /// Which text: `deployment id`, `application`, `deployment file`, `lease owner` or
+        /// `replica run`.
         what: &'static str,
     },
-    /// A deployment id or lease owner is longer than [`MAX_KEY_BYTES`](super::MAX_KEY_BYTES):
-    /// every store refuses it, as PostgreSQL's indexes cannot take it. Nothing was written.
+    /// A deployment id, lease owner or replica run is longer than
+    /// [`MAX_KEY_BYTES`](super::MAX_KEY_BYTES): every store refuses it, as PostgreSQL's indexes
+    /// cannot take it. Nothing was written.
     #[error(
         "the {what} is {len} bytes long, more than the {max} bytes every store keeps; nothing \
          was written: use a shorter one"
     )]
     TooLong {
-        /// Which text: `deployment id` or `lease owner`.
+        /// Which text: `deployment id`, `lease owner` or `replica run`.
         what: &'static str,
         /// Its length in bytes.
         len: usize,

@@ -42,6 +42,8 @@ pub struct MemoryStore {
     /// Whether `watchers` has any, read by every write without taking the lock all writes
     /// would share.
     watched: AtomicBool,
+    /// The run each replica recorded last, by replica name.
+    replicas: Mutex<HashMap<String, String>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -101,6 +103,7 @@ impl MemoryStore {
             running: Mutex::default(),
             watchers: Mutex::default(),
             watched: AtomicBool::new(false),
+            replicas: Mutex::default(),
             clock: Arc::new(clock),
         }
     }
@@ -460,6 +463,18 @@ impl Store for MemoryStore {
         locked(&self.watchers).push(watcher);
         self.watched.store(true, Ordering::Release);
         Ok(())
+    }
+
+    async fn register_replica(&self, owner: &str, run: &str) -> Result<(), StoreError> {
+        codec::storable_key("lease owner", owner)?;
+        codec::storable_key("replica run", run)?;
+        locked(&self.replicas).insert(owner.to_owned(), run.to_owned());
+        Ok(())
+    }
+
+    async fn registered_replica(&self, owner: &str) -> Result<Option<String>, StoreError> {
+        codec::storable_key("lease owner", owner)?;
+        Ok(locked(&self.replicas).get(owner).cloned())
     }
 }
 

@@ -243,6 +243,31 @@ pub trait Store: Debug + Send + Sync {
             what: "change notices",
         })
     }
+
+    /// Records `run`, a value no other run of an engine takes, as the run of replica `owner`
+    /// now under way, in place of any recorded before. A replica records itself when it
+    /// recovers, and looks at each round of lease upkeep whether it is still the one
+    /// recorded ([`registered_replica`](Self::registered_replica)): two engines given the
+    /// same replica name would otherwise both hold every lease of that name and drive the
+    /// same deployments, and nothing else tells them apart.
+    ///
+    /// Stores without leases answer [`StoreError::Unsupported`], as they do by default; an
+    /// engine then goes on without the check.
+    async fn register_replica(&self, owner: &str, run: &str) -> Result<(), StoreError> {
+        let _ = (owner, run);
+        Err(StoreError::Unsupported {
+            what: "replica registration",
+        })
+    }
+
+    /// The run of replica `owner` recorded last by
+    /// [`register_replica`](Self::register_replica), if any.
+    async fn registered_replica(&self, owner: &str) -> Result<Option<String>, StoreError> {
+        let _ = owner;
+        Err(StoreError::Unsupported {
+            what: "replica registration",
+        })
+    }
 }
 
 macro_rules! forward_store {
@@ -321,6 +346,14 @@ macro_rules! forward_store {
 
             async fn watch(&self, watcher: ChangeWatcher) -> Result<(), StoreError> {
                 (**self).watch(watcher).await
+            }
+
+            async fn register_replica(&self, owner: &str, run: &str) -> Result<(), StoreError> {
+                (**self).register_replica(owner, run).await
+            }
+
+            async fn registered_replica(&self, owner: &str) -> Result<Option<String>, StoreError> {
+                (**self).registered_replica(owner).await
             }
         }
     };

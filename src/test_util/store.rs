@@ -452,6 +452,14 @@ impl<S: Store> Store for FaultyStore<S> {
         self.watches.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
+
+    async fn register_replica(&self, owner: &str, run: &str) -> Result<(), StoreError> {
+        self.inner.register_replica(owner, run).await
+    }
+
+    async fn registered_replica(&self, owner: &str) -> Result<Option<String>, StoreError> {
+        self.inner.registered_replica(owner).await
+    }
 }
 
 /// Pending once (asking to be polled again at once), then ready: a yield to whatever runtime

@@ -446,3 +446,63 @@ where
         .await
         .expect("the condition held in time");
 }
+
+/// A second engine given a running replica's name: the first learns so at its next round of
+/// lease upkeep and shuts down, keeping the leases of that name for the second, which drives
+/// their deployments on; a replica restarted under its name after a shutdown is not refused.
+pub async fn a_second_engine_under_one_name(store: Arc<DynStore>) {
+    use hookgate::runtime::RuntimeError;
+    use hookgate::test_util::RecordingTransport;
+
+    const APPROVAL: &str = "application: one-name\ntargets: {prod: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}}";
+    let external = RecordingTransport::new();
+    let replica = |name: &str| {
+        Engine::builder(
+            external.dispatcher("https://gates.example").unwrap(),
+            SimulatedHost,
+        )
+        .shared_store(Arc::clone(&store))
+        .replica(ReplicaOptions::new(name).lease(Duration::from_secs(3600)))
+        .build()
+    };
+    let first = replica("same");
+    first.recover().await.unwrap();
+    let id = first.start(APPROVAL, BTreeMap::new()).await.unwrap().id;
+    assert!(
+        first.maintain_leases().await.is_ok(),
+        "alone under its name"
+    );
+
+    let second = replica("same");
+    let recovered = second.recover().await.unwrap();
+    assert_eq!(recovered.resumed, 1, "the name's deployment");
+    match first.maintain_leases().await {
+        Err(RuntimeError::ReplicaNameTaken { name }) => assert_eq!(name, "same"),
+        other => panic!("expected ReplicaNameTaken, got {other:?}"),
+    }
+    assert!(
+        matches!(
+            first.start(APPROVAL, BTreeMap::new()).await,
+            Err(RuntimeError::ShuttingDown)
+        ),
+        "the first has shut down"
+    );
+
+    // The lease stayed with the name: no other replica takes the deployment as an orphan.
+    let other = replica("other");
+    other.recover().await.unwrap();
+    assert_eq!(other.maintain_leases().await.unwrap().taken_over, 0);
+    let upkeep = second.maintain_leases().await.unwrap();
+    assert_eq!(upkeep.renewed, 1, "the second holds it");
+    assert_eq!(
+        second.view(&id).await.unwrap().status,
+        DeploymentStatus::Running
+    );
+
+    second.shutdown().await;
+    let restarted = replica("same");
+    assert_eq!(restarted.recover().await.unwrap().resumed, 1);
+    assert!(restarted.maintain_leases().await.is_ok());
+    restarted.shutdown().await;
+    other.shutdown().await;
+}

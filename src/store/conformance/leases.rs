@@ -395,3 +395,55 @@ async fn pause(duration: Duration) {
     })
     .await;
 }
+
+/// A replica's run is recorded under its name, a later run replacing it, names apart; an
+/// owner no store can keep is refused, recording nothing.
+pub async fn replica_registration(store: &DynStore) {
+    let fx = Fixture::new("runs");
+    let (a, b) = (fx.name("a"), fx.name("b"));
+    assert_eq!(
+        store.registered_replica(&a).await.expect("look succeeds"),
+        None,
+        "a name never recorded"
+    );
+    store
+        .register_replica(&a, "run-1")
+        .await
+        .expect("register succeeds");
+    store
+        .register_replica(&b, "run-2")
+        .await
+        .expect("register succeeds");
+    assert_eq!(
+        store.registered_replica(&a).await.expect("look succeeds"),
+        Some("run-1".to_owned())
+    );
+    store
+        .register_replica(&a, "run-3")
+        .await
+        .expect("register succeeds");
+    assert_eq!(
+        store.registered_replica(&a).await.expect("look succeeds"),
+        Some("run-3".to_owned()),
+        "the later run replaces the earlier"
+    );
+    assert_eq!(
+        store.registered_replica(&b).await.expect("look succeeds"),
+        Some("run-2".to_owned()),
+        "another name keeps its own"
+    );
+    let too_long = "o".repeat(MAX_KEY_BYTES + 1);
+    assert!(matches!(
+        store.register_replica(&too_long, "run-4").await,
+        Err(StoreError::TooLong { .. })
+    ));
+    assert!(matches!(
+        store.register_replica(&a, "run\0").await,
+        Err(StoreError::Unstorable { .. })
+    ));
+    assert_eq!(
+        store.registered_replica(&a).await.expect("look succeeds"),
+        Some("run-3".to_owned()),
+        "a refused run changes nothing"
+    );
+}

@@ -30,7 +30,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-pub use leases::{change_notices, lease_claims, lease_release, lease_renewal, orphan_claims};
+pub use leases::{
+    change_notices, lease_claims, lease_release, lease_renewal, orphan_claims, replica_registration,
+};
 pub use lifecycle::{
     another_deployments_state_refused, duplicate_create_refused, large_state, round_trip,
     unknown_ids,
@@ -62,14 +64,16 @@ pub async fn run_all(store: &Arc<DynStore>) {
     exclusive_creates(&**store).await;
 }
 
-/// Runs every check of what several replicas need: leases and change notices. Run it on a
-/// store no engine is using, since [`orphan_claims`] takes every unleased deployment.
+/// Runs every check of what several replicas need: leases, change notices and the record of
+/// each replica's run. Run it on a store no engine is using, since [`orphan_claims`] takes
+/// every unleased deployment.
 pub async fn run_replica_checks(store: &Arc<DynStore>) {
     lease_claims(&**store).await;
     lease_renewal(&**store).await;
     orphan_claims(&**store).await;
     lease_release(&**store).await;
     change_notices(&**store).await;
+    replica_registration(&**store).await;
 }
 
 /// Polls every task whenever one may progress, so that they all run at once without a

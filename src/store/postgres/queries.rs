@@ -43,6 +43,8 @@ pub(super) struct Statements {
     renew: String,
     claim_orphans: String,
     release: String,
+    register_replica: String,
+    registered_replica: String,
 }
 
 impl Statements {
@@ -178,6 +180,11 @@ impl Statements {
                 "UPDATE {s}.deployments SET lease_owner = NULL, lease_until = NULL
                  WHERE lease_owner = $1"
             ),
+            register_replica: format!(
+                "INSERT INTO {s}.replicas (owner, run, registered_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (owner) DO UPDATE SET run = $2, registered_at = $3"
+            ),
+            registered_replica: format!("SELECT run FROM {s}.replicas WHERE owner = $1"),
         }
     }
 }
@@ -469,6 +476,28 @@ impl Store for PostgresStore {
 
     async fn watch(&self, watcher: ChangeWatcher) -> Result<(), StoreError> {
         self.inner.notices.watch(&self.inner.pool, watcher).await
+    }
+
+    async fn register_replica(&self, owner: &str, run: &str) -> Result<(), StoreError> {
+        codec::storable_key("lease owner", owner)?;
+        codec::storable_key("replica run", run)?;
+        sqlx::query(&self.inner.sql.register_replica)
+            .bind(owner)
+            .bind(run)
+            .bind(self.inner.clock.now())
+            .execute(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn registered_replica(&self, owner: &str) -> Result<Option<String>, StoreError> {
+        codec::storable_key("lease owner", owner)?;
+        sqlx::query_scalar(&self.inner.sql.registered_replica)
+            .bind(owner)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(backend)
     }
 }
 

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_leases.sql"),
     include_str!("migrations/0003_finished_release_leases.sql"),
+    include_str!("migrations/0004_replicas.sql"),
 ];
 
 /// The advisory lock every hookgate migration takes: "hookgate" in ASCII. One key for all
