@@ -955,7 +955,9 @@ impl Engine {
     /// A replica's loop also keeps its leases ([`Engine::maintain_leases`], every third of the
     /// lease time) and takes up at once the changes other replicas make to the deployments it
     /// drives, as the store's notices report them. One loop hears them at a time; a loop whose
-    /// future is dropped (its task aborted) gives them back to the next.
+    /// future is dropped (its task aborted) gives them back to the next. It returns too when
+    /// the replica shuts itself down on finding another engine under its name
+    /// ([`RuntimeError::ReplicaNameTaken`]); [`Engine::is_shut_down`] then tells.
     pub async fn run_scheduler(&self) {
         let mut notices = self.take_notices();
         let upkeep_every = self
@@ -1044,6 +1046,13 @@ impl Engine {
                 tracing::warn!(error = %e, "could not give up the leases; other replicas take over when they end");
             }
         }
+    }
+
+    /// Whether the engine has begun shutting down, by [`Engine::shutdown`] or, for a replica,
+    /// on finding another engine under its name: it refuses every input from then on. A
+    /// health check reporting it has the process restarted rather than left serving `503`.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
     }
 
     /// The engine's clock.

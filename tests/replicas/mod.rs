@@ -487,6 +487,8 @@ pub async fn a_second_engine_under_one_name(store: Arc<DynStore>) {
         ),
         "the first has shut down"
     );
+    assert!(first.is_shut_down());
+    assert!(!second.is_shut_down());
 
     // The lease stayed with the name: no other replica takes the deployment as an orphan.
     let other = replica("other");
