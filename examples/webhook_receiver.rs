@@ -199,6 +199,11 @@ async fn receive(
         Ok(url) => url,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
+    // Refused now, the call fails where the orchestrator sees it; accepted, its gate would
+    // wait for a callback this receiver will never send.
+    if let Err(e) = job.client.check(&url) {
+        return (StatusCode::BAD_REQUEST, format!("{e}\n"));
+    }
     // Not the path: the callback id in it resolves the gate with any callback token.
     println!(
         "webhook received; calling back to {} after the job",

@@ -282,7 +282,10 @@ async fn a_resumed_deployment_is_reported_with_the_file_it_was_started_with() {
         ReqwestTransport::builder().build().unwrap(),
         StaticToken::new(token(&second.address).await),
     );
-    client.send(&url, &Callback::success()).await.unwrap();
+    assert_eq!(
+        client.send(&url, &Callback::success()).await.unwrap(),
+        CallbackOutcome::Delivered
+    );
     let received = second.until("callback_received");
     assert_eq!(received["environment"], "prod", "{received}");
     assert_eq!(received["webhook"], "ticket", "{received}");

@@ -532,6 +532,13 @@ async fn a_callback_uri_outside_the_allowed_origins_is_refused_before_anything_i
         .with_backoff(quick())
         .with_allowed_origins([Url::parse(&gate.uri()).unwrap()]);
 
+    // What a receiver asks before it answers the webhook call: refused, nothing sent.
+    let checked = client.check(&callback_url(&elsewhere)).unwrap_err();
+    assert!(
+        matches!(&checked, CallbackError::InvalidUrl { reason } if reason.contains("origin")),
+        "{checked:?}"
+    );
+    assert!(client.check(&callback_url(&gate)).is_ok());
     let refused = client
         .send(&callback_url(&elsewhere), &Callback::success())
         .await
@@ -798,6 +805,11 @@ async fn a_plain_http_callback_uri_off_this_machine_is_refused_unless_allowed() 
     let client = CallbackClient::new(ReqwestTransport::new().unwrap(), credentials(&tokens))
         .with_backoff(quick());
     let url = Url::parse("http://gates.example/callbacks/x").unwrap();
+    let checked = client.check(&url);
+    assert!(
+        matches!(&checked, Err(CallbackError::InvalidUrl { reason }) if reason.contains("allow_http_callbacks")),
+        "{checked:?}"
+    );
     let error = client.send(&url, &Callback::success()).await;
     assert!(
         matches!(&error, Err(CallbackError::InvalidUrl { reason }) if reason.contains("allow_http_callbacks")),

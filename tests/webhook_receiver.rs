@@ -129,6 +129,32 @@ async fn any_callback_origin_calls_back_to_any_origin() {
     assert_eq!(callbacks, 2, "the progress note and the outcome");
 }
 
+/// A webhook naming a callback URI outside the allowed origins is answered `400` at once,
+/// saying why, rather than accepted with a callback that is never sent; nothing is sent to
+/// that origin, and no token is asked for.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_callback_uri_outside_the_allowed_origins_is_refused_up_front() {
+    let orchestrator = orchestrator().await;
+    let port = orchestrator.address().port();
+    let token_url = format!("http://127.0.0.1:{port}/oauth/token");
+    let (_receiving, address) =
+        Receiving::spawn(&["--listen", "127.0.0.1:0", "--token-url", &token_url]);
+
+    // `localhost`, not the token URL's `127.0.0.1`: another origin.
+    let callback_uri = format!("http://localhost:{port}/callbacks/x/callback");
+    let answer = reqwest::Client::new()
+        .post(format!("http://{address}/"))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "callbackUri": callback_uri }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let text = answer.text().await.unwrap();
+    assert!(text.contains("origin"), "{text}");
+    assert!(orchestrator.received_requests().await.unwrap().is_empty());
+}
+
 /// Without `--progress` only the outcome is sent: a body without `success` is hookgate's
 /// extension, which Armory's service does not take.
 #[tokio::test(flavor = "multi_thread")]

@@ -166,6 +166,32 @@ impl CallbackClient {
         url: &Url,
         callback: &Callback,
     ) -> Result<CallbackOutcome, CallbackError> {
+        let uri = self.usable(url)?;
+        let body = Bytes::from(callback.to_json_within(self.max_body_bytes));
+        let refreshed = AtomicBool::new(false);
+        with_retries(&self.backoff, "the callback", |attempt| {
+            self.attempt(&uri, &body, attempt, &refreshed)
+        })
+        .await
+    }
+
+    /// Whether [`send`](Self::send) would send to `url`: an absolute http(s) URL, of an
+    /// origin this client sends callbacks to
+    /// ([`with_allowed_origins`](Self::with_allowed_origins)), and not plain http to another
+    /// machine unless [`allow_http_callbacks`](Self::allow_http_callbacks). A receiver checks
+    /// the callback URI with it before it answers the webhook call, so that it refuses a call
+    /// it could never report on (`400`) rather than accept it and leave the gate waiting for
+    /// its callback timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`CallbackError::InvalidUrl`], saying why; nothing is sent either way.
+    pub fn check(&self, url: &Url) -> Result<(), CallbackError> {
+        self.usable(url).map(drop)
+    }
+
+    /// `url` as the URI [`send`](Self::send) sends to, if it may.
+    fn usable(&self, url: &Url) -> Result<Uri, CallbackError> {
         let uri = http_uri(url)?;
         if let Some(allowed) = &self.allowed
             && !allowed.contains(&url.origin())
@@ -184,12 +210,7 @@ impl CallbackClient {
                     .to_owned(),
             });
         }
-        let body = Bytes::from(callback.to_json_within(self.max_body_bytes));
-        let refreshed = AtomicBool::new(false);
-        with_retries(&self.backoff, "the callback", |attempt| {
-            self.attempt(&uri, &body, attempt, &refreshed)
-        })
-        .await
+        Ok(uri)
     }
 
     async fn attempt(

@@ -10,6 +10,7 @@ use crate::transport::TransportError;
 /// control characters escaped, so that it cannot forge log lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[must_use = "a callback may be answered `Conflict`, `GateClosed` or `TooManyNotes` rather than delivered"]
 pub enum CallbackOutcome {
     /// Any 2xx: recorded, or already recorded with the same outcome (a repeat is answered
     /// `200` too).
@@ -139,9 +140,107 @@ pub enum CallbackError {
     },
 }
 
+impl CallbackError {
+    /// Whether sending the callback again later may succeed, the client's own retries having
+    /// run out: the orchestrator was unavailable (`408`, `429`, `5xx`), the network failed, or
+    /// no token could be had for a reason that may pass ([`TokenError::is_retryable`]). A
+    /// receiver that keeps callbacks to send later keeps these and gives up on the others,
+    /// which fail the same way until someone changes the request, the URI or the credentials.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Unavailable { .. } => true,
+            Self::Transport { source, .. } => source.is_retryable(),
+            Self::Token { source } => source.is_retryable(),
+            Self::UnknownCallback { .. }
+            | Self::Rejected { .. }
+            | Self::Unauthorized { .. }
+            | Self::Forbidden { .. }
+            | Self::InvalidUrl { .. } => false,
+        }
+    }
+}
+
 fn detail(message: &Option<String>) -> String {
     message
         .as_deref()
         .map(|m| format!(": {m}"))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::{Method, Uri};
+
+    use super::*;
+    use crate::transport::RequestTarget;
+
+    fn target() -> RequestTarget {
+        RequestTarget::new(Method::POST, &Uri::from_static("https://gates.example/"))
+    }
+
+    #[test]
+    fn only_what_may_pass_is_worth_sending_again() {
+        let status = |code: u16| StatusCode::from_u16(code).unwrap();
+        let unavailable = CallbackError::Unavailable {
+            status: status(503),
+            attempts: 3,
+            message: None,
+        };
+        let timed_out = CallbackError::Transport {
+            attempts: 3,
+            source: TransportError::timeout(target(), Duration::from_secs(1)),
+        };
+        let refused_request = CallbackError::Transport {
+            attempts: 1,
+            source: TransportError::invalid_request(target(), "no"),
+        };
+        let token = |source| CallbackError::Token { source };
+        let token_status = |code| {
+            token(TokenError::Status {
+                status: status(code),
+                attempts: 3,
+            })
+        };
+        let refused = |code, error: &str| {
+            token(TokenError::Refused {
+                status: status(code),
+                error: error.to_owned(),
+                description: None,
+            })
+        };
+        for (error, retryable) in [
+            (unavailable, true),
+            (timed_out, true),
+            (refused_request, false),
+            (token_status(502), true),
+            (token_status(429), true),
+            (token_status(408), true),
+            (token_status(404), false),
+            (refused(400, "invalid_client"), false),
+            (refused(503, "temporarily_unavailable"), true),
+            (refused(400, "temporarily_unavailable"), true),
+            (token(TokenError::AnswerTooLarge), false),
+            (CallbackError::Unauthorized { message: None }, false),
+            (CallbackError::Forbidden { message: None }, false),
+            (CallbackError::UnknownCallback { message: None }, false),
+            (
+                CallbackError::Rejected {
+                    status: status(400),
+                    code: None,
+                    message: None,
+                },
+                false,
+            ),
+            (
+                CallbackError::InvalidUrl {
+                    reason: "x".to_owned(),
+                },
+                false,
+            ),
+        ] {
+            assert_eq!(error.is_retryable(), retryable, "{error}");
+        }
+    }
 }

@@ -67,7 +67,11 @@ impl<'a> ReceivedRequest<'a> {
         Self::default()
     }
 
-    /// The body, query string and headers of `request`.
+    /// The body, query string and headers of `request`, whose body is read already (bytes).
+    /// A server framework's streaming body (axum's `Body`) is not: with axum, take the parts
+    /// with its extractors (`HeaderMap`, `RawQuery`, `Bytes`) and give them to
+    /// [`with_headers`](Self::with_headers), [`with_query`](Self::with_query) and
+    /// [`with_body`](Self::with_body), as the `webhook_receiver` example does.
     pub fn from_http<B: AsRef<[u8]>>(request: &'a Request<B>) -> Self {
         Self {
             body: Body::Bytes(request.body().as_ref()),

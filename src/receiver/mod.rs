@@ -7,20 +7,36 @@
 //! - [`CallbackClient`] (feature `receiver`) reports the outcome, retrying what is worth
 //!   retrying.
 //!
+//! The example below is the whole exchange; `examples/webhook_receiver.rs` is a server doing it
+//! with axum. To test a receiver against a local orchestrator's token endpoint, serve
+//! `server::token_endpoint` over an `auth::TokenIssuer` (features `axum` and `issuer`).
+//!
 //! ```no_run
 //! # #[cfg(all(feature = "receiver", feature = "reqwest"))]
 //! # async fn handle(
 //! #     webhook: http::Request<bytes::Bytes>,
 //! # ) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use hookgate::receiver::{Callback, CallbackClient, ClientCredentials, ReceivedRequest};
+//! use hookgate::receiver::{
+//!     Callback, CallbackClient, CallbackOutcome, ClientCredentials, ReceivedRequest,
+//! };
 //! use hookgate::transport::ReqwestTransport;
 //!
-//! let callback_uri = ReceivedRequest::from_http(&webhook).callback_uri()?;
-//! // ... answer the webhook with 2xx, then do the work ...
 //! let transport = Arc::new(ReqwestTransport::new()?);
 //! let tokens = ClientCredentials::builder("client-id", "client-secret").build(transport.clone())?;
-//! CallbackClient::new(transport, tokens).send(&callback_uri, &Callback::success()).await?;
+//! // Only the orchestrator gets the token: a forged call could name any callback URI.
+//! let client = CallbackClient::new(transport, tokens)
+//!     .with_allowed_origins(["https://gates.example.com".parse()?]);
+//!
+//! let callback_uri = ReceivedRequest::from_http(&webhook).callback_uri()?;
+//! client.check(&callback_uri)?; // else answer the webhook 400: no callback could reach it
+//! // ... answer the webhook with 2xx, then do the work ...
+//! match client.send(&callback_uri, &Callback::success()).await {
+//!     Ok(CallbackOutcome::Delivered) => {}
+//!     Ok(other) => eprintln!("the gate did not take the callback: {other:?}"),
+//!     Err(e) if e.is_retryable() => eprintln!("send it again later: {e}"),
+//!     Err(e) => eprintln!("the callback cannot be delivered: {e}"),
+//! }
 //! # Ok(())
 //! # }
 //! ```

@@ -115,6 +115,32 @@ pub enum TokenError {
     },
 }
 
+impl TokenError {
+    /// Whether asking for a token again later may succeed, the token source's own retries
+    /// having run out: the endpoint was unreachable, overloaded or failing (`408`, `429`,
+    /// `5xx`, or RFC 6749's `temporarily_unavailable`). Refused credentials, an unusable
+    /// answer and a misconfigured source fail the same way until someone changes something.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Refused { status, error, .. } => {
+                status.is_server_error() || error == "temporarily_unavailable"
+            }
+            Self::Status { status, .. } => transient_status(*status),
+            Self::Transport { source, .. } => source.is_retryable(),
+            Self::InvalidResponse { .. } | Self::AnswerTooLarge | Self::InvalidConfig { .. } => {
+                false
+            }
+        }
+    }
+}
+
+/// `408`, `429` and `5xx`: what a server answers while it cannot serve the request now.
+pub(super) fn transient_status(status: StatusCode) -> bool {
+    status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+}
+
 /// What to do about a token endpoint's answer of `status` without an RFC 6749 error body.
 fn status_advice(status: StatusCode) -> &'static str {
     match status {

@@ -67,7 +67,10 @@ impl ClientCredentialsBuilder {
         self
     }
 
-    /// The API audience the token is for (default [`DEFAULT_AUDIENCE`]).
+    /// The API audience the token is for (default [`DEFAULT_AUDIENCE`], Armory's). Against
+    /// hookgate's own issuer (`auth::TokenIssuer`, feature `issuer`), give the audience it
+    /// was built with, or `""`: the parameter then goes empty, which the issuer takes as left
+    /// out. Another audience is refused (`invalid_request`).
     #[must_use]
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audience = audience.into();

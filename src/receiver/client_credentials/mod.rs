@@ -12,7 +12,7 @@ use std::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, Utc};
-use http::{HeaderValue, Method, Request, StatusCode, Uri, header::CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Uri, header::CONTENT_TYPE};
 
 pub use builder::ClientCredentialsBuilder;
 
@@ -20,6 +20,7 @@ use super::{
     TokenError, TokenSource,
     backoff::{Backoff, Step, with_retries_while},
     long_uri_parts,
+    token::transient_status,
 };
 use crate::{
     Secret,
@@ -267,12 +268,7 @@ impl ClientCredentials {
                     .map(|(token, expires_in)| (token, expires_in, sent_at)),
             );
         }
-        if status.is_server_error()
-            || matches!(
-                status,
-                StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT
-            )
-        {
+        if transient_status(status) {
             tracing::warn!(attempt, %status, "token endpoint unavailable");
             return Step::Retry {
                 retry_after: retry_after(response.headers(), self.clock.now()),
