@@ -236,4 +236,31 @@ fn a_queued_deployment_restores_and_then_begins() {
             what: "a queued deployment with something begun"
         })
     );
+
+    // Events pending, which a queued deployment never emits: its begin would emit a second
+    // start, and they may name what the plan does not have.
+    let mut emitted = queued(t0);
+    emitted.handle_begin(t0).unwrap();
+    let json = serde_json::to_string(&emitted).unwrap();
+    let events_at = json.find(r#""events":["#).expect("events pending");
+    let pristine = serde_json::to_string(&queued(t0)).unwrap();
+    let with_events = format!(
+        "{}{}",
+        &pristine[..pristine.find(r#""events":"#).expect("an events field")],
+        &json[events_at..]
+    );
+    assert!(
+        with_events.contains(r#""status":"queued""#),
+        "{with_events}"
+    );
+    let refused = Deployment::restore(
+        plan(),
+        Arc::new(serde_json::from_str(&with_events).unwrap()),
+    );
+    assert_eq!(
+        refused.err(),
+        Some(CoreError::PlanMismatch {
+            what: "a queued deployment with something begun"
+        })
+    );
 }

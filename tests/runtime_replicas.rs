@@ -159,6 +159,39 @@ async fn a_second_engine_under_a_replicas_name_makes_the_first_shut_down() {
     replicas::a_second_engine_under_one_name(Arc::new(MemoryStore::new())).await;
 }
 
+/// An engine whose recovery failed under a running replica's name records nothing: the one
+/// running keeps the name, and the deployments are not left to an engine that may exit.
+#[tokio::test]
+async fn a_failed_recovery_under_a_replicas_name_leaves_the_running_one_be() {
+    use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
+    use hookgate::test_util::{FaultyStore, RecordingTransport};
+
+    let faulty = Arc::new(FaultyStore::new(MemoryStore::new()));
+    let store: Arc<DynStore> = faulty.clone();
+    let external = RecordingTransport::new();
+    let replica = || {
+        Engine::builder(
+            external.dispatcher("https://gates.example").unwrap(),
+            SimulatedHost,
+        )
+        .shared_store(Arc::clone(&store))
+        .replica(ReplicaOptions::new("same").lease(std::time::Duration::from_secs(3600)))
+        .build()
+    };
+    let live = replica();
+    live.recover().await.unwrap();
+    live.start(ONE_GATE, Default::default()).await.unwrap();
+    let failing = replica();
+    faulty.fail_loads(1);
+    assert!(failing.recover().await.is_err());
+    assert!(
+        live.maintain_leases().await.is_ok(),
+        "the live engine goes on"
+    );
+    assert!(!live.is_shut_down());
+    live.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_replicas_deployments_are_taken_over_after_its_leases_end() {
     let store: Arc<DynStore> = Arc::new(MemoryStore::new());

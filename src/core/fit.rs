@@ -95,7 +95,7 @@ fn callbacks(plan: &Plan, s: &DeploymentState) -> Result<(), &'static str> {
 
 /// A queued deployment has begun nothing: [`Deployment::handle_begin`] starts it as
 /// [`Deployment::start`] would, which assumes every environment waiting, every gate idle and
-/// nothing asked for. (A cancel finishes it, so a queued one is never canceled.)
+/// nothing asked for or emitted. (A cancel finishes it, so a queued one is never canceled.)
 ///
 /// [`Deployment::handle_begin`]: super::Deployment::handle_begin
 /// [`Deployment::start`]: super::Deployment::start
@@ -107,7 +107,8 @@ fn queued(s: &DeploymentState) -> Result<(), &'static str> {
         && s.notes.is_empty()
         && s.previews.is_empty()
         && s.replica_sets.is_none()
-        && s.actions.is_empty();
+        && s.actions.is_empty()
+        && s.events.is_empty();
     if pristine {
         Ok(())
     } else {

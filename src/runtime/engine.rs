@@ -506,17 +506,18 @@ impl Engine {
     /// upkeep. Once [`Engine::shutdown`] has begun, it stops with
     /// [`RuntimeError::ShuttingDown`] and resumes nothing more.
     ///
-    /// A replica ([`EngineBuilder::replica`](super::EngineBuilder::replica)) records its run
-    /// under its name in the store (see [`RuntimeError::ReplicaNameTaken`]), resumes only the
-    /// deployments it held itself before it restarted and those no live replica holds, and
-    /// starts hearing of the other replicas' writes; after shutdown has begun it claims nothing
-    /// more either.
+    /// A replica ([`EngineBuilder::replica`](super::EngineBuilder::replica)) resumes only the
+    /// deployments it held itself before it restarted and those no live replica holds, starts
+    /// hearing of the other replicas' writes, and, once all that is done, records its run
+    /// under its name in the store (see [`RuntimeError::ReplicaNameTaken`]); after shutdown has
+    /// begun it claims and records nothing more either.
     ///
     /// # Errors
     ///
     /// [`RuntimeError::Store`] when the store cannot list the unfinished deployments (or, for
-    /// a replica, record its run or claim them), and [`RuntimeError::ShuttingDown`]. A deployment that cannot be
-    /// resumed is no error: it is listed in [`Recovered::not_resumed`].
+    /// a replica, claim them or record its run), and [`RuntimeError::ShuttingDown`]. A
+    /// deployment that cannot be resumed is no error: it is listed in
+    /// [`Recovered::not_resumed`].
     pub async fn recover(&self) -> Result<Recovered, RuntimeError> {
         let _recovering = self.inner.recoveries.begin();
         let mut recovered = Recovered {
@@ -533,7 +534,6 @@ impl Engine {
                 .await?;
             return Ok(recovered);
         };
-        self.register_run(replica).await?;
         self.watch_store().await?;
         // A batch at a time, the deployments this replica held first and then orphans, each
         // batch resumed before the next is read and the leases renewed in between and, when a
@@ -579,6 +579,10 @@ impl Engine {
             self.resume_and_renew(orphans.deployments, &mut renewals, &mut recovered)
                 .await?;
         }
+        // Last, once this engine drives the name's deployments: a recovery that failed, or
+        // one refused by a shutdown, leaves the engine running under the name undisturbed.
+        let _in_flight = self.in_flight()?;
+        self.register_run(replica).await?;
         Ok(recovered)
     }
 
@@ -1039,7 +1043,9 @@ impl Engine {
         self.inner.tasks.wait().await;
         if let Some(replica) = self.replica() {
             replica.drop_notices();
-            if replica.stood_down() {
+            // The name's leases are another engine's once it has recorded itself under the
+            // name, whether or not this one found out at an upkeep round.
+            if replica.stood_down() || self.name_taken(replica).await {
                 return;
             }
             if let Err(e) = self.inner.store.release(&replica.options.id).await {

@@ -249,7 +249,7 @@ impl Engine {
 
     /// Whether another engine has recorded itself under this replica's name since this one
     /// did. A store that cannot answer is taken to mean no: the next round looks again.
-    async fn name_taken(&self, replica: &Replica) -> bool {
+    pub(crate) async fn name_taken(&self, replica: &Replica) -> bool {
         if !replica.registered.load(Ordering::Acquire) {
             return false;
         }

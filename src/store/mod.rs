@@ -245,8 +245,8 @@ pub trait Store: Debug + Send + Sync {
     }
 
     /// Records `run`, a value no other run of an engine takes, as the run of replica `owner`
-    /// now under way, in place of any recorded before. A replica records itself when it
-    /// recovers, and looks at each round of lease upkeep whether it is still the one
+    /// now under way, in place of any recorded before. A replica records itself once it
+    /// has recovered, and looks at each round of lease upkeep whether it is still the one
     /// recorded ([`registered_replica`](Self::registered_replica)): two engines given the
     /// same replica name would otherwise both hold every lease of that name and drive the
     /// same deployments, and nothing else tells them apart.

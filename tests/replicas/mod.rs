@@ -505,6 +505,23 @@ pub async fn a_second_engine_under_one_name(store: Arc<DynStore>) {
     let restarted = replica("same");
     assert_eq!(restarted.recover().await.unwrap().resumed, 1);
     assert!(restarted.maintain_leases().await.is_ok());
+
+    // An engine asked to shut down before it recovered takes nothing from the one running.
+    let stillborn = replica("same");
+    stillborn.shutdown().await;
+    assert!(matches!(
+        stillborn.recover().await,
+        Err(RuntimeError::ShuttingDown)
+    ));
+    assert!(restarted.maintain_leases().await.is_ok());
+
+    // An older engine shut down in the ordinary way after a later one took the name, before
+    // an upkeep round told it so (a rolling restart), leaves the leases to the later one.
+    let later = replica("same");
+    assert_eq!(later.recover().await.unwrap().resumed, 1);
     restarted.shutdown().await;
+    assert_eq!(other.maintain_leases().await.unwrap().taken_over, 0);
+    assert_eq!(later.maintain_leases().await.unwrap().renewed, 1);
+    later.shutdown().await;
     other.shutdown().await;
 }
