@@ -57,13 +57,7 @@ impl Receiving {
     /// Sends the receiver at `address` a webhook naming `callback_uri`, and waits until it
     /// has called back.
     async fn call_back_to(&mut self, address: &str, callback_uri: &str) {
-        let answer = reqwest::Client::new()
-            .post(format!("http://{address}/"))
-            .header("content-type", "application/json")
-            .body(serde_json::json!({ "callbackUri": callback_uri }).to_string())
-            .send()
-            .await
-            .unwrap();
+        let answer = webhook(address, callback_uri).await;
         assert_eq!(answer.status(), 202);
         assert!(self.line().starts_with("webhook received"));
         let answered = self.line();
@@ -75,6 +69,17 @@ impl Receiving {
             .recv_timeout(DEADLINE)
             .expect("webhook_receiver prints the line expected")
     }
+}
+
+/// Sends the receiver at `address` a webhook call naming `callback_uri`.
+async fn webhook(address: &str, callback_uri: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("http://{address}/"))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "callbackUri": callback_uri }).to_string())
+        .send()
+        .await
+        .unwrap()
 }
 
 /// An orchestrator on loopback: its token endpoint issues a token, and its callback URI
@@ -142,13 +147,7 @@ async fn a_callback_uri_outside_the_allowed_origins_is_refused_up_front() {
 
     // `localhost`, not the token URL's `127.0.0.1`: another origin.
     let callback_uri = format!("http://localhost:{port}/callbacks/x/callback");
-    let answer = reqwest::Client::new()
-        .post(format!("http://{address}/"))
-        .header("content-type", "application/json")
-        .body(serde_json::json!({ "callbackUri": callback_uri }).to_string())
-        .send()
-        .await
-        .unwrap();
+    let answer = webhook(&address, &callback_uri).await;
     assert_eq!(answer.status(), 400);
     let text = answer.text().await.unwrap();
     assert!(text.contains("origin"), "{text}");
