@@ -192,6 +192,46 @@ async fn a_failed_recovery_under_a_replicas_name_leaves_the_running_one_be() {
     live.shutdown().await;
 }
 
+/// A later engine that records itself under a replica's name just as the engine before it
+/// gives its leases up at shutdown (a rolling restart) keeps them: the store looks for the
+/// run recorded and releases in one step. Without a later engine, the same shutdown releases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_engine_recorded_as_the_earlier_one_releases_keeps_the_leases() {
+    use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
+    use hookgate::test_util::{FaultyStore, RecordingTransport};
+
+    let faulty = Arc::new(FaultyStore::new(MemoryStore::new()));
+    let store: Arc<DynStore> = faulty.clone();
+    let external = RecordingTransport::new();
+    let replica = |name: &str| {
+        Engine::builder(
+            external.dispatcher("https://gates.example").unwrap(),
+            SimulatedHost,
+        )
+        .shared_store(Arc::clone(&store))
+        .replica(ReplicaOptions::new(name).lease(std::time::Duration::from_secs(3600)))
+        .build()
+    };
+    let earlier = replica("same");
+    earlier.recover().await.unwrap();
+    earlier.start(ONE_GATE, Default::default()).await.unwrap();
+    faulty.record_run_before_release("a later run");
+    earlier.shutdown().await;
+    let other = replica("other");
+    assert_eq!(other.recover().await.unwrap().resumed, 0, "still leased");
+    assert_eq!(other.maintain_leases().await.unwrap().taken_over, 0);
+
+    let later = replica("same");
+    assert_eq!(later.recover().await.unwrap().resumed, 1);
+    later.shutdown().await;
+    assert_eq!(
+        other.maintain_leases().await.unwrap().taken_over,
+        1,
+        "released by the run recorded last"
+    );
+    other.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_replicas_deployments_are_taken_over_after_its_leases_end() {
     let store: Arc<DynStore> = Arc::new(MemoryStore::new());

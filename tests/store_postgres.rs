@@ -776,6 +776,67 @@ async fn notices_stay_within_their_schema_and_end_with_the_store() {
     elsewhere.drop_schema().await;
 }
 
+/// A release by a replica's run and a later run of the same name recording itself come one
+/// after the other: a release that meets the later run's write under way waits for it, then
+/// releases nothing, the leases being the later run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_release_by_run_waits_for_a_later_run_being_recorded() {
+    let Some(db) = TestDb::new("release_run") else {
+        return;
+    };
+    let store = Arc::new(db.connect().await);
+    let (d, events) = start_random("d1");
+    let lease = Lease::new("same", Utc::now(), Duration::from_secs(3600));
+    store
+        .create(NewDeployment::new(&d, PLAN).leased(lease), &events)
+        .await
+        .expect("create");
+    store
+        .register_replica("same", "run-1")
+        .await
+        .expect("register");
+    let raw = db.raw().await;
+    let mut later = raw.begin().await.expect("begin");
+    sqlx::query(&format!(
+        "UPDATE {} SET run = 'run-2' WHERE owner = 'same'",
+        db.table("replicas")
+    ))
+    .execute(&mut *later)
+    .await
+    .expect("record the later run");
+    let release = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move { store.release_run("same", "run-1").await }
+    });
+    let schema = db.schema.clone();
+    eventually("the release waits on the replica's row", async || {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE application_name = $1 AND wait_event_type = 'Lock'",
+        )
+        .bind(&schema)
+        .fetch_one(&raw)
+        .await
+        .expect("read pg_stat_activity")
+            == 1
+    })
+    .await;
+    later.commit().await.expect("commit the later run");
+    assert_eq!(release.await.expect("join").expect("release"), None);
+    assert!(
+        !store
+            .claim(
+                d.id(),
+                &Lease::new("other", Utc::now(), Duration::from_secs(30))
+            )
+            .await
+            .expect("claim"),
+        "still leased under the name"
+    );
+    raw.close().await;
+    db.drop_schema().await;
+}
+
 #[tokio::test]
 async fn corrupt_rows_are_typed_errors() {
     let Some(db) = TestDb::new("corrupt") else {

@@ -1036,21 +1036,16 @@ impl Engine {
     ///
     /// A replica then gives up its leases, so the other replicas take its deployments over at
     /// their next round of lease upkeep (every third of a lease) or their next input to one,
-    /// rather than when the leases end, and stops hearing the store's change notices.
+    /// rather than when the leases end, and stops hearing the store's change notices. Should
+    /// a later engine have recorded itself under the replica's name by then (a rolling
+    /// restart), the leases are that engine's and stay with it.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
         if let Some(replica) = self.replica() {
             replica.drop_notices();
-            // The name's leases are another engine's once it has recorded itself under the
-            // name, whether or not this one found out at an upkeep round.
-            if replica.stood_down() || self.name_taken(replica).await {
-                return;
-            }
-            if let Err(e) = self.inner.store.release(&replica.options.id).await {
-                tracing::warn!(error = %e, "could not give up the leases; other replicas take over when they end");
-            }
+            self.release_leases(replica).await;
         }
     }
 

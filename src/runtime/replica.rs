@@ -267,6 +267,32 @@ impl Engine {
         }
     }
 
+    /// Gives up `replica`'s leases as the engine shuts down, unless another engine has
+    /// recorded itself under the replica's name: they are that engine's from then on, whether
+    /// or not this one found out at an upkeep round. The store looks and releases in one step
+    /// ([`Store::release_run`](crate::store::Store::release_run)), so a later engine that
+    /// records itself meanwhile (a rolling restart) keeps them.
+    pub(crate) async fn release_leases(&self, replica: &Replica) {
+        if replica.stood_down() {
+            return;
+        }
+        let owner = &replica.options.id;
+        let released = if replica.registered.load(Ordering::Acquire) {
+            self.inner.store.release_run(owner, &replica.run).await
+        } else {
+            self.inner.store.release(owner).await.map(Some)
+        };
+        match released {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                tracing::info!(replica = %owner, "a later engine runs under this replica's name; the leases are left to it");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not give up the leases; other replicas take over when they end");
+            }
+        }
+    }
+
     /// Shuts this engine down, as [`Engine::shutdown`] does but keeping the leases: the
     /// engine that took the replica's name holds them under that same name, and drives their
     /// deployments from now on. Two engines driving them would each perform their work.

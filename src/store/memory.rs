@@ -141,6 +141,20 @@ impl MemoryStore {
         picked
     }
 
+    /// Gives up every lease `owner` holds; how many.
+    fn release_leases(&self, owner: &str) -> usize {
+        let mut released = 0;
+        self.each_shard(|shard| {
+            for row in shard.deployments.values_mut() {
+                if row.lease.as_ref().is_some_and(|(o, _)| o == owner) {
+                    row.lease = None;
+                    released += 1;
+                }
+            }
+        });
+        released
+    }
+
     /// Every shard, one after the other, each locked while `f` reads or changes it.
     fn each_shard(&self, mut f: impl FnMut(&mut Shard)) {
         for shard in &self.shards {
@@ -447,16 +461,20 @@ impl Store for MemoryStore {
 
     async fn release(&self, owner: &str) -> Result<usize, StoreError> {
         codec::storable_key("lease owner", owner)?;
-        let mut released = 0;
-        self.each_shard(|shard| {
-            for row in shard.deployments.values_mut() {
-                if row.lease.as_ref().is_some_and(|(o, _)| o == owner) {
-                    row.lease = None;
-                    released += 1;
-                }
-            }
-        });
-        Ok(released)
+        Ok(self.release_leases(owner))
+    }
+
+    async fn release_run(&self, owner: &str, run: &str) -> Result<Option<usize>, StoreError> {
+        codec::storable_key("lease owner", owner)?;
+        codec::storable_key("replica run", run)?;
+        // Held through the release, so that a run recording itself waits for it to end.
+        let replicas = locked(&self.replicas);
+        if replicas.get(owner).is_some_and(|recorded| recorded != run) {
+            return Ok(None);
+        }
+        let released = self.release_leases(owner);
+        drop(replicas);
+        Ok(Some(released))
     }
 
     async fn watch(&self, watcher: ChangeWatcher) -> Result<(), StoreError> {

@@ -268,6 +268,27 @@ pub trait Store: Debug + Send + Sync {
             what: "replica registration",
         })
     }
+
+    /// Gives up every lease `owner` holds, as [`release`](Self::release) does, provided
+    /// `run` is still the run recorded under `owner`
+    /// ([`register_replica`](Self::register_replica)), or none is; returns how many, or
+    /// `None` when another run is recorded there, which then keeps them all. A replica that
+    /// recorded its run calls it when it shuts down: a later engine under the same name
+    /// (a rolling restart) holds the name's leases from the moment it records itself, and a
+    /// plain `release` just after that moment would give them up under it.
+    ///
+    /// The look and the release are one atomic step in the stores hookgate ships: a
+    /// `register_replica` of `owner` comes wholly before or wholly after it. The default looks
+    /// with [`registered_replica`](Self::registered_replica), then calls `release`: a later
+    /// run that records itself between the two finds the name's deployments released, for
+    /// whichever replica claims them first, itself included. A store with leases should
+    /// override it.
+    async fn release_run(&self, owner: &str, run: &str) -> Result<Option<usize>, StoreError> {
+        match self.registered_replica(owner).await? {
+            Some(recorded) if recorded != run => Ok(None),
+            _ => self.release(owner).await.map(Some),
+        }
+    }
 }
 
 macro_rules! forward_store {
@@ -354,6 +375,14 @@ macro_rules! forward_store {
 
             async fn registered_replica(&self, owner: &str) -> Result<Option<String>, StoreError> {
                 (**self).registered_replica(owner).await
+            }
+
+            async fn release_run(
+                &self,
+                owner: &str,
+                run: &str,
+            ) -> Result<Option<usize>, StoreError> {
+                (**self).release_run(owner, run).await
             }
         }
     };

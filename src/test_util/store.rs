@@ -82,6 +82,8 @@ pub struct FaultyStore<S = MemoryStore> {
     late_create_loads: AtomicUsize,
     /// Creates answered already, each stored once its deployment has been loaded enough.
     pending_creates: Mutex<Vec<LateCreate>>,
+    /// A run to record under its owner as the next `release_run` begins.
+    run_before_release: Mutex<Option<String>>,
 }
 
 /// A create [`FaultyStore::store_creates_late`] has answered but not stored yet.
@@ -130,6 +132,7 @@ impl<S: Store> FaultyStore<S> {
             late_create: AtomicUsize::new(0),
             late_create_loads: AtomicUsize::new(0),
             pending_creates: Mutex::new(Vec::new()),
+            run_before_release: Mutex::new(None),
         }
     }
 
@@ -253,6 +256,13 @@ impl<S: Store> FaultyStore<S> {
     /// [`slow_saves`](Self::slow_saves) makes saves do.
     pub fn slow_claims(&self, slow: bool) {
         self.slow_claim.store(slow, Ordering::SeqCst);
+    }
+
+    /// Has the next [`Store::release_run`] first record `run` under its owner, as
+    /// [`Store::register_replica`] does: a later engine under the same replica name recording
+    /// itself just as the one before gives up its leases at shutdown.
+    pub fn record_run_before_release(&self, run: &str) {
+        *locked(&self.run_before_release) = Some(run.to_owned());
     }
 
     /// Whether this save is one to fail, using up the counts.
@@ -459,6 +469,14 @@ impl<S: Store> Store for FaultyStore<S> {
 
     async fn registered_replica(&self, owner: &str) -> Result<Option<String>, StoreError> {
         self.inner.registered_replica(owner).await
+    }
+
+    async fn release_run(&self, owner: &str, run: &str) -> Result<Option<usize>, StoreError> {
+        let later = locked(&self.run_before_release).take();
+        if let Some(later) = later {
+            self.inner.register_replica(owner, &later).await?;
+        }
+        self.inner.release_run(owner, run).await
     }
 }
 

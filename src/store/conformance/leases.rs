@@ -322,13 +322,14 @@ async fn lease_calls(
     id: &DeploymentId,
     application: &str,
     owner: &str,
-) -> [Result<(), StoreError>; 5] {
+) -> [Result<(), StoreError>; 6] {
     let leased = lease(owner, 2);
     [
         store.claim(id, &leased).await.map(|_| ()),
         store.renew(&leased).await.map(|_| ()),
         store.claim_orphans(&leased, 10).await.map(|_| ()),
         store.release(owner).await.map(|_| ()),
+        store.release_run(owner, "run").await.map(|_| ()),
         store
             .create(
                 fx.start("refused", application)
@@ -445,5 +446,85 @@ pub async fn replica_registration(store: &DynStore) {
         store.registered_replica(&a).await.expect("look succeeds"),
         Some("run-3".to_owned()),
         "a refused run changes nothing"
+    );
+}
+
+/// A release by a replica's run gives up the leases of its name only while that run is the
+/// one recorded under it, or none is: a later run recorded under the same name keeps them.
+pub async fn release_by_run(store: &DynStore) {
+    let mut fx = Fixture::new("release-run");
+    let application = fx.name("app");
+    let (a, b, c) = (fx.name("a"), fx.name("b"), fx.name("c"));
+    let mine = fx.start("mine", &application);
+    let theirs = fx.start("theirs", &application);
+    store
+        .create(mine.new_deployment().leased(lease(&a, 0)), &mine.events)
+        .await
+        .expect("create succeeds");
+    store
+        .create(theirs.new_deployment().leased(lease(&b, 0)), &theirs.events)
+        .await
+        .expect("create succeeds");
+    for run in ["run-1", "run-2"] {
+        store
+            .register_replica(&a, run)
+            .await
+            .expect("register succeeds");
+    }
+    assert_eq!(
+        store
+            .release_run(&a, "run-1")
+            .await
+            .expect("release succeeds"),
+        None,
+        "an earlier run of the name releases nothing"
+    );
+    assert!(
+        !store
+            .claim(mine.id(), &lease(&c, 1))
+            .await
+            .expect("claim succeeds"),
+        "still held under the name"
+    );
+    assert!(matches!(
+        store.release_run(&a, "run\0").await,
+        Err(StoreError::Unstorable {
+            what: "replica run"
+        })
+    ));
+    assert_eq!(
+        store
+            .release_run(&a, "run-2")
+            .await
+            .expect("release succeeds"),
+        Some(1),
+        "the run recorded last releases the name's leases"
+    );
+    assert!(
+        store
+            .claim(mine.id(), &lease(&c, 2))
+            .await
+            .expect("claim succeeds"),
+        "a released deployment is free at once"
+    );
+    assert!(
+        !store
+            .claim(theirs.id(), &lease(&c, 2))
+            .await
+            .expect("claim succeeds"),
+        "another name's lease stays"
+    );
+    assert_eq!(
+        store
+            .release_run(&b, "run-3")
+            .await
+            .expect("release succeeds"),
+        Some(1),
+        "a name with no run recorded releases as `release` does"
+    );
+    assert_eq!(
+        store.registered_replica(&b).await.expect("look succeeds"),
+        None,
+        "the release records nothing"
     );
 }

@@ -31,7 +31,8 @@ use std::sync::Arc;
 use std::task::Poll;
 
 pub use leases::{
-    change_notices, lease_claims, lease_release, lease_renewal, orphan_claims, replica_registration,
+    change_notices, lease_claims, lease_release, lease_renewal, orphan_claims, release_by_run,
+    replica_registration,
 };
 pub use lifecycle::{
     another_deployments_state_refused, duplicate_create_refused, large_state, round_trip,
@@ -74,6 +75,7 @@ pub async fn run_replica_checks(store: &Arc<DynStore>) {
     lease_release(&**store).await;
     change_notices(&**store).await;
     replica_registration(&**store).await;
+    release_by_run(&**store).await;
 }
 
 /// Polls every task whenever one may progress, so that they all run at once without a

@@ -45,6 +45,7 @@ pub(super) struct Statements {
     release: String,
     register_replica: String,
     registered_replica: String,
+    lock_registered_replica: String,
 }
 
 impl Statements {
@@ -185,6 +186,9 @@ impl Statements {
                  ON CONFLICT (owner) DO UPDATE SET run = $2, registered_at = $3"
             ),
             registered_replica: format!("SELECT run FROM {s}.replicas WHERE owner = $1"),
+            lock_registered_replica: format!(
+                "SELECT run FROM {s}.replicas WHERE owner = $1 FOR UPDATE"
+            ),
         }
     }
 }
@@ -472,6 +476,31 @@ impl Store for PostgresStore {
             .map_err(backend)?;
         // Never more rows than fit in memory's address space, let alone in a table.
         Ok(usize::try_from(released.rows_affected()).unwrap_or(usize::MAX))
+    }
+
+    async fn release_run(&self, owner: &str, run: &str) -> Result<Option<usize>, StoreError> {
+        codec::storable_key("lease owner", owner)?;
+        codec::storable_key("replica run", run)?;
+        let mut tx = self.begin().await?;
+        // The row stays locked to the commit: a run recording itself (an upsert of the same
+        // row) waits for the release, or, committed first, is what the lock reads.
+        let recorded: Option<String> = sqlx::query_scalar(&self.inner.sql.lock_registered_replica)
+            .bind(owner)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if recorded.is_some_and(|recorded| recorded != run) {
+            return Ok(None);
+        }
+        let released = sqlx::query(&self.inner.sql.release)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(
+            usize::try_from(released.rows_affected()).unwrap_or(usize::MAX),
+        ))
     }
 
     async fn watch(&self, watcher: ChangeWatcher) -> Result<(), StoreError> {
