@@ -518,9 +518,64 @@ async fn retries_stop_after_the_configured_attempts() {
     let tokens = source(&server).build(transport()).unwrap();
     let error = tokens.token().await.unwrap_err();
     assert!(
-        matches!(error, TokenError::Status { status, attempts: 4 } if status == 429),
+        matches!(error, TokenError::Status { status, attempts: 4, body: None } if status == 429),
         "{error:?}"
     );
+    let shown = error.to_string();
+    assert!(
+        shown.contains("HTTP 429 Too Many Requests after 4 attempts;"),
+        "{shown}"
+    );
+}
+
+/// An answer that is not RFC 6749's, such as a gateway's page, is shown in part, the secret
+/// masked in the spellings it was sent in and control characters escaped.
+#[tokio::test]
+async fn an_unexpected_answers_body_is_shown_without_the_secret() {
+    let server = MockServer::start().await;
+    let form_encoded: String = url::form_urlencoded::byte_serialize(SECRET.as_bytes()).collect();
+    let page = format!(
+        "<html>\n<h1>403 Forbidden</h1> request blocked by policy; got client_secret={form_encoded} \
+         ({SECRET})</html>\n{}",
+        "x".repeat(2_000)
+    );
+    Mock::given(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(403).set_body_string(page))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let error = source(&server)
+        .build(transport())
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
+    let TokenError::Status {
+        status,
+        attempts: 1,
+        body: Some(body),
+    } = &error
+    else {
+        panic!("{error:?}")
+    };
+    assert_eq!(status.as_u16(), 403);
+    assert!(
+        body.starts_with("<html>\\n<h1>403 Forbidden</h1> request blocked by policy"),
+        "{body}"
+    );
+    assert!(
+        body.ends_with('…') && body.chars().count() < 600,
+        "cut short: {body}"
+    );
+    let shown = format!("{error} {error:?}");
+    assert!(shown.contains("after 1 attempt: <html>"), "{shown}");
+    assert!(shown.contains("client credentials were refused"), "{shown}");
+    for spelling in [SECRET, &form_encoded, "hunter2"] {
+        assert!(
+            !shown.contains(spelling),
+            "secret leaked as {spelling}: {shown}"
+        );
+    }
 }
 
 #[tokio::test]

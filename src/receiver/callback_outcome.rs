@@ -1,6 +1,6 @@
 use http::StatusCode;
 
-use super::TokenError;
+use super::{TokenError, attempt_count};
 use crate::transport::TransportError;
 
 /// The orchestrator's final word on a callback it understood.
@@ -97,8 +97,9 @@ pub enum CallbackError {
     },
     /// `408`, `429` or `5xx` until the attempts ran out.
     #[error(
-        "the callback endpoint still answered HTTP {status} after {attempts} attempt(s){}; send \
-         the callback again later",
+        "the callback endpoint still answered HTTP {status} after {}{}; send the callback again \
+         later",
+        attempt_count(*attempts),
         detail(message)
     )]
     Unavailable {
@@ -115,7 +116,10 @@ pub enum CallbackError {
     // answer that is not HTTP, a request the transport's policy refuses) would fail the same
     // way if sent again, and many loggers show only `Display`. It names the request by its
     // origin only, never the path that holds the callback id.
-    #[error("could not deliver the callback (attempt {attempts}): {source}")]
+    #[error(
+        "could not deliver the callback after {}: {source}",
+        attempt_count(*attempts)
+    )]
     Transport {
         /// How many requests were sent.
         attempts: u32,
@@ -201,6 +205,7 @@ mod tests {
             token(TokenError::Status {
                 status: status(code),
                 attempts: 3,
+                body: None,
             })
         };
         let refused = |code, error: &str| {

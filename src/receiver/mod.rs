@@ -97,6 +97,15 @@ fn long_uri_parts(uri: &http::Uri) -> impl Iterator<Item = &str> {
         .filter(|part| part.len() >= crate::outbound::redact::MIN_HIDDEN_LEN)
 }
 
+/// How many requests an error counts, in words: "1 attempt", "3 attempts".
+#[cfg(feature = "receiver")]
+fn attempt_count(attempts: u32) -> String {
+    match attempts {
+        1 => "1 attempt".to_owned(),
+        n => format!("{n} attempts"),
+    }
+}
+
 /// Text from a server, fit for an error message: each of `secrets` masked in the spellings a
 /// server may echo it back in (as sent in a form body, JSON-escaped, percent-encoded), then
 /// shown as [`untrusted_text`] shows it.

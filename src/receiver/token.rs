@@ -3,6 +3,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use http::StatusCode;
 
+use super::attempt_count;
 use crate::{Secret, transport::TransportError};
 
 /// Where the bearer token for callbacks comes from.
@@ -71,7 +72,9 @@ pub enum TokenError {
     },
     /// The token endpoint answered with an unexpected status (after retrying 408, 429 and 5xx).
     #[error(
-        "the token endpoint answered HTTP {status} (attempt {attempts}); {}",
+        "the token endpoint answered HTTP {status} after {}{}; {}",
+        attempt_count(*attempts),
+        body.as_deref().map(|b| format!(": {b}")).unwrap_or_default(),
         status_advice(*status)
     )]
     Status {
@@ -79,11 +82,18 @@ pub enum TokenError {
         status: StatusCode,
         /// How many requests were sent.
         attempts: u32,
+        /// The start of the last answer's body, if it had one: often a gateway's or proxy's
+        /// page saying why. Cut short, its control characters escaped, and the client secret
+        /// and the token URL's longer parts masked, should the server echo them.
+        body: Option<String>,
     },
     /// The token endpoint could not be reached (after retrying connection errors and timeouts).
     // The cause is in the message, with its own advice (see `CallbackError::Transport`); it
     // names the token endpoint by its origin only.
-    #[error("could not reach the token endpoint (attempt {attempts}): {source}")]
+    #[error(
+        "could not reach the token endpoint after {}: {source}",
+        attempt_count(*attempts)
+    )]
     Transport {
         /// How many requests were sent.
         attempts: u32,

@@ -7,15 +7,16 @@ use crate::{
     receiver::{TokenError, server_text},
 };
 
-/// The error of a non-2xx answer: RFC 6749 §5.2 when the body says so, else the bare status;
-/// each of `hidden` masked in its text.
+/// The error of a non-2xx answer: RFC 6749 §5.2 when the body says so, else the status and
+/// the start of the body; each of `hidden` masked in its text.
 pub(super) fn refusal(response: &Response<Bytes>, attempts: u32, hidden: &[&str]) -> TokenError {
     let status = response.status();
+    let unexpected = || unexpected_status(response, attempts, hidden);
     let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(response.body()) else {
-        return TokenError::Status { status, attempts };
+        return unexpected();
     };
     let Some(error) = answer.get("error").and_then(Value::as_str) else {
-        return TokenError::Status { status, attempts };
+        return unexpected();
     };
     TokenError::Refused {
         status,
@@ -24,6 +25,21 @@ pub(super) fn refusal(response: &Response<Bytes>, attempts: u32, hidden: &[&str]
             .get("error_description")
             .and_then(Value::as_str)
             .map(|d| server_text(d, hidden)),
+    }
+}
+
+/// [`TokenError::Status`] for `response`, with the start of its body; each of `hidden` masked.
+pub(super) fn unexpected_status(
+    response: &Response<Bytes>,
+    attempts: u32,
+    hidden: &[&str],
+) -> TokenError {
+    let body = String::from_utf8_lossy(response.body());
+    let body = body.trim();
+    TokenError::Status {
+        status: response.status(),
+        attempts,
+        body: (!body.is_empty()).then(|| server_text(body, hidden)),
     }
 }
 

@@ -272,10 +272,11 @@ impl ClientCredentials {
             tracing::warn!(attempt, %status, "token endpoint unavailable");
             return Step::Retry {
                 retry_after: retry_after(response.headers(), self.clock.now()),
-                last: TokenError::Status {
-                    status,
-                    attempts: attempt,
-                },
+                last: answer::unexpected_status(
+                    &response,
+                    attempt,
+                    &hidden(self.client_secret.expose(), &self.token_uri),
+                ),
             };
         }
         Step::Done(Err(answer::refusal(
