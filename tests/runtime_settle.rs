@@ -345,3 +345,55 @@ async fn a_callback_whose_own_write_fails_is_refused_with_unavailable_and_applie
         .count();
     assert_eq!(received, 1, "the callback is stored once: {history:#?}");
 }
+
+/// A deploy step answered at once, then a gate whose call is answered at once: both recorded
+/// by `start` itself, the deployment waits on the callback with its timeout armed, which fails
+/// the gate once it has passed. (The writes recording results ready at once arm the deadline;
+/// the write before them leaves it to them.)
+#[tokio::test(flavor = "current_thread")]
+async fn the_deadline_is_armed_once_results_ready_at_once_are_recorded() {
+    const STEP_THEN_GATE: &str = r#"
+application: settle-deadline
+targets:
+  staging: {}
+  prod:
+    constraints:
+      dependsOn: [staging]
+      beforeDeployment: [runWebhook: {name: gate}]
+webhooks:
+  - name: gate
+    uriTemplate: https://external.example/run
+    bodyTemplate: {inline: '{{armory.callbackUri}}'}
+"#;
+    let external = RecordingTransport::new();
+    let clock = hookgate::test_util::ManualClock::new(chrono::Utc::now());
+    let engine = Engine::builder(
+        external.dispatcher("https://hookgate.example").unwrap(),
+        SimulatedHost,
+    )
+    .clock(clock.clone())
+    .build();
+    let id = engine
+        .start(STEP_THEN_GATE, BTreeMap::new())
+        .await
+        .unwrap()
+        .id;
+    let view = engine.view(&id).await.unwrap();
+    assert!(
+        matches!(view.gates[0].state, GateState::AwaitingCallback { .. }),
+        "{:?}",
+        view.gates[0].state
+    );
+    assert_eq!(engine.armed_deadlines(), 1, "the callback's timeout");
+
+    clock.advance(chrono::TimeDelta::hours(23));
+    assert_eq!(engine.fire_due().await, 0, "not due yet");
+    clock.advance(chrono::TimeDelta::hours(1));
+    assert_eq!(engine.fire_due().await, 1);
+    assert_eq!(
+        engine.view(&id).await.unwrap().status,
+        DeploymentStatus::Failed,
+        "the gate timed out"
+    );
+    assert_eq!(engine.armed_deadlines(), 0);
+}

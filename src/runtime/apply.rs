@@ -485,31 +485,44 @@ impl Engine {
             match self.commit_once(live, before, Source::Memory).await {
                 Ok((_, more)) => ready = more,
                 Err(e) => {
+                    // The failed write armed the deadline to try again.
                     tracing::warn!(error = %e, "could not record a result; retrying");
-                    break;
+                    return self.record_all_later(live, ready);
                 }
             }
         }
+        // The last write left the deadline to the recording of these (`after_commit`), which
+        // now comes after the lock is let go.
+        live.arm(&self.inner.deadlines);
+        self.record_all_later(live, ready);
+    }
+
+    /// Records each of `ready` in a task of its own ([`Engine::record_later`]).
+    fn record_all_later(&self, live: &Live, ready: Vec<Ready>) {
         for r in ready {
             self.record_later(live.d.id().clone(), r);
         }
     }
 
     /// Everything that follows a durable write. Returns the results that were ready at once,
-    /// for [`Engine::settle`].
+    /// for [`Engine::settle`], which records them under the same lock; the deadline is then
+    /// left to the write recording them: armed now too, a host step's timeout would go into
+    /// the table every input shares only to come out again (a step answered at once).
     pub(crate) fn after_commit(
         &self,
         live: &mut Live,
         mut actions: Vec<Action>,
         mut events: Vec<Event>,
     ) -> Vec<Ready> {
-        live.arm(&self.inner.deadlines);
         self.publish(live.d.id(), &mut events);
         let mut ready = Vec::new();
         for action in actions.drain(..) {
             ready.extend(self.perform(live, action));
         }
         spare::give_back_queues(actions, events);
+        if ready.is_empty() {
+            live.arm(&self.inner.deadlines);
+        }
         if live.d.is_finished() {
             self.retire(live);
         }
