@@ -98,7 +98,6 @@ fn long_uri_parts(uri: &http::Uri) -> impl Iterator<Item = &str> {
 }
 
 /// How many requests an error counts, in words: "1 attempt", "3 attempts".
-#[cfg(feature = "receiver")]
 fn attempt_count(attempts: u32) -> String {
     match attempts {
         1 => "1 attempt".to_owned(),
