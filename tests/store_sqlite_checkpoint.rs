@@ -7,7 +7,8 @@ mod store_support;
 use std::path::Path;
 use std::sync::Arc;
 
-use hookgate::store::{SqliteStore, Store, StoreError};
+use hookgate::store::{SqliteOptions, SqliteStore, Store, StoreError};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use store_support::{created, progress};
 
 /// The log's size in bytes; 0 when there is none.
@@ -93,4 +94,51 @@ async fn a_close_whose_caller_goes_away_still_checkpoints_the_log() {
         matches!(&refused, Err(StoreError::Closed { store: "SQLite" })),
         "the store is closed: {refused:?}"
     );
+}
+
+/// A reader elsewhere (another process, a backup) holding a snapshot older than the last write
+/// keeps part of the log in use: `close` copies what it can and returns, rather than waiting
+/// under the store's busy timeout (here the longest SQLite takes, about 25 days) for that
+/// reader to finish. What it left is taken up by the next opening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_does_not_wait_for_a_reader_elsewhere() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let db = dir.path().join("hookgate.db");
+    let options = SqliteOptions::default().with_busy_timeout(SqliteOptions::MAX_BUSY_TIMEOUT);
+    let store = SqliteStore::open_with(&db, options).await.expect("open");
+    let mut deployments = created(&store, 1).await;
+    let elsewhere = SqlitePool::connect_with(SqliteConnectOptions::new().filename(&db))
+        .await
+        .expect("another connection");
+    let mut reader = elsewhere.acquire().await.expect("a connection");
+    sqlx::query("BEGIN")
+        .execute(&mut *reader)
+        .await
+        .expect("BEGIN");
+    let _: i64 = sqlx::query_scalar("SELECT count(*) FROM deployments")
+        .fetch_one(&mut *reader)
+        .await
+        .expect("a read holding its snapshot");
+    let d = &mut deployments[0];
+    let events = progress(d, "after the reader's snapshot");
+    store
+        .save(d.id(), 1, d.state(), d.status(), &events)
+        .await
+        .expect("saved");
+
+    tokio::time::timeout(std::time::Duration::from_secs(60), store.close())
+        .await
+        .expect("close returns while the reader holds its snapshot");
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut *reader)
+        .await
+        .expect("ROLLBACK");
+    drop(reader);
+    elsewhere.close().await;
+    let reopened = SqliteStore::open(&db).await.expect("reopened");
+    let stored = reopened.load(d.id()).await.expect("read").expect("stored");
+    assert_eq!(stored.version, 2, "the save is kept");
+    reopened.close().await;
+    assert_eq!(wal_size(&db), 0, "closing again checkpoints the rest");
 }

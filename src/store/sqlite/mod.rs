@@ -341,7 +341,9 @@ impl SqliteStore {
     /// Closes every connection, waiting for queries under way and for the writes already
     /// queued, which are committed and answered first; operations after it fail with
     /// [`StoreError::Closed`]. Saves already acknowledged are durable without it; closing
-    /// checkpoints the write-ahead log into the main file. A caller that stops waiting (a
+    /// checkpoints the write-ahead log into the main file, as far as it can without waiting
+    /// for readers elsewhere (another process, a backup tool) to let go of older snapshots,
+    /// which would hold it for up to the busy timeout. A caller that stops waiting (a
     /// timeout around shutdown) does not stop it half-way: it goes on in a task.
     pub async fn close(&self) {
         let (writes, pool) = (self.writes.clone(), self.pool.clone());
@@ -354,10 +356,7 @@ impl SqliteStore {
             // SQLite checkpoints by itself only in the connection that closes last, and skips
             // it when another one is closing at the same moment, as the pool's may: so the log
             // is copied and emptied here, while one connection is sure to be open.
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&pool)
-                .await
-            {
+            if let Err(e) = checkpoint_without_waiting(&pool).await {
                 tracing::debug!(error = %e, "SQLite checkpoint on close failed");
             }
             pool.close().await;
@@ -417,4 +416,22 @@ fn backend(e: sqlx::Error) -> StoreError {
 /// Timestamps are RFC 3339 UTC with microseconds: fixed width, so text order is time order.
 fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Copies the write-ahead log into the main file and empties it, as far as that can be done
+/// at once. A reader elsewhere (another process, a backup) holding an older snapshot keeps
+/// part of the log in use: under the store's busy timeout, which may be days, closing would
+/// wait for it to finish. With none, SQLite copies what it can and leaves the rest, as its own
+/// checkpoints beside the writer do, and the next opening takes the log up.
+async fn checkpoint_without_waiting(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    let mut connection = pool.acquire().await?;
+    sqlx::query("PRAGMA busy_timeout = 0")
+        .execute(&mut *connection)
+        .await?;
+    let checkpointed = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut *connection)
+        .await;
+    // Closed rather than given back: the pool's next user would inherit the zero timeout.
+    connection.close().await?;
+    checkpointed.map(drop)
 }
