@@ -285,7 +285,7 @@ async fn run() -> Result<ExitCode, Failure> {
     let handler = CallbackHandler::new(Arc::new(engine.clone()), issuer.clone());
     let app = router(ServerState::new(handler).with_issuer(issuer));
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = hookgate::axum::serve(listener, app).await {
             eprintln!("gate_server: the server stopped: {e}");
         }
     });

@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::Path;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use hookgate::Secret;
 use hookgate::auth::{IssuerClient, TokenIssuer};
+use hookgate::axum::extract::Path;
+use hookgate::axum::http::{HeaderMap, StatusCode};
+use hookgate::axum::routing::post;
 use hookgate::config::{GateKind, Plan};
 use hookgate::core::{DeploymentStatus, EventKind, GateState};
 use hookgate::outbound::Dispatcher;
@@ -123,7 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let handler = CallbackHandler::new(Arc::new(engine.clone()), issuer.clone());
     let app = router(ServerState::new(handler).with_issuer(issuer));
-    tokio::spawn(async move { axum::serve(gates_listener, app).await });
+    tokio::spawn(async move { hookgate::axum::serve(gates_listener, app).await });
 
     // The external system: answers each webhook at once, works, then calls back.
     let token_url = format!("{base}/oauth/token").parse()?;
@@ -134,10 +134,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ReqwestTransport::builder().build()?,
         tokens,
     ));
-    let external_app = axum::Router::new().route(
+    let external_app = hookgate::axum::Router::new().route(
         "/hooks/{name}",
         post(
-            move |Path(name): Path<String>, headers: HeaderMap, body: axum::body::Bytes| {
+            move |Path(name): Path<String>,
+                  headers: HeaderMap,
+                  body: hookgate::axum::body::Bytes| {
                 let callbacks = Arc::clone(&callbacks);
                 async move {
                     let Ok(url) = ReceivedRequest::new()
@@ -162,7 +164,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
         ),
     );
-    tokio::spawn(async move { axum::serve(external_listener, external_app).await });
+    tokio::spawn(async move { hookgate::axum::serve(external_listener, external_app).await });
 
     // Run it.
     let mut events = engine.subscribe();

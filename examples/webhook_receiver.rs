@@ -35,9 +35,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use hookgate::axum::extract::{RawQuery, State};
+use hookgate::axum::http::{HeaderMap, StatusCode};
+use hookgate::axum::routing::post;
 use hookgate::receiver::{
     Callback, CallbackClient, ClientCredentials, DEFAULT_AUDIENCE, ReceivedRequest,
 };
@@ -71,7 +71,7 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), Failure> {
     let (listen, job) = configure().map_err(Failure::Invalid)?;
-    let app = axum::Router::new()
+    let app = hookgate::axum::Router::new()
         .route("/", post(receive))
         .route("/{*path}", post(receive))
         .with_state(Arc::new(job));
@@ -82,7 +82,7 @@ async fn run() -> Result<(), Failure> {
         .local_addr()
         .map_err(|e| Failure::Failed(e.to_string()))?;
     println!("webhook_receiver listening on {address}");
-    axum::serve(listener, app)
+    hookgate::axum::serve(listener, app)
         .await
         .map_err(|e| Failure::Failed(format!("the server stopped: {e}")))
 }
@@ -187,7 +187,7 @@ async fn receive(
     State(job): State<Arc<Job>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: hookgate::axum::body::Bytes,
 ) -> (StatusCode, String) {
     let mut received = ReceivedRequest::new()
         .with_headers(&headers)

@@ -57,10 +57,11 @@ fn statuses(envs: &[(String, EnvStatus)]) -> Vec<String> {
     envs.iter().map(|(n, s)| format!("{n}: {s}")).collect()
 }
 
-/// A key the engine does not read is no error (PROTOCOL.md §2), and is logged at the start,
-/// since a misspelt one drops what it meant: here the webhook before deploying to dev.
+/// A key the engine does not read is no error (PROTOCOL.md §2), and is logged at the start and
+/// returned with it, since a misspelt one drops what it meant: here the webhook before
+/// deploying to dev.
 #[tokio::test]
-async fn a_start_logs_the_keys_of_the_file_it_does_not_read() {
+async fn a_start_logs_and_returns_the_keys_of_the_file_it_does_not_read() {
     let (log, _guard) = Captured::on_this_thread();
     let mut w = world(|b| b, Arc::new(|_: &str| vec![(0, true)])).await;
     let misspelt =
@@ -70,6 +71,10 @@ async fn a_start_logs_the_keys_of_the_file_it_does_not_read() {
         .start(&file(misspelt, CANARY), w.context())
         .await
         .unwrap();
+    assert_eq!(
+        started.ignored_fields,
+        ["targets.dev.constraints.beforDeployment"]
+    );
     assert_eq!(w.finished(&started.id).await, DeploymentStatus::Succeeded);
     let log = log.text();
     let line = log
@@ -187,9 +192,16 @@ async fn if_deployment_in_progress_enqueue_one_keeps_only_the_newest_waiting() {
     let file = ONE_GATE.replace("POLICY", "enqueueOne");
     let first = w.engine.start(&file, w.context()).await.unwrap();
     let second = w.engine.start(&file, w.context()).await.unwrap();
-    let third = w.engine.start(&file, w.context()).await.unwrap();
+    let misspelt = file.replace("application:", "aplication: typo\napplication:");
+    let third = w.engine.start(&misspelt, w.context()).await.unwrap();
     assert_eq!(second.status, DeploymentStatus::Queued);
     assert_eq!(third.status, DeploymentStatus::Queued);
+    assert!(first.ignored_fields.is_empty());
+    assert_eq!(
+        third.ignored_fields,
+        ["aplication"],
+        "a queued start returns them too"
+    );
     w.engine.cancel(&first.id, "operator").await.unwrap();
     assert_eq!(w.finished(&first.id).await, DeploymentStatus::Canceled);
     w.started(&third.id).await;

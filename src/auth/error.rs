@@ -20,7 +20,11 @@ pub enum AuthError {
     },
     /// The token is not one this server accepts (unknown, bad signature, wrong issuer or
     /// audience).
-    #[error("the bearer token was refused: {reason}; get a new token from the configured issuer")]
+    // The advice fits static tokens too, which no issuer gives out.
+    #[error(
+        "the bearer token was refused: {reason}; send one this server accepts (a token from its \
+         issuer, or one of its configured static tokens)"
+    )]
     InvalidToken {
         /// Why, without the token.
         reason: String,

@@ -7,7 +7,9 @@ use crate::template::TemplateError;
 #[non_exhaustive]
 pub enum ConfigError {
     /// The text is not YAML or JSON, or a value has the wrong shape (a list where a map is
-    /// expected, a missing required field). Reported at the first such place.
+    /// expected, a missing required field, a word where a number goes). Reported at the first
+    /// such place, where reading stopped: the file's other problems
+    /// ([`Invalid`](Self::Invalid)) are listed once it reads.
     #[error("{path}: {message}")]
     Syntax {
         /// Where, as a field path (`targets.prod.constraints`), or `(file)` for the whole text.

@@ -20,7 +20,8 @@ use crate::template::RequestTemplate;
 #[serde(transparent)]
 pub struct EnvId(pub u16);
 
-/// Index of a gate in [`Plan::gates`].
+/// Index of a gate in [`Plan::gates`]. It displays as `gate 3`, for messages; the approval
+/// URL (`/deployments/<deployment>/gates/<gate>/approve`) takes the bare number, `.0`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct GateId(pub u32);

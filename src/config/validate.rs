@@ -1816,7 +1816,11 @@ fn misleading(c: char) -> bool {
 /// and reader settings (`use Option<String>`, `set DuplicateKeyPolicy`) that the author cannot
 /// reach.
 fn for_people(e: &serde_saphyr::Error) -> String {
-    e.render_with_formatter(&ForPeople)
+    // The reader's own name for the text, `<input>`, tells a person nothing.
+    e.render_with_options(serde_saphyr::render_options! {
+        formatter: &ForPeople,
+        source_name: Some("deployment file"),
+    })
 }
 
 /// The reader's wording for people, but for a scalar its field cannot take, which it names by

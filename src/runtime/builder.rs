@@ -53,7 +53,9 @@ const MAX_EVENT_CAPACITY: usize = 1 << 16;
 
 impl Engine {
     /// A builder for an engine that sends webhooks with `dispatcher` and asks `host` for host
-    /// steps.
+    /// steps. Its store is a [`MemoryStore`] unless [`store`](EngineBuilder::store) or
+    /// [`shared_store`](EngineBuilder::shared_store) gives another: deployments kept in memory
+    /// only are lost on a restart.
     pub fn builder(dispatcher: Dispatcher, host: impl Host) -> EngineBuilder {
         EngineBuilder {
             dispatcher,
@@ -70,7 +72,7 @@ impl Engine {
 }
 
 impl EngineBuilder {
-    /// Where deployments are kept.
+    /// Where deployments are kept (by default a [`MemoryStore`], which a restart empties).
     pub fn store(mut self, store: impl Store + 'static) -> Self {
         self.store = Arc::new(store);
         self

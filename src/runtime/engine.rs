@@ -236,6 +236,11 @@ pub struct Started {
     pub id: DeploymentId,
     /// `running`, or `queued` behind another deployment of the application (`enqueueOne`).
     pub status: DeploymentStatus,
+    /// The keys of the deployment file that hookgate does not read
+    /// ([`Plan::ignored_fields`](crate::config::Plan::ignored_fields)). They are no error, as
+    /// Armory files carry more than hookgate reads, but a misspelt key is among them, and a
+    /// misspelt `beforeDeployment` drops its gates: show them to whoever sent the file.
+    pub ignored_fields: Vec<String>,
 }
 
 /// What [`Engine::recover`] found.
@@ -373,6 +378,7 @@ impl Engine {
             let _serial = serial;
             match engine.launch(&queued).await {
                 Ok(()) => Ok(Started {
+                    ignored_fields: queued.plan.ignored_fields().to_vec(),
                     id: queued.id,
                     status: DeploymentStatus::Running,
                 }),
@@ -396,6 +402,7 @@ impl Engine {
     /// to: queue it (`enqueueOne`, in place of one queued before) or refuse it.
     fn in_progress(&self, new: Queued, running: DeploymentId) -> Result<Started, RuntimeError> {
         let application = new.plan.application().to_owned();
+        let ignored_fields = new.plan.ignored_fields().to_vec();
         match new.plan.if_in_progress() {
             InProgressPolicy::EnqueueOne => {
                 let id = new.id.clone();
@@ -423,6 +430,7 @@ impl Engine {
                 Ok(Started {
                     id,
                     status: DeploymentStatus::Queued,
+                    ignored_fields,
                 })
             }
             _ => Err(RuntimeError::InProgress {

@@ -6,11 +6,13 @@
 //! keeps one table of deadlines for all deployments, and applies callbacks that arrive through
 //! the HTTP layer (it implements [`GateService`](crate::server::GateService)).
 //!
-//! Wired up end to end, with the callback endpoint (features `runtime`, `reqwest`, `axum`;
-//! `examples/quickstart.rs` runs the whole of it):
+//! Wired up end to end, with the callback endpoint and a durable store (features `runtime`,
+//! `reqwest`, `axum`, `sqlite`; `examples/quickstart.rs` runs the whole of it). An application
+//! does so with `hookgate = { version = "0.1", features = ["runtime", "axum", "sqlite"] }` and
+//! tokio with its multi-thread runtime (`tokio = { version = "1", features = ["full"] }`):
 //!
 //! ```no_run
-//! # #[cfg(all(feature = "axum", feature = "reqwest"))]
+//! # #[cfg(all(feature = "axum", feature = "reqwest", feature = "sqlite"))]
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use hookgate::auth::{Principal, StaticTokens};
@@ -18,13 +20,17 @@
 //! use hookgate::runtime::{Engine, SimulatedHost};
 //! use hookgate::secrets::EnvSecrets;
 //! use hookgate::server::{CallbackHandler, ServerState, router};
+//! use hookgate::store::SqliteStore;
 //! use hookgate::transport::{ReqwestTransport, TransportRegistry};
 //!
 //! // Callback URIs are built on this base: where `router` below is reachable.
-//! let transports = TransportRegistry::new(Arc::new(ReqwestTransport::builder().build()?));
+//! let transports = TransportRegistry::new(ReqwestTransport::builder().build()?);
 //! let dispatcher = Dispatcher::builder(transports, Arc::new(EnvSecrets::new()), "https://gates.example.com")
 //!     .build()?;
-//! let engine = Engine::builder(dispatcher, SimulatedHost).build();
+//! // Without a store, the engine keeps deployments in memory only (`MemoryStore`), and a
+//! // restart loses them.
+//! let store = SqliteStore::open("hookgate.db").await?;
+//! let engine = Engine::builder(dispatcher, SimulatedHost).store(store).build();
 //! // Resume what the store holds before anything else acts on it.
 //! engine.recover().await?;
 //! // Deadlines (callback timeouts, retries) fire only while the scheduler runs.
@@ -34,7 +40,8 @@
 //! let tokens = StaticTokens::new().with_token(std::env::var("CALLBACK_TOKEN")?, Principal::new("ci"));
 //! let handler = CallbackHandler::new(Arc::new(engine.clone()), Arc::new(tokens));
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
-//! tokio::spawn(async move { axum::serve(listener, router(ServerState::new(handler))).await });
+//! // hookgate's own axum (`hookgate::axum`): the version `router` is built with.
+//! tokio::spawn(async move { hookgate::axum::serve(listener, router(ServerState::new(handler))).await });
 //!
 //! let started = engine.start(&std::fs::read_to_string("deploy.yml")?, Default::default()).await?;
 //! println!("started {}", started.id);

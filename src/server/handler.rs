@@ -25,6 +25,8 @@ use crate::core::{CallbackAck, CallbackId, Decision, DeploymentId};
 ///   repeat of the same outcome, `{"status": "recorded"}` for a progress note.
 /// - `/deployments/<deployment>/gates/<gate>/approve` and `/reject`, body empty or
 ///   `{"comment": "..."}`: a decision by the token's principal (its subject and roles).
+///   `<gate>` is the gate's number, [`GateId`](crate::config::GateId)'s `.0` (`3`, not its
+///   `Display`, `gate 3`).
 ///   `200 {"status": "approved"}` or `{"status": "rejected"}`.
 ///
 /// Every refusal is `{"error": "<code>", "message": "..."}` with the status of §5's table
