@@ -202,6 +202,11 @@ async fn if_deployment_in_progress_enqueue_one_keeps_only_the_newest_waiting() {
         ["aplication"],
         "a queued start returns them too"
     );
+    assert_eq!(
+        w.engine.live_deployment_ids(),
+        [first.id.clone(), third.id.clone()],
+        "the running one, then the one queued in place of the second"
+    );
     w.engine.cancel(&first.id, "operator").await.unwrap();
     assert_eq!(w.finished(&first.id).await, DeploymentStatus::Canceled);
     w.started(&third.id).await;

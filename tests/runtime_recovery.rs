@@ -83,6 +83,13 @@ async fn rows_that_cannot_be_resumed_do_not_keep_the_others_from_recovering() {
         ]
     );
     assert_eq!(engine.live_deployments(), 2);
+    let mut live = engine.live_deployment_ids();
+    live.sort();
+    assert_eq!(
+        live,
+        [before.0.id().clone(), after.0.id().clone()],
+        "what an application lists after the restart"
+    );
     for (d, _) in [&before, &after] {
         let view = engine.view(d.id()).await.expect("a resumed deployment");
         assert_eq!(view.status, d.status());

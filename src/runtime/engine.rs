@@ -954,6 +954,21 @@ impl Engine {
         lock(&self.inner.live).len()
     }
 
+    /// The ids of the unfinished deployments this engine drives, those queued here behind
+    /// another (`enqueueOne`) last, in no other order: after a restart and
+    /// [`Engine::recover`], with [`Engine::view`] for each, what an application shows of
+    /// the deployments under way. A replica lists those it holds the leases of;
+    /// [`Store::list_unfinished`](crate::store::Store::list_unfinished) lists every one in the
+    /// store.
+    pub fn live_deployment_ids(&self) -> Vec<DeploymentId> {
+        let mut ids: Vec<DeploymentId> = lock(&self.inner.live)
+            .keys()
+            .map(|id| DeploymentId::clone(id))
+            .collect();
+        ids.extend(lock(&self.inner.queued).values().map(|q| q.id.clone()));
+        ids
+    }
+
     /// How many deadlines are pending in the scheduler: one for each deployment waiting on
     /// one, and more while writes or looks are retried (a deployment whose write failed may
     /// have two).
