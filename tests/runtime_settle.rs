@@ -397,3 +397,58 @@ webhooks:
     );
     assert_eq!(engine.armed_deadlines(), 0);
 }
+
+/// `wait_finished` returns once the deployment has finished, however it ends, and refuses an
+/// id no deployment has.
+#[tokio::test(flavor = "current_thread")]
+async fn waiting_for_a_deployment_returns_how_it_finished() {
+    let s = setup();
+    let (id, callback) = started(&s).await;
+    let waiting = tokio::spawn({
+        let (engine, id) = (s.engine.clone(), id.clone());
+        async move { engine.wait_finished(&id).await }
+    });
+    tokio::task::yield_now().await;
+    assert!(
+        !waiting.is_finished(),
+        "the deployment waits on its callback"
+    );
+    assert_eq!(pass(&s, callback).await, CallbackAck::Applied);
+    assert_eq!(
+        waiting
+            .await
+            .expect("the wait ends")
+            .expect("the deployment is found"),
+        DeploymentStatus::Succeeded
+    );
+
+    let (canceled, _) = started(&s).await;
+    let waiting = tokio::spawn({
+        let (engine, id) = (s.engine.clone(), canceled.clone());
+        async move { engine.wait_finished(&id).await }
+    });
+    tokio::task::yield_now().await;
+    s.engine
+        .cancel(&canceled, "operator")
+        .await
+        .expect("canceled");
+    assert_eq!(
+        waiting
+            .await
+            .expect("the wait ends")
+            .expect("the deployment is found"),
+        DeploymentStatus::Canceled
+    );
+    assert_eq!(
+        s.engine
+            .wait_finished(&id)
+            .await
+            .expect("found in the store"),
+        DeploymentStatus::Succeeded,
+        "a deployment finished before is answered at once"
+    );
+    assert!(matches!(
+        s.engine.wait_finished(&"no-such".into()).await,
+        Err(hookgate::runtime::RuntimeError::UnknownDeployment(_))
+    ));
+}

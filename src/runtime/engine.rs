@@ -856,6 +856,45 @@ impl Engine {
         self.inner.events.subscribe()
     }
 
+    /// Waits until the deployment has finished, and returns how: `succeeded`, `failed`,
+    /// `rolled_back` or `canceled`. It looks at the deployment ([`Engine::view`]) after each of
+    /// its events and at least once a second, so it also sees a deployment another replica
+    /// drives, whose events this engine does not hear of. Waiting costs each write of every
+    /// deployment the sending of its events, as any subscriber does.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::view`]'s: [`RuntimeError::UnknownDeployment`] when no deployment has this
+    /// id (or a queued one was replaced by a newer one and never started), and
+    /// [`RuntimeError::Store`] when the store cannot load it.
+    pub async fn wait_finished(&self, id: &DeploymentId) -> Result<DeploymentStatus, RuntimeError> {
+        /// The longest wait between two looks.
+        const LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+        // Subscribed before the first look, so that no event between the two is missed.
+        let mut events = self.subscribe();
+        loop {
+            let status = self.view(id).await?.status;
+            if status.is_terminal() {
+                return Ok(status);
+            }
+            let _ = tokio::time::timeout(LOOK_EVERY, async {
+                loop {
+                    match events.recv().await {
+                        Ok(EngineEvent::Deployment { id: of, .. }) if of == *id => return,
+                        Ok(_) => {}
+                        // Missed events may have been this deployment's: look again.
+                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        // No more events: the looks go on, once a second.
+                        Err(broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
     /// Fires every deadline that is due by the engine's clock; returns how many deployments
     /// were visited. The scheduler ([`Engine::run_scheduler`]) calls this; tests on a manual
     /// clock call it directly.
