@@ -18,9 +18,10 @@ pub struct DeploymentView {
     pub tenant: Option<String>,
     /// Its status.
     pub status: DeploymentStatus,
-    /// Every environment with its status, dependencies first.
+    /// Every environment with its status, dependencies first: in the plan's order, so that
+    /// an event's [`EnvId`] `n` names `environments[n]`.
     pub environments: Vec<(String, EnvStatus)>,
-    /// Every gate, in plan order.
+    /// Every gate, in plan order, so that an event's [`GateId`] `n` names `gates[n]`.
     pub gates: Vec<GateView>,
 }
 
