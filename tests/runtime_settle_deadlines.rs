@@ -3,7 +3,7 @@
 //! lease takeover, a copy's write taken up by the driving replica) leaves the deployment's next
 //! deadline in the shared table once nothing holds its lock: the write recording those results
 //! arms it, not the write that asked for them, so each path is driven here to the 24 h
-//! callback timeout on a manual clock. Without the arming in `after_commit`, ten of them fail.
+//! callback timeout on a manual clock. Without the arming in `after_commit`, twelve of them fail.
 #![cfg(all(feature = "runtime", feature = "test-util", feature = "receiver"))]
 
 use std::collections::BTreeMap;
@@ -113,6 +113,15 @@ fn setup() -> Setup {
     )
 }
 
+/// Starts a deployment of `file`; its id.
+async fn start(s: &Setup, file: &str) -> DeploymentId {
+    s.engine
+        .start(file, BTreeMap::new())
+        .await
+        .expect("started")
+        .id
+}
+
 fn awaiting(v: &DeploymentView) -> bool {
     v.gates
         .iter()
@@ -193,12 +202,7 @@ fn pass_report() -> CallbackReport {
 #[tokio::test(flavor = "current_thread")]
 async fn two_inline_rounds_arm_the_callback_timeout() {
     let s = setup();
-    let id = s
-        .engine
-        .start(STEP_THEN_GATE, BTreeMap::new())
-        .await
-        .unwrap()
-        .id;
+    let id = start(&s, STEP_THEN_GATE).await;
     assert_eq!(s.engine.armed_deadlines(), 1);
     the_callback_timeout_fires(&s, &id).await;
 }
@@ -207,12 +211,7 @@ async fn two_inline_rounds_arm_the_callback_timeout() {
 #[tokio::test(flavor = "current_thread")]
 async fn inline_rounds_run_out_and_tasks_record_the_rest() {
     let s = setup();
-    let id = s
-        .engine
-        .start(&long_chain(), BTreeMap::new())
-        .await
-        .unwrap()
-        .id;
+    let id = start(&s, &long_chain()).await;
     assert!(
         s.engine.armed_deadlines() >= 1 || s.engine.live_deployments() == 1,
         "something is armed or a task records the rest"
@@ -228,7 +227,7 @@ async fn inline_rounds_run_out_and_tasks_record_the_rest() {
 #[tokio::test(flavor = "current_thread")]
 async fn callback_dropped_mid_write_still_arms() {
     let s = setup();
-    let id = s.engine.start(TWO_GATES, BTreeMap::new()).await.unwrap().id;
+    let id = start(&s, TWO_GATES).await;
     let callback = callback_of(&s.external.requests()[0].body);
     s.store.slow_saves(true);
     let by = Principal::new("ci");
@@ -256,7 +255,7 @@ async fn callback_dropped_mid_write_still_arms() {
 #[tokio::test(flavor = "current_thread")]
 async fn callback_answered_then_settle_write_waits() {
     let s = setup();
-    let id = s.engine.start(TWO_GATES, BTreeMap::new()).await.unwrap().id;
+    let id = start(&s, TWO_GATES).await;
     let callback = callback_of(&s.external.requests()[0].body);
     s.store.slow_saves(true);
     let by = Principal::new("ci");
@@ -281,7 +280,7 @@ async fn callback_answered_then_settle_write_waits() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn callback_under_a_timeout_that_expires() {
     let s = setup();
-    let id = s.engine.start(TWO_GATES, BTreeMap::new()).await.unwrap().id;
+    let id = start(&s, TWO_GATES).await;
     let callback = callback_of(&s.external.requests()[0].body);
     s.store.slow_saves(true);
     let by = Principal::new("ci");
@@ -300,41 +299,38 @@ async fn callback_under_a_timeout_that_expires() {
 
 // ---- the write recording results ready at once fails ----------------------------------------
 
+/// Starts [`STEP_THEN_GATE`] on a store given `fault`: the write recording the step's result,
+/// ready at once, or the gate call's fails, loses its answer or is stored late. The deadline
+/// to try again or to look is armed; the looks are fired (about five minutes of them), and the
+/// deployment reaches its gate, whose timeout then fires.
+async fn armed_through_a_faulty_settle_write(fault: impl FnOnce(&FaultyStore<MemoryStore>)) {
+    let s = setup();
+    fault(&s.store);
+    let id = start(&s, STEP_THEN_GATE).await;
+    assert_eq!(
+        s.engine.armed_deadlines(),
+        1,
+        "the failed write armed the deadline to try again or to look"
+    );
+    for _ in 0..10 {
+        s.clock.advance(TimeDelta::seconds(30));
+        s.engine.fire_due().await;
+    }
+    until(&s, &id, "the gate is reached", awaiting).await;
+    the_callback_timeout_fires(&s, &id).await;
+}
+
 /// `start`'s first inline round (the step's result) fails to save: `arm_after_failure`, and a
 /// `record_later` task records it once the store works.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn settle_write_fails() {
-    let s = setup();
-    s.store.fail_saves(0, 1);
-    let id = s
-        .engine
-        .start(STEP_THEN_GATE, BTreeMap::new())
-        .await
-        .unwrap()
-        .id;
-    assert_eq!(
-        s.engine.armed_deadlines(),
-        1,
-        "the failed write armed the deadline to try again"
-    );
-    until(&s, &id, "the gate is reached", awaiting).await;
-    the_callback_timeout_fires(&s, &id).await;
+    armed_through_a_faulty_settle_write(|store| store.fail_saves(0, 1)).await;
 }
 
 /// The second inline round (the gate call's result) fails.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn second_settle_write_fails() {
-    let s = setup();
-    s.store.fail_saves(1, 1);
-    let id = s
-        .engine
-        .start(STEP_THEN_GATE, BTreeMap::new())
-        .await
-        .unwrap()
-        .id;
-    assert_eq!(s.engine.armed_deadlines(), 1);
-    until(&s, &id, "the gate is reached", awaiting).await;
-    the_callback_timeout_fires(&s, &id).await;
+    armed_through_a_faulty_settle_write(|store| store.fail_saves(1, 1)).await;
 }
 
 /// The settle write keeps failing until the tasks give up trying (never, before shutdown): the
@@ -345,12 +341,7 @@ async fn second_settle_write_fails() {
 async fn settle_write_fails_and_the_retry_deadline_fires() {
     let s = setup();
     s.store.fail_saves(0, 3);
-    let id = s
-        .engine
-        .start(STEP_THEN_GATE, BTreeMap::new())
-        .await
-        .unwrap()
-        .id;
+    let id = start(&s, STEP_THEN_GATE).await;
     assert_eq!(s.engine.armed_deadlines(), 1);
     // Fire the retry deadline before any record task ran (current thread, nothing awaited that
     // waits).
@@ -369,12 +360,7 @@ async fn settle_write_fails_and_the_retry_deadline_fires() {
 async fn settle_write_panics() {
     let s = setup();
     s.store.panic_saves(1);
-    let id = s
-        .engine
-        .start(STEP_THEN_GATE, BTreeMap::new())
-        .await
-        .unwrap()
-        .id;
+    let id = start(&s, STEP_THEN_GATE).await;
     s.clock.advance(TimeDelta::seconds(2));
     s.engine.fire_due().await;
     until(&s, &id, "the gate is reached", awaiting).await;
@@ -384,58 +370,19 @@ async fn settle_write_panics() {
 /// The settle write is stored but answered with a failure (found stored by the look).
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn settle_write_answer_lost() {
-    let s = setup();
-    s.store.lose_save_answers(1);
-    let id = s
-        .engine
-        .start(STEP_THEN_GATE, BTreeMap::new())
-        .await
-        .unwrap()
-        .id;
-    assert_eq!(s.engine.armed_deadlines(), 1);
-    until(&s, &id, "the gate is reached", awaiting).await;
-    the_callback_timeout_fires(&s, &id).await;
+    armed_through_a_faulty_settle_write(|store| store.lose_save_answers(1)).await;
 }
 
 /// The settle write is stored, written over and answered with a failure: unsure, looked for.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn settle_write_answer_buried() {
-    let s = setup();
-    s.store.bury_save_answers(1);
-    let id = s
-        .engine
-        .start(STEP_THEN_GATE, BTreeMap::new())
-        .await
-        .unwrap()
-        .id;
-    assert_eq!(s.engine.armed_deadlines(), 1, "the look is armed");
-    // Fire the looks (up to about two minutes).
-    for _ in 0..10 {
-        s.clock.advance(TimeDelta::seconds(30));
-        s.engine.fire_due().await;
-    }
-    until(&s, &id, "the gate is reached", awaiting).await;
-    the_callback_timeout_fires(&s, &id).await;
+    armed_through_a_faulty_settle_write(|store| store.bury_save_answers(1)).await;
 }
 
 /// The settle write is answered with a failure and stored after the next look.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn settle_write_stored_late() {
-    let s = setup();
-    s.store.store_saves_late(1);
-    let id = s
-        .engine
-        .start(STEP_THEN_GATE, BTreeMap::new())
-        .await
-        .unwrap()
-        .id;
-    assert_eq!(s.engine.armed_deadlines(), 1, "the look is armed");
-    for _ in 0..10 {
-        s.clock.advance(TimeDelta::seconds(30));
-        s.engine.fire_due().await;
-    }
-    until(&s, &id, "the gate is reached", awaiting).await;
-    the_callback_timeout_fires(&s, &id).await;
+    armed_through_a_faulty_settle_write(|store| store.store_saves_late(1)).await;
 }
 
 /// The write recording results conflicts with another writer: reloaded, and armed after the
@@ -444,7 +391,7 @@ async fn settle_write_stored_late() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn settle_write_conflicts() {
     let s = setup();
-    let id = s.engine.start(TWO_GATES, BTreeMap::new()).await.unwrap().id;
+    let id = start(&s, TWO_GATES).await;
     let callback = callback_of(&s.external.requests()[0].body);
     // Let the callback's own write through, make the step result's write wait, and meanwhile
     // store a later version of the same state behind the engine's back.
@@ -495,12 +442,7 @@ async fn recovery_with_results_ready_at_once() {
     let store = Arc::new(FaultyStore::new(MemoryStore::new()));
     let clock = clock();
     let first = setup_with(store.clone(), clock.clone(), Stuck);
-    let id = first
-        .engine
-        .start(STEP_THEN_GATE, BTreeMap::new())
-        .await
-        .unwrap()
-        .id;
+    let id = start(&first, STEP_THEN_GATE).await;
     first.engine.shutdown().await;
     let s = setup_with(store, clock, SimulatedHost);
     let recovered = s.engine.recover().await.unwrap();
@@ -515,12 +457,7 @@ async fn recovery_whose_settle_write_fails() {
     let store = Arc::new(FaultyStore::new(MemoryStore::new()));
     let clock = clock();
     let first = setup_with(store.clone(), clock.clone(), Stuck);
-    let id = first
-        .engine
-        .start(STEP_THEN_GATE, BTreeMap::new())
-        .await
-        .unwrap()
-        .id;
+    let id = start(&first, STEP_THEN_GATE).await;
     first.engine.shutdown().await;
     let s = setup_with(store.clone(), clock, SimulatedHost);
     // The resumption's own write goes through; the step result's fails.
@@ -537,12 +474,7 @@ async fn resumed_on_lookup_after_failed_recovery() {
     let store = Arc::new(FaultyStore::new(MemoryStore::new()));
     let clock = clock();
     let first = setup_with(store.clone(), clock.clone(), Stuck);
-    let id = first
-        .engine
-        .start(STEP_THEN_GATE, BTreeMap::new())
-        .await
-        .unwrap()
-        .id;
+    let id = start(&first, STEP_THEN_GATE).await;
     first.engine.shutdown().await;
     let s = setup_with(store.clone(), clock, SimulatedHost);
     store.fail_saves(0, 1);
@@ -593,12 +525,7 @@ async fn replica_takeover_with_results_ready_at_once() {
     let b = replica(&store, &clock, "b", SimulatedHost);
     a.engine.recover().await.unwrap();
     b.engine.recover().await.unwrap();
-    let id = a
-        .engine
-        .start(STEP_THEN_GATE, BTreeMap::new())
-        .await
-        .unwrap()
-        .id;
+    let id = start(&a, STEP_THEN_GATE).await;
     a.engine.shutdown().await;
     let upkeep = b.engine.maintain_leases().await.unwrap();
     assert_eq!(upkeep.taken_over, 1, "{upkeep:?}");
@@ -619,7 +546,7 @@ async fn replica_sync_with_results_ready_at_once() {
     let b = replica(&store, &clock, "b", SimulatedHost);
     a.engine.recover().await.unwrap();
     b.engine.recover().await.unwrap();
-    let id = a.engine.start(TWO_GATES, BTreeMap::new()).await.unwrap().id;
+    let id = start(&a, TWO_GATES).await;
     let callback = callback_of(&a.external.requests()[0].body);
     let scheduler = tokio::spawn({
         let engine = a.engine.clone();
