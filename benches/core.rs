@@ -220,5 +220,34 @@ fn validate(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, callback, timeouts, state, validate);
+/// [`chain_file`]`(50)` with `keys` more keys in every target's `constraints`, which hookgate
+/// does not read.
+fn chain_with_keys(keys: &[String]) -> String {
+    let extra: String = keys
+        .iter()
+        .map(|key| format!("      {key}: []\n"))
+        .collect();
+    chain_file(50).replace("    constraints:\n", &format!("    constraints:\n{extra}"))
+}
+
+/// The cost of naming near misses: 500 keys not read, spelt like `beforeDeployment`, against
+/// the same number spelt like no key hookgate reads. Only the first 64, the ones listed, are
+/// spelt against the keys hookgate reads, whatever their spelling.
+fn ignored_keys(c: &mut Criterion) {
+    let mut group = c.benchmark_group("config/ignored_keys_50_targets_x10");
+    let near: Vec<String> = (0..10).map(|i| format!("beforDeployment{i}")).collect();
+    let far: Vec<String> = (0..10).map(|i| format!("qqqqqqqqqqqqqqq{i}")).collect();
+    for (name, keys, misses) in [("near_misses", near, 64), ("far_baseline", far, 0)] {
+        let text = chain_with_keys(&keys);
+        assert_eq!(Plan::from_yaml(&text).unwrap().near_misses().len(), misses);
+        group.bench_with_input(
+            BenchmarkId::new("parse_and_validate", name),
+            &text,
+            |b, t| b.iter(|| Plan::from_yaml(black_box(t)).unwrap()),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, callback, timeouts, state, validate, ignored_keys);
 criterion_main!(benches);

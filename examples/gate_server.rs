@@ -169,9 +169,14 @@ async fn run() -> Result<ExitCode, Failure> {
         .map_err(|e| Failure::Invalid(format!("cannot read {}: {e}", args.config)))?;
     let plan = Plan::from_yaml(&source).map_err(|e| Failure::Invalid(e.to_string()))?;
     for field in plan.ignored_fields() {
+        let likely = plan.near_misses().iter().find(|miss| &miss.path == field);
         eprintln!(
-            "gate_server: note: {field} in {} is not read by hookgate",
-            args.config
+            "gate_server: note: {field} in {} is not read by hookgate{}",
+            args.config,
+            likely.map_or_else(String::new, |miss| format!(
+                "; did you mean `{}`?",
+                miss.known
+            ))
         );
     }
     let (Some(client_id), Some(client_secret)) = (args.client_id, args.client_secret) else {

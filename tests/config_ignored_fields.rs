@@ -1,13 +1,14 @@
 //! The keys of a deployment file that hookgate does not read: ignored (PROTOCOL.md §2), and
 //! listed, so that a misspelt one can be shown to whoever wrote the file.
 
-use hookgate::config::{DeploymentFile, Plan};
+use hookgate::config::{DeploymentFile, NearMiss, Plan};
 
 /// Armory's own fields that hookgate has no use for are listed, and nothing it reads.
 #[test]
 fn an_armory_file_lists_the_fields_hookgate_does_not_read() {
     let plan = Plan::from_yaml(include_str!("data/armory-deploy.yml")).unwrap();
     assert_eq!(plan.ignored_fields(), ["version", "kind", "manifests"]);
+    assert!(plan.near_misses().is_empty(), "{:?}", plan.near_misses());
 }
 
 /// A misspelt key is no error, and drops what it meant: here the approval before prod. The
@@ -51,6 +52,47 @@ webhooks:
     let file = DeploymentFile::from_json(json).unwrap();
     assert_eq!(file.ignored_fields(), expected);
     assert_eq!(file.validate().unwrap().ignored_fields(), expected);
+
+    // All but the note are spelt like a key hookgate reads.
+    let near = [
+        ("targets.prod.constraints.dependson", "dependsOn"),
+        (
+            "targets.prod.constraints.beforDeployment",
+            "beforeDeployment",
+        ),
+        ("webhooks[0].retryCont", "retryCount"),
+    ];
+    for listed in [
+        plan.near_misses(),
+        file.near_misses(),
+        file.validate().unwrap().near_misses(),
+    ] {
+        let listed: Vec<(&str, &str)> = listed
+            .iter()
+            .map(|miss| (miss.path.as_str(), miss.known))
+            .collect();
+        assert_eq!(listed, near);
+    }
+    assert_eq!(
+        plan.near_misses()[1].to_string(),
+        "targets.prod.constraints.beforDeployment: hookgate does not read this key; did you mean \
+         `beforeDeployment`?"
+    );
+}
+
+/// Keys hookgate reads, written in the wrong place, are listed as not read but are no near
+/// miss: the place, not the spelling, is what is wrong, and Armory's own files have keys
+/// named like hookgate's elsewhere (`manifests[].targets`).
+#[test]
+fn a_known_key_in_the_wrong_place_is_not_a_near_miss() {
+    let yaml = "application: a\ntargets:\n  prod:\n    dependsOn: [dev]\n  dev: {}\n\
+                manifests:\n  - {path: m.yml, targets: [prod]}\n";
+    let plan = Plan::from_yaml(yaml).unwrap();
+    assert_eq!(
+        plan.ignored_fields(),
+        ["targets.prod.dependsOn", "manifests"]
+    );
+    assert_eq!(plan.near_misses(), [] as [NearMiss; 0]);
 }
 
 /// A file may hold any number of keys; a plan keeps the first few, for as long as it runs.
@@ -67,6 +109,26 @@ fn the_list_keeps_the_first_keys_only() {
     assert_eq!(listed.last().unwrap(), "extra63");
 }
 
+/// Near misses are looked for among the listed keys only: spelling each of a hostile file's
+/// hundred thousand keys against every key hookgate reads would cost more than reading it.
+#[test]
+fn near_misses_are_among_the_listed_keys() {
+    let mut yaml = "application: a\ntargets:\n  prod:\n    constraints:\n      \
+                    beforDeployment: []\n"
+        .to_owned();
+    for i in 0..DeploymentFile::MAX_IGNORED_LISTED {
+        yaml.push_str(&format!("extra{i}: {i}\n"));
+    }
+    yaml.push_str("webhoks: []\n");
+    let plan = Plan::from_yaml(&yaml).unwrap();
+    let listed: Vec<&str> = plan.near_misses().iter().map(|m| m.known).collect();
+    assert_eq!(
+        listed,
+        ["beforeDeployment"],
+        "not `webhooks`, past the list"
+    );
+}
+
 /// Read through another serde format, nothing is known of what was ignored.
 #[test]
 fn a_file_read_by_another_reader_lists_nothing() {
@@ -75,13 +137,15 @@ fn a_file_read_by_another_reader_lists_nothing() {
             .unwrap();
     assert!(file.ignored_fields().is_empty());
     assert!(file.validate().unwrap().ignored_fields().is_empty());
+    assert!(file.near_misses().is_empty());
 }
 
 #[allow(dead_code, reason = "only `binary` is used here")]
 mod example_process;
 
 /// The `simulate` example, which runs a file on simulated time to check it, notes each key it
-/// does not read on stderr, and runs the file all the same.
+/// does not read on stderr, with the key a misspelt one is likely meant to be, and runs the
+/// file all the same.
 #[test]
 fn simulate_notes_the_keys_it_does_not_read() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,7 +160,10 @@ fn simulate_notes_the_keys_it_does_not_read() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(
         stderr.lines().next(),
-        Some("note: targets.prod.constraints.beforDeployment is not read by hookgate"),
+        Some(
+            "note: targets.prod.constraints.beforDeployment is not read by hookgate; did you \
+             mean `beforeDeployment`?"
+        ),
         "{stderr}"
     );
 }

@@ -59,7 +59,7 @@ fn statuses(envs: &[(String, EnvStatus)]) -> Vec<String> {
 
 /// A key the engine does not read is no error (PROTOCOL.md §2), and is logged at the start and
 /// returned with it, since a misspelt one drops what it meant: here the webhook before
-/// deploying to dev.
+/// deploying to dev. One spelt like a key hookgate reads is a warning, naming that key.
 #[tokio::test]
 async fn a_start_logs_and_returns_the_keys_of_the_file_it_does_not_read() {
     let (log, _guard) = Captured::on_this_thread();
@@ -84,6 +84,26 @@ async fn a_start_logs_and_returns_the_keys_of_the_file_it_does_not_read() {
     assert!(
         line.contains("targets.dev.constraints.beforDeployment"),
         "{line}"
+    );
+    let near: Vec<(&str, &str)> = started
+        .near_misses
+        .iter()
+        .map(|miss| (miss.path.as_str(), miss.known))
+        .collect();
+    assert_eq!(
+        near,
+        [(
+            "targets.dev.constraints.beforDeployment",
+            "beforeDeployment"
+        )]
+    );
+    let warning = log
+        .lines()
+        .find(|line| line.contains("spelt like one it does"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        warning.contains("WARN") && warning.contains("likely_meant=\"beforeDeployment\""),
+        "{warning}"
     );
 }
 
@@ -202,6 +222,8 @@ async fn if_deployment_in_progress_enqueue_one_keeps_only_the_newest_waiting() {
         ["aplication"],
         "a queued start returns them too"
     );
+    let near: Vec<&str> = third.near_misses.iter().map(|miss| miss.known).collect();
+    assert_eq!(near, ["application"], "and its near misses");
     assert_eq!(
         w.engine.live_deployment_ids(),
         [first.id.clone(), third.id.clone()],

@@ -12,7 +12,11 @@ use std::marker::PhantomData;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use super::NearMiss;
+
 mod entry;
+
+pub(super) use entry::{CANARY_STEPS, CONSTRAINTS};
 
 /// A whole deployment file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +46,9 @@ pub struct DeploymentFile {
     /// See [`DeploymentFile::ignored_fields`].
     #[serde(skip)]
     pub(super) ignored: Vec<String>,
+    /// See [`DeploymentFile::near_misses`].
+    #[serde(skip)]
+    pub(super) near_misses: Vec<NearMiss>,
 }
 
 impl DeploymentFile {
@@ -58,6 +65,16 @@ impl DeploymentFile {
     /// [`from_yaml`](Self::from_yaml) or [`from_json`](Self::from_json).
     pub fn ignored_fields(&self) -> &[String] {
         &self.ignored
+    }
+
+    /// The keys among [`ignored_fields`](Self::ignored_fields) that are spelt like a key
+    /// hookgate reads (one edit away, two for a long key, ignoring case, `_` and `-`), each
+    /// with the key it is likely meant to be: `targets.prod.constraints.beforDeployment`, did
+    /// you mean `beforeDeployment`? A key hookgate reads elsewhere in the file is not listed
+    /// (`strategy` under `constraints`), nor Armory's own keys that hookgate has no use for.
+    /// Only the keys [`ignored_fields`](Self::ignored_fields) lists are looked at.
+    pub fn near_misses(&self) -> &[NearMiss] {
+        &self.near_misses
     }
 }
 

@@ -27,6 +27,7 @@
 mod error;
 mod file;
 mod limits;
+mod near_miss;
 mod plan;
 mod validate;
 
@@ -38,6 +39,7 @@ pub use file::{
     RunWebhook, SetWeight, Strategy as FileStrategy, Target, Webhook as FileWebhook,
 };
 pub use limits::Limits;
+pub use near_miss::NearMiss;
 pub use plan::{
     AnalysisSpec, CanaryStep, EnvId, Environment, Gate, GateId, GateKind, InProgressPolicy,
     NetworkMode, Plan, RollBackMode, Stage, Strategy, Webhook, WebhookId,

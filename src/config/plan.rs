@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::NearMiss;
 use super::file::AnalysisQuery;
 use crate::template::RequestTemplate;
 
@@ -49,6 +50,7 @@ pub struct Plan {
     pub(crate) gates: Vec<Gate>,
     pub(crate) analysis_queries: Vec<AnalysisQuery>,
     pub(crate) ignored: Vec<String>,
+    pub(crate) near_misses: Vec<NearMiss>,
 }
 
 impl Plan {
@@ -62,6 +64,12 @@ impl Plan {
     /// no error (PROTOCOL.md §2), but a misspelt key is among them.
     pub fn ignored_fields(&self) -> &[String] {
         &self.ignored
+    }
+
+    /// The keys among [`ignored_fields`](Self::ignored_fields) spelt like one hookgate reads,
+    /// as [`DeploymentFile::near_misses`](super::DeploymentFile::near_misses) lists them.
+    pub fn near_misses(&self) -> &[NearMiss] {
+        &self.near_misses
     }
 
     /// The file's `analysis.queries`, in the order written: what a host running an analysis

@@ -11,6 +11,7 @@ use super::file::{
     self, AnalysisConfig, AnalysisQuery, Constraint, Context, DeploymentFile, DurationSpec,
 };
 use super::limits::{self, Limits};
+use super::near_miss::NearMiss;
 use super::plan::{
     AnalysisSpec, CanaryStep, EnvId, Environment, Gate, GateId, GateKind, InProgressPolicy,
     NetworkMode, Plan, RollBackMode, Stage, Strategy, Webhook, WebhookId,
@@ -112,9 +113,19 @@ impl DeploymentFile {
     fn typed(source: &str, limits: &Limits) -> Result<Self, ConfigError> {
         let mut path = None;
         let mut ignored = Vec::new();
+        let mut near_misses = Vec::new();
         let note_ignored = |field: serde_ignored::Path<'_>| {
+            // Past the listed keys, none is looked at: a hostile file can hold a hundred
+            // thousand, and spelling each against every key read would cost more than reading
+            // the file.
             if ignored.len() < Self::MAX_IGNORED_LISTED {
-                ignored.push(field_path(&field));
+                let path = field_path(&field);
+                if let serde_ignored::Path::Map { key, .. } = &field
+                    && let Some(miss) = NearMiss::of(|| path.clone(), key)
+                {
+                    near_misses.push(miss);
+                }
+                ignored.push(path);
             }
         };
         file::with_scalars_as_written(|| {
@@ -126,7 +137,11 @@ impl DeploymentFile {
                 })
             })
         })
-        .map(|file: Self| Self { ignored, ..file })
+        .map(|file: Self| Self {
+            ignored,
+            near_misses,
+            ..file
+        })
         .map_err(|e| {
             over_budget(&e, limits).unwrap_or_else(|| ConfigError::Syntax {
                 // The reader names a segment it could not read (a key given twice) `?`.
@@ -584,6 +599,7 @@ impl Validator {
             gates: std::mem::take(&mut self.gates),
             analysis_queries,
             ignored: file.ignored.clone(),
+            near_misses: file.near_misses.clone(),
         }
     }
 
@@ -1735,6 +1751,7 @@ impl Plan {
             gates: Vec::new(),
             analysis_queries: Vec::new(),
             ignored: Vec::new(),
+            near_misses: Vec::new(),
         }
     }
 }

@@ -538,6 +538,7 @@ mod tests {
 
     use super::inputs::{FireAt, closes_on_deadline, ends_on_cancel};
     use super::*;
+    #[cfg(feature = "runtime")]
     use crate::core::event::EventKind;
     use crate::core::state::{Due, Pos};
 

@@ -17,7 +17,7 @@ use super::scheduler::{Deadlines, Slot};
 use super::unsure_creates::UnsureCreates;
 use super::view::DeploymentView;
 use crate::clock::Clock;
-use crate::config::{GateId, InProgressPolicy, Plan};
+use crate::config::{GateId, InProgressPolicy, NearMiss, Plan};
 use crate::core::{
     CallbackId, Decision, Deployment, DeploymentId, DeploymentStatus, IdSource, Settings,
     StartOptions, later,
@@ -241,6 +241,9 @@ pub struct Started {
     /// Armory files carry more than hookgate reads, but a misspelt key is among them, and a
     /// misspelt `beforeDeployment` drops its gates: show them to whoever sent the file.
     pub ignored_fields: Vec<String>,
+    /// Those of [`ignored_fields`](Self::ignored_fields) spelt like a key hookgate reads, with
+    /// that key ([`Plan::near_misses`](crate::config::Plan::near_misses)): most likely typos.
+    pub near_misses: Vec<NearMiss>,
 }
 
 /// What [`Engine::recover`] found.
@@ -334,6 +337,14 @@ impl Engine {
                 "the deployment file holds keys hookgate does not read"
             );
         }
+        for miss in plan.near_misses() {
+            tracing::warn!(
+                application = plan.application(),
+                field = %miss.path,
+                likely_meant = miss.known,
+                "the deployment file holds a key hookgate does not read, spelt like one it does"
+            );
+        }
         let source: Arc<str> = Arc::from(source);
         let id = self.new_deployment_id();
         let serial = Arc::clone(&self.inner.start_lock).lock_owned().await;
@@ -379,6 +390,7 @@ impl Engine {
             match engine.launch(&queued).await {
                 Ok(()) => Ok(Started {
                     ignored_fields: queued.plan.ignored_fields().to_vec(),
+                    near_misses: queued.plan.near_misses().to_vec(),
                     id: queued.id,
                     status: DeploymentStatus::Running,
                 }),
@@ -403,6 +415,7 @@ impl Engine {
     fn in_progress(&self, new: Queued, running: DeploymentId) -> Result<Started, RuntimeError> {
         let application = new.plan.application().to_owned();
         let ignored_fields = new.plan.ignored_fields().to_vec();
+        let near_misses = new.plan.near_misses().to_vec();
         match new.plan.if_in_progress() {
             InProgressPolicy::EnqueueOne => {
                 let id = new.id.clone();
@@ -431,6 +444,7 @@ impl Engine {
                     id,
                     status: DeploymentStatus::Queued,
                     ignored_fields,
+                    near_misses,
                 })
             }
             _ => Err(RuntimeError::InProgress {

@@ -58,7 +58,7 @@ impl fmt::Display for Kinds {
 /// `$kinds`), both from one list of kinds and the variants they read into.
 macro_rules! entry {
     ($entry:ident, $kinds:ident: $($kind:literal => $variant:ident($value:ty)),+ $(,)?) => {
-        const $kinds: &[&str] = &[$($kind),+];
+        pub(in crate::config) const $kinds: &[&str] = &[$($kind),+];
 
         impl<'de> Deserialize<'de> for $entry {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
