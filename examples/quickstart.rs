@@ -181,7 +181,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let EngineEvent::Deployment { event, .. } = events.recv().await? else {
             continue;
         };
-        if let Some(line) = describe(&plan, &event.kind) {
+        // The story of the run; the rest (gates opening, attempts asked for) is detail.
+        let shown = matches!(
+            event.kind,
+            EventKind::EnvironmentStatus { .. }
+                | EventKind::WebhookSent { .. }
+                | EventKind::WebhookFailed { .. }
+                | EventKind::CallbackReceived { .. }
+                | EventKind::RollbackStarted { .. }
+                | EventKind::DeploymentFinished { .. }
+        );
+        if shown {
+            let line = event.kind.describe(&plan);
             println!("{:>6} ms  {line}", t0.elapsed().as_millis());
         }
         if let EventKind::DeploymentFinished { status } = event.kind {
@@ -212,53 +223,6 @@ fn gate_label(plan: &Plan, gate: hookgate::config::GateId) -> String {
         GateKind::Analysis(_) => "analysis".into(),
         _ => "gate".into(),
     }
-}
-
-fn describe(plan: &Plan, kind: &EventKind) -> Option<String> {
-    let env = |e: hookgate::config::EnvId| plan.environment(e).name().to_owned();
-    let gate = |g: hookgate::config::GateId| {
-        format!("{}/{}", env(plan.gate(g).env()), gate_label(plan, g))
-    };
-    Some(match kind {
-        EventKind::EnvironmentStatus { env: e, status } => format!("{:<10} {status}", env(*e)),
-        EventKind::WebhookSent {
-            gate: g,
-            attempt,
-            status,
-        } => {
-            format!(
-                "{:<10} called {} (attempt {attempt}): HTTP {status}",
-                "",
-                gate(*g)
-            )
-        }
-        EventKind::WebhookFailed {
-            gate: g,
-            attempt,
-            reason,
-            ..
-        } => {
-            format!(
-                "{:<10} call to {} failed (attempt {attempt}): {reason}",
-                "",
-                gate(*g)
-            )
-        }
-        EventKind::CallbackReceived {
-            gate: g,
-            success,
-            message,
-        } => format!(
-            "{:<10} callback for {}: {} — {}",
-            "",
-            gate(*g),
-            if *success { "success" } else { "failure" },
-            message.as_deref().unwrap_or("")
-        ),
-        EventKind::RollbackStarted { env: e } => format!("{:<10} rolling back", env(*e)),
-        EventKind::DeploymentFinished { status } => format!("deployment {status}"),
-        _ => return None,
-    })
 }
 
 fn state_word(state: GateState) -> String {

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use hookgate::config::{GateKind, Plan};
+use hookgate::config::Plan;
 use hookgate::core::{
     Action, ApprovalKind, CallResult, CoreError, Decision, Deployment, DeploymentId, EventKind,
     OpId, StartOptions, StepOutcome,
@@ -238,55 +238,23 @@ fn main() -> ExitCode {
 }
 
 fn print_event(plan: &Plan, start: DateTime<Utc>, at: DateTime<Utc>, kind: &EventKind) {
-    let t = at - start;
-    let stamp = format!("+{:02}:{:02}", t.num_hours(), t.num_minutes() % 60);
-    let gate_name = |g: hookgate::config::GateId| {
-        let gate = plan.gate(g);
-        let what = match gate.kind() {
-            GateKind::Webhook { webhook, .. } => format!("webhook {}", plan.webhook(*webhook).name),
-            GateKind::Pause(_) => "pause".to_owned(),
-            GateKind::Approval { .. } => "approval".to_owned(),
-            GateKind::Analysis(_) => "analysis".to_owned(),
-            _ => "gate".to_owned(),
-        };
-        format!("{} {what}", plan.environment(gate.env()).name())
-    };
-    let line = match kind {
-        EventKind::EnvironmentStatus { env, status } => {
-            format!("{}: {status}", plan.environment(*env).name())
-        }
-        EventKind::WebhookAttempt { gate, attempt } => {
-            format!("call {} (attempt {attempt})", gate_name(*gate))
-        }
-        EventKind::CallbackReceived {
-            gate,
-            success,
-            message,
-        } => format!(
-            "callback for {}: success={success} {}",
-            gate_name(*gate),
-            message.as_deref().unwrap_or("")
-        ),
-        EventKind::ApprovalDecided {
-            gate, approved, by, ..
-        } => {
-            format!(
-                "{} {} by {by}",
-                gate_name(*gate),
-                if *approved { "approved" } else { "rejected" }
-            )
-        }
-        EventKind::GatePassed { gate, how } => format!("{} passed ({how})", gate_name(*gate)),
-        EventKind::GateFailed { gate, message, .. } => {
-            format!("{} FAILED: {message}", gate_name(*gate))
-        }
-        EventKind::RollbackStarted { env } => {
-            format!("rolling back {}", plan.environment(*env).name())
-        }
-        EventKind::DeploymentFinished { status } => format!("deployment {status}"),
-        _ => return,
-    };
-    println!("{stamp}  {line}");
+    // The timeline's story; the rest (gates opening, attempts answered) is detail.
+    let shown = matches!(
+        kind,
+        EventKind::EnvironmentStatus { .. }
+            | EventKind::WebhookAttempt { .. }
+            | EventKind::CallbackReceived { .. }
+            | EventKind::ApprovalDecided { .. }
+            | EventKind::GatePassed { .. }
+            | EventKind::GateFailed { .. }
+            | EventKind::RollbackStarted { .. }
+            | EventKind::DeploymentFinished { .. }
+    );
+    if shown {
+        let t = at - start;
+        let stamp = format!("+{:02}:{:02}", t.num_hours(), t.num_minutes() % 60);
+        println!("{stamp}  {}", kind.describe(plan));
+    }
 }
 
 fn usage(problem: &str) -> ExitCode {

@@ -66,7 +66,7 @@
 //!         }
 //!     }
 //!     while let Some(event) = deployment.poll_event() {
-//!         println!("{} {:?}", event.at, event.kind);
+//!         println!("{} {}", event.at, event.kind.describe(deployment.plan()));
 //!     }
 //!     if let Some(deadline) = deployment.poll_timeout() {
 //!         now = now.max(deadline);

@@ -107,6 +107,44 @@ async fn a_start_logs_and_returns_the_keys_of_the_file_it_does_not_read() {
     );
 }
 
+/// A deployment's history reads as a story with the plan the engine gives for it, once it has
+/// finished and left the engine's memory as while it ran; an unknown id has no plan.
+#[tokio::test]
+async fn a_history_is_described_with_the_deployments_plan() {
+    let mut w = world(|b| b, Arc::new(|_: &str| vec![(0, true)])).await;
+    let started = w
+        .engine
+        .start(&file(TARGETS, CANARY), w.context())
+        .await
+        .unwrap();
+    let running = w.engine.plan(&started.id).await.unwrap();
+    assert_eq!(w.finished(&started.id).await, DeploymentStatus::Succeeded);
+    let plan = w.engine.plan(&started.id).await.unwrap();
+    assert_eq!(plan.environments().len(), running.environments().len());
+    let history = w.engine.history(&started.id).await.unwrap();
+    let lines: Vec<String> = history
+        .iter()
+        .map(|entry| entry.event.kind.describe(&plan).to_string())
+        .collect();
+    for expected in [
+        "deployment started",
+        "dev webhook ticket: callback, success: \"/ticket/dev done\"",
+        "staging webhook tests: passed, resolved by a callback",
+        "prod: succeeded",
+        "deployment succeeded",
+    ] {
+        assert!(
+            lines.iter().any(|line| line == expected),
+            "{expected} in {lines:#?}"
+        );
+    }
+    let unknown = w.engine.plan(&"d-unknown".into()).await;
+    assert!(
+        matches!(unknown, Err(RuntimeError::UnknownDeployment { .. })),
+        "{unknown:?}"
+    );
+}
+
 #[tokio::test]
 async fn every_gate_passing_succeeds() {
     let (status, envs, host) = run("/nothing").await;
@@ -221,6 +259,12 @@ async fn if_deployment_in_progress_enqueue_one_keeps_only_the_newest_waiting() {
         third.ignored_fields,
         ["aplication"],
         "a queued start returns them too"
+    );
+    let queued = w.engine.plan(&third.id).await.unwrap();
+    assert_eq!(
+        queued.ignored_fields(),
+        ["aplication"],
+        "a queued one has its plan"
     );
     let near: Vec<&str> = third.near_misses.iter().map(|miss| miss.known).collect();
     assert_eq!(near, ["application"], "and its near misses");

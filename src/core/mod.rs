@@ -12,6 +12,7 @@ mod backoff;
 mod deployment;
 mod error;
 mod event;
+mod event_text;
 mod fit;
 mod ids;
 mod input;

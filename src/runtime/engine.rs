@@ -250,7 +250,9 @@ pub struct Started {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Recovered {
-    /// Unfinished deployments loaded and resumed.
+    /// Unfinished deployments this call loaded and resumed. One resumed before it, by an input
+    /// naming it (a callback that arrived before `recover` ran), is driven all the same but
+    /// not counted here; [`Engine::live_deployments`] counts every deployment driven.
     pub resumed: usize,
     /// Of those, deployments whose state changed on resuming (a deadline passed while the
     /// engine was down).
@@ -840,6 +842,27 @@ impl Engine {
                 let entry = self.entry(id, false).await?;
                 let live = entry.lock().await;
                 Ok(DeploymentView::of(&live.d))
+            },
+        )
+        .await
+    }
+
+    /// The plan a deployment runs, read from its deployment file: what names the environments
+    /// and gates of its events ([`EventKind::describe`](crate::core::EventKind::describe)).
+    /// A call of the host's own that checks no tenant, like [`Engine::view`].
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::UnknownDeployment`] when no deployment has this id,
+    /// [`RuntimeError::Store`] when the store cannot load it, and [`RuntimeError::Config`]
+    /// when its stored file no longer validates.
+    pub async fn plan(&self, id: &DeploymentId) -> Result<Arc<Plan>, RuntimeError> {
+        self.queued_or_stored(
+            || queued_entry(&lock(&self.inner.queued), id).map(|(_, q)| Arc::clone(&q.plan)),
+            || async {
+                let entry = self.entry(id, false).await?;
+                let live = entry.lock().await;
+                Ok(Arc::clone(live.d.plan()))
             },
         )
         .await
