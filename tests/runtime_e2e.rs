@@ -107,44 +107,6 @@ async fn a_start_logs_and_returns_the_keys_of_the_file_it_does_not_read() {
     );
 }
 
-/// A deployment's history reads as a story with the plan the engine gives for it, once it has
-/// finished and left the engine's memory as while it ran; an unknown id has no plan.
-#[tokio::test]
-async fn a_history_is_described_with_the_deployments_plan() {
-    let mut w = world(|b| b, Arc::new(|_: &str| vec![(0, true)])).await;
-    let started = w
-        .engine
-        .start(&file(TARGETS, CANARY), w.context())
-        .await
-        .unwrap();
-    let running = w.engine.plan(&started.id).await.unwrap();
-    assert_eq!(w.finished(&started.id).await, DeploymentStatus::Succeeded);
-    let plan = w.engine.plan(&started.id).await.unwrap();
-    assert_eq!(plan.environments().len(), running.environments().len());
-    let history = w.engine.history(&started.id).await.unwrap();
-    let lines: Vec<String> = history
-        .iter()
-        .map(|entry| entry.event.kind.describe(&plan).to_string())
-        .collect();
-    for expected in [
-        "deployment started",
-        "dev webhook ticket: callback, success: \"/ticket/dev done\"",
-        "staging webhook tests: passed, resolved by a callback",
-        "prod: succeeded",
-        "deployment succeeded",
-    ] {
-        assert!(
-            lines.iter().any(|line| line == expected),
-            "{expected} in {lines:#?}"
-        );
-    }
-    let unknown = w.engine.plan(&"d-unknown".into()).await;
-    assert!(
-        matches!(unknown, Err(RuntimeError::UnknownDeployment { .. })),
-        "{unknown:?}"
-    );
-}
-
 #[tokio::test]
 async fn every_gate_passing_succeeds() {
     let (status, envs, host) = run("/nothing").await;
@@ -197,6 +159,9 @@ async fn after_deployment_failure_fails_without_rolling_back() {
     assert_eq!(host.of("prod"), Vec::<&str>::new());
 }
 
+/// The history keeps every callback's message, and reads as a story with the plan the engine
+/// gives for the deployment, once it has finished and left the engine's memory as while it
+/// ran; an unknown id has no plan.
 #[tokio::test]
 async fn history_keeps_every_callback_message() {
     let mut w = world(|b| b, Arc::new(|_: &str| vec![(0, true)])).await;
@@ -205,6 +170,7 @@ async fn history_keeps_every_callback_message() {
         .start(&file(TARGETS, CANARY), w.context())
         .await
         .unwrap();
+    let running = w.engine.plan(&started.id).await.unwrap();
     w.finished(&started.id).await;
     let history = w.engine.history(&started.id).await.unwrap();
     let messages: Vec<String> = history
@@ -216,6 +182,30 @@ async fn history_keeps_every_callback_message() {
         .collect();
     assert_eq!(messages.len(), 4, "{messages:?}");
     assert!(messages.contains(&"/ticket/dev done".to_owned()));
+
+    let plan = w.engine.plan(&started.id).await.unwrap();
+    assert_eq!(plan.environments().len(), running.environments().len());
+    let lines: Vec<String> = history
+        .iter()
+        .map(|entry| entry.event.kind.describe(&plan).to_string())
+        .collect();
+    for expected in [
+        "deployment started",
+        "dev webhook ticket: callback, success: \"/ticket/dev done\"",
+        "staging webhook tests: passed, resolved by a callback",
+        "prod: succeeded",
+        "deployment succeeded",
+    ] {
+        assert!(
+            lines.iter().any(|line| line == expected),
+            "{expected} in {lines:#?}"
+        );
+    }
+    let unknown = w.engine.plan(&"d-unknown".into()).await;
+    assert!(
+        matches!(unknown, Err(RuntimeError::UnknownDeployment { .. })),
+        "{unknown:?}"
+    );
 }
 
 const ONE_GATE: &str = r#"
