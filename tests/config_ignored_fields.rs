@@ -167,3 +167,41 @@ fn simulate_notes_the_keys_it_does_not_read() {
         "{stderr}"
     );
 }
+
+/// A key of any case, separators and alphabets (the lower case of some longer than the key),
+/// or one a character away from a key `constraints` reads.
+fn key() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let read = proptest::sample::select(vec!["dependsOn", "beforeDeployment", "afterDeployment"]);
+    prop_oneof![
+        "[a-zA-Z_\\-İẞΣ]{1,20}",
+        (read, any::<proptest::sample::Index>(), "[a-zA-Z_İ]").prop_map(|(key, at, c)| {
+            let mut key = key.to_owned();
+            key.insert_str(at.index(key.len() + 1), &c);
+            key
+        }),
+    ]
+}
+
+proptest::proptest! {
+    /// Whatever keys a file holds, near misses are among the listed keys, each names a key
+    /// other than itself, and reading never panics.
+    #[test]
+    fn near_misses_are_listed_keys_named_otherwise(
+        keys in proptest::collection::btree_set(key(), 0..20),
+    ) {
+        let mut yaml = "application: a\ntargets:\n  dev:\n    constraints:\n".to_owned();
+        for key in &keys {
+            yaml.push_str(&format!("      \"{key}\": 1\n"));
+        }
+        let Ok(plan) = Plan::from_yaml(&yaml) else {
+            // A key hookgate reads, given a value of the wrong kind.
+            return Ok(());
+        };
+        for miss in plan.near_misses() {
+            proptest::prop_assert!(plan.ignored_fields().contains(&miss.path), "{miss}");
+            let key = miss.path.trim_start_matches("targets.dev.constraints.");
+            proptest::prop_assert_ne!(key, miss.known);
+        }
+    }
+}
