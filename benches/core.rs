@@ -230,16 +230,55 @@ fn chain_with_keys(keys: &[String]) -> String {
     chain_file(50).replace("    constraints:\n", &format!("    constraints:\n{extra}"))
 }
 
-/// The cost of naming near misses: 500 keys not read, spelt like `beforeDeployment`, against
-/// the same number spelt like no key hookgate reads. Only the first 64, the ones listed, are
-/// spelt against the keys hookgate reads, whatever their spelling.
+/// The cost of looking for near misses: 500 keys not read in a 50-target file, spelt like no
+/// key hookgate reads (each looked at) or like `beforeDeployment` (looked at until 64 are
+/// found), against the same 500 keys inside one key not read (the only one looked at). Then
+/// the most a file can make of it: a mebibyte of keys not read, the first 1,024 looked at,
+/// against the same keys inside one.
 fn ignored_keys(c: &mut Criterion) {
+    let keys = |spelt: &str| -> Vec<String> { (0..10).map(|i| format!("{spelt}{i}")).collect() };
+    let far = keys("qqqqqqqqqqqqqqq");
+    let nested: String = (0..50)
+        .flat_map(|t| far.iter().map(move |key| format!("  {key}t{t}: []\n")))
+        .collect();
+    let cases = [
+        ("far", chain_with_keys(&far), 0),
+        ("near_misses", chain_with_keys(&keys("beforDeployment")), 64),
+        (
+            "nested_baseline",
+            format!("{}extra:\n{nested}", chain_file(50)),
+            0,
+        ),
+    ];
     let mut group = c.benchmark_group("config/ignored_keys_50_targets_x10");
-    let near: Vec<String> = (0..10).map(|i| format!("beforDeployment{i}")).collect();
-    let far: Vec<String> = (0..10).map(|i| format!("qqqqqqqqqqqqqqq{i}")).collect();
-    for (name, keys, misses) in [("near_misses", near, 64), ("far_baseline", far, 0)] {
-        let text = chain_with_keys(&keys);
+    for (name, text, misses) in cases {
         assert_eq!(Plan::from_yaml(&text).unwrap().near_misses().len(), misses);
+        group.bench_with_input(
+            BenchmarkId::new("parse_and_validate", name),
+            &text,
+            |b, t| b.iter(|| Plan::from_yaml(black_box(t)).unwrap()),
+        );
+    }
+    group.finish();
+
+    let lines: String = (0..)
+        .map(|i| format!("  qqqqqqqqqq{i:06}: 0\n"))
+        .scan(0, |length, line| {
+            *length += line.len();
+            (*length < (1 << 20) - 100).then_some(line)
+        })
+        .collect();
+    let head = "application: a\ntargets: {dev: {}}\n";
+    let cases = [
+        (
+            "top_level",
+            format!("{head}{}", lines.replace("\n  ", "\n").trim_start()),
+        ),
+        ("nested_baseline", format!("{head}extra:\n{lines}")),
+    ];
+    let mut group = c.benchmark_group("config/ignored_keys_1MiB");
+    group.sample_size(20);
+    for (name, text) in cases {
         group.bench_with_input(
             BenchmarkId::new("parse_and_validate", name),
             &text,

@@ -169,15 +169,16 @@ async fn run() -> Result<ExitCode, Failure> {
         .map_err(|e| Failure::Invalid(format!("cannot read {}: {e}", args.config)))?;
     let plan = Plan::from_yaml(&source).map_err(|e| Failure::Invalid(e.to_string()))?;
     for field in plan.ignored_fields() {
-        let likely = plan.near_misses().iter().find(|miss| &miss.path == field);
-        eprintln!(
-            "gate_server: note: {field} in {} is not read by hookgate{}",
-            args.config,
-            likely.map_or_else(String::new, |miss| format!(
-                "; did you mean `{}`?",
-                miss.known
-            ))
-        );
+        if !plan.near_misses().iter().any(|miss| &miss.path == field) {
+            let field = field.escape_debug();
+            eprintln!(
+                "gate_server: note: {field} in {} is not read by hookgate",
+                args.config
+            );
+        }
+    }
+    for miss in plan.near_misses() {
+        eprintln!("gate_server: warning: {miss} (in {})", args.config);
     }
     let (Some(client_id), Some(client_secret)) = (args.client_id, args.client_secret) else {
         return Err(Failure::Invalid("client credentials are required: --client-id and --client-secret-file, or CDAAS_CLIENT_ID and CDAAS_CLIENT_SECRET".into()));

@@ -9,7 +9,8 @@
 //! named by `--fail`), and manual approvals are granted after 10 minutes. No network, no clock:
 //! this is the core's run loop, with the host's answers scheduled on a simulated timeline.
 //! Keys of the file that hookgate does not read are noted on stderr (`note: … is not read by
-//! hookgate`), with the key it is likely meant to be when one is spelt like it.
+//! hookgate`), and those likely meant to be one it reads, misspelt or misplaced, are warned of
+//! with that key (`warning: …; did you mean `beforeDeployment`?`).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -114,13 +115,12 @@ fn main() -> ExitCode {
     // No error (Armory files carry fields hookgate has no use for), but a misspelt key is one
     // of them, and what it meant is missing from the timeline below.
     for field in plan.ignored_fields() {
-        match plan.near_misses().iter().find(|miss| &miss.path == field) {
-            Some(miss) => eprintln!(
-                "note: {field} is not read by hookgate; did you mean `{}`?",
-                miss.known
-            ),
-            None => eprintln!("note: {field} is not read by hookgate"),
+        if !plan.near_misses().iter().any(|miss| &miss.path == field) {
+            eprintln!("note: {} is not read by hookgate", field.escape_debug());
         }
+    }
+    for miss in plan.near_misses() {
+        eprintln!("warning: {miss}");
     }
     // A misspelt name would otherwise run the happy path it was meant to break.
     if let Some(unknown) = failing

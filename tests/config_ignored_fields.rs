@@ -1,7 +1,7 @@
 //! The keys of a deployment file that hookgate does not read: ignored (PROTOCOL.md §2), and
 //! listed, so that a misspelt one can be shown to whoever wrote the file.
 
-use hookgate::config::{DeploymentFile, NearMiss, Plan};
+use hookgate::config::{DeploymentFile, Plan, Slip};
 
 /// Armory's own fields that hookgate has no use for are listed, and nothing it reads.
 #[test]
@@ -80,19 +80,61 @@ webhooks:
     );
 }
 
-/// Keys hookgate reads, written in the wrong place, are listed as not read but are no near
-/// miss: the place, not the spelling, is what is wrong, and Armory's own files have keys
-/// named like hookgate's elsewhere (`manifests[].targets`).
+/// A key hookgate reads, written in a place that does not read it, is a slip of place: an
+/// under-indented `requiresRoles` that leaves prod's approval open to anyone, a `dependsOn`
+/// beside `constraints` that lets prod go first. Keys inside one not read are not looked at.
 #[test]
-fn a_known_key_in_the_wrong_place_is_not_a_near_miss() {
-    let yaml = "application: a\ntargets:\n  prod:\n    dependsOn: [dev]\n  dev: {}\n\
-                manifests:\n  - {path: m.yml, targets: [prod]}\n";
+fn a_known_key_in_the_wrong_place_is_a_slip_of_place() {
+    let yaml = r#"
+application: a
+targets:
+  dev: {}
+  prod:
+    dependsOn: [dev]
+    constraints:
+      beforeDeployment:
+        - pause: {untilApproved: true}
+          requiresRoles: [release-managers]
+manifests:
+  - {path: m.yml, targets: [prod]}
+"#;
     let plan = Plan::from_yaml(yaml).unwrap();
     assert_eq!(
         plan.ignored_fields(),
-        ["targets.prod.dependsOn", "manifests"]
+        [
+            "targets.prod.dependsOn",
+            "targets.prod.constraints.beforeDeployment[0].requiresRoles",
+            "manifests"
+        ]
     );
-    assert_eq!(plan.near_misses(), [] as [NearMiss; 0]);
+    let misses: Vec<(&str, &str, Slip)> = plan
+        .near_misses()
+        .iter()
+        .map(|miss| (miss.path.as_str(), miss.known, miss.slip))
+        .collect();
+    assert_eq!(
+        misses,
+        [
+            ("targets.prod.dependsOn", "dependsOn", Slip::Place),
+            (
+                "targets.prod.constraints.beforeDeployment[0].requiresRoles",
+                "requiresRoles",
+                Slip::Place
+            ),
+        ]
+    );
+}
+
+/// An entry holding no kind it may hold is refused, naming the kind a key of it is spelt like.
+#[test]
+fn an_entry_of_a_misspelt_kind_is_refused_with_the_kind_it_is_like() {
+    let yaml = "application: a\ntargets:\n  prod:\n    constraints:\n      \
+                beforeDeployment:\n        - puase: {untilApproved: true}\n";
+    let error = Plan::from_yaml(yaml).unwrap_err().to_string();
+    assert!(
+        error.contains("did you mean `pause` for `puase`?"),
+        "{error}"
+    );
 }
 
 /// A file may hold any number of keys; a plan keeps the first few, for as long as it runs.
@@ -109,23 +151,35 @@ fn the_list_keeps_the_first_keys_only() {
     assert_eq!(listed.last().unwrap(), "extra63");
 }
 
-/// Near misses are looked for among the listed keys only: spelling each of a hostile file's
-/// hundred thousand keys against every key hookgate reads would cost more than reading it.
+/// Near misses are looked for past the listed keys (a file of many targets may fill the list
+/// with Armory's own keys), but among the first 1,024 keys not read only: spelling each of a
+/// hostile file's hundred thousand against every key hookgate reads would cost more than
+/// reading it.
 #[test]
-fn near_misses_are_among_the_listed_keys() {
-    let mut yaml = "application: a\ntargets:\n  prod:\n    constraints:\n      \
-                    beforDeployment: []\n"
-        .to_owned();
-    for i in 0..DeploymentFile::MAX_IGNORED_LISTED {
-        yaml.push_str(&format!("extra{i}: {i}\n"));
-    }
-    yaml.push_str("webhoks: []\n");
-    let plan = Plan::from_yaml(&yaml).unwrap();
-    let listed: Vec<&str> = plan.near_misses().iter().map(|m| m.known).collect();
+fn near_misses_are_looked_for_among_the_first_keys_not_read() {
+    let misses = |extra: usize| {
+        let mut yaml = "application: a\n".to_owned();
+        for i in 0..extra {
+            yaml.push_str(&format!("extra{i}: {i}\n"));
+        }
+        yaml.push_str("targets:\n  prod:\n    constraints:\n      beforDeployment: []\n");
+        let plan = Plan::from_yaml(&yaml).unwrap();
+        let known: Vec<&str> = plan.near_misses().iter().map(|m| m.known).collect();
+        known
+    };
     assert_eq!(
-        listed,
+        misses(DeploymentFile::MAX_IGNORED_LISTED),
         ["beforeDeployment"],
-        "not `webhooks`, past the list"
+        "past the list of keys not read"
+    );
+    assert_eq!(
+        misses(DeploymentFile::MAX_IGNORED_EXAMINED - 1),
+        ["beforeDeployment"]
+    );
+    assert_eq!(
+        misses(DeploymentFile::MAX_IGNORED_EXAMINED),
+        [] as [&str; 0],
+        "past the keys looked at"
     );
 }
 
@@ -144,8 +198,8 @@ fn a_file_read_by_another_reader_lists_nothing() {
 mod example_process;
 
 /// The `simulate` example, which runs a file on simulated time to check it, notes each key it
-/// does not read on stderr, with the key a misspelt one is likely meant to be, and runs the
-/// file all the same.
+/// does not read on stderr, warns of one likely meant to be a key it reads, and runs the file
+/// all the same.
 #[test]
 fn simulate_notes_the_keys_it_does_not_read() {
     let dir = tempfile::tempdir().unwrap();
@@ -161,8 +215,8 @@ fn simulate_notes_the_keys_it_does_not_read() {
     assert_eq!(
         stderr.lines().next(),
         Some(
-            "note: targets.prod.constraints.beforDeployment is not read by hookgate; did you \
-             mean `beforeDeployment`?"
+            "warning: targets.prod.constraints.beforDeployment: hookgate does not read this key; \
+             did you mean `beforeDeployment`?"
         ),
         "{stderr}"
     );
@@ -184,8 +238,9 @@ fn key() -> impl proptest::strategy::Strategy<Value = String> {
 }
 
 proptest::proptest! {
-    /// Whatever keys a file holds, near misses are among the listed keys, each names a key
-    /// other than itself, and reading never panics.
+    /// Whatever keys a file holds (fewer than the list keeps), near misses are among the
+    /// listed keys, a misspelt one names a key other than itself, a misplaced one itself, and
+    /// reading never panics.
     #[test]
     fn near_misses_are_listed_keys_named_otherwise(
         keys in proptest::collection::btree_set(key(), 0..20),
@@ -201,7 +256,10 @@ proptest::proptest! {
         for miss in plan.near_misses() {
             proptest::prop_assert!(plan.ignored_fields().contains(&miss.path), "{miss}");
             let key = miss.path.trim_start_matches("targets.dev.constraints.");
-            proptest::prop_assert_ne!(key, miss.known);
+            match miss.slip {
+                Slip::Spelling => proptest::prop_assert_ne!(key, miss.known),
+                _ => proptest::prop_assert_eq!(key, miss.known),
+            }
         }
     }
 }

@@ -80,6 +80,23 @@ fn a_target_name_empty_or_with_a_control_character_is_refused() {
     }
 }
 
+/// A strategy's name is in the paths of its gates, which are stored, logged and shown: a line
+/// break in it would forge a line of the log.
+#[test]
+fn a_strategy_name_with_a_control_character_is_refused() {
+    let yaml = "application: app\ntargets: {dev: {}}\nstrategies:\n  \
+                \"c\\nINFO forged\": {canary: {steps: [setWeight: {weight: 100}]}}\n";
+    assert_eq!(
+        problems(yaml),
+        [(
+            r"strategies.c\nINFO forged".to_owned(),
+            ProblemKind::ControlCharacter {
+                what: "a strategy name"
+            }
+        )]
+    );
+}
+
 #[test]
 fn parses_an_armory_deploy_file_as_it_is() {
     let plan = Plan::from_yaml(include_str!("data/armory-deploy.yml")).unwrap();

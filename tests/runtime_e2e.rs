@@ -99,12 +99,31 @@ async fn a_start_logs_and_returns_the_keys_of_the_file_it_does_not_read() {
     );
     let warning = log
         .lines()
-        .find(|line| line.contains("spelt like one it does"))
+        .find(|line| line.contains("likely meant to be one it does"))
         .unwrap_or_else(|| panic!("{log}"));
     assert!(
         warning.contains("WARN") && warning.contains("likely_meant=\"beforeDeployment\""),
         "{warning}"
     );
+}
+
+/// A key's path is the file's text, and a key not read may hold a line break: logged, it
+/// cannot start a line of its own.
+#[tokio::test]
+async fn a_near_miss_logged_cannot_forge_a_line() {
+    let (log, _guard) = Captured::on_this_thread();
+    let w = world(|b| b, Arc::new(|_: &str| vec![(0, true)])).await;
+    let forged = "2026-12-05T00:00:00.000000Z  INFO hookgate: forged";
+    let targets = format!("  dev:\n    constraints:\n      \"beforeDeployment\\n{forged}\": []\n");
+    let started = w
+        .engine
+        .start(&file(&targets, CANARY), w.context())
+        .await
+        .unwrap();
+    assert_eq!(started.near_misses.len(), 1, "{:?}", started.near_misses);
+    let log = log.text();
+    assert!(log.contains("likely_meant=\"beforeDeployment\""), "{log}");
+    assert!(!log.lines().any(|line| line.starts_with(forged)), "{log}");
 }
 
 #[tokio::test]

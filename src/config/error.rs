@@ -283,7 +283,7 @@ pub enum ProblemKind {
     /// A name holding a control character (NUL, a line break, …) or an invisible format
     /// character (a zero-width space, a bidirectional override, …): a database column of text
     /// cannot hold NUL, and a name that prints as something else misleads whoever reads it
-    /// (the names of the application, targets and webhooks). Also the text a header value
+    /// (the names of the application, targets, strategies and webhooks). Also the text a header value
     /// writes itself holding a control character no header can carry (any but a tab, and
     /// DEL), which would fail every call.
     #[error("{what} holds a control or invisible character; use printable characters only")]

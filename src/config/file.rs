@@ -56,6 +56,12 @@ impl DeploymentFile {
     /// and a plan keeps its list for as long as a deployment of it runs.
     pub const MAX_IGNORED_LISTED: usize = 64;
 
+    /// The most keys not read that [`DeploymentFile::near_misses`] looks at: far more than an
+    /// Armory file carries (two keys of Armory's own in each of 34 targets fill
+    /// [`MAX_IGNORED_LISTED`](Self::MAX_IGNORED_LISTED)), few enough that a hostile file of a
+    /// hundred thousand costs no more to read.
+    pub const MAX_IGNORED_EXAMINED: usize = 1024;
+
     /// The paths of the keys the file holds that hookgate does not read, in the order written
     /// (`targets.prod.constraints.beforDeployment`, `webhooks[0].uriTemplte`), up to
     /// [`MAX_IGNORED_LISTED`](Self::MAX_IGNORED_LISTED). PROTOCOL.md §2 ignores unknown fields,
@@ -67,12 +73,14 @@ impl DeploymentFile {
         &self.ignored
     }
 
-    /// The keys among [`ignored_fields`](Self::ignored_fields) that are spelt like a key
-    /// hookgate reads (one edit away, two for a long key, ignoring case, `_` and `-`), each
-    /// with the key it is likely meant to be: `targets.prod.constraints.beforDeployment`, did
-    /// you mean `beforeDeployment`? A key hookgate reads elsewhere in the file is not listed
-    /// (`strategy` under `constraints`), nor Armory's own keys that hookgate has no use for.
-    /// Only the keys [`ignored_fields`](Self::ignored_fields) lists are looked at.
+    /// The keys the file holds that hookgate does not read but likely meant to be one it
+    /// does, each with that key and what is likely wrong ([`Slip`](super::Slip)): spelt like
+    /// it (one edit away, two for a key longer than eight letters, whatever the case, `_` and
+    /// `-`, or its start or end: `targets.prod.constraints.beforDeployment`, did you mean
+    /// `beforeDeployment`?), or spelt so but in a place that does not read it (`dependsOn`
+    /// directly under a target). Armory's own keys that hookgate has no use for are none of
+    /// them. Among the first [`MAX_IGNORED_EXAMINED`](Self::MAX_IGNORED_EXAMINED) keys not
+    /// read, up to [`MAX_IGNORED_LISTED`](Self::MAX_IGNORED_LISTED) of them.
     pub fn near_misses(&self) -> &[NearMiss] {
         &self.near_misses
     }

@@ -39,7 +39,7 @@ pub use file::{
     RunWebhook, SetWeight, Strategy as FileStrategy, Target, Webhook as FileWebhook,
 };
 pub use limits::Limits;
-pub use near_miss::NearMiss;
+pub use near_miss::{NearMiss, Slip};
 pub use plan::{
     AnalysisSpec, CanaryStep, EnvId, Environment, Gate, GateId, GateKind, InProgressPolicy,
     NetworkMode, Plan, RollBackMode, Stage, Strategy, Webhook, WebhookId,

@@ -66,8 +66,9 @@ impl Plan {
         &self.ignored
     }
 
-    /// The keys among [`ignored_fields`](Self::ignored_fields) spelt like one hookgate reads,
-    /// as [`DeploymentFile::near_misses`](super::DeploymentFile::near_misses) lists them.
+    /// The keys hookgate does not read but likely meant to be one it does, misspelt or
+    /// misplaced, as [`DeploymentFile::near_misses`](super::DeploymentFile::near_misses)
+    /// lists them.
     pub fn near_misses(&self) -> &[NearMiss] {
         &self.near_misses
     }

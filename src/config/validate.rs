@@ -114,18 +114,19 @@ impl DeploymentFile {
         let mut path = None;
         let mut ignored = Vec::new();
         let mut near_misses = Vec::new();
+        let mut examined = 0;
         let note_ignored = |field: serde_ignored::Path<'_>| {
-            // Past the listed keys, none is looked at: a hostile file can hold a hundred
-            // thousand, and spelling each against every key read would cost more than reading
-            // the file.
             if ignored.len() < Self::MAX_IGNORED_LISTED {
-                let path = field_path(&field);
-                if let serde_ignored::Path::Map { key, .. } = &field
-                    && let Some(miss) = NearMiss::of(|| path.clone(), key)
-                {
-                    near_misses.push(miss);
-                }
-                ignored.push(path);
+                ignored.push(field_path(&field));
+            }
+            // A hostile file can hold a hundred thousand keys, and spelling each against every
+            // key read would cost more than reading the file.
+            if examined < Self::MAX_IGNORED_EXAMINED
+                && near_misses.len() < Self::MAX_IGNORED_LISTED
+                && let serde_ignored::Path::Map { key, .. } = &field
+            {
+                examined += 1;
+                near_misses.extend(NearMiss::of(|| field_path(&field), key));
             }
         };
         file::with_scalars_as_written(|| {
@@ -491,6 +492,17 @@ impl Validator {
                     format_args!("targets.{}", name.escape_debug()),
                     ProblemKind::ControlCharacter {
                         what: "a target name",
+                    },
+                );
+            }
+        }
+        // A strategy's name is in the paths of its gates, which are stored, logged and shown.
+        for name in file.strategies.keys() {
+            if name.contains(misleading) {
+                self.problem(
+                    format_args!("strategies.{}", name.escape_debug()),
+                    ProblemKind::ControlCharacter {
+                        what: "a strategy name",
                     },
                 );
             }

@@ -241,8 +241,8 @@ pub struct Started {
     /// Armory files carry more than hookgate reads, but a misspelt key is among them, and a
     /// misspelt `beforeDeployment` drops its gates: show them to whoever sent the file.
     pub ignored_fields: Vec<String>,
-    /// Those of [`ignored_fields`](Self::ignored_fields) spelt like a key hookgate reads, with
-    /// that key ([`Plan::near_misses`](crate::config::Plan::near_misses)): most likely typos.
+    /// The keys hookgate does not read but likely meant to be one it does, misspelt or
+    /// misplaced, each with that key ([`Plan::near_misses`](crate::config::Plan::near_misses)).
     pub near_misses: Vec<NearMiss>,
 }
 
@@ -342,9 +342,10 @@ impl Engine {
         for miss in plan.near_misses() {
             tracing::warn!(
                 application = plan.application(),
-                field = %miss.path,
+                field = ?miss.path,
                 likely_meant = miss.known,
-                "the deployment file holds a key hookgate does not read, spelt like one it does"
+                slip = ?miss.slip,
+                "the deployment file holds a key hookgate does not read, likely meant to be one it does"
             );
         }
         let source: Arc<str> = Arc::from(source);

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::{Analysis, CanaryStep, Constraint, ExposeServices, Pause, RunWebhook, SetWeight};
+use crate::config::near_miss::likely_kind;
 
 /// Reads an entry from `map`: the one key among `kinds` read by `read`, every other skipped.
 fn one_of<'de, A, T>(
@@ -17,8 +18,16 @@ where
     A: MapAccess<'de>,
 {
     let mut found: Option<(String, T)> = None;
+    let mut likely: Option<(String, &'static str)> = None;
+    let mut skipped = 0;
     while let Some(key) = map.next_key::<String>()? {
         if !kinds.contains(&key.as_str()) {
+            // A few are enough to name the kind a misspelt one is meant to be; an entry of a
+            // hostile file may hold thousands.
+            if likely.is_none() && skipped < MAX_SPELT {
+                skipped += 1;
+                likely = likely_kind(&key, kinds).map(|kind| (key, kind));
+            }
             map.next_value::<IgnoredAny>()?;
             continue;
         }
@@ -31,13 +40,21 @@ where
         let entry = read(&key, &mut map)?;
         found = Some((key, entry));
     }
-    found.map(|(_, entry)| entry).ok_or_else(|| {
-        de::Error::custom(format_args!(
+    found.map(|(_, entry)| entry).ok_or_else(|| match likely {
+        Some((key, kind)) => de::Error::custom(format_args!(
+            "an entry needs one of {}, and this one has none; did you mean `{kind}` for `{}`?",
+            Kinds(kinds),
+            key.escape_debug()
+        )),
+        None => de::Error::custom(format_args!(
             "an entry needs one of {}, and this one has none",
             Kinds(kinds)
-        ))
+        )),
     })
 }
+
+/// The most keys of one entry spelt against its kinds when it holds none of them.
+const MAX_SPELT: usize = 8;
 
 /// The kinds of entry, as a message lists them.
 struct Kinds(&'static [&'static str]);
