@@ -4,7 +4,7 @@
 //! deadline in the shared table once nothing holds its lock: the write recording those results
 //! arms it, not the write that asked for them, so each path is driven here to the 24 h
 //! callback timeout on a manual clock. Without the arming in `after_commit`, twelve of them fail.
-#![cfg(all(feature = "runtime", feature = "test-util", feature = "receiver"))]
+#![cfg(all(feature = "runtime", feature = "test-util"))]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,11 +16,12 @@ use hookgate::auth::Principal;
 use hookgate::core::{
     CallbackAck, CallbackId, DeploymentId, DeploymentStatus, GateState, HostStep, StepOutcome,
 };
-use hookgate::receiver::ReceivedRequest;
 use hookgate::runtime::{DeploymentView, Engine, Host, SimulatedHost, StepContext};
 use hookgate::server::{CallbackReport, GateService};
 use hookgate::store::{MemoryStore, Store};
-use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport, SequentialIds};
+use hookgate::test_util::{
+    FaultyStore, ManualClock, RecordedRequest, RecordingTransport, SequentialIds,
+};
 
 /// A deploy step answered at once (staging), then a gate whose call is answered at once.
 const STEP_THEN_GATE: &str = r#"
@@ -168,15 +169,12 @@ async fn the_callback_timeout_fires(s: &Setup, id: &DeploymentId) {
     );
 }
 
-fn callback_of(body: &hookgate::bytes::Bytes) -> CallbackId {
-    let uri = ReceivedRequest::new()
-        .with_body(body)
-        .callback_uri()
-        .expect("the body carries the callback URI");
-    uri.path_segments()
-        .and_then(|mut segments| segments.next_back())
-        .and_then(|last| last.parse().ok())
-        .expect("the URI ends with the callback id")
+fn callback_of(recorded: &RecordedRequest) -> CallbackId {
+    recorded
+        .call
+        .as_ref()
+        .expect("the dispatcher's request carries its call")
+        .callback_id
 }
 
 /// Polls `call` until it is answered: a slow save is pending on its first poll only, so the
@@ -228,7 +226,7 @@ async fn inline_rounds_run_out_and_tasks_record_the_rest() {
 async fn callback_dropped_mid_write_still_arms() {
     let s = setup();
     let id = start(&s, TWO_GATES).await;
-    let callback = callback_of(&s.external.requests()[0].body);
+    let callback = callback_of(&s.external.requests()[0]);
     s.store.slow_saves(true);
     let by = Principal::new("ci");
     let mut call = Box::pin(GateService::callback(
@@ -256,7 +254,7 @@ async fn callback_dropped_mid_write_still_arms() {
 async fn callback_answered_then_settle_write_waits() {
     let s = setup();
     let id = start(&s, TWO_GATES).await;
-    let callback = callback_of(&s.external.requests()[0].body);
+    let callback = callback_of(&s.external.requests()[0]);
     s.store.slow_saves(true);
     let by = Principal::new("ci");
     let mut call = Box::pin(GateService::callback(
@@ -281,7 +279,7 @@ async fn callback_answered_then_settle_write_waits() {
 async fn callback_under_a_timeout_that_expires() {
     let s = setup();
     let id = start(&s, TWO_GATES).await;
-    let callback = callback_of(&s.external.requests()[0].body);
+    let callback = callback_of(&s.external.requests()[0]);
     s.store.slow_saves(true);
     let by = Principal::new("ci");
     let _ = tokio::time::timeout(
@@ -392,7 +390,7 @@ async fn settle_write_stored_late() {
 async fn settle_write_conflicts() {
     let s = setup();
     let id = start(&s, TWO_GATES).await;
-    let callback = callback_of(&s.external.requests()[0].body);
+    let callback = callback_of(&s.external.requests()[0]);
     // Let the callback's own write through, make the step result's write wait, and meanwhile
     // store a later version of the same state behind the engine's back.
     s.store.slow_saves(true);
@@ -547,7 +545,7 @@ async fn replica_sync_with_results_ready_at_once() {
     a.engine.recover().await.unwrap();
     b.engine.recover().await.unwrap();
     let id = start(&a, TWO_GATES).await;
-    let callback = callback_of(&a.external.requests()[0].body);
+    let callback = callback_of(&a.external.requests()[0]);
     let scheduler = tokio::spawn({
         let engine = a.engine.clone();
         async move { engine.run_scheduler().await }
@@ -567,4 +565,21 @@ async fn replica_sync_with_results_ready_at_once() {
     scheduler.abort();
     let _ = scheduler.await;
     the_callback_timeout_fires(&a, &id).await;
+}
+
+/// The engine tells when its next deadline is, so that a test on a manual clock goes straight
+/// to it: here the gate's 24 h callback timeout, and none once it has failed the deployment.
+#[tokio::test]
+async fn the_next_deadline_is_where_a_manual_clock_goes() {
+    let s = setup();
+    let id = start(&s, STEP_THEN_GATE).await;
+    until(&s, &id, "waiting on the callback", awaiting).await;
+    let next = s.engine.next_deadline().expect("the callback's timeout");
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+    assert_eq!(next, t0 + TimeDelta::hours(24));
+    s.clock.set(next);
+    assert_eq!(s.engine.fire_due().await, 1);
+    let view = s.engine.view(&id).await.expect("a view");
+    assert_eq!(view.status, DeploymentStatus::Failed, "{view:?}");
+    assert_eq!(s.engine.next_deadline(), None);
 }

@@ -200,6 +200,9 @@ impl Dispatcher {
             .with_timeout(self.request_timeout_of(webhook))
             .with_max_response_bytes(self.max_response_bytes);
         request.extensions_mut().insert(options);
+        // For a transport to tell which gate and attempt a request is (metrics, routing, a
+        // test's recording); not sent.
+        request.extensions_mut().insert(prepared.call.clone());
         Ok(request)
     }
 }

@@ -1046,6 +1046,14 @@ impl Engine {
         ids
     }
 
+    /// The earliest deadline pending in the scheduler, by the engine's clock: when
+    /// [`Engine::fire_due`] next has work. A test on a manual clock advances the clock to it
+    /// rather than by a guess (a retry's jittered wait, a pause), as the scheduler sleeps
+    /// until it.
+    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        self.inner.deadlines.next()
+    }
+
     /// How many deadlines are pending in the scheduler: one for each deployment waiting on
     /// one, and more while writes or looks are retried (a deployment whose write failed may
     /// have two).

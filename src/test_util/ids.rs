@@ -4,6 +4,12 @@ use crate::core::{CallbackId, IdSource};
 
 /// Callback ids 1, 2, 3, ... (as 128-bit big-endian numbers), so tests can predict them.
 ///
+/// An engine takes two ids of its source for each deployment it starts before its callbacks'
+/// ids: one makes the deployment's id (`d-` and the id's last 16 hex digits,
+/// `d-0000000000000001`) and one seeds its retry jitter. The first webhook of an engine's
+/// first deployment therefore carries id 3; a test that needs it takes it from the recorded
+/// call ([`RecordedRequest::call`](super::RecordedRequest::call)) rather than counting.
+///
 /// Clones share the count, so ids stay unique across them, as [`IdSource`] requires: give
 /// engines sharing one store clones of one source. Sources made separately (two
 /// `SequentialIds::default()`) count separately and repeat each other's ids.

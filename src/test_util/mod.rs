@@ -1,7 +1,73 @@
 //! Deterministic test doubles shipped for users' own tests (feature `test-util`): a manual
 //! clock, predictable callback ids, an HTTP transport that answers at once and records what it
 //! was sent, a store whose saves fail or wait on demand, and a harness that drives a
-//! [`Deployment`] on simulated time.
+//! [`Deployment`] on simulated time. The stores' conformance suite is
+//! `hookgate::store::conformance`, under the same feature.
+//!
+//! Testing an application around the engine (features `runtime` and `test-util`): the engine
+//! runs on a [`ManualClock`] and calls out through a [`RecordingTransport`], whose records
+//! carry the call each request performs (its gate, attempt and callback id); the test answers
+//! a call as the external system would, or moves the clock to
+//! `Engine::next_deadline` and fires what is due,
+//! with no sleep and no network.
+//!
+#![cfg_attr(
+    feature = "runtime",
+    doc = r#"```
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use hookgate::auth::Principal;
+use hookgate::core::DeploymentStatus;
+use hookgate::runtime::{Engine, SimulatedHost};
+use hookgate::server::{CallbackReport, GateService};
+use hookgate::store::MemoryStore;
+use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport, SequentialIds};
+
+const FILE: &str = "
+application: shop
+targets:
+  prod:
+    constraints:
+      beforeDeployment: [runWebhook: {name: ticket}]
+webhooks:
+  - {name: ticket, uriTemplate: 'https://tickets.example/open'}
+";
+
+# tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 9, 0, 0).unwrap());
+let external = RecordingTransport::new();
+// Kept, to make a write fail on demand (`store.fail_saves(..)`).
+let store = Arc::new(FaultyStore::new(MemoryStore::new()));
+let engine = Engine::builder(external.dispatcher("https://gates.example")?, SimulatedHost)
+    .shared_store(store.clone())
+    .clock(clock.clone())
+    .ids(SequentialIds::starting_at(1))
+    .build();
+
+// The ticket system says yes: the deployment goes on, and deploys.
+let first = engine.start(FILE, BTreeMap::new()).await?;
+let call = external.requests()[0].call.clone().expect("a webhook call");
+let yes = CallbackReport::Outcome { success: true, message: None };
+engine.callback(call.callback_id, yes, &Principal::new("tickets")).await?;
+assert_eq!(engine.view(&first.id).await?.status, DeploymentStatus::Succeeded);
+
+// It never answers: 24 hours later the gate fails, and the deployment with it.
+let second = engine.start(FILE, BTreeMap::new()).await?;
+clock.set(engine.next_deadline().expect("the callback timeout"));
+engine.fire_due().await;
+assert_eq!(engine.view(&second.id).await?.status, DeploymentStatus::Failed);
+# Ok::<(), Box<dyn std::error::Error>>(())
+# })?;
+# Ok::<(), Box<dyn std::error::Error>>(())
+```"#
+)]
+//!
+//! Writes that fail are tried again on Tokio's timer, not the engine's clock: a test that
+//! fails a store write ([`FaultyStore::fail_saves`]) and waits for the engine to get past it
+//! runs on Tokio's paused time (`#[tokio::test(start_paused = true)]`, Tokio's `test-util`
+//! feature), where sleeping moves time on at once.
 //!
 //! [`Deployment`]: crate::core::Deployment
 

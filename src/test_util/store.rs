@@ -43,6 +43,13 @@ use crate::store::{
 /// store.fail_saves(1, 2); // the next save goes through, the two after it fail
 /// store.slow_saves(true);
 /// ```
+///
+/// An engine takes it shared, so that the test keeps a handle to turn faults on and off:
+/// `Engine::builder(..).shared_store(Arc::new(FaultyStore::new(..)))` (see the
+/// [module](super) for a whole test). How many saves an input makes is the engine's own
+/// affair: a callback makes one, and a deploy step it opens, answered at once, a second. The
+/// engine tries a failed write of a result again on Tokio's timer, not its clock (see the
+/// [module](super)).
 #[derive(Debug, Default)]
 pub struct FaultyStore<S = MemoryStore> {
     inner: S,

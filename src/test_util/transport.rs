@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 
+use crate::core::WebhookCall;
 use crate::outbound::{Dispatcher, OutboundError};
 use crate::secrets::MemorySecrets;
 use crate::transport::{HttpTransport, RequestTarget, TransportError, TransportRegistry};
@@ -47,6 +48,10 @@ pub struct RecordedRequest {
     pub headers: HeaderMap,
     /// Its body.
     pub body: Bytes,
+    /// The call it performs, for a request a [`Dispatcher`](crate::outbound::Dispatcher)
+    /// sent (its extension): the gate, the attempt, and the callback id a test answers it
+    /// with (`recorded.call.as_ref().map(|call| call.callback_id)`).
+    pub call: Option<WebhookCall>,
 }
 
 impl fmt::Debug for RecordedRequest {
@@ -58,6 +63,7 @@ impl fmt::Debug for RecordedRequest {
             )
             .field("header_names", &self.headers.keys().collect::<Vec<_>>())
             .field("body_bytes", &self.body.len())
+            .field("call", &self.call)
             .finish_non_exhaustive()
     }
 }
@@ -132,6 +138,7 @@ impl HttpTransport for RecordingTransport {
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
         let (parts, body) = request.into_parts();
         self.record().push(RecordedRequest {
+            call: parts.extensions.get::<WebhookCall>().cloned(),
             method: parts.method,
             uri: parts.uri,
             headers: parts.headers,

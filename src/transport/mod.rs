@@ -53,7 +53,10 @@ pub use reqwest_transport::{ReqwestTransport, ReqwestTransportBuilder};
 ///
 /// A non-2xx status is not an error at this level: only failures to exchange bytes are. An
 /// implementation honours the [`RequestOptions`] found in the request's extensions and applies
-/// its own defaults otherwise. The engine takes a `send` that panics for a webhook call that
+/// its own defaults otherwise. A webhook call the [`Dispatcher`](crate::outbound::Dispatcher)
+/// sends also carries the [`WebhookCall`](crate::core::WebhookCall) it performs there (its
+/// gate, attempt and callback id), for a transport that routes or counts by gate; extensions
+/// are not sent. The engine takes a `send` that panics for a webhook call that
 /// failed for good (not retried), since another attempt would meet the same bug.
 ///
 /// Implemented for closures `Fn(Request<Bytes>) -> impl Future<Output = Result<Response<Bytes>,
