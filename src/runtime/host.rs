@@ -162,10 +162,13 @@ impl<'a> From<&'a Strategy> for StepStrategy<'a> {
 /// itself (deploy, shift traffic, expose services, analyse, roll back).
 ///
 /// Each call reports how the step ended; a step that cannot be completed returns
-/// [`StepOutcome::Failed`] with a reason for people. A call that panics fails its step the same
-/// way, with a reason saying so (the panic's message goes to the process's panic hook only). A deploy step that knows the ReplicaSet the
-/// new version runs in reports it with [`StepOutcome::Deployed`], and the environment's later
-/// webhook calls render it as `{{armory.replicaSetName}}`. The engine calls these concurrently for
+/// [`StepOutcome::Failed`] (`Failed { reason }`, a reason for people). A call that panics fails
+/// its step the same way, with a reason saying so (the panic's message goes to the process's
+/// panic hook only). A deploy step that knows the ReplicaSet the new version runs in reports it
+/// with [`StepOutcome::Deployed`], and the environment's later webhook calls render it as
+/// `{{armory.replicaSetName}}`. A step is first polled before the input that asked for it
+/// returns ([`Engine::start`](super::Engine::start), a callback, a decision), so a step that
+/// answers at once is recorded by then. The engine calls these concurrently for
 /// different environments and deployments, and again after a restart for a step that was in
 /// flight, so an implementation should be idempotent per step: per
 /// ([`StepContext::deployment`], [`StepContext::op`]). The environment and the step's fields are
