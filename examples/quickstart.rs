@@ -188,7 +188,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 | EventKind::WebhookSent { .. }
                 | EventKind::WebhookFailed { .. }
                 | EventKind::CallbackReceived { .. }
-                | EventKind::RollbackStarted { .. }
                 | EventKind::DeploymentFinished { .. }
         );
         if shown {

@@ -247,7 +247,6 @@ fn print_event(plan: &Plan, start: DateTime<Utc>, at: DateTime<Utc>, kind: &Even
             | EventKind::ApprovalDecided { .. }
             | EventKind::GatePassed { .. }
             | EventKind::GateFailed { .. }
-            | EventKind::RollbackStarted { .. }
             | EventKind::DeploymentFinished { .. }
     );
     if shown {

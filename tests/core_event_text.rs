@@ -106,6 +106,20 @@ fn every_kind_names_its_environment_and_gate() {
             "prod pause: passed, pause elapsed",
         ),
         (
+            EventKind::GatePassed {
+                gate: webhook,
+                how: Resolution::CallSucceeded,
+            },
+            "prod webhook ticket: passed, the call succeeded (callbacks disabled)",
+        ),
+        (
+            EventKind::EnvironmentStatus {
+                env: EnvId(0),
+                status: EnvStatus::RollingBack,
+            },
+            "prod: rolling back",
+        ),
+        (
             EventKind::GateFailed {
                 gate: webhook,
                 how: Resolution::CallbackTimeout,
@@ -126,9 +140,9 @@ fn every_kind_names_its_environment_and_gate() {
                 op: OpId(7),
                 env: EnvId(0),
                 ok: false,
-                message: Some("image not found".into()),
+                message: Some("image isn't there".into()),
             },
-            "prod: host step op 7 failed: \"image not found\"",
+            "prod: host step op 7 failed: \"image isn't there\"",
         ),
         (
             EventKind::RollbackStarted { env: EnvId(0) },
@@ -143,6 +157,12 @@ fn every_kind_names_its_environment_and_gate() {
                 status: DeploymentStatus::Failed,
             },
             "deployment failed",
+        ),
+        (
+            EventKind::DeploymentFinished {
+                status: DeploymentStatus::RolledBack,
+            },
+            "deployment rolled back",
         ),
     ];
     for (kind, expected) in cases {

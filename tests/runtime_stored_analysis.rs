@@ -1,5 +1,6 @@
-//! Deployments an earlier release stored, with analysis fields it ignored and this release
-//! checks: they resume and run on, while a new deployment of the same file is refused.
+//! Deployments an earlier release stored, with analysis fields it ignored or strategy names it
+//! took and this release checks: they resume and run on, while a new deployment of the same
+//! file is refused.
 #![cfg(all(feature = "runtime", feature = "test-util"))]
 
 use std::collections::BTreeMap;
@@ -19,7 +20,7 @@ use analysis_files::canary_analysis;
 
 /// Files an earlier release took: the analysis section and `interval` were ignored keys then,
 /// and a step's query names were the host's to know.
-fn stored_before() -> [String; 3] {
+fn stored_before() -> [String; 4] {
     let section = "analysis:
   queries:
     - {name: cpu, upperLimit: 1, queryTemplate: 'avg(cpu)'}
@@ -39,6 +40,10 @@ fn stored_before() -> [String; 3] {
             "queries: [cpu], numberOfJudgmentRuns: 0, metricProviderName: ''",
             unjudgeable,
         ),
+        // A strategy name holding an invisible character, which releases since refuse.
+        canary_analysis("queries: [cpu]", "")
+            .replace("strategy: c}", "strategy: \"c\\u200B\"}")
+            .replace("  c:\n", "  \"c\\u200B\":\n"),
     ]
 }
 

@@ -293,11 +293,11 @@ impl Plan {
     }
 
     /// Reads the file a deployment was stored with, as [`Plan::from_yaml`] does, but without
-    /// the checks of the analysis fields (`analysis.queries`, a step's `metricProviderName`,
-    /// `interval`, `units` and `numberOfJudgmentRuns`), which releases before them ignored: a
-    /// deployment such a release started and stored resumes, its analysis steps reaching the
-    /// host with what of those fields is well formed. A new deployment of the same file is
-    /// refused.
+    /// the checks releases before them did not make: of the analysis fields
+    /// (`analysis.queries`, a step's `metricProviderName`, `interval`, `units` and
+    /// `numberOfJudgmentRuns`), and of the characters of strategy names. A deployment such a
+    /// release started and stored resumes, its analysis steps reaching the host with what of
+    /// those fields is well formed. A new deployment of the same file is refused.
     #[cfg(feature = "runtime")]
     pub(crate) fn from_stored_yaml(source: &str) -> Result<Plan, ConfigError> {
         let limits = Limits::default();
@@ -497,16 +497,20 @@ impl Validator {
             }
         }
         // A strategy's name is in the paths of its gates, which are stored, logged and shown.
-        for name in file.strategies.keys() {
-            if name.contains(misleading) {
-                self.problem(
+        self.added_check(|v| {
+            for name in file
+                .strategies
+                .keys()
+                .filter(|name| name.contains(misleading))
+            {
+                v.problem(
                     format_args!("strategies.{}", name.escape_debug()),
                     ProblemKind::ControlCharacter {
                         what: "a strategy name",
                     },
                 );
             }
-        }
+        });
         if file.targets.is_empty() {
             self.problem(
                 "targets",
@@ -585,7 +589,7 @@ impl Validator {
             return Plan::empty(file.application.clone());
         }
         let webhooks = self.webhooks(&file.webhooks);
-        let analysis_queries = self.analysis_check(|v| v.analysis_queries(file.analysis.as_ref()));
+        let analysis_queries = self.added_check(|v| v.analysis_queries(file.analysis.as_ref()));
         let hooks = WebhookNames::new(&webhooks);
         let order = self.dependency_order(&file.targets);
         let ids: BTreeMap<&str, EnvId> = order
@@ -679,8 +683,8 @@ impl Validator {
     }
 
     /// `check`, with its problems unreported in a stored file (see [`Plan::from_stored_yaml`]):
-    /// the checks of the analysis fields, which releases before them did not make.
-    fn analysis_check<T>(&mut self, check: impl FnOnce(&mut Self) -> T) -> T {
+    /// the checks releases before them did not make (the analysis fields', strategy names').
+    fn added_check<T>(&mut self, check: impl FnOnce(&mut Self) -> T) -> T {
         self.muted = self.stored;
         let checked = check(self);
         self.muted = false;
@@ -1476,7 +1480,7 @@ impl Validator {
                 }
                 let at = format!("{path}.analysis");
                 let (metric_provider_name, interval, judgment_runs) =
-                    self.analysis_check(|v| v.judgment(a, &at));
+                    self.added_check(|v| v.judgment(a, &at));
                 GateKind::Analysis(AnalysisSpec {
                     queries: a.queries.clone(),
                     roll_back_mode,

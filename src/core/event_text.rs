@@ -11,7 +11,8 @@ impl EventKind {
     /// failed"`, `prod: deploying`. Text that came from outside (a callback's message, an
     /// approver's comment) is quoted with its control characters escaped, so that it cannot
     /// forge a line of a log. An id that `plan` does not have (an event paired with another
-    /// deployment's plan) is written as its number.
+    /// deployment's plan) is written as its number; one in range names what that plan has
+    /// there, which nothing can tell apart.
     ///
     /// ```
     /// use hookgate::config::{EnvId, Plan};
@@ -37,7 +38,9 @@ impl Display for Described<'_> {
         let gate = |gate| GateName(self.plan, gate);
         match self.kind {
             EventKind::DeploymentStarted => f.write_str("deployment started"),
-            EventKind::EnvironmentStatus { env: e, status } => write!(f, "{}: {status}", env(*e)),
+            EventKind::EnvironmentStatus { env: e, status } => {
+                write!(f, "{}: {}", env(*e), Words(status.as_str()))
+            }
             EventKind::GateOpened { gate: g } => write!(f, "{}: open", gate(*g)),
             EventKind::WebhookAttempt { gate: g, attempt } => {
                 write!(f, "{}: calling, attempt {attempt}", gate(*g))
@@ -113,7 +116,9 @@ impl Display for Described<'_> {
             EventKind::CancelRequested { by } => {
                 write!(f, "deployment cancel asked by {}", Quoted(by))
             }
-            EventKind::DeploymentFinished { status } => write!(f, "deployment {status}"),
+            EventKind::DeploymentFinished { status } => {
+                write!(f, "deployment {}", Words(status.as_str()))
+            }
         }
     }
 }
@@ -126,13 +131,29 @@ fn with_text(f: &mut Formatter<'_>, text: Option<&str>) -> fmt::Result {
     }
 }
 
-/// Text from outside, in double quotes, its quotes, backslashes and control characters
-/// escaped.
+/// Text from outside, in double quotes, its quotes, backslashes, control and invisible
+/// characters escaped.
 struct Quoted<'a>(&'a str);
 
 impl Display for Quoted<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        write!(f, "\"{}\"", self.0.escape_debug())
+        // `Debug` quotes and escapes control and invisible characters, but not `'`.
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// A status's name written as words: `rolled back`, not `rolled_back`.
+struct Words(&'static str);
+
+impl Display for Words {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        for (i, word) in self.0.split('_').enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(word)?;
+        }
+        Ok(())
     }
 }
 

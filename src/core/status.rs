@@ -222,7 +222,7 @@ impl fmt::Display for Resolution {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Resolution::Callback => "resolved by a callback",
-            Resolution::CallSucceeded => "passed when the call succeeded (callbacks disabled)",
+            Resolution::CallSucceeded => "the call succeeded (callbacks disabled)",
             Resolution::CallFailed => "the outbound call failed",
             Resolution::CallbackTimeout => "timed out waiting for a callback",
             Resolution::PauseElapsed => "pause elapsed",

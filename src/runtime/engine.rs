@@ -850,13 +850,17 @@ impl Engine {
 
     /// The plan a deployment runs, read from its deployment file: what names the environments
     /// and gates of its events ([`EventKind::describe`](crate::core::EventKind::describe)).
-    /// A call of the host's own that checks no tenant, like [`Engine::view`].
+    /// A call of the host's own that checks no tenant, like [`Engine::view`]: the plan holds
+    /// the whole file (its URLs, header templates and context), so a host showing it to a
+    /// caller checks the view's tenant first. Like `view`, it takes up an unfinished
+    /// deployment this engine may drive and does not yet hold in memory.
     ///
     /// # Errors
     ///
     /// [`RuntimeError::UnknownDeployment`] when no deployment has this id,
-    /// [`RuntimeError::Store`] when the store cannot load it, and [`RuntimeError::Config`]
-    /// when its stored file no longer validates.
+    /// [`RuntimeError::Store`] when the store cannot load it, [`RuntimeError::Config`] when its
+    /// stored file no longer validates, and [`RuntimeError::Core`] when its stored state does
+    /// not fit that file.
     pub async fn plan(&self, id: &DeploymentId) -> Result<Arc<Plan>, RuntimeError> {
         self.queued_or_stored(
             || queued_entry(&lock(&self.inner.queued), id).map(|(_, q)| Arc::clone(&q.plan)),
@@ -1047,9 +1051,13 @@ impl Engine {
     }
 
     /// The earliest deadline pending in the scheduler, by the engine's clock: when
-    /// [`Engine::fire_due`] next has work. A test on a manual clock advances the clock to it
-    /// rather than by a guess (a retry's jittered wait, a pause), as the scheduler sleeps
-    /// until it.
+    /// [`Engine::fire_due`] may next have work. A test on a manual clock moves the clock to it
+    /// rather than by a guess (a retry's jittered wait, a pause). It may be in the past (due,
+    /// not fired yet: move the clock to the later of it and now), and firing it may find
+    /// nothing left to do (a look or retry already made). The scheduler, on a real clock,
+    /// sleeps until it or its next lease upkeep; a replica's leases run on the engine's clock
+    /// too, so a test moving a shared manual clock further than a third of the lease calls
+    /// [`Engine::maintain_leases`] on the way.
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
         self.inner.deadlines.next()
     }
@@ -1191,7 +1199,7 @@ impl Engine {
         match self.plan_for(source) {
             Err(RuntimeError::Config(refused)) => match Plan::from_stored_yaml(source) {
                 Ok(plan) => {
-                    tracing::warn!(deployment = %id, problems = %refused, "the deployment's stored file is refused by this release's checks of analysis fields; it goes on as stored");
+                    tracing::warn!(deployment = %id, problems = %refused, "the deployment's stored file is refused by checks this release added (analysis fields, strategy names); it goes on as stored");
                     Ok(Arc::new(plan))
                 }
                 Err(_) => Err(RuntimeError::Config(refused)),

@@ -166,9 +166,12 @@ impl<'a> From<&'a Strategy> for StepStrategy<'a> {
 /// its step the same way, with a reason saying so (the panic's message goes to the process's
 /// panic hook only). A deploy step that knows the ReplicaSet the new version runs in reports it
 /// with [`StepOutcome::Deployed`], and the environment's later webhook calls render it as
-/// `{{armory.replicaSetName}}`. A step is first polled before the input that asked for it
-/// returns ([`Engine::start`](super::Engine::start), a callback, a decision), so a step that
-/// answers at once is recorded by then. The engine calls these concurrently for
+/// `{{armory.replicaSetName}}`. A step is first polled while the input that asked for it is
+/// applied ([`Engine::start`](super::Engine::start), a callback, a decision), on the caller's
+/// task: do not block in it. A result ready at once is applied before the deployment is let
+/// go (a later [`Engine::view`](super::Engine::view) sees it), though it may be stored and
+/// published after the input returns; on a replica that does not hold the deployment, the
+/// one that does runs the step. The engine calls these concurrently for
 /// different environments and deployments, and again after a restart for a step that was in
 /// flight, so an implementation should be idempotent per step: per
 /// ([`StepContext::deployment`], [`StepContext::op`]). The environment and the step's fields are

@@ -64,8 +64,10 @@ assert_eq!(engine.view(&second.id).await?.status, DeploymentStatus::Failed);
 ```"#
 )]
 //!
-//! Writes that fail are tried again on Tokio's timer, not the engine's clock: a test that
-//! fails a store write ([`FaultyStore::fail_saves`]) and waits for the engine to get past it
+//! A store write that fails ([`FaultyStore::fail_saves`]) is answered to the sender of a
+//! callback or decision, and tried again by the engine's clock for a deadline (a second
+//! later: move the clock and fire what is due). The write of a call's or step's result is
+//! tried again on Tokio's timer instead, so a test waiting for the engine to get past one
 //! runs on Tokio's paused time (`#[tokio::test(start_paused = true)]`, Tokio's `test-util`
 //! feature), where sleeping moves time on at once.
 //!

@@ -56,7 +56,8 @@ pub use reqwest_transport::{ReqwestTransport, ReqwestTransportBuilder};
 /// its own defaults otherwise. A webhook call the [`Dispatcher`](crate::outbound::Dispatcher)
 /// sends also carries the [`WebhookCall`](crate::core::WebhookCall) it performs there (its
 /// gate, attempt and callback id), for a transport that routes or counts by gate; extensions
-/// are not sent. The engine takes a `send` that panics for a webhook call that
+/// are not sent. The callback id lets whoever holds it report on the gate (with a token): log
+/// the call with `Debug`, which shows its last digits only, not with `Display` or serde. The engine takes a `send` that panics for a webhook call that
 /// failed for good (not retried), since another attempt would meet the same bug.
 ///
 /// Implemented for closures `Fn(Request<Bytes>) -> impl Future<Output = Result<Response<Bytes>,
