@@ -1,7 +1,8 @@
 //! Deterministic test doubles shipped for users' own tests (feature `test-util`): a manual
 //! clock, predictable callback ids, an HTTP transport that answers at once and records what it
-//! was sent, a store whose saves fail or wait on demand, and a harness that drives a
-//! [`Deployment`] on simulated time. The stores' conformance suite is
+//! was sent, a store whose saves fail or wait on demand, a harness that drives a
+//! [`Deployment`] on simulated time, and (with feature `runtime`) a host whose steps wait for
+//! the test to answer them. The stores' conformance suite is
 //! `hookgate::store::conformance`, under the same feature.
 //!
 //! Testing an application around the engine (features `runtime` and `test-util`): the engine
@@ -75,12 +76,16 @@ assert_eq!(engine.view(&second.id).await?.status, DeploymentStatus::Failed);
 
 mod clock;
 mod harness;
+#[cfg(feature = "runtime")]
+mod host;
 mod ids;
 mod store;
 mod transport;
 
 pub use clock::ManualClock;
 pub use harness::Harness;
+#[cfg(feature = "runtime")]
+pub use host::{AskedStep, ScriptedHost};
 pub use ids::SequentialIds;
 pub use store::FaultyStore;
 pub use transport::{RecordedRequest, RecordingTransport};
