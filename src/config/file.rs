@@ -76,9 +76,9 @@ impl DeploymentFile {
     /// The keys the file holds that hookgate does not read but likely meant to be one it
     /// does, each with that key and what is likely wrong ([`Slip`](super::Slip)): spelt like
     /// it (one edit away, two for a key longer than eight letters, whatever the case, `_` and
-    /// `-`, or its start or end: `targets.prod.constraints.beforDeployment`, did you mean
-    /// `beforeDeployment`?), or spelt so but in a place that does not read it (`dependsOn`
-    /// directly under a target). Armory's own keys that hookgate has no use for are none of
+    /// `-`; its start; or it with more written around it):
+    /// `targets.prod.constraints.beforDeployment`, did you mean `beforeDeployment`? Or spelt
+    /// so but in a place that does not read it (`dependsOn` directly under a target). Armory's own keys that hookgate has no use for are none of
     /// them. Among the first [`MAX_IGNORED_EXAMINED`](Self::MAX_IGNORED_EXAMINED) keys not
     /// read, up to [`MAX_IGNORED_LISTED`](Self::MAX_IGNORED_LISTED) of them.
     pub fn near_misses(&self) -> &[NearMiss] {

@@ -40,8 +40,9 @@ pub struct NearMiss {
 #[non_exhaustive]
 pub enum Slip {
     /// Its spelling: one or two edits from a key hookgate reads (`beforDeployment`), the
-    /// same in another case convention (`before_deployment`), or the start or end of one
-    /// (`beforeDeploy`, `waitUntilApproved`). It may be in the wrong place as well.
+    /// same in another case convention (`before_deployment`), the start of one
+    /// (`beforeDeploy`), or one with more written before or after it (`waitUntilApproved`).
+    /// It may be in the wrong place as well.
     Spelling,
     /// Its place: hookgate reads a key spelt so, elsewhere in a file (`dependsOn` directly
     /// under a target instead of under its `constraints`, `requiresRoles` beside `pause`
