@@ -17,7 +17,7 @@ use hookgate::core::{
     CallbackAck, CallbackId, DeploymentId, DeploymentStatus, GateState, HostStep, StepOutcome,
 };
 use hookgate::runtime::{DeploymentView, Engine, Host, SimulatedHost, StepContext};
-use hookgate::server::{CallbackReport, GateService};
+use hookgate::server::{CallbackReport, GateError, GateService};
 use hookgate::store::{MemoryStore, Store};
 use hookgate::test_util::{
     FaultyStore, ManualClock, RecordedRequest, RecordingTransport, SequentialIds,
@@ -188,6 +188,15 @@ async fn answered<F: Future + Unpin>(call: &mut F) -> F::Output {
     panic!("the callback was not answered after 100 polls");
 }
 
+/// The first call's callback, reporting success, as the external system sends it.
+fn pass_first_call(s: &Setup) -> impl Future<Output = Result<CallbackAck, GateError>> + '_ {
+    let callback = callback_of(&s.external.requests()[0]);
+    async move {
+        let by = Principal::new("ci");
+        GateService::callback(&s.engine, callback, pass_report(), &by).await
+    }
+}
+
 fn pass_report() -> CallbackReport {
     CallbackReport::Outcome {
         success: true,
@@ -226,15 +235,8 @@ async fn inline_rounds_run_out_and_tasks_record_the_rest() {
 async fn callback_dropped_mid_write_still_arms() {
     let s = setup();
     let id = start(&s, TWO_GATES).await;
-    let callback = callback_of(&s.external.requests()[0]);
     s.store.slow_saves(true);
-    let by = Principal::new("ci");
-    let mut call = Box::pin(GateService::callback(
-        &s.engine,
-        callback,
-        pass_report(),
-        &by,
-    ));
+    let mut call = Box::pin(pass_first_call(&s));
     assert!(
         futures_util::poll!(call.as_mut()).is_pending(),
         "the write waits"
@@ -254,15 +256,8 @@ async fn callback_dropped_mid_write_still_arms() {
 async fn callback_answered_then_settle_write_waits() {
     let s = setup();
     let id = start(&s, TWO_GATES).await;
-    let callback = callback_of(&s.external.requests()[0]);
     s.store.slow_saves(true);
-    let by = Principal::new("ci");
-    let mut call = Box::pin(GateService::callback(
-        &s.engine,
-        callback,
-        pass_report(),
-        &by,
-    ));
+    let mut call = Box::pin(pass_first_call(&s));
     // Poll until the callback's own write is done and it is answered.
     let ack = answered(&mut call).await;
     assert_eq!(ack, Ok(CallbackAck::Applied));
@@ -279,14 +274,8 @@ async fn callback_answered_then_settle_write_waits() {
 async fn callback_under_a_timeout_that_expires() {
     let s = setup();
     let id = start(&s, TWO_GATES).await;
-    let callback = callback_of(&s.external.requests()[0]);
     s.store.slow_saves(true);
-    let by = Principal::new("ci");
-    let _ = tokio::time::timeout(
-        Duration::ZERO,
-        GateService::callback(&s.engine, callback, pass_report(), &by),
-    )
-    .await;
+    let _ = tokio::time::timeout(Duration::ZERO, pass_first_call(&s)).await;
     until(&s, &id, "the second gate is reached", |v| {
         matches!(v.gates[1].state, GateState::AwaitingCallback { .. })
     })
@@ -390,17 +379,10 @@ async fn settle_write_stored_late() {
 async fn settle_write_conflicts() {
     let s = setup();
     let id = start(&s, TWO_GATES).await;
-    let callback = callback_of(&s.external.requests()[0]);
     // Let the callback's own write through, make the step result's write wait, and meanwhile
     // store a later version of the same state behind the engine's back.
     s.store.slow_saves(true);
-    let by = Principal::new("ci");
-    let mut call = Box::pin(GateService::callback(
-        &s.engine,
-        callback,
-        pass_report(),
-        &by,
-    ));
+    let mut call = Box::pin(pass_first_call(&s));
     let ack = answered(&mut call).await;
     assert_eq!(ack, Ok(CallbackAck::Applied));
     let stored = s.store.inner().load(&id).await.unwrap().unwrap();

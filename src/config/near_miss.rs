@@ -88,8 +88,8 @@ impl NearMiss {
 /// Of `kinds`, the one an entry's key `key` (not one of them) is likely meant to be, for the
 /// error of an entry holding none.
 pub(super) fn likely_kind(key: &str, kinds: &[&'static str]) -> Option<&'static str> {
-    let kinds: Vec<Known> = kinds.iter().map(|kind| Known::new(kind)).collect();
-    closest(key, kinds.iter())
+    // Every kind is among the keys read, already normalized and counted there.
+    closest(key, KNOWN.iter().filter(|known| kinds.contains(&known.key)))
 }
 
 /// A key hookgate reads, with what [`closest`] compares of it.

@@ -116,9 +116,7 @@ impl DeploymentFile {
         let mut near_misses = Vec::new();
         let mut examined = 0;
         let note_ignored = |field: serde_ignored::Path<'_>| {
-            if ignored.len() < Self::MAX_IGNORED_LISTED {
-                ignored.push(field_path(&field));
-            }
+            let listed = (ignored.len() < Self::MAX_IGNORED_LISTED).then(|| field_path(&field));
             // A hostile file can hold a hundred thousand keys, and spelling each against every
             // key read would cost more than reading the file.
             if examined < Self::MAX_IGNORED_EXAMINED
@@ -126,8 +124,10 @@ impl DeploymentFile {
                 && let serde_ignored::Path::Map { key, .. } = &field
             {
                 examined += 1;
-                near_misses.extend(NearMiss::of(|| field_path(&field), key));
+                let path = || listed.clone().unwrap_or_else(|| field_path(&field));
+                near_misses.extend(NearMiss::of(path, key));
             }
+            ignored.extend(listed);
         };
         file::with_scalars_as_written(|| {
             serde_saphyr::with_deserializer_from_str_with_options(source, options(limits), |yaml| {

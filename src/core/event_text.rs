@@ -59,9 +59,8 @@ impl Display for Described<'_> {
             } => {
                 write!(
                     f,
-                    "{}: call failed, attempt {attempt}: {}",
-                    gate(*g),
-                    Quoted(reason)
+                    "{}: call failed, attempt {attempt}: {reason:?}",
+                    gate(*g)
                 )?;
                 match retry_at {
                     Some(at) => write!(f, "; next attempt at {}", at.to_rfc3339()),
@@ -88,7 +87,7 @@ impl Display for Described<'_> {
                 comment,
             } => {
                 let decided = if *approved { "approved" } else { "rejected" };
-                write!(f, "{}: {decided} by {}", gate(*g), Quoted(by))?;
+                write!(f, "{}: {decided} by {by:?}", gate(*g))?;
                 with_text(f, comment.as_deref())
             }
             EventKind::GatePassed { gate: g, how } => write!(f, "{}: passed, {how}", gate(*g)),
@@ -114,7 +113,7 @@ impl Display for Described<'_> {
             }
             EventKind::RollbackStarted { env: e } => write!(f, "{}: rolling back", env(*e)),
             EventKind::CancelRequested { by } => {
-                write!(f, "deployment cancel asked by {}", Quoted(by))
+                write!(f, "deployment cancel asked by {by:?}")
             }
             EventKind::DeploymentFinished { status } => {
                 write!(f, "deployment {}", Words(status.as_str()))
@@ -123,22 +122,12 @@ impl Display for Described<'_> {
     }
 }
 
-/// `: "text"` after an event's words, when there is text.
+/// `: "text"` after an event's words, when there is text. Text from outside is written with
+/// `{:?}` wherever it goes: quoted, its control and invisible characters escaped.
 fn with_text(f: &mut Formatter<'_>, text: Option<&str>) -> fmt::Result {
     match text {
-        Some(text) => write!(f, ": {}", Quoted(text)),
+        Some(text) => write!(f, ": {text:?}"),
         None => Ok(()),
-    }
-}
-
-/// Text from outside, in double quotes, its quotes, backslashes, control and invisible
-/// characters escaped.
-struct Quoted<'a>(&'a str);
-
-impl Display for Quoted<'_> {
-    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        // `Debug` quotes and escapes control and invisible characters, but not `'`.
-        write!(f, "{:?}", self.0)
     }
 }
 

@@ -11,8 +11,9 @@
 //! with axum. The same webhook call can arrive more than once: the orchestrator retries a
 //! call whose answer it did not get, and one restarted while a call was under way sends it
 //! again. Every attempt for one gate carries the same `Idempotency-Key` header (and callback
-//! URI): a receiver whose work must not run twice keeps the keys it has seen. To test a receiver against a local orchestrator's token endpoint, serve
-//! `server::token_endpoint` over an `auth::TokenIssuer` (features `axum` and `issuer`).
+//! URI): a receiver whose work must not run twice keeps the keys it has seen. To test a
+//! receiver against a local orchestrator's token endpoint, serve `server::token_endpoint` over
+//! an `auth::TokenIssuer` (features `axum` and `issuer`).
 //!
 //! ```no_run
 //! # #[cfg(all(feature = "receiver", feature = "reqwest"))]

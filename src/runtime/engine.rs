@@ -246,6 +246,17 @@ pub struct Started {
     pub near_misses: Vec<NearMiss>,
 }
 
+impl Started {
+    fn of(id: DeploymentId, status: DeploymentStatus, plan: &Plan) -> Self {
+        Self {
+            id,
+            status,
+            ignored_fields: plan.ignored_fields().to_vec(),
+            near_misses: plan.near_misses().to_vec(),
+        }
+    }
+}
+
 /// What [`Engine::recover`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -391,12 +402,11 @@ impl Engine {
         self.detached(in_flight, async move {
             let _serial = serial;
             match engine.launch(&queued).await {
-                Ok(()) => Ok(Started {
-                    ignored_fields: queued.plan.ignored_fields().to_vec(),
-                    near_misses: queued.plan.near_misses().to_vec(),
-                    id: queued.id,
-                    status: DeploymentStatus::Running,
-                }),
+                Ok(()) => Ok(Started::of(
+                    queued.id,
+                    DeploymentStatus::Running,
+                    &queued.plan,
+                )),
                 Err(RuntimeError::Store(StoreError::ApplicationBusy { running, .. })) => {
                     engine.in_progress(queued, running)
                 }
@@ -417,11 +427,9 @@ impl Engine {
     /// to: queue it (`enqueueOne`, in place of one queued before) or refuse it.
     fn in_progress(&self, new: Queued, running: DeploymentId) -> Result<Started, RuntimeError> {
         let application = new.plan.application().to_owned();
-        let ignored_fields = new.plan.ignored_fields().to_vec();
-        let near_misses = new.plan.near_misses().to_vec();
         match new.plan.if_in_progress() {
             InProgressPolicy::EnqueueOne => {
-                let id = new.id.clone();
+                let (id, plan) = (new.id.clone(), Arc::clone(&new.plan));
                 let replaced = lock(&self.inner.queued).insert(application, new);
                 if let Some(old) = replaced {
                     tracing::info!(replaced = %old.id, by = %id, "queued deployment replaced by a newer one");
@@ -443,12 +451,7 @@ impl Engine {
                         });
                     }
                 }
-                Ok(Started {
-                    id,
-                    status: DeploymentStatus::Queued,
-                    ignored_fields,
-                    near_misses,
-                })
+                Ok(Started::of(id, DeploymentStatus::Queued, &plan))
             }
             _ => Err(RuntimeError::InProgress {
                 application,
