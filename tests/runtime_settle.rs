@@ -1,14 +1,16 @@
 //! Results that are ready as soon as they are asked for (a host or transport that answers at
 //! once) are recorded under the lock the input already holds; when the store makes that write
-//! wait, the input is answered first and a task records them; when that write fails, a task
-//! records them once the store works again.
+//! wait, the input is answered first and a task records them; when that write fails, the
+//! deployment keeps them, and its deadline, a second later by the engine's clock, records them.
 #![cfg(all(feature = "runtime", feature = "test-util", feature = "receiver"))]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{TimeDelta, TimeZone, Utc};
 use hookgate::auth::Principal;
+use hookgate::clock::Clock;
 use hookgate::core::{
     CallbackAck, CallbackId, DeploymentId, DeploymentStatus, EventKind, GateState,
 };
@@ -16,7 +18,7 @@ use hookgate::receiver::ReceivedRequest;
 use hookgate::runtime::{Engine, SimulatedHost};
 use hookgate::server::{CallbackReport, GateService};
 use hookgate::store::Store;
-use hookgate::test_util::{FaultyStore, RecordingTransport, SequentialIds};
+use hookgate::test_util::{FaultyStore, ManualClock, RecordingTransport, SequentialIds};
 
 const PLAN: &str = r#"
 application: settle
@@ -34,6 +36,7 @@ struct Setup {
     engine: Engine,
     store: Arc<FaultyStore>,
     external: RecordingTransport,
+    clock: ManualClock,
 }
 
 fn setup() -> Setup {
@@ -42,14 +45,17 @@ fn setup() -> Setup {
         .dispatcher("https://hookgate.example")
         .expect("a dispatcher");
     let store = Arc::new(FaultyStore::default());
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap());
     let engine = Engine::builder(dispatcher, SimulatedHost)
         .shared_store(store.clone())
+        .clock(clock.clone())
         .ids(SequentialIds::starting_at(1))
         .build();
     Setup {
         engine,
         store,
         external,
+        clock,
     }
 }
 
@@ -138,32 +144,55 @@ async fn a_store_that_waits_gets_the_input_answered_first_and_the_deployment_sta
     assert_eq!(stored_status(&s, &id).await, DeploymentStatus::Succeeded);
 }
 
-#[tokio::test(flavor = "current_thread", start_paused = true)]
-async fn a_result_whose_write_fails_is_recorded_once_the_store_works_again() {
+/// The write recording the deploy step's result fails twice. The deployment keeps the result,
+/// and its deadline, a second later by the engine's clock, records it: no timer of Tokio's, so
+/// a test on a manual clock drives it with `fire_due`, and nothing records it before then.
+#[tokio::test(flavor = "current_thread")]
+async fn a_result_whose_write_fails_is_recorded_by_its_deadline_once_the_store_works_again() {
     let s = setup();
     let (id, callback) = started(&s).await;
-    // The callback's own save goes through; the step result's fails twice.
+    // The callback's own save goes through; the step result's fails, and so does its retry.
     s.store.fail_saves(1, 2);
 
     assert_eq!(pass(&s, callback).await, CallbackAck::Applied);
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
     assert_eq!(stored_status(&s, &id).await, DeploymentStatus::Running);
-    let mut events = s.engine.subscribe();
-    // Paused time: the retry's back-off passes as soon as nothing else can run, and so would
-    // this limit if the result were dropped.
-    tokio::time::timeout(Duration::from_secs(3600), async {
-        while stored_status(&s, &id).await != DeploymentStatus::Succeeded {
-            let event = events.recv().await;
-            event.expect("the engine publishes the step's events");
-        }
-    })
-    .await
-    .expect("the step's result is recorded after the store recovers");
+    let a_second_on = || Some(s.clock.now() + TimeDelta::seconds(1));
+    assert_eq!(s.engine.next_deadline(), a_second_on(), "the retry");
+
+    s.clock.advance(TimeDelta::seconds(1));
+    assert_eq!(s.engine.fire_due().await, 1);
+    assert_eq!(stored_status(&s, &id).await, DeploymentStatus::Running);
+    assert_eq!(s.engine.next_deadline(), a_second_on(), "the next retry");
+
+    s.clock.advance(TimeDelta::seconds(1));
+    assert_eq!(s.engine.fire_due().await, 1);
+    assert_eq!(stored_status(&s, &id).await, DeploymentStatus::Succeeded);
+    assert_eq!(s.engine.next_deadline(), None);
     let history = s.store.inner().history(&id).await.expect("a history");
     let finished = history
         .iter()
         .filter(|h| matches!(h.event.kind, EventKind::DeploymentFinished { .. }))
         .count();
     assert_eq!(finished, 1, "the result was recorded once: {history:#?}");
+}
+
+/// A result kept after its write failed is recorded by the deployment's next input, before the
+/// input's own change, without waiting for its deadline.
+#[tokio::test(flavor = "current_thread")]
+async fn a_result_kept_after_a_failed_write_is_recorded_by_the_next_input() {
+    let s = setup();
+    let (id, callback) = started(&s).await;
+    s.store.fail_saves(1, 1);
+    assert_eq!(pass(&s, callback).await, CallbackAck::Applied);
+    assert_eq!(stored_status(&s, &id).await, DeploymentStatus::Running);
+
+    // A repeat of the callback changes nothing of its own; the write it makes is the result's.
+    assert_eq!(pass(&s, callback).await, CallbackAck::Duplicate);
+    assert_eq!(stored_status(&s, &id).await, DeploymentStatus::Succeeded);
+    assert_eq!(s.engine.next_deadline(), None, "nothing left to retry");
 }
 
 /// A caller that stops waiting (a client that hangs up, a timeout around the handler) once the

@@ -270,7 +270,7 @@ async fn callback_answered_then_settle_write_waits() {
 }
 
 /// A `tokio::time::timeout` around the callback that gives up at once.
-#[tokio::test(flavor = "current_thread", start_paused = true)]
+#[tokio::test(flavor = "current_thread")]
 async fn callback_under_a_timeout_that_expires() {
     let s = setup();
     let id = start(&s, TWO_GATES).await;
@@ -307,43 +307,42 @@ async fn armed_through_a_faulty_settle_write(fault: impl FnOnce(&FaultyStore<Mem
     the_callback_timeout_fires(&s, &id).await;
 }
 
-/// `start`'s first inline round (the step's result) fails to save: `arm_after_failure`, and a
-/// `record_later` task records it once the store works.
-#[tokio::test(flavor = "current_thread", start_paused = true)]
+/// `start`'s first inline round (the step's result) fails to save: `arm_after_failure`, and the
+/// deadline a second later records the result the deployment kept.
+#[tokio::test(flavor = "current_thread")]
 async fn settle_write_fails() {
     armed_through_a_faulty_settle_write(|store| store.fail_saves(0, 1)).await;
 }
 
 /// The second inline round (the gate call's result) fails.
-#[tokio::test(flavor = "current_thread", start_paused = true)]
+#[tokio::test(flavor = "current_thread")]
 async fn second_settle_write_fails() {
     armed_through_a_faulty_settle_write(|store| store.fail_saves(1, 1)).await;
 }
 
-/// The settle write keeps failing until the tasks give up trying (never, before shutdown): the
-/// deadline to try again is armed and firing it does not lose the deployment. Here the store
-/// recovers only after the deadlines fired a few times (and the record tasks were starved by
-/// not yielding).
+/// The settle write keeps failing: each retry of the deadline fails too and arms the next, and
+/// none loses the deployment or its result. The store recovers at the third.
 #[tokio::test(flavor = "current_thread")]
 async fn settle_write_fails_and_the_retry_deadline_fires() {
     let s = setup();
     s.store.fail_saves(0, 3);
     let id = start(&s, STEP_THEN_GATE).await;
-    assert_eq!(s.engine.armed_deadlines(), 1);
-    // Fire the retry deadline before any record task ran (current thread, nothing awaited that
-    // waits).
+    for _ in 0..2 {
+        assert_eq!(s.engine.armed_deadlines(), 1, "the retry is armed");
+        s.clock.advance(TimeDelta::seconds(2));
+        assert_eq!(s.engine.fire_due().await, 1);
+    }
+    let view = s.engine.view(&id).await.expect("a view");
+    assert!(!awaiting(&view), "not recorded yet: {view:?}");
     s.clock.advance(TimeDelta::seconds(2));
     s.engine.fire_due().await;
-    s.clock.advance(TimeDelta::seconds(2));
-    s.engine.fire_due().await;
-    assert!(s.engine.armed_deadlines() >= 1);
     until(&s, &id, "the gate is reached", awaiting).await;
     the_callback_timeout_fires(&s, &id).await;
 }
 
 /// The settle write panics (a store's bug): the deployment leaves memory and is looked at a
 /// second later.
-#[tokio::test(flavor = "current_thread", start_paused = true)]
+#[tokio::test(flavor = "current_thread")]
 async fn settle_write_panics() {
     let s = setup();
     s.store.panic_saves(1);
@@ -355,19 +354,19 @@ async fn settle_write_panics() {
 }
 
 /// The settle write is stored but answered with a failure (found stored by the look).
-#[tokio::test(flavor = "current_thread", start_paused = true)]
+#[tokio::test(flavor = "current_thread")]
 async fn settle_write_answer_lost() {
     armed_through_a_faulty_settle_write(|store| store.lose_save_answers(1)).await;
 }
 
 /// The settle write is stored, written over and answered with a failure: unsure, looked for.
-#[tokio::test(flavor = "current_thread", start_paused = true)]
+#[tokio::test(flavor = "current_thread")]
 async fn settle_write_answer_buried() {
     armed_through_a_faulty_settle_write(|store| store.bury_save_answers(1)).await;
 }
 
 /// The settle write is answered with a failure and stored after the next look.
-#[tokio::test(flavor = "current_thread", start_paused = true)]
+#[tokio::test(flavor = "current_thread")]
 async fn settle_write_stored_late() {
     armed_through_a_faulty_settle_write(|store| store.store_saves_late(1)).await;
 }
@@ -375,7 +374,7 @@ async fn settle_write_stored_late() {
 /// The write recording results conflicts with another writer: reloaded, and armed after the
 /// failure. The other writer here is a second engine (its own memory) sharing the store, which
 /// cancels nothing but stores a later version under the first engine's feet.
-#[tokio::test(flavor = "current_thread", start_paused = true)]
+#[tokio::test(flavor = "current_thread")]
 async fn settle_write_conflicts() {
     let s = setup();
     let id = start(&s, TWO_GATES).await;
@@ -432,7 +431,7 @@ async fn recovery_with_results_ready_at_once() {
 }
 
 /// As above, with the recording write failing.
-#[tokio::test(flavor = "current_thread", start_paused = true)]
+#[tokio::test(flavor = "current_thread")]
 async fn recovery_whose_settle_write_fails() {
     let store = Arc::new(FaultyStore::new(MemoryStore::new()));
     let clock = clock();
@@ -444,12 +443,14 @@ async fn recovery_whose_settle_write_fails() {
     store.fail_saves(1, 1);
     s.engine.recover().await.unwrap();
     assert_eq!(s.engine.armed_deadlines(), 1);
+    s.clock.advance(TimeDelta::seconds(1));
+    s.engine.fire_due().await;
     until(&s, &id, "the gate is reached", awaiting).await;
     the_callback_timeout_fires(&s, &id).await;
 }
 
 /// A single engine resumes, on an input, a deployment whose resumption at recovery failed.
-#[tokio::test(flavor = "current_thread", start_paused = true)]
+#[tokio::test(flavor = "current_thread")]
 async fn resumed_on_lookup_after_failed_recovery() {
     let store = Arc::new(FaultyStore::new(MemoryStore::new()));
     let clock = clock();

@@ -132,22 +132,32 @@ async fn a_step_running_here_is_not_asked_for_again_when_a_lost_write_turns_up()
 
 /// The work a lost write asked for, taken up from the store but not yet performed when a second
 /// write is lost, is still asked for once that one turns up: it is not under way.
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn work_taken_up_but_not_performed_is_asked_for_after_a_second_lost_write() {
     let Setup {
         store,
+        clock,
         host,
         engine,
         id,
-        ..
     } = a_lost_write_while_a_deploys().await;
 
     // a's deploy ends. Its result's write conflicts with the lost one, so the stored state is
     // taken up, b's deploy asked for again; before that is performed, the result's next write
-    // is lost too, and stored a moment later. Its retry conflicts and takes that one up.
+    // is lost too, and stored a moment later. The deadline's look a second on conflicts and
+    // takes that one up.
     store.store_saves_late(2);
     host.release.notify_one();
-    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    for _ in 0..10 {
+        clock.advance(TimeDelta::seconds(1));
+        engine.fire_due().await;
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
 
     assert_eq!(host.asked_for("b"), 1, "b's deploy was never asked for");
     let done = store.inner().load(&id).await.unwrap().unwrap();

@@ -107,6 +107,21 @@ pub enum StepOutcome {
     },
 }
 
+impl StepOutcome {
+    /// A failure, for `reason`, which is stored and shown (keep secrets out of it).
+    ///
+    /// ```
+    /// use hookgate::core::StepOutcome;
+    /// let outcome = StepOutcome::failed("the image would not pull");
+    /// assert_eq!(outcome, StepOutcome::Failed { reason: "the image would not pull".into() });
+    /// ```
+    pub fn failed(reason: impl Into<String>) -> Self {
+        Self::Failed {
+            reason: reason.into(),
+        }
+    }
+}
+
 /// A person's decision on an approval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]

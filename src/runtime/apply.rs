@@ -40,8 +40,8 @@ pub(crate) enum Source {
     Row,
 }
 
-/// The longest wait between attempts at work the store has to take while it fails (recording a
-/// finished call's or step's result, starting a queued deployment).
+/// The longest wait between attempts at work the store has to take while it fails (starting a
+/// queued deployment, cancelling one replaced in the queue).
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
 
 /// How many times an input is applied before a run of conflicting saves is reported to the
@@ -79,7 +79,22 @@ impl Engine {
     /// for such a caller instead of `input`, from the copy that left.
     pub(crate) async fn apply_at<R>(
         &self,
+        target: Target<'_>,
+        refuse: impl Fn(&Deployment) -> Option<R>,
+        input: impl FnMut(&mut Deployment, DateTime<Utc>) -> R,
+    ) -> Result<R, RuntimeError> {
+        self.apply_carrying(target, Vec::new(), refuse, input).await
+    }
+
+    /// [`Engine::apply_at`], handing `carried` (results that finished since the deployment's
+    /// lock was let go) to the deployment's entry first: they are recorded with the input, and
+    /// kept there if its write fails ([`Live::unrecorded`]). Dropped if no entry is reached
+    /// (shutdown, or a deployment that cannot be read): whoever resumes the deployment asks for
+    /// their work again.
+    async fn apply_carrying<R>(
+        &self,
         mut target: Target<'_>,
+        mut carried: Vec<Ready>,
         refuse: impl Fn(&Deployment) -> Option<R>,
         mut input: impl FnMut(&mut Deployment, DateTime<Utc>) -> R,
     ) -> Result<R, RuntimeError> {
@@ -126,12 +141,14 @@ impl Engine {
                 continue;
             }
             attempts += 1;
+            live.unrecorded.append(&mut carried);
             let before = live.d.clone();
             spare::unshare(&mut live.d);
             if live.owned {
                 spare::lend_queues(&mut live.d);
             }
             let now = self.inner.clock.now();
+            record_unrecorded(&mut live, now);
             let result = input(&mut live.d, now);
             match self.commit_detached(in_flight, live, before).await {
                 Ok(()) => return Ok(result),
@@ -162,6 +179,7 @@ impl Engine {
             let (_, ready) = engine
                 .commit_once(&mut live, before, Source::Memory)
                 .await?;
+            live.unrecorded.clear();
             engine.settle_soon(live, ready);
             Ok(())
         })
@@ -467,8 +485,10 @@ impl Engine {
     /// Records the results of calls and steps that finished as soon as they were started,
     /// still under the deployment's lock: a host or transport that answers at once then costs
     /// no task, wake-up or second lock, and the write that follows is the next in line. What
-    /// these results start may be ready at once too; after [`MAX_INLINE_ROUNDS`] rounds, or
-    /// when a write fails, the rest is recorded by tasks, as a result that took time would be.
+    /// these results start may be ready at once too; after [`MAX_INLINE_ROUNDS`] rounds the
+    /// rest is recorded by a task, as a result that took time would be. A write that conflicts
+    /// is made again on what was stored; when one fails, the deployment keeps the results for
+    /// its next input or deadline ([`Live::unrecorded`]).
     async fn settle(&self, live: &mut Live, mut ready: Vec<Ready>) {
         for _ in 0..MAX_INLINE_ROUNDS {
             if ready.is_empty() {
@@ -477,31 +497,29 @@ impl Engine {
             let before = live.d.clone();
             spare::unshare(&mut live.d);
             spare::lend_queues(&mut live.d);
-            let now = self.inner.clock.now();
-            for r in &ready {
-                let _entered = r.span.enter();
-                note_refusal((r.record)(&mut live.d, now));
-            }
+            live.unrecorded.append(&mut ready);
+            record_unrecorded(live, self.inner.clock.now());
             match self.commit_once(live, before, Source::Memory).await {
-                Ok((_, more)) => ready = more,
+                Ok((_, more)) => {
+                    live.unrecorded.clear();
+                    ready = more;
+                }
+                // Someone else saved first, and the commit took up what they stored: recorded
+                // into that at once, as any input is applied again after a conflict.
+                Err(RuntimeError::Store(StoreError::Conflict { .. })) if !live.gone => {
+                    ready = std::mem::take(&mut live.unrecorded);
+                }
                 Err(e) => {
-                    // The failed write armed the deadline to try again.
-                    tracing::warn!(error = %e, "could not record a result; retrying");
-                    return self.record_all_later(live, ready);
+                    // The failed write armed the deadline that records them.
+                    tracing::warn!(error = %e, "could not record a result; the deployment keeps it for its next input, or its deadline a second from now");
+                    return;
                 }
             }
         }
         // The last write left the deadline to the recording of these (`after_commit`), which
         // now comes after the lock is let go.
         live.arm(&self.inner.deadlines);
-        self.record_all_later(live, ready);
-    }
-
-    /// Records each of `ready` in a task of its own ([`Engine::record_later`]).
-    fn record_all_later(&self, live: &Live, ready: Vec<Ready>) {
-        for r in ready {
-            self.record_later(live.d.id().clone(), r);
-        }
+        self.record_later(live.d.id().clone(), ready);
     }
 
     /// Everything that follows a durable write. Returns the results that were ready at once,
@@ -778,7 +796,7 @@ impl Engine {
                             () = shutdown.cancelled() => return,
                         };
                         let ready = Ready::new(result, record, tracing::Span::current());
-                        engine.record_until_stored(&id, &ready).await;
+                        engine.record(&id, vec![ready]).await;
                     }
                     .instrument(span),
                 );
@@ -788,25 +806,27 @@ impl Engine {
         Some(Ready::new(result, record, span))
     }
 
-    /// Records `ready` in a task of its own (see [`Engine::record_until_stored`]).
-    fn record_later(&self, id: DeploymentId, ready: Ready) {
+    /// Records `ready` in a task of its own (see [`Engine::record`]).
+    fn record_later(&self, id: DeploymentId, ready: Vec<Ready>) {
         let engine = self.clone();
-        let span = ready.span.clone();
         self.inner
             .tasks
-            .spawn(async move { engine.record_until_stored(&id, &ready).await }.instrument(span));
+            .spawn(async move { engine.record(&id, ready).await });
     }
 
-    /// Applies a finished call's or step's result. A result that cannot be stored is kept and
-    /// tried again until it is, or until shutdown (recovery then asks for the work again):
-    /// dropping it would leave the gate or step waiting with nothing to wake it.
-    async fn record_until_stored(&self, id: &DeploymentId, ready: &Ready) {
-        self.until_done("record a result", || async {
-            let result = self.apply(id, |d, now| (ready.record)(d, now)).await?;
-            note_refusal(result);
-            Ok(())
-        })
-        .await;
+    /// Applies finished calls' and steps' results. Results whose write fails are kept with
+    /// their deployment and recorded by its next input, or its deadline a second later by the
+    /// engine's clock ([`Live::unrecorded`]): dropped, they would leave a gate or step waiting
+    /// with nothing to wake it. Only a deployment this engine cannot reach (shutdown, a store
+    /// that cannot read it) drops them; whoever resumes it asks for their work again.
+    async fn record(&self, id: &DeploymentId, ready: Vec<Ready>) {
+        let target = Target::Id(Cow::Borrowed(id));
+        if let Err(e) = self
+            .apply_carrying(target, ready, |_| None, |_, _| ())
+            .await
+        {
+            tracing::warn!(deployment = %id, error = %e, "could not record a result now; the deployment keeps it for its next input or deadline, or asks for its work again when resumed");
+        }
     }
 
     /// Runs `attempt` until it succeeds or the engine shuts down, waiting longer after each
@@ -881,12 +901,9 @@ impl<T: Send + 'static> Drop for Detached<T> {
 
 /// The outcome of a host step or rollback whose code panicked.
 fn host_panicked(what: &str) -> StepOutcome {
-    StepOutcome::Failed {
-        reason: format!(
-            "the host panicked while running {what} (the message went to the process's panic \
-             hook)"
-        ),
-    }
+    StepOutcome::failed(format!(
+        "the host panicked while running {what} (the message went to the process's panic hook)"
+    ))
 }
 
 /// Applies one finished call's or step's result to its deployment.
@@ -912,6 +929,16 @@ impl Ready {
             record: Box::new(move |d, now| record(d, now, result.clone())),
             span,
         }
+    }
+}
+
+/// Records the results `live` keeps from writes that failed ([`Live::unrecorded`]) into its
+/// deployment, leaving them kept until a write stores them.
+fn record_unrecorded(live: &mut Live, now: DateTime<Utc>) {
+    let Live { d, unrecorded, .. } = live;
+    for r in unrecorded.iter() {
+        let _entered = r.span.enter();
+        note_refusal((r.record)(d, now));
     }
 }
 

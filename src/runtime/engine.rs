@@ -6,7 +6,7 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::apply::restore;
+use super::apply::{Ready, restore};
 use super::error::RuntimeError;
 use super::event::EngineEvent;
 use super::host::Host;
@@ -124,6 +124,11 @@ pub(crate) struct Live {
     /// failed resumption the work it asked for again would wait for the deployment's next
     /// deadline.
     pub(crate) gone: bool,
+    /// Results of calls and steps whose write failed, oldest first. They are recorded, before
+    /// its own change, by the deployment's next input: its deadline, armed a second after the
+    /// failure by the engine's clock, at the latest. Dropped with the entry when it leaves
+    /// memory: stale if it finished, and asked for again by whoever resumes it otherwise.
+    pub(crate) unrecorded: Vec<Ready>,
 }
 
 impl Live {
@@ -136,6 +141,7 @@ impl Live {
             unsure: false,
             looks: 0,
             gone: false,
+            unrecorded: Vec::new(),
         }
     }
 
@@ -153,18 +159,23 @@ impl Live {
     }
 
     /// Records its next deadline after a write failed and the deployment was put back as it
-    /// was: one already due (the write may have been its firing) is tried again a second after
-    /// `now`, so a store that fails at once is not retried in a tight loop. A write that may
-    /// have been stored has the deployment looked for in the store then too, whatever its
-    /// deadline, and again at doubling waits, [`MAX_LOOKS`] times in all: stored, the write may
-    /// have finished the deployment, or asked for work no one performs, and no input may come
-    /// to find out. Not for one that left memory, as [`Live::arm`].
+    /// was: one already due (the write may have been its firing), or holding results not
+    /// recorded, is tried again a second after `now`, so a store that fails at once is not
+    /// retried in a tight loop. A write that may have been stored has the deployment looked
+    /// for in the store then too, whatever its deadline, and again at doubling waits,
+    /// [`MAX_LOOKS`] times in all: stored, the write may have finished the deployment, or
+    /// asked for work no one performs, and no input may come to find out. Not for one that
+    /// left memory, as [`Live::arm`].
     pub(crate) fn arm_after_failure(&mut self, deadlines: &Deadlines, now: DateTime<Utc>) {
         if self.gone {
             return;
         }
         let retry = later(now, RETRY_AFTER_FAILURE);
-        let due = self.d.poll_timeout().map(|at| at.max(retry));
+        let due = if self.unrecorded.is_empty() {
+            self.d.poll_timeout().map(|at| at.max(retry))
+        } else {
+            Some(retry)
+        };
         let at = if self.looking() {
             let look = later(now, look_wait(self.looks));
             Some(due.map_or(look, |due| due.min(look)))
@@ -942,7 +953,8 @@ impl Engine {
 
     /// Fires every deadline that is due by the engine's clock; returns how many deployments
     /// were visited. The scheduler ([`Engine::run_scheduler`]) calls this; tests on a manual
-    /// clock call it directly.
+    /// clock call it directly. A deployment whose write failed is visited a second later: the
+    /// write is made again, with the results of calls and steps it was recording.
     pub async fn fire_due(&self) -> usize {
         self.fire_due_for(None).await
     }

@@ -22,7 +22,7 @@ use crate::runtime::{Host, StepContext};
 /// // Given to the engine: `Engine::builder(dispatcher, host.clone())`. Then, in the test:
 /// let answered = host.answer(
 ///     |asked| asked.context.environment() == "prod" && asked.step.is_some(),
-///     StepOutcome::Failed { reason: "image pull failed".into() },
+///     StepOutcome::failed("image pull failed"),
 /// );
 /// assert!(answered.is_none(), "nothing was asked yet");
 /// ```
@@ -88,8 +88,8 @@ impl ScriptedHost {
             step: step.cloned(),
         };
         self.lock().push(Waiting { asked, answer });
-        answered.await.unwrap_or_else(|_| StepOutcome::Failed {
-            reason: "the scripted host was dropped without answering".into(),
+        answered.await.unwrap_or_else(|_| {
+            StepOutcome::failed("the scripted host was dropped without answering")
         })
     }
 }

@@ -59,6 +59,18 @@ let second = engine.start(FILE, BTreeMap::new()).await?;
 clock.set(engine.next_deadline().expect("the callback timeout"));
 engine.fire_due().await;
 assert_eq!(engine.view(&second.id).await?.status, DeploymentStatus::Failed);
+
+// The store fails to write the deploy step's result: the deployment keeps it, and its write
+// is made again a second later by the engine's clock.
+let third = engine.start(FILE, BTreeMap::new()).await?;
+let call = external.requests().last().and_then(|r| r.call.clone()).expect("a webhook call");
+store.fail_saves(1, 1); // the callback's own write goes through, the result's does not
+let yes = CallbackReport::Outcome { success: true, message: None };
+engine.callback(call.callback_id, yes, &Principal::new("tickets")).await?;
+assert_eq!(engine.view(&third.id).await?.status, DeploymentStatus::Running);
+clock.set(engine.next_deadline().expect("the write made again"));
+engine.fire_due().await;
+assert_eq!(engine.view(&third.id).await?.status, DeploymentStatus::Succeeded);
 # Ok::<(), Box<dyn std::error::Error>>(())
 # })?;
 # Ok::<(), Box<dyn std::error::Error>>(())
@@ -66,11 +78,10 @@ assert_eq!(engine.view(&second.id).await?.status, DeploymentStatus::Failed);
 )]
 //!
 //! A store write that fails ([`FaultyStore::fail_saves`]) is answered to the sender of a
-//! callback or decision, and tried again by the engine's clock for a deadline (a second
-//! later: move the clock and fire what is due). The write of a call's or step's result is
-//! tried again on Tokio's timer instead, so a test waiting for the engine to get past one
-//! runs on Tokio's paused time (`#[tokio::test(start_paused = true)]`, Tokio's `test-util`
-//! feature), where sleeping moves time on at once.
+//! callback or decision. One that was a deadline's, or recorded a call's or step's result, is
+//! tried again by the engine's clock: the deployment keeps the result, and its deadline a
+//! second later (or its next input) records it. Move the clock to `Engine::next_deadline`
+//! and fire what is due; no sleep or paused time is needed.
 //!
 //! [`Deployment`]: crate::core::Deployment
 

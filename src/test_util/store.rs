@@ -48,7 +48,7 @@ use crate::store::{
 /// `Engine::builder(..).shared_store(Arc::new(FaultyStore::new(..)))` (see the
 /// [module](super) for a whole test). How many saves an input makes is the engine's own
 /// affair: a callback makes one, and a deploy step it opens, answered at once, a second. The
-/// engine tries a failed write of a result again on Tokio's timer, not its clock (see the
+/// engine tries a failed write again by its own clock, a second later (see the
 /// [module](super)).
 #[derive(Debug, Default)]
 pub struct FaultyStore<S = MemoryStore> {
