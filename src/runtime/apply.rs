@@ -148,7 +148,7 @@ impl Engine {
                 spare::lend_queues(&mut live.d);
             }
             let now = self.inner.clock.now();
-            record_unrecorded(&mut live, now);
+            live.record_unrecorded(now);
             let result = input(&mut live.d, now);
             match self.commit_detached(in_flight, live, before).await {
                 Ok(()) => return Ok(result),
@@ -179,7 +179,6 @@ impl Engine {
             let (_, ready) = engine
                 .commit_once(&mut live, before, Source::Memory)
                 .await?;
-            live.unrecorded.clear();
             engine.settle_soon(live, ready);
             Ok(())
         })
@@ -252,7 +251,9 @@ impl Engine {
         Ok(changed)
     }
 
-    /// [`Engine::commit`] without recording the results that were ready at once. A panic in it
+    /// [`Engine::commit`] without recording the results that were ready at once. The results
+    /// the deployment kept from failed writes were recorded into it first
+    /// ([`Live::record_unrecorded`]): stored now, they are let go. A panic in it
     /// (a `Store` implementation's bug) is answered as a store failure, with the deployment
     /// taken out of memory ([`Engine::panicked_in_commit`]), rather than unwound through the
     /// engine.
@@ -264,8 +265,12 @@ impl Engine {
     ) -> Result<(bool, Vec<Ready>), RuntimeError> {
         let committed = AssertUnwindSafe(self.store_and_act(live, before, source))
             .catch_unwind()
-            .await;
-        committed.unwrap_or_else(|_| Err(self.panicked_in_commit(live)))
+            .await
+            .unwrap_or_else(|_| Err(self.panicked_in_commit(live)));
+        if committed.is_ok() {
+            live.unrecorded.clear();
+        }
+        committed
     }
 
     /// [`Engine::commit_once`]'s work.
@@ -400,6 +405,7 @@ impl Engine {
         } else {
             let before = live.d.clone();
             spare::unshare(&mut live.d);
+            live.record_unrecorded(self.inner.clock.now());
             Box::pin(self.commit(live, before, Source::Memory)).await?;
         }
         Err(StoreError::Conflict {
@@ -498,12 +504,9 @@ impl Engine {
             spare::unshare(&mut live.d);
             spare::lend_queues(&mut live.d);
             live.unrecorded.append(&mut ready);
-            record_unrecorded(live, self.inner.clock.now());
+            live.record_unrecorded(self.inner.clock.now());
             match self.commit_once(live, before, Source::Memory).await {
-                Ok((_, more)) => {
-                    live.unrecorded.clear();
-                    ready = more;
-                }
+                Ok((_, more)) => ready = more,
                 // Someone else saved first, and the commit took up what they stored: recorded
                 // into that at once, as any input is applied again after a conflict.
                 Err(RuntimeError::Store(StoreError::Conflict { .. })) if !live.gone => {
@@ -932,13 +935,15 @@ impl Ready {
     }
 }
 
-/// Records the results `live` keeps from writes that failed ([`Live::unrecorded`]) into its
-/// deployment, leaving them kept until a write stores them.
-fn record_unrecorded(live: &mut Live, now: DateTime<Utc>) {
-    let Live { d, unrecorded, .. } = live;
-    for r in unrecorded.iter() {
-        let _entered = r.span.enter();
-        note_refusal((r.record)(d, now));
+impl Live {
+    /// Records the results it keeps from writes that failed ([`Live::unrecorded`]) into its
+    /// deployment, before a commit; they are let go once a commit succeeds. Every commit of a
+    /// deployment in memory is preceded by this, so that none stores it without them.
+    pub(crate) fn record_unrecorded(&mut self, now: DateTime<Utc>) {
+        for r in &self.unrecorded {
+            let _entered = r.span.enter();
+            note_refusal((r.record)(&mut self.d, now));
+        }
     }
 }
 

@@ -491,6 +491,7 @@ impl Engine {
             acted = true;
             let before = live.d.clone();
             spare::unshare(&mut live.d);
+            live.record_unrecorded(self.inner.clock.now());
             match self.commit(&mut live, before, Source::Memory).await {
                 Ok(_) => break,
                 // `commit` reloaded what was stored: take that up in the next attempt.
