@@ -171,9 +171,11 @@ impl<'a> From<&'a Strategy> for StepStrategy<'a> {
 /// task: do not block in it. A result ready at once is applied before the deployment is let
 /// go (a later [`Engine::view`](super::Engine::view) sees it), though it may be stored and
 /// published after the input returns; on a replica that does not hold the deployment, the
-/// one that does runs the step. The engine calls these concurrently for
-/// different environments and deployments, and again after a restart for a step that was in
-/// flight, so an implementation should be idempotent per step: per
+/// one that does runs the step. A result whose write fails is kept and written again by the
+/// engine's clock; the step is not asked for again for it. The engine calls these concurrently
+/// for different environments and deployments, and again for a step that was in flight when
+/// the deployment is resumed (after a restart, a store write that panicked, or another
+/// replica taking it over), so an implementation should be idempotent per step: per
 /// ([`StepContext::deployment`], [`StepContext::op`]). The environment and the step's fields are
 /// not enough: a canary strategy may set the same weight twice, with another between.
 #[async_trait]
