@@ -141,7 +141,7 @@ impl Engine {
                 continue;
             }
             attempts += 1;
-            live.unrecorded.append(&mut carried);
+            live.keep_unrecorded(&mut carried);
             let before = live.d.clone();
             spare::unshare(&mut live.d);
             if live.owned {
@@ -268,7 +268,9 @@ impl Engine {
             .await
             .unwrap_or_else(|_| Err(self.panicked_in_commit(live)));
         if committed.is_ok() {
-            live.unrecorded.clear();
+            // Its room let go too: kept, it would stay with every deployment that ever
+            // recorded a result, all the time it waits.
+            live.unrecorded = Vec::new();
         }
         committed
     }
@@ -503,7 +505,7 @@ impl Engine {
             let before = live.d.clone();
             spare::unshare(&mut live.d);
             spare::lend_queues(&mut live.d);
-            live.unrecorded.append(&mut ready);
+            live.keep_unrecorded(&mut ready);
             live.record_unrecorded(self.inner.clock.now());
             match self.commit_once(live, before, Source::Memory).await {
                 Ok((_, more)) => ready = more,
@@ -936,6 +938,16 @@ impl Ready {
 }
 
 impl Live {
+    /// Keeps `ready` among the results to record ([`Live::unrecorded`]), leaving it empty. Most
+    /// often none are kept, and `ready`'s room is taken over rather than copied.
+    pub(crate) fn keep_unrecorded(&mut self, ready: &mut Vec<Ready>) {
+        if self.unrecorded.is_empty() {
+            std::mem::swap(&mut self.unrecorded, ready);
+        } else {
+            self.unrecorded.append(ready);
+        }
+    }
+
     /// Records the results it keeps from writes that failed ([`Live::unrecorded`]) into its
     /// deployment, before a commit; they are let go once a commit succeeds. Every commit of a
     /// deployment in memory is preceded by this, so that none stores it without them.
