@@ -77,20 +77,24 @@ impl Engine {
     /// which may resume it or take it over from a replica that stopped: acting on it, which a
     /// caller the deployment refuses (another tenant's) must not make happen. `refuse` answers
     /// for such a caller instead of `input`, from the copy that left.
-    pub(crate) async fn apply_at<R>(
+    ///
+    /// Not an `async fn`: its future would hold `apply_carrying`'s inside its own, a second
+    /// layer for every callback to poll and move.
+    pub(crate) fn apply_at<R>(
         &self,
         target: Target<'_>,
         refuse: impl Fn(&Deployment) -> Option<R>,
         input: impl FnMut(&mut Deployment, DateTime<Utc>) -> R,
-    ) -> Result<R, RuntimeError> {
-        self.apply_carrying(target, Vec::new(), refuse, input).await
+    ) -> impl Future<Output = Result<R, RuntimeError>> {
+        self.apply_carrying(target, Vec::new(), refuse, input)
     }
 
     /// [`Engine::apply_at`], handing `carried` (results that finished since the deployment's
     /// lock was let go) to the deployment's entry first: they are recorded with the input, and
-    /// kept there if its write fails ([`Live::unrecorded`]). Dropped if no entry is reached
-    /// (shutdown, or a deployment that cannot be read): whoever resumes the deployment asks for
-    /// their work again.
+    /// kept there if its write fails ([`Live::unrecorded`]). Dropped when no entry keeps them:
+    /// at shutdown, for a deployment that cannot be read, an entry that leaves memory (finished,
+    /// its lease lost, a write that panicked), or a copy whose write fails. Whoever resumes the
+    /// deployment then asks for their work again.
     async fn apply_carrying<R>(
         &self,
         mut target: Target<'_>,
@@ -822,8 +826,8 @@ impl Engine {
     /// Applies finished calls' and steps' results. Results whose write fails are kept with
     /// their deployment and recorded by its next input, or its deadline a second later by the
     /// engine's clock ([`Live::unrecorded`]): dropped, they would leave a gate or step waiting
-    /// with nothing to wake it. Only a deployment this engine cannot reach (shutdown, a store
-    /// that cannot read it) drops them; whoever resumes it asks for their work again.
+    /// with nothing to wake it. They are dropped only where no entry keeps them (see
+    /// [`Engine::apply_carrying`]); whoever resumes the deployment asks for their work again.
     async fn record(&self, id: &DeploymentId, ready: Vec<Ready>) {
         let target = Target::Id(Cow::Borrowed(id));
         if let Err(e) = self

@@ -953,8 +953,10 @@ impl Engine {
 
     /// Fires every deadline that is due by the engine's clock; returns how many deployments
     /// were visited. The scheduler ([`Engine::run_scheduler`]) calls this; tests on a manual
-    /// clock call it directly. A deployment whose write failed is visited a second later: the
-    /// write is made again, with the results of calls and steps it was recording.
+    /// clock call it directly. A deployment whose write failed is visited a second later: a
+    /// deadline's write is made again, and so is one recording the results of calls and
+    /// steps, which the deployment kept (a callback's or decision's failure was answered to
+    /// its sender).
     pub async fn fire_due(&self) -> usize {
         self.fire_due_for(None).await
     }

@@ -47,9 +47,9 @@ use crate::store::{
 /// An engine takes it shared, so that the test keeps a handle to turn faults on and off:
 /// `Engine::builder(..).shared_store(Arc::new(FaultyStore::new(..)))` (see the
 /// [module](super) for a whole test). How many saves an input makes is the engine's own
-/// affair: a callback makes one, and a deploy step it opens, answered at once, a second. The
-/// engine tries a failed write again by its own clock, a second later (see the
-/// [module](super)).
+/// affair: a callback makes one, and a deploy step it opens, answered at once, a second. A
+/// failed write of a deadline's, or of a call's or step's result, is tried again by the
+/// engine's own clock, a second later; see the [module](super) for the others.
 #[derive(Debug, Default)]
 pub struct FaultyStore<S = MemoryStore> {
     inner: S,
