@@ -1469,3 +1469,59 @@ async fn a_deployment_whose_create_outlasted_its_lease_is_not_taken_over() {
     let taken = o.store.claim_orphans(&b, 100).await.unwrap();
     assert!(taken.deployments.is_empty(), "b took {id} over");
 }
+
+/// A replica keeps a deploy step's result whose write failed; before its deadline, another
+/// replica stores a callback from its own copy. The owner's upkeep takes that change up with
+/// the kept result recorded into it: both environments deploy, and the step whose result was
+/// kept is not asked for again.
+#[tokio::test]
+async fn a_result_kept_after_a_failed_write_is_recorded_with_another_replicas_change() {
+    use hookgate::core::{DeploymentStatus, StepOutcome};
+    use hookgate::test_util::ScriptedHost;
+
+    const TWO_TARGETS: &str = r#"
+application: kept
+targets:
+  staging: {}
+  prod:
+    constraints:
+      beforeDeployment: [runWebhook: {name: gate}]
+webhooks:
+  - name: gate
+    uriTemplate: https://external.example/run
+    bodyTemplate: {inline: '{{armory.callbackUri}}'}
+"#;
+    let o = Orphans::new();
+    let host = ScriptedHost::new();
+    let (a, b) = (o.replica_with("a", host.clone()), o.replica("b"));
+    a.recover().await.unwrap();
+    b.recover().await.unwrap();
+    let id = a
+        .start(TWO_TARGETS, std::collections::BTreeMap::new())
+        .await
+        .unwrap()
+        .id;
+    let asked = |env: &str| {
+        host.waiting()
+            .iter()
+            .filter(|s| s.context.environment() == env)
+            .count()
+    };
+    assert_eq!(asked("staging"), 1, "staging deploys at once");
+
+    o.faulty.fail_saves(0, 1);
+    let staging = |s: &hookgate::test_util::AskedStep| s.context.environment() == "staging";
+    assert!(host.answer(staging, StepOutcome::Succeeded).is_some());
+    let retry = hookgate::clock::Clock::now(&o.clock) + chrono::TimeDelta::seconds(1);
+    replicas::eventually(|| async { a.next_deadline() == Some(retry) }).await;
+
+    o.pass_last_called_gate(&b).await;
+    a.maintain_leases().await.unwrap();
+    replicas::eventually(|| async { asked("prod") == 1 }).await;
+    assert_eq!(asked("staging"), 0, "staging is not asked for again");
+    assert!(host.answer(|_| true, StepOutcome::Succeeded).is_some());
+    replicas::eventually(|| async {
+        a.view(&id).await.unwrap().status == DeploymentStatus::Succeeded
+    })
+    .await;
+}
