@@ -147,8 +147,10 @@ async fn until(done: impl Fn() -> bool, what: &str) {
         .expect(what);
 }
 
+/// The wait doubles with each failure in a row (1 s, 2 s, 4 s, then 8 s at most), so an outage
+/// is not met with a write a second from every deployment.
 #[tokio::test]
-async fn a_deadline_whose_write_fails_is_tried_again_a_second_later_not_at_once() {
+async fn a_deadline_whose_write_fails_is_tried_again_a_second_later_then_longer() {
     let s = setup();
     s.engine
         .start(PAUSE, BTreeMap::new())
@@ -171,9 +173,15 @@ async fn a_deadline_whose_write_fails_is_tried_again_a_second_later_not_at_once(
         armed,
         "each failed try leaves as many deadlines as the one before"
     );
+    for wait in [2, 4, 8, 8] {
+        s.clock.advance(TimeDelta::seconds(wait - 1));
+        assert_eq!(s.engine.fire_due().await, 0, "not before {wait} s");
+        s.clock.advance(TimeDelta::seconds(1));
+        assert!(s.engine.fire_due().await >= 1, "tried again after {wait} s");
+    }
 
     s.store.fail_saves(0, 0);
-    s.clock.advance(TimeDelta::seconds(1));
+    s.clock.advance(TimeDelta::seconds(8));
     s.engine.fire_due().await;
     assert_eq!(s.engine.live_deployments(), 0, "the deployment finished");
 }

@@ -145,8 +145,9 @@ async fn a_store_that_waits_gets_the_input_answered_first_and_the_deployment_sta
 }
 
 /// The write recording the deploy step's result fails twice. The deployment keeps the result,
-/// and its deadline, a second later by the engine's clock, records it: no timer of Tokio's, so
-/// a test on a manual clock drives it with `fire_due`, and nothing records it before then.
+/// and its deadline, a second later by the engine's clock and then two, records it: no timer
+/// of Tokio's, so a test on a manual clock drives it with `fire_due`, and nothing records it
+/// before then.
 #[tokio::test(flavor = "current_thread")]
 async fn a_result_whose_write_fails_is_recorded_by_its_deadline_once_the_store_works_again() {
     let s = setup();
@@ -159,15 +160,19 @@ async fn a_result_whose_write_fails_is_recorded_by_its_deadline_once_the_store_w
         tokio::task::yield_now().await;
     }
     assert_eq!(stored_status(&s, &id).await, DeploymentStatus::Running);
-    let a_second_on = || Some(s.clock.now() + TimeDelta::seconds(1));
-    assert_eq!(s.engine.next_deadline(), a_second_on(), "the retry");
+    let seconds_on = |n| Some(s.clock.now() + TimeDelta::seconds(n));
+    assert_eq!(s.engine.next_deadline(), seconds_on(1), "the retry");
 
     s.clock.advance(TimeDelta::seconds(1));
     assert_eq!(s.engine.fire_due().await, 1);
     assert_eq!(stored_status(&s, &id).await, DeploymentStatus::Running);
-    assert_eq!(s.engine.next_deadline(), a_second_on(), "the next retry");
+    assert_eq!(
+        s.engine.next_deadline(),
+        seconds_on(2),
+        "the next retry, after a wait twice as long"
+    );
 
-    s.clock.advance(TimeDelta::seconds(1));
+    s.clock.advance(TimeDelta::seconds(2));
     assert_eq!(s.engine.fire_due().await, 1);
     assert_eq!(stored_status(&s, &id).await, DeploymentStatus::Succeeded);
     assert_eq!(s.engine.next_deadline(), None);

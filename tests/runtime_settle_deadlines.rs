@@ -329,12 +329,12 @@ async fn settle_write_fails_and_the_retry_deadline_fires() {
     let id = start(&s, STEP_THEN_GATE).await;
     for _ in 0..2 {
         assert_eq!(s.engine.armed_deadlines(), 1, "the retry is armed");
-        s.clock.advance(TimeDelta::seconds(2));
+        s.clock.set(s.engine.next_deadline().expect("the retry"));
         assert_eq!(s.engine.fire_due().await, 1);
     }
     let view = s.engine.view(&id).await.expect("a view");
     assert!(!awaiting(&view), "not recorded yet: {view:?}");
-    s.clock.advance(TimeDelta::seconds(2));
+    s.clock.set(s.engine.next_deadline().expect("the retry"));
     s.engine.fire_due().await;
     until(&s, &id, "the gate is reached", awaiting).await;
     the_callback_timeout_fires(&s, &id).await;

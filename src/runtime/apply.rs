@@ -275,6 +275,7 @@ impl Engine {
             // Its room let go too: kept, it would stay with every deployment that ever
             // recorded a result, all the time it waits.
             live.unrecorded = Vec::new();
+            live.failed_writes = 0;
         }
         committed
     }
@@ -354,6 +355,8 @@ impl Engine {
                         // applies to what is stored rather than failing forever. Boxed, as
                         // rare and large: every commit's future would otherwise carry it.
                         Box::pin(self.reload(live)).await;
+                    } else {
+                        live.failed_writes = live.failed_writes.saturating_add(1);
                     }
                     if live.owned {
                         live.arm_after_failure(&self.inner.deadlines, self.inner.clock.now());
@@ -520,7 +523,7 @@ impl Engine {
                 }
                 Err(e) => {
                     // The failed write armed the deadline that records them.
-                    tracing::warn!(error = %e, "could not record a result; the deployment keeps it for its next input, or its deadline a second from now");
+                    tracing::warn!(error = %e, "could not record a result; the deployment keeps it for its next input, or its deadline to try again");
                     return;
                 }
             }
@@ -824,7 +827,7 @@ impl Engine {
     }
 
     /// Applies finished calls' and steps' results. Results whose write fails are kept with
-    /// their deployment and recorded by its next input, or its deadline a second later by the
+    /// their deployment and recorded by its next input, or its deadline to try again by the
     /// engine's clock ([`Live::unrecorded`]): dropped, they would leave a gate or step waiting
     /// with nothing to wake it. They are dropped only where no entry keeps them (see
     /// [`Engine::apply_carrying`]); whoever resumes the deployment asks for their work again.

@@ -125,10 +125,14 @@ pub(crate) struct Live {
     /// deadline.
     pub(crate) gone: bool,
     /// Results of calls and steps whose write failed, oldest first. They are recorded, before
-    /// its own change, by the deployment's next input: its deadline, armed a second after the
-    /// failure by the engine's clock, at the latest. Dropped with the entry when it leaves
-    /// memory: stale if it finished, and asked for again by whoever resumes it otherwise.
+    /// its own change, by the deployment's next input: its deadline, armed by the engine's
+    /// clock after the failure ([`Live::arm_after_failure`]), at the latest. Dropped with the
+    /// entry when it leaves memory: stale if it finished, and asked for again by whoever
+    /// resumes it otherwise.
     pub(crate) unrecorded: Vec<Ready>,
+    /// How many of its writes in a row failed (a conflict is not counted): each wait to try
+    /// again is twice the one before ([`retry_wait`]).
+    pub(crate) failed_writes: u8,
 }
 
 impl Live {
@@ -142,6 +146,7 @@ impl Live {
             looks: 0,
             gone: false,
             unrecorded: Vec::new(),
+            failed_writes: 0,
         }
     }
 
@@ -160,8 +165,9 @@ impl Live {
 
     /// Records its next deadline after a write failed and the deployment was put back as it
     /// was: one already due (the write may have been its firing), or holding results not
-    /// recorded, is tried again a second after `now`, so a store that fails at once is not
-    /// retried in a tight loop. A write that may have been stored has the deployment looked
+    /// recorded, is tried again a second after `now`, and twice as long after each further
+    /// failure in a row, up to [`MAX_RETRY_AFTER_FAILURE`], so a store that fails at once is
+    /// neither retried in a tight loop nor, through an outage, every second. A write that may have been stored has the deployment looked
     /// for in the store then too, whatever its deadline, and again at doubling waits,
     /// [`MAX_LOOKS`] times in all: stored, the write may have finished the deployment, or
     /// asked for work no one performs, and no input may come to find out. Not for one that
@@ -170,14 +176,16 @@ impl Live {
         if self.gone {
             return;
         }
-        let retry = later(now, RETRY_AFTER_FAILURE);
+        let wait = retry_wait(self.failed_writes);
+        let retry = later(now, wait);
         let due = if self.unrecorded.is_empty() {
             self.d.poll_timeout().map(|at| at.max(retry))
         } else {
             Some(retry)
         };
         let at = if self.looking() {
-            let look = later(now, look_wait(self.looks));
+            // Every failure starts the looks again; through an outage, they too wait longer.
+            let look = later(now, look_wait(self.looks).max(wait));
             Some(due.map_or(look, |due| due.min(look)))
         } else {
             due
@@ -216,6 +224,16 @@ fn look_wait(looks: u8) -> std::time::Duration {
 /// How long after a failed write a deadline is tried again: soon, but not in a tight loop
 /// against a store that fails at once.
 const RETRY_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The longest wait to try a deployment's write again after failures in a row.
+const MAX_RETRY_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// How long after the last of `failed` writes in a row the next is tried: a second after the
+/// first, doubling after each further one, up to [`MAX_RETRY_AFTER_FAILURE`].
+fn retry_wait(failed: u8) -> std::time::Duration {
+    let doublings = failed.saturating_sub(1).min(3);
+    (RETRY_AFTER_FAILURE * (1 << doublings)).min(MAX_RETRY_AFTER_FAILURE)
+}
 
 /// A deployment waiting for another one of its application (`enqueueOne`), or about to start.
 pub(crate) struct Queued {
@@ -953,7 +971,8 @@ impl Engine {
 
     /// Fires every deadline that is due by the engine's clock; returns how many deployments
     /// were visited. The scheduler ([`Engine::run_scheduler`]) calls this; tests on a manual
-    /// clock call it directly. A deployment whose write failed is visited a second later: a
+    /// clock call it directly. A deployment whose write failed is visited a second later (then
+    /// 2, 4 and at most 8 s after each further failure in a row): a
     /// deadline's write is made again, and so is one recording the results of calls and
     /// steps, which the deployment kept (a callback's or decision's failure was answered to
     /// its sender).
@@ -1389,6 +1408,15 @@ mod tests {
     use crate::runtime::SimulatedHost;
     use crate::runtime::builder::tests::dispatcher;
     use crate::runtime::spare;
+
+    #[test]
+    fn the_wait_after_failed_writes_doubles_up_to_its_cap() {
+        let waits: Vec<u64> = [0, 1, 2, 3, 4, 5, u8::MAX]
+            .into_iter()
+            .map(|failed| retry_wait(failed).as_secs())
+            .collect();
+        assert_eq!(waits, [1, 1, 2, 4, 8, 8, 8]);
+    }
 
     fn live(id: &str) -> Live {
         let plan = Arc::new(Plan::from_yaml("application: shop\ntargets: {prod: {}}\n").unwrap());

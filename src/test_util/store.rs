@@ -49,7 +49,8 @@ use crate::store::{
 /// [module](super) for a whole test). How many saves an input makes is the engine's own
 /// affair: a callback makes one, and a deploy step it opens, answered at once, a second. A
 /// failed write of a deadline's, or of a call's or step's result, is tried again by the
-/// engine's own clock, a second later; see the [module](super) for the others.
+/// engine's own clock, a second later and longer after further failures; see the
+/// [module](super) for the others.
 #[derive(Debug, Default)]
 pub struct FaultyStore<S = MemoryStore> {
     inner: S,
