@@ -521,6 +521,9 @@ impl Engine {
                 Err(RuntimeError::Store(StoreError::Conflict { .. })) if !live.gone => {
                     ready = std::mem::take(&mut live.unrecorded);
                 }
+                // Out of memory (a reload found it finished, or the write panicked, which is
+                // logged): what it kept goes with it, stale or asked for again on resumption.
+                Err(_) if live.gone => return,
                 Err(e) => {
                     // The failed write armed the deadline that records them.
                     tracing::warn!(error = %e, "could not record a result; the deployment keeps it for its next input, or its deadline to try again");
