@@ -1189,23 +1189,36 @@ async fn a_write_that_was_not_stored_is_looked_for_a_few_times_then_no_more() {
     assert_eq!(s.stored(&id).await.status, DeploymentStatus::Failed);
 }
 
-/// The looks for a write that may have been stored do not hold up a deadline due before them:
-/// a callback timeout ten seconds on fires at ten seconds, between the looks at seven and
-/// fifteen.
+/// The looks for a write that may have been stored, and the longer waits after failures in a
+/// row, do not hold up a deadline due before them: a callback timeout ten seconds on fires at
+/// ten seconds, after one failed write (between the looks at seven and fifteen), four in a row
+/// (whose next look waits eight seconds), or four just before it.
 #[tokio::test]
 async fn looks_for_a_write_hold_up_no_deadline() {
     let plan = GATE.replace(
         "    uriTemplate:",
         "    callbackTimeout: {duration: 10, unit: seconds}\n    uriTemplate:",
     );
-    let s = setup();
-    let (id, callback) = s.waiting_for_a_callback(&plan).await;
-    s.note_whose_write_fails(callback).await;
-    for _ in 0..10 {
-        s.clock.advance(TimeDelta::seconds(1));
-        s.engine.fire_due().await;
+    for (failing_at, case) in [
+        (vec![0], "one failure"),
+        (vec![0, 0, 0, 0], "four in a row"),
+        (vec![6, 7, 8, 9], "four just before the timeout"),
+    ] {
+        let s = setup();
+        let (id, callback) = s.waiting_for_a_callback(&plan).await;
+        let mut failed_at = None;
+        for second in 0..=20 {
+            for _ in failing_at.iter().filter(|&&at| at == second) {
+                s.note_whose_write_fails(callback).await;
+            }
+            s.engine.fire_due().await;
+            if failed_at.is_none() && s.stored(&id).await.status == DeploymentStatus::Failed {
+                failed_at = Some(second);
+            }
+            s.clock.advance(TimeDelta::seconds(1));
+        }
+        assert_eq!(failed_at, Some(10), "{case}");
     }
-    assert_eq!(s.stored(&id).await.status, DeploymentStatus::Failed);
 }
 
 /// A deployment's last write stored but answered with a failure, and the look failing too: the

@@ -275,7 +275,6 @@ impl Engine {
             // Its room let go too: kept, it would stay with every deployment that ever
             // recorded a result, all the time it waits.
             live.unrecorded = Vec::new();
-            live.failed_writes = 0;
         }
         committed
     }
@@ -346,6 +345,7 @@ impl Engine {
                     live.version = version;
                     // Stored after the version the unsure write expected: that one was not.
                     live.unsure = false;
+                    live.failed_writes = 0;
                 }
                 Err(e) => {
                     std::mem::swap(&mut live.d, &mut before);

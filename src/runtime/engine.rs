@@ -130,8 +130,9 @@ pub(crate) struct Live {
     /// entry when it leaves memory: stale if it finished, and asked for again by whoever
     /// resumes it otherwise.
     pub(crate) unrecorded: Vec<Ready>,
-    /// How many of its writes in a row failed (a conflict is not counted): each wait to try
-    /// again is twice the one before ([`retry_wait`]).
+    /// How many of its writes in a row failed (a conflict is not counted; a write that
+    /// succeeds resets it): each wait to try a due deadline or kept results again is twice the
+    /// one before ([`retry_wait`]).
     pub(crate) failed_writes: u8,
 }
 
@@ -167,7 +168,8 @@ impl Live {
     /// was: one already due (the write may have been its firing), or holding results not
     /// recorded, is tried again a second after `now`, and twice as long after each further
     /// failure in a row, up to [`MAX_RETRY_AFTER_FAILURE`], so a store that fails at once is
-    /// neither retried in a tight loop nor, through an outage, every second. A write that may have been stored has the deployment looked
+    /// neither retried in a tight loop nor, through an outage, every second. A deadline still
+    /// to come keeps its time, or comes a second after `now` if that is sooner. A write that may have been stored has the deployment looked
     /// for in the store then too, whatever its deadline, and again at doubling waits,
     /// [`MAX_LOOKS`] times in all: stored, the write may have finished the deployment, or
     /// asked for work no one performs, and no input may come to find out. Not for one that
@@ -178,8 +180,13 @@ impl Live {
         }
         let wait = retry_wait(self.failed_writes);
         let retry = later(now, wait);
+        // Only what the failed write was doing waits longer: a deadline still to come keeps
+        // its time (a second from now at the soonest).
+        let soonest = later(now, RETRY_AFTER_FAILURE);
         let due = if self.unrecorded.is_empty() {
-            self.d.poll_timeout().map(|at| at.max(retry))
+            self.d
+                .poll_timeout()
+                .map(|at| if at <= now { retry } else { at.max(soonest) })
         } else {
             Some(retry)
         };
