@@ -78,9 +78,10 @@ impl DeploymentFile {
     /// it (one edit away, two for a key longer than eight letters, whatever the case, `_` and
     /// `-`; its start; or it with more written around it):
     /// `targets.prod.constraints.beforDeployment`, did you mean `beforeDeployment`? Or spelt
-    /// so but in a place that does not read it (`dependsOn` directly under a target). Armory's own keys that hookgate has no use for are none of
-    /// them. Among the first [`MAX_IGNORED_EXAMINED`](Self::MAX_IGNORED_EXAMINED) keys not
-    /// read, up to [`MAX_IGNORED_LISTED`](Self::MAX_IGNORED_LISTED) of them.
+    /// so but in a place that does not read it (`dependsOn` directly under a target). Armory's
+    /// own keys that hookgate has no use for are none of them. Among the first
+    /// [`MAX_IGNORED_EXAMINED`](Self::MAX_IGNORED_EXAMINED) keys not read, up to
+    /// [`MAX_IGNORED_LISTED`](Self::MAX_IGNORED_LISTED) of them.
     pub fn near_misses(&self) -> &[NearMiss] {
         &self.near_misses
     }

@@ -146,13 +146,9 @@ impl Engine {
             }
             attempts += 1;
             live.keep_unrecorded(&mut carried);
-            let before = live.d.clone();
-            spare::unshare(&mut live.d);
-            if live.owned {
-                spare::lend_queues(&mut live.d);
-            }
             let now = self.inner.clock.now();
-            live.record_unrecorded(now);
+            let lend = live.owned;
+            let before = live.begin_change(now, lend);
             let result = input(&mut live.d, now);
             match self.commit_detached(in_flight, live, before).await {
                 Ok(()) => return Ok(result),
@@ -257,7 +253,7 @@ impl Engine {
 
     /// [`Engine::commit`] without recording the results that were ready at once. The results
     /// the deployment kept from failed writes were recorded into it first
-    /// ([`Live::record_unrecorded`]): stored now, they are let go. A panic in it
+    /// ([`Live::begin_change`]): stored now, they are let go. A panic in it
     /// (a `Store` implementation's bug) is answered as a store failure, with the deployment
     /// taken out of memory ([`Engine::panicked_in_commit`]), rather than unwound through the
     /// engine.
@@ -412,9 +408,7 @@ impl Engine {
         if live.d.is_finished() {
             live.arm(&self.inner.deadlines);
         } else {
-            let before = live.d.clone();
-            spare::unshare(&mut live.d);
-            live.record_unrecorded(self.inner.clock.now());
+            let before = live.begin_change(self.inner.clock.now(), false);
             Box::pin(self.commit(live, before, Source::Memory)).await?;
         }
         Err(StoreError::Conflict {
@@ -509,11 +503,8 @@ impl Engine {
             if ready.is_empty() {
                 return;
             }
-            let before = live.d.clone();
-            spare::unshare(&mut live.d);
-            spare::lend_queues(&mut live.d);
             live.keep_unrecorded(&mut ready);
-            live.record_unrecorded(self.inner.clock.now());
+            let before = live.begin_change(self.inner.clock.now(), true);
             match self.commit_once(live, before, Source::Memory).await {
                 Ok((_, more)) => ready = more,
                 // Someone else saved first, and the commit took up what they stored: recorded
@@ -958,14 +949,25 @@ impl Live {
         }
     }
 
-    /// Records the results it keeps from writes that failed ([`Live::unrecorded`]) into its
-    /// deployment, before a commit; they are let go once a commit succeeds. Every commit of a
-    /// deployment in memory is preceded by this, so that none stores it without them.
-    pub(crate) fn record_unrecorded(&mut self, now: DateTime<Utc>) {
+    /// Begins a change of its deployment before a commit: returns the copy to put back if the
+    /// write fails (the commit's `before`), gives the deployment a state of its own to change
+    /// (and, with `lend`, output buffers kept from earlier writes), and records into it the
+    /// results it keeps from writes that failed ([`Live::unrecorded`]), which a successful
+    /// commit lets go. Every change of a deployment in memory begins here, so that no write
+    /// stores it without them.
+    // Out of line, every callback ran 0.7% more instructions (callgrind, `engine_callbacks`).
+    #[inline]
+    pub(crate) fn begin_change(&mut self, now: DateTime<Utc>, lend: bool) -> Deployment {
+        let before = self.d.clone();
+        spare::unshare(&mut self.d);
+        if lend {
+            spare::lend_queues(&mut self.d);
+        }
         for r in &self.unrecorded {
             let _entered = r.span.enter();
             note_refusal((r.record)(&mut self.d, now));
         }
+        before
     }
 }
 

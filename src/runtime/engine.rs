@@ -169,11 +169,11 @@ impl Live {
     /// recorded, is tried again a second after `now`, and twice as long after each further
     /// failure in a row, up to [`MAX_RETRY_AFTER_FAILURE`], so a store that fails at once is
     /// neither retried in a tight loop nor, through an outage, every second. A deadline still
-    /// to come keeps its time, or comes a second after `now` if that is sooner. A write that may have been stored has the deployment looked
-    /// for in the store then too, whatever its deadline, and again at doubling waits,
-    /// [`MAX_LOOKS`] times in all: stored, the write may have finished the deployment, or
-    /// asked for work no one performs, and no input may come to find out. Not for one that
-    /// left memory, as [`Live::arm`].
+    /// to come keeps its time, or comes a second after `now` if that is sooner. A write that
+    /// may have been stored has the deployment looked for in the store then too, whatever its
+    /// deadline, and again at doubling waits, [`MAX_LOOKS`] times in all: stored, the write
+    /// may have finished the deployment, or asked for work no one performs, and no input may
+    /// come to find out. Not for one that left memory, as [`Live::arm`].
     pub(crate) fn arm_after_failure(&mut self, deadlines: &Deadlines, now: DateTime<Utc>) {
         if self.gone {
             return;
@@ -979,10 +979,9 @@ impl Engine {
     /// Fires every deadline that is due by the engine's clock; returns how many deployments
     /// were visited. The scheduler ([`Engine::run_scheduler`]) calls this; tests on a manual
     /// clock call it directly. A deployment whose write failed is visited a second later (then
-    /// 2, 4 and at most 8 s after each further failure in a row): a
-    /// deadline's write is made again, and so is one recording the results of calls and
-    /// steps, which the deployment kept (a callback's or decision's failure was answered to
-    /// its sender).
+    /// 2, 4 and at most 8 s after each further failure in a row): a deadline's write is made
+    /// again, and so is one recording the results of calls and steps, which the deployment
+    /// kept (a callback's or decision's failure was answered to its sender).
     pub async fn fire_due(&self) -> usize {
         self.fire_due_for(None).await
     }

@@ -27,7 +27,6 @@ use tokio_util::sync::CancellationToken;
 use super::apply::{Source, restore};
 use super::engine::{Engine, Live, lock};
 use super::error::RuntimeError;
-use super::spare;
 use crate::core::{DeploymentId, IdSource};
 use crate::ids::RandomIds;
 use crate::store::{ChangeWatcher, Lease, StoreError, StoredDeployment};
@@ -489,9 +488,7 @@ impl Engine {
                 break;
             }
             acted = true;
-            let before = live.d.clone();
-            spare::unshare(&mut live.d);
-            live.record_unrecorded(self.inner.clock.now());
+            let before = live.begin_change(self.inner.clock.now(), false);
             match self.commit(&mut live, before, Source::Memory).await {
                 Ok(_) => break,
                 // `commit` reloaded what was stored: take that up in the next attempt.
