@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use hookgate::auth::Principal;
+use hookgate::clock::Clock;
 use hookgate::core::{CallbackAck, CallbackId, DeploymentId, DeploymentStatus, Event, EventKind};
 use hookgate::runtime::{Engine, EngineEvent, SimulatedHost};
 use hookgate::server::{CallbackReport, GateError, GateService};
@@ -59,20 +60,31 @@ impl Setup {
 
     /// A deployment queued behind another, stored and running while still queued: its launch's
     /// create, answered with a failure, is stored once the look that follows has found nothing;
-    /// the hand-off queues it again and waits to retry, and the next look finds it stored and
-    /// resumes it.
+    /// the hand-off queues it again and tries again a second later and then two seconds after
+    /// that, failing both times, while the second look finds it stored and resumes it.
     async fn found_stored_while_queued(&self) -> DeploymentId {
         let (_, queued) = self.queue_one_behind_another().await;
         self.store.store_creates_late(1, 1);
         self.clock.advance(TimeDelta::minutes(2));
         self.engine.fire_due().await;
         until(
-            || self.engine.armed_deadlines() > 0,
-            "the create is looked for",
+            || self.engine.armed_deadlines() == 2,
+            "the create is looked for, and its start owed",
         )
         .await;
-        self.clock.advance(TimeDelta::seconds(1));
-        self.engine.fire_due().await;
+        self.store.fail_creates(2);
+        for wait in [1, 2] {
+            let next = self.clock.now() + TimeDelta::seconds(wait);
+            assert_eq!(
+                self.engine.next_deadline(),
+                Some(next),
+                "the look and the start"
+            );
+            self.clock.set(next);
+            self.engine.fire_due().await;
+        }
+        assert_eq!(self.stored(&queued).await.status, DeploymentStatus::Running);
+        assert_eq!(self.engine.live_deployments(), 1, "resumed by the look");
         queued
     }
 
@@ -129,13 +141,13 @@ impl Setup {
     }
 }
 
-/// Waits until `done` holds, for work the engine's tasks do; 20 s at most, then fails with
-/// `what`.
 /// [`PAUSE`] with `ifDeploymentInProgress: enqueueOne`.
 fn enqueue_one() -> String {
     format!("{PAUSE}deploymentConfig: {{ifDeploymentInProgress: {{strategy: enqueueOne}}}}\n")
 }
 
+/// Waits until `done` holds, for work the engine's tasks do; 20 s at most, then fails with
+/// `what`.
 async fn until(done: impl Fn() -> bool, what: &str) {
     let wait = async {
         while !done() {
@@ -438,25 +450,28 @@ async fn a_deployment_looked_up_while_its_start_is_under_way_is_left_to_the_star
 async fn a_queued_deployment_whose_start_fails_is_started_once_the_store_works() {
     let s = setup();
     let (_, queued) = s.queue_one_behind_another().await;
-    s.store.fail_creates(1);
+    s.store.fail_creates(2);
 
     s.clock.advance(TimeDelta::minutes(2));
     s.engine.fire_due().await;
-
-    tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        while s
-            .store
-            .inner()
-            .load(&queued)
-            .await
-            .expect("a load")
-            .is_none()
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the queued deployment started after its first create failed");
+    until(
+        || s.engine.armed_deadlines() == 2,
+        "the start is owed, and the create looked for",
+    )
+    .await;
+    // By the engine's clock: a second after the first failure, two after the second.
+    for wait in [1, 2] {
+        let next = s.clock.now() + TimeDelta::seconds(wait);
+        assert_eq!(s.engine.next_deadline(), Some(next));
+        assert!(
+            s.store.inner().load(&queued).await.unwrap().is_none(),
+            "not started before then"
+        );
+        s.clock.set(next);
+        s.engine.fire_due().await;
+    }
+    assert_eq!(s.stored(&queued).await.status, DeploymentStatus::Running);
+    assert_eq!(s.engine.live_deployments(), 1, "started here");
 }
 
 /// A round of deadlines stopped part way (the scheduler's future dropped while a write waits)
@@ -639,12 +654,19 @@ async fn a_queued_deployment_stored_by_a_lost_create_is_resumed_not_queued_behin
 
     s.clock.advance(TimeDelta::minutes(2));
     s.engine.fire_due().await;
-
     until(
-        || s.engine.live_deployments() > 0,
-        "the queued deployment is driven",
+        || s.engine.armed_deadlines() == 2,
+        "the start is owed, and the create looked for",
     )
     .await;
+
+    s.clock.advance(TimeDelta::seconds(1));
+    s.engine.fire_due().await;
+    assert_eq!(
+        s.engine.live_deployments(),
+        1,
+        "the queued deployment is driven"
+    );
     s.clock.advance(TimeDelta::minutes(2));
     s.engine.fire_due().await;
     assert_eq!(s.stored(&queued).await.status, DeploymentStatus::Succeeded);
@@ -749,27 +771,44 @@ async fn a_queued_deployment_never_launched_is_canceled_without_the_store() {
 }
 
 /// The same deployment replaced in the queue by a newer start (`enqueueOne`) is canceled, as a
-/// replaced one is forgotten, and the newer one starts once it has ended.
+/// replaced one is forgotten, and the newer one starts once it has ended. A cancel whose write
+/// fails is tried again by the engine's clock a second later: nothing else would cancel it.
 #[tokio::test]
 async fn a_queued_deployment_found_stored_while_still_queued_is_canceled_when_replaced() {
-    let s = setup();
-    let queued = s.found_stored_while_queued().await;
-    let newer = s
-        .engine
-        .start(&enqueue_one(), BTreeMap::new())
-        .await
-        .expect("the newer one is queued");
-    assert_eq!(newer.status, DeploymentStatus::Queued);
-    let mut status = s.stored(&queued).await.status;
-    for _ in 0..2000 {
-        if status != DeploymentStatus::Running {
-            break;
+    for cancel_write_fails in [false, true] {
+        let s = setup();
+        let queued = s.found_stored_while_queued().await;
+        let armed = s.engine.armed_deadlines();
+        if cancel_write_fails {
+            s.store.fail_saves(0, 1);
         }
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        status = s.stored(&queued).await.status;
+        let newer = s
+            .engine
+            .start(&enqueue_one(), BTreeMap::new())
+            .await
+            .expect("the newer one is queued");
+        assert_eq!(newer.status, DeploymentStatus::Queued);
+        if cancel_write_fails {
+            until(
+                || s.engine.armed_deadlines() == armed + 1,
+                "the cancel is owed",
+            )
+            .await;
+            assert_eq!(s.stored(&queued).await.status, DeploymentStatus::Running);
+            s.clock.advance(TimeDelta::seconds(1));
+            s.engine.fire_due().await;
+        }
+        let mut status = s.stored(&queued).await.status;
+        for _ in 0..2000 {
+            if status != DeploymentStatus::Running {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            status = s.stored(&queued).await.status;
+        }
+        assert_eq!(status, DeploymentStatus::Canceled, "{cancel_write_fails}");
+        until(|| s.engine.live_deployments() == 1, "the newer one starts").await;
     }
-    assert_eq!(status, DeploymentStatus::Canceled);
-    until(|| s.engine.live_deployments() == 1, "the newer one starts").await;
 }
 
 /// A single engine whose resumption of a deployment read a row another write had overtaken

@@ -6,7 +6,6 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
@@ -39,10 +38,6 @@ pub(crate) enum Source {
     /// again comes out of a successful versioned write.
     Row,
 }
-
-/// The longest wait between attempts at work the store has to take while it fails (starting a
-/// queued deployment, cancelling one replaced in the queue).
-const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
 
 /// How many times an input is applied before a run of conflicting saves is reported to the
 /// caller (who may retry: a callback's sender gets a 503); also how many times it may find the
@@ -832,25 +827,6 @@ impl Engine {
             .await
         {
             tracing::warn!(deployment = %id, error = %e, "could not record a result now; the deployment keeps it for its next input or deadline, or asks for its work again when resumed");
-        }
-    }
-
-    /// Runs `attempt` until it succeeds or the engine shuts down, waiting longer after each
-    /// failure (up to [`MAX_RETRY_WAIT`]): for work that nothing else would do again.
-    pub(crate) async fn until_done<F, Fut>(&self, what: &'static str, mut attempt: F)
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<(), RuntimeError>>,
-    {
-        let shutdown = self.inner.shutdown.clone();
-        let mut wait = Duration::from_millis(100);
-        while let Err(e) = attempt().await {
-            tracing::warn!(error = %e, "could not {what}; retrying");
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = shutdown.cancelled() => return,
-            }
-            wait = (wait * 2).min(MAX_RETRY_WAIT);
         }
     }
 }

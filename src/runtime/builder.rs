@@ -5,6 +5,7 @@ use tokio::sync::{Mutex as AsyncMutex, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::chores::Chores;
 use super::engine::{Engine, Inner};
 use super::host::Host;
 use super::launches::Launches;
@@ -169,6 +170,7 @@ impl EngineBuilder {
                 queued: Mutex::new(HashMap::new()),
                 start_lock: Arc::new(AsyncMutex::new(())),
                 deadlines: Deadlines::default(),
+                chores: Chores::default(),
                 unsure_creates: UnsureCreates::default(),
                 launches: Launches::default(),
                 recoveries: Recoveries::default(),

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::apply::{Ready, restore};
+use super::chores::{Chores, Work};
 use super::error::RuntimeError;
 use super::event::EngineEvent;
 use super::host::Host;
@@ -87,6 +88,8 @@ pub(crate) struct Inner {
     /// launch; shared, so that a launch whose caller went away holds it to the end.
     pub(crate) start_lock: Arc<AsyncMutex<()>>,
     pub(crate) deadlines: Deadlines,
+    /// Work owed that no deployment in memory carries, tried again by the engine's clock.
+    pub(crate) chores: Chores,
     /// Deployments whose create failed and may have been stored all the same (see
     /// [`Engine::look_for_create`]).
     pub(crate) unsure_creates: UnsureCreates,
@@ -237,7 +240,7 @@ const MAX_RETRY_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_s
 
 /// How long after the last of `failed` writes in a row the next is tried: a second after the
 /// first, doubling after each further one, up to [`MAX_RETRY_AFTER_FAILURE`].
-fn retry_wait(failed: u8) -> std::time::Duration {
+pub(crate) fn retry_wait(failed: u8) -> std::time::Duration {
     let doublings = failed.saturating_sub(1).min(3);
     (RETRY_AFTER_FAILURE * (1 << doublings)).min(MAX_RETRY_AFTER_FAILURE)
 }
@@ -257,11 +260,12 @@ pub(crate) struct Queued {
 }
 
 /// A deployment taken out of the queue, unstarted as far as the queue knows.
-struct Withdrawn {
+#[derive(Debug)]
+pub(crate) struct Withdrawn {
     /// Whether its cancel was recorded for a create still looked for.
-    recorded: bool,
+    pub(crate) recorded: bool,
     /// Whether it may be stored and running all the same ([`Queued::maybe_stored`]).
-    maybe_stored: bool,
+    pub(crate) maybe_stored: bool,
 }
 
 /// How [`Engine::start`] went.
@@ -478,13 +482,14 @@ impl Engine {
                     };
                     if withdrawn.recorded || withdrawn.maybe_stored {
                         let engine = self.clone();
-                        self.inner.tasks.spawn(async move {
-                            engine
-                                .until_done("cancel a replaced queued deployment", || {
-                                    engine.cancel_withdrawn(&old.id, &by, &withdrawn)
-                                })
-                                .await;
-                        });
+                        let cancel = Work::Cancel {
+                            id: old.id,
+                            by,
+                            withdrawn,
+                        };
+                        self.inner
+                            .tasks
+                            .spawn(async move { engine.attempt(cancel).await });
                     }
                 }
                 Ok(Started::of(id, DeploymentStatus::Queued, &plan))
@@ -764,7 +769,7 @@ impl Engine {
     /// recorded; or found stored and running while its hand-off waits to try again with it
     /// queued. A look that finds a create whose recorded cancel no resumption here stored
     /// applies it the same way.
-    async fn cancel_withdrawn(
+    pub(crate) async fn cancel_withdrawn(
         &self,
         id: &DeploymentId,
         by: &str,
@@ -977,11 +982,14 @@ impl Engine {
     }
 
     /// Fires every deadline that is due by the engine's clock; returns how many deployments
-    /// were visited. The scheduler ([`Engine::run_scheduler`]) calls this; tests on a manual
-    /// clock call it directly. A deployment whose write failed is visited a second later (then
-    /// 2, 4 and at most 8 s after each further failure in a row): a deadline's write is made
-    /// again, and so is one recording the results of calls and steps, which the deployment
-    /// kept (a callback's or decision's failure was answered to its sender).
+    /// were visited, and how many retries of work the engine owes were made. The scheduler
+    /// ([`Engine::run_scheduler`]) calls this; tests on a manual clock call it directly. A
+    /// deployment whose write failed is visited a second later (then 2, 4 and at most 8 s after
+    /// each further failure in a row): a deadline's write is made again, and so is one
+    /// recording the results of calls and steps, which the deployment kept (a callback's or
+    /// decision's failure was answered to its sender). The start of a deployment queued
+    /// behind one that finished (`enqueueOne`), and the cancel of one replaced in the queue
+    /// that may be stored, are tried again the same way when the store fails them.
     pub async fn fire_due(&self) -> usize {
         self.fire_due_for(None).await
     }
@@ -992,7 +1000,8 @@ impl Engine {
     /// the leases end and other replicas take over deployments still driven here.
     async fn fire_due_for(&self, budget: Option<std::time::Duration>) -> usize {
         let started = std::time::Instant::now();
-        let mut fired = 0;
+        // Owed work first: few, and a backlog of deadlines after an outage cannot hold it up.
+        let mut fired = self.do_due_chores(started, budget).await;
         let mut round = self.inner.deadlines.take_due(self.inner.clock.now());
         while let Some(id) = round.next() {
             if budget.is_some_and(|budget| started.elapsed() > budget) {
@@ -1101,14 +1110,15 @@ impl Engine {
     /// too, so a test moving a shared manual clock further than a third of the lease calls
     /// [`Engine::maintain_leases`] on the way.
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
-        self.inner.deadlines.next()
+        let chores = self.inner.chores.next();
+        self.inner.deadlines.next().into_iter().chain(chores).min()
     }
 
     /// How many deadlines are pending in the scheduler: one for each deployment waiting on
     /// one, and more while writes or looks are retried (a deployment whose write failed may
     /// have two).
     pub fn armed_deadlines(&self) -> usize {
-        self.inner.deadlines.len()
+        self.inner.deadlines.len() + self.inner.chores.len()
     }
 
     /// Runs the scheduler until [`Engine::shutdown`]: one loop sleeps until the earliest
@@ -1133,9 +1143,7 @@ impl Engine {
         loop {
             self.fire_due_for(Some(upkeep_every)).await;
             let wait = self
-                .inner
-                .deadlines
-                .next()
+                .next_deadline()
                 .map(|at| (at - self.inner.clock.now()).to_std().unwrap_or_default())
                 .unwrap_or(std::time::Duration::from_secs(3600));
             // Biased, upkeep before the deadlines: a round cut short leaves deadlines due, and a

@@ -55,6 +55,7 @@
 
 mod apply;
 mod builder;
+mod chores;
 mod engine;
 mod error;
 mod event;

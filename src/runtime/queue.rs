@@ -1,20 +1,17 @@
 //! `ifDeploymentInProgress: enqueueOne`: the deployment waiting for the running one of its
 //! application, started once that one has finished.
 
+use super::chores::Work;
 use super::engine::{Engine, Queued, lock};
 use super::error::RuntimeError;
 use crate::store::StoreError;
 
 impl Engine {
     /// Starts the deployment queued for `application` once none of it runs. While the store
-    /// fails, it is kept queued and tried again until shutdown: nothing else would start it.
+    /// fails, it is kept queued and tried again by the engine's clock until shutdown
+    /// ([`Work::HandOff`]): nothing else would start it.
     pub(crate) async fn hand_off(&self, application: String) {
-        self.until_done("start the queued deployment", || async {
-            self.try_hand_off(&application, Wait::ForStarts)
-                .await
-                .map(drop)
-        })
-        .await;
+        self.attempt(Work::HandOff { application }).await;
     }
 
     /// Starts each deployment queued here whose application no longer runs, and returns how
@@ -57,7 +54,11 @@ impl Engine {
 
     /// One attempt of [`Engine::hand_off`]: whether it launched the queued deployment; `Err`
     /// only for a failure worth trying again, with the deployment queued again.
-    async fn try_hand_off(&self, application: &str, wait: Wait) -> Result<bool, RuntimeError> {
+    pub(crate) async fn try_hand_off(
+        &self,
+        application: &str,
+        wait: Wait,
+    ) -> Result<bool, RuntimeError> {
         // Under the start lock, like `start`'s check, so a deployment queued meanwhile is not
         // missed and two never launch together.
         let _serial = match wait {
@@ -125,7 +126,7 @@ impl Engine {
 
 /// Whether a hand-off waits for starts under way to finish.
 #[derive(Clone, Copy)]
-enum Wait {
+pub(crate) enum Wait {
     ForStarts,
     No,
 }

@@ -78,14 +78,16 @@ assert_eq!(engine.view(&third.id).await?.status, DeploymentStatus::Succeeded);
 )]
 //!
 //! A store write that fails ([`FaultyStore::fail_saves`]) is answered to the sender of a
-//! callback or decision. One that was a deadline's, or recorded a call's or step's result, is
-//! tried again by the engine's clock: the deployment keeps the result, and its deadline a
-//! second later (or its next input) records it; after each further failure in a row the wait
-//! doubles, up to 8 s. Move the clock to `Engine::next_deadline`
-//! and fire what is due; no sleep or paused time is needed. Only the start of a queued
-//! deployment (`enqueueOne`), once the one before it finished, and the cancel of one replaced
-//! in the queue are still tried again on Tokio's timer (from 100 ms, doubling to 5 s): a test
-//! of those with failing writes runs on Tokio's paused time.
+//! callback or decision. Every other failed write is tried again by the engine's clock, a
+//! second later and, after each further failure in a row, twice as long, up to 8 s:
+//! - one that was a deadline's;
+//! - one that recorded a call's or step's result: the deployment keeps the result, and its
+//!   deadline (or its next input) records it;
+//! - the start of a deployment queued behind one that finished (`enqueueOne`), and the cancel
+//!   of one replaced in the queue ([`FaultyStore::fail_creates`] and the like).
+//!
+//! Move the clock to `Engine::next_deadline` and fire what is due; no sleep or paused time is
+//! needed.
 //!
 //! [`Deployment`]: crate::core::Deployment
 

@@ -48,9 +48,9 @@ use crate::store::{
 /// `Engine::builder(..).shared_store(Arc::new(FaultyStore::new(..)))` (see the
 /// [module](super) for a whole test). How many saves an input makes is the engine's own
 /// affair: a callback makes one, and a deploy step it opens, answered at once, a second. A
-/// failed write of a deadline's, or of a call's or step's result, is tried again by the
-/// engine's own clock, a second later and longer after further failures; see the
-/// [module](super) for the others.
+/// failed write of a deadline's, of a call's or step's result, or of a queued deployment's
+/// start or cancel, is tried again by the engine's own clock, a second later and longer after
+/// further failures; see the [module](super).
 #[derive(Debug, Default)]
 pub struct FaultyStore<S = MemoryStore> {
     inner: S,

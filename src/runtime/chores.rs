@@ -1,0 +1,203 @@
+//! Work the engine owes that no deployment in memory carries: starting the deployment queued
+//! behind one that finished, and canceling one replaced in the queue where it may be stored.
+//! Nothing else would do either, so a failure is tried again; by the engine's clock, as a
+//! deployment's failed write is, so that the scheduler's rounds, or a test's calls of
+//! [`Engine::fire_due`] on a manual clock, drive these retries too.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+
+use super::engine::{Engine, Withdrawn, retry_wait};
+use super::error::RuntimeError;
+use super::queue::Wait;
+use crate::core::{DeploymentId, later};
+
+/// Work owed, and how many times in a row it failed.
+#[derive(Debug)]
+pub(crate) struct Chore {
+    pub(crate) work: Work,
+    failures: u8,
+}
+
+/// What a [`Chore`] does.
+#[derive(Debug)]
+pub(crate) enum Work {
+    /// Start the deployment queued for `application`, if one still is.
+    HandOff { application: String },
+    /// Cancel `id`, taken out of the queue, where it is stored all the same.
+    Cancel {
+        id: DeploymentId,
+        by: String,
+        withdrawn: Withdrawn,
+    },
+}
+
+/// The chores waiting for their time, by the engine's clock.
+#[derive(Debug, Default)]
+pub(crate) struct Chores {
+    table: Mutex<Table>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    /// Ordered by time, then by when the chore was added.
+    by_time: BTreeMap<(DateTime<Utc>, u64), Chore>,
+    next_seq: u64,
+}
+
+impl Chores {
+    /// Adds `chore`, due `at`; whether it is now the earliest. A hand-off of an application
+    /// that already has one waiting is not added twice: either starts whatever is queued then.
+    fn add(&self, chore: Chore, at: DateTime<Utc>) -> bool {
+        let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Work::HandOff { application } = &chore.work {
+            let waiting = t.by_time.values().any(
+                |other| matches!(&other.work, Work::HandOff { application: a } if a == application),
+            );
+            if waiting {
+                return false;
+            }
+        }
+        let earliest = t
+            .by_time
+            .first_key_value()
+            .is_none_or(|(first, _)| at < first.0);
+        let key = (at, t.next_seq);
+        t.next_seq += 1;
+        t.by_time.insert(key, chore);
+        earliest
+    }
+
+    /// The earliest chore's time, if any.
+    pub(crate) fn next(&self) -> Option<DateTime<Utc>> {
+        let t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        t.by_time.first_key_value().map(|((at, _), _)| *at)
+    }
+
+    /// Takes out the earliest chore due at or before `now`.
+    fn take_due(&self, now: DateTime<Utc>) -> Option<Chore> {
+        let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        if t.by_time.first_key_value()?.0.0 > now {
+            return None;
+        }
+        t.by_time.pop_first().map(|(_, chore)| chore)
+    }
+
+    /// How many chores wait.
+    pub(crate) fn len(&self) -> usize {
+        self.table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_time
+            .len()
+    }
+}
+
+impl Engine {
+    /// Does `work` now; if it fails, the engine owes it, and tries it again by its clock a
+    /// second from now.
+    pub(crate) async fn attempt(&self, work: Work) {
+        self.do_chore(Chore { work, failures: 0 }).await;
+    }
+
+    /// Arms `chore` again after one more failure: a second later, twice as long after each
+    /// further failure in a row, up to eight seconds, as a deployment's failed writes.
+    fn try_again(&self, mut chore: Chore) {
+        chore.failures = chore.failures.saturating_add(1);
+        let at = later(self.inner.clock.now(), retry_wait(chore.failures));
+        if self.inner.chores.add(chore, at) {
+            self.inner.deadlines.changed.notify_one();
+        }
+    }
+
+    /// Does every chore due by the engine's clock, until `budget` of real time has passed
+    /// (measured from `started`); returns how many it did. Each is carried to its end if the
+    /// caller stops waiting: taken out of the table, it would otherwise be lost.
+    pub(crate) async fn do_due_chores(
+        &self,
+        started: std::time::Instant,
+        budget: Option<std::time::Duration>,
+    ) -> usize {
+        let mut done = 0;
+        while budget.is_none_or(|budget| started.elapsed() <= budget) {
+            let Ok(in_flight) = self.in_flight() else {
+                break;
+            };
+            let Some(chore) = self.inner.chores.take_due(self.inner.clock.now()) else {
+                break;
+            };
+            let engine = self.clone();
+            self.detached(in_flight, async move { engine.do_chore(chore).await })
+                .await;
+            done += 1;
+        }
+        done
+    }
+
+    /// One attempt at `chore`; a failure arms it again.
+    async fn do_chore(&self, chore: Chore) {
+        let done = match &chore.work {
+            Work::HandOff { application } => self
+                .try_hand_off(application, Wait::ForStarts)
+                .await
+                .map(drop),
+            Work::Cancel { id, by, withdrawn } => self.cancel_withdrawn(id, by, withdrawn).await,
+        };
+        match done {
+            Ok(()) | Err(RuntimeError::ShuttingDown) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, chore = ?chore.work, "could not do owed work; trying again later by the engine's clock");
+                self.try_again(chore);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn t(seconds: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(seconds, 0).unwrap()
+    }
+
+    fn hand_off(application: &str) -> Chore {
+        Chore {
+            work: Work::HandOff {
+                application: application.to_owned(),
+            },
+            failures: 1,
+        }
+    }
+
+    #[test]
+    fn chores_come_out_in_time_order_and_only_when_due() {
+        let c = Chores::default();
+        assert!(c.add(hand_off("b"), t(20)));
+        assert!(c.add(hand_off("a"), t(10)), "earlier than b's");
+        assert!(!c.add(hand_off("c"), t(30)));
+        assert_eq!(c.next(), Some(t(10)));
+        assert!(c.take_due(t(9)).is_none(), "none due yet");
+        let due: Vec<String> = std::iter::from_fn(|| c.take_due(t(25)))
+            .map(|chore| match chore.work {
+                Work::HandOff { application } => application,
+                Work::Cancel { .. } => unreachable!("only hand-offs were added"),
+            })
+            .collect();
+        assert_eq!(due, ["a", "b"]);
+        assert_eq!(c.len(), 1, "c's is still to come");
+    }
+
+    #[test]
+    fn an_application_has_one_hand_off_waiting_at_most() {
+        let c = Chores::default();
+        c.add(hand_off("a"), t(10));
+        assert!(!c.add(hand_off("a"), t(5)), "not added");
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.next(), Some(t(10)), "the first keeps its time");
+    }
+}
