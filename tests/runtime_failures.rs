@@ -474,6 +474,45 @@ async fn a_queued_deployment_whose_start_fails_is_started_once_the_store_works()
     assert_eq!(s.engine.live_deployments(), 1, "started here");
 }
 
+/// A retry of a queued deployment's start that meets another start under way does not wait
+/// for it (a start may wait on a slow store, and the scheduler's round, with its lease upkeep,
+/// would wait too): it is armed again a second later, not counted as a failure.
+#[tokio::test]
+async fn a_queued_start_retried_while_another_start_is_under_way_comes_back_a_second_later() {
+    use std::pin::pin;
+
+    let s = setup();
+    let (_, queued) = s.queue_one_behind_another().await;
+    s.store.fail_creates(1);
+    s.clock.advance(TimeDelta::minutes(2));
+    s.engine.fire_due().await;
+    until(
+        || s.engine.armed_deadlines() == 2,
+        "the start is owed, and the create looked for",
+    )
+    .await;
+
+    s.store.slow_creates(true);
+    let other = PAUSE.replace("application: pause", "application: other");
+    let mut start = pin!(s.engine.start(&other, BTreeMap::new()));
+    assert!(
+        futures_util::poll!(start.as_mut()).is_pending(),
+        "another start holds the start lock, waiting for its create"
+    );
+    s.clock.advance(TimeDelta::seconds(1));
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.engine.fire_due())
+        .await
+        .expect("the round does not wait for the start");
+    let next = s.clock.now() + TimeDelta::seconds(1);
+    assert_eq!(s.engine.next_deadline(), Some(next), "a second, not two");
+    assert!(s.store.inner().load(&queued).await.unwrap().is_none());
+
+    start.await.expect("the other one starts");
+    s.clock.set(next);
+    s.engine.fire_due().await;
+    assert_eq!(s.stored(&queued).await.status, DeploymentStatus::Running);
+}
+
 /// A round of deadlines stopped part way (the scheduler's future dropped while a write waits)
 /// leaves the deadlines it had not fired yet in the table, the one it was firing included: the
 /// next round fires them.

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::engine::{Engine, Withdrawn, retry_wait};
 use super::error::RuntimeError;
-use super::queue::Wait;
+use super::queue::{HandOff, Wait};
 use crate::core::{DeploymentId, later};
 
 /// Work owed, and how many times in a row it failed.
@@ -99,7 +99,8 @@ impl Engine {
     /// Does `work` now; if it fails, the engine owes it, and tries it again by its clock a
     /// second from now.
     pub(crate) async fn attempt(&self, work: Work) {
-        self.do_chore(Chore { work, failures: 0 }).await;
+        self.do_chore(Chore { work, failures: 0 }, Wait::ForStarts)
+            .await;
     }
 
     /// Arms `chore` again after one more failure: a second later, twice as long after each
@@ -107,6 +108,11 @@ impl Engine {
     fn try_again(&self, mut chore: Chore) {
         chore.failures = chore.failures.saturating_add(1);
         let at = later(self.inner.clock.now(), retry_wait(chore.failures));
+        self.arm(chore, at);
+    }
+
+    /// Adds `chore`, due `at`, waking the scheduler if it is now the earliest.
+    fn arm(&self, chore: Chore, at: DateTime<Utc>) {
         if self.inner.chores.add(chore, at) {
             self.inner.deadlines.changed.notify_one();
         }
@@ -129,20 +135,30 @@ impl Engine {
                 break;
             };
             let engine = self.clone();
-            self.detached(in_flight, async move { engine.do_chore(chore).await })
-                .await;
+            self.detached(
+                in_flight,
+                async move { engine.do_chore(chore, Wait::No).await },
+            )
+            .await;
             done += 1;
         }
         done
     }
 
-    /// One attempt at `chore`; a failure arms it again.
-    async fn do_chore(&self, chore: Chore) {
+    /// One attempt at `chore`; a failure arms it again. A hand-off that finds a start under
+    /// way waits for it, or if `wait` says not to, is armed again as it was: the scheduler's
+    /// rounds do not wait, since a start may wait on a slow store, and the round's lease
+    /// upkeep would wait with it.
+    async fn do_chore(&self, chore: Chore, wait: Wait) {
         let done = match &chore.work {
-            Work::HandOff { application } => self
-                .try_hand_off(application, Wait::ForStarts)
-                .await
-                .map(drop),
+            Work::HandOff { application } => match self.try_hand_off(application, wait).await {
+                Ok(HandOff::StartUnderWay) => {
+                    let at = later(self.inner.clock.now(), retry_wait(chore.failures));
+                    self.arm(chore, at);
+                    return;
+                }
+                handed_off => handed_off.map(drop),
+            },
             Work::Cancel { id, by, withdrawn } => self.cancel_withdrawn(id, by, withdrawn).await,
         };
         match done {

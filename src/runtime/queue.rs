@@ -32,7 +32,7 @@ impl Engine {
             let app = application.clone();
             let hand_off = async move { engine.try_hand_off(&app, Wait::No).await };
             match self.detached(in_flight, hand_off).await {
-                Ok(launched) => started += usize::from(launched),
+                Ok(handed_off) => started += usize::from(handed_off == HandOff::Launched),
                 Err(e) => {
                     tracing::warn!(%application, error = %e, "could not start the queued deployment; trying again next round");
                 }
@@ -44,35 +44,39 @@ impl Engine {
     /// Resumes a queued deployment that an earlier hand-off stored although its answer was
     /// lost: starting it again cannot succeed, and nothing else drives it before a restart.
     /// A store failure queues it again, to be tried again.
-    async fn resume_stored(&self, application: &str, next: Queued) -> Result<bool, RuntimeError> {
+    async fn resume_stored(
+        &self,
+        application: &str,
+        next: Queued,
+    ) -> Result<HandOff, RuntimeError> {
         tracing::warn!(deployment = %next.id, "the queued deployment is stored already; resuming it");
         match self.entry(&next.id, true).await {
-            Ok(_) => Ok(true),
+            Ok(_) => Ok(HandOff::Launched),
             Err(e) => self.failed(application, next, e, "could not be resumed"),
         }
     }
 
-    /// One attempt of [`Engine::hand_off`]: whether it launched the queued deployment; `Err`
-    /// only for a failure worth trying again, with the deployment queued again.
+    /// One attempt of [`Engine::hand_off`]; `Err` only for a failure worth trying again, with
+    /// the deployment queued again.
     pub(crate) async fn try_hand_off(
         &self,
         application: &str,
         wait: Wait,
-    ) -> Result<bool, RuntimeError> {
+    ) -> Result<HandOff, RuntimeError> {
         // Under the start lock, like `start`'s check, so a deployment queued meanwhile is not
         // missed and two never launch together.
         let _serial = match wait {
             Wait::ForStarts => self.inner.start_lock.lock().await,
             Wait::No => match self.inner.start_lock.try_lock() {
                 Ok(serial) => serial,
-                Err(_) => return Ok(false),
+                Err(_) => return Ok(HandOff::StartUnderWay),
             },
         };
         if self.inner.shutdown.is_cancelled() {
-            return Ok(false);
+            return Ok(HandOff::NotLaunched);
         }
         let Some(next) = lock(&self.inner.queued).remove(application) else {
-            return Ok(false);
+            return Ok(HandOff::NotLaunched);
         };
         // No look for a running deployment first: the create is exclusive (a queue exists only
         // where deployments of an application do not run side by side), and the store answers
@@ -81,14 +85,14 @@ impl Engine {
             // Another one runs (started elsewhere): this one waits for it to finish.
             Err(RuntimeError::Store(StoreError::ApplicationBusy { .. })) => {
                 self.requeue(application, next);
-                Ok(false)
+                Ok(HandOff::NotLaunched)
             }
             // Stored by an earlier attempt whose answer was lost: it is not waiting for itself.
             Err(RuntimeError::Store(StoreError::AlreadyExists { .. })) => {
                 self.resume_stored(application, next).await
             }
             Err(e) => self.failed(application, next, e, "cannot start"),
-            Ok(()) => Ok(true),
+            Ok(()) => Ok(HandOff::Launched),
         }
     }
 
@@ -100,7 +104,7 @@ impl Engine {
         next: Queued,
         e: RuntimeError,
         it: &str,
-    ) -> Result<bool, RuntimeError> {
+    ) -> Result<HandOff, RuntimeError> {
         if matches!(e, RuntimeError::Store(_)) {
             self.requeue(
                 application,
@@ -112,7 +116,7 @@ impl Engine {
             return Err(e);
         }
         tracing::error!(deployment = %next.id, error = %e, "the queued deployment {it}");
-        Ok(false)
+        Ok(HandOff::NotLaunched)
     }
 
     /// Puts `next` back in the queue of `application`. (The start lock, held meanwhile, kept
@@ -122,6 +126,18 @@ impl Engine {
             .entry(application.to_owned())
             .or_insert(next);
     }
+}
+
+/// How an attempt at a hand-off went, short of a failure to try again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandOff {
+    /// The queued deployment was launched, or resumed where an earlier attempt stored it.
+    Launched,
+    /// Nothing was queued, another deployment of the application runs, or the queued one
+    /// cannot start at all.
+    NotLaunched,
+    /// A start held the start lock, and the attempt did not wait for it ([`Wait::No`]).
+    StartUnderWay,
 }
 
 /// Whether a hand-off waits for starts under way to finish.
