@@ -249,7 +249,8 @@ webhooks:
 "#;
 
 /// A deployment whose resumption at recovery failed is resumed when it is next needed: the call
-/// that was in flight when the engine stopped is sent again.
+/// that was in flight when the engine stopped is sent again. While its write keeps failing, it
+/// is tried again at waits that double, up to 8 s.
 #[tokio::test]
 async fn a_deployment_whose_resumption_failed_is_resumed_when_next_needed() {
     let s = setup();
@@ -277,20 +278,20 @@ async fn a_deployment_whose_resumption_failed_is_resumed_when_next_needed() {
     assert_eq!(second.count(), 0, "nothing was sent while its write failed");
     assert_eq!(restarted.live_deployments(), 0);
 
+    // Tried again a second later, then twice as long after each further failure in a row.
     s.store.fail_saves(0, 3);
-    for _ in 0..3 {
+    for wait in [1, 2, 4, 8] {
+        s.clock.advance(TimeDelta::seconds(wait - 1));
+        assert_eq!(restarted.fire_due().await, 0, "not tried before {wait} s");
+        assert_eq!(second.count(), 0);
         s.clock.advance(TimeDelta::seconds(1));
-        assert_eq!(restarted.fire_due().await, 1, "tried again once a second");
+        assert_eq!(restarted.fire_due().await, 1, "tried again {wait} s later");
         assert_eq!(
             restarted.armed_deadlines(),
             1,
-            "each failed try leaves one deadline"
+            "each try leaves one deadline"
         );
     }
-    assert_eq!(second.count(), 0);
-
-    s.clock.advance(TimeDelta::seconds(1));
-    restarted.fire_due().await;
     assert_eq!(
         second.count(),
         1,

@@ -7,6 +7,7 @@ use tokio_util::task::TaskTracker;
 
 use super::chores::Chores;
 use super::engine::{Engine, Inner};
+use super::failed_loads::FailedLoads;
 use super::host::Host;
 use super::launches::Launches;
 use super::recoveries::Recoveries;
@@ -171,6 +172,7 @@ impl EngineBuilder {
                 start_lock: Arc::new(AsyncMutex::new(())),
                 deadlines: Deadlines::default(),
                 chores: Chores::default(),
+                failed_loads: FailedLoads::default(),
                 unsure_creates: UnsureCreates::default(),
                 launches: Launches::default(),
                 recoveries: Recoveries::default(),

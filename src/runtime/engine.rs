@@ -10,6 +10,7 @@ use super::apply::{Ready, restore};
 use super::chores::{Chores, Work};
 use super::error::RuntimeError;
 use super::event::EngineEvent;
+use super::failed_loads::FailedLoads;
 use super::host::Host;
 use super::launches::Launches;
 use super::recoveries::Recoveries;
@@ -90,6 +91,8 @@ pub(crate) struct Inner {
     pub(crate) deadlines: Deadlines,
     /// Work owed that no deployment in memory carries, tried again by the engine's clock.
     pub(crate) chores: Chores,
+    /// Deployments not in memory whose deadline could not be fired, tried again later.
+    pub(crate) failed_loads: FailedLoads,
     /// Deployments whose create failed and may have been stored all the same (see
     /// [`Engine::look_for_create`]).
     pub(crate) unsure_creates: UnsureCreates,
@@ -571,8 +574,8 @@ impl Engine {
     /// gate), and outbound calls and host steps that were in flight are asked for again (with
     /// the same idempotency keys and operation ids). Deployments that cannot be resumed are
     /// left as they are and listed in [`Recovered::not_resumed`]; one whose write fails is
-    /// tried again a second later by a single engine, and by a replica at its next lease
-    /// upkeep. Once [`Engine::shutdown`] has begun, it stops with
+    /// tried again a second later by a single engine (then 2, 4 and at most 8 s after each
+    /// further failure in a row), and by a replica at its next lease upkeep. Once [`Engine::shutdown`] has begun, it stops with
     /// [`RuntimeError::ShuttingDown`] and resumes nothing more.
     ///
     /// A replica ([`EngineBuilder::replica`](super::EngineBuilder::replica)) resumes only the
@@ -695,8 +698,8 @@ impl Engine {
                 // rounds try again on their own.
                 Err(e @ RuntimeError::Store(_)) => {
                     if self.replica().is_none() {
-                        tracing::error!(deployment = %id, error = %e, "could not resume a deployment; trying again in a second");
-                        self.retry_soon(&Arc::new(id));
+                        let wait = self.retry_soon(&Arc::new(id.clone()));
+                        tracing::error!(deployment = %id, error = %e, "could not resume a deployment; trying again in {wait:?}");
                     } else {
                         tracing::error!(deployment = %id, error = %e, "could not resume a deployment; trying again at the next lease upkeep");
                     }
@@ -785,12 +788,12 @@ impl Engine {
             }
             // Not stored: it never starts (a recorded cancel cancels it if it is found).
             Err(RuntimeError::UnknownDeployment(_)) => {}
-            // Kept, and tried again by the deadline that fires a second from now: the
+            // Kept, and tried again by the deadline that fires a second or more from now: the
             // deployment may be in memory here, resumed before the cancel was recorded, with
             // nothing else due for a day.
             Err(e) if withdrawn.recorded => {
-                tracing::warn!(deployment = %id, error = %e, "could not store a cancel taken while the deployment's create was looked for; the cancel is kept and tried again in a second");
-                self.retry_soon(&Arc::new(id.clone()));
+                let wait = self.retry_soon(&Arc::new(id.clone()));
+                tracing::warn!(deployment = %id, error = %e, "could not store a cancel taken while the deployment's create was looked for; the cancel is kept and tried again in {wait:?}");
             }
             // Out of the queue, and perhaps running: a retry of the cancel finds it stored, or
             // nowhere if it never was.
@@ -1011,6 +1014,7 @@ impl Engine {
             let applied = self.apply(&id, |d, now| d.handle_timeout(now)).await;
             round.fired();
             let Err(e) = applied else {
+                self.inner.failed_loads.forget(&id);
                 // Found, if it was a create looked for: resumed here (which ends the looks
                 // itself), finished already, or driven by another replica.
                 self.inner.unsure_creates.remove(&id);
@@ -1029,6 +1033,7 @@ impl Engine {
             // A create that may still be stored is looked for again later, whether this look
             // found nothing or failed.
             if self.missed_create(&id) {
+                self.inner.failed_loads.forget(&id);
                 if matches!(e, RuntimeError::UnknownDeployment(_)) {
                     tracing::debug!(deployment = %id, "a create that may have been stored is not found yet");
                 } else {
@@ -1037,24 +1042,33 @@ impl Engine {
                 continue;
             }
             if matches!(e, RuntimeError::UnknownDeployment(_)) {
+                self.inner.failed_loads.forget(&id);
                 tracing::debug!(deployment = %id, "a deadline of a deployment not stored");
                 continue;
             }
-            // A deployment in memory was armed again when its write failed; one that could not
-            // be loaded is tried again here, a second later rather than at once, so a failing
-            // store is not hammered in a tight loop.
-            if !lock(&self.inner.live).contains_key(&*id) {
-                self.retry_soon(&id);
+            // A deployment in memory counts its own failures, and was armed again when its
+            // write failed.
+            if lock(&self.inner.live).contains_key(&*id) {
+                self.inner.failed_loads.forget(&id);
+                tracing::warn!(deployment = %id, error = %e, "could not fire a deadline; trying again by its own deadline");
+                continue;
             }
-            tracing::warn!(deployment = %id, error = %e, "could not fire a deadline; trying again in a second");
+            let wait = self.retry_soon(&id);
+            tracing::warn!(deployment = %id, error = %e, "could not fire a deadline; trying again in {wait:?}");
         }
         fired
     }
 
-    /// Fires `id` again a moment from now: a deployment not in memory, whose write failed.
-    pub(crate) fn retry_soon(&self, id: &Arc<DeploymentId>) {
-        let retry = later(self.inner.clock.now(), RETRY_AFTER_FAILURE);
-        self.inner.deadlines.add(id, retry);
+    /// Fires `id` again a moment from now: a deployment not in memory, whose load, resumption
+    /// or write failed. A second from now, and twice as long after each further failure in a
+    /// row, up to [`MAX_RETRY_AFTER_FAILURE`], so a failing store is neither hammered in a tight
+    /// loop nor, through an outage, asked for it every second. Returns the wait.
+    pub(crate) fn retry_soon(&self, id: &Arc<DeploymentId>) -> std::time::Duration {
+        let wait = retry_wait(self.inner.failed_loads.failed(id));
+        self.inner
+            .deadlines
+            .add(id, later(self.inner.clock.now(), wait));
+        wait
     }
 
     /// Looks for `id`, whose create failed and may have been stored all the same, a second from
@@ -1064,7 +1078,8 @@ impl Engine {
     /// resumed, and its events published then.
     fn look_for_create(&self, id: &Arc<DeploymentId>) {
         if self.inner.unsure_creates.insert(id) {
-            self.retry_soon(id);
+            let look = later(self.inner.clock.now(), look_wait(0));
+            self.inner.deadlines.add(id, look);
         }
     }
 

@@ -59,6 +59,7 @@ mod chores;
 mod engine;
 mod error;
 mod event;
+mod failed_loads;
 mod gates;
 mod host;
 mod launches;
