@@ -58,20 +58,29 @@ impl Setup {
         (first, queued.id)
     }
 
+    /// Queues a deployment behind another, sets the store's `fault`, and ends the first: the
+    /// queued one's start fails, is owed, and its create is looked for. Returns it.
+    async fn hand_off_failing(&self, fault: impl FnOnce(&FaultyStore)) -> DeploymentId {
+        let (_, queued) = self.queue_one_behind_another().await;
+        fault(&self.store);
+        self.clock.advance(TimeDelta::minutes(2));
+        self.engine.fire_due().await;
+        until(
+            || self.engine.armed_deadlines() == 2,
+            "the start is owed, and the create looked for",
+        )
+        .await;
+        queued
+    }
+
     /// A deployment queued behind another, stored and running while still queued: its launch's
     /// create, answered with a failure, is stored once the look that follows has found nothing;
     /// the hand-off queues it again and tries again a second later and then two seconds after
     /// that, failing both times, while the second look finds it stored and resumes it.
     async fn found_stored_while_queued(&self) -> DeploymentId {
-        let (_, queued) = self.queue_one_behind_another().await;
-        self.store.store_creates_late(1, 1);
-        self.clock.advance(TimeDelta::minutes(2));
-        self.engine.fire_due().await;
-        until(
-            || self.engine.armed_deadlines() == 2,
-            "the create is looked for, and its start owed",
-        )
-        .await;
+        let queued = self
+            .hand_off_failing(|store| store.store_creates_late(1, 1))
+            .await;
         self.store.fail_creates(2);
         for wait in [1, 2] {
             let next = self.clock.now() + TimeDelta::seconds(wait);
@@ -450,16 +459,7 @@ async fn a_deployment_looked_up_while_its_start_is_under_way_is_left_to_the_star
 #[tokio::test]
 async fn a_queued_deployment_whose_start_fails_is_started_once_the_store_works() {
     let s = setup();
-    let (_, queued) = s.queue_one_behind_another().await;
-    s.store.fail_creates(2);
-
-    s.clock.advance(TimeDelta::minutes(2));
-    s.engine.fire_due().await;
-    until(
-        || s.engine.armed_deadlines() == 2,
-        "the start is owed, and the create looked for",
-    )
-    .await;
+    let queued = s.hand_off_failing(|store| store.fail_creates(2)).await;
     // By the engine's clock: a second after the first failure, two after the second.
     for wait in [1, 2] {
         let next = s.clock.now() + TimeDelta::seconds(wait);
@@ -483,16 +483,7 @@ async fn a_queued_start_retried_while_another_start_is_under_way_comes_back_a_se
     use std::pin::pin;
 
     let s = setup();
-    let (_, queued) = s.queue_one_behind_another().await;
-    s.store.fail_creates(1);
-    s.clock.advance(TimeDelta::minutes(2));
-    s.engine.fire_due().await;
-    until(
-        || s.engine.armed_deadlines() == 2,
-        "the start is owed, and the create looked for",
-    )
-    .await;
-
+    let queued = s.hand_off_failing(|store| store.fail_creates(1)).await;
     s.store.slow_creates(true);
     let other = PAUSE.replace("application: pause", "application: other");
     let mut start = pin!(s.engine.start(&other, BTreeMap::new()));
@@ -688,17 +679,12 @@ async fn a_save_that_failed_unstored_is_still_a_failure_after_the_look() {
 #[tokio::test]
 async fn a_queued_deployment_stored_by_a_lost_create_is_resumed_not_queued_behind_itself() {
     let s = setup();
-    let (_, queued) = s.queue_one_behind_another().await;
-    s.store.lose_create_answers(1);
-    s.store.fail_loads(1);
-
-    s.clock.advance(TimeDelta::minutes(2));
-    s.engine.fire_due().await;
-    until(
-        || s.engine.armed_deadlines() == 2,
-        "the start is owed, and the create looked for",
-    )
-    .await;
+    let queued = s
+        .hand_off_failing(|store| {
+            store.lose_create_answers(1);
+            store.fail_loads(1);
+        })
+        .await;
 
     s.clock.advance(TimeDelta::seconds(1));
     s.engine.fire_due().await;
