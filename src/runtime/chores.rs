@@ -48,16 +48,21 @@ struct Table {
 }
 
 impl Chores {
-    /// Adds `chore`, due `at`; whether it is now the earliest. A hand-off of an application
-    /// that already has one waiting is not added twice: either starts whatever is queued then.
+    /// Adds `chore`, due `at`; whether it is now the earliest. An application has one
+    /// hand-off waiting at most, since either starts whatever is queued then: the one due
+    /// sooner is kept, with its count of failures.
     fn add(&self, chore: Chore, at: DateTime<Utc>) -> bool {
         let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         if let Work::HandOff { application } = &chore.work {
-            let waiting = t.by_time.values().any(
-                |other| matches!(&other.work, Work::HandOff { application: a } if a == application),
-            );
-            if waiting {
-                return false;
+            let waiting = t.by_time.iter().find_map(|(key, other)| {
+                matches!(&other.work, Work::HandOff { application: a } if a == application)
+                    .then_some(*key)
+            });
+            if let Some(key) = waiting {
+                if key.0 <= at {
+                    return false;
+                }
+                t.by_time.remove(&key);
             }
         }
         let earliest = t
@@ -146,17 +151,12 @@ impl Engine {
     }
 
     /// One attempt at `chore`; a failure arms it again. A hand-off that finds a start under
-    /// way waits for it, or if `wait` says not to, is armed again as it was: the scheduler's
-    /// rounds do not wait, since a start may wait on a slow store, and the round's lease
-    /// upkeep would wait with it.
+    /// way waits for it, or if `wait` says not to, waits for it in a task (see
+    /// [`Engine::hand_off_in_turn`]).
     async fn do_chore(&self, chore: Chore, wait: Wait) {
         let done = match &chore.work {
             Work::HandOff { application } => match self.try_hand_off(application, wait).await {
-                Ok(HandOff::StartUnderWay) => {
-                    let at = later(self.inner.clock.now(), retry_wait(chore.failures));
-                    self.arm(chore, at);
-                    return;
-                }
+                Ok(HandOff::StartUnderWay) => return self.hand_off_in_turn(chore),
                 handed_off => handed_off.map(drop),
             },
             Work::Cancel { id, by, withdrawn } => self.cancel_withdrawn(id, by, withdrawn).await,
@@ -168,6 +168,17 @@ impl Engine {
                 self.try_again(chore);
             }
         }
+    }
+
+    /// Waits for the start lock in a task, in turn with the starts, and then hands off. The
+    /// scheduler's round does not wait there: a start may wait on a slow store, and the round's
+    /// lease upkeep would wait with it. Nor does it only try the lock again later: a steady run
+    /// of starts could then put the queued deployment off for good.
+    fn hand_off_in_turn(&self, chore: Chore) {
+        let engine = self.clone();
+        self.inner
+            .tasks
+            .spawn(async move { engine.do_chore(chore, Wait::ForStarts).await });
     }
 }
 
@@ -209,11 +220,14 @@ mod tests {
     }
 
     #[test]
-    fn an_application_has_one_hand_off_waiting_at_most() {
+    fn an_application_has_one_hand_off_waiting_the_one_due_sooner() {
         let c = Chores::default();
         c.add(hand_off("a"), t(10));
-        assert!(!c.add(hand_off("a"), t(5)), "not added");
-        assert_eq!(c.len(), 1);
-        assert_eq!(c.next(), Some(t(10)), "the first keeps its time");
+        assert!(!c.add(hand_off("a"), t(20)), "a later one is not added");
+        assert_eq!((c.len(), c.next()), (1, Some(t(10))));
+        assert!(c.add(hand_off("a"), t(5)), "a sooner one takes its place");
+        assert_eq!((c.len(), c.next()), (1, Some(t(5))));
+        c.add(hand_off("b"), t(1));
+        assert_eq!(c.len(), 2, "another application's is its own");
     }
 }

@@ -985,14 +985,16 @@ impl Engine {
     }
 
     /// Fires every deadline that is due by the engine's clock; returns how many deployments
-    /// were visited, and how many retries of work the engine owes were made. The scheduler
+    /// were visited, and how many retries of work the engine owes it took up. The scheduler
     /// ([`Engine::run_scheduler`]) calls this; tests on a manual clock call it directly. A
     /// deployment whose write failed is visited a second later (then 2, 4 and at most 8 s after
     /// each further failure in a row): a deadline's write is made again, and so is one
     /// recording the results of calls and steps, which the deployment kept (a callback's or
     /// decision's failure was answered to its sender). The start of a deployment queued
     /// behind one that finished (`enqueueOne`), and the cancel of one replaced in the queue
-    /// that may be stored, are tried again the same way when the store fails them.
+    /// that may be stored, are tried again the same way when the store fails them. (A retried
+    /// start that finds another start under way waits for it in a task rather than hold up
+    /// the round.)
     pub async fn fire_due(&self) -> usize {
         self.fire_due_for(None).await
     }

@@ -87,7 +87,9 @@ assert_eq!(engine.view(&third.id).await?.status, DeploymentStatus::Succeeded);
 //!   of one replaced in the queue ([`FaultyStore::fail_creates`] and the like).
 //!
 //! Move the clock to `Engine::next_deadline` and fire what is due; no sleep or paused time is
-//! needed.
+//! needed. The first attempt at a queued deployment's start, once the one before it
+//! finished, runs in a task of the engine's, as does the cancel of one replaced in the queue:
+//! let it run (yield, or wait for what it does) before moving the clock.
 //!
 //! [`Deployment`]: crate::core::Deployment
 
