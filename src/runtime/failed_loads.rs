@@ -5,6 +5,7 @@
 //! ([`Live::failed_writes`](super::engine::Live::failed_writes)).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::engine::lock;
@@ -16,6 +17,9 @@ pub(crate) struct FailedLoads {
     /// Only those whose last try failed: each has a deadline armed, whose firing either
     /// counts it again or forgets it.
     failures: Mutex<HashMap<Arc<DeploymentId>, u8, IdHasher>>,
+    /// How many there are, read without the lock by every deadline fired, which almost always
+    /// finds none.
+    counted: AtomicUsize,
 }
 
 impl FailedLoads {
@@ -24,16 +28,19 @@ impl FailedLoads {
         let mut failures = lock(&self.failures);
         let count = failures.entry(Arc::clone(id)).or_default();
         *count = count.saturating_add(1);
-        *count
+        let count = *count;
+        self.counted.store(failures.len(), Ordering::Release);
+        count
     }
 
     /// Forgets the failures of `id`: its deadline fired, or it is in memory.
     pub(crate) fn forget(&self, id: &DeploymentId) {
-        let mut failures = lock(&self.failures);
-        // Most deadlines belong to deployments that never failed: no need to look then.
-        if !failures.is_empty() {
-            failures.remove(id);
+        if self.counted.load(Ordering::Acquire) == 0 {
+            return;
         }
+        let mut failures = lock(&self.failures);
+        failures.remove(id);
+        self.counted.store(failures.len(), Ordering::Release);
     }
 
     /// How many deployments have failures counted.
