@@ -507,6 +507,48 @@ async fn a_queued_start_retried_while_another_start_is_under_way_waits_for_it_in
     assert_eq!(s.stored(&queued).await.status, DeploymentStatus::Running);
 }
 
+/// A queued deployment whose start panics in the store (a `Store` implementation's bug) is
+/// kept queued and tried again, as after a failed create that may have been stored; the
+/// scheduler's round goes on.
+#[tokio::test]
+async fn a_queued_start_that_panics_in_the_store_is_tried_again() {
+    let s = setup();
+    let queued = s.hand_off_failing(|store| store.fail_creates(1)).await;
+    s.store.panic_creates(1);
+    let next = s.clock.now() + TimeDelta::seconds(1);
+    s.clock.set(next);
+    s.engine.fire_due().await;
+    assert!(s.store.inner().load(&queued).await.unwrap().is_none());
+
+    let next = s.clock.now() + TimeDelta::seconds(2);
+    assert_eq!(
+        s.engine.next_deadline(),
+        Some(next),
+        "the second failure's wait"
+    );
+    s.clock.set(next);
+    s.engine.fire_due().await;
+    assert_eq!(s.stored(&queued).await.status, DeploymentStatus::Running);
+}
+
+/// A deadline whose firing panics (here the store's load, a `Store` implementation's bug) is
+/// fired again a second later rather than end the scheduler's round and every one after it.
+#[tokio::test]
+async fn a_deadline_whose_firing_panics_is_fired_again_a_second_later() {
+    let s = setup();
+    s.store.lose_create_answers(1);
+    s.store.fail_loads(1);
+    assert!(s.engine.start(PAUSE, BTreeMap::new()).await.is_err());
+    s.store.panic_loads(1);
+
+    s.clock.advance(TimeDelta::seconds(1));
+    assert_eq!(s.engine.fire_due().await, 1, "the look, which panicked");
+    assert_eq!(s.engine.live_deployments(), 0);
+    s.clock.advance(TimeDelta::seconds(1));
+    s.engine.fire_due().await;
+    assert_eq!(s.engine.live_deployments(), 1, "found and resumed");
+}
+
 /// A round of deadlines stopped part way (the scheduler's future dropped while a write waits)
 /// leaves the deadlines it had not fired yet in the table, the one it was firing included: the
 /// next round fires them.

@@ -5,9 +5,11 @@
 //! [`Engine::fire_due`] on a manual clock, drive these retries too.
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 
 use super::engine::{Engine, Withdrawn, retry_wait};
 use super::error::RuntimeError;
@@ -140,11 +142,15 @@ impl Engine {
                 break;
             };
             let engine = self.clone();
-            self.detached(
-                in_flight,
-                async move { engine.do_chore(chore, Wait::No).await },
-            )
-            .await;
+            let chore = async move {
+                // Unwound, a panic (a bug) would end the scheduler's round and every one after
+                // it; it ends this chore, as it ended the task that did it before.
+                let attempt = AssertUnwindSafe(engine.do_chore(chore, Wait::No));
+                if attempt.catch_unwind().await.is_err() {
+                    tracing::error!("work the engine owed panicked; it is dropped");
+                }
+            };
+            self.detached(in_flight, chore).await;
             done += 1;
         }
         done

@@ -1,7 +1,9 @@
 use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -994,7 +996,8 @@ impl Engine {
     /// behind one that finished (`enqueueOne`), and the cancel of one replaced in the queue
     /// that may be stored, are tried again the same way when the store fails them. (A retried
     /// start that finds another start under way waits for it in a task rather than hold up
-    /// the round.)
+    /// the round.) A deadline whose firing panics is fired again a second later (longer while
+    /// it keeps failing), with the deployment read again from the store.
     pub async fn fire_due(&self) -> usize {
         self.fire_due_for(None).await
     }
@@ -1013,8 +1016,14 @@ impl Engine {
                 break;
             }
             fired += 1;
-            let applied = self.apply(&id, |d, now| d.handle_timeout(now)).await;
+            let applied = AssertUnwindSafe(self.apply(&id, |d, now| d.handle_timeout(now)))
+                .catch_unwind()
+                .await;
             round.fired();
+            let Ok(applied) = applied else {
+                self.panicked_firing(&id).await;
+                continue;
+            };
             let Err(e) = applied else {
                 self.inner.failed_loads.forget(&id);
                 // Found, if it was a create looked for: resumed here (which ends the looks
@@ -1059,6 +1068,23 @@ impl Engine {
             tracing::warn!(deployment = %id, error = %e, "could not fire a deadline; trying again in {wait:?}");
         }
         fired
+    }
+
+    /// After firing the deadline of `id` panicked (a bug, in a `Store` implementation or the
+    /// engine): its copy in memory, which the panic may have left half changed, is let go, and
+    /// it is read again from the store a second from now (longer while it keeps failing), as
+    /// after a write that panicked ([`Engine::panicked_in_commit`]). The scheduler's round goes
+    /// on: unwound, the panic would end it and every one after it.
+    async fn panicked_firing(&self, id: &Arc<DeploymentId>) {
+        tracing::error!(deployment = %id, "firing a deadline panicked; reading the deployment again from the store");
+        let entry = lock(&self.inner.live).get(&**id).cloned();
+        if let Some(entry) = entry {
+            let mut live = entry.lock().await;
+            if live.owned {
+                self.unregister(&mut live);
+            }
+        }
+        self.retry_soon(id);
     }
 
     /// Fires `id` again a moment from now: a deployment not in memory, whose load, resumption
@@ -1132,14 +1158,16 @@ impl Engine {
     }
 
     /// How many deadlines are pending in the scheduler: one for each deployment waiting on
-    /// one, and more while writes or looks are retried (a deployment whose write failed may
-    /// have two).
+    /// one, and more while writes, looks or work the engine owes (a queued deployment's start,
+    /// a replaced one's cancel) are retried (a deployment whose write failed may have two).
     pub fn armed_deadlines(&self) -> usize {
         self.inner.deadlines.len() + self.inner.chores.len()
     }
 
     /// Runs the scheduler until [`Engine::shutdown`]: one loop sleeps until the earliest
     /// deadline of all deployments (or until an earlier one appears) and fires what is due.
+    /// A deadline whose firing panics (a `Store` implementation's bug) does not end it: the
+    /// deployment is read again from the store a second later ([`Engine::fire_due`]).
     ///
     /// A replica's loop also keeps its leases ([`Engine::maintain_leases`], every third of the
     /// lease time) and takes up at once the changes other replicas make to the deployments it

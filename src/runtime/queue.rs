@@ -1,6 +1,10 @@
 //! `ifDeploymentInProgress: enqueueOne`: the deployment waiting for the running one of its
 //! application, started once that one has finished.
 
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
+
 use super::chores::Work;
 use super::engine::{Engine, Queued, lock};
 use super::error::RuntimeError;
@@ -81,7 +85,19 @@ impl Engine {
         // No look for a running deployment first: the create is exclusive (a queue exists only
         // where deployments of an application do not run side by side), and the store answers
         // it in the same step as the write.
-        match self.launch(&next).await {
+        // A panic (a `Store` implementation's bug) is taken for a failed create that may have
+        // been stored: unwound, it would lose the queued deployment, and end the scheduler's
+        // round and every one after it.
+        let launched = AssertUnwindSafe(self.launch(&next))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Backend {
+                    source: format!("starting deployment {} panicked", next.id).into(),
+                }
+                .into())
+            });
+        match launched {
             // Another one runs (started elsewhere): this one waits for it to finish.
             Err(RuntimeError::Store(StoreError::ApplicationBusy { .. })) => {
                 self.requeue(application, next);

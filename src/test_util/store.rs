@@ -33,7 +33,9 @@ use crate::store::{
 ///   ([`late_renew_answers`](Self::late_renew_answers),
 ///   [`late_list_answers`](Self::late_list_answers),
 ///   [`late_create_answers`](Self::late_create_answers));
-/// - saves panic, as a `Store` implementation's bug may ([`panic_saves`](Self::panic_saves)).
+/// - saves, creates and loads panic, as a `Store` implementation's bug may
+///   ([`panic_saves`](Self::panic_saves), [`panic_creates`](Self::panic_creates),
+///   [`panic_loads`](Self::panic_loads)).
 ///
 /// ```
 /// use hookgate::store::MemoryStore;
@@ -68,6 +70,10 @@ pub struct FaultyStore<S = MemoryStore> {
     lost_save: AtomicUsize,
     /// Saves to panic in, before writing.
     panic_save: AtomicUsize,
+    /// Creates to panic in, before writing.
+    panic_create: AtomicUsize,
+    /// Loads to panic in.
+    panic_load: AtomicUsize,
     /// Saves to store, write over once more and then answer with a failure.
     buried_save: AtomicUsize,
     /// Creates to store and then answer with a failure.
@@ -127,6 +133,8 @@ impl<S: Store> FaultyStore<S> {
             fail_create: AtomicUsize::new(0),
             lost_save: AtomicUsize::new(0),
             panic_save: AtomicUsize::new(0),
+            panic_create: AtomicUsize::new(0),
+            panic_load: AtomicUsize::new(0),
             buried_save: AtomicUsize::new(0),
             lost_create: AtomicUsize::new(0),
             fail_load: AtomicUsize::new(0),
@@ -178,6 +186,17 @@ impl<S: Store> FaultyStore<S> {
     /// would.
     pub fn panic_saves(&self, n: usize) {
         self.panic_save.store(n, Ordering::SeqCst);
+    }
+
+    /// Panics in each of the next `n` creates, before writing anything, as a store with a bug
+    /// would.
+    pub fn panic_creates(&self, n: usize) {
+        self.panic_create.store(n, Ordering::SeqCst);
+    }
+
+    /// Panics in each of the next `n` loads, as a store with a bug would.
+    pub fn panic_loads(&self, n: usize) {
+        self.panic_load.store(n, Ordering::SeqCst);
     }
 
     /// Stores each of the next `n` saves, then stores the same state over it once more, as
@@ -313,6 +332,9 @@ impl<S: Store> Store for FaultyStore<S> {
         if take(&self.fail_create) {
             return Err(injected());
         }
+        if take(&self.panic_create) {
+            panic!("a panic injected by FaultyStore");
+        }
         if take(&self.late_create) {
             let loads = self.late_create_loads.load(Ordering::SeqCst);
             locked(&self.pending_creates).push(LateCreate {
@@ -379,6 +401,9 @@ impl<S: Store> Store for FaultyStore<S> {
     async fn load(&self, id: &DeploymentId) -> Result<Option<StoredDeployment>, StoreError> {
         if take(&self.fail_load) {
             return Err(injected());
+        }
+        if take(&self.panic_load) {
+            panic!("a panic injected by FaultyStore");
         }
         let loaded = self.inner.load(id).await;
         let late: Vec<LateSave> = locked(&self.pending_saves)
