@@ -532,21 +532,41 @@ async fn a_queued_start_that_panics_in_the_store_is_tried_again() {
 }
 
 /// A deadline whose firing panics (here the store's load, a `Store` implementation's bug) is
-/// fired again a second later rather than end the scheduler's round and every one after it.
+/// fired again a second later rather than end the scheduler's round and every one after it:
+/// the deadlines after it in the round are fired too.
 #[tokio::test]
 async fn a_deadline_whose_firing_panics_is_fired_again_a_second_later() {
     let s = setup();
     s.store.lose_create_answers(1);
     s.store.fail_loads(1);
     assert!(s.engine.start(PAUSE, BTreeMap::new()).await.is_err());
+    let other = PAUSE.replace("application: pause", "application: other");
+    let other = s.engine.start(&other, BTreeMap::new()).await.unwrap().id;
     s.store.panic_loads(1);
 
+    // The look for the first (due in a second) panics; the other's pause ends after it.
+    s.clock.advance(TimeDelta::minutes(1));
+    assert_eq!(
+        s.engine.fire_due().await,
+        2,
+        "the look, and the other's pause"
+    );
+    assert_eq!(s.stored(&other).await.status, DeploymentStatus::Succeeded);
+    let first = s.store.inner().list_unfinished().await.unwrap().deployments;
+    let [first] = &first[..] else {
+        panic!("the first is stored, unfinished: {first:?}")
+    };
     s.clock.advance(TimeDelta::seconds(1));
-    assert_eq!(s.engine.fire_due().await, 1, "the look, which panicked");
-    assert_eq!(s.engine.live_deployments(), 0);
-    s.clock.advance(TimeDelta::seconds(1));
-    s.engine.fire_due().await;
-    assert_eq!(s.engine.live_deployments(), 1, "found and resumed");
+    assert_eq!(
+        s.engine.fire_due().await,
+        1,
+        "looked at again a second later"
+    );
+    assert_eq!(
+        s.stored(&first.id).await.status,
+        DeploymentStatus::Succeeded,
+        "found, resumed, and its pause, over by then, ended"
+    );
 }
 
 /// A round of deadlines stopped part way (the scheduler's future dropped while a write waits)

@@ -17,7 +17,7 @@ use super::host::Host;
 use super::launches::Launches;
 use super::recoveries::Recoveries;
 use super::replica::{Renewals, Replica};
-use super::scheduler::{Deadlines, Slot};
+use super::scheduler::{Deadlines, DueRound, Slot};
 use super::unsure_creates::UnsureCreates;
 use super::view::DeploymentView;
 use crate::clock::Clock;
@@ -1011,19 +1011,36 @@ impl Engine {
         // Owed work first: few, and a backlog of deadlines after an outage cannot hold it up.
         let mut fired = self.do_due_chores(started, budget).await;
         let mut round = self.inner.deadlines.take_due(self.inner.clock.now());
+        // Caught around the round rather than each deadline's firing, which would put a layer
+        // around every firing: after a panic, the round goes on from the deadline after the one
+        // that panicked.
+        loop {
+            let firing = self.fire_round(&mut round, started, budget, &mut fired);
+            if AssertUnwindSafe(firing).catch_unwind().await.is_ok() {
+                return fired;
+            }
+            if let Some(id) = round.take_current() {
+                self.panicked_firing(&id).await;
+            }
+        }
+    }
+
+    /// Fires the deadlines of `round`, counting each in `fired`, until none is left or `budget`
+    /// has passed since `started`.
+    async fn fire_round(
+        &self,
+        round: &mut DueRound<'_>,
+        started: std::time::Instant,
+        budget: Option<std::time::Duration>,
+        fired: &mut usize,
+    ) {
         while let Some(id) = round.next() {
             if budget.is_some_and(|budget| started.elapsed() > budget) {
                 break;
             }
-            fired += 1;
-            let applied = AssertUnwindSafe(self.apply(&id, |d, now| d.handle_timeout(now)))
-                .catch_unwind()
-                .await;
+            *fired += 1;
+            let applied = self.apply(&id, |d, now| d.handle_timeout(now)).await;
             round.fired();
-            let Ok(applied) = applied else {
-                self.panicked_firing(&id).await;
-                continue;
-            };
             let Err(e) = applied else {
                 self.inner.failed_loads.forget(&id);
                 // Found, if it was a create looked for: resumed here (which ends the looks
@@ -1067,7 +1084,6 @@ impl Engine {
             let wait = self.retry_soon(&id);
             tracing::warn!(deployment = %id, error = %e, "could not fire a deadline; trying again in {wait:?}");
         }
-        fired
     }
 
     /// After firing the deadline of `id` panicked (a bug, in a `Store` implementation or the
@@ -1075,6 +1091,9 @@ impl Engine {
     /// it is read again from the store a second from now (longer while it keeps failing), as
     /// after a write that panicked ([`Engine::panicked_in_commit`]). The scheduler's round goes
     /// on: unwound, the panic would end it and every one after it.
+    // Out of line, so that the firing loop's inlining is what it was without this path.
+    #[cold]
+    #[inline(never)]
     async fn panicked_firing(&self, id: &Arc<DeploymentId>) {
         tracing::error!(deployment = %id, "firing a deadline panicked; reading the deployment again from the store");
         let entry = lock(&self.inner.live).get(&**id).cloned();

@@ -140,6 +140,12 @@ impl DueRound<'_> {
         Some(id)
     }
 
+    /// The one handed out last and not yet [`fired`](Self::fired), which is then no longer
+    /// put back: for a caller whose firing of it panicked, to deal with it.
+    pub(crate) fn take_current(&mut self) -> Option<Arc<DeploymentId>> {
+        self.current.take()
+    }
+
     /// The one handed out last was fired (or firing it failed, and was dealt with): it is no
     /// longer put back. One put back after all, because the round was dropped while its input
     /// was being stored, fires once more and finds nothing due.
