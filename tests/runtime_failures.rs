@@ -507,9 +507,33 @@ async fn a_queued_start_retried_while_another_start_is_under_way_waits_for_it_in
     assert_eq!(s.stored(&queued).await.status, DeploymentStatus::Running);
 }
 
+/// A deployment whose writes keep panicking (a `Store` implementation's bug) is read again
+/// and tried at waits that double up to 8 s, one retry at a time: the panic reaches both the
+/// write and the deadline's firing, and each arming a retry doubled them at every round.
+#[tokio::test]
+async fn a_deployment_whose_writes_keep_panicking_is_tried_again_one_retry_at_a_time() {
+    let s = setup();
+    s.start_pause().await;
+    s.store.panic_saves(usize::MAX);
+    s.clock.advance(TimeDelta::minutes(2));
+    assert_eq!(
+        s.engine.fire_due().await,
+        1,
+        "the pause's end, whose write panics"
+    );
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        assert_eq!(s.engine.armed_deadlines(), 1, "one retry: {waits:?}");
+        let next = s.engine.next_deadline().expect("a retry");
+        waits.push((next - s.clock.now()).num_seconds());
+        s.clock.set(next);
+        assert_eq!(s.engine.fire_due().await, 1);
+    }
+    assert_eq!(waits, [1, 2, 4, 8, 8, 8]);
+}
+
 /// A queued deployment whose start panics in the store (a `Store` implementation's bug) is
-/// kept queued and tried again, as after a failed create that may have been stored; the
-/// scheduler's round goes on.
+/// kept queued and tried again, as after a failed create that may have been stored.
 #[tokio::test]
 async fn a_queued_start_that_panics_in_the_store_is_tried_again() {
     let s = setup();

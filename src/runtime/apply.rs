@@ -225,6 +225,7 @@ impl Engine {
         Detached {
             work: Some(Box::pin(work)),
             in_flight,
+            polling: false,
         }
     }
 
@@ -845,17 +846,23 @@ pub(crate) enum Target<'a> {
 pub(crate) struct Detached<T: Send + 'static> {
     work: Option<Pin<Box<dyn Future<Output = T> + Send>>>,
     in_flight: TaskTrackerToken,
+    /// Set while `work` is polled: still set when it is dropped, the work panicked.
+    polling: bool,
 }
 
 impl<T: Send + 'static> Future for Detached<T> {
     type Output = T;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let Some(work) = self.work.as_mut() else {
+        let this = &mut *self;
+        let Some(work) = this.work.as_mut() else {
             return Poll::Pending;
         };
-        let done = std::task::ready!(work.as_mut().poll(cx));
-        self.work = None;
+        this.polling = true;
+        let polled = work.as_mut().poll(cx);
+        this.polling = false;
+        let done = std::task::ready!(polled);
+        this.work = None;
         Poll::Ready(done)
     }
 }
@@ -865,6 +872,10 @@ impl<T: Send + 'static> Drop for Detached<T> {
         let Some(work) = self.work.take() else {
             return;
         };
+        // Dropped as a panic in it unwinds: polled again, it would only panic once more.
+        if self.polling {
+            return;
+        }
         let Ok(runtime) = Handle::try_current() else {
             tracing::error!(
                 "work that has to end (an input's write, a resumption) was dropped outside a \

@@ -250,6 +250,19 @@ pub(crate) fn retry_wait(failed: u8) -> std::time::Duration {
     (RETRY_AFTER_FAILURE * (1 << doublings)).min(MAX_RETRY_AFTER_FAILURE)
 }
 
+/// How long until a deployment not in memory is tried again ([`Engine::retry_soon`]), for a
+/// log: unknown when a retry was armed already.
+pub(crate) struct RetryIn(Option<std::time::Duration>);
+
+impl std::fmt::Display for RetryIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(wait) => write!(f, "in {wait:?}"),
+            None => f.write_str("when the retry armed already fires"),
+        }
+    }
+}
+
 /// A deployment waiting for another one of its application (`enqueueOne`), or about to start.
 pub(crate) struct Queued {
     pub(crate) id: DeploymentId,
@@ -701,7 +714,7 @@ impl Engine {
                 Err(e @ RuntimeError::Store(_)) => {
                     if self.replica().is_none() {
                         let wait = self.retry_soon(&Arc::new(id.clone()));
-                        tracing::error!(deployment = %id, error = %e, "could not resume a deployment; trying again in {wait:?}");
+                        tracing::error!(deployment = %id, error = %e, "could not resume a deployment; trying again {wait}");
                     } else {
                         tracing::error!(deployment = %id, error = %e, "could not resume a deployment; trying again at the next lease upkeep");
                     }
@@ -795,7 +808,7 @@ impl Engine {
             // nothing else due for a day.
             Err(e) if withdrawn.recorded => {
                 let wait = self.retry_soon(&Arc::new(id.clone()));
-                tracing::warn!(deployment = %id, error = %e, "could not store a cancel taken while the deployment's create was looked for; the cancel is kept and tried again in {wait:?}");
+                tracing::warn!(deployment = %id, error = %e, "could not store a cancel taken while the deployment's create was looked for; the cancel is kept and tried again {wait}");
             }
             // Out of the queue, and perhaps running: a retry of the cancel finds it stored, or
             // nowhere if it never was.
@@ -1039,6 +1052,7 @@ impl Engine {
                 break;
             }
             *fired += 1;
+            self.inner.failed_loads.firing(&id);
             let applied = self.apply(&id, |d, now| d.handle_timeout(now)).await;
             round.fired();
             let Err(e) = applied else {
@@ -1082,7 +1096,7 @@ impl Engine {
                 continue;
             }
             let wait = self.retry_soon(&id);
-            tracing::warn!(deployment = %id, error = %e, "could not fire a deadline; trying again in {wait:?}");
+            tracing::warn!(deployment = %id, error = %e, "could not fire a deadline; trying again {wait}");
         }
     }
 
@@ -1096,6 +1110,8 @@ impl Engine {
     #[inline(never)]
     async fn panicked_firing(&self, id: &Arc<DeploymentId>) {
         tracing::error!(deployment = %id, "firing a deadline panicked; reading the deployment again from the store");
+        // Armed first: the round, and this with it, may be dropped while waiting for the lock.
+        self.retry_soon(id);
         let entry = lock(&self.inner.live).get(&**id).cloned();
         if let Some(entry) = entry {
             let mut live = entry.lock().await;
@@ -1103,19 +1119,22 @@ impl Engine {
                 self.unregister(&mut live);
             }
         }
-        self.retry_soon(id);
     }
 
     /// Fires `id` again a moment from now: a deployment not in memory, whose load, resumption
     /// or write failed. A second from now, and twice as long after each further failure in a
     /// row, up to [`MAX_RETRY_AFTER_FAILURE`], so a failing store is neither hammered in a tight
-    /// loop nor, through an outage, asked for it every second. Returns the wait.
-    pub(crate) fn retry_soon(&self, id: &Arc<DeploymentId>) -> std::time::Duration {
-        let wait = retry_wait(self.inner.failed_loads.failed(id));
+    /// loop nor, through an outage, asked for it every second. One retry is armed at a time:
+    /// a failure that reaches two callers is counted once. Returns the wait, for the log.
+    pub(crate) fn retry_soon(&self, id: &Arc<DeploymentId>) -> RetryIn {
+        let Some(failures) = self.inner.failed_loads.retry(id) else {
+            return RetryIn(None);
+        };
+        let wait = retry_wait(failures);
         self.inner
             .deadlines
             .add(id, later(self.inner.clock.now(), wait));
-        wait
+        RetryIn(Some(wait))
     }
 
     /// Looks for `id`, whose create failed and may have been stored all the same, a second from
@@ -1185,8 +1204,10 @@ impl Engine {
 
     /// Runs the scheduler until [`Engine::shutdown`]: one loop sleeps until the earliest
     /// deadline of all deployments (or until an earlier one appears) and fires what is due.
-    /// A deadline whose firing panics (a `Store` implementation's bug) does not end it: the
-    /// deployment is read again from the store a second later ([`Engine::fire_due`]).
+    /// A panic (a `Store` implementation's bug, say) does not end it: a deadline whose firing
+    /// panics is fired again a second later with the deployment read again from the store
+    /// ([`Engine::fire_due`]), and a round of lease upkeep that panics is tried again at the
+    /// next.
     ///
     /// A replica's loop also keeps its leases ([`Engine::maintain_leases`], every third of the
     /// lease time) and takes up at once the changes other replicas make to the deployments it
@@ -1217,11 +1238,16 @@ impl Engine {
                 biased;
                 () = self.inner.shutdown.cancelled() => return,
                 _ = upkeep.tick(), if self.replica().is_some() => {
-                    match self.maintain_leases().await {
+                    // A panic (a bug) ends this round of upkeep, not the loop.
+                    let upkept = AssertUnwindSafe(self.maintain_leases()).catch_unwind().await;
+                    match upkept {
                         // Logged where it was found; the engine has shut down.
-                        Ok(_) | Err(RuntimeError::ReplicaNameTaken { .. }) => {}
-                        Err(e) => {
+                        Ok(Ok(_) | Err(RuntimeError::ReplicaNameTaken { .. })) => {}
+                        Ok(Err(e)) => {
                             tracing::warn!(error = %e, "could not keep the leases; trying again at the next round");
+                        }
+                        Err(_) => {
+                            tracing::error!("keeping the leases panicked; trying again at the next round");
                         }
                     }
                 }

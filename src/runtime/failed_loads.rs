@@ -14,23 +14,47 @@ use crate::ids::IdHasher;
 
 #[derive(Debug, Default)]
 pub(crate) struct FailedLoads {
-    /// Only those whose last try failed: each has a deadline armed, whose firing either
-    /// counts it again or forgets it.
-    failures: Mutex<HashMap<Arc<DeploymentId>, u8, IdHasher>>,
+    /// Only those whose last try failed: each has a retry armed, or is being fired, and the
+    /// firing either counts it again or forgets it.
+    failures: Mutex<HashMap<Arc<DeploymentId>, Failures, IdHasher>>,
     /// How many there are, read without the lock by every deadline fired, which almost always
     /// finds none.
     counted: AtomicUsize,
 }
 
+#[derive(Debug, Default)]
+struct Failures {
+    in_a_row: u8,
+    /// Whether a retry is armed and has not fired yet.
+    armed: bool,
+}
+
 impl FailedLoads {
-    /// Counts one more failure in a row of `id`, and returns how many there have been.
-    pub(crate) fn failed(&self, id: &Arc<DeploymentId>) -> u8 {
+    /// Counts one more failure in a row of `id` and returns how many there have been, for a
+    /// retry to be armed; `None` if one is armed already. One failure can reach more than one
+    /// caller (a write that panicked while a deadline fired is the write's and the firing's),
+    /// and each arming its own retry would double them at every round.
+    pub(crate) fn retry(&self, id: &Arc<DeploymentId>) -> Option<u8> {
         let mut failures = lock(&self.failures);
-        let count = failures.entry(Arc::clone(id)).or_default();
-        *count = count.saturating_add(1);
-        let count = *count;
+        let failed = failures.entry(Arc::clone(id)).or_default();
+        if failed.armed {
+            return None;
+        }
+        failed.armed = true;
+        failed.in_a_row = failed.in_a_row.saturating_add(1);
+        let in_a_row = failed.in_a_row;
         self.counted.store(failures.len(), Ordering::Release);
-        count
+        Some(in_a_row)
+    }
+
+    /// Notes that a deadline of `id` is being fired: a failure of it may arm a retry again.
+    pub(crate) fn firing(&self, id: &DeploymentId) {
+        if self.counted.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        if let Some(failed) = lock(&self.failures).get_mut(id) {
+            failed.armed = false;
+        }
     }
 
     /// Forgets the failures of `id`: its deadline fired, or it is in memory.
@@ -55,13 +79,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn failures_in_a_row_are_counted_until_forgotten() {
+    fn failures_in_a_row_are_counted_once_per_firing_until_forgotten() {
         let loads = FailedLoads::default();
         let a: Arc<DeploymentId> = Arc::new("a".into());
-        assert_eq!(loads.failed(&a), 1);
-        assert_eq!(loads.failed(&a), 2);
+        assert_eq!(loads.retry(&a), Some(1));
+        assert_eq!(loads.retry(&a), None, "armed already: not counted again");
+        loads.firing(&a);
+        assert_eq!(loads.retry(&a), Some(2));
         loads.forget(&a);
         assert_eq!(loads.len(), 0);
-        assert_eq!(loads.failed(&a), 1, "counted afresh");
+        assert_eq!(loads.retry(&a), Some(1), "counted afresh");
     }
 }
