@@ -4,7 +4,6 @@
 //! deployment's failed write is, so that the scheduler's rounds, or a test's calls of
 //! [`Engine::fire_due`] on a manual clock, drive these retries too.
 
-use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Mutex, PoisonError};
 
@@ -14,6 +13,7 @@ use futures_util::FutureExt;
 use super::engine::{Engine, Withdrawn, retry_wait};
 use super::error::RuntimeError;
 use super::queue::{HandOff, Wait};
+use super::timetable::Timetable;
 use crate::core::{DeploymentId, later};
 
 /// Work owed, and how many times in a row it failed.
@@ -39,14 +39,7 @@ pub(crate) enum Work {
 /// The chores waiting for their time, by the engine's clock.
 #[derive(Debug, Default)]
 pub(crate) struct Chores {
-    table: Mutex<Table>,
-}
-
-#[derive(Debug, Default)]
-struct Table {
-    /// Ordered by time, then by when the chore was added.
-    by_time: BTreeMap<(DateTime<Utc>, u64), Chore>,
-    next_seq: u64,
+    table: Mutex<Timetable<Chore>>,
 }
 
 impl Chores {
@@ -56,40 +49,29 @@ impl Chores {
     fn add(&self, chore: Chore, at: DateTime<Utc>) -> bool {
         let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         if let Work::HandOff { application } = &chore.work {
-            let waiting = t.by_time.iter().find_map(|(key, other)| {
-                matches!(&other.work, Work::HandOff { application: a } if a == application)
-                    .then_some(*key)
-            });
-            if let Some(key) = waiting {
-                if key.0 <= at {
+            let waiting = t.find(
+                |other| matches!(&other.work, Work::HandOff { application: a } if a == application),
+            );
+            if let Some(place) = waiting {
+                if place.0 <= at {
                     return false;
                 }
-                t.by_time.remove(&key);
+                t.remove(&place);
             }
         }
-        let earliest = t
-            .by_time
-            .first_key_value()
-            .is_none_or(|(first, _)| at < first.0);
-        let key = (at, t.next_seq);
-        t.next_seq += 1;
-        t.by_time.insert(key, chore);
-        earliest
+        t.insert(at, chore).1
     }
 
     /// The earliest chore's time, if any.
     pub(crate) fn next(&self) -> Option<DateTime<Utc>> {
         let t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        t.by_time.first_key_value().map(|((at, _), _)| *at)
+        t.first_time()
     }
 
     /// Takes out the earliest chore due at or before `now`.
     fn take_due(&self, now: DateTime<Utc>) -> Option<Chore> {
         let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        if t.by_time.first_key_value()?.0.0 > now {
-            return None;
-        }
-        t.by_time.pop_first().map(|(_, chore)| chore)
+        t.pop_due(now)
     }
 
     /// How many chores wait.
@@ -97,7 +79,6 @@ impl Chores {
         self.table
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .by_time
             .len()
     }
 }
@@ -205,24 +186,6 @@ mod tests {
             },
             failures: 1,
         }
-    }
-
-    #[test]
-    fn chores_come_out_in_time_order_and_only_when_due() {
-        let c = Chores::default();
-        assert!(c.add(hand_off("b"), t(20)));
-        assert!(c.add(hand_off("a"), t(10)), "earlier than b's");
-        assert!(!c.add(hand_off("c"), t(30)));
-        assert_eq!(c.next(), Some(t(10)));
-        assert!(c.take_due(t(9)).is_none(), "none due yet");
-        let due: Vec<String> = std::iter::from_fn(|| c.take_due(t(25)))
-            .map(|chore| match chore.work {
-                Work::HandOff { application } => application,
-                Work::Cancel { .. } => unreachable!("only hand-offs were added"),
-            })
-            .collect();
-        assert_eq!(due, ["a", "b"]);
-        assert_eq!(c.len(), 1, "c's is still to come");
     }
 
     #[test]

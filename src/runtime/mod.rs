@@ -68,6 +68,7 @@ mod recoveries;
 mod replica;
 mod scheduler;
 mod spare;
+mod timetable;
 mod unsure_creates;
 mod view;
 

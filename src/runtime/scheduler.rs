@@ -1,17 +1,19 @@
 //! One table of deadlines for every deployment, so that waiting deployments cost an entry each,
 //! not a task or a timer each.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
+use super::timetable::{Place, Timetable};
 use crate::core::DeploymentId;
 
 #[derive(Debug, Default)]
 pub(crate) struct Deadlines {
-    table: Mutex<Table>,
+    /// The ids are the deployments' own, shared: moving a deadline then allocates and frees no
+    /// text.
+    table: Mutex<Timetable<Arc<DeploymentId>>>,
     /// Wakes the scheduler loop when an earlier deadline appears.
     pub(crate) changed: Notify,
 }
@@ -20,16 +22,7 @@ pub(crate) struct Deadlines {
 /// [`Deadlines::set`]), so that moving a deadline, which every input does, needs no look-up
 /// by id. A place is never used twice, so one taken out of the table when it came due is only
 /// stale, never another deployment's.
-pub(crate) type Slot = Option<(DateTime<Utc>, u64)>;
-
-#[derive(Debug, Default)]
-struct Table {
-    /// Ordered by time, then by when the deadline was set: integer keys, so that moving a
-    /// deadline compares and copies no ids. The ids are the deployments' own, shared: moving a
-    /// deadline then allocates and frees no text.
-    by_time: BTreeMap<(DateTime<Utc>, u64), Arc<DeploymentId>>,
-    next_seq: u64,
-}
+pub(crate) type Slot = Option<Place>;
 
 impl Deadlines {
     /// Records the next deadline of a deployment (`None`: it has none), in place of the one at
@@ -40,19 +33,13 @@ impl Deadlines {
         };
         let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(key) = slot.take() {
-            if key.0 == at && t.by_time.contains_key(&key) {
+            if key.0 == at && t.contains(&key) {
                 *slot = Some(key);
                 return;
             }
-            t.by_time.remove(&key);
+            t.remove(&key);
         }
-        let earliest = t
-            .by_time
-            .first_key_value()
-            .is_none_or(|(first, _)| at < first.0);
-        let key = (at, t.next_seq);
-        t.next_seq += 1;
-        t.by_time.insert(key, Arc::clone(id));
+        let (key, earliest) = t.insert(at, Arc::clone(id));
         *slot = Some(key);
         drop(t);
         if earliest {
@@ -72,14 +59,14 @@ impl Deadlines {
     pub(crate) fn clear(&self, slot: &mut Slot) {
         if let Some(key) = slot.take() {
             let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-            t.by_time.remove(&key);
+            t.remove(&key);
         }
     }
 
     /// The earliest deadline, if any.
     pub(crate) fn next(&self) -> Option<DateTime<Utc>> {
         let t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        t.by_time.first_key_value().map(|((at, _), _)| *at)
+        t.first_time()
     }
 
     /// Removes every deployment whose deadline is at or before `now` and returns them, earliest
@@ -89,17 +76,7 @@ impl Deadlines {
     /// for their deployments' next input, which for a callback's timeout may never come.
     pub(crate) fn take_due(&self, now: DateTime<Utc>) -> DueRound<'_> {
         let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut due = Vec::new();
-        while t
-            .by_time
-            .first_key_value()
-            .is_some_and(|((at, _), _)| *at <= now)
-        {
-            let Some((_, id)) = t.by_time.pop_first() else {
-                break;
-            };
-            due.push(id);
-        }
+        let due: Vec<_> = std::iter::from_fn(|| t.pop_due(now)).collect();
         DueRound {
             deadlines: self,
             due: due.into_iter(),
@@ -113,13 +90,12 @@ impl Deadlines {
         self.table
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .by_time
             .len()
     }
 
     /// [`Deadlines::len`], or `None` while the table is locked.
     pub(crate) fn try_len(&self) -> Option<usize> {
-        self.table.try_lock().ok().map(|table| table.by_time.len())
+        self.table.try_lock().ok().map(|table| table.len())
     }
 }
 
