@@ -1574,6 +1574,49 @@ mod tests {
         assert_eq!(live.version, row.version, "nothing was written");
     }
 
+    /// An input that panics part way through its change (a bug) leaves the deployment as it
+    /// was: the next input, here one that waited on the lock meanwhile, meets it unchanged,
+    /// not half changed and unstored.
+    #[tokio::test]
+    async fn an_input_that_panics_leaves_the_deployment_as_it_was() {
+        let store: Arc<DynStore> = Arc::new(crate::store::MemoryStore::new());
+        let engine = Engine::builder(dispatcher(), SimulatedHost)
+            .shared_store(Arc::clone(&store))
+            .build();
+        let source = "application: shop\ntargets:\n  prod: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}\n";
+        let id = engine.start(source, BTreeMap::new()).await.unwrap().id;
+        let entry = Arc::clone(&lock(&engine.inner.live)[&id]);
+        let held = entry.lock().await;
+        let panicking = tokio::spawn({
+            let (engine, id) = (engine.clone(), id.clone());
+            async move {
+                engine
+                    .apply(&id, |d, now| {
+                        d.handle_cancel(now, "someone").unwrap();
+                        panic!("a bug after the change began");
+                    })
+                    .await
+            }
+        });
+        let waiting = tokio::spawn({
+            let (engine, id) = (engine.clone(), id.clone());
+            async move { engine.apply(&id, |d, _| d.status()).await }
+        });
+        // Both wait on the lock, the panicking input first.
+        tokio::task::yield_now().await;
+        drop(held);
+        assert!(panicking.await.unwrap_err().is_panic());
+        let status = waiting.await.unwrap().unwrap();
+        assert_eq!(status, crate::core::DeploymentStatus::Running);
+        let row = store.load(&id).await.unwrap().expect("stored");
+        let live = entry.lock().await;
+        assert!(!live.gone, "still in memory");
+        assert!(
+            live.d
+                .same_state(&restore(live.d.plan().clone(), row.state).unwrap())
+        );
+    }
+
     /// A copy whose write panicked is dropped: the deployment this engine drives, registered
     /// under the same id, stays in memory with its callbacks.
     #[test]
