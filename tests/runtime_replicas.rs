@@ -1525,3 +1525,46 @@ webhooks:
     })
     .await;
 }
+
+/// A round of lease upkeep that panics (a `Store` implementation's bug) ends that round, not
+/// the scheduler's loop: the next round renews the leases, and the deployment stays driven
+/// here.
+#[tokio::test]
+async fn a_round_of_upkeep_that_panics_is_tried_again_at_the_next() {
+    use std::collections::BTreeMap;
+
+    use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
+    use hookgate::test_util::{FaultyStore, RecordingTransport};
+
+    let faulty = Arc::new(FaultyStore::new(MemoryStore::new()));
+    let external = RecordingTransport::new();
+    // Upkeep every 100 ms: a third of the lease.
+    let a = Engine::builder(
+        external.dispatcher("https://gates.example").unwrap(),
+        SimulatedHost,
+    )
+    .shared_store(faulty.clone())
+    .replica(ReplicaOptions::new("a").lease(std::time::Duration::from_millis(300)))
+    .build();
+    a.recover().await.unwrap();
+    a.start(ONE_GATE, BTreeMap::new()).await.unwrap();
+
+    faulty.panic_renews(1);
+    let renewed = faulty.renews();
+    let scheduler = tokio::spawn({
+        let a = a.clone();
+        async move { a.run_scheduler().await }
+    });
+    let wait = async {
+        while faulty.renews() < renewed + 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), wait)
+        .await
+        .expect("two rounds of upkeep after the one that panicked");
+    assert!(!scheduler.is_finished(), "the scheduler's loop goes on");
+    assert_eq!(a.live_deployments(), 1, "still driven here");
+    a.shutdown().await;
+    scheduler.await.expect("ended by shutdown, not a panic");
+}

@@ -33,9 +33,12 @@ use crate::store::{
 ///   ([`late_renew_answers`](Self::late_renew_answers),
 ///   [`late_list_answers`](Self::late_list_answers),
 ///   [`late_create_answers`](Self::late_create_answers));
-/// - saves, creates and loads panic, as a `Store` implementation's bug may
+/// - saves, creates, loads and lease renewals panic, as a `Store` implementation's bug may
 ///   ([`panic_saves`](Self::panic_saves), [`panic_creates`](Self::panic_creates),
-///   [`panic_loads`](Self::panic_loads)).
+///   [`panic_loads`](Self::panic_loads), [`panic_renews`](Self::panic_renews)).
+///
+/// It counts the lease renewals asked of it ([`renews`](Self::renews)), as it counts change
+/// watchers ([`watches`](Self::watches)).
 ///
 /// ```
 /// use hookgate::store::MemoryStore;
@@ -74,6 +77,10 @@ pub struct FaultyStore<S = MemoryStore> {
     panic_create: AtomicUsize,
     /// Loads to panic in.
     panic_load: AtomicUsize,
+    /// Lease renewals to panic in.
+    panic_renew: AtomicUsize,
+    /// Lease renewals asked for, those that panicked among them.
+    renews: AtomicUsize,
     /// Saves to store, write over once more and then answer with a failure.
     buried_save: AtomicUsize,
     /// Creates to store and then answer with a failure.
@@ -135,6 +142,8 @@ impl<S: Store> FaultyStore<S> {
             panic_save: AtomicUsize::new(0),
             panic_create: AtomicUsize::new(0),
             panic_load: AtomicUsize::new(0),
+            panic_renew: AtomicUsize::new(0),
+            renews: AtomicUsize::new(0),
             buried_save: AtomicUsize::new(0),
             lost_create: AtomicUsize::new(0),
             fail_load: AtomicUsize::new(0),
@@ -197,6 +206,18 @@ impl<S: Store> FaultyStore<S> {
     /// Panics in each of the next `n` loads, as a store with a bug would.
     pub fn panic_loads(&self, n: usize) {
         self.panic_load.store(n, Ordering::SeqCst);
+    }
+
+    /// Panics in each of the next `n` lease renewals ([`Store::renew`]), before reading the
+    /// leases, as a store with a bug would.
+    pub fn panic_renews(&self, n: usize) {
+        self.panic_renew.store(n, Ordering::SeqCst);
+    }
+
+    /// How many lease renewals ([`Store::renew`]) were asked of it, those that panicked among
+    /// them.
+    pub fn renews(&self) -> usize {
+        self.renews.load(Ordering::SeqCst)
     }
 
     /// Stores each of the next `n` saves, then stores the same state over it once more, as
@@ -468,6 +489,10 @@ impl<S: Store> Store for FaultyStore<S> {
     }
 
     async fn renew(&self, lease: &Lease) -> Result<Vec<(DeploymentId, u64)>, StoreError> {
+        self.renews.fetch_add(1, Ordering::SeqCst);
+        if take(&self.panic_renew) {
+            panic!("a panic injected by FaultyStore");
+        }
         if self.slow_renew.load(Ordering::SeqCst) {
             YieldOnce(false).await;
         }
