@@ -767,6 +767,16 @@ async fn hour_lease_replica(
     faulty: &Arc<hookgate::test_util::FaultyStore>,
     external: &hookgate::test_util::RecordingTransport,
 ) -> hookgate::runtime::Engine {
+    recovered_replica(faulty, external, std::time::Duration::from_secs(3600)).await
+}
+
+/// Replica "a" over `faulty`, with leases of `lease`, its calls answered by `external`,
+/// recovered.
+async fn recovered_replica(
+    faulty: &Arc<hookgate::test_util::FaultyStore>,
+    external: &hookgate::test_util::RecordingTransport,
+    lease: std::time::Duration,
+) -> hookgate::runtime::Engine {
     use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
 
     let a = Engine::builder(
@@ -774,7 +784,7 @@ async fn hour_lease_replica(
         SimulatedHost,
     )
     .shared_store(faulty.clone())
-    .replica(ReplicaOptions::new("a").lease(std::time::Duration::from_secs(3600)))
+    .replica(ReplicaOptions::new("a").lease(lease))
     .build();
     a.recover().await.unwrap();
     a
@@ -1533,20 +1543,12 @@ webhooks:
 async fn a_round_of_upkeep_that_panics_is_tried_again_at_the_next() {
     use std::collections::BTreeMap;
 
-    use hookgate::runtime::{Engine, ReplicaOptions, SimulatedHost};
     use hookgate::test_util::{FaultyStore, RecordingTransport};
 
     let faulty = Arc::new(FaultyStore::new(MemoryStore::new()));
     let external = RecordingTransport::new();
     // Upkeep every 100 ms: a third of the lease.
-    let a = Engine::builder(
-        external.dispatcher("https://gates.example").unwrap(),
-        SimulatedHost,
-    )
-    .shared_store(faulty.clone())
-    .replica(ReplicaOptions::new("a").lease(std::time::Duration::from_millis(300)))
-    .build();
-    a.recover().await.unwrap();
+    let a = recovered_replica(&faulty, &external, std::time::Duration::from_millis(300)).await;
     a.start(ONE_GATE, BTreeMap::new()).await.unwrap();
 
     faulty.panic_renews(1);

@@ -1553,16 +1553,23 @@ mod tests {
         assert!(entry.try_lock().is_ok());
     }
 
-    /// An input that changes nothing leaves the deployment sharing its state with the memory
-    /// store's row, as before the input, not holding the copy the input made of it.
-    #[tokio::test]
-    async fn an_input_that_changes_nothing_shares_the_rows_state_again() {
+    /// An engine over a memory store the test keeps, with one deployment started, paused
+    /// until approved.
+    async fn paused() -> (Arc<DynStore>, Engine, DeploymentId) {
         let store: Arc<DynStore> = Arc::new(crate::store::MemoryStore::new());
         let engine = Engine::builder(dispatcher(), SimulatedHost)
             .shared_store(Arc::clone(&store))
             .build();
         let source = "application: shop\ntargets:\n  prod: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}\n";
         let id = engine.start(source, BTreeMap::new()).await.unwrap().id;
+        (store, engine, id)
+    }
+
+    /// An input that changes nothing leaves the deployment sharing its state with the memory
+    /// store's row, as before the input, not holding the copy the input made of it.
+    #[tokio::test]
+    async fn an_input_that_changes_nothing_shares_the_rows_state_again() {
+        let (store, engine, id) = paused().await;
         // A state this thread kept, which the input copies the shared state over.
         spare::give_back(live("spare").d);
 
@@ -1579,12 +1586,7 @@ mod tests {
     /// not half changed and unstored.
     #[tokio::test]
     async fn an_input_that_panics_leaves_the_deployment_as_it_was() {
-        let store: Arc<DynStore> = Arc::new(crate::store::MemoryStore::new());
-        let engine = Engine::builder(dispatcher(), SimulatedHost)
-            .shared_store(Arc::clone(&store))
-            .build();
-        let source = "application: shop\ntargets:\n  prod: {constraints: {beforeDeployment: [pause: {untilApproved: true}]}}\n";
-        let id = engine.start(source, BTreeMap::new()).await.unwrap().id;
+        let (store, engine, id) = paused().await;
         let entry = Arc::clone(&lock(&engine.inner.live)[&id]);
         let held = entry.lock().await;
         let panicking = tokio::spawn({
