@@ -1537,8 +1537,7 @@ webhooks:
 }
 
 /// A round of lease upkeep that panics (a `Store` implementation's bug) ends that round, not
-/// the scheduler's loop: the next round renews the leases, and the deployment stays driven
-/// here.
+/// the scheduler's loop: the rounds after it renew the leases.
 #[tokio::test]
 async fn a_round_of_upkeep_that_panics_is_tried_again_at_the_next() {
     use std::collections::BTreeMap;
@@ -1566,7 +1565,6 @@ async fn a_round_of_upkeep_that_panics_is_tried_again_at_the_next() {
         .await
         .expect("two rounds of upkeep after the one that panicked");
     assert!(!scheduler.is_finished(), "the scheduler's loop goes on");
-    assert_eq!(a.live_deployments(), 1, "still driven here");
     a.shutdown().await;
     scheduler.await.expect("ended by shutdown, not a panic");
 }

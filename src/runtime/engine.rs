@@ -1503,7 +1503,7 @@ pub(crate) fn drain(d: &mut Deployment) -> (Vec<crate::core::Action>, Vec<crate:
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use chrono::Utc;
 
     use super::*;
@@ -1522,7 +1522,8 @@ mod tests {
         assert_eq!(waits, [1, 1, 2, 4, 8, 8, 8]);
     }
 
-    fn live(id: &str) -> Live {
+    /// A deployment of a one-target plan, started, driven here.
+    pub(crate) fn live(id: &str) -> Live {
         let plan = Arc::new(Plan::from_yaml("application: shop\ntargets: {prod: {}}\n").unwrap());
         let d = Deployment::start(
             plan,
