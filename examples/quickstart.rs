@@ -130,10 +130,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tokens = ClientCredentials::builder(CLIENT_ID, CLIENT_SECRET)
         .token_url(token_url)
         .build(ReqwestTransport::builder().build()?)?;
-    let callbacks = Arc::new(CallbackClient::new(
-        ReqwestTransport::builder().build()?,
-        tokens,
-    ));
+    // The token goes only to the gate server: a forged webhook could name any callback URI.
+    let callbacks = Arc::new(
+        CallbackClient::new(ReqwestTransport::builder().build()?, tokens)
+            .with_allowed_origins([base.parse()?]),
+    );
     let external_app = hookgate::axum::Router::new().route(
         "/hooks/{name}",
         post(

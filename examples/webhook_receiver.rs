@@ -166,11 +166,12 @@ fn configure() -> Result<(String, Job), String> {
             .map_err(|e| e.to_string())
     };
     let tokens = tokens.build(transport()?).map_err(|e| e.to_string())?;
-    let mut client = CallbackClient::new(transport()?, tokens);
-    // An empty list allows no origin at all, so any origin means no list.
-    if !any_origin {
-        client = client.with_allowed_origins(origins);
-    }
+    let client = CallbackClient::new(transport()?, tokens);
+    let mut client = if any_origin {
+        client.allow_any_origin()
+    } else {
+        client.with_allowed_origins(origins)
+    };
     if allow_http_callbacks {
         client = client.allow_http_callbacks();
     }

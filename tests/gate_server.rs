@@ -236,7 +236,8 @@ async fn resumes_after_sigkill_and_completes_with_a_fresh_token() {
         .token_url(format!("http://{address}/oauth/token").parse().unwrap())
         .build(ReqwestTransport::builder().build().unwrap())
         .unwrap();
-    let client = CallbackClient::new(ReqwestTransport::builder().build().unwrap(), tokens);
+    let client = CallbackClient::new(ReqwestTransport::builder().build().unwrap(), tokens)
+        .with_allowed_origins([url.clone()]);
     let outcome = client
         .send(&url, &Callback::success().with_message("ticket approved"))
         .await
@@ -281,7 +282,8 @@ async fn a_resumed_deployment_is_reported_with_the_file_it_was_started_with() {
     let client = CallbackClient::new(
         ReqwestTransport::builder().build().unwrap(),
         StaticToken::new(token(&second.address).await),
-    );
+    )
+    .with_allowed_origins([url.clone()]);
     assert_eq!(
         client.send(&url, &Callback::success()).await.unwrap(),
         CallbackOutcome::Delivered

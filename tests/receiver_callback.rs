@@ -91,6 +91,7 @@ fn static_client() -> CallbackClient {
         StaticToken::new("static-token"),
     )
     .with_backoff(quick())
+    .allow_any_origin()
 }
 
 fn error_body(code: &str, message: &str) -> serde_json::Value {
@@ -177,7 +178,9 @@ async fn a_thousand_concurrent_sends_with_a_cold_cache_fetch_one_token() {
             }
         }
     };
-    let client = CallbackClient::new(endpoint, credentials(&server)).with_backoff(quick());
+    let client = CallbackClient::new(endpoint, credentials(&server))
+        .with_backoff(quick())
+        .allow_any_origin();
     let url = callback_url(&server);
 
     all_delivered(&client, &url, 1000).await;
@@ -221,7 +224,9 @@ async fn concurrent_401s_for_one_stale_token_fetch_one_fresh_token() {
     };
     let tokens = Arc::new(credentials(&server));
     assert_eq!(tokens.token().await.unwrap().expose(), "stale");
-    let client = CallbackClient::new(endpoint, tokens).with_backoff(quick());
+    let client = CallbackClient::new(endpoint, tokens)
+        .with_backoff(quick())
+        .allow_any_origin();
     let url = callback_url(&server);
 
     all_delivered(&client, &url, SENDS).await;
@@ -247,7 +252,8 @@ async fn unauthorized_refreshes_the_token_once_and_retries_once() {
         .await;
 
     let client = CallbackClient::new(ReqwestTransport::new().unwrap(), credentials(&server))
-        .with_backoff(quick());
+        .with_backoff(quick())
+        .allow_any_origin();
     assert_eq!(
         client
             .send(&callback_url(&server), &Callback::success())
@@ -278,7 +284,8 @@ async fn a_second_unauthorized_is_an_error_not_a_loop() {
         .await;
 
     let client = CallbackClient::new(ReqwestTransport::new().unwrap(), credentials(&server))
-        .with_backoff(quick());
+        .with_backoff(quick())
+        .allow_any_origin();
     let error = client
         .send(&callback_url(&server), &Callback::success())
         .await
@@ -448,7 +455,8 @@ async fn retry_after_is_honoured_instead_of_the_backoff() {
         .with_base(Duration::from_secs(3600))
         .with_max_delay(Duration::from_secs(3600));
     let client = CallbackClient::new(ReqwestTransport::new().unwrap(), StaticToken::new("t"))
-        .with_backoff(patient);
+        .with_backoff(patient)
+        .allow_any_origin();
     let (url, success) = (callback_url(&server), Callback::success());
     let send = client.send(&url, &success);
     let outcome = tokio::time::timeout(Duration::from_secs(10), send)
@@ -466,6 +474,7 @@ fn patient_but_obedient() -> CallbackClient {
         .with_retry_after_cap(Duration::from_millis(10));
     CallbackClient::new(ReqwestTransport::new().unwrap(), StaticToken::new("t"))
         .with_backoff(backoff)
+        .allow_any_origin()
 }
 
 #[tokio::test]
@@ -560,23 +569,31 @@ async fn a_callback_uri_outside_the_allowed_origins_is_refused_before_anything_i
     assert_eq!(delivered.unwrap(), CallbackOutcome::Delivered);
 }
 
-/// An allow-list that came out empty (an unset variable, a filter that matched nothing) sends
-/// nowhere, rather than falling back to the default of sending anywhere.
+/// A client not told where it may send, and one whose allow-list came out empty (an unset
+/// variable, a filter that matched nothing), send nowhere: the token would otherwise go wherever
+/// a forged webhook call points it.
 #[tokio::test]
-async fn an_empty_allow_list_refuses_every_origin() {
+async fn a_client_not_told_where_to_send_or_with_an_empty_allow_list_refuses_every_origin() {
     let gate = MockServer::start().await;
-    let client = CallbackClient::new(ReqwestTransport::new().unwrap(), credentials(&gate))
-        .with_backoff(quick())
-        .with_allowed_origins([]);
+    let unset = CallbackClient::new(ReqwestTransport::new().unwrap(), credentials(&gate))
+        .with_backoff(quick());
+    let empty = unset.clone().with_allowed_origins([]);
 
-    let refused = client
-        .send(&callback_url(&gate), &Callback::success())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&refused, CallbackError::InvalidUrl { reason } if reason.contains("origin")),
-        "{refused:?}"
-    );
+    for (client, says) in [(unset, "allow_any_origin"), (empty, "origin")] {
+        let checked = client.check(&callback_url(&gate));
+        assert!(
+            matches!(&checked, Err(CallbackError::InvalidUrl { reason }) if reason.contains(says)),
+            "{checked:?}"
+        );
+        let refused = client
+            .send(&callback_url(&gate), &Callback::success())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, CallbackError::InvalidUrl { reason } if reason.contains(says)),
+            "{refused:?}"
+        );
+    }
     assert!(
         gate.received_requests().await.unwrap().is_empty(),
         "a token or callback was sent"
@@ -768,8 +785,9 @@ async fn token_failure_is_reported_without_sending_the_callback() {
         .backoff(quick())
         .build(ReqwestTransport::new().unwrap())
         .unwrap();
-    let client =
-        CallbackClient::new(ReqwestTransport::new().unwrap(), tokens).with_backoff(quick());
+    let client = CallbackClient::new(ReqwestTransport::new().unwrap(), tokens)
+        .with_backoff(quick())
+        .allow_any_origin();
     let error = client
         .send(&callback_url(&server), &Callback::success())
         .await
@@ -803,7 +821,8 @@ async fn a_plain_http_callback_uri_off_this_machine_is_refused_unless_allowed() 
         .mount(&tokens)
         .await;
     let client = CallbackClient::new(ReqwestTransport::new().unwrap(), credentials(&tokens))
-        .with_backoff(quick());
+        .with_backoff(quick())
+        .allow_any_origin();
     let url = Url::parse("http://gates.example/callbacks/x").unwrap();
     let checked = client.check(&url);
     assert!(

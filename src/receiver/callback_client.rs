@@ -40,9 +40,11 @@ use crate::{
 ///   [`CallbackError`].
 ///
 /// The callback URI comes from whoever called the external process, and the bearer token goes
-/// wherever it points: an external process reachable by others should name the orchestrators it
+/// wherever it points. So a client sends nowhere until told where: name the orchestrators it
 /// answers with [`with_allowed_origins`](Self::with_allowed_origins), so that a forged webhook
-/// call cannot have the token sent elsewhere. A plain `http` callback URI is refused unless it
+/// call cannot have the token sent elsewhere, or, where every caller of the external process is
+/// trusted, say so with [`allow_any_origin`](Self::allow_any_origin). Until then every callback
+/// URI is refused with [`CallbackError::InvalidUrl`]. A plain `http` callback URI is refused unless it
 /// names this machine's loopback interface, or [`allow_http_callbacks`](Self::allow_http_callbacks)
 /// says to send the token in the clear. A server that echoes the token back does not get it
 /// into an error: it is masked there.
@@ -59,7 +61,8 @@ use crate::{
 ///
 /// let transport = Arc::new(ReqwestTransport::new()?);
 /// let tokens = ClientCredentials::builder("id", "secret").build(transport.clone())?;
-/// let client = CallbackClient::new(transport, tokens);
+/// let client = CallbackClient::new(transport, tokens)
+///     .with_allowed_origins(["https://gates.example.com".parse()?]);
 /// match client.send(&callback_uri, &Callback::success().with_message("all green")).await? {
 ///     CallbackOutcome::Delivered => {}
 ///     other => eprintln!("the gate had already moved on: {other:?}"),
@@ -74,8 +77,8 @@ pub struct CallbackClient {
     backoff: Backoff,
     clock: Arc<dyn Clock>,
     options: Option<RequestOptions>,
-    /// Where callbacks (and so the token) may go; any origin when `None`.
-    allowed: Option<Arc<[Origin]>>,
+    /// Where callbacks (and so the token) may go.
+    allowed: Destinations,
     /// Whether the token may go over plain `http` to another machine.
     allow_http: bool,
     /// The longest body sent ([`Callback::to_json_within`]).
@@ -94,7 +97,7 @@ impl CallbackClient {
             backoff: Backoff::default(),
             clock: Arc::new(SystemClock),
             options: None,
-            allowed: None,
+            allowed: Destinations::Unset,
             allow_http: false,
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
         }
@@ -114,13 +117,25 @@ impl CallbackClient {
     }
 
     /// Sends callbacks only to these origins (scheme, host and port, e.g.
-    /// `https://gates.example.com`); a callback URI elsewhere is refused with
-    /// [`CallbackError::InvalidUrl`] before a token is asked for. By default any http(s) origin
-    /// is accepted; an empty list accepts none, so that a configured list that came out empty
-    /// sends nothing rather than sending anywhere.
+    /// `https://gates.example.com`), in place of any set before; a callback URI elsewhere is
+    /// refused with [`CallbackError::InvalidUrl`] before a token is asked for. An empty list
+    /// accepts none, so that a configured list that came out empty sends nothing rather than
+    /// sending anywhere. Until this or [`allow_any_origin`](Self::allow_any_origin) is called,
+    /// no origin is accepted.
     #[must_use]
     pub fn with_allowed_origins(mut self, origins: impl IntoIterator<Item = Url>) -> Self {
-        self.allowed = Some(origins.into_iter().map(|url| url.origin()).collect());
+        self.allowed = Destinations::Only(origins.into_iter().map(|url| url.origin()).collect());
+        self
+    }
+
+    /// Sends callbacks to whatever http(s) origin a callback URI names, and so the bearer
+    /// token to wherever a caller of the external process points it: only for an external
+    /// process that no one but its orchestrators can call (on a private network, behind a
+    /// check of the webhook's signature). In place of
+    /// [`with_allowed_origins`](Self::with_allowed_origins), if called before.
+    #[must_use]
+    pub fn allow_any_origin(mut self) -> Self {
+        self.allowed = Destinations::Any;
         self
     }
 
@@ -193,13 +208,21 @@ impl CallbackClient {
     /// `url` as the URI [`send`](Self::send) sends to, if it may.
     fn usable(&self, url: &Url) -> Result<Uri, CallbackError> {
         let uri = http_uri(url)?;
-        if let Some(allowed) = &self.allowed
-            && !allowed.contains(&url.origin())
-        {
+        let refused = match &self.allowed {
+            Destinations::Unset => Some(
+                "no origin is allowed yet: name the orchestrators this client answers with \
+                 CallbackClient::with_allowed_origins (or, where every caller is trusted, \
+                 CallbackClient::allow_any_origin); nothing was sent",
+            ),
+            Destinations::Only(allowed) if !allowed.contains(&url.origin()) => Some(
+                "its origin is not one this client sends callbacks to \
+                 (CallbackClient::with_allowed_origins); nothing was sent",
+            ),
+            Destinations::Only(_) | Destinations::Any => None,
+        };
+        if let Some(reason) = refused {
             return Err(CallbackError::InvalidUrl {
-                reason: "its origin is not one this client sends callbacks to \
-                         (CallbackClient::with_allowed_origins); nothing was sent"
-                    .to_owned(),
+                reason: reason.to_owned(),
             });
         }
         if !self.allow_http && plain_http_off_machine(&uri) {
@@ -354,6 +377,17 @@ impl std::fmt::Debug for CallbackClient {
             .field("allow_http", &self.allow_http)
             .finish_non_exhaustive()
     }
+}
+
+/// Where a [`CallbackClient`] sends callbacks, and so its token.
+#[derive(Clone, Debug)]
+enum Destinations {
+    /// Nowhere: not configured yet.
+    Unset,
+    /// Any http(s) origin ([`CallbackClient::allow_any_origin`]).
+    Any,
+    /// These origins only ([`CallbackClient::with_allowed_origins`]).
+    Only(Arc<[Origin]>),
 }
 
 fn http_uri(url: &Url) -> Result<Uri, CallbackError> {

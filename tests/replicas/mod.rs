@@ -136,7 +136,9 @@ pub async fn two_replica_storm(store: Arc<DynStore>, deployments: usize) {
     let rng = Arc::new(Mutex::new(Pcg64Mcg::seed_from_u64(6_2026_1129)));
     let planned = Arc::new(Mutex::new(0usize));
     let sent: Arc<Mutex<Vec<(String, bool, CallbackOutcome)>>> = Arc::default();
-    let client = Arc::new(CallbackClient::new(transport(), StaticToken::new(TOKEN)));
+    // The gate servers are this test's own, on loopback ports it does not know here.
+    let client =
+        Arc::new(CallbackClient::new(transport(), StaticToken::new(TOKEN)).allow_any_origin());
     {
         let (rng, planned, sent, bases) = (
             Arc::clone(&rng),
