@@ -35,6 +35,56 @@ fn finds_client_payload_callback_uri_one_level_down() {
     assert_eq!(uri.path(), "/callbacks/xyz/callback");
 }
 
+/// JSON allows numbers no `f64` holds; one beside the callback URI does not make the body
+/// unreadable, which would send the search on to the query, where another URI may wait.
+#[test]
+fn a_number_out_of_f64_range_elsewhere_in_the_body_does_not_hide_its_callback_uri() {
+    for body in [
+        r#"{"callbackUri": "https://gate.example/cb", "size": 1e400}"#,
+        r#"{"size": -1e400, "client_payload": {"callbackUri": "https://gate.example/cb", "n": 1e400}}"#,
+    ] {
+        let request = Request::post(
+            "https://receiver.example/hook?callbackUri=https%3A%2F%2Fother.example%2Fcb",
+        )
+        .body(Bytes::from(body))
+        .unwrap();
+        let uri = ReceivedRequest::from_http(&request).callback_uri().unwrap();
+        assert_eq!(uri.as_str(), "https://gate.example/cb", "{body}");
+    }
+}
+
+/// Two `CallbackURI` header lines a proxy merged into one (`a, b`) are refused, not read as
+/// one URI with a percent-encoded space in it; so is any URI with whitespace inside.
+#[test]
+fn a_callback_uri_with_whitespace_inside_is_refused() {
+    let request = Request::post("https://receiver.example/hook")
+        .header(
+            "CallbackURI",
+            "https://gate.example/callbacks/abc, https://evil.example/x",
+        )
+        .body(Vec::new())
+        .unwrap();
+    let error = ReceivedRequest::from_http(&request)
+        .callback_uri()
+        .unwrap_err();
+    assert!(
+        matches!(&error, CallbackUriError::Invalid { reason, .. } if reason.contains("whitespace")),
+        "{error:?}"
+    );
+    let body = json!({"callbackUri": " https://gate.example/callbacks/a b "});
+    let error = ReceivedRequest::new()
+        .with_json(&body)
+        .callback_uri()
+        .unwrap_err();
+    assert!(
+        matches!(error, CallbackUriError::Invalid { .. }),
+        "{error:?}"
+    );
+    let padded = json!({"callbackUri": " https://gate.example/callbacks/ab "});
+    let uri = ReceivedRequest::new().with_json(&padded).callback_uri();
+    assert_eq!(uri.unwrap().as_str(), "https://gate.example/callbacks/ab");
+}
+
 #[test]
 fn finds_it_in_the_query_of_an_http_request() {
     let request = Request::post("https://receiver.example/hook?env=prod&callback_url=https%3A%2F%2Fgate.example%2Fcb%3Fa%3D1")

@@ -4,6 +4,7 @@ use std::fmt;
 use http::{HeaderMap, Request};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use url::Url;
 
 mod pointer;
@@ -477,7 +478,17 @@ impl<'de> ObjectReader<'de> for TopLevel {
             match key {
                 Key::Known(key) => keep(&mut map, key, &mut found.top)?,
                 Key::Other(outer) => {
-                    let values = map.next_value_seed(IfObject(OneLevelDown))?;
+                    // Taken raw, and read again only if it is an object: read as it comes, a
+                    // number JSON allows but no `f64` holds (`1e400`) would fail the whole
+                    // body, and the search would fall through to the query and header.
+                    let raw: &'de RawValue = map.next_value()?;
+                    if !raw.get().starts_with('{') {
+                        continue;
+                    }
+                    let mut object = serde_json::Deserializer::from_str(raw.get());
+                    let values = IfObject(OneLevelDown)
+                        .deserialize(&mut object)
+                        .map_err(de::Error::custom)?;
                     if !values.is_empty() {
                         found.nested.push((outer, values));
                     }
@@ -569,6 +580,14 @@ fn parse_uri(text: &str, location: &str) -> Result<Url, CallbackUriError> {
         return Err(invalid(
             location,
             &format!("it is longer than {MAX_URI_BYTES} bytes"),
+        ));
+    }
+    // No URI holds whitespace, which the URL parser would quietly percent-encode: there, it
+    // joins two values, as a proxy merging two header lines into one does (`a, b`).
+    if text.trim().contains(char::is_whitespace) {
+        return Err(invalid(
+            location,
+            "it holds whitespace, which no URI does (two values joined into one?)",
         ));
     }
     let url = Url::parse(text)
