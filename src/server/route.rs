@@ -63,7 +63,7 @@ impl Route {
                 if deployment.is_empty() {
                     return Err(NoRoute::EmptyDeployment);
                 }
-                let gate = gate.parse().map_err(|_| NoRoute::UnknownGate)?;
+                let gate = gate_number(gate).ok_or(NoRoute::UnknownGate)?;
                 Ok(Route::Decide {
                     deployment: DeploymentId(deployment),
                     gate: GateId(gate),
@@ -73,6 +73,15 @@ impl Route {
             _ => Err(NoRoute::NotFound),
         }
     }
+}
+
+/// A gate's number as [`GateId`] shows it: decimal digits with no sign and no leading zero,
+/// so that each gate has one path, the one a proxy's or cache's rules in front expect.
+fn gate_number(text: &str) -> Option<u32> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    canonical.then(|| text.parse().ok()).flatten()
 }
 
 /// Decodes `%XX` escapes; `None` for a broken escape or a result that is not UTF-8.
@@ -137,6 +146,12 @@ mod tests {
             ("/callbacks/é", NoRoute::UnknownCallback),
             ("/deployments/d/gates/x/approve", NoRoute::UnknownGate),
             ("/deployments/d/gates/-1/approve", NoRoute::UnknownGate),
+            ("/deployments/d/gates/+2/approve", NoRoute::UnknownGate),
+            ("/deployments/d/gates/02/approve", NoRoute::UnknownGate),
+            (
+                "/deployments/d/gates/4294967296/approve",
+                NoRoute::UnknownGate,
+            ),
             (
                 "/deployments/%zz/gates/1/approve",
                 NoRoute::UnknownDeployment,
