@@ -281,7 +281,9 @@ targets:
     );
     assert_eq!(
         h.decide(approval, hookgate::core::Decision::approve("alice", ["x"])),
-        Err(hookgate::core::CoreError::NotAwaitingDecision(approval)),
+        Err(hookgate::core::CoreError::GateClosed {
+            how: hookgate::core::Resolution::Superseded
+        }),
         "a closed approval cannot be decided"
     );
     assert!(

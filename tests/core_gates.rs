@@ -607,10 +607,14 @@ fn manual_approval_needs_one_of_the_required_roles() {
             required: vec!["release-manager".into(), "sre".into()]
         })
     );
+    // The opposite decision is refused; the same one again, a retry, is taken as done.
+    let decided = h.deployment.clone();
     assert_eq!(
         h.decide(g, Decision::reject("bob", ["sre"])),
-        Err(CoreError::NotAwaitingDecision(g))
+        Err(CoreError::AlreadyDecided { approved: true })
     );
+    assert_eq!(h.decide(g, Decision::approve("alice", ["sre"])), Ok(()));
+    assert_eq!(h.deployment.state(), decided.state(), "nothing changed");
 }
 
 #[test]
@@ -625,10 +629,16 @@ fn manual_rejection_fails_the_gate_with_who_and_why() {
     assert!(h.events().iter().any(|e| matches!(&e.kind,
         EventKind::GateFailed { how: Resolution::Rejected, message, .. } if message == "rejected by bob: freeze")));
     assert_eq!(h.deployment.status(), DeploymentStatus::Failed);
+    let decided = h.deployment.clone();
     assert_eq!(
         h.decide(g, Decision::approve("bob", Vec::<String>::new())),
-        Err(CoreError::NotAwaitingDecision(g))
+        Err(CoreError::AlreadyDecided { approved: false })
     );
+    assert_eq!(
+        h.decide(g, Decision::reject("bob", Vec::<String>::new())),
+        Ok(())
+    );
+    assert_eq!(h.deployment.state(), decided.state(), "nothing changed");
 }
 
 #[test]
@@ -933,7 +943,9 @@ fn a_decision_after_a_siblings_timeout_meets_the_list_failed_unless_refused_firs
     assert_eq!(
         h.deployment
             .handle_approval(late, approval, Decision::approve("carol", ["ops"])),
-        Err(CoreError::NotAwaitingDecision(approval))
+        Err(CoreError::GateClosed {
+            how: Resolution::Superseded
+        })
     );
     assert_eq!(h.deployment.status(), DeploymentStatus::Failed);
 }
@@ -949,7 +961,12 @@ fn a_decision_after_the_approval_expired_is_refused_before_the_timer_fires() {
         h.deployment
             .handle_approval(late, g, Decision::approve("carol", Vec::<String>::new()));
 
-    assert_eq!(approved, Err(CoreError::NotAwaitingDecision(g)));
+    assert_eq!(
+        approved,
+        Err(CoreError::GateClosed {
+            how: Resolution::ApprovalExpired
+        })
+    );
     assert_eq!(
         h.deployment.gate_state(g),
         GateState::Failed(Resolution::ApprovalExpired)

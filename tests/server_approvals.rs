@@ -96,6 +96,17 @@ async fn a_principal_with_the_role_approves_and_the_decision_records_who_and_why
         Some(("alice".to_owned(), Some("ship it".to_owned()), true))
     );
 
+    // The same decision again (a retry whose answer was lost) is answered as done; the
+    // opposite one is refused, as for callbacks.
+    let retried = send(
+        &router,
+        post(&decide("approve", APPROVAL.0), Some(MANAGER), ""),
+    )
+    .await;
+    assert_eq!(
+        (retried.status, retried.json["status"].as_str()),
+        (StatusCode::OK, Some("approved"))
+    );
     let again = send(
         &router,
         post(&decide("reject", APPROVAL.0), Some(MANAGER), ""),
@@ -104,6 +115,29 @@ async fn a_principal_with_the_role_approves_and_the_decision_records_who_and_why
     assert_eq!(
         (again.status, again.code()),
         (StatusCode::CONFLICT, "conflict")
+    );
+    assert_eq!(
+        gate_state(&gates, "d1", APPROVAL),
+        GateState::Passed(Resolution::Approved)
+    );
+}
+
+/// A decision for an approval that closed without one (it expired, or its environment ended
+/// first) is `410 gate_closed`, as a callback for a closed gate is.
+#[tokio::test]
+async fn a_decision_for_an_approval_closed_another_way_is_gone() {
+    let (router, gates) = setup(None);
+    gates.with_deployment(&DeploymentId::from("d1"), |d| {
+        d.handle_cancel(t0(), "someone").unwrap();
+    });
+    let answer = send(
+        &router,
+        post(&decide("approve", APPROVAL.0), Some(MANAGER), ""),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (StatusCode::GONE, "gate_closed")
     );
 }
 

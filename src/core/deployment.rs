@@ -431,6 +431,11 @@ impl Deployment {
     /// nothing of it. A decision after the approval expired is refused even if
     /// [`handle_timeout`](Self::handle_timeout) was not called for it yet: every deadline passed
     /// by `now` that fails something fires first, as for a callback.
+    ///
+    /// As with callbacks (PROTOCOL.md §5), the decision that resolved the gate, sent again (a
+    /// retry whose answer was lost), is `Ok` and changes nothing; the opposite one is refused
+    /// with [`CoreError::AlreadyDecided`], and any decision once the gate closed another way
+    /// (expired, superseded, the deployment cancelled) with [`CoreError::GateClosed`].
     pub fn handle_approval(
         &mut self,
         now: DateTime<Utc>,

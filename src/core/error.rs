@@ -9,7 +9,10 @@ use crate::config::GateId;
 /// The callback refusals map to PROTOCOL.md §5: [`CoreError::UnknownCallback`] and
 /// [`CoreError::GateNotOpen`] → 404, [`CoreError::Conflict`] → 409,
 /// [`CoreError::GateClosed`] and [`CoreError::CallbackDisabled`] → 410; beyond §5,
-/// [`CoreError::TooManyProgressNotes`] → 422.
+/// [`CoreError::TooManyProgressNotes`] → 422. A decision is refused as a callback is: the
+/// opposite of the one that stands with [`CoreError::AlreadyDecided`] (409), any after the gate
+/// closed another way with [`CoreError::GateClosed`] (410), and one for a gate not waiting for
+/// one with [`CoreError::NotAwaitingDecision`] (409).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CoreError {
@@ -27,8 +30,9 @@ pub enum CoreError {
         /// The outcome that stands.
         first: bool,
     },
-    /// The gate closed without a callback; callbacks are no longer accepted.
-    #[error("the gate is closed ({how}); callbacks are no longer accepted")]
+    /// The gate closed without a callback (for a decision: without a decision); it takes no
+    /// more of either.
+    #[error("the gate is closed ({how}); it takes no more callbacks or decisions")]
     GateClosed {
         /// How it closed.
         how: Resolution,
@@ -42,9 +46,19 @@ pub enum CoreError {
     /// The gate id is not in the plan.
     #[error("{0} is not in this deployment's plan")]
     UnknownGate(GateId),
-    /// The gate is not waiting for a person's decision.
+    /// The gate is not waiting for a person's decision: not reached yet, or not one that
+    /// takes decisions.
     #[error("{0} is not waiting for a decision")]
     NotAwaitingDecision(GateId),
+    /// A person already decided the gate the other way; the first decision stands.
+    #[error(
+        "conflict: the gate was already {}; the first decision stands",
+        if *approved { "approved" } else { "rejected" }
+    )]
+    AlreadyDecided {
+        /// Whether the decision that stands approved.
+        approved: bool,
+    },
     /// The person lacks every role the approval requires.
     #[error("deciding this approval needs one of the roles {}", required.join(", "))]
     MissingRole {

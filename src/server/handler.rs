@@ -27,7 +27,10 @@ use crate::core::{CallbackAck, CallbackId, Decision, DeploymentId};
 ///   `{"comment": "..."}`: a decision by the token's principal (its subject and roles).
 ///   `<gate>` is the gate's number, [`GateId`](crate::config::GateId)'s `.0` (`3`, not its
 ///   `Display`, `gate 3`).
-///   `200 {"status": "approved"}` or `{"status": "rejected"}`.
+///   `200 {"status": "approved"}` or `{"status": "rejected"}`, also for the decision that
+///   resolved the gate sent again (nothing changes); the opposite one is `409 conflict`, and
+///   any decision once the approval closed another way (expired, its environment ended, the
+///   deployment cancelled) `410 gate_closed`, as for callbacks.
 ///
 /// Every refusal is `{"error": "<code>", "message": "..."}` with the status of §5's table
 /// where it has one:

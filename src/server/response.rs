@@ -158,9 +158,9 @@ pub(super) fn gate(err: &GateError) -> Response<Bytes> {
             return no_route(NoRoute::UnknownCallback);
         }
         GateError::Core(core) => match core {
-            CoreError::Conflict { .. } | CoreError::NotAwaitingDecision(_) => {
-                (StatusCode::CONFLICT, "conflict")
-            }
+            CoreError::Conflict { .. }
+            | CoreError::AlreadyDecided { .. }
+            | CoreError::NotAwaitingDecision(_) => (StatusCode::CONFLICT, "conflict"),
             CoreError::GateClosed { .. } | CoreError::CallbackDisabled | CoreError::Finished => {
                 (StatusCode::GONE, "gate_closed")
             }

@@ -309,7 +309,7 @@ impl Inputs<'_> {
         let plan = self.plan;
         match self.s.gate(gate) {
             GateState::AwaitingApproval { .. } | GateState::AwaitingDecision => {}
-            _ => return Err(CoreError::NotAwaitingDecision(gate)),
+            state => return decided_already(state, gate, decision.approve),
         }
         let Decision {
             approve,
@@ -705,6 +705,27 @@ fn awaits_report(state: GateState) -> bool {
 /// Why a callback or progress note reaching a gate in `state`, which awaits no report, is
 /// refused. A callback already decided the gate: a conflict, whose `first` is that decision,
 /// as §5 keeps 410 for gates closed without one.
+/// What a decision gets from a gate no longer waiting for one, which it leaves as it is. The
+/// decision that resolved the gate, sent again (a retry whose answer was lost), is taken as
+/// done; the opposite one is refused, and so is any decision once the gate closed another way,
+/// as for callbacks (PROTOCOL.md §5).
+fn decided_already(state: GateState, gate: GateId, approve: bool) -> Result<(), CoreError> {
+    match state {
+        GateState::Passed(Resolution::Approved) if approve => Ok(()),
+        GateState::Failed(Resolution::Rejected) if !approve => Ok(()),
+        GateState::Passed(Resolution::Approved) => {
+            Err(CoreError::AlreadyDecided { approved: true })
+        }
+        GateState::Failed(Resolution::Rejected) => {
+            Err(CoreError::AlreadyDecided { approved: false })
+        }
+        GateState::Passed(how) | GateState::Failed(how) | GateState::Closed(how) => {
+            Err(CoreError::GateClosed { how })
+        }
+        _ => Err(CoreError::NotAwaitingDecision(gate)),
+    }
+}
+
 fn report_refused(state: GateState) -> CoreError {
     match state {
         GateState::Passed(Resolution::Callback) => CoreError::Conflict { first: true },
