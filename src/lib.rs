@@ -106,6 +106,7 @@ pub mod clock;
 pub mod config;
 pub mod core;
 pub mod ids;
+mod invisible;
 pub mod outbound;
 pub mod receiver;
 mod retry_after;

@@ -16,6 +16,7 @@ use super::plan::{
     AnalysisSpec, CanaryStep, EnvId, Environment, Gate, GateId, GateKind, InProgressPolicy,
     NetworkMode, Plan, RollBackMode, Stage, Strategy, Webhook, WebhookId,
 };
+use crate::invisible::invisible;
 use crate::template::{ArmoryVar, RequestTemplate, Segment, Template, Variable, fixed_uri_problem};
 
 /// The longest duration accepted anywhere in a file; longer ones are almost certainly typos and
@@ -460,7 +461,7 @@ impl Validator {
                     what: "an application name",
                 },
             );
-        } else if file.application.contains(misleading) {
+        } else if file.application.contains(invisible) {
             self.problem(
                 "application",
                 ProblemKind::ControlCharacter {
@@ -487,7 +488,7 @@ impl Validator {
                         what: "a target name",
                     },
                 );
-            } else if name.contains(misleading) {
+            } else if name.contains(invisible) {
                 self.problem(
                     format_args!("targets.{}", name.escape_debug()),
                     ProblemKind::ControlCharacter {
@@ -501,7 +502,7 @@ impl Validator {
             for name in file
                 .strategies
                 .keys()
-                .filter(|name| name.contains(misleading))
+                .filter(|name| name.contains(invisible))
             {
                 v.problem(
                     format_args!("strategies.{}", name.escape_debug()),
@@ -771,7 +772,7 @@ impl Validator {
                             what: "a webhook name",
                         },
                     );
-                } else if w.name.contains(misleading) {
+                } else if w.name.contains(invisible) {
                     // It is logged and written into gate failures as a target's name is.
                     self.problem(
                         format_args!("{path}.name"),
@@ -1821,28 +1822,6 @@ fn is_duplicate_key(e: &serde_saphyr::Error) -> bool {
         innermost(e),
         serde_saphyr::Error::DuplicateMappingKey { .. }
     )
-}
-
-/// Whether `c` makes a name print as something else: a control character, or an invisible
-/// format character (a zero-width space or joiner, a bidirectional override or isolate, a
-/// byte order mark, a soft hyphen), with which `prod` and `prod` followed by a zero-width space
-/// read alike though they name two targets.
-fn misleading(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{ad}'
-                | '\u{61c}'
-                | '\u{180e}'
-                | '\u{200b}'..='\u{200f}'
-                | '\u{202a}'..='\u{202e}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{206f}'
-                | '\u{feff}'
-                | '\u{fff9}'..='\u{fffb}'
-                | '\u{e0001}'
-                | '\u{e0020}'..='\u{e007f}'
-        )
 }
 
 /// `e` in the file's terms, for its author: the reader's default wording advises Rust types

@@ -128,32 +128,22 @@ fn server_text(text: &str, secrets: &[&str]) -> String {
 }
 
 /// Untrusted text as an error message may show it: its first `max_chars` characters (then
-/// `…`), with control characters (newlines, ANSI escapes), the line and paragraph separators
-/// (which viewers of logs break lines at) and invisible format characters (bidirectional
-/// marks, overrides and isolates, zero-width characters, word joiners, the byte-order mark)
-/// escaped
-/// as [`char::escape_unicode`] writes them, so that it can neither bloat nor forge log lines.
+/// `…`), with control characters (newlines, ANSI escapes) and every other character that
+/// prints as nothing or moves what follows ([`invisible`](crate::invisible::invisible): format
+/// characters such as bidirectional overrides, zero-width characters and tag characters, the
+/// line and paragraph separators, Hangul fillers) escaped as [`char::escape_unicode`] writes
+/// them, so that it can neither bloat nor forge log lines.
 /// Everything else is kept as it is: quotes and backslashes break no line, and combining marks
 /// belong to the letters of many languages (which [`char::escape_debug`] would escape).
 pub(crate) fn untrusted_text(text: &str, max_chars: usize) -> String {
     let mut shown = String::new();
     let mut chars = text.chars();
     for c in chars.by_ref().take(max_chars) {
-        let invisible = matches!(
-            c,
-            '\u{061c}'
-                | '\u{180e}'
-                | '\u{200b}'..='\u{200f}'
-                | '\u{2028}'..='\u{202e}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{2069}'
-                | '\u{feff}'
-        );
         match c {
             '\n' => shown.push_str("\\n"),
             '\r' => shown.push_str("\\r"),
             '\t' => shown.push_str("\\t"),
-            c if c.is_control() || invisible => shown.extend(c.escape_unicode()),
+            c if crate::invisible::invisible(c) => shown.extend(c.escape_unicode()),
             c => shown.push(c),
         }
     }
@@ -180,6 +170,12 @@ mod tests {
         assert_eq!(
             untrusted_text("x\u{2028}y\u{2029}\u{061c}\u{2060}\u{180e}", 500),
             r"x\u{2028}y\u{2029}\u{61c}\u{2060}\u{180e}"
+        );
+        // Tag characters spell text no viewer shows; a soft hyphen and a Hangul filler print
+        // as nothing.
+        assert_eq!(
+            untrusted_text("ok\u{e0041}\u{e007f}\u{ad}\u{3164}", 500),
+            r"ok\u{e0041}\u{e007f}\u{ad}\u{3164}"
         );
         assert_eq!(untrusted_text("abcdef", 3), "abc…");
     }
