@@ -358,6 +358,34 @@ async fn final_answers_are_typed_and_not_retried() {
     }
 }
 
+/// A redirect is not followed (the token would go with it) and not blamed on the request: it
+/// says the callback URI is not where the orchestrator takes callbacks, after one attempt.
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_names_the_base_url_as_the_cause() {
+    let server = MockServer::start().await;
+    let elsewhere = MockServer::start().await;
+    Mock::given(path(CALLBACK_PATH))
+        .respond_with(
+            ResponseTemplate::new(307)
+                .insert_header("location", format!("{}{CALLBACK_PATH}", elsewhere.uri())),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let error = static_client()
+        .send(&callback_url(&server), &Callback::success())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, CallbackError::Redirected { status } if *status == 307),
+        "{error:?}"
+    );
+    assert!(!error.is_retryable());
+    assert!(error.to_string().contains("public base URL"), "{error}");
+    assert!(elsewhere.received_requests().await.unwrap().is_empty());
+}
+
 /// A hostile server's message must not forge log lines (a newline) or drive a terminal (an
 /// ANSI escape) where the error is shown; it is kept readable, escaped.
 #[tokio::test]

@@ -37,7 +37,8 @@ use crate::{
 ///   [`CallbackError::Unauthorized`].
 /// - 2xx, `409`, `410` and a `422` `too_many_notes` (a progress note past the gate's limit)
 ///   are `Ok(`[`CallbackOutcome`]`)`, final and never retried; every other answer is a
-///   [`CallbackError`].
+///   [`CallbackError`]. A redirect is never followed (the token would go with it):
+///   [`CallbackError::Redirected`].
 ///
 /// The callback URI comes from whoever called the external process, and the bearer token goes
 /// wherever it points. So a client sends nowhere until told where: name the orchestrators it
@@ -340,6 +341,7 @@ impl CallbackClient {
                 return self.retry(response, attempt, message);
             }
             status if status.is_server_error() => return self.retry(response, attempt, message),
+            status if status.is_redirection() => Err(CallbackError::Redirected { status }),
             status => Err(CallbackError::Rejected {
                 status,
                 code,

@@ -73,6 +73,18 @@ pub enum CallbackError {
         /// The server's `message`, if any.
         message: Option<String>,
     },
+    /// A redirect (`3xx`): never followed, since the token would go with it. The callback
+    /// URI is not where the orchestrator takes callbacks: its public base URL is likely
+    /// configured wrong (`http` where it is served over `https`, a path a proxy moves).
+    #[error(
+        "the callback URI answered a redirect (HTTP {status}), which is not followed, since the \
+         token would go with it; check the orchestrator's public base URL (http for https, a \
+         path a proxy in front moves) and have callbacks sent where it takes them"
+    )]
+    Redirected {
+        /// The answer's status.
+        status: StatusCode,
+    },
     /// `401` again after one retry with the token source's next token (a freshly fetched one
     /// for [`ClientCredentials`](super::ClientCredentials); the same one for a
     /// [`StaticToken`](super::StaticToken), which has no other).
@@ -157,6 +169,7 @@ impl CallbackError {
             Self::Token { source } => source.is_retryable(),
             Self::UnknownCallback { .. }
             | Self::Rejected { .. }
+            | Self::Redirected { .. }
             | Self::Unauthorized { .. }
             | Self::Forbidden { .. }
             | Self::InvalidUrl { .. } => false,
