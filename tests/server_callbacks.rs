@@ -971,6 +971,11 @@ async fn the_router_mounts_under_a_prefix_and_the_plain_handler_takes_one() {
         (health.status, health.json["status"].as_str()),
         (StatusCode::OK, Some("ok"))
     );
+    let posted = send(&nested, post("/hookgate/healthz", None, "")).await;
+    assert_eq!(
+        (posted.status, posted.code()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
     assert_eq!(
         send(&nested, post(&uri(id), Some(TOKEN), "{}"))
             .await

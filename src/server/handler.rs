@@ -190,7 +190,7 @@ impl CallbackHandler {
                 Err(why) => return response::no_route(why),
             };
             if request.method() != Method::POST {
-                return response::method_not_allowed();
+                return response::method_not_allowed("POST");
             }
             let principal = match handler.authorize(request.headers(), &route).await {
                 Ok(principal) => principal,

@@ -99,15 +99,16 @@ pub(super) fn no_route(why: NoRoute) -> Response<Bytes> {
     error(StatusCode::NOT_FOUND, code, message)
 }
 
-pub(super) fn method_not_allowed() -> Response<Bytes> {
+/// `405`, naming in `Allow` (and the message) the methods `allowed` at the path.
+pub(super) fn method_not_allowed(allowed: &'static str) -> Response<Bytes> {
     let mut response = error(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        "only POST is served at this path",
+        format_args!("only {allowed} is served at this path"),
     );
     response
         .headers_mut()
-        .insert(ALLOW, HeaderValue::from_static("POST"));
+        .insert(ALLOW, HeaderValue::from_static(allowed));
     response
 }
 

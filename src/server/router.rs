@@ -44,7 +44,8 @@ impl ServerState {
 ///   `POST /deployments/{deployment}/gates/{gate}/approve` and `/reject`: the
 ///   [`CallbackHandler`], which answers every method and error itself;
 /// - `POST /oauth/token`: the token issuer, when one is configured;
-/// - `GET /healthz`: `200 {"status": "ok"}`;
+/// - `GET /healthz`: `200 {"status": "ok"}` (another method: `405` with the JSON error
+///   body);
 /// - any other path: the [`CallbackHandler`] too, which answers `404` with its JSON error body.
 ///
 /// Mount it under a prefix with [`Router::nest`]; the handler's own prefix is not used here.
@@ -60,7 +61,7 @@ impl ServerState {
 /// ```
 pub fn router(state: ServerState) -> Router {
     let router = Router::new()
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(healthz).fallback(healthz_other_method))
         .route("/callbacks/{id}", any(delegate))
         .route("/callbacks/{id}/callback", any(delegate))
         .route(
@@ -100,6 +101,11 @@ fn delegate(
 async fn healthz() -> Response {
     super::response::json(http::StatusCode::OK, &serde_json::json!({"status": "ok"}))
         .map(Body::from)
+}
+
+/// The JSON error body every other refusal has, rather than axum's empty `405`.
+async fn healthz_other_method() -> Response {
+    super::response::method_not_allowed("GET, HEAD").map(Body::from)
 }
 
 #[cfg(test)]
