@@ -18,7 +18,8 @@
 //! `environment_status`, `webhook_called`, `callback_received`, `approval_requested`,
 //! `rollback_started`, and last `deployment_finished`. External systems get tokens from
 //! `POST /oauth/token` with the client credentials (default: the environment variables
-//! `CDAAS_CLIENT_ID` / `CDAAS_CLIENT_SECRET`). The secret is read from a file or the
+//! `CDAAS_CLIENT_ID` / `CDAAS_CLIENT_SECRET`); those tokens hold the scope `approvals`, which
+//! the approval URLs ask for. The secret is read from a file or the
 //! environment, never from the command line, where `ps` and the shell's history would show it.
 //!
 //! Exit status: 0 when the deployment succeeded, 1 for any other outcome or a failure once
@@ -46,6 +47,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 /// The audience tokens are issued for: Armory's, so Armory-targeting clients work unchanged.
 const AUDIENCE: &str = "https://api.cloud.armory.io";
+/// The scope a token needs to approve or reject.
+const APPROVAL_SCOPE: &str = "approvals";
 
 struct Args {
     config: String,
@@ -266,7 +269,8 @@ async fn run() -> Result<ExitCode, Failure> {
         .settings(settings)
         .build();
 
-    // The one client may decide every approval of the file, so it holds every role named.
+    // The one client may decide every approval of the file, so it holds every role named, and
+    // the scope the server asks of deciders (a real server gives it to people's tokens only).
     let roles: Vec<String> = plan
         .gates()
         .iter()
@@ -284,11 +288,16 @@ async fn run() -> Result<ExitCode, Failure> {
             AUDIENCE,
             Secret::new(key.iter().map(|b| format!("{b:02x}")).collect::<String>()),
         )
-        .client(IssuerClient::from_secret(client_id, &Secret::new(client_secret)).with_roles(roles))
+        .client(
+            IssuerClient::from_secret(client_id, &Secret::new(client_secret))
+                .with_roles(roles)
+                .with_scopes([APPROVAL_SCOPE]),
+        )
         .build()
         .map_err(|e| Failure::Invalid(e.to_string()))?,
     );
-    let handler = CallbackHandler::new(Arc::new(engine.clone()), issuer.clone());
+    let handler = CallbackHandler::new(Arc::new(engine.clone()), issuer.clone())
+        .with_approval_scope(APPROVAL_SCOPE);
     let app = router(ServerState::new(handler).with_issuer(issuer));
     tokio::spawn(async move {
         if let Err(e) = hookgate::axum::serve(listener, app).await {

@@ -52,7 +52,8 @@ fn setup() -> Setup {
         .with_token(TOKEN_A, Principal::new("ci-a").with_tenant("a"))
         .with_token(TOKEN_B, Principal::new("ci-b").with_tenant("b"))
         .with_token(TOKEN_ANY, Principal::new("ci-any"));
-    let handler = CallbackHandler::new(Arc::new(engine.clone()), Arc::new(tokens));
+    let handler = CallbackHandler::new(Arc::new(engine.clone()), Arc::new(tokens))
+        .allow_any_token_to_decide();
     Setup {
         router: router(ServerState::new(handler)),
         engine,

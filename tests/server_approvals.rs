@@ -49,10 +49,11 @@ fn setup(approval_scope: Option<&str>) -> (axum::Router, Arc<MemoryGates>) {
                 .with_roles(["release-manager"])
                 .with_tenant("other"),
         );
-    let mut handler = CallbackHandler::new(gates.clone(), Arc::new(tokens));
-    if let Some(scope) = approval_scope {
-        handler = handler.with_approval_scope(scope);
-    }
+    let handler = CallbackHandler::new(gates.clone(), Arc::new(tokens));
+    let handler = match approval_scope {
+        Some(scope) => handler.with_approval_scope(scope),
+        None => handler.allow_any_token_to_decide(),
+    };
     (router(ServerState::new(handler)), gates)
 }
 
@@ -170,6 +171,43 @@ async fn a_principal_without_the_role_or_of_another_tenant_is_forbidden() {
         gate_state(&gates, "d1", APPROVAL),
         GateState::Failed(Resolution::Rejected)
     );
+}
+
+/// A manual approval is a person's say: a server not told whose tokens may decide takes no
+/// decisions, rather than take them from the tokens external systems call back with.
+#[tokio::test]
+async fn a_server_not_told_who_decides_refuses_every_decision() {
+    let gates = Arc::new(MemoryGates::new(clock()));
+    gates.insert_for_tenant(deployment("d1", 1, |_| {}), "payments");
+    let tokens = StaticTokens::new().with_token(
+        MANAGER,
+        Principal::new("alice")
+            .with_roles(["release-manager"])
+            .with_scopes(["approvals"])
+            .with_tenant("payments"),
+    );
+    let router = router(ServerState::new(CallbackHandler::new(
+        gates.clone(),
+        Arc::new(tokens),
+    )));
+    let answer = send(
+        &router,
+        post(&decide("approve", APPROVAL.0), Some(MANAGER), ""),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    let message = answer.json["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("with_approval_scope") && message.contains("allow_any_token_to_decide"),
+        "{message}"
+    );
+    assert!(matches!(
+        gate_state(&gates, "d1", APPROVAL),
+        GateState::AwaitingApproval { .. }
+    ));
 }
 
 #[tokio::test]
@@ -340,10 +378,9 @@ async fn a_deployment_started_for_a_tenant_takes_only_that_tenant_s_requests() {
                     .with_roles(["release-manager"])
                     .with_tenant("payments"),
             );
-        let router = router(ServerState::new(CallbackHandler::new(
-            gates.clone(),
-            Arc::new(tokens),
-        )));
+        let router = router(ServerState::new(
+            CallbackHandler::new(gates.clone(), Arc::new(tokens)).allow_any_token_to_decide(),
+        ));
         let callback = format!("/callbacks/{}", callback_id(&gates, "d1", TICKET));
         let before = gate_state(&gates, "d1", TICKET);
         let answer = send(

@@ -42,7 +42,7 @@ fn app() -> App {
             OTHER_TENANT,
             Principal::new("intruder").with_tenant("other"),
         );
-    let handler = CallbackHandler::new(gates.clone(), Arc::new(tokens));
+    let handler = CallbackHandler::new(gates.clone(), Arc::new(tokens)).allow_any_token_to_decide();
     App {
         router: router(ServerState::new(handler)),
         gates,
@@ -923,10 +923,9 @@ async fn an_internal_error_is_500_without_its_detail_in_the_body() {
         what: "the number of environments",
     }));
     let tokens = StaticTokens::new().with_token(TOKEN, Principal::new("ci"));
-    let router = router(ServerState::new(CallbackHandler::new(
-        Arc::new(broken),
-        Arc::new(tokens),
-    )));
+    let router = router(ServerState::new(
+        CallbackHandler::new(Arc::new(broken), Arc::new(tokens)).allow_any_token_to_decide(),
+    ));
     for (path, body) in [
         (uri(CallbackId([1; 16])), r#"{"success": true}"#),
         ("/deployments/d1/gates/0/approve".to_owned(), "{}"),

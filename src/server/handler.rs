@@ -50,8 +50,19 @@ pub struct CallbackHandler {
     prefix: String,
     body_limit: usize,
     message_limit: usize,
-    approval_scope: Option<String>,
+    deciders: Deciders,
     callback_scope: Option<String>,
+}
+
+/// Whose tokens may decide approvals.
+#[derive(Debug)]
+enum Deciders {
+    /// Nobody's: not configured yet.
+    Unset,
+    /// Any valid token's ([`CallbackHandler::allow_any_token_to_decide`]).
+    AnyToken,
+    /// Tokens holding this scope ([`CallbackHandler::with_approval_scope`]).
+    Scope(String),
 }
 
 impl fmt::Debug for CallbackHandler {
@@ -60,7 +71,7 @@ impl fmt::Debug for CallbackHandler {
             .field("prefix", &self.prefix)
             .field("body_limit", &self.body_limit)
             .field("message_limit", &self.message_limit)
-            .field("approval_scope", &self.approval_scope)
+            .field("deciders", &self.deciders)
             .field("callback_scope", &self.callback_scope)
             .finish_non_exhaustive()
     }
@@ -80,7 +91,7 @@ impl CallbackHandler {
             prefix: String::new(),
             body_limit: Self::DEFAULT_BODY_LIMIT,
             message_limit: Self::DEFAULT_MESSAGE_LIMIT,
-            approval_scope: None,
+            deciders: Deciders::Unset,
             callback_scope: None,
         }
     }
@@ -115,10 +126,23 @@ impl CallbackHandler {
     }
 
     /// Requires this scope to approve or reject, so that tokens meant for callbacks cannot
-    /// decide approvals (403 otherwise).
+    /// decide approvals (403 otherwise). Until this or
+    /// [`allow_any_token_to_decide`](Self::allow_any_token_to_decide) is called, every decision
+    /// is refused with 403: a manual approval is a person's say, which the tokens given to
+    /// external systems for their callbacks must not have.
     #[must_use]
     pub fn with_approval_scope(mut self, scope: impl Into<String>) -> Self {
-        self.approval_scope = Some(scope.into());
+        self.deciders = Deciders::Scope(scope.into());
+        self
+    }
+
+    /// Lets any valid token approve or reject, limited only by each approval's
+    /// `requiresRoles`: for a server whose tokens all belong to people, or a trial. An approval
+    /// without `requiresRoles` can then be decided by the external systems' callback tokens
+    /// too. In place of [`with_approval_scope`](Self::with_approval_scope), if called before.
+    #[must_use]
+    pub fn allow_any_token_to_decide(mut self) -> Self {
+        self.deciders = Deciders::AnyToken;
         self
     }
 
@@ -257,9 +281,18 @@ impl CallbackHandler {
         // Through the trait objects themselves: the blanket impls for `Arc` would box a second
         // future around each call.
         let principal = (*self.authorizer).authorize(bearer(headers)?).await?;
-        let (needed, doing) = match route {
-            Route::Decide { .. } => (&self.approval_scope, "deciding approvals"),
-            Route::Callback(_) => (&self.callback_scope, "sending callbacks"),
+        let (needed, doing) = match (route, &self.deciders) {
+            (Route::Decide { .. }, Deciders::Unset) => {
+                return Err(AuthError::Forbidden {
+                    reason: "this server takes no decisions yet: it names the scope approvers' \
+                             tokens hold (CallbackHandler::with_approval_scope), or lets any \
+                             token decide (CallbackHandler::allow_any_token_to_decide)"
+                        .to_owned(),
+                });
+            }
+            (Route::Decide { .. }, Deciders::AnyToken) => (None, "deciding approvals"),
+            (Route::Decide { .. }, Deciders::Scope(scope)) => (Some(scope), "deciding approvals"),
+            (Route::Callback(_), _) => (self.callback_scope.as_ref(), "sending callbacks"),
         };
         if let Some(scope) = needed
             && !principal.has_scope(scope)
