@@ -94,6 +94,20 @@ fn static_client() -> CallbackClient {
     .allow_any_origin()
 }
 
+/// The error of a success callback that a gate server answers once with `answer`.
+async fn refused_once(answer: ResponseTemplate) -> CallbackError {
+    let server = MockServer::start().await;
+    Mock::given(path(CALLBACK_PATH))
+        .respond_with(answer)
+        .expect(1)
+        .mount(&server)
+        .await;
+    static_client()
+        .send(&callback_url(&server), &Callback::success())
+        .await
+        .unwrap_err()
+}
+
 fn error_body(code: &str, message: &str) -> serde_json::Value {
     json!({"error": code, "message": message})
 }
@@ -362,21 +376,12 @@ async fn final_answers_are_typed_and_not_retried() {
 /// says the callback URI is not where the orchestrator takes callbacks, after one attempt.
 #[tokio::test]
 async fn a_redirect_is_not_followed_and_names_the_base_url_as_the_cause() {
-    let server = MockServer::start().await;
     let elsewhere = MockServer::start().await;
-    Mock::given(path(CALLBACK_PATH))
-        .respond_with(
-            ResponseTemplate::new(307)
-                .insert_header("location", format!("{}{CALLBACK_PATH}", elsewhere.uri())),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
-
-    let error = static_client()
-        .send(&callback_url(&server), &Callback::success())
-        .await
-        .unwrap_err();
+    let error = refused_once(
+        ResponseTemplate::new(307)
+            .insert_header("location", format!("{}{CALLBACK_PATH}", elsewhere.uri())),
+    )
+    .await;
     assert!(
         matches!(&error, CallbackError::Redirected { status } if *status == 307),
         "{error:?}"
@@ -390,20 +395,11 @@ async fn a_redirect_is_not_followed_and_names_the_base_url_as_the_cause() {
 /// ANSI escape) where the error is shown; it is kept readable, escaped.
 #[tokio::test]
 async fn a_servers_message_cannot_forge_log_lines() {
-    let server = MockServer::start().await;
     let message = "bad body\nINFO callback delivered \u{1b}[2J\r\u{202e}\"ok\"";
-    Mock::given(path(CALLBACK_PATH))
-        .respond_with(
-            ResponseTemplate::new(400).set_body_json(error_body("invalid_body\nforged", message)),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
-
-    let error = static_client()
-        .send(&callback_url(&server), &Callback::success())
-        .await
-        .unwrap_err();
+    let error = refused_once(
+        ResponseTemplate::new(400).set_body_json(error_body("invalid_body\nforged", message)),
+    )
+    .await;
     assert!(
         matches!(&error, CallbackError::Rejected { status, .. } if *status == 400),
         "{error:?}"

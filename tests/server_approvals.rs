@@ -61,6 +61,11 @@ fn decide(action: &str, gate: u32) -> String {
     format!("/deployments/d1/gates/{gate}/{action}")
 }
 
+/// `action` (`approve` or `reject`) on the approval of `d1`, with an empty body, by `token`.
+async fn decision(router: &axum::Router, action: &str, token: &str) -> Answer {
+    send(router, post(&decide(action, APPROVAL.0), Some(token), "")).await
+}
+
 #[tokio::test]
 async fn a_principal_with_the_role_approves_and_the_decision_records_who_and_why() {
     let (router, gates) = setup(None);
@@ -99,20 +104,12 @@ async fn a_principal_with_the_role_approves_and_the_decision_records_who_and_why
 
     // The same decision again (a retry whose answer was lost) is answered as done; the
     // opposite one is refused, as for callbacks.
-    let retried = send(
-        &router,
-        post(&decide("approve", APPROVAL.0), Some(MANAGER), ""),
-    )
-    .await;
+    let retried = decision(&router, "approve", MANAGER).await;
     assert_eq!(
         (retried.status, retried.json["status"].as_str()),
         (StatusCode::OK, Some("approved"))
     );
-    let again = send(
-        &router,
-        post(&decide("reject", APPROVAL.0), Some(MANAGER), ""),
-    )
-    .await;
+    let again = decision(&router, "reject", MANAGER).await;
     assert_eq!(
         (again.status, again.code()),
         (StatusCode::CONFLICT, "conflict")
@@ -131,11 +128,7 @@ async fn a_decision_for_an_approval_closed_another_way_is_gone() {
     gates.with_deployment(&DeploymentId::from("d1"), |d| {
         d.handle_cancel(t0(), "someone").unwrap();
     });
-    let answer = send(
-        &router,
-        post(&decide("approve", APPROVAL.0), Some(MANAGER), ""),
-    )
-    .await;
+    let answer = decision(&router, "approve", MANAGER).await;
     assert_eq!(
         (answer.status, answer.code()),
         (StatusCode::GONE, "gate_closed")
@@ -146,11 +139,7 @@ async fn a_decision_for_an_approval_closed_another_way_is_gone() {
 async fn a_principal_without_the_role_or_of_another_tenant_is_forbidden() {
     let (router, gates) = setup(None);
     for token in [DEVELOPER, OUTSIDER] {
-        let answer = send(
-            &router,
-            post(&decide("approve", APPROVAL.0), Some(token), ""),
-        )
-        .await;
+        let answer = decision(&router, "approve", token).await;
         assert_eq!(
             (answer.status, answer.code()),
             (StatusCode::FORBIDDEN, "forbidden"),
@@ -161,11 +150,7 @@ async fn a_principal_without_the_role_or_of_another_tenant_is_forbidden() {
         gate_state(&gates, "d1", APPROVAL),
         GateState::AwaitingApproval { .. }
     ));
-    let answer = send(
-        &router,
-        post(&decide("reject", APPROVAL.0), Some(MANAGER), ""),
-    )
-    .await;
+    let answer = decision(&router, "reject", MANAGER).await;
     assert_eq!(answer.json["status"], "rejected");
     assert_eq!(
         gate_state(&gates, "d1", APPROVAL),
@@ -190,11 +175,7 @@ async fn a_server_not_told_who_decides_refuses_every_decision() {
         gates.clone(),
         Arc::new(tokens),
     )));
-    let answer = send(
-        &router,
-        post(&decide("approve", APPROVAL.0), Some(MANAGER), ""),
-    )
-    .await;
+    let answer = decision(&router, "approve", MANAGER).await;
     assert_eq!(
         (answer.status, answer.code()),
         (StatusCode::FORBIDDEN, "forbidden")
@@ -215,11 +196,7 @@ async fn the_approval_scope_keeps_callback_tokens_from_deciding() {
     let (router, gates) = setup(Some("approvals"));
     // The bot holds the role the approval requires: only the scope refuses it.
     for token in [CALLBACK_BOT, DEVELOPER] {
-        let answer = send(
-            &router,
-            post(&decide("approve", APPROVAL.0), Some(token), ""),
-        )
-        .await;
+        let answer = decision(&router, "approve", token).await;
         assert_eq!(
             (answer.status, answer.code()),
             (StatusCode::FORBIDDEN, "forbidden"),
@@ -239,21 +216,13 @@ async fn the_approval_scope_keeps_callback_tokens_from_deciding() {
         "refused decisions change nothing"
     );
     let (unscoped, _) = setup(None);
-    let answer = send(
-        &unscoped,
-        post(&decide("approve", APPROVAL.0), Some(CALLBACK_BOT), ""),
-    )
-    .await;
+    let answer = decision(&unscoped, "approve", CALLBACK_BOT).await;
     assert_eq!(
         answer.status,
         StatusCode::OK,
         "without an approval scope configured, the role is enough"
     );
-    let answer = send(
-        &router,
-        post(&decide("approve", APPROVAL.0), Some(MANAGER), ""),
-    )
-    .await;
+    let answer = decision(&router, "approve", MANAGER).await;
     assert_eq!(answer.status, StatusCode::OK);
 }
 
@@ -395,11 +364,7 @@ async fn a_deployment_started_for_a_tenant_takes_only_that_tenant_s_requests() {
             matches!(awaiting, GateState::AwaitingApproval { .. }),
             "{for_tenant}: {awaiting:?}"
         );
-        let answer = send(
-            &router,
-            post(&decide("approve", APPROVAL.0), Some(OUTSIDER), ""),
-        )
-        .await;
+        let answer = decision(&router, "approve", OUTSIDER).await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN, "{for_tenant}");
         assert_eq!(gate_state(&gates, "d1", APPROVAL), awaiting, "{for_tenant}");
 
@@ -409,11 +374,7 @@ async fn a_deployment_started_for_a_tenant_takes_only_that_tenant_s_requests() {
         )
         .await;
         assert_eq!(answer.json["status"], "applied", "{for_tenant}");
-        let answer = send(
-            &router,
-            post(&decide("approve", APPROVAL.0), Some(MANAGER), ""),
-        )
-        .await;
+        let answer = decision(&router, "approve", MANAGER).await;
         assert_eq!(
             (answer.status, answer.json["status"].as_str()),
             (StatusCode::OK, Some("approved")),
