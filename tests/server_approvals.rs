@@ -120,6 +120,34 @@ async fn a_principal_with_the_role_approves_and_the_decision_records_who_and_why
     );
 }
 
+/// An empty decision is taken whatever its `Content-Type` says (`curl -d ''` labels it a
+/// form); a body that is not JSON is still refused.
+#[tokio::test]
+async fn an_empty_decision_is_taken_whatever_its_content_type() {
+    let (router, gates) = setup(None);
+    let form = |body: &'static str| {
+        Request::post(decide("approve", APPROVAL.0))
+            .header("authorization", format!("Bearer {MANAGER}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let refused = send(&router, form("comment=ship+it")).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+    );
+    let answer = send(&router, form("")).await;
+    assert_eq!(
+        (answer.status, answer.json["status"].as_str()),
+        (StatusCode::OK, Some("approved"))
+    );
+    assert_eq!(
+        gate_state(&gates, "d1", APPROVAL),
+        GateState::Passed(Resolution::Approved)
+    );
+}
+
 /// A decision for an approval that closed without one (it expired, or its environment ended
 /// first) is `410 gate_closed`, as a callback for a closed gate is.
 #[tokio::test]

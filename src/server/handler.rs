@@ -24,7 +24,8 @@ use crate::core::{CallbackAck, CallbackId, Decision, DeploymentId};
 ///   `200 {"status": "applied"}` when it resolved the gate, `{"status": "duplicate"}` for a
 ///   repeat of the same outcome, `{"status": "recorded"}` for a progress note.
 /// - `/deployments/<deployment>/gates/<gate>/approve` and `/reject`, body empty or
-///   `{"comment": "..."}`: a decision by the token's principal (its subject and roles).
+///   `{"comment": "..."}`: a decision by the token's principal (its subject and roles). An
+///   empty body is taken whatever its `Content-Type` says.
 ///   `<gate>` is the gate's number, [`GateId`](crate::config::GateId)'s `.0` (`3`, not its
 ///   `Display`, `gate 3`).
 ///   `200 {"status": "approved"}` or `{"status": "rejected"}`, also for the decision that
@@ -220,7 +221,12 @@ impl CallbackHandler {
                 Ok(principal) => principal,
                 Err(err) => return response::auth(&err),
             };
+            // A decision's body may be empty whatever a client labels it (`curl -d ''` says
+            // it is a form): there is nothing to read as anything else.
+            let empty_decision = matches!(route, Route::Decide { .. })
+                && request.body().size_hint().exact() == Some(0);
             let refusal = match headers::single(request.headers(), CONTENT_TYPE) {
+                _ if empty_decision => None,
                 Err(Repeated) => Some(
                     "the Content-Type header is given more than once; send it once: application/json",
                 ),
