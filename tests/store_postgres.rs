@@ -544,34 +544,38 @@ async fn a_schema_newer_than_this_release_is_refused() {
 }
 
 /// A database in another encoding than UTF-8 would refuse a save only once a progress note or
-/// a context held a character it lacks, as a failure the runtime retries: it is refused when
-/// the store starts, naming the encoding.
+/// a context held a character it lacks, as a failure the runtime retries; one in SQL_ASCII
+/// checks nothing, and a row another tool wrote with bytes that are not UTF-8 would fail every
+/// listing that reads it (recovery, lease upkeep). Both are refused when the store starts,
+/// naming the encoding.
 #[tokio::test]
 async fn a_database_that_is_not_utf8_is_refused_at_connect() {
-    let Some(db) = TestDb::new("latin1") else {
+    let Some(db) = TestDb::new("not_utf8") else {
         return;
     };
     let raw = db.raw().await;
-    let database = db.schema.clone();
-    sqlx::raw_sql(&format!(
-        "CREATE DATABASE \"{database}\" ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
-    ))
-    .execute(&raw)
-    .await
-    .expect("create a LATIN1 database");
-    let mut url = url::Url::parse(&db.url()).unwrap();
-    url.set_path(&database);
-    let refused = PostgresStore::connect_with(url.as_str(), db.options()).await;
-    assert!(
-        matches!(&refused, Err(StoreError::Encoding { found }) if found == "LATIN1"),
-        "{refused:?}"
-    );
-    let message = refused.unwrap_err().to_string();
-    assert!(message.contains("ENCODING 'UTF8'"), "{message}");
-    sqlx::raw_sql(&format!("DROP DATABASE \"{database}\" WITH (FORCE)"))
+    for encoding in ["LATIN1", "SQL_ASCII"] {
+        let database = format!("{}_{}", db.schema, encoding.to_lowercase());
+        sqlx::raw_sql(&format!(
+            "CREATE DATABASE \"{database}\" ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        ))
         .execute(&raw)
         .await
-        .expect("drop the LATIN1 database");
+        .expect("create the database");
+        let mut url = url::Url::parse(&db.url()).unwrap();
+        url.set_path(&database);
+        let refused = PostgresStore::connect_with(url.as_str(), db.options()).await;
+        assert!(
+            matches!(&refused, Err(StoreError::Encoding { found }) if found == encoding),
+            "{refused:?}"
+        );
+        let message = refused.unwrap_err().to_string();
+        assert!(message.contains("ENCODING 'UTF8'"), "{message}");
+        sqlx::raw_sql(&format!("DROP DATABASE \"{database}\" WITH (FORCE)"))
+            .execute(&raw)
+            .await
+            .expect("drop the database");
+    }
     raw.close().await;
 }
 

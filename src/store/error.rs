@@ -163,8 +163,10 @@ pub enum StoreError {
         /// The driver's error.
         source: Box<dyn StdError + Send + Sync>,
     },
-    /// The database's encoding cannot hold every character a deployment stores: its saves
-    /// would fail on the first progress note or context outside that encoding.
+    /// The database's encoding is not UTF-8. One that cannot hold every character a deployment
+    /// stores would fail its saves on the first progress note or context outside it; SQL_ASCII,
+    /// which checks nothing, would keep a row another tool wrote with bytes that are not UTF-8,
+    /// and every listing that reads it (recovery, lease upkeep) would fail.
     #[error(
         "the database's encoding is {found}, which cannot hold every character deployments \
          store (progress notes, contexts, deployment files): use a database created with \

@@ -215,7 +215,7 @@ impl PostgresStore {
     /// Connects to the database at `url` with a pool of `options.max_connections`, and
     /// applies any schema migration it lacks. A server that cannot be reached within
     /// `options.connect_timeout`, or that refuses the credentials, is [`StoreError::Connect`];
-    /// a database in another encoding than UTF-8 (or `SQL_ASCII`), [`StoreError::Encoding`].
+    /// a database in another encoding than UTF-8, [`StoreError::Encoding`].
     pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
         let target = Target::from_url(url);
         let connect = PgConnectOptions::from_str(url).map_err(|e| target.open_error(&e))?;
@@ -247,7 +247,7 @@ impl PostgresStore {
     /// asks for it itself, but `save` is one statement run at the session's level, and so are
     /// the lease statements, which rely on it. At a stricter level two racing saves of one
     /// deployment end in a serialization failure, reported as a database error rather than a
-    /// [`StoreError::Conflict`]. A database in another encoding than UTF-8 (or `SQL_ASCII`) is
+    /// [`StoreError::Conflict`]. A database in another encoding than UTF-8 is
     /// [`StoreError::Encoding`].
     pub async fn from_pool(pool: PgPool, options: PostgresOptions) -> Result<Self, StoreError> {
         let options = options.within_limits();
@@ -268,8 +268,10 @@ impl PostgresStore {
             .fetch_one(&pool)
             .await
             .map_err(backend)?;
-        // SQL_ASCII keeps the bytes it is given, as they are.
-        if !matches!(encoding.as_str(), "UTF8" | "SQL_ASCII") {
+        // SQL_ASCII keeps whatever bytes it is given, unchecked: one row holding bytes that
+        // are not UTF-8 (written by another tool) would fail every statement that reads it,
+        // the listings of recovery and lease upkeep among them, for every deployment.
+        if encoding != "UTF8" {
             return Err(StoreError::Encoding { found: encoding });
         }
         let quoted = quote_identifier(&schema);
