@@ -106,6 +106,76 @@ fn uri_values_are_percent_encoded_except_a_leading_base_url() {
     }
 }
 
+/// `.` and letters survive percent-encoding: a value that ends the host after the template's
+/// own host text (or a whole base URL's) would choose where the call, and its secrets, go.
+#[test]
+fn a_value_may_not_extend_the_hosts_own_text() {
+    for (template, value) in [
+        (
+            "https://hooks.example.com{{context.x}}/api",
+            ".attacker.example",
+        ),
+        (
+            "{{armory.preview.checkout}}{{context.x}}",
+            ".attacker.example",
+        ),
+        ("https://hooks.example.com{{context.x}}:8443/", "-evil"),
+        (
+            "https://ci@hooks.example.com{{context.x}}",
+            ".attacker.example",
+        ),
+        ("https://hooks.example.com{{context.x}}?q=1", "x"),
+    ] {
+        assert_eq!(
+            render(template, &[("x", value)], Escape::Uri),
+            Err(RenderError::HostExtended {
+                variable: "context.x".into()
+            }),
+            "{template}"
+        );
+    }
+    // The whole host, or a whole label, is the template's author's choice; a value elsewhere,
+    // or an empty one, leaves the host as the template wrote it.
+    for (template, value, rendered) in [
+        (
+            "https://{{context.x}}/api",
+            "a.example",
+            "https://a.example/api",
+        ),
+        (
+            "https://api.{{context.x}}/",
+            "staging.example",
+            "https://api.staging.example/",
+        ),
+        (
+            "https://{{context.x}}.example.com/",
+            "staging",
+            "https://staging.example.com/",
+        ),
+        (
+            "https://hooks.example.com{{context.x}}/api",
+            "",
+            "https://hooks.example.com/api",
+        ),
+        (
+            "https://hooks.example.com/{{context.x}}",
+            ".attacker",
+            "https://hooks.example.com/.attacker",
+        ),
+        (
+            "{{armory.callbackUri}}{{context.x}}",
+            ".attacker.example",
+            "https://gate.example.com/callbacks/abc.attacker.example",
+        ),
+    ] {
+        assert_eq!(
+            render(template, &[("x", value)], Escape::Uri).as_deref(),
+            Ok(rendered),
+            "{template}"
+        );
+    }
+}
+
 #[test]
 fn header_values_with_line_breaks_are_refused() {
     for value in ["a\r\nX-Evil: 1", "a\nb", "a\rb"] {

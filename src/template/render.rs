@@ -101,7 +101,8 @@ pub enum Escape {
     /// `{{secrets.*}}`, `{{armory.callbackUri}}` or `{{armory.preview.*}}`, which is a whole base
     /// URL and is inserted as it is (a leading `{{context.*}}` is encoded like any other). A
     /// path segment an encoded value is part of or borders may not read as `.` or `..`
-    /// ([`RenderError::DotSegment`]).
+    /// ([`RenderError::DotSegment`]), and an encoded value may not end the host after text
+    /// of the template's own in the same label ([`RenderError::HostExtended`]).
     Uri,
     /// As it is, but a value containing CR or LF is an error (no header injection).
     Header,
@@ -169,6 +170,17 @@ pub enum RenderError {
     )]
     DotSegment {
         /// The variable, the first of those the segment holds or borders.
+        variable: String,
+    },
+    /// An encoded value ends the URL's host, continuing a label of the template's own text or
+    /// of a whole base URL (`https://hooks.example.com{{context.x}}`): `.` and letters survive
+    /// percent-encoding, so the value would choose the host the call, and its secrets, go to
+    /// (`.attacker.example`).
+    #[error(
+        "the value of `{variable}` would end the URL's host, continuing the template's own host text, and so choose where the call and its secrets go; put it after a `/`, or make it a whole label (`.{{{{{variable}}}}}`) or the whole host"
+    )]
+    HostExtended {
+        /// The variable.
         variable: String,
     },
     /// The rendered request would be larger than the limit: values inserted into it are
@@ -338,6 +350,7 @@ impl Template {
             return Err(RenderError::TooLarge { limit });
         }
         refuse_dot_segments(&out, &encoded)?;
+        refuse_host_extension(&out, &encoded)?;
         Ok(out)
     }
 }
@@ -373,6 +386,47 @@ fn refuse_dot_segments(
         start = end + 1;
     }
     Ok(())
+}
+
+/// Refuses an encoded value that ends `url`'s host while continuing a label that text of the
+/// template's own (or of a whole base URL) began: `https://hooks.example.com{{context.x}}`
+/// with `.attacker.example` would send the call elsewhere. A value that is the whole host
+/// (`https://{{context.host}}/`) or a whole label after a `.` (`https://api.{{context.domain}}/`)
+/// is how its template's author chose to let it name the host; a value inside the host whose
+/// end is the template's text keeps the host under that text's domain.
+fn refuse_host_extension(
+    url: &str,
+    encoded: &[(Range<usize>, &Variable)],
+) -> Result<(), RenderError> {
+    let Some(scheme_end) = url.find("://") else {
+        return Ok(());
+    };
+    let authority_start = scheme_end + 3;
+    // The parser reads `\` as `/` in http(s) URLs.
+    let authority_end = url[authority_start..]
+        .find(['/', '?', '#', '\\'])
+        .map_or(url.len(), |end| authority_start + end);
+    // Values cannot hold `@`, `:` or `[`, which encoding escapes: these are the URL's own.
+    let host_start = url[authority_start..authority_end]
+        .rfind('@')
+        .map_or(authority_start, |at| authority_start + at + 1);
+    let host_end = match url[host_start..authority_end].rfind(':') {
+        Some(colon) if !url[host_start..].starts_with('[') => host_start + colon,
+        _ => authority_end,
+    };
+    let extended = encoded.iter().find(|(range, _)| {
+        !range.is_empty()
+            && range.start > host_start
+            && range.start < host_end
+            && range.end >= host_end
+            && url.as_bytes()[range.start - 1] != b'.'
+    });
+    match extended {
+        Some((_, variable)) => Err(RenderError::HostExtended {
+            variable: variable.to_string(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Whether a URL parser reads `segment` as `.` or `..`: it drops tabs and line breaks, and
