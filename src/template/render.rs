@@ -398,20 +398,31 @@ fn refuse_host_extension(
     url: &str,
     encoded: &[(Range<usize>, &Variable)],
 ) -> Result<(), RenderError> {
-    let Some(scheme_end) = url.find("://") else {
+    // As bytes: the delimiters are ASCII, and `str` searches cost more than the whole rest
+    // of the check (the scheme's end is a few bytes in).
+    let bytes = url.as_bytes();
+    // Only a URL's own values, after its scheme, can reach its host.
+    let Some(scheme_end) = encoded
+        .first()
+        .and_then(|_| bytes.windows(3).position(|w| w == b"://"))
+    else {
         return Ok(());
     };
     let authority_start = scheme_end + 3;
     // The parser reads `\` as `/` in http(s) URLs.
-    let authority_end = url[authority_start..]
-        .find(['/', '?', '#', '\\'])
+    let authority_end = bytes[authority_start..]
+        .iter()
+        .position(|b| matches!(b, b'/' | b'?' | b'#' | b'\\'))
         .map_or(url.len(), |end| authority_start + end);
+    let authority = &bytes[authority_start..authority_end];
     // Values cannot hold `@`, `:` or `[`, which encoding escapes: these are the URL's own.
-    let host_start = url[authority_start..authority_end]
-        .rfind('@')
+    let host_start = authority
+        .iter()
+        .rposition(|&b| b == b'@')
         .map_or(authority_start, |at| authority_start + at + 1);
-    let host_end = match url[host_start..authority_end].rfind(':') {
-        Some(colon) if !url[host_start..].starts_with('[') => host_start + colon,
+    let host = &bytes[host_start..authority_end];
+    let host_end = match host.iter().rposition(|&b| b == b':') {
+        Some(colon) if host.first() != Some(&b'[') => host_start + colon,
         _ => authority_end,
     };
     let extended = encoded.iter().find(|(range, _)| {
@@ -419,7 +430,7 @@ fn refuse_host_extension(
             && range.start > host_start
             && range.start < host_end
             && range.end >= host_end
-            && url.as_bytes()[range.start - 1] != b'.'
+            && bytes[range.start - 1] != b'.'
     });
     match extended {
         Some((_, variable)) => Err(RenderError::HostExtended {
