@@ -339,6 +339,13 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Takes one from `n` if it is not zero; whether it did.
+/// Panics, as a `Store` implementation's bug may, if `n` says to, using one up.
+fn panic_if_told(n: &AtomicUsize) {
+    if take(n) {
+        panic!("a panic injected by FaultyStore");
+    }
+}
+
 fn take(n: &AtomicUsize) -> bool {
     n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()
@@ -353,9 +360,7 @@ impl<S: Store> Store for FaultyStore<S> {
         if take(&self.fail_create) {
             return Err(injected());
         }
-        if take(&self.panic_create) {
-            panic!("a panic injected by FaultyStore");
-        }
+        panic_if_told(&self.panic_create);
         if take(&self.late_create) {
             let loads = self.late_create_loads.load(Ordering::SeqCst);
             locked(&self.pending_creates).push(LateCreate {
@@ -389,9 +394,7 @@ impl<S: Store> Store for FaultyStore<S> {
         if self.injected_failure() {
             return Err(injected());
         }
-        if take(&self.panic_save) {
-            panic!("a panic injected by FaultyStore");
-        }
+        panic_if_told(&self.panic_save);
         if take(&self.late_save) {
             locked(&self.pending_saves).push(LateSave {
                 id: id.clone(),
@@ -423,9 +426,7 @@ impl<S: Store> Store for FaultyStore<S> {
         if take(&self.fail_load) {
             return Err(injected());
         }
-        if take(&self.panic_load) {
-            panic!("a panic injected by FaultyStore");
-        }
+        panic_if_told(&self.panic_load);
         let loaded = self.inner.load(id).await;
         let late: Vec<LateSave> = locked(&self.pending_saves)
             .extract_if(.., |s| s.id == *id)
@@ -490,9 +491,7 @@ impl<S: Store> Store for FaultyStore<S> {
 
     async fn renew(&self, lease: &Lease) -> Result<Vec<(DeploymentId, u64)>, StoreError> {
         self.renews.fetch_add(1, Ordering::SeqCst);
-        if take(&self.panic_renew) {
-            panic!("a panic injected by FaultyStore");
-        }
+        panic_if_told(&self.panic_renew);
         if self.slow_renew.load(Ordering::SeqCst) {
             YieldOnce(false).await;
         }

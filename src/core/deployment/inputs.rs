@@ -702,9 +702,6 @@ fn awaits_report(state: GateState) -> bool {
     )
 }
 
-/// Why a callback or progress note reaching a gate in `state`, which awaits no report, is
-/// refused. A callback already decided the gate: a conflict, whose `first` is that decision,
-/// as §5 keeps 410 for gates closed without one.
 /// What a decision gets from a gate no longer waiting for one, which it leaves as it is. The
 /// decision that resolved the gate, sent again (a retry whose answer was lost), is taken as
 /// done; the opposite one is refused, and so is any decision once the gate closed another way,
@@ -726,6 +723,9 @@ fn decided_already(state: GateState, gate: GateId, approve: bool) -> Result<(), 
     }
 }
 
+/// Why a callback or progress note reaching a gate in `state`, which awaits no report, is
+/// refused. A callback already decided the gate: a conflict, whose `first` is that decision,
+/// as §5 keeps 410 for gates closed without one.
 fn report_refused(state: GateState) -> CoreError {
     match state {
         GateState::Passed(Resolution::Callback) => CoreError::Conflict { first: true },
