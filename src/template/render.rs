@@ -398,14 +398,13 @@ fn refuse_host_extension(
     url: &str,
     encoded: &[(Range<usize>, &Variable)],
 ) -> Result<(), RenderError> {
+    if encoded.is_empty() {
+        return Ok(());
+    }
     // As bytes: the delimiters are ASCII, and `str` searches cost more than the whole rest
     // of the check (the scheme's end is a few bytes in).
     let bytes = url.as_bytes();
-    // Only a URL's own values, after its scheme, can reach its host.
-    let Some(scheme_end) = encoded
-        .first()
-        .and_then(|_| bytes.windows(3).position(|w| w == b"://"))
-    else {
+    let Some(scheme_end) = bytes.windows(3).position(|w| w == b"://") else {
         return Ok(());
     };
     let authority_start = scheme_end + 3;
