@@ -183,6 +183,12 @@ async fn run() -> Result<ExitCode, Failure> {
     for miss in plan.near_misses() {
         eprintln!("gate_server: warning: {miss} (in {})", args.config);
     }
+    for webhook in plan.webhooks_with_unescaped_json() {
+        eprintln!(
+            "gate_server: warning: webhook {:?} in {} sends a JSON-looking body without a JSON Content-Type, so its values go in unescaped",
+            webhook.name, args.config
+        );
+    }
     let (Some(client_id), Some(client_secret)) = (args.client_id, args.client_secret) else {
         return Err(Failure::Invalid("client credentials are required: --client-id and --client-secret-file, or CDAAS_CLIENT_ID and CDAAS_CLIENT_SECRET".into()));
     };

@@ -60,6 +60,7 @@ strategies:
 webhooks:
   - name: change-ticket
     uriTemplate: https://tickets.example.com/hooks?deployment={{armory.deploymentId}}
+    headers: [{key: Content-Type, value: application/json}]
     bodyTemplate: {inline: '{"callbackUri": "{{armory.callbackUri}}/callback"}'}
   - name: integration-tests
     uriTemplate: https://ci.example.com/run/{{armory.environmentName}}
@@ -121,6 +122,12 @@ fn main() -> ExitCode {
     }
     for miss in plan.near_misses() {
         eprintln!("warning: {miss}");
+    }
+    for webhook in plan.webhooks_with_unescaped_json() {
+        eprintln!(
+            "warning: webhook {:?} sends a JSON-looking body without a JSON Content-Type, so its values go in unescaped",
+            webhook.name
+        );
     }
     // A misspelt name would otherwise run the happy path it was meant to break.
     if let Some(unknown) = failing

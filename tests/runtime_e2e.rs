@@ -107,6 +107,36 @@ async fn a_start_logs_and_returns_the_keys_of_the_file_it_does_not_read() {
     );
 }
 
+/// A webhook whose JSON-looking body goes out without a JSON `Content-Type` (its values
+/// unescaped, PROTOCOL.md §3) is no error: the start returns its name and logs a warning
+/// naming it, and the deployment runs.
+#[tokio::test]
+async fn a_start_warns_of_a_json_body_sent_without_a_json_content_type() {
+    let (log, _guard) = Captured::on_this_thread();
+    let mut w = world(|b| b, Arc::new(|_: &str| vec![(0, true)])).await;
+    let file = file(TARGETS, CANARY);
+    let header = "    headers: [{key: Content-Type, value: application/json}]\n";
+    let ticket = file.find("  - name: ticket\n").unwrap();
+    let at = ticket + file[ticket..].find(header).unwrap();
+    let unlabelled = format!("{}{}", &file[..at], &file[at + header.len()..]);
+    let started = w.engine.start(&unlabelled, w.context()).await.unwrap();
+    assert_eq!(started.unescaped_json, ["ticket"]);
+    assert_eq!(w.finished(&started.id).await, DeploymentStatus::Succeeded);
+    let log = log.text();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("values go in unescaped"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains("WARN") && warnings[0].contains("webhook=\"ticket\""),
+        "{}",
+        warnings[0]
+    );
+    let labelled = w.engine.start(&file, w.context()).await.unwrap();
+    assert!(labelled.unescaped_json.is_empty());
+}
+
 /// A key's path is the file's text, and a key not read may hold a line break: logged, it
 /// cannot start a line of its own.
 #[tokio::test]

@@ -403,3 +403,71 @@ fn more_headers_than_a_request_can_carry_are_refused() {
         RenderError::TooManyHeaders { count: 24_577 }
     );
 }
+
+/// A body that looks like JSON and inserts values is flagged when no `Content-Type` can have
+/// them escaped, and the flag matches what rendering does: the value's quote goes in as it is
+/// exactly when flagged.
+#[test]
+fn a_json_looking_body_without_a_json_content_type_is_flagged_as_unescaped() {
+    let body = r#" {"ticket": "{{context.ticket}}"}"#;
+    let bare = || RequestTemplate::new(t("https://hooks.example.com/run")).with_body(t(body));
+    let flagged = [
+        ("no Content-Type", bare()),
+        (
+            "a fixed Content-Type of another media type",
+            bare().with_header("content-type", t("text/plain")),
+        ),
+        (
+            "a JSON Content-Type under another header's name",
+            bare().with_header("X-Content-Type", t("application/json")),
+        ),
+        (
+            "an array body",
+            RequestTemplate::new(t("https://hooks.example.com/run"))
+                .with_body(t("\n[\"{{context.ticket}}\"]")),
+        ),
+    ];
+    let not_flagged = [
+        (
+            "a JSON Content-Type",
+            bare().with_header("Content-Type", t("application/json; charset=utf-8")),
+        ),
+        (
+            "a +json Content-Type after another one",
+            bare()
+                .with_header("Content-Type", t("text/plain"))
+                .with_header("CONTENT-TYPE", t("application/vnd.api+json")),
+        ),
+        (
+            "a Content-Type whose value is rendered",
+            bare().with_header("Content-Type", t("{{context.media_type}}")),
+        ),
+        (
+            "a body with no values",
+            RequestTemplate::new(t("https://hooks.example.com/run"))
+                .with_body(t(r#"{"ticket": "fixed"}"#)),
+        ),
+        (
+            "a body that is not JSON",
+            RequestTemplate::new(t("https://hooks.example.com/run"))
+                .with_body(t("ticket={{context.ticket}}")),
+        ),
+        (
+            "no body",
+            RequestTemplate::new(t("https://hooks.example.com/run/{{context.ticket}}")),
+        ),
+    ];
+    for (what, request) in &flagged {
+        assert!(request.json_body_unescaped(), "{what}");
+    }
+    for (what, request) in &not_flagged {
+        assert!(!request.json_body_unescaped(), "{what}");
+    }
+    // The JSON-looking bodies: the quote goes in as it is where flagged, escaped elsewhere.
+    let context = [("ticket", "a\"b"), ("media_type", "application/json")];
+    for (what, request) in flagged.iter().chain(&not_flagged[..3]) {
+        let body = render(request, &context).unwrap().body().to_vec();
+        let raw = String::from_utf8(body).unwrap().contains("a\"b");
+        assert_eq!(raw, request.json_body_unescaped(), "{what}");
+    }
+}

@@ -73,6 +73,19 @@ impl Plan {
         &self.near_misses
     }
 
+    /// The webhooks whose body looks like JSON and inserts values, yet is sent without a JSON
+    /// `Content-Type`, so that the values go in unescaped
+    /// ([`RequestTemplate::json_body_unescaped`](crate::template::RequestTemplate::json_body_unescaped)):
+    /// no error, since PROTOCOL.md §3 escapes a body by its `Content-Type` alone, but a value
+    /// with a `"` in it can add fields to what the receiver reads. The engine warns of them
+    /// when it starts a deployment; adding `Content-Type: application/json` to the webhook's
+    /// headers has its values escaped.
+    pub fn webhooks_with_unescaped_json(&self) -> impl Iterator<Item = &Webhook> {
+        self.webhooks
+            .iter()
+            .filter(|webhook| webhook.request.json_body_unescaped())
+    }
+
     /// The file's `analysis.queries`, in the order written: what a host running an analysis
     /// step ([`AnalysisSpec::queries`]) looks its queries up in. Empty when the file has none,
     /// and the steps' query names are then the host's to know.

@@ -302,6 +302,12 @@ pub struct Started {
     /// The keys hookgate does not read but likely meant to be one it does, misspelt or
     /// misplaced, each with that key ([`Plan::near_misses`](crate::config::Plan::near_misses)).
     pub near_misses: Vec<NearMiss>,
+    /// The names of the webhooks whose body looks like JSON but goes out without a JSON
+    /// `Content-Type`, its values unescaped
+    /// ([`Plan::webhooks_with_unescaped_json`](crate::config::Plan::webhooks_with_unescaped_json)):
+    /// no error (PROTOCOL.md §3), but a value with a `"` in it can add fields to what the
+    /// receiver reads. Show them to whoever sent the file.
+    pub unescaped_json: Vec<String>,
 }
 
 impl Started {
@@ -311,6 +317,10 @@ impl Started {
             status,
             ignored_fields: plan.ignored_fields().to_vec(),
             near_misses: plan.near_misses().to_vec(),
+            unescaped_json: plan
+                .webhooks_with_unescaped_json()
+                .map(|webhook| webhook.name.clone())
+                .collect(),
         }
     }
 }
@@ -415,6 +425,13 @@ impl Engine {
                 likely_meant = miss.known,
                 slip = ?miss.slip,
                 "the deployment file holds a key hookgate does not read, likely meant to be one it does"
+            );
+        }
+        for webhook in plan.webhooks_with_unescaped_json() {
+            tracing::warn!(
+                application = plan.application(),
+                webhook = ?webhook.name,
+                "the webhook's body looks like JSON but is sent without a JSON Content-Type, so its values go in unescaped; add the header `Content-Type: application/json`"
             );
         }
         let source: Arc<str> = Arc::from(source);

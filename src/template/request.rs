@@ -89,6 +89,33 @@ impl RequestTemplate {
         self.body.as_ref()
     }
 
+    /// Whether the body looks like JSON (its first character other than whitespace is `{` or
+    /// `[`) and inserts values, yet no `Content-Type` header can have them escaped: none is
+    /// set, or every one set is written without placeholders and names another media type than
+    /// JSON. [`render`](Self::render) escapes a body by its `Content-Type` alone (PROTOCOL.md
+    /// §3), so such a body takes each value as it is, and a value holding a `"` or a newline
+    /// can add fields to the document or break it. Not an error, since a receiver may read
+    /// text that merely starts with a brace; a host warns of it
+    /// ([`Plan::webhooks_with_unescaped_json`](crate::config::Plan::webhooks_with_unescaped_json)).
+    pub fn json_body_unescaped(&self) -> bool {
+        let Some(body) = &self.body else {
+            return false;
+        };
+        let looks_like_json = matches!(
+            body.source().trim_start().as_bytes().first(),
+            Some(b'{' | b'[')
+        );
+        if !looks_like_json || body.variables().next().is_none() {
+            return false;
+        }
+        self.headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(CONTENT_TYPE.as_str()))
+            .all(|(_, value)| {
+                value.variables().next().is_none() && !is_json(value.source().as_bytes())
+            })
+    }
+
     /// The names of the secrets the request uses, to fetch exactly those before rendering.
     pub fn secret_names(&self) -> BTreeSet<&str> {
         self.templates()
@@ -141,7 +168,7 @@ impl RequestTemplate {
         for (name, template) in &self.headers {
             let (header, value) = render_header(name, template, values, left).map_err(whole)?;
             left -= value.len();
-            json_body |= header == CONTENT_TYPE && is_json(&value);
+            json_body |= header == CONTENT_TYPE && is_json(value.as_bytes());
             headers.try_append(header, value).map_err(too_many)?;
         }
         // A header the templates set wins over the URL's credentials.
@@ -505,13 +532,13 @@ fn render_header(
     Ok((header, value))
 }
 
-/// Whether `content_type` names a JSON media type: `application/json` or a `+json` suffix.
+/// Whether a `Content-Type` value names a JSON media type: `application/json` or a `+json`
+/// suffix.
 ///
 /// Read from the raw bytes, since a parameter may hold non-ASCII text (`profile="Bestätigung"`)
 /// and the media type alone decides how the receiver reads the body: a value that refused to be
 /// read as text would have the body rendered unescaped, open to injected JSON fields.
-fn is_json(content_type: &HeaderValue) -> bool {
-    let bytes = content_type.as_bytes();
+fn is_json(bytes: &[u8]) -> bool {
     let essence = bytes
         .split(|&b| b == b';')
         .next()
@@ -799,7 +826,7 @@ mod tests {
             ("+json", true),
             ("application/json-seq", false),
         ] {
-            assert_eq!(is_json(&HeaderValue::from_static(value)), json, "{value}");
+            assert_eq!(is_json(value.as_bytes()), json, "{value}");
         }
     }
 
