@@ -40,6 +40,7 @@
 //! webhooks:
 //!   - name: smoke-tests
 //!     uriTemplate: https://ci.example.com/run?env={{armory.environmentName}}
+//!     headers: [{key: Content-Type, value: application/json}]
 //!     bodyTemplate: {inline: '{"callbackUri": "{{armory.callbackUri}}/callback"}'}
 //! "#)?);
 //!
