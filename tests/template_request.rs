@@ -453,6 +453,16 @@ fn a_json_looking_body_without_a_json_content_type_is_flagged_as_unescaped() {
                 .with_body(t("ticket={{context.ticket}}")),
         ),
         (
+            "a body that is a value alone",
+            RequestTemplate::new(t("https://hooks.example.com/run"))
+                .with_body(t("{{context.ticket}}")),
+        ),
+        (
+            "a body that starts with a value after whitespace",
+            RequestTemplate::new(t("https://hooks.example.com/run"))
+                .with_body(t(" {{context.ticket}}, [1]")),
+        ),
+        (
             "no body",
             RequestTemplate::new(t("https://hooks.example.com/run/{{context.ticket}}")),
         ),

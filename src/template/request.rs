@@ -89,8 +89,8 @@ impl RequestTemplate {
         self.body.as_ref()
     }
 
-    /// Whether the body looks like JSON (its first character other than whitespace is `{` or
-    /// `[`) and inserts values, yet no `Content-Type` header can have them escaped: none is
+    /// Whether the body looks like JSON (the first character of its text other than whitespace
+    /// is `{` or `[`, before any placeholder) and inserts values, yet no `Content-Type` header can have them escaped: none is
     /// set, or every one set is written without placeholders and names another media type than
     /// JSON. [`render`](Self::render) escapes a body by its `Content-Type` alone (PROTOCOL.md
     /// §3), so such a body takes each value as it is, and a value holding a `"` or a newline
@@ -101,10 +101,14 @@ impl RequestTemplate {
         let Some(body) = &self.body else {
             return false;
         };
-        let looks_like_json = matches!(
-            body.source().trim_start().as_bytes().first(),
-            Some(b'{' | b'[')
-        );
+        // Judged by the template's own text: a body that starts with a placeholder is whatever
+        // the value is, and the placeholder's own braces say nothing.
+        let looks_like_json = match body.segments().first() {
+            Some(Segment::Literal(text)) => {
+                matches!(text.trim_start().as_bytes().first(), Some(b'{' | b'['))
+            }
+            _ => false,
+        };
         if !looks_like_json || body.variables().next().is_none() {
             return false;
         }
