@@ -194,7 +194,7 @@ fn a_file_read_by_another_reader_lists_nothing() {
     assert!(file.near_misses().is_empty());
 }
 
-#[allow(dead_code, reason = "only `binary` is used here")]
+#[allow(dead_code, reason = "only `simulate_stderr` is used here")]
 mod example_process;
 
 /// The `simulate` example, which runs a file on simulated time to check it, notes each key it
@@ -202,16 +202,8 @@ mod example_process;
 /// all the same.
 #[test]
 fn simulate_notes_the_keys_it_does_not_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("deploy.yml");
     let file = "application: a\ntargets:\n  prod:\n    constraints:\n      beforDeployment: []\n";
-    std::fs::write(&path, file).unwrap();
-    let out = std::process::Command::new(example_process::binary("simulate"))
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stderr = example_process::simulate_stderr(file);
     assert_eq!(
         stderr.lines().next(),
         Some(

@@ -4,7 +4,7 @@
 
 use hookgate::config::Plan;
 
-#[allow(dead_code, reason = "only `binary` is used here")]
+#[allow(dead_code, reason = "only `simulate_stderr` is used here")]
 mod example_process;
 
 const FILE: &str = r#"
@@ -42,15 +42,7 @@ fn the_plan_lists_the_webhooks_whose_json_goes_out_unescaped() {
 
 #[test]
 fn simulate_warns_of_a_json_body_sent_unescaped_and_runs_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("deploy.yml");
-    std::fs::write(&path, FILE).unwrap();
-    let out = std::process::Command::new(example_process::binary("simulate"))
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stderr = example_process::simulate_stderr(FILE);
     let warnings: Vec<&str> = stderr
         .lines()
         .filter(|line| line.contains("unescaped"))

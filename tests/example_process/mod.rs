@@ -63,3 +63,22 @@ pub fn stdout_lines(child: &mut Child) -> Receiver<String> {
     });
     lines
 }
+
+/// What the `simulate` example prints on stderr for the deployment file `file`, after checking
+/// that it ran the file to its end (exit status 0).
+#[allow(
+    dead_code,
+    reason = "used by the tests of `simulate`, not by every test file that runs an example"
+)]
+pub fn simulate_stderr(file: &str) -> String {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("deploy.yml");
+    std::fs::write(&path, file).expect("the file written");
+    let out = std::process::Command::new(binary("simulate"))
+        .arg(&path)
+        .output()
+        .expect("the example run");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    stderr
+}
