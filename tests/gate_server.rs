@@ -457,6 +457,35 @@ fn arguments_it_could_only_run_uselessly_with_exit_2() {
     }
 }
 
+/// A webhook whose JSON-looking body goes out without a JSON `Content-Type` (its values
+/// unescaped) is warned of on stderr, named as the file names it, before the arguments are
+/// checked further: here an empty secret then stops the server.
+#[test]
+fn a_json_body_sent_without_a_json_content_type_is_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("deploy.yml");
+    let file = "application: a\ntargets: {dev: {constraints: {beforeDeployment: [runWebhook: {name: ticket}]}}}\n\
+        webhooks:\n  - {name: ticket, uriTemplate: 'https://t.example/run', \
+        bodyTemplate: {inline: '{\"env\": \"{{armory.environmentName}}\"}'}}\n";
+    std::fs::write(&config, file).unwrap();
+    let out = Command::new(example_process::binary("gate_server"))
+        .args(["--listen", "127.0.0.1:0", "--client-id", "a", "--config"])
+        .arg(&config)
+        .env("CDAAS_CLIENT_SECRET", "")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let warning = stderr
+        .lines()
+        .find(|line| line.contains("go in unescaped"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        warning.starts_with("gate_server: warning: webhook \"ticket\" in "),
+        "{warning}"
+    );
+}
+
 #[test]
 fn missing_arguments_exit_2() {
     let out = Command::new(example_process::binary("gate_server"))

@@ -418,6 +418,10 @@ fn a_json_looking_body_without_a_json_content_type_is_flagged_as_unescaped() {
             bare().with_header("content-type", t("text/plain")),
         ),
         (
+            "another media type, its parameter rendered",
+            bare().with_header("Content-Type", t("text/plain; charset={{context.charset}}")),
+        ),
+        (
             "a JSON Content-Type under another header's name",
             bare().with_header("X-Content-Type", t("application/json")),
         ),
@@ -427,7 +431,8 @@ fn a_json_looking_body_without_a_json_content_type_is_flagged_as_unescaped() {
                 .with_body(t("\n[\"{{context.ticket}}\"]")),
         ),
     ];
-    let not_flagged = [
+    // JSON-looking bodies whose values a Content-Type has escaped (or may, when rendered).
+    let escaped = [
         (
             "a JSON Content-Type",
             bare().with_header("Content-Type", t("application/json; charset=utf-8")),
@@ -439,9 +444,11 @@ fn a_json_looking_body_without_a_json_content_type_is_flagged_as_unescaped() {
                 .with_header("CONTENT-TYPE", t("application/vnd.api+json")),
         ),
         (
-            "a Content-Type whose value is rendered",
+            "a Content-Type whose media type is rendered",
             bare().with_header("Content-Type", t("{{context.media_type}}")),
         ),
+    ];
+    let not_json = [
         (
             "a body with no values",
             RequestTemplate::new(t("https://hooks.example.com/run"))
@@ -470,12 +477,16 @@ fn a_json_looking_body_without_a_json_content_type_is_flagged_as_unescaped() {
     for (what, request) in &flagged {
         assert!(request.json_body_unescaped(), "{what}");
     }
-    for (what, request) in &not_flagged {
+    for (what, request) in escaped.iter().chain(&not_json) {
         assert!(!request.json_body_unescaped(), "{what}");
     }
     // The JSON-looking bodies: the quote goes in as it is where flagged, escaped elsewhere.
-    let context = [("ticket", "a\"b"), ("media_type", "application/json")];
-    for (what, request) in flagged.iter().chain(&not_flagged[..3]) {
+    let context = [
+        ("ticket", "a\"b"),
+        ("media_type", "application/json"),
+        ("charset", "utf-8"),
+    ];
+    for (what, request) in flagged.iter().chain(&escaped) {
         let body = render(request, &context).unwrap().body().to_vec();
         let raw = String::from_utf8(body).unwrap().contains("a\"b");
         assert_eq!(raw, request.json_body_unescaped(), "{what}");

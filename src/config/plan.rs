@@ -78,8 +78,8 @@ impl Plan {
     /// ([`RequestTemplate::json_body_unescaped`](crate::template::RequestTemplate::json_body_unescaped)):
     /// no error, since PROTOCOL.md §3 escapes a body by its `Content-Type` alone, but a value
     /// with a `"` in it can add fields to what the receiver reads. The engine warns of them
-    /// when it starts a deployment; adding `Content-Type: application/json` to the webhook's
-    /// headers has its values escaped.
+    /// when it starts a deployment; setting the webhook's `Content-Type` to `application/json`,
+    /// in place of any other, has its values escaped.
     pub fn webhooks_with_unescaped_json(&self) -> impl Iterator<Item = &Webhook> {
         self.webhooks
             .iter()

@@ -24,7 +24,9 @@
 //! webhooks:
 //!   - name: ticket
 //!     uriTemplate: https://tickets.example.com/hooks
-//!     headers: [{key: Authorization, value: "Bearer {{secrets.ticket_token}}"}]
+//!     headers:
+//!       - {key: Authorization, value: "Bearer {{secrets.ticket_token}}"}
+//!       - {key: Content-Type, value: application/json}
 //!     bodyTemplate: {inline: '{"callbackUri": "{{armory.callbackUri}}/callback"}'}
 //! "#).unwrap());
 //! // Any `HttpTransport` will do; production hosts register a `ReqwestTransport`.

@@ -431,7 +431,7 @@ impl Engine {
             tracing::warn!(
                 application = plan.application(),
                 webhook = ?webhook.name,
-                "the webhook's body looks like JSON but is sent without a JSON Content-Type, so its values go in unescaped; add the header `Content-Type: application/json`"
+                "the webhook's body looks like JSON but is sent without a JSON Content-Type, so its values go in unescaped; set its Content-Type to application/json, in place of any other"
             );
         }
         let source: Arc<str> = Arc::from(source);

@@ -22,6 +22,7 @@ use super::{ArmoryValues, ArmoryVar, Escape, RenderError, RenderValues, Template
 /// use hookgate::template::{RequestTemplate, Template};
 /// let request = RequestTemplate::new(Template::parse("https://ci.example.com/hooks").unwrap())
 ///     .with_header("Authorization", Template::parse("Bearer {{secrets.ci_token}}").unwrap())
+///     .with_header("Content-Type", Template::parse("application/json").unwrap())
 ///     .with_body(Template::parse(r#"{"callbackUri": "{{armory.callbackUri}}"}"#).unwrap());
 /// assert_eq!(request.method(), "POST");
 /// assert_eq!(request.secret_names().into_iter().collect::<Vec<_>>(), ["ci_token"]);
@@ -90,13 +91,17 @@ impl RequestTemplate {
     }
 
     /// Whether the body looks like JSON (the first character of its text other than whitespace
-    /// is `{` or `[`, before any placeholder) and inserts values, yet no `Content-Type` header can have them escaped: none is
-    /// set, or every one set is written without placeholders and names another media type than
-    /// JSON. [`render`](Self::render) escapes a body by its `Content-Type` alone (PROTOCOL.md
-    /// §3), so such a body takes each value as it is, and a value holding a `"` or a newline
-    /// can add fields to the document or break it. Not an error, since a receiver may read
-    /// text that merely starts with a brace; a host warns of it
+    /// is `{` or `[`, before any placeholder) and inserts values, yet no `Content-Type` header
+    /// can have them escaped: none is set, or every one set names another media type than JSON
+    /// in its own text (`text/plain`, `text/plain; charset={{context.charset}}`).
+    /// [`render`](Self::render) escapes a body by its `Content-Type` alone (PROTOCOL.md §3), so
+    /// such a body takes each value as it is, and a value holding a `"`, a `\` or a line break
+    /// can add fields to the document or break it. Not an error, since a receiver may read text
+    /// that merely starts with a brace; a host warns of it
     /// ([`Plan::webhooks_with_unescaped_json`](crate::config::Plan::webhooks_with_unescaped_json)).
+    ///
+    /// A `Content-Type` whose media type holds a placeholder may render as JSON, and counts as
+    /// escaping; one from `context.*` lets whoever starts a deployment choose.
     pub fn json_body_unescaped(&self) -> bool {
         let Some(body) = &self.body else {
             return false;
@@ -116,7 +121,7 @@ impl RequestTemplate {
             .iter()
             .filter(|(name, _)| name.eq_ignore_ascii_case(CONTENT_TYPE.as_str()))
             .all(|(_, value)| {
-                value.variables().next().is_none() && !is_json(value.source().as_bytes())
+                fixed_media_type(value).is_some_and(|media| !is_json(media.as_bytes()))
             })
     }
 
@@ -534,6 +539,28 @@ fn render_header(
         uses_secret(template) || header == AUTHORIZATION || header == PROXY_AUTHORIZATION,
     );
     Ok((header, value))
+}
+
+/// The media type a `Content-Type` template names in its own text, before any parameters
+/// (`text/plain` of `text/plain; charset={{context.charset}}`); `None` when a placeholder comes
+/// before the first `;`, which may render as any media type.
+fn fixed_media_type(content_type: &Template) -> Option<&str> {
+    for segment in content_type.segments() {
+        match segment {
+            Segment::Literal(text) => {
+                if let Some(end) = text.find(';') {
+                    return Some(&text[..end]);
+                }
+            }
+            Segment::Var(_) => return None,
+        }
+    }
+    // No `;` and no placeholder: the whole value, one literal (or none, for an empty value).
+    match content_type.segments() {
+        [] => Some(""),
+        [Segment::Literal(text)] => Some(text),
+        _ => None,
+    }
 }
 
 /// Whether a `Content-Type` value names a JSON media type: `application/json` or a `+json`
