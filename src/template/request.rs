@@ -545,21 +545,15 @@ fn render_header(
 /// (`text/plain` of `text/plain; charset={{context.charset}}`); `None` when a placeholder comes
 /// before the first `;`, which may render as any media type.
 fn fixed_media_type(content_type: &Template) -> Option<&str> {
-    for segment in content_type.segments() {
-        match segment {
-            Segment::Literal(text) => {
-                if let Some(end) = text.find(';') {
-                    return Some(&text[..end]);
-                }
-            }
-            Segment::Var(_) => return None,
-        }
-    }
-    // No `;` and no placeholder: the whole value, one literal (or none, for an empty value).
+    // Literals never follow one another: after a first one without `;`, a placeholder comes
+    // before any, and the media type is not fixed.
     match content_type.segments() {
         [] => Some(""),
-        [Segment::Literal(text)] => Some(text),
-        _ => None,
+        [Segment::Literal(text), rest @ ..] => match text.find(';') {
+            Some(end) => Some(&text[..end]),
+            None => rest.is_empty().then_some(text.as_str()),
+        },
+        [Segment::Var(_), ..] => None,
     }
 }
 

@@ -338,7 +338,6 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Takes one from `n` if it is not zero; whether it did.
 /// Panics, as a `Store` implementation's bug may, if `n` says to, using one up.
 fn panic_if_told(n: &AtomicUsize) {
     if take(n) {
@@ -346,6 +345,7 @@ fn panic_if_told(n: &AtomicUsize) {
     }
 }
 
+/// Takes one from `n` if it is not zero; whether it did.
 fn take(n: &AtomicUsize) -> bool {
     n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()
